@@ -1,0 +1,137 @@
+package protocol
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// frameLimit returns the effective limit for a configured one.
+func frameLimit(maxFrameBytes int) int {
+	if maxFrameBytes <= 0 {
+		return DefaultMaxFrameBytes
+	}
+	return maxFrameBytes
+}
+
+// readBufferSize is the size of a Reader's buffer: large enough that small
+// frames take one read system call.
+const readBufferSize = 64 << 10
+
+// Reader reads frames from a stream. It is not safe for concurrent use: a
+// stream has one reader.
+type Reader struct {
+	r   *bufio.Reader
+	max int
+	hdr [HeaderSize]byte
+}
+
+// NewReader returns a Reader of frames from r whose bodies are at most
+// maxFrameBytes long; zero means DefaultMaxFrameBytes.
+func NewReader(r io.Reader, maxFrameBytes int) *Reader {
+	return &Reader{r: bufio.NewReaderSize(r, readBufferSize), max: frameLimit(maxFrameBytes)}
+}
+
+// ReadFrame reads one frame and returns its body in a new slice the caller
+// owns. At a clean end of stream, between frames, it returns io.EOF. A
+// header over the limit fails with ErrFrameTooLarge before any of the body
+// is read or allocated.
+func (r *Reader) ReadFrame() ([]byte, error) {
+	if got, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: the stream ended after %d of %d header bytes", ErrTruncatedHeader, got, HeaderSize)
+		}
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(r.hdr[:])
+	if uint64(n) > uint64(r.max) {
+		return nil, tooLarge(r.hdr, n, r.max)
+	}
+	body := make([]byte, n)
+	if got, err := io.ReadFull(r.r, body); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: the stream ended after %d of %d body bytes", ErrTruncatedBody, got, n)
+		}
+		return nil, err
+	}
+	return body, nil
+}
+
+// tooLarge words ErrFrameTooLarge, recognising the commonest cause: a peer
+// that writes JSON with no length header, whose first bytes then read as an
+// enormous length.
+func tooLarge(hdr [HeaderSize]byte, n uint32, limit int) error {
+	if hdr[0] == '{' || hdr[0] == '[' {
+		return fmt.Errorf("%w: header announces %d bytes (limit %d); its bytes %q look like JSON, so the peer seems to send JSON without the 4-byte length header", ErrFrameTooLarge, n, limit, hdr[:])
+	}
+	return fmt.Errorf("%w: header announces %d bytes, over the limit of %d", ErrFrameTooLarge, n, limit)
+}
+
+// ReadRequest reads and decodes one request frame (see DecodeRequest).
+func (r *Reader) ReadRequest() (Request, error) {
+	body, err := r.ReadFrame()
+	if err != nil {
+		return Request{}, err
+	}
+	return DecodeRequest(body)
+}
+
+// ReadResponse reads and decodes one response frame (see DecodeResponse).
+func (r *Reader) ReadResponse() (Response, error) {
+	body, err := r.ReadFrame()
+	if err != nil {
+		return Response{}, err
+	}
+	return DecodeResponse(body)
+}
+
+// Writer writes frames to a stream. It is safe for concurrent use: each
+// frame is encoded outside the lock and written whole, in one Write call,
+// under it, so frames never interleave.
+type Writer struct {
+	mu  sync.Mutex
+	w   io.Writer
+	max int
+}
+
+// NewWriter returns a Writer of frames to w whose bodies are at most
+// maxFrameBytes long; zero means DefaultMaxFrameBytes.
+func NewWriter(w io.Writer, maxFrameBytes int) *Writer {
+	return &Writer{w: w, max: frameLimit(maxFrameBytes)}
+}
+
+// bufPool holds encoding buffers; buffers that grew past maxPooledBuffer are
+// dropped rather than kept alive.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+const maxPooledBuffer = 64 << 10
+
+// WriteRequest encodes r and writes it as one frame. Nothing is written
+// when r is invalid or over the limit.
+func (w *Writer) WriteRequest(r *Request) error {
+	return w.write(func(dst []byte) ([]byte, error) { return AppendRequest(dst, r, w.max) })
+}
+
+// WriteResponse encodes r and writes it as one frame. Nothing is written
+// when r is invalid or over the limit.
+func (w *Writer) WriteResponse(r *Response) error {
+	return w.write(func(dst []byte) ([]byte, error) { return AppendResponse(dst, r, w.max) })
+}
+
+func (w *Writer) write(encode func([]byte) ([]byte, error)) error {
+	bp := bufPool.Get().(*[]byte)
+	frame, err := encode((*bp)[:0])
+	if err == nil {
+		w.mu.Lock()
+		_, err = w.w.Write(frame)
+		w.mu.Unlock()
+	}
+	if cap(frame) <= maxPooledBuffer {
+		*bp = frame[:0]
+		bufPool.Put(bp)
+	}
+	return err
+}

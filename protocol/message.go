@@ -1,0 +1,499 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Request is a frame from host to worker.
+type Request struct {
+	// ID correlates the request with its response. It is unique among the
+	// requests in flight on one stream and at most MaxID; InitID (0) is
+	// reserved for the init ping.
+	ID uint64
+
+	// Kind is reserved for later message kinds; empty means a request.
+	Kind string
+
+	// Command names the command. It must not be empty.
+	Command string
+
+	// Args is the command's JSON object of arguments, sent as it is. Nil
+	// is sent as {}.
+	Args json.RawMessage
+
+	// Session is the session the request belongs to; empty means none and
+	// is not sent.
+	Session string
+
+	// DeadlineMS is the time the worker has for the request, in
+	// milliseconds counted from when it reads the frame. Zero means no
+	// deadline and is not sent.
+	DeadlineMS int64
+}
+
+// Response is a frame from worker to host: the final answer to the request
+// with the same ID.
+type Response struct {
+	// ID is the id of the request answered.
+	ID uint64
+
+	// Kind is reserved for later message kinds; empty means a final
+	// response.
+	Kind string
+
+	// Success reports whether the command succeeded. When true, Result
+	// holds its value and Error is nil; when false, Error says why.
+	Success bool
+
+	// Result is the command's raw JSON result. Nil is sent, and decodes,
+	// as null.
+	Result json.RawMessage
+
+	// Error describes the failure when Success is false.
+	Error *ErrorBody
+}
+
+// ErrorBody is the error object of a failed response.
+type ErrorBody struct {
+	// Code is one of the error code names shared with package adapter,
+	// such as "not_found". A legacy string error decodes as "unknown".
+	Code string
+
+	// Message is the human-readable description.
+	Message string
+
+	// Type is the worker-side exception type; empty when not given.
+	Type string
+
+	// Traceback is the worker-side traceback; empty when not given.
+	Traceback string
+}
+
+// EncodeRequest returns r as a whole frame, header included. It fails,
+// without output, when r is invalid or larger than maxFrameBytes (zero means
+// DefaultMaxFrameBytes).
+func EncodeRequest(r *Request, maxFrameBytes int) ([]byte, error) {
+	return AppendRequest(nil, r, maxFrameBytes)
+}
+
+// EncodeResponse returns r as a whole frame, header included, under the
+// same rules as EncodeRequest.
+func EncodeResponse(r *Response, maxFrameBytes int) ([]byte, error) {
+	return AppendResponse(nil, r, maxFrameBytes)
+}
+
+// AppendRequest appends r as a whole frame to dst. On error dst is returned
+// unchanged.
+func AppendRequest(dst []byte, r *Request, maxFrameBytes int) ([]byte, error) {
+	if r.Command == "" {
+		return dst, fmt.Errorf("%w: request %d has no command", ErrInvalidField, r.ID)
+	}
+	if r.DeadlineMS < 0 {
+		return dst, fmt.Errorf("%w: request %d has a negative deadline_ms", ErrInvalidField, r.ID)
+	}
+	args, err := objectOrEmpty(r.Args, "args")
+	if err != nil {
+		return dst, err
+	}
+	start, b, err := beginFrame(dst, r.ID, r.Kind)
+	if err != nil {
+		return dst, err
+	}
+	b = append(b, `,"command":`...)
+	b = appendString(b, r.Command)
+	b = append(b, `,"args":`...)
+	b = append(b, args...)
+	if r.Session != "" {
+		b = append(b, `,"session":`...)
+		b = appendString(b, r.Session)
+	}
+	if r.DeadlineMS > 0 {
+		b = append(b, `,"deadline_ms":`...)
+		b = strconv.AppendInt(b, r.DeadlineMS, 10)
+	}
+	return endFrame(dst, b, start, maxFrameBytes)
+}
+
+// AppendResponse appends r as a whole frame to dst. On error dst is returned
+// unchanged.
+func AppendResponse(dst []byte, r *Response, maxFrameBytes int) ([]byte, error) {
+	if !r.Success && r.Error == nil {
+		return dst, fmt.Errorf("%w: failed response %d has no error", ErrInvalidField, r.ID)
+	}
+	result := []byte("null")
+	if r.Success && len(r.Result) > 0 {
+		if !json.Valid(r.Result) {
+			return dst, fmt.Errorf("%w: result of response %d is not valid JSON", ErrInvalidField, r.ID)
+		}
+		result = r.Result
+	}
+	start, b, err := beginFrame(dst, r.ID, r.Kind)
+	if err != nil {
+		return dst, err
+	}
+	if r.Success {
+		b = append(b, `,"success":true,"result":`...)
+		b = append(b, result...)
+	} else {
+		e := r.Error
+		b = append(b, `,"success":false,"error":{"code":`...)
+		b = appendString(b, e.Code)
+		b = append(b, `,"message":`...)
+		b = appendString(b, e.Message)
+		if e.Type != "" {
+			b = append(b, `,"type":`...)
+			b = appendString(b, e.Type)
+		}
+		if e.Traceback != "" {
+			b = append(b, `,"traceback":`...)
+			b = appendString(b, e.Traceback)
+		}
+		b = append(b, '}')
+	}
+	return endFrame(dst, b, start, maxFrameBytes)
+}
+
+// beginFrame reserves the header and opens the object with its id (and
+// kind). start is the offset of the header in the returned slice.
+func beginFrame(dst []byte, id uint64, kind string) (start int, b []byte, err error) {
+	if id > MaxID {
+		return 0, dst, fmt.Errorf("%w: %d is over %d", ErrInvalidID, id, uint64(MaxID))
+	}
+	start = len(dst)
+	b = append(dst, 0, 0, 0, 0)
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, id, 10)
+	if kind != "" {
+		b = append(b, `,"kind":`...)
+		b = appendString(b, kind)
+	}
+	return start, b, nil
+}
+
+// endFrame closes the object and fills in the header, or fails when the
+// body is over the limit.
+func endFrame(dst, b []byte, start, maxFrameBytes int) ([]byte, error) {
+	b = append(b, '}')
+	n := len(b) - start - HeaderSize
+	if limit := frameLimit(maxFrameBytes); n > limit {
+		return dst, fmt.Errorf("%w: body of %d bytes is over the limit of %d", ErrFrameTooLarge, n, limit)
+	}
+	binary.BigEndian.PutUint32(b[start:], uint32(n))
+	return b, nil
+}
+
+// objectOrEmpty checks that raw is one JSON object and returns it, or {} for
+// nil.
+func objectOrEmpty(raw json.RawMessage, field string) ([]byte, error) {
+	if len(raw) == 0 {
+		return []byte("{}"), nil
+	}
+	if firstByte(raw) != '{' || !json.Valid(raw) {
+		return nil, fmt.Errorf("%w: %s must be a JSON object", ErrInvalidField, field)
+	}
+	return raw, nil
+}
+
+func firstByte(b []byte) byte {
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		return c
+	}
+	return 0
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string the way Python's json.dumps with
+// ensure_ascii=False writes it, so both sides produce the same bytes:
+// quote, backslash and control characters escaped, everything else as
+// UTF-8. Invalid UTF-8 is replaced by U+FFFD.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, s[start:i]...)
+				b = append(b, `\ufffd`...)
+				i++
+				start = i
+				continue
+			}
+			i += size
+			continue
+		}
+		if c >= 0x20 && c != '"' && c != '\\' {
+			i++
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i++
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// wireMessage is the decoding form of every frame. Fields other than the
+// id stay raw until the id is known, so that a message with a bad field
+// can still be answered. The raw values are sub-slices of the body.
+type wireMessage struct {
+	ID, Kind, Command, Args, Session, DeadlineMS, Success, Result, Error json.RawMessage
+}
+
+// field returns where the value of a top-level key goes, or nil for a key
+// this version ignores. Keys match exactly, as in every other JSON
+// implementation (encoding/json alone would match them case-insensitively).
+func (w *wireMessage) field(key []byte) *json.RawMessage {
+	switch string(key) {
+	case "id":
+		return &w.ID
+	case "kind":
+		return &w.Kind
+	case "command":
+		return &w.Command
+	case "args":
+		return &w.Args
+	case "session":
+		return &w.Session
+	case "deadline_ms":
+		return &w.DeadlineMS
+	case "success":
+		return &w.Success
+	case "result":
+		return &w.Result
+	case "error":
+		return &w.Error
+	}
+	return nil
+}
+
+// decodeWire checks a frame body up to its id: UTF-8, one JSON value, an
+// object, an id from 0 to MaxID.
+func decodeWire(body []byte) (wireMessage, uint64, error) {
+	var w wireMessage
+	if !utf8.Valid(body) {
+		return w, 0, ErrInvalidUTF8
+	}
+	if !json.Valid(body) {
+		return w, 0, ErrInvalidJSON
+	}
+	if firstByte(body) != '{' {
+		return w, 0, ErrNotObject
+	}
+	scanObject(body, func(key, value []byte) {
+		if dst := w.field(key); dst != nil {
+			*dst = value // a repeated key: the last one wins
+		}
+	})
+	if w.ID == nil {
+		return w, 0, ErrMissingID
+	}
+	id, err := strconv.ParseUint(string(w.ID), 10, 64)
+	if err != nil || id > MaxID {
+		return w, 0, fmt.Errorf("%w: got %.40s", ErrInvalidID, w.ID)
+	}
+	if len(w.Kind) > 0 {
+		var kind string
+		if json.Unmarshal(w.Kind, &kind) != nil {
+			return w, id, fieldError(id, "kind", "a string")
+		}
+		return w, id, fmt.Errorf("%w: %q in message %d", ErrUnsupportedKind, kind, id)
+	}
+	return w, id, nil
+}
+
+// scanObject calls fn with each top-level key (unescaped) and raw value of
+// obj, which must be a valid JSON object.
+func scanObject(obj []byte, fn func(key, value []byte)) {
+	i := skipSpace(obj, 0) + 1 // past '{'
+	for {
+		i = skipSpace(obj, i)
+		if obj[i] == '}' {
+			return
+		}
+		end := skipString(obj, i)
+		key := obj[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			var k string
+			_ = json.Unmarshal(obj[i:end], &k) // valid: checked by json.Valid
+			key = []byte(k)
+		}
+		i = skipSpace(obj, end) + 1 // past ':'
+		i = skipSpace(obj, i)
+		start := i
+		i = skipValue(obj, i)
+		fn(key, obj[start:i])
+		i = skipSpace(obj, i)
+		if obj[i] == ',' {
+			i++
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the string that starts at i.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue returns the index just past the value that starts at i.
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	}
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
+}
+
+func fieldError(id uint64, field, want string) error {
+	return fmt.Errorf("%w: %s of message %d must be %s", ErrInvalidField, field, id, want)
+}
+
+// DecodeRequest decodes a frame body (without its header) into a Request.
+// When the id is valid but another field is not (ErrInvalidField,
+// ErrUnsupportedKind), the returned Request still carries the ID so that
+// the error can be answered.
+func DecodeRequest(body []byte) (Request, error) {
+	w, id, err := decodeWire(body)
+	r := Request{ID: id}
+	if err != nil {
+		return r, err
+	}
+	if json.Unmarshal(w.Command, &r.Command) != nil || r.Command == "" {
+		return r, fieldError(id, "command", "a non-empty string")
+	}
+	if w.Args != nil {
+		if firstByte(w.Args) != '{' {
+			return r, fieldError(id, "args", "an object")
+		}
+		r.Args = w.Args
+	}
+	if w.Session != nil && json.Unmarshal(w.Session, &r.Session) != nil {
+		return r, fieldError(id, "session", "a string")
+	}
+	if w.DeadlineMS != nil {
+		if json.Unmarshal(w.DeadlineMS, &r.DeadlineMS) != nil || r.DeadlineMS < 0 {
+			return r, fieldError(id, "deadline_ms", "a non-negative integer")
+		}
+	}
+	return r, nil
+}
+
+// DecodeResponse decodes a frame body (without its header) into a
+// Response. A plain-string "error", as older workers send it, decodes with
+// code "unknown". As with DecodeRequest, a field error still returns the ID.
+func DecodeResponse(body []byte) (Response, error) {
+	w, id, err := decodeWire(body)
+	r := Response{ID: id}
+	if err != nil {
+		return r, err
+	}
+	if json.Unmarshal(w.Success, &r.Success) != nil {
+		return r, fieldError(id, "success", "true or false")
+	}
+	if r.Success {
+		r.Result = w.Result
+		if r.Result == nil {
+			r.Result = json.RawMessage("null")
+		}
+		return r, nil
+	}
+	r.Error, err = decodeError(w.Error)
+	if err != nil {
+		return r, fieldError(id, "error", "an object {code, message} or a string")
+	}
+	return r, nil
+}
+
+func decodeError(raw json.RawMessage) (*ErrorBody, error) {
+	switch firstByte(raw) {
+	case 0, 'n':
+		return &ErrorBody{Code: "unknown", Message: "the worker reported a failure without an error"}, nil
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, err
+		}
+		return &ErrorBody{Code: "unknown", Message: s}, nil
+	}
+	var e struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		Type      string `json:"type"`
+		Traceback string `json:"traceback"`
+	}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return nil, err
+	}
+	if e.Code == "" {
+		e.Code = "unknown"
+	}
+	return &ErrorBody{Code: e.Code, Message: e.Message, Type: e.Type, Traceback: e.Traceback}, nil
+}
