@@ -121,6 +121,13 @@ func (w *Writer) WriteResponse(r *Response) error {
 	return w.write(func(dst []byte) ([]byte, error) { return AppendResponse(dst, r, w.max) })
 }
 
+// WriteFrame writes body, which the caller has encoded, as one frame. It
+// does not check the body's content: it is for messages this package does
+// not model and for tests that send malformed frames on purpose.
+func (w *Writer) WriteFrame(body []byte) error {
+	return w.write(func(dst []byte) ([]byte, error) { return AppendFrame(dst, body, w.max) })
+}
+
 func (w *Writer) write(encode func([]byte) ([]byte, error)) error {
 	bp := bufPool.Get().(*[]byte)
 	frame, err := encode((*bp)[:0])

@@ -158,6 +158,17 @@ func AppendResponse(dst []byte, r *Response, maxFrameBytes int) ([]byte, error) 
 	return endFrame(dst, b, start, maxFrameBytes)
 }
 
+// AppendFrame appends body as a whole frame to dst, header first. It fails
+// only when body is over the limit (zero means DefaultMaxFrameBytes); it
+// does not check the body's content.
+func AppendFrame(dst, body []byte, maxFrameBytes int) ([]byte, error) {
+	if limit := frameLimit(maxFrameBytes); len(body) > limit {
+		return dst, fmt.Errorf("%w: body of %d bytes is over the limit of %d", ErrFrameTooLarge, len(body), limit)
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(body)))
+	return append(dst, body...), nil
+}
+
 // beginFrame reserves the header and opens the object with its id (and
 // kind). start is the offset of the header in the returned slice.
 func beginFrame(dst []byte, id uint64, kind string) (start int, b []byte, err error) {

@@ -1,0 +1,143 @@
+// Package testutil holds helpers shared by dspgo's tests: locating the
+// Python worker and interpreter, and proving that no child process outlives
+// a test.
+package testutil
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// PythonEnv is the environment variable that names the interpreter tests
+// use; empty means "python3" from PATH. The Makefile sets it from PYTHON.
+const PythonEnv = "DSPGO_TEST_PYTHON"
+
+// RepoRoot returns the absolute path of the repository's root.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// PythonDir returns the directory that holds the dspgo_worker package; it
+// goes on PYTHONPATH.
+func PythonDir() string { return filepath.Join(RepoRoot(), "python") }
+
+var python struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// Python returns the real path of the test interpreter, resolved once per
+// test binary (a pyenv shim costs tens of milliseconds per start), or fails
+// the test when there is none.
+func Python(t testing.TB) string {
+	t.Helper()
+	python.once.Do(func() {
+		name := os.Getenv(PythonEnv)
+		if name == "" {
+			name = "python3"
+		}
+		out, err := exec.Command(name, "-c", "import sys; print(sys.executable)").Output()
+		if err != nil {
+			python.err = fmt.Errorf("the tests need Python 3.9 or newer as %q (set %s to choose another): %w", name, PythonEnv, err)
+			return
+		}
+		python.path = strings.TrimSpace(string(out))
+	})
+	if python.err != nil {
+		t.Fatal(python.err)
+	}
+	return python.path
+}
+
+// WorkerCommand returns a command that runs the Python worker from this
+// checkout with the given arguments, in a minimal environment.
+func WorkerCommand(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(Python(t), append([]string{"-m", "dspgo_worker"}, args...)...)
+	cmd.Env = []string{"PYTHONPATH=" + PythonDir(), "PYTHONDONTWRITEBYTECODE=1", "PATH=" + os.Getenv("PATH")}
+	return cmd
+}
+
+// VerifyNoChildren registers a cleanup that fails the test if any child
+// process of this test binary is still alive (or unreaped) once the test
+// and its other cleanups are done. It waits up to 5 s for children that are
+// exiting. Call it first, so that its check runs last.
+func VerifyNoChildren(t testing.TB) {
+	t.Helper()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			kids := Children()
+			if len(kids) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("child processes survived the test: %v", kids)
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // polling /proc with a deadline, not synchronisation
+		}
+	})
+}
+
+// Children lists the pids and command names of this process's children,
+// read from /proc.
+func Children() []string {
+	self := os.Getpid()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var kids []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, comm, ok := parentOf(pid); ok && ppid == self {
+			kids = append(kids, fmt.Sprintf("%d (%s)", pid, comm))
+		}
+	}
+	return kids
+}
+
+// parentOf reads a process's parent pid and command name from
+// /proc/<pid>/stat.
+func parentOf(pid int) (ppid int, comm string, ok bool) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, "", false
+	}
+	open, closing := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
+	if open < 0 || closing < open {
+		return 0, "", false
+	}
+	fields := strings.Fields(string(data[closing+1:]))
+	if len(fields) < 2 {
+		return 0, "", false
+	}
+	ppid, err = strconv.Atoi(fields[1])
+	return ppid, string(data[open+1 : closing]), err == nil
+}
+
+// Alive reports whether a process with the pid exists and is not a zombie.
+func Alive(pid int) bool {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	closing := bytes.LastIndexByte(data, ')')
+	fields := strings.Fields(string(data[closing+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
