@@ -1,0 +1,57 @@
+"""dspgo_worker: the Python worker process of dspgo (standard library only).
+
+Run it as ``python3 -m dspgo_worker [options]`` with this directory's parent on
+``PYTHONPATH``. The host writes requests to the worker's stdin and reads responses from
+its stdout, both as length-prefixed JSON frames (:mod:`dspgo_worker.protocol`); logs are
+JSON lines on stderr (:mod:`dspgo_worker.log`). Anything else written to stdout (``print``,
+C extensions) is redirected to stderr, and stdin is replaced by ``/dev/null``, so the
+frame stream cannot be corrupted.
+
+Options: ``--worker-id``, ``--max-concurrency`` (default 4), ``--max-frame-bytes``
+(default 16777216), ``--handlers MODULE`` (repeatable), ``--diagnostics`` (test commands),
+``--stop-grace SECONDS`` (default 0.5), ``--log-level`` (debug, info, warning, error).
+
+Exit statuses:
+
+* 0: normal end, after a ``shutdown`` request or end of stdin;
+* 1: unexpected runtime error (stdin could not be read);
+* 2: usage error (bad command line);
+* 3: protocol violation by the host: a frame larger than ``--max-frame-bytes`` (which is
+  also what JSON written without the length header looks like), or the stream ending
+  inside a frame (truncated header or body);
+* 4: a ``--handlers`` module failed to import;
+* other: the status of a deliberate ``crash`` diagnostics command; 130 on SIGINT.
+
+Writing commands::
+
+    from dspgo_worker import command, Arg, WorkerError
+
+    @command("get_program", args={"program_id": Arg("str", required=True)})
+    def get_program(args, ctx):
+        ctx.check()  # raises if cancelled or past the deadline
+        raise WorkerError("not_found", f"program {args['program_id']!r} not found")
+"""
+
+from .context import Context
+from .errors import ERROR_CODES, Cancelled, DeadlineExceeded, WorkerError
+from .registry import Arg, Command, Registry, command, default_registry
+from .version import PROTOCOL_VERSION, __version__
+
+# Register the built-in and diagnostics commands on the default registry.
+from . import builtins as _builtins  # noqa: E402,F401  isort:skip
+from . import diagnostics as _diagnostics  # noqa: E402,F401  isort:skip
+
+__all__ = [
+    "Arg",
+    "Cancelled",
+    "Command",
+    "Context",
+    "DeadlineExceeded",
+    "ERROR_CODES",
+    "PROTOCOL_VERSION",
+    "Registry",
+    "WorkerError",
+    "__version__",
+    "command",
+    "default_registry",
+]

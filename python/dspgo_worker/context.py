@@ -1,0 +1,97 @@
+"""The per-request :class:`Context` handed to every handler."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from .errors import Cancelled, DeadlineExceeded
+
+
+class _RequestLogger(logging.LoggerAdapter):
+    """Adds ``request_id`` and ``command`` to each record, keeping the caller's ``extra``."""
+
+    def process(self, msg, kwargs):
+        kwargs["extra"] = {**self.extra, **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
+class Context:
+    """What a handler knows about its request, and how it learns it should stop.
+
+    Attributes: ``id``, ``command``, ``session`` (str or None), ``deadline`` (a
+    ``time.monotonic()`` value or None), ``cancelled`` (a ``threading.Event`` set by
+    ``cancel`` or by worker shutdown), ``logger`` (records carry ``request_id`` and
+    ``command``) and ``worker`` (the running worker; built-in commands use it).
+
+    Cancellation is cooperative: a long handler calls :meth:`check`, :meth:`wait` or
+    :meth:`sleep` now and then; whatever it returns after being cancelled is still sent.
+    """
+
+    def __init__(
+        self,
+        id: int,
+        command: str,
+        session: str | None = None,
+        deadline: float | None = None,
+        worker: Any = None,
+    ):
+        self.id = id
+        self.command = command
+        self.session = session
+        self.deadline = deadline
+        self.worker = worker
+        self.cancelled = threading.Event()
+        self.cancel_reason = "request canceled"
+        self.logger = _RequestLogger(logging.getLogger("dspgo_worker.handler"), {"request_id": id, "command": command})
+
+    def cancel(self, reason: str = "request canceled") -> None:
+        """Ask the handler to stop (sets :attr:`cancelled`); the first reason is kept."""
+        if not self.cancelled.is_set():
+            self.cancel_reason = reason
+            self.cancelled.set()
+
+    def is_cancelled(self) -> bool:
+        """True once the request has been cancelled."""
+        return self.cancelled.is_set()
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (never negative), or None without a deadline."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def expired(self) -> bool:
+        """True when the request has a deadline and it has passed."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` or :class:`DeadlineExceeded` if the handler should stop."""
+        if self.cancelled.is_set():
+            raise Cancelled(self.cancel_reason)
+        if self.expired():
+            raise DeadlineExceeded(f"request {self.id} ({self.command}) ran past its deadline")
+
+    def wait(self, seconds: float | None = None) -> bool:
+        """Block up to ``seconds`` (None: forever), but not past the deadline.
+
+        Returns True as soon as the request is cancelled, False on timeout or deadline.
+        """
+        remaining = self.remaining()
+        if remaining is not None:
+            seconds = remaining if seconds is None else min(seconds, remaining)
+        if seconds is not None:
+            seconds = min(seconds, threading.TIMEOUT_MAX)
+        return self.cancelled.wait(seconds)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``; raise :class:`Cancelled`/:class:`DeadlineExceeded` if cut short."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.check()
+            self.wait(left)

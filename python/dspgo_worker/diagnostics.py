@@ -1,0 +1,133 @@
+"""Test-only commands, registered only when the worker runs with ``--diagnostics``.
+
+They let host-side tests provoke every failure mode: slow and hung handlers, stray
+writes to stdout, crashes, stderr floods, a corrupted protocol stream and grandchildren.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+
+from .errors import WorkerError
+from .log import flush_logs
+from .protocol import write_all
+from .registry import Arg, command
+
+log = logging.getLogger("dspgo_worker.diagnostics")
+
+
+@command("echo", args={"value": Arg("any", required=True)}, description="Return value unchanged.", diagnostics=True)
+def echo(args, ctx):
+    return args["value"]
+
+
+@command(
+    "sleep",
+    args={"seconds": Arg("float", required=True)},
+    description="Sleep, cancellably; result {slept}.",
+    diagnostics=True,
+)
+def sleep(args, ctx):
+    seconds = args["seconds"]
+    if seconds < 0:
+        raise WorkerError("invalid_argument", "command 'sleep': argument 'seconds' must not be negative")
+    ctx.sleep(seconds)
+    return {"slept": seconds}
+
+
+@command(
+    "print_stdout",
+    args={"text": Arg("str", required=True)},
+    description="print() the text and write it to fd 1 like C code would; result {printed}.",
+    diagnostics=True,
+)
+def print_stdout(args, ctx):
+    text = args["text"]
+    print(text, flush=True)
+    write_all(1, text.encode("utf-8", "replace"))
+    return {"printed": len(text)}
+
+
+@command(
+    "crash",
+    args={"status": Arg("int", default=1)},
+    description="Exit the process at once with the given status.",
+    diagnostics=True,
+)
+def crash(args, ctx):
+    status = args["status"]
+    if not 0 <= status <= 255:
+        raise WorkerError("invalid_argument", "command 'crash': argument 'status' must be in [0, 255]")
+    log.warning("crashing on request", extra={"status": status})
+    flush_logs()
+    os._exit(status)
+
+
+@command("hang", args={}, description="Block until cancelled, deadline or shutdown.", diagnostics=True)
+def hang(args, ctx):
+    ctx.logger.info("hang started")
+    while True:
+        ctx.wait()
+        ctx.check()
+
+
+@command(
+    "stderr_flood",
+    args={"lines": Arg("int", required=True), "line_bytes": Arg("int", default=100)},
+    description="Write lines of line_bytes bytes (newline included) to stderr; result {written}.",
+    diagnostics=True,
+)
+def stderr_flood(args, ctx):
+    lines, line_bytes = args["lines"], args["line_bytes"]
+    if lines < 0 or line_bytes < 1:
+        raise WorkerError("invalid_argument", "command 'stderr_flood': need lines >= 0 and line_bytes >= 1")
+    line = b"x" * (line_bytes - 1) + b"\n"
+    per_chunk = max(1, 65536 // line_bytes)
+    sys.stderr.flush()
+    left = lines
+    while left:
+        ctx.check()
+        n = min(left, per_chunk)
+        write_all(2, line * n)
+        left -= n
+    return {"written": lines * line_bytes}
+
+
+@command(
+    "garbage",
+    args={"hex": Arg("str", required=True)},
+    description="Write raw bytes onto the protocol output (corrupts the stream on purpose).",
+    diagnostics=True,
+)
+def garbage(args, ctx):
+    try:
+        data = bytes.fromhex(args["hex"])
+    except ValueError as exc:
+        raise WorkerError("invalid_argument", f"command 'garbage': argument 'hex' is not hex: {exc}") from None
+    ctx.worker.write_raw(data)
+    return None
+
+
+@command(
+    "spawn_child",
+    args={"seconds": Arg("float", required=True)},
+    description="Start a grandchild process sleeping that long; result {pid}.",
+    diagnostics=True,
+)
+def spawn_child(args, ctx):
+    if args["seconds"] < 0:
+        raise WorkerError("invalid_argument", "command 'spawn_child': argument 'seconds' must not be negative")
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1]))", repr(args["seconds"])],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+    )
+    # Reap it when it ends so it never lingers as a zombie; the thread just blocks in wait().
+    threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
+    return {"pid": child.pid}

@@ -1,0 +1,55 @@
+"""Error codes and the exceptions handlers raise to report them.
+
+The codes are the wire strings of ``error.code`` in a failed response; the Go side
+(``adapter.Code``) uses the same set.
+"""
+
+from __future__ import annotations
+
+#: Every error code a response may carry.
+ERROR_CODES = frozenset(
+    {
+        "unknown",
+        "invalid_argument",
+        "not_found",
+        "already_exists",
+        "unimplemented",
+        "unavailable",
+        "deadline_exceeded",
+        "canceled",
+        "resource_exhausted",
+        "failed_precondition",
+        "internal",
+    }
+)
+
+
+class WorkerError(Exception):
+    """An error with a specific wire code.
+
+    Raise it from a handler to answer ``success: false`` with ``code`` instead of the
+    ``internal`` code any other exception gets::
+
+        raise WorkerError("not_found", f"program {pid!r} not found")
+    """
+
+    def __init__(self, code: str, message: str):
+        if code not in ERROR_CODES:
+            raise ValueError(f"unknown error code {code!r}; known codes: {', '.join(sorted(ERROR_CODES))}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Cancelled(WorkerError):
+    """The request was canceled (``cancel`` command or worker shutdown). Code ``canceled``."""
+
+    def __init__(self, message: str = "request canceled"):
+        super().__init__("canceled", message)
+
+
+class DeadlineExceeded(WorkerError):
+    """The request's ``deadline_ms`` budget ran out. Code ``deadline_exceeded``."""
+
+    def __init__(self, message: str = "deadline exceeded"):
+        super().__init__("deadline_exceeded", message)

@@ -1,0 +1,112 @@
+"""JSON logging on stderr: one object per line.
+
+Every record, including those of user handler modules, uncaught exceptions and Python
+warnings, becomes ``{"time", "level", "msg", "worker_id", "logger", ...extra}`` where
+``time`` is RFC 3339 UTC with milliseconds and ``level`` is debug, info, warning or error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from typing import TextIO
+
+#: Accepted ``--log-level`` values.
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+# Attributes every LogRecord has; anything else on a record came from ``extra``.
+_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+def _level_name(levelno: int) -> str:
+    """Map a logging level to one of debug, info, warning, error (critical is error)."""
+    if levelno >= logging.ERROR:
+        return "error"
+    if levelno >= logging.WARNING:
+        return "warning"
+    if levelno >= logging.INFO:
+        return "info"
+    return "debug"
+
+
+def format_time(created: float) -> str:
+    """RFC 3339 UTC time with milliseconds, e.g. ``2024-05-01T12:00:00.123Z``."""
+    seconds = int(created)
+    millis = int((created - seconds) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+class JSONFormatter(logging.Formatter):
+    """Formats a record as one JSON line; ``extra`` keys are added after the fixed ones."""
+
+    def __init__(self, worker_id: str):
+        super().__init__()
+        self.worker_id = worker_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": format_time(record.created),
+            "level": _level_name(record.levelno),
+            "msg": record.getMessage(),
+            "worker_id": self.worker_id,
+            "logger": record.name,
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS and not key.startswith("_"):
+                entry.setdefault(key, value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup_logging(worker_id: str, level: str = "info", stream: TextIO | None = None) -> None:
+    """Send all logging (root logger) as JSON lines to ``stream`` (default ``sys.stderr``).
+
+    Also routes ``warnings`` and uncaught exceptions (main and other threads) through it.
+    """
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JSONFormatter(worker_id))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(LEVELS[level])
+    logging.captureWarnings(True)
+
+    log = logging.getLogger("dspgo_worker")
+
+    def excepthook(exc_type, exc, tb):
+        log.error("uncaught exception: %s", exc, exc_info=(exc_type, exc, tb))
+
+    def thread_excepthook(args: threading.ExceptHookArgs):
+        if args.exc_type is SystemExit:
+            return
+        thread = args.thread.name if args.thread is not None else "?"
+        log.error(
+            "uncaught exception in thread %s: %s",
+            thread,
+            args.exc_value,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+
+
+def flush_logs() -> None:
+    """Flush every handler of the root logger and the standard streams."""
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:
+            pass
+    for stream in (sys.stderr, sys.stdout):
+        try:
+            stream.flush()
+        except Exception:
+            pass

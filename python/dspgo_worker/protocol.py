@@ -1,0 +1,340 @@
+"""The wire format: length-prefixed JSON frames, shared with the Go codec (``protocol/``).
+
+A frame is a 4-byte big-endian unsigned length ``N`` followed by ``N`` bytes holding one
+UTF-8 JSON object. Every message carries an integer ``id`` in ``[0, 2**53)``.
+
+Decoding failures raise :class:`FrameError` whose ``kind`` is one of :data:`ERROR_KINDS`
+(the same names the Go codec uses, see ``protocol/testdata/vectors.json``):
+
+* ``truncated_header`` / ``truncated_body``: the stream ended inside a frame;
+* ``frame_too_large``: the header announces more than the limit (the body is never read);
+* ``invalid_utf8``, ``invalid_json`` (also empty body, ``NaN``/``Infinity``, trailing data),
+  ``not_object``, ``missing_id``, ``invalid_id``: the body cannot be read as a message.
+
+The first three leave the stream unusable; the others only lose one frame.
+
+Requests (host to worker) are ``{"id", "command", "args"?, "session"?, "deadline_ms"?}``;
+responses are ``{"id", "success": true, "result"}`` or
+``{"id", "success": false, "error": {"code", "message", "type"?, "traceback"?}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import struct
+import threading
+from typing import Any, BinaryIO, NamedTuple
+
+from .errors import WorkerError
+
+#: Default and largest accepted body size in bytes (16 MiB), see ``--max-frame-bytes``.
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+#: Ids are below this bound so that every JSON implementation reads them exactly.
+ID_LIMIT = 2**53
+
+#: Kinds of :class:`FrameError`.
+ERROR_KINDS = (
+    "truncated_header",
+    "truncated_body",
+    "frame_too_large",
+    "invalid_utf8",
+    "invalid_json",
+    "not_object",
+    "missing_id",
+    "invalid_id",
+)
+
+#: Kinds after which the byte stream cannot be resynchronised.
+FATAL_KINDS = frozenset({"truncated_header", "truncated_body", "frame_too_large"})
+
+HEADER = struct.Struct(">I")
+
+#: Largest body size a 4-byte header can announce.
+HEADER_LIMIT = 2**32 - 1
+
+_log = logging.getLogger("dspgo_worker.protocol")
+
+
+class FrameError(Exception):
+    """A frame that cannot be read or decoded; ``kind`` is one of :data:`ERROR_KINDS`."""
+
+    def __init__(self, kind: str, message: str):
+        if kind not in ERROR_KINDS:
+            raise ValueError(f"unknown frame error kind {kind!r}")
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+    @property
+    def fatal(self) -> bool:
+        """True when the stream cannot be read any further after this error."""
+        return self.kind in FATAL_KINDS
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    """Read ``n`` bytes, fewer only at end of stream (handles short reads)."""
+    first = stream.read(n)
+    if not first or len(first) == n:
+        return first or b""
+    parts = [first]
+    got = len(first)
+    while got < n:
+        chunk = stream.read(n - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _too_large_message(header: bytes, size: int, max_bytes: int) -> str:
+    """Explain a ``frame_too_large`` header, spotting JSON sent without the length header."""
+    message = f"frame header announces {size} bytes, over the limit of {max_bytes} bytes"
+    if header[:1] in (b"{", b"["):
+        message += (
+            f"; the header bytes {header!r} look like the start of JSON: the peer seems to be"
+            " sending JSON without the 4-byte length header"
+        )
+    return message
+
+
+def read_frame(stream: BinaryIO, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes | None:
+    """Read one frame body from a binary stream.
+
+    Returns ``None`` at a clean end of stream (EOF exactly at a frame boundary). Raises
+    :class:`FrameError` (``truncated_header``, ``truncated_body`` or ``frame_too_large``);
+    an oversized frame is refused from its header alone, its body is neither read nor
+    allocated.
+    """
+    header = _read_exact(stream, HEADER.size)
+    if not header:
+        return None
+    if len(header) < HEADER.size:
+        raise FrameError(
+            "truncated_header", f"stream ended after {len(header)} of {HEADER.size} header bytes"
+        )
+    (size,) = HEADER.unpack(header)
+    if size > max_bytes:
+        raise FrameError("frame_too_large", _too_large_message(header, size, max_bytes))
+    body = _read_exact(stream, size)
+    if len(body) < size:
+        raise FrameError("truncated_body", f"stream ended after {len(body)} of {size} body bytes")
+    return body
+
+
+# --- decoding ----------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
+
+
+def is_valid_id(value: Any) -> bool:
+    """True for a message id: an int (not a bool) in ``[0, 2**53)``."""
+    return type(value) is int and 0 <= value < ID_LIMIT
+
+
+def decode_message(body: bytes) -> dict:
+    """Decode a frame body into a message object with a valid ``id``.
+
+    Raises :class:`FrameError` with kind ``invalid_utf8``, ``invalid_json``, ``not_object``,
+    ``missing_id`` or ``invalid_id``.
+    """
+    try:
+        text = bytes(body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FrameError("invalid_utf8", f"frame body is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    if not text.strip():
+        raise FrameError("invalid_json", "frame body is empty")
+    try:
+        message = _DECODER.decode(text)
+    except RecursionError:
+        raise FrameError("invalid_json", "frame body is nested too deeply") from None
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise FrameError("invalid_json", f"frame body is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise FrameError("not_object", f"frame body is JSON {json_type_name(message)}, not an object")
+    if "id" not in message:
+        raise FrameError("missing_id", "message has no id")
+    if not is_valid_id(message["id"]):
+        raise FrameError(
+            "invalid_id", f"id must be an integer in [0, 2^53), got {json_type_name(message['id'])} {message['id']!r}"
+        )
+    return message
+
+
+def json_type_name(value: Any) -> str:
+    """The JSON name of a decoded value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+
+def encode_body(obj: Any) -> bytes:
+    """Encode a message as compact UTF-8 JSON, keys in the order given.
+
+    Lone surrogates (which UTF-8 cannot hold; ``json`` decodes an escaped ``"\\ud800"``
+    to one) become U+FFFD, as Go's encoder does. Raises ``TypeError``/``ValueError`` for
+    values JSON cannot hold (unknown types, NaN, circular references).
+    """
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode("utf-8")
+
+
+def encode_frame(obj: Any, max_bytes: int | None = DEFAULT_MAX_FRAME_BYTES) -> bytes:
+    """Encode a message as a whole frame (header + body).
+
+    Raises :class:`FrameError` ``frame_too_large`` when the body exceeds ``max_bytes``
+    (``None``: no limit besides the 4-byte header), and the errors of :func:`encode_body`.
+    """
+    body = encode_body(obj)
+    limit = HEADER_LIMIT if max_bytes is None else min(max_bytes, HEADER_LIMIT)
+    if len(body) > limit:
+        raise FrameError("frame_too_large", f"message of {len(body)} bytes exceeds the frame limit of {limit} bytes")
+    return HEADER.pack(len(body)) + body
+
+
+def success_response(request_id: int, result: Any) -> dict:
+    """``{"id", "success": true, "result"}``."""
+    return {"id": request_id, "success": True, "result": result}
+
+
+def error_response(
+    request_id: int, code: str, message: str, type: str | None = None, traceback: str | None = None
+) -> dict:
+    """``{"id", "success": false, "error": {"code", "message", "type"?, "traceback"?}}``."""
+    error = {"code": code, "message": message}
+    if type is not None:
+        error["type"] = type
+    if traceback is not None:
+        error["traceback"] = traceback
+    return {"id": request_id, "success": False, "error": error}
+
+
+# --- requests ----------------------------------------------------------------------------
+
+
+class Request(NamedTuple):
+    """A validated request; ``args`` defaults to ``{}``, optional fields to ``None``."""
+
+    id: int
+    command: str
+    args: dict
+    session: str | None
+    deadline_ms: int | None
+
+
+def parse_request(message: dict) -> Request:
+    """Check the request fields of a decoded message (whose id is already valid).
+
+    Unknown top-level fields are ignored, except ``kind``, reserved for later message
+    kinds (stream chunks, calls to the host): any ``kind`` raises ``unimplemented``.
+    Optional fields may be absent or ``null``. Raises :class:`WorkerError`
+    ``invalid_argument`` naming the offending field.
+    """
+    if "kind" in message:
+        raise WorkerError(
+            "unimplemented", f"message kind {message['kind']!r} is not supported by protocol version 1"
+        )
+    command = message.get("command")
+    if command is None:
+        raise WorkerError("invalid_argument", "request field 'command' is missing")
+    if not isinstance(command, str) or not command:
+        raise WorkerError(
+            "invalid_argument", f"request field 'command' must be a non-empty string, got {json_type_name(command)}"
+        )
+    args = message.get("args")
+    if args is None:
+        args = {}
+    elif not isinstance(args, dict):
+        raise WorkerError("invalid_argument", f"request field 'args' must be an object, got {json_type_name(args)}")
+    session = message.get("session")
+    if session is not None and not isinstance(session, str):
+        raise WorkerError("invalid_argument", f"request field 'session' must be a string, got {json_type_name(session)}")
+    deadline_ms = message.get("deadline_ms")
+    if deadline_ms is not None and not is_valid_id(deadline_ms):
+        raise WorkerError(
+            "invalid_argument",
+            f"request field 'deadline_ms' must be a non-negative integer, got {json_type_name(deadline_ms)} {deadline_ms!r}",
+        )
+    return Request(message["id"], command, args, session, deadline_ms)
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to a file descriptor, looping over partial writes."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class FrameWriter:
+    """Serialises writes to the protocol output fd; one frame is never interleaved with another.
+
+    After a write error (the host closed the pipe) or :meth:`close`, writes are dropped and
+    return False.
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._lock = threading.Lock()
+        self._closed = False
+        self._error: OSError | None = None
+
+    def write(self, data: bytes) -> bool:
+        """Write bytes atomically with respect to other writes; True if written."""
+        with self._lock:
+            if self._closed or self._error is not None:
+                return False
+            try:
+                write_all(self.fd, data)
+            except OSError as exc:
+                self._error = exc
+                _log.error("cannot write to the protocol output, dropping further responses: %s", exc)
+                return False
+            return True
+
+    def close(self, timeout: float) -> None:
+        """Stop writing: waits up to ``timeout`` for a write in progress, then drops all writes."""
+        acquired = self._lock.acquire(timeout=max(timeout, 0.0))
+        self._closed = True
+        if acquired:
+            self._lock.release()

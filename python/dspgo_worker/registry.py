@@ -1,0 +1,199 @@
+"""The command registry: the ``@command`` decorator, argument schemas and their validation.
+
+Handler modules register commands on the module-level :data:`default_registry`::
+
+    from dspgo_worker import command, Arg
+
+    @command("add", args={"a": Arg("int", required=True), "b": Arg("int", default=0)})
+    def add(args, ctx):
+        return {"sum": args["a"] + args["b"]}
+
+A handler is called as ``handler(args, ctx)`` with the validated ``args`` (defaults filled
+in) and a :class:`dspgo_worker.context.Context`. A worker takes a snapshot of the registry
+when it is built (:meth:`Registry.table`), so registering later does not change it.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .errors import WorkerError
+from .protocol import json_type_name
+
+#: Argument types and the JSON values each accepts.
+ARG_TYPES: Mapping[str, Callable[[Any], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "any": lambda v: True,
+}
+
+Handler = Callable[[dict, Any], Any]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """Schema of one command argument.
+
+    ``type`` is one of :data:`ARG_TYPES` (``"int"`` rejects booleans, ``"float"`` accepts
+    integers and hands them over as floats). A ``null`` value counts as absent, except for
+    type ``"any"`` where ``null`` is a value. An absent optional argument gets a copy of
+    ``default``.
+    """
+
+    type: str
+    required: bool = False
+    default: Any = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in ARG_TYPES:
+            raise ValueError(f"unknown argument type {self.type!r}; known types: {', '.join(ARG_TYPES)}")
+        if self.required and self.default is not None:
+            raise ValueError("a required argument cannot have a default")
+        if self.default is not None and not ARG_TYPES[self.type](self.default):
+            raise ValueError(f"default {self.default!r} is not of type {self.type}")
+
+    def describe(self) -> dict:
+        """The ``describe`` entry of this argument."""
+        return {"type": self.type, "required": self.required, "description": self.description}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A registered command. ``args=None`` means the arguments are passed on unchecked."""
+
+    name: str
+    handler: Handler
+    args: Mapping[str, Arg] | None = None
+    description: str = ""
+    inline: bool = False
+    diagnostics: bool = False
+    strict: bool = True
+
+    def validate(self, args: dict) -> dict:
+        """Check ``args`` against the schema and return a new dict with defaults filled in.
+
+        Raises :class:`WorkerError` ``invalid_argument`` naming the argument: unknown
+        (when ``strict``), missing while required, or of the wrong type.
+        """
+        if self.args is None:
+            return dict(args)
+        if self.strict:
+            unknown = sorted(name for name in args if name not in self.args)
+            if unknown:
+                accepted = ", ".join(sorted(self.args)) or "none"
+                raise WorkerError(
+                    "invalid_argument",
+                    f"command {self.name!r}: unknown argument {', '.join(map(repr, unknown))} (accepted: {accepted})",
+                )
+            result = {}
+        else:
+            result = {name: value for name, value in args.items() if name not in self.args}
+        for name, spec in self.args.items():
+            value = args.get(name)
+            if value is None and (spec.type != "any" or name not in args):
+                if spec.required:
+                    raise WorkerError(
+                        "invalid_argument", f"command {self.name!r}: missing required argument {name!r}"
+                    )
+                result[name] = copy.deepcopy(spec.default)
+                continue
+            if not ARG_TYPES[spec.type](value):
+                raise WorkerError(
+                    "invalid_argument",
+                    f"command {self.name!r}: argument {name!r} must be of type {spec.type}, got {json_type_name(value)}",
+                )
+            if spec.type == "float":
+                try:
+                    value = float(value)
+                except OverflowError:
+                    raise WorkerError(
+                        "invalid_argument", f"command {self.name!r}: argument {name!r} is out of range"
+                    ) from None
+            result[name] = value
+        return result
+
+    def describe(self) -> dict:
+        """The ``describe`` entry of this command."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "inline": self.inline,
+            "diagnostics": self.diagnostics,
+            "args": {name: arg.describe() for name, arg in (self.args or {}).items()},
+        }
+
+
+class Registry:
+    """A table of commands by name; names are unique."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self._lock = threading.Lock()
+
+    def register(self, cmd: Command) -> Command:
+        """Add a command; raises ``ValueError`` if the name is taken."""
+        if not isinstance(cmd.name, str) or not cmd.name:
+            raise ValueError("a command name must be a non-empty string")
+        if not callable(cmd.handler):
+            raise TypeError(f"handler of command {cmd.name!r} is not callable")
+        for name, arg in (cmd.args or {}).items():
+            if not isinstance(name, str) or not isinstance(arg, Arg):
+                raise TypeError(f"command {cmd.name!r}: args must map names to Arg, got {name!r}: {arg!r}")
+        with self._lock:
+            if cmd.name in self._commands:
+                raise ValueError(f"command {cmd.name!r} is already registered")
+            self._commands[cmd.name] = cmd
+        return cmd
+
+    def command(
+        self,
+        name: str,
+        *,
+        args: Mapping[str, Arg] | None = None,
+        description: str = "",
+        inline: bool = False,
+        diagnostics: bool = False,
+        strict: bool = True,
+    ) -> Callable[[Handler], Handler]:
+        """Decorator registering ``handler(args, ctx)`` as command ``name``; returns it unchanged.
+
+        ``inline`` commands run on the reader thread (keep them quick and non-blocking);
+        ``diagnostics`` commands exist only when the worker runs with ``--diagnostics``;
+        ``strict`` rejects arguments missing from ``args``.
+        """
+
+        def decorate(handler: Handler) -> Handler:
+            self.register(
+                Command(
+                    name=name,
+                    handler=handler,
+                    args=dict(args) if args is not None else None,
+                    description=description,
+                    inline=inline,
+                    diagnostics=diagnostics,
+                    strict=strict,
+                )
+            )
+            return handler
+
+        return decorate
+
+    def table(self, diagnostics: bool = False) -> dict[str, Command]:
+        """A snapshot of the commands by name, diagnostics ones only if ``diagnostics``."""
+        with self._lock:
+            return {name: cmd for name, cmd in self._commands.items() if diagnostics or not cmd.diagnostics}
+
+
+#: The registry ``@command`` writes to and the worker reads from.
+default_registry = Registry()
+
+#: ``@command(name, *, args=None, description="", inline=False, diagnostics=False, strict=True)``
+command = default_registry.command

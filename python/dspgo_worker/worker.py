@@ -1,0 +1,391 @@
+"""The worker runtime: reads requests, dispatches them, writes exactly one response per id.
+
+Threads:
+
+* the caller of :meth:`Worker.serve` (the main thread) reads frames and runs *inline*
+  commands (ping, describe, cancel, shutdown) itself, so they never wait behind user calls;
+* up to ``max_concurrency`` daemon threads, started on demand, take other requests from a
+  FIFO queue; idle ones block on a condition variable;
+* one daemon thread, started with the first request that has a deadline, answers queued
+  requests whose deadline passes with ``deadline_exceeded`` (it sleeps on a condition
+  variable until the earliest deadline).
+
+Nothing polls: every thread blocks in ``read()`` or on a condition variable.
+
+Every request that passed id validation is tracked in ``_jobs`` until its response has
+been written. A job is answered exactly once: whoever moves it to ``ANSWERED`` under the
+lock (the handler thread, ``cancel``, the deadline thread or shutdown) writes its response.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import platform
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import BinaryIO, Mapping
+
+from .context import Context
+from .errors import WorkerError
+from .protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    FrameError,
+    FrameWriter,
+    Request,
+    decode_message,
+    encode_frame,
+    error_response,
+    parse_request,
+    read_frame,
+    success_response,
+)
+from .registry import Command, Registry, default_registry
+from .version import PROTOCOL_VERSION, __version__
+
+#: Exit statuses of the worker process (see the package docstring).
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PROTOCOL = 3
+EXIT_HANDLERS = 4
+
+log = logging.getLogger("dspgo_worker")
+
+# Job states.
+QUEUED, RUNNING, ANSWERED = "queued", "running", "answered"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Settings of one worker (the CLI flags)."""
+
+    worker_id: str
+    max_concurrency: int = 4
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    diagnostics: bool = False
+    stop_grace: float = 0.5
+
+
+class _Job:
+    """One accepted request on its way to its single response."""
+
+    __slots__ = ("id", "command", "args", "ctx", "state")
+
+    def __init__(self, request: Request, command: Command, args: dict, ctx: Context, state: str):
+        self.id = request.id
+        self.command = command
+        self.args = args
+        self.ctx = ctx
+        self.state = state
+
+
+class Worker:
+    """Serves requests from ``reader`` (frames) and writes responses through ``writer``.
+
+    ``registry`` supplies the command table, snapshotted here; diagnostics commands are
+    included only when ``config.diagnostics``.
+    """
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        reader: BinaryIO,
+        writer: FrameWriter,
+        registry: Registry = default_registry,
+    ):
+        self.config = config
+        self.commands: Mapping[str, Command] = registry.table(diagnostics=config.diagnostics)
+        self._reader = reader
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._work_cv = threading.Condition(self._lock)  # queue not empty, or stopping
+        self._deadline_cv = threading.Condition(self._lock)  # a queued deadline changed, or stopping
+        self._done_cv = threading.Condition(self._lock)  # a job left _jobs
+        self._jobs: dict[int, _Job] = {}  # accepted and not yet fully answered
+        self._queue: OrderedDict[int, _Job] = OrderedDict()  # FIFO of QUEUED jobs
+        self._deadlines: list[tuple[float, int, _Job]] = []  # heap of queued jobs' deadlines
+        self._seq = itertools.count()
+        self._threads = 0
+        self._idle = 0
+        self._reaper_started = False
+        self._stopping = False
+        self._stop_reason: str | None = None
+
+    # --- public API used by built-in commands ------------------------------------------
+
+    def hello(self) -> dict:
+        """The reply to the init ping."""
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "worker_version": __version__,
+            "pid": os.getpid(),
+            "python_version": platform.python_version(),
+            "worker_id": self.config.worker_id,
+            "commands": sorted(self.commands),
+            "max_concurrency": self.config.max_concurrency,
+            "max_frame_bytes": self.config.max_frame_bytes,
+            "diagnostics": self.config.diagnostics,
+        }
+
+    def describe(self) -> dict:
+        """The reply to ``describe``."""
+        return {
+            "protocol_version": PROTOCOL_VERSION,
+            "commands": [self.commands[name].describe() for name in sorted(self.commands)],
+        }
+
+    def cancel(self, request_id: int) -> str:
+        """Cancel request ``request_id``; returns its state: queued, running or unknown.
+
+        A queued request is answered ``canceled`` at once; a running one has its context
+        cancelled and its handler decides what to answer.
+        """
+        with self._lock:
+            job = self._jobs.get(request_id)
+            if job is None or job.state == ANSWERED:
+                return "unknown"
+            if job.state == RUNNING:
+                job.ctx.cancel("request canceled by the host")
+                return RUNNING
+            del self._queue[job.id]
+            job.state = ANSWERED
+        self._respond(job, error_response(job.id, "canceled", "request canceled by the host while queued"))
+        return QUEUED
+
+    def request_stop(self, reason: str) -> None:
+        """Stop after the current frame: no more reads, then the shutdown sequence."""
+        self._stop_reason = reason
+
+    def write_raw(self, data: bytes) -> bool:
+        """Write raw bytes to the protocol output (diagnostics only: corrupts the stream)."""
+        return self._writer.write(data)
+
+    # --- main loop -------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Read and dispatch frames until shutdown or end of input; returns the exit status.
+
+        ``EXIT_OK`` after ``shutdown`` or EOF (queued requests answered ``canceled``,
+        running ones cancelled and given ``stop_grace`` seconds to answer); ``EXIT_PROTOCOL``
+        when the host breaks the framing; ``EXIT_ERROR`` when input cannot be read.
+        """
+        while self._stop_reason is None:
+            try:
+                body = read_frame(self._reader, self.config.max_frame_bytes)
+            except FrameError as exc:
+                log.error("protocol violation by the host: %s", exc.message, extra={"kind": exc.kind})
+                return EXIT_PROTOCOL
+            except OSError as exc:
+                log.error("cannot read requests: %s", exc)
+                self._shutdown(f"input error: {exc}")
+                return EXIT_ERROR
+            if body is None:
+                self.request_stop("end of input")
+                break
+            self._handle_frame(body, time.monotonic())
+        self._shutdown(self._stop_reason)
+        return EXIT_OK
+
+    def _handle_frame(self, body: bytes, received: float) -> None:
+        """Validate one frame and run, queue or answer it."""
+        try:
+            message = decode_message(body)
+        except FrameError as exc:
+            log.warning("dropped a frame that cannot be answered: %s", exc.message, extra={"kind": exc.kind})
+            return
+        request_id = message["id"]
+        try:
+            request = parse_request(message)
+            command = self.commands.get(request.command)
+            if command is None:
+                raise WorkerError(
+                    "unimplemented",
+                    f"unknown command {request.command!r}; known commands: {', '.join(sorted(self.commands))}",
+                )
+            args = command.validate(request.args)
+        except WorkerError as exc:
+            self._send(error_response(request_id, exc.code, exc.message))
+            return
+        deadline = None if request.deadline_ms is None else received + request.deadline_ms / 1000.0
+        ctx = Context(request.id, request.command, request.session, deadline, worker=self)
+        job = _Job(request, command, args, ctx, RUNNING if command.inline else QUEUED)
+        with self._lock:
+            previous = self._jobs.get(request_id)
+            duplicate = previous is not None and previous.state != ANSWERED
+            if not duplicate:
+                self._jobs[request_id] = job
+                if not command.inline:
+                    self._enqueue_locked(job)
+        if duplicate:
+            self._send(
+                error_response(request_id, "already_exists", f"request id {request_id} is already in flight")
+            )
+        elif command.inline:
+            self._execute(job)
+
+    # --- queue and threads ---------------------------------------------------------------
+
+    def _enqueue_locked(self, job: _Job) -> None:
+        """Queue a job, starting a thread if no idle one can take it. Holds ``_lock``."""
+        self._queue[job.id] = job
+        if job.ctx.deadline is not None:
+            heapq.heappush(self._deadlines, (job.ctx.deadline, next(self._seq), job))
+            if not self._reaper_started:
+                self._reaper_started = True
+                threading.Thread(target=self._reap_deadlines, name="dspgo-deadlines", daemon=True).start()
+            self._deadline_cv.notify()
+        if len(self._queue) > self._idle and self._threads < self.config.max_concurrency:
+            self._threads += 1
+            threading.Thread(target=self._serve_queue, name=f"dspgo-worker-{self._threads}", daemon=True).start()
+        else:
+            self._work_cv.notify()
+
+    def _serve_queue(self) -> None:
+        """Body of a pool thread: run queued jobs in FIFO order until shutdown."""
+        while True:
+            with self._lock:
+                while not self._queue and not self._stopping:
+                    self._idle += 1
+                    try:
+                        self._work_cv.wait()
+                    finally:
+                        self._idle -= 1
+                if self._stopping:
+                    return
+                _, job = self._queue.popitem(last=False)
+                expired = job.ctx.expired()
+                job.state = ANSWERED if expired else RUNNING
+            if expired:
+                self._respond(job, self._queue_deadline_response(job))
+            else:
+                self._execute(job)
+
+    def _reap_deadlines(self) -> None:
+        """Answer queued jobs whose deadline passes with ``deadline_exceeded``."""
+        while True:
+            with self._lock:
+                while True:
+                    if self._stopping:
+                        return
+                    while self._deadlines and self._deadlines[0][2].state != QUEUED:
+                        heapq.heappop(self._deadlines)
+                    if not self._deadlines:
+                        self._deadline_cv.wait()
+                        continue
+                    delay = self._deadlines[0][0] - time.monotonic()
+                    if delay <= 0:
+                        break
+                    self._deadline_cv.wait(min(delay, threading.TIMEOUT_MAX))
+                expired = []
+                now = time.monotonic()
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    job = heapq.heappop(self._deadlines)[2]
+                    if job.state == QUEUED:
+                        del self._queue[job.id]
+                        job.state = ANSWERED
+                        expired.append(job)
+            for job in expired:
+                self._respond(job, self._queue_deadline_response(job))
+
+    @staticmethod
+    def _queue_deadline_response(job: _Job) -> dict:
+        return error_response(
+            job.id, "deadline_exceeded", f"request {job.id} ({job.command.name}) reached its deadline while queued"
+        )
+
+    # --- running and answering -------------------------------------------------------------
+
+    def _execute(self, job: _Job) -> None:
+        """Run a job's handler and answer it (unless someone else already did)."""
+        started = time.monotonic()
+        try:
+            response = success_response(job.id, job.command.handler(job.args, job.ctx))
+        except BaseException as exc:  # noqa: BLE001 - every failure must become a response
+            code = exc.code if isinstance(exc, WorkerError) else "internal"
+            message = str(exc) or type(exc).__name__
+            response = error_response(job.id, code, message, type(exc).__name__, traceback.format_exc())
+        with self._lock:
+            if job.state == ANSWERED:
+                return
+            job.state = ANSWERED
+        log.debug(
+            "request handled",
+            extra={
+                "request_id": job.id,
+                "command": job.command.name,
+                "success": response["success"],
+                "duration_ms": round((time.monotonic() - started) * 1000, 3),
+            },
+        )
+        self._respond(job, response)
+
+    def _respond(self, job: _Job, response: dict) -> None:
+        """Write the response of a job already marked ANSWERED, then forget the job."""
+        try:
+            self._send(response)
+        finally:
+            with self._lock:
+                if self._jobs.get(job.id) is job:
+                    del self._jobs[job.id]
+                self._done_cv.notify_all()
+
+    def _send(self, response: dict) -> None:
+        """Encode and write a response; an unencodable or oversized one becomes an error."""
+        request_id = response["id"]
+        try:
+            frame = encode_frame(response, self.config.max_frame_bytes)
+        except FrameError as exc:
+            frame = encode_frame(error_response(request_id, "resource_exhausted", f"response too large: {exc.message}"))
+        except (TypeError, ValueError, RecursionError) as exc:
+            message = f"result cannot be encoded as JSON: {type(exc).__name__}: {exc}"
+            frame = encode_frame(error_response(request_id, "internal", message, type(exc).__name__))
+        self._writer.write(frame)
+
+    # --- shutdown --------------------------------------------------------------------------
+
+    def _shutdown(self, reason: str) -> None:
+        """Answer queued jobs ``canceled``, cancel running ones and wait ``stop_grace`` for them.
+
+        Jobs still running after the grace period are answered ``canceled`` on their
+        behalf; then the writer is closed so no frame can be half-written at exit.
+        """
+        log.info("worker stopping", extra={"reason": reason})
+        message = f"worker is shutting down ({reason})"
+        with self._lock:
+            self._stopping = True
+            queued = list(self._queue.values())
+            self._queue.clear()
+            for job in queued:
+                job.state = ANSWERED
+            for job in self._jobs.values():
+                if job.state == RUNNING:
+                    job.ctx.cancel(message)
+            self._work_cv.notify_all()
+            self._deadline_cv.notify_all()
+        for job in queued:
+            self._respond(job, error_response(job.id, "canceled", message))
+        grace_end = time.monotonic() + self.config.stop_grace
+        with self._lock:
+            while self._jobs:
+                left = grace_end - time.monotonic()
+                if left <= 0:
+                    break
+                self._done_cv.wait(left)
+            stuck = [job for job in self._jobs.values() if job.state == RUNNING]
+            for job in stuck:
+                job.state = ANSWERED
+        for job in stuck:
+            log.warning(
+                "handler did not stop within the grace period",
+                extra={"request_id": job.id, "command": job.command.name, "stop_grace": self.config.stop_grace},
+            )
+            self._respond(job, error_response(job.id, "canceled", f"{message}; handler did not stop in time"))
+        # Never exit in the middle of a frame, but do not wait forever on a host that stopped reading.
+        self._writer.close(timeout=max(self.config.stop_grace, 0.1))
+        log.info("worker stopped", extra={"reason": reason})

@@ -1,0 +1,277 @@
+"""Test helpers: a worker subprocess driven over pipes with the package's own codec."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from pathlib import Path
+
+from dspgo_worker.protocol import DEFAULT_MAX_FRAME_BYTES, FrameError, decode_message, encode_frame, read_frame
+
+PYTHON_DIR = Path(__file__).resolve().parents[1]
+VECTORS_PATH = Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "vectors.json"
+
+#: Generous bound for anything that should happen "soon" (slow, loaded CI machines).
+WAIT = 15.0
+
+
+def load_vectors() -> dict:
+    """The shared wire vectors file."""
+    with open(VECTORS_PATH, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def vector_bytes(name: str) -> bytes:
+    """The raw frame bytes of the vector called ``name``."""
+    for vector in load_vectors()["vectors"]:
+        if vector["name"] == name:
+            return bytes.fromhex(vector["frame_hex"])
+    raise KeyError(name)
+
+
+def parse_records(text: str) -> list[dict]:
+    """The lines of ``text`` that are JSON objects (log records)."""
+    records = []
+    for line in text.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            records.append(value)
+    return records
+
+
+class StreamEnded(AssertionError):
+    """The worker's stdout ended (or broke) while a frame was expected."""
+
+
+class WorkerProcess:
+    """A worker subprocess with background threads draining stdout (frames) and stderr.
+
+    Registers its own cleanup on ``testcase``: the process is killed and reaped, the
+    threads joined and the pipes closed, whatever the test did.
+    """
+
+    def __init__(self, testcase: unittest.TestCase, *flags: str, pythonpath: tuple[str, ...] = (), init: bool = True):
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(PYTHON_DIR), *pythonpath])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dspgo_worker", *flags],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        testcase.addCleanup(self.close)
+        self._ids = itertools.count(1)
+        self._send_lock = threading.Lock()
+        self._frames: queue.Queue = queue.Queue()
+        self._pending: dict[int, dict] = {}
+        self.answered: dict[int, int] = {}  # id -> number of responses seen
+        self._stderr = bytearray()
+        self._stderr_cv = threading.Condition()
+        self._stdout_thread = threading.Thread(target=self._read_stdout, daemon=True)
+        self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stdout_thread.start()
+        self._stderr_thread.start()
+        self.hello = None
+        self.exited_at: float | None = None
+        if init:
+            self.send({"id": 0, "command": "ping", "args": {"initialization": True}})
+            reply = self.response(0)
+            testcase.assertTrue(reply["success"], reply)
+            self.hello = reply["result"]
+
+    # --- background readers ---
+
+    def _read_stdout(self) -> None:
+        try:
+            while True:
+                body = read_frame(self.proc.stdout, DEFAULT_MAX_FRAME_BYTES)
+                if body is None:
+                    self._frames.put(("eof", None))
+                    return
+                self._frames.put(("frame", body))
+        except (FrameError, OSError, ValueError) as exc:
+            self._frames.put(("error", exc))
+
+    def _read_stderr(self) -> None:
+        while True:
+            try:
+                chunk = self.proc.stderr.read1(65536)
+            except (OSError, ValueError):
+                chunk = b""
+            with self._stderr_cv:
+                if not chunk:
+                    self._stderr_cv.notify_all()
+                    return
+                self._stderr += chunk
+                self._stderr_cv.notify_all()
+
+    # --- sending ---
+
+    def send(self, message: dict) -> None:
+        """Send one message, encoded with the package's codec."""
+        self.send_raw(encode_frame(message))
+
+    def send_raw(self, data: bytes) -> None:
+        with self._send_lock:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+
+    def call(self, command: str, args: dict | None = None, **fields) -> int:
+        """Send a request with a fresh id; returns the id."""
+        request_id = next(self._ids)
+        message = {"id": request_id, "command": command}
+        if args is not None:
+            message["args"] = args
+        message.update(fields)
+        self.send(message)
+        return request_id
+
+    def request(self, command: str, args: dict | None = None, timeout: float = WAIT, **fields) -> dict:
+        """Send a request and wait for its response."""
+        return self.response(self.call(command, args, **fields), timeout)
+
+    def close_stdin(self) -> None:
+        with self._send_lock:
+            self.proc.stdin.close()
+
+    # --- receiving ---
+
+    def next_frame(self, timeout: float = WAIT) -> bytes:
+        """The next raw frame body; raises StreamEnded at EOF or on a framing error."""
+        try:
+            kind, value = self._frames.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no frame within {timeout} s; stderr:\n{self.stderr_text()[-3000:]}") from None
+        if kind != "frame":
+            self._frames.put((kind, value))  # keep the end marker for later calls
+            raise StreamEnded(f"worker stdout ended ({kind}: {value!r}); stderr:\n{self.stderr_text()[-3000:]}")
+        return value
+
+    def recv(self, timeout: float = WAIT) -> dict:
+        """The next response, counted in :attr:`answered`."""
+        message = decode_message(self.next_frame(timeout))
+        self.answered[message["id"]] = self.answered.get(message["id"], 0) + 1
+        return message
+
+    def response(self, request_id: int, timeout: float = WAIT) -> dict:
+        """Wait for the response to ``request_id``, keeping others for later."""
+        end = time.monotonic() + timeout
+        while request_id not in self._pending:
+            message = self.recv(max(0.0, end - time.monotonic()))
+            self._pending[message["id"]] = message
+        return self._pending.pop(request_id)
+
+    def assert_no_frame(self, timeout: float) -> None:
+        """Assert nothing arrives on stdout for ``timeout`` seconds."""
+        try:
+            kind, value = self._frames.get(timeout=timeout)
+        except queue.Empty:
+            return
+        raise AssertionError(f"unexpected {kind} on stdout: {value!r}")
+
+    # --- stderr ---
+
+    def stderr_text(self) -> str:
+        with self._stderr_cv:
+            return self._stderr.decode("utf-8", "replace")
+
+    def wait_stderr(self, predicate, timeout: float = WAIT) -> str:
+        """Wait until ``predicate(stderr_text)`` is true (a str predicate means "contains")."""
+        if isinstance(predicate, str):
+            needle = predicate
+            predicate = lambda text: needle in text  # noqa: E731
+        end = time.monotonic() + timeout
+        with self._stderr_cv:
+            while True:
+                text = self._stderr.decode("utf-8", "replace")
+                if predicate(text):
+                    return text
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"stderr condition not met within {timeout} s; stderr:\n{text[-3000:]}")
+                self._stderr_cv.wait(left)
+
+    def wait_log(self, msg: str, timeout: float = WAIT, **fields) -> dict:
+        """Wait for a JSON log record with this ``msg`` and these field values."""
+
+        def match(record: dict) -> bool:
+            return record.get("msg") == msg and all(record.get(k) == v for k, v in fields.items())
+
+        text = self.wait_stderr(lambda text: any(match(r) for r in parse_records(text)), timeout)
+        return next(r for r in parse_records(text) if match(r))
+
+    def log_records(self) -> list[dict]:
+        """The stderr lines that are JSON objects (log records)."""
+        return parse_records(self.stderr_text())
+
+    # --- process ---
+
+    def wait_exit(self, timeout: float = WAIT) -> int:
+        """Wait for the process to exit (time noted in :attr:`exited_at`) and for its stderr to end."""
+        status = self.proc.wait(timeout)
+        self.exited_at = time.monotonic()
+        self._stderr_thread.join(timeout)  # all of stderr read, so log checks see the last lines
+        return status
+
+    def cpu_ticks(self) -> int:
+        """utime + stime of the worker in clock ticks, from /proc/<pid>/stat."""
+        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat(5)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._stdout_thread.join(WAIT)
+        self._stderr_thread.join(WAIT)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def exit_within(testcase: unittest.TestCase, worker: WorkerProcess, started: float, bound: float = 1.0) -> int:
+    """Wait for the worker to exit and assert it did so within ``bound`` seconds of ``started``."""
+    status = worker.wait_exit()
+    elapsed = worker.exited_at - started
+    testcase.assertLess(elapsed, bound, f"worker took {elapsed:.3f} s to exit")
+    return status
+
+
+class HandlerModuleMixin:
+    """For TestCases: writes ``handler_source`` as module ``handler_module`` into a temporary
+    directory, loadable with ``--handlers`` via :meth:`start_with_handlers`."""
+
+    handler_module: str
+    handler_source: str
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._handler_dir = tempfile.TemporaryDirectory(prefix="dspgo-worker-test-")
+        Path(cls._handler_dir.name, f"{cls.handler_module}.py").write_text(cls.handler_source, encoding="utf-8")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._handler_dir.cleanup()
+        super().tearDownClass()
+
+    def start_with_handlers(self, *flags: str) -> WorkerProcess:
+        """A worker loading the handler module (diagnostics commands included)."""
+        return WorkerProcess(
+            self, "--diagnostics", "--handlers", self.handler_module, *flags, pythonpath=(self._handler_dir.name,)
+        )
