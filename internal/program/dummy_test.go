@@ -1,0 +1,95 @@
+package program_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/internal/testutil"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden dummy-LM vectors")
+
+// dummyCase is one vector of protocol/testdata/dummy_lm.json: the Python
+// worker's dummy provider must give the same spec_hash and outputs.
+type dummyCase struct {
+	Name     string          `json:"name"`
+	Spec     program.Spec    `json:"spec"`
+	Inputs   json.RawMessage `json:"inputs"`
+	SpecHash string          `json:"spec_hash"`
+	Outputs  json.RawMessage `json:"outputs"`
+}
+
+func dummyCases(t *testing.T) []dummyCase {
+	sig := func(s string) program.Signature {
+		out, err := program.ParseSignature(s)
+		require.NoError(t, err)
+		return out
+	}
+	return []dummyCase{
+		{Name: "qa", Spec: program.Spec{Signature: sig("question -> answer")}, Inputs: json.RawMessage(`{"question":"What is Go?"}`)},
+		{Name: "qa_other_input", Spec: program.Spec{Signature: sig("question -> answer")}, Inputs: json.RawMessage(`{"question":"What is Python?"}`)},
+		{Name: "rag", Spec: program.Spec{Signature: sig("question, context: list[str] -> answer, confidence: float"), Instructions: "Answer from the context."},
+			Inputs: json.RawMessage(`{"question":"Who?","context":["a","b"]}`)},
+		{Name: "chain_of_thought", Spec: program.Spec{Signature: sig("question -> answer"), Kind: program.KindChainOfThought}, Inputs: json.RawMessage(`{"question":"What is Go?"}`)},
+		{Name: "every_type", Spec: program.Spec{Signature: sig("x -> s: str, i: int, f: float, b: bool, l: list[int], d: dict[str, float], lit: Literal['red', 'green', 'blue'], nested: list[dict[str, list[str]]]")},
+			Inputs: json.RawMessage(`{"x":"seed"}`)},
+		{Name: "typed_inputs", Spec: program.Spec{Signature: sig("n: int, f: float, ok: bool, m: dict[str, int] -> out")},
+			Inputs: json.RawMessage(`{"n":3,"f":2.0,"ok":false,"m":{"b":2,"a":1}}`)},
+		{Name: "float_input_forms", Spec: program.Spec{Signature: sig("f: float, g: float -> out")},
+			Inputs: json.RawMessage(`{"f":921460748335552300,"g":1.5e-7}`)},
+		{Name: "unicode", Spec: program.Spec{Signature: sig("text -> summary"), Instructions: "Résumé — 要約 🎉"},
+			Inputs: json.RawMessage(`{"text":"héllo \"wörld\"\n\u0001 世界 🎉"}`)},
+		{Name: "descriptions", Spec: program.Spec{Signature: program.Signature{
+			Inputs:  []program.Field{{Name: "q", Type: "str", Description: "the question"}},
+			Outputs: []program.Field{{Name: "a", Type: "list[ str ]", Description: "answers"}}}},
+			Inputs: json.RawMessage(`{"q":"?"}`)},
+	}
+}
+
+func TestDummyOutputsGolden(t *testing.T) {
+	path := filepath.Join(testutil.RepoRoot(), "protocol", "testdata", "dummy_lm.json")
+	cases := dummyCases(t)
+	for i := range cases {
+		c, err := program.Compile(cases[i].Spec)
+		require.NoError(t, err)
+		var raw map[string]any
+		dec := json.NewDecoder(bytes.NewReader(cases[i].Inputs))
+		dec.UseNumber()
+		require.NoError(t, dec.Decode(&raw))
+		inputs, err := c.Inputs(raw)
+		require.NoError(t, err)
+		outputs, err := c.DummyOutputs(inputs)
+		require.NoError(t, err)
+		again, err := c.DummyOutputs(inputs)
+		require.NoError(t, err)
+		assert.Equal(t, outputs, again, "deterministic")
+		_, err = c.Outputs(outputs)
+		require.NoError(t, err, "dummy outputs convert to their declared types")
+
+		cases[i].SpecHash = c.Hash
+		cases[i].Outputs, err = json.Marshal(outputs)
+		require.NoError(t, err)
+	}
+	assert.NotEqual(t, string(cases[0].Outputs), string(cases[1].Outputs), "different inputs, different outputs")
+
+	got, err := json.MarshalIndent(map[string]any{
+		"about": "Golden vectors of the dummy language model (docs/protocol.md). For each case, compiling spec gives spec_hash and executing it on inputs gives outputs, in Go (internal/program) and in the Python worker alike. Regenerate with: go test ./internal/program -run TestDummyOutputsGolden -update",
+		"cases": cases,
+	}, "", "  ")
+	require.NoError(t, err)
+	got = append(got, '\n')
+	if *update {
+		require.NoError(t, os.WriteFile(path, got, 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run with -update to create it")
+	assert.Equal(t, string(want), string(got), "the dummy LM changed: that breaks the contract with the Python worker")
+}

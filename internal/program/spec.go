@@ -1,0 +1,282 @@
+package program
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+)
+
+// Program kinds.
+const (
+	// KindPredict maps inputs straight to outputs.
+	KindPredict = "predict"
+	// KindChainOfThought produces a "reasoning" output before the others.
+	KindChainOfThought = "chain_of_thought"
+)
+
+// ReasoningField is the output that KindChainOfThought adds before the
+// declared outputs.
+const ReasoningField = "reasoning"
+
+// Field is one input or output of a signature.
+type Field struct {
+	// Name is a Python identifier, unique within the signature.
+	Name string `json:"name"`
+	// Type is the field's type as written in a DSPy signature, such as
+	// "list[str]". Empty means "str".
+	Type string `json:"type"`
+	// Description tells the language model what the field holds. Empty
+	// means none.
+	Description string `json:"description"`
+}
+
+// Signature is a program's typed inputs and outputs.
+type Signature struct {
+	Inputs  []Field `json:"inputs"`
+	Outputs []Field `json:"outputs"`
+}
+
+// Spec is everything that defines a program's behaviour; its canonical
+// JSON is hashed to identify it.
+type Spec struct {
+	Signature Signature `json:"signature"`
+	// Instructions are the task description given to the language model.
+	// Empty means none.
+	Instructions string `json:"instructions"`
+	// Kind is KindPredict or KindChainOfThought. Empty means KindPredict.
+	Kind string `json:"kind"`
+}
+
+// ParseSignature parses DSPy's string form:
+// "question, context: list[str] -> answer, confidence: float". Fields are
+// comma-separated with an optional ": type" (default str). Errors have
+// CodeInvalidArgument and say which part is wrong.
+func ParseSignature(s string) (Signature, error) {
+	left, right, ok := strings.Cut(s, "->")
+	if !ok {
+		return Signature{}, invalid("signature %q has no \"->\" between inputs and outputs", s)
+	}
+	if strings.Contains(right, "->") {
+		return Signature{}, invalid("signature %q has more than one \"->\"", s)
+	}
+	inputs, err := parseFields(left, "inputs", s)
+	if err != nil {
+		return Signature{}, err
+	}
+	outputs, err := parseFields(right, "outputs", s)
+	if err != nil {
+		return Signature{}, err
+	}
+	sig := Signature{Inputs: inputs, Outputs: outputs}
+	if _, err := sig.normalize(KindPredict); err != nil {
+		return Signature{}, err
+	}
+	return sig, nil
+}
+
+// parseFields splits one side of a signature at the commas that are not
+// inside brackets.
+func parseFields(side, which, whole string) ([]Field, error) {
+	if strings.TrimSpace(side) == "" {
+		return nil, invalid("signature %q has no %s", whole, which)
+	}
+	var fields []Field
+	depth, start := 0, 0
+	for i := 0; i <= len(side); i++ {
+		if i < len(side) {
+			switch side[i] {
+			case '[':
+				depth++
+				continue
+			case ']':
+				depth--
+				continue
+			case ',':
+				if depth > 0 {
+					continue
+				}
+			default:
+				continue
+			}
+		}
+		part := strings.TrimSpace(side[start:i])
+		start = i + 1
+		if part == "" {
+			return nil, invalid("signature %q has an empty field among its %s", whole, which)
+		}
+		name, typ, _ := strings.Cut(part, ":")
+		fields = append(fields, Field{Name: strings.TrimSpace(name), Type: strings.TrimSpace(typ)})
+	}
+	return fields, nil
+}
+
+// normalize validates the signature and returns a copy whose types are in
+// canonical form.
+func (s Signature) normalize(kind string) (Signature, error) {
+	if len(s.Inputs) == 0 {
+		return s, invalid("signature has no inputs")
+	}
+	if len(s.Outputs) == 0 {
+		return s, invalid("signature has no outputs")
+	}
+	seen := map[string]string{}
+	if kind == KindChainOfThought {
+		seen[ReasoningField] = "the reasoning output that chain_of_thought adds"
+	}
+	out := Signature{Inputs: make([]Field, len(s.Inputs)), Outputs: make([]Field, len(s.Outputs))}
+	for _, group := range []struct {
+		side     string
+		src, dst []Field
+	}{{"input", s.Inputs, out.Inputs}, {"output", s.Outputs, out.Outputs}} {
+		side, dst := group.side, group.dst
+		for i, f := range group.src {
+			if !isIdentifier(f.Name) {
+				return s, invalid("%s field name %q is not a valid identifier (letters, digits and _, not starting with a digit)", side, f.Name)
+			}
+			if prev, dup := seen[f.Name]; dup {
+				return s, invalid("field name %q is used twice (as %s and as %s)", f.Name, prev, side)
+			}
+			seen[f.Name] = side
+			t, err := ParseType(f.Type)
+			if err != nil {
+				return s, invalid("%s field %q: %v", side, f.Name, err)
+			}
+			dst[i] = Field{Name: f.Name, Type: t.String(), Description: f.Description}
+		}
+	}
+	return out, nil
+}
+
+func isIdentifier(s string) bool {
+	if s == "" || ('0' <= s[0] && s[0] <= '9') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isIdentByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// String returns the signature in DSPy's string form, types included.
+func (s Signature) String() string {
+	side := func(fields []Field) string {
+		parts := make([]string, len(fields))
+		for i, f := range fields {
+			parts[i] = f.Name
+			if f.Type != "" && f.Type != "str" {
+				parts[i] += ": " + f.Type
+			}
+		}
+		return strings.Join(parts, ", ")
+	}
+	return side(s.Inputs) + " -> " + side(s.Outputs)
+}
+
+// Compiled is a validated spec with its parsed types and hash, ready to
+// convert inputs and outputs.
+type Compiled struct {
+	// Spec is the normalized spec: canonical types, Kind filled in.
+	Spec Spec
+	// Hash is the hex SHA-256 of the spec's canonical JSON.
+	Hash   string
+	inputs []Type
+	// fields and types are the run's outputs, reasoning included.
+	fields []Field
+	types  []Type
+}
+
+// Compile validates a spec and returns it normalized and hashed. Errors
+// have CodeInvalidArgument.
+func Compile(spec Spec) (*Compiled, error) {
+	kind := spec.Kind
+	if kind == "" {
+		kind = KindPredict
+	}
+	if kind != KindPredict && kind != KindChainOfThought {
+		return nil, invalid("program kind %q is unknown (known: %s, %s)", spec.Kind, KindPredict, KindChainOfThought)
+	}
+	sig, err := spec.Signature.normalize(kind)
+	if err != nil {
+		return nil, err
+	}
+	c := &Compiled{Spec: Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind}}
+	canon, err := Canonical(c.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("program: canonical form of a spec: %w", err)
+	}
+	sum := sha256.Sum256(canon)
+	c.Hash = hex.EncodeToString(sum[:])
+	for _, f := range sig.Inputs {
+		t, _ := ParseType(f.Type)
+		c.inputs = append(c.inputs, t)
+	}
+	c.fields = sig.Outputs
+	if kind == KindChainOfThought {
+		c.fields = append([]Field{{Name: ReasoningField, Type: "str"}}, sig.Outputs...)
+	}
+	for _, f := range c.fields {
+		t, _ := ParseType(f.Type)
+		c.types = append(c.types, t)
+	}
+	return c, nil
+}
+
+// Inputs converts a program's inputs to their declared types. A missing
+// or unknown input, or one of the wrong type, is a CodeInvalidArgument
+// error naming the field.
+func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
+	out := make(map[string]any, len(c.inputs))
+	for i, f := range c.Spec.Signature.Inputs {
+		v, ok := in[f.Name]
+		if !ok {
+			return nil, invalid("input %q is missing (the program takes %s)", f.Name, names(c.Spec.Signature.Inputs))
+		}
+		conv, err := c.inputs[i].Convert(v, "input "+f.Name)
+		if err != nil {
+			return nil, invalid("%v", err)
+		}
+		out[f.Name] = conv
+	}
+	if len(in) > len(out) {
+		for name := range in {
+			if _, ok := out[name]; !ok {
+				return nil, invalid("input %q is not in the signature (the program takes %s)", name, names(c.Spec.Signature.Inputs))
+			}
+		}
+	}
+	return out, nil
+}
+
+// OutputFields returns the fields a run produces, in order: "reasoning"
+// first for chain_of_thought, then the declared outputs.
+func (c *Compiled) OutputFields() []Field { return c.fields }
+
+// Outputs converts a run's raw outputs to their declared types. A missing
+// output, or one that does not convert, is an error naming the field with
+// CodeInternal: the backend broke its contract.
+func (c *Compiled) Outputs(raw map[string]any) (map[string]any, error) {
+	out := make(map[string]any, len(c.fields))
+	for i, f := range c.fields {
+		v, ok := raw[f.Name]
+		if !ok {
+			return nil, adapterError(fmt.Sprintf("output %q is missing from the result", f.Name))
+		}
+		conv, err := c.types[i].Convert(v, "output "+f.Name)
+		if err != nil {
+			return nil, adapterError(err.Error())
+		}
+		out[f.Name] = conv
+	}
+	return out, nil
+}
+
+func names(fields []Field) string {
+	parts := make([]string, len(fields))
+	for i, f := range fields {
+		parts[i] = fmt.Sprintf("%q", f.Name)
+	}
+	return strings.Join(parts, ", ")
+}
