@@ -102,7 +102,6 @@ func TestDecodeFieldErrorsKeepTheID(t *testing.T) {
 		"command empty":       `{"id":7,"command":""}`,
 		"command not string":  `{"id":7,"command":3}`,
 		"args not object":     `{"id":7,"command":"x","args":[1]}`,
-		"args null":           `{"id":7,"command":"x","args":null}`,
 		"session not string":  `{"id":7,"command":"x","session":1}`,
 		"deadline negative":   `{"id":7,"command":"x","deadline_ms":-5}`,
 		"deadline fractional": `{"id":7,"command":"x","deadline_ms":1.5}`,

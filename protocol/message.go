@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/dspgo/dspgo/internal/jsontext"
 )
 
 // Request is a frame from host to worker.
@@ -105,12 +107,12 @@ func AppendRequest(dst []byte, r *Request, maxFrameBytes int) ([]byte, error) {
 		return dst, err
 	}
 	b = append(b, `,"command":`...)
-	b = appendString(b, r.Command)
+	b = jsontext.AppendString(b, r.Command)
 	b = append(b, `,"args":`...)
 	b = append(b, args...)
 	if r.Session != "" {
 		b = append(b, `,"session":`...)
-		b = appendString(b, r.Session)
+		b = jsontext.AppendString(b, r.Session)
 	}
 	if r.DeadlineMS > 0 {
 		b = append(b, `,"deadline_ms":`...)
@@ -142,16 +144,16 @@ func AppendResponse(dst []byte, r *Response, maxFrameBytes int) ([]byte, error) 
 	} else {
 		e := r.Error
 		b = append(b, `,"success":false,"error":{"code":`...)
-		b = appendString(b, e.Code)
+		b = jsontext.AppendString(b, e.Code)
 		b = append(b, `,"message":`...)
-		b = appendString(b, e.Message)
+		b = jsontext.AppendString(b, e.Message)
 		if e.Type != "" {
 			b = append(b, `,"type":`...)
-			b = appendString(b, e.Type)
+			b = jsontext.AppendString(b, e.Type)
 		}
 		if e.Traceback != "" {
 			b = append(b, `,"traceback":`...)
-			b = appendString(b, e.Traceback)
+			b = jsontext.AppendString(b, e.Traceback)
 		}
 		b = append(b, '}')
 	}
@@ -181,7 +183,7 @@ func beginFrame(dst []byte, id uint64, kind string) (start int, b []byte, err er
 	b = strconv.AppendUint(b, id, 10)
 	if kind != "" {
 		b = append(b, `,"kind":`...)
-		b = appendString(b, kind)
+		b = jsontext.AppendString(b, kind)
 	}
 	return start, b, nil
 }
@@ -219,57 +221,6 @@ func firstByte(b []byte) byte {
 		return c
 	}
 	return 0
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string the way Python's json.dumps with
-// ensure_ascii=False writes it, so both sides produce the same bytes:
-// quote, backslash and control characters escaped, everything else as
-// UTF-8. Invalid UTF-8 is replaced by U+FFFD.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				b = append(b, s[start:i]...)
-				b = append(b, `\ufffd`...)
-				i++
-				start = i
-				continue
-			}
-			i += size
-			continue
-		}
-		if c >= 0x20 && c != '"' && c != '\\' {
-			i++
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\f':
-			b = append(b, '\\', 'f')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // wireMessage is the decoding form of every frame. Fields other than the
@@ -327,7 +278,11 @@ func decodeWire(body []byte) (wireMessage, uint64, error) {
 	if w.ID == nil {
 		return w, 0, ErrMissingID
 	}
-	id, err := strconv.ParseUint(string(w.ID), 10, 64)
+	idText := string(w.ID)
+	if idText == "-0" {
+		idText = "0" // JSON's negative zero is the integer zero, as in Python
+	}
+	id, err := strconv.ParseUint(idText, 10, 64)
 	if err != nil || id > MaxID {
 		return w, 0, fmt.Errorf("%w: got %.40s", ErrInvalidID, w.ID)
 	}
@@ -440,21 +395,27 @@ func DecodeRequest(body []byte) (Request, error) {
 	if json.Unmarshal(w.Command, &r.Command) != nil || r.Command == "" {
 		return r, fieldError(id, "command", "a non-empty string")
 	}
-	if w.Args != nil {
+	// Optional fields may be absent or null.
+	if !isNull(w.Args) {
 		if firstByte(w.Args) != '{' {
 			return r, fieldError(id, "args", "an object")
 		}
 		r.Args = w.Args
 	}
-	if w.Session != nil && json.Unmarshal(w.Session, &r.Session) != nil {
+	if !isNull(w.Session) && json.Unmarshal(w.Session, &r.Session) != nil {
 		return r, fieldError(id, "session", "a string")
 	}
-	if w.DeadlineMS != nil {
+	if !isNull(w.DeadlineMS) {
 		if json.Unmarshal(w.DeadlineMS, &r.DeadlineMS) != nil || r.DeadlineMS < 0 {
 			return r, fieldError(id, "deadline_ms", "a non-negative integer")
 		}
 	}
 	return r, nil
+}
+
+// isNull reports whether a raw field is absent or null.
+func isNull(raw json.RawMessage) bool {
+	return raw == nil || string(raw) == "null"
 }
 
 // DecodeResponse decodes a frame body (without its header) into a

@@ -70,7 +70,7 @@ func TestVectorsDecode(t *testing.T) {
 				require.NoError(t, err)
 				assert.EqualValues(t, want["id"], req.ID)
 				assert.Equal(t, want["command"], req.Command)
-				if args, ok := want["args"]; ok {
+				if args, ok := want["args"]; ok && args != nil {
 					var got any
 					require.NoError(t, json.Unmarshal(req.Args, &got))
 					assert.Equal(t, args, got)
