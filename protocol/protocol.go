@@ -16,6 +16,7 @@
 package protocol
 
 import (
+	"context"
 	"errors"
 )
 
@@ -105,4 +106,15 @@ func Recoverable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// Handler serves requests on the worker side of a stream. In-process
+// workers implement it (the mock's command set, which the port adapter can
+// also serve over an in-memory stream); the Python worker is the other
+// implementation of the same contract.
+type Handler interface {
+	// Handle runs one request and returns its final response, whose ID
+	// must be req.ID. It honours ctx, which ends when the request is
+	// cancelled or its deadline passes.
+	Handle(ctx context.Context, req Request) Response
 }

@@ -1,6 +1,10 @@
 package program
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
 
 // Command names of the program command set (docs/protocol.md).
 const (
@@ -69,4 +73,43 @@ type LMArgs struct {
 	// DelayMS makes the dummy provider take this long per execution,
 	// honouring cancellation: a portable way to test deadlines.
 	DelayMS int64 `json:"delay_ms,omitempty"`
+}
+
+// ValidateLM checks configure_lm's arguments, reporting every bad field at
+// once with CodeInvalidArgument.
+func ValidateLM(lm LMArgs) error {
+	var bad []string
+	switch lm.Provider {
+	case "dummy":
+	case "openai":
+		if lm.Model == "" {
+			bad = append(bad, "model is required for the openai provider")
+		}
+	default:
+		bad = append(bad, fmt.Sprintf("provider %q is unknown (known: dummy, openai)", lm.Provider))
+	}
+	if lm.Temperature != nil && (*lm.Temperature < 0 || *lm.Temperature > 2) {
+		bad = append(bad, fmt.Sprintf("temperature %v is outside [0, 2]", *lm.Temperature))
+	}
+	if lm.MaxTokens < 0 {
+		bad = append(bad, "max_tokens must not be negative")
+	}
+	if lm.TimeoutMS < 0 {
+		bad = append(bad, "timeout_ms must not be negative")
+	}
+	if lm.DelayMS < 0 {
+		bad = append(bad, "delay_ms must not be negative")
+	}
+	switch lm.Engine {
+	case "", "auto", "native", "dspy":
+	default:
+		bad = append(bad, fmt.Sprintf("engine %q is unknown (known: auto, native, dspy)", lm.Engine))
+	}
+	if lm.APIKeyEnv != "" && !isIdentifier(lm.APIKeyEnv) {
+		bad = append(bad, fmt.Sprintf("api_key_env %q is not an environment variable name", lm.APIKeyEnv))
+	}
+	if len(bad) > 0 {
+		return invalid("configure_lm: %s", strings.Join(bad, "; "))
+	}
+	return nil
 }

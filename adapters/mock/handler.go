@@ -1,0 +1,370 @@
+package mock
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/internal/wire"
+	"github.com/dspgo/dspgo/protocol"
+)
+
+// HandlerOptions configure a Handler.
+type HandlerOptions struct {
+	// WorkerID names the worker in ping and stats replies. Empty means
+	// "mock".
+	WorkerID string
+
+	// MaxSpecs bounds the compiled-spec cache; the oldest entry is evicted
+	// past it (the host resends a spec the worker no longer knows). Zero
+	// means 4096.
+	MaxSpecs int
+}
+
+// Handler is the Go implementation of the worker command set
+// (docs/protocol.md): ping, describe, configure_lm, create_program,
+// execute_program, delete_program, get_stats, reset, shutdown and cancel,
+// with the deterministic dummy language model. It implements
+// protocol.Handler, so it can serve an in-memory stream too. It is safe for
+// concurrent use; two Handlers never share state.
+type Handler struct {
+	workerID string
+	maxSpecs int
+	started  time.Time
+
+	mu       sync.Mutex
+	specs    map[string]*program.Compiled
+	order    []string // spec hashes, oldest first
+	lm       program.LMArgs
+	calls    map[string]uint64
+	failures uint64
+	inFlight int
+}
+
+var _ protocol.Handler = (*Handler)(nil)
+
+// NewHandler returns a Handler with no programs and the dummy LM.
+func NewHandler(opts HandlerOptions) *Handler {
+	if opts.WorkerID == "" {
+		opts.WorkerID = "mock"
+	}
+	if opts.MaxSpecs <= 0 {
+		opts.MaxSpecs = 4096
+	}
+	h := &Handler{workerID: opts.WorkerID, maxSpecs: opts.MaxSpecs, started: time.Now()}
+	h.resetLocked()
+	return h
+}
+
+func (h *Handler) resetLocked() {
+	h.specs = map[string]*program.Compiled{}
+	h.order = nil
+	h.lm = program.LMArgs{Provider: "dummy"}
+	h.calls = map[string]uint64{}
+	h.failures = 0
+}
+
+// command is one entry of the command set.
+type command struct {
+	description string
+	args        map[string]string // name → type, for describe
+	run         func(h *Handler, ctx context.Context, args json.RawMessage) (any, error)
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		program.CmdPing:           {"Answers at once; with initialization true, the handshake.", map[string]string{"initialization": "bool"}, (*Handler).ping},
+		program.CmdDescribe:       {"Lists the commands and their arguments.", nil, (*Handler).describe},
+		program.CmdConfigureLM:    {"Sets the language model for every program.", lmArgTypes, (*Handler).configureLM},
+		program.CmdCreateProgram:  {"Validates and compiles a program spec.", map[string]string{"program_id": "str", "spec": "object"}, (*Handler).createProgram},
+		program.CmdExecuteProgram: {"Runs a program, by spec hash (and spec), on inputs.", map[string]string{"program_id": "str", "spec_hash": "str", "spec": "object", "inputs": "object"}, (*Handler).executeProgram},
+		program.CmdDeleteProgram:  {"Drops a compiled spec.", map[string]string{"spec_hash": "str"}, (*Handler).deleteProgram},
+		program.CmdGetStats:       {"Reports counters.", nil, (*Handler).getStats},
+		program.CmdReset:          {"Drops every program and counter and restores the dummy LM.", nil, (*Handler).reset},
+		program.CmdShutdown:       {"Acknowledges; an in-process worker has nothing to stop.", nil, (*Handler).shutdown},
+		program.CmdCancel:         {"Acknowledges; in-process calls are cancelled through their context.", map[string]string{"id": "int"}, (*Handler).cancel},
+	}
+}
+
+var lmArgTypes = map[string]string{
+	"provider": "str", "model": "str", "base_url": "str", "api_key_env": "str", "temperature": "float",
+	"max_tokens": "int", "timeout_ms": "int", "engine": "str", "verify": "bool", "delay_ms": "int",
+}
+
+// Commands lists the command set's names, sorted.
+func Commands() []string {
+	names := make([]string, 0, len(commands))
+	for name := range commands {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Handle runs one request of the command set.
+func (h *Handler) Handle(ctx context.Context, req protocol.Request) protocol.Response {
+	cmd, ok := commands[req.Command]
+	h.mu.Lock()
+	h.calls[req.Command]++
+	h.inFlight++
+	h.mu.Unlock()
+
+	var result any
+	var err error
+	if !ok {
+		err = adapter.Errorf(adapter.CodeUnimplemented, "unknown command %q; known commands: %v", req.Command, Commands())
+	} else if err = ctx.Err(); err == nil {
+		result, err = cmd.run(h, ctx, req.Args)
+	}
+	var raw []byte
+	if err == nil {
+		raw, err = json.Marshal(result)
+	}
+
+	h.mu.Lock()
+	h.inFlight--
+	if err != nil {
+		h.failures++
+	}
+	h.mu.Unlock()
+	return wire.Result(req.ID, raw, err)
+}
+
+// decodeArgs decodes a command's arguments strictly: an unknown argument
+// or one of the wrong type is CodeInvalidArgument naming it.
+func decodeArgs(raw json.RawMessage, v any) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return adapter.Errorf(adapter.CodeInvalidArgument, "arguments: %v", err)
+	}
+	return nil
+}
+
+func (h *Handler) ping(_ context.Context, raw json.RawMessage) (any, error) {
+	var args struct {
+		Initialization bool `json:"initialization"`
+	}
+	if err := decodeArgs(raw, &args); err != nil {
+		return nil, err
+	}
+	if !args.Initialization {
+		return map[string]any{"pong": true, "worker_id": h.workerID, "pid": os.Getpid()}, nil
+	}
+	return map[string]any{
+		"protocol_version": protocol.Version, "worker_version": "go-mock", "pid": os.Getpid(),
+		"python_version": "", "worker_id": h.workerID, "commands": Commands(),
+		"max_concurrency": 0, "max_frame_bytes": protocol.DefaultMaxFrameBytes, "diagnostics": false,
+	}, nil
+}
+
+func (h *Handler) describe(context.Context, json.RawMessage) (any, error) {
+	type argDesc struct {
+		Type     string `json:"type"`
+		Required bool   `json:"required"`
+	}
+	type cmdDesc struct {
+		Name        string             `json:"name"`
+		Description string             `json:"description"`
+		Args        map[string]argDesc `json:"args"`
+	}
+	var list []cmdDesc
+	for _, name := range Commands() {
+		c := commands[name]
+		d := cmdDesc{Name: name, Description: c.description, Args: map[string]argDesc{}}
+		for arg, typ := range c.args {
+			d.Args[arg] = argDesc{Type: typ}
+		}
+		list = append(list, d)
+	}
+	return map[string]any{"protocol_version": protocol.Version, "commands": list}, nil
+}
+
+func (h *Handler) configureLM(_ context.Context, raw json.RawMessage) (any, error) {
+	var lm program.LMArgs
+	if err := decodeArgs(raw, &lm); err != nil {
+		return nil, err
+	}
+	if err := program.ValidateLM(lm); err != nil {
+		return nil, err
+	}
+	if lm.Provider != "dummy" {
+		return nil, adapter.Errorf(adapter.CodeUnimplemented, "the mock runs the dummy provider only, not %q; use the port or pool adapter for a real LM", lm.Provider)
+	}
+	h.mu.Lock()
+	h.lm = lm
+	h.mu.Unlock()
+	return map[string]any{"provider": lm.Provider, "model": lm.Model, "engine": "native"}, nil
+}
+
+// compile compiles a spec and caches it, evicting the oldest past the
+// bound.
+func (h *Handler) compile(spec program.Spec) (*program.Compiled, error) {
+	c, err := program.Compile(spec)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.specs[c.Hash]; !ok {
+		h.specs[c.Hash] = c
+		h.order = append(h.order, c.Hash)
+		for len(h.order) > h.maxSpecs {
+			delete(h.specs, h.order[0])
+			h.order = h.order[1:]
+		}
+	}
+	return c, nil
+}
+
+func (h *Handler) createProgram(_ context.Context, raw json.RawMessage) (any, error) {
+	var args program.CreateArgs
+	if err := decodeArgs(raw, &args); err != nil {
+		return nil, err
+	}
+	c, err := h.compile(args.Spec)
+	if err != nil {
+		return nil, err
+	}
+	return program.CreateResult{SpecHash: c.Hash}, nil
+}
+
+func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any, error) {
+	var args program.ExecuteArgs
+	if err := decodeArgs(raw, &args); err != nil {
+		return nil, err
+	}
+	var c *program.Compiled
+	if args.Spec != nil {
+		var err error
+		if c, err = h.compile(*args.Spec); err != nil {
+			return nil, err
+		}
+		if args.SpecHash != "" && args.SpecHash != c.Hash {
+			return nil, adapter.Errorf(adapter.CodeInvalidArgument, "spec_hash %q does not match the spec, whose hash is %q", args.SpecHash, c.Hash)
+		}
+	} else {
+		h.mu.Lock()
+		c = h.specs[args.SpecHash]
+		h.mu.Unlock()
+		if c == nil {
+			return nil, &adapter.Error{Code: adapter.CodeNotFound, Remote: &adapter.RemoteError{
+				Code: adapter.CodeNotFound, Type: program.SpecNotFoundType,
+				Message: fmt.Sprintf("spec %q is not compiled on this worker; send the spec", args.SpecHash)}}
+		}
+	}
+	inputs, err := decodeInputs(args.Inputs)
+	if err != nil {
+		return nil, err
+	}
+	converted, err := c.Inputs(inputs)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	delay := time.Duration(h.lm.DelayMS) * time.Millisecond
+	h.mu.Unlock()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	outputs, err := c.DummyOutputs(converted)
+	if err != nil {
+		return nil, err
+	}
+	rawOut, err := json.Marshal(outputs)
+	if err != nil {
+		return nil, err
+	}
+	return program.ExecuteResult{Outputs: rawOut, SpecHash: c.Hash}, nil
+}
+
+func decodeInputs(raw json.RawMessage) (map[string]any, error) {
+	var inputs map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&inputs); err != nil || inputs == nil {
+		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "inputs must be a JSON object")
+	}
+	return inputs, nil
+}
+
+func (h *Handler) deleteProgram(_ context.Context, raw json.RawMessage) (any, error) {
+	var args program.DeleteArgs
+	if err := decodeArgs(raw, &args); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.specs[args.SpecHash]; !ok {
+		return nil, adapter.Errorf(adapter.CodeNotFound, "spec %q is not compiled on this worker", args.SpecHash)
+	}
+	delete(h.specs, args.SpecHash)
+	for i, hash := range h.order {
+		if hash == args.SpecHash {
+			h.order = append(h.order[:i], h.order[i+1:]...)
+			break
+		}
+	}
+	return map[string]any{"deleted": true}, nil
+}
+
+func (h *Handler) getStats(context.Context, json.RawMessage) (any, error) {
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	calls := make(map[string]uint64, len(h.calls))
+	for k, v := range h.calls {
+		calls[k] = v
+	}
+	return map[string]any{
+		"worker_id": h.workerID, "pid": os.Getpid(), "programs": len(h.specs), "calls": calls,
+		"failures": h.failures, "in_flight": h.inFlight - 1, // this call is not counted
+		"rss_bytes": mem.Sys, "lm": map[string]any{"provider": h.lm.Provider, "model": h.lm.Model},
+		"uptime_ms": time.Since(h.started).Milliseconds(),
+	}, nil
+}
+
+func (h *Handler) reset(context.Context, json.RawMessage) (any, error) {
+	h.mu.Lock()
+	h.resetLocked()
+	h.mu.Unlock()
+	return map[string]any{"reset": true}, nil
+}
+
+func (h *Handler) shutdown(context.Context, json.RawMessage) (any, error) {
+	return map[string]any{"stopping": true}, nil
+}
+
+func (h *Handler) cancel(_ context.Context, raw json.RawMessage) (any, error) {
+	var args struct {
+		ID *uint64 `json:"id"`
+	}
+	if err := decodeArgs(raw, &args); err != nil {
+		return nil, err
+	}
+	if args.ID == nil {
+		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "cancel needs the id of the request to cancel")
+	}
+	return map[string]any{"id": *args.ID, "state": "unknown"}, nil
+}

@@ -1,0 +1,451 @@
+package dspgo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+)
+
+// ProgramSpec describes a program to create.
+type ProgramSpec struct {
+	// ID is the program's id within its scope (the client's default scope
+	// or a session): 1 to 128 letters, digits, '_', '-' or '.'. Empty
+	// means a generated id ("prog-" and 16 hex digits).
+	ID string
+
+	// Signature is the program's typed inputs and outputs.
+	Signature Signature
+
+	// Instructions describe the task to the language model. Empty means
+	// none.
+	Instructions string
+
+	// Kind is KindPredict or KindChainOfThought. Empty means KindPredict.
+	Kind string
+}
+
+// Program is a created program. Its fields are read-only.
+type Program struct {
+	// ID is the program's id within its scope.
+	ID string
+	// Session is the session that owns the program; empty for the
+	// client's default scope.
+	Session string
+	// Spec is the program's normalized spec: types in canonical form, Kind
+	// filled in.
+	Spec ProgramSpec
+	// Hash identifies the spec: the hex SHA-256 of its canonical JSON. Two
+	// programs with the same spec have the same hash.
+	Hash string
+	// CreatedAt is when the program was created.
+	CreatedAt time.Time
+
+	compiled *program.Compiled
+}
+
+// OutputFields lists the fields an execution returns, in order:
+// "reasoning" first for KindChainOfThought, then the declared outputs.
+func (p *Program) OutputFields() []Field { return slices.Clone(p.compiled.OutputFields()) }
+
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	sessionTTL time.Duration
+	now        func() time.Time
+}
+
+// WithSessionTTL makes sessions expire after ttl without use: an expired
+// session's programs are deleted. Zero, the default, means sessions never
+// expire.
+func WithSessionTTL(ttl time.Duration) Option {
+	return func(o *options) { o.sessionTTL = ttl }
+}
+
+// WithClock sets the clock for program timestamps and session expiry.
+// Nil, the default, means time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// Client runs programs on an adapter. It is safe for concurrent use by
+// many goroutines and holds no global state: two clients never share
+// programs, even over the same adapter. The client does not own the
+// adapter; close the adapter when done with it.
+type Client struct {
+	a    adapter.Adapter
+	opts options
+
+	mu     sync.Mutex
+	scopes map[string]*scope // "" is the default scope
+}
+
+// scope holds the programs of the default scope or of one session.
+type scope struct {
+	programs map[string]*Program
+	lastUsed time.Time
+}
+
+// NewClient returns a client that runs programs on a.
+func NewClient(a adapter.Adapter, opts ...Option) *Client {
+	c := &Client{a: a, scopes: map[string]*scope{}}
+	for _, o := range opts {
+		o(&c.opts)
+	}
+	if c.opts.now == nil {
+		c.opts.now = time.Now
+	}
+	return c
+}
+
+// Adapter returns the adapter the client runs on.
+func (c *Client) Adapter() adapter.Adapter { return c.a }
+
+// CreateProgram validates spec, compiles it on the backend and records it
+// in the client's default scope. A bad spec is CodeInvalidArgument; an id
+// already used in the scope is CodeAlreadyExists (never an overwrite).
+func (c *Client) CreateProgram(ctx context.Context, spec ProgramSpec) (*Program, error) {
+	return c.createProgram(ctx, "", spec)
+}
+
+// GetProgram returns the program with the id, or a CodeNotFound error.
+func (c *Client) GetProgram(ctx context.Context, id string) (*Program, error) {
+	return c.getProgram(ctx, "", id)
+}
+
+// ListPrograms returns the default scope's programs sorted by id.
+func (c *Client) ListPrograms(ctx context.Context) ([]*Program, error) {
+	return c.listPrograms(ctx, "")
+}
+
+// DeleteProgram deletes the program with the id, or returns a CodeNotFound
+// error. The program is gone from the client even when the backend's cache
+// eviction that follows fails; that failure is returned.
+func (c *Client) DeleteProgram(ctx context.Context, id string) error {
+	return c.deleteProgram(ctx, "", id)
+}
+
+// Execute runs the program on inputs and returns its outputs converted to
+// their declared types (string, int64, float64, bool, []T, map[string]T).
+// A missing or unknown input, or one of the wrong type, is
+// CodeInvalidArgument naming the field; an output the backend did not
+// produce is an error, never a placeholder.
+func (c *Client) Execute(ctx context.Context, programID string, inputs map[string]any) (map[string]any, error) {
+	return c.execute(ctx, "", programID, inputs)
+}
+
+// Ping checks that the backend answers.
+func (c *Client) Ping(ctx context.Context) error {
+	_, err := c.a.Call(ctx, adapter.Request{Command: program.CmdPing})
+	return err
+}
+
+// Session returns the session with the id. Programs created in a session
+// are visible only in it; its requests carry the id for worker affinity.
+// Sessions need no creation: the first use starts one. The id must not be
+// empty.
+func (c *Client) Session(id string) *Session {
+	return &Session{c: c, id: id}
+}
+
+// Stats is a snapshot of a client and its adapter.
+type Stats struct {
+	// Adapter holds the adapter's counters when it implements
+	// adapter.Statser; otherwise only its name.
+	Adapter adapter.Stats
+	// Programs counts the programs in every scope.
+	Programs int
+	// Sessions counts the live sessions.
+	Sessions int
+}
+
+// Stats returns a snapshot of the client's and the adapter's counters.
+func (c *Client) Stats() Stats {
+	s := Stats{Adapter: adapter.Stats{Adapter: c.a.Name()}}
+	if st, ok := c.a.(adapter.Statser); ok {
+		s.Adapter = st.Stats()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweepLocked()
+	for id, sc := range c.scopes {
+		s.Programs += len(sc.programs)
+		if id != "" {
+			s.Sessions++
+		}
+	}
+	return s
+}
+
+func (c *Client) errorf(code adapter.Code, op, format string, args ...any) error {
+	return &adapter.Error{Code: code, Op: op, Adapter: c.a.Name(), Message: fmt.Sprintf(format, args...)}
+}
+
+// useLocked returns the live scope for a session, creating it, after
+// sweeping expired sessions. The caller holds c.mu.
+func (c *Client) useLocked(session string) *scope {
+	c.sweepLocked()
+	sc := c.scopes[session]
+	if sc == nil {
+		sc = &scope{programs: map[string]*Program{}}
+		c.scopes[session] = sc
+	}
+	sc.lastUsed = c.opts.now()
+	return sc
+}
+
+// sweepLocked deletes sessions idle for longer than the TTL. The caller
+// holds c.mu.
+func (c *Client) sweepLocked() {
+	if c.opts.sessionTTL <= 0 {
+		return
+	}
+	cutoff := c.opts.now().Add(-c.opts.sessionTTL)
+	for id, sc := range c.scopes {
+		if id != "" && sc.lastUsed.Before(cutoff) {
+			delete(c.scopes, id)
+		}
+	}
+}
+
+func (c *Client) lookup(session, op, id string) (*Program, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.useLocked(session).programs[id]
+	if p == nil {
+		return nil, c.errorf(adapter.CodeNotFound, op, "program %q not found%s", id, inSession(session))
+	}
+	return p, nil
+}
+
+func inSession(session string) string {
+	if session == "" {
+		return ""
+	}
+	return fmt.Sprintf(" in session %q", session)
+}
+
+func (c *Client) createProgram(ctx context.Context, session string, spec ProgramSpec) (*Program, error) {
+	const op = program.CmdCreateProgram
+	if err := ctx.Err(); err != nil {
+		return nil, adapter.Wrap(err, c.a.Name(), op)
+	}
+	compiled, err := program.Compile(program.Spec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind})
+	if err != nil {
+		return nil, adapter.Wrap(err, c.a.Name(), op)
+	}
+	id := spec.ID
+	if id == "" {
+		id = newProgramID()
+	} else if err := checkID(id); err != nil {
+		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%v", err)
+	}
+	p := &Program{
+		ID: id, Session: session, Hash: compiled.Hash, compiled: compiled,
+		Spec: ProgramSpec{ID: id, Signature: compiled.Spec.Signature, Instructions: compiled.Spec.Instructions, Kind: compiled.Spec.Kind},
+	}
+
+	// Reserve the id before the backend call, so that a concurrent create
+	// of the same id fails instead of overwriting.
+	c.mu.Lock()
+	sc := c.useLocked(session)
+	if sc.programs[id] != nil {
+		c.mu.Unlock()
+		return nil, c.errorf(adapter.CodeAlreadyExists, op, "program %q already exists%s", id, inSession(session))
+	}
+	p.CreatedAt = c.opts.now()
+	sc.programs[id] = p
+	c.mu.Unlock()
+
+	args, err := json.Marshal(program.CreateArgs{ProgramID: id, Spec: compiled.Spec})
+	if err == nil {
+		var resp adapter.Response
+		resp, err = c.a.Call(ctx, adapter.Request{Command: op, Args: args, Session: session})
+		if err == nil {
+			err = c.checkHash(op, resp.Result, compiled.Hash)
+		}
+	}
+	if err != nil {
+		c.mu.Lock()
+		if sc.programs[id] == p {
+			delete(sc.programs, id)
+		}
+		c.mu.Unlock()
+		return nil, err
+	}
+	return p, nil
+}
+
+// checkHash verifies that the backend hashed the spec as the client did;
+// a mismatch means the two disagree on the spec and outputs would differ.
+func (c *Client) checkHash(op string, result json.RawMessage, want string) error {
+	var r program.CreateResult
+	if err := json.Unmarshal(result, &r); err != nil {
+		return c.errorf(adapter.CodeInternal, op, "malformed result from the backend: %v", err)
+	}
+	if r.SpecHash != want {
+		return c.errorf(adapter.CodeInternal, op, "the backend hashed the spec as %q, the client as %q: they disagree on the program", r.SpecHash, want)
+	}
+	return nil
+}
+
+var idOK = func() (ok [256]bool) {
+	for _, c := range "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-." {
+		ok[c] = true
+	}
+	return ok
+}()
+
+func checkID(id string) error {
+	if len(id) > 128 {
+		return fmt.Errorf("program id %.20q… is longer than 128 bytes", id)
+	}
+	for i := 0; i < len(id); i++ {
+		if !idOK[id[i]] {
+			return fmt.Errorf("program id %q may hold only letters, digits, '_', '-' and '.'", id)
+		}
+	}
+	return nil
+}
+
+func newProgramID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return "prog-" + hex.EncodeToString(b[:])
+}
+
+func (c *Client) getProgram(ctx context.Context, session, id string) (*Program, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, adapter.Wrap(err, c.a.Name(), "get_program")
+	}
+	return c.lookup(session, "get_program", id)
+}
+
+func (c *Client) listPrograms(ctx context.Context, session string) ([]*Program, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, adapter.Wrap(err, c.a.Name(), "list_programs")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sc := c.useLocked(session)
+	list := make([]*Program, 0, len(sc.programs))
+	for _, p := range sc.programs {
+		list = append(list, p)
+	}
+	slices.SortFunc(list, func(a, b *Program) int { return strings.Compare(a.ID, b.ID) })
+	return list, nil
+}
+
+func (c *Client) deleteProgram(ctx context.Context, session, id string) error {
+	const op = program.CmdDeleteProgram
+	if err := ctx.Err(); err != nil {
+		return adapter.Wrap(err, c.a.Name(), op)
+	}
+	c.mu.Lock()
+	sc := c.useLocked(session)
+	p := sc.programs[id]
+	if p == nil {
+		c.mu.Unlock()
+		return c.errorf(adapter.CodeNotFound, op, "program %q not found%s", id, inSession(session))
+	}
+	delete(sc.programs, id)
+	shared := c.hashInUseLocked(p.Hash)
+	c.mu.Unlock()
+	if shared {
+		return nil
+	}
+	return c.evict(ctx, session, p.Hash)
+}
+
+// hashInUseLocked reports whether any program still has the hash. The
+// caller holds c.mu.
+func (c *Client) hashInUseLocked(hash string) bool {
+	for _, sc := range c.scopes {
+		for _, p := range sc.programs {
+			if p.Hash == hash {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// evict asks the backend to drop its compiled copy of a spec. A backend
+// that does not have it (another worker compiled it) is not an error.
+func (c *Client) evict(ctx context.Context, session, hash string) error {
+	args, _ := json.Marshal(program.DeleteArgs{SpecHash: hash})
+	_, err := c.a.Call(ctx, adapter.Request{Command: program.CmdDeleteProgram, Args: args, Session: session})
+	if adapter.CodeOf(err) == adapter.CodeNotFound {
+		return nil
+	}
+	return err
+}
+
+func (c *Client) execute(ctx context.Context, session, id string, inputs map[string]any) (map[string]any, error) {
+	const op = program.CmdExecuteProgram
+	if err := ctx.Err(); err != nil {
+		return nil, adapter.Wrap(err, c.a.Name(), op)
+	}
+	p, err := c.lookup(session, op, id)
+	if err != nil {
+		return nil, err
+	}
+	converted, err := p.compiled.Inputs(inputs)
+	if err != nil {
+		return nil, adapter.Wrap(err, c.a.Name(), op)
+	}
+	rawInputs, err := json.Marshal(converted)
+	if err != nil {
+		return nil, c.errorf(adapter.CodeInvalidArgument, op, "inputs: %v", err)
+	}
+	exec := program.ExecuteArgs{ProgramID: id, SpecHash: p.Hash, Inputs: rawInputs}
+	resp, err := c.call(ctx, op, session, exec)
+	if isSpecNotFound(err) {
+		// The worker has not compiled this spec (a new or restarted
+		// worker): send it along.
+		exec.Spec = &p.compiled.Spec
+		resp, err = c.call(ctx, op, session, exec)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var result program.ExecuteResult
+	if err := json.Unmarshal(resp.Result, &result); err != nil || result.Outputs == nil {
+		return nil, c.errorf(adapter.CodeInternal, op, "malformed result from the backend: %.200s", resp.Result)
+	}
+	dec := json.NewDecoder(bytes.NewReader(result.Outputs))
+	dec.UseNumber()
+	var raw map[string]any
+	if err := dec.Decode(&raw); err != nil {
+		return nil, c.errorf(adapter.CodeInternal, op, "malformed outputs from the backend: %v", err)
+	}
+	out, err := p.compiled.Outputs(raw)
+	if err != nil {
+		return nil, adapter.Wrap(err, c.a.Name(), op)
+	}
+	return out, nil
+}
+
+func (c *Client) call(ctx context.Context, op, session string, args any) (adapter.Response, error) {
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return adapter.Response{}, c.errorf(adapter.CodeInvalidArgument, op, "arguments: %v", err)
+	}
+	return c.a.Call(ctx, adapter.Request{Command: op, Args: raw, Session: session})
+}
+
+func isSpecNotFound(err error) bool {
+	var e *adapter.Error
+	return errors.As(err, &e) && e.Remote != nil && e.Remote.Type == program.SpecNotFoundType && adapter.CodeOf(err) == adapter.CodeNotFound
+}

@@ -1,0 +1,58 @@
+// Package wire converts between the protocol's error objects and adapter
+// errors, for the backends that speak the protocol (mock, port, pool).
+package wire
+
+import (
+	"context"
+	"errors"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/protocol"
+)
+
+// Error returns the adapter error for a failed response to the command op
+// of the named adapter. The worker's code, message, exception type and
+// traceback are kept in Remote.
+func Error(adapterName, op string, body *protocol.ErrorBody) error {
+	code, _ := adapter.ParseCode(body.Code)
+	if code == adapter.CodeOK {
+		code = adapter.CodeUnknown // a failure is never OK
+	}
+	return &adapter.Error{
+		Code: code, Op: op, Adapter: adapterName,
+		Remote: &adapter.RemoteError{Code: code, Message: body.Message, Type: body.Type, Traceback: body.Traceback},
+	}
+}
+
+// Body returns the error object a worker sends for err: its code, its
+// message, and for a remote error its type and traceback.
+func Body(err error) *protocol.ErrorBody {
+	body := &protocol.ErrorBody{Code: adapter.CodeOf(err).String(), Message: err.Error()}
+	var e *adapter.Error
+	if errors.As(err, &e) {
+		switch {
+		case e.Remote != nil:
+			body.Message, body.Type, body.Traceback = e.Remote.Message, e.Remote.Type, e.Remote.Traceback
+		case e.Message != "":
+			body.Message = e.Message
+		}
+	}
+	return body
+}
+
+// Result returns the response for a handler's result or error.
+func Result(id uint64, result []byte, err error) protocol.Response {
+	if err != nil {
+		return protocol.Response{ID: id, Error: Body(err)}
+	}
+	return protocol.Response{ID: id, Success: true, Result: result}
+}
+
+// CtxError returns ctx's error as an adapter error of the adapter and op,
+// or nil while ctx is live.
+func CtxError(ctx context.Context, adapterName, op string) error {
+	if err := ctx.Err(); err != nil {
+		return adapter.Wrap(err, adapterName, op)
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package dspgo
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+)
+
+// LM providers for LMConfig.Provider.
+const (
+	// ProviderDummy is the deterministic offline language model: outputs
+	// derived from a hash of the program, the inputs and the field name
+	// (docs/protocol.md). Every backend implements it identically.
+	ProviderDummy = "dummy"
+	// ProviderOpenAI is any OpenAI-compatible /chat/completions endpoint.
+	ProviderOpenAI = "openai"
+)
+
+// LMConfig configures the language model the backend's programs call.
+// Zero fields mean the provider's default.
+type LMConfig struct {
+	// Provider is ProviderDummy or ProviderOpenAI. Empty means
+	// ProviderDummy.
+	Provider string
+	// Model is the model name, such as "gpt-4o-mini". Empty means the
+	// provider's default.
+	Model string
+	// BaseURL is the endpoint's base URL for ProviderOpenAI. Empty means
+	// the provider's default.
+	BaseURL string
+	// APIKeyEnv names the worker's environment variable that holds the API
+	// key; the key itself never passes through dspgo. Empty means the
+	// provider's default.
+	APIKeyEnv string
+	// Temperature is the sampling temperature. Nil means the provider's
+	// default.
+	Temperature *float64
+	// MaxTokens caps the tokens of one completion. Zero means the
+	// provider's default.
+	MaxTokens int
+	// Timeout bounds one LM request. Zero means the provider's default.
+	Timeout time.Duration
+	// Engine selects the worker's engine: "native", "dspy" or "auto"
+	// (dspy when importable). Empty means "auto".
+	Engine string
+	// Verify makes the backend check the configuration with a request to
+	// the LM now, instead of at the first execution.
+	Verify bool
+	// Delay makes the dummy provider take this long per execution,
+	// honouring cancellation: for tests of deadlines and load. Zero means
+	// no delay.
+	Delay time.Duration
+}
+
+// ConfigureLM sets the language model for every program on the backend.
+// When the adapter is an adapter.Broadcaster (a pool), the configuration
+// reaches every current worker and every worker started later.
+func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
+	const op = program.CmdConfigureLM
+	if cfg.Provider == "" {
+		cfg.Provider = ProviderDummy
+	}
+	if cfg.Timeout < 0 || cfg.Delay < 0 || cfg.MaxTokens < 0 {
+		return c.errorf(adapter.CodeInvalidArgument, op, "timeout, delay and max tokens must not be negative")
+	}
+	args, err := json.Marshal(program.LMArgs{
+		Provider: cfg.Provider, Model: cfg.Model, BaseURL: cfg.BaseURL, APIKeyEnv: cfg.APIKeyEnv,
+		Temperature: cfg.Temperature, MaxTokens: cfg.MaxTokens, TimeoutMS: cfg.Timeout.Milliseconds(),
+		Engine: cfg.Engine, Verify: cfg.Verify, DelayMS: cfg.Delay.Milliseconds(),
+	})
+	if err != nil {
+		return c.errorf(adapter.CodeInvalidArgument, op, "%v", err)
+	}
+	req := adapter.Request{Command: op, Args: args}
+	if b, ok := c.a.(adapter.Broadcaster); ok {
+		return b.Broadcast(ctx, req)
+	}
+	_, err = c.a.Call(ctx, req)
+	return err
+}
