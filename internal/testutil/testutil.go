@@ -69,13 +69,20 @@ func WorkerCommand(t testing.TB, args ...string) *exec.Cmd {
 	return cmd
 }
 
+var verified sync.Map // testing.TB → true: VerifyNoChildren is registered
+
 // VerifyNoChildren registers a cleanup that fails the test if any child
 // process of this test binary is still alive (or unreaped) once the test
 // and its other cleanups are done. It waits up to 5 s for children that are
-// exiting. Call it first, so that its check runs last.
+// exiting. Call it before starting processes, so that its check runs after
+// the cleanups that stop them; later calls for the same test do nothing.
 func VerifyNoChildren(t testing.TB) {
 	t.Helper()
+	if _, loaded := verified.LoadOrStore(t, true); loaded {
+		return
+	}
 	t.Cleanup(func() {
+		defer verified.Delete(t)
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			kids := Children()

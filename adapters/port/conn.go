@@ -1,0 +1,286 @@
+package port
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/wire"
+	"github.com/dspgo/dspgo/protocol"
+)
+
+// hello is the worker's answer to the init ping.
+type hello struct {
+	ProtocolVersion int      `json:"protocol_version"`
+	WorkerVersion   string   `json:"worker_version"`
+	PID             int      `json:"pid"`
+	PythonVersion   string   `json:"python_version"`
+	WorkerID        string   `json:"worker_id"`
+	Commands        []string `json:"commands"`
+	MaxConcurrency  int      `json:"max_concurrency"`
+	MaxFrameBytes   int      `json:"max_frame_bytes"`
+}
+
+// conn is the host's side of one started worker: one reader goroutine
+// matching responses to callers by id, one writer shared under a lock, and
+// a goroutine that sends cancel frames so that callers never wait for them.
+type conn struct {
+	name    string // adapter name, for errors
+	w       worker
+	writer  *protocol.Writer
+	timeout time.Duration // write timeout
+	started time.Time
+	hello   hello
+
+	nextID  atomic.Uint64
+	mu      sync.Mutex
+	pending map[uint64]chan protocol.Response
+
+	dead      chan struct{} // closed when the conn can no longer serve
+	deadOnce  sync.Once
+	reason    string        // why it died; set before dead closes
+	failOnce  sync.Once     // builds failErr once the worker has exited
+	failErr   error
+	cancels   chan uint64
+	loops     sync.WaitGroup // reader and canceller
+	releaseMu sync.Once
+}
+
+func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration) *conn {
+	c := &conn{name: name, w: w, writer: protocol.NewWriter(w.stdin(), maxFrame), timeout: writeTimeout,
+		started: time.Now(), pending: map[uint64]chan protocol.Response{},
+		dead: make(chan struct{}), cancels: make(chan uint64, 256)}
+	c.nextID.Store(protocol.InitID) // the first call gets 1; InitID is for the handshake
+	c.loops.Add(2)
+	go c.readLoop(maxFrame)
+	go c.cancelLoop()
+	return c
+}
+
+// readLoop delivers each response to the caller waiting for its id. A
+// reply whose caller has gone (timed out, cancelled) is dropped, never
+// handed to anyone else. A frame that cannot be decoded breaks the worker.
+func (c *conn) readLoop(maxFrame int) {
+	defer c.loops.Done()
+	r := protocol.NewReader(c.w.stdout(), maxFrame)
+	for {
+		resp, err := r.ReadResponse()
+		if err != nil {
+			reason := "the worker closed its stdout"
+			if protocol.ErrorKind(err) != "" {
+				reason = "the worker broke the protocol: " + err.Error()
+			}
+			c.fail(reason)
+			return
+		}
+		c.mu.Lock()
+		ch := c.pending[resp.ID]
+		delete(c.pending, resp.ID)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- resp // buffered: never blocks
+		}
+	}
+}
+
+// cancelLoop sends cancel frames for requests whose callers gave up.
+func (c *conn) cancelLoop() {
+	defer c.loops.Done()
+	for {
+		select {
+		case id := <-c.cancels:
+			args, _ := json.Marshal(map[string]uint64{"id": id})
+			_ = c.write(&protocol.Request{ID: c.nextID.Add(1), Command: "cancel", Args: args})
+		case <-c.dead:
+			return
+		}
+	}
+}
+
+// fail marks the conn dead and kills the worker, once.
+func (c *conn) fail(reason string) {
+	c.deadOnce.Do(func() {
+		c.reason = reason
+		close(c.dead)
+		c.w.signal(syscall.SIGKILL)
+	})
+}
+
+// failure returns the error for calls on a dead conn: CodeUnavailable
+// with the exit status and the tail of stderr. It waits briefly for the
+// worker to be reaped so the status is known.
+func (c *conn) failure(op string) error {
+	c.failOnce.Do(func() {
+		select {
+		case <-c.w.exited():
+		case <-time.After(2 * time.Second):
+		}
+		status := "still running"
+		select {
+		case <-c.w.exited():
+			status = c.w.exitStatus()
+		default:
+		}
+		msg := fmt.Sprintf("worker %s (pid %d) is gone: %s; %s", c.hello.WorkerID, c.w.pid(), c.reason, status)
+		if t := lastBytes(c.w.stderrTail(), 2048); t != "" {
+			msg += "; stderr: " + t
+		}
+		c.failErr = &adapter.Error{Code: adapter.CodeUnavailable, Adapter: c.name, Message: msg}
+	})
+	e := *c.failErr.(*adapter.Error)
+	e.Op = op
+	return &e
+}
+
+func lastBytes(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// write sends one frame with the write deadline. A write that fails
+// (other than for the frame's own size or content) breaks the conn.
+func (c *conn) write(req *protocol.Request) error {
+	_ = c.w.stdin().SetWriteDeadline(time.Now().Add(c.timeout))
+	err := c.writer.WriteRequest(req)
+	if err != nil && protocol.ErrorKind(err) == "" {
+		c.fail("writing to the worker failed: " + err.Error())
+	}
+	return err
+}
+
+// call sends one request and waits for its response, the caller's ctx, or
+// the worker's death.
+func (c *conn) call(ctx context.Context, req adapter.Request) (json.RawMessage, error) {
+	op := req.Command
+	id := c.nextID.Add(1)
+	ch := make(chan protocol.Response, 1)
+	c.mu.Lock()
+	c.pending[id] = ch
+	c.mu.Unlock()
+	forget := func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}
+
+	preq := protocol.Request{ID: id, Command: req.Command, Args: req.Args, Session: req.Session}
+	if deadline, ok := ctx.Deadline(); ok {
+		// Rounded up, so the worker never gives up before the host does.
+		preq.DeadlineMS = max(1, (time.Until(deadline)+time.Millisecond-1).Milliseconds())
+	}
+	if err := c.write(&preq); err != nil {
+		forget()
+		switch protocol.ErrorKind(err) {
+		case "frame_too_large":
+			return nil, &adapter.Error{Code: adapter.CodeResourceExhausted, Op: op, Adapter: c.name, Err: err}
+		case "":
+			return nil, c.failure(op)
+		}
+		return nil, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: op, Adapter: c.name, Err: err}
+	}
+
+	select {
+	case resp := <-ch:
+		if !resp.Success {
+			return nil, wire.Error(c.name, op, resp.Error)
+		}
+		return resp.Result, nil
+	case <-ctx.Done():
+		forget()
+		select {
+		case c.cancels <- id:
+		default: // the canceller is backed up; the worker finishes the request and its reply is dropped
+		}
+		return nil, adapter.Wrap(ctx.Err(), c.name, op)
+	case <-c.dead:
+		forget()
+		return nil, c.failure(op)
+	}
+}
+
+// handshake sends the init ping and checks the reply.
+func (c *conn) handshake(ctx context.Context) error {
+	ch := make(chan protocol.Response, 1)
+	c.mu.Lock()
+	c.pending[protocol.InitID] = ch
+	c.mu.Unlock()
+	if err := c.write(&protocol.Request{ID: protocol.InitID, Command: "ping", Args: json.RawMessage(`{"initialization":true}`)}); err != nil {
+		return c.failure("start")
+	}
+	select {
+	case resp := <-ch:
+		if !resp.Success {
+			return &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: c.name,
+				Message: "the worker refused the init ping: " + resp.Error.Message}
+		}
+		if err := json.Unmarshal(resp.Result, &c.hello); err != nil {
+			return &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: c.name, Message: "malformed init reply", Err: err}
+		}
+		if c.hello.ProtocolVersion != protocol.Version {
+			return &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: c.name,
+				Message: fmt.Sprintf("the worker speaks protocol version %d, this host version %d", c.hello.ProtocolVersion, protocol.Version)}
+		}
+		return nil
+	case <-c.dead:
+		return c.failure("start")
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.pending, protocol.InitID)
+		c.mu.Unlock()
+		msg := "the worker did not answer the init ping in time"
+		if t := lastBytes(c.w.stderrTail(), 2048); t != "" {
+			msg += "; stderr: " + t
+		}
+		return &adapter.Error{Code: adapter.CodeDeadlineExceeded, Op: "start", Adapter: c.name, Message: msg, Err: ctx.Err()}
+	}
+}
+
+// inFlight counts the calls waiting for a response.
+func (c *conn) inFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
+}
+
+// stop ends the worker: a shutdown frame and the end of its stdin, then
+// SIGTERM and SIGKILL to its group, each after grace; it returns when the
+// worker is reaped and every goroutine of the conn has ended.
+func (c *conn) stop(grace time.Duration) {
+	select {
+	case <-c.dead:
+	default:
+		_ = c.write(&protocol.Request{ID: c.nextID.Add(1), Command: "shutdown"})
+	}
+	_ = c.w.closeStdin()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t := time.NewTimer(grace)
+		select {
+		case <-c.w.exited():
+		case <-t.C:
+			c.w.signal(sig)
+		}
+		t.Stop()
+	}
+	<-c.w.exited()
+	c.fail("the worker was stopped")
+	c.release()
+}
+
+// release frees the streams and joins the conn's goroutines; the worker
+// must have exited.
+func (c *conn) release() {
+	c.releaseMu.Do(func() {
+		c.w.release()
+		c.loops.Wait()
+	})
+}
+

@@ -1,0 +1,492 @@
+// Package port is dspgo's single-worker backend: exactly one supervised
+// worker process (the Python worker by default), or an in-memory worker
+// serving a Go handler over the same framing.
+//
+// port.New returns an adapter whose worker has answered its init ping, or
+// an error that carries the worker's exit status and the tail of its
+// stderr. The worker runs in its own process group with a parent-death
+// signal; a crash fails the calls in flight with CodeUnavailable and the
+// worker is restarted with backoff, replaying broadcasts (configure_lm) so
+// it never runs with another configuration. Close stops it with a
+// shutdown frame, the end of its stdin, SIGTERM and finally SIGKILL to the
+// group, and returns when every process and goroutine is gone.
+package port
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/wire"
+)
+
+// Adapter is the port backend. It is safe for concurrent use.
+type Adapter struct {
+	opts    Options
+	python  string // resolved interpreter
+	dir     string // worker directory on PYTHONPATH
+	starter *starter
+	sem     chan struct{}
+	since   time.Time
+
+	life context.Context // ends at Close
+	stop context.CancelFunc
+	sup  sync.WaitGroup // the supervisor
+
+	mu         sync.Mutex
+	cur        *conn         // nil while (re)starting
+	ready      chan struct{} // closed when cur is set; replaced when it dies
+	closed     bool
+	lastErr    error       // why the worker is down
+	throttled  bool        // too many restarts in the window
+	restartLog []time.Time // restarts in the current window
+	broadcasts []adapter.Request
+
+	closeOnce sync.Once
+	closeDone chan struct{}
+	closeErr  error
+
+	calls, failures, restarts atomic.Uint64
+	inFlight                  atomic.Int64
+}
+
+var (
+	_ adapter.Adapter     = (*Adapter)(nil)
+	_ adapter.Statser     = (*Adapter)(nil)
+	_ adapter.Broadcaster = (*Adapter)(nil)
+)
+
+// New starts the worker and returns when it has answered its init ping.
+// It fails with the worker's exit status and the tail of its stderr when
+// the interpreter is missing, the worker cannot import, speaks another
+// protocol version, or does not answer within Options.StartTimeout.
+func New(ctx context.Context, opts Options) (*Adapter, error) {
+	opts.setDefaults()
+	a := &Adapter{opts: opts, sem: make(chan struct{}, opts.MaxConcurrency), since: time.Now(),
+		ready: make(chan struct{}), closeDone: make(chan struct{})}
+	if opts.Handler == nil {
+		var err error
+		if a.python, err = ResolvePython(ctx, opts.Python); err != nil {
+			return nil, &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: opts.Name, Err: err}
+		}
+		if a.dir = opts.WorkerDir; a.dir == "" {
+			if a.dir, err = EmbeddedWorkerDir(opts.CacheDir); err != nil {
+				return nil, &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: opts.Name, Err: err}
+			}
+		}
+		a.starter = newStarter()
+	}
+	a.life, a.stop = context.WithCancel(context.Background())
+	c, err := a.start(ctx)
+	if err != nil {
+		a.stop()
+		if a.starter != nil {
+			a.starter.stop()
+		}
+		return nil, err
+	}
+	a.setConn(c)
+	a.sup.Add(1)
+	go a.supervise(c)
+	return a, nil
+}
+
+// start starts one worker and completes its handshake within
+// StartTimeout, replaying the recorded broadcasts.
+func (a *Adapter) start(ctx context.Context) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.opts.StartTimeout)
+	defer cancel()
+	var w worker
+	if a.opts.Handler != nil {
+		w = startMemory(a.opts.Handler(), a.opts.MaxFrameBytes, a.opts.MaxConcurrency)
+	} else {
+		p, err := startProcess(a.starter, a.python, a.args(), a.env(), a.opts.Dir, a.opts.StderrTail,
+			a.opts.Logger.With("adapter", a.opts.Name, "worker_id", a.opts.WorkerID))
+		if err != nil {
+			return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: a.opts.Name,
+				Message: fmt.Sprintf("cannot start %s", a.python), Err: err}
+		}
+		w = p
+	}
+	c := newConn(a.opts.Name, w, a.opts.MaxFrameBytes, a.opts.WriteTimeout)
+	err := c.handshake(ctx)
+	if err == nil {
+		err = a.replay(ctx, c)
+	}
+	if err != nil {
+		c.fail("start failed")
+		<-w.exited()
+		c.release()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (a *Adapter) args() []string {
+	args := []string{"-m", "dspgo_worker", "--worker-id", a.opts.WorkerID,
+		"--max-concurrency", strconv.Itoa(a.opts.MaxConcurrency),
+		"--max-frame-bytes", strconv.Itoa(a.opts.MaxFrameBytes)}
+	if a.opts.Diagnostics {
+		args = append(args, "--diagnostics")
+	}
+	for _, h := range a.opts.Handlers {
+		args = append(args, "--handlers", h)
+	}
+	return append(args, a.opts.Args...)
+}
+
+// env is the worker's minimal environment: what it needs to find its
+// package, the variables named in PassEnv, and Options.Env.
+func (a *Adapter) env() []string {
+	env := []string{"PYTHONPATH=" + a.dir, "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8", "PYTHONUNBUFFERED=1"}
+	environ := a.opts.Environ
+	if environ == nil {
+		environ = os.Environ
+	}
+	host := environ()
+	for _, name := range a.opts.PassEnv {
+		for _, kv := range host {
+			if strings.HasPrefix(kv, name+"=") {
+				env = append(env, kv)
+			}
+		}
+	}
+	return append(env, a.opts.Env...)
+}
+
+// replay sends the recorded broadcasts to a new worker, in order.
+func (a *Adapter) replay(ctx context.Context, c *conn) error {
+	a.mu.Lock()
+	list := append([]adapter.Request(nil), a.broadcasts...)
+	a.mu.Unlock()
+	for _, req := range list {
+		if _, err := c.call(ctx, req); err != nil {
+			return fmt.Errorf("replaying %s to the new worker: %w", req.Command, err)
+		}
+	}
+	return nil
+}
+
+func (a *Adapter) setConn(c *conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cur = c
+	a.lastErr = nil
+	close(a.ready)
+}
+
+// supervise waits for the worker to die and replaces it with backoff,
+// until Close.
+func (a *Adapter) supervise(c *conn) {
+	defer a.sup.Done()
+	for {
+		select {
+		case <-c.dead:
+		case <-a.life.Done():
+			return
+		}
+		err := c.failure("call")
+		a.opts.Logger.Warn("worker died; restarting", "adapter", a.opts.Name, "error", err)
+		a.mu.Lock()
+		a.cur, a.lastErr, a.ready = nil, err, make(chan struct{})
+		a.mu.Unlock()
+		<-c.w.exited() // killed by fail; reaped promptly
+		c.release()
+
+		for attempt := 0; ; attempt++ {
+			if !a.wait(a.backoff(attempt)) {
+				return
+			}
+			nc, err := a.start(a.life)
+			if err == nil {
+				a.restarts.Add(1)
+				a.setConn(nc)
+				c = nc
+				break
+			}
+			if a.life.Err() != nil {
+				return
+			}
+			a.opts.Logger.Warn("worker restart failed", "adapter", a.opts.Name, "attempt", attempt+1, "error", err)
+			a.mu.Lock()
+			a.lastErr = err
+			a.mu.Unlock()
+		}
+	}
+}
+
+// backoff returns the delay before restart attempt n, and records the
+// restart against the window.
+func (a *Adapter) backoff(n int) time.Duration {
+	r := a.opts.Restart
+	d := r.Min << min(n, 30)
+	if d > r.Max || d <= 0 {
+		d = r.Max
+	}
+	now := time.Now()
+	a.mu.Lock()
+	keep := a.restartLog[:0]
+	for _, t := range a.restartLog {
+		if now.Sub(t) < r.Window {
+			keep = append(keep, t)
+		}
+	}
+	a.restartLog = append(keep, now)
+	a.throttled = len(a.restartLog) > r.MaxRestarts
+	if a.throttled {
+		d = r.Max
+	}
+	a.mu.Unlock()
+	if r.Jitter > 0 {
+		d = time.Duration(float64(d) * (1 + r.Jitter*(2*rand.Float64()-1)))
+	}
+	return d
+}
+
+// wait waits d unless the adapter closes first.
+func (a *Adapter) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-a.life.Done():
+		return false
+	}
+}
+
+// conn returns the live worker, waiting for a restart within ctx.
+func (a *Adapter) conn(ctx context.Context, op string) (*conn, error) {
+	for {
+		a.mu.Lock()
+		c, ready, closed, throttled, lastErr := a.cur, a.ready, a.closed, a.throttled, a.lastErr
+		a.mu.Unlock()
+		switch {
+		case closed:
+			return nil, adapter.Wrap(adapter.ErrClosed, a.opts.Name, op)
+		case c != nil:
+			return c, nil
+		case throttled:
+			return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: op, Adapter: a.opts.Name,
+				Message: fmt.Sprintf("the worker crashed more than %d times in %v; last: %v", a.opts.Restart.MaxRestarts, a.opts.Restart.Window, lastErr)}
+		}
+		select {
+		case <-ready:
+		case <-a.closeDone:
+		case <-a.life.Done():
+		case <-ctx.Done():
+			err := adapter.Wrap(ctx.Err(), a.opts.Name, op)
+			if lastErr != nil {
+				err.(*adapter.Error).Message = fmt.Sprintf("waiting for the worker to restart (down: %v)", lastErr)
+			}
+			return nil, err
+		}
+	}
+}
+
+// Name returns the adapter's name.
+func (a *Adapter) Name() string { return a.opts.Name }
+
+// Capabilities reports the commands of the running worker and the
+// adapter's features.
+func (a *Adapter) Capabilities() adapter.Capabilities {
+	a.mu.Lock()
+	c := a.cur
+	a.mu.Unlock()
+	caps := adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true,
+		MaxConcurrency: a.opts.MaxConcurrency, MaxFrameBytes: a.opts.MaxFrameBytes}
+	if c != nil {
+		caps.Commands = c.hello.Commands
+	}
+	return caps
+}
+
+// controlCommands never wait for a concurrency slot: the worker answers
+// them on its reading thread.
+func isControl(command string) bool { return command == "ping" || command == "describe" }
+
+// Call sends one command to the worker. When ctx has no deadline,
+// Options.CallTimeout applies. When ctx ends first, Call returns at once,
+// a cancel frame is sent, and the late reply is dropped when it comes.
+func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
+	a.inFlight.Add(1)
+	result, err := a.call(ctx, req)
+	a.inFlight.Add(-1)
+	a.calls.Add(1)
+	if err != nil {
+		a.failures.Add(1)
+		return adapter.Response{}, err
+	}
+	return adapter.Response{Result: result, Worker: a.opts.WorkerID}, nil
+}
+
+func (a *Adapter) call(ctx context.Context, req adapter.Request) (json.RawMessage, error) {
+	op := req.Command
+	if err := wire.CtxError(ctx, a.opts.Name, op); err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok && a.opts.CallTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.opts.CallTimeout)
+		defer cancel()
+	}
+	if !isControl(op) {
+		select {
+		case a.sem <- struct{}{}:
+			defer func() { <-a.sem }()
+		case <-ctx.Done():
+			return nil, adapter.Wrap(ctx.Err(), a.opts.Name, op)
+		}
+	}
+	c, err := a.conn(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	result, err := c.call(ctx, req)
+	if err != nil && a.isClosed() && adapter.CodeOf(err) == adapter.CodeUnavailable {
+		err = adapter.Wrap(adapter.ErrClosed, a.opts.Name, op)
+	}
+	return result, err
+}
+
+func (a *Adapter) isClosed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.closed
+}
+
+// Broadcast runs req on the worker and records it, so that every worker
+// started later (after a crash) gets it before any call: a worker never
+// runs with another configuration. A later broadcast of the same command
+// replaces the recorded one.
+func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
+	if _, err := a.Call(ctx, req); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, b := range a.broadcasts {
+		if b.Command == req.Command {
+			a.broadcasts = append(a.broadcasts[:i], a.broadcasts[i+1:]...)
+			break
+		}
+	}
+	a.broadcasts = append(a.broadcasts, req)
+	return nil
+}
+
+// WorkerInfo describes the adapter's worker.
+type WorkerInfo struct {
+	// ID is the worker's id (Options.WorkerID).
+	ID string
+	// PID is the worker's OS process id; 0 for an in-memory worker or
+	// while none runs.
+	PID int
+	// State is "ready", "restarting" or "closed".
+	State string
+	// InFlight counts the calls waiting for the worker.
+	InFlight int
+	// StartedAt is when the current worker started; zero while none runs.
+	StartedAt time.Time
+	// Restarts counts the workers started after the first.
+	Restarts uint64
+	// PythonVersion is the worker's Python version, when it reports one.
+	PythonVersion string
+}
+
+// Worker describes the current worker.
+func (a *Adapter) Worker() WorkerInfo {
+	a.mu.Lock()
+	c, closed := a.cur, a.closed
+	a.mu.Unlock()
+	info := WorkerInfo{ID: a.opts.WorkerID, State: "restarting", Restarts: a.restarts.Load()}
+	switch {
+	case closed:
+		info.State = "closed"
+	case c != nil:
+		info.State, info.PID, info.InFlight, info.StartedAt, info.PythonVersion = "ready", c.w.pid(), c.inFlight(), c.started, c.hello.PythonVersion
+	}
+	return info
+}
+
+// Kill kills the current worker as a crash would (SIGKILL to its process
+// group, or an abrupt end of an in-memory worker). The adapter restarts
+// it. For tests and operators.
+func (a *Adapter) Kill() {
+	a.mu.Lock()
+	c := a.cur
+	a.mu.Unlock()
+	if c != nil {
+		c.w.signal(syscall.SIGKILL)
+	}
+}
+
+// Stats returns the adapter's counters.
+func (a *Adapter) Stats() adapter.Stats {
+	a.mu.Lock()
+	workers := 0
+	if a.cur != nil && !a.closed {
+		workers = 1
+	}
+	a.mu.Unlock()
+	return adapter.Stats{Adapter: a.opts.Name, Calls: a.calls.Load(), Failures: a.failures.Load(),
+		InFlight: int(a.inFlight.Load()), Workers: workers, Restarts: a.restarts.Load(), Since: a.since}
+}
+
+// Close stops the worker and returns when its process, its process group
+// and every goroutine of the adapter are gone. Calls in flight get until
+// ctx ends (or StopGrace, when ctx has no deadline) to finish; then the
+// worker gets a shutdown frame and the end of its stdin, SIGTERM after
+// StopGrace and SIGKILL after another. Later calls fail with ErrClosed.
+// Close is idempotent: every call returns the first one's result.
+func (a *Adapter) Close(ctx context.Context) error {
+	a.closeOnce.Do(func() {
+		defer close(a.closeDone)
+		a.mu.Lock()
+		a.closed = true
+		a.mu.Unlock()
+		a.stop() // wakes callers waiting for a restart, and stops restarts
+		a.drain(ctx)
+		a.sup.Wait()
+		a.mu.Lock()
+		c := a.cur
+		a.cur = nil
+		a.mu.Unlock()
+		if c != nil {
+			c.stop(a.opts.StopGrace)
+		}
+		if a.starter != nil {
+			a.starter.stop()
+		}
+	})
+	<-a.closeDone
+	return a.closeErr
+}
+
+// drain waits for the calls in flight until ctx ends or, when ctx has no
+// deadline, for StopGrace.
+func (a *Adapter) drain(ctx context.Context) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.opts.StopGrace)
+		defer cancel()
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for a.inFlight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,177 @@
+package port
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"time"
+)
+
+// worker is one started worker: a process or an in-memory handler.
+type worker interface {
+	// stdin is the request stream; stdout the response stream.
+	stdin() writeDeadliner
+	stdout() io.Reader
+	// pid is the process id; 0 for an in-memory worker.
+	pid() int
+	// closeStdin ends the request stream: the worker sees EOF.
+	closeStdin() error
+	// signal signals the worker's whole process group.
+	signal(syscall.Signal)
+	// exited is closed once the worker has ended and been reaped.
+	exited() <-chan struct{}
+	// exitStatus describes how the worker ended; valid after exited.
+	exitStatus() string
+	// stderrTail returns the last bytes of the worker's stderr.
+	stderrTail() string
+	// release frees the host's ends of the streams and joins the worker's
+	// goroutines; called once, after exited.
+	release()
+}
+
+type writeDeadliner interface {
+	io.Writer
+	SetWriteDeadline(time.Time) error
+}
+
+// starter runs process starts on one OS thread that lives as long as the
+// adapter: Pdeathsig fires when the thread that started a child exits, not
+// when the process does (golang/go#27505), so starting from an arbitrary
+// goroutine's thread could kill a healthy worker whenever the runtime
+// retires that thread. When the starter stops, its thread exits, and any
+// worker still alive gets the death signal.
+type starter struct {
+	jobs chan func()
+	done chan struct{}
+}
+
+func newStarter() *starter {
+	s := &starter{jobs: make(chan func()), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		for job := range s.jobs {
+			job()
+		}
+	}()
+	return s
+}
+
+func (s *starter) run(job func()) {
+	done := make(chan struct{})
+	s.jobs <- func() { job(); close(done) }
+	<-done
+}
+
+func (s *starter) stop() {
+	close(s.jobs)
+	<-s.done
+}
+
+// process is a worker running as a child process in its own process
+// group. Its stdio are plain pipes held as *os.File, so exec starts no
+// copying goroutines, writes can have deadlines, and Wait returns when the
+// process ends even if a grandchild still holds a pipe.
+type process struct {
+	cmd       *exec.Cmd
+	in        *os.File // host end of the worker's stdin
+	out       *os.File // host end of the worker's stdout
+	errR      *os.File // host end of the worker's stderr
+	tail      *tail
+	done      chan struct{}
+	pumpDone  chan struct{}
+	waitErr   error
+	pgid      int
+	startedAt time.Time
+}
+
+func startProcess(s *starter, path string, args, env []string, dir string, tailSize int, log *slog.Logger) (*process, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		closeAll(inR, inW)
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll(inR, inW, outR, outW)
+		return nil, err
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Env, cmd.Dir = env, dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	s.run(func() { err = cmd.Start() })
+	closeAll(inR, outW, errW) // the child holds its own copies now
+	if err != nil {
+		closeAll(inW, outR, errR)
+		return nil, err
+	}
+	p := &process{cmd: cmd, in: inW, out: outR, errR: errR, tail: newTail(tailSize),
+		done: make(chan struct{}), pumpDone: make(chan struct{}), pgid: cmd.Process.Pid, startedAt: time.Now()}
+	go func() {
+		defer close(p.pumpDone)
+		pumpStderr(errR, p.tail, log)
+	}()
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		_ = f.Close()
+	}
+}
+
+func (p *process) stdin() writeDeadliner   { return p.in }
+func (p *process) stdout() io.Reader       { return p.out }
+func (p *process) pid() int                { return p.cmd.Process.Pid }
+func (p *process) closeStdin() error       { return p.in.Close() }
+func (p *process) exited() <-chan struct{} { return p.done }
+func (p *process) stderrTail() string      { return p.tail.String() }
+
+// signal signals the process group: the worker and any child it started
+// that stayed in the group. Signalling a group whose leader has exited
+// still reaches the rest of it.
+func (p *process) signal(sig syscall.Signal) {
+	_ = syscall.Kill(-p.pgid, sig)
+}
+
+func (p *process) exitStatus() string {
+	var exit *exec.ExitError
+	switch {
+	case p.waitErr == nil:
+		return "exit status 0"
+	case errors.As(p.waitErr, &exit):
+		return exit.ProcessState.String() // "exit status 3" or "signal: killed"
+	}
+	return p.waitErr.Error()
+}
+
+// release kills what is left of the group, closes the host's pipe ends
+// and joins the stderr pump. A grandchild that left the group can still
+// hold stderr open; closing our end ends the pump regardless.
+func (p *process) release() {
+	p.signal(syscall.SIGKILL)
+	closeAll(p.in, p.out)
+	select {
+	case <-p.pumpDone:
+	case <-time.After(100 * time.Millisecond):
+		_ = p.errR.Close()
+		<-p.pumpDone
+	}
+	_ = p.errR.Close()
+}
+
+func (p *process) String() string { return fmt.Sprintf("pid %d", p.pid()) }

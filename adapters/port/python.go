@@ -1,0 +1,138 @@
+package port
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dspgo/dspgo/python"
+)
+
+// ResolvePython returns the real path of an interpreter: the executable
+// that `name -c 'import sys; print(sys.executable)'` reports. A bare name
+// is looked up on PATH; an absolute path is returned as given, unchecked.
+// Resolving once spares every later start the cost of a shim (pyenv's
+// python3 is a shell script that adds tens of milliseconds).
+func ResolvePython(ctx context.Context, name string) (string, error) {
+	if filepath.IsAbs(name) {
+		return name, nil
+	}
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("the Python interpreter %q was not found on PATH: install Python 3.9 or newer, set the interpreter option, or use the mock adapter", name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.executable); sys.exit(0 if sys.version_info >= (3, 9) else 3)").Output()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 3 {
+		return "", fmt.Errorf("%s is older than Python 3.9, which dspgo's worker needs", path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("running %s: %w", path, err)
+	}
+	exe := strings.TrimSpace(string(out))
+	if exe == "" {
+		return path, nil
+	}
+	return exe, nil
+}
+
+// EmbeddedWorkerDir writes the worker files embedded in this binary to a
+// content-addressed directory under cacheDir (empty means
+// os.UserCacheDir()/dspgo) and returns the directory to put on
+// PYTHONPATH. The directory is created 0700; an existing one is used only
+// when its files match the embedded ones byte for byte, and is rewritten
+// otherwise.
+func EmbeddedWorkerDir(cacheDir string) (string, error) {
+	files, sum, err := embeddedFiles()
+	if err != nil {
+		return "", err
+	}
+	if cacheDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("no cache directory for the worker files (set CacheDir or WorkerDir): %w", err)
+		}
+		cacheDir = filepath.Join(base, "dspgo")
+	}
+	if err := os.MkdirAll(cacheDir, 0o700); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(cacheDir, "worker-"+sum[:16])
+	if matches(dir, files) {
+		return dir, nil
+	}
+	tmp, err := os.MkdirTemp(cacheDir, ".worker-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	for name, data := range files {
+		path := filepath.Join(tmp, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return "", err
+		}
+	}
+	_ = os.RemoveAll(dir) // a stale or tampered copy
+	if err := os.Rename(tmp, dir); err != nil && !matches(dir, files) {
+		return "", fmt.Errorf("installing the worker files in %s: %w", dir, err)
+	}
+	return dir, nil
+}
+
+// embeddedFiles returns the embedded worker files by relative path and the
+// hex SHA-256 over their names and contents.
+func embeddedFiles() (map[string][]byte, string, error) {
+	files := map[string][]byte{}
+	err := fs.WalkDir(python.Worker, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := python.Worker.ReadFile(path)
+		files[path] = data
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, name := range names {
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(files[name]))
+		h.Write(files[name])
+	}
+	return files, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// matches reports whether dir holds exactly the files, and is private.
+func matches(dir string, files map[string][]byte) bool {
+	info, err := os.Stat(dir)
+	if err != nil || !info.IsDir() || info.Mode().Perm()&0o077 != 0 {
+		return false
+	}
+	for name, data := range files {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || !bytes.Equal(got, data) {
+			return false
+		}
+	}
+	return true
+}
