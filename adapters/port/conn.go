@@ -44,8 +44,8 @@ type conn struct {
 
 	dead      chan struct{} // closed when the conn can no longer serve
 	deadOnce  sync.Once
-	reason    string        // why it died; set before dead closes
-	failOnce  sync.Once     // builds failErr once the worker has exited
+	reason    string    // why it died; set before dead closes
+	failOnce  sync.Once // builds failErr once the worker has exited
 	failErr   error
 	cancels   chan uint64
 	loops     sync.WaitGroup // reader and canceller
@@ -175,7 +175,7 @@ func (c *conn) call(ctx context.Context, req adapter.Request) (json.RawMessage, 
 	preq := protocol.Request{ID: id, Command: req.Command, Args: req.Args, Session: req.Session}
 	if deadline, ok := ctx.Deadline(); ok {
 		// Rounded up, so the worker never gives up before the host does.
-		preq.DeadlineMS = max(1, (time.Until(deadline)+time.Millisecond-1).Milliseconds())
+		preq.DeadlineMS = max(1, (time.Until(deadline) + time.Millisecond - 1).Milliseconds())
 	}
 	if err := c.write(&preq); err != nil {
 		forget()
@@ -283,4 +283,3 @@ func (c *conn) release() {
 		c.loops.Wait()
 	})
 }
-
