@@ -1,0 +1,94 @@
+package port_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/testutil"
+)
+
+// benchWorkers starts one adapter of each kind for a benchmark.
+func benchWorkers(b *testing.B) map[string]*port.Adapter {
+	b.Helper()
+	out := map[string]*port.Adapter{}
+	for _, kind := range []string{"memory", "python"} {
+		opts := port.Options{Logger: quiet, MaxConcurrency: 16}
+		if kind == "memory" {
+			opts.Handler = memoryHandler
+		} else {
+			opts.Python, opts.WorkerDir = testutil.Python(b), testutil.PythonDir()
+		}
+		a, err := port.New(context.Background(), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = a.Close(context.Background()) })
+		out[kind] = a
+	}
+	return out
+}
+
+func BenchmarkPortPing(b *testing.B) {
+	for _, kind := range []string{"memory", "python"} {
+		a := benchWorkers(b)[kind]
+		req := adapter.Request{Command: "ping"}
+		b.Run(kind+"/sequential", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := a.Call(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(kind+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := a.Call(context.Background(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkPortExecute(b *testing.B) {
+	for _, kind := range []string{"memory", "python"} {
+		a := benchWorkers(b)[kind]
+		c := dspgo.NewClient(a)
+		p, err := c.CreateProgram(context.Background(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
+		if err != nil {
+			b.Skipf("%s: %v", kind, err)
+		}
+		in := map[string]any{"question": "What is Go?"}
+		b.Run(kind+"/sequential", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Execute(context.Background(), p.ID, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(kind+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					i++
+					if _, err := c.Execute(context.Background(), p.ID, map[string]any{"question": fmt.Sprint(i)}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
