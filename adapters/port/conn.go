@@ -48,12 +48,13 @@ type conn struct {
 	failOnce  sync.Once // builds failErr once the worker has exited
 	failErr   error
 	cancels   chan uint64
+	onDead    func(*conn)    // called once, before dead closes
 	loops     sync.WaitGroup // reader and canceller
 	releaseMu sync.Once
 }
 
-func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration) *conn {
-	c := &conn{name: name, w: w, writer: protocol.NewWriter(w.stdin(), maxFrame), timeout: writeTimeout,
+func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration, onDead func(*conn)) *conn {
+	c := &conn{name: name, w: w, onDead: onDead, writer: protocol.NewWriter(w.stdin(), maxFrame), timeout: writeTimeout,
 		started: time.Now(), pending: map[uint64]chan protocol.Response{},
 		dead: make(chan struct{}), cancels: make(chan uint64, 256)}
 	c.nextID.Store(protocol.InitID) // the first call gets 1; InitID is for the handshake
@@ -107,6 +108,7 @@ func (c *conn) cancelLoop() {
 func (c *conn) fail(reason string) {
 	c.deadOnce.Do(func() {
 		c.reason = reason
+		c.onDead(c)
 		close(c.dead)
 		c.w.signal(syscall.SIGKILL)
 	})
@@ -166,6 +168,14 @@ func (c *conn) call(ctx context.Context, req adapter.Request) (json.RawMessage, 
 	c.mu.Lock()
 	c.pending[id] = ch
 	c.mu.Unlock()
+	select {
+	case <-c.dead:
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+		return nil, notSent(c.failure(op))
+	default:
+	}
 	forget := func() {
 		c.mu.Lock()
 		delete(c.pending, id)
@@ -183,7 +193,7 @@ func (c *conn) call(ctx context.Context, req adapter.Request) (json.RawMessage, 
 		case "frame_too_large":
 			return nil, &adapter.Error{Code: adapter.CodeResourceExhausted, Op: op, Adapter: c.name, Err: err}
 		case "":
-			return nil, c.failure(op)
+			return nil, notSent(c.failure(op)) // a partial frame is never run: the worker dies of it
 		}
 		return nil, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: op, Adapter: c.name, Err: err}
 	}
@@ -205,6 +215,14 @@ func (c *conn) call(ctx context.Context, req adapter.Request) (json.RawMessage, 
 		forget()
 		return nil, c.failure(op)
 	}
+}
+
+// notSent marks a failure as one where the request never reached the
+// worker, so it is safe to send it elsewhere.
+func notSent(err error) error {
+	e := *err.(*adapter.Error)
+	e.Err = ErrNotSent
+	return &e
 }
 
 // handshake sends the init ping and checks the reply.

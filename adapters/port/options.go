@@ -92,6 +92,11 @@ type Options struct {
 	// Zero means 4.
 	MaxConcurrency int
 
+	// NoWait makes calls fail at once, with CodeUnavailable wrapping
+	// ErrNotSent, while the worker restarts, instead of waiting for it
+	// within their context. The pool sets it to route them elsewhere.
+	NoWait bool
+
 	// Restart is the policy for replacing a crashed worker.
 	Restart RestartPolicy
 

@@ -15,6 +15,7 @@ package port
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -28,6 +29,11 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/wire"
 )
+
+// ErrNotSent is wrapped (with CodeUnavailable) by errors of calls that
+// never reached the worker: it was down, or died before the request was
+// written. Such a call can be sent to another worker without running twice.
+var ErrNotSent = errors.New("port: the request was not sent to the worker")
 
 // Adapter is the port backend. It is safe for concurrent use.
 type Adapter struct {
@@ -117,7 +123,7 @@ func (a *Adapter) start(ctx context.Context) (*conn, error) {
 		}
 		w = p
 	}
-	c := newConn(a.opts.Name, w, a.opts.MaxFrameBytes, a.opts.WriteTimeout)
+	c := newConn(a.opts.Name, w, a.opts.MaxFrameBytes, a.opts.WriteTimeout, a.dropConn)
 	err := c.handshake(ctx)
 	if err == nil {
 		err = a.replay(ctx, c)
@@ -176,6 +182,16 @@ func (a *Adapter) replay(ctx context.Context, c *conn) error {
 	return nil
 }
 
+// dropConn takes a dying conn out of service at once, so no call is
+// routed to it while the supervisor restarts the worker.
+func (a *Adapter) dropConn(c *conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cur == c {
+		a.cur, a.ready = nil, make(chan struct{})
+	}
+}
+
 func (a *Adapter) setConn(c *conn) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -197,7 +213,7 @@ func (a *Adapter) supervise(c *conn) {
 		err := c.failure("call")
 		a.opts.Logger.Warn("worker died; restarting", "adapter", a.opts.Name, "error", err)
 		a.mu.Lock()
-		a.cur, a.lastErr, a.ready = nil, err, make(chan struct{})
+		a.lastErr = err
 		a.mu.Unlock()
 		<-c.w.exited() // killed by fail; reaped promptly
 		c.release()
@@ -276,8 +292,11 @@ func (a *Adapter) conn(ctx context.Context, op string) (*conn, error) {
 		case c != nil:
 			return c, nil
 		case throttled:
-			return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: op, Adapter: a.opts.Name,
+			return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: op, Adapter: a.opts.Name, Err: ErrNotSent,
 				Message: fmt.Sprintf("the worker crashed more than %d times in %v; last: %v", a.opts.Restart.MaxRestarts, a.opts.Restart.Window, lastErr)}
+		case a.opts.NoWait:
+			return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: op, Adapter: a.opts.Name, Err: ErrNotSent,
+				Message: fmt.Sprintf("the worker is restarting (down: %v)", lastErr)}
 		}
 		select {
 		case <-ready:
@@ -347,15 +366,22 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request) (json.RawMessag
 			return nil, adapter.Wrap(ctx.Err(), a.opts.Name, op)
 		}
 	}
-	c, err := a.conn(ctx, op)
-	if err != nil {
+	for {
+		c, err := a.conn(ctx, op)
+		if err != nil {
+			return nil, err
+		}
+		result, err := c.call(ctx, req)
+		switch {
+		case err == nil:
+			return result, nil
+		case a.isClosed() && adapter.CodeOf(err) == adapter.CodeUnavailable:
+			return nil, adapter.Wrap(adapter.ErrClosed, a.opts.Name, op)
+		case errors.Is(err, ErrNotSent) && !a.opts.NoWait:
+			continue // the worker died before it got the request: wait for the next one
+		}
 		return nil, err
 	}
-	result, err := c.call(ctx, req)
-	if err != nil && a.isClosed() && adapter.CodeOf(err) == adapter.CodeUnavailable {
-		err = adapter.Wrap(adapter.ErrClosed, a.opts.Name, op)
-	}
-	return result, err
 }
 
 func (a *Adapter) isClosed() bool {
@@ -416,6 +442,13 @@ func (a *Adapter) Worker() WorkerInfo {
 		info.State, info.PID, info.InFlight, info.StartedAt, info.PythonVersion = "ready", c.w.pid(), c.inFlight(), c.started, c.hello.PythonVersion
 	}
 	return info
+}
+
+// Ready reports whether the worker is running and the adapter open.
+func (a *Adapter) Ready() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cur != nil && !a.closed
 }
 
 // Kill kills the current worker as a crash would (SIGKILL to its process

@@ -310,11 +310,6 @@ func TestBroadcastIsReplayedAfterRestart(t *testing.T) {
 		"memory": newMemory(t, port.Options{Restart: port.RestartPolicy{Min: time.Millisecond}}),
 	} {
 		t.Run(name, func(t *testing.T) {
-			if name == "python" {
-				if _, err := call(t, a, t.Context(), "get_stats", ""); adapter.CodeOf(err) == adapter.CodeUnimplemented {
-					t.Skip("the Python worker has no get_stats yet")
-				}
-			}
 			require.NoError(t, a.Broadcast(t.Context(), adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"replayed"}`)}))
 			a.Kill()
 			waitFor(t, "restarted", func() bool { return a.Worker().Restarts == 1 && a.Worker().State == "ready" })
