@@ -97,6 +97,16 @@ type Options struct {
 	// within their context. The pool sets it to route them elsewhere.
 	NoWait bool
 
+	// OnReady, when not nil, is called after the worker becomes ready
+	// again following a crash. It runs on the adapter's goroutine and must
+	// not block.
+	OnReady func()
+
+	// OnCrash, when not nil, is called with the error when the worker
+	// dies unexpectedly. It runs on the adapter's goroutine and must not
+	// block.
+	OnCrash func(error)
+
 	// Restart is the policy for replacing a crashed worker.
 	Restart RestartPolicy
 

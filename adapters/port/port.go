@@ -56,6 +56,7 @@ type Adapter struct {
 	throttled  bool        // too many restarts in the window
 	restartLog []time.Time // restarts in the current window
 	broadcasts []adapter.Request
+	bver       uint64 // counts broadcasts, so a starting worker can tell it missed one
 
 	closeOnce sync.Once
 	closeDone chan struct{}
@@ -100,7 +101,8 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 		}
 		return nil, err
 	}
-	a.setConn(c)
+	a.setConnLocked(c)
+	a.mu.Unlock()
 	a.sup.Add(1)
 	go a.supervise(c)
 	return a, nil
@@ -126,7 +128,7 @@ func (a *Adapter) start(ctx context.Context) (*conn, error) {
 	c := newConn(a.opts.Name, w, a.opts.MaxFrameBytes, a.opts.WriteTimeout, a.dropConn)
 	err := c.handshake(ctx)
 	if err == nil {
-		err = a.replay(ctx, c)
+		err = a.replay(ctx, c) // leaves a.mu held on success
 	}
 	if err != nil {
 		c.fail("start failed")
@@ -169,17 +171,26 @@ func (a *Adapter) env() []string {
 	return append(env, a.opts.Env...)
 }
 
-// replay sends the recorded broadcasts to a new worker, in order.
+// replay sends the recorded broadcasts to a new worker, in order, until
+// no broadcast arrived meanwhile. On success it returns with a.mu held, so
+// the caller can put the worker in service before another broadcast is
+// recorded.
 func (a *Adapter) replay(ctx context.Context, c *conn) error {
-	a.mu.Lock()
-	list := append([]adapter.Request(nil), a.broadcasts...)
-	a.mu.Unlock()
-	for _, req := range list {
-		if _, err := c.call(ctx, req); err != nil {
-			return fmt.Errorf("replaying %s to the new worker: %w", req.Command, err)
+	var done uint64
+	for {
+		a.mu.Lock()
+		if a.bver == done {
+			return nil
 		}
+		list, ver := append([]adapter.Request(nil), a.broadcasts...), a.bver
+		a.mu.Unlock()
+		for _, req := range list {
+			if _, err := c.call(ctx, req); err != nil {
+				return fmt.Errorf("replaying %s to the new worker: %w", req.Command, err)
+			}
+		}
+		done = ver
 	}
-	return nil
 }
 
 // dropConn takes a dying conn out of service at once, so no call is
@@ -192,9 +203,9 @@ func (a *Adapter) dropConn(c *conn) {
 	}
 }
 
-func (a *Adapter) setConn(c *conn) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+// setConnLocked puts a started worker in service; the caller holds a.mu
+// (from replay).
+func (a *Adapter) setConnLocked(c *conn) {
 	a.cur = c
 	a.lastErr = nil
 	close(a.ready)
@@ -212,6 +223,9 @@ func (a *Adapter) supervise(c *conn) {
 		}
 		err := c.failure("call")
 		a.opts.Logger.Warn("worker died; restarting", "adapter", a.opts.Name, "error", err)
+		if a.opts.OnCrash != nil {
+			a.opts.OnCrash(err)
+		}
 		a.mu.Lock()
 		a.lastErr = err
 		a.mu.Unlock()
@@ -225,7 +239,11 @@ func (a *Adapter) supervise(c *conn) {
 			nc, err := a.start(a.life)
 			if err == nil {
 				a.restarts.Add(1)
-				a.setConn(nc)
+				a.setConnLocked(nc)
+				a.mu.Unlock()
+				if a.opts.OnReady != nil {
+					a.opts.OnReady()
+				}
 				c = nc
 				break
 			}
@@ -390,24 +408,33 @@ func (a *Adapter) isClosed() bool {
 	return a.closed
 }
 
-// Broadcast runs req on the worker and records it, so that every worker
+// Broadcast records req and runs it on the worker, so that every worker
 // started later (after a crash) gets it before any call: a worker never
 // runs with another configuration. A later broadcast of the same command
-// replaces the recorded one.
+// replaces the recorded one. When the worker is down (the call was not
+// sent), the restarted worker gets it and Broadcast succeeds.
 func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
-	if _, err := a.Call(ctx, req); err != nil {
-		return err
-	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	for i, b := range a.broadcasts {
+	a.broadcasts = Record(a.broadcasts, req)
+	a.bver++
+	a.mu.Unlock()
+	_, err := a.Call(ctx, req)
+	if errors.Is(err, ErrNotSent) && !a.isClosed() {
+		return nil
+	}
+	return err
+}
+
+// Record adds req to a list of broadcasts to replay, replacing an earlier
+// broadcast of the same command, and returns the list.
+func Record(list []adapter.Request, req adapter.Request) []adapter.Request {
+	for i, b := range list {
 		if b.Command == req.Command {
-			a.broadcasts = append(a.broadcasts[:i], a.broadcasts[i+1:]...)
+			list = append(list[:i], list[i+1:]...)
 			break
 		}
 	}
-	a.broadcasts = append(a.broadcasts, req)
-	return nil
+	return append(list, req)
 }
 
 // WorkerInfo describes the adapter's worker.
