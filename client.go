@@ -161,8 +161,8 @@ func (c *Client) Session(id string) *Session {
 
 // Stats is a snapshot of a client and its adapter.
 type Stats struct {
-	// Adapter holds the adapter's counters when it implements
-	// adapter.Statser; otherwise only its name.
+	// Adapter holds the adapter's counters when it reports them (see
+	// adapter.StatsOf); otherwise only its name.
 	Adapter adapter.Stats
 	// Programs counts the programs in every scope.
 	Programs int
@@ -172,10 +172,8 @@ type Stats struct {
 
 // Stats returns a snapshot of the client's and the adapter's counters.
 func (c *Client) Stats() Stats {
-	s := Stats{Adapter: adapter.Stats{Adapter: c.a.Name()}}
-	if st, ok := c.a.(adapter.Statser); ok {
-		s.Adapter = st.Stats()
-	}
+	s := Stats{}
+	s.Adapter, _ = adapter.StatsOf(c.a)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sweepLocked()

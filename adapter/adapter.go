@@ -53,6 +53,26 @@ type Statser interface {
 	Stats() Stats
 }
 
+// StatsReporter is implemented by adapters whose Stats method returns a
+// richer type of their own (the pool's Stats lists every worker), so they
+// cannot be Statsers: AdapterStats returns the common counters.
+type StatsReporter interface {
+	// AdapterStats returns a snapshot of the adapter's counters.
+	AdapterStats() Stats
+}
+
+// StatsOf returns a's counters when it reports them, through Statser or
+// StatsReporter; the second result is false when it does not.
+func StatsOf(a Adapter) (Stats, bool) {
+	switch s := a.(type) {
+	case Statser:
+		return s.Stats(), true
+	case StatsReporter:
+		return s.AdapterStats(), true
+	}
+	return Stats{Adapter: a.Name()}, false
+}
+
 // Broadcaster is implemented by adapters that run more than one worker. A
 // broadcast request reaches every current worker and is replayed to every
 // worker started later, in the order broadcasts were made, so no worker ever

@@ -64,8 +64,8 @@ func needFaults(env *Env) string {
 }
 
 func needStats(env *Env) string {
-	if _, ok := env.Adapter.(adapter.Statser); !ok {
-		return "the adapter does not implement adapter.Statser"
+	if _, ok := adapter.StatsOf(env.Adapter); !ok {
+		return "the adapter reports no stats (adapter.Statser or adapter.StatsReporter)"
 	}
 	return ""
 }
@@ -484,8 +484,8 @@ func caseCrashRecovery(t TB, env *Env) {
 }
 
 func caseStats(t TB, env *Env) {
-	st := env.Adapter.(adapter.Statser)
-	before := st.Stats()
+	stats := func() adapter.Stats { s, _ := adapter.StatsOf(env.Adapter); return s }
+	before := stats()
 	for range 5 {
 		_, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: "ping"})
 		require.NoError(t, err)
@@ -494,7 +494,7 @@ func caseStats(t TB, env *Env) {
 		_, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: "no_such_command"})
 		require.Error(t, err)
 	}
-	after := st.Stats()
+	after := stats()
 	assert.Equal(t, before.Calls+8, after.Calls, "calls")
 	assert.Equal(t, before.Failures+3, after.Failures, "failures")
 	assert.Zero(t, after.InFlight)

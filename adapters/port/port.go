@@ -471,6 +471,13 @@ func (a *Adapter) Worker() WorkerInfo {
 	return info
 }
 
+// Ping sends a ping on the worker's control path: it never waits for a
+// concurrency slot, and the worker answers it on its reading thread.
+func (a *Adapter) Ping(ctx context.Context) error {
+	_, err := a.Call(ctx, adapter.Request{Command: "ping"})
+	return err
+}
+
 // Ready reports whether the worker is running and the adapter open.
 func (a *Adapter) Ready() bool {
 	a.mu.Lock()
