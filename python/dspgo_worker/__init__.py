@@ -9,7 +9,15 @@ frame stream cannot be corrupted.
 
 Options: ``--worker-id``, ``--max-concurrency`` (default 4), ``--max-frame-bytes``
 (default 16777216), ``--handlers MODULE`` (repeatable), ``--diagnostics`` (test commands),
-``--stop-grace SECONDS`` (default 0.5), ``--log-level`` (debug, info, warning, error).
+``--stop-grace SECONDS`` (default 0.5), ``--max-specs`` (compiled specs cached, default
+4096), ``--log-level`` (debug, info, warning, error).
+
+Commands: the control commands ``ping``, ``describe``, ``cancel``, ``shutdown``
+(:mod:`dspgo_worker.builtins`) and the program command set ``configure_lm``,
+``create_program``, ``execute_program``, ``delete_program``, ``get_stats``, ``reset``
+(:mod:`dspgo_worker.programs`; specs and the dummy LM in :mod:`dspgo_worker.spec`,
+providers in :mod:`dspgo_worker.lm`, the native and dspy engines in
+:mod:`dspgo_worker.engines`).
 
 Exit statuses:
 
@@ -37,8 +45,9 @@ from .errors import ERROR_CODES, Cancelled, DeadlineExceeded, WorkerError
 from .registry import Arg, Command, Registry, command, default_registry
 from .version import PROTOCOL_VERSION, __version__
 
-# Register the built-in and diagnostics commands on the default registry.
+# Register the built-in, program and diagnostics commands on the default registry.
 from . import builtins as _builtins  # noqa: E402,F401  isort:skip
+from . import programs as _programs  # noqa: E402,F401  isort:skip
 from . import diagnostics as _diagnostics  # noqa: E402,F401  isort:skip
 
 __all__ = [

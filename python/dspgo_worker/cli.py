@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stop-grace", type=_seconds, default=0.5, help="seconds running requests get to answer at shutdown"
     )
+    parser.add_argument(
+        "--max-specs", type=_bounded_int(1), default=4096, help="compiled program specs kept (LRU, default 4096)"
+    )
     parser.add_argument("--log-level", choices=list(LEVELS), default="info")
     return parser
 
@@ -122,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         max_frame_bytes=options.max_frame_bytes,
         diagnostics=options.diagnostics,
         stop_grace=options.stop_grace,
+        max_specs=options.max_specs,
     )
     reader = open(read_fd, "rb", buffering=65536)
     worker = Worker(config, reader, FrameWriter(write_fd))

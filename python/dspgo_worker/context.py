@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .errors import Cancelled, DeadlineExceeded
 
@@ -45,13 +45,49 @@ class Context:
         self.worker = worker
         self.cancelled = threading.Event()
         self.cancel_reason = "request canceled"
+        self._callbacks_lock = threading.Lock()
+        self._callbacks: list = []
         self.logger = _RequestLogger(logging.getLogger("dspgo_worker.handler"), {"request_id": id, "command": command})
 
     def cancel(self, reason: str = "request canceled") -> None:
-        """Ask the handler to stop (sets :attr:`cancelled`); the first reason is kept."""
-        if not self.cancelled.is_set():
+        """Ask the handler to stop (sets :attr:`cancelled`); the first reason is kept.
+
+        Callbacks registered with :meth:`on_cancel` run once, in the cancelling thread.
+        """
+        with self._callbacks_lock:
+            if self.cancelled.is_set():
+                return
             self.cancel_reason = reason
             self.cancelled.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback) -> Callable[[], None]:
+        """Call ``callback()`` when the request is cancelled (at once if it already is).
+
+        Returns a function that unregisters it. Lets a handler wait on its own event and on
+        cancellation at the same time without polling; keep callbacks short and non-blocking
+        (``threading.Event.set`` is the usual one).
+        """
+        with self._callbacks_lock:
+            if not self.cancelled.is_set():
+                self._callbacks.append(callback)
+                registered = True
+            else:
+                registered = False
+        if not registered:
+            callback()
+            return lambda: None
+
+        def remove() -> None:
+            with self._callbacks_lock:
+                try:
+                    self._callbacks.remove(callback)
+                except ValueError:
+                    pass
+
+        return remove
 
     def is_cancelled(self) -> bool:
         """True once the request has been cancelled."""

@@ -10,6 +10,11 @@ Threads:
   requests whose deadline passes with ``deadline_exceeded`` (it sleeps on a condition
   variable until the earliest deadline).
 
+Every request whose command can be read is counted by command in :attr:`Worker.counters`
+(with the failures among their responses), for ``get_stats``. State that commands keep
+between requests (the program command set's LM configuration and spec cache) hangs off the
+worker too (:meth:`Worker.state`), so two workers in one process never share it.
+
 Nothing polls: every thread blocks in ``read()`` or on a condition variable.
 
 Every request that passed id validation is tracked in ``_jobs`` until its response has
@@ -70,6 +75,36 @@ class WorkerConfig:
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     diagnostics: bool = False
     stop_grace: float = 0.5
+    max_specs: int = 4096
+
+
+class RequestCounters:
+    """Requests by command and failed responses, since start or the last :meth:`reset`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.started = time.monotonic()
+        self._calls: dict[str, int] = {}
+        self._failures = 0
+
+    def count_call(self, command: str) -> None:
+        with self._lock:
+            self._calls[command] = self._calls.get(command, 0) + 1
+
+    def count_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+
+    def snapshot(self) -> tuple[dict[str, int], int]:
+        """``(calls by command, failures)``."""
+        with self._lock:
+            return dict(self._calls), self._failures
+
+    def reset(self) -> None:
+        """Forget every count (the uptime keeps counting from start)."""
+        with self._lock:
+            self._calls = {}
+            self._failures = 0
 
 
 class _Job:
@@ -116,6 +151,9 @@ class Worker:
         self._reaper_started = False
         self._stopping = False
         self._stop_reason: str | None = None
+        self.counters = RequestCounters()
+        self._state_lock = threading.Lock()
+        self._states: dict[str, object] = {}
 
     # --- public API used by built-in commands ------------------------------------------
 
@@ -162,6 +200,19 @@ class Worker:
         """Stop after the current frame: no more reads, then the shutdown sequence."""
         self._stop_reason = reason
 
+    def state(self, key: str, factory):
+        """The worker's state object ``key``, made by ``factory(worker)`` on first use."""
+        with self._state_lock:
+            value = self._states.get(key)
+            if value is None:
+                value = self._states[key] = factory(self)
+            return value
+
+    def in_flight(self, exclude: int | None = None) -> int:
+        """Requests accepted and not yet answered (queued or running), except ``exclude``."""
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job.state != ANSWERED and job.id != exclude)
+
     def write_raw(self, data: bytes) -> bool:
         """Write raw bytes to the protocol output (diagnostics only: corrupts the stream)."""
         return self._writer.write(data)
@@ -202,6 +253,7 @@ class Worker:
         request_id = message["id"]
         try:
             request = parse_request(message)
+            self.counters.count_call(request.command)
             command = self.commands.get(request.command)
             if command is None:
                 raise WorkerError(
@@ -211,6 +263,7 @@ class Worker:
             args = command.validate(request.args)
         except WorkerError as exc:
             self._send(error_response(request_id, exc.code, exc.message))
+            self.counters.count_failure()
             return
         deadline = None if request.deadline_ms is None else received + request.deadline_ms / 1000.0
         ctx = Context(request.id, request.command, request.session, deadline, worker=self)
@@ -226,6 +279,7 @@ class Worker:
             self._send(
                 error_response(request_id, "already_exists", f"request id {request_id} is already in flight")
             )
+            self.counters.count_failure()
         elif command.inline:
             self._execute(job)
 
@@ -328,24 +382,32 @@ class Worker:
     def _respond(self, job: _Job, response: dict) -> None:
         """Write the response of a job already marked ANSWERED, then forget the job."""
         try:
-            self._send(response)
+            if not self._send(response):
+                self.counters.count_failure()
         finally:
             with self._lock:
                 if self._jobs.get(job.id) is job:
                     del self._jobs[job.id]
                 self._done_cv.notify_all()
 
-    def _send(self, response: dict) -> None:
-        """Encode and write a response; an unencodable or oversized one becomes an error."""
+    def _send(self, response: dict) -> bool:
+        """Encode and write a response; an unencodable or oversized one becomes an error.
+
+        Returns whether the response sent was a success.
+        """
         request_id = response["id"]
+        success = bool(response["success"])
         try:
             frame = encode_frame(response, self.config.max_frame_bytes)
         except FrameError as exc:
             frame = encode_frame(error_response(request_id, "resource_exhausted", f"response too large: {exc.message}"))
+            success = False
         except (TypeError, ValueError, RecursionError) as exc:
             message = f"result cannot be encoded as JSON: {type(exc).__name__}: {exc}"
             frame = encode_frame(error_response(request_id, "internal", message, type(exc).__name__))
+            success = False
         self._writer.write(frame)
+        return success
 
     # --- shutdown --------------------------------------------------------------------------
 

@@ -275,3 +275,83 @@ class HandlerModuleMixin:
         return WorkerProcess(
             self, "--diagnostics", "--handlers", self.handler_module, *flags, pythonpath=(self._handler_dir.name,)
         )
+
+
+class InProcessWorker:
+    """A :class:`dspgo_worker.worker.Worker` served on a thread of this process over two pipes.
+
+    Much faster to start than a subprocess; requests go through the real codec, dispatch,
+    counters and pool threads. Registers its own cleanup on ``testcase`` (end of input,
+    thread joined, pipes closed).
+    """
+
+    def __init__(self, testcase: unittest.TestCase, worker_id: str = "inproc", **config):
+        from dspgo_worker.protocol import FrameWriter
+        from dspgo_worker.worker import Worker, WorkerConfig
+
+        to_worker_r, self._to_worker_w = os.pipe()
+        self._from_worker_r, from_worker_w = os.pipe()
+        self._reader = open(to_worker_r, "rb")
+        self._responses = open(self._from_worker_r, "rb", buffering=0)
+        self._from_worker_w = from_worker_w
+        self.worker = Worker(WorkerConfig(worker_id=worker_id, **config), self._reader, FrameWriter(from_worker_w))
+        self.status: list[int] = []
+        self._thread = threading.Thread(target=lambda: self.status.append(self.worker.serve()), daemon=True)
+        self._thread.start()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, dict] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        testcase.addCleanup(self.close)
+
+    def call(self, command: str, args: dict | None = None, **fields) -> int:
+        request_id = next(self._ids)
+        message = {"id": request_id, "command": command}
+        if args is not None:
+            message["args"] = args
+        message.update(fields)
+        os.write(self._to_worker_w, encode_frame(message))
+        return request_id
+
+    def response(self, request_id: int, timeout: float = WAIT) -> dict:
+        import select
+
+        end = time.monotonic() + timeout
+        with self._lock:
+            while request_id not in self._pending:
+                left = end - time.monotonic()
+                if left <= 0 or not select.select([self._responses], [], [], left)[0]:
+                    raise AssertionError(f"no response to request {request_id} within {timeout} s")
+                body = read_frame(self._responses)
+                if body is None:
+                    raise StreamEnded("the in-process worker closed its output")
+                message = decode_message(body)
+                self._pending[message["id"]] = message
+            return self._pending.pop(request_id)
+
+    def request(self, command: str, args: dict | None = None, timeout: float = WAIT, **fields) -> dict:
+        return self.response(self.call(command, args, **fields), timeout)
+
+    def ok(self, command: str, args: dict | None = None, **fields):
+        """The result of a request that must succeed."""
+        reply = self.request(command, args, **fields)
+        if not reply["success"]:
+            raise AssertionError(f"{command} failed: {reply['error']}")
+        return reply["result"]
+
+    def error(self, command: str, args: dict | None = None, **fields) -> dict:
+        """The error object of a request that must fail."""
+        reply = self.request(command, args, **fields)
+        if reply["success"]:
+            raise AssertionError(f"{command} succeeded: {reply['result']}")
+        return reply["error"]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        os.close(self._to_worker_w)  # end of input: the worker shuts down
+        self._thread.join(WAIT)
+        self._reader.close()
+        os.close(self._from_worker_w)
+        self._responses.close()

@@ -1,0 +1,237 @@
+"""The program command set (docs/protocol.md): configure_lm, create_program,
+execute_program, delete_program, get_stats and reset.
+
+The host keeps every program; a worker only caches compiled specs by hash, in a bounded
+LRU (``--max-specs``, default 4096), and runs them with the configured language model.
+That state (:class:`ProgramState`) belongs to the :class:`~dspgo_worker.worker.Worker`
+serving the request (``ctx.worker.state("programs", ...)``), never to the module, so two
+workers in one process share nothing.
+
+Behaviour, arguments, results and error codes are those of the Go mock
+(``adapters/mock/handler.go``): an unknown ``spec_hash`` without a ``spec`` is
+``not_found`` with error type ``SpecNotFound`` (the host then resends the spec); a
+``spec`` whose hash differs from ``spec_hash`` is ``invalid_argument``; inputs are
+converted to their declared types, ``invalid_argument`` naming the field.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+
+from .engines import make_engine, resolve_engine
+from .errors import WorkerError
+from .lm import LMConfig, make_provider, validate_lm_args, with_engine
+from .registry import Arg, command
+from .spec import CompiledSpec, quote
+
+log = logging.getLogger("dspgo_worker.programs")
+
+#: Compiled specs a worker keeps unless told otherwise.
+DEFAULT_MAX_SPECS = 4096
+
+
+class SpecNotFound(WorkerError):
+    """``execute_program`` named a spec hash this worker has not compiled and sent no spec.
+    Code ``not_found``; the response's error type is ``SpecNotFound``, which tells the host
+    to resend with the spec."""
+
+    def __init__(self, spec_hash: str):
+        super().__init__("not_found", f"spec {quote(spec_hash)} is not compiled on this worker; send the spec")
+
+
+class ProgramState:
+    """One worker's language-model configuration and compiled-spec cache (an LRU)."""
+
+    def __init__(self, worker=None):
+        config = getattr(worker, "config", None)
+        self.max_specs = getattr(config, "max_specs", DEFAULT_MAX_SPECS) or DEFAULT_MAX_SPECS
+        self._lock = threading.Lock()
+        self._specs: OrderedDict[str, CompiledSpec] = OrderedDict()
+        self._lm = LMConfig()
+
+    @property
+    def lm(self) -> LMConfig:
+        with self._lock:
+            return self._lm
+
+    def set_lm(self, config: LMConfig) -> None:
+        with self._lock:
+            self._lm = config
+
+    def compile(self, raw) -> CompiledSpec:
+        """Compile a spec (``invalid_argument`` if bad) and cache it; the cached object is
+        returned when the hash is known already."""
+        compiled = CompiledSpec(raw)
+        with self._lock:
+            cached = self._specs.get(compiled.hash)
+            if cached is not None:
+                self._specs.move_to_end(compiled.hash)
+                return cached
+            self._specs[compiled.hash] = compiled
+            while len(self._specs) > self.max_specs:
+                self._specs.popitem(last=False)
+        return compiled
+
+    def lookup(self, spec_hash: str) -> CompiledSpec | None:
+        with self._lock:
+            compiled = self._specs.get(spec_hash)
+            if compiled is not None:
+                self._specs.move_to_end(spec_hash)
+            return compiled
+
+    def delete(self, spec_hash: str) -> bool:
+        with self._lock:
+            return self._specs.pop(spec_hash, None) is not None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._specs)
+
+    def reset(self) -> None:
+        """Drop every compiled spec and restore the dummy language model."""
+        with self._lock:
+            self._specs.clear()
+            self._lm = LMConfig()
+
+
+def program_state(ctx) -> ProgramState:
+    """The program state of the worker serving ``ctx``."""
+    worker = ctx.worker
+    if worker is None:
+        raise WorkerError("failed_precondition", f"command {ctx.command!r} needs a worker")
+    return worker.state("programs", ProgramState)
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (``VmRSS`` of /proc/self/status), 0 if unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    parts = line.split()
+                    return int(parts[1]) * (1024 if len(parts) < 3 or parts[2].lower() == "kb" else 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+@command(
+    "configure_lm",
+    args={
+        "provider": Arg("str", description="dummy (default of a new worker) or openai"),
+        "model": Arg("str", description="model name; required for openai"),
+        "base_url": Arg("str", description="OpenAI-compatible base URL (default https://api.openai.com/v1)"),
+        "api_key_env": Arg("str", description="environment variable holding the API key (default OPENAI_API_KEY)"),
+        "temperature": Arg("float", description="sampling temperature, 0 to 2"),
+        "max_tokens": Arg("int", description="token cap of one completion (0: the provider's default)"),
+        "timeout_ms": Arg("int", description="time-out of one LM request (0: 60000)"),
+        "engine": Arg("str", description="auto (dspy when importable), native or dspy"),
+        "verify": Arg("bool", default=False, description="check the configuration with one small request now"),
+        "delay_ms": Arg("int", description="wait this long before each execution (for tests of deadlines)"),
+    },
+    description="Set the language model every program runs with; lists every bad field at once.",
+)
+def configure_lm(args, ctx):
+    """Result ``{"provider", "model", "engine"}`` (``engine``: native or dspy, what runs)."""
+    config = validate_lm_args(args)
+    config = with_engine(config, resolve_engine(config))
+    if args["verify"]:
+        make_provider(config).verify(ctx)
+    program_state(ctx).set_lm(config)
+    log.info("language model configured", extra={"request_id": ctx.id, **config.describe()})
+    return {"provider": config.provider, "model": config.model, "engine": config.resolved_engine}
+
+
+@command(
+    "create_program",
+    args={
+        "program_id": Arg("str", description="the host's id of the program, for logs only"),
+        "spec": Arg("object", required=True, description="{signature: {inputs, outputs}, instructions, kind}"),
+    },
+    description="Validate, compile and cache a program spec; idempotent. Result {spec_hash}.",
+)
+def create_program(args, ctx):
+    compiled = program_state(ctx).compile(args["spec"])
+    ctx.logger.debug("program compiled", extra={"program_id": args["program_id"], "spec_hash": compiled.hash})
+    return {"spec_hash": compiled.hash}
+
+
+@command(
+    "execute_program",
+    args={
+        "program_id": Arg("str", description="the host's id of the program, for logs only"),
+        "spec_hash": Arg("str", default="", description="hash of the spec to run"),
+        "spec": Arg("object", description="the spec itself, when the worker may not know the hash"),
+        "inputs": Arg("object", description="the program's inputs by name (required)"),
+    },
+    description="Run a program by spec hash (and spec) on inputs. Result {outputs, spec_hash}.",
+)
+def execute_program(args, ctx):
+    state = program_state(ctx)
+    spec_hash = args["spec_hash"]
+    if args["spec"] is not None:
+        compiled = state.compile(args["spec"])
+        if spec_hash and spec_hash != compiled.hash:
+            raise WorkerError(
+                "invalid_argument",
+                f"spec_hash {quote(spec_hash)} does not match the spec, whose hash is {quote(compiled.hash)}",
+            )
+    else:
+        compiled = state.lookup(spec_hash)
+        if compiled is None:
+            raise SpecNotFound(spec_hash)
+    inputs = args["inputs"]
+    if inputs is None:
+        raise WorkerError("invalid_argument", "inputs must be a JSON object")
+    converted = compiled.convert_inputs(inputs)
+    config = state.lm
+    if config.delay_ms:
+        ctx.sleep(config.delay_ms / 1000.0)
+    ctx.check()
+    outputs = make_engine(config).run(compiled, converted, config, ctx)
+    return {"outputs": outputs, "spec_hash": compiled.hash}
+
+
+@command(
+    "delete_program",
+    args={"spec_hash": Arg("str", default="", description="hash of the spec to drop")},
+    description="Drop a compiled spec; not_found when it is not cached. Result {deleted: true}.",
+)
+def delete_program(args, ctx):
+    if not program_state(ctx).delete(args["spec_hash"]):
+        raise WorkerError("not_found", f"spec {quote(args['spec_hash'])} is not compiled on this worker")
+    return {"deleted": True}
+
+
+@command("get_stats", args={}, description="Counters of this worker: calls, failures, memory, LM, uptime.")
+def get_stats(args, ctx):
+    worker = ctx.worker
+    state = program_state(ctx)
+    calls, failures = worker.counters.snapshot()
+    lm = state.lm
+    return {
+        "worker_id": worker.config.worker_id,
+        "pid": os.getpid(),
+        "programs": len(state),
+        "calls": calls,
+        "failures": failures,
+        "in_flight": worker.in_flight(exclude=ctx.id),
+        "rss_bytes": rss_bytes(),
+        "lm": {"provider": lm.provider, "model": lm.model},
+        "uptime_ms": int((time.monotonic() - worker.counters.started) * 1000),
+    }
+
+
+@command("reset", args={}, description="Drop every cached spec and counter and restore the dummy LM.")
+def reset(args, ctx):
+    program_state(ctx).reset()
+    ctx.worker.counters.reset()
+    log.info("worker state reset", extra={"request_id": ctx.id})
+    return {"reset": True}

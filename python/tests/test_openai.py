@@ -1,0 +1,468 @@
+"""The openai provider and the native engine against a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import queue
+import socket
+import threading
+import time
+import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
+
+from dspgo_worker.context import Context
+from dspgo_worker.errors import WorkerError
+from dspgo_worker.lm import LMConfig, OpenAIProvider, _retry_after, call_in_thread, redact
+
+from .helpers import WAIT, InProcessWorker, WorkerProcess
+from .test_spec import spec_of
+
+KEY_ENV = "DSPGO_TEST_LM_KEY"
+SECRET = "sk-test-0123456789abcdefSECRET"
+
+
+def chat(content) -> dict:
+    """A chat completion body whose reply is ``content``."""
+    return {"id": "c-1", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+
+
+def sections(**fields) -> str:
+    """A ChatAdapter-style reply with these sections."""
+    return "".join(f"[[ ## {name} ## ]]\n{value}\n\n" for name, value in fields.items()) + "[[ ## completed ## ]]\n"
+
+
+class FakeLM:
+    """An OpenAI-compatible endpoint on 127.0.0.1 that answers from a script.
+
+    ``push(status, body, headers, hang)`` queues one answer; with none queued it answers
+    500. ``hang`` holds the answer until :meth:`reset` or :meth:`close`. ``requests``
+    records each request (path, headers, JSON body); ``received`` is signalled at each.
+    One server serves a whole test class; :meth:`reset` starts each test afresh.
+    """
+
+    def __init__(self):
+        self.script: queue.Queue = queue.Queue()
+        self.requests: list[dict] = []
+        self.received = threading.Semaphore(0)
+        self.release = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep the test output clean
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                try:
+                    parsed = json.loads(body)
+                except ValueError:
+                    parsed = None
+                fake.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": parsed})
+                release = fake.release
+                try:
+                    status, payload, headers, hang = fake.script.get_nowait()
+                except queue.Empty:
+                    status, payload, headers, hang = 500, {"error": {"message": "no scripted answer"}}, {}, False
+                fake.received.release()
+                if hang:
+                    release.wait(WAIT)
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client gave up (time-out tests)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def reset(self) -> None:
+        """Release hung answers and forget the script and the requests."""
+        self.release.set()
+        self.release = threading.Event()
+        self.script = queue.Queue()
+        self.requests = []
+        self.received = threading.Semaphore(0)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def push(self, status=200, body=None, headers=None, hang=False) -> None:
+        self.script.put((status, body if body is not None else chat("ok"), headers or {}, hang))
+
+    def wait_request(self) -> None:
+        if not self.received.acquire(timeout=WAIT):
+            raise AssertionError("the fake LM received no request")
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(WAIT)
+
+
+class LMTestCase(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.lm = FakeLM()
+        cls.addClassCleanup(cls.lm.close)
+
+    def setUp(self):
+        patcher = mock.patch.dict(os.environ, {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", KEY_ENV):
+            os.environ.pop(name, None)
+        self.lm.reset()
+        self.addCleanup(self.lm.reset)
+
+
+class OpenAIProviderTest(LMTestCase):
+    """The provider in-process: request shape, retries, error mapping."""
+
+    def provider(self, **fields) -> OpenAIProvider:
+        config = LMConfig(**{"provider": "openai", "model": "test-model", "base_url": self.lm.url, "api_key_env": KEY_ENV, **fields})
+        provider = OpenAIProvider(config)
+        provider.backoff_base = 0.001
+        return provider
+
+    def complete(self, provider=None, ctx=None) -> str:
+        provider = provider or self.provider()
+        return provider.complete([{"role": "user", "content": "hi"}], ctx or Context(1, "execute_program"))
+
+    def assert_code(self, code: str, provider=None, ctx=None) -> WorkerError:
+        with self.assertRaises(WorkerError) as caught:
+            self.complete(provider, ctx)
+        self.assertEqual(caught.exception.code, code, caught.exception.message)
+        return caught.exception
+
+    def test_request_shape_with_key(self):
+        os.environ[KEY_ENV] = SECRET
+        self.lm.push(body=chat("hello"))
+        self.assertEqual(self.complete(self.provider(temperature=0.5, max_tokens=64)), "hello")
+        (request,) = self.lm.requests
+        self.assertEqual(request["path"], "/v1/chat/completions")
+        self.assertEqual(request["headers"]["Authorization"], f"Bearer {SECRET}")
+        self.assertEqual(request["headers"]["Content-Type"], "application/json")
+        self.assertEqual(
+            request["body"], {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5, "max_tokens": 64}
+        )
+
+    def test_no_key_sends_no_authorization(self):
+        self.lm.push(body=chat("hello"))
+        self.assertEqual(self.complete(), "hello")
+        self.assertNotIn("Authorization", self.lm.requests[0]["headers"])
+        self.assertEqual(set(self.lm.requests[0]["body"]), {"model", "messages"}, "defaults are left to the server")
+
+    def test_429_honours_retry_after(self):
+        provider = self.provider()
+        provider.backoff_base = 30.0  # Retry-After, not the backoff, decides the wait
+        self.lm.push(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"})
+        self.lm.push(body=chat("after the wait"))
+        started = time.monotonic()
+        self.assertEqual(self.complete(provider), "after the wait")
+        elapsed = time.monotonic() - started
+        self.assertGreaterEqual(elapsed, 0.95)
+        self.assertLess(elapsed, 5)
+        self.assertEqual(len(self.lm.requests), 2)
+
+    def test_429_after_retries_is_resource_exhausted(self):
+        for _ in range(4):
+            self.lm.push(429, {"error": {"message": "rate limited"}})
+        error = self.assert_code("resource_exhausted")
+        self.assertIn("429", error.message)
+        self.assertEqual(len(self.lm.requests), 4, "one request and three retries")
+
+    def test_retry_after_past_the_deadline_is_not_waited(self):
+        self.lm.push(429, {"error": {"message": "rate limited"}}, {"Retry-After": "30"})
+        ctx = Context(1, "execute_program", deadline=time.monotonic() + 2)
+        started = time.monotonic()
+        error = self.assert_code("resource_exhausted", ctx=ctx)
+        self.assertLess(time.monotonic() - started, 1.5)
+        self.assertIn("deadline", error.message)
+        self.assertEqual(len(self.lm.requests), 1)
+
+    def test_retry_after_over_the_cap_is_not_waited(self):
+        self.lm.push(503, {"error": {"message": "maintenance"}}, {"Retry-After": "120"})
+        error = self.assert_code("unavailable")
+        self.assertIn("over 60 s", error.message)
+        self.assertEqual(len(self.lm.requests), 1)
+
+    def test_retry_after_forms(self):
+        self.assertEqual(_retry_after("3"), 3.0)
+        self.assertEqual(_retry_after(" 0.5 "), 0.5)
+        self.assertEqual(_retry_after("-4"), 0.0)
+        self.assertIsNone(_retry_after("soon"))
+        self.assertIsNone(_retry_after(None))
+        self.assertIsNone(_retry_after("nan"))
+        future = email.utils.formatdate(time.time() + 30, usegmt=True)
+        self.assertTrue(25 < _retry_after(future) <= 30)
+
+    def test_cancel_stops_the_retries(self):
+        self.lm.push(429, {"error": {"message": "rate limited"}}, {"Retry-After": "30"})
+        ctx = Context(1, "execute_program")
+        outcome = []
+        thread = threading.Thread(target=lambda: outcome.append(self._run_capture(ctx)))
+        thread.start()
+        self.lm.wait_request()
+        ctx.cancel("stop")
+        thread.join(WAIT)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(outcome[0].code, "canceled")
+        self.assertEqual(len(self.lm.requests), 1)
+
+    def _run_capture(self, ctx):
+        try:
+            self.complete(ctx=ctx)
+        except WorkerError as exc:
+            return exc
+        return None
+
+    def test_500_then_success(self):
+        self.lm.push(500, {"error": {"message": "boom"}})
+        self.lm.push(503, b"unavailable")
+        self.lm.push(body=chat("recovered"))
+        self.assertEqual(self.complete(), "recovered")
+        self.assertEqual(len(self.lm.requests), 3)
+
+    def test_5xx_after_retries_is_unavailable(self):
+        for _ in range(4):
+            self.lm.push(502, {"error": {"message": "bad gateway"}})
+        error = self.assert_code("unavailable")
+        self.assertIn("502", error.message)
+        self.assertIn("bad gateway", error.message)
+        self.assertEqual(len(self.lm.requests), 4)
+
+    def test_slow_reply_past_the_timeout(self):
+        self.lm.push(body=chat("too late"), hang=True)
+        started = time.monotonic()
+        error = self.assert_code("deadline_exceeded", self.provider(timeout_ms=200))
+        self.assertLess(time.monotonic() - started, 3)
+        self.assertIn("0.2 s", error.message)
+
+    def test_request_deadline_bounds_the_call(self):
+        self.lm.push(body=chat("too late"), hang=True)
+        ctx = Context(1, "execute_program", deadline=time.monotonic() + 0.2)
+        started = time.monotonic()
+        self.assert_code("deadline_exceeded", ctx=ctx)
+        self.assertLess(time.monotonic() - started, 3)
+
+    def test_malformed_bodies_are_internal(self):
+        for body in (b"not json", {"choices": []}, {"choices": [{"message": {"content": None}}]}, {"error": "x"}):
+            with self.subTest(body=body):
+                self.lm.push(200, body)
+                self.assert_code("internal")
+
+    def test_client_errors_are_not_retried(self):
+        os.environ[KEY_ENV] = SECRET
+        cases = [
+            (401, "failed_precondition"),
+            (403, "failed_precondition"),
+            (404, "not_found"),
+            (400, "invalid_argument"),
+            (422, "invalid_argument"),
+        ]
+        for status, code in cases:
+            with self.subTest(status=status):
+                self.lm.requests.clear()
+                # Servers echo the key in errors (OpenAI shows part of it): it must not come back.
+                self.lm.push(status, {"error": {"message": f"Incorrect API key provided: {SECRET} ({SECRET[:3]}...{SECRET[-16:]})"}})
+                error = self.assert_code(code)
+                self.assertIn(str(status), error.message)
+                self.assertNotIn(SECRET, error.message)
+                self.assertNotIn(SECRET[-16:], error.message)
+                self.assertEqual(len(self.lm.requests), 1)
+
+    def test_unreachable_endpoint_is_unavailable(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        provider = self.provider(base_url=f"http://127.0.0.1:{port}/v1")
+        self.assert_code("unavailable", provider)
+
+    def test_redact(self):
+        self.assertEqual(redact("key sk-abc", "sk-abc"), "key [REDACTED]")
+        self.assertNotIn("0123456789ab", redact("partial 0123456789abcd", SECRET))
+        self.assertEqual(redact("text", None), "text")
+
+
+class CallInThreadTest(unittest.TestCase):
+    def test_result_error_cancel_and_timeout(self):
+        ctx = Context(1, "x")
+        self.assertEqual(call_in_thread(lambda: 42, ctx, None, "answer"), 42)
+        with self.assertRaises(ZeroDivisionError):
+            call_in_thread(lambda: 1 / 0, ctx, None, "division")
+
+        block = threading.Event()
+        self.addCleanup(block.set)
+        with self.assertRaises(WorkerError) as caught:
+            call_in_thread(lambda: block.wait(WAIT), ctx, 0.05, "the slow thing")
+        self.assertEqual(caught.exception.code, "deadline_exceeded")
+        self.assertIn("the slow thing", caught.exception.message)
+
+        threading.Thread(target=lambda: ctx.cancel("stop now"), daemon=True).start()
+        with self.assertRaises(WorkerError) as caught:
+            call_in_thread(lambda: block.wait(WAIT), ctx, None, "the hung thing")
+        self.assertEqual((caught.exception.code, caught.exception.message), ("canceled", "stop now"))
+
+    def test_on_cancel(self):
+        ctx = Context(1, "x")
+        seen = []
+        remove = ctx.on_cancel(lambda: seen.append("a"))
+        ctx.on_cancel(lambda: seen.append("b"))
+        remove()
+        ctx.cancel()
+        ctx.cancel()
+        self.assertEqual(seen, ["b"])
+        ctx.on_cancel(lambda: seen.append("late"))
+        self.assertEqual(seen, ["b", "late"], "called at once once cancelled")
+
+
+class NativeEngineTest(LMTestCase):
+    """The native engine through the command set, in-process."""
+
+    TYPED = spec_of(
+        [("question", ""), ("n", "int")],
+        [("s", ""), ("i", "int"), ("f", "float"), ("b", "bool"), ("l", "list[int]"), ("d", "dict[str, float]"), ("lit", "Literal['red', 'green']")],
+        instructions="Answer carefully.",
+    )
+
+    def setUp(self):
+        super().setUp()
+        self.w = InProcessWorker(self)
+        self.w.ok("configure_lm", {"provider": "openai", "model": "m1", "base_url": self.lm.url, "api_key_env": KEY_ENV, "engine": "native", "temperature": 0})
+
+    def execute(self, spec, inputs):
+        return self.w.request("execute_program", {"spec": spec, "inputs": inputs})
+
+    def test_typed_outputs(self):
+        self.lm.push(body=chat(sections(s="a sentence", i="42", f="0.9", b="yes", l="[1, 2, 3]", d='{"x": 1, "y": 0.5}', lit="'green'")))
+        reply = self.execute(self.TYPED, {"question": "What?", "n": 3})
+        self.assertTrue(reply["success"], reply)
+        outputs = reply["result"]["outputs"]
+        self.assertEqual(outputs, {"s": "a sentence", "i": 42, "f": 0.9, "b": True, "l": [1, 2, 3], "d": {"x": 1.0, "y": 0.5}, "lit": "green"})
+        self.assertEqual([type(outputs[k]) for k in ("i", "f", "b", "l", "d")], [int, float, bool, list, dict])
+        self.assertEqual(list(outputs), ["s", "i", "f", "b", "l", "d", "lit"])
+
+        body = self.lm.requests[0]["body"]
+        self.assertEqual((body["model"], body["temperature"]), ("m1", 0))
+        system, user = body["messages"]
+        self.assertEqual((system["role"], user["role"]), ("system", "user"))
+        for text in ("`question` (str)", "`n` (int)", "`l` (list[int])", "`lit` (Literal['red', 'green'])", "[[ ## d ## ]]", "[[ ## completed ## ]]", "Answer carefully."):
+            self.assertIn(text, system["content"])
+        self.assertIn("[[ ## question ## ]]\nWhat?", user["content"])
+        self.assertIn("[[ ## n ## ]]\n3", user["content"])
+        self.assertIn("`[[ ## s ## ]]`, then `[[ ## i ## ]]`", user["content"])
+
+    def test_chain_of_thought_asks_for_reasoning_first(self):
+        spec = spec_of([("question", "")], [("answer", "int")], kind="chain_of_thought")
+        self.lm.push(body=chat(sections(reasoning="Two and two.", answer="4")))
+        reply = self.execute(spec, {"question": "2+2?"})
+        self.assertEqual(reply["result"]["outputs"], {"reasoning": "Two and two.", "answer": 4})
+        self.assertEqual(list(reply["result"]["outputs"]), ["reasoning", "answer"])
+        user = self.lm.requests[0]["body"]["messages"][1]["content"]
+        self.assertIn("starting with the field `[[ ## reasoning ## ]]`, then `[[ ## answer ## ]]`", user)
+
+    def test_json_reply_is_accepted(self):
+        spec = spec_of([("q", "")], [("a", ""), ("n", "int")])
+        self.lm.push(body=chat('```json\n{"a": "x", "n": 2}\n```'))
+        self.assertEqual(self.execute(spec, {"q": "?"})["result"]["outputs"], {"a": "x", "n": 2})
+
+    def test_missing_output_names_it(self):
+        self.lm.push(body=chat(sections(s="x", i="1", b="no", l="[]", d="{}", lit="red")))
+        error = self.execute(self.TYPED, {"question": "?", "n": 1})["error"]
+        self.assertEqual(error["code"], "internal")
+        self.assertEqual(error["type"], "OutputError")
+        self.assertIn('output "f" is missing', error["message"])
+
+    def test_unconvertible_output_names_it(self):
+        self.lm.push(body=chat(sections(s="x", i="many", f="1", b="no", l="[]", d="{}", lit="red")))
+        error = self.execute(self.TYPED, {"question": "?", "n": 1})["error"]
+        self.assertEqual(error["code"], "internal")
+        self.assertIn("output i: expected int", error["message"])
+
+    def test_lm_errors_reach_the_host(self):
+        self.lm.push(404, {"error": {"message": "model m1 does not exist"}})
+        error = self.execute(self.TYPED, {"question": "?", "n": 1})["error"]
+        self.assertEqual(error["code"], "not_found")
+        self.assertIn("model m1 does not exist", error["message"])
+
+    def test_configure_makes_no_call_unless_verify(self):
+        self.assertEqual(self.lm.requests, [], "configure_lm in setUp made no request")
+        args = {"provider": "openai", "model": "m2", "base_url": self.lm.url, "engine": "native"}
+        self.lm.push(body=chat("OK"))
+        self.assertEqual(self.w.ok("configure_lm", {**args, "verify": True}), {"provider": "openai", "model": "m2", "engine": "native"})
+        self.assertEqual(len(self.lm.requests), 1)
+        self.assertEqual(self.lm.requests[0]["body"]["model"], "m2")
+        self.lm.push(401, {"error": {"message": "invalid key"}})
+        error = self.w.error("configure_lm", {**args, "model": "m3", "verify": True})
+        self.assertEqual(error["code"], "failed_precondition")
+        self.assertEqual(self.w.ok("get_stats")["lm"], {"provider": "openai", "model": "m2"}, "a failed verify changes nothing")
+
+
+class OpenAIProcessTest(LMTestCase):
+    """Through a real worker process: the key never shows, cancellation is prompt."""
+
+    def test_key_never_appears(self):
+        os.environ[KEY_ENV] = SECRET
+        worker = WorkerProcess(self, "--log-level", "debug")
+        base = {"provider": "openai", "model": "m", "base_url": self.lm.url, "api_key_env": KEY_ENV, "engine": "native"}
+        leak = {"error": {"message": f"Incorrect API key provided: {SECRET}"}}
+        self.lm.push(401, leak)
+        replies = [worker.request("configure_lm", {**base, "verify": True})]
+        self.assertEqual(replies[0]["error"]["code"], "failed_precondition")
+        replies.append(worker.request("configure_lm", base))
+        self.assertTrue(replies[-1]["success"])
+        spec = spec_of([("q", "")], [("a", "")])
+        self.lm.push(500, leak)
+        self.lm.push(body=chat(sections(a=f"fine")))
+        replies.append(worker.request("execute_program", {"spec": spec, "inputs": {"q": "?"}}))
+        self.assertTrue(replies[-1]["success"], replies[-1])
+        self.lm.push(403, leak)
+        replies.append(worker.request("execute_program", {"spec": spec, "inputs": {"q": "?"}}))
+        self.assertEqual(replies[-1]["error"]["code"], "failed_precondition")
+        replies.append(worker.request("get_stats"))
+        replies.append(worker.request("describe"))
+        self.assertEqual(self.lm.requests[0]["headers"]["Authorization"], f"Bearer {SECRET}", "the key was used")
+        worker.request("shutdown")
+        self.assertEqual(worker.wait_exit(), 0)
+        stderr = worker.stderr_text()
+        self.assertIn("LM request failed, retrying", stderr)
+        for text in [stderr, *(json.dumps(r) for r in replies)]:
+            self.assertNotIn(SECRET, text)
+            self.assertNotIn(SECRET[6:18], text)
+
+    def test_cancel_during_a_request(self):
+        worker = WorkerProcess(self)
+        worker.request("configure_lm", {"provider": "openai", "model": "m", "base_url": self.lm.url, "engine": "native"})
+        self.lm.push(body=chat("late"), hang=True)
+        request_id = worker.call("execute_program", {"spec": spec_of([("q", "")], [("a", "")]), "inputs": {"q": "?"}})
+        self.lm.wait_request()
+        started = time.monotonic()
+        self.assertEqual(worker.request("cancel", {"id": request_id})["result"]["state"], "running")
+        self.assertEqual(worker.response(request_id)["error"]["code"], "canceled")
+        self.assertLess(time.monotonic() - started, 2)
+
+
+if __name__ == "__main__":
+    unittest.main()
