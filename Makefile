@@ -5,7 +5,7 @@ GO ?= go
 PYTHON ?= python3
 STATICCHECK_VERSION ?= v0.8.2
 
-export DSPGO_TEST_PYTHON := $(PYTHON)
+export DSPGOTEST_PYTHON := $(PYTHON)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: test deps check-python vet test-go test-python lint fuzz

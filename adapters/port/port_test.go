@@ -364,13 +364,13 @@ func TestRestartThrottle(t *testing.T) {
 // TestHostKilledLeavesNoWorker: a host process killed with SIGKILL takes
 // its worker with it (parent-death signal), within 2 s.
 func TestHostKilledLeavesNoWorker(t *testing.T) {
-	if os.Getenv("DSPGO_PORT_HOST") == "1" {
+	if os.Getenv("DSPGOTEST_PORT_HOST") == "1" {
 		hostMain()
 		return
 	}
 	testutil.VerifyNoChildren(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHostKilledLeavesNoWorker$")
-	cmd.Env = append(os.Environ(), "DSPGO_PORT_HOST=1", testutil.PythonEnv+"="+testutil.Python(t))
+	cmd.Env = append(os.Environ(), "DSPGOTEST_PORT_HOST=1", testutil.PythonEnv+"="+testutil.Python(t))
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

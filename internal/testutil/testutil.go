@@ -19,7 +19,7 @@ import (
 
 // PythonEnv is the environment variable that names the interpreter tests
 // use; empty means "python3" from PATH. The Makefile sets it from PYTHON.
-const PythonEnv = "DSPGO_TEST_PYTHON"
+const PythonEnv = "DSPGOTEST_PYTHON"
 
 // RepoRoot returns the absolute path of the repository's root.
 func RepoRoot() string {

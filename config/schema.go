@@ -1,0 +1,172 @@
+package config
+
+import "time"
+
+// Config is dspgo's merged configuration. Load fills it from the layers;
+// every field has a default (see Defaults), so the zero layers give a
+// working offline setup: the pool of Python workers with the dummy LM.
+type Config struct {
+	// Adapter names the backend: "mock", "port", "pool", "memory", or a
+	// registered third-party name. Default "pool".
+	Adapter string `koanf:"adapter"`
+	// Env names the environments.<name> block to apply. Default "" (none).
+	Env string `koanf:"env"`
+	// StopTimeout bounds closing the adapter at shutdown. Default 30s.
+	StopTimeout time.Duration `koanf:"stop_timeout"`
+
+	Log    Log    `koanf:"log"`
+	Python Python `koanf:"python"`
+	LM     LM     `koanf:"lm"`
+	Mock   Mock   `koanf:"mock"`
+	Port   Port   `koanf:"port"`
+	Pool   Pool   `koanf:"pool"`
+
+	layers  []string          // layer names, lowest first
+	sources map[string]string // key → the layer that set it
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `koanf:"level"`
+	// Format is text or json. Default text.
+	Format string `koanf:"format"`
+}
+
+// Python configures the worker processes of the port and pool adapters.
+type Python struct {
+	// Interpreter is the Python executable, resolved once. Default python3.
+	Interpreter string `koanf:"interpreter"`
+	// WorkerDir holds the dspgo_worker package. Default "" (the files
+	// embedded in the binary).
+	WorkerDir string `koanf:"worker_dir"`
+	// PassEnv names host variables passed to workers (such as the LM key's
+	// variable). Default PATH, HOME, LANG, LC_ALL, TZ, TMPDIR.
+	PassEnv []string `koanf:"pass_env"`
+	// Handlers are Python modules of user commands the workers import.
+	// Default none.
+	Handlers []string `koanf:"handlers"`
+}
+
+// LM configures the language model (sent with configure_lm).
+type LM struct {
+	// Provider is dummy or openai. Default dummy.
+	Provider string `koanf:"provider"`
+	// Model is the model name; required for openai. Default "".
+	Model string `koanf:"model"`
+	// BaseURL is the OpenAI-compatible endpoint. Default "" (the
+	// provider's own).
+	BaseURL string `koanf:"base_url"`
+	// APIKeyEnv names the workers' variable holding the API key; add it to
+	// python.pass_env. Default "" (the provider's own, OPENAI_API_KEY).
+	APIKeyEnv string `koanf:"api_key_env"`
+	// Temperature is the sampling temperature; negative means the
+	// provider's default. Default -1.
+	Temperature float64 `koanf:"temperature"`
+	// MaxTokens caps a completion; 0 means the provider's default.
+	MaxTokens int `koanf:"max_tokens"`
+	// Timeout bounds one LM request; 0 means the provider's default.
+	Timeout time.Duration `koanf:"timeout"`
+	// Engine is auto, native or dspy. Default auto.
+	Engine string `koanf:"engine"`
+}
+
+// Mock configures the mock adapter.
+type Mock struct {
+	// MaxFrameBytes is the frame limit the mock enforces. Default 16 MiB.
+	MaxFrameBytes int `koanf:"max_frame_bytes"`
+	// Seed seeds injected random failures. Default 0.
+	Seed uint64 `koanf:"seed"`
+}
+
+// Port configures the port adapter, and each worker of a pool.
+type Port struct {
+	// StartTimeout bounds a worker's start. Default 30s.
+	StartTimeout time.Duration `koanf:"start_timeout"`
+	// CallTimeout bounds a call without a deadline; negative means none.
+	// Default 2m.
+	CallTimeout time.Duration `koanf:"call_timeout"`
+	// WriteTimeout bounds one frame write. Default 30s.
+	WriteTimeout time.Duration `koanf:"write_timeout"`
+	// StopGrace is the wait before SIGTERM, and again before SIGKILL.
+	// Default 2s.
+	StopGrace time.Duration `koanf:"stop_grace"`
+	// MaxFrameBytes is the frame limit. Default 16 MiB.
+	MaxFrameBytes int `koanf:"max_frame_bytes"`
+	// MaxConcurrency is the calls in flight on the port's worker. Default 4.
+	MaxConcurrency int `koanf:"max_concurrency"`
+	// Restart is the restart backoff.
+	Restart Restart `koanf:"restart"`
+}
+
+// Restart is a restart backoff policy.
+type Restart struct {
+	// Min is the first delay. Default 100ms.
+	Min time.Duration `koanf:"min"`
+	// Max caps the delay. Default 10s.
+	Max time.Duration `koanf:"max"`
+	// Jitter randomises delays by this fraction. Default 0.2.
+	Jitter float64 `koanf:"jitter"`
+	// MaxRestarts is how many restarts Window allows. Default 10.
+	MaxRestarts int `koanf:"max_restarts"`
+	// Window is the period of MaxRestarts. Default 1m.
+	Window time.Duration `koanf:"window"`
+}
+
+// Pool configures the pool adapter (see pool.Options for each field).
+type Pool struct {
+	// Size is the number of workers; 0 means one per core (GOMAXPROCS).
+	// Default 0.
+	Size int `koanf:"size"`
+	// MaxOverflow is the extra workers under load. Default 0.
+	MaxOverflow int `koanf:"max_overflow"`
+	// OverflowIdle reaps idle overflow workers. Default 30s.
+	OverflowIdle time.Duration `koanf:"overflow_idle"`
+	// Lazy starts workers on demand. Default false.
+	Lazy bool `koanf:"lazy"`
+	// StartConcurrency is the workers starting at once. Default 8.
+	StartConcurrency int `koanf:"start_concurrency"`
+	// MinReady is the workers ready before New returns; 0 means Size.
+	MinReady int `koanf:"min_ready"`
+	// CheckoutTimeout bounds the wait for a worker; must be positive.
+	// Default 30s.
+	CheckoutTimeout time.Duration `koanf:"checkout_timeout"`
+	// MaxQueue bounds the waiting callers. Default 1024.
+	MaxQueue int `koanf:"max_queue"`
+	// WorkerConcurrency is the calls in flight per worker. Default 4.
+	WorkerConcurrency int `koanf:"worker_concurrency"`
+	// Affinity is none, prefer or strict. Default prefer.
+	Affinity string `koanf:"affinity"`
+	// Recycle retires workers.
+	Recycle Recycle `koanf:"recycle"`
+	// HealthInterval is the health-check period; negative disables.
+	// Default 10s.
+	HealthInterval time.Duration `koanf:"health_interval"`
+	// HealthTimeout bounds a health ping. Default 5s.
+	HealthTimeout time.Duration `koanf:"health_timeout"`
+}
+
+// Recycle lists the reasons to retire a pool worker; zero is off.
+type Recycle struct {
+	MaxCalls     uint64        `koanf:"max_calls"`
+	MaxAge       time.Duration `koanf:"max_age"`
+	MaxAgeJitter time.Duration `koanf:"max_age_jitter"`
+	MaxIdle      time.Duration `koanf:"max_idle"`
+	MaxRSSBytes  uint64        `koanf:"max_rss_bytes"`
+}
+
+// Defaults returns the built-in defaults, the lowest layer.
+func Defaults() Config {
+	return Config{
+		Adapter: "pool", StopTimeout: 30 * time.Second,
+		Log:    Log{Level: "info", Format: "text"},
+		Python: Python{Interpreter: "python3", PassEnv: []string{"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"}},
+		LM:     LM{Provider: "dummy", Temperature: -1, Engine: "auto"},
+		Mock:   Mock{MaxFrameBytes: 16 << 20},
+		Port: Port{StartTimeout: 30 * time.Second, CallTimeout: 2 * time.Minute, WriteTimeout: 30 * time.Second,
+			StopGrace: 2 * time.Second, MaxFrameBytes: 16 << 20, MaxConcurrency: 4,
+			Restart: Restart{Min: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.2, MaxRestarts: 10, Window: time.Minute}},
+		Pool: Pool{OverflowIdle: 30 * time.Second, StartConcurrency: 8, CheckoutTimeout: 30 * time.Second,
+			MaxQueue: 1024, WorkerConcurrency: 4, Affinity: "prefer", HealthInterval: 10 * time.Second, HealthTimeout: 5 * time.Second},
+	}
+}

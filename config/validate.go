@@ -1,0 +1,139 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Validate checks the configuration and reports every invalid field at
+// once, each with the layer that set it. It does not check the adapter
+// name against the registry, which does that itself.
+func (c *Config) Validate() error {
+	var bad []string
+	check := func(ok bool, key, format string, args ...any) {
+		if !ok {
+			bad = append(bad, fmt.Sprintf("%s: %s (set by %s)", key, fmt.Sprintf(format, args...), c.Source(key)))
+		}
+	}
+	oneOf := func(key, value string, allowed ...string) {
+		for _, a := range allowed {
+			if value == a {
+				return
+			}
+		}
+		check(false, key, "%q is not one of %s", value, strings.Join(allowed, ", "))
+	}
+	positive := func(key string, d time.Duration) { check(d > 0, key, "must be positive, got %v", d) }
+	notNegative := func(key string, n int) { check(n >= 0, key, "must not be negative, got %d", n) }
+
+	check(c.Adapter != "", "adapter", "must name a backend")
+	positive("stop_timeout", c.StopTimeout)
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "text", "json")
+	check(c.Python.Interpreter != "", "python.interpreter", "must not be empty")
+	oneOf("lm.provider", c.LM.Provider, "dummy", "openai")
+	check(c.LM.Provider != "openai" || c.LM.Model != "", "lm.model", "is required with the openai provider")
+	check(c.LM.Temperature <= 2, "lm.temperature", "must be at most 2, got %v", c.LM.Temperature)
+	notNegative("lm.max_tokens", c.LM.MaxTokens)
+	check(c.LM.Timeout >= 0, "lm.timeout", "must not be negative")
+	oneOf("lm.engine", c.LM.Engine, "auto", "native", "dspy")
+	check(c.Mock.MaxFrameBytes >= 1024, "mock.max_frame_bytes", "must be at least 1024, got %d", c.Mock.MaxFrameBytes)
+
+	p := c.Port
+	positive("port.start_timeout", p.StartTimeout)
+	check(p.CallTimeout != 0, "port.call_timeout", "must not be zero (negative means no bound)")
+	positive("port.write_timeout", p.WriteTimeout)
+	positive("port.stop_grace", p.StopGrace)
+	check(p.MaxFrameBytes >= 1024, "port.max_frame_bytes", "must be at least 1024, got %d", p.MaxFrameBytes)
+	check(p.MaxConcurrency >= 1, "port.max_concurrency", "must be at least 1, got %d", p.MaxConcurrency)
+	positive("port.restart.min", p.Restart.Min)
+	check(p.Restart.Max >= p.Restart.Min, "port.restart.max", "must be at least port.restart.min (%v), got %v", p.Restart.Min, p.Restart.Max)
+	check(p.Restart.Jitter >= 0 && p.Restart.Jitter < 1, "port.restart.jitter", "must be in [0, 1), got %v", p.Restart.Jitter)
+	check(p.Restart.MaxRestarts >= 1, "port.restart.max_restarts", "must be at least 1, got %d", p.Restart.MaxRestarts)
+	positive("port.restart.window", p.Restart.Window)
+
+	q := c.Pool
+	notNegative("pool.size", q.Size)
+	notNegative("pool.max_overflow", q.MaxOverflow)
+	positive("pool.overflow_idle", q.OverflowIdle)
+	check(q.StartConcurrency >= 1, "pool.start_concurrency", "must be at least 1, got %d", q.StartConcurrency)
+	notNegative("pool.min_ready", q.MinReady)
+	check(q.Size == 0 || q.MinReady <= q.Size, "pool.min_ready", "must not exceed pool.size (%d), got %d", q.Size, q.MinReady)
+	positive("pool.checkout_timeout", q.CheckoutTimeout)
+	check(q.MaxQueue >= 1, "pool.max_queue", "must be at least 1, got %d", q.MaxQueue)
+	check(q.WorkerConcurrency >= 1, "pool.worker_concurrency", "must be at least 1, got %d", q.WorkerConcurrency)
+	oneOf("pool.affinity", q.Affinity, "none", "prefer", "strict")
+	check(q.Recycle.MaxAge >= 0, "pool.recycle.max_age", "must not be negative")
+	check(q.Recycle.MaxAgeJitter >= 0, "pool.recycle.max_age_jitter", "must not be negative")
+	check(q.Recycle.MaxIdle >= 0, "pool.recycle.max_idle", "must not be negative")
+	check(q.HealthInterval != 0, "pool.health_interval", "must not be zero (negative disables health checks)")
+	positive("pool.health_timeout", q.HealthTimeout)
+
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// Setting is one key of Explain.
+type Setting struct {
+	// Key is the dotted key, such as "pool.size".
+	Key string
+	// Value is the value, formatted; secrets are shown as "***".
+	Value string
+	// Source is the layer that set it (see Config.Source).
+	Source string
+}
+
+// Explain lists every key, sorted, with its value and the layer that set
+// it.
+func (c *Config) Explain() []Setting {
+	var out []Setting
+	v := reflect.ValueOf(c).Elem()
+	walkFields(v.Type(), "", func(key string, index []int, _ reflect.Type) {
+		out = append(out, Setting{Key: key, Value: format(key, v.FieldByIndex(index).Interface()), Source: c.Source(key)})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// ExplainText is Explain as aligned lines: key, value, source.
+func (c *Config) ExplainText() string {
+	settings := c.Explain()
+	kw, vw := 0, 0
+	for _, s := range settings {
+		kw, vw = max(kw, len(s.Key)), max(vw, len(s.Value))
+	}
+	var b strings.Builder
+	for _, s := range settings {
+		fmt.Fprintf(&b, "%-*s  %-*s  %s\n", kw, s.Key, vw, s.Value, s.Source)
+	}
+	return b.String()
+}
+
+// secretWords mark keys whose values are never shown.
+var secretWords = []string{"secret", "password", "token", "api_key"}
+
+func format(key string, v any) string {
+	for _, w := range secretWords {
+		if strings.HasSuffix(key, w) {
+			return "***"
+		}
+	}
+	switch x := v.(type) {
+	case []string:
+		return strings.Join(x, ",")
+	case string:
+		if x == "" {
+			return `""`
+		}
+	}
+	return fmt.Sprint(v)
+}
+
+// Layers lists the layers that contributed to the configuration, lowest
+// first.
+func (c *Config) Layers() []string { return append([]string(nil), c.layers...) }

@@ -1,0 +1,74 @@
+package registry
+
+import (
+	"context"
+	"os"
+
+	"go.uber.org/fx"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/config"
+)
+
+// FactoryGroup is the fx value group of factories.
+const FactoryGroup = "adapter.factories"
+
+// Module provides, from *config.Config: the *Registry of the built-in
+// factories and every factory contributed with AsFactory; the
+// adapter.Adapter configuration selects, opened at construction and closed
+// in an OnStop hook within config's stop_timeout; its Resolution; and a
+// *dspgo.Client over it whose LM is configured from config at start.
+var Module = fx.Module("registry",
+	fx.Provide(
+		fx.Annotate(Builtin, fx.ResultTags(`group:"`+FactoryGroup+`,flatten"`)),
+		fx.Annotate(newFromGroup, fx.ParamTags(`group:"`+FactoryGroup+`"`)),
+		open,
+		newClient,
+	),
+)
+
+// AsFactory contributes a factory constructor (a function returning a
+// Factory, with any fx dependencies as parameters) to the value group of
+// Module's registry.
+func AsFactory(ctor any) fx.Option {
+	return fx.Provide(fx.Annotate(ctor, fx.ResultTags(`group:"`+FactoryGroup+`"`)))
+}
+
+func newFromGroup(factories []Factory) (*Registry, error) { return New(factories...) }
+
+// Opened is Module's adapter with the reason it was chosen.
+type Opened struct {
+	fx.Out
+
+	Adapter    adapter.Adapter
+	Resolution Resolution
+}
+
+func open(lc fx.Lifecycle, r *Registry, cfg *config.Config) (Opened, error) {
+	log := cfg.Logger(os.Stderr)
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout(cfg))
+	defer cancel()
+	a, res, err := r.Open(ctx, cfg)
+	if err != nil {
+		return Opened{}, err
+	}
+	for _, w := range res.Warnings {
+		log.Warn(w, "adapter", res.Name)
+	}
+	log.Debug("adapter resolved", "resolution", res.String())
+	lc.Append(fx.StopHook(func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, cfg.StopTimeout)
+		defer cancel()
+		return a.Close(ctx)
+	}))
+	return Opened{Adapter: a, Resolution: res}, nil
+}
+
+func newClient(lc fx.Lifecycle, a adapter.Adapter, cfg *config.Config) *dspgo.Client {
+	c := dspgo.NewClient(a)
+	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		return c.ConfigureLM(ctx, LMConfig(cfg))
+	}))
+	return c
+}
