@@ -27,7 +27,7 @@ type Config struct {
 
 // Log configures logging.
 type Log struct {
-	// Level is debug, info, warn or error. Default info.
+	// Level is debug, info, warn or error. Default warn.
 	Level string `koanf:"level"`
 	// Format is text or json. Default text.
 	Format string `koanf:"format"`
@@ -159,7 +159,7 @@ type Recycle struct {
 func Defaults() Config {
 	return Config{
 		Adapter: "pool", StopTimeout: 30 * time.Second,
-		Log:    Log{Level: "info", Format: "text"},
+		Log:    Log{Level: "warn", Format: "text"},
 		Python: Python{Interpreter: "python3", PassEnv: []string{"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"}},
 		LM:     LM{Provider: "dummy", Temperature: -1, Engine: "auto"},
 		Mock:   Mock{MaxFrameBytes: 16 << 20},

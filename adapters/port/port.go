@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -146,6 +147,18 @@ func (a *Adapter) args() []string {
 	if a.opts.Diagnostics {
 		args = append(args, "--diagnostics")
 	}
+	// The worker logs only what the host's logger would keep.
+	level := "error"
+	for _, l := range []struct {
+		level slog.Level
+		name  string
+	}{{slog.LevelDebug, "debug"}, {slog.LevelInfo, "info"}, {slog.LevelWarn, "warning"}} {
+		if a.opts.Logger.Enabled(context.Background(), l.level) {
+			level = l.name
+			break
+		}
+	}
+	args = append(args, "--log-level", level)
 	for _, h := range a.opts.Handlers {
 		args = append(args, "--handlers", h)
 	}

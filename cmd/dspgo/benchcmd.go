@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/bench"
+)
+
+func (a *app) benchCmd() *cobra.Command {
+	var (
+		op, workers, format string
+		inFlight            int
+		duration            time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure ping or execute throughput and latency over a sweep of worker counts",
+		Long: `Measure throughput and latency (p50, p90, p99, max) of ping or execute (dummy
+LM) on the configured adapter, for each worker count of --workers (pool.size;
+other adapters run once). --in-flight is the calls kept in flight per worker.`,
+		Example: "  dspgo bench --op execute --workers 1,2,4 --duration 2s\n  dspgo bench --adapter mock --format json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if op != "ping" && op != "execute" {
+				return usagef("use --op ping or --op execute", "unknown operation %q", op)
+			}
+			if format != "table" && format != "json" {
+				return usagef("use --format table or json", "unknown format %q", format)
+			}
+			counts, err := parseCounts(workers)
+			if err != nil {
+				return err
+			}
+			cfg, err := a.load(nil)
+			if err != nil {
+				return err
+			}
+			if cfg.Adapter != "pool" {
+				counts = counts[:1]
+			}
+			var results []bench.Result
+			for _, n := range counts {
+				r, err := a.benchOne(cmd.Context(), n, op, inFlight, duration)
+				if err != nil {
+					return err
+				}
+				results = append(results, r)
+			}
+			if format == "json" {
+				b, _ := json.MarshalIndent(results, "", "  ")
+				fmt.Fprintln(a.stdout, string(b))
+				return nil
+			}
+			return bench.WriteTable(a.stdout, results)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&op, "op", "ping", "operation: ping or execute")
+	fl.StringVar(&workers, "workers", "1,2", "worker counts to sweep (pool), comma-separated")
+	fl.IntVar(&inFlight, "in-flight", 4, "calls in flight per worker")
+	fl.DurationVar(&duration, "duration", 2*time.Second, "measuring time per worker count")
+	fl.StringVar(&format, "format", "table", "output: table or json")
+	return cmd
+}
+
+func parseCounts(s string) ([]int, error) {
+	var counts []int
+	for _, part := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 1 {
+			return nil, usagef("write --workers 1,2,4", "bad worker count %q", part)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
+}
+
+func (a *app) benchOne(ctx context.Context, workers int, op string, inFlight int, d time.Duration) (bench.Result, error) {
+	cfg, err := a.load(map[string]any{"pool.size": workers, "pool.worker_concurrency": inFlight})
+	if err != nil {
+		return bench.Result{}, err
+	}
+	backend, res, err := a.open(ctx, cfg)
+	if err != nil {
+		return bench.Result{}, err
+	}
+	defer backend.Close(context.Background())
+	call := func(ctx context.Context) error {
+		_, err := backend.Call(ctx, adapter.Request{Command: "ping"})
+		return err
+	}
+	if op == "execute" {
+		c := dspgo.NewClient(backend)
+		p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
+		if err != nil {
+			return bench.Result{}, err
+		}
+		in := map[string]any{"question": "What is Go?"}
+		call = func(ctx context.Context) error { _, err := c.Execute(ctx, p.ID, in); return err }
+	}
+	name := fmt.Sprintf("%s %s", res.Name, op)
+	if res.Name == "pool" {
+		name = fmt.Sprintf("pool workers=%d %s", workers, op)
+	}
+	return bench.Measure(ctx, name, workers*inFlight, d, call), nil
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/adapters/pool"
+	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/config"
+	"github.com/dspgo/dspgo/conformance"
+)
+
+func (a *app) conformanceCmd() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "conformance",
+		Short: "Run the conformance suite against the configured adapter, or every registered one",
+		Long: `Run conformance.Cases() against an adapter: each case prints PASS, FAIL (with
+why) or SKIP (with the missing capability), and a last line counts them:
+"N passed, M failed" (and ", K skipped"). Exit status 1 when a case failed.`,
+		Example: "  dspgo conformance --adapter mock\n  dspgo conformance --all",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := a.load(nil)
+			if err != nil {
+				return err
+			}
+			names := []string{cfg.Adapter}
+			if all {
+				names = a.registry().Names()
+			}
+			var passed, failed, skipped int
+			for _, name := range names {
+				if _, _, err := a.registry().Resolve(a.reload(name)); err != nil {
+					return usagef("use --adapter with one of: "+strings.Join(a.registry().Names(), ", "), "%v", err)
+				}
+				fmt.Fprintf(a.stdout, "== %s\n", name)
+				h := conformance.Harness{Name: name, Faults: &conformance.Faults{Crash: crash, Recover: recoverMock},
+					New: func(ctx context.Context) (adapter.Adapter, error) {
+						ad, _, err := a.open(ctx, a.reload(name))
+						return ad, err
+					}}
+				for _, r := range conformance.RunAll(cmd.Context(), h, nil) {
+					switch r.Outcome {
+					case conformance.Passed:
+						passed++
+						fmt.Fprintf(a.stdout, "PASS  %-28s %v\n", r.Case, r.Duration.Round(time.Millisecond))
+					case conformance.Skipped:
+						skipped++
+						fmt.Fprintf(a.stdout, "SKIP  %-28s %s\n", r.Case, r.Reason)
+					default:
+						failed++
+						fmt.Fprintf(a.stdout, "FAIL  %-28s %s\n", r.Case, oneLine(fmt.Errorf("%s", r.Reason)))
+					}
+				}
+			}
+			line := fmt.Sprintf("%d passed, %d failed", passed, failed)
+			if skipped > 0 {
+				line += fmt.Sprintf(", %d skipped", skipped)
+			}
+			fmt.Fprintln(a.stdout, line)
+			if failed > 0 {
+				return errFailed
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "run against every registered adapter")
+	return cmd
+}
+
+// reload loads the configuration with the adapter set to name; the
+// configuration was already checked, so it cannot fail.
+func (a *app) reload(name string) *config.Config {
+	cfg, err := a.load(map[string]any{"adapter": name})
+	if err != nil {
+		panic(err)
+	}
+	return cfg
+}
+
+// crash kills the worker(s) of the built-in adapters, as a crash would.
+func crash(_ context.Context, ad adapter.Adapter) error {
+	switch x := ad.(type) {
+	case *mock.Adapter:
+		x.Crash()
+	case *port.Adapter:
+		x.Kill()
+	case *pool.Pool:
+		for _, w := range x.Workers() {
+			w.Kill()
+		}
+	default:
+		return fmt.Errorf("no way to crash a %T", ad)
+	}
+	return nil
+}
+
+// recoverMock restarts a crashed mock; the others restart by themselves.
+func recoverMock(_ context.Context, ad adapter.Adapter) error {
+	if m, ok := ad.(*mock.Adapter); ok {
+		m.Restart()
+	}
+	return nil
+}

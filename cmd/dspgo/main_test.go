@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dspgo/dspgo/internal/testutil"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// result is one run of the CLI.
+type result struct {
+	status         int
+	stdout, stderr string
+}
+
+// cli runs the CLI in process with the test's interpreter and worker
+// files, and no DSPGO_* variables but those given.
+func cli(t *testing.T, stdin string, environ []string, args ...string) result {
+	t.Helper()
+	testutil.VerifyNoChildren(t)
+	var out, errOut bytes.Buffer
+	no := false
+	e := env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut, stdinIsTerminal: &no, stderrIsTerminal: &no,
+		environ: func() []string {
+			return append([]string{"DSPGO_PYTHON__INTERPRETER=" + testutil.Python(t), "DSPGO_PYTHON__WORKER_DIR=" + testutil.PythonDir()}, environ...)
+		}}
+	status := run(context.Background(), args, e)
+	return result{status, out.String(), errOut.String()}
+}
+
+func TestRunOneRowOnPythonWorkers(t *testing.T) {
+	r := cli(t, "", nil, "run", "--signature", "question -> answer", "--input", "question=What is Go?")
+	require.Equal(t, 0, r.status, r.stderr)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 1, "one JSON line")
+	var out map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &out))
+	assert.Contains(t, out["answer"], "answer ")
+	assert.Empty(t, r.stderr, "nothing on stderr by default")
+}
+
+func TestRunTypedInputsAndFormats(t *testing.T) {
+	r := cli(t, "", nil, "run", "--adapter", "mock", "--signature", "question, n: int, tags: list[str] -> answers: list[str], score: float",
+		"--input", "question=Why?", "--input", "n=3", "--input", `tags=["a","b"]`, "--output", "json")
+	require.Equal(t, 0, r.status, r.stderr)
+	var out map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+	assert.Contains(t, out, "answers")
+	assert.Contains(t, r.stdout, "\n  ", "pretty JSON")
+
+	r = cli(t, `{"q":"a"}`+"\n"+`{"q":"b"}`+"\n", nil, "run", "--adapter", "mock", "--signature", "q -> a, n: int", "--output", "table")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Regexp(t, `(?m)^row\s+a\s+n\s+error$`, r.stdout)
+	assert.Regexp(t, `(?m)^2\s+a [0-9a-f]{8} [0-9a-f]{8}\s+\d+`, r.stdout)
+}
+
+func TestBatchWithFailedRowsGoesOn(t *testing.T) {
+	in := strings.Join([]string{`{"question":"a"}`, `not json`, ``, `{"question":"b"}`, `{"q":1}`, `{"question":"c"}`}, "\n")
+	r := cli(t, in, nil, "run", "--signature", "question -> answer", "--concurrency", "3")
+	assert.Equal(t, 1, r.status, "some rows failed")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 5, "one line per row, in input order; blank lines skipped")
+	assert.Contains(t, lines[0], `"answer"`)
+	assert.Contains(t, lines[1], `"row":2`)
+	assert.Contains(t, lines[1], "is not a JSON object")
+	assert.Contains(t, lines[2], `"answer"`)
+	assert.Contains(t, lines[3], `input \"question\" is missing`)
+	assert.Contains(t, lines[4], `"answer"`)
+	assert.Contains(t, r.stderr, "2 of 5 rows failed")
+}
+
+func TestBadUsage(t *testing.T) {
+	cases := []struct {
+		name   string
+		args   []string
+		status int
+		want   string
+	}{
+		{"unknown flag", []string{"run", "--bogus"}, 2, "unknown flag: --bogus; see 'dspgo run --help'"},
+		{"unknown command", []string{"fly"}, 2, `unknown command "fly"`},
+		{"unknown adapter", []string{"run", "--adapter", "python", "--signature", "q -> a", "--input", "q=x"}, 2,
+			`adapter "python" (set by flag:--adapter) is not registered; known adapters: memory, mock, pool, port`},
+		{"missing input field", []string{"run", "--adapter", "mock", "--signature", "question -> answer", "--input", "q=x"}, 2,
+			`the program takes --input question=…`},
+		{"bad signature", []string{"run", "--adapter", "mock", "--signature", "question answer", "--input", "q=x"}, 2, `write it like`},
+		{"no program", []string{"run", "--adapter", "mock", "--input", "q=x"}, 2, `add --signature "question -> answer" or --program FILE`},
+		{"bad config value", []string{"run", "--adapter", "mock", "--pool-affinity", "sticky", "--signature", "q -> a", "--input", "q=x"}, 2,
+			`pool.affinity: "sticky" is not one of none, prefer, strict (set by flag:--pool-affinity)`},
+		{"no python", []string{"run", "--python", "no-such-python", "--signature", "q -> a", "--input", "q=x"}, 1,
+			`was not found on PATH`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := cli(t, "", nil, tc.args...)
+			assert.Equal(t, tc.status, r.status, r.stderr)
+			assert.Contains(t, r.stderr, tc.want)
+			assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "one line: %q", r.stderr)
+			if tc.name == "no python" {
+				assert.Contains(t, r.stderr, "--adapter mock", "suggests running without Python")
+			}
+		})
+	}
+}
+
+func TestProgramFile(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/qa.yaml"
+	require.NoError(t, os.WriteFile(path, []byte("id: qa\ninputs:\n  - {name: question, description: what to answer}\noutputs:\n  - {name: answer}\n  - {name: confidence, type: float}\ninstructions: Be brief.\nkind: chain_of_thought\n"), 0o600))
+	r := cli(t, "", nil, "run", "--adapter", "mock", "--program", path, "--input", "question=?")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Contains(t, r.stdout, `"reasoning"`)
+	assert.Contains(t, r.stdout, `"confidence"`)
+
+	require.NoError(t, os.WriteFile(path, []byte("signature: q -> a\nunknown: 1\n"), 0o600))
+	r = cli(t, "", nil, "run", "--adapter", "mock", "--program", path, "--input", "q=?")
+	assert.Equal(t, 2, r.status)
+	assert.Contains(t, r.stderr, "field unknown not found")
+}
+
+func TestConformanceAll(t *testing.T) {
+	r := cli(t, "", nil, "conformance", "--all")
+	require.Equal(t, 0, r.status, r.stdout+r.stderr)
+	for _, name := range []string{"== memory", "== mock", "== pool", "== port"} {
+		assert.Contains(t, r.stdout, name)
+	}
+	assert.NotContains(t, r.stdout, "FAIL")
+	assert.Regexp(t, `(?m)^96 passed, 0 failed$`, r.stdout, "24 cases on each of 4 adapters, none skipped")
+}
+
+func TestConfigExplainAndAdapters(t *testing.T) {
+	r := cli(t, "", []string{"DSPGO_POOL__SIZE=3"}, "config", "explain", "--adapter", "port")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Regexp(t, `(?m)^pool\.size\s+3\s+env:DSPGO_POOL__SIZE$`, r.stdout)
+	assert.Regexp(t, `(?m)^adapter\s+port\s+flag:--adapter$`, r.stdout)
+	assert.Contains(t, r.stdout, `adapter "port" set by flag:--adapter`)
+
+	r = cli(t, "", nil, "config")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Contains(t, r.stdout, "pool.checkout_timeout = 30s")
+
+	r = cli(t, "", nil, "adapters")
+	require.Equal(t, 0, r.status)
+	for _, name := range []string{"memory", "mock", "pool", "port"} {
+		assert.Regexp(t, regexp.MustCompile(`(?m)^`+name+`\s`), r.stdout)
+	}
+	assert.Contains(t, r.stdout, "capabilities: sessions")
+}
+
+func TestDoctor(t *testing.T) {
+	r := cli(t, "", nil, "doctor")
+	require.Equal(t, 0, r.status, r.stdout+r.stderr)
+	assert.Regexp(t, `(?m)^ok\s+python\s+/`, r.stdout)
+	assert.Regexp(t, `(?m)^ok\s+worker\s+started and answered its init ping`, r.stdout)
+	assert.Regexp(t, `(?m)^ok\s+dspy\s+`, r.stdout)
+	assert.Regexp(t, `(?m)^ok\s+lm\s+dummy provider`, r.stdout)
+
+	r = cli(t, "", nil, "doctor", "--python", "no-such-python")
+	assert.Equal(t, 1, r.status)
+	assert.Regexp(t, `(?m)^FAIL\s+python`, r.stdout)
+	assert.Contains(t, r.stdout, "fix:")
+}
+
+func TestBench(t *testing.T) {
+	r := cli(t, "", nil, "bench", "--adapter", "pool", "--workers", "1,2", "--duration", "100ms", "--format", "json", "--op", "execute")
+	require.Equal(t, 0, r.status, r.stderr)
+	var results []struct {
+		Name      string  `json:"name"`
+		Calls     int     `json:"calls"`
+		Errors    int     `json:"errors"`
+		PerSecond float64 `json:"per_second"`
+		P99       int64   `json:"p99_ns"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &results))
+	require.Len(t, results, 2)
+	assert.Equal(t, "pool workers=2 execute", results[1].Name)
+	for _, res := range results {
+		assert.Positive(t, res.Calls)
+		assert.Zero(t, res.Errors)
+		assert.Positive(t, res.P99)
+	}
+	r = cli(t, "", nil, "bench", "--adapter", "mock", "--duration", "50ms")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Regexp(t, `calls/s\s+p50\s+p90\s+p99\s+max`, r.stdout)
+}

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/config"
+	"github.com/dspgo/dspgo/registry"
+)
+
+// app holds what every subcommand shares.
+type app struct {
+	env
+	configFiles []string
+	flags       *pflag.FlagSet // the running command's flags
+}
+
+func newRoot(e env) *cobra.Command {
+	a := &app{env: e}
+	root := &cobra.Command{
+		Use:           "dspgo",
+		Short:         "Run DSPy-style programs from Go on a mock, one Python worker or a pool",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.SetIn(e.stdin)
+	pf := root.PersistentFlags()
+	pf.StringSliceVar(&a.configFiles, "config", nil, "config file(s), YAML or TOML (default: ./dspgo.yaml when present)")
+	config.BindFlags(pf)
+	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+		a.flags = cmd.Flags() // the set the command parsed: it knows which flags the user set
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("see 'dspgo "+c.Name()+" --help'", "%v", err)
+	})
+	root.AddCommand(a.runCmd(), a.conformanceCmd(), a.configCmd(), a.adaptersCmd(), a.doctorCmd(), a.benchCmd())
+	return root
+}
+
+// load reads the configuration, with set overriding it.
+func (a *app) load(set map[string]any) (*config.Config, error) {
+	opts := config.LoadOptions{Environ: a.environ, Flags: a.flags, Set: set}
+	if len(a.configFiles) > 0 {
+		opts.Files = a.configFiles
+	}
+	cfg, err := config.Load(opts)
+	if err != nil {
+		return nil, usagef("fix the configuration (dspgo config explain shows every key and its source)", "%v", err)
+	}
+	return cfg, nil
+}
+
+func (a *app) registry() *registry.Registry {
+	r, err := registry.New(registry.Builtin()...)
+	if err != nil {
+		panic(err) // the built-in factories are valid
+	}
+	return r
+}
+
+// open resolves and opens the configured adapter, turning the common
+// failures into errors that say what to do.
+func (a *app) open(ctx context.Context, cfg *config.Config) (adapter.Adapter, registry.Resolution, error) {
+	ad, res, err := a.registry().Open(ctx, cfg)
+	if err == nil {
+		for _, w := range res.Warnings {
+			fmt.Fprintf(a.stderr, "dspgo: warning: %s\n", w)
+		}
+		return ad, res, nil
+	}
+	switch {
+	case adapter.CodeOf(err) == adapter.CodeInvalidArgument && strings.Contains(err.Error(), "not registered"):
+		return nil, res, usagef("use --adapter with one of: "+strings.Join(a.registry().Names(), ", "), "%v", err)
+	case strings.Contains(err.Error(), "was not found on PATH") || strings.Contains(err.Error(), "older than Python"):
+		return nil, res, fmt.Errorf("%v; install Python 3.9 or newer, or run without Python: --adapter mock", err)
+	}
+	return nil, res, err
+}

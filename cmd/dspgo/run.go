@@ -1,0 +1,408 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/registry"
+)
+
+type runFlags struct {
+	signature, program, inputsFile, output, instructions, kind string
+	inputs                                                     []string
+	concurrency                                                int
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run a program on inputs and print its outputs as JSON lines",
+		Long: `Run a program, given by --signature or a spec file (--program), on one row of
+inputs (--input name=value, repeatable) or on JSON lines (--inputs FILE, or
+stdin). Each row prints one line: the outputs as a JSON object, or
+{"row": N, "error": {...}} saying why the row failed; a failed row never
+stops the others. Exit status: 0 when every row succeeded, 1 when some
+failed, 2 for bad usage.`,
+		Example: `  dspgo run --signature "question -> answer" --input question="What is Go?"
+  dspgo run --signature "question, n: int -> answers: list[str]" --input question=Why --input n=3
+  dspgo run --program qa.yaml --inputs questions.jsonl --concurrency 8 --output table`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runProgram(cmd.Context(), f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.signature, "signature", "", `the program's signature, e.g. "question, context: list[str] -> answer"`)
+	fl.StringVar(&f.program, "program", "", "a program spec file, YAML or JSON (id, signature, instructions, kind)")
+	fl.StringVar(&f.instructions, "instructions", "", "instructions for the language model (with --signature)")
+	fl.StringVar(&f.kind, "kind", "", "predict or chain_of_thought (with --signature; default predict)")
+	fl.StringArrayVar(&f.inputs, "input", nil, "an input as name=value (repeatable); non-str values are JSON: n=3, tags='[\"a\"]'")
+	fl.StringVar(&f.inputsFile, "inputs", "", `a file of JSON lines, one object of inputs per row ("-" for stdin)`)
+	fl.IntVar(&f.concurrency, "concurrency", 4, "rows run at once")
+	fl.StringVar(&f.output, "output", "jsonl", "output format: jsonl, json (pretty) or table")
+	return cmd
+}
+
+// row is one input row and its result.
+type row struct {
+	n      int
+	inputs map[string]any
+	err    error // a row that could not be read
+	out    map[string]any
+}
+
+func (a *app) runProgram(ctx context.Context, f runFlags) error {
+	spec, err := programSpec(f)
+	if err != nil {
+		return err
+	}
+	switch f.output {
+	case "jsonl", "json", "table":
+	default:
+		return usagef("use --output jsonl, json or table", "unknown output format %q", f.output)
+	}
+	if f.concurrency < 1 {
+		return usagef("use --concurrency 1 or more", "--concurrency %d", f.concurrency)
+	}
+	rows, fromFlags, err := a.readRows(f)
+	if err != nil {
+		return err
+	}
+	cfg, err := a.load(nil)
+	if err != nil {
+		return err
+	}
+	backend, _, err := a.open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
+		defer cancel()
+		_ = backend.Close(closeCtx)
+	}()
+	client := dspgo.NewClient(backend)
+	if err := client.ConfigureLM(ctx, registry.LMConfig(cfg)); err != nil {
+		return fmt.Errorf("configuring the language model: %w", err)
+	}
+	prog, err := client.CreateProgram(ctx, spec)
+	if err != nil {
+		return usagef("check the signature and the types of its fields", "%v", err)
+	}
+
+	if fromFlags && len(rows) == 1 && rows[0].err == nil {
+		// One row from the command line: a bad input is bad usage.
+		rows[0].out, rows[0].err = client.Execute(ctx, prog.ID, rows[0].inputs)
+		if adapter.CodeOf(rows[0].err) == adapter.CodeInvalidArgument {
+			return usagef(inputFix(prog), "%v", rows[0].err)
+		}
+		return a.report(rows, f.output)
+	}
+	a.execute(ctx, client, prog.ID, rows, f.concurrency)
+	return a.report(rows, f.output)
+}
+
+func inputFix(p *dspgo.Program) string {
+	var parts []string
+	for _, in := range p.Spec.Signature.Inputs {
+		parts = append(parts, "--input "+in.Name+"=…")
+	}
+	return "the program takes " + strings.Join(parts, " ")
+}
+
+// programSpec builds the spec from --signature or --program.
+func programSpec(f runFlags) (dspgo.ProgramSpec, error) {
+	switch {
+	case f.signature != "" && f.program != "":
+		return dspgo.ProgramSpec{}, usagef("give one of them", "--signature and --program are both set")
+	case f.signature != "":
+		sig, err := dspgo.ParseSignature(f.signature)
+		if err != nil {
+			return dspgo.ProgramSpec{}, usagef(`write it like "question, context: list[str] -> answer"`, "--signature: %v", err)
+		}
+		return dspgo.ProgramSpec{Signature: sig, Instructions: f.instructions, Kind: f.kind}, nil
+	case f.program != "":
+		return loadSpec(f.program)
+	}
+	return dspgo.ProgramSpec{}, usagef(`add --signature "question -> answer" or --program FILE`, "no program given")
+}
+
+// specFile is the format of --program files.
+type specFile struct {
+	ID           string        `json:"id" yaml:"id"`
+	Signature    string        `json:"signature" yaml:"signature"`
+	Inputs       []dspgo.Field `json:"inputs" yaml:"inputs"`
+	Outputs      []dspgo.Field `json:"outputs" yaml:"outputs"`
+	Instructions string        `json:"instructions" yaml:"instructions"`
+	Kind         string        `json:"kind" yaml:"kind"`
+}
+
+func loadSpec(path string) (dspgo.ProgramSpec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return dspgo.ProgramSpec{}, usagef("give an existing file", "--program: %v", err)
+	}
+	var sf specFile
+	if strings.EqualFold(filepath.Ext(path), ".json") {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&sf)
+	} else {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		err = dec.Decode(&sf)
+	}
+	if err != nil {
+		return dspgo.ProgramSpec{}, usagef("the file holds id, signature (or inputs and outputs), instructions and kind", "--program %s: %v", path, err)
+	}
+	spec := dspgo.ProgramSpec{ID: sf.ID, Instructions: sf.Instructions, Kind: sf.Kind,
+		Signature: dspgo.Signature{Inputs: sf.Inputs, Outputs: sf.Outputs}}
+	if sf.Signature != "" {
+		if spec.Signature, err = dspgo.ParseSignature(sf.Signature); err != nil {
+			return dspgo.ProgramSpec{}, usagef(`write it like "question -> answer"`, "--program %s: %v", path, err)
+		}
+	}
+	return spec, nil
+}
+
+// readRows reads the input rows; fromFlags reports rows from --input.
+func (a *app) readRows(f runFlags) ([]*row, bool, error) {
+	if len(f.inputs) > 0 {
+		if f.inputsFile != "" {
+			return nil, false, usagef("give one of them", "--input and --inputs are both set")
+		}
+		inputs := map[string]any{}
+		for _, kv := range f.inputs {
+			name, value, ok := strings.Cut(kv, "=")
+			if !ok || name == "" {
+				return nil, false, usagef("write --input name=value", "--input %q has no name=", kv)
+			}
+			inputs[name] = flagValue(value)
+		}
+		return []*row{{n: 1, inputs: inputs}}, true, nil
+	}
+	var r io.Reader
+	switch {
+	case f.inputsFile != "" && f.inputsFile != "-":
+		file, err := os.Open(f.inputsFile)
+		if err != nil {
+			return nil, false, usagef("give an existing file", "--inputs: %v", err)
+		}
+		defer file.Close()
+		r = file
+	case f.inputsFile == "-" || !isTerminal(a.stdin, a.stdinIsTerminal):
+		r = a.stdin
+	default:
+		return nil, false, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no inputs")
+	}
+	rows, err := readJSONLines(r)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(rows) == 0 {
+		return nil, false, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no input rows")
+	}
+	return rows, false, nil
+}
+
+// flagValue reads an --input value: JSON when it is valid JSON other than
+// a bare string, the text itself otherwise; the client converts it to the
+// field's declared type.
+func flagValue(s string) any {
+	var v any
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err == nil && !dec.More() {
+		if _, isString := v.(string); !isString {
+			return v
+		}
+	}
+	return s
+}
+
+// readJSONLines reads one object per line; a malformed line becomes a
+// failed row, never the end of the batch. Blank lines are skipped.
+func readJSONLines(r io.Reader) ([]*row, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var rows []*row
+	for n := 1; ; n++ {
+		line, err := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			rw := &row{n: len(rows) + 1}
+			dec := json.NewDecoder(bytes.NewReader(line))
+			dec.UseNumber()
+			if derr := dec.Decode(&rw.inputs); derr != nil || rw.inputs == nil {
+				rw.err = adapter.Errorf(adapter.CodeInvalidArgument, "line %d is not a JSON object of inputs: %s", n, strings.TrimSpace(string(line)))
+			}
+			rows = append(rows, rw)
+		}
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading inputs: %w", err)
+		}
+	}
+}
+
+// execute runs the rows with the given concurrency, showing progress on a
+// terminal.
+func (a *app) execute(ctx context.Context, c *dspgo.Client, id string, rows []*row, concurrency int) {
+	progress := newProgress(a.stderr, len(rows), isTerminal(a.stderr, a.stderrIsTerminal) && len(rows) > 1)
+	defer progress.finish()
+	work := make(chan *row)
+	var wg sync.WaitGroup
+	for range min(concurrency, len(rows)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for rw := range work {
+				if rw.err == nil {
+					rw.out, rw.err = c.Execute(ctx, id, rw.inputs)
+				}
+				progress.done()
+			}
+		}()
+	}
+	for _, rw := range rows {
+		work <- rw
+	}
+	close(work)
+	wg.Wait()
+}
+
+// report prints the rows in input order and returns errFailed when any
+// failed.
+func (a *app) report(rows []*row, format string) error {
+	failed := 0
+	var table *tabwriter.Writer
+	var columns []string
+	if format == "table" {
+		table = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		columns = tableColumns(rows)
+		fmt.Fprintln(table, "row\t"+strings.Join(columns, "\t")+"\terror")
+	}
+	for _, rw := range rows {
+		if rw.err != nil {
+			failed++
+		}
+		switch format {
+		case "table":
+			cells := []string{fmt.Sprint(rw.n)}
+			for _, col := range columns {
+				cells = append(cells, cell(rw.out[col]))
+			}
+			errText := ""
+			if rw.err != nil {
+				errText = oneLine(rw.err)
+			}
+			fmt.Fprintln(table, strings.Join(append(cells, errText), "\t"))
+		default:
+			var v any = rw.out
+			if rw.err != nil {
+				v = map[string]any{"row": rw.n, "error": map[string]string{"code": adapter.CodeOf(rw.err).String(), "message": oneLine(rw.err)}}
+			}
+			var b []byte
+			if format == "json" {
+				b, _ = json.MarshalIndent(v, "", "  ")
+			} else {
+				b, _ = json.Marshal(v)
+			}
+			fmt.Fprintln(a.stdout, string(b))
+		}
+	}
+	if table != nil {
+		_ = table.Flush()
+	}
+	if failed > 0 {
+		fmt.Fprintf(a.stderr, "dspgo: %d of %d rows failed\n", failed, len(rows))
+		return errFailed
+	}
+	return nil
+}
+
+func tableColumns(rows []*row) []string {
+	seen := map[string]bool{}
+	var cols []string
+	for _, rw := range rows {
+		for k := range rw.out {
+			if !seen[k] {
+				seen[k] = true
+				cols = append(cols, k)
+			}
+		}
+	}
+	sort.Strings(cols)
+	return cols
+}
+
+func cell(v any) string {
+	if v == nil {
+		return ""
+	}
+	if s, ok := v.(string); ok {
+		return strings.ReplaceAll(s, "\t", " ")
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// progress draws a progress bar with rate and ETA on a terminal.
+type progress struct {
+	w     io.Writer
+	total int
+	on    bool
+	start time.Time
+	mu    sync.Mutex
+	n     int
+	last  time.Time
+}
+
+func newProgress(w io.Writer, total int, on bool) *progress {
+	return &progress{w: w, total: total, on: on, start: time.Now()}
+}
+
+func (p *progress) done() {
+	if !p.on {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n++
+	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond || p.n == p.total {
+		p.last = now
+		p.draw()
+	}
+}
+
+func (p *progress) draw() {
+	const width = 30
+	elapsed := time.Since(p.start).Seconds()
+	rate := float64(p.n) / max(elapsed, 1e-9)
+	eta := time.Duration(float64(p.total-p.n)/max(rate, 1e-9)) * time.Second
+	filled := width * p.n / max(p.total, 1)
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d  %.1f rows/s  ETA %v ", strings.Repeat("#", filled), strings.Repeat(".", width-filled),
+		p.n, p.total, rate, eta.Round(time.Second))
+}
+
+func (p *progress) finish() {
+	if p.on {
+		fmt.Fprintln(p.w)
+	}
+}
