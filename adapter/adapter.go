@@ -19,6 +19,7 @@ package adapter
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"time"
 )
 
@@ -164,4 +165,30 @@ type Stats struct {
 
 	// Since is when the adapter was created.
 	Since time.Time
+}
+
+// CallCounter counts an adapter's calls for its Stats. The zero value is
+// ready; it is safe for concurrent use. Call Begin when a call starts and
+// End with its error when it ends.
+type CallCounter struct {
+	calls, failures atomic.Uint64
+	inFlight        atomic.Int64
+}
+
+// Begin records a call starting.
+func (c *CallCounter) Begin() { c.inFlight.Add(1) }
+
+// End records the end of a call begun with Begin, failed when err is not
+// nil.
+func (c *CallCounter) End(err error) {
+	c.inFlight.Add(-1)
+	c.calls.Add(1)
+	if err != nil {
+		c.failures.Add(1)
+	}
+}
+
+// Fill sets the counters of s: Calls, Failures and InFlight.
+func (c *CallCounter) Fill(s *Stats) {
+	s.Calls, s.Failures, s.InFlight = c.calls.Load(), c.failures.Load(), int(c.inFlight.Load())
 }

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
@@ -109,8 +108,7 @@ type Adapter struct {
 	log      []Call
 	restarts uint64
 
-	calls, failures atomic.Uint64
-	inFlight        atomic.Int64
+	counter adapter.CallCounter
 }
 
 var (
@@ -167,13 +165,9 @@ func (a *Adapter) Handler() *Handler { return a.handler }
 // Call runs one command of the command set.
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	start := time.Now()
-	a.inFlight.Add(1)
+	a.counter.Begin()
 	resp, err := a.call(ctx, req)
-	a.inFlight.Add(-1)
-	a.calls.Add(1)
-	if err != nil {
-		a.failures.Add(1)
-	}
+	a.counter.End(err)
 	a.mu.Lock()
 	if len(a.log) >= a.maxLog {
 		a.log = append(a.log[:0], a.log[len(a.log)/2:]...)
@@ -366,10 +360,9 @@ func (a *Adapter) Stats() adapter.Stats {
 	}
 	restarts := a.restarts
 	a.mu.Unlock()
-	return adapter.Stats{
-		Adapter: a.name, Calls: a.calls.Load(), Failures: a.failures.Load(),
-		InFlight: int(a.inFlight.Load()), Workers: workers, Restarts: restarts, Since: a.since,
-	}
+	s := adapter.Stats{Adapter: a.name, Workers: workers, Restarts: restarts, Since: a.since}
+	a.counter.Fill(&s)
+	return s
 }
 
 // Close closes the adapter: calls blocked in injected latency or hangs

@@ -2,8 +2,6 @@ package pool_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -19,7 +17,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = testutil.Discard
 
 func memoryHandler() protocol.Handler { return mock.NewHandler(mock.HandlerOptions{}) }
 

@@ -71,7 +71,7 @@ type Pool struct {
 	closeDone chan struct{}
 	closeErr  error
 
-	calls, failures atomic.Uint64
+	counter adapter.CallCounter
 }
 
 // counters are the cumulative figures of Stats, guarded by Pool.mu.
@@ -423,11 +423,9 @@ func (p *Pool) Capabilities() adapter.Capabilities {
 // else the least loaded. A call that never reached its worker (the worker
 // died first) is sent to another.
 func (p *Pool) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
+	p.counter.Begin()
 	resp, err := p.call(ctx, req)
-	p.calls.Add(1)
-	if err != nil {
-		p.failures.Add(1)
-	}
+	p.counter.End(err)
 	return resp, err
 }
 

@@ -117,6 +117,7 @@ func (p *Pool) Stats() Stats {
 // Stats has the detail.
 func (p *Pool) AdapterStats() adapter.Stats {
 	s := p.Stats()
-	return adapter.Stats{Adapter: p.opts.Name, Calls: p.calls.Load(), Failures: p.failures.Load(),
-		InFlight: s.InFlight, Workers: s.Ready, Restarts: s.Restarts, Since: p.since}
+	out := adapter.Stats{Adapter: p.opts.Name, Workers: s.Ready, Restarts: s.Restarts, Since: p.since}
+	p.counter.Fill(&out)
+	return out
 }

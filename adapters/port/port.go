@@ -63,8 +63,8 @@ type Adapter struct {
 	closeDone chan struct{}
 	closeErr  error
 
-	calls, failures, restarts atomic.Uint64
-	inFlight                  atomic.Int64
+	counter  adapter.CallCounter
+	restarts atomic.Uint64
 }
 
 var (
@@ -368,12 +368,10 @@ func isControl(command string) bool { return command == "ping" || command == "de
 // Options.CallTimeout applies. When ctx ends first, Call returns at once,
 // a cancel frame is sent, and the late reply is dropped when it comes.
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
-	a.inFlight.Add(1)
+	a.counter.Begin()
 	result, err := a.call(ctx, req)
-	a.inFlight.Add(-1)
-	a.calls.Add(1)
+	a.counter.End(err)
 	if err != nil {
-		a.failures.Add(1)
 		return adapter.Response{}, err
 	}
 	return adapter.Response{Result: result, Worker: a.opts.WorkerID}, nil
@@ -518,8 +516,9 @@ func (a *Adapter) Stats() adapter.Stats {
 		workers = 1
 	}
 	a.mu.Unlock()
-	return adapter.Stats{Adapter: a.opts.Name, Calls: a.calls.Load(), Failures: a.failures.Load(),
-		InFlight: int(a.inFlight.Load()), Workers: workers, Restarts: a.restarts.Load(), Since: a.since}
+	s := adapter.Stats{Adapter: a.opts.Name, Workers: workers, Restarts: a.restarts.Load(), Since: a.since}
+	a.counter.Fill(&s)
+	return s
 }
 
 // Close stops the worker and returns when its process, its process group
@@ -552,6 +551,12 @@ func (a *Adapter) Close(ctx context.Context) error {
 	return a.closeErr
 }
 
+func (a *Adapter) inFlightCalls() int {
+	var s adapter.Stats
+	a.counter.Fill(&s)
+	return s.InFlight
+}
+
 // drain waits for the calls in flight until ctx ends or, when ctx has no
 // deadline, for StopGrace.
 func (a *Adapter) drain(ctx context.Context) {
@@ -562,7 +567,7 @@ func (a *Adapter) drain(ctx context.Context) {
 	}
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
-	for a.inFlight.Load() > 0 {
+	for a.inFlightCalls() > 0 {
 		select {
 		case <-ctx.Done():
 			return

@@ -6,6 +6,7 @@ package testutil
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,10 @@ import (
 	"testing"
 	"time"
 )
+
+// Discard is a logger that drops everything, for tests whose adapters
+// would otherwise log to stderr.
+var Discard = slog.New(slog.DiscardHandler)
 
 // PythonEnv is the environment variable that names the interpreter tests
 // use; empty means "python3" from PATH. The Makefile sets it from PYTHON.
