@@ -44,8 +44,10 @@ other adapters run once). --in-flight is the calls kept in flight per worker.`,
 			if err != nil {
 				return err
 			}
-			if cfg.Adapter != "pool" {
-				counts = counts[:1]
+			if _, res, err := a.registry().Resolve(cfg); err != nil {
+				return usagef("use --adapter with one of: "+strings.Join(a.registry().Names(), ", "), "%v", err)
+			} else if res.Name != "pool" {
+				counts = counts[:1] // only a pool has a worker count to sweep
 			}
 			var results []bench.Result
 			for _, n := range counts {

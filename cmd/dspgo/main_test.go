@@ -80,6 +80,18 @@ func TestBatchWithFailedRowsGoesOn(t *testing.T) {
 	assert.Contains(t, r.stderr, "2 of 5 rows failed")
 }
 
+func TestProgressBarOnATerminal(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	var out, errOut bytes.Buffer
+	no, yes := false, true
+	rows := strings.Repeat(`{"q":"x"}`+"\n", 20)
+	status := run(context.Background(), []string{"run", "--adapter", "mock", "--signature", "q -> a"},
+		env{stdin: strings.NewReader(rows), stdout: &out, stderr: &errOut, stdinIsTerminal: &no, stderrIsTerminal: &yes, environ: func() []string { return nil }})
+	require.Equal(t, 0, status, errOut.String())
+	assert.Regexp(t, `\[#+\] 20/20\s+[\d.]+ rows/s\s+ETA 0s`, errOut.String())
+	assert.Equal(t, 20, strings.Count(out.String(), "\n"), "the bar goes to stderr only")
+}
+
 func TestBadUsage(t *testing.T) {
 	cases := []struct {
 		name   string
