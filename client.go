@@ -52,6 +52,22 @@ type Program struct {
 	CreatedAt time.Time
 
 	compiled *program.Compiled
+	// execHead and execHeadSpec are execute_program's arguments up to the
+	// inputs, without and with the spec.
+	execHead, execHeadSpec []byte
+}
+
+// executeArgs encodes execute_program's arguments around the already
+// encoded inputs, with the spec when withSpec; the fixed parts are encoded
+// once, at creation.
+func (p *Program) executeArgs(inputs []byte, withSpec bool) json.RawMessage {
+	head := p.execHead
+	if withSpec {
+		head = p.execHeadSpec
+	}
+	b := make([]byte, 0, len(head)+len(inputs)+1)
+	b = append(append(append(b, head...), inputs...), '}')
+	return b
 }
 
 // OutputFields lists the fields an execution returns, in order:
@@ -253,6 +269,9 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 		ID: id, Session: session, Hash: compiled.Hash, compiled: compiled,
 		Spec: ProgramSpec{ID: id, Signature: compiled.Spec.Signature, Instructions: compiled.Spec.Instructions, Kind: compiled.Spec.Kind},
 	}
+	if err := p.encodeHeads(); err != nil {
+		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%v", err)
+	}
 
 	// Reserve the id before the backend call, so that a concurrent create
 	// of the same id fails instead of overwriting.
@@ -283,6 +302,24 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 		return nil, err
 	}
 	return p, nil
+}
+
+// encodeHeads encodes the fixed parts of execute_program's arguments:
+// {"program_id":…,"spec_hash":…,["spec":…,]"inputs": and the caller
+// appends the inputs and the closing brace.
+func (p *Program) encodeHeads() error {
+	head := func(spec *program.Spec) ([]byte, error) {
+		b, err := json.Marshal(program.ExecuteArgs{ProgramID: p.ID, SpecHash: p.Hash, Spec: spec, Inputs: json.RawMessage("0")})
+		if err != nil {
+			return nil, err
+		}
+		return b[:len(b)-len(`0}`)], nil // cut the placeholder inputs and the brace
+	}
+	var err error
+	if p.execHead, err = head(nil); err == nil {
+		p.execHeadSpec, err = head(&p.compiled.Spec)
+	}
+	return err
 }
 
 // checkHash verifies that the backend hashed the spec as the client did;
@@ -407,40 +444,31 @@ func (c *Client) execute(ctx context.Context, session, id string, inputs map[str
 	if err != nil {
 		return nil, c.errorf(adapter.CodeInvalidArgument, op, "inputs: %v", err)
 	}
-	exec := program.ExecuteArgs{ProgramID: id, SpecHash: p.Hash, Inputs: rawInputs}
-	resp, err := c.call(ctx, op, session, exec)
+	req := adapter.Request{Command: op, Session: session, Args: p.executeArgs(rawInputs, false)}
+	resp, err := c.a.Call(ctx, req)
 	if isSpecNotFound(err) {
 		// The worker has not compiled this spec (a new or restarted
 		// worker): send it along.
-		exec.Spec = &p.compiled.Spec
-		resp, err = c.call(ctx, op, session, exec)
+		req.Args = p.executeArgs(rawInputs, true)
+		resp, err = c.a.Call(ctx, req)
 	}
 	if err != nil {
 		return nil, err
 	}
-	var result program.ExecuteResult
-	if err := json.Unmarshal(resp.Result, &result); err != nil || result.Outputs == nil {
+	// One pass over the result, numbers kept exact for the conversion.
+	var result struct {
+		Outputs map[string]any `json:"outputs"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(resp.Result))
+	dec.UseNumber()
+	if err := dec.Decode(&result); err != nil || result.Outputs == nil {
 		return nil, c.errorf(adapter.CodeInternal, op, "malformed result from the backend: %.200s", resp.Result)
 	}
-	dec := json.NewDecoder(bytes.NewReader(result.Outputs))
-	dec.UseNumber()
-	var raw map[string]any
-	if err := dec.Decode(&raw); err != nil {
-		return nil, c.errorf(adapter.CodeInternal, op, "malformed outputs from the backend: %v", err)
-	}
-	out, err := p.compiled.Outputs(raw)
+	out, err := p.compiled.Outputs(result.Outputs)
 	if err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
 	return out, nil
-}
-
-func (c *Client) call(ctx context.Context, op, session string, args any) (adapter.Response, error) {
-	raw, err := json.Marshal(args)
-	if err != nil {
-		return adapter.Response{}, c.errorf(adapter.CodeInvalidArgument, op, "arguments: %v", err)
-	}
-	return c.a.Call(ctx, adapter.Request{Command: op, Args: raw, Session: session})
 }
 
 func isSpecNotFound(err error) bool {

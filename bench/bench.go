@@ -66,7 +66,12 @@ func Measure(ctx context.Context, name string, inFlight int, duration time.Durat
 		}()
 	}
 	wg.Wait()
-	r := Result{Name: name, InFlight: inFlight, Elapsed: time.Since(start)}
+	return summarize(name, inFlight, time.Since(start), lat, errs, firstErr)
+}
+
+// summarize turns per-goroutine latencies and error counts into a Result.
+func summarize(name string, inFlight int, elapsed time.Duration, lat [][]time.Duration, errs []int, firstErr error) Result {
+	r := Result{Name: name, InFlight: inFlight, Elapsed: elapsed}
 	var all []time.Duration
 	for g := range lat {
 		all = append(all, lat[g]...)

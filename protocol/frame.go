@@ -70,6 +70,10 @@ func tooLarge(hdr [HeaderSize]byte, n uint32, limit int) error {
 	return fmt.Errorf("%w: header announces %d bytes, over the limit of %d", ErrFrameTooLarge, n, limit)
 }
 
+// Buffered returns the number of bytes already read from the stream and
+// not yet returned: when it is zero, the next read may block.
+func (r *Reader) Buffered() int { return r.r.Buffered() }
+
 // ReadRequest reads and decodes one request frame (see DecodeRequest).
 func (r *Reader) ReadRequest() (Request, error) {
 	body, err := r.ReadFrame()

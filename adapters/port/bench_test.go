@@ -3,6 +3,7 @@ package port_test
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"testing"
 
 	"github.com/dspgo/dspgo"
@@ -32,17 +33,32 @@ func benchWorkers(b *testing.B) map[string]*port.Adapter {
 	return out
 }
 
+// cpuNanos is this process's user and system CPU time: the host's cost,
+// without the worker's.
+func cpuNanos() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// reportCPU reports the host CPU per operation since start.
+func reportCPU(b *testing.B, start int64) {
+	b.ReportMetric(float64(cpuNanos()-start)/float64(b.N), "host-cpu-ns/op")
+}
+
 func BenchmarkPortPing(b *testing.B) {
 	for _, kind := range []string{"memory", "python"} {
 		a := benchWorkers(b)[kind]
 		req := adapter.Request{Command: "ping"}
 		b.Run(kind+"/sequential", func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := cpuNanos()
 			for b.Loop() {
 				if _, err := a.Call(context.Background(), req); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 		b.Run(kind+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()
@@ -70,11 +86,13 @@ func BenchmarkPortExecute(b *testing.B) {
 		in := map[string]any{"question": "What is Go?"}
 		b.Run(kind+"/sequential", func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := cpuNanos()
 			for b.Loop() {
 				if _, err := c.Execute(context.Background(), p.ID, in); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 		b.Run(kind+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()

@@ -95,7 +95,7 @@ func startProcess(s *starter, path string, args, env []string, dir string, tailS
 	if err != nil {
 		return nil, err
 	}
-	outR, outW, err := os.Pipe()
+	outR, outW, err := blockingPipe()
 	if err != nil {
 		closeAll(inR, inW)
 		return nil, err
@@ -126,6 +126,20 @@ func startProcess(s *starter, path string, args, env []string, dir string, tailS
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// blockingPipe returns a pipe whose read end is in blocking mode, outside
+// the runtime's poller: the one reader goroutine then wakes straight from
+// its read system call when a response arrives, without a trip through the
+// poller, which costs a fifth or more of a small call's host CPU. The end
+// is closed only after the worker's whole process group is dead, when the
+// read has returned end of file.
+func blockingPipe() (r, w *os.File, err error) {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
+		return nil, nil, os.NewSyscallError("pipe2", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1"), nil
 }
 
 func closeAll(files ...*os.File) {

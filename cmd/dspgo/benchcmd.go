@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +18,10 @@ import (
 
 func (a *app) benchCmd() *cobra.Command {
 	var (
-		op, workers, format string
-		inFlight            int
-		duration            time.Duration
+		op, workers, format, jsonPath, only string
+		inFlight, runs                      int
+		duration                            time.Duration
+		suite                               bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -30,6 +32,9 @@ other adapters run once). --in-flight is the calls kept in flight per worker.`,
 		Example: "  dspgo bench --op execute --workers 1,2,4 --duration 2s\n  dspgo bench --adapter mock --format json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if suite {
+				return a.benchSuite(cmd.Context(), runs, duration, only, jsonPath)
+			}
 			if op != "ping" && op != "execute" {
 				return usagef("use --op ping or --op execute", "unknown operation %q", op)
 			}
@@ -71,7 +76,41 @@ other adapters run once). --in-flight is the calls kept in flight per worker.`,
 	fl.IntVar(&inFlight, "in-flight", 4, "calls in flight per worker")
 	fl.DurationVar(&duration, "duration", 2*time.Second, "measuring time per worker count")
 	fl.StringVar(&format, "format", "table", "output: table or json")
+	fl.BoolVar(&suite, "suite", false, "run every workload against the raw baseline and check the targets (docs/performance.md)")
+	fl.IntVar(&runs, "runs", 3, "with --suite: runs per figure (median, min, max)")
+	fl.StringVar(&only, "only", "", "with --suite: only the workloads whose name contains this")
+	fl.StringVar(&jsonPath, "json", "", "with --suite: also write the report as JSON to this file")
 	return cmd
+}
+
+// benchSuite runs bench.Suite and prints its table; an unmet target is a
+// failure.
+func (a *app) benchSuite(ctx context.Context, runs int, d time.Duration, only, jsonPath string) error {
+	cfg, err := a.load(nil)
+	if err != nil {
+		return err
+	}
+	s := bench.Suite{Python: cfg.Python.Interpreter, WorkerDir: cfg.Python.WorkerDir, Runs: runs, Duration: d, Only: only,
+		Workers: cfg.Pool.Size, Progress: func(w string) { fmt.Fprintf(a.stderr, "dspgo bench: %s…\n", w) }}
+	rep, err := s.Run(ctx)
+	if err != nil {
+		return err
+	}
+	if err := bench.WriteReport(a.stdout, rep); err != nil {
+		return err
+	}
+	if jsonPath != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	for _, r := range rep.Rows {
+		if !r.Met {
+			fmt.Fprintf(a.stderr, "dspgo bench: target not met: %s (%s, ratio %.3f)\n", r.Workload, r.Target, r.Ratio)
+		}
+	}
+	return nil
 }
 
 func parseCounts(s string) ([]int, error) {

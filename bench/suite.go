@@ -1,0 +1,584 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/pool"
+	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/protocol"
+)
+
+// Suite runs the benchmark workloads with the raw baseline and dspgo side
+// by side, in one process, and checks the targets.
+type Suite struct {
+	// Python is the interpreter; it is resolved once, and both sides use
+	// the resolved path. Empty means "python3".
+	Python string
+	// WorkerDir holds dspgo_worker. Empty means the embedded files.
+	WorkerDir string
+	// Runs is how many times each figure is measured; the table shows the
+	// median with min and max. Zero means 3.
+	Runs int
+	// Duration is the length of one throughput run. Zero means 1 s.
+	Duration time.Duration
+	// Workers is the pool size of the pool workloads. Zero means
+	// GOMAXPROCS (as many workers as cores).
+	Workers int
+	// Only, when not empty, runs only the workloads whose name contains
+	// it.
+	Only string
+	// Progress, when not nil, is told each workload as it starts.
+	Progress func(workload string)
+}
+
+// Figure is a measured quantity over the runs.
+type Figure struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+// Row is one workload's result.
+type Row struct {
+	// Workload names it, such as "ping, port, 1 in flight".
+	Workload string `json:"workload"`
+	// Unit is the unit of Raw and DSPGo.
+	Unit string `json:"unit"`
+	// Raw is the baseline; nil for workloads without one.
+	Raw *Figure `json:"raw,omitempty"`
+	// DSPGo is dspgo's figure.
+	DSPGo Figure `json:"dspgo"`
+	// Ratio compares the medians as the target does.
+	Ratio float64 `json:"ratio"`
+	// Target states the goal; Met whether the medians reach it.
+	Target string `json:"target"`
+	Met    bool   `json:"met"`
+}
+
+// Report is a whole run.
+type Report struct {
+	GoVersion string    `json:"go_version"`
+	Python    string    `json:"python"`
+	CPUs      int       `json:"cpus"`
+	Workers   int       `json:"workers"`
+	Runs      int       `json:"runs"`
+	Duration  string    `json:"run_duration"`
+	At        time.Time `json:"at"`
+	Rows      []Row     `json:"rows"`
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// Run measures every workload.
+func (s Suite) Run(ctx context.Context) (*Report, error) {
+	if s.Runs <= 0 {
+		s.Runs = 3
+	}
+	if s.Duration <= 0 {
+		s.Duration = time.Second
+	}
+	if s.Workers <= 0 {
+		s.Workers = runtime.GOMAXPROCS(0)
+	}
+	python := s.Python
+	if python == "" {
+		python = "python3"
+	}
+	var err error
+	if s.Python, err = port.ResolvePython(ctx, python); err != nil {
+		return nil, err
+	}
+	if s.WorkerDir == "" {
+		if s.WorkerDir, err = port.EmbeddedWorkerDir(""); err != nil {
+			return nil, err
+		}
+	}
+	rep := &Report{GoVersion: runtime.Version(), Python: s.Python, CPUs: runtime.NumCPU(), Workers: s.Workers,
+		Runs: s.Runs, Duration: s.Duration.String(), At: time.Now().UTC()}
+	for _, w := range s.workloads() {
+		if s.Only != "" && !strings.Contains(w.name, s.Only) {
+			continue
+		}
+		if s.Progress != nil {
+			s.Progress(w.name)
+		}
+		rows, err := w.run(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("%s: %w", w.name, err)
+		}
+		rep.Rows = append(rep.Rows, rows...)
+	}
+	return rep, nil
+}
+
+type workload struct {
+	name string
+	run  func(ctx context.Context) ([]Row, error)
+}
+
+func (s Suite) workloads() []workload {
+	return []workload{
+		{"ping, port, 1 in flight", func(ctx context.Context) ([]Row, error) { return s.ping(ctx, 1) }},
+		{"ping, port, 16 in flight", func(ctx context.Context) ([]Row, error) { return s.ping(ctx, 16) }},
+		{"ping, pool", s.pingPool},
+		{"execute, port, dummy LM", s.execute},
+		{"echo 100 B", func(ctx context.Context) ([]Row, error) { return s.echo(ctx, 100) }},
+		{"echo 10 KB", func(ctx context.Context) ([]Row, error) { return s.echo(ctx, 10<<10) }},
+		{"echo 1 MB", func(ctx context.Context) ([]Row, error) { return s.echo(ctx, 1<<20) }},
+		{"cold start", s.coldStart},
+		{"LM-bound", s.lmBound},
+		{"one process per call", s.spawnPerCall},
+		{"memory", s.memory},
+	}
+}
+
+// sample runs f Runs times and returns the figure.
+func (s Suite) sample(f func() (float64, error)) (Figure, error) {
+	var xs []float64
+	for range s.Runs {
+		x, err := f()
+		if err != nil {
+			return Figure{}, err
+		}
+		xs = append(xs, x)
+	}
+	slices.Sort(xs)
+	return Figure{Median: xs[len(xs)/2], Min: xs[0], Max: xs[len(xs)-1]}, nil
+}
+
+// row builds a row whose target is a minimum (or, atMost, a maximum) of
+// the ratio dspgo/raw.
+func row(name, unit string, raw *Figure, d Figure, ratio float64, target string, met bool) Row {
+	return Row{Workload: name, Unit: unit, Raw: raw, DSPGo: d, Ratio: round3(ratio), Target: target, Met: met}
+}
+
+func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
+
+func (s Suite) portOptions(extra ...string) port.Options {
+	return port.Options{Python: s.Python, WorkerDir: s.WorkerDir, Logger: quiet, MaxConcurrency: 32, Args: extra}
+}
+
+func (s Suite) raw(args ...string) (*rawWorker, error) {
+	return startRaw(s.Python, s.WorkerDir, args...)
+}
+
+// versus measures a dspgo call and the raw baseline of the same request,
+// alternating runs so that both see the same machine.
+func (s Suite) versus(name string, inFlight int, dspgoCall func(context.Context) error, raws []*rawWorker, perWorker int, req protocol.Request,
+	minRatio float64, extra ...Row) ([]Row, error) {
+	var rawFig, dFig Figure
+	var rawXs, dXs []float64
+	for range s.Runs {
+		r := rawMeasure(name+" raw", raws, perWorker, s.Duration, req)
+		if r.FirstError != "" {
+			return nil, fmt.Errorf("raw: %s", r.FirstError)
+		}
+		d := Measure(context.Background(), name, inFlight, s.Duration, dspgoCall)
+		if d.FirstError != "" {
+			return nil, fmt.Errorf("dspgo: %s", d.FirstError)
+		}
+		rawXs, dXs = append(rawXs, r.PerSecond), append(dXs, d.PerSecond)
+	}
+	rawFig, dFig = figure(rawXs), figure(dXs)
+	ratio := dFig.Median / rawFig.Median
+	rows := []Row{row(name, "calls/s", &rawFig, dFig, ratio, fmt.Sprintf("≥ %.2f of raw", minRatio), ratio >= minRatio)}
+	return append(rows, extra...), nil
+}
+
+func figure(xs []float64) Figure {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	return Figure{Median: xs[len(xs)/2], Min: xs[0], Max: xs[len(xs)-1]}
+}
+
+func (s Suite) ping(ctx context.Context, inFlight int) ([]Row, error) {
+	a, err := port.New(ctx, s.portOptions())
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close(context.Background())
+	rw, err := s.raw("--max-concurrency", "32")
+	if err != nil {
+		return nil, err
+	}
+	defer rw.stop()
+	req := adapter.Request{Command: "ping"}
+	var calls int64
+	var mu sync.Mutex
+	call := func(ctx context.Context) error {
+		_, err := a.Call(ctx, req)
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		return err
+	}
+	before := cpuTime()
+	name := fmt.Sprintf("ping, port, %d in flight", inFlight)
+	rows, err := s.versus(name, inFlight, call, []*rawWorker{rw}, inFlight, protocol.Request{Command: "ping"}, map[int]float64{1: 0.85, 16: 0.8}[inFlight])
+	if err != nil || inFlight != 1 {
+		return rows, err
+	}
+	// The Go side's CPU per call, measured over the dspgo runs and the raw
+	// runs together, less the raw's own share, is bounded by the total;
+	// report the total CPU of this process per dspgo call as an upper bound.
+	cpu := float64(cpuTime()-before) / float64(calls) / 1e3
+	return append(rows, row("Go CPU per ping, port (upper bound: includes the raw runs)", "µs", nil, Figure{Median: cpu, Min: cpu, Max: cpu}, cpu, "≤ 8 µs", cpu <= 8)), nil
+}
+
+// cpuTime is this process's user+system CPU time, in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+func (s Suite) pingPool(ctx context.Context) ([]Row, error) {
+	const perWorker = 4
+	p, err := pool.New(ctx, pool.Options{Size: s.Workers, WorkerConcurrency: perWorker, HealthInterval: -1, Logger: quiet, Worker: s.portOptions()})
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close(context.Background())
+	var raws []*rawWorker
+	for range s.Workers {
+		rw, err := s.raw()
+		if err != nil {
+			return nil, err
+		}
+		defer rw.stop()
+		raws = append(raws, rw)
+	}
+	req := adapter.Request{Command: "ping"}
+	call := func(ctx context.Context) error { _, err := p.Call(ctx, req); return err }
+	return s.versus(fmt.Sprintf("ping, pool of %d, %d in flight each", s.Workers, perWorker), s.Workers*perWorker, call, raws, perWorker,
+		protocol.Request{Command: "ping"}, 0.8)
+}
+
+func (s Suite) execute(ctx context.Context) ([]Row, error) {
+	a, err := port.New(ctx, s.portOptions())
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close(context.Background())
+	c := dspgo.NewClient(a)
+	prog, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
+	if err != nil {
+		return nil, err
+	}
+	in := map[string]any{"question": "What is Go?"}
+	call := func(ctx context.Context) error { _, err := c.Execute(ctx, prog.ID, in); return err }
+
+	rw, err := s.raw()
+	if err != nil {
+		return nil, err
+	}
+	defer rw.stop()
+	compiled, _ := program.Compile(program.Spec{Signature: prog.Spec.Signature, Kind: prog.Spec.Kind})
+	create, _ := json.Marshal(program.CreateArgs{Spec: compiled.Spec})
+	if _, err := rw.call(&protocol.Request{ID: 1, Command: "create_program", Args: create}); err != nil {
+		return nil, err
+	}
+	args, _ := json.Marshal(program.ExecuteArgs{SpecHash: compiled.Hash, Inputs: json.RawMessage(`{"question":"What is Go?"}`)})
+	rw.nextID = 1
+	return s.versus("execute, port, dummy LM, 1 in flight", 1, call, []*rawWorker{rw}, 1,
+		protocol.Request{Command: "execute_program", Args: args}, 0.8)
+}
+
+func (s Suite) echo(ctx context.Context, size int) ([]Row, error) {
+	a, err := port.New(ctx, s.portOptions("--diagnostics"))
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close(context.Background())
+	rw, err := s.raw("--diagnostics")
+	if err != nil {
+		return nil, err
+	}
+	defer rw.stop()
+	args := valueArgs(size)
+	req := adapter.Request{Command: "echo", Args: args}
+	call := func(ctx context.Context) error { _, err := a.Call(ctx, req); return err }
+	target := 0.8
+	return s.versus(fmt.Sprintf("echo %s, port, 1 in flight", sizeName(size)), 1, call, []*rawWorker{rw}, 1,
+		protocol.Request{Command: "echo", Args: args}, target)
+}
+
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20:
+		return strconv.Itoa(n>>20) + " MB"
+	case n >= 1<<10:
+		return strconv.Itoa(n>>10) + " KB"
+	}
+	return strconv.Itoa(n) + " B"
+}
+
+// coldStart times one worker to its first reply, and 8 workers started
+// together, for the raw baseline and for port.New and pool.New.
+func (s Suite) coldStart(ctx context.Context) ([]Row, error) {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	var rows []Row
+	for _, n := range []int{1, 8} {
+		raw, err := s.sample(func() (float64, error) {
+			start := time.Now()
+			ws := make([]*rawWorker, n)
+			errs := make([]error, n)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() { defer wg.Done(); ws[i], errs[i] = s.raw() }()
+			}
+			wg.Wait()
+			d := time.Since(start)
+			for i := range n {
+				if errs[i] != nil {
+					return 0, errs[i]
+				}
+				ws[i].stop()
+			}
+			return ms(d), nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		d, err := s.sample(func() (float64, error) {
+			start := time.Now()
+			var closer interface{ Close(context.Context) error }
+			if n == 1 {
+				a, err := port.New(ctx, s.portOptions())
+				if err != nil {
+					return 0, err
+				}
+				closer = a
+			} else {
+				p, err := pool.New(ctx, pool.Options{Size: n, StartConcurrency: n, HealthInterval: -1, Logger: quiet, Worker: s.portOptions()})
+				if err != nil {
+					return 0, err
+				}
+				closer = p
+			}
+			d := time.Since(start)
+			_ = closer.Close(context.Background())
+			return ms(d), nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		ratio := d.Median / raw.Median
+		name, target := "cold start, port.New, 1 worker", "≤ 1.3× raw"
+		if n == 8 {
+			name = "cold start, pool.New, 8 eager workers"
+		}
+		rows = append(rows, row(name, "ms", &raw, d, ratio, target, ratio <= 1.3))
+	}
+	return rows, nil
+}
+
+// lmBound: 2 workers with 32 calls in flight each against an endpoint that
+// answers after 50 ms; the ceiling is 64 / 50 ms = 1,280 calls/s.
+func (s Suite) lmBound(ctx context.Context) ([]Row, error) {
+	lm, err := StartFakeLM(50 * time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	defer lm.Close()
+	p, err := pool.New(ctx, pool.Options{Size: 2, WorkerConcurrency: 32, HealthInterval: -1, Logger: quiet, Worker: s.portOptions()})
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close(context.Background())
+	c := dspgo.NewClient(p)
+	if err := c.ConfigureLM(ctx, dspgo.LMConfig{Provider: dspgo.ProviderOpenAI, Model: "fake", BaseURL: lm.URL, Engine: "native"}); err != nil {
+		return nil, err
+	}
+	prog, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
+	if err != nil {
+		return nil, err
+	}
+	in := map[string]any{"question": "What is Go?"}
+	d, err := s.sample(func() (float64, error) {
+		r := Measure(ctx, "lm", 64, s.Duration, func(ctx context.Context) error { _, err := c.Execute(ctx, prog.ID, in); return err })
+		if r.FirstError != "" {
+			return 0, fmt.Errorf("%s", r.FirstError)
+		}
+		return r.PerSecond, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ratio := d.Median / 1280
+	return []Row{row("LM-bound: 2 workers × 32 in flight, LM answers in 50 ms", "calls/s", nil, d, ratio, "≥ 0.90 of 1,280", ratio >= 0.9)}, nil
+}
+
+// spawnPerCall runs one Python process per call, as many Go programs do,
+// against a port worker executing the same program.
+func (s Suite) spawnPerCall(ctx context.Context) ([]Row, error) {
+	script := `import json, sys; print(json.dumps({"answer": "answer " + sys.argv[1]}))`
+	spawn, err := s.sample(func() (float64, error) {
+		r := Measure(ctx, "spawn", 1, s.Duration, func(ctx context.Context) error {
+			return exec.CommandContext(ctx, s.Python, "-c", script, "What is Go?").Run()
+		})
+		return r.PerSecond, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	a, err := port.New(ctx, s.portOptions())
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close(context.Background())
+	c := dspgo.NewClient(a)
+	prog, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.sample(func() (float64, error) {
+		r := Measure(ctx, "port", 1, s.Duration, func(ctx context.Context) error {
+			_, err := c.Execute(ctx, prog.ID, map[string]any{"question": "What is Go?"})
+			return err
+		})
+		return r.PerSecond, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ratio := d.Median / spawn.Median
+	return []Row{row("execute vs one Python process per call, 1 in flight", "calls/s", &spawn, d, ratio, "≥ 100×", ratio >= 100)}, nil
+}
+
+// memory: the Go heap a pool worker costs, and an idle worker's resident
+// memory against a bare interpreter running the same read loop.
+func (s Suite) memory(ctx context.Context) ([]Row, error) {
+	const n = 8
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	p, err := pool.New(ctx, pool.Options{Size: n, HealthInterval: -1, Logger: quiet, Worker: s.portOptions()})
+	if err != nil {
+		return nil, err
+	}
+	perWorker := float64(int64(heap())-int64(before)) / n / (1 << 20)
+	_ = p.Close(context.Background())
+
+	rw, err := s.raw()
+	if err != nil {
+		return nil, err
+	}
+	workerRSS := settledRSS(rw.pid())
+	rw.stop()
+	bare := exec.Command(s.Python, "-c", bareLoop)
+	in, err := bare.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := bare.Start(); err != nil {
+		return nil, err
+	}
+	bareRSS := settledRSS(bare.Process.Pid)
+	_ = in.Close()
+	_ = bare.Wait()
+	extra := float64(int64(workerRSS)-int64(bareRSS)) / (1 << 20)
+	return []Row{
+		row("Go heap per pool worker (8 workers)", "MB", nil, Figure{perWorker, perWorker, perWorker}, perWorker, "≤ 1 MB", perWorker <= 1),
+		row(fmt.Sprintf("idle worker RSS above a bare interpreter's read loop (%.1f MB vs %.1f MB)", float64(workerRSS)/(1<<20), float64(bareRSS)/(1<<20)),
+			"MB", nil, Figure{extra, extra, extra}, extra, "≤ 3 MB", extra <= 3),
+	}, nil
+}
+
+// bareLoop is the least a worker does: read frames from stdin.
+const bareLoop = `import struct, sys
+r = sys.stdin.buffer
+while True:
+    h = r.read(4)
+    if len(h) < 4:
+        break
+    r.read(struct.unpack(">I", h)[0])
+`
+
+// settledRSS polls a process's resident memory until it stops growing.
+func settledRSS(pid int) uint64 {
+	var last uint64
+	for range 50 {
+		time.Sleep(20 * time.Millisecond) // sampling a settling process, not synchronisation
+		rss := readRSS(pid)
+		if rss != 0 && rss == last {
+			return rss
+		}
+		last = rss
+	}
+	return last
+}
+
+func readRSS(pid int) uint64 {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// WriteReport writes the report as a table.
+func WriteReport(w io.Writer, rep *Report) error {
+	fmt.Fprintf(w, "dspgo bench: %s, %s, %d CPUs, pool of %d, %d runs of %s (median [min–max])\n\n",
+		rep.GoVersion, rep.Python, rep.CPUs, rep.Workers, rep.Runs, rep.Duration)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "workload\tunit\traw\tdspgo\tratio\ttarget\tmet")
+	for _, r := range rep.Rows {
+		raw := "—"
+		if r.Raw != nil {
+			raw = fig(*r.Raw)
+		}
+		met := "yes"
+		if !r.Met {
+			met = "NO"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%s\t%s\n", r.Workload, r.Unit, raw, fig(r.DSPGo), r.Ratio, r.Target, met)
+	}
+	return tw.Flush()
+}
+
+func fig(f Figure) string {
+	p := func(x float64) string {
+		switch {
+		case math.Abs(x) >= 100:
+			return strconv.FormatFloat(x, 'f', 0, 64)
+		case math.Abs(x) >= 1:
+			return strconv.FormatFloat(x, 'f', 1, 64)
+		}
+		return strconv.FormatFloat(x, 'f', 3, 64)
+	}
+	if f.Min == f.Max {
+		return p(f.Median)
+	}
+	return fmt.Sprintf("%s [%s–%s]", p(f.Median), p(f.Min), p(f.Max))
+}
