@@ -8,10 +8,10 @@ STATICCHECK_VERSION ?= v0.8.2
 export DSPGOTEST_PYTHON := $(PYTHON)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test deps check-python vet test-go test-python lint fuzz
+.PHONY: test deps check-python vet test-go test-python test-bench lint fuzz bench
 
-## test: install dependencies, then vet, run every Go test with the race detector and the Python worker's suite
-test: deps vet test-go test-python
+## test: install dependencies, then vet, run every Go test with the race detector, every Go benchmark once, and the Python worker's suite
+test: deps vet test-go test-bench test-python
 
 ## deps: download Go modules and check the Python interpreter
 deps: check-python
@@ -31,6 +31,15 @@ vet:
 
 test-go:
 	$(GO) test -race -count=1 ./...
+
+# Every benchmark for one iteration, so they keep compiling and working.
+test-bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+## bench: the benchmark suite, raw baseline and dspgo side by side (docs/performance.md)
+BENCH_FLAGS ?= --runs 3 --duration 1s
+bench: deps
+	$(GO) run ./cmd/dspgo bench --suite $(BENCH_FLAGS) --json bench-results.json
 
 test-python:
 	cd python && $(PYTHON) -m unittest discover -s tests -t . -v
