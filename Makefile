@@ -48,7 +48,10 @@ test-python:
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-## fuzz: run the frame decoder's fuzz target for FUZZTIME (default 30s)
+## fuzz: run every fuzz target for FUZZTIME each (default 30s); their seed corpora run in make test
 FUZZTIME ?= 30s
+FUZZ_TARGETS = FuzzReadFrame:./protocol/ FuzzParseSignature:./internal/program/ FuzzInputs:./internal/program/ FuzzLoad:./config/
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzReadFrame -fuzztime $(FUZZTIME) ./protocol/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "== $${t%%:*}"; $(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:}; \
+	done
