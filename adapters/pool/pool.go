@@ -475,8 +475,12 @@ func (p *Pool) pickLocked(session string) (w *worker, gone bool) {
 			}
 		}
 	}
+	// The least loaded; among equals the most recently used, as
+	// database/sql reuses its newest idle connection: sequential calls stay
+	// on a warm worker (whose compiled specs spare a resend), and load
+	// spreads as soon as calls overlap.
 	for _, c := range p.workers {
-		if p.hasRoom(c) && (w == nil || c.inFlight < w.inFlight || c.inFlight == w.inFlight && c.lastUsed.Before(w.lastUsed)) {
+		if p.hasRoom(c) && (w == nil || c.inFlight < w.inFlight || c.inFlight == w.inFlight && c.lastUsed.After(w.lastUsed)) {
 			w = c
 		}
 	}

@@ -148,6 +148,14 @@ func TestProgramsRunOnEveryWorker(t *testing.T) {
 	c := dspgo.NewClient(p)
 	prog, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
 	require.NoError(t, err)
+	// A warm worker keeps sequential calls; a cold one learns the spec once.
+	before := spNotFound(t, p)
+	for range 5 {
+		_, err := c.Execute(t.Context(), prog.ID, map[string]any{"question": "same"})
+		require.NoError(t, err)
+	}
+	assert.Equal(t, before, spNotFound(t, p), "sequential executes never bounce between workers")
+	require.NoError(t, err)
 	var wg sync.WaitGroup
 	outs := make([]map[string]any, 30)
 	for i := range outs {
@@ -168,9 +176,22 @@ func TestProgramsRunOnEveryWorker(t *testing.T) {
 	}
 }
 
+// spNotFound counts execute_program calls the workers failed, which are
+// the SpecNotFound answers that make the client resend a spec.
+func spNotFound(t *testing.T, p *pool.Pool) int {
+	t.Helper()
+	n := 0
+	for _, w := range p.Workers() {
+		st := workerStats(t, w)
+		n += st.Failures
+	}
+	return n
+}
+
 type workerStatsResult struct {
-	Calls map[string]int
-	LM    struct{ Model string }
+	Failures int
+	Calls    map[string]int
+	LM       struct{ Model string }
 }
 
 func workerStats(t *testing.T, w *port.Adapter) workerStatsResult {
@@ -346,12 +367,28 @@ func TestAffinity(t *testing.T) {
 		}
 	})
 	t.Run("none", func(t *testing.T) {
-		p := newPool(t, pool.Options{Size: 3, Affinity: pool.AffinityNone, Logger: quiet, Worker: port.Options{Handler: memoryHandler}})
+		opts := pythonOptions(t, 3)
+		opts.Affinity, opts.WorkerConcurrency = pool.AffinityNone, 1
+		p := newPool(t, opts)
+		first := served(p, "a")
+		assert.Equal(t, first, served(p, "a"), "sequential calls stay on the warm worker")
+		// Overlapping calls of one session spread over the least loaded.
+		var mu sync.Mutex
 		seen := map[string]bool{}
-		for range 6 {
-			seen[served(p, "a")] = true
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := p.Call(t.Context(), adapter.Request{Command: "sleep", Session: "a", Args: json.RawMessage(`{"seconds":0.2}`)})
+				assert.NoError(t, err)
+				mu.Lock()
+				seen[resp.Worker] = true
+				mu.Unlock()
+			}()
 		}
-		assert.Len(t, seen, 3, "least loaded, then least recently used: the session spreads")
+		wg.Wait()
+		assert.Len(t, seen, 3, "no affinity: the session's overlapping calls use every worker")
 	})
 	t.Run("strict", func(t *testing.T) {
 		opts := pythonOptions(t, 2)

@@ -25,9 +25,9 @@ import (
 )
 
 type runFlags struct {
-	signature, program, inputsFile, output, instructions, kind string
-	inputs                                                     []string
-	concurrency                                                int
+	signature, program, inputsFile, output, instructions, kind, metricsAddr string
+	inputs                                                                  []string
+	concurrency                                                             int
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -56,6 +56,7 @@ failed, 2 for bad usage.`,
 	fl.StringVar(&f.inputsFile, "inputs", "", `a file of JSON lines, one object of inputs per row ("-" for stdin)`)
 	fl.IntVar(&f.concurrency, "concurrency", 4, "rows run at once")
 	fl.StringVar(&f.output, "output", "jsonl", "output format: jsonl, json (pretty) or table")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (such as 127.0.0.1:9464) while the run lasts")
 	return cmd
 }
 
@@ -80,7 +81,7 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 	if f.concurrency < 1 {
 		return usagef("use --concurrency 1 or more", "--concurrency %d", f.concurrency)
 	}
-	rows, fromFlags, err := a.readRows(f)
+	source, err := a.rowSource(f)
 	if err != nil {
 		return err
 	}
@@ -88,7 +89,8 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	backend, _, err := a.open(ctx, cfg)
+	var backend adapter.Adapter
+	backend, _, err = a.open(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -97,6 +99,14 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 		defer cancel()
 		_ = backend.Close(closeCtx)
 	}()
+	if f.metricsAddr != "" {
+		stop, instrumented, err := a.serveMetrics(f.metricsAddr, backend)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		backend = instrumented
+	}
 	client := dspgo.NewClient(backend)
 	if err := client.ConfigureLM(ctx, registry.LMConfig(cfg)); err != nil {
 		return fmt.Errorf("configuring the language model: %w", err)
@@ -104,6 +114,10 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 	prog, err := client.CreateProgram(ctx, spec)
 	if err != nil {
 		return usagef("check the signature and the types of its fields", "%v", err)
+	}
+	rows, fromFlags, err := source()
+	if err != nil {
+		return err
 	}
 
 	if fromFlags && len(rows) == 1 && rows[0].err == nil {
@@ -181,44 +195,51 @@ func loadSpec(path string) (dspgo.ProgramSpec, error) {
 	return spec, nil
 }
 
-// readRows reads the input rows; fromFlags reports rows from --input.
-func (a *app) readRows(f runFlags) ([]*row, bool, error) {
+// rowSource checks where the input rows come from, before anything is
+// started, and returns the function that reads them; fromFlags reports
+// rows from --input.
+func (a *app) rowSource(f runFlags) (func() (rows []*row, fromFlags bool, err error), error) {
 	if len(f.inputs) > 0 {
 		if f.inputsFile != "" {
-			return nil, false, usagef("give one of them", "--input and --inputs are both set")
+			return nil, usagef("give one of them", "--input and --inputs are both set")
 		}
 		inputs := map[string]any{}
 		for _, kv := range f.inputs {
 			name, value, ok := strings.Cut(kv, "=")
 			if !ok || name == "" {
-				return nil, false, usagef("write --input name=value", "--input %q has no name=", kv)
+				return nil, usagef("write --input name=value", "--input %q has no name=", kv)
 			}
 			inputs[name] = flagValue(value)
 		}
-		return []*row{{n: 1, inputs: inputs}}, true, nil
+		return func() ([]*row, bool, error) { return []*row{{n: 1, inputs: inputs}}, true, nil }, nil
 	}
-	var r io.Reader
+	var open func() (io.ReadCloser, error)
 	switch {
 	case f.inputsFile != "" && f.inputsFile != "-":
-		file, err := os.Open(f.inputsFile)
-		if err != nil {
-			return nil, false, usagef("give an existing file", "--inputs: %v", err)
+		if _, err := os.Stat(f.inputsFile); err != nil {
+			return nil, usagef("give an existing file", "--inputs: %v", err)
 		}
-		defer file.Close()
-		r = file
+		open = func() (io.ReadCloser, error) { return os.Open(f.inputsFile) }
 	case f.inputsFile == "-" || !isTerminal(a.stdin, a.stdinIsTerminal):
-		r = a.stdin
+		open = func() (io.ReadCloser, error) { return io.NopCloser(a.stdin), nil }
 	default:
-		return nil, false, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no inputs")
+		return nil, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no inputs")
 	}
-	rows, err := readJSONLines(r)
-	if err != nil {
-		return nil, false, err
-	}
-	if len(rows) == 0 {
-		return nil, false, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no input rows")
-	}
-	return rows, false, nil
+	return func() ([]*row, bool, error) {
+		r, err := open()
+		if err != nil {
+			return nil, false, err
+		}
+		defer r.Close()
+		rows, err := readJSONLines(r)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(rows) == 0 {
+			return nil, false, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no input rows")
+		}
+		return rows, false, nil
+	}, nil
 }
 
 // flagValue reads an --input value: JSON when it is valid JSON other than

@@ -1,0 +1,92 @@
+package metrics_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/adapters/pool"
+	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/testutil"
+	"github.com/dspgo/dspgo/metrics"
+	"github.com/dspgo/dspgo/protocol"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func scrape(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(body)
+}
+
+func TestInstrumentedPool(t *testing.T) {
+	ctx := t.Context()
+	p, err := pool.New(ctx, pool.Options{Size: 2, Logger: testutil.Discard,
+		Worker: port.Options{Handler: func() protocol.Handler { return mock.NewHandler(mock.HandlerOptions{}) }}})
+	require.NoError(t, err)
+	defer p.Close(context.Background())
+	reg := prometheus.NewRegistry()
+	a, err := metrics.Instrument(p, reg)
+	require.NoError(t, err)
+
+	c := dspgo.NewClient(a)
+	require.NoError(t, c.ConfigureLM(ctx, dspgo.LMConfig{}))
+	prog, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+	require.NoError(t, err)
+	for range 3 {
+		_, err := c.Execute(ctx, prog.ID, map[string]any{"q": "x"})
+		require.NoError(t, err)
+	}
+	_, err = a.Call(ctx, adapter.Request{Command: "nope"})
+	require.Error(t, err)
+
+	text := scrape(t, reg)
+	for _, want := range []string{
+		`dspgo_calls_total{adapter="pool",code="ok",command="execute_program"} 3`,
+		`dspgo_calls_total{adapter="pool",code="unimplemented",command="nope"} 1`,
+		`dspgo_calls_total{adapter="pool",code="ok",command="configure_lm"} 1`,
+		`dspgo_call_duration_seconds_count{adapter="pool",command="execute_program"} 3`, // no SpecNotFound bounce: one call each
+		`dspgo_pool_workers{adapter="pool",state="ready"} 2`,
+		`dspgo_pool_broadcasts_total{adapter="pool"} 1`,
+		`dspgo_worker_up{adapter="pool",worker="pool-1"} 1`,
+		`dspgo_adapter_failures_total{adapter="pool"} 1`,
+	} {
+		assert.Contains(t, text, want)
+	}
+	s, ok := adapter.StatsOf(a)
+	assert.True(t, ok, "the wrapper keeps the stats")
+	assert.EqualValues(t, 5, s.Calls, "create, 3 executes and the failure (the broadcast is not a call)")
+}
+
+func TestInstrumentedMock(t *testing.T) {
+	m := mock.New(mock.Options{})
+	defer m.Close(context.Background())
+	reg := prometheus.NewRegistry()
+	a, err := metrics.Instrument(m, reg)
+	require.NoError(t, err)
+	_, err = a.Call(t.Context(), adapter.Request{Command: "ping"})
+	require.NoError(t, err)
+	require.NoError(t, a.Broadcast(t.Context(), adapter.Request{Command: "configure_lm", Args: []byte(`{"provider":"dummy"}`)}),
+		"an adapter without Broadcast gets a call")
+	text := scrape(t, reg)
+	assert.Contains(t, text, `dspgo_adapter_calls_total{adapter="mock"} 2`)
+	assert.Contains(t, text, `dspgo_calls_total{adapter="mock",code="ok",command="ping"} 1`)
+}
