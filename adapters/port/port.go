@@ -118,8 +118,9 @@ func (a *Adapter) start(ctx context.Context) (*conn, error) {
 	if a.opts.Handler != nil {
 		w = startMemory(a.opts.Handler(), a.opts.MaxFrameBytes, a.opts.MaxConcurrency)
 	} else {
-		p, err := startProcess(a.starter, a.python, a.args(), a.env(), a.opts.Dir, a.opts.StderrTail,
-			a.opts.Logger.With("adapter", a.opts.Name, "worker_id", a.opts.WorkerID))
+		r := currentRun()
+		p, err := startProcess(a.starter, a.python, a.args(), append(a.env(), RunIDEnv+"="+r.id), a.opts.Dir, a.opts.StderrTail,
+			a.opts.Logger.With("adapter", a.opts.Name, "worker_id", a.opts.WorkerID), r)
 		if err != nil {
 			return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: a.opts.Name,
 				Message: fmt.Sprintf("cannot start %s", a.python), Err: err}

@@ -90,7 +90,9 @@ type process struct {
 	startedAt time.Time
 }
 
-func startProcess(s *starter, path string, args, env []string, dir string, tailSize int, log *slog.Logger) (*process, error) {
+// startProcess starts a worker and records it in the run r until it is
+// reaped.
+func startProcess(s *starter, path string, args, env []string, dir string, tailSize int, log *slog.Logger, r *run) (*process, error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -121,8 +123,11 @@ func startProcess(s *starter, path string, args, env []string, dir string, tailS
 		defer close(p.pumpDone)
 		pumpStderr(errR, p.tail, log)
 	}()
+	pid := cmd.Process.Pid
+	r.add(pid)
 	go func() {
 		p.waitErr = cmd.Wait()
+		r.remove(pid)
 		close(p.done)
 	}()
 	return p, nil

@@ -1,0 +1,188 @@
+package port
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// RunIDEnv is the environment variable that carries the host run's id to
+// its workers; with the worker's command line it identifies a worker left
+// behind by a dead host.
+const RunIDEnv = "DSPGO_RUN_ID"
+
+// run is this host process's record of the workers it started, kept in a
+// state file so that the next host can reap them if this one dies without
+// stopping them (SIGKILL, power loss of a container's init…). The
+// parent-death signal already ends direct workers; the file catches what
+// it cannot: a worker that escaped its process group, or a worker whose
+// signal was lost.
+type run struct {
+	id   string
+	dir  string // the state directory; "" when none could be made
+	mu   sync.Mutex
+	pids []int
+}
+
+var (
+	thisRun     *run
+	thisRunOnce sync.Once
+)
+
+// state is the content of a run's state file.
+type state struct {
+	HostPID   int    `json:"host_pid"`
+	HostStart uint64 `json:"host_start"` // the host's start time in clock ticks since boot, against pid reuse
+	Workers   []int  `json:"workers"`
+}
+
+// currentRun returns this process's run, creating its id once and
+// reaping the workers of dead runs on first use.
+func currentRun() *run {
+	thisRunOnce.Do(func() {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		thisRun = &run{id: hex.EncodeToString(b[:]), dir: StateDir()}
+		if thisRun.dir != "" {
+			_, _ = ReapOrphans(thisRun.dir)
+		}
+	})
+	return thisRun
+}
+
+// StateDir returns the per-user directory of run state files:
+// $XDG_RUNTIME_DIR/dspgo, or the user cache directory's dspgo/runs; it is
+// created 0700. It returns "" when neither can be made.
+func StateDir() string {
+	var dir string
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		dir = filepath.Join(x, "dspgo")
+	} else if c, err := os.UserCacheDir(); err == nil {
+		dir = filepath.Join(c, "dspgo", "runs")
+	} else {
+		return ""
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return ""
+	}
+	return dir
+}
+
+// add records a worker's pid; remove forgets it once it is reaped.
+func (r *run) add(pid int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pids = append(r.pids, pid)
+	r.saveLocked()
+}
+
+func (r *run) remove(pid int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pids = slices.DeleteFunc(r.pids, func(p int) bool { return p == pid })
+	r.saveLocked()
+}
+
+// saveLocked writes the state file, or removes it when no worker is left.
+// Failures are ignored: the file is a safety net, never a condition.
+func (r *run) saveLocked() {
+	if r.dir == "" {
+		return
+	}
+	path := filepath.Join(r.dir, r.id+".json")
+	if len(r.pids) == 0 {
+		_ = os.Remove(path)
+		return
+	}
+	start, _ := startTime(os.Getpid())
+	data, _ := json.Marshal(state{HostPID: os.Getpid(), HostStart: start, Workers: r.pids})
+	tmp := path + ".tmp"
+	if os.WriteFile(tmp, data, 0o600) == nil {
+		_ = os.Rename(tmp, path)
+	}
+}
+
+// ReapOrphans kills the workers of dead runs recorded in dir and removes
+// their state files; it returns the pids it killed. A run whose host is
+// alive (same pid and start time) is left alone, and a process is killed
+// only when its command line runs dspgo_worker and its environment carries
+// that run's id: never on a pid alone.
+func ReapOrphans(dir string) ([]int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var killed []int
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		var st state
+		if json.Unmarshal(data, &st) != nil {
+			_ = os.Remove(path) // unreadable: nothing can be verified from it
+			continue
+		}
+		if start, err := startTime(st.HostPID); err == nil && start == st.HostStart {
+			continue // the host lives: its workers are its own
+		}
+		for _, pid := range st.Workers {
+			if isWorkerOf(pid, id) {
+				_ = syscall.Kill(-pid, syscall.SIGKILL) // its group, if it leads one
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				killed = append(killed, pid)
+			}
+		}
+		_ = os.Remove(path)
+	}
+	return killed, nil
+}
+
+// isWorkerOf reports whether pid is a dspgo worker of the run: its
+// command line runs dspgo_worker and its environment holds the run id.
+func isWorkerOf(pid int, runID string) bool {
+	proc := filepath.Join("/proc", strconv.Itoa(pid))
+	cmdline, err := os.ReadFile(filepath.Join(proc, "cmdline"))
+	if err != nil || !bytes.Contains(cmdline, []byte("dspgo_worker")) {
+		return false
+	}
+	environ, err := os.ReadFile(filepath.Join(proc, "environ"))
+	if err != nil {
+		return false
+	}
+	want := RunIDEnv + "=" + runID
+	return slices.ContainsFunc(bytes.Split(environ, []byte{0}), func(kv []byte) bool { return string(kv) == want })
+}
+
+// startTime returns a process's start time, in clock ticks since boot,
+// from /proc/<pid>/stat.
+func startTime(pid int) (uint64, error) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("port: malformed /proc stat")
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("port: short /proc stat for %d", pid)
+	}
+	return strconv.ParseUint(fields[19], 10, 64) // field 22 of stat; 20th after the command
+}
