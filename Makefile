@@ -8,7 +8,7 @@ STATICCHECK_VERSION ?= v0.8.2
 export DSPGOTEST_PYTHON := $(PYTHON)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test deps check-python vet test-go test-python test-bench lint fuzz bench
+.PHONY: test deps check-python vet test-go test-python test-bench lint fuzz bench chaos
 
 ## test: install dependencies, then vet, run every Go test with the race detector, every Go benchmark once, and the Python worker's suite
 test: deps vet test-go test-bench test-python
@@ -40,6 +40,10 @@ test-bench:
 BENCH_FLAGS ?= --runs 3 --duration 1s
 bench: deps
 	$(GO) run ./cmd/dspgo bench --suite $(BENCH_FLAGS) --json bench-results.json
+
+## chaos: the full chaos suite (a short run is part of make test), printing its figures
+chaos: deps
+	$(GO) test -race -count=1 -tags chaos -run '^TestChaos$$' -v -timeout 30m ./adapters/pool/ | grep -v '^=== '
 
 test-python:
 	cd python && $(PYTHON) -m unittest discover -s tests -t . -v

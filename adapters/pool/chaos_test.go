@@ -1,0 +1,358 @@
+package pool_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/pool"
+	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/testutil"
+	"github.com/dspgo/dspgo/protocol"
+)
+
+// hungAfter bounds every chaos call: one that takes longer counts as hung.
+const hungAfter = 30 * time.Second
+
+// tally counts one scenario's outcomes.
+type tally struct {
+	name      string
+	attempted atomic.Int64
+	succeeded atomic.Int64
+	hung      atomic.Int64
+	killed    atomic.Int64
+	mu        sync.Mutex
+	failed    map[string]int
+	restarts  uint64
+	leftProcs int
+	leftGo    int
+	leftFDs   int
+}
+
+// call runs one call under the hang bound and counts its outcome.
+func (ty *tally) call(f func(ctx context.Context) error) {
+	ty.attempted.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), hungAfter)
+	defer cancel()
+	start := time.Now()
+	err := f(ctx)
+	switch {
+	case err == nil:
+		ty.succeeded.Add(1)
+	case time.Since(start) >= hungAfter:
+		ty.hung.Add(1)
+	default:
+		ty.mu.Lock()
+		if ty.failed == nil {
+			ty.failed = map[string]int{}
+		}
+		ty.failed[adapter.CodeOf(err).String()]++
+		ty.mu.Unlock()
+	}
+}
+
+func (ty *tally) failures() string {
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	var parts []string
+	for code, n := range ty.failed {
+		parts = append(parts, fmt.Sprintf("%s=%d", code, n))
+	}
+	sort.Strings(parts)
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
+}
+
+var chaosReport struct {
+	sync.Mutex
+	rows []*tally
+}
+
+func openFDs() int {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	return len(entries)
+}
+
+// scenario runs one chaos scenario and checks that it left nothing behind:
+// no hung call, no process, no goroutine, no file descriptor.
+func scenario(t *testing.T, name string, run func(t *testing.T, ty *tally)) {
+	t.Run(name, func(t *testing.T) {
+		ty := &tally{name: name}
+		goroutines := goleak.IgnoreCurrent()
+		fds := openFDs()
+		run(t, ty)
+		deadline := time.Now().Add(10 * time.Second)
+		for len(testutil.Children()) > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
+		}
+		ty.leftProcs = len(testutil.Children())
+		if err := goleak.Find(goroutines); err != nil {
+			ty.leftGo = strings.Count(err.Error(), "Goroutine ")
+			t.Errorf("goroutines left: %v", err)
+		}
+		for openFDs() > fds && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		ty.leftFDs = max(0, openFDs()-fds)
+		assert.Zero(t, ty.hung.Load(), "hung calls")
+		assert.Zero(t, ty.leftProcs, "processes left: %v", testutil.Children())
+		assert.Zero(t, ty.leftFDs, "file descriptors left")
+		chaosReport.Lock()
+		chaosReport.rows = append(chaosReport.rows, ty)
+		chaosReport.Unlock()
+	})
+}
+
+func TestChaos(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	python := testutil.Python(t)
+	workerOpts := func() port.Options {
+		return port.Options{Python: python, WorkerDir: testutil.PythonDir(), Diagnostics: true, Logger: quiet,
+			Restart: port.RestartPolicy{Min: time.Millisecond, Max: 20 * time.Millisecond, MaxRestarts: 1 << 20}}
+	}
+
+	scenario(t, "crash storm", func(t *testing.T, ty *tally) {
+		p, err := pool.New(t.Context(), pool.Options{Size: 4, WorkerConcurrency: 2, Logger: quiet, Worker: workerOpts()})
+		require.NoError(t, err)
+		c := dspgo.NewClient(p)
+		prog, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+		require.NoError(t, err)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					ty.call(func(ctx context.Context) error { _, err := c.Execute(ctx, prog.ID, map[string]any{"q": fmt.Sprint(i)}); return err })
+				}
+			}()
+		}
+		for end := time.Now().Add(chaosDuration); time.Now().Before(end); time.Sleep(20 * time.Millisecond) { // the storm's pace
+			ws := p.Workers()
+			if pid := ws[rand.IntN(len(ws))].Worker().PID; pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
+				ty.killed.Add(1)
+			}
+		}
+		close(stop)
+		wg.Wait()
+		waitFor(t, "back to 4 ready", func() bool { return p.Stats().Ready == 4 })
+		ty.restarts = p.Stats().Restarts
+		require.NoError(t, p.Close(context.Background()))
+	})
+
+	scenario(t, "stderr flood and garbage on stdout", func(t *testing.T, ty *tally) {
+		p, err := pool.New(t.Context(), pool.Options{Size: 2, WorkerConcurrency: 2, Logger: quiet, Worker: workerOpts()})
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		end := time.Now().Add(chaosDuration)
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; time.Now().Before(end); i++ {
+					req := adapter.Request{Command: "echo", Args: json.RawMessage(`{"value":1}`)}
+					switch {
+					case g == 0 && i%5 == 0:
+						req = adapter.Request{Command: "stderr_flood", Args: json.RawMessage(`{"lines":20,"line_bytes":100000}`)}
+					case g == 1 && i%50 == 0:
+						req = adapter.Request{Command: "garbage", Args: json.RawMessage(`{"hex":"0000000a7b7b7b7b"}`)}
+						ty.killed.Add(1)
+					}
+					ty.call(func(ctx context.Context) error { _, err := p.Call(ctx, req); return err })
+				}
+			}()
+		}
+		wg.Wait()
+		ty.restarts = p.Stats().Restarts
+		require.NoError(t, p.Close(context.Background()))
+	})
+
+	scenario(t, "worker stops reading its stdin", func(t *testing.T, ty *tally) {
+		opts := workerOpts()
+		opts.WriteTimeout = 200 * time.Millisecond
+		a, err := port.New(t.Context(), opts)
+		require.NoError(t, err)
+		pid := a.Worker().PID
+		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP)) // it reads nothing more
+		ty.killed.Add(1)
+		big := json.RawMessage(`{"value":"` + strings.Repeat("x", 1<<20) + `"}`)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: "echo", Args: big}); return err })
+			}()
+		}
+		wg.Wait() // the writes hit their deadline: the worker is broken and replaced
+		waitFor(t, "a new worker", func() bool { return a.Worker().State == "ready" && a.Worker().PID != pid })
+		ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: "echo", Args: big}); return err })
+		ty.restarts = a.Worker().Restarts
+		require.NoError(t, a.Close(context.Background()))
+	})
+
+	scenario(t, "reply over the frame limit", func(t *testing.T, ty *tally) {
+		opts := workerOpts()
+		opts.MaxFrameBytes = 64 << 10
+		a, err := port.New(t.Context(), opts)
+		require.NoError(t, err)
+		for i := range 50 {
+			size := 40 << 10
+			if i%2 == 0 {
+				size = 100 << 10 // the request itself is over: the host refuses it
+			}
+			args := json.RawMessage(`{"value":"` + strings.Repeat("y", size) + `"}`)
+			ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: "echo", Args: args}); return err })
+		}
+		assert.Zero(t, a.Worker().Restarts, "limits refuse frames; they never break the worker")
+		require.NoError(t, a.Close(context.Background()))
+	})
+
+	scenario(t, "start failures of every kind", func(t *testing.T, ty *tally) {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "slow.py"), []byte("import time\ntime.sleep(60)\n"), 0o600))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.py"), []byte("raise ImportError('broken on purpose')\n"), 0o600))
+		env := []string{"PYTHONPATH=" + testutil.PythonDir() + ":" + dir}
+		cases := []port.Options{
+			{Python: "/nonexistent/python3"},
+			{Python: python, WorkerDir: t.TempDir()},
+			{Python: python, WorkerDir: testutil.PythonDir(), Handlers: []string{"broken"}, Env: env},
+			{Python: python, WorkerDir: testutil.PythonDir(), Handlers: []string{"slow"}, Env: env, StartTimeout: 200 * time.Millisecond},
+			{Handler: func() protocol.Handler { return versionless{} }},
+			{Python: python, WorkerDir: testutil.PythonDir(), Args: []string{"--max-concurrency", "0"}},
+		}
+		for _, opts := range cases {
+			opts.Logger = quiet
+			ty.call(func(ctx context.Context) error {
+				p, err := pool.New(ctx, pool.Options{Size: 2, Logger: quiet, Worker: opts})
+				if err == nil {
+					_ = p.Close(context.Background())
+					return fmt.Errorf("a pool started with broken workers")
+				}
+				return err
+			})
+		}
+		assert.Zero(t, ty.succeeded.Load(), "every start fails, with an error")
+	})
+
+	scenario(t, "close at every stage of start", func(t *testing.T, ty *tally) {
+		for i := range 20 {
+			delay := time.Duration(i) * 5 * time.Millisecond
+			ty.call(func(ctx context.Context) error {
+				ctx, cancel := context.WithTimeout(ctx, delay)
+				defer cancel()
+				p, err := pool.New(ctx, pool.Options{Size: 2, Logger: quiet, Worker: workerOpts()})
+				if err != nil {
+					return err
+				}
+				return p.Close(context.Background())
+			})
+		}
+	})
+
+	scenario(t, fmt.Sprintf("%d worker restarts", chaosRestarts), func(t *testing.T, ty *tally) {
+		a, err := port.New(t.Context(), port.Options{Logger: quiet, Restart: port.RestartPolicy{Min: time.Microsecond, Max: time.Microsecond, MaxRestarts: 1 << 20},
+			Handler: func() protocol.Handler { return memoryHandler() }})
+		require.NoError(t, err)
+		fds := openFDs()
+		for i := range chaosRestarts {
+			a.Kill()
+			ty.killed.Add(1)
+			waitFor(t, "restarted", func() bool { return a.Worker().Restarts == uint64(i+1) && a.Worker().State == "ready" })
+			ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: "ping"}); return err })
+		}
+		assert.Equal(t, fds, openFDs(), "file descriptors unchanged after %d restarts", chaosRestarts)
+		ty.restarts = a.Worker().Restarts
+		require.NoError(t, a.Close(context.Background()))
+	})
+
+	scenario(t, "python worker restarts", func(t *testing.T, ty *tally) {
+		a, err := port.New(t.Context(), workerOpts())
+		require.NoError(t, err)
+		fds := openFDs()
+		n := max(chaosRestarts/10, 5)
+		for i := range n {
+			a.Kill()
+			ty.killed.Add(1)
+			waitFor(t, "restarted", func() bool { return a.Worker().Restarts == uint64(i+1) && a.Worker().State == "ready" })
+			ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: "ping"}); return err })
+		}
+		assert.Equal(t, fds, openFDs(), "file descriptors unchanged after %d restarts", n)
+		ty.restarts = a.Worker().Restarts
+		require.NoError(t, a.Close(context.Background()))
+	})
+
+	scenario(t, "queue flood", func(t *testing.T, ty *tally) {
+		p, err := pool.New(t.Context(), pool.Options{Size: 1, WorkerConcurrency: 1, MaxQueue: 100, Logger: quiet, Worker: workerOpts()})
+		require.NoError(t, err)
+		busy := make(chan struct{})
+		go func() {
+			ty.call(func(ctx context.Context) error { _, err := p.Call(ctx, adapter.Request{Command: "sleep", Args: json.RawMessage(`{"seconds":2}`)}); return err })
+			close(busy)
+		}()
+		waitFor(t, "busy", func() bool { return p.Stats().InFlight == 1 })
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var wg sync.WaitGroup
+		for range chaosFlood {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ty.call(func(ctx context.Context) error { _, err := p.Call(ctx, adapter.Request{Command: "ping"}); return err })
+			}()
+		}
+		wg.Wait()
+		runtime.ReadMemStats(&after)
+		<-busy
+		ty.mu.Lock()
+		refused := ty.failed["resource_exhausted"]
+		ty.mu.Unlock()
+		assert.GreaterOrEqual(t, refused, chaosFlood-100, "a full queue answers CodeResourceExhausted at once")
+		grew := int64(after.HeapInuse) - int64(before.HeapInuse)
+		assert.Less(t, grew, int64(64<<20), "the flood stays within its memory budget")
+		require.NoError(t, p.Close(context.Background()))
+	})
+
+	chaosReport.Lock()
+	defer chaosReport.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%-34s %9s %9s %-40s %4s %6s %8s %5s %5s %4s\n", "scenario", "attempted", "succeeded", "failed by code", "hung", "killed", "restarts", "procs", "gorou", "fds")
+	for _, r := range chaosReport.rows {
+		fmt.Fprintf(&b, "%-34s %9d %9d %-40s %4d %6d %8d %5d %5d %4d\n", r.name, r.attempted.Load(), r.succeeded.Load(), r.failures(),
+			r.hung.Load(), r.killed.Load(), r.restarts, r.leftProcs, r.leftGo, r.leftFDs)
+	}
+	t.Log(b.String())
+}
+
+// versionless answers the init ping with a protocol version of 99.
+type versionless struct{}
+
+func (versionless) Handle(_ context.Context, req protocol.Request) protocol.Response {
+	return protocol.Response{ID: req.ID, Success: true, Result: json.RawMessage(`{"protocol_version":99}`)}
+}
