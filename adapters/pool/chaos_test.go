@@ -148,7 +148,10 @@ func TestChaos(t *testing.T) {
 						return
 					default:
 					}
-					ty.call(func(ctx context.Context) error { _, err := c.Execute(ctx, prog.ID, map[string]any{"q": fmt.Sprint(i)}); return err })
+					ty.call(func(ctx context.Context) error {
+						_, err := c.Execute(ctx, prog.ID, map[string]any{"q": fmt.Sprint(i)})
+						return err
+					})
 				}
 			}()
 		}
@@ -206,12 +209,18 @@ func TestChaos(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: "echo", Args: big}); return err })
+				ty.call(func(ctx context.Context) error {
+					_, err := a.Call(ctx, adapter.Request{Command: "echo", Args: big})
+					return err
+				})
 			}()
 		}
 		wg.Wait() // the writes hit their deadline: the worker is broken and replaced
 		waitFor(t, "a new worker", func() bool { return a.Worker().State == "ready" && a.Worker().PID != pid })
-		ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: "echo", Args: big}); return err })
+		ty.call(func(ctx context.Context) error {
+			_, err := a.Call(ctx, adapter.Request{Command: "echo", Args: big})
+			return err
+		})
 		ty.restarts = a.Worker().Restarts
 		require.NoError(t, a.Close(context.Background()))
 	})
@@ -227,7 +236,10 @@ func TestChaos(t *testing.T) {
 				size = 100 << 10 // the request itself is over: the host refuses it
 			}
 			args := json.RawMessage(`{"value":"` + strings.Repeat("y", size) + `"}`)
-			ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: "echo", Args: args}); return err })
+			ty.call(func(ctx context.Context) error {
+				_, err := a.Call(ctx, adapter.Request{Command: "echo", Args: args})
+				return err
+			})
 		}
 		assert.Zero(t, a.Worker().Restarts, "limits refuse frames; they never break the worker")
 		require.NoError(t, a.Close(context.Background()))
@@ -312,7 +324,10 @@ func TestChaos(t *testing.T) {
 		require.NoError(t, err)
 		busy := make(chan struct{})
 		go func() {
-			ty.call(func(ctx context.Context) error { _, err := p.Call(ctx, adapter.Request{Command: "sleep", Args: json.RawMessage(`{"seconds":2}`)}); return err })
+			ty.call(func(ctx context.Context) error {
+				_, err := p.Call(ctx, adapter.Request{Command: "sleep", Args: json.RawMessage(`{"seconds":2}`)})
+				return err
+			})
 			close(busy)
 		}()
 		waitFor(t, "busy", func() bool { return p.Stats().InFlight == 1 })
