@@ -7,12 +7,15 @@ import importlib
 import logging
 import os
 import sys
-from typing import NoReturn, Sequence
 
 from .log import LEVELS, flush_logs, setup_logging
 from .protocol import DEFAULT_MAX_FRAME_BYTES, HEADER_LIMIT, FrameWriter
 from .version import __version__
 from .worker import EXIT_HANDLERS, Worker, WorkerConfig
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import NoReturn, Sequence
 
 #: Smallest accepted --max-frame-bytes (room for the init ping reply).
 MIN_FRAME_BYTES = 1024

@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
 
 from .errors import Cancelled, DeadlineExceeded
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+_handler_log = logging.getLogger("dspgo_worker.handler")
 
 
 class _RequestLogger(logging.LoggerAdapter):
@@ -47,7 +52,15 @@ class Context:
         self.cancel_reason = "request canceled"
         self._callbacks_lock = threading.Lock()
         self._callbacks: list = []
-        self.logger = _RequestLogger(logging.getLogger("dspgo_worker.handler"), {"request_id": id, "command": command})
+        self._logger: _RequestLogger | None = None
+
+    @property
+    def logger(self) -> logging.LoggerAdapter:
+        """A logger whose records carry ``request_id`` and ``command`` (made on first use)."""
+        logger = self._logger
+        if logger is None:
+            logger = self._logger = _RequestLogger(_handler_log, {"request_id": self.id, "command": self.command})
+        return logger
 
     def cancel(self, reason: str = "request canceled") -> None:
         """Ask the handler to stop (sets :attr:`cancelled`); the first reason is kept.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import sys
 import threading
 
@@ -113,6 +112,17 @@ def garbage(args, ctx):
 
 
 @command(
+    "modules",
+    args={"prefix": Arg("str", default="", description="only the modules whose name starts with this")},
+    description="The names of the modules loaded in the worker process, sorted; result {modules}.",
+    diagnostics=True,
+)
+def modules(args, ctx):
+    prefix = args["prefix"]
+    return {"modules": sorted(name for name in list(sys.modules) if name.startswith(prefix))}
+
+
+@command(
     "spawn_child",
     args={"seconds": Arg("float", required=True)},
     description="Start a grandchild process sleeping that long; result {pid}.",
@@ -121,6 +131,8 @@ def garbage(args, ctx):
 def spawn_child(args, ctx):
     if args["seconds"] < 0:
         raise WorkerError("invalid_argument", "command 'spawn_child': argument 'seconds' must not be negative")
+    import subprocess  # only here: not loaded by a worker that never spawns
+
     child = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1]))", repr(args["seconds"])],
         stdin=subprocess.DEVNULL,

@@ -24,7 +24,6 @@ import importlib
 import json
 import re
 import threading
-from typing import Any
 
 from .errors import WorkerError
 from .lm import DummyProvider, LMConfig, call_in_thread, make_provider, redact
@@ -43,6 +42,10 @@ from .spec import (
     parse_output,
     quote,
 )
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import Any
 
 REASONING_DESCRIPTION = "Think step by step to reach the outputs."
 
@@ -88,9 +91,10 @@ def resolve_engine(config: LMConfig) -> str:
 
 
 def make_engine(config: LMConfig):
+    """The engine of a configuration (engines keep no state of their runs: one of each)."""
     if config.resolved_engine == "dspy" and config.provider != "dummy":
-        return DspyEngine()
-    return NativeEngine()
+        return _DSPY_ENGINE
+    return _NATIVE_ENGINE
 
 
 # --- native engine -----------------------------------------------------------------------
@@ -322,6 +326,10 @@ class DspyEngine:
                     raw[f.name] = value
                     break
         return convert_outputs(compiled, raw, "from the dspy prediction")
+
+
+_NATIVE_ENGINE = NativeEngine()
+_DSPY_ENGINE = DspyEngine()
 
 
 def _prediction_value(prediction, name: str):

@@ -2,8 +2,15 @@
 
 :func:`validate_lm_args` applies the same rules as Go's ``program.ValidateLM`` and lists
 every bad field at once. :class:`OpenAIProvider` speaks to any OpenAI-compatible
-``/chat/completions`` endpoint with ``urllib.request``:
+``/chat/completions`` endpoint:
 
+* over persistent HTTP/1.1 connections (``http.client``): each thread keeps one
+  connection per endpoint (scheme, host, port) and reuses it from request to request; a
+  kept connection that the server closed meanwhile is replaced, and a request that fails
+  on a reused connection because it was dropped (``RemoteDisconnected``, a reset or a
+  broken pipe) is sent once more on a new one. A base URL that needs an environment
+  proxy (``http_proxy``/``https_proxy``, outside ``no_proxy``), has credentials in it or
+  another scheme goes through ``urllib.request`` as it always did;
 * the API key is read from the environment variable ``api_key_env`` (default
   ``OPENAI_API_KEY``) at each call; without one no ``Authorization`` header is sent (local
   servers). The key never appears in a log line, an error message or ``get_stats``: error
@@ -18,32 +25,39 @@ every bad field at once. :class:`OpenAIProvider` speaks to any OpenAI-compatible
   and unreachable servers ``unavailable``, time-outs ``deadline_exceeded``, a malformed
   body ``internal``.
 
-Each HTTP request runs on a helper thread so that the handler answers at once when its
-request is cancelled or reaches its deadline (the abandoned request ends at its own
-time-out).
+Each attempt is bounded by ``timeout_ms`` and by the request's deadline, whichever comes
+first (its limit). Opening a connection (name lookup, TCP, TLS) runs on a helper thread,
+so that the handler answers at once when its request is cancelled or reaches its limit
+(the abandoned attempt ends at its own time-out). The exchange on an open connection runs
+on the handler's thread, with no thread to start or to hand over to: every socket
+operation has a time-out of what is left of the limit when the request is sent (and again
+when the body is read, if the head took over 1 % of the limit), and cancelling the request
+shuts the socket down, which ends the exchange at once. (So a server that trickles its
+reply can keep an attempt past its limit by up to the time-out of one socket read.)
+
+Nothing heavy is imported before it is needed: ``http.client`` (and ``ssl`` for https)
+with the first openai request, ``urllib.request`` only for the proxy path, ``email.utils``
+only for a ``Retry-After`` date, ``decimal`` only to format a bad temperature.
 """
 
 from __future__ import annotations
 
-import decimal
-import email.utils
-import http.client
 import json
 import logging
 import math
 import os
-import random
-import socket
+import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass, replace
-from typing import Any, Callable
+from collections import namedtuple
+from functools import lru_cache
 
 from .errors import Cancelled, DeadlineExceeded, WorkerError
 from .spec import is_identifier
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 log = logging.getLogger("dspgo_worker.lm")
 
@@ -54,25 +68,38 @@ DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_TIMEOUT_MS = 60_000
 #: Largest reply body read from the LM endpoint.
 MAX_REPLY_BYTES = 32 * 1024 * 1024
+#: Most of an error reply read for its message.
+MAX_ERROR_BYTES = 65536
+
+_LMConfigFields = namedtuple(
+    "LMConfig",
+    (
+        "provider",
+        "model",
+        "base_url",
+        "api_key_env",
+        "temperature",
+        "max_tokens",
+        "timeout_ms",
+        "engine",
+        "delay_ms",
+        "resolved_engine",
+    ),
+    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native"),
+)
 
 
-@dataclass(frozen=True)
-class LMConfig:
-    """A validated ``configure_lm``; zero values mean the provider's default.
+class LMConfig(_LMConfigFields):
+    """A validated ``configure_lm`` (an immutable record); zero values mean the provider's
+    default.
 
-    ``engine`` is what was asked for (auto, native, dspy); ``resolved_engine`` what runs.
+    Fields: ``provider`` ("dummy"), ``model``, ``base_url``, ``api_key_env``,
+    ``temperature`` (None), ``max_tokens``, ``timeout_ms``, ``engine`` ("auto"),
+    ``delay_ms`` and ``resolved_engine`` ("native"). ``engine`` is what was asked for
+    (auto, native, dspy); ``resolved_engine`` what runs.
     """
 
-    provider: str = "dummy"
-    model: str = ""
-    base_url: str = ""
-    api_key_env: str = ""
-    temperature: float | None = None
-    max_tokens: int = 0
-    timeout_ms: int = 0
-    engine: str = "auto"
-    delay_ms: int = 0
-    resolved_engine: str = "native"
+    __slots__ = ()
 
     @property
     def effective_base_url(self) -> str:
@@ -118,6 +145,8 @@ def go_float(f: float) -> str:
         return {math.inf: "+Inf", -math.inf: "-Inf"}.get(f, "NaN")
     if f == 0:
         return "-0" if math.copysign(1, f) < 0 else "0"
+    import decimal  # only for the message about a bad temperature
+
     sign, digits, exponent = decimal.Decimal(repr(f)).normalize().as_tuple()
     adjusted = len(digits) + exponent - 1
     text = "".join(map(str, digits))
@@ -173,13 +202,15 @@ def validate_lm_args(args: dict) -> LMConfig:
 
 def safe_url(url: str) -> str:
     """``url`` without the ``user:password@`` part of its authority."""
+    from urllib.parse import urlsplit, urlunsplit
+
     try:
-        parts = urllib.parse.urlsplit(url)
+        parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
     if "@" not in parts.netloc:
         return url
-    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -270,6 +301,8 @@ def _retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
+        import email.utils  # only for the date form
+
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -280,6 +313,193 @@ def _retry_after(value: str | None) -> float | None:
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+# --- HTTP transport ----------------------------------------------------------------------
+
+
+class _Net:
+    """``http.client`` and ``socket``, imported on first use (they pull in ``email``, and
+    ``ssl`` comes only with the first https endpoint)."""
+
+    http = None
+    socket = None
+    _ssl_context = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def load(cls):
+        if cls.http is None:
+            import http.client
+            import socket
+
+            cls.socket = socket
+            cls.http = http.client
+        return cls
+
+    @classmethod
+    def ssl_context(cls):
+        """One TLS context for every https connection, made as ``urlopen`` makes its own."""
+        with cls._lock:
+            if cls._ssl_context is None:
+                import ssl
+
+                context = ssl._create_default_https_context()
+                context.set_alpn_protocols(["http/1.1"])
+                if context.post_handshake_auth is not None:
+                    context.post_handshake_auth = True
+                cls._ssl_context = context
+            return cls._ssl_context
+
+
+class _Connections(dict):
+    """One thread's open connections by (scheme, host, port); closed when the thread ends."""
+
+    def __del__(self) -> None:
+        for conn in list(self.values()):
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing at thread exit, nothing to report
+                pass
+
+
+_local = threading.local()
+
+
+def _connections() -> _Connections:
+    """This thread's connections."""
+    try:
+        return _local.connections
+    except AttributeError:
+        conns = _local.connections = _Connections()
+        return conns
+
+
+def close_connections() -> None:
+    """Close the calling thread's kept connections (the next request opens new ones)."""
+    conns = getattr(_local, "connections", None)
+    if conns:
+        for conn in list(conns.values()):
+            conn.close()
+        conns.clear()
+
+
+def _proxied(scheme: str, host: str) -> bool:
+    """True when ``urllib`` would send a request for ``host`` (``host[:port]``) through an
+    environment proxy."""
+    environ = os.environ
+    if not (environ.get(scheme + "_proxy") or environ.get(scheme.upper() + "_PROXY")):
+        return False
+    import urllib.request  # only when a proxy variable is set
+
+    return bool(urllib.request.getproxies().get(scheme)) and not urllib.request.proxy_bypass(host)
+
+
+class _Endpoint:
+    """Where the completions go: ``url`` (for requests), ``shown`` (for messages, without
+    credentials), and for the direct path ``scheme``, ``host``, ``port`` and ``selector``
+    (``direct`` is False when only ``urllib`` can serve the URL)."""
+
+    __slots__ = ("url", "shown", "direct", "scheme", "host", "port", "netloc", "selector", "key", "host_header")
+
+    def __init__(self, url: str):
+        from urllib.parse import urlsplit
+
+        self.url = url
+        self.shown = safe_url(url)
+        self.direct = False
+        try:
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            host = parts.hostname
+            port = parts.port
+        except ValueError:
+            return
+        if scheme not in ("http", "https") or not host or "@" in parts.netloc:
+            return
+        default_port = 443 if scheme == "https" else 80
+        header_host = host
+        if not host.isascii():
+            try:
+                header_host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                return
+        if ":" in header_host:  # an IPv6 address
+            header_host = f"[{header_host.split('%', 1)[0]}]"
+        self.scheme = scheme
+        self.host = host
+        self.netloc = parts.netloc
+        self.port = port or default_port
+        self.selector = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        if any(c <= " " or c == "\x7f" for c in self.selector):
+            return  # urllib's business (and its errors)
+        self.key = (scheme, host, self.port)
+        self.host_header = header_host if self.port == default_port else f"{header_host}:{self.port}"
+        self.direct = True
+
+
+class _Abort:
+    """Shuts a request's socket down when the request is cancelled, until disarmed."""
+
+    __slots__ = ("_lock", "_sock", "fired")
+
+    def __init__(self, sock):
+        self._lock = threading.Lock()
+        self._sock = sock
+        self.fired = False
+
+    def fire(self) -> None:
+        with self._lock:
+            sock = self._sock
+            if sock is None:
+                return
+            self.fired = True
+            try:
+                # The plain socket's shutdown, also for TLS: it wakes a thread blocked on it.
+                _Net.socket.socket.shutdown(sock, _Net.socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._sock = None
+
+
+class _Dropped(Exception):
+    """A reused keep-alive connection turned out to be closed by the server."""
+
+
+def _left(end: float) -> float:
+    """Seconds until ``end``; raises ``TimeoutError`` when none are left."""
+    left = end - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    return left
+
+
+#: A kept connection idle for this many seconds is checked before it is used again.
+_IDLE_CHECK_S = 1.0
+
+
+def _arm(sock, limit: float) -> None:
+    """Give each operation on ``sock`` at most ``limit`` seconds (within 1 %: setting a
+    socket's time-out is a system call, skipped when the one set is close enough)."""
+    current = sock.gettimeout()
+    if current is None or abs(current - limit) > limit / 100:
+        sock.settimeout(limit)
+
+
+def _stale(sock) -> bool:
+    """True when an idle kept connection has something to read: the server closed it (or
+    sent what it should not have); either way it cannot carry a new request."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True
 
 
 class OpenAIProvider:
@@ -295,18 +515,22 @@ class OpenAIProvider:
     retry_after_max = 60.0
     #: Verification request's token budget.
     verify_max_tokens = 16
+    #: ``User-Agent`` of every request (the one ``urllib`` sends).
+    user_agent = "Python-urllib/%d.%d" % sys.version_info[:2]
 
     def __init__(self, config: LMConfig):
         self.config = config
+        self._endpoint: _Endpoint | None = None
 
     # -- public ---------------------------------------------------------------------------
 
     def complete(self, messages: list[dict], ctx, max_tokens: int | None = None) -> str:
         """The reply text of one chat completion, with retries; raises WorkerError."""
-        body: dict[str, Any] = {"model": self.config.model, "messages": messages}
-        if self.config.temperature is not None:
-            body["temperature"] = self.config.temperature
-        tokens = max_tokens if max_tokens is not None else self.config.max_tokens
+        config = self.config
+        body: dict[str, Any] = {"model": config.model, "messages": messages}
+        if config.temperature is not None:
+            body["temperature"] = config.temperature
+        tokens = max_tokens if max_tokens is not None else config.max_tokens
         if tokens:
             body["max_tokens"] = tokens
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -315,12 +539,14 @@ class OpenAIProvider:
             ctx.check()
             started = time.monotonic()
             try:
-                reply = call_in_thread(lambda: self._post(data), ctx, self.config.timeout, "the LM endpoint")
+                reply = self._post(data, ctx)
             except _Retryable as exc:
                 if attempt >= self.max_retries:
                     raise self._scrub(exc.final) from None
                 delay = exc.retry_after
                 if delay is None:
+                    import random  # only for the jitter of a retry
+
                     delay = min(self.backoff_max, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
                 remaining = ctx.remaining()
                 why = None
@@ -341,11 +567,12 @@ class OpenAIProvider:
                 continue
             except WorkerError as exc:
                 raise self._scrub(exc) from None
-            log.debug(
-                "LM request done",
-                extra={"request_id": ctx.id, "model": self.config.model, "attempts": attempt + 1,
-                       "duration_ms": round((time.monotonic() - started) * 1000, 3)},
-            )
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "LM request done",
+                    extra={"request_id": ctx.id, "model": config.model, "attempts": attempt + 1,
+                           "duration_ms": round((time.monotonic() - started) * 1000, 3)},
+                )
             return reply
 
     def verify(self, ctx) -> None:
@@ -363,21 +590,198 @@ class OpenAIProvider:
             return exc
         return WorkerError(exc.code, message)
 
-    def _post(self, data: bytes) -> str:
-        """One HTTP request; raises _Retryable or WorkerError."""
-        url = self.config.effective_base_url + "/chat/completions"
-        shown = safe_url(url)
+    @property
+    def endpoint(self) -> _Endpoint:
+        endpoint = self._endpoint
+        if endpoint is None:
+            endpoint = self._endpoint = _Endpoint(self.config.effective_base_url + "/chat/completions")
+        return endpoint
+
+    def _headers(self) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         key = self.config.api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+        return headers
+
+    def _post(self, data: bytes, ctx) -> str:
+        """One attempt; raises _Retryable or WorkerError (Cancelled and DeadlineExceeded
+        included)."""
+        endpoint = self.endpoint
+        if not endpoint.direct or _proxied(endpoint.scheme, endpoint.netloc):
+            return call_in_thread(lambda: self._post_urllib(data), ctx, self.config.timeout, "the LM endpoint")
+        timeout = self.config.timeout
+        end = time.monotonic() + timeout
+        if ctx.deadline is not None and ctx.deadline < end:
+            end = ctx.deadline
+        net = _Net.load()
+        try:
+            status, headers, raw = self._exchange(net, endpoint, data, ctx, end)
+        except (Cancelled, DeadlineExceeded, _Retryable, WorkerError):
+            raise
+        except (TimeoutError, net.socket.timeout):  # (one class from 3.10 on)
+            ctx.check()
+            if ctx.deadline is not None and ctx.deadline <= end:
+                raise DeadlineExceeded(
+                    f"request {ctx.id} ({ctx.command}) ran past its deadline waiting for the LM endpoint"
+                ) from None
+            raise WorkerError("deadline_exceeded", f"LM endpoint {endpoint.shown}: no answer within {timeout:g} s") from None
+        except net.http.HTTPException as exc:  # a broken HTTP exchange (OSError ones are below)
+            ctx.check()
+            raise WorkerError("unavailable", f"LM endpoint {endpoint.shown}: {type(exc).__name__}: {exc}") from None
+        except OSError as exc:
+            ctx.check()
+            raise WorkerError("unavailable", f"LM endpoint {endpoint.shown}: {type(exc).__name__}: {exc}") from None
+        if not 200 <= status < 300:
+            raise self._http_error(status, headers, raw)
+        if len(raw) > MAX_REPLY_BYTES:
+            raise WorkerError("resource_exhausted", f"LM endpoint {endpoint.shown}: reply over {MAX_REPLY_BYTES} bytes")
+        return self._content(raw, endpoint.shown)
+
+    def _exchange(self, net, endpoint: _Endpoint, data: bytes, ctx, end: float):
+        """``(status, headers, body)`` of one POST on this thread's connection to the
+        endpoint, opened if need be; a dropped kept connection is replaced once."""
+        conns = _connections()
+        conn = conns.get(endpoint.key)
+        # A plain connection idle for a while with something to read was closed by the
+        # server. (Not asked of TLS ones, which may hold a session ticket: for those a
+        # dropped connection shows when it is used, and the request is sent once more.)
+        if conn is not None and (
+            conn.sock is None
+            or (
+                endpoint.scheme == "http"
+                and time.monotonic() - getattr(conn, "dspgo_used", 0.0) >= _IDLE_CHECK_S
+                and _stale(conn.sock)
+            )
+        ):
+            conn.close()
+            conn = None
+        for reused in ((True, False) if conn is not None else (False,)):
+            if not reused:
+                conn = self._connect(net, endpoint, ctx, end)
+                conns[endpoint.key] = conn
+            try:
+                return self._roundtrip(conn, endpoint, data, ctx, end, reused)
+            except _Dropped:
+                continue
+        raise AssertionError("unreachable")  # pragma: no cover - the last try never raises _Dropped
+
+    def _connect(self, net, endpoint: _Endpoint, ctx, end: float):
+        """A new connection, opened on a helper thread (see the module docstring)."""
+        limit = _left(end)
+        if endpoint.scheme == "https":
+            conn = net.http.HTTPSConnection(endpoint.host, endpoint.port, timeout=limit, context=_Net.ssl_context())
+        else:
+            conn = net.http.HTTPConnection(endpoint.host, endpoint.port, timeout=limit)
+        abandoned = []
+
+        def connect() -> None:
+            conn.connect()
+            if abandoned:
+                conn.close()
+
+        try:
+            call_in_thread(connect, ctx, limit, "the LM endpoint")
+        except OSError as exc:
+            conn.close()
+            if isinstance(exc, (TimeoutError, net.socket.timeout)):
+                raise
+            raise WorkerError("unavailable", f"LM endpoint {endpoint.shown} is unreachable: {exc}") from None
+        except BaseException as exc:
+            abandoned.append(True)
+            conn.close()
+            if isinstance(exc, WorkerError) and exc.code == "deadline_exceeded" and not isinstance(exc, DeadlineExceeded):
+                raise TimeoutError("timed out") from None  # the attempt's limit: reported by _post
+            raise
+        return conn
+
+    def _request_bytes(self, endpoint: _Endpoint, data: bytes) -> bytes:
+        """The request head and body, sent in one write (``http.client`` would send the
+        head and the body apart: two system calls, each a chance to lose the GIL)."""
+        lines = [
+            f"POST {endpoint.selector} HTTP/1.1",
+            f"Host: {endpoint.host_header}",
+            "Accept-Encoding: identity",
+            "Content-Type: application/json",
+            "Accept: application/json",
+            f"User-Agent: {self.user_agent}",
+            f"Content-Length: {len(data)}",
+        ]
+        key = self.config.api_key()
+        if key:
+            if not key.isprintable() or not key.isascii():
+                raise WorkerError(
+                    "invalid_argument",
+                    f"the API key in ${self.config.effective_api_key_env} has characters an HTTP header cannot carry",
+                )
+            lines.append(f"Authorization: Bearer {key}")
+        lines.append("\r\n")
+        return "\r\n".join(lines).encode("ascii") + data
+
+    def _roundtrip(self, conn, endpoint: _Endpoint, data: bytes, ctx, end: float, reused: bool):
+        """One POST on an open connection: ``(status, headers, body)``. Raises _Dropped when
+        a reused connection turns out to be closed by the server."""
+        request = self._request_bytes(endpoint, data)
+        sock = conn.sock
+        abort = _Abort(sock)
+        remove = ctx.on_cancel(abort.fire)
+        keep = False
+        response = None
+        try:
+            try:
+                started = time.monotonic()
+                limit = _left(end)
+                _arm(sock, limit)
+                sock.sendall(request)
+                response = _Net.http.HTTPResponse(sock, method="POST")
+                response.begin()
+            except ConnectionError as exc:  # RemoteDisconnected, resets and broken pipes
+                if reused and not abort.fired and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+                    raise _Dropped() from None
+                raise
+            status = response.status
+            # The body is read with what is left of the limit, when the head took a notable
+            # part of it (else, the reply being small, it is read with the head).
+            if time.monotonic() - started > limit / 100:
+                _arm(sock, _left(end))
+            raw = response.read(MAX_REPLY_BYTES + 1 if 200 <= status < 300 else MAX_ERROR_BYTES)
+            keep = response.isclosed() and not response.will_close
+            return status, response.headers, raw
+        except BaseException:
+            if abort.fired:
+                raise Cancelled(ctx.cancel_reason) from None
+            raise
+        finally:
+            abort.disarm()
+            remove()
+            if response is not None:
+                response.close()  # its file holds a reference to the socket
+            if keep and not abort.fired:
+                conn.dspgo_used = time.monotonic()
+            else:
+                conn.close()  # anything left unread, closing or shut down: never reused
+
+    def _post_urllib(self, data: bytes) -> str:
+        """One request with ``urllib.request`` (proxies, other schemes); raises _Retryable
+        or WorkerError."""
+        import http.client
+        import socket
+        import urllib.error
+        import urllib.request
+
+        url = self.config.effective_base_url + "/chat/completions"
+        shown = safe_url(url)
+        request = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
         timeout = self.config.timeout
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 raw = response.read(MAX_REPLY_BYTES + 1)
         except urllib.error.HTTPError as exc:
-            raise self._http_error(exc) from None
+            try:
+                body = exc.read(MAX_ERROR_BYTES)
+            except Exception:  # noqa: BLE001 - the status alone is enough
+                body = b""
+            raise self._http_error(exc.code, exc.headers, body) from None
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, (socket.timeout, TimeoutError)):
                 raise WorkerError("deadline_exceeded", f"LM endpoint {shown}: no answer within {timeout:g} s") from None
@@ -408,12 +812,8 @@ class OpenAIProvider:
             raise WorkerError("internal", f"LM endpoint {url}: the completion has no text content")
         return content
 
-    def _http_error(self, exc: urllib.error.HTTPError) -> Exception:
-        status = exc.code
-        try:
-            raw = exc.read(65536)
-        except Exception:  # noqa: BLE001 - the status alone is enough
-            raw = b""
+    def _http_error(self, status: int, headers, raw: bytes) -> Exception:
+        """The error of a non-2xx answer whose body starts with ``raw``."""
         detail = raw.decode("utf-8", "replace").strip()
         try:
             parsed = json.loads(detail)
@@ -432,21 +832,24 @@ class OpenAIProvider:
             return WorkerError("failed_precondition", message + " (check the API key and its permissions)")
         if status == 404:
             return WorkerError("not_found", message + " (check base_url and model)")
+        retry_after = headers.get("Retry-After") if headers is not None else None
         if status == 429:
-            return _Retryable(WorkerError("resource_exhausted", message), _retry_after(exc.headers.get("Retry-After")))
+            return _Retryable(WorkerError("resource_exhausted", message), _retry_after(retry_after))
         if 500 <= status <= 599:
-            return _Retryable(WorkerError("unavailable", message), _retry_after(exc.headers.get("Retry-After")))
+            return _Retryable(WorkerError("unavailable", message), _retry_after(retry_after))
         if 400 <= status <= 499:
             return WorkerError("invalid_argument", message)
         return WorkerError("unknown", message)
 
 
+@lru_cache(maxsize=32)
 def make_provider(config: LMConfig):
-    """The provider object of a configuration."""
+    """The provider object of a configuration (one per configuration: providers keep no
+    state of their requests)."""
     if config.provider == "openai":
         return OpenAIProvider(config)
     return DummyProvider(config)
 
 
 def with_engine(config: LMConfig, engine: str) -> LMConfig:
-    return replace(config, resolved_engine=engine)
+    return config._replace(resolved_engine=engine)

@@ -12,7 +12,10 @@ import logging
 import sys
 import threading
 import time
-from typing import TextIO
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import TextIO
 
 #: Accepted ``--log-level`` values.
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}

@@ -16,19 +16,41 @@ converted to their declared types, ``invalid_argument`` naming the field.
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
 
-from .engines import make_engine, resolve_engine
 from .errors import WorkerError
-from .lm import LMConfig, make_provider, validate_lm_args, with_engine
 from .registry import Arg, command
-from .spec import CompiledSpec, quote
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from .lm import LMConfig
+    from .spec import CompiledSpec
 
 log = logging.getLogger("dspgo_worker.programs")
+_handler_log = logging.getLogger("dspgo_worker.handler")  # the logger of ctx.logger
+
+_modules: dict = {}
+
+
+def _lazy(name: str):
+    """The package's module ``name`` (spec, lm, engines), imported on first use: a worker
+    that has not run a program command yet has neither compiled nor loaded them."""
+    module = _modules.get(name)
+    if module is None:
+        module = _modules[name] = importlib.import_module(f"{__package__}.{name}")
+    return module
+
+
+def _quote(s: str) -> str:
+    """:func:`dspgo_worker.spec.quote`: Go's ``%q`` of the usual strings."""
+    return json.dumps(s, ensure_ascii=False)
+
 
 #: Compiled specs a worker keeps unless told otherwise.
 DEFAULT_MAX_SPECS = 4096
@@ -40,7 +62,7 @@ class SpecNotFound(WorkerError):
     to resend with the spec."""
 
     def __init__(self, spec_hash: str):
-        super().__init__("not_found", f"spec {quote(spec_hash)} is not compiled on this worker; send the spec")
+        super().__init__("not_found", f"spec {_quote(spec_hash)} is not compiled on this worker; send the spec")
 
 
 class ProgramState:
@@ -51,12 +73,13 @@ class ProgramState:
         self.max_specs = getattr(config, "max_specs", DEFAULT_MAX_SPECS) or DEFAULT_MAX_SPECS
         self._lock = threading.Lock()
         self._specs: OrderedDict[str, CompiledSpec] = OrderedDict()
-        self._lm = LMConfig()
+        self._new_spec = _lazy("spec").CompiledSpec
+        self._default_lm = _lazy("lm").LMConfig()
+        self._lm = self._default_lm
 
     @property
     def lm(self) -> LMConfig:
-        with self._lock:
-            return self._lm
+        return self._lm  # replaced whole, never changed in place: reading needs no lock
 
     def set_lm(self, config: LMConfig) -> None:
         with self._lock:
@@ -65,7 +88,7 @@ class ProgramState:
     def compile(self, raw) -> CompiledSpec:
         """Compile a spec (``invalid_argument`` if bad) and cache it; the cached object is
         returned when the hash is known already."""
-        compiled = CompiledSpec(raw)
+        compiled = self._new_spec(raw)
         with self._lock:
             cached = self._specs.get(compiled.hash)
             if cached is not None:
@@ -95,7 +118,7 @@ class ProgramState:
         """Drop every compiled spec and restore the dummy language model."""
         with self._lock:
             self._specs.clear()
-            self._lm = LMConfig()
+            self._lm = self._default_lm
 
 
 def program_state(ctx) -> ProgramState:
@@ -140,10 +163,11 @@ def rss_bytes() -> int:
 )
 def configure_lm(args, ctx):
     """Result ``{"provider", "model", "engine"}`` (``engine``: native or dspy, what runs)."""
-    config = validate_lm_args(args)
-    config = with_engine(config, resolve_engine(config))
+    lm = _lazy("lm")
+    config = lm.validate_lm_args(args)
+    config = lm.with_engine(config, _lazy("engines").resolve_engine(config))
     if args["verify"]:
-        make_provider(config).verify(ctx)
+        lm.make_provider(config).verify(ctx)
     program_state(ctx).set_lm(config)
     log.info("language model configured", extra={"request_id": ctx.id, **config.describe()})
     return {"provider": config.provider, "model": config.model, "engine": config.resolved_engine}
@@ -159,7 +183,8 @@ def configure_lm(args, ctx):
 )
 def create_program(args, ctx):
     compiled = program_state(ctx).compile(args["spec"])
-    ctx.logger.debug("program compiled", extra={"program_id": args["program_id"], "spec_hash": compiled.hash})
+    if _handler_log.isEnabledFor(logging.DEBUG):
+        ctx.logger.debug("program compiled", extra={"program_id": args["program_id"], "spec_hash": compiled.hash})
     return {"spec_hash": compiled.hash}
 
 
@@ -181,7 +206,7 @@ def execute_program(args, ctx):
         if spec_hash and spec_hash != compiled.hash:
             raise WorkerError(
                 "invalid_argument",
-                f"spec_hash {quote(spec_hash)} does not match the spec, whose hash is {quote(compiled.hash)}",
+                f"spec_hash {_quote(spec_hash)} does not match the spec, whose hash is {_quote(compiled.hash)}",
             )
     else:
         compiled = state.lookup(spec_hash)
@@ -195,7 +220,7 @@ def execute_program(args, ctx):
     if config.delay_ms:
         ctx.sleep(config.delay_ms / 1000.0)
     ctx.check()
-    outputs = make_engine(config).run(compiled, converted, config, ctx)
+    outputs = _lazy("engines").make_engine(config).run(compiled, converted, config, ctx)
     return {"outputs": outputs, "spec_hash": compiled.hash}
 
 
@@ -206,7 +231,7 @@ def execute_program(args, ctx):
 )
 def delete_program(args, ctx):
     if not program_state(ctx).delete(args["spec_hash"]):
-        raise WorkerError("not_found", f"spec {quote(args['spec_hash'])} is not compiled on this worker")
+        raise WorkerError("not_found", f"spec {_quote(args['spec_hash'])} is not compiled on this worker")
     return {"deleted": True}
 
 

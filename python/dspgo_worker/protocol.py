@@ -26,9 +26,13 @@ import math
 import os
 import struct
 import threading
-from typing import Any, BinaryIO, NamedTuple
+from collections import namedtuple
 
 from .errors import WorkerError
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 #: Default and largest accepted body size in bytes (16 MiB), see ``--max-frame-bytes``.
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
@@ -161,7 +165,7 @@ def decode_message(body: bytes) -> dict:
         text = bytes(body).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FrameError("invalid_utf8", f"frame body is not UTF-8: {exc.reason} at byte {exc.start}") from None
-    if not text.strip():
+    if not text or text.isspace():  # (isspace: no copy of a large body, as strip() makes)
         raise FrameError("invalid_json", "frame body is empty")
     try:
         message = _DECODER.decode(text)
@@ -202,6 +206,9 @@ def json_type_name(value: Any) -> str:
 # --- encoding ----------------------------------------------------------------------------
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_body(obj: Any) -> bytes:
     """Encode a message as compact UTF-8 JSON, keys in the order given.
 
@@ -209,7 +216,7 @@ def encode_body(obj: Any) -> bytes:
     to one) become U+FFFD, as Go's encoder does. Raises ``TypeError``/``ValueError`` for
     values JSON cannot hold (unknown types, NaN, circular references).
     """
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = _ENCODER.encode(obj)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
@@ -249,14 +256,11 @@ def error_response(
 # --- requests ----------------------------------------------------------------------------
 
 
-class Request(NamedTuple):
-    """A validated request; ``args`` defaults to ``{}``, optional fields to ``None``."""
+class Request(namedtuple("Request", ("id", "command", "args", "session", "deadline_ms"))):
+    """A validated request: ``id``, ``command``, ``args`` (defaults to ``{}``), ``session``
+    and ``deadline_ms`` (``None`` when absent)."""
 
-    id: int
-    command: str
-    args: dict
-    session: str | None
-    deadline_ms: int | None
+    __slots__ = ()
 
 
 def parse_request(message: dict) -> Request:

@@ -15,13 +15,17 @@ when it is built (:meth:`Registry.table`), so registering later does not change 
 
 from __future__ import annotations
 
-import copy
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from collections import namedtuple
 
 from .errors import WorkerError
 from .protocol import json_type_name
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Mapping
+
+    Handler = Callable[[dict, Any], Any]
 
 #: Argument types and the JSON values each accepts.
 ARG_TYPES: Mapping[str, Callable[[Any], bool]] = {
@@ -34,12 +38,12 @@ ARG_TYPES: Mapping[str, Callable[[Any], bool]] = {
     "any": lambda v: True,
 }
 
-Handler = Callable[[dict, Any], Any]
+#: Immutable default values, handed over as they are (others are copied for each request).
+_IMMUTABLE = (type(None), bool, int, float, str)
 
 
-@dataclass(frozen=True)
-class Arg:
-    """Schema of one command argument.
+class Arg(namedtuple("Arg", ("type", "required", "default", "description"), defaults=(False, None, ""))):
+    """Schema of one command argument (an immutable record).
 
     ``type`` is one of :data:`ARG_TYPES` (``"int"`` rejects booleans, ``"float"`` accepts
     integers and hands them over as floats). A ``null`` value counts as absent, except for
@@ -47,35 +51,42 @@ class Arg:
     ``default``.
     """
 
-    type: str
-    required: bool = False
-    default: Any = None
-    description: str = ""
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        if self.type not in ARG_TYPES:
-            raise ValueError(f"unknown argument type {self.type!r}; known types: {', '.join(ARG_TYPES)}")
-        if self.required and self.default is not None:
+    def __new__(cls, type: str, required: bool = False, default: Any = None, description: str = ""):
+        if type not in ARG_TYPES:
+            raise ValueError(f"unknown argument type {type!r}; known types: {', '.join(ARG_TYPES)}")
+        if required and default is not None:
             raise ValueError("a required argument cannot have a default")
-        if self.default is not None and not ARG_TYPES[self.type](self.default):
-            raise ValueError(f"default {self.default!r} is not of type {self.type}")
+        if default is not None and not ARG_TYPES[type](default):
+            raise ValueError(f"default {default!r} is not of type {type}")
+        return super().__new__(cls, type, required, default, description)
+
+    def fresh_default(self) -> Any:
+        """The default, copied when it is mutable (a list or an object)."""
+        default = self.default
+        if isinstance(default, _IMMUTABLE):
+            return default
+        import copy
+
+        return copy.deepcopy(default)
 
     def describe(self) -> dict:
         """The ``describe`` entry of this argument."""
         return {"type": self.type, "required": self.required, "description": self.description}
 
 
-@dataclass(frozen=True)
-class Command:
-    """A registered command. ``args=None`` means the arguments are passed on unchecked."""
+class Command(
+    namedtuple(
+        "Command",
+        ("name", "handler", "args", "description", "inline", "diagnostics", "strict"),
+        defaults=(None, "", False, False, True),
+    )
+):
+    """A registered command (an immutable record). ``args=None`` means the arguments are
+    passed on unchecked."""
 
-    name: str
-    handler: Handler
-    args: Mapping[str, Arg] | None = None
-    description: str = ""
-    inline: bool = False
-    diagnostics: bool = False
-    strict: bool = True
+    __slots__ = ()
 
     def validate(self, args: dict) -> dict:
         """Check ``args`` against the schema and return a new dict with defaults filled in.
@@ -83,27 +94,30 @@ class Command:
         Raises :class:`WorkerError` ``invalid_argument`` naming the argument: unknown
         (when ``strict``), missing while required, or of the wrong type.
         """
-        if self.args is None:
+        schema = self.args
+        if schema is None:
             return dict(args)
         if self.strict:
-            unknown = sorted(name for name in args if name not in self.args)
-            if unknown:
-                accepted = ", ".join(sorted(self.args)) or "none"
-                raise WorkerError(
-                    "invalid_argument",
-                    f"command {self.name!r}: unknown argument {', '.join(map(repr, unknown))} (accepted: {accepted})",
-                )
+            for name in args:
+                if name not in schema:
+                    unknown = sorted(name for name in args if name not in schema)
+                    accepted = ", ".join(sorted(schema)) or "none"
+                    raise WorkerError(
+                        "invalid_argument",
+                        f"command {self.name!r}: unknown argument {', '.join(map(repr, unknown))} (accepted: {accepted})",
+                    )
             result = {}
         else:
-            result = {name: value for name, value in args.items() if name not in self.args}
-        for name, spec in self.args.items():
+            result = {name: value for name, value in args.items() if name not in schema}
+        for name, spec in schema.items():
             value = args.get(name)
             if value is None and (spec.type != "any" or name not in args):
                 if spec.required:
                     raise WorkerError(
                         "invalid_argument", f"command {self.name!r}: missing required argument {name!r}"
                     )
-                result[name] = copy.deepcopy(spec.default)
+                default = spec.default
+                result[name] = default if default is None else spec.fresh_default()
                 continue
             if not ARG_TYPES[spec.type](value):
                 raise WorkerError(

@@ -17,13 +17,15 @@ produced (text, or values already typed) into a field's declared type.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
-from typing import Any
 
 from .errors import WorkerError
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Types nest at most this deep (``list[list[...]]``).
 MAX_TYPE_DEPTH = 16
@@ -61,6 +63,32 @@ def is_identifier(name: Any) -> bool:
 
 
 def _normalize(value: Any) -> Any:
+    """``value`` ready for the canonical encoder (see :func:`canonical_json`)."""
+    # The exact types JSON decodes to first (the usual case, and the fastest tests); other
+    # values, subclasses included, take the general path below.
+    kind = type(value)
+    if kind is str:
+        # Lone surrogates (json decodes "\ud800" to one) cannot be UTF-8: U+FFFD, as in Go.
+        return value if value.isascii() else _SURROGATES.sub("\ufffd", value)
+    if kind is dict:
+        out = {}
+        for key, v in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise TypeError(f"canonical JSON needs string object keys, not {type(key).__name__}")
+                key = _normalize(key)
+            elif not key.isascii():
+                key = _SURROGATES.sub("\ufffd", key)
+            out[key] = _normalize(v)
+        return out
+    if kind is int or value is None or kind is bool:
+        return value
+    if kind is list:
+        return [_normalize(v) for v in value]
+    return _normalize_other(value)
+
+
+def _normalize_other(value: Any) -> Any:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
@@ -94,14 +122,36 @@ def canonical_json(value: Any) -> bytes:
     floats as ``repr``. Raises ``ValueError`` for NaN and infinities and ``TypeError`` for
     values JSON cannot hold.
     """
-    text = json.dumps(
-        _normalize(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return text.encode("utf-8")
+    return _CANONICAL.encode(_normalize(value)).encode("utf-8")
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+try:  # Python's own SHA-256: hashlib's loads OpenSSL's libcrypto, over 3 MB of resident memory
+    from _sha2 import sha256 as _builtin_sha256  # 3.12 and later
+except ImportError:
+    try:
+        from _sha256 import sha256 as _builtin_sha256  # up to 3.11
+    except ImportError:
+        _builtin_sha256 = None
+
+#: Up to this size the built-in SHA-256 hashes (specs, outputs of usual inputs); larger data
+#: goes to hashlib's faster OpenSSL one, imported then.
+_BUILTIN_SHA256_MAX = 4096
+
+
+def sha256(data: bytes):
+    """A ``hashlib.sha256(data)`` object, without loading OpenSSL for small data."""
+    if _builtin_sha256 is not None and len(data) <= _BUILTIN_SHA256_MAX:
+        return _builtin_sha256(data)
+    import hashlib
+
+    return hashlib.sha256(data)
 
 
 def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return sha256(data).hexdigest()
 
 
 # --- types -------------------------------------------------------------------------------
@@ -542,6 +592,7 @@ class CompiledSpec:
         }
         self.hash = sha256_hex(canonical_json(self.spec))
         self.extras: dict[str, Any] = {}
+        self._dummy_parts: list | None = None  # made by the first dummy_outputs
 
     def input_names(self) -> str:
         return ", ".join(quote(f.name) for f in self.inputs)
@@ -562,14 +613,25 @@ class CompiledSpec:
         return out
 
     def dummy_outputs(self, inputs: dict) -> dict:
-        """The dummy language model's outputs for converted ``inputs`` (docs/protocol.md)."""
+        """The dummy language model's outputs for converted ``inputs`` (docs/protocol.md).
+
+        Each output's seed is the canonical JSON of ``{"field", "inputs", "spec_hash"}``:
+        the keys come in that order, so the inputs' canonical JSON is made once and put
+        between each field's prefix and the hash's suffix.
+        """
+        try:
+            canon_inputs = canonical_json(inputs)
+        except (TypeError, ValueError) as exc:
+            raise invalid(f"inputs: {exc}") from None
+        parts = self._dummy_parts
+        if parts is None:
+            suffix = b',"spec_hash":' + canonical_json(self.hash) + b"}"
+            parts = self._dummy_parts = [
+                (f, b'{"field":' + canonical_json(f.name) + b',"inputs":', suffix) for f in self.outputs
+            ]
         out = {}
-        for f in self.outputs:
-            try:
-                canon = canonical_json({"field": f.name, "inputs": inputs, "spec_hash": self.hash})
-            except (TypeError, ValueError) as exc:
-                raise invalid(f"inputs: {exc}") from None
-            out[f.name] = dummy_value(f.type, hashlib.sha256(canon).digest(), f.name)
+        for f, prefix, suffix in parts:
+            out[f.name] = dummy_value(f.type, sha256(prefix + canon_inputs + suffix).digest(), f.name)
         return out
 
 
@@ -594,4 +656,4 @@ def dummy_value(t: FieldType, digest: bytes, field: str) -> Any:
 
 
 def _child(digest: bytes, i: int) -> bytes:
-    return hashlib.sha256(digest + bytes([i])).digest()
+    return sha256(digest + bytes([i])).digest()

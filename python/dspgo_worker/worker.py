@@ -28,13 +28,10 @@ import heapq
 import itertools
 import logging
 import os
-import platform
+import sys
 import threading
 import time
-import traceback
-from collections import OrderedDict
-from dataclasses import dataclass
-from typing import BinaryIO, Mapping
+from collections import OrderedDict, namedtuple
 
 from .context import Context
 from .errors import WorkerError
@@ -53,6 +50,10 @@ from .protocol import (
 from .registry import Command, Registry, default_registry
 from .version import PROTOCOL_VERSION, __version__
 
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Mapping
+
 #: Exit statuses of the worker process (see the package docstring).
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -66,16 +67,26 @@ log = logging.getLogger("dspgo_worker")
 QUEUED, RUNNING, ANSWERED = "queued", "running", "answered"
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    """Settings of one worker (the CLI flags)."""
+class WorkerConfig(
+    namedtuple(
+        "WorkerConfig",
+        ("worker_id", "max_concurrency", "max_frame_bytes", "diagnostics", "stop_grace", "max_specs"),
+        defaults=(4, DEFAULT_MAX_FRAME_BYTES, False, 0.5, 4096),
+    )
+):
+    """Settings of one worker (the CLI flags), an immutable record: ``worker_id``,
+    ``max_concurrency`` (4), ``max_frame_bytes``, ``diagnostics`` (False), ``stop_grace``
+    (0.5) and ``max_specs`` (4096)."""
 
-    worker_id: str
-    max_concurrency: int = 4
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-    diagnostics: bool = False
-    stop_grace: float = 0.5
-    max_specs: int = 4096
+    __slots__ = ()
+
+
+def python_version() -> str:
+    """``platform.python_version()`` without importing platform: ``3.11.7``, ``3.13.0rc1``…"""
+    version = sys.version.split(None, 1)[0]
+    if version.count(".") == 1:
+        version += ".0"
+    return version
 
 
 class RequestCounters:
@@ -149,6 +160,7 @@ class Worker:
         self._threads = 0
         self._idle = 0
         self._reaper_started = False
+        self._reaper_wake: float | None = None  # when the sleeping reaper wakes; None: when told
         self._stopping = False
         self._stop_reason: str | None = None
         self.counters = RequestCounters()
@@ -163,7 +175,7 @@ class Worker:
             "protocol_version": PROTOCOL_VERSION,
             "worker_version": __version__,
             "pid": os.getpid(),
-            "python_version": platform.python_version(),
+            "python_version": python_version(),
             "worker_id": self.config.worker_id,
             "commands": sorted(self.commands),
             "max_concurrency": self.config.max_concurrency,
@@ -202,6 +214,9 @@ class Worker:
 
     def state(self, key: str, factory):
         """The worker's state object ``key``, made by ``factory(worker)`` on first use."""
+        value = self._states.get(key)  # made already: no lock needed to read it
+        if value is not None:
+            return value
         with self._state_lock:
             value = self._states.get(key)
             if value is None:
@@ -288,12 +303,24 @@ class Worker:
     def _enqueue_locked(self, job: _Job) -> None:
         """Queue a job, starting a thread if no idle one can take it. Holds ``_lock``."""
         self._queue[job.id] = job
-        if job.ctx.deadline is not None:
-            heapq.heappush(self._deadlines, (job.ctx.deadline, next(self._seq), job))
+        deadline = job.ctx.deadline
+        if deadline is not None:
+            deadlines = self._deadlines
+            # Drop the entries of jobs no longer queued: from the top (cheap), and all of them
+            # when they outnumber the queue (so the heap stays as small as the queue).
+            while deadlines and deadlines[0][2].state != QUEUED:
+                heapq.heappop(deadlines)
+            if len(deadlines) > 2 * len(self._queue) + 64:
+                deadlines[:] = [entry for entry in deadlines if entry[2].state == QUEUED]
+                heapq.heapify(deadlines)
+            heapq.heappush(deadlines, (deadline, next(self._seq), job))
             if not self._reaper_started:
                 self._reaper_started = True
                 threading.Thread(target=self._reap_deadlines, name="dspgo-deadlines", daemon=True).start()
-            self._deadline_cv.notify()
+            elif self._reaper_wake is None or deadline < self._reaper_wake:
+                # The reaper sleeps until the earliest deadline it knows: only an earlier one
+                # needs to wake it (waking it for every request costs a thread switch).
+                self._deadline_cv.notify()
         if len(self._queue) > self._idle and self._threads < self.config.max_concurrency:
             self._threads += 1
             threading.Thread(target=self._serve_queue, name=f"dspgo-worker-{self._threads}", daemon=True).start()
@@ -330,11 +357,14 @@ class Worker:
                     while self._deadlines and self._deadlines[0][2].state != QUEUED:
                         heapq.heappop(self._deadlines)
                     if not self._deadlines:
+                        self._reaper_wake = None
                         self._deadline_cv.wait()
                         continue
-                    delay = self._deadlines[0][0] - time.monotonic()
+                    wake = self._deadlines[0][0]
+                    delay = wake - time.monotonic()
                     if delay <= 0:
                         break
+                    self._reaper_wake = wake
                     self._deadline_cv.wait(min(delay, threading.TIMEOUT_MAX))
                 expired = []
                 now = time.monotonic()
@@ -363,20 +393,23 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - every failure must become a response
             code = exc.code if isinstance(exc, WorkerError) else "internal"
             message = str(exc) or type(exc).__name__
+            import traceback  # loaded with logging anyway; only failures need it
+
             response = error_response(job.id, code, message, type(exc).__name__, traceback.format_exc())
         with self._lock:
             if job.state == ANSWERED:
                 return
             job.state = ANSWERED
-        log.debug(
-            "request handled",
-            extra={
-                "request_id": job.id,
-                "command": job.command.name,
-                "success": response["success"],
-                "duration_ms": round((time.monotonic() - started) * 1000, 3),
-            },
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "request handled",
+                extra={
+                    "request_id": job.id,
+                    "command": job.command.name,
+                    "success": response["success"],
+                    "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                },
+            )
         self._respond(job, response)
 
     def _respond(self, job: _Job, response: dict) -> None:
@@ -388,7 +421,8 @@ class Worker:
             with self._lock:
                 if self._jobs.get(job.id) is job:
                     del self._jobs[job.id]
-                self._done_cv.notify_all()
+                if self._stopping:  # only the shutdown sequence waits for jobs to leave
+                    self._done_cv.notify_all()
 
     def _send(self, response: dict) -> bool:
         """Encode and write a response; an unencodable or oversized one becomes an error.

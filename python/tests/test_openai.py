@@ -15,7 +15,8 @@ from unittest import mock
 
 from dspgo_worker.context import Context
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.lm import LMConfig, OpenAIProvider, _retry_after, call_in_thread, redact
+from dspgo_worker import lm as lm_module
+from dspgo_worker.lm import LMConfig, OpenAIProvider, _retry_after, call_in_thread, close_connections, redact
 
 from .helpers import WAIT, InProcessWorker, WorkerProcess
 from .test_spec import spec_of
@@ -37,15 +38,21 @@ def sections(**fields) -> str:
 class FakeLM:
     """An OpenAI-compatible endpoint on 127.0.0.1 that answers from a script.
 
-    ``push(status, body, headers, hang)`` queues one answer; with none queued it answers
-    500. ``hang`` holds the answer until :meth:`reset` or :meth:`close`. ``requests``
-    records each request (path, headers, JSON body); ``received`` is signalled at each.
-    One server serves a whole test class; :meth:`reset` starts each test afresh.
+    ``push(status, body, headers, hang, mode)`` queues one answer; with none queued it
+    answers 500. ``hang`` holds the answer until :meth:`reset` or :meth:`close`. ``mode``
+    shapes the answer: ``chunked`` (chunked transfer encoding), ``close`` (says
+    ``Connection: close`` and closes), ``drop`` (closes the connection after the answer
+    without saying so, as a server whose keep-alive time-out passes does). ``requests``
+    records each request (path, headers, JSON body, client port); ``received`` is
+    signalled at each; ``connections`` lists the client ports of the accepted
+    connections. One server serves a whole test class; :meth:`reset` starts each test
+    afresh.
     """
 
     def __init__(self):
         self.script: queue.Queue = queue.Queue()
         self.requests: list[dict] = []
+        self.connections: list[int] = []
         self.received = threading.Semaphore(0)
         self.release = threading.Event()
         fake = self
@@ -63,12 +70,14 @@ class FakeLM:
                     parsed = json.loads(body)
                 except ValueError:
                     parsed = None
-                fake.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": parsed})
+                fake.requests.append(
+                    {"path": self.path, "headers": dict(self.headers.items()), "body": parsed, "port": self.client_address[1]}
+                )
                 release = fake.release
                 try:
-                    status, payload, headers, hang = fake.script.get_nowait()
+                    status, payload, headers, hang, mode = fake.script.get_nowait()
                 except queue.Empty:
-                    status, payload, headers, hang = 500, {"error": {"message": "no scripted answer"}}, {}, False
+                    status, payload, headers, hang, mode = 500, {"error": {"message": "no scripted answer"}}, {}, False, None
                 fake.received.release()
                 if hang:
                     release.wait(WAIT)
@@ -78,14 +87,30 @@ class FakeLM:
                     for name, value in headers.items():
                         self.send_header(name, value)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    if mode == "close":
+                        self.send_header("Connection", "close")
+                    if mode == "chunked":
+                        self.send_header("Transfer-Encoding", "chunked")
+                        self.end_headers()
+                        half = len(data) // 2
+                        for chunk in (data[:half], data[half:], b""):
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    else:
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                    self.wfile.flush()
                 except OSError:
                     pass  # the client gave up (time-out tests)
+                if mode == "drop":
+                    self.close_connection = True
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+
+            def process_request(self, request, client_address):
+                fake.connections.append(client_address[1])
+                super().process_request(request, client_address)
 
             def handle_error(self, request, client_address):
                 pass
@@ -100,14 +125,15 @@ class FakeLM:
         self.release = threading.Event()
         self.script = queue.Queue()
         self.requests = []
+        self.connections = []
         self.received = threading.Semaphore(0)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
-    def push(self, status=200, body=None, headers=None, hang=False) -> None:
-        self.script.put((status, body if body is not None else chat("ok"), headers or {}, hang))
+    def push(self, status=200, body=None, headers=None, hang=False, mode=None) -> None:
+        self.script.put((status, body if body is not None else chat("ok"), headers or {}, hang, mode))
 
     def wait_request(self) -> None:
         if not self.received.acquire(timeout=WAIT):
@@ -133,12 +159,13 @@ class LMTestCase(unittest.TestCase):
         self.addCleanup(patcher.stop)
         for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", KEY_ENV):
             os.environ.pop(name, None)
+        close_connections()  # no connection kept from an earlier test
         self.lm.reset()
         self.addCleanup(self.lm.reset)
 
 
-class OpenAIProviderTest(LMTestCase):
-    """The provider in-process: request shape, retries, error mapping."""
+class ProviderHelpers:
+    """For LMTestCases: a provider of the fake LM, and calls to it."""
 
     def provider(self, **fields) -> OpenAIProvider:
         config = LMConfig(**{"provider": "openai", "model": "test-model", "base_url": self.lm.url, "api_key_env": KEY_ENV, **fields})
@@ -155,6 +182,17 @@ class OpenAIProviderTest(LMTestCase):
             self.complete(provider, ctx)
         self.assertEqual(caught.exception.code, code, caught.exception.message)
         return caught.exception
+
+    def _run_capture(self, ctx):
+        try:
+            self.complete(ctx=ctx)
+        except WorkerError as exc:
+            return exc
+        return None
+
+
+class OpenAIProviderTest(ProviderHelpers, LMTestCase):
+    """The provider in-process: request shape, retries, error mapping."""
 
     def test_request_shape_with_key(self):
         os.environ[KEY_ENV] = SECRET
@@ -231,13 +269,6 @@ class OpenAIProviderTest(LMTestCase):
         self.assertEqual(outcome[0].code, "canceled")
         self.assertEqual(len(self.lm.requests), 1)
 
-    def _run_capture(self, ctx):
-        try:
-            self.complete(ctx=ctx)
-        except WorkerError as exc:
-            return exc
-        return None
-
     def test_500_then_success(self):
         self.lm.push(500, {"error": {"message": "boom"}})
         self.lm.push(503, b"unavailable")
@@ -304,6 +335,154 @@ class OpenAIProviderTest(LMTestCase):
         self.assertEqual(redact("key sk-abc", "sk-abc"), "key [REDACTED]")
         self.assertNotIn("0123456789ab", redact("partial 0123456789abcd", SECRET))
         self.assertEqual(redact("text", None), "text")
+
+
+class ConnectionReuseTest(ProviderHelpers, LMTestCase):
+    """Kept-alive connections: reused, replaced when the server drops them, never reused
+    after a failed or cancelled exchange."""
+
+    def test_one_connection_serves_many_requests(self):
+        for i in range(5):
+            self.lm.push(body=chat(f"reply {i}"))
+        provider = self.provider()
+        self.assertEqual([self.complete(provider) for _ in range(5)], [f"reply {i}" for i in range(5)])
+        self.assertEqual(len(self.lm.requests), 5)
+        self.assertEqual(len(self.lm.connections), 1, "every request on the first connection")
+        self.assertEqual({r["port"] for r in self.lm.requests}, set(self.lm.connections))
+        self.assertEqual(self.lm.requests[0]["headers"].get("Connection"), None, "no Connection: close")
+
+    def test_each_thread_keeps_its_own_connection(self):
+        for _ in range(4):
+            self.lm.push()
+        provider = self.provider()
+        results = []
+        for _ in range(2):
+            thread = threading.Thread(target=lambda: results.extend([self.complete(provider), self.complete(provider)]))
+            thread.start()
+            thread.join(WAIT)
+        self.assertEqual(results, ["ok"] * 4)
+        self.assertEqual(len(self.lm.connections), 2)
+
+    def test_a_dropped_kept_connection_is_replaced_and_the_request_sent_again(self):
+        # The server closes the connection after its answer without saying so; the next
+        # request, sent at once (no idle check), fails on it and is sent on a new one.
+        self.lm.push(body=chat("first"), mode="drop")
+        self.lm.push(body=chat("second"))
+        provider = self.provider()
+        with mock.patch.object(lm_module, "_IDLE_CHECK_S", 3600.0):
+            self.assertEqual(self.complete(provider), "first")
+            time.sleep(0.05)  # the server has closed its end
+            self.assertEqual(self.complete(provider), "second")
+        self.assertEqual(len(self.lm.connections), 2)
+        self.assertEqual(len(self.lm.requests), 2, "the request reached the server once")
+
+    def test_an_idle_connection_closed_by_the_server_is_not_used(self):
+        self.lm.push(body=chat("first"), mode="drop")
+        self.lm.push(body=chat("second"))
+        provider = self.provider()
+        with mock.patch.object(lm_module, "_IDLE_CHECK_S", 0.0):
+            self.assertEqual(self.complete(provider), "first")
+            time.sleep(0.05)
+            self.assertEqual(self.complete(provider), "second")
+        self.assertEqual(len(self.lm.connections), 2)
+        self.assertEqual(len(self.lm.requests), 2)
+
+    def test_a_dropped_fresh_connection_is_not_retried(self):
+        # Only a reused connection may have been closed while idle: on a new one, the server
+        # closing without an answer is an error (5xx-like: unavailable), sent once.
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(4)
+            port = listener.getsockname()[1]
+            accepted = []
+
+            def serve():
+                for _ in range(2):
+                    try:
+                        conn, _ = listener.accept()
+                    except OSError:
+                        return
+                    accepted.append(conn)
+                    conn.recv(65536)
+                    conn.close()
+
+            thread = threading.Thread(target=serve, daemon=True)
+            thread.start()
+            provider = self.provider(base_url=f"http://127.0.0.1:{port}/v1")
+            provider.max_retries = 0
+            error = self.assert_code("unavailable", provider)
+            self.assertIn("127.0.0.1", error.message)
+            self.assertEqual(len(accepted), 1, "no second connection for a fresh one")
+
+    def test_chunked_and_closing_answers(self):
+        self.lm.push(body=chat("chunked"), mode="chunked")
+        self.lm.push(body=chat("after chunked"))
+        self.lm.push(body=chat("closing"), mode="close")
+        self.lm.push(body=chat("after closing"))
+        provider = self.provider()
+        self.assertEqual([self.complete(provider) for _ in range(4)], ["chunked", "after chunked", "closing", "after closing"])
+        self.assertEqual(len(self.lm.connections), 2, "a new connection only after Connection: close")
+
+    def test_error_answers_keep_the_connection(self):
+        self.lm.push(404, {"error": {"message": "no such model"}})
+        self.lm.push(body=chat("fine"))
+        provider = self.provider()
+        self.assert_code("not_found", provider)
+        self.assertEqual(self.complete(provider), "fine")
+        self.assertEqual(len(self.lm.connections), 1)
+
+    def test_no_reuse_after_a_time_out(self):
+        self.lm.push(body=chat("too late"), hang=True)
+        self.assert_code("deadline_exceeded", self.provider(timeout_ms=200))
+        self.lm.reset()
+        self.lm.push(body=chat("fresh"))
+        self.assertEqual(self.complete(), "fresh")
+        self.assertEqual(len(self.lm.connections), 1, "a new connection (the timed-out one is closed)")
+
+    def test_cancel_during_the_exchange(self):
+        self.lm.push(body=chat("late"), hang=True)
+        ctx = Context(1, "execute_program")
+        outcome = []
+        thread = threading.Thread(target=lambda: outcome.append(self._run_capture(ctx)))
+        thread.start()
+        self.lm.wait_request()
+        started = time.monotonic()
+        ctx.cancel("stop")
+        thread.join(WAIT)
+        self.assertLess(time.monotonic() - started, 1)
+        self.assertEqual((outcome[0].code, outcome[0].message), ("canceled", "stop"))
+        self.lm.reset()
+        self.lm.push(body=chat("next"))
+        self.assertEqual(self.complete(), "next")
+
+    def test_the_worker_reuses_connections(self):
+        worker = InProcessWorker(self)
+        worker.ok("configure_lm", {"provider": "openai", "model": "m", "base_url": self.lm.url, "engine": "native"})
+        spec = spec_of([("q", "")], [("a", "")])
+        for i in range(12):
+            self.lm.push(body=chat(sections(a=f"answer {i}")))
+        for i in range(12):
+            self.assertEqual(worker.ok("execute_program", {"spec": spec, "inputs": {"q": "?"}})["outputs"], {"a": f"answer {i}"})
+        self.assertEqual(len(self.lm.requests), 12)
+        self.assertLessEqual(len(self.lm.connections), 4, "at most one per worker thread (--max-concurrency 4)")
+
+    def test_proxy_from_the_environment_is_used(self):
+        # As urllib does: http_proxy applies to hosts outside no_proxy.
+        os.environ["http_proxy"] = self.lm.url.rsplit("/", 1)[0]
+        self.lm.push(body=chat("via the proxy"))
+        provider = self.provider(base_url="http://lm.example.invalid/v1")
+        self.assertEqual(self.complete(provider), "via the proxy")
+        self.assertEqual(self.lm.requests[0]["path"], "http://lm.example.invalid/v1/chat/completions")
+        del os.environ["http_proxy"]
+        self.lm.push(body=chat("direct"))
+        self.assertEqual(self.complete(self.provider()), "direct")
+        self.assertEqual(self.lm.requests[1]["path"], "/v1/chat/completions")
+
+    def test_key_with_line_breaks_is_refused(self):
+        os.environ[KEY_ENV] = "sk-abc\r\nX-Injected: 1"
+        error = self.assert_code("invalid_argument")
+        self.assertNotIn("sk-abc", error.message)
+        self.assertEqual(self.lm.requests, [])
 
 
 class CallInThreadTest(unittest.TestCase):
@@ -451,6 +630,23 @@ class OpenAIProcessTest(LMTestCase):
         for text in [stderr, *(json.dumps(r) for r in replies)]:
             self.assertNotIn(SECRET, text)
             self.assertNotIn(SECRET[6:18], text)
+
+    def test_http_stack_loaded_on_first_use_without_urllib(self):
+        from .test_imports import bare_modules
+
+        worker = WorkerProcess(self, "--diagnostics")
+        worker.request("configure_lm", {"provider": "openai", "model": "m", "base_url": self.lm.url, "engine": "native"})
+        before = set(worker.request("modules")["result"]["modules"])
+        self.lm.push(body=chat(sections(a="x")))
+        reply = worker.request("execute_program", {"spec": spec_of([("q", "")], [("a", "")]), "inputs": {"q": "?"}})
+        self.assertTrue(reply["success"], reply)
+        after = set(worker.request("modules")["result"]["modules"])
+        bare = bare_modules()
+        if "http.client" not in bare:
+            self.assertNotIn("http.client", before, "configure_lm makes no request")
+            self.assertIn("http.client", after)
+        if "urllib.request" not in bare:
+            self.assertNotIn("urllib.request", after, "urllib is only for proxies")
 
     def test_cancel_during_a_request(self):
         worker = WorkerProcess(self)
