@@ -108,7 +108,7 @@ func (s Suite) Run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	if s.WorkerDir == "" {
-		if s.WorkerDir, err = port.EmbeddedWorkerDir(""); err != nil {
+		if s.WorkerDir, err = port.PrepareWorkerDir(ctx, s.Python, ""); err != nil {
 			return nil, err
 		}
 	}

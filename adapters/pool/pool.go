@@ -181,7 +181,7 @@ func (p *Pool) resolveWorker(ctx context.Context) error {
 			return &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: p.opts.Name, Err: err}
 		}
 		if w.WorkerDir == "" {
-			if w.WorkerDir, err = port.EmbeddedWorkerDir(w.CacheDir); err != nil {
+			if w.WorkerDir, err = port.PrepareWorkerDir(ctx, w.Python, w.CacheDir); err != nil {
 				return &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: p.opts.Name, Err: err}
 			}
 		}

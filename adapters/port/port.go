@@ -87,7 +87,7 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 			return nil, &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: opts.Name, Err: err}
 		}
 		if a.dir = opts.WorkerDir; a.dir == "" {
-			if a.dir, err = EmbeddedWorkerDir(opts.CacheDir); err != nil {
+			if a.dir, err = PrepareWorkerDir(ctx, a.python, opts.CacheDir); err != nil {
 				return nil, &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: opts.Name, Err: err}
 			}
 		}

@@ -292,6 +292,9 @@ func TestEmbeddedWorkerFiles(t *testing.T) {
 	info, err := os.Stat(dirs[0])
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), info.Mode().Perm())
+	pycs, err := filepath.Glob(filepath.Join(dirs[0], "dspgo_worker", "__pycache__", "*.pyc"))
+	require.NoError(t, err)
+	assert.NotEmpty(t, pycs, "the bytecode is compiled once, for every later worker")
 
 	// A tampered copy is detected and rewritten before use.
 	target := filepath.Join(dirs[0], "dspgo_worker", "__init__.py")

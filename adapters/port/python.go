@@ -94,6 +94,27 @@ func EmbeddedWorkerDir(cacheDir string) (string, error) {
 	return dir, nil
 }
 
+// PrepareWorkerDir returns EmbeddedWorkerDir(cacheDir), with the worker's
+// bytecode compiled once by python, in checked-hash mode (Python checks it
+// against the source at each import): workers then start faster and use
+// about a megabyte less each. Compilation is an optimisation; its failure
+// is ignored.
+func PrepareWorkerDir(ctx context.Context, python, cacheDir string) (string, error) {
+	dir, err := EmbeddedWorkerDir(cacheDir)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "dspgo_worker", "__pycache__")); err == nil {
+		return dir, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", filepath.Join(dir, "dspgo_worker"))
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	_ = cmd.Run()
+	return dir, nil
+}
+
 // embeddedFiles returns the embedded worker files by relative path and the
 // hex SHA-256 over their names and contents.
 func embeddedFiles() (map[string][]byte, string, error) {
