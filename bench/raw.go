@@ -17,7 +17,8 @@ import (
 
 // rawWorker is the baseline: the same Python worker driven with the
 // protocol codec directly, with no adapter, no reader goroutine and no
-// supervision — the least a host can do.
+// supervision, reading with blocking system calls — the least a host can
+// do.
 type rawWorker struct {
 	cmd    *exec.Cmd
 	in     *os.File
@@ -33,10 +34,13 @@ func startRaw(python, dir string, args ...string) (*rawWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
+	// Blocking reads, outside the runtime's poller: the fastest way for one
+	// goroutine to wait for its reply.
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
 		return nil, err
 	}
+	outR, outW := os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1")
 	cmd := exec.Command(python, append([]string{"-m", "dspgo_worker", "--log-level", "error"}, args...)...)
 	cmd.Env = []string{"PYTHONPATH=" + dir, "PYTHONDONTWRITEBYTECODE=1"}
 	cmd.Stdin, cmd.Stdout = inR, outW

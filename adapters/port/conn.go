@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,12 @@ func (c *conn) readLoop(maxFrame int) {
 		c.mu.Unlock()
 		if ch != nil {
 			ch <- resp // buffered: never blocks
+			if r.Buffered() == 0 {
+				// The next read blocks in the kernel, holding this
+				// thread's P: let the caller just woken run here first,
+				// instead of waiting for the scheduler to take the P back.
+				runtime.Gosched()
+			}
 		}
 	}
 }
