@@ -7,9 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -23,6 +21,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/proc"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/protocol"
 )
@@ -279,17 +278,28 @@ func (s Suite) pingPool(ctx context.Context) ([]Row, error) {
 		protocol.Request{Command: "ping"}, 0.8)
 }
 
-func (s Suite) execute(ctx context.Context) ([]Row, error) {
+// qaProgram starts a port worker with the program "question -> answer";
+// the caller closes the adapter.
+func (s Suite) qaProgram(ctx context.Context) (*port.Adapter, *dspgo.Client, *dspgo.Program, error) {
 	a, err := port.New(ctx, s.portOptions())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c := dspgo.NewClient(a)
+	prog, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
+	if err != nil {
+		_ = a.Close(context.Background())
+		return nil, nil, nil, err
+	}
+	return a, c, prog, nil
+}
+
+func (s Suite) execute(ctx context.Context) ([]Row, error) {
+	a, c, prog, err := s.qaProgram(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer a.Close(context.Background())
-	c := dspgo.NewClient(a)
-	prog, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
-	if err != nil {
-		return nil, err
-	}
 	in := map[string]any{"question": "What is Go?"}
 	call := func(ctx context.Context) error { _, err := c.Execute(ctx, prog.ID, in); return err }
 
@@ -448,16 +458,11 @@ func (s Suite) spawnPerCall(ctx context.Context) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := port.New(ctx, s.portOptions())
+	a, c, prog, err := s.qaProgram(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer a.Close(context.Background())
-	c := dspgo.NewClient(a)
-	prog, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
-	if err != nil {
-		return nil, err
-	}
 	d, err := s.sample(func() (float64, error) {
 		r := Measure(ctx, "port", 1, s.Duration, func(ctx context.Context) error {
 			_, err := c.Execute(ctx, prog.ID, map[string]any{"question": "What is Go?"})
@@ -530,27 +535,13 @@ func settledRSS(pid int) uint64 {
 	var last uint64
 	for range 50 {
 		time.Sleep(20 * time.Millisecond) // sampling a settling process, not synchronisation
-		rss := readRSS(pid)
+		rss := proc.RSS(pid)
 		if rss != 0 && rss == last {
 			return rss
 		}
 		last = rss
 	}
 	return last
-}
-
-func readRSS(pid int) uint64 {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // WriteReport writes the report as a table.

@@ -1,13 +1,11 @@
 package python_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,24 +19,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is a bytes.Buffer safe for the exec copier and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // worker is a Python worker driven through the protocol codec, the way the
 // port adapter drives it.
 type worker struct {
@@ -48,7 +28,7 @@ type worker struct {
 	w      *protocol.Writer
 	frames chan protocol.Response // closed at end of stdout
 	exited chan struct{}          // closed when the process has been waited for
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 	err    error // Wait's result, valid after exited is closed
 }
 
@@ -61,7 +41,7 @@ func startWorker(t *testing.T, args ...string) *worker {
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	wk := &worker{t: t, cmd: cmd, stdin: stdin, w: protocol.NewWriter(stdin, 0),
-		frames: make(chan protocol.Response, 16), exited: make(chan struct{}), stderr: &syncBuffer{}}
+		frames: make(chan protocol.Response, 16), exited: make(chan struct{}), stderr: &testutil.SyncBuffer{}}
 	cmd.Stderr = wk.stderr
 	require.NoError(t, cmd.Start())
 

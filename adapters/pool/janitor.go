@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/dspgo/dspgo/internal/proc"
 )
 
 // janitor retires workers by age, idleness and memory, reaps idle
@@ -91,7 +93,7 @@ func (p *Pool) checkHealth() {
 		go func() {
 			defer wg.Done()
 			info := w.p.Worker()
-			w.rss.Store(readRSS(info.PID))
+			w.rss.Store(proc.RSS(info.PID))
 			ctx, cancel := context.WithTimeout(p.life, p.opts.HealthTimeout)
 			defer cancel()
 			if err := w.p.Ping(ctx); err != nil && p.life.Err() == nil && w.p.Ready() && w.p.Worker().PID == info.PID {

@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/dspgo/dspgo/internal/proc"
 )
 
 // RunIDEnv is the environment variable that carries the host run's id to
@@ -104,7 +104,7 @@ func (r *run) saveLocked() {
 		_ = os.Remove(path)
 		return
 	}
-	start, _ := startTime(os.Getpid())
+	start, _ := proc.StartTime(os.Getpid())
 	data, _ := json.Marshal(state{HostPID: os.Getpid(), HostStart: start, Workers: r.pids})
 	tmp := path + ".tmp"
 	if os.WriteFile(tmp, data, 0o600) == nil {
@@ -138,7 +138,7 @@ func ReapOrphans(dir string) ([]int, error) {
 			_ = os.Remove(path) // unreadable: nothing can be verified from it
 			continue
 		}
-		if start, err := startTime(st.HostPID); err == nil && start == st.HostStart {
+		if start, err := proc.StartTime(st.HostPID); err == nil && start == st.HostStart {
 			continue // the host lives: its workers are its own
 		}
 		for _, pid := range st.Workers {
@@ -167,22 +167,4 @@ func isWorkerOf(pid int, runID string) bool {
 	}
 	want := RunIDEnv + "=" + runID
 	return slices.ContainsFunc(bytes.Split(environ, []byte{0}), func(kv []byte) bool { return string(kv) == want })
-}
-
-// startTime returns a process's start time, in clock ticks since boot,
-// from /proc/<pid>/stat.
-func startTime(pid int) (uint64, error) {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, errors.New("port: malformed /proc stat")
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	if len(fields) < 20 {
-		return 0, fmt.Errorf("port: short /proc stat for %d", pid)
-	}
-	return strconv.ParseUint(fields[19], 10, 64) // field 22 of stat; 20th after the command
 }

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,28 +15,11 @@ import (
 	"github.com/dspgo/dspgo/internal/testutil"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestMetricsEndpoint scrapes /metrics while a batch runs.
 func TestMetricsEndpoint(t *testing.T) {
 	testutil.VerifyNoChildren(t)
 	stdin, feed := io.Pipe()
-	var out, errOut lockedBuffer
+	var out, errOut testutil.SyncBuffer
 	no := false
 	done := make(chan int)
 	go func() {

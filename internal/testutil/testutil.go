@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dspgo/dspgo/internal/proc"
 )
 
 // Discard is a logger that drops everything, for tests whose adapters
@@ -117,39 +119,36 @@ func Children() []string {
 		if err != nil {
 			continue
 		}
-		if ppid, comm, ok := parentOf(pid); ok && ppid == self {
+		if fields, comm, err := proc.Stat(pid); err == nil && fields[1] == strconv.Itoa(self) {
 			kids = append(kids, fmt.Sprintf("%d (%s)", pid, comm))
 		}
 	}
 	return kids
 }
 
-// parentOf reads a process's parent pid and command name from
-// /proc/<pid>/stat.
-func parentOf(pid int) (ppid int, comm string, ok bool) {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, "", false
-	}
-	open, closing := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
-	if open < 0 || closing < open {
-		return 0, "", false
-	}
-	fields := strings.Fields(string(data[closing+1:]))
-	if len(fields) < 2 {
-		return 0, "", false
-	}
-	ppid, err = strconv.Atoi(fields[1])
-	return ppid, string(data[open+1 : closing]), err == nil
-}
-
 // Alive reports whether a process with the pid exists and is not a zombie.
 func Alive(pid int) bool {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return false
-	}
-	closing := bytes.LastIndexByte(data, ')')
-	fields := strings.Fields(string(data[closing+1:]))
-	return len(fields) > 0 && fields[0] != "Z"
+	fields, _, err := proc.Stat(pid)
+	return err == nil && fields[0] != "Z"
+}
+
+// SyncBuffer is a bytes.Buffer safe for a writer goroutine (an exec
+// copier, a command under test) and the test reading it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
