@@ -74,6 +74,7 @@ func TestEncodeRejectsInvalidMessages(t *testing.T) {
 		"args invalid JSON": {ID: 1, Command: "x", Args: json.RawMessage(`{"a":`)},
 		"id over MaxID":     {ID: protocol.MaxID + 1, Command: "x"},
 		"negative deadline": {ID: 1, Command: "x", DeadlineMS: -1},
+		"args too deep":     {ID: 1, Command: "x", Args: json.RawMessage(`{"a":` + strings.Repeat("[", protocol.MaxDepth) + strings.Repeat("]", protocol.MaxDepth) + `}`)},
 	}
 	for name, req := range reqs {
 		t.Run(name, func(t *testing.T) {
@@ -94,6 +95,24 @@ func TestEncodeRejectsInvalidMessages(t *testing.T) {
 			assert.ErrorIs(t, err, protocol.ErrInvalidField)
 		})
 	}
+}
+
+func TestDepthLimit(t *testing.T) {
+	nest := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	ok := json.RawMessage(nest(protocol.MaxDepth))
+	_, err := protocol.EncodeRequest(&protocol.Request{ID: 1, Command: "x", Args: ok}, 0)
+	require.NoError(t, err, "exactly MaxDepth levels")
+	deep := json.RawMessage(nest(protocol.MaxDepth + 1))
+	_, err = protocol.EncodeRequest(&protocol.Request{ID: 1, Command: "x", Args: deep}, 0)
+	assert.ErrorIs(t, err, protocol.ErrInvalidField)
+	_, err = protocol.EncodeResponse(&protocol.Response{ID: 1, Success: true, Result: deep}, 0)
+	assert.ErrorIs(t, err, protocol.ErrInvalidField)
+	_, err = protocol.DecodeResponse([]byte(`{"id":1,"success":true,"result":` + nest(protocol.MaxDepth+1) + `}`))
+	assert.ErrorIs(t, err, protocol.ErrInvalidJSON)
+	assert.ErrorContains(t, err, "nested deeper")
+	// Brackets inside strings do not count.
+	_, err = protocol.EncodeRequest(&protocol.Request{ID: 1, Command: "x", Args: json.RawMessage(`{"s":"` + strings.Repeat("[", 1000) + `"}`)}, 0)
+	assert.NoError(t, err)
 }
 
 func TestDecodeFieldErrorsKeepTheID(t *testing.T) {

@@ -132,6 +132,9 @@ func AppendResponse(dst []byte, r *Response, maxFrameBytes int) ([]byte, error) 
 		if !json.Valid(r.Result) {
 			return dst, fmt.Errorf("%w: result of response %d is not valid JSON", ErrInvalidField, r.ID)
 		}
+		if depth(r.Result) > MaxDepth {
+			return dst, fmt.Errorf("%w: result of response %d nests deeper than %d levels", ErrInvalidField, r.ID, MaxDepth)
+		}
 		result = r.Result
 	}
 	start, b, err := beginFrame(dst, r.ID, r.Kind)
@@ -209,7 +212,27 @@ func objectOrEmpty(raw json.RawMessage, field string) ([]byte, error) {
 	if firstByte(raw) != '{' || !json.Valid(raw) {
 		return nil, fmt.Errorf("%w: %s must be a JSON object", ErrInvalidField, field)
 	}
+	if depth(raw) > MaxDepth {
+		return nil, fmt.Errorf("%w: %s nests deeper than %d levels", ErrInvalidField, field, MaxDepth)
+	}
 	return raw, nil
+}
+
+// depth returns how deeply arrays and objects nest in a valid JSON text.
+func depth(b []byte) int {
+	d, deepest := 0, 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = skipString(b, i) - 1
+		case '{', '[':
+			d++
+			deepest = max(deepest, d)
+		case '}', ']':
+			d--
+		}
+	}
+	return deepest
 }
 
 func firstByte(b []byte) byte {
@@ -269,6 +292,9 @@ func decodeWire(body []byte) (wireMessage, uint64, error) {
 	}
 	if firstByte(body) != '{' {
 		return w, 0, ErrNotObject
+	}
+	if depth(body) > MaxDepth+1 {
+		return w, 0, fmt.Errorf("%w: nested deeper than %d levels", ErrInvalidJSON, MaxDepth+1)
 	}
 	scanObject(body, func(key, value []byte) {
 		if dst := w.field(key); dst != nil {

@@ -35,6 +35,12 @@ const HeaderSize = 4
 // implementation reads ids exactly.
 const MaxID = 1<<53 - 1
 
+// MaxDepth is how deeply arrays and objects may nest in args and result:
+// well within what every JSON implementation parses (Python's recursive
+// decoder gives up near 1,000 levels), so that a frame the host sends can
+// always be read, and so always answered.
+const MaxDepth = 128
+
 // InitID is the id of the init ping a host sends before any other request.
 const InitID = 0
 
