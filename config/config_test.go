@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -180,4 +181,21 @@ func TestLoggerFollowsConfig(t *testing.T) {
 	log.Warn("shown")
 	assert.NotContains(t, b.String(), "hidden")
 	assert.Contains(t, b.String(), `"msg":"shown"`)
+}
+
+func TestOTelLogFormat(t *testing.T) {
+	cfg, err := load(t, config.LoadOptions{Set: map[string]any{"log.format": "otel", "log.level": "info"}})
+	require.NoError(t, err)
+	var b strings.Builder
+	cfg.Logger(&b).Warn("worker died", "worker", "pool-1", "restarts", 2)
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal([]byte(b.String()), &rec))
+	assert.Equal(t, "WARN", rec["severity_text"])
+	assert.EqualValues(t, 13, rec["severity_number"])
+	assert.Equal(t, "worker died", rec["body"])
+	assert.Equal(t, map[string]any{"worker": "pool-1", "restarts": float64(2)}, rec["attributes"])
+	ts, ok := rec["timestamp"].(string)
+	require.True(t, ok)
+	_, err = time.Parse(time.RFC3339Nano, ts)
+	assert.NoError(t, err)
 }

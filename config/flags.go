@@ -17,7 +17,7 @@ var flags = []flag{
 	{"adapter", "adapter", "backend: mock, port, pool, memory or a registered name"},
 	{"env", "env", "environments block to apply (dev, test, ci, prod…)"},
 	{"log-level", "log.level", "log level: debug, info, warn, error"},
-	{"log-format", "log.format", "log format: text, json"},
+	{"log-format", "log.format", "log format: text, json, otel"},
 	{"python", "python.interpreter", "Python interpreter for the workers"},
 	{"worker-dir", "python.worker_dir", "directory holding the dspgo_worker package (default: embedded)"},
 	{"handlers", "python.handlers", "Python modules of user commands, comma-separated"},

@@ -29,7 +29,8 @@ type Config struct {
 type Log struct {
 	// Level is debug, info, warn or error. Default warn.
 	Level string `koanf:"level"`
-	// Format is text or json. Default text.
+	// Format is text, json, or otel (JSON in the OpenTelemetry log data
+	// model's shape). Default text.
 	Format string `koanf:"format"`
 }
 

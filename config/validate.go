@@ -32,7 +32,7 @@ func (c *Config) Validate() error {
 	check(c.Adapter != "", "adapter", "must name a backend")
 	positive("stop_timeout", c.StopTimeout)
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
-	oneOf("log.format", c.Log.Format, "text", "json")
+	oneOf("log.format", c.Log.Format, "text", "json", "otel")
 	check(c.Python.Interpreter != "", "python.interpreter", "must not be empty")
 	oneOf("lm.provider", c.LM.Provider, "dummy", "openai")
 	check(c.LM.Provider != "openai" || c.LM.Model != "", "lm.model", "is required with the openai provider")
