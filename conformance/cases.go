@@ -38,6 +38,7 @@ func Cases() []Case {
 		{Name: "unicode_round_trip", Doc: "Unicode instructions and inputs reach the backend byte for byte.", Run: caseUnicode},
 		{Name: "payload_1mib", Doc: "A 1 MiB input reaches the backend intact.", Run: caseLargePayload},
 		{Name: "payload_over_frame_limit", Doc: "A payload over the frame limit fails cleanly with CodeResourceExhausted, and the adapter stays usable.", Skip: needFrameLimit, Run: caseOverLimit},
+		{Name: "hostile_inputs", Doc: "10,000-key objects run; numbers beyond a double's range and nesting past the limit are refused with CodeInvalidArgument, never left unanswered.", Run: caseHostileInputs},
 		{Name: "spec_resent", Doc: "A backend that lost a compiled spec is sent it again: programs are never lost.", Run: caseSpecResent},
 		{Name: "session_isolation", Doc: "Programs of a session are invisible to other sessions and the default scope.", Run: caseSessionIsolation},
 		{Name: "session_close", Doc: "Closing a session deletes its programs and fails its later calls.", Run: caseSessionClose},
@@ -367,6 +368,34 @@ func caseOverLimit(t TB, env *Env) {
 	out, err := env.Client.Execute(env.Ctx, p.ID, map[string]any{"text": "small"})
 	require.NoError(t, err, "the adapter stays usable")
 	assert.Contains(t, out, "summary")
+}
+
+func caseHostileInputs(t TB, env *Env) {
+	ctx := env.Ctx
+	p := create(t, env, "m: dict[str, int], n: float -> out")
+	wide := make(map[string]any, 10_000)
+	for i := range 10_000 {
+		wide[fmt.Sprint("k", i)] = i
+	}
+	in := map[string]any{"m": wide, "n": 1.5}
+	out, err := env.Client.Execute(ctx, p.ID, in)
+	require.NoError(t, err, "a 10,000-key object")
+	assert.Equal(t, expected(t, p, in), out)
+
+	// Past the client, straight to the backend: each is answered, promptly.
+	bounded, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	spec, err := json.Marshal(program.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind})
+	require.NoError(t, err)
+	huge := json.RawMessage(`{"spec_hash":"` + p.Hash + `","spec":` + string(spec) + `,"inputs":{"m":{},"n":1e400}}`)
+	_, err = env.Adapter.Call(bounded, adapter.Request{Command: "execute_program", Args: huge})
+	requireCode(t, adapter.CodeInvalidArgument, err, "a number beyond a double's range")
+	assert.Contains(t, err.Error(), "n")
+
+	deep := json.RawMessage(`{"spec_hash":"x","inputs":` + strings.Repeat(`{"a":`, 200) + "1" + strings.Repeat("}", 200) + `}`)
+	_, err = env.Adapter.Call(bounded, adapter.Request{Command: "execute_program", Args: deep})
+	requireCode(t, adapter.CodeInvalidArgument, err, "nesting past the limit")
+	require.NoError(t, env.Client.Ping(ctx), "still usable")
 }
 
 func caseSpecResent(t TB, env *Env) {

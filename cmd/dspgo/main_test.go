@@ -147,7 +147,7 @@ func TestConformanceAll(t *testing.T) {
 		assert.Contains(t, r.stdout, name)
 	}
 	assert.NotContains(t, r.stdout, "FAIL")
-	assert.Regexp(t, `(?m)^96 passed, 0 failed$`, r.stdout, "24 cases on each of 4 adapters, none skipped")
+	assert.Regexp(t, `(?m)^100 passed, 0 failed$`, r.stdout, "25 cases on each of 4 adapters, none skipped")
 }
 
 func TestConfigExplainAndAdapters(t *testing.T) {

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import struct
 import threading
@@ -140,14 +139,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text} is out of range")
-    return value
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
+# Numbers beyond a double's range (1e400) are valid JSON and decode to an
+# infinity: refusing the frame would leave its id unanswered, so the command
+# that reads the value refuses it instead (input conversion takes only
+# finite numbers, and canonical JSON none that is not).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def is_valid_id(value: Any) -> bool:
