@@ -225,21 +225,27 @@ func TestChaos(t *testing.T) {
 		require.NoError(t, a.Close(context.Background()))
 	})
 
-	scenario(t, "reply over the frame limit", func(t *testing.T, ty *tally) {
+	scenario(t, "frames over the limit, both ways", func(t *testing.T, ty *tally) {
+		dir := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "bigreply.py"), []byte(
+			"from dspgo_worker import command\n@command('big')\ndef big(args, ctx):\n    return 'y' * 200000\n"), 0o600))
 		opts := workerOpts()
 		opts.MaxFrameBytes = 64 << 10
+		opts.Handlers = []string{"bigreply"}
+		opts.Env = []string{"PYTHONPATH=" + testutil.PythonDir() + ":" + dir}
 		a, err := port.New(t.Context(), opts)
 		require.NoError(t, err)
-		for i := range 50 {
-			size := 40 << 10
-			if i%2 == 0 {
-				size = 100 << 10 // the request itself is over: the host refuses it
+		tooBig := json.RawMessage(`{"value":"` + strings.Repeat("y", 100<<10) + `"}`)
+		fits := json.RawMessage(`{"value":"` + strings.Repeat("y", 40<<10) + `"}`)
+		for i := range 60 {
+			req := adapter.Request{Command: "echo", Args: fits}
+			switch i % 3 {
+			case 0:
+				req.Args = tooBig // the host refuses to send it
+			case 1:
+				req = adapter.Request{Command: "big"} // the worker refuses to send its reply
 			}
-			args := json.RawMessage(`{"value":"` + strings.Repeat("y", size) + `"}`)
-			ty.call(func(ctx context.Context) error {
-				_, err := a.Call(ctx, adapter.Request{Command: "echo", Args: args})
-				return err
-			})
+			ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, req); return err })
 		}
 		assert.Zero(t, a.Worker().Restarts, "limits refuse frames; they never break the worker")
 		require.NoError(t, a.Close(context.Background()))
