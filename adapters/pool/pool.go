@@ -539,14 +539,14 @@ func (p *Pool) checkout(ctx context.Context, session, op string) (*worker, error
 	case <-timer.C:
 	}
 	p.mu.Lock()
-	if wt.elem == nil { // handed a worker (or woken by Close) meanwhile
+	if wt.elem == nil { // handed a worker, or woken by Close, meanwhile
 		p.mu.Unlock()
 		w := <-wt.ch
+		if cause == nil {
+			return p.handed(w, start, op, session) // only the timer fired: the hand-off won the race
+		}
 		if w != nil && w != goneMarker {
 			p.release(w, false)
-		}
-		if cause == nil {
-			cause = p.timeoutError(op, start)
 		}
 		return nil, cause
 	}
@@ -581,12 +581,6 @@ func (p *Pool) handed(w *worker, start time.Time, op, session string) (*worker, 
 	return w, nil
 }
 
-func (p *Pool) timeoutError(op string, start time.Time) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.st.checkoutTimeouts++
-	return p.timeoutErrorLocked(op, start)
-}
 
 // timeoutErrorLocked says how many workers were busy, starting and queued,
 // and how long the caller waited.
