@@ -296,6 +296,14 @@ func TestEmbeddedWorkerFiles(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEmpty(t, pycs, "the bytecode is compiled once, for every later worker")
 
+	// Another version's directory is pruned once it has not been used for a
+	// week; a recent one is kept.
+	old, recent := filepath.Join(cache, "worker-0000000000000000"), filepath.Join(cache, "worker-1111111111111111")
+	require.NoError(t, os.MkdirAll(old, 0o700))
+	require.NoError(t, os.MkdirAll(recent, 0o700))
+	weekAgo := time.Now().Add(-8 * 24 * time.Hour)
+	require.NoError(t, os.Chtimes(old, weekAgo, weekAgo))
+
 	// A tampered copy is detected and rewritten before use.
 	target := filepath.Join(dirs[0], "dspgo_worker", "__init__.py")
 	require.NoError(t, os.WriteFile(target, []byte("raise SystemExit(9)\n"), 0o600))
@@ -305,6 +313,8 @@ func TestEmbeddedWorkerFiles(t *testing.T) {
 	data, err := os.ReadFile(target)
 	require.NoError(t, err)
 	assert.NotContains(t, string(data), "SystemExit(9)")
+	assert.NoDirExists(t, old, "stale versions are pruned")
+	assert.DirExists(t, recent)
 }
 
 func TestBroadcastIsReplayedAfterRestart(t *testing.T) {

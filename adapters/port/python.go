@@ -73,6 +73,7 @@ func EmbeddedWorkerDir(cacheDir string) (string, error) {
 	if matches(dir, files) {
 		return dir, nil
 	}
+	pruneStale(cacheDir, dir)
 	tmp, err := os.MkdirTemp(cacheDir, ".worker-")
 	if err != nil {
 		return "", err
@@ -113,6 +114,28 @@ func PrepareWorkerDir(ctx context.Context, python, cacheDir string) (string, err
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	_ = cmd.Run()
 	return dir, nil
+}
+
+// staleAfter is how long an older version's worker directory is kept
+// after its last use, for binaries of that version still running.
+const staleAfter = 7 * 24 * time.Hour
+
+// pruneStale removes the worker directories of other versions that have
+// not been touched for staleAfter. Failures are ignored.
+func pruneStale(cacheDir, keep string) {
+	entries, err := os.ReadDir(cacheDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		path := filepath.Join(cacheDir, e.Name())
+		if !e.IsDir() || path == keep || !strings.HasPrefix(e.Name(), "worker-") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > staleAfter {
+			_ = os.RemoveAll(path)
+		}
+	}
 }
 
 // embeddedFiles returns the embedded worker files by relative path and the
