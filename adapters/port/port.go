@@ -118,6 +118,13 @@ func (a *Adapter) start(ctx context.Context) (*conn, error) {
 	if a.opts.Handler != nil {
 		w = startMemory(a.opts.Handler(), a.opts.MaxFrameBytes, a.opts.MaxConcurrency)
 	} else {
+		if a.opts.WorkerDir == "" {
+			// The embedded files again: verified, marked in use, and
+			// rewritten if anything removed them since the last start.
+			if _, err := PrepareWorkerDir(ctx, a.python, a.opts.CacheDir); err != nil {
+				return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: a.opts.Name, Err: err}
+			}
+		}
 		r := currentRun()
 		p, err := startProcess(a.starter, a.python, a.args(), append(a.env(), RunIDEnv+"="+r.id), a.opts.Dir, a.opts.StderrTail,
 			a.opts.Logger.With("adapter", a.opts.Name, "worker_id", a.opts.WorkerID), r)

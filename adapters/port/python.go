@@ -71,6 +71,8 @@ func EmbeddedWorkerDir(cacheDir string) (string, error) {
 	}
 	dir := filepath.Join(cacheDir, "worker-"+sum[:16])
 	if matches(dir, files) {
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now) // in use: not stale for other versions' pruning
 		return dir, nil
 	}
 	pruneStale(cacheDir, dir)
