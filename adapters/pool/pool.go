@@ -178,7 +178,9 @@ func (p *Pool) resolveWorker(ctx context.Context) error {
 			return &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: p.opts.Name, Err: err}
 		}
 		if w.WorkerDir == "" {
-			if w.WorkerDir, err = port.PrepareWorkerDir(ctx, w.Python, w.CacheDir); err != nil {
+			// Written and compiled once here, before workers start together;
+			// each worker's port re-verifies the directory at every start.
+			if _, err = port.PrepareWorkerDir(ctx, w.Python, w.CacheDir); err != nil {
 				return &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: p.opts.Name, Err: err}
 			}
 		}
