@@ -101,17 +101,13 @@ func scenario(t *testing.T, name string, run func(t *testing.T, ty *tally)) {
 		fds := openFDs()
 		run(t, ty)
 		deadline := time.Now().Add(10 * time.Second)
-		for len(testutil.Children()) > 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
-		}
+		pollUntil(deadline, func() bool { return len(testutil.Children()) == 0 })
 		ty.leftProcs = len(testutil.Children())
 		if err := goleak.Find(goroutines); err != nil {
 			ty.leftGo = strings.Count(err.Error(), "Goroutine ")
 			t.Errorf("goroutines left: %v", err)
 		}
-		for openFDs() > fds && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		pollUntil(deadline, func() bool { return openFDs() <= fds })
 		ty.leftFDs = max(0, openFDs()-fds)
 		assert.Zero(t, ty.hung.Load(), "hung calls")
 		assert.Zero(t, ty.leftProcs, "processes left: %v", testutil.Children())
@@ -120,6 +116,15 @@ func scenario(t *testing.T, name string, run func(t *testing.T, ty *tally)) {
 		chaosReport.rows = append(chaosReport.rows, ty)
 		chaosReport.Unlock()
 	})
+}
+
+// pollUntil checks cond every 10 ms until it holds or deadline passes.
+func pollUntil(deadline time.Time, cond func() bool) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() && time.Now().Before(deadline) {
+		<-tick.C
+	}
 }
 
 func TestChaos(t *testing.T) {
@@ -155,7 +160,9 @@ func TestChaos(t *testing.T) {
 				}
 			}()
 		}
-		for end := time.Now().Add(chaosDuration); time.Now().Before(end); time.Sleep(20 * time.Millisecond) { // the storm's pace
+		pace := time.NewTicker(20 * time.Millisecond) // the storm's pace
+		defer pace.Stop()
+		for end := time.Now().Add(chaosDuration); time.Now().Before(end); <-pace.C {
 			ws := p.Workers()
 			if pid := ws[rand.IntN(len(ws))].Worker().PID; pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
 				ty.killed.Add(1)

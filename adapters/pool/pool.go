@@ -583,7 +583,6 @@ func (p *Pool) handed(w *worker, start time.Time, op, session string) (*worker, 
 	return w, nil
 }
 
-
 // timeoutErrorLocked says how many workers were busy, starting and queued,
 // and how long the caller waited.
 func (p *Pool) timeoutErrorLocked(op string, start time.Time) error {

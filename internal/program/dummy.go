@@ -2,7 +2,6 @@ package program
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"strconv"
 )
@@ -39,7 +38,7 @@ func (c *Compiled) DummyOutputs(inputs map[string]any) (map[string]any, error) {
 //
 // where child(i) = SHA-256(digest ‖ the byte i).
 func dummyValue(t Type, d [sha256.Size]byte, field string) any {
-	n := binary.BigEndian.Uint32(d[:4])
+	n := uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3]) // big-endian
 	switch t.Kind {
 	case Int:
 		return int64(n % 1000)
