@@ -126,7 +126,8 @@ func (a *Adapter) start(ctx context.Context) (*conn, error) {
 			}
 		}
 		r := currentRun()
-		p, err := startProcess(a.starter, a.python, a.args(), append(a.env(), RunIDEnv+"="+r.id), a.opts.Dir, a.opts.StderrTail,
+		args := append(a.args(), "--run-id", r.id)
+		p, err := startProcess(a.starter, a.python, args, append(a.env(), RunIDEnv+"="+r.id), a.opts.Dir, a.opts.StderrTail,
 			a.opts.Logger.With("adapter", a.opts.Name, "worker_id", a.opts.WorkerID), r)
 		if err != nil {
 			return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: a.opts.Name,

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-specs", type=_bounded_int(1), default=4096, help="compiled program specs kept (LRU, default 4096)"
     )
+    parser.add_argument(
+        "--run-id", default="", help="the host run's id (also in DSPGO_RUN_ID); lets a later host reap orphans"
+    )
     parser.add_argument("--log-level", choices=list(LEVELS), default="info")
     return parser
 
