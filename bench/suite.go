@@ -78,11 +78,12 @@ type Row struct {
 
 // limits are the measured explanations of the targets a run may miss.
 var limits = map[string]string{
-	"ping, port, 1 in flight": "the hand-off of each reply from the port's reader goroutine to its caller " +
-		"(channel send and thread wake-up, about 20% of host CPU in `go test -bench BenchmarkPortPing/python/sequential -cpuprofile`); " +
-		"the baseline waits in the goroutine that sent",
+	"ping, port, 1 in flight": "the hand-off of each reply from the port's one reader goroutine to its caller " +
+		"(channel send and thread wake-up, about a fifth of host CPU in `go test -bench BenchmarkPortPing/python/sequential -cpuprofile`); " +
+		"the baseline waits in the goroutine that sent. Callers reading their own replies reached 0.99, " +
+		"but the architecture fixes one reader goroutine per worker (docs/performance.md)",
 	"host CPU per ping, port, 1 in flight": "the baseline alone is above the target on these machines: the pipe write that wakes the worker " +
-		"and the read cost about 10 µs of system time; dspgo adds about 3 µs (the poll that lets a reading caller return when its context ends)",
+		"and the read cost about 10 µs of system time; dspgo adds the reader hand-off",
 	"execute, port, dummy LM, 1 in flight": "the client's typed work, which the baseline skips (it sends pre-encoded bytes and decodes nothing): " +
 		"input conversion, JSON encoding of the inputs, decoding and converting the outputs, about 15 µs of host CPU per call " +
 		"(BenchmarkPortExecute against BenchmarkPortPing, host-cpu-ns/op)",

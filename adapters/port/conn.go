@@ -50,8 +50,7 @@ type conn struct {
 	failErr   error
 	cancels   chan uint64
 	onDead    func(*conn)    // called once, before dead closes
-	loops     sync.WaitGroup // reader (or exit watcher) and canceller
-	leading   *leading       // callers read the responses; nil when a reader goroutine does
+	loops     sync.WaitGroup // reader and canceller
 	releaseMu sync.Once
 }
 
@@ -61,37 +60,9 @@ func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration, on
 		dead: make(chan struct{}), cancels: make(chan uint64, 256)}
 	c.nextID.Store(protocol.InitID) // the first call gets 1; InitID is for the handshake
 	c.loops.Add(2)
-	if d, ok := w.(directReader); ok {
-		if l, err := newLeading(d.responseFD(), protocol.NewReader(w.stdout(), maxFrame)); err == nil {
-			c.leading = l
-		}
-	}
-	if c.leading != nil {
-		go c.watchExit() // no reader sees the end of the stream: the exit says it
-	} else {
-		go c.readLoop(maxFrame)
-	}
+	go c.readLoop(maxFrame)
 	go c.cancelLoop()
 	return c
-}
-
-// watchExit fails the conn when the worker exits, in caller-reads mode.
-func (c *conn) watchExit() {
-	defer c.loops.Done()
-	select {
-	case <-c.w.exited():
-		c.fail("the worker exited")
-	case <-c.dead:
-	}
-}
-
-// failRead fails the conn after a read error.
-func (c *conn) failRead(err error) {
-	reason := "the worker closed its stdout"
-	if protocol.ErrorKind(err) != "" {
-		reason = "the worker broke the protocol: " + err.Error()
-	}
-	c.fail(reason)
 }
 
 // readLoop delivers each response to the caller waiting for its id. A
@@ -103,7 +74,11 @@ func (c *conn) readLoop(maxFrame int) {
 	for {
 		resp, err := r.ReadResponse()
 		if err != nil {
-			c.failRead(err)
+			reason := "the worker closed its stdout"
+			if protocol.ErrorKind(err) != "" {
+				reason = "the worker broke the protocol: " + err.Error()
+			}
+			c.fail(reason)
 			return
 		}
 		c.mu.Lock()
@@ -230,53 +205,22 @@ func (c *conn) call(ctx context.Context, req adapter.Request) (json.RawMessage, 
 		return nil, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: op, Adapter: c.name, Err: err}
 	}
 
-	resp, err := c.await(ctx, id, ch, op)
-	if err != nil {
+	select {
+	case resp := <-ch:
+		if !resp.Success {
+			return nil, wire.Error(c.name, op, resp.Error)
+		}
+		return resp.Result, nil
+	case <-ctx.Done():
 		forget()
-		if adapter.CodeOf(err) == adapter.CodeCanceled || adapter.CodeOf(err) == adapter.CodeDeadlineExceeded {
-			select {
-			case c.cancels <- id:
-			default: // the canceller is backed up; the worker finishes the request and its reply is dropped
-			}
-		}
-		return nil, err
-	}
-	if !resp.Success {
-		return nil, wire.Error(c.name, op, resp.Error)
-	}
-	return resp.Result, nil
-}
-
-// await waits for the reply to id: from its channel, or by reading the
-// stream itself when it takes the reading role.
-func (c *conn) await(ctx context.Context, id uint64, ch chan protocol.Response, op string) (protocol.Response, error) {
-	var token chan struct{} // nil (never ready) when a reader goroutine reads
-	if c.leading != nil {
-		token = c.leading.token
-	}
-	for {
 		select {
-		case resp := <-ch:
-			return resp, nil
-		case <-ctx.Done():
-			return protocol.Response{}, adapter.Wrap(ctx.Err(), c.name, op)
-		case <-c.dead:
-			return protocol.Response{}, c.failure(op)
-		case <-token:
-			resp, err := c.lead(ctx, id, ch)
-			token <- struct{}{} // the role goes to another waiting caller
-			if err == nil {
-				return resp, nil
-			}
-			select {
-			case <-c.dead:
-				return protocol.Response{}, c.failure(op)
-			default:
-			}
-			if ctx.Err() != nil {
-				return protocol.Response{}, adapter.Wrap(ctx.Err(), c.name, op)
-			}
+		case c.cancels <- id:
+		default: // the canceller is backed up; the worker finishes the request and its reply is dropped
 		}
+		return nil, adapter.Wrap(ctx.Err(), c.name, op)
+	case <-c.dead:
+		forget()
+		return nil, c.failure(op)
 	}
 }
 
@@ -297,9 +241,8 @@ func (c *conn) handshake(ctx context.Context) error {
 	if err := c.write(&protocol.Request{ID: protocol.InitID, Command: "ping", Args: json.RawMessage(`{"initialization":true}`)}); err != nil {
 		return c.failure("start")
 	}
-	resp, err := c.await(ctx, protocol.InitID, ch, "start")
-	switch {
-	case err == nil:
+	select {
+	case resp := <-ch:
 		if !resp.Success {
 			return &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: c.name,
 				Message: "the worker refused the init ping: " + resp.Error.Message}
@@ -312,9 +255,9 @@ func (c *conn) handshake(ctx context.Context) error {
 				Message: fmt.Sprintf("the worker speaks protocol version %d, this host version %d", c.hello.ProtocolVersion, protocol.Version)}
 		}
 		return nil
-	case adapter.CodeOf(err) == adapter.CodeUnavailable:
-		return err
-	default: // ctx ended
+	case <-c.dead:
+		return c.failure("start")
+	case <-ctx.Done():
 		c.mu.Lock()
 		delete(c.pending, protocol.InitID)
 		c.mu.Unlock()
@@ -363,11 +306,5 @@ func (c *conn) release() {
 	c.releaseMu.Do(func() {
 		c.w.release()
 		c.loops.Wait()
-		if c.leading != nil {
-			// A leader still reading saw the stream end; the token says it
-			// has left before the wake pipe goes.
-			<-c.leading.token
-			c.leading.close()
-		}
 	})
 }
