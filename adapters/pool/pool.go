@@ -26,6 +26,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/wait"
 )
 
 // Errors of the pool, wrapped in an *adapter.Error with their code.
@@ -793,19 +794,9 @@ func (p *Pool) Close(ctx context.Context) error {
 
 // drain waits for the calls in flight until ctx ends.
 func (p *Pool) drain(ctx context.Context) {
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	wait.Until(ctx, func() bool {
 		p.mu.Lock()
-		n := p.inFlight
-		p.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+		defer p.mu.Unlock()
+		return p.inFlight == 0
+	})
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/wait"
 	"github.com/dspgo/dspgo/internal/wire"
 )
 
@@ -40,7 +41,6 @@ var ErrNotSent = errors.New("port: the request was not sent to the worker")
 type Adapter struct {
 	opts    Options
 	python  string // resolved interpreter
-	dir     string // worker directory on PYTHONPATH
 	starter *starter
 	sem     chan struct{}
 	since   time.Time
@@ -86,11 +86,6 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 		if a.python, err = ResolvePython(ctx, opts.Python); err != nil {
 			return nil, &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: opts.Name, Err: err}
 		}
-		if a.dir = opts.WorkerDir; a.dir == "" {
-			if a.dir, err = PrepareWorkerDir(ctx, a.python, opts.CacheDir); err != nil {
-				return nil, &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: opts.Name, Err: err}
-			}
-		}
 		a.starter = newStarter()
 	}
 	a.life, a.stop = context.WithCancel(context.Background())
@@ -118,16 +113,18 @@ func (a *Adapter) start(ctx context.Context) (*conn, error) {
 	if a.opts.Handler != nil {
 		w = startMemory(a.opts.Handler(), a.opts.MaxFrameBytes, a.opts.MaxConcurrency)
 	} else {
-		if a.opts.WorkerDir == "" {
-			// The embedded files again: verified, marked in use, and
-			// rewritten if anything removed them since the last start.
-			if _, err := PrepareWorkerDir(ctx, a.python, a.opts.CacheDir); err != nil {
-				return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: a.opts.Name, Err: err}
+		dir := a.opts.WorkerDir
+		if dir == "" {
+			// The embedded files, at every start: verified, marked in use,
+			// and rewritten if anything removed them since the last one.
+			var err error
+			if dir, err = PrepareWorkerDir(ctx, a.python, a.opts.CacheDir); err != nil {
+				return nil, &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "start", Adapter: a.opts.Name, Err: err}
 			}
 		}
 		r := currentRun()
 		args := append(a.args(), "--run-id", r.id)
-		p, err := startProcess(a.starter, a.python, args, append(a.env(), RunIDEnv+"="+r.id), a.opts.Dir, a.opts.StderrTail,
+		p, err := startProcess(a.starter, a.python, args, append(a.env(dir), RunIDEnv+"="+r.id), a.opts.Dir, a.opts.StderrTail,
 			a.opts.Logger.With("adapter", a.opts.Name, "worker_id", a.opts.WorkerID), r)
 		if err != nil {
 			return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: a.opts.Name,
@@ -176,8 +173,8 @@ func (a *Adapter) args() []string {
 
 // env is the worker's minimal environment: what it needs to find its
 // package, the variables named in PassEnv, and Options.Env.
-func (a *Adapter) env() []string {
-	env := []string{"PYTHONPATH=" + a.dir, "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8", "PYTHONUNBUFFERED=1"}
+func (a *Adapter) env(dir string) []string {
+	env := []string{"PYTHONPATH=" + dir, "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8", "PYTHONUNBUFFERED=1"}
 	environ := a.opts.Environ
 	if environ == nil {
 		environ = os.Environ
@@ -574,13 +571,5 @@ func (a *Adapter) drain(ctx context.Context) {
 		ctx, cancel = context.WithTimeout(ctx, a.opts.StopGrace)
 		defer cancel()
 	}
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for a.inFlightCalls() > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	wait.Until(ctx, func() bool { return a.inFlightCalls() == 0 })
 }

@@ -134,41 +134,38 @@ func (p *typeParser) parse(depth int) (Type, error) {
 	case "bool":
 		return Type{Kind: Bool}, nil
 	case "list", "List":
-		if err := p.expect('['); err != nil {
-			return Type{}, err
-		}
-		elem, err := p.parse(depth + 1)
-		if err != nil {
-			return Type{}, err
-		}
-		if err := p.expect(']'); err != nil {
-			return Type{}, err
-		}
-		return Type{Kind: List, Elem: &elem}, nil
+		return p.container(List, depth)
 	case "dict", "Dict":
-		if err := p.expect('['); err != nil {
-			return Type{}, err
-		}
-		if key := p.word(); key != "str" {
-			return Type{}, fmt.Errorf("dict keys must be str, not %q, in %q", key, p.s)
-		}
-		if err := p.expect(','); err != nil {
-			return Type{}, err
-		}
-		elem, err := p.parse(depth + 1)
-		if err != nil {
-			return Type{}, err
-		}
-		if err := p.expect(']'); err != nil {
-			return Type{}, err
-		}
-		return Type{Kind: Dict, Elem: &elem}, nil
+		return p.container(Dict, depth)
 	case "Literal", "typing.Literal":
 		return p.literal()
 	case "":
 		return Type{}, fmt.Errorf("expected a type at position %d of %q", p.i, p.s)
 	}
 	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, list[T], dict[str, T], Literal['a', ...])", name, p.s)
+}
+
+// container parses the bracketed part of list[T] or dict[str, T].
+func (p *typeParser) container(kind Kind, depth int) (Type, error) {
+	if err := p.expect('['); err != nil {
+		return Type{}, err
+	}
+	if kind == Dict {
+		if key := p.word(); key != "str" {
+			return Type{}, fmt.Errorf("dict keys must be str, not %q, in %q", key, p.s)
+		}
+		if err := p.expect(','); err != nil {
+			return Type{}, err
+		}
+	}
+	elem, err := p.parse(depth + 1)
+	if err != nil {
+		return Type{}, err
+	}
+	if err := p.expect(']'); err != nil {
+		return Type{}, err
+	}
+	return Type{Kind: kind, Elem: &elem}, nil
 }
 
 func (p *typeParser) literal() (Type, error) {
