@@ -1,0 +1,196 @@
+// Package embedded runs a NATS server with JetStream inside the process,
+// for one-machine use of the remote adapter and for tests, so that nothing
+// needs installing. Several embedded servers form a cluster when given
+// each other's cluster addresses as routes.
+//
+// Real deployments use an external NATS cluster instead; see
+// docs/scale-out.md.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// DefaultMaxPayload is the largest message the server accepts when
+// Options.MaxPayload is zero: a 16 MiB frame and its headers.
+const DefaultMaxPayload = 16<<20 + 64<<10
+
+// Options configure an embedded server.
+type Options struct {
+	// Host is the address clients connect to. Empty means "127.0.0.1".
+	Host string
+
+	// Port is the client port. Zero means 4222; negative means any free
+	// port (see Server.ClientURL).
+	Port int
+
+	// StoreDir holds JetStream's data. Empty means a new temporary
+	// directory, removed at Shutdown.
+	StoreDir string
+
+	// MaxPayload is the largest message in bytes. Zero means
+	// DefaultMaxPayload.
+	MaxPayload int32
+
+	// ServerName names the server; cluster members need distinct names.
+	// Empty means one chosen by the server.
+	ServerName string
+
+	// Cluster makes the server a member of a cluster when Cluster.Name is
+	// set.
+	Cluster Cluster
+
+	// ReadyTimeout bounds the wait for the server (and, in a cluster, for
+	// JetStream to have a leader). Zero means 10 s.
+	ReadyTimeout time.Duration
+
+	// Debug makes the server log to stderr. False keeps it quiet.
+	Debug bool
+}
+
+// Cluster configures cluster membership.
+type Cluster struct {
+	// Name is the cluster's name, the same on every member.
+	Name string
+	// Host is the address for routes from other members. Empty means
+	// "127.0.0.1".
+	Host string
+	// Port is the route port. Zero or negative means any free port (see
+	// Server.ClusterURL).
+	Port int
+	// Routes are the other members' route URLs, such as
+	// "nats://127.0.0.1:6222".
+	Routes []string
+}
+
+// Server is a running embedded NATS server.
+type Server struct {
+	ns      *server.Server
+	tempDir string
+}
+
+// Start starts a server and waits until it accepts connections. In a
+// cluster, it does not wait for the other members: see WaitClusterReady.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	switch {
+	case opts.Port == 0:
+		opts.Port = 4222
+	case opts.Port < 0:
+		opts.Port = server.RANDOM_PORT
+	}
+	if opts.MaxPayload == 0 {
+		opts.MaxPayload = DefaultMaxPayload
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = 10 * time.Second
+	}
+	s := &Server{}
+	if opts.StoreDir == "" {
+		dir, err := os.MkdirTemp("", "dspgo-nats-")
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS: %w", err)
+		}
+		s.tempDir, opts.StoreDir = dir, dir
+	}
+	so := &server.Options{
+		ServerName: opts.ServerName, Host: opts.Host, Port: opts.Port, MaxPayload: opts.MaxPayload,
+		JetStream: true, StoreDir: opts.StoreDir, NoSigs: true, NoLog: !opts.Debug,
+		Debug: opts.Debug, Trace: false,
+	}
+	if c := opts.Cluster; c.Name != "" {
+		if c.Host == "" {
+			c.Host = "127.0.0.1"
+		}
+		if c.Port <= 0 {
+			c.Port = server.RANDOM_PORT
+		}
+		so.Cluster = server.ClusterOpts{Name: c.Name, Host: c.Host, Port: c.Port}
+		for _, r := range c.Routes {
+			so.Routes = append(so.Routes, server.RoutesFromStr(r)...)
+		}
+	}
+	ns, err := server.NewServer(so)
+	if err != nil {
+		s.removeTemp()
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	if opts.Debug {
+		ns.ConfigureLogger()
+	}
+	s.ns = ns
+	ns.Start()
+	ready := make(chan bool, 1)
+	go func() { ready <- ns.ReadyForConnections(opts.ReadyTimeout) }()
+	select {
+	case ok := <-ready:
+		if !ok {
+			s.Shutdown()
+			return nil, fmt.Errorf("embedded NATS: not ready to accept connections on %s:%d within %v (is the port in use?)", opts.Host, opts.Port, opts.ReadyTimeout)
+		}
+	case <-ctx.Done():
+		<-ready
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded NATS: %w", ctx.Err())
+	}
+	return s, nil
+}
+
+// ClientURL is the URL clients connect to, such as
+// "nats://127.0.0.1:4222".
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// ClusterURL is the URL other members route to; empty outside a cluster.
+func (s *Server) ClusterURL() string {
+	a := s.ns.ClusterAddr()
+	if a == nil {
+		return ""
+	}
+	return "nats://" + net.JoinHostPort(a.IP.String(), fmt.Sprint(a.Port))
+}
+
+// Name is the server's name.
+func (s *Server) Name() string { return s.ns.Name() }
+
+// WaitClusterReady waits until the server has routes to want other
+// members and JetStream's cluster has a leader.
+func (s *Server) WaitClusterReady(ctx context.Context, want int) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.ns.NumRoutes() >= want && s.ns.JetStreamIsCurrent() {
+			return nil
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return errors.Join(fmt.Errorf("embedded NATS %s: cluster not ready (%d routes of %d)", s.Name(), s.ns.NumRoutes(), want), ctx.Err())
+		}
+	}
+}
+
+// Shutdown stops the server, waits for it, and removes its temporary
+// store. It is idempotent.
+func (s *Server) Shutdown() {
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+	}
+	s.removeTemp()
+}
+
+func (s *Server) removeTemp() {
+	if s.tempDir != "" {
+		_ = os.RemoveAll(s.tempDir)
+		s.tempDir = ""
+	}
+}

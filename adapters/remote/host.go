@@ -1,0 +1,643 @@
+package remote
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/internal/wire"
+)
+
+// HostOptions configure a worker host.
+type HostOptions struct {
+	// ID names the host in subjects, replies and logs: letters, digits,
+	// '_' and '-'. Empty means "<hostname>-<pid>".
+	ID string
+
+	// Prefix is the subject prefix to serve under. Empty means "dspgo".
+	Prefix string
+
+	// QueueGroup is the queue group of "<prefix>.call": hosts in one
+	// group share the requests. Empty means "dspgo-workers".
+	QueueGroup string
+
+	// Heartbeat is the period at which the host tells the callers of
+	// calls still running that it is alive. Zero means 1 s.
+	Heartbeat time.Duration
+
+	// Replicas is the number of copies of the shared state bucket when
+	// the host creates it (1 on a single server; 3 on a cluster of three
+	// or more, so the state outlives one server). Zero means 1.
+	Replicas int
+
+	// Stats, when set, gives the "data" of the host's endpoints in
+	// "$SRV.STATS.dspgo", such as the pool's Stats. Nil means the
+	// adapter's common counters (adapter.StatsOf).
+	Stats func() any
+
+	// Version is the service version announced by "$SRV.INFO", a
+	// semantic version. Empty means "0.1.0".
+	Version string
+
+	// Logger receives the host's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Host serves an adapter to remote callers through NATS. Make one with
+// Serve; Close drains it.
+type Host struct {
+	id   string
+	a    adapter.Adapter
+	nc   *nats.Conn // replies, heartbeats and the state bucket
+	sc   *nats.Conn // the service's subscriptions only, so that draining it drains exactly them
+	svc  micro.Service
+	kv   jetstream.KeyValue
+	subj subjects
+	beat time.Duration
+	log  *slog.Logger
+
+	// callCtx ends the calls in flight when Close gives up waiting.
+	callCtx    context.Context
+	cancelAll  context.CancelFunc
+	watcher    jetstream.KeyWatcher
+	watching   bool // the watch goroutine runs
+	beating    bool // the heartbeat goroutine runs
+	watchDone  chan struct{}
+	beatDone   chan struct{}
+	stopBeat   chan struct{}
+	scClosed   chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+	counter    adapter.CallCounter
+	inFlightMu sync.Mutex
+	inFlight   map[string]*hostCall // by reply subject
+	idle       *sync.Cond           // signalled when inFlight empties
+
+	// Broadcast state: applied under bmu, so the host's own broadcasts and
+	// the watch never interleave.
+	bmu     sync.Mutex
+	applied map[string]uint64 // broadcast key → newest revision applied
+
+	revMu  sync.Mutex
+	rev    uint64        // newest broadcast revision the watch has seen
+	revSig chan struct{} // closed and replaced when rev advances
+}
+
+type hostCall struct {
+	cancel  context.CancelFunc
+	started time.Time
+}
+
+// Serve starts serving a on nc. It creates (or opens) the shared state
+// bucket, applies every broadcast recorded there to a before it takes any
+// request, then registers the micro service. The host uses nc for replies
+// and state, and a second connection with nc's options for its
+// subscriptions. It neither closes a nor nc.
+func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptions) (*Host, error) {
+	h := &Host{
+		id: opts.ID, a: a, nc: nc, subj: subjects{opts.Prefix}, beat: opts.Heartbeat, log: opts.Logger,
+		inFlight: map[string]*hostCall{}, applied: map[string]uint64{}, revSig: make(chan struct{}),
+		watchDone: make(chan struct{}), beatDone: make(chan struct{}), stopBeat: make(chan struct{}), scClosed: make(chan struct{}),
+	}
+	h.idle = sync.NewCond(&h.inFlightMu)
+	if err := h.defaults(&opts); err != nil {
+		return nil, err
+	}
+	h.callCtx, h.cancelAll = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			h.abort()
+		}
+	}()
+	if err := h.openState(ctx, opts.Replicas); err != nil {
+		return nil, err
+	}
+	if err := h.startService(opts); err != nil {
+		return nil, err
+	}
+	h.beating = true
+	go h.heartbeats()
+	ok = true
+	h.log.Info("worker host serving", "host", h.id, "subject", h.subj.call(), "queue_group", opts.QueueGroup)
+	return h, nil
+}
+
+func (h *Host) defaults(opts *HostOptions) error {
+	if h.a == nil || h.nc == nil {
+		return errorf(adapter.CodeInvalidArgument, Name, "serve", "an adapter and a connection are required")
+	}
+	if h.id == "" {
+		name, _ := os.Hostname()
+		h.id = fmt.Sprintf("%s-%d", name, os.Getpid())
+		h.id = strings.Map(func(r rune) rune {
+			if tokenRE.MatchString(string(r)) {
+				return r
+			}
+			return '_'
+		}, h.id)
+	}
+	if !tokenRE.MatchString(h.id) {
+		return errorf(adapter.CodeInvalidArgument, Name, "serve", "host id %q may hold only letters, digits, '_' and '-'", h.id)
+	}
+	if h.subj.prefix == "" {
+		h.subj.prefix = DefaultPrefix
+	}
+	if err := checkPrefix(h.subj.prefix); err != nil {
+		return errorf(adapter.CodeInvalidArgument, Name, "serve", "%v", err)
+	}
+	if opts.QueueGroup == "" {
+		opts.QueueGroup = DefaultQueueGroup
+	}
+	if h.beat <= 0 {
+		h.beat = DefaultHeartbeat
+	}
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
+	}
+	if opts.Version == "" {
+		opts.Version = "0.1.0"
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.log = h.log.With("host", h.id)
+	return nil
+}
+
+// ID returns the host's id.
+func (h *Host) ID() string { return h.id }
+
+// Stats returns the host's counters: calls served, failed and in flight.
+func (h *Host) Stats() adapter.Stats {
+	s := adapter.Stats{Adapter: "host:" + h.id}
+	h.counter.Fill(&s)
+	return s
+}
+
+// openState opens the shared state bucket and replays its broadcasts.
+func (h *Host) openState(ctx context.Context, replicas int) error {
+	js, err := jetstream.New(h.nc)
+	if err != nil {
+		return h.unavailable("serve", fmt.Errorf("JetStream: %w", err))
+	}
+	bucket := h.subj.bucket()
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bucket, Description: "dspgo state shared by every worker host", History: 1, Replicas: replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, bucket)
+		}
+	}
+	if err != nil {
+		return h.unavailable("serve", fmt.Errorf("opening the state bucket %q: %w", bucket, err))
+	}
+	h.kv = kv
+	w, err := kv.Watch(h.callCtx, "broadcast.>")
+	if err != nil {
+		return h.unavailable("serve", fmt.Errorf("watching the state bucket %q: %w", bucket, err))
+	}
+	h.watcher = w
+	// The recorded broadcasts come first, then nil: apply them before
+	// serving, so no call ever meets an older configuration.
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return h.unavailable("serve", errors.New("the state watch ended"))
+			}
+			if e == nil {
+				h.watching = true
+				go h.watch()
+				return nil
+			}
+			if err := h.applyEntry(ctx, e); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return adapter.Wrap(ctx.Err(), Name, "serve")
+		}
+	}
+}
+
+// watch applies the broadcasts other hosts record, until Close.
+func (h *Host) watch() {
+	defer close(h.watchDone)
+	for e := range h.watcher.Updates() {
+		if e == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(h.callCtx, time.Minute)
+		if err := h.applyEntry(ctx, e); err != nil {
+			h.log.Error("applying a broadcast from the shared state failed", "key", e.Key(), "revision", e.Revision(), "err", err)
+		}
+		cancel()
+	}
+}
+
+// applyEntry applies one recorded broadcast unless the host has applied
+// a newer one of the same key, and records that the watch reached it.
+func (h *Host) applyEntry(ctx context.Context, e jetstream.KeyValueEntry) error {
+	defer h.advance(e.Revision())
+	if e.Operation() != jetstream.KeyValuePut {
+		return nil
+	}
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	if h.applied[e.Key()] >= e.Revision() {
+		return nil
+	}
+	cmd := strings.TrimPrefix(e.Key(), "broadcast.")
+	if err := h.applyLocal(ctx, adapter.Request{Command: cmd, Args: e.Value()}); err != nil {
+		return err
+	}
+	h.applied[e.Key()] = e.Revision()
+	h.log.Debug("applied a broadcast from the shared state", "command", cmd, "revision", e.Revision())
+	return nil
+}
+
+// applyLocal runs a broadcast on every local worker.
+func (h *Host) applyLocal(ctx context.Context, req adapter.Request) error {
+	if b, ok := h.a.(adapter.Broadcaster); ok {
+		return b.Broadcast(ctx, req)
+	}
+	_, err := h.a.Call(ctx, req)
+	return err
+}
+
+func (h *Host) advance(rev uint64) {
+	h.revMu.Lock()
+	defer h.revMu.Unlock()
+	if rev > h.rev {
+		h.rev = rev
+		close(h.revSig)
+		h.revSig = make(chan struct{})
+	}
+}
+
+// waitState waits until the watch has reached revision rev.
+func (h *Host) waitState(ctx context.Context, rev uint64) error {
+	for {
+		h.revMu.Lock()
+		cur, sig := h.rev, h.revSig
+		h.revMu.Unlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-sig:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the shared state to reach revision %d (at %d): %w", rev, cur, ctx.Err())
+		}
+	}
+}
+
+// startService registers the micro service on a connection of its own.
+func (h *Host) startService(opts HostOptions) error {
+	copts := h.nc.Opts
+	copts.Name = "dspgo-host-" + h.id
+	copts.ClosedCB = func(*nats.Conn) { close(h.scClosed) }
+	copts.DisconnectedErrCB, copts.ReconnectedCB, copts.AsyncErrorCB, copts.DiscoveredServersCB = nil, nil, nil, nil
+	copts.ConnectedCB, copts.LameDuckModeHandler = nil, nil
+	sc, err := copts.Connect()
+	if err != nil {
+		return h.unavailable("serve", fmt.Errorf("connecting the service: %w", err))
+	}
+	h.sc = sc
+	stats := opts.Stats
+	if stats == nil {
+		stats = func() any { s, _ := adapter.StatsOf(h.a); return s }
+	}
+	svc, err := micro.AddService(sc, micro.Config{
+		Name: ServiceName, Version: opts.Version, QueueGroup: opts.QueueGroup,
+		Description: "dspgo worker host: runs DSPy-style programs on its workers",
+		Metadata:    map[string]string{"host": h.id, "prefix": h.subj.prefix, "adapter": h.a.Name(), "heartbeat": h.beat.String()},
+		StatsHandler: func(*micro.Endpoint) any {
+			return map[string]any{"host": h.Stats(), "backend": stats()}
+		},
+	})
+	if err != nil {
+		return h.unavailable("serve", fmt.Errorf("registering the service: %w", err))
+	}
+	h.svc = svc
+	for _, e := range []struct {
+		name, subject string
+		handler       micro.HandlerFunc
+		opts          []micro.EndpointOpt
+	}{
+		{"call", h.subj.call(), h.take, nil},
+		{"host-call", h.subj.hostCall(h.id), h.take, []micro.EndpointOpt{micro.WithEndpointQueueGroupDisabled()}},
+		{"host-cancel", h.subj.hostCancel(h.id), h.cancelCall, []micro.EndpointOpt{micro.WithEndpointQueueGroupDisabled()}},
+	} {
+		if err := svc.AddEndpoint(e.name, e.handler, append(e.opts, micro.WithEndpointSubject(e.subject))...); err != nil {
+			return h.unavailable("serve", fmt.Errorf("adding endpoint %q: %w", e.subject, err))
+		}
+	}
+	return nil
+}
+
+func (h *Host) unavailable(op string, err error) error {
+	return &adapter.Error{Code: adapter.CodeUnavailable, Op: op, Adapter: Name, Err: err}
+}
+
+// take registers a request and serves it on a goroutine of its own: the
+// subscription delivers one message at a time.
+func (h *Host) take(req micro.Request) {
+	reply := req.Reply()
+	if reply == "" {
+		return // a publish without a reply subject cannot be answered
+	}
+	hdr := req.Headers()
+	ctx, cancel := context.WithCancel(h.callCtx)
+	if ms := hdr.Get(hdrDeadline); ms != "" {
+		if n, err := strconv.ParseInt(ms, 10, 64); err == nil && n > 0 {
+			ctx, cancel = context.WithTimeout(h.callCtx, time.Duration(n)*time.Millisecond)
+		}
+	}
+	h.inFlightMu.Lock()
+	h.inFlight[reply] = &hostCall{cancel: cancel, started: time.Now()}
+	h.inFlightMu.Unlock()
+	h.counter.Begin()
+	data := req.Data()
+	go h.serve(ctx, reply, nats.Header(hdr), data)
+}
+
+func (h *Host) cancelCall(req micro.Request) {
+	h.inFlightMu.Lock()
+	c := h.inFlight[string(req.Data())]
+	h.inFlightMu.Unlock()
+	if c != nil {
+		c.cancel()
+	}
+}
+
+func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []byte) {
+	cmd := hdr.Get(hdrCommand)
+	resp, rev, err := h.run(ctx, cmd, hdr, args)
+	h.counter.End(err)
+	h.inFlightMu.Lock()
+	if c := h.inFlight[reply]; c != nil {
+		c.cancel()
+		delete(h.inFlight, reply)
+	}
+	if len(h.inFlight) == 0 {
+		h.idle.Broadcast()
+	}
+	h.inFlightMu.Unlock()
+	h.respond(reply, cmd, resp, rev, err)
+}
+
+// run executes one request, with the shared state's help.
+func (h *Host) run(ctx context.Context, cmd string, hdr nats.Header, args []byte) (adapter.Response, uint64, error) {
+	if cmd == "" {
+		return adapter.Response{}, 0, errorf(adapter.CodeInvalidArgument, Name, "", "request without the %s header", hdrCommand)
+	}
+	if rev := headerUint(hdr, hdrStateRev); rev > 0 {
+		if err := h.waitState(ctx, rev); err != nil {
+			return adapter.Response{}, 0, adapter.Wrap(err, Name, cmd)
+		}
+	}
+	req := adapter.Request{Command: cmd, Args: args, Session: hdr.Get(hdrSession)}
+	if hdr.Get(hdrBcast) != "" {
+		rev, err := h.broadcast(ctx, req)
+		return adapter.Response{Result: json.RawMessage(`{}`)}, rev, err
+	}
+	resp, err := h.a.Call(ctx, req)
+	switch cmd {
+	case program.CmdCreateProgram:
+		if err == nil {
+			h.recordSpec(ctx, args, resp.Result)
+		}
+	case program.CmdExecuteProgram:
+		if isSpecNotFound(err) {
+			if withSpec := h.fetchSpec(ctx, args); withSpec != nil {
+				req.Args = withSpec
+				resp, err = h.a.Call(ctx, req)
+			}
+		}
+	case program.CmdDeleteProgram:
+		if err == nil || adapter.CodeOf(err) == adapter.CodeNotFound {
+			h.forgetSpec(ctx, args)
+		}
+	}
+	return resp, 0, err
+}
+
+// broadcast applies req on this host's workers, then records it in the
+// shared state for every other host; it returns the record's revision.
+func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, error) {
+	if !tokenRE.MatchString(req.Command) {
+		return 0, errorf(adapter.CodeInvalidArgument, Name, req.Command, "command %q cannot be broadcast: its name may hold only letters, digits, '_' and '-'", req.Command)
+	}
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	if err := h.applyLocal(ctx, req); err != nil {
+		return 0, err
+	}
+	key := "broadcast." + req.Command
+	rev, err := h.kv.Put(ctx, key, req.Args)
+	if err != nil {
+		return 0, &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: Name,
+			Err: fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err)}
+	}
+	h.applied[key] = rev
+	return rev, nil
+}
+
+type specArgs struct {
+	SpecHash string          `json:"spec_hash"`
+	Spec     json.RawMessage `json:"spec"`
+}
+
+// recordSpec keeps a created spec in the shared state, so that any host
+// can run it later. A failure is logged: the client resends specs a
+// worker lacks, so nothing breaks.
+func (h *Host) recordSpec(ctx context.Context, args, result []byte) {
+	var a specArgs
+	var r program.CreateResult
+	if json.Unmarshal(args, &a) != nil || json.Unmarshal(result, &r) != nil || len(a.Spec) == 0 || !tokenRE.MatchString(r.SpecHash) {
+		return
+	}
+	if _, err := h.kv.Put(ctx, "spec."+r.SpecHash, a.Spec); err != nil {
+		h.log.Warn("recording a program spec in the shared state failed", "spec_hash", r.SpecHash, "err", err)
+	}
+}
+
+// fetchSpec returns args with the spec from the shared state added, or
+// nil when the state does not hold it.
+func (h *Host) fetchSpec(ctx context.Context, args []byte) []byte {
+	var fields map[string]json.RawMessage
+	var a specArgs
+	if json.Unmarshal(args, &fields) != nil || json.Unmarshal(args, &a) != nil || len(a.Spec) > 0 || !tokenRE.MatchString(a.SpecHash) {
+		return nil
+	}
+	e, err := h.kv.Get(ctx, "spec."+a.SpecHash)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			h.log.Warn("reading a program spec from the shared state failed", "spec_hash", a.SpecHash, "err", err)
+		}
+		return nil
+	}
+	fields["spec"] = e.Value()
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func (h *Host) forgetSpec(ctx context.Context, args []byte) {
+	var a specArgs
+	if json.Unmarshal(args, &a) != nil || !tokenRE.MatchString(a.SpecHash) {
+		return
+	}
+	if err := h.kv.Delete(ctx, "spec."+a.SpecHash); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		h.log.Warn("deleting a program spec from the shared state failed", "spec_hash", a.SpecHash, "err", err)
+	}
+}
+
+func isSpecNotFound(err error) bool {
+	var e *adapter.Error
+	return errors.As(err, &e) && e.Remote != nil && e.Remote.Type == program.SpecNotFoundType
+}
+
+// respond sends the final reply of a call.
+func (h *Host) respond(reply, cmd string, resp adapter.Response, rev uint64, err error) {
+	m := nats.NewMsg(reply)
+	m.Header.Set(hdrHost, h.id)
+	if err == nil {
+		m.Data = resp.Result
+		if resp.Worker != "" {
+			m.Header.Set(hdrWorker, resp.Worker)
+		}
+		if rev > 0 {
+			m.Header.Set(hdrStateRev, strconv.FormatUint(rev, 10))
+		}
+		if int64(len(m.Data)+1024) > h.nc.MaxPayload() {
+			err = errorf(adapter.CodeResourceExhausted, Name, cmd, "the result of %d bytes is over the server's payload limit of %d bytes", len(m.Data), h.nc.MaxPayload())
+		}
+	}
+	if err != nil {
+		body := wire.Body(err)
+		m.Data, _ = json.Marshal(body)
+		m.Header.Set(hdrError, body.Code)
+		m.Header.Del(hdrWorker)
+	}
+	if perr := h.nc.PublishMsg(m); perr != nil {
+		h.log.Warn("sending a reply failed", "command", cmd, "err", perr)
+	}
+}
+
+// heartbeats tells the callers of calls running longer than a period
+// that the host is alive.
+func (h *Host) heartbeats() {
+	defer close(h.beatDone)
+	t := time.NewTicker(h.beat)
+	defer t.Stop()
+	period := strconv.FormatInt(h.beat.Milliseconds(), 10)
+	for {
+		select {
+		case <-h.stopBeat:
+			return
+		case now := <-t.C:
+			h.inFlightMu.Lock()
+			var due []string
+			for reply, c := range h.inFlight {
+				if now.Sub(c.started) >= h.beat/2 {
+					due = append(due, reply)
+				}
+			}
+			h.inFlightMu.Unlock()
+			for _, reply := range due {
+				m := nats.NewMsg(reply)
+				m.Header.Set(hdrStatus, statusWorking)
+				m.Header.Set(hdrHost, h.id)
+				m.Header.Set(hdrBeatMs, period)
+				_ = h.nc.PublishMsg(m)
+			}
+		}
+	}
+}
+
+// Close drains the host: it stops taking requests (the other hosts take
+// them), lets the calls in flight finish and answer, then stops. When
+// ctx ends first, the calls still running are cancelled and answered
+// with CodeCanceled. Close does not close the adapter or the connection
+// given to Serve. It is idempotent.
+func (h *Host) Close(ctx context.Context) error {
+	h.closeOnce.Do(func() {
+		h.log.Info("worker host draining")
+		if err := h.svc.Stop(); err != nil {
+			h.log.Warn("stopping the service", "err", err)
+		}
+		// Draining the service's own connection delivers the requests
+		// it already holds, then closes it: after that none can arrive.
+		if err := h.sc.Drain(); err == nil {
+			select {
+			case <-h.scClosed:
+			case <-ctx.Done():
+				h.sc.Close()
+			}
+		} else {
+			h.sc.Close()
+		}
+		stop := context.AfterFunc(ctx, func() {
+			h.cancelAll()
+			h.inFlightMu.Lock()
+			h.idle.Broadcast()
+			h.inFlightMu.Unlock()
+		})
+		h.inFlightMu.Lock()
+		for len(h.inFlight) > 0 && ctx.Err() == nil {
+			h.idle.Wait()
+		}
+		h.inFlightMu.Unlock()
+		stop()
+		// Calls cancelled above still answer: wait for them briefly.
+		h.inFlightMu.Lock()
+		for len(h.inFlight) > 0 {
+			h.idle.Wait()
+		}
+		h.inFlightMu.Unlock()
+		if ctx.Err() != nil {
+			h.closeErr = adapter.Wrap(ctx.Err(), Name, "close")
+		}
+		h.abort()
+		h.log.Info("worker host stopped")
+	})
+	return h.closeErr
+}
+
+// abort stops the watch and the heartbeats and closes the service
+// connection; it is the end of Close, and the clean-up of a failed Serve.
+func (h *Host) abort() {
+	h.cancelAll()
+	if h.watcher != nil {
+		_ = h.watcher.Stop()
+		if h.watching {
+			<-h.watchDone
+		}
+	}
+	if h.beating {
+		close(h.stopBeat)
+		<-h.beatDone
+	}
+	if h.sc != nil {
+		h.sc.Close()
+	}
+}

@@ -1,0 +1,443 @@
+// Package remote is the adapter that sends each request to worker hosts
+// on other processes or machines through NATS, and the host that serves
+// them.
+//
+// A worker host (Serve, or the CLI's "dspgo workers") runs any adapter,
+// usually a local pool, and serves it as a NATS micro service named
+// "dspgo": requests arrive on "<prefix>.call" through a queue group, so any
+// number of hosts share the load; "<prefix>.host.<id>.call" reaches one
+// host, for session affinity; "$SRV.PING.dspgo", "$SRV.INFO.dspgo" and
+// "$SRV.STATS.dspgo" list the hosts with their counters.
+//
+// The adapter (New) is request/reply with the caller's deadline. A host
+// working on a call longer than its heartbeat period tells the caller so,
+// every period; a call whose host falls silent for three periods (it died,
+// or the network parted) ends with CodeUnavailable instead of waiting for
+// its deadline. "No responders" is CodeUnavailable, a deadline
+// CodeDeadlineExceeded. Calls are delivered at most once: the adapter
+// never resends a call a host may have received.
+//
+// State that every host must have lives in a JetStream key-value bucket,
+// "<prefix>_state", not in any one process: broadcasts (the LM
+// configuration) under "broadcast.<command>", replayed by every host at
+// start and applied by a watch when they change; program specs under
+// "spec.<hash>", which a host that has not compiled a spec fetches
+// instead of failing. A host that joins later, or restarts, has them.
+//
+// The package never starts a NATS server; package remote/embedded runs
+// one in process for one machine and for tests.
+package remote
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/wire"
+	"github.com/dspgo/dspgo/protocol"
+)
+
+// Name is the remote adapter's registered name.
+const Name = "remote"
+
+// Affinity says how a session's requests are routed among hosts.
+type Affinity string
+
+// Affinity modes, as the pool's.
+const (
+	// AffinityNone sends every request through the queue group.
+	AffinityNone Affinity = "none"
+	// AffinityPrefer sends a session to the host that first served it
+	// while that host lives, and through the queue group once it is gone.
+	AffinityPrefer Affinity = "prefer"
+	// AffinityStrict sends a session only to the host that first served
+	// it, and fails with CodeUnavailable once that host is gone.
+	AffinityStrict Affinity = "strict"
+)
+
+// maxSessions bounds the session → host map; beyond it, an arbitrary
+// entry is forgotten (that session is routed afresh).
+const maxSessions = 1 << 16
+
+// Options configure the remote adapter.
+type Options struct {
+	// Conn is the NATS connection. Required. The adapter does not close
+	// it; OnClose can.
+	Conn *nats.Conn
+
+	// Name is the adapter's name in errors and stats. Empty means
+	// "remote".
+	Name string
+
+	// Prefix is the subject prefix the hosts serve under: dot-separated
+	// tokens. Empty means "dspgo".
+	Prefix string
+
+	// Heartbeat is the hosts' heartbeat period, used until a host's own
+	// heartbeat says its period: a call that hears nothing for three
+	// periods is given up with CodeUnavailable. Set it to the hosts'
+	// value. Zero means 1 s.
+	Heartbeat time.Duration
+
+	// Affinity routes sessions. Empty means AffinityPrefer.
+	Affinity Affinity
+
+	// CallTimeout bounds a call whose context has no deadline. Zero
+	// means 2 minutes; negative means no bound.
+	CallTimeout time.Duration
+
+	// Logger receives the adapter's logs. Nil discards them.
+	Logger *slog.Logger
+
+	// OnClose, when set, runs once at the end of Close, such as to close
+	// a connection or an embedded server the caller made for the adapter.
+	OnClose func()
+}
+
+// Adapter sends requests to worker hosts through NATS. It is safe for
+// concurrent use.
+type Adapter struct {
+	name     string
+	nc       *nats.Conn
+	subj     subjects
+	beat     time.Duration
+	affinity Affinity
+	timeout  time.Duration
+	log      *slog.Logger
+	onClose  func()
+	since    time.Time
+
+	inbox string
+	sub   *nats.Subscription
+	next  atomic.Uint64
+
+	mu       sync.Mutex
+	pending  map[string]*pending
+	sessions map[string]string // session → host id
+
+	stateRev atomic.Uint64 // the newest broadcast written: hosts apply it before serving
+	counter  adapter.CallCounter
+
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+var _ adapter.Adapter = (*Adapter)(nil)
+var _ adapter.Broadcaster = (*Adapter)(nil)
+var _ adapter.Statser = (*Adapter)(nil)
+
+// pending is a call waiting for its reply.
+type pending struct {
+	beat  chan time.Duration // a heartbeat, with the host's period; never blocks the sender
+	final chan *nats.Msg     // the reply, or NATS's no-responders status
+	host  atomic.Pointer[string]
+}
+
+// New returns a remote adapter over opts.Conn. It does not wait for any
+// host: a call with none gets CodeUnavailable.
+func New(ctx context.Context, opts Options) (*Adapter, error) {
+	if opts.Conn == nil {
+		return nil, errorf(adapter.CodeInvalidArgument, Name, "new", "Options.Conn is required")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, adapter.Wrap(err, Name, "new")
+	}
+	a := &Adapter{
+		name: opts.Name, nc: opts.Conn, subj: subjects{opts.Prefix}, beat: opts.Heartbeat,
+		affinity: opts.Affinity, timeout: opts.CallTimeout, log: opts.Logger, onClose: opts.OnClose,
+		since: time.Now(), pending: map[string]*pending{}, sessions: map[string]string{}, done: make(chan struct{}),
+	}
+	if a.name == "" {
+		a.name = Name
+	}
+	if a.subj.prefix == "" {
+		a.subj.prefix = DefaultPrefix
+	}
+	if err := checkPrefix(a.subj.prefix); err != nil {
+		return nil, errorf(adapter.CodeInvalidArgument, a.name, "new", "%v", err)
+	}
+	if a.beat <= 0 {
+		a.beat = DefaultHeartbeat
+	}
+	switch a.affinity {
+	case "":
+		a.affinity = AffinityPrefer
+	case AffinityNone, AffinityPrefer, AffinityStrict:
+	default:
+		return nil, errorf(adapter.CodeInvalidArgument, a.name, "new", "affinity %q is unknown (known: none, prefer, strict)", a.affinity)
+	}
+	if a.timeout == 0 {
+		a.timeout = 2 * time.Minute
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.inbox = a.nc.NewInbox()
+	sub, err := a.nc.Subscribe(a.inbox+".*", a.onReply)
+	if err != nil {
+		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to replies: %w", err)}
+	}
+	a.sub = sub
+	return a, nil
+}
+
+// Name returns the adapter's name, "remote" by default.
+func (a *Adapter) Name() string { return a.name }
+
+// Capabilities reports sessions, broadcast and restarts (the hosts
+// replace their workers); MaxFrameBytes is the server's payload limit.
+func (a *Adapter) Capabilities() adapter.Capabilities {
+	return adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: int(a.nc.MaxPayload())}
+}
+
+// Stats returns the adapter's counters. Workers is 0: the hosts report
+// theirs through "$SRV.STATS.dspgo" (see Hosts).
+func (a *Adapter) Stats() adapter.Stats {
+	s := adapter.Stats{Adapter: a.name, Since: a.since}
+	a.counter.Fill(&s)
+	return s
+}
+
+// Call sends req to a host and returns its reply.
+func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
+	return a.call(ctx, req, false)
+}
+
+// Broadcast applies req on every host, current and future: the host that
+// takes it applies it to all its workers and writes it to the shared
+// state, from which every other host applies it; a host that joins later
+// replays it at start. Calls made after Broadcast returns are served only
+// by hosts that have applied it. It returns the applying host's error.
+func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
+	_, err := a.call(ctx, req, true)
+	return err
+}
+
+func (a *Adapter) call(ctx context.Context, req adapter.Request, broadcast bool) (resp adapter.Response, err error) {
+	op := req.Command
+	select {
+	case <-a.done:
+		return resp, adapter.Wrap(adapter.ErrClosed, a.name, op)
+	default:
+	}
+	if req.Command == "" {
+		return resp, errorf(adapter.CodeInvalidArgument, a.name, op, "request without a command")
+	}
+	if err := ctx.Err(); err != nil {
+		return resp, adapter.Wrap(err, a.name, op)
+	}
+	a.counter.Begin()
+	defer func() { a.counter.End(err) }()
+	if _, ok := ctx.Deadline(); !ok && a.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.timeout)
+		defer cancel()
+	}
+
+	msg := nats.NewMsg("")
+	msg.Data = req.Args
+	if len(msg.Data) == 0 {
+		msg.Data = []byte("{}")
+	}
+	msg.Header.Set(hdrCommand, req.Command)
+	if req.Session != "" {
+		msg.Header.Set(hdrSession, req.Session)
+	}
+	if broadcast {
+		msg.Header.Set(hdrBcast, "1")
+	}
+	if rev := a.stateRev.Load(); rev > 0 {
+		msg.Header.Set(hdrStateRev, strconv.FormatUint(rev, 10))
+	}
+
+	host := ""
+	if req.Session != "" && a.affinity != AffinityNone && !broadcast {
+		a.mu.Lock()
+		host = a.sessions[req.Session]
+		a.mu.Unlock()
+	}
+	for {
+		msg.Subject = a.subj.call()
+		if host != "" {
+			msg.Subject = a.subj.hostCall(host)
+		}
+		reply, err := a.roundTrip(ctx, op, msg)
+		if err != nil {
+			return resp, err
+		}
+		if reply.Header.Get(hdrNATS) == "503" { // no responders
+			if host == "" {
+				return resp, errorf(adapter.CodeUnavailable, a.name, op, "no worker host serves %q", msg.Subject)
+			}
+			a.forget(req.Session, host)
+			if a.affinity == AffinityStrict {
+				return resp, errorf(adapter.CodeUnavailable, a.name, op, "host %q, which serves session %q, is gone (affinity strict)", host, req.Session)
+			}
+			host = ""
+			continue
+		}
+		return a.decode(op, req.Session, host, reply)
+	}
+}
+
+// roundTrip publishes msg and waits for its final reply, the caller's
+// context, Close, or the host falling silent.
+func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg) (*nats.Msg, error) {
+	if d, ok := ctx.Deadline(); ok && !setDeadline(msg.Header, time.Until(d)) {
+		return nil, adapter.Wrap(context.DeadlineExceeded, a.name, op)
+	}
+	token := strconv.FormatUint(a.next.Add(1), 36)
+	p := &pending{beat: make(chan time.Duration, 1), final: make(chan *nats.Msg, 1)}
+	a.mu.Lock()
+	a.pending[token] = p
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.pending, token)
+		a.mu.Unlock()
+	}()
+	msg.Reply = a.inbox + "." + token
+	if err := a.nc.PublishMsg(msg); err != nil {
+		return nil, a.publishError(op, err)
+	}
+
+	beat := a.beat
+	silence := time.NewTimer(missedBeats * beat)
+	defer silence.Stop()
+	for {
+		select {
+		case m := <-p.final:
+			return m, nil
+		case period := <-p.beat:
+			if period > 0 {
+				beat = period
+			}
+			silence.Reset(missedBeats * beat)
+		case <-silence.C:
+			if h := p.host.Load(); h != nil {
+				return nil, errorf(adapter.CodeUnavailable, a.name, op, "host %q fell silent for %v while serving the call; it may have died", *h, missedBeats*beat)
+			}
+			return nil, errorf(adapter.CodeUnavailable, a.name, op, "no reply nor heartbeat from a host for %v after sending the call; its host may have died", missedBeats*beat)
+		case <-ctx.Done():
+			a.cancelRemote(p, msg.Reply)
+			return nil, adapter.Wrap(ctx.Err(), a.name, op)
+		case <-a.done:
+			a.cancelRemote(p, msg.Reply)
+			return nil, adapter.Wrap(adapter.ErrClosed, a.name, op)
+		}
+	}
+}
+
+// cancelRemote tells the host working on a call, when known, to stop it.
+func (a *Adapter) cancelRemote(p *pending, reply string) {
+	if h := p.host.Load(); h != nil {
+		_ = a.nc.Publish(a.subj.hostCancel(*h), []byte(reply))
+	}
+}
+
+func (a *Adapter) publishError(op string, err error) error {
+	code := adapter.CodeUnavailable
+	if errors.Is(err, nats.ErrMaxPayload) {
+		code = adapter.CodeResourceExhausted
+		err = fmt.Errorf("the request is over the server's payload limit of %d bytes: %w", a.nc.MaxPayload(), err)
+	}
+	return &adapter.Error{Code: code, Op: op, Adapter: a.name, Err: err}
+}
+
+// onReply routes a message on the reply inbox to its call. A reply whose
+// call has ended (a late reply to a timed-out call) is dropped.
+func (a *Adapter) onReply(m *nats.Msg) {
+	token := m.Subject[len(a.inbox)+1:]
+	a.mu.Lock()
+	p := a.pending[token]
+	a.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if m.Header.Get(hdrStatus) != "" {
+		if h := m.Header.Get(hdrHost); h != "" {
+			p.host.Store(&h)
+		}
+		period := time.Duration(headerUint(m.Header, hdrBeatMs)) * time.Millisecond
+		select {
+		case p.beat <- period:
+		default:
+		}
+		return
+	}
+	select {
+	case p.final <- m:
+	default:
+	}
+}
+
+// decode turns a final reply into the call's result, and learns the
+// session's host.
+func (a *Adapter) decode(op, session, host string, m *nats.Msg) (adapter.Response, error) {
+	served := m.Header.Get(hdrHost)
+	if session != "" && a.affinity != AffinityNone && host == "" && served != "" {
+		a.remember(session, served)
+	}
+	if rev := headerUint(m.Header, hdrStateRev); rev > 0 {
+		for {
+			old := a.stateRev.Load()
+			if rev <= old || a.stateRev.CompareAndSwap(old, rev) {
+				break
+			}
+		}
+	}
+	if m.Header.Get(hdrError) != "" {
+		var body protocol.ErrorBody
+		if err := json.Unmarshal(m.Data, &body); err != nil || body.Code == "" {
+			return adapter.Response{}, errorf(adapter.CodeInternal, a.name, op, "malformed error reply from host %q: %.200s", served, m.Data)
+		}
+		return adapter.Response{}, wire.Error(a.name, op, &body)
+	}
+	worker := served
+	if w := m.Header.Get(hdrWorker); w != "" {
+		worker += "/" + w
+	}
+	return adapter.Response{Result: m.Data, Worker: worker}, nil
+}
+
+func (a *Adapter) remember(session, host string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.sessions[session]; !ok && len(a.sessions) >= maxSessions {
+		for k := range a.sessions {
+			delete(a.sessions, k)
+			break
+		}
+	}
+	a.sessions[session] = host
+}
+
+func (a *Adapter) forget(session, host string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sessions[session] == host {
+		delete(a.sessions, session)
+	}
+}
+
+// Close ends the calls in flight with ErrClosed, stops listening for
+// replies, and runs OnClose. It does not stop any host.
+func (a *Adapter) Close(context.Context) error {
+	a.closeOnce.Do(func() {
+		close(a.done)
+		_ = a.sub.Unsubscribe()
+		if a.onClose != nil {
+			a.onClose()
+		}
+	})
+	return nil
+}

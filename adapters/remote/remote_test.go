@@ -1,0 +1,287 @@
+package remote_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/adapters/remote/embedded"
+	"github.com/dspgo/dspgo/internal/wait"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(hostEnv) != "" {
+		os.Exit(hostMain())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// startServer runs an embedded NATS server on a free port for the test.
+func startServer(t testing.TB) *embedded.Server {
+	t.Helper()
+	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// connect opens a connection closed at the end of the test.
+func connect(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := remote.Dial(context.Background(), remote.DialOptions{URL: url, Name: t.Name()})
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// serveMock serves a fresh mock on a host in this process, drained at the
+// end of the test.
+func serveMock(t testing.TB, url string, opts remote.HostOptions) (*remote.Host, *mock.Adapter) {
+	t.Helper()
+	m := mock.New(mock.Options{})
+	nc := connect(t, url)
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = 100 * time.Millisecond
+	}
+	h, err := remote.Serve(context.Background(), nc, m, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		require.NoError(t, h.Close(context.Background()))
+		require.NoError(t, m.Close(context.Background()))
+	})
+	return h, m
+}
+
+// newRemote opens a remote adapter closed at the end of the test.
+func newRemote(t testing.TB, url string, opts remote.Options) *remote.Adapter {
+	t.Helper()
+	opts.Conn = connect(t, url)
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = 100 * time.Millisecond
+	}
+	a, err := remote.New(context.Background(), opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	return a
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestRoundTripThroughOneHost(t *testing.T) {
+	s := startServer(t)
+	h, _ := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 10*time.Second)
+
+	c := dspgo.NewClient(a)
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
+	require.NoError(t, err)
+	out, err := c.Execute(ctx, p.ID, map[string]any{"question": "What is NATS?"})
+	require.NoError(t, err)
+	assert.Contains(t, out["answer"], "answer ")
+
+	resp, err := a.Call(ctx, adapter.Request{Command: "ping"})
+	require.NoError(t, err)
+	assert.Contains(t, resp.Worker, h.ID())
+	assert.Equal(t, uint64(2), a.Stats().Calls-1, "create, execute, ping")
+	assert.Equal(t, uint64(3), h.Stats().Calls)
+}
+
+func TestNoHostIsUnavailable(t *testing.T) {
+	s := startServer(t)
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	_, err := a.Call(ctxT(t, 5*time.Second), adapter.Request{Command: "ping"})
+	require.Error(t, err)
+	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err), "%v", err)
+	assert.Contains(t, err.Error(), "no worker host")
+}
+
+func TestDeadlineAndCancel(t *testing.T) {
+	s := startServer(t)
+	_, m := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	require.NoError(t, a.Broadcast(ctxT(t, 5*time.Second), adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","delay_ms":60000}`)}))
+	c := dspgo.NewClient(a)
+	p, err := c.CreateProgram(ctxT(t, 5*time.Second), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+	require.NoError(t, err)
+
+	// The deadline travels with the call: the caller gets
+	// CodeDeadlineExceeded, the host's call ends too.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	_, err = c.Execute(ctx, p.ID, map[string]any{"q": "x"})
+	cancel()
+	assert.Equal(t, adapter.CodeDeadlineExceeded, adapter.CodeOf(err), "%v", err)
+
+	// Cancelling reaches the host once it has said it is working on the
+	// call (its first heartbeat).
+	ctx, cancel = context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := c.Execute(ctx, p.ID, map[string]any{"q": "y"}); done <- err }()
+	require.True(t, wait.Until(ctxT(t, 5*time.Second), func() bool { return inFlight(m) == 1 }))
+	time.AfterFunc(250*time.Millisecond, cancel) // after a heartbeat
+	err = <-done
+	assert.Equal(t, adapter.CodeCanceled, adapter.CodeOf(err), "%v", err)
+	require.True(t, wait.Until(ctxT(t, 5*time.Second), func() bool { return inFlight(m) == 0 }), "the host's call was cancelled")
+}
+
+func inFlight(m *mock.Adapter) int {
+	s, _ := adapter.StatsOf(m)
+	return s.InFlight
+}
+
+func TestAffinity(t *testing.T) {
+	s := startServer(t)
+	h1, _ := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
+	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h2"})
+	ctx := ctxT(t, 10*time.Second)
+
+	for _, mode := range []remote.Affinity{remote.AffinityPrefer, remote.AffinityStrict} {
+		a := newRemote(t, s.ClientURL(), remote.Options{Affinity: mode})
+		first, err := a.Call(ctx, adapter.Request{Command: "ping", Session: "s-" + string(mode)})
+		require.NoError(t, err)
+		for range 20 {
+			resp, err := a.Call(ctx, adapter.Request{Command: "ping", Session: "s-" + string(mode)})
+			require.NoError(t, err)
+			assert.Equal(t, host(first.Worker), host(resp.Worker), "%s: a session stays on its host", mode)
+		}
+	}
+	// Drain h1 in the middle: prefer moves its sessions, strict fails them.
+	prefer := newRemote(t, s.ClientURL(), remote.Options{Affinity: remote.AffinityPrefer})
+	strict := newRemote(t, s.ClientURL(), remote.Options{Affinity: remote.AffinityStrict})
+	var onH1 []string
+	for i := 0; len(onH1) < 2 && i < 200; i++ {
+		sess := "t-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		r1, err := prefer.Call(ctx, adapter.Request{Command: "ping", Session: sess})
+		require.NoError(t, err)
+		r2, err := strict.Call(ctx, adapter.Request{Command: "ping", Session: sess})
+		require.NoError(t, err)
+		if host(r1.Worker) == h1.ID() && host(r2.Worker) == h1.ID() {
+			onH1 = append(onH1, sess)
+		}
+	}
+	require.Len(t, onH1, 2)
+	require.NoError(t, h1.Close(ctx))
+	resp, err := prefer.Call(ctx, adapter.Request{Command: "ping", Session: onH1[0]})
+	require.NoError(t, err)
+	assert.Equal(t, "h2", host(resp.Worker))
+	_, err = strict.Call(ctx, adapter.Request{Command: "ping", Session: onH1[0]})
+	require.Error(t, err)
+	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err), "%v", err)
+	assert.Contains(t, err.Error(), "gone")
+}
+
+func host(worker string) string {
+	for i := range len(worker) {
+		if worker[i] == '/' {
+			return worker[:i]
+		}
+	}
+	return worker
+}
+
+func TestDrainFinishesCallsInFlight(t *testing.T) {
+	s := startServer(t)
+	h, _ := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 10*time.Second)
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","delay_ms":300}`)}))
+	c := dspgo.NewClient(a)
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Execute(ctx, p.ID, map[string]any{"q": string(rune('a' + i))})
+			errs <- err
+		}()
+	}
+	require.True(t, wait.Until(ctx, func() bool { return h.Stats().InFlight == 4 }))
+	require.NoError(t, h.Close(ctx))
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err, "a call in flight when the host drains is finished")
+	}
+	_, err = a.Call(ctx, adapter.Request{Command: "ping"})
+	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err), "after the drain, the host takes nothing")
+}
+
+func TestLateReplyIsDropped(t *testing.T) {
+	s := startServer(t)
+	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 10*time.Second)
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","delay_ms":150}`)}))
+	c := dspgo.NewClient(a)
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+	require.NoError(t, err)
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	_, err = c.Execute(short, p.ID, map[string]any{"q": "slow"})
+	cancel()
+	require.Equal(t, adapter.CodeDeadlineExceeded, adapter.CodeOf(err))
+	// The next caller gets its own answer, never the late one.
+	ref := mock.New(mock.Options{})
+	defer ref.Close(ctx)
+	rc := dspgo.NewClient(ref)
+	rp, err := rc.CreateProgram(ctx, dspgo.ProgramSpec{ID: p.ID, Signature: p.Spec.Signature})
+	require.NoError(t, err)
+	for _, q := range []string{"a", "b", "c"} {
+		want, err := rc.Execute(ctx, rp.ID, map[string]any{"q": q})
+		require.NoError(t, err)
+		got, err := c.Execute(ctx, p.ID, map[string]any{"q": q})
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
+}
+
+func TestOverPayloadLimit(t *testing.T) {
+	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir(), MaxPayload: 64 << 10})
+	require.NoError(t, err)
+	t.Cleanup(s.Shutdown)
+	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	big, _ := json.Marshal(map[string]string{"value": string(make([]byte, 100<<10))})
+	_, err = a.Call(ctxT(t, 5*time.Second), adapter.Request{Command: "ping", Args: big})
+	assert.Equal(t, adapter.CodeResourceExhausted, adapter.CodeOf(err), "%v", err)
+	assert.Equal(t, int(a.Capabilities().MaxFrameBytes), 64<<10)
+	_, err = a.Call(ctxT(t, 5*time.Second), adapter.Request{Command: "ping"})
+	assert.NoError(t, err, "the adapter stays usable")
+}
+
+func TestOptionsAreChecked(t *testing.T) {
+	s := startServer(t)
+	nc := connect(t, s.ClientURL())
+	ctx := context.Background()
+	_, err := remote.New(ctx, remote.Options{})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	_, err = remote.New(ctx, remote.Options{Conn: nc, Prefix: "bad prefix"})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	_, err = remote.New(ctx, remote.Options{Conn: nc, Affinity: "sometimes"})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	_, err = remote.Serve(ctx, nc, mock.New(mock.Options{}), remote.HostOptions{ID: "a.b"})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	_, err = remote.Dial(ctx, remote.DialOptions{})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	_, err = remote.Dial(ctx, remote.DialOptions{URL: "nats://127.0.0.1:1", ConnectTimeout: 200 * time.Millisecond})
+	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err))
+}

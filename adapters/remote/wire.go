@@ -1,0 +1,115 @@
+package remote
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/dspgo/dspgo/adapter"
+)
+
+// Defaults shared by the adapter and the host.
+const (
+	// DefaultPrefix is the subject prefix when none is configured.
+	DefaultPrefix = "dspgo"
+	// DefaultQueueGroup is the hosts' queue group when none is configured.
+	DefaultQueueGroup = "dspgo-workers"
+	// DefaultHeartbeat is the period of a host's heartbeats when none is
+	// configured.
+	DefaultHeartbeat = time.Second
+	// ServiceName is the name worker hosts register under with NATS
+	// micro: "$SRV.PING.dspgo" reaches every host.
+	ServiceName = "dspgo"
+	// missedBeats is how many heartbeat periods a caller waits without
+	// hearing from the host before it gives the call up.
+	missedBeats = 3
+)
+
+// Message headers. A request's body is its JSON arguments; a success
+// reply's body is the result; a failure's is a protocol error object.
+const (
+	hdrCommand  = "Dspgo-Command"
+	hdrSession  = "Dspgo-Session"
+	hdrDeadline = "Dspgo-Deadline-Ms"  // time left, relative, so clocks need not agree
+	hdrStateRev = "Dspgo-State-Rev"    // request: state the host must have applied; reply: state written
+	hdrBcast    = "Dspgo-Broadcast"    // request: apply on every host
+	hdrHost     = "Dspgo-Host"         // the host that answers
+	hdrWorker   = "Dspgo-Worker"       // the worker that served, on a success
+	hdrStatus   = "Dspgo-Status"       // statusAccepted or statusWorking: not the final reply
+	hdrError    = "Dspgo-Error"        // the error code of a failure
+	hdrBeatMs   = "Dspgo-Heartbeat-Ms" // on a heartbeat: the host's period
+	hdrNATS     = "Status"             // NATS's own status header: "503" means no responders
+
+	statusAccepted = "accepted"
+	statusWorking  = "working"
+)
+
+// subjects are the subjects of one deployment (one prefix).
+type subjects struct {
+	prefix string
+}
+
+// call is the subject every host serves through the queue group.
+func (s subjects) call() string { return s.prefix + ".call" }
+
+// hostCall is the subject only host id serves, for session affinity.
+func (s subjects) hostCall(id string) string { return s.prefix + ".host." + id + ".call" }
+
+// hostCancel is the subject on which host id takes cancellations.
+func (s subjects) hostCancel(id string) string { return s.prefix + ".host." + id + ".cancel" }
+
+// bucket is the JetStream key-value bucket of the deployment's shared state.
+func (s subjects) bucket() string {
+	b := []byte(s.prefix + "_state")
+	for i, c := range b {
+		if c == '.' {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+var (
+	prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+	tokenRE  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// checkPrefix reports a prefix that is not a valid subject prefix.
+func checkPrefix(prefix string) error {
+	if !prefixRE.MatchString(prefix) {
+		return fmt.Errorf("subject prefix %q must be dot-separated tokens of letters, digits, '_' and '-'", prefix)
+	}
+	return nil
+}
+
+// setDeadline sets the deadline header from d, the time left; it reports
+// false when no time is left.
+func setDeadline(h nats.Header, d time.Duration) bool {
+	ms := d.Milliseconds()
+	if ms <= 0 {
+		return false
+	}
+	h.Set(hdrDeadline, strconv.FormatInt(ms, 10))
+	return true
+}
+
+// headerUint reads an unsigned header; absent or malformed is 0.
+func headerUint(h nats.Header, key string) uint64 {
+	v := h.Get(key)
+	if v == "" {
+		return 0
+	}
+	n, _ := strconv.ParseUint(v, 10, 64)
+	return n
+}
+
+// errorf returns an *adapter.Error of the adapter and operation, with a
+// message formatted as by fmt.Sprintf.
+func errorf(code adapter.Code, adapterName, op, format string, args ...any) error {
+	e := adapter.Errorf(code, format, args...)
+	e.Adapter, e.Op = adapterName, op
+	return e
+}
