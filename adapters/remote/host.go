@@ -73,6 +73,7 @@ type Host struct {
 	callCtx    context.Context
 	cancelAll  context.CancelFunc
 	watcher    jetstream.KeyWatcher
+	discSub    *nats.Subscription
 	watching   bool // the watch goroutine runs
 	beating    bool // the heartbeat goroutine runs
 	watchDone  chan struct{}
@@ -129,6 +130,18 @@ func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptio
 	if err := h.startService(opts); err != nil {
 		return nil, err
 	}
+	disc, err := nc.Subscribe(h.subj.discover(), func(*nats.Msg) { h.announce(false) })
+	if err != nil {
+		return nil, h.unavailable("serve", fmt.Errorf("subscribing to discovery: %w", err))
+	}
+	h.discSub = disc
+	// The server has the subscriptions once both connections flush: a
+	// call made after Serve returns finds this host.
+	for _, c := range []*nats.Conn{h.sc, nc} {
+		if err := c.FlushTimeout(flushTimeout(ctx)); err != nil {
+			return nil, h.unavailable("serve", fmt.Errorf("flushing subscriptions: %w", err))
+		}
+	}
 	h.beating = true
 	go h.heartbeats()
 	ok = true
@@ -176,6 +189,14 @@ func (h *Host) defaults(opts *HostOptions) error {
 	}
 	h.log = h.log.With("host", h.id)
 	return nil
+}
+
+// flushTimeout is the time ctx leaves, or 10 s without a deadline.
+func flushTimeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return 10 * time.Second
 }
 
 // ID returns the host's id.
@@ -550,6 +571,7 @@ func (h *Host) heartbeats() {
 	t := time.NewTicker(h.beat)
 	defer t.Stop()
 	period := strconv.FormatInt(h.beat.Milliseconds(), 10)
+	h.announce(false)
 	for {
 		select {
 		case <-h.stopBeat:
@@ -570,8 +592,18 @@ func (h *Host) heartbeats() {
 				m.Header.Set(hdrBeatMs, period)
 				_ = h.nc.PublishMsg(m)
 			}
+			h.announce(false)
 		}
 	}
+}
+
+// announce publishes the host's announcement.
+func (h *Host) announce(gone bool) {
+	st := h.Stats()
+	backend, _ := adapter.StatsOf(h.a)
+	b, _ := json.Marshal(Announcement{Host: h.id, Workers: backend.Workers, InFlight: st.InFlight, Calls: st.Calls,
+		HeartbeatMs: h.beat.Milliseconds(), Gone: gone})
+	_ = h.nc.Publish(h.subj.announce(), b)
 }
 
 // Close drains the host: it stops taking requests (the other hosts take
@@ -627,6 +659,9 @@ func (h *Host) Close(ctx context.Context) error {
 // connection; it is the end of Close, and the clean-up of a failed Serve.
 func (h *Host) abort() {
 	h.cancelAll()
+	if h.discSub != nil {
+		_ = h.discSub.Unsubscribe()
+	}
 	if h.watcher != nil {
 		_ = h.watcher.Stop()
 		if h.watching {
@@ -636,6 +671,7 @@ func (h *Host) abort() {
 	if h.beating {
 		close(h.stopBeat)
 		<-h.beatDone
+		h.announce(true)
 	}
 	if h.sc != nil {
 		h.sc.Close()

@@ -2,22 +2,30 @@ package remote_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
 	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/conformance"
 	"github.com/dspgo/dspgo/internal/testutil"
+	"github.com/dspgo/dspgo/internal/wait"
 	"github.com/dspgo/dspgo/protocol"
 )
 
@@ -123,4 +131,174 @@ func (h *hostProc) stop(t testing.TB) {
 func (h *hostProc) kill() {
 	_ = h.cmd.Process.Kill()
 	<-h.out
+}
+
+// hostSet is a set of host processes on one server that tests can kill
+// and replace.
+type hostSet struct {
+	t     testing.TB
+	url   string
+	mu    sync.Mutex
+	hosts []*hostProc
+	n     int
+}
+
+func newHostSet(t testing.TB, url string, n int) *hostSet {
+	s := &hostSet{t: t, url: url}
+	for range n {
+		s.add()
+	}
+	return s
+}
+
+func (s *hostSet) add() *hostProc {
+	s.mu.Lock()
+	s.n++
+	id := fmt.Sprintf("host-%d", s.n)
+	s.mu.Unlock()
+	h := startHost(s.t, s.url, id)
+	s.mu.Lock()
+	s.hosts = append(s.hosts, h)
+	s.mu.Unlock()
+	return h
+}
+
+// killOne SIGKILLs the oldest live host and returns it.
+func (s *hostSet) killOne() *hostProc {
+	s.mu.Lock()
+	h := s.hosts[0]
+	s.hosts = s.hosts[1:]
+	s.mu.Unlock()
+	h.kill()
+	return h
+}
+
+func TestConformanceTwoHostProcesses(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	srv := startServer(t)
+	hosts := newHostSet(t, srv.ClientURL(), 2)
+	conformance.Run(t, conformance.Harness{
+		Name: "remote/2-hosts",
+		New: func(ctx context.Context) (adapter.Adapter, error) {
+			nc, err := remote.Dial(ctx, remote.DialOptions{URL: srv.ClientURL()})
+			if err != nil {
+				return nil, err
+			}
+			a, err := remote.New(ctx, remote.Options{Conn: nc, Heartbeat: 100 * time.Millisecond, OnClose: nc.Close})
+			if err != nil {
+				nc.Close()
+				return nil, err
+			}
+			// Every case starts from the default LM, on every host.
+			if err := a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy"}`)}); err != nil {
+				_ = a.Close(ctx)
+				return nil, err
+			}
+			return a, nil
+		},
+		Faults: &conformance.Faults{
+			Crash:   func(context.Context, adapter.Adapter) error { hosts.killOne(); return nil },
+			Recover: func(context.Context, adapter.Adapter) error { hosts.add(); return nil },
+		},
+	})
+}
+
+// TestHostKilledUnderLoad SIGKILLs one of two hosts while 16 callers keep
+// executing: every call returns (none waits for its deadline); the only
+// failures are CodeUnavailable, at most one per caller (its call in
+// flight on the dead host); every other call succeeds on the survivor.
+func TestHostKilledUnderLoad(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	srv := startServer(t)
+	hosts := newHostSet(t, srv.ClientURL(), 2)
+	a := newRemote(t, srv.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","delay_ms":20}`)}))
+	c := dspgo.NewClient(a)
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+	require.NoError(t, err)
+
+	const callers, perCaller = 16, 40
+	var served [2]atomic.Int64 // calls that succeeded before and after the kill
+	var killed atomic.Bool
+	type failure struct {
+		caller int
+		err    error
+	}
+	failures := make(chan failure, callers*perCaller)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range perCaller {
+				callCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				after := killed.Load()
+				_, err := c.Execute(callCtx, p.ID, map[string]any{"q": fmt.Sprint(i, "/", j)})
+				cancel()
+				switch {
+				case err != nil:
+					failures <- failure{i, err}
+				case after:
+					served[1].Add(1)
+				default:
+					served[0].Add(1)
+				}
+			}
+		}()
+	}
+	require.True(t, wait.Until(ctx, func() bool { return served[0].Load() >= 64 }))
+	hosts.killOne()
+	killed.Store(true)
+	wg.Wait()
+	close(failures)
+
+	perCallerFailures := map[int]int{}
+	for f := range failures {
+		assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(f.err), "caller %d: %v", f.caller, f.err)
+		perCallerFailures[f.caller]++
+	}
+	for caller, n := range perCallerFailures {
+		assert.LessOrEqual(t, n, 1, "caller %d lost more than its call in flight", caller)
+	}
+	assert.Equal(t, int64(callers*perCaller), served[0].Load()+served[1].Load()+int64(len(perCallerFailures)), "every call returned")
+	assert.Positive(t, served[1].Load(), "the survivor served the calls after the kill")
+	t.Logf("before the kill: %d served; after: %d served, %d CodeUnavailable", served[0].Load(), served[1].Load(), len(perCallerFailures))
+}
+
+// TestLateHostServesEarlierState: a host that joins after a program was
+// created and the LM configured serves both, from the shared state,
+// though the host that took them is gone.
+func TestLateHostServesEarlierState(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	srv := startServer(t)
+	hosts := newHostSet(t, srv.ClientURL(), 1)
+	a := newRemote(t, srv.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"configured-before-join"}`)}))
+	c := dspgo.NewClient(a)
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+	require.NoError(t, err)
+	want, err := c.Execute(ctx, p.ID, map[string]any{"q": "x"})
+	require.NoError(t, err)
+
+	late := hosts.add()
+	first := hosts.killOne()
+	require.NotEqual(t, first.id, late.id)
+
+	// Name the spec by hash only, as a client that never sent it to the
+	// late host would: the host finds it in the shared state.
+	args, _ := json.Marshal(map[string]any{"program_id": p.ID, "spec_hash": p.Hash, "inputs": map[string]any{"q": "x"}})
+	resp, err := a.Call(ctx, adapter.Request{Command: "execute_program", Args: args})
+	require.NoError(t, err)
+	assert.Equal(t, late.id, host(resp.Worker))
+	var result struct{ Outputs map[string]any }
+	require.NoError(t, json.Unmarshal(resp.Result, &result))
+	assert.Equal(t, want, result.Outputs)
+
+	resp, err = a.Call(ctx, adapter.Request{Command: "get_stats"})
+	require.NoError(t, err)
+	var stats struct{ LM struct{ Model string } }
+	require.NoError(t, json.Unmarshal(resp.Result, &stats))
+	assert.Equal(t, "configured-before-join", stats.LM.Model, "the late host replayed the LM configuration")
 }

@@ -34,7 +34,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,9 +118,12 @@ type Adapter struct {
 	onClose  func()
 	since    time.Time
 
-	inbox string
-	sub   *nats.Subscription
-	next  atomic.Uint64
+	inbox   string
+	sub     *nats.Subscription
+	annSub  *nats.Subscription
+	hostsMu sync.Mutex
+	hosts   map[string]hostSeen
+	next    atomic.Uint64
 
 	mu       sync.Mutex
 	pending  map[string]*pending
@@ -134,6 +139,12 @@ type Adapter struct {
 var _ adapter.Adapter = (*Adapter)(nil)
 var _ adapter.Broadcaster = (*Adapter)(nil)
 var _ adapter.Statser = (*Adapter)(nil)
+
+// hostSeen is a host's last announcement and when it came.
+type hostSeen struct {
+	Announcement
+	at time.Time
+}
 
 // pending is a call waiting for its reply.
 type pending struct {
@@ -187,6 +198,14 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to replies: %w", err)}
 	}
 	a.sub = sub
+	a.hosts = map[string]hostSeen{}
+	ann, err := a.nc.Subscribe(a.subj.announce(), a.onAnnounce)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to host announcements: %w", err)}
+	}
+	a.annSub = ann
+	_ = a.nc.Publish(a.subj.discover(), nil) // the hosts announce themselves now, not a period later
 	return a, nil
 }
 
@@ -199,12 +218,52 @@ func (a *Adapter) Capabilities() adapter.Capabilities {
 	return adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: int(a.nc.MaxPayload())}
 }
 
-// Stats returns the adapter's counters. Workers is 0: the hosts report
-// theirs through "$SRV.STATS.dspgo" (see Hosts).
+// Stats returns the adapter's counters. Workers is the sum of the
+// workers of the hosts alive (see Hosts).
 func (a *Adapter) Stats() adapter.Stats {
 	s := adapter.Stats{Adapter: a.name, Since: a.since}
 	a.counter.Fill(&s)
+	for _, h := range a.Hosts() {
+		s.Workers += h.Workers
+	}
 	return s
+}
+
+// Hosts returns the last announcement of every host alive: heard from
+// within three of its heartbeat periods and not gone, sorted by id. A
+// host is listed from its first announcement after New, which comes
+// within one period.
+func (a *Adapter) Hosts() []Announcement {
+	now := time.Now()
+	a.hostsMu.Lock()
+	defer a.hostsMu.Unlock()
+	list := make([]Announcement, 0, len(a.hosts))
+	for id, h := range a.hosts {
+		if now.Sub(h.at) > missedBeats*time.Duration(h.HeartbeatMs)*time.Millisecond {
+			delete(a.hosts, id)
+			continue
+		}
+		list = append(list, h.Announcement)
+	}
+	slices.SortFunc(list, func(x, y Announcement) int { return strings.Compare(x.Host, y.Host) })
+	return list
+}
+
+func (a *Adapter) onAnnounce(m *nats.Msg) {
+	var ann Announcement
+	if json.Unmarshal(m.Data, &ann) != nil || ann.Host == "" {
+		return
+	}
+	a.hostsMu.Lock()
+	defer a.hostsMu.Unlock()
+	if ann.Gone {
+		delete(a.hosts, ann.Host)
+		return
+	}
+	if ann.HeartbeatMs <= 0 {
+		ann.HeartbeatMs = a.beat.Milliseconds()
+	}
+	a.hosts[ann.Host] = hostSeen{Announcement: ann, at: time.Now()}
 }
 
 // Call sends req to a host and returns its reply.
@@ -435,6 +494,7 @@ func (a *Adapter) Close(context.Context) error {
 	a.closeOnce.Do(func() {
 		close(a.done)
 		_ = a.sub.Unsubscribe()
+		_ = a.annSub.Unsubscribe()
 		if a.onClose != nil {
 			a.onClose()
 		}

@@ -50,6 +50,12 @@ func connect(t testing.TB, url string) *nats.Conn {
 // end of the test.
 func serveMock(t testing.TB, url string, opts remote.HostOptions) (*remote.Host, *mock.Adapter) {
 	t.Helper()
+	return serveMockOn(t, url, opts)
+}
+
+// serveMockOn is serveMock on a list of server URLs.
+func serveMockOn(t testing.TB, url string, opts remote.HostOptions) (*remote.Host, *mock.Adapter) {
+	t.Helper()
 	m := mock.New(mock.Options{})
 	nc := connect(t, url)
 	if opts.Heartbeat == 0 {

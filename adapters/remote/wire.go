@@ -58,6 +58,14 @@ func (s subjects) call() string { return s.prefix + ".call" }
 // hostCall is the subject only host id serves, for session affinity.
 func (s subjects) hostCall(id string) string { return s.prefix + ".host." + id + ".call" }
 
+// announce is the subject on which every host says, each heartbeat
+// period, that it is alive and how many workers it has.
+func (s subjects) announce() string { return s.prefix + ".announce" }
+
+// discover is the subject on which a new caller asks every host to
+// announce itself at once.
+func (s subjects) discover() string { return s.prefix + ".discover" }
+
 // hostCancel is the subject on which host id takes cancellations.
 func (s subjects) hostCancel(id string) string { return s.prefix + ".host." + id + ".cancel" }
 
@@ -83,6 +91,23 @@ func checkPrefix(prefix string) error {
 		return fmt.Errorf("subject prefix %q must be dot-separated tokens of letters, digits, '_' and '-'", prefix)
 	}
 	return nil
+}
+
+// Announcement is what a host publishes on "<prefix>.announce" every
+// heartbeat period, and once more with Gone set when it stops.
+type Announcement struct {
+	// Host is the host's id.
+	Host string `json:"host"`
+	// Workers is the number of the host's workers able to serve.
+	Workers int `json:"workers"`
+	// InFlight is the number of calls the host is serving.
+	InFlight int `json:"in_flight"`
+	// Calls counts the calls the host has served.
+	Calls uint64 `json:"calls"`
+	// HeartbeatMs is the host's heartbeat period in milliseconds.
+	HeartbeatMs int64 `json:"heartbeat_ms"`
+	// Gone is set in a host's last announcement, when it drains.
+	Gone bool `json:"gone,omitempty"`
 }
 
 // setDeadline sets the deadline header from d, the time left; it reports
