@@ -14,7 +14,7 @@ type flag struct {
 
 // flags are the command-line flags that feed the flag layer.
 var flags = []flag{
-	{"adapter", "adapter", "backend: mock, port, pool, memory or a registered name"},
+	{"adapter", "adapter", "backend: mock, port, pool, memory, remote or a registered name"},
 	{"env", "env", "environments block to apply (dev, test, ci, prod…)"},
 	{"log-level", "log.level", "log level: debug, info, warn, error"},
 	{"log-format", "log.format", "log format: text, json, otel"},
@@ -34,6 +34,11 @@ var flags = []flag{
 	{"pool-affinity", "pool.affinity", "session affinity: none, prefer, strict"},
 	{"start-timeout", "port.start_timeout", "bound on a worker's start"},
 	{"call-timeout", "port.call_timeout", "bound on a call without a deadline"},
+	{"remote-url", "remote.url", "NATS server(s) of the remote adapter and worker hosts, comma-separated"},
+	{"remote-prefix", "remote.prefix", "subject prefix of the worker hosts"},
+	{"host-id", "remote.host_id", "this worker host's id (default: hostname-pid)"},
+	{"embedded-nats", "remote.embedded.enabled", "run a NATS server with JetStream in this process"},
+	{"embedded-listen", "remote.embedded.listen", "address of the embedded NATS server"},
 }
 
 // flagKeys maps flag names to keys.

@@ -6,8 +6,8 @@ import "time"
 // every field has a default (see Defaults), so the zero layers give a
 // working offline setup: the pool of Python workers with the dummy LM.
 type Config struct {
-	// Adapter names the backend: "mock", "port", "pool", "memory", or a
-	// registered third-party name. Default "pool".
+	// Adapter names the backend: "mock", "port", "pool", "memory",
+	// "remote", or a registered third-party name. Default "pool".
 	Adapter string `koanf:"adapter"`
 	// Env names the environments.<name> block to apply. Default "" (none).
 	Env string `koanf:"env"`
@@ -20,6 +20,7 @@ type Config struct {
 	Mock   Mock   `koanf:"mock"`
 	Port   Port   `koanf:"port"`
 	Pool   Pool   `koanf:"pool"`
+	Remote Remote `koanf:"remote"`
 
 	layers  []string          // layer names, lowest first
 	sources map[string]string // key → the layer that set it
@@ -156,6 +157,60 @@ type Recycle struct {
 	MaxRSSBytes  uint64        `koanf:"max_rss_bytes"`
 }
 
+// Remote configures the remote adapter and the worker hosts of
+// "dspgo workers", which must agree on the prefix and the heartbeat.
+type Remote struct {
+	// URL is the NATS server or cluster, URLs comma-separated. Default
+	// nats://127.0.0.1:4222.
+	URL string `koanf:"url"`
+	// CredsFile is a NATS credentials file. Default "" (none).
+	CredsFile string `koanf:"creds_file"`
+	// TLS configures TLS to the servers.
+	TLS RemoteTLS `koanf:"tls"`
+	// ConnectTimeout bounds connecting. Default 5s.
+	ConnectTimeout time.Duration `koanf:"connect_timeout"`
+	// Prefix is the subject prefix of the deployment. Default dspgo.
+	Prefix string `koanf:"prefix"`
+	// QueueGroup is the hosts' queue group. Default dspgo-workers.
+	QueueGroup string `koanf:"queue_group"`
+	// Heartbeat is the hosts' heartbeat period; a call whose host is
+	// silent for three periods fails with CodeUnavailable. Default 1s.
+	Heartbeat time.Duration `koanf:"heartbeat"`
+	// Affinity is none, prefer or strict (sessions to hosts). Default
+	// prefer.
+	Affinity string `koanf:"affinity"`
+	// Replicas is the copies of the shared state, when a host creates
+	// its bucket: 1 on one server, 3 on a cluster. Default 1.
+	Replicas int `koanf:"replicas"`
+	// HostID names this worker host. Default "" (hostname-pid).
+	HostID string `koanf:"host_id"`
+	// Embedded runs a NATS server in this process.
+	Embedded Embedded `koanf:"embedded"`
+}
+
+// RemoteTLS configures TLS to the NATS servers; empty fields are unused.
+type RemoteTLS struct {
+	// CAFile verifies the servers. Default "" (system roots).
+	CAFile string `koanf:"ca_file"`
+	// CertFile is the client certificate. Default "" (none).
+	CertFile string `koanf:"cert_file"`
+	// KeyFile is the client certificate's key. Default "" (none).
+	KeyFile string `koanf:"key_file"`
+}
+
+// Embedded configures a NATS server run inside the process, for one
+// machine: the other processes connect to it at remote.url.
+type Embedded struct {
+	// Enabled runs the server; remote.url is then ignored by this
+	// process, which connects to its own server. Default false.
+	Enabled bool `koanf:"enabled"`
+	// Listen is the client address, host:port. Default 127.0.0.1:4222.
+	Listen string `koanf:"listen"`
+	// StoreDir holds JetStream's data. Default "" (a temporary
+	// directory, removed at exit).
+	StoreDir string `koanf:"store_dir"`
+}
+
 // Defaults returns the built-in defaults, the lowest layer.
 func Defaults() Config {
 	return Config{
@@ -169,5 +224,7 @@ func Defaults() Config {
 			Restart: Restart{Min: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.2, MaxRestarts: 10, Window: time.Minute}},
 		Pool: Pool{OverflowIdle: 30 * time.Second, StartConcurrency: 8, CheckoutTimeout: 30 * time.Second,
 			MaxQueue: 1024, WorkerConcurrency: 4, Affinity: "prefer", HealthInterval: 10 * time.Second, HealthTimeout: 5 * time.Second},
+		Remote: Remote{URL: "nats://127.0.0.1:4222", ConnectTimeout: 5 * time.Second, Prefix: "dspgo", QueueGroup: "dspgo-workers",
+			Heartbeat: time.Second, Affinity: "prefer", Replicas: 1, Embedded: Embedded{Listen: "127.0.0.1:4222"}},
 	}
 }

@@ -2,7 +2,10 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -72,11 +75,30 @@ func (c *Config) Validate() error {
 	check(q.HealthInterval != 0, "pool.health_interval", "must not be zero (negative disables health checks)")
 	positive("pool.health_timeout", q.HealthTimeout)
 
+	r := c.Remote
+	check(r.URL != "" || r.Embedded.Enabled, "remote.url", "must name a NATS server (or set remote.embedded.enabled)")
+	positive("remote.connect_timeout", r.ConnectTimeout)
+	check(prefixRE.MatchString(r.Prefix), "remote.prefix", "%q must be dot-separated tokens of letters, digits, '_' and '-'", r.Prefix)
+	check(tokenRE.MatchString(r.QueueGroup), "remote.queue_group", "%q may hold only letters, digits, '_' and '-'", r.QueueGroup)
+	positive("remote.heartbeat", r.Heartbeat)
+	oneOf("remote.affinity", r.Affinity, "none", "prefer", "strict")
+	check(r.Replicas >= 1 && r.Replicas <= 5, "remote.replicas", "must be from 1 to 5, got %d", r.Replicas)
+	check(r.HostID == "" || tokenRE.MatchString(r.HostID), "remote.host_id", "%q may hold only letters, digits, '_' and '-'", r.HostID)
+	check((r.TLS.CertFile == "") == (r.TLS.KeyFile == ""), "remote.tls.key_file", "remote.tls.cert_file and remote.tls.key_file go together")
+	if _, _, err := net.SplitHostPort(r.Embedded.Listen); err != nil {
+		check(false, "remote.embedded.listen", "must be host:port: %v", err)
+	}
+
 	if len(bad) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(bad, "; "))
 	}
 	return nil
 }
+
+var (
+	prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+	tokenRE  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
 
 // Setting is one key of Explain.
 type Setting struct {
@@ -124,6 +146,12 @@ func format(key string, v any) string {
 		}
 	}
 	switch x := v.(type) {
+	case string:
+		if strings.HasSuffix(key, "url") && strings.Contains(x, "@") {
+			return redactURLs(x)
+		}
+	}
+	switch x := v.(type) {
 	case []string:
 		return strings.Join(x, ",")
 	case string:
@@ -137,3 +165,14 @@ func format(key string, v any) string {
 // Layers lists the layers that contributed to the configuration, lowest
 // first.
 func (c *Config) Layers() []string { return append([]string(nil), c.layers...) }
+
+// redactURLs hides the passwords in comma-separated URLs.
+func redactURLs(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -2,21 +2,28 @@ package registry
 
 import (
 	"context"
+	"net"
 	"os"
+	"strconv"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/adapters/remote/embedded"
 	"github.com/dspgo/dspgo/config"
 	"github.com/dspgo/dspgo/protocol"
 )
 
 // Builtin returns the factories of dspgo's own adapters: mock, port,
-// pool, and memory (the port adapter serving the mock's command set in
-// process over the real framing).
+// pool, memory (the port adapter serving the mock's command set in
+// process over the real framing), and remote (worker hosts through
+// NATS).
 func Builtin() []Factory {
 	return []Factory{
 		{
@@ -54,7 +61,73 @@ func Builtin() []Factory {
 				return pool.New(ctx, PoolOptions(cfg))
 			},
 		},
+		{
+			Name:         remote.Name,
+			Description:  "worker hosts on any number of machines (\"dspgo workers\"), reached through NATS",
+			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: embedded.DefaultMaxPayload},
+			Open:         openRemote,
+		},
 	}
+}
+
+func openRemote(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
+	nc, release, err := ConnectRemote(ctx, cfg, "dspgo-client")
+	if err != nil {
+		return nil, err
+	}
+	r := cfg.Remote
+	a, err := remote.New(ctx, remote.Options{Conn: nc, Prefix: r.Prefix, Heartbeat: r.Heartbeat,
+		Affinity: remote.Affinity(r.Affinity), CallTimeout: cfg.Port.CallTimeout, Logger: cfg.Logger(os.Stderr), OnClose: release})
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return a, nil
+}
+
+// ConnectRemote connects to the NATS server of cfg.Remote, first starting
+// the embedded one when remote.embedded.enabled is set. release closes
+// the connection and stops that server.
+func ConnectRemote(ctx context.Context, cfg *config.Config, name string) (nc *nats.Conn, release func(), err error) {
+	r := cfg.Remote
+	url := r.URL
+	var srv *embedded.Server
+	if r.Embedded.Enabled {
+		host, port, err := net.SplitHostPort(r.Embedded.Listen)
+		if err != nil {
+			return nil, nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: %v", err)
+		}
+		n, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: port %q is not a number", port)
+		}
+		srv, err = embedded.Start(ctx, embedded.Options{Host: host, Port: n, StoreDir: r.Embedded.StoreDir})
+		if err != nil {
+			return nil, nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "open", Adapter: remote.Name, Err: err}
+		}
+		url = srv.ClientURL()
+	}
+	nc, err = remote.Dial(ctx, remote.DialOptions{URL: url, Name: name, CredsFile: r.CredsFile,
+		CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile, ConnectTimeout: r.ConnectTimeout})
+	if err != nil {
+		if srv != nil {
+			srv.Shutdown()
+		}
+		return nil, nil, err
+	}
+	return nc, func() {
+		nc.Close()
+		if srv != nil {
+			srv.Shutdown()
+		}
+	}, nil
+}
+
+// HostOptions translates configuration into worker host options.
+func HostOptions(cfg *config.Config) remote.HostOptions {
+	r := cfg.Remote
+	return remote.HostOptions{ID: r.HostID, Prefix: r.Prefix, QueueGroup: r.QueueGroup, Heartbeat: r.Heartbeat,
+		Replicas: r.Replicas, Logger: cfg.Logger(os.Stderr)}
 }
 
 // PortOptions translates configuration into port adapter options.

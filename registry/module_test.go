@@ -80,7 +80,7 @@ func TestAsFactory(t *testing.T) {
 	app := fxtest.New(t, supply(t, map[string]any{"adapter": "custom"}), config.Module, registry.Module,
 		registry.AsFactory(custom), fx.NopLogger, fx.Populate(&r, &a))
 	app.RequireStart()
-	assert.Equal(t, []string{"custom", "memory", "mock", "pool", "port"}, r.Names())
+	assert.Equal(t, []string{"custom", "memory", "mock", "pool", "port", "remote"}, r.Names())
 	assert.Same(t, made, a)
 	app.RequireStop()
 }

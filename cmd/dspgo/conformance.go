@@ -8,12 +8,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/adapters/remote"
 	"github.com/dspgo/dspgo/config"
 	"github.com/dspgo/dspgo/conformance"
+	"github.com/dspgo/dspgo/registry"
 )
 
 func (a *app) conformanceCmd() *cobra.Command {
@@ -40,10 +43,26 @@ why) or SKIP (with the missing capability), and a last line counts them:
 				if _, _, err := a.registry().Resolve(a.reload(name)); err != nil {
 					return usagef("use --adapter with one of: "+strings.Join(a.registry().Names(), ", "), "%v", err)
 				}
+				cfg := a.reload(name)
+				if all && name == remote.Name {
+					if reason := remoteUnreachable(cmd.Context(), a, cfg); reason != "" {
+						fmt.Fprintf(a.stdout, "== %s\nSKIP  (every case)                %s\n", name, reason)
+						skipped += len(conformance.Cases())
+						continue
+					}
+				}
 				fmt.Fprintf(a.stdout, "== %s\n", name)
 				h := conformance.Harness{Name: name, Faults: &conformance.Faults{Crash: crash, Recover: recoverMock},
 					New: func(ctx context.Context) (adapter.Adapter, error) {
-						ad, _, err := a.open(ctx, a.reload(name))
+						ad, _, err := a.open(ctx, cfg)
+						if err == nil && name == remote.Name {
+							// Hosts outlive the adapter: each case starts
+							// from the configured LM on every host.
+							if err = dspgo.NewClient(ad).ConfigureLM(ctx, registry.LMConfig(cfg)); err != nil {
+								_ = ad.Close(ctx)
+								return nil, err
+							}
+						}
 						return ad, err
 					}}
 				for _, r := range conformance.RunAll(cmd.Context(), h, nil) {
@@ -85,8 +104,24 @@ func (a *app) reload(name string) *config.Config {
 	return cfg
 }
 
+// remoteUnreachable says why the remote adapter cannot be tested: no
+// NATS server or no worker host; "" when a host answers.
+func remoteUnreachable(ctx context.Context, a *app, cfg *config.Config) string {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Remote.ConnectTimeout+5*time.Second)
+	defer cancel()
+	ad, _, err := a.open(ctx, cfg)
+	if err == nil {
+		defer ad.Close(ctx)
+		_, err = ad.Call(ctx, adapter.Request{Command: "ping"})
+	}
+	if err != nil {
+		return fmt.Sprintf("no worker host reachable at %s (start one with: dspgo workers --embedded-nats): %v", cfg.Remote.URL, err)
+	}
+	return ""
+}
+
 // crash kills the worker(s) of the built-in adapters, as a crash would.
-func crash(_ context.Context, ad adapter.Adapter) error {
+func crash(ctx context.Context, ad adapter.Adapter) error {
 	switch x := ad.(type) {
 	case *mock.Adapter:
 		x.Crash()
@@ -96,6 +131,10 @@ func crash(_ context.Context, ad adapter.Adapter) error {
 		for _, w := range x.Workers() {
 			w.Kill()
 		}
+	case *remote.Adapter:
+		// A worker of some host stops; its pool starts another.
+		_, err := x.Call(ctx, adapter.Request{Command: "shutdown"})
+		return err
 	default:
 		return fmt.Errorf("no way to crash a %T", ad)
 	}

@@ -24,7 +24,7 @@ func newRoot(e env) *cobra.Command {
 	a := &app{env: e}
 	root := &cobra.Command{
 		Use:           "dspgo",
-		Short:         "Run DSPy-style programs from Go on a mock, one Python worker or a pool",
+		Short:         "Run DSPy-style programs from Go on a mock, one Python worker, a pool, or worker hosts through NATS",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -40,7 +40,7 @@ func newRoot(e env) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usagef("see 'dspgo "+c.Name()+" --help'", "%v", err)
 	})
-	root.AddCommand(a.runCmd(), a.conformanceCmd(), a.configCmd(), a.adaptersCmd(), a.doctorCmd(), a.benchCmd())
+	root.AddCommand(a.runCmd(), a.conformanceCmd(), a.configCmd(), a.adaptersCmd(), a.doctorCmd(), a.benchCmd(), a.workersCmd())
 	return root
 }
 

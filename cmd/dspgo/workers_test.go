@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/internal/testutil"
+	"github.com/dspgo/dspgo/internal/wait"
+)
+
+// host runs "dspgo workers" in process until stop is called.
+type host struct {
+	out    *testutil.SyncBuffer
+	status chan int
+	cancel context.CancelFunc
+}
+
+func startWorkers(t *testing.T, args ...string) *host {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &host{out: &testutil.SyncBuffer{}, status: make(chan int, 1), cancel: cancel}
+	var errOut bytes.Buffer
+	no := false
+	e := env{stdin: strings.NewReader(""), stdout: h.out, stderr: &errOut, stdinIsTerminal: &no, stderrIsTerminal: &no,
+		environ: func() []string {
+			return []string{"DSPGO_PYTHON__INTERPRETER=" + testutil.Python(t), "DSPGO_PYTHON__WORKER_DIR=" + testutil.PythonDir()}
+		}}
+	go func() { h.status <- run(ctx, append([]string{"workers"}, args...), e) }()
+	deadline, stop := context.WithTimeout(context.Background(), 60*time.Second)
+	defer stop()
+	require.True(t, wait.Until(deadline, func() bool {
+		select {
+		case s := <-h.status:
+			h.status <- s
+			return true
+		default:
+			return strings.Contains(h.out.String(), " serving ")
+		}
+	}), "the host did not start")
+	require.Contains(t, h.out.String(), " serving ", errOut.String())
+	return h
+}
+
+// stop sends the host the equivalent of SIGTERM and returns its status.
+func (h *host) stop() int {
+	h.cancel()
+	return <-h.status
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestWorkersAndRemoteConformance: two "dspgo workers" hosts, the first
+// with the embedded server, serve pools of Python workers; the
+// conformance suite passes on the remote adapter; both drain and exit 0.
+func TestWorkersAndRemoteConformance(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	addr := freeAddr(t)
+	url := "nats://" + addr
+	h1 := startWorkers(t, "--embedded-nats", "--embedded-listen", addr, "--host-id", "h1", "--pool-size", "1")
+	h2 := startWorkers(t, "--remote-url", url, "--host-id", "h2", "--pool-size", "1")
+
+	r := cli(t, "", nil, "conformance", "--adapter", "remote", "--remote-url", url)
+	assert.Equal(t, 0, r.status, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "25 passed, 0 failed")
+
+	var wg sync.WaitGroup
+	for _, h := range []*host{h2, h1} {
+		wg.Add(1)
+		go func() { defer wg.Done(); assert.Equal(t, 0, h.stop(), h.out.String()) }()
+		wg.Wait() // h2 first: h1 runs the server
+	}
+	assert.Regexp(t, `host h1 drained in`, h1.out.String())
+	assert.Regexp(t, `host h2 drained in`, h2.out.String())
+}
+
+func TestWorkersRefusesToServeRemote(t *testing.T) {
+	r := cli(t, "", nil, "workers", "--adapter", "remote")
+	assert.Equal(t, 2, r.status)
+	assert.Contains(t, r.stderr, "cannot serve the remote adapter")
+}
