@@ -77,7 +77,7 @@ func openRemote(ctx context.Context, cfg *config.Config) (adapter.Adapter, error
 	}
 	r := cfg.Remote
 	a, err := remote.New(ctx, remote.Options{Conn: nc, Prefix: r.Prefix, Heartbeat: r.Heartbeat,
-		Affinity: remote.Affinity(r.Affinity), CallTimeout: cfg.Port.CallTimeout, Logger: cfg.Logger(os.Stderr), OnClose: release})
+		Affinity: remote.Affinity(r.Affinity), CallTimeout: cfg.Port.CallTimeout, Replicas: r.Replicas, Logger: cfg.Logger(os.Stderr), OnClose: release})
 	if err != nil {
 		release()
 		return nil, err

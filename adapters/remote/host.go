@@ -211,27 +211,14 @@ func (h *Host) Stats() adapter.Stats {
 
 // openState opens the shared state bucket and replays its broadcasts.
 func (h *Host) openState(ctx context.Context, replicas int) error {
-	js, err := jetstream.New(h.nc)
+	kv, err := openBucket(ctx, h.nc, h.subj, replicas)
 	if err != nil {
-		return h.unavailable("serve", fmt.Errorf("JetStream: %w", err))
-	}
-	bucket := h.subj.bucket()
-	kv, err := js.KeyValue(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: bucket, Description: "dspgo state shared by every worker host", History: 1, Replicas: replicas,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, bucket)
-		}
-	}
-	if err != nil {
-		return h.unavailable("serve", fmt.Errorf("opening the state bucket %q: %w", bucket, err))
+		return h.unavailable("serve", err)
 	}
 	h.kv = kv
 	w, err := kv.Watch(h.callCtx, "broadcast.>")
 	if err != nil {
-		return h.unavailable("serve", fmt.Errorf("watching the state bucket %q: %w", bucket, err))
+		return h.unavailable("serve", fmt.Errorf("watching the state bucket %q: %w", h.subj.bucket(), err))
 	}
 	h.watcher = w
 	// The recorded broadcasts come first, then nil: apply them before
@@ -248,12 +235,54 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 				return nil
 			}
 			if err := h.applyEntry(ctx, e); err != nil {
-				return err
+				if !refused(err) {
+					return err
+				}
+				// A broadcast recorded without a host to check it
+				// (see Adapter.Broadcast) may be invalid: it must not
+				// keep every host from starting.
+				h.log.Error("a recorded broadcast was refused; skipped", "key", e.Key(), "revision", e.Revision(), "err", err)
 			}
 		case <-ctx.Done():
 			return adapter.Wrap(ctx.Err(), Name, "serve")
 		}
 	}
+}
+
+// refused reports an error that says the request itself is wrong, not
+// that the host failed.
+func refused(err error) bool {
+	switch adapter.CodeOf(err) {
+	case adapter.CodeInvalidArgument, adapter.CodeUnimplemented, adapter.CodeNotFound, adapter.CodeFailedPrecondition:
+		return true
+	}
+	return false
+}
+
+// openBucket opens the deployment's shared state bucket, creating it with
+// the given replicas when it does not exist.
+func openBucket(ctx context.Context, nc *nats.Conn, subj subjects, replicas int) (jetstream.KeyValue, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	if replicas <= 0 {
+		replicas = 1
+	}
+	bucket := subj.bucket()
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bucket, Description: "dspgo state shared by every worker host", History: 1, Replicas: replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, bucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening the state bucket %q: %w", bucket, err)
+	}
+	return kv, nil
 }
 
 // watch applies the broadcasts other hosts record, until Close.

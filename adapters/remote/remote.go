@@ -66,6 +66,9 @@ const (
 	AffinityStrict Affinity = "strict"
 )
 
+// errNoHost: no host subscribes to the subject.
+var errNoHost = errors.New("no worker host serves")
+
 // maxSessions bounds the session → host map; beyond it, an arbitrary
 // entry is forgotten (that session is routed afresh).
 const maxSessions = 1 << 16
@@ -97,6 +100,11 @@ type Options struct {
 	// means 2 minutes; negative means no bound.
 	CallTimeout time.Duration
 
+	// Replicas is the copies of the shared state bucket, should the
+	// adapter be the one to create it (a broadcast with no host serving).
+	// Zero means 1.
+	Replicas int
+
 	// Logger receives the adapter's logs. Nil discards them.
 	Logger *slog.Logger
 
@@ -114,6 +122,7 @@ type Adapter struct {
 	beat     time.Duration
 	affinity Affinity
 	timeout  time.Duration
+	replicas int
 	log      *slog.Logger
 	onClose  func()
 	since    time.Time
@@ -164,7 +173,7 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 	}
 	a := &Adapter{
 		name: opts.Name, nc: opts.Conn, subj: subjects{opts.Prefix}, beat: opts.Heartbeat,
-		affinity: opts.Affinity, timeout: opts.CallTimeout, log: opts.Logger, onClose: opts.OnClose,
+		affinity: opts.Affinity, timeout: opts.CallTimeout, replicas: opts.Replicas, log: opts.Logger, onClose: opts.OnClose,
 		since: time.Now(), pending: map[string]*pending{}, sessions: map[string]string{}, done: make(chan struct{}),
 	}
 	if a.name == "" {
@@ -276,9 +285,42 @@ func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Respon
 // state, from which every other host applies it; a host that joins later
 // replays it at start. Calls made after Broadcast returns are served only
 // by hosts that have applied it. It returns the applying host's error.
+//
+// With no host serving, Broadcast writes req to the shared state itself,
+// unchecked, for the hosts that come: a host that finds it invalid logs
+// the error and starts without it.
 func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	_, err := a.call(ctx, req, true)
-	return err
+	if !errors.Is(err, errNoHost) {
+		return err
+	}
+	if !tokenRE.MatchString(req.Command) {
+		return errorf(adapter.CodeInvalidArgument, a.name, req.Command, "command %q cannot be broadcast: its name may hold only letters, digits, '_' and '-'", req.Command)
+	}
+	kv, kerr := openBucket(ctx, a.nc, a.subj, a.replicas)
+	if kerr != nil {
+		return &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
+	}
+	args := req.Args
+	if len(args) == 0 {
+		args = []byte("{}")
+	}
+	rev, kerr := kv.Put(ctx, "broadcast."+req.Command, args)
+	if kerr != nil {
+		return &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
+	}
+	a.raiseStateRev(rev)
+	a.log.Info("no worker host serves: the broadcast is recorded for the hosts to come", "command", req.Command, "revision", rev)
+	return nil
+}
+
+func (a *Adapter) raiseStateRev(rev uint64) {
+	for {
+		old := a.stateRev.Load()
+		if rev <= old || a.stateRev.CompareAndSwap(old, rev) {
+			return
+		}
+	}
 }
 
 func (a *Adapter) call(ctx context.Context, req adapter.Request, broadcast bool) (resp adapter.Response, err error) {
@@ -335,7 +377,7 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request, broadcast bool)
 		}
 		if reply.Header.Get(hdrNATS) == "503" { // no responders
 			if host == "" {
-				return resp, errorf(adapter.CodeUnavailable, a.name, op, "no worker host serves %q", msg.Subject)
+				return resp, &adapter.Error{Code: adapter.CodeUnavailable, Op: op, Adapter: a.name, Err: fmt.Errorf("%w %q", errNoHost, msg.Subject)}
 			}
 			a.forget(req.Session, host)
 			if a.affinity == AffinityStrict {
@@ -446,14 +488,7 @@ func (a *Adapter) decode(op, session, host string, m *nats.Msg) (adapter.Respons
 	if session != "" && a.affinity != AffinityNone && host == "" && served != "" {
 		a.remember(session, served)
 	}
-	if rev := headerUint(m.Header, hdrStateRev); rev > 0 {
-		for {
-			old := a.stateRev.Load()
-			if rev <= old || a.stateRev.CompareAndSwap(old, rev) {
-				break
-			}
-		}
-	}
+	a.raiseStateRev(headerUint(m.Header, hdrStateRev))
 	if m.Header.Get(hdrError) != "" {
 		var body protocol.ErrorBody
 		if err := json.Unmarshal(m.Data, &body); err != nil || body.Code == "" {

@@ -291,3 +291,23 @@ func TestOptionsAreChecked(t *testing.T) {
 	_, err = remote.Dial(ctx, remote.DialOptions{URL: "nats://127.0.0.1:1", ConnectTimeout: 200 * time.Millisecond})
 	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err))
 }
+
+// TestBroadcastWithoutHostIsRecorded: a broadcast made before any host
+// exists is kept for the hosts to come; an invalid one is skipped by
+// them, never keeping them from starting.
+func TestBroadcastWithoutHostIsRecorded(t *testing.T) {
+	s := startServer(t)
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 10*time.Second)
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"recorded"}`)}))
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "no_such_command", Args: json.RawMessage(`{}`)}))
+	err := a.Broadcast(ctx, adapter.Request{Command: "bad.name"})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+
+	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "late"})
+	resp, err := a.Call(ctx, adapter.Request{Command: "get_stats"})
+	require.NoError(t, err)
+	var stats struct{ LM struct{ Model string } }
+	require.NoError(t, json.Unmarshal(resp.Result, &stats))
+	assert.Equal(t, "recorded", stats.LM.Model)
+}
