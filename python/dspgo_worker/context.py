@@ -29,10 +29,17 @@ class Context:
     Attributes: ``id``, ``command``, ``session`` (str or None), ``deadline`` (a
     ``time.monotonic()`` value or None), ``cancelled`` (a ``threading.Event`` set by
     ``cancel`` or by worker shutdown), ``logger`` (records carry ``request_id`` and
-    ``command``) and ``worker`` (the running worker; built-in commands use it).
+    ``command``), ``worker`` (the running worker; built-in commands use it), ``stream``
+    (the initial credit when the host asked for a stream, else None) and ``tools`` (the
+    tool descriptors of the request's ``tools`` argument, a list, maybe empty).
 
     Cancellation is cooperative: a long handler calls :meth:`check`, :meth:`wait` or
     :meth:`sleep` now and then; whatever it returns after being cancelled is still sent.
+
+    Streams: a handler that is a generator function (or returns a generator) streams: when
+    the request has ``stream``, each value it yields is sent as a chunk (waiting for credit
+    from the host), and its return value is the result; without ``stream`` the values are
+    discarded. Calls to the host: :meth:`call` runs a tool the host registered.
     """
 
     def __init__(
@@ -42,12 +49,16 @@ class Context:
         session: str | None = None,
         deadline: float | None = None,
         worker: Any = None,
+        stream: int | None = None,
+        tools: list | None = None,
     ):
         self.id = id
         self.command = command
         self.session = session
         self.deadline = deadline
         self.worker = worker
+        self.stream = stream
+        self.tools = tools if tools is not None else []
         self.cancelled = threading.Event()
         self.cancel_reason = "request canceled"
         self._callbacks_lock = threading.Lock()
@@ -144,3 +155,20 @@ class Context:
                 return
             self.check()
             self.wait(left)
+
+    def call(self, tool: str, args: dict | None = None, timeout: float | None = None) -> Any:
+        """Call the host's tool ``tool`` with ``args`` (a JSON object) and return its result.
+
+        Many calls may be in flight at once, from any thread. Raises
+        :class:`~dspgo_worker.errors.ToolError` with the host's code, message and error type
+        when the tool fails; :class:`Cancelled` or :class:`DeadlineExceeded` when the request
+        is cancelled or reaches its deadline first, and ``deadline_exceeded`` after
+        ``timeout`` seconds (then the host is told the worker stopped waiting, and a late
+        result is ignored).
+        """
+        worker = self.worker
+        if worker is None or not hasattr(worker, "call_host"):
+            from .errors import WorkerError
+
+            raise WorkerError("failed_precondition", f"request {self.id} ({self.command}) cannot call host tools")
+        return worker.call_host(self, tool, args, timeout)

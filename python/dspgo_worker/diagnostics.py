@@ -112,6 +112,53 @@ def garbage(args, ctx):
 
 
 @command(
+    "stream_count",
+    args={
+        "n": Arg("int", required=True, description="how many integers to yield"),
+        "fail_at": Arg("int", description="raise an error instead of yielding this integer"),
+    },
+    description="A generator: yields 0 to n-1 (chunks of a stream), then returns {count}.",
+    diagnostics=True,
+)
+def stream_count(args, ctx):
+    n, fail_at = args["n"], args["fail_at"]
+    if n < 0:
+        raise WorkerError("invalid_argument", "command 'stream_count': argument 'n' must not be negative")
+    return _count(n, fail_at, ctx)
+
+
+def _count(n: int, fail_at, ctx):
+    produced = 0
+    completed = False
+    try:
+        for i in range(n):
+            if i == fail_at:
+                raise RuntimeError(f"stream_count failed at {i}")
+            yield i
+            produced += 1
+        completed = True
+        return {"count": n}
+    finally:
+        # Tests of the worker read this to know the generator was closed (its finally ran).
+        ctx.logger.info("stream_count finished", extra={"produced": produced, "completed": completed})
+
+
+@command(
+    "call_tool",
+    args={
+        "tool": Arg("str", required=True, description="the host tool to call"),
+        "args": Arg("object", default={}, description="its arguments"),
+        "tools": Arg("array", default=[], description="the tool descriptors the host lets this request use"),
+        "timeout": Arg("float", description="seconds to wait for the result (default: until the deadline)"),
+    },
+    description="Call a host tool with ctx.call and return its result.",
+    diagnostics=True,
+)
+def call_tool(args, ctx):
+    return ctx.call(args["tool"], args["args"], args["timeout"])
+
+
+@command(
     "modules",
     args={"prefix": Arg("str", default="", description="only the modules whose name starts with this")},
     description="The names of the modules loaded in the worker process, sorted; result {modules}.",

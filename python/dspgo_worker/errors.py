@@ -53,3 +53,17 @@ class DeadlineExceeded(WorkerError):
 
     def __init__(self, message: str = "deadline exceeded"):
         super().__init__("deadline_exceeded", message)
+
+
+class ToolError(WorkerError):
+    """A call to a host tool (``ctx.call``) that the host answered with an error.
+
+    ``code`` and ``message`` are the host's (a code this version does not know is read as
+    ``unknown``); ``error_type`` is the host's error ``type`` when it gave one (a response
+    whose handler lets this exception through reports that type); ``tool`` the tool's name.
+    """
+
+    def __init__(self, code: str, message: str, error_type: str | None = None, tool: str = ""):
+        super().__init__(code if code in ERROR_CODES else "unknown", message)
+        self.error_type = error_type
+        self.tool = tool

@@ -13,9 +13,17 @@ Decoding failures raise :class:`FrameError` whose ``kind`` is one of :data:`ERRO
 
 The first three leave the stream unusable; the others only lose one frame.
 
-Requests (host to worker) are ``{"id", "command", "args"?, "session"?, "deadline_ms"?}``;
-responses are ``{"id", "success": true, "result"}`` or
-``{"id", "success": false, "error": {"code", "message", "type"?, "traceback"?}}``.
+Requests (host to worker) are ``{"id", "command", "args"?, "session"?, "deadline_ms"?,
+"stream"?}``; responses are ``{"id", "success": true, "result", "chunks"?}`` or
+``{"id", "success": false, "error": {"code", "message", "type"?, "traceback"?}, "chunks"?}``
+(``chunks`` when the request asked for a stream).
+
+Frames with a ``kind`` (docs/protocol.md, "Both directions"): the host sends ``credit``
+(``{"id", "kind", "credit"}``, more room for the stream of request ``id``) and ``result``
+(``{"id", "kind", "success", "result"|"error"}``, the answer to the worker's call ``id``);
+the worker sends ``chunk`` (``{"id", "kind", "seq", "data"}``), ``call`` (``{"id", "kind",
+"parent", "tool", "args"}``) and ``cancel`` (``{"id", "kind"}``, it stopped waiting for
+call ``id``). Any other kind reaching the worker is refused with ``unimplemented``.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import struct
 import threading
 from collections import namedtuple
 
-from .errors import WorkerError
+from .errors import ERROR_CODES, WorkerError
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -252,24 +260,41 @@ def error_response(
 # --- requests ----------------------------------------------------------------------------
 
 
-class Request(namedtuple("Request", ("id", "command", "args", "session", "deadline_ms"))):
-    """A validated request: ``id``, ``command``, ``args`` (defaults to ``{}``), ``session``
-    and ``deadline_ms`` (``None`` when absent)."""
+class Request(
+    namedtuple("Request", ("id", "command", "args", "session", "deadline_ms", "stream"), defaults=(None,))
+):
+    """A validated request: ``id``, ``command``, ``args`` (defaults to ``{}``), ``session``,
+    ``deadline_ms`` and ``stream`` (the initial credit of a streamed request; each ``None``
+    when absent)."""
 
     __slots__ = ()
+
+
+#: The largest initial credit a request may ask for (``stream``).
+MAX_STREAM_CREDIT = 4096
+
+#: The kinds of frame a host sends besides requests.
+HOST_KINDS = ("credit", "result")
+
+
+def valid_stream(value: Any) -> bool:
+    """True for a ``stream`` field's value: an integer from 1 to :data:`MAX_STREAM_CREDIT`."""
+    return type(value) is int and 1 <= value <= MAX_STREAM_CREDIT
 
 
 def parse_request(message: dict) -> Request:
     """Check the request fields of a decoded message (whose id is already valid).
 
-    Unknown top-level fields are ignored, except ``kind``, reserved for later message
-    kinds (stream chunks, calls to the host): any ``kind`` raises ``unimplemented``.
-    Optional fields may be absent or ``null``. Raises :class:`WorkerError`
-    ``invalid_argument`` naming the offending field.
+    Unknown top-level fields are ignored, except ``kind``: a message with a ``kind`` is
+    not a request (the worker handles ``credit`` and ``result`` frames before this), and
+    raises ``unimplemented``. Optional fields may be absent or ``null``. Raises
+    :class:`WorkerError` ``invalid_argument`` naming the offending field.
     """
     if "kind" in message:
         raise WorkerError(
-            "unimplemented", f"message kind {message['kind']!r} is not supported by protocol version 1"
+            "unimplemented",
+            f"message kind {message['kind']!r} is not supported by this worker"
+            f" (it reads requests and the kinds {', '.join(HOST_KINDS)})",
         )
     command = message.get("command")
     if command is None:
@@ -292,7 +317,91 @@ def parse_request(message: dict) -> Request:
             "invalid_argument",
             f"request field 'deadline_ms' must be a non-negative integer, got {json_type_name(deadline_ms)} {deadline_ms!r}",
         )
-    return Request(message["id"], command, args, session, deadline_ms)
+    stream = message.get("stream")
+    if stream is not None and not valid_stream(stream):
+        raise WorkerError(
+            "invalid_argument",
+            f"request field 'stream' must be an integer from 1 to {MAX_STREAM_CREDIT}, got {json_type_name(stream)} {stream!r}",
+        )
+    return Request(message["id"], command, args, session, deadline_ms, stream)
+
+
+# --- frames with a kind --------------------------------------------------------------------
+
+
+class Credit(namedtuple("Credit", ("id", "credit"))):
+    """A ``credit`` frame: ``credit`` more chunks for the stream of request ``id``."""
+
+    __slots__ = ()
+
+
+class CallResult(namedtuple("CallResult", ("id", "success", "result", "error"))):
+    """A ``result`` frame: the host's answer to the worker's call ``id``. ``error`` is
+    ``{"code", "message", "type"?}`` when ``success`` is false (a code this version does
+    not know, or a plain-string error, reads as ``unknown``), else ``None``."""
+
+    __slots__ = ()
+
+
+def parse_credit(message: dict) -> Credit:
+    """The fields of a ``credit`` frame; ``invalid_argument`` naming ``credit`` when it is
+    not a non-negative integer."""
+    credit = message.get("credit")
+    if not is_valid_id(credit):
+        raise WorkerError(
+            "invalid_argument",
+            f"credit frame field 'credit' must be a non-negative integer, got {json_type_name(credit)} {credit!r}",
+        )
+    return Credit(message["id"], credit)
+
+
+def parse_result(message: dict) -> CallResult:
+    """The fields of a ``result`` frame; ``invalid_argument`` naming the field when
+    ``success`` is not a boolean or a failure has no error."""
+    success = message.get("success")
+    if not isinstance(success, bool):
+        raise WorkerError(
+            "invalid_argument", f"result frame field 'success' must be a boolean, got {json_type_name(success)}"
+        )
+    if success:
+        return CallResult(message["id"], True, message.get("result"), None)
+    raw = message.get("error")
+    if isinstance(raw, str):
+        return CallResult(message["id"], False, None, {"code": "unknown", "message": raw})
+    if not isinstance(raw, dict):
+        raise WorkerError(
+            "invalid_argument", f"result frame field 'error' must be an object, got {json_type_name(raw)}"
+        )
+    code = raw.get("code")
+    message_text = raw.get("message")
+    error = {
+        "code": code if isinstance(code, str) and code in ERROR_CODES else "unknown",
+        "message": message_text if isinstance(message_text, str) else "",
+    }
+    if isinstance(raw.get("type"), str) and raw["type"]:
+        error["type"] = raw["type"]
+    return CallResult(message["id"], False, None, error)
+
+
+def chunk_message(request_id: int, seq: int, data: Any) -> dict:
+    """``{"id", "kind": "chunk", "seq", "data"}``: chunk ``seq`` of request ``id``'s stream."""
+    return {"id": request_id, "kind": "chunk", "seq": seq, "data": data}
+
+
+def call_message(call_id: int, parent: int, tool: str, args: Any) -> dict:
+    """``{"id", "kind": "call", "parent", "tool", "args"}``: the worker calls a host tool."""
+    return {"id": call_id, "kind": "call", "parent": parent, "tool": tool, "args": args}
+
+
+def call_cancel_message(call_id: int) -> dict:
+    """``{"id", "kind": "cancel"}``: the worker stopped waiting for its call ``id``."""
+    return {"id": call_id, "kind": "cancel"}
+
+
+def with_chunks(response: dict, chunks: int) -> dict:
+    """A final response of a streamed request: ``chunks`` added after the other fields."""
+    response["chunks"] = chunks
+    return response
 
 
 # --- writing -----------------------------------------------------------------------------

@@ -17,6 +17,13 @@ worker too (:meth:`Worker.state`), so two workers in one process never share it.
 
 Nothing polls: every thread blocks in ``read()`` or on a condition variable.
 
+Streams and calls to the host (docs/protocol.md, "Both directions"): a handler that
+returns a generator streams its values as ``chunk`` frames when the request asked for a
+stream (``stream``: the initial credit); the handler's thread waits, cancellably, while
+the chunks sent reach the credit granted, and the reading thread adds the host's
+``credit`` frames. ``ctx.call`` sends a ``call`` frame with an id of the worker's own and
+waits for the host's ``result`` frame, which the reading thread hands over.
+
 Every request that passed id validation is tracked in ``_jobs`` until its response has
 been written. A job is answered exactly once: whoever moves it to ``ANSWERED`` under the
 lock (the handler thread, ``cancel``, the deadline thread or shutdown) writes its response.
@@ -32,20 +39,29 @@ import sys
 import threading
 import time
 from collections import OrderedDict, namedtuple
+from types import GeneratorType
 
 from .context import Context
-from .errors import WorkerError
+from .errors import Cancelled, DeadlineExceeded, ToolError, WorkerError
 from .protocol import (
     DEFAULT_MAX_FRAME_BYTES,
+    HOST_KINDS,
     FrameError,
     FrameWriter,
     Request,
+    call_cancel_message,
+    call_message,
+    chunk_message,
     decode_message,
     encode_frame,
     error_response,
+    parse_credit,
     parse_request,
+    parse_result,
     read_frame,
     success_response,
+    valid_stream,
+    with_chunks,
 )
 from .registry import Command, Registry, default_registry
 from .version import PROTOCOL_VERSION, __version__
@@ -65,6 +81,9 @@ log = logging.getLogger("dspgo_worker")
 
 # Job states.
 QUEUED, RUNNING, ANSWERED = "queued", "running", "answered"
+
+#: What this worker supports beyond version 1 (the handshake's ``features``).
+FEATURES = ("call", "stream")
 
 
 class WorkerConfig(
@@ -118,10 +137,53 @@ class RequestCounters:
             self._failures = 0
 
 
+class _Stream:
+    """The flow control of one streamed request: the initial credit (``window``), the
+    credit granted since (``credits``) and the chunks sent (``sent``).
+
+    Only the handler's thread sends chunks; ``send_lock`` makes a chunk and the final
+    response exclusive, so that no chunk can follow the final response (``finished``).
+    """
+
+    __slots__ = ("window", "credits", "sent", "finished", "cond", "send_lock")
+
+    def __init__(self, window: int):
+        self.window = window
+        self.credits = 0
+        self.sent = 0
+        self.finished = False
+        self.cond = threading.Condition(threading.Lock())
+        self.send_lock = threading.Lock()
+
+    def grant(self, credit: int) -> None:
+        """The host's ``credit`` frame: room for ``credit`` more chunks."""
+        with self.cond:
+            self.credits += credit
+            self.cond.notify_all()
+
+    def wake(self) -> None:
+        """Wake a producer waiting for credit (the request was cancelled)."""
+        with self.cond:
+            self.cond.notify_all()
+
+
+class _Call:
+    """A call to a host tool waiting for its ``result`` frame."""
+
+    __slots__ = ("id", "parent", "tool", "done", "outcome")
+
+    def __init__(self, call_id: int, parent: int, tool: str):
+        self.id = call_id
+        self.parent = parent
+        self.tool = tool
+        self.done = threading.Event()
+        self.outcome: tuple | None = None  # (True, result) or (False, ToolError)
+
+
 class _Job:
     """One accepted request on its way to its single response."""
 
-    __slots__ = ("id", "command", "args", "ctx", "state")
+    __slots__ = ("id", "command", "args", "ctx", "state", "stream")
 
     def __init__(self, request: Request, command: Command, args: dict, ctx: Context, state: str):
         self.id = request.id
@@ -129,6 +191,7 @@ class _Job:
         self.args = args
         self.ctx = ctx
         self.state = state
+        self.stream = _Stream(request.stream) if request.stream is not None else None
 
 
 class Worker:
@@ -166,6 +229,9 @@ class Worker:
         self.counters = RequestCounters()
         self._state_lock = threading.Lock()
         self._states: dict[str, object] = {}
+        self._calls_lock = threading.Lock()
+        self._calls: dict[int, _Call] = {}  # calls to host tools waiting for their result
+        self._call_ids = itertools.count(1)
 
     # --- public API used by built-in commands ------------------------------------------
 
@@ -181,6 +247,7 @@ class Worker:
             "max_concurrency": self.config.max_concurrency,
             "max_frame_bytes": self.config.max_frame_bytes,
             "diagnostics": self.config.diagnostics,
+            "features": list(FEATURES),
         }
 
     def describe(self) -> dict:
@@ -232,6 +299,95 @@ class Worker:
         """Write raw bytes to the protocol output (diagnostics only: corrupts the stream)."""
         return self._writer.write(data)
 
+    def call_host(self, ctx: Context, tool: str, args, timeout: float | None = None):
+        """``ctx.call``: run the host's tool ``tool`` for request ``ctx.id`` and return its
+        result (see :meth:`Context.call`)."""
+        if not isinstance(tool, str) or not tool:
+            raise WorkerError("invalid_argument", f"a tool name must be a non-empty string, got {tool!r}")
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise WorkerError("invalid_argument", f"the arguments of tool {tool!r} must be a JSON object (a dict)")
+        if timeout is not None and not timeout >= 0:
+            raise WorkerError("invalid_argument", f"the time-out of a call to tool {tool!r} must not be negative")
+        ctx.check()
+        with self._calls_lock:
+            call_id = next(self._call_ids)
+            call = self._calls[call_id] = _Call(call_id, ctx.id, tool)
+        try:
+            frame = encode_frame(call_message(call_id, ctx.id, tool, args), self.config.max_frame_bytes)
+        except FrameError as exc:
+            self._drop_call(call_id)
+            raise WorkerError("resource_exhausted", f"the call to tool {tool!r} is too large: {exc.message}") from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            self._drop_call(call_id)
+            raise WorkerError(
+                "invalid_argument", f"the arguments of tool {tool!r} cannot be encoded as JSON: {type(exc).__name__}: {exc}"
+            ) from None
+        remove = ctx.on_cancel(call.done.set)
+        try:
+            if not self._writer.write(frame):
+                self._drop_call(call_id)
+                raise WorkerError("unavailable", f"cannot call tool {tool!r}: the protocol output is closed")
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("tool called", extra={"request_id": ctx.id, "call_id": call_id, "tool": tool})
+            limit = timeout
+            remaining = ctx.remaining()
+            by_deadline = remaining is not None and (timeout is None or remaining <= timeout)
+            if by_deadline:
+                limit = remaining
+            if limit is not None:
+                limit = min(limit, threading.TIMEOUT_MAX)
+            call.done.wait(limit)
+        finally:
+            remove()
+        with self._calls_lock:
+            outcome = call.outcome
+            if outcome is None:
+                self._calls.pop(call_id, None)  # a late result is ignored
+        if outcome is None:
+            self._writer.write(encode_frame(call_cancel_message(call_id)))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("tool call abandoned", extra={"request_id": ctx.id, "call_id": call_id, "tool": tool})
+            if ctx.cancelled.is_set():
+                raise Cancelled(ctx.cancel_reason)
+            if by_deadline:
+                raise DeadlineExceeded(
+                    f"request {ctx.id} ({ctx.command}) ran past its deadline waiting for tool {tool!r}"
+                )
+            raise WorkerError("deadline_exceeded", f"tool {tool!r} did not answer within {timeout:g} s")
+        success, value = outcome
+        if success:
+            return value
+        raise value
+
+    def _drop_call(self, call_id: int) -> None:
+        with self._calls_lock:
+            self._calls.pop(call_id, None)
+
+    def _finish_call(self, call_id: int, outcome: tuple) -> None:
+        """Hand a call its outcome (the host's result); a call no longer waited for is
+        ignored."""
+        with self._calls_lock:
+            call = self._calls.pop(call_id, None)
+            if call is not None:
+                call.outcome = outcome
+        if call is None:
+            log.debug("ignored a result for a call not in flight", extra={"call_id": call_id})
+            return
+        call.done.set()
+
+    def _end_calls(self, parent: int) -> None:
+        """End the calls of request ``parent`` still waiting when it is answered (from a
+        thread its handler left behind): the host cancels them itself."""
+        with self._calls_lock:
+            ended = [call for call in self._calls.values() if call.parent == parent]
+            for call in ended:
+                del self._calls[call.id]
+                call.outcome = (False, ToolError("canceled", f"request {parent} ended before tool {call.tool!r} answered", tool=call.tool))
+        for call in ended:
+            call.done.set()
+
     # --- main loop -------------------------------------------------------------------------
 
     def serve(self) -> int:
@@ -266,6 +422,9 @@ class Worker:
             log.warning("dropped a frame that cannot be answered: %s", exc.message, extra={"kind": exc.kind})
             return
         request_id = message["id"]
+        if "kind" in message and message["kind"] in HOST_KINDS:
+            self._handle_kind(message)
+            return
         try:
             request = parse_request(message)
             self.counters.count_call(request.command)
@@ -277,11 +436,23 @@ class Worker:
                 )
             args = command.validate(request.args)
         except WorkerError as exc:
-            self._send(error_response(request_id, exc.code, exc.message))
+            response = error_response(request_id, exc.code, exc.message)
+            if "kind" not in message and valid_stream(message.get("stream")):
+                with_chunks(response, 0)
+            self._send(response)
             self.counters.count_failure()
             return
         deadline = None if request.deadline_ms is None else received + request.deadline_ms / 1000.0
-        ctx = Context(request.id, request.command, request.session, deadline, worker=self)
+        tools = request.args.get("tools")
+        ctx = Context(
+            request.id,
+            request.command,
+            request.session,
+            deadline,
+            worker=self,
+            stream=request.stream,
+            tools=tools if isinstance(tools, list) else [],
+        )
         job = _Job(request, command, args, ctx, RUNNING if command.inline else QUEUED)
         with self._lock:
             previous = self._jobs.get(request_id)
@@ -291,12 +462,42 @@ class Worker:
                 if not command.inline:
                     self._enqueue_locked(job)
         if duplicate:
-            self._send(
-                error_response(request_id, "already_exists", f"request id {request_id} is already in flight")
-            )
+            response = error_response(request_id, "already_exists", f"request id {request_id} is already in flight")
+            if request.stream is not None:
+                with_chunks(response, 0)
+            self._send(response)
             self.counters.count_failure()
         elif command.inline:
             self._execute(job)
+
+    def _handle_kind(self, message: dict) -> None:
+        """A ``credit`` or ``result`` frame (never answered: it answers the worker)."""
+        kind = message["kind"]
+        try:
+            parsed = parse_credit(message) if kind == "credit" else parse_result(message)
+        except WorkerError as exc:
+            log.warning("dropped a malformed %s frame: %s", kind, exc.message, extra={"id": message["id"]})
+            if kind == "result":  # the call waiting for it learns what happened
+                error = ToolError("internal", f"the host answered with a malformed result frame: {exc.message}")
+                self._finish_call(message["id"], (False, error))
+            return
+        if kind == "credit":
+            with self._lock:
+                job = self._jobs.get(parsed.id)
+            if job is None or job.stream is None:
+                log.debug("ignored a credit for a request not streaming", extra={"request_id": parsed.id})
+                return
+            job.stream.grant(parsed.credit)
+            return
+        if parsed.success:
+            outcome = (True, parsed.result)
+        else:
+            error = parsed.error
+            with self._calls_lock:
+                call = self._calls.get(parsed.id)
+            tool = call.tool if call is not None else ""
+            outcome = (False, ToolError(error["code"], error["message"], error.get("type"), tool))
+        self._finish_call(parsed.id, outcome)
 
     # --- queue and threads ---------------------------------------------------------------
 
@@ -389,13 +590,17 @@ class Worker:
         """Run a job's handler and answer it (unless someone else already did)."""
         started = time.monotonic()
         try:
-            response = success_response(job.id, job.command.handler(job.args, job.ctx))
+            result = job.command.handler(job.args, job.ctx)
+            if isinstance(result, GeneratorType):
+                result = self._drive(job, result)
+            response = success_response(job.id, result)
         except BaseException as exc:  # noqa: BLE001 - every failure must become a response
             code = exc.code if isinstance(exc, WorkerError) else "internal"
             message = str(exc) or type(exc).__name__
             import traceback  # loaded with logging anyway; only failures need it
 
-            response = error_response(job.id, code, message, type(exc).__name__, traceback.format_exc())
+            type_name = getattr(exc, "error_type", None) or type(exc).__name__
+            response = error_response(job.id, code, message, type_name, traceback.format_exc())
         with self._lock:
             if job.state == ANSWERED:
                 return
@@ -412,10 +617,78 @@ class Worker:
             )
         self._respond(job, response)
 
+    def _drive(self, job: _Job, gen):
+        """Run a handler's generator to its end; returns its return value.
+
+        With a stream, each value becomes the next chunk (after waiting for credit);
+        without one, the values are discarded. Cancellation and the deadline end it between
+        values (and while waiting for credit); whatever ends it early closes the generator,
+        so its ``finally`` blocks run, before the error is raised on.
+        """
+        ctx = job.ctx
+        stream = job.stream
+        remove = ctx.on_cancel(stream.wake) if stream is not None else None
+        try:
+            while True:
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    return stop.value
+                ctx.check()
+                if stream is not None:
+                    self._send_chunk(job, stream, item)
+        except BaseException:
+            try:
+                gen.close()
+            except BaseException as exc:  # noqa: BLE001 - the first error is the one reported
+                log.warning(
+                    "a stream's generator failed while closing",
+                    extra={"request_id": job.id, "command": job.command.name, "error": f"{type(exc).__name__}: {exc}"},
+                )
+            raise
+        finally:
+            if remove is not None:
+                remove()
+
+    def _send_chunk(self, job: _Job, stream: _Stream, data) -> None:
+        """Send ``data`` as the next chunk of ``job``'s stream, first waiting (cancellably,
+        not past the deadline) until the credit allows it."""
+        ctx = job.ctx
+        seq = stream.sent
+        with stream.cond:
+            if seq >= stream.window + stream.credits:
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("stream waiting for credit", extra={"request_id": job.id, "seq": seq})
+                while seq >= stream.window + stream.credits:
+                    if ctx.cancelled.is_set():
+                        raise Cancelled(ctx.cancel_reason)
+                    remaining = ctx.remaining()
+                    if remaining is not None and remaining <= 0:
+                        raise DeadlineExceeded(
+                            f"request {job.id} ({job.command.name}) ran past its deadline waiting for stream credit"
+                        )
+                    stream.cond.wait(None if remaining is None else min(remaining, threading.TIMEOUT_MAX))
+        try:
+            frame = encode_frame(chunk_message(job.id, seq, data), self.config.max_frame_bytes)
+        except FrameError as exc:
+            raise WorkerError("resource_exhausted", f"chunk {seq} too large: {exc.message}") from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise WorkerError("internal", f"chunk {seq} cannot be encoded as JSON: {type(exc).__name__}: {exc}") from None
+        with stream.send_lock:
+            if stream.finished:
+                raise Cancelled(f"request {job.id} was answered already")
+            if not self._writer.write(frame):
+                raise WorkerError("unavailable", "the protocol output is closed")
+            stream.sent = seq + 1
+
     def _respond(self, job: _Job, response: dict) -> None:
         """Write the response of a job already marked ANSWERED, then forget the job."""
         try:
-            if not self._send(response):
+            if job.stream is None:
+                success = self._send(response)
+            else:
+                success = self._send_final(job.stream, response)
+            if not success:
                 self.counters.count_failure()
         finally:
             with self._lock:
@@ -423,6 +696,23 @@ class Worker:
                     del self._jobs[job.id]
                 if self._stopping:  # only the shutdown sequence waits for jobs to leave
                     self._done_cv.notify_all()
+            if self._calls:
+                self._end_calls(job.id)
+
+    def _send_final(self, stream: _Stream, response: dict) -> bool:
+        """Send the final response of a streamed request, with ``chunks``; no chunk follows."""
+        # Only a handler still writing a chunk at shutdown holds the lock: not for long, or
+        # the host stopped reading (then nothing can be written anyway).
+        acquired = stream.send_lock.acquire(timeout=max(self.config.stop_grace, 0.1)) if self._stopping else stream.send_lock.acquire()
+        if not acquired:
+            stream.finished = True
+            log.warning("final response of a stream not sent: a chunk write is stuck", extra={"request_id": response["id"]})
+            return False
+        try:
+            stream.finished = True
+            return self._send(with_chunks(response, stream.sent))
+        finally:
+            stream.send_lock.release()
 
     def _send(self, response: dict) -> bool:
         """Encode and write a response; an unencodable or oversized one becomes an error.
@@ -434,11 +724,17 @@ class Worker:
         try:
             frame = encode_frame(response, self.config.max_frame_bytes)
         except FrameError as exc:
-            frame = encode_frame(error_response(request_id, "resource_exhausted", f"response too large: {exc.message}"))
+            replacement = error_response(request_id, "resource_exhausted", f"response too large: {exc.message}")
+            if "chunks" in response:
+                with_chunks(replacement, response["chunks"])
+            frame = encode_frame(replacement)
             success = False
         except (TypeError, ValueError, RecursionError) as exc:
             message = f"result cannot be encoded as JSON: {type(exc).__name__}: {exc}"
-            frame = encode_frame(error_response(request_id, "internal", message, type(exc).__name__))
+            replacement = error_response(request_id, "internal", message, type(exc).__name__)
+            if "chunks" in response:
+                with_chunks(replacement, response["chunks"])
+            frame = encode_frame(replacement)
             success = False
         self._writer.write(frame)
         return success

@@ -54,14 +54,74 @@ class StreamEnded(AssertionError):
     """The worker's stdout ended (or broke) while a frame was expected."""
 
 
-class WorkerProcess:
+class HostSide:
+    """What a host does with the frames that carry a ``kind`` (streams, calls to the host).
+
+    ``chunks[id]`` collects the chunk frames of request ``id``; with ``auto_credit`` each
+    chunk received is answered with that much credit. A ``call`` frame whose tool is in
+    ``tools`` (name -> function of the args, returning the result or raising WorkerError)
+    is answered at once; others wait in ``calls`` for the test. ``calls_seen`` lists every
+    call frame, ``call_cancels`` the ids of the worker's ``cancel`` frames.
+    Needs ``send(message)``.
+    """
+
+    def _init_host(self) -> None:
+        self.chunks: dict[int, list[dict]] = {}
+        self.calls: list[dict] = []
+        self.calls_seen: list[dict] = []
+        self.call_cancels: list[int] = []
+        self.tools: dict = {}
+        self.auto_credit = 0
+        self.kinds_seen: list[dict] = []
+
+    def _route(self, message: dict) -> bool:
+        """Handle a frame with a kind; False for a final response."""
+        kind = message.get("kind")
+        if kind is None:
+            return False
+        self.kinds_seen.append(message)
+        if kind == "chunk":
+            self.chunks.setdefault(message["id"], []).append(message)
+            if self.auto_credit:
+                self.grant(message["id"], self.auto_credit)
+        elif kind == "call":
+            self.calls_seen.append(message)
+            fn = self.tools.get(message["tool"])
+            if fn is None:
+                self.calls.append(message)
+            else:
+                from dspgo_worker.errors import WorkerError
+
+                try:
+                    self.answer_call(message["id"], result=fn(message["args"]))
+                except WorkerError as exc:
+                    self.answer_call(message["id"], error={"code": exc.code, "message": exc.message})
+        elif kind == "cancel":
+            self.call_cancels.append(message["id"])
+        else:
+            raise AssertionError(f"unexpected frame kind from the worker: {message!r}")
+        return True
+
+    def grant(self, request_id: int, credit: int) -> None:
+        self.send({"id": request_id, "kind": "credit", "credit": credit})
+
+    def answer_call(self, call_id: int, result=None, error: dict | None = None) -> None:
+        if error is None:
+            self.send({"id": call_id, "kind": "result", "success": True, "result": result})
+        else:
+            self.send({"id": call_id, "kind": "result", "success": False, "error": error})
+
+
+class WorkerProcess(HostSide):
     """A worker subprocess with background threads draining stdout (frames) and stderr.
 
     Registers its own cleanup on ``testcase``: the process is killed and reaped, the
-    threads joined and the pipes closed, whatever the test did.
+    threads joined and the pipes closed, whatever the test did. Frames with a kind are
+    handled as :class:`HostSide` says, in the thread that receives.
     """
 
     def __init__(self, testcase: unittest.TestCase, *flags: str, pythonpath: tuple[str, ...] = (), init: bool = True):
+        self._init_host()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(PYTHON_DIR), *pythonpath])
         self.proc = subprocess.Popen(
@@ -160,10 +220,28 @@ class WorkerProcess:
         return value
 
     def recv(self, timeout: float = WAIT) -> dict:
-        """The next response, counted in :attr:`answered`."""
-        message = decode_message(self.next_frame(timeout))
+        """The next final response, counted in :attr:`answered` (frames with a kind that
+        come first are handled on the way)."""
+        end = time.monotonic() + timeout
+        while True:
+            message = decode_message(self.next_frame(max(0.0, end - time.monotonic())))
+            if not self._route(message):
+                break
         self.answered[message["id"]] = self.answered.get(message["id"], 0) + 1
         return message
+
+    def wait_until(self, predicate, timeout: float = WAIT, what: str = "condition") -> None:
+        """Receive frames until ``predicate()`` holds; final responses are kept for
+        :meth:`response`."""
+        end = time.monotonic() + timeout
+        while not predicate():
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{what} not met within {timeout} s; stderr:\n{self.stderr_text()[-3000:]}")
+            message = decode_message(self.next_frame(left))
+            if not self._route(message):
+                self.answered[message["id"]] = self.answered.get(message["id"], 0) + 1
+                self._pending[message["id"]] = message
 
     def response(self, request_id: int, timeout: float = WAIT) -> dict:
         """Wait for the response to ``request_id``, keeping others for later."""
@@ -277,15 +355,17 @@ class HandlerModuleMixin:
         )
 
 
-class InProcessWorker:
+class InProcessWorker(HostSide):
     """A :class:`dspgo_worker.worker.Worker` served on a thread of this process over two pipes.
 
     Much faster to start than a subprocess; requests go through the real codec, dispatch,
     counters and pool threads. Registers its own cleanup on ``testcase`` (end of input,
-    thread joined, pipes closed).
+    thread joined, pipes closed). Frames with a kind are handled as :class:`HostSide` says.
     """
 
     def __init__(self, testcase: unittest.TestCase, worker_id: str = "inproc", **config):
+        self._init_host()
+        self._send_lock = threading.Lock()
         from dspgo_worker.protocol import FrameWriter
         from dspgo_worker.worker import Worker, WorkerConfig
 
@@ -310,23 +390,36 @@ class InProcessWorker:
         if args is not None:
             message["args"] = args
         message.update(fields)
-        os.write(self._to_worker_w, encode_frame(message))
+        self.send(message)
         return request_id
 
-    def response(self, request_id: int, timeout: float = WAIT) -> dict:
+    def send(self, message: dict) -> None:
+        from dspgo_worker.protocol import write_all
+
+        with self._send_lock:
+            write_all(self._to_worker_w, encode_frame(message))
+
+    def wait_until(self, predicate, timeout: float = WAIT, what: str = "condition") -> None:
+        """Receive frames until ``predicate()`` holds; final responses are kept for
+        :meth:`response`."""
         import select
 
         end = time.monotonic() + timeout
         with self._lock:
-            while request_id not in self._pending:
+            while not predicate():
                 left = end - time.monotonic()
                 if left <= 0 or not select.select([self._responses], [], [], left)[0]:
-                    raise AssertionError(f"no response to request {request_id} within {timeout} s")
+                    raise AssertionError(f"{what} not met within {timeout} s")
                 body = read_frame(self._responses)
                 if body is None:
                     raise StreamEnded("the in-process worker closed its output")
                 message = decode_message(body)
-                self._pending[message["id"]] = message
+                if not self._route(message):
+                    self._pending[message["id"]] = message
+
+    def response(self, request_id: int, timeout: float = WAIT) -> dict:
+        self.wait_until(lambda: request_id in self._pending, timeout, f"a response to request {request_id}")
+        with self._lock:
             return self._pending.pop(request_id)
 
     def request(self, command: str, args: dict | None = None, timeout: float = WAIT, **fields) -> dict:
