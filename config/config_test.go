@@ -199,3 +199,14 @@ func TestOTelLogFormat(t *testing.T) {
 	_, err = time.Parse(time.RFC3339Nano, ts)
 	assert.NoError(t, err)
 }
+
+// Every key is documented in docs/configuration.md.
+func TestEveryKeyIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	require.NoError(t, err)
+	cfg, err := config.Load(config.LoadOptions{Environ: func() []string { return nil }, Dir: t.TempDir()})
+	require.NoError(t, err)
+	for _, s := range cfg.Explain() {
+		assert.Contains(t, string(doc), "| `"+s.Key+"` |", "docs/configuration.md lacks %s", s.Key)
+	}
+}

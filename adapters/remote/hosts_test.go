@@ -302,3 +302,60 @@ func TestLateHostServesEarlierState(t *testing.T) {
 	require.NoError(t, json.Unmarshal(resp.Result, &stats))
 	assert.Equal(t, "configured-before-join", stats.LM.Model, "the late host replayed the LM configuration")
 }
+
+// TestMicroEndpointsListHosts: "$SRV.PING.dspgo" reaches every host and
+// "$SRV.STATS.dspgo" gives each host's counters and its pool's stats;
+// the adapter's Hosts lists them from their announcements.
+func TestMicroEndpointsListHosts(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	srv := startServer(t)
+	newHostSet(t, srv.ClientURL(), 2)
+	nc := connect(t, srv.ClientURL())
+	a := newRemote(t, srv.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 10*time.Second)
+	_, err := a.Call(ctx, adapter.Request{Command: "ping"})
+	require.NoError(t, err)
+
+	gather := func(subject string, n int) []json.RawMessage {
+		inbox := nc.NewInbox()
+		sub, err := nc.SubscribeSync(inbox)
+		require.NoError(t, err)
+		defer sub.Unsubscribe()
+		require.NoError(t, nc.PublishRequest(subject, inbox, nil))
+		var out []json.RawMessage
+		for range n {
+			m, err := sub.NextMsgWithContext(ctx)
+			require.NoError(t, err)
+			out = append(out, m.Data)
+		}
+		return out
+	}
+	ids := map[string]bool{}
+	for _, raw := range gather("$SRV.PING.dspgo", 2) {
+		var ping struct {
+			Name     string
+			Metadata map[string]string
+		}
+		require.NoError(t, json.Unmarshal(raw, &ping))
+		assert.Equal(t, "dspgo", ping.Name)
+		ids[ping.Metadata["host"]] = true
+	}
+	assert.Equal(t, map[string]bool{"host-1": true, "host-2": true}, ids)
+	for _, raw := range gather("$SRV.STATS.dspgo", 2) {
+		var stats struct {
+			Endpoints []struct {
+				Name string
+				Data struct {
+					Host    adapter.Stats
+					Backend pool.Stats
+				}
+			}
+		}
+		require.NoError(t, json.Unmarshal(raw, &stats))
+		require.NotEmpty(t, stats.Endpoints)
+		assert.Equal(t, 2, stats.Endpoints[0].Data.Backend.Size, "the pool's stats: %s", raw)
+		assert.Equal(t, 2, stats.Endpoints[0].Data.Backend.Workers)
+	}
+	require.True(t, wait.Until(ctx, func() bool { return len(a.Hosts()) == 2 }))
+	assert.Equal(t, 4, a.Stats().Workers, "two hosts of two workers")
+}
