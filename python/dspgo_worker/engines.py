@@ -1,12 +1,21 @@
 """Engines run a compiled spec on converted inputs with the configured language model.
 
-Both have one method, ``run(compiled, inputs, config, ctx) -> outputs`` (the outputs in
-field order, ``reasoning`` first for chain_of_thought, each of its declared type).
+Both have ``run(compiled, inputs, config, ctx) -> outputs`` (the outputs in field order,
+``reasoning`` first for chain_of_thought, each of its declared type) and
+``execute(compiled, inputs, config, ctx, tools, max_iters, stream)``, a generator that
+yields the chunks of a streamed run (``{"field", "delta"}``, fields in output order) when
+``stream`` is true, nothing otherwise, and returns ``(outputs, trajectory)``; the
+trajectory (``[{"tool", "args", "observation"}]``) of a ``react`` spec, else None.
 
 * :class:`NativeEngine` (always available) writes a DSPy-ChatAdapter-like prompt, calls
-  the provider and parses the reply (:func:`build_messages`, :func:`parse_reply`).
-* :class:`DspyEngine` builds a ``dspy.Signature`` from the spec and runs ``dspy.Predict``
-  or ``dspy.ChainOfThought`` with a ``dspy.LM`` made from the configuration.
+  the provider and parses the reply (:func:`build_messages`, :func:`parse_reply`); a
+  streamed run reads the reply as it arrives and hands on each field's text as its
+  section is recognised (:class:`ReplyStreamer`). The dummy provider's outputs are cut
+  into chunks by :func:`value_deltas`. A ``react`` spec first runs the loop: the dummy
+  provider's script, or the LM asked for one JSON step at a time.
+* :class:`DspyEngine` builds a ``dspy.Signature`` from the spec and runs ``dspy.Predict``,
+  ``dspy.ChainOfThought`` or ``dspy.ReAct`` (its tools call the host) with a ``dspy.LM``
+  made from the configuration; a streamed run sends each output when the run is done.
 
 Selection (:func:`resolve_engine`), decided at ``configure_lm`` time:
 
@@ -25,7 +34,9 @@ import json
 import re
 import threading
 
-from .errors import WorkerError
+import logging
+
+from .errors import ToolError, WorkerError
 from .lm import DummyProvider, LMConfig, call_in_thread, make_provider, redact
 from .spec import (
     BOOL,
@@ -33,12 +44,14 @@ from .spec import (
     FLOAT,
     INT,
     KIND_CHAIN_OF_THOUGHT,
+    KIND_REACT,
     LIST,
     LITERAL,
     REASONING_FIELD,
     STR,
     CompiledSpec,
     FieldType,
+    canonical_json,
     parse_output,
     quote,
 )
@@ -48,6 +61,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 REASONING_DESCRIPTION = "Think step by step to reach the outputs."
+#: Steps of a react loop when ``execute_program`` does not say.
+DEFAULT_MAX_ITERS = 5
+
+log = logging.getLogger("dspgo_worker.engines")
 
 
 class OutputError(WorkerError):
@@ -131,9 +148,10 @@ def _format_input(t: FieldType, value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def build_messages(compiled: CompiledSpec, inputs: dict) -> list[dict]:
+def build_messages(compiled: CompiledSpec, inputs: dict, extra: str | None = None) -> list[dict]:
     """The chat messages for one run: a system message describing the fields and the
-    ``[[ ## field ## ]]`` structure, and a user message holding the inputs."""
+    ``[[ ## field ## ]]`` structure, and a user message holding the inputs (then
+    ``extra``, the trajectory of a react loop, before the closing instruction)."""
     outputs = compiled.outputs
     system = [
         "Your input fields are:",
@@ -169,6 +187,8 @@ def build_messages(compiled: CompiledSpec, inputs: dict) -> list[dict]:
         elif note:
             part += f" ({note})"
         order.append(part)
+    if extra:
+        user += [extra, ""]
     user.append(
         "Respond with the corresponding output fields, starting with the field "
         + ", then ".join(order)
@@ -226,17 +246,374 @@ def _unfence(text: str) -> str:
     return s
 
 
+# --- chunks ------------------------------------------------------------------------------
+
+_SPACE_CUT = re.compile(r"(?<=[^ ])(?= )")
+
+
+def text_deltas(text: str) -> list[str]:
+    """``text`` cut before every space that follows a non-space character
+    (``"answer 1a2b 3c4d"`` gives ``"answer"``, ``" 1a2b"``, ``" 3c4d"``); an empty text is
+    one empty delta."""
+    return _SPACE_CUT.split(text) if text else [""]
+
+
+def value_text(value: Any) -> str:
+    """The text of an output value: a string itself, anything else its canonical JSON."""
+    if isinstance(value, str):
+        return value
+    return canonical_json(value).decode("utf-8")
+
+
+def value_deltas(value: Any) -> list[str]:
+    """The dummy LM's chunks of an output value (docs/protocol.md, "Dummy LM chunks"): a
+    string cut by :func:`text_deltas`, any other value one delta of its canonical JSON."""
+    if isinstance(value, str):
+        return text_deltas(value)
+    return [value_text(value)]
+
+
+def output_chunks(compiled: CompiledSpec, outputs: dict):
+    """Yield the ``{"field", "delta"}`` chunks of finished outputs, in output order."""
+    for f in compiled.outputs:
+        for delta in value_deltas(outputs[f.name]):
+            yield {"field": f.name, "delta": delta}
+
+
+def drain(gen) -> Any:
+    """Run a generator to its end, discarding what it yields; its return value."""
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        return stop.value
+
+
+#: A prefix of a ``[[ ## name ## ]]`` header, up to the end of the text.
+_HEADER_PREFIX = re.compile(r"\[(?:\[(?:\s*(?:#(?:#(?:\s*(?:\w+(?:\s*(?:#(?:#(?:\s*(?:\])?)?)?)?)?)?)?)?)?)?)?\Z")
+
+
+class ReplyStreamer:
+    """Turns a reply arriving in pieces into the text deltas of its output fields.
+
+    A field's text is handed on as soon as its ``[[ ## field ## ]]`` section is
+    recognised, as :func:`split_sections` will read it (the first section of each name,
+    stripped of surrounding white space, nothing after ``[[ ## completed ## ]]``). Text
+    that may be the start of a header is held back until it is known not to be; so is
+    white space that may end a section. Fields come in output order: a section that
+    arrives before its turn is kept and handed on when its turn comes. :meth:`finish`
+    hands on the fields not streamed yet, from the parsed outputs when the reply had no
+    section for them (a JSON reply).
+    """
+
+    def __init__(self, compiled: CompiledSpec):
+        self.names = [f.name for f in compiled.outputs]
+        self.parts: list[str] = []  # the whole reply
+        self._next = 0  # index in names of the field whose turn it is
+        self._pending = ""  # text not handed on yet: it may start a header
+        self._section: str | None = None  # the output section being read (first occurrence)
+        self._live = False  # the section is the field whose turn it is
+        self._started = False  # its leading white space is skipped
+        self._space = ""  # trailing white space held back
+        self._sent = False  # a delta of it was handed on
+        self._seen: set[str] = set()
+        self._held: dict[str, list[str]] = {}  # sections that came before their turn
+        self._emitted: set[str] = set()
+        self._completed = False
+
+    def feed(self, piece: str) -> list[tuple[str, str]]:
+        """``(field, delta)`` pairs that ``piece`` completes."""
+        self.parts.append(piece)
+        out: list[tuple[str, str]] = []
+        if self._completed:
+            return out
+        pending = self._pending + piece
+        while True:
+            m = _HEADER.search(pending)
+            if m is None:
+                break
+            self._content(pending[: m.start()], out)
+            self._end_section(out)
+            pending = pending[m.end() :]
+            if m.group(1) == "completed":
+                self._completed = True
+                self._pending = ""
+                return out
+            self._start_section(m.group(1))
+        cut = len(pending)
+        start = pending.find("[")
+        while start != -1:
+            if _HEADER_PREFIX.match(pending, start):
+                cut = start
+                break
+            start = pending.find("[", start + 1)
+        self._content(pending[:cut], out)
+        self._pending = pending[cut:]
+        return out
+
+    def finish(self, outputs: dict) -> list[tuple[str, str]]:
+        """The deltas of the fields not handed on yet, once the whole reply is parsed into
+        ``outputs``."""
+        out: list[tuple[str, str]] = []
+        if not self._completed:
+            self._content(self._pending, out)
+            self._pending = ""
+        self._end_section(out)
+        for name in self.names[self._next :]:
+            if name in self._emitted:
+                continue
+            held = self._held.pop(name, None)
+            text = "".join(held).strip() if held is not None else value_text(outputs[name])
+            out.append((name, text))
+            self._emitted.add(name)
+        return out
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def _start_section(self, name: str) -> None:
+        self._started = False
+        self._space = ""
+        self._sent = False
+        if name in self.names and name not in self._seen:
+            self._seen.add(name)
+            self._section = name
+            self._live = self.names.index(name) == self._next
+            if not self._live:
+                self._held[name] = []
+        else:
+            self._section = None
+            self._live = False
+
+    def _content(self, text: str, out: list) -> None:
+        if not text or self._section is None:
+            return
+        if not self._live:
+            self._held[self._section].append(text)
+            return
+        if not self._started:
+            text = text.lstrip()
+            if not text:
+                return
+            self._started = True
+        combined = self._space + text
+        body = combined.rstrip()
+        self._space = combined[len(body) :]
+        if body:
+            out.append((self._section, body))
+            self._sent = True
+
+    def _end_section(self, out: list) -> None:
+        name, live = self._section, self._live
+        self._section = None
+        self._live = False
+        if name is None or not live:
+            return
+        if not self._sent:
+            out.append((name, ""))
+        self._emitted.add(name)
+        self._advance(out)
+
+    def _advance(self, out: list) -> None:
+        """Move the turn past the fields handed on, handing on the held ones in turn."""
+        names = self.names
+        while self._next < len(names):
+            name = names[self._next]
+            if name in self._emitted:
+                self._next += 1
+            elif name in self._held and name != self._section:
+                out.append((name, "".join(self._held.pop(name)).strip()))
+                self._emitted.add(name)
+                self._next += 1
+            else:
+                break
+
+
+def stream_outputs(compiled: CompiledSpec, pieces):
+    """Yield the ``{"field", "delta"}`` chunks of a reply arriving as the text ``pieces``
+    (a generator returning the whole text); return the parsed outputs."""
+    streamer = ReplyStreamer(compiled)
+    try:
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration as stop:
+                reply = stop.value if isinstance(stop.value, str) else streamer.text()
+                break
+            for name, delta in streamer.feed(piece):
+                yield {"field": name, "delta": delta}
+    finally:
+        pieces.close()
+    outputs = parse_reply(compiled, reply)
+    for name, delta in streamer.finish(outputs):
+        yield {"field": name, "delta": delta}
+    return outputs
+
+
+# --- react ---------------------------------------------------------------------------------
+
+
+def observe(ctx, tool: str, args: dict) -> Any:
+    """The observation of one tool call: the host tool's result, or ``{"error": {"code",
+    "message"}}`` when it failed. The request's own cancellation or deadline ends the
+    loop instead (raised)."""
+    try:
+        return ctx.call(tool, args)
+    except ToolError as exc:
+        ctx.check()
+        return {"error": {"code": exc.code, "message": exc.message}}
+
+
+def run_script(script, ctx, max_iters: int) -> list[dict]:
+    """The dummy provider's react loop: step ``i`` takes ``script[i]``; a finish step, the
+    end of the script or ``max_iters`` ends it."""
+    trajectory = []
+    for i in range(min(max_iters, len(script))):
+        step = script[i]
+        if step.finish:
+            break
+        args = step.args
+        trajectory.append({"tool": step.tool, "args": args, "observation": observe(ctx, step.tool, args)})
+    return trajectory
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def trajectory_text(trajectory: list[dict]) -> str:
+    """The trajectory as the LM reads it."""
+    if not trajectory:
+        return "Trajectory so far: no tool has been called."
+    lines = ["Trajectory so far:"]
+    for i, step in enumerate(trajectory, 1):
+        lines.append(f"Step {i}: called tool `{step['tool']}` with arguments {_json_text(step['args'])}")
+        lines.append(f"Observation {i}: {_json_text(step['observation'])}")
+    return "\n".join(lines)
+
+
+def build_step_messages(compiled: CompiledSpec, inputs: dict, tools: list[dict], trajectory: list[dict]) -> list[dict]:
+    """The chat messages asking the LM for the next step of a react loop."""
+    objective = compiled.instructions or (
+        "Given the fields "
+        + ", ".join(f"`{f.name}`" for f in compiled.inputs)
+        + ", produce the fields "
+        + ", ".join(f"`{f.name}`" for f in compiled.declared_outputs)
+        + "."
+    )
+    system = [
+        "You are an agent. You gather what you need by calling tools, one call per step, and finish when you can produce the output fields.",
+        "Your input fields are:",
+        *_describe_fields(compiled.inputs),
+        "Your output fields are:",
+        *_describe_fields(compiled.outputs),
+        "Your objective is: " + objective,
+        "",
+        "The tools you can call:",
+    ]
+    if tools:
+        for i, tool in enumerate(tools, 1):
+            line = f"{i}. `{tool['name']}`"
+            if tool["description"]:
+                line += f": {tool['description']}"
+            line += ". Arguments (JSON schema): " + json.dumps(tool["schema"], ensure_ascii=False)
+            system.append(line)
+    else:
+        system.append("(none)")
+    system += [
+        "",
+        "At each step, reply with exactly one JSON object and nothing else:",
+        '{"tool": "<tool name>", "args": {<the arguments>}} to call a tool, or',
+        '{"finish": true} once you can produce the output fields.',
+    ]
+    user = []
+    for f in compiled.inputs:
+        user += [f"[[ ## {f.name} ## ]]", _format_input(f.type, inputs[f.name]), ""]
+    user += [trajectory_text(trajectory), "", "Reply with the JSON object of your next step."]
+    return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": "\n".join(user)}]
+
+
+FINISH = "finish"
+
+
+def parse_step(reply: str):
+    """The LM's step: :data:`FINISH`, ``(tool, args)``, or None when the reply is neither."""
+    text = _unfence(reply)
+    try:
+        step = json.loads(text)
+    except ValueError:
+        start, end = text.find("{"), text.rfind("}")
+        step = None
+        if 0 <= start < end:
+            try:
+                step = json.loads(text[start : end + 1])
+            except ValueError:
+                step = None
+    if not isinstance(step, dict):
+        return None
+    if step.get("finish") is True:
+        return FINISH
+    tool = step.get("tool")
+    args = step.get("args")
+    if args is None:
+        args = {}
+    if isinstance(tool, str) and tool and isinstance(args, dict):
+        return tool, args
+    return None
+
+
 class NativeEngine:
     """Prompt, call and parse with the configured provider; the dummy rule for ``dummy``."""
 
     name = "native"
 
     def run(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx) -> dict:
+        return drain(self.execute(compiled, inputs, config, ctx))[0]
+
+    def execute(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx, tools=(), max_iters: int = DEFAULT_MAX_ITERS, stream: bool = False):
         provider = make_provider(config)
-        if isinstance(provider, DummyProvider):
-            return compiled.dummy_outputs(inputs)
-        reply = provider.complete(build_messages(compiled, inputs), ctx)
-        return parse_reply(compiled, reply)
+        dummy = isinstance(provider, DummyProvider)
+        trajectory = None
+        if compiled.kind == KIND_REACT:
+            if dummy:
+                trajectory = run_script(config.script, ctx, max_iters)
+            else:
+                trajectory = self.react_loop(provider, compiled, inputs, list(tools), max_iters, ctx)
+        if dummy:
+            outputs = compiled.dummy_outputs(inputs)
+            if stream:
+                yield from output_chunks(compiled, outputs)
+            return outputs, trajectory
+        extra = trajectory_text(trajectory) if trajectory is not None else None
+        messages = build_messages(compiled, inputs, extra)
+        if stream:
+            outputs = yield from stream_outputs(compiled, provider.stream(messages, ctx))
+        else:
+            outputs = parse_reply(compiled, provider.complete(messages, ctx))
+        return outputs, trajectory
+
+    @staticmethod
+    def react_loop(provider, compiled: CompiledSpec, inputs: dict, tools: list[dict], max_iters: int, ctx) -> list[dict]:
+        """The LM's react loop: one JSON step per completion, until it finishes, replies
+        with something else, or ``max_iters`` steps have run."""
+        trajectory: list[dict] = []
+        for _ in range(max_iters):
+            reply = provider.complete(build_step_messages(compiled, inputs, tools, trajectory), ctx)
+            step = parse_step(reply)
+            if step == FINISH:
+                break
+            if step is None:
+                log.warning(
+                    "react: the LM's step is neither a tool call nor finish; ending the loop",
+                    extra={"request_id": ctx.id, "reply": reply[:200]},
+                )
+                break
+            tool, args = step
+            trajectory.append({"tool": tool, "args": args, "observation": observe(ctx, tool, args)})
+        return trajectory
 
 
 # --- dspy engine -------------------------------------------------------------------------
@@ -268,11 +645,11 @@ class DspyEngine:
     name = "dspy"
     _lock = threading.Lock()
 
-    def module(self, dspy, compiled: CompiledSpec):
-        """The dspy module of a spec, built once and kept in ``compiled.extras``."""
+    def signature(self, dspy, compiled: CompiledSpec):
+        """The dspy signature of a spec, built once and kept in ``compiled.extras``."""
         with self._lock:
-            module = compiled.extras.get("dspy_module")
-            if module is None:
+            signature = compiled.extras.get("dspy_signature")
+            if signature is None:
                 fields = {}
                 for f in compiled.inputs:
                     kwargs = {"desc": f.description} if f.description else {}
@@ -280,13 +657,64 @@ class DspyEngine:
                 for f in compiled.declared_outputs:
                     kwargs = {"desc": f.description} if f.description else {}
                     fields[f.name] = (python_type(f.type), dspy.OutputField(**kwargs))
-                signature = dspy.make_signature(fields, compiled.instructions or None)
+                signature = compiled.extras["dspy_signature"] = dspy.make_signature(fields, compiled.instructions or None)
+            return signature
+
+    def module(self, dspy, compiled: CompiledSpec):
+        """The dspy module of a predict or chain_of_thought spec, built once and kept in
+        ``compiled.extras``."""
+        signature = self.signature(dspy, compiled)
+        with self._lock:
+            module = compiled.extras.get("dspy_module")
+            if module is None:
                 if compiled.kind == KIND_CHAIN_OF_THOUGHT:
                     module = dspy.ChainOfThought(signature)
                 else:
                     module = dspy.Predict(signature)
                 compiled.extras["dspy_module"] = module
             return module
+
+    @staticmethod
+    def tools(dspy, tools, ctx, trajectory: list) -> list:
+        """``dspy.Tool`` objects calling the host's tools; each call is noted in
+        ``trajectory``, and a tool's error is its observation (the LM sees it)."""
+        lock = threading.Lock()
+
+        def host_tool(name: str):
+            def call(**kwargs):
+                observation = observe(ctx, name, kwargs)
+                with lock:
+                    trajectory.append({"tool": name, "args": kwargs, "observation": observation})
+                return observation
+
+            call.__name__ = name
+            return call
+
+        made = []
+        for descriptor in tools:
+            name = descriptor["name"]
+            properties = descriptor["schema"].get("properties")
+            made.append(
+                dspy.Tool(
+                    host_tool(name), name=name, desc=descriptor["description"],
+                    args=properties if isinstance(properties, dict) else {},
+                )
+            )
+        return made
+
+    def execute(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx, tools=(), max_iters: int = DEFAULT_MAX_ITERS, stream: bool = False):
+        trajectory = None
+        if compiled.kind == KIND_REACT:
+            dspy = import_dspy()
+            trajectory = []
+            module = dspy.ReAct(self.signature(dspy, compiled), tools=self.tools(dspy, tools, ctx, trajectory), max_iters=max_iters)
+            outputs = self._run_module(dspy, module, compiled, inputs, config, ctx)
+            trajectory = list(trajectory)
+        else:
+            outputs = self.run(compiled, inputs, config, ctx)
+        if stream:
+            yield from output_chunks(compiled, outputs)
+        return outputs, trajectory
 
     @staticmethod
     def make_lm(dspy, config: LMConfig):
@@ -303,8 +731,9 @@ class DspyEngine:
 
     def run(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx) -> dict:
         dspy = import_dspy()
-        module = self.module(dspy, compiled)
+        return self._run_module(dspy, self.module(dspy, compiled), compiled, inputs, config, ctx)
 
+    def _run_module(self, dspy, module, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx) -> dict:
         def predict():
             lm = self.make_lm(dspy, config)
             with dspy.context(lm=lm):

@@ -35,6 +35,16 @@ when the body is read, if the head took over 1 % of the limit), and cancelling t
 shuts the socket down, which ends the exchange at once. (So a server that trickles its
 reply can keep an attempt past its limit by up to the time-out of one socket read.)
 
+Streaming (:meth:`OpenAIProvider.stream`): the request asks for ``"stream": true`` and
+the reply's server-sent events (``data: {...}`` lines, ``data: [DONE]``) are read as they
+arrive, each content delta handed on at once; every socket read waits at most
+``timeout_ms`` (and not past the deadline). A server that answers with a whole completion
+instead is accepted. Through a proxy (``urllib``), the reply comes in one piece.
+
+The dummy provider's *scripted mode* (``configure_lm`` argument ``script``) drives the
+``react`` program kind: a list of steps ``{"tool": name, "args": {...}}`` or
+``{"finish": true}`` (:class:`ScriptStep`).
+
 Nothing heavy is imported before it is needed: ``http.client`` (and ``ssl`` for https)
 with the first openai request, ``urllib.request`` only for the proxy path, ``email.utils``
 only for a ``Retry-After`` date, ``decimal`` only to format a bad temperature.
@@ -84,9 +94,43 @@ _LMConfigFields = namedtuple(
         "engine",
         "delay_ms",
         "resolved_engine",
+        "script",
     ),
-    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native"),
+    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", ()),
 )
+
+
+class ScriptStep(namedtuple("ScriptStep", ("tool", "args_json"))):
+    """One step of the dummy provider's script: a call of ``tool`` with the arguments
+    ``args_json`` (kept as JSON text so that a configuration stays hashable), or, with
+    ``tool`` None, ``{"finish": true}``."""
+
+    __slots__ = ()
+
+    @property
+    def finish(self) -> bool:
+        return self.tool is None
+
+    @property
+    def args(self) -> dict:
+        """A fresh copy of the step's arguments."""
+        return json.loads(self.args_json)
+
+
+def parse_script_step(step: Any) -> ScriptStep | None:
+    """A script step, or None when ``step`` is neither ``{"tool": name, "args": {...}}``
+    (a non-empty string and an object, nothing else) nor ``{"finish": true}``."""
+    if not isinstance(step, dict):
+        return None
+    if set(step) == {"finish"} and step["finish"] is True:
+        return ScriptStep(None, "")
+    if set(step) == {"tool", "args"} and isinstance(step["tool"], str) and step["tool"] and isinstance(step["args"], dict):
+        try:
+            args_json = json.dumps(step["args"], ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        except ValueError:  # 1e400 decodes to an infinity
+            return None
+        return ScriptStep(step["tool"], args_json)
+    return None
 
 
 class LMConfig(_LMConfigFields):
@@ -95,8 +139,9 @@ class LMConfig(_LMConfigFields):
 
     Fields: ``provider`` ("dummy"), ``model``, ``base_url``, ``api_key_env``,
     ``temperature`` (None), ``max_tokens``, ``timeout_ms``, ``engine`` ("auto"),
-    ``delay_ms`` and ``resolved_engine`` ("native"). ``engine`` is what was asked for
-    (auto, native, dspy); ``resolved_engine`` what runs.
+    ``delay_ms``, ``resolved_engine`` ("native") and ``script`` (a tuple of
+    :class:`ScriptStep`, the dummy provider's react script). ``engine`` is what was asked
+    for (auto, native, dspy); ``resolved_engine`` what runs.
     """
 
     __slots__ = ()
@@ -136,6 +181,7 @@ class LMConfig(_LMConfigFields):
             "timeout_ms": self.timeout_ms,
             "engine": self.resolved_engine,
             "delay_ms": self.delay_ms,
+            "script_steps": len(self.script),
         }
 
 
@@ -185,6 +231,18 @@ def validate_lm_args(args: dict) -> LMConfig:
     api_key_env = args.get("api_key_env") or ""
     if api_key_env and not is_identifier(api_key_env):
         bad.append(f"api_key_env {json.dumps(api_key_env, ensure_ascii=False)} is not an environment variable name")
+    script = []
+    raw_script = args.get("script")
+    if raw_script is not None:
+        if provider != "dummy":
+            bad.append("script is only for the dummy provider")
+        else:
+            for i, raw_step in enumerate(raw_script):
+                step = parse_script_step(raw_step)
+                if step is None:
+                    bad.append(f'script[{i}] must be {{"tool": name, "args": {{...}}}} or {{"finish": true}}')
+                else:
+                    script.append(step)
     if bad:
         raise WorkerError("invalid_argument", "configure_lm: " + "; ".join(bad))
     return LMConfig(
@@ -197,6 +255,7 @@ def validate_lm_args(args: dict) -> LMConfig:
         timeout_ms=args.get("timeout_ms") or 0,
         engine=engine or "auto",
         delay_ms=args.get("delay_ms") or 0,
+        script=tuple(script),
     )
 
 
@@ -465,6 +524,13 @@ class _Abort:
             self._sock = None
 
 
+class _OpenStream(namedtuple("_OpenStream", ("conn", "response", "abort", "remove"))):
+    """A streamed answer whose head is read: its connection, response, the abort armed
+    on the request's cancellation, and the function that unregisters it."""
+
+    __slots__ = ()
+
+
 class _Dropped(Exception):
     """A reused keep-alive connection turned out to be closed by the server."""
 
@@ -524,8 +590,7 @@ class OpenAIProvider:
 
     # -- public ---------------------------------------------------------------------------
 
-    def complete(self, messages: list[dict], ctx, max_tokens: int | None = None) -> str:
-        """The reply text of one chat completion, with retries; raises WorkerError."""
+    def _body(self, messages: list[dict], max_tokens: int | None, stream: bool = False) -> bytes:
         config = self.config
         body: dict[str, Any] = {"model": config.model, "messages": messages}
         if config.temperature is not None:
@@ -533,7 +598,40 @@ class OpenAIProvider:
         tokens = max_tokens if max_tokens is not None else config.max_tokens
         if tokens:
             body["max_tokens"] = tokens
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if stream:
+            body["stream"] = True
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+    def _retry_wait(self, exc: _Retryable, attempt: int, ctx) -> None:
+        """Wait before retry number ``attempt + 1`` of a 429 or 5xx answer, or raise the
+        final error when no retry is left or the wait is not worth starting."""
+        if attempt >= self.max_retries:
+            raise self._scrub(exc.final)
+        delay = exc.retry_after
+        if delay is None:
+            import random  # only for the jitter of a retry
+
+            delay = min(self.backoff_max, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
+        remaining = ctx.remaining()
+        why = None
+        if remaining is not None and delay >= remaining:
+            why = f"waiting {delay:.3g} s would pass the request's deadline"
+        elif delay > self.retry_after_max:
+            why = f"the server asks to wait {delay:.3g} s, over {self.retry_after_max:g} s"
+        if why:
+            raise self._scrub(WorkerError(exc.final.code, f"{exc.final.message}; not retried: {why}"))
+        log.info(
+            "LM request failed, retrying",
+            extra={"request_id": ctx.id, "attempt": attempt + 1, "delay_s": round(delay, 3),
+                   "error": self._scrub_text(exc.final.message)},
+        )
+        if ctx.wait(delay):
+            raise Cancelled(ctx.cancel_reason)
+
+    def complete(self, messages: list[dict], ctx, max_tokens: int | None = None) -> str:
+        """The reply text of one chat completion, with retries; raises WorkerError."""
+        config = self.config
+        data = self._body(messages, max_tokens)
         attempt = 0
         while True:
             ctx.check()
@@ -541,32 +639,15 @@ class OpenAIProvider:
             try:
                 reply = self._post(data, ctx)
             except _Retryable as exc:
-                if attempt >= self.max_retries:
-                    raise self._scrub(exc.final) from None
-                delay = exc.retry_after
-                if delay is None:
-                    import random  # only for the jitter of a retry
-
-                    delay = min(self.backoff_max, self.backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
-                remaining = ctx.remaining()
-                why = None
-                if remaining is not None and delay >= remaining:
-                    why = f"waiting {delay:.3g} s would pass the request's deadline"
-                elif delay > self.retry_after_max:
-                    why = f"the server asks to wait {delay:.3g} s, over {self.retry_after_max:g} s"
-                if why:
-                    raise self._scrub(WorkerError(exc.final.code, f"{exc.final.message}; not retried: {why}")) from None
-                attempt += 1
-                log.info(
-                    "LM request failed, retrying",
-                    extra={"request_id": ctx.id, "attempt": attempt, "delay_s": round(delay, 3),
-                           "error": self._scrub_text(exc.final.message)},
-                )
-                if ctx.wait(delay):
-                    raise Cancelled(ctx.cancel_reason) from None
-                continue
+                retryable = exc
             except WorkerError as exc:
                 raise self._scrub(exc) from None
+            else:
+                retryable = None
+            if retryable is not None:
+                self._retry_wait(retryable, attempt, ctx)
+                attempt += 1
+                continue
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "LM request done",
@@ -574,6 +655,31 @@ class OpenAIProvider:
                            "duration_ms": round((time.monotonic() - started) * 1000, 3)},
                 )
             return reply
+
+    def stream(self, messages: list[dict], ctx, max_tokens: int | None = None):
+        """A generator of the reply's text pieces as they arrive (``"stream": true``);
+        returns the whole text. Retries as :meth:`complete` does, before the first piece;
+        raises WorkerError."""
+        endpoint = self.endpoint
+        if not endpoint.direct or _proxied(endpoint.scheme, endpoint.netloc):
+            text = self.complete(messages, ctx, max_tokens)
+            yield text
+            return text
+        data = self._body(messages, max_tokens, stream=True)
+        attempt = 0
+        while True:
+            ctx.check()
+            try:
+                opened = self._open_stream(endpoint, data, ctx)
+            except _Retryable as exc:
+                retryable = exc
+            except WorkerError as exc:
+                raise self._scrub(exc) from None
+            else:
+                break
+            self._retry_wait(retryable, attempt, ctx)
+            attempt += 1
+        return (yield from self._read_stream(endpoint, opened, ctx))
 
     def verify(self, ctx) -> None:
         """One small completion, to check the endpoint, model and key now."""
@@ -695,7 +801,7 @@ class OpenAIProvider:
             raise
         return conn
 
-    def _request_bytes(self, endpoint: _Endpoint, data: bytes) -> bytes:
+    def _request_bytes(self, endpoint: _Endpoint, data: bytes, accept: str = "application/json") -> bytes:
         """The request head and body, sent in one write (``http.client`` would send the
         head and the body apart: two system calls, each a chance to lose the GIL)."""
         lines = [
@@ -703,7 +809,7 @@ class OpenAIProvider:
             f"Host: {endpoint.host_header}",
             "Accept-Encoding: identity",
             "Content-Type: application/json",
-            "Accept: application/json",
+            f"Accept: {accept}",
             f"User-Agent: {self.user_agent}",
             f"Content-Length: {len(data)}",
         ]
@@ -760,6 +866,227 @@ class OpenAIProvider:
                 conn.dspgo_used = time.monotonic()
             else:
                 conn.close()  # anything left unread, closing or shut down: never reused
+
+    # -- streaming ------------------------------------------------------------------------
+
+    def _open_stream(self, endpoint: _Endpoint, data: bytes, ctx) -> _OpenStream:
+        """Send a streamed request and read the head of its answer: an :class:`_OpenStream`
+        for a 2xx answer; raises _Retryable or WorkerError (Cancelled and DeadlineExceeded
+        included) otherwise. The connection is taken out of the thread's kept ones until
+        the stream ends."""
+        timeout = self.config.timeout
+        end = time.monotonic() + timeout
+        if ctx.deadline is not None and ctx.deadline < end:
+            end = ctx.deadline
+        net = _Net.load()
+        try:
+            conns = _connections()
+            conn = conns.pop(endpoint.key, None)
+            if conn is not None and (
+                conn.sock is None
+                or (
+                    endpoint.scheme == "http"
+                    and time.monotonic() - getattr(conn, "dspgo_used", 0.0) >= _IDLE_CHECK_S
+                    and _stale(conn.sock)
+                )
+            ):
+                conn.close()
+                conn = None
+            for reused in ((True, False) if conn is not None else (False,)):
+                if not reused:
+                    conn = self._connect(net, endpoint, ctx, end)
+                try:
+                    return self._begin_stream(conn, endpoint, data, ctx, end, reused)
+                except _Dropped:
+                    continue
+            raise AssertionError("unreachable")  # pragma: no cover - the last try never raises _Dropped
+        except (Cancelled, DeadlineExceeded, _Retryable, WorkerError):
+            raise
+        except (TimeoutError, net.socket.timeout):
+            ctx.check()
+            if ctx.deadline is not None and ctx.deadline <= end:
+                raise DeadlineExceeded(
+                    f"request {ctx.id} ({ctx.command}) ran past its deadline waiting for the LM endpoint"
+                ) from None
+            raise WorkerError("deadline_exceeded", f"LM endpoint {endpoint.shown}: no answer within {timeout:g} s") from None
+        except (net.http.HTTPException, OSError) as exc:
+            ctx.check()
+            raise WorkerError("unavailable", f"LM endpoint {endpoint.shown}: {type(exc).__name__}: {exc}") from None
+
+    def _begin_stream(self, conn, endpoint: _Endpoint, data: bytes, ctx, end: float, reused: bool) -> _OpenStream:
+        request = self._request_bytes(endpoint, data, accept="text/event-stream")
+        sock = conn.sock
+        abort = _Abort(sock)
+        remove = ctx.on_cancel(abort.fire)
+        response = None
+        opened = False
+        try:
+            try:
+                _arm(sock, _left(end))
+                sock.sendall(request)
+                response = _Net.http.HTTPResponse(sock, method="POST")
+                response.begin()
+            except ConnectionError as exc:  # RemoteDisconnected, resets and broken pipes
+                if reused and not abort.fired and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+                    raise _Dropped() from None
+                raise
+            if not 200 <= response.status < 300:
+                _arm(sock, _left(end))
+                raise self._http_error(response.status, response.headers, response.read(MAX_ERROR_BYTES))
+            opened = True
+            return _OpenStream(conn, response, abort, remove)
+        except BaseException:
+            if abort.fired:
+                raise Cancelled(ctx.cancel_reason) from None
+            raise
+        finally:
+            if not opened:
+                abort.disarm()
+                remove()
+                if response is not None:
+                    response.close()
+                conn.close()
+
+    def _read_limit(self, ctx) -> float:
+        """How long one read of a stream may wait: ``timeout_ms``, not past the deadline."""
+        limit = self.config.timeout
+        remaining = ctx.remaining()
+        if remaining is not None:
+            if remaining <= 0:
+                raise DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline reading the LM's stream")
+            limit = min(limit, remaining)
+        return limit
+
+    def _read_stream(self, endpoint: _Endpoint, opened: _OpenStream, ctx):
+        """The generator of :meth:`stream` once the answer's head is read: yields each
+        content delta of the server-sent events; returns the whole text."""
+        net = _Net.load()
+        response, conn, abort = opened.response, opened.conn, opened.abort
+        sock = conn.sock
+        shown = endpoint.shown
+        keep = False
+        parts: list[str] = []
+        total = 0
+        try:
+            try:
+                content_type = (response.getheader("Content-Type") or "").lower()
+                if "text/event-stream" not in content_type:
+                    # The server answered with a whole completion: one piece.
+                    _arm(sock, self._read_limit(ctx))
+                    raw = response.read(MAX_REPLY_BYTES + 1)
+                    if abort.fired:
+                        raise Cancelled(ctx.cancel_reason)
+                    if len(raw) > MAX_REPLY_BYTES:
+                        raise WorkerError("resource_exhausted", f"LM endpoint {shown}: reply over {MAX_REPLY_BYTES} bytes")
+                    keep = response.isclosed() and not response.will_close
+                    text = self._content(raw, shown)
+                    yield text
+                    return text
+                pending: list[bytes] = []  # the data lines of an event that is not JSON yet
+                done = False
+                while not done:
+                    _arm(sock, self._read_limit(ctx))
+                    line = response.readline(MAX_REPLY_BYTES + 1 - total)
+                    if not line:
+                        break  # the server ended the stream without [DONE]
+                    total += len(line)
+                    if total > MAX_REPLY_BYTES:
+                        raise WorkerError("resource_exhausted", f"LM endpoint {shown}: reply over {MAX_REPLY_BYTES} bytes")
+                    line = line.rstrip(b"\r\n")
+                    if not line:  # the end of an event
+                        if pending:
+                            piece, done = self._stream_event(b"\n".join(pending), shown, strict=True)
+                            pending = []
+                            if piece:
+                                parts.append(piece)
+                                yield piece
+                        continue
+                    if not line.startswith(b"data:"):
+                        continue  # event:, id:, retry: and comments
+                    value = line[5:]
+                    if value.startswith(b" "):
+                        value = value[1:]
+                    pending.append(value)
+                    if len(pending) == 1:  # one line, one event (as OpenAI sends them)
+                        piece, done = self._stream_event(value, shown, strict=False)
+                        if piece is not None or done:
+                            pending = []
+                            if piece:
+                                parts.append(piece)
+                                yield piece
+                if abort.fired:  # the socket shut down by a cancel reads as the end
+                    raise Cancelled(ctx.cancel_reason)
+                if pending:
+                    piece, done = self._stream_event(b"\n".join(pending), shown, strict=True)
+                    if piece:
+                        parts.append(piece)
+                        yield piece
+                if done:
+                    keep = self._finish_body(response, sock)
+            except (Cancelled, DeadlineExceeded, WorkerError):
+                raise
+            except (TimeoutError, net.socket.timeout):
+                ctx.check()
+                if ctx.deadline is not None and ctx.remaining() <= 0.001:
+                    raise DeadlineExceeded(
+                        f"request {ctx.id} ({ctx.command}) ran past its deadline reading the LM's stream"
+                    ) from None
+                raise WorkerError(
+                    "deadline_exceeded", f"LM endpoint {shown}: the stream sent nothing for {self.config.timeout:g} s"
+                ) from None
+            except (net.http.HTTPException, OSError, ValueError) as exc:
+                if abort.fired:
+                    raise Cancelled(ctx.cancel_reason) from None
+                ctx.check()
+                raise WorkerError("unavailable", f"LM endpoint {shown}: the stream broke: {type(exc).__name__}: {exc}") from None
+        finally:
+            abort.disarm()
+            opened.remove()
+            response.close()
+            if keep and not abort.fired:
+                conn.dspgo_used = time.monotonic()
+                conns = _connections()
+                if endpoint.key not in conns:
+                    conns[endpoint.key] = conn
+                else:
+                    conn.close()
+            else:
+                conn.close()
+        return "".join(parts)
+
+    @staticmethod
+    def _finish_body(response, sock) -> bool:
+        """After ``[DONE]``: read what is left of the body (briefly), so the connection
+        can carry the next request; True when it can."""
+        try:
+            _arm(sock, 1.0)
+            while response.read(65536):
+                pass
+        except Exception:  # noqa: BLE001 - the text is complete; only the connection is lost
+            return False
+        return response.isclosed() and not response.will_close
+
+    def _stream_event(self, payload: bytes, shown: str, strict: bool):
+        """``(content delta or None, done)`` of one event's data. A payload that is not
+        JSON is an error when ``strict``, else ``(None, False)`` (more lines may follow)."""
+        if payload.strip() == b"[DONE]":
+            return None, True
+        try:
+            event = json.loads(payload.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            if not strict:
+                return None, False
+            snippet = payload[:200].decode("utf-8", "replace")
+            raise WorkerError("internal", f"LM endpoint {shown}: malformed stream event: {snippet!r}") from None
+        if isinstance(event, dict) and event.get("error") is not None:
+            error = event["error"]
+            detail = error.get("message") if isinstance(error, dict) else error
+            raise WorkerError("unavailable", self._scrub_text(f"LM endpoint {shown}: the stream reported an error: {detail}"))
+        try:
+            content = event["choices"][0]["delta"].get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return "", False  # a chunk without content (role, finish_reason, usage)
+        return (content if isinstance(content, str) else ""), False
 
     def _post_urllib(self, data: bytes) -> str:
         """One request with ``urllib.request`` (proxies, other schemes); raises _Retryable

@@ -12,6 +12,12 @@ Behaviour, arguments, results and error codes are those of the Go mock
 ``not_found`` with error type ``SpecNotFound`` (the host then resends the spec); a
 ``spec`` whose hash differs from ``spec_hash`` is ``invalid_argument``; inputs are
 converted to their declared types, ``invalid_argument`` naming the field.
+
+``execute_program`` streams when the request asks for it (``stream``): each chunk is
+``{"field", "delta"}``, fields in output order, and the final result is what it is
+without a stream. A ``react`` spec runs a ReAct loop whose tools are the request's
+``tools`` (called on the host with ``ctx.call``), at most ``max_iters`` steps; its result
+adds the ``trajectory``.
 """
 
 from __future__ import annotations
@@ -54,6 +60,43 @@ def _quote(s: str) -> str:
 
 #: Compiled specs a worker keeps unless told otherwise.
 DEFAULT_MAX_SPECS = 4096
+#: Bounds and default of ``execute_program``'s ``max_iters``.
+MIN_ITERS, MAX_ITERS, DEFAULT_MAX_ITERS = 1, 100, 5
+
+
+def _type_name(value) -> str:
+    from .protocol import json_type_name
+
+    return json_type_name(value)
+
+
+def validate_tools(raw: list) -> list[dict]:
+    """``execute_program``'s ``tools``: ``[{"name", "description"?, "schema"?}]`` with the
+    defaults filled in (``""`` and ``{}``); ``invalid_argument`` naming the field."""
+    tools = []
+    names: set[str] = set()
+    for i, item in enumerate(raw):
+        at = f"tools[{i}]"
+        if not isinstance(item, dict):
+            raise WorkerError("invalid_argument", f"{at} must be an object, got {_type_name(item)}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise WorkerError("invalid_argument", f"{at}.name must be a non-empty string, got {_type_name(name)}")
+        if name in names:
+            raise WorkerError("invalid_argument", f"{at}.name {_quote(name)} is used twice")
+        names.add(name)
+        description = item.get("description")
+        if description is None:
+            description = ""
+        elif not isinstance(description, str):
+            raise WorkerError("invalid_argument", f"{at}.description must be a string, got {_type_name(description)}")
+        schema = item.get("schema")
+        if schema is None:
+            schema = {}
+        elif not isinstance(schema, dict):
+            raise WorkerError("invalid_argument", f"{at}.schema must be an object, got {_type_name(schema)}")
+        tools.append({"name": name, "description": description, "schema": schema})
+    return tools
 
 
 class SpecNotFound(WorkerError):
@@ -158,6 +201,10 @@ def rss_bytes() -> int:
         "engine": Arg("str", description="auto (dspy when importable), native or dspy"),
         "verify": Arg("bool", default=False, description="check the configuration with one small request now"),
         "delay_ms": Arg("int", description="wait this long before each execution (for tests of deadlines)"),
+        "script": Arg(
+            "array",
+            description='dummy provider only: the react steps, each {"tool": name, "args": {...}} or {"finish": true}',
+        ),
     },
     description="Set the language model every program runs with; lists every bad field at once.",
 )
@@ -195,10 +242,20 @@ def create_program(args, ctx):
         "spec_hash": Arg("str", default="", description="hash of the spec to run"),
         "spec": Arg("object", description="the spec itself, when the worker may not know the hash"),
         "inputs": Arg("object", description="the program's inputs by name (required)"),
+        "tools": Arg("array", description="the host tools the program may call: [{name, description, schema}]"),
+        "max_iters": Arg("int", description=f"most steps of a react loop, {MIN_ITERS} to {MAX_ITERS} (default {DEFAULT_MAX_ITERS})"),
     },
-    description="Run a program by spec hash (and spec) on inputs. Result {outputs, spec_hash}.",
+    description="Run a program by spec hash (and spec) on inputs. Result {outputs, spec_hash} (and trajectory for react).",
 )
 def execute_program(args, ctx):
+    """Without a stream, the result; with one, a generator of the chunks returning it."""
+    tools = validate_tools(args["tools"] or [])
+    max_iters = args["max_iters"]
+    if max_iters is None:
+        max_iters = DEFAULT_MAX_ITERS
+    elif not MIN_ITERS <= max_iters <= MAX_ITERS:
+        raise WorkerError("invalid_argument", f"max_iters must be from {MIN_ITERS} to {MAX_ITERS}, got {max_iters}")
+    ctx.tools = tools
     state = program_state(ctx)
     spec_hash = args["spec_hash"]
     if args["spec"] is not None:
@@ -220,8 +277,25 @@ def execute_program(args, ctx):
     if config.delay_ms:
         ctx.sleep(config.delay_ms / 1000.0)
     ctx.check()
-    outputs = _lazy("engines").make_engine(config).run(compiled, converted, config, ctx)
-    return {"outputs": outputs, "spec_hash": compiled.hash}
+    engines = _lazy("engines")
+    streamed = ctx.stream is not None
+    run = engines.make_engine(config).execute(compiled, converted, config, ctx, tools, max_iters, streamed)
+    if streamed:
+        return _streamed(run, compiled.hash)
+    return _result(*engines.drain(run), compiled.hash)
+
+
+def _result(outputs: dict, trajectory, spec_hash: str) -> dict:
+    result = {"outputs": outputs, "spec_hash": spec_hash}
+    if trajectory is not None:
+        result["trajectory"] = trajectory
+    return result
+
+
+def _streamed(run, spec_hash: str):
+    """The generator of a streamed execution: the engine's chunks, then the result."""
+    outputs, trajectory = yield from run
+    return _result(outputs, trajectory, spec_hash)
 
 
 @command(

@@ -32,7 +32,9 @@ MAX_TYPE_DEPTH = 16
 #: The program kinds.
 KIND_PREDICT = "predict"
 KIND_CHAIN_OF_THOUGHT = "chain_of_thought"
-KINDS = (KIND_PREDICT, KIND_CHAIN_OF_THOUGHT)
+#: A ReAct loop (tools on the host) before the outputs; its outputs are the declared ones.
+KIND_REACT = "react"
+KINDS = (KIND_PREDICT, KIND_CHAIN_OF_THOUGHT, KIND_REACT)
 #: The output chain_of_thought adds before the declared ones.
 REASONING_FIELD = "reasoning"
 

@@ -33,6 +33,7 @@ FAKE_DSPY = textwrap.dedent(
     ANSWERS = {}      # output name -> value, overriding the canned one
     DROP = set()      # output names left out of predictions
     RAISE = None      # an exception to raise from a prediction
+    SCRIPT = []       # the steps ReAct takes: (tool name, args)
     _local = threading.local()
 
 
@@ -124,6 +125,36 @@ FAKE_DSPY = textwrap.dedent(
     class ChainOfThought(Predict):
         def outputs(self, lm):
             return {"reasoning": "because", **super().outputs(lm)}
+
+
+    class Tool:
+        def __init__(self, func, name=None, desc=None, args=None, **kwargs):
+            self.func, self.name, self.desc, self.args = func, name or func.__name__, desc, args
+            CALLS.append(("Tool", self.name, desc, args))
+
+        def __call__(self, **kwargs):
+            return self.func(**kwargs)
+
+
+    class ReAct(Predict):
+        """Takes the steps of SCRIPT (as dspy's, a failing tool's error is its observation)."""
+
+        def __init__(self, signature, tools, max_iters=10):
+            self.signature, self.tools, self.max_iters = signature, {t.name: t for t in tools}, max_iters
+            CALLS.append(("ReAct", signature, sorted(self.tools), max_iters))
+
+        def __call__(self, **inputs):
+            lm = getattr(_local, "settings", {}).get("lm")
+            if lm is None:
+                raise RuntimeError("No LM is loaded.")
+            trajectory = {}
+            for i, (name, args) in enumerate(SCRIPT[: self.max_iters]):
+                try:
+                    observation = self.tools[name](**args)
+                except Exception as exc:
+                    observation = f"Execution error in {name}: {exc}"
+                trajectory.update({f"tool_name_{i}": name, f"tool_args_{i}": args, f"observation_{i}": observation})
+            return Prediction(trajectory=trajectory, **{**self.outputs(lm), **ANSWERS})
     '''
 )
 
@@ -238,6 +269,51 @@ class DspyEngineTest(unittest.TestCase):
         result = self.w.ok("execute_program", {"spec": case["spec"], "inputs": case["inputs"]})
         self.assertEqual(result["outputs"], case["outputs"], "the dummy rule, whatever the engine")
         self.assertEqual(self.dspy.CALLS, [])
+
+    def test_react_calls_host_tools(self):
+        from dspgo_worker.errors import WorkerError
+
+        self.w.ok("configure_lm", self.base)
+        self.w.tools["search"] = lambda args: {"hits": [args["q"]]}
+
+        def broken(args):
+            raise WorkerError("unavailable", "index down")
+
+        self.w.tools["broken"] = broken
+        self.dspy.SCRIPT[:] = [("search", {"q": "x"}), ("broken", {}), ("search", {"q": "never"})]
+        spec = spec_of([("question", "")], [("answer", ""), ("n", "int")], kind="react")
+        tools = [
+            {"name": "search", "description": "Finds.", "schema": {"type": "object", "properties": {"q": {"type": "string"}}}},
+            {"name": "broken"},
+        ]
+        result = self.w.ok("execute_program", {"spec": spec, "inputs": {"question": "?"}, "tools": tools, "max_iters": 2})
+        self.assertEqual(
+            result["trajectory"],
+            [
+                {"tool": "search", "args": {"q": "x"}, "observation": {"hits": ["x"]}},
+                {"tool": "broken", "args": {}, "observation": {"error": {"code": "unavailable", "message": "index down"}}},
+            ],
+        )
+        self.assertEqual(result["outputs"]["n"], 7)
+        self.assertTrue(result["outputs"]["answer"].startswith("answer by openai/gpt-x"))
+        (react,) = self.calls("ReAct")
+        self.assertEqual(react[2:], (["broken", "search"], 2))
+        self.assertEqual(
+            sorted(c[1:] for c in self.calls("Tool")),
+            [("broken", "", {}), ("search", "Finds.", {"q": {"type": "string"}})],
+        )
+        self.assertEqual([c["parent"] for c in self.w.calls_seen], [self.w.calls_seen[0]["parent"]] * 2)
+
+        # Streamed: the outputs as chunks once the run is done.
+        self.dspy.SCRIPT[:] = []
+        self.w.auto_credit = 1
+        request_id = self.w.call("execute_program", {"spec": spec, "inputs": {"question": "?"}, "tools": tools}, stream=1)
+        reply = self.w.response(request_id)
+        self.assertEqual(reply["result"]["trajectory"], [])
+        chunks = [c["data"] for c in self.w.chunks[request_id]]
+        self.assertEqual(chunks[-1], {"field": "n", "delta": "7"})
+        self.assertEqual("".join(c["delta"] for c in chunks if c["field"] == "answer"), reply["result"]["outputs"]["answer"])
+        self.assertEqual(reply["chunks"], len(chunks))
 
     def test_real_worker_process_with_fake_dspy(self):
         worker = WorkerProcess(self, pythonpath=(self.fake_dir.name,))

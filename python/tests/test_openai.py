@@ -42,7 +42,10 @@ class FakeLM:
     answers 500. ``hang`` holds the answer until :meth:`reset` or :meth:`close`. ``mode``
     shapes the answer: ``chunked`` (chunked transfer encoding), ``close`` (says
     ``Connection: close`` and closes), ``drop`` (closes the connection after the answer
-    without saying so, as a server whose keep-alive time-out passes does). ``requests``
+    without saying so, as a server whose keep-alive time-out passes does), ``sse``
+    (server-sent events, as a ``"stream": true`` request gets them: ``body`` is the list of
+    content pieces, each one event, then ``data: [DONE]``; an item that is bytes is sent
+    as it is; with ``gate=i`` the answer waits after event ``i`` as ``hang`` does). ``requests``
     records each request (path, headers, JSON body, client port); ``received`` is
     signalled at each; ``connections`` lists the client ports of the accepted
     connections. One server serves a whole test class; :meth:`reset` starts each test
@@ -75,12 +78,15 @@ class FakeLM:
                 )
                 release = fake.release
                 try:
-                    status, payload, headers, hang, mode = fake.script.get_nowait()
+                    status, payload, headers, hang, mode, gate = fake.script.get_nowait()
                 except queue.Empty:
-                    status, payload, headers, hang, mode = 500, {"error": {"message": "no scripted answer"}}, {}, False, None
+                    status, payload, headers, hang, mode, gate = 500, {"error": {"message": "no scripted answer"}}, {}, False, None, None
                 fake.received.release()
                 if hang:
                     release.wait(WAIT)
+                if mode == "sse":
+                    self.send_events(status, payload, headers, gate, release)
+                    return
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -104,6 +110,32 @@ class FakeLM:
                     pass  # the client gave up (time-out tests)
                 if mode == "drop":
                     self.close_connection = True
+
+            def send_events(self, status, pieces, headers, gate, release):
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+
+                    def chunk(data: bytes) -> None:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                        self.wfile.flush()
+
+                    for i, piece in enumerate(pieces):
+                        if isinstance(piece, bytes):
+                            chunk(piece)
+                        else:
+                            event = {"id": "c-1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": piece}}]}
+                            chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
+                        if gate == i:
+                            release.wait(WAIT)
+                    chunk(b"data: [DONE]\n\n")
+                    chunk(b"")
+                except OSError:
+                    pass  # the client gave up (cancel tests)
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
@@ -132,8 +164,8 @@ class FakeLM:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
-    def push(self, status=200, body=None, headers=None, hang=False, mode=None) -> None:
-        self.script.put((status, body if body is not None else chat("ok"), headers or {}, hang, mode))
+    def push(self, status=200, body=None, headers=None, hang=False, mode=None, gate=None) -> None:
+        self.script.put((status, body if body is not None else chat("ok"), headers or {}, hang, mode, gate))
 
     def wait_request(self) -> None:
         if not self.received.acquire(timeout=WAIT):
