@@ -599,7 +599,8 @@ class Worker:
             message = str(exc) or type(exc).__name__
             import traceback  # loaded with logging anyway; only failures need it
 
-            type_name = getattr(exc, "error_type", None) or type(exc).__name__
+            # A host tool's error keeps the host's error type.
+            type_name = (isinstance(exc, ToolError) and exc.error_type) or type(exc).__name__
             response = error_response(job.id, code, message, type_name, traceback.format_exc())
         with self._lock:
             if job.state == ANSWERED:
@@ -655,19 +656,18 @@ class Worker:
         not past the deadline) until the credit allows it."""
         ctx = job.ctx
         seq = stream.sent
+        if seq >= stream.window + stream.credits and log.isEnabledFor(logging.DEBUG):
+            log.debug("stream waiting for credit", extra={"request_id": job.id, "seq": seq})
         with stream.cond:
-            if seq >= stream.window + stream.credits:
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("stream waiting for credit", extra={"request_id": job.id, "seq": seq})
-                while seq >= stream.window + stream.credits:
-                    if ctx.cancelled.is_set():
-                        raise Cancelled(ctx.cancel_reason)
-                    remaining = ctx.remaining()
-                    if remaining is not None and remaining <= 0:
-                        raise DeadlineExceeded(
-                            f"request {job.id} ({job.command.name}) ran past its deadline waiting for stream credit"
-                        )
-                    stream.cond.wait(None if remaining is None else min(remaining, threading.TIMEOUT_MAX))
+            while seq >= stream.window + stream.credits:
+                if ctx.cancelled.is_set():
+                    raise Cancelled(ctx.cancel_reason)
+                remaining = ctx.remaining()
+                if remaining is not None and remaining <= 0:
+                    raise DeadlineExceeded(
+                        f"request {job.id} ({job.command.name}) ran past its deadline waiting for stream credit"
+                    )
+                stream.cond.wait(None if remaining is None else min(remaining, threading.TIMEOUT_MAX))
         try:
             frame = encode_frame(chunk_message(job.id, seq, data), self.config.max_frame_bytes)
         except FrameError as exc:

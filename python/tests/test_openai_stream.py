@@ -4,7 +4,6 @@ turned into deltas as they arrive, and the react loop with the openai provider."
 from __future__ import annotations
 
 import json
-import threading
 import unittest
 
 from dspgo_worker.context import Context
@@ -159,7 +158,7 @@ class ProviderStreamTest(ProviderHelpers, LMTestCase):
         ctx = Context(1, "execute_program")
         gen = self.provider().stream([{"role": "user", "content": "hi"}], ctx)
         self.assertEqual(next(gen), "first")
-        threading.Timer(0.05, ctx.cancel, args=("stop",)).start()
+        ctx.cancel("stop")  # shuts the socket down: the next read ends at once
         with self.assertRaises(WorkerError) as caught:
             next(gen)
         self.assertEqual((caught.exception.code, caught.exception.message), ("canceled", "stop"))
