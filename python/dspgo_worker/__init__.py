@@ -30,6 +30,11 @@ Exit statuses:
 * 4: a ``--handlers`` module failed to import;
 * other: the status of a deliberate ``crash`` diagnostics command; 130 on SIGINT.
 
+Streams and calls to the host (docs/protocol.md, "Both directions"): a handler that is a
+generator function streams what it yields when the request has ``stream`` (its return
+value is the result); ``ctx.call(tool, args)`` runs a tool of the host and returns its
+result or raises :class:`ToolError`; ``ctx.tools`` lists the request's tool descriptors.
+
 Writing commands::
 
     from dspgo_worker import command, Arg, WorkerError
@@ -41,7 +46,7 @@ Writing commands::
 """
 
 from .context import Context
-from .errors import ERROR_CODES, Cancelled, DeadlineExceeded, WorkerError
+from .errors import ERROR_CODES, Cancelled, DeadlineExceeded, ToolError, WorkerError
 from .registry import Arg, Command, Registry, command, default_registry
 from .version import PROTOCOL_VERSION, __version__
 
@@ -59,6 +64,7 @@ __all__ = [
     "ERROR_CODES",
     "PROTOCOL_VERSION",
     "Registry",
+    "ToolError",
     "WorkerError",
     "__version__",
     "command",
