@@ -146,3 +146,43 @@ func (w *Writer) write(encode func([]byte) ([]byte, error)) error {
 	}
 	return err
 }
+
+// ReadWorkerMessage reads and decodes one frame from a worker (see
+// DecodeWorkerMessage).
+func (r *Reader) ReadWorkerMessage() (WorkerMessage, error) {
+	body, err := r.ReadFrame()
+	if err != nil {
+		return WorkerMessage{}, err
+	}
+	return DecodeWorkerMessage(body)
+}
+
+// ReadHostMessage reads and decodes one frame from a host (see
+// DecodeHostMessage).
+func (r *Reader) ReadHostMessage() (HostMessage, error) {
+	body, err := r.ReadFrame()
+	if err != nil {
+		return HostMessage{}, err
+	}
+	return DecodeHostMessage(body)
+}
+
+// WriteChunk encodes c and writes it as one frame.
+func (w *Writer) WriteChunk(c *Chunk) error {
+	return w.write(func(dst []byte) ([]byte, error) { return AppendChunk(dst, c, w.max) })
+}
+
+// WriteCredit encodes c and writes it as one frame.
+func (w *Writer) WriteCredit(c *Credit) error {
+	return w.write(func(dst []byte) ([]byte, error) { return AppendCredit(dst, c, w.max) })
+}
+
+// WriteCall encodes c and writes it as one frame.
+func (w *Writer) WriteCall(c *Call) error {
+	return w.write(func(dst []byte) ([]byte, error) { return AppendCall(dst, c, w.max) })
+}
+
+// WriteCallCancel writes {"id","kind":"cancel"} as one frame.
+func (w *Writer) WriteCallCancel(id uint64) error {
+	return w.write(func(dst []byte) ([]byte, error) { return AppendCallCancel(dst, id, w.max) })
+}

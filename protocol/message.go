@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -36,6 +37,11 @@ type Request struct {
 	// milliseconds counted from when it reads the frame. Zero means no
 	// deadline and is not sent.
 	DeadlineMS int64
+
+	// Stream asks for a stream with this initial credit: the chunks the
+	// worker may send before it is granted more (1 to MaxStreamCredit).
+	// Zero means no stream and is not sent.
+	Stream int
 }
 
 // Response is a frame from worker to host: the final answer to the request
@@ -58,6 +64,14 @@ type Response struct {
 
 	// Error describes the failure when Success is false.
 	Error *ErrorBody
+
+	// Streamed reports that the request was streamed: Chunks, the number
+	// of chunk frames sent before this response, is then sent too.
+	Streamed bool
+
+	// Chunks is the number of chunk frames sent before a streamed
+	// response.
+	Chunks uint64
 }
 
 // ErrorBody is the error object of a failed response.
@@ -118,6 +132,13 @@ func AppendRequest(dst []byte, r *Request, maxFrameBytes int) ([]byte, error) {
 		b = append(b, `,"deadline_ms":`...)
 		b = strconv.AppendInt(b, r.DeadlineMS, 10)
 	}
+	if r.Stream != 0 {
+		if r.Stream < 0 || r.Stream > MaxStreamCredit {
+			return dst, fmt.Errorf("%w: request %d asks for a stream credit of %d (1 to %d)", ErrInvalidField, r.ID, r.Stream, MaxStreamCredit)
+		}
+		b = append(b, `,"stream":`...)
+		b = strconv.AppendInt(b, int64(r.Stream), 10)
+	}
 	return endFrame(dst, b, start, maxFrameBytes)
 }
 
@@ -159,6 +180,10 @@ func AppendResponse(dst []byte, r *Response, maxFrameBytes int) ([]byte, error) 
 			b = jsontext.AppendString(b, e.Traceback)
 		}
 		b = append(b, '}')
+	}
+	if r.Streamed {
+		b = append(b, `,"chunks":`...)
+		b = strconv.AppendUint(b, r.Chunks, 10)
 	}
 	return endFrame(dst, b, start, maxFrameBytes)
 }
@@ -251,6 +276,7 @@ func firstByte(b []byte) byte {
 // can still be answered. The raw values are sub-slices of the body.
 type wireMessage struct {
 	ID, Kind, Command, Args, Session, DeadlineMS, Success, Result, Error json.RawMessage
+	Stream, Chunks, Credit, Seq, Data, Parent, Tool                      json.RawMessage
 }
 
 // field returns where the value of a top-level key goes, or nil for a key
@@ -276,13 +302,27 @@ func (w *wireMessage) field(key []byte) *json.RawMessage {
 		return &w.Result
 	case "error":
 		return &w.Error
+	case "stream":
+		return &w.Stream
+	case "chunks":
+		return &w.Chunks
+	case "credit":
+		return &w.Credit
+	case "seq":
+		return &w.Seq
+	case "data":
+		return &w.Data
+	case "parent":
+		return &w.Parent
+	case "tool":
+		return &w.Tool
 	}
 	return nil
 }
 
-// decodeWire checks a frame body up to its id: UTF-8, one JSON value, an
-// object, an id from 0 to MaxID.
-func decodeWire(body []byte) (wireMessage, uint64, error) {
+// decodeWire checks a frame body up to its id and kind: UTF-8, one JSON
+// value, an object, an id from 0 to MaxID, no kind or one of kinds.
+func decodeWire(body []byte, kinds ...string) (wireMessage, uint64, error) {
 	var w wireMessage
 	if !utf8.Valid(body) {
 		return w, 0, ErrInvalidUTF8
@@ -312,12 +352,17 @@ func decodeWire(body []byte) (wireMessage, uint64, error) {
 	if err != nil || id > MaxID {
 		return w, 0, fmt.Errorf("%w: got %.40s", ErrInvalidID, w.ID)
 	}
-	if len(w.Kind) > 0 {
+	if !isNull(w.Kind) {
 		var kind string
 		if json.Unmarshal(w.Kind, &kind) != nil {
 			return w, id, fieldError(id, "kind", "a string")
 		}
-		return w, id, fmt.Errorf("%w: %q in message %d", ErrUnsupportedKind, kind, id)
+		if !slices.Contains(kinds, kind) {
+			return w, id, fmt.Errorf("%w: %q in message %d", ErrUnsupportedKind, kind, id)
+		}
+		w.Kind = json.RawMessage(kind) // unquoted from here on
+	} else {
+		w.Kind = nil
 	}
 	return w, id, nil
 }
@@ -414,10 +459,14 @@ func fieldError(id uint64, field, want string) error {
 // the error can be answered.
 func DecodeRequest(body []byte) (Request, error) {
 	w, id, err := decodeWire(body)
-	r := Request{ID: id}
 	if err != nil {
-		return r, err
+		return Request{ID: id}, err
 	}
+	return decodeRequest(w, id)
+}
+
+func decodeRequest(w wireMessage, id uint64) (Request, error) {
+	r := Request{ID: id}
 	if json.Unmarshal(w.Command, &r.Command) != nil || r.Command == "" {
 		return r, fieldError(id, "command", "a non-empty string")
 	}
@@ -436,6 +485,11 @@ func DecodeRequest(body []byte) (Request, error) {
 			return r, fieldError(id, "deadline_ms", "a non-negative integer")
 		}
 	}
+	if !isNull(w.Stream) {
+		if json.Unmarshal(w.Stream, &r.Stream) != nil || r.Stream < 1 || r.Stream > MaxStreamCredit {
+			return r, fieldError(id, "stream", fmt.Sprintf("an integer from 1 to %d", MaxStreamCredit))
+		}
+	}
 	return r, nil
 }
 
@@ -449,9 +503,19 @@ func isNull(raw json.RawMessage) bool {
 // code "unknown". As with DecodeRequest, a field error still returns the ID.
 func DecodeResponse(body []byte) (Response, error) {
 	w, id, err := decodeWire(body)
-	r := Response{ID: id}
 	if err != nil {
-		return r, err
+		return Response{ID: id}, err
+	}
+	return decodeResponse(w, id)
+}
+
+func decodeResponse(w wireMessage, id uint64) (Response, error) {
+	r := Response{ID: id, Kind: string(w.Kind)}
+	if !isNull(w.Chunks) {
+		if json.Unmarshal(w.Chunks, &r.Chunks) != nil {
+			return r, fieldError(id, "chunks", "a non-negative integer")
+		}
+		r.Streamed = true
 	}
 	if json.Unmarshal(w.Success, &r.Success) != nil {
 		return r, fieldError(id, "success", "true or false")
@@ -463,6 +527,7 @@ func DecodeResponse(body []byte) (Response, error) {
 		}
 		return r, nil
 	}
+	var err error
 	r.Error, err = decodeError(w.Error)
 	if err != nil {
 		return r, fieldError(id, "error", "an object {code, message} or a string")
