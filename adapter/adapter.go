@@ -19,6 +19,7 @@ package adapter
 import (
 	"context"
 	"encoding/json"
+	"iter"
 	"sync/atomic"
 	"time"
 )
@@ -98,6 +99,48 @@ type Request struct {
 	// workers use it for affinity; it never changes a result. Empty means
 	// no session.
 	Session string
+
+	// Tools runs the host functions the worker may call while it serves
+	// the request, with the request's deadline and cancellation. Nil
+	// means none: a worker's call fails with CodeFailedPrecondition.
+	Tools Tools
+}
+
+// Tools runs host functions that a worker calls while it serves a
+// request (the tools of a ReAct agent). Implementations are safe for
+// concurrent use: many calls may run at once.
+type Tools interface {
+	// CallTool runs tool name with its JSON arguments and returns its
+	// JSON result. An unknown name is CodeNotFound. ctx ends when the
+	// request does.
+	CallTool(ctx context.Context, name string, args json.RawMessage) (json.RawMessage, error)
+}
+
+// Streamer is implemented by adapters that stream results: the worker
+// sends pieces of the result as it produces them, and the final result
+// last.
+type Streamer interface {
+	// Stream runs req as Call does and yields each chunk in order as it
+	// arrives, then one last Chunk whose Response is set (the final
+	// result); or an error, always last. Nothing runs until the sequence
+	// is ranged over. The producer waits for the consumer: the adapter
+	// grants it a bounded window of chunks and tops it up as the range
+	// loop takes them, so a slow consumer never makes anything buffer
+	// without bound. Leaving the loop early, or ctx ending, cancels the
+	// producer on the worker, which runs its clean-up.
+	Stream(ctx context.Context, req Request) iter.Seq2[Chunk, error]
+}
+
+// Chunk is one element of a stream: a piece of the result, or the end.
+type Chunk struct {
+	// Seq counts the stream's chunks from 0.
+	Seq uint64
+
+	// Data is the piece, as the worker sent it; nil in the last element.
+	Data json.RawMessage
+
+	// Response is set in the last element only: the final result.
+	Response *Response
 }
 
 // Response is the result of one successful command.
@@ -140,6 +183,12 @@ type Capabilities struct {
 	// MaxFrameBytes is the largest request or response the adapter
 	// carries, in bytes. Zero means no limit.
 	MaxFrameBytes int
+
+	// Streaming reports whether the adapter implements Streamer.
+	Streaming bool
+
+	// Tools reports whether workers can call Request.Tools.
+	Tools bool
 }
 
 // Stats is a snapshot of an adapter's counters. Adapters with more detail
@@ -191,4 +240,19 @@ func (c *CallCounter) End(err error) {
 // Fill sets the counters of s: Calls, Failures and InFlight.
 func (c *CallCounter) Fill(s *Stats) {
 	s.Calls, s.Failures, s.InFlight = c.calls.Load(), c.failures.Load(), int(c.inFlight.Load())
+}
+
+// CallTool runs tool name of t for a worker, as every adapter must: no
+// tools is CodeFailedPrecondition, and a tool that panics returns
+// CodeInternal instead of crashing the host.
+func CallTool(ctx context.Context, t Tools, name string, args json.RawMessage) (result json.RawMessage, err error) {
+	if t == nil {
+		return nil, Errorf(CodeFailedPrecondition, "tool %q: the request carries no tools", name)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			result, err = nil, Errorf(CodeInternal, "tool %q panicked: %v", name, p)
+		}
+	}()
+	return t.CallTool(ctx, name, args)
 }

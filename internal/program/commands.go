@@ -45,12 +45,41 @@ type ExecuteArgs struct {
 	// Spec is sent when the worker may not know SpecHash; nil otherwise.
 	Spec   *Spec           `json:"spec,omitempty"`
 	Inputs json.RawMessage `json:"inputs"`
+	// Tools are the host tools a react program may call; nil means none.
+	Tools []ToolSpec `json:"tools,omitempty"`
+	// MaxIters bounds a react loop, 1 to MaxIters; 0 means
+	// DefaultMaxIters.
+	MaxIters int `json:"max_iters,omitempty"`
+}
+
+// ToolSpec describes a host tool to the language model.
+type ToolSpec struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Schema is the JSON Schema object of the tool's arguments; {} when
+	// none was given.
+	Schema json.RawMessage `json:"schema"`
+}
+
+// Bounds of a react loop's steps.
+const (
+	DefaultMaxIters = 5
+	MaxIters        = 100
+)
+
+// Step is one step of a react trajectory.
+type Step struct {
+	Tool        string          `json:"tool"`
+	Args        json.RawMessage `json:"args"`
+	Observation json.RawMessage `json:"observation"`
 }
 
 // ExecuteResult is execute_program's result.
 type ExecuteResult struct {
 	Outputs  json.RawMessage `json:"outputs"`
 	SpecHash string          `json:"spec_hash"`
+	// Trajectory is a react program's steps; nil for other kinds.
+	Trajectory []Step `json:"trajectory,omitempty"`
 }
 
 // DeleteArgs are delete_program's arguments.
@@ -73,6 +102,25 @@ type LMArgs struct {
 	// DelayMS makes the dummy provider take this long per execution,
 	// honouring cancellation: a portable way to test deadlines.
 	DelayMS int64 `json:"delay_ms,omitempty"`
+	// Script drives the dummy provider's react loop: step i of the loop
+	// takes Script[i].
+	Script []ScriptStep `json:"script,omitempty"`
+}
+
+// ScriptStep is one step of the dummy provider's react script: a call of
+// Tool with Args, or, with Finish, the end of the loop.
+type ScriptStep struct {
+	Tool   string          `json:"tool,omitempty"`
+	Args   json.RawMessage `json:"args,omitempty"`
+	Finish bool            `json:"finish,omitempty"`
+}
+
+// valid reports whether the step has exactly one of the two shapes.
+func (s ScriptStep) valid() bool {
+	if s.Finish {
+		return s.Tool == "" && s.Args == nil
+	}
+	return s.Tool != "" && len(s.Args) > 0 && s.Args[0] == '{'
 }
 
 // ValidateLM checks configure_lm's arguments, reporting every bad field at
@@ -104,6 +152,14 @@ func ValidateLM(lm LMArgs) error {
 	case "", "auto", "native", "dspy":
 	default:
 		bad = append(bad, fmt.Sprintf("engine %q is unknown (known: auto, native, dspy)", lm.Engine))
+	}
+	if len(lm.Script) > 0 && lm.Provider != "dummy" {
+		bad = append(bad, "script is only for the dummy provider")
+	}
+	for i, step := range lm.Script {
+		if !step.valid() {
+			bad = append(bad, fmt.Sprintf(`script[%d] must be {"tool": name, "args": {...}} or {"finish": true}`, i))
+		}
 	}
 	if lm.APIKeyEnv != "" && !isIdentifier(lm.APIKeyEnv) {
 		bad = append(bad, fmt.Sprintf("api_key_env %q is not an environment variable name", lm.APIKeyEnv))

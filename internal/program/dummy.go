@@ -70,3 +70,52 @@ func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 func child(d [sha256.Size]byte, i int) [sha256.Size]byte {
 	return sha256.Sum256(append(d[:], byte(i)))
 }
+
+// StreamDelta is one chunk of a streamed execution: a piece of the text of
+// one output field.
+type StreamDelta struct {
+	Field string `json:"field"`
+	Delta string `json:"delta"`
+}
+
+// DummyChunks cuts finished outputs into the dummy language model's
+// chunks, fields in output order: a str value before every space that
+// follows a non-space character (an empty string is one empty delta), any
+// other value one delta of its canonical JSON (docs/protocol.md, "Dummy LM
+// chunks").
+func (c *Compiled) DummyChunks(outputs map[string]any) ([]StreamDelta, error) {
+	var out []StreamDelta
+	for _, f := range c.fields {
+		v := outputs[f.Name]
+		s, ok := v.(string)
+		if !ok {
+			b, err := Canonical(v)
+			if err != nil {
+				return nil, invalid("output %s: %v", f.Name, err)
+			}
+			out = append(out, StreamDelta{f.Name, string(b)})
+			continue
+		}
+		for _, d := range TextDeltas(s) {
+			out = append(out, StreamDelta{f.Name, d})
+		}
+	}
+	return out, nil
+}
+
+// TextDeltas cuts s before every space that follows a non-space
+// character; an empty s is one empty delta.
+func TextDeltas(s string) []string {
+	if s == "" {
+		return []string{""}
+	}
+	var out []string
+	start := 0
+	for i := 1; i < len(s); i++ {
+		if s[i] == ' ' && s[i-1] != ' ' {
+			out = append(out, s[start:i])
+			start = i
+		}
+	}
+	return append(out, s[start:])
+}

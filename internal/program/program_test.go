@@ -111,8 +111,8 @@ func TestCompile(t *testing.T) {
 
 	_, err := program.Compile(program.Spec{Signature: program.Signature{Inputs: []program.Field{{Name: "q"}}, Outputs: []program.Field{{Name: "reasoning"}}}, Kind: "chain_of_thought"})
 	assert.ErrorContains(t, err, `"reasoning" is used twice`)
-	_, err = program.Compile(program.Spec{Signature: program.Signature{Inputs: []program.Field{{Name: "q"}}, Outputs: []program.Field{{Name: "a"}}}, Kind: "react"})
-	assert.ErrorContains(t, err, `kind "react" is unknown`)
+	_, err = program.Compile(program.Spec{Signature: program.Signature{Inputs: []program.Field{{Name: "q"}}, Outputs: []program.Field{{Name: "a"}}}, Kind: "reflect"})
+	assert.ErrorContains(t, err, `kind "reflect" is unknown`)
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
 }
 
@@ -191,4 +191,31 @@ func TestOutputs(t *testing.T) {
 	_, err = c.Outputs(raw)
 	assert.ErrorContains(t, err, `output "n" is missing`)
 	assert.Equal(t, adapter.CodeInternal, adapter.CodeOf(err))
+}
+
+func TestDummyChunks(t *testing.T) {
+	assert.Equal(t, []string{"answer", " 1a2b", " 3c4d"}, program.TextDeltas("answer 1a2b 3c4d"))
+	assert.Equal(t, []string{""}, program.TextDeltas(""))
+	assert.Equal(t, []string{"  a", "  b", " "}, program.TextDeltas("  a  b "))
+	c := mustCompile(t, "q -> a, n: int, tags: list[str]", "chain_of_thought")
+	in, err := c.Inputs(map[string]any{"q": "x"})
+	require.NoError(t, err)
+	out, err := c.DummyOutputs(in)
+	require.NoError(t, err)
+	chunks, err := c.DummyChunks(out)
+	require.NoError(t, err)
+	text := map[string]string{}
+	var order []string
+	for _, ch := range chunks {
+		if len(order) == 0 || order[len(order)-1] != ch.Field {
+			order = append(order, ch.Field)
+		}
+		text[ch.Field] += ch.Delta
+	}
+	assert.Equal(t, []string{"reasoning", "a", "n", "tags"}, order)
+	assert.Equal(t, out["a"], text["a"])
+	tags, _ := program.Canonical(out["tags"])
+	assert.Equal(t, string(tags), text["tags"])
+	assert.Equal(t, c.Hash, mustCompile(t, "q -> a, n: int, tags: list[str]", "chain_of_thought").Hash)
+	assert.NotEqual(t, mustCompile(t, "q -> a", "react").Hash, mustCompile(t, "q -> a", "").Hash)
 }

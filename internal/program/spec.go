@@ -13,6 +13,9 @@ const (
 	KindPredict = "predict"
 	// KindChainOfThought produces a "reasoning" output before the others.
 	KindChainOfThought = "chain_of_thought"
+	// KindReact runs a ReAct loop over host tools before it answers; its
+	// outputs are the declared ones.
+	KindReact = "react"
 )
 
 // ReasoningField is the output that KindChainOfThought adds before the
@@ -44,7 +47,8 @@ type Spec struct {
 	// Instructions are the task description given to the language model.
 	// Empty means none.
 	Instructions string `json:"instructions"`
-	// Kind is KindPredict or KindChainOfThought. Empty means KindPredict.
+	// Kind is KindPredict, KindChainOfThought or KindReact. Empty means
+	// KindPredict.
 	Kind string `json:"kind"`
 }
 
@@ -195,8 +199,8 @@ func Compile(spec Spec) (*Compiled, error) {
 	if kind == "" {
 		kind = KindPredict
 	}
-	if kind != KindPredict && kind != KindChainOfThought {
-		return nil, invalid("program kind %q is unknown (known: %s, %s)", spec.Kind, KindPredict, KindChainOfThought)
+	if kind != KindPredict && kind != KindChainOfThought && kind != KindReact {
+		return nil, invalid("program kind %q is unknown (known: %s, %s, %s)", spec.Kind, KindPredict, KindChainOfThought, KindReact)
 	}
 	sig, err := spec.Signature.normalize(kind)
 	if err != nil {
