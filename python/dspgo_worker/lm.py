@@ -118,19 +118,26 @@ class ScriptStep(namedtuple("ScriptStep", ("tool", "args_json"))):
 
 
 def parse_script_step(step: Any) -> ScriptStep | None:
-    """A script step, or None when ``step`` is neither ``{"tool": name, "args": {...}}``
-    (a non-empty string and an object, nothing else) nor ``{"finish": true}``."""
+    """A script step, or None when ``step`` has neither shape, as Go's
+    ``program.ScriptStep`` reads them: ``{"finish": true}`` (no tool, no args) or
+    ``{"tool": name, "args": {...}}`` (a non-empty name, an object, ``finish`` absent or
+    false). Other keys are ignored."""
     if not isinstance(step, dict):
         return None
-    if set(step) == {"finish"} and step["finish"] is True:
-        return ScriptStep(None, "")
-    if set(step) == {"tool", "args"} and isinstance(step["tool"], str) and step["tool"] and isinstance(step["args"], dict):
-        try:
-            args_json = json.dumps(step["args"], ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        except ValueError:  # 1e400 decodes to an infinity
-            return None
-        return ScriptStep(step["tool"], args_json)
-    return None
+    finish, tool, args = step.get("finish"), step.get("tool"), step.get("args")
+    if finish is not None and not isinstance(finish, bool):
+        return None
+    if tool is not None and not isinstance(tool, str):
+        return None
+    if finish:
+        return ScriptStep(None, "") if not tool and "args" not in step else None
+    if not tool or not isinstance(args, dict):
+        return None
+    try:
+        args_json = json.dumps(args, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # 1e400 decodes to an infinity
+        return None
+    return ScriptStep(tool, args_json)
 
 
 class LMConfig(_LMConfigFields):
@@ -228,21 +235,19 @@ def validate_lm_args(args: dict) -> LMConfig:
     engine = args.get("engine") or ""
     if engine not in ("",) + ENGINES:
         bad.append(f"engine {json.dumps(engine, ensure_ascii=False)} is unknown (known: auto, native, dspy)")
+    script = []
+    raw_script = args.get("script") or []
+    if raw_script and provider != "dummy":
+        bad.append("script is only for the dummy provider")
+    for i, raw_step in enumerate(raw_script):
+        step = parse_script_step(raw_step)
+        if step is None:
+            bad.append(f'script[{i}] must be {{"tool": name, "args": {{...}}}} or {{"finish": true}}')
+        else:
+            script.append(step)
     api_key_env = args.get("api_key_env") or ""
     if api_key_env and not is_identifier(api_key_env):
         bad.append(f"api_key_env {json.dumps(api_key_env, ensure_ascii=False)} is not an environment variable name")
-    script = []
-    raw_script = args.get("script")
-    if raw_script is not None:
-        if provider != "dummy":
-            bad.append("script is only for the dummy provider")
-        else:
-            for i, raw_step in enumerate(raw_script):
-                step = parse_script_step(raw_step)
-                if step is None:
-                    bad.append(f'script[{i}] must be {{"tool": name, "args": {{...}}}} or {{"finish": true}}')
-                else:
-                    script.append(step)
     if bad:
         raise WorkerError("invalid_argument", "configure_lm: " + "; ".join(bad))
     return LMConfig(

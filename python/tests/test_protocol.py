@@ -70,15 +70,28 @@ class VectorTest(unittest.TestCase):
 
     def test_canonical_responses_via_builders(self):
         """The response builders produce the canonical key order."""
+        from dspgo_worker.protocol import call_cancel_message, call_message, chunk_message, with_chunks
+
         for vector in self.doc["vectors"]:
             if not vector.get("canonical") or vector["direction"] != "response":
                 continue
             with self.subTest(vector["name"]):
                 message = vector["message"]
-                if message["success"]:
+                kind = message.get("kind")
+                if kind == "chunk":
+                    built = chunk_message(message["id"], message["seq"], message["data"])
+                elif kind == "call":
+                    built = call_message(message["id"], message["parent"], message["tool"], message["args"])
+                elif kind == "cancel":
+                    built = call_cancel_message(message["id"])
+                elif kind is not None:
+                    continue  # a kind the worker does not send
+                elif message["success"]:
                     built = success_response(message["id"], message["result"])
                 else:
                     built = error_response(message["id"], **message["error"])
+                if kind is None and "chunks" in message:
+                    with_chunks(built, message["chunks"])
                 self.assertEqual(encode_frame(built).hex(), vector["frame_hex"])
 
 

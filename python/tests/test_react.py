@@ -179,15 +179,24 @@ class ArgumentTest(unittest.TestCase):
                 {"tool": "a", "args": []},
                 {"finish": True},
                 {"tool": 3, "args": {}},
+                {"finish": True, "args": {}},
+                {"finish": "yes"},
+                {"tool": "a", "args": None},
+                {"tool": "a", "args": {"x": 1}, "finish": False, "note": "other keys are ignored"},
+                {"finish": True, "tool": ""},
             ]},
         )
         self.assertEqual(error["code"], "invalid_argument")
-        for i in (1, 2, 3, 4, 5, 6, 8):
+        for i in (1, 2, 3, 4, 5, 6, 8, 9, 10, 11):
             self.assertIn(f"script[{i}] must be", error["message"])
-        for i in (0, 7):
+        for i in (0, 7, 12, 13):
             self.assertNotIn(f"script[{i}]", error["message"])
-        error = self.w.error("configure_lm", {"provider": "openai", "model": "m", "script": [{"finish": True}]})
-        self.assertIn("script is only for the dummy provider", error["message"])
+        # Every bad field at once, in the order of Go's ValidateLM.
+        error = self.w.error(
+            "configure_lm", {"provider": "openai", "model": "m", "script": [{"finish": True}, {}], "api_key_env": "1X"}
+        )
+        self.assertRegex(error["message"], r"script is only for the dummy provider; script\[1\] must be .*; api_key_env")
+        self.assertEqual(self.w.ok("configure_lm", {"provider": "openai", "model": "m", "script": []})["provider"], "openai")
         error = self.w.error("configure_lm", {"provider": "dummy", "script": {"finish": True}})
         self.assertIn("'script'", error["message"])
 
