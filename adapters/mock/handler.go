@@ -87,7 +87,7 @@ func init() {
 		program.CmdDescribe:       {"Lists the commands and their arguments.", nil, (*Handler).describe},
 		program.CmdConfigureLM:    {"Sets the language model for every program.", lmArgTypes, (*Handler).configureLM},
 		program.CmdCreateProgram:  {"Validates and compiles a program spec.", map[string]string{"program_id": "str", "spec": "object"}, (*Handler).createProgram},
-		program.CmdExecuteProgram: {"Runs a program, by spec hash (and spec), on inputs.", map[string]string{"program_id": "str", "spec_hash": "str", "spec": "object", "inputs": "object"}, (*Handler).executeProgram},
+		program.CmdExecuteProgram: {"Runs a program, by spec hash (and spec), on inputs.", map[string]string{"program_id": "str", "spec_hash": "str", "spec": "object", "inputs": "object", "tools": "array", "max_iters": "int"}, (*Handler).executeProgram},
 		program.CmdDeleteProgram:  {"Drops a compiled spec.", map[string]string{"spec_hash": "str"}, (*Handler).deleteProgram},
 		program.CmdGetStats:       {"Reports counters.", nil, (*Handler).getStats},
 		program.CmdReset:          {"Drops every program and counter and restores the dummy LM.", nil, (*Handler).reset},
@@ -98,7 +98,7 @@ func init() {
 
 var lmArgTypes = map[string]string{
 	"provider": "str", "model": "str", "base_url": "str", "api_key_env": "str", "temperature": "float",
-	"max_tokens": "int", "timeout_ms": "int", "engine": "str", "verify": "bool", "delay_ms": "int",
+	"max_tokens": "int", "timeout_ms": "int", "engine": "str", "verify": "bool", "delay_ms": "int", "script": "array",
 }
 
 // Commands lists the command set's names, sorted.
@@ -267,6 +267,9 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 				Message: fmt.Sprintf("spec %q is not compiled on this worker; send the spec", args.SpecHash)}}
 		}
 	}
+	if err := checkTools(&args); err != nil {
+		return nil, err
+	}
 	inputs, err := decodeInputs(args.Inputs)
 	if err != nil {
 		return nil, err
@@ -277,6 +280,7 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 	}
 	h.mu.Lock()
 	delay := time.Duration(h.lm.DelayMS) * time.Millisecond
+	script := h.lm.Script
 	h.mu.Unlock()
 	if delay > 0 {
 		t := time.NewTimer(delay)
@@ -287,15 +291,24 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 			return nil, ctx.Err()
 		}
 	}
+	var trajectory []program.Step
+	if c.Spec.Kind == program.KindReact {
+		if trajectory, err = h.react(ctx, script, args.MaxIters); err != nil {
+			return nil, err
+		}
+	}
 	outputs, err := c.DummyOutputs(converted)
 	if err != nil {
+		return nil, err
+	}
+	if err := stream(ctx, c, outputs); err != nil {
 		return nil, err
 	}
 	rawOut, err := json.Marshal(outputs)
 	if err != nil {
 		return nil, err
 	}
-	return program.ExecuteResult{Outputs: rawOut, SpecHash: c.Hash}, nil
+	return program.ExecuteResult{Outputs: rawOut, SpecHash: c.Hash, Trajectory: trajectory}, nil
 }
 
 func decodeInputs(raw json.RawMessage) (map[string]any, error) {

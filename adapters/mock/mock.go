@@ -112,8 +112,9 @@ type Adapter struct {
 }
 
 var (
-	_ adapter.Adapter = (*Adapter)(nil)
-	_ adapter.Statser = (*Adapter)(nil)
+	_ adapter.Adapter  = (*Adapter)(nil)
+	_ adapter.Statser  = (*Adapter)(nil)
+	_ adapter.Streamer = (*Adapter)(nil)
 )
 
 // New returns a mock adapter, ready to use.
@@ -155,6 +156,8 @@ func (a *Adapter) Capabilities() adapter.Capabilities {
 		Sessions:       true,
 		FaultInjection: true,
 		MaxFrameBytes:  a.max,
+		Streaming:      true,
+		Tools:          true,
 	}
 }
 
@@ -212,7 +215,7 @@ func (a *Adapter) serve(ctx context.Context, req adapter.Request) (adapter.Respo
 	if err != nil {
 		return adapter.Response{}, a.codecError(err, op)
 	}
-	presp := a.handler.Handle(ctx, preq)
+	presp := a.handler.Handle(WithTools(ctx, req.Tools), preq)
 	if frame, err = protocol.EncodeResponse(&presp, a.max); err != nil {
 		return adapter.Response{}, a.codecError(err, op)
 	}

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -129,6 +130,7 @@ var (
 	_ adapter.Adapter       = (*Pool)(nil)
 	_ adapter.StatsReporter = (*Pool)(nil)
 	_ adapter.Broadcaster   = (*Pool)(nil)
+	_ adapter.Streamer      = (*Pool)(nil)
 )
 
 // New returns a pool. Unless Lazy, it starts Size workers concurrently (at
@@ -406,7 +408,8 @@ func (p *Pool) Name() string { return p.opts.Name }
 func (p *Pool) Capabilities() adapter.Capabilities {
 	caps := adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true,
 		MaxConcurrency: (p.opts.Size + p.opts.MaxOverflow) * p.opts.WorkerConcurrency,
-		MaxFrameBytes:  p.workerOp.MaxFrameBytes}
+		MaxFrameBytes:  p.workerOp.MaxFrameBytes,
+		Streaming:      p.workerOp.Handler == nil, Tools: p.workerOp.Handler == nil}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, w := range p.workers {
@@ -448,6 +451,57 @@ func (p *Pool) call(ctx context.Context, req adapter.Request) (adapter.Response,
 			err = adapter.Wrap(adapter.ErrClosed, p.opts.Name, op)
 		}
 		return resp, err
+	}
+}
+
+// Stream runs req as a stream on one worker (see adapter.Streamer), which
+// it holds until the stream ends. A worker that died before it got the
+// request is replaced, as for Call; once a chunk has been yielded the
+// stream is never resent.
+func (p *Pool) Stream(ctx context.Context, req adapter.Request) iter.Seq2[adapter.Chunk, error] {
+	return func(yield func(adapter.Chunk, error) bool) {
+		op := req.Command
+		p.counter.Begin()
+		var err error
+		defer func() { p.counter.End(err) }()
+		if err = ctx.Err(); err != nil {
+			err = adapter.Wrap(err, p.opts.Name, op)
+			yield(adapter.Chunk{}, err)
+			return
+		}
+		for attempt := 0; ; attempt++ {
+			var w *worker
+			if w, err = p.checkout(ctx, req.Session, op); err != nil {
+				yield(adapter.Chunk{}, err)
+				return
+			}
+			yielded, stopped := false, false
+			for c, cerr := range w.p.Stream(ctx, req) {
+				if cerr != nil {
+					err = cerr
+					break
+				}
+				yielded = true
+				if !yield(c, nil) {
+					stopped = true
+					break
+				}
+			}
+			p.release(w, err == nil)
+			if stopped {
+				return
+			}
+			if err != nil && !yielded && errors.Is(err, port.ErrNotSent) && p.opts.Affinity != AffinityStrict && attempt < p.opts.Size+p.opts.MaxOverflow {
+				continue
+			}
+			if err != nil {
+				if p.isClosed() && adapter.CodeOf(err) == adapter.CodeUnavailable {
+					err = adapter.Wrap(adapter.ErrClosed, p.opts.Name, op)
+				}
+				yield(adapter.Chunk{}, err)
+			}
+			return
+		}
 	}
 }
 

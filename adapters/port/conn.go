@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/internal/wire"
 	"github.com/dspgo/dspgo/protocol"
 )
 
@@ -26,7 +26,11 @@ type hello struct {
 	Commands        []string `json:"commands"`
 	MaxConcurrency  int      `json:"max_concurrency"`
 	MaxFrameBytes   int      `json:"max_frame_bytes"`
+	Features        []string `json:"features"`
 }
+
+// has reports whether the worker announced feature.
+func (h *hello) has(feature string) bool { return slices.Contains(h.Features, feature) }
 
 // conn is the host's side of one started worker: one reader goroutine
 // matching responses to callers by id, one writer shared under a lock, and
@@ -42,6 +46,9 @@ type conn struct {
 	nextID  atomic.Uint64
 	mu      sync.Mutex
 	pending map[uint64]chan protocol.Response
+	extras  map[uint64]*extra             // requests that stream or carry tools, by id
+	toolRun map[uint64]context.CancelFunc // the worker's calls to tools running, by call id
+	tools   sync.WaitGroup                // tool goroutines
 
 	dead      chan struct{} // closed when the conn can no longer serve
 	deadOnce  sync.Once
@@ -57,6 +64,7 @@ type conn struct {
 func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration, onDead func(*conn)) *conn {
 	c := &conn{name: name, w: w, onDead: onDead, writer: protocol.NewWriter(w.stdin(), maxFrame), timeout: writeTimeout,
 		started: time.Now(), pending: map[uint64]chan protocol.Response{},
+		extras: map[uint64]*extra{}, toolRun: map[uint64]context.CancelFunc{},
 		dead: make(chan struct{}), cancels: make(chan uint64, 256)}
 	c.nextID.Store(protocol.InitID) // the first call gets 1; InitID is for the handshake
 	c.loops.Add(2)
@@ -72,7 +80,7 @@ func (c *conn) readLoop(maxFrame int) {
 	defer c.loops.Done()
 	r := protocol.NewReader(c.w.stdout(), maxFrame)
 	for {
-		resp, err := r.ReadResponse()
+		m, err := r.ReadWorkerMessage()
 		if err != nil {
 			reason := "the worker closed its stdout"
 			if protocol.ErrorKind(err) != "" {
@@ -81,6 +89,11 @@ func (c *conn) readLoop(maxFrame int) {
 			c.fail(reason)
 			return
 		}
+		if m.Kind != "" {
+			c.other(m)
+			continue
+		}
+		resp := m.Response
 		c.mu.Lock()
 		ch := c.pending[resp.ID]
 		delete(c.pending, resp.ID)
@@ -158,8 +171,14 @@ func lastBytes(s string, n int) string {
 // write sends one frame with the write deadline. A write that fails
 // (other than for the frame's own size or content) breaks the conn.
 func (c *conn) write(req *protocol.Request) error {
+	return c.send(func() error { return c.writer.WriteRequest(req) })
+}
+
+// send writes one frame with write, under the write deadline; a write
+// that fails for the stream's sake breaks the conn.
+func (c *conn) send(write func() error) error {
 	_ = c.w.stdin().SetWriteDeadline(time.Now().Add(c.timeout))
-	err := c.writer.WriteRequest(req)
+	err := write()
 	if err != nil && protocol.ErrorKind(err) == "" {
 		c.fail("writing to the worker failed: " + err.Error())
 	}
@@ -169,59 +188,7 @@ func (c *conn) write(req *protocol.Request) error {
 // call sends one request and waits for its response, the caller's ctx, or
 // the worker's death.
 func (c *conn) call(ctx context.Context, req adapter.Request) (json.RawMessage, error) {
-	op := req.Command
-	id := c.nextID.Add(1)
-	ch := make(chan protocol.Response, 1)
-	c.mu.Lock()
-	c.pending[id] = ch
-	c.mu.Unlock()
-	select {
-	case <-c.dead:
-		c.mu.Lock()
-		delete(c.pending, id)
-		c.mu.Unlock()
-		return nil, notSent(c.failure(op))
-	default:
-	}
-	forget := func() {
-		c.mu.Lock()
-		delete(c.pending, id)
-		c.mu.Unlock()
-	}
-
-	preq := protocol.Request{ID: id, Command: req.Command, Args: req.Args, Session: req.Session}
-	if deadline, ok := ctx.Deadline(); ok {
-		// Rounded up, so the worker never gives up before the host does.
-		preq.DeadlineMS = max(1, (time.Until(deadline) + time.Millisecond - 1).Milliseconds())
-	}
-	if err := c.write(&preq); err != nil {
-		forget()
-		switch protocol.ErrorKind(err) {
-		case "frame_too_large":
-			return nil, &adapter.Error{Code: adapter.CodeResourceExhausted, Op: op, Adapter: c.name, Err: err}
-		case "":
-			return nil, notSent(c.failure(op)) // a partial frame is never run: the worker dies of it
-		}
-		return nil, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: op, Adapter: c.name, Err: err}
-	}
-
-	select {
-	case resp := <-ch:
-		if !resp.Success {
-			return nil, wire.Error(c.name, op, resp.Error)
-		}
-		return resp.Result, nil
-	case <-ctx.Done():
-		forget()
-		select {
-		case c.cancels <- id:
-		default: // the canceller is backed up; the worker finishes the request and its reply is dropped
-		}
-		return nil, adapter.Wrap(ctx.Err(), c.name, op)
-	case <-c.dead:
-		forget()
-		return nil, c.failure(op)
-	}
+	return c.exchange(ctx, req, 0, nil)
 }
 
 // notSent marks a failure as one where the request never reached the
@@ -306,5 +273,6 @@ func (c *conn) release() {
 	c.releaseMu.Do(func() {
 		c.w.release()
 		c.loops.Wait()
+		c.tools.Wait()
 	})
 }

@@ -92,6 +92,11 @@ type Options struct {
 	// Zero means 4.
 	MaxConcurrency int
 
+	// StreamWindow is the credit of a stream: the chunks the worker may
+	// send ahead of the consumer (1 to protocol.MaxStreamCredit). Zero
+	// means 16.
+	StreamWindow int
+
 	// NoWait makes calls fail at once, with CodeUnavailable wrapping
 	// ErrNotSent, while the worker restarts, instead of waiting for it
 	// within their context. The pool sets it to route them elsewhere.
@@ -182,6 +187,10 @@ func (o *Options) setDefaults() {
 	if o.MaxConcurrency <= 0 {
 		o.MaxConcurrency = 4
 	}
+	if o.StreamWindow <= 0 {
+		o.StreamWindow = 16
+	}
+	o.StreamWindow = min(o.StreamWindow, protocol.MaxStreamCredit)
 	if o.StderrTail <= 0 {
 		o.StderrTail = 64 << 10
 	}

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -30,6 +31,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/wait"
 	"github.com/dspgo/dspgo/internal/wire"
+	"github.com/dspgo/dspgo/protocol"
 )
 
 // ErrNotSent is wrapped (with CodeUnavailable) by errors of calls that
@@ -71,6 +73,7 @@ var (
 	_ adapter.Adapter     = (*Adapter)(nil)
 	_ adapter.Statser     = (*Adapter)(nil)
 	_ adapter.Broadcaster = (*Adapter)(nil)
+	_ adapter.Streamer    = (*Adapter)(nil)
 )
 
 // New starts the worker and returns when it has answered its init ping.
@@ -359,7 +362,8 @@ func (a *Adapter) Capabilities() adapter.Capabilities {
 	c := a.cur
 	a.mu.Unlock()
 	caps := adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true,
-		MaxConcurrency: a.opts.MaxConcurrency, MaxFrameBytes: a.opts.MaxFrameBytes}
+		MaxConcurrency: a.opts.MaxConcurrency, MaxFrameBytes: a.opts.MaxFrameBytes,
+		Streaming: a.opts.Handler == nil, Tools: a.opts.Handler == nil}
 	if c != nil {
 		caps.Commands = c.hello.Commands
 	}
@@ -384,6 +388,13 @@ func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Respon
 }
 
 func (a *Adapter) call(ctx context.Context, req adapter.Request) (json.RawMessage, error) {
+	return a.exchange(ctx, req, 0, nil)
+}
+
+// exchange runs req on the worker, streamed when window > 0 (see
+// conn.exchange): it waits for a concurrency slot and for the worker to
+// be up, and resends a request the worker died before getting.
+func (a *Adapter) exchange(ctx context.Context, req adapter.Request, window int, each func(protocol.Chunk) bool) (json.RawMessage, error) {
 	op := req.Command
 	if err := wire.CtxError(ctx, a.opts.Name, op); err != nil {
 		return nil, err
@@ -406,7 +417,7 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request) (json.RawMessag
 		if err != nil {
 			return nil, err
 		}
-		result, err := c.call(ctx, req)
+		result, err := c.exchange(ctx, req, window, each)
 		switch {
 		case err == nil:
 			return result, nil
@@ -416,6 +427,29 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request) (json.RawMessag
 			continue // the worker died before it got the request: wait for the next one
 		}
 		return nil, err
+	}
+}
+
+// Stream runs req on the worker as a stream (see adapter.Streamer): the
+// worker may send Options.StreamWindow chunks ahead of the consumer, and
+// gets more credit as the range loop takes them. Leaving the loop early
+// cancels the request on the worker.
+func (a *Adapter) Stream(ctx context.Context, req adapter.Request) iter.Seq2[adapter.Chunk, error] {
+	return func(yield func(adapter.Chunk, error) bool) {
+		a.counter.Begin()
+		var seq uint64
+		result, err := a.exchange(ctx, req, a.opts.StreamWindow, func(c protocol.Chunk) bool {
+			seq = c.Seq + 1
+			return yield(adapter.Chunk{Seq: c.Seq, Data: c.Data}, nil)
+		})
+		a.counter.End(err)
+		switch {
+		case err == errStopped:
+		case err != nil:
+			yield(adapter.Chunk{}, err)
+		default:
+			yield(adapter.Chunk{Seq: seq, Response: &adapter.Response{Result: result, Worker: a.opts.WorkerID}}, nil)
+		}
 	}
 }
 

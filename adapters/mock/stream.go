@@ -1,0 +1,148 @@
+package mock
+
+import (
+	"context"
+	"encoding/json"
+	"iter"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/internal/wire"
+	"github.com/dspgo/dspgo/protocol"
+)
+
+// An in-process request reaches the handler's tools and stream through its
+// context, as a worker's reach them through the frame stream.
+type (
+	toolsKey struct{}
+	emitKey  struct{}
+)
+
+// emitter receives the chunks of a streamed request; an error stops the
+// producer.
+type emitter func(data json.RawMessage) error
+
+// WithTools returns ctx carrying the host tools a request handled by a
+// Handler may call (a react program's tools).
+func WithTools(ctx context.Context, t adapter.Tools) context.Context {
+	return context.WithValue(ctx, toolsKey{}, t)
+}
+
+func toolsOf(ctx context.Context) adapter.Tools {
+	t, _ := ctx.Value(toolsKey{}).(adapter.Tools)
+	return t
+}
+
+func withEmitter(ctx context.Context, emit emitter) context.Context {
+	return context.WithValue(ctx, emitKey{}, emit)
+}
+
+func emitterOf(ctx context.Context) emitter {
+	e, _ := ctx.Value(emitKey{}).(emitter)
+	return e
+}
+
+// errStopped: the consumer left the stream.
+var errStopped = adapter.Errorf(adapter.CodeCanceled, "the consumer stopped reading the stream")
+
+// Stream runs req as Call does, and for execute_program yields the dummy
+// LM's chunks ({"field", "delta"}) before the final result. Each chunk
+// goes through the codec as it would from a worker. The producer runs
+// only as the consumer takes chunks.
+func (a *Adapter) Stream(ctx context.Context, req adapter.Request) iter.Seq2[adapter.Chunk, error] {
+	return func(yield func(adapter.Chunk, error) bool) {
+		var seq uint64
+		stopped := false
+		emit := func(data json.RawMessage) error {
+			frame, err := protocol.AppendChunk(nil, &protocol.Chunk{Seq: seq, Data: data}, a.max)
+			if err != nil {
+				return a.codecError(err, req.Command)
+			}
+			m, err := protocol.DecodeWorkerMessage(frame[protocol.HeaderSize:])
+			if err != nil {
+				return a.codecError(err, req.Command)
+			}
+			if !yield(adapter.Chunk{Seq: seq, Data: m.Chunk.Data}, nil) {
+				stopped = true
+				return errStopped
+			}
+			seq++
+			return nil
+		}
+		resp, err := a.Call(withEmitter(ctx, emit), req)
+		if stopped {
+			return
+		}
+		if err != nil {
+			yield(adapter.Chunk{}, err)
+			return
+		}
+		yield(adapter.Chunk{Seq: seq, Response: &resp}, nil)
+	}
+}
+
+// react runs the dummy provider's react loop: step i takes the script's
+// step i; a finish step, the end of the script or maxIters ends it. A
+// tool's error is its observation; the request's own end stops the loop.
+func (h *Handler) react(ctx context.Context, script []program.ScriptStep, maxIters int) ([]program.Step, error) {
+	tools := toolsOf(ctx)
+	trajectory := []program.Step{}
+	for i := 0; i < maxIters && i < len(script); i++ {
+		step := script[i]
+		if step.Finish {
+			break
+		}
+		obs, err := adapter.CallTool(ctx, tools, step.Tool, step.Args)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			body := wire.Body(err)
+			obs, _ = json.Marshal(map[string]any{"error": map[string]string{"code": body.Code, "message": body.Message}})
+		}
+		trajectory = append(trajectory, program.Step{Tool: step.Tool, Args: step.Args, Observation: obs})
+	}
+	return trajectory, nil
+}
+
+// stream emits the dummy chunks of outputs when the request streams.
+func stream(ctx context.Context, c *program.Compiled, outputs map[string]any) error {
+	emit := emitterOf(ctx)
+	if emit == nil {
+		return nil
+	}
+	chunks, err := c.DummyChunks(outputs)
+	if err != nil {
+		return err
+	}
+	for _, ch := range chunks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		data, _ := json.Marshal(ch)
+		if err := emit(data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkTools validates execute_program's tools and max_iters, naming the
+// bad field.
+func checkTools(args *program.ExecuteArgs) error {
+	for i, t := range args.Tools {
+		if t.Name == "" {
+			return adapter.Errorf(adapter.CodeInvalidArgument, "tools[%d].name must be a non-empty string", i)
+		}
+		if len(t.Schema) > 0 && t.Schema[0] != '{' && string(t.Schema) != "null" {
+			return adapter.Errorf(adapter.CodeInvalidArgument, "tools[%d].schema must be an object", i)
+		}
+	}
+	if args.MaxIters == 0 {
+		args.MaxIters = program.DefaultMaxIters
+	}
+	if args.MaxIters < 1 || args.MaxIters > program.MaxIters {
+		return adapter.Errorf(adapter.CodeInvalidArgument, "max_iters must be from 1 to %d, got %d", program.MaxIters, args.MaxIters)
+	}
+	return nil
+}
