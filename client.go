@@ -1,7 +1,6 @@
 package dspgo
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -31,8 +30,13 @@ type ProgramSpec struct {
 	// none.
 	Instructions string
 
-	// Kind is KindPredict or KindChainOfThought. Empty means KindPredict.
+	// Kind is KindPredict, KindChainOfThought or KindReact. Empty means
+	// KindPredict.
 	Kind string
+
+	// MaxIters bounds a KindReact program's loop: the tool calls before
+	// it must answer, 1 to 100. Zero means 5. Other kinds ignore it.
+	MaxIters int
 }
 
 // Program is a created program. Its fields are read-only.
@@ -80,6 +84,8 @@ type Option func(*options)
 type options struct {
 	sessionTTL time.Duration
 	now        func() time.Time
+	tools      toolSet
+	toolErr    error // a WithTool mistake, reported by the calls that need tools
 }
 
 // WithSessionTTL makes sessions expire after ttl without use: an expired
@@ -269,7 +275,16 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 		ID: id, Session: session, Hash: compiled.Hash, compiled: compiled,
 		Spec: ProgramSpec{ID: id, Signature: compiled.Spec.Signature, Instructions: compiled.Spec.Instructions, Kind: compiled.Spec.Kind},
 	}
-	if err := p.encodeHeads(); err != nil {
+	if compiled.Spec.Kind == program.KindReact {
+		if c.opts.toolErr != nil {
+			return nil, c.errorf(adapter.CodeInvalidArgument, op, "%v", c.opts.toolErr)
+		}
+		if spec.MaxIters < 0 || spec.MaxIters > program.MaxIters {
+			return nil, c.errorf(adapter.CodeInvalidArgument, op, "max_iters must be from 1 to %d, got %d", program.MaxIters, spec.MaxIters)
+		}
+		p.Spec.MaxIters = spec.MaxIters
+	}
+	if err := p.encodeHeads(c.opts.tools.specs()); err != nil {
 		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%v", err)
 	}
 
@@ -306,10 +321,23 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 
 // encodeHeads encodes the fixed parts of execute_program's arguments:
 // {"program_id":…,"spec_hash":…,["spec":…,]"inputs": and the caller
-// appends the inputs and the closing brace.
-func (p *Program) encodeHeads() error {
+// appends the inputs and the closing brace. Inputs are last, so the tools
+// and max_iters of a react program come before them.
+func (p *Program) encodeHeads(tools []program.ToolSpec) error {
+	args := program.ExecuteArgs{ProgramID: p.ID, SpecHash: p.Hash, Inputs: json.RawMessage("0")}
+	if p.compiled.Spec.Kind == program.KindReact {
+		args.Tools = tools
+		if p.Spec.MaxIters > 0 {
+			args.MaxIters = &p.Spec.MaxIters
+		}
+		if args.Tools == nil {
+			args.Tools = []program.ToolSpec{}
+		}
+	}
 	head := func(spec *program.Spec) ([]byte, error) {
-		b, err := json.Marshal(program.ExecuteArgs{ProgramID: p.ID, SpecHash: p.Hash, Spec: spec, Inputs: json.RawMessage("0")})
+		a := args
+		a.Spec = spec
+		b, err := json.Marshal(a)
 		if err != nil {
 			return nil, err
 		}
@@ -428,47 +456,11 @@ func (c *Client) evict(ctx context.Context, session, hash string) error {
 }
 
 func (c *Client) execute(ctx context.Context, session, id string, inputs map[string]any) (map[string]any, error) {
-	const op = program.CmdExecuteProgram
-	if err := ctx.Err(); err != nil {
-		return nil, adapter.Wrap(err, c.a.Name(), op)
-	}
-	p, err := c.lookup(session, op, id)
+	e, err := c.executeDetailed(ctx, session, id, inputs)
 	if err != nil {
 		return nil, err
 	}
-	converted, err := p.compiled.Inputs(inputs)
-	if err != nil {
-		return nil, adapter.Wrap(err, c.a.Name(), op)
-	}
-	rawInputs, err := json.Marshal(converted)
-	if err != nil {
-		return nil, c.errorf(adapter.CodeInvalidArgument, op, "inputs: %v", err)
-	}
-	req := adapter.Request{Command: op, Session: session, Args: p.executeArgs(rawInputs, false)}
-	resp, err := c.a.Call(ctx, req)
-	if isSpecNotFound(err) {
-		// The worker has not compiled this spec (a new or restarted
-		// worker): send it along.
-		req.Args = p.executeArgs(rawInputs, true)
-		resp, err = c.a.Call(ctx, req)
-	}
-	if err != nil {
-		return nil, err
-	}
-	// One pass over the result, numbers kept exact for the conversion.
-	var result struct {
-		Outputs map[string]any `json:"outputs"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(resp.Result))
-	dec.UseNumber()
-	if err := dec.Decode(&result); err != nil || result.Outputs == nil {
-		return nil, c.errorf(adapter.CodeInternal, op, "malformed result from the backend: %.200s", resp.Result)
-	}
-	out, err := p.compiled.Outputs(result.Outputs)
-	if err != nil {
-		return nil, adapter.Wrap(err, c.a.Name(), op)
-	}
-	return out, nil
+	return e.Outputs, nil
 }
 
 func isSpecNotFound(err error) bool {

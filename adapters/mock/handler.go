@@ -267,7 +267,8 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 				Message: fmt.Sprintf("spec %q is not compiled on this worker; send the spec", args.SpecHash)}}
 		}
 	}
-	if err := checkTools(&args); err != nil {
+	maxIters, err := checkTools(&args)
+	if err != nil {
 		return nil, err
 	}
 	inputs, err := decodeInputs(args.Inputs)
@@ -291,11 +292,13 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 			return nil, ctx.Err()
 		}
 	}
-	var trajectory []program.Step
+	var trajectory *[]program.Step
 	if c.Spec.Kind == program.KindReact {
-		if trajectory, err = h.react(ctx, script, args.MaxIters); err != nil {
+		steps, err := h.react(ctx, script, maxIters)
+		if err != nil {
 			return nil, err
 		}
+		trajectory = &steps
 	}
 	outputs, err := c.DummyOutputs(converted)
 	if err != nil {

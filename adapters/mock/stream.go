@@ -129,20 +129,24 @@ func stream(ctx context.Context, c *program.Compiled, outputs map[string]any) er
 
 // checkTools validates execute_program's tools and max_iters, naming the
 // bad field.
-func checkTools(args *program.ExecuteArgs) error {
+func checkTools(args *program.ExecuteArgs) (maxIters int, err error) {
+	seen := map[string]bool{}
 	for i, t := range args.Tools {
-		if t.Name == "" {
-			return adapter.Errorf(adapter.CodeInvalidArgument, "tools[%d].name must be a non-empty string", i)
+		switch {
+		case t.Name == "":
+			return 0, adapter.Errorf(adapter.CodeInvalidArgument, "tools[%d].name must be a non-empty string", i)
+		case seen[t.Name]:
+			return 0, adapter.Errorf(adapter.CodeInvalidArgument, "tools[%d].name %q is used twice", i, t.Name)
+		case len(t.Schema) > 0 && t.Schema[0] != '{' && string(t.Schema) != "null":
+			return 0, adapter.Errorf(adapter.CodeInvalidArgument, "tools[%d].schema must be an object", i)
 		}
-		if len(t.Schema) > 0 && t.Schema[0] != '{' && string(t.Schema) != "null" {
-			return adapter.Errorf(adapter.CodeInvalidArgument, "tools[%d].schema must be an object", i)
-		}
+		seen[t.Name] = true
 	}
-	if args.MaxIters == 0 {
-		args.MaxIters = program.DefaultMaxIters
+	if args.MaxIters == nil {
+		return program.DefaultMaxIters, nil
 	}
-	if args.MaxIters < 1 || args.MaxIters > program.MaxIters {
-		return adapter.Errorf(adapter.CodeInvalidArgument, "max_iters must be from 1 to %d, got %d", program.MaxIters, args.MaxIters)
+	if n := *args.MaxIters; n < 1 || n > program.MaxIters {
+		return 0, adapter.Errorf(adapter.CodeInvalidArgument, "max_iters must be from 1 to %d, got %d", program.MaxIters, n)
 	}
-	return nil
+	return *args.MaxIters, nil
 }

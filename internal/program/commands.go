@@ -43,13 +43,14 @@ type ExecuteArgs struct {
 	ProgramID string `json:"program_id,omitempty"`
 	SpecHash  string `json:"spec_hash"`
 	// Spec is sent when the worker may not know SpecHash; nil otherwise.
-	Spec   *Spec           `json:"spec,omitempty"`
-	Inputs json.RawMessage `json:"inputs"`
+	Spec *Spec `json:"spec,omitempty"`
 	// Tools are the host tools a react program may call; nil means none.
 	Tools []ToolSpec `json:"tools,omitempty"`
-	// MaxIters bounds a react loop, 1 to MaxIters; 0 means
+	// MaxIters bounds a react loop, 1 to MaxIters; nil means
 	// DefaultMaxIters.
-	MaxIters int `json:"max_iters,omitempty"`
+	MaxIters *int `json:"max_iters,omitempty"`
+	// Inputs come last: the client encodes everything before them once.
+	Inputs json.RawMessage `json:"inputs"`
 }
 
 // ToolSpec describes a host tool to the language model.
@@ -78,8 +79,9 @@ type Step struct {
 type ExecuteResult struct {
 	Outputs  json.RawMessage `json:"outputs"`
 	SpecHash string          `json:"spec_hash"`
-	// Trajectory is a react program's steps; nil for other kinds.
-	Trajectory []Step `json:"trajectory,omitempty"`
+	// Trajectory is a react program's steps (an empty list when it
+	// called no tool); nil for other kinds.
+	Trajectory *[]Step `json:"trajectory,omitempty"`
 }
 
 // DeleteArgs are delete_program's arguments.
