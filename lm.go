@@ -53,6 +53,23 @@ type LMConfig struct {
 	// honouring cancellation: for tests of deadlines and load. Zero means
 	// no delay.
 	Delay time.Duration
+	// Script drives ProviderDummy's KindReact loop, for tests and offline
+	// examples: step i of the loop takes Script[i]; a Finish step, the end
+	// of the script or the program's MaxIters ends it. Nil means the loop
+	// ends at once.
+	Script []ScriptStep
+}
+
+// ScriptStep is one step of the dummy provider's ReAct script: a call of
+// Tool with Args, or, with Finish set, the answer.
+type ScriptStep struct {
+	// Tool names the tool to call.
+	Tool string
+	// Args are the tool's arguments: any value that encodes to a JSON
+	// object. Nil means {}.
+	Args any
+	// Finish ends the loop; Tool and Args must then be empty.
+	Finish bool
 }
 
 // ConfigureLM sets the language model for every program on the backend.
@@ -66,11 +83,26 @@ func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
 	if cfg.Timeout < 0 || cfg.Delay < 0 || cfg.MaxTokens < 0 {
 		return c.errorf(adapter.CodeInvalidArgument, op, "timeout, delay and max tokens must not be negative")
 	}
-	args, err := json.Marshal(program.LMArgs{
+	lm := program.LMArgs{
 		Provider: cfg.Provider, Model: cfg.Model, BaseURL: cfg.BaseURL, APIKeyEnv: cfg.APIKeyEnv,
 		Temperature: cfg.Temperature, MaxTokens: cfg.MaxTokens, TimeoutMS: cfg.Timeout.Milliseconds(),
 		Engine: cfg.Engine, Verify: cfg.Verify, DelayMS: cfg.Delay.Milliseconds(),
-	})
+	}
+	for i, step := range cfg.Script {
+		s := program.ScriptStep{Tool: step.Tool, Finish: step.Finish}
+		if !step.Finish {
+			s.Args = json.RawMessage(`{}`)
+			if step.Args != nil {
+				b, err := json.Marshal(step.Args)
+				if err != nil || len(b) == 0 || b[0] != '{' {
+					return c.errorf(adapter.CodeInvalidArgument, op, "script[%d].args must encode to a JSON object", i)
+				}
+				s.Args = b
+			}
+		}
+		lm.Script = append(lm.Script, s)
+	}
+	args, err := json.Marshal(lm)
 	if err != nil {
 		return c.errorf(adapter.CodeInvalidArgument, op, "%v", err)
 	}

@@ -21,7 +21,7 @@ import (
 
 // Cases returns the table of cases, in the order they run.
 func Cases() []Case {
-	return []Case{
+	return append([]Case{
 		{Name: "ping", Doc: "The adapter answers ping and describe.", Run: casePing},
 		{Name: "round_trip_explicit_id", Doc: "create, get, list, execute and delete a program with an explicit id.", Run: caseRoundTripExplicit},
 		{Name: "round_trip_generated_id", Doc: "A program created without an id gets a unique generated one.", Run: caseRoundTripGenerated},
@@ -47,7 +47,7 @@ func Cases() []Case {
 		{Name: "stats_add_up", Doc: "The adapter's call and failure counters add up.", Skip: needStats, Run: caseStats},
 		{Name: "close_idempotent", Doc: "Close is idempotent and every call after it is ErrClosed.", Run: caseClose},
 		{Name: "close_leaves_no_goroutine", Doc: "No goroutine survives Close.", Run: caseNoLeak},
-	}
+	}, streamCases()...)
 }
 
 func needFrameLimit(env *Env) string {

@@ -93,6 +93,7 @@ func init() {
 		program.CmdReset:          {"Drops every program and counter and restores the dummy LM.", nil, (*Handler).reset},
 		program.CmdShutdown:       {"Acknowledges; an in-process worker has nothing to stop.", nil, (*Handler).shutdown},
 		program.CmdCancel:         {"Acknowledges; in-process calls are cancelled through their context.", map[string]string{"id": "int"}, (*Handler).cancel},
+		"stream_count":            {"Streams the integers 0 to n-1; with fail_at, fails before that one (as the Python worker's diagnostics).", map[string]string{"n": "int", "fail_at": "int"}, (*Handler).streamCount},
 	}
 }
 

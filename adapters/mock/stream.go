@@ -3,7 +3,9 @@ package mock
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"iter"
+	"strconv"
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/program"
@@ -149,4 +151,36 @@ func checkTools(args *program.ExecuteArgs) (maxIters int, err error) {
 		return 0, adapter.Errorf(adapter.CodeInvalidArgument, "max_iters must be from 1 to %d, got %d", program.MaxIters, n)
 	}
 	return *args.MaxIters, nil
+}
+
+// streamCount streams the integers 0 to n-1 and returns {"count": n};
+// with fail_at it fails before yielding that one, as a producer that
+// raises would.
+func (h *Handler) streamCount(ctx context.Context, raw json.RawMessage) (any, error) {
+	var args struct {
+		N      int  `json:"n"`
+		FailAt *int `json:"fail_at"`
+	}
+	if err := decodeArgs(raw, &args); err != nil {
+		return nil, err
+	}
+	if args.N < 0 {
+		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "n must not be negative")
+	}
+	emit := emitterOf(ctx)
+	for i := range args.N {
+		if args.FailAt != nil && i == *args.FailAt {
+			return nil, &adapter.Error{Code: adapter.CodeInternal, Remote: &adapter.RemoteError{
+				Code: adapter.CodeInternal, Type: "RuntimeError", Message: fmt.Sprintf("stream_count failed at %d", i)}}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if emit != nil {
+			if err := emit(json.RawMessage(strconv.Itoa(i))); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return map[string]int{"count": args.N}, nil
 }

@@ -40,7 +40,7 @@ func TestConformancePython(t *testing.T) {
 	conformance.Run(t, conformance.Harness{
 		Name: "port/python",
 		New: func(ctx context.Context) (adapter.Adapter, error) {
-			return port.New(ctx, port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(), Logger: quiet})
+			return port.New(ctx, port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(), Logger: quiet, Diagnostics: true})
 		},
 		Faults: &conformance.Faults{Crash: crash},
 	})
