@@ -170,6 +170,7 @@ func (h *Handler) ping(_ context.Context, raw json.RawMessage) (any, error) {
 		"protocol_version": protocol.Version, "worker_version": "go-mock", "pid": os.Getpid(),
 		"python_version": "", "worker_id": h.workerID, "commands": Commands(),
 		"max_concurrency": 0, "max_frame_bytes": protocol.DefaultMaxFrameBytes, "diagnostics": false,
+		"features": []string{protocol.FeatureCall, protocol.FeatureStream},
 	}, nil
 }
 

@@ -3,6 +3,7 @@ package mock
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"strconv"
@@ -13,35 +14,15 @@ import (
 	"github.com/dspgo/dspgo/protocol"
 )
 
-// An in-process request reaches the handler's tools and stream through its
-// context, as a worker's reach them through the frame stream.
-type (
-	toolsKey struct{}
-	emitKey  struct{}
-)
-
-// emitter receives the chunks of a streamed request; an error stops the
-// producer.
-type emitter func(data json.RawMessage) error
-
 // WithTools returns ctx carrying the host tools a request handled by a
-// Handler may call (a react program's tools).
+// Handler in process may call (a react program's tools).
 func WithTools(ctx context.Context, t adapter.Tools) context.Context {
-	return context.WithValue(ctx, toolsKey{}, t)
-}
-
-func toolsOf(ctx context.Context) adapter.Tools {
-	t, _ := ctx.Value(toolsKey{}).(adapter.Tools)
-	return t
-}
-
-func withEmitter(ctx context.Context, emit emitter) context.Context {
-	return context.WithValue(ctx, emitKey{}, emit)
-}
-
-func emitterOf(ctx context.Context) emitter {
-	e, _ := ctx.Value(emitKey{}).(emitter)
-	return e
+	if t == nil {
+		return ctx
+	}
+	return protocol.WithToolCaller(ctx, func(ctx context.Context, tool string, args json.RawMessage) (json.RawMessage, error) {
+		return adapter.CallTool(ctx, t, tool, args)
+	})
 }
 
 // errStopped: the consumer left the stream.
@@ -71,7 +52,7 @@ func (a *Adapter) Stream(ctx context.Context, req adapter.Request) iter.Seq2[ada
 			seq++
 			return nil
 		}
-		resp, err := a.Call(withEmitter(ctx, emit), req)
+		resp, err := a.Call(protocol.WithEmit(ctx, emit), req)
 		if stopped {
 			return
 		}
@@ -87,19 +68,28 @@ func (a *Adapter) Stream(ctx context.Context, req adapter.Request) iter.Seq2[ada
 // step i; a finish step, the end of the script or maxIters ends it. A
 // tool's error is its observation; the request's own end stops the loop.
 func (h *Handler) react(ctx context.Context, script []program.ScriptStep, maxIters int) ([]program.Step, error) {
-	tools := toolsOf(ctx)
+	call := protocol.ToolCallerFrom(ctx)
 	trajectory := []program.Step{}
 	for i := 0; i < maxIters && i < len(script); i++ {
 		step := script[i]
 		if step.Finish {
 			break
 		}
-		obs, err := adapter.CallTool(ctx, tools, step.Tool, step.Args)
+		var obs json.RawMessage
+		var err error
+		if call == nil {
+			err = adapter.Errorf(adapter.CodeFailedPrecondition, "tool %q: the request carries no tools", step.Tool)
+		} else {
+			obs, err = call(ctx, step.Tool, step.Args)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			body := wire.Body(err)
+			if te := (*protocol.ToolError)(nil); errors.As(err, &te) {
+				body = &te.Body
+			}
 			obs, _ = json.Marshal(map[string]any{"error": map[string]string{"code": body.Code, "message": body.Message}})
 		}
 		trajectory = append(trajectory, program.Step{Tool: step.Tool, Args: step.Args, Observation: obs})
@@ -109,7 +99,7 @@ func (h *Handler) react(ctx context.Context, script []program.ScriptStep, maxIte
 
 // stream emits the dummy chunks of outputs when the request streams.
 func stream(ctx context.Context, c *program.Compiled, outputs map[string]any) error {
-	emit := emitterOf(ctx)
+	emit := protocol.EmitFrom(ctx)
 	if emit == nil {
 		return nil
 	}
@@ -167,7 +157,7 @@ func (h *Handler) streamCount(ctx context.Context, raw json.RawMessage) (any, er
 	if args.N < 0 {
 		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "n must not be negative")
 	}
-	emit := emitterOf(ctx)
+	emit := protocol.EmitFrom(ctx)
 	for i := range args.N {
 		if args.FailAt != nil && i == *args.FailAt {
 			return nil, &adapter.Error{Code: adapter.CodeInternal, Remote: &adapter.RemoteError{

@@ -409,13 +409,13 @@ func (p *Pool) Capabilities() adapter.Capabilities {
 	caps := adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true,
 		MaxConcurrency: (p.opts.Size + p.opts.MaxOverflow) * p.opts.WorkerConcurrency,
 		MaxFrameBytes:  p.workerOp.MaxFrameBytes,
-		Streaming:      p.workerOp.Handler == nil, Tools: p.workerOp.Handler == nil}
+		Streaming:      true, Tools: true} // until a worker says otherwise; both built-in workers do
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, w := range p.workers {
 		if w.p != nil {
 			wc := w.p.Capabilities()
-			caps.Commands, caps.MaxFrameBytes = wc.Commands, wc.MaxFrameBytes
+			caps.Commands, caps.MaxFrameBytes, caps.Streaming, caps.Tools = wc.Commands, wc.MaxFrameBytes, wc.Streaming, wc.Tools
 			break
 		}
 	}

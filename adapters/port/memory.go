@@ -32,6 +32,9 @@ type memWorker struct {
 
 	mu       sync.Mutex
 	inFlight map[uint64]context.CancelFunc
+	streams  map[uint64]*memStream             // streamed requests, by id
+	calls    map[uint64]chan protocol.Response // the worker's calls to host tools, by call id
+	nextCall atomic.Uint64
 	handlers sync.WaitGroup
 	sem      chan struct{}
 
@@ -43,6 +46,7 @@ type memWorker struct {
 
 func startMemory(h protocol.Handler, maxFrame, concurrency int) *memWorker {
 	m := &memWorker{h: h, max: maxFrame, inFlight: map[uint64]context.CancelFunc{},
+		streams: map[uint64]*memStream{}, calls: map[uint64]chan protocol.Response{},
 		sem: make(chan struct{}, concurrency), done: make(chan struct{}), tail: newTail(1024)}
 	m.hostIn, m.workerIn = net.Pipe()
 	m.workerOut, m.hostOut = net.Pipe()
@@ -84,7 +88,11 @@ func (m *memWorker) serve() {
 	w := protocol.NewWriter(m.workerOut, m.max)
 	status := "exit status 0"
 	for {
-		req, err := r.ReadRequest()
+		msg, err := r.ReadHostMessage()
+		req := msg.Request
+		if req.ID == 0 {
+			req.ID = msg.ID
+		}
 		switch {
 		case errors.Is(err, protocol.ErrInvalidField):
 			m.reply(w, protocol.Response{ID: req.ID, Error: &protocol.ErrorBody{Code: "invalid_argument", Message: err.Error()}})
@@ -99,6 +107,18 @@ func (m *memWorker) serve() {
 				status = "exit status 3" // a protocol violation by the host, as the Python worker exits
 				_, _ = m.tail.Write([]byte(err.Error() + "\n"))
 			}
+		case msg.Kind == protocol.KindCredit:
+			m.grant(msg.Credit)
+			continue
+		case msg.Kind == protocol.KindResult:
+			m.mu.Lock()
+			ch := m.calls[msg.ID]
+			delete(m.calls, msg.ID)
+			m.mu.Unlock()
+			if ch != nil {
+				ch <- msg.Result // buffered
+			}
+			continue
 		case req.Command == "cancel":
 			m.reply(w, m.cancelRequest(req))
 			continue
@@ -145,10 +165,106 @@ func (m *memWorker) start(w *protocol.Writer, req protocol.Request) {
 			case <-ctx.Done():
 			}
 		}
+		var st *memStream
+		if req.Stream > 0 {
+			st = &memStream{credit: req.Stream, wake: make(chan struct{})}
+			m.mu.Lock()
+			m.streams[req.ID] = st
+			m.mu.Unlock()
+			ctx = protocol.WithEmit(ctx, m.emitter(ctx, w, req.ID, st))
+		}
+		ctx = protocol.WithToolCaller(ctx, m.toolCaller(w, req.ID))
 		resp := m.h.Handle(ctx, req)
 		resp.ID = req.ID
+		if st != nil {
+			m.mu.Lock()
+			delete(m.streams, req.ID)
+			resp.Streamed, resp.Chunks = true, st.seq
+			st.done = true // no chunk after the final response
+			m.mu.Unlock()
+		}
 		m.reply(w, resp)
 	}()
+}
+
+// memStream is a streamed request's credit and count.
+type memStream struct {
+	credit int           // chunks the worker may still send
+	seq    uint64        // chunks sent
+	wake   chan struct{} // closed and replaced when credit arrives
+	done   bool
+}
+
+func (m *memWorker) grant(c protocol.Credit) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if st := m.streams[c.ID]; st != nil {
+		st.credit += c.Credit
+		close(st.wake)
+		st.wake = make(chan struct{})
+	}
+}
+
+// emitter sends a streamed request's chunks, waiting for credit, as the
+// worker protocol requires.
+func (m *memWorker) emitter(ctx context.Context, w *protocol.Writer, id uint64, st *memStream) protocol.Emit {
+	return func(data json.RawMessage) error {
+		for {
+			m.mu.Lock()
+			if st.done {
+				m.mu.Unlock()
+				return context.Canceled
+			}
+			if st.credit > 0 {
+				st.credit--
+				seq := st.seq
+				st.seq++
+				err := w.WriteChunk(&protocol.Chunk{ID: id, Seq: seq, Data: data}) // under mu: chunks leave in seq order
+				m.mu.Unlock()
+				return err
+			}
+			wake := st.wake
+			m.mu.Unlock()
+			select {
+			case <-wake:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// toolCaller calls host tools for request parent: a call frame out, the
+// result frame back; the request's end stops the wait, and the host is
+// told.
+func (m *memWorker) toolCaller(w *protocol.Writer, parent uint64) protocol.ToolCaller {
+	return func(ctx context.Context, tool string, args json.RawMessage) (json.RawMessage, error) {
+		id := m.nextCall.Add(1)
+		ch := make(chan protocol.Response, 1)
+		m.mu.Lock()
+		m.calls[id] = ch
+		m.mu.Unlock()
+		forget := func() {
+			m.mu.Lock()
+			delete(m.calls, id)
+			m.mu.Unlock()
+		}
+		if err := w.WriteCall(&protocol.Call{ID: id, Parent: parent, Tool: tool, Args: args}); err != nil {
+			forget()
+			return nil, err
+		}
+		select {
+		case r := <-ch:
+			if !r.Success {
+				return nil, &protocol.ToolError{Body: *r.Error}
+			}
+			return r.Result, nil
+		case <-ctx.Done():
+			forget()
+			_ = w.WriteCallCancel(id)
+			return nil, ctx.Err()
+		}
+	}
 }
 
 func (m *memWorker) cancelRequest(req protocol.Request) protocol.Response {

@@ -363,9 +363,10 @@ func (a *Adapter) Capabilities() adapter.Capabilities {
 	a.mu.Unlock()
 	caps := adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true,
 		MaxConcurrency: a.opts.MaxConcurrency, MaxFrameBytes: a.opts.MaxFrameBytes,
-		Streaming: a.opts.Handler == nil, Tools: a.opts.Handler == nil}
+		Streaming: true, Tools: true} // until a worker says otherwise; both built-in workers do
 	if c != nil {
 		caps.Commands = c.hello.Commands
+		caps.Streaming, caps.Tools = c.hello.has(protocol.FeatureStream), c.hello.has(protocol.FeatureCall)
 	}
 	return caps
 }
