@@ -47,7 +47,7 @@ func randomInput(r *rand.Rand, typ string) any {
 
 // TestCrossCheckMockAndPython runs the same 50 (program, inputs) pairs
 // through the mock and through the Python worker with the dummy LM: the
-// outputs must be identical.
+// outputs must be identical, and so must their streams, chunk for chunk.
 func TestCrossCheckMockAndPython(t *testing.T) {
 	ctx := t.Context()
 	m := mock.New(mock.Options{})
@@ -72,7 +72,7 @@ func TestCrossCheckMockAndPython(t *testing.T) {
 			ID:           fmt.Sprint("p", i),
 			Signature:    dspgo.MustParseSignature(strings.Join(in, ", ") + " -> " + strings.Join(out, ", ")),
 			Instructions: []string{"", "Answer briefly.", "Réponds — 简短 🎉"}[r.IntN(3)],
-			Kind:         []string{dspgo.KindPredict, dspgo.KindChainOfThought}[r.IntN(2)],
+			Kind:         []string{dspgo.KindPredict, dspgo.KindChainOfThought, dspgo.KindReact}[r.IntN(3)],
 		}
 		a, err := onMock.CreateProgram(ctx, spec)
 		require.NoError(t, err)
@@ -85,5 +85,15 @@ func TestCrossCheckMockAndPython(t *testing.T) {
 		got, err := onPython.Execute(ctx, b.ID, inputs)
 		require.NoError(t, err, "pair %d on Python", i)
 		assert.Equal(t, want, got, "pair %d: %s with %v", i, spec.Signature, inputs)
+
+		streamed := func(c *dspgo.Client, id string) []dspgo.StreamPart {
+			var parts []dspgo.StreamPart
+			for part, err := range c.ExecuteStream(ctx, id, inputs) {
+				require.NoError(t, err, "pair %d", i)
+				parts = append(parts, part)
+			}
+			return parts
+		}
+		assert.Equal(t, streamed(onMock, a.ID), streamed(onPython, b.ID), "pair %d: the streams", i)
 	}
 }

@@ -1,0 +1,120 @@
+package port_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/proc"
+	"github.com/dspgo/dspgo/internal/testutil"
+)
+
+// TestSlowConsumerKeepsWorkerMemoryFlat: a stream of 10,000 chunks to a
+// consumer that takes one chunk every millisecond. The worker waits for
+// credit instead of buffering: its resident memory stays within 5 MB of
+// where it started.
+func TestSlowConsumerKeepsWorkerMemoryFlat(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	a, err := port.New(context.Background(), port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(),
+		Diagnostics: true, Logger: quiet})
+	require.NoError(t, err)
+	defer a.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pid := a.Worker().PID
+	// Warm up the code path once, so the baseline includes it.
+	for _, err := range a.Stream(ctx, adapter.Request{Command: "stream_count", Args: json.RawMessage(`{"n":100}`)}) {
+		require.NoError(t, err)
+	}
+	start := proc.RSS(pid)
+	require.NotZero(t, start)
+
+	const n = 10_000
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var got int
+	var peak uint64
+	for c, err := range a.Stream(ctx, adapter.Request{Command: "stream_count", Args: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}) {
+		require.NoError(t, err)
+		if c.Response != nil {
+			assert.JSONEq(t, fmt.Sprintf(`{"count":%d}`, n), string(c.Response.Result))
+			break
+		}
+		require.Equal(t, fmt.Sprint(got), string(c.Data), "in order, none lost")
+		got++
+		if got%500 == 0 {
+			peak = max(peak, proc.RSS(pid))
+		}
+		<-tick.C // the consumer's pace: one chunk a millisecond
+	}
+	assert.Equal(t, n, got)
+	peak = max(peak, proc.RSS(pid))
+	t.Logf("worker RSS: %d kB at the start, %d kB at the peak (+%d kB)", start>>10, peak>>10, (int64(peak)-int64(start))>>10)
+	assert.Less(t, int64(peak)-int64(start), int64(5<<20), "the worker's memory stays within 5 MB of its start")
+}
+
+// TestManyToolCallsInFlight: 16 react executions at once on one worker,
+// each calling a Go tool three times; the tool holds every call until 8
+// are running together, so calls from many requests are in flight at
+// once.
+func TestManyToolCallsInFlight(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	a, err := port.New(context.Background(), port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(),
+		MaxConcurrency: 16, Logger: quiet})
+	require.NoError(t, err)
+	defer a.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	var running, peak, calls atomic.Int64
+	together := make(chan struct{})
+	var once sync.Once
+	c := dspgo.NewClient(a, dspgo.WithTool("echo", "Returns its arguments.", nil, func(ctx context.Context, args json.RawMessage) (any, error) {
+		calls.Add(1)
+		n := running.Add(1)
+		defer running.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		if n >= 8 {
+			once.Do(func() { close(together) })
+		}
+		select {
+		case <-together:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return json.RawMessage(args), nil
+	}))
+	step := dspgo.ScriptStep{Tool: "echo", Args: map[string]int{"x": 1}}
+	require.NoError(t, c.ConfigureLM(ctx, dspgo.LMConfig{Script: []dspgo.ScriptStep{step, step, step}}))
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a"), Kind: dspgo.KindReact})
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, err := c.ExecuteDetailed(ctx, p.ID, map[string]any{"q": fmt.Sprint(i)})
+			if assert.NoError(t, err) {
+				assert.Len(t, e.Trajectory, 3)
+				for _, s := range e.Trajectory {
+					assert.JSONEq(t, `{"x":1}`, string(s.Observation))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, int64(48), calls.Load())
+	assert.GreaterOrEqual(t, peak.Load(), int64(8), "tool calls ran concurrently")
+}
