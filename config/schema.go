@@ -97,6 +97,9 @@ type Port struct {
 	MaxFrameBytes int `koanf:"max_frame_bytes"`
 	// MaxConcurrency is the calls in flight on the port's worker. Default 4.
 	MaxConcurrency int `koanf:"max_concurrency"`
+	// StreamWindow is the chunks a worker may stream ahead of the
+	// consumer (its credit). Default 16.
+	StreamWindow int `koanf:"stream_window"`
 	// Restart is the restart backoff.
 	Restart Restart `koanf:"restart"`
 }
@@ -220,7 +223,7 @@ func Defaults() Config {
 		LM:     LM{Provider: "dummy", Temperature: -1, Engine: "auto"},
 		Mock:   Mock{MaxFrameBytes: 16 << 20},
 		Port: Port{StartTimeout: 30 * time.Second, CallTimeout: 2 * time.Minute, WriteTimeout: 30 * time.Second,
-			StopGrace: 2 * time.Second, MaxFrameBytes: 16 << 20, MaxConcurrency: 4,
+			StopGrace: 2 * time.Second, MaxFrameBytes: 16 << 20, MaxConcurrency: 4, StreamWindow: 16,
 			Restart: Restart{Min: 100 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.2, MaxRestarts: 10, Window: time.Minute}},
 		Pool: Pool{OverflowIdle: 30 * time.Second, StartConcurrency: 8, CheckoutTimeout: 30 * time.Second,
 			MaxQueue: 1024, WorkerConcurrency: 4, Affinity: "prefer", HealthInterval: 10 * time.Second, HealthTimeout: 5 * time.Second},

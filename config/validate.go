@@ -52,6 +52,7 @@ func (c *Config) Validate() error {
 	positive("port.stop_grace", p.StopGrace)
 	check(p.MaxFrameBytes >= 1024, "port.max_frame_bytes", "must be at least 1024, got %d", p.MaxFrameBytes)
 	check(p.MaxConcurrency >= 1, "port.max_concurrency", "must be at least 1, got %d", p.MaxConcurrency)
+	check(p.StreamWindow >= 1 && p.StreamWindow <= 4096, "port.stream_window", "must be from 1 to 4096, got %d", p.StreamWindow)
 	positive("port.restart.min", p.Restart.Min)
 	check(p.Restart.Max >= p.Restart.Min, "port.restart.max", "must be at least port.restart.min (%v), got %v", p.Restart.Min, p.Restart.Max)
 	check(p.Restart.Jitter >= 0 && p.Restart.Jitter < 1, "port.restart.jitter", "must be in [0, 1), got %v", p.Restart.Jitter)

@@ -137,7 +137,7 @@ func PortOptions(cfg *config.Config) port.Options {
 		Python: cfg.Python.Interpreter, WorkerDir: cfg.Python.WorkerDir, PassEnv: cfg.Python.PassEnv,
 		Handlers: cfg.Python.Handlers, StartTimeout: p.StartTimeout, CallTimeout: p.CallTimeout,
 		WriteTimeout: p.WriteTimeout, StopGrace: p.StopGrace, MaxFrameBytes: p.MaxFrameBytes,
-		MaxConcurrency: p.MaxConcurrency, Restart: restart(p.Restart), Logger: cfg.Logger(os.Stderr),
+		MaxConcurrency: p.MaxConcurrency, StreamWindow: p.StreamWindow, Restart: restart(p.Restart), Logger: cfg.Logger(os.Stderr),
 	}
 }
 
