@@ -782,6 +782,7 @@ func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
 		p.mu.Unlock()
 		return adapter.Wrap(adapter.ErrClosed, p.opts.Name, req.Command)
 	}
+	prev := port.Recorded(p.broadcasts, req.Command)
 	p.broadcasts = port.Record(p.broadcasts, req)
 	p.bver++
 	p.st.broadcasts++
@@ -804,6 +805,10 @@ func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil && !errors.Is(err, adapter.ErrClosed) { // a worker retired meanwhile
+			// Refused: workers started later get what the others run.
+			p.mu.Lock()
+			p.broadcasts = port.Restore(p.broadcasts, req, prev)
+			p.mu.Unlock()
 			return err
 		}
 	}

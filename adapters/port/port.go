@@ -13,6 +13,7 @@
 package port
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -467,14 +468,53 @@ func (a *Adapter) isClosed() bool {
 // sent), the restarted worker gets it and Broadcast succeeds.
 func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	a.mu.Lock()
+	prev := Recorded(a.broadcasts, req.Command)
 	a.broadcasts = Record(a.broadcasts, req)
 	a.bver++
 	a.mu.Unlock()
 	_, err := a.Call(ctx, req)
-	if errors.Is(err, ErrNotSent) && !a.isClosed() {
+	switch {
+	case err == nil:
+		return nil
+	case a.isClosed():
+		return err
+	case errors.Is(err, ErrNotSent) || adapter.CodeOf(err) == adapter.CodeUnavailable:
+		// The worker died before or while it ran the request: the
+		// restarted worker gets it from the record before any call.
 		return nil
 	}
+	// Refused (invalid arguments, say): the record goes back to what the
+	// worker runs with, unless a later broadcast replaced it meanwhile.
+	a.mu.Lock()
+	a.broadcasts = Restore(a.broadcasts, req, prev)
+	a.mu.Unlock()
 	return err
+}
+
+// Recorded returns the broadcast of command in list, or nil.
+func Recorded(list []adapter.Request, command string) *adapter.Request {
+	for _, b := range list {
+		if b.Command == command {
+			return &b
+		}
+	}
+	return nil
+}
+
+// Restore undoes Record of a refused req: the broadcast of its command
+// goes back to prev (none when nil), unless a later broadcast replaced req
+// meanwhile. It returns the list.
+func Restore(list []adapter.Request, req adapter.Request, prev *adapter.Request) []adapter.Request {
+	for i, b := range list {
+		if b.Command == req.Command && bytes.Equal(b.Args, req.Args) {
+			if prev != nil {
+				list[i] = *prev
+				return list
+			}
+			return append(list[:i], list[i+1:]...)
+		}
+	}
+	return list
 }
 
 // Record adds req to a list of broadcasts to replay, replacing an earlier

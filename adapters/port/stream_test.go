@@ -17,6 +17,7 @@ import (
 	"github.com/dspgo/dspgo/adapters/port"
 	"github.com/dspgo/dspgo/internal/proc"
 	"github.com/dspgo/dspgo/internal/testutil"
+	"github.com/dspgo/dspgo/internal/wait"
 )
 
 // TestSlowConsumerKeepsWorkerMemoryFlat: a stream of 10,000 chunks to a
@@ -117,4 +118,27 @@ func TestManyToolCallsInFlight(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, int64(48), calls.Load())
 	assert.GreaterOrEqual(t, peak.Load(), int64(8), "tool calls ran concurrently")
+}
+
+// TestRefusedBroadcastIsNotReplayed: a broadcast the worker refuses is
+// not kept for the next worker, which gets the last accepted one; a
+// worker that dies while it runs a broadcast gets it on restart.
+func TestRefusedBroadcastIsNotReplayed(t *testing.T) {
+	a := newMemory(t, port.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	model := func() string {
+		t.Helper()
+		var stats struct{ LM struct{ Model string } }
+		require.True(t, wait.Until(ctx, func() bool {
+			resp, err := a.Call(ctx, adapter.Request{Command: "get_stats"})
+			return err == nil && json.Unmarshal(resp.Result, &stats) == nil
+		}))
+		return stats.LM.Model
+	}
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"good"}`)}))
+	err := a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"nonsense"}`)})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	a.Kill()
+	assert.Equal(t, "good", model(), "the restarted worker runs the last accepted configuration")
 }
