@@ -74,7 +74,7 @@ func TestWorkersAndRemoteConformance(t *testing.T) {
 
 	r := cli(t, "", nil, "conformance", "--adapter", "remote", "--remote-url", url)
 	assert.Equal(t, 0, r.status, r.stdout+r.stderr)
-	assert.Contains(t, r.stdout, "25 passed, 0 failed")
+	assert.Regexp(t, `(?m)^25 passed, 0 failed, 8 skipped$`, r.stdout, "streams and tools are not carried by remote yet")
 
 	var wg sync.WaitGroup
 	for _, h := range []*host{h2, h1} {
