@@ -298,9 +298,16 @@ func (a *Adapter) backoff(n int) time.Duration {
 		}
 	}
 	a.restartLog = append(keep, now)
+	wasThrottled := a.throttled
 	a.throttled = len(a.restartLog) > r.MaxRestarts
 	if a.throttled {
 		d = r.Max
+		if !wasThrottled && a.cur == nil {
+			// Callers waiting for the restart fail fast now, instead of
+			// at their deadline.
+			close(a.ready)
+			a.ready = make(chan struct{})
+		}
 	}
 	a.mu.Unlock()
 	if r.Jitter > 0 {
