@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -141,4 +143,65 @@ func TestRefusedBroadcastIsNotReplayed(t *testing.T) {
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
 	a.Kill()
 	assert.Equal(t, "good", model(), "the restarted worker runs the last accepted configuration")
+}
+
+// TestStreamFromOpenAICompatibleServer: the native engine asks a local
+// OpenAI-compatible server for a stream and hands the answer on as the
+// server sends it. The server holds the rest of its reply until the
+// consumer has received the first piece, so a worker that waited for the
+// whole reply could never finish.
+func TestStreamFromOpenAICompatibleServer(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	firstPiece := make(chan struct{})
+	var asked atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Stream bool `json:"stream"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		asked.Store(body.Stream)
+		w.Header().Set("Content-Type", "text/event-stream")
+		send := func(text string) {
+			b, _ := json.Marshal(map[string]any{"choices": []any{map[string]any{"index": 0, "delta": map[string]string{"content": text}}}})
+			fmt.Fprintf(w, "data: %s\n\n", b)
+			w.(http.Flusher).Flush()
+		}
+		send("[[ ## answer ## ]]\n")
+		send("Paris is")
+		select {
+		case <-firstPiece:
+		case <-r.Context().Done():
+			return
+		case <-time.After(30 * time.Second):
+			return
+		}
+		send(" the capital of France.")
+		send("\n\n[[ ## completed ## ]]")
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	defer srv.Close()
+
+	a := newPython(t, port.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := dspgo.NewClient(a)
+	require.NoError(t, c.ConfigureLM(ctx, dspgo.LMConfig{Provider: dspgo.ProviderOpenAI, Model: "fake", BaseURL: srv.URL, Engine: "native"}))
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
+	require.NoError(t, err)
+	var text string
+	var once sync.Once
+	var outputs map[string]any
+	for part, err := range c.ExecuteStream(ctx, p.ID, map[string]any{"question": "What is the capital of France?"}) {
+		require.NoError(t, err)
+		if part.Outputs != nil {
+			outputs = part.Outputs
+			continue
+		}
+		assert.Equal(t, "answer", part.Field)
+		text += part.Delta
+		once.Do(func() { close(firstPiece) })
+	}
+	assert.True(t, asked.Load(), "the worker asked the server for a stream")
+	assert.Equal(t, "Paris is the capital of France.", text)
+	assert.Equal(t, map[string]any{"answer": "Paris is the capital of France."}, outputs)
 }
