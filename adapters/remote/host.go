@@ -19,6 +19,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/wire"
+	"github.com/dspgo/dspgo/protocol"
 )
 
 // HostOptions configure a worker host.
@@ -100,6 +101,41 @@ type Host struct {
 type hostCall struct {
 	cancel  context.CancelFunc
 	started time.Time
+	credit  *credit // a streamed call's; nil otherwise
+}
+
+// credit is what a stream's caller has granted; chunks wait for it.
+type credit struct {
+	mu   sync.Mutex
+	left int
+	wake chan struct{} // closed and replaced when credit arrives
+}
+
+func (c *credit) add(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.left += n
+	close(c.wake)
+	c.wake = make(chan struct{})
+}
+
+// take waits for one chunk of credit.
+func (c *credit) take(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		if c.left > 0 {
+			c.left--
+			c.mu.Unlock()
+			return nil
+		}
+		wake := c.wake
+		c.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Serve starts serving a on nc. It creates (or opens) the shared state
@@ -393,6 +429,7 @@ func (h *Host) startService(opts HostOptions) error {
 		{"call", h.subj.call(), h.take, nil},
 		{"host-call", h.subj.hostCall(h.id), h.take, []micro.EndpointOpt{micro.WithEndpointQueueGroupDisabled()}},
 		{"host-cancel", h.subj.hostCancel(h.id), h.cancelCall, []micro.EndpointOpt{micro.WithEndpointQueueGroupDisabled()}},
+		{"host-credit", h.subj.hostCredit(h.id), h.grantCredit, []micro.EndpointOpt{micro.WithEndpointQueueGroupDisabled()}},
 	} {
 		if err := svc.AddEndpoint(e.name, e.handler, append(e.opts, micro.WithEndpointSubject(e.subject))...); err != nil {
 			return h.unavailable("serve", fmt.Errorf("adding endpoint %q: %w", e.subject, err))
@@ -419,12 +456,31 @@ func (h *Host) take(req micro.Request) {
 			ctx, cancel = context.WithTimeout(h.callCtx, time.Duration(n)*time.Millisecond)
 		}
 	}
+	hc := &hostCall{cancel: cancel, started: time.Now()}
+	if w, err := strconv.Atoi(hdr.Get(hdrStream)); err == nil && w > 0 {
+		hc.credit = &credit{left: w, wake: make(chan struct{})}
+	}
 	h.inFlightMu.Lock()
-	h.inFlight[reply] = &hostCall{cancel: cancel, started: time.Now()}
+	h.inFlight[reply] = hc
 	h.inFlightMu.Unlock()
 	h.counter.Begin()
 	data := req.Data()
-	go h.serve(ctx, reply, nats.Header(hdr), data)
+	go h.serve(ctx, reply, nats.Header(hdr), data, hc.credit)
+}
+
+// grantCredit takes a stream caller's credit.
+func (h *Host) grantCredit(req micro.Request) {
+	hdr := req.Headers()
+	n, err := strconv.Atoi(hdr.Get(hdrCredit))
+	if err != nil || n <= 0 {
+		return
+	}
+	h.inFlightMu.Lock()
+	c := h.inFlight[hdr.Get(hdrReplyTo)]
+	h.inFlightMu.Unlock()
+	if c != nil && c.credit != nil {
+		c.credit.add(n)
+	}
 }
 
 func (h *Host) cancelCall(req micro.Request) {
@@ -436,9 +492,17 @@ func (h *Host) cancelCall(req micro.Request) {
 	}
 }
 
-func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []byte) {
+func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []byte, cr *credit) {
 	cmd := hdr.Get(hdrCommand)
-	resp, rev, err := h.run(ctx, cmd, hdr, args)
+	chunks := int64(-1)
+	call := h.a.Call
+	if cr != nil {
+		chunks = 0
+		call = func(ctx context.Context, req adapter.Request) (adapter.Response, error) {
+			return h.stream(ctx, reply, req, cr, &chunks)
+		}
+	}
+	resp, rev, err := h.run(ctx, cmd, hdr, args, call)
 	h.counter.End(err)
 	h.inFlightMu.Lock()
 	if c := h.inFlight[reply]; c != nil {
@@ -449,11 +513,70 @@ func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []
 		h.idle.Broadcast()
 	}
 	h.inFlightMu.Unlock()
-	h.respond(reply, cmd, resp, rev, err)
+	h.respond(reply, cmd, resp, rev, chunks, err)
+}
+
+// stream runs req on the backend as a stream, sending each chunk to the
+// caller as its credit allows; it returns the final result.
+func (h *Host) stream(ctx context.Context, reply string, req adapter.Request, cr *credit, sent *int64) (adapter.Response, error) {
+	s, ok := h.a.(adapter.Streamer)
+	if !ok || !h.a.Capabilities().Streaming {
+		return adapter.Response{}, errorf(adapter.CodeUnimplemented, Name, req.Command, "host %q: its backend %q does not stream", h.id, h.a.Name())
+	}
+	for c, err := range s.Stream(ctx, req) {
+		switch {
+		case err != nil:
+			return adapter.Response{}, err
+		case c.Response != nil:
+			return *c.Response, nil
+		}
+		if err := cr.take(ctx); err != nil {
+			return adapter.Response{}, adapter.Wrap(err, Name, req.Command)
+		}
+		m := nats.NewMsg(reply)
+		m.Header.Set(hdrStatus, statusChunk)
+		m.Header.Set(hdrHost, h.id)
+		m.Header.Set(hdrSeq, strconv.FormatInt(*sent, 10))
+		m.Data = c.Data
+		if err := h.nc.PublishMsg(m); err != nil {
+			return adapter.Response{}, &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: Name, Err: fmt.Errorf("sending a chunk: %w", err)}
+		}
+		*sent++
+	}
+	return adapter.Response{}, errorf(adapter.CodeInternal, Name, req.Command, "the backend's stream ended without a result")
+}
+
+// toolProxy runs a caller's tools for a request: each call goes back to
+// the caller through NATS, under the request's context.
+type toolProxy struct {
+	nc      *nats.Conn
+	subject string
+}
+
+// CallTool calls the caller's tool and returns its result.
+func (t toolProxy) CallTool(ctx context.Context, name string, args json.RawMessage) (json.RawMessage, error) {
+	m := nats.NewMsg(t.subject)
+	m.Header.Set(hdrTool, name)
+	m.Data = args
+	r, err := t.nc.RequestMsgWithContext(ctx, m)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, errorf(adapter.CodeUnavailable, Name, "tool", "tool %q: the caller is gone", name)
+	case err != nil:
+		return nil, adapter.Wrap(err, Name, "tool")
+	case r.Header.Get(hdrError) != "":
+		var body protocol.ErrorBody
+		if json.Unmarshal(r.Data, &body) != nil || body.Code == "" {
+			return nil, errorf(adapter.CodeInternal, Name, "tool", "tool %q: malformed error from the caller", name)
+		}
+		code, _ := adapter.ParseCode(body.Code)
+		return nil, adapter.Errorf(code, "%s", body.Message)
+	}
+	return r.Data, nil
 }
 
 // run executes one request, with the shared state's help.
-func (h *Host) run(ctx context.Context, cmd string, hdr nats.Header, args []byte) (adapter.Response, uint64, error) {
+func (h *Host) run(ctx context.Context, cmd string, hdr nats.Header, args []byte, call func(context.Context, adapter.Request) (adapter.Response, error)) (adapter.Response, uint64, error) {
 	if cmd == "" {
 		return adapter.Response{}, 0, errorf(adapter.CodeInvalidArgument, Name, "", "request without the %s header", hdrCommand)
 	}
@@ -463,11 +586,14 @@ func (h *Host) run(ctx context.Context, cmd string, hdr nats.Header, args []byte
 		}
 	}
 	req := adapter.Request{Command: cmd, Args: args, Session: hdr.Get(hdrSession)}
+	if subject := hdr.Get(hdrTools); subject != "" {
+		req.Tools = toolProxy{nc: h.nc, subject: subject}
+	}
 	if hdr.Get(hdrBcast) != "" {
 		rev, err := h.broadcast(ctx, req)
 		return adapter.Response{Result: json.RawMessage(`{}`)}, rev, err
 	}
-	resp, err := h.a.Call(ctx, req)
+	resp, err := call(ctx, req)
 	switch cmd {
 	case program.CmdCreateProgram:
 		if err == nil {
@@ -477,7 +603,7 @@ func (h *Host) run(ctx context.Context, cmd string, hdr nats.Header, args []byte
 		if isSpecNotFound(err) {
 			if withSpec := h.fetchSpec(ctx, args); withSpec != nil {
 				req.Args = withSpec
-				resp, err = h.a.Call(ctx, req)
+				resp, err = call(ctx, req)
 			}
 		}
 	case program.CmdDeleteProgram:
@@ -567,9 +693,12 @@ func isSpecNotFound(err error) bool {
 }
 
 // respond sends the final reply of a call.
-func (h *Host) respond(reply, cmd string, resp adapter.Response, rev uint64, err error) {
+func (h *Host) respond(reply, cmd string, resp adapter.Response, rev uint64, chunks int64, err error) {
 	m := nats.NewMsg(reply)
 	m.Header.Set(hdrHost, h.id)
+	if chunks >= 0 {
+		m.Header.Set(hdrChunks, strconv.FormatInt(chunks, 10))
+	}
 	if err == nil {
 		m.Data = resp.Result
 		if resp.Worker != "" {

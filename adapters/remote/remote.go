@@ -138,7 +138,8 @@ type Adapter struct {
 	pending  map[string]*pending
 	sessions map[string]string // session → host id
 
-	stateRev atomic.Uint64 // the newest broadcast written: hosts apply it before serving
+	stateRev atomic.Uint64  // the newest broadcast written: hosts apply it before serving
+	toolRuns sync.WaitGroup // tools running for hosts
 	counter  adapter.CallCounter
 
 	done      chan struct{}
@@ -148,6 +149,7 @@ type Adapter struct {
 var _ adapter.Adapter = (*Adapter)(nil)
 var _ adapter.Broadcaster = (*Adapter)(nil)
 var _ adapter.Statser = (*Adapter)(nil)
+var _ adapter.Streamer = (*Adapter)(nil)
 
 // hostSeen is a host's last announcement and when it came.
 type hostSeen struct {
@@ -160,6 +162,17 @@ type pending struct {
 	beat  chan time.Duration // a heartbeat, with the host's period; never blocks the sender
 	final chan *nats.Msg     // the reply, or NATS's no-responders status
 	host  atomic.Pointer[string]
+
+	// A streamed call's chunks (capacity: the credit), and why it broke.
+	chunks   chan *nats.Msg
+	next     uint64 // the seq due; set by the reply goroutine only
+	broken   chan struct{}
+	why      string
+	breakOne sync.Once
+
+	// A call with tools: they run under ctx, which the call's end cancels.
+	ctx   context.Context
+	tools adapter.Tools
 }
 
 // New returns a remote adapter over opts.Conn. It does not wait for any
@@ -221,10 +234,12 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 // Name returns the adapter's name, "remote" by default.
 func (a *Adapter) Name() string { return a.name }
 
-// Capabilities reports sessions, broadcast and restarts (the hosts
-// replace their workers); MaxFrameBytes is the server's payload limit.
+// Capabilities reports sessions, broadcast, restarts (the hosts replace
+// their workers), streams and tools (when the hosts' backends have them);
+// MaxFrameBytes is the server's payload limit.
 func (a *Adapter) Capabilities() adapter.Capabilities {
-	return adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: int(a.nc.MaxPayload())}
+	return adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: int(a.nc.MaxPayload()),
+		Streaming: true, Tools: true}
 }
 
 // Stats returns the adapter's counters. Workers is the sum of the
@@ -277,7 +292,14 @@ func (a *Adapter) onAnnounce(m *nats.Msg) {
 
 // Call sends req to a host and returns its reply.
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
-	return a.call(ctx, req, false)
+	return a.call(ctx, req, callOpts{})
+}
+
+// callOpts are what a call may be beyond a plain request.
+type callOpts struct {
+	broadcast bool
+	window    int                  // stream credit; 0: no stream
+	each      func(*nats.Msg) bool // takes each chunk; false stops the stream
 }
 
 // Broadcast applies req on every host, current and future: the host that
@@ -290,7 +312,7 @@ func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Respon
 // unchecked, for the hosts that come: a host that finds it invalid logs
 // the error and starts without it.
 func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
-	_, err := a.call(ctx, req, true)
+	_, err := a.call(ctx, req, callOpts{broadcast: true})
 	if !errors.Is(err, errNoHost) {
 		return err
 	}
@@ -323,7 +345,7 @@ func (a *Adapter) raiseStateRev(rev uint64) {
 	}
 }
 
-func (a *Adapter) call(ctx context.Context, req adapter.Request, broadcast bool) (resp adapter.Response, err error) {
+func (a *Adapter) call(ctx context.Context, req adapter.Request, o callOpts) (resp adapter.Response, err error) {
 	op := req.Command
 	select {
 	case <-a.done:
@@ -353,15 +375,18 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request, broadcast bool)
 	if req.Session != "" {
 		msg.Header.Set(hdrSession, req.Session)
 	}
-	if broadcast {
+	if o.broadcast {
 		msg.Header.Set(hdrBcast, "1")
+	}
+	if o.window > 0 {
+		msg.Header.Set(hdrStream, strconv.Itoa(o.window))
 	}
 	if rev := a.stateRev.Load(); rev > 0 {
 		msg.Header.Set(hdrStateRev, strconv.FormatUint(rev, 10))
 	}
 
 	host := ""
-	if req.Session != "" && a.affinity != AffinityNone && !broadcast {
+	if req.Session != "" && a.affinity != AffinityNone && !o.broadcast {
 		a.mu.Lock()
 		host = a.sessions[req.Session]
 		a.mu.Unlock()
@@ -371,7 +396,7 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request, broadcast bool)
 		if host != "" {
 			msg.Subject = a.subj.hostCall(host)
 		}
-		reply, err := a.roundTrip(ctx, op, msg)
+		reply, err := a.roundTrip(ctx, op, msg, req.Tools, o)
 		if err != nil {
 			return resp, err
 		}
@@ -391,13 +416,27 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request, broadcast bool)
 }
 
 // roundTrip publishes msg and waits for its final reply, the caller's
-// context, Close, or the host falling silent.
-func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg) (*nats.Msg, error) {
+// context, Close, or the host falling silent. A streamed call hands each
+// chunk to o.each and grants the host credit as each returns; tools the
+// host calls for the request run here.
+func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools adapter.Tools, o callOpts) (*nats.Msg, error) {
 	if d, ok := ctx.Deadline(); ok && !setDeadline(msg.Header, time.Until(d)) {
 		return nil, adapter.Wrap(context.DeadlineExceeded, a.name, op)
 	}
 	token := strconv.FormatUint(a.next.Add(1), 36)
 	p := &pending{beat: make(chan time.Duration, 1), final: make(chan *nats.Msg, 1)}
+	if o.window > 0 {
+		p.chunks, p.broken = make(chan *nats.Msg, o.window), make(chan struct{})
+	}
+	if tools != nil {
+		var end context.CancelFunc
+		p.ctx, end = context.WithCancel(ctx)
+		defer end() // ends the tools still running for the call
+		p.tools = tools
+		msg.Header.Set(hdrTools, a.inbox+"."+toolToken(token))
+	} else {
+		msg.Header.Del(hdrTools)
+	}
 	a.mu.Lock()
 	a.pending[token] = p
 	a.mu.Unlock()
@@ -414,10 +453,40 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg) (*nat
 	beat := a.beat
 	silence := time.NewTimer(missedBeats * beat)
 	defer silence.Stop()
+	var taken, owed uint64
+	take := func(m *nats.Msg) bool {
+		if !o.each(m) {
+			return false
+		}
+		taken++
+		if owed++; owed >= uint64(max(1, o.window/2)) {
+			a.grant(p, msg.Reply, owed)
+			owed = 0
+		}
+		return true
+	}
 	for {
 		select {
 		case m := <-p.final:
+			for len(p.chunks) > 0 { // every chunk came before the reply
+				if !take(<-p.chunks) {
+					a.cancelRemote(p, msg.Reply)
+					return nil, errStopped
+				}
+			}
+			if o.window > 0 && m.Header.Get(hdrNATS) == "" && headerUint(m.Header, hdrChunks) != taken {
+				return nil, errorf(adapter.CodeInternal, a.name, op, "the host's reply counts %d chunks, the caller received %d: the stream lost chunks", headerUint(m.Header, hdrChunks), taken)
+			}
 			return m, nil
+		case m := <-p.chunks:
+			silence.Reset(missedBeats * beat)
+			if !take(m) {
+				a.cancelRemote(p, msg.Reply)
+				return nil, errStopped
+			}
+		case <-p.broken:
+			a.cancelRemote(p, msg.Reply)
+			return nil, errorf(adapter.CodeInternal, a.name, op, "%s", p.why)
 		case period := <-p.beat:
 			if period > 0 {
 				beat = period
@@ -458,10 +527,21 @@ func (a *Adapter) publishError(op string, err error) error {
 // call has ended (a late reply to a timed-out call) is dropped.
 func (a *Adapter) onReply(m *nats.Msg) {
 	token := m.Subject[len(a.inbox)+1:]
+	call, isTool := strings.CutPrefix(token, toolPrefix)
+	if isTool {
+		token = call
+	}
 	a.mu.Lock()
 	p := a.pending[token]
 	a.mu.Unlock()
-	if p == nil {
+	switch {
+	case isTool:
+		a.runTool(p, m)
+		return
+	case p == nil:
+		return
+	case m.Header.Get(hdrStatus) == statusChunk:
+		a.onChunk(p, m)
 		return
 	}
 	if m.Header.Get(hdrStatus) != "" {
@@ -530,6 +610,7 @@ func (a *Adapter) Close(context.Context) error {
 		close(a.done)
 		_ = a.sub.Unsubscribe()
 		_ = a.annSub.Unsubscribe()
+		a.toolRuns.Wait()
 		if a.onClose != nil {
 			a.onClose()
 		}

@@ -43,9 +43,29 @@ const (
 	hdrBeatMs   = "Dspgo-Heartbeat-Ms" // on a heartbeat: the host's period
 	hdrNATS     = "Status"             // NATS's own status header: "503" means no responders
 
+	hdrStream  = "Dspgo-Stream" // request: stream with this credit
+	hdrSeq     = "Dspgo-Seq"    // chunk: its number, from 0
+	hdrChunks  = "Dspgo-Chunks" // final reply of a stream: chunks sent
+	hdrCredit  = "Dspgo-Credit" // credit: chunks granted
+	hdrReplyTo = "Dspgo-Reply"  // credit: the stream's reply subject
+	hdrTools   = "Dspgo-Tools"  // request: where the host calls the caller's tools
+	hdrTool    = "Dspgo-Tool"   // tool call: the tool's name
+
 	statusAccepted = "accepted"
 	statusWorking  = "working"
+	statusChunk    = "chunk"
+
+	// toolPrefix marks a call's tool subject on the caller's inbox:
+	// reply tokens are lowercase base 36, so they never start with it.
+	toolPrefix = "T"
 )
+
+// toolToken is the inbox token on which the host calls the tools of the
+// call with reply token token.
+func toolToken(token string) string { return toolPrefix + token }
+
+// hostCredit is the subject on which host id takes stream credit.
+func (s subjects) hostCredit(id string) string { return s.prefix + ".host." + id + ".credit" }
 
 // subjects are the subjects of one deployment (one prefix).
 type subjects struct {
