@@ -760,7 +760,7 @@ func (h *Host) announce(gone bool) {
 	st := h.Stats()
 	backend, _ := adapter.StatsOf(h.a)
 	b, _ := json.Marshal(Announcement{Host: h.id, Workers: backend.Workers, InFlight: st.InFlight, Calls: st.Calls,
-		HeartbeatMs: h.beat.Milliseconds(), Gone: gone})
+		HeartbeatMs: h.beat.Milliseconds(), Commands: h.a.Capabilities().Commands, Gone: gone})
 	_ = h.nc.Publish(h.subj.announce(), b)
 }
 

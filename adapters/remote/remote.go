@@ -236,10 +236,15 @@ func (a *Adapter) Name() string { return a.name }
 
 // Capabilities reports sessions, broadcast, restarts (the hosts replace
 // their workers), streams and tools (when the hosts' backends have them);
-// MaxFrameBytes is the server's payload limit.
+// MaxFrameBytes is the server's payload limit; Commands are those of a
+// host alive.
 func (a *Adapter) Capabilities() adapter.Capabilities {
-	return adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: int(a.nc.MaxPayload()),
+	caps := adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: int(a.nc.MaxPayload()),
 		Streaming: true, Tools: true}
+	if hosts := a.Hosts(); len(hosts) > 0 {
+		caps.Commands = hosts[0].Commands
+	}
+	return caps
 }
 
 // Stats returns the adapter's counters. Workers is the sum of the

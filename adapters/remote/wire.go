@@ -126,6 +126,9 @@ type Announcement struct {
 	Calls uint64 `json:"calls"`
 	// HeartbeatMs is the host's heartbeat period in milliseconds.
 	HeartbeatMs int64 `json:"heartbeat_ms"`
+	// Commands are the commands the host's backend accepts; empty when
+	// it does not say.
+	Commands []string `json:"commands,omitempty"`
 	// Gone is set in a host's last announcement, when it drains.
 	Gone bool `json:"gone,omitempty"`
 }
