@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dspgo/dspgo/internal/credit"
 	"github.com/dspgo/dspgo/protocol"
 )
 
@@ -167,7 +168,7 @@ func (m *memWorker) start(w *protocol.Writer, req protocol.Request) {
 		}
 		var st *memStream
 		if req.Stream > 0 {
-			st = &memStream{credit: req.Stream, wake: make(chan struct{})}
+			st = &memStream{credit: credit.New(req.Stream)}
 			m.mu.Lock()
 			m.streams[req.ID] = st
 			m.mu.Unlock()
@@ -189,19 +190,17 @@ func (m *memWorker) start(w *protocol.Writer, req protocol.Request) {
 
 // memStream is a streamed request's credit and count.
 type memStream struct {
-	credit int           // chunks the worker may still send
-	seq    uint64        // chunks sent
-	wake   chan struct{} // closed and replaced when credit arrives
-	done   bool
+	credit *credit.Window
+	seq    uint64 // chunks sent; under memWorker.mu
+	done   bool   // the final response is out; under memWorker.mu
 }
 
 func (m *memWorker) grant(c protocol.Credit) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if st := m.streams[c.ID]; st != nil {
-		st.credit += c.Credit
-		close(st.wake)
-		st.wake = make(chan struct{})
+	st := m.streams[c.ID]
+	m.mu.Unlock()
+	if st != nil {
+		st.credit.Add(c.Credit)
 	}
 }
 
@@ -209,28 +208,17 @@ func (m *memWorker) grant(c protocol.Credit) {
 // worker protocol requires.
 func (m *memWorker) emitter(ctx context.Context, w *protocol.Writer, id uint64, st *memStream) protocol.Emit {
 	return func(data json.RawMessage) error {
-		for {
-			m.mu.Lock()
-			if st.done {
-				m.mu.Unlock()
-				return context.Canceled
-			}
-			if st.credit > 0 {
-				st.credit--
-				seq := st.seq
-				st.seq++
-				err := w.WriteChunk(&protocol.Chunk{ID: id, Seq: seq, Data: data}) // under mu: chunks leave in seq order
-				m.mu.Unlock()
-				return err
-			}
-			wake := st.wake
-			m.mu.Unlock()
-			select {
-			case <-wake:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		if err := st.credit.Take(ctx); err != nil {
+			return err
 		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if st.done {
+			return context.Canceled
+		}
+		seq := st.seq
+		st.seq++
+		return w.WriteChunk(&protocol.Chunk{ID: id, Seq: seq, Data: data}) // under mu: in seq order, never after the final response
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/credit"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/wire"
 	"github.com/dspgo/dspgo/protocol"
@@ -101,41 +102,7 @@ type Host struct {
 type hostCall struct {
 	cancel  context.CancelFunc
 	started time.Time
-	credit  *credit // a streamed call's; nil otherwise
-}
-
-// credit is what a stream's caller has granted; chunks wait for it.
-type credit struct {
-	mu   sync.Mutex
-	left int
-	wake chan struct{} // closed and replaced when credit arrives
-}
-
-func (c *credit) add(n int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.left += n
-	close(c.wake)
-	c.wake = make(chan struct{})
-}
-
-// take waits for one chunk of credit.
-func (c *credit) take(ctx context.Context) error {
-	for {
-		c.mu.Lock()
-		if c.left > 0 {
-			c.left--
-			c.mu.Unlock()
-			return nil
-		}
-		wake := c.wake
-		c.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	credit  *credit.Window // a streamed call's; nil otherwise
 }
 
 // Serve starts serving a on nc. It creates (or opens) the shared state
@@ -458,7 +425,7 @@ func (h *Host) take(req micro.Request) {
 	}
 	hc := &hostCall{cancel: cancel, started: time.Now()}
 	if w, err := strconv.Atoi(hdr.Get(hdrStream)); err == nil && w > 0 {
-		hc.credit = &credit{left: w, wake: make(chan struct{})}
+		hc.credit = credit.New(w)
 	}
 	h.inFlightMu.Lock()
 	h.inFlight[reply] = hc
@@ -479,7 +446,7 @@ func (h *Host) grantCredit(req micro.Request) {
 	c := h.inFlight[hdr.Get(hdrReplyTo)]
 	h.inFlightMu.Unlock()
 	if c != nil && c.credit != nil {
-		c.credit.add(n)
+		c.credit.Add(n)
 	}
 }
 
@@ -492,7 +459,7 @@ func (h *Host) cancelCall(req micro.Request) {
 	}
 }
 
-func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []byte, cr *credit) {
+func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []byte, cr *credit.Window) {
 	cmd := hdr.Get(hdrCommand)
 	chunks := int64(-1)
 	call := h.a.Call
@@ -518,7 +485,7 @@ func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []
 
 // stream runs req on the backend as a stream, sending each chunk to the
 // caller as its credit allows; it returns the final result.
-func (h *Host) stream(ctx context.Context, reply string, req adapter.Request, cr *credit, sent *int64) (adapter.Response, error) {
+func (h *Host) stream(ctx context.Context, reply string, req adapter.Request, cr *credit.Window, sent *int64) (adapter.Response, error) {
 	s, ok := h.a.(adapter.Streamer)
 	if !ok || !h.a.Capabilities().Streaming {
 		return adapter.Response{}, errorf(adapter.CodeUnimplemented, Name, req.Command, "host %q: its backend %q does not stream", h.id, h.a.Name())
@@ -530,7 +497,7 @@ func (h *Host) stream(ctx context.Context, reply string, req adapter.Request, cr
 		case c.Response != nil:
 			return *c.Response, nil
 		}
-		if err := cr.take(ctx); err != nil {
+		if err := cr.Take(ctx); err != nil {
 			return adapter.Response{}, adapter.Wrap(err, Name, req.Command)
 		}
 		m := nats.NewMsg(reply)

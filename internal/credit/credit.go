@@ -1,0 +1,48 @@
+// Package credit is the flow control of a stream: its producer takes one
+// unit of credit per chunk, waiting while none is left, and its consumer's
+// side grants more as chunks are consumed. Nothing is ever buffered beyond
+// what was granted.
+package credit
+
+import (
+	"context"
+	"sync"
+)
+
+// Window is the credit of one stream. It is safe for concurrent use.
+type Window struct {
+	mu   sync.Mutex
+	left int
+	wake chan struct{} // closed and replaced when credit arrives
+}
+
+// New returns a window holding n units, the stream's initial credit.
+func New(n int) *Window { return &Window{left: n, wake: make(chan struct{})} }
+
+// Add grants n more units and wakes a producer waiting for them.
+func (w *Window) Add(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.left += n
+	close(w.wake)
+	w.wake = make(chan struct{})
+}
+
+// Take takes one unit, waiting for it until ctx ends.
+func (w *Window) Take(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		if w.left > 0 {
+			w.left--
+			w.mu.Unlock()
+			return nil
+		}
+		wake := w.wake
+		w.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

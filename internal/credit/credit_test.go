@@ -1,0 +1,36 @@
+package credit_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dspgo/dspgo/internal/credit"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestTakeWaitsForCredit(t *testing.T) {
+	w := credit.New(2)
+	ctx := context.Background()
+	require.NoError(t, w.Take(ctx))
+	require.NoError(t, w.Take(ctx))
+
+	took := make(chan error, 1)
+	go func() { took <- w.Take(ctx) }()
+	select {
+	case <-took:
+		t.Fatal("took a unit that was never granted")
+	case <-time.After(20 * time.Millisecond): // the producer is blocked, as it must be
+	}
+	w.Add(1)
+	require.NoError(t, <-took)
+
+	short, cancel := context.WithCancel(ctx)
+	cancel()
+	assert.ErrorIs(t, w.Take(short), context.Canceled, "a producer's context ends its wait")
+}
