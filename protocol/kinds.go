@@ -164,26 +164,42 @@ func DecodeWorkerMessage(body []byte) (WorkerMessage, error) {
 	case "":
 		m.Response, err = decodeResponse(w, id)
 	case KindChunk:
-		m.Chunk = Chunk{ID: id, Data: w.Data}
-		if json.Unmarshal(w.Seq, &m.Chunk.Seq) != nil {
-			err = fieldError(id, "seq", "a non-negative integer")
-		} else if m.Chunk.Data == nil {
-			m.Chunk.Data = json.RawMessage("null")
-		}
+		m.Chunk, err = decodeChunk(w, id)
 	case KindCall:
-		m.Call = Call{ID: id}
-		switch {
-		case json.Unmarshal(w.Parent, &m.Call.Parent) != nil || m.Call.Parent > MaxID:
-			err = fieldError(id, "parent", "a request id")
-		case json.Unmarshal(w.Tool, &m.Call.Tool) != nil || m.Call.Tool == "":
-			err = fieldError(id, "tool", "a non-empty string")
-		case !isNull(w.Args) && firstByte(w.Args) != '{':
-			err = fieldError(id, "args", "an object")
-		default:
-			m.Call.Args = w.Args
-		}
+		m.Call, err = decodeCall(w, id)
 	}
 	return m, err
+}
+
+// decodeChunk and decodeCall decode into locals, so that the message the
+// caller gets stays off the heap.
+func decodeChunk(w wireMessage, id uint64) (Chunk, error) {
+	c := Chunk{ID: id, Data: w.Data}
+	var seq uint64
+	if json.Unmarshal(w.Seq, &seq) != nil {
+		return c, fieldError(id, "seq", "a non-negative integer")
+	}
+	c.Seq = seq
+	if c.Data == nil {
+		c.Data = json.RawMessage("null")
+	}
+	return c, nil
+}
+
+func decodeCall(w wireMessage, id uint64) (Call, error) {
+	c := Call{ID: id}
+	var parent uint64
+	var tool string
+	switch {
+	case json.Unmarshal(w.Parent, &parent) != nil || parent > MaxID:
+		return c, fieldError(id, "parent", "a request id")
+	case json.Unmarshal(w.Tool, &tool) != nil || tool == "":
+		return c, fieldError(id, "tool", "a non-empty string")
+	case !isNull(w.Args) && firstByte(w.Args) != '{':
+		return c, fieldError(id, "args", "an object")
+	}
+	c.Parent, c.Tool, c.Args = parent, tool, w.Args
+	return c, nil
 }
 
 // HostMessage is a frame a worker reads from its host: a request (Kind
@@ -213,10 +229,11 @@ func DecodeHostMessage(body []byte) (HostMessage, error) {
 	case "":
 		m.Request, err = decodeRequest(w, id)
 	case KindCredit:
-		m.Credit = Credit{ID: id}
-		if json.Unmarshal(w.Credit, &m.Credit.Credit) != nil || m.Credit.Credit < 1 || m.Credit.Credit > MaxStreamCredit {
+		var n int
+		if json.Unmarshal(w.Credit, &n) != nil || n < 1 || n > MaxStreamCredit {
 			err = fieldError(id, "credit", fmt.Sprintf("an integer from 1 to %d", MaxStreamCredit))
 		}
+		m.Credit = Credit{ID: id, Credit: n}
 	case KindResult:
 		m.Result, err = decodeResponse(w, id)
 	}
