@@ -143,9 +143,12 @@ func (m *memWorker) serve() {
 }
 
 func (m *memWorker) start(w *protocol.Writer, req protocol.Request) {
-	ctx, cancel := context.WithCancel(m.ctx)
+	var ctx context.Context
+	var cancel context.CancelFunc
 	if req.DeadlineMS > 0 {
 		ctx, cancel = context.WithTimeout(m.ctx, time.Duration(req.DeadlineMS)*time.Millisecond)
+	} else {
+		ctx, cancel = context.WithCancel(m.ctx) // one context per request: none left behind
 	}
 	m.mu.Lock()
 	m.inFlight[req.ID] = cancel

@@ -417,11 +417,12 @@ func (h *Host) take(req micro.Request) {
 		return // a publish without a reply subject cannot be answered
 	}
 	hdr := req.Headers()
-	ctx, cancel := context.WithCancel(h.callCtx)
-	if ms := hdr.Get(hdrDeadline); ms != "" {
-		if n, err := strconv.ParseInt(ms, 10, 64); err == nil && n > 0 {
-			ctx, cancel = context.WithTimeout(h.callCtx, time.Duration(n)*time.Millisecond)
-		}
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if n, err := strconv.ParseInt(hdr.Get(hdrDeadline), 10, 64); err == nil && n > 0 {
+		ctx, cancel = context.WithTimeout(h.callCtx, time.Duration(n)*time.Millisecond)
+	} else {
+		ctx, cancel = context.WithCancel(h.callCtx)
 	}
 	hc := &hostCall{cancel: cancel, started: time.Now()}
 	if w, err := strconv.Atoi(hdr.Get(hdrStream)); err == nil && w > 0 {
