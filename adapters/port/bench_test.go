@@ -2,6 +2,7 @@ package port_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"syscall"
 	"testing"
@@ -21,7 +22,7 @@ func benchWorkers(b *testing.B) map[string]*port.Adapter {
 		if kind == "memory" {
 			opts.Handler = memoryHandler
 		} else {
-			opts.Python, opts.WorkerDir = testutil.Python(b), testutil.PythonDir()
+			opts.Python, opts.WorkerDir, opts.Diagnostics = testutil.Python(b), testutil.PythonDir(), true
 		}
 		a, err := port.New(context.Background(), opts)
 		if err != nil {
@@ -107,6 +108,32 @@ func BenchmarkPortExecute(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkPortStream measures streamed chunks: one op is one chunk of a
+// 1,000-chunk stream_count stream with the default window of 16, credit
+// granted as the loop takes them.
+func BenchmarkPortStream(b *testing.B) {
+	for _, kind := range []string{"memory", "python"} {
+		a := benchWorkers(b)[kind]
+		b.Run(kind, func(b *testing.B) {
+			b.ReportAllocs()
+			cpu := cpuNanos()
+			left := b.N
+			for left > 0 {
+				n := min(left, 1000)
+				req := adapter.Request{Command: "stream_count", Args: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
+				for _, err := range a.Stream(context.Background(), req) {
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				left -= n
+			}
+			reportCPU(b, cpu)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "chunks/s")
 		})
 	}
 }

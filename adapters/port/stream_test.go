@@ -205,3 +205,47 @@ func TestStreamFromOpenAICompatibleServer(t *testing.T) {
 	assert.Equal(t, "Paris is the capital of France.", text)
 	assert.Equal(t, map[string]any{"answer": "Paris is the capital of France."}, outputs)
 }
+
+// TestStreamEnds: a stream whose consumer leaves stops its producer on
+// the worker (nothing stays in flight there); a stream whose worker dies
+// ends with CodeUnavailable, never hangs.
+func TestStreamEnds(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	a := newPython(t, port.Options{Diagnostics: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	endless := adapter.Request{Command: "stream_count", Args: json.RawMessage(`{"n":100000000}`)}
+
+	got := 0
+	for _, err := range a.Stream(ctx, endless) {
+		require.NoError(t, err)
+		if got++; got == 5 {
+			break
+		}
+	}
+	workerInFlight := func() int {
+		resp, err := a.Call(ctx, adapter.Request{Command: "get_stats"})
+		require.NoError(t, err)
+		var s struct {
+			InFlight int `json:"in_flight"`
+		}
+		require.NoError(t, json.Unmarshal(resp.Result, &s))
+		return s.InFlight
+	}
+	require.True(t, wait.Until(ctx, func() bool { return workerInFlight() == 0 }), "the producer stopped")
+
+	var last error
+	n := 0
+	for c, err := range a.Stream(ctx, endless) {
+		require.NoError(t, last, "nothing after the error")
+		if err != nil {
+			last = err
+			continue
+		}
+		require.Nil(t, c.Response)
+		if n++; n == 3 {
+			a.Kill()
+		}
+	}
+	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(last), "%v", last)
+}
