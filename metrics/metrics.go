@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"context"
+	"iter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -132,6 +133,7 @@ type Instrumented struct {
 var (
 	_ adapter.Broadcaster   = (*Instrumented)(nil)
 	_ adapter.StatsReporter = (*Instrumented)(nil)
+	_ adapter.Streamer      = (*Instrumented)(nil)
 )
 
 // Instrument wraps a and registers its metrics (and a Collector of a)
@@ -178,6 +180,37 @@ func (in *Instrumented) Broadcast(ctx context.Context, req adapter.Request) erro
 	}
 	in.record(req.Command, start, err)
 	return err
+}
+
+// Stream streams through the wrapped adapter and records the stream as
+// one call, from its start to its last element; an adapter that does not
+// stream yields its Call's result as the only element.
+func (in *Instrumented) Stream(ctx context.Context, req adapter.Request) iter.Seq2[adapter.Chunk, error] {
+	return func(yield func(adapter.Chunk, error) bool) {
+		start := time.Now()
+		s, ok := in.Adapter.(adapter.Streamer)
+		if !ok {
+			resp, err := in.Adapter.Call(ctx, req)
+			in.record(req.Command, start, err)
+			if err != nil {
+				yield(adapter.Chunk{}, err)
+				return
+			}
+			yield(adapter.Chunk{Response: &resp}, nil)
+			return
+		}
+		var err error
+		for c, cerr := range s.Stream(ctx, req) {
+			err = cerr
+			if !yield(c, cerr) {
+				if cerr == nil && c.Response == nil {
+					err = context.Canceled // the consumer left before the end
+				}
+				break
+			}
+		}
+		in.record(req.Command, start, err)
+	}
 }
 
 // AdapterStats returns the wrapped adapter's counters.

@@ -90,3 +90,24 @@ func TestInstrumentedMock(t *testing.T) {
 	assert.Contains(t, text, `dspgo_adapter_calls_total{adapter="mock"} 2`)
 	assert.Contains(t, text, `dspgo_calls_total{adapter="mock",code="ok",command="ping"} 1`)
 }
+
+// An instrumented adapter still streams, and counts a stream as one call.
+func TestInstrumentedStreams(t *testing.T) {
+	m := mock.New(mock.Options{})
+	defer m.Close(context.Background())
+	reg := prometheus.NewRegistry()
+	a, err := metrics.Instrument(m, reg)
+	require.NoError(t, err)
+	c := dspgo.NewClient(a)
+	p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+	require.NoError(t, err)
+	parts := 0
+	for part, err := range c.ExecuteStream(t.Context(), p.ID, map[string]any{"q": "x"}) {
+		require.NoError(t, err)
+		parts++
+		if part.Outputs != nil {
+			assert.Equal(t, 4, parts, "three deltas of the answer, then the outputs")
+		}
+	}
+	assert.Contains(t, scrape(t, reg), `dspgo_calls_total{adapter="mock",code="ok",command="execute_program"} 1`)
+}
