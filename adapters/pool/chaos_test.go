@@ -367,6 +367,97 @@ func TestChaos(t *testing.T) {
 		require.NoError(t, p.Close(context.Background()))
 	})
 
+	scenario(t, "streams and tools in a crash storm", func(t *testing.T, ty *tally) {
+		p, err := pool.New(t.Context(), pool.Options{Size: 4, WorkerConcurrency: 2, Logger: quiet, Worker: workerOpts()})
+		require.NoError(t, err)
+		var toolCalls atomic.Int64
+		c := dspgo.NewClient(p, dspgo.WithTool("count", "Counts its calls.", nil, func(context.Context, json.RawMessage) (any, error) {
+			return toolCalls.Add(1), nil
+		}))
+		step := dspgo.ScriptStep{Tool: "count"}
+		require.NoError(t, c.ConfigureLM(t.Context(), dspgo.LMConfig{Script: []dspgo.ScriptStep{step, step}}))
+		outs := make([]string, 20)
+		for i := range outs {
+			outs[i] = fmt.Sprintf("o%d", i)
+		}
+		streamed, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> " + strings.Join(outs, ", "))})
+		require.NoError(t, err)
+		agent, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a"), Kind: dspgo.KindReact})
+		require.NoError(t, err)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					in := map[string]any{"q": fmt.Sprint(g, "/", i)}
+					if g%2 == 1 {
+						ty.call(func(ctx context.Context) error {
+							e, err := c.ExecuteDetailed(ctx, agent.ID, in)
+							if err == nil && len(e.Trajectory) != 2 {
+								return fmt.Errorf("a react run lost a step: %d", len(e.Trajectory))
+							}
+							return err
+						})
+						continue
+					}
+					ty.call(func(ctx context.Context) error {
+						text := map[string]string{}
+						var final map[string]any
+						for part, err := range c.ExecuteStream(ctx, streamed.ID, in) {
+							if err != nil {
+								return err // the end marker: an error, last
+							}
+							if final != nil {
+								return fmt.Errorf("a part after the outputs")
+							}
+							if part.Outputs != nil {
+								final = part.Outputs
+								continue
+							}
+							text[part.Field] += part.Delta
+						}
+						if final == nil {
+							return fmt.Errorf("a stream ended without its outputs or an error")
+						}
+						for k, v := range final {
+							if text[k] != v {
+								return fmt.Errorf("field %s streamed %q, the outputs say %q", k, text[k], v)
+							}
+						}
+						return nil
+					})
+				}
+			}()
+		}
+		pace := time.NewTicker(20 * time.Millisecond)
+		defer pace.Stop()
+		for end := time.Now().Add(chaosDuration); time.Now().Before(end); <-pace.C {
+			ws := p.Workers()
+			if pid := ws[rand.IntN(len(ws))].Worker().PID; pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
+				ty.killed.Add(1)
+			}
+		}
+		close(stop)
+		wg.Wait()
+		failures := ty.failures()
+		ty.mu.Lock()
+		for code := range ty.failed {
+			assert.Equal(t, "unavailable", code, "streams and tools fail only as their worker dies: %s", failures)
+		}
+		ty.mu.Unlock()
+		assert.Positive(t, ty.succeeded.Load())
+		waitFor(t, "back to 4 ready", func() bool { return p.Stats().Ready == 4 })
+		ty.restarts = p.Stats().Restarts
+		require.NoError(t, p.Close(context.Background()))
+	})
+
 	chaosReport.Lock()
 	defer chaosReport.Unlock()
 	var b strings.Builder
