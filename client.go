@@ -456,11 +456,8 @@ func (c *Client) evict(ctx context.Context, session, hash string) error {
 }
 
 func (c *Client) execute(ctx context.Context, session, id string, inputs map[string]any) (map[string]any, error) {
-	e, err := c.executeDetailed(ctx, session, id, inputs)
-	if err != nil {
-		return nil, err
-	}
-	return e.Outputs, nil
+	out, _, _, err := c.run(ctx, session, id, inputs)
+	return out, err
 }
 
 func isSpecNotFound(err error) bool {

@@ -113,8 +113,8 @@ func (c *Client) prepare(ctx context.Context, session, id string, inputs map[str
 	return p, req, rawInputs, nil
 }
 
-// result decodes execute_program's result into the typed outputs and the
-// trajectory.
+// result decodes execute_program's result into the typed outputs and,
+// for a react program, the trajectory.
 func (c *Client) result(p *Program, raw json.RawMessage) (map[string]any, []Step, error) {
 	const op = program.CmdExecuteProgram
 	// One pass over the result, numbers kept exact for the conversion.
@@ -135,9 +135,19 @@ func (c *Client) result(p *Program, raw json.RawMessage) (map[string]any, []Step
 }
 
 func (c *Client) executeDetailed(ctx context.Context, session, id string, inputs map[string]any) (*Execution, error) {
-	p, req, rawInputs, err := c.prepare(ctx, session, id, inputs)
+	out, trajectory, worker, err := c.run(ctx, session, id, inputs)
 	if err != nil {
 		return nil, err
+	}
+	return &Execution{Outputs: out, Trajectory: trajectory, Worker: worker}, nil
+}
+
+// run executes a program: the request, the resend of the spec to a
+// worker that lacks it, and the typed result.
+func (c *Client) run(ctx context.Context, session, id string, inputs map[string]any) (map[string]any, []Step, string, error) {
+	p, req, rawInputs, err := c.prepare(ctx, session, id, inputs)
+	if err != nil {
+		return nil, nil, "", err
 	}
 	resp, err := c.a.Call(ctx, req)
 	if isSpecNotFound(err) {
@@ -147,13 +157,10 @@ func (c *Client) executeDetailed(ctx context.Context, session, id string, inputs
 		resp, err = c.a.Call(ctx, req)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, "", err
 	}
 	out, trajectory, err := c.result(p, resp.Result)
-	if err != nil {
-		return nil, err
-	}
-	return &Execution{Outputs: out, Trajectory: trajectory, Worker: resp.Worker}, nil
+	return out, trajectory, resp.Worker, err
 }
 
 func (c *Client) executeStream(ctx context.Context, session, id string, inputs map[string]any) iter.Seq2[StreamPart, error] {
