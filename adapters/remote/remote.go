@@ -15,7 +15,9 @@
 // or the network parted) ends with CodeUnavailable instead of waiting for
 // its deadline. "No responders" is CodeUnavailable, a deadline
 // CodeDeadlineExceeded. Calls are delivered at most once: the adapter
-// never resends a call a host may have received.
+// never resends a call a host may have received. Streams cross NATS with
+// credit, as they cross a worker's pipes, and a react program's tools run
+// in the caller's process, called back through its reply inbox.
 //
 // State that every host must have lives in a JetStream key-value bucket,
 // "<prefix>_state", not in any one process: broadcasts (the LM
