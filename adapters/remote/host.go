@@ -127,6 +127,9 @@ func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptio
 			h.abort()
 		}
 	}()
+	if err := h.checkUnique(ctx); err != nil {
+		return nil, err
+	}
 	if err := h.openState(ctx, opts.Replicas); err != nil {
 		return nil, err
 	}
@@ -192,6 +195,20 @@ func (h *Host) defaults(opts *HostOptions) error {
 	}
 	h.log = h.log.With("host", h.id)
 	return nil
+}
+
+// checkUnique refuses an id another live host serves under: their
+// sessions would mix.
+func (h *Host) checkUnique(ctx context.Context) error {
+	m := nats.NewMsg(h.subj.hostCall(h.id))
+	m.Header.Set(hdrCommand, "ping")
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	r, err := h.nc.RequestMsgWithContext(ctx, m)
+	if err == nil && r.Header.Get(hdrHost) == h.id {
+		return errorf(adapter.CodeAlreadyExists, Name, "serve", "host id %q is already serving %s; give each host its own id", h.id, h.subj.prefix)
+	}
+	return nil // no responders, or no answer in time: the id is free
 }
 
 // flushTimeout is the time ctx leaves, or 10 s without a deadline.

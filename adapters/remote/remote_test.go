@@ -311,3 +311,12 @@ func TestBroadcastWithoutHostIsRecorded(t *testing.T) {
 	require.NoError(t, json.Unmarshal(resp.Result, &stats))
 	assert.Equal(t, "recorded", stats.LM.Model)
 }
+
+func TestHostIDsAreUnique(t *testing.T) {
+	s := startServer(t)
+	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "twin"})
+	m := mock.New(mock.Options{})
+	defer m.Close(context.Background())
+	_, err := remote.Serve(ctxT(t, 10*time.Second), connect(t, s.ClientURL()), m, remote.HostOptions{ID: "twin"})
+	assert.Equal(t, adapter.CodeAlreadyExists, adapter.CodeOf(err), "%v", err)
+}
