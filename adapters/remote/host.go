@@ -231,7 +231,8 @@ func (h *Host) Stats() adapter.Stats {
 
 // openState opens the shared state bucket and replays its broadcasts.
 func (h *Host) openState(ctx context.Context, replicas int) error {
-	kv, err := openBucket(ctx, h.nc, h.subj, replicas)
+	var kv jetstream.KeyValue
+	err := retry(ctx, func() (err error) { kv, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
 	if err != nil {
 		return h.unavailable("serve", err)
 	}
@@ -267,6 +268,33 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 			return adapter.Wrap(ctx.Err(), Name, "serve")
 		}
 	}
+}
+
+// retry runs op until it succeeds, fails for a reason other than
+// JetStream being briefly unable to answer (a stream still electing its
+// leader, a server of the cluster lost), or ctx ends.
+func retry(ctx context.Context, op func() error) error {
+	wait := 25 * time.Millisecond
+	for {
+		err := op()
+		if err == nil || !transient(err) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// transient reports a JetStream failure that a moment may cure.
+func transient(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat)
 }
 
 // refused reports an error that says the request itself is wrong, not
@@ -611,7 +639,8 @@ func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, erro
 		return 0, err
 	}
 	key := "broadcast." + req.Command
-	rev, err := h.kv.Put(ctx, key, req.Args)
+	var rev uint64
+	err := retry(ctx, func() (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
 	if err != nil {
 		return 0, &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: Name,
 			Err: fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err)}
@@ -634,7 +663,7 @@ func (h *Host) recordSpec(ctx context.Context, args, result []byte) {
 	if json.Unmarshal(args, &a) != nil || json.Unmarshal(result, &r) != nil || len(a.Spec) == 0 || !tokenRE.MatchString(r.SpecHash) {
 		return
 	}
-	if _, err := h.kv.Put(ctx, "spec."+r.SpecHash, a.Spec); err != nil {
+	if err := retry(ctx, func() error { _, err := h.kv.Put(ctx, "spec."+r.SpecHash, a.Spec); return err }); err != nil {
 		h.log.Warn("recording a program spec in the shared state failed", "spec_hash", r.SpecHash, "err", err)
 	}
 }
@@ -647,7 +676,8 @@ func (h *Host) fetchSpec(ctx context.Context, args []byte) []byte {
 	if json.Unmarshal(args, &fields) != nil || json.Unmarshal(args, &a) != nil || len(a.Spec) > 0 || !tokenRE.MatchString(a.SpecHash) {
 		return nil
 	}
-	e, err := h.kv.Get(ctx, "spec."+a.SpecHash)
+	var e jetstream.KeyValueEntry
+	err := retry(ctx, func() (err error) { e, err = h.kv.Get(ctx, "spec."+a.SpecHash); return err })
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			h.log.Warn("reading a program spec from the shared state failed", "spec_hash", a.SpecHash, "err", err)
@@ -667,7 +697,7 @@ func (h *Host) forgetSpec(ctx context.Context, args []byte) {
 	if json.Unmarshal(args, &a) != nil || !tokenRE.MatchString(a.SpecHash) {
 		return
 	}
-	if err := h.kv.Delete(ctx, "spec."+a.SpecHash); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := retry(ctx, func() error { return h.kv.Delete(ctx, "spec."+a.SpecHash) }); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		h.log.Warn("deleting a program spec from the shared state failed", "spec_hash", a.SpecHash, "err", err)
 	}
 }

@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/wire"
@@ -326,7 +327,8 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	if !tokenRE.MatchString(req.Command) {
 		return errorf(adapter.CodeInvalidArgument, a.name, req.Command, "command %q cannot be broadcast: its name may hold only letters, digits, '_' and '-'", req.Command)
 	}
-	kv, kerr := openBucket(ctx, a.nc, a.subj, a.replicas)
+	var kv jetstream.KeyValue
+	kerr := retry(ctx, func() (err error) { kv, err = openBucket(ctx, a.nc, a.subj, a.replicas); return err })
 	if kerr != nil {
 		return &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
 	}
@@ -334,7 +336,8 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	if len(args) == 0 {
 		args = []byte("{}")
 	}
-	rev, kerr := kv.Put(ctx, "broadcast."+req.Command, args)
+	var rev uint64
+	kerr = retry(ctx, func() (err error) { rev, err = kv.Put(ctx, "broadcast."+req.Command, args); return err })
 	if kerr != nil {
 		return &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
 	}
