@@ -37,6 +37,9 @@ func (a *Adapter) Stream(ctx context.Context, req adapter.Request) iter.Seq2[ada
 		var seq uint64
 		stopped := false
 		emit := func(data json.RawMessage) error {
+			if err := ctx.Err(); err != nil {
+				return err // no chunk after the deadline or a cancel
+			}
 			frame, err := protocol.AppendChunk(nil, &protocol.Chunk{Seq: seq, Data: data}, a.max)
 			if err != nil {
 				return a.codecError(err, req.Command)

@@ -175,7 +175,12 @@ func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, ea
 	}
 	var taken, owed uint64
 	grantEvery := uint64(max(1, window/2))
+	ctxEnded := false // take refused a chunk because ctx ended, not because the consumer left
 	take := func(ck protocol.Chunk) bool {
+		if ctx.Err() != nil {
+			ctxEnded = true // no chunk after the deadline or a cancel
+			return false
+		}
 		if !each(ck) {
 			return false
 		}
@@ -192,6 +197,9 @@ func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, ea
 		case ck := <-chunks:
 			if !take(ck) {
 				giveUp()
+				if ctxEnded {
+					return nil, adapter.Wrap(ctx.Err(), c.name, op)
+				}
 				return nil, errStopped
 			}
 		case resp := <-ch:
@@ -199,6 +207,9 @@ func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, ea
 			for len(chunks) > 0 {
 				if !take(<-chunks) {
 					forget()
+					if ctxEnded {
+						return nil, adapter.Wrap(ctx.Err(), c.name, op)
+					}
 					return nil, errStopped
 				}
 			}

@@ -464,7 +464,12 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 	silence := time.NewTimer(missedBeats * beat)
 	defer silence.Stop()
 	var taken, owed uint64
+	ctxEnded := false // take refused a chunk because ctx ended, not because the consumer left
 	take := func(m *nats.Msg) bool {
+		if ctx.Err() != nil {
+			ctxEnded = true // no chunk after the deadline or a cancel
+			return false
+		}
 		if !o.each(m) {
 			return false
 		}
@@ -481,7 +486,7 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 			for len(p.chunks) > 0 { // every chunk came before the reply
 				if !take(<-p.chunks) {
 					a.cancelRemote(p, msg.Reply)
-					return nil, errStopped
+					return nil, stopErr(ctx, ctxEnded, a.name, op)
 				}
 			}
 			if o.window > 0 && m.Header.Get(hdrNATS) == "" && headerUint(m.Header, hdrChunks) != taken {
@@ -492,7 +497,7 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 			silence.Reset(missedBeats * beat)
 			if !take(m) {
 				a.cancelRemote(p, msg.Reply)
-				return nil, errStopped
+				return nil, stopErr(ctx, ctxEnded, a.name, op)
 			}
 		case <-p.broken:
 			a.cancelRemote(p, msg.Reply)
@@ -515,6 +520,15 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 			return nil, adapter.Wrap(adapter.ErrClosed, a.name, op)
 		}
 	}
+}
+
+// stopErr is why a stream stopped taking chunks: its context, or its
+// consumer.
+func stopErr(ctx context.Context, ctxEnded bool, name, op string) error {
+	if ctxEnded {
+		return adapter.Wrap(ctx.Err(), name, op)
+	}
+	return errStopped
 }
 
 // cancelRemote tells the host working on a call, when known, to stop it.
