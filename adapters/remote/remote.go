@@ -473,6 +473,8 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 		if !o.each(m) {
 			return false
 		}
+		// The consumer's own time is not the host's silence.
+		silence.Reset(missedBeats * beat)
 		taken++
 		if owed++; owed >= uint64(max(1, o.window/2)) {
 			a.grant(p, msg.Reply, owed)

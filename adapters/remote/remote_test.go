@@ -320,3 +320,22 @@ func TestHostIDsAreUnique(t *testing.T) {
 	_, err := remote.Serve(ctxT(t, 10*time.Second), connect(t, s.ClientURL()), m, remote.HostOptions{ID: "twin"})
 	assert.Equal(t, adapter.CodeAlreadyExists, adapter.CodeOf(err), "%v", err)
 }
+
+// A consumer slower than the heartbeat's patience is not a silent host:
+// the stream goes on.
+func TestSlowStreamConsumerIsNotASilentHost(t *testing.T) {
+	s := startServer(t)
+	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	n := 0
+	for c, err := range a.Stream(ctx, adapter.Request{Command: "stream_count", Args: json.RawMessage(`{"n":4}`)}) {
+		require.NoError(t, err)
+		if c.Response != nil {
+			break
+		}
+		n++
+		<-time.After(400 * time.Millisecond) // longer than three 100 ms heartbeats
+	}
+	assert.Equal(t, 4, n)
+}
