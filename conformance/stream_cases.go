@@ -3,9 +3,7 @@ package conformance
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -25,7 +23,7 @@ func streamCases() []Case {
 		{Name: "stream_chunks", Doc: "A streamed execution yields every chunk in order, exactly the dummy LM's chunks, then the typed outputs.", Skip: needStreaming, Run: caseStreamChunks},
 		{Name: "stream_cancel", Doc: "Leaving a stream early cancels it on the worker, and the adapter serves on.", Skip: needStreaming, Run: caseStreamCancel},
 		{Name: "stream_deadline", Doc: "A deadline passing mid-stream ends it with CodeDeadlineExceeded, last and once.", Skip: needStreaming, Run: caseStreamDeadline},
-		{Name: "stream_producer_error", Doc: "A producer that fails after some chunks ends the stream with its error, last and once.", Skip: needStreamCount, Run: caseStreamProducerError},
+		{Name: "stream_producer_error", Doc: "A producer that fails after some chunks ends the stream with its error, last and once.", Skip: needStreaming, Run: caseStreamProducerError},
 		{Name: "stream_slow_consumer", Doc: "A consumer slower than the producer gets every chunk: the producer waits for credit instead of overrunning it.", Skip: needStreaming, Run: caseStreamSlowConsumer},
 		{Name: "streams_32_concurrent", Doc: "32 concurrent streams each get their own complete chunks and outputs.", Skip: needStreaming, Run: caseStreamsConcurrent},
 		{Name: "react_tools", Doc: "A react program calls Go tools; results, errors (with their code), unknown tools and panics become observations.", Skip: needTools, Run: caseReactTools},
@@ -36,16 +34,6 @@ func streamCases() []Case {
 func needStreaming(env *Env) string {
 	if _, ok := env.Adapter.(adapter.Streamer); !ok || !env.Adapter.Capabilities().Streaming {
 		return "the adapter does not stream (adapter.Streamer, Capabilities.Streaming)"
-	}
-	return ""
-}
-
-func needStreamCount(env *Env) string {
-	if why := needStreaming(env); why != "" {
-		return why
-	}
-	if cmds := env.Adapter.Capabilities().Commands; !slices.Contains(cmds, "stream_count") {
-		return "the workers lack the stream_count diagnostics command"
 	}
 	return ""
 }
@@ -188,41 +176,34 @@ func caseStreamDeadline(t TB, env *Env) {
 }
 
 func caseStreamProducerError(t TB, env *Env) {
-	var data []string
-	var last error
-	var final *adapter.Response
-	for c, err := range env.Adapter.(adapter.Streamer).Stream(env.Ctx, adapter.Request{Command: "stream_count", Args: json.RawMessage(`{"n":10,"fail_at":4}`)}) {
-		require.NoError(t, last, "nothing after the error")
-		if err != nil {
-			last = err
-			continue
+	p := create(t, env, manyOutputs())
+	in := map[string]any{"question": "fail midway"}
+	configure := func(args string) {
+		t.Helper()
+		req := adapter.Request{Command: program.CmdConfigureLM, Args: json.RawMessage(args)}
+		var err error
+		if b, ok := env.Adapter.(adapter.Broadcaster); ok {
+			err = b.Broadcast(env.Ctx, req)
+		} else {
+			_, err = env.Adapter.Call(env.Ctx, req)
 		}
-		if c.Response != nil {
-			final = c.Response
-			continue
-		}
-		data = append(data, string(c.Data))
-	}
-	assert.Nil(t, final)
-	assert.Equal(t, []string{"0", "1", "2", "3"}, data, "the chunks before the failure")
-	requireCode(t, adapter.CodeInternal, last, "the producer's error ends the stream")
-	var e *adapter.Error
-	require.True(t, errors.As(last, &e))
-	require.NotNil(t, e.Remote)
-	assert.Equal(t, "RuntimeError", e.Remote.Type)
-
-	// And a producer that finishes returns its result after its chunks.
-	n := 0
-	for c, err := range env.Adapter.(adapter.Streamer).Stream(env.Ctx, adapter.Request{Command: "stream_count", Args: json.RawMessage(`{"n":100}`)}) {
 		require.NoError(t, err)
-		if c.Response != nil {
-			assert.JSONEq(t, `{"count":100}`, string(c.Response.Result))
-			continue
-		}
-		assert.Equal(t, fmt.Sprint(n), string(c.Data))
-		n++
 	}
-	assert.Equal(t, 100, n)
+	configure(`{"provider":"dummy","fail_after_chunks":4}`)
+	defer configure(`{"provider":"dummy"}`)
+
+	parts, final, err := collect(t, env.Client.ExecuteStream(env.Ctx, p.ID, in))
+	assert.Nil(t, final, "no outputs from a failed producer")
+	requireCode(t, adapter.CodeInternal, err, "the producer's error ends the stream")
+	assert.Contains(t, err.Error(), "failed after 4 chunks")
+	assert.Equal(t, wantChunks(t, p, in)[:4], deltas(parts), "the chunks before the failure, every one")
+
+	// The same program without the fault streams to the end.
+	configure(`{"provider":"dummy"}`)
+	parts, final, err = collect(t, env.Client.ExecuteStream(env.Ctx, p.ID, in))
+	require.NoError(t, err)
+	require.NotNil(t, final)
+	assert.Equal(t, wantChunks(t, p, in), deltas(parts))
 }
 
 func caseStreamSlowConsumer(t TB, env *Env) {

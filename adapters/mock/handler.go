@@ -99,7 +99,7 @@ func init() {
 
 var lmArgTypes = map[string]string{
 	"provider": "str", "model": "str", "base_url": "str", "api_key_env": "str", "temperature": "float",
-	"max_tokens": "int", "timeout_ms": "int", "engine": "str", "verify": "bool", "delay_ms": "int", "script": "array",
+	"max_tokens": "int", "timeout_ms": "int", "engine": "str", "verify": "bool", "delay_ms": "int", "script": "array", "fail_after_chunks": "int",
 }
 
 // Commands lists the command set's names, sorted.
@@ -306,7 +306,10 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 	if err != nil {
 		return nil, err
 	}
-	if err := stream(ctx, c, outputs); err != nil {
+	h.mu.Lock()
+	failAfter := h.lm.FailAfterChunks
+	h.mu.Unlock()
+	if err := stream(ctx, c, outputs, failAfter); err != nil {
 		return nil, err
 	}
 	rawOut, err := json.Marshal(outputs)

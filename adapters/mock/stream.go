@@ -100,8 +100,9 @@ func (h *Handler) react(ctx context.Context, script []program.ScriptStep, maxIte
 	return trajectory, nil
 }
 
-// stream emits the dummy chunks of outputs when the request streams.
-func stream(ctx context.Context, c *program.Compiled, outputs map[string]any) error {
+// stream emits the dummy chunks of outputs when the request streams,
+// failing after failAfter of them when it is set.
+func stream(ctx context.Context, c *program.Compiled, outputs map[string]any, failAfter *int) error {
 	emit := protocol.EmitFrom(ctx)
 	if emit == nil {
 		return nil
@@ -110,9 +111,12 @@ func stream(ctx context.Context, c *program.Compiled, outputs map[string]any) er
 	if err != nil {
 		return err
 	}
-	for _, ch := range chunks {
+	for i, ch := range chunks {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if failAfter != nil && i >= *failAfter {
+			return adapter.Errorf(adapter.CodeInternal, "the dummy LM failed after %d chunks (fail_after_chunks)", i)
 		}
 		data, _ := json.Marshal(ch)
 		if err := emit(data); err != nil {

@@ -107,6 +107,10 @@ type LMArgs struct {
 	// Script drives the dummy provider's react loop: step i of the loop
 	// takes Script[i].
 	Script []ScriptStep `json:"script,omitempty"`
+	// FailAfterChunks makes the dummy provider's streamed executions fail
+	// (internal) after this many chunks: a portable producer error for
+	// tests of streams. Nil means never.
+	FailAfterChunks *int `json:"fail_after_chunks,omitempty"`
 }
 
 // ScriptStep is one step of the dummy provider's react script: a call of
@@ -154,6 +158,12 @@ func ValidateLM(lm LMArgs) error {
 	case "", "auto", "native", "dspy":
 	default:
 		bad = append(bad, fmt.Sprintf("engine %q is unknown (known: auto, native, dspy)", lm.Engine))
+	}
+	if lm.FailAfterChunks != nil && *lm.FailAfterChunks < 0 {
+		bad = append(bad, "fail_after_chunks must not be negative")
+	}
+	if lm.FailAfterChunks != nil && lm.Provider != "dummy" {
+		bad = append(bad, "fail_after_chunks is only for the dummy provider")
 	}
 	if len(lm.Script) > 0 && lm.Provider != "dummy" {
 		bad = append(bad, "script is only for the dummy provider")

@@ -585,7 +585,10 @@ class NativeEngine:
         if dummy:
             outputs = compiled.dummy_outputs(inputs)
             if stream:
-                yield from output_chunks(compiled, outputs)
+                for i, chunk in enumerate(output_chunks(compiled, outputs)):
+                    if config.fail_after_chunks is not None and i >= config.fail_after_chunks:
+                        raise WorkerError("internal", f"the dummy LM failed after {i} chunks (fail_after_chunks)")
+                    yield chunk
             return outputs, trajectory
         extra = trajectory_text(trajectory) if trajectory is not None else None
         messages = build_messages(compiled, inputs, extra)

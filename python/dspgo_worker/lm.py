@@ -95,8 +95,9 @@ _LMConfigFields = namedtuple(
         "delay_ms",
         "resolved_engine",
         "script",
+        "fail_after_chunks",
     ),
-    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", ()),
+    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", (), None),
 )
 
 
@@ -229,9 +230,11 @@ def validate_lm_args(args: dict) -> LMConfig:
     temperature = args.get("temperature")
     if temperature is not None and not 0 <= temperature <= 2:
         bad.append(f"temperature {go_float(temperature)} is outside [0, 2]")
-    for name in ("max_tokens", "timeout_ms", "delay_ms"):
+    for name in ("max_tokens", "timeout_ms", "delay_ms", "fail_after_chunks"):
         if (args.get(name) or 0) < 0:
             bad.append(f"{name} must not be negative")
+    if args.get("fail_after_chunks") is not None and provider != "dummy":
+        bad.append("fail_after_chunks is only for the dummy provider")
     engine = args.get("engine") or ""
     if engine not in ("",) + ENGINES:
         bad.append(f"engine {json.dumps(engine, ensure_ascii=False)} is unknown (known: auto, native, dspy)")
@@ -261,6 +264,7 @@ def validate_lm_args(args: dict) -> LMConfig:
         engine=engine or "auto",
         delay_ms=args.get("delay_ms") or 0,
         script=tuple(script),
+        fail_after_chunks=args.get("fail_after_chunks"),
     )
 
 

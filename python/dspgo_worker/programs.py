@@ -201,6 +201,7 @@ def rss_bytes() -> int:
         "engine": Arg("str", description="auto (dspy when importable), native or dspy"),
         "verify": Arg("bool", default=False, description="check the configuration with one small request now"),
         "delay_ms": Arg("int", description="wait this long before each execution (for tests of deadlines)"),
+        "fail_after_chunks": Arg("int", description="dummy provider: a streamed execution fails after this many chunks (for tests of streams)"),
         "script": Arg(
             "array",
             description='dummy provider only: the react steps, each {"tool": name, "args": {...}} or {"finish": true}',
