@@ -476,6 +476,15 @@ func caseConfigureLM(t TB, env *Env) {
 	temp := 3.0
 	requireCode(t, adapter.CodeInvalidArgument, c.ConfigureLM(ctx, dspgo.LMConfig{Temperature: &temp}))
 	requireCode(t, adapter.CodeInvalidArgument, c.ConfigureLM(ctx, dspgo.LMConfig{Engine: "tensorflow"}))
+	// The dummy provider's test knobs are checked as strictly.
+	for _, args := range []string{
+		`{"provider":"dummy","fail_after_chunks":-1}`,
+		`{"provider":"dummy","script":[{"tool":"t"}]}`,
+		`{"provider":"dummy","script":[{"finish":false}]}`,
+	} {
+		_, err := env.Adapter.Call(ctx, adapter.Request{Command: program.CmdConfigureLM, Args: json.RawMessage(args)})
+		requireCode(t, adapter.CodeInvalidArgument, err, "%s", args)
+	}
 }
 
 func caseCrashRecovery(t TB, env *Env) {
