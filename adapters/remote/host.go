@@ -229,15 +229,22 @@ func (h *Host) Stats() adapter.Stats {
 	return s
 }
 
-// openState opens the shared state bucket and replays its broadcasts.
+// openState opens the shared state bucket and replays its broadcasts,
+// within ctx or, when it has no deadline, 30 s.
 func (h *Host) openState(ctx context.Context, replicas int) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
 	var kv jetstream.KeyValue
 	err := retry(ctx, func() (err error) { kv, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
 	if err != nil {
 		return h.unavailable("serve", err)
 	}
 	h.kv = kv
-	w, err := kv.Watch(h.callCtx, "broadcast.>")
+	var w jetstream.KeyWatcher
+	err = retry(ctx, func() (err error) { w, err = kv.Watch(h.callCtx, "broadcast.>"); return err })
 	if err != nil {
 		return h.unavailable("serve", fmt.Errorf("watching the state bucket %q: %w", h.subj.bucket(), err))
 	}
@@ -277,7 +284,7 @@ func retry(ctx context.Context, op func() error) error {
 	wait := 25 * time.Millisecond
 	for {
 		err := op()
-		if err == nil || !transient(err) {
+		if err == nil || !transient(err) || ctx.Err() != nil {
 			return err
 		}
 		t := time.NewTimer(wait)
@@ -291,10 +298,13 @@ func retry(ctx context.Context, op func() error) error {
 	}
 }
 
-// transient reports a JetStream failure that a moment may cure.
+// transient reports a JetStream failure that a moment may cure; a
+// deadline here is JetStream's own time-out of one request (retry stops
+// when its own context ends).
 func transient(err error) bool {
 	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat)
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, context.DeadlineExceeded)
 }
 
 // refused reports an error that says the request itself is wrong, not

@@ -61,7 +61,7 @@ func serveMockOn(t testing.TB, url string, opts remote.HostOptions) (*remote.Hos
 	if opts.Heartbeat == 0 {
 		opts.Heartbeat = 100 * time.Millisecond
 	}
-	h, err := remote.Serve(context.Background(), nc, m, opts)
+	h, err := remote.Serve(ctxT(t, time.Minute), nc, m, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, h.Close(context.Background()))
