@@ -19,8 +19,6 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/credit"
 	"github.com/dspgo/dspgo/internal/program"
-	"github.com/dspgo/dspgo/internal/wire"
-	"github.com/dspgo/dspgo/protocol"
 )
 
 // HostOptions configure a worker host.
@@ -587,13 +585,9 @@ func (t toolProxy) CallTool(ctx context.Context, name string, args json.RawMessa
 		return nil, errorf(adapter.CodeUnavailable, Name, "tool", "tool %q: the caller is gone", name)
 	case err != nil:
 		return nil, adapter.Wrap(err, Name, "tool")
-	case r.Header.Get(hdrError) != "":
-		var body protocol.ErrorBody
-		if json.Unmarshal(r.Data, &body) != nil || body.Code == "" {
-			return nil, errorf(adapter.CodeInternal, Name, "tool", "tool %q: malformed error from the caller", name)
-		}
-		code, _ := adapter.ParseCode(body.Code)
-		return nil, adapter.Errorf(code, "%s", body.Message)
+	}
+	if err := replyError(r, Name, "tool", "the caller"); err != nil {
+		return nil, err
 	}
 	return r.Data, nil
 }
@@ -737,9 +731,7 @@ func (h *Host) respond(reply, cmd string, resp adapter.Response, rev uint64, chu
 		}
 	}
 	if err != nil {
-		body := wire.Body(err)
-		m.Data, _ = json.Marshal(body)
-		m.Header.Set(hdrError, body.Code)
+		setError(m, err)
 		m.Header.Del(hdrWorker)
 	}
 	if perr := h.nc.PublishMsg(m); perr != nil {

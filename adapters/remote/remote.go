@@ -47,8 +47,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/internal/wire"
-	"github.com/dspgo/dspgo/protocol"
 )
 
 // Name is the remote adapter's registered name.
@@ -595,12 +593,8 @@ func (a *Adapter) decode(op, session, host string, m *nats.Msg) (adapter.Respons
 		a.remember(session, served)
 	}
 	a.raiseStateRev(headerUint(m.Header, hdrStateRev))
-	if m.Header.Get(hdrError) != "" {
-		var body protocol.ErrorBody
-		if err := json.Unmarshal(m.Data, &body); err != nil || body.Code == "" {
-			return adapter.Response{}, errorf(adapter.CodeInternal, a.name, op, "malformed error reply from host %q: %.200s", served, m.Data)
-		}
-		return adapter.Response{}, wire.Error(a.name, op, &body)
+	if err := replyError(m, a.name, op, "host "+strconv.Quote(served)); err != nil {
+		return adapter.Response{}, err
 	}
 	worker := served
 	if w := m.Header.Get(hdrWorker); w != "" {

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/internal/wire"
 )
 
 // DefaultStreamWindow is the credit of a remote stream: the chunks a host
@@ -109,9 +108,7 @@ func (a *Adapter) answerTool(m *nats.Msg, name string, result json.RawMessage, e
 		err = adapter.Errorf(adapter.CodeInternal, "tool %q returned invalid JSON", name)
 	}
 	if err != nil {
-		body := wire.Body(err)
-		r.Data, _ = json.Marshal(body)
-		r.Header.Set(hdrError, body.Code)
+		setError(r, err)
 	} else {
 		r.Data = result
 	}

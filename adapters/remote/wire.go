@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -9,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/wire"
+	"github.com/dspgo/dspgo/protocol"
 )
 
 // Defaults shared by the adapter and the host.
@@ -160,4 +163,25 @@ func errorf(code adapter.Code, adapterName, op, format string, args ...any) erro
 	e := adapter.Errorf(code, format, args...)
 	e.Adapter, e.Op = adapterName, op
 	return e
+}
+
+// setError makes m a failure reply: err as a protocol error object, its
+// code in the error header.
+func setError(m *nats.Msg, err error) {
+	body := wire.Body(err)
+	m.Data, _ = json.Marshal(body)
+	m.Header.Set(hdrError, body.Code)
+}
+
+// replyError returns the error a failure reply carries (see setError), or
+// nil for a success; from names the sender in a malformed reply's error.
+func replyError(m *nats.Msg, adapterName, op, from string) error {
+	if m.Header.Get(hdrError) == "" {
+		return nil
+	}
+	var body protocol.ErrorBody
+	if json.Unmarshal(m.Data, &body) != nil || body.Code == "" {
+		return errorf(adapter.CodeInternal, adapterName, op, "malformed error reply from %s: %.200s", from, m.Data)
+	}
+	return wire.Error(adapterName, op, &body)
 }
