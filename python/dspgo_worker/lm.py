@@ -725,39 +725,37 @@ class OpenAIProvider:
         endpoint = self.endpoint
         if not endpoint.direct or _proxied(endpoint.scheme, endpoint.netloc):
             return call_in_thread(lambda: self._post_urllib(data), ctx, self.config.timeout, "the LM endpoint")
-        timeout = self.config.timeout
-        end = time.monotonic() + timeout
-        if ctx.deadline is not None and ctx.deadline < end:
-            end = ctx.deadline
+        end = self._end(ctx)
         net = _Net.load()
         try:
-            status, headers, raw = self._exchange(net, endpoint, data, ctx, end)
+            status, headers, raw = self._on_connection(
+                net, endpoint, ctx, end, keep=True, send=lambda conn, reused: self._roundtrip(conn, endpoint, data, ctx, end, reused)
+            )
         except (Cancelled, DeadlineExceeded, _Retryable, WorkerError):
             raise
-        except (TimeoutError, net.socket.timeout):  # (one class from 3.10 on)
-            ctx.check()
-            if ctx.deadline is not None and ctx.deadline <= end:
-                raise DeadlineExceeded(
-                    f"request {ctx.id} ({ctx.command}) ran past its deadline waiting for the LM endpoint"
-                ) from None
-            raise WorkerError("deadline_exceeded", f"LM endpoint {endpoint.shown}: no answer within {timeout:g} s") from None
-        except net.http.HTTPException as exc:  # a broken HTTP exchange (OSError ones are below)
-            ctx.check()
-            raise WorkerError("unavailable", f"LM endpoint {endpoint.shown}: {type(exc).__name__}: {exc}") from None
-        except OSError as exc:
-            ctx.check()
-            raise WorkerError("unavailable", f"LM endpoint {endpoint.shown}: {type(exc).__name__}: {exc}") from None
+        except (TimeoutError, net.socket.timeout, net.http.HTTPException, OSError) as exc:
+            raise self._network_error(exc, net, endpoint, ctx, end) from None
         if not 200 <= status < 300:
             raise self._http_error(status, headers, raw)
         if len(raw) > MAX_REPLY_BYTES:
             raise WorkerError("resource_exhausted", f"LM endpoint {endpoint.shown}: reply over {MAX_REPLY_BYTES} bytes")
         return self._content(raw, endpoint.shown)
 
-    def _exchange(self, net, endpoint: _Endpoint, data: bytes, ctx, end: float):
-        """``(status, headers, body)`` of one POST on this thread's connection to the
-        endpoint, opened if need be; a dropped kept connection is replaced once."""
+    def _end(self, ctx) -> float:
+        """When an exchange must be over: the configured timeout, or the request's
+        deadline when sooner."""
+        end = time.monotonic() + self.config.timeout
+        if ctx.deadline is not None and ctx.deadline < end:
+            end = ctx.deadline
+        return end
+
+    def _on_connection(self, net, endpoint: _Endpoint, ctx, end: float, keep: bool, send):
+        """``send(conn, reused)`` on this thread's kept connection to the endpoint, opened
+        if need be; a dropped kept connection is replaced once. With ``keep`` a new
+        connection is kept for later; without it (a stream, which holds its connection
+        until it ends) the kept one is taken out."""
         conns = _connections()
-        conn = conns.get(endpoint.key)
+        conn = conns.get(endpoint.key) if keep else conns.pop(endpoint.key, None)
         # A plain connection idle for a while with something to read was closed by the
         # server. (Not asked of TLS ones, which may hold a session ticket: for those a
         # dropped connection shows when it is used, and the request is sent once more.)
@@ -774,12 +772,24 @@ class OpenAIProvider:
         for reused in ((True, False) if conn is not None else (False,)):
             if not reused:
                 conn = self._connect(net, endpoint, ctx, end)
-                conns[endpoint.key] = conn
+                if keep:
+                    conns[endpoint.key] = conn
             try:
-                return self._roundtrip(conn, endpoint, data, ctx, end, reused)
+                return send(conn, reused)
             except _Dropped:
                 continue
         raise AssertionError("unreachable")  # pragma: no cover - the last try never raises _Dropped
+
+    def _network_error(self, exc: BaseException, net, endpoint: _Endpoint, ctx, end: float) -> WorkerError:
+        """The error of an exchange that failed on the network: the request's own end
+        (raised by ``ctx.check``), its deadline, the configured timeout, or
+        ``unavailable``."""
+        ctx.check()
+        if isinstance(exc, (TimeoutError, net.socket.timeout)):  # (one class from 3.10 on)
+            if ctx.deadline is not None and ctx.deadline <= end:
+                return DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline waiting for the LM endpoint")
+            return WorkerError("deadline_exceeded", f"LM endpoint {endpoint.shown}: no answer within {self.config.timeout:g} s")
+        return WorkerError("unavailable", f"LM endpoint {endpoint.shown}: {type(exc).__name__}: {exc}")
 
     def _connect(self, net, endpoint: _Endpoint, ctx, end: float):
         """A new connection, opened on a helper thread (see the module docstring)."""
@@ -883,44 +893,16 @@ class OpenAIProvider:
         for a 2xx answer; raises _Retryable or WorkerError (Cancelled and DeadlineExceeded
         included) otherwise. The connection is taken out of the thread's kept ones until
         the stream ends."""
-        timeout = self.config.timeout
-        end = time.monotonic() + timeout
-        if ctx.deadline is not None and ctx.deadline < end:
-            end = ctx.deadline
+        end = self._end(ctx)
         net = _Net.load()
         try:
-            conns = _connections()
-            conn = conns.pop(endpoint.key, None)
-            if conn is not None and (
-                conn.sock is None
-                or (
-                    endpoint.scheme == "http"
-                    and time.monotonic() - getattr(conn, "dspgo_used", 0.0) >= _IDLE_CHECK_S
-                    and _stale(conn.sock)
-                )
-            ):
-                conn.close()
-                conn = None
-            for reused in ((True, False) if conn is not None else (False,)):
-                if not reused:
-                    conn = self._connect(net, endpoint, ctx, end)
-                try:
-                    return self._begin_stream(conn, endpoint, data, ctx, end, reused)
-                except _Dropped:
-                    continue
-            raise AssertionError("unreachable")  # pragma: no cover - the last try never raises _Dropped
+            return self._on_connection(
+                net, endpoint, ctx, end, keep=False, send=lambda conn, reused: self._begin_stream(conn, endpoint, data, ctx, end, reused)
+            )
         except (Cancelled, DeadlineExceeded, _Retryable, WorkerError):
             raise
-        except (TimeoutError, net.socket.timeout):
-            ctx.check()
-            if ctx.deadline is not None and ctx.deadline <= end:
-                raise DeadlineExceeded(
-                    f"request {ctx.id} ({ctx.command}) ran past its deadline waiting for the LM endpoint"
-                ) from None
-            raise WorkerError("deadline_exceeded", f"LM endpoint {endpoint.shown}: no answer within {timeout:g} s") from None
-        except (net.http.HTTPException, OSError) as exc:
-            ctx.check()
-            raise WorkerError("unavailable", f"LM endpoint {endpoint.shown}: {type(exc).__name__}: {exc}") from None
+        except (TimeoutError, net.socket.timeout, net.http.HTTPException, OSError) as exc:
+            raise self._network_error(exc, net, endpoint, ctx, end) from None
 
     def _begin_stream(self, conn, endpoint: _Endpoint, data: bytes, ctx, end: float, reused: bool) -> _OpenStream:
         request = self._request_bytes(endpoint, data, accept="text/event-stream")
