@@ -729,7 +729,8 @@ class OpenAIProvider:
         net = _Net.load()
         try:
             status, headers, raw = self._on_connection(
-                net, endpoint, ctx, end, keep=True, send=lambda conn, reused: self._roundtrip(conn, endpoint, data, ctx, end, reused)
+                net, endpoint, ctx, end, keep=True,
+                send=lambda conn, reused: self._roundtrip(conn, endpoint, data, ctx, end, reused),
             )
         except (Cancelled, DeadlineExceeded, _Retryable, WorkerError):
             raise
@@ -897,7 +898,8 @@ class OpenAIProvider:
         net = _Net.load()
         try:
             return self._on_connection(
-                net, endpoint, ctx, end, keep=False, send=lambda conn, reused: self._begin_stream(conn, endpoint, data, ctx, end, reused)
+                net, endpoint, ctx, end, keep=False,
+                send=lambda conn, reused: self._begin_stream(conn, endpoint, data, ctx, end, reused),
             )
         except (Cancelled, DeadlineExceeded, _Retryable, WorkerError):
             raise
