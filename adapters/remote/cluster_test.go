@@ -84,8 +84,8 @@ func urls(nodes []*embedded.Server, first int) string {
 func TestClusterSurvivesNodeLoss(t *testing.T) {
 	nodes := startCluster(t)
 	ctx := ctxT(t, 90*time.Second)
-	h1, _ := serveMockOn(t, urls(nodes, 0), remote.HostOptions{ID: "h1", Replicas: 3})
-	serveMockOn(t, urls(nodes, 1), remote.HostOptions{ID: "h2", Replicas: 3})
+	h1, _ := serveMock(t, urls(nodes, 0), remote.HostOptions{ID: "h1", Replicas: 3})
+	serveMock(t, urls(nodes, 1), remote.HostOptions{ID: "h2", Replicas: 3})
 	a := newRemote(t, urls(nodes, 0), remote.Options{})
 	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"before-loss"}`)}))
 	c := dspgo.NewClient(a)
@@ -137,7 +137,7 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	// three, and a host joining now replays it and finds the program.
 	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"after-loss"}`)}))
 	require.NoError(t, h1.Close(ctx))
-	h3, _ := serveMockOn(t, urls(nodes, 2), remote.HostOptions{ID: "h3", Replicas: 3})
+	h3, _ := serveMock(t, urls(nodes, 2), remote.HostOptions{ID: "h3", Replicas: 3})
 	args, _ := json.Marshal(map[string]any{"program_id": p.ID, "spec_hash": p.Hash, "inputs": map[string]any{"q": "x"}})
 	seen := map[string]bool{}
 	require.True(t, wait.Until(ctx, func() bool {

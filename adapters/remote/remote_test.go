@@ -46,15 +46,10 @@ func connect(t testing.TB, url string) *nats.Conn {
 	return nc
 }
 
-// serveMock serves a fresh mock on a host in this process, drained at the
+// serveMock serves a fresh mock on a host in this process, connected to url
+// (one server, or a cluster's comma-separated list), drained at the
 // end of the test.
 func serveMock(t testing.TB, url string, opts remote.HostOptions) (*remote.Host, *mock.Adapter) {
-	t.Helper()
-	return serveMockOn(t, url, opts)
-}
-
-// serveMockOn is serveMock on a list of server URLs.
-func serveMockOn(t testing.TB, url string, opts remote.HostOptions) (*remote.Host, *mock.Adapter) {
 	t.Helper()
 	m := mock.New(mock.Options{})
 	nc := connect(t, url)
