@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/credit"
 	"github.com/dspgo/dspgo/internal/wire"
 	"github.com/dspgo/dspgo/protocol"
 )
@@ -173,8 +174,8 @@ func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, ea
 	if ex != nil {
 		chunks, broken = ex.chunks, ex.broken
 	}
-	var taken, owed uint64
-	grantEvery := uint64(max(1, window/2))
+	var taken uint64
+	grants := credit.NewGrants(window)
 	ctxEnded := false // take refused a chunk because ctx ended, not because the consumer left
 	take := func(ck protocol.Chunk) bool {
 		if ctx.Err() != nil {
@@ -185,10 +186,9 @@ func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, ea
 			return false
 		}
 		taken++
-		if owed++; owed >= grantEvery {
-			credit := protocol.Credit{ID: id, Credit: int(owed)}
-			owed = 0
-			_ = c.send(func() error { return c.writer.WriteCredit(&credit) })
+		if n := grants.Took(); n > 0 {
+			grant := protocol.Credit{ID: id, Credit: n}
+			_ = c.send(func() error { return c.writer.WriteCredit(&grant) })
 		}
 		return true
 	}

@@ -47,6 +47,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/credit"
 )
 
 // Name is the remote adapter's registered name.
@@ -461,7 +462,8 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 	beat := a.beat
 	silence := time.NewTimer(missedBeats * beat)
 	defer silence.Stop()
-	var taken, owed uint64
+	var taken uint64
+	grants := credit.NewGrants(o.window)
 	ctxEnded := false // take refused a chunk because ctx ended, not because the consumer left
 	take := func(m *nats.Msg) bool {
 		if ctx.Err() != nil {
@@ -474,9 +476,8 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 		// The consumer's own time is not the host's silence.
 		silence.Reset(missedBeats * beat)
 		taken++
-		if owed++; owed >= uint64(max(1, o.window/2)) {
-			a.grant(p, msg.Reply, owed)
-			owed = 0
+		if n := grants.Took(); n > 0 {
+			a.grant(p, msg.Reply, n)
 		}
 		return true
 	}

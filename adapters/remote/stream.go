@@ -75,14 +75,14 @@ func (p *pending) breakStream(why string) {
 }
 
 // grant sends the host of a stream n more chunks of credit.
-func (a *Adapter) grant(p *pending, reply string, n uint64) {
+func (a *Adapter) grant(p *pending, reply string, n int) {
 	h := p.host.Load()
 	if h == nil {
 		return // no chunk has come yet, so no credit is owed
 	}
 	m := nats.NewMsg(a.subj.hostCredit(*h))
 	m.Header.Set(hdrReplyTo, reply)
-	m.Header.Set(hdrCredit, strconv.FormatUint(n, 10))
+	m.Header.Set(hdrCredit, strconv.Itoa(n))
 	_ = a.nc.PublishMsg(m)
 }
 

@@ -46,3 +46,27 @@ func (w *Window) Take(ctx context.Context) error {
 		}
 	}
 }
+
+// Grants is the consumer's side of a stream's credit: it counts the
+// chunks taken and says when to grant them back, in batches of half the
+// window, so that the producer is never more than a window ahead and
+// credit costs one message per half window. The zero value grants every
+// chunk at once.
+type Grants struct {
+	batch int
+	owed  int
+}
+
+// NewGrants returns the grants of a stream whose initial credit is window.
+func NewGrants(window int) Grants { return Grants{batch: max(1, window/2)} }
+
+// Took records one chunk taken and returns the credit to grant now; zero
+// means none yet.
+func (g *Grants) Took() int {
+	if g.owed++; g.owed < g.batch {
+		return 0
+	}
+	n := g.owed
+	g.owed = 0
+	return n
+}

@@ -34,3 +34,16 @@ func TestTakeWaitsForCredit(t *testing.T) {
 	cancel()
 	assert.ErrorIs(t, w.Take(short), context.Canceled, "a producer's context ends its wait")
 }
+
+func TestGrantsInHalfWindows(t *testing.T) {
+	g := credit.NewGrants(16)
+	var granted []int
+	for range 20 {
+		if n := g.Took(); n > 0 {
+			granted = append(granted, n)
+		}
+	}
+	assert.Equal(t, []int{8, 8}, granted, "half a window at a time; 4 still owed")
+	one := credit.NewGrants(1)
+	assert.Equal(t, 1, one.Took(), "a window of 1 grants every chunk")
+}
