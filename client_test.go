@@ -210,3 +210,26 @@ func TestSessionRequestsCarryTheSession(t *testing.T) {
 		assert.Equal(t, "affinity", call.Session, call.Command)
 	}
 }
+
+// callOnly hides every optional interface of an adapter, Streamer among
+// them.
+type callOnly struct{ adapter.Adapter }
+
+// On an adapter that does not stream, ExecuteStream gives each output
+// whole, in output order, then the outputs.
+func TestExecuteStreamWithoutStreamer(t *testing.T) {
+	m := mock.New(mock.Options{})
+	defer m.Close(context.Background())
+	c := dspgo.NewClient(callOnly{m})
+	p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a, n: int")})
+	require.NoError(t, err)
+	var parts []dspgo.StreamPart
+	for part, err := range c.ExecuteStream(t.Context(), p.ID, map[string]any{"q": "x"}) {
+		require.NoError(t, err)
+		parts = append(parts, part)
+	}
+	require.Len(t, parts, 3)
+	out := parts[2].Outputs
+	assert.Equal(t, dspgo.StreamPart{Field: "a", Delta: out["a"].(string)}, parts[0])
+	assert.Equal(t, dspgo.StreamPart{Field: "n", Delta: fmt.Sprint(out["n"])}, parts[1])
+}

@@ -227,11 +227,7 @@ func (c *Client) streamWhole(ctx context.Context, p *Program, req adapter.Reques
 		return
 	}
 	for _, f := range p.compiled.OutputFields() {
-		text, ok := out[f.Name].(string)
-		if !ok {
-			b, _ := program.Canonical(out[f.Name])
-			text = string(b)
-		}
+		text, _ := program.ValueText(out[f.Name]) // the outputs came from JSON: they encode
 		if !yield(StreamPart{Field: f.Name, Delta: text}, nil) {
 			return
 		}

@@ -86,21 +86,29 @@ type StreamDelta struct {
 func (c *Compiled) DummyChunks(outputs map[string]any) ([]StreamDelta, error) {
 	var out []StreamDelta
 	for _, f := range c.fields {
-		v := outputs[f.Name]
-		s, ok := v.(string)
-		if !ok {
-			b, err := Canonical(v)
-			if err != nil {
-				return nil, invalid("output %s: %v", f.Name, err)
-			}
-			out = append(out, StreamDelta{f.Name, string(b)})
+		text, err := ValueText(outputs[f.Name])
+		if err != nil {
+			return nil, invalid("output %s: %v", f.Name, err)
+		}
+		if _, isStr := outputs[f.Name].(string); !isStr {
+			out = append(out, StreamDelta{f.Name, text})
 			continue
 		}
-		for _, d := range TextDeltas(s) {
+		for _, d := range TextDeltas(text) {
 			out = append(out, StreamDelta{f.Name, d})
 		}
 	}
 	return out, nil
+}
+
+// ValueText is the text a stream gives of an output value: a string
+// itself, any other value its canonical JSON.
+func ValueText(v any) (string, error) {
+	if s, ok := v.(string); ok {
+		return s, nil
+	}
+	b, err := Canonical(v)
+	return string(b), err
 }
 
 // TextDeltas cuts s before every space that follows a non-space
