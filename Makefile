@@ -5,17 +5,46 @@ GO ?= go
 PYTHON ?= python3
 STATICCHECK_VERSION ?= v0.8.2
 
+# The Python test environment: a virtual environment (ignored by git) with the
+# real dspy and every dependency at the exact versions of DSPY_LOCK.
+VENV ?= .venv
+VENV_PYTHON := $(CURDIR)/$(VENV)/bin/python
+DSPY_LOCK := python/requirements-dspy.lock
+# The OpenAI-compatible test LM server the Python tests start (internal/lmtest).
+LMTESTD := $(CURDIR)/bin/lmtestd
+
 export DSPGOTEST_PYTHON := $(PYTHON)
+export DSPGOTEST_DSPY_PYTHON := $(VENV_PYTHON)
+export DSPGOTEST_LMSERVER := $(LMTESTD)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test deps check-python vet test-go test-python test-bench lint fuzz bench chaos
+.PHONY: test deps check-python venv vet test-go test-python test-python-bare test-python-dspy test-bench lint fuzz bench chaos lmtestd
 
-## test: install dependencies, then vet, run every Go test with the race detector, every Go benchmark once, and the Python worker's suite
+## test: install dependencies, then vet, run every Go test with the race detector, every Go benchmark once, and the Python worker's suite twice (bare interpreter, then with dspy)
+# DSPGOTEST_REQUIRE_DSPY turns "dspy environment missing" from a skip into a failure.
+test: export DSPGOTEST_REQUIRE_DSPY := 1
 test: deps vet test-go test-bench test-python
 
-## deps: download Go modules and check the Python interpreter
-deps: check-python
+## deps: download Go modules, check the Python interpreter, create the dspy test environment and build the test LM server
+deps: check-python venv lmtestd
 	$(GO) mod download
+
+## venv: the Python test environment with dspy, from $(DSPY_LOCK) (recreated when the lock changes)
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: $(DSPY_LOCK) | check-python
+	@rm -rf $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { \
+	  echo "dspgo: '$(PYTHON) -m venv' failed; the tests need Python's venv module (Debian/Ubuntu: apt-get install -y python3-venv)" >&2; \
+	  exit 1; }
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --require-virtualenv -r $(DSPY_LOCK) || { \
+	  echo "dspgo: installing the dspy test environment from $(DSPY_LOCK) failed (pip's output is above); it needs the Python package index" >&2; \
+	  rm -rf $(VENV); exit 1; }
+	$(VENV)/bin/python -m pip check --disable-pip-version-check
+	@touch $@
+
+lmtestd:
+	$(GO) build -o $(LMTESTD) ./internal/lmtest/lmtestd
 
 check-python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { \
@@ -45,8 +74,14 @@ bench: deps
 chaos: deps
 	$(GO) test -race -count=1 -tags chaos -run '^TestChaos$$' -v -timeout 30m ./adapters/pool/ | grep -v '^=== '
 
-test-python:
+## test-python: the worker's suite on the bare interpreter (standard library only: dspy stays optional), then in the dspy environment
+test-python: test-python-bare test-python-dspy
+
+test-python-bare:
 	cd python && $(PYTHON) -m unittest discover -s tests -t . -v
+
+test-python-dspy: venv lmtestd
+	cd python && DSPGOTEST_DSPY_EXPECTED=1 $(VENV_PYTHON) -m unittest discover -s tests -t . -v
 
 ## lint: staticcheck over every package
 lint:

@@ -28,6 +28,48 @@ var Discard = slog.New(slog.DiscardHandler)
 // use; empty means "python3" from PATH. The Makefile sets it from PYTHON.
 const PythonEnv = "DSPGOTEST_PYTHON"
 
+// DSPyPythonEnv names the interpreter of the Python test environment that
+// has the real dspy (make deps creates it). Empty skips the tests that need
+// it, unless RequireDSPyEnv is set (make test sets both).
+const DSPyPythonEnv = "DSPGOTEST_DSPY_PYTHON"
+
+// RequireDSPyEnv, when set to 1, makes a missing dspy test environment a
+// failure instead of a skip.
+const RequireDSPyEnv = "DSPGOTEST_REQUIRE_DSPY"
+
+// DSPyPython returns the interpreter of the Python test environment with
+// dspy, having checked once per test binary that dspy imports there. Without
+// one it skips the test, or fails it when RequireDSPyEnv is 1.
+func DSPyPython(t testing.TB) string {
+	t.Helper()
+	dspyPython.once.Do(func() {
+		name := os.Getenv(DSPyPythonEnv)
+		if name == "" {
+			dspyPython.err = fmt.Errorf("%s is not set (make test sets it to the interpreter of the environment make deps creates)", DSPyPythonEnv)
+			return
+		}
+		out, err := exec.Command(name, "-c", "import sys, dspy; print(sys.executable)").CombinedOutput()
+		if err != nil {
+			dspyPython.err = fmt.Errorf("%s=%s cannot import dspy (run make deps): %v: %s", DSPyPythonEnv, name, err, bytes.TrimSpace(out))
+			return
+		}
+		dspyPython.path = strings.TrimSpace(string(out))
+	})
+	if dspyPython.err != nil {
+		if os.Getenv(RequireDSPyEnv) == "1" {
+			t.Fatal(dspyPython.err)
+		}
+		t.Skip(dspyPython.err)
+	}
+	return dspyPython.path
+}
+
+var dspyPython struct {
+	once sync.Once
+	path string
+	err  error
+}
+
 // RepoRoot returns the absolute path of the repository's root.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
