@@ -456,8 +456,8 @@ func (c *Client) evict(ctx context.Context, session, hash string) error {
 }
 
 func (c *Client) execute(ctx context.Context, session, id string, inputs map[string]any) (map[string]any, error) {
-	out, _, _, err := c.run(ctx, session, id, inputs)
-	return out, err
+	e, err := c.run(ctx, session, id, inputs)
+	return e.Outputs, err
 }
 
 func isSpecNotFound(err error) bool {

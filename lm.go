@@ -58,6 +58,14 @@ type LMConfig struct {
 	// of the script or the program's MaxIters ends it. Nil means the loop
 	// ends at once.
 	Script []ScriptStep
+	// Cache makes each worker process keep an in-memory cache of LM
+	// replies keyed by the full request (never on disk), so an identical
+	// request is answered without an LM call, and a reply served from the
+	// cache counts no tokens in Usage. Each worker has its own cache (a
+	// pool's workers do not share theirs). False, the default, means
+	// every execution calls the LM. It has no effect on ProviderDummy,
+	// which makes no LM call.
+	Cache bool
 }
 
 // ScriptStep is one step of the dummy provider's ReAct script: a call of
@@ -86,7 +94,7 @@ func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
 	lm := program.LMArgs{
 		Provider: cfg.Provider, Model: cfg.Model, BaseURL: cfg.BaseURL, APIKeyEnv: cfg.APIKeyEnv,
 		Temperature: cfg.Temperature, MaxTokens: cfg.MaxTokens, TimeoutMS: cfg.Timeout.Milliseconds(),
-		Engine: cfg.Engine, Verify: cfg.Verify, DelayMS: cfg.Delay.Milliseconds(),
+		Engine: cfg.Engine, Verify: cfg.Verify, DelayMS: cfg.Delay.Milliseconds(), Cache: cfg.Cache,
 	}
 	for i, step := range cfg.Script {
 		s := program.ScriptStep{Tool: step.Tool, Finish: step.Finish}

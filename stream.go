@@ -29,6 +29,9 @@ type StreamPart struct {
 	// Trajectory is set in the last part of a KindReact program: the
 	// tools it called.
 	Trajectory []Step
+	// Usage is set in the last part only: the language model's tokens,
+	// as in Execution. Zero means the backend reported none.
+	Usage Usage
 }
 
 // Step is one tool call of a KindReact program's loop.
@@ -51,6 +54,25 @@ type Execution struct {
 	Trajectory []Step
 	// Worker is the worker that ran the program, when the adapter says.
 	Worker string
+	// Usage is the language model's tokens over every LM call the
+	// execution made. Zero means the backend reported none: the dummy
+	// provider, which makes no LM call, replies served from the worker's
+	// LM cache (LMConfig.Cache), or a backend that does not count tokens.
+	Usage Usage
+}
+
+// Usage counts a language model's tokens, summed over the LM calls of one
+// execution. Each field is as the backend reported it; zero means the
+// backend reported none.
+type Usage struct {
+	// Prompt is the tokens sent to the model. Zero means none reported.
+	Prompt int
+	// Completion is the tokens the model produced. Zero means none
+	// reported.
+	Completion int
+	// Total is all tokens, as the backend counts them (normally Prompt
+	// plus Completion). Zero means none reported.
+	Total int
 }
 
 // ExecuteStream runs a program as Execute does and yields its outputs'
@@ -66,7 +88,8 @@ func (c *Client) ExecuteStream(ctx context.Context, programID string, inputs map
 }
 
 // ExecuteDetailed runs a program as Execute does and also returns the
-// trajectory of a KindReact program and the worker that ran it.
+// trajectory of a KindReact program, the worker that ran it and the
+// language model's token usage.
 func (c *Client) ExecuteDetailed(ctx context.Context, programID string, inputs map[string]any) (*Execution, error) {
 	return c.executeDetailed(ctx, "", programID, inputs)
 }
@@ -113,41 +136,47 @@ func (c *Client) prepare(ctx context.Context, session, id string, inputs map[str
 	return p, req, rawInputs, nil
 }
 
-// result decodes execute_program's result into the typed outputs and,
-// for a react program, the trajectory.
-func (c *Client) result(p *Program, raw json.RawMessage) (map[string]any, []Step, error) {
+// result decodes execute_program's result into the typed outputs and
+// the usage and, for a react program, the trajectory; all but Worker.
+func (c *Client) result(p *Program, raw json.RawMessage) (Execution, error) {
 	const op = program.CmdExecuteProgram
 	// One pass over the result, numbers kept exact for the conversion.
 	var result struct {
 		Outputs    map[string]any `json:"outputs"`
 		Trajectory []Step         `json:"trajectory"`
+		Usage      *program.Usage `json:"usage"` // allocated only when present
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&result); err != nil || result.Outputs == nil {
-		return nil, nil, c.errorf(adapter.CodeInternal, op, "malformed result from the backend: %.200s", raw)
+		return Execution{}, c.errorf(adapter.CodeInternal, op, "malformed result from the backend: %.200s", raw)
 	}
 	out, err := p.compiled.Outputs(result.Outputs)
 	if err != nil {
-		return nil, nil, adapter.Wrap(err, c.a.Name(), op)
+		return Execution{}, adapter.Wrap(err, c.a.Name(), op)
 	}
-	return out, result.Trajectory, nil
+	e := Execution{Outputs: out, Trajectory: result.Trajectory}
+	if u := result.Usage; u != nil {
+		e.Usage = Usage{Prompt: u.PromptTokens, Completion: u.CompletionTokens, Total: u.TotalTokens}
+	}
+	return e, nil
 }
 
 func (c *Client) executeDetailed(ctx context.Context, session, id string, inputs map[string]any) (*Execution, error) {
-	out, trajectory, worker, err := c.run(ctx, session, id, inputs)
+	e, err := c.run(ctx, session, id, inputs)
 	if err != nil {
 		return nil, err
 	}
-	return &Execution{Outputs: out, Trajectory: trajectory, Worker: worker}, nil
+	return &e, nil
 }
 
 // run executes a program: the request, the resend of the spec to a
-// worker that lacks it, and the typed result.
-func (c *Client) run(ctx context.Context, session, id string, inputs map[string]any) (map[string]any, []Step, string, error) {
+// worker that lacks it, and the typed result. The Execution is returned
+// by value, so Execute allocates none.
+func (c *Client) run(ctx context.Context, session, id string, inputs map[string]any) (Execution, error) {
 	p, req, rawInputs, err := c.prepare(ctx, session, id, inputs)
 	if err != nil {
-		return nil, nil, "", err
+		return Execution{}, err
 	}
 	resp, err := c.a.Call(ctx, req)
 	if isSpecNotFound(err) {
@@ -157,10 +186,14 @@ func (c *Client) run(ctx context.Context, session, id string, inputs map[string]
 		resp, err = c.a.Call(ctx, req)
 	}
 	if err != nil {
-		return nil, nil, "", err
+		return Execution{}, err
 	}
-	out, trajectory, err := c.result(p, resp.Result)
-	return out, trajectory, resp.Worker, err
+	e, err := c.result(p, resp.Result)
+	if err != nil {
+		return Execution{}, err
+	}
+	e.Worker = resp.Worker
+	return e, nil
 }
 
 func (c *Client) executeStream(ctx context.Context, session, id string, inputs map[string]any) iter.Seq2[StreamPart, error] {
@@ -186,12 +219,12 @@ func (c *Client) executeStream(ctx context.Context, session, id string, inputs m
 					yield(StreamPart{}, err)
 					return
 				case ch.Response != nil:
-					out, trajectory, err := c.result(p, ch.Response.Result)
+					e, err := c.result(p, ch.Response.Result)
 					if err != nil {
 						yield(StreamPart{}, err)
 						return
 					}
-					yield(StreamPart{Outputs: out, Trajectory: trajectory}, nil)
+					yield(StreamPart{Outputs: e.Outputs, Trajectory: e.Trajectory, Usage: e.Usage}, nil)
 					return
 				default:
 					started = true
@@ -221,16 +254,16 @@ func (c *Client) streamWhole(ctx context.Context, p *Program, req adapter.Reques
 		yield(StreamPart{}, err)
 		return
 	}
-	out, trajectory, err := c.result(p, resp.Result)
+	e, err := c.result(p, resp.Result)
 	if err != nil {
 		yield(StreamPart{}, err)
 		return
 	}
 	for _, f := range p.compiled.OutputFields() {
-		text, _ := program.ValueText(out[f.Name]) // the outputs came from JSON: they encode
+		text, _ := program.ValueText(e.Outputs[f.Name]) // the outputs came from JSON: they encode
 		if !yield(StreamPart{Field: f.Name, Delta: text}, nil) {
 			return
 		}
 	}
-	yield(StreamPart{Outputs: out, Trajectory: trajectory}, nil)
+	yield(StreamPart{Outputs: e.Outputs, Trajectory: e.Trajectory, Usage: e.Usage}, nil)
 }

@@ -210,3 +210,35 @@ func TestEveryKeyIsDocumented(t *testing.T) {
 		assert.Contains(t, string(doc), "| `"+s.Key+"` |", "docs/configuration.md lacks %s", s.Key)
 	}
 }
+
+// lm.cache is off unless configured, and every layer can turn it on.
+func TestLMCache(t *testing.T) {
+	cfg, err := load(t, config.LoadOptions{})
+	require.NoError(t, err)
+	assert.False(t, cfg.LM.Cache, "off by default")
+	assert.Equal(t, "default", cfg.Source("lm.cache"))
+
+	cfg, err = load(t, config.LoadOptions{Environ: env("DSPGO_LM__CACHE=true")})
+	require.NoError(t, err)
+	assert.True(t, cfg.LM.Cache)
+	assert.Equal(t, "env:DSPGO_LM__CACHE", cfg.Source("lm.cache"))
+
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	config.BindFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--lm-cache=false"}))
+	cfg, err = load(t, config.LoadOptions{Environ: env("DSPGO_LM__CACHE=true"), Flags: fs})
+	require.NoError(t, err)
+	assert.False(t, cfg.LM.Cache, "the flag beats the variable")
+	assert.Equal(t, "flag:--lm-cache", cfg.Source("lm.cache"))
+
+	fs = pflag.NewFlagSet("t", pflag.ContinueOnError)
+	config.BindFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--lm-cache"}))
+	cfg, err = load(t, config.LoadOptions{Flags: fs})
+	require.NoError(t, err)
+	assert.True(t, cfg.LM.Cache, "a bare --lm-cache turns it on")
+
+	_, err = load(t, config.LoadOptions{Environ: env("DSPGO_LM__CACHE=sometimes")})
+	require.ErrorIs(t, err, config.ErrInvalid)
+	assert.Contains(t, err.Error(), "lm.cache = sometimes (set by env:DSPGO_LM__CACHE): expected true or false")
+}

@@ -26,6 +26,7 @@ var flags = []flag{
 	{"lm-base-url", "lm.base_url", "OpenAI-compatible endpoint"},
 	{"lm-api-key-env", "lm.api_key_env", "worker variable holding the API key"},
 	{"lm-engine", "lm.engine", "engine: auto, native, dspy"},
+	{"lm-cache", "lm.cache", "cache LM replies in each worker's memory"},
 	{"pool-size", "pool.size", "pool workers (0: one per core)"},
 	{"pool-lazy", "pool.lazy", "start pool workers on demand"},
 	{"pool-max-overflow", "pool.max_overflow", "extra pool workers under load"},

@@ -71,6 +71,12 @@ type LM struct {
 	Timeout time.Duration `koanf:"timeout"`
 	// Engine is auto, native or dspy. Default auto.
 	Engine string `koanf:"engine"`
+	// Cache makes each worker process keep an in-memory cache of LM
+	// replies keyed by the full request (never on disk): identical
+	// requests are then answered without an LM call, and a reply served
+	// from the cache reports no usage. Default false: every execution
+	// calls the LM.
+	Cache bool `koanf:"cache"`
 }
 
 // Mock configures the mock adapter.

@@ -26,7 +26,7 @@ func Cases() []Case {
 		{Name: "round_trip_explicit_id", Doc: "create, get, list, execute and delete a program with an explicit id.", Run: caseRoundTripExplicit},
 		{Name: "round_trip_generated_id", Doc: "A program created without an id gets a unique generated one.", Run: caseRoundTripGenerated},
 		{Name: "typed_outputs", Doc: "Outputs of every type come back as their declared Go types.", Run: caseTypedOutputs},
-		{Name: "dummy_lm_reference", Doc: "The dummy LM gives the reference outputs: identical for identical inputs, different for different ones.", Run: caseDummyReference},
+		{Name: "dummy_lm_reference", Doc: "The dummy LM gives the reference outputs: identical for identical inputs, different for different ones; it reports no token usage.", Run: caseDummyReference},
 		{Name: "chain_of_thought", Doc: "chain_of_thought adds a reasoning output.", Run: caseChainOfThought},
 		{Name: "not_found", Doc: "Unknown programs are CodeNotFound for get, execute and delete.", Run: caseNotFound},
 		{Name: "already_exists", Doc: "Creating an id twice is CodeAlreadyExists and leaves the first program intact.", Run: caseAlreadyExists},
@@ -195,9 +195,11 @@ func caseDummyReference(t TB, env *Env) {
 		s.Instructions = "Answer from the context."
 	})
 	in := map[string]any{"question": "Who?", "context": []string{"a", "b"}}
-	first, err := env.Client.Execute(env.Ctx, p.ID, in)
+	run, err := env.Client.ExecuteDetailed(env.Ctx, p.ID, in)
 	require.NoError(t, err)
+	first := run.Outputs
 	assert.Equal(t, expected(t, p, in), first)
+	assert.Zero(t, run.Usage, "the dummy LM makes no LM call: no usage")
 	again, err := env.Client.Execute(env.Ctx, p.ID, map[string]any{"question": "Who?", "context": []any{"a", "b"}})
 	require.NoError(t, err)
 	assert.Equal(t, first, again, "identical inputs, identical outputs")

@@ -1,10 +1,13 @@
 // Package metrics exports dspgo's figures to Prometheus: the adapter's
 // counters and, for a pool, every worker's state, read at scrape time; and
-// per-command call counts and latency histograms recorded by Instrument.
+// per-command call counts, latency histograms and language model tokens
+// recorded by Instrument.
 package metrics
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"iter"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/program"
 )
 
 // Namespace prefixes every metric name.
@@ -122,12 +126,15 @@ func boolFloat(b bool) float64 {
 }
 
 // Instrumented is an adapter that records per-command call counts, by
-// outcome code, and latency histograms. It keeps the wrapped adapter's
-// Broadcast and stats.
+// outcome code, latency histograms, and the language model's tokens that
+// execute_program results report (usage), by kind. It keeps the wrapped
+// adapter's Broadcast and stats.
 type Instrumented struct {
 	adapter.Adapter
 	calls   *prometheus.CounterVec
 	latency *prometheus.HistogramVec
+	// promptTokens and completionTokens are lm_tokens_total's two kinds.
+	promptTokens, completionTokens prometheus.Counter
 }
 
 var (
@@ -137,16 +144,23 @@ var (
 )
 
 // Instrument wraps a and registers its metrics (and a Collector of a)
-// with reg.
+// with reg: dspgo_calls_total{adapter,command,code},
+// dspgo_call_duration_seconds{adapter,command} and
+// dspgo_lm_tokens_total{adapter,kind}, kind "prompt" or "completion"
+// (both present from the start, at 0).
 func Instrument(a adapter.Adapter, reg prometheus.Registerer) (*Instrumented, error) {
+	tokens := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "lm_tokens_total",
+		Help: "Language model tokens that executions reported, by adapter and kind (prompt, completion)."}, []string{"adapter", "kind"})
 	in := &Instrumented{Adapter: a,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "calls_total",
 			Help: "Calls by adapter, command and outcome code."}, []string{"adapter", "command", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: "call_duration_seconds",
 			Help:    "Call latency by adapter and command.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2.5, 14)}, []string{"adapter", "command"}),
+		promptTokens:     tokens.WithLabelValues(a.Name(), "prompt"),
+		completionTokens: tokens.WithLabelValues(a.Name(), "completion"),
 	}
-	for _, col := range []prometheus.Collector{in.calls, in.latency, NewCollector(a)} {
+	for _, col := range []prometheus.Collector{in.calls, in.latency, tokens, NewCollector(a)} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}
@@ -159,6 +173,9 @@ func (in *Instrumented) Call(ctx context.Context, req adapter.Request) (adapter.
 	start := time.Now()
 	resp, err := in.Adapter.Call(ctx, req)
 	in.record(req.Command, start, err)
+	if err == nil {
+		in.countTokens(req.Command, resp.Result)
+	}
 	return resp, err
 }
 
@@ -166,6 +183,30 @@ func (in *Instrumented) record(command string, start time.Time, err error) {
 	name := in.Adapter.Name()
 	in.latency.WithLabelValues(name, command).Observe(time.Since(start).Seconds())
 	in.calls.WithLabelValues(name, command, adapter.CodeOf(err).String()).Inc()
+}
+
+// usageKey is what a result carrying usage contains; a result without it
+// (the dummy LM's) is not decoded again.
+var usageKey = []byte(`"usage"`)
+
+// countTokens adds the usage an execute_program result reports to the
+// token counters.
+func (in *Instrumented) countTokens(command string, result json.RawMessage) {
+	if command != program.CmdExecuteProgram || !bytes.Contains(result, usageKey) {
+		return
+	}
+	var r struct {
+		Usage *program.Usage `json:"usage"`
+	}
+	if json.Unmarshal(result, &r) != nil || r.Usage == nil {
+		return
+	}
+	if r.Usage.PromptTokens > 0 {
+		in.promptTokens.Add(float64(r.Usage.PromptTokens))
+	}
+	if r.Usage.CompletionTokens > 0 {
+		in.completionTokens.Add(float64(r.Usage.CompletionTokens))
+	}
 }
 
 // Broadcast broadcasts through the wrapped adapter when it is a
@@ -196,12 +237,16 @@ func (in *Instrumented) Stream(ctx context.Context, req adapter.Request) iter.Se
 				yield(adapter.Chunk{}, err)
 				return
 			}
+			in.countTokens(req.Command, resp.Result)
 			yield(adapter.Chunk{Response: &resp}, nil)
 			return
 		}
 		var err error
 		for c, cerr := range s.Stream(ctx, req) {
 			err = cerr
+			if cerr == nil && c.Response != nil {
+				in.countTokens(req.Command, c.Response.Result)
+			}
 			if !yield(c, cerr) {
 				if cerr == nil && c.Response == nil {
 					err = context.Canceled // the consumer left before the end

@@ -2,7 +2,9 @@ package metrics_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -110,4 +112,78 @@ func TestInstrumentedStreams(t *testing.T) {
 		}
 	}
 	assert.Contains(t, scrape(t, reg), `dspgo_calls_total{adapter="mock",code="ok",command="execute_program"} 1`)
+}
+
+// usageFake answers execute_program with a result whose usage is the
+// request's args (absent when the request has none), as a worker calling
+// a real LM does, and streams one chunk before that result.
+type usageFake struct{}
+
+func (usageFake) Name() string { return "fake" }
+func (usageFake) Capabilities() adapter.Capabilities {
+	return adapter.Capabilities{Streaming: true}
+}
+func (usageFake) Close(context.Context) error { return nil }
+
+func (usageFake) Call(_ context.Context, req adapter.Request) (adapter.Response, error) {
+	result := `{"outputs":{"a":"x"},"spec_hash":"h"`
+	if len(req.Args) > 0 {
+		result += `,"usage":` + string(req.Args)
+	}
+	return adapter.Response{Result: json.RawMessage(result + "}")}, nil
+}
+
+func (f usageFake) Stream(ctx context.Context, req adapter.Request) iter.Seq2[adapter.Chunk, error] {
+	return func(yield func(adapter.Chunk, error) bool) {
+		if !yield(adapter.Chunk{Data: json.RawMessage(`{"field":"a","delta":"x"}`)}, nil) {
+			return
+		}
+		resp, err := f.Call(ctx, req)
+		yield(adapter.Chunk{Seq: 1, Response: &resp}, err)
+	}
+}
+
+// Tokens are counted by kind from execute results, called and streamed,
+// that carry usage; other results and commands add nothing.
+func TestInstrumentedCountsTokens(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a, err := metrics.Instrument(usageFake{}, reg)
+	require.NoError(t, err)
+	text := scrape(t, reg)
+	assert.Contains(t, text, `dspgo_lm_tokens_total{adapter="fake",kind="prompt"} 0`, "both kinds are there from the start")
+	assert.Contains(t, text, `dspgo_lm_tokens_total{adapter="fake",kind="completion"} 0`)
+
+	usage := json.RawMessage(`{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120}`)
+	exec := adapter.Request{Command: "execute_program", Args: usage}
+	for range 2 {
+		_, err := a.Call(t.Context(), exec)
+		require.NoError(t, err)
+	}
+	for _, err := range a.Stream(t.Context(), exec) {
+		require.NoError(t, err)
+	}
+	_, err = a.Call(t.Context(), adapter.Request{Command: "execute_program"}) // no usage: the dummy LM
+	require.NoError(t, err)
+	_, err = a.Call(t.Context(), adapter.Request{Command: "echo", Args: usage}) // not an execution
+	require.NoError(t, err)
+
+	text = scrape(t, reg)
+	assert.Contains(t, text, `dspgo_lm_tokens_total{adapter="fake",kind="prompt"} 300`)
+	assert.Contains(t, text, `dspgo_lm_tokens_total{adapter="fake",kind="completion"} 60`)
+	assert.Contains(t, text, `dspgo_calls_total{adapter="fake",code="ok",command="execute_program"} 4`)
+}
+
+// The dummy LM reports no usage: the counters stay at zero.
+func TestDummyCountsNoTokens(t *testing.T) {
+	m := mock.New(mock.Options{})
+	defer m.Close(context.Background())
+	reg := prometheus.NewRegistry()
+	a, err := metrics.Instrument(m, reg)
+	require.NoError(t, err)
+	c := dspgo.NewClient(a)
+	p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+	require.NoError(t, err)
+	_, err = c.Execute(t.Context(), p.ID, map[string]any{"q": "x"})
+	require.NoError(t, err)
+	assert.Contains(t, scrape(t, reg), `dspgo_lm_tokens_total{adapter="mock",kind="prompt"} 0`)
 }

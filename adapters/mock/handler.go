@@ -100,6 +100,7 @@ func init() {
 var lmArgTypes = map[string]string{
 	"provider": "str", "model": "str", "base_url": "str", "api_key_env": "str", "temperature": "float",
 	"max_tokens": "int", "timeout_ms": "int", "engine": "str", "verify": "bool", "delay_ms": "int", "script": "array", "fail_after_chunks": "int",
+	"cache": "bool", // the dummy LM makes no call to cache: no effect
 }
 
 // Commands lists the command set's names, sorted.

@@ -82,6 +82,18 @@ type ExecuteResult struct {
 	// Trajectory is a react program's steps (an empty list when it
 	// called no tool); nil for other kinds.
 	Trajectory *[]Step `json:"trajectory,omitempty"`
+	// Usage is the tokens of every LM call the execution made, summed;
+	// nil when the LM reported none (no LM call: the dummy provider, or
+	// a reply served from the worker's cache).
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Usage is the language model's token counts in an execute_program
+// result.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
 }
 
 // DeleteArgs are delete_program's arguments.
@@ -111,6 +123,9 @@ type LMArgs struct {
 	// (internal) after this many chunks: a portable producer error for
 	// tests of streams. Nil means never.
 	FailAfterChunks *int `json:"fail_after_chunks,omitempty"`
+	// Cache makes each worker keep an in-memory cache of LM replies keyed
+	// by the full request; false means every execution calls the LM.
+	Cache bool `json:"cache,omitempty"`
 }
 
 // ScriptStep is one step of the dummy provider's react script: a call of
