@@ -57,8 +57,9 @@ type LoadOptions struct {
 	// directory.
 	Dir string
 
-	// Environ returns the environment DSPGO_* variables are read from.
-	// Nil means os.Environ.
+	// Environ returns the process environment: the DSPGO_* variables are
+	// read from it, and python.pass_env passes variables from it to the
+	// workers (see Config.Environ). Nil means os.Environ.
 	Environ func() []string
 
 	// Flags are command-line flags (see BindFlags); only the flags the
@@ -155,7 +156,7 @@ func Load(opts LoadOptions) (*Config, error) {
 	}
 
 	k := koanf.New(".")
-	cfg := &Config{sources: map[string]string{}}
+	cfg := &Config{sources: map[string]string{}, environ: opts.Environ}
 	for _, l := range layers {
 		if len(l.values) == 0 {
 			continue
@@ -397,6 +398,16 @@ func typeName(t reflect.Type) string {
 		return "a number"
 	}
 	return "a string"
+}
+
+// Environ returns the environment the configuration was loaded with
+// (LoadOptions.Environ; os.Environ when that was nil, or for a Config not
+// made by Load). Workers get the variables python.pass_env names from it.
+func (c *Config) Environ() []string {
+	if c.environ == nil {
+		return os.Environ()
+	}
+	return c.environ()
 }
 
 // Source returns the layer that set key: "default", "file:<path>",

@@ -24,6 +24,7 @@ type Config struct {
 
 	layers  []string          // layer names, lowest first
 	sources map[string]string // key → the layer that set it
+	environ func() []string   // LoadOptions.Environ; nil: os.Environ
 }
 
 // Log configures logging.

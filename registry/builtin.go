@@ -23,13 +23,16 @@ import (
 // Builtin returns the factories of dspgo's own adapters: mock, port,
 // pool, memory (the port adapter serving the mock's command set in
 // process over the real framing), and remote (worker hosts through
-// NATS).
+// NATS). The mock and memory adapters run only the dummy LM
+// (Factory.LMProviders); remote's workers are shared
+// (Factory.SharedWorkers).
 func Builtin() []Factory {
 	return []Factory{
 		{
 			Name:         mock.Name,
 			Description:  "in-process Go implementation of the command set with the dummy LM; zero set-up; for unit tests",
 			Capabilities: adapter.Capabilities{Sessions: true, FaultInjection: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes},
+			LMProviders:  []string{dspgo.ProviderDummy},
 			Open: func(_ context.Context, cfg *config.Config) (adapter.Adapter, error) {
 				return mock.New(mock.Options{MaxFrameBytes: cfg.Mock.MaxFrameBytes, Seed: cfg.Mock.Seed}), nil
 			},
@@ -38,6 +41,7 @@ func Builtin() []Factory {
 			Name:         "memory",
 			Description:  "one in-memory worker serving the mock's command set over the real framing; protocol tests without Python",
 			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes},
+			LMProviders:  []string{dspgo.ProviderDummy},
 			Open: func(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
 				opts := PortOptions(cfg)
 				opts.Name = "memory"
@@ -62,10 +66,11 @@ func Builtin() []Factory {
 			},
 		},
 		{
-			Name:         remote.Name,
-			Description:  "worker hosts on any number of machines (\"dspgo workers\"), reached through NATS",
-			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: embedded.DefaultMaxPayload},
-			Open:         openRemote,
+			Name:          remote.Name,
+			Description:   "worker hosts on any number of machines (\"dspgo workers\"), reached through NATS",
+			Capabilities:  adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: embedded.DefaultMaxPayload},
+			Open:          openRemote,
+			SharedWorkers: true,
 		},
 	}
 }
@@ -130,11 +135,13 @@ func HostOptions(cfg *config.Config) remote.HostOptions {
 		Replicas: r.Replicas, Logger: cfg.Logger(os.Stderr)}
 }
 
-// PortOptions translates configuration into port adapter options.
+// PortOptions translates configuration into port adapter options. The
+// worker gets the variables python.pass_env names from the environment
+// the configuration was loaded with (config.Config.Environ).
 func PortOptions(cfg *config.Config) port.Options {
 	p := cfg.Port
 	return port.Options{
-		Python: cfg.Python.Interpreter, WorkerDir: cfg.Python.WorkerDir, PassEnv: cfg.Python.PassEnv,
+		Python: cfg.Python.Interpreter, WorkerDir: cfg.Python.WorkerDir, PassEnv: cfg.Python.PassEnv, Environ: cfg.Environ,
 		Handlers: cfg.Python.Handlers, StartTimeout: p.StartTimeout, CallTimeout: p.CallTimeout,
 		WriteTimeout: p.WriteTimeout, StopGrace: p.StopGrace, MaxFrameBytes: p.MaxFrameBytes,
 		MaxConcurrency: p.MaxConcurrency, StreamWindow: p.StreamWindow, Restart: restart(p.Restart), Logger: cfg.Logger(os.Stderr),
@@ -165,7 +172,8 @@ func PoolOptions(cfg *config.Config) pool.Options {
 	}
 }
 
-// LMConfig translates configuration into the client's LM configuration.
+// LMConfig translates configuration into the client's LM configuration;
+// Registry.Open applies it to the adapter it opens.
 func LMConfig(cfg *config.Config) dspgo.LMConfig {
 	lm := dspgo.LMConfig{Provider: cfg.LM.Provider, Model: cfg.LM.Model, BaseURL: cfg.LM.BaseURL,
 		APIKeyEnv: cfg.LM.APIKeyEnv, MaxTokens: cfg.LM.MaxTokens, Timeout: cfg.LM.Timeout, Engine: cfg.LM.Engine,

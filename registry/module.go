@@ -16,9 +16,10 @@ const FactoryGroup = "adapter.factories"
 
 // Module provides, from *config.Config: the *Registry of the built-in
 // factories and every factory contributed with AsFactory; the
-// adapter.Adapter configuration selects, opened at construction and closed
-// in an OnStop hook within config's stop_timeout; its Resolution; and a
-// *dspgo.Client over it whose LM is configured from config at start.
+// adapter.Adapter configuration selects, opened by Registry.Open at
+// construction (so with the configured LM) and closed in an OnStop hook
+// within config's stop_timeout; its Resolution; and a *dspgo.Client over
+// it.
 var Module = fx.Module("registry",
 	fx.Provide(
 		fx.Annotate(Builtin, fx.ResultTags(`group:"`+FactoryGroup+`,flatten"`)),
@@ -65,10 +66,6 @@ func open(lc fx.Lifecycle, r *Registry, cfg *config.Config) (Opened, error) {
 	return Opened{Adapter: a, Resolution: res}, nil
 }
 
-func newClient(lc fx.Lifecycle, a adapter.Adapter, cfg *config.Config) *dspgo.Client {
-	c := dspgo.NewClient(a)
-	lc.Append(fx.StartHook(func(ctx context.Context) error {
-		return c.ConfigureLM(ctx, LMConfig(cfg))
-	}))
-	return c
-}
+// newClient is the client over the adapter; Registry.Open configured its
+// LM.
+func newClient(a adapter.Adapter) *dspgo.Client { return dspgo.NewClient(a) }

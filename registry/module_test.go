@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"testing"
 	"time"
@@ -96,13 +97,27 @@ func TestModuleFailsClearlyOnAnUnknownAdapter(t *testing.T) {
 	assert.ErrorContains(t, err, "known adapters: memory, mock, pool, port")
 }
 
-func TestLMConfigIsAppliedAtStart(t *testing.T) {
-	var client *dspgo.Client
-	app := fxtest.New(t, supply(t, map[string]any{"adapter": "mock", "lm.provider": "openai", "lm.model": "m"}),
-		config.Module, registry.Module, fx.NopLogger, fx.Populate(&client))
-	err := app.Start(t.Context())
-	assert.ErrorContains(t, err, "the mock runs the dummy provider only", "the configured LM reaches the backend at start")
-	_ = app.Stop(context.Background())
+// Module's adapter is opened with the configured LM (by Registry.Open):
+// the worker runs it from the start.
+func TestModuleAppliesTheConfiguredLM(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	var (
+		a   adapter.Adapter
+		res registry.Resolution
+	)
+	app := fxtest.New(t, supply(t, map[string]any{"adapter": "port", "lm.model": "from-config"}),
+		config.Module, registry.Module, fx.NopLogger, fx.Populate(&a, &res))
+	app.RequireStart()
+	resp, err := a.Call(t.Context(), adapter.Request{Command: "get_stats"})
+	require.NoError(t, err)
+	var stats struct {
+		LM struct{ Provider, Model string }
+	}
+	require.NoError(t, json.Unmarshal(resp.Result, &stats))
+	assert.Equal(t, "from-config", stats.LM.Model)
+	assert.Equal(t, "dummy", res.LM)
+	assert.Equal(t, "default", res.LMSource, "the layer of lm.provider")
+	app.RequireStop()
 }
 
 // The remote adapter from config, with the embedded server: the client

@@ -3,8 +3,9 @@
 //
 // A Registry maps names to Factories. Open resolves the adapter name from
 // config once, with the layer that set it and the environment in force,
-// and opens the adapter; an unknown name is an error listing the known
-// ones, never a fallback. The package is usable without fx; Module wires
+// and opens the adapter with the configured language model (lm.*); an
+// unknown name is an error listing the known ones, never a fallback, and
+// an LM the adapter does not run is an error, never the dummy instead. The package is usable without fx; Module wires
 // it into an fx application, and AsFactory contributes third-party
 // factories to the value group "adapter.factories".
 package registry
@@ -13,9 +14,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/config"
 )
@@ -28,8 +32,22 @@ type Factory struct {
 	Description string
 	// Capabilities declares what the adapter supports, for listings.
 	Capabilities adapter.Capabilities
-	// Open makes a ready adapter from the configuration. Required.
+	// Open makes a ready adapter from the configuration. Required. It
+	// need not configure the language model: Registry.Open does that.
 	Open func(ctx context.Context, cfg *config.Config) (adapter.Adapter, error)
+	// LMProviders are the only lm.provider values the adapter runs, such
+	// as {"dummy"} for the mock. Registry.Open refuses any other before
+	// opening the adapter, with adapter.CodeFailedPrecondition and
+	// ErrLMNotSupported. Nil (the default) means any: the adapter's
+	// workers judge the LM configuration themselves.
+	LMProviders []string
+	// SharedWorkers marks an adapter whose workers other callers share
+	// and that outlive it, such as remote worker hosts. Registry.Open then
+	// applies lm.* only when a layer other than the defaults sets some
+	// lm.* key, so that a caller saying nothing about the LM leaves the
+	// one the workers run. False (the default) means Open always applies
+	// lm.*.
+	SharedWorkers bool
 }
 
 // Resolution says which adapter configuration chose, and why.
@@ -46,6 +64,14 @@ type Resolution struct {
 	Environment string
 	// Warnings are deprecation notices; empty when there are none.
 	Warnings []string
+	// LM is the lm.provider Open configured the adapter with, such as
+	// "dummy". Empty when Open applied no LM: Resolve never does, nor
+	// does Open for a factory with SharedWorkers when no lm.* key is set
+	// (the workers keep the LM they run).
+	LM string
+	// LMSource is the layer that set lm.provider (see
+	// config.Config.Source); empty when LM is.
+	LMSource string
 }
 
 // String says, in one line, which adapter and why.
@@ -68,6 +94,10 @@ var (
 	// ErrBadFactory: a factory without a name or Open, or a name used
 	// twice.
 	ErrBadFactory = errors.New("registry: invalid factory")
+	// ErrLMNotSupported: lm.provider names an LM the configured adapter
+	// does not run (Factory.LMProviders), such as openai on the mock. Its
+	// code is adapter.CodeFailedPrecondition.
+	ErrLMNotSupported = errors.New("registry: the adapter does not run the configured LM")
 )
 
 // alias is a deprecated name.
@@ -148,15 +178,101 @@ func (r *Registry) Resolve(cfg *config.Config) (Factory, Resolution, error) {
 	return f, res, nil
 }
 
-// Open resolves the adapter from cfg and opens it.
+// Open resolves the adapter from cfg, opens it, and configures its
+// language model from lm.*: the configure_lm broadcast that
+// dspgo.Client.ConfigureLM(ctx, LMConfig(cfg)) sends, which reaches every
+// current worker and every worker started later. So a backend opened from
+// configuration never answers with another LM than the configured one
+// (the offline dummy is the default). The exceptions, both in the
+// factory's declaration:
+//
+//   - Factory.LMProviders: an lm.provider the adapter does not run, such
+//     as openai on the mock or memory adapter, fails before anything is
+//     opened, with adapter.CodeFailedPrecondition and ErrLMNotSupported,
+//     naming the setting, its source and the adapters that run it;
+//   - Factory.SharedWorkers (remote): with no lm.* key set by a layer
+//     above the defaults, no LM is applied and the hosts keep theirs.
+//
+// When the adapter refuses the LM configuration, Open closes it and
+// returns the adapter's error (its code kept), naming the lm.* settings
+// and their sources. Resolution.LM says which provider was applied.
 func (r *Registry) Open(ctx context.Context, cfg *config.Config) (adapter.Adapter, Resolution, error) {
 	f, res, err := r.Resolve(cfg)
 	if err != nil {
+		return nil, res, err
+	}
+	if err := r.checkLM(f, res, cfg); err != nil {
 		return nil, res, err
 	}
 	a, err := f.Open(ctx, cfg)
 	if err != nil {
 		return nil, res, fmt.Errorf("registry: opening %s: %w", res, err)
 	}
+	if f.SharedWorkers && !lmSet(cfg) {
+		return a, res, nil
+	}
+	if err := dspgo.NewClient(a).ConfigureLM(ctx, LMConfig(cfg)); err != nil {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.StopTimeout)
+		defer cancel()
+		_ = a.Close(closeCtx)
+		return nil, res, fmt.Errorf("registry: %s refused the configured LM (%s): %w", res, describeLM(cfg), err)
+	}
+	res.LM, res.LMSource = cfg.LM.Provider, cfg.Source("lm.provider")
 	return a, res, nil
+}
+
+// checkLM refuses an lm.provider the factory does not run.
+func (r *Registry) checkLM(f Factory, res Resolution, cfg *config.Config) error {
+	provider := cfg.LM.Provider
+	if f.LMProviders == nil || slices.Contains(f.LMProviders, provider) {
+		return nil
+	}
+	var can []string
+	for _, g := range r.Factories() {
+		if g.LMProviders == nil || slices.Contains(g.LMProviders, provider) {
+			can = append(can, g.Name)
+		}
+	}
+	needs := "no registered adapter runs it"
+	if len(can) > 0 {
+		needs = "needs adapter " + orList(can)
+	}
+	return &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "open", Err: ErrLMNotSupported,
+		Message: fmt.Sprintf("adapter %q runs only the %s LM; lm.provider %q (set by %s) %s",
+			res.Name, orList(f.LMProviders), provider, cfg.Source("lm.provider"), needs)}
+}
+
+// lmSet reports whether a layer above the defaults sets some lm.* key.
+func lmSet(cfg *config.Config) bool {
+	for _, s := range cfg.Explain() {
+		if strings.HasPrefix(s.Key, "lm.") && s.Source != "default" {
+			return true
+		}
+	}
+	return false
+}
+
+// describeLM lists lm.provider and every other lm.* key set above the
+// defaults, each with its value and source. No key holds a secret:
+// lm.api_key_env names a variable.
+func describeLM(cfg *config.Config) string {
+	var parts []string
+	for _, s := range cfg.Explain() {
+		if s.Key == "lm.provider" || (strings.HasPrefix(s.Key, "lm.") && s.Source != "default") {
+			value := s.Value
+			if value != `""` {
+				value = strconv.Quote(value)
+			}
+			parts = append(parts, fmt.Sprintf("%s %s (set by %s)", s.Key, value, s.Source))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// orList joins names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

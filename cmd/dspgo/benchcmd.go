@@ -26,9 +26,11 @@ func (a *app) benchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure ping or execute throughput and latency over a sweep of worker counts",
-		Long: `Measure throughput and latency (p50, p90, p99, max) of ping or execute (dummy
-LM) on the configured adapter, for each worker count of --workers (pool.size;
-other adapters run once). --in-flight is the calls kept in flight per worker.`,
+		Long: `Measure throughput and latency (p50, p90, p99, max) of ping or execute on the
+configured adapter, for each worker count of --workers (pool.size; other
+adapters run once). --in-flight is the calls kept in flight per worker.
+execute runs the configured LM (lm.*), the offline dummy by default: with
+a real model it measures that model too, and pays for its calls.`,
 		Example: "  dspgo bench --op execute --workers 1,2,4 --duration 2s\n  dspgo bench --adapter mock --format json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -53,7 +53,11 @@ func (a *app) adaptersCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			for _, f := range a.registry().Factories() {
-				fmt.Fprintf(a.stdout, "%-8s %s\n         capabilities: %s\n", f.Name, f.Description, capabilities(f.Capabilities))
+				lm := ""
+				if f.LMProviders != nil {
+					lm = "; LM: " + strings.Join(f.LMProviders, ", ") + " only"
+				}
+				fmt.Fprintf(a.stdout, "%-8s %s\n         capabilities: %s%s\n", f.Name, f.Description, capabilities(f.Capabilities), lm)
 			}
 			return nil
 		},

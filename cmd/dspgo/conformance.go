@@ -16,7 +16,6 @@ import (
 	"github.com/dspgo/dspgo/adapters/remote"
 	"github.com/dspgo/dspgo/config"
 	"github.com/dspgo/dspgo/conformance"
-	"github.com/dspgo/dspgo/registry"
 )
 
 func (a *app) conformanceCmd() *cobra.Command {
@@ -26,7 +25,9 @@ func (a *app) conformanceCmd() *cobra.Command {
 		Short: "Run the conformance suite against the configured adapter, or every registered one",
 		Long: `Run conformance.Cases() against an adapter: each case prints PASS, FAIL (with
 why) or SKIP (with the missing capability), and a last line counts them:
-"N passed, M failed" (and ", K skipped"). Exit status 1 when a case failed.`,
+"N passed, M failed" (and ", K skipped"). Exit status 1 when a case failed.
+The suite checks the dummy LM's outputs, so it runs on the dummy whatever
+lm.provider says; with --adapter remote it configures the hosts' LM to it.`,
 		Example: "  dspgo conformance --adapter mock\n  dspgo conformance --all",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -54,15 +55,10 @@ why) or SKIP (with the missing capability), and a last line counts them:
 				fmt.Fprintf(a.stdout, "== %s\n", name)
 				h := conformance.Harness{Name: name, Faults: &conformance.Faults{Crash: crash, Recover: recoverMock},
 					New: func(ctx context.Context) (adapter.Adapter, error) {
+						// Open applies the dummy LM (reload sets it), also
+						// to remote hosts, which outlive the adapter: each
+						// case starts from it.
 						ad, _, err := a.open(ctx, cfg)
-						if err == nil && name == remote.Name {
-							// Hosts outlive the adapter: each case starts
-							// from the configured LM on every host.
-							if err = dspgo.NewClient(ad).ConfigureLM(ctx, registry.LMConfig(cfg)); err != nil {
-								_ = ad.Close(ctx)
-								return nil, err
-							}
-						}
 						return ad, err
 					}}
 				for _, r := range conformance.RunAll(cmd.Context(), h, nil) {
@@ -94,10 +90,11 @@ why) or SKIP (with the missing capability), and a last line counts them:
 	return cmd
 }
 
-// reload loads the configuration with the adapter set to name; the
-// configuration was already checked, so it cannot fail.
+// reload loads the configuration with the adapter set to name and the
+// dummy LM, whose outputs the suite checks; the configuration was already
+// checked, so it cannot fail.
 func (a *app) reload(name string) *config.Config {
-	cfg, err := a.load(map[string]any{"adapter": name})
+	cfg, err := a.load(map[string]any{"adapter": name, "lm.provider": dspgo.ProviderDummy})
 	if err != nil {
 		panic(err)
 	}

@@ -54,7 +54,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	assert.Contains(t, text, `dspgo_pool_workers{adapter="pool",state="ready"}`)
 	assert.Contains(t, text, `dspgo_worker_up{adapter="pool",worker="pool-1"} 1`)
 	assert.Contains(t, text, `go_goroutines`)
-	assert.Contains(t, text, `dspgo_calls_total{adapter="pool",code="ok",command="configure_lm"} 1`)
+	assert.Contains(t, text, `dspgo_pool_broadcasts_total{adapter="pool"} 1`, "the LM, configured while the backend opened")
 
 	_, err := io.WriteString(feed, `{"question":"a"}`+"\n"+`{"question":"b"}`+"\n")
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -65,8 +66,9 @@ func (a *app) registry() *registry.Registry {
 	return r
 }
 
-// open resolves and opens the configured adapter, turning the common
-// failures into errors that say what to do.
+// open resolves and opens the configured adapter with its LM (see
+// registry.Registry.Open), turning the common failures into errors that
+// say what to do.
 func (a *app) open(ctx context.Context, cfg *config.Config) (adapter.Adapter, registry.Resolution, error) {
 	ad, res, err := a.registry().Open(ctx, cfg)
 	if err == nil {
@@ -76,6 +78,8 @@ func (a *app) open(ctx context.Context, cfg *config.Config) (adapter.Adapter, re
 		return ad, res, nil
 	}
 	switch {
+	case errors.Is(err, registry.ErrLMNotSupported):
+		return nil, res, usagef("", "%v", err) // the message says which adapters run the LM
 	case adapter.CodeOf(err) == adapter.CodeInvalidArgument && strings.Contains(err.Error(), "not registered"):
 		return nil, res, usagef("use --adapter with one of: "+strings.Join(a.registry().Names(), ", "), "%v", err)
 	case strings.Contains(err.Error(), "was not found on PATH") || strings.Contains(err.Error(), "older than Python"):

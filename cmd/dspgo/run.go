@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/registry"
 )
 
@@ -39,8 +41,9 @@ func (a *app) runCmd() *cobra.Command {
 inputs (--input name=value, repeatable) or on JSON lines (--inputs FILE, or
 stdin). Each row prints one line: the outputs as a JSON object, or
 {"row": N, "error": {...}} saying why the row failed; a failed row never
-stops the others. Exit status: 0 when every row succeeded, 1 when some
-failed, 2 for bad usage.`,
+stops the others. The backend runs the configured LM (lm.*); when the
+offline dummy LM answered, one line on stderr says so. Exit status: 0
+when every row succeeded, 1 when some failed, 2 for bad usage.`,
 		Example: `  dspgo run --signature "question -> answer" --input question="What is Go?"
   dspgo run --signature "question, n: int -> answers: list[str]" --input question=Why --input n=3
   dspgo run --program qa.yaml --inputs questions.jsonl --concurrency 8 --output table`,
@@ -89,11 +92,11 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 	if err != nil {
 		return err
 	}
-	var backend adapter.Adapter
-	backend, _, err = a.open(ctx, cfg)
+	backend, res, err := a.open(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	opened := backend
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
 		defer cancel()
@@ -107,10 +110,7 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 		defer stop()
 		backend = instrumented
 	}
-	client := dspgo.NewClient(backend)
-	if err := client.ConfigureLM(ctx, registry.LMConfig(cfg)); err != nil {
-		return fmt.Errorf("configuring the language model: %w", err)
-	}
+	client := dspgo.NewClient(backend) // its LM is configured: Open applied lm.*
 	prog, err := client.CreateProgram(ctx, spec)
 	if err != nil {
 		return usagef("check the signature and the types of its fields", "%v", err)
@@ -126,10 +126,49 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 		if adapter.CodeOf(rows[0].err) == adapter.CodeInvalidArgument {
 			return usagef(inputFix(prog), "%v", rows[0].err)
 		}
-		return a.report(rows, f.output)
+	} else {
+		a.execute(ctx, client, prog.ID, rows, f.concurrency)
 	}
-	a.execute(ctx, client, prog.ID, rows, f.concurrency)
-	return a.report(rows, f.output)
+	err = a.report(rows, f.output)
+	a.dummyNotice(ctx, opened, res, rows)
+	return err
+}
+
+// dummyNotice says in one line on stderr that the offline dummy LM
+// answered, when some row succeeded and the LM is the dummy: the LM Open
+// applied, or, when it applied none (worker hosts keeping theirs), the one
+// a worker reports in get_stats.
+func (a *app) dummyNotice(ctx context.Context, backend adapter.Adapter, res registry.Resolution, rows []*row) {
+	if !slices.ContainsFunc(rows, func(rw *row) bool { return rw.err == nil }) {
+		return
+	}
+	const fix = "set lm.provider to use a real model"
+	switch {
+	case res.LM == dspgo.ProviderDummy:
+		fmt.Fprintf(a.stderr, "dspgo: the offline dummy LM answered (lm.provider %q set by %s); %s\n", res.LM, res.LMSource, fix)
+	case res.LM == "" && workerLM(ctx, backend) == dspgo.ProviderDummy:
+		fmt.Fprintf(a.stderr, "dspgo: the offline dummy LM answered (the workers run it; no lm.* key is set here); %s\n", fix)
+	}
+}
+
+// workerLM returns the provider a worker of the backend runs, from its
+// get_stats; "" when it does not say.
+func workerLM(ctx context.Context, backend adapter.Adapter) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := backend.Call(ctx, adapter.Request{Command: program.CmdGetStats})
+	if err != nil {
+		return ""
+	}
+	var stats struct {
+		LM struct {
+			Provider string `json:"provider"`
+		} `json:"lm"`
+	}
+	if json.Unmarshal(resp.Result, &stats) != nil {
+		return ""
+	}
+	return stats.LM.Provider
 }
 
 func inputFix(p *dspgo.Program) string {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/remote"
@@ -22,8 +21,10 @@ func (a *app) workersCmd() *cobra.Command {
 Python workers, with every pool.* key) and serve it on NATS as the micro
 service "dspgo": requests arrive on "<remote.prefix>.call" through the queue
 group remote.queue_group, so any number of hosts on any number of machines
-share the load. Callers use the "remote" adapter. Each host replays the
-shared state (LM configuration, program specs) before it takes a request.
+share the load. Callers use the "remote" adapter. The backend opens with
+the configured LM (lm.*; the mock and memory adapters run only the dummy);
+each host then replays the shared state (the LM a caller broadcast, program
+specs) before it takes a request.
 
 With --embedded-nats the host also runs a NATS server with JetStream on
 remote.embedded.listen, for one machine; other hosts and callers connect to
@@ -63,10 +64,8 @@ func (a *app) serveWorkers(ctx context.Context) error {
 		defer cancel()
 		_ = backend.Close(c)
 	}()
-	// The configured LM first; the shared state, replayed by Serve, wins.
-	if err := dspgo.NewClient(backend).ConfigureLM(ctx, registry.LMConfig(cfg)); err != nil {
-		return err
-	}
+	// The backend runs the configured LM (Open applied it); the shared
+	// state, replayed by Serve, wins.
 	opts := registry.HostOptions(cfg)
 	if p, ok := backend.(*pool.Pool); ok {
 		opts.Stats = func() any { return p.Stats() }

@@ -44,10 +44,7 @@ func run(ctx context.Context, question string) error {
 	defer backend.Close(ctx)
 	fmt.Println(why) // e.g. adapter "pool" set by default
 
-	client := dspgo.NewClient(backend)
-	if err := client.ConfigureLM(ctx, registry.LMConfig(cfg)); err != nil {
-		return err
-	}
+	client := dspgo.NewClient(backend) // Open applied the configured LM (lm.*)
 	prog, err := client.CreateProgram(ctx, dspgo.ProgramSpec{
 		Signature:    dspgo.MustParseSignature("question -> answer, confidence: float"),
 		Instructions: "Answer in one sentence.",
