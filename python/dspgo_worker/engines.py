@@ -4,8 +4,10 @@ Both have ``run(compiled, inputs, config, ctx) -> outputs`` (the outputs in fiel
 ``reasoning`` first for chain_of_thought, each of its declared type) and
 ``execute(compiled, inputs, config, ctx, tools, max_iters, stream)``, a generator that
 yields the chunks of a streamed run (``{"field", "delta"}``, fields in output order) when
-``stream`` is true, nothing otherwise, and returns ``(outputs, trajectory)``; the
-trajectory (``[{"tool", "args", "observation"}]``) of a ``react`` spec, else None.
+``stream`` is true, nothing otherwise, and returns ``(outputs, trajectory, usage)``: the
+trajectory (``[{"tool", "args", "observation"}]``) of a ``react`` spec, else None; the
+token usage (``{"prompt_tokens", "completion_tokens", "total_tokens"}``) of the LM calls
+the run made, None when it made none (the dummy provider, replies from the cache).
 
 * :class:`NativeEngine` (always available) writes a DSPy-ChatAdapter-like prompt, calls
   the provider and parses the reply (:func:`build_messages`, :func:`parse_reply`); a
@@ -13,9 +15,10 @@ trajectory (``[{"tool", "args", "observation"}]``) of a ``react`` spec, else Non
   section is recognised (:class:`ReplyStreamer`). The dummy provider's outputs are cut
   into chunks by :func:`value_deltas`. A ``react`` spec first runs the loop: the dummy
   provider's script, or the LM asked for one JSON step at a time.
-* :class:`DspyEngine` builds a ``dspy.Signature`` from the spec and runs ``dspy.Predict``,
+* :class:`~dspgo_worker.dspy_engine.DspyEngine` (its own module, imported only when
+  selected) runs the spec with the real DSPy library: ``dspy.Predict``,
   ``dspy.ChainOfThought`` or ``dspy.ReAct`` (its tools call the host) with a ``dspy.LM``
-  made from the configuration; a streamed run sends each output when the run is done.
+  made from the configuration, streaming through ``dspy.streamify``.
 
 Selection (:func:`resolve_engine`), decided at ``configure_lm`` time:
 
@@ -29,15 +32,13 @@ Selection (:func:`resolve_engine`), decided at ``configure_lm`` time:
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
-import threading
 
 import logging
 
 from .errors import ToolError, WorkerError
-from .lm import DummyProvider, LMConfig, call_in_thread, make_provider, redact
+from .lm import DummyProvider, LMConfig, Usage, make_provider
 from .spec import (
     BOOL,
     DICT,
@@ -86,11 +87,11 @@ class EngineUnavailable(WorkerError):
 
 
 def import_dspy():
-    """The ``dspy`` module, or raise :class:`EngineUnavailable` saying why not."""
-    try:
-        return importlib.import_module("dspy")
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        raise EngineUnavailable(f"the dspy engine needs the dspy package: import dspy failed: {type(exc).__name__}: {exc}") from None
+    """The ``dspy`` module, imported with the worker's settings, or raise
+    :class:`EngineUnavailable` saying why not (:func:`dspgo_worker.dspy_engine.import_dspy`)."""
+    from .dspy_engine import import_dspy as imported
+
+    return imported()
 
 
 def resolve_engine(config: LMConfig) -> str:
@@ -110,7 +111,9 @@ def resolve_engine(config: LMConfig) -> str:
 def make_engine(config: LMConfig):
     """The engine of a configuration (engines keep no state of their runs: one of each)."""
     if config.resolved_engine == "dspy" and config.provider != "dummy":
-        return _DSPY_ENGINE
+        from .dspy_engine import ENGINE
+
+        return ENGINE
     return _NATIVE_ENGINE
 
 
@@ -577,11 +580,12 @@ class NativeEngine:
         provider = make_provider(config)
         dummy = isinstance(provider, DummyProvider)
         trajectory = None
+        usage = Usage()
         if compiled.kind == KIND_REACT:
             if dummy:
                 trajectory = run_script(config.script, ctx, max_iters)
             else:
-                trajectory = self.react_loop(provider, compiled, inputs, list(tools), max_iters, ctx)
+                trajectory = self.react_loop(provider, compiled, inputs, list(tools), max_iters, ctx, usage)
         if dummy:
             outputs = compiled.dummy_outputs(inputs)
             if stream:
@@ -589,22 +593,22 @@ class NativeEngine:
                     if config.fail_after_chunks is not None and i >= config.fail_after_chunks:
                         raise WorkerError("internal", f"the dummy LM failed after {i} chunks (fail_after_chunks)")
                     yield chunk
-            return outputs, trajectory
+            return outputs, trajectory, None
         extra = trajectory_text(trajectory) if trajectory is not None else None
         messages = build_messages(compiled, inputs, extra)
         if stream:
-            outputs = yield from stream_outputs(compiled, provider.stream(messages, ctx))
+            outputs = yield from stream_outputs(compiled, provider.stream(messages, ctx, usage=usage))
         else:
-            outputs = parse_reply(compiled, provider.complete(messages, ctx))
-        return outputs, trajectory
+            outputs = parse_reply(compiled, provider.complete(messages, ctx, usage=usage))
+        return outputs, trajectory, usage.result()
 
     @staticmethod
-    def react_loop(provider, compiled: CompiledSpec, inputs: dict, tools: list[dict], max_iters: int, ctx) -> list[dict]:
+    def react_loop(provider, compiled: CompiledSpec, inputs: dict, tools: list[dict], max_iters: int, ctx, usage: Usage | None = None) -> list[dict]:
         """The LM's react loop: one JSON step per completion, until it finishes, replies
         with something else, or ``max_iters`` steps have run."""
         trajectory: list[dict] = []
         for _ in range(max_iters):
-            reply = provider.complete(build_step_messages(compiled, inputs, tools, trajectory), ctx)
+            reply = provider.complete(build_step_messages(compiled, inputs, tools, trajectory), ctx, usage=usage)
             step = parse_step(reply)
             if step == FINISH:
                 break
@@ -619,180 +623,4 @@ class NativeEngine:
         return trajectory
 
 
-# --- dspy engine -------------------------------------------------------------------------
-
-
-def python_type(t: FieldType):
-    """The Python type DSPy expects for a field type (``list[int]``, ``Literal['a']``…)."""
-    from typing import Literal
-
-    if t.kind == LIST:
-        return list[python_type(t.elem)]
-    if t.kind == DICT:
-        return dict[str, python_type(t.elem)]
-    if t.kind == LITERAL:
-        return Literal[t.values]
-    return {STR: str, INT: int, FLOAT: float, BOOL: bool}[t.kind]
-
-
-class DspyEngine:
-    """``dspy.Predict``/``dspy.ChainOfThought`` over a signature built from the spec.
-
-    The LM is ``dspy.LM("openai/<model>", api_base=..., api_key=..., temperature=...,
-    max_tokens=...)`` (the ``openai/`` prefix routes to any OpenAI-compatible endpoint),
-    made per run so the key is read at call time, and installed with ``dspy.context`` for
-    that run only (nothing global). Runs on a helper thread so cancellation and deadlines
-    answer at once.
-    """
-
-    name = "dspy"
-    _lock = threading.Lock()
-
-    def signature(self, dspy, compiled: CompiledSpec):
-        """The dspy signature of a spec, built once and kept in ``compiled.extras``."""
-        with self._lock:
-            signature = compiled.extras.get("dspy_signature")
-            if signature is None:
-                fields = {}
-                for f in compiled.inputs:
-                    kwargs = {"desc": f.description} if f.description else {}
-                    fields[f.name] = (python_type(f.type), dspy.InputField(**kwargs))
-                for f in compiled.declared_outputs:
-                    kwargs = {"desc": f.description} if f.description else {}
-                    fields[f.name] = (python_type(f.type), dspy.OutputField(**kwargs))
-                signature = compiled.extras["dspy_signature"] = dspy.make_signature(fields, compiled.instructions or None)
-            return signature
-
-    def module(self, dspy, compiled: CompiledSpec):
-        """The dspy module of a predict or chain_of_thought spec, built once and kept in
-        ``compiled.extras``."""
-        signature = self.signature(dspy, compiled)
-        with self._lock:
-            module = compiled.extras.get("dspy_module")
-            if module is None:
-                if compiled.kind == KIND_CHAIN_OF_THOUGHT:
-                    module = dspy.ChainOfThought(signature)
-                else:
-                    module = dspy.Predict(signature)
-                compiled.extras["dspy_module"] = module
-            return module
-
-    @staticmethod
-    def tools(dspy, tools, ctx, trajectory: list) -> list:
-        """``dspy.Tool`` objects calling the host's tools; each call is noted in
-        ``trajectory``, and a tool's error is its observation (the LM sees it)."""
-        lock = threading.Lock()
-
-        def host_tool(name: str):
-            def call(**kwargs):
-                observation = observe(ctx, name, kwargs)
-                with lock:
-                    trajectory.append({"tool": name, "args": kwargs, "observation": observation})
-                return observation
-
-            call.__name__ = name
-            return call
-
-        made = []
-        for descriptor in tools:
-            name = descriptor["name"]
-            properties = descriptor["schema"].get("properties")
-            made.append(
-                dspy.Tool(
-                    host_tool(name), name=name, desc=descriptor["description"],
-                    args=properties if isinstance(properties, dict) else {},
-                )
-            )
-        return made
-
-    def execute(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx, tools=(), max_iters: int = DEFAULT_MAX_ITERS, stream: bool = False):
-        trajectory = None
-        if compiled.kind == KIND_REACT:
-            dspy = import_dspy()
-            trajectory = []
-            module = dspy.ReAct(self.signature(dspy, compiled), tools=self.tools(dspy, tools, ctx, trajectory), max_iters=max_iters)
-            outputs = self._run_module(dspy, module, compiled, inputs, config, ctx)
-            trajectory = list(trajectory)
-        else:
-            outputs = self.run(compiled, inputs, config, ctx)
-        if stream:
-            yield from output_chunks(compiled, outputs)
-        return outputs, trajectory
-
-    @staticmethod
-    def make_lm(dspy, config: LMConfig):
-        model = config.model if config.model.startswith("openai/") else "openai/" + config.model
-        kwargs: dict[str, Any] = {"api_base": config.effective_base_url}
-        key = config.api_key()
-        if key:
-            kwargs["api_key"] = key
-        if config.temperature is not None:
-            kwargs["temperature"] = config.temperature
-        if config.max_tokens:
-            kwargs["max_tokens"] = config.max_tokens
-        return dspy.LM(model, **kwargs)
-
-    def run(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx) -> dict:
-        dspy = import_dspy()
-        return self._run_module(dspy, self.module(dspy, compiled), compiled, inputs, config, ctx)
-
-    def _run_module(self, dspy, module, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx) -> dict:
-        def predict():
-            lm = self.make_lm(dspy, config)
-            with dspy.context(lm=lm):
-                return module(**inputs)
-
-        try:
-            prediction = call_in_thread(predict, ctx, config.timeout, "the dspy program")
-        except WorkerError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - dspy and litellm raise many kinds
-            message = redact(f"dspy program failed: {type(exc).__name__}: {exc}", config.api_key())
-            raise WorkerError(_dspy_error_code(exc), message) from None
-        raw = {}
-        for f in compiled.outputs:
-            names = (f.name, "rationale") if f.name == REASONING_FIELD and compiled.kind == KIND_CHAIN_OF_THOUGHT else (f.name,)
-            for name in names:
-                value = _prediction_value(prediction, name)
-                if value is not None:
-                    raw[f.name] = value
-                    break
-        return convert_outputs(compiled, raw, "from the dspy prediction")
-
-
 _NATIVE_ENGINE = NativeEngine()
-_DSPY_ENGINE = DspyEngine()
-
-
-def _prediction_value(prediction, name: str):
-    value = getattr(prediction, name, None)
-    if value is None:
-        try:
-            value = prediction[name]
-        except Exception:  # noqa: BLE001 - not subscriptable, or no such key
-            value = None
-    return value
-
-
-#: litellm/OpenAI exception class names and the codes they map to.
-_DSPY_ERROR_CODES = {
-    "AuthenticationError": "failed_precondition",
-    "PermissionDeniedError": "failed_precondition",
-    "NotFoundError": "not_found",
-    "RateLimitError": "resource_exhausted",
-    "BadRequestError": "invalid_argument",
-    "Timeout": "deadline_exceeded",
-    "APITimeoutError": "deadline_exceeded",
-    "ServiceUnavailableError": "unavailable",
-    "APIConnectionError": "unavailable",
-    "InternalServerError": "unavailable",
-    "AdapterParseError": "internal",
-}
-
-
-def _dspy_error_code(exc: BaseException) -> str:
-    for cls in type(exc).__mro__:
-        code = _DSPY_ERROR_CODES.get(cls.__name__)
-        if code:
-            return code
-    return "internal"

@@ -96,8 +96,9 @@ _LMConfigFields = namedtuple(
         "resolved_engine",
         "script",
         "fail_after_chunks",
+        "cache",
     ),
-    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", (), None),
+    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", (), None, False),
 )
 
 
@@ -147,9 +148,11 @@ class LMConfig(_LMConfigFields):
 
     Fields: ``provider`` ("dummy"), ``model``, ``base_url``, ``api_key_env``,
     ``temperature`` (None), ``max_tokens``, ``timeout_ms``, ``engine`` ("auto"),
-    ``delay_ms``, ``resolved_engine`` ("native") and ``script`` (a tuple of
-    :class:`ScriptStep`, the dummy provider's react script). ``engine`` is what was asked
-    for (auto, native, dspy); ``resolved_engine`` what runs.
+    ``delay_ms``, ``resolved_engine`` ("native"), ``script`` (a tuple of
+    :class:`ScriptStep`, the dummy provider's react script), ``fail_after_chunks`` and
+    ``cache`` (False: every execution calls the LM; True: this worker process answers a
+    request identical to an earlier one from memory, on either engine). ``engine`` is
+    what was asked for (auto, native, dspy); ``resolved_engine`` what runs.
     """
 
     __slots__ = ()
@@ -190,6 +193,7 @@ class LMConfig(_LMConfigFields):
             "engine": self.resolved_engine,
             "delay_ms": self.delay_ms,
             "script_steps": len(self.script),
+            "cache": self.cache,
         }
 
 
@@ -265,6 +269,7 @@ def validate_lm_args(args: dict) -> LMConfig:
         delay_ms=args.get("delay_ms") or 0,
         script=tuple(script),
         fail_after_chunks=args.get("fail_after_chunks"),
+        cache=bool(args.get("cache")),
     )
 
 
@@ -335,6 +340,71 @@ def call_in_thread(fn: Callable[[], Any], ctx, timeout: float | None, what: str)
         raise DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline waiting for {what}")
     within = f" within {timeout:g} s" if timeout is not None else ""
     raise WorkerError("deadline_exceeded", f"{what} did not answer{within}")
+
+
+# --- usage and cache ---------------------------------------------------------------------
+
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+class Usage:
+    """Token usage summed over the LM calls of one execution."""
+
+    __slots__ = ("counts", "reported")
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(USAGE_KEYS, 0)
+        self.reported = False
+
+    def add(self, usage: Any) -> None:
+        """Add an OpenAI ``usage`` object (anything else is ignored)."""
+        if not isinstance(usage, dict):
+            return
+        for key in USAGE_KEYS:
+            value = usage.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                self.counts[key] += value
+                self.reported = True
+
+    def result(self) -> dict | None:
+        """``{"prompt_tokens", "completion_tokens", "total_tokens"}``, or None when no call
+        reported usage."""
+        if not self.reported:
+            return None
+        counts = dict(self.counts)
+        if not counts["total_tokens"]:
+            counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
+        return counts
+
+
+class ReplyCache:
+    """Replies by request body, in this process's memory, the oldest dropped past
+    ``size`` entries (``cache`` of ``configure_lm``; never on disk)."""
+
+    def __init__(self, size: int = 4096):
+        from collections import OrderedDict
+
+        self.size = size
+        self._lock = threading.Lock()
+        self._replies: OrderedDict[bytes, str] = OrderedDict()
+
+    def get(self, key: bytes) -> str | None:
+        with self._lock:
+            reply = self._replies.get(key)
+            if reply is not None:
+                self._replies.move_to_end(key)
+            return reply
+
+    def put(self, key: bytes, reply: str) -> None:
+        with self._lock:
+            self._replies[key] = reply
+            self._replies.move_to_end(key)
+            while len(self._replies) > self.size:
+                self._replies.popitem(last=False)
+
+
+#: The native engine's reply cache (the dspy engine uses DSPy's, kept in memory too).
+REPLY_CACHE = ReplyCache()
 
 
 # --- providers ---------------------------------------------------------------------------
@@ -609,6 +679,7 @@ class OpenAIProvider:
             body["max_tokens"] = tokens
         if stream:
             body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     def _retry_wait(self, exc: _Retryable, attempt: int, ctx) -> None:
@@ -637,16 +708,23 @@ class OpenAIProvider:
         if ctx.wait(delay):
             raise Cancelled(ctx.cancel_reason)
 
-    def complete(self, messages: list[dict], ctx, max_tokens: int | None = None) -> str:
-        """The reply text of one chat completion, with retries; raises WorkerError."""
+    def complete(self, messages: list[dict], ctx, max_tokens: int | None = None, usage: Usage | None = None, cache: bool = True) -> str:
+        """The reply text of one chat completion, with retries; raises WorkerError. The
+        reply's usage is added to ``usage``; with ``cache`` configured, a request made
+        before is answered from :data:`REPLY_CACHE` (no usage) unless ``cache`` is False."""
         config = self.config
+        cache = cache and config.cache
         data = self._body(messages, max_tokens)
+        if cache:
+            cached = REPLY_CACHE.get(data)
+            if cached is not None:
+                return cached
         attempt = 0
         while True:
             ctx.check()
             started = time.monotonic()
             try:
-                reply = self._post(data, ctx)
+                reply, reported = self._post(data, ctx)
             except _Retryable as exc:
                 retryable = exc
             except WorkerError as exc:
@@ -663,17 +741,28 @@ class OpenAIProvider:
                     extra={"request_id": ctx.id, "model": config.model, "attempts": attempt + 1,
                            "duration_ms": round((time.monotonic() - started) * 1000, 3)},
                 )
+            if usage is not None:
+                usage.add(reported)
+            if cache:
+                REPLY_CACHE.put(data, reply)
             return reply
 
-    def stream(self, messages: list[dict], ctx, max_tokens: int | None = None):
+    def stream(self, messages: list[dict], ctx, max_tokens: int | None = None, usage: Usage | None = None):
         """A generator of the reply's text pieces as they arrive (``"stream": true``);
         returns the whole text. Retries as :meth:`complete` does, before the first piece;
-        raises WorkerError."""
+        raises WorkerError. Usage and the cache as for :meth:`complete` (a cached reply is
+        one piece)."""
         endpoint = self.endpoint
         if not endpoint.direct or _proxied(endpoint.scheme, endpoint.netloc):
-            text = self.complete(messages, ctx, max_tokens)
+            text = self.complete(messages, ctx, max_tokens, usage)
             yield text
             return text
+        key = self._body(messages, max_tokens)
+        if self.config.cache:
+            cached = REPLY_CACHE.get(key)
+            if cached is not None:
+                yield cached
+                return cached
         data = self._body(messages, max_tokens, stream=True)
         attempt = 0
         while True:
@@ -688,11 +777,14 @@ class OpenAIProvider:
                 break
             self._retry_wait(retryable, attempt, ctx)
             attempt += 1
-        return (yield from self._read_stream(endpoint, opened, ctx))
+        text = yield from self._read_stream(endpoint, opened, ctx, usage)
+        if self.config.cache:
+            REPLY_CACHE.put(key, text)
+        return text
 
     def verify(self, ctx) -> None:
         """One small completion, to check the endpoint, model and key now."""
-        self.complete([{"role": "user", "content": "Reply with the word OK."}], ctx, self.verify_max_tokens)
+        self.complete([{"role": "user", "content": "Reply with the word OK."}], ctx, self.verify_max_tokens, cache=False)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -719,9 +811,9 @@ class OpenAIProvider:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _post(self, data: bytes, ctx) -> str:
-        """One attempt; raises _Retryable or WorkerError (Cancelled and DeadlineExceeded
-        included)."""
+    def _post(self, data: bytes, ctx) -> tuple[str, Any]:
+        """One attempt: the reply's text and its ``usage`` object (None when it has none);
+        raises _Retryable or WorkerError (Cancelled and DeadlineExceeded included)."""
         endpoint = self.endpoint
         if not endpoint.direct or _proxied(endpoint.scheme, endpoint.netloc):
             return call_in_thread(lambda: self._post_urllib(data), ctx, self.config.timeout, "the LM endpoint")
@@ -950,9 +1042,10 @@ class OpenAIProvider:
             limit = min(limit, remaining)
         return limit
 
-    def _read_stream(self, endpoint: _Endpoint, opened: _OpenStream, ctx):
+    def _read_stream(self, endpoint: _Endpoint, opened: _OpenStream, ctx, usage: Usage | None):
         """The generator of :meth:`stream` once the answer's head is read: yields each
-        content delta of the server-sent events; returns the whole text."""
+        content delta of the server-sent events; returns the whole text. An event's
+        ``usage`` is added to ``usage``."""
         net = _Net.load()
         response, conn, abort = opened.response, opened.conn, opened.abort
         sock = conn.sock
@@ -972,7 +1065,9 @@ class OpenAIProvider:
                     if len(raw) > MAX_REPLY_BYTES:
                         raise WorkerError("resource_exhausted", f"LM endpoint {shown}: reply over {MAX_REPLY_BYTES} bytes")
                     keep = response.isclosed() and not response.will_close
-                    text = self._content(raw, shown)
+                    text, reported = self._content(raw, shown)
+                    if usage is not None:
+                        usage.add(reported)
                     yield text
                     return text
                 pending: list[bytes] = []  # the data lines of an event that is not JSON yet
@@ -988,7 +1083,7 @@ class OpenAIProvider:
                     line = line.rstrip(b"\r\n")
                     if not line:  # the end of an event
                         if pending:
-                            piece, done = self._stream_event(b"\n".join(pending), shown, strict=True)
+                            piece, done = self._stream_event(b"\n".join(pending), shown, strict=True, usage=usage)
                             pending = []
                             if piece:
                                 parts.append(piece)
@@ -1001,7 +1096,7 @@ class OpenAIProvider:
                         value = value[1:]
                     pending.append(value)
                     if len(pending) == 1:  # one line, one event (as OpenAI sends them)
-                        piece, done = self._stream_event(value, shown, strict=False)
+                        piece, done = self._stream_event(value, shown, strict=False, usage=usage)
                         if piece is not None or done:
                             pending = []
                             if piece:
@@ -1010,7 +1105,7 @@ class OpenAIProvider:
                 if abort.fired:  # the socket shut down by a cancel reads as the end
                     raise Cancelled(ctx.cancel_reason)
                 if pending:
-                    piece, done = self._stream_event(b"\n".join(pending), shown, strict=True)
+                    piece, done = self._stream_event(b"\n".join(pending), shown, strict=True, usage=usage)
                     if piece:
                         parts.append(piece)
                         yield piece
@@ -1059,9 +1154,10 @@ class OpenAIProvider:
             return False
         return response.isclosed() and not response.will_close
 
-    def _stream_event(self, payload: bytes, shown: str, strict: bool):
-        """``(content delta or None, done)`` of one event's data. A payload that is not
-        JSON is an error when ``strict``, else ``(None, False)`` (more lines may follow)."""
+    def _stream_event(self, payload: bytes, shown: str, strict: bool, usage: Usage | None = None):
+        """``(content delta or None, done)`` of one event's data; its ``usage`` is added to
+        ``usage``. A payload that is not JSON is an error when ``strict``, else
+        ``(None, False)`` (more lines may follow)."""
         if payload.strip() == b"[DONE]":
             return None, True
         try:
@@ -1075,13 +1171,15 @@ class OpenAIProvider:
             error = event["error"]
             detail = error.get("message") if isinstance(error, dict) else error
             raise WorkerError("unavailable", self._scrub_text(f"LM endpoint {shown}: the stream reported an error: {detail}"))
+        if usage is not None and isinstance(event, dict):
+            usage.add(event.get("usage"))
         try:
             content = event["choices"][0]["delta"].get("content")
         except (KeyError, IndexError, TypeError, AttributeError):
             return "", False  # a chunk without content (role, finish_reason, usage)
         return (content if isinstance(content, str) else ""), False
 
-    def _post_urllib(self, data: bytes) -> str:
+    def _post_urllib(self, data: bytes) -> tuple[str, Any]:
         """One request with ``urllib.request`` (proxies, other schemes); raises _Retryable
         or WorkerError."""
         import http.client
@@ -1094,7 +1192,9 @@ class OpenAIProvider:
         request = urllib.request.Request(url, data=data, headers=self._headers(), method="POST")
         timeout = self.config.timeout
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            # An opener of its own: the process-wide one of urlopen may have been built (or
+            # installed by another library) before the environment's proxies were set.
+            with urllib.request.build_opener().open(request, timeout=timeout) as response:
                 raw = response.read(MAX_REPLY_BYTES + 1)
         except urllib.error.HTTPError as exc:
             try:
@@ -1119,7 +1219,8 @@ class OpenAIProvider:
         return self._content(raw, shown)
 
     @staticmethod
-    def _content(raw: bytes, url: str) -> str:
+    def _content(raw: bytes, url: str) -> tuple[str, Any]:
+        """The text of a chat completion and its ``usage`` object (None when absent)."""
         try:
             body = json.loads(raw.decode("utf-8"))
             content = body["choices"][0]["message"]["content"]
@@ -1130,7 +1231,7 @@ class OpenAIProvider:
             ) from None
         if not isinstance(content, str):
             raise WorkerError("internal", f"LM endpoint {url}: the completion has no text content")
-        return content
+        return content, body.get("usage")
 
     def _http_error(self, status: int, headers, raw: bytes) -> Exception:
         """The error of a non-2xx answer whose body starts with ``raw``."""

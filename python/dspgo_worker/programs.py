@@ -202,6 +202,7 @@ def rss_bytes() -> int:
         "verify": Arg("bool", default=False, description="check the configuration with one small request now"),
         "delay_ms": Arg("int", description="wait this long before each execution (for tests of deadlines)"),
         "fail_after_chunks": Arg("int", description="dummy provider: a streamed execution fails after this many chunks (for tests of streams)"),
+        "cache": Arg("bool", default=False, description="answer a request identical to an earlier one from this worker's memory (default false: every execution calls the LM)"),
         "script": Arg(
             "array",
             description='dummy provider only: the react steps, each {"tool": name, "args": {...}} or {"finish": true}',
@@ -286,17 +287,19 @@ def execute_program(args, ctx):
     return _result(*engines.drain(run), compiled.hash)
 
 
-def _result(outputs: dict, trajectory, spec_hash: str) -> dict:
+def _result(outputs: dict, trajectory, usage, spec_hash: str) -> dict:
     result = {"outputs": outputs, "spec_hash": spec_hash}
     if trajectory is not None:
         result["trajectory"] = trajectory
+    if usage is not None:
+        result["usage"] = usage
     return result
 
 
 def _streamed(run, spec_hash: str):
     """The generator of a streamed execution: the engine's chunks, then the result."""
-    outputs, trajectory = yield from run
-    return _result(outputs, trajectory, spec_hash)
+    outputs, trajectory, usage = yield from run
+    return _result(outputs, trajectory, usage, spec_hash)
 
 
 @command(

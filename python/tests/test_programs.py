@@ -164,8 +164,12 @@ class ProgramCommandsTest(unittest.TestCase):
                 self.assertIn(want, error["message"])
         self.assertEqual(self.w.ok("get_stats")["lm"], {"provider": "dummy", "model": ""}, "bad configurations change nothing")
 
-    @unittest.skipIf(importlib.util.find_spec("dspy") is not None, "dspy is installed here")
-    def test_dspy_engine_without_dspy_is_failed_precondition(self):
+    def test_engine_selection_follows_whether_dspy_imports(self):
+        if importlib.util.find_spec("dspy") is not None:
+            for engine in ("auto", "dspy"):
+                self.assertEqual(self.w.ok("configure_lm", {"provider": "openai", "model": "m", "engine": engine})["engine"], "dspy")
+            self.assertEqual(self.w.ok("configure_lm", {"provider": "dummy", "engine": "dspy"})["engine"], "native", "the dummy is native")
+            return
         for provider in ({"provider": "openai", "model": "m"}, {"provider": "dummy"}):
             error = self.w.error("configure_lm", {**provider, "engine": "dspy"})
             self.assertEqual(error["code"], "failed_precondition")

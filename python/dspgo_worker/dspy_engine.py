@@ -1,0 +1,546 @@
+"""The dspy engine: a spec run by the real DSPy library (``dspy.Predict``,
+``dspy.ChainOfThought``, ``dspy.ReAct``) with a ``dspy.LM`` made from the configuration.
+
+How a run goes:
+
+* The spec becomes a ``dspy.Signature`` (:func:`python_type` maps each field type;
+  instructions and field descriptions go with it) and a module, both built once per
+  compiled spec. A ``react`` spec gets a fresh ``dspy.ReAct`` per run, its tools calling
+  the host through the request's context.
+* Every run is a coroutine (``module.acall``) on the worker's one DSPy event loop
+  (:class:`_Loop`, a daemon thread started on first use), inside ``dspy.context`` with
+  the run's own LM and usage tracking: nothing global is set. The handler's thread waits
+  for it; the request's cancellation or deadline cancels the coroutine, which closes the
+  LM's HTTP request, and the handler returns at once.
+* A streamed run goes through ``dspy.streamify`` with one ``StreamListener`` per output
+  field, so each field's text is handed on as the LM sends it, with the same credit
+  flow and end frame as the native engine (:class:`_FieldOrder` keeps the protocol's
+  rules: fields in output order, each one's text without surrounding white space).
+  The chunks pass from the loop to the handler through a bounded hand-off
+  (:data:`HANDOFF_WINDOW`), so a slow consumer slows the LM stream instead of filling
+  memory.
+* Usage is DSPy's usage tracking, summed over the models the run called; a reply served
+  from DSPy's cache reports none.
+
+Importing dspy (:func:`import_dspy`) keeps the worker's promises: litellm uses its own
+copy of the model cost map instead of fetching one from the network, and DSPy's cache
+lives in memory only (never on disk); whether an LM call uses it is ``cache`` of
+``configure_lm`` (off by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import queue
+import threading
+
+from .engines import EngineUnavailable, convert_outputs, drain, observe, value_text
+from .errors import Cancelled, DeadlineExceeded, WorkerError
+from .lm import LMConfig, redact
+from .spec import KIND_CHAIN_OF_THOUGHT, KIND_REACT, REASONING_FIELD, CompiledSpec, FieldType
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+log = logging.getLogger("dspgo_worker.dspy")
+
+#: Chunks the DSPy loop may hand on ahead of the handler that sends them.
+HANDOFF_WINDOW = 16
+#: Most threads of the DSPy loop's executor (host tool calls, DSPy's own blocking steps).
+EXECUTOR_THREADS = 256
+#: Memory cache entries of DSPy's LM cache (per worker process).
+MEMORY_CACHE_ENTRIES = 4096
+
+
+_import_lock = threading.Lock()
+_dspy = None
+
+
+def import_dspy():
+    """The ``dspy`` module, imported once with the worker's settings (see the module
+    docstring), or raise :class:`EngineUnavailable` saying why not."""
+    global _dspy
+    with _import_lock:
+        if _dspy is not None:
+            return _dspy
+        # litellm fetches its model cost map from the network at import unless told not to.
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        try:
+            dspy = importlib.import_module("dspy")
+        except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
+            raise EngineUnavailable(
+                f"the dspy engine needs the dspy package: import dspy failed: {type(exc).__name__}: {exc}"
+            ) from None
+        try:
+            dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True, memory_max_entries=MEMORY_CACHE_ENTRIES)
+        except Exception as exc:  # noqa: BLE001 - an older or newer dspy without this signature
+            log.warning("could not keep DSPy's cache in memory", extra={"error": f"{type(exc).__name__}: {exc}"})
+        _dspy = dspy
+        return dspy
+
+
+def dspy_version() -> str | None:
+    """The importable dspy's version, or None when it cannot be imported."""
+    try:
+        return str(import_dspy().__version__)
+    except EngineUnavailable:
+        return None
+
+
+# --- types ----------------------------------------------------------------------------
+
+
+def python_type(t: FieldType):
+    """The Python type DSPy expects for a field type (``list[int]``, ``Literal['a']``…)."""
+    from typing import Literal
+
+    from .spec import BOOL, DICT, FLOAT, INT, LIST, LITERAL, STR
+
+    if t.kind == LIST:
+        return list[python_type(t.elem)]
+    if t.kind == DICT:
+        return dict[str, python_type(t.elem)]
+    if t.kind == LITERAL:
+        return Literal[t.values]
+    return {STR: str, INT: int, FLOAT: float, BOOL: bool}[t.kind]
+
+
+# --- the event loop -------------------------------------------------------------------
+
+
+class _Loop:
+    """The worker's one asyncio loop for DSPy runs, on a daemon thread started on first
+    use. Runs share it (and so share litellm's and DSPy's async HTTP clients, which are
+    bound to a loop); nothing on it may block."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None:
+                loop = asyncio.new_event_loop()
+                # Host tools and DSPy's own to_thread calls wait on the default executor:
+                # one thread per concurrent run, not Python's few-per-core default.
+                from concurrent.futures import ThreadPoolExecutor
+
+                loop.set_default_executor(ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="dspgo-dspy"))
+                threading.Thread(target=loop.run_forever, name="dspgo-dspy-loop", daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+
+_DONE = object()
+
+
+class _Handoff:
+    """Items from a coroutine on the loop to the handler's thread, at most ``window``
+    ahead of the handler; the end of the coroutine (its result or error) comes last."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, window: int = HANDOFF_WINDOW):
+        self.loop = loop
+        self.items: queue.SimpleQueue = queue.SimpleQueue()
+        self.credit = asyncio.Semaphore(window)  # used on the loop only
+
+    async def put(self, item) -> None:
+        await self.credit.acquire()
+        self.items.put(item)
+
+    def taken(self) -> None:
+        """The handler has taken one item: the coroutine may put another."""
+        self.loop.call_soon_threadsafe(self.credit.release)
+
+
+class _Run:
+    """One coroutine on the DSPy loop, awaited from the handler's thread with the
+    request's cancellation and deadline."""
+
+    def __init__(self, make_coroutine, ctx, handoff: _Handoff | None = None):
+        self.ctx = ctx
+        self.handoff = handoff
+        self.wake: queue.SimpleQueue = handoff.items if handoff is not None else queue.SimpleQueue()
+        self.future = asyncio.run_coroutine_threadsafe(make_coroutine(), _Loop.get())
+        self.future.add_done_callback(lambda _: self.wake.put(_DONE))
+        self._remove = ctx.on_cancel(self._cancelled)
+
+    def _cancelled(self) -> None:
+        self.future.cancel()
+        self.wake.put(_DONE)
+
+    def next(self):
+        """The next handed-on item, or :data:`_DONE` once the coroutine has ended; raises
+        Cancelled or DeadlineExceeded (cancelling the coroutine) when the request ends
+        first."""
+        ctx = self.ctx
+        try:
+            item = self.wake.get(timeout=ctx.remaining())
+        except queue.Empty:
+            item = None
+        if ctx.cancelled.is_set():
+            self.close()
+            raise Cancelled(ctx.cancel_reason)
+        if item is None:
+            self.close()
+            raise DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline in the dspy program")
+        if item is not _DONE and self.handoff is not None:
+            self.handoff.taken()
+        return item
+
+    def result(self):
+        """The coroutine's result (once :meth:`next` gave :data:`_DONE`); raises its error."""
+        self._remove()
+        return self.future.result(timeout=0)
+
+    def close(self) -> None:
+        """Cancel the coroutine if it still runs (the LM request is closed); returns at once."""
+        self._remove()
+        self.future.cancel()
+
+
+# --- the engine -----------------------------------------------------------------------
+
+
+class DspyEngine:
+    """Runs specs with the real DSPy library (see the module docstring)."""
+
+    name = "dspy"
+    _lock = threading.Lock()
+
+    def signature(self, dspy, compiled: CompiledSpec):
+        """The dspy signature of a spec, built once and kept in ``compiled.extras``."""
+        with self._lock:
+            signature = compiled.extras.get("dspy_signature")
+            if signature is None:
+                fields = {}
+                for f in compiled.inputs:
+                    kwargs = {"desc": f.description} if f.description else {}
+                    fields[f.name] = (python_type(f.type), dspy.InputField(**kwargs))
+                for f in compiled.declared_outputs:
+                    kwargs = {"desc": f.description} if f.description else {}
+                    fields[f.name] = (python_type(f.type), dspy.OutputField(**kwargs))
+                signature = compiled.extras["dspy_signature"] = dspy.make_signature(fields, compiled.instructions or None)
+            return signature
+
+    def module(self, dspy, compiled: CompiledSpec):
+        """The dspy module of a predict or chain_of_thought spec, built once and kept in
+        ``compiled.extras``."""
+        signature = self.signature(dspy, compiled)
+        with self._lock:
+            module = compiled.extras.get("dspy_module")
+            if module is None:
+                if compiled.kind == KIND_CHAIN_OF_THOUGHT:
+                    module = dspy.ChainOfThought(signature)
+                else:
+                    module = dspy.Predict(signature)
+                compiled.extras["dspy_module"] = module
+            return module
+
+    @staticmethod
+    def tools(dspy, tools, ctx, trajectory: list) -> list:
+        """``dspy.Tool`` objects calling the host's tools; each call is noted in
+        ``trajectory``, and a tool's error is its observation (the LM sees it). The host
+        call waits on a thread of the loop's executor, so the loop stays free."""
+        def host_tool(name: str):
+            async def call(**kwargs):
+                observation = await asyncio.get_running_loop().run_in_executor(None, observe, ctx, name, kwargs)
+                trajectory.append({"tool": name, "args": kwargs, "observation": observation})
+                return observation
+
+            call.__name__ = name
+            return call
+
+        made = []
+        for descriptor in tools:
+            name = descriptor["name"]
+            properties = descriptor["schema"].get("properties")
+            made.append(
+                dspy.Tool(
+                    host_tool(name), name=name, desc=descriptor["description"],
+                    args=properties if isinstance(properties, dict) else {},
+                )
+            )
+        return made
+
+    @staticmethod
+    def make_lm(dspy, config: LMConfig):
+        """The run's ``dspy.LM``: ``openai/<model>`` (any OpenAI-compatible endpoint) with
+        the configured base URL, key (read from the environment now), temperature,
+        max_tokens, timeout and cache."""
+        model = config.model if config.model.startswith("openai/") else "openai/" + config.model
+        key = config.api_key()
+        if not key:
+            raise WorkerError(
+                "failed_precondition",
+                f"the dspy engine needs an API key: ${config.effective_api_key_env} is unset or empty in the worker's "
+                "environment (dspy's LM client sends one with every request; an endpoint that needs none accepts any value)",
+            )
+        kwargs: dict[str, Any] = {"api_base": config.effective_base_url, "api_key": key, "cache": bool(config.cache), "timeout": config.timeout}
+        if config.temperature is not None:
+            kwargs["temperature"] = config.temperature
+        if config.max_tokens:
+            kwargs["max_tokens"] = config.max_tokens
+        return dspy.LM(model, **kwargs)
+
+    def execute(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx, tools=(), max_iters: int = 5, stream: bool = False):
+        """The engine protocol of :mod:`dspgo_worker.engines`: yields the chunks of a
+        streamed run, returns ``(outputs, trajectory, usage)``."""
+        dspy = import_dspy()
+        trajectory = None
+        if compiled.kind == KIND_REACT:
+            trajectory = []
+            module = dspy.ReAct(self.signature(dspy, compiled), tools=self.tools(dspy, tools, ctx, trajectory), max_iters=max_iters)
+        else:
+            module = self.module(dspy, compiled)
+        try:
+            lm = self.make_lm(dspy, config)
+        except WorkerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - dspy refuses a configuration with many kinds
+            raise WorkerError("invalid_argument", redact(f"dspy.LM refused the configuration: {type(exc).__name__}: {exc}", config.api_key())) from None
+        if stream:
+            prediction = yield from self._stream(dspy, module, lm, config, compiled, inputs, ctx)
+        else:
+            prediction = self._call(dspy, module, lm, config, inputs, ctx)
+        outputs = self._outputs(compiled, prediction)
+        return outputs, (list(trajectory) if trajectory is not None else None), _usage(prediction)
+
+    def run(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx) -> dict:
+        return drain(self.execute(compiled, inputs, config, ctx))[0]
+
+    def _call(self, dspy, module, lm, config: LMConfig, inputs: dict, ctx):
+        async def main():
+            with dspy.context(lm=lm, track_usage=True):
+                return await module.acall(**inputs)
+
+        run = _Run(main, ctx)
+        try:
+            while run.next() is not _DONE:
+                pass
+            return self._result(run, config)
+        finally:
+            run.close()
+
+    def _stream(self, dspy, module, lm, config: LMConfig, compiled: CompiledSpec, inputs: dict, ctx):
+        names = [f.name for f in compiled.outputs]
+        handoff = _Handoff(_Loop.get())
+
+        async def main():
+            from dspy.streaming import StreamListener, StreamResponse
+
+            listeners = [StreamListener(signature_field_name=name, predict=predictor) for name, predictor in _listened(module, names)]
+            with dspy.context(lm=lm, track_usage=True):
+                program = dspy.streamify(module, stream_listeners=listeners, is_async_program=True)
+                prediction = None
+                async for item in program(**inputs):
+                    if isinstance(item, StreamResponse):
+                        await handoff.put((item.signature_field_name, item.chunk, item.is_last_chunk))
+                    elif isinstance(item, dspy.Prediction):
+                        prediction = item
+                return prediction
+
+        order = _FieldOrder(names)
+        run = _Run(main, ctx, handoff)
+        try:
+            while True:
+                item = run.next()
+                if item is _DONE:
+                    break
+                for name, delta in order.feed(*item):
+                    yield {"field": name, "delta": delta}
+            prediction = self._result(run, config)
+            outputs = self._outputs(compiled, prediction)
+            for name, delta in order.finish(lambda name: value_text(outputs[name])):
+                yield {"field": name, "delta": delta}
+            return prediction
+        finally:
+            run.close()
+
+    @staticmethod
+    def _result(run: _Run, config: LMConfig):
+        try:
+            prediction = run.result()
+        except WorkerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - dspy and its LM clients raise many kinds
+            raise _coded(exc, config) from None
+        if prediction is None:
+            raise WorkerError("internal", "the dspy program ended without a prediction")
+        return prediction
+
+    @staticmethod
+    def _outputs(compiled: CompiledSpec, prediction) -> dict:
+        raw = {}
+        for f in compiled.outputs:
+            names = (f.name, "rationale") if f.name == REASONING_FIELD and compiled.kind == KIND_CHAIN_OF_THOUGHT else (f.name,)
+            for name in names:
+                value = _prediction_value(prediction, name)
+                if value is not None:
+                    raw[f.name] = value
+                    break
+        return convert_outputs(compiled, raw, "from the dspy prediction")
+
+
+def _listened(module, names: list[str]):
+    """``(field, predictor)`` for each output field: the module's last predictor that
+    has the field among its outputs (a ReAct's extraction step, not its loop)."""
+    predictors = [p for _, p in module.named_predictors()]
+    for name in names:
+        for predictor in reversed(predictors):
+            if name in predictor.signature.output_fields:
+                yield name, predictor
+                break
+
+
+def _prediction_value(prediction, name: str):
+    value = getattr(prediction, name, None)
+    if value is None:
+        try:
+            value = prediction[name]
+        except Exception:  # noqa: BLE001 - not subscriptable, or no such key
+            value = None
+    return value
+
+
+def _usage(prediction) -> dict | None:
+    """The prediction's token usage summed over the models it called, or None when it
+    made no LM call (or every reply came from the cache)."""
+    try:
+        by_model = prediction.get_lm_usage()
+    except Exception:  # noqa: BLE001 - a prediction without usage tracking
+        return None
+    if not by_model:
+        return None
+    total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for usage in by_model.values():
+        if not isinstance(usage, dict):
+            continue
+        for key in total:
+            value = usage.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                total[key] += value
+    if not total["total_tokens"]:
+        total["total_tokens"] = total["prompt_tokens"] + total["completion_tokens"]
+    return total if total["total_tokens"] else None
+
+
+class _FieldOrder:
+    """The protocol's order over DSPy's stream: each field's text handed on in output
+    order, without leading or trailing white space, a field's chunks held while an
+    earlier field is still open; :meth:`finish` hands on what the stream did not carry
+    (a cached reply, a field the listener missed) from the final outputs."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.next = 0
+        self.started: set[str] = set()  # leading white space skipped
+        self.space: dict[str, str] = {}  # trailing white space held back
+        self.sent: set[str] = set()  # a delta of it was handed on
+        self.held: dict[str, list[str]] = {}
+        self.ended: set[str] = set()
+
+    def feed(self, name: str, text: str, last: bool) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if name not in self.names or name in self.ended:
+            return out
+        if self.names.index(name) != self.next:
+            self.held.setdefault(name, []).append(text)
+            if last:
+                self.ended.add(name)
+            return out
+        self._text(name, text, out)
+        if last:
+            self._end(name, out)
+        return out
+
+    def _text(self, name: str, text: str, out: list) -> None:
+        if name not in self.started:
+            text = text.lstrip()
+            if not text:
+                return
+            self.started.add(name)
+        combined = self.space.get(name, "") + text
+        body = combined.rstrip()
+        self.space[name] = combined[len(body) :]
+        if body:
+            out.append((name, body))
+            self.sent.add(name)
+
+    def _end(self, name: str, out: list) -> None:
+        self.ended.add(name)
+        if name not in self.sent:
+            out.append((name, ""))
+            self.sent.add(name)
+        self.next += 1
+        while self.next < len(self.names):
+            following = self.names[self.next]
+            if following not in self.ended or following not in self.held:
+                break
+            out.append((following, "".join(self.held.pop(following)).strip()))
+            self.sent.add(following)
+            self.next += 1
+
+    def finish(self, text_of) -> list[tuple[str, str]]:
+        """The deltas not handed on yet; ``text_of(name)`` is a field's final text."""
+        out: list[tuple[str, str]] = []
+        while self.next < len(self.names):
+            name = self.names[self.next]
+            if name in self.sent:
+                self.next += 1  # the stream carried part of it: its rest is held white space
+                continue
+            held = self.held.pop(name, None)
+            out.append((name, "".join(held).strip() if held is not None else text_of(name)))
+            self.sent.add(name)
+            self.next += 1
+        return out
+
+
+#: dspy's error classes (``dspy.utils.exceptions``) and litellm's, by name, and their codes.
+_ERROR_CODES = {
+    "LMAuthError": "failed_precondition",
+    "LMBillingError": "failed_precondition",
+    "LMNotConfiguredError": "failed_precondition",
+    "LMConfigurationError": "invalid_argument",
+    "LMRateLimitError": "resource_exhausted",
+    "LMTimeoutError": "deadline_exceeded",
+    "LMServerError": "unavailable",
+    "LMTransportError": "unavailable",
+    "LMInvalidRequestError": "invalid_argument",
+    "ContextWindowExceededError": "invalid_argument",
+    "LMUnsupportedModelError": "not_found",
+    "LMUnsupportedFeatureError": "invalid_argument",
+    "LMStreamAssemblyError": "internal",
+    "AdapterParseError": "internal",
+    # litellm and openai, for a dspy that raises them directly
+    "AuthenticationError": "failed_precondition",
+    "PermissionDeniedError": "failed_precondition",
+    "NotFoundError": "not_found",
+    "RateLimitError": "resource_exhausted",
+    "BadRequestError": "invalid_argument",
+    "Timeout": "deadline_exceeded",
+    "APITimeoutError": "deadline_exceeded",
+    "ServiceUnavailableError": "unavailable",
+    "APIConnectionError": "unavailable",
+    "InternalServerError": "unavailable",
+}
+
+
+def _coded(exc: BaseException, config: LMConfig) -> WorkerError:
+    """A dspy run's failure as a coded error whose message names what failed (for an
+    unparseable reply, the fields DSPy could not read) and never the API key."""
+    code = "internal"
+    for cls in type(exc).__mro__:
+        found = _ERROR_CODES.get(cls.__name__)
+        if found:
+            code = found
+            break
+    message = f"dspy program failed: {type(exc).__name__}: {exc}"
+    return WorkerError(code, redact(message, config.api_key()))
+
+
+#: The engine (it keeps no state of its runs: one serves every run).
+ENGINE = DspyEngine()
