@@ -529,6 +529,19 @@ _ERROR_CODES = {
 }
 
 
+def _read_timed_out(exc: BaseException) -> bool:
+    """Whether a transport failure was a read or write time-out (DSPy reports them as
+    transport errors, with the time-out as their cause)."""
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 8:
+        if any(cls.__name__ in ("ReadTimeout", "WriteTimeout", "ReadTimeoutError") for cls in type(cause).__mro__):
+            return True
+        cause = cause.__cause__ or cause.__context__
+        seen += 1
+    return False
+
+
 def _coded(exc: BaseException, config: LMConfig) -> WorkerError:
     """A dspy run's failure as a coded error whose message names what failed (for an
     unparseable reply, the fields DSPy could not read) and never the API key."""
@@ -538,6 +551,8 @@ def _coded(exc: BaseException, config: LMConfig) -> WorkerError:
         if found:
             code = found
             break
+    if code == "unavailable" and _read_timed_out(exc):
+        code = "deadline_exceeded"  # the LM did not answer within lm.timeout
     message = f"dspy program failed: {type(exc).__name__}: {exc}"
     return WorkerError(code, redact(message, config.api_key()))
 

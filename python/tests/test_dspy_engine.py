@@ -137,6 +137,14 @@ class DspyEngineTest(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 10)
         self.wait_canceled(1)
 
+    def test_an_lm_slower_than_its_timeout_is_deadline_exceeded(self):
+        self.configure(model="test-model+latency=30s", timeout_ms=300)
+        started = time.monotonic()
+        error = self.w.error("execute_program", {"spec": TYPED, "inputs": INPUTS})
+        self.assertEqual(error["code"], "deadline_exceeded", error["message"])
+        self.assertLess(time.monotonic() - started, 20)
+        self.wait_canceled(1)
+
     def test_cancel_closes_the_http_request_and_returns_at_once(self):
         self.configure(model="test-model+latency=30s")
         request_id = self.w.call("execute_program", {"spec": TYPED, "inputs": INPUTS})
