@@ -206,7 +206,7 @@ func (h *Handler) configureLM(_ context.Context, raw json.RawMessage) (any, erro
 		return nil, err
 	}
 	if lm.Provider != "dummy" {
-		return nil, adapter.Errorf(adapter.CodeUnimplemented, "the mock runs the dummy provider only, not %q; use the port or pool adapter for a real LM", lm.Provider)
+		return nil, adapter.Errorf(adapter.CodeFailedPrecondition, "the mock runs the dummy provider only, not %q; use the port or pool adapter for a real LM", lm.Provider)
 	}
 	h.mu.Lock()
 	h.lm = lm

@@ -193,7 +193,7 @@ func TestOpenAIProviderIsRefusedClearly(t *testing.T) {
 	a := mock.New(mock.Options{})
 	defer a.Close(t.Context())
 	err := dspgo.NewClient(a).ConfigureLM(t.Context(), dspgo.LMConfig{Provider: dspgo.ProviderOpenAI, Model: "gpt-4o-mini"})
-	assert.Equal(t, adapter.CodeUnimplemented, adapter.CodeOf(err))
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err))
 	assert.ErrorContains(t, err, "dummy provider only")
 }
 
