@@ -12,13 +12,15 @@ How a run goes:
   the run's own LM and usage tracking: nothing global is set. The handler's thread waits
   for it; the request's cancellation or deadline cancels the coroutine, which closes the
   LM's HTTP request, and the handler returns at once.
-* A streamed run goes through ``dspy.streamify`` with one ``StreamListener`` per output
-  field, so each field's text is handed on as the LM sends it, with the same credit
-  flow and end frame as the native engine (:class:`_FieldOrder` keeps the protocol's
-  rules: fields in output order, each one's text without surrounding white space).
-  The chunks pass from the loop to the handler through a bounded hand-off
-  (:data:`HANDOFF_WINDOW`), so a slow consumer slows the LM stream instead of filling
-  memory.
+* A streamed run goes through ``dspy.streamify``, which hands on the LM's stream as it
+  arrives. The text of the predictor that produces the program's outputs (a ReAct's
+  extraction step, not its loop) is read by the native engine's
+  :class:`~dspgo_worker.engines.ReplyStreamer`, so both engines cut a reply into field
+  deltas by one rule (DSPy's own ``StreamListener`` drops a field's text from a ``[[``
+  on, taking it for the next header). The text passes from the loop to the handler
+  through a bounded hand-off (:data:`HANDOFF_WINDOW`), so a slow consumer slows the LM
+  stream instead of filling memory; the credit flow and end frame are the native
+  engine's.
 * Usage is DSPy's usage tracking, summed over the models the run called; a reply served
   from DSPy's cache reports none.
 
@@ -37,7 +39,7 @@ import os
 import queue
 import threading
 
-from .engines import EngineUnavailable, convert_outputs, drain, observe, value_text
+from .engines import EngineUnavailable, ReplyStreamer, convert_outputs, drain, observe
 from .errors import Cancelled, DeadlineExceeded, WorkerError
 from .lm import LMConfig, redact
 from .spec import KIND_CHAIN_OF_THOUGHT, KIND_REACT, REASONING_FIELD, CompiledSpec, FieldType
@@ -326,35 +328,33 @@ class DspyEngine:
             run.close()
 
     def _stream(self, dspy, module, lm, config: LMConfig, compiled: CompiledSpec, inputs: dict, ctx):
-        names = [f.name for f in compiled.outputs]
+        target = _answering_predictor(module, [f.name for f in compiled.outputs])
         handoff = _Handoff(_Loop.get())
 
         async def main():
-            from dspy.streaming import StreamListener, StreamResponse
-
-            listeners = [StreamListener(signature_field_name=name, predict=predictor) for name, predictor in _listened(module, names)]
             with dspy.context(lm=lm, track_usage=True):
-                program = dspy.streamify(module, stream_listeners=listeners, is_async_program=True)
+                program = dspy.streamify(module, is_async_program=True)
                 prediction = None
                 async for item in program(**inputs):
-                    if isinstance(item, StreamResponse):
-                        await handoff.put((item.signature_field_name, item.chunk, item.is_last_chunk))
-                    elif isinstance(item, dspy.Prediction):
+                    if isinstance(item, dspy.Prediction):
                         prediction = item
+                    elif target is not None and getattr(item, "predict_id", None) == id(target):
+                        text = _chunk_text(item)
+                        if text:
+                            await handoff.put(text)
                 return prediction
 
-        order = _FieldOrder(names)
+        streamer = ReplyStreamer(compiled)
         run = _Run(main, ctx, handoff)
         try:
             while True:
                 item = run.next()
                 if item is _DONE:
                     break
-                for name, delta in order.feed(*item):
+                for name, delta in streamer.feed(item):
                     yield {"field": name, "delta": delta}
             prediction = self._result(run, config)
-            outputs = self._outputs(compiled, prediction)
-            for name, delta in order.finish(lambda name: value_text(outputs[name])):
+            for name, delta in streamer.finish(self._outputs(compiled, prediction)):
                 yield {"field": name, "delta": delta}
             return prediction
         finally:
@@ -385,15 +385,23 @@ class DspyEngine:
         return convert_outputs(compiled, raw, "from the dspy prediction")
 
 
-def _listened(module, names: list[str]):
-    """``(field, predictor)`` for each output field: the module's last predictor that
-    has the field among its outputs (a ReAct's extraction step, not its loop)."""
+def _answering_predictor(module, names: list[str]):
+    """The module's predictor whose outputs are the program's (its last one that has
+    them all: a ReAct's extraction step, not its loop), or None."""
     predictors = [p for _, p in module.named_predictors()]
-    for name in names:
-        for predictor in reversed(predictors):
-            if name in predictor.signature.output_fields:
-                yield name, predictor
-                break
+    for predictor in reversed(predictors):
+        if all(name in predictor.signature.output_fields for name in names):
+            return predictor
+    return None
+
+
+def _chunk_text(chunk) -> str:
+    """The text of one of the LM's stream chunks as DSPy hands them on."""
+    try:
+        text = chunk.choices[0].delta.content
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return ""
+    return text if isinstance(text, str) else ""
 
 
 def _prediction_value(prediction, name: str):
@@ -426,77 +434,6 @@ def _usage(prediction) -> dict | None:
     if not total["total_tokens"]:
         total["total_tokens"] = total["prompt_tokens"] + total["completion_tokens"]
     return total if total["total_tokens"] else None
-
-
-class _FieldOrder:
-    """The protocol's order over DSPy's stream: each field's text handed on in output
-    order, without leading or trailing white space, a field's chunks held while an
-    earlier field is still open; :meth:`finish` hands on what the stream did not carry
-    (a cached reply, a field the listener missed) from the final outputs."""
-
-    def __init__(self, names: list[str]):
-        self.names = names
-        self.next = 0
-        self.started: set[str] = set()  # leading white space skipped
-        self.space: dict[str, str] = {}  # trailing white space held back
-        self.sent: set[str] = set()  # a delta of it was handed on
-        self.held: dict[str, list[str]] = {}
-        self.ended: set[str] = set()
-
-    def feed(self, name: str, text: str, last: bool) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        if name not in self.names or name in self.ended:
-            return out
-        if self.names.index(name) != self.next:
-            self.held.setdefault(name, []).append(text)
-            if last:
-                self.ended.add(name)
-            return out
-        self._text(name, text, out)
-        if last:
-            self._end(name, out)
-        return out
-
-    def _text(self, name: str, text: str, out: list) -> None:
-        if name not in self.started:
-            text = text.lstrip()
-            if not text:
-                return
-            self.started.add(name)
-        combined = self.space.get(name, "") + text
-        body = combined.rstrip()
-        self.space[name] = combined[len(body) :]
-        if body:
-            out.append((name, body))
-            self.sent.add(name)
-
-    def _end(self, name: str, out: list) -> None:
-        self.ended.add(name)
-        if name not in self.sent:
-            out.append((name, ""))
-            self.sent.add(name)
-        self.next += 1
-        while self.next < len(self.names):
-            following = self.names[self.next]
-            if following not in self.ended or following not in self.held:
-                break
-            out.append((following, "".join(self.held.pop(following)).strip()))
-            self.sent.add(following)
-            self.next += 1
-
-    def finish(self, text_of) -> list[tuple[str, str]]:
-        """The deltas not handed on yet; ``text_of(name)`` is a field's final text."""
-        out: list[tuple[str, str]] = []
-        while self.next < len(self.names):
-            name = self.names[self.next]
-            if name in self.sent:
-                self.next += 1  # the stream carried part of it: its rest is held white space
-                continue
-            held = self.held.pop(name, None)
-            out.append((name, "".join(held).strip() if held is not None else text_of(name)))
-            self.sent.add(name)
-            self.next += 1
-        return out
 
 
 #: dspy's error classes (``dspy.utils.exceptions``) and litellm's, by name, and their codes.
