@@ -177,7 +177,7 @@ func TestOpenClosesAnAdapterThatRefusesTheLM(t *testing.T) {
 	a, _, err := reg.Open(t.Context(), cfg)
 	assert.Nil(t, a)
 	require.Error(t, err)
-	assert.Equal(t, adapter.CodeUnimplemented, adapter.CodeOf(err), "the adapter's own code")
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "the adapter's own code")
 	assert.Contains(t, err.Error(), `adapter "strict" set by option refused the configured LM (lm.model "m" (set by env:DSPGO_LM__MODEL), lm.provider "openai" (set by option))`)
 	_, err = made.Call(context.Background(), adapter.Request{Command: "ping"})
 	assert.ErrorIs(t, err, adapter.ErrClosed, "Open closed the adapter it could not configure")
