@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -208,6 +209,33 @@ func TestEveryKeyIsDocumented(t *testing.T) {
 	require.NoError(t, err)
 	for _, s := range cfg.Explain() {
 		assert.Contains(t, string(doc), "| `"+s.Key+"` |", "docs/configuration.md lacks %s", s.Key)
+	}
+}
+
+// Every default in docs/configuration.md's table of keys is the code's.
+func TestDocumentedDefaults(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	require.NoError(t, err)
+	row := regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\| `([^`]*)` \\|")
+	documented := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = m[2]
+	}
+	cfg, err := load(t, config.LoadOptions{})
+	require.NoError(t, err)
+	for _, s := range cfg.Explain() {
+		want := s.Value
+		if want == `""` {
+			want = "" // shown as `""` or as an empty cell
+		}
+		got, ok := documented[s.Key]
+		if !assert.True(t, ok, "docs/configuration.md has no default for %s", s.Key) {
+			continue
+		}
+		if got == `""` {
+			got = ""
+		}
+		assert.Equal(t, want, got, "the documented default of %s", s.Key)
 	}
 }
 
