@@ -2,9 +2,9 @@
 //
 //	defaults < config files < the environments.<env> block < DSPGO_* variables < flags and explicit options
 //
-// Each key remembers the layer that set it (Explain). Loading is strict:
-// an unknown key is an error naming the key and its file or variable, and
-// Validate reports every invalid field at once. The environment is read
+// Each key remembers the layer that set it (Explain). Loading is strict
+// and reports every problem in one pass (see Error): unknown keys and
+// invalid values, each with the file, block or variable that set it. The environment is read
 // through an injectable function, so tests never touch the process
 // environment. The package is usable without fx; Module wires it into an
 // fx application.
@@ -13,17 +13,18 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/knadh/koanf/parsers/yaml"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
@@ -32,6 +33,10 @@ import (
 // DefaultFile is the config file read from the working directory when
 // LoadOptions.Files is nil; it is optional.
 const DefaultFile = "dspgo.yaml"
+
+// MaxFileBytes is the largest config file Load reads, 1 MiB: a larger
+// file is refused by its size, with ErrFileTooLarge, before it is read.
+const MaxFileBytes = 1 << 20
 
 // EnvPrefix starts every configuration variable: DSPGO_POOL__SIZE=8 sets
 // pool.size ("__" separates levels; single underscores stay).
@@ -45,6 +50,8 @@ var (
 	ErrInvalid = errors.New("config: invalid configuration")
 	// ErrUnknownEnvironment: env names a block that no file defines.
 	ErrUnknownEnvironment = errors.New("config: unknown environment")
+	// ErrFileTooLarge: a config file is larger than MaxFileBytes.
+	ErrFileTooLarge = errors.New("config: config file too large")
 )
 
 // LoadOptions say where the layers come from.
@@ -82,10 +89,16 @@ type layer struct {
 	source map[string]string // key → a more precise source (the variable or flag name)
 }
 
-// Load merges the layers and validates the result.
+// Load merges the layers and validates the result. It reports every
+// problem at once, as an *Error: unknown keys, values that do not convert to their key's type, and values out
+// of range, each with its key and the layer that set it. A check that
+// relates two keys is skipped when one of them is itself invalid, so one
+// bad value gives one problem. A config file that cannot be read, is
+// larger than MaxFileBytes or does not parse is reported on its own.
 func Load(opts LoadOptions) (*Config, error) {
 	known := schemaKeys()
 	var layers []layer
+	var probs problems
 
 	defaults, err := structToMap(Defaults())
 	if err != nil {
@@ -97,91 +110,101 @@ func Load(opts LoadOptions) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	envLayer, err := envVars(opts.Environ, known)
-	if err != nil {
-		return nil, err
-	}
+	envLayer := envVars(opts.Environ)
 	flagLayer := flagValues(opts.Flags)
 	optLayer := layer{name: "option", values: opts.Set}
 
 	// The environment block sits between the files and the variables, so
 	// its name must be known first: from the top layers down.
-	env := opts.Env
+	env, envSource := opts.Env, "option"
 	for _, l := range []layer{optLayer, flagLayer, envLayer} {
 		if v, ok := l.values["env"].(string); ok && env == "" {
-			env = v
+			env, envSource = v, l.sourceOf("env")
 		}
 	}
 	blocks := map[string]map[string]any{}
-	var problems []string
+	blockSources := map[string]string{}
 	for _, f := range files {
 		for key, v := range f.values {
 			name, rest, ok := environmentKey(key)
 			if !ok {
 				if key == "env" && env == "" {
-					env, _ = v.(string)
+					if name, ok := scalar(v); ok {
+						env, envSource = name, f.name
+					}
 				}
+				continue
+			}
+			delete(f.values, key)
+			if !known[rest] || rest == "env" {
+				probs.addUnknown(Problem{Err: ErrUnknownKey, Key: rest, Source: f.name,
+					Message: fmt.Sprintf("unknown key %q in the environments.%s block of %s", rest, name, f.name)})
 				continue
 			}
 			if blocks[name] == nil {
 				blocks[name] = map[string]any{}
 			}
 			blocks[name][rest] = v
-			delete(f.values, key)
-			if !known[rest] || rest == "env" {
-				problems = append(problems, fmt.Sprintf("%q in the environments.%s block of %s", rest, name, f.name))
-			}
+			blockSources[name] = f.name
 		}
 		layers = append(layers, f)
 	}
 	if env != "" {
-		block, ok := blocks[env]
-		if !ok {
-			return nil, fmt.Errorf("%w %q: no config file has an environments.%s block (defined: %s)", ErrUnknownEnvironment, env, env, listOrNone(keysOf(blocks)))
+		if block, ok := blocks[env]; ok {
+			layers = append(layers, layer{name: "environment:" + env, values: block})
+		} else {
+			probs.addUnknown(Problem{Err: ErrUnknownEnvironment, Key: "env", Source: envSource,
+				Message: fmt.Sprintf("unknown environment %q: no config file has an environments.%s block (defined: %s) (env set by %s)",
+					env, env, listOrNone(keysOf(blocks)), envSource)})
 		}
-		layers = append(layers, layer{name: "environment:" + env, values: block})
 	}
 	layers = append(layers, envLayer, flagLayer, optLayer)
-
-	for _, l := range layers {
-		for key := range l.values {
-			if !known[key] {
-				problems = append(problems, fmt.Sprintf("%q set by %s", key, l.sourceOf(key)))
-			}
-		}
-	}
-	if len(problems) > 0 {
-		sort.Strings(problems)
-		return nil, fmt.Errorf("%w: %s", ErrUnknownKey, strings.Join(problems, "; "))
-	}
 
 	k := koanf.New(".")
 	cfg := &Config{sources: map[string]string{}, environ: opts.Environ}
 	for _, l := range layers {
-		if len(l.values) == 0 {
+		values := map[string]any{}
+		for key, v := range l.values {
+			if !known[key] {
+				probs.addUnknown(Problem{Err: ErrUnknownKey, Key: key, Source: l.sourceOf(key),
+					Message: fmt.Sprintf("unknown key %q set by %s", key, l.sourceOf(key))})
+				continue
+			}
+			values[key] = v
+		}
+		if len(values) == 0 {
 			continue
 		}
-		if err := k.Load(mapProvider(l.values), nil); err != nil {
+		if err := k.Load(mapProvider(values), nil); err != nil {
 			return nil, err
 		}
-		for key := range l.values {
+		for key := range values {
 			cfg.sources[key] = l.sourceOf(key)
 		}
 		cfg.layers = append(cfg.layers, l.name)
 	}
-	if err := decode(k, cfg); err != nil {
-		return nil, err
-	}
+	decode(k, cfg, &probs)
 	if env != "" {
 		cfg.Env = env
 		if _, set := cfg.sources["env"]; !set || opts.Env != "" {
 			cfg.sources["env"] = "option"
 		}
 	}
-	if err := cfg.Validate(); err != nil {
+	cfg.validate(&probs)
+	if err := probs.err(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// scalar formats a file's value of env; ok is false for a list, a map or
+// null, which decoding reports.
+func scalar(v any) (string, bool) {
+	switch v.(type) {
+	case string, bool, int, int64, uint64, float64:
+		return fmt.Sprint(v), true
+	}
+	return "", false
 }
 
 func (l layer) sourceOf(key string) string {
@@ -237,11 +260,12 @@ func loadFiles(opts LoadOptions) ([]layer, error) {
 		default:
 			return nil, fmt.Errorf("config: %s: unknown format (use .yaml, .yml or .toml)", path)
 		}
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("config: the config file %s: %w", path, err)
+		data, err := readFile(path)
+		if err != nil {
+			return nil, err
 		}
 		k := koanf.New(".")
-		if err := k.Load(file.Provider(path), parser); err != nil {
+		if err := k.Load(bytesProvider(data), parser); err != nil {
 			return nil, fmt.Errorf("config: %s: %w", path, err)
 		}
 		layers = append(layers, layer{name: "file:" + path, values: k.All()})
@@ -249,8 +273,50 @@ func loadFiles(opts LoadOptions) ([]layer, error) {
 	return layers, nil
 }
 
+// readFile reads a config file of at most MaxFileBytes. A larger file is
+// refused by its size before any of it is read; a file that grows while
+// it is read, or that has no size (a pipe), is read up to one byte past
+// the limit, never further.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: the config file %s: %w", path, err)
+	}
+	defer func() { _ = f.Close() }()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("config: the config file %s: %w", path, err)
+	}
+	if info.IsDir() {
+		return nil, fmt.Errorf("config: the config file %s is a directory", path)
+	}
+	if info.Size() > MaxFileBytes {
+		return nil, fmt.Errorf("%w: %s is %d bytes; the limit is %s", ErrFileTooLarge, path, info.Size(), fileLimit)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: the config file %s: %w", path, err)
+	}
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("%w: %s holds more than %d bytes; the limit is %s", ErrFileTooLarge, path, MaxFileBytes, fileLimit)
+	}
+	return data, nil
+}
+
+// fileLimit says MaxFileBytes in errors.
+var fileLimit = fmt.Sprintf("%d bytes (%d MiB, config.MaxFileBytes)", MaxFileBytes, MaxFileBytes>>20)
+
+// bytesProvider is a koanf provider of a file's bytes, read beforehand.
+type bytesProvider []byte
+
+func (b bytesProvider) ReadBytes() ([]byte, error) { return b, nil }
+
+func (b bytesProvider) Read() (map[string]any, error) {
+	return nil, errors.New("config: not supported")
+}
+
 // envVars reads the DSPGO_* variables.
-func envVars(environ func() []string, known map[string]bool) (layer, error) {
+func envVars(environ func() []string) layer {
 	if environ == nil {
 		environ = os.Environ
 	}
@@ -264,7 +330,7 @@ func envVars(environ func() []string, known map[string]bool) (layer, error) {
 		l.values[key] = value
 		l.source[key] = "env:" + name
 	}
-	return l, nil
+	return l
 }
 
 // flagValues reads the flags the user set.
@@ -344,10 +410,10 @@ func structToMap(c Config) (map[string]any, error) {
 }
 
 // decode converts every merged value to its field's type, reporting all
-// failures at once with the layer that set each value.
-func decode(k *koanf.Koanf, cfg *Config) error {
+// failures, each with the layer that set the value, and marking their keys
+// invalid.
+func decode(k *koanf.Koanf, cfg *Config, probs *problems) {
 	v := reflect.ValueOf(cfg).Elem()
-	var problems []string
 	walkFields(v.Type(), "", func(key string, index []int, typ reflect.Type) {
 		if !k.Exists(key) {
 			return
@@ -358,15 +424,24 @@ func decode(k *koanf.Koanf, cfg *Config) error {
 			WeaklyTypedInput: true, Result: target.Interface(),
 		})
 		if err := dec.Decode(k.Get(key)); err != nil {
-			problems = append(problems, fmt.Sprintf("%s = %v (set by %s): expected %s", key, k.Get(key), cfg.Source(key), typeName(typ)))
+			probs.addInvalid(key, cfg.Source(key), fmt.Sprintf("%s = %s (set by %s): expected %s", key, shorten(fmt.Sprint(k.Get(key))), cfg.Source(key), typeName(typ)))
 			return
 		}
 		v.FieldByIndex(index).Set(target.Elem())
 	})
-	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
+}
+
+// shorten cuts a value for an error message.
+func shorten(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return s
 	}
-	return nil
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // durationHook parses durations written like "30s" and refuses bare

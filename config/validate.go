@@ -12,13 +12,27 @@ import (
 )
 
 // Validate checks the configuration and reports every invalid field at
-// once, each with the layer that set it. It does not check the adapter
-// name against the registry, which does that itself.
+// once, as an *Error, each with the layer that set it. A check relating
+// two keys runs only when both are valid on their own, and blames the key
+// a user set rather than a default. It does not check the adapter name
+// against the registry, which does that itself.
 func (c *Config) Validate() error {
-	var bad []string
+	var p problems
+	c.validate(&p)
+	return p.err()
+}
+
+// validate adds the invalid values to p, skipping keys p already holds as
+// invalid (values that did not convert).
+func (c *Config) validate(p *problems) {
+	add := func(key, source, msg string) {
+		if p.valid(key) {
+			p.addInvalid(key, source, msg)
+		}
+	}
 	check := func(ok bool, key, format string, args ...any) {
 		if !ok {
-			bad = append(bad, fmt.Sprintf("%s: %s (set by %s)", key, fmt.Sprintf(format, args...), c.Source(key)))
+			add(key, c.Source(key), fmt.Sprintf("%s: %s (set by %s)", key, fmt.Sprintf(format, args...), c.Source(key)))
 		}
 	}
 	oneOf := func(key, value string, allowed ...string) {
@@ -31,33 +45,53 @@ func (c *Config) Validate() error {
 	}
 	positive := func(key string, d time.Duration) { check(d > 0, key, "must be positive, got %v", d) }
 	notNegative := func(key string, n int) { check(n >= 0, key, "must not be negative, got %d", n) }
+	// related checks a rule between two keys that are valid on their own.
+	// It blames key, unless key holds its default and other does not:
+	// then other, the one a user set.
+	related := func(ok bool, key, keyMsg, other, otherMsg string) {
+		if ok || !p.valid(key, other) {
+			return
+		}
+		if c.Source(key) == "default" && c.Source(other) != "default" {
+			add(other, c.Source(other), fmt.Sprintf("%s: %s (set by %s)", other, otherMsg, c.Source(other)))
+			return
+		}
+		add(key, c.Source(key), fmt.Sprintf("%s: %s (set by %s)", key, keyMsg, c.Source(key)))
+	}
+	// required reports key, empty, as required by other's value, blaming
+	// the layer that set other.
+	required := func(ok bool, key, msg, other string) {
+		if !ok && p.valid(key, other) {
+			add(key, c.Source(other), fmt.Sprintf("%s: %s (%s set by %s)", key, msg, other, c.Source(other)))
+		}
+	}
 
+	// Each key on its own.
 	check(c.Adapter != "", "adapter", "must name a backend")
 	positive("stop_timeout", c.StopTimeout)
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "text", "json", "otel")
 	check(c.Python.Interpreter != "", "python.interpreter", "must not be empty")
 	oneOf("lm.provider", c.LM.Provider, "dummy", "openai")
-	check(c.LM.Provider != "openai" || c.LM.Model != "", "lm.model", "is required with the openai provider")
 	check(c.LM.Temperature <= 2, "lm.temperature", "must be at most 2, got %v", c.LM.Temperature)
 	notNegative("lm.max_tokens", c.LM.MaxTokens)
 	check(c.LM.Timeout >= 0, "lm.timeout", "must not be negative")
 	oneOf("lm.engine", c.LM.Engine, "auto", "native", "dspy")
 	check(c.Mock.MaxFrameBytes >= 1024, "mock.max_frame_bytes", "must be at least 1024, got %d", c.Mock.MaxFrameBytes)
 
-	p := c.Port
-	positive("port.start_timeout", p.StartTimeout)
-	check(p.CallTimeout != 0, "port.call_timeout", "must not be zero (negative means no bound)")
-	positive("port.write_timeout", p.WriteTimeout)
-	positive("port.stop_grace", p.StopGrace)
-	check(p.MaxFrameBytes >= 1024, "port.max_frame_bytes", "must be at least 1024, got %d", p.MaxFrameBytes)
-	check(p.MaxConcurrency >= 1, "port.max_concurrency", "must be at least 1, got %d", p.MaxConcurrency)
-	check(p.StreamWindow >= 1 && p.StreamWindow <= 4096, "port.stream_window", "must be from 1 to 4096, got %d", p.StreamWindow)
-	positive("port.restart.min", p.Restart.Min)
-	check(p.Restart.Max >= p.Restart.Min, "port.restart.max", "must be at least port.restart.min (%v), got %v", p.Restart.Min, p.Restart.Max)
-	check(p.Restart.Jitter >= 0 && p.Restart.Jitter < 1, "port.restart.jitter", "must be in [0, 1), got %v", p.Restart.Jitter)
-	check(p.Restart.MaxRestarts >= 1, "port.restart.max_restarts", "must be at least 1, got %d", p.Restart.MaxRestarts)
-	positive("port.restart.window", p.Restart.Window)
+	pt := c.Port
+	positive("port.start_timeout", pt.StartTimeout)
+	check(pt.CallTimeout != 0, "port.call_timeout", "must not be zero (negative means no bound)")
+	positive("port.write_timeout", pt.WriteTimeout)
+	positive("port.stop_grace", pt.StopGrace)
+	check(pt.MaxFrameBytes >= 1024, "port.max_frame_bytes", "must be at least 1024, got %d", pt.MaxFrameBytes)
+	check(pt.MaxConcurrency >= 1, "port.max_concurrency", "must be at least 1, got %d", pt.MaxConcurrency)
+	check(pt.StreamWindow >= 1 && pt.StreamWindow <= 4096, "port.stream_window", "must be from 1 to 4096, got %d", pt.StreamWindow)
+	positive("port.restart.min", pt.Restart.Min)
+	positive("port.restart.max", pt.Restart.Max)
+	check(pt.Restart.Jitter >= 0 && pt.Restart.Jitter < 1, "port.restart.jitter", "must be in [0, 1), got %v", pt.Restart.Jitter)
+	check(pt.Restart.MaxRestarts >= 1, "port.restart.max_restarts", "must be at least 1, got %d", pt.Restart.MaxRestarts)
+	positive("port.restart.window", pt.Restart.Window)
 
 	q := c.Pool
 	notNegative("pool.size", q.Size)
@@ -65,7 +99,6 @@ func (c *Config) Validate() error {
 	positive("pool.overflow_idle", q.OverflowIdle)
 	check(q.StartConcurrency >= 1, "pool.start_concurrency", "must be at least 1, got %d", q.StartConcurrency)
 	notNegative("pool.min_ready", q.MinReady)
-	check(q.Size == 0 || q.MinReady <= q.Size, "pool.min_ready", "must not exceed pool.size (%d), got %d", q.Size, q.MinReady)
 	positive("pool.checkout_timeout", q.CheckoutTimeout)
 	check(q.MaxQueue >= 1, "pool.max_queue", "must be at least 1, got %d", q.MaxQueue)
 	check(q.WorkerConcurrency >= 1, "pool.worker_concurrency", "must be at least 1, got %d", q.WorkerConcurrency)
@@ -77,7 +110,6 @@ func (c *Config) Validate() error {
 	positive("pool.health_timeout", q.HealthTimeout)
 
 	r := c.Remote
-	check(r.URL != "" || r.Embedded.Enabled, "remote.url", "must name a NATS server (or set remote.embedded.enabled)")
 	positive("remote.connect_timeout", r.ConnectTimeout)
 	check(prefixRE.MatchString(r.Prefix), "remote.prefix", "%q must be dot-separated tokens of letters, digits, '_' and '-'", r.Prefix)
 	check(tokenRE.MatchString(r.QueueGroup), "remote.queue_group", "%q may hold only letters, digits, '_' and '-'", r.QueueGroup)
@@ -85,15 +117,23 @@ func (c *Config) Validate() error {
 	oneOf("remote.affinity", r.Affinity, "none", "prefer", "strict")
 	check(r.Replicas >= 1 && r.Replicas <= 5, "remote.replicas", "must be from 1 to 5, got %d", r.Replicas)
 	check(r.HostID == "" || tokenRE.MatchString(r.HostID), "remote.host_id", "%q may hold only letters, digits, '_' and '-'", r.HostID)
-	check((r.TLS.CertFile == "") == (r.TLS.KeyFile == ""), "remote.tls.key_file", "remote.tls.cert_file and remote.tls.key_file go together")
 	if _, _, err := net.SplitHostPort(r.Embedded.Listen); err != nil {
 		check(false, "remote.embedded.listen", "must be host:port: %v", err)
 	}
 
-	if len(bad) > 0 {
-		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(bad, "; "))
+	// Keys against each other, once each is valid on its own.
+	required(c.LM.Provider != "openai" || c.LM.Model != "", "lm.model", "is required with the openai provider", "lm.provider")
+	related(pt.Restart.Max >= pt.Restart.Min,
+		"port.restart.max", fmt.Sprintf("must be at least port.restart.min (%v, set by %s), got %v", pt.Restart.Min, c.Source("port.restart.min"), pt.Restart.Max),
+		"port.restart.min", fmt.Sprintf("must not exceed port.restart.max (%v, set by %s), got %v", pt.Restart.Max, c.Source("port.restart.max"), pt.Restart.Min))
+	related(q.Size == 0 || q.MinReady <= q.Size,
+		"pool.min_ready", fmt.Sprintf("must not exceed pool.size (%d, set by %s), got %d", q.Size, c.Source("pool.size"), q.MinReady),
+		"pool.size", fmt.Sprintf("must be 0 or at least pool.min_ready (%d, set by %s), got %d", q.MinReady, c.Source("pool.min_ready"), q.Size))
+	if r.URL == "" && p.valid("remote.embedded.enabled") {
+		check(r.Embedded.Enabled, "remote.url", "must name a NATS server (or set remote.embedded.enabled)")
 	}
-	return nil
+	required(r.TLS.CertFile == "" || r.TLS.KeyFile != "", "remote.tls.key_file", "is required with remote.tls.cert_file", "remote.tls.cert_file")
+	required(r.TLS.KeyFile == "" || r.TLS.CertFile != "", "remote.tls.cert_file", "is required with remote.tls.key_file", "remote.tls.key_file")
 }
 
 var (
