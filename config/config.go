@@ -3,8 +3,9 @@
 //	defaults < config files < the environments.<env> block < DSPGO_* variables < flags and explicit options
 //
 // Each key remembers the layer that set it (Explain). Loading is strict
-// and reports every problem in one pass (see Error): unknown keys and
-// invalid values, each with the file, block or variable that set it. The environment is read
+// and reports every problem in one pass (see Error): unknown keys, with
+// the name most likely meant, and invalid values, each with the file,
+// block or variable that set it. The environment is read
 // through an injectable function, so tests never touch the process
 // environment. The package is usable without fx; Module wires it into an
 // fx application.
@@ -28,6 +29,8 @@ import (
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/dspgo/dspgo/internal/dspgoenv"
 )
 
 // DefaultFile is the config file read from the working directory when
@@ -90,7 +93,8 @@ type layer struct {
 }
 
 // Load merges the layers and validates the result. It reports every
-// problem at once, as an *Error: unknown keys, values that do not convert to their key's type, and values out
+// problem at once, as an *Error: unknown keys (with the name most likely
+// meant), values that do not convert to their key's type, and values out
 // of range, each with its key and the layer that set it. A check that
 // relates two keys is skipped when one of them is itself invalid, so one
 // bad value gives one problem. A config file that cannot be read, is
@@ -138,7 +142,7 @@ func Load(opts LoadOptions) (*Config, error) {
 			delete(f.values, key)
 			if !known[rest] || rest == "env" {
 				probs.addUnknown(Problem{Err: ErrUnknownKey, Key: rest, Source: f.name,
-					Message: fmt.Sprintf("unknown key %q in the environments.%s block of %s", rest, name, f.name)})
+					Message: fmt.Sprintf("unknown key %q in the environments.%s block of %s%s", rest, name, f.name, hint(rest, f.name, known))})
 				continue
 			}
 			if blocks[name] == nil {
@@ -167,7 +171,7 @@ func Load(opts LoadOptions) (*Config, error) {
 		for key, v := range l.values {
 			if !known[key] {
 				probs.addUnknown(Problem{Err: ErrUnknownKey, Key: key, Source: l.sourceOf(key),
-					Message: fmt.Sprintf("unknown key %q set by %s", key, l.sourceOf(key))})
+					Message: fmt.Sprintf("unknown key %q set by %s%s", key, l.sourceOf(key), hint(key, l.sourceOf(key), known))})
 				continue
 			}
 			values[key] = v
@@ -205,6 +209,19 @@ func scalar(v any) (string, bool) {
 		return fmt.Sprint(v), true
 	}
 	return "", false
+}
+
+// hint suggests the known key an unknown one most likely meant, spelled
+// as its source spells keys: a variable name for a variable.
+func hint(key, source string, known map[string]bool) string {
+	s := suggest(key, known)
+	switch {
+	case s == "":
+		return ""
+	case strings.HasPrefix(source, "env:"):
+		return " (did you mean " + envName(s) + "?)"
+	}
+	return fmt.Sprintf(" (did you mean %q?)", s)
 }
 
 func (l layer) sourceOf(key string) string {
@@ -315,7 +332,8 @@ func (b bytesProvider) Read() (map[string]any, error) {
 	return nil, errors.New("config: not supported")
 }
 
-// envVars reads the DSPGO_* variables.
+// envVars reads the DSPGO_* variables, but for dspgo's own reserved ones
+// (see ReservedEnv).
 func envVars(environ func() []string) layer {
 	if environ == nil {
 		environ = os.Environ
@@ -323,7 +341,7 @@ func envVars(environ func() []string) layer {
 	l := layer{name: "env", values: map[string]any{}, source: map[string]string{}}
 	for _, kv := range environ() {
 		name, value, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+		if !ok || !strings.HasPrefix(name, EnvPrefix) || dspgoenv.IsReserved(name) {
 			continue
 		}
 		key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, EnvPrefix), "__", "."))
@@ -332,6 +350,11 @@ func envVars(environ func() []string) layer {
 	}
 	return l
 }
+
+// ReservedEnv lists the DSPGO_ variables that dspgo sets or reads for
+// itself and that are not configuration keys, such as DSPGO_RUN_ID, which
+// a host sets for its workers. Load ignores them.
+func ReservedEnv() []string { return dspgoenv.Reserved() }
 
 // flagValues reads the flags the user set.
 func flagValues(fs *pflag.FlagSet) layer {

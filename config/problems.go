@@ -108,3 +108,72 @@ func (p *problems) err() error {
 	})
 	return &Error{Problems: append(append([]Problem(nil), p.unknown...), p.invalid...)}
 }
+
+// envName is the DSPGO_* variable that sets key.
+func envName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "__"))
+}
+
+// suggest returns the known key that an unknown one most likely meant, or
+// "" when none is close: first a key equal to it once case, '.', '_' and
+// '-' are ignored (DSPGO_POOL_SIZE for DSPGO_POOL__SIZE), then the one
+// closest in edit distance, up to 1 edit for short keys and 2 for longer
+// ones, when only one is that close.
+func suggest(key string, known map[string]bool) string {
+	want := normalize(key)
+	if want == "" {
+		return ""
+	}
+	best, bestDist, ties := "", -1, 0
+	for k := range known {
+		d := editDistance(want, normalize(k))
+		switch {
+		case bestDist < 0 || d < bestDist:
+			best, bestDist, ties = k, d, 1
+		case d == bestDist:
+			ties++
+		}
+	}
+	limit := 1
+	if len(want) > 6 {
+		limit = 2
+	}
+	if bestDist < 0 || bestDist > limit || ties > 1 {
+		return ""
+	}
+	return best
+}
+
+func normalize(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '_', '-':
+			return -1
+		}
+		if r >= 'A' && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
+// editDistance is the Levenshtein distance of a and b, by bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

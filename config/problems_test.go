@@ -45,7 +45,7 @@ func TestProblemsInOnePass(t *testing.T) {
 				`unknown key "mistake" set by file:`,
 				`unknown key "pool.lazzy" in the environments.ci block of file:`,
 				`unknown key "pool.sise" set by file:`,
-				`unknown key "pool_max_queue" set by env:DSPGO_POOL_MAX_QUEUE`,
+				`unknown key "pool_max_queue" set by env:DSPGO_POOL_MAX_QUEUE (did you mean DSPGO_POOL__MAX_QUEUE?)`,
 				"lm.temperature = hot (set by env:DSPGO_LM__TEMPERATURE): expected a number",
 				"pool.size = eight (set by file:",
 				"pool.checkout_timeout = 30 (set by file:",
@@ -212,5 +212,72 @@ func TestConfigFileSizeLimit(t *testing.T) {
 			assert.Regexp(t, regexp.MustCompile(`is \d+ bytes; the limit is 1048576 bytes \(1 MiB, config\.MaxFileBytes\)`), err.Error())
 			assert.Contains(t, err.Error(), " is "+strconv.FormatInt(tc.size, 10)+" bytes", "refused by the size stat gives, not by reading")
 		})
+	}
+}
+
+// Unknown DSPGO_* variables name the variable meant; dspgo's reserved
+// variables are ignored.
+func TestEnvironmentVariables(t *testing.T) {
+	cases := []struct {
+		name     string
+		variable string
+		want     string // "" means it loads
+		notWant  string
+	}{
+		{name: "the run id a host sets for its workers", variable: "DSPGO_RUN_ID=0123abcd"},
+		{name: "a single underscore for a level", variable: "DSPGO_POOL_SIZE=4", want: `unknown key "pool_size" set by env:DSPGO_POOL_SIZE (did you mean DSPGO_POOL__SIZE?)`},
+		{name: "two levels with single underscores", variable: "DSPGO_PORT_RESTART_MAX_RESTARTS=3", want: "(did you mean DSPGO_PORT__RESTART__MAX_RESTARTS?)"},
+		{name: "a typo", variable: "DSPGO_POOL__SIZ=4", want: "(did you mean DSPGO_POOL__SIZE?)"},
+		{name: "a typo at the top level", variable: "DSPGO_ADAPTR=mock", want: "(did you mean DSPGO_ADAPTER?)"},
+		{name: "lower case", variable: "DSPGO_log_level=debug", want: "(did you mean DSPGO_LOG__LEVEL?)"},
+		{name: "nothing close", variable: "DSPGO_NOPE=1", want: `unknown key "nope" set by env:DSPGO_NOPE`, notWant: "did you mean"},
+		{name: "the prefix alone", variable: "DSPGO_=x", want: `unknown key "" set by env:DSPGO_`, notWant: "did you mean"},
+		{name: "a reserved name is exact", variable: "DSPGO_RUN_IDS=1", want: `unknown key "run_ids"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := load(t, config.LoadOptions{Environ: env(tc.variable)})
+			if tc.want == "" {
+				require.NoError(t, err)
+				assert.Equal(t, []string{"default"}, cfg.Layers())
+				return
+			}
+			require.ErrorIs(t, err, config.ErrUnknownKey)
+			require.Len(t, problemsOf(t, err), 1)
+			assert.Contains(t, err.Error(), tc.want)
+			if tc.notWant != "" {
+				assert.NotContains(t, err.Error(), tc.notWant)
+			}
+		})
+	}
+}
+
+// Keys in files and options get the same hint, spelled as keys.
+func TestUnknownKeyHints(t *testing.T) {
+	path := write(t, "dspgo.yaml", "pool:\n  sise: 3\nlm:\n  modle: m\n")
+	_, err := load(t, config.LoadOptions{Files: []string{path}, Set: map[string]any{"pool.lazzy": true}})
+	require.ErrorIs(t, err, config.ErrUnknownKey)
+	assert.Contains(t, err.Error(), `unknown key "lm.modle" set by file:`+path+` (did you mean "lm.model"?)`)
+	assert.Contains(t, err.Error(), `unknown key "pool.sise" set by file:`+path+` (did you mean "pool.size"?)`)
+	assert.Contains(t, err.Error(), `unknown key "pool.lazzy" set by option (did you mean "pool.lazy"?)`)
+}
+
+// The reserved variables start with the prefix, set no key, and are
+// documented.
+func TestReservedVariables(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	require.NoError(t, err)
+	reserved := config.ReservedEnv()
+	require.Contains(t, reserved, "DSPGO_RUN_ID")
+	cfg, err := load(t, config.LoadOptions{})
+	require.NoError(t, err)
+	keys := map[string]bool{}
+	for _, s := range cfg.Explain() {
+		keys["DSPGO_"+strings.ToUpper(strings.ReplaceAll(s.Key, ".", "__"))] = true
+	}
+	for _, name := range reserved {
+		assert.True(t, strings.HasPrefix(name, config.EnvPrefix), name)
+		assert.False(t, keys[name], "%s is a configuration variable", name)
+		assert.True(t, strings.Contains(string(doc), "`"+name+"`"), "docs/configuration.md lacks %s", name)
 	}
 }

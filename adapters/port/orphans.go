@@ -13,13 +13,15 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/dspgo/dspgo/internal/dspgoenv"
 	"github.com/dspgo/dspgo/internal/proc"
 )
 
 // RunIDEnv is the environment variable that carries the host run's id to
 // its workers; with the worker's command line it identifies a worker left
-// behind by a dead host.
-const RunIDEnv = "DSPGO_RUN_ID"
+// behind by a dead host. It is one of dspgo's reserved variables, which
+// configuration loading ignores (see internal/dspgoenv).
+const RunIDEnv = dspgoenv.RunID
 
 // run is this host process's record of the workers it started, kept in a
 // state file so that the next host can reap them if this one dies without
