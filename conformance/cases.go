@@ -47,7 +47,7 @@ func Cases() []Case {
 		{Name: "stats_add_up", Doc: "The adapter's call and failure counters add up.", Skip: needStats, Run: caseStats},
 		{Name: "close_idempotent", Doc: "Close is idempotent and every call after it is ErrClosed.", Run: caseClose},
 		{Name: "close_leaves_no_goroutine", Doc: "No goroutine survives Close.", Run: caseNoLeak},
-	}, streamCases()...)
+	}, append(streamCases(), requestCases()...)...)
 }
 
 func needFrameLimit(env *Env) string {

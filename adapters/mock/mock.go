@@ -165,7 +165,9 @@ func (a *Adapter) Capabilities() adapter.Capabilities {
 // in-memory stream.
 func (a *Adapter) Handler() *Handler { return a.handler }
 
-// Call runs one command of the command set.
+// Call runs one command of the command set. The commands only a host
+// sends its worker (protocol.Reserved: shutdown, cancel, the init ping)
+// are refused with CodeInvalidArgument, as on every backend.
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	start := time.Now()
 	a.counter.Begin()
@@ -183,6 +185,9 @@ func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Respon
 
 func (a *Adapter) call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	op := req.Command
+	if err := wire.Reserved(a.name, req); err != nil {
+		return adapter.Response{}, err
+	}
 	if err := a.state(); err != nil {
 		return adapter.Response{}, a.wrap(err, op)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/port"
 	"github.com/dspgo/dspgo/internal/wait"
+	"github.com/dspgo/dspgo/internal/wire"
 )
 
 // Errors of the pool, wrapped in an *adapter.Error with their code.
@@ -424,7 +425,10 @@ func (p *Pool) Capabilities() adapter.Capabilities {
 
 // Call runs one command on a worker: the session's worker under affinity,
 // else the least loaded. A call that never reached its worker (the worker
-// died first) is sent to another.
+// died first) is sent to another. The commands only the pool's workers'
+// adapters send (protocol.Reserved: shutdown, cancel, the init ping) are
+// refused with CodeInvalidArgument, as by Stream and Broadcast: a caller
+// can never stop or confuse a worker.
 func (p *Pool) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	p.counter.Begin()
 	resp, err := p.call(ctx, req)
@@ -434,6 +438,9 @@ func (p *Pool) Call(ctx context.Context, req adapter.Request) (adapter.Response,
 
 func (p *Pool) call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	op := req.Command
+	if err := wire.Reserved(p.opts.Name, req); err != nil {
+		return adapter.Response{}, err // never reaches a worker
+	}
 	if err := ctx.Err(); err != nil {
 		return adapter.Response{}, adapter.Wrap(err, p.opts.Name, op)
 	}
@@ -464,6 +471,10 @@ func (p *Pool) Stream(ctx context.Context, req adapter.Request) iter.Seq2[adapte
 		p.counter.Begin()
 		var err error
 		defer func() { p.counter.End(err) }()
+		if err = wire.Reserved(p.opts.Name, req); err != nil {
+			yield(adapter.Chunk{}, err)
+			return
+		}
 		if err = ctx.Err(); err != nil {
 			err = adapter.Wrap(err, p.opts.Name, op)
 			yield(adapter.Chunk{}, err)
@@ -777,6 +788,9 @@ func (p *Pool) stopLocked(w *worker) {
 // configuration. A later broadcast of the same command replaces the
 // recorded one. It returns the first error met.
 func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
+	if err := wire.Reserved(p.opts.Name, req); err != nil {
+		return err
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

@@ -117,7 +117,7 @@ func (c *conn) cancelLoop() {
 		select {
 		case id := <-c.cancels:
 			args, _ := json.Marshal(map[string]uint64{"id": id})
-			_ = c.write(&protocol.Request{ID: c.nextID.Add(1), Command: "cancel", Args: args})
+			_ = c.write(&protocol.Request{ID: c.nextID.Add(1), Command: protocol.CmdCancel, Args: args})
 		case <-c.dead:
 			return
 		}
@@ -205,7 +205,7 @@ func (c *conn) handshake(ctx context.Context) error {
 	c.mu.Lock()
 	c.pending[protocol.InitID] = ch
 	c.mu.Unlock()
-	if err := c.write(&protocol.Request{ID: protocol.InitID, Command: "ping", Args: json.RawMessage(`{"initialization":true}`)}); err != nil {
+	if err := c.write(&protocol.Request{ID: protocol.InitID, Command: protocol.CmdPing, Args: protocol.InitPingArgs}); err != nil {
 		return c.failure("start")
 	}
 	select {
@@ -250,7 +250,7 @@ func (c *conn) stop(grace time.Duration) {
 	select {
 	case <-c.dead:
 	default:
-		_ = c.write(&protocol.Request{ID: c.nextID.Add(1), Command: "shutdown"})
+		_ = c.write(&protocol.Request{ID: c.nextID.Add(1), Command: protocol.CmdShutdown})
 	}
 	_ = c.w.closeStdin()
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {

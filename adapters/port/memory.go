@@ -120,10 +120,10 @@ func (m *memWorker) serve() {
 				ch <- msg.Result // buffered
 			}
 			continue
-		case req.Command == "cancel":
+		case req.Command == protocol.CmdCancel:
 			m.reply(w, m.cancelRequest(req))
 			continue
-		case req.Command == "shutdown":
+		case req.Command == protocol.CmdShutdown:
 			m.reply(w, protocol.Response{ID: req.ID, Success: true, Result: json.RawMessage(`{"stopping":true}`)})
 		default:
 			m.start(w, req)
@@ -162,7 +162,7 @@ func (m *memWorker) start(w *protocol.Writer, req protocol.Request) {
 			m.mu.Unlock()
 			cancel()
 		}()
-		if req.Command != "ping" && req.Command != "describe" {
+		if req.Command != protocol.CmdPing && req.Command != protocol.CmdDescribe {
 			select {
 			case m.sem <- struct{}{}:
 				defer func() { <-m.sem }()

@@ -379,11 +379,16 @@ func (a *Adapter) Capabilities() adapter.Capabilities {
 	return caps
 }
 
-// controlCommands never wait for a concurrency slot: the worker answers
-// them on its reading thread.
-func isControl(command string) bool { return command == "ping" || command == "describe" }
+// isControl reports the commands that never wait for a concurrency slot:
+// the worker answers them on its reading thread.
+func isControl(command string) bool {
+	return command == protocol.CmdPing || command == protocol.CmdDescribe
+}
 
-// Call sends one command to the worker. When ctx has no deadline,
+// Call sends one command to the worker. The commands only the adapter
+// sends its worker (protocol.Reserved: shutdown, cancel, the init ping)
+// are refused with CodeInvalidArgument, as by Stream and Broadcast. When
+// ctx has no deadline,
 // Options.CallTimeout applies. When ctx ends first, Call returns at once,
 // a cancel frame is sent, and the late reply is dropped when it comes.
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
@@ -405,6 +410,9 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request) (json.RawMessag
 // be up, and resends a request the worker died before getting.
 func (a *Adapter) exchange(ctx context.Context, req adapter.Request, window int, each func(protocol.Chunk) bool) (json.RawMessage, error) {
 	op := req.Command
+	if err := wire.Reserved(a.opts.Name, req); err != nil {
+		return nil, err // the adapter's own: never sent for a caller
+	}
 	if err := wire.CtxError(ctx, a.opts.Name, op); err != nil {
 		return nil, err
 	}
@@ -474,6 +482,9 @@ func (a *Adapter) isClosed() bool {
 // replaces the recorded one. When the worker is down (the call was not
 // sent), the restarted worker gets it and Broadcast succeeds.
 func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
+	if err := wire.Reserved(a.opts.Name, req); err != nil {
+		return err // never recorded, so never replayed
+	}
 	a.mu.Lock()
 	prev := Recorded(a.broadcasts, req.Command)
 	a.broadcasts = Record(a.broadcasts, req)
@@ -573,7 +584,7 @@ func (a *Adapter) Worker() WorkerInfo {
 // Ping sends a ping on the worker's control path: it never waits for a
 // concurrency slot, and the worker answers it on its reading thread.
 func (a *Adapter) Ping(ctx context.Context) error {
-	_, err := a.Call(ctx, adapter.Request{Command: "ping"})
+	_, err := a.Call(ctx, adapter.Request{Command: protocol.CmdPing})
 	return err
 }
 

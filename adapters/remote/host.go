@@ -199,7 +199,7 @@ func (h *Host) defaults(opts *HostOptions) error {
 // sessions would mix.
 func (h *Host) checkUnique(ctx context.Context) error {
 	m := nats.NewMsg(h.subj.hostCall(h.id))
-	m.Header.Set(hdrCommand, "ping")
+	m.Header.Set(hdrCommand, program.CmdPing)
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	r, err := h.nc.RequestMsgWithContext(ctx, m)

@@ -48,6 +48,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/credit"
+	"github.com/dspgo/dspgo/internal/wire"
 )
 
 // Name is the remote adapter's registered name.
@@ -297,7 +298,10 @@ func (a *Adapter) onAnnounce(m *nats.Msg) {
 	a.hosts[ann.Host] = hostSeen{Announcement: ann, at: time.Now()}
 }
 
-// Call sends req to a host and returns its reply.
+// Call sends req to a host and returns its reply. The commands only a
+// host's adapters send their workers (protocol.Reserved: shutdown,
+// cancel, the init ping) are refused with CodeInvalidArgument before
+// anything is sent, as by Stream and Broadcast.
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	return a.call(ctx, req, callOpts{})
 }
@@ -356,6 +360,9 @@ func (a *Adapter) raiseStateRev(rev uint64) {
 
 func (a *Adapter) call(ctx context.Context, req adapter.Request, o callOpts) (resp adapter.Response, err error) {
 	op := req.Command
+	if err := wire.Reserved(a.name, req); err != nil {
+		return resp, err // the hosts' adapters' own: never sent, never recorded
+	}
 	select {
 	case <-a.done:
 		return resp, adapter.Wrap(adapter.ErrClosed, a.name, op)

@@ -76,7 +76,11 @@ func TestWorkersAndRemoteConformance(t *testing.T) {
 
 	r := cli(t, "", nil, "conformance", "--adapter", "remote", "--remote-url", url)
 	assert.Equal(t, 0, r.status, r.stdout+r.stderr)
-	assert.Regexp(t, fmt.Sprintf(`(?m)^%d passed, 0 failed$`, len(conformance.Cases())), r.stdout, "every case, none skipped")
+	// Every case but crash_recovery: a caller cannot stop a host's worker
+	// (shutdown is reserved for the adapters), so the CLI has no crash to
+	// inject.
+	assert.Regexp(t, fmt.Sprintf(`(?m)^%d passed, 0 failed, 1 skipped$`, len(conformance.Cases())-1), r.stdout)
+	assert.Regexp(t, `(?m)^SKIP  crash_recovery `, r.stdout)
 
 	var wg sync.WaitGroup
 	for _, h := range []*host{h2, h1} {

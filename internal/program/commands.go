@@ -4,20 +4,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/dspgo/dspgo/protocol"
 )
 
-// Command names of the program command set (docs/protocol.md).
+// Command names of the program command set (docs/protocol.md). The
+// control commands are the protocol's.
 const (
-	CmdPing           = "ping"
-	CmdDescribe       = "describe"
+	CmdPing           = protocol.CmdPing
+	CmdDescribe       = protocol.CmdDescribe
 	CmdConfigureLM    = "configure_lm"
 	CmdCreateProgram  = "create_program"
 	CmdExecuteProgram = "execute_program"
 	CmdDeleteProgram  = "delete_program"
 	CmdGetStats       = "get_stats"
 	CmdReset          = "reset"
-	CmdShutdown       = "shutdown"
-	CmdCancel         = "cancel"
+	CmdShutdown       = protocol.CmdShutdown
+	CmdCancel         = protocol.CmdCancel
 )
 
 // SpecNotFoundType is the error type a worker reports, with code

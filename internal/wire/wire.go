@@ -1,5 +1,6 @@
 // Package wire converts between the protocol's error objects and adapter
-// errors, for the backends that speak the protocol (mock, port, pool).
+// errors, for the backends that speak the protocol (mock, port, pool,
+// remote), and checks the requests their callers may send.
 package wire
 
 import (
@@ -55,4 +56,17 @@ func CtxError(ctx context.Context, adapterName, op string) error {
 		return adapter.Wrap(err, adapterName, op)
 	}
 	return nil
+}
+
+// Reserved returns the error of a request that only the host running a
+// worker may send (protocol.Reserved): CodeInvalidArgument naming the
+// request's command field, wrapping protocol.ErrReservedCommand. It
+// returns nil for a request any caller may send. Every backend checks it
+// in Call, Stream and Broadcast before anything else.
+func Reserved(adapterName string, req adapter.Request) error {
+	why := protocol.Reserved(req.Command, req.Args)
+	if why == "" {
+		return nil
+	}
+	return &adapter.Error{Code: adapter.CodeInvalidArgument, Op: req.Command, Adapter: adapterName, Message: why, Err: protocol.ErrReservedCommand}
 }
