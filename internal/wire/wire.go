@@ -13,7 +13,8 @@ import (
 
 // Error returns the adapter error for a failed response to the command op
 // of the named adapter. The worker's code, message, exception type and
-// traceback are kept in Remote.
+// traceback are kept in Remote, the message and the traceback at most
+// MaxErrorText bytes each.
 func Error(adapterName, op string, body *protocol.ErrorBody) error {
 	code, _ := adapter.ParseCode(body.Code)
 	if code == adapter.CodeOK {
@@ -21,7 +22,8 @@ func Error(adapterName, op string, body *protocol.ErrorBody) error {
 	}
 	return &adapter.Error{
 		Code: code, Op: op, Adapter: adapterName,
-		Remote: &adapter.RemoteError{Code: code, Message: body.Message, Type: body.Type, Traceback: body.Traceback},
+		Remote: &adapter.RemoteError{Code: code, Message: boundHead(body.Message, MaxErrorText),
+			Type: boundHead(body.Type, maxErrorType), Traceback: boundTail(body.Traceback, MaxErrorText)},
 	}
 }
 
