@@ -3,6 +3,8 @@ package conformance
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/stretchr/testify/assert"
@@ -14,10 +16,11 @@ import (
 )
 
 // requestCases are the cases of requests a caller sends past the client:
-// those the adapter keeps for itself.
+// those the adapter keeps for itself, and malformed ones.
 func requestCases() []Case {
 	return []Case{
 		{Name: "reserved_commands", Doc: "shutdown, cancel and the init ping are the adapter's own: Call, Stream and Broadcast refuse them with CodeInvalidArgument naming the command field, and no worker is stopped; ping and describe stay callable.", Run: caseReservedCommands},
+		{Name: "malformed_requests", Doc: "Every command of the command set, sent without a required argument, with an argument of the wrong type or an unknown one, is CodeInvalidArgument naming that argument, worded alike on every backend.", Run: caseMalformedRequests},
 	}
 }
 
@@ -94,4 +97,108 @@ func caseReservedCommands(t TB, env *Env) {
 		require.NoError(t, err, "call %d after the refusals", i)
 	}
 	assert.Equal(t, before, restarts(), "no worker was restarted")
+}
+
+// wrongValue is a JSON value that is not of the argument type typ.
+func wrongValue(typ string) string {
+	if typ == program.TypeStr {
+		return `1`
+	}
+	return `"x"`
+}
+
+func caseMalformedRequests(t TB, env *Env) {
+	ctx, a := env.Ctx, env.Adapter
+	p := create(t, env, "question -> answer")
+	spec, err := json.Marshal(program.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind})
+	require.NoError(t, err)
+
+	// A well-formed request of each command a caller may send, and the
+	// error code it gets (none, or not_found for a spec never compiled).
+	valid := map[string]struct {
+		args map[string]json.RawMessage
+		code adapter.Code
+	}{
+		program.CmdPing:           {map[string]json.RawMessage{"initialization": json.RawMessage(`false`)}, adapter.CodeOK},
+		program.CmdDescribe:       {nil, adapter.CodeOK},
+		program.CmdConfigureLM:    {map[string]json.RawMessage{"provider": json.RawMessage(`"dummy"`)}, adapter.CodeOK},
+		program.CmdCreateProgram:  {map[string]json.RawMessage{"program_id": json.RawMessage(`"p"`), "spec": spec}, adapter.CodeOK},
+		program.CmdExecuteProgram: {map[string]json.RawMessage{"spec_hash": json.RawMessage(`"` + p.Hash + `"`), "spec": spec, "inputs": json.RawMessage(`{"question":"?"}`)}, adapter.CodeOK},
+		program.CmdDeleteProgram:  {map[string]json.RawMessage{"spec_hash": json.RawMessage(`"0000"`)}, adapter.CodeNotFound},
+		program.CmdGetStats:       {nil, adapter.CodeOK},
+		program.CmdReset:          {nil, adapter.CodeOK},
+	}
+	send := func(command string, args map[string]json.RawMessage) error {
+		raw, err := json.Marshal(args)
+		require.NoError(t, err)
+		if args == nil {
+			raw = nil
+		}
+		_, err = a.Call(ctx, adapter.Request{Command: command, Args: raw})
+		return err
+	}
+	without := func(args map[string]json.RawMessage, name string) map[string]json.RawMessage {
+		out := maps.Clone(args)
+		delete(out, name)
+		return out
+	}
+	with := func(args map[string]json.RawMessage, name, value string) map[string]json.RawMessage {
+		out := maps.Clone(args)
+		if out == nil {
+			out = map[string]json.RawMessage{}
+		}
+		out[name] = json.RawMessage(value)
+		return out
+	}
+	refused := func(err error, want, what string) {
+		t.Helper()
+		requireCode(t, adapter.CodeInvalidArgument, err, what)
+		assert.Contains(t, err.Error(), want, what)
+	}
+
+	// Every command of the command set that a caller may send.
+	for _, command := range slices.Sorted(maps.Keys(program.Schemas)) {
+		if protocol.Reserved(command, nil) != "" {
+			continue // refused whatever its arguments: reserved_commands
+		}
+		schema := program.Schemas[command]
+		base, ok := valid[command]
+		require.True(t, ok, "the case has no well-formed %s request", command)
+		if base.code == adapter.CodeOK {
+			require.NoError(t, send(command, base.args), "well-formed %s", command)
+		} else {
+			requireCode(t, base.code, send(command, base.args), "well-formed %s", command)
+		}
+		for _, arg := range schema.Args {
+			q := program.PyRepr(arg.Name)
+			if arg.Required {
+				want := fmt.Sprintf("command %s: missing required argument %s", program.PyRepr(command), q)
+				refused(send(command, without(base.args, arg.Name)), want, command+" without "+arg.Name)
+				refused(send(command, with(base.args, arg.Name, `null`)), want, command+" with "+arg.Name+" null")
+			}
+			if arg.Type != program.TypeAny {
+				want := fmt.Sprintf("command %s: argument %s must be of type %s", program.PyRepr(command), q, arg.Type)
+				refused(send(command, with(base.args, arg.Name, wrongValue(arg.Type))), want, command+" with "+arg.Name+" of another type")
+			}
+		}
+		if !schema.Open {
+			refused(send(command, with(base.args, "no_such_arg", `1`)),
+				fmt.Sprintf("command %s: unknown argument 'no_such_arg'", program.PyRepr(command)), command+" with an unknown argument")
+		}
+	}
+
+	// execute_program needs spec_hash unless it carries spec.
+	exec := valid[program.CmdExecuteProgram].args
+	refused(send(program.CmdExecuteProgram, without(without(exec, "spec"), "spec_hash")),
+		"command 'execute_program': missing required argument 'spec_hash'", "execute_program with neither spec nor spec_hash")
+	require.NoError(t, send(program.CmdExecuteProgram, without(exec, "spec_hash")), "execute_program with spec and no spec_hash")
+
+	// The issue this case was written for: create_program without a spec
+	// names the spec, not what its absence leads to.
+	_, err = a.Call(ctx, adapter.Request{Command: program.CmdCreateProgram, Args: json.RawMessage(`{"program_id":"p"}`)})
+	refused(err, "missing required argument 'spec'", "create_program without spec")
+	assert.NotContains(t, err.Error(), "signature", "the missing spec is named, not a consequence of it")
+	require.NoError(t, env.Client.Ping(ctx), "still usable")
+	_, err = env.Client.Execute(ctx, p.ID, map[string]any{"question": "?"})
+	require.NoError(t, err, "still usable")
 }

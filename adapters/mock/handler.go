@@ -75,33 +75,36 @@ func (h *Handler) resetLocked() {
 // command is one entry of the command set.
 type command struct {
 	description string
-	args        map[string]string // name → type, for describe
+	schema      program.Schema // checked before run
 	run         func(h *Handler, ctx context.Context, args json.RawMessage) (any, error)
 }
 
 var commands map[string]command
 
 func init() {
+	set := func(name, description string, run func(*Handler, context.Context, json.RawMessage) (any, error)) command {
+		return command{description, program.Schemas[name], run}
+	}
 	commands = map[string]command{
-		program.CmdPing:           {"Answers at once; with initialization true, the handshake.", map[string]string{"initialization": "bool"}, (*Handler).ping},
-		program.CmdDescribe:       {"Lists the commands and their arguments.", nil, (*Handler).describe},
-		program.CmdConfigureLM:    {"Sets the language model for every program.", lmArgTypes, (*Handler).configureLM},
-		program.CmdCreateProgram:  {"Validates and compiles a program spec.", map[string]string{"program_id": "str", "spec": "object"}, (*Handler).createProgram},
-		program.CmdExecuteProgram: {"Runs a program, by spec hash (and spec), on inputs.", map[string]string{"program_id": "str", "spec_hash": "str", "spec": "object", "inputs": "object", "tools": "array", "max_iters": "int"}, (*Handler).executeProgram},
-		program.CmdDeleteProgram:  {"Drops a compiled spec.", map[string]string{"spec_hash": "str"}, (*Handler).deleteProgram},
-		program.CmdGetStats:       {"Reports counters.", nil, (*Handler).getStats},
-		program.CmdReset:          {"Drops every program and counter and restores the dummy LM.", nil, (*Handler).reset},
-		program.CmdShutdown:       {"Acknowledges; an in-process worker has nothing to stop.", nil, (*Handler).shutdown},
-		program.CmdCancel:         {"Acknowledges; in-process calls are cancelled through their context.", map[string]string{"id": "int"}, (*Handler).cancel},
-		"stream_count":            {"Streams the integers 0 to n-1; with fail_at, fails before that one (as the Python worker's diagnostics).", map[string]string{"n": "int", "fail_at": "int"}, (*Handler).streamCount},
+		program.CmdPing:           set(program.CmdPing, "Answers at once; with initialization true, the handshake.", (*Handler).ping),
+		program.CmdDescribe:       set(program.CmdDescribe, "Lists the commands and their arguments.", (*Handler).describe),
+		program.CmdConfigureLM:    set(program.CmdConfigureLM, "Sets the language model for every program.", (*Handler).configureLM),
+		program.CmdCreateProgram:  set(program.CmdCreateProgram, "Validates and compiles a program spec.", (*Handler).createProgram),
+		program.CmdExecuteProgram: set(program.CmdExecuteProgram, "Runs a program, by spec hash (and spec), on inputs.", (*Handler).executeProgram),
+		program.CmdDeleteProgram:  set(program.CmdDeleteProgram, "Drops a compiled spec.", (*Handler).deleteProgram),
+		program.CmdGetStats:       set(program.CmdGetStats, "Reports counters.", (*Handler).getStats),
+		program.CmdReset:          set(program.CmdReset, "Drops every program and counter and restores the dummy LM.", (*Handler).reset),
+		program.CmdShutdown:       set(program.CmdShutdown, "Acknowledges; an in-process worker has nothing to stop.", (*Handler).shutdown),
+		program.CmdCancel:         set(program.CmdCancel, "Acknowledges; in-process calls are cancelled through their context.", (*Handler).cancel),
+		cmdStreamCount: {"Streams the integers 0 to n-1; with fail_at, fails before that one (as the Python worker's diagnostics).",
+			program.Schema{Args: []program.Arg{{Name: "n", Type: program.TypeInt, Required: true}, {Name: "fail_at", Type: program.TypeInt}}},
+			(*Handler).streamCount},
 	}
 }
 
-var lmArgTypes = map[string]string{
-	"provider": "str", "model": "str", "base_url": "str", "api_key_env": "str", "temperature": "float",
-	"max_tokens": "int", "timeout_ms": "int", "engine": "str", "verify": "bool", "delay_ms": "int", "script": "array", "fail_after_chunks": "int",
-	"cache": "bool", // the dummy LM makes no call to cache: no effect
-}
+// cmdStreamCount is the Python worker's diagnostics command stream_count,
+// which the mock always has.
+const cmdStreamCount = "stream_count"
 
 // Commands lists the command set's names, sorted.
 func Commands() []string {
@@ -125,8 +128,10 @@ func (h *Handler) Handle(ctx context.Context, req protocol.Request) protocol.Res
 	var err error
 	if !ok {
 		err = adapter.Errorf(adapter.CodeUnimplemented, "unknown command %q; known commands: %v", req.Command, Commands())
-	} else if err = ctx.Err(); err == nil {
-		result, err = cmd.run(h, ctx, req.Args)
+	} else if err = cmd.schema.Check(req.Command, req.Args); err == nil {
+		if err = ctx.Err(); err == nil {
+			result, err = cmd.run(h, ctx, req.Args)
+		}
 	}
 	var raw []byte
 	if err == nil {
@@ -142,8 +147,9 @@ func (h *Handler) Handle(ctx context.Context, req protocol.Request) protocol.Res
 	return wire.Result(req.ID, raw, err)
 }
 
-// decodeArgs decodes a command's arguments strictly: an unknown argument
-// or one of the wrong type is CodeInvalidArgument naming it.
+// decodeArgs decodes a command's arguments, which its schema has checked
+// (keys matched exactly, types right); what the schema does not see (a
+// value out of an int's range, say) is CodeInvalidArgument.
 func decodeArgs(raw json.RawMessage, v any) error {
 	if len(raw) == 0 {
 		return nil
@@ -158,13 +164,9 @@ func decodeArgs(raw json.RawMessage, v any) error {
 }
 
 func (h *Handler) ping(_ context.Context, raw json.RawMessage) (any, error) {
-	var args struct {
-		Initialization bool `json:"initialization"`
-	}
-	if err := decodeArgs(raw, &args); err != nil {
-		return nil, err
-	}
-	if !args.Initialization {
+	// As the Python worker's: other arguments are let through, and only
+	// the exact key "initialization" asks for the handshake.
+	if !protocol.IsInitPing(raw) {
 		return map[string]any{"pong": true, "worker_id": h.workerID, "pid": os.Getpid()}, nil
 	}
 	return map[string]any{
@@ -189,8 +191,8 @@ func (h *Handler) describe(context.Context, json.RawMessage) (any, error) {
 	for _, name := range Commands() {
 		c := commands[name]
 		d := cmdDesc{Name: name, Description: c.description, Args: map[string]argDesc{}}
-		for arg, typ := range c.args {
-			d.Args[arg] = argDesc{Type: typ}
+		for _, arg := range c.schema.Args {
+			d.Args[arg.Name] = argDesc{Type: arg.Type, Required: arg.Required}
 		}
 		list = append(list, d)
 	}
@@ -252,6 +254,9 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 		return nil, err
 	}
 	var c *program.Compiled
+	if args.Spec == nil && args.SpecHash == "" {
+		return nil, program.MissingArg(program.CmdExecuteProgram, "spec_hash") // required unless spec is sent
+	}
 	if args.Spec != nil {
 		var err error
 		if c, err = h.compile(*args.Spec); err != nil {
@@ -386,7 +391,7 @@ func (h *Handler) cancel(_ context.Context, raw json.RawMessage) (any, error) {
 		return nil, err
 	}
 	if args.ID == nil {
-		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "cancel needs the id of the request to cancel")
+		return nil, program.MissingArg(program.CmdCancel, "id")
 	}
 	return map[string]any{"id": *args.ID, "state": "unknown"}, nil
 }

@@ -31,7 +31,7 @@ import time
 from collections import OrderedDict
 
 from .errors import WorkerError
-from .registry import Arg, command
+from .registry import Arg, command, missing_argument
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ def rss_bytes() -> int:
 @command(
     "configure_lm",
     args={
-        "provider": Arg("str", description="dummy (default of a new worker) or openai"),
+        "provider": Arg("str", required=True, description="dummy or openai (a new worker runs the dummy)"),
         "model": Arg("str", description="model name; required for openai"),
         "base_url": Arg("str", description="OpenAI-compatible base URL (default https://api.openai.com/v1)"),
         "api_key_env": Arg("str", description="environment variable holding the API key (default OPENAI_API_KEY)"),
@@ -241,9 +241,9 @@ def create_program(args, ctx):
     "execute_program",
     args={
         "program_id": Arg("str", description="the host's id of the program, for logs only"),
-        "spec_hash": Arg("str", default="", description="hash of the spec to run"),
+        "spec_hash": Arg("str", default="", description="hash of the spec to run (required unless spec is sent)"),
         "spec": Arg("object", description="the spec itself, when the worker may not know the hash"),
-        "inputs": Arg("object", description="the program's inputs by name (required)"),
+        "inputs": Arg("object", required=True, description="the program's inputs by name"),
         "tools": Arg("array", description="the host tools the program may call: [{name, description, schema}]"),
         "max_iters": Arg("int", description=f"most steps of a react loop, {MIN_ITERS} to {MAX_ITERS} (default {DEFAULT_MAX_ITERS})"),
     },
@@ -260,6 +260,8 @@ def execute_program(args, ctx):
     ctx.tools = tools
     state = program_state(ctx)
     spec_hash = args["spec_hash"]
+    if args["spec"] is None and not spec_hash:
+        raise missing_argument("execute_program", "spec_hash")  # required unless spec is sent
     if args["spec"] is not None:
         compiled = state.compile(args["spec"])
         if spec_hash and spec_hash != compiled.hash:
@@ -271,10 +273,7 @@ def execute_program(args, ctx):
         compiled = state.lookup(spec_hash)
         if compiled is None:
             raise SpecNotFound(spec_hash)
-    inputs = args["inputs"]
-    if inputs is None:
-        raise WorkerError("invalid_argument", "inputs must be a JSON object")
-    converted = compiled.convert_inputs(inputs)
+    converted = compiled.convert_inputs(args["inputs"])
     config = state.lm
     if config.delay_ms:
         ctx.sleep(config.delay_ms / 1000.0)
@@ -304,7 +303,7 @@ def _streamed(run, spec_hash: str):
 
 @command(
     "delete_program",
-    args={"spec_hash": Arg("str", default="", description="hash of the spec to drop")},
+    args={"spec_hash": Arg("str", required=True, description="hash of the spec to drop")},
     description="Drop a compiled spec; not_found when it is not cached. Result {deleted: true}.",
 )
 def delete_program(args, ctx):

@@ -76,6 +76,13 @@ class Arg(namedtuple("Arg", ("type", "required", "default", "description"), defa
         return {"type": self.type, "required": self.required, "description": self.description}
 
 
+def missing_argument(command: str, name: str) -> WorkerError:
+    """The error of command ``command`` missing its required argument ``name``, worded as
+    every backend words it (Go's ``program.MissingArg``):
+    ``command 'create_program': missing required argument 'spec'``."""
+    return WorkerError("invalid_argument", f"command {command!r}: missing required argument {name!r}")
+
+
 class Command(
     namedtuple(
         "Command",
@@ -113,9 +120,7 @@ class Command(
             value = args.get(name)
             if value is None and (spec.type != "any" or name not in args):
                 if spec.required:
-                    raise WorkerError(
-                        "invalid_argument", f"command {self.name!r}: missing required argument {name!r}"
-                    )
+                    raise missing_argument(self.name, name)
                 default = spec.default
                 result[name] = default if default is None else spec.fresh_default()
                 continue

@@ -57,7 +57,8 @@ class ProgramCommandsTest(unittest.TestCase):
             ({"spec": spec_of([("a", "tensor")], [("b", "")])}, 'unknown type "tensor"'),
             ({"spec": spec_of([("a", "")], [("a", "")])}, '"a" is used twice'),
             ({"spec": {**QA, "extra": True}}, 'unknown field "extra"'),
-            ({}, "'spec'"),
+            ({}, "command 'create_program': missing required argument 'spec'"),
+            ({"spec": None}, "command 'create_program': missing required argument 'spec'"),
             ({"spec": "question -> answer"}, "'spec'"),
             ({"spec": QA, "bogus": 1}, "'bogus'"),
             ({"spec": QA, "program_id": 3}, "'program_id'"),
@@ -106,10 +107,36 @@ class ProgramCommandsTest(unittest.TestCase):
                 self.assertIn(want, error["message"])
         for args in ({"spec_hash": spec_hash}, {"spec_hash": spec_hash, "inputs": None}):
             error = self.w.error("execute_program", args)
-            self.assertEqual((error["code"], error["message"]), ("invalid_argument", "inputs must be a JSON object"))
+            self.assertEqual(
+                (error["code"], error["message"]),
+                ("invalid_argument", "command 'execute_program': missing required argument 'inputs'"),
+            )
         error = self.w.error("execute_program", {"spec_hash": spec_hash, "inputs": ["?"]})
         self.assertEqual(error["code"], "invalid_argument")
         self.assertIn("'inputs'", error["message"])
+
+    def test_missing_arguments_are_named(self):
+        """One message for one mistake: the argument missing, worded as the Go backends
+        word it (program.MissingArg), never what its absence leads to."""
+        cases = [
+            ("execute_program", {"inputs": {"question": "?"}}, "spec_hash"),
+            ("execute_program", {"spec_hash": "", "inputs": {"question": "?"}}, "spec_hash"),
+            ("execute_program", {"spec_hash": None, "spec": None, "inputs": {"question": "?"}}, "spec_hash"),
+            ("execute_program", {"spec": QA}, "inputs"),
+            ("delete_program", {}, "spec_hash"),
+            ("delete_program", {"spec_hash": None}, "spec_hash"),
+            ("configure_lm", {"model": "m"}, "provider"),
+            ("create_program", {"program_id": "p"}, "spec"),
+        ]
+        for command, args, name in cases:
+            with self.subTest(command=command, args=args):
+                error = self.w.error(command, args)
+                self.assertEqual(
+                    (error["code"], error["message"]),
+                    ("invalid_argument", f"command '{command}': missing required argument '{name}'"),
+                )
+        # spec_hash is not needed with the spec.
+        self.assertEqual(self.w.ok("execute_program", {"spec": QA, "inputs": {"question": "?"}})["spec_hash"], CompiledSpec(QA).hash)
 
     def test_typed_inputs_hash_as_in_go(self):
         spec = spec_of([("n", "int"), ("x", "float")], [("a", "")])
@@ -151,7 +178,8 @@ class ProgramCommandsTest(unittest.TestCase):
             self.assertIn(part, error["message"])
         cases = [
             ({"provider": "openai"}, "model is required for the openai provider"),
-            ({}, 'provider "" is unknown'),
+            ({}, "command 'configure_lm': missing required argument 'provider'"),
+            ({"provider": ""}, 'provider "" is unknown'),
             ({"provider": "dummy", "temperature": 9}, "temperature 9 is outside"),
             ({"provider": "dummy", "temperature": "hot"}, "'temperature'"),
             ({"provider": "dummy", "max_tokens": 1.5}, "'max_tokens'"),

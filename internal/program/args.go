@@ -1,0 +1,218 @@
+package program
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// Argument types of a command's schema, as the worker's describe names
+// them.
+const (
+	TypeStr    = "str"
+	TypeInt    = "int"
+	TypeFloat  = "float" // any number
+	TypeBool   = "bool"
+	TypeObject = "object"
+	TypeArray  = "array"
+	TypeAny    = "any"
+)
+
+// Arg is one argument of a command.
+type Arg struct {
+	Name     string
+	Type     string
+	Required bool
+}
+
+// Schema is a command's arguments, in the order they are checked.
+type Schema struct {
+	Args []Arg
+	// Open lets arguments that are not in Args through unchecked (ping
+	// and shutdown, as the Python worker's); otherwise they are refused.
+	Open bool
+}
+
+// Schemas are the arguments of the command set, exactly as the Python
+// worker declares them (python/dspgo_worker/builtins.py and programs.py),
+// in the same order: every backend checks a request's arguments against
+// them with Check before it runs the command, so a malformed request gets
+// the same code and the same message on each.
+//
+// execute_program needs spec_hash unless it carries spec; the command
+// checks that itself, with MissingArg.
+var Schemas = map[string]Schema{
+	CmdPing:     {Args: []Arg{{Name: "initialization", Type: TypeBool}}, Open: true},
+	CmdDescribe: {},
+	CmdCancel:   {Args: []Arg{{Name: "id", Type: TypeInt, Required: true}}},
+	CmdShutdown: {Open: true},
+	CmdConfigureLM: {Args: []Arg{
+		{Name: "provider", Type: TypeStr, Required: true}, {Name: "model", Type: TypeStr}, {Name: "base_url", Type: TypeStr},
+		{Name: "api_key_env", Type: TypeStr}, {Name: "temperature", Type: TypeFloat}, {Name: "max_tokens", Type: TypeInt},
+		{Name: "timeout_ms", Type: TypeInt}, {Name: "engine", Type: TypeStr}, {Name: "verify", Type: TypeBool},
+		{Name: "delay_ms", Type: TypeInt}, {Name: "fail_after_chunks", Type: TypeInt}, {Name: "cache", Type: TypeBool},
+		{Name: "script", Type: TypeArray},
+	}},
+	CmdCreateProgram: {Args: []Arg{{Name: "program_id", Type: TypeStr}, {Name: "spec", Type: TypeObject, Required: true}}},
+	CmdExecuteProgram: {Args: []Arg{
+		{Name: "program_id", Type: TypeStr}, {Name: "spec_hash", Type: TypeStr}, {Name: "spec", Type: TypeObject},
+		{Name: "inputs", Type: TypeObject, Required: true}, {Name: "tools", Type: TypeArray}, {Name: "max_iters", Type: TypeInt},
+	}},
+	CmdDeleteProgram: {Args: []Arg{{Name: "spec_hash", Type: TypeStr, Required: true}}},
+	CmdGetStats:      {},
+	CmdReset:         {},
+}
+
+// Check checks a command's arguments against the schema, as the Python
+// worker does (registry.Command.validate), with its messages: arguments
+// not in the schema (unless Open), then each argument in order, missing
+// while required or of the wrong type. A null argument counts as absent
+// (except of type any). Keys are matched exactly. The error is
+// CodeInvalidArgument naming the argument: "command 'create_program':
+// missing required argument 'spec'".
+func (s Schema) Check(command string, raw json.RawMessage) error {
+	var args map[string]json.RawMessage
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &args); err != nil {
+			var typeErr *json.UnmarshalTypeError
+			if errors.As(err, &typeErr) {
+				return invalid("request field 'args' must be an object, got %s", JSONTypeName(raw))
+			}
+			return invalid("request field 'args' is not valid JSON: %v", err)
+		}
+	}
+	if !s.Open {
+		var unknown []string
+		for name := range args {
+			if !slices.ContainsFunc(s.Args, func(a Arg) bool { return a.Name == name }) {
+				unknown = append(unknown, name)
+			}
+		}
+		if len(unknown) > 0 {
+			slices.Sort(unknown)
+			accepted := make([]string, len(s.Args))
+			for i, a := range s.Args {
+				accepted[i] = a.Name
+			}
+			slices.Sort(accepted)
+			list := "none"
+			if len(accepted) > 0 {
+				list = strings.Join(accepted, ", ")
+			}
+			quoted := make([]string, len(unknown))
+			for i, name := range unknown {
+				quoted[i] = PyRepr(name)
+			}
+			return invalid("command %s: unknown argument %s (accepted: %s)", PyRepr(command), strings.Join(quoted, ", "), list)
+		}
+	}
+	for _, a := range s.Args {
+		value, ok := args[a.Name]
+		if !ok || (a.Type != TypeAny && JSONTypeName(value) == "null") {
+			if a.Required {
+				return MissingArg(command, a.Name)
+			}
+			continue
+		}
+		if !hasType(a.Type, value) {
+			return invalid("command %s: argument %s must be of type %s, got %s", PyRepr(command), PyRepr(a.Name), a.Type, JSONTypeName(value))
+		}
+		if a.Type == TypeFloat && JSONTypeName(value) == "integer" {
+			if _, err := strconv.ParseFloat(string(value), 64); err != nil {
+				return invalid("command %s: argument %s is out of range", PyRepr(command), PyRepr(a.Name))
+			}
+		}
+	}
+	return nil
+}
+
+// MissingArg is the error of a command missing a required argument, as
+// every backend words it: "command 'create_program': missing required
+// argument 'spec'".
+func MissingArg(command, arg string) error {
+	return invalid("command %s: missing required argument %s", PyRepr(command), PyRepr(arg))
+}
+
+func hasType(typ string, value json.RawMessage) bool {
+	name := JSONTypeName(value)
+	switch typ {
+	case TypeStr:
+		return name == "string"
+	case TypeInt:
+		return name == "integer"
+	case TypeFloat:
+		return name == "integer" || name == "number"
+	case TypeBool:
+		return name == "boolean"
+	case TypeObject:
+		return name == "object"
+	case TypeArray:
+		return name == "array"
+	}
+	return true // any
+}
+
+// JSONTypeName names the type of a JSON value as the Python worker does
+// in its messages: null, boolean, integer (a number written without a
+// fraction or exponent), number, string, array or object.
+func JSONTypeName(value json.RawMessage) string {
+	v := strings.TrimLeft(string(value), " \t\r\n")
+	if v == "" {
+		return "null"
+	}
+	switch v[0] {
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "boolean"
+	case '"':
+		return "string"
+	case '[':
+		return "array"
+	case '{':
+		return "object"
+	}
+	if strings.ContainsAny(v, ".eE") {
+		return "number"
+	}
+	return "integer"
+}
+
+// PyRepr quotes s as Python's repr does, so that messages name arguments
+// and commands alike on every backend: 'spec', or "it's" when s holds a
+// single quote and no double quote.
+func PyRepr(s string) string {
+	quote := byte('\'')
+	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
+		quote = '"'
+	}
+	var b strings.Builder
+	b.WriteByte(quote)
+	for _, r := range s {
+		switch {
+		case r == '\\' || r == rune(quote):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r < 0x10000:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+	}
+	b.WriteByte(quote)
+	return b.String()
+}
