@@ -3,12 +3,13 @@ package config
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"reflect"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/dspgo/dspgo/internal/secret"
 )
 
 // Validate checks the configuration and reports every invalid field at
@@ -207,13 +208,6 @@ func format(key string, v any) string {
 // first.
 func (c *Config) Layers() []string { return append([]string(nil), c.layers...) }
 
-// redactURLs hides the passwords in comma-separated URLs.
-func redactURLs(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
-			parts[i] = u.Redacted()
-		}
-	}
-	return strings.Join(parts, ",")
-}
+// redactURLs hides the credentials in comma-separated URLs, however they
+// are written (see secret.URL).
+func redactURLs(s string) string { return secret.URLs(s) }

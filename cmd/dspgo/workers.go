@@ -10,6 +10,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/internal/secret"
 	"github.com/dspgo/dspgo/registry"
 )
 
@@ -79,7 +80,7 @@ func (a *app) serveWorkers(ctx context.Context) error {
 		workers = st.Workers
 	}
 	fmt.Fprintf(a.stdout, "dspgo workers: host %s serving %s.call on %s with %s (%d workers)\n",
-		h.ID(), cfg.Remote.Prefix, nc.ConnectedUrlRedacted(), backend.Name(), workers)
+		h.ID(), cfg.Remote.Prefix, secret.URL(nc.ConnectedUrl()), backend.Name(), workers) // a token in the user name too
 	<-ctx.Done()
 	start := time.Now()
 	c, cancel := stopCtx()
