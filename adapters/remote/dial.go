@@ -2,15 +2,24 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/dspgo/dspgo/adapter"
 )
 
-// DialOptions say how to connect to a NATS server or cluster.
+// DialOptions say how to connect to a NATS server or cluster, and as
+// whom. At most one way to authenticate may be set: CredsFile,
+// NKeySeedFile, User (with Password) or Token; none means an anonymous
+// connection, which a server that authenticates refuses. TLS (CAFile,
+// CertFile, KeyFile) goes with any of them. Secrets are given as values
+// or files; Dial never puts one in an error.
 type DialOptions struct {
 	// URL is one or more server URLs, comma-separated, such as
 	// "nats://n1:4222,nats://n2:4222". Required.
@@ -20,19 +29,38 @@ type DialOptions struct {
 	// CredsFile is a NATS credentials file (JWT and seed). Empty means
 	// none.
 	CredsFile string
+	// NKeySeedFile is a file holding an NKEY user seed ("SU…"): the
+	// server knows the user by its public key. Empty means none.
+	NKeySeedFile string
+	// User and Password authenticate with a user name and password.
+	// Empty means none.
+	User, Password string
+	// Token authenticates with a token. A server with one token gives
+	// every client the same rights, so it cannot keep callers from doing
+	// what hosts do (see Permissions). Empty means none.
+	Token string
 	// CAFile verifies the server's certificate. Empty means the system's
 	// roots.
 	CAFile string
 	// CertFile and KeyFile are the client certificate for mutual TLS.
 	// Empty means none.
 	CertFile, KeyFile string
+	// InboxPrefix is the subject prefix of the connection's inboxes,
+	// where replies come: a server with the roles' permissions (see
+	// Permissions) lets each user read only InboxPrefix(its name). It
+	// must start with "_INBOX.". Empty means InboxPrefix(User) with a
+	// user, InboxPrefix(the public key) with an NKEY seed or a
+	// credentials file, and "_INBOX" otherwise.
+	InboxPrefix string
 	// ConnectTimeout bounds the first connection. Zero means 5 s.
 	ConnectTimeout time.Duration
 }
 
 // Dial connects to NATS. The connection reconnects by itself, forever,
 // after a server is lost; calls made while it is away fail with
-// CodeUnavailable.
+// CodeUnavailable. A server refusing the credentials is
+// CodeFailedPrecondition; options that do not fit together, or a seed
+// or credentials file that does not read, CodeInvalidArgument.
 func Dial(ctx context.Context, opts DialOptions) (*nats.Conn, error) {
 	if opts.URL == "" {
 		return nil, errorf(adapter.CodeInvalidArgument, Name, "dial", "a NATS URL is required")
@@ -44,9 +72,11 @@ func Dial(ctx context.Context, opts DialOptions) (*nats.Conn, error) {
 		opts.ConnectTimeout = time.Until(d)
 	}
 	o := []nats.Option{nats.Name(opts.Name), nats.Timeout(opts.ConnectTimeout), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
-	if opts.CredsFile != "" {
-		o = append(o, nats.UserCredentials(opts.CredsFile))
+	auth, err := authOptions(&opts)
+	if err != nil {
+		return nil, err
 	}
+	o = append(o, auth...)
 	if opts.CAFile != "" {
 		o = append(o, nats.RootCAs(opts.CAFile))
 	}
@@ -58,7 +88,120 @@ func Dial(ctx context.Context, opts DialOptions) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(opts.URL, o...)
 	if err != nil {
-		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "dial", Adapter: Name, Err: fmt.Errorf("connecting to NATS at %s: %w", opts.URL, err)}
+		code := adapter.CodeUnavailable
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			code = adapter.CodeFailedPrecondition
+			err = fmt.Errorf("%w: the server refused these credentials", err)
+		}
+		return nil, &adapter.Error{Code: code, Op: "dial", Adapter: Name, Err: fmt.Errorf("connecting to NATS at %s: %w", redactURLs(opts.URL), err)}
 	}
 	return nc, nil
+}
+
+// authOptions returns the connection options of opts' credentials, and
+// sets opts.InboxPrefix when it was empty.
+func authOptions(opts *DialOptions) ([]nats.Option, error) {
+	bad := func(format string, args ...any) error {
+		return errorf(adapter.CodeInvalidArgument, Name, "dial", format, args...)
+	}
+	var ways []string
+	for _, w := range []struct {
+		set  bool
+		name string
+	}{
+		{opts.CredsFile != "", "a credentials file"}, {opts.NKeySeedFile != "", "an NKEY seed"},
+		{opts.User != "", "a user"}, {opts.Token != "", "a token"},
+	} {
+		if w.set {
+			ways = append(ways, w.name)
+		}
+	}
+	if len(ways) > 1 {
+		return nil, bad("give one way to authenticate, not %s", strings.Join(ways, " and "))
+	}
+	if opts.Password != "" && opts.User == "" {
+		return nil, bad("a password needs a user")
+	}
+	var o []nats.Option
+	user := ""
+	switch {
+	case opts.CredsFile != "":
+		pub, err := publicKey(opts.CredsFile)
+		if err != nil {
+			return nil, bad("the credentials file %s: %v", opts.CredsFile, err)
+		}
+		o, user = append(o, nats.UserCredentials(opts.CredsFile)), pub
+	case opts.NKeySeedFile != "":
+		pub, err := publicKey(opts.NKeySeedFile)
+		if err != nil {
+			return nil, bad("the NKEY seed file %s: %v", opts.NKeySeedFile, err)
+		}
+		opt, err := nats.NkeyOptionFromSeed(opts.NKeySeedFile)
+		if err != nil {
+			return nil, bad("the NKEY seed file %s: it holds no valid user seed", opts.NKeySeedFile)
+		}
+		o, user = append(o, opt), pub
+	case opts.User != "":
+		if !tokenRE.MatchString(opts.User) {
+			return nil, bad("user %q may hold only letters, digits, '_' and '-': it names the connection's inbox", opts.User)
+		}
+		o, user = append(o, nats.UserInfo(opts.User, opts.Password)), opts.User
+	case opts.Token != "":
+		o = append(o, nats.Token(opts.Token))
+	}
+	if opts.InboxPrefix == "" && user != "" {
+		opts.InboxPrefix = InboxPrefix(user)
+	}
+	if opts.InboxPrefix != "" {
+		if !isInbox(opts.InboxPrefix+".x") || !prefixRE.MatchString(opts.InboxPrefix) {
+			return nil, bad("inbox prefix %q must be %s.<token>…: hosts answer only inboxes", opts.InboxPrefix, InboxRoot)
+		}
+		o = append(o, nats.CustomInboxPrefix(opts.InboxPrefix))
+	}
+	return o, nil
+}
+
+// publicKey returns the public key of the user seed in a seed or
+// credentials file; its errors never quote the file.
+func publicKey(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", errors.Unwrap(err) // the path is in the caller's message
+	}
+	defer clear(data)
+	kp, err := nkeys.ParseDecoratedNKey(data)
+	if err != nil {
+		return "", errors.New("it holds no valid NKEY seed")
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return "", errors.New("its seed is not a user's (SU…)")
+	}
+	return pub, nil
+}
+
+// redactURL hides the credentials of a URL, for messages and logs:
+// everything between "://" and the last '@' (a password, or a NATS token
+// given as the user name), without parsing, so that no spelling of them
+// shows.
+func redactURL(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	start := 0
+	if i := strings.Index(s[:at], "://"); i >= 0 {
+		start = i + len("://")
+	}
+	return s[:start] + "***" + s[at:]
+}
+
+// redactURLs hides the credentials of comma-separated URLs.
+func redactURLs(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = redactURL(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
 }

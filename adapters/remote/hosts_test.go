@@ -36,12 +36,14 @@ const (
 	hostEnv   = "DSPGO_REMOTE_TEST_HOST"
 	hostIDEnv = "DSPGO_REMOTE_TEST_HOST_ID"
 	beatEnv   = "DSPGO_REMOTE_TEST_BEAT_MS"
+	userEnv   = "DSPGO_REMOTE_TEST_USER"     // the host's NATS user, if any
+	passEnv   = "DSPGO_REMOTE_TEST_PASSWORD" // and its password
 )
 
 func hostMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	nc, err := remote.Dial(ctx, remote.DialOptions{URL: os.Getenv(hostEnv), Name: "test-host"})
+	nc, err := remote.Dial(ctx, remote.DialOptions{URL: os.Getenv(hostEnv), Name: "test-host", User: os.Getenv(userEnv), Password: os.Getenv(passEnv)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -79,11 +81,12 @@ type hostProc struct {
 	out chan error // the process's end
 }
 
-// startHost starts a worker host process and waits until it serves.
-func startHost(t testing.TB, url, id string) *hostProc {
+// startHost starts a worker host process and waits until it serves;
+// env adds variables to its environment.
+func startHost(t testing.TB, url, id string, env ...string) *hostProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), hostEnv+"="+url, hostIDEnv+"="+id, beatEnv+"=100")
+	cmd.Env = append(append(os.Environ(), hostEnv+"="+url, hostIDEnv+"="+id, beatEnv+"=100"), env...)
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -141,10 +144,11 @@ type hostSet struct {
 	mu    sync.Mutex
 	hosts []*hostProc
 	n     int
+	env   []string // each host's extra variables
 }
 
-func newHostSet(t testing.TB, url string, n int) *hostSet {
-	s := &hostSet{t: t, url: url}
+func newHostSet(t testing.TB, url string, n int, env ...string) *hostSet {
+	s := &hostSet{t: t, url: url, env: env}
 	for range n {
 		s.add()
 	}
@@ -156,7 +160,7 @@ func (s *hostSet) add() *hostProc {
 	s.n++
 	id := fmt.Sprintf("host-%d", s.n)
 	s.mu.Unlock()
-	h := startHost(s.t, s.url, id)
+	h := startHost(s.t, s.url, id, s.env...)
 	s.mu.Lock()
 	s.hosts = append(s.hosts, h)
 	s.mu.Unlock()

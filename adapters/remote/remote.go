@@ -218,6 +218,9 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	a.inbox = a.nc.NewInbox()
+	if !isInbox(a.inbox) {
+		return nil, errorf(adapter.CodeInvalidArgument, a.name, "new", "the connection's inbox %q must be under %q: hosts answer only inboxes (see DialOptions.InboxPrefix)", a.inbox, InboxRoot+".")
+	}
 	sub, err := a.nc.Subscribe(a.inbox+".*", a.onReply)
 	if err != nil {
 		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to replies: %w", err)}

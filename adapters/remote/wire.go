@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,6 +67,10 @@ const (
 // toolToken is the inbox token on which the host calls the tools of the
 // call with reply token token.
 func toolToken(token string) string { return toolPrefix + token }
+
+// isInbox reports whether subject is under InboxRoot: the only subjects a
+// host answers.
+func isInbox(subject string) bool { return strings.HasPrefix(subject, InboxRoot+".") }
 
 // hostCredit is the subject on which host id takes stream credit.
 func (s subjects) hostCredit(id string) string { return s.prefix + ".host." + id + ".credit" }

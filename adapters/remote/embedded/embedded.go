@@ -3,6 +3,12 @@
 // needs installing. Several embedded servers form a cluster when given
 // each other's cluster addresses as routes.
 //
+// The server authenticates its clients when given Users, each with the
+// permissions of its role (remote.RoleHost or remote.RoleCaller, see
+// Permissions), and speaks TLS when given a certificate. Without users it
+// accepts any client with every right, so it then refuses to listen
+// beyond loopback.
+//
 // Real deployments use an external NATS cluster instead; see
 // docs/scale-out.md.
 package embedded
@@ -13,9 +19,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/dspgo/dspgo/adapters/remote"
 )
 
 // DefaultMaxPayload is the largest message the server accepts when
@@ -53,6 +62,65 @@ type Options struct {
 
 	// Debug makes the server log to stderr. False keeps it quiet.
 	Debug bool
+
+	// Users are the clients the server accepts, each with the
+	// permissions of its role in the deployment of Prefix and QueueGroup
+	// (see Permissions); any other client is refused. Empty means no
+	// authentication: any client may do anything, which Start allows
+	// only when Host is a loopback address (ErrNoAuth).
+	Users []User
+
+	// Prefix and QueueGroup are the deployment's subject prefix and the
+	// hosts' queue group, which the roles' permissions name. Empty means
+	// remote.DefaultPrefix and remote.DefaultQueueGroup.
+	Prefix, QueueGroup string
+
+	// TLS makes clients connect with TLS. The zero value means plain TCP.
+	TLS TLS
+}
+
+// User is a client of the server.
+type User struct {
+	// Role gives the user its permissions: remote.RoleHost or
+	// remote.RoleCaller.
+	Role remote.Role
+	// Name is the user name, a subject token (letters, digits, '_' and
+	// '-'): it names the user's inbox (remote.InboxPrefix). Unused for an
+	// NKEY user, whose public key is its name.
+	Name string
+	// Password is the user's password, or better its bcrypt hash
+	// ("$2a$…", as "nats server passwd" or "htpasswd -nbB" make it). The
+	// server never logs it.
+	Password string
+	// NKey is the user's public NKEY ("U…"), instead of a name and
+	// password: the client proves it holds the seed.
+	NKey string
+}
+
+// TLS configures the server's TLS.
+type TLS struct {
+	// CertFile and KeyFile are the server's certificate and key (PEM).
+	// Empty means no TLS.
+	CertFile, KeyFile string
+	// CAFile, when set, makes the server require a client certificate
+	// signed by one of its certificates (mutual TLS), besides the user's
+	// credentials. Empty means no client certificate is asked for.
+	CAFile string
+}
+
+// ErrNoAuth is the error of Start asked to listen beyond loopback
+// without Users.
+var ErrNoAuth = errors.New("embedded NATS: listening beyond loopback needs authentication")
+
+// IsLoopback reports whether host, an address to listen on, is
+// "localhost" or a loopback IP address. The empty host and the
+// unspecified addresses (0.0.0.0, ::) mean every interface: not loopback.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 // Cluster configures cluster membership.
@@ -94,6 +162,23 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 10 * time.Second
 	}
+	if !IsLoopback(opts.Host) && len(opts.Users) == 0 {
+		return nil, fmt.Errorf("%w: %s is beyond loopback; give Options.Users (or listen on 127.0.0.1)", ErrNoAuth, net.JoinHostPort(opts.Host, fmt.Sprint(opts.Port)))
+	}
+	if c := opts.Cluster; c.Name != "" && c.Host != "" && !IsLoopback(c.Host) {
+		return nil, fmt.Errorf("embedded NATS: the cluster address %s is beyond loopback, and routes between embedded servers are not authenticated; use an external NATS cluster", c.Host)
+	}
+	so := &server.Options{
+		ServerName: opts.ServerName, Host: opts.Host, Port: opts.Port, MaxPayload: opts.MaxPayload,
+		JetStream: true, NoSigs: true, NoLog: !opts.Debug,
+		Debug: opts.Debug, Trace: false,
+	}
+	if err := configureAuth(so, opts); err != nil {
+		return nil, err
+	}
+	if err := configureTLS(so, opts.TLS); err != nil {
+		return nil, err
+	}
 	s := &Server{}
 	if opts.StoreDir == "" {
 		dir, err := os.MkdirTemp("", "dspgo-nats-")
@@ -102,11 +187,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		s.tempDir, opts.StoreDir = dir, dir
 	}
-	so := &server.Options{
-		ServerName: opts.ServerName, Host: opts.Host, Port: opts.Port, MaxPayload: opts.MaxPayload,
-		JetStream: true, StoreDir: opts.StoreDir, NoSigs: true, NoLog: !opts.Debug,
-		Debug: opts.Debug, Trace: false,
-	}
+	so.StoreDir = opts.StoreDir
 	if c := opts.Cluster; c.Name != "" {
 		if c.Host == "" {
 			c.Host = "127.0.0.1"

@@ -1,0 +1,360 @@
+package remote_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/adapters/remote/embedded"
+	"github.com/dspgo/dspgo/conformance"
+	"github.com/dspgo/dspgo/internal/testutil"
+)
+
+// A deployment with users: two hosts and two callers, each with a
+// random password.
+type authDeployment struct {
+	srv       *embedded.Server
+	passwords map[string]string // user → password
+}
+
+var (
+	hostUsers   = []string{"host-a", "host-b"}
+	callerUsers = []string{"alice", "bob"}
+)
+
+// startAuthServer runs the embedded server with the users of both roles.
+func startAuthServer(t testing.TB) *authDeployment {
+	t.Helper()
+	d := &authDeployment{passwords: map[string]string{}}
+	var users []embedded.User
+	for _, u := range hostUsers {
+		d.passwords[u] = secret(t)
+		users = append(users, embedded.User{Role: remote.RoleHost, Name: u, Password: d.passwords[u]})
+	}
+	for _, u := range callerUsers {
+		d.passwords[u] = secret(t)
+		users = append(users, embedded.User{Role: remote.RoleCaller, Name: u, Password: d.passwords[u]})
+	}
+	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir(), Users: users})
+	require.NoError(t, err)
+	t.Cleanup(s.Shutdown)
+	d.srv = s
+	return d
+}
+
+func secret(t testing.TB) string {
+	b := make([]byte, 16)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return hex.EncodeToString(b)
+}
+
+// dialAs connects as user, closed at the end of the test.
+func (d *authDeployment) dialAs(t testing.TB, user string) *nats.Conn {
+	t.Helper()
+	nc, err := remote.Dial(ctxT(t, 10*time.Second), d.dialOptions(user))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func (d *authDeployment) dialOptions(user string) remote.DialOptions {
+	return remote.DialOptions{URL: d.srv.ClientURL(), Name: user, User: user, Password: d.passwords[user]}
+}
+
+// serveAs serves a mock as host id, connected as user.
+func (d *authDeployment) serveAs(t testing.TB, user, id string, opts remote.HostOptions) (*remote.Host, *mock.Adapter) {
+	t.Helper()
+	m := mock.New(mock.Options{})
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	opts.ID = id
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = 100 * time.Millisecond
+	}
+	h, err := remote.Serve(ctxT(t, 30*time.Second), d.dialAs(t, user), m, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
+	return h, m
+}
+
+// callerAs opens the remote adapter as user.
+func (d *authDeployment) callerAs(t testing.TB, user string) *remote.Adapter {
+	t.Helper()
+	a, err := remote.New(context.Background(), remote.Options{Conn: d.dialAs(t, user), Heartbeat: 100 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	return a
+}
+
+// attacker is a raw connection as a user of the deployment whose every
+// refusal by the server is kept.
+type attacker struct {
+	nc   *nats.Conn
+	errs chan error
+}
+
+func (d *authDeployment) attackerAs(t testing.TB, user string) *attacker {
+	t.Helper()
+	at := &attacker{errs: make(chan error, 64)}
+	nc, err := nats.Connect(d.srv.ClientURL(), nats.UserInfo(user, d.passwords[user]), nats.CustomInboxPrefix(remote.InboxPrefix(user)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case at.errs <- err:
+			default:
+			}
+		}))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	at.nc = nc
+	return at
+}
+
+// refused waits for the server's permissions violation naming subject
+// (and queue, when set).
+func (at *attacker) refused(t testing.TB, what, subject, queue string) {
+	t.Helper()
+	want := fmt.Sprintf("%q", subject)
+	if queue != "" {
+		want += fmt.Sprintf(" using queue %q", queue)
+	}
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case err := <-at.errs:
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.HasSuffix(err.Error(), want) {
+				return
+			}
+		case <-timeout.C:
+			t.Fatalf("%s: no permissions violation for %s", what, want)
+		}
+	}
+}
+
+// cannotSubscribe subscribes to subject (in queue when set) and expects
+// the server to refuse it.
+func (at *attacker) cannotSubscribe(t testing.TB, what, subject, queue string) {
+	t.Helper()
+	var sub *nats.Subscription
+	var err error
+	if queue != "" {
+		sub, err = at.nc.QueueSubscribeSync(subject, queue)
+	} else {
+		sub, err = at.nc.SubscribeSync(subject)
+	}
+	require.NoError(t, err)
+	at.refused(t, what, subject, queue)
+	_ = sub.Unsubscribe()
+}
+
+// cannotPublish publishes to subject and expects the server to refuse it.
+func (at *attacker) cannotPublish(t testing.TB, what, subject string, data []byte) {
+	t.Helper()
+	require.NoError(t, at.nc.Publish(subject, data))
+	at.refused(t, what, subject, "")
+}
+
+// TestRolesRoundTrip: a host and a caller with the roles' permissions
+// serve and call, broadcast, stream, and record specs, with no refusal.
+func TestRolesRoundTrip(t *testing.T) {
+	d := startAuthServer(t)
+	logs := &testutil.SyncBuffer{}
+	d.serveAs(t, "host-a", "h1", remote.HostOptions{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	a := d.callerAs(t, "alice")
+	ctx := ctxT(t, 20*time.Second)
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"m1"}`)}))
+	resp, err := a.Call(ctx, adapter.Request{Command: "get_stats"})
+	require.NoError(t, err)
+	assert.Contains(t, string(resp.Result), `"m1"`)
+	n := 0
+	for c, err := range a.Stream(ctx, adapter.Request{Command: "stream_count", Args: json.RawMessage(`{"n":40}`)}) {
+		require.NoError(t, err)
+		if c.Response == nil {
+			n++
+		}
+	}
+	assert.Equal(t, 40, n)
+	assert.NotContains(t, logs.String(), "ermission", logs.String())
+}
+
+// TestConformanceWithRoles: two host processes connected as users of the
+// host role, a caller as a user of the caller role, on a server that
+// enforces the roles' permissions: the whole suite passes.
+func TestConformanceWithRoles(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	d := startAuthServer(t)
+	hosts := newHostSet(t, d.srv.ClientURL(), 2, userEnv+"=host-a", passEnv+"="+d.passwords["host-a"])
+	conformance.Run(t, conformance.Harness{
+		Name: "remote/roles",
+		New: func(ctx context.Context) (adapter.Adapter, error) {
+			nc, err := remote.Dial(ctx, d.dialOptions("alice"))
+			if err != nil {
+				return nil, err
+			}
+			a, err := remote.New(ctx, remote.Options{Conn: nc, Heartbeat: 100 * time.Millisecond, OnClose: nc.Close})
+			if err != nil {
+				nc.Close()
+				return nil, err
+			}
+			if err := a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy"}`)}); err != nil {
+				_ = a.Close(ctx)
+				return nil, err
+			}
+			return a, nil
+		},
+		Faults: &conformance.Faults{
+			Crash:   func(context.Context, adapter.Adapter) error { hosts.killOne(); return nil },
+			Recover: func(context.Context, adapter.Adapter) error { hosts.add(); return nil },
+		},
+	})
+}
+
+// TestAnonymousAndWrongCredentialsAreRefused: without credentials, or
+// with a wrong password, nothing connects; the error names no secret.
+func TestAnonymousAndWrongCredentialsAreRefused(t *testing.T) {
+	d := startAuthServer(t)
+	ctx := ctxT(t, 10*time.Second)
+	_, err := remote.Dial(ctx, remote.DialOptions{URL: d.srv.ClientURL()})
+	require.Error(t, err)
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+	assert.ErrorIs(t, err, nats.ErrAuthorization)
+
+	wrong := d.dialOptions("alice")
+	wrong.Password = "not-" + wrong.Password
+	_, err = remote.Dial(ctx, wrong)
+	require.Error(t, err)
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err))
+	assert.NotContains(t, err.Error(), wrong.Password)
+
+	// Credentials in the URL are not printed either: a password, or a
+	// token as the user name.
+	for _, userinfo := range []string{"alice:" + wrong.Password, wrong.Password, "alice:pa%2Fss" + wrong.Password} {
+		_, err = remote.Dial(ctx, remote.DialOptions{URL: strings.Replace(d.srv.ClientURL(), "nats://", "nats://"+userinfo+"@", 1)})
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), wrong.Password)
+		assert.Contains(t, err.Error(), "nats://***@127.0.0.1:")
+	}
+}
+
+// TestCallerCannotTakeCalls: a caller can neither subscribe to the call
+// subjects nor join the hosts' queue group, so it never receives another
+// caller's call; the calls go on reaching the host.
+func TestCallerCannotTakeCalls(t *testing.T) {
+	d := startAuthServer(t)
+	d.serveAs(t, "host-a", "h1", remote.HostOptions{})
+	mallory := d.attackerAs(t, "bob")
+	mallory.cannotSubscribe(t, "the call subject", "dspgo.call", "")
+	mallory.cannotSubscribe(t, "the hosts' queue group", "dspgo.call", remote.DefaultQueueGroup)
+	mallory.cannotSubscribe(t, "another queue group", "dspgo.call", "mallory")
+	mallory.cannotSubscribe(t, "a host's own calls", "dspgo.host.h1.call", "")
+	mallory.cannotSubscribe(t, "every host's calls", "dspgo.host.*.call", "")
+	mallory.cannotSubscribe(t, "the whole prefix", "dspgo.>", "")
+	mallory.cannotSubscribe(t, "everything", ">", "")
+
+	a := d.callerAs(t, "alice")
+	resp, err := a.Call(ctxT(t, 10*time.Second), adapter.Request{Command: "ping"})
+	require.NoError(t, err)
+	assert.Equal(t, "h1", host(resp.Worker), "the host, not the attacker, served the call")
+}
+
+// TestCallerCannotReadOrForgeAnotherCallersReplies: a caller can read
+// only its own inbox, and cannot publish to anyone's: not to another
+// caller's (a forged result), nor to a host's.
+func TestCallerCannotReadOrForgeAnotherCallersReplies(t *testing.T) {
+	d := startAuthServer(t)
+	d.serveAs(t, "host-a", "h1", remote.HostOptions{})
+	mallory := d.attackerAs(t, "bob")
+	mallory.cannotSubscribe(t, "another caller's inbox", remote.InboxPrefix("alice")+".>", "")
+	mallory.cannotSubscribe(t, "a host's inbox", remote.InboxPrefix("host-a")+".>", "")
+	mallory.cannotSubscribe(t, "every inbox", "_INBOX.>", "")
+	mallory.cannotSubscribe(t, "the default inboxes", "_INBOX.*", "")
+	mallory.cannotPublish(t, "a forged reply", remote.InboxPrefix("alice")+".abc.1", []byte(`{"outputs":{"answer":"forged"}}`))
+	mallory.cannotPublish(t, "a forged tool answer", remote.InboxPrefix("host-a")+".abc.1", []byte(`{}`))
+
+	// Its own inbox works: bob is a caller like any other.
+	b := d.callerAs(t, "bob")
+	_, err := b.Call(ctxT(t, 10*time.Second), adapter.Request{Command: "ping"})
+	require.NoError(t, err)
+}
+
+// TestCallerCannotImpersonateAHost: a caller cannot announce itself as a
+// host, take discovery requests, or answer NATS micro's requests.
+func TestCallerCannotImpersonateAHost(t *testing.T) {
+	d := startAuthServer(t)
+	mallory := d.attackerAs(t, "bob")
+	mallory.cannotPublish(t, "a forged announcement", "dspgo.announce", []byte(`{"host":"h1","workers":100}`))
+	mallory.cannotSubscribe(t, "discovery", "dspgo.discover", "")
+	mallory.cannotSubscribe(t, "micro's pings", "$SRV.PING.dspgo", "")
+	mallory.cannotPublish(t, "micro's stats", "$SRV.STATS.dspgo", nil)
+}
+
+// TestCallerCannotReadOrWriteTheState: of the state bucket a caller may
+// only put the configure_lm broadcast; it cannot read a key, watch the
+// bucket, write another key (a spec, a broadcast of shutdown), or delete
+// or purge the stream. The state is unchanged.
+func TestCallerCannotReadOrWriteTheState(t *testing.T) {
+	d := startAuthServer(t)
+	d.serveAs(t, "host-a", "h1", remote.HostOptions{})
+	a := d.callerAs(t, "alice")
+	ctx := ctxT(t, 20*time.Second)
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"alice's"}`)}))
+
+	const bucket, stream = "dspgo_state", "KV_dspgo_state"
+	mallory := d.attackerAs(t, "bob")
+	for _, subject := range []string{
+		"$JS.API.DIRECT.GET." + stream + ".$KV." + bucket + ".broadcast.configure_lm", // read a key
+		"$JS.API.STREAM.MSG.GET." + stream,                                            // read a message
+		"$JS.API.CONSUMER.CREATE." + stream,                                           // watch the bucket
+		"$JS.API.STREAM.DELETE." + stream,                                             // delete the state
+		"$JS.API.STREAM.PURGE." + stream,                                              // purge it
+		"$JS.API.STREAM.UPDATE." + stream,                                             // change it
+		"$KV." + bucket + ".spec.0123",                                                // plant a spec
+		"$KV." + bucket + ".broadcast.shutdown",                                       // broadcast shutdown through the state
+		"$KV." + bucket + ".broadcast.reset",                                          // or anything else
+	} {
+		mallory.cannotPublish(t, "the state bucket", subject, []byte(`{}`))
+	}
+	mallory.cannotSubscribe(t, "the bucket's subjects", "$KV."+bucket+".>", "")
+
+	js, err := jetstream.New(d.dialAs(t, "host-b"))
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, bucket)
+	require.NoError(t, err)
+	keys, err := kv.Keys(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"broadcast.configure_lm"}, keys, "nothing was written but the caller's broadcast")
+	e, err := kv.Get(ctx, "broadcast.configure_lm")
+	require.NoError(t, err)
+	assert.Contains(t, string(e.Value()), "alice's")
+}
+
+// TestHostRoleLimits: a host takes calls only in the hosts' queue group,
+// reads only its own inbox, makes no calls through the queue group, and
+// touches no stream but the state bucket.
+func TestHostRoleLimits(t *testing.T) {
+	d := startAuthServer(t)
+	rogue := d.attackerAs(t, "host-b")
+	rogue.cannotSubscribe(t, "every call, outside the queue group", "dspgo.call", "")
+	rogue.cannotSubscribe(t, "another queue group", "dspgo.call", "rogue")
+	rogue.cannotSubscribe(t, "a caller's inbox", remote.InboxPrefix("alice")+".>", "")
+	rogue.cannotSubscribe(t, "another host's inbox", remote.InboxPrefix("host-a")+".>", "")
+	rogue.cannotSubscribe(t, "the announcements", "dspgo.announce", "")
+	rogue.cannotPublish(t, "a call through the queue group", "dspgo.call", nil)
+	rogue.cannotPublish(t, "a stream that is not the state", "$JS.API.STREAM.CREATE.OTHER", nil)
+	rogue.cannotPublish(t, "deleting the state", "$JS.API.STREAM.DELETE.KV_dspgo_state", nil)
+}

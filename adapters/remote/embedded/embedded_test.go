@@ -1,0 +1,216 @@
+package embedded_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/adapters/remote/embedded"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func start(t *testing.T, opts embedded.Options) *embedded.Server {
+	t.Helper()
+	opts.Port, opts.StoreDir = -1, t.TempDir()
+	s, err := embedded.Start(ctxT(t), opts)
+	require.NoError(t, err)
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func TestIsLoopback(t *testing.T) {
+	for host, want := range map[string]bool{
+		"127.0.0.1": true, "127.1.2.3": true, "::1": true, "[::1]": true, "localhost": true,
+		"": false, "0.0.0.0": false, "::": false, "10.0.0.1": false, "192.168.1.2": false, "nats.example": false,
+	} {
+		assert.Equal(t, want, embedded.IsLoopback(host), host)
+	}
+}
+
+// Without users the server refuses to listen beyond loopback (and never
+// binds); routes beyond loopback are refused too.
+func TestStartRefusesBeyondLoopbackWithoutUsers(t *testing.T) {
+	for _, host := range []string{"0.0.0.0", "::", "10.0.0.1"} {
+		s, err := embedded.Start(ctxT(t), embedded.Options{Host: host, Port: -1, StoreDir: t.TempDir()})
+		assert.Nil(t, s)
+		require.ErrorIs(t, err, embedded.ErrNoAuth, host)
+		assert.Contains(t, err.Error(), "give Options.Users (or listen on 127.0.0.1)")
+	}
+	_, err := embedded.Start(ctxT(t), embedded.Options{Port: -1, StoreDir: t.TempDir(), Cluster: embedded.Cluster{Name: "c", Host: "0.0.0.0"}})
+	assert.ErrorContains(t, err, "routes between embedded servers are not authenticated")
+}
+
+func TestParseUsers(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	pub, err := kp.PublicKey()
+	require.NoError(t, err)
+	users, err := embedded.ParseUsers(strings.NewReader("# comment\n\nhost  host-a  $2a$11$hash\n  caller " + pub + "\n"))
+	require.NoError(t, err)
+	assert.Equal(t, []embedded.User{{Role: remote.RoleHost, Name: "host-a", Password: "$2a$11$hash"}, {Role: remote.RoleCaller, NKey: pub}}, users)
+
+	for text, want := range map[string]string{
+		"admin root S3CR3T\n":             `line 1: role "admin" is unknown (known: host, caller)`,
+		"host\n":                          "line 1: expected",
+		"\ncaller alice\n":                "line 2: expected",
+		"caller alice S3CR3T extra\n":     "line 1: expected",
+		"# nothing\n":                     "no users",
+		"caller UNOTAKEY S3CR3T more x\n": "line 1: expected",
+	} {
+		_, err := embedded.ParseUsers(strings.NewReader(text))
+		require.Error(t, err, text)
+		assert.Contains(t, err.Error(), want, text)
+		assert.NotContains(t, err.Error(), "3CR3T")
+	}
+	for _, bad := range [][]embedded.User{
+		{{Role: remote.RoleCaller, Name: "al.ice", Password: "p"}},
+		{{Role: remote.RoleCaller, Name: "alice"}},
+		{{Role: remote.RoleCaller, Name: "alice", Password: "p"}, {Role: remote.RoleHost, Name: "alice", Password: "q"}},
+		{{Role: "admin", Name: "root", Password: "p"}},
+		{{Role: remote.RoleCaller, NKey: "UNOTAKEY"}},
+	} {
+		_, err := embedded.Start(ctxT(t), embedded.Options{Port: -1, StoreDir: t.TempDir(), Users: bad})
+		assert.Error(t, err, "%v", bad)
+	}
+}
+
+// An NKEY caller connects with its seed file; its inbox is its public
+// key's, and it has the caller's permissions.
+func TestNKeyUser(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	pub, err := kp.PublicKey()
+	require.NoError(t, err)
+	seed, err := kp.Seed()
+	require.NoError(t, err)
+	seedFile := filepath.Join(t.TempDir(), "caller.nk")
+	require.NoError(t, os.WriteFile(seedFile, seed, 0o600))
+	s := start(t, embedded.Options{Users: []embedded.User{{Role: remote.RoleCaller, NKey: pub}}})
+
+	errs := make(chan error, 8)
+	nc, err := nats.Connect(s.ClientURL(), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }),
+		func(o *nats.Options) error {
+			opt, err := nats.NkeyOptionFromSeed(seedFile)
+			if err != nil {
+				return err
+			}
+			return opt(o)
+		}, nats.CustomInboxPrefix(remote.InboxPrefix(pub)))
+	require.NoError(t, err)
+	defer nc.Close()
+	_, err = nc.SubscribeSync("dspgo.call")
+	require.NoError(t, err)
+	select {
+	case err := <-errs:
+		assert.ErrorIs(t, err, nats.ErrPermissionViolation)
+	case <-ctxT(t).Done():
+		t.Fatal("no permissions violation")
+	}
+
+	dialed, err := remote.Dial(ctxT(t), remote.DialOptions{URL: s.ClientURL(), NKeySeedFile: seedFile})
+	require.NoError(t, err)
+	defer dialed.Close()
+	assert.True(t, strings.HasPrefix(dialed.NewInbox(), "_INBOX."+pub+"."))
+	a, err := remote.New(ctxT(t), remote.Options{Conn: dialed})
+	require.NoError(t, err, "a caller may read its inbox and the announcements")
+	require.NoError(t, a.Close(context.Background()))
+
+	_, err = remote.Dial(ctxT(t), remote.DialOptions{URL: s.ClientURL()})
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "anonymous: %v", err)
+	notSeed := filepath.Join(t.TempDir(), "junk")
+	require.NoError(t, os.WriteFile(notSeed, []byte("S3CR3T junk"), 0o600))
+	_, err = remote.Dial(ctxT(t), remote.DialOptions{URL: s.ClientURL(), NKeySeedFile: notSeed})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	assert.NotContains(t, err.Error(), "3CR3T")
+}
+
+// tlsFiles writes a CA, a server certificate for 127.0.0.1 and a client
+// certificate, each signed by the CA.
+func tlsFiles(t *testing.T) (ca, serverCert, serverKey, clientCert, clientKey string) {
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "dspgo test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	caCert, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	write := func(name, typ string, der []byte) string {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
+		return path
+	}
+	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		require.NoError(t, err)
+		keyDER, err := x509.MarshalECPrivateKey(key)
+		require.NoError(t, err)
+		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "EC PRIVATE KEY", keyDER)
+	}
+	ca = write("ca.pem", "CERTIFICATE", caDER)
+	serverCert, serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
+	clientCert, clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
+	return
+}
+
+// With TLS and a client CA, a client needs the server's CA, a client
+// certificate and its credentials; without any of them it is refused.
+func TestMutualTLS(t *testing.T) {
+	ca, cert, key, clientCert, clientKey := tlsFiles(t)
+	s := start(t, embedded.Options{TLS: embedded.TLS{CertFile: cert, KeyFile: key, CAFile: ca},
+		Users: []embedded.User{{Role: remote.RoleCaller, Name: "alice", Password: "pw"}}})
+	assert.True(t, strings.HasPrefix(s.ClientURL(), "tls://"), s.ClientURL())
+	good := remote.DialOptions{URL: s.ClientURL(), User: "alice", Password: "pw", CAFile: ca, CertFile: clientCert, KeyFile: clientKey}
+	nc, err := remote.Dial(ctxT(t), good)
+	require.NoError(t, err)
+	assert.True(t, nc.TLSRequired())
+	nc.Close()
+
+	for name, change := range map[string]func(*remote.DialOptions){
+		"no client certificate": func(o *remote.DialOptions) { o.CertFile, o.KeyFile = "", "" },
+		"no credentials":        func(o *remote.DialOptions) { o.User, o.Password = "", "" },
+		"the system's roots":    func(o *remote.DialOptions) { o.CAFile = "" },
+		"plain TCP":             func(o *remote.DialOptions) { o.URL = strings.Replace(o.URL, "tls://", "nats://", 1); o.CAFile = "" },
+	} {
+		o := good
+		change(&o)
+		o.ConnectTimeout = 2 * time.Second
+		nc, err := remote.Dial(ctxT(t), o)
+		if !assert.Error(t, err, name) {
+			nc.Close()
+		}
+	}
+}
