@@ -8,7 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +22,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/adapters/port"
 	"github.com/dspgo/dspgo/adapters/remote"
 	"github.com/dspgo/dspgo/adapters/remote/embedded"
 	"github.com/dspgo/dspgo/conformance"
@@ -357,4 +364,204 @@ func TestHostRoleLimits(t *testing.T) {
 	rogue.cannotPublish(t, "a call through the queue group", "dspgo.call", nil)
 	rogue.cannotPublish(t, "a stream that is not the state", "$JS.API.STREAM.CREATE.OTHER", nil)
 	rogue.cannotPublish(t, "deleting the state", "$JS.API.STREAM.DELETE.KV_dspgo_state", nil)
+}
+
+// lmRecorder is an OpenAI-compatible endpoint on 127.0.0.1 that answers
+// every chat completion and records the Authorization header it got.
+type lmRecorder struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	auth []string
+}
+
+func newLMRecorder(t testing.TB) *lmRecorder {
+	r := &lmRecorder{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.auth = append(r.auth, req.Header.Get("Authorization"))
+		r.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"id": "chatcmpl-1", "object": "chat.completion", "model": "m",
+			"choices": []any{map[string]any{"index": 0, "finish_reason": "stop",
+				"message": map[string]any{"role": "assistant", "content": "[[ ## answer ## ]]\nok\n\n[[ ## completed ## ]]"}}},
+		})
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *lmRecorder) baseURL() string { return r.srv.URL + "/v1" }
+
+func (r *lmRecorder) requests() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.auth...)
+}
+
+// TestKeyExfiltrationIsRefused: a caller asks the hosts' Python workers
+// to use its own endpoint, with the variable holding the hosts' real
+// key, by a broadcast, a direct call, and a record it writes to the
+// shared state itself; every host refuses each (failed_precondition,
+// logged), and the attacker's endpoint sees no request, while the
+// host's own endpoint gets the key as before.
+func TestKeyExfiltrationIsRefused(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	const keyEnv, key = "DSPGO_TEST_LM_KEY", "sk-the-hosts-real-key"
+	legit, evil := newLMRecorder(t), newLMRecorder(t)
+	d := startAuthServer(t)
+	ctx := ctxT(t, 60*time.Second)
+
+	backend, err := port.New(ctx, port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(), Logger: testutil.Discard,
+		PassEnv: []string{"PATH", keyEnv, "OTHER_SECRET"}, Environ: func() []string {
+			return []string{"PATH=" + os.Getenv("PATH"), keyEnv + "=" + key, "OTHER_SECRET=sk-another-secret"}
+		}})
+	require.NoError(t, err)
+	defer backend.Close(context.Background())
+	hostLM := dspgo.LMConfig{Provider: "openai", Model: "m", BaseURL: legit.baseURL(), APIKeyEnv: keyEnv, Engine: "native"}
+	require.NoError(t, dspgo.NewClient(backend).ConfigureLM(ctx, hostLM))
+	logs := &testutil.SyncBuffer{}
+	h, err := remote.Serve(ctx, d.dialAs(t, "host-a"), backend, remote.HostOptions{ID: "h1", Heartbeat: 100 * time.Millisecond,
+		LMBaseURLs: []string{legit.baseURL()}, LMAPIKeyEnv: keyEnv, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, err)
+	defer h.Close(context.Background())
+
+	a := d.callerAs(t, "alice")
+	client := dspgo.NewClient(a)
+	execute := func() {
+		t.Helper()
+		p, err := client.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
+		require.NoError(t, err)
+		out, err := client.Execute(ctx, p.ID, map[string]any{"question": "?"})
+		require.NoError(t, err)
+		assert.Equal(t, "ok", out["answer"])
+	}
+	execute()
+	require.Equal(t, []string{"Bearer " + key}, legit.requests(), "the host's own endpoint gets its key")
+
+	attacks := map[string]dspgo.LMConfig{
+		"the attacker's endpoint with the hosts' variable":  {Provider: "openai", Model: "m", BaseURL: evil.baseURL(), APIKeyEnv: keyEnv, Engine: "native", Verify: true},
+		"the attacker's endpoint with the default variable": {Provider: "openai", Model: "m", BaseURL: evil.baseURL(), Engine: "native"},
+		"the host's endpoint with another variable":         {Provider: "openai", Model: "m", BaseURL: legit.baseURL(), APIKeyEnv: "OTHER_SECRET", Engine: "native"},
+		"the dummy naming the attacker's endpoint":          {Provider: "dummy", BaseURL: evil.baseURL()},
+	}
+	for name, lm := range attacks {
+		err := client.ConfigureLM(ctx, lm) // a broadcast
+		assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%s: %v", name, err)
+		assert.ErrorContains(t, err, `host "h1" refuses configure_lm`, name)
+
+		args, _ := json.Marshal(map[string]any{"provider": lm.Provider, "model": lm.Model, "base_url": lm.BaseURL, "api_key_env": lm.APIKeyEnv})
+		_, err = a.Call(ctx, adapter.Request{Command: "configure_lm", Args: args}) // a direct call
+		assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%s: %v", name, err)
+	}
+	// The same keys spelled differently still name the attacker's
+	// endpoint: the worker reads the exact key, the last one.
+	tricky := fmt.Sprintf(`{"provider":"openai","model":"m","base_url":%q,"Base_URL":%q,"base_url":%q}`, legit.baseURL(), legit.baseURL(), evil.baseURL())
+	_, err = a.Call(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(tricky)})
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+
+	// A caller may write the configure_lm record to the shared state
+	// itself: the host refuses it from there too.
+	js, err := jetstream.New(d.dialAs(t, "bob"))
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, "dspgo_state")
+	require.NoError(t, err)
+	evilArgs, _ := json.Marshal(map[string]any{"provider": "openai", "model": "m", "base_url": evil.baseURL(), "api_key_env": keyEnv, "engine": "native"})
+	rev, err := kv.Put(ctx, "broadcast.configure_lm", evilArgs)
+	require.NoError(t, err)
+	// A call carrying that revision is served once the host's watch has
+	// reached it.
+	m := nats.NewMsg("dspgo.call")
+	m.Header.Set("Dspgo-Command", "ping")
+	m.Header.Set("Dspgo-State-Rev", strconv.FormatUint(rev, 10))
+	_, err = d.dialAs(t, "bob").RequestMsgWithContext(ctx, m)
+	require.NoError(t, err)
+	assert.Contains(t, logs.String(), "refused a configure_lm")
+
+	execute()
+	assert.Empty(t, evil.requests(), "the attacker's endpoint saw no request")
+	assert.Equal(t, []string{"Bearer " + key, "Bearer " + key}, legit.requests(), "the host still runs its own LM")
+	assert.NotContains(t, logs.String(), key)
+}
+
+// TestHostAnswersOnlyInboxes: a request whose reply subject is not an
+// inbox (here the state bucket, which a host may write) is dropped, not
+// answered there; a tools subject other than the request's own inbox is
+// refused; broadcasts other than configure_lm are refused.
+func TestHostAnswersOnlyInboxes(t *testing.T) {
+	d := startAuthServer(t)
+	logs := &testutil.SyncBuffer{}
+	d.serveAs(t, "host-a", "h1", remote.HostOptions{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	nc := d.dialAs(t, "alice")
+	ctx := ctxT(t, 10*time.Second)
+
+	m := nats.NewMsg("dspgo.call")
+	m.Reply = "$KV.dspgo_state.spec.planted"
+	m.Header.Set("Dspgo-Command", "describe")
+	require.NoError(t, nc.PublishMsg(m))
+	// The host takes requests in order: once a later one is answered,
+	// the first was handled.
+	ping := nats.NewMsg("dspgo.call")
+	ping.Header.Set("Dspgo-Command", "ping")
+	_, err := nc.RequestMsgWithContext(ctx, ping)
+	require.NoError(t, err)
+	assert.Contains(t, logs.String(), "dropped a request whose reply subject is not an inbox")
+
+	tools := nats.NewMsg("dspgo.call")
+	tools.Header.Set("Dspgo-Command", "ping")
+	tools.Header.Set("Dspgo-Tools", "$KV.dspgo_state.spec.planted")
+	r, err := nc.RequestMsgWithContext(ctx, tools)
+	require.NoError(t, err)
+	assert.Equal(t, "invalid_argument", r.Header.Get("Dspgo-Error"), "%s", r.Data)
+
+	for _, cmd := range []string{"shutdown", "reset", "create_program"} {
+		b := nats.NewMsg("dspgo.call")
+		b.Header.Set("Dspgo-Command", cmd)
+		b.Header.Set("Dspgo-Broadcast", "1")
+		b.Data = []byte(`{}`)
+		r, err := nc.RequestMsgWithContext(ctx, b)
+		require.NoError(t, err)
+		assert.Equal(t, "invalid_argument", r.Header.Get("Dspgo-Error"), "%s: %s", cmd, r.Data)
+		assert.Contains(t, string(r.Data), "cannot be broadcast")
+	}
+
+	js, err := jetstream.New(d.dialAs(t, "host-b"))
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, "dspgo_state")
+	require.NoError(t, err)
+	_, err = kv.Get(ctx, "spec.planted")
+	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the host wrote nothing to the state for the request")
+	_, err = kv.Get(ctx, "broadcast.shutdown")
+	assert.ErrorIs(t, err, jetstream.ErrKeyNotFound)
+}
+
+// TestCallerRecordsABroadcastForLaterHosts: with no host serving, a
+// caller records configure_lm in the state bucket (which a host made
+// earlier), and the next host applies it; a record naming an endpoint
+// outside the host's allowlist is refused at start, logged, and does not
+// keep the host from serving.
+func TestCallerRecordsABroadcastForLaterHosts(t *testing.T) {
+	d := startAuthServer(t)
+	ctx := ctxT(t, 30*time.Second)
+	first, _ := d.serveAs(t, "host-a", "h1", remote.HostOptions{})
+	require.NoError(t, first.Close(ctx))
+
+	a := d.callerAs(t, "alice")
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"recorded"}`)}))
+	second, _ := d.serveAs(t, "host-b", "h2", remote.HostOptions{})
+	resp, err := a.Call(ctx, adapter.Request{Command: "get_stats"})
+	require.NoError(t, err)
+	assert.Contains(t, string(resp.Result), `"recorded"`)
+	require.NoError(t, second.Close(ctx))
+
+	evil := newLMRecorder(t)
+	b := d.callerAs(t, "bob")
+	require.NoError(t, b.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"evil","base_url":"` + evil.baseURL() + `"}`)}))
+	logs := &testutil.SyncBuffer{}
+	d.serveAs(t, "host-a", "h3", remote.HostOptions{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	resp, err = b.Call(ctx, adapter.Request{Command: "get_stats"})
+	require.NoError(t, err, "the refused record did not keep the host from serving")
+	assert.NotContains(t, string(resp.Result), `"evil"`)
+	assert.Contains(t, logs.String(), "refused a configure_lm")
+	assert.Contains(t, logs.String(), "a recorded broadcast was refused; skipped")
 }

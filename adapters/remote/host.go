@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,23 @@ type HostOptions struct {
 	// semantic version. Empty means "0.1.0".
 	Version string
 
+	// LMBaseURLs are the LM endpoints a configure_lm from a caller may
+	// name as base_url (none named means DefaultLMBaseURL): the only
+	// endpoints this host's workers send their API key to. A
+	// configure_lm naming another, whether called, broadcast or found in
+	// the shared state, is refused with CodeFailedPrecondition, logged,
+	// and never applied. URLs are compared as the worker uses them:
+	// exactly, but for trailing slashes. Nil means DefaultLMBaseURL only;
+	// registry.HostOptions adds the host's own lm.base_url.
+	LMBaseURLs []string
+
+	// LMAPIKeyEnv is the only variable a configure_lm from a caller may
+	// name as api_key_env (none named means DefaultLMAPIKeyEnv), so that
+	// a caller cannot choose which of the host's variables is sent as
+	// the key; another is refused as LMBaseURLs says. Empty means
+	// DefaultLMAPIKeyEnv.
+	LMAPIKeyEnv string
+
 	// Logger receives the host's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -67,6 +85,7 @@ type Host struct {
 	kv   jetstream.KeyValue
 	subj subjects
 	beat time.Duration
+	lm   lmPolicy
 	log  *slog.Logger
 
 	// callCtx ends the calls in flight when Close gives up waiting.
@@ -188,6 +207,11 @@ func (h *Host) defaults(opts *HostOptions) error {
 	if opts.Version == "" {
 		opts.Version = "0.1.0"
 	}
+	lm, err := newLMPolicy(opts.LMBaseURLs, opts.LMAPIKeyEnv)
+	if err != nil {
+		return errorf(adapter.CodeInvalidArgument, Name, "serve", "%v", err)
+	}
+	h.lm = lm
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -369,12 +393,43 @@ func (h *Host) applyEntry(ctx context.Context, e jetstream.KeyValueEntry) error 
 		return nil
 	}
 	cmd := strings.TrimPrefix(e.Key(), "broadcast.")
-	if err := h.applyLocal(ctx, adapter.Request{Command: cmd, Args: e.Value()}); err != nil {
+	args, err := h.checkBroadcast(cmd, e.Value())
+	if err != nil {
+		return err
+	}
+	if err := h.applyLocal(ctx, adapter.Request{Command: cmd, Args: args}); err != nil {
 		return err
 	}
 	h.applied[e.Key()] = e.Revision()
 	h.log.Debug("applied a broadcast from the shared state", "command", cmd, "revision", e.Revision())
 	return nil
+}
+
+// checkBroadcast returns the arguments of a broadcast the host may apply:
+// only the commands of broadcastCommands, and a configure_lm only as its
+// LM policy allows. A refusal is logged here, wherever the broadcast came
+// from.
+func (h *Host) checkBroadcast(cmd string, args []byte) ([]byte, error) {
+	if !slices.Contains(broadcastCommands, cmd) {
+		err := errorf(adapter.CodeInvalidArgument, Name, cmd, "command %q cannot be broadcast (only %s)", cmd, strings.Join(broadcastCommands, ", "))
+		h.log.Warn("refused a broadcast", "command", cmd, "err", err)
+		return nil, err
+	}
+	return h.checkLM(cmd, args)
+}
+
+// checkLM returns the arguments of a configure_lm the host may apply (see
+// lmPolicy.check), and logs a refusal; other commands pass unchanged.
+func (h *Host) checkLM(cmd string, args []byte) ([]byte, error) {
+	if cmd != program.CmdConfigureLM {
+		return args, nil
+	}
+	out, err := h.lm.check(h.id, args)
+	if err != nil {
+		h.log.Warn("refused a configure_lm", "err", err)
+		return nil, err
+	}
+	return out, nil
 }
 
 // applyLocal runs a broadcast on every local worker.
@@ -469,6 +524,13 @@ func (h *Host) take(req micro.Request) {
 	if reply == "" {
 		return // a publish without a reply subject cannot be answered
 	}
+	if !isInbox(reply) {
+		// The host answers only inboxes: a reply subject elsewhere (the
+		// state bucket, another host's subjects) would make it write
+		// there on the sender's behalf.
+		h.log.Warn("dropped a request whose reply subject is not an inbox", "reply", reply, "command", req.Headers().Get(hdrCommand))
+		return
+	}
 	hdr := req.Headers()
 	var ctx context.Context
 	var cancel context.CancelFunc
@@ -523,7 +585,7 @@ func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []
 			return h.stream(ctx, reply, req, cr, &chunks)
 		}
 	}
-	resp, rev, err := h.run(ctx, cmd, hdr, args, call)
+	resp, rev, err := h.run(ctx, cmd, reply, hdr, args, call)
 	h.counter.End(err)
 	h.inFlightMu.Lock()
 	if c := h.inFlight[reply]; c != nil {
@@ -593,7 +655,7 @@ func (t toolProxy) CallTool(ctx context.Context, name string, args json.RawMessa
 }
 
 // run executes one request, with the shared state's help.
-func (h *Host) run(ctx context.Context, cmd string, hdr nats.Header, args []byte, call func(context.Context, adapter.Request) (adapter.Response, error)) (adapter.Response, uint64, error) {
+func (h *Host) run(ctx context.Context, cmd, reply string, hdr nats.Header, args []byte, call func(context.Context, adapter.Request) (adapter.Response, error)) (adapter.Response, uint64, error) {
 	if cmd == "" {
 		return adapter.Response{}, 0, errorf(adapter.CodeInvalidArgument, Name, "", "request without the %s header", hdrCommand)
 	}
@@ -604,12 +666,20 @@ func (h *Host) run(ctx context.Context, cmd string, hdr nats.Header, args []byte
 	}
 	req := adapter.Request{Command: cmd, Args: args, Session: hdr.Get(hdrSession)}
 	if subject := hdr.Get(hdrTools); subject != "" {
+		if subject != toolsSubject(reply) {
+			return adapter.Response{}, 0, errorf(adapter.CodeInvalidArgument, Name, cmd, "the %s header must name the tools subject of the request's own inbox", hdrTools)
+		}
 		req.Tools = toolProxy{nc: h.nc, subject: subject}
 	}
 	if hdr.Get(hdrBcast) != "" {
 		rev, err := h.broadcast(ctx, req)
 		return adapter.Response{Result: json.RawMessage(`{}`)}, rev, err
 	}
+	checked, err := h.checkLM(cmd, req.Args)
+	if err != nil {
+		return adapter.Response{}, 0, err
+	}
+	req.Args = checked
 	resp, err := call(ctx, req)
 	switch cmd {
 	case program.CmdCreateProgram:
@@ -637,6 +707,11 @@ func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, erro
 	if !tokenRE.MatchString(req.Command) {
 		return 0, errorf(adapter.CodeInvalidArgument, Name, req.Command, "command %q cannot be broadcast: its name may hold only letters, digits, '_' and '-'", req.Command)
 	}
+	args, err := h.checkBroadcast(req.Command, req.Args)
+	if err != nil {
+		return 0, err
+	}
+	req.Args = args
 	h.bmu.Lock()
 	defer h.bmu.Unlock()
 	if err := h.applyLocal(ctx, req); err != nil {
@@ -644,7 +719,7 @@ func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, erro
 	}
 	key := "broadcast." + req.Command
 	var rev uint64
-	err := retry(ctx, func() (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
+	err = retry(ctx, func() (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
 	if err != nil {
 		return 0, &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: Name,
 			Err: fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err)}

@@ -323,15 +323,17 @@ type callOpts struct {
 // by hosts that have applied it. It returns the applying host's error.
 //
 // With no host serving, Broadcast writes req to the shared state itself,
-// unchecked, for the hosts that come: a host that finds it invalid logs
-// the error and starts without it.
+// unchecked, for the hosts that come: a host that finds it invalid, or
+// refuses it (its LM allowlist, see HostOptions.LMBaseURLs), logs the
+// error and starts without it. Only configure_lm is a broadcast; another
+// command is CodeInvalidArgument.
 func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	_, err := a.call(ctx, req, callOpts{broadcast: true})
 	if !errors.Is(err, errNoHost) {
 		return err
 	}
-	if !tokenRE.MatchString(req.Command) {
-		return errorf(adapter.CodeInvalidArgument, a.name, req.Command, "command %q cannot be broadcast: its name may hold only letters, digits, '_' and '-'", req.Command)
+	if !slices.Contains(broadcastCommands, req.Command) {
+		return errorf(adapter.CodeInvalidArgument, a.name, req.Command, "command %q cannot be broadcast (only %s)", req.Command, strings.Join(broadcastCommands, ", "))
 	}
 	var kv jetstream.KeyValue
 	kerr := retry(ctx, func() (err error) { kv, err = openBucket(ctx, a.nc, a.subj, a.replicas); return err })

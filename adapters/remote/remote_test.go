@@ -288,16 +288,17 @@ func TestOptionsAreChecked(t *testing.T) {
 }
 
 // TestBroadcastWithoutHostIsRecorded: a broadcast made before any host
-// exists is kept for the hosts to come; an invalid one is skipped by
-// them, never keeping them from starting.
+// exists is kept for the hosts to come; a command that is not a broadcast
+// is refused.
 func TestBroadcastWithoutHostIsRecorded(t *testing.T) {
 	s := startServer(t)
 	a := newRemote(t, s.ClientURL(), remote.Options{})
 	ctx := ctxT(t, 10*time.Second)
 	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"recorded"}`)}))
-	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "no_such_command", Args: json.RawMessage(`{}`)}))
-	err := a.Broadcast(ctx, adapter.Request{Command: "bad.name"})
-	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	for _, cmd := range []string{"no_such_command", "bad.name", "shutdown", "reset"} {
+		err := a.Broadcast(ctx, adapter.Request{Command: cmd, Args: json.RawMessage(`{}`)})
+		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "only configure_lm is a broadcast: %v", err)
+	}
 
 	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "late"})
 	resp, err := a.Call(ctx, adapter.Request{Command: "get_stats"})

@@ -72,6 +72,14 @@ func toolToken(token string) string { return toolPrefix + token }
 // host answers.
 func isInbox(subject string) bool { return strings.HasPrefix(subject, InboxRoot+".") }
 
+// toolsSubject is the subject on which the caller of the request with
+// reply subject reply takes its tool calls: the reply's last token, on the
+// same inbox, marked with toolPrefix.
+func toolsSubject(reply string) string {
+	i := strings.LastIndexByte(reply, '.')
+	return reply[:i+1] + toolToken(reply[i+1:])
+}
+
 // hostCredit is the subject on which host id takes stream credit.
 func (s subjects) hostCredit(id string) string { return s.prefix + ".host." + id + ".credit" }
 

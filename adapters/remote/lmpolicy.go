@@ -1,0 +1,118 @@
+package remote
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+)
+
+// The provider defaults a worker uses for a configure_lm that does not
+// name its endpoint or its key's variable (docs/dspy.md).
+const (
+	// DefaultLMBaseURL is the endpoint of a configure_lm without
+	// base_url: OpenAI's.
+	DefaultLMBaseURL = "https://api.openai.com/v1"
+	// DefaultLMAPIKeyEnv is the variable holding the API key of a
+	// configure_lm without api_key_env.
+	DefaultLMAPIKeyEnv = "OPENAI_API_KEY"
+)
+
+// broadcastCommands are the only commands a host applies as broadcasts,
+// whether a caller sends one (Adapter.Broadcast) or finds one in the
+// shared state: anyone able to write the state would otherwise run any
+// command on every host.
+var broadcastCommands = []string{program.CmdConfigureLM}
+
+// lmPolicy is what a host lets a configure_lm from elsewhere name: the LM
+// endpoints its workers may send their API key to, and the one variable
+// that key may come from.
+type lmPolicy struct {
+	baseURLs []string // trimmed of trailing slashes
+	keyEnv   string
+}
+
+// newLMPolicy checks the allowed base URLs (nil means DefaultLMBaseURL)
+// and the key's variable (empty means DefaultLMAPIKeyEnv).
+func newLMPolicy(baseURLs []string, keyEnv string) (lmPolicy, error) {
+	if baseURLs == nil {
+		baseURLs = []string{DefaultLMBaseURL}
+	}
+	p := lmPolicy{keyEnv: keyEnv}
+	if p.keyEnv == "" {
+		p.keyEnv = DefaultLMAPIKeyEnv
+	}
+	for _, raw := range baseURLs {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return lmPolicy{}, fmt.Errorf("allowed LM base URL %q is not an http or https URL", redactURL(raw))
+		}
+		if trimmed := trimURL(raw); !slices.Contains(p.baseURLs, trimmed) {
+			p.baseURLs = append(p.baseURLs, trimmed)
+		}
+	}
+	return p, nil
+}
+
+// trimURL is a base URL as the worker uses it: without trailing slashes.
+func trimURL(s string) string { return strings.TrimRight(s, "/") }
+
+// check returns configure_lm's arguments as the host may apply them, or
+// CodeFailedPrecondition when they name an LM endpoint outside the
+// allowlist or a key variable other than the host's own. The provider,
+// base_url and api_key_env are read by their exact keys (the last of
+// repeated ones, as the worker reads them) and written back as read, so
+// that the worker applies what was checked. Arguments that are not an
+// object, or give one of those fields another type than a string, are
+// returned unchanged: every backend refuses them (CodeInvalidArgument,
+// with the command set's own message) before it applies anything. For
+// the dummy provider, which sends nothing anywhere, only fields that are
+// set are checked.
+func (p lmPolicy) check(host string, args []byte) ([]byte, error) {
+	const op = program.CmdConfigureLM
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(args, &fields); err != nil || fields == nil {
+		return args, nil
+	}
+	var provider, baseURL, keyEnv string
+	for key, to := range map[string]*string{"provider": &provider, "base_url": &baseURL, "api_key_env": &keyEnv} {
+		raw, ok := fields[key]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		if json.Unmarshal(raw, to) != nil {
+			return args, nil
+		}
+		fields[key], _ = json.Marshal(*to)
+	}
+	dummy := provider == "dummy"
+	if baseURL != "" || !dummy {
+		if baseURL == "" {
+			baseURL = DefaultLMBaseURL
+		}
+		if !slices.Contains(p.baseURLs, trimURL(baseURL)) {
+			return nil, errorf(adapter.CodeFailedPrecondition, Name, op,
+				"host %q refuses configure_lm: base_url %q is not one of the LM endpoints this host sends its API key to (its remote.lm_base_urls and lm.base_url)",
+				host, redactURL(baseURL))
+		}
+	}
+	if keyEnv != "" || !dummy {
+		if keyEnv == "" {
+			keyEnv = DefaultLMAPIKeyEnv
+		}
+		if keyEnv != p.keyEnv {
+			return nil, errorf(adapter.CodeFailedPrecondition, Name, op,
+				"host %q refuses configure_lm: api_key_env %q is not the variable this host's own configuration names for its key (lm.api_key_env)",
+				host, keyEnv)
+		}
+	}
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return nil, errorf(adapter.CodeInvalidArgument, Name, op, "configure_lm: %v", err)
+	}
+	return out, nil
+}
