@@ -173,8 +173,35 @@ type Remote struct {
 	// URL is the NATS server or cluster, URLs comma-separated. Default
 	// nats://127.0.0.1:4222.
 	URL string `koanf:"url"`
-	// CredsFile is a NATS credentials file. Default "" (none).
+	// CredsFile is a NATS credentials file (JWT and NKEY seed). Default ""
+	// (none). At most one of creds_file, nkey_seed_file, user and a token
+	// (token_env, token_file) may be set.
 	CredsFile string `koanf:"creds_file"`
+	// NKeySeedFile is a file holding an NKEY user seed ("SU…"); the
+	// server knows the user by its public key. Default "" (none).
+	NKeySeedFile string `koanf:"nkey_seed_file"`
+	// User is the NATS user name, a subject token: with a server that
+	// gives dspgo's roles (docs/scale-out.md) it names the only inbox the
+	// connection may read. Its password comes from PasswordEnv or
+	// PasswordFile. Default "" (none).
+	User string `koanf:"user"`
+	// PasswordEnv names the environment variable holding User's password.
+	// Default "".
+	PasswordEnv string `koanf:"password_env"`
+	// PasswordFile is a file holding User's password (one line). Default
+	// "".
+	PasswordFile string `koanf:"password_file"`
+	// TokenEnv names the environment variable holding a NATS token. A
+	// token gives every client the same rights: it cannot keep callers
+	// from what hosts do. Default "".
+	TokenEnv string `koanf:"token_env"`
+	// TokenFile is a file holding a NATS token (one line). Default "".
+	TokenFile string `koanf:"token_file"`
+	// InboxPrefix is the prefix of the connection's inboxes, under
+	// "_INBOX.". Default "": "_INBOX.<user>" with remote.user,
+	// "_INBOX.<public key>" with an NKEY seed or a credentials file, and
+	// NATS's own "_INBOX" otherwise.
+	InboxPrefix string `koanf:"inbox_prefix"`
 	// TLS configures TLS to the servers.
 	TLS RemoteTLS `koanf:"tls"`
 	// ConnectTimeout bounds connecting. Default 5s.
@@ -194,6 +221,12 @@ type Remote struct {
 	Replicas int `koanf:"replicas"`
 	// HostID names this worker host. Default "" (hostname-pid).
 	HostID string `koanf:"host_id"`
+	// LMBaseURLs are, on a worker host, the LM endpoints a caller's
+	// configure_lm may name: the host's workers send their API key to
+	// no other (and only from the variable lm.api_key_env names). The
+	// host's own lm.base_url is always allowed. Default [] (none listed):
+	// lm.base_url and the provider's default, https://api.openai.com/v1.
+	LMBaseURLs []string `koanf:"lm_base_urls"`
 	// Embedded runs a NATS server in this process.
 	Embedded Embedded `koanf:"embedded"`
 }
@@ -219,6 +252,25 @@ type Embedded struct {
 	// StoreDir holds JetStream's data. Default "" (a temporary
 	// directory, removed at exit).
 	StoreDir string `koanf:"store_dir"`
+	// UsersFile lists the server's users and their roles, one a line:
+	// "<role> <name> <password or bcrypt hash>" or "<role> <public
+	// NKEY>", role host or caller (docs/scale-out.md). Default "" (no
+	// authentication: allowed only when Listen is a loopback address).
+	UsersFile string `koanf:"users_file"`
+	// TLS makes the server speak TLS.
+	TLS EmbeddedTLS `koanf:"tls"`
+}
+
+// EmbeddedTLS configures the embedded server's TLS; empty fields are
+// unused.
+type EmbeddedTLS struct {
+	// CertFile is the server's certificate (PEM). Default "" (no TLS).
+	CertFile string `koanf:"cert_file"`
+	// KeyFile is the server certificate's key. Default "".
+	KeyFile string `koanf:"key_file"`
+	// CAFile, when set, makes the server require client certificates
+	// signed by it (mutual TLS). Default "" (none asked for).
+	CAFile string `koanf:"ca_file"`
 }
 
 // Defaults returns the built-in defaults, the lowest layer.

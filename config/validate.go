@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"reflect"
 	"regexp"
 	"sort"
@@ -135,6 +136,66 @@ func (c *Config) validate(p *problems) {
 	}
 	required(r.TLS.CertFile == "" || r.TLS.KeyFile != "", "remote.tls.key_file", "is required with remote.tls.cert_file", "remote.tls.cert_file")
 	required(r.TLS.KeyFile == "" || r.TLS.CertFile != "", "remote.tls.cert_file", "is required with remote.tls.key_file", "remote.tls.key_file")
+	c.validateRemoteAuth(p, check, required)
+}
+
+// validateRemoteAuth checks the keys of NATS authentication and of the
+// worker hosts' LM allowlist. No message shows a secret: the keys name
+// variables and files.
+func (c *Config) validateRemoteAuth(p *problems, check func(bool, string, string, ...any), required func(bool, string, string, string)) {
+	r := c.Remote
+	var ways []string
+	for _, w := range []struct{ key, value string }{
+		{"remote.creds_file", r.CredsFile}, {"remote.nkey_seed_file", r.NKeySeedFile}, {"remote.user", r.User},
+		{"remote.token_env", r.TokenEnv}, {"remote.token_file", r.TokenFile},
+	} {
+		if w.value != "" {
+			ways = append(ways, w.key)
+		}
+	}
+	if len(ways) > 1 {
+		check(false, ways[len(ways)-1], "give one way to authenticate to NATS, not %s", strings.Join(ways, " and "))
+	}
+	check(r.User == "" || tokenRE.MatchString(r.User), "remote.user", "%q may hold only letters, digits, '_' and '-' (it names the connection's inbox)", r.User)
+	required(r.User == "" || r.PasswordEnv != "" || r.PasswordFile != "", "remote.password_env", "(or remote.password_file) is required with remote.user", "remote.user")
+	required(r.PasswordEnv == "" || r.User != "", "remote.user", "is required with remote.password_env", "remote.password_env")
+	required(r.PasswordFile == "" || r.User != "", "remote.user", "is required with remote.password_file", "remote.password_file")
+	check(r.PasswordEnv == "" || r.PasswordFile == "", "remote.password_file", "give remote.password_env or remote.password_file, not both")
+	check(r.PasswordEnv == "" || envNameRE.MatchString(r.PasswordEnv), "remote.password_env", "%q is not an environment variable name", r.PasswordEnv)
+	check(r.TokenEnv == "" || envNameRE.MatchString(r.TokenEnv), "remote.token_env", "%q is not an environment variable name", r.TokenEnv)
+	check(r.InboxPrefix == "" || (strings.HasPrefix(r.InboxPrefix, "_INBOX.") && prefixRE.MatchString(r.InboxPrefix)),
+		"remote.inbox_prefix", "%q must be _INBOX.<token>… (hosts answer only inboxes)", r.InboxPrefix)
+	for i, raw := range r.LMBaseURLs {
+		// The value is not quoted: it may hold credentials.
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			check(false, "remote.lm_base_urls", "entry %d is not an http or https URL", i+1)
+		case u.User != nil || strings.Contains(raw, "@"):
+			check(false, "remote.lm_base_urls", "entry %d holds credentials, which config explain would show; give a credentialed endpoint as lm.base_url", i+1)
+		}
+	}
+	e := r.Embedded
+	if host, _, err := net.SplitHostPort(e.Listen); err == nil && e.Enabled {
+		required(e.UsersFile != "" || isLoopback(host), "remote.embedded.users_file",
+			fmt.Sprintf("is required to listen beyond loopback on %s: list the users and their roles, or listen on 127.0.0.1", e.Listen), "remote.embedded.listen")
+	}
+	required(e.TLS.CertFile == "" || e.TLS.KeyFile != "", "remote.embedded.tls.key_file", "is required with remote.embedded.tls.cert_file", "remote.embedded.tls.cert_file")
+	required(e.TLS.KeyFile == "" || e.TLS.CertFile != "", "remote.embedded.tls.cert_file", "is required with remote.embedded.tls.key_file", "remote.embedded.tls.key_file")
+	required(e.TLS.CAFile == "" || e.TLS.CertFile != "", "remote.embedded.tls.cert_file", "is required with remote.embedded.tls.ca_file", "remote.embedded.tls.ca_file")
+}
+
+// envNameRE matches an environment variable's name.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// isLoopback reports whether host, an address to listen on, is
+// "localhost" or a loopback IP address (as embedded.IsLoopback).
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }
 
 var (
