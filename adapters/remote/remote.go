@@ -26,6 +26,17 @@
 // "spec.<hash>", which a host that has not compiled a spec fetches
 // instead of failing. A host that joins later, or restarts, has them.
 //
+// A deployment that others can reach authenticates every client and
+// gives it one of two roles, RoleHost or RoleCaller (Permissions; Dial
+// takes the credentials and sets the connection's own inbox prefix,
+// InboxPrefix): a caller then cannot take calls, read other callers'
+// replies, or touch the state beyond recording configure_lm. A host
+// sends its API key only to the LM endpoints its own configuration
+// allows (HostOptions.LMBaseURLs, LMAPIKeyEnv), answers only inboxes, and
+// applies no broadcast but configure_lm. docs/scale-out.md gives the
+// same roles for an external nats-server; docs/reliability.md the threat
+// model.
+//
 // The package never starts a NATS server; package remote/embedded runs
 // one in process for one machine and for tests.
 package remote

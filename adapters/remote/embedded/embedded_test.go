@@ -12,10 +12,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/assert"
@@ -25,6 +27,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/remote"
 	"github.com/dspgo/dspgo/adapters/remote/embedded"
+	"github.com/dspgo/dspgo/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -150,6 +153,19 @@ func TestNKeyUser(t *testing.T) {
 	assert.NotContains(t, err.Error(), "3CR3T")
 }
 
+// A user's password may be given as its bcrypt hash.
+func TestBcryptPassword(t *testing.T) {
+	const hash = "$2a$04$9bDtwAaNauzrFpn1GOBxMuMTAzrE3JgVSQQRfAKEMhDd7MRIr7EMe" // "caller-password", cost 4
+	users, err := embedded.ParseUsers(strings.NewReader("caller alice " + hash + "\n"))
+	require.NoError(t, err)
+	s := start(t, embedded.Options{Users: users})
+	nc, err := remote.Dial(ctxT(t), remote.DialOptions{URL: s.ClientURL(), User: "alice", Password: "caller-password"})
+	require.NoError(t, err)
+	nc.Close()
+	_, err = remote.Dial(ctxT(t), remote.DialOptions{URL: s.ClientURL(), User: "alice", Password: hash})
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "the hash itself is not the password")
+}
+
 // tlsFiles writes a CA, a server certificate for 127.0.0.1 and a client
 // certificate, each signed by the CA.
 func tlsFiles(t *testing.T) (ca, serverCert, serverKey, clientCert, clientKey string) {
@@ -212,5 +228,32 @@ func TestMutualTLS(t *testing.T) {
 		if !assert.Error(t, err, name) {
 			nc.Close()
 		}
+	}
+}
+
+// The nats-server configuration that docs/scale-out.md gives for an
+// external server parses, and gives its two users exactly the roles'
+// permissions of Permissions.
+func TestDocumentedServerConfigHasTheRoles(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(testutil.RepoRoot(), "docs", "scale-out.md"))
+	require.NoError(t, err)
+	m := regexp.MustCompile("(?s)```hcl\n(# nats-server.conf.*?)```").FindSubmatch(doc)
+	require.NotNil(t, m, "docs/scale-out.md has the nats-server.conf block")
+	_, cert, key, _, _ := tlsFiles(t)
+	conf := strings.NewReplacer("/etc/nats/server.pem", cert, "/etc/nats/server-key.pem", key).Replace(string(m[1]))
+	path := filepath.Join(t.TempDir(), "nats-server.conf")
+	require.NoError(t, os.WriteFile(path, []byte(conf), 0o600))
+	opts, err := server.ProcessConfigFile(path)
+	require.NoError(t, err)
+	want := map[string]remote.Role{"host-a": remote.RoleHost, "alice": remote.RoleCaller}
+	require.Len(t, opts.Users, len(want))
+	for _, u := range opts.Users {
+		role, ok := want[u.Username]
+		require.True(t, ok, u.Username)
+		perms, err := embedded.Permissions(role, "", "", u.Username)
+		require.NoError(t, err)
+		assert.ElementsMatch(t, perms.Publish.Allow, u.Permissions.Publish.Allow, "%s publish", u.Username)
+		assert.ElementsMatch(t, perms.Subscribe.Allow, u.Permissions.Subscribe.Allow, "%s subscribe", u.Username)
+		assert.Equal(t, perms.Response, u.Permissions.Response, "%s responses", u.Username)
 	}
 }
