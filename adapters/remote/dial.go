@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/secret"
 )
 
 // DialOptions say how to connect to a NATS server or cluster, and as
@@ -93,7 +94,7 @@ func Dial(ctx context.Context, opts DialOptions) (*nats.Conn, error) {
 			code = adapter.CodeFailedPrecondition
 			err = fmt.Errorf("%w: the server refused these credentials", err)
 		}
-		return nil, &adapter.Error{Code: code, Op: "dial", Adapter: Name, Err: fmt.Errorf("connecting to NATS at %s: %w", redactURLs(opts.URL), err)}
+		return nil, &adapter.Error{Code: code, Op: "dial", Adapter: Name, Err: fmt.Errorf("connecting to NATS at %s: %w", secret.URLs(opts.URL), err)}
 	}
 	return nc, nil
 }
@@ -179,29 +180,4 @@ func publicKey(path string) (string, error) {
 		return "", errors.New("its seed is not a user's (SU…)")
 	}
 	return pub, nil
-}
-
-// redactURL hides the credentials of a URL, for messages and logs:
-// everything between "://" and the last '@' (a password, or a NATS token
-// given as the user name), without parsing, so that no spelling of them
-// shows.
-func redactURL(s string) string {
-	at := strings.LastIndexByte(s, '@')
-	if at < 0 {
-		return s
-	}
-	start := 0
-	if i := strings.Index(s[:at], "://"); i >= 0 {
-		start = i + len("://")
-	}
-	return s[:start] + "***" + s[at:]
-}
-
-// redactURLs hides the credentials of comma-separated URLs.
-func redactURLs(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		parts[i] = redactURL(strings.TrimSpace(p))
-	}
-	return strings.Join(parts, ",")
 }

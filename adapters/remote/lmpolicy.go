@@ -9,6 +9,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/internal/secret"
 )
 
 // The provider defaults a worker uses for a configure_lm that does not
@@ -49,7 +50,7 @@ func newLMPolicy(baseURLs []string, keyEnv string) (lmPolicy, error) {
 	for _, raw := range baseURLs {
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return lmPolicy{}, fmt.Errorf("allowed LM base URL %q is not an http or https URL", redactURL(raw))
+			return lmPolicy{}, fmt.Errorf("allowed LM base URL %q is not an http or https URL", secret.URL(raw))
 		}
 		if trimmed := trimURL(raw); !slices.Contains(p.baseURLs, trimmed) {
 			p.baseURLs = append(p.baseURLs, trimmed)
@@ -97,7 +98,7 @@ func (p lmPolicy) check(host string, args []byte) ([]byte, error) {
 		if !slices.Contains(p.baseURLs, trimURL(baseURL)) {
 			return nil, errorf(adapter.CodeFailedPrecondition, Name, op,
 				"host %q refuses configure_lm: base_url %q is not one of the LM endpoints this host sends its API key to (its remote.lm_base_urls and lm.base_url)",
-				host, redactURL(baseURL))
+				host, secret.URL(baseURL))
 		}
 	}
 	if keyEnv != "" || !dummy {
