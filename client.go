@@ -159,7 +159,9 @@ func (c *Client) DeleteProgram(ctx context.Context, id string) error {
 }
 
 // Execute runs the program on inputs and returns its outputs converted to
-// their declared types (string, int64, float64, bool, []T, map[string]T).
+// their declared types (string, int64, float64, bool, []T, map[string]T,
+// map[int64]T for dict[int, T], []any for a fixed tuple, and any for Any,
+// Optional and Union: docs/protocol.md, "Input conversion").
 // A missing or unknown input, or one of the wrong type, is
 // CodeInvalidArgument naming the field; an output the backend did not
 // produce is an error, never a placeholder.

@@ -25,8 +25,11 @@ import (
 
 // Field is one input or output of a signature: a Name (a Python
 // identifier), a Type as written in a DSPy signature ("str", "int",
-// "float", "bool", "list[T]", "dict[str, T]", "Literal['a', 'b']"; empty
-// means "str") and a Description for the language model (empty means none).
+// "float", "bool", "Any", "list[T]", "dict[str, T]", "dict[int, T]",
+// "tuple[A, B]", "tuple[T, ...]", "Optional[T]" or "T | None",
+// "Union[A, B]" or "A | B", "Literal['a', 'b']"; empty means "str"; the
+// spellings and canonical forms are in docs/protocol.md) and a Description
+// for the language model (empty means none).
 type Field = program.Field
 
 // Signature is a program's typed inputs and outputs. Build one with

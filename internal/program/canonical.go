@@ -17,7 +17,9 @@ import (
 // spec hashes and the dummy language model. Go and Python produce the same
 // bytes for the same value (docs/protocol.md, "Canonical JSON"):
 //
-//   - objects with keys sorted by code point, no insignificant space;
+//   - objects with keys sorted by code point, no insignificant space; an
+//     integer map key (a dict[int, V]'s) is written in decimal, as
+//     encoding/json writes it;
 //   - strings as UTF-8, escaping only '"', '\' and control characters
 //     (\b \f \n \r \t, others as \u00XX), as Python's json.dumps with
 //     ensure_ascii=False;
@@ -104,8 +106,9 @@ func appendCanonical(b []byte, v reflect.Value) ([]byte, error) {
 		}
 		return append(b, ']'), nil
 	case reflect.Map:
-		if v.Type().Key().Kind() != reflect.String {
-			return nil, fmt.Errorf("program: canonical JSON needs string map keys, not %s", v.Type().Key())
+		keyKind := v.Type().Key().Kind()
+		if keyKind != reflect.String && !isInteger(keyKind) {
+			return nil, fmt.Errorf("program: canonical JSON needs string or integer map keys, not %s", v.Type().Key())
 		}
 		if v.IsNil() {
 			return append(b, "null"...), nil
@@ -114,7 +117,7 @@ func appendCanonical(b []byte, v reflect.Value) ([]byte, error) {
 		values := make(map[string]reflect.Value, v.Len())
 		iter := v.MapRange()
 		for iter.Next() {
-			k := iter.Key().String()
+			k := mapKeyText(iter.Key())
 			keys = append(keys, k)
 			values[k] = iter.Value()
 		}
@@ -124,6 +127,18 @@ func appendCanonical(b []byte, v reflect.Value) ([]byte, error) {
 		return appendObject(b, keys, func(k string) reflect.Value { return fields[k] })
 	}
 	return nil, fmt.Errorf("program: canonical JSON cannot encode %s", v.Type())
+}
+
+// mapKeyText is a map key as a JSON object key: a string itself, an
+// integer (a dict[int, V]'s key) in decimal.
+func mapKeyText(k reflect.Value) string {
+	switch {
+	case k.Kind() == reflect.String:
+		return k.String()
+	case k.CanInt():
+		return strconv.FormatInt(k.Int(), 10)
+	}
+	return strconv.FormatUint(k.Uint(), 10)
 }
 
 func appendObject(b []byte, keys []string, value func(string) reflect.Value) ([]byte, error) {

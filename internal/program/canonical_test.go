@@ -46,6 +46,7 @@ func TestCanonical(t *testing.T) {
 		{json.RawMessage(`{"b": [1.0, 2], "a": "x"}`), `{"a":"x","b":[1,2]}`},
 		{[]string{"x"}, `["x"]`},
 		{map[string][]int64{"k": {1}}, `{"k":[1]}`},
+		{map[int64]string{10: "a", 9: "b", -1: "c"}, `{"-1":"c","10":"a","9":"b"}`}, // a dict[int, V]'s keys, sorted as text
 		{program.Field{Name: "n", Type: "int"}, `{"description":"","name":"n","type":"int"}`},
 	}
 	for _, tt := range tests {
@@ -53,7 +54,7 @@ func TestCanonical(t *testing.T) {
 		require.NoError(t, err, "%#v", tt.in)
 		assert.Equal(t, tt.want, string(got), "%#v", tt.in)
 	}
-	for _, bad := range []any{math.NaN(), math.Inf(1), map[int]string{1: "x"}, make(chan int)} {
+	for _, bad := range []any{math.NaN(), math.Inf(1), map[bool]string{true: "x"}, make(chan int)} {
 		_, err := program.Canonical(bad)
 		assert.Error(t, err, "%#v", bad)
 	}

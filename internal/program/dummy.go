@@ -28,15 +28,21 @@ func (c *Compiled) DummyOutputs(inputs map[string]any) (map[string]any, error) {
 // dummyValue maps a digest to a value of type t:
 //
 //	n = the digest's first 4 bytes as a big-endian unsigned integer
-//	str:      "<field> <hex digits 0-7> <hex digits 8-15>"
+//	str, Any: "<field> <hex digits 0-7> <hex digits 8-15>"
 //	int:      n mod 1000
 //	float:    (n mod 10000) / 10000
 //	bool:     n is odd
 //	Literal:  Values[n mod len(Values)]
-//	list[T]:  digest[4] mod 3 + 1 elements, element i from child(i)
-//	dict[str, T]: as many entries, keys "key_0", "key_1"…, values from child(i)
+//	list[T], tuple[T, ...]: digest[4] mod 3 + 1 elements, element i from child(i)
+//	tuple[T0, T1, …]: element i of type Ti from child(i)
+//	dict[K, V]: as many entries as a list (at most the number of a
+//	          Literal K's values), value i from child(i), key i "key_<i>"
+//	          for str, the integer i for int (JSON "<i>"), Values[i] for a Literal
+//	Optional[T]: null when n mod 4 is 0, else T's value from child(0)
+//	Union[M0, M1, …]: the value of member M[n mod count] from child(0)
 //
-// where child(i) = SHA-256(digest ‖ the byte i).
+// where child(i) = SHA-256(digest ‖ the byte i). Values are JSON-like (a
+// dict's keys are strings), as Compiled.Outputs takes them.
 func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 	n := uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3]) // big-endian
 	switch t.Kind {
@@ -49,22 +55,50 @@ func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 	case Literal:
 		return t.Values[int(n%uint32(len(t.Values)))]
 	case List:
-		count := int(d[4]%3) + 1
-		list := make([]any, count)
-		for i := range list {
-			list[i] = dummyValue(*t.Elem, child(d, i), field)
+		return dummyList(*t.Elem, d, field)
+	case Tuple:
+		if t.Variadic {
+			return dummyList(*t.Elem, d, field)
 		}
-		return list
+		tuple := make([]any, len(t.Members))
+		for i, m := range t.Members {
+			tuple[i] = dummyValue(m, child(d, i), field)
+		}
+		return tuple
 	case Dict:
 		count := int(d[4]%3) + 1
+		key := func(i int) string { return "key_" + strconv.Itoa(i) }
+		switch {
+		case t.Key == nil || t.Key.Kind == Str:
+		case t.Key.Kind == Int:
+			key = strconv.Itoa
+		case t.Key.Kind == Literal:
+			count = min(count, len(t.Key.Values))
+			key = func(i int) string { return t.Key.Values[i] }
+		}
 		dict := make(map[string]any, count)
 		for i := range count {
-			dict["key_"+strconv.Itoa(i)] = dummyValue(*t.Elem, child(d, i), field)
+			dict[key(i)] = dummyValue(*t.Elem, child(d, i), field)
 		}
 		return dict
+	case Optional:
+		if n%4 == 0 {
+			return nil
+		}
+		return dummyValue(*t.Elem, child(d, 0), field)
+	case Union:
+		return dummyValue(t.Members[int(n%uint32(len(t.Members)))], child(d, 0), field)
 	}
 	h := hex.EncodeToString(d[:8])
 	return field + " " + h[:8] + " " + h[8:16]
+}
+
+func dummyList(elem Type, d [sha256.Size]byte, field string) []any {
+	list := make([]any, int(d[4]%3)+1)
+	for i := range list {
+		list[i] = dummyValue(elem, child(d, i), field)
+	}
+	return list
 }
 
 func child(d [sha256.Size]byte, i int) [sha256.Size]byte {

@@ -47,6 +47,17 @@ func dummyCases(t *testing.T) []dummyCase {
 			Inputs: json.RawMessage(`{"f":921460748335552300,"g":1.5e-7}`)},
 		{Name: "unicode", Spec: program.Spec{Signature: sig("text -> summary"), Instructions: "Résumé — 要約 🎉"},
 			Inputs: json.RawMessage(`{"text":"héllo \"wörld\"\n\u0001 世界 🎉"}`)},
+		{Name: "optional_union_any_tuple", Spec: program.Spec{Signature: sig("x: Any, o: Optional[int], u: int | str, t: Tuple[int, str] -> " +
+			"a: Any, b: Optional[int], c: list[str] | None, d: Union[int, str, bool], e: tuple[int, str, Literal['x', 'y']], " +
+			"f: tuple[float, ...], g: list[Optional[Union[float, bool]]], h: Optional[Any]")},
+			Inputs: json.RawMessage(`{"x":{"k":[1,2.5,null,"s"]},"o":null,"u":"7","t":[1.0,"a"]}`)},
+		{Name: "optional_union_any_tuple_other_inputs", Spec: program.Spec{Signature: sig("x: Any, o: Optional[int], u: int | str, t: Tuple[int, str] -> " +
+			"a: Any, b: Optional[int], c: list[str] | None, d: Union[int, str, bool], e: tuple[int, str, Literal['x', 'y']], " +
+			"f: tuple[float, ...], g: list[Optional[Union[float, bool]]], h: Optional[Any]")},
+			Inputs: json.RawMessage(`{"x":null,"o":3,"u":7,"t":[2,"b"]}`)},
+		{Name: "dict_keys", Spec: program.Spec{Signature: sig("di: dict[int, list[str]], dl: dict[Literal['a', 'b'], int] -> " +
+			"g: dict[int, str], h: dict[Literal['p', 'q'], list[int]], k: dict[str, Optional[int]]")},
+			Inputs: json.RawMessage(`{"di":{"10":["a"],"9":[],"-1":["b"],"+2":[]},"dl":{"b":2}}`)},
 		{Name: "descriptions", Spec: program.Spec{Signature: program.Signature{
 			Inputs:  []program.Field{{Name: "q", Type: "str", Description: "the question"}},
 			Outputs: []program.Field{{Name: "a", Type: "list[ str ]", Description: "answers"}}}},

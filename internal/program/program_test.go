@@ -38,9 +38,9 @@ func TestParseType(t *testing.T) {
 	}
 	invalid := map[string]string{
 		"string":            "unknown type",
-		"list":              "expected '['",
+		"list[":             "expected a type",
 		"list[str":          "expected ']'",
-		"dict[int, str]":    "dict keys must be str",
+		"dict[float, str]":  "dict keys must be str, int or a Literal",
 		"Literal[a]":        "must be quoted",
 		"Literal['a', 'a']": "appears twice",
 		"Literal['a":        "unterminated",

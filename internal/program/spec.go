@@ -80,27 +80,32 @@ func ParseSignature(s string) (Signature, error) {
 }
 
 // parseFields splits one side of a signature at the commas that are not
-// inside brackets.
+// inside brackets, parentheses or quotes.
 func parseFields(side, which, whole string) ([]Field, error) {
 	if strings.TrimSpace(side) == "" {
 		return nil, invalid("signature %q has no %s", whole, which)
 	}
 	var fields []Field
 	depth, start := 0, 0
+	var quote byte
 	for i := 0; i <= len(side); i++ {
 		if i < len(side) {
-			switch side[i] {
-			case '[':
+			switch c := side[i]; {
+			case quote != 0:
+				if c == quote {
+					quote = 0
+				}
+				continue
+			case c == '\'' || c == '"':
+				quote = c
+				continue
+			case c == '[' || c == '(':
 				depth++
 				continue
-			case ']':
+			case c == ']' || c == ')':
 				depth--
 				continue
-			case ',':
-				if depth > 0 {
-					continue
-				}
-			default:
+			case c != ',' || depth > 0:
 				continue
 			}
 		}

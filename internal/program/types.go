@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,20 +29,45 @@ const (
 	List
 	Dict
 	Literal
+	// Any is any JSON value, null included.
+	Any
+	// Optional is its Elem or null.
+	Optional
+	// Union is one of its Members, tried in order (see Type.Convert).
+	Union
+	// Tuple is a fixed-length array of its Members' types, or, when
+	// Variadic, an array of Elem of any length.
+	Tuple
 )
 
-// Type is a parsed field type: "str", "int", "float", "bool", "list[T]",
-// "dict[str, T]" or "Literal['a', 'b']".
+// noneKind is None (NoneType) while a union is parsed; it never leaves
+// ParseType.
+const noneKind Kind = -1
+
+// Type is a parsed field type: "str", "int", "float", "bool", "Any",
+// "list[T]", "dict[K, V]" (K is str, int or a Literal), "tuple[A, B]",
+// "tuple[T, ...]", "Optional[T]", "Union[A, B]" or "Literal['a', 'b']".
 type Type struct {
 	Kind Kind
-	// Elem is the element type of a list or the value type of a dict.
+	// Elem is the element type of a list or of a variadic tuple, the value
+	// type of a dict, or the type an Optional makes nullable (a Union when
+	// it has several members).
 	Elem *Type
+	// Key is a dict's key type: Str, Int or Literal.
+	Key *Type
+	// Members are a Union's member types (two or more, distinct, none of
+	// them Optional or a Union) or a fixed tuple's element types, in
+	// declared order.
+	Members []Type
+	// Variadic marks tuple[T, ...].
+	Variadic bool
 	// Values are a Literal's allowed strings, in declared order.
 	Values []string
 }
 
 // String returns the type's canonical form, the one hashed: "list[str]",
-// "dict[str, int]", "Literal['a', 'b']".
+// "dict[str, int]", "Literal['a', 'b']", "Optional[int]" (for "int | None"
+// and "Union[int, None]" too), "Union[int, str]", "tuple[int, ...]".
 func (t Type) String() string {
 	switch t.Kind {
 	case Str:
@@ -52,35 +78,69 @@ func (t Type) String() string {
 		return "float"
 	case Bool:
 		return "bool"
+	case Any:
+		return "Any"
 	case List:
 		return "list[" + t.Elem.String() + "]"
 	case Dict:
-		return "dict[str, " + t.Elem.String() + "]"
+		key := "str"
+		if t.Key != nil {
+			key = t.Key.String()
+		}
+		return "dict[" + key + ", " + t.Elem.String() + "]"
 	case Literal:
 		quoted := make([]string, len(t.Values))
 		for i, v := range t.Values {
 			quoted[i] = "'" + v + "'"
 		}
 		return "Literal[" + strings.Join(quoted, ", ") + "]"
+	case Optional:
+		return "Optional[" + t.Elem.String() + "]"
+	case Union:
+		return "Union[" + joinTypes(t.Members) + "]"
+	case Tuple:
+		if t.Variadic {
+			return "tuple[" + t.Elem.String() + ", ...]"
+		}
+		return "tuple[" + joinTypes(t.Members) + "]"
+	case noneKind:
+		return "None"
 	}
 	return fmt.Sprintf("Kind(%d)", int(t.Kind))
 }
 
+func joinTypes(types []Type) string {
+	parts := make([]string, len(types))
+	for i, m := range types {
+		parts[i] = m.String()
+	}
+	return strings.Join(parts, ", ")
+}
+
 // ParseType parses a type written as in a DSPy signature. Spaces around
-// brackets and commas are allowed; an empty string is "str".
+// brackets, commas and "|" are allowed; an empty string is "str". The
+// grammar and its canonical forms are in docs/protocol.md ("Program
+// specs"): typing's spellings (List, Dict, Tuple, Optional, Union, Any,
+// Literal, with or without "typing."), PEP 604 unions with parentheses
+// ("str | (int | float) | None"), and bare list, dict and tuple (of Any).
+// Unions are flattened and their repeated members dropped, as Python's
+// typing does; None goes into an Optional around the rest.
 func ParseType(s string) (Type, error) {
 	p := typeParser{s: s}
 	p.space()
 	if p.done() {
 		return Type{Kind: Str}, nil
 	}
-	t, err := p.parse(0)
+	t, err := p.union(0)
 	if err != nil {
 		return Type{}, err
 	}
 	p.space()
 	if !p.done() {
 		return Type{}, fmt.Errorf("unexpected %q after the type in %q", p.s[p.i:], s)
+	}
+	if err := p.notNone(t); err != nil {
+		return Type{}, err
 	}
 	return t, nil
 }
@@ -98,6 +158,16 @@ func (p *typeParser) space() {
 	for p.i < len(p.s) && (p.s[p.i] == ' ' || p.s[p.i] == '\t') {
 		p.i++
 	}
+}
+
+// next reports whether the next byte after spaces is c, and takes it if so.
+func (p *typeParser) next(c byte) bool {
+	p.space()
+	if !p.done() && p.s[p.i] == c {
+		p.i++
+		return true
+	}
+	return false
 }
 
 func (p *typeParser) word() string {
@@ -118,9 +188,88 @@ func (p *typeParser) expect(c byte) error {
 	return nil
 }
 
-func (p *typeParser) parse(depth int) (Type, error) {
+// notNone refuses None where a type is needed: it is a member of a union
+// only.
+func (p *typeParser) notNone(t Type) error {
+	if t.Kind == noneKind {
+		return fmt.Errorf("None is not a type of its own in %q (write Optional[T], Union[T, None] or T | None)", p.s)
+	}
+	return nil
+}
+
+// union parses one type or several separated by "|".
+func (p *typeParser) union(depth int) (Type, error) {
+	var parts []Type
+	for {
+		t, err := p.primary(depth)
+		if err != nil {
+			return Type{}, err
+		}
+		parts = append(parts, t)
+		if !p.next('|') {
+			break
+		}
+	}
+	if len(parts) == 1 {
+		return parts[0], nil
+	}
+	return makeUnion(parts), nil
+}
+
+// makeUnion is typing.Union[parts]: nested unions flattened, repeated
+// members dropped (the first kept), one member itself, and None making
+// an Optional of the rest.
+func makeUnion(parts []Type) Type {
+	var members []Type
+	seen := map[string]bool{}
+	nullable := false
+	var add func(t Type)
+	add = func(t Type) {
+		switch t.Kind {
+		case noneKind:
+			nullable = true
+		case Optional:
+			nullable = true
+			add(*t.Elem)
+		case Union:
+			for _, m := range t.Members {
+				add(m)
+			}
+		default:
+			if s := t.String(); !seen[s] {
+				seen[s] = true
+				members = append(members, t)
+			}
+		}
+	}
+	for _, t := range parts {
+		add(t)
+	}
+	var out Type
+	switch len(members) {
+	case 0:
+		return Type{Kind: noneKind}
+	case 1:
+		out = members[0]
+	default:
+		out = Type{Kind: Union, Members: members}
+	}
+	if nullable {
+		return Type{Kind: Optional, Elem: &out}
+	}
+	return out
+}
+
+func (p *typeParser) primary(depth int) (Type, error) {
 	if depth > maxTypeDepth {
 		return Type{}, fmt.Errorf("type %q nests more than %d levels", p.s, maxTypeDepth)
+	}
+	if p.next('(') {
+		t, err := p.union(depth + 1)
+		if err != nil {
+			return Type{}, err
+		}
+		return t, p.expect(')')
 	}
 	p.space()
 	name := p.word()
@@ -133,39 +282,126 @@ func (p *typeParser) parse(depth int) (Type, error) {
 		return Type{Kind: Float}, nil
 	case "bool":
 		return Type{Kind: Bool}, nil
-	case "list", "List":
-		return p.container(List, depth)
-	case "dict", "Dict":
-		return p.container(Dict, depth)
+	case "Any", "typing.Any":
+		return Type{Kind: Any}, nil
+	case "None", "NoneType":
+		return Type{Kind: noneKind}, nil
+	case "list", "List", "typing.List":
+		return p.list(name, depth)
+	case "dict", "Dict", "typing.Dict":
+		return p.dict(name, depth)
+	case "tuple", "Tuple", "typing.Tuple":
+		return p.tuple(name, depth)
+	case "Optional", "typing.Optional":
+		if err := p.expect('['); err != nil {
+			return Type{}, err
+		}
+		t, err := p.union(depth + 1)
+		if err != nil {
+			return Type{}, err
+		}
+		return makeUnion([]Type{t, {Kind: noneKind}}), p.expect(']')
+	case "Union", "typing.Union":
+		if err := p.expect('['); err != nil {
+			return Type{}, err
+		}
+		var parts []Type
+		for {
+			t, err := p.union(depth + 1)
+			if err != nil {
+				return Type{}, err
+			}
+			parts = append(parts, t)
+			if !p.next(',') {
+				break
+			}
+		}
+		return makeUnion(parts), p.expect(']')
 	case "Literal", "typing.Literal":
 		return p.literal()
 	case "":
 		return Type{}, fmt.Errorf("expected a type at position %d of %q", p.i, p.s)
 	}
-	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, list[T], dict[str, T], Literal['a', ...])", name, p.s)
+	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...])", name, p.s)
 }
 
-// container parses the bracketed part of list[T] or dict[str, T].
-func (p *typeParser) container(kind Kind, depth int) (Type, error) {
-	if err := p.expect('['); err != nil {
-		return Type{}, err
-	}
-	if kind == Dict {
-		if key := p.word(); key != "str" {
-			return Type{}, fmt.Errorf("dict keys must be str, not %q, in %q", key, p.s)
-		}
-		if err := p.expect(','); err != nil {
-			return Type{}, err
-		}
-	}
-	elem, err := p.parse(depth + 1)
+// elem parses a type that is not None, as a container's argument.
+func (p *typeParser) elem(depth int) (Type, error) {
+	t, err := p.union(depth)
 	if err != nil {
 		return Type{}, err
 	}
-	if err := p.expect(']'); err != nil {
+	return t, p.notNone(t)
+}
+
+// open takes a container's "[". It reports false for a bare list, dict or
+// tuple, which DSPy takes as of Any; typing's List, Dict and Tuple need
+// their brackets (DSPy refuses them bare).
+func (p *typeParser) open(name string) (bool, error) {
+	if name == "list" || name == "dict" || name == "tuple" {
+		return p.next('['), nil
+	}
+	return true, p.expect('[')
+}
+
+// list parses the bracketed part of list[T]; a bare list is list[Any].
+func (p *typeParser) list(name string, depth int) (Type, error) {
+	if ok, err := p.open(name); err != nil || !ok {
+		return Type{Kind: List, Elem: &Type{Kind: Any}}, err
+	}
+	elem, err := p.elem(depth + 1)
+	if err != nil {
 		return Type{}, err
 	}
-	return Type{Kind: kind, Elem: &elem}, nil
+	return Type{Kind: List, Elem: &elem}, p.expect(']')
+}
+
+// dict parses the bracketed part of dict[K, V]; a bare dict is
+// dict[str, Any].
+func (p *typeParser) dict(name string, depth int) (Type, error) {
+	if ok, err := p.open(name); err != nil || !ok {
+		return Type{Kind: Dict, Key: &Type{Kind: Str}, Elem: &Type{Kind: Any}}, err
+	}
+	key, err := p.union(depth + 1)
+	if err != nil {
+		return Type{}, err
+	}
+	if key.Kind != Str && key.Kind != Int && key.Kind != Literal {
+		return Type{}, fmt.Errorf("dict keys must be str, int or a Literal, not %q, in %q", key.String(), p.s)
+	}
+	if err := p.expect(','); err != nil {
+		return Type{}, err
+	}
+	elem, err := p.elem(depth + 1)
+	if err != nil {
+		return Type{}, err
+	}
+	return Type{Kind: Dict, Key: &key, Elem: &elem}, p.expect(']')
+}
+
+// tuple parses the bracketed part of tuple[A, B] or tuple[T, ...]; a bare
+// tuple is tuple[Any, ...].
+func (p *typeParser) tuple(name string, depth int) (Type, error) {
+	if ok, err := p.open(name); err != nil || !ok {
+		return Type{Kind: Tuple, Variadic: true, Elem: &Type{Kind: Any}}, err
+	}
+	var members []Type
+	for {
+		t, err := p.elem(depth + 1)
+		if err != nil {
+			return Type{}, err
+		}
+		members = append(members, t)
+		if !p.next(',') {
+			break
+		}
+		p.space()
+		if len(members) == 1 && strings.HasPrefix(p.s[p.i:], "...") {
+			p.i += len("...")
+			return Type{Kind: Tuple, Variadic: true, Elem: &members[0]}, p.expect(']')
+		}
+	}
+	return Type{Kind: Tuple, Members: members}, p.expect(']')
 }
 
 func (p *typeParser) literal() (Type, error) {
@@ -210,8 +446,13 @@ func isIdentByte(c byte) bool {
 	return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
-// GoType is the Go type values of t convert to: string, int64, float64,
-// bool, []T and map[string]T.
+var anyType = reflect.TypeFor[any]()
+
+// GoType is the Go type values of t convert to: string (str, Literal),
+// int64, float64, bool, []T (list[T], tuple[T, ...]), []any (a fixed
+// tuple), map[string]V (dict[str, V], dict[Literal[...], V]),
+// map[int64]V (dict[int, V]), and any for Any, Optional and Union (nil
+// for null, else the value of the member that took it).
 func (t Type) GoType() reflect.Type {
 	switch t.Kind {
 	case Int:
@@ -222,35 +463,78 @@ func (t Type) GoType() reflect.Type {
 		return reflect.TypeFor[bool]()
 	case List:
 		return reflect.SliceOf(t.Elem.GoType())
+	case Tuple:
+		if t.Variadic {
+			return reflect.SliceOf(t.Elem.GoType())
+		}
+		return reflect.TypeFor[[]any]()
 	case Dict:
-		return reflect.MapOf(reflect.TypeFor[string](), t.Elem.GoType())
+		key := reflect.TypeFor[string]()
+		if t.Key != nil && t.Key.Kind == Int {
+			key = reflect.TypeFor[int64]()
+		}
+		return reflect.MapOf(key, t.Elem.GoType())
+	case Any, Optional, Union:
+		return anyType
 	}
 	return reflect.TypeFor[string]()
 }
 
 // Convert returns v as a value of t's GoType, or an error that names path
 // and says what was expected. v may be a Go value of any matching kind
-// (any integer or float type, slices, arrays, maps with string keys) or a
-// value decoded from JSON (json.Number included).
+// (any integer or float type, slices, arrays, maps with string keys, or
+// integer keys for dict[int, V]) or a value decoded from JSON
+// (json.Number included). The rules, the same in the Python worker, are in
+// docs/protocol.md ("Input conversion"); in short: a Union takes the value
+// as its first member that takes it exactly (without changing its JSON
+// kind: an integral number is exactly an int, never a float), else as its
+// first member that takes it at all; Optional takes null as nil; Any
+// takes any JSON value (numbers become int64 when integral and exact,
+// else float64); a dict[int, V] takes keys that are decimal integers.
 func (t Type) Convert(v any, path string) (any, error) {
-	rv, err := t.convert(reflect.ValueOf(v), path)
+	rv, err := t.convert(reflect.ValueOf(v), path, false)
 	if err != nil {
 		return nil, err
 	}
 	return rv.Interface(), nil
 }
 
-func (t Type) convert(v reflect.Value, path string) (reflect.Value, error) {
-	for v.IsValid() && (v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer) {
-		if v.IsNil() {
-			break
-		}
-		v = v.Elem()
-	}
+// convert converts v; exact (a union's first pass) refuses conversions
+// that change a value's JSON kind: a float then takes only non-integral
+// numbers.
+func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, error) {
+	v = indirect(v)
 	bad := func(why string) (reflect.Value, error) {
 		return reflect.Value{}, fmt.Errorf("%s: %s", path, why)
 	}
-	if !v.IsValid() || (v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer) {
+	null := !v.IsValid() || v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer
+	switch t.Kind {
+	case Any:
+		return convertAny(v, path, 0)
+	case Optional:
+		if null {
+			return reflect.Zero(anyType), nil
+		}
+		return t.Elem.convert(v, path, exact)
+	case Union:
+		for _, m := range t.Members {
+			if out, err := m.convert(v, path, true); err == nil {
+				return out, nil
+			}
+		}
+		if !exact {
+			for _, m := range t.Members {
+				if out, err := m.convert(v, path, false); err == nil {
+					return out, nil
+				}
+			}
+		}
+		if null {
+			return bad(fmt.Sprintf("expected %s, got null", t))
+		}
+		return bad(fmt.Sprintf("expected %s, got %s", t, describe(v)))
+	}
+	if null {
 		return bad(fmt.Sprintf("expected %s, got null", t))
 	}
 	got := describe(v)
@@ -277,40 +561,230 @@ func (t Type) convert(v reflect.Value, path string) (reflect.Value, error) {
 		return reflect.ValueOf(n), nil
 	case Float:
 		f, ok := toFloat(v)
-		if !ok {
+		if !ok || exact && f == math.Trunc(f) {
 			return bad(fmt.Sprintf("expected float, got %s", got))
 		}
 		return reflect.ValueOf(f), nil
 	case List:
-		if v.Kind() != reflect.Slice && v.Kind() != reflect.Array || v.Type() == reflect.TypeFor[[]byte]() {
+		return t.Elem.convertArray(v, path, exact, t)
+	case Tuple:
+		if t.Variadic {
+			return t.Elem.convertArray(v, path, exact, t)
+		}
+		if !isArray(v) {
 			return bad(fmt.Sprintf("expected %s, got %s", t, got))
 		}
-		out := reflect.MakeSlice(t.GoType(), v.Len(), v.Len())
-		for i := range v.Len() {
-			e, err := t.Elem.convert(v.Index(i), path+"["+strconv.Itoa(i)+"]")
+		if v.Len() != len(t.Members) {
+			return bad(fmt.Sprintf("expected %s, got an array of %d", t, v.Len()))
+		}
+		out := make([]any, v.Len())
+		for i, m := range t.Members {
+			e, err := m.convert(v.Index(i), path+"["+strconv.Itoa(i)+"]", exact)
 			if err != nil {
 				return reflect.Value{}, err
 			}
-			out.Index(i).Set(e)
+			out[i] = e.Interface()
 		}
-		return out, nil
+		return reflect.ValueOf(out), nil
 	case Dict:
-		if v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String {
-			return bad(fmt.Sprintf("expected %s, got %s", t, got))
-		}
-		out := reflect.MakeMapWithSize(t.GoType(), v.Len())
-		iter := v.MapRange()
-		for iter.Next() {
-			k := iter.Key().String()
-			e, err := t.Elem.convert(iter.Value(), path+"["+strconv.Quote(k)+"]")
-			if err != nil {
-				return reflect.Value{}, err
-			}
-			out.SetMapIndex(reflect.ValueOf(k), e)
-		}
-		return out, nil
+		return t.convertDict(v, path, exact)
 	}
 	return bad("unsupported type " + t.String())
+}
+
+// indirect follows interfaces and pointers down to a value, or to a nil
+// one (or the invalid Value of a nil any).
+func indirect(v reflect.Value) reflect.Value {
+	for v.IsValid() && (v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer) && !v.IsNil() {
+		v = v.Elem()
+	}
+	return v
+}
+
+func isArray(v reflect.Value) bool {
+	return (v.Kind() == reflect.Slice || v.Kind() == reflect.Array) && v.Type() != reflect.TypeFor[[]byte]() &&
+		v.Type() != reflect.TypeFor[json.RawMessage]()
+}
+
+// convertArray converts an array whose elements are of type t (the
+// element type of whole, a list or a variadic tuple).
+func (t Type) convertArray(v reflect.Value, path string, exact bool, whole Type) (reflect.Value, error) {
+	if !isArray(v) {
+		return reflect.Value{}, fmt.Errorf("%s: expected %s, got %s", path, whole, describe(v))
+	}
+	out := reflect.MakeSlice(reflect.SliceOf(t.GoType()), v.Len(), v.Len())
+	for i := range v.Len() {
+		e, err := t.convert(v.Index(i), path+"["+strconv.Itoa(i)+"]", exact)
+		if err != nil {
+			return reflect.Value{}, err
+		}
+		out.Index(i).Set(e)
+	}
+	return out, nil
+}
+
+// convertDict converts an object to t, a dict type. Keys of a dict[int, V]
+// are decimal integer strings ("-12", optionally with "+", within int64)
+// or Go integers; two keys that are the same integer are an error.
+func (t Type) convertDict(v reflect.Value, path string, exact bool) (reflect.Value, error) {
+	keyKind := Str
+	if t.Key != nil {
+		keyKind = t.Key.Kind
+	}
+	if v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String && (keyKind != Int || !isInteger(v.Type().Key().Kind())) {
+		return reflect.Value{}, fmt.Errorf("%s: expected %s, got %s", path, t, describe(v))
+	}
+	out := reflect.MakeMapWithSize(t.GoType(), v.Len())
+	texts := map[int64]string{}
+	for _, k := range sortedKeys(v) {
+		text := ""
+		var key reflect.Value
+		switch {
+		case k.Kind() != reflect.String:
+			n, ok := toInt(k)
+			if !ok {
+				return reflect.Value{}, fmt.Errorf("%s: key %s is not an int", path, strconv.FormatUint(k.Uint(), 10))
+			}
+			text, key = strconv.FormatInt(n, 10), reflect.ValueOf(n)
+		case keyKind == Int:
+			text = k.String()
+			n, ok := parseIntKey(text)
+			if !ok {
+				return reflect.Value{}, fmt.Errorf("%s: key %q is not an int", path, text)
+			}
+			key = reflect.ValueOf(n)
+		default:
+			text = k.String()
+			if keyKind == Literal && !contains(t.Key.Values, text) {
+				return reflect.Value{}, fmt.Errorf("%s: key %q is not one of %s", path, text, t.Key)
+			}
+			key = reflect.ValueOf(text)
+		}
+		if keyKind == Int {
+			n := key.Int()
+			if prev, dup := texts[n]; dup {
+				a, b := min(prev, text), max(prev, text)
+				return reflect.Value{}, fmt.Errorf("%s: keys %q and %q are the same int %d", path, a, b, n)
+			}
+			texts[n] = text
+		}
+		e, err := t.Elem.convert(v.MapIndex(k), path+"["+strconv.Quote(text)+"]", exact)
+		if err != nil {
+			return reflect.Value{}, err
+		}
+		out.SetMapIndex(key, e)
+	}
+	return out, nil
+}
+
+// sortedKeys returns a map's keys in the order of their JSON text (an
+// integer's in decimal), so that of several bad entries the same one is
+// reported every time, and in Python too.
+func sortedKeys(v reflect.Value) []reflect.Value {
+	keys := v.MapKeys()
+	slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(mapKeyText(a), mapKeyText(b)) })
+	return keys
+}
+
+func isInteger(k reflect.Kind) bool {
+	return reflect.Int <= k && k <= reflect.Uintptr
+}
+
+// parseIntKey reads a dict[int, V] key: an optional sign and ASCII digits,
+// within int64.
+func parseIntKey(s string) (int64, bool) {
+	digits := strings.TrimLeft(s, "+-")
+	if len(s)-len(digits) > 1 || digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// maxValueDepth is how deep an Any value may nest, as a frame's JSON
+// (docs/protocol.md, "Frames"); it also stops a cyclic Go value.
+const maxValueDepth = 128
+
+// convertAny converts a JSON value to Go's JSON types: nil, bool, string,
+// int64 (an integer literal within int64, or an integral float below
+// 2^53), float64 (any other finite number), []any and map[string]any.
+// A json.RawMessage is decoded first.
+func convertAny(v reflect.Value, path string, depth int) (reflect.Value, error) {
+	v = indirect(v)
+	bad := func(why string) (reflect.Value, error) {
+		return reflect.Value{}, fmt.Errorf("%s: %s", path, why)
+	}
+	if !v.IsValid() || v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+		return reflect.Zero(anyType), nil
+	}
+	if depth > maxValueDepth {
+		return bad(fmt.Sprintf("the value nests more than %d levels", maxValueDepth))
+	}
+	switch v.Type() {
+	case reflect.TypeFor[json.Number]():
+		s := v.String()
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return reflect.ValueOf(n), nil
+		}
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || !strings.ContainsAny(s, ".eE") {
+			return bad(fmt.Sprintf("number %s is out of range", s))
+		}
+		return anyNumber(f, path)
+	case reflect.TypeFor[json.RawMessage]():
+		decoded, err := decodeJSON(v.Bytes())
+		if err != nil {
+			return bad(fmt.Sprintf("expected Any (a JSON value), got invalid JSON: %v", err))
+		}
+		return convertAny(reflect.ValueOf(decoded), path, depth)
+	}
+	switch k := v.Kind(); {
+	case k == reflect.Bool:
+		return reflect.ValueOf(v.Bool()), nil
+	case k == reflect.String:
+		return reflect.ValueOf(v.String()), nil
+	case isInteger(k):
+		n, ok := toInt(v)
+		if !ok {
+			return bad(fmt.Sprintf("number %d is out of range", v.Uint()))
+		}
+		return reflect.ValueOf(n), nil
+	case k == reflect.Float32 || k == reflect.Float64:
+		return anyNumber(v.Float(), path)
+	case isArray(v):
+		out := make([]any, v.Len())
+		for i := range v.Len() {
+			e, err := convertAny(v.Index(i), path+"["+strconv.Itoa(i)+"]", depth+1)
+			if err != nil {
+				return reflect.Value{}, err
+			}
+			out[i] = e.Interface()
+		}
+		return reflect.ValueOf(out), nil
+	case k == reflect.Map && v.Type().Key().Kind() == reflect.String:
+		out := make(map[string]any, v.Len())
+		for _, k := range sortedKeys(v) {
+			key := k.String()
+			e, err := convertAny(v.MapIndex(k), path+"["+strconv.Quote(key)+"]", depth+1)
+			if err != nil {
+				return reflect.Value{}, err
+			}
+			out[key] = e.Interface()
+		}
+		return reflect.ValueOf(out), nil
+	}
+	return bad("expected Any (a JSON value), got " + describe(v))
+}
+
+// anyNumber is a float as Any holds it: int64 when integral below 2^53.
+func anyNumber(f float64, path string) (reflect.Value, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return reflect.Value{}, fmt.Errorf("%s: number %v is out of range", path, f)
+	}
+	if f == math.Trunc(f) && math.Abs(f) < maxExactInt {
+		return reflect.ValueOf(int64(f)), nil
+	}
+	return reflect.ValueOf(f), nil
 }
 
 func describe(v reflect.Value) string {

@@ -97,18 +97,32 @@ def dspy_version() -> str | None:
 
 
 def python_type(t: FieldType):
-    """The Python type DSPy expects for a field type (``list[int]``, ``Literal['a']``…)."""
-    from typing import Literal
+    """The Python type DSPy expects for a field type: ``list[int]``, ``dict[int, str]``,
+    ``tuple[int, str]``, ``tuple[int, ...]``, ``typing.Literal['a']``, ``typing.Any``,
+    ``typing.Optional[int]``, ``typing.Union[int, str]``: the type ``dspy.Signature``
+    makes of the same signature string."""
+    import typing
 
-    from .spec import BOOL, DICT, FLOAT, INT, LIST, LITERAL, STR
+    from .spec import ANY, BOOL, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
 
-    if t.kind == LIST:
+    kind = t.kind
+    if kind == LIST:
         return list[python_type(t.elem)]
-    if t.kind == DICT:
-        return dict[str, python_type(t.elem)]
-    if t.kind == LITERAL:
-        return Literal[t.values]
-    return {STR: str, INT: int, FLOAT: float, BOOL: bool}[t.kind]
+    if kind == DICT:
+        return dict[python_type(t.key) if t.key is not None else str, python_type(t.elem)]
+    if kind == TUPLE:
+        if t.variadic:
+            return tuple[python_type(t.elem), ...]
+        return tuple[tuple(python_type(m) for m in t.members)]
+    if kind == LITERAL:
+        return typing.Literal[t.values]
+    if kind == ANY:
+        return typing.Any
+    if kind == OPTIONAL:
+        return typing.Optional[python_type(t.elem)]
+    if kind == UNION:
+        return typing.Union[tuple(python_type(m) for m in t.members)]
+    return {STR: str, INT: int, FLOAT: float, BOOL: bool}[kind]
 
 
 # --- the event loop -------------------------------------------------------------------

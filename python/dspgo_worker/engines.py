@@ -41,13 +41,12 @@ from .errors import ToolError, WorkerError
 from .lm import DummyProvider, LMConfig, Usage, make_provider
 from .spec import (
     BOOL,
-    DICT,
     FLOAT,
     INT,
     KIND_CHAIN_OF_THOUGHT,
     KIND_REACT,
-    LIST,
     LITERAL,
+    OPTIONAL,
     REASONING_FIELD,
     STR,
     CompiledSpec,
@@ -123,13 +122,16 @@ _HEADER = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
 
 
 def _type_note(t: FieldType) -> str:
+    """What the prompt says of an output's type: nothing for str, a single value of a
+    scalar, a Literal's values, else the JSON schema (Any, lists, tuples, dicts,
+    Optional, Union)."""
+    if t.kind == STR:
+        return ""
     if t.kind in (INT, FLOAT, BOOL):
         return f"must be a single {t.kind} value"
     if t.kind == LITERAL:
         return "must exactly match (no extra characters) one of: " + "; ".join(t.values)
-    if t.kind in (LIST, DICT):
-        return "must be JSON that adheres to the schema: " + json.dumps(t.json_schema(), ensure_ascii=False)
-    return ""
+    return "must be JSON that adheres to the schema: " + json.dumps(t.json_schema(), ensure_ascii=False)
 
 
 def _describe_fields(fields, reasoning: bool = False) -> list[str]:
@@ -145,8 +147,10 @@ def _describe_fields(fields, reasoning: bool = False) -> list[str]:
     return lines
 
 
-def _format_input(t: FieldType, value: Any) -> str:
-    if t.kind in (STR, LITERAL):
+def _format_input(value: Any) -> str:
+    """An input value as the prompt shows it: a string itself (whatever the field's
+    type, as DSPy does), anything else as JSON."""
+    if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
 
@@ -180,7 +184,7 @@ def build_messages(compiled: CompiledSpec, inputs: dict, extra: str | None = Non
 
     user = []
     for f in compiled.inputs:
-        user += [f"[[ ## {f.name} ## ]]", _format_input(f.type, inputs[f.name]), ""]
+        user += [f"[[ ## {f.name} ## ]]", _format_input(inputs[f.name]), ""]
     order = []
     for f in outputs:
         part = f"`[[ ## {f.name} ## ]]`"
@@ -218,6 +222,7 @@ def parse_reply(compiled: CompiledSpec, reply: str) -> dict:
     field when one is missing or does not convert. A reply without any section may be a
     JSON object holding the fields."""
     raw: dict[str, Any] = split_sections(reply)
+    text = bool(raw)
     if not raw:
         try:
             parsed = json.loads(_unfence(reply))
@@ -225,16 +230,24 @@ def parse_reply(compiled: CompiledSpec, reply: str) -> dict:
             parsed = None
         if isinstance(parsed, dict):
             raw = parsed
-    return convert_outputs(compiled, raw, "in the LM's reply", lambda name: f" (no [[ ## {name} ## ]] section)")
+    return convert_outputs(compiled, raw, "in the LM's reply", lambda name: f" (no [[ ## {name} ## ]] section)", text=text)
 
 
-def convert_outputs(compiled: CompiledSpec, raw: dict, where: str, hint=lambda name: "") -> dict:
+def convert_outputs(compiled: CompiledSpec, raw: dict, where: str, hint=lambda name: "", text: bool = False) -> dict:
+    """The raw outputs converted to their declared types by
+    :func:`~dspgo_worker.spec.parse_output`: each a section's text when ``text``, else a
+    typed value (a JSON reply's, a DSPy prediction's). An Optional output that is absent
+    is null, as DSPy (3.4) fills it; a null is allowed where the type allows it
+    (Optional, Any); any other absent or null output is an :class:`OutputError`."""
     out = {}
     for f in compiled.outputs:
-        if f.name not in raw or raw[f.name] is None:
+        if f.name not in raw and f.type.kind == OPTIONAL:
+            out[f.name] = None
+            continue
+        if f.name not in raw or (raw[f.name] is None and not f.type.nullable):
             raise OutputError(f"output {quote(f.name)} is missing {where}{hint(f.name)}")
         try:
-            out[f.name] = parse_output(f.type, raw[f.name], f"output {f.name}")
+            out[f.name] = parse_output(f.type, raw[f.name], f"output {f.name}", text=text)
         except ValueError as exc:
             raise OutputError(str(exc)) from None
     return out
@@ -534,7 +547,7 @@ def build_step_messages(compiled: CompiledSpec, inputs: dict, tools: list[dict],
     ]
     user = []
     for f in compiled.inputs:
-        user += [f"[[ ## {f.name} ## ]]", _format_input(f.type, inputs[f.name]), ""]
+        user += [f"[[ ## {f.name} ## ]]", _format_input(inputs[f.name]), ""]
     user += [trajectory_text(trajectory), "", "Reply with the JSON object of your next step."]
     return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": "\n".join(user)}]
 

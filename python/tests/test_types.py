@@ -1,0 +1,238 @@
+"""Field types beyond the scalars, lists and str-keyed dicts: Any, Optional, Union, tuple,
+dict[int, V] and dict[Literal, V] (docs/protocol.md, "Program specs").
+
+protocol/testdata/types.json holds the parse and conversion cases that Go's
+internal/program checks too (TestTypeVectors): both languages give the same canonical
+forms, results and messages. The rest is Python's own: reading an LM's reply, the dummy
+LM's values, the native engine's prompt and missing Optional outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import unittest
+from pathlib import Path
+
+from dspgo_worker.engines import build_messages, parse_reply
+from dspgo_worker.errors import WorkerError
+from dspgo_worker.spec import CompiledSpec, canonical_json, convert, dummy_value, parse_output, parse_signature, parse_type
+
+from .test_spec import spec_of
+
+TYPES_PATH = Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "types.json"
+
+
+def load_type_vectors() -> dict:
+    with open(TYPES_PATH, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class TypeVectorsTest(unittest.TestCase):
+    """protocol/testdata/types.json, as Go's TestTypeVectors reads it."""
+
+    def test_parse(self):
+        cases = load_type_vectors()["parse"]
+        self.assertGreater(len(cases), 50)
+        for case in cases:
+            with self.subTest(type=case["type"]):
+                if "error" in case:
+                    with self.assertRaises(ValueError) as caught:
+                        parse_type(case["type"])
+                    self.assertEqual(str(caught.exception), case["error"])
+                    continue
+                t = parse_type(case["type"])
+                self.assertEqual(str(t), case["canonical"])
+                self.assertEqual(str(parse_type(str(t))), str(t), "the canonical form parses to the same type")
+
+    def test_convert(self):
+        cases = load_type_vectors()["convert"]
+        self.assertGreater(len(cases), 50)
+        for case in cases:
+            t = parse_type(case["type"])
+            with self.subTest(type=case["type"], value=case["value"]):
+                if "error" in case:
+                    with self.assertRaises(ValueError) as caught:
+                        convert(t, case["value"], "input x")
+                    self.assertEqual(str(caught.exception), case["error"])
+                    continue
+                got = convert(t, case["value"], "input x")
+                # json.dumps tells 3 from 3.0, which == does not.
+                self.assertEqual(json.dumps(got), json.dumps(case["result"]))
+                self.assertEqual(json.dumps(convert(t, got, "input x")), json.dumps(got), "converting again changes nothing")
+
+
+class SignatureTest(unittest.TestCase):
+    def test_parse_signature(self):
+        sig = parse_signature("input: str | (int | float) | None, tags: Literal['a,b', 'c)'] -> out: dict[int, list[str]]")
+        self.assertEqual([f["name"] for f in sig["inputs"]], ["input", "tags"])
+        self.assertEqual(sig["inputs"][1]["type"], "Literal['a,b', 'c)']", "commas and brackets in quotes do not split fields")
+        spec = CompiledSpec({"signature": sig}).spec["signature"]
+        self.assertEqual(
+            [f["type"] for f in spec["inputs"] + spec["outputs"]],
+            ["Optional[Union[str, int, float]]", "Literal['a,b', 'c)']", "dict[int, list[str]]"],
+        )
+
+    def test_errors(self):
+        cases = {
+            "question answer": 'has no "->"',
+            "a -> b -> c": 'more than one "->"',
+            " -> answer": "has no inputs",
+            "a, , b -> c": "empty field",
+            "a -> a": '"a" is used twice (as input and as output)',
+            "a: None -> b": 'input field "a": None is not a type of its own',
+        }
+        for text, want in cases.items():
+            with self.subTest(text=text):
+                with self.assertRaises(WorkerError) as caught:
+                    parse_signature(text)
+                self.assertEqual(caught.exception.code, "invalid_argument")
+                self.assertIn(want, caught.exception.message)
+
+
+class OutputParsingTest(unittest.TestCase):
+    """Reading what an LM wrote for the new types (the cases python/tests/test_dspy_signatures.py
+    also compares with DSPy's own parsing)."""
+
+    def parse(self, type_text, value, text=False):
+        return parse_output(parse_type(type_text), value, "output f", text=text)
+
+    def test_text_forms(self):
+        cases = [
+            ("Optional[int]", "42", 42),
+            ("Optional[int]", "null", None),
+            ("Optional[int]", "None", None),
+            ("Optional[str]", "None", "None"),  # an Optional with a str member takes the text as it is, as DSPy does
+            ("Optional[str]", ' "quoted" ', '"quoted"'),
+            ("Optional[Union[int, str]]", "42", "42"),
+            ("Optional[bool]", "yes", True),
+            ("Union[int, str]", "42", 42),
+            ("Union[str, int]", "42", 42),  # JSON 42 is exactly an int
+            ("Union[int, str]", '"42"', "42"),
+            ("Union[int, str]", "hello", "hello"),
+            ("Union[float, int]", "3", 3),
+            ("Union[float, str]", "3", 3.0),
+            ("Union[int, bool]", "yes", True),  # no member takes "yes" exactly; bool reads it
+            ("Union[list[str], dict[str, Any]]", '{"k": 1}', {"k": 1}),
+            ("Union[int, Literal['low', 'high']]", "High", "high"),
+            ("Any", '"text"', "text"),
+            ("Any", "plain text.", "plain text."),
+            ("Any", "```json\n[1, 2.5]\n```", [1, 2.5]),
+            ("Any", "None", None),
+            ("tuple[int, str]", '[1, "a"]', [1, "a"]),
+            ("tuple[int, ...]", "[1, 2.0]", [1, 2]),
+            ("dict[int, str]", '{"1": "a", " 2 ": "b", "3.0": "c"}', {1: "a", 2: "b", 3: "c"}),
+            ("dict[Literal['a', 'b'], int]", '{"A": "1"}', {"a": 1}),
+            ("list[Optional[float]]", "[1, null]", [1.0, None]),
+        ]
+        for type_text, value, want in cases:
+            with self.subTest(type=type_text, value=value):
+                got = self.parse(type_text, value, text=True)
+                self.assertEqual(json.dumps(got), json.dumps(want))
+                self.assertEqual(type(got), type(want))
+
+    def test_typed_values(self):
+        # As a DSPy prediction holds them: tuples, int keys.
+        self.assertEqual(self.parse("tuple[int, str]", (1, "a")), [1, "a"])
+        self.assertEqual(self.parse("dict[int, str]", {1: "a"}), {1: "a"})
+        self.assertEqual(self.parse("Union[dict[str, int], dict[int, str]]", {1: "a"}), {1: "a"})
+        self.assertIsNone(self.parse("Optional[int]", None))
+        self.assertIsNone(self.parse("Any", None))
+        # A typed string is a string: only a section's text is decoded first.
+        self.assertEqual(self.parse("Union[int, str]", "42"), "42")
+        self.assertEqual(self.parse("Union[int, str]", "42", text=True), 42)
+        self.assertEqual(self.parse("Any", "[1]"), "[1]")
+        self.assertEqual(self.parse("list[Union[int, str]]", '["42", 1]', text=True), ["42", 1])
+        self.assertEqual(self.parse("Optional[int]", "7"), 7, "a typed string is read leniently, as for int")
+
+    def test_errors_name_the_field(self):
+        cases = [
+            ("Optional[int]", "many"),
+            ("Union[int, bool]", "maybe"),
+            ("Union[int, str]", None),
+            ("tuple[int, str]", "[1]"),
+            ("tuple[int, str]", '["a", 1]'),
+            ("dict[int, str]", '{"x": "a"}'),
+            ("dict[int, str]", '{"1": "a", "01": "b"}'),
+            ("dict[Literal['a'], int]", '{"b": 1}'),
+            ("Any", 2**64),
+            ("list[int]", None),
+        ]
+        for type_text, value in cases:
+            with self.subTest(type=type_text, value=value):
+                with self.assertRaisesRegex(ValueError, "^output f"):
+                    self.parse(type_text, value, text=True)
+
+    def test_outputs_agree_with_conversion(self):
+        """Whatever a union output parses to, conversion (Go's too) takes back unchanged:
+        the host converts the worker's outputs again."""
+        texts = ["3", "3.0", "3.5", "-2", "true", "yes", '"x"', "x", "null", "[1, 2]", "[1, 2.5]", '["a"]', '{"1": 2}', '{"a": 1.5}', "[]", "{}"]
+        members = ["int", "float", "str", "bool", "list[int]", "list[float]", "list[str]", "dict[int, int]", "dict[str, float]",
+                   "Literal['x', 'yes']", "Any", "tuple[int, int]"]
+        r = random.Random(19)
+        for _ in range(300):
+            k = r.randint(2, 4)
+            t = parse_type(f"Union[{', '.join(r.sample(members, k))}]" + (" | None" if r.random() < 0.3 else ""))
+            text = r.choice(texts)
+            try:
+                got = parse_output(t, text, "output f", text=True)
+            except ValueError:
+                continue
+            wire = json.loads(json.dumps(got))
+            with self.subTest(type=str(t), text=text):
+                self.assertEqual(canonical_json(convert(t, wire, "output f")), canonical_json(got))
+
+
+class DummyTest(unittest.TestCase):
+    def test_values_are_of_their_types(self):
+        types = ["Any", "Optional[int]", "Optional[Union[str, list[int]]]", "Union[int, bool, Literal['a']]", "tuple[int, str, bool]",
+                 "tuple[float, ...]", "dict[int, str]", "dict[Literal['a', 'b'], list[int]]", "list[Optional[float]]"]
+        r = random.Random(7)
+        seen_null = False
+        for text in types:
+            t = parse_type(text)
+            for _ in range(40):
+                digest = bytes(r.getrandbits(8) for _ in range(32))
+                value = dummy_value(t, digest, "f")
+                self.assertEqual(value, dummy_value(t, digest, "f"))
+                wire = json.loads(json.dumps(value))
+                with self.subTest(type=text, value=value):
+                    self.assertEqual(canonical_json(convert(t, wire, "output f")), canonical_json(value))
+                seen_null |= value is None
+        self.assertTrue(seen_null, "Optional outputs are sometimes null")
+
+    def test_dict_keys(self):
+        out = dummy_value(parse_type("dict[int, str]"), bytes([0, 0, 0, 0, 2] + [0] * 27), "f")
+        self.assertEqual(list(out), [0, 1, 2])
+        out = dummy_value(parse_type("dict[Literal['a', 'b'], int]"), bytes([0, 0, 0, 0, 2] + [0] * 27), "f")
+        self.assertEqual(list(out), ["a", "b"], "no more entries than the Literal has values")
+
+
+class NativeEngineTest(unittest.TestCase):
+    def compiled(self, outputs, inputs=(("q", ""),)):
+        return CompiledSpec(spec_of(list(inputs), outputs))
+
+    def test_prompt_notes(self):
+        c = self.compiled([("a", "Optional[int]"), ("b", "tuple[int, str]"), ("c", "Any"), ("d", "dict[int, str]")],
+                          inputs=[("q", "Union[int, str]"), ("t", "tuple[int, ...]")])
+        system, user = (m["content"] for m in build_messages(c, {"q": "why?", "t": [1, 2]}))
+        self.assertIn("1. `q` (Union[int, str])", system)
+        self.assertIn('{a}        # note: the value you produce must be JSON that adheres to the schema: {"anyOf": [{"type": "integer"}, {"type": "null"}]}', system)
+        self.assertIn('"prefixItems": [{"type": "integer"}, {"type": "string"}], "minItems": 2, "maxItems": 2', system)
+        self.assertIn("{c}        # note: the value you produce must be JSON that adheres to the schema: {}", system)
+        self.assertIn('"propertyNames": {"pattern": "^[+-]?[0-9]+$"}', system)
+        self.assertIn("[[ ## q ## ]]\nwhy?\n", user, "a str value is written as it is, whatever the field's type")
+        self.assertIn("[[ ## t ## ]]\n[1, 2]\n", user)
+
+    def test_missing_optional_output_is_null(self):
+        c = self.compiled([("a", "Optional[int]"), ("b", "str"), ("c", "Any")])
+        out = parse_reply(c, "[[ ## b ## ]]\nhi\n\n[[ ## c ## ]]\nnull\n\n[[ ## completed ## ]]")
+        self.assertEqual(out, {"a": None, "b": "hi", "c": None})
+        with self.assertRaisesRegex(WorkerError, 'output "c" is missing'):
+            parse_reply(c, "[[ ## b ## ]]\nhi\n\n[[ ## completed ## ]]")
+        out = parse_reply(c, '{"a": null, "b": "hi", "c": {"k": [1]}}')
+        self.assertEqual(out, {"a": None, "b": "hi", "c": {"k": [1]}})
+
+
+if __name__ == "__main__":
+    unittest.main()
