@@ -102,6 +102,67 @@ func TestTypeVectors(t *testing.T) {
 	}
 }
 
+// dspySignature is one entry of testdata/dspy_signatures.txt.
+type dspySignature struct {
+	Signature string
+	// Mark is '=' (Want is the canonical signature), '!' (DSPy accepts
+	// it, dspgo refuses it with an error containing Want) or 'x' (both
+	// refuse it).
+	Mark byte
+	Want string
+}
+
+// loadDSPySignatures reads testdata/dspy_signatures.txt (its format is
+// in its header; python/tests/test_dspy_signatures.py reads it too).
+func loadDSPySignatures(t *testing.T) []dspySignature {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "dspy_signatures.txt"))
+	require.NoError(t, err)
+	var out []dspySignature
+	for n, line := range strings.Split(string(data), "\n") {
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, `"`):
+			var s string
+			require.NoError(t, json.Unmarshal([]byte(line), &s), "line %d", n+1)
+			out = append(out, dspySignature{Signature: s})
+		case len(line) > 6 && strings.HasPrefix(line, "    ") && strings.Contains("=!x", line[4:5]) && line[5] == ' ':
+			require.NotEmpty(t, out, "line %d: an expectation before any signature", n+1)
+			last := &out[len(out)-1]
+			require.Zero(t, last.Mark, "line %d: a second expectation", n+1)
+			last.Mark, last.Want = line[4], line[6:]
+		default:
+			t.Fatalf("line %d of dspy_signatures.txt is not an entry: %q", n+1, line)
+		}
+	}
+	for _, e := range out {
+		require.NotZero(t, e.Mark, "%q has no expectation", e.Signature)
+	}
+	return out
+}
+
+// TestDSPySignatures parses the signature strings of DSPy's own tests:
+// dspgo gives each its listed canonical form (the Python worker's parser
+// and the real DSPy are checked against the same file by
+// python/tests/test_dspy_signatures.py), or refuses it as listed.
+func TestDSPySignatures(t *testing.T) {
+	entries := loadDSPySignatures(t)
+	require.Greater(t, len(entries), 50)
+	for _, e := range entries {
+		sig, err := program.ParseSignature(e.Signature)
+		if e.Mark != '=' {
+			require.Error(t, err, "%q", e.Signature)
+			assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%q", e.Signature)
+			assert.Contains(t, err.Error(), e.Want, "%q", e.Signature)
+			continue
+		}
+		require.NoError(t, err, "%q", e.Signature)
+		c, err := program.Compile(program.Spec{Signature: sig})
+		require.NoError(t, err, "%q", e.Signature)
+		assert.Equal(t, e.Want, c.Spec.Signature.String(), "%q", e.Signature)
+	}
+}
+
 // pythonTypes runs the Python worker's parser and conversion on JSON lines
 // (after a first line naming the worker's directory):
 // {"sig": s} gives {"ok": the canonical signature} or {"err": the
@@ -264,8 +325,8 @@ func printableASCII(s string) bool {
 // signatures to the same canonical forms (or both refuse them, with the
 // same message when it is printable ASCII), and convert the same values
 // to the same canonical JSON (or both refuse them, with the same message):
-// 3,000 random types, their signatures and values, and the fuzz corpus of
-// FuzzParseSignature.
+// 3,000 random types, their signatures and values, the fuzz corpus of
+// FuzzParseSignature and the signatures of DSPy's tests.
 func TestTypesMatchPython(t *testing.T) {
 	testutil.VerifyNoChildren(t)
 	r := rand.New(rand.NewPCG(19, 19))
@@ -332,6 +393,9 @@ func TestTypesMatchPython(t *testing.T) {
 	}
 	for _, s := range fuzzCorpus(t, "FuzzParseSignature") {
 		addSignature(s)
+	}
+	for _, e := range loadDSPySignatures(t) {
+		addSignature(e.Signature)
 	}
 
 	got := runPython(t, pythonTypes, &input)

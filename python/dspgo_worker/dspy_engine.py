@@ -100,7 +100,7 @@ def python_type(t: FieldType):
     """The Python type DSPy expects for a field type: ``list[int]``, ``dict[int, str]``,
     ``tuple[int, str]``, ``tuple[int, ...]``, ``typing.Literal['a']``, ``typing.Any``,
     ``typing.Optional[int]``, ``typing.Union[int, str]``: the type ``dspy.Signature``
-    makes of the same signature string."""
+    makes of the same signature string (python/tests/test_dspy_signatures.py checks it)."""
     import typing
 
     from .spec import ANY, BOOL, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
