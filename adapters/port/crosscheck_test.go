@@ -14,9 +14,11 @@ import (
 	"github.com/dspgo/dspgo/adapters/port"
 )
 
-// crossTypes are the field types the cross-check draws from.
+// crossTypes are the field types the cross-checks draw from.
 var crossTypes = []string{"str", "int", "float", "bool", "list[str]", "list[int]", "dict[str, float]",
-	"Literal['low', 'mid', 'high']", "list[dict[str, bool]]", "dict[str, list[int]]"}
+	"Literal['low', 'mid', 'high']", "list[dict[str, bool]]", "dict[str, list[int]]",
+	"Optional[float]", "Union[int, str]", "Optional[Union[list[str], int]]", "Any", "tuple[int, str]",
+	"tuple[int, ...]", "dict[int, str]", "list[Optional[int]]"}
 
 // randomValue returns an input value of the type.
 func randomInput(r *rand.Rand, typ string) any {
@@ -40,9 +42,26 @@ func randomInput(r *rand.Rand, typ string) any {
 		return []string{"low", "mid", "high"}[r.IntN(3)]
 	case "list[dict[str, bool]]":
 		return []map[string]bool{{"ok": true}, {"no": false, "yes": true}}
-	default: // dict[str, list[int]]
+	case "dict[str, list[int]]":
 		return map[string][]int{"k": {1, 2, 3}}
+	case "Optional[float]":
+		return []any{nil, 2.5, 3}[r.IntN(3)]
+	case "Union[int, str]":
+		return []any{r.IntN(100), randomInput(r, "str"), "42"}[r.IntN(3)]
+	case "Optional[Union[list[str], int]]":
+		return []any{nil, []string{"a", "b"}, 7}[r.IntN(3)]
+	case "Any":
+		return []any{nil, "héllo wörld", 1.5, 12, []any{1, "a", nil}, map[string]any{"k": []float64{0.5}}}[r.IntN(6)]
+	case "tuple[int, str]":
+		return []any{r.IntN(100), randomInput(r, "str")}
+	case "tuple[int, ...]":
+		return []int{r.IntN(10), r.IntN(1000), -3}[:r.IntN(4)]
+	case "dict[int, str]":
+		return map[int]string{r.IntN(100): "a", -7: randomInput(r, "str").(string)}
+	case "list[Optional[int]]":
+		return []any{1, nil, r.IntN(100)}
 	}
+	panic("no random input for " + typ)
 }
 
 // TestCrossCheckMockAndPython runs the same 50 (program, inputs) pairs

@@ -76,19 +76,29 @@ var crossTool = dspgo.WithTool("lookup", "Looks a topic up.",
 // first input field (every spec here has "in0", without a description):
 // DSPy's ChatAdapter writes a colon after the type even without a
 // description ("1. `in0` (int):"), the native engine's prompt does not
-// ("1. `in0` (int)"). lmtest.Format is FormatChat for both by design.
-func promptStyle(r lmtest.Request, in0Type string) string {
+// ("1. `in0` (int)"). The engines spell some types apart
+// ("Union[int, NoneType]", "Optional[int]"); neither spelling holds a
+// parenthesis. lmtest.Format is FormatChat for both by design.
+func promptStyle(r lmtest.Request) string {
 	system := ""
 	for _, m := range r.Messages {
 		if m.Role == "system" {
 			system += m.Content + "\n"
 		}
 	}
-	line := "Your input fields are:\n1. `in0` (" + in0Type + ")"
+	const head = "Your input fields are:\n1. `in0` ("
+	i := strings.Index(system, head)
+	if i < 0 {
+		return "unknown"
+	}
+	rest := system[i+len(head):]
+	end := strings.IndexByte(rest, ')')
 	switch {
-	case strings.Contains(system, line+":"):
+	case end < 0:
+		return "unknown"
+	case strings.HasPrefix(rest[end+1:], ":"):
 		return "dspy"
-	case strings.Contains(system, line+"\n"):
+	case strings.HasPrefix(rest[end+1:], "\n"):
 		return "native"
 	}
 	return "unknown"
@@ -132,13 +142,9 @@ func crossCheckEngines(t *testing.T, r *rand.Rand, n int) {
 	for i := range n {
 		var in, out []string
 		inputs := map[string]any{}
-		var in0Type string
 		for j := range 1 + r.IntN(3) {
 			typ := crossTypes[r.IntN(len(crossTypes))]
 			name := fmt.Sprintf("in%d", j)
-			if j == 0 {
-				in0Type = typ
-			}
 			in = append(in, name+": "+typ)
 			inputs[name] = randomInput(r, typ)
 		}
@@ -169,14 +175,14 @@ func crossCheckEngines(t *testing.T, r *rand.Rand, n int) {
 			before := len(srv.Requests())
 			execs[e], err = c.ExecuteDetailed(ctx, p.ID, inputs)
 			require.NoError(t, err, "%s on %s", what, e)
-			checkRequests(t, settled(t, ctx, srv)[before:], e, spec.Kind, in0Type, false, what)
+			checkRequests(t, settled(t, ctx, srv)[before:], e, spec.Kind, false, what)
 
 			before = len(srv.Requests())
 			for part, err := range c.ExecuteStream(ctx, p.ID, inputs) {
 				require.NoError(t, err, "%s streamed on %s", what, e)
 				streams[e] = append(streams[e], part)
 			}
-			checkRequests(t, settled(t, ctx, srv)[before:], e, spec.Kind, in0Type, true, what)
+			checkRequests(t, settled(t, ctx, srv)[before:], e, spec.Kind, true, what)
 		}
 
 		want := expectedOutputs(t, fields)
@@ -213,7 +219,7 @@ func settled(t *testing.T, ctx context.Context, srv *lmtest.Server) []lmtest.Req
 // checkRequests checks the requests one execution made: all sent by the
 // engine's worker, completed, in the engine's prompt style and the
 // format the server expects of it, streamed when the execution was.
-func checkRequests(t *testing.T, reqs []lmtest.Request, engine, kind, in0Type string, stream bool, what string) {
+func checkRequests(t *testing.T, reqs []lmtest.Request, engine, kind string, stream bool, what string) {
 	t.Helper()
 	require.NotEmpty(t, reqs, "%s on %s: the LM was called", what, engine)
 	assert.Len(t, requestsOf(reqs, engine), len(reqs), "%s: every request came from the %s worker", what, engine)
@@ -221,7 +227,7 @@ func checkRequests(t *testing.T, reqs []lmtest.Request, engine, kind, in0Type st
 	for _, r := range reqs {
 		formats = append(formats, r.Format)
 		assert.True(t, r.Status == 200 && r.Completed && !r.Canceled, "%s on %s: request %d answered in full", what, engine, r.Seq)
-		assert.Equal(t, engine, promptStyle(r, in0Type), "%s: request %d is in the %s engine's prompt", what, r.Seq, engine)
+		assert.Equal(t, engine, promptStyle(r), "%s: request %d is in the %s engine's prompt", what, r.Seq, engine)
 	}
 	last := reqs[len(reqs)-1]
 	assert.Equal(t, stream, last.Stream, "%s on %s: the answer's request streams iff the execution does", what, engine)
@@ -358,4 +364,45 @@ func TestCrossCheckEnginesDoubleBrackets(t *testing.T) {
 
 	assert.NotEmpty(t, texts["native"]["grid"])
 	assert.Equal(t, texts["native"], texts["dspy"], "the same deltas' text on both engines")
+}
+
+// TestCrossCheckEnginesEveryType runs one program whose inputs and outputs
+// are of every type in crossTypes (Optional, Union, Any, tuples and
+// dict[int, V] among them) on both engines: the typed outputs are the
+// value rule's, run and streamed, and the same on both.
+func TestCrossCheckEnginesEveryType(t *testing.T) {
+	srv := lmtest.New(t, lmtest.Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	r := rand.New(rand.NewPCG(19, 1))
+	var in, out []string
+	inputs := map[string]any{}
+	for i, typ := range crossTypes {
+		name := fmt.Sprintf("in%d", i)
+		in = append(in, name+": "+typ)
+		inputs[name] = randomInput(r, typ)
+		out = append(out, fmt.Sprintf("out%d: %s", i, typ))
+	}
+	spec := dspgo.ProgramSpec{ID: "every", Signature: dspgo.MustParseSignature(strings.Join(in, ", ") + " -> " + strings.Join(out, ", "))}
+
+	outputs := map[string]map[string]any{}
+	for _, e := range []string{"native", "dspy"} {
+		c := newEngineClient(t, srv, e)
+		p, err := c.CreateProgram(ctx, spec)
+		require.NoError(t, err)
+		want := expectedOutputs(t, p.OutputFields())
+		outputs[e], err = c.Execute(ctx, p.ID, inputs)
+		require.NoError(t, err, e)
+		assert.Equal(t, want, outputs[e], "%s: the value rule's outputs", e)
+		var parts []dspgo.StreamPart
+		for part, err := range c.ExecuteStream(ctx, p.ID, inputs) {
+			require.NoError(t, err, e)
+			parts = append(parts, part)
+		}
+		checkStream(t, parts, p.OutputFields(), want, e+" streamed")
+	}
+	assert.Equal(t, outputs["native"], outputs["dspy"])
+	for _, r := range settled(t, ctx, srv) {
+		assert.Equal(t, lmtest.FormatChat, r.Format, "no JSON fallback: the ChatAdapter reply parsed")
+	}
 }

@@ -104,8 +104,9 @@
 //
 // Type strings are read as DSPy writes them (get_annotation_name: "str",
 // "list[int]", "dict[str, float]", "Literal['a', 'b']",
-// "Union[int, NoneType]", "tuple[int, str]", "Any") and as dspgo writes them
-// ("dict[str, T]", "Literal['a', 'b']"), with or without a "typing." prefix.
+// "Union[int, NoneType]", "tuple[int, str]", "tuple[int, Ellipsis]", "Any")
+// and as dspgo writes them ("dict[str, T]", "Literal['a', 'b']",
+// "Optional[int]", "tuple[int, ...]"), with or without a "typing." prefix.
 // A field whose type name is unknown (a pydantic model's class name) takes
 // its type from the JSON schema its prompt gives for it ("# note: the value
 // you produce must adhere to the JSON schema: ..."), else it is str. JSON

@@ -149,7 +149,7 @@ func (p *typeParser) union(depth int) (*fieldType, error) {
 	return firstNonNone(members), nil
 }
 
-// ellipsis stands for "..." in tuple[T, ...].
+// ellipsis stands for "..." (or "Ellipsis") in tuple[T, ...].
 var ellipsis = &fieldType{kind: kindAny}
 
 func (p *typeParser) primary(depth int) (*fieldType, error) {
@@ -173,8 +173,11 @@ func (p *typeParser) primary(depth int) (*fieldType, error) {
 		return anyType, nil
 	}
 	name := p.name()
-	if name == "" {
+	switch name {
+	case "":
 		return nil, fmt.Errorf("expected a type at position %d of type %q", p.i, p.s)
+	case "Ellipsis": // DSPy writes tuple[int, ...] as "tuple[int, Ellipsis]"
+		return ellipsis, nil
 	}
 	base := name
 	if dot := strings.LastIndexByte(base, '.'); dot >= 0 {

@@ -81,7 +81,7 @@ func TestValueSpellings(t *testing.T) {
 	groups := [][]string{
 		{"str", "string", "  str  ", "", "Person", "some.module.Model", "builtins.str"},
 		{"int", "Optional[int]", "int | None", "None | int", "Union[int, NoneType]", "typing.Optional[int]", "Union[int, str, None]", "Annotated[int, 'meta']"},
-		{"list[str]", "List[str]", "typing.List[str]", "Sequence[str]", "set[str]", "tuple[str, ...]", "list[Optional[str]]", "List[Union[str, NoneType]]"},
+		{"list[str]", "List[str]", "typing.List[str]", "Sequence[str]", "set[str]", "tuple[str, ...]", "tuple[str, Ellipsis]", "list[Optional[str]]", "List[Union[str, NoneType]]"},
 		{"dict[str, int]", "Dict[str, int]", "typing.Dict[str, int]", "Mapping[str, int]", "dict[str, Optional[int]]"},
 		{"Literal['a', 'b']", "Literal[\"a\", 'b']", "typing.Literal['a']", "Optional[Literal['a', 'b']]", "Literal['a'] | None"},
 		{"list[dict[str, list[float]]]", "List[Dict[str, List[float]]]", "list[dict[str, list[Union[float, NoneType]]]]"},
