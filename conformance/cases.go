@@ -23,6 +23,7 @@ import (
 func Cases() []Case {
 	return append([]Case{
 		{Name: "ping", Doc: "The adapter answers ping and describe.", Run: casePing},
+		{Name: "capabilities_declared", Doc: "Every declared capability is implemented: Streaming is an adapter.Streamer, Broadcast an adapter.Broadcaster, each of Commands is described; a lie would only skip the cases that test it.", Run: caseCapabilitiesDeclared},
 		{Name: "round_trip_explicit_id", Doc: "create, get, list, execute and delete a program with an explicit id.", Run: caseRoundTripExplicit},
 		{Name: "round_trip_generated_id", Doc: "A program created without an id gets a unique generated one.", Run: caseRoundTripGenerated},
 		{Name: "typed_outputs", Doc: "Outputs of every type come back as their declared Go types.", Run: caseTypedOutputs},

@@ -10,7 +10,16 @@
 //
 // Every case gets a fresh adapter from the Harness and closes it. A case
 // that needs something the adapter does not declare is skipped, and says
-// which capability it lacks.
+// which capability it lacks (a Need). go test shows skips only with -v,
+// so Run fails when a case is skipped for a need that Harness.Lacks does
+// not list, saying how many cases and why; an adapter that cannot stream
+// says so in its harness:
+//
+//	conformance.Run(t, conformance.Harness{Name: "mine", New: newMyAdapter,
+//		Lacks: []conformance.Need{conformance.NeedStreaming, conformance.NeedTools}})
+//
+// A declared capability that is not implemented (Capabilities.Streaming
+// without adapter.Streamer, say) fails the case capabilities_declared.
 package conformance
 
 import (
@@ -43,6 +52,12 @@ type Harness struct {
 
 	// CaseTimeout bounds each case. Zero means 2 minutes.
 	CaseTimeout time.Duration
+
+	// Lacks lists the needs the adapter or the harness is known to lack:
+	// the cases that need them are skipped, and Run accepts it. Run fails
+	// when a case is skipped for a need not listed here, and when a listed
+	// need is not missing. RunAll ignores it: its results say every skip.
+	Lacks []Need
 }
 
 // Faults injects failures into an adapter made by the Harness.
@@ -129,9 +144,13 @@ type Suite struct {
 	Harness Harness
 }
 
-// TestCases runs the table.
+// TestCases runs the table, then fails when cases were skipped for needs
+// that Harness.Lacks does not list (see Run).
 func (s *Suite) TestCases() {
-	for _, c := range Cases() {
+	var ledger skipLedger
+	var mu sync.Mutex
+	cases := Cases()
+	for _, c := range cases {
 		s.Run(c.Name, func() {
 			t := s.T()
 			env, err := newEnv(t.Context(), s.Harness)
@@ -139,13 +158,26 @@ func (s *Suite) TestCases() {
 				t.Fatalf("harness %s: New: %v", s.Harness.Name, err)
 			}
 			defer env.close()
+			mu.Lock()
+			if ledger.missing == nil {
+				ledger.missing = missingNeeds(env)
+			}
+			mu.Unlock()
 			if c.Skip != nil {
 				if why := c.Skip(env); why != "" {
+					mu.Lock()
+					ledger.add(env, c.Name, why)
+					mu.Unlock()
 					t.Skip(why)
 				}
 			}
 			c.Run(t, env)
 		})
+	}
+	if problems := ledger.problems(s.Harness.Lacks, len(cases)); len(problems) > 0 {
+		s.T().Errorf("conformance %s: %s", s.Harness.Name, strings.Join(problems, "\n  "))
+	} else if ledger.total > 0 {
+		s.T().Logf("conformance %s: %d of %d cases skipped, for the needs Harness.Lacks lists", s.Harness.Name, ledger.total, len(cases))
 	}
 }
 
@@ -178,7 +210,7 @@ func (e *Env) close() {
 func RunAll(ctx context.Context, h Harness, report func(Result)) []Result {
 	var results []Result
 	for _, c := range Cases() {
-		r := runOne(ctx, h, c)
+		r := RunCase(ctx, h, c)
 		if report != nil {
 			report(r)
 		}
@@ -187,7 +219,11 @@ func RunAll(ctx context.Context, h Harness, report func(Result)) []Result {
 	return results
 }
 
-func runOne(ctx context.Context, h Harness, c Case) Result {
+// RunCase runs one case against a fresh adapter from the harness, without
+// a testing.T, and returns its result once the adapter is closed. RunAll
+// runs the table with it; a caller showing progress runs Cases() with it
+// one by one.
+func RunCase(ctx context.Context, h Harness, c Case) Result {
 	start := time.Now()
 	res := Result{Case: c.Name}
 	env, err := newEnv(ctx, h)
