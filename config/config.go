@@ -83,6 +83,11 @@ type LoadOptions struct {
 	// Set holds explicit values by key ("pool.size": 8), the top layer,
 	// for programs that configure dspgo in code. Nil means none.
 	Set map[string]any
+
+	// LogOutput is where the logs of everything opened from the
+	// configuration go (Config.LogOutput): the adapters registry opens,
+	// the worker hosts, fx's events. Nil means os.Stderr.
+	LogOutput io.Writer
 }
 
 // layer is one source of values, flattened to keys.
@@ -165,7 +170,7 @@ func Load(opts LoadOptions) (*Config, error) {
 	layers = append(layers, envLayer, flagLayer, optLayer)
 
 	k := koanf.New(".")
-	cfg := &Config{sources: map[string]string{}, environ: opts.Environ}
+	cfg := &Config{sources: map[string]string{}, environ: opts.Environ, logOut: opts.LogOutput}
 	for _, l := range layers {
 		values := map[string]any{}
 		for key, v := range l.values {
@@ -506,6 +511,15 @@ func (c *Config) Environ() []string {
 		return os.Environ()
 	}
 	return c.environ()
+}
+
+// LogOutput returns where the logs of what is opened from the
+// configuration go: LoadOptions.LogOutput, or os.Stderr.
+func (c *Config) LogOutput() io.Writer {
+	if c.logOut == nil {
+		return os.Stderr
+	}
+	return c.logOut
 }
 
 // Source returns the layer that set key: "default", "file:<path>",

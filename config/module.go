@@ -6,12 +6,15 @@ import (
 	"time"
 
 	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
 )
 
 // Module provides *Config to an fx application, loaded with the
 // LoadOptions the application supplies (fx.Supply(config.LoadOptions{…}));
-// without them, with Load's defaults.
-var Module = fx.Module("config", fx.Provide(newFromParams))
+// without them, with Load's defaults. The module's own fx events go to
+// the configured logger (FxLogger); the application's, with FxLogger
+// among its options.
+var Module = fx.Module("config", fx.Provide(newFromParams), FxLogger)
 
 // Params are Module's inputs.
 type Params struct {
@@ -22,6 +25,22 @@ type Params struct {
 }
 
 func newFromParams(p Params) (*Config, error) { return Load(p.Options) }
+
+// FxLogger is an fx option that sends fx's own events to the configured
+// logger (Config.Logger on Config.LogOutput) instead of fx's trace on
+// standard error: every provide, invoke, start and stop at DEBUG, a
+// failure at ERROR. At the default log.level (warn) an application that
+// starts prints nothing.
+//
+//	fx.New(config.FxLogger, fx.Supply(config.LoadOptions{}), config.Module, registry.Module, …)
+var FxLogger = fx.WithLogger(NewFxLogger)
+
+// NewFxLogger returns the fx event logger of FxLogger for cfg.
+func NewFxLogger(cfg *Config) fxevent.Logger {
+	l := &fxevent.SlogLogger{Logger: cfg.Logger(cfg.LogOutput())}
+	l.UseLogLevel(slog.LevelDebug)
+	return l
+}
 
 // Logger returns a logger writing to w at the configured level and in the
 // configured format: text, json, or otel (JSON lines shaped as the

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"io"
+	"time"
+)
 
 // Config is dspgo's merged configuration. Load fills it from the layers;
 // every field has a default (see Defaults), so the zero layers give a
@@ -25,6 +28,7 @@ type Config struct {
 	layers  []string          // layer names, lowest first
 	sources map[string]string // key → the layer that set it
 	environ func() []string   // LoadOptions.Environ; nil: os.Environ
+	logOut  io.Writer         // LoadOptions.LogOutput; nil: os.Stderr
 }
 
 // Log configures logging.

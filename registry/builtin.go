@@ -84,7 +84,7 @@ func openRemote(ctx context.Context, cfg *config.Config) (adapter.Adapter, error
 	}
 	r := cfg.Remote
 	a, err := remote.New(ctx, remote.Options{Conn: nc, Prefix: r.Prefix, Heartbeat: r.Heartbeat,
-		Affinity: remote.Affinity(r.Affinity), CallTimeout: cfg.Port.CallTimeout, Replicas: r.Replicas, Logger: cfg.Logger(os.Stderr), OnClose: release})
+		Affinity: remote.Affinity(r.Affinity), CallTimeout: cfg.Port.CallTimeout, Replicas: r.Replicas, Logger: cfg.Logger(cfg.LogOutput()), OnClose: release})
 	if err != nil {
 		release()
 		return nil, err
@@ -159,7 +159,7 @@ func startEmbedded(ctx context.Context, cfg *config.Config) (*embedded.Server, e
 		return nil, adapter.Errorf(adapter.CodeFailedPrecondition,
 			"remote.embedded.listen %s is beyond loopback: set remote.embedded.users_file to authenticate clients (or listen on 127.0.0.1)", e.Listen)
 	} else {
-		cfg.Logger(os.Stderr).Warn("the embedded NATS server authenticates no one: any process on this machine may take calls or configure the hosts; set remote.embedded.users_file",
+		cfg.Logger(cfg.LogOutput()).Warn("the embedded NATS server authenticates no one: any process on this machine may take calls or configure the hosts; set remote.embedded.users_file",
 			"listen", e.Listen)
 	}
 	srv, err := embedded.Start(ctx, opts)
@@ -230,7 +230,7 @@ func HostOptions(cfg *config.Config) remote.HostOptions {
 		allowed = append(allowed, remote.DefaultLMBaseURL)
 	}
 	return remote.HostOptions{ID: r.HostID, Prefix: r.Prefix, QueueGroup: r.QueueGroup, Heartbeat: r.Heartbeat,
-		Replicas: r.Replicas, LMBaseURLs: allowed, LMAPIKeyEnv: cfg.LM.APIKeyEnv, Logger: cfg.Logger(os.Stderr)}
+		Replicas: r.Replicas, LMBaseURLs: allowed, LMAPIKeyEnv: cfg.LM.APIKeyEnv, Logger: cfg.Logger(cfg.LogOutput())}
 }
 
 // PortOptions translates configuration into port adapter options. The
@@ -242,7 +242,7 @@ func PortOptions(cfg *config.Config) port.Options {
 		Python: cfg.Python.Interpreter, WorkerDir: cfg.Python.WorkerDir, PassEnv: cfg.Python.PassEnv, Environ: cfg.Environ,
 		Handlers: cfg.Python.Handlers, StartTimeout: p.StartTimeout, CallTimeout: p.CallTimeout,
 		WriteTimeout: p.WriteTimeout, StopGrace: p.StopGrace, MaxFrameBytes: p.MaxFrameBytes,
-		MaxConcurrency: p.MaxConcurrency, StreamWindow: p.StreamWindow, Restart: restart(p.Restart), Logger: cfg.Logger(os.Stderr),
+		MaxConcurrency: p.MaxConcurrency, StreamWindow: p.StreamWindow, Restart: restart(p.Restart), Logger: cfg.Logger(cfg.LogOutput()),
 	}
 }
 

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"os"
 
 	"go.uber.org/fx"
 
@@ -19,7 +18,8 @@ const FactoryGroup = "adapter.factories"
 // adapter.Adapter configuration selects, opened by Registry.Open at
 // construction (so with the configured LM) and closed in an OnStop hook
 // within config's stop_timeout; its Resolution; and a *dspgo.Client over
-// it.
+// it. Its fx events go to the configured logger (config.FxLogger), as
+// its warnings do.
 var Module = fx.Module("registry",
 	fx.Provide(
 		fx.Annotate(Builtin, fx.ResultTags(`group:"`+FactoryGroup+`,flatten"`)),
@@ -27,6 +27,7 @@ var Module = fx.Module("registry",
 		open,
 		newClient,
 	),
+	config.FxLogger,
 )
 
 // AsFactory contributes a factory constructor (a function returning a
@@ -47,7 +48,7 @@ type Opened struct {
 }
 
 func open(lc fx.Lifecycle, r *Registry, cfg *config.Config) (Opened, error) {
-	log := cfg.Logger(os.Stderr)
+	log := cfg.Logger(cfg.LogOutput())
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout(cfg))
 	defer cancel()
 	a, res, err := r.Open(ctx, cfg)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/quietlog"
 )
 
 // Name is the pool adapter's registered name.
@@ -95,7 +96,8 @@ type Options struct {
 	Restart port.RestartPolicy
 
 	// Logger receives the pool's and the workers' logs. Nil means
-	// slog.Default().
+	// warnings and errors only, through slog.Default()'s handler: a
+	// library never logs at INFO on a logger it was not given.
 	Logger *slog.Logger
 }
 
@@ -151,9 +153,7 @@ func (o *Options) setDefaults() error {
 	if o.HealthTimeout == 0 {
 		o.HealthTimeout = 5 * time.Second
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.Logger = quietlog.Or(o.Logger)
 	var bad []string
 	if o.Size < 1 {
 		bad = append(bad, fmt.Sprintf("Size %d must be at least 1", o.Size))

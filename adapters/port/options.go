@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/dspgo/dspgo/internal/quietlog"
 	"github.com/dspgo/dspgo/protocol"
 )
 
@@ -120,7 +121,9 @@ type Options struct {
 	StderrTail int
 
 	// Logger receives the worker's stderr lines (JSON lines at their own
-	// level) and the adapter's events. Nil means slog.Default().
+	// level) and the adapter's events. Nil means warnings and errors
+	// only, through slog.Default()'s handler: a library never logs at
+	// INFO on a logger it was not given.
 	Logger *slog.Logger
 
 	// Handler, when not nil, replaces the Python process with an
@@ -194,9 +197,7 @@ func (o *Options) setDefaults() {
 	if o.StderrTail <= 0 {
 		o.StderrTail = 64 << 10
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.Logger = quietlog.Or(o.Logger)
 	r := &o.Restart
 	if r.Min <= 0 {
 		r.Min = 100 * time.Millisecond

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 )
 
@@ -69,6 +71,11 @@ var levels = map[string]slog.Level{
 	"warn": slog.LevelWarn, "error": slog.LevelError, "critical": slog.LevelError,
 }
 
+// hostKeys are the attributes the logger of a worker's stderr carries
+// already (Adapter.start gives it adapter and worker_id): a worker's
+// record that repeats one is logged with the host's, never with both.
+var hostKeys = map[string]bool{"adapter": true, "worker_id": true}
+
 func logLine(log *slog.Logger, line []byte) {
 	if len(line) == 0 {
 		return
@@ -83,9 +90,9 @@ func logLine(log *slog.Logger, line []byte) {
 			}
 			msg := asString(rec["msg"])
 			attrs := make([]slog.Attr, 0, len(rec))
-			for k, v := range rec {
-				if k != "level" && k != "msg" && k != "time" {
-					attrs = append(attrs, slog.Any(k, v))
+			for _, k := range slices.Sorted(maps.Keys(rec)) {
+				if k != "level" && k != "msg" && k != "time" && !hostKeys[k] {
+					attrs = append(attrs, slog.Any(k, rec[k]))
 				}
 			}
 			log.LogAttrs(ctx, level, msg, attrs...)
