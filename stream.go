@@ -121,6 +121,9 @@ func (c *Client) prepare(ctx context.Context, session, id string, inputs map[str
 	if err != nil {
 		return nil, adapter.Request{}, nil, err
 	}
+	if path, bad := checkUTF8(inputs); path != "" {
+		return nil, adapter.Request{}, nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %s is not valid UTF-8", path, bad)
+	}
 	converted, err := p.compiled.Inputs(inputs)
 	if err != nil {
 		return nil, adapter.Request{}, nil, adapter.Wrap(err, c.a.Name(), op)

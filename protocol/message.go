@@ -153,6 +153,9 @@ func AppendResponse(dst []byte, r *Response, maxFrameBytes int) ([]byte, error) 
 		if !json.Valid(r.Result) {
 			return dst, fmt.Errorf("%w: result of response %d is not valid JSON", ErrInvalidField, r.ID)
 		}
+		if err := checkUTF8(r.Result, fmt.Sprintf("result of response %d", r.ID)); err != nil {
+			return dst, err
+		}
 		if depth(r.Result) > MaxDepth {
 			return dst, fmt.Errorf("%w: result of response %d nests deeper than %d levels", ErrInvalidField, r.ID, MaxDepth)
 		}
@@ -237,10 +240,37 @@ func objectOrEmpty(raw json.RawMessage, field string) ([]byte, error) {
 	if firstByte(raw) != '{' || !json.Valid(raw) {
 		return nil, fmt.Errorf("%w: %s must be a JSON object", ErrInvalidField, field)
 	}
+	if err := checkUTF8(raw, field); err != nil {
+		return nil, err
+	}
 	if depth(raw) > MaxDepth {
 		return nil, fmt.Errorf("%w: %s nests deeper than %d levels", ErrInvalidField, field, MaxDepth)
 	}
 	return raw, nil
+}
+
+// checkUTF8 refuses JSON text that is not valid UTF-8. encoding/json
+// accepts any bytes inside strings, but a frame body must be UTF-8: a
+// peer that cannot decode the body cannot read its id either, so a
+// request sent with such bytes would never be answered.
+func checkUTF8(b []byte, what string) error {
+	if utf8.Valid(b) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is not valid UTF-8 (byte %d)", ErrInvalidField, what, invalidUTF8At(b))
+}
+
+// invalidUTF8At returns the offset of the first byte of b that does not
+// start a valid UTF-8 sequence, or -1.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }
 
 // depth returns how deeply arrays and objects nest in a valid JSON text.
@@ -321,20 +351,30 @@ func (w *wireMessage) field(key []byte) *json.RawMessage {
 }
 
 // decodeWire checks a frame body up to its id and kind: UTF-8, one JSON
-// value, an object, an id from 0 to MaxID, no kind or one of kinds.
+// value, an object, an id from 0 to MaxID, no kind or one of kinds. A body
+// that is not UTF-8 fails with ErrInvalidUTF8 whatever else is wrong with
+// it; when its id can be read all the same (the bad bytes are inside
+// strings), the id and kind are returned and the error is Answerable.
 func decodeWire(body []byte, kinds ...string) (wireMessage, uint64, error) {
 	var w wireMessage
+	var badUTF8 error
 	if !utf8.Valid(body) {
-		return w, 0, ErrInvalidUTF8
+		badUTF8 = fmt.Errorf("%w (byte %d)", ErrInvalidUTF8, invalidUTF8At(body))
+	}
+	fail := func(err error) (wireMessage, uint64, error) {
+		if badUTF8 != nil {
+			return wireMessage{}, 0, badUTF8
+		}
+		return wireMessage{}, 0, err
 	}
 	if !json.Valid(body) {
-		return w, 0, ErrInvalidJSON
+		return fail(ErrInvalidJSON)
 	}
 	if firstByte(body) != '{' {
-		return w, 0, ErrNotObject
+		return fail(ErrNotObject)
 	}
 	if depth(body) > MaxDepth+1 {
-		return w, 0, fmt.Errorf("%w: nested deeper than %d levels", ErrInvalidJSON, MaxDepth+1)
+		return fail(fmt.Errorf("%w: nested deeper than %d levels", ErrInvalidJSON, MaxDepth+1))
 	}
 	scanObject(body, func(key, value []byte) {
 		if dst := w.field(key); dst != nil {
@@ -342,7 +382,7 @@ func decodeWire(body []byte, kinds ...string) (wireMessage, uint64, error) {
 		}
 	})
 	if w.ID == nil {
-		return w, 0, ErrMissingID
+		return fail(ErrMissingID)
 	}
 	idText := string(w.ID)
 	if idText == "-0" {
@@ -350,7 +390,16 @@ func decodeWire(body []byte, kinds ...string) (wireMessage, uint64, error) {
 	}
 	id, err := strconv.ParseUint(idText, 10, 64)
 	if err != nil || id > MaxID {
-		return w, 0, fmt.Errorf("%w: got %.40s", ErrInvalidID, w.ID)
+		return fail(fmt.Errorf("%w: got %.40s", ErrInvalidID, w.ID))
+	}
+	if badUTF8 != nil {
+		// The id is known: the message can be answered, and its kind
+		// says how (a request, or the result of a call).
+		var kind string
+		if json.Unmarshal(w.Kind, &kind) != nil {
+			kind = ""
+		}
+		return wireMessage{Kind: json.RawMessage(kind)}, id, idRead{badUTF8}
 	}
 	if !isNull(w.Kind) {
 		var kind string
@@ -366,6 +415,12 @@ func decodeWire(body []byte, kinds ...string) (wireMessage, uint64, error) {
 	}
 	return w, id, nil
 }
+
+// idRead marks a decoding error after which the message's id was read
+// all the same (see Answerable).
+type idRead struct{ error }
+
+func (e idRead) Unwrap() error { return e.error }
 
 // scanObject calls fn with each top-level key (unescaped) and raw value of
 // obj, which must be a valid JSON object.

@@ -114,6 +114,21 @@ func Recoverable(err error) bool {
 	return false
 }
 
+// Answerable reports whether the message that failed to decode with err
+// can still be answered: its id, returned with the error, was read. That
+// is so for a bad field (ErrInvalidField), an unknown kind
+// (ErrUnsupportedKind), and a body whose bytes are not all UTF-8 but whose
+// id can be read (ErrInvalidUTF8, when the bad bytes are inside strings).
+// A worker answers such a request with invalid_argument (unimplemented for
+// a kind), so that no caller waits for an answer that never comes.
+func Answerable(err error) bool {
+	if errors.Is(err, ErrInvalidField) || errors.Is(err, ErrUnsupportedKind) {
+		return true
+	}
+	_, ok := errors.AsType[idRead](err)
+	return ok
+}
+
 // Handler serves requests on the worker side of a stream. In-process
 // workers implement it (the mock's command set, which the port adapter can
 // also serve over an in-memory stream); the Python worker is the other

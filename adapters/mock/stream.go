@@ -21,7 +21,16 @@ func WithTools(ctx context.Context, t adapter.Tools) context.Context {
 		return ctx
 	}
 	return protocol.WithToolCaller(ctx, func(ctx context.Context, tool string, args json.RawMessage) (json.RawMessage, error) {
-		return adapter.CallTool(ctx, t, tool, args)
+		result, err := adapter.CallTool(ctx, t, tool, args)
+		if err != nil {
+			return nil, err
+		}
+		// The result goes through the codec as it would to a worker: one
+		// it refuses (not UTF-8, say) is the tool's error, as on a worker.
+		if _, cerr := protocol.AppendResponse(nil, &protocol.Response{Kind: protocol.KindResult, Success: true, Result: result}, 0); cerr != nil {
+			return nil, adapter.Errorf(adapter.CodeInvalidArgument, "the result of tool %q cannot be sent to the worker: %v", tool, cerr)
+		}
+		return result, nil
 	})
 }
 

@@ -101,6 +101,17 @@ func (m *memWorker) serve() {
 		case errors.Is(err, protocol.ErrUnsupportedKind):
 			m.reply(w, protocol.Response{ID: req.ID, Error: &protocol.ErrorBody{Code: "unimplemented", Message: err.Error()}})
 			continue
+		case errors.Is(err, protocol.ErrInvalidUTF8) && protocol.Answerable(err):
+			// Bytes that are not UTF-8, but the id is readable: answered,
+			// as the Python worker answers it, so nobody waits.
+			refusal := &protocol.ErrorBody{Code: "invalid_argument", Message: err.Error()}
+			switch msg.Kind {
+			case "":
+				m.reply(w, protocol.Response{ID: msg.ID, Error: refusal})
+			case protocol.KindResult:
+				m.finishCall(msg.ID, protocol.Response{ID: msg.ID, Error: refusal})
+			}
+			continue
 		case protocol.Recoverable(err):
 			continue // no readable id: nothing to answer
 		case err != nil:
@@ -112,13 +123,7 @@ func (m *memWorker) serve() {
 			m.grant(msg.Credit)
 			continue
 		case msg.Kind == protocol.KindResult:
-			m.mu.Lock()
-			ch := m.calls[msg.ID]
-			delete(m.calls, msg.ID)
-			m.mu.Unlock()
-			if ch != nil {
-				ch <- msg.Result // buffered
-			}
+			m.finishCall(msg.ID, msg.Result)
 			continue
 		case req.Command == protocol.CmdCancel:
 			m.reply(w, m.cancelRequest(req))
@@ -189,6 +194,18 @@ func (m *memWorker) start(w *protocol.Writer, req protocol.Request) {
 		}
 		m.reply(w, resp)
 	}()
+}
+
+// finishCall hands a call to a host tool its result; a call no longer
+// waited for is ignored.
+func (m *memWorker) finishCall(id uint64, result protocol.Response) {
+	m.mu.Lock()
+	ch := m.calls[id]
+	delete(m.calls, id)
+	m.mu.Unlock()
+	if ch != nil {
+		ch <- result // buffered
+	}
 }
 
 // memStream is a streamed request's credit and count.

@@ -98,8 +98,13 @@ func (c *conn) startTool(call protocol.Call) {
 		resp := wire.Result(call.ID, result, err)
 		resp.Kind = protocol.KindResult
 		if werr := c.send(func() error { return c.writer.WriteResponse(&resp) }); werr != nil && protocol.ErrorKind(werr) != "" {
-			// A result too large for a frame: the worker gets the error.
-			resp = wire.Result(call.ID, nil, adapter.Errorf(adapter.CodeResourceExhausted, "the result of tool %q is over the frame limit", call.Tool))
+			// A result the codec refuses, too large for a frame or not
+			// UTF-8: the worker gets the error instead, never nothing.
+			refusal := adapter.Errorf(adapter.CodeInvalidArgument, "the result of tool %q cannot be sent to the worker: %v", call.Tool, werr)
+			if protocol.ErrorKind(werr) == "frame_too_large" {
+				refusal = adapter.Errorf(adapter.CodeResourceExhausted, "the result of tool %q is over the frame limit", call.Tool)
+			}
+			resp = wire.Result(call.ID, nil, refusal)
 			resp.Kind = protocol.KindResult
 			_ = c.send(func() error { return c.writer.WriteResponse(&resp) })
 		}

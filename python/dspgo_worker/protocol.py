@@ -188,6 +188,22 @@ def decode_message(body: bytes) -> dict:
     return message
 
 
+def recover_message(body: bytes) -> dict | None:
+    """The message of a body that is not UTF-8 (``invalid_utf8``), read with its bad bytes
+    replaced, when that gives an object with a valid ``id``; else ``None``.
+
+    The bytes are bad but the id is known (they sit inside strings), so the message can be
+    answered (``invalid_argument``) instead of leaving its sender waiting.
+    """
+    try:
+        message = _DECODER.decode(bytes(body).decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(message, dict) and is_valid_id(message.get("id")):
+        return message
+    return None
+
+
 def json_type_name(value: Any) -> str:
     """The JSON name of a decoded value's type, for error messages."""
     if value is None:

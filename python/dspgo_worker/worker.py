@@ -59,6 +59,7 @@ from .protocol import (
     parse_request,
     parse_result,
     read_frame,
+    recover_message,
     success_response,
     valid_stream,
     with_chunks,
@@ -419,7 +420,12 @@ class Worker:
         try:
             message = decode_message(body)
         except FrameError as exc:
-            log.warning("dropped a frame that cannot be answered: %s", exc.message, extra={"kind": exc.kind})
+            recovered = recover_message(body) if exc.kind == "invalid_utf8" else None
+            if recovered is None:
+                log.warning("dropped a frame that cannot be answered: %s", exc.message, extra={"kind": exc.kind})
+            else:
+                log.warning("refused a frame that is not UTF-8: %s", exc.message, extra={"kind": exc.kind, "id": recovered["id"]})
+                self._refuse_undecodable(recovered, f"the frame is not valid UTF-8 ({exc.message})")
             return
         request_id = message["id"]
         if "kind" in message and message["kind"] in HOST_KINDS:
@@ -469,6 +475,20 @@ class Worker:
             self.counters.count_failure()
         elif command.inline:
             self._execute(job)
+
+    def _refuse_undecodable(self, message: dict, why: str) -> None:
+        """Answer a frame whose id could be read though its body could not: a request gets
+        ``invalid_argument``; the result of a call to the host fails that call; a credit is
+        dropped (nobody waits for an answer to it)."""
+        kind = message.get("kind")
+        if kind is None:
+            response = error_response(message["id"], "invalid_argument", why)
+            if valid_stream(message.get("stream")):
+                with_chunks(response, 0)
+            self._send(response)
+            self.counters.count_failure()
+        elif kind == "result":
+            self._finish_call(message["id"], (False, ToolError("invalid_argument", f"the host's result cannot be read: {why}")))
 
     def _handle_kind(self, message: dict) -> None:
         """A ``credit`` or ``result`` frame (never answered: it answers the worker)."""

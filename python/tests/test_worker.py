@@ -167,9 +167,10 @@ class BuiltinTest(unittest.TestCase):
         self.assertEqual(self.worker.proc.poll(), None, "crash with a bad status must not run")
 
     def test_unanswerable_frames_are_skipped(self):
-        """Frames without a readable id get no answer; the stream carries on."""
+        """Frames without a readable id get no answer; the stream carries on. (The shared
+        ``invalid_utf8`` vector's id can be read, so it is answered: see test_hardening.)"""
         doc = load_vectors()
-        kinds = {"invalid_json", "invalid_utf8", "not_object", "missing_id", "invalid_id"}
+        kinds = {"invalid_json", "not_object", "missing_id", "invalid_id"}
         bad = [v for v in doc["vectors"] if v.get("error") in kinds]
         self.assertTrue(bad)
         for vector in bad:

@@ -1,0 +1,74 @@
+package conformance
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+)
+
+// hardeningCases are the cases of inputs that used to leave a caller
+// waiting or misinformed.
+func hardeningCases() []Case {
+	return []Case{
+		{Name: "not_utf8", Doc: "Strings that are not UTF-8 are CodeInvalidArgument naming the field, at once: inputs through the client (nested too, never replaced by U+FFFD) and request arguments straight to the backend; the adapter stays usable.", Run: caseNotUTF8},
+	}
+}
+
+// executeArgs returns execute_program's arguments for p with its spec and
+// the raw inputs object, so that no backend needs the spec resent.
+func executeArgs(t TB, p *dspgo.Program, inputs string) json.RawMessage {
+	t.Helper()
+	spec, err := json.Marshal(program.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind})
+	require.NoError(t, err)
+	return json.RawMessage(`{"spec_hash":"` + p.Hash + `","spec":` + string(spec) + `,"inputs":` + inputs + `}`)
+}
+
+func caseNotUTF8(t TB, env *Env) {
+	ctx := env.Ctx
+	p := create(t, env, "question, context: list[str], meta: dict[str, str] -> answer")
+	good := func() map[string]any {
+		return map[string]any{"question": "q", "context": []string{"c"}, "meta": map[string]string{"k": "v"}}
+	}
+	for _, c := range []struct {
+		set   func(map[string]any)
+		names string
+	}{
+		{func(in map[string]any) { in["question"] = "caf\xe9" }, "input question"},
+		{func(in map[string]any) { in["context"] = []string{"ok", "\xed\xa0\x80"} }, "input context[1]"},
+		{func(in map[string]any) { in["meta"] = map[string]any{"k": "\xc3"} }, `input meta["k"]`},
+		{func(in map[string]any) { in["meta"] = map[string]string{"\xff": "v"} }, "input meta: key"},
+	} {
+		in := good()
+		c.set(in)
+		_, err := env.Client.Execute(ctx, p.ID, in)
+		requireCode(t, adapter.CodeInvalidArgument, err)
+		assert.Contains(t, err.Error(), c.names)
+		assert.Contains(t, err.Error(), "not valid UTF-8")
+	}
+
+	// Past the client, straight to the backend: refused at once, not left
+	// for a worker that cannot read the frame's id.
+	bounded, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	for _, inputs := range []string{
+		`{"question":"caf` + "\xe9" + `","context":[],"meta":{}}`,
+		`{"question":"q","context":["` + "\x80" + `"],"meta":{}}`,
+		`{"question":"q","context":[],"meta":{"` + "\xf4\x90\x80\x80" + `":"v"}}`,
+	} {
+		_, err := env.Adapter.Call(bounded, adapter.Request{Command: program.CmdExecuteProgram, Args: executeArgs(t, p, inputs)})
+		requireCode(t, adapter.CodeInvalidArgument, err, "%q", inputs)
+	}
+	assert.Less(t, time.Since(start), 10*time.Second, "refused at once, not at a deadline")
+
+	out, err := env.Client.Execute(ctx, p.ID, good())
+	require.NoError(t, err, "still usable")
+	assert.Equal(t, expected(t, p, good()), out)
+}
