@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // frameLimit returns the effective limit for a configured one.
@@ -27,6 +28,10 @@ type Reader struct {
 	r   *bufio.Reader
 	max int
 	hdr [HeaderSize]byte
+
+	stall   time.Duration // see OnStall; zero: no bound
+	stalled func()
+	timer   *time.Timer
 }
 
 // NewReader returns a Reader of frames from r whose bodies are at most
@@ -35,11 +40,55 @@ func NewReader(r io.Reader, maxFrameBytes int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, readBufferSize), max: frameLimit(maxFrameBytes)}
 }
 
+// OnStall bounds how long a frame may take to arrive whole once its first
+// byte has: when a frame is still incomplete d after its first byte was
+// read, stalled is called, once, on a goroutine of its own. The peer began
+// a frame and stopped in the middle of it, which no peer that keeps the
+// protocol does; stalled typically kills the peer, so that the read in
+// progress ends (with ErrTruncatedHeader or ErrTruncatedBody) instead of
+// waiting for bytes that never come. Zero d, the default, means no bound.
+// Call it before the first read.
+func (r *Reader) OnStall(d time.Duration, stalled func()) {
+	r.stall, r.stalled = d, stalled
+}
+
 // ReadFrame reads one frame and returns its body in a new slice the caller
 // owns. At a clean end of stream, between frames, it returns io.EOF. A
 // header over the limit fails with ErrFrameTooLarge before any of the body
 // is read or allocated.
 func (r *Reader) ReadFrame() ([]byte, error) {
+	if r.stall <= 0 {
+		return r.readFrame()
+	}
+	// Wait for the frame's first byte with no bound: between frames a
+	// peer may be silent as long as it likes.
+	if _, err := r.r.Peek(1); err != nil {
+		return nil, err // io.EOF at a frame boundary: a clean end
+	}
+	if r.whole() {
+		return r.readFrame()
+	}
+	if r.timer == nil {
+		r.timer = time.AfterFunc(r.stall, r.stalled)
+	} else {
+		r.timer.Reset(r.stall)
+	}
+	body, err := r.readFrame()
+	r.timer.Stop()
+	return body, err
+}
+
+// whole reports whether the next frame is all in the buffer already.
+func (r *Reader) whole() bool {
+	n := r.r.Buffered()
+	if n < HeaderSize {
+		return false
+	}
+	hdr, _ := r.r.Peek(HeaderSize)
+	return uint64(n-HeaderSize) >= uint64(binary.BigEndian.Uint32(hdr))
+}
+
+func (r *Reader) readFrame() ([]byte, error) {
 	if got, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("%w: the stream ended after %d of %d header bytes", ErrTruncatedHeader, got, HeaderSize)

@@ -1,9 +1,13 @@
 package protocol_test
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -108,4 +112,73 @@ func TestInvalidUTF8WithReadableID(t *testing.T) {
 	assert.False(t, protocol.Answerable(protocol.ErrInvalidJSON))
 	assert.False(t, protocol.Answerable(protocol.ErrMissingID))
 	assert.True(t, protocol.Answerable(fmt.Errorf("x: %w", protocol.ErrInvalidField)))
+}
+
+// TestSuccessWithAnErrorIsRefused: a failure is success:false; a
+// response that says success and carries an error is a protocol
+// violation, not a success.
+func TestSuccessWithAnErrorIsRefused(t *testing.T) {
+	for _, body := range []string{
+		`{"id":4,"success":true,"error":{"code":"internal","message":"boom"}}`,
+		`{"id":4,"success":true,"result":1,"error":"boom"}`,
+	} {
+		resp, err := protocol.DecodeResponse([]byte(body))
+		require.ErrorIs(t, err, protocol.ErrInvalidField, body)
+		assert.Contains(t, err.Error(), "success true and an error")
+		assert.EqualValues(t, 4, resp.ID)
+		m, err := protocol.DecodeWorkerMessage([]byte(body))
+		require.ErrorIs(t, err, protocol.ErrInvalidField, body)
+		assert.EqualValues(t, 4, m.ID)
+	}
+	resp, err := protocol.DecodeResponse([]byte(`{"id":4,"success":true,"result":1,"error":null}`))
+	require.NoError(t, err, "a null error is no error")
+	assert.True(t, resp.Success)
+}
+
+// TestStalledFrame: a frame begun and not finished within the stall bound
+// calls stalled, whose closing of the stream ends the read with
+// truncated_body; whole frames and a silent stream between frames never
+// do.
+func TestStalledFrame(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := protocol.NewReader(pr, 0)
+	stalled := make(chan struct{}, 1)
+	r.OnStall(50*time.Millisecond, func() {
+		stalled <- struct{}{}
+		_ = pw.Close()
+	})
+	frame, err := protocol.EncodeRequest(&protocol.Request{ID: 1, Command: "ping"}, 0)
+	require.NoError(t, err)
+
+	// A whole frame, then silence before the next: no stall.
+	go func() { _, _ = pw.Write(frame) }()
+	body, err := r.ReadFrame()
+	require.NoError(t, err)
+	assert.Equal(t, frame[protocol.HeaderSize:], body)
+	read := make(chan error, 1)
+	go func() { _, err := r.ReadFrame(); read <- err }()
+	select {
+	case <-stalled:
+		t.Fatal("a silent stream between frames is not a stall")
+	case <-time.After(200 * time.Millisecond): // four stall bounds of silence
+	}
+
+	// The next frame's header arrives with part of its body, the rest
+	// never does.
+	var partial bytes.Buffer
+	_ = binary.Write(&partial, binary.BigEndian, uint32(100))
+	partial.WriteString(`{"id":2,`)
+	_, err = pw.Write(partial.Bytes())
+	require.NoError(t, err)
+	<-stalled
+	err = <-read
+	assert.ErrorIs(t, err, protocol.ErrTruncatedBody)
+	assert.False(t, protocol.Recoverable(err))
+
+	// Without a bound, nothing is called (the default).
+	r2 := protocol.NewReader(bytes.NewReader(frame), 0)
+	_, err = r2.ReadFrame()
+	require.NoError(t, err)
+	_, err = r2.ReadFrame()
+	assert.ErrorIs(t, err, io.EOF)
 }

@@ -575,6 +575,11 @@ func decodeResponse(w wireMessage, id uint64) (Response, error) {
 	if json.Unmarshal(w.Success, &r.Success) != nil {
 		return r, fieldError(id, "success", "true or false")
 	}
+	if r.Success && !isNull(w.Error) {
+		// A failure must be success:false: success with an error inside
+		// is neither, and is refused rather than guessed at.
+		return r, fmt.Errorf("%w: response %d has success true and an error", ErrInvalidField, id)
+	}
 	if r.Success {
 		r.Result = w.Result
 		if r.Result == nil {

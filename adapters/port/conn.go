@@ -53,6 +53,7 @@ type conn struct {
 	dead      chan struct{} // closed when the conn can no longer serve
 	deadOnce  sync.Once
 	reason    string    // why it died; set before dead closes
+	violated  bool      // it died of a protocol violation; set before dead closes
 	failOnce  sync.Once // builds failErr once the worker has exited
 	failErr   error
 	cancels   chan uint64
@@ -75,18 +76,35 @@ func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration, on
 
 // readLoop delivers each response to the caller waiting for its id. A
 // reply whose caller has gone (timed out, cancelled) is dropped, never
-// handed to anyone else. A frame that cannot be decoded breaks the worker.
+// handed to anyone else. A protocol violation breaks the worker at once:
+// a frame that cannot be decoded, a frame begun and not finished within
+// the write timeout, a response or chunk for an id the host never issued.
 func (c *conn) readLoop(maxFrame int) {
 	defer c.loops.Done()
 	r := protocol.NewReader(c.w.stdout(), maxFrame)
+	r.OnStall(c.timeout, func() {
+		c.violate(fmt.Sprintf("it began a frame and did not finish it within %v (a frame cut off)", c.timeout))
+	})
 	for {
 		m, err := r.ReadWorkerMessage()
 		if err != nil {
-			reason := "the worker closed its stdout"
 			if protocol.ErrorKind(err) != "" {
-				reason = "the worker broke the protocol: " + err.Error()
+				c.violate(err.Error())
+			} else {
+				c.fail("the worker closed its stdout")
 			}
-			c.fail(reason)
+			return
+		}
+		if (m.Kind == "" || m.Kind == protocol.KindChunk) && m.ID > c.nextID.Load() {
+			// Ids are issued in order and a request is written after its
+			// id: an id beyond the last issued was never sent. (A reply to
+			// an id issued whose caller has gone is a late reply, dropped
+			// below.)
+			what := "answered"
+			if m.Kind == protocol.KindChunk {
+				what = "sent a chunk of"
+			}
+			c.violate(fmt.Sprintf("it %s request %d, which the host never sent (the last id sent is %d)", what, m.ID, c.nextID.Load()))
 			return
 		}
 		if m.Kind != "" {
@@ -125,9 +143,15 @@ func (c *conn) cancelLoop() {
 }
 
 // fail marks the conn dead and kills the worker, once.
-func (c *conn) fail(reason string) {
+func (c *conn) fail(reason string) { c.die(reason, false) }
+
+// violate fails the conn for a protocol violation by the worker: its calls
+// fail with ErrProtocolViolation naming it, and the worker is replaced.
+func (c *conn) violate(what string) { c.die("the worker broke the protocol: "+what, true) }
+
+func (c *conn) die(reason string, violation bool) {
 	c.deadOnce.Do(func() {
-		c.reason = reason
+		c.reason, c.violated = reason, violation
 		c.onDead(c)
 		close(c.dead)
 		c.w.signal(syscall.SIGKILL)
@@ -153,7 +177,11 @@ func (c *conn) failure(op string) error {
 		if t := lastBytes(c.w.stderrTail(), 2048); t != "" {
 			msg += "; stderr: " + t
 		}
-		c.failErr = &adapter.Error{Code: adapter.CodeUnavailable, Adapter: c.name, Message: msg}
+		e := &adapter.Error{Code: adapter.CodeUnavailable, Adapter: c.name, Message: msg}
+		if c.violated {
+			e.Err = ErrProtocolViolation
+		}
+		c.failErr = e
 	})
 	e := *c.failErr.(*adapter.Error)
 	e.Op = op
@@ -212,7 +240,7 @@ func (c *conn) handshake(ctx context.Context) error {
 	case resp := <-ch:
 		if !resp.Success {
 			return &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: c.name,
-				Message: "the worker refused the init ping: " + resp.Error.Message}
+				Message: "the worker refused the init ping: " + lastBytes(resp.Error.Message, 2048)}
 		}
 		if err := json.Unmarshal(resp.Result, &c.hello); err != nil {
 			return &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: c.name, Message: "malformed init reply", Err: err}

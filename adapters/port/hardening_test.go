@@ -2,7 +2,12 @@ package port_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +17,8 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/testutil"
+	"github.com/dspgo/dspgo/protocol"
 )
 
 // notUTF8 are request arguments whose JSON is valid to encoding/json but
@@ -80,6 +87,157 @@ func TestToolResultNotUTF8(t *testing.T) {
 			require.NoError(t, json.Unmarshal(e.Trajectory[0].Observation, &obs))
 			assert.Equal(t, "invalid_argument", obs.Error.Code)
 			assert.Contains(t, obs.Error.Message, "not valid UTF-8")
+		})
+	}
+}
+
+// frameHex is body as a whole frame, hex-encoded for the garbage
+// diagnostics command.
+func frameHex(t *testing.T, body string) string {
+	t.Helper()
+	frame, err := protocol.AppendFrame(nil, []byte(body), 0)
+	require.NoError(t, err)
+	return hexOf(frame)
+}
+
+func hexOf(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 2*len(b))
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
+	}
+	return string(out)
+}
+
+// TestProtocolViolationsReplaceTheWorker: a worker that breaks the
+// protocol is killed and replaced at once, and the calls in flight on it
+// fail with CodeUnavailable wrapping ErrProtocolViolation and naming the
+// violation, instead of waiting for their deadline.
+func TestProtocolViolationsReplaceTheWorker(t *testing.T) {
+	cutOff := make([]byte, 4)
+	binary.BigEndian.PutUint32(cutOff, 1000)
+	cutOff = append(cutOff, `{"id":1,"success":`...)
+	cases := []struct {
+		name, hex, says string
+	}{
+		{"an id never sent", frameHex(t, `{"id":999999,"success":true,"result":null}`), "request 999999, which the host never sent"},
+		{"a chunk of an id never sent", frameHex(t, `{"id":999999,"kind":"chunk","seq":0,"data":1}`), "chunk of request 999999, which the host never sent"},
+		{"success with an error", frameHex(t, `{"id":1,"success":true,"result":null,"error":{"code":"internal","message":"x"}}`), "success true and an error"},
+		{"a frame cut off mid-body", hexOf(cutOff), "cut off"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := newPython(t, port.Options{Restart: port.RestartPolicy{Min: time.Millisecond}, WriteTimeout: 300 * time.Millisecond})
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			pid := a.Worker().PID
+			hung := make(chan error, 1)
+			go func() { _, err := call(t, a, ctx, "hang", "{}"); hung <- err }() // id 1
+			waitFor(t, "the call is in flight", func() bool { return a.Worker().InFlight == 1 })
+
+			start := time.Now()
+			_, err := call(t, a, ctx, "garbage", `{"hex":"`+c.hex+`"}`)
+			for _, err := range []error{err, <-hung} {
+				require.Error(t, err)
+				assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err), "%v", err)
+				assert.ErrorIs(t, err, port.ErrProtocolViolation)
+				assert.ErrorContains(t, err, "broke the protocol")
+				assert.ErrorContains(t, err, c.says)
+			}
+			assert.Less(t, time.Since(start), 10*time.Second, "acted on, not waited out")
+
+			out, err := call(t, a, ctx, "echo", `{"value":"after"}`)
+			require.NoError(t, err, "the worker was replaced")
+			assert.JSONEq(t, `"after"`, string(out))
+			assert.NotEqual(t, pid, a.Worker().PID)
+			assert.False(t, testutil.Alive(pid))
+		})
+	}
+}
+
+// TestLateRepliesAreNoViolation: replies whose callers gave up come with
+// ids the host issued; they are dropped and the worker stays.
+func TestLateRepliesAreNoViolation(t *testing.T) {
+	a := newPython(t, port.Options{})
+	pid := a.Worker().PID
+	for range 5 {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		_, err := call(t, a, ctx, "sleep", `{"seconds":0.1}`)
+		cancel()
+		require.Equal(t, adapter.CodeDeadlineExceeded, adapter.CodeOf(err))
+	}
+	// The replies (to the sleeps and to their cancel frames) come while
+	// these run.
+	waitFor(t, "the late replies are in", func() bool {
+		_, err := call(t, a, t.Context(), "ping", "")
+		return err == nil && a.Worker().InFlight == 0
+	})
+	_, err := call(t, a, t.Context(), "sleep", `{"seconds":0.3}`)
+	require.NoError(t, err)
+	assert.Equal(t, pid, a.Worker().PID)
+	assert.Zero(t, a.Worker().Restarts)
+}
+
+// TestInitReplyWithAnotherID: a worker that answers its init ping with
+// another id is refused at once, with the violation named, instead of at
+// the end of the start timeout.
+func TestInitReplyWithAnotherID(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	dir := t.TempDir()
+	pkg := filepath.Join(dir, "dspgo_worker")
+	require.NoError(t, os.MkdirAll(pkg, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(pkg, "__init__.py"), nil, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(pkg, "__main__.py"), []byte(`import json, struct, sys
+fin, fout = sys.stdin.buffer, sys.stdout.buffer
+(n,) = struct.unpack(">I", fin.read(4))
+fin.read(n)
+body = json.dumps({"id": 5, "success": True, "result": {"protocol_version": 1}}).encode()
+fout.write(struct.pack(">I", len(body)) + body)
+fout.flush()
+fin.read()
+`), 0o600))
+	start := time.Now()
+	_, err := port.New(t.Context(), port.Options{Python: testutil.Python(t), WorkerDir: dir, Logger: quiet, StartTimeout: 20 * time.Second})
+	require.Error(t, err)
+	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err), "%v", err)
+	assert.ErrorIs(t, err, port.ErrProtocolViolation)
+	assert.ErrorContains(t, err, "answered request 5, which the host never sent")
+	assert.Less(t, time.Since(start), 10*time.Second, "not the start timeout")
+}
+
+// longError answers every command but ping with a 100 KB error message.
+type longError struct{}
+
+func (longError) Handle(_ context.Context, req protocol.Request) protocol.Response {
+	if req.Command == protocol.CmdPing {
+		return protocol.Response{ID: req.ID, Success: true, Result: json.RawMessage(`{"protocol_version":1}`)}
+	}
+	return protocol.Response{ID: req.ID, Error: &protocol.ErrorBody{Code: "internal", Message: strings.Repeat("m", 100_000),
+		Traceback: strings.Repeat("t", 100_000) + "\nValueError: last"}}
+}
+
+// TestLongErrorMessagesAreBounded: a worker's 100 KB error message and
+// traceback are cut to 8 KiB each in the Go error, with a marker.
+func TestLongErrorMessagesAreBounded(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "longerror.py"), []byte(
+		"from dspgo_worker import command, WorkerError\n@command('long')\ndef long(args, ctx):\n    raise WorkerError('internal', 'm' * 100000)\n"), 0o600))
+	py := newPython(t, port.Options{Handlers: []string{"longerror"}, Env: []string{"PYTHONPATH=" + testutil.PythonDir() + ":" + dir}})
+	mem, err := port.New(t.Context(), port.Options{Logger: quiet, Handler: func() protocol.Handler { return longError{} }})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, mem.Close(context.Background())) })
+	for name, a := range map[string]*port.Adapter{"python": py, "memory": mem} {
+		t.Run(name, func(t *testing.T) {
+			_, err := call(t, a, t.Context(), "long", "")
+			require.Error(t, err)
+			assert.Equal(t, adapter.CodeInternal, adapter.CodeOf(err))
+			r, ok := errors.AsType[*adapter.Error](err)
+			require.True(t, ok)
+			require.NotNil(t, r.Remote)
+			assert.Less(t, len(r.Remote.Message), 9<<10)
+			assert.Contains(t, r.Remote.Message, "[cut: 100000 bytes in all]")
+			assert.Less(t, len(r.Remote.Traceback), 9<<10)
+			assert.Less(t, len(err.Error()), 10<<10)
 		})
 	}
 }

@@ -76,7 +76,10 @@ type Options struct {
 	CallTimeout time.Duration
 
 	// WriteTimeout bounds one frame write; a worker that stops reading its
-	// stdin for longer is treated as broken and restarted. Zero means 30 s.
+	// stdin for longer is treated as broken and restarted. It bounds the
+	// worker's frames the same way: a frame the worker began and did not
+	// finish within it is a protocol violation, and the worker is
+	// restarted. Zero means 30 s.
 	WriteTimeout time.Duration
 
 	// StopGrace is how long Close waits for the worker to exit after the

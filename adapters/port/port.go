@@ -40,6 +40,13 @@ import (
 // written. Such a call can be sent to another worker without running twice.
 var ErrNotSent = errors.New("port: the request was not sent to the worker")
 
+// ErrProtocolViolation is wrapped (with CodeUnavailable) by errors of calls
+// in flight on a worker that broke the protocol (docs/protocol.md, "Rules
+// a host keeps"): the host killed it at once, and restarts it, rather than
+// wait for answers it can no longer trust. The error's message names the
+// violation.
+var ErrProtocolViolation = errors.New("port: protocol violation")
+
 // Adapter is the port backend. It is safe for concurrent use.
 type Adapter struct {
 	opts    Options

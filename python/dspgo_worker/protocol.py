@@ -373,13 +373,15 @@ def parse_credit(message: dict) -> Credit:
 
 def parse_result(message: dict) -> CallResult:
     """The fields of a ``result`` frame; ``invalid_argument`` naming the field when
-    ``success`` is not a boolean or a failure has no error."""
+    ``success`` is not a boolean, a failure has no error, or a success has one."""
     success = message.get("success")
     if not isinstance(success, bool):
         raise WorkerError(
             "invalid_argument", f"result frame field 'success' must be a boolean, got {json_type_name(success)}"
         )
     if success:
+        if message.get("error") is not None:
+            raise WorkerError("invalid_argument", "result frame has success true and an error (a failure is success false)")
         return CallResult(message["id"], True, message.get("result"), None)
     raw = message.get("error")
     if isinstance(raw, str):

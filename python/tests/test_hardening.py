@@ -82,6 +82,13 @@ class AnsweredTest(unittest.TestCase):
         self.assertEqual(reply["error"]["code"], "invalid_argument")
         self.assertIn("UTF-8", reply["error"]["message"])
 
+    def test_a_result_with_success_and_an_error_fails_the_call(self):
+        request_id, call_id = self._call_pending()
+        self.worker.send({"id": call_id, "kind": "result", "success": True, "result": 1, "error": {"code": "internal", "message": "x"}})
+        reply = self.worker.response(request_id)
+        self.assertFalse(reply["success"])
+        self.assertIn("success true and an error", reply["error"]["message"])
+
 
 if __name__ == "__main__":
     unittest.main()
