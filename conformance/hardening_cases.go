@@ -3,6 +3,8 @@ package conformance
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -13,11 +15,12 @@ import (
 	"github.com/dspgo/dspgo/internal/program"
 )
 
-// hardeningCases are the cases of inputs that used to leave a caller
-// waiting or misinformed.
+// hardeningCases are the cases of inputs and shutdowns that used to leave
+// a caller waiting or misinformed.
 func hardeningCases() []Case {
 	return []Case{
 		{Name: "not_utf8", Doc: "Strings that are not UTF-8 are CodeInvalidArgument naming the field, at once: inputs through the client (nested too, never replaced by U+FFFD) and request arguments straight to the backend; the adapter stays usable.", Run: caseNotUTF8},
+		{Name: "close_during_call", Doc: "A call (and a stream) that Close ends while it runs fails with ErrClosed saying the adapter was closed, never with the caller's CodeCanceled; Close returns.", Skip: needStats, Run: caseCloseDuringCall},
 	}
 }
 
@@ -71,4 +74,56 @@ func caseNotUTF8(t TB, env *Env) {
 	out, err := env.Client.Execute(ctx, p.ID, good())
 	require.NoError(t, err, "still usable")
 	assert.Equal(t, expected(t, p, good()), out)
+}
+
+func caseCloseDuringCall(t TB, env *Env) {
+	ctx := env.Ctx
+	p := create(t, env, "question -> answer")
+	// Slower than the case lasts, but not so slow that a backend which
+	// goes on running it after the caller left (a remote host that had not
+	// yet said it took the call) keeps it long.
+	require.NoError(t, env.Client.ConfigureLM(ctx, dspgo.LMConfig{Provider: dspgo.ProviderDummy, Delay: 10 * time.Second}))
+	req := adapter.Request{Command: program.CmdExecuteProgram, Args: executeArgs(t, p, `{"question":"slow"}`)}
+
+	// A context of their own, not the case's, and longer than the LM's
+	// delay: only Close can end these calls first.
+	callCtx, cancelCalls := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancelCalls()
+	errs := make(chan error, 2)
+	calls := 1
+	go func() {
+		_, err := env.Adapter.Call(callCtx, req)
+		errs <- err
+	}()
+	if s, ok := env.Adapter.(adapter.Streamer); ok && env.Adapter.Capabilities().Streaming {
+		calls++
+		go func() {
+			var last error
+			for _, err := range s.Stream(callCtx, req) {
+				last = err
+			}
+			errs <- last
+		}()
+	}
+	stats := func() adapter.Stats { s, _ := adapter.StatsOf(env.Adapter); return s }
+	require.Eventually(t, func() bool { return stats().InFlight >= calls }, 30*time.Second, 5*time.Millisecond, "the calls are in flight")
+
+	closeCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = env.Adapter.Close(closeCtx)
+	assert.Less(t, time.Since(start), 30*time.Second, "Close returns")
+	for range calls {
+		var err error
+		select {
+		case err = <-errs:
+		case <-ctx.Done():
+			t.Errorf("a call outlived Close")
+			t.FailNow()
+		}
+		require.Error(t, err)
+		assert.True(t, errors.Is(err, adapter.ErrClosed), "errors.Is(err, ErrClosed): %v", err)
+		assert.NotEqual(t, adapter.CodeCanceled, adapter.CodeOf(err), "not the caller's cancellation: %v", err)
+		assert.Contains(t, strings.ToLower(err.Error()), "closed", "says the adapter was closed: %v", err)
+	}
 }

@@ -200,7 +200,7 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request) (adapter.Respon
 	defer context.AfterFunc(a.life, cancel)()
 	resp, err := a.serve(ctx, req)
 	if err != nil && a.life.Err() != nil {
-		err = adapter.ErrClosed
+		return resp, wire.Closed(a.name, op)
 	}
 	return resp, a.wrap(err, op)
 }

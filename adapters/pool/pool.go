@@ -454,8 +454,8 @@ func (p *Pool) call(ctx context.Context, req adapter.Request) (adapter.Response,
 		if err != nil && errors.Is(err, port.ErrNotSent) && p.opts.Affinity != AffinityStrict && attempt < p.opts.Size+p.opts.MaxOverflow {
 			continue
 		}
-		if err != nil && p.isClosed() && adapter.CodeOf(err) == adapter.CodeUnavailable {
-			err = adapter.Wrap(adapter.ErrClosed, p.opts.Name, op)
+		if p.cutByClose(ctx, err) {
+			err = wire.Closed(p.opts.Name, op)
 		}
 		return resp, err
 	}
@@ -506,14 +506,25 @@ func (p *Pool) Stream(ctx context.Context, req adapter.Request) iter.Seq2[adapte
 				continue
 			}
 			if err != nil {
-				if p.isClosed() && adapter.CodeOf(err) == adapter.CodeUnavailable {
-					err = adapter.Wrap(adapter.ErrClosed, p.opts.Name, op)
+				if p.cutByClose(ctx, err) {
+					err = wire.Closed(p.opts.Name, op)
 				}
 				yield(adapter.Chunk{}, err)
 			}
 			return
 		}
 	}
+}
+
+// cutByClose reports whether err ended a call because Close stopped its
+// worker under it (killed, or cancelled by its shutdown) rather than for
+// the call's own sake.
+func (p *Pool) cutByClose(ctx context.Context, err error) bool {
+	if err == nil || !p.isClosed() {
+		return false
+	}
+	code := adapter.CodeOf(err)
+	return errors.Is(err, adapter.ErrClosed) || code == adapter.CodeUnavailable || code == adapter.CodeCanceled && ctx.Err() == nil
 }
 
 func (p *Pool) isClosed() bool {

@@ -241,3 +241,50 @@ func TestLongErrorMessagesAreBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseCutsACallWithErrClosed: a call that Close ends while it runs
+// fails with ErrClosed saying the adapter was closed, never with the
+// caller's own CodeCanceled, on both workers, for calls and streams.
+func TestCloseCutsACallWithErrClosed(t *testing.T) {
+	for _, name := range []string{"python", "memory"} {
+		t.Run(name, func(t *testing.T) {
+			var a *port.Adapter
+			command, args := "hang", "{}"
+			if name == "python" {
+				testutil.VerifyNoChildren(t)
+				var err error
+				a, err = port.New(t.Context(), port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(), Diagnostics: true, Logger: quiet})
+				require.NoError(t, err)
+			} else {
+				var err error
+				a, err = port.New(t.Context(), port.Options{Handler: memoryHandler, Logger: quiet})
+				require.NoError(t, err)
+				c := dspgo.NewClient(a)
+				p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+				require.NoError(t, err)
+				require.NoError(t, c.ConfigureLM(t.Context(), dspgo.LMConfig{Delay: time.Minute}))
+				command, args = "execute_program", `{"spec_hash":"`+p.Hash+`","inputs":{"q":"?"}}`
+			}
+			errs := make(chan error, 2)
+			go func() { _, err := call(t, a, context.Background(), command, args); errs <- err }()
+			go func() {
+				var last error
+				for _, err := range a.Stream(context.Background(), adapter.Request{Command: command, Args: json.RawMessage(args)}) {
+					last = err
+				}
+				errs <- last
+			}()
+			waitFor(t, "two calls in flight", func() bool { return a.Worker().InFlight == 2 })
+			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+			defer cancel()
+			require.NoError(t, a.Close(ctx))
+			for range 2 {
+				err := <-errs
+				require.Error(t, err)
+				assert.ErrorIs(t, err, adapter.ErrClosed)
+				assert.ErrorContains(t, err, "closed while the call ran")
+				assert.NotEqual(t, adapter.CodeCanceled, adapter.CodeOf(err), "%v", err)
+			}
+		})
+	}
+}

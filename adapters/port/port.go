@@ -442,11 +442,14 @@ func (a *Adapter) exchange(ctx context.Context, req adapter.Request, window int,
 			return nil, err
 		}
 		result, err := c.exchange(ctx, req, window, each)
-		switch {
+		switch code := adapter.CodeOf(err); {
 		case err == nil:
 			return result, nil
-		case a.isClosed() && adapter.CodeOf(err) == adapter.CodeUnavailable:
-			return nil, adapter.Wrap(adapter.ErrClosed, a.opts.Name, op)
+		case err != errStopped && a.isClosed() && (code == adapter.CodeUnavailable || code == adapter.CodeCanceled && ctx.Err() == nil):
+			// Close stopped the worker under the call (a shutdown cancels
+			// what runs, a kill ends it): ErrClosed, not the caller's own
+			// cancellation.
+			return nil, wire.Closed(a.opts.Name, op)
 		case errors.Is(err, ErrNotSent) && !a.opts.NoWait:
 			continue // the worker died before it got the request: wait for the next one
 		}

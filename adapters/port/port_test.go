@@ -350,7 +350,7 @@ func TestCloseDuringCallsAndTwice(t *testing.T) {
 	wg.Wait()
 	for range 4 {
 		err := <-errs
-		assert.Contains(t, []adapter.Code{adapter.CodeCanceled, adapter.CodeFailedPrecondition}, adapter.CodeOf(err), "%v", err)
+		assert.ErrorIs(t, err, adapter.ErrClosed, "Close ended the call: not the caller's cancellation")
 	}
 	_, err := call(t, a, t.Context(), "ping", "")
 	assert.ErrorIs(t, err, adapter.ErrClosed)

@@ -541,7 +541,7 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 			return nil, adapter.Wrap(ctx.Err(), a.name, op)
 		case <-a.done:
 			a.cancelRemote(p, msg.Reply)
-			return nil, adapter.Wrap(adapter.ErrClosed, a.name, op)
+			return nil, wire.Closed(a.name, op)
 		}
 	}
 }
