@@ -158,7 +158,26 @@ func (p *process) stdout() io.Reader       { return p.out }
 func (p *process) pid() int                { return p.cmd.Process.Pid }
 func (p *process) closeStdin() error       { return p.in.Close() }
 func (p *process) exited() <-chan struct{} { return p.done }
-func (p *process) stderrTail() string      { return p.tail.String() }
+
+// stderrSettle bounds how long stderrTail waits, once the worker has
+// exited, for the stderr pump to read what the worker wrote last.
+const stderrSettle = 250 * time.Millisecond
+
+// stderrTail returns the last bytes of the worker's stderr. Once the worker
+// has exited it first lets the pump reach the end of the pipe (at most
+// stderrSettle: a grandchild may hold the pipe open), so that an error
+// built from it says why the worker died.
+func (p *process) stderrTail() string {
+	select {
+	case <-p.done:
+		select {
+		case <-p.pumpDone:
+		case <-time.After(stderrSettle):
+		}
+	default:
+	}
+	return p.tail.String()
+}
 
 // signal signals the process group: the worker and any child it started
 // that stayed in the group. Signalling a group whose leader has exited
