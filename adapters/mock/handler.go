@@ -42,8 +42,8 @@ type Handler struct {
 
 	mu       sync.Mutex
 	specs    map[string]*program.Compiled
-	order    []string // spec hashes, oldest first
-	lm       program.LMArgs
+	order    []string                  // spec hashes, oldest first
+	lms      map[string]program.LMArgs // by name; "" is the default LM
 	calls    map[string]uint64
 	failures uint64
 	inFlight int
@@ -67,7 +67,7 @@ func NewHandler(opts HandlerOptions) *Handler {
 func (h *Handler) resetLocked() {
 	h.specs = map[string]*program.Compiled{}
 	h.order = nil
-	h.lm = program.LMArgs{Provider: "dummy"}
+	h.lms = map[string]program.LMArgs{"": {Provider: "dummy"}}
 	h.calls = map[string]uint64{}
 	h.failures = 0
 }
@@ -88,12 +88,12 @@ func init() {
 	commands = map[string]command{
 		program.CmdPing:           set(program.CmdPing, "Answers at once; with initialization true, the handshake.", (*Handler).ping),
 		program.CmdDescribe:       set(program.CmdDescribe, "Lists the commands and their arguments.", (*Handler).describe),
-		program.CmdConfigureLM:    set(program.CmdConfigureLM, "Sets the language model for every program.", (*Handler).configureLM),
+		program.CmdConfigureLM:    set(program.CmdConfigureLM, "Sets the default language model, or one of the given name.", (*Handler).configureLM),
 		program.CmdCreateProgram:  set(program.CmdCreateProgram, "Validates and compiles a program spec.", (*Handler).createProgram),
 		program.CmdExecuteProgram: set(program.CmdExecuteProgram, "Runs a program, by spec hash (and spec), on inputs.", (*Handler).executeProgram),
 		program.CmdDeleteProgram:  set(program.CmdDeleteProgram, "Drops a compiled spec.", (*Handler).deleteProgram),
 		program.CmdGetStats:       set(program.CmdGetStats, "Reports counters.", (*Handler).getStats),
-		program.CmdReset:          set(program.CmdReset, "Drops every program and counter and restores the dummy LM.", (*Handler).reset),
+		program.CmdReset:          set(program.CmdReset, "Drops every program, counter and named LM and restores the dummy LM.", (*Handler).reset),
 		program.CmdShutdown:       set(program.CmdShutdown, "Acknowledges; an in-process worker has nothing to stop.", (*Handler).shutdown),
 		program.CmdCancel:         set(program.CmdCancel, "Acknowledges; in-process calls are cancelled through their context.", (*Handler).cancel),
 		cmdStreamCount: {"Streams the integers 0 to n-1; with fail_at, fails before that one (as the Python worker's diagnostics).",
@@ -211,7 +211,7 @@ func (h *Handler) configureLM(_ context.Context, raw json.RawMessage) (any, erro
 		return nil, adapter.Errorf(adapter.CodeFailedPrecondition, "the mock runs the dummy provider only, not %q; use the port or pool adapter for a real LM", lm.Provider)
 	}
 	h.mu.Lock()
-	h.lm = lm
+	h.lms[lm.Name] = lm
 	h.mu.Unlock()
 	return map[string]any{"provider": lm.Provider, "model": lm.Model, "engine": "native"}, nil
 }
@@ -288,9 +288,13 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 		return nil, err
 	}
 	h.mu.Lock()
-	delay := time.Duration(h.lm.DelayMS) * time.Millisecond
-	script := h.lm.Script
+	lm, ok := h.lms[args.LM]
 	h.mu.Unlock()
+	if !ok {
+		return nil, program.LMNotFound(args.LM)
+	}
+	delay := time.Duration(lm.DelayMS) * time.Millisecond
+	script := lm.Script
 	if delay > 0 {
 		t := time.NewTimer(delay)
 		select {
@@ -312,10 +316,7 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 	if err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
-	failAfter := h.lm.FailAfterChunks
-	h.mu.Unlock()
-	if err := stream(ctx, c, outputs, failAfter); err != nil {
+	if err := stream(ctx, c, outputs, lm.FailAfterChunks); err != nil {
 		return nil, err
 	}
 	rawOut, err := json.Marshal(outputs)
@@ -364,10 +365,17 @@ func (h *Handler) getStats(context.Context, json.RawMessage) (any, error) {
 	for k, v := range h.calls {
 		calls[k] = v
 	}
+	lms := map[string]any{}
+	for name, lm := range h.lms {
+		if name != "" {
+			lms[name] = map[string]any{"provider": lm.Provider, "model": lm.Model}
+		}
+	}
+	lm := h.lms[""]
 	return map[string]any{
 		"worker_id": h.workerID, "pid": os.Getpid(), "programs": len(h.specs), "calls": calls,
 		"failures": h.failures, "in_flight": h.inFlight - 1, // this call is not counted
-		"rss_bytes": mem.Sys, "lm": map[string]any{"provider": h.lm.Provider, "model": h.lm.Model},
+		"rss_bytes": mem.Sys, "lm": map[string]any{"provider": lm.Provider, "model": lm.Model}, "lms": lms,
 		"uptime_ms": time.Since(h.started).Milliseconds(),
 	}, nil
 }

@@ -52,8 +52,13 @@ type ExecuteArgs struct {
 	// MaxIters bounds a react loop, 1 to MaxIters; nil means
 	// DefaultMaxIters.
 	MaxIters *int `json:"max_iters,omitempty"`
-	// Inputs come last: the client encodes everything before them once.
+	// Inputs come last but for LM: the client encodes everything before
+	// them once, and appends LM after them when the execution names one.
 	Inputs json.RawMessage `json:"inputs"`
+	// LM names the LM configuration to run with (LMArgs.Name); empty
+	// means the default one. A name no configure_lm set is not_found
+	// (LMNotFound).
+	LM string `json:"lm,omitempty"`
 }
 
 // ToolSpec describes a host tool to the language model.
@@ -107,6 +112,10 @@ type DeleteArgs struct {
 // LMArgs are configure_lm's arguments. Zero fields are left out and mean
 // the provider's default.
 type LMArgs struct {
+	// Name names the configuration, which then replaces only the one of
+	// that name (CheckLMName); empty means the default LM, the one
+	// executions that name none run with.
+	Name        string   `json:"name,omitempty"`
 	Provider    string   `json:"provider"`
 	Model       string   `json:"model,omitempty"`
 	BaseURL     string   `json:"base_url,omitempty"`
@@ -151,6 +160,9 @@ func (s ScriptStep) valid() bool {
 // once with CodeInvalidArgument.
 func ValidateLM(lm LMArgs) error {
 	var bad []string
+	if !lmNameOK(lm.Name) {
+		bad = append(bad, badLMName("name", lm.Name))
+	}
 	switch lm.Provider {
 	case "dummy":
 	case "openai":

@@ -222,6 +222,9 @@ def validate_lm_args(args: dict) -> LMConfig:
     ``resolved_engine`` is left to the caller.
     """
     bad = []
+    name = args.get("name") or ""
+    if not is_lm_name(name):
+        bad.append(f"name {json.dumps(name, ensure_ascii=False)} may hold only letters, digits, '_' and '-' (at most {MAX_LM_NAME_BYTES})")
     provider = args.get("provider") or ""
     model = args.get("model") or ""
     if provider == "dummy":
@@ -271,6 +274,17 @@ def validate_lm_args(args: dict) -> LMConfig:
         fail_after_chunks=args.get("fail_after_chunks"),
         cache=bool(args.get("cache")),
     )
+
+
+#: The longest name of an LM configuration, in bytes (Go's ``program.MaxLMNameBytes``).
+MAX_LM_NAME_BYTES = 64
+
+
+def is_lm_name(name: str) -> bool:
+    """Whether ``name`` can name an LM configuration: empty (the default), or up to
+    :data:`MAX_LM_NAME_BYTES` ASCII letters, digits, ``_`` and ``-`` (Go's
+    ``program.CheckLMName``)."""
+    return len(name) <= MAX_LM_NAME_BYTES and all(c.isascii() and (c.isalnum() or c in "_-") for c in name)
 
 
 def safe_url(url: str) -> str:

@@ -2,7 +2,9 @@
 execute_program, delete_program, get_stats and reset.
 
 The host keeps every program; a worker only caches compiled specs by hash, in a bounded
-LRU (``--max-specs``, default 4096), and runs them with the configured language model.
+LRU (``--max-specs``, default 4096), and runs them with the configured language models: the
+default one, and any number of named ones (``configure_lm``'s ``name``) that an execution
+chooses with ``lm``.
 That state (:class:`ProgramState`) belongs to the :class:`~dspgo_worker.worker.Worker`
 serving the request (``ctx.worker.state("programs", ...)``), never to the module, so two
 workers in one process share nothing.
@@ -108,8 +110,21 @@ class SpecNotFound(WorkerError):
         super().__init__("not_found", f"spec {_quote(spec_hash)} is not compiled on this worker; send the spec")
 
 
+class LMNotFound(WorkerError):
+    """``execute_program`` named an LM configuration no ``configure_lm`` set (code
+    ``not_found``, naming it). The host's broadcasts give every worker every name, so it
+    means the name was never configured, or ``reset`` dropped it."""
+
+    def __init__(self, name: str):
+        super().__init__("not_found", f"LM {_quote(name)} is not configured (configure_lm with \"name\": {_quote(name)} sets it)")
+
+
 class ProgramState:
-    """One worker's language-model configuration and compiled-spec cache (an LRU)."""
+    """One worker's language-model configurations and compiled-spec cache (an LRU).
+
+    The configurations are kept by name: ``""`` is the default (the dummy until
+    ``configure_lm`` replaces it), which an execution naming no LM runs with; every other
+    name is one ``configure_lm`` with that ``name`` set."""
 
     def __init__(self, worker=None):
         config = getattr(worker, "config", None)
@@ -118,15 +133,29 @@ class ProgramState:
         self._specs: OrderedDict[str, CompiledSpec] = OrderedDict()
         self._new_spec = _lazy("spec").CompiledSpec
         self._default_lm = _lazy("lm").LMConfig()
-        self._lm = self._default_lm
+        self._lms: dict[str, LMConfig] = {"": self._default_lm}
 
     @property
     def lm(self) -> LMConfig:
-        return self._lm  # replaced whole, never changed in place: reading needs no lock
+        """The default configuration."""
+        return self._lms[""]
 
-    def set_lm(self, config: LMConfig) -> None:
+    def lm_named(self, name: str = "") -> LMConfig:
+        """The configuration of ``name`` (``""``: the default); :class:`LMNotFound` when
+        none has that name."""
+        config = self._lms.get(name)  # the dict is replaced whole, never changed in place: no lock
+        if config is None:
+            raise LMNotFound(name)
+        return config
+
+    def lm_names(self) -> dict[str, LMConfig]:
+        """The named configurations (the default left out), by name."""
+        return {name: config for name, config in self._lms.items() if name}
+
+    def set_lm(self, config: LMConfig, name: str = "") -> None:
+        """Set the configuration of ``name`` (``""``: the default); the others stay."""
         with self._lock:
-            self._lm = config
+            self._lms = {**self._lms, name: config}
 
     def compile(self, raw) -> CompiledSpec:
         """Compile a spec (``invalid_argument`` if bad) and cache it; the cached object is
@@ -158,10 +187,10 @@ class ProgramState:
             return len(self._specs)
 
     def reset(self) -> None:
-        """Drop every compiled spec and restore the dummy language model."""
+        """Drop every compiled spec and named language model and restore the dummy."""
         with self._lock:
             self._specs.clear()
-            self._lm = self._default_lm
+            self._lms = {"": self._default_lm}
 
 
 def program_state(ctx) -> ProgramState:
@@ -207,8 +236,14 @@ def rss_bytes() -> int:
             "array",
             description='dummy provider only: the react steps, each {"tool": name, "args": {...}} or {"finish": true}',
         ),
+        "name": Arg(
+            "str",
+            default="",
+            description="the configuration's name, chosen by execute_program's lm; letters, digits, _ and -, at most 64 "
+            "(default: the default LM, which executions naming none run with)",
+        ),
     },
-    description="Set the language model every program runs with; lists every bad field at once.",
+    description="Set the default language model, or the one of the given name; lists every bad field at once.",
 )
 def configure_lm(args, ctx):
     """Result ``{"provider", "model", "engine"}`` (``engine``: native or dspy, what runs)."""
@@ -217,8 +252,9 @@ def configure_lm(args, ctx):
     config = lm.with_engine(config, _lazy("engines").resolve_engine(config))
     if args["verify"]:
         lm.make_provider(config).verify(ctx)
-    program_state(ctx).set_lm(config)
-    log.info("language model configured", extra={"request_id": ctx.id, **config.describe()})
+    name = args["name"]
+    program_state(ctx).set_lm(config, name)
+    log.info("language model configured", extra={"request_id": ctx.id, "lm_name": name, **config.describe()})
     return {"provider": config.provider, "model": config.model, "engine": config.resolved_engine}
 
 
@@ -246,6 +282,7 @@ def create_program(args, ctx):
         "inputs": Arg("object", required=True, description="the program's inputs by name"),
         "tools": Arg("array", description="the host tools the program may call: [{name, description, schema}]"),
         "max_iters": Arg("int", description=f"most steps of a react loop, {MIN_ITERS} to {MAX_ITERS} (default {DEFAULT_MAX_ITERS})"),
+        "lm": Arg("str", default="", description="name of the LM configuration to run with (default: the default LM)"),
     },
     description="Run a program by spec hash (and spec) on inputs. Result {outputs, spec_hash} (and trajectory for react).",
 )
@@ -274,7 +311,7 @@ def execute_program(args, ctx):
         if compiled is None:
             raise SpecNotFound(spec_hash)
     converted = compiled.convert_inputs(args["inputs"])
-    config = state.lm
+    config = state.lm_named(args["lm"])
     if config.delay_ms:
         ctx.sleep(config.delay_ms / 1000.0)
     ctx.check()
@@ -318,6 +355,7 @@ def get_stats(args, ctx):
     state = program_state(ctx)
     calls, failures = worker.counters.snapshot()
     lm = state.lm
+    lms = {name: {"provider": c.provider, "model": c.model} for name, c in sorted(state.lm_names().items())}
     return {
         "worker_id": worker.config.worker_id,
         "pid": os.getpid(),
@@ -327,11 +365,12 @@ def get_stats(args, ctx):
         "in_flight": worker.in_flight(exclude=ctx.id),
         "rss_bytes": rss_bytes(),
         "lm": {"provider": lm.provider, "model": lm.model},
+        "lms": lms,
         "uptime_ms": int((time.monotonic() - worker.counters.started) * 1000),
     }
 
 
-@command("reset", args={}, description="Drop every cached spec and counter and restore the dummy LM.")
+@command("reset", args={}, description="Drop every cached spec, counter and named LM and restore the dummy LM.")
 def reset(args, ctx):
     program_state(ctx).reset()
     ctx.worker.counters.reset()

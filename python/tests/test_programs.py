@@ -225,7 +225,7 @@ class ProgramCommandsTest(unittest.TestCase):
         self.assertIsInstance(stats["uptime_ms"], int)
         self.assertEqual(
             sorted(stats),
-            sorted(["worker_id", "pid", "programs", "calls", "failures", "in_flight", "rss_bytes", "lm", "uptime_ms"]),
+            sorted(["worker_id", "pid", "programs", "calls", "failures", "in_flight", "rss_bytes", "lm", "lms", "uptime_ms"]),
         )
 
         self.assertEqual(self.w.ok("reset"), {"reset": True})

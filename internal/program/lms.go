@@ -1,0 +1,92 @@
+package program
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/dspgo/dspgo/adapter"
+)
+
+// MaxLMNameBytes bounds the name of an LM configuration.
+const MaxLMNameBytes = 64
+
+// CheckLMName checks the name of an LM configuration given as field
+// (configure_lm's name, execute_program's lm): empty, the default LM, or
+// 1 to MaxLMNameBytes letters, digits, '_' and '-'. The names are
+// subject tokens, so a remote deployment can key its shared state by
+// them. The error is CodeInvalidArgument naming field.
+func CheckLMName(field, name string) error {
+	if lmNameOK(name) {
+		return nil
+	}
+	return invalid("%s", badLMName(field, name))
+}
+
+// badLMName is the complaint about a bad LM name given as field, as
+// every backend words it.
+func badLMName(field, name string) string {
+	return fmt.Sprintf("%s %q may hold only letters, digits, '_' and '-' (at most %d)", field, name, MaxLMNameBytes)
+}
+
+func lmNameOK(name string) bool {
+	if len(name) > MaxLMNameBytes {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// LMName reads the name of the LM configuration that configure_lm's
+// arguments set: "" for the default. ok is false when the arguments are
+// not an object or their name is not a string (a request every backend
+// refuses). A repeated key counts by its last value, as the workers read
+// it.
+func LMName(args json.RawMessage) (name string, ok bool) {
+	if len(args) == 0 {
+		return "", true
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(args, &fields) != nil || fields == nil {
+		return "", false
+	}
+	raw, present := fields["name"]
+	if !present || string(raw) == "null" {
+		return "", true
+	}
+	if json.Unmarshal(raw, &name) != nil {
+		return "", false
+	}
+	return name, true
+}
+
+// BroadcastKey identifies a broadcast among those a backend records to
+// replay on workers started later: a later broadcast with the same key
+// replaces the recorded one. It is the command, except for configure_lm
+// of a named LM: "configure_lm.<name>", so that every named LM is kept
+// beside the default one (key "configure_lm"). A configure_lm whose name
+// cannot be read has the key "configure_lm.", which no valid one has, so
+// it never displaces a recorded configuration while a worker refuses it.
+func BroadcastKey(command string, args json.RawMessage) string {
+	if command != CmdConfigureLM {
+		return command
+	}
+	name, ok := LMName(args)
+	switch {
+	case !ok:
+		return command + "."
+	case name == "":
+		return command
+	}
+	return command + "." + name
+}
+
+// LMNotFound is the error of an execute_program whose lm names no
+// configuration: CodeNotFound naming it.
+func LMNotFound(name string) error {
+	return adapter.Errorf(adapter.CodeNotFound, "LM %q is not configured (configure_lm with \"name\": %q sets it)", name, name)
+}

@@ -1,0 +1,77 @@
+package program_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+)
+
+func TestCheckLMName(t *testing.T) {
+	for _, name := range []string{"", "fast", "A_z-09", strings.Repeat("x", program.MaxLMNameBytes)} {
+		assert.NoError(t, program.CheckLMName("name", name), "%q", name)
+	}
+	for _, name := range []string{"a b", "a.b", "é", "a/b", "*", ">", strings.Repeat("x", program.MaxLMNameBytes+1)} {
+		err := program.CheckLMName("lm", name)
+		require.Error(t, err, "%q", name)
+		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+		assert.Contains(t, err.Error(), "lm ")
+		assert.Contains(t, err.Error(), "may hold only letters, digits, '_' and '-' (at most 64)")
+	}
+}
+
+func TestValidateLMChecksTheName(t *testing.T) {
+	require.NoError(t, program.ValidateLM(program.LMArgs{Provider: "dummy", Name: "fast"}))
+	err := program.ValidateLM(program.LMArgs{Provider: "nope", Name: "a b"})
+	require.Error(t, err)
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	assert.Contains(t, err.Error(), `configure_lm: name "a b" may hold only letters, digits, '_' and '-' (at most 64); provider "nope" is unknown`,
+		"every bad field at once, the name first, in the worker's words")
+}
+
+func TestLMName(t *testing.T) {
+	for args, want := range map[string]string{
+		``:                                    "",
+		`{}`:                                  "",
+		`{"provider":"dummy"}`:                "",
+		`{"name":null}`:                       "",
+		`{"name":""}`:                         "",
+		`{"name":"fast"}`:                     "fast",
+		`{"name":"a","name":"b"}`:             "b", // the last one, as the workers read it
+		`{"provider":"dummy","name":"a b"}`:   "a b",
+		`{"provider":"dummy","Name":"upper"}`: "", // keys are matched exactly
+	} {
+		name, ok := program.LMName(json.RawMessage(args))
+		assert.True(t, ok, args)
+		assert.Equal(t, want, name, args)
+	}
+	for _, args := range []string{`[]`, `"x"`, `{"name":3}`, `{"name":{}}`, `{`} {
+		_, ok := program.LMName(json.RawMessage(args))
+		assert.False(t, ok, args)
+	}
+}
+
+func TestBroadcastKey(t *testing.T) {
+	for _, c := range []struct{ command, args, want string }{
+		{program.CmdConfigureLM, `{"provider":"dummy"}`, "configure_lm"},
+		{program.CmdConfigureLM, `{"provider":"dummy","name":""}`, "configure_lm"},
+		{program.CmdConfigureLM, `{"provider":"dummy","name":"fast"}`, "configure_lm.fast"},
+		{program.CmdConfigureLM, `{"name":3}`, "configure_lm."}, // unreadable: a key no valid one has
+		{program.CmdConfigureLM, `[1]`, "configure_lm."},
+		{"reset", `{"name":"fast"}`, "reset"}, // only configure_lm has names
+		{"custom", ``, "custom"},
+	} {
+		assert.Equal(t, c.want, program.BroadcastKey(c.command, json.RawMessage(c.args)), "%s %s", c.command, c.args)
+	}
+}
+
+func TestLMNotFound(t *testing.T) {
+	err := program.LMNotFound("fast")
+	assert.Equal(t, adapter.CodeNotFound, adapter.CodeOf(err))
+	assert.EqualError(t, err, `LM "fast" is not configured (configure_lm with "name": "fast" sets it) (not_found)`)
+}
