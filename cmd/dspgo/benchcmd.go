@@ -52,7 +52,7 @@ a real model it measures that model too, and pays for its calls.`,
 				return err
 			}
 			if _, res, err := a.registry().Resolve(cfg); err != nil {
-				return usagef("use --adapter with one of: "+strings.Join(a.registry().Names(), ", "), "%v", err)
+				return unknownAdapter(err)
 			} else if res.Name != "pool" {
 				counts = counts[:1] // only a pool has a worker count to sweep
 			}

@@ -37,7 +37,7 @@ func (a *app) configCmd() *cobra.Command {
 			fmt.Fprint(a.stdout, cfg.ExplainText())
 			_, res, err := a.registry().Resolve(cfg)
 			if err != nil {
-				return usagef("use --adapter with one of: "+strings.Join(a.registry().Names(), ", "), "%v", err)
+				return unknownAdapter(err)
 			}
 			fmt.Fprintf(a.stdout, "\n%s\n", res)
 			return nil

@@ -22,8 +22,9 @@ import (
 	pyworker "github.com/dspgo/dspgo/python"
 )
 
-// dummyLine is what dspgo run says when the default dummy LM answered.
-const dummyLine = `dspgo: the offline dummy LM answered (lm.provider "dummy" set by default); set lm.provider to use a real model`
+// dummyLine is what dspgo run says when the default dummy LM answered on
+// the mock chosen by --adapter.
+const dummyLine = `dspgo: answered by adapter "mock" (set by flag:--adapter) with the offline dummy LM (lm.provider set by default); set lm.provider to use a real model`
 
 // testKey is the API key the tests give the workers; it must never show.
 const testKey = "sk-test-do-not-print"
@@ -83,9 +84,10 @@ func TestRunSaysWhenTheDummyAnswered(t *testing.T) {
 	var out map[string]any
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out), "stdout stays clean JSON")
 
-	r = cli(t, "", []string{"DSPGO_LM__MODEL=m"}, "run", "--adapter", "mock", "--lm-provider", "dummy", "--signature", "q -> a", "--input", "q=x")
+	r = cli(t, "", []string{"DSPGO_LM__MODEL=m", "DSPGO_ADAPTER=python_port"}, "run", "--lm-provider", "dummy", "--signature", "q -> a", "--input", "q=x")
 	require.Equal(t, 0, r.status, r.stderr)
-	assert.Equal(t, `dspgo: the offline dummy LM answered (lm.provider "dummy" set by flag:--lm-provider); set lm.provider to use a real model`+"\n", r.stderr)
+	assert.Equal(t, `dspgo: warning: "python_port" is deprecated; use "port"`+"\n"+
+		`dspgo: answered by adapter "port" (set by env:DSPGO_ADAPTER, as "python_port") with the offline dummy LM (lm.provider set by flag:--lm-provider); set lm.provider to use a real model`+"\n", r.stderr)
 
 	r = cli(t, "not json\n", nil, "run", "--adapter", "mock", "--signature", "q -> a")
 	assert.Equal(t, 1, r.status)
@@ -93,13 +95,14 @@ func TestRunSaysWhenTheDummyAnswered(t *testing.T) {
 }
 
 // With a real model configured, the request reaches it with the key, and
-// run says nothing on stderr.
+// run says which model answered.
 func TestRunOnARealLM(t *testing.T) {
 	baseURL, auth := lmServer(t, http.StatusOK, "Go is a programming language.")
 	r := cli(t, "", realLM(baseURL), "run", "--adapter", "port", "--signature", "question -> answer", "--input", "question=What is Go?")
 	require.Equal(t, 0, r.status, r.stderr)
-	assert.JSONEq(t, `{"answer":"Go is a programming language."}`, r.stdout)
-	assert.Empty(t, r.stderr)
+	assert.JSONEq(t, `{"row":1,"outputs":{"answer":"Go is a programming language."}}`, r.stdout)
+	assert.Equal(t, `dspgo: answered by adapter "port" (set by flag:--adapter) with LM openai model "test-model" (lm.provider set by env:DSPGO_LM__PROVIDER)`+"\n", r.stderr)
+	assert.NotContains(t, r.stderr, baseURL, "no address: it may hold credentials")
 	assert.Equal(t, []string{"Bearer " + testKey}, auth())
 }
 
@@ -111,7 +114,7 @@ func TestRunSaysWhenTheHostsRunTheDummy(t *testing.T) {
 	h := startWorkers(t, "--adapter", "mock", "--embedded-nats", "--embedded-listen", addr, "--host-id", "h")
 	r := cli(t, "", nil, "run", "--adapter", "remote", "--remote-url", "nats://"+addr, "--signature", "q -> a", "--input", "q=x")
 	assert.Equal(t, 0, r.status, r.stderr)
-	assert.Equal(t, "dspgo: the offline dummy LM answered (the workers run it; no lm.* key is set here); set lm.provider to use a real model\n", r.stderr)
+	assert.Equal(t, `dspgo: answered by adapter "remote" (set by flag:--adapter) with the offline dummy LM (the workers' own; no lm.* key is set here); set lm.provider to use a real model`+"\n", r.stderr)
 	assert.Equal(t, 0, h.stop(), h.out.String())
 }
 

@@ -42,8 +42,9 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	environ        func() []string
-	// stdinIsTerminal and stderrIsTerminal override detection when set.
-	stdinIsTerminal, stderrIsTerminal *bool
+	// stdinIsTerminal, stdoutIsTerminal and stderrIsTerminal override
+	// detection when set.
+	stdinIsTerminal, stdoutIsTerminal, stderrIsTerminal *bool
 }
 
 // usageError is bad usage: one line saying what is wrong and how to fix

@@ -46,25 +46,49 @@ func TestRunOneRowOnPythonWorkers(t *testing.T) {
 	require.Equal(t, 0, r.status, r.stderr)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.Len(t, lines, 1, "one JSON line")
-	var out map[string]any
+	var out struct {
+		Row     int
+		Outputs map[string]any
+	}
 	require.NoError(t, json.Unmarshal([]byte(lines[0]), &out))
-	assert.Contains(t, out["answer"], "answer ")
-	assert.Equal(t, dummyLine+"\n", r.stderr, "one line on stderr: the dummy answered")
+	assert.Equal(t, 1, out.Row)
+	assert.Contains(t, out.Outputs["answer"], "answer ")
+	assert.Equal(t, `dspgo: answered by adapter "pool" (set by default) with the offline dummy LM (lm.provider set by default); set lm.provider to use a real model`+"\n",
+		r.stderr, "one line on stderr: which adapter and LM answered")
 }
 
 func TestRunTypedInputsAndFormats(t *testing.T) {
 	r := cli(t, "", nil, "run", "--adapter", "mock", "--signature", "question, n: int, tags: list[str] -> answers: list[str], score: float",
 		"--input", "question=Why?", "--input", "n=3", "--input", `tags=["a","b"]`, "--output", "json")
 	require.Equal(t, 0, r.status, r.stderr)
-	var out map[string]any
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
-	assert.Contains(t, out, "answers")
+	var one []struct {
+		Row     int
+		Outputs map[string]any
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &one), "one JSON array")
+	require.Len(t, one, 1)
+	assert.Equal(t, 1, one[0].Row)
+	assert.Contains(t, one[0].Outputs, "answers")
 	assert.Contains(t, r.stdout, "\n  ", "pretty JSON")
 
-	r = cli(t, `{"q":"a"}`+"\n"+`{"q":"b"}`+"\n", nil, "run", "--adapter", "mock", "--signature", "q -> a, n: int", "--output", "table")
+	// Blank lines count: row numbers are line numbers, in every format.
+	in := `{"q":"a"}` + "\n\n" + `{"q":"b"}` + "\n" + `{"x":1}` + "\n"
+	r = cli(t, in, nil, "run", "--adapter", "mock", "--signature", "q -> a, n: int", "--output", "json")
+	require.Equal(t, 1, r.status, r.stderr)
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rows), "a JSON array, failed rows included: %s", r.stdout)
+	require.Len(t, rows, 3)
+	for i, n := range []float64{1, 3, 4} {
+		assert.Equal(t, n, rows[i]["row"])
+	}
+	assert.Contains(t, rows[1], "outputs")
+	assert.Equal(t, "invalid_argument", rows[2]["error"].(map[string]any)["code"])
+
+	r = cli(t, `{"q":"a"}`+"\n\n"+`{"q":"b"}`+"\n", nil, "run", "--adapter", "mock", "--signature", "q -> a, n: int", "--output", "table")
 	require.Equal(t, 0, r.status, r.stderr)
 	assert.Regexp(t, `(?m)^row\s+a\s+n\s+error$`, r.stdout)
-	assert.Regexp(t, `(?m)^2\s+a [0-9a-f]{8} [0-9a-f]{8}\s+\d+`, r.stdout)
+	assert.Regexp(t, `(?m)^1\s+a [0-9a-f]{8} [0-9a-f]{8}\s+\d+`, r.stdout)
+	assert.Regexp(t, `(?m)^3\s+a [0-9a-f]{8} [0-9a-f]{8}\s+\d+`, r.stdout)
 }
 
 func TestBatchWithFailedRowsGoesOn(t *testing.T) {
@@ -73,12 +97,14 @@ func TestBatchWithFailedRowsGoesOn(t *testing.T) {
 	assert.Equal(t, 1, r.status, "some rows failed")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.Len(t, lines, 5, "one line per row, in input order; blank lines skipped")
-	assert.Contains(t, lines[0], `"answer"`)
-	assert.Contains(t, lines[1], `"row":2`)
-	assert.Contains(t, lines[1], "is not a JSON object")
-	assert.Contains(t, lines[2], `"answer"`)
+	for i, n := range []int{1, 2, 4, 5, 6} {
+		assert.Contains(t, lines[i], fmt.Sprintf(`{"row":%d,`, n), "the row number is the line number")
+	}
+	assert.Contains(t, lines[0], `"outputs":{"answer"`)
+	assert.Contains(t, lines[1], "line 2 is not a JSON object")
+	assert.Contains(t, lines[2], `"outputs":{"answer"`)
 	assert.Contains(t, lines[3], `input \"question\" is missing`)
-	assert.Contains(t, lines[4], `"answer"`)
+	assert.Contains(t, lines[4], `"outputs":{"answer"`)
 	assert.Contains(t, r.stderr, "2 of 5 rows failed")
 }
 
@@ -92,6 +118,7 @@ func TestProgressBarOnATerminal(t *testing.T) {
 	require.Equal(t, 0, status, errOut.String())
 	assert.Regexp(t, `\[#+\] 20/20\s+[\d.]+ rows/s\s+ETA 0s`, errOut.String())
 	assert.Equal(t, 20, strings.Count(out.String(), "\n"), "the bar goes to stderr only")
+	assert.Contains(t, errOut.String(), "20/20")
 }
 
 func TestBadUsage(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -46,8 +47,12 @@ func newRoot(e env) *cobra.Command {
 }
 
 // load reads the configuration, with set overriding it.
-func (a *app) load(set map[string]any) (*config.Config, error) {
-	opts := config.LoadOptions{Environ: a.environ, Flags: a.flags, Set: set}
+func (a *app) load(set map[string]any) (*config.Config, error) { return a.loadWith(set, nil) }
+
+// loadWith reads the configuration, with set overriding it; the logs of
+// what is opened from it go to logs (nil: standard error).
+func (a *app) loadWith(set map[string]any, logs io.Writer) (*config.Config, error) {
+	opts := config.LoadOptions{Environ: a.environ, Flags: a.flags, Set: set, LogOutput: logs}
 	if len(a.configFiles) > 0 {
 		opts.Files = a.configFiles
 	}
@@ -66,6 +71,17 @@ func (a *app) registry() *registry.Registry {
 	return r
 }
 
+// unknownAdapter is the usage error of a configured adapter name that no
+// factory has: the registry's message, which names the source of the
+// name and lists the known ones.
+func unknownAdapter(err error) error {
+	var e *adapter.Error
+	if errors.As(err, &e) && errors.Is(err, registry.ErrUnknownAdapter) {
+		return usagef("", "%s", e.Message)
+	}
+	return usagef("", "%v", err)
+}
+
 // open resolves and opens the configured adapter with its LM (see
 // registry.Registry.Open), turning the common failures into errors that
 // say what to do.
@@ -80,10 +96,12 @@ func (a *app) open(ctx context.Context, cfg *config.Config) (adapter.Adapter, re
 	switch {
 	case errors.Is(err, registry.ErrLMNotSupported):
 		return nil, res, usagef("", "%v", err) // the message says which adapters run the LM
-	case adapter.CodeOf(err) == adapter.CodeInvalidArgument && strings.Contains(err.Error(), "not registered"):
-		return nil, res, usagef("use --adapter with one of: "+strings.Join(a.registry().Names(), ", "), "%v", err)
-	case strings.Contains(err.Error(), "was not found on PATH") || strings.Contains(err.Error(), "older than Python"):
-		return nil, res, fmt.Errorf("%v; install Python 3.9 or newer, or run without Python: --adapter mock", err)
+	case errors.Is(err, registry.ErrUnknownAdapter):
+		return nil, res, unknownAdapter(err)
+	case strings.Contains(err.Error(), "was not found on PATH"):
+		return nil, res, fmt.Errorf("%v; --python names another interpreter, and --adapter mock needs none", err)
+	case strings.Contains(err.Error(), "older than Python"):
+		return nil, res, fmt.Errorf("%v; install Python 3.9 or newer (--python names it), or run without Python: --adapter mock", err)
 	}
 	return nil, res, err
 }

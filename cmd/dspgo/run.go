@@ -22,6 +22,7 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/config"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/registry"
 )
@@ -39,11 +40,15 @@ func (a *app) runCmd() *cobra.Command {
 		Short: "Run a program on inputs and print its outputs as JSON lines",
 		Long: `Run a program, given by --signature or a spec file (--program), on one row of
 inputs (--input name=value, repeatable) or on JSON lines (--inputs FILE, or
-stdin). Each row prints one line: the outputs as a JSON object, or
-{"row": N, "error": {...}} saying why the row failed; a failed row never
-stops the others. The backend runs the configured LM (lm.*); when the
-offline dummy LM answered, one line on stderr says so. Exit status: 0
-when every row succeeded, 1 when some failed, 2 for bad usage.`,
+stdin). Each row prints one JSON line, in input order:
+{"row": N, "outputs": {...}}, or {"row": N, "error": {"code", "message"}}
+saying why the row failed; N is the row's line number in the input (blank
+lines count; 1 for --input). A failed row never stops the others.
+--output json prints one JSON array of the same objects; --output table,
+a table with the row number first. The backend runs the configured LM
+(lm.*); one line on stderr says which adapter and LM answered, and why
+those. Exit status: 0 when every row succeeded, 1 when some failed, 2 for
+bad usage.`,
 		Example: `  dspgo run --signature "question -> answer" --input question="What is Go?"
   dspgo run --signature "question, n: int -> answers: list[str]" --input question=Why --input n=3
   dspgo run --program qa.yaml --inputs questions.jsonl --concurrency 8 --output table`,
@@ -58,7 +63,7 @@ when every row succeeded, 1 when some failed, 2 for bad usage.`,
 	fl.StringArrayVar(&f.inputs, "input", nil, "an input as name=value (repeatable); non-str values are JSON: n=3, tags='[\"a\"]'")
 	fl.StringVar(&f.inputsFile, "inputs", "", `a file of JSON lines, one object of inputs per row ("-" for stdin)`)
 	fl.IntVar(&f.concurrency, "concurrency", 4, "rows run at once")
-	fl.StringVar(&f.output, "output", "jsonl", "output format: jsonl, json (pretty) or table")
+	fl.StringVar(&f.output, "output", "jsonl", "output format: jsonl (a JSON line per row), json (one pretty JSON array) or table")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address (such as 127.0.0.1:9464) while the run lasts")
 	return cmd
 }
@@ -130,45 +135,66 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 		a.execute(ctx, client, prog.ID, rows, f.concurrency)
 	}
 	err = a.report(rows, f.output)
-	a.dummyNotice(ctx, opened, res, rows)
+	a.answeredBy(ctx, opened, cfg, res, rows)
 	return err
 }
 
-// dummyNotice says in one line on stderr that the offline dummy LM
-// answered, when some row succeeded and the LM is the dummy: the LM Open
-// applied, or, when it applied none (worker hosts keeping theirs), the one
-// a worker reports in get_stats.
-func (a *app) dummyNotice(ctx context.Context, backend adapter.Adapter, res registry.Resolution, rows []*row) {
+// answeredBy says in one line on stderr which backend and LM answered,
+// and why each: the adapter and the layer that chose it, the LM Open
+// applied (or, when it applied none, worker hosts keeping theirs, the one
+// a worker reports in get_stats) and the layer that set lm.provider.
+// Nothing when no row succeeded: the failures say why.
+func (a *app) answeredBy(ctx context.Context, backend adapter.Adapter, cfg *config.Config, res registry.Resolution, rows []*row) {
 	if !slices.ContainsFunc(rows, func(rw *row) bool { return rw.err == nil }) {
 		return
 	}
-	const fix = "set lm.provider to use a real model"
-	switch {
-	case res.LM == dspgo.ProviderDummy:
-		fmt.Fprintf(a.stderr, "dspgo: the offline dummy LM answered (lm.provider %q set by %s); %s\n", res.LM, res.LMSource, fix)
-	case res.LM == "" && workerLM(ctx, backend) == dspgo.ProviderDummy:
-		fmt.Fprintf(a.stderr, "dspgo: the offline dummy LM answered (the workers run it; no lm.* key is set here); %s\n", fix)
+	chosen := "set by " + res.Source
+	if res.Requested != res.Name {
+		chosen += fmt.Sprintf(", as %q", res.Requested)
 	}
+	if res.Environment != "" {
+		chosen += fmt.Sprintf(", in environment %q", res.Environment)
+	}
+	provider, model, why := res.LM, cfg.LM.Model, "lm.provider set by "+res.LMSource
+	if res.LM == "" {
+		provider, model = workerLM(ctx, backend)
+		why = "the workers' own; no lm.* key is set here"
+	}
+	var lm string
+	switch provider {
+	case dspgo.ProviderDummy:
+		lm = fmt.Sprintf("the offline dummy LM (%s); set lm.provider to use a real model", why)
+	case "":
+		lm = fmt.Sprintf("an LM the workers do not name (%s)", why)
+	default:
+		lm = fmt.Sprintf("LM %s", provider)
+		if model != "" {
+			lm += fmt.Sprintf(" model %q", model)
+		}
+		lm += fmt.Sprintf(" (%s)", why)
+	}
+	fmt.Fprintf(a.stderr, "dspgo: answered by adapter %q (%s) with %s\n", res.Name, chosen, lm)
 }
 
-// workerLM returns the provider a worker of the backend runs, from its
-// get_stats; "" when it does not say.
-func workerLM(ctx context.Context, backend adapter.Adapter) string {
+// workerLM returns the provider and model a worker of the backend runs,
+// from its get_stats; "" when it does not say.
+func workerLM(ctx context.Context, backend adapter.Adapter) (provider, model string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	resp, err := backend.Call(ctx, adapter.Request{Command: program.CmdGetStats})
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	var stats struct {
 		LM struct {
 			Provider string `json:"provider"`
+			Model    string `json:"model"`
 		} `json:"lm"`
 	}
 	if json.Unmarshal(resp.Result, &stats) != nil {
-		return ""
+		return "", ""
 	}
-	return stats.LM.Provider
+	return stats.LM.Provider, stats.LM.Model
 }
 
 func inputFix(p *dspgo.Program) string {
@@ -297,14 +323,15 @@ func flagValue(s string) any {
 }
 
 // readJSONLines reads one object per line; a malformed line becomes a
-// failed row, never the end of the batch. Blank lines are skipped.
+// failed row, never the end of the batch. Blank lines are skipped, and
+// counted: a row's number is its line's.
 func readJSONLines(r io.Reader) ([]*row, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var rows []*row
 	for n := 1; ; n++ {
 		line, err := br.ReadBytes('\n')
 		if len(bytes.TrimSpace(line)) > 0 {
-			rw := &row{n: len(rows) + 1}
+			rw := &row{n: n}
 			dec := json.NewDecoder(bytes.NewReader(line))
 			dec.UseNumber()
 			if derr := dec.Decode(&rw.inputs); derr != nil || rw.inputs == nil {
@@ -358,6 +385,7 @@ func (a *app) report(rows []*row, format string) error {
 		columns = tableColumns(rows)
 		fmt.Fprintln(table, "row\t"+strings.Join(columns, "\t")+"\terror")
 	}
+	var list []any
 	for _, rw := range rows {
 		if rw.err != nil {
 			failed++
@@ -373,28 +401,48 @@ func (a *app) report(rows []*row, format string) error {
 				errText = oneLine(rw.err)
 			}
 			fmt.Fprintln(table, strings.Join(append(cells, errText), "\t"))
+		case "json":
+			list = append(list, rw.result())
 		default:
-			var v any = rw.out
-			if rw.err != nil {
-				v = map[string]any{"row": rw.n, "error": map[string]string{"code": adapter.CodeOf(rw.err).String(), "message": oneLine(rw.err)}}
-			}
-			var b []byte
-			if format == "json" {
-				b, _ = json.MarshalIndent(v, "", "  ")
-			} else {
-				b, _ = json.Marshal(v)
-			}
+			b, _ := json.Marshal(rw.result())
 			fmt.Fprintln(a.stdout, string(b))
 		}
 	}
 	if table != nil {
 		_ = table.Flush()
 	}
+	if format == "json" {
+		b, _ := json.MarshalIndent(list, "", "  ")
+		fmt.Fprintln(a.stdout, string(b))
+	}
 	if failed > 0 {
 		fmt.Fprintf(a.stderr, "dspgo: %d of %d rows failed\n", failed, len(rows))
 		return errFailed
 	}
 	return nil
+}
+
+// rowResult is how a row prints as JSON.
+type rowResult struct {
+	Row     int            `json:"row"`
+	Outputs map[string]any `json:"outputs,omitempty"`
+	Error   *rowError      `json:"error,omitempty"`
+}
+
+type rowError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (rw *row) result() rowResult {
+	if rw.err != nil {
+		return rowResult{Row: rw.n, Error: &rowError{Code: adapter.CodeOf(rw.err).String(), Message: oneLine(rw.err)}}
+	}
+	out := rw.out
+	if out == nil {
+		out = map[string]any{} // a program with no outputs still says it ran
+	}
+	return rowResult{Row: rw.n, Outputs: out}
 }
 
 func tableColumns(rows []*row) []string {
