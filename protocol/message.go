@@ -19,7 +19,9 @@ type Request struct {
 	// reserved for the init ping.
 	ID uint64
 
-	// Kind is reserved for later message kinds; empty means a request.
+	// Kind is empty for a request; the other kinds host to worker have
+	// their own types (Credit; a tool's result is a Response of
+	// KindResult).
 	Kind string
 
 	// Command names the command. It must not be empty.
@@ -50,8 +52,8 @@ type Response struct {
 	// ID is the id of the request answered.
 	ID uint64
 
-	// Kind is reserved for later message kinds; empty means a final
-	// response.
+	// Kind is empty for a final response, and KindResult for the host's
+	// answer to a worker's call (Call), in the worker's id space.
 	Kind string
 
 	// Success reports whether the command succeeded. When true, Result

@@ -7,10 +7,15 @@
 // (DefaultMaxFrameBytes unless configured) are refused on both sides without
 // being allocated. docs/protocol.md is the full contract.
 //
-// The format is designed to run both ways: the reserved Kind field will
-// mark stream chunks that precede a final response and calls from the worker
-// to the host, which have their own id space. This version sends neither
-// and refuses them with ErrUnsupportedKind.
+// The format runs both ways: a frame's "kind" marks the messages beyond
+// requests and final responses (kinds.go). A streamed request's worker
+// sends KindChunk frames before the final response, within the credit the
+// host grants with KindCredit frames; a worker calls the host's tools
+// with KindCall frames of its own id space, answered by KindResult
+// frames, and withdraws a call with KindCancel. DecodeWorkerMessage and
+// DecodeHostMessage read every kind of one direction; a kind no side
+// knows is refused with ErrUnsupportedKind, its id kept so that the
+// refusal can be answered.
 //
 // This package depends on the standard library only.
 package protocol
