@@ -33,7 +33,7 @@ func Builtin() []Factory {
 		{
 			Name:         mock.Name,
 			Description:  "in-process Go implementation of the command set with the dummy LM; zero set-up; for unit tests",
-			Capabilities: adapter.Capabilities{Sessions: true, FaultInjection: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes},
+			Capabilities: adapter.Capabilities{Sessions: true, FaultInjection: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes, Streaming: true, Tools: true},
 			LMProviders:  []string{dspgo.ProviderDummy},
 			Open: func(_ context.Context, cfg *config.Config) (adapter.Adapter, error) {
 				return mock.New(mock.Options{MaxFrameBytes: cfg.Mock.MaxFrameBytes, Seed: cfg.Mock.Seed}), nil
@@ -42,7 +42,7 @@ func Builtin() []Factory {
 		{
 			Name:         "memory",
 			Description:  "one in-memory worker serving the mock's command set over the real framing; protocol tests without Python",
-			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes},
+			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes, Streaming: true, Tools: true},
 			LMProviders:  []string{dspgo.ProviderDummy},
 			Open: func(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
 				opts := PortOptions(cfg)
@@ -54,7 +54,7 @@ func Builtin() []Factory {
 		{
 			Name:         port.Name,
 			Description:  "one supervised Python worker process",
-			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes},
+			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes, Streaming: true, Tools: true},
 			Open: func(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
 				return port.New(ctx, PortOptions(cfg))
 			},
@@ -62,7 +62,7 @@ func Builtin() []Factory {
 		{
 			Name:         pool.Name,
 			Description:  "a supervised pool of Python workers with queueing, affinity, recycling and health checks",
-			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes},
+			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes, Streaming: true, Tools: true},
 			Open: func(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
 				return pool.New(ctx, PoolOptions(cfg))
 			},
@@ -70,7 +70,7 @@ func Builtin() []Factory {
 		{
 			Name:          remote.Name,
 			Description:   "worker hosts on any number of machines (\"dspgo workers\"), reached through NATS",
-			Capabilities:  adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: embedded.DefaultMaxPayload},
+			Capabilities:  adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: embedded.DefaultMaxPayload, Streaming: true, Tools: true},
 			Open:          openRemote,
 			SharedWorkers: true,
 		},

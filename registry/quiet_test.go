@@ -91,3 +91,28 @@ func TestLogOutput(t *testing.T) {
 	assert.Empty(t, stderr)
 	assert.Contains(t, logs.String(), `level=WARN msg="a warning"`)
 }
+
+// TestFactoriesDeclareWhatTheAdaptersHave: what a built-in factory
+// declares for listings (dspgo adapters) is what its adapter reports
+// once opened.
+func TestFactoriesDeclareWhatTheAdaptersHave(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	r, err := registry.New(registry.Builtin()...)
+	require.NoError(t, err)
+	for _, f := range r.Factories() {
+		if f.Name == "remote" {
+			continue // needs worker hosts; remote's own tests open it
+		}
+		t.Run(f.Name, func(t *testing.T) {
+			cfg, err := config.Load(config.LoadOptions{Environ: noEnv, Dir: t.TempDir(), Set: map[string]any{"adapter": f.Name,
+				"python.interpreter": testutil.Python(t), "python.worker_dir": testutil.PythonDir(), "pool.size": 1}})
+			require.NoError(t, err)
+			a, _, err := r.Open(t.Context(), cfg)
+			require.NoError(t, err)
+			got := a.Capabilities()
+			require.NoError(t, a.Close(t.Context()))
+			got.Commands, got.MaxConcurrency = nil, 0 // not declared for listings
+			assert.Equal(t, f.Capabilities, got)
+		})
+	}
+}

@@ -69,7 +69,8 @@ func capabilities(c adapter.Capabilities) string {
 	for _, f := range []struct {
 		on   bool
 		name string
-	}{{c.Sessions, "sessions"}, {c.Broadcast, "broadcast"}, {c.Restarts, "restarts"}, {c.FaultInjection, "fault injection"}} {
+	}{{c.Sessions, "sessions"}, {c.Broadcast, "broadcast"}, {c.Restarts, "restarts"}, {c.FaultInjection, "fault injection"},
+		{c.Streaming, "streaming"}, {c.Tools, "tools"}} {
 		if f.on {
 			parts = append(parts, f.name)
 		}
