@@ -797,7 +797,8 @@ func (p *Pool) stopLocked(w *worker) {
 // Broadcast runs req on every ready worker and records it for every
 // worker started later, in order, so no worker runs with another
 // configuration. A later broadcast of the same command replaces the
-// recorded one. It returns the first error met.
+// recorded one; for configure_lm, the one of the same LM name (every
+// named LM is kept). It returns the first error met.
 func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
 	if err := wire.Reserved(p.opts.Name, req); err != nil {
 		return err
@@ -807,7 +808,7 @@ func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
 		p.mu.Unlock()
 		return adapter.Wrap(adapter.ErrClosed, p.opts.Name, req.Command)
 	}
-	prev := port.Recorded(p.broadcasts, req.Command)
+	prev := port.Recorded(p.broadcasts, req)
 	p.broadcasts = port.Record(p.broadcasts, req)
 	p.bver++
 	p.st.broadcasts++

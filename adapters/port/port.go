@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/wait"
 	"github.com/dspgo/dspgo/internal/wire"
 	"github.com/dspgo/dspgo/protocol"
@@ -489,14 +490,15 @@ func (a *Adapter) isClosed() bool {
 // Broadcast records req and runs it on the worker, so that every worker
 // started later (after a crash) gets it before any call: a worker never
 // runs with another configuration. A later broadcast of the same command
-// replaces the recorded one. When the worker is down (the call was not
+// replaces the recorded one; for configure_lm, the one of the same LM
+// name (every named LM is kept). When the worker is down (the call was not
 // sent), the restarted worker gets it and Broadcast succeeds.
 func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	if err := wire.Reserved(a.opts.Name, req); err != nil {
 		return err // never recorded, so never replayed
 	}
 	a.mu.Lock()
-	prev := Recorded(a.broadcasts, req.Command)
+	prev := Recorded(a.broadcasts, req)
 	a.broadcasts = Record(a.broadcasts, req)
 	a.bver++
 	a.mu.Unlock()
@@ -519,18 +521,20 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	return err
 }
 
-// Recorded returns the broadcast of command in list, or nil.
-func Recorded(list []adapter.Request, command string) *adapter.Request {
+// Recorded returns the broadcast in list that req would replace (see
+// Record), or nil.
+func Recorded(list []adapter.Request, req adapter.Request) *adapter.Request {
+	key := program.BroadcastKey(req.Command, req.Args)
 	for _, b := range list {
-		if b.Command == command {
+		if program.BroadcastKey(b.Command, b.Args) == key {
 			return &b
 		}
 	}
 	return nil
 }
 
-// Restore undoes Record of a refused req: the broadcast of its command
-// goes back to prev (none when nil), unless a later broadcast replaced req
+// Restore undoes Record of a refused req: the broadcast it replaced goes
+// back to prev (none when nil), unless a later broadcast replaced req
 // meanwhile. It returns the list.
 func Restore(list []adapter.Request, req adapter.Request, prev *adapter.Request) []adapter.Request {
 	for i, b := range list {
@@ -546,10 +550,13 @@ func Restore(list []adapter.Request, req adapter.Request, prev *adapter.Request)
 }
 
 // Record adds req to a list of broadcasts to replay, replacing an earlier
-// broadcast of the same command, and returns the list.
+// broadcast with the same program.BroadcastKey: of the same command, and
+// for configure_lm of the same LM name, so that every named LM stays
+// beside the default one. It returns the list.
 func Record(list []adapter.Request, req adapter.Request) []adapter.Request {
+	key := program.BroadcastKey(req.Command, req.Args)
 	for i, b := range list {
-		if b.Command == req.Command {
+		if program.BroadcastKey(b.Command, b.Args) == key {
 			list = append(list[:i], list[i+1:]...)
 			break
 		}

@@ -392,9 +392,16 @@ func (h *Host) applyEntry(ctx context.Context, e jetstream.KeyValueEntry) error 
 	if h.applied[e.Key()] >= e.Revision() {
 		return nil
 	}
-	cmd := strings.TrimPrefix(e.Key(), "broadcast.")
+	cmd, _, _ := strings.Cut(strings.TrimPrefix(e.Key(), "broadcast."), ".")
 	args, err := h.checkBroadcast(cmd, e.Value())
 	if err != nil {
+		return err
+	}
+	if key := broadcastKey(cmd, args); key != e.Key() {
+		// A named LM under another name's key: applying it would
+		// configure a name the record does not say.
+		err := errorf(adapter.CodeInvalidArgument, Name, cmd, "the shared state holds under %q a broadcast whose key is %q", e.Key(), key)
+		h.log.Warn("refused a broadcast", "command", cmd, "err", err)
 		return err
 	}
 	if err := h.applyLocal(ctx, adapter.Request{Command: cmd, Args: args}); err != nil {
@@ -423,6 +430,10 @@ func (h *Host) checkBroadcast(cmd string, args []byte) ([]byte, error) {
 func (h *Host) checkLM(cmd string, args []byte) ([]byte, error) {
 	if cmd != program.CmdConfigureLM {
 		return args, nil
+	}
+	if err := checkLMName(args); err != nil {
+		h.log.Warn("refused a configure_lm", "err", err)
+		return nil, err
 	}
 	out, err := h.lm.check(h.id, args)
 	if err != nil {
@@ -717,7 +728,7 @@ func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, erro
 	if err := h.applyLocal(ctx, req); err != nil {
 		return 0, err
 	}
-	key := "broadcast." + req.Command
+	key := broadcastKey(req.Command, req.Args)
 	var rev uint64
 	err = retry(ctx, func() (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
 	if err != nil {

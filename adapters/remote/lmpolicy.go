@@ -29,6 +29,32 @@ const (
 // command on every host.
 var broadcastCommands = []string{program.CmdConfigureLM}
 
+// broadcastKey is the key of the shared state under which a broadcast is
+// recorded: "broadcast." and program.BroadcastKey, so every named LM has
+// its own ("broadcast.configure_lm.<name>") beside the default one's
+// ("broadcast.configure_lm").
+func broadcastKey(command string, args []byte) string {
+	return "broadcast." + program.BroadcastKey(command, args)
+}
+
+// checkLMName refuses, with CodeInvalidArgument, configure_lm arguments
+// whose LM name cannot be part of a key of the shared state: not a
+// string, or not a valid name (program.CheckLMName). Arguments that are
+// not an object pass: every backend refuses them before it applies
+// anything, and nothing records them.
+func checkLMName(args []byte) error {
+	const op = program.CmdConfigureLM
+	var fields map[string]json.RawMessage
+	if len(args) == 0 || json.Unmarshal(args, &fields) != nil || fields == nil {
+		return nil
+	}
+	name, ok := program.LMName(args)
+	if !ok {
+		return errorf(adapter.CodeInvalidArgument, Name, op, "command 'configure_lm': argument 'name' must be of type str, got %s", program.JSONTypeName(fields["name"]))
+	}
+	return adapter.Wrap(program.CheckLMName("name", name), Name, op)
+}
+
 // lmPolicy is what a host lets a configure_lm from elsewhere name: the LM
 // endpoints its workers may send their API key to, and the one variable
 // that key may come from.

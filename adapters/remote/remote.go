@@ -21,7 +21,8 @@
 //
 // State that every host must have lives in a JetStream key-value bucket,
 // "<prefix>_state", not in any one process: broadcasts (the LM
-// configuration) under "broadcast.<command>", replayed by every host at
+// configuration) under "broadcast.<command>" (a named LM under
+// "broadcast.configure_lm.<name>"), replayed by every host at
 // start and applied by a watch when they change; program specs under
 // "spec.<hash>", which a host that has not compiled a spec fetches
 // instead of failing. A host that joins later, or restarts, has them.
@@ -346,6 +347,9 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	if !slices.Contains(broadcastCommands, req.Command) {
 		return errorf(adapter.CodeInvalidArgument, a.name, req.Command, "command %q cannot be broadcast (only %s)", req.Command, strings.Join(broadcastCommands, ", "))
 	}
+	if err := checkLMName(req.Args); err != nil {
+		return err // its key could not be written
+	}
 	var kv jetstream.KeyValue
 	kerr := retry(ctx, func() (err error) { kv, err = openBucket(ctx, a.nc, a.subj, a.replicas); return err })
 	if kerr != nil {
@@ -356,7 +360,7 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 		args = []byte("{}")
 	}
 	var rev uint64
-	kerr = retry(ctx, func() (err error) { rev, err = kv.Put(ctx, "broadcast."+req.Command, args); return err })
+	kerr = retry(ctx, func() (err error) { rev, err = kv.Put(ctx, broadcastKey(req.Command, args), args); return err })
 	if kerr != nil {
 		return &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
 	}

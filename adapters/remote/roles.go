@@ -77,10 +77,11 @@ func InboxPrefix(user string) string { return InboxRoot + "." + user }
 // A caller may: publish calls ("<prefix>.call", "<prefix>.host.*.call"),
 // cancels, credit and "<prefix>.discover"; read its own inbox and
 // "<prefix>.announce"; answer the tool calls hosts send it; read the
-// state bucket's stream information and put "broadcast.configure_lm" in
-// it (the broadcast it makes when no host serves). It cannot take calls,
-// join the queue group, read another inbox, read the state, or write any
-// other key.
+// state bucket's stream information and put "broadcast.configure_lm" and
+// "broadcast.configure_lm.<name>" in it (the broadcasts it makes when no
+// host serves: the default LM and named ones). It cannot take calls, join
+// the queue group, read another inbox, read the state, or write any other
+// key.
 func Permissions(role Role, prefix, queueGroup, user string) (Grants, error) {
 	if prefix == "" {
 		prefix = DefaultPrefix
@@ -142,6 +143,7 @@ func Permissions(role Role, prefix, queueGroup, user string) (Grants, error) {
 				s.discover(),
 				"$JS.API.STREAM.INFO." + stream,
 				"$KV." + bucket + ".broadcast." + program.CmdConfigureLM,
+				"$KV." + bucket + ".broadcast." + program.CmdConfigureLM + ".*", // a named LM
 			},
 			Subscribe:   []string{inbox, s.announce()},
 			ResponseTTL: CallerResponseTTL,

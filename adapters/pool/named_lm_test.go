@@ -1,0 +1,85 @@
+package pool_test
+
+import (
+	"encoding/json"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/pool"
+	"github.com/dspgo/dspgo/adapters/port"
+)
+
+// TestNamedLMsReachLaterWorkers: the default LM and two named ones,
+// configured before any worker of a lazy pool runs, reach every worker it
+// starts, and a worker restarted after a kill; configuring a name again
+// replaces that name only; a configuration the workers refuse is not
+// replayed.
+func TestNamedLMsReachLaterWorkers(t *testing.T) {
+	for name, worker := range map[string]func(t *testing.T) port.Options{
+		"python": func(t *testing.T) port.Options { return pythonOptions(t, 1).Worker },
+		"memory": func(*testing.T) port.Options { return port.Options{Handler: memoryHandler} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := newPool(t, pool.Options{Size: 3, Lazy: true, WorkerConcurrency: 1, Worker: worker(t)})
+			ctx := t.Context()
+			configure := func(args string) error {
+				return p.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(args)})
+			}
+			for _, args := range []string{`{"provider":"dummy","model":"default-1"}`, `{"provider":"dummy","model":"alpha-1","name":"alpha"}`,
+				`{"provider":"dummy","model":"beta-1","name":"beta"}`, `{"provider":"dummy","model":"default-2","name":""}`,
+				`{"provider":"dummy","model":"alpha-2","name":"alpha"}`} {
+				require.NoError(t, configure(args))
+			}
+			want := lmStats{LM: lmOf{"dummy", "default-2"}, LMs: map[string]lmOf{"alpha": {"dummy", "alpha-2"}, "beta": {"dummy", "beta-1"}}}
+
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := p.Call(ctx, adapter.Request{Command: "ping"})
+					assert.NoError(t, err)
+				}()
+			}
+			wg.Wait()
+			require.NotEmpty(t, p.Workers())
+			for _, w := range p.Workers() {
+				assert.Equal(t, want, workerLMs(t, w), "worker %s", w.Worker().ID)
+			}
+
+			// Refused by the workers, so not recorded for the next ones. (Sent
+			// while no worker runs, it would be recorded unchecked.)
+			err := configure(`{"provider":"dummy","model":"refused","name":"beta","temperature":9}`)
+			assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%v", err)
+
+			w := p.Workers()[0]
+			before := w.Worker().Restarts
+			w.Kill()
+			waitFor(t, "the killed worker restarted", func() bool {
+				info := w.Worker()
+				return info.Restarts > before && info.State == "ready"
+			})
+			assert.Equal(t, want, workerLMs(t, w), "the restarted worker %s", w.Worker().ID)
+		})
+	}
+}
+
+type lmOf struct{ Provider, Model string }
+
+type lmStats struct {
+	LM  lmOf            `json:"lm"`
+	LMs map[string]lmOf `json:"lms"`
+}
+
+func workerLMs(t *testing.T, w *port.Adapter) lmStats {
+	t.Helper()
+	resp, err := w.Call(t.Context(), adapter.Request{Command: "get_stats"})
+	require.NoError(t, err)
+	var st lmStats
+	require.NoError(t, json.Unmarshal(resp.Result, &st))
+	return st
+}
