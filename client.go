@@ -34,6 +34,15 @@ type ProgramSpec struct {
 	// KindPredict.
 	Kind string
 
+	// Demos are few-shot examples, shown to the language model before the
+	// real inputs as DSPy shows a predictor's demos. Each holds a value of
+	// its type for every input and output field (and, for
+	// KindChainOfThought only, optionally the reasoning); a bad one is
+	// CodeInvalidArgument naming its index and field. Demos are part of the
+	// spec's Hash. Nil means none. A created Program's Spec holds them
+	// converted, as the Go types Execute returns.
+	Demos []Demo
+
 	// MaxIters bounds a KindReact program's loop: the tool calls before
 	// it must answer, 1 to 100. Zero means 5. Other kinds ignore it.
 	MaxIters int
@@ -263,7 +272,7 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 	if err := ctx.Err(); err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
-	compiled, err := program.Compile(program.Spec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind})
+	compiled, err := program.Compile(program.Spec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind, Demos: spec.Demos})
 	if err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
@@ -275,7 +284,8 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 	}
 	p := &Program{
 		ID: id, Session: session, Hash: compiled.Hash, compiled: compiled,
-		Spec: ProgramSpec{ID: id, Signature: compiled.Spec.Signature, Instructions: compiled.Spec.Instructions, Kind: compiled.Spec.Kind},
+		Spec: ProgramSpec{ID: id, Signature: compiled.Spec.Signature, Instructions: compiled.Spec.Instructions, Kind: compiled.Spec.Kind,
+			Demos: compiled.Spec.Demos},
 	}
 	if compiled.Spec.Kind == program.KindReact {
 		if c.opts.toolErr != nil {

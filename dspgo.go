@@ -36,6 +36,13 @@ type Field = program.Field
 // ParseSignature, or as a struct to give fields descriptions.
 type Signature = program.Signature
 
+// Demo is one few-shot example of a program (ProgramSpec.Demos): Inputs
+// and Outputs hold a value for every input and declared output field, by
+// name, each converting to its field's type as an execution's inputs do;
+// Reasoning is a KindChainOfThought demo's reasoning (empty means none,
+// and other kinds must leave it empty).
+type Demo = program.Demo
+
 // Program kinds for ProgramSpec.Kind.
 const (
 	// KindPredict maps inputs straight to outputs (DSPy's Predict).

@@ -48,7 +48,7 @@ func Cases() []Case {
 		{Name: "stats_add_up", Doc: "The adapter's call and failure counters add up.", Skip: needStats, Run: caseStats},
 		{Name: "close_idempotent", Doc: "Close is idempotent and every call after it is ErrClosed.", Run: caseClose},
 		{Name: "close_leaves_no_goroutine", Doc: "No goroutine survives Close.", Run: caseNoLeak},
-	}, append(append(streamCases(), requestCases()...), hardeningCases()...)...)
+	}, append(append(append(streamCases(), requestCases()...), hardeningCases()...), demoCases()...)...)
 }
 
 func needFrameLimit(env *Env) string {
@@ -96,7 +96,7 @@ func withID(id string) func(*dspgo.ProgramSpec) { return func(s *dspgo.ProgramSp
 // client returns them.
 func expected(t TB, p *dspgo.Program, inputs map[string]any) map[string]any {
 	t.Helper()
-	c, err := program.Compile(program.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind})
+	c, err := program.Compile(program.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos})
 	require.NoError(t, err)
 	in, err := c.Inputs(inputs)
 	require.NoError(t, err)

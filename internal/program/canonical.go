@@ -31,7 +31,7 @@ import (
 //
 // v may hold Go values of any JSON-like kind, json.Number and
 // json.RawMessage (which is decoded and re-encoded) included; struct
-// fields follow their json tags.
+// fields follow their json tags ("-" and omitempty included).
 func Canonical(v any) ([]byte, error) {
 	return appendCanonical(nil, reflect.ValueOf(v))
 }
@@ -159,7 +159,8 @@ func appendObject(b []byte, keys []string, value func(string) reflect.Value) ([]
 }
 
 // structFields returns the exported fields of a struct by their JSON
-// names; fields tagged "-" are left out.
+// names; fields tagged "-" are left out, and so are fields tagged
+// "omitempty" whose value is empty, as encoding/json leaves them out.
 func structFields(v reflect.Value) ([]string, map[string]reflect.Value) {
 	var keys []string
 	fields := map[string]reflect.Value{}
@@ -170,18 +171,35 @@ func structFields(v reflect.Value) ([]string, map[string]reflect.Value) {
 		}
 		name := f.Name
 		if tag, ok := f.Tag.Lookup("json"); ok {
-			tagName, _, _ := strings.Cut(tag, ",")
+			tagName, opts, _ := strings.Cut(tag, ",")
 			if tagName == "-" {
 				continue
 			}
 			if tagName != "" {
 				name = tagName
 			}
+			if slices.Contains(strings.Split(opts, ","), "omitempty") && isEmptyValue(v.Field(i)) {
+				continue
+			}
 		}
 		keys = append(keys, name)
 		fields[name] = v.Field(i)
 	}
 	return keys, fields
+}
+
+// isEmptyValue is encoding/json's test for omitempty: false, 0, "", a nil
+// pointer or interface, an empty array, slice or map.
+func isEmptyValue(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
+		return v.Len() == 0
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Interface, reflect.Pointer:
+		return v.IsZero()
+	}
+	return false
 }
 
 // appendNumber writes a JSON number text canonically.

@@ -50,6 +50,11 @@ type Spec struct {
 	// Kind is KindPredict, KindChainOfThought or KindReact. Empty means
 	// KindPredict.
 	Kind string `json:"kind"`
+	// Demos are few-shot examples shown to the language model before the
+	// real inputs (see Demo). Nil or empty means none, and leaves the key
+	// out of the spec's JSON, so a spec without demos hashes as before
+	// demos existed.
+	Demos []Demo `json:"demos,omitempty"`
 }
 
 // ParseSignature parses DSPy's string form:
@@ -187,7 +192,8 @@ func (s Signature) String() string {
 // Compiled is a validated spec with its parsed types and hash, ready to
 // convert inputs and outputs.
 type Compiled struct {
-	// Spec is the normalized spec: canonical types, Kind filled in.
+	// Spec is the normalized spec: canonical types, Kind filled in, demo
+	// values converted to their fields' types (nil Demos when there are none).
 	Spec Spec
 	// Hash is the hex SHA-256 of the spec's canonical JSON.
 	Hash   string
@@ -211,7 +217,11 @@ func Compile(spec Spec) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Compiled{Spec: Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind}}
+	demos, err := normalizeDemos(spec.Demos, kind, sig)
+	if err != nil {
+		return nil, err
+	}
+	c := &Compiled{Spec: Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos}}
 	canon, err := Canonical(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("program: canonical form of a spec: %w", err)

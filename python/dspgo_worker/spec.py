@@ -922,17 +922,73 @@ def _signature_fields(side: str, which: str, whole: str) -> list[dict]:
     return fields
 
 
+def _demos(spec: dict, kind: str, inputs: list[Field], outputs: list[Field]) -> list[dict]:
+    """A spec's demos validated against its fields and normalised, as Go's
+    ``program.normalizeDemos`` (docs/protocol.md, "Demos"; the messages are checked
+    against protocol/testdata/demos.json): each ``{"inputs", "outputs"}`` holds a value of
+    its type for every input and declared output (converted as inputs are), and no other
+    name; ``reasoning`` (a string; empty or null is none, and then left out) only in a
+    chain_of_thought spec. Null or absent ``demos`` is none."""
+    raw = spec.get("demos")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise invalid(f"spec.demos must be an array, got {describe_value(raw)}")
+    demos = []
+    for i, item in enumerate(raw):
+        where = f"spec.demos[{i}]"
+        item = {} if item is None else _object(item, where, ("inputs", "outputs", "reasoning"))
+        at = f"demo {i}"
+        demo = {
+            "inputs": _demo_values(item, "inputs", where, at, "input", inputs),
+            "outputs": _demo_values(item, "outputs", where, at, "output", outputs),
+        }
+        reasoning = _string(item, "reasoning", where)
+        if reasoning:
+            if kind != KIND_CHAIN_OF_THOUGHT:
+                raise invalid(f"{at}: reasoning is only for {KIND_CHAIN_OF_THOUGHT} programs (this one is {kind})")
+            demo["reasoning"] = reasoning
+        demos.append(demo)
+    return demos
+
+
+def _demo_values(item: dict, key: str, where: str, at: str, side: str, fields: list[Field]) -> dict:
+    """One side of a demo converted: every field present and of its type, in the fields'
+    order, then no name that is not a field (the first in sorted order is named)."""
+    values = item.get(key)
+    if values is None:
+        values = {}
+    elif not isinstance(values, dict):
+        raise invalid(f"{where}.{key} must be an object, got {describe_value(values)}")
+    names = ", ".join(quote(f.name) for f in fields)
+    out = {}
+    for f in fields:
+        if f.name not in values:
+            raise invalid(f"{at}: {side} {quote(f.name)} is missing (the signature's {side}s are {names})")
+        try:
+            out[f.name] = convert(f.type, values[f.name], f"{at}: {side} {f.name}")
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+    extra = sorted(name for name in values if name not in out)
+    if extra:
+        raise invalid(f"{at}: {side} {quote(extra[0])} is not in the signature (the signature's {side}s are {names})")
+    return out
+
+
 class CompiledSpec:
     """A validated, normalised spec with its hash; ready to convert inputs and run.
 
-    ``spec`` is the normalised spec (exactly ``signature``, ``instructions``, ``kind``),
-    ``hash`` its hex SHA-256, ``inputs`` and ``declared_outputs`` the parsed fields and
-    ``outputs`` the fields a run produces (``reasoning`` first for chain_of_thought).
+    ``spec`` is the normalised spec (exactly ``signature``, ``instructions``, ``kind``, and
+    ``demos`` when there are some), ``hash`` its hex SHA-256, ``inputs`` and
+    ``declared_outputs`` the parsed fields, ``outputs`` the fields a run produces
+    (``reasoning`` first for chain_of_thought) and ``demos`` the few-shot examples
+    (:func:`_demos`: ``{"inputs", "outputs"}`` of converted values, and ``"reasoning"`` when
+    a chain_of_thought demo has one).
     ``extras`` is a place for engines to cache what they build from the spec.
     """
 
     def __init__(self, raw: Any):
-        spec = _object(raw, "spec", ("signature", "instructions", "kind"))
+        spec = _object(raw, "spec", ("signature", "instructions", "kind", "demos"))
         signature = spec.get("signature")
         signature = {} if signature is None else _object(signature, "spec.signature", ("inputs", "outputs"))
         raw_inputs = _field_list(signature, "inputs", "spec.signature")
@@ -982,6 +1038,9 @@ class CompiledSpec:
             "instructions": instructions,
             "kind": kind,
         }
+        self.demos: list[dict] = _demos(spec, kind, self.inputs, self.declared_outputs)
+        if self.demos:
+            self.spec["demos"] = self.demos
         self.hash = sha256_hex(canonical_json(self.spec))
         self.extras: dict[str, Any] = {}
         self._dummy_parts: list | None = None  # made by the first dummy_outputs

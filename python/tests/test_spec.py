@@ -12,6 +12,7 @@ from dspgo_worker.errors import WorkerError
 from dspgo_worker.spec import CompiledSpec, canonical_json, parse_output, parse_type
 
 DUMMY_LM_PATH = Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "dummy_lm.json"
+DEMOS_PATH = Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "demos.json"
 
 
 def load_dummy_cases() -> list[dict]:
@@ -209,6 +210,52 @@ class CompileTest(unittest.TestCase):
                     CompiledSpec(spec)
                 self.assertEqual(caught.exception.code, "invalid_argument")
                 self.assertIn(want, caught.exception.message)
+
+
+class DemosTest(unittest.TestCase):
+    def test_golden_vectors(self):
+        """protocol/testdata/demos.json (written by Go's TestDemoVectors): the same hash, or
+        the same invalid_argument message, as Go."""
+        with open(DEMOS_PATH, encoding="utf-8") as f:
+            cases = json.load(f)["cases"]
+        self.assertGreater(len(cases), 10)
+        for case in cases:
+            with self.subTest(case=case["name"]):
+                if "error" in case:
+                    with self.assertRaises(WorkerError) as caught:
+                        CompiledSpec(case["spec"])
+                    self.assertEqual(caught.exception.code, "invalid_argument")
+                    self.assertEqual(caught.exception.message, case["error"])
+                else:
+                    self.assertEqual(CompiledSpec(case["spec"]).hash, case["spec_hash"])
+
+    def test_normalised_demos(self):
+        spec = spec_of([("n", "int"), ("m", "dict[int, float]")], [("a", "tuple[int, str]")], kind="chain_of_thought")
+        spec["demos"] = [{"inputs": {"m": {"07": 1}, "n": 2.0}, "outputs": {"a": [1, "x"]}, "reasoning": "because"},
+                         {"inputs": {"n": 1, "m": {}}, "outputs": {"a": [2, "y"]}, "reasoning": None}]
+        c = CompiledSpec(spec)
+        self.assertEqual(c.demos, [{"inputs": {"n": 2, "m": {7: 1.0}}, "outputs": {"a": [1, "x"]}, "reasoning": "because"},
+                                   {"inputs": {"n": 1, "m": {}}, "outputs": {"a": [2, "y"]}}])
+        self.assertIs(c.spec["demos"], c.demos)
+        self.assertNotIn("demos", CompiledSpec(spec_of([("q", "")], [("a", "")])).spec)
+
+    def test_malformed_demos(self):
+        base = spec_of([("q", "")], [("a", "")])
+        cases = [
+            ({"inputs": {"q": "?"}, "outputs": {"a": "!"}, "why": 1}, 'spec.demos[0] has unknown field "why" (known: inputs, outputs, reasoning)'),
+            ({"inputs": ["?"], "outputs": {"a": "!"}}, "spec.demos[0].inputs must be an object, got array"),
+            ({"inputs": {"q": "?"}, "outputs": "!"}, 'spec.demos[0].outputs must be an object, got string "!"'),
+            ({"inputs": {"q": "?"}, "outputs": {"a": "!"}, "reasoning": 3}, "spec.demos[0].reasoning must be a string, got number 3"),
+            ("q -> a", 'spec.demos[0] must be an object, got string "q -> a"'),
+        ]
+        for demo, want in cases:
+            with self.subTest(want=want):
+                with self.assertRaises(WorkerError) as caught:
+                    CompiledSpec({**base, "demos": [demo]})
+                self.assertEqual(caught.exception.message, want)
+        with self.assertRaises(WorkerError) as caught:
+            CompiledSpec({**base, "demos": {}})
+        self.assertEqual(caught.exception.message, "spec.demos must be an array, got object")
 
 
 class InputsTest(unittest.TestCase):

@@ -1,0 +1,86 @@
+package program
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Demo is one few-shot example of a program, as DSPy's demos are: a value
+// for every input and every declared output of the signature and, for
+// KindChainOfThought only, optionally the reasoning that leads to the
+// outputs. The engines show the demos to the language model before the
+// real inputs, as DSPy's ChatAdapter formats them (docs/protocol.md,
+// "Demos").
+type Demo struct {
+	// Inputs holds a value for every input field, by name, that converts
+	// to the field's type as an execution's inputs do.
+	Inputs map[string]any `json:"inputs"`
+	// Outputs holds a value for every declared output field (not
+	// "reasoning"), by name, that converts to the field's type.
+	Outputs map[string]any `json:"outputs"`
+	// Reasoning is a KindChainOfThought demo's reasoning. Empty means
+	// none: DSPy then shows the demo as one whose reasoning is not
+	// supplied. Other kinds must leave it empty.
+	Reasoning string `json:"reasoning,omitempty"`
+}
+
+// normalizeDemos validates demos against a normalized signature and
+// returns them with their values converted (nil when there are none).
+// Errors have CodeInvalidArgument and name the demo's index and the field.
+// The Python worker keeps the same rule with the same messages
+// (protocol/testdata/demos.json).
+func normalizeDemos(demos []Demo, kind string, sig Signature) ([]Demo, error) {
+	if len(demos) == 0 {
+		return nil, nil
+	}
+	out := make([]Demo, len(demos))
+	for i, d := range demos {
+		at := fmt.Sprintf("demo %d", i)
+		inputs, err := demoValues(d.Inputs, sig.Inputs, at, "input")
+		if err != nil {
+			return nil, err
+		}
+		outputs, err := demoValues(d.Outputs, sig.Outputs, at, "output")
+		if err != nil {
+			return nil, err
+		}
+		if d.Reasoning != "" && kind != KindChainOfThought {
+			return nil, invalid("%s: reasoning is only for %s programs (this one is %s)", at, KindChainOfThought, kind)
+		}
+		out[i] = Demo{Inputs: inputs, Outputs: outputs, Reasoning: d.Reasoning}
+	}
+	return out, nil
+}
+
+// demoValues converts one side of a demo: every field present and of its
+// type, in the fields' order, then no name that is not a field (the first
+// in sorted order is named).
+func demoValues(values map[string]any, fields []Field, at, side string) (map[string]any, error) {
+	out := make(map[string]any, len(fields))
+	for _, f := range fields {
+		v, ok := values[f.Name]
+		if !ok {
+			return nil, invalid("%s: %s %q is missing (the signature's %ss are %s)", at, side, f.Name, side, names(fields))
+		}
+		t, err := ParseType(f.Type)
+		if err != nil {
+			return nil, err // a normalized signature's types parse
+		}
+		conv, err := t.Convert(v, at+": "+side+" "+f.Name)
+		if err != nil {
+			return nil, invalid("%v", err)
+		}
+		out[f.Name] = conv
+	}
+	if len(values) > len(out) {
+		var extra []string
+		for name := range values {
+			if _, ok := out[name]; !ok {
+				extra = append(extra, name)
+			}
+		}
+		slices.Sort(extra)
+		return nil, invalid("%s: %s %q is not in the signature (the signature's %ss are %s)", at, side, extra[0], side, names(fields))
+	}
+	return out, nil
+}

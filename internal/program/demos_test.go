@@ -1,0 +1,179 @@
+package program_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/internal/testutil"
+)
+
+// demoCase is one vector of protocol/testdata/demos.json: compiling spec
+// (decoded as a worker decodes it) gives spec_hash, or fails with
+// invalid_argument and exactly error. The Python worker checks the same
+// vectors.
+type demoCase struct {
+	Name     string          `json:"name"`
+	Spec     json.RawMessage `json:"spec"`
+	SpecHash string          `json:"spec_hash,omitempty"`
+	Error    string          `json:"error,omitempty"`
+}
+
+// demoSpec is a spec's JSON text with the given kind and demos (a JSON
+// array's text) over "question, context: list[str] -> answer, confidence:
+// float".
+func demoSpec(kind, demos string) json.RawMessage {
+	s := `{"signature":{"inputs":[{"name":"question","type":"str","description":""},{"name":"context","type":"list[str]","description":""}],` +
+		`"outputs":[{"name":"answer","type":"str","description":""},{"name":"confidence","type":"float","description":""}]},` +
+		`"instructions":"Answer from the context.","kind":"` + kind + `"`
+	if demos != "" {
+		s += `,"demos":` + demos
+	}
+	return json.RawMessage(s + "}")
+}
+
+const demoOK = `{"inputs":{"question":"Who?","context":["Ann wrote it."]},"outputs":{"answer":"Ann","confidence":0.9}}`
+
+func demoCases() []demoCase {
+	typed := json.RawMessage(`{"signature":{"inputs":[{"name":"n","type":"int","description":""},{"name":"m","type":"dict[int, Optional[float]]","description":""},` +
+		`{"name":"t","type":"tuple[int, str]","description":""},{"name":"x","type":"Any","description":""}],` +
+		`"outputs":[{"name":"ok","type":"bool","description":""},{"name":"u","type":"Union[int, str]","description":""},{"name":"lit","type":"Literal['a', 'b']","description":""}]},` +
+		`"instructions":"","kind":"predict","demos":[` +
+		`{"inputs":{"n":3.0,"m":{"007":1,"-2":null},"t":[1,"x"],"x":{"k":[1,2.5,null]}},"outputs":{"ok":true,"u":"7","lit":"b"}},` +
+		`{"inputs":{"n":-1,"m":{},"t":[0,""],"x":null},"outputs":{"ok":false,"u":7,"lit":"a"},"reasoning":null}]}`)
+	return []demoCase{
+		{Name: "no_demos", Spec: demoSpec("predict", "")},
+		{Name: "empty_demos_hash_as_none", Spec: demoSpec("predict", "[]")},
+		{Name: "null_demos_hash_as_none", Spec: demoSpec("predict", "null")},
+		{Name: "predict", Spec: demoSpec("predict", "["+demoOK+"]")},
+		{Name: "predict_two", Spec: demoSpec("predict", "["+demoOK+`,{"inputs":{"question":"When?","context":[]},"outputs":{"answer":"1999","confidence":1}}]`)},
+		{Name: "predict_float_written_as_int", Spec: demoSpec("predict", "["+demoOK+`,{"inputs":{"question":"When?","context":[]},"outputs":{"answer":"1999","confidence":1.0}}]`)},
+		{Name: "chain_of_thought_with_reasoning", Spec: demoSpec("chain_of_thought",
+			`[{"inputs":{"question":"Who?","context":["Ann wrote it."]},"outputs":{"answer":"Ann","confidence":0.9},"reasoning":"The context names Ann."}]`)},
+		{Name: "chain_of_thought_without_reasoning", Spec: demoSpec("chain_of_thought", "["+demoOK+"]")},
+		{Name: "chain_of_thought_empty_reasoning_is_none", Spec: demoSpec("chain_of_thought",
+			`[{"inputs":{"question":"Who?","context":["Ann wrote it."]},"outputs":{"answer":"Ann","confidence":0.9},"reasoning":""}]`)},
+		{Name: "react", Spec: demoSpec("react", "["+demoOK+"]")},
+		{Name: "typed_values", Spec: typed},
+		{Name: "missing_input", Spec: demoSpec("predict", "["+demoOK+`,{"inputs":{"question":"Why?"},"outputs":{"answer":"x","confidence":0.5}}]`),
+			Error: `demo 1: input "context" is missing (the signature's inputs are "question", "context")`},
+		{Name: "no_inputs", Spec: demoSpec("predict", `[{"outputs":{"answer":"x","confidence":0.5}}]`),
+			Error: `demo 0: input "question" is missing (the signature's inputs are "question", "context")`},
+		{Name: "missing_output", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x"}}]`),
+			Error: `demo 0: output "confidence" is missing (the signature's outputs are "answer", "confidence")`},
+		{Name: "input_of_wrong_type", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":"all of it"},"outputs":{"answer":"x","confidence":0.5}}]`),
+			Error: `demo 0: input context: expected list[str], got string "all of it"`},
+		{Name: "element_of_wrong_type", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":["a",2]},"outputs":{"answer":"x","confidence":0.5}}]`),
+			Error: `demo 0: input context[1]: expected str, got number 2`},
+		{Name: "output_of_wrong_type", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x","confidence":"high"}}]`),
+			Error: `demo 0: output confidence: expected float, got string "high"`},
+		{Name: "null_output", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":null,"confidence":0.5}}]`),
+			Error: `demo 0: output answer: expected str, got null`},
+		{Name: "unknown_inputs_first_sorted_named", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":[],"zeta":1,"alpha":2},"outputs":{"answer":"x","confidence":0.5}}]`),
+			Error: `demo 0: input "alpha" is not in the signature (the signature's inputs are "question", "context")`},
+		{Name: "output_given_as_input", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":[],"answer":"x"},"outputs":{"answer":"x","confidence":0.5}}]`),
+			Error: `demo 0: input "answer" is not in the signature (the signature's inputs are "question", "context")`},
+		{Name: "reasoning_as_an_output", Spec: demoSpec("chain_of_thought", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x","confidence":0.5,"reasoning":"r"}}]`),
+			Error: `demo 0: output "reasoning" is not in the signature (the signature's outputs are "answer", "confidence")`},
+		{Name: "reasoning_on_predict", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x","confidence":0.5},"reasoning":"r"}]`),
+			Error: `demo 0: reasoning is only for chain_of_thought programs (this one is predict)`},
+		{Name: "reasoning_on_react", Spec: demoSpec("react", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x","confidence":0.5},"reasoning":"r"}]`),
+			Error: `demo 0: reasoning is only for chain_of_thought programs (this one is react)`},
+		{Name: "literal_value", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"q","type":"","description":""}],"outputs":[{"name":"lit","type":"Literal['a', 'b']","description":""}]},` +
+			`"instructions":"","kind":"","demos":[{"inputs":{"q":"?"},"outputs":{"lit":"c"}}]}`),
+			Error: `demo 0: output lit: "c" is not one of Literal['a', 'b']`},
+		{Name: "int_keys_that_repeat", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"m","type":"dict[int, str]","description":""}],"outputs":[{"name":"a","type":"","description":""}]},` +
+			`"instructions":"","kind":"","demos":[{"inputs":{"m":{"1":"x","01":"y"}},"outputs":{"a":"z"}}]}`),
+			Error: `demo 0: input m: keys "01" and "1" are the same int 1`},
+	}
+}
+
+// compileJSON compiles a spec's JSON as the mock decodes it.
+func compileJSON(t *testing.T, raw json.RawMessage) (*program.Compiled, error) {
+	t.Helper()
+	var spec program.Spec
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	require.NoError(t, dec.Decode(&spec))
+	return program.Compile(spec)
+}
+
+// TestDemoVectors: every case of protocol/testdata/demos.json compiles to
+// its hash or fails with its message; -update rewrites the file.
+func TestDemoVectors(t *testing.T) {
+	path := filepath.Join(testutil.RepoRoot(), "protocol", "testdata", "demos.json")
+	cases := demoCases()
+	for i := range cases {
+		c, err := compileJSON(t, cases[i].Spec)
+		if cases[i].Error != "" {
+			require.Error(t, err, cases[i].Name)
+			assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), cases[i].Name)
+			var ae *adapter.Error
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, cases[i].Error, ae.Message, cases[i].Name)
+			continue
+		}
+		require.NoError(t, err, cases[i].Name)
+		cases[i].SpecHash = c.Hash
+	}
+	byName := map[string]string{}
+	for _, c := range cases {
+		byName[c.Name] = c.SpecHash
+	}
+	assert.Equal(t, byName["no_demos"], byName["empty_demos_hash_as_none"], "no demos: the hash of a spec from before demos")
+	assert.Equal(t, byName["no_demos"], byName["null_demos_hash_as_none"])
+	assert.NotEqual(t, byName["no_demos"], byName["predict"], "demos are part of the hash")
+	assert.NotEqual(t, byName["predict"], byName["predict_two"])
+	assert.Equal(t, byName["predict_two"], byName["predict_float_written_as_int"], "values are hashed converted: 1 and 1.0 are the float 1")
+	assert.NotEqual(t, byName["chain_of_thought_with_reasoning"], byName["chain_of_thought_without_reasoning"])
+	assert.Equal(t, byName["chain_of_thought_without_reasoning"], byName["chain_of_thought_empty_reasoning_is_none"])
+
+	got, err := json.MarshalIndent(map[string]any{
+		"about": "Golden vectors of program demos (docs/protocol.md, \"Demos\"). Compiling each spec gives spec_hash, or fails with invalid_argument and exactly error, in Go (internal/program, the mock) and in the Python worker alike. Regenerate with: go test ./internal/program -run TestDemoVectors -update",
+		"cases": cases,
+	}, "", "  ")
+	require.NoError(t, err)
+	got = append(got, '\n')
+	if *update {
+		require.NoError(t, os.WriteFile(path, got, 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run with -update to create it")
+	assert.Equal(t, string(want), string(got), "the demo rules changed: that breaks the contract with the Python worker")
+}
+
+// TestDemosAreNormalized: a compiled spec's demos hold converted values
+// (the Go types Execute returns), and the caller's maps are not changed.
+func TestDemosAreNormalized(t *testing.T) {
+	sig, err := program.ParseSignature("n: int, m: dict[int, float] -> out: list[float]")
+	require.NoError(t, err)
+	in := map[string]any{"n": 3.0, "m": map[string]any{"7": 1}}
+	c, err := program.Compile(program.Spec{Signature: sig, Demos: []program.Demo{{Inputs: in, Outputs: map[string]any{"out": []int{1, 2}}}}})
+	require.NoError(t, err)
+	require.Len(t, c.Spec.Demos, 1)
+	d := c.Spec.Demos[0]
+	assert.Equal(t, map[string]any{"n": int64(3), "m": map[int64]float64{7: 1}}, d.Inputs)
+	assert.Equal(t, map[string]any{"out": []float64{1, 2}}, d.Outputs)
+	assert.Equal(t, 3.0, in["n"], "the caller's map is left alone")
+
+	wire, err := json.Marshal(c.Spec)
+	require.NoError(t, err)
+	again, err := compileJSON(t, wire)
+	require.NoError(t, err)
+	assert.Equal(t, c.Hash, again.Hash, "the spec as sent on the wire compiles to the same hash")
+
+	none, err := program.Compile(program.Spec{Signature: sig})
+	require.NoError(t, err)
+	assert.Nil(t, none.Spec.Demos)
+	wire, err = json.Marshal(none.Spec)
+	require.NoError(t, err)
+	assert.NotContains(t, string(wire), "demos", "no demos: the key is left out on the wire")
+}
