@@ -5,8 +5,9 @@ How a run goes:
 
 * The spec becomes a ``dspy.Signature`` (:func:`python_type` maps each field type;
   instructions and field descriptions go with it) and a module, both built once per
-  compiled spec. A ``react`` spec gets a fresh ``dspy.ReAct`` per run, its tools calling
-  the host through the request's context.
+  compiled spec; the spec's demos become ``dspy.Example`` demos of the predictor that
+  produces the outputs (:meth:`DspyEngine.set_demos`). A ``react`` spec gets a fresh
+  ``dspy.ReAct`` per run, its tools calling the host through the request's context.
 * Every run is a coroutine (``module.acall``) on the worker's one DSPy event loop
   (:class:`_Loop`, a daemon thread started on first use), inside ``dspy.context`` with
   the run's own LM and usage tracking: nothing global is set. The handler's thread waits
@@ -253,8 +254,32 @@ class DspyEngine:
                     module = dspy.ChainOfThought(signature)
                 else:
                     module = dspy.Predict(signature)
+                self.set_demos(dspy, compiled, module)
                 compiled.extras["dspy_module"] = module
             return module
+
+    @staticmethod
+    def set_demos(dspy, compiled: CompiledSpec, module) -> None:
+        """The spec's demos as ``dspy.Example`` objects (inputs, ``reasoning`` when a
+        chain_of_thought demo has one, outputs) on the predictor that produces the
+        program's outputs: a Predict itself, a ChainOfThought's ``predict``, a ReAct's
+        ``extract.predict`` (whose trajectory and reasoning a demo does not supply, so
+        DSPy shows it as an incomplete example)."""
+        if not compiled.demos:
+            return
+        examples = compiled.extras.get("dspy_demos")
+        if examples is None:
+            examples = []
+            for demo in compiled.demos:
+                values = dict(demo["inputs"])
+                if "reasoning" in demo:
+                    values[REASONING_FIELD] = demo["reasoning"]
+                values.update(demo["outputs"])
+                examples.append(dspy.Example(**values).with_inputs(*demo["inputs"]))
+            compiled.extras["dspy_demos"] = examples
+        target = _answering_predictor(module, [f.name for f in compiled.outputs])
+        if target is not None:
+            target.demos = list(examples)
 
     @staticmethod
     def tools(dspy, tools, ctx, trajectory: list) -> list:
@@ -310,6 +335,8 @@ class DspyEngine:
         if compiled.kind == KIND_REACT:
             trajectory = []
             module = dspy.ReAct(self.signature(dspy, compiled), tools=self.tools(dspy, tools, ctx, trajectory), max_iters=max_iters)
+            with self._lock:
+                self.set_demos(dspy, compiled, module)
         else:
             module = self.module(dspy, compiled)
         try:

@@ -155,10 +155,70 @@ def _format_input(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+#: What DSPy's ChatAdapter (3.4.1, ``Adapter.format_demos``) writes first in the user message
+#: of a demo that lacks a field or holds a null, and for a missing output field of one.
+INCOMPLETE_DEMO_PREFIX = "This is an example of the task, though some input or output fields are not supplied."
+MISSING_IN_INCOMPLETE_DEMO = "Not supplied for this particular example. "
+#: ... and for a missing output field of a complete demo (never written: a complete demo has them all).
+MISSING_IN_COMPLETE_DEMO = "Not supplied for this conversation history message. "
+
+
+def format_demo_value(value: Any) -> str:
+    """A demo's value as DSPy's ``format_field_value`` writes it: a list or dict as JSON
+    (``json.dumps`` with its default separators; int keys as strings), anything else with
+    ``str`` (``True``, ``None``, ``1.0``). (DSPy writes a list held by a ``str`` field as a
+    numbered list; a demo's ``str`` field never holds one.)"""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def demo_messages(compiled: CompiledSpec) -> list[dict]:
+    """The spec's demos as DSPy's ChatAdapter (3.4.1) formats them for the signature the
+    engine prompts with (the inputs; ``reasoning`` then the outputs for chain_of_thought,
+    the outputs otherwise): a user message with the demo's inputs and an assistant message
+    with its outputs, for each demo. As ``Adapter.format_demos`` does, the demos that are
+    not complete (a chain_of_thought demo without reasoning, a null value) come first, in
+    order, each user message starting with :data:`INCOMPLETE_DEMO_PREFIX` and a missing
+    output written :data:`MISSING_IN_INCOMPLETE_DEMO`; then the complete ones, in order.
+    The contents are ``format_user_message_content`` and
+    ``format_assistant_message_content``'s. Made once per compiled spec."""
+    made = compiled.extras.get("demo_messages")
+    if made is not None:
+        return made
+    fields = (*compiled.inputs, *compiled.outputs)
+    complete, incomplete = [], []
+    for demo in compiled.demos:
+        values = {**demo["inputs"], **demo["outputs"]}
+        if "reasoning" in demo:
+            values[REASONING_FIELD] = demo["reasoning"]
+        if all(values.get(f.name) is not None for f in fields):
+            complete.append(values)
+        else:
+            incomplete.append(values)
+    made = []
+    for group, prefix, missing in (
+        (incomplete, INCOMPLETE_DEMO_PREFIX, MISSING_IN_INCOMPLETE_DEMO),
+        (complete, "", MISSING_IN_COMPLETE_DEMO),
+    ):
+        for values in group:
+            user = [prefix]
+            user += [f"[[ ## {f.name} ## ]]\n{format_demo_value(values[f.name])}" for f in compiled.inputs if f.name in values]
+            user.append("")
+            assistant = "\n\n".join(
+                f"[[ ## {f.name} ## ]]\n{format_demo_value(values.get(f.name, missing))}" for f in compiled.outputs
+            ).strip()
+            made.append({"role": "user", "content": "\n\n".join(user).strip()})
+            made.append({"role": "assistant", "content": assistant + "\n\n[[ ## completed ## ]]\n"})
+    compiled.extras["demo_messages"] = made
+    return made
+
+
 def build_messages(compiled: CompiledSpec, inputs: dict, extra: str | None = None) -> list[dict]:
     """The chat messages for one run: a system message describing the fields and the
-    ``[[ ## field ## ]]`` structure, and a user message holding the inputs (then
-    ``extra``, the trajectory of a react loop, before the closing instruction)."""
+    ``[[ ## field ## ]]`` structure, the demos (:func:`demo_messages`), and a user message
+    holding the inputs (then ``extra``, the trajectory of a react loop, before the closing
+    instruction)."""
     outputs = compiled.outputs
     system = [
         "Your input fields are:",
@@ -201,7 +261,7 @@ def build_messages(compiled: CompiledSpec, inputs: dict, extra: str | None = Non
         + ", then ".join(order)
         + ", and then ending with the marker for `[[ ## completed ## ]]`."
     )
-    return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": "\n".join(user)}]
+    return [{"role": "system", "content": "\n".join(system)}, *demo_messages(compiled), {"role": "user", "content": "\n".join(user)}]
 
 
 def split_sections(reply: str) -> dict[str, str]:
