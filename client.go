@@ -65,6 +65,9 @@ type Program struct {
 	CreatedAt time.Time
 
 	compiled *program.Compiled
+	// tools are the tools a KindReact program's executions send (the
+	// client's WithTool), in order; nil for other kinds.
+	tools []program.ToolSpec
 	// execHead and execHeadSpec are execute_program's arguments up to the
 	// inputs, without and with the spec.
 	execHead, execHeadSpec []byte
@@ -339,6 +342,7 @@ func (p *Program) encodeHeads(tools []program.ToolSpec) error {
 	args := program.ExecuteArgs{ProgramID: p.ID, SpecHash: p.Hash, Inputs: json.RawMessage("0")}
 	if p.compiled.Spec.Kind == program.KindReact {
 		args.Tools = tools
+		p.tools = tools
 		if p.Spec.MaxIters > 0 {
 			args.MaxIters = &p.Spec.MaxIters
 		}

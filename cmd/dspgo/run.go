@@ -56,8 +56,8 @@ bad usage.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runProgram(cmd.Context(), f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.signature, "signature", "", `the program's signature, e.g. "question, context: list[str] -> answer"`)
-	fl.StringVar(&f.program, "program", "", "a program spec file, YAML or JSON (id, signature, instructions, kind)")
+	fl.StringVar(&f.signature, "signature", "", `the program's signature, e.g. "question, context: list[str] -> answer"; with a DSPy --program, its fields' names and types`)
+	fl.StringVar(&f.program, "program", "", "a program spec file, YAML or JSON (id, signature, instructions, kind), or a DSPy program's module.save JSON")
 	fl.StringVar(&f.instructions, "instructions", "", "instructions for the language model (with --signature)")
 	fl.StringVar(&f.kind, "kind", "", "predict or chain_of_thought (with --signature; default predict)")
 	fl.StringArrayVar(&f.inputs, "input", nil, "an input as name=value (repeatable); non-str values are JSON: n=3, tags='[\"a\"]'")
@@ -208,6 +208,8 @@ func inputFix(p *dspgo.Program) string {
 // programSpec builds the spec from --signature or --program.
 func programSpec(f runFlags) (dspgo.ProgramSpec, error) {
 	switch {
+	case f.program != "" && isDSPyProgram(f.program):
+		return loadDSPyProgram(f)
 	case f.signature != "" && f.program != "":
 		return dspgo.ProgramSpec{}, usagef("give one of them", "--signature and --program are both set")
 	case f.signature != "":

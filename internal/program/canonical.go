@@ -230,6 +230,11 @@ func appendFloat(b []byte, f float64) ([]byte, error) {
 	return appendPyRepr(b, f), nil
 }
 
+// FloatRepr returns a finite float as Python's repr writes it ("1.0",
+// "0.1", "1e+16", "1.5e-07"), the form canonical JSON gives a float that is
+// not integral.
+func FloatRepr(f float64) string { return string(appendPyRepr(nil, f)) }
+
 // appendPyRepr writes a finite float exactly as Python's repr does: the
 // shortest digits that round-trip, in fixed notation when the decimal
 // exponent is from -4 to 15 (with ".0" when integral), else in exponent

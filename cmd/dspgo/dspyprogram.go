@@ -1,0 +1,47 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+
+	"github.com/dspgo/dspgo"
+)
+
+// isDSPyProgram reports whether a --program file is a program DSPy saved
+// with module.save("program.json") rather than a dspgo spec file: a JSON
+// object with DSPy's "metadata", a signature object (a Predict's state), or
+// a ChainOfThought's or ReAct's predictors.
+func isDSPyProgram(path string) bool {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil {
+		return false
+	}
+	_, metadata := top["metadata"]
+	_, predict := top["predict"]
+	_, react := top["react"]
+	sig := bytes.TrimSpace(top["signature"])
+	return metadata || predict || react || len(sig) > 0 && sig[0] == '{'
+}
+
+// loadDSPyProgram loads a program DSPy saved, typed by --signature when
+// given (dspgo.LoadDSPyProgram).
+func loadDSPyProgram(f runFlags) (dspgo.ProgramSpec, error) {
+	if f.kind != "" || f.instructions != "" {
+		return dspgo.ProgramSpec{}, usagef("leave them out: the saved program has its own", "--kind and --instructions do not apply to a DSPy program (--program %s)", f.program)
+	}
+	file, err := os.Open(f.program)
+	if err != nil {
+		return dspgo.ProgramSpec{}, usagef("give an existing file", "--program: %v", err)
+	}
+	defer file.Close()
+	spec, err := dspgo.LoadDSPyProgram(file, f.signature)
+	if err != nil {
+		return dspgo.ProgramSpec{}, usagef(`give --signature with the program's fields and types, such as "question, context: list[str] -> answer"`, "--program %s: %v", f.program, err)
+	}
+	return spec, nil
+}

@@ -1,0 +1,310 @@
+package dspystate
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/python"
+)
+
+// The files of testdata were written by DSPy (testdata/generate.py) from
+// the signature QA: "question, context: list[str] -> answer, confidence:
+// float", with descriptions on question and answer.
+const qaSignature = "question, context: list[str] -> answer, confidence: float"
+
+// searchTool is the tool of testdata/react.json, as a dspgo tool.
+var searchTool = program.ToolSpec{Name: "search", Description: "Searches the web.",
+	Schema: json.RawMessage(`{"type":"object","properties":{"query":{"type":"string"},"limit":{"type":"integer","default":3}}}`)}
+
+func readFile(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return data
+}
+
+func signature(t *testing.T, s string) *program.Signature {
+	t.Helper()
+	sig, err := program.ParseSignature(s)
+	require.NoError(t, err)
+	return &sig
+}
+
+// qaSpec is the spec DSPy's files hold, normalized, of kind and with
+// demos (the reasoning of the first when given).
+func qaSpec(t *testing.T, kind, reasoning string) program.Spec {
+	t.Helper()
+	sig := *signature(t, qaSignature)
+	sig.Inputs[0].Description = "the question to answer"
+	sig.Outputs[0].Description = "a short answer"
+	c, err := program.Compile(program.Spec{Signature: sig, Instructions: "Answer the question from the context.", Kind: kind,
+		Demos: []program.Demo{
+			{Inputs: map[string]any{"question": "Who wrote it?", "context": []string{"Ann wrote it.", "Bob read it."}},
+				Outputs: map[string]any{"answer": "Ann", "confidence": 1.0}, Reasoning: reasoning},
+			{Inputs: map[string]any{"question": "When?", "context": []string{}}, Outputs: map[string]any{"answer": "In 1999", "confidence": 0.25}},
+		}})
+	require.NoError(t, err)
+	return c.Spec
+}
+
+// TestLoadWhatDSPySaved: each file DSPy wrote loads, with its signature,
+// as the spec it was made from; and Export writes it back as DSPy wrote
+// it, but for what a spec does not keep (the metadata's Python and
+// cloudpickle versions, a demo's "augmented" flag, a ReAct step
+// predictor's demos, which never reach its prompt).
+func TestLoadWhatDSPySaved(t *testing.T) {
+	for _, c := range []struct {
+		file, kind, reasoning string
+		tools                 []program.ToolSpec
+	}{
+		{"predict.json", program.KindPredict, "", nil},
+		{"chain_of_thought.json", program.KindChainOfThought, "The context says Ann wrote it.", nil},
+		{"react.json", program.KindReact, "", []program.ToolSpec{searchTool}},
+	} {
+		t.Run(c.kind, func(t *testing.T) {
+			data := readFile(t, c.file)
+			spec, err := Load(data, signature(t, qaSignature))
+			require.NoError(t, err)
+			want := qaSpec(t, c.kind, c.reasoning)
+			assert.Equal(t, want, spec)
+
+			exported, err := Export(spec, c.tools)
+			require.NoError(t, err)
+			assert.Equal(t, comparable(t, data), comparable(t, exported))
+
+			again, err := Load(exported, signature(t, qaSignature))
+			require.NoError(t, err)
+			assert.Equal(t, spec, again, "an exported program loads back to its spec")
+		})
+	}
+}
+
+// comparable decodes a saved program for comparison: numbers as written
+// (1.0 is not 1), without what a spec does not keep.
+func comparable(t *testing.T, data []byte) map[string]any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v map[string]any
+	require.NoError(t, dec.Decode(&v))
+	delete(v, "metadata")
+	for key, p := range v {
+		state, ok := p.(map[string]any)
+		if !ok {
+			continue
+		}
+		if key == "react" {
+			state["demos"] = []any{}
+		}
+		demos, _ := state["demos"].([]any)
+		for _, d := range demos {
+			delete(d.(map[string]any), "augmented")
+		}
+	}
+	if demos, ok := v["demos"].([]any); ok { // a Predict's state is the file itself
+		for _, d := range demos {
+			delete(d.(map[string]any), "augmented")
+		}
+	}
+	return v
+}
+
+// TestLoadWithoutSignature: without a signature the names come from the
+// file and every type is str; the demos then need one to type them.
+func TestLoadWithoutSignature(t *testing.T) {
+	spec, err := Load(readFile(t, "predict_default.json"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, program.Spec{Kind: program.KindPredict, Signature: program.Signature{
+		Inputs:  []program.Field{{Name: "question", Type: "str"}, {Name: "context", Type: "str"}},
+		Outputs: []program.Field{{Name: "answer", Type: "str"}},
+	}}, spec, "DSPy's default instructions name the inputs and outputs; no instructions")
+
+	typed, err := Load(readFile(t, "predict_default.json"), signature(t, "question, context: list[str] -> answer"))
+	require.NoError(t, err)
+	assert.Equal(t, "list[str]", typed.Signature.Inputs[1].Type)
+
+	for _, file := range []string{"chain_of_thought.json", "react.json"} {
+		_, err := Load(readFile(t, file), nil)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), `demo 0: input context: expected str, got array (the file records no types, so every field is str: give the signature to type them)`, file)
+	}
+
+	// Names from the descriptions "${name}", the demos' keys and the prefixes.
+	spec, err = Load([]byte(`{"predict": {"traces": [], "train": [], "lm": null,
+	  "demos": [{"question": "q", "ctx_list": "c", "answer": "a", "augmented": true}],
+	  "signature": {"instructions": "Answer.", "fields": [
+	    {"prefix": "Question:", "description": "the question"},
+	    {"prefix": "Ctx List:", "description": "the context"},
+	    {"prefix": "Reasoning: Let's think", "description": "${reasoning}"},
+	    {"prefix": "The Answer:", "description": "${answer}"}]}}}`), nil)
+	require.NoError(t, err)
+	assert.Equal(t, program.Spec{Kind: program.KindChainOfThought, Instructions: "Answer.",
+		Signature: program.Signature{
+			Inputs:  []program.Field{{Name: "question", Type: "str", Description: "the question"}, {Name: "ctx_list", Type: "str", Description: "the context"}},
+			Outputs: []program.Field{{Name: "answer", Type: "str"}}},
+		Demos: []program.Demo{{Inputs: map[string]any{"question": "q", "ctx_list": "c"}, Outputs: map[string]any{"answer": "a"}}},
+	}, spec)
+
+	_, err = Load([]byte(`{"predict": {"traces": [], "train": [], "lm": null, "demos": [],
+	  "signature": {"instructions": "Answer.", "fields": [
+	    {"prefix": "HTML Page:", "description": "the page"},
+	    {"prefix": "Reasoning:", "description": "${reasoning}"},
+	    {"prefix": "Answer:", "description": "${answer}"}]}}}`), nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `dspy program: ChainOfThought.predict: the name of field 0 (prefix "HTML Page:") is not in the file: give the signature`)
+}
+
+func TestLoadErrors(t *testing.T) {
+	predict := string(readFile(t, "predict.json"))
+	cot := string(readFile(t, "chain_of_thought.json"))
+	react := string(readFile(t, "react.json"))
+	cases := []struct {
+		name, data, sig, want string
+	}{
+		{"not json", "not json", qaSignature, "the file is not a JSON object, as DSPy's module.save writes to a .json path (.pkl files and save_program=True directories are not read)"},
+		{"null", "null", qaSignature, "the file is not a JSON object"},
+		{"empty", `{"metadata":{}}`, qaSignature, "the file holds no predictor"},
+		{"another module", `{"generate.predict":{},"retrieve":{}}`, qaSignature,
+			"the file holds the state of the predictors generate.predict, retrieve; dspgo loads a dspy.Predict, dspy.ChainOfThought or dspy.ReAct saved on its own"},
+		{"unknown key", strings.Replace(predict, `"lm": null`, `"lm": null, "config": {}`, 1), qaSignature, `Predict: json: unknown field "config"`},
+		{"decision fields", strings.Replace(predict, `"lm": null`, `"lm": null, "fields": {"answer": {"threshold": 0.5}}`, 1), qaSignature,
+			`Predict: decision field configurations ("fields") are not supported`},
+		{"legacy", strings.Replace(cot, `"lm": null`, `"lm": null, "extended_signature": {}`, 1), qaSignature, `ChainOfThought.predict: an extended_signature (DSPy 2.5's format) is not supported`},
+		{"too few fields in the signature", predict, "question -> answer, confidence: float", "Predict has 4 fields; the signature gives 1 input and 2 outputs"},
+		{"cot counts reasoning", cot, "question, context: list[str] -> answer, confidence: float, extra", "ChainOfThought.predict has 5 fields; the signature gives 2 inputs, reasoning and 3 outputs"},
+		{"another name", predict, "question, ctx: list[str] -> answer, confidence: float",
+			`Predict: field 1 is "context" in the file (its description is "${context}"), but the signature names it "ctx"`},
+		{"predict needs a signature", predict, "", "Predict: the file does not say which of its 4 fields are inputs (its instructions are not DSPy's default ones, which name them): give the signature"},
+		{"a demo misses a field", strings.Replace(predict, `"answer": "Ann",`, "", 1), qaSignature,
+			`Predict: demo 0: output "answer" is missing (the signature's outputs are "answer", "confidence")`},
+		{"a demo of the wrong type", strings.Replace(predict, `"confidence": 0.25`, `"confidence": "high"`, 1), qaSignature,
+			`Predict: demo 1: output confidence: expected float, got string "high"`},
+		{"reasoning not a string", strings.Replace(cot, `"reasoning": "The context says Ann wrote it."`, `"reasoning": 3`, 1), qaSignature,
+			"ChainOfThought.predict: demo 0: reasoning is not a string"},
+		{"react extract demo with a trajectory", strings.Replace(react, `"answer": "Ann",`, `"answer": "Ann", "trajectory": "[[ ## thought_0 ## ]]",`, 2), qaSignature,
+			"ReAct.extract.predict: demo 0 holds a trajectory, which a dspgo react demo has no place for (demos of inputs and outputs only)"},
+		{"react step demo", strings.Replace(react, `"answer": "Ann",`, `"answer": "Ann", "next_thought": "search",`, 1), qaSignature,
+			"ReAct.react: demo 0 holds next_thought: demos of a ReAct's steps are not supported"},
+		{"react step predictor with a field more", strings.Replace(react, `"prefix": "Trajectory:",`, `"prefix": "Extra:", "description": "x"}, {"prefix": "Trajectory:",`, 1),
+			qaSignature, "ReAct.react has 7 fields; for the signature's 2 inputs, dspy.ReAct's step predictor has 6 (the inputs, trajectory and next_thought, next_tool_name, next_tool_args)"},
+		{"react step predictor with a field more, without a signature", strings.Replace(react, `"prefix": "Trajectory:",`, `"prefix": "Extra:", "description": "x"}, {"prefix": "Trajectory:",`, 1),
+			"", `ReAct.extract.predict: field 3 is "reasoning" in the file (its description is "${reasoning}"), but DSPy's module has "trajectory"`},
+		{"react step predictor's fields", strings.Replace(react, `"prefix": "Next Thought:",`+"\n          "+`"description": "${next_thought}"`, `"prefix": "Next Thought:",`+"\n          "+`"description": "${thought}"`, 1),
+			qaSignature, `ReAct.react: field 3 is "thought" in the file (its description is "${thought}"), but DSPy's module has "next_thought"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var sig *program.Signature
+			if c.sig != "" {
+				sig = signature(t, c.sig)
+			}
+			_, err := Load([]byte(c.data), sig)
+			require.Error(t, err)
+			assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+			assert.Contains(t, err.Error(), "dspy program: "+c.want)
+		})
+	}
+}
+
+// TestExport: what Export writes for each kind, from a spec without
+// instructions or descriptions.
+func TestExport(t *testing.T) {
+	sig := *signature(t, "question, n: int -> answer, score: float")
+	c, err := program.Compile(program.Spec{Signature: sig, Kind: program.KindChainOfThought, Demos: []program.Demo{
+		{Inputs: map[string]any{"question": "<a & b>", "n": 2}, Outputs: map[string]any{"answer": "x", "score": 1}},
+	}})
+	require.NoError(t, err)
+	got, err := Export(c.Spec, nil)
+	require.NoError(t, err)
+	assert.Equal(t, `{
+  "predict": {
+    "traces": [],
+    "train": [],
+    "demos": [
+      {
+        "question": "<a & b>",
+        "n": 2,
+        "answer": "x",
+        "score": 1.0
+      }
+    ],
+    "signature": {
+      "instructions": "Given the fields `+"`question`, `n`, produce the fields `answer`, `score`"+`.",
+      "fields": [
+        {
+          "prefix": "Question:",
+          "description": "${question}"
+        },
+        {
+          "prefix": "N:",
+          "description": "${n}"
+        },
+        {
+          "prefix": "Reasoning:",
+          "description": "${reasoning}"
+        },
+        {
+          "prefix": "Answer:",
+          "description": "${answer}"
+        },
+        {
+          "prefix": "Score:",
+          "description": "${score}"
+        }
+      ]
+    },
+    "lm": null
+  },
+  "metadata": {
+    "dependency_versions": {
+      "dspy": "3.4.1"
+    }
+  }
+}
+`, string(got))
+	back, err := Load(got, signature(t, "question, n: int -> answer, score: float"))
+	require.NoError(t, err)
+	assert.Equal(t, c.Spec, back)
+
+	c.Spec.Demos = nil
+	got, err = Export(c.Spec, nil)
+	require.NoError(t, err)
+	back, err = Load(got, nil)
+	require.NoError(t, err, "names and sides from the default instructions")
+	assert.Equal(t, program.Signature{Inputs: []program.Field{{Name: "question", Type: "str"}, {Name: "n", Type: "str"}},
+		Outputs: []program.Field{{Name: "answer", Type: "str"}, {Name: "score", Type: "str"}}}, back.Signature)
+}
+
+func TestExportValues(t *testing.T) {
+	sig := *signature(t, "m: dict[int, float], t: tuple[int, str], x: Any, o: Optional[float] -> a")
+	c, err := program.Compile(program.Spec{Signature: sig, Demos: []program.Demo{{
+		Inputs:  map[string]any{"m": map[string]any{"10": 1, "9": 2.5, "-1": 0}, "t": []any{1, "s"}, "x": map[string]any{"b": 1.0, "a": 1.5}, "o": nil},
+		Outputs: map[string]any{"a": "z"},
+	}}})
+	require.NoError(t, err)
+	got, err := Export(c.Spec, nil)
+	require.NoError(t, err)
+	var file struct {
+		Demos []json.RawMessage `json:"demos"`
+	}
+	require.NoError(t, json.Unmarshal(got, &file))
+	var compact bytes.Buffer
+	require.NoError(t, json.Compact(&compact, file.Demos[0]))
+	assert.Equal(t, `{"m":{"-1":0.0,"10":1.0,"9":2.5},"t":[1,"s"],"x":{"a":1.5,"b":1},"o":null,"a":"z"}`, compact.String(),
+		"floats as Python writes them, so that DSPy reads floats; Any keeps an integral number an int")
+}
+
+// TestDSPyVersionIsTheTestedOne: the format is that of the DSPy the tests
+// run (python/requirements-dspy.lock).
+func TestDSPyVersionIsTheTestedOne(t *testing.T) {
+	assert.Equal(t, python.TestedDSPyVersion(), DSPyVersion)
+}

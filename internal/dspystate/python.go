@@ -1,0 +1,252 @@
+package dspystate
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/dspgo/dspgo/internal/program"
+)
+
+// The Python and DSPy rules the saved state is written with, in Go.
+// testdata/python_rules.json holds cases computed by Python and DSPy
+// themselves (testdata/generate.py).
+
+var (
+	camelWords  = regexp.MustCompile(`(.)([A-Z][a-z]+)`)
+	camelCaps   = regexp.MustCompile(`([a-z0-9])([A-Z])`)
+	letterDigit = regexp.MustCompile(`([a-zA-Z])(\d)`)
+	digitLetter = regexp.MustCompile(`(\d)([a-zA-Z])`)
+)
+
+// InferPrefix is DSPy's infer_prefix (dspy.signatures.signature): the
+// human-readable form of a field name that DSPy gives a field as its prefix
+// (followed by ":"): "question" is "Question", "snake_case_text" "Snake
+// Case Text", "camelCaseText" "Camel Case Text", "text2number" "Text 2
+// Number", "HTMLParser" "HTML Parser". name is an ASCII identifier.
+func InferPrefix(name string) string {
+	s := camelWords.ReplaceAllString(name, "${1}_${2}")
+	s = camelCaps.ReplaceAllString(s, "${1}_${2}")
+	s = letterDigit.ReplaceAllString(s, "${1}_${2}")
+	s = digitLetter.ReplaceAllString(s, "${1}_${2}")
+	words := strings.Split(s, "_")
+	for i, w := range words {
+		if !isUpper(w) && w != "" {
+			words[i] = strings.ToUpper(w[:1]) + strings.ToLower(w[1:])
+		}
+	}
+	return strings.Join(words, " ")
+}
+
+// isUpper is Python's str.isupper for ASCII: some letter, none lower case.
+func isUpper(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' }) &&
+		!strings.ContainsFunc(s, func(r rune) bool { return 'a' <= r && r <= 'z' })
+}
+
+// prefixName returns the field name whose InferPrefix, with ":", is
+// prefix, when it is the snake_case of the prefix's words ("Context
+// List:" is "context_list").
+func prefixName(prefix string) (string, bool) {
+	words, ok := strings.CutSuffix(prefix, ":")
+	if !ok {
+		return "", false
+	}
+	name := strings.ToLower(strings.ReplaceAll(words, " ", "_"))
+	if !isIdentifier(name) || InferPrefix(name)+":" != prefix {
+		return "", false
+	}
+	return name, true
+}
+
+func isIdentifier(s string) bool {
+	if s == "" || ('0' <= s[0] && s[0] <= '9') {
+		return false
+	}
+	for _, r := range s {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// isPySpace is Python's str.isspace for one character.
+func isPySpace(r rune) bool { return unicode.IsSpace(r) || 0x1c <= r && r <= 0x1f }
+
+// Cleandoc is Python 3.11's inspect.cleandoc, with which a DSPy signature
+// reads its instructions: tabs expanded, the first line's leading white
+// space and the other lines' common indentation removed, and the blank
+// lines at the start and end dropped.
+func Cleandoc(doc string) string {
+	lines := strings.Split(expandTabs(doc), "\n")
+	runes := make([][]rune, len(lines))
+	margin := -1
+	for i, line := range lines {
+		runes[i] = []rune(line)
+		if i == 0 {
+			continue
+		}
+		content := len([]rune(strings.TrimLeftFunc(line, isPySpace)))
+		if content > 0 {
+			if indent := len(runes[i]) - content; margin < 0 || indent < margin {
+				margin = indent
+			}
+		}
+	}
+	lines[0] = strings.TrimLeftFunc(lines[0], isPySpace)
+	if margin >= 0 {
+		for i := 1; i < len(lines); i++ {
+			lines[i] = string(runes[i][min(margin, len(runes[i])):])
+		}
+	}
+	for len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	for len(lines) > 0 && lines[0] == "" {
+		lines = lines[1:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// expandTabs is Python's str.expandtabs(8).
+func expandTabs(s string) string {
+	if !strings.Contains(s, "\t") {
+		return s
+	}
+	var b strings.Builder
+	col := 0
+	for _, r := range s {
+		switch r {
+		case '\t':
+			n := 8 - col%8
+			b.WriteString(strings.Repeat(" ", n))
+			col += n
+		case '\n', '\r':
+			b.WriteRune(r)
+			col = 0
+		default:
+			b.WriteRune(r)
+			col++
+		}
+	}
+	return b.String()
+}
+
+// PyStr is Python's repr of a str: single quotes unless the text holds a
+// single quote and no double quote; backslash, the quote, \t, \n and \r
+// escaped; other characters that are not printable as \xNN, \uNNNN or
+// \UNNNNNNNN.
+func PyStr(s string) string {
+	quote := '\''
+	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
+		quote = '"'
+	}
+	var b strings.Builder
+	b.WriteRune(quote)
+	for _, r := range s {
+		switch {
+		case r == quote || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r < 0x7f || unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r <= 0xff:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case r <= 0xffff:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(&b, `\U%08x`, r)
+		}
+	}
+	b.WriteRune(quote)
+	return b.String()
+}
+
+// PyReprJSON is Python's repr of the value json.loads reads from a JSON
+// text: objects as dicts in their keys' order, arrays as lists, a number
+// with a fraction or exponent as a float, any other as an int, true, false
+// and null as True, False and None.
+func PyReprJSON(raw []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var b strings.Builder
+	if err := reprValue(dec, &b); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+func reprValue(dec *json.Decoder, b *strings.Builder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		open, end := "[", "]"
+		if t == '{' {
+			open, end = "{", "}"
+		}
+		b.WriteString(open)
+		for i := 0; dec.More(); i++ {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if t == '{' {
+				key, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				b.WriteString(PyStr(key.(string)) + ": ")
+			}
+			if err := reprValue(dec, b); err != nil {
+				return err
+			}
+		}
+		if _, err := dec.Token(); err != nil { // the closing delimiter
+			return err
+		}
+		b.WriteString(end)
+	case string:
+		b.WriteString(PyStr(t))
+	case json.Number:
+		s := t.String()
+		if !strings.ContainsAny(s, ".eE") {
+			n, ok := new(big.Int).SetString(s, 10)
+			if !ok {
+				return fmt.Errorf("number %s", s)
+			}
+			b.WriteString(n.String())
+			break
+		}
+		f, err := strconv.ParseFloat(s, 64)
+		switch {
+		case math.IsInf(f, 0):
+			b.WriteString(map[bool]string{true: "inf", false: "-inf"}[f > 0])
+		case err != nil:
+			return err
+		default:
+			b.WriteString(program.FloatRepr(f))
+		}
+	case bool:
+		b.WriteString(map[bool]string{true: "True", false: "False"}[t])
+	case nil:
+		b.WriteString("None")
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package dspystate
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/internal/program"
+)
+
+// pythonRules is testdata/python_rules.json, computed by Python and DSPy
+// (testdata/generate.py).
+type pythonRules struct {
+	InferPrefix       map[string]string `json:"infer_prefix"`
+	Cleandoc          [][2]string       `json:"cleandoc"`
+	Repr              [][2]string       `json:"repr"`
+	ReactInstructions []struct {
+		Instructions *string `json:"instructions"`
+		Tools        []struct {
+			Name        string          `json:"name"`
+			Description string          `json:"description"`
+			Schema      json.RawMessage `json:"schema"`
+		} `json:"tools"`
+		Want string `json:"want"`
+	} `json:"react_instructions"`
+}
+
+// TestPythonRules: the Go forms of DSPy's infer_prefix, inspect.cleandoc,
+// repr and dspy.ReAct's step instructions give what Python gave.
+func TestPythonRules(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "python_rules.json"))
+	require.NoError(t, err)
+	var rules pythonRules
+	require.NoError(t, json.Unmarshal(data, &rules))
+	require.NotEmpty(t, rules.InferPrefix)
+	for name, want := range rules.InferPrefix {
+		assert.Equal(t, want, InferPrefix(name), name)
+		if got, ok := prefixName(want + ":"); ok {
+			assert.Equal(t, want, InferPrefix(got), "a name read back from a prefix has that prefix")
+		}
+	}
+	require.NotEmpty(t, rules.Cleandoc)
+	for _, c := range rules.Cleandoc {
+		assert.Equal(t, c[1], Cleandoc(c[0]), "%q", c[0])
+	}
+	require.NotEmpty(t, rules.Repr)
+	for _, c := range rules.Repr {
+		got, err := PyReprJSON([]byte(c[0]))
+		require.NoError(t, err, c[0])
+		assert.Equal(t, c[1], got, c[0])
+	}
+	require.NotEmpty(t, rules.ReactInstructions)
+	for i, c := range rules.ReactInstructions {
+		instructions := DefaultInstructions([]string{"question", "context"}, []string{"answer", "confidence"})
+		if c.Instructions != nil {
+			instructions = Cleandoc(*c.Instructions)
+		}
+		var tools []program.ToolSpec
+		for _, tool := range c.Tools {
+			tools = append(tools, program.ToolSpec{Name: tool.Name, Description: tool.Description, Schema: tool.Schema})
+		}
+		got, err := reactInstructions(instructions, []string{"question", "context"}, []string{"answer", "confidence"}, tools)
+		require.NoError(t, err)
+		assert.Equal(t, c.Want, got, "case %d", i)
+	}
+}
+
+func TestPrefixNames(t *testing.T) {
+	for prefix, want := range map[string]string{"Question:": "question", "Context List:": "context_list", "Next Tool Args:": "next_tool_args"} {
+		got, ok := prefixName(prefix)
+		assert.True(t, ok, prefix)
+		assert.Equal(t, want, got)
+	}
+	for _, prefix := range []string{"HTML Parser:", "Question", "Answer (short):", ":"} {
+		_, ok := prefixName(prefix)
+		assert.False(t, ok, "%q names no snake_case field", prefix)
+	}
+}

@@ -1,0 +1,120 @@
+"""Writes this folder's files with the real DSPy (the version python/requirements-dspy.lock
+pins), for the Go tests of internal/dspystate, which then run without Python:
+
+* predict.json, chain_of_thought.json, react.json, predict_default.json: programs saved
+  by ``module.save(path)`` (their state, as JSON); the Go tests load them;
+* python_rules.json: what Python and DSPy give for the rules dspystate implements in Go
+  (DSPy's infer_prefix, inspect.cleandoc, repr of JSON values, dspy.ReAct's step
+  instructions).
+
+Run from the repository's root: .venv/bin/python internal/dspystate/testdata/generate.py
+and review the diff before committing. With a directory as its argument, it writes there
+instead (the Go tests check that the committed files are what the pinned DSPy writes).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import dspy  # noqa: E402
+
+HERE = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
+
+
+class QA(dspy.Signature):
+    """Answer the question from the context."""
+
+    question: str = dspy.InputField(desc="the question to answer")
+    context: list[str] = dspy.InputField()
+    answer: str = dspy.OutputField(desc="a short answer")
+    confidence: float = dspy.OutputField()
+
+
+DEMOS = [
+    dspy.Example(question="Who wrote it?", context=["Ann wrote it.", "Bob read it."], answer="Ann", confidence=1.0)
+    .with_inputs("question", "context"),
+    dspy.Example(question="When?", context=[], answer="In 1999", confidence=0.25, augmented=True)
+    .with_inputs("question", "context"),
+]
+
+
+def search(query: str, limit: int = 3) -> str:
+    """Searches the web."""
+    return query
+
+
+def save(module, name: str) -> None:
+    module.save(str(HERE / name))
+
+
+def programs() -> None:
+    predict = dspy.Predict(QA)
+    predict.demos = list(DEMOS)
+    save(predict, "predict.json")
+
+    cot = dspy.ChainOfThought(QA)
+    with_reasoning = DEMOS[0].copy(reasoning="The context says Ann wrote it.")
+    cot.predict.demos = [with_reasoning, DEMOS[1]]
+    save(cot, "chain_of_thought.json")
+
+    react = dspy.ReAct(QA, tools=[search], max_iters=3)
+    react.extract.predict.demos = list(DEMOS)
+    react.react.demos = list(DEMOS)  # as LabeledFewShot sets them: no step fields, never shown
+    save(react, "react.json")
+
+    save(dspy.Predict("question, context: list[str] -> answer"), "predict_default.json")
+
+
+def rules() -> dict:
+    names = ["question", "context_list", "camelCaseText", "HTMLParser", "text2number", "x", "a_b_c", "ID", "userID",
+             "_private", "v2_api", "next_tool_args", "XMLHttpRequest2", "abcDEF"]
+    docs = ["Answer.", "  Answer.\n\n", "\n\nFirst line.\n    indented\n      more\n", "a\tb\n\tc", "line\n  x\n\n  y  \n\n",
+            "", "   ", "Unicode — 日本\n\u3000\u3000deep", "x\n\x1cy"]
+    texts = [json.dumps({"q": {"type": "string"}, "n": {"type": "integer", "default": 3}}),
+             json.dumps({"s": ["it's", 'say "hi"', "both ' and \"", "back\\slash", "tab\t nl\n cr\r", "\x00\x1f\x7f",
+                               "é 日本 \xa0 \u2028 \U0001F600"]}, ensure_ascii=False),
+             "[1, 1.0, -0.0, 1E16, 1.5e-07, 0.1, 123456789012345678901234567890, true, false, null, 1e400, -0, 2.50]",
+             "{}", "[]", '{"a": {}, "b": [[]]}']
+
+    def react_instructions(instructions, tools):
+        sig = dspy.Signature("question, context: list[str] -> answer, confidence: float", instructions)
+        return dspy.ReAct(sig, tools=tools).react.signature.instructions
+
+    async def lookup(**kwargs):
+        return kwargs
+
+    def tool(name, desc, properties):
+        return dspy.Tool(lookup, name=name, desc=desc, args=properties)
+
+    react = [
+        {"instructions": "Answer the question.", "tools": []},
+        {"instructions": None, "tools": [
+            {"name": "search", "description": "Searches the web.\nTwo lines.", "schema": {"type": "object", "properties": {"q": {"type": "string"}, "k": {"type": "integer"}}}},
+            {"name": "noargs", "description": "", "schema": {}}]},
+        {"instructions": "Use tools.", "tools": [
+            {"name": "finish", "description": "mine", "schema": {}},
+            {"name": "z", "description": "last", "schema": {"properties": {"é": {"enum": ["a'b", 1.0]}}}}]},
+    ]
+    for case in react:
+        made = [tool(t["name"], t["description"], t["schema"].get("properties", {})) for t in case["tools"]]
+        case["want"] = react_instructions(case["instructions"], made)
+    return {
+        "about": "What Python 3.11 and DSPy give for the rules internal/dspystate implements in Go. Written by generate.py.",
+        "infer_prefix": {n: dspy.signatures.signature.infer_prefix(n) for n in names},
+        "cleandoc": [[d, inspect.cleandoc(d)] for d in docs],
+        "repr": [[text, repr(json.loads(text))] for text in texts],
+        "react_instructions": react,
+    }
+
+
+if __name__ == "__main__":
+    programs()
+    with open(HERE / "python_rules.json", "w", encoding="utf-8") as f:
+        json.dump(rules(), f, ensure_ascii=False, indent=2)
+        f.write("\n")
