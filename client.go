@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
@@ -46,6 +47,14 @@ type ProgramSpec struct {
 	// MaxIters bounds a KindReact program's loop: the tool calls before
 	// it must answer, 1 to 100. Zero means 5. Other kinds ignore it.
 	MaxIters int
+
+	// LM names the LM configuration (LMConfig.Name) the program's
+	// executions run with, whichever Session handle runs them. Empty
+	// means the handle's (Session.WithLM), and else the default LM. The
+	// name is checked when the program runs, CodeNotFound when no
+	// configuration has it. It is not part of the spec's Hash: programs
+	// that differ only in their LM share one compiled spec on the workers.
+	LM string
 }
 
 // Program is a created program. Its fields are read-only.
@@ -59,7 +68,8 @@ type Program struct {
 	// filled in.
 	Spec ProgramSpec
 	// Hash identifies the spec: the hex SHA-256 of its canonical JSON. Two
-	// programs with the same spec have the same hash.
+	// programs with the same spec have the same hash; ID, MaxIters and LM
+	// are not part of it.
 	Hash string
 	// CreatedAt is when the program was created.
 	CreatedAt time.Time
@@ -74,16 +84,30 @@ type Program struct {
 }
 
 // executeArgs encodes execute_program's arguments around the already
-// encoded inputs, with the spec when withSpec; the fixed parts are encoded
-// once, at creation.
-func (p *Program) executeArgs(inputs []byte, withSpec bool) json.RawMessage {
+// encoded inputs, with the spec when withSpec and the LM configuration's
+// name when lm is not empty; the fixed parts are encoded once, at
+// creation.
+func (p *Program) executeArgs(inputs []byte, withSpec bool, lm string) json.RawMessage {
 	head := p.execHead
 	if withSpec {
 		head = p.execHeadSpec
 	}
-	b := make([]byte, 0, len(head)+len(inputs)+1)
-	b = append(append(append(b, head...), inputs...), '}')
-	return b
+	b := make([]byte, 0, len(head)+len(inputs)+len(lm)+len(`,"lm":""}`))
+	b = append(append(b, head...), inputs...)
+	if lm != "" {
+		// A checked name (program.CheckLMName) needs no escaping.
+		b = append(append(append(b, `,"lm":"`...), lm...), '"')
+	}
+	return append(b, '}')
+}
+
+// lm is the name of the LM configuration the program runs with when
+// executed through a handle whose LM is handleLM.
+func (p *Program) lm(handleLM string) string {
+	if p.Spec.LM != "" {
+		return p.Spec.LM
+	}
+	return handleLM
 }
 
 // OutputFields lists the fields an execution returns, in order:
@@ -178,7 +202,7 @@ func (c *Client) DeleteProgram(ctx context.Context, id string) error {
 // CodeInvalidArgument naming the field; an output the backend did not
 // produce is an error, never a placeholder.
 func (c *Client) Execute(ctx context.Context, programID string, inputs map[string]any) (map[string]any, error) {
-	return c.execute(ctx, "", programID, inputs)
+	return c.execute(ctx, "", "", programID, inputs)
 }
 
 // Ping checks that the backend answers.
@@ -192,7 +216,7 @@ func (c *Client) Ping(ctx context.Context) error {
 // Sessions need no creation: the first use starts one. The id must not be
 // empty.
 func (c *Client) Session(id string) *Session {
-	return &Session{c: c, id: id}
+	return &Session{c: c, id: id, closed: new(atomic.Bool)}
 }
 
 // Stats is a snapshot of a client and its adapter.
@@ -275,6 +299,9 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 	if err := ctx.Err(); err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
+	if err := program.CheckLMName("lm", spec.LM); err != nil {
+		return nil, adapter.Wrap(err, c.a.Name(), op)
+	}
 	compiled, err := program.Compile(program.Spec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind, Demos: spec.Demos})
 	if err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
@@ -288,7 +315,7 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 	p := &Program{
 		ID: id, Session: session, Hash: compiled.Hash, compiled: compiled,
 		Spec: ProgramSpec{ID: id, Signature: compiled.Spec.Signature, Instructions: compiled.Spec.Instructions, Kind: compiled.Spec.Kind,
-			Demos: compiled.Spec.Demos},
+			Demos: compiled.Spec.Demos, LM: spec.LM},
 	}
 	if compiled.Spec.Kind == program.KindReact {
 		if c.opts.toolErr != nil {
@@ -471,8 +498,8 @@ func (c *Client) evict(ctx context.Context, session, hash string) error {
 	return err
 }
 
-func (c *Client) execute(ctx context.Context, session, id string, inputs map[string]any) (map[string]any, error) {
-	e, err := c.run(ctx, session, id, inputs)
+func (c *Client) execute(ctx context.Context, session, lm, id string, inputs map[string]any) (map[string]any, error) {
+	e, err := c.run(ctx, session, lm, id, inputs)
 	return e.Outputs, err
 }
 

@@ -19,9 +19,18 @@ const (
 	ProviderOpenAI = "openai"
 )
 
-// LMConfig configures the language model the backend's programs call.
-// Zero fields mean the provider's default.
+// LMConfig configures a language model the backend's programs call: the
+// default one, or, with Name, one that programs choose by name. Zero
+// fields mean the provider's default.
 type LMConfig struct {
+	// Name names the configuration. Programs run with it when their
+	// ProgramSpec.LM, or else the Session handle executing them
+	// (Session.WithLM), names it; configuring a name again replaces that
+	// name's configuration only, and every name lives on every worker
+	// beside the others (docs/protocol.md, "Named LM configurations").
+	// Empty, the default, means the default LM: the one programs that
+	// name none run with. A name is 1 to 64 letters, digits, '_' or '-'.
+	Name string
 	// Provider is ProviderDummy or ProviderOpenAI. Empty means
 	// ProviderDummy.
 	Provider string
@@ -80,9 +89,14 @@ type ScriptStep struct {
 	Finish bool
 }
 
-// ConfigureLM sets the language model for every program on the backend.
-// When the adapter is an adapter.Broadcaster (a pool), the configuration
-// reaches every current worker and every worker started later.
+// ConfigureLM sets a language model on the backend: the default one, for
+// every program that names none, or with cfg.Name the one of that name,
+// for the programs that choose it. When the adapter is an
+// adapter.Broadcaster (a pool, a remote deployment), the configuration
+// reaches every current worker and every worker started later, each name
+// recorded apart. A name no configuration has is CodeNotFound when a
+// program runs with it, not here: names may be configured after the
+// programs that use them are created.
 func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
 	const op = program.CmdConfigureLM
 	if cfg.Provider == "" {
@@ -91,8 +105,11 @@ func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
 	if cfg.Timeout < 0 || cfg.Delay < 0 || cfg.MaxTokens < 0 {
 		return c.errorf(adapter.CodeInvalidArgument, op, "timeout, delay and max tokens must not be negative")
 	}
+	if err := program.CheckLMName("name", cfg.Name); err != nil {
+		return adapter.Wrap(err, c.a.Name(), op)
+	}
 	lm := program.LMArgs{
-		Provider: cfg.Provider, Model: cfg.Model, BaseURL: cfg.BaseURL, APIKeyEnv: cfg.APIKeyEnv,
+		Name: cfg.Name, Provider: cfg.Provider, Model: cfg.Model, BaseURL: cfg.BaseURL, APIKeyEnv: cfg.APIKeyEnv,
 		Temperature: cfg.Temperature, MaxTokens: cfg.MaxTokens, TimeoutMS: cfg.Timeout.Milliseconds(),
 		Engine: cfg.Engine, Verify: cfg.Verify, DelayMS: cfg.Delay.Milliseconds(), Cache: cfg.Cache,
 	}

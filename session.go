@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
 )
 
 // Session is a scope of programs within a Client. Programs created in a
@@ -12,14 +13,40 @@ import (
 // scope; every request carries the session id, so backends with several
 // workers can send it back to the worker that served it (an optimisation,
 // never a condition for correctness). A Session is safe for concurrent use.
+//
+// A Session is a handle: WithLM makes another handle on the same session
+// that runs its programs with a named LM configuration.
 type Session struct {
 	c      *Client
 	id     string
-	closed atomic.Bool
+	closed *atomic.Bool // shared by the handles WithLM makes
+	lm     string       // the LM of programs that name none; "" is the default
+	lmErr  error        // a bad name given to WithLM
 }
 
 // ID returns the session's id.
 func (s *Session) ID() string { return s.id }
+
+// WithLM returns a handle on the same session that runs the session's
+// programs that name no LM (ProgramSpec.LM empty) with the LM
+// configuration of that name (LMConfig.Name): Execute, ExecuteDetailed
+// and ExecuteStream. A program that names its own LM keeps it. Empty
+// means the default LM, as on a handle from Client.Session. The receiver
+// is unchanged; both handles share the session's programs and its Close.
+// A name that is not 1 to 64 letters, digits, '_' or '-' makes every
+// call on the returned handle fail with CodeInvalidArgument; a name no
+// configuration has makes executions fail with CodeNotFound.
+func (s *Session) WithLM(name string) *Session {
+	h := &Session{c: s.c, id: s.id, closed: s.closed, lm: name}
+	if err := program.CheckLMName("lm", name); err != nil {
+		h.lmErr = adapter.Wrap(err, s.c.a.Name(), "")
+	}
+	return h
+}
+
+// LM returns the name of the LM configuration the handle runs programs
+// that name none with; empty means the default LM.
+func (s *Session) LM() string { return s.lm }
 
 // check returns an error when the session cannot be used.
 func (s *Session) check(op string) error {
@@ -28,6 +55,9 @@ func (s *Session) check(op string) error {
 	}
 	if s.closed.Load() {
 		return &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: op, Adapter: s.c.a.Name(), Err: ErrSessionClosed}
+	}
+	if s.lmErr != nil {
+		return adapter.Wrap(s.lmErr, "", op)
 	}
 	return nil
 }
@@ -70,7 +100,7 @@ func (s *Session) Execute(ctx context.Context, programID string, inputs map[stri
 	if err := s.check("execute_program"); err != nil {
 		return nil, err
 	}
-	return s.c.execute(ctx, s.id, programID, inputs)
+	return s.c.execute(ctx, s.id, s.lm, programID, inputs)
 }
 
 // Ping checks that the backend answers, with the session's affinity.

@@ -84,14 +84,14 @@ type Usage struct {
 // memory. On an adapter that does not stream, each output comes whole,
 // as one part, once the execution is done.
 func (c *Client) ExecuteStream(ctx context.Context, programID string, inputs map[string]any) iter.Seq2[StreamPart, error] {
-	return c.executeStream(ctx, "", programID, inputs)
+	return c.executeStream(ctx, "", "", programID, inputs)
 }
 
 // ExecuteDetailed runs a program as Execute does and also returns the
 // trajectory of a KindReact program, the worker that ran it and the
 // language model's token usage.
 func (c *Client) ExecuteDetailed(ctx context.Context, programID string, inputs map[string]any) (*Execution, error) {
-	return c.executeDetailed(ctx, "", programID, inputs)
+	return c.executeDetailed(ctx, "", "", programID, inputs)
 }
 
 // ExecuteStream runs the session's program as a stream (see
@@ -100,7 +100,7 @@ func (s *Session) ExecuteStream(ctx context.Context, programID string, inputs ma
 	if err := s.check(program.CmdExecuteProgram); err != nil {
 		return func(yield func(StreamPart, error) bool) { yield(StreamPart{}, err) }
 	}
-	return s.c.executeStream(ctx, s.id, programID, inputs)
+	return s.c.executeStream(ctx, s.id, s.lm, programID, inputs)
 }
 
 // ExecuteDetailed runs the session's program (see Client.ExecuteDetailed).
@@ -108,35 +108,38 @@ func (s *Session) ExecuteDetailed(ctx context.Context, programID string, inputs 
 	if err := s.check(program.CmdExecuteProgram); err != nil {
 		return nil, err
 	}
-	return s.c.executeDetailed(ctx, s.id, programID, inputs)
+	return s.c.executeDetailed(ctx, s.id, s.lm, programID, inputs)
 }
 
-// prepare looks the program up and encodes the request of an execution.
-func (c *Client) prepare(ctx context.Context, session, id string, inputs map[string]any) (*Program, adapter.Request, []byte, error) {
+// prepare looks the program up and encodes the request of an execution
+// through a handle whose LM is lm; it returns the program, the request,
+// the encoded inputs and the name of the LM configuration it runs with.
+func (c *Client) prepare(ctx context.Context, session, lm, id string, inputs map[string]any) (*Program, adapter.Request, []byte, string, error) {
 	const op = program.CmdExecuteProgram
 	if err := ctx.Err(); err != nil {
-		return nil, adapter.Request{}, nil, adapter.Wrap(err, c.a.Name(), op)
+		return nil, adapter.Request{}, nil, "", adapter.Wrap(err, c.a.Name(), op)
 	}
 	p, err := c.lookup(session, op, id)
 	if err != nil {
-		return nil, adapter.Request{}, nil, err
+		return nil, adapter.Request{}, nil, "", err
 	}
 	if path, bad := checkUTF8(inputs); path != "" {
-		return nil, adapter.Request{}, nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %s is not valid UTF-8", path, bad)
+		return nil, adapter.Request{}, nil, "", c.errorf(adapter.CodeInvalidArgument, op, "%s: %s is not valid UTF-8", path, bad)
 	}
 	converted, err := p.compiled.Inputs(inputs)
 	if err != nil {
-		return nil, adapter.Request{}, nil, adapter.Wrap(err, c.a.Name(), op)
+		return nil, adapter.Request{}, nil, "", adapter.Wrap(err, c.a.Name(), op)
 	}
 	rawInputs, err := json.Marshal(converted)
 	if err != nil {
-		return nil, adapter.Request{}, nil, c.errorf(adapter.CodeInvalidArgument, op, "inputs: %v", err)
+		return nil, adapter.Request{}, nil, "", c.errorf(adapter.CodeInvalidArgument, op, "inputs: %v", err)
 	}
-	req := adapter.Request{Command: op, Session: session, Args: p.executeArgs(rawInputs, false)}
+	lm = p.lm(lm)
+	req := adapter.Request{Command: op, Session: session, Args: p.executeArgs(rawInputs, false, lm)}
 	if p.compiled.Spec.Kind == program.KindReact && len(c.opts.tools) > 0 {
 		req.Tools = c.opts.tools
 	}
-	return p, req, rawInputs, nil
+	return p, req, rawInputs, lm, nil
 }
 
 // result decodes execute_program's result into the typed outputs and
@@ -165,8 +168,8 @@ func (c *Client) result(p *Program, raw json.RawMessage) (Execution, error) {
 	return e, nil
 }
 
-func (c *Client) executeDetailed(ctx context.Context, session, id string, inputs map[string]any) (*Execution, error) {
-	e, err := c.run(ctx, session, id, inputs)
+func (c *Client) executeDetailed(ctx context.Context, session, lm, id string, inputs map[string]any) (*Execution, error) {
+	e, err := c.run(ctx, session, lm, id, inputs)
 	if err != nil {
 		return nil, err
 	}
@@ -176,8 +179,8 @@ func (c *Client) executeDetailed(ctx context.Context, session, id string, inputs
 // run executes a program: the request, the resend of the spec to a
 // worker that lacks it, and the typed result. The Execution is returned
 // by value, so Execute allocates none.
-func (c *Client) run(ctx context.Context, session, id string, inputs map[string]any) (Execution, error) {
-	p, req, rawInputs, err := c.prepare(ctx, session, id, inputs)
+func (c *Client) run(ctx context.Context, session, lm, id string, inputs map[string]any) (Execution, error) {
+	p, req, rawInputs, lm, err := c.prepare(ctx, session, lm, id, inputs)
 	if err != nil {
 		return Execution{}, err
 	}
@@ -185,7 +188,7 @@ func (c *Client) run(ctx context.Context, session, id string, inputs map[string]
 	if isSpecNotFound(err) {
 		// The worker has not compiled this spec (a new or restarted
 		// worker): send it along.
-		req.Args = p.executeArgs(rawInputs, true)
+		req.Args = p.executeArgs(rawInputs, true, lm)
 		resp, err = c.a.Call(ctx, req)
 	}
 	if err != nil {
@@ -199,17 +202,17 @@ func (c *Client) run(ctx context.Context, session, id string, inputs map[string]
 	return e, nil
 }
 
-func (c *Client) executeStream(ctx context.Context, session, id string, inputs map[string]any) iter.Seq2[StreamPart, error] {
+func (c *Client) executeStream(ctx context.Context, session, lm, id string, inputs map[string]any) iter.Seq2[StreamPart, error] {
 	return func(yield func(StreamPart, error) bool) {
 		const op = program.CmdExecuteProgram
-		p, req, rawInputs, err := c.prepare(ctx, session, id, inputs)
+		p, req, rawInputs, lm, err := c.prepare(ctx, session, lm, id, inputs)
 		if err != nil {
 			yield(StreamPart{}, err)
 			return
 		}
 		s, ok := c.a.(adapter.Streamer)
 		if !ok || !c.a.Capabilities().Streaming {
-			c.streamWhole(ctx, p, req, rawInputs, yield)
+			c.streamWhole(ctx, p, req, rawInputs, lm, yield)
 			return
 		}
 		for attempt := 0; attempt < 2; attempt++ {
@@ -217,7 +220,7 @@ func (c *Client) executeStream(ctx context.Context, session, id string, inputs m
 			for ch, err := range s.Stream(ctx, req) {
 				switch {
 				case err != nil && !started && attempt == 0 && isSpecNotFound(err):
-					req.Args = p.executeArgs(rawInputs, true) // and stream again, with the spec
+					req.Args = p.executeArgs(rawInputs, true, lm) // and stream again, with the spec
 				case err != nil:
 					yield(StreamPart{}, err)
 					return
@@ -247,10 +250,10 @@ func (c *Client) executeStream(ctx context.Context, session, id string, inputs m
 
 // streamWhole serves ExecuteStream on an adapter that does not stream:
 // each output whole, then the result.
-func (c *Client) streamWhole(ctx context.Context, p *Program, req adapter.Request, rawInputs []byte, yield func(StreamPart, error) bool) {
+func (c *Client) streamWhole(ctx context.Context, p *Program, req adapter.Request, rawInputs []byte, lm string, yield func(StreamPart, error) bool) {
 	resp, err := c.a.Call(ctx, req)
 	if isSpecNotFound(err) {
-		req.Args = p.executeArgs(rawInputs, true)
+		req.Args = p.executeArgs(rawInputs, true, lm)
 		resp, err = c.a.Call(ctx, req)
 	}
 	if err != nil {

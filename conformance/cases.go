@@ -44,6 +44,8 @@ func Cases() []Case {
 		{Name: "session_isolation", Doc: "Programs of a session are invisible to other sessions and the default scope.", Run: caseSessionIsolation},
 		{Name: "session_close", Doc: "Closing a session deletes its programs and fails its later calls.", Run: caseSessionClose},
 		{Name: "configure_lm", Doc: "configure_lm before execute; bad LM configurations are CodeInvalidArgument.", Run: caseConfigureLM},
+		{Name: "named_lms", Doc: "Named LM configurations live beside the default one; a program's LM, else its session handle's, chooses one; an unknown name is CodeNotFound, a bad one CodeInvalidArgument.", Run: caseNamedLMs},
+		{Name: "named_lms_concurrent", Doc: "Programs of two named LMs executed at once each run with their own.", Skip: needTools, Run: caseNamedLMsConcurrent},
 		{Name: "crash_recovery", Doc: "After a worker crash, calls fail with CodeUnavailable or succeed, and programs run again once it is back.", Skip: needFaults, Run: caseCrashRecovery},
 		{Name: "stats_add_up", Doc: "The adapter's call and failure counters add up.", Skip: needStats, Run: caseStats},
 		{Name: "close_idempotent", Doc: "Close is idempotent and every call after it is ErrClosed.", Run: caseClose},
