@@ -127,6 +127,12 @@ func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
 		}
 		lm.Script = append(lm.Script, s)
 	}
+	// Checked here, not only by the workers: a broadcast to a pool with no
+	// worker yet is recorded unchecked, and a bad one would then fail every
+	// worker's start.
+	if err := program.ValidateLM(lm); err != nil {
+		return adapter.Wrap(err, c.a.Name(), op)
+	}
 	args, err := json.Marshal(lm)
 	if err != nil {
 		return c.errorf(adapter.CodeInvalidArgument, op, "%v", err)

@@ -182,7 +182,17 @@ func TestBadLMNamesNeverReachTheBackend(t *testing.T) {
 	_, err = bad.ListPrograms(ctx)
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "every call on the handle")
 	assert.Empty(t, rec.take(t), "nothing was sent")
+
+	// A configuration every worker would refuse never reaches the backend
+	// either: a pool with no worker yet records a broadcast unchecked.
+	err = c.ConfigureLM(ctx, dspgo.LMConfig{Temperature: ptrTo(9.0), Provider: dspgo.ProviderOpenAI})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	assert.ErrorContains(t, err, "temperature 9 is outside [0, 2]")
+	assert.ErrorContains(t, err, "model is required for the openai provider")
+	assert.Empty(t, rec.take(t), "nothing was sent")
 }
+
+func ptrTo[T any](v T) *T { return &v }
 
 // TestWithLMSharesTheSession: handles made by WithLM share the session's
 // programs and its Close.
