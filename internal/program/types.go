@@ -192,7 +192,7 @@ func (p *typeParser) expect(c byte) error {
 // only.
 func (p *typeParser) notNone(t Type) error {
 	if t.Kind == noneKind {
-		return fmt.Errorf("None is not a type of its own in %q (write Optional[T], Union[T, None] or T | None)", p.s)
+		return fmt.Errorf("a bare None is not a type in %q (write Optional[T], Union[T, None] or T | None)", p.s)
 	}
 	return nil
 }

@@ -336,7 +336,7 @@ class _TypeParser:
     def not_none(self, t: FieldType) -> FieldType:
         if t.kind == _NONE:
             raise ValueError(
-                f"None is not a type of its own in {quote(self.s)} (write Optional[T], Union[T, None] or T | None)"
+                f"a bare None is not a type in {quote(self.s)} (write Optional[T], Union[T, None] or T | None)"
             )
         return t
 

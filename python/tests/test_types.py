@@ -80,7 +80,7 @@ class SignatureTest(unittest.TestCase):
             " -> answer": "has no inputs",
             "a, , b -> c": "empty field",
             "a -> a": '"a" is used twice (as input and as output)',
-            "a: None -> b": 'input field "a": None is not a type of its own',
+            "a: None -> b": 'input field "a": a bare None is not a type',
         }
         for text, want in cases.items():
             with self.subTest(text=text):
