@@ -5,9 +5,10 @@
 // config once, with the layer that set it and the environment in force,
 // and opens the adapter with the configured language model (lm.*); an
 // unknown name is an error listing the known ones, never a fallback, and
-// an LM the adapter does not run is an error, never the dummy instead. The package is usable without fx; Module wires
-// it into an fx application, and AsFactory contributes third-party
-// factories to the value group "adapter.factories".
+// an LM the adapter does not run is an error, never the dummy instead.
+// The package is usable without fx; Module wires it into an fx
+// application, and AsFactory contributes third-party factories to the
+// value group "adapter.factories".
 package registry
 
 import (
