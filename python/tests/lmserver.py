@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import unittest
+import urllib.error
 import urllib.request
 
 from .helpers import WAIT
@@ -62,6 +63,17 @@ class LMServer:
     def requests(self) -> list[dict]:
         with urllib.request.urlopen(self.root + "/_test/requests", timeout=WAIT) as response:
             return json.loads(response.read())
+
+    def wait(self, **at_least: int) -> list[dict]:
+        """The recorded requests once at least ``requests``, ``done`` or ``canceled`` of
+        them are (each optional); fails the test's wait after :data:`WAIT` seconds."""
+        query = "&".join(f"{name}={n}" for name, n in at_least.items())
+        url = f"{self.root}/_test/wait?{query}&timeout={WAIT:g}s"
+        try:
+            with urllib.request.urlopen(url, timeout=WAIT + 5) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"the LM server did not see {at_least} within {WAIT:g} s: {self.requests()}") from exc
 
     def reset(self) -> None:
         request = urllib.request.Request(self.root + "/_test/reset", data=b"", method="POST")

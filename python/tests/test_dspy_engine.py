@@ -199,18 +199,10 @@ class DspyEngineTest(unittest.TestCase):
         self.assertEqual(self.lm.requests(), [])
 
     def wait_requests(self, n: int) -> None:
-        deadline = time.monotonic() + WAIT
-        while len(self.lm.requests()) < n:
-            if time.monotonic() > deadline:
-                self.fail(f"the LM server did not see {n} requests")
-            time.sleep(0.01)  # polling the server with a deadline
+        self.lm.wait(requests=n)
 
     def wait_canceled(self, n: int) -> None:
-        deadline = time.monotonic() + WAIT
-        while sum(1 for r in self.lm.requests() if r["canceled"]) < n:
-            if time.monotonic() > deadline:
-                self.fail(f"the LM server did not see {n} requests closed by the client: {self.lm.requests()}")
-            time.sleep(0.01)  # polling the server with a deadline
+        self.lm.wait(canceled=n)
 
 
 if __name__ == "__main__":
