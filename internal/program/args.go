@@ -8,18 +8,20 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/dspgo/dspgo/command"
 )
 
 // Argument types of a command's schema, as the worker's describe names
 // them.
 const (
-	TypeStr    = "str"
-	TypeInt    = "int"
-	TypeFloat  = "float" // any number
-	TypeBool   = "bool"
-	TypeObject = "object"
-	TypeArray  = "array"
-	TypeAny    = "any"
+	TypeStr    = command.ArgStr
+	TypeInt    = command.ArgInt
+	TypeFloat  = command.ArgFloat // any number
+	TypeBool   = command.ArgBool
+	TypeObject = command.ArgObject
+	TypeArray  = command.ArgArray
+	TypeAny    = command.ArgAny
 )
 
 // Arg is one argument of a command.
@@ -38,7 +40,7 @@ type Schema struct {
 }
 
 // Schemas are the arguments of the command set, exactly as the Python
-// worker declares them (python/dspgo_worker/builtins.py and programs.py),
+// worker declares them (python/dspgo_worker/control.py and programs.py),
 // in the same order: every backend checks a request's arguments against
 // them with Check before it runs the command, so a malformed request gets
 // the same code and the same message on each.

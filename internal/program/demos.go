@@ -3,26 +3,12 @@ package program
 import (
 	"fmt"
 	"slices"
+
+	"github.com/dspgo/dspgo/command"
 )
 
-// Demo is one few-shot example of a program, as DSPy's demos are: a value
-// for every input and every declared output of the signature and, for
-// KindChainOfThought only, optionally the reasoning that leads to the
-// outputs. The engines show the demos to the language model before the
-// real inputs, as DSPy's ChatAdapter formats them (docs/protocol.md,
-// "Demos").
-type Demo struct {
-	// Inputs holds a value for every input field, by name, that converts
-	// to the field's type as an execution's inputs do.
-	Inputs map[string]any `json:"inputs"`
-	// Outputs holds a value for every declared output field (not
-	// "reasoning"), by name, that converts to the field's type.
-	Outputs map[string]any `json:"outputs"`
-	// Reasoning is a KindChainOfThought demo's reasoning. Empty means
-	// none: DSPy then shows the demo as one whose reasoning is not
-	// supplied. Other kinds must leave it empty.
-	Reasoning string `json:"reasoning,omitempty"`
-}
+// Demo is command.Demo.
+type Demo = command.Demo
 
 // normalizeDemos validates demos against a normalized signature and
 // returns them with their values converted (nil when there are none).

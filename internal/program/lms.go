@@ -5,10 +5,11 @@ import (
 	"fmt"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 )
 
-// MaxLMNameBytes bounds the name of an LM configuration.
-const MaxLMNameBytes = 64
+// MaxLMNameBytes is command.MaxLMNameBytes.
+const MaxLMNameBytes = command.MaxLMNameBytes
 
 // CheckLMName checks the name of an LM configuration given as field
 // (configure_lm's name, execute_program's lm): empty, the default LM, or

@@ -5,57 +5,26 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/dspgo/dspgo/command"
 )
 
-// Program kinds.
+// Program kinds (package command).
 const (
-	// KindPredict maps inputs straight to outputs.
-	KindPredict = "predict"
-	// KindChainOfThought produces a "reasoning" output before the others.
-	KindChainOfThought = "chain_of_thought"
-	// KindReact runs a ReAct loop over host tools before it answers; its
-	// outputs are the declared ones.
-	KindReact = "react"
+	KindPredict        = command.KindPredict
+	KindChainOfThought = command.KindChainOfThought
+	KindReact          = command.KindReact
 )
 
-// ReasoningField is the output that KindChainOfThought adds before the
-// declared outputs.
-const ReasoningField = "reasoning"
+// ReasoningField is command.ReasoningField.
+const ReasoningField = command.ReasoningField
 
-// Field is one input or output of a signature.
-type Field struct {
-	// Name is a Python identifier, unique within the signature.
-	Name string `json:"name"`
-	// Type is the field's type as written in a DSPy signature, such as
-	// "list[str]". Empty means "str".
-	Type string `json:"type"`
-	// Description tells the language model what the field holds. Empty
-	// means none.
-	Description string `json:"description"`
-}
-
-// Signature is a program's typed inputs and outputs.
-type Signature struct {
-	Inputs  []Field `json:"inputs"`
-	Outputs []Field `json:"outputs"`
-}
-
-// Spec is everything that defines a program's behaviour; its canonical
-// JSON is hashed to identify it.
-type Spec struct {
-	Signature Signature `json:"signature"`
-	// Instructions are the task description given to the language model.
-	// Empty means none.
-	Instructions string `json:"instructions"`
-	// Kind is KindPredict, KindChainOfThought or KindReact. Empty means
-	// KindPredict.
-	Kind string `json:"kind"`
-	// Demos are few-shot examples shown to the language model before the
-	// real inputs (see Demo). Nil or empty means none, and leaves the key
-	// out of the spec's JSON, so a spec without demos hashes as before
-	// demos existed.
-	Demos []Demo `json:"demos,omitempty"`
-}
+// The spec's types (package command).
+type (
+	Field     = command.Field
+	Signature = command.Signature
+	Spec      = command.Spec
+)
 
 // ParseSignature parses DSPy's string form:
 // "question, context: list[str] -> answer, confidence: float". Fields are
@@ -78,7 +47,7 @@ func ParseSignature(s string) (Signature, error) {
 		return Signature{}, err
 	}
 	sig := Signature{Inputs: inputs, Outputs: outputs}
-	if _, err := sig.normalize(KindPredict); err != nil {
+	if _, err := normalizeSignature(sig, KindPredict); err != nil {
 		return Signature{}, err
 	}
 	return sig, nil
@@ -125,9 +94,9 @@ func parseFields(side, which, whole string) ([]Field, error) {
 	return fields, nil
 }
 
-// normalize validates the signature and returns a copy whose types are in
-// canonical form.
-func (s Signature) normalize(kind string) (Signature, error) {
+// normalizeSignature validates the signature and returns a copy whose
+// types are in canonical form.
+func normalizeSignature(s Signature, kind string) (Signature, error) {
 	if len(s.Inputs) == 0 {
 		return s, invalid("signature has no inputs")
 	}
@@ -174,21 +143,6 @@ func isIdentifier(s string) bool {
 	return true
 }
 
-// String returns the signature in DSPy's string form, types included.
-func (s Signature) String() string {
-	side := func(fields []Field) string {
-		parts := make([]string, len(fields))
-		for i, f := range fields {
-			parts[i] = f.Name
-			if f.Type != "" && f.Type != "str" {
-				parts[i] += ": " + f.Type
-			}
-		}
-		return strings.Join(parts, ", ")
-	}
-	return side(s.Inputs) + " -> " + side(s.Outputs)
-}
-
 // Compiled is a validated spec with its parsed types and hash, ready to
 // convert inputs and outputs.
 type Compiled struct {
@@ -213,7 +167,7 @@ func Compile(spec Spec) (*Compiled, error) {
 	if kind != KindPredict && kind != KindChainOfThought && kind != KindReact {
 		return nil, invalid("program kind %q is unknown (known: %s, %s, %s)", spec.Kind, KindPredict, KindChainOfThought, KindReact)
 	}
-	sig, err := spec.Signature.normalize(kind)
+	sig, err := normalizeSignature(spec.Signature, kind)
 	if err != nil {
 		return nil, err
 	}

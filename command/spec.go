@@ -1,0 +1,97 @@
+package command
+
+import "strings"
+
+// Program kinds, the values of Spec.Kind.
+const (
+	// KindPredict maps inputs straight to outputs (DSPy's Predict).
+	KindPredict = "predict"
+	// KindChainOfThought produces a ReasoningField output before the
+	// declared ones (DSPy's ChainOfThought).
+	KindChainOfThought = "chain_of_thought"
+	// KindReact runs a ReAct loop over the host's tools (ExecuteArgs.Tools)
+	// before it answers; its outputs are the declared ones (DSPy's ReAct).
+	KindReact = "react"
+)
+
+// ReasoningField is the output that KindChainOfThought adds before the
+// declared outputs.
+const ReasoningField = "reasoning"
+
+// Field is one input or output of a signature.
+type Field struct {
+	// Name is a Python identifier, unique within the signature.
+	Name string `json:"name"`
+	// Type is the field's type as written in a DSPy signature: "str",
+	// "int", "float", "bool", "Any", "list[T]", "dict[str, T]",
+	// "dict[int, T]", "tuple[A, B]", "tuple[T, ...]", "Optional[T]" or
+	// "T | None", "Union[A, B]" or "A | B", "Literal['a', 'b']". Empty
+	// means "str". The spellings and their canonical forms are in
+	// docs/protocol.md ("Program specs").
+	Type string `json:"type"`
+	// Description tells the language model what the field holds. Empty
+	// means none.
+	Description string `json:"description"`
+}
+
+// Signature is a program's typed inputs and outputs: at least one of
+// each, every name distinct.
+type Signature struct {
+	// Inputs are the fields an execution gives, in order.
+	Inputs []Field `json:"inputs"`
+	// Outputs are the fields the program produces, in order.
+	Outputs []Field `json:"outputs"`
+}
+
+// String returns the signature in DSPy's string form, types other than
+// str included: "question, context: list[str] -> answer".
+func (s Signature) String() string {
+	side := func(fields []Field) string {
+		parts := make([]string, len(fields))
+		for i, f := range fields {
+			parts[i] = f.Name
+			if f.Type != "" && f.Type != "str" {
+				parts[i] += ": " + f.Type
+			}
+		}
+		return strings.Join(parts, ", ")
+	}
+	return side(s.Inputs) + " -> " + side(s.Outputs)
+}
+
+// Spec is everything that defines a program's behaviour; the SHA-256 of
+// its canonical JSON identifies it (the spec hash).
+type Spec struct {
+	// Signature is the program's inputs and outputs.
+	Signature Signature `json:"signature"`
+	// Instructions are the task description given to the language model.
+	// Empty means none.
+	Instructions string `json:"instructions"`
+	// Kind is KindPredict, KindChainOfThought or KindReact. Empty means
+	// KindPredict.
+	Kind string `json:"kind"`
+	// Demos are few-shot examples shown to the language model before the
+	// real inputs (see Demo). Nil or empty means none, and leaves the key
+	// out of the spec's JSON, so a spec without demos hashes as before
+	// demos existed.
+	Demos []Demo `json:"demos,omitempty"`
+}
+
+// Demo is one few-shot example of a program, as DSPy's demos are: a value
+// for every input and every declared output of the signature and, for
+// KindChainOfThought only, optionally the reasoning that leads to the
+// outputs. The engines show the demos to the language model before the
+// real inputs, as DSPy's ChatAdapter formats them (docs/protocol.md,
+// "Demos").
+type Demo struct {
+	// Inputs holds a value for every input field, by name, that converts
+	// to the field's type as an execution's inputs do.
+	Inputs map[string]any `json:"inputs"`
+	// Outputs holds a value for every declared output field (not
+	// ReasoningField), by name, that converts to the field's type.
+	Outputs map[string]any `json:"outputs"`
+	// Reasoning is a KindChainOfThought demo's reasoning. Empty means
+	// none: DSPy then shows the demo as one whose reasoning is not
+	// supplied. Other kinds must leave it empty.
+	Reasoning string `json:"reasoning,omitempty"`
+}
