@@ -13,7 +13,7 @@ Options: ``--worker-id``, ``--max-concurrency`` (default 4), ``--max-frame-bytes
 4096), ``--log-level`` (debug, info, warning, error).
 
 Commands: the control commands ``ping``, ``describe``, ``cancel``, ``shutdown``
-(:mod:`dspgo_worker.builtins`) and the program command set ``configure_lm``,
+(:mod:`dspgo_worker.control`) and the program command set ``configure_lm``,
 ``create_program``, ``execute_program``, ``delete_program``, ``get_stats``, ``reset``
 (:mod:`dspgo_worker.programs`; specs and the dummy LM in :mod:`dspgo_worker.spec`,
 providers in :mod:`dspgo_worker.lm`, the native and dspy engines in
@@ -51,7 +51,7 @@ from .registry import Arg, Command, Registry, command, default_registry
 from .version import PROTOCOL_VERSION, __version__
 
 # Register the built-in, program and diagnostics commands on the default registry.
-from . import builtins as _builtins  # noqa: E402,F401  isort:skip
+from . import control as _control  # noqa: E402,F401  isort:skip
 from . import programs as _programs  # noqa: E402,F401  isort:skip
 from . import diagnostics as _diagnostics  # noqa: E402,F401  isort:skip
 
