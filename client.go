@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -207,7 +208,7 @@ func (c *Client) Execute(ctx context.Context, programID string, inputs map[strin
 
 // Ping checks that the backend answers.
 func (c *Client) Ping(ctx context.Context) error {
-	_, err := c.a.Call(ctx, adapter.Request{Command: program.CmdPing})
+	_, err := c.a.Call(ctx, adapter.Request{Command: command.Ping})
 	return err
 }
 
@@ -295,7 +296,7 @@ func inSession(session string) string {
 }
 
 func (c *Client) createProgram(ctx context.Context, session string, spec ProgramSpec) (*Program, error) {
-	const op = program.CmdCreateProgram
+	const op = command.CreateProgram
 	if err := ctx.Err(); err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
@@ -454,7 +455,7 @@ func (c *Client) listPrograms(ctx context.Context, session string) ([]*Program, 
 }
 
 func (c *Client) deleteProgram(ctx context.Context, session, id string) error {
-	const op = program.CmdDeleteProgram
+	const op = command.DeleteProgram
 	if err := ctx.Err(); err != nil {
 		return adapter.Wrap(err, c.a.Name(), op)
 	}
@@ -491,7 +492,7 @@ func (c *Client) hashInUseLocked(hash string) bool {
 // that does not have it (another worker compiled it) is not an error.
 func (c *Client) evict(ctx context.Context, session, hash string) error {
 	args, _ := json.Marshal(program.DeleteArgs{SpecHash: hash})
-	_, err := c.a.Call(ctx, adapter.Request{Command: program.CmdDeleteProgram, Args: args, Session: session})
+	_, err := c.a.Call(ctx, adapter.Request{Command: command.DeleteProgram, Args: args, Session: session})
 	if adapter.CodeOf(err) == adapter.CodeNotFound {
 		return nil
 	}
@@ -505,5 +506,5 @@ func (c *Client) execute(ctx context.Context, session, lm, id string, inputs map
 
 func isSpecNotFound(err error) bool {
 	var e *adapter.Error
-	return errors.As(err, &e) && e.Remote != nil && e.Remote.Type == program.SpecNotFoundType && adapter.CodeOf(err) == adapter.CodeNotFound
+	return errors.As(err, &e) && e.Remote != nil && e.Remote.Type == command.SpecNotFoundType && adapter.CodeOf(err) == adapter.CodeNotFound
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -98,7 +99,7 @@ type ScriptStep struct {
 // program runs with it, not here: names may be configured after the
 // programs that use them are created.
 func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
-	const op = program.CmdConfigureLM
+	const op = command.ConfigureLM
 	if cfg.Provider == "" {
 		cfg.Provider = ProviderDummy
 	}

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -65,7 +66,7 @@ func (s *Session) check(op string) error {
 // CreateProgram creates a program in the session (see
 // Client.CreateProgram).
 func (s *Session) CreateProgram(ctx context.Context, spec ProgramSpec) (*Program, error) {
-	if err := s.check("create_program"); err != nil {
+	if err := s.check(command.CreateProgram); err != nil {
 		return nil, err
 	}
 	return s.c.createProgram(ctx, s.id, spec)
@@ -89,7 +90,7 @@ func (s *Session) ListPrograms(ctx context.Context) ([]*Program, error) {
 
 // DeleteProgram deletes the session's program with the id.
 func (s *Session) DeleteProgram(ctx context.Context, id string) error {
-	if err := s.check("delete_program"); err != nil {
+	if err := s.check(command.DeleteProgram); err != nil {
 		return err
 	}
 	return s.c.deleteProgram(ctx, s.id, id)
@@ -97,7 +98,7 @@ func (s *Session) DeleteProgram(ctx context.Context, id string) error {
 
 // Execute runs the session's program on inputs (see Client.Execute).
 func (s *Session) Execute(ctx context.Context, programID string, inputs map[string]any) (map[string]any, error) {
-	if err := s.check("execute_program"); err != nil {
+	if err := s.check(command.ExecuteProgram); err != nil {
 		return nil, err
 	}
 	return s.c.execute(ctx, s.id, s.lm, programID, inputs)
@@ -105,10 +106,10 @@ func (s *Session) Execute(ctx context.Context, programID string, inputs map[stri
 
 // Ping checks that the backend answers, with the session's affinity.
 func (s *Session) Ping(ctx context.Context) error {
-	if err := s.check("ping"); err != nil {
+	if err := s.check(command.Ping); err != nil {
 		return err
 	}
-	_, err := s.c.a.Call(ctx, adapter.Request{Command: "ping", Session: s.id})
+	_, err := s.c.a.Call(ctx, adapter.Request{Command: command.Ping, Session: s.id})
 	return err
 }
 

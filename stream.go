@@ -7,6 +7,7 @@ import (
 	"iter"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -97,7 +98,7 @@ func (c *Client) ExecuteDetailed(ctx context.Context, programID string, inputs m
 // ExecuteStream runs the session's program as a stream (see
 // Client.ExecuteStream).
 func (s *Session) ExecuteStream(ctx context.Context, programID string, inputs map[string]any) iter.Seq2[StreamPart, error] {
-	if err := s.check(program.CmdExecuteProgram); err != nil {
+	if err := s.check(command.ExecuteProgram); err != nil {
 		return func(yield func(StreamPart, error) bool) { yield(StreamPart{}, err) }
 	}
 	return s.c.executeStream(ctx, s.id, s.lm, programID, inputs)
@@ -105,7 +106,7 @@ func (s *Session) ExecuteStream(ctx context.Context, programID string, inputs ma
 
 // ExecuteDetailed runs the session's program (see Client.ExecuteDetailed).
 func (s *Session) ExecuteDetailed(ctx context.Context, programID string, inputs map[string]any) (*Execution, error) {
-	if err := s.check(program.CmdExecuteProgram); err != nil {
+	if err := s.check(command.ExecuteProgram); err != nil {
 		return nil, err
 	}
 	return s.c.executeDetailed(ctx, s.id, s.lm, programID, inputs)
@@ -115,7 +116,7 @@ func (s *Session) ExecuteDetailed(ctx context.Context, programID string, inputs 
 // through a handle whose LM is lm; it returns the program, the request,
 // the encoded inputs and the name of the LM configuration it runs with.
 func (c *Client) prepare(ctx context.Context, session, lm, id string, inputs map[string]any) (*Program, adapter.Request, []byte, string, error) {
-	const op = program.CmdExecuteProgram
+	const op = command.ExecuteProgram
 	if err := ctx.Err(); err != nil {
 		return nil, adapter.Request{}, nil, "", adapter.Wrap(err, c.a.Name(), op)
 	}
@@ -145,7 +146,7 @@ func (c *Client) prepare(ctx context.Context, session, lm, id string, inputs map
 // result decodes execute_program's result into the typed outputs and
 // the usage and, for a react program, the trajectory; all but Worker.
 func (c *Client) result(p *Program, raw json.RawMessage) (Execution, error) {
-	const op = program.CmdExecuteProgram
+	const op = command.ExecuteProgram
 	// One pass over the result, numbers kept exact for the conversion.
 	var result struct {
 		Outputs    map[string]any `json:"outputs"`
@@ -204,7 +205,7 @@ func (c *Client) run(ctx context.Context, session, lm, id string, inputs map[str
 
 func (c *Client) executeStream(ctx context.Context, session, lm, id string, inputs map[string]any) iter.Seq2[StreamPart, error] {
 	return func(yield func(StreamPart, error) bool) {
-		const op = program.CmdExecuteProgram
+		const op = command.ExecuteProgram
 		p, req, rawInputs, lm, err := c.prepare(ctx, session, lm, id, inputs)
 		if err != nil {
 			yield(StreamPart{}, err)

@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -128,7 +129,7 @@ type Typed[In, Out any] struct {
 // ExecuteDetailed's Outputs.
 func NewTyped[In, Out any](ctx context.Context, r Runner, spec ProgramSpec) (*Typed[In, Out], error) {
 	invalid := func(msg string) error {
-		return &adapter.Error{Code: adapter.CodeInvalidArgument, Op: program.CmdCreateProgram, Message: msg}
+		return &adapter.Error{Code: adapter.CodeInvalidArgument, Op: command.CreateProgram, Message: msg}
 	}
 	if len(spec.Signature.Inputs) > 0 || len(spec.Signature.Outputs) > 0 {
 		return nil, invalid("NewTyped derives the signature from its struct types: leave ProgramSpec.Signature empty")
@@ -612,7 +613,7 @@ func (c *structCodec) encode(v reflect.Value) (map[string]any, error) {
 		}
 		x, err := rewrite(fv)
 		if err != nil {
-			return nil, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: program.CmdExecuteProgram,
+			return nil, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: command.ExecuteProgram,
 				Message: fmt.Sprintf("input %s, %s: %v", f.field.Name, c.name(f), err)}
 		}
 		inputs[f.field.Name] = x
@@ -699,11 +700,11 @@ func (c *structCodec) decode(dst reflect.Value, outputs map[string]any) error {
 	for _, f := range c.fields {
 		src, ok := outputs[f.field.Name]
 		if !ok {
-			return &adapter.Error{Code: adapter.CodeInternal, Op: program.CmdExecuteProgram,
+			return &adapter.Error{Code: adapter.CodeInternal, Op: command.ExecuteProgram,
 				Message: fmt.Sprintf("output %q is missing from the result", f.field.Name)}
 		}
 		if err := decodeValue(dst.FieldByIndex(f.index), src, f.field.Name); err != nil {
-			return &adapter.Error{Code: adapter.CodeInternal, Op: program.CmdExecuteProgram,
+			return &adapter.Error{Code: adapter.CodeInternal, Op: command.ExecuteProgram,
 				Message: fmt.Sprintf("output %s, %s: %s", err.path, c.name(f), err.msg), Err: ErrOutputType}
 		}
 	}

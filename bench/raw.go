@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/protocol"
 )
 
@@ -51,7 +52,7 @@ func startRaw(python, dir string, args ...string) (*rawWorker, error) {
 	_ = inR.Close()
 	_ = outW.Close()
 	rw := &rawWorker{cmd: cmd, in: inW, out: outR, w: protocol.NewWriter(inW, 0), r: protocol.NewReader(outR, 0)}
-	if _, err := rw.call(&protocol.Request{ID: protocol.InitID, Command: "ping", Args: json.RawMessage(`{"initialization":true}`)}); err != nil {
+	if _, err := rw.call(&protocol.Request{ID: protocol.InitID, Command: command.Ping, Args: protocol.InitPingArgs}); err != nil {
 		rw.stop()
 		return nil, fmt.Errorf("raw worker: init: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/proc"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/protocol"
@@ -246,10 +247,10 @@ func (s Suite) ping(ctx context.Context, inFlight int) ([]Row, error) {
 		return nil, err
 	}
 	defer rw.stop()
-	req := adapter.Request{Command: "ping"}
+	req := adapter.Request{Command: command.Ping}
 	call := func(ctx context.Context) error { _, err := a.Call(ctx, req); return err }
 	name := fmt.Sprintf("ping, port, %d in flight", inFlight)
-	rows, err := s.versus(name, inFlight, call, []*rawWorker{rw}, inFlight, protocol.Request{Command: "ping"}, map[int]float64{1: 0.85, 16: 0.8}[inFlight])
+	rows, err := s.versus(name, inFlight, call, []*rawWorker{rw}, inFlight, protocol.Request{Command: command.Ping}, map[int]float64{1: 0.85, 16: 0.8}[inFlight])
 	if err != nil || inFlight != 1 {
 		return rows, err
 	}
@@ -258,7 +259,7 @@ func (s Suite) ping(ctx context.Context, inFlight int) ([]Row, error) {
 	// baseline and for dspgo.
 	rawCPU, err := s.sample(func() (float64, error) {
 		before := cpuTime()
-		r := rawMeasure(name, []*rawWorker{rw}, 1, s.Duration, protocol.Request{Command: "ping"})
+		r := rawMeasure(name, []*rawWorker{rw}, 1, s.Duration, protocol.Request{Command: command.Ping})
 		return float64(cpuTime()-before) / float64(r.Calls) / 1e3, nil
 	})
 	if err != nil {
@@ -298,10 +299,10 @@ func (s Suite) pingPool(ctx context.Context) ([]Row, error) {
 		defer rw.stop()
 		raws = append(raws, rw)
 	}
-	req := adapter.Request{Command: "ping"}
+	req := adapter.Request{Command: command.Ping}
 	call := func(ctx context.Context) error { _, err := p.Call(ctx, req); return err }
 	return s.versus(fmt.Sprintf("ping, pool of %d, %d in flight each", s.Workers, perWorker), s.Workers*perWorker, call, raws, perWorker,
-		protocol.Request{Command: "ping"}, 0.8)
+		protocol.Request{Command: command.Ping}, 0.8)
 }
 
 // qaProgram starts a port worker with the program "question -> answer";
@@ -336,13 +337,13 @@ func (s Suite) execute(ctx context.Context) ([]Row, error) {
 	defer rw.stop()
 	compiled, _ := program.Compile(program.Spec{Signature: prog.Spec.Signature, Kind: prog.Spec.Kind})
 	create, _ := json.Marshal(program.CreateArgs{Spec: compiled.Spec})
-	if _, err := rw.call(&protocol.Request{ID: 1, Command: "create_program", Args: create}); err != nil {
+	if _, err := rw.call(&protocol.Request{ID: 1, Command: command.CreateProgram, Args: create}); err != nil {
 		return nil, err
 	}
 	args, _ := json.Marshal(program.ExecuteArgs{SpecHash: compiled.Hash, Inputs: json.RawMessage(`{"question":"What is Go?"}`)})
 	rw.nextID = 1
 	return s.versus("execute, port, dummy LM, 1 in flight", 1, call, []*rawWorker{rw}, 1,
-		protocol.Request{Command: "execute_program", Args: args}, 0.8)
+		protocol.Request{Command: command.ExecuteProgram, Args: args}, 0.8)
 }
 
 func (s Suite) echo(ctx context.Context, size int) ([]Row, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -118,7 +119,7 @@ func expected(t TB, p *dspgo.Program, inputs map[string]any) map[string]any {
 
 func casePing(t TB, env *Env) {
 	require.NoError(t, env.Client.Ping(env.Ctx))
-	resp, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: "describe"})
+	resp, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: command.Describe})
 	require.NoError(t, err)
 	var d struct {
 		Commands []struct{ Name string } `json:"commands"`
@@ -128,7 +129,7 @@ func casePing(t TB, env *Env) {
 	for _, c := range d.Commands {
 		names = append(names, c.Name)
 	}
-	assert.Subset(t, names, []string{"ping", "describe", "configure_lm", "create_program", "execute_program", "delete_program", "get_stats", "reset", "shutdown", "cancel"})
+	assert.Subset(t, names, []string{command.Ping, command.Describe, command.ConfigureLM, command.CreateProgram, command.ExecuteProgram, command.DeleteProgram, command.GetStats, command.Reset, command.Shutdown, command.Cancel})
 }
 
 func caseRoundTripExplicit(t TB, env *Env) {
@@ -239,7 +240,7 @@ func caseNotFound(t TB, env *Env) {
 	requireCode(t, adapter.CodeNotFound, c.DeleteProgram(ctx, "nope"))
 
 	// The backend itself: delete_program of a spec it never compiled.
-	_, err = env.Adapter.Call(ctx, adapter.Request{Command: "delete_program", Args: json.RawMessage(`{"spec_hash":"0000"}`)})
+	_, err = env.Adapter.Call(ctx, adapter.Request{Command: command.DeleteProgram, Args: json.RawMessage(`{"spec_hash":"0000"}`)})
 	requireCode(t, adapter.CodeNotFound, err)
 }
 
@@ -279,9 +280,9 @@ func caseInvalidArgument(t TB, env *Env) {
 
 	// The backend validates too, for callers that bypass the client.
 	calls := map[string]string{
-		"create_program":  `{"spec":{"signature":{"inputs":[],"outputs":[{"name":"a","type":"str","description":""}]},"instructions":"","kind":"predict"}}`,
-		"execute_program": `{"spec_hash":"` + p.Hash + `","spec":{"signature":{"inputs":[{"name":"q","type":"str","description":""}],"outputs":[{"name":"a","type":"str","description":""}]},"instructions":"","kind":"predict"},"inputs":{"q":"?"}}`,
-		"configure_lm":    `{"provider":"dummy","temperature":9}`,
+		command.CreateProgram:  `{"spec":{"signature":{"inputs":[],"outputs":[{"name":"a","type":"str","description":""}]},"instructions":"","kind":"predict"}}`,
+		command.ExecuteProgram: `{"spec_hash":"` + p.Hash + `","spec":{"signature":{"inputs":[{"name":"q","type":"str","description":""}],"outputs":[{"name":"a","type":"str","description":""}]},"instructions":"","kind":"predict"},"inputs":{"q":"?"}}`,
+		command.ConfigureLM:    `{"provider":"dummy","temperature":9}`,
 	}
 	for cmd, args := range calls {
 		_, err := env.Adapter.Call(ctx, adapter.Request{Command: cmd, Args: json.RawMessage(args)})
@@ -300,7 +301,7 @@ func caseCanceled(t TB, env *Env) {
 	p := create(t, env, "question -> answer")
 	ctx, cancel := context.WithCancel(env.Ctx)
 	cancel()
-	_, err := env.Adapter.Call(ctx, adapter.Request{Command: "ping"})
+	_, err := env.Adapter.Call(ctx, adapter.Request{Command: command.Ping})
 	requireCode(t, adapter.CodeCanceled, err)
 	assert.ErrorIs(t, err, context.Canceled)
 	_, err = env.Client.Execute(ctx, p.ID, map[string]any{"question": "?"})
@@ -393,12 +394,12 @@ func caseHostileInputs(t TB, env *Env) {
 	spec, err := json.Marshal(program.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind})
 	require.NoError(t, err)
 	huge := json.RawMessage(`{"spec_hash":"` + p.Hash + `","spec":` + string(spec) + `,"inputs":{"m":{},"n":1e400}}`)
-	_, err = env.Adapter.Call(bounded, adapter.Request{Command: "execute_program", Args: huge})
+	_, err = env.Adapter.Call(bounded, adapter.Request{Command: command.ExecuteProgram, Args: huge})
 	requireCode(t, adapter.CodeInvalidArgument, err, "a number beyond a double's range")
 	assert.Contains(t, err.Error(), "n")
 
 	deep := json.RawMessage(`{"spec_hash":"x","inputs":` + strings.Repeat(`{"a":`, 200) + "1" + strings.Repeat("}", 200) + `}`)
-	_, err = env.Adapter.Call(bounded, adapter.Request{Command: "execute_program", Args: deep})
+	_, err = env.Adapter.Call(bounded, adapter.Request{Command: command.ExecuteProgram, Args: deep})
 	requireCode(t, adapter.CodeInvalidArgument, err, "nesting past the limit")
 	require.NoError(t, env.Client.Ping(ctx), "still usable")
 }
@@ -410,7 +411,7 @@ func caseSpecResent(t TB, env *Env) {
 	require.NoError(t, err)
 	// Make the backend forget every compiled spec, as a restarted worker
 	// would have.
-	_, err = env.Adapter.Call(env.Ctx, adapter.Request{Command: "reset"})
+	_, err = env.Adapter.Call(env.Ctx, adapter.Request{Command: command.Reset})
 	require.NoError(t, err)
 	after, err := env.Client.Execute(env.Ctx, p.ID, in)
 	require.NoError(t, err)
@@ -487,7 +488,7 @@ func caseConfigureLM(t TB, env *Env) {
 		`{"provider":"dummy","script":[{"tool":"t"}]}`,
 		`{"provider":"dummy","script":[{"finish":false}]}`,
 	} {
-		_, err := env.Adapter.Call(ctx, adapter.Request{Command: program.CmdConfigureLM, Args: json.RawMessage(args)})
+		_, err := env.Adapter.Call(ctx, adapter.Request{Command: command.ConfigureLM, Args: json.RawMessage(args)})
 		requireCode(t, adapter.CodeInvalidArgument, err, "%s", args)
 	}
 }
@@ -530,7 +531,7 @@ func caseStats(t TB, env *Env) {
 	stats := func() adapter.Stats { s, _ := adapter.StatsOf(env.Adapter); return s }
 	before := stats()
 	for range 5 {
-		_, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: "ping"})
+		_, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: command.Ping})
 		require.NoError(t, err)
 	}
 	for range 3 {
@@ -544,7 +545,7 @@ func caseStats(t TB, env *Env) {
 	assert.Positive(t, after.Workers)
 	assert.Equal(t, env.Adapter.Name(), after.Adapter)
 
-	resp, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: "get_stats"})
+	resp, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: command.GetStats})
 	require.NoError(t, err)
 	var ws map[string]any
 	require.NoError(t, json.Unmarshal(resp.Result, &ws))
@@ -555,7 +556,7 @@ func caseClose(t TB, env *Env) {
 	p := create(t, env, "question -> answer")
 	require.NoError(t, env.Adapter.Close(env.Ctx))
 	require.NoError(t, env.Adapter.Close(env.Ctx), "idempotent")
-	_, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: "ping"})
+	_, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: command.Ping})
 	require.ErrorIs(t, err, adapter.ErrClosed)
 	_, err = env.Client.Execute(env.Ctx, p.ID, map[string]any{"question": "?"})
 	require.ErrorIs(t, err, adapter.ErrClosed)
@@ -583,6 +584,6 @@ func caseNoLeak(t TB, env *Env) {
 	if err := goleak.Find(before); err != nil {
 		t.Errorf("goroutines survived Close: %v", err)
 	}
-	_, err = a.Call(env.Ctx, adapter.Request{Command: "ping"})
+	_, err = a.Call(env.Ctx, adapter.Request{Command: command.Ping})
 	assert.True(t, errors.Is(err, adapter.ErrClosed))
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -40,7 +41,7 @@ func caseDemos(t TB, env *Env) {
 	require.NoError(t, err)
 	args, err := json.Marshal(map[string]json.RawMessage{"spec": spec})
 	require.NoError(t, err)
-	_, err = env.Adapter.Call(env.Ctx, adapter.Request{Command: program.CmdCreateProgram, Args: args})
+	_, err = env.Adapter.Call(env.Ctx, adapter.Request{Command: command.CreateProgram, Args: args})
 	requireCode(t, adapter.CodeInvalidArgument, err)
 	assert.Contains(t, err.Error(), `demo 1: input context: expected list[str], got string "all of it"`)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -66,7 +67,7 @@ func caseNotUTF8(t TB, env *Env) {
 		`{"question":"q","context":["` + "\x80" + `"],"meta":{}}`,
 		`{"question":"q","context":[],"meta":{"` + "\xf4\x90\x80\x80" + `":"v"}}`,
 	} {
-		_, err := env.Adapter.Call(bounded, adapter.Request{Command: program.CmdExecuteProgram, Args: executeArgs(t, p, inputs)})
+		_, err := env.Adapter.Call(bounded, adapter.Request{Command: command.ExecuteProgram, Args: executeArgs(t, p, inputs)})
 		requireCode(t, adapter.CodeInvalidArgument, err, "%q", inputs)
 	}
 	assert.Less(t, time.Since(start), 10*time.Second, "refused at once, not at a deadline")
@@ -83,7 +84,7 @@ func caseCloseDuringCall(t TB, env *Env) {
 	// goes on running it after the caller left (a remote host that had not
 	// yet said it took the call) keeps it long.
 	require.NoError(t, env.Client.ConfigureLM(ctx, dspgo.LMConfig{Provider: dspgo.ProviderDummy, Delay: 10 * time.Second}))
-	req := adapter.Request{Command: program.CmdExecuteProgram, Args: executeArgs(t, p, `{"question":"slow"}`)}
+	req := adapter.Request{Command: command.ExecuteProgram, Args: executeArgs(t, p, `{"question":"slow"}`)}
 
 	// A context of their own, not the case's, and longer than the LM's
 	// delay: only Close can end these calls first.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/command"
 )
 
 // Named LM configurations (LMConfig.Name, ProgramSpec.LM, Session.WithLM).
@@ -93,7 +93,7 @@ func caseNamedLMs(t TB, env *Env) {
 	runs(exec(plain), plain, "the default, configured anew")
 
 	// Every worker reports the names.
-	resp, err := env.Adapter.Call(ctx, adapter.Request{Command: program.CmdGetStats})
+	resp, err := env.Adapter.Call(ctx, adapter.Request{Command: command.GetStats})
 	require.NoError(t, err)
 	var stats struct {
 		LMs map[string]struct{ Provider string } `json:"lms"`
@@ -121,12 +121,12 @@ func caseNamedLMs(t TB, env *Env) {
 	_, err = s.WithLM("a b").Execute(ctx, sPlain.ID, in)
 	requireCode(t, adapter.CodeInvalidArgument, err)
 	for _, args := range []string{`{"provider":"dummy","name":"a b"}`, `{"provider":"dummy","name":3}`} {
-		_, err := env.Adapter.Call(ctx, adapter.Request{Command: program.CmdConfigureLM, Args: json.RawMessage(args)})
+		_, err := env.Adapter.Call(ctx, adapter.Request{Command: command.ConfigureLM, Args: json.RawMessage(args)})
 		requireCode(t, adapter.CodeInvalidArgument, err, "%s", args)
 	}
 	args, err := json.Marshal(map[string]any{"spec_hash": plain.Hash, "inputs": in, "lm": 3})
 	require.NoError(t, err)
-	_, err = env.Adapter.Call(ctx, adapter.Request{Command: program.CmdExecuteProgram, Args: args})
+	_, err = env.Adapter.Call(ctx, adapter.Request{Command: command.ExecuteProgram, Args: args})
 	requireCode(t, adapter.CodeInvalidArgument, err)
 }
 

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/command"
 )
 
 // Need names what some cases need from the adapter or from the harness.
@@ -149,7 +149,7 @@ func caseCapabilitiesDeclared(t TB, env *Env) {
 		t.Errorf("%T declares a negative limit: MaxConcurrency %d, MaxFrameBytes %d", env.Adapter, caps.MaxConcurrency, caps.MaxFrameBytes)
 	}
 	if len(caps.Commands) > 0 {
-		resp, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: program.CmdDescribe})
+		resp, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: command.Describe})
 		require.NoError(t, err)
 		var d struct {
 			Commands []struct{ Name string } `json:"commands"`

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/protocol"
 )
@@ -31,10 +32,10 @@ func reservedRequests() []adapter.Request {
 		reqs = append(reqs, adapter.Request{Command: name}, adapter.Request{Command: name, Args: json.RawMessage(`{}`), Session: "s-reserved"})
 	}
 	return append(reqs,
-		adapter.Request{Command: program.CmdCancel, Args: json.RawMessage(`{"id":1}`)},
-		adapter.Request{Command: program.CmdPing, Args: protocol.InitPingArgs},
-		adapter.Request{Command: program.CmdPing, Args: json.RawMessage(`{ "initialization" : true , "extra": 1 }`), Session: "s-reserved"},
-		adapter.Request{Command: program.CmdPing, Args: json.RawMessage(`{"initialization":false,"initialization":true}`)},
+		adapter.Request{Command: command.Cancel, Args: json.RawMessage(`{"id":1}`)},
+		adapter.Request{Command: command.Ping, Args: protocol.InitPingArgs},
+		adapter.Request{Command: command.Ping, Args: json.RawMessage(`{ "initialization" : true , "extra": 1 }`), Session: "s-reserved"},
+		adapter.Request{Command: command.Ping, Args: json.RawMessage(`{"initialization":false,"initialization":true}`)},
 	)
 }
 
@@ -74,10 +75,10 @@ func caseReservedCommands(t TB, env *Env) {
 	// false), describe.
 	require.NoError(t, env.Client.Ping(ctx))
 	for _, args := range []string{``, `{}`, `{"initialization":false}`, `{"initialization":null}`} {
-		_, err := a.Call(ctx, adapter.Request{Command: program.CmdPing, Args: json.RawMessage(args)})
+		_, err := a.Call(ctx, adapter.Request{Command: command.Ping, Args: json.RawMessage(args)})
 		require.NoError(t, err, "ping %s", args)
 	}
-	_, err := a.Call(ctx, adapter.Request{Command: program.CmdDescribe})
+	_, err := a.Call(ctx, adapter.Request{Command: command.Describe})
 	require.NoError(t, err)
 
 	// No worker was stopped: calls spread over every worker all succeed,
@@ -119,14 +120,14 @@ func caseMalformedRequests(t TB, env *Env) {
 		args map[string]json.RawMessage
 		code adapter.Code
 	}{
-		program.CmdPing:           {map[string]json.RawMessage{"initialization": json.RawMessage(`false`)}, adapter.CodeOK},
-		program.CmdDescribe:       {nil, adapter.CodeOK},
-		program.CmdConfigureLM:    {map[string]json.RawMessage{"provider": json.RawMessage(`"dummy"`)}, adapter.CodeOK},
-		program.CmdCreateProgram:  {map[string]json.RawMessage{"program_id": json.RawMessage(`"p"`), "spec": spec}, adapter.CodeOK},
-		program.CmdExecuteProgram: {map[string]json.RawMessage{"spec_hash": json.RawMessage(`"` + p.Hash + `"`), "spec": spec, "inputs": json.RawMessage(`{"question":"?"}`)}, adapter.CodeOK},
-		program.CmdDeleteProgram:  {map[string]json.RawMessage{"spec_hash": json.RawMessage(`"0000"`)}, adapter.CodeNotFound},
-		program.CmdGetStats:       {nil, adapter.CodeOK},
-		program.CmdReset:          {nil, adapter.CodeOK},
+		command.Ping:           {map[string]json.RawMessage{"initialization": json.RawMessage(`false`)}, adapter.CodeOK},
+		command.Describe:       {nil, adapter.CodeOK},
+		command.ConfigureLM:    {map[string]json.RawMessage{"provider": json.RawMessage(`"dummy"`)}, adapter.CodeOK},
+		command.CreateProgram:  {map[string]json.RawMessage{"program_id": json.RawMessage(`"p"`), "spec": spec}, adapter.CodeOK},
+		command.ExecuteProgram: {map[string]json.RawMessage{"spec_hash": json.RawMessage(`"` + p.Hash + `"`), "spec": spec, "inputs": json.RawMessage(`{"question":"?"}`)}, adapter.CodeOK},
+		command.DeleteProgram:  {map[string]json.RawMessage{"spec_hash": json.RawMessage(`"0000"`)}, adapter.CodeNotFound},
+		command.GetStats:       {nil, adapter.CodeOK},
+		command.Reset:          {nil, adapter.CodeOK},
 	}
 	send := func(command string, args map[string]json.RawMessage) error {
 		raw, err := json.Marshal(args)
@@ -188,14 +189,14 @@ func caseMalformedRequests(t TB, env *Env) {
 	}
 
 	// execute_program needs spec_hash unless it carries spec.
-	exec := valid[program.CmdExecuteProgram].args
-	refused(send(program.CmdExecuteProgram, without(without(exec, "spec"), "spec_hash")),
+	exec := valid[command.ExecuteProgram].args
+	refused(send(command.ExecuteProgram, without(without(exec, "spec"), "spec_hash")),
 		"command 'execute_program': missing required argument 'spec_hash'", "execute_program with neither spec nor spec_hash")
-	require.NoError(t, send(program.CmdExecuteProgram, without(exec, "spec_hash")), "execute_program with spec and no spec_hash")
+	require.NoError(t, send(command.ExecuteProgram, without(exec, "spec_hash")), "execute_program with spec and no spec_hash")
 
 	// The issue this case was written for: create_program without a spec
 	// names the spec, not what its absence leads to.
-	_, err = a.Call(ctx, adapter.Request{Command: program.CmdCreateProgram, Args: json.RawMessage(`{"program_id":"p"}`)})
+	_, err = a.Call(ctx, adapter.Request{Command: command.CreateProgram, Args: json.RawMessage(`{"program_id":"p"}`)})
 	refused(err, "missing required argument 'spec'", "create_program without spec")
 	assert.NotContains(t, err.Error(), "signature", "the missing spec is named, not a consequence of it")
 	require.NoError(t, env.Client.Ping(ctx), "still usable")

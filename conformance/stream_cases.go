@@ -13,6 +13,7 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/wait"
 )
@@ -120,7 +121,7 @@ func caseStreamChunks(t TB, env *Env) {
 	args, _ := json.Marshal(map[string]any{"spec_hash": p.Hash, "spec": program.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind}, "inputs": in})
 	var seqs []uint64
 	var last *adapter.Response
-	for c, err := range env.Adapter.(adapter.Streamer).Stream(env.Ctx, adapter.Request{Command: program.CmdExecuteProgram, Args: args}) {
+	for c, err := range env.Adapter.(adapter.Streamer).Stream(env.Ctx, adapter.Request{Command: command.ExecuteProgram, Args: args}) {
 		require.NoError(t, err)
 		if c.Response != nil {
 			last = c.Response
@@ -137,7 +138,7 @@ func caseStreamChunks(t TB, env *Env) {
 
 	// A command that does not stream still ends its stream with its result.
 	n := 0
-	for c, err := range env.Adapter.(adapter.Streamer).Stream(env.Ctx, adapter.Request{Command: "ping"}) {
+	for c, err := range env.Adapter.(adapter.Streamer).Stream(env.Ctx, adapter.Request{Command: command.Ping}) {
 		require.NoError(t, err)
 		n++
 		require.NotNil(t, c.Response)
@@ -191,7 +192,7 @@ func caseStreamProducerError(t TB, env *Env) {
 	in := map[string]any{"question": "fail midway"}
 	configure := func(args string) {
 		t.Helper()
-		req := adapter.Request{Command: program.CmdConfigureLM, Args: json.RawMessage(args)}
+		req := adapter.Request{Command: command.ConfigureLM, Args: json.RawMessage(args)}
 		var err error
 		if b, ok := env.Adapter.(adapter.Broadcaster); ok {
 			err = b.Broadcast(env.Ctx, req)

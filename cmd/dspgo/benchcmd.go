@@ -14,6 +14,7 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/bench"
+	"github.com/dspgo/dspgo/command"
 )
 
 func (a *app) benchCmd() *cobra.Command {
@@ -133,7 +134,7 @@ func (a *app) benchOne(ctx context.Context, workers int, op string, inFlight int
 	}
 	defer backend.Close(context.Background())
 	call := func(ctx context.Context) error {
-		_, err := backend.Call(ctx, adapter.Request{Command: "ping"})
+		_, err := backend.Call(ctx, adapter.Request{Command: command.Ping})
 		return err
 	}
 	if op == "execute" {

@@ -18,9 +18,9 @@ import (
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
 	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/config"
 	"github.com/dspgo/dspgo/conformance"
-	"github.com/dspgo/dspgo/internal/program"
 )
 
 func (a *app) conformanceCmd() *cobra.Command {
@@ -163,7 +163,7 @@ func (a *app) unopenable(ctx context.Context, cfg *config.Config) string {
 	ad, _, err := a.open(ctx, cfg)
 	if err == nil {
 		defer ad.Close(context.WithoutCancel(ctx))
-		_, err = ad.Call(ctx, adapter.Request{Command: program.CmdPing})
+		_, err = ad.Call(ctx, adapter.Request{Command: command.Ping})
 	}
 	switch {
 	case err == nil:

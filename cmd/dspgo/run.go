@@ -22,8 +22,8 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/config"
-	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/registry"
 )
 
@@ -181,7 +181,7 @@ func (a *app) answeredBy(ctx context.Context, backend adapter.Adapter, cfg *conf
 func workerLM(ctx context.Context, backend adapter.Adapter) (provider, model string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := backend.Call(ctx, adapter.Request{Command: program.CmdGetStats})
+	resp, err := backend.Call(ctx, adapter.Request{Command: command.GetStats})
 	if err != nil {
 		return "", ""
 	}
