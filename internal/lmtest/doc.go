@@ -130,6 +130,7 @@
 //	test-model+garbage                  a valid reply whose content no adapter can parse
 //	test-model+drop                     close the connection without a response
 //	test-model+drop_mid_stream          send part of the stream, then close the connection
+//	test-model+needs_demos              answer from the prompt's demos only (demos.go)
 //
 // A duration is Go's ("2s", "50ms") or a bare number of seconds. fail_first
 // without a failure fails with status 500; its counts are kept per model

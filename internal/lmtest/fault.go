@@ -43,6 +43,11 @@ type Fault struct {
 	// pieces, then closes the connection; without streaming it is Drop
 	// (directive drop_mid_stream).
 	DropMidStream bool `json:"drop_mid_stream"`
+	// NeedsDemos answers a ChatAdapter prompt from its demos only: each
+	// output is the one of the demo whose inputs share the most words with
+	// the real inputs, and the value rule's when no demo shares a word
+	// (directive needs_demos; demos.go). It is not a failure.
+	NeedsDemos bool `json:"needs_demos"`
 }
 
 // fails reports whether the fault replaces the reply by a failure.
@@ -50,9 +55,9 @@ func (f Fault) fails() bool {
 	return f.Status != 0 || f.Malformed || f.Garbage || f.Drop || f.DropMidStream
 }
 
-// withoutFailure is the fault with its delays only.
+// withoutFailure is the fault with its delays (and needs_demos) only.
 func (f Fault) withoutFailure() Fault {
-	return Fault{Latency: f.Latency, ChunkDelay: f.ChunkDelay}
+	return Fault{Latency: f.Latency, ChunkDelay: f.ChunkDelay, NeedsDemos: f.NeedsDemos}
 }
 
 // merge returns f with the non-zero fields of o in place of its own.
@@ -76,6 +81,7 @@ func (f Fault) merge(o Fault) Fault {
 	f.Garbage = f.Garbage || o.Garbage
 	f.Drop = f.Drop || o.Drop
 	f.DropMidStream = f.DropMidStream || o.DropMidStream
+	f.NeedsDemos = f.NeedsDemos || o.NeedsDemos
 	return f
 }
 
@@ -83,7 +89,8 @@ func (f Fault) merge(o Fault) Fault {
 // directives ask for: "test-model+status=429,retry_after=1" is
 // "test-model" with Status 429 and RetryAfter 1s. Directives follow the
 // first "+", separated by commas: latency=D, chunk_delay=D, status=N,
-// retry_after=D, fail_first=N, malformed, garbage, drop, drop_mid_stream;
+// retry_after=D, fail_first=N, malformed, garbage, drop, drop_mid_stream,
+// needs_demos;
 // a duration D is Go's ("2s", "50ms") or a bare number of seconds ("1",
 // "0.5"). An unknown or malformed directive is an error, which the server
 // answers with 400.
@@ -101,6 +108,12 @@ func ParseModel(model string) (string, Fault, error) {
 		key, value, hasValue := strings.Cut(d, "=")
 		var err error
 		switch key {
+		case "needs_demos":
+			if hasValue {
+				return "", Fault{}, fmt.Errorf("model directive %q takes no value", key)
+			}
+			f.NeedsDemos = true
+			continue
 		case "malformed", "garbage", "drop", "drop_mid_stream":
 			if hasValue {
 				return "", Fault{}, fmt.Errorf("model directive %q takes no value", key)
@@ -133,7 +146,7 @@ func ParseModel(model string) (string, Fault, error) {
 				err = fmt.Errorf("fail_first %d is negative", f.FailFirst)
 			}
 		default:
-			return "", Fault{}, fmt.Errorf("unknown model directive %q (known: latency, chunk_delay, status, retry_after, fail_first, malformed, garbage, drop, drop_mid_stream)", key)
+			return "", Fault{}, fmt.Errorf("unknown model directive %q (known: latency, chunk_delay, status, retry_after, fail_first, malformed, garbage, drop, drop_mid_stream, needs_demos)", key)
 		}
 		if err != nil {
 			return "", Fault{}, fmt.Errorf("model directive %q: %w", d, err)

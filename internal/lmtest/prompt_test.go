@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -55,8 +54,6 @@ func expectedValue(t *testing.T, f Field) any {
 	}
 	return mustValue(t, f.Name, f.Type)
 }
-
-var sectionHeader = regexp.MustCompile(`\[\[ ## (\w+) ## \]\]`)
 
 // parseChat reads a ChatAdapter reply as DSPy does: the text of each
 // section, as it is for str and Literal fields, as JSON otherwise.

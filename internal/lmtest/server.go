@@ -581,6 +581,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	}
 
 	content := reply.Content
+	if fault.NeedsDemos && reply.Format == FormatChat {
+		content = demoContent(rec.Messages, reply)
+	}
 	if fault.Garbage {
 		content = GarbageText
 	}
