@@ -17,59 +17,7 @@
 // worker, including one started after a crash, can run any program.
 package dspgo
 
-import (
-	"errors"
-
-	"github.com/dspgo/dspgo/internal/program"
-)
-
-// Field is one input or output of a signature: a Name (a Python
-// identifier), a Type as written in a DSPy signature ("str", "int",
-// "float", "bool", "Any", "list[T]", "dict[str, T]", "dict[int, T]",
-// "tuple[A, B]", "tuple[T, ...]", "Optional[T]" or "T | None",
-// "Union[A, B]" or "A | B", "Literal['a', 'b']"; empty means "str"; the
-// spellings and canonical forms are in docs/protocol.md) and a Description
-// for the language model (empty means none).
-type Field = program.Field
-
-// Signature is a program's typed inputs and outputs. Build one with
-// ParseSignature, or as a struct to give fields descriptions.
-type Signature = program.Signature
-
-// Demo is one few-shot example of a program (ProgramSpec.Demos): Inputs
-// and Outputs hold a value for every input and declared output field, by
-// name, each converting to its field's type as an execution's inputs do;
-// Reasoning is a KindChainOfThought demo's reasoning (empty means none,
-// and other kinds must leave it empty).
-type Demo = program.Demo
-
-// Program kinds for ProgramSpec.Kind.
-const (
-	// KindPredict maps inputs straight to outputs (DSPy's Predict).
-	KindPredict = program.KindPredict
-	// KindChainOfThought produces a "reasoning" output before the declared
-	// ones (DSPy's ChainOfThought).
-	KindChainOfThought = program.KindChainOfThought
-)
-
-// ParseSignature parses DSPy's string form of a signature:
-// comma-separated input fields, "->", comma-separated output fields, each
-// with an optional ": type" (default str). A bad signature (no "->", an
-// empty side, a duplicate or invalid name, an unknown type) is an error
-// with adapter.CodeInvalidArgument that says which part is wrong.
-func ParseSignature(s string) (Signature, error) {
-	return program.ParseSignature(s)
-}
-
-// MustParseSignature is ParseSignature for signatures known to be valid;
-// it panics on error.
-func MustParseSignature(s string) Signature {
-	sig, err := ParseSignature(s)
-	if err != nil {
-		panic(err)
-	}
-	return sig
-}
+import "errors"
 
 // Errors of the client. They arrive wrapped in an *adapter.Error that
 // gives their code; test with errors.Is.

@@ -109,13 +109,13 @@ func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
 	if err := program.CheckLMName("name", cfg.Name); err != nil {
 		return adapter.Wrap(err, c.a.Name(), op)
 	}
-	lm := program.LMArgs{
+	lm := command.LMArgs{
 		Name: cfg.Name, Provider: cfg.Provider, Model: cfg.Model, BaseURL: cfg.BaseURL, APIKeyEnv: cfg.APIKeyEnv,
 		Temperature: cfg.Temperature, MaxTokens: cfg.MaxTokens, TimeoutMS: cfg.Timeout.Milliseconds(),
 		Engine: cfg.Engine, Verify: cfg.Verify, DelayMS: cfg.Delay.Milliseconds(), Cache: cfg.Cache,
 	}
 	for i, step := range cfg.Script {
-		s := program.ScriptStep{Tool: step.Tool, Finish: step.Finish}
+		s := command.ScriptStep{Tool: step.Tool, Finish: step.Finish}
 		if !step.Finish {
 			s.Args = json.RawMessage(`{}`)
 			if step.Args != nil {

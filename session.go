@@ -2,6 +2,7 @@ package dspgo
 
 import (
 	"context"
+	"iter"
 	"sync/atomic"
 
 	"github.com/dspgo/dspgo/adapter"
@@ -102,6 +103,23 @@ func (s *Session) Execute(ctx context.Context, programID string, inputs map[stri
 		return nil, err
 	}
 	return s.c.execute(ctx, s.id, s.lm, programID, inputs)
+}
+
+// ExecuteDetailed runs the session's program (see Client.ExecuteDetailed).
+func (s *Session) ExecuteDetailed(ctx context.Context, programID string, inputs map[string]any) (*Execution, error) {
+	if err := s.check(command.ExecuteProgram); err != nil {
+		return nil, err
+	}
+	return s.c.executeDetailed(ctx, s.id, s.lm, programID, inputs)
+}
+
+// ExecuteStream runs the session's program as a stream (see
+// Client.ExecuteStream).
+func (s *Session) ExecuteStream(ctx context.Context, programID string, inputs map[string]any) iter.Seq2[StreamPart, error] {
+	if err := s.check(command.ExecuteProgram); err != nil {
+		return func(yield func(StreamPart, error) bool) { yield(StreamPart{}, err) }
+	}
+	return s.c.executeStream(ctx, s.id, s.lm, programID, inputs)
 }
 
 // Ping checks that the backend answers, with the session's affinity.

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/command"
 )
 
 // ToolFunc is a Go function that a react program's language model calls
@@ -22,7 +22,7 @@ type ToolFunc func(ctx context.Context, args json.RawMessage) (any, error)
 
 // tool is one registered tool.
 type tool struct {
-	spec program.ToolSpec
+	spec command.ToolSpec
 	fn   ToolFunc
 }
 
@@ -47,7 +47,7 @@ func WithTool(name, description string, schema any, fn ToolFunc) Option {
 			return
 		}
 		o.tools = slices.DeleteFunc(o.tools, func(t tool) bool { return t.spec.Name == name })
-		o.tools = append(o.tools, tool{spec: program.ToolSpec{Name: name, Description: description, Schema: raw}, fn: fn})
+		o.tools = append(o.tools, tool{spec: command.ToolSpec{Name: name, Description: description, Schema: raw}, fn: fn})
 	}
 }
 
@@ -93,8 +93,8 @@ func (ts toolSet) CallTool(ctx context.Context, name string, args json.RawMessag
 	return b, nil
 }
 
-func (ts toolSet) specs() []program.ToolSpec {
-	out := make([]program.ToolSpec, len(ts))
+func (ts toolSet) specs() []command.ToolSpec {
+	out := make([]command.ToolSpec, len(ts))
 	for i, t := range ts {
 		out[i] = t.spec
 	}

@@ -163,7 +163,7 @@ func typedSignature(in, out *structCodec, kind string) (Signature, error) {
 		inputs[f.field.Name] = in.name(f)
 	}
 	for _, f := range out.fields {
-		if kind == KindChainOfThought && f.field.Name == program.ReasoningField {
+		if kind == KindChainOfThought && f.field.Name == command.ReasoningField {
 			if f.field.Type != "str" {
 				return Signature{}, fmt.Errorf("%s is %s: the reasoning of %s is a str", out.name(f), f.field.Type, KindChainOfThought)
 			}

@@ -85,12 +85,24 @@ type ExecuteResult struct {
 
 // Step is one step of a react trajectory: a call of a host tool.
 type Step struct {
-	// Tool is the name of the tool called.
+	// Tool is the tool's name.
 	Tool string `json:"tool"`
-	// Args are the JSON arguments it was called with.
+	// Args is the JSON object of arguments the model chose.
 	Args json.RawMessage `json:"args"`
-	// Observation is the JSON result the tool gave (or its error).
+	// Observation is the tool's JSON result, or {"error": {"code",
+	// "message"}} when it failed.
 	Observation json.RawMessage `json:"observation"`
+}
+
+// Delta is one chunk of a streamed ExecuteProgram (a request that asked
+// for a stream, docs/protocol.md "Streams"): a piece of the text of one
+// output field. The deltas of a field, concatenated, are its value's
+// text: a str value itself, any other type its canonical JSON.
+type Delta struct {
+	// Field is the output field the piece belongs to.
+	Field string `json:"field"`
+	// Delta is the piece of text.
+	Delta string `json:"delta"`
 }
 
 // Usage is the language model's token counts in an ExecuteResult.

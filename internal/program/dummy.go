@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+
+	"github.com/dspgo/dspgo/command"
 )
 
 // DummyOutputs runs the deterministic "dummy" language model: each output
@@ -105,12 +107,8 @@ func child(d [sha256.Size]byte, i int) [sha256.Size]byte {
 	return sha256.Sum256(append(d[:], byte(i)))
 }
 
-// StreamDelta is one chunk of a streamed execution: a piece of the text of
-// one output field.
-type StreamDelta struct {
-	Field string `json:"field"`
-	Delta string `json:"delta"`
-}
+// StreamDelta is command.Delta.
+type StreamDelta = command.Delta
 
 // DummyChunks cuts finished outputs into the dummy language model's
 // chunks, fields in output order: a str value before every space that
