@@ -13,7 +13,7 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/bench"
+	"github.com/dspgo/dspgo/cmd/dspgo/internal/bench"
 	"github.com/dspgo/dspgo/command"
 )
 

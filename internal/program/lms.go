@@ -87,7 +87,10 @@ func BroadcastKey(command string, args json.RawMessage) string {
 }
 
 // LMNotFound is the error of an execute_program whose lm names no
-// configuration: CodeNotFound naming it.
+// configuration: CodeNotFound naming it, of type command.LMNotFoundType as
+// the Python worker reports it.
 func LMNotFound(name string) error {
-	return adapter.Errorf(adapter.CodeNotFound, "LM %q is not configured (configure_lm with \"name\": %q sets it)", name, name)
+	msg := fmt.Sprintf("LM %q is not configured (configure_lm with \"name\": %q sets it)", name, name)
+	return &adapter.Error{Code: adapter.CodeNotFound, Message: msg,
+		Remote: &adapter.RemoteError{Code: adapter.CodeNotFound, Type: command.LMNotFoundType, Message: msg}}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -74,4 +75,8 @@ func TestLMNotFound(t *testing.T) {
 	err := program.LMNotFound("fast")
 	assert.Equal(t, adapter.CodeNotFound, adapter.CodeOf(err))
 	assert.EqualError(t, err, `LM "fast" is not configured (configure_lm with "name": "fast" sets it) (not_found)`)
+	var e *adapter.Error
+	require.ErrorAs(t, err, &e)
+	require.NotNil(t, e.Remote)
+	assert.Equal(t, command.LMNotFoundType, e.Remote.Type, "the type the Python worker reports")
 }
