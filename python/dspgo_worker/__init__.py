@@ -15,9 +15,10 @@ Options: ``--worker-id``, ``--max-concurrency`` (default 4), ``--max-frame-bytes
 Commands: the control commands ``ping``, ``describe``, ``cancel``, ``shutdown``
 (:mod:`dspgo_worker.control`) and the program command set ``configure_lm``,
 ``create_program``, ``execute_program``, ``delete_program``, ``get_stats``, ``reset``
-(:mod:`dspgo_worker.programs`; specs and the dummy LM in :mod:`dspgo_worker.spec`,
-providers in :mod:`dspgo_worker.lm`, the native and dspy engines in
-:mod:`dspgo_worker.engines`).
+(:mod:`dspgo_worker.programs`; specs in :mod:`dspgo_worker.spec` and the modules it
+names, the dummy LM in :mod:`dspgo_worker.dummy`, LM configurations in
+:mod:`dspgo_worker.lmconfig`, providers in :mod:`dspgo_worker.providers`, the engines
+selected in :mod:`dspgo_worker.engines`).
 
 Exit statuses:
 
@@ -51,9 +52,10 @@ from .registry import Arg, Command, Registry, command, default_registry
 from .version import PROTOCOL_VERSION, __version__
 
 # Register the built-in, program and diagnostics commands on the default registry.
-from . import control as _control  # noqa: E402,F401  isort:skip
-from . import programs as _programs  # noqa: E402,F401  isort:skip
-from . import diagnostics as _diagnostics  # noqa: E402,F401  isort:skip
+from . import control as _control  # noqa: F401  isort:skip
+from . import programs as _programs  # noqa: F401  isort:skip
+from . import optimize as _optimize  # noqa: F401  isort:skip
+from . import diagnostics as _diagnostics  # noqa: F401  isort:skip
 
 __all__ = [
     "Arg",

@@ -1,0 +1,95 @@
+package dspgo
+
+import (
+	"context"
+	"errors"
+	"math"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+)
+
+// Example is one training or evaluation example of a program (Compile,
+// Evaluate): a value for every input (Inputs) and the expected value of
+// every declared output (Outputs), and for KindChainOfThought optionally
+// the Reasoning. It has a Demo's shape and rules because DSPy's optimizers
+// turn examples into demos.
+type Example = Demo
+
+// Metric scores a program's prediction for an example: the example as the
+// caller gave it, and the prediction's outputs typed as Execute returns
+// them ("reasoning" included for KindChainOfThought). Its score is 1 for a
+// pass and 0 for a fail, or anything between for partial credit; it must
+// be a finite number. An error ends the Compile or Evaluate that called
+// it with the error's code (adapter.CodeOf; CodeUnknown for an error
+// without one), and so does a panic (CodeInternal). Compile calls it from
+// the worker's optimizer, possibly from several goroutines at once;
+// Evaluate calls it from its goroutines.
+type Metric func(ctx context.Context, example Example, prediction map[string]any) (float64, error)
+
+// BoolMetric is a Metric that passes (1) or fails (0) a prediction.
+func BoolMetric(f func(ctx context.Context, example Example, prediction map[string]any) (bool, error)) Metric {
+	return func(ctx context.Context, example Example, prediction map[string]any) (float64, error) {
+		ok, err := f(ctx, example, prediction)
+		if ok && err == nil {
+			return 1, nil
+		}
+		return 0, err
+	}
+}
+
+// score runs the metric: a panic, an error or a score that is not a
+// finite number is an *adapter.Error (the error's own one when it is
+// one).
+func (m Metric) score(ctx context.Context, example Example, prediction map[string]any) (score float64, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			score, err = 0, adapter.Errorf(adapter.CodeInternal, "the metric panicked: %v", p)
+		}
+	}()
+	score, err = m(ctx, example, prediction)
+	if err != nil {
+		if e := (*adapter.Error)(nil); errors.As(err, &e) {
+			return 0, err
+		}
+		return 0, &adapter.Error{Code: adapter.CodeOf(err), Message: "the metric failed", Err: err}
+	}
+	if math.IsNaN(score) || math.IsInf(score, 0) {
+		return 0, adapter.Errorf(adapter.CodeInvalidArgument, "the metric returned %v, not a finite number", score)
+	}
+	return score, nil
+}
+
+// checkExamples validates a set of examples against the program's
+// signature as its demos are, naming the set ("trainset", "devset") and the
+// example; it returns them converted, as a spec's demos.
+func (c *Client) checkExamples(op string, p *Program, examples []Example, set string) ([]Example, error) {
+	if len(examples) == 0 {
+		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s is empty", set)
+	}
+	compiled, err := program.Compile(program.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind, Demos: examples})
+	if err != nil {
+		var e *adapter.Error
+		if errors.As(err, &e) {
+			return nil, c.errorf(e.Code, op, "%s: %s", set, e.Message)
+		}
+		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %v", set, err)
+	}
+	return compiled.Spec.Demos, nil
+}
+
+// checkProgram returns an error unless p is a program of this client that
+// still exists in its scope.
+func (c *Client) checkProgram(op string, p *Program) error {
+	if p == nil {
+		return c.errorf(adapter.CodeInvalidArgument, op, "the program is nil")
+	}
+	q, err := c.lookup(p.Session, op, p.ID)
+	if err != nil {
+		return err
+	}
+	if q != p {
+		return c.errorf(adapter.CodeFailedPrecondition, op, "program %q%s is not this program: it was deleted and created again", p.ID, inSession(p.Session))
+	}
+	return nil
+}
