@@ -185,12 +185,7 @@ func workerLM(ctx context.Context, backend adapter.Adapter) (provider, model str
 	if err != nil {
 		return "", ""
 	}
-	var stats struct {
-		LM struct {
-			Provider string `json:"provider"`
-			Model    string `json:"model"`
-		} `json:"lm"`
-	}
+	var stats command.StatsResult
 	if json.Unmarshal(resp.Result, &stats) != nil {
 		return "", ""
 	}
