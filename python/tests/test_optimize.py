@@ -1,0 +1,173 @@
+"""``compile_program`` (dspgo_worker.optimize): its argument checks on any interpreter, and
+DSPy's optimizers against the test LM server's ``needs_demos`` model in the dspy
+environment, the metric answered by this test as the host."""
+
+from __future__ import annotations
+
+import os
+import threading
+import unittest
+from unittest import mock
+
+from .helpers import InProcessWorker
+from .lmserver import LMServer, dspy_importable, require_dspy
+from .test_spec import spec_of
+
+KEY_ENV = "DSPGO_TEST_OPTIMIZE_KEY"
+SPEC = spec_of([("food", "str")], [("category", "str")])
+
+
+def example(food: str, category: str) -> dict:
+    return {"inputs": {"food": food}, "outputs": {"category": category}}
+
+
+#: Pairs that share a word, so each teaches the other (as in python/compile_test.go).
+TRAINSET = [
+    example("ripe apple", "fruit"), example("apple juice", "fruit"),
+    example("raw carrot", "vegetable"), example("carrot soup", "vegetable"),
+]
+
+
+def exact(args: dict) -> dict:
+    """The metric: 1 when the predicted category is the example's."""
+    return {"score": float(args["prediction"]["category"] == args["example"]["outputs"]["category"])}
+
+
+def compile_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("dspgo-compile-")]
+
+
+class ArgumentTest(unittest.TestCase):
+    """Checked before dspy is imported: the same on every interpreter."""
+
+    def setUp(self):
+        self.w = InProcessWorker(self)
+
+    def compile_error(self, **args) -> dict:
+        full = {"spec": SPEC, "optimizer": {"name": "LabeledFewShot"}, "trainset": TRAINSET, **args}
+        return self.w.error("compile_program", full)
+
+    def test_bad_arguments_are_invalid_naming_what(self):
+        for args, words in [
+            ({"optimizer": {"name": "COPRO"}}, "optimizer.name 'COPRO' is unknown"),
+            ({"optimizer": {"name": "LabeledFewShot", "max_rounds": 2}}, "takes no 'max_rounds'"),
+            ({"optimizer": {"name": "BootstrapFewShot", "max_labeled_demos": -1}}, "optimizer.max_labeled_demos"),
+            ({"optimizer": {"name": "BootstrapFewShot", "metric_threshold": "high"}}, "optimizer.metric_threshold"),
+            ({"optimizer": {"name": "MIPROv2", "auto": "light"}}, "MIPROv2 needs a metric"),
+            ({"optimizer": {"name": "MIPROv2", "num_trials": 3}, "metric": True}, "num_trials and num_candidates"),
+            ({"optimizer": {"name": "MIPROv2", "auto": "light", "num_trials": 3, "num_candidates": 2}, "metric": True},
+             "not both"),
+            ({"optimizer": {"name": "MIPROv2", "auto": "fast"}, "metric": True}, "optimizer.auto"),
+            ({"trainset": []}, "trainset is empty"),
+            ({"trainset": [{"inputs": {"food": "x"}, "outputs": {}}]}, "trainset: demo 0"),
+            ({"valset": [{"inputs": {}, "outputs": {"category": "y"}}]}, "valset: demo 0"),
+            ({"spec": {**SPEC, "kind": "react"}}, "a react program cannot be compiled"),
+        ]:
+            with self.subTest(words=words):
+                error = self.compile_error(**args)
+                self.assertEqual(error["code"], "invalid_argument", error)
+                self.assertIn(words, error["message"])
+
+    def test_without_dspy_it_is_a_failed_precondition_naming_dspy(self):
+        if dspy_importable():
+            self.skipTest("dspy is importable here")
+        error = self.compile_error()
+        self.assertEqual(error["code"], "failed_precondition")
+        self.assertIn("dspy", error["message"])
+
+
+class OptimizeTest(unittest.TestCase):
+    """The optimizers through the real dspy against the needs_demos model."""
+
+    def setUp(self):
+        require_dspy(self)
+        self.lm = LMServer(self)
+        patcher = mock.patch.dict(os.environ, {KEY_ENV: "sk-test"})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        self.w = InProcessWorker(self)
+        self.w.ok("configure_lm", {"provider": "openai", "model": "test-model+needs_demos", "base_url": self.lm.url,
+                                   "api_key_env": KEY_ENV, "engine": "dspy"})
+
+    def compile(self, optimizer: dict, metric: bool = True, **fields) -> dict:
+        args = {"spec": SPEC, "optimizer": optimizer, "trainset": TRAINSET, "metric": metric}
+        return self.w.request("compile_program", args, **fields)
+
+    def test_labeled_few_shot_makes_the_trainset_demos(self):
+        reply = self.compile({"name": "LabeledFewShot", "k": 3}, metric=False)
+        self.assertTrue(reply["success"], reply)
+        result = reply["result"]
+        self.assertEqual(len(result["demos"]), 3)
+        for demo in result["demos"]:
+            self.assertIn(demo, TRAINSET)
+        self.assertEqual(result["instructions"], "", "the spec's instructions, unchanged")
+        self.assertNotIn("score", result)
+        self.assertEqual(self.lm.requests(), [], "LabeledFewShot calls no LM")
+
+    def test_bootstrap_calls_the_hosts_metric_and_streams_progress(self):
+        self.w.tools["metric"] = exact
+        self.w.auto_credit = 16
+        reply = self.compile({"name": "BootstrapFewShot", "max_bootstrapped_demos": 2, "max_labeled_demos": 4}, stream=16)
+        self.assertTrue(reply["success"], reply)
+        calls = self.w.calls_seen
+        self.assertGreaterEqual(len(calls), 2)
+        first = calls[0]["args"]
+        self.assertEqual((first["set"], first["index"], first["trace"]), ("trainset", 0, True))
+        self.assertEqual(first["example"], TRAINSET[0])
+        self.assertEqual(first["prediction"], {"category": "fruit"}, "taught by apple juice")
+        demos = reply["result"]["demos"]
+        self.assertEqual(len(demos), 4, "2 bootstrapped, 2 labeled")
+        progress = [c["data"] for c in self.w.chunks.get(reply["id"], [])]
+        self.assertEqual([p["event"] for p in progress], ["metric"] * len(calls))
+        self.assertEqual(progress[-1]["calls"], len(calls))
+        self.assertEqual(progress[-1]["mean"], 1.0)
+        self.assertEqual(compile_threads(), [])
+
+    def test_random_search_reports_each_evaluation(self):
+        self.w.tools["metric"] = exact
+        self.w.auto_credit = 64
+        reply = self.compile({"name": "BootstrapFewShotWithRandomSearch", "num_candidate_programs": 1,
+                              "max_bootstrapped_demos": 1, "max_labeled_demos": 2}, stream=64)
+        self.assertTrue(reply["success"], reply)
+        evaluations = [c["data"] for c in self.w.chunks[reply["id"]] if c["data"]["event"] == "evaluation"]
+        self.assertEqual(len(evaluations), 4, "zero-shot, labeled, unshuffled, one shuffle")
+        self.assertEqual(evaluations[0]["score"], 0.0, "zero-shot: no demo teaches")
+        self.assertEqual(reply["result"]["score"], evaluations[-1]["best"])
+
+    def test_a_metric_error_fails_the_compile_with_its_code(self):
+        from dspgo_worker.errors import WorkerError
+
+        def failing(args):
+            raise WorkerError("resource_exhausted", "metric quota")
+
+        self.w.tools["metric"] = failing
+        reply = self.compile({"name": "BootstrapFewShot"})
+        self.assertFalse(reply["success"])
+        self.assertEqual(reply["error"]["code"], "resource_exhausted")
+        self.assertIn("metric quota", reply["error"]["message"])
+        self.assertEqual(len(self.w.calls_seen), 1, "the optimizer stopped at the first failure")
+
+    def test_cancel_stops_the_optimizer(self):
+        request_id = self.w.call("compile_program", {"spec": SPEC, "optimizer": {"name": "BootstrapFewShot"},
+                                                     "trainset": TRAINSET, "metric": True})
+        self.w.wait_until(lambda: self.w.calls, what="the first metric call")
+        lm_calls = len(self.lm.requests())
+        self.assertEqual(self.w.ok("cancel", {"id": request_id})["state"], "running")
+        reply = self.w.response(request_id)
+        self.assertEqual(reply["error"]["code"], "canceled")
+        self.assertEqual(compile_threads(), [], "the optimizer's thread ended before the answer")
+        self.assertEqual(len(self.lm.requests()), lm_calls, "no LM call after the cancel")
+        self.assertEqual(len(self.w.calls_seen), 1)
+
+    def test_the_dummy_lm_cannot_serve_dspy(self):
+        self.w.ok("configure_lm", {"provider": "dummy", "name": "offline"})
+        reply = self.compile({"name": "LabeledFewShot"}, metric=False)
+        self.assertTrue(reply["success"], "the default LM is the test server's")
+        error = self.w.error("compile_program", {"spec": SPEC, "optimizer": {"name": "LabeledFewShot"},
+                                                 "trainset": TRAINSET, "lm": "offline"})
+        self.assertEqual(error["code"], "failed_precondition")
+        self.assertIn("dummy", error["message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
