@@ -2,290 +2,142 @@ package registry
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os"
-	"strconv"
-	"strings"
-	"time"
-
-	"github.com/nats-io/nats.go"
+	"sync"
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
-	"github.com/dspgo/dspgo/adapters/remote"
-	"github.com/dspgo/dspgo/adapters/remote/embedded"
 	"github.com/dspgo/dspgo/config"
 	"github.com/dspgo/dspgo/protocol"
 )
 
-// Builtin returns the factories of dspgo's own adapters: mock, port,
-// pool, memory (the port adapter serving the mock's command set in
-// process over the real framing), and remote (worker hosts through
-// NATS). The mock and memory adapters run only the dummy LM
-// (Factory.LMProviders); remote's workers are shared
-// (Factory.SharedWorkers).
+// Builtin returns the factories of dspgo's own adapters linked into the
+// program: always mock, memory (the port adapter serving the mock's
+// command set in process over the real framing), port and pool; then
+// every factory an adapter package registered with Register, in the
+// order they registered. The remote adapter (worker hosts through NATS)
+// is one of those: it, and NATS with it, is linked only into a program
+// that imports its registering package, as dspgo's CLI does:
+//
+//	import _ "github.com/dspgo/dspgo/adapters/remote/remoteconfig"
+//
+// The mock and memory adapters run only the dummy LM
+// (Factory.LMProviders).
 func Builtin() []Factory {
+	registered.Lock()
+	defer registered.Unlock()
+	return append(own(), registered.factories...)
+}
+
+// own are the factories of the adapters this package links.
+func own() []Factory {
 	return []Factory{
 		{
 			Name:         mock.Name,
 			Description:  "in-process Go implementation of the command set with the dummy LM; zero set-up; for unit tests",
-			Capabilities: adapter.Capabilities{Sessions: true, FaultInjection: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes, Streaming: true, Tools: true},
+			Capabilities: CapabilitiesOf(func(context.Context) (adapter.Adapter, error) { return mock.New(mock.Options{}), nil }),
 			LMProviders:  []string{dspgo.ProviderDummy},
 			Open: func(_ context.Context, cfg *config.Config) (adapter.Adapter, error) {
 				return mock.New(mock.Options{MaxFrameBytes: cfg.Mock.MaxFrameBytes, Seed: cfg.Mock.Seed}), nil
 			},
 		},
 		{
-			Name:         "memory",
+			Name:         memoryName,
 			Description:  "one in-memory worker serving the mock's command set over the real framing; protocol tests without Python",
-			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes, Streaming: true, Tools: true},
+			Capabilities: CapabilitiesOf(openInMemoryPort),
 			LMProviders:  []string{dspgo.ProviderDummy},
 			Open: func(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
-				opts := PortOptions(cfg)
-				opts.Name = "memory"
-				opts.Handler = func() protocol.Handler { return mock.NewHandler(mock.HandlerOptions{WorkerID: "memory"}) }
-				return port.New(ctx, opts)
+				return port.New(ctx, inMemory(PortOptions(cfg)))
 			},
 		},
 		{
-			Name:         port.Name,
-			Description:  "one supervised Python worker process",
-			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes, Streaming: true, Tools: true},
+			Name:        port.Name,
+			Description: "one supervised Python worker process",
+			// Asked of the port adapter over an in-memory worker: the port's
+			// own features and those the worker announces, as the Python
+			// worker announces them too.
+			Capabilities: CapabilitiesOf(openInMemoryPort),
 			Open: func(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
 				return port.New(ctx, PortOptions(cfg))
 			},
 		},
 		{
-			Name:         pool.Name,
-			Description:  "a supervised pool of Python workers with queueing, affinity, recycling and health checks",
-			Capabilities: adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: protocol.DefaultMaxFrameBytes, Streaming: true, Tools: true},
+			Name:        pool.Name,
+			Description: "a supervised pool of Python workers with queueing, affinity, recycling and health checks",
+			Capabilities: CapabilitiesOf(func(ctx context.Context) (adapter.Adapter, error) {
+				return pool.New(ctx, pool.Options{Worker: inMemory(port.Options{}), Size: 1})
+			}),
 			Open: func(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
 				return pool.New(ctx, PoolOptions(cfg))
 			},
 		},
-		{
-			Name:          remote.Name,
-			Description:   "worker hosts on any number of machines (\"dspgo workers\"), reached through NATS",
-			Capabilities:  adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: embedded.DefaultMaxPayload, Streaming: true, Tools: true},
-			Open:          openRemote,
-			SharedWorkers: true,
-		},
 	}
 }
 
-func openRemote(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
-	nc, release, err := ConnectRemote(ctx, cfg, "dspgo-client")
-	if err != nil {
-		return nil, err
-	}
-	r := cfg.Remote
-	a, err := remote.New(ctx, remote.Options{Conn: nc, Prefix: r.Prefix, Heartbeat: r.Heartbeat,
-		Affinity: remote.Affinity(r.Affinity), CallTimeout: cfg.Port.CallTimeout, Replicas: r.Replicas, Logger: cfg.Logger(cfg.LogOutput()), OnClose: release})
-	if err != nil {
-		release()
-		return nil, err
-	}
-	return a, nil
+// memoryName is the name of the in-memory port adapter.
+const memoryName = "memory"
+
+// inMemory makes opts serve the mock's command set from an in-memory
+// worker instead of a Python process.
+func inMemory(opts port.Options) port.Options {
+	opts.Name = memoryName
+	opts.Handler = func() protocol.Handler { return mock.NewHandler(mock.HandlerOptions{WorkerID: memoryName}) }
+	return opts
 }
 
-// ConnectRemote connects to the NATS server of cfg.Remote, first starting
-// the embedded one when remote.embedded.enabled is set. release closes
-// the connection and stops that server.
-//
-// The connection authenticates as remote.* says (a credentials file, an
-// NKEY seed file, a user with a password from a variable or a file, or a
-// token from a variable or a file), reading each secret only here; no
-// error shows one. The embedded server takes its users and their roles
-// from remote.embedded.users_file and refuses to listen beyond loopback
-// without them.
-func ConnectRemote(ctx context.Context, cfg *config.Config, name string) (nc *nats.Conn, release func(), err error) {
-	r := cfg.Remote
-	url := r.URL
-	var srv *embedded.Server
-	if r.Embedded.Enabled {
-		srv, err = startEmbedded(ctx, cfg)
+// openInMemoryPort opens a port adapter over an in-memory worker with the
+// default options.
+func openInMemoryPort(ctx context.Context) (adapter.Adapter, error) {
+	return port.New(ctx, inMemory(port.Options{}))
+}
+
+// CapabilitiesOf returns a Factory.Capabilities that opens an adapter with
+// open, asks it for its Capabilities and closes it. Commands and
+// MaxConcurrency, which depend on the worker and the configuration, are
+// left zero. Listings call it, so open should start nothing outside the
+// process (an in-memory worker, a server on loopback).
+func CapabilitiesOf(open func(ctx context.Context) (adapter.Adapter, error)) func(ctx context.Context) (adapter.Capabilities, error) {
+	return func(ctx context.Context) (adapter.Capabilities, error) {
+		a, err := open(ctx)
 		if err != nil {
-			return nil, nil, err
+			return adapter.Capabilities{}, err
 		}
-		url = srv.ClientURL()
-	}
-	opts, err := dialOptions(cfg, url, name)
-	if err == nil {
-		nc, err = remote.Dial(ctx, opts)
-		if adapter.CodeOf(err) == adapter.CodeFailedPrecondition {
-			err = fmt.Errorf("%w; check remote.user with remote.password_env or remote.password_file, remote.token_env or remote.token_file, remote.nkey_seed_file, or remote.creds_file", err)
+		caps := a.Capabilities()
+		if err := a.Close(context.WithoutCancel(ctx)); err != nil {
+			return adapter.Capabilities{}, err
 		}
-	}
-	if err != nil {
-		if srv != nil {
-			srv.Shutdown()
-		}
-		return nil, nil, err
-	}
-	return nc, func() {
-		nc.Close()
-		if srv != nil {
-			srv.Shutdown()
-		}
-	}, nil
-}
-
-// startEmbedded starts the embedded NATS server of remote.embedded.
-func startEmbedded(ctx context.Context, cfg *config.Config) (*embedded.Server, error) {
-	r := cfg.Remote
-	e := r.Embedded
-	host, port, err := net.SplitHostPort(e.Listen)
-	if err != nil {
-		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: %v", err)
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil {
-		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: port %q is not a number", port)
-	}
-	if host == "" {
-		host = "0.0.0.0" // ":4222", as net.Listen takes it: every interface
-	}
-	opts := embedded.Options{Host: host, Port: n, StoreDir: e.StoreDir, Prefix: r.Prefix, QueueGroup: r.QueueGroup,
-		TLS: embedded.TLS{CertFile: e.TLS.CertFile, KeyFile: e.TLS.KeyFile, CAFile: e.TLS.CAFile}}
-	if e.UsersFile != "" {
-		if opts.Users, err = embedded.ReadUsers(e.UsersFile); err != nil {
-			return nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.users_file: %v", err)
-		}
-	} else if !embedded.IsLoopback(host) {
-		return nil, adapter.Errorf(adapter.CodeFailedPrecondition,
-			"remote.embedded.listen %s is beyond loopback: set remote.embedded.users_file to authenticate clients (or listen on 127.0.0.1)", e.Listen)
-	} else {
-		cfg.Logger(cfg.LogOutput()).Warn("the embedded NATS server authenticates no one: any process on this machine may take calls or configure the hosts; set remote.embedded.users_file",
-			"listen", e.Listen)
-	}
-	srv, err := embedded.Start(ctx, opts)
-	if err != nil {
-		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "open", Adapter: remote.Name, Err: err}
-	}
-	return srv, nil
-}
-
-// dialOptions are the connection options of cfg.Remote, its secrets read
-// from their variables and files.
-func dialOptions(cfg *config.Config, url, name string) (remote.DialOptions, error) {
-	r := cfg.Remote
-	opts := remote.DialOptions{URL: url, Name: name, CredsFile: r.CredsFile, NKeySeedFile: r.NKeySeedFile, User: r.User,
-		InboxPrefix: r.InboxPrefix, CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile, ConnectTimeout: r.ConnectTimeout}
-	var err error
-	if r.User != "" {
-		if opts.Password, err = readSecret(cfg, "remote.password_env", r.PasswordEnv, "remote.password_file", r.PasswordFile); err != nil {
-			return opts, err
-		}
-	}
-	if r.TokenEnv != "" || r.TokenFile != "" {
-		if opts.Token, err = readSecret(cfg, "remote.token_env", r.TokenEnv, "remote.token_file", r.TokenFile); err != nil {
-			return opts, err
-		}
-	}
-	return opts, nil
-}
-
-// readSecret returns the secret in the variable variable (from the
-// environment the configuration was loaded with) or in the file path,
-// its line end trimmed. Its errors name the key and the variable or
-// file, never the secret.
-func readSecret(cfg *config.Config, envKey, variable, fileKey, path string) (string, error) {
-	if variable != "" {
-		prefix := variable + "="
-		for _, kv := range cfg.Environ() {
-			if v, ok := strings.CutPrefix(kv, prefix); ok && v != "" {
-				return v, nil
-			}
-		}
-		return "", adapter.Errorf(adapter.CodeFailedPrecondition, "%s names the variable %s, which is unset or empty", envKey, variable)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", adapter.Errorf(adapter.CodeFailedPrecondition, "%s: %v", fileKey, err)
-	}
-	s := strings.TrimRight(string(data), "\r\n")
-	if strings.TrimSpace(s) == "" {
-		return "", adapter.Errorf(adapter.CodeFailedPrecondition, "%s: %s is empty", fileKey, path)
-	}
-	return s, nil
-}
-
-// HostOptions translates configuration into worker host options. The
-// host's LM allowlist (remote.HostOptions.LMBaseURLs) is its own
-// lm.base_url (the provider's default when unset) and remote.lm_base_urls,
-// or, when that is empty, the provider's default; the only key variable
-// it allows is its own lm.api_key_env.
-func HostOptions(cfg *config.Config) remote.HostOptions {
-	r := cfg.Remote
-	own := cfg.LM.BaseURL
-	if own == "" {
-		own = remote.DefaultLMBaseURL
-	}
-	allowed := append([]string{own}, r.LMBaseURLs...)
-	if len(r.LMBaseURLs) == 0 {
-		allowed = append(allowed, remote.DefaultLMBaseURL)
-	}
-	return remote.HostOptions{ID: r.HostID, Prefix: r.Prefix, QueueGroup: r.QueueGroup, Heartbeat: r.Heartbeat,
-		Replicas: r.Replicas, LMBaseURLs: allowed, LMAPIKeyEnv: cfg.LM.APIKeyEnv, Logger: cfg.Logger(cfg.LogOutput())}
-}
-
-// PortOptions translates configuration into port adapter options. The
-// worker gets the variables python.pass_env names from the environment
-// the configuration was loaded with (config.Config.Environ).
-func PortOptions(cfg *config.Config) port.Options {
-	p := cfg.Port
-	return port.Options{
-		Python: cfg.Python.Interpreter, WorkerDir: cfg.Python.WorkerDir, PassEnv: cfg.Python.PassEnv, Environ: cfg.Environ,
-		Handlers: cfg.Python.Handlers, StartTimeout: p.StartTimeout, CallTimeout: p.CallTimeout,
-		WriteTimeout: p.WriteTimeout, StopGrace: p.StopGrace, MaxFrameBytes: p.MaxFrameBytes,
-		MaxConcurrency: p.MaxConcurrency, StreamWindow: p.StreamWindow, Restart: restart(p.Restart), Logger: cfg.Logger(cfg.LogOutput()),
+		caps.Commands, caps.MaxConcurrency = nil, 0
+		return caps, nil
 	}
 }
 
-func restart(r config.Restart) port.RestartPolicy {
-	jitter := r.Jitter
-	if jitter == 0 {
-		jitter = -1 // configured as none; port's zero means its default
-	}
-	return port.RestartPolicy{Min: r.Min, Max: r.Max, Jitter: jitter, MaxRestarts: r.MaxRestarts, Window: r.Window}
+// registered are the factories adapter packages registered.
+var registered struct {
+	sync.Mutex
+	factories []Factory
 }
 
-// PoolOptions translates configuration into pool options; every pool key
-// is honoured.
-func PoolOptions(cfg *config.Config) pool.Options {
-	q := cfg.Pool
-	worker := PortOptions(cfg)
-	return pool.Options{
-		Worker: worker, Size: q.Size, MaxOverflow: q.MaxOverflow, OverflowIdle: q.OverflowIdle,
-		Lazy: q.Lazy, StartConcurrency: q.StartConcurrency, MinReady: q.MinReady,
-		CheckoutTimeout: q.CheckoutTimeout, MaxQueue: q.MaxQueue, WorkerConcurrency: q.WorkerConcurrency,
-		Affinity: pool.Affinity(q.Affinity),
-		Recycle: pool.Recycle{MaxCalls: q.Recycle.MaxCalls, MaxAge: q.Recycle.MaxAge, MaxAgeJitter: q.Recycle.MaxAgeJitter,
-			MaxIdle: q.Recycle.MaxIdle, MaxRSSBytes: q.Recycle.MaxRSSBytes},
-		HealthInterval: q.HealthInterval, HealthTimeout: q.HealthTimeout, Restart: worker.Restart, Logger: worker.Logger,
+// Register adds f to the factories Builtin returns. An adapter package
+// whose dependencies local programs should not link (the remote adapter's
+// NATS) calls it from its init function, so that importing the package,
+// for its effect alone if need be, is what makes the adapter available,
+// as database/sql drivers and go-cloud's URL openers do. Register panics
+// when New would refuse f next to the built-in and registered factories
+// (no name, no Open, a name taken); it is meant for program start, not
+// for choosing adapters at run time: build a Registry with New for that.
+func Register(f Factory) {
+	registered.Lock()
+	defer registered.Unlock()
+	if _, err := New(append(append(own(), registered.factories...), f)...); err != nil {
+		panic(err)
 	}
+	registered.factories = append(registered.factories, f)
 }
 
-// LMConfig translates configuration into the client's LM configuration;
-// Registry.Open applies it to the adapter it opens.
-func LMConfig(cfg *config.Config) dspgo.LMConfig {
-	lm := dspgo.LMConfig{Provider: cfg.LM.Provider, Model: cfg.LM.Model, BaseURL: cfg.LM.BaseURL,
-		APIKeyEnv: cfg.LM.APIKeyEnv, MaxTokens: cfg.LM.MaxTokens, Timeout: cfg.LM.Timeout, Engine: cfg.LM.Engine,
-		Cache: cfg.LM.Cache}
-	if cfg.LM.Temperature >= 0 {
-		t := cfg.LM.Temperature
-		lm.Temperature = &t
-	}
-	if lm.Engine == "auto" {
-		lm.Engine = ""
-	}
-	return lm
+// linkable are adapters dspgo provides in packages of their own: the
+// package whose import registers each, by adapter name.
+var linkable = map[string]string{
+	"remote": "github.com/dspgo/dspgo/adapters/remote/remoteconfig",
 }
-
-// openTimeout bounds opening an adapter from fx: a pool waits for its
-// workers.
-func openTimeout(cfg *config.Config) time.Duration { return cfg.Port.StartTimeout + 5*time.Second }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,8 +18,6 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
-	"github.com/dspgo/dspgo/adapters/remote"
-	"github.com/dspgo/dspgo/adapters/remote/embedded"
 	"github.com/dspgo/dspgo/config"
 	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/registry"
@@ -121,7 +118,7 @@ func TestDummyOnlyAdaptersRefuseAnotherLM(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("lm:\n  provider: openai\n  model: gpt-4o-mini\n"), 0o600))
 	for _, name := range []string{"mock", "memory"} {
 		t.Run(name, func(t *testing.T) {
-			want := fmt.Sprintf(`adapter %q runs only the dummy LM; lm.provider "openai" (set by file:%s) needs adapter pool, port or remote`, name, path)
+			want := fmt.Sprintf(`adapter %q runs only the dummy LM; lm.provider "openai" (set by file:%s) needs adapter pool or port`, name, path)
 			opts := config.LoadOptions{Dir: dir, Environ: noEnv, Set: map[string]any{"adapter": name}}
 			cfg, err := config.Load(opts)
 			require.NoError(t, err)
@@ -159,7 +156,7 @@ func TestExampleConfigOpensItsDummyEnvironments(t *testing.T) {
 	cfg, err := config.Load(config.LoadOptions{Files: []string{path}, Env: "prod", Environ: noEnv, Set: map[string]any{"adapter": "mock"}})
 	require.NoError(t, err)
 	_, _, err = reg.Open(t.Context(), cfg)
-	assert.ErrorContains(t, err, `lm.provider "openai" (set by environment:prod) needs adapter pool, port or remote`)
+	assert.ErrorContains(t, err, `lm.provider "openai" (set by environment:prod) needs adapter pool or port`)
 }
 
 // An adapter that refuses the configured LM is closed, and the error
@@ -181,49 +178,4 @@ func TestOpenClosesAnAdapterThatRefusesTheLM(t *testing.T) {
 	assert.Contains(t, err.Error(), `adapter "strict" set by option refused the configured LM (lm.model "m" (set by env:DSPGO_LM__MODEL), lm.provider "openai" (set by option))`)
 	_, err = made.Call(context.Background(), adapter.Request{Command: "ping"})
 	assert.ErrorIs(t, err, adapter.ErrClosed, "Open closed the adapter it could not configure")
-}
-
-// A remote caller applies lm.* to the worker hosts only when some lm.* key
-// is set; otherwise the hosts keep the LM they run.
-func TestRemoteCallerAppliesTheLMOnlyWhenSet(t *testing.T) {
-	srv, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	defer srv.Shutdown()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-
-	nc, err := remote.Dial(ctx, remote.DialOptions{URL: srv.ClientURL()})
-	require.NoError(t, err)
-	defer nc.Close()
-	m := mock.New(mock.Options{})
-	defer m.Close(context.Background())
-	require.NoError(t, dspgo.NewClient(m).ConfigureLM(ctx, dspgo.LMConfig{Model: "the-host's"}))
-	h, err := remote.Serve(ctx, nc, m, remote.HostOptions{ID: "h", Heartbeat: 100 * time.Millisecond})
-	require.NoError(t, err)
-	defer h.Close(context.Background())
-
-	reg, err := registry.New(registry.Builtin()...)
-	require.NoError(t, err)
-	hostModel := func(set map[string]any) (model string, res registry.Resolution) {
-		set["adapter"], set["remote.url"], set["remote.heartbeat"] = "remote", srv.ClientURL(), "100ms"
-		cfg, err := config.Load(config.LoadOptions{Dir: t.TempDir(), Environ: noEnv, Set: set})
-		require.NoError(t, err)
-		a, res, err := reg.Open(ctx, cfg)
-		require.NoError(t, err)
-		defer a.Close(context.Background())
-		resp, err := a.Call(ctx, adapter.Request{Command: "get_stats"})
-		require.NoError(t, err)
-		var stats struct{ LM struct{ Model string } }
-		require.NoError(t, json.Unmarshal(resp.Result, &stats))
-		return stats.LM.Model, res
-	}
-	model, res := hostModel(map[string]any{})
-	assert.Equal(t, "the-host's", model, "no lm.* key set: the host keeps its LM")
-	assert.Empty(t, res.LM)
-	assert.Empty(t, res.LMSource)
-
-	model, res = hostModel(map[string]any{"lm.model": "the-caller's"})
-	assert.Equal(t, "the-caller's", model, "lm.* set: the caller's LM reaches the host")
-	assert.Equal(t, "dummy", res.LM)
-	assert.Equal(t, "default", res.LMSource, "lm.provider itself kept its default")
 }

@@ -3,9 +3,7 @@ package registry_test
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,7 +14,6 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
-	"github.com/dspgo/dspgo/adapters/remote"
 	"github.com/dspgo/dspgo/config"
 	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/registry"
@@ -84,7 +81,7 @@ func TestAsFactory(t *testing.T) {
 	app := fxtest.New(t, supply(t, map[string]any{"adapter": "custom"}), config.Module, registry.Module,
 		registry.AsFactory(custom), fx.NopLogger, fx.Populate(&r, &a))
 	app.RequireStart()
-	assert.Equal(t, []string{"custom", "memory", "mock", "pool", "port", "remote"}, r.Names())
+	assert.Equal(t, []string{"custom", "memory", "mock", "pool", "port"}, r.Names(), "remote only when its package is linked")
 	assert.Same(t, made, a)
 	app.RequireStop()
 }
@@ -118,41 +115,4 @@ func TestModuleAppliesTheConfiguredLM(t *testing.T) {
 	assert.Equal(t, "dummy", res.LM)
 	assert.Equal(t, "default", res.LMSource, "the layer of lm.provider")
 	app.RequireStop()
-}
-
-// The remote adapter from config, with the embedded server: the client
-// starts before any host (its LM configuration is recorded for them), a
-// host joins, calls are served, and OnStop closes the adapter and stops
-// the server.
-func TestModuleWithRemote(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	var (
-		client *dspgo.Client
-		a      adapter.Adapter
-	)
-	app := fxtest.New(t, supply(t, map[string]any{"adapter": "remote", "remote.embedded.enabled": true, "remote.embedded.listen": addr,
-		"remote.embedded.store_dir": t.TempDir(), "remote.heartbeat": "100ms"}),
-		config.Module, registry.Module, fx.NopLogger, fx.Populate(&client, &a))
-	app.RequireStart()
-
-	nc, err := remote.Dial(t.Context(), remote.DialOptions{URL: "nats://" + addr})
-	require.NoError(t, err)
-	defer nc.Close()
-	m := mock.New(mock.Options{})
-	defer m.Close(context.Background())
-	h, err := remote.Serve(t.Context(), nc, m, remote.HostOptions{ID: "h", Heartbeat: 100 * time.Millisecond})
-	require.NoError(t, err)
-
-	p, err := client.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
-	require.NoError(t, err)
-	out, err := client.Execute(t.Context(), p.ID, map[string]any{"question": "What is Go?"})
-	require.NoError(t, err)
-	assert.Contains(t, out["answer"], "answer ")
-	require.NoError(t, h.Close(context.Background()))
-	app.RequireStop()
-	_, err = a.Call(context.Background(), adapter.Request{Command: "ping"})
-	assert.ErrorIs(t, err, adapter.ErrClosed)
 }

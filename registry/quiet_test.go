@@ -92,18 +92,20 @@ func TestLogOutput(t *testing.T) {
 	assert.Contains(t, logs.String(), `level=WARN msg="a warning"`)
 }
 
-// TestFactoriesDeclareWhatTheAdaptersHave: what a built-in factory
-// declares for listings (dspgo adapters) is what its adapter reports
-// once opened.
-func TestFactoriesDeclareWhatTheAdaptersHave(t *testing.T) {
+// TestFactoriesReportWhatTheAdaptersHave: what a built-in factory reports
+// for listings (dspgo adapters), asked of its adapter in process, is what
+// the adapter reports once opened from configuration, on its real
+// workers.
+func TestFactoriesReportWhatTheAdaptersHave(t *testing.T) {
 	testutil.VerifyNoChildren(t)
 	r, err := registry.New(registry.Builtin()...)
 	require.NoError(t, err)
 	for _, f := range r.Factories() {
-		if f.Name == "remote" {
-			continue // needs worker hosts; remote's own tests open it
-		}
 		t.Run(f.Name, func(t *testing.T) {
+			require.NotNil(t, f.Capabilities)
+			want, err := f.Capabilities(t.Context())
+			require.NoError(t, err)
+			assert.True(t, want.Sessions, "a built-in adapter has sessions: the capabilities were asked of it")
 			cfg, err := config.Load(config.LoadOptions{Environ: noEnv, Dir: t.TempDir(), Set: map[string]any{"adapter": f.Name,
 				"python.interpreter": testutil.Python(t), "python.worker_dir": testutil.PythonDir(), "pool.size": 1}})
 			require.NoError(t, err)
@@ -111,8 +113,8 @@ func TestFactoriesDeclareWhatTheAdaptersHave(t *testing.T) {
 			require.NoError(t, err)
 			got := a.Capabilities()
 			require.NoError(t, a.Close(t.Context()))
-			got.Commands, got.MaxConcurrency = nil, 0 // not declared for listings
-			assert.Equal(t, f.Capabilities, got)
+			got.Commands, got.MaxConcurrency = nil, 0 // not reported for listings
+			assert.Equal(t, want, got)
 		})
 	}
 }

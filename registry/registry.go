@@ -9,6 +9,12 @@
 // The package is usable without fx; Module wires it into an fx
 // application, and AsFactory contributes third-party factories to the
 // value group "adapter.factories".
+//
+// Builtin links the mock, memory, port and pool adapters. An adapter whose
+// dependencies a local program should not pay for registers itself from
+// its own package (Register), so that only a program importing that
+// package links it: the remote adapter, with NATS, comes with
+// github.com/dspgo/dspgo/adapters/remote/remoteconfig.
 package registry
 
 import (
@@ -31,8 +37,12 @@ type Factory struct {
 	Name string
 	// Description says what the adapter is, for listings.
 	Description string
-	// Capabilities declares what the adapter supports, for listings.
-	Capabilities adapter.Capabilities
+	// Capabilities reports what the adapter supports, for listings such
+	// as dspgo adapters. It asks the adapter itself rather than repeating
+	// what the adapter reports: the built-in factories open one in process
+	// and close it again (CapabilitiesOf). Nil (the default) means unknown
+	// until the adapter is opened.
+	Capabilities func(ctx context.Context) (adapter.Capabilities, error)
 	// Open makes a ready adapter from the configuration. Required. It
 	// need not configure the language model: Registry.Open does that.
 	Open func(ctx context.Context, cfg *config.Config) (adapter.Adapter, error)
@@ -174,9 +184,20 @@ func (r *Registry) Resolve(cfg *config.Config) (Factory, Resolution, error) {
 	f, ok := r.factories[res.Name]
 	if !ok {
 		return Factory{}, res, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: "resolve", Err: ErrUnknownAdapter,
-			Message: fmt.Sprintf("adapter %q (set by %s) is not registered; known adapters: %s", cfg.Adapter, res.Source, strings.Join(r.Names(), ", "))}
+			Message: fmt.Sprintf("adapter %q (set by %s) is not registered%s; known adapters: %s", cfg.Adapter, res.Source,
+				howToLink(res.Name), strings.Join(r.Names(), ", "))}
 	}
 	return f, res, nil
+}
+
+// howToLink says how to include an adapter dspgo provides in a package of
+// its own; empty for any other name.
+func howToLink(name string) string {
+	pkg, ok := linkable[name]
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf(`: its package is not linked into this program or not in this registry; import _ %q and build the registry from registry.Builtin()`, pkg)
 }
 
 // Open resolves the adapter from cfg, opens it, and configures its

@@ -143,7 +143,7 @@ func TestNewRejectsBadFactories(t *testing.T) {
 	}
 	r, err := registry.New(append(registry.Builtin(), registry.Factory{Name: "custom", Open: open})...)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"custom", "memory", "mock", "pool", "port", "remote"}, r.Names())
+	assert.Equal(t, []string{"custom", "memory", "mock", "pool", "port"}, r.Names())
 }
 
 // The example configuration resolves as its comments say.

@@ -51,13 +51,21 @@ func (a *app) adaptersCmd() *cobra.Command {
 		Use:   "adapters",
 		Short: "List the registered adapters with their descriptions and capabilities",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, f := range a.registry().Factories() {
 				lm := ""
 				if f.LMProviders != nil {
 					lm = "; LM: " + strings.Join(f.LMProviders, ", ") + " only"
 				}
-				fmt.Fprintf(a.stdout, "%-8s %s\n         capabilities: %s%s\n", f.Name, f.Description, capabilities(f.Capabilities), lm)
+				caps := "reported once opened"
+				if f.Capabilities != nil {
+					c, err := f.Capabilities(cmd.Context())
+					if err != nil {
+						return fmt.Errorf("asking adapter %s for its capabilities: %w", f.Name, err)
+					}
+					caps = capabilities(c)
+				}
+				fmt.Fprintf(a.stdout, "%-8s %s\n         capabilities: %s%s\n", f.Name, f.Description, caps, lm)
 			}
 			return nil
 		},

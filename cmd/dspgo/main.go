@@ -21,6 +21,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	_ "github.com/dspgo/dspgo/adapters/remote/remoteconfig" // registers the remote adapter: the CLI links NATS
 )
 
 // Exit statuses.

@@ -196,7 +196,7 @@ func TestConfigExplainAndAdapters(t *testing.T) {
 
 	r = cli(t, "", nil, "adapters")
 	require.Equal(t, 0, r.status)
-	for _, name := range []string{"memory", "mock", "pool", "port"} {
+	for _, name := range []string{"memory", "mock", "pool", "port", "remote"} { // remote: main imports its registering package
 		assert.Regexp(t, regexp.MustCompile(`(?m)^`+name+`\s`), r.stdout)
 	}
 	assert.Contains(t, r.stdout, "capabilities: sessions")

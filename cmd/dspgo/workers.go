@@ -10,8 +10,8 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/adapters/remote/remoteconfig"
 	"github.com/dspgo/dspgo/internal/secret"
-	"github.com/dspgo/dspgo/registry"
 )
 
 func (a *app) workersCmd() *cobra.Command {
@@ -48,7 +48,7 @@ func (a *app) serveWorkers(ctx context.Context) error {
 	if cfg.Adapter == remote.Name {
 		return usagef("use --adapter pool (or port, memory, mock) for the backend the host serves", "a worker host cannot serve the remote adapter")
 	}
-	nc, release, err := registry.ConnectRemote(ctx, cfg, "dspgo-host")
+	nc, release, err := remoteconfig.Connect(ctx, cfg, "dspgo-host")
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func (a *app) serveWorkers(ctx context.Context) error {
 	}()
 	// The backend runs the configured LM (Open applied it); the shared
 	// state, replayed by Serve, wins.
-	opts := registry.HostOptions(cfg)
+	opts := remoteconfig.HostOptions(cfg)
 	if p, ok := backend.(*pool.Pool); ok {
 		opts.Stats = func() any { return p.Stats() }
 	}

@@ -1,4 +1,4 @@
-package registry_test
+package remoteconfig_test
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/adapters/remote/remoteconfig"
 	"github.com/dspgo/dspgo/config"
-	"github.com/dspgo/dspgo/registry"
 )
 
 // freePort is a port on 127.0.0.1 nobody listens on now.
@@ -32,7 +32,7 @@ func freePort(t *testing.T) string {
 // authenticate from configuration: the host's password from a variable,
 // the caller's from a file. Each gets its own inbox; a wrong password or
 // an unset variable fails naming the keys, never showing a secret.
-func TestConnectRemoteAuthenticatesFromConfiguration(t *testing.T) {
+func TestConnectAuthenticatesFromConfiguration(t *testing.T) {
 	dir := t.TempDir()
 	const hostPass, callerPass = "host-S3CR3T", "caller-S3CR3T"
 	users := filepath.Join(dir, "users")
@@ -47,7 +47,7 @@ func TestConnectRemoteAuthenticatesFromConfiguration(t *testing.T) {
 		Set: map[string]any{"remote.embedded.enabled": true, "remote.embedded.listen": addr, "remote.embedded.users_file": users,
 			"remote.user": "host-a", "remote.password_env": "NATS_HOST_PASSWORD"}})
 	require.NoError(t, err)
-	hostConn, release, err := registry.ConnectRemote(ctx, hostCfg, "test-host")
+	hostConn, release, err := remoteconfig.Connect(ctx, hostCfg, "test-host")
 	require.NoError(t, err)
 	defer release()
 	assert.True(t, strings.HasPrefix(hostConn.NewInbox(), "_INBOX.host-a."), hostConn.NewInbox())
@@ -58,7 +58,7 @@ func TestConnectRemoteAuthenticatesFromConfiguration(t *testing.T) {
 	}
 	cfg, err := caller(map[string]any{"remote.password_file": passFile})
 	require.NoError(t, err)
-	nc, releaseCaller, err := registry.ConnectRemote(ctx, cfg, "test-caller")
+	nc, releaseCaller, err := remoteconfig.Connect(ctx, cfg, "test-caller")
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(nc.NewInbox(), "_INBOX.alice."), nc.NewInbox())
 	releaseCaller()
@@ -76,7 +76,7 @@ func TestConnectRemoteAuthenticatesFromConfiguration(t *testing.T) {
 	} {
 		cfg, err := caller(c.set)
 		require.NoError(t, err)
-		_, _, err = registry.ConnectRemote(ctx, cfg, "test-caller")
+		_, _, err = remoteconfig.Connect(ctx, cfg, "test-caller")
 		require.Error(t, err, "%v", c.set)
 		assert.Equal(t, c.code, adapter.CodeOf(err), "%v", err)
 		assert.Contains(t, err.Error(), c.want)
@@ -93,7 +93,7 @@ func TestEmbeddedUsersFileErrors(t *testing.T) {
 	cfg, err := config.Load(config.LoadOptions{Dir: dir, Environ: noEnv, Set: map[string]any{"remote.embedded.enabled": true,
 		"remote.embedded.listen": "127.0.0.1:" + freePort(t), "remote.embedded.users_file": users}})
 	require.NoError(t, err)
-	_, _, err = registry.ConnectRemote(t.Context(), cfg, "test")
+	_, _, err = remoteconfig.Connect(t.Context(), cfg, "test")
 	require.Error(t, err)
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
 	assert.Contains(t, err.Error(), fmt.Sprintf(`remote.embedded.users_file: users file %s: line 2: role "admin" is unknown`, users))
@@ -116,7 +116,7 @@ func TestHostOptionsLMAllowlist(t *testing.T) {
 	} {
 		cfg, err := config.Load(config.LoadOptions{Dir: t.TempDir(), Environ: noEnv, Set: c.set})
 		require.NoError(t, err)
-		h := registry.HostOptions(cfg)
+		h := remoteconfig.HostOptions(cfg)
 		assert.Equal(t, c.urls, h.LMBaseURLs, "%v", c.set)
 		assert.Equal(t, c.env, h.LMAPIKeyEnv)
 	}

@@ -1,0 +1,158 @@
+package remoteconfig
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/adapters/remote/embedded"
+	"github.com/dspgo/dspgo/config"
+)
+
+// Connect connects to the NATS server of cfg.Remote, first starting
+// the embedded one when remote.embedded.enabled is set. release closes
+// the connection and stops that server.
+//
+// The connection authenticates as remote.* says (a credentials file, an
+// NKEY seed file, a user with a password from a variable or a file, or a
+// token from a variable or a file), reading each secret only here; no
+// error shows one. The embedded server takes its users and their roles
+// from remote.embedded.users_file and refuses to listen beyond loopback
+// without them.
+func Connect(ctx context.Context, cfg *config.Config, name string) (nc *nats.Conn, release func(), err error) {
+	r := cfg.Remote
+	url := r.URL
+	var srv *embedded.Server
+	if r.Embedded.Enabled {
+		srv, err = startEmbedded(ctx, cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		url = srv.ClientURL()
+	}
+	opts, err := dialOptions(cfg, url, name)
+	if err == nil {
+		nc, err = remote.Dial(ctx, opts)
+		if adapter.CodeOf(err) == adapter.CodeFailedPrecondition {
+			err = fmt.Errorf("%w; check remote.user with remote.password_env or remote.password_file, remote.token_env or remote.token_file, remote.nkey_seed_file, or remote.creds_file", err)
+		}
+	}
+	if err != nil {
+		if srv != nil {
+			srv.Shutdown()
+		}
+		return nil, nil, err
+	}
+	return nc, func() {
+		nc.Close()
+		if srv != nil {
+			srv.Shutdown()
+		}
+	}, nil
+}
+
+// startEmbedded starts the embedded NATS server of remote.embedded.
+func startEmbedded(ctx context.Context, cfg *config.Config) (*embedded.Server, error) {
+	r := cfg.Remote
+	e := r.Embedded
+	host, port, err := net.SplitHostPort(e.Listen)
+	if err != nil {
+		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: %v", err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: port %q is not a number", port)
+	}
+	if host == "" {
+		host = "0.0.0.0" // ":4222", as net.Listen takes it: every interface
+	}
+	opts := embedded.Options{Host: host, Port: n, StoreDir: e.StoreDir, Prefix: r.Prefix, QueueGroup: r.QueueGroup,
+		TLS: embedded.TLS{CertFile: e.TLS.CertFile, KeyFile: e.TLS.KeyFile, CAFile: e.TLS.CAFile}}
+	if e.UsersFile != "" {
+		if opts.Users, err = embedded.ReadUsers(e.UsersFile); err != nil {
+			return nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.users_file: %v", err)
+		}
+	} else if !embedded.IsLoopback(host) {
+		return nil, adapter.Errorf(adapter.CodeFailedPrecondition,
+			"remote.embedded.listen %s is beyond loopback: set remote.embedded.users_file to authenticate clients (or listen on 127.0.0.1)", e.Listen)
+	} else {
+		cfg.Logger(cfg.LogOutput()).Warn("the embedded NATS server authenticates no one: any process on this machine may take calls or configure the hosts; set remote.embedded.users_file",
+			"listen", e.Listen)
+	}
+	srv, err := embedded.Start(ctx, opts)
+	if err != nil {
+		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "open", Adapter: remote.Name, Err: err}
+	}
+	return srv, nil
+}
+
+// dialOptions are the connection options of cfg.Remote, its secrets read
+// from their variables and files.
+func dialOptions(cfg *config.Config, url, name string) (remote.DialOptions, error) {
+	r := cfg.Remote
+	opts := remote.DialOptions{URL: url, Name: name, CredsFile: r.CredsFile, NKeySeedFile: r.NKeySeedFile, User: r.User,
+		InboxPrefix: r.InboxPrefix, CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile, ConnectTimeout: r.ConnectTimeout}
+	var err error
+	if r.User != "" {
+		if opts.Password, err = readSecret(cfg, "remote.password_env", r.PasswordEnv, "remote.password_file", r.PasswordFile); err != nil {
+			return opts, err
+		}
+	}
+	if r.TokenEnv != "" || r.TokenFile != "" {
+		if opts.Token, err = readSecret(cfg, "remote.token_env", r.TokenEnv, "remote.token_file", r.TokenFile); err != nil {
+			return opts, err
+		}
+	}
+	return opts, nil
+}
+
+// readSecret returns the secret in the variable variable (from the
+// environment the configuration was loaded with) or in the file path,
+// its line end trimmed. Its errors name the key and the variable or
+// file, never the secret.
+func readSecret(cfg *config.Config, envKey, variable, fileKey, path string) (string, error) {
+	if variable != "" {
+		prefix := variable + "="
+		for _, kv := range cfg.Environ() {
+			if v, ok := strings.CutPrefix(kv, prefix); ok && v != "" {
+				return v, nil
+			}
+		}
+		return "", adapter.Errorf(adapter.CodeFailedPrecondition, "%s names the variable %s, which is unset or empty", envKey, variable)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", adapter.Errorf(adapter.CodeFailedPrecondition, "%s: %v", fileKey, err)
+	}
+	s := strings.TrimRight(string(data), "\r\n")
+	if strings.TrimSpace(s) == "" {
+		return "", adapter.Errorf(adapter.CodeFailedPrecondition, "%s: %s is empty", fileKey, path)
+	}
+	return s, nil
+}
+
+// HostOptions translates configuration into worker host options. The
+// host's LM allowlist (remote.HostOptions.LMBaseURLs) is its own
+// lm.base_url (the provider's default when unset) and remote.lm_base_urls,
+// or, when that is empty, the provider's default; the only key variable
+// it allows is its own lm.api_key_env.
+func HostOptions(cfg *config.Config) remote.HostOptions {
+	r := cfg.Remote
+	own := cfg.LM.BaseURL
+	if own == "" {
+		own = remote.DefaultLMBaseURL
+	}
+	allowed := append([]string{own}, r.LMBaseURLs...)
+	if len(r.LMBaseURLs) == 0 {
+		allowed = append(allowed, remote.DefaultLMBaseURL)
+	}
+	return remote.HostOptions{ID: r.HostID, Prefix: r.Prefix, QueueGroup: r.QueueGroup, Heartbeat: r.Heartbeat,
+		Replicas: r.Replicas, LMBaseURLs: allowed, LMAPIKeyEnv: cfg.LM.APIKeyEnv, Logger: cfg.Logger(cfg.LogOutput())}
+}
