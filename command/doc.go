@@ -15,6 +15,8 @@
 // command's Result type: CreateResult, ExecuteResult, ConfigureLMResult,
 // DeleteResult, PingResult (InitResult for the init ping), DescribeResult,
 // StatsResult, ResetResult, ShutdownResult, CancelResult.
+// An ExecuteProgram that asks for a stream (docs/protocol.md, "Streams")
+// sends Delta chunks, pieces of its outputs' text, before its result.
 //
 // A failure carries one adapter.Code (the wire's "code" string) and, when
 // the caller acts on it, an error type (the wire's "type"):
