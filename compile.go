@@ -99,16 +99,16 @@ func (c *Client) Compile(ctx context.Context, prog *Program, trainset []Example,
 	if err := ctx.Err(); err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
-	if cmds := c.a.Capabilities().Commands; cmds != nil && !slices.Contains(cmds, op) {
-		return nil, c.errorf(adapter.CodeUnimplemented, op,
-			"the %s backend has no %s: compiling runs DSPy's optimizers in a Python worker with dspy (the port and pool backends)", c.a.Name(), op)
-	}
 	if err := c.checkProgram(op, prog); err != nil {
 		return nil, err
 	}
 	args, tools, err := c.compileArgs(prog, trainset, metric, co)
 	if err != nil {
 		return nil, err
+	}
+	if cmds := c.a.Capabilities().Commands; cmds != nil && !slices.Contains(cmds, op) {
+		return nil, c.errorf(adapter.CodeUnimplemented, op,
+			"the %s backend has no %s: compiling runs DSPy's optimizers in a Python worker with dspy (the port and pool backends)", c.a.Name(), op)
 	}
 	raw, err := json.Marshal(args)
 	if err != nil {
