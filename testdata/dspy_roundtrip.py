@@ -23,7 +23,8 @@ import sys
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from dspgo_worker.dspy_engine import ENGINE, import_dspy  # noqa: E402
-from dspgo_worker.spec import KIND_REACT, CompiledSpec  # noqa: E402
+from dspgo_worker.kinds import KIND_REACT  # noqa: E402
+from dspgo_worker.spec import CompiledSpec  # noqa: E402
 
 
 def main() -> None:

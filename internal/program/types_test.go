@@ -172,7 +172,11 @@ const pythonTypes = `
 import json, sys
 sys.path.insert(0, json.loads(sys.stdin.readline()))
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.spec import CompiledSpec, canonical_json, convert, parse_signature, parse_type
+from dspgo_worker.canonical import canonical_json
+from dspgo_worker.fieldtypes import parse_type
+from dspgo_worker.signature import parse_signature
+from dspgo_worker.spec import CompiledSpec
+from dspgo_worker.values import convert
 def side(fields):
     return ", ".join(f.name if str(f.type) == "str" else f"{f.name}: {f.type}" for f in fields)
 for line in sys.stdin:

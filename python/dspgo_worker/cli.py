@@ -15,7 +15,8 @@ from .worker import EXIT_HANDLERS, Worker, WorkerConfig
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from typing import NoReturn, Sequence
+    from collections.abc import Sequence
+    from typing import NoReturn
 
 #: Smallest accepted --max-frame-bytes (room for the init ping reply).
 MIN_FRAME_BYTES = 1024
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     for module in options.handlers:
         try:
             importlib.import_module(module)
-        except BaseException as exc:  # noqa: BLE001 - SystemExit at import time counts too
+        except BaseException as exc:  # SystemExit at import time counts too
             log.error(
                 "cannot load handler module %r: %s: %s", module, type(exc).__name__, exc,
                 extra={"handler_module": module}, exc_info=True,

@@ -16,7 +16,7 @@ How a run goes:
 * A streamed run goes through ``dspy.streamify``, which hands on the LM's stream as it
   arrives. The text of the predictor that produces the program's outputs (a ReAct's
   extraction step, not its loop) is read by the native engine's
-  :class:`~dspgo_worker.engines.ReplyStreamer`, so both engines cut a reply into field
+  :class:`~dspgo_worker.chunks.ReplyStreamer`, so both engines cut a reply into field
   deltas by one rule (DSPy's own ``StreamListener`` drops a field's text from a ``[[``
   on, taking it for the next header). The text passes from the loop to the handler
   through a bounded hand-off (:data:`HANDOFF_WINDOW`), so a slow consumer slows the LM
@@ -40,10 +40,16 @@ import os
 import queue
 import threading
 
-from .engines import EngineUnavailable, ReplyStreamer, convert_outputs, drain, observe
+from .chat_format import convert_outputs
+from .chunks import ReplyStreamer, drain
+from .engines import EngineUnavailable
 from .errors import Cancelled, DeadlineExceeded, WorkerError
-from .lm import LMConfig, redact
-from .spec import KIND_CHAIN_OF_THOUGHT, KIND_REACT, REASONING_FIELD, CompiledSpec, FieldType
+from .fieldtypes import FieldType
+from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_REACT, REASONING_FIELD
+from .lmconfig import LMConfig
+from .react import observe
+from .redact import redact
+from .spec import CompiledSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -104,7 +110,7 @@ def python_type(t: FieldType):
     makes of the same signature string (python/tests/test_dspy_signatures.py checks it)."""
     import typing
 
-    from .spec import ANY, BOOL, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
+    from .fieldtypes import ANY, BOOL, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
 
     kind = t.kind
     if kind == LIST:

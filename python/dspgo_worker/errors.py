@@ -67,3 +67,8 @@ class ToolError(WorkerError):
         super().__init__(code if code in ERROR_CODES else "unknown", message)
         self.error_type = error_type
         self.tool = tool
+
+
+def invalid(message: str) -> WorkerError:
+    """A WorkerError with code ``invalid_argument``."""
+    return WorkerError("invalid_argument", message)

@@ -25,7 +25,6 @@ adds the ``trajectory``.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import threading
@@ -33,11 +32,12 @@ import time
 from collections import OrderedDict
 
 from .errors import WorkerError
+from .protocol import json_type_name, quote
 from .registry import Arg, command, missing_argument
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from .lm import LMConfig
+    from .lmconfig import LMConfig
     from .spec import CompiledSpec
 
 log = logging.getLogger("dspgo_worker.programs")
@@ -55,21 +55,10 @@ def _lazy(name: str):
     return module
 
 
-def _quote(s: str) -> str:
-    """:func:`dspgo_worker.spec.quote`: Go's ``%q`` of the usual strings."""
-    return json.dumps(s, ensure_ascii=False)
-
-
 #: Compiled specs a worker keeps unless told otherwise.
 DEFAULT_MAX_SPECS = 4096
 #: Bounds and default of ``execute_program``'s ``max_iters``.
 MIN_ITERS, MAX_ITERS, DEFAULT_MAX_ITERS = 1, 100, 5
-
-
-def _type_name(value) -> str:
-    from .protocol import json_type_name
-
-    return json_type_name(value)
 
 
 def validate_tools(raw: list) -> list[dict]:
@@ -80,23 +69,23 @@ def validate_tools(raw: list) -> list[dict]:
     for i, item in enumerate(raw):
         at = f"tools[{i}]"
         if not isinstance(item, dict):
-            raise WorkerError("invalid_argument", f"{at} must be an object, got {_type_name(item)}")
+            raise WorkerError("invalid_argument", f"{at} must be an object, got {json_type_name(item)}")
         name = item.get("name")
         if not isinstance(name, str) or not name:
-            raise WorkerError("invalid_argument", f"{at}.name must be a non-empty string, got {_type_name(name)}")
+            raise WorkerError("invalid_argument", f"{at}.name must be a non-empty string, got {json_type_name(name)}")
         if name in names:
-            raise WorkerError("invalid_argument", f"{at}.name {_quote(name)} is used twice")
+            raise WorkerError("invalid_argument", f"{at}.name {quote(name)} is used twice")
         names.add(name)
         description = item.get("description")
         if description is None:
             description = ""
         elif not isinstance(description, str):
-            raise WorkerError("invalid_argument", f"{at}.description must be a string, got {_type_name(description)}")
+            raise WorkerError("invalid_argument", f"{at}.description must be a string, got {json_type_name(description)}")
         schema = item.get("schema")
         if schema is None:
             schema = {}
         elif not isinstance(schema, dict):
-            raise WorkerError("invalid_argument", f"{at}.schema must be an object, got {_type_name(schema)}")
+            raise WorkerError("invalid_argument", f"{at}.schema must be an object, got {json_type_name(schema)}")
         tools.append({"name": name, "description": description, "schema": schema})
     return tools
 
@@ -107,7 +96,7 @@ class SpecNotFound(WorkerError):
     to resend with the spec."""
 
     def __init__(self, spec_hash: str):
-        super().__init__("not_found", f"spec {_quote(spec_hash)} is not compiled on this worker; send the spec")
+        super().__init__("not_found", f"spec {quote(spec_hash)} is not compiled on this worker; send the spec")
 
 
 class LMNotFound(WorkerError):
@@ -116,7 +105,7 @@ class LMNotFound(WorkerError):
     means the name was never configured, or ``reset`` dropped it."""
 
     def __init__(self, name: str):
-        super().__init__("not_found", f"LM {_quote(name)} is not configured (configure_lm with \"name\": {_quote(name)} sets it)")
+        super().__init__("not_found", f"LM {quote(name)} is not configured (configure_lm with \"name\": {quote(name)} sets it)")
 
 
 class ProgramState:
@@ -132,7 +121,7 @@ class ProgramState:
         self._lock = threading.Lock()
         self._specs: OrderedDict[str, CompiledSpec] = OrderedDict()
         self._new_spec = _lazy("spec").CompiledSpec
-        self._default_lm = _lazy("lm").LMConfig()
+        self._default_lm = _lazy("lmconfig").LMConfig()
         self._lms: dict[str, LMConfig] = {"": self._default_lm}
 
     @property
@@ -247,11 +236,11 @@ def rss_bytes() -> int:
 )
 def configure_lm(args, ctx):
     """Result ``{"provider", "model", "engine"}`` (``engine``: native or dspy, what runs)."""
-    lm = _lazy("lm")
-    config = lm.validate_lm_args(args)
-    config = lm.with_engine(config, _lazy("engines").resolve_engine(config))
+    lmconfig = _lazy("lmconfig")
+    config = lmconfig.validate_lm_args(args)
+    config = lmconfig.with_engine(config, _lazy("engines").resolve_engine(config))
     if args["verify"]:
-        lm.make_provider(config).verify(ctx)
+        _lazy("providers").make_provider(config).verify(ctx)
     name = args["name"]
     program_state(ctx).set_lm(config, name)
     log.info("language model configured", extra={"request_id": ctx.id, "lm_name": name, **config.describe()})
@@ -304,7 +293,7 @@ def execute_program(args, ctx):
         if spec_hash and spec_hash != compiled.hash:
             raise WorkerError(
                 "invalid_argument",
-                f"spec_hash {_quote(spec_hash)} does not match the spec, whose hash is {_quote(compiled.hash)}",
+                f"spec_hash {quote(spec_hash)} does not match the spec, whose hash is {quote(compiled.hash)}",
             )
     else:
         compiled = state.lookup(spec_hash)
@@ -320,7 +309,7 @@ def execute_program(args, ctx):
     run = engines.make_engine(config).execute(compiled, converted, config, ctx, tools, max_iters, streamed)
     if streamed:
         return _streamed(run, compiled.hash)
-    return _result(*engines.drain(run), compiled.hash)
+    return _result(*_lazy("chunks").drain(run), compiled.hash)
 
 
 def _result(outputs: dict, trajectory, usage, spec_hash: str) -> dict:
@@ -345,7 +334,7 @@ def _streamed(run, spec_hash: str):
 )
 def delete_program(args, ctx):
     if not program_state(ctx).delete(args["spec_hash"]):
-        raise WorkerError("not_found", f"spec {_quote(args['spec_hash'])} is not compiled on this worker")
+        raise WorkerError("not_found", f"spec {quote(args['spec_hash'])} is not compiled on this worker")
     return {"deleted": True}
 
 

@@ -204,6 +204,11 @@ def recover_message(body: bytes) -> dict | None:
     return None
 
 
+def quote(s: str) -> str:
+    """A double-quoted string, as Go's ``%q`` writes the usual ones."""
+    return json.dumps(s, ensure_ascii=False)
+
+
 def json_type_name(value: Any) -> str:
     """The JSON name of a decoded value's type, for error messages."""
     if value is None:

@@ -23,7 +23,8 @@ from .protocol import json_type_name
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping
+    from collections.abc import Mapping
+    from typing import Any, Callable
 
     Handler = Callable[[dict, Any], Any]
 

@@ -69,7 +69,8 @@ from .version import PROTOCOL_VERSION, __version__
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from typing import BinaryIO, Mapping
+    from collections.abc import Mapping
+    from typing import BinaryIO
 
 #: Exit statuses of the worker process (see the package docstring).
 EXIT_OK = 0

@@ -13,7 +13,7 @@ import os
 import unittest
 from unittest import mock
 
-from dspgo_worker.engines import INCOMPLETE_DEMO_PREFIX, build_messages, demo_messages
+from dspgo_worker.chat_format import INCOMPLETE_DEMO_PREFIX, build_messages, demo_messages
 from dspgo_worker.spec import CompiledSpec
 
 from .helpers import InProcessWorker

@@ -19,7 +19,10 @@ import unittest
 from pathlib import Path
 
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.spec import CompiledSpec, parse_output, parse_signature, parse_type
+from dspgo_worker.fieldtypes import parse_type
+from dspgo_worker.signature import parse_signature
+from dspgo_worker.spec import CompiledSpec
+from dspgo_worker.values import parse_output
 
 from .lmserver import require_dspy
 from .test_types import load_type_vectors

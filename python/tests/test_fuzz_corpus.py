@@ -11,8 +11,8 @@ import io
 import unittest
 from pathlib import Path
 
-from dspgo_worker.protocol import ERROR_KINDS, FrameError, decode_message, parse_request, read_frame
 from dspgo_worker.errors import WorkerError
+from dspgo_worker.protocol import ERROR_KINDS, FrameError, decode_message, parse_request, read_frame
 
 CORPUS = Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "fuzz" / "FuzzReadFrame"
 

@@ -8,7 +8,7 @@ import unittest
 from unittest import mock
 
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.lm import LMConfig
+from dspgo_worker.lmconfig import LMConfig
 from dspgo_worker.programs import ProgramState
 
 from .helpers import InProcessWorker

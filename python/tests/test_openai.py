@@ -13,10 +13,13 @@ import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
+from dspgo_worker import openai_provider
 from dspgo_worker.context import Context
 from dspgo_worker.errors import WorkerError
-from dspgo_worker import lm as lm_module
-from dspgo_worker.lm import LMConfig, OpenAIProvider, _retry_after, call_in_thread, close_connections, redact
+from dspgo_worker.lmconfig import LMConfig
+from dspgo_worker.openai_provider import OpenAIProvider
+from dspgo_worker.redact import redact
+from dspgo_worker.transport import call_in_thread, close_connections, parse_retry_after
 
 from .helpers import WAIT, InProcessWorker, WorkerProcess
 from .test_spec import spec_of
@@ -279,14 +282,14 @@ class OpenAIProviderTest(ProviderHelpers, LMTestCase):
         self.assertEqual(len(self.lm.requests), 1)
 
     def test_retry_after_forms(self):
-        self.assertEqual(_retry_after("3"), 3.0)
-        self.assertEqual(_retry_after(" 0.5 "), 0.5)
-        self.assertEqual(_retry_after("-4"), 0.0)
-        self.assertIsNone(_retry_after("soon"))
-        self.assertIsNone(_retry_after(None))
-        self.assertIsNone(_retry_after("nan"))
+        self.assertEqual(parse_retry_after("3"), 3.0)
+        self.assertEqual(parse_retry_after(" 0.5 "), 0.5)
+        self.assertEqual(parse_retry_after("-4"), 0.0)
+        self.assertIsNone(parse_retry_after("soon"))
+        self.assertIsNone(parse_retry_after(None))
+        self.assertIsNone(parse_retry_after("nan"))
         future = email.utils.formatdate(time.time() + 30, usegmt=True)
-        self.assertTrue(25 < _retry_after(future) <= 30)
+        self.assertTrue(25 < parse_retry_after(future) <= 30)
 
     def test_cancel_stops_the_retries(self):
         self.lm.push(429, {"error": {"message": "rate limited"}}, {"Retry-After": "30"})
@@ -401,7 +404,7 @@ class ConnectionReuseTest(ProviderHelpers, LMTestCase):
         self.lm.push(body=chat("first"), mode="drop")
         self.lm.push(body=chat("second"))
         provider = self.provider()
-        with mock.patch.object(lm_module, "_IDLE_CHECK_S", 3600.0):
+        with mock.patch.object(openai_provider, "IDLE_CHECK_S", 3600.0):
             self.assertEqual(self.complete(provider), "first")
             time.sleep(0.05)  # the server has closed its end
             self.assertEqual(self.complete(provider), "second")
@@ -412,7 +415,7 @@ class ConnectionReuseTest(ProviderHelpers, LMTestCase):
         self.lm.push(body=chat("first"), mode="drop")
         self.lm.push(body=chat("second"))
         provider = self.provider()
-        with mock.patch.object(lm_module, "_IDLE_CHECK_S", 0.0):
+        with mock.patch.object(openai_provider, "IDLE_CHECK_S", 0.0):
             self.assertEqual(self.complete(provider), "first")
             time.sleep(0.05)
             self.assertEqual(self.complete(provider), "second")
@@ -646,7 +649,7 @@ class OpenAIProcessTest(LMTestCase):
         self.assertTrue(replies[-1]["success"])
         spec = spec_of([("q", "")], [("a", "")])
         self.lm.push(500, leak)
-        self.lm.push(body=chat(sections(a=f"fine")))
+        self.lm.push(body=chat(sections(a="fine")))
         replies.append(worker.request("execute_program", {"spec": spec, "inputs": {"q": "?"}}))
         self.assertTrue(replies[-1]["success"], replies[-1])
         self.lm.push(403, leak)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import unittest
 
+from dspgo_worker.chat_format import parse_reply
+from dspgo_worker.chunks import ReplyStreamer
 from dspgo_worker.context import Context
-from dspgo_worker.engines import ReplyStreamer, parse_reply, parse_step
 from dspgo_worker.errors import WorkerError
+from dspgo_worker.react import parse_step
 from dspgo_worker.spec import CompiledSpec
 
 from .helpers import InProcessWorker, WorkerProcess

@@ -7,6 +7,7 @@ import json
 import time
 import unittest
 
+from dspgo_worker.dummy import dummy_outputs
 from dspgo_worker.spec import CompiledSpec
 
 from .helpers import InProcessWorker, WorkerProcess
@@ -18,7 +19,7 @@ PROGRAM_COMMANDS = ("configure_lm", "create_program", "execute_program", "delete
 
 def expected(spec: dict, inputs: dict) -> dict:
     compiled = CompiledSpec(spec)
-    return json.loads(json.dumps(compiled.dummy_outputs(compiled.convert_inputs(inputs))))
+    return json.loads(json.dumps(dummy_outputs(compiled, compiled.convert_inputs(inputs))))
 
 
 class ProgramCommandsTest(unittest.TestCase):
@@ -263,7 +264,7 @@ class ProgramCommandsTest(unittest.TestCase):
 
 class GoFloatTest(unittest.TestCase):
     def test_formats_like_go_percent_v(self):
-        from dspgo_worker.lm import go_float
+        from dspgo_worker.lmconfig import go_float
 
         cases = {3.0: "3", 2.5: "2.5", -1.0: "-1", 2.0000001: "2.0000001", 123456.0: "123456", 1234567.0: "1.234567e+06",
                  1e20: "1e+20", 1e-05: "1e-05", 0.0001: "0.0001", -3.5e-07: "-3.5e-07", 0.0: "0"}

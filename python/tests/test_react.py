@@ -7,9 +7,11 @@ import json
 import time
 import unittest
 
-from dspgo_worker.engines import text_deltas, value_deltas
+from dspgo_worker.canonical import canonical_json
+from dspgo_worker.chunks import text_deltas, value_deltas
+from dspgo_worker.dummy import dummy_outputs
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.spec import CompiledSpec, canonical_json
+from dspgo_worker.spec import CompiledSpec
 
 from .helpers import InProcessWorker, WorkerProcess
 from .test_spec import spec_of
@@ -24,7 +26,7 @@ TOOLS = [
 
 def dummy(spec: dict, inputs: dict) -> dict:
     compiled = CompiledSpec(spec)
-    return json.loads(json.dumps(compiled.dummy_outputs(compiled.convert_inputs(inputs))))
+    return json.loads(json.dumps(dummy_outputs(compiled, compiled.convert_inputs(inputs))))
 
 
 def expected_deltas(value) -> list[str]:
@@ -296,7 +298,7 @@ class ReactScriptTest(unittest.TestCase):
         self.assertEqual(compiled.spec["kind"], "react")
         predict = CompiledSpec(spec_of([("q", "")], [("reasoning", ""), ("a", "int")]))
         self.assertNotEqual(compiled.hash, predict.hash)
-        from dspgo_worker.spec import sha256_hex
+        from dspgo_worker.canonical import sha256_hex
 
         self.assertEqual(compiled.hash, sha256_hex(canonical_json({**predict.spec, "kind": "react"})))
 

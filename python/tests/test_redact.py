@@ -9,7 +9,7 @@ import re
 import unittest
 from urllib.parse import quote, quote_plus
 
-from dspgo_worker.lm import REDACT_PIECE, redact
+from dspgo_worker.redact import REDACT_PIECE, redact
 
 #: Keys with the characters that differ across encodings: '/', '+', '=', '"', '\\', '%',
 #: '&', '<', a space, non-ASCII (two, three and four UTF-8 bytes) and a control character.
@@ -147,7 +147,7 @@ class SafeURLTest(unittest.TestCase):
     they are written (as Go's ``secret.URL``)."""
 
     def test_credentials_are_hidden_however_written(self):
-        from dspgo_worker.lm import safe_url
+        from dspgo_worker.lmconfig import safe_url
 
         password = 'pa/ss+w=rd"\\é#?@-S3CR3T'
         tried = 0

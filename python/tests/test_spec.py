@@ -8,8 +8,12 @@ import random
 import unittest
 from pathlib import Path
 
+from dspgo_worker.canonical import canonical_json
+from dspgo_worker.dummy import dummy_outputs
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.spec import CompiledSpec, canonical_json, parse_output, parse_type
+from dspgo_worker.fieldtypes import parse_type
+from dspgo_worker.spec import CompiledSpec
+from dspgo_worker.values import parse_output
 
 DUMMY_LM_PATH = Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "dummy_lm.json"
 DEMOS_PATH = Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "demos.json"
@@ -314,7 +318,7 @@ class DummyLMTest(unittest.TestCase):
             with self.subTest(case=case["name"]):
                 compiled = CompiledSpec(case["spec"])
                 self.assertEqual(compiled.hash, case["spec_hash"])
-                outputs = compiled.dummy_outputs(compiled.convert_inputs(case["inputs"]))
+                outputs = dummy_outputs(compiled, compiled.convert_inputs(case["inputs"]))
                 self.assertEqual(json.loads(json.dumps(outputs)), case["outputs"])
                 self.assertEqual(list(outputs), [f.name for f in compiled.outputs], "outputs in field order")
 
@@ -323,8 +327,8 @@ class DummyLMTest(unittest.TestCase):
             spec_of([("x", "")], [("s", ""), ("i", "int"), ("f", "float"), ("b", "bool"), ("l", "list[int]"), ("d", "dict[str, float]"), ("lit", "Literal['red', 'green']")])
         )
         for i in range(20):
-            out = compiled.dummy_outputs({"x": f"seed {i}"})
-            self.assertEqual(out, compiled.dummy_outputs({"x": f"seed {i}"}))
+            out = dummy_outputs(compiled, {"x": f"seed {i}"})
+            self.assertEqual(out, dummy_outputs(compiled, {"x": f"seed {i}"}))
             self.assertTrue(out["s"].startswith("s "))
             self.assertIsInstance(out["i"], int)
             self.assertTrue(0 <= out["i"] < 1000)

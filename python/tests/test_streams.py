@@ -9,8 +9,8 @@ import unittest
 
 from dspgo_worker.errors import WorkerError
 from dspgo_worker.protocol import (
-    Credit,
     CallResult,
+    Credit,
     call_cancel_message,
     call_message,
     chunk_message,
@@ -23,7 +23,7 @@ from dspgo_worker.protocol import (
     with_chunks,
 )
 
-from .helpers import WAIT, HandlerModuleMixin, WorkerProcess
+from .helpers import HandlerModuleMixin, WorkerProcess
 
 HANDLER_MODULE = "dspgo_test_stream_handlers"
 HANDLER_SOURCE = textwrap.dedent(

@@ -14,9 +14,14 @@ import random
 import unittest
 from pathlib import Path
 
-from dspgo_worker.engines import build_messages, parse_reply
+from dspgo_worker.canonical import canonical_json
+from dspgo_worker.chat_format import build_messages, parse_reply
+from dspgo_worker.dummy import dummy_value
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.spec import CompiledSpec, canonical_json, convert, dummy_value, parse_output, parse_signature, parse_type
+from dspgo_worker.fieldtypes import parse_type
+from dspgo_worker.signature import parse_signature
+from dspgo_worker.spec import CompiledSpec
+from dspgo_worker.values import convert, parse_output
 
 from .test_spec import spec_of
 

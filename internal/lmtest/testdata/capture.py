@@ -28,7 +28,8 @@ sys.path.insert(0, str(HERE.parents[2] / "python"))
 import dspy  # noqa: E402
 import pydantic  # noqa: E402
 
-from dspgo_worker.engines import build_messages, build_step_messages, parse_reply, parse_step  # noqa: E402
+from dspgo_worker.chat_format import build_messages, parse_reply  # noqa: E402
+from dspgo_worker.react import build_step_messages, parse_step  # noqa: E402
 from dspgo_worker.spec import CompiledSpec  # noqa: E402
 
 

@@ -1,0 +1,237 @@
+"""The native engine's prompt and reply, in DSPy's ChatAdapter format: a system message
+describing the fields and the ``[[ ## field ## ]]`` structure, a user message with the
+inputs (:func:`build_messages`, few-shot demos as earlier turns), and the reply's sections
+(or a JSON object) parsed and converted to the outputs' types (:func:`parse_reply`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .errors import WorkerError
+from .fieldtypes import BOOL, FLOAT, INT, LITERAL, OPTIONAL, STR, FieldType
+from .kinds import KIND_CHAIN_OF_THOUGHT, REASONING_FIELD
+from .protocol import quote
+from .spec import CompiledSpec
+from .values import parse_output
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import Any
+
+REASONING_DESCRIPTION = "Think step by step to reach the outputs."
+
+
+class OutputError(WorkerError):
+    """An output the language model did not produce, or produced in a form that does not
+    convert to the field's type. Code ``internal``; the message names the field."""
+
+    def __init__(self, message: str):
+        super().__init__("internal", message)
+
+
+
+SECTION_HEADER = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
+
+
+def _type_note(t: FieldType) -> str:
+    """What the prompt says of an output's type: nothing for str, a single value of a
+    scalar, a Literal's values, else the JSON schema (Any, lists, tuples, dicts,
+    Optional, Union)."""
+    if t.kind == STR:
+        return ""
+    if t.kind in (INT, FLOAT, BOOL):
+        return f"must be a single {t.kind} value"
+    if t.kind == LITERAL:
+        return "must exactly match (no extra characters) one of: " + "; ".join(t.values)
+    return "must be JSON that adheres to the schema: " + json.dumps(t.json_schema(), ensure_ascii=False)
+
+
+def describe_fields(fields, reasoning: bool = False) -> list[str]:
+    lines = []
+    for i, f in enumerate(fields, 1):
+        line = f"{i}. `{f.name}` ({f.type})"
+        description = f.description
+        if reasoning and i == 1:
+            description = REASONING_DESCRIPTION
+        if description:
+            line += f": {description}"
+        lines.append(line)
+    return lines
+
+
+def format_input(value: Any) -> str:
+    """An input value as the prompt shows it: a string itself (whatever the field's
+    type, as DSPy does), anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+#: What DSPy's ChatAdapter (3.4.1, ``Adapter.format_demos``) writes first in the user message
+#: of a demo that lacks a field or holds a null, and for a missing output field of one.
+INCOMPLETE_DEMO_PREFIX = "This is an example of the task, though some input or output fields are not supplied."
+MISSING_IN_INCOMPLETE_DEMO = "Not supplied for this particular example. "
+#: ... and for a missing output field of a complete demo (never written: a complete demo has them all).
+MISSING_IN_COMPLETE_DEMO = "Not supplied for this conversation history message. "
+
+
+def format_demo_value(value: Any) -> str:
+    """A demo's value as DSPy's ``format_field_value`` writes it: a list or dict as JSON
+    (``json.dumps`` with its default separators; int keys as strings), anything else with
+    ``str`` (``True``, ``None``, ``1.0``). (DSPy writes a list held by a ``str`` field as a
+    numbered list; a demo's ``str`` field never holds one.)"""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def demo_messages(compiled: CompiledSpec) -> list[dict]:
+    """The spec's demos as DSPy's ChatAdapter (3.4.1) formats them for the signature the
+    engine prompts with (the inputs; ``reasoning`` then the outputs for chain_of_thought,
+    the outputs otherwise): a user message with the demo's inputs and an assistant message
+    with its outputs, for each demo. As ``Adapter.format_demos`` does, the demos that are
+    not complete (a chain_of_thought demo without reasoning, a null value) come first, in
+    order, each user message starting with :data:`INCOMPLETE_DEMO_PREFIX` and a missing
+    output written :data:`MISSING_IN_INCOMPLETE_DEMO`; then the complete ones, in order.
+    The contents are ``format_user_message_content`` and
+    ``format_assistant_message_content``'s. Made once per compiled spec."""
+    made = compiled.extras.get("demo_messages")
+    if made is not None:
+        return made
+    fields = (*compiled.inputs, *compiled.outputs)
+    complete, incomplete = [], []
+    for demo in compiled.demos:
+        values = {**demo["inputs"], **demo["outputs"]}
+        if "reasoning" in demo:
+            values[REASONING_FIELD] = demo["reasoning"]
+        if all(values.get(f.name) is not None for f in fields):
+            complete.append(values)
+        else:
+            incomplete.append(values)
+    made = []
+    for group, prefix, missing in (
+        (incomplete, INCOMPLETE_DEMO_PREFIX, MISSING_IN_INCOMPLETE_DEMO),
+        (complete, "", MISSING_IN_COMPLETE_DEMO),
+    ):
+        for values in group:
+            user = [prefix]
+            user += [f"[[ ## {f.name} ## ]]\n{format_demo_value(values[f.name])}" for f in compiled.inputs if f.name in values]
+            user.append("")
+            assistant = "\n\n".join(
+                f"[[ ## {f.name} ## ]]\n{format_demo_value(values.get(f.name, missing))}" for f in compiled.outputs
+            ).strip()
+            made.append({"role": "user", "content": "\n\n".join(user).strip()})
+            made.append({"role": "assistant", "content": assistant + "\n\n[[ ## completed ## ]]\n"})
+    compiled.extras["demo_messages"] = made
+    return made
+
+
+def build_messages(compiled: CompiledSpec, inputs: dict, extra: str | None = None) -> list[dict]:
+    """The chat messages for one run: a system message describing the fields and the
+    ``[[ ## field ## ]]`` structure, the demos (:func:`demo_messages`), and a user message
+    holding the inputs (then ``extra``, the trajectory of a react loop, before the closing
+    instruction)."""
+    outputs = compiled.outputs
+    system = [
+        "Your input fields are:",
+        *describe_fields(compiled.inputs),
+        "Your output fields are:",
+        *describe_fields(outputs, reasoning=compiled.kind == KIND_CHAIN_OF_THOUGHT),
+    ]
+    system.append("All interactions will be structured in the following way, with the appropriate values filled in.")
+    for f in compiled.inputs:
+        system += ["", f"[[ ## {f.name} ## ]]", f"{{{f.name}}}"]
+    for f in outputs:
+        note = _type_note(f.type)
+        system += ["", f"[[ ## {f.name} ## ]]", f"{{{f.name}}}" + (f"        # note: the value you produce {note}" if note else "")]
+    system += ["", "[[ ## completed ## ]]"]
+    objective = compiled.instructions or (
+        "Given the fields "
+        + ", ".join(f"`{f.name}`" for f in compiled.inputs)
+        + ", produce the fields "
+        + ", ".join(f"`{f.name}`" for f in compiled.declared_outputs)
+        + "."
+    )
+    system += ["In adhering to this structure, your objective is: ", "        " + objective.replace("\n", "\n        ")]
+
+    user = []
+    for f in compiled.inputs:
+        user += [f"[[ ## {f.name} ## ]]", format_input(inputs[f.name]), ""]
+    order = []
+    for f in outputs:
+        part = f"`[[ ## {f.name} ## ]]`"
+        note = _type_note(f.type)
+        if f.type.kind in (INT, FLOAT, BOOL):
+            part += f" (must be formatted as a valid Python {f.type.kind})"
+        elif note:
+            part += f" ({note})"
+        order.append(part)
+    if extra:
+        user += [extra, ""]
+    user.append(
+        "Respond with the corresponding output fields, starting with the field "
+        + ", then ".join(order)
+        + ", and then ending with the marker for `[[ ## completed ## ]]`."
+    )
+    return [{"role": "system", "content": "\n".join(system)}, *demo_messages(compiled), {"role": "user", "content": "\n".join(user)}]
+
+
+def split_sections(reply: str) -> dict[str, str]:
+    """The ``[[ ## name ## ]]`` sections of a reply (first occurrence of each name)."""
+    sections: dict[str, str] = {}
+    matches = list(SECTION_HEADER.finditer(reply))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(reply)
+        name = m.group(1)
+        if name == "completed":
+            break
+        sections.setdefault(name, reply[m.end() : end].strip())
+    return sections
+
+
+def parse_reply(compiled: CompiledSpec, reply: str) -> dict:
+    """The outputs in a reply, each converted to its type; :class:`OutputError` naming the
+    field when one is missing or does not convert. A reply without any section may be a
+    JSON object holding the fields."""
+    raw: dict[str, Any] = split_sections(reply)
+    text = bool(raw)
+    if not raw:
+        try:
+            parsed = json.loads(unfence(reply))
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            raw = parsed
+    return convert_outputs(compiled, raw, "in the LM's reply", lambda name: f" (no [[ ## {name} ## ]] section)", text=text)
+
+
+def convert_outputs(compiled: CompiledSpec, raw: dict, where: str, hint=lambda name: "", text: bool = False) -> dict:
+    """The raw outputs converted to their declared types by
+    :func:`~dspgo_worker.values.parse_output`: each a section's text when ``text``, else a
+    typed value (a JSON reply's, a DSPy prediction's). An Optional output that is absent
+    is null, as DSPy (3.4) fills it; a null is allowed where the type allows it
+    (Optional, Any); any other absent or null output is an :class:`OutputError`."""
+    out = {}
+    for f in compiled.outputs:
+        if f.name not in raw and f.type.kind == OPTIONAL:
+            out[f.name] = None
+            continue
+        if f.name not in raw or (raw[f.name] is None and not f.type.nullable):
+            raise OutputError(f"output {quote(f.name)} is missing {where}{hint(f.name)}")
+        try:
+            out[f.name] = parse_output(f.type, raw[f.name], f"output {f.name}", text=text)
+        except ValueError as exc:
+            raise OutputError(str(exc)) from None
+    return out
+
+
+def unfence(text: str) -> str:
+    s = text.strip()
+    if s.startswith("```"):
+        s = s.split("\n", 1)[1] if "\n" in s else ""
+        if s.rstrip().endswith("```"):
+            s = s.rstrip()[:-3]
+    return s
+

@@ -1,0 +1,66 @@
+"""A spec's demos (few-shot examples) validated and normalised, as Go's
+``internal/program`` (demos.go) does."""
+
+from __future__ import annotations
+
+from .errors import invalid
+from .kinds import KIND_CHAIN_OF_THOUGHT
+from .protocol import quote
+from .values import convert, describe_value, json_object, json_string
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from .signature import Field
+
+def normalize_demos(spec: dict, kind: str, inputs: list[Field], outputs: list[Field]) -> list[dict]:
+    """A spec's demos validated against its fields and normalised, as Go's
+    ``program.normalizeDemos`` (docs/protocol.md, "Demos"; the messages are checked
+    against protocol/testdata/demos.json): each ``{"inputs", "outputs"}`` holds a value of
+    its type for every input and declared output (converted as inputs are), and no other
+    name; ``reasoning`` (a string; empty or null is none, and then left out) only in a
+    chain_of_thought spec. Null or absent ``demos`` is none."""
+    raw = spec.get("demos")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise invalid(f"spec.demos must be an array, got {describe_value(raw)}")
+    demos = []
+    for i, item in enumerate(raw):
+        where = f"spec.demos[{i}]"
+        item = {} if item is None else json_object(item, where, ("inputs", "outputs", "reasoning"))
+        at = f"demo {i}"
+        demo = {
+            "inputs": demo_values(item, "inputs", where, at, "input", inputs),
+            "outputs": demo_values(item, "outputs", where, at, "output", outputs),
+        }
+        reasoning = json_string(item, "reasoning", where)
+        if reasoning:
+            if kind != KIND_CHAIN_OF_THOUGHT:
+                raise invalid(f"{at}: reasoning is only for {KIND_CHAIN_OF_THOUGHT} programs (this one is {kind})")
+            demo["reasoning"] = reasoning
+        demos.append(demo)
+    return demos
+
+
+def demo_values(item: dict, key: str, where: str, at: str, side: str, fields: list[Field]) -> dict:
+    """One side of a demo converted: every field present and of its type, in the fields'
+    order, then no name that is not a field (the first in sorted order is named)."""
+    values = item.get(key)
+    if values is None:
+        values = {}
+    elif not isinstance(values, dict):
+        raise invalid(f"{where}.{key} must be an object, got {describe_value(values)}")
+    names = ", ".join(quote(f.name) for f in fields)
+    out = {}
+    for f in fields:
+        if f.name not in values:
+            raise invalid(f"{at}: {side} {quote(f.name)} is missing (the signature's {side}s are {names})")
+        try:
+            out[f.name] = convert(f.type, values[f.name], f"{at}: {side} {f.name}")
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+    extra = sorted(name for name in values if name not in out)
+    if extra:
+        raise invalid(f"{at}: {side} {quote(extra[0])} is not in the signature (the signature's {side}s are {names})")
+    return out
+

@@ -1,0 +1,76 @@
+"""The dummy language model, as Go's ``internal/program`` (dummy.go): each output derived
+from a hash of the spec, the field and the inputs (docs/protocol.md)."""
+
+from __future__ import annotations
+
+from .canonical import canonical_json, sha256
+from .errors import invalid
+from .fieldtypes import BOOL, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, TUPLE, UNION, FieldType
+from .values import key_kind
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .spec import CompiledSpec
+
+def dummy_outputs(compiled: CompiledSpec, inputs: dict) -> dict:
+    """The dummy language model's outputs of ``compiled`` for converted ``inputs`` (docs/protocol.md).
+
+    Each output's seed is the canonical JSON of ``{"field", "inputs", "spec_hash"}``:
+    the keys come in that order, so the inputs' canonical JSON is made once and put
+    between each field's prefix and the hash's suffix.
+    """
+    try:
+        canon_inputs = canonical_json(inputs)
+    except (TypeError, ValueError) as exc:
+        raise invalid(f"inputs: {exc}") from None
+    parts = compiled.dummy_parts
+    if parts is None:
+        suffix = b',"spec_hash":' + canonical_json(compiled.hash) + b"}"
+        parts = compiled.dummy_parts = [
+            (f, b'{"field":' + canonical_json(f.name) + b',"inputs":', suffix) for f in compiled.outputs
+        ]
+    out = {}
+    for f, prefix, suffix in parts:
+        out[f.name] = dummy_value(f.type, sha256(prefix + canon_inputs + suffix).digest(), f.name)
+    return out
+
+
+
+def dummy_value(t: FieldType, digest: bytes, field: str) -> Any:
+    """The dummy value of type ``t`` for a 32-byte ``digest`` (docs/protocol.md)."""
+    n = int.from_bytes(digest[:4], "big")
+    kind = t.kind
+    if kind == INT:
+        return n % 1000
+    if kind == FLOAT:
+        return (n % 10000) / 10000
+    if kind == BOOL:
+        return n % 2 == 1
+    if kind == LITERAL:
+        return t.values[n % len(t.values)]
+    if kind == LIST or (kind == TUPLE and t.variadic):
+        return [dummy_value(t.elem, _child(digest, i), field) for i in range(digest[4] % 3 + 1)]
+    if kind == TUPLE:
+        return [dummy_value(m, _child(digest, i), field) for i, m in enumerate(t.members)]
+    if kind == DICT:
+        count = digest[4] % 3 + 1
+        keys_of = key_kind(t)
+        if keys_of == INT:
+            keys = range(count)
+        elif keys_of == LITERAL:
+            keys = t.key.values[:count]
+        else:
+            keys = [f"key_{i}" for i in range(count)]
+        return {k: dummy_value(t.elem, _child(digest, i), field) for i, k in enumerate(keys)}
+    if kind == OPTIONAL:
+        return None if n % 4 == 0 else dummy_value(t.elem, _child(digest, 0), field)
+    if kind == UNION:
+        return dummy_value(t.members[n % len(t.members)], _child(digest, 0), field)
+    h = digest[:8].hex()
+    return f"{field} {h[:8]} {h[8:16]}"
+
+
+def _child(digest: bytes, i: int) -> bytes:
+    return sha256(digest + bytes([i])).digest()

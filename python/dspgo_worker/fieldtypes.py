@@ -1,0 +1,317 @@
+"""Field types, as Go's ``internal/program`` (types.go) parses them.
+
+Types ``str``, ``int``, ``float``, ``bool``, ``Any``, ``list[T]``, ``dict[K, V]`` (K is
+str, int or a Literal), ``tuple[A, B]``, ``tuple[T, ...]``, ``Optional[T]``,
+``Union[A, B]`` (also ``A | B``) and ``Literal['a', 'b']``, in typing's spellings too
+(``List``, ``typing.Optional``…), nested at most 16 deep, with one canonical spelling
+(:meth:`FieldType.__str__`): :func:`parse_type`.
+"""
+
+from __future__ import annotations
+
+from .protocol import quote
+
+#: Types nest at most this deep (``list[list[...]]``).
+MAX_TYPE_DEPTH = 16
+
+STR, INT, FLOAT, BOOL, LIST, DICT, LITERAL = "str", "int", "float", "bool", "list", "dict", "Literal"
+ANY, OPTIONAL, UNION, TUPLE = "Any", "Optional", "Union", "tuple"
+#: None (NoneType) while a union is parsed; never a field's type.
+_NONE = "None"
+
+
+class FieldType:
+    """A parsed field type, as Go's ``program.Type``.
+
+    ``kind`` is one of str, int, float, bool, Any, list, dict, tuple, Optional, Union,
+    Literal; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
+    an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
+    ``members`` a Union's members or a fixed tuple's element types; ``variadic`` marks
+    ``tuple[T, ...]``; ``values`` are a Literal's strings.
+    """
+
+    __slots__ = ("kind", "elem", "values", "key", "members", "variadic")
+
+    def __init__(
+        self,
+        kind: str,
+        elem: FieldType | None = None,
+        values: tuple[str, ...] = (),
+        key: FieldType | None = None,
+        members: tuple[FieldType, ...] = (),
+        variadic: bool = False,
+    ):
+        self.kind = kind
+        self.elem = elem
+        self.values = values
+        self.key = key
+        self.members = members
+        self.variadic = variadic
+
+    def __str__(self) -> str:
+        kind = self.kind
+        if kind == LIST:
+            return f"list[{self.elem}]"
+        if kind == DICT:
+            return f"dict[{self.key or STR}, {self.elem}]"
+        if kind == LITERAL:
+            return "Literal[" + ", ".join(f"'{v}'" for v in self.values) + "]"
+        if kind == OPTIONAL:
+            return f"Optional[{self.elem}]"
+        if kind == UNION:
+            return "Union[" + ", ".join(str(m) for m in self.members) + "]"
+        if kind == TUPLE:
+            if self.variadic:
+                return f"tuple[{self.elem}, ...]"
+            return "tuple[" + ", ".join(str(m) for m in self.members) + "]"
+        return kind
+
+    def __repr__(self) -> str:
+        return f"FieldType({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FieldType) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    @property
+    def nullable(self) -> bool:
+        """Whether null is a value of the type: Optional and Any."""
+        return self.kind in (OPTIONAL, ANY)
+
+    def json_schema(self) -> dict:
+        """A JSON schema of the type (for prompts)."""
+        kind = self.kind
+        if kind == LIST or (kind == TUPLE and self.variadic):
+            return {"type": "array", "items": self.elem.json_schema()}
+        if kind == TUPLE:
+            n = len(self.members)
+            return {"type": "array", "prefixItems": [m.json_schema() for m in self.members], "minItems": n, "maxItems": n}
+        if kind == DICT:
+            schema = {"type": "object", "additionalProperties": self.elem.json_schema()}
+            if self.key is not None and self.key.kind == INT:
+                schema["propertyNames"] = {"pattern": "^[+-]?[0-9]+$"}
+            elif self.key is not None and self.key.kind == LITERAL:
+                schema["propertyNames"] = {"enum": list(self.key.values)}
+            return schema
+        if kind == LITERAL:
+            return {"type": "string", "enum": list(self.values)}
+        if kind == ANY:
+            return {}
+        if kind == UNION:
+            return {"anyOf": [m.json_schema() for m in self.members]}
+        if kind == OPTIONAL:
+            inner = self.elem.members if self.elem.kind == UNION else (self.elem,)
+            return {"anyOf": [m.json_schema() for m in inner] + [{"type": "null"}]}
+        return {"type": {STR: "string", INT: "integer", FLOAT: "number", BOOL: "boolean"}[kind]}
+
+
+def make_union(parts) -> FieldType:
+    """``typing.Union[parts]``: nested unions flattened, repeated members dropped (the
+    first kept), one member itself, None making an Optional of the rest."""
+    members: list[FieldType] = []
+    seen: set[str] = set()
+    nullable = False
+
+    def add(t: FieldType) -> None:
+        nonlocal nullable
+        if t.kind == _NONE:
+            nullable = True
+        elif t.kind == OPTIONAL:
+            nullable = True
+            add(t.elem)
+        elif t.kind == UNION:
+            for m in t.members:
+                add(m)
+        elif str(t) not in seen:
+            seen.add(str(t))
+            members.append(t)
+
+    for t in parts:
+        add(t)
+    if not members:
+        return FieldType(_NONE)
+    out = members[0] if len(members) == 1 else FieldType(UNION, members=tuple(members))
+    return FieldType(OPTIONAL, out) if nullable else out
+
+
+_KNOWN_TYPES = (
+    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...]"
+)
+
+
+class _TypeParser:
+    """A port of Go's typeParser: same grammar, same error messages."""
+
+    def __init__(self, s: str):
+        self.s = s
+        self.i = 0
+
+    def done(self) -> bool:
+        return self.i >= len(self.s)
+
+    def space(self) -> None:
+        while self.i < len(self.s) and self.s[self.i] in " \t":
+            self.i += 1
+
+    def next(self, c: str) -> bool:
+        """Whether the next character after spaces is ``c``; takes it if so."""
+        self.space()
+        if not self.done() and self.s[self.i] == c:
+            self.i += 1
+            return True
+        return False
+
+    def word(self) -> str:
+        start = self.i
+        while self.i < len(self.s) and (self.s[self.i] == "." or _ident_char(self.s[self.i])):
+            self.i += 1
+        return self.s[start : self.i]
+
+    def expect(self, c: str) -> None:
+        self.space()
+        if self.done() or self.s[self.i] != c:
+            raise ValueError(f"expected '{c}' at position {self.i} of {quote(self.s)}")
+        self.i += 1
+        self.space()
+
+    def not_none(self, t: FieldType) -> FieldType:
+        if t.kind == _NONE:
+            raise ValueError(
+                f"a bare None is not a type in {quote(self.s)} (write Optional[T], Union[T, None] or T | None)"
+            )
+        return t
+
+    def union(self, depth: int) -> FieldType:
+        parts = [self.primary(depth)]
+        while self.next("|"):
+            parts.append(self.primary(depth))
+        return parts[0] if len(parts) == 1 else make_union(parts)
+
+    def primary(self, depth: int) -> FieldType:
+        if depth > MAX_TYPE_DEPTH:
+            raise ValueError(f"type {quote(self.s)} nests more than {MAX_TYPE_DEPTH} levels")
+        if self.next("("):
+            t = self.union(depth + 1)
+            self.expect(")")
+            return t
+        self.space()
+        name = self.word()
+        if name in (STR, INT, FLOAT, BOOL):
+            return FieldType(name)
+        if name in ("Any", "typing.Any"):
+            return FieldType(ANY)
+        if name in ("None", "NoneType"):
+            return FieldType(_NONE)
+        if name in ("list", "List", "typing.List"):
+            if not self.open(name):
+                return FieldType(LIST, FieldType(ANY))
+            elem = self.elem(depth + 1)
+            self.expect("]")
+            return FieldType(LIST, elem)
+        if name in ("dict", "Dict", "typing.Dict"):
+            return self.dict(name, depth)
+        if name in ("tuple", "Tuple", "typing.Tuple"):
+            return self.tuple(name, depth)
+        if name in ("Optional", "typing.Optional"):
+            self.expect("[")
+            t = self.union(depth + 1)
+            self.expect("]")
+            return make_union((t, FieldType(_NONE)))
+        if name in ("Union", "typing.Union"):
+            self.expect("[")
+            parts = [self.union(depth + 1)]
+            while self.next(","):
+                parts.append(self.union(depth + 1))
+            self.expect("]")
+            return make_union(parts)
+        if name in ("Literal", "typing.Literal"):
+            return self.literal()
+        if name == "":
+            raise ValueError(f"expected a type at position {self.i} of {quote(self.s)}")
+        raise ValueError(f"unknown type {quote(name)} in {quote(self.s)} (known: {_KNOWN_TYPES})")
+
+    def elem(self, depth: int) -> FieldType:
+        return self.not_none(self.union(depth))
+
+    def open(self, name: str) -> bool:
+        """Take a container's ``[``; False for a bare ``list``, ``dict`` or ``tuple`` (as
+        DSPy takes them; typing's ``List``, ``Dict`` and ``Tuple`` need their brackets)."""
+        if name in ("list", "dict", "tuple"):
+            return self.next("[")
+        self.expect("[")
+        return True
+
+    def dict(self, name: str, depth: int) -> FieldType:
+        if not self.open(name):
+            return FieldType(DICT, FieldType(ANY), key=FieldType(STR))
+        key = self.union(depth + 1)
+        if key.kind not in (STR, INT, LITERAL):
+            raise ValueError(f"dict keys must be str, int or a Literal, not {quote(str(key))}, in {quote(self.s)}")
+        self.expect(",")
+        elem = self.elem(depth + 1)
+        self.expect("]")
+        return FieldType(DICT, elem, key=key)
+
+    def tuple(self, name: str, depth: int) -> FieldType:
+        if not self.open(name):
+            return FieldType(TUPLE, FieldType(ANY), variadic=True)
+        members = [self.elem(depth + 1)]
+        while self.next(","):
+            self.space()
+            if len(members) == 1 and self.s.startswith("...", self.i):
+                self.i += 3
+                self.expect("]")
+                return FieldType(TUPLE, members[0], variadic=True)
+            members.append(self.elem(depth + 1))
+        self.expect("]")
+        return FieldType(TUPLE, members=tuple(members))
+
+    def literal(self) -> FieldType:
+        self.expect("[")
+        values: list[str] = []
+        while True:
+            self.space()
+            if self.done() or self.s[self.i] not in "'\"":
+                raise ValueError(f"values of a Literal must be quoted strings in {quote(self.s)}")
+            q = self.s[self.i]
+            end = self.s.find(q, self.i + 1)
+            if end < 0:
+                raise ValueError(f"unterminated value of a Literal in {quote(self.s)}")
+            value = self.s[self.i + 1 : end]
+            if any(c in value for c in "'\"\\"):
+                raise ValueError(f"value {quote(value)} of a Literal may not contain quotes or backslashes")
+            if value in values:
+                raise ValueError(f"value {quote(value)} appears twice in the Literal {quote(self.s)}")
+            values.append(value)
+            self.i = end + 1
+            self.space()
+            if not self.done() and self.s[self.i] == ",":
+                self.i += 1
+                continue
+            self.expect("]")
+            return FieldType(LITERAL, values=tuple(values))
+
+
+def _ident_char(c: str) -> bool:
+    return c == "_" or "a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9"
+
+
+def parse_type(s: str) -> FieldType:
+    """Parse a type as written in a DSPy signature; ``""`` is ``str``. Raises ``ValueError``.
+
+    The grammar of Go's ``program.ParseType`` (docs/protocol.md, "Program specs"): typing's
+    spellings, PEP 604 unions with parentheses, bare ``list``/``dict``/``tuple`` (of Any);
+    unions flattened and deduplicated as ``typing.Union`` does.
+    """
+    p = _TypeParser(s)
+    p.space()
+    if p.done():
+        return FieldType(STR)
+    t = p.union(0)
+    p.space()
+    if not p.done():
+        raise ValueError(f"unexpected {quote(s[p.i:])} after the type in {quote(s)}")
+    return p.not_none(t)
+

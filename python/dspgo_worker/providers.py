@@ -1,0 +1,31 @@
+"""The providers of a configuration: ``dummy`` (deterministic, offline) and ``openai``
+(:mod:`~dspgo_worker.openai_provider`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from .lmconfig import LMConfig
+from .openai_provider import OpenAIProvider
+
+
+class DummyProvider:
+    """The deterministic offline model: outputs come from :func:`~dspgo_worker.dummy.dummy_outputs`."""
+
+    name = "dummy"
+
+    def __init__(self, config: LMConfig):
+        self.config = config
+
+    def verify(self, ctx) -> None:
+        """Nothing to check."""
+
+
+
+@lru_cache(maxsize=32)
+def make_provider(config: LMConfig):
+    """The provider object of a configuration (one per configuration: providers keep no
+    state of their requests)."""
+    if config.provider == "openai":
+        return OpenAIProvider(config)
+    return DummyProvider(config)
