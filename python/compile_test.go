@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -247,4 +248,44 @@ func TestCompileNeedsDSPy(t *testing.T) {
 	_, err = c.Compile(t.Context(), prog, trainset, exact)
 	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
 	assert.ErrorContains(t, err, "dspy")
+}
+
+// TestCompileWithMIPROv2 runs MIPROv2 when the dspy interpreter imports
+// optuna, which the pinned environment lacks: then MIPROv2 is
+// CodeFailedPrecondition naming optuna. DSPGOTEST_OPTUNA_PATH, when set,
+// is a directory holding optuna (pip install --target) added to the
+// worker's PYTHONPATH.
+func TestCompileWithMIPROv2(t *testing.T) {
+	srv := lmtest.New(t, lmtest.Options{})
+	opts := dspyWorker(t)
+	extra := os.Getenv("DSPGOTEST_OPTUNA_PATH")
+	if extra != "" {
+		opts.Env = append(opts.Env, "PYTHONPATH="+testutil.PythonDir()+string(os.PathListSeparator)+extra)
+	}
+	a, err := port.New(t.Context(), opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, a.Close(context.Background())) })
+	c := dspgo.NewClient(a)
+	cfg := compileLM
+	cfg.Provider, cfg.Engine, cfg.BaseURL, cfg.APIKeyEnv = dspgo.ProviderOpenAI, "dspy", srv.URL(), keyEnv
+	require.NoError(t, c.ConfigureLM(t.Context(), cfg))
+	prog, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature(produceSig)})
+	require.NoError(t, err)
+
+	hasOptuna := exec.Command(testutil.DSPyPython(t), "-c", "import sys; sys.path.append(sys.argv[1]); import optuna", extra).Run() == nil
+	start := time.Now()
+	compiled, err := c.Compile(t.Context(), prog, trainset, exact, dspgo.WithValset(devset[:2]),
+		dspgo.WithOptimizer(dspgo.MIPROv2{NumTrials: 6, NumCandidates: 3, MaxBootstrappedDemos: 2, MaxLabeledDemos: 8, MinibatchSize: -1}))
+	if !hasOptuna {
+		assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+		assert.ErrorContains(t, err, "optuna")
+		t.Skip("the dspy interpreter has no optuna: MIPROv2 is refused (set DSPGOTEST_OPTUNA_PATH to run it)")
+	}
+	require.NoError(t, err)
+	after, err := c.Evaluate(t.Context(), compiled, devset, exact)
+	require.NoError(t, err)
+	t.Logf("MIPROv2: %v; instructions %q, %d demos, score after %.2f", time.Since(start).Round(time.Millisecond),
+		compiled.Spec.Instructions, len(compiled.Spec.Demos), after.Score)
+	assert.True(t, strings.HasPrefix(compiled.Spec.Instructions, "proposed_instruction "), "the LM's proposed instruction won")
+	assert.Positive(t, after.Score)
 }

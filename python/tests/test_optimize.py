@@ -4,6 +4,7 @@ environment, the metric answered by this test as the host."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 import unittest
@@ -89,8 +90,10 @@ class OptimizeTest(unittest.TestCase):
         self.w.ok("configure_lm", {"provider": "openai", "model": "test-model+needs_demos", "base_url": self.lm.url,
                                    "api_key_env": KEY_ENV, "engine": "dspy"})
 
-    def compile(self, optimizer: dict, metric: bool = True, **fields) -> dict:
+    def compile(self, optimizer: dict, metric: bool = True, valset: list | None = None, **fields) -> dict:
         args = {"spec": SPEC, "optimizer": optimizer, "trainset": TRAINSET, "metric": metric}
+        if valset is not None:
+            args["valset"] = valset
         return self.w.request("compile_program", args, **fields)
 
     def test_labeled_few_shot_makes_the_trainset_demos(self):
@@ -158,6 +161,25 @@ class OptimizeTest(unittest.TestCase):
         self.assertEqual(compile_threads(), [], "the optimizer's thread ended before the answer")
         self.assertEqual(len(self.lm.requests()), lm_calls, "no LM call after the cancel")
         self.assertEqual(len(self.w.calls_seen), 1)
+
+    def test_mipro_v2_proposes_instructions(self):
+        if importlib.util.find_spec("optuna") is None:
+            error = self.w.error("compile_program", {"spec": SPEC, "optimizer": {"name": "MIPROv2", "auto": "light"},
+                                                     "trainset": TRAINSET, "metric": True})
+            self.assertEqual(error["code"], "failed_precondition")
+            self.assertIn("optuna", error["message"])
+            self.skipTest("optuna is not installed here: MIPROv2 is refused")
+        self.w.tools["metric"] = exact
+        valset = [example("apple tart", "fruit"), example("carrot cake", "vegetable")]
+        reply = self.compile({"name": "MIPROv2", "num_trials": 6, "num_candidates": 3, "max_bootstrapped_demos": 1,
+                              "max_labeled_demos": 2, "minibatch_size": 0}, valset=valset)
+        self.assertTrue(reply["success"], reply)
+        result = reply["result"]
+        fields = {f["name"] for r in self.lm.requests() for f in r.get("fields") or []}
+        self.assertIn("proposed_instruction", fields, "the test LM answered the instruction proposer")
+        self.assertTrue(result["instructions"].startswith("proposed_instruction "), "the proposed instruction won")
+        self.assertEqual(result["score"], 100.0, "with a demo set that teaches the valset")
+        self.assertEqual(len(result["demos"]), 2)
 
     def test_the_dummy_lm_cannot_serve_dspy(self):
         self.w.ok("configure_lm", {"provider": "dummy", "name": "offline"})
