@@ -1,10 +1,11 @@
 // Package testutil holds helpers shared by dspgo's tests: locating the
-// Python worker and interpreter, and proving that no child process outlives
-// a test.
+// Python worker and interpreter, waiting for a condition, and proving that
+// no child process outlives a test.
 package testutil
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/internal/proc"
+	"github.com/dspgo/dspgo/internal/wait"
 )
 
 // Discard is a logger that drops everything, for tests whose adapters
@@ -118,6 +120,21 @@ func WorkerCommand(t testing.TB, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// WrappedPython returns an interpreter for a worker that does not stop
+// cleanly: a shell script, in a test directory, that runs the test
+// interpreter with its arguments and then the shell command after (such
+// as "exit 7" or "sleep 60"), as the process the host started, in the
+// worker's process group.
+func WrappedPython(t testing.TB, after string) string {
+	t.Helper()
+	script := filepath.Join(t.TempDir(), "python")
+	body := fmt.Sprintf("#!/bin/sh\n%s \"$@\"\n%s\n", strconv.Quote(Python(t)), after)
+	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return script
+}
+
 var verified sync.Map // testing.TB → true: VerifyNoChildren is registered
 
 // VerifyNoChildren registers a cleanup that fails the test if any child
@@ -132,19 +149,28 @@ func VerifyNoChildren(t testing.TB) {
 	}
 	t.Cleanup(func() {
 		defer verified.Delete(t)
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			kids := Children()
-			if len(kids) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("child processes survived the test: %v", kids)
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // polling /proc with a deadline, not synchronisation
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if !wait.Until(ctx, func() bool { return len(Children()) == 0 }) {
+			t.Errorf("child processes survived the test: %v", Children())
 		}
 	})
+}
+
+// WaitTimeout is how long WaitFor waits.
+const WaitTimeout = 15 * time.Second
+
+// WaitFor polls cond (every wait.Interval) until it holds, and fails the
+// test, naming what it waited for, when it still does not after
+// WaitTimeout. It is for state the test can only observe; a test that can
+// wait on a channel does.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), WaitTimeout)
+	defer cancel()
+	if !wait.Until(ctx, cond) {
+		t.Fatalf("still waiting after %v for %s", WaitTimeout, what)
+	}
 }
 
 // Children lists the pids and command names of this process's children,

@@ -1,0 +1,76 @@
+package replay_test
+
+import (
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
+	"github.com/dspgo/dspgo/internal/replay"
+)
+
+func lm(args string) adapter.Request {
+	return adapter.Request{Command: command.ConfigureLM, Args: json.RawMessage(args)}
+}
+
+func TestRecordKeepsOnePerKey(t *testing.T) {
+	var l replay.Log
+	l.Record(lm(`{"provider":"dummy","model":"a"}`))
+	l.Record(lm(`{"provider":"dummy","model":"fast","name":"fast"}`))
+	l.Record(lm(`{"provider":"dummy","model":"b"}`))
+	got := l.List()
+	require.Len(t, got, 2, "the default LM replaced, the named one kept")
+	assert.JSONEq(t, `{"provider":"dummy","model":"fast","name":"fast"}`, string(got[0].Args))
+	assert.JSONEq(t, `{"provider":"dummy","model":"b"}`, string(got[1].Args), "the later one last, in order")
+}
+
+func TestRestore(t *testing.T) {
+	var l replay.Log
+	l.Record(lm(`{"provider":"dummy","model":"a"}`))
+	l.Restore(l.Record(lm(`{"provider":"dummy","model":"refused"}`)))
+	require.Len(t, l.List(), 1)
+	assert.JSONEq(t, `{"provider":"dummy","model":"a"}`, string(l.List()[0].Args), "the replaced one is back")
+
+	l.Restore(l.Record(lm(`{"provider":"dummy","model":"x","name":"new"}`)))
+	assert.Len(t, l.List(), 1, "a refused broadcast that replaced none leaves none")
+
+	refused := l.Record(lm(`{"provider":"dummy","model":"refused"}`))
+	l.Record(lm(`{"provider":"dummy","model":"later"}`))
+	l.Restore(refused)
+	assert.JSONEq(t, `{"provider":"dummy","model":"later"}`, string(l.List()[0].Args), "a later broadcast is never undone")
+}
+
+func TestReplay(t *testing.T) {
+	var mu sync.Mutex
+	var l replay.Log
+	var sent []string
+	require.NoError(t, l.Replay(&mu, func(req adapter.Request) error { sent = append(sent, string(req.Args)); return nil }))
+	assert.Empty(t, sent)
+	assert.False(t, mu.TryLock(), "success returns with the lock held")
+	mu.Unlock()
+
+	l.Record(lm(`{"provider":"dummy","model":"a"}`))
+	first := true
+	err := l.Replay(&mu, func(req adapter.Request) error {
+		sent = append(sent, string(req.Args))
+		if first { // a broadcast recorded while replaying is replayed too
+			first = false
+			mu.Lock()
+			l.Record(lm(`{"provider":"dummy","model":"b"}`))
+			mu.Unlock()
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	mu.Unlock()
+	assert.Equal(t, []string{`{"provider":"dummy","model":"a"}`, `{"provider":"dummy","model":"b"}`}, sent)
+
+	boom := errors.New("boom")
+	assert.ErrorIs(t, l.Replay(&mu, func(adapter.Request) error { return boom }), boom)
+	assert.True(t, mu.TryLock(), "failure returns with the lock free")
+}
