@@ -15,15 +15,10 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/internal/testutil"
 )
 
 var ping = adapter.Request{Command: "ping"}
-
-// waitFor polls cond until it holds or 10 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	require.Eventually(t, cond, 10*time.Second, time.Millisecond, what)
-}
 
 // TestHundredMocksInParallel is the seed's "mock not started": mocks are
 // values, ready when made, sharing nothing, usable and closable in any
@@ -61,7 +56,7 @@ func TestLatencyDoesNotSerialiseCallers(t *testing.T) {
 	for range n {
 		go func() { _, err := a.Call(t.Context(), ping); errs <- err }()
 	}
-	waitFor(t, "all callers wait at once", func() bool { return a.Stats().InFlight == n })
+	testutil.WaitFor(t, "all callers wait at once", func() bool { return a.Stats().InFlight == n })
 	_, err := a.Call(t.Context(), adapter.Request{Command: "describe"})
 	require.NoError(t, err, "other commands are not delayed")
 	require.NoError(t, a.Close(t.Context()))

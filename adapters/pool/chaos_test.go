@@ -25,6 +25,7 @@ import (
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
 	"github.com/dspgo/dspgo/internal/testutil"
+	"github.com/dspgo/dspgo/internal/wait"
 	"github.com/dspgo/dspgo/protocol"
 )
 
@@ -100,14 +101,16 @@ func scenario(t *testing.T, name string, run func(t *testing.T, ty *tally)) {
 		goroutines := goleak.IgnoreCurrent()
 		fds := openFDs()
 		run(t, ty)
-		deadline := time.Now().Add(10 * time.Second)
-		pollUntil(deadline, func() bool { return len(testutil.Children()) == 0 })
+		// The scenario's leftovers are counted, not waited for forever.
+		settle, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		wait.Until(settle, func() bool { return len(testutil.Children()) == 0 })
 		ty.leftProcs = len(testutil.Children())
 		if err := goleak.Find(goroutines); err != nil {
 			ty.leftGo = strings.Count(err.Error(), "Goroutine ")
 			t.Errorf("goroutines left: %v", err)
 		}
-		pollUntil(deadline, func() bool { return openFDs() <= fds })
+		wait.Until(settle, func() bool { return openFDs() <= fds })
 		ty.leftFDs = max(0, openFDs()-fds)
 		assert.Zero(t, ty.hung.Load(), "hung calls")
 		assert.Zero(t, ty.leftProcs, "processes left: %v", testutil.Children())
@@ -116,15 +119,6 @@ func scenario(t *testing.T, name string, run func(t *testing.T, ty *tally)) {
 		chaosReport.rows = append(chaosReport.rows, ty)
 		chaosReport.Unlock()
 	})
-}
-
-// pollUntil checks cond every 10 ms until it holds or deadline passes.
-func pollUntil(deadline time.Time, cond func() bool) {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() && time.Now().Before(deadline) {
-		<-tick.C
-	}
 }
 
 func TestChaos(t *testing.T) {
@@ -170,7 +164,7 @@ func TestChaos(t *testing.T) {
 		}
 		close(stop)
 		wg.Wait()
-		waitFor(t, "back to 4 ready", func() bool { return p.Stats().Ready == 4 })
+		testutil.WaitFor(t, "back to 4 ready", func() bool { return p.Stats().Ready == 4 })
 		ty.restarts = p.Stats().Restarts
 		require.NoError(t, p.Close(context.Background()))
 	})
@@ -223,7 +217,7 @@ func TestChaos(t *testing.T) {
 			}()
 		}
 		wg.Wait() // the writes hit their deadline: the worker is broken and replaced
-		waitFor(t, "a new worker", func() bool { return a.Worker().State == "ready" && a.Worker().PID != pid })
+		testutil.WaitFor(t, "a new worker", func() bool { return a.Worker().State == "ready" && a.Worker().PID != pid })
 		ty.call(func(ctx context.Context) error {
 			_, err := a.Call(ctx, adapter.Request{Command: "echo", Args: big})
 			return err
@@ -308,7 +302,7 @@ func TestChaos(t *testing.T) {
 		for i := range chaosRestarts {
 			a.Kill()
 			ty.killed.Add(1)
-			waitFor(t, "restarted", func() bool { return a.Worker().Restarts == uint64(i+1) && a.Worker().State == "ready" })
+			testutil.WaitFor(t, "restarted", func() bool { return a.Worker().Restarts == uint64(i+1) && a.Worker().State == "ready" })
 			ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: "ping"}); return err })
 		}
 		assert.Equal(t, fds, openFDs(), "file descriptors unchanged after %d restarts", chaosRestarts)
@@ -324,7 +318,7 @@ func TestChaos(t *testing.T) {
 		for i := range n {
 			a.Kill()
 			ty.killed.Add(1)
-			waitFor(t, "restarted", func() bool { return a.Worker().Restarts == uint64(i+1) && a.Worker().State == "ready" })
+			testutil.WaitFor(t, "restarted", func() bool { return a.Worker().Restarts == uint64(i+1) && a.Worker().State == "ready" })
 			ty.call(func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: "ping"}); return err })
 		}
 		assert.Equal(t, fds, openFDs(), "file descriptors unchanged after %d restarts", n)
@@ -343,7 +337,7 @@ func TestChaos(t *testing.T) {
 			})
 			close(busy)
 		}()
-		waitFor(t, "busy", func() bool { return p.Stats().InFlight == 1 })
+		testutil.WaitFor(t, "busy", func() bool { return p.Stats().InFlight == 1 })
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -453,7 +447,7 @@ func TestChaos(t *testing.T) {
 		}
 		ty.mu.Unlock()
 		assert.Positive(t, ty.succeeded.Load())
-		waitFor(t, "back to 4 ready", func() bool { return p.Stats().Ready == 4 })
+		testutil.WaitFor(t, "back to 4 ready", func() bool { return p.Stats().Ready == 4 })
 		ty.restarts = p.Stats().Restarts
 		require.NoError(t, p.Close(context.Background()))
 	})

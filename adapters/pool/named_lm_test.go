@@ -11,6 +11,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/testutil"
 )
 
 // TestNamedLMsReachLaterWorkers: the default LM and two named ones,
@@ -59,7 +60,7 @@ func TestNamedLMsReachLaterWorkers(t *testing.T) {
 			w := p.Workers()[0]
 			before := w.Worker().Restarts
 			w.Kill()
-			waitFor(t, "the killed worker restarted", func() bool {
+			testutil.WaitFor(t, "the killed worker restarted", func() bool {
 				info := w.Worker()
 				return info.Restarts > before && info.State == "ready"
 			})

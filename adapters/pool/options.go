@@ -6,27 +6,13 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/port"
 	"github.com/dspgo/dspgo/internal/quietlog"
 )
 
 // Name is the pool adapter's registered name.
 const Name = "pool"
-
-// Affinity says how a session's requests are routed.
-type Affinity string
-
-// Affinity modes.
-const (
-	// AffinityNone routes every request to the least-loaded worker.
-	AffinityNone Affinity = "none"
-	// AffinityPrefer sends a session back to the worker that served it
-	// when that worker has room, and elsewhere otherwise.
-	AffinityPrefer Affinity = "prefer"
-	// AffinityStrict always sends a session to the worker that served it,
-	// waiting for room there, and fails if that worker was retired.
-	AffinityStrict Affinity = "strict"
-)
 
 // Options configure a pool. Every option is honoured; none is overridden
 // by a hard-coded value. The zero value starts GOMAXPROCS Python workers.
@@ -76,8 +62,9 @@ type Options struct {
 	// Zero means 4.
 	WorkerConcurrency int
 
-	// Affinity routes sessions. Empty means AffinityPrefer.
-	Affinity Affinity
+	// Affinity routes sessions to workers (see adapter.Affinity). Empty
+	// means adapter.AffinityPrefer.
+	Affinity adapter.Affinity
 
 	// Recycle retires workers, draining them first.
 	Recycle Recycle
@@ -145,7 +132,7 @@ func (o *Options) setDefaults() error {
 		o.WorkerConcurrency = 4
 	}
 	if o.Affinity == "" {
-		o.Affinity = AffinityPrefer
+		o.Affinity = adapter.AffinityPrefer
 	}
 	if o.HealthInterval == 0 {
 		o.HealthInterval = 10 * time.Second
@@ -173,9 +160,7 @@ func (o *Options) setDefaults() error {
 	if o.CheckoutTimeout < 0 || o.OverflowIdle < 0 || o.HealthTimeout < 0 || o.Recycle.MaxAge < 0 || o.Recycle.MaxAgeJitter < 0 || o.Recycle.MaxIdle < 0 {
 		bad = append(bad, "durations must not be negative (except HealthInterval, where negative disables)")
 	}
-	switch o.Affinity {
-	case AffinityNone, AffinityPrefer, AffinityStrict:
-	default:
+	if !o.Affinity.Valid() {
 		bad = append(bad, fmt.Sprintf("Affinity %q is unknown (known: none, prefer, strict)", o.Affinity))
 	}
 	if len(bad) > 0 {

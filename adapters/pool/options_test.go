@@ -18,6 +18,7 @@ import (
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/protocol"
 )
 
@@ -72,7 +73,7 @@ func TestStartConcurrencyAndMinReady(t *testing.T) {
 		assert.NoError(t, err)
 		done <- p
 	}()
-	waitFor(t, "two starts at once", func() bool { return g.active.Load() == 2 })
+	testutil.WaitFor(t, "two starts at once", func() bool { return g.active.Load() == 2 })
 	select {
 	case <-done:
 		t.Fatal("New returned before MinReady workers were ready")
@@ -82,7 +83,7 @@ func TestStartConcurrencyAndMinReady(t *testing.T) {
 	p := <-done
 	defer p.Close(context.Background())
 	assert.LessOrEqual(t, g.peak.Load(), int32(2), "StartConcurrency 2: never more than two starts at once")
-	waitFor(t, "all five start", func() bool { return p.Stats().Ready == 5 })
+	testutil.WaitFor(t, "all five start", func() bool { return p.Stats().Ready == 5 })
 	assert.LessOrEqual(t, g.peak.Load(), int32(2))
 }
 
@@ -104,7 +105,7 @@ func TestMinReadyReturnsEarly(t *testing.T) {
 	_, err = p.Call(t.Context(), adapter.Request{Command: "ping"})
 	assert.NoError(t, err, "a starting worker never blocks checkouts to a ready one")
 	g.release()
-	waitFor(t, "the rest start", func() bool { return p.Stats().Ready == 3 })
+	testutil.WaitFor(t, "the rest start", func() bool { return p.Stats().Ready == 3 })
 }
 
 func TestNameLoggerAndWorkerOptions(t *testing.T) {
@@ -127,7 +128,7 @@ func TestNameLoggerAndWorkerOptions(t *testing.T) {
 	assert.Equal(t, 4096, p.Capabilities().MaxFrameBytes, "Worker options reach the workers")
 	_, err = p.Call(t.Context(), adapter.Request{Command: "ping", Args: []byte(`{"pad":"` + strings.Repeat("x", 5000) + `"}`)})
 	assert.Equal(t, adapter.CodeResourceExhausted, adapter.CodeOf(err))
-	waitFor(t, "the logger hears of the retirement", func() bool {
+	testutil.WaitFor(t, "the logger hears of the retirement", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return strings.Contains(logs.String(), "retiring worker") && strings.Contains(logs.String(), "pool=batch")
@@ -168,7 +169,7 @@ func TestRestartBackoffIsHonoured(t *testing.T) {
 	p := newPool(t, pool.Options{Size: 1, Logger: quiet, HealthInterval: -1, CheckoutTimeout: 100 * time.Millisecond,
 		Restart: port.RestartPolicy{Min: time.Hour, Max: time.Hour}, Worker: port.Options{Handler: memoryHandler}})
 	p.Workers()[0].Kill()
-	waitFor(t, "the worker is down", func() bool { return p.Stats().Starting == 1 })
+	testutil.WaitFor(t, "the worker is down", func() bool { return p.Stats().Starting == 1 })
 	_, err := p.Call(t.Context(), adapter.Request{Command: "ping"})
 	assert.ErrorIs(t, err, pool.ErrCheckoutTimeout, "with an hour of backoff, no worker comes back during the test")
 	assert.ErrorContains(t, err, "1 starting or restarting")

@@ -35,11 +35,6 @@ func newPool(t *testing.T, opts pool.Options) *pool.Pool {
 	return p
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	require.Eventually(t, cond, 15*time.Second, 5*time.Millisecond, what)
-}
-
 func sleepCall(ctx context.Context, p adapter.Adapter, seconds float64) error {
 	_, err := p.Call(ctx, adapter.Request{Command: "sleep", Args: json.RawMessage(fmt.Sprintf(`{"seconds":%g}`, seconds))})
 	return err
@@ -96,7 +91,7 @@ func TestCloseWakesWaitersAndLetsCallsFinish(t *testing.T) {
 	for range 4 {
 		go func() { inflight <- sleepCall(context.Background(), p, 0.5) }()
 	}
-	waitFor(t, "4 in flight", func() bool { return p.Stats().InFlight == 4 })
+	testutil.WaitFor(t, "4 in flight", func() bool { return p.Stats().InFlight == 4 })
 	type result struct {
 		err error
 		at  time.Time
@@ -105,7 +100,7 @@ func TestCloseWakesWaitersAndLetsCallsFinish(t *testing.T) {
 	for range 50 {
 		go func() { err := sleepCall(context.Background(), p, 0.01); waiting <- result{err, time.Now()} }()
 	}
-	waitFor(t, "50 waiting", func() bool { return p.Stats().Waiting == 50 })
+	testutil.WaitFor(t, "50 waiting", func() bool { return p.Stats().Waiting == 50 })
 
 	closed := make(chan error)
 	start := time.Now()
@@ -143,7 +138,7 @@ func TestLazyAndEager(t *testing.T) {
 
 func TestProgramsRunOnEveryWorker(t *testing.T) {
 	opts := pythonOptions(t, 3)
-	opts.Affinity, opts.WorkerConcurrency = pool.AffinityNone, 1
+	opts.Affinity, opts.WorkerConcurrency = adapter.AffinityNone, 1
 	p := newPool(t, opts)
 	c := dspgo.NewClient(p)
 	prog, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
@@ -274,7 +269,7 @@ func TestCrashStorm(t *testing.T) {
 	wg.Wait() // every call returned: none hangs
 	t.Logf("crash storm: %d calls, %d ok, %d unavailable, %d kills", calls.Load(), ok.Load(), unavailable.Load(), len(pids))
 	assert.Positive(t, ok.Load())
-	waitFor(t, "back to 8 ready workers", func() bool { return p.Stats().Ready == 8 })
+	testutil.WaitFor(t, "back to 8 ready workers", func() bool { return p.Stats().Ready == 8 })
 	for _, pid := range pids {
 		assert.False(t, testutil.Alive(pid), "killed worker %d is reaped", pid)
 	}
@@ -289,12 +284,12 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 	victim := p.Workers()[0]
 	pid := victim.Worker().PID
 	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP), "a worker that stops answering")
-	waitFor(t, "the health check replaces it", func() bool {
+	testutil.WaitFor(t, "the health check replaces it", func() bool {
 		info := victim.Worker()
 		return info.State == "ready" && info.PID != pid
 	})
 	assert.Positive(t, p.Stats().HealthFailures)
-	waitFor(t, "the stopped process is reaped", func() bool { return !testutil.Alive(pid) })
+	testutil.WaitFor(t, "the stopped process is reaped", func() bool { return !testutil.Alive(pid) })
 }
 
 func TestRecycling(t *testing.T) {
@@ -319,9 +314,9 @@ func TestRecycling(t *testing.T) {
 					wg.Add(1)
 					go func() { defer wg.Done(); assert.NoError(t, sleepCall(t.Context(), p, 0.3)) }()
 				}
-				waitFor(t, "an overflow worker starts", func() bool { return p.Stats().Workers == 2 })
+				testutil.WaitFor(t, "an overflow worker starts", func() bool { return p.Stats().Workers == 2 })
 				wg.Wait()
-				waitFor(t, "the idle overflow worker is reaped", func() bool {
+				testutil.WaitFor(t, "the idle overflow worker is reaped", func() bool {
 					return p.Stats().Recycled["overflow_idle"] == 1 && p.Stats().Workers == 1
 				})
 				return
@@ -330,11 +325,11 @@ func TestRecycling(t *testing.T) {
 				_, err := p.Call(t.Context(), adapter.Request{Command: "ping"})
 				require.NoError(t, err)
 			}
-			waitFor(t, "the worker is recycled and replaced", func() bool {
+			testutil.WaitFor(t, "the worker is recycled and replaced", func() bool {
 				st := p.Stats()
 				return st.Recycled[reason] >= 1 && st.Ready == 1 && p.Workers()[0].Worker().PID != first
 			})
-			waitFor(t, "the old process is gone", func() bool { return !testutil.Alive(first) })
+			testutil.WaitFor(t, "the old process is gone", func() bool { return !testutil.Alive(first) })
 		})
 	}
 }
@@ -345,7 +340,7 @@ func TestRecyclingDrainsFirst(t *testing.T) {
 	p := newPool(t, opts)
 	first := p.Workers()[0].Worker().PID
 	require.NoError(t, sleepCall(t.Context(), p, 0.4), "a call outliving the worker's age still finishes")
-	waitFor(t, "replaced after the call", func() bool {
+	testutil.WaitFor(t, "replaced after the call", func() bool {
 		ws := p.Workers()
 		return len(ws) == 1 && ws[0].Worker().PID != first
 	})
@@ -368,7 +363,7 @@ func TestAffinity(t *testing.T) {
 	})
 	t.Run("none", func(t *testing.T) {
 		opts := pythonOptions(t, 3)
-		opts.Affinity, opts.WorkerConcurrency = pool.AffinityNone, 1
+		opts.Affinity, opts.WorkerConcurrency = adapter.AffinityNone, 1
 		p := newPool(t, opts)
 		first := served(p, "a")
 		assert.Equal(t, first, served(p, "a"), "sequential calls stay on the warm worker")
@@ -392,7 +387,7 @@ func TestAffinity(t *testing.T) {
 	})
 	t.Run("strict", func(t *testing.T) {
 		opts := pythonOptions(t, 2)
-		opts.Affinity, opts.WorkerConcurrency = pool.AffinityStrict, 1
+		opts.Affinity, opts.WorkerConcurrency = adapter.AffinityStrict, 1
 		opts.Recycle.MaxCalls = 4
 		p := newPool(t, opts)
 		w := served(p, "s")
@@ -401,7 +396,7 @@ func TestAffinity(t *testing.T) {
 			_, err := p.Call(t.Context(), adapter.Request{Command: "sleep", Session: "s", Args: json.RawMessage(`{"seconds":0.2}`)})
 			done <- err
 		}()
-		waitFor(t, "the session's worker is busy", func() bool { return p.Stats().InFlight == 1 })
+		testutil.WaitFor(t, "the session's worker is busy", func() bool { return p.Stats().InFlight == 1 })
 		assert.Equal(t, w, served(p, "s"), "strict waits for the busy worker rather than use the idle one")
 		require.NoError(t, <-done)
 		// The fourth call retires the worker: the session is told.
@@ -421,7 +416,7 @@ func TestMaxQueue(t *testing.T) {
 	for range 3 {
 		go func() { errs <- sleepCall(t.Context(), p, 0.3) }()
 	}
-	waitFor(t, "one in flight, two queued", func() bool { st := p.Stats(); return st.InFlight == 1 && st.Waiting == 2 })
+	testutil.WaitFor(t, "one in flight, two queued", func() bool { st := p.Stats(); return st.InFlight == 1 && st.Waiting == 2 })
 	_, err := p.Call(t.Context(), adapter.Request{Command: "ping"})
 	assert.ErrorIs(t, err, pool.ErrQueueFull, "refused at once")
 	assert.Equal(t, adapter.CodeResourceExhausted, adapter.CodeOf(err))
@@ -436,11 +431,11 @@ func TestCancelledWaiterLosesNothing(t *testing.T) {
 	p := newPool(t, opts)
 	busy := make(chan error)
 	go func() { busy <- sleepCall(t.Context(), p, 0.3) }()
-	waitFor(t, "busy", func() bool { return p.Stats().InFlight == 1 })
+	testutil.WaitFor(t, "busy", func() bool { return p.Stats().InFlight == 1 })
 	ctx, cancel := context.WithCancel(t.Context())
 	gaveUp := make(chan error)
 	go func() { gaveUp <- sleepCall(ctx, p, 0.1) }()
-	waitFor(t, "queued", func() bool { return p.Stats().Waiting == 1 })
+	testutil.WaitFor(t, "queued", func() bool { return p.Stats().Waiting == 1 })
 	cancel()
 	assert.Equal(t, adapter.CodeCanceled, adapter.CodeOf(<-gaveUp))
 	assert.Zero(t, p.Stats().Waiting, "the waiter left the queue")
@@ -508,5 +503,5 @@ func TestStress(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("stress: %d operations in %v", ops.Load(), duration)
-	waitFor(t, "settles", func() bool { st := p.Stats(); return st.InFlight == 0 && st.Waiting == 0 && st.Ready >= 2 })
+	testutil.WaitFor(t, "settles", func() bool { st := p.Stats(); return st.InFlight == 0 && st.Waiting == 0 && st.Ready >= 2 })
 }

@@ -3,6 +3,7 @@ package port
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -60,6 +61,8 @@ type conn struct {
 	onDead    func(*conn)    // called once, before dead closes
 	loops     sync.WaitGroup // reader and canceller
 	releaseMu sync.Once
+
+	stopping atomic.Bool // stop runs: it, not die, decides when to kill
 }
 
 func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration, onDead func(*conn)) *conn {
@@ -154,7 +157,9 @@ func (c *conn) die(reason string, violation bool) {
 		c.reason, c.violated = reason, violation
 		c.onDead(c)
 		close(c.dead)
-		c.w.signal(syscall.SIGKILL)
+		if !c.stopping.Load() {
+			_ = c.w.signal(syscall.SIGKILL)
+		}
 	})
 }
 
@@ -273,26 +278,64 @@ func (c *conn) inFlight() int {
 
 // stop ends the worker: a shutdown frame and the end of its stdin, then
 // SIGTERM and SIGKILL to its group, each after grace; it returns when the
-// worker is reaped and every goroutine of the conn has ended.
-func (c *conn) stop(grace time.Duration) {
+// worker is reaped and every goroutine of the conn has ended. Its error
+// says how a live worker failed to stop cleanly (see stopError); a worker
+// already dead is no error of stop, its calls were told.
+func (c *conn) stop(grace time.Duration) error {
+	c.stopping.Store(true)
+	alive := true
 	select {
 	case <-c.dead:
+		alive = false
 	default:
 		_ = c.write(&protocol.Request{ID: c.nextID.Add(1), Command: protocol.CmdShutdown})
 	}
 	_ = c.w.closeStdin()
+	var sent []syscall.Signal
+	var sigErr error
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
 		t := time.NewTimer(grace)
 		select {
 		case <-c.w.exited():
 		case <-t.C:
-			c.w.signal(sig)
+			sent = append(sent, sig)
+			if err := c.w.signal(sig); err != nil {
+				sigErr = errors.Join(sigErr, fmt.Errorf("sending %v: %w", sig, err))
+			}
 		}
 		t.Stop()
 	}
 	<-c.w.exited()
 	c.fail("the worker was stopped")
 	c.release()
+	if !alive {
+		return nil
+	}
+	return c.stopError(grace, sent, sigErr)
+}
+
+// stopError is nil when the worker exited with status 0 within grace of
+// its shutdown request; otherwise CodeInternal naming the signals it
+// needed, any signal that could not be sent, its exit status and the tail
+// of its stderr.
+func (c *conn) stopError(grace time.Duration, sent []syscall.Signal, sigErr error) error {
+	status := c.w.exitStatus()
+	if len(sent) == 0 && sigErr == nil && status == exitOK {
+		return nil
+	}
+	msg := fmt.Sprintf("worker %s (pid %d) did not stop cleanly: ", c.hello.WorkerID, c.w.pid())
+	if len(sent) > 0 {
+		names := make([]string, len(sent))
+		for i, sig := range sent {
+			names[i] = map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGKILL: "SIGKILL"}[sig]
+		}
+		msg += fmt.Sprintf("it was still running %v after the shutdown request (sent %s); ", grace, strings.Join(names, ", then "))
+	}
+	msg += status
+	if t := lastBytes(c.w.stderrTail(), 2048); t != "" {
+		msg += "; stderr: " + t
+	}
+	return &adapter.Error{Code: adapter.CodeInternal, Op: "close", Adapter: c.name, Message: msg, Err: sigErr}
 }
 
 // release frees the streams and joins the conn's goroutines; the worker

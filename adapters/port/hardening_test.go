@@ -133,7 +133,7 @@ func TestProtocolViolationsReplaceTheWorker(t *testing.T) {
 			pid := a.Worker().PID
 			hung := make(chan error, 1)
 			go func() { _, err := call(t, a, ctx, "hang", "{}"); hung <- err }() // id 1
-			waitFor(t, "the call is in flight", func() bool { return a.Worker().InFlight == 1 })
+			testutil.WaitFor(t, "the call is in flight", func() bool { return a.Worker().InFlight == 1 })
 
 			start := time.Now()
 			_, err := call(t, a, ctx, "garbage", `{"hex":"`+c.hex+`"}`)
@@ -168,7 +168,7 @@ func TestLateRepliesAreNoViolation(t *testing.T) {
 	}
 	// The replies (to the sleeps and to their cancel frames) come while
 	// these run.
-	waitFor(t, "the late replies are in", func() bool {
+	testutil.WaitFor(t, "the late replies are in", func() bool {
 		_, err := call(t, a, t.Context(), "ping", "")
 		return err == nil && a.Worker().InFlight == 0
 	})
@@ -274,7 +274,7 @@ func TestCloseCutsACallWithErrClosed(t *testing.T) {
 				}
 				errs <- last
 			}()
-			waitFor(t, "two calls in flight", func() bool { return a.Worker().InFlight == 2 })
+			testutil.WaitFor(t, "two calls in flight", func() bool { return a.Worker().InFlight == 2 })
 			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 			defer cancel()
 			require.NoError(t, a.Close(ctx))

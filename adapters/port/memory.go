@@ -68,13 +68,14 @@ func (m *memWorker) closeStdin() error { return m.hostIn.Close() }
 // signal with SIGKILL ends the worker at once, as a crash: streams closed,
 // handlers cancelled, nothing more answered. Other signals stop it as
 // end of input does.
-func (m *memWorker) signal(sig syscall.Signal) {
+func (m *memWorker) signal(sig syscall.Signal) error {
 	if sig == syscall.SIGKILL {
 		m.killed.Store(true)
 		m.cancel()
 		_ = m.workerOut.Close()
 	}
 	_ = m.workerIn.Close()
+	return nil
 }
 
 func (m *memWorker) release() {
@@ -87,7 +88,7 @@ func (m *memWorker) release() {
 func (m *memWorker) serve() {
 	r := protocol.NewReader(m.workerIn, m.max)
 	w := protocol.NewWriter(m.workerOut, m.max)
-	status := "exit status 0"
+	status := exitOK
 	for {
 		msg, err := r.ReadHostMessage()
 		req := msg.Request

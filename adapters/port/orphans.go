@@ -17,18 +17,15 @@ import (
 	"github.com/dspgo/dspgo/internal/proc"
 )
 
-// RunIDEnv is the environment variable that carries the host run's id to
-// its workers; with the worker's command line it identifies a worker left
-// behind by a dead host. It is one of dspgo's reserved variables, which
-// configuration loading ignores (see internal/dspgoenv).
-const RunIDEnv = dspgoenv.RunID
-
 // run is this host process's record of the workers it started, kept in a
 // state file so that the next host can reap them if this one dies without
 // stopping them (SIGKILL, power loss of a container's init…). The
 // parent-death signal already ends direct workers; the file catches what
 // it cannot: a worker that escaped its process group, or a worker whose
-// signal was lost.
+// signal was lost. The run's id travels to each worker in the variable
+// DSPGO_RUN_ID (dspgoenv.RunID, which configuration loading ignores) and on
+// its command line: with them a worker left behind by a dead host is told
+// from any other process.
 type run struct {
 	id   string
 	dir  string // the state directory; "" when none could be made
@@ -54,18 +51,18 @@ func currentRun() *run {
 	thisRunOnce.Do(func() {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
-		thisRun = &run{id: hex.EncodeToString(b[:]), dir: StateDir()}
+		thisRun = &run{id: hex.EncodeToString(b[:]), dir: stateDir()}
 		if thisRun.dir != "" {
-			_, _ = ReapOrphans(thisRun.dir)
+			_, _ = reapOrphans(thisRun.dir)
 		}
 	})
 	return thisRun
 }
 
-// StateDir returns the per-user directory of run state files:
+// stateDir returns the per-user directory of run state files:
 // $XDG_RUNTIME_DIR/dspgo, or the user cache directory's dspgo/runs; it is
 // created 0700. It returns "" when neither can be made.
-func StateDir() string {
+func stateDir() string {
 	var dir string
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
 		dir = filepath.Join(x, "dspgo")
@@ -114,12 +111,12 @@ func (r *run) saveLocked() {
 	}
 }
 
-// ReapOrphans kills the workers of dead runs recorded in dir and removes
+// reapOrphans kills the workers of dead runs recorded in dir and removes
 // their state files; it returns the pids it killed. A run whose host is
 // alive (same pid and start time) is left alone, and a process is killed
 // only when its command line runs dspgo_worker and its environment carries
 // that run's id: never on a pid alone.
-func ReapOrphans(dir string) ([]int, error) {
+func reapOrphans(dir string) ([]int, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -167,6 +164,6 @@ func isWorkerOf(pid int, runID string) bool {
 	if err != nil {
 		return false
 	}
-	want := RunIDEnv + "=" + runID
+	want := dspgoenv.RunID + "=" + runID
 	return slices.ContainsFunc(bytes.Split(environ, []byte{0}), func(kv []byte) bool { return string(kv) == want })
 }

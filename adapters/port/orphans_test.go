@@ -17,6 +17,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/dspgoenv"
 	"github.com/dspgo/dspgo/internal/testutil"
 )
 
@@ -27,7 +28,7 @@ import (
 func lookalike(t *testing.T, runID string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(testutil.Python(t), "-c", "import sys, time; time.sleep(600)", "-m", "dspgo_worker")
-	cmd.Env = []string{port.RunIDEnv + "=" + runID}
+	cmd.Env = []string{dspgoenv.RunID + "=" + runID}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })

@@ -13,7 +13,6 @@
 package port
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,7 +29,8 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/internal/dspgoenv"
+	"github.com/dspgo/dspgo/internal/replay"
 	"github.com/dspgo/dspgo/internal/wait"
 	"github.com/dspgo/dspgo/internal/wire"
 	"github.com/dspgo/dspgo/protocol"
@@ -67,8 +67,10 @@ type Adapter struct {
 	lastErr    error       // why the worker is down
 	throttled  bool        // too many restarts in the window
 	restartLog []time.Time // restarts in the current window
-	broadcasts []adapter.Request
-	bver       uint64 // counts broadcasts, so a starting worker can tell it missed one
+	broadcasts replay.Log
+
+	// idle is notified at the end of every call, for Close's drain.
+	idle wait.Signal
 
 	closeOnce sync.Once
 	closeDone chan struct{}
@@ -136,7 +138,7 @@ func (a *Adapter) start(ctx context.Context) (*conn, error) {
 		}
 		r := currentRun()
 		args := append(a.args(), "--run-id", r.id)
-		p, err := startProcess(a.starter, a.python, args, append(a.env(dir), RunIDEnv+"="+r.id), a.opts.Dir, a.opts.StderrTail,
+		p, err := startProcess(a.starter, a.python, args, append(a.env(dir), dspgoenv.RunID+"="+r.id), a.opts.Dir, a.opts.StderrTail,
 			a.opts.Logger.With("adapter", a.opts.Name, "worker_id", a.opts.WorkerID), r)
 		if err != nil {
 			return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: a.opts.Name,
@@ -207,21 +209,12 @@ func (a *Adapter) env(dir string) []string {
 // the caller can put the worker in service before another broadcast is
 // recorded.
 func (a *Adapter) replay(ctx context.Context, c *conn) error {
-	var done uint64
-	for {
-		a.mu.Lock()
-		if a.bver == done {
-			return nil
+	return a.broadcasts.Replay(&a.mu, func(req adapter.Request) error {
+		if _, err := c.call(ctx, req); err != nil {
+			return fmt.Errorf("replaying %s to the new worker: %w", req.Command, err)
 		}
-		list, ver := append([]adapter.Request(nil), a.broadcasts...), a.bver
-		a.mu.Unlock()
-		for _, req := range list {
-			if _, err := c.call(ctx, req); err != nil {
-				return fmt.Errorf("replaying %s to the new worker: %w", req.Command, err)
-			}
-		}
-		done = ver
-	}
+		return nil
+	})
 }
 
 // dropConn takes a dying conn out of service at once, so no call is
@@ -403,6 +396,7 @@ func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Respon
 	a.counter.Begin()
 	result, err := a.call(ctx, req)
 	a.counter.End(err)
+	a.idle.Notify()
 	if err != nil {
 		return adapter.Response{}, err
 	}
@@ -471,6 +465,7 @@ func (a *Adapter) Stream(ctx context.Context, req adapter.Request) iter.Seq2[ada
 			return yield(adapter.Chunk{Seq: c.Seq, Data: c.Data}, nil)
 		})
 		a.counter.End(err)
+		a.idle.Notify()
 		switch {
 		case err == errStopped:
 		case err != nil:
@@ -498,9 +493,7 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 		return err // never recorded, so never replayed
 	}
 	a.mu.Lock()
-	prev := Recorded(a.broadcasts, req)
-	a.broadcasts = Record(a.broadcasts, req)
-	a.bver++
+	undo := a.broadcasts.Record(req)
 	a.mu.Unlock()
 	_, err := a.Call(ctx, req)
 	switch {
@@ -516,52 +509,9 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	// Refused (invalid arguments, say): the record goes back to what the
 	// worker runs with, unless a later broadcast replaced it meanwhile.
 	a.mu.Lock()
-	a.broadcasts = Restore(a.broadcasts, req, prev)
+	a.broadcasts.Restore(undo)
 	a.mu.Unlock()
 	return err
-}
-
-// Recorded returns the broadcast in list that req would replace (see
-// Record), or nil.
-func Recorded(list []adapter.Request, req adapter.Request) *adapter.Request {
-	key := program.BroadcastKey(req.Command, req.Args)
-	for _, b := range list {
-		if program.BroadcastKey(b.Command, b.Args) == key {
-			return &b
-		}
-	}
-	return nil
-}
-
-// Restore undoes Record of a refused req: the broadcast it replaced goes
-// back to prev (none when nil), unless a later broadcast replaced req
-// meanwhile. It returns the list.
-func Restore(list []adapter.Request, req adapter.Request, prev *adapter.Request) []adapter.Request {
-	for i, b := range list {
-		if b.Command == req.Command && bytes.Equal(b.Args, req.Args) {
-			if prev != nil {
-				list[i] = *prev
-				return list
-			}
-			return append(list[:i], list[i+1:]...)
-		}
-	}
-	return list
-}
-
-// Record adds req to a list of broadcasts to replay, replacing an earlier
-// broadcast with the same program.BroadcastKey: of the same command, and
-// for configure_lm of the same LM name, so that every named LM stays
-// beside the default one. It returns the list.
-func Record(list []adapter.Request, req adapter.Request) []adapter.Request {
-	key := program.BroadcastKey(req.Command, req.Args)
-	for i, b := range list {
-		if program.BroadcastKey(b.Command, b.Args) == key {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
-	return append(list, req)
 }
 
 // WorkerInfo describes the adapter's worker.
@@ -620,7 +570,7 @@ func (a *Adapter) Kill() {
 	c := a.cur
 	a.mu.Unlock()
 	if c != nil {
-		c.w.signal(syscall.SIGKILL)
+		_ = c.w.signal(syscall.SIGKILL)
 	}
 }
 
@@ -642,6 +592,13 @@ func (a *Adapter) Stats() adapter.Stats {
 // ctx ends (or StopGrace, when ctx has no deadline) to finish; then the
 // worker gets a shutdown frame and the end of its stdin, SIGTERM after
 // StopGrace and SIGKILL after another. Later calls fail with ErrClosed.
+//
+// Close returns nil when the worker exited with status 0 within StopGrace
+// of its shutdown request, or was already down (a crash is reported to the
+// calls it failed, not by Close). Otherwise it returns a CodeInternal
+// error naming what it met: the signals the worker needed, a signal that
+// could not be sent, its exit status and the tail of its stderr. Calls cut
+// short when ctx ends fail with ErrClosed; that is not an error of Close.
 // Close is idempotent: every call returns the first one's result.
 func (a *Adapter) Close(ctx context.Context) error {
 	a.closeOnce.Do(func() {
@@ -657,7 +614,7 @@ func (a *Adapter) Close(ctx context.Context) error {
 		a.cur = nil
 		a.mu.Unlock()
 		if c != nil {
-			c.stop(a.opts.StopGrace)
+			a.closeErr = c.stop(a.opts.StopGrace)
 		}
 		if a.starter != nil {
 			a.starter.stop()
@@ -681,5 +638,5 @@ func (a *Adapter) drain(ctx context.Context) {
 		ctx, cancel = context.WithTimeout(ctx, a.opts.StopGrace)
 		defer cancel()
 	}
-	wait.Until(ctx, func() bool { return a.inFlightCalls() == 0 })
+	a.idle.Until(ctx, func() bool { return a.inFlightCalls() == 0 })
 }

@@ -56,11 +56,6 @@ func call(t *testing.T, a adapter.Adapter, ctx context.Context, command, args st
 	return resp.Result, err
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, what)
-}
-
 func TestStartFailures(t *testing.T) {
 	testutil.VerifyNoChildren(t)
 	ctx := t.Context()
@@ -109,7 +104,7 @@ func TestKillMidCall(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() { _, err := call(t, a, ctx, "hang", "{}"); done <- err }()
-	waitFor(t, "the call is in flight", func() bool { return a.Worker().InFlight == 1 })
+	testutil.WaitFor(t, "the call is in flight", func() bool { return a.Worker().InFlight == 1 })
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 
 	err := <-done
@@ -182,7 +177,7 @@ func TestLateReplyGoesToNobody(t *testing.T) {
 				require.NoError(t, err)
 				assert.Contains(t, string(out), "pong", "the next call gets its own reply, not the late one")
 			}
-			waitFor(t, "the late replies are dropped", func() bool { return a.Worker().InFlight == 0 })
+			testutil.WaitFor(t, "the late replies are dropped", func() bool { return a.Worker().InFlight == 0 })
 		})
 	}
 }
@@ -206,7 +201,7 @@ func TestGrandchildIsGoneAfterClose(t *testing.T) {
 	require.NoError(t, json.Unmarshal(out, &child))
 	require.True(t, testutil.Alive(child.PID))
 	require.NoError(t, a.Close(t.Context()))
-	waitFor(t, "the grandchild is gone", func() bool { return !testutil.Alive(child.PID) })
+	testutil.WaitFor(t, "the grandchild is gone", func() bool { return !testutil.Alive(child.PID) })
 }
 
 func TestStderrFloodOfLongLines(t *testing.T) {
@@ -227,7 +222,7 @@ func TestStderrFloodOfLongLines(t *testing.T) {
 	out, err := call(t, a, t.Context(), "echo", `{"value":"ok"}`)
 	require.NoError(t, err)
 	assert.JSONEq(t, `"ok"`, string(out))
-	waitFor(t, "the flood is logged in pieces", func() bool {
+	testutil.WaitFor(t, "the flood is logged in pieces", func() bool {
 		logged.Lock()
 		defer logged.Unlock()
 		return logged.bytes > 40_000_000 && logged.lines >= 200*3
@@ -325,7 +320,7 @@ func TestBroadcastIsReplayedAfterRestart(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			require.NoError(t, a.Broadcast(t.Context(), adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"replayed"}`)}))
 			a.Kill()
-			waitFor(t, "restarted", func() bool { return a.Worker().Restarts == 1 && a.Worker().State == "ready" })
+			testutil.WaitFor(t, "restarted", func() bool { return a.Worker().Restarts == 1 && a.Worker().State == "ready" })
 			out, err := call(t, a, t.Context(), "get_stats", "")
 			require.NoError(t, err)
 			var st struct{ LM struct{ Model string } }
@@ -341,7 +336,7 @@ func TestCloseDuringCallsAndTwice(t *testing.T) {
 	for range 4 {
 		go func() { _, err := call(t, a, context.Background(), "hang", "{}"); errs <- err }()
 	}
-	waitFor(t, "four calls in flight", func() bool { return a.Worker().InFlight == 4 })
+	testutil.WaitFor(t, "four calls in flight", func() bool { return a.Worker().InFlight == 4 })
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Add(1)
@@ -363,12 +358,12 @@ func TestRestartThrottle(t *testing.T) {
 		pid := a.Worker().PID
 		if i == 0 {
 			a.Kill()
-			waitFor(t, "first restart", func() bool { return a.Worker().State == "ready" && a.Worker().PID != pid })
+			testutil.WaitFor(t, "first restart", func() bool { return a.Worker().State == "ready" && a.Worker().PID != pid })
 			continue
 		}
 		a.Kill()
 	}
-	waitFor(t, "the second crash is throttled", func() bool {
+	testutil.WaitFor(t, "the second crash is throttled", func() bool {
 		_, err := call(t, a, t.Context(), "ping", "")
 		return err != nil && strings.Contains(err.Error(), "crashed more than 1 times")
 	})

@@ -21,11 +21,13 @@ type worker interface {
 	pid() int
 	// closeStdin ends the request stream: the worker sees EOF.
 	closeStdin() error
-	// signal signals the worker's whole process group.
-	signal(syscall.Signal)
+	// signal signals the worker's whole process group; a group already
+	// gone is no error.
+	signal(syscall.Signal) error
 	// exited is closed once the worker has ended and been reaped.
 	exited() <-chan struct{}
-	// exitStatus describes how the worker ended; valid after exited.
+	// exitStatus describes how the worker ended, exitOK for a clean end;
+	// valid after exited.
 	exitStatus() string
 	// stderrTail returns the last bytes of the worker's stderr.
 	stderrTail() string
@@ -181,16 +183,22 @@ func (p *process) stderrTail() string {
 
 // signal signals the process group: the worker and any child it started
 // that stayed in the group. Signalling a group whose leader has exited
-// still reaches the rest of it.
-func (p *process) signal(sig syscall.Signal) {
-	_ = syscall.Kill(-p.pgid, sig)
+// still reaches the rest of it; a group with no process left is no error.
+func (p *process) signal(sig syscall.Signal) error {
+	if err := syscall.Kill(-p.pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return os.NewSyscallError("kill", err)
+	}
+	return nil
 }
+
+// exitOK is the exit status of a worker that ended cleanly.
+const exitOK = "exit status 0"
 
 func (p *process) exitStatus() string {
 	var exit *exec.ExitError
 	switch {
 	case p.waitErr == nil:
-		return "exit status 0"
+		return exitOK
 	case errors.As(p.waitErr, &exit):
 		return exit.ProcessState.String() // "exit status 3" or "signal: killed"
 	}
@@ -201,7 +209,7 @@ func (p *process) exitStatus() string {
 // and joins the stderr pump. A grandchild that left the group can still
 // hold stderr open; closing our end ends the pump regardless.
 func (p *process) release() {
-	p.signal(syscall.SIGKILL)
+	_ = p.signal(syscall.SIGKILL)
 	closeAll(p.in, p.out)
 	select {
 	case <-p.pumpDone:

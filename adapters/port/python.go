@@ -48,13 +48,13 @@ func ResolvePython(ctx context.Context, name string) (string, error) {
 	return exe, nil
 }
 
-// EmbeddedWorkerDir writes the worker files embedded in this binary to a
+// embeddedWorkerDir writes the worker files embedded in this binary to a
 // content-addressed directory under cacheDir (empty means
 // os.UserCacheDir()/dspgo) and returns the directory to put on
 // PYTHONPATH. The directory is created 0700; an existing one is used only
 // when its files match the embedded ones byte for byte, and is rewritten
 // otherwise.
-func EmbeddedWorkerDir(cacheDir string) (string, error) {
+func embeddedWorkerDir(cacheDir string) (string, error) {
 	files, sum, err := embeddedFiles()
 	if err != nil {
 		return "", err
@@ -97,13 +97,16 @@ func EmbeddedWorkerDir(cacheDir string) (string, error) {
 	return dir, nil
 }
 
-// PrepareWorkerDir returns EmbeddedWorkerDir(cacheDir), with the worker's
+// PrepareWorkerDir writes the worker files embedded in this binary to a
+// content-addressed directory under cacheDir (empty means
+// os.UserCacheDir()/dspgo), private (0700) and verified byte for byte,
+// and returns the directory to put on PYTHONPATH, with the worker's
 // bytecode compiled once by python, in checked-hash mode (Python checks it
 // against the source at each import): workers then start faster and use
 // about a megabyte less each. Compilation is an optimisation; its failure
 // is ignored.
 func PrepareWorkerDir(ctx context.Context, python, cacheDir string) (string, error) {
-	dir, err := EmbeddedWorkerDir(cacheDir)
+	dir, err := embeddedWorkerDir(cacheDir)
 	if err != nil {
 		return "", err
 	}
