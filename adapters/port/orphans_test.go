@@ -121,7 +121,7 @@ func TestWorkersAreRecordedWhileTheyRun(t *testing.T) {
 	}
 	assert.True(t, recorded())
 	require.NoError(t, a.Close(t.Context()))
-	require.Eventually(t, func() bool { return !recorded() }, 5*time.Second, 5*time.Millisecond)
+	testutil.WaitFor(t, "the run's state file gone with its last worker", func() bool { return !recorded() })
 }
 
 // TestHostKilledWithFourWorkers: a host SIGKILLed with 4 workers leaves
@@ -172,8 +172,7 @@ func TestHostKilledWithFourWorkers(t *testing.T) {
 	next := helper("start")
 	out, err := next.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.Eventually(t, func() bool { return !testutil.Alive(escaped) }, 2*time.Second, 10*time.Millisecond,
-		"the next host's start reaped the escaped worker")
+	testutil.WaitFor(t, "the next host's start reaped the escaped worker", func() bool { return !testutil.Alive(escaped) })
 }
 
 // fourWorkerHost runs four workers, lets the first escape its parent-death
