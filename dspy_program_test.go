@@ -15,7 +15,7 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/testutil"
 )
 
@@ -61,7 +61,7 @@ type dspyStep struct {
 
 // dspyJob runs testdata/dspy_roundtrip.py with the dspy test environment's
 // interpreter and returns the module's state after each step.
-func dspyJob(t *testing.T, spec program.Spec, tools []program.ToolSpec, steps ...dspyStep) []string {
+func dspyJob(t *testing.T, spec command.Spec, tools []command.ToolSpec, steps ...dspyStep) []string {
 	t.Helper()
 	job, err := json.Marshal(map[string]any{"spec": spec, "tools": tools, "steps": steps})
 	require.NoError(t, err)
@@ -82,7 +82,7 @@ func dspyJob(t *testing.T, spec program.Spec, tools []program.ToolSpec, steps ..
 // DSPy, loads in dspgo to the same spec.
 func TestDSPyProgramRoundTrip(t *testing.T) {
 	testutil.DSPyPython(t)
-	tool := program.ToolSpec{Name: "lookup", Description: "Looks a topic up.\nIn the wiki.",
+	tool := command.ToolSpec{Name: "lookup", Description: "Looks a topic up.\nIn the wiki.",
 		Schema: json.RawMessage(`{"type":"object","properties":{"topic":{"type":"string"},"depth":{"type":"integer","default":1}}}`)}
 	c, _ := newClient(t, dspgo.WithTool(tool.Name, tool.Description, tool.Schema, func(context.Context, json.RawMessage) (any, error) { return nil, nil }))
 	sig := dspgo.MustParseSignature("question, context: list[str], k: dict[str, Optional[float]] -> answer, confidence: float, tags: list[str]")
@@ -106,10 +106,10 @@ func TestDSPyProgramRoundTrip(t *testing.T) {
 				}
 				p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: sig, Instructions: instructions, Kind: kind, Demos: ds})
 				require.NoError(t, err)
-				spec := program.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos}
-				var tools []program.ToolSpec
+				spec := command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos}
+				var tools []command.ToolSpec
 				if kind == dspgo.KindReact {
-					tools = []program.ToolSpec{tool}
+					tools = []command.ToolSpec{tool}
 				}
 				dir := t.TempDir()
 

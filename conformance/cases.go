@@ -99,7 +99,7 @@ func withID(id string) func(*dspgo.ProgramSpec) { return func(s *dspgo.ProgramSp
 // client returns them.
 func expected(t TB, p *dspgo.Program, inputs map[string]any) map[string]any {
 	t.Helper()
-	c, err := program.Compile(program.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos})
+	c, err := program.Compile(command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos})
 	require.NoError(t, err)
 	in, err := c.Inputs(inputs)
 	require.NoError(t, err)
@@ -391,7 +391,7 @@ func caseHostileInputs(t TB, env *Env) {
 	// Past the client, straight to the backend: each is answered, promptly.
 	bounded, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	spec, err := json.Marshal(program.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind})
+	spec, err := json.Marshal(command.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind})
 	require.NoError(t, err)
 	huge := json.RawMessage(`{"spec_hash":"` + p.Hash + `","spec":` + string(spec) + `,"inputs":{"m":{},"n":1e400}}`)
 	_, err = env.Adapter.Call(bounded, adapter.Request{Command: command.ExecuteProgram, Args: huge})

@@ -9,7 +9,6 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
-	"github.com/dspgo/dspgo/internal/program"
 )
 
 // demoCases are the cases of programs with demos (ProgramSpec.Demos).
@@ -34,7 +33,7 @@ func caseDemos(t TB, env *Env) {
 	require.NoError(t, err)
 	assert.Equal(t, expected(t, p, inputs), out, "the dummy LM's outputs for the spec with its demos")
 
-	spec, err := json.Marshal(program.Spec{Signature: p.Spec.Signature, Kind: dspgo.KindPredict, Demos: []program.Demo{
+	spec, err := json.Marshal(command.Spec{Signature: p.Spec.Signature, Kind: dspgo.KindPredict, Demos: []command.Demo{
 		{Inputs: demos[1].Inputs, Outputs: demos[1].Outputs},
 		{Inputs: map[string]any{"question": "Why?", "context": "all of it"}, Outputs: demos[1].Outputs},
 	}})

@@ -13,7 +13,6 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
-	"github.com/dspgo/dspgo/internal/program"
 )
 
 // hardeningCases are the cases of inputs and shutdowns that used to leave
@@ -29,7 +28,7 @@ func hardeningCases() []Case {
 // the raw inputs object, so that no backend needs the spec resent.
 func executeArgs(t TB, p *dspgo.Program, inputs string) json.RawMessage {
 	t.Helper()
-	spec, err := json.Marshal(program.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind})
+	spec, err := json.Marshal(command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind})
 	require.NoError(t, err)
 	return json.RawMessage(`{"spec_hash":"` + p.Hash + `","spec":` + string(spec) + `,"inputs":` + inputs + `}`)
 }

@@ -111,7 +111,7 @@ func wrongValue(typ string) string {
 func caseMalformedRequests(t TB, env *Env) {
 	ctx, a := env.Ctx, env.Adapter
 	p := create(t, env, "question -> answer")
-	spec, err := json.Marshal(program.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind})
+	spec, err := json.Marshal(command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind})
 	require.NoError(t, err)
 
 	// A well-formed request of each command a caller may send, and the

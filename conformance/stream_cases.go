@@ -86,9 +86,9 @@ func collect(t TB, seq func(yield func(dspgo.StreamPart, error) bool)) (parts []
 }
 
 // wantChunks returns the dummy LM's chunks of the program's outputs.
-func wantChunks(t TB, p *dspgo.Program, inputs map[string]any) []program.StreamDelta {
+func wantChunks(t TB, p *dspgo.Program, inputs map[string]any) []command.Delta {
 	t.Helper()
-	c, err := program.Compile(program.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind})
+	c, err := program.Compile(command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind})
 	require.NoError(t, err)
 	in, err := c.Inputs(inputs)
 	require.NoError(t, err)
@@ -99,10 +99,10 @@ func wantChunks(t TB, p *dspgo.Program, inputs map[string]any) []program.StreamD
 	return chunks
 }
 
-func deltas(parts []dspgo.StreamPart) []program.StreamDelta {
-	out := make([]program.StreamDelta, len(parts))
+func deltas(parts []dspgo.StreamPart) []command.Delta {
+	out := make([]command.Delta, len(parts))
 	for i, p := range parts {
-		out[i] = program.StreamDelta{Field: p.Field, Delta: p.Delta}
+		out[i] = command.Delta{Field: p.Field, Delta: p.Delta}
 	}
 	return out
 }
@@ -118,7 +118,7 @@ func caseStreamChunks(t TB, env *Env) {
 
 	// The adapter's own view: seq counts from 0 without a gap, and the
 	// last element carries the result.
-	args, _ := json.Marshal(map[string]any{"spec_hash": p.Hash, "spec": program.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind}, "inputs": in})
+	args, _ := json.Marshal(map[string]any{"spec_hash": p.Hash, "spec": command.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind}, "inputs": in})
 	var seqs []uint64
 	var last *adapter.Response
 	for c, err := range env.Adapter.(adapter.Streamer).Stream(env.Ctx, adapter.Request{Command: command.ExecuteProgram, Args: args}) {

@@ -335,12 +335,12 @@ func (s Suite) execute(ctx context.Context) ([]Row, error) {
 		return nil, err
 	}
 	defer rw.stop()
-	compiled, _ := program.Compile(program.Spec{Signature: prog.Spec.Signature, Kind: prog.Spec.Kind})
-	create, _ := json.Marshal(program.CreateArgs{Spec: compiled.Spec})
+	compiled, _ := program.Compile(command.Spec{Signature: prog.Spec.Signature, Kind: prog.Spec.Kind})
+	create, _ := json.Marshal(command.CreateArgs{Spec: compiled.Spec})
 	if _, err := rw.call(&protocol.Request{ID: 1, Command: command.CreateProgram, Args: create}); err != nil {
 		return nil, err
 	}
-	args, _ := json.Marshal(program.ExecuteArgs{SpecHash: compiled.Hash, Inputs: json.RawMessage(`{"question":"What is Go?"}`)})
+	args, _ := json.Marshal(command.ExecuteArgs{SpecHash: compiled.Hash, Inputs: json.RawMessage(`{"question":"What is Go?"}`)})
 	rw.nextID = 1
 	return s.versus("execute, port, dummy LM, 1 in flight", 1, call, []*rawWorker{rw}, 1,
 		protocol.Request{Command: command.ExecuteProgram, Args: args}, 0.8)
