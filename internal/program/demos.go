@@ -3,12 +3,7 @@ package program
 import (
 	"fmt"
 	"slices"
-
-	"github.com/dspgo/dspgo/command"
 )
-
-// Demo is command.Demo.
-type Demo = command.Demo
 
 // normalizeDemos validates demos against a normalized signature and
 // returns them with their values converted (nil when there are none).

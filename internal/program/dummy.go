@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
-
-	"github.com/dspgo/dspgo/command"
 )
 
 // DummyOutputs runs the deterministic "dummy" language model: each output
@@ -107,9 +105,6 @@ func child(d [sha256.Size]byte, i int) [sha256.Size]byte {
 	return sha256.Sum256(append(d[:], byte(i)))
 }
 
-// StreamDelta is command.Delta.
-type StreamDelta = command.Delta
-
 // DummyChunks cuts finished outputs into the dummy language model's
 // chunks, fields in output order: a str value before every space that
 // follows a non-space character (an empty string is one empty delta), any
@@ -123,11 +118,11 @@ func (c *Compiled) DummyChunks(outputs map[string]any) ([]StreamDelta, error) {
 			return nil, invalid("output %s: %v", f.Name, err)
 		}
 		if _, isStr := outputs[f.Name].(string); !isStr {
-			out = append(out, StreamDelta{f.Name, text})
+			out = append(out, StreamDelta{Field: f.Name, Delta: text})
 			continue
 		}
 		for _, d := range TextDeltas(text) {
-			out = append(out, StreamDelta{f.Name, d})
+			out = append(out, StreamDelta{Field: f.Name, Delta: d})
 		}
 	}
 	return out, nil

@@ -3,13 +3,11 @@ package program
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
 )
-
-// MaxLMNameBytes is command.MaxLMNameBytes.
-const MaxLMNameBytes = command.MaxLMNameBytes
 
 // CheckLMName checks the name of an LM configuration given as field
 // (configure_lm's name, execute_program's lm): empty, the default LM, or
@@ -93,4 +91,68 @@ func LMNotFound(name string) error {
 	msg := fmt.Sprintf("LM %q is not configured (configure_lm with \"name\": %q sets it)", name, name)
 	return &adapter.Error{Code: adapter.CodeNotFound, Message: msg,
 		Remote: &adapter.RemoteError{Code: adapter.CodeNotFound, Type: command.LMNotFoundType, Message: msg}}
+}
+
+// validStep reports whether the step has exactly one of the two shapes.
+func validStep(s ScriptStep) bool {
+	if s.Finish {
+		return s.Tool == "" && s.Args == nil
+	}
+	return s.Tool != "" && len(s.Args) > 0 && s.Args[0] == '{'
+}
+
+// ValidateLM checks configure_lm's arguments, reporting every bad field at
+// once with CodeInvalidArgument.
+func ValidateLM(lm LMArgs) error {
+	var bad []string
+	if !lmNameOK(lm.Name) {
+		bad = append(bad, badLMName("name", lm.Name))
+	}
+	switch lm.Provider {
+	case command.ProviderDummy:
+	case command.ProviderOpenAI:
+		if lm.Model == "" {
+			bad = append(bad, "model is required for the openai provider")
+		}
+	default:
+		bad = append(bad, fmt.Sprintf("provider %q is unknown (known: dummy, openai)", lm.Provider))
+	}
+	if lm.Temperature != nil && (*lm.Temperature < 0 || *lm.Temperature > 2) {
+		bad = append(bad, fmt.Sprintf("temperature %v is outside [0, 2]", *lm.Temperature))
+	}
+	if lm.MaxTokens < 0 {
+		bad = append(bad, "max_tokens must not be negative")
+	}
+	if lm.TimeoutMS < 0 {
+		bad = append(bad, "timeout_ms must not be negative")
+	}
+	if lm.DelayMS < 0 {
+		bad = append(bad, "delay_ms must not be negative")
+	}
+	switch lm.Engine {
+	case "", "auto", "native", "dspy":
+	default:
+		bad = append(bad, fmt.Sprintf("engine %q is unknown (known: auto, native, dspy)", lm.Engine))
+	}
+	if lm.FailAfterChunks != nil && *lm.FailAfterChunks < 0 {
+		bad = append(bad, "fail_after_chunks must not be negative")
+	}
+	if lm.FailAfterChunks != nil && lm.Provider != "dummy" {
+		bad = append(bad, "fail_after_chunks is only for the dummy provider")
+	}
+	if len(lm.Script) > 0 && lm.Provider != "dummy" {
+		bad = append(bad, "script is only for the dummy provider")
+	}
+	for i, step := range lm.Script {
+		if !validStep(step) {
+			bad = append(bad, fmt.Sprintf(`script[%d] must be {"tool": name, "args": {...}} or {"finish": true}`, i))
+		}
+	}
+	if lm.APIKeyEnv != "" && !isIdentifier(lm.APIKeyEnv) {
+		bad = append(bad, fmt.Sprintf("api_key_env %q is not an environment variable name", lm.APIKeyEnv))
+	}
+	if len(bad) > 0 {
+		return invalid("configure_lm: %s", strings.Join(bad, "; "))
+	}
+	return nil
 }

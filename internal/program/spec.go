@@ -5,25 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
-
-	"github.com/dspgo/dspgo/command"
-)
-
-// Program kinds (package command).
-const (
-	KindPredict        = command.KindPredict
-	KindChainOfThought = command.KindChainOfThought
-	KindReact          = command.KindReact
-)
-
-// ReasoningField is command.ReasoningField.
-const ReasoningField = command.ReasoningField
-
-// The spec's types (package command).
-type (
-	Field     = command.Field
-	Signature = command.Signature
-	Spec      = command.Spec
 )
 
 // ParseSignature parses DSPy's string form:
