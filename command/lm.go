@@ -70,13 +70,17 @@ type LMArgs struct {
 // ScriptStep is one step of the dummy provider's react script: a call of
 // Tool with Args (a JSON object), or, with Finish, the end of the loop.
 type ScriptStep struct {
-	Tool   string          `json:"tool,omitempty"`
-	Args   json.RawMessage `json:"args,omitempty"`
-	Finish bool            `json:"finish,omitempty"`
+	// Tool is the host tool to call; empty with Finish.
+	Tool string `json:"tool,omitempty"`
+	// Args is the JSON object of the call's arguments; nil with Finish.
+	Args json.RawMessage `json:"args,omitempty"`
+	// Finish ends the loop: the dummy then gives the outputs.
+	Finish bool `json:"finish,omitempty"`
 }
 
 // ConfigureLMResult is ConfigureLM's result.
 type ConfigureLMResult struct {
+	// Provider and Model are LMArgs'.
 	Provider string `json:"provider"`
 	Model    string `json:"model"`
 	// Engine is the engine that runs executions: "native" or "dspy".

@@ -107,9 +107,12 @@ type Delta struct {
 
 // Usage is the language model's token counts in an ExecuteResult.
 type Usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
+	// PromptTokens are the tokens sent to the model.
+	PromptTokens int `json:"prompt_tokens"`
+	// CompletionTokens are the tokens the model produced.
 	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	// TotalTokens are all tokens, as the model counts them.
+	TotalTokens int `json:"total_tokens"`
 }
 
 // DeleteArgs are DeleteProgram's arguments.
