@@ -243,12 +243,17 @@ func (s *Server) ClusterURL() string {
 func (s *Server) Name() string { return s.ns.Name() }
 
 // WaitClusterReady waits until the server has routes to want other
-// members and JetStream's cluster has a leader.
+// members and JetStream's cluster has a leader, and, when the server is
+// that leader, until it counts want+1 JetStream servers online: only
+// then can it place a stream of want+1 replicas (before, creating one
+// fails with "no suitable peers for placement"). Called on every member,
+// it waits until the cluster can place such a stream.
 func (s *Server) WaitClusterReady(ctx context.Context, want int) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if s.ns.NumRoutes() >= want && s.ns.JetStreamIsCurrent() {
+		if s.ns.NumRoutes() >= want && s.ns.JetStreamIsCurrent() &&
+			(!s.ns.JetStreamIsLeader() || len(s.ns.JetStreamClusterPeers()) >= want+1) {
 			return nil
 		}
 		select {
