@@ -18,7 +18,7 @@ export DSPGOTEST_DSPY_PYTHON := $(VENV_PYTHON)
 export DSPGOTEST_LMSERVER := $(LMTESTD)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test deps check-python venv vet test-go test-python test-python-bare test-python-dspy test-bench lint fuzz bench chaos lmtestd
+.PHONY: test deps check-python venv vet test-go test-python test-python-bare test-python-dspy test-bench lint fuzz bench chaos soak lmtestd
 
 ## test: install dependencies, then vet, run every Go test with the race detector, every Go benchmark once, and the Python worker's suite twice (bare interpreter, then with dspy)
 # DSPGOTEST_REQUIRE_DSPY turns "dspy environment missing" from a skip into a failure.
@@ -73,6 +73,11 @@ bench: deps
 ## chaos: the full chaos suite (a short run is part of make test), printing its figures
 chaos: deps
 	$(GO) test -race -count=1 -tags chaos -run '^TestChaos$$' -v -timeout 30m ./adapters/pool/ | grep -v '^=== '
+
+## soak: the remote adapter's loopback soak (SOAK=10m by default), printing its figures (docs/reliability.md)
+SOAK ?= 10m
+soak:
+	DSPGO_REMOTE_SOAK=$(SOAK) $(GO) test -race -count=1 -tags soak -run '^TestSoak$$' -v -timeout 0 ./adapters/remote/
 
 ## test-python: the worker's suite on the bare interpreter (standard library only: dspy stays optional), then in the dspy environment
 test-python: test-python-bare test-python-dspy

@@ -93,6 +93,7 @@ type Host struct {
 	cancelAll  context.CancelFunc
 	watcher    jetstream.KeyWatcher
 	discSub    *nats.Subscription
+	ctlSubs    []*nats.Subscription
 	watching   bool // the watch goroutine runs
 	beating    bool // the heartbeat goroutine runs
 	watchDone  chan struct{}
@@ -158,6 +159,19 @@ func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptio
 		return nil, h.unavailable("serve", fmt.Errorf("subscribing to discovery: %w", err))
 	}
 	h.discSub = disc
+	// A call's cancellation, credit and probes are taken on nc (ctlSubs),
+	// not by the service: they must reach the calls still running while
+	// the host drains, after the service stopped taking calls.
+	for _, ctl := range []struct {
+		subject string
+		handler nats.MsgHandler
+	}{{h.subj.hostCancel(h.id), h.cancelCall}, {h.subj.hostCredit(h.id), h.grantCredit}} {
+		sub, err := nc.Subscribe(ctl.subject, ctl.handler)
+		if err != nil {
+			return nil, h.unavailable("serve", fmt.Errorf("subscribing to %s: %w", ctl.subject, err))
+		}
+		h.ctlSubs = append(h.ctlSubs, sub)
+	}
 	// The server has the subscriptions once both connections flush: a
 	// call made after Serve returns finds this host.
 	for _, c := range []*nats.Conn{h.sc, nc} {
@@ -260,13 +274,13 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 		defer cancel()
 	}
 	var kv jetstream.KeyValue
-	err := retry(ctx, func() (err error) { kv, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
+	err := retry(ctx, func(ctx context.Context) (err error) { kv, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
 	if err != nil {
 		return h.unavailable("serve", err)
 	}
 	h.kv = kv
 	var w jetstream.KeyWatcher
-	err = retry(ctx, func() (err error) { w, err = kv.Watch(h.callCtx, "broadcast.>"); return err })
+	err = retry(ctx, func(context.Context) (err error) { w, err = kv.Watch(h.callCtx, "broadcast.>"); return err })
 	if err != nil {
 		return h.unavailable("serve", fmt.Errorf("watching the state bucket %q: %w", h.subj.bucket(), err))
 	}
@@ -301,11 +315,16 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 
 // retry runs op until it succeeds, fails for a reason other than
 // JetStream being briefly unable to answer (a stream still electing its
-// leader, a server of the cluster lost), or ctx ends.
-func retry(ctx context.Context, op func() error) error {
+// leader, a server of the cluster lost), or ctx ends. Each attempt gets
+// a context of its own that ends after attemptTimeout: a JetStream
+// request whose answer is lost (no leader yet to answer it) waits until
+// its context ends, and must not take the whole of ctx with it.
+func retry(ctx context.Context, op func(context.Context) error) error {
 	wait := 25 * time.Millisecond
 	for {
-		err := op()
+		attempt, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := op(attempt)
+		cancel()
 		if err == nil || !transient(err) || ctx.Err() != nil {
 			return err
 		}
@@ -319,6 +338,10 @@ func retry(ctx context.Context, op func() error) error {
 		wait = min(2*wait, time.Second)
 	}
 }
+
+// attemptTimeout bounds one attempt of retry: JetStream's own default
+// time-out of a request.
+const attemptTimeout = 5 * time.Second
 
 // transient reports a JetStream failure that a moment may cure; a
 // deadline here is JetStream's own time-out of one request (retry stops
@@ -514,8 +537,6 @@ func (h *Host) startService(opts HostOptions) error {
 	}{
 		{"call", h.subj.call(), h.take, nil},
 		{"host-call", h.subj.hostCall(h.id), h.take, []micro.EndpointOpt{micro.WithEndpointQueueGroupDisabled()}},
-		{"host-cancel", h.subj.hostCancel(h.id), h.cancelCall, []micro.EndpointOpt{micro.WithEndpointQueueGroupDisabled()}},
-		{"host-credit", h.subj.hostCredit(h.id), h.grantCredit, []micro.EndpointOpt{micro.WithEndpointQueueGroupDisabled()}},
 	} {
 		if err := svc.AddEndpoint(e.name, e.handler, append(e.opts, micro.WithEndpointSubject(e.subject))...); err != nil {
 			return h.unavailable("serve", fmt.Errorf("adding endpoint %q: %w", e.subject, err))
@@ -562,9 +583,34 @@ func (h *Host) take(req micro.Request) {
 	go h.serve(ctx, reply, nats.Header(hdr), data, hc.credit)
 }
 
+// answerProbe tells the caller of a call that fell silent whether the
+// host still has it: a heartbeat if so, statusUnknown if not (it ended
+// and its reply was lost, or it never came). The final reply of a call
+// goes out before the call leaves inFlight (see serve), so statusUnknown
+// never overtakes it. Only the call's own caller may ask: the probe's
+// reply subject must be the call's probe subject, on an inbox.
+func (h *Host) answerProbe(reply, call string) {
+	if reply != probeSubject(call) || !isInbox(reply) {
+		h.log.Warn("dropped a probe whose reply subject is not its call's", "reply", reply, "call", call)
+		return
+	}
+	h.inFlightMu.Lock()
+	_, ok := h.inFlight[call]
+	h.inFlightMu.Unlock()
+	m := nats.NewMsg(reply)
+	m.Header.Set(hdrHost, h.id)
+	if ok {
+		m.Header.Set(hdrStatus, statusWorking)
+		m.Header.Set(hdrBeatMs, strconv.FormatInt(h.beat.Milliseconds(), 10))
+	} else {
+		m.Header.Set(hdrStatus, statusUnknown)
+	}
+	_ = h.nc.PublishMsg(m)
+}
+
 // grantCredit takes a stream caller's credit.
-func (h *Host) grantCredit(req micro.Request) {
-	hdr := req.Headers()
+func (h *Host) grantCredit(m *nats.Msg) {
+	hdr := m.Header
 	n, err := strconv.Atoi(hdr.Get(hdrCredit))
 	if err != nil || n <= 0 {
 		return
@@ -577,9 +623,15 @@ func (h *Host) grantCredit(req micro.Request) {
 	}
 }
 
-func (h *Host) cancelCall(req micro.Request) {
+// cancelCall takes a caller's cancellation of a call (its body names the
+// call's reply subject), or a probe of a call (see answerProbe).
+func (h *Host) cancelCall(m *nats.Msg) {
+	if call := m.Header.Get(hdrProbe); call != "" {
+		h.answerProbe(m.Reply, call)
+		return
+	}
 	h.inFlightMu.Lock()
-	c := h.inFlight[string(req.Data())]
+	c := h.inFlight[string(m.Data)]
 	h.inFlightMu.Unlock()
 	if c != nil {
 		c.cancel()
@@ -598,6 +650,11 @@ func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []
 	}
 	resp, rev, err := h.run(ctx, cmd, reply, hdr, args, call)
 	h.counter.End(err)
+	// The reply goes out before the call leaves inFlight: a probe never
+	// hears that the host has no such call before the reply is sent, and
+	// Close, which waits for inFlight to empty, never returns (and lets
+	// its caller close the connection) before the replies are sent.
+	h.respond(reply, cmd, resp, rev, chunks, err)
 	h.inFlightMu.Lock()
 	if c := h.inFlight[reply]; c != nil {
 		c.cancel()
@@ -607,7 +664,6 @@ func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []
 		h.idle.Broadcast()
 	}
 	h.inFlightMu.Unlock()
-	h.respond(reply, cmd, resp, rev, chunks, err)
 }
 
 // stream runs req on the backend as a stream, sending each chunk to the
@@ -730,7 +786,7 @@ func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, erro
 	}
 	key := broadcastKey(req.Command, req.Args)
 	var rev uint64
-	err = retry(ctx, func() (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
+	err = retry(ctx, func(ctx context.Context) (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
 	if err != nil {
 		return 0, &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: Name,
 			Err: fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err)}
@@ -753,7 +809,7 @@ func (h *Host) recordSpec(ctx context.Context, args, result []byte) {
 	if json.Unmarshal(args, &a) != nil || json.Unmarshal(result, &r) != nil || len(a.Spec) == 0 || !tokenRE.MatchString(r.SpecHash) {
 		return
 	}
-	if err := retry(ctx, func() error { _, err := h.kv.Put(ctx, "spec."+r.SpecHash, a.Spec); return err }); err != nil {
+	if err := retry(ctx, func(ctx context.Context) error { _, err := h.kv.Put(ctx, "spec."+r.SpecHash, a.Spec); return err }); err != nil {
 		h.log.Warn("recording a program spec in the shared state failed", "spec_hash", r.SpecHash, "err", err)
 	}
 }
@@ -767,7 +823,7 @@ func (h *Host) fetchSpec(ctx context.Context, args []byte) []byte {
 		return nil
 	}
 	var e jetstream.KeyValueEntry
-	err := retry(ctx, func() (err error) { e, err = h.kv.Get(ctx, "spec."+a.SpecHash); return err })
+	err := retry(ctx, func(ctx context.Context) (err error) { e, err = h.kv.Get(ctx, "spec."+a.SpecHash); return err })
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			h.log.Warn("reading a program spec from the shared state failed", "spec_hash", a.SpecHash, "err", err)
@@ -787,7 +843,7 @@ func (h *Host) forgetSpec(ctx context.Context, args []byte) {
 	if json.Unmarshal(args, &a) != nil || !tokenRE.MatchString(a.SpecHash) {
 		return
 	}
-	if err := retry(ctx, func() error { return h.kv.Delete(ctx, "spec."+a.SpecHash) }); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := retry(ctx, func(ctx context.Context) error { return h.kv.Delete(ctx, "spec."+a.SpecHash) }); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		h.log.Warn("deleting a program spec from the shared state failed", "spec_hash", a.SpecHash, "err", err)
 	}
 }
@@ -922,6 +978,9 @@ func (h *Host) abort() {
 	h.cancelAll()
 	if h.discSub != nil {
 		_ = h.discSub.Unsubscribe()
+	}
+	for _, sub := range h.ctlSubs {
+		_ = sub.Unsubscribe()
 	}
 	if h.watcher != nil {
 		_ = h.watcher.Stop()

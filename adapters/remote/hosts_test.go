@@ -217,10 +217,7 @@ func TestHostKilledUnderLoad(t *testing.T) {
 	hosts := newHostSet(t, srv.ClientURL(), 2)
 	a := newRemote(t, srv.ClientURL(), remote.Options{})
 	ctx := ctxT(t, 60*time.Second)
-	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","delay_ms":20}`)}))
-	c := dspgo.NewClient(a)
-	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
-	require.NoError(t, err)
+	c, p := dummyProgram(t, ctx, a, 20)
 
 	const callers, perCaller = 16, 40
 	var served [2]atomic.Int64 // calls that succeeded before and after the kill

@@ -9,15 +9,24 @@
 // host, for session affinity; "$SRV.PING.dspgo", "$SRV.INFO.dspgo" and
 // "$SRV.STATS.dspgo" list the hosts with their counters.
 //
-// The adapter (New) is request/reply with the caller's deadline. A host
-// working on a call longer than its heartbeat period tells the caller so,
-// every period; a call whose host falls silent for three periods (it died,
-// or the network parted) ends with CodeUnavailable instead of waiting for
-// its deadline. "No responders" is CodeUnavailable, a deadline
-// CodeDeadlineExceeded. Calls are delivered at most once: the adapter
-// never resends a call a host may have received. Streams cross NATS with
-// credit, as they cross a worker's pipes, and a react program's tools run
-// in the caller's process, called back through its reply inbox.
+// The adapter (New) is request/reply with the caller's deadline, which
+// it keeps whatever the hosts and the connection do: a call returns by
+// its deadline (or its cancellation) plus DeadlineMargin. A host working
+// on a call longer than its heartbeat period tells the caller so, every
+// period; a call whose host falls silent for three periods is probed,
+// and ends with CodeUnavailable when nothing serves the host's subject
+// any more (it died), when the host says it no longer has the call (its
+// reply was lost), or when three more periods pass without a word (the
+// network parted), instead of waiting for its deadline; a busy machine's
+// hiccup longer than three periods is not taken for a death. A call
+// cancelled before its host has said a word is cancelled on that host at
+// its first heartbeat. "No responders" is CodeUnavailable, at once when
+// no host has announced itself lately, else after waiting a moment for
+// the host to become reachable; a deadline CodeDeadlineExceeded. Calls
+// are delivered at most once: the adapter never resends a call a host
+// may have received. Streams cross NATS with credit, as they cross a
+// worker's pipes, and a react program's tools run in the caller's
+// process, called back through its reply inbox.
 //
 // State that every host must have lives in a JetStream key-value bucket,
 // "<prefix>_state", not in any one process: broadcasts (the LM
@@ -104,8 +113,9 @@ type Options struct {
 
 	// Heartbeat is the hosts' heartbeat period, used until a host's own
 	// heartbeat says its period: a call that hears nothing for three
-	// periods is given up with CodeUnavailable. Set it to the hosts'
-	// value. Zero means 1 s.
+	// periods probes its host, and is given up with CodeUnavailable when
+	// the host is gone or no longer has the call, or after three more
+	// periods of silence. Set it to the hosts' value. Zero means 1 s.
 	Heartbeat time.Duration
 
 	// Affinity routes sessions. Empty means AffinityPrefer.
@@ -154,6 +164,7 @@ type Adapter struct {
 	sessions map[string]string // session → host id
 
 	stateRev atomic.Uint64  // the newest broadcast written: hosts apply it before serving
+	payload  int64          // the server's payload limit, read at New (see payloadLimit)
 	toolRuns sync.WaitGroup // tools running for hosts
 	counter  adapter.CallCounter
 
@@ -176,6 +187,7 @@ type hostSeen struct {
 type pending struct {
 	beat  chan time.Duration // a heartbeat, with the host's period; never blocks the sender
 	final chan *nats.Msg     // the reply, or NATS's no-responders status
+	probe chan *nats.Msg     // the answer to a probe of the call's host (see Adapter.probe)
 	host  atomic.Pointer[string]
 
 	// A streamed call's chunks (capacity: the credit), and why it broke.
@@ -229,6 +241,7 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	a.payload = a.nc.MaxPayload()
 	a.inbox = a.nc.NewInbox()
 	if !isInbox(a.inbox) {
 		return nil, errorf(adapter.CodeInvalidArgument, a.name, "new", "the connection's inbox %q must be under %q: hosts answer only inboxes (see DialOptions.InboxPrefix)", a.inbox, InboxRoot+".")
@@ -254,16 +267,23 @@ func (a *Adapter) Name() string { return a.name }
 
 // Capabilities reports sessions, broadcast, restarts (the hosts replace
 // their workers), streams and tools (when the hosts' backends have them);
-// MaxFrameBytes is the server's payload limit; Commands are those of a
-// host alive.
+// MaxFrameBytes is the server's payload limit as New read it; Commands
+// are those of a host alive.
 func (a *Adapter) Capabilities() adapter.Capabilities {
-	caps := adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: int(a.nc.MaxPayload()),
+	caps := adapter.Capabilities{Sessions: true, Broadcast: true, Restarts: true, MaxFrameBytes: int(a.payloadLimit()),
 		Streaming: true, Tools: true}
 	if hosts := a.Hosts(); len(hosts) > 0 {
 		caps.Commands = hosts[0].Commands
 	}
 	return caps
 }
+
+// payloadLimit returns the server's payload limit as read at New. It
+// never asks the connection again, whose lock a reconnection holds for as
+// long as its handshake lasts (a client's streamed call asks Capabilities
+// first); a request over a smaller limit of another server is refused by
+// the connection all the same (CodeResourceExhausted).
+func (a *Adapter) payloadLimit() int64 { return a.payload }
 
 // Stats returns the adapter's counters. Workers is the sum of the
 // workers of the hosts alive (see Hosts).
@@ -351,7 +371,7 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 		return err // its key could not be written
 	}
 	var kv jetstream.KeyValue
-	kerr := retry(ctx, func() (err error) { kv, err = openBucket(ctx, a.nc, a.subj, a.replicas); return err })
+	kerr := retry(ctx, func(ctx context.Context) (err error) { kv, err = openBucket(ctx, a.nc, a.subj, a.replicas); return err })
 	if kerr != nil {
 		return &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
 	}
@@ -360,7 +380,7 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 		args = []byte("{}")
 	}
 	var rev uint64
-	kerr = retry(ctx, func() (err error) { rev, err = kv.Put(ctx, broadcastKey(req.Command, args), args); return err })
+	kerr = retry(ctx, func(ctx context.Context) (err error) { rev, err = kv.Put(ctx, broadcastKey(req.Command, args), args); return err })
 	if kerr != nil {
 		return &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
 	}
@@ -427,6 +447,7 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request, o callOpts) (re
 		host = a.sessions[req.Session]
 		a.mu.Unlock()
 	}
+	var noHost time.Time // when the queue group first had no responders
 	for {
 		msg.Subject = a.subj.call()
 		if host != "" {
@@ -438,7 +459,10 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request, o callOpts) (re
 		}
 		if reply.Header.Get(hdrNATS) == "503" { // no responders
 			if host == "" {
-				return resp, &adapter.Error{Code: adapter.CodeUnavailable, Op: op, Adapter: a.name, Err: fmt.Errorf("%w %q", errNoHost, msg.Subject)}
+				if err := a.awaitHost(ctx, op, &noHost); err != nil {
+					return resp, err
+				}
+				continue
 			}
 			a.forget(req.Session, host)
 			if a.affinity == AffinityStrict {
@@ -451,6 +475,33 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request, o callOpts) (re
 	}
 }
 
+// awaitHost decides what a call does when no host took it from the
+// queue group: the request reached no one, so it may go again. It waits a
+// little and returns nil while a host has announced itself within three
+// of its periods, for as long again since the first refusal (*since): in
+// a cluster, a host's subscription reaches the other servers a moment
+// after the host serves, and again after it reconnects. Otherwise, or
+// once ctx ends or the adapter closes, it returns the call's error.
+func (a *Adapter) awaitHost(ctx context.Context, op string, since *time.Time) error {
+	noHost := &adapter.Error{Code: adapter.CodeUnavailable, Op: op, Adapter: a.name, Err: fmt.Errorf("%w %q", errNoHost, a.subj.call())}
+	if since.IsZero() {
+		*since = time.Now()
+	}
+	if len(a.Hosts()) == 0 || time.Since(*since) > missedBeats*a.beat {
+		return noHost
+	}
+	t := time.NewTimer(min(max(a.beat/20, 5*time.Millisecond), 50*time.Millisecond))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return adapter.Wrap(ctx.Err(), a.name, op)
+	case <-a.done:
+		return wire.Closed(a.name, op)
+	}
+}
+
 // roundTrip publishes msg and waits for its final reply, the caller's
 // context, Close, or the host falling silent. A streamed call hands each
 // chunk to o.each and grants the host credit as each returns; tools the
@@ -460,7 +511,7 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 		return nil, adapter.Wrap(context.DeadlineExceeded, a.name, op)
 	}
 	token := strconv.FormatUint(a.next.Add(1), 36)
-	p := &pending{beat: make(chan time.Duration, 1), final: make(chan *nats.Msg, 1)}
+	p := &pending{beat: make(chan time.Duration, 1), final: make(chan *nats.Msg, 1), probe: make(chan *nats.Msg, 1)}
 	if o.window > 0 {
 		p.chunks, p.broken = make(chan *nats.Msg, o.window), make(chan struct{})
 	}
@@ -482,13 +533,23 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 		a.mu.Unlock()
 	}()
 	msg.Reply = a.inbox + "." + token
-	if err := a.nc.PublishMsg(msg); err != nil {
-		return nil, a.publishError(op, err)
+	if err := a.publish(ctx, op, msg); err != nil {
+		return nil, err
 	}
 
+	// The host has missedBeats periods to speak of the call; then it is
+	// suspected, and probed when known, and has as long again to answer.
+	// So a host is given up on evidence (no responders for its subject,
+	// or its word that it has no such call), or after two windows of
+	// silence, never for one hiccup of a busy machine.
 	beat := a.beat
 	silence := time.NewTimer(missedBeats * beat)
 	defer silence.Stop()
+	suspected := false
+	heard := func() {
+		suspected = false
+		silence.Reset(missedBeats * beat)
+	}
 	var taken uint64
 	grants := credit.NewGrants(o.window)
 	ctxEnded := false // take refused a chunk because ctx ended, not because the consumer left
@@ -501,28 +562,31 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 			return false
 		}
 		// The consumer's own time is not the host's silence.
-		silence.Reset(missedBeats * beat)
+		heard()
 		taken++
 		if n := grants.Took(); n > 0 {
 			a.grant(p, msg.Reply, n)
 		}
 		return true
 	}
+	final := func(m *nats.Msg) (*nats.Msg, error) {
+		for len(p.chunks) > 0 { // every chunk came before the reply
+			if !take(<-p.chunks) {
+				a.cancelRemote(p, msg.Reply)
+				return nil, stopErr(ctx, ctxEnded, a.name, op)
+			}
+		}
+		if o.window > 0 && m.Header.Get(hdrNATS) == "" && headerUint(m.Header, hdrChunks) != taken {
+			return nil, errorf(adapter.CodeInternal, a.name, op, "the host's reply counts %d chunks, the caller received %d: the stream lost chunks", headerUint(m.Header, hdrChunks), taken)
+		}
+		return m, nil
+	}
 	for {
 		select {
 		case m := <-p.final:
-			for len(p.chunks) > 0 { // every chunk came before the reply
-				if !take(<-p.chunks) {
-					a.cancelRemote(p, msg.Reply)
-					return nil, stopErr(ctx, ctxEnded, a.name, op)
-				}
-			}
-			if o.window > 0 && m.Header.Get(hdrNATS) == "" && headerUint(m.Header, hdrChunks) != taken {
-				return nil, errorf(adapter.CodeInternal, a.name, op, "the host's reply counts %d chunks, the caller received %d: the stream lost chunks", headerUint(m.Header, hdrChunks), taken)
-			}
-			return m, nil
+			return final(m)
 		case m := <-p.chunks:
-			silence.Reset(missedBeats * beat)
+			heard()
 			if !take(m) {
 				a.cancelRemote(p, msg.Reply)
 				return nil, stopErr(ctx, ctxEnded, a.name, op)
@@ -534,12 +598,48 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 			if period > 0 {
 				beat = period
 			}
-			silence.Reset(missedBeats * beat)
-		case <-silence.C:
-			if h := p.host.Load(); h != nil {
-				return nil, errorf(adapter.CodeUnavailable, a.name, op, "host %q fell silent for %v while serving the call; it may have died", *h, missedBeats*beat)
+			heard()
+		case m := <-p.probe:
+			// A reply sent before the answer came before it: it counts.
+			if m, ok := ready(p.final); ok {
+				return final(m)
 			}
-			return nil, errorf(adapter.CodeUnavailable, a.name, op, "no reply nor heartbeat from a host for %v after sending the call; its host may have died", missedBeats*beat)
+			h := p.host.Load()
+			switch {
+			case h == nil:
+			case m.Header.Get(hdrNATS) == "503":
+				// NATS's own status: the server found no subscriber.
+				return nil, errorf(adapter.CodeUnavailable, a.name, op, "host %q, which was serving the call, is gone: nothing serves its subject", *h)
+			case m.Header.Get(hdrHost) != *h:
+				// Only the host probed speaks for the call: another
+				// host has never had it.
+			case m.Header.Get(hdrStatus) == statusUnknown:
+				return nil, errorf(adapter.CodeUnavailable, a.name, op, "host %q no longer has the call: it ended, but its reply never reached the caller", *h)
+			case m.Header.Get(hdrStatus) == statusWorking:
+				heard()
+			}
+			// Another answer (a host that knows no probes answers with an
+			// error) says neither: the window decides.
+		case <-silence.C:
+			if m, ok := ready(p.final); ok {
+				return final(m)
+			}
+			if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+				// The silence ends with the deadline: the deadline is
+				// what the caller asked for.
+				a.cancelRemote(p, msg.Reply)
+				return nil, adapter.Wrap(context.DeadlineExceeded, a.name, op)
+			}
+			if !suspected {
+				suspected = true
+				a.probe(p, msg.Reply)
+				silence.Reset(missedBeats * beat)
+				continue
+			}
+			if h := p.host.Load(); h != nil {
+				return nil, errorf(adapter.CodeUnavailable, a.name, op, "host %q fell silent for %v while serving the call, and did not answer a probe; it may have died", *h, 2*missedBeats*beat)
+			}
+			return nil, errorf(adapter.CodeUnavailable, a.name, op, "no reply nor heartbeat from a host for %v after sending the call; its host may have died", 2*missedBeats*beat)
 		case <-ctx.Done():
 			a.cancelRemote(p, msg.Reply)
 			return nil, adapter.Wrap(ctx.Err(), a.name, op)
@@ -547,6 +647,17 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 			a.cancelRemote(p, msg.Reply)
 			return nil, wire.Closed(a.name, op)
 		}
+	}
+}
+
+// ready returns a value waiting in c, if any.
+func ready[T any](c chan T) (T, bool) {
+	select {
+	case v := <-c:
+		return v, true
+	default:
+		var zero T
+		return zero, false
 	}
 }
 
@@ -560,9 +671,67 @@ func stopErr(ctx context.Context, ctxEnded bool, name, op string) error {
 }
 
 // cancelRemote tells the host working on a call, when known, to stop it.
+// A host not yet known is told when it first speaks of the call (see
+// onReply).
 func (a *Adapter) cancelRemote(p *pending, reply string) {
 	if h := p.host.Load(); h != nil {
-		_ = a.nc.Publish(a.subj.hostCancel(*h), []byte(reply))
+		a.tell(a.subj.hostCancel(*h), "", []byte(reply))
+	}
+}
+
+// probe asks the host of a call that fell silent whether it still has
+// the call, on the host's cancel subject (with no call to cancel in the
+// body: a host that knows no probes ignores it), which the host takes
+// until the end of its drain; the answer comes on the call's probe
+// subject (probeSubject): a heartbeat, statusUnknown, or NATS's
+// no-responders status when the host is gone. A call whose host is not
+// known yet is not probed.
+func (a *Adapter) probe(p *pending, reply string) {
+	h := p.host.Load()
+	if h == nil {
+		return
+	}
+	m := nats.NewMsg(a.subj.hostCancel(*h))
+	m.Reply = probeSubject(reply)
+	m.Header.Set(hdrProbe, reply)
+	a.tellMsg(m)
+}
+
+// tell publishes data to subject (with the reply subject reply) without
+// waiting: cancellations, credit and probes never hold a call, whose
+// caller waits on its context only.
+func (a *Adapter) tell(subject, reply string, data []byte) {
+	m := nats.NewMsg(subject)
+	m.Reply, m.Data = reply, data
+	a.tellMsg(m)
+}
+
+func (a *Adapter) tellMsg(m *nats.Msg) {
+	go func() { _ = a.nc.PublishMsg(m) }()
+}
+
+// publish sends a call's request, waiting at most until ctx ends or the
+// adapter closes: nats.go holds a publish for as long as its connection
+// is busy (a reconnection's handshake, a write to a stalled socket), and
+// a call must end by its deadline however long that is. A request that
+// goes out after its caller left is cancelled when its host first speaks
+// of it (see onReply).
+func (a *Adapter) publish(ctx context.Context, op string, m *nats.Msg) error {
+	sent := make(chan error, 1)
+	go func() { sent <- a.nc.PublishMsg(m) }()
+	select {
+	case err := <-sent:
+		if err == nil {
+			return nil
+		}
+		if _, closed := ready(a.done); closed {
+			return wire.Closed(a.name, op) // Close closed the connection under the call
+		}
+		return a.publishError(op, err)
+	case <-ctx.Done():
+		return adapter.Wrap(ctx.Err(), a.name, op)
+	case <-a.done:
+		return wire.Closed(a.name, op)
 	}
 }
 
@@ -570,17 +739,23 @@ func (a *Adapter) publishError(op string, err error) error {
 	code := adapter.CodeUnavailable
 	if errors.Is(err, nats.ErrMaxPayload) {
 		code = adapter.CodeResourceExhausted
-		err = fmt.Errorf("the request is over the server's payload limit of %d bytes: %w", a.nc.MaxPayload(), err)
+		err = fmt.Errorf("the request is over the server's payload limit of %d bytes: %w", a.payloadLimit(), err)
 	}
 	return &adapter.Error{Code: code, Op: op, Adapter: a.name, Err: err}
 }
 
 // onReply routes a message on the reply inbox to its call. A reply whose
-// call has ended (a late reply to a timed-out call) is dropped.
+// call has ended (a late reply to a timed-out call) is dropped; a
+// heartbeat or a chunk of a call the caller left (cancelled before its
+// host was known) is answered with a cancellation to that host.
 func (a *Adapter) onReply(m *nats.Msg) {
 	token := m.Subject[len(a.inbox)+1:]
 	call, isTool := strings.CutPrefix(token, toolPrefix)
 	if isTool {
+		token = call
+	}
+	call, isProbe := strings.CutPrefix(token, probePrefix)
+	if isProbe {
 		token = call
 	}
 	a.mu.Lock()
@@ -590,7 +765,18 @@ func (a *Adapter) onReply(m *nats.Msg) {
 	case isTool:
 		a.runTool(p, m)
 		return
+	case p == nil && !isProbe:
+		if h := m.Header.Get(hdrHost); h != "" && m.Header.Get(hdrStatus) != "" && tokenRE.MatchString(h) {
+			a.tell(a.subj.hostCancel(h), "", []byte(m.Subject))
+		}
+		return
 	case p == nil:
+		return
+	case isProbe:
+		select {
+		case p.probe <- m:
+		default:
+		}
 		return
 	case m.Header.Get(hdrStatus) == statusChunk:
 		a.onChunk(p, m)

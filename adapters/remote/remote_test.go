@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -84,6 +85,18 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
+// dummyProgram sets every host's LM to the dummy answering after delayMs
+// and creates the program "q -> a": a client over a, and the program.
+func dummyProgram(t testing.TB, ctx context.Context, a *remote.Adapter, delayMs int) (*dspgo.Client, *dspgo.Program) {
+	t.Helper()
+	args := json.RawMessage(`{"provider":"dummy","delay_ms":` + strconv.Itoa(delayMs) + `}`)
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: args}))
+	c := dspgo.NewClient(a)
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+	require.NoError(t, err)
+	return c, p
+}
+
 func TestRoundTripThroughOneHost(t *testing.T) {
 	s := startServer(t)
 	h, _ := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
@@ -117,25 +130,36 @@ func TestDeadlineAndCancel(t *testing.T) {
 	s := startServer(t)
 	_, m := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
 	a := newRemote(t, s.ClientURL(), remote.Options{})
-	require.NoError(t, a.Broadcast(ctxT(t, 5*time.Second), adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","delay_ms":60000}`)}))
-	c := dspgo.NewClient(a)
-	p, err := c.CreateProgram(ctxT(t, 5*time.Second), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
-	require.NoError(t, err)
+	c, p := dummyProgram(t, ctxT(t, 5*time.Second), a, 60000)
 
 	// The deadline travels with the call: the caller gets
 	// CodeDeadlineExceeded, the host's call ends too.
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	_, err = c.Execute(ctx, p.ID, map[string]any{"q": "x"})
+	_, err := c.Execute(ctx, p.ID, map[string]any{"q": "x"})
 	cancel()
 	assert.Equal(t, adapter.CodeDeadlineExceeded, adapter.CodeOf(err), "%v", err)
 
-	// Cancelling reaches the host once it has said it is working on the
-	// call (its first heartbeat).
+	// Cancelling reaches the host once it has said it works on the call
+	// (a heartbeat, seen here by a connection of the test's own; see
+	// TestCancelReachesAHostNotYetKnown for a call cancelled before).
+	beats := make(chan *nats.Msg, 64)
+	watch := connect(t, s.ClientURL())
+	_, err = watch.ChanSubscribe("_INBOX.>", beats)
+	require.NoError(t, err)
+	require.NoError(t, watch.Flush())
 	ctx, cancel = context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, err := c.Execute(ctx, p.ID, map[string]any{"q": "y"}); done <- err }()
-	require.True(t, wait.Until(ctxT(t, 5*time.Second), func() bool { return inFlight(m) == 1 }))
-	time.AfterFunc(250*time.Millisecond, cancel) // after a heartbeat
+	waitCtx := ctxT(t, 10*time.Second)
+	for beat := false; !beat; {
+		select {
+		case m := <-beats:
+			beat = m.Header.Get("Dspgo-Status") == "working"
+		case <-waitCtx.Done():
+			t.Fatal("no heartbeat")
+		}
+	}
+	cancel()
 	err = <-done
 	assert.Equal(t, adapter.CodeCanceled, adapter.CodeOf(err), "%v", err)
 	require.True(t, wait.Until(ctxT(t, 5*time.Second), func() bool { return inFlight(m) == 0 }), "the host's call was cancelled")
@@ -201,10 +225,7 @@ func TestDrainFinishesCallsInFlight(t *testing.T) {
 	h, _ := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
 	a := newRemote(t, s.ClientURL(), remote.Options{})
 	ctx := ctxT(t, 10*time.Second)
-	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","delay_ms":300}`)}))
-	c := dspgo.NewClient(a)
-	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
-	require.NoError(t, err)
+	c, p := dummyProgram(t, ctx, a, 300)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -223,7 +244,7 @@ func TestDrainFinishesCallsInFlight(t *testing.T) {
 	for err := range errs {
 		assert.NoError(t, err, "a call in flight when the host drains is finished")
 	}
-	_, err = a.Call(ctx, adapter.Request{Command: "ping"})
+	_, err := a.Call(ctx, adapter.Request{Command: "ping"})
 	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err), "after the drain, the host takes nothing")
 }
 
@@ -232,12 +253,9 @@ func TestLateReplyIsDropped(t *testing.T) {
 	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})
 	a := newRemote(t, s.ClientURL(), remote.Options{})
 	ctx := ctxT(t, 10*time.Second)
-	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","delay_ms":150}`)}))
-	c := dspgo.NewClient(a)
-	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
-	require.NoError(t, err)
+	c, p := dummyProgram(t, ctx, a, 150)
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	_, err = c.Execute(short, p.ID, map[string]any{"q": "slow"})
+	_, err := c.Execute(short, p.ID, map[string]any{"q": "slow"})
 	cancel()
 	require.Equal(t, adapter.CodeDeadlineExceeded, adapter.CodeOf(err))
 	// The next caller gets its own answer, never the late one.

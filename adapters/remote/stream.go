@@ -83,7 +83,7 @@ func (a *Adapter) grant(p *pending, reply string, n int) {
 	m := nats.NewMsg(a.subj.hostCredit(*h))
 	m.Header.Set(hdrReplyTo, reply)
 	m.Header.Set(hdrCredit, strconv.Itoa(n))
-	_ = a.nc.PublishMsg(m)
+	a.tellMsg(m)
 }
 
 // runTool runs a tool a host calls for the call p, and answers the host.

@@ -28,8 +28,18 @@ const (
 	// micro: "$SRV.PING.dspgo" reaches every host.
 	ServiceName = "dspgo"
 	// missedBeats is how many heartbeat periods a caller waits without
-	// hearing from the host before it gives the call up.
+	// hearing from the host before it suspects the host, and then again
+	// for the host to answer a probe before it gives the call up.
 	missedBeats = 3
+	// DeadlineMargin is how late past its context's deadline (or its
+	// cancellation, or Close) a call of the remote adapter may return,
+	// whatever the hosts, the NATS servers and the connection do: nothing
+	// on a call's way waits on the network without also waiting on the
+	// context, so the margin is only the scheduling of the caller's own
+	// goroutines, on a machine with a CPU to spare. Where more goroutines
+	// want a CPU than there are CPUs, they wait for one like any others
+	// (docs/scale-out.md, "Soak").
+	DeadlineMargin = 100 * time.Millisecond
 )
 
 // Message headers. A request's body is its JSON arguments; a success
@@ -54,15 +64,28 @@ const (
 	hdrReplyTo = "Dspgo-Reply"  // credit: the stream's reply subject
 	hdrTools   = "Dspgo-Tools"  // request: where the host calls the caller's tools
 	hdrTool    = "Dspgo-Tool"   // tool call: the tool's name
+	hdrProbe   = "Dspgo-Probe"  // probe: the reply subject of the call asked about
 
 	statusAccepted = "accepted"
 	statusWorking  = "working"
 	statusChunk    = "chunk"
+	statusUnknown  = "unknown" // a probe's answer: the host has no such call
 
 	// toolPrefix marks a call's tool subject on the caller's inbox:
 	// reply tokens are lowercase base 36, so they never start with it.
 	toolPrefix = "T"
+	// probePrefix marks the inbox token on which a host answers a probe
+	// of a call, as toolPrefix does.
+	probePrefix = "P"
 )
+
+// probeSubject is the subject on which the caller of the call with reply
+// subject reply takes the answers to its probes: the reply's last token,
+// on the same inbox, marked with probePrefix.
+func probeSubject(reply string) string {
+	i := strings.LastIndexByte(reply, '.')
+	return reply[:i+1] + probePrefix + reply[i+1:]
+}
 
 // toolToken is the inbox token on which the host calls the tools of the
 // call with reply token token.
