@@ -14,6 +14,7 @@ from .protocol import quote
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    import hashlib
     from typing import Any
 
 #: Integers below this in magnitude are exact as floats.
@@ -31,7 +32,7 @@ def _normalize(value: Any) -> Any:
         # Lone surrogates (json decodes "\ud800" to one) cannot be UTF-8: U+FFFD, as in Go.
         return value if value.isascii() else _SURROGATES.sub("\ufffd", value)
     if kind is dict:
-        out = {}
+        out: dict[str, Any] = {}
         for key, v in value.items():
             if type(key) is not str:
                 key = _normalize_key(key)
@@ -63,7 +64,7 @@ def _normalize_other(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_normalize(v) for v in value]
     if isinstance(value, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for key, v in value.items():
             _put(out, _normalize_key(key), _normalize(v))
         return out
@@ -73,13 +74,13 @@ def _normalize_other(value: Any) -> Any:
 def _normalize_key(key: Any) -> str:
     """An object key: a string, or an int (a ``dict[int, V]``'s key) in decimal."""
     if isinstance(key, str):
-        return _normalize(str(key))
+        return _SURROGATES.sub("\ufffd", str(key))
     if isinstance(key, int) and not isinstance(key, bool):
         return str(int(key))
     raise TypeError(f"canonical JSON needs string or integer object keys, not {type(key).__name__}")
 
 
-def _put(out: dict, key: str, value: Any) -> None:
+def _put(out: dict[str, Any], key: str, value: Any) -> None:
     if key in out:
         raise ValueError(f"canonical JSON: key {quote(key)} appears twice")
     out[key] = value
@@ -100,10 +101,10 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 
 
 try:  # Python's own SHA-256: hashlib's loads OpenSSL's libcrypto, over 3 MB of resident memory
-    from _sha2 import sha256 as _builtin_sha256  # 3.12 and later
+    from _sha2 import sha256 as _builtin_sha256  # type: ignore[import-not-found]  # 3.12 and later, no stub
 except ImportError:
     try:
-        from _sha256 import sha256 as _builtin_sha256  # up to 3.11
+        from _sha256 import sha256 as _builtin_sha256  # type: ignore[import-not-found]  # up to 3.11, no stub
     except ImportError:
         _builtin_sha256 = None
 
@@ -112,15 +113,16 @@ except ImportError:
 _BUILTIN_SHA256_MAX = 4096
 
 
-def sha256(data: bytes):
+def sha256(data: bytes) -> hashlib._Hash:
     """A ``hashlib.sha256(data)`` object, without loading OpenSSL for small data."""
     if _builtin_sha256 is not None and len(data) <= _BUILTIN_SHA256_MAX:
-        return _builtin_sha256(data)
+        return _builtin_sha256(data)  # type: ignore[no-any-return]  # the same interface as hashlib's
     import hashlib
 
     return hashlib.sha256(data)
 
 
 def sha256_hex(data: bytes) -> str:
+    """The hex SHA-256 of ``data``."""
     return sha256(data).hexdigest()
 

@@ -18,7 +18,10 @@ from .values import parse_output
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Iterable
+    from typing import Any, Callable
+
+    from .signature import Field
 
 REASONING_DESCRIPTION = "Think step by step to reach the outputs."
 
@@ -27,7 +30,7 @@ class OutputError(WorkerError):
     """An output the language model did not produce, or produced in a form that does not
     convert to the field's type. Code ``internal``; the message names the field."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         super().__init__("internal", message)
 
 
@@ -48,7 +51,7 @@ def _type_note(t: FieldType) -> str:
     return "must be JSON that adheres to the schema: " + json.dumps(t.json_schema(), ensure_ascii=False)
 
 
-def describe_fields(fields, reasoning: bool = False) -> list[str]:
+def describe_fields(fields: Iterable[Field], reasoning: bool = False) -> list[str]:
     lines = []
     for i, f in enumerate(fields, 1):
         line = f"{i}. `{f.name}` ({f.type})"
@@ -87,7 +90,7 @@ def format_demo_value(value: Any) -> str:
     return str(value)
 
 
-def demo_messages(compiled: CompiledSpec) -> list[dict]:
+def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
     """The spec's demos as DSPy's ChatAdapter (3.4.1) formats them for the signature the
     engine prompts with (the inputs; ``reasoning`` then the outputs for chain_of_thought,
     the outputs otherwise): a user message with the demo's inputs and an assistant message
@@ -97,7 +100,7 @@ def demo_messages(compiled: CompiledSpec) -> list[dict]:
     output written :data:`MISSING_IN_INCOMPLETE_DEMO`; then the complete ones, in order.
     The contents are ``format_user_message_content`` and
     ``format_assistant_message_content``'s. Made once per compiled spec."""
-    made = compiled.extras.get("demo_messages")
+    made: list[dict[str, Any]] | None = compiled.extras.get("demo_messages")
     if made is not None:
         return made
     fields = (*compiled.inputs, *compiled.outputs)
@@ -128,7 +131,7 @@ def demo_messages(compiled: CompiledSpec) -> list[dict]:
     return made
 
 
-def build_messages(compiled: CompiledSpec, inputs: dict, extra: str | None = None) -> list[dict]:
+def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | None = None) -> list[dict[str, Any]]:
     """The chat messages for one run: a system message describing the fields and the
     ``[[ ## field ## ]]`` structure, the demos (:func:`demo_messages`), and a user message
     holding the inputs (then ``extra``, the trajectory of a react loop, before the closing
@@ -191,7 +194,7 @@ def split_sections(reply: str) -> dict[str, str]:
     return sections
 
 
-def parse_reply(compiled: CompiledSpec, reply: str) -> dict:
+def parse_reply(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
     """The outputs in a reply, each converted to its type; :class:`OutputError` naming the
     field when one is missing or does not convert. A reply without any section may be a
     JSON object holding the fields."""
@@ -207,13 +210,13 @@ def parse_reply(compiled: CompiledSpec, reply: str) -> dict:
     return convert_outputs(compiled, raw, "in the LM's reply", lambda name: f" (no [[ ## {name} ## ]] section)", text=text)
 
 
-def convert_outputs(compiled: CompiledSpec, raw: dict, where: str, hint=lambda name: "", text: bool = False) -> dict:
+def convert_outputs(compiled: CompiledSpec, raw: dict[str, Any], where: str, hint: Callable[[str], str] = lambda name: "", text: bool = False) -> dict[str, Any]:
     """The raw outputs converted to their declared types by
     :func:`~dspgo_worker.values.parse_output`: each a section's text when ``text``, else a
     typed value (a JSON reply's, a DSPy prediction's). An Optional output that is absent
     is null, as DSPy (3.4) fills it; a null is allowed where the type allows it
     (Optional, Any); any other absent or null output is an :class:`OutputError`."""
-    out = {}
+    out: dict[str, Any] = {}
     for f in compiled.outputs:
         if f.name not in raw and f.type.kind == OPTIONAL:
             out[f.name] = None

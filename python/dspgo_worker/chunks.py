@@ -12,6 +12,10 @@ from .spec import CompiledSpec
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+    from typing import TypeVar
+
+    T = TypeVar("T")
     from typing import Any
 
 _SPACE_CUT = re.compile(r"(?<=[^ ])(?= )")
@@ -39,20 +43,20 @@ def value_deltas(value: Any) -> list[str]:
     return [value_text(value)]
 
 
-def output_chunks(compiled: CompiledSpec, outputs: dict):
+def output_chunks(compiled: CompiledSpec, outputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Yield the ``{"field", "delta"}`` chunks of finished outputs, in output order."""
     for f in compiled.outputs:
         for delta in value_deltas(outputs[f.name]):
             yield {"field": f.name, "delta": delta}
 
 
-def drain(gen) -> Any:
+def drain(gen: Generator[Any, None, T]) -> T:
     """Run a generator to its end, discarding what it yields; its return value."""
     try:
         while True:
             next(gen)
     except StopIteration as stop:
-        return stop.value
+        return stop.value  # type: ignore[no-any-return]  # the generator's return value, a T
 
 
 #: A prefix of a ``[[ ## name ## ]]`` header, up to the end of the text.
@@ -72,7 +76,7 @@ class ReplyStreamer:
     section for them (a JSON reply).
     """
 
-    def __init__(self, compiled: CompiledSpec):
+    def __init__(self, compiled: CompiledSpec) -> None:
         self.names = [f.name for f in compiled.outputs]
         self.parts: list[str] = []  # the whole reply
         self._next = 0  # index in names of the field whose turn it is
@@ -117,7 +121,7 @@ class ReplyStreamer:
         self._pending = pending[cut:]
         return out
 
-    def finish(self, outputs: dict) -> list[tuple[str, str]]:
+    def finish(self, outputs: dict[str, Any]) -> list[tuple[str, str]]:
         """The deltas of the fields not handed on yet, once the whole reply is parsed into
         ``outputs``."""
         out: list[tuple[str, str]] = []
@@ -151,7 +155,7 @@ class ReplyStreamer:
             self._section = None
             self._live = False
 
-    def _content(self, text: str, out: list) -> None:
+    def _content(self, text: str, out: list[Any]) -> None:
         if not text or self._section is None:
             return
         if not self._live:
@@ -169,7 +173,7 @@ class ReplyStreamer:
             out.append((self._section, body))
             self._sent = True
 
-    def _end_section(self, out: list) -> None:
+    def _end_section(self, out: list[Any]) -> None:
         name, live = self._section, self._live
         self._section = None
         self._live = False
@@ -180,7 +184,7 @@ class ReplyStreamer:
         self._emitted.add(name)
         self._advance(out)
 
-    def _advance(self, out: list) -> None:
+    def _advance(self, out: list[Any]) -> None:
         """Move the turn past the fields handed on, handing on the held ones in turn."""
         names = self.names
         while self._next < len(names):
@@ -195,7 +199,7 @@ class ReplyStreamer:
                 break
 
 
-def stream_outputs(compiled: CompiledSpec, pieces):
+def stream_outputs(compiled: CompiledSpec, pieces: Generator[str, None, str]) -> Generator[dict[str, Any], None, dict[str, Any]]:
     """Yield the ``{"field", "delta"}`` chunks of a reply arriving as the text ``pieces``
     (a generator returning the whole text); return the parsed outputs."""
     streamer = ReplyStreamer(compiled)

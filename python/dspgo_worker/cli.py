@@ -16,7 +16,7 @@ from .worker import EXIT_HANDLERS, Worker, WorkerConfig
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import NoReturn
+    from typing import Callable, NoReturn
 
 #: Smallest accepted --max-frame-bytes (room for the init ping reply).
 MIN_FRAME_BYTES = 1024
@@ -24,7 +24,7 @@ MIN_FRAME_BYTES = 1024
 log = logging.getLogger("dspgo_worker")
 
 
-def _bounded_int(low: int, high: int | None = None):
+def _bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)

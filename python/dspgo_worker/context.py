@@ -10,16 +10,19 @@ from .errors import Cancelled, DeadlineExceeded
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    from collections.abc import MutableMapping
     from typing import Any, Callable
+
+    from .worker import Worker
 
 _handler_log = logging.getLogger("dspgo_worker.handler")
 
 
-class _RequestLogger(logging.LoggerAdapter):
+class _RequestLogger(logging.LoggerAdapter):  # type: ignore[type-arg]  # generic only in typeshed; subscripting it fails on 3.9 at run time
     """Adds ``request_id`` and ``command`` to each record, keeping the caller's ``extra``."""
 
-    def process(self, msg, kwargs):
-        kwargs["extra"] = {**self.extra, **(kwargs.get("extra") or {})}
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
         return msg, kwargs
 
 
@@ -48,25 +51,34 @@ class Context:
         command: str,
         session: str | None = None,
         deadline: float | None = None,
-        worker: Any = None,
+        worker: Worker | None = None,
         stream: int | None = None,
-        tools: list | None = None,
-    ):
+        tools: list[Any] | None = None,
+    ) -> None:
         self.id = id
         self.command = command
         self.session = session
         self.deadline = deadline
-        self.worker = worker
+        self._worker = worker
         self.stream = stream
         self.tools = tools if tools is not None else []
         self.cancelled = threading.Event()
         self.cancel_reason = "request canceled"
         self._callbacks_lock = threading.Lock()
-        self._callbacks: list = []
+        self._callbacks: list[Any] = []
         self._logger: _RequestLogger | None = None
 
     @property
-    def logger(self) -> logging.LoggerAdapter:
+    def worker(self) -> Worker:
+        """The running worker (built-in commands use it); a context made without one (tests)
+        raises ``AttributeError``, as reading an attribute of None would."""
+        worker = self._worker
+        if worker is None:
+            raise AttributeError("this context has no worker")
+        return worker
+
+    @property
+    def logger(self) -> _RequestLogger:
         """A logger whose records carry ``request_id`` and ``command`` (made on first use)."""
         logger = self._logger
         if logger is None:
@@ -87,7 +99,7 @@ class Context:
         for callback in callbacks:
             callback()
 
-    def on_cancel(self, callback) -> Callable[[], None]:
+    def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
         """Call ``callback()`` when the request is cancelled (at once if it already is).
 
         Returns a function that unregisters it. Lets a handler wait on its own event and on
@@ -156,7 +168,7 @@ class Context:
             self.check()
             self.wait(left)
 
-    def call(self, tool: str, args: dict | None = None, timeout: float | None = None) -> Any:
+    def call(self, tool: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         """Call the host's tool ``tool`` with ``args`` (a JSON object) and return its result.
 
         Many calls may be in flight at once, from any thread. Raises
@@ -166,7 +178,7 @@ class Context:
         ``timeout`` seconds (then the host is told the worker stopped waiting, and a late
         result is ignored).
         """
-        worker = self.worker
+        worker = self._worker
         if worker is None or not hasattr(worker, "call_host"):
             from .errors import WorkerError
 

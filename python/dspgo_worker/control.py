@@ -9,6 +9,12 @@ import os
 
 from .registry import Arg, command
 
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .context import Context
+
 
 @command(
     "ping",
@@ -17,7 +23,7 @@ from .registry import Arg, command
     inline=True,
     strict=False,
 )
-def ping(args, ctx):
+def ping(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Answer the init ping with :meth:`Worker.hello`, a plain ping with ``pong``."""
     if args["initialization"]:
         return ctx.worker.hello()
@@ -25,7 +31,7 @@ def ping(args, ctx):
 
 
 @command("describe", args={}, description="List the commands with their argument schemas.", inline=True)
-def describe(args, ctx):
+def describe(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Answer with :meth:`Worker.describe`."""
     return ctx.worker.describe()
 
@@ -36,7 +42,7 @@ def describe(args, ctx):
     description="Cancel a queued request (answered canceled) or ask a running one to stop.",
     inline=True,
 )
-def cancel(args, ctx):
+def cancel(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Result ``{"id", "state": "queued"|"running"|"unknown"}``; idempotent."""
     return {"id": args["id"], "state": ctx.worker.cancel(args["id"])}
 
@@ -48,7 +54,7 @@ def cancel(args, ctx):
     inline=True,
     strict=False,
 )
-def shutdown(args, ctx):
+def shutdown(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Answered ``{"stopping": true}`` before the worker starts stopping."""
     ctx.worker.request_stop("shutdown requested by the host")
     return {"stopping": True}

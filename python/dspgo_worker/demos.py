@@ -10,9 +10,11 @@ from .values import convert, describe_value, json_object, json_string
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .signature import Field
 
-def normalize_demos(spec: dict, kind: str, inputs: list[Field], outputs: list[Field]) -> list[dict]:
+def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], outputs: list[Field]) -> list[dict[str, Any]]:
     """A spec's demos validated against its fields and normalised, as Go's
     ``program.normalizeDemos`` (docs/protocol.md, "Demos"; the messages are checked
     against protocol/testdata/demos.json): each ``{"inputs", "outputs"}`` holds a value of
@@ -29,7 +31,7 @@ def normalize_demos(spec: dict, kind: str, inputs: list[Field], outputs: list[Fi
         where = f"spec.demos[{i}]"
         item = {} if item is None else json_object(item, where, ("inputs", "outputs", "reasoning"))
         at = f"demo {i}"
-        demo = {
+        demo: dict[str, Any] = {
             "inputs": demo_values(item, "inputs", where, at, "input", inputs),
             "outputs": demo_values(item, "outputs", where, at, "output", outputs),
         }
@@ -42,7 +44,7 @@ def normalize_demos(spec: dict, kind: str, inputs: list[Field], outputs: list[Fi
     return demos
 
 
-def demo_values(item: dict, key: str, where: str, at: str, side: str, fields: list[Field]) -> dict:
+def demo_values(item: dict[str, Any], key: str, where: str, at: str, side: str, fields: list[Field]) -> dict[str, Any]:
     """One side of a demo converted: every field present and of its type, in the fields'
     order, then no name that is not a field (the first in sorted order is named)."""
     values = item.get(key)

@@ -16,11 +16,18 @@ from .log import flush_logs
 from .protocol import write_all
 from .registry import Arg, command
 
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from collections.abc import Generator
+    from typing import Any, NoReturn
+
+    from .context import Context
+
 log = logging.getLogger("dspgo_worker.diagnostics")
 
 
 @command("echo", args={"value": Arg("any", required=True)}, description="Return value unchanged.", diagnostics=True)
-def echo(args, ctx):
+def echo(args: dict[str, Any], ctx: Context) -> Any:
     return args["value"]
 
 
@@ -30,7 +37,7 @@ def echo(args, ctx):
     description="Sleep, cancellably; result {slept}.",
     diagnostics=True,
 )
-def sleep(args, ctx):
+def sleep(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     seconds = args["seconds"]
     if seconds < 0:
         raise WorkerError("invalid_argument", "command 'sleep': argument 'seconds' must not be negative")
@@ -44,7 +51,7 @@ def sleep(args, ctx):
     description="print() the text and write it to fd 1 like C code would; result {printed}.",
     diagnostics=True,
 )
-def print_stdout(args, ctx):
+def print_stdout(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     text = args["text"]
     print(text, flush=True)
     write_all(1, text.encode("utf-8", "replace"))
@@ -57,7 +64,7 @@ def print_stdout(args, ctx):
     description="Exit the process at once with the given status.",
     diagnostics=True,
 )
-def crash(args, ctx):
+def crash(args: dict[str, Any], ctx: Context) -> NoReturn:
     status = args["status"]
     if not 0 <= status <= 255:
         raise WorkerError("invalid_argument", "command 'crash': argument 'status' must be in [0, 255]")
@@ -67,7 +74,7 @@ def crash(args, ctx):
 
 
 @command("hang", args={}, description="Block until cancelled, deadline or shutdown.", diagnostics=True)
-def hang(args, ctx):
+def hang(args: dict[str, Any], ctx: Context) -> NoReturn:
     ctx.logger.info("hang started")
     while True:
         ctx.wait()
@@ -80,7 +87,7 @@ def hang(args, ctx):
     description="Write lines of line_bytes bytes (newline included) to stderr; result {written}.",
     diagnostics=True,
 )
-def stderr_flood(args, ctx):
+def stderr_flood(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     lines, line_bytes = args["lines"], args["line_bytes"]
     if lines < 0 or line_bytes < 1:
         raise WorkerError("invalid_argument", "command 'stderr_flood': need lines >= 0 and line_bytes >= 1")
@@ -102,7 +109,7 @@ def stderr_flood(args, ctx):
     description="Write raw bytes onto the protocol output (corrupts the stream on purpose).",
     diagnostics=True,
 )
-def garbage(args, ctx):
+def garbage(args: dict[str, Any], ctx: Context) -> None:
     try:
         data = bytes.fromhex(args["hex"])
     except ValueError as exc:
@@ -120,14 +127,14 @@ def garbage(args, ctx):
     description="A generator: yields 0 to n-1 (chunks of a stream), then returns {count}.",
     diagnostics=True,
 )
-def stream_count(args, ctx):
+def stream_count(args: dict[str, Any], ctx: Context) -> Generator[int, None, dict[str, Any]]:
     n, fail_at = args["n"], args["fail_at"]
     if n < 0:
         raise WorkerError("invalid_argument", "command 'stream_count': argument 'n' must not be negative")
     return _count(n, fail_at, ctx)
 
 
-def _count(n: int, fail_at, ctx):
+def _count(n: int, fail_at: int | None, ctx: Context) -> Generator[int, None, dict[str, Any]]:
     produced = 0
     completed = False
     try:
@@ -154,7 +161,7 @@ def _count(n: int, fail_at, ctx):
     description="Call a host tool with ctx.call and return its result.",
     diagnostics=True,
 )
-def call_tool(args, ctx):
+def call_tool(args: dict[str, Any], ctx: Context) -> Any:
     return ctx.call(args["tool"], args["args"], args["timeout"])
 
 
@@ -164,7 +171,7 @@ def call_tool(args, ctx):
     description="The names of the modules loaded in the worker process, sorted; result {modules}.",
     diagnostics=True,
 )
-def modules(args, ctx):
+def modules(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     prefix = args["prefix"]
     return {"modules": sorted(name for name in list(sys.modules) if name.startswith(prefix))}
 
@@ -175,7 +182,7 @@ def modules(args, ctx):
     description="Start a grandchild process sleeping that long; result {pid}.",
     diagnostics=True,
 )
-def spawn_child(args, ctx):
+def spawn_child(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if args["seconds"] < 0:
         raise WorkerError("invalid_argument", "command 'spawn_child': argument 'seconds' must not be negative")
     import subprocess  # only here: not loaded by a worker that never spawns

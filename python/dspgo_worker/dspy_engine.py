@@ -53,7 +53,15 @@ from .spec import CompiledSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    import concurrent.futures
+    from collections.abc import Awaitable, Coroutine, Generator, Sequence
+    from typing import Any, Callable
+
+    from .context import Context
+    from .engines import Run
+
+# dspy is imported by name (importlib) and not analysed: its modules, signatures,
+# predictors, LMs and predictions are typed Any here.
 
 log = logging.getLogger("dspgo_worker.dspy")
 
@@ -66,10 +74,10 @@ MEMORY_CACHE_ENTRIES = 4096
 
 
 _import_lock = threading.Lock()
-_dspy = None
+_dspy: Any = None
 
 
-def import_dspy():
+def import_dspy() -> Any:
     """The ``dspy`` module, imported once with the worker's settings (see the module
     docstring), or raise :class:`EngineUnavailable` saying why not."""
     global _dspy
@@ -103,7 +111,7 @@ def dspy_version() -> str | None:
 # --- types ----------------------------------------------------------------------------
 
 
-def python_type(t: FieldType):
+def python_type(t: FieldType) -> Any:
     """The Python type DSPy expects for a field type: ``list[int]``, ``dict[int, str]``,
     ``tuple[int, str]``, ``tuple[int, ...]``, ``typing.Literal['a']``, ``typing.Any``,
     ``typing.Optional[int]``, ``typing.Union[int, str]``: the type ``dspy.Signature``
@@ -114,13 +122,13 @@ def python_type(t: FieldType):
 
     kind = t.kind
     if kind == LIST:
-        return list[python_type(t.elem)]
+        return list[python_type(t.elem)]  # type: ignore[misc]  # a type built at run time
     if kind == DICT:
-        return dict[python_type(t.key) if t.key is not None else str, python_type(t.elem)]
+        return dict[python_type(t.key) if t.key is not None else str, python_type(t.elem)]  # type: ignore[misc]  # built at run time
     if kind == TUPLE:
         if t.variadic:
-            return tuple[python_type(t.elem), ...]
-        return tuple[tuple(python_type(m) for m in t.members)]
+            return tuple[python_type(t.elem), ...]  # type: ignore[misc]  # a type built at run time
+        return tuple[tuple(python_type(m) for m in t.members)]  # type: ignore[misc]  # built at run time
     if kind == LITERAL:
         return typing.Literal[t.values]
     if kind == ANY:
@@ -165,12 +173,12 @@ class _Handoff:
     """Items from a coroutine on the loop to the handler's thread, at most ``window``
     ahead of the handler; the end of the coroutine (its result or error) comes last."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, window: int = HANDOFF_WINDOW):
+    def __init__(self, loop: asyncio.AbstractEventLoop, window: int = HANDOFF_WINDOW) -> None:
         self.loop = loop
-        self.items: queue.SimpleQueue = queue.SimpleQueue()
+        self.items: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.credit = asyncio.Semaphore(window)  # used on the loop only
 
-    async def put(self, item) -> None:
+    async def put(self, item: object) -> None:
         await self.credit.acquire()
         self.items.put(item)
 
@@ -183,11 +191,11 @@ class _Run:
     """One coroutine on the DSPy loop, awaited from the handler's thread with the
     request's cancellation and deadline."""
 
-    def __init__(self, make_coroutine, ctx, handoff: _Handoff | None = None):
+    def __init__(self, make_coroutine: Callable[[], Coroutine[Any, Any, Any]], ctx: Context, handoff: _Handoff | None = None) -> None:
         self.ctx = ctx
         self.handoff = handoff
-        self.wake: queue.SimpleQueue = handoff.items if handoff is not None else queue.SimpleQueue()
-        self.future = asyncio.run_coroutine_threadsafe(make_coroutine(), _Loop.get())
+        self.wake: queue.SimpleQueue[object] = handoff.items if handoff is not None else queue.SimpleQueue()
+        self.future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(make_coroutine(), _Loop.get())
         self.future.add_done_callback(lambda _: self.wake.put(_DONE))
         self._remove = ctx.on_cancel(self._cancelled)
 
@@ -195,7 +203,7 @@ class _Run:
         self.future.cancel()
         self.wake.put(_DONE)
 
-    def next(self):
+    def next(self) -> object:
         """The next handed-on item, or :data:`_DONE` once the coroutine has ended; raises
         Cancelled or DeadlineExceeded (cancelling the coroutine) when the request ends
         first."""
@@ -214,7 +222,7 @@ class _Run:
             self.handoff.taken()
         return item
 
-    def result(self):
+    def result(self) -> Any:
         """The coroutine's result (once :meth:`next` gave :data:`_DONE`); raises its error."""
         self._remove()
         return self.future.result(timeout=0)
@@ -234,7 +242,7 @@ class DspyEngine:
     name = "dspy"
     _lock = threading.Lock()
 
-    def signature(self, dspy, compiled: CompiledSpec):
+    def signature(self, dspy: Any, compiled: CompiledSpec) -> Any:
         """The dspy signature of a spec, built once and kept in ``compiled.extras``."""
         with self._lock:
             signature = compiled.extras.get("dspy_signature")
@@ -249,7 +257,7 @@ class DspyEngine:
                 signature = compiled.extras["dspy_signature"] = dspy.make_signature(fields, compiled.instructions or None)
             return signature
 
-    def module(self, dspy, compiled: CompiledSpec):
+    def module(self, dspy: Any, compiled: CompiledSpec) -> Any:
         """The dspy module of a predict or chain_of_thought spec, built once and kept in
         ``compiled.extras``."""
         signature = self.signature(dspy, compiled)
@@ -265,7 +273,7 @@ class DspyEngine:
             return module
 
     @staticmethod
-    def set_demos(dspy, compiled: CompiledSpec, module) -> None:
+    def set_demos(dspy: Any, compiled: CompiledSpec, module: Any) -> None:
         """The spec's demos as ``dspy.Example`` objects (inputs, ``reasoning`` when a
         chain_of_thought demo has one, outputs) on the predictor that produces the
         program's outputs: a Predict itself, a ChainOfThought's ``predict``, a ReAct's
@@ -288,12 +296,14 @@ class DspyEngine:
             target.demos = list(examples)
 
     @staticmethod
-    def tools(dspy, tools, ctx, trajectory: list) -> list:
+    def tools(dspy: Any, tools: Sequence[dict[str, Any]], ctx: Context, trajectory: list[Any]) -> list[Any]:
         """``dspy.Tool`` objects calling the host's tools; each call is noted in
         ``trajectory``, and a tool's error is its observation (the LM sees it). The host
         call waits on a thread of the loop's executor, so the loop stays free."""
-        def host_tool(name: str):
-            async def call(**kwargs):
+        def host_tool(name: str) -> Callable[..., Awaitable[Any]]:
+            # Unannotated on purpose: dspy.Tool evaluates a function's annotations at run time,
+            # where the names of this module's annotations do not exist.
+            async def call(**kwargs):  # type: ignore[no-untyped-def]
                 observation = await asyncio.get_running_loop().run_in_executor(None, observe, ctx, name, kwargs)
                 trajectory.append({"tool": name, "args": kwargs, "observation": observation})
                 return observation
@@ -314,7 +324,7 @@ class DspyEngine:
         return made
 
     @staticmethod
-    def make_lm(dspy, config: LMConfig):
+    def make_lm(dspy: Any, config: LMConfig) -> Any:
         """The run's ``dspy.LM``: ``openai/<model>`` (any OpenAI-compatible endpoint) with
         the configured base URL, key (read from the environment now), temperature,
         max_tokens, timeout and cache."""
@@ -333,11 +343,20 @@ class DspyEngine:
             kwargs["max_tokens"] = config.max_tokens
         return dspy.LM(model, **kwargs)
 
-    def execute(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx, tools=(), max_iters: int = 5, stream: bool = False):
+    def execute(
+        self,
+        compiled: CompiledSpec,
+        inputs: dict[str, Any],
+        config: LMConfig,
+        ctx: Context,
+        tools: Sequence[dict[str, Any]] = (),
+        max_iters: int = 5,
+        stream: bool = False,
+    ) -> Run:
         """The engine protocol of :mod:`dspgo_worker.engines`: yields the chunks of a
         streamed run, returns ``(outputs, trajectory, usage)``."""
         dspy = import_dspy()
-        trajectory = None
+        trajectory: list[dict[str, Any]] | None = None
         if compiled.kind == KIND_REACT:
             trajectory = []
             module = dspy.ReAct(self.signature(dspy, compiled), tools=self.tools(dspy, tools, ctx, trajectory), max_iters=max_iters)
@@ -358,11 +377,11 @@ class DspyEngine:
         outputs = self._outputs(compiled, prediction)
         return outputs, (list(trajectory) if trajectory is not None else None), _usage(prediction)
 
-    def run(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx) -> dict:
+    def run(self, compiled: CompiledSpec, inputs: dict[str, Any], config: LMConfig, ctx: Context) -> dict[str, Any]:
         return drain(self.execute(compiled, inputs, config, ctx))[0]
 
-    def _call(self, dspy, module, lm, config: LMConfig, inputs: dict, ctx):
-        async def main():
+    def _call(self, dspy: Any, module: Any, lm: Any, config: LMConfig, inputs: dict[str, Any], ctx: Context) -> Any:
+        async def main() -> Any:
             with dspy.context(lm=lm, track_usage=True):
                 return await module.acall(**inputs)
 
@@ -374,11 +393,13 @@ class DspyEngine:
         finally:
             run.close()
 
-    def _stream(self, dspy, module, lm, config: LMConfig, compiled: CompiledSpec, inputs: dict, ctx):
+    def _stream(
+        self, dspy: Any, module: Any, lm: Any, config: LMConfig, compiled: CompiledSpec, inputs: dict[str, Any], ctx: Context
+    ) -> Generator[dict[str, Any], None, Any]:
         target = _answering_predictor(module, [f.name for f in compiled.outputs])
         handoff = _Handoff(_Loop.get())
 
-        async def main():
+        async def main() -> Any:
             with dspy.context(lm=lm, track_usage=True):
                 program = dspy.streamify(module, is_async_program=True)
                 prediction = None
@@ -398,7 +419,7 @@ class DspyEngine:
                 item = run.next()
                 if item is _DONE:
                     break
-                for name, delta in streamer.feed(item):
+                for name, delta in streamer.feed(str(item)):  # the text of a chunk
                     yield {"field": name, "delta": delta}
             prediction = self._result(run, config)
             for name, delta in streamer.finish(self._outputs(compiled, prediction)):
@@ -408,7 +429,7 @@ class DspyEngine:
             run.close()
 
     @staticmethod
-    def _result(run: _Run, config: LMConfig):
+    def _result(run: _Run, config: LMConfig) -> Any:
         try:
             prediction = run.result()
         except WorkerError:
@@ -420,7 +441,7 @@ class DspyEngine:
         return prediction
 
     @staticmethod
-    def _outputs(compiled: CompiledSpec, prediction) -> dict:
+    def _outputs(compiled: CompiledSpec, prediction: Any) -> dict[str, Any]:
         raw = {}
         for f in compiled.outputs:
             names = (f.name, "rationale") if f.name == REASONING_FIELD and compiled.kind == KIND_CHAIN_OF_THOUGHT else (f.name,)
@@ -432,7 +453,7 @@ class DspyEngine:
         return convert_outputs(compiled, raw, "from the dspy prediction")
 
 
-def _answering_predictor(module, names: list[str]):
+def _answering_predictor(module: Any, names: list[str]) -> Any:
     """The module's predictor whose outputs are the program's (its last one that has
     them all: a ReAct's extraction step, not its loop), or None."""
     predictors = [p for _, p in module.named_predictors()]
@@ -442,7 +463,7 @@ def _answering_predictor(module, names: list[str]):
     return None
 
 
-def _chunk_text(chunk) -> str:
+def _chunk_text(chunk: Any) -> str:
     """The text of one of the LM's stream chunks as DSPy hands them on."""
     try:
         text = chunk.choices[0].delta.content
@@ -451,7 +472,7 @@ def _chunk_text(chunk) -> str:
     return text if isinstance(text, str) else ""
 
 
-def _prediction_value(prediction, name: str):
+def _prediction_value(prediction: Any, name: str) -> Any:
     value = getattr(prediction, name, None)
     if value is None:
         try:
@@ -461,7 +482,7 @@ def _prediction_value(prediction, name: str):
     return value
 
 
-def _usage(prediction) -> dict | None:
+def _usage(prediction: Any) -> dict[str, Any] | None:
     """The prediction's token usage summed over the models it called, or None when it
     made no LM call (or every reply came from the cache)."""
     try:

@@ -10,11 +10,12 @@ from .values import key_kind
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
     from .spec import CompiledSpec
 
-def dummy_outputs(compiled: CompiledSpec, inputs: dict) -> dict:
+def dummy_outputs(compiled: CompiledSpec, inputs: dict[str, Any]) -> dict[str, Any]:
     """The dummy language model's outputs of ``compiled`` for converted ``inputs`` (docs/protocol.md).
 
     Each output's seed is the canonical JSON of ``{"field", "inputs", "spec_hash"}``:
@@ -57,9 +58,10 @@ def dummy_value(t: FieldType, digest: bytes, field: str) -> Any:
     if kind == DICT:
         count = digest[4] % 3 + 1
         keys_of = key_kind(t)
+        keys: Iterable[int | str]
         if keys_of == INT:
             keys = range(count)
-        elif keys_of == LITERAL:
+        elif keys_of == LITERAL and t.key is not None:
             keys = t.key.values[:count]
         else:
             keys = [f"key_{i}" for i in range(count)]

@@ -37,18 +37,31 @@ from .errors import WorkerError
 from .lmconfig import LMConfig
 from .native import NATIVE_ENGINE
 
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from collections.abc import Generator
+    from typing import Any, Optional
+
+    from .dspy_engine import DspyEngine
+    from .native import NativeEngine
+
+    #: A run's outputs, its trajectory (react) and its token usage.
+    RunResult = tuple[dict[str, Any], Optional[list[dict[str, Any]]], Optional[dict[str, Any]]]
+    #: An engine's run: the chunks of a stream, then the :data:`RunResult`.
+    Run = Generator[dict[str, Any], None, RunResult]
+
 
 class EngineUnavailable(WorkerError):
     """The dspy engine was asked for and ``import dspy`` fails. Code ``failed_precondition``."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         super().__init__("failed_precondition", message)
 
 
 # --- selection ---------------------------------------------------------------------------
 
 
-def import_dspy():
+def import_dspy() -> Any:
     """The ``dspy`` module, imported with the worker's settings, or raise
     :class:`EngineUnavailable` saying why not (:func:`dspgo_worker.dspy_engine.import_dspy`)."""
     from .dspy_engine import import_dspy as imported
@@ -70,7 +83,7 @@ def resolve_engine(config: LMConfig) -> str:
     return "dspy"
 
 
-def make_engine(config: LMConfig):
+def make_engine(config: LMConfig) -> NativeEngine | DspyEngine:
     """The engine of a configuration (engines keep no state of their runs: one of each)."""
     if config.resolved_engine == "dspy" and config.provider != "dummy":
         from .dspy_engine import ENGINE

@@ -33,7 +33,7 @@ class WorkerError(Exception):
         raise WorkerError("not_found", f"program {pid!r} not found")
     """
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str) -> None:
         if code not in ERROR_CODES:
             raise ValueError(f"unknown error code {code!r}; known codes: {', '.join(sorted(ERROR_CODES))}")
         super().__init__(message)
@@ -44,14 +44,14 @@ class WorkerError(Exception):
 class Cancelled(WorkerError):
     """The request was canceled (``cancel`` command or worker shutdown). Code ``canceled``."""
 
-    def __init__(self, message: str = "request canceled"):
+    def __init__(self, message: str = "request canceled") -> None:
         super().__init__("canceled", message)
 
 
 class DeadlineExceeded(WorkerError):
     """The request's ``deadline_ms`` budget ran out. Code ``deadline_exceeded``."""
 
-    def __init__(self, message: str = "deadline exceeded"):
+    def __init__(self, message: str = "deadline exceeded") -> None:
         super().__init__("deadline_exceeded", message)
 
 
@@ -63,7 +63,7 @@ class ToolError(WorkerError):
     whose handler lets this exception through reports that type); ``tool`` the tool's name.
     """
 
-    def __init__(self, code: str, message: str, error_type: str | None = None, tool: str = ""):
+    def __init__(self, code: str, message: str, error_type: str | None = None, tool: str = "") -> None:
         super().__init__(code if code in ERROR_CODES else "unknown", message)
         self.error_type = error_type
         self.tool = tool

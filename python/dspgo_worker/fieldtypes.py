@@ -40,9 +40,10 @@ class FieldType:
         key: FieldType | None = None,
         members: tuple[FieldType, ...] = (),
         variadic: bool = False,
-    ):
+    ) -> None:
         self.kind = kind
-        self.elem = elem
+        # Read only for the kinds that have one (list, dict, variadic tuple, Optional).
+        self.elem: FieldType = elem  # type: ignore[assignment]
         self.values = values
         self.key = key
         self.members = members
@@ -80,7 +81,7 @@ class FieldType:
         """Whether null is a value of the type: Optional and Any."""
         return self.kind in (OPTIONAL, ANY)
 
-    def json_schema(self) -> dict:
+    def json_schema(self) -> dict[str, Any]:
         """A JSON schema of the type (for prompts)."""
         kind = self.kind
         if kind == LIST or (kind == TUPLE and self.variadic):
@@ -107,7 +108,7 @@ class FieldType:
         return {"type": {STR: "string", INT: "integer", FLOAT: "number", BOOL: "boolean"}[kind]}
 
 
-def make_union(parts) -> FieldType:
+def make_union(parts: Iterable[FieldType]) -> FieldType:
     """``typing.Union[parts]``: nested unions flattened, repeated members dropped (the
     first kept), one member itself, None making an Optional of the rest."""
     members: list[FieldType] = []
@@ -140,11 +141,16 @@ _KNOWN_TYPES = (
     "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...]"
 )
 
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
 
 class _TypeParser:
     """A port of Go's typeParser: same grammar, same error messages."""
 
-    def __init__(self, s: str):
+    def __init__(self, s: str) -> None:
         self.s = s
         self.i = 0
 

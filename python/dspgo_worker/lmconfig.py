@@ -31,7 +31,7 @@ MAX_REPLY_BYTES = 32 * 1024 * 1024
 #: Most of an error reply read for its message.
 MAX_ERROR_BYTES = 65536
 
-_LMConfigFields = namedtuple(
+_LMConfigFields = namedtuple(  # type: ignore[name-match]  # its repr says LMConfig
     "LMConfig",
     (
         "provider",
@@ -64,9 +64,10 @@ class ScriptStep(namedtuple("ScriptStep", ("tool", "args_json"))):
         return self.tool is None
 
     @property
-    def args(self) -> dict:
+    def args(self) -> dict[str, Any]:
         """A fresh copy of the step's arguments."""
-        return json.loads(self.args_json)
+        args: dict[str, Any] = json.loads(self.args_json)
+        return args
 
 
 def parse_script_step(step: Any) -> ScriptStep | None:
@@ -129,7 +130,7 @@ class LMConfig(_LMConfigFields):
         """The API key from the environment, read now; None when unset or empty."""
         return os.environ.get(self.effective_api_key_env) or None
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """Loggable settings: never the key, only the variable's name and whether it is set."""
         return {
             "provider": self.provider,
@@ -156,6 +157,7 @@ def go_float(f: float) -> str:
     import decimal  # only for the message about a bad temperature
 
     sign, digits, exponent = decimal.Decimal(repr(f)).normalize().as_tuple()
+    assert isinstance(exponent, int)  # a finite number's exponent
     adjusted = len(digits) + exponent - 1
     text = "".join(map(str, digits))
     if adjusted < -4 or adjusted >= 6:
@@ -165,7 +167,7 @@ def go_float(f: float) -> str:
     return ("-" if sign else "") + text
 
 
-def validate_lm_args(args: dict) -> LMConfig:
+def validate_lm_args(args: dict[str, Any]) -> LMConfig:
     """``configure_lm``'s (type-checked) arguments as an :class:`LMConfig`.
 
     Raises ``invalid_argument`` listing every bad field at once, with Go's ValidateLM rules.

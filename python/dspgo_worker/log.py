@@ -15,6 +15,7 @@ import time
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    from types import TracebackType
     from typing import TextIO
 
 #: Accepted ``--log-level`` values.
@@ -45,7 +46,7 @@ def format_time(created: float) -> str:
 class JSONFormatter(logging.Formatter):
     """Formats a record as one JSON line; ``extra`` keys are added after the fixed ones."""
 
-    def __init__(self, worker_id: str):
+    def __init__(self, worker_id: str) -> None:
         super().__init__()
         self.worker_id = worker_id
 
@@ -83,10 +84,10 @@ def setup_logging(worker_id: str, level: str = "info", stream: TextIO | None = N
 
     log = logging.getLogger("dspgo_worker")
 
-    def excepthook(exc_type, exc, tb):
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         log.error("uncaught exception: %s", exc, exc_info=(exc_type, exc, tb))
 
-    def thread_excepthook(args: threading.ExceptHookArgs):
+    def thread_excepthook(args: threading.ExceptHookArgs) -> None:
         if args.exc_type is SystemExit:
             return
         thread = args.thread.name if args.thread is not None else "?"
@@ -94,7 +95,7 @@ def setup_logging(worker_id: str, level: str = "info", stream: TextIO | None = N
             "uncaught exception in thread %s: %s",
             thread,
             args.exc_value,
-            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]  # logging takes a None value too
         )
 
     sys.excepthook = excepthook
@@ -106,10 +107,10 @@ def flush_logs() -> None:
     for handler in logging.getLogger().handlers:
         try:
             handler.flush()
-        except Exception:
+        except Exception:  # noqa: BLE001 - flushing before an exit: nothing left to report to
             pass
     for stream in (sys.stderr, sys.stdout):
         try:
             stream.flush()
-        except Exception:
+        except Exception:  # noqa: BLE001 - flushing before an exit: nothing left to report to
             pass

@@ -12,12 +12,18 @@ from .errors import WorkerError
 from .kinds import KIND_REACT
 from .lmconfig import LMConfig
 from .providers import DummyProvider, make_provider
-from .react import DEFAULT_MAX_ITERS, FINISH, build_step_messages, observe, parse_step, run_script, trajectory_text
+from .react import DEFAULT_MAX_ITERS, build_step_messages, observe, parse_step, run_script, trajectory_text
 from .spec import CompiledSpec
 from .usage import Usage
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from .context import Context
+    from .engines import Run
+    from .openai_provider import OpenAIProvider
     pass
 
 log = logging.getLogger("dspgo_worker.engines")
@@ -28,20 +34,24 @@ class NativeEngine:
 
     name = "native"
 
-    def run(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx) -> dict:
+    def run(self, compiled: CompiledSpec, inputs: dict[str, Any], config: LMConfig, ctx: Context) -> dict[str, Any]:
         return drain(self.execute(compiled, inputs, config, ctx))[0]
 
-    def execute(self, compiled: CompiledSpec, inputs: dict, config: LMConfig, ctx, tools=(), max_iters: int = DEFAULT_MAX_ITERS, stream: bool = False):
+    def execute(
+        self,
+        compiled: CompiledSpec,
+        inputs: dict[str, Any],
+        config: LMConfig,
+        ctx: Context,
+        tools: Sequence[dict[str, Any]] = (),
+        max_iters: int = DEFAULT_MAX_ITERS,
+        stream: bool = False,
+    ) -> Run:
         provider = make_provider(config)
-        dummy = isinstance(provider, DummyProvider)
         trajectory = None
-        usage = Usage()
-        if compiled.kind == KIND_REACT:
-            if dummy:
+        if isinstance(provider, DummyProvider):
+            if compiled.kind == KIND_REACT:
                 trajectory = run_script(config.script, ctx, max_iters)
-            else:
-                trajectory = self.react_loop(provider, compiled, inputs, list(tools), max_iters, ctx, usage)
-        if dummy:
             outputs = dummy_outputs(compiled, inputs)
             if stream:
                 for i, chunk in enumerate(output_chunks(compiled, outputs)):
@@ -49,6 +59,9 @@ class NativeEngine:
                         raise WorkerError("internal", f"the dummy LM failed after {i} chunks (fail_after_chunks)")
                     yield chunk
             return outputs, trajectory, None
+        usage = Usage()
+        if compiled.kind == KIND_REACT:
+            trajectory = self.react_loop(provider, compiled, inputs, list(tools), max_iters, ctx, usage)
         extra = trajectory_text(trajectory) if trajectory is not None else None
         messages = build_messages(compiled, inputs, extra)
         if stream:
@@ -58,14 +71,14 @@ class NativeEngine:
         return outputs, trajectory, usage.result()
 
     @staticmethod
-    def react_loop(provider, compiled: CompiledSpec, inputs: dict, tools: list[dict], max_iters: int, ctx, usage: Usage | None = None) -> list[dict]:
+    def react_loop(provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], tools: list[dict[str, Any]], max_iters: int, ctx: Context, usage: Usage | None = None) -> list[dict[str, Any]]:
         """The LM's react loop: one JSON step per completion, until it finishes, replies
         with something else, or ``max_iters`` steps have run."""
-        trajectory: list[dict] = []
+        trajectory: list[dict[str, Any]] = []
         for _ in range(max_iters):
             reply = provider.complete(build_step_messages(compiled, inputs, tools, trajectory), ctx, usage=usage)
             step = parse_step(reply)
-            if step == FINISH:
+            if isinstance(step, str):  # FINISH
                 break
             if step is None:
                 log.warning(

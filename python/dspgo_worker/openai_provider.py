@@ -78,7 +78,14 @@ from .usage import REPLY_CACHE, Usage
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from typing import Any
+    import http.client
+    from collections.abc import Generator
+    from email.message import Message
+    from typing import Any, Callable, TypeVar
+
+    from .context import Context
+
+    R = TypeVar("R")
 
 log = logging.getLogger("dspgo_worker.lm")
 
@@ -97,15 +104,15 @@ class OpenAIProvider:
     #: Verification request's token budget.
     verify_max_tokens = 16
     #: ``User-Agent`` of every request (the one ``urllib`` sends).
-    user_agent = "Python-urllib/%d.%d" % sys.version_info[:2]
+    user_agent = f"Python-urllib/{sys.version_info[0]}.{sys.version_info[1]}"
 
-    def __init__(self, config: LMConfig):
+    def __init__(self, config: LMConfig) -> None:
         self.config = config
         self._endpoint: Endpoint | None = None
 
     # -- public ---------------------------------------------------------------------------
 
-    def _body(self, messages: list[dict], max_tokens: int | None, stream: bool = False) -> bytes:
+    def _body(self, messages: list[dict[str, Any]], max_tokens: int | None, stream: bool = False) -> bytes:
         config = self.config
         body: dict[str, Any] = {"model": config.model, "messages": messages}
         if config.temperature is not None:
@@ -118,7 +125,7 @@ class OpenAIProvider:
             body["stream_options"] = {"include_usage": True}
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
-    def _retry_wait(self, exc: Retryable, attempt: int, ctx) -> None:
+    def _retry_wait(self, exc: Retryable, attempt: int, ctx: Context) -> None:
         """Wait before retry number ``attempt + 1`` of a 429 or 5xx answer, or raise the
         final error when no retry is left or the wait is not worth starting."""
         if attempt >= self.max_retries:
@@ -144,7 +151,7 @@ class OpenAIProvider:
         if ctx.wait(delay):
             raise Cancelled(ctx.cancel_reason)
 
-    def complete(self, messages: list[dict], ctx, max_tokens: int | None = None, usage: Usage | None = None, cache: bool = True) -> str:
+    def complete(self, messages: list[dict[str, Any]], ctx: Context, max_tokens: int | None = None, usage: Usage | None = None, cache: bool = True) -> str:
         """The reply text of one chat completion, with retries; raises WorkerError. The
         reply's usage is added to ``usage``; with ``cache`` configured, a request made
         before is answered from :data:`REPLY_CACHE` (no usage) unless ``cache`` is False."""
@@ -159,6 +166,7 @@ class OpenAIProvider:
         while True:
             ctx.check()
             started = time.monotonic()
+            retryable: Retryable | None
             try:
                 reply, reported = self._post(data, ctx)
             except Retryable as exc:
@@ -183,7 +191,9 @@ class OpenAIProvider:
                 REPLY_CACHE.put(data, reply)
             return reply
 
-    def stream(self, messages: list[dict], ctx, max_tokens: int | None = None, usage: Usage | None = None):
+    def stream(
+        self, messages: list[dict[str, Any]], ctx: Context, max_tokens: int | None = None, usage: Usage | None = None
+    ) -> Generator[str, None, str]:
         """A generator of the reply's text pieces as they arrive (``"stream": true``);
         returns the whole text. Retries as :meth:`complete` does, before the first piece;
         raises WorkerError. Usage and the cache as for :meth:`complete` (a cached reply is
@@ -218,7 +228,7 @@ class OpenAIProvider:
             REPLY_CACHE.put(key, text)
         return text
 
-    def verify(self, ctx) -> None:
+    def verify(self, ctx: Context) -> None:
         """One small completion, to check the endpoint, model and key now."""
         self.complete([{"role": "user", "content": "Reply with the word OK."}], ctx, self.verify_max_tokens, cache=False)
 
@@ -240,19 +250,20 @@ class OpenAIProvider:
             endpoint = self._endpoint = Endpoint(self.config.effective_base_url + "/chat/completions")
         return endpoint
 
-    def _headers(self) -> dict:
+    def _headers(self) -> dict[str, Any]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         key = self.config.api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
-    def _post(self, data: bytes, ctx) -> tuple[str, Any]:
+    def _post(self, data: bytes, ctx: Context) -> tuple[str, Any]:
         """One attempt: the reply's text and its ``usage`` object (None when it has none);
         raises Retryable or WorkerError (Cancelled and DeadlineExceeded included)."""
         endpoint = self.endpoint
         if not endpoint.direct or proxied(endpoint.scheme, endpoint.netloc):
-            return call_in_thread(lambda: self._post_urllib(data), ctx, self.config.timeout, "the LM endpoint")
+            posted: tuple[str, Any] = call_in_thread(lambda: self._post_urllib(data), ctx, self.config.timeout, "the LM endpoint")
+            return posted
         end = self.exchange_end(ctx)
         net = Net.load()
         try:
@@ -270,7 +281,7 @@ class OpenAIProvider:
             raise WorkerError("resource_exhausted", f"LM endpoint {endpoint.shown}: reply over {MAX_REPLY_BYTES} bytes")
         return self.content(raw, endpoint.shown)
 
-    def exchange_end(self, ctx) -> float:
+    def exchange_end(self, ctx: Context) -> float:
         """When an exchange must be over: the configured timeout, or the request's
         deadline when sooner."""
         end = time.monotonic() + self.config.timeout
@@ -278,7 +289,10 @@ class OpenAIProvider:
             end = ctx.deadline
         return end
 
-    def on_connection(self, net, endpoint: Endpoint, ctx, end: float, keep: bool, send):
+    def on_connection(
+        self, net: type[Net], endpoint: Endpoint, ctx: Context, end: float, keep: bool,
+        send: Callable[[http.client.HTTPConnection, bool], R],
+    ) -> R:
         """``send(conn, reused)`` on this thread's kept connection to the endpoint, opened
         if need be; a dropped kept connection is replaced once. With ``keep`` a new
         connection is kept for later; without it (a stream, which holds its connection
@@ -303,13 +317,14 @@ class OpenAIProvider:
                 conn = self._connect(net, endpoint, ctx, end)
                 if keep:
                     conns[endpoint.key] = conn
+            assert conn is not None  # a kept one when reused, else a new one
             try:
                 return send(conn, reused)
             except Dropped:
                 continue
         raise AssertionError("unreachable")  # pragma: no cover - the last try never raises Dropped
 
-    def network_error(self, exc: BaseException, net, endpoint: Endpoint, ctx, end: float) -> WorkerError:
+    def network_error(self, exc: BaseException, net: type[Net], endpoint: Endpoint, ctx: Context, end: float) -> WorkerError:
         """The error of an exchange that failed on the network: the request's own end
         (raised by ``ctx.check``), its deadline, the configured timeout, or
         ``unavailable``."""
@@ -320,14 +335,15 @@ class OpenAIProvider:
             return WorkerError("deadline_exceeded", f"LM endpoint {endpoint.shown}: no answer within {self.config.timeout:g} s")
         return WorkerError("unavailable", f"LM endpoint {endpoint.shown}: {type(exc).__name__}: {exc}")
 
-    def _connect(self, net, endpoint: Endpoint, ctx, end: float):
+    def _connect(self, net: type[Net], endpoint: Endpoint, ctx: Context, end: float) -> http.client.HTTPConnection:
         """A new connection, opened on a helper thread (see the module docstring)."""
         limit = time_left(end)
+        conn: http.client.HTTPConnection
         if endpoint.scheme == "https":
             conn = net.http.HTTPSConnection(endpoint.host, endpoint.port, timeout=limit, context=Net.ssl_context())
         else:
             conn = net.http.HTTPConnection(endpoint.host, endpoint.port, timeout=limit)
-        abandoned = []
+        abandoned: list[bool] = []
 
         def connect() -> None:
             conn.connect()
@@ -372,7 +388,9 @@ class OpenAIProvider:
         lines.append("\r\n")
         return "\r\n".join(lines).encode("ascii") + data
 
-    def _roundtrip(self, conn, endpoint: Endpoint, data: bytes, ctx, end: float, reused: bool):
+    def _roundtrip(
+        self, conn: http.client.HTTPConnection, endpoint: Endpoint, data: bytes, ctx: Context, end: float, reused: bool
+    ) -> tuple[int, Message, bytes]:
         """One POST on an open connection: ``(status, headers, body)``. Raises Dropped when
         a reused connection turns out to be closed by the server."""
         request = self.request_bytes(endpoint, data)
@@ -403,7 +421,7 @@ class OpenAIProvider:
             if response is not None:
                 response.close()  # its file holds a reference to the socket
             if keep and not abort.fired:
-                conn.dspgo_used = time.monotonic()
+                conn.dspgo_used = time.monotonic()  # type: ignore[attr-defined]  # when it was last used
             else:
                 conn.close()  # anything left unread, closing or shut down: never reused
 
@@ -462,7 +480,7 @@ class OpenAIProvider:
             raise WorkerError("internal", f"LM endpoint {url}: the completion has no text content")
         return content, body.get("usage")
 
-    def http_error(self, status: int, headers, raw: bytes) -> Exception:
+    def http_error(self, status: int, headers: Message | None, raw: bytes) -> Exception:
         """The error of a non-2xx answer whose body starts with ``raw``."""
         detail = raw.decode("utf-8", "replace").strip()
         try:

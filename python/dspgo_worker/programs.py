@@ -37,16 +37,23 @@ from .registry import Arg, command, missing_argument
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    from collections.abc import Generator
+    from types import ModuleType
+    from typing import Any
+
+    from .context import Context
+    from .engines import Run
     from .lmconfig import LMConfig
     from .spec import CompiledSpec
+    from .worker import Worker
 
 log = logging.getLogger("dspgo_worker.programs")
 _handler_log = logging.getLogger("dspgo_worker.handler")  # the logger of ctx.logger
 
-_modules: dict = {}
+_modules: dict[str, Any] = {}
 
 
-def _lazy(name: str):
+def _lazy(name: str) -> ModuleType:
     """The package's module ``name`` (spec, lm, engines), imported on first use: a worker
     that has not run a program command yet has neither compiled nor loaded them."""
     module = _modules.get(name)
@@ -61,7 +68,7 @@ DEFAULT_MAX_SPECS = 4096
 MIN_ITERS, MAX_ITERS, DEFAULT_MAX_ITERS = 1, 100, 5
 
 
-def validate_tools(raw: list) -> list[dict]:
+def validate_tools(raw: list[Any]) -> list[dict[str, Any]]:
     """``execute_program``'s ``tools``: ``[{"name", "description"?, "schema"?}]`` with the
     defaults filled in (``""`` and ``{}``); ``invalid_argument`` naming the field."""
     tools = []
@@ -95,7 +102,7 @@ class SpecNotFound(WorkerError):
     Code ``not_found``; the response's error type is ``SpecNotFound``, which tells the host
     to resend with the spec."""
 
-    def __init__(self, spec_hash: str):
+    def __init__(self, spec_hash: str) -> None:
         super().__init__("not_found", f"spec {quote(spec_hash)} is not compiled on this worker; send the spec")
 
 
@@ -104,7 +111,7 @@ class LMNotFound(WorkerError):
     ``not_found``, naming it). The host's broadcasts give every worker every name, so it
     means the name was never configured, or ``reset`` dropped it."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str) -> None:
         super().__init__("not_found", f"LM {quote(name)} is not configured (configure_lm with \"name\": {quote(name)} sets it)")
 
 
@@ -115,13 +122,13 @@ class ProgramState:
     ``configure_lm`` replaces it), which an execution naming no LM runs with; every other
     name is one ``configure_lm`` with that ``name`` set."""
 
-    def __init__(self, worker=None):
+    def __init__(self, worker: Worker | None = None) -> None:
         config = getattr(worker, "config", None)
         self.max_specs = getattr(config, "max_specs", DEFAULT_MAX_SPECS) or DEFAULT_MAX_SPECS
         self._lock = threading.Lock()
         self._specs: OrderedDict[str, CompiledSpec] = OrderedDict()
-        self._new_spec = _lazy("spec").CompiledSpec
-        self._default_lm = _lazy("lmconfig").LMConfig()
+        self._new_spec: type[CompiledSpec] = _lazy("spec").CompiledSpec
+        self._default_lm: LMConfig = _lazy("lmconfig").LMConfig()
         self._lms: dict[str, LMConfig] = {"": self._default_lm}
 
     @property
@@ -146,7 +153,7 @@ class ProgramState:
         with self._lock:
             self._lms = {**self._lms, name: config}
 
-    def compile(self, raw) -> CompiledSpec:
+    def compile(self, raw: Any) -> CompiledSpec:
         """Compile a spec (``invalid_argument`` if bad) and cache it; the cached object is
         returned when the hash is known already."""
         compiled = self._new_spec(raw)
@@ -182,7 +189,7 @@ class ProgramState:
             self._lms = {"": self._default_lm}
 
 
-def program_state(ctx) -> ProgramState:
+def program_state(ctx: Context) -> ProgramState:
     """The program state of the worker serving ``ctx``."""
     worker = ctx.worker
     if worker is None:
@@ -234,7 +241,7 @@ def rss_bytes() -> int:
     },
     description="Set the default language model, or the one of the given name; lists every bad field at once.",
 )
-def configure_lm(args, ctx):
+def configure_lm(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Result ``{"provider", "model", "engine"}`` (``engine``: native or dspy, what runs)."""
     lmconfig = _lazy("lmconfig")
     config = lmconfig.validate_lm_args(args)
@@ -255,7 +262,7 @@ def configure_lm(args, ctx):
     },
     description="Validate, compile and cache a program spec; idempotent. Result {spec_hash}.",
 )
-def create_program(args, ctx):
+def create_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     compiled = program_state(ctx).compile(args["spec"])
     if _handler_log.isEnabledFor(logging.DEBUG):
         ctx.logger.debug("program compiled", extra={"program_id": args["program_id"], "spec_hash": compiled.hash})
@@ -275,7 +282,7 @@ def create_program(args, ctx):
     },
     description="Run a program by spec hash (and spec) on inputs. Result {outputs, spec_hash} (and trajectory for react).",
 )
-def execute_program(args, ctx):
+def execute_program(args: dict[str, Any], ctx: Context) -> dict[str, Any] | Generator[Any, None, dict[str, Any]]:
     """Without a stream, the result; with one, a generator of the chunks returning it."""
     tools = validate_tools(args["tools"] or [])
     max_iters = args["max_iters"]
@@ -296,9 +303,10 @@ def execute_program(args, ctx):
                 f"spec_hash {quote(spec_hash)} does not match the spec, whose hash is {quote(compiled.hash)}",
             )
     else:
-        compiled = state.lookup(spec_hash)
-        if compiled is None:
+        found = state.lookup(spec_hash)
+        if found is None:
             raise SpecNotFound(spec_hash)
+        compiled = found
     converted = compiled.convert_inputs(args["inputs"])
     config = state.lm_named(args["lm"])
     if config.delay_ms:
@@ -309,11 +317,14 @@ def execute_program(args, ctx):
     run = engines.make_engine(config).execute(compiled, converted, config, ctx, tools, max_iters, streamed)
     if streamed:
         return _streamed(run, compiled.hash)
-    return _result(*_lazy("chunks").drain(run), compiled.hash)
+    outputs, trajectory, usage = _lazy("chunks").drain(run)
+    return _result(outputs, trajectory, usage, compiled.hash)
 
 
-def _result(outputs: dict, trajectory, usage, spec_hash: str) -> dict:
-    result = {"outputs": outputs, "spec_hash": spec_hash}
+def _result(
+    outputs: dict[str, Any], trajectory: list[dict[str, Any]] | None, usage: dict[str, Any] | None, spec_hash: str
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"outputs": outputs, "spec_hash": spec_hash}
     if trajectory is not None:
         result["trajectory"] = trajectory
     if usage is not None:
@@ -321,7 +332,7 @@ def _result(outputs: dict, trajectory, usage, spec_hash: str) -> dict:
     return result
 
 
-def _streamed(run, spec_hash: str):
+def _streamed(run: Run, spec_hash: str) -> Generator[Any, None, dict[str, Any]]:
     """The generator of a streamed execution: the engine's chunks, then the result."""
     outputs, trajectory, usage = yield from run
     return _result(outputs, trajectory, usage, spec_hash)
@@ -332,14 +343,14 @@ def _streamed(run, spec_hash: str):
     args={"spec_hash": Arg("str", required=True, description="hash of the spec to drop")},
     description="Drop a compiled spec; not_found when it is not cached. Result {deleted: true}.",
 )
-def delete_program(args, ctx):
+def delete_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if not program_state(ctx).delete(args["spec_hash"]):
         raise WorkerError("not_found", f"spec {quote(args['spec_hash'])} is not compiled on this worker")
     return {"deleted": True}
 
 
 @command("get_stats", args={}, description="Counters of this worker: calls, failures, memory, LM, uptime.")
-def get_stats(args, ctx):
+def get_stats(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     worker = ctx.worker
     state = program_state(ctx)
     calls, failures = worker.counters.snapshot()
@@ -360,7 +371,7 @@ def get_stats(args, ctx):
 
 
 @command("reset", args={}, description="Drop every cached spec, counter and named LM and restore the dummy LM.")
-def reset(args, ctx):
+def reset(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     program_state(ctx).reset()
     ctx.worker.counters.reset()
     log.info("worker state reset", extra={"request_id": ctx.id})

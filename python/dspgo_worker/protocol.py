@@ -73,7 +73,7 @@ _log = logging.getLogger("dspgo_worker.protocol")
 class FrameError(Exception):
     """A frame that cannot be read or decoded; ``kind`` is one of :data:`ERROR_KINDS`."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str) -> None:
         if kind not in ERROR_KINDS:
             raise ValueError(f"unknown frame error kind {kind!r}")
         super().__init__(f"{kind}: {message}")
@@ -159,7 +159,7 @@ def is_valid_id(value: Any) -> bool:
     return type(value) is int and 0 <= value < ID_LIMIT
 
 
-def decode_message(body: bytes) -> dict:
+def decode_message(body: bytes) -> dict[str, Any]:
     """Decode a frame body into a message object with a valid ``id``.
 
     Raises :class:`FrameError` with kind ``invalid_utf8``, ``invalid_json``, ``not_object``,
@@ -188,7 +188,7 @@ def decode_message(body: bytes) -> dict:
     return message
 
 
-def recover_message(body: bytes) -> dict | None:
+def recover_message(body: bytes) -> dict[str, Any] | None:
     """The message of a body that is not UTF-8 (``invalid_utf8``), read with its bad bytes
     replaced, when that gives an object with a valid ``id``; else ``None``.
 
@@ -261,14 +261,14 @@ def encode_frame(obj: Any, max_bytes: int | None = DEFAULT_MAX_FRAME_BYTES) -> b
     return HEADER.pack(len(body)) + body
 
 
-def success_response(request_id: int, result: Any) -> dict:
+def success_response(request_id: int, result: Any) -> dict[str, Any]:
     """``{"id", "success": true, "result"}``."""
     return {"id": request_id, "success": True, "result": result}
 
 
 def error_response(
     request_id: int, code: str, message: str, type: str | None = None, traceback: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     """``{"id", "success": false, "error": {"code", "message", "type"?, "traceback"?}}``."""
     error = {"code": code, "message": message}
     if type is not None:
@@ -303,7 +303,7 @@ def valid_stream(value: Any) -> bool:
     return type(value) is int and 1 <= value <= MAX_STREAM_CREDIT
 
 
-def parse_request(message: dict) -> Request:
+def parse_request(message: dict[str, Any]) -> Request:
     """Check the request fields of a decoded message (whose id is already valid).
 
     Unknown top-level fields are ignored, except ``kind``: a message with a ``kind`` is
@@ -364,7 +364,7 @@ class CallResult(namedtuple("CallResult", ("id", "success", "result", "error")))
     __slots__ = ()
 
 
-def parse_credit(message: dict) -> Credit:
+def parse_credit(message: dict[str, Any]) -> Credit:
     """The fields of a ``credit`` frame; ``invalid_argument`` naming ``credit`` when it is
     not a non-negative integer."""
     credit = message.get("credit")
@@ -376,7 +376,7 @@ def parse_credit(message: dict) -> Credit:
     return Credit(message["id"], credit)
 
 
-def parse_result(message: dict) -> CallResult:
+def parse_result(message: dict[str, Any]) -> CallResult:
     """The fields of a ``result`` frame; ``invalid_argument`` naming the field when
     ``success`` is not a boolean, a failure has no error, or a success has one."""
     success = message.get("success")
@@ -406,22 +406,22 @@ def parse_result(message: dict) -> CallResult:
     return CallResult(message["id"], False, None, error)
 
 
-def chunk_message(request_id: int, seq: int, data: Any) -> dict:
+def chunk_message(request_id: int, seq: int, data: Any) -> dict[str, Any]:
     """``{"id", "kind": "chunk", "seq", "data"}``: chunk ``seq`` of request ``id``'s stream."""
     return {"id": request_id, "kind": "chunk", "seq": seq, "data": data}
 
 
-def call_message(call_id: int, parent: int, tool: str, args: Any) -> dict:
+def call_message(call_id: int, parent: int, tool: str, args: Any) -> dict[str, Any]:
     """``{"id", "kind": "call", "parent", "tool", "args"}``: the worker calls a host tool."""
     return {"id": call_id, "kind": "call", "parent": parent, "tool": tool, "args": args}
 
 
-def call_cancel_message(call_id: int) -> dict:
+def call_cancel_message(call_id: int) -> dict[str, Any]:
     """``{"id", "kind": "cancel"}``: the worker stopped waiting for its call ``id``."""
     return {"id": call_id, "kind": "cancel"}
 
 
-def with_chunks(response: dict, chunks: int) -> dict:
+def with_chunks(response: dict[str, Any], chunks: int) -> dict[str, Any]:
     """A final response of a streamed request: ``chunks`` added after the other fields."""
     response["chunks"] = chunks
     return response
@@ -445,7 +445,7 @@ class FrameWriter:
     return False.
     """
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int) -> None:
         self.fd = fd
         self._lock = threading.Lock()
         self._closed = False

@@ -11,13 +11,17 @@ from .spec import CompiledSpec
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
+
+    from .context import Context
+    from .lmconfig import ScriptStep
 
 #: Steps of a react loop when ``execute_program`` does not say.
 DEFAULT_MAX_ITERS = 5
 
 
-def observe(ctx, tool: str, args: dict) -> Any:
+def observe(ctx: Context, tool: str, args: dict[str, Any]) -> Any:
     """The observation of one tool call: the host tool's result, or ``{"error": {"code",
     "message"}}`` when it failed. The request's own cancellation or deadline ends the
     loop instead (raised)."""
@@ -28,10 +32,10 @@ def observe(ctx, tool: str, args: dict) -> Any:
         return {"error": {"code": exc.code, "message": exc.message}}
 
 
-def run_script(script, ctx, max_iters: int) -> list[dict]:
+def run_script(script: Sequence[ScriptStep], ctx: Context, max_iters: int) -> list[dict[str, Any]]:
     """The dummy provider's react loop: step ``i`` takes ``script[i]``; a finish step, the
     end of the script or ``max_iters`` ends it."""
-    trajectory = []
+    trajectory: list[dict[str, Any]] = []
     for i in range(min(max_iters, len(script))):
         step = script[i]
         if step.finish:
@@ -48,7 +52,7 @@ def _json_text(value: Any) -> str:
         return repr(value)
 
 
-def trajectory_text(trajectory: list[dict]) -> str:
+def trajectory_text(trajectory: list[dict[str, Any]]) -> str:
     """The trajectory as the LM reads it."""
     if not trajectory:
         return "Trajectory so far: no tool has been called."
@@ -59,7 +63,7 @@ def trajectory_text(trajectory: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def build_step_messages(compiled: CompiledSpec, inputs: dict, tools: list[dict], trajectory: list[dict]) -> list[dict]:
+def build_step_messages(compiled: CompiledSpec, inputs: dict[str, Any], tools: list[dict[str, Any]], trajectory: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The chat messages asking the LM for the next step of a react loop."""
     objective = compiled.instructions or (
         "Given the fields "
@@ -103,7 +107,7 @@ def build_step_messages(compiled: CompiledSpec, inputs: dict, tools: list[dict],
 FINISH = "finish"
 
 
-def parse_step(reply: str):
+def parse_step(reply: str) -> str | tuple[str, dict[str, Any]] | None:
     """The LM's step: :data:`FINISH`, ``(tool, args)``, or None when the reply is neither."""
     text = unfence(reply)
     try:

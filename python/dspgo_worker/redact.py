@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from typing import Any
+
 REDACT_PIECE = 12
 #: The shortest base64 text of a secret that :func:`redact` looks for (shorter ones would
 #: hide innocent text).
@@ -63,7 +67,7 @@ def _base64_cores(secret: str) -> set[str]:
 
 
 @lru_cache(maxsize=8)
-def _redactors(secret: str) -> tuple:
+def _redactors(secret: str) -> tuple[Any, ...]:
     """The compiled patterns :func:`redact` replaces, longest first: the whole secret in
     any of its encodings (even mixed, character by character), every run of
     :data:`REDACT_PIECE` of its characters, and its base64 text."""

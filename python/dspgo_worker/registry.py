@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, Callable
 
-    Handler = Callable[[dict, Any], Any]
+    from .context import Context
+
+    #: A command's handler: ``handler(args, ctx)``.
+    Handler = Callable[[dict[str, Any], Context], Any]
 
 #: Argument types and the JSON values each accepts.
 ARG_TYPES: Mapping[str, Callable[[Any], bool]] = {
@@ -54,7 +57,7 @@ class Arg(namedtuple("Arg", ("type", "required", "default", "description"), defa
 
     __slots__ = ()
 
-    def __new__(cls, type: str, required: bool = False, default: Any = None, description: str = ""):
+    def __new__(cls, type: str, required: bool = False, default: Any = None, description: str = "") -> Arg:
         if type not in ARG_TYPES:
             raise ValueError(f"unknown argument type {type!r}; known types: {', '.join(ARG_TYPES)}")
         if required and default is not None:
@@ -72,7 +75,7 @@ class Arg(namedtuple("Arg", ("type", "required", "default", "description"), defa
 
         return copy.deepcopy(default)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """The ``describe`` entry of this argument."""
         return {"type": self.type, "required": self.required, "description": self.description}
 
@@ -96,7 +99,7 @@ class Command(
 
     __slots__ = ()
 
-    def validate(self, args: dict) -> dict:
+    def validate(self, args: dict[str, Any]) -> dict[str, Any]:
         """Check ``args`` against the schema and return a new dict with defaults filled in.
 
         Raises :class:`WorkerError` ``invalid_argument`` naming the argument: unknown
@@ -132,7 +135,7 @@ class Command(
                 )
             if spec.type == "float":
                 try:
-                    value = float(value)
+                    value = float(value)  # type: ignore[arg-type]  # checked: a number
                 except OverflowError:
                     raise WorkerError(
                         "invalid_argument", f"command {self.name!r}: argument {name!r} is out of range"
@@ -140,7 +143,7 @@ class Command(
             result[name] = value
         return result
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """The ``describe`` entry of this command."""
         return {
             "name": self.name,

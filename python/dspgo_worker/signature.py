@@ -25,17 +25,17 @@ def is_identifier(name: Any) -> bool:
 class Field:
     __slots__ = ("name", "type", "description")
 
-    def __init__(self, name: str, type: FieldType, description: str):
+    def __init__(self, name: str, type: FieldType, description: str) -> None:
         self.name = name
         self.type = type
         self.description = description
 
-    def normalized(self) -> dict:
+    def normalized(self) -> dict[str, Any]:
         return {"name": self.name, "type": str(self.type), "description": self.description}
 
 
 
-def field_list(obj: dict, key: str, where: str) -> list[dict]:
+def field_list(obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
     value = obj.get(key)
     if value is None:
         return []
@@ -49,7 +49,7 @@ def field_list(obj: dict, key: str, where: str) -> list[dict]:
     return out
 
 
-def parse_signature(s: str) -> dict:
+def parse_signature(s: str) -> dict[str, Any]:
     """DSPy's string form of a signature (``"question, context: list[str] -> answer"``) as a
     spec's ``signature`` object, as Go's ``program.ParseSignature`` parses it: fields split
     at the commas outside brackets, parentheses and quotes, each ``name`` or
@@ -67,7 +67,7 @@ def parse_signature(s: str) -> dict:
     return signature
 
 
-def _signature_fields(side: str, which: str, whole: str) -> list[dict]:
+def _signature_fields(side: str, which: str, whole: str) -> list[dict[str, Any]]:
     if not side.strip():
         raise invalid(f"signature {quote(whole)} has no {which}")
     fields = []

@@ -37,7 +37,7 @@ class CompiledSpec:
     ``extras`` is a place for engines to cache what they build from the spec.
     """
 
-    def __init__(self, raw: Any):
+    def __init__(self, raw: Any) -> None:
         spec = json_object(raw, "spec", ("signature", "instructions", "kind", "demos"))
         signature = spec.get("signature")
         signature = {} if signature is None else json_object(signature, "spec.signature", ("inputs", "outputs"))
@@ -80,7 +80,7 @@ class CompiledSpec:
         self.outputs: list[Field] = list(self.declared_outputs)
         if kind == KIND_CHAIN_OF_THOUGHT:
             self.outputs.insert(0, Field(REASONING_FIELD, FieldType(STR), ""))
-        self.spec = {
+        self.spec: dict[str, Any] = {
             "signature": {
                 "inputs": [f.normalized() for f in self.inputs],
                 "outputs": [f.normalized() for f in self.declared_outputs],
@@ -88,7 +88,7 @@ class CompiledSpec:
             "instructions": instructions,
             "kind": kind,
         }
-        self.demos: list[dict] = normalize_demos(spec, kind, self.inputs, self.declared_outputs)
+        self.demos: list[dict[str, Any]] = normalize_demos(spec, kind, self.inputs, self.declared_outputs)
         if self.demos:
             self.spec["demos"] = self.demos
         self.hash = sha256_hex(canonical_json(self.spec))
@@ -99,7 +99,7 @@ class CompiledSpec:
     def input_names(self) -> str:
         return ", ".join(quote(f.name) for f in self.inputs)
 
-    def convert_inputs(self, inputs: dict) -> dict:
+    def convert_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The inputs converted to their declared types; ``invalid_argument`` naming the field."""
         out = {}
         for f in self.inputs:

@@ -17,12 +17,17 @@ from .transport import Abort, Net, OpenStream, Retryable, arm, connections, send
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    import http.client
+    import socket
+    from collections.abc import Generator
+
+    from .context import Context
     from .openai_provider import OpenAIProvider
     from .transport import Endpoint
     from .usage import Usage
 
 
-def open_stream(provider: OpenAIProvider, endpoint: Endpoint, data: bytes, ctx) -> OpenStream:
+def open_stream(provider: OpenAIProvider, endpoint: Endpoint, data: bytes, ctx: Context) -> OpenStream:
     """Send a streamed request and read the head of its answer: an :class:`OpenStream`
     for a 2xx answer; raises Retryable or WorkerError (Cancelled and DeadlineExceeded
     included) otherwise. The connection is taken out of the thread's kept ones until
@@ -40,7 +45,9 @@ def open_stream(provider: OpenAIProvider, endpoint: Endpoint, data: bytes, ctx) 
         raise provider.network_error(exc, net, endpoint, ctx, end) from None
 
 
-def _begin_stream(provider: OpenAIProvider, conn, endpoint: Endpoint, data: bytes, ctx, end: float, reused: bool) -> OpenStream:
+def _begin_stream(
+    provider: OpenAIProvider, conn: http.client.HTTPConnection, endpoint: Endpoint, data: bytes, ctx: Context, end: float, reused: bool
+) -> OpenStream:
     request = provider.request_bytes(endpoint, data, accept="text/event-stream")
     sock = conn.sock
     abort = Abort(sock)
@@ -67,7 +74,7 @@ def _begin_stream(provider: OpenAIProvider, conn, endpoint: Endpoint, data: byte
             conn.close()
 
 
-def _read_limit(provider: OpenAIProvider, ctx) -> float:
+def _read_limit(provider: OpenAIProvider, ctx: Context) -> float:
     """How long one read of a stream may wait: ``timeout_ms``, not past the deadline."""
     limit = provider.config.timeout
     remaining = ctx.remaining()
@@ -78,7 +85,9 @@ def _read_limit(provider: OpenAIProvider, ctx) -> float:
     return limit
 
 
-def read_stream(provider: OpenAIProvider, endpoint: Endpoint, opened: OpenStream, ctx, usage: Usage | None):
+def read_stream(
+    provider: OpenAIProvider, endpoint: Endpoint, opened: OpenStream, ctx: Context, usage: Usage | None
+) -> Generator[str, None, str]:
     """The generator of :meth:`OpenAIProvider.stream` once the answer's head is read: yields each
     content delta of the server-sent events; returns the whole text. An event's
     ``usage`` is added to ``usage``."""
@@ -151,7 +160,8 @@ def read_stream(provider: OpenAIProvider, endpoint: Endpoint, opened: OpenStream
             raise
         except (TimeoutError, net.socket.timeout):
             ctx.check()
-            if ctx.deadline is not None and ctx.remaining() <= 0.001:
+            left = ctx.remaining()
+            if left is not None and left <= 0.001:
                 raise DeadlineExceeded(
                     f"request {ctx.id} ({ctx.command}) ran past its deadline reading the LM's stream"
                 ) from None
@@ -179,7 +189,7 @@ def read_stream(provider: OpenAIProvider, endpoint: Endpoint, opened: OpenStream
     return "".join(parts)
 
 
-def _finish_body(response, sock) -> bool:
+def _finish_body(response: http.client.HTTPResponse, sock: socket.socket) -> bool:
     """After ``[DONE]``: read what is left of the body (briefly), so the connection
     can carry the next request; True when it can."""
     try:
@@ -191,7 +201,9 @@ def _finish_body(response, sock) -> bool:
     return response.isclosed() and not response.will_close
 
 
-def _stream_event(provider: OpenAIProvider, payload: bytes, shown: str, strict: bool, usage: Usage | None = None):
+def _stream_event(
+    provider: OpenAIProvider, payload: bytes, shown: str, strict: bool, usage: Usage | None = None
+) -> tuple[str | None, bool]:
     """``(content delta or None, done)`` of one event's data; its ``usage`` is added to
     ``usage``. A payload that is not JSON is an error when ``strict``, else
     ``(None, False)`` (more lines may follow)."""

@@ -23,10 +23,15 @@ from .lmconfig import safe_url
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    import http.client
+    import socket
+    import ssl
     from typing import Any, Callable
 
+    from .context import Context
 
-def call_in_thread(fn: Callable[[], Any], ctx, timeout: float | None, what: str) -> Any:
+
+def call_in_thread(fn: Callable[[], Any], ctx: Context, timeout: float | None, what: str) -> Any:
     """Run ``fn()`` on a helper thread; return its result or raise its exception.
 
     Stops waiting at once when ``ctx`` is cancelled (:class:`Cancelled`) or reaches its
@@ -62,7 +67,8 @@ def call_in_thread(fn: Callable[[], Any], ctx, timeout: float | None, what: str)
     if "value" in box:
         return box["value"]
     ctx.check()
-    if ctx.deadline is not None and ctx.remaining() <= 0.0005:
+    left = ctx.remaining()
+    if left is not None and left <= 0.0005:
         raise DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline waiting for {what}")
     within = f" within {timeout:g} s" if timeout is not None else ""
     raise WorkerError("deadline_exceeded", f"{what} did not answer{within}")
@@ -72,7 +78,7 @@ def call_in_thread(fn: Callable[[], Any], ctx, timeout: float | None, what: str)
 class Retryable(Exception):
     """A 429 or 5xx answer: retried, else turned into ``final``."""
 
-    def __init__(self, final: WorkerError, retry_after: float | None):
+    def __init__(self, final: WorkerError, retry_after: float | None) -> None:
         super().__init__(final.message)
         self.final = final
         self.retry_after = retry_after
@@ -92,8 +98,8 @@ def parse_retry_after(value: str | None) -> float | None:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
-        if when is None:
-            return None
+        if when is None:  # (on Python 3.9; typeshed knows the later versions)
+            return None  # type: ignore[unreachable]
         seconds = when.timestamp() - time.time()
     if not math.isfinite(seconds):
         return None
@@ -108,13 +114,14 @@ class Net:
     """``http.client`` and ``socket``, imported on first use (they pull in ``email``, and
     ``ssl`` comes only with the first https endpoint)."""
 
-    http = None
-    socket = None
-    _ssl_context = None
+    #: The modules ``http.client`` and ``socket`` once :meth:`load` ran (None before).
+    http: Any = None
+    socket: Any = None
+    _ssl_context: ssl.SSLContext | None = None
     _lock = threading.Lock()
 
     @classmethod
-    def load(cls):
+    def load(cls) -> type[Net]:
         if cls.http is None:
             import http.client
             import socket
@@ -124,7 +131,7 @@ class Net:
         return cls
 
     @classmethod
-    def ssl_context(cls):
+    def ssl_context(cls) -> ssl.SSLContext:
         """One TLS context for every https connection, made as ``urlopen`` makes its own."""
         with cls._lock:
             if cls._ssl_context is None:
@@ -138,7 +145,7 @@ class Net:
             return cls._ssl_context
 
 
-class _Connections(dict):
+class _Connections(dict[tuple[str, str, int], "http.client.HTTPConnection"]):
     """One thread's open connections by (scheme, host, port); closed when the thread ends."""
 
     def __del__(self) -> None:
@@ -155,7 +162,8 @@ _local = threading.local()
 def connections() -> _Connections:
     """This thread's connections."""
     try:
-        return _local.connections
+        conns: _Connections = _local.connections
+        return conns
     except AttributeError:
         conns = _local.connections = _Connections()
         return conns
@@ -188,7 +196,7 @@ class Endpoint:
 
     __slots__ = ("url", "shown", "direct", "scheme", "host", "port", "netloc", "selector", "key", "host_header")
 
-    def __init__(self, url: str):
+    def __init__(self, url: str) -> None:
         from urllib.parse import urlsplit
 
         self.url = url
@@ -229,9 +237,9 @@ class Abort:
 
     __slots__ = ("_lock", "_sock", "fired")
 
-    def __init__(self, sock):
+    def __init__(self, sock: socket.socket) -> None:
         self._lock = threading.Lock()
-        self._sock = sock
+        self._sock: socket.socket | None = sock
         self.fired = False
 
     def fire(self) -> None:
@@ -274,7 +282,7 @@ def time_left(end: float) -> float:
 IDLE_CHECK_S = 1.0
 
 
-def arm(sock, limit: float) -> None:
+def arm(sock: socket.socket, limit: float) -> None:
     """Give each operation on ``sock`` at most ``limit`` seconds (within 1 %: setting a
     socket's time-out is a system call, skipped when the one set is close enough)."""
     current = sock.gettimeout()
@@ -282,7 +290,7 @@ def arm(sock, limit: float) -> None:
         sock.settimeout(limit)
 
 
-def stale(sock) -> bool:
+def stale(sock: socket.socket) -> bool:
     """True when an idle kept connection has something to read: the server closed it (or
     sent what it should not have); either way it cannot carry a new request."""
     try:
@@ -295,12 +303,12 @@ def stale(sock) -> bool:
         return True
 
 
-def send_head(sock, request: bytes, limit: float, reused: bool, abort: Abort):
+def send_head(sock: socket.socket, request: bytes, limit: float, reused: bool, abort: Abort) -> http.client.HTTPResponse:
     """Send ``request`` on ``sock`` and read the head of its answer (each socket operation
     within ``limit`` seconds): the ``http.client.HTTPResponse``, its body unread. Raises
     Dropped when a reused connection turns out to be closed by the server (a reset or a
     broken pipe that no cancel caused)."""
-    response = None
+    response: http.client.HTTPResponse | None = None
     try:
         arm(sock, limit)
         sock.sendall(request)

@@ -31,7 +31,7 @@ class Usage:
                 self.counts[key] += value
                 self.reported = True
 
-    def result(self) -> dict | None:
+    def result(self) -> dict[str, Any] | None:
         """``{"prompt_tokens", "completion_tokens", "total_tokens"}``, or None when no call
         reported usage."""
         if not self.reported:
@@ -46,7 +46,7 @@ class ReplyCache:
     """Replies by request body, in this process's memory, the oldest dropped past
     ``size`` entries (``cache`` of ``configure_lm``; never on disk)."""
 
-    def __init__(self, size: int = 4096):
+    def __init__(self, size: int = 4096) -> None:
         from collections import OrderedDict
 
         self.size = size

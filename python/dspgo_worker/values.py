@@ -18,7 +18,12 @@ from .protocol import quote
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Callable
+
+    #: Converts a value to a type: ``(type, value, path) -> value``.
+    Converter = Callable[[FieldType, Any, str], Any]
+    #: Converts a dict key: ``(dict type, key, path) -> (key, its text)``.
+    KeyConverter = Callable[[FieldType, Any, str], tuple[Any, str]]
 
 #: Integers from -2**63 to 2**63-1 are accepted by ``int`` (Go's int64).
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
@@ -114,7 +119,7 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
     raise ValueError(f"{path}: unsupported type {t}")
 
 
-def _union(t: FieldType, v: Any, path: str, exact: bool, lenient) -> Any:
+def _union(t: FieldType, v: Any, path: str, exact: bool, lenient: Converter) -> Any:
     """A union's value: the first member that takes ``v`` exactly, else (unless
     ``exact``) the first that ``lenient`` converts it to."""
     for m in t.members:
@@ -131,7 +136,7 @@ def _union(t: FieldType, v: Any, path: str, exact: bool, lenient) -> Any:
     raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
 
 
-def _array(t: FieldType, v: Any, path: str, elem) -> list:
+def _array(t: FieldType, v: Any, path: str, elem: Converter) -> list[Any]:
     """A list or tuple of ``t`` from an array, each element by ``elem(type, value, path)``."""
     if not isinstance(v, (list, tuple)):
         raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
@@ -142,7 +147,7 @@ def _array(t: FieldType, v: Any, path: str, elem) -> list:
     return [elem(m, e, f"{path}[{i}]") for i, (m, e) in enumerate(zip(t.members, v))]
 
 
-def _dict(t: FieldType, v: Any, path: str, elem, key_of) -> dict:
+def _dict(t: FieldType, v: Any, path: str, elem: Converter, key_of: KeyConverter) -> dict[Any, Any]:
     """A dict of ``t`` from an object: keys by ``key_of(t, key, path)`` (returning the key
     and its text), values by ``elem(type, value, path)``. Two keys that are the same int
     are an error."""
@@ -162,7 +167,7 @@ def _dict(t: FieldType, v: Any, path: str, elem, key_of) -> dict:
     return dict(converted[k] for k in v)  # in the object's order
 
 
-def _sorted_keys(v: dict) -> list:
+def _sorted_keys(v: dict[str, Any]) -> list[Any]:
     """An object's keys in the order of their text (an int's in decimal)."""
     return sorted(v, key=lambda k: k if isinstance(k, str) else str(k))
 
@@ -187,7 +192,7 @@ def _strict_key(t: FieldType, k: Any, path: str) -> tuple[Any, str]:
         if isinstance(k, str):
             raise ValueError(f"{path}: key {quote(k)} is not an int")
     elif isinstance(k, str):
-        if kind == LITERAL and k not in t.key.values:
+        if kind == LITERAL and t.key is not None and k not in t.key.values:
             raise ValueError(f"{path}: key {quote(k)} is not one of {t.key}")
         return k, k
     raise ValueError(f"{path}: expected {t}, got a key of type {type(k).__name__}")
@@ -323,7 +328,7 @@ def _lenient_key(t: FieldType, k: Any, path: str) -> tuple[Any, str]:
     """A key of a dict output: as :func:`_strict_key`, and for ``dict[int, V]`` any text an
     int output takes (``" 1 "``, ``"1.0"``), for a Literal any text a Literal output takes."""
     kind = key_kind(t)
-    if isinstance(k, str) and kind in (INT, LITERAL):
+    if isinstance(k, str) and kind in (INT, LITERAL) and t.key is not None:
         try:
             key = _parse_text(t.key, k, path)
         except ValueError:
@@ -357,9 +362,9 @@ def _parse_text(t: FieldType, text: str, path: str) -> Any:
             if _INT_MIN <= n <= _INT_MAX:
                 return n
         elif _FLOAT_TEXT.match(s):
-            n = _to_int(float(s))
-            if n is not None:
-                return n
+            whole = _to_int(float(s))
+            if whole is not None:
+                return whole
         raise ValueError(f"{path}: expected int, got {shown}")
     if kind == FLOAT:
         if _FLOAT_TEXT.match(s):
@@ -376,7 +381,7 @@ def _parse_text(t: FieldType, text: str, path: str) -> Any:
 
 
 
-def json_object(value: Any, where: str, keys: tuple[str, ...]) -> dict:
+def json_object(value: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise invalid(f"{where} must be an object, got {describe_value(value)}")
     unknown = sorted(k for k in value if k not in keys)
@@ -385,7 +390,7 @@ def json_object(value: Any, where: str, keys: tuple[str, ...]) -> dict:
     return value
 
 
-def json_string(obj: dict, key: str, where: str) -> str:
+def json_string(obj: dict[str, Any], key: str, where: str) -> str:
     value = obj.get(key)
     if value is None:
         return ""

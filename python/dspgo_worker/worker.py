@@ -46,6 +46,7 @@ from .errors import Cancelled, DeadlineExceeded, ToolError, WorkerError
 from .protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     HOST_KINDS,
+    Credit,
     FrameError,
     FrameWriter,
     Request,
@@ -69,8 +70,10 @@ from .version import PROTOCOL_VERSION, __version__
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import BinaryIO
+    from collections.abc import Generator, Mapping
+    from typing import Any, BinaryIO, Callable, TypeVar
+
+    T = TypeVar("T")
 
 #: Exit statuses of the worker process (see the package docstring).
 EXIT_OK = 0
@@ -149,7 +152,7 @@ class _Stream:
 
     __slots__ = ("window", "credits", "sent", "finished", "cond", "send_lock")
 
-    def __init__(self, window: int):
+    def __init__(self, window: int) -> None:
         self.window = window
         self.credits = 0
         self.sent = 0
@@ -174,12 +177,12 @@ class _Call:
 
     __slots__ = ("id", "parent", "tool", "done", "outcome")
 
-    def __init__(self, call_id: int, parent: int, tool: str):
+    def __init__(self, call_id: int, parent: int, tool: str) -> None:
         self.id = call_id
         self.parent = parent
         self.tool = tool
         self.done = threading.Event()
-        self.outcome: tuple | None = None  # (True, result) or (False, ToolError)
+        self.outcome: tuple[Any, ...] | None = None  # (True, result) or (False, ToolError)
 
 
 class _Job:
@@ -187,7 +190,7 @@ class _Job:
 
     __slots__ = ("id", "command", "args", "ctx", "state", "stream")
 
-    def __init__(self, request: Request, command: Command, args: dict, ctx: Context, state: str):
+    def __init__(self, request: Request, command: Command, args: dict[str, Any], ctx: Context, state: str) -> None:
         self.id = request.id
         self.command = command
         self.args = args
@@ -209,7 +212,7 @@ class Worker:
         reader: BinaryIO,
         writer: FrameWriter,
         registry: Registry = default_registry,
-    ):
+    ) -> None:
         self.config = config
         self.commands: Mapping[str, Command] = registry.table(diagnostics=config.diagnostics)
         self._reader = reader
@@ -237,7 +240,7 @@ class Worker:
 
     # --- public API used by built-in commands ------------------------------------------
 
-    def hello(self) -> dict:
+    def hello(self) -> dict[str, Any]:
         """The reply to the init ping."""
         return {
             "protocol_version": PROTOCOL_VERSION,
@@ -252,7 +255,7 @@ class Worker:
             "features": list(FEATURES),
         }
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """The reply to ``describe``."""
         return {
             "protocol_version": PROTOCOL_VERSION,
@@ -281,16 +284,16 @@ class Worker:
         """Stop after the current frame: no more reads, then the shutdown sequence."""
         self._stop_reason = reason
 
-    def state(self, key: str, factory):
+    def state(self, key: str, factory: Callable[[Worker], T]) -> T:
         """The worker's state object ``key``, made by ``factory(worker)`` on first use."""
         value = self._states.get(key)  # made already: no lock needed to read it
         if value is not None:
-            return value
+            return value  # type: ignore[return-value]  # a key's state is made by its one factory
         with self._state_lock:
             value = self._states.get(key)
             if value is None:
                 value = self._states[key] = factory(self)
-            return value
+            return value  # type: ignore[return-value]  # a key's state is made by its one factory
 
     def in_flight(self, exclude: int | None = None) -> int:
         """Requests accepted and not yet answered (queued or running), except ``exclude``."""
@@ -301,7 +304,7 @@ class Worker:
         """Write raw bytes to the protocol output (diagnostics only: corrupts the stream)."""
         return self._writer.write(data)
 
-    def call_host(self, ctx: Context, tool: str, args, timeout: float | None = None):
+    def call_host(self, ctx: Context, tool: str, args: dict[str, Any] | None, timeout: float | None = None) -> Any:
         """``ctx.call``: run the host's tool ``tool`` for request ``ctx.id`` and return its
         result (see :meth:`Context.call`)."""
         if not isinstance(tool, str) or not tool:
@@ -367,7 +370,7 @@ class Worker:
         with self._calls_lock:
             self._calls.pop(call_id, None)
 
-    def _finish_call(self, call_id: int, outcome: tuple) -> None:
+    def _finish_call(self, call_id: int, outcome: tuple[Any, ...]) -> None:
         """Hand a call its outcome (the host's result); a call no longer waited for is
         ignored."""
         with self._calls_lock:
@@ -413,7 +416,9 @@ class Worker:
                 self.request_stop("end of input")
                 break
             self._handle_frame(body, time.monotonic())
-        self._shutdown(self._stop_reason)
+        reason = self._stop_reason
+        assert reason is not None  # the loop ends once a reason is set
+        self._shutdown(reason)
         return EXIT_OK
 
     def _handle_frame(self, body: bytes, received: float) -> None:
@@ -477,7 +482,7 @@ class Worker:
         elif command.inline:
             self._execute(job)
 
-    def _refuse_undecodable(self, message: dict, why: str) -> None:
+    def _refuse_undecodable(self, message: dict[str, Any], why: str) -> None:
         """Answer a frame whose id could be read though its body could not: a request gets
         ``invalid_argument``; the result of a call to the host fails that call; a credit is
         dropped (nobody waits for an answer to it)."""
@@ -491,7 +496,7 @@ class Worker:
         elif kind == "result":
             self._finish_call(message["id"], (False, ToolError("invalid_argument", f"the host's result cannot be read: {why}")))
 
-    def _handle_kind(self, message: dict) -> None:
+    def _handle_kind(self, message: dict[str, Any]) -> None:
         """A ``credit`` or ``result`` frame (never answered: it answers the worker)."""
         kind = message["kind"]
         try:
@@ -502,7 +507,7 @@ class Worker:
                 error = ToolError("internal", f"the host answered with a malformed result frame: {exc.message}")
                 self._finish_call(message["id"], (False, error))
             return
-        if kind == "credit":
+        if isinstance(parsed, Credit):
             with self._lock:
                 job = self._jobs.get(parsed.id)
             if job is None or job.stream is None:
@@ -600,7 +605,7 @@ class Worker:
                 self._respond(job, self._queue_deadline_response(job))
 
     @staticmethod
-    def _queue_deadline_response(job: _Job) -> dict:
+    def _queue_deadline_response(job: _Job) -> dict[str, Any]:
         return error_response(
             job.id, "deadline_exceeded", f"request {job.id} ({job.command.name}) reached its deadline while queued"
         )
@@ -639,7 +644,7 @@ class Worker:
             )
         self._respond(job, response)
 
-    def _drive(self, job: _Job, gen):
+    def _drive(self, job: _Job, gen: Generator[Any, None, Any]) -> Any:
         """Run a handler's generator to its end; returns its return value.
 
         With a stream, each value becomes the next chunk (after waiting for credit);
@@ -672,7 +677,7 @@ class Worker:
             if remove is not None:
                 remove()
 
-    def _send_chunk(self, job: _Job, stream: _Stream, data) -> None:
+    def _send_chunk(self, job: _Job, stream: _Stream, data: Any) -> None:
         """Send ``data`` as the next chunk of ``job``'s stream, first waiting (cancellably,
         not past the deadline) until the credit allows it."""
         ctx = job.ctx
@@ -702,7 +707,7 @@ class Worker:
                 raise WorkerError("unavailable", "the protocol output is closed")
             stream.sent = seq + 1
 
-    def _respond(self, job: _Job, response: dict) -> None:
+    def _respond(self, job: _Job, response: dict[str, Any]) -> None:
         """Write the response of a job already marked ANSWERED, then forget the job."""
         try:
             if job.stream is None:
@@ -720,7 +725,7 @@ class Worker:
             if self._calls:
                 self._end_calls(job.id)
 
-    def _send_final(self, stream: _Stream, response: dict) -> bool:
+    def _send_final(self, stream: _Stream, response: dict[str, Any]) -> bool:
         """Send the final response of a streamed request, with ``chunks``; no chunk follows."""
         # Only a handler still writing a chunk at shutdown holds the lock: not for long, or
         # the host stopped reading (then nothing can be written anyway).
@@ -735,7 +740,7 @@ class Worker:
         finally:
             stream.send_lock.release()
 
-    def _send(self, response: dict) -> bool:
+    def _send(self, response: dict[str, Any]) -> bool:
         """Encode and write a response; an unencodable or oversized one becomes an error.
 
         Returns whether the response sent was a success.

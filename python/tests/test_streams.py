@@ -305,7 +305,7 @@ class StreamTest(unittest.TestCase):
         request_id = worker.call("stream_count", {"n": 10_000}, stream=1)
         peak = start
         for target in range(1000, 10_001, 1000):
-            worker.wait_until(lambda: len(worker.chunks.get(request_id, ())) >= target, what=f"{target} chunks")
+            worker.wait_until(lambda target=target: len(worker.chunks.get(request_id, ())) >= target, what=f"{target} chunks")
             peak = max(peak, rss_kb())
         reply = worker.response(request_id)
         self.assertEqual((reply["result"], reply["chunks"]), ({"count": 10_000}, 10_000))

@@ -129,7 +129,7 @@ class BuiltinTest(unittest.TestCase):
             ({"id": 105, "command": "ping", "session": 1}, "session"),
             ({"id": 106, "command": "ping", "deadline_ms": "soon"}, "deadline_ms"),
         ]
-        for message, field in cases:
+        for message, _ in cases:
             self.worker.send(message)
         for message, field in cases:
             with self.subTest(message):
