@@ -39,7 +39,12 @@ from .registry import Arg, command
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from collections.abc import Generator
+    from typing import Any, Callable
+
+    from .context import Context
+    from .lmconfig import LMConfig
+    from .spec import CompiledSpec
 
 log = logging.getLogger("dspgo_worker.optimize")
 
@@ -81,7 +86,7 @@ def _invalid(message: str) -> WorkerError:
     return WorkerError("invalid_argument", f"compile_program: {message}")
 
 
-def check_optimizer(raw: dict, metric: bool) -> tuple[str, dict]:
+def check_optimizer(raw: dict[str, Any], metric: bool) -> tuple[str, dict[str, Any]]:
     """The optimizer's name and its parameters, checked; ``invalid_argument`` naming the
     parameter."""
     name = raw.get("name")
@@ -112,7 +117,7 @@ def check_optimizer(raw: dict, metric: bool) -> tuple[str, dict]:
     return name, params
 
 
-def check_examples(spec: dict, raw: list, which: str) -> list[dict]:
+def check_examples(spec: dict[str, Any], raw: list[Any], which: str) -> list[dict[str, Any]]:
     """The examples of ``trainset`` or ``valset``, checked and converted as a spec's demos
     are (``invalid_argument`` naming the set, the example and the field)."""
     from .spec import CompiledSpec
@@ -141,11 +146,11 @@ def check_examples(spec: dict, raw: list, which: str) -> list[dict]:
     description="Run a DSPy optimizer on a spec and examples, scored by the host's metric tool; streams progress. "
     "Result {instructions, demos, score?}.",
 )
-def compile_program(args, ctx):
+def compile_program(args: dict[str, Any], ctx: Context) -> Generator[dict[str, Any], None, dict[str, Any]]:
     """Checks everything, starts the optimizer and returns the generator that waits for it
     (streaming progress when the request asks for a stream)."""
+    from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_PREDICT
     from .programs import program_state
-    from .spec import KIND_CHAIN_OF_THOUGHT, KIND_PREDICT
 
     state = program_state(ctx)
     compiled = state.compile(args["spec"])
@@ -181,29 +186,29 @@ class _Hook:
     """The DSPy callback of one compile: stops the optimizer before an LM or module call
     once the compile must end, and reports each evaluation's score."""
 
-    def __init__(self, run: _Compile):
+    def __init__(self, run: _Compile) -> None:
         self.run = run
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Callable[..., None]:
         # DSPy calls on_<component>_start/end for every component; the ones not defined
         # below do nothing.
         if name.startswith("on_"):
             return _ignore
         raise AttributeError(name)
 
-    def on_lm_start(self, call_id, instance, inputs):
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         self.run.check()
 
-    def on_module_start(self, call_id, instance, inputs):
+    def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         self.run.check()
 
-    def on_evaluate_end(self, call_id, outputs, exception=None):
+    def on_evaluate_end(self, call_id: str, outputs: Any, exception: BaseException | None = None) -> None:
         score = getattr(outputs, "score", None)
         if exception is None and isinstance(score, (int, float)):
             self.run.evaluated(float(score))
 
 
-def _ignore(*args, **kwargs):
+def _ignore(*args: Any, **kwargs: Any) -> None:
     return None
 
 
@@ -213,22 +218,35 @@ _DONE = object()
 class _Compile:
     """One optimizer run on its own thread (see the module docstring)."""
 
-    def __init__(self, dspy, ctx, compiled, name: str, params: dict, trainset: list, valset, metric: bool, lm, config):
+    def __init__(
+        self,
+        dspy: Any,
+        ctx: Context,
+        compiled: CompiledSpec,
+        name: str,
+        params: dict[str, Any],
+        trainset: list[dict[str, Any]],
+        valset: list[dict[str, Any]] | None,
+        metric: bool,
+        lm: Any,
+        config: LMConfig,
+    ) -> None:
         self.dspy, self.ctx, self.compiled, self.name, self.params = dspy, ctx, compiled, name, params
         self.lm, self.config, self.has_metric = lm, config, metric
         self.examples = {"trainset": self._examples(trainset), "valset": self._examples(valset) if valset is not None else None}
-        self._where = {}
+        self._where: dict[int, tuple[str, int]] = {}
         for which, examples in self.examples.items():
             for i, example in enumerate(examples or ()):
                 self._where[id(example)] = (which, i)
-        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._failure: WorkerError | None = None
         self._stopped = threading.Event()
-        self.calls, self.total, self.evaluations, self.best = 0, 0.0, 0, None
+        self.calls, self.total, self.evaluations = 0, 0.0, 0
+        self.best: float | None = None
         self.thread = threading.Thread(target=self._main, name=f"dspgo-compile-{ctx.id}", daemon=True)
 
-    def _examples(self, demos: list) -> list:
+    def _examples(self, demos: list[dict[str, Any]]) -> list[Any]:
         """The demos as ``dspy.Example`` objects whose inputs are the spec's inputs."""
         out = []
         for demo in demos:
@@ -244,7 +262,7 @@ class _Compile:
     def start(self) -> None:
         self.thread.start()
 
-    def wait(self):
+    def wait(self) -> Generator[dict[str, Any], None, dict[str, Any]]:
         """The generator of the handler: progress events until the optimizer ends, then
         its result; the request's end stops the optimizer and raises."""
         ctx = self.ctx
@@ -263,7 +281,8 @@ class _Compile:
                     _, result, error = item
                     if error is not None:
                         raise error
-                    return result
+                    done: dict[str, Any] = result
+                    return done
                 yield item
         finally:
             remove()
@@ -295,7 +314,8 @@ class _Compile:
         if self._stopped.is_set() or ctx.cancelled.is_set() or ctx.expired():
             raise _Stop()
 
-    def metric(self, example, prediction, trace=None, *rest, **kwargs) -> float:
+    # Annotated with builtins only: DSPy may read a metric's annotations at run time.
+    def metric(self, example: object, prediction: object, trace: object = None, *rest: object, **kwargs: object) -> float:
         """DSPy's metric: the host's score of the prediction."""
         self.check()
         from .dspy_engine import ENGINE
@@ -331,16 +351,16 @@ class _Compile:
             event = self._event("evaluation", score)
         self.events.put(event)
 
-    def _event(self, kind: str, score: float) -> dict:
-        event = {"event": kind, "calls": self.calls, "score": score, "mean": self.total / self.calls if self.calls else 0.0,
+    def _event(self, kind: str, score: float) -> dict[str, Any]:
+        event: dict[str, Any] = {"event": kind, "calls": self.calls, "score": score, "mean": self.total / self.calls if self.calls else 0.0,
                  "evaluations": self.evaluations}
         if self.best is not None:
             event["best"] = self.best
         return event
 
-    def _demo(self, example) -> dict:
+    def _demo(self, example: object) -> dict[str, Any]:
         """An example (or a demo DSPy made) as a demo of the spec: the fields it has."""
-        demo = {"inputs": {}, "outputs": {}}
+        demo: dict[str, Any] = {"inputs": {}, "outputs": {}}
         for side, fields in (("inputs", self.compiled.inputs), ("outputs", self.compiled.declared_outputs)):
             for f in fields:
                 value = _get(example, f.name)
@@ -369,15 +389,15 @@ class _Compile:
             result, error = None, WorkerError(coded.code, f"{self.name}: {coded.message}")
         self.events.put((_DONE, result, error))
 
-    def _optimize(self) -> dict:
+    def _optimize(self) -> dict[str, Any]:
         dspy, compiled = self.dspy, self.compiled
         from .dspy_engine import ENGINE, _answering_predictor
-        from .spec import KIND_CHAIN_OF_THOUGHT
+        from .kinds import KIND_CHAIN_OF_THOUGHT
 
         signature = ENGINE.signature(dspy, compiled)
         student = dspy.ChainOfThought(signature) if compiled.kind == KIND_CHAIN_OF_THOUGHT else dspy.Predict(signature)
         original_instructions = _answering_predictor(student, [f.name for f in compiled.outputs]).signature.instructions
-        trainset, valset = self.examples["trainset"], self.examples["valset"]
+        trainset, valset = self.examples["trainset"] or [], self.examples["valset"]
         metric = self.metric if self.has_metric else None
         params = dict(self.params)
         t = dspy.teleprompt
@@ -426,7 +446,7 @@ class _Compile:
         return result
 
 
-def _score(program) -> float | None:
+def _score(program: Any) -> float | None:
     """The best candidate's score, when the optimizer scored candidates."""
     score = getattr(program, "score", None)
     if score is None:
@@ -436,14 +456,14 @@ def _score(program) -> float | None:
     return float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
 
 
-def _get(example, name: str):
+def _get(example: Any, name: str) -> Any:
     try:
         return example[name] if name in example else None
     except Exception:  # noqa: BLE001 - a demo DSPy made may be any mapping-like object
         return getattr(example, name, None)
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """A prediction's value as JSON: tuples and sets become lists, a pydantic model its
     dump."""
     if isinstance(value, (tuple, list, set, frozenset)):
