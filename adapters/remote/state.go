@@ -1,0 +1,341 @@
+package remote
+
+// The shared state: broadcasts replayed and watched, program specs kept.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
+)
+
+// openState opens the shared state bucket and replays its broadcasts,
+// within ctx or, when it has no deadline, 30 s.
+func (h *Host) openState(ctx context.Context, replicas int) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	var kv jetstream.KeyValue
+	err := retry(ctx, func(ctx context.Context) (err error) { kv, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
+	if err != nil {
+		return h.unavailable("serve", err)
+	}
+	h.kv = kv
+	var w jetstream.KeyWatcher
+	err = retry(ctx, func(context.Context) (err error) { w, err = kv.Watch(h.callCtx, "broadcast.>"); return err })
+	if err != nil {
+		return h.unavailable("serve", fmt.Errorf("watching the state bucket %q: %w", h.subj.bucket(), err))
+	}
+	h.watcher = w
+	// The recorded broadcasts come first, then nil: apply them before
+	// serving, so no call ever meets an older configuration.
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return h.unavailable("serve", errors.New("the state watch ended"))
+			}
+			if e == nil {
+				h.watching = true
+				go h.watch()
+				return nil
+			}
+			if err := h.applyEntry(ctx, e); err != nil {
+				if !refused(err) {
+					return err
+				}
+				// A broadcast recorded without a host to check it
+				// (see Adapter.Broadcast) may be invalid: it must not
+				// keep every host from starting.
+				h.log.Error("a recorded broadcast was refused; skipped", "key", e.Key(), "revision", e.Revision(), "err", err)
+			}
+		case <-ctx.Done():
+			return adapter.Wrap(ctx.Err(), Name, "serve")
+		}
+	}
+}
+
+// retry runs op until it succeeds, fails for a reason other than
+// JetStream being briefly unable to answer (a stream still electing its
+// leader, a server of the cluster lost), or ctx ends. Each attempt gets
+// a context of its own that ends after attemptTimeout: a JetStream
+// request whose answer is lost (no leader yet to answer it) waits until
+// its context ends, and must not take the whole of ctx with it.
+func retry(ctx context.Context, op func(context.Context) error) error {
+	wait := 25 * time.Millisecond
+	for {
+		attempt, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := op(attempt)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// attemptTimeout bounds one attempt of retry: JetStream's own default
+// time-out of a request.
+const attemptTimeout = 5 * time.Second
+
+// transient reports a JetStream failure that a moment may cure; a
+// deadline here is JetStream's own time-out of one request (retry stops
+// when its own context ends).
+func transient(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
+// refused reports an error that says the request itself is wrong, not
+// that the host failed.
+func refused(err error) bool {
+	switch adapter.CodeOf(err) {
+	case adapter.CodeInvalidArgument, adapter.CodeUnimplemented, adapter.CodeNotFound, adapter.CodeFailedPrecondition:
+		return true
+	}
+	return false
+}
+
+// openBucket opens the deployment's shared state bucket, creating it with
+// the given replicas when it does not exist.
+func openBucket(ctx context.Context, nc *nats.Conn, subj subjects, replicas int) (jetstream.KeyValue, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("JetStream: %w", err)
+	}
+	if replicas <= 0 {
+		replicas = 1
+	}
+	bucket := subj.bucket()
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bucket, Description: "dspgo state shared by every worker host", History: 1, Replicas: replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, bucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening the state bucket %q: %w", bucket, err)
+	}
+	return kv, nil
+}
+
+// watch applies the broadcasts other hosts record, until Close.
+func (h *Host) watch() {
+	defer close(h.watchDone)
+	for e := range h.watcher.Updates() {
+		if e == nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(h.callCtx, time.Minute)
+		if err := h.applyEntry(ctx, e); err != nil {
+			h.log.Error("applying a broadcast from the shared state failed", "key", e.Key(), "revision", e.Revision(), "err", err)
+		}
+		cancel()
+	}
+}
+
+// applyEntry applies one recorded broadcast unless the host has applied
+// a newer one of the same key, and records that the watch reached it.
+func (h *Host) applyEntry(ctx context.Context, e jetstream.KeyValueEntry) error {
+	defer h.advance(e.Revision())
+	if e.Operation() != jetstream.KeyValuePut {
+		return nil
+	}
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	if h.applied[e.Key()] >= e.Revision() {
+		return nil
+	}
+	cmd, _, _ := strings.Cut(strings.TrimPrefix(e.Key(), "broadcast."), ".")
+	args, err := h.checkBroadcast(cmd, e.Value())
+	if err != nil {
+		return err
+	}
+	if key := broadcastKey(cmd, args); key != e.Key() {
+		// A named LM under another name's key: applying it would
+		// configure a name the record does not say.
+		err := errorf(adapter.CodeInvalidArgument, Name, cmd, "the shared state holds under %q a broadcast whose key is %q", e.Key(), key)
+		h.log.Warn("refused a broadcast", "command", cmd, "err", err)
+		return err
+	}
+	if err := h.applyLocal(ctx, adapter.Request{Command: cmd, Args: args}); err != nil {
+		return err
+	}
+	h.applied[e.Key()] = e.Revision()
+	h.log.Debug("applied a broadcast from the shared state", "command", cmd, "revision", e.Revision())
+	return nil
+}
+
+// checkBroadcast returns the arguments of a broadcast the host may apply:
+// only the commands of broadcastCommands, and a configure_lm only as its
+// LM policy allows. A refusal is logged here, wherever the broadcast came
+// from.
+func (h *Host) checkBroadcast(cmd string, args []byte) ([]byte, error) {
+	if !slices.Contains(broadcastCommands, cmd) {
+		err := errorf(adapter.CodeInvalidArgument, Name, cmd, "command %q cannot be broadcast (only %s)", cmd, strings.Join(broadcastCommands, ", "))
+		h.log.Warn("refused a broadcast", "command", cmd, "err", err)
+		return nil, err
+	}
+	return h.checkLM(cmd, args)
+}
+
+// checkLM returns the arguments of a configure_lm the host may apply (see
+// lmPolicy.check), and logs a refusal; other commands pass unchanged.
+func (h *Host) checkLM(cmd string, args []byte) ([]byte, error) {
+	if cmd != program.CmdConfigureLM {
+		return args, nil
+	}
+	if err := checkLMName(args); err != nil {
+		h.log.Warn("refused a configure_lm", "err", err)
+		return nil, err
+	}
+	out, err := h.lm.check(h.id, args)
+	if err != nil {
+		h.log.Warn("refused a configure_lm", "err", err)
+		return nil, err
+	}
+	return out, nil
+}
+
+// applyLocal runs a broadcast on every local worker.
+func (h *Host) applyLocal(ctx context.Context, req adapter.Request) error {
+	if b, ok := h.a.(adapter.Broadcaster); ok {
+		return b.Broadcast(ctx, req)
+	}
+	_, err := h.a.Call(ctx, req)
+	return err
+}
+
+func (h *Host) advance(rev uint64) {
+	h.revMu.Lock()
+	defer h.revMu.Unlock()
+	if rev > h.rev {
+		h.rev = rev
+		close(h.revSig)
+		h.revSig = make(chan struct{})
+	}
+}
+
+// waitState waits until the watch has reached revision rev.
+func (h *Host) waitState(ctx context.Context, rev uint64) error {
+	for {
+		h.revMu.Lock()
+		cur, sig := h.rev, h.revSig
+		h.revMu.Unlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-sig:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the shared state to reach revision %d (at %d): %w", rev, cur, ctx.Err())
+		}
+	}
+}
+
+// broadcast applies req on this host's workers, then records it in the
+// shared state for every other host; it returns the record's revision.
+func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, error) {
+	if !tokenRE.MatchString(req.Command) {
+		return 0, errorf(adapter.CodeInvalidArgument, Name, req.Command, "command %q cannot be broadcast: its name may hold only letters, digits, '_' and '-'", req.Command)
+	}
+	args, err := h.checkBroadcast(req.Command, req.Args)
+	if err != nil {
+		return 0, err
+	}
+	req.Args = args
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	if err := h.applyLocal(ctx, req); err != nil {
+		return 0, err
+	}
+	key := broadcastKey(req.Command, req.Args)
+	var rev uint64
+	err = retry(ctx, func(ctx context.Context) (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
+	if err != nil {
+		return 0, &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: Name,
+			Err: fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err)}
+	}
+	h.applied[key] = rev
+	return rev, nil
+}
+
+type specArgs struct {
+	SpecHash string          `json:"spec_hash"`
+	Spec     json.RawMessage `json:"spec"`
+}
+
+// recordSpec keeps a created spec in the shared state, so that any host
+// can run it later. A failure is logged: the client resends specs a
+// worker lacks, so nothing breaks.
+func (h *Host) recordSpec(ctx context.Context, args, result []byte) {
+	var a specArgs
+	var r program.CreateResult
+	if json.Unmarshal(args, &a) != nil || json.Unmarshal(result, &r) != nil || len(a.Spec) == 0 || !tokenRE.MatchString(r.SpecHash) {
+		return
+	}
+	if err := retry(ctx, func(ctx context.Context) error { _, err := h.kv.Put(ctx, "spec."+r.SpecHash, a.Spec); return err }); err != nil {
+		h.log.Warn("recording a program spec in the shared state failed", "spec_hash", r.SpecHash, "err", err)
+	}
+}
+
+// fetchSpec returns args with the spec from the shared state added, or
+// nil when the state does not hold it.
+func (h *Host) fetchSpec(ctx context.Context, args []byte) []byte {
+	var fields map[string]json.RawMessage
+	var a specArgs
+	if json.Unmarshal(args, &fields) != nil || json.Unmarshal(args, &a) != nil || len(a.Spec) > 0 || !tokenRE.MatchString(a.SpecHash) {
+		return nil
+	}
+	var e jetstream.KeyValueEntry
+	err := retry(ctx, func(ctx context.Context) (err error) { e, err = h.kv.Get(ctx, "spec."+a.SpecHash); return err })
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			h.log.Warn("reading a program spec from the shared state failed", "spec_hash", a.SpecHash, "err", err)
+		}
+		return nil
+	}
+	fields["spec"] = e.Value()
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func (h *Host) forgetSpec(ctx context.Context, args []byte) {
+	var a specArgs
+	if json.Unmarshal(args, &a) != nil || !tokenRE.MatchString(a.SpecHash) {
+		return
+	}
+	if err := retry(ctx, func(ctx context.Context) error { return h.kv.Delete(ctx, "spec."+a.SpecHash) }); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		h.log.Warn("deleting a program spec from the shared state failed", "spec_hash", a.SpecHash, "err", err)
+	}
+}
+
+func isSpecNotFound(err error) bool {
+	var e *adapter.Error
+	return errors.As(err, &e) && e.Remote != nil && e.Remote.Type == program.SpecNotFoundType
+}
