@@ -51,7 +51,7 @@ func Cases() []Case {
 		{Name: "stats_add_up", Doc: "The adapter's call and failure counters add up.", Skip: needStats, Run: caseStats},
 		{Name: "close_idempotent", Doc: "Close is idempotent and every call after it is ErrClosed.", Run: caseClose},
 		{Name: "close_leaves_no_goroutine", Doc: "No goroutine survives Close.", Run: caseNoLeak},
-	}, append(append(append(streamCases(), requestCases()...), hardeningCases()...), demoCases()...)...)
+	}, append(append(append(append(streamCases(), requestCases()...), commandCases()...), hardeningCases()...), demoCases()...)...)
 }
 
 func needFrameLimit(env *Env) string {
