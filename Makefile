@@ -18,12 +18,12 @@ export DSPGOTEST_DSPY_PYTHON := $(VENV_PYTHON)
 export DSPGOTEST_LMSERVER := $(LMTESTD)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test deps check-python venv vet test-go test-python test-python-bare test-python-dspy test-bench lint fuzz bench chaos soak lmtestd
+.PHONY: test deps check-python venv vet test-go test-python test-python-bare test-python-dspy test-bench lint lint-python fuzz bench chaos soak lmtestd
 
-## test: install dependencies, then vet, run every Go test with the race detector, every Go benchmark once, and the Python worker's suite twice (bare interpreter, then with dspy)
+## test: install dependencies, then vet, type-check and lint the Python worker, run every Go test with the race detector, every Go benchmark once, and the Python worker's suite twice (bare interpreter, then with dspy)
 # DSPGOTEST_REQUIRE_DSPY turns "dspy environment missing" from a skip into a failure.
 test: export DSPGOTEST_REQUIRE_DSPY := 1
-test: deps vet test-go test-bench test-python
+test: deps vet lint-python test-go test-bench test-python
 
 ## deps: download Go modules, check the Python interpreter, create the dspy test environment and build the test LM server
 deps: check-python venv lmtestd
@@ -88,9 +88,14 @@ test-python-bare:
 test-python-dspy: venv lmtestd
 	cd python && DSPGOTEST_DSPY_EXPECTED=1 $(VENV_PYTHON) -m unittest discover -s tests -t . -v
 
-## lint: staticcheck over every package
-lint:
+## lint: staticcheck over every package, and the Python worker's checks (lint-python)
+lint: lint-python
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+## lint-python: mypy --strict and ruff over the worker (settings in python/pyproject.toml, versions in $(DSPY_LOCK))
+lint-python: venv
+	cd python && $(VENV_PYTHON) -m mypy
+	cd python && $(VENV_PYTHON) -m ruff check --no-cache .
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s); their seed corpora run in make test
 FUZZTIME ?= 30s

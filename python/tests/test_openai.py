@@ -6,6 +6,7 @@ import email.utils
 import json
 import os
 import queue
+import select
 import socket
 import threading
 import time
@@ -19,7 +20,7 @@ from dspgo_worker.errors import WorkerError
 from dspgo_worker.lmconfig import LMConfig
 from dspgo_worker.openai_provider import OpenAIProvider
 from dspgo_worker.redact import redact
-from dspgo_worker.transport import call_in_thread, close_connections, parse_retry_after
+from dspgo_worker.transport import call_in_thread, close_connections, connections, parse_retry_after
 
 from .helpers import WAIT, InProcessWorker, WorkerProcess
 from .test_spec import spec_of
@@ -398,6 +399,13 @@ class ConnectionReuseTest(ProviderHelpers, LMTestCase):
         self.assertEqual(results, ["ok"] * 4)
         self.assertEqual(len(self.lm.connections), 2)
 
+    def wait_closed_by_server(self) -> None:
+        """Wait until the server has closed its end of this thread's one kept connection
+        (its socket reads as the end of the stream)."""
+        (conn,) = connections().values()
+        readable, _, _ = select.select([conn.sock], [], [], WAIT)
+        self.assertTrue(readable, f"the server did not close the kept connection within {WAIT} s")
+
     def test_a_dropped_kept_connection_is_replaced_and_the_request_sent_again(self):
         # The server closes the connection after its answer without saying so; the next
         # request, sent at once (no idle check), fails on it and is sent on a new one.
@@ -406,7 +414,7 @@ class ConnectionReuseTest(ProviderHelpers, LMTestCase):
         provider = self.provider()
         with mock.patch.object(openai_provider, "IDLE_CHECK_S", 3600.0):
             self.assertEqual(self.complete(provider), "first")
-            time.sleep(0.05)  # the server has closed its end
+            self.wait_closed_by_server()
             self.assertEqual(self.complete(provider), "second")
         self.assertEqual(len(self.lm.connections), 2)
         self.assertEqual(len(self.lm.requests), 2, "the request reached the server once")
@@ -417,7 +425,7 @@ class ConnectionReuseTest(ProviderHelpers, LMTestCase):
         provider = self.provider()
         with mock.patch.object(openai_provider, "IDLE_CHECK_S", 0.0):
             self.assertEqual(self.complete(provider), "first")
-            time.sleep(0.05)
+            self.wait_closed_by_server()
             self.assertEqual(self.complete(provider), "second")
         self.assertEqual(len(self.lm.connections), 2)
         self.assertEqual(len(self.lm.requests), 2)
