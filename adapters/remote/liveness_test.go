@@ -404,21 +404,30 @@ func TestDrainingHostTakesCancelsAndCredit(t *testing.T) {
 // a moment: the call, which reached no one, goes again.
 func TestAnnouncedHostNotYetReachableIsWaitedFor(t *testing.T) {
 	s := startServer(t)
-	a := newRemote(t, s.ClientURL(), remote.Options{Heartbeat: time.Second})
+	// Periods long enough that the announcement stays fresh, and the
+	// caller waits, however slowly a loaded machine starts the host.
+	a := newRemote(t, s.ClientURL(), remote.Options{Heartbeat: 10 * time.Second})
 	nc := connect(t, s.ClientURL())
-	ann, err := json.Marshal(remote.Announcement{Host: "h1", Workers: 1, HeartbeatMs: 1000})
+	ann, err := json.Marshal(remote.Announcement{Host: "h1", Workers: 1, HeartbeatMs: 10000})
 	require.NoError(t, err)
-	require.NoError(t, nc.Publish("dspgo.announce", ann))
 	ctx := ctxT(t, 30*time.Second)
-	require.True(t, wait.Until(ctx, func() bool { return len(a.Hosts()) == 1 }))
+	require.True(t, wait.Until(ctx, func() bool {
+		// Again until the caller lists it, as a host does every period:
+		// the first may reach the server before the caller's subscription.
+		require.NoError(t, nc.Publish("dspgo.announce", ann))
+		return len(a.Hosts()) == 1
+	}))
 
-	// The host's subscription comes after the call.
+	// The host's subscription comes after the call has begun.
 	m := mock.New(mock.Options{})
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
 	hostConn := connect(t, s.ClientURL())
 	hosts := make(chan *remote.Host, 1)
 	go func() {
-		time.Sleep(200 * time.Millisecond)
+		if !wait.Until(ctx, func() bool { return a.Stats().InFlight == 1 }) {
+			hosts <- nil
+			return
+		}
 		h, err := remote.Serve(ctx, hostConn, m, remote.HostOptions{ID: "h1", Heartbeat: time.Second})
 		assert.NoError(t, err)
 		hosts <- h
