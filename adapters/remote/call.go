@@ -18,10 +18,6 @@ import (
 // errNoHost: no host subscribes to the subject.
 var errNoHost = errors.New("no worker host serves")
 
-// maxSessions bounds the session → host map; beyond it, an arbitrary
-// entry is forgotten (that session is routed afresh).
-const maxSessions = 1 << 16
-
 // Call sends req to a host and returns its reply. The commands only a
 // host's adapters send their workers (protocol.Reserved: shutdown,
 // cancel, the init ping) are refused with CodeInvalidArgument before
@@ -81,9 +77,9 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request, o callOpts) (re
 	}
 
 	host := ""
-	if req.Session != "" && a.affinity != AffinityNone && !o.broadcast {
+	if req.Session != "" && a.affinity != adapter.AffinityNone && !o.broadcast {
 		a.mu.Lock()
-		host = a.sessions[req.Session]
+		host, _ = a.sessions.Get(req.Session)
 		a.mu.Unlock()
 	}
 	var noHost time.Time // when the queue group first had no responders
@@ -104,7 +100,7 @@ func (a *Adapter) call(ctx context.Context, req adapter.Request, o callOpts) (re
 				continue
 			}
 			a.forget(req.Session, host)
-			if a.affinity == AffinityStrict {
+			if a.affinity == adapter.AffinityStrict {
 				return resp, errorf(adapter.CodeUnavailable, a.name, op, "host %q, which serves session %q, is gone (affinity strict)", host, req.Session)
 			}
 			host = ""
@@ -145,7 +141,7 @@ func (a *Adapter) awaitHost(ctx context.Context, op string, since *time.Time) er
 // session's host.
 func (a *Adapter) decode(op, session, host string, m *nats.Msg) (adapter.Response, error) {
 	served := m.Header.Get(hdrHost)
-	if session != "" && a.affinity != AffinityNone && host == "" && served != "" {
+	if session != "" && a.affinity != adapter.AffinityNone && host == "" && served != "" {
 		a.remember(session, served)
 	}
 	a.raiseStateRev(headerUint(m.Header, hdrStateRev))
@@ -162,19 +158,11 @@ func (a *Adapter) decode(op, session, host string, m *nats.Msg) (adapter.Respons
 func (a *Adapter) remember(session, host string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.sessions[session]; !ok && len(a.sessions) >= maxSessions {
-		for k := range a.sessions {
-			delete(a.sessions, k)
-			break
-		}
-	}
-	a.sessions[session] = host
+	a.sessions.Bind(session, host)
 }
 
 func (a *Adapter) forget(session, host string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.sessions[session] == host {
-		delete(a.sessions, session)
-	}
+	a.sessions.ForgetIf(session, host)
 }

@@ -64,25 +64,16 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/sessionmap"
 )
 
 // Name is the remote adapter's registered name.
 const Name = "remote"
 
-// Affinity says how a session's requests are routed among hosts.
-type Affinity string
-
-// Affinity modes, as the pool's.
-const (
-	// AffinityNone sends every request through the queue group.
-	AffinityNone Affinity = "none"
-	// AffinityPrefer sends a session to the host that first served it
-	// while that host lives, and through the queue group once it is gone.
-	AffinityPrefer Affinity = "prefer"
-	// AffinityStrict sends a session only to the host that first served
-	// it, and fails with CodeUnavailable once that host is gone.
-	AffinityStrict Affinity = "strict"
-)
+// Affinity is adapter.Affinity, the one session routing type of every
+// backend, under the name this package used to define. Use
+// adapter.Affinity and its constants.
+type Affinity = adapter.Affinity
 
 // Options configure the remote adapter.
 type Options struct {
@@ -105,8 +96,13 @@ type Options struct {
 	// periods of silence. Set it to the hosts' value. Zero means 1 s.
 	Heartbeat time.Duration
 
-	// Affinity routes sessions. Empty means AffinityPrefer.
-	Affinity Affinity
+	// Affinity routes sessions among hosts: adapter.AffinityNone sends
+	// every request through the queue group; adapter.AffinityPrefer sends
+	// a session to the host that first served it while that host lives,
+	// and through the queue group once it is gone;
+	// adapter.AffinityStrict sends it only to that host, and fails with
+	// CodeUnavailable once it is gone. Empty means adapter.AffinityPrefer.
+	Affinity adapter.Affinity
 
 	// CallTimeout bounds a call whose context has no deadline. Zero
 	// means 2 minutes; negative means no bound.
@@ -132,7 +128,7 @@ type Adapter struct {
 	nc       *nats.Conn
 	subj     subjects
 	beat     time.Duration
-	affinity Affinity
+	affinity adapter.Affinity
 	timeout  time.Duration
 	replicas int
 	log      *slog.Logger
@@ -148,7 +144,7 @@ type Adapter struct {
 
 	mu       sync.Mutex
 	pending  map[string]*pending
-	sessions map[string]string // session → host id
+	sessions sessionmap.Map[string] // session → host id
 
 	stateRev atomic.Uint64  // the newest broadcast written: hosts apply it before serving
 	payload  int64          // the server's payload limit, read at New (see payloadLimit)
@@ -179,7 +175,7 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 	a := &Adapter{
 		name: opts.Name, nc: opts.Conn, subj: subjects{opts.Prefix}, beat: opts.Heartbeat,
 		affinity: opts.Affinity, timeout: opts.CallTimeout, replicas: opts.Replicas, log: opts.Logger, onClose: opts.OnClose,
-		since: time.Now(), pending: map[string]*pending{}, sessions: map[string]string{}, done: make(chan struct{}),
+		since: time.Now(), pending: map[string]*pending{}, done: make(chan struct{}),
 	}
 	if a.name == "" {
 		a.name = Name
@@ -193,11 +189,10 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 	if a.beat <= 0 {
 		a.beat = DefaultHeartbeat
 	}
-	switch a.affinity {
-	case "":
-		a.affinity = AffinityPrefer
-	case AffinityNone, AffinityPrefer, AffinityStrict:
-	default:
+	if a.affinity == "" {
+		a.affinity = adapter.AffinityPrefer
+	}
+	if !a.affinity.Valid() {
 		return nil, errorf(adapter.CodeInvalidArgument, a.name, "new", "affinity %q is unknown (known: none, prefer, strict)", a.affinity)
 	}
 	if a.timeout == 0 {

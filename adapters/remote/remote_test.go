@@ -176,7 +176,7 @@ func TestAffinity(t *testing.T) {
 	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h2"})
 	ctx := ctxT(t, 10*time.Second)
 
-	for _, mode := range []remote.Affinity{remote.AffinityPrefer, remote.AffinityStrict} {
+	for _, mode := range []adapter.Affinity{adapter.AffinityPrefer, adapter.AffinityStrict} {
 		a := newRemote(t, s.ClientURL(), remote.Options{Affinity: mode})
 		first, err := a.Call(ctx, adapter.Request{Command: "ping", Session: "s-" + string(mode)})
 		require.NoError(t, err)
@@ -187,8 +187,8 @@ func TestAffinity(t *testing.T) {
 		}
 	}
 	// Drain h1 in the middle: prefer moves its sessions, strict fails them.
-	prefer := newRemote(t, s.ClientURL(), remote.Options{Affinity: remote.AffinityPrefer})
-	strict := newRemote(t, s.ClientURL(), remote.Options{Affinity: remote.AffinityStrict})
+	prefer := newRemote(t, s.ClientURL(), remote.Options{Affinity: adapter.AffinityPrefer})
+	strict := newRemote(t, s.ClientURL(), remote.Options{Affinity: adapter.AffinityStrict})
 	var onH1 []string
 	for i := 0; len(onH1) < 2 && i < 200; i++ {
 		sess := "t-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
