@@ -83,7 +83,7 @@ func caseCommandTypes(t TB, env *Env) {
 
 	// With several workers, the one that answers may not cache the spec:
 	// not_found, which the client takes as done.
-	resp, err := send(command.DeleteProgram, command.DeleteArgs{SpecHash: created.SpecHash})
+	resp, err := send(command.DeleteProgram, command.DeleteArgs(created))
 	if adapter.CodeOf(err) != adapter.CodeNotFound {
 		require.NoError(t, err, command.DeleteProgram)
 		var deleted command.DeleteResult
