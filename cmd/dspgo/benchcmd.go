@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -19,10 +20,11 @@ import (
 
 func (a *app) benchCmd() *cobra.Command {
 	var (
-		op, workers, format, jsonPath, only string
-		inFlight, runs                      int
-		duration                            time.Duration
-		suite                               bool
+		op, workers, format, jsonPath, only   string
+		compare, with, cpuProfile, memProfile string
+		inFlight, runs                        int
+		duration                              time.Duration
+		suite                                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -31,12 +33,33 @@ func (a *app) benchCmd() *cobra.Command {
 configured adapter, for each worker count of --workers (pool.size; other
 adapters run once). --in-flight is the calls kept in flight per worker.
 execute runs the configured LM (lm.*), the offline dummy by default: with
-a real model it measures that model too, and pays for its calls.`,
-		Example: "  dspgo bench --op execute --workers 1,2,4 --duration 2s\n  dspgo bench --adapter mock --format json",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if suite {
-				return a.benchSuite(cmd.Context(), runs, duration, only, jsonPath)
+a real model it measures that model too, and pays for its calls.
+
+--suite runs every workload of docs/performance.md against the raw
+baseline and checks the targets; --compare OLD.json runs it too and then
+prints each row's change against that earlier report (--with NEW.json
+compares two reports without running anything).`,
+		Example: "  dspgo bench --op execute --workers 1,2,4 --duration 2s\n  dspgo bench --adapter mock --format json\n" +
+			"  dspgo bench --suite --json bench-results.json\n  dspgo bench --compare old.json --only ping --cpuprofile cpu.prof",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			if with != "" {
+				if compare == "" {
+					return usagef("give the earlier report with --compare", "--with needs --compare")
+				}
+				return a.benchCompare(compare, with)
+			}
+			stop, err := startProfiles(cpuProfile, memProfile)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if perr := stop(); perr != nil && err == nil {
+					err = perr
+				}
+			}()
+			if suite || compare != "" {
+				return a.benchSuite(cmd.Context(), runs, duration, only, jsonPath, compare)
 			}
 			if op != "ping" && op != "execute" {
 				return usagef("use --op ping or --op execute", "unknown operation %q", op)
@@ -83,12 +106,23 @@ a real model it measures that model too, and pays for its calls.`,
 	fl.IntVar(&runs, "runs", 3, "with --suite: runs per figure (median, min, max)")
 	fl.StringVar(&only, "only", "", "with --suite: only the workloads whose name contains this")
 	fl.StringVar(&jsonPath, "json", "", "with --suite: also write the report as JSON to this file")
+	fl.StringVar(&compare, "compare", "", "run the suite, then print each row's change against this earlier JSON report")
+	fl.StringVar(&with, "with", "", "with --compare: compare this JSON report instead of running the suite")
+	fl.StringVar(&cpuProfile, "cpuprofile", "", "write the host's CPU profile of the run to this file (go tool pprof)")
+	fl.StringVar(&memProfile, "memprofile", "", "write the host's allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
 	return cmd
 }
 
-// benchSuite runs bench.Suite and prints its table; an unmet target is a
-// failure.
-func (a *app) benchSuite(ctx context.Context, runs int, d time.Duration, only, jsonPath string) error {
+// benchSuite runs bench.Suite and prints its table, and its comparison
+// with the report at comparePath when that is not empty.
+func (a *app) benchSuite(ctx context.Context, runs int, d time.Duration, only, jsonPath, comparePath string) error {
+	var old *bench.Report
+	if comparePath != "" {
+		var err error
+		if old, err = bench.ReadReport(comparePath); err != nil {
+			return err
+		}
+	}
 	cfg, err := a.load(nil)
 	if err != nil {
 		return err
@@ -108,7 +142,60 @@ func (a *app) benchSuite(ctx context.Context, runs int, d time.Duration, only, j
 			return err
 		}
 	}
+	if old != nil {
+		fmt.Fprintln(a.stdout)
+		return bench.WriteComparison(a.stdout, old, rep)
+	}
 	return nil
+}
+
+// benchCompare prints the report at newPath against the one at oldPath.
+func (a *app) benchCompare(oldPath, newPath string) error {
+	old, err := bench.ReadReport(oldPath)
+	if err != nil {
+		return err
+	}
+	cur, err := bench.ReadReport(newPath)
+	if err != nil {
+		return err
+	}
+	return bench.WriteComparison(a.stdout, old, cur)
+}
+
+// startProfiles starts the CPU profile when cpuPath is not empty; the
+// function it returns stops it and writes the allocation profile to
+// memPath when that is not empty.
+func startProfiles(cpuPath, memPath string) (stop func() error, err error) {
+	var cpu *os.File
+	if cpuPath != "" {
+		if cpu, err = os.Create(cpuPath); err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			_ = cpu.Close()
+			return nil, err
+		}
+	}
+	return func() error {
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			if err := cpu.Close(); err != nil {
+				return err
+			}
+		}
+		if memPath == "" {
+			return nil
+		}
+		f, err := os.Create(memPath)
+		if err != nil {
+			return err
+		}
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			_ = f.Close()
+			return err
+		}
+		return f.Close()
+	}, nil
 }
 
 func parseCounts(s string) ([]int, error) {

@@ -1,0 +1,26 @@
+package main
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestBenchCompareTwoReports(t *testing.T) {
+	dir := filepath.Join("internal", "bench", "testdata")
+	r := cli(t, "", nil, "bench", "--compare", filepath.Join(dir, "old.json"), "--with", filepath.Join(dir, "new.json"))
+	assert.Equal(t, 0, r.status, r.stderr)
+	assert.Regexp(t, `(?m)^ping, port, 1 in flight\s+calls/s\s+17000 \[16500–17500\]\s+23400 \[23000–24000\]\s+\+37\.6% better\s+0\.708 → 0\.975\s+NO → yes$`, r.stdout)
+	assert.Contains(t, r.stdout, "only in the old run:\n  a workload since removed\n")
+	assert.Contains(t, r.stdout, "only in the new run:\n")
+}
+
+func TestBenchCompareUsage(t *testing.T) {
+	r := cli(t, "", nil, "bench", "--with", "new.json")
+	assert.Equal(t, 2, r.status)
+	assert.Contains(t, r.stderr, "--with needs --compare")
+	r = cli(t, "", nil, "bench", "--compare", filepath.Join(t.TempDir(), "missing.json"), "--with", "new.json")
+	assert.Equal(t, 1, r.status)
+	assert.Contains(t, r.stderr, "missing.json")
+}

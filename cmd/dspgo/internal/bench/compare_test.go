@@ -1,0 +1,61 @@
+package bench
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestWriteComparison(t *testing.T) {
+	old, err := ReadReport(filepath.Join("testdata", "old.json"))
+	require.NoError(t, err)
+	cur, err := ReadReport(filepath.Join("testdata", "new.json"))
+	require.NoError(t, err)
+	var out bytes.Buffer
+	require.NoError(t, WriteComparison(&out, old, cur))
+	lines := strings.Split(out.String(), "\n")
+
+	assert.Equal(t, "dspgo bench: 2026-12-02 11:30 UTC, commit 222222222222 (modified) against 2026-12-01 10:00 UTC, commit 111111111111", lines[0])
+	assert.Equal(t, "machines differ: load average (1 min) 4.5 → 1.25", lines[1], "only what differs, date and commit aside")
+	row := func(workload string) []string {
+		for _, l := range lines {
+			if strings.HasPrefix(l, workload+"  ") {
+				return strings.Fields(strings.TrimPrefix(l, workload))
+			}
+		}
+		t.Fatalf("no row %q in:\n%s", workload, out.String())
+		return nil
+	}
+	// unit, old median [min–max], new median [min–max], change, ratio old → new, met old → new
+	assert.Equal(t, []string{"calls/s", "17000", "[16500–17500]", "23400", "[23000–24000]", "+37.6%", "better", "0.708", "→", "0.975", "NO", "→", "yes"},
+		row("ping, port, 1 in flight"), "a higher rate beyond both runs' spread is better")
+	assert.Equal(t, []string{"µs", "25", "[24–26]", "18", "[17–19]", "-28.0%", "better", "1.667", "→", "1.200", "NO", "→", "yes"},
+		row("host CPU per ping, port, 1 in flight"), "a lower cost beyond the spread is better")
+	assert.Equal(t, []string{"calls/s", "15500", "[15200–16100]", "15800", "[15000–16300]", "+1.9%", "0.923", "→", "0.940", "yes", "→", "yes"},
+		row("echo 100 B, port, 1 in flight"), "a change within the spread is not called better or worse")
+	assert.Contains(t, out.String(), "\nonly in the old run:\n  a workload since removed\n")
+	assert.Contains(t, out.String(), "\nonly in the new run:\n  10,000 in flight, pool of 2, dummy LM delays 10s: errors\n")
+}
+
+func TestChangeWorse(t *testing.T) {
+	o := Row{Unit: "calls/s", DSPGo: Figure{Median: 100, Min: 95, Max: 105}}
+	r := Row{Unit: "calls/s", DSPGo: Figure{Median: 80, Min: 78, Max: 82}}
+	assert.Equal(t, "-20.0% worse", change(o, r))
+	o.Unit, r.Unit = "MB", "MB"
+	assert.Equal(t, "-20.0% better", change(o, r), "less memory is better")
+	assert.Equal(t, "—", change(Row{}, r), "no change from a zero median")
+}
+
+func TestReadReportRefusesOtherFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.json")
+	require.NoError(t, os.WriteFile(path, []byte("[1, 2]"), 0o600))
+	_, err := ReadReport(path)
+	assert.ErrorContains(t, err, "not a bench report")
+	_, err = ReadReport(filepath.Join(t.TempDir(), "missing.json"))
+	assert.ErrorIs(t, err, os.ErrNotExist)
+}
