@@ -65,7 +65,7 @@ func open(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
 		return nil, err
 	}
 	r := cfg.Remote
-	return openOn(ctx, nc, release, remote.Options{Prefix: r.Prefix, Heartbeat: r.Heartbeat, Affinity: remote.Affinity(r.Affinity),
+	return openOn(ctx, nc, release, remote.Options{Prefix: r.Prefix, Heartbeat: r.Heartbeat, Affinity: adapter.Affinity(r.Affinity),
 		CallTimeout: cfg.Port.CallTimeout, Replicas: r.Replicas, Logger: cfg.Logger(cfg.LogOutput())})
 }
 
