@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -67,7 +68,7 @@ func (c *Client) checkExamples(op string, p *Program, examples []Example, set st
 	if len(examples) == 0 {
 		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s is empty", set)
 	}
-	compiled, err := program.Compile(program.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind, Demos: examples})
+	compiled, err := program.Compile(command.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind, Demos: examples})
 	if err != nil {
 		var e *adapter.Error
 		if errors.As(err, &e) {

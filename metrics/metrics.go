@@ -16,7 +16,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
-	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/command"
 )
 
 // Namespace prefixes every metric name.
@@ -191,13 +191,11 @@ var usageKey = []byte(`"usage"`)
 
 // countTokens adds the usage an execute_program result reports to the
 // token counters.
-func (in *Instrumented) countTokens(command string, result json.RawMessage) {
-	if command != program.CmdExecuteProgram || !bytes.Contains(result, usageKey) {
+func (in *Instrumented) countTokens(cmd string, result json.RawMessage) {
+	if cmd != command.ExecuteProgram || !bytes.Contains(result, usageKey) {
 		return
 	}
-	var r struct {
-		Usage *program.Usage `json:"usage"`
-	}
+	var r command.ExecuteResult
 	if json.Unmarshal(result, &r) != nil || r.Usage == nil {
 		return
 	}

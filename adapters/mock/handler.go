@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/wire"
 	"github.com/dspgo/dspgo/protocol"
@@ -43,7 +44,7 @@ type Handler struct {
 	mu       sync.Mutex
 	specs    map[string]*program.Compiled
 	order    []string                  // spec hashes, oldest first
-	lms      map[string]program.LMArgs // by name; "" is the default LM
+	lms      map[string]command.LMArgs // by name; "" is the default LM
 	calls    map[string]uint64
 	failures uint64
 	inFlight int
@@ -67,37 +68,37 @@ func NewHandler(opts HandlerOptions) *Handler {
 func (h *Handler) resetLocked() {
 	h.specs = map[string]*program.Compiled{}
 	h.order = nil
-	h.lms = map[string]program.LMArgs{"": {Provider: "dummy"}}
+	h.lms = map[string]command.LMArgs{"": {Provider: command.ProviderDummy}}
 	h.calls = map[string]uint64{}
 	h.failures = 0
 }
 
-// command is one entry of the command set.
-type command struct {
+// entry is one command of the command set.
+type entry struct {
 	description string
 	schema      program.Schema // checked before run
 	run         func(h *Handler, ctx context.Context, args json.RawMessage) (any, error)
 }
 
-var commands map[string]command
+var commands map[string]entry
 
 func init() {
-	set := func(name, description string, run func(*Handler, context.Context, json.RawMessage) (any, error)) command {
-		return command{description, program.Schemas[name], run}
+	set := func(name, description string, run func(*Handler, context.Context, json.RawMessage) (any, error)) entry {
+		return entry{description, program.Schemas[name], run}
 	}
-	commands = map[string]command{
-		program.CmdPing:           set(program.CmdPing, "Answers at once; with initialization true, the handshake.", (*Handler).ping),
-		program.CmdDescribe:       set(program.CmdDescribe, "Lists the commands and their arguments.", (*Handler).describe),
-		program.CmdConfigureLM:    set(program.CmdConfigureLM, "Sets the default language model, or one of the given name.", (*Handler).configureLM),
-		program.CmdCreateProgram:  set(program.CmdCreateProgram, "Validates and compiles a program spec.", (*Handler).createProgram),
-		program.CmdExecuteProgram: set(program.CmdExecuteProgram, "Runs a program, by spec hash (and spec), on inputs.", (*Handler).executeProgram),
-		program.CmdDeleteProgram:  set(program.CmdDeleteProgram, "Drops a compiled spec.", (*Handler).deleteProgram),
-		program.CmdGetStats:       set(program.CmdGetStats, "Reports counters.", (*Handler).getStats),
-		program.CmdReset:          set(program.CmdReset, "Drops every program, counter and named LM and restores the dummy LM.", (*Handler).reset),
-		program.CmdShutdown:       set(program.CmdShutdown, "Acknowledges; an in-process worker has nothing to stop.", (*Handler).shutdown),
-		program.CmdCancel:         set(program.CmdCancel, "Acknowledges; in-process calls are cancelled through their context.", (*Handler).cancel),
+	commands = map[string]entry{
+		command.Ping:           set(command.Ping, "Answers at once; with initialization true, the handshake.", (*Handler).ping),
+		command.Describe:       set(command.Describe, "Lists the commands and their arguments.", (*Handler).describe),
+		command.ConfigureLM:    set(command.ConfigureLM, "Sets the default language model, or one of the given name.", (*Handler).configureLM),
+		command.CreateProgram:  set(command.CreateProgram, "Validates and compiles a program spec.", (*Handler).createProgram),
+		command.ExecuteProgram: set(command.ExecuteProgram, "Runs a program, by spec hash (and spec), on inputs.", (*Handler).executeProgram),
+		command.DeleteProgram:  set(command.DeleteProgram, "Drops a compiled spec.", (*Handler).deleteProgram),
+		command.GetStats:       set(command.GetStats, "Reports counters.", (*Handler).getStats),
+		command.Reset:          set(command.Reset, "Drops every program, counter and named LM and restores the dummy LM.", (*Handler).reset),
+		command.Shutdown:       set(command.Shutdown, "Acknowledges; an in-process worker has nothing to stop.", (*Handler).shutdown),
+		command.Cancel:         set(command.Cancel, "Acknowledges; in-process calls are cancelled through their context.", (*Handler).cancel),
 		cmdStreamCount: {"Streams the integers 0 to n-1; with fail_at, fails before that one (as the Python worker's diagnostics).",
-			program.Schema{Args: []program.Arg{{Name: "n", Type: program.TypeInt, Required: true}, {Name: "fail_at", Type: program.TypeInt}}},
+			program.Schema{Args: []program.Arg{{Name: "n", Type: command.ArgInt, Required: true}, {Name: "fail_at", Type: command.ArgInt}}},
 			(*Handler).streamCount},
 	}
 }
@@ -167,58 +168,49 @@ func (h *Handler) ping(_ context.Context, raw json.RawMessage) (any, error) {
 	// As the Python worker's: other arguments are let through, and only
 	// the exact key "initialization" asks for the handshake.
 	if !protocol.IsInitPing(raw) {
-		return map[string]any{"pong": true, "worker_id": h.workerID, "pid": os.Getpid()}, nil
+		return command.PingResult{Pong: true, WorkerID: h.workerID, PID: os.Getpid()}, nil
 	}
-	return map[string]any{
-		"protocol_version": protocol.Version, "worker_version": "go-mock", "pid": os.Getpid(),
-		"python_version": "", "worker_id": h.workerID, "commands": Commands(),
-		"max_concurrency": 0, "max_frame_bytes": protocol.DefaultMaxFrameBytes, "diagnostics": false,
-		"features": []string{protocol.FeatureCall, protocol.FeatureStream},
+	return command.InitResult{
+		ProtocolVersion: protocol.Version, WorkerVersion: "go-mock", PID: os.Getpid(),
+		WorkerID: h.workerID, Commands: Commands(), MaxFrameBytes: protocol.DefaultMaxFrameBytes,
+		Features: []string{protocol.FeatureCall, protocol.FeatureStream},
 	}, nil
 }
 
 func (h *Handler) describe(context.Context, json.RawMessage) (any, error) {
-	type argDesc struct {
-		Type     string `json:"type"`
-		Required bool   `json:"required"`
-	}
-	type cmdDesc struct {
-		Name        string             `json:"name"`
-		Description string             `json:"description"`
-		Args        map[string]argDesc `json:"args"`
-	}
-	var list []cmdDesc
-	for _, name := range Commands() {
+	names := Commands()
+	result := command.DescribeResult{ProtocolVersion: protocol.Version, Commands: make([]command.CommandInfo, len(names))}
+	for i, name := range names {
 		c := commands[name]
-		d := cmdDesc{Name: name, Description: c.description, Args: map[string]argDesc{}}
+		info := command.CommandInfo{Name: name, Description: c.description, Args: make(map[string]command.ArgInfo, len(c.schema.Args))}
 		for _, arg := range c.schema.Args {
-			d.Args[arg.Name] = argDesc{Type: arg.Type, Required: arg.Required}
+			info.Args[arg.Name] = command.ArgInfo{Type: arg.Type, Required: arg.Required}
 		}
-		list = append(list, d)
+		result.Commands[i] = info
 	}
-	return map[string]any{"protocol_version": protocol.Version, "commands": list}, nil
+	return result, nil
 }
 
 func (h *Handler) configureLM(_ context.Context, raw json.RawMessage) (any, error) {
-	var lm program.LMArgs
+	var lm command.LMArgs
 	if err := decodeArgs(raw, &lm); err != nil {
 		return nil, err
 	}
 	if err := program.ValidateLM(lm); err != nil {
 		return nil, err
 	}
-	if lm.Provider != "dummy" {
+	if lm.Provider != command.ProviderDummy {
 		return nil, adapter.Errorf(adapter.CodeFailedPrecondition, "the mock runs the dummy provider only, not %q; use the port or pool adapter for a real LM", lm.Provider)
 	}
 	h.mu.Lock()
 	h.lms[lm.Name] = lm
 	h.mu.Unlock()
-	return map[string]any{"provider": lm.Provider, "model": lm.Model, "engine": "native"}, nil
+	return command.ConfigureLMResult{Provider: lm.Provider, Model: lm.Model, Engine: "native"}, nil
 }
 
 // compile compiles a spec and caches it, evicting the oldest past the
 // bound.
-func (h *Handler) compile(spec program.Spec) (*program.Compiled, error) {
+func (h *Handler) compile(spec command.Spec) (*program.Compiled, error) {
 	c, err := program.Compile(spec)
 	if err != nil {
 		return nil, err
@@ -237,7 +229,7 @@ func (h *Handler) compile(spec program.Spec) (*program.Compiled, error) {
 }
 
 func (h *Handler) createProgram(_ context.Context, raw json.RawMessage) (any, error) {
-	var args program.CreateArgs
+	var args command.CreateArgs
 	if err := decodeArgs(raw, &args); err != nil {
 		return nil, err
 	}
@@ -245,17 +237,17 @@ func (h *Handler) createProgram(_ context.Context, raw json.RawMessage) (any, er
 	if err != nil {
 		return nil, err
 	}
-	return program.CreateResult{SpecHash: c.Hash}, nil
+	return command.CreateResult{SpecHash: c.Hash}, nil
 }
 
 func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any, error) {
-	var args program.ExecuteArgs
+	var args command.ExecuteArgs
 	if err := decodeArgs(raw, &args); err != nil {
 		return nil, err
 	}
 	var c *program.Compiled
 	if args.Spec == nil && args.SpecHash == "" {
-		return nil, program.MissingArg(program.CmdExecuteProgram, "spec_hash") // required unless spec is sent
+		return nil, program.MissingArg(command.ExecuteProgram, "spec_hash") // required unless spec is sent
 	}
 	if args.Spec != nil {
 		var err error
@@ -271,7 +263,7 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 		h.mu.Unlock()
 		if c == nil {
 			return nil, &adapter.Error{Code: adapter.CodeNotFound, Remote: &adapter.RemoteError{
-				Code: adapter.CodeNotFound, Type: program.SpecNotFoundType,
+				Code: adapter.CodeNotFound, Type: command.SpecNotFoundType,
 				Message: fmt.Sprintf("spec %q is not compiled on this worker; send the spec", args.SpecHash)}}
 		}
 	}
@@ -304,8 +296,8 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 			return nil, ctx.Err()
 		}
 	}
-	var trajectory *[]program.Step
-	if c.Spec.Kind == program.KindReact {
+	var trajectory *[]command.Step
+	if c.Spec.Kind == command.KindReact {
 		steps, err := h.react(ctx, script, maxIters)
 		if err != nil {
 			return nil, err
@@ -323,7 +315,7 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 	if err != nil {
 		return nil, err
 	}
-	return program.ExecuteResult{Outputs: rawOut, SpecHash: c.Hash, Trajectory: trajectory}, nil
+	return command.ExecuteResult{Outputs: rawOut, SpecHash: c.Hash, Trajectory: trajectory}, nil
 }
 
 func decodeInputs(raw json.RawMessage) (map[string]any, error) {
@@ -337,7 +329,7 @@ func decodeInputs(raw json.RawMessage) (map[string]any, error) {
 }
 
 func (h *Handler) deleteProgram(_ context.Context, raw json.RawMessage) (any, error) {
-	var args program.DeleteArgs
+	var args command.DeleteArgs
 	if err := decodeArgs(raw, &args); err != nil {
 		return nil, err
 	}
@@ -353,7 +345,7 @@ func (h *Handler) deleteProgram(_ context.Context, raw json.RawMessage) (any, er
 			break
 		}
 	}
-	return map[string]any{"deleted": true}, nil
+	return command.DeleteResult{Deleted: true}, nil
 }
 
 func (h *Handler) getStats(context.Context, json.RawMessage) (any, error) {
@@ -365,18 +357,18 @@ func (h *Handler) getStats(context.Context, json.RawMessage) (any, error) {
 	for k, v := range h.calls {
 		calls[k] = v
 	}
-	lms := map[string]any{}
+	lms := map[string]command.LMInfo{}
 	for name, lm := range h.lms {
 		if name != "" {
-			lms[name] = map[string]any{"provider": lm.Provider, "model": lm.Model}
+			lms[name] = command.LMInfo{Provider: lm.Provider, Model: lm.Model}
 		}
 	}
 	lm := h.lms[""]
-	return map[string]any{
-		"worker_id": h.workerID, "pid": os.Getpid(), "programs": len(h.specs), "calls": calls,
-		"failures": h.failures, "in_flight": h.inFlight - 1, // this call is not counted
-		"rss_bytes": mem.Sys, "lm": map[string]any{"provider": lm.Provider, "model": lm.Model}, "lms": lms,
-		"uptime_ms": time.Since(h.started).Milliseconds(),
+	return command.StatsResult{
+		WorkerID: h.workerID, PID: os.Getpid(), Programs: len(h.specs), Calls: calls,
+		Failures: h.failures, InFlight: h.inFlight - 1, // this call is not counted
+		RSSBytes: mem.Sys, LM: command.LMInfo{Provider: lm.Provider, Model: lm.Model}, LMs: lms,
+		UptimeMS: time.Since(h.started).Milliseconds(),
 	}, nil
 }
 
@@ -384,22 +376,17 @@ func (h *Handler) reset(context.Context, json.RawMessage) (any, error) {
 	h.mu.Lock()
 	h.resetLocked()
 	h.mu.Unlock()
-	return map[string]any{"reset": true}, nil
+	return command.ResetResult{Reset: true}, nil
 }
 
 func (h *Handler) shutdown(context.Context, json.RawMessage) (any, error) {
-	return map[string]any{"stopping": true}, nil
+	return command.ShutdownResult{Stopping: true}, nil
 }
 
 func (h *Handler) cancel(_ context.Context, raw json.RawMessage) (any, error) {
-	var args struct {
-		ID *uint64 `json:"id"`
-	}
+	var args command.CancelArgs // its schema requires id
 	if err := decodeArgs(raw, &args); err != nil {
 		return nil, err
 	}
-	if args.ID == nil {
-		return nil, program.MissingArg(program.CmdCancel, "id")
-	}
-	return map[string]any{"id": *args.ID, "state": "unknown"}, nil
+	return command.CancelResult{ID: args.ID, State: "unknown"}, nil
 }

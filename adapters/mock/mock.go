@@ -220,7 +220,7 @@ func (a *Adapter) serve(ctx context.Context, req adapter.Request) (adapter.Respo
 	if err != nil {
 		return adapter.Response{}, a.codecError(err, op)
 	}
-	presp := a.handler.Handle(WithTools(ctx, req.Tools), preq)
+	presp := a.handler.Handle(withTools(ctx, req.Tools), preq)
 	if frame, err = protocol.EncodeResponse(&presp, a.max); err != nil {
 		return adapter.Response{}, a.codecError(err, op)
 	}

@@ -9,14 +9,15 @@ import (
 	"strconv"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/wire"
 	"github.com/dspgo/dspgo/protocol"
 )
 
-// WithTools returns ctx carrying the host tools a request handled by a
+// withTools returns ctx carrying the host tools a request handled by a
 // Handler in process may call (a react program's tools).
-func WithTools(ctx context.Context, t adapter.Tools) context.Context {
+func withTools(ctx context.Context, t adapter.Tools) context.Context {
 	if t == nil {
 		return ctx
 	}
@@ -79,9 +80,9 @@ func (a *Adapter) Stream(ctx context.Context, req adapter.Request) iter.Seq2[ada
 // react runs the dummy provider's react loop: step i takes the script's
 // step i; a finish step, the end of the script or maxIters ends it. A
 // tool's error is its observation; the request's own end stops the loop.
-func (h *Handler) react(ctx context.Context, script []program.ScriptStep, maxIters int) ([]program.Step, error) {
+func (h *Handler) react(ctx context.Context, script []command.ScriptStep, maxIters int) ([]command.Step, error) {
 	call := protocol.ToolCallerFrom(ctx)
-	trajectory := []program.Step{}
+	trajectory := []command.Step{}
 	for i := 0; i < maxIters && i < len(script); i++ {
 		step := script[i]
 		if step.Finish {
@@ -104,7 +105,7 @@ func (h *Handler) react(ctx context.Context, script []program.ScriptStep, maxIte
 			}
 			obs, _ = json.Marshal(map[string]any{"error": map[string]string{"code": body.Code, "message": body.Message}})
 		}
-		trajectory = append(trajectory, program.Step{Tool: step.Tool, Args: step.Args, Observation: obs})
+		trajectory = append(trajectory, command.Step{Tool: step.Tool, Args: step.Args, Observation: obs})
 	}
 	return trajectory, nil
 }
@@ -137,7 +138,7 @@ func stream(ctx context.Context, c *program.Compiled, outputs map[string]any, fa
 
 // checkTools validates execute_program's tools and max_iters, naming the
 // bad field.
-func checkTools(args *program.ExecuteArgs) (maxIters int, err error) {
+func checkTools(args *command.ExecuteArgs) (maxIters int, err error) {
 	seen := map[string]bool{}
 	for i, t := range args.Tools {
 		switch {
@@ -151,10 +152,10 @@ func checkTools(args *program.ExecuteArgs) (maxIters int, err error) {
 		seen[t.Name] = true
 	}
 	if args.MaxIters == nil {
-		return program.DefaultMaxIters, nil
+		return command.DefaultMaxIters, nil
 	}
-	if n := *args.MaxIters; n < 1 || n > program.MaxIters {
-		return 0, adapter.Errorf(adapter.CodeInvalidArgument, "max_iters must be from 1 to %d, got %d", program.MaxIters, n)
+	if n := *args.MaxIters; n < 1 || n > command.MaxIters {
+		return 0, adapter.Errorf(adapter.CodeInvalidArgument, "max_iters must be from 1 to %d, got %d", command.MaxIters, n)
 	}
 	return *args.MaxIters, nil
 }

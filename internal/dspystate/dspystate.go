@@ -24,6 +24,7 @@ import (
 	"strings"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -34,7 +35,7 @@ const DSPyVersion = "3.4.1"
 
 // The fields that DSPy's modules add to a spec's signature.
 const (
-	reasoningField  = program.ReasoningField
+	reasoningField  = command.ReasoningField
 	trajectoryField = "trajectory"
 )
 
@@ -104,30 +105,30 @@ func invalid(format string, args ...any) error {
 // trajectory, or a ReAct step's demo with step fields; decision field
 // configurations. Prefixes, the LM settings, traces, train and the
 // metadata are not read. Errors have CodeInvalidArgument.
-func Load(data []byte, sig *program.Signature) (program.Spec, error) {
+func Load(data []byte, sig *command.Signature) (command.Spec, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil || top == nil {
 		if err == nil {
 			err = errors.New("null")
 		}
-		return program.Spec{}, invalid("the file is not a JSON object, as DSPy's module.save writes to a .json path "+
+		return command.Spec{}, invalid("the file is not a JSON object, as DSPy's module.save writes to a .json path "+
 			"(.pkl files and save_program=True directories are not read): %v", err)
 	}
 	var kind string
 	var labels, keys []string
 	switch keysOf(top) {
 	case "":
-		return program.Spec{}, invalid("the file holds no predictor")
+		return command.Spec{}, invalid("the file holds no predictor")
 	case "predict":
-		kind, labels, keys = program.KindChainOfThought, []string{"ChainOfThought.predict"}, []string{"predict"}
+		kind, labels, keys = command.KindChainOfThought, []string{"ChainOfThought.predict"}, []string{"predict"}
 	case "extract.predict, react":
-		kind, labels, keys = program.KindReact, []string{"ReAct.extract.predict", "ReAct.react"}, []string{"extract.predict", "react"}
+		kind, labels, keys = command.KindReact, []string{"ReAct.extract.predict", "ReAct.react"}, []string{"extract.predict", "react"}
 	default:
 		if _, ok := top["signature"]; !ok {
-			return program.Spec{}, invalid("the file holds the state of the predictors %s; dspgo loads a dspy.Predict, "+
+			return command.Spec{}, invalid("the file holds the state of the predictors %s; dspgo loads a dspy.Predict, "+
 				"dspy.ChainOfThought or dspy.ReAct saved on its own", keysOf(top))
 		}
-		kind, labels, keys = program.KindPredict, []string{"Predict"}, []string{""}
+		kind, labels, keys = command.KindPredict, []string{"Predict"}, []string{""}
 	}
 	preds := make([]*predictor, len(keys))
 	for i, key := range keys {
@@ -137,34 +138,34 @@ func Load(data []byte, sig *program.Signature) (program.Spec, error) {
 		}
 		p := &predictor{label: labels[i]}
 		if err := p.decode(raw); err != nil {
-			return program.Spec{}, err
+			return command.Spec{}, err
 		}
 		preds[i] = p
 	}
 	main := preds[0] // the predictor that produces the outputs
 	var extra []string
 	switch kind {
-	case program.KindChainOfThought:
+	case command.KindChainOfThought:
 		extra = []string{reasoningField}
-	case program.KindReact:
+	case command.KindReact:
 		extra = []string{trajectoryField, reasoningField}
 	}
 
 	inputs, outputs, err := fieldSides(kind, preds, extra, sig)
 	if err != nil {
-		return program.Spec{}, err
+		return command.Spec{}, err
 	}
 	main.names = slices.Concat(names(inputs), extra, names(outputs))
-	if kind == program.KindReact {
+	if kind == command.KindReact {
 		preds[1].names = slices.Concat(names(inputs), []string{trajectoryField}, reactStepOutputs)
 	}
 	for _, p := range preds {
 		if err := p.checkNames(sig != nil); err != nil {
-			return program.Spec{}, err
+			return command.Spec{}, err
 		}
 	}
 
-	spec := program.Spec{Kind: kind, Signature: program.Signature{Inputs: inputs, Outputs: outputs}}
+	spec := command.Spec{Kind: kind, Signature: command.Signature{Inputs: inputs, Outputs: outputs}}
 	saved := main.state.Signature.Fields
 	for i := range inputs {
 		inputs[i].Description = description(saved[i], inputs[i].Name)
@@ -177,11 +178,11 @@ func Load(data []byte, sig *program.Signature) (program.Spec, error) {
 		spec.Instructions = ""
 	}
 	if spec.Demos, err = main.demos(kind, inputs, outputs); err != nil {
-		return program.Spec{}, err
+		return command.Spec{}, err
 	}
-	if kind == program.KindReact {
+	if kind == command.KindReact {
 		if err := preds[1].stepDemosUnused(); err != nil {
-			return program.Spec{}, err
+			return command.Spec{}, err
 		}
 	}
 	c, err := program.Compile(spec)
@@ -194,7 +195,7 @@ func Load(data []byte, sig *program.Signature) (program.Spec, error) {
 		if sig == nil && strings.HasPrefix(msg, "demo ") {
 			msg += " (the file records no types, so every field is str: give the signature to type them)"
 		}
-		return program.Spec{}, invalid("%s: %s", main.label, msg)
+		return command.Spec{}, invalid("%s: %s", main.label, msg)
 	}
 	return c.Spec, nil
 }
@@ -211,7 +212,7 @@ func keysOf(top map[string]json.RawMessage) string {
 	return strings.Join(keys, ", ")
 }
 
-func names(fields []program.Field) []string {
+func names(fields []command.Field) []string {
 	out := make([]string, len(fields))
 	for i, f := range fields {
 		out[i] = f.Name
@@ -243,7 +244,7 @@ func (p *predictor) decode(raw []byte) error {
 
 // fieldSides returns the declared inputs and outputs, named and typed by
 // sig, or else as the file tells them.
-func fieldSides(kind string, preds []*predictor, extra []string, sig *program.Signature) (inputs, outputs []program.Field, err error) {
+func fieldSides(kind string, preds []*predictor, extra []string, sig *command.Signature) (inputs, outputs []command.Field, err error) {
 	main := preds[0]
 	saved := main.state.Signature.Fields
 	if sig != nil {
@@ -251,7 +252,7 @@ func fieldSides(kind string, preds []*predictor, extra []string, sig *program.Si
 		if want := len(inputs) + len(extra) + len(outputs); len(saved) != want {
 			return nil, nil, invalid("%s has %d fields; the signature gives %s", main.label, len(saved), count(len(inputs), extra, len(outputs)))
 		}
-		if kind == program.KindReact {
+		if kind == command.KindReact {
 			if got, want := len(preds[1].state.Signature.Fields), len(inputs)+1+len(reactStepOutputs); got != want {
 				return nil, nil, invalid("%s has %d fields; for the signature's %d inputs, dspy.ReAct's step predictor has %d (the inputs, trajectory and %s)",
 					preds[1].label, got, len(inputs), want, strings.Join(reactStepOutputs, ", "))
@@ -259,10 +260,10 @@ func fieldSides(kind string, preds []*predictor, extra []string, sig *program.Si
 		}
 		return inputs, outputs, nil
 	}
-	named := func(list []string) []program.Field {
-		out := make([]program.Field, len(list))
+	named := func(list []string) []command.Field {
+		out := make([]command.Field, len(list))
 		for i, n := range list {
-			out[i] = program.Field{Name: n}
+			out[i] = command.Field{Name: n}
 		}
 		return out
 	}
@@ -278,12 +279,12 @@ func fieldSides(kind string, preds []*predictor, extra []string, sig *program.Si
 	}
 	var nIn int
 	switch kind {
-	case program.KindPredict:
+	case command.KindPredict:
 		return nil, nil, invalid("%s: the file does not say which of its %d fields are inputs (its instructions are not DSPy's default ones, "+
 			"which name them): give the signature, such as \"question -> answer\"", main.label, len(saved))
-	case program.KindChainOfThought:
+	case command.KindChainOfThought:
 		nIn = slices.Index(resolved, reasoningField)
-	case program.KindReact:
+	case command.KindReact:
 		nIn = len(preds[1].state.Signature.Fields) - 1 - len(reactStepOutputs)
 	}
 	if nIn < 1 || nIn+len(extra) >= len(saved) {
@@ -377,10 +378,10 @@ func (p *predictor) checkNames(fromSignature bool) error {
 }
 
 // demos turns the main predictor's demos into a spec's.
-func (p *predictor) demos(kind string, inputs, outputs []program.Field) ([]program.Demo, error) {
-	var out []program.Demo
+func (p *predictor) demos(kind string, inputs, outputs []command.Field) ([]command.Demo, error) {
+	var out []command.Demo
 	for i, d := range p.state.Demos {
-		demo := program.Demo{Inputs: map[string]any{}, Outputs: map[string]any{}}
+		demo := command.Demo{Inputs: map[string]any{}, Outputs: map[string]any{}}
 		for _, f := range inputs {
 			if v, ok := d[f.Name]; ok {
 				demo.Inputs[f.Name] = v
@@ -392,7 +393,7 @@ func (p *predictor) demos(kind string, inputs, outputs []program.Field) ([]progr
 			}
 		}
 		switch kind {
-		case program.KindChainOfThought:
+		case command.KindChainOfThought:
 			if r, ok := d[reasoningField]; ok && r != nil {
 				s, isStr := r.(string)
 				if !isStr {
@@ -400,7 +401,7 @@ func (p *predictor) demos(kind string, inputs, outputs []program.Field) ([]progr
 				}
 				demo.Reasoning = s
 			}
-		case program.KindReact:
+		case command.KindReact:
 			for _, name := range []string{trajectoryField, reasoningField} {
 				if v, ok := d[name]; ok && v != nil {
 					return nil, invalid("%s: demo %d holds a %s, which a dspgo react demo has no place for (demos of inputs and outputs only)", p.label, i, name)
@@ -482,7 +483,7 @@ func parseDefaultInstructions(s string) (inputs, outputs []string, ok bool) {
 // metadata naming DSPyVersion only. A ReAct's step predictor gets the
 // instructions dspy.ReAct writes for the spec's instructions and tools
 // (those the program's executions send, in order).
-func Export(spec program.Spec, tools []program.ToolSpec) ([]byte, error) {
+func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 	in, out := names(spec.Signature.Inputs), names(spec.Signature.Outputs)
 	instructions := DefaultInstructions(in, out)
 	if spec.Instructions != "" {
@@ -490,12 +491,12 @@ func Export(spec program.Spec, tools []program.ToolSpec) ([]byte, error) {
 	}
 	var extra []field
 	switch spec.Kind {
-	case program.KindChainOfThought:
+	case command.KindChainOfThought:
 		extra = []field{{name: reasoningField}}
-	case program.KindReact:
+	case command.KindReact:
 		extra = []field{{name: trajectoryField}, {name: reasoningField}}
 	}
-	declared := func(fields []program.Field) []field {
+	declared := func(fields []command.Field) []field {
 		out := make([]field, len(fields))
 		for i, f := range fields {
 			out[i] = field{f.Name, f.Description}
@@ -519,11 +520,11 @@ func Export(spec program.Spec, tools []program.ToolSpec) ([]byte, error) {
 	main := predictorObject(instructions, slices.Concat(declared(spec.Signature.Inputs), extra, declared(spec.Signature.Outputs)), demos)
 	var file object
 	switch spec.Kind {
-	case program.KindPredict:
+	case command.KindPredict:
 		file = main
-	case program.KindChainOfThought:
+	case command.KindChainOfThought:
 		file = object{{"predict", main}}
-	case program.KindReact:
+	case command.KindReact:
 		react, err := reactInstructions(instructions, in, out, tools)
 		if err != nil {
 			return nil, err
@@ -571,7 +572,7 @@ func predictorObject(instructions string, fields []field, demos []any) object {
 // predictor for a signature with these (effective) instructions, inputs
 // and outputs, and these tools, each a dspy.Tool whose args are the
 // properties of its schema (as dspgo's dspy engine makes them).
-func reactInstructions(instructions string, inputs, outputs []string, tools []program.ToolSpec) (string, error) {
+func reactInstructions(instructions string, inputs, outputs []string, tools []command.ToolSpec) (string, error) {
 	quote := func(names []string) string {
 		parts := make([]string, len(names))
 		for i, n := range names {

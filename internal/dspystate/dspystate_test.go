@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/python"
 )
@@ -22,7 +23,7 @@ import (
 const qaSignature = "question, context: list[str] -> answer, confidence: float"
 
 // searchTool is the tool of testdata/react.json, as a dspgo tool.
-var searchTool = program.ToolSpec{Name: "search", Description: "Searches the web.",
+var searchTool = command.ToolSpec{Name: "search", Description: "Searches the web.",
 	Schema: json.RawMessage(`{"type":"object","properties":{"query":{"type":"string"},"limit":{"type":"integer","default":3}}}`)}
 
 func readFile(t *testing.T, name string) []byte {
@@ -32,7 +33,7 @@ func readFile(t *testing.T, name string) []byte {
 	return data
 }
 
-func signature(t *testing.T, s string) *program.Signature {
+func signature(t *testing.T, s string) *command.Signature {
 	t.Helper()
 	sig, err := program.ParseSignature(s)
 	require.NoError(t, err)
@@ -41,13 +42,13 @@ func signature(t *testing.T, s string) *program.Signature {
 
 // qaSpec is the spec DSPy's files hold, normalized, of kind and with
 // demos (the reasoning of the first when given).
-func qaSpec(t *testing.T, kind, reasoning string) program.Spec {
+func qaSpec(t *testing.T, kind, reasoning string) command.Spec {
 	t.Helper()
 	sig := *signature(t, qaSignature)
 	sig.Inputs[0].Description = "the question to answer"
 	sig.Outputs[0].Description = "a short answer"
-	c, err := program.Compile(program.Spec{Signature: sig, Instructions: "Answer the question from the context.", Kind: kind,
-		Demos: []program.Demo{
+	c, err := program.Compile(command.Spec{Signature: sig, Instructions: "Answer the question from the context.", Kind: kind,
+		Demos: []command.Demo{
 			{Inputs: map[string]any{"question": "Who wrote it?", "context": []string{"Ann wrote it.", "Bob read it."}},
 				Outputs: map[string]any{"answer": "Ann", "confidence": 1.0}, Reasoning: reasoning},
 			{Inputs: map[string]any{"question": "When?", "context": []string{}}, Outputs: map[string]any{"answer": "In 1999", "confidence": 0.25}},
@@ -64,11 +65,11 @@ func qaSpec(t *testing.T, kind, reasoning string) program.Spec {
 func TestLoadWhatDSPySaved(t *testing.T) {
 	for _, c := range []struct {
 		file, kind, reasoning string
-		tools                 []program.ToolSpec
+		tools                 []command.ToolSpec
 	}{
-		{"predict.json", program.KindPredict, "", nil},
-		{"chain_of_thought.json", program.KindChainOfThought, "The context says Ann wrote it.", nil},
-		{"react.json", program.KindReact, "", []program.ToolSpec{searchTool}},
+		{"predict.json", command.KindPredict, "", nil},
+		{"chain_of_thought.json", command.KindChainOfThought, "The context says Ann wrote it.", nil},
+		{"react.json", command.KindReact, "", []command.ToolSpec{searchTool}},
 	} {
 		t.Run(c.kind, func(t *testing.T) {
 			data := readFile(t, c.file)
@@ -123,9 +124,9 @@ func comparable(t *testing.T, data []byte) map[string]any {
 func TestLoadWithoutSignature(t *testing.T) {
 	spec, err := Load(readFile(t, "predict_default.json"), nil)
 	require.NoError(t, err)
-	assert.Equal(t, program.Spec{Kind: program.KindPredict, Signature: program.Signature{
-		Inputs:  []program.Field{{Name: "question", Type: "str"}, {Name: "context", Type: "str"}},
-		Outputs: []program.Field{{Name: "answer", Type: "str"}},
+	assert.Equal(t, command.Spec{Kind: command.KindPredict, Signature: command.Signature{
+		Inputs:  []command.Field{{Name: "question", Type: "str"}, {Name: "context", Type: "str"}},
+		Outputs: []command.Field{{Name: "answer", Type: "str"}},
 	}}, spec, "DSPy's default instructions name the inputs and outputs; no instructions")
 
 	typed, err := Load(readFile(t, "predict_default.json"), signature(t, "question, context: list[str] -> answer"))
@@ -147,11 +148,11 @@ func TestLoadWithoutSignature(t *testing.T) {
 	    {"prefix": "Reasoning: Let's think", "description": "${reasoning}"},
 	    {"prefix": "The Answer:", "description": "${answer}"}]}}}`), nil)
 	require.NoError(t, err)
-	assert.Equal(t, program.Spec{Kind: program.KindChainOfThought, Instructions: "Answer.",
-		Signature: program.Signature{
-			Inputs:  []program.Field{{Name: "question", Type: "str", Description: "the question"}, {Name: "ctx_list", Type: "str", Description: "the context"}},
-			Outputs: []program.Field{{Name: "answer", Type: "str"}}},
-		Demos: []program.Demo{{Inputs: map[string]any{"question": "q", "ctx_list": "c"}, Outputs: map[string]any{"answer": "a"}}},
+	assert.Equal(t, command.Spec{Kind: command.KindChainOfThought, Instructions: "Answer.",
+		Signature: command.Signature{
+			Inputs:  []command.Field{{Name: "question", Type: "str", Description: "the question"}, {Name: "ctx_list", Type: "str", Description: "the context"}},
+			Outputs: []command.Field{{Name: "answer", Type: "str"}}},
+		Demos: []command.Demo{{Inputs: map[string]any{"question": "q", "ctx_list": "c"}, Outputs: map[string]any{"answer": "a"}}},
 	}, spec)
 
 	_, err = Load([]byte(`{"predict": {"traces": [], "train": [], "lm": null, "demos": [],
@@ -203,7 +204,7 @@ func TestLoadErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var sig *program.Signature
+			var sig *command.Signature
 			if c.sig != "" {
 				sig = signature(t, c.sig)
 			}
@@ -219,7 +220,7 @@ func TestLoadErrors(t *testing.T) {
 // instructions or descriptions.
 func TestExport(t *testing.T) {
 	sig := *signature(t, "question, n: int -> answer, score: float")
-	c, err := program.Compile(program.Spec{Signature: sig, Kind: program.KindChainOfThought, Demos: []program.Demo{
+	c, err := program.Compile(command.Spec{Signature: sig, Kind: command.KindChainOfThought, Demos: []command.Demo{
 		{Inputs: map[string]any{"question": "<a & b>", "n": 2}, Outputs: map[string]any{"answer": "x", "score": 1}},
 	}})
 	require.NoError(t, err)
@@ -280,13 +281,13 @@ func TestExport(t *testing.T) {
 	require.NoError(t, err)
 	back, err = Load(got, nil)
 	require.NoError(t, err, "names and sides from the default instructions")
-	assert.Equal(t, program.Signature{Inputs: []program.Field{{Name: "question", Type: "str"}, {Name: "n", Type: "str"}},
-		Outputs: []program.Field{{Name: "answer", Type: "str"}, {Name: "score", Type: "str"}}}, back.Signature)
+	assert.Equal(t, command.Signature{Inputs: []command.Field{{Name: "question", Type: "str"}, {Name: "n", Type: "str"}},
+		Outputs: []command.Field{{Name: "answer", Type: "str"}, {Name: "score", Type: "str"}}}, back.Signature)
 }
 
 func TestExportValues(t *testing.T) {
 	sig := *signature(t, "m: dict[int, float], t: tuple[int, str], x: Any, o: Optional[float] -> a")
-	c, err := program.Compile(program.Spec{Signature: sig, Demos: []program.Demo{{
+	c, err := program.Compile(command.Spec{Signature: sig, Demos: []command.Demo{{
 		Inputs:  map[string]any{"m": map[string]any{"10": 1, "9": 2.5, "-1": 0}, "t": []any{1, "s"}, "x": map[string]any{"b": 1.0, "a": 1.5}, "o": nil},
 		Outputs: map[string]any{"a": "z"},
 	}}})

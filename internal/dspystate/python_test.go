@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/command"
 )
 
 // pythonRules is testdata/python_rules.json, computed by Python and DSPy
@@ -59,9 +59,9 @@ func TestPythonRules(t *testing.T) {
 		if c.Instructions != nil {
 			instructions = Cleandoc(*c.Instructions)
 		}
-		var tools []program.ToolSpec
+		var tools []command.ToolSpec
 		for _, tool := range c.Tools {
-			tools = append(tools, program.ToolSpec{Name: tool.Name, Description: tool.Description, Schema: tool.Schema})
+			tools = append(tools, command.ToolSpec{Name: tool.Name, Description: tool.Description, Schema: tool.Schema})
 		}
 		got, err := reactInstructions(instructions, []string{"question", "context"}, []string{"answer", "confidence"}, tools)
 		require.NoError(t, err)

@@ -12,22 +12,21 @@ import (
 	"github.com/dspgo/dspgo/command"
 )
 
-// Argument types of a command's schema, as the worker's describe names
-// them.
+// TypeStr and TypeAny are command.ArgStr and command.ArgAny, still used
+// by the conformance suite; say command.ArgStr and so on instead.
 const (
-	TypeStr    = command.ArgStr
-	TypeInt    = command.ArgInt
-	TypeFloat  = command.ArgFloat // any number
-	TypeBool   = command.ArgBool
-	TypeObject = command.ArgObject
-	TypeArray  = command.ArgArray
-	TypeAny    = command.ArgAny
+	TypeStr = command.ArgStr
+	TypeAny = command.ArgAny
 )
 
 // Arg is one argument of a command.
 type Arg struct {
-	Name     string
-	Type     string
+	// Name is the argument's key in the request's args.
+	Name string
+	// Type is one of command.ArgStr, ArgInt, ArgFloat, ArgBool,
+	// ArgObject, ArgArray, ArgAny.
+	Type string
+	// Required reports whether a request must give it (not null).
 	Required bool
 }
 
@@ -48,26 +47,26 @@ type Schema struct {
 // execute_program needs spec_hash unless it carries spec; the command
 // checks that itself, with MissingArg.
 var Schemas = map[string]Schema{
-	CmdPing:     {Args: []Arg{{Name: "initialization", Type: TypeBool}}, Open: true},
-	CmdDescribe: {},
-	CmdCancel:   {Args: []Arg{{Name: "id", Type: TypeInt, Required: true}}},
-	CmdShutdown: {Open: true},
-	CmdConfigureLM: {Args: []Arg{
-		{Name: "provider", Type: TypeStr, Required: true}, {Name: "model", Type: TypeStr}, {Name: "base_url", Type: TypeStr},
-		{Name: "api_key_env", Type: TypeStr}, {Name: "temperature", Type: TypeFloat}, {Name: "max_tokens", Type: TypeInt},
-		{Name: "timeout_ms", Type: TypeInt}, {Name: "engine", Type: TypeStr}, {Name: "verify", Type: TypeBool},
-		{Name: "delay_ms", Type: TypeInt}, {Name: "fail_after_chunks", Type: TypeInt}, {Name: "cache", Type: TypeBool},
-		{Name: "script", Type: TypeArray}, {Name: "name", Type: TypeStr},
+	command.Ping:     {Args: []Arg{{Name: "initialization", Type: command.ArgBool}}, Open: true},
+	command.Describe: {},
+	command.Cancel:   {Args: []Arg{{Name: "id", Type: command.ArgInt, Required: true}}},
+	command.Shutdown: {Open: true},
+	command.ConfigureLM: {Args: []Arg{
+		{Name: "provider", Type: command.ArgStr, Required: true}, {Name: "model", Type: command.ArgStr}, {Name: "base_url", Type: command.ArgStr},
+		{Name: "api_key_env", Type: command.ArgStr}, {Name: "temperature", Type: command.ArgFloat}, {Name: "max_tokens", Type: command.ArgInt},
+		{Name: "timeout_ms", Type: command.ArgInt}, {Name: "engine", Type: command.ArgStr}, {Name: "verify", Type: command.ArgBool},
+		{Name: "delay_ms", Type: command.ArgInt}, {Name: "fail_after_chunks", Type: command.ArgInt}, {Name: "cache", Type: command.ArgBool},
+		{Name: "script", Type: command.ArgArray}, {Name: "name", Type: command.ArgStr},
 	}},
-	CmdCreateProgram: {Args: []Arg{{Name: "program_id", Type: TypeStr}, {Name: "spec", Type: TypeObject, Required: true}}},
-	CmdExecuteProgram: {Args: []Arg{
-		{Name: "program_id", Type: TypeStr}, {Name: "spec_hash", Type: TypeStr}, {Name: "spec", Type: TypeObject},
-		{Name: "inputs", Type: TypeObject, Required: true}, {Name: "tools", Type: TypeArray}, {Name: "max_iters", Type: TypeInt},
-		{Name: "lm", Type: TypeStr},
+	command.CreateProgram: {Args: []Arg{{Name: "program_id", Type: command.ArgStr}, {Name: "spec", Type: command.ArgObject, Required: true}}},
+	command.ExecuteProgram: {Args: []Arg{
+		{Name: "program_id", Type: command.ArgStr}, {Name: "spec_hash", Type: command.ArgStr}, {Name: "spec", Type: command.ArgObject},
+		{Name: "inputs", Type: command.ArgObject, Required: true}, {Name: "tools", Type: command.ArgArray}, {Name: "max_iters", Type: command.ArgInt},
+		{Name: "lm", Type: command.ArgStr},
 	}},
-	CmdDeleteProgram: {Args: []Arg{{Name: "spec_hash", Type: TypeStr, Required: true}}},
-	CmdGetStats:      {},
-	CmdReset:         {},
+	command.DeleteProgram: {Args: []Arg{{Name: "spec_hash", Type: command.ArgStr, Required: true}}},
+	command.GetStats:      {},
+	command.Reset:         {},
 }
 
 // Check checks a command's arguments against the schema, as the Python
@@ -77,7 +76,7 @@ var Schemas = map[string]Schema{
 // (except of type any). Keys are matched exactly. The error is
 // CodeInvalidArgument naming the argument: "command 'create_program':
 // missing required argument 'spec'".
-func (s Schema) Check(command string, raw json.RawMessage) error {
+func (s Schema) Check(cmd string, raw json.RawMessage) error {
 	var args map[string]json.RawMessage
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &args); err != nil {
@@ -110,23 +109,23 @@ func (s Schema) Check(command string, raw json.RawMessage) error {
 			for i, name := range unknown {
 				quoted[i] = PyRepr(name)
 			}
-			return invalid("command %s: unknown argument %s (accepted: %s)", PyRepr(command), strings.Join(quoted, ", "), list)
+			return invalid("command %s: unknown argument %s (accepted: %s)", PyRepr(cmd), strings.Join(quoted, ", "), list)
 		}
 	}
 	for _, a := range s.Args {
 		value, ok := args[a.Name]
-		if !ok || (a.Type != TypeAny && JSONTypeName(value) == "null") {
+		if !ok || (a.Type != command.ArgAny && JSONTypeName(value) == "null") {
 			if a.Required {
-				return MissingArg(command, a.Name)
+				return MissingArg(cmd, a.Name)
 			}
 			continue
 		}
 		if !hasType(a.Type, value) {
-			return invalid("command %s: argument %s must be of type %s, got %s", PyRepr(command), PyRepr(a.Name), a.Type, JSONTypeName(value))
+			return invalid("command %s: argument %s must be of type %s, got %s", PyRepr(cmd), PyRepr(a.Name), a.Type, JSONTypeName(value))
 		}
-		if a.Type == TypeFloat && JSONTypeName(value) == "integer" {
+		if a.Type == command.ArgFloat && JSONTypeName(value) == "integer" {
 			if _, err := strconv.ParseFloat(string(value), 64); err != nil {
-				return invalid("command %s: argument %s is out of range", PyRepr(command), PyRepr(a.Name))
+				return invalid("command %s: argument %s is out of range", PyRepr(cmd), PyRepr(a.Name))
 			}
 		}
 	}
@@ -143,17 +142,17 @@ func MissingArg(command, arg string) error {
 func hasType(typ string, value json.RawMessage) bool {
 	name := JSONTypeName(value)
 	switch typ {
-	case TypeStr:
+	case command.ArgStr:
 		return name == "string"
-	case TypeInt:
+	case command.ArgInt:
 		return name == "integer"
-	case TypeFloat:
+	case command.ArgFloat:
 		return name == "integer" || name == "number"
-	case TypeBool:
+	case command.ArgBool:
 		return name == "boolean"
-	case TypeObject:
+	case command.ArgObject:
 		return name == "object"
-	case TypeArray:
+	case command.ArgArray:
 		return name == "array"
 	}
 	return true // any

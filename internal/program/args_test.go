@@ -9,13 +9,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
 // The messages are the Python worker's (registry.Command.validate), word
 // for word.
 func TestSchemaCheck(t *testing.T) {
-	create := program.Schemas[program.CmdCreateProgram]
+	create := program.Schemas[command.CreateProgram]
 	cases := []struct{ args, want string }{
 		{``, `command 'create_program': missing required argument 'spec'`},
 		{`{}`, `command 'create_program': missing required argument 'spec'`},
@@ -31,15 +32,15 @@ func TestSchemaCheck(t *testing.T) {
 		{`[1]`, `request field 'args' must be an object, got array`},
 	}
 	for _, c := range cases {
-		err := create.Check(program.CmdCreateProgram, json.RawMessage(c.args))
+		err := create.Check(command.CreateProgram, json.RawMessage(c.args))
 		require.Error(t, err, c.args)
 		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), c.args)
 		assert.Equal(t, c.want+" (invalid_argument)", err.Error(), c.args)
 	}
-	require.NoError(t, create.Check(program.CmdCreateProgram, json.RawMessage(`{"spec":{},"program_id":null}`)))
+	require.NoError(t, create.Check(command.CreateProgram, json.RawMessage(`{"spec":{},"program_id":null}`)))
 
-	lm := program.Schemas[program.CmdConfigureLM]
-	require.NoError(t, lm.Check(program.CmdConfigureLM, json.RawMessage(`{"provider":"dummy","temperature":1,"max_tokens":5}`)), "an integer is a float")
+	lm := program.Schemas[command.ConfigureLM]
+	require.NoError(t, lm.Check(command.ConfigureLM, json.RawMessage(`{"provider":"dummy","temperature":1,"max_tokens":5}`)), "an integer is a float")
 	for args, want := range map[string]string{
 		`{"provider":"dummy","max_tokens":1.5}`:                                `command 'configure_lm': argument 'max_tokens' must be of type int, got number`,
 		`{"provider":"dummy","max_tokens":1e2}`:                                `command 'configure_lm': argument 'max_tokens' must be of type int, got number`,
@@ -49,15 +50,15 @@ func TestSchemaCheck(t *testing.T) {
 		`{"model":"m"}`:                                                        `command 'configure_lm': missing required argument 'provider'`,
 		`{"provider":"dummy","temperature":1` + strings.Repeat("0", 400) + `}`: `command 'configure_lm': argument 'temperature' is out of range`,
 	} {
-		err := lm.Check(program.CmdConfigureLM, json.RawMessage(args))
+		err := lm.Check(command.ConfigureLM, json.RawMessage(args))
 		require.Error(t, err, args)
 		assert.Equal(t, want+" (invalid_argument)", err.Error(), args)
 	}
 
 	// ping and shutdown take any other argument, as the worker's.
-	require.NoError(t, program.Schemas[program.CmdPing].Check(program.CmdPing, json.RawMessage(`{"pad":"x"}`)))
-	require.NoError(t, program.Schemas[program.CmdShutdown].Check(program.CmdShutdown, json.RawMessage(`{"now":1}`)))
-	err := program.Schemas[program.CmdDescribe].Check(program.CmdDescribe, json.RawMessage(`{"x":1}`))
+	require.NoError(t, program.Schemas[command.Ping].Check(command.Ping, json.RawMessage(`{"pad":"x"}`)))
+	require.NoError(t, program.Schemas[command.Shutdown].Check(command.Shutdown, json.RawMessage(`{"now":1}`)))
+	err := program.Schemas[command.Describe].Check(command.Describe, json.RawMessage(`{"x":1}`))
 	assert.EqualError(t, err, `command 'describe': unknown argument 'x' (accepted: none) (invalid_argument)`)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/testutil"
 )
@@ -47,7 +48,7 @@ func TestCanonical(t *testing.T) {
 		{[]string{"x"}, `["x"]`},
 		{map[string][]int64{"k": {1}}, `{"k":[1]}`},
 		{map[int64]string{10: "a", 9: "b", -1: "c"}, `{"-1":"c","10":"a","9":"b"}`}, // a dict[int, V]'s keys, sorted as text
-		{program.Field{Name: "n", Type: "int"}, `{"description":"","name":"n","type":"int"}`},
+		{command.Field{Name: "n", Type: "int"}, `{"description":"","name":"n","type":"int"}`},
 	}
 	for _, tt := range tests {
 		got, err := program.Canonical(tt.in)

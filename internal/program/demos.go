@@ -3,6 +3,8 @@ package program
 import (
 	"fmt"
 	"slices"
+
+	"github.com/dspgo/dspgo/command"
 )
 
 // normalizeDemos validates demos against a normalized signature and
@@ -10,11 +12,11 @@ import (
 // Errors have CodeInvalidArgument and name the demo's index and the field.
 // The Python worker keeps the same rule with the same messages
 // (protocol/testdata/demos.json).
-func normalizeDemos(demos []Demo, kind string, sig Signature) ([]Demo, error) {
+func normalizeDemos(demos []command.Demo, kind string, sig command.Signature) ([]command.Demo, error) {
 	if len(demos) == 0 {
 		return nil, nil
 	}
-	out := make([]Demo, len(demos))
+	out := make([]command.Demo, len(demos))
 	for i, d := range demos {
 		at := fmt.Sprintf("demo %d", i)
 		inputs, err := demoValues(d.Inputs, sig.Inputs, at, "input")
@@ -25,10 +27,10 @@ func normalizeDemos(demos []Demo, kind string, sig Signature) ([]Demo, error) {
 		if err != nil {
 			return nil, err
 		}
-		if d.Reasoning != "" && kind != KindChainOfThought {
-			return nil, invalid("%s: reasoning is only for %s programs (this one is %s)", at, KindChainOfThought, kind)
+		if d.Reasoning != "" && kind != command.KindChainOfThought {
+			return nil, invalid("%s: reasoning is only for %s programs (this one is %s)", at, command.KindChainOfThought, kind)
 		}
-		out[i] = Demo{Inputs: inputs, Outputs: outputs, Reasoning: d.Reasoning}
+		out[i] = command.Demo{Inputs: inputs, Outputs: outputs, Reasoning: d.Reasoning}
 	}
 	return out, nil
 }
@@ -36,7 +38,7 @@ func normalizeDemos(demos []Demo, kind string, sig Signature) ([]Demo, error) {
 // demoValues converts one side of a demo: every field present and of its
 // type, in the fields' order, then no name that is not a field (the first
 // in sorted order is named).
-func demoValues(values map[string]any, fields []Field, at, side string) (map[string]any, error) {
+func demoValues(values map[string]any, fields []command.Field, at, side string) (map[string]any, error) {
 	out := make(map[string]any, len(fields))
 	for _, f := range fields {
 		v, ok := values[f.Name]

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/testutil"
 )
@@ -98,7 +99,7 @@ func demoCases() []demoCase {
 // compileJSON compiles a spec's JSON as the mock decodes it.
 func compileJSON(t *testing.T, raw json.RawMessage) (*program.Compiled, error) {
 	t.Helper()
-	var spec program.Spec
+	var spec command.Spec
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
@@ -156,7 +157,7 @@ func TestDemosAreNormalized(t *testing.T) {
 	sig, err := program.ParseSignature("n: int, m: dict[int, float] -> out: list[float]")
 	require.NoError(t, err)
 	in := map[string]any{"n": 3.0, "m": map[string]any{"7": 1}}
-	c, err := program.Compile(program.Spec{Signature: sig, Demos: []program.Demo{{Inputs: in, Outputs: map[string]any{"out": []int{1, 2}}}}})
+	c, err := program.Compile(command.Spec{Signature: sig, Demos: []command.Demo{{Inputs: in, Outputs: map[string]any{"out": []int{1, 2}}}}})
 	require.NoError(t, err)
 	require.Len(t, c.Spec.Demos, 1)
 	d := c.Spec.Demos[0]
@@ -170,7 +171,7 @@ func TestDemosAreNormalized(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, c.Hash, again.Hash, "the spec as sent on the wire compiles to the same hash")
 
-	none, err := program.Compile(program.Spec{Signature: sig})
+	none, err := program.Compile(command.Spec{Signature: sig})
 	require.NoError(t, err)
 	assert.Nil(t, none.Spec.Demos)
 	wire, err = json.Marshal(none.Spec)

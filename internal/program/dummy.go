@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+
+	"github.com/dspgo/dspgo/command"
 )
 
 // DummyOutputs runs the deterministic "dummy" language model: each output
@@ -110,19 +112,19 @@ func child(d [sha256.Size]byte, i int) [sha256.Size]byte {
 // follows a non-space character (an empty string is one empty delta), any
 // other value one delta of its canonical JSON (docs/protocol.md, "Dummy LM
 // chunks").
-func (c *Compiled) DummyChunks(outputs map[string]any) ([]StreamDelta, error) {
-	var out []StreamDelta
+func (c *Compiled) DummyChunks(outputs map[string]any) ([]command.Delta, error) {
+	var out []command.Delta
 	for _, f := range c.fields {
 		text, err := ValueText(outputs[f.Name])
 		if err != nil {
 			return nil, invalid("output %s: %v", f.Name, err)
 		}
 		if _, isStr := outputs[f.Name].(string); !isStr {
-			out = append(out, StreamDelta{Field: f.Name, Delta: text})
+			out = append(out, command.Delta{Field: f.Name, Delta: text})
 			continue
 		}
 		for _, d := range TextDeltas(text) {
-			out = append(out, StreamDelta{Field: f.Name, Delta: d})
+			out = append(out, command.Delta{Field: f.Name, Delta: d})
 		}
 	}
 	return out, nil

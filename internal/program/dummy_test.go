@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/testutil"
 )
@@ -21,46 +22,46 @@ var update = flag.Bool("update", false, "rewrite the golden dummy-LM vectors")
 // worker's dummy provider must give the same spec_hash and outputs.
 type dummyCase struct {
 	Name     string          `json:"name"`
-	Spec     program.Spec    `json:"spec"`
+	Spec     command.Spec    `json:"spec"`
 	Inputs   json.RawMessage `json:"inputs"`
 	SpecHash string          `json:"spec_hash"`
 	Outputs  json.RawMessage `json:"outputs"`
 }
 
 func dummyCases(t *testing.T) []dummyCase {
-	sig := func(s string) program.Signature {
+	sig := func(s string) command.Signature {
 		out, err := program.ParseSignature(s)
 		require.NoError(t, err)
 		return out
 	}
 	return []dummyCase{
-		{Name: "qa", Spec: program.Spec{Signature: sig("question -> answer")}, Inputs: json.RawMessage(`{"question":"What is Go?"}`)},
-		{Name: "qa_other_input", Spec: program.Spec{Signature: sig("question -> answer")}, Inputs: json.RawMessage(`{"question":"What is Python?"}`)},
-		{Name: "rag", Spec: program.Spec{Signature: sig("question, context: list[str] -> answer, confidence: float"), Instructions: "Answer from the context."},
+		{Name: "qa", Spec: command.Spec{Signature: sig("question -> answer")}, Inputs: json.RawMessage(`{"question":"What is Go?"}`)},
+		{Name: "qa_other_input", Spec: command.Spec{Signature: sig("question -> answer")}, Inputs: json.RawMessage(`{"question":"What is Python?"}`)},
+		{Name: "rag", Spec: command.Spec{Signature: sig("question, context: list[str] -> answer, confidence: float"), Instructions: "Answer from the context."},
 			Inputs: json.RawMessage(`{"question":"Who?","context":["a","b"]}`)},
-		{Name: "chain_of_thought", Spec: program.Spec{Signature: sig("question -> answer"), Kind: program.KindChainOfThought}, Inputs: json.RawMessage(`{"question":"What is Go?"}`)},
-		{Name: "every_type", Spec: program.Spec{Signature: sig("x -> s: str, i: int, f: float, b: bool, l: list[int], d: dict[str, float], lit: Literal['red', 'green', 'blue'], nested: list[dict[str, list[str]]]")},
+		{Name: "chain_of_thought", Spec: command.Spec{Signature: sig("question -> answer"), Kind: command.KindChainOfThought}, Inputs: json.RawMessage(`{"question":"What is Go?"}`)},
+		{Name: "every_type", Spec: command.Spec{Signature: sig("x -> s: str, i: int, f: float, b: bool, l: list[int], d: dict[str, float], lit: Literal['red', 'green', 'blue'], nested: list[dict[str, list[str]]]")},
 			Inputs: json.RawMessage(`{"x":"seed"}`)},
-		{Name: "typed_inputs", Spec: program.Spec{Signature: sig("n: int, f: float, ok: bool, m: dict[str, int] -> out")},
+		{Name: "typed_inputs", Spec: command.Spec{Signature: sig("n: int, f: float, ok: bool, m: dict[str, int] -> out")},
 			Inputs: json.RawMessage(`{"n":3,"f":2.0,"ok":false,"m":{"b":2,"a":1}}`)},
-		{Name: "float_input_forms", Spec: program.Spec{Signature: sig("f: float, g: float -> out")},
+		{Name: "float_input_forms", Spec: command.Spec{Signature: sig("f: float, g: float -> out")},
 			Inputs: json.RawMessage(`{"f":921460748335552300,"g":1.5e-7}`)},
-		{Name: "unicode", Spec: program.Spec{Signature: sig("text -> summary"), Instructions: "Résumé — 要約 🎉"},
+		{Name: "unicode", Spec: command.Spec{Signature: sig("text -> summary"), Instructions: "Résumé — 要約 🎉"},
 			Inputs: json.RawMessage(`{"text":"héllo \"wörld\"\n\u0001 世界 🎉"}`)},
-		{Name: "optional_union_any_tuple", Spec: program.Spec{Signature: sig("x: Any, o: Optional[int], u: int | str, t: Tuple[int, str] -> " +
+		{Name: "optional_union_any_tuple", Spec: command.Spec{Signature: sig("x: Any, o: Optional[int], u: int | str, t: Tuple[int, str] -> " +
 			"a: Any, b: Optional[int], c: list[str] | None, d: Union[int, str, bool], e: tuple[int, str, Literal['x', 'y']], " +
 			"f: tuple[float, ...], g: list[Optional[Union[float, bool]]], h: Optional[Any]")},
 			Inputs: json.RawMessage(`{"x":{"k":[1,2.5,null,"s"]},"o":null,"u":"7","t":[1.0,"a"]}`)},
-		{Name: "optional_union_any_tuple_other_inputs", Spec: program.Spec{Signature: sig("x: Any, o: Optional[int], u: int | str, t: Tuple[int, str] -> " +
+		{Name: "optional_union_any_tuple_other_inputs", Spec: command.Spec{Signature: sig("x: Any, o: Optional[int], u: int | str, t: Tuple[int, str] -> " +
 			"a: Any, b: Optional[int], c: list[str] | None, d: Union[int, str, bool], e: tuple[int, str, Literal['x', 'y']], " +
 			"f: tuple[float, ...], g: list[Optional[Union[float, bool]]], h: Optional[Any]")},
 			Inputs: json.RawMessage(`{"x":null,"o":3,"u":7,"t":[2,"b"]}`)},
-		{Name: "dict_keys", Spec: program.Spec{Signature: sig("di: dict[int, list[str]], dl: dict[Literal['a', 'b'], int] -> " +
+		{Name: "dict_keys", Spec: command.Spec{Signature: sig("di: dict[int, list[str]], dl: dict[Literal['a', 'b'], int] -> " +
 			"g: dict[int, str], h: dict[Literal['p', 'q'], list[int]], k: dict[str, Optional[int]]")},
 			Inputs: json.RawMessage(`{"di":{"10":["a"],"9":[],"-1":["b"],"+2":[]},"dl":{"b":2}}`)},
-		{Name: "descriptions", Spec: program.Spec{Signature: program.Signature{
-			Inputs:  []program.Field{{Name: "q", Type: "str", Description: "the question"}},
-			Outputs: []program.Field{{Name: "a", Type: "list[ str ]", Description: "answers"}}}},
+		{Name: "descriptions", Spec: command.Spec{Signature: command.Signature{
+			Inputs:  []command.Field{{Name: "q", Type: "str", Description: "the question"}},
+			Outputs: []command.Field{{Name: "a", Type: "list[ str ]", Description: "answers"}}}},
 			Inputs: json.RawMessage(`{"q":"?"}`)},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -31,7 +32,7 @@ func FuzzParseSignature(f *testing.F) {
 			}
 			return
 		}
-		c, err := program.Compile(program.Spec{Signature: sig})
+		c, err := program.Compile(command.Spec{Signature: sig})
 		if err != nil {
 			t.Fatalf("a parsed signature does not compile: %q: %v", s, err)
 		}
@@ -39,7 +40,7 @@ func FuzzParseSignature(f *testing.F) {
 		if err != nil {
 			t.Fatalf("the canonical form %q of %q does not parse: %v", c.Spec.Signature.String(), s, err)
 		}
-		c2, err := program.Compile(program.Spec{Signature: again})
+		c2, err := program.Compile(command.Spec{Signature: again})
 		if err != nil || c2.Hash != c.Hash {
 			t.Fatalf("the canonical form of %q changes the program: %v", s, err)
 		}
@@ -73,7 +74,7 @@ func FuzzInputs(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		c, err := program.Compile(program.Spec{Signature: sig})
+		c, err := program.Compile(command.Spec{Signature: sig})
 		if err != nil {
 			f.Fatal(err)
 		}

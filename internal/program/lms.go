@@ -24,11 +24,11 @@ func CheckLMName(field, name string) error {
 // badLMName is the complaint about a bad LM name given as field, as
 // every backend words it.
 func badLMName(field, name string) string {
-	return fmt.Sprintf("%s %q may hold only letters, digits, '_' and '-' (at most %d)", field, name, MaxLMNameBytes)
+	return fmt.Sprintf("%s %q may hold only letters, digits, '_' and '-' (at most %d)", field, name, command.MaxLMNameBytes)
 }
 
 func lmNameOK(name string) bool {
-	if len(name) > MaxLMNameBytes {
+	if len(name) > command.MaxLMNameBytes {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
@@ -70,18 +70,18 @@ func LMName(args json.RawMessage) (name string, ok bool) {
 // beside the default one (key "configure_lm"). A configure_lm whose name
 // cannot be read has the key "configure_lm.", which no valid one has, so
 // it never displaces a recorded configuration while a worker refuses it.
-func BroadcastKey(command string, args json.RawMessage) string {
-	if command != CmdConfigureLM {
-		return command
+func BroadcastKey(cmd string, args json.RawMessage) string {
+	if cmd != command.ConfigureLM {
+		return cmd
 	}
 	name, ok := LMName(args)
 	switch {
 	case !ok:
-		return command + "."
+		return cmd + "."
 	case name == "":
-		return command
+		return cmd
 	}
-	return command + "." + name
+	return cmd + "." + name
 }
 
 // LMNotFound is the error of an execute_program whose lm names no
@@ -94,7 +94,7 @@ func LMNotFound(name string) error {
 }
 
 // validStep reports whether the step has exactly one of the two shapes.
-func validStep(s ScriptStep) bool {
+func validStep(s command.ScriptStep) bool {
 	if s.Finish {
 		return s.Tool == "" && s.Args == nil
 	}
@@ -103,7 +103,7 @@ func validStep(s ScriptStep) bool {
 
 // ValidateLM checks configure_lm's arguments, reporting every bad field at
 // once with CodeInvalidArgument.
-func ValidateLM(lm LMArgs) error {
+func ValidateLM(lm command.LMArgs) error {
 	var bad []string
 	if !lmNameOK(lm.Name) {
 		bad = append(bad, badLMName("name", lm.Name))
@@ -137,10 +137,10 @@ func ValidateLM(lm LMArgs) error {
 	if lm.FailAfterChunks != nil && *lm.FailAfterChunks < 0 {
 		bad = append(bad, "fail_after_chunks must not be negative")
 	}
-	if lm.FailAfterChunks != nil && lm.Provider != "dummy" {
+	if lm.FailAfterChunks != nil && lm.Provider != command.ProviderDummy {
 		bad = append(bad, "fail_after_chunks is only for the dummy provider")
 	}
-	if len(lm.Script) > 0 && lm.Provider != "dummy" {
+	if len(lm.Script) > 0 && lm.Provider != command.ProviderDummy {
 		bad = append(bad, "script is only for the dummy provider")
 	}
 	for i, step := range lm.Script {

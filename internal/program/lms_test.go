@@ -14,10 +14,10 @@ import (
 )
 
 func TestCheckLMName(t *testing.T) {
-	for _, name := range []string{"", "fast", "A_z-09", strings.Repeat("x", program.MaxLMNameBytes)} {
+	for _, name := range []string{"", "fast", "A_z-09", strings.Repeat("x", command.MaxLMNameBytes)} {
 		assert.NoError(t, program.CheckLMName("name", name), "%q", name)
 	}
-	for _, name := range []string{"a b", "a.b", "é", "a/b", "*", ">", strings.Repeat("x", program.MaxLMNameBytes+1)} {
+	for _, name := range []string{"a b", "a.b", "é", "a/b", "*", ">", strings.Repeat("x", command.MaxLMNameBytes+1)} {
 		err := program.CheckLMName("lm", name)
 		require.Error(t, err, "%q", name)
 		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
@@ -27,8 +27,8 @@ func TestCheckLMName(t *testing.T) {
 }
 
 func TestValidateLMChecksTheName(t *testing.T) {
-	require.NoError(t, program.ValidateLM(program.LMArgs{Provider: "dummy", Name: "fast"}))
-	err := program.ValidateLM(program.LMArgs{Provider: "nope", Name: "a b"})
+	require.NoError(t, program.ValidateLM(command.LMArgs{Provider: "dummy", Name: "fast"}))
+	err := program.ValidateLM(command.LMArgs{Provider: "nope", Name: "a b"})
 	require.Error(t, err)
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
 	assert.Contains(t, err.Error(), `configure_lm: name "a b" may hold only letters, digits, '_' and '-' (at most 64); provider "nope" is unknown`,
@@ -59,11 +59,11 @@ func TestLMName(t *testing.T) {
 
 func TestBroadcastKey(t *testing.T) {
 	for _, c := range []struct{ command, args, want string }{
-		{program.CmdConfigureLM, `{"provider":"dummy"}`, "configure_lm"},
-		{program.CmdConfigureLM, `{"provider":"dummy","name":""}`, "configure_lm"},
-		{program.CmdConfigureLM, `{"provider":"dummy","name":"fast"}`, "configure_lm.fast"},
-		{program.CmdConfigureLM, `{"name":3}`, "configure_lm."}, // unreadable: a key no valid one has
-		{program.CmdConfigureLM, `[1]`, "configure_lm."},
+		{command.ConfigureLM, `{"provider":"dummy"}`, "configure_lm"},
+		{command.ConfigureLM, `{"provider":"dummy","name":""}`, "configure_lm"},
+		{command.ConfigureLM, `{"provider":"dummy","name":"fast"}`, "configure_lm.fast"},
+		{command.ConfigureLM, `{"name":3}`, "configure_lm."}, // unreadable: a key no valid one has
+		{command.ConfigureLM, `[1]`, "configure_lm."},
 		{"reset", `{"name":"fast"}`, "reset"}, // only configure_lm has names
 		{"custom", ``, "custom"},
 	} {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
 
@@ -57,8 +58,8 @@ func TestParseType(t *testing.T) {
 func TestParseSignature(t *testing.T) {
 	sig, err := program.ParseSignature("question, context: list[str] -> answer, confidence: float")
 	require.NoError(t, err)
-	assert.Equal(t, []program.Field{{Name: "question"}, {Name: "context", Type: "list[str]"}}, sig.Inputs)
-	assert.Equal(t, []program.Field{{Name: "answer"}, {Name: "confidence", Type: "float"}}, sig.Outputs)
+	assert.Equal(t, []command.Field{{Name: "question"}, {Name: "context", Type: "list[str]"}}, sig.Inputs)
+	assert.Equal(t, []command.Field{{Name: "answer"}, {Name: "confidence", Type: "float"}}, sig.Outputs)
 	assert.Equal(t, "question, context: list[str] -> answer, confidence: float", sig.String())
 
 	sig, err = program.ParseSignature("a: dict[str, int], b: Literal['x', 'y'] -> c")
@@ -90,7 +91,7 @@ func mustCompile(t *testing.T, sig, kind string) *program.Compiled {
 	t.Helper()
 	s, err := program.ParseSignature(sig)
 	require.NoError(t, err)
-	c, err := program.Compile(program.Spec{Signature: s, Kind: kind})
+	c, err := program.Compile(command.Spec{Signature: s, Kind: kind})
 	require.NoError(t, err)
 	return c
 }
@@ -98,7 +99,7 @@ func mustCompile(t *testing.T, sig, kind string) *program.Compiled {
 func TestCompile(t *testing.T) {
 	a := mustCompile(t, "q: list[ str ] -> a", "")
 	b := mustCompile(t, "q: list[str] -> a", "predict")
-	assert.Equal(t, program.KindPredict, a.Spec.Kind, "the default kind is filled in")
+	assert.Equal(t, command.KindPredict, a.Spec.Kind, "the default kind is filled in")
 	assert.Equal(t, a.Hash, b.Hash, "the hash is of the normalized spec")
 	assert.Len(t, a.Hash, 64)
 	// The hash is part of the contract with the Python worker: pin it
@@ -109,14 +110,14 @@ func TestCompile(t *testing.T) {
 	assert.NotEqual(t, mustCompile(t, "q -> a", "").Hash, c.Hash)
 	assert.Equal(t, []string{"reasoning", "a"}, fieldNames(c.OutputFields()))
 
-	_, err := program.Compile(program.Spec{Signature: program.Signature{Inputs: []program.Field{{Name: "q"}}, Outputs: []program.Field{{Name: "reasoning"}}}, Kind: "chain_of_thought"})
+	_, err := program.Compile(command.Spec{Signature: command.Signature{Inputs: []command.Field{{Name: "q"}}, Outputs: []command.Field{{Name: "reasoning"}}}, Kind: "chain_of_thought"})
 	assert.ErrorContains(t, err, `"reasoning" is used twice`)
-	_, err = program.Compile(program.Spec{Signature: program.Signature{Inputs: []program.Field{{Name: "q"}}, Outputs: []program.Field{{Name: "a"}}}, Kind: "reflect"})
+	_, err = program.Compile(command.Spec{Signature: command.Signature{Inputs: []command.Field{{Name: "q"}}, Outputs: []command.Field{{Name: "a"}}}, Kind: "reflect"})
 	assert.ErrorContains(t, err, `kind "reflect" is unknown`)
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
 }
 
-func fieldNames(fields []program.Field) []string {
+func fieldNames(fields []command.Field) []string {
 	var names []string
 	for _, f := range fields {
 		names = append(names, f.Name)

@@ -5,42 +5,44 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/dspgo/dspgo/command"
 )
 
 // ParseSignature parses DSPy's string form:
 // "question, context: list[str] -> answer, confidence: float". Fields are
 // comma-separated with an optional ": type" (default str). Errors have
 // CodeInvalidArgument and say which part is wrong.
-func ParseSignature(s string) (Signature, error) {
+func ParseSignature(s string) (command.Signature, error) {
 	left, right, ok := strings.Cut(s, "->")
 	if !ok {
-		return Signature{}, invalid("signature %q has no \"->\" between inputs and outputs", s)
+		return command.Signature{}, invalid("signature %q has no \"->\" between inputs and outputs", s)
 	}
 	if strings.Contains(right, "->") {
-		return Signature{}, invalid("signature %q has more than one \"->\"", s)
+		return command.Signature{}, invalid("signature %q has more than one \"->\"", s)
 	}
 	inputs, err := parseFields(left, "inputs", s)
 	if err != nil {
-		return Signature{}, err
+		return command.Signature{}, err
 	}
 	outputs, err := parseFields(right, "outputs", s)
 	if err != nil {
-		return Signature{}, err
+		return command.Signature{}, err
 	}
-	sig := Signature{Inputs: inputs, Outputs: outputs}
-	if _, err := normalizeSignature(sig, KindPredict); err != nil {
-		return Signature{}, err
+	sig := command.Signature{Inputs: inputs, Outputs: outputs}
+	if _, err := normalizeSignature(sig, command.KindPredict); err != nil {
+		return command.Signature{}, err
 	}
 	return sig, nil
 }
 
 // parseFields splits one side of a signature at the commas that are not
 // inside brackets, parentheses or quotes.
-func parseFields(side, which, whole string) ([]Field, error) {
+func parseFields(side, which, whole string) ([]command.Field, error) {
 	if strings.TrimSpace(side) == "" {
 		return nil, invalid("signature %q has no %s", whole, which)
 	}
-	var fields []Field
+	var fields []command.Field
 	depth, start := 0, 0
 	var quote byte
 	for i := 0; i <= len(side); i++ {
@@ -70,14 +72,14 @@ func parseFields(side, which, whole string) ([]Field, error) {
 			return nil, invalid("signature %q has an empty field among its %s", whole, which)
 		}
 		name, typ, _ := strings.Cut(part, ":")
-		fields = append(fields, Field{Name: strings.TrimSpace(name), Type: strings.TrimSpace(typ)})
+		fields = append(fields, command.Field{Name: strings.TrimSpace(name), Type: strings.TrimSpace(typ)})
 	}
 	return fields, nil
 }
 
 // normalizeSignature validates the signature and returns a copy whose
 // types are in canonical form.
-func normalizeSignature(s Signature, kind string) (Signature, error) {
+func normalizeSignature(s command.Signature, kind string) (command.Signature, error) {
 	if len(s.Inputs) == 0 {
 		return s, invalid("signature has no inputs")
 	}
@@ -85,13 +87,13 @@ func normalizeSignature(s Signature, kind string) (Signature, error) {
 		return s, invalid("signature has no outputs")
 	}
 	seen := map[string]string{}
-	if kind == KindChainOfThought {
-		seen[ReasoningField] = "the reasoning output that chain_of_thought adds"
+	if kind == command.KindChainOfThought {
+		seen[command.ReasoningField] = "the reasoning output that chain_of_thought adds"
 	}
-	out := Signature{Inputs: make([]Field, len(s.Inputs)), Outputs: make([]Field, len(s.Outputs))}
+	out := command.Signature{Inputs: make([]command.Field, len(s.Inputs)), Outputs: make([]command.Field, len(s.Outputs))}
 	for _, group := range []struct {
 		side     string
-		src, dst []Field
+		src, dst []command.Field
 	}{{"input", s.Inputs, out.Inputs}, {"output", s.Outputs, out.Outputs}} {
 		side, dst := group.side, group.dst
 		for i, f := range group.src {
@@ -106,7 +108,7 @@ func normalizeSignature(s Signature, kind string) (Signature, error) {
 			if err != nil {
 				return s, invalid("%s field %q: %v", side, f.Name, err)
 			}
-			dst[i] = Field{Name: f.Name, Type: t.String(), Description: f.Description}
+			dst[i] = command.Field{Name: f.Name, Type: t.String(), Description: f.Description}
 		}
 	}
 	return out, nil
@@ -129,24 +131,24 @@ func isIdentifier(s string) bool {
 type Compiled struct {
 	// Spec is the normalized spec: canonical types, Kind filled in, demo
 	// values converted to their fields' types (nil Demos when there are none).
-	Spec Spec
+	Spec command.Spec
 	// Hash is the hex SHA-256 of the spec's canonical JSON.
 	Hash   string
 	inputs []Type
 	// fields and types are the run's outputs, reasoning included.
-	fields []Field
+	fields []command.Field
 	types  []Type
 }
 
 // Compile validates a spec and returns it normalized and hashed. Errors
 // have CodeInvalidArgument.
-func Compile(spec Spec) (*Compiled, error) {
+func Compile(spec command.Spec) (*Compiled, error) {
 	kind := spec.Kind
 	if kind == "" {
-		kind = KindPredict
+		kind = command.KindPredict
 	}
-	if kind != KindPredict && kind != KindChainOfThought && kind != KindReact {
-		return nil, invalid("program kind %q is unknown (known: %s, %s, %s)", spec.Kind, KindPredict, KindChainOfThought, KindReact)
+	if kind != command.KindPredict && kind != command.KindChainOfThought && kind != command.KindReact {
+		return nil, invalid("program kind %q is unknown (known: %s, %s, %s)", spec.Kind, command.KindPredict, command.KindChainOfThought, command.KindReact)
 	}
 	sig, err := normalizeSignature(spec.Signature, kind)
 	if err != nil {
@@ -156,7 +158,7 @@ func Compile(spec Spec) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Compiled{Spec: Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos}}
+	c := &Compiled{Spec: command.Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos}}
 	canon, err := Canonical(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("program: canonical form of a spec: %w", err)
@@ -168,8 +170,8 @@ func Compile(spec Spec) (*Compiled, error) {
 		c.inputs = append(c.inputs, t)
 	}
 	c.fields = sig.Outputs
-	if kind == KindChainOfThought {
-		c.fields = append([]Field{{Name: ReasoningField, Type: "str"}}, sig.Outputs...)
+	if kind == command.KindChainOfThought {
+		c.fields = append([]command.Field{{Name: command.ReasoningField, Type: "str"}}, sig.Outputs...)
 	}
 	for _, f := range c.fields {
 		t, _ := ParseType(f.Type)
@@ -206,7 +208,7 @@ func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
 
 // OutputFields returns the fields a run produces, in order: "reasoning"
 // first for chain_of_thought, then the declared outputs.
-func (c *Compiled) OutputFields() []Field { return c.fields }
+func (c *Compiled) OutputFields() []command.Field { return c.fields }
 
 // Outputs converts a run's raw outputs to their declared types. A missing
 // output, or one that does not convert, is an error naming the field with
@@ -227,7 +229,7 @@ func (c *Compiled) Outputs(raw map[string]any) (map[string]any, error) {
 	return out, nil
 }
 
-func names(fields []Field) string {
+func names(fields []command.Field) string {
 	parts := make([]string, len(fields))
 	for i, f := range fields {
 		parts[i] = fmt.Sprintf("%q", f.Name)

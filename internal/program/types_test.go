@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/testutil"
 )
@@ -157,7 +158,7 @@ func TestDSPySignatures(t *testing.T) {
 			continue
 		}
 		require.NoError(t, err, "%q", e.Signature)
-		c, err := program.Compile(program.Spec{Signature: sig})
+		c, err := program.Compile(command.Spec{Signature: sig})
 		require.NoError(t, err, "%q", e.Signature)
 		assert.Equal(t, e.Want, c.Spec.Signature.String(), "%q", e.Signature)
 	}
@@ -362,7 +363,7 @@ func TestTypesMatchPython(t *testing.T) {
 		sig, err := program.ParseSignature(s)
 		if err == nil {
 			var c *program.Compiled
-			if c, err = program.Compile(program.Spec{Signature: sig}); err == nil {
+			if c, err = program.Compile(command.Spec{Signature: sig}); err == nil {
 				canon := c.Spec.Signature.String()
 				res.OK = &canon
 			}
