@@ -20,6 +20,7 @@ import (
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/metrics"
 	"github.com/dspgo/dspgo/protocol"
@@ -84,9 +85,9 @@ func TestInstrumentedMock(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a, err := metrics.Instrument(m, reg)
 	require.NoError(t, err)
-	_, err = a.Call(t.Context(), adapter.Request{Command: "ping"})
+	_, err = a.Call(t.Context(), adapter.Request{Command: command.Ping})
 	require.NoError(t, err)
-	require.NoError(t, a.Broadcast(t.Context(), adapter.Request{Command: "configure_lm", Args: []byte(`{"provider":"dummy"}`)}),
+	require.NoError(t, a.Broadcast(t.Context(), adapter.Request{Command: command.ConfigureLM, Args: []byte(`{"provider":"dummy"}`)}),
 		"an adapter without Broadcast gets a call")
 	text := scrape(t, reg)
 	assert.Contains(t, text, `dspgo_adapter_calls_total{adapter="mock"} 2`)
@@ -154,7 +155,7 @@ func TestInstrumentedCountsTokens(t *testing.T) {
 	assert.Contains(t, text, `dspgo_lm_tokens_total{adapter="fake",kind="completion"} 0`)
 
 	usage := json.RawMessage(`{"prompt_tokens":100,"completion_tokens":20,"total_tokens":120}`)
-	exec := adapter.Request{Command: "execute_program", Args: usage}
+	exec := adapter.Request{Command: command.ExecuteProgram, Args: usage}
 	for range 2 {
 		_, err := a.Call(t.Context(), exec)
 		require.NoError(t, err)
@@ -162,7 +163,7 @@ func TestInstrumentedCountsTokens(t *testing.T) {
 	for _, err := range a.Stream(t.Context(), exec) {
 		require.NoError(t, err)
 	}
-	_, err = a.Call(t.Context(), adapter.Request{Command: "execute_program"}) // no usage: the dummy LM
+	_, err = a.Call(t.Context(), adapter.Request{Command: command.ExecuteProgram}) // no usage: the dummy LM
 	require.NoError(t, err)
 	_, err = a.Call(t.Context(), adapter.Request{Command: "echo", Args: usage}) // not an execution
 	require.NoError(t, err)

@@ -15,10 +15,11 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/testutil"
 )
 
-var ping = adapter.Request{Command: "ping"}
+var ping = adapter.Request{Command: command.Ping}
 
 // TestHundredMocksInParallel is the seed's "mock not started": mocks are
 // values, ready when made, sharing nothing, usable and closable in any
@@ -50,14 +51,14 @@ func TestHundredMocksInParallel(t *testing.T) {
 
 func TestLatencyDoesNotSerialiseCallers(t *testing.T) {
 	a := mock.New(mock.Options{})
-	a.Inject(mock.Fault{Command: "ping", Latency: time.Hour})
+	a.Inject(mock.Fault{Command: command.Ping, Latency: time.Hour})
 	const n = 10
 	errs := make(chan error, n)
 	for range n {
 		go func() { _, err := a.Call(t.Context(), ping); errs <- err }()
 	}
 	testutil.WaitFor(t, "all callers wait at once", func() bool { return a.Stats().InFlight == n })
-	_, err := a.Call(t.Context(), adapter.Request{Command: "describe"})
+	_, err := a.Call(t.Context(), adapter.Request{Command: command.Describe})
 	require.NoError(t, err, "other commands are not delayed")
 	require.NoError(t, a.Close(t.Context()))
 	for range n {
@@ -81,7 +82,7 @@ func TestHangUntilContextEnds(t *testing.T) {
 func TestFailNext(t *testing.T) {
 	a := mock.New(mock.Options{})
 	defer a.Close(t.Context())
-	a.Inject(mock.Fault{Command: "ping", FailNext: 2, Code: adapter.CodeResourceExhausted})
+	a.Inject(mock.Fault{Command: command.Ping, FailNext: 2, Code: adapter.CodeResourceExhausted})
 	for range 2 {
 		_, err := a.Call(t.Context(), ping)
 		assert.Equal(t, adapter.CodeResourceExhausted, adapter.CodeOf(err))
@@ -89,11 +90,11 @@ func TestFailNext(t *testing.T) {
 	}
 	_, err := a.Call(t.Context(), ping)
 	assert.NoError(t, err, "only the next two")
-	_, err = a.Call(t.Context(), adapter.Request{Command: "describe"})
+	_, err = a.Call(t.Context(), adapter.Request{Command: command.Describe})
 	assert.NoError(t, err, "only ping")
 
 	a.Inject(mock.Fault{FailNext: 1})
-	_, err = a.Call(t.Context(), adapter.Request{Command: "describe"})
+	_, err = a.Call(t.Context(), adapter.Request{Command: command.Describe})
 	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err), "a fault for every command, CodeUnavailable by default")
 }
 
@@ -139,7 +140,7 @@ func TestCrashAndRestart(t *testing.T) {
 	var resent bool
 	for _, call := range a.Calls() {
 		var args struct{ Spec json.RawMessage }
-		if call.Command == "execute_program" && json.Unmarshal(call.Args, &args) == nil && args.Spec != nil {
+		if call.Command == command.ExecuteProgram && json.Unmarshal(call.Args, &args) == nil && args.Spec != nil {
 			resent = true
 		}
 	}
@@ -149,7 +150,7 @@ func TestCrashAndRestart(t *testing.T) {
 func TestCallLogAndReset(t *testing.T) {
 	a := mock.New(mock.Options{MaxCallLog: 10})
 	defer a.Close(t.Context())
-	_, _ = a.Call(t.Context(), adapter.Request{Command: "ping", Session: "s"})
+	_, _ = a.Call(t.Context(), adapter.Request{Command: command.Ping, Session: "s"})
 	_, _ = a.Call(t.Context(), adapter.Request{Command: "nope"})
 	calls := a.Calls()
 	require.Len(t, calls, 2)
@@ -176,9 +177,9 @@ func TestCodecLimitsApply(t *testing.T) {
 	defer a.Close(t.Context())
 	assert.Equal(t, 2048, a.Capabilities().MaxFrameBytes)
 	big, _ := json.Marshal(map[string]string{"x": string(make([]byte, 4096))})
-	_, err := a.Call(t.Context(), adapter.Request{Command: "ping", Args: big})
+	_, err := a.Call(t.Context(), adapter.Request{Command: command.Ping, Args: big})
 	assert.Equal(t, adapter.CodeResourceExhausted, adapter.CodeOf(err))
-	_, err = a.Call(t.Context(), adapter.Request{Command: "ping", Args: json.RawMessage(`[1]`)})
+	_, err = a.Call(t.Context(), adapter.Request{Command: command.Ping, Args: json.RawMessage(`[1]`)})
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "args must be an object, as on the wire")
 	_, err = a.Call(t.Context(), adapter.Request{Command: ""})
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
