@@ -49,17 +49,32 @@ compares two reports without running anything).`,
 				}
 				return a.benchCompare(compare, with)
 			}
-			stop, err := startProfiles(cpuProfile, memProfile)
+			stop, err := startProfiles(cpuProfile)
 			if err != nil {
 				return err
+			}
+			var atPeak func() // the heap profile at the end of each window of thousands of calls in flight
+			peakWritten := false
+			if memProfile != "" {
+				atPeak = func() {
+					if err := writeHeapProfile(memProfile); err != nil {
+						fmt.Fprintf(a.stderr, "dspgo bench: heap profile: %v\n", err)
+					}
+					peakWritten = true
+				}
 			}
 			defer func() {
 				if perr := stop(); perr != nil && err == nil {
 					err = perr
 				}
+				if !peakWritten {
+					if perr := writeHeapProfile(memProfile); perr != nil && err == nil {
+						err = perr
+					}
+				}
 			}()
 			if suite || compare != "" {
-				return a.benchSuite(cmd.Context(), runs, duration, only, jsonPath, compare)
+				return a.benchSuite(cmd.Context(), runs, duration, only, jsonPath, compare, atPeak)
 			}
 			if op != "ping" && op != "execute" {
 				return usagef("use --op ping or --op execute", "unknown operation %q", op)
@@ -109,13 +124,14 @@ compares two reports without running anything).`,
 	fl.StringVar(&compare, "compare", "", "run the suite, then print each row's change against this earlier JSON report")
 	fl.StringVar(&with, "with", "", "with --compare: compare this JSON report instead of running the suite")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write the host's CPU profile of the run to this file (go tool pprof)")
-	fl.StringVar(&memProfile, "memprofile", "", "write the host's allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
+	fl.StringVar(&memProfile, "memprofile", "", "write the host's heap profile to this file at the end of the run, and with --suite at the end of each window of thousands of calls in flight (go tool pprof -sample_index=inuse_space or alloc_objects)")
 	return cmd
 }
 
 // benchSuite runs bench.Suite and prints its table, and its comparison
-// with the report at comparePath when that is not empty.
-func (a *app) benchSuite(ctx context.Context, runs int, d time.Duration, only, jsonPath, comparePath string) error {
+// with the report at comparePath when that is not empty; atPeak is
+// Suite.AtPeak.
+func (a *app) benchSuite(ctx context.Context, runs int, d time.Duration, only, jsonPath, comparePath string, atPeak func()) error {
 	var old *bench.Report
 	if comparePath != "" {
 		var err error
@@ -129,6 +145,7 @@ func (a *app) benchSuite(ctx context.Context, runs int, d time.Duration, only, j
 	}
 	s := bench.Suite{Python: cfg.Python.Interpreter, WorkerDir: cfg.Python.WorkerDir, Runs: runs, Duration: d, Only: only,
 		Workers: cfg.Pool.Size, Progress: func(w string) { fmt.Fprintf(a.stderr, "dspgo bench: %s…\n", w) }}
+	s.AtPeak = atPeak
 	rep, err := s.Run(ctx)
 	if err != nil {
 		return err
@@ -163,39 +180,40 @@ func (a *app) benchCompare(oldPath, newPath string) error {
 }
 
 // startProfiles starts the CPU profile when cpuPath is not empty; the
-// function it returns stops it and writes the allocation profile to
-// memPath when that is not empty.
-func startProfiles(cpuPath, memPath string) (stop func() error, err error) {
-	var cpu *os.File
-	if cpuPath != "" {
-		if cpu, err = os.Create(cpuPath); err != nil {
-			return nil, err
-		}
-		if err := pprof.StartCPUProfile(cpu); err != nil {
-			_ = cpu.Close()
-			return nil, err
-		}
+// function it returns stops it.
+func startProfiles(cpuPath string) (stop func() error, err error) {
+	if cpuPath == "" {
+		return func() error { return nil }, nil
+	}
+	cpu, err := os.Create(cpuPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		_ = cpu.Close()
+		return nil, err
 	}
 	return func() error {
-		if cpu != nil {
-			pprof.StopCPUProfile()
-			if err := cpu.Close(); err != nil {
-				return err
-			}
-		}
-		if memPath == "" {
-			return nil
-		}
-		f, err := os.Create(memPath)
-		if err != nil {
-			return err
-		}
-		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-			_ = f.Close()
-			return err
-		}
-		return f.Close()
+		pprof.StopCPUProfile()
+		return cpu.Close()
 	}, nil
+}
+
+// writeHeapProfile writes the heap profile (what is in use now, and every
+// allocation so far) to path; an empty path writes nothing.
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func parseCounts(s string) ([]int, error) {

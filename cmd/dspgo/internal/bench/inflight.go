@@ -84,7 +84,7 @@ func (s Suite) measureInFlight(ctx context.Context, l inFlight) ([]loadRun, uint
 	call := func(ctx context.Context) error { _, err := c.Execute(ctx, prog.ID, in); return err }
 	var runs []loadRun
 	for range s.Runs {
-		r := load(ctx, l.calls(), l.latency, l.window(s.Duration), pids, call)
+		r := load(ctx, l.calls(), l.latency, l.window(s.Duration), pids, s.AtPeak, call)
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}

@@ -32,8 +32,9 @@ type loadRun struct {
 // arrive at the steady rate n/latency rather than in one burst (the ramp),
 // then calls fn back to back. The measuring window follows the ramp;
 // a slot makes no call after the window. pids lists the worker processes
-// to watch. ctx ends the run early.
-func load(ctx context.Context, n int, latency, window time.Duration, pids func() []int, fn func(context.Context) error) loadRun {
+// to watch; atEnd, when not nil, is called at the window's end, with the
+// calls still in flight. ctx ends the run early.
+func load(ctx context.Context, n int, latency, window time.Duration, pids func() []int, atEnd func(), fn func(context.Context) error) loadRun {
 	lat := make([][]time.Duration, n)
 	errs := make([]int, n)
 	calls := make([]int, n)
@@ -44,7 +45,7 @@ func load(ctx context.Context, n int, latency, window time.Duration, pids func()
 	winStart, winEnd := start.Add(latency), start.Add(latency+window)
 	done := make(chan struct{})
 	watched := make(chan watch, 1)
-	go func() { watched <- watchRun(pids, winStart, winEnd, done) }()
+	go func() { watched <- watchRun(pids, winStart, winEnd, atEnd, done) }()
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
@@ -118,8 +119,9 @@ type watch struct {
 }
 
 // watchRun reads the usage at the window's start and end, and the
-// footprint every 100 ms, until done is closed.
-func watchRun(pids func() []int, winStart, winEnd time.Time, done <-chan struct{}) watch {
+// footprint every 100 ms, until done is closed; it calls atEnd, when not
+// nil, once the usage at the window's end is read.
+func watchRun(pids func() []int, winStart, winEnd time.Time, atEnd func(), done <-chan struct{}) watch {
 	var w watch
 	sample := func() {
 		f := readFootprint(pids())
@@ -142,6 +144,9 @@ func watchRun(pids func() []int, winStart, winEnd time.Time, done <-chan struct{
 			w.before, started = readUsage(pids()), true
 		case <-endAt.C:
 			w.after, w.measured = readUsage(pids()), started
+			if atEnd != nil {
+				atEnd()
+			}
 		case <-done:
 			sample()
 			return w

@@ -30,7 +30,8 @@ func TestLoadReachesTheCeilingOfAnIdealLM(t *testing.T) {
 	const n, latency, window = 50, 40 * time.Millisecond, 200 * time.Millisecond
 	var inFlight, most atomic.Int64
 	lm := slowLM(latency)
-	r := load(t.Context(), n, latency, window, func() []int { return []int{os.Getpid()} }, func(ctx context.Context) error {
+	var atEnd atomic.Int64
+	r := load(t.Context(), n, latency, window, func() []int { return []int{os.Getpid()} }, func() { atEnd.Store(inFlight.Load()) }, func(ctx context.Context) error {
 		cur := inFlight.Add(1)
 		for m := most.Load(); cur > m && !most.CompareAndSwap(m, cur); m = most.Load() {
 		}
@@ -38,6 +39,7 @@ func TestLoadReachesTheCeilingOfAnIdealLM(t *testing.T) {
 		return lm(ctx)
 	})
 	assert.LessOrEqual(t, most.Load(), int64(n), "never more than n calls in flight")
+	assert.Positive(t, atEnd.Load(), "atEnd runs while calls are in flight")
 	assert.Zero(t, r.errors)
 	ceiling := n / latency.Seconds()
 	assert.LessOrEqual(t, r.perSecond, ceiling*1.1, "no more than the LM's latency allows")
@@ -54,7 +56,7 @@ func TestLoadReachesTheCeilingOfAnIdealLM(t *testing.T) {
 
 func TestLoadCountsErrors(t *testing.T) {
 	boom := errors.New("boom")
-	r := load(t.Context(), 4, 10*time.Millisecond, 30*time.Millisecond, func() []int { return nil }, func(ctx context.Context) error {
+	r := load(t.Context(), 4, 10*time.Millisecond, 30*time.Millisecond, func() []int { return nil }, nil, func(ctx context.Context) error {
 		if err := slowLM(time.Millisecond)(ctx); err != nil {
 			return err
 		}
@@ -72,7 +74,7 @@ func TestLoadEndsWithItsContext(t *testing.T) {
 	started := make(chan struct{}, 1)
 	done := make(chan loadRun)
 	go func() {
-		done <- load(ctx, 100, time.Hour, time.Hour, func() []int { return nil }, func(ctx context.Context) error {
+		done <- load(ctx, 100, time.Hour, time.Hour, func() []int { return nil }, nil, func(ctx context.Context) error {
 			select {
 			case started <- struct{}{}:
 			default:

@@ -46,6 +46,10 @@ type Suite struct {
 	Only string
 	// Progress, when not nil, is told each workload as it starts.
 	Progress func(workload string)
+	// AtPeak, when not nil, is called at the end of each measuring window
+	// of the workloads of thousands of calls in flight, with those calls
+	// still in flight (dspgo bench writes the heap profile there).
+	AtPeak func()
 }
 
 // Figure is a measured quantity over the runs.
