@@ -45,14 +45,14 @@ func (l inFlight) name() string {
 func (l inFlight) window(d time.Duration) time.Duration { return max(d, 2*l.latency) }
 
 // measureInFlight runs the workload Runs times and returns its runs and
-// the workers' resident memory before the first.
-func (s Suite) measureInFlight(ctx context.Context, l inFlight) ([]loadRun, uint64, error) {
+// the footprint before the first.
+func (s Suite) measureInFlight(ctx context.Context, l inFlight) ([]loadRun, footprint, error) {
 	var lm *lmtest.Server
 	cfg := dspgo.LMConfig{Delay: l.latency}
 	if l.http {
 		var err error
 		if lm, err = lmtest.Start(lmtest.Options{Latency: l.latency, Logger: quiet}); err != nil {
-			return nil, 0, err
+			return nil, footprint{}, err
 		}
 		defer lm.Close()
 		cfg = dspgo.LMConfig{Provider: dspgo.ProviderOpenAI, Model: "test-model", BaseURL: lm.URL(), Engine: "native",
@@ -61,16 +61,16 @@ func (s Suite) measureInFlight(ctx context.Context, l inFlight) ([]loadRun, uint
 	p, err := pool.New(ctx, pool.Options{Size: l.workers, WorkerConcurrency: l.perWorker, MaxQueue: l.calls(),
 		HealthInterval: -1, Logger: quiet, Worker: s.portOptions()})
 	if err != nil {
-		return nil, 0, err
+		return nil, footprint{}, err
 	}
 	defer p.Close(context.Background())
 	c := dspgo.NewClient(p)
 	if err := c.ConfigureLM(ctx, cfg); err != nil {
-		return nil, 0, err
+		return nil, footprint{}, err
 	}
 	prog, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question -> answer")})
 	if err != nil {
-		return nil, 0, err
+		return nil, footprint{}, err
 	}
 	pids := func() []int {
 		var out []int
@@ -79,14 +79,14 @@ func (s Suite) measureInFlight(ctx context.Context, l inFlight) ([]loadRun, uint
 		}
 		return out
 	}
-	idle := readFootprint(pids()).workersRSS
+	idle := readFootprint(pids())
 	in := map[string]any{"question": "What is Go?"}
 	call := func(ctx context.Context) error { _, err := c.Execute(ctx, prog.ID, in); return err }
 	var runs []loadRun
 	for range s.Runs {
 		r := load(ctx, l.calls(), l.latency, l.window(s.Duration), pids, s.AtPeak, call)
 		if err := ctx.Err(); err != nil {
-			return nil, 0, err
+			return nil, footprint{}, err
 		}
 		runs = append(runs, r)
 		if lm != nil {
@@ -141,13 +141,12 @@ func (s Suite) tenThousand(ctx context.Context, l inFlight) ([]Row, error) {
 }
 
 // runsNote gives a load's costs per call and its footprint, each as
-// median [min–max] over the runs; idle is the workers' resident memory
-// before the load.
-func runsNote(runs []loadRun, l inFlight, idle uint64) string {
+// median [min–max] over the runs; idle is the footprint before the load.
+func runsNote(runs []loadRun, l inFlight, idle footprint) string {
 	f := func(get func(loadRun) float64) string { return fig(over(runs, get)) }
 	calls := float64(l.calls())
 	return fmt.Sprintf("per call in the window: host CPU %s µs, %s host allocations, workers' CPU %s µs; "+
-		"p50 %s ms, p99 %s ms; peak resident memory: host %s MB (Go heap %s MB, goroutine stacks %s MB), "+
+		"p50 %s ms, p99 %s ms; peak resident memory: host %s MB (%.1f MB before the load; Go heap %s MB, goroutine stacks %s MB), "+
 		"workers %s MB (%s KB per call in flight above idle); "+
 		"worker threads %s; calls %s, errors %s",
 		f(func(r loadRun) float64 { return us(r.hostCPU) }),
@@ -156,10 +155,11 @@ func runsNote(runs []loadRun, l inFlight, idle uint64) string {
 		f(func(r loadRun) float64 { return ms(r.p50) }),
 		f(func(r loadRun) float64 { return ms(r.p99) }),
 		f(func(r loadRun) float64 { return mb(r.peak.hostRSS) }),
+		mb(idle.hostRSS),
 		f(func(r loadRun) float64 { return mb(r.peak.hostHeap) }),
 		f(func(r loadRun) float64 { return mb(r.peak.hostStacks) }),
 		f(func(r loadRun) float64 { return mb(r.peak.workersRSS) }),
-		f(func(r loadRun) float64 { return (float64(r.peak.workersRSS) - float64(idle)) / 1024 / calls }),
+		f(func(r loadRun) float64 { return (float64(r.peak.workersRSS) - float64(idle.workersRSS)) / 1024 / calls }),
 		f(func(r loadRun) float64 { return float64(r.peakThreads) }),
 		f(func(r loadRun) float64 { return float64(r.calls) }),
 		f(func(r loadRun) float64 { return float64(r.errors) }))

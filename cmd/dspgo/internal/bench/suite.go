@@ -95,6 +95,15 @@ var limits = map[string]string{
 	"execute, port, dummy LM, 1 in flight": "the client's typed work, which the baseline skips (it sends pre-encoded bytes and decodes nothing): " +
 		"input conversion, JSON encoding of the inputs, decoding and converting the outputs, about 15 µs of host CPU per call " +
 		"(BenchmarkPortExecute against BenchmarkPortPing, host-cpu-ns/op)",
+	heavy[0].name(): "the workers' CPU: 190-280 µs per call at 2,048 in flight, of which the call's own work is 23 µs; the rest is " +
+		"the thread per call in flight (the reader's hand-off to a pool thread, GIL hand-offs, about 8 voluntary context switches per call). " +
+		"4,096 calls/s need 0.8-1.1 of the 2 cores, so any other load on the machine takes it below the ceiling (docs/performance.md)",
+	heavy[1].name(): "CPU: the workers spend 470-575 µs per call (the HTTP exchange itself 160-170 µs on one thread; the rest thread and GIL hand-offs), " +
+		"the host 150-190 µs (most of it the test LM server, in the same process); 4,096 calls/s would need about 2.6 of the 2 cores (docs/performance.md)",
+	heavy[2].name() + ": host + workers resident memory": "a thread per call in flight in the workers, about 25 KB of resident memory each " +
+		"(250 MB for 10,000), and the host's heap and goroutine stacks of 10,000 callers (docs/performance.md)",
+	heavy[2].name() + ": p99 latency above the LM's": "each answer wakes one of 5,000 threads per worker, which waits for the GIL behind the others " +
+		"and for a CPU behind everything else on the machine (docs/performance.md)",
 }
 
 var quiet = slog.New(slog.DiscardHandler)
