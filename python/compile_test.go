@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"sync"
@@ -250,42 +250,93 @@ func TestCompileNeedsDSPy(t *testing.T) {
 	assert.ErrorContains(t, err, "dspy")
 }
 
-// TestCompileWithMIPROv2 runs MIPROv2 when the dspy interpreter imports
-// optuna, which the pinned environment lacks: then MIPROv2 is
-// CodeFailedPrecondition naming optuna. DSPGOTEST_OPTUNA_PATH, when set,
-// is a directory holding optuna (pip install --target) added to the
-// worker's PYTHONPATH.
+// miproV2 is MIPROv2 with few enough trials and candidates to take about
+// a second against the test LM, which answers its instruction proposer's
+// prompts too.
+var miproV2 = dspgo.MIPROv2{NumTrials: 6, NumCandidates: 3, MaxBootstrappedDemos: 2, MaxLabeledDemos: 8, MinibatchSize: -1}
+
+// TestCompileWithMIPROv2 runs MIPROv2 (optuna is in the dspy test
+// environment) on a port and on a pool: the LM's proposed instruction wins.
 func TestCompileWithMIPROv2(t *testing.T) {
 	srv := lmtest.New(t, lmtest.Options{})
+	eachBackend(t, srv, compileLM, func(t *testing.T, c *dspgo.Client) {
+		ctx := t.Context()
+		prog, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature(produceSig)})
+		require.NoError(t, err)
+		var evaluations int
+		start := time.Now()
+		compiled, err := c.Compile(ctx, prog, trainset, exact, dspgo.WithValset(devset[:2]), dspgo.WithOptimizer(miproV2),
+			dspgo.WithProgress(func(p dspgo.CompileProgress) {
+				if p.Event == "evaluation" {
+					evaluations++
+				}
+			}))
+		took := time.Since(start)
+		require.NoError(t, err)
+		after, err := c.Evaluate(ctx, compiled, devset, exact)
+		require.NoError(t, err)
+		t.Logf("MIPROv2 on %s: %v; instructions %q, %d demos, %d evaluations reported, score after %.2f", c.Adapter().Name(),
+			took.Round(time.Millisecond), compiled.Spec.Instructions, len(compiled.Spec.Demos), evaluations, after.Score)
+		assert.True(t, strings.HasPrefix(compiled.Spec.Instructions, "proposed_instruction "), "the LM's proposed instruction won")
+		assert.NotEmpty(t, compiled.Spec.Demos)
+		assert.Positive(t, evaluations, "each trial's evaluation is reported")
+		assert.Equal(t, 1.0, after.Score)
+	})
+}
+
+// TestCompileIsQuiet: DSPy's prints, tqdm's progress bars and DSPy's
+// narration of its steps during a compile reach the port's logger as the
+// worker's debug records, never as raw stderr lines, and nothing of theirs
+// is logged at info.
+func TestCompileIsQuiet(t *testing.T) {
+	srv := lmtest.New(t, lmtest.Options{})
+	var out testutil.SyncBuffer
 	opts := dspyWorker(t)
-	extra := os.Getenv("DSPGOTEST_OPTUNA_PATH")
-	if extra != "" {
-		opts.Env = append(opts.Env, "PYTHONPATH="+testutil.PythonDir()+string(os.PathListSeparator)+extra)
-	}
+	opts.Logger = slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := port.New(t.Context(), opts)
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, a.Close(context.Background())) })
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			assert.NoError(t, a.Close(context.Background()))
+		}
+	})
 	c := dspgo.NewClient(a)
 	cfg := compileLM
 	cfg.Provider, cfg.Engine, cfg.BaseURL, cfg.APIKeyEnv = dspgo.ProviderOpenAI, "dspy", srv.URL(), keyEnv
 	require.NoError(t, c.ConfigureLM(t.Context(), cfg))
 	prog, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature(produceSig)})
 	require.NoError(t, err)
-
-	hasOptuna := exec.Command(testutil.DSPyPython(t), "-c", "import sys; sys.path.append(sys.argv[1]); import optuna", extra).Run() == nil
-	start := time.Now()
-	compiled, err := c.Compile(t.Context(), prog, trainset, exact, dspgo.WithValset(devset[:2]),
-		dspgo.WithOptimizer(dspgo.MIPROv2{NumTrials: 6, NumCandidates: 3, MaxBootstrappedDemos: 2, MaxLabeledDemos: 8, MinibatchSize: -1}))
-	if !hasOptuna {
-		assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
-		assert.ErrorContains(t, err, "optuna")
-		t.Skip("the dspy interpreter has no optuna: MIPROv2 is refused (set DSPGOTEST_OPTUNA_PATH to run it)")
+	for _, optimizer := range []dspgo.Optimizer{
+		dspgo.BootstrapFewShot{MaxBootstrappedDemos: 2},
+		dspgo.BootstrapFewShotWithRandomSearch{NumCandidatePrograms: 1, BootstrapFewShot: dspgo.BootstrapFewShot{MaxBootstrappedDemos: 1}},
+		miproV2,
+	} {
+		_, err := c.Compile(t.Context(), prog, trainset, exact, dspgo.WithOptimizer(optimizer), dspgo.WithValset(devset[:2]))
+		require.NoError(t, err, "%T", optimizer)
 	}
-	require.NoError(t, err)
-	after, err := c.Evaluate(t.Context(), compiled, devset, exact)
-	require.NoError(t, err)
-	t.Logf("MIPROv2: %v; instructions %q, %d demos, score after %.2f", time.Since(start).Round(time.Millisecond),
-		compiled.Spec.Instructions, len(compiled.Spec.Demos), after.Score)
-	assert.True(t, strings.HasPrefix(compiled.Spec.Instructions, "proposed_instruction "), "the LM's proposed instruction won")
-	assert.Positive(t, after.Score)
+	closed = true
+	require.NoError(t, a.Close(t.Context())) // joins the reader of the worker's stderr: every line is logged
+
+	var printed, narration int
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
+		msg, _ := rec["msg"].(string)
+		assert.Nil(t, rec["raw"], "a stderr line that is no log record of the worker: %s", line)
+		assert.NotContains(t, msg, "it/s", "a tqdm bar: %s", line)
+		logger, _ := rec["logger"].(string)
+		if rec["source"] == "print" || strings.HasPrefix(logger, "dspy.") {
+			if rec["level"] != "WARN" { // DSPy's warnings stay warnings
+				assert.Equal(t, "DEBUG", rec["level"], line)
+			}
+			if rec["source"] == "print" {
+				printed++
+			} else {
+				narration++
+			}
+		}
+	}
+	assert.Positive(t, printed, "DSPy's prints are debug records")
+	assert.Positive(t, narration, "DSPy's INFO records are debug records")
 }

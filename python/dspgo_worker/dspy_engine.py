@@ -28,7 +28,11 @@ How a run goes:
 Importing dspy (:func:`import_dspy`) keeps the worker's promises: litellm uses its own
 copy of the model cost map instead of fetching one from the network, and DSPy's cache
 lives in memory only (never on disk); whether an LM call uses it is ``cache`` of
-``configure_lm`` (off by default).
+``configure_lm`` (off by default). Nothing DSPy reports reaches stderr outside the
+worker's JSON log: tqdm's progress bars are off unless asked for (``TQDM_DISABLE``; those
+DSPy's ``Evaluate`` asks for go to ``sys.stdout``, which a compile routes, see
+:mod:`dspgo_worker.optimize`), and the ``dspy`` logger's records go to the worker's log,
+its INFO ones as DEBUG (:class:`_DSPyLogs`).
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ def import_dspy() -> Any:
             return _dspy
         # litellm fetches its model cost map from the network at import unless told not to.
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        # tqdm reads TQDM_* when it is imported (by dspy): bars are off unless asked for.
+        os.environ.setdefault("TQDM_DISABLE", "1")
         try:
             dspy = importlib.import_module("dspy")
         except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
@@ -96,8 +102,33 @@ def import_dspy() -> Any:
             dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True, memory_max_entries=MEMORY_CACHE_ENTRIES)
         except Exception as exc:  # noqa: BLE001 - an older or newer dspy without this signature
             log.warning("could not keep DSPy's cache in memory", extra={"error": f"{type(exc).__name__}: {exc}"})
+        _route_dspy_logs()
         _dspy = dspy
         return dspy
+
+
+class _DSPyLogs(logging.Handler):
+    """The ``dspy`` logger's handler: DSPy's records into the worker's log (JSON lines),
+    its INFO records (an optimizer's narration of its steps) as DEBUG."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        root = logging.getLogger()
+        if root.isEnabledFor(record.levelno):
+            root.handle(record)
+
+
+def _route_dspy_logs() -> None:
+    """Replace the handler DSPy gives its ``dspy`` logger (plain text on stderr, which the
+    host would log as raw lines) with :class:`_DSPyLogs`; below the worker's debug level,
+    DSPy's records under WARNING are not even made."""
+    logger = logging.getLogger("dspy")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.addHandler(_DSPyLogs())
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if logging.getLogger().isEnabledFor(logging.DEBUG) else logging.WARNING)
 
 
 def dspy_version() -> str | None:

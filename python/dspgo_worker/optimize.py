@@ -24,6 +24,14 @@ How a compile goes:
   it answers.
 * The result is the answering predictor's instructions and demos, checked by compiling
   the new spec as ``create_program`` would.
+* Quiet: progress goes to the progress chunks, not to the log. DSPy's optimizers narrate
+  their steps with ``print``; what a compile prints, on the optimizer's thread or on a
+  thread DSPy starts for it (which carries the compile's ``dspy.context``), becomes DEBUG
+  records of the worker's log, one a line, progress bars dropped (:class:`_Prints`,
+  ``sys.stdout`` once a compile has run). tqdm's bars on stderr and the ``dspy`` logger
+  are quieted when dspy is imported (:func:`dspgo_worker.dspy_engine.import_dspy`);
+  optuna's logger, which MIPROv2 uses, goes to the worker's log instead of its own
+  stderr handler.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import importlib.util
 import logging
 import math
 import queue
+import sys
 import threading
 
 from .errors import Cancelled, DeadlineExceeded, ToolError, WorkerError
@@ -40,7 +49,7 @@ from .registry import Arg, command
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Generator
-    from typing import Any, Callable
+    from typing import Any, Callable, TextIO
 
     from .context import Context
     from .lmconfig import LMConfig
@@ -173,13 +182,67 @@ def compile_program(args: dict[str, Any], ctx: Context) -> Generator[dict[str, A
             "compile_program runs DSPy's optimizers, which need an OpenAI-compatible LM (configure_lm provider openai): "
             "the dummy provider cannot serve DSPy",
         )
-    if name == "MIPROv2" and importlib.util.find_spec("optuna") is None:
-        raise WorkerError("failed_precondition", "MIPROv2 needs the optuna package, which the worker's interpreter lacks "
-                          "(pip install optuna, or dspy[optuna])")
+    if name == "MIPROv2":
+        if importlib.util.find_spec("optuna") is None:
+            raise WorkerError("failed_precondition", "MIPROv2 needs the optuna package, which the worker's interpreter lacks "
+                              "(pip install optuna, or dspy[optuna])")
+        _route_optuna_logs()
+    _route_prints(dspy)
     lm = ENGINE.make_lm(dspy, config)
     run = _Compile(dspy, ctx, compiled, name, params, trainset, valset, args["metric"], lm, config)
     run.start()
     return run.wait()
+
+
+def _route_optuna_logs() -> None:
+    """optuna's records to the worker's log (root logger), not to optuna's own handler on
+    stderr."""
+    optuna = importlib.import_module("optuna")
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+
+
+_prints_lock = threading.Lock()
+
+
+def _route_prints(dspy: Any) -> None:
+    """Make ``sys.stdout`` a :class:`_Prints` over the current one, unless it is one."""
+    with _prints_lock:
+        if not isinstance(sys.stdout, _Prints):
+            sys.stdout = _Prints(dspy, sys.stdout)
+
+
+class _Prints:
+    """``sys.stdout`` once a compile has run: text printed inside a compile (in the
+    ``dspy.context`` of its :class:`_Hook`) goes to :meth:`_Compile.printed`, other text
+    to the stream this one replaced."""
+
+    def __init__(self, dspy: Any, stream: TextIO) -> None:
+        self.dspy, self.stream = dspy, stream
+
+    def write(self, text: str) -> int:
+        run = self._run()
+        if run is None:
+            return self.stream.write(text)
+        run.printed(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def _run(self) -> _Compile | None:
+        """The compile whose ``dspy.context`` the writing thread is in, if any."""
+        try:
+            callbacks = self.dspy.settings.callbacks
+        except Exception:  # noqa: BLE001 - a print must never fail for want of DSPy's settings
+            return None
+        for callback in callbacks or ():
+            if isinstance(callback, _Hook):
+                return callback.run
+        return None
 
 
 class _Hook:
@@ -243,6 +306,7 @@ class _Compile:
         self._failure: WorkerError | None = None
         self._stopped = threading.Event()
         self.calls, self.total, self.evaluations = 0, 0.0, 0
+        self._printed = ""
         self.best: float | None = None
         self.thread = threading.Thread(target=self._main, name=f"dspgo-compile-{ctx.id}", daemon=True)
 
@@ -344,6 +408,17 @@ class _Compile:
         self.events.put(event)
         return float(score)
 
+    def printed(self, text: str) -> None:
+        """Log each complete line DSPy printed at DEBUG. A partial line waits for its end;
+        blank lines, and lines redrawn with carriage returns (the progress bars of DSPy's
+        ``Evaluate``, which tqdm writes to ``sys.stdout``), are dropped."""
+        with self._lock:
+            lines = (self._printed + text).split("\n")
+            self._printed = lines.pop()
+        for line in lines:
+            if line.strip() and "\r" not in line:
+                self.ctx.logger.debug(line.rstrip(), extra={"optimizer": self.name, "source": "print"})
+
     def evaluated(self, score: float) -> None:
         with self._lock:
             self.evaluations += 1
@@ -387,6 +462,7 @@ class _Compile:
 
             coded = _coded(exc, self.config)
             result, error = None, WorkerError(coded.code, f"{self.name}: {coded.message}")
+        self.printed("\n")  # the last partial line
         self.events.put((_DONE, result, error))
 
     def _optimize(self) -> dict[str, Any]:

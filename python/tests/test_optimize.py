@@ -5,13 +5,15 @@ environment, the metric answered by this test as the host."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import sys
 import threading
 import unittest
 from unittest import mock
 
-from .helpers import InProcessWorker
-from .lmserver import LMServer, dspy_importable, require_dspy
+from .helpers import InProcessWorker, WorkerProcess
+from .lmserver import DSPY_EXPECTED_ENV, LMServer, dspy_importable, require_dspy
 from .test_spec import spec_of
 
 KEY_ENV = "DSPGO_TEST_OPTIMIZE_KEY"
@@ -34,8 +36,25 @@ def exact(args: dict) -> dict:
     return {"score": float(args["prediction"]["category"] == args["example"]["outputs"]["category"])}
 
 
+#: MIPROv2 with few enough trials and candidates to take about a second on the test LM.
+MIPRO_V2 = {"name": "MIPROv2", "num_trials": 6, "num_candidates": 3, "max_bootstrapped_demos": 1,
+            "max_labeled_demos": 2, "minibatch_size": 0}
+#: The validation set the MIPROv2 runs score candidates on.
+VALSET = [example("apple tart", "fruit"), example("carrot cake", "vegetable")]
+
+
 def compile_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("dspgo-compile-")]
+
+
+def require_optuna(testcase: unittest.TestCase) -> None:
+    """Skip the test when optuna (which MIPROv2 needs) cannot be imported here, or fail it
+    where the run expects the dspy environment, whose lock includes optuna."""
+    if importlib.util.find_spec("optuna") is not None:
+        return
+    if os.environ.get(DSPY_EXPECTED_ENV) == "1":
+        testcase.fail("optuna cannot be imported, but this run expects the dspy environment (run make deps)")
+    testcase.skipTest("optuna is not installed in this interpreter")
 
 
 class ArgumentTest(unittest.TestCase):
@@ -163,16 +182,9 @@ class OptimizeTest(unittest.TestCase):
         self.assertEqual(len(self.w.calls_seen), 1)
 
     def test_mipro_v2_proposes_instructions(self):
-        if importlib.util.find_spec("optuna") is None:
-            error = self.w.error("compile_program", {"spec": SPEC, "optimizer": {"name": "MIPROv2", "auto": "light"},
-                                                     "trainset": TRAINSET, "metric": True})
-            self.assertEqual(error["code"], "failed_precondition")
-            self.assertIn("optuna", error["message"])
-            self.skipTest("optuna is not installed here: MIPROv2 is refused")
+        require_optuna(self)
         self.w.tools["metric"] = exact
-        valset = [example("apple tart", "fruit"), example("carrot cake", "vegetable")]
-        reply = self.compile({"name": "MIPROv2", "num_trials": 6, "num_candidates": 3, "max_bootstrapped_demos": 1,
-                              "max_labeled_demos": 2, "minibatch_size": 0}, valset=valset)
+        reply = self.compile(MIPRO_V2, valset=VALSET)
         self.assertTrue(reply["success"], reply)
         result = reply["result"]
         fields = {f["name"] for r in self.lm.requests() for f in r.get("fields") or []}
@@ -180,6 +192,16 @@ class OptimizeTest(unittest.TestCase):
         self.assertTrue(result["instructions"].startswith("proposed_instruction "), "the proposed instruction won")
         self.assertEqual(result["score"], 100.0, "with a demo set that teaches the valset")
         self.assertEqual(len(result["demos"]), 2)
+
+    def test_mipro_v2_without_optuna_is_a_failed_precondition_naming_optuna(self):
+        self.w.tools["metric"] = exact
+        with mock.patch.dict(sys.modules, {"optuna": None}):  # import optuna fails, find_spec finds none
+            error = self.w.error("compile_program", {"spec": SPEC, "optimizer": {"name": "MIPROv2", "auto": "light"},
+                                                     "trainset": TRAINSET, "metric": True})
+        self.assertEqual(error["code"], "failed_precondition")
+        self.assertIn("optuna", error["message"])
+        self.assertEqual(self.w.calls_seen, [], "refused before the optimizer started")
+        self.assertEqual(self.lm.requests(), [])
 
     def test_the_dummy_lm_cannot_serve_dspy(self):
         self.w.ok("configure_lm", {"provider": "dummy", "name": "offline"})
@@ -190,6 +212,50 @@ class OptimizeTest(unittest.TestCase):
         self.assertEqual(error["code"], "failed_precondition")
         self.assertIn("dummy", error["message"])
 
+
+class QuietTest(unittest.TestCase):
+    """A compile's progress goes to the progress chunks: DSPy's prints, tqdm's bars and
+    DSPy's narration reach no stderr line of a worker process, which holds JSON log
+    records only; at debug level the prints and DSPy's INFO records are DEBUG records."""
+
+    def test_a_compile_writes_only_log_records_on_stderr(self):
+        require_dspy(self)
+        require_optuna(self)
+        lm = LMServer(self)
+        with mock.patch.dict(os.environ, {KEY_ENV: "sk-test"}):
+            worker = WorkerProcess(self, "--log-level", "debug")
+        worker.tools["metric"] = exact
+        reply = worker.request("configure_lm", {"provider": "openai", "model": "test-model+needs_demos", "base_url": lm.url,
+                                                "api_key_env": KEY_ENV, "engine": "dspy"})
+        self.assertTrue(reply["success"], reply)
+        for optimizer in ({"name": "BootstrapFewShotWithRandomSearch", "num_candidate_programs": 1,
+                           "max_bootstrapped_demos": 1, "max_labeled_demos": 2}, MIPRO_V2):
+            reply = worker.request("compile_program", {"spec": SPEC, "optimizer": optimizer, "trainset": TRAINSET,
+                                                       "valset": VALSET, "metric": True}, timeout=60)
+            self.assertTrue(reply["success"], reply)
+        worker.close_stdin()
+        self.assertEqual(worker.wait_exit(), 0)
+
+        records = []
+        for line in worker.stderr_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                self.fail(f"a stderr line that is no log record: {line!r}")
+            self.assertIsInstance(record, dict, line)
+            records.append(record)
+        printed = [r for r in records if r.get("source") == "print"]
+        self.assertIn("Will attempt to bootstrap 1 candidate sets.", [r["msg"] for r in printed], "the random search's print")
+        for r in printed:
+            self.assertEqual(r["level"], "debug", r)
+            self.assertIn(r["optimizer"], ("BootstrapFewShotWithRandomSearch", "MIPROv2"), r)
+            self.assertIn("request_id", r)
+        dspy_logs = [r for r in records if r["logger"].startswith("dspy.")]
+        steps = [r for r in dspy_logs if "==> STEP 1: BOOTSTRAP FEWSHOT EXAMPLES <==" in r["msg"]]
+        self.assertEqual([r["level"] for r in steps], ["debug"], "MIPROv2's narration, an INFO record of DSPy's, is DEBUG")
+        self.assertTrue([r for r in dspy_logs if r["msg"].startswith("Average Metric")], "DSPy's Evaluate logs its score")
+        self.assertFalse([r for r in dspy_logs if r["level"] == "info"], "DSPy's INFO records are DEBUG records")
+        self.assertFalse([r for r in records if "it/s" in r["msg"] or "\r" in r["msg"]], "no tqdm bar")
 
 if __name__ == "__main__":
     unittest.main()
