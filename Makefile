@@ -65,10 +65,11 @@ test-go:
 test-bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
-## bench: the benchmark suite, raw baseline and dspgo side by side (docs/performance.md)
+## bench: the benchmark suite, raw baseline and dspgo side by side (docs/performance.md); with an earlier bench-results.json, each row's change against it
 BENCH_FLAGS ?= --runs 3 --duration 1s
 bench: deps
-	$(GO) run ./cmd/dspgo bench --suite $(BENCH_FLAGS) --json bench-results.json
+	@mkdir -p bin && if [ -f bench-results.json ]; then cp bench-results.json bin/bench-results.prev.json; else rm -f bin/bench-results.prev.json; fi
+	$(GO) run ./cmd/dspgo bench --suite $(BENCH_FLAGS) --json bench-results.json $$([ -f bin/bench-results.prev.json ] && echo --compare bin/bench-results.prev.json)
 
 ## chaos: the full chaos suite (a short run is part of make test), printing its figures
 chaos: deps

@@ -24,8 +24,9 @@ func ReadReport(path string) (*Report, error) {
 
 // WriteComparison writes each row of cur against the row of the same
 // workload in old: both medians, the change of dspgo's median in percent
-// (marked "better" or "worse" when the two runs' [min–max] ranges do not
-// overlap, so that a change within the noise is not taken for an effect),
+// (marked "better" or "worse" when both runs' [min–max] ranges are wider
+// than a point and do not overlap, so that a change within the noise is
+// not taken for an effect),
 // both ratios and both verdicts. Rows found in one report only are listed
 // as such, and the machines' differences are printed first.
 func WriteComparison(w io.Writer, old, cur *Report) error {
@@ -113,14 +114,16 @@ func machineDiffs(a, b Machine) []string {
 }
 
 // change is the relative change of dspgo's median, with "better" or
-// "worse" when the ranges of the two runs do not overlap.
+// "worse" when both runs have a range (min below max) and the ranges do
+// not overlap.
 func change(o, r Row) string {
 	if o.DSPGo.Median == 0 {
 		return "—"
 	}
 	pct := (r.DSPGo.Median - o.DSPGo.Median) / o.DSPGo.Median * 100
 	s := fmt.Sprintf("%+.1f%%", pct)
-	if r.DSPGo.Min > o.DSPGo.Max || r.DSPGo.Max < o.DSPGo.Min {
+	spread := o.DSPGo.Min < o.DSPGo.Max && r.DSPGo.Min < r.DSPGo.Max // one run, or one figure, tells nothing of the noise
+	if spread && (r.DSPGo.Min > o.DSPGo.Max || r.DSPGo.Max < o.DSPGo.Min) {
 		up := r.DSPGo.Median > o.DSPGo.Median
 		if up == higherIsBetter(r.Unit) {
 			s += " better"

@@ -49,6 +49,9 @@ func TestChangeWorse(t *testing.T) {
 	o.Unit, r.Unit = "MB", "MB"
 	assert.Equal(t, "-20.0% better", change(o, r), "less memory is better")
 	assert.Equal(t, "—", change(Row{}, r), "no change from a zero median")
+	one := Row{Unit: "MB", DSPGo: Figure{Median: 5, Min: 5, Max: 5}}
+	assert.Equal(t, "-20.0%", change(Row{Unit: "MB", DSPGo: Figure{Median: 6.25, Min: 6.25, Max: 6.25}}, one),
+		"one figure per run says nothing of the noise: no verdict")
 }
 
 func TestReadReportRefusesOtherFiles(t *testing.T) {
