@@ -89,8 +89,15 @@ type CompileProgress struct {
 // nil for LabeledFewShot and BootstrapFewShot (which then accepts every
 // run), not for the others. The metric's error or panic ends the compile
 // with its code. Ending ctx stops the worker's optimizer before its next
-// LM call.
+// LM call. Session.Compile compiles a session's program with the LM of
+// the session's handle.
 func (c *Client) Compile(ctx context.Context, prog *Program, trainset []Example, metric Metric, opts ...CompileOption) (*Program, error) {
+	return c.compile(ctx, "", prog, trainset, metric, opts)
+}
+
+// compile is Compile with the LM of the handle (Session.WithLM; "" is the
+// default) for a program that names none.
+func (c *Client) compile(ctx context.Context, handleLM string, prog *Program, trainset []Example, metric Metric, opts []CompileOption) (*Program, error) {
 	const op = command.CompileProgram
 	co := compileOptions{optimizer: BootstrapFewShot{}}
 	for _, o := range opts {
@@ -102,7 +109,7 @@ func (c *Client) Compile(ctx context.Context, prog *Program, trainset []Example,
 	if err := c.checkProgram(op, prog); err != nil {
 		return nil, err
 	}
-	args, tools, err := c.compileArgs(prog, trainset, metric, co)
+	args, tools, err := c.compileArgs(prog, handleLM, trainset, metric, co)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +137,7 @@ func (c *Client) Compile(ctx context.Context, prog *Program, trainset []Example,
 
 // compileArgs checks Compile's arguments and returns compile_program's and
 // the tools that run the metric.
-func (c *Client) compileArgs(prog *Program, trainset []Example, metric Metric, co compileOptions) (command.CompileArgs, adapter.Tools, error) {
+func (c *Client) compileArgs(prog *Program, handleLM string, trainset []Example, metric Metric, co compileOptions) (command.CompileArgs, adapter.Tools, error) {
 	const op = command.CompileProgram
 	if prog.Spec.Kind != KindPredict && prog.Spec.Kind != KindChainOfThought {
 		return command.CompileArgs{}, nil, c.errorf(adapter.CodeInvalidArgument, op,
@@ -159,7 +166,7 @@ func (c *Client) compileArgs(prog *Program, trainset []Example, metric Metric, c
 	spec := prog.compiled.Spec
 	spec.Demos = nil
 	args := command.CompileArgs{ProgramID: prog.ID, Spec: spec, Optimizer: opt, Trainset: train, Valset: val,
-		Metric: metric != nil, LM: prog.lm("")}
+		Metric: metric != nil, LM: prog.lm(handleLM)}
 	var tools adapter.Tools
 	if metric != nil {
 		tools = &metricTool{p: prog, metric: metric, sets: map[string][]Example{"trainset": trainset, "valset": co.valset}}

@@ -12,6 +12,9 @@ import (
 // such as the mock.
 const DefaultEvalConcurrency = 8
 
+// evaluateOp is Evaluate's name in its errors.
+const evaluateOp = "evaluate"
+
 // EvaluateOption configures an Evaluate.
 type EvaluateOption func(*evaluateOptions)
 
@@ -58,9 +61,16 @@ type EvalResult struct {
 // and keeps its error in its EvalResult; the metric's error or panic, or
 // the end of ctx, ends Evaluate at once (the executions in flight are
 // cancelled) with that error. Each example must be valid as a demo of
-// prog (CodeInvalidArgument naming the example).
+// prog (CodeInvalidArgument naming the example). Session.Evaluate runs a
+// session's program with the LM of the session's handle.
 func (c *Client) Evaluate(ctx context.Context, prog *Program, devset []Example, metric Metric, opts ...EvaluateOption) (*Evaluation, error) {
-	const op = "evaluate"
+	return c.evaluate(ctx, "", prog, devset, metric, opts)
+}
+
+// evaluate is Evaluate with the LM of the handle (Session.WithLM; "" is
+// the default) for a program that names none.
+func (c *Client) evaluate(ctx context.Context, handleLM string, prog *Program, devset []Example, metric Metric, opts []EvaluateOption) (*Evaluation, error) {
+	const op = evaluateOp
 	var eo evaluateOptions
 	for _, o := range opts {
 		o(&eo)
@@ -108,7 +118,7 @@ func (c *Client) Evaluate(ctx context.Context, prog *Program, devset []Example, 
 			for i := range next {
 				r := &ev.Results[i]
 				r.Example = devset[i]
-				e, err := c.run(ctx, prog.Session, "", prog.ID, devset[i].Inputs)
+				e, err := c.run(ctx, prog.Session, handleLM, prog.ID, devset[i].Inputs)
 				if err != nil {
 					if ctx.Err() != nil {
 						fail(adapter.Wrap(ctx.Err(), c.a.Name(), op))

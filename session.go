@@ -31,8 +31,8 @@ func (s *Session) ID() string { return s.id }
 
 // WithLM returns a handle on the same session that runs the session's
 // programs that name no LM (ProgramSpec.LM empty) with the LM
-// configuration of that name (LMConfig.Name): Execute, ExecuteDetailed
-// and ExecuteStream. A program that names its own LM keeps it. Empty
+// configuration of that name (LMConfig.Name): Execute, ExecuteDetailed,
+// ExecuteStream, Evaluate and Compile. A program that names its own LM keeps it. Empty
 // means the default LM, as on a handle from Client.Session. The receiver
 // is unchanged; both handles share the session's programs and its Close.
 // A name that is not 1 to 64 letters, digits, '_' or '-' makes every
@@ -120,6 +120,40 @@ func (s *Session) ExecuteStream(ctx context.Context, programID string, inputs ma
 		return func(yield func(StreamPart, error) bool) { yield(StreamPart{}, err) }
 	}
 	return s.c.executeStream(ctx, s.id, s.lm, programID, inputs)
+}
+
+// Compile optimizes a program of the session and creates the optimized
+// program in the session (see Client.Compile). The optimizer runs with
+// the LM the handle runs prog with: prog's own, else the handle's
+// (WithLM). A program of another scope is CodeNotFound.
+func (s *Session) Compile(ctx context.Context, prog *Program, trainset []Example, metric Metric, opts ...CompileOption) (*Program, error) {
+	if err := s.checkProgram(command.CompileProgram, prog); err != nil {
+		return nil, err
+	}
+	return s.c.compile(ctx, s.lm, prog, trainset, metric, opts)
+}
+
+// Evaluate scores a program of the session on a devset (see
+// Client.Evaluate), executing it with the LM the handle runs it with:
+// prog's own, else the handle's (WithLM). A program of another scope is
+// CodeNotFound.
+func (s *Session) Evaluate(ctx context.Context, prog *Program, devset []Example, metric Metric, opts ...EvaluateOption) (*Evaluation, error) {
+	if err := s.checkProgram(evaluateOp, prog); err != nil {
+		return nil, err
+	}
+	return s.c.evaluate(ctx, s.lm, prog, devset, metric, opts)
+}
+
+// checkProgram returns an error when the session cannot be used or prog
+// is a program of another scope (a nil prog is the client's to report).
+func (s *Session) checkProgram(op string, prog *Program) error {
+	if err := s.check(op); err != nil {
+		return err
+	}
+	if prog != nil && prog.Session != s.id {
+		return s.c.errorf(adapter.CodeNotFound, op, "program %q%s is not a program of session %q", prog.ID, inSession(prog.Session), s.id)
+	}
+	return nil
 }
 
 // Ping checks that the backend answers, with the session's affinity.

@@ -340,3 +340,57 @@ func TestCompileIsQuiet(t *testing.T) {
 	assert.Positive(t, printed, "DSPy's prints are debug records")
 	assert.Positive(t, narration, "DSPy's INFO records are debug records")
 }
+
+// TestSessionCompileAndEvaluate: a session handle compiles and evaluates
+// its programs with its LM (WithLM), the default LM being one that no demo
+// helps, and creates the compiled program in the session.
+func TestSessionCompileAndEvaluate(t *testing.T) {
+	srv := lmtest.New(t, lmtest.Options{})
+	eachBackend(t, srv, dspgo.LMConfig{Model: "test-model", Timeout: 20 * time.Second}, func(t *testing.T, c *dspgo.Client) {
+		ctx := t.Context()
+		demos := compileLM
+		demos.Name, demos.Provider, demos.Engine, demos.BaseURL, demos.APIKeyEnv = "demos", dspgo.ProviderOpenAI, "dspy", srv.URL(), keyEnv
+		require.NoError(t, c.ConfigureLM(ctx, demos))
+		s := c.Session("optimize").WithLM("demos")
+		prog, err := s.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature(produceSig)})
+		require.NoError(t, err)
+
+		before, err := s.Evaluate(ctx, prog, devset, exact)
+		require.NoError(t, err)
+		srv.Reset()
+		compiled, err := s.Compile(ctx, prog, trainset, exact, dspgo.WithOptimizer(dspgo.BootstrapFewShot{MaxBootstrappedDemos: 4, MaxLabeledDemos: 8}))
+		require.NoError(t, err)
+		require.NotEmpty(t, srv.Requests())
+		for _, r := range srv.Requests() {
+			assert.Equal(t, demos.Model, r.Model, "the compile ran with the handle's LM")
+		}
+		after, err := s.Evaluate(ctx, compiled, devset, exact)
+		require.NoError(t, err)
+		withDefault, err := c.Evaluate(ctx, compiled, devset, exact)
+		require.NoError(t, err)
+		t.Logf("session: score before %.2f, after %.2f (with the default LM %.2f)", before.Score, after.Score, withDefault.Score)
+		assert.Zero(t, before.Score)
+		assert.Equal(t, 1.0, after.Score)
+		assert.Zero(t, withDefault.Score, "Client.Evaluate runs the program with the default LM, which no demo helps")
+
+		assert.Equal(t, "optimize", compiled.Session, "created in the session")
+		_, err = s.GetProgram(ctx, compiled.ID)
+		require.NoError(t, err)
+		_, err = c.GetProgram(ctx, compiled.ID)
+		assert.Equal(t, adapter.CodeNotFound, adapter.CodeOf(err), "not in the client's default scope")
+
+		// A program of another scope is not the session's.
+		other, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature(produceSig)})
+		require.NoError(t, err)
+		_, err = s.Compile(ctx, other, trainset, exact)
+		assert.Equal(t, adapter.CodeNotFound, adapter.CodeOf(err), "%v", err)
+		_, err = s.Evaluate(ctx, other, devset, exact)
+		assert.Equal(t, adapter.CodeNotFound, adapter.CodeOf(err), "%v", err)
+
+		require.NoError(t, s.Close(ctx))
+		_, err = s.Compile(ctx, prog, trainset, exact)
+		assert.ErrorIs(t, err, dspgo.ErrSessionClosed)
+		_, err = s.Evaluate(ctx, prog, devset, exact)
+		assert.ErrorIs(t, err, dspgo.ErrSessionClosed)
+	})
+}
