@@ -16,9 +16,10 @@
 // period; a call whose host falls silent for three periods is probed,
 // and ends with CodeUnavailable when nothing serves the host's subject
 // any more (it died), when the host says it no longer has the call (its
-// reply was lost), or when three more periods pass without a word (the
-// network parted), instead of waiting for its deadline; a busy machine's
-// hiccup longer than three periods is not taken for a death. A call
+// reply was lost), or when three probes, three periods apart, go
+// unanswered (twelve periods of silence: the network parted, or the
+// host's machine vanished), instead of waiting for its deadline; a busy
+// machine's hiccup longer than three periods is not taken for a death. A call
 // cancelled before its host has said a word is cancelled on that host at
 // its first heartbeat. "No responders" is CodeUnavailable, at once when
 // no host has announced itself lately, else after waiting a moment for
@@ -92,7 +93,7 @@ type Options struct {
 	// Heartbeat is the hosts' heartbeat period, used until a host's own
 	// heartbeat says its period: a call that hears nothing for three
 	// periods probes its host, and is given up with CodeUnavailable when
-	// the host is gone or no longer has the call, or after three more
+	// the host is gone or no longer has the call, or after twelve
 	// periods of silence. Set it to the hosts' value. Zero means 1 s.
 	Heartbeat time.Duration
 

@@ -74,16 +74,17 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 	}
 
 	// The host has missedBeats periods to speak of the call; then it is
-	// suspected, and probed when known, and has as long again to answer.
-	// So a host is given up on evidence (no responders for its subject,
-	// or its word that it has no such call), or after two windows of
-	// silence, never for one hiccup of a busy machine.
+	// probed, when known, and has as long again to answer, maxProbes
+	// times. So a host is given up on evidence (no responders for its
+	// subject, or its word that it has no such call), or after
+	// 1+maxProbes windows of silence, never for a hiccup of a busy
+	// machine.
 	beat := a.beat
 	silence := time.NewTimer(missedBeats * beat)
 	defer silence.Stop()
-	suspected := false
+	probes := 0 // probes sent since the host last spoke
 	heard := func() {
-		suspected = false
+		probes = 0
 		silence.Reset(missedBeats * beat)
 	}
 	var taken uint64
@@ -160,22 +161,28 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 			if m, ok := ready(p.final); ok {
 				return final(m)
 			}
+			if len(p.beat)+len(p.probe)+len(p.chunks) > 0 {
+				// A word came with the timer: it counts first.
+				silence.Reset(time.Millisecond)
+				continue
+			}
 			if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
 				// The silence ends with the deadline: the deadline is
 				// what the caller asked for.
 				a.cancelRemote(p, msg.Reply)
 				return nil, adapter.Wrap(context.DeadlineExceeded, a.name, op)
 			}
-			if !suspected {
-				suspected = true
+			if probes < maxProbes {
+				probes++
 				a.probe(p, msg.Reply)
 				silence.Reset(missedBeats * beat)
 				continue
 			}
+			silent := (1 + maxProbes) * missedBeats * beat
 			if h := p.host.Load(); h != nil {
-				return nil, errorf(adapter.CodeUnavailable, a.name, op, "host %q fell silent for %v while serving the call, and did not answer a probe; it may have died", *h, 2*missedBeats*beat)
+				return nil, errorf(adapter.CodeUnavailable, a.name, op, "host %q fell silent for %v while serving the call, and did not answer %d probes; it may have died", *h, silent, maxProbes)
 			}
-			return nil, errorf(adapter.CodeUnavailable, a.name, op, "no reply nor heartbeat from a host for %v after sending the call; its host may have died", 2*missedBeats*beat)
+			return nil, errorf(adapter.CodeUnavailable, a.name, op, "no reply nor heartbeat from a host for %v after sending the call; its host may have died", silent)
 		case <-ctx.Done():
 			a.cancelRemote(p, msg.Reply)
 			return nil, adapter.Wrap(ctx.Err(), a.name, op)

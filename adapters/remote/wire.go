@@ -28,9 +28,15 @@ const (
 	// micro: "$SRV.PING.dspgo" reaches every host.
 	ServiceName = "dspgo"
 	// missedBeats is how many heartbeat periods a caller waits without
-	// hearing from the host before it suspects the host, and then again
-	// for the host to answer a probe before it gives the call up.
+	// hearing from the host before it probes the host, and then again for
+	// the host to answer each probe.
 	missedBeats = 3
+	// maxProbes is how many probes a silent host may leave unanswered
+	// before the caller gives the call up: a host that the server still
+	// counts (its machine vanished without closing its connection, or it
+	// is cut off) cannot answer, but neither can one a loaded machine has
+	// not scheduled for a while.
+	maxProbes = 3
 	// DeadlineMargin is how late past its context's deadline (or its
 	// cancellation, or Close) a call of the remote adapter may return,
 	// whatever the hosts, the NATS servers and the connection do: nothing
