@@ -30,7 +30,9 @@ const (
 	// validation set and returns the best.
 	BootstrapFewShotWithRandomSearch = "BootstrapFewShotWithRandomSearch"
 	// MIPROv2 proposes instructions with the LM and searches instructions
-	// and demo sets together (DSPy needs the optuna package for it).
+	// and demo sets together. DSPy needs the optuna package for it (the
+	// dspy test environment has it); a worker without optuna answers
+	// adapter.CodeFailedPrecondition naming optuna.
 	MIPROv2 = "MIPROv2"
 )
 

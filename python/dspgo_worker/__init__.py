@@ -18,7 +18,12 @@ Commands: the control commands ``ping``, ``describe``, ``cancel``, ``shutdown``
 (:mod:`dspgo_worker.programs`; specs in :mod:`dspgo_worker.spec` and the modules it
 names, the dummy LM in :mod:`dspgo_worker.dummy`, LM configurations in
 :mod:`dspgo_worker.lmconfig`, providers in :mod:`dspgo_worker.providers`, the engines
-selected in :mod:`dspgo_worker.engines`).
+selected in :mod:`dspgo_worker.engines`), and ``compile_program``
+(:mod:`dspgo_worker.optimize`: a DSPy optimizer, LabeledFewShot, BootstrapFewShot,
+BootstrapFewShotWithRandomSearch or MIPROv2, run on a spec and a training set; its metric
+is the host's tool ``metric``, its progress a stream of chunks, its result the optimized
+instructions and demos; it needs dspy, an OpenAI-compatible LM, and optuna for MIPROv2;
+docs/protocol.md, "Compiling a program").
 
 Exit statuses:
 
