@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/dspgo/dspgo"
@@ -58,6 +59,9 @@ func (s Suite) measureInFlight(ctx context.Context, l inFlight) ([]loadRun, foot
 		cfg = dspgo.LMConfig{Provider: dspgo.ProviderOpenAI, Model: "test-model", BaseURL: lm.URL(), Engine: "native",
 			Timeout: l.latency + 30*time.Second}
 	}
+	// Return what earlier workloads freed to the system, so that the host's
+	// resident memory is this workload's.
+	debug.FreeOSMemory()
 	p, err := pool.New(ctx, pool.Options{Size: l.workers, WorkerConcurrency: l.perWorker, MaxQueue: l.calls(),
 		HealthInterval: -1, Logger: quiet, Worker: s.portOptions()})
 	if err != nil {
