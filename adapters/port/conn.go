@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -33,9 +33,10 @@ type hello struct {
 // has reports whether the worker announced feature.
 func (h *hello) has(feature string) bool { return slices.Contains(h.Features, feature) }
 
-// conn is the host's side of one started worker: one reader goroutine
-// matching responses to callers by id, one writer shared under a lock, and
-// a goroutine that sends cancel frames so that callers never wait for them.
+// conn is the host's side of one started worker: the callers waiting for
+// replies read them in turns (the reading role, readrole.go), matching
+// responses to callers by id; one writer is shared under a lock, and a
+// goroutine sends cancel frames so that callers never wait for them.
 type conn struct {
 	name    string // adapter name, for errors
 	w       worker
@@ -43,6 +44,7 @@ type conn struct {
 	timeout time.Duration // write timeout
 	started time.Time
 	hello   hello
+	role    *readRole
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -59,76 +61,112 @@ type conn struct {
 	failErr   error
 	cancels   chan uint64
 	onDead    func(*conn)    // called once, before dead closes
-	loops     sync.WaitGroup // reader and canceller
+	loops     sync.WaitGroup // watcher and canceller
 	releaseMu sync.Once
 
-	stopping atomic.Bool // stop runs: it, not die, decides when to kill
+	stopping atomic.Bool   // stop runs: it, not die, decides when to kill
+	draining chan struct{} // closed by stop: the watcher reads to the end
 }
 
 func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration, onDead func(*conn)) *conn {
 	c := &conn{name: name, w: w, onDead: onDead, writer: protocol.NewWriter(w.stdin(), maxFrame), timeout: writeTimeout,
 		started: time.Now(), pending: map[uint64]chan protocol.Response{},
 		extras: map[uint64]*extra{}, toolRun: map[uint64]context.CancelFunc{},
-		dead: make(chan struct{}), cancels: make(chan uint64, 256)}
+		dead: make(chan struct{}), cancels: make(chan uint64, 256), draining: make(chan struct{})}
 	c.nextID.Store(protocol.InitID) // the first call gets 1; InitID is for the handshake
+	var err error
+	if c.role, err = newReadRole(w.responses(), maxFrame, writeTimeout); err != nil {
+		c.fail("the host cannot read the worker: " + err.Error())
+	}
 	c.loops.Add(2)
-	go c.readLoop(maxFrame)
+	go c.watch()
 	go c.cancelLoop()
 	return c
 }
 
-// readLoop delivers each response to the caller waiting for its id. A
-// reply whose caller has gone (timed out, cancelled) is dropped, never
-// handed to anyone else. A protocol violation breaks the worker at once:
-// a frame that cannot be decoded, a frame begun and not finished within
-// the write timeout, a response or chunk for an id the host never issued.
-func (c *conn) readLoop(maxFrame int) {
-	defer c.loops.Done()
-	r := protocol.NewReader(c.w.stdout(), maxFrame)
-	r.OnStall(c.timeout, func() {
-		c.violate(fmt.Sprintf("it began a frame and did not finish it within %v (a frame cut off)", c.timeout))
-	})
-	for {
-		m, err := r.ReadWorkerMessage()
-		if err != nil {
-			if protocol.ErrorKind(err) != "" {
-				c.violate(err.Error())
-			} else {
-				c.fail("the worker closed its stdout")
-			}
-			return
+// route hands one frame from the worker to whoever it is for, for the
+// role's holder w (nil: the watcher). A final response for w, or a chunk of
+// w's stream, is reported to w rather than sent; a reply whose caller has
+// gone (timed out, cancelled) is dropped, never handed to anyone else. A
+// response or chunk for an id the host never issued is a protocol
+// violation: the worker is killed.
+func (c *conn) route(m protocol.WorkerMessage, w *waiter) (protocol.Response, routed) {
+	if (m.Kind == "" || m.Kind == protocol.KindChunk) && m.ID > c.nextID.Load() {
+		// Ids are issued in order and a request is written after its id:
+		// an id beyond the last issued was never sent. (A reply to an id
+		// issued whose caller has gone is a late reply, dropped below.)
+		what := "answered"
+		if m.Kind == protocol.KindChunk {
+			what = "sent a chunk of"
 		}
-		if (m.Kind == "" || m.Kind == protocol.KindChunk) && m.ID > c.nextID.Load() {
-			// Ids are issued in order and a request is written after its
-			// id: an id beyond the last issued was never sent. (A reply to
-			// an id issued whose caller has gone is a late reply, dropped
-			// below.)
-			what := "answered"
-			if m.Kind == protocol.KindChunk {
-				what = "sent a chunk of"
-			}
-			c.violate(fmt.Sprintf("it %s request %d, which the host never sent (the last id sent is %d)", what, m.ID, c.nextID.Load()))
-			return
-		}
-		if m.Kind != "" {
-			c.other(m)
-			continue
-		}
-		resp := m.Response
-		c.mu.Lock()
-		ch := c.pending[resp.ID]
-		delete(c.pending, resp.ID)
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- resp // buffered: never blocks
-			if r.Buffered() == 0 {
-				// The next read blocks in the kernel, holding this
-				// thread's P: let the caller just woken run here first,
-				// instead of waiting for the scheduler to take the P back.
-				runtime.Gosched()
-			}
-		}
+		c.violate(fmt.Sprintf("it %s request %d, which the host never sent (the last id sent is %d)", what, m.ID, c.nextID.Load()))
+		return protocol.Response{}, routedViolation
 	}
+	mine := w != nil && m.ID == w.id
+	if m.Kind != "" {
+		c.other(m)
+		if mine && m.Kind == protocol.KindChunk {
+			return protocol.Response{}, routedOwnChunk
+		}
+		return protocol.Response{}, routedOther
+	}
+	c.mu.Lock()
+	ch := c.pending[m.ID]
+	delete(c.pending, m.ID)
+	c.mu.Unlock()
+	switch {
+	case ch == nil:
+	case mine:
+		return m.Response, routedOwnReply
+	default:
+		ch <- m.Response // buffered: never blocks
+	}
+	return protocol.Response{}, routedOther
+}
+
+// routed says what a frame meant for the role's holder.
+type routed int
+
+const (
+	routedOther     routed = iota // for someone else, or dropped
+	routedOwnReply                // the holder's final response
+	routedOwnChunk                // a chunk of the holder's stream
+	routedViolation               // the worker broke the protocol: the conn is dead
+)
+
+// failRead fails the conn after the response stream failed: its end, or
+// bytes the codec refuses.
+func (c *conn) failRead(err error) {
+	if protocol.ErrorKind(err) != "" {
+		c.violate(err.Error())
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		c.fail("the worker closed its stdout")
+		return
+	}
+	c.fail("reading the worker's output failed: " + err.Error())
+}
+
+// watch reads the worker's frames when no caller can: after the worker's
+// exit (what it wrote last, then the conn fails) and during stop (to the
+// end, so that the worker never blocks writing while it shuts down).
+func (c *conn) watch() {
+	defer c.loops.Done()
+	select {
+	case <-c.w.exited():
+		c.role.wake() // a holder in poll reads what is left and fails the conn
+	case <-c.draining:
+	case <-c.dead:
+		return
+	}
+	select {
+	case <-c.role.token:
+	case <-c.dead:
+		return
+	}
+	c.lead(context.Background(), nil)
+	c.role.token <- struct{}{}
 }
 
 // cancelLoop sends cancel frames for requests whose callers gave up.
@@ -157,6 +195,7 @@ func (c *conn) die(reason string, violation bool) {
 		c.reason, c.violated = reason, violation
 		c.onDead(c)
 		close(c.dead)
+		c.role.wake() // a holder in poll leaves
 		if !c.stopping.Load() {
 			_ = c.w.signal(syscall.SIGKILL)
 		}
@@ -241,8 +280,8 @@ func (c *conn) handshake(ctx context.Context) error {
 	if err := c.write(&protocol.Request{ID: protocol.InitID, Command: protocol.CmdPing, Args: protocol.InitPingArgs}); err != nil {
 		return c.failure("start")
 	}
-	select {
-	case resp := <-ch:
+	switch got, resp, _ := c.await(ctx, &waiter{id: protocol.InitID, reply: ch}); got {
+	case gotReply:
 		if !resp.Success {
 			return &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: c.name,
 				Message: "the worker refused the init ping: " + lastBytes(resp.Error.Message, 2048)}
@@ -255,9 +294,9 @@ func (c *conn) handshake(ctx context.Context) error {
 				Message: fmt.Sprintf("the worker speaks protocol version %d, this host version %d", c.hello.ProtocolVersion, protocol.Version)}
 		}
 		return nil
-	case <-c.dead:
+	case gotDead:
 		return c.failure("start")
-	case <-ctx.Done():
+	default: // the context ended
 		c.mu.Lock()
 		delete(c.pending, protocol.InitID)
 		c.mu.Unlock()
@@ -282,7 +321,9 @@ func (c *conn) inFlight() int {
 // says how a live worker failed to stop cleanly (see stopError); a worker
 // already dead is no error of stop, its calls were told.
 func (c *conn) stop(grace time.Duration) error {
-	c.stopping.Store(true)
+	if c.stopping.CompareAndSwap(false, true) {
+		close(c.draining)
+	}
 	alive := true
 	select {
 	case <-c.dead:
@@ -338,11 +379,14 @@ func (c *conn) stopError(grace time.Duration, sent []syscall.Signal, sigErr erro
 	return &adapter.Error{Code: adapter.CodeInternal, Op: "close", Adapter: c.name, Message: msg, Err: sigErr}
 }
 
-// release frees the streams and joins the conn's goroutines; the worker
-// must have exited.
+// release frees the streams and joins the conn's goroutines; the conn
+// must be dead and the worker must have exited. It takes the reading role
+// for good first, so that nobody reads the pipe it closes.
 func (c *conn) release() {
 	c.releaseMu.Do(func() {
+		<-c.role.token
 		c.w.release()
+		c.role.close()
 		c.loops.Wait()
 		c.tools.Wait()
 	})

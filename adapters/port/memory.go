@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,8 +26,10 @@ type memWorker struct {
 	h   protocol.Handler
 	max int
 
-	hostIn, workerIn   net.Conn // requests: host writes hostIn, worker reads workerIn
-	hostOut, workerOut net.Conn // responses: worker writes workerOut, host reads hostOut
+	hostIn, workerIn net.Conn // requests: host writes hostIn, worker reads workerIn
+	// Responses: the worker writes workerOut, the host reads hostOut. An OS
+	// pipe, as a process's: the host's reading role polls it.
+	hostOut, workerOut *os.File
 
 	ctx    context.Context // ends when the worker stops, cancelling handlers
 	cancel context.CancelFunc
@@ -45,19 +48,38 @@ type memWorker struct {
 	tail   *tail
 }
 
-func startMemory(h protocol.Handler, maxFrame, concurrency int) *memWorker {
+func startMemory(h protocol.Handler, maxFrame, concurrency int) (*memWorker, error) {
 	m := &memWorker{h: h, max: maxFrame, inFlight: map[uint64]context.CancelFunc{},
 		streams: map[uint64]*memStream{}, calls: map[uint64]chan protocol.Response{},
 		sem: make(chan struct{}, concurrency), done: make(chan struct{}), tail: newTail(1024)}
+	var err error
+	if m.hostOut, m.workerOut, err = memoryPipe(); err != nil {
+		return nil, err
+	}
 	m.hostIn, m.workerIn = net.Pipe()
-	m.workerOut, m.hostOut = net.Pipe()
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	go m.serve()
-	return m
+	return m, nil
+}
+
+// memoryPipe returns the response pipe of an in-memory worker: the host's
+// end blocking (see blockingPipe), the worker's in the runtime's poller,
+// so that closing it (a kill) ends a write blocked on a full pipe.
+func memoryPipe() (r, w *os.File, err error) {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
+		return nil, nil, os.NewSyscallError("pipe2", err)
+	}
+	if err := syscall.SetNonblock(fds[1], true); err != nil {
+		_, _ = syscall.Close(fds[0]), syscall.Close(fds[1])
+		return nil, nil, os.NewSyscallError("setnonblock", err)
+	}
+	// NewFile puts a descriptor in non-blocking mode in the poller.
+	return os.NewFile(uintptr(fds[0]), "|0"), os.NewFile(uintptr(fds[1]), "|1"), nil
 }
 
 func (m *memWorker) stdin() writeDeadliner   { return m.hostIn }
-func (m *memWorker) stdout() io.Reader       { return m.hostOut }
+func (m *memWorker) responses() int          { return int(m.hostOut.Fd()) }
 func (m *memWorker) pid() int                { return 0 }
 func (m *memWorker) exited() <-chan struct{} { return m.done }
 func (m *memWorker) exitStatus() string      { return m.status }

@@ -14,9 +14,13 @@ import (
 
 // worker is one started worker: a process or an in-memory handler.
 type worker interface {
-	// stdin is the request stream; stdout the response stream.
+	// stdin is the request stream.
 	stdin() writeDeadliner
-	stdout() io.Reader
+	// responses is the read end of the response pipe, a descriptor in
+	// blocking mode outside the runtime's poller: the reading role
+	// (readrole.go) polls and reads it, and only it. It stays open until
+	// release.
+	responses() int
 	// pid is the process id; 0 for an in-memory worker.
 	pid() int
 	// closeStdin ends the request stream: the worker sees EOF.
@@ -136,11 +140,11 @@ func startProcess(s *starter, path string, args, env []string, dir string, tailS
 }
 
 // blockingPipe returns a pipe whose read end is in blocking mode, outside
-// the runtime's poller: the one reader goroutine then wakes straight from
-// its read system call when a response arrives, without a trip through the
-// poller, which costs a fifth or more of a small call's host CPU. The end
-// is closed only after the worker's whole process group is dead, when the
-// read has returned end of file.
+// the runtime's poller: the caller holding the reading role then wakes
+// straight from its poll system call when a response arrives, without a
+// trip through the runtime's poller, which costs a fifth or more of a small
+// call's host CPU. The end is closed only in release, when no one holds
+// the role.
 func blockingPipe() (r, w *os.File, err error) {
 	var fds [2]int
 	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC); err != nil {
@@ -156,7 +160,7 @@ func closeAll(files ...*os.File) {
 }
 
 func (p *process) stdin() writeDeadliner   { return p.in }
-func (p *process) stdout() io.Reader       { return p.out }
+func (p *process) responses() int          { return int(p.out.Fd()) }
 func (p *process) pid() int                { return p.cmd.Process.Pid }
 func (p *process) closeStdin() error       { return p.in.Close() }
 func (p *process) exited() <-chan struct{} { return p.done }

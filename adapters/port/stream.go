@@ -24,8 +24,8 @@ type extra struct {
 }
 
 // other handles a frame that is not a final response: a chunk, a call to
-// a tool, or the worker giving a call up. It runs on the reader goroutine
-// and never blocks.
+// a tool, or the worker giving a call up. The reading role's holder runs
+// it; it never blocks.
 func (c *conn) other(m protocol.WorkerMessage) {
 	switch m.Kind {
 	case protocol.KindChunk:
@@ -174,11 +174,7 @@ func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, ea
 		return nil, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: op, Adapter: c.name, Err: err}
 	}
 
-	var chunks <-chan protocol.Chunk
-	var broken <-chan struct{}
-	if ex != nil {
-		chunks, broken = ex.chunks, ex.broken
-	}
+	w := &waiter{id: id, reply: ch, ex: ex}
 	var taken uint64
 	grants := credit.NewGrants(window)
 	ctxEnded := false // take refused a chunk because ctx ended, not because the consumer left
@@ -198,8 +194,9 @@ func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, ea
 		return true
 	}
 	for {
-		select {
-		case ck := <-chunks:
+		got, resp, ck := c.await(ctx, w)
+		switch got {
+		case gotChunk:
 			if !take(ck) {
 				giveUp()
 				if ctxEnded {
@@ -207,10 +204,10 @@ func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, ea
 				}
 				return nil, errStopped
 			}
-		case resp := <-ch:
+		case gotReply:
 			// Every chunk came before the response: hand on the rest.
-			for len(chunks) > 0 {
-				if !take(<-chunks) {
+			for ex != nil && len(ex.chunks) > 0 {
+				if !take(<-ex.chunks) {
 					forget()
 					if ctxEnded {
 						return nil, adapter.Wrap(ctx.Err(), c.name, op)
@@ -227,13 +224,13 @@ func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, ea
 				return nil, wire.Error(c.name, op, resp.Error)
 			}
 			return resp.Result, nil
-		case <-broken:
+		case gotBroken:
 			giveUp()
 			return nil, &adapter.Error{Code: adapter.CodeInternal, Op: op, Adapter: c.name, Message: ex.why}
-		case <-ctx.Done():
+		case gotCtx:
 			giveUp()
 			return nil, adapter.Wrap(ctx.Err(), c.name, op)
-		case <-c.dead:
+		case gotDead:
 			forget()
 			return nil, c.failure(op)
 		}

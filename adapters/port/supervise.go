@@ -25,7 +25,12 @@ func (a *Adapter) start(ctx context.Context) (*conn, error) {
 	defer cancel()
 	var w worker
 	if a.opts.Handler != nil {
-		w = startMemory(a.opts.Handler(), a.opts.MaxFrameBytes, a.opts.MaxConcurrency)
+		m, err := startMemory(a.opts.Handler(), a.opts.MaxFrameBytes, a.opts.MaxConcurrency)
+		if err != nil {
+			return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: a.opts.Name,
+				Message: "cannot start the in-memory worker", Err: err}
+		}
+		w = m
 	} else {
 		dir := a.opts.WorkerDir
 		if dir == "" {

@@ -1,0 +1,299 @@
+package port
+
+// The reading role: who reads the worker's frames, and when.
+//
+// No goroutine reads a worker's response pipe on its own. Every caller
+// waiting for a reply may hold the reading role; the caller holding it
+// reads frames and hands each to the caller it is for (its reply channel,
+// its stream's chunks, its tools), and gives the role up when its own
+// reply arrives, when a chunk of its own stream arrives (it hands the chunk
+// on outside the role), when its context ends, or when the worker dies.
+// Another waiting caller then takes it. A caller alone in flight thus reads
+// its own reply in its own goroutine, with no hand-off between goroutines.
+//
+// Invariants:
+//
+//  1. One holder at most. The role is the one value in token (capacity
+//     1): a caller takes it from token to read and puts it back when it
+//     stops. Only the holder touches the frame reader and the pipe.
+//  2. The holder never blocks in a read. A read on a pipe cannot be
+//     interrupted, so the holder waits in poll(2) on the pipe and on the
+//     wake descriptor, and reads only what poll says is there (fill never
+//     blocks). A frame that arrives in pieces stays in the frame reader
+//     between holders: the role can change hands between any two reads
+//     without losing or repeating a byte.
+//  3. A holder whose context ends leaves at once: the context's end
+//     writes to the wake descriptor, which ends the poll; the holder sees
+//     its context done and gives the role back. A wake meant for an earlier
+//     holder only makes a later one look at its own context and poll again.
+//  4. Every frame goes to whoever it is for, or is dropped by id. A final
+//     response is for the caller registered under its id; a caller that
+//     has gone (its context ended) is no longer registered, so its late
+//     reply is dropped, never handed to another caller. Frames for other
+//     callers are delivered to buffered channels: the holder never waits
+//     for anyone. Ids beyond the last issued, and frames the codec refuses,
+//     are protocol violations: the worker is killed.
+//  5. Frames are read while someone waits. A waiting caller blocked in
+//     await takes the role as soon as it is free; when no caller waits,
+//     nothing needs reading (late replies wait in the pipe until the next
+//     caller reads and drops them). Two cases have no caller: the worker's
+//     exit (the watcher takes the role, reads what the worker wrote and
+//     fails the conn), and stop (the watcher takes the role and reads
+//     until the end, so that a worker never blocks on a full pipe while
+//     it shuts down).
+//  6. Death reaches every waiter. The conn's death closes dead, which
+//     every waiter selects on, and writes to the wake descriptor, so a
+//     holder in poll leaves too. The worker's exit wakes the holder as
+//     well: with the worker gone, it reads what is left without waiting
+//     (poll with no timeout) and fails the conn when the pipe is empty,
+//     even when a grandchild still holds the pipe open.
+//  7. A frame begun must end within the conn's write timeout of reading
+//     time (time the role spends waiting for the rest of it), else the
+//     worker broke the protocol (a frame cut off).
+//  8. Release takes the role for good (the token is never put back), so
+//     the pipe and the wake descriptor close with no holder using them. A
+//     context that ends later finds the wake descriptor closed and leaves
+//     it alone: its number may belong to another file by then.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/dspgo/dspgo/protocol"
+)
+
+// readRole is a conn's reading role and what its holder uses.
+type readRole struct {
+	token  chan struct{} // the role, while nobody holds it
+	frames *frameReader
+	fds    [2]unix.PollFd // the response pipe, the wake descriptor
+
+	wakeMu sync.Mutex // orders wakes before the wake descriptor closes
+	wakeFD int
+	closed bool
+
+	stall      time.Duration // see invariant 7
+	stallLeft  time.Duration // reading time left for the frame stallFrame
+	stallFrame uint64
+	stallArmed bool
+}
+
+// newReadRole returns the role for the response pipe fd, free. Without a
+// wake descriptor (the error) the role is returned closed: its conn must
+// fail at once, and no holder ever polls.
+func newReadRole(fd, maxFrame int, stall time.Duration) (*readRole, error) {
+	r := &readRole{token: make(chan struct{}, 1), frames: newFrameReader(fd, maxFrame), stall: stall}
+	r.token <- struct{}{}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		r.closed = true
+		return r, os.NewSyscallError("eventfd", err)
+	}
+	r.wakeFD = wake
+	r.fds = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
+	return r, nil
+}
+
+// wake ends the holder's poll, if any; it is safe to call at any time,
+// also after close.
+func (r *readRole) wake() {
+	r.wakeMu.Lock()
+	defer r.wakeMu.Unlock()
+	if !r.closed {
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		_, _ = unix.Write(r.wakeFD, one[:])
+	}
+}
+
+// close closes the wake descriptor; the caller holds the role for good.
+func (r *readRole) close() {
+	r.wakeMu.Lock()
+	defer r.wakeMu.Unlock()
+	if !r.closed {
+		r.closed = true
+		_ = unix.Close(r.wakeFD)
+	}
+}
+
+// waiter is a caller waiting for the reply to its request.
+type waiter struct {
+	id    uint64
+	reply chan protocol.Response // registered in conn.pending under id
+	ex    *extra                 // its chunks and tools; nil for a plain call
+}
+
+// woken says why await returned.
+type woken int
+
+const (
+	gotReply  woken = iota // the final response
+	gotChunk               // a chunk of the caller's stream
+	gotBroken              // the worker broke the stream's rules
+	gotCtx                 // the caller's context ended
+	gotDead                // the worker died
+)
+
+// await waits for w's next event, reading the stream whenever the role is
+// free.
+func (c *conn) await(ctx context.Context, w *waiter) (woken, protocol.Response, protocol.Chunk) {
+	var chunks <-chan protocol.Chunk
+	var broken <-chan struct{}
+	if w.ex != nil {
+		chunks, broken = w.ex.chunks, w.ex.broken
+	}
+	for {
+		select {
+		case resp := <-w.reply:
+			return gotReply, resp, protocol.Chunk{}
+		case ck := <-chunks:
+			return gotChunk, protocol.Response{}, ck
+		case <-broken:
+			return gotBroken, protocol.Response{}, protocol.Chunk{}
+		case <-ctx.Done():
+			return gotCtx, protocol.Response{}, protocol.Chunk{}
+		case <-c.dead:
+			return gotDead, protocol.Response{}, protocol.Chunk{}
+		case <-c.role.token:
+			resp, mine := c.lead(ctx, w)
+			c.role.token <- struct{}{}
+			if mine {
+				return gotReply, resp, protocol.Chunk{}
+			}
+			// Whatever ended the turn (a chunk, the context, death) is
+			// ready now: the select takes it (lead returns at once if it
+			// picks the role again).
+		}
+	}
+}
+
+// lead reads frames as the role's holder until w's reply arrives (returned,
+// true), a chunk of w's stream arrives, ctx ends, or the conn dies. With a
+// nil w (the watcher) it reads until the conn dies. The caller holds the
+// role.
+func (c *conn) lead(ctx context.Context, w *waiter) (protocol.Response, bool) {
+	r := c.role
+	if w != nil {
+		select {
+		case resp := <-w.reply: // delivered by the previous holder
+			return resp, true
+		default:
+		}
+		if w.ex != nil && (len(w.ex.chunks) > 0 || isClosed(w.ex.broken)) {
+			return protocol.Response{}, false
+		}
+	}
+	var stopWake func() bool
+	defer func() {
+		if stopWake != nil {
+			stopWake()
+		}
+	}()
+	for {
+		// A context that has ended, or death, ends the turn before any
+		// frame is taken: the caller returns its error, and what it would
+		// have read stays for the next holder (its own reply, once it has
+		// gone, is dropped then).
+		if isClosed(c.dead) || (w != nil && ctx.Err() != nil) {
+			return protocol.Response{}, false
+		}
+		// The whole frames already read first: no system call.
+		var own protocol.Response
+		gotOwn, ownChunk := false, false
+		for {
+			body, err := r.frames.next()
+			if err != nil {
+				c.violate(err.Error())
+				return protocol.Response{}, false
+			}
+			if body == nil {
+				break
+			}
+			m, err := protocol.DecodeWorkerMessage(body)
+			if err != nil {
+				c.violate(err.Error())
+				return protocol.Response{}, false
+			}
+			switch resp, kind := c.route(m, w); kind {
+			case routedOwnReply:
+				own, gotOwn = resp, true
+			case routedOwnChunk:
+				ownChunk = true
+			case routedViolation:
+				return protocol.Response{}, false
+			}
+		}
+		if gotOwn {
+			return own, true
+		}
+		if ownChunk {
+			return protocol.Response{}, false
+		}
+
+		exited := isClosed(c.w.exited())
+		timeout := -1 // no bound while between frames: a worker may be silent
+		switch {
+		case exited:
+			timeout = 0 // read what is left, wait for nothing
+		case r.frames.partial() && r.stall > 0:
+			if !r.stallArmed || r.stallFrame != r.frames.frames {
+				r.stallArmed, r.stallFrame, r.stallLeft = true, r.frames.frames, r.stall
+			}
+			if r.stallLeft <= 0 {
+				c.violate(fmt.Sprintf("it began a frame and did not finish it within %v (a frame cut off)", r.stall))
+				return protocol.Response{}, false
+			}
+			timeout = int((r.stallLeft + time.Millisecond - 1) / time.Millisecond)
+		}
+		if stopWake == nil && w != nil && ctx.Done() != nil {
+			stopWake = context.AfterFunc(ctx, r.wake)
+		}
+		var began time.Time
+		if timeout > 0 {
+			began = time.Now()
+		}
+		r.fds[0].Revents, r.fds[1].Revents = 0, 0
+		n, err := unix.Poll(r.fds[:], timeout)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			c.fail("polling the worker's output failed: " + err.Error())
+			return protocol.Response{}, false
+		}
+		if timeout > 0 {
+			r.stallLeft -= time.Since(began)
+		}
+		if r.fds[1].Revents != 0 {
+			var b [8]byte
+			_, _ = unix.Read(r.wakeFD, b[:]) // resets the eventfd
+		}
+		switch {
+		case r.fds[0].Revents != 0:
+			if err := r.frames.fill(); err != nil {
+				c.failRead(err)
+				return protocol.Response{}, false
+			}
+		case n == 0 && exited:
+			c.fail("the worker exited")
+			return protocol.Response{}, false
+		}
+	}
+}
+
+// isClosed reports whether ch is closed (or has a value ready).
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

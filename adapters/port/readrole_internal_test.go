@@ -1,0 +1,245 @@
+package port
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/testutil"
+	"github.com/dspgo/dspgo/protocol"
+)
+
+// scriptedWorker is a worker whose responses the test writes byte by byte:
+// it sees each request the host sends, and decides when it exits, apart
+// from its response pipe (as a grandchild can hold a dead worker's stdout
+// open).
+type scriptedWorker struct {
+	hostIn, workerIn net.Conn
+	out, outW        *os.File
+	requests         chan protocol.Request
+	reading          sync.WaitGroup
+	done             chan struct{}
+	exitOnce         sync.Once
+	status           string // exitOK unless set before exit
+}
+
+func newScriptedWorker(t *testing.T) *scriptedWorker {
+	t.Helper()
+	s := &scriptedWorker{requests: make(chan protocol.Request, 64), done: make(chan struct{}), status: exitOK}
+	var err error
+	s.out, s.outW, err = blockingPipe()
+	require.NoError(t, err)
+	s.hostIn, s.workerIn = net.Pipe()
+	s.reading.Add(1)
+	go func() {
+		defer s.reading.Done()
+		r := protocol.NewReader(s.workerIn, 0)
+		for {
+			req, err := r.ReadRequest()
+			if err != nil {
+				return
+			}
+			s.requests <- req
+		}
+	}()
+	return s
+}
+
+// next returns the next request of command, skipping cancel frames.
+func (s *scriptedWorker) next(t *testing.T, command string) protocol.Request {
+	t.Helper()
+	for {
+		select {
+		case req := <-s.requests:
+			if req.Command == command {
+				return req
+			}
+			require.Equal(t, protocol.CmdCancel, req.Command)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s request", command)
+		}
+	}
+}
+
+// write writes raw response bytes.
+func (s *scriptedWorker) write(t *testing.T, b []byte) {
+	t.Helper()
+	_, err := s.outW.Write(b)
+	require.NoError(t, err)
+}
+
+// frame is the encoded reply to id with result.
+func frame(t *testing.T, id uint64, result string) []byte {
+	t.Helper()
+	b, err := protocol.AppendResponse(nil, &protocol.Response{ID: id, Success: true, Result: json.RawMessage(result)}, 0)
+	require.NoError(t, err)
+	return b
+}
+
+// unread is the number of bytes in the response pipe nobody has read yet.
+func (s *scriptedWorker) unread(t *testing.T) int {
+	n, err := unix.IoctlGetInt(int(s.out.Fd()), unix.TIOCINQ) // FIONREAD
+	require.NoError(t, err)
+	return n
+}
+
+func (s *scriptedWorker) exit() { s.exitOnce.Do(func() { close(s.done) }) }
+
+func (s *scriptedWorker) stdin() writeDeadliner   { return s.hostIn }
+func (s *scriptedWorker) responses() int          { return int(s.out.Fd()) }
+func (s *scriptedWorker) pid() int                { return 0 }
+func (s *scriptedWorker) closeStdin() error       { return s.hostIn.Close() }
+func (s *scriptedWorker) exited() <-chan struct{} { return s.done }
+func (s *scriptedWorker) exitStatus() string      { return s.status }
+func (s *scriptedWorker) stderrTail() string      { return "" }
+
+func (s *scriptedWorker) signal(sig syscall.Signal) error {
+	if sig == syscall.SIGKILL {
+		s.exitOnce.Do(func() { s.status = "signal: killed"; close(s.done) })
+	}
+	return nil
+}
+
+func (s *scriptedWorker) release() {
+	_ = s.hostIn.Close()
+	_ = s.workerIn.Close()
+	s.reading.Wait()
+	_ = s.out.Close()
+	_ = s.outW.Close()
+}
+
+// waitPolling waits until a caller holding the reading role waits in
+// poll(2).
+func waitPolling(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	testutil.WaitFor(t, "a holder in poll", func() bool {
+		return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("golang.org/x/sys/unix.Poll("))
+	})
+}
+
+// result is one call's outcome.
+type result struct {
+	out json.RawMessage
+	err error
+	at  time.Time
+}
+
+func startCall(ctx context.Context, c *conn, command string) <-chan result {
+	done := make(chan result, 1)
+	go func() {
+		out, err := c.call(ctx, adapter.Request{Command: command})
+		done <- result{out, err, time.Now()}
+	}()
+	return done
+}
+
+// TestHolderLeavesMidFrame: the caller holding the reading role stops
+// waiting (its context ends) while half of another caller's reply has been
+// read. It returns at once; the other caller takes the role over and gets
+// its reply whole; the first caller's late reply is dropped, and the conn
+// serves on.
+func TestHolderLeavesMidFrame(t *testing.T) {
+	s := newScriptedWorker(t)
+	c := newConn("test", s, 0, 10*time.Second, func(*conn) {})
+	defer func() {
+		s.exit()
+		c.fail("the test is over")
+		c.release()
+	}()
+
+	ctxA, cancelA := context.WithCancel(t.Context())
+	defer cancelA()
+	a := startCall(ctxA, c, "a")
+	idA := s.next(t, "a").ID
+	waitPolling(t)
+	b := startCall(t.Context(), c, "b")
+	idB := s.next(t, "b").ID
+
+	replyB := frame(t, idB, `"`+strings.Repeat("b", 50_000)+`"`)
+	s.write(t, replyB[:len(replyB)/2])
+	testutil.WaitFor(t, "half of b's reply read", func() bool { return s.unread(t) == 0 })
+	cancelAt := time.Now()
+	cancelA()
+	ra := <-a
+	assert.Equal(t, adapter.CodeCanceled, adapter.CodeOf(ra.err), "%v", ra.err)
+	assert.Less(t, ra.at.Sub(cancelAt), time.Second, "the holder returned at once")
+
+	s.write(t, replyB[len(replyB)/2:])
+	s.write(t, frame(t, idA, `"late"`))
+	rb := <-b
+	require.NoError(t, rb.err)
+	assert.Equal(t, `"`+strings.Repeat("b", 50_000)+`"`, string(rb.out), "b's reply, whole")
+
+	d := startCall(t.Context(), c, "d")
+	s.write(t, frame(t, s.next(t, "d").ID, `"d"`))
+	rd := <-d
+	require.NoError(t, rd.err)
+	assert.Equal(t, `"d"`, string(rd.out), "a's late reply went to nobody")
+	assert.False(t, isClosed(c.dead), "a late reply is no violation")
+}
+
+// TestExitFailsTheHolder: the worker exits while its response pipe stays
+// open (a grandchild holds it) and a caller holds the reading role in
+// poll: it is woken, reads what the worker wrote last (another caller's
+// reply), and fails with CodeUnavailable instead of waiting for the end of
+// a pipe that never comes.
+func TestExitFailsTheHolder(t *testing.T) {
+	s := newScriptedWorker(t)
+	c := newConn("test", s, 0, 10*time.Second, func(*conn) {})
+	defer c.release()
+
+	a := startCall(t.Context(), c, "a")
+	s.next(t, "a")
+	testutil.WaitFor(t, "a holds the role", func() bool { return len(c.role.token) == 0 })
+	b := startCall(t.Context(), c, "b")
+	idB := s.next(t, "b").ID
+
+	s.write(t, frame(t, idB, `"b"`)) // read before the exit
+	rb := <-b
+	require.NoError(t, rb.err)
+	assert.Equal(t, `"b"`, string(rb.out))
+	waitPolling(t)
+	s.exit()
+	ra := <-a
+	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(ra.err), "%v", ra.err)
+	assert.ErrorContains(t, ra.err, "the worker exited")
+}
+
+// TestStopReadsToTheEnd: while the worker shuts down with no caller
+// waiting, its replies are still read, so it never blocks writing to a
+// full pipe and exits in its own time.
+func TestStopReadsToTheEnd(t *testing.T) {
+	s := newScriptedWorker(t)
+	c := newConn("test", s, 0, 10*time.Second, func(*conn) {})
+	late := lateReplies(t, 3*64<<10) // more than the pipe holds
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.stop(10 * time.Second) }()
+	s.next(t, protocol.CmdShutdown)
+	s.write(t, late) // blocks unless the host reads
+	s.exit()
+	require.NoError(t, <-stopped)
+}
+
+// lateReplies is n bytes of whole frames, replies to an id the host
+// issued (the init ping's) and nobody waits for.
+func lateReplies(t *testing.T, n int) []byte {
+	var out []byte
+	for len(out) < n {
+		out = append(out, frame(t, protocol.InitID, `"`+strings.Repeat("x", 1000)+`"`)...)
+	}
+	return out
+}
