@@ -452,6 +452,82 @@ func TestChaos(t *testing.T) {
 		require.NoError(t, p.Close(context.Background()))
 	})
 
+	scenario(t, "reading role: cancels and kills", func(t *testing.T, ty *tally) {
+		// Each caller waits for its reply by reading the worker's stream in
+		// turn with the others (the port's reading role): contexts that end
+		// at random moments (deadlines and cancels of up to 2 ms, as long as
+		// the calls) and workers killed under them must never hand a caller
+		// another's reply, keep a caller waiting once its context has ended,
+		// or fail a call with anything but its context's code or, as its
+		// worker dies, CodeUnavailable.
+		p, err := pool.New(t.Context(), pool.Options{Size: 2, WorkerConcurrency: 8, Logger: quiet, Worker: workerOpts()})
+		require.NoError(t, err)
+		var worst atomic.Int64 // the longest return after a context ended, ns
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rnd := rand.New(rand.NewPCG(uint64(g), 21))
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					value := fmt.Sprintf("%d/%d", g, i)
+					if rnd.IntN(4) == 0 {
+						value += strings.Repeat("x", 100_000) // a reply that arrives in pieces
+					}
+					d := time.Duration(rnd.IntN(2000)) * time.Microsecond
+					fate := rnd.IntN(3)
+					ty.call(func(ctx context.Context) error {
+						var ended atomic.Int64 // when ctx ended, ns since the epoch
+						ctx, cancel := context.WithCancel(ctx)
+						defer cancel()
+						switch fate {
+						case 0:
+							var cancelT context.CancelFunc
+							ctx, cancelT = context.WithTimeout(ctx, d)
+							defer cancelT()
+							ended.Store(time.Now().Add(d).UnixNano())
+						case 1:
+							timer := time.AfterFunc(d, func() { ended.Store(time.Now().UnixNano()); cancel() })
+							defer timer.Stop()
+						}
+						args, _ := json.Marshal(map[string]string{"value": value})
+						resp, err := p.Call(ctx, adapter.Request{Command: "echo", Args: args})
+						if code := adapter.CodeOf(err); code == adapter.CodeCanceled || code == adapter.CodeDeadlineExceeded {
+							if at := ended.Load(); at > 0 && time.Now().UnixNano()-at > worst.Load() {
+								worst.Store(time.Now().UnixNano() - at)
+							}
+						}
+						if want, _ := json.Marshal(value); err == nil && string(resp.Result) != string(want) {
+							return fmt.Errorf("call %s got another reply: %.40s", value, resp.Result)
+						}
+						return err
+					})
+				}
+			}()
+		}
+		killEvery(p, ty, 30*time.Millisecond)
+		close(stop)
+		wg.Wait()
+		failures := ty.failures()
+		ty.mu.Lock()
+		for code := range ty.failed {
+			assert.Contains(t, []string{"canceled", "deadline_exceeded", "unavailable"}, code, "failures: %s", failures)
+		}
+		ty.mu.Unlock()
+		assert.Positive(t, ty.succeeded.Load())
+		assert.Less(t, time.Duration(worst.Load()), 2*time.Second, "a call whose context ended returns at once")
+		t.Logf("longest return after a context ended: %v", time.Duration(worst.Load()))
+		testutil.WaitFor(t, "back to 2 ready", func() bool { return p.Stats().Ready == 2 })
+		ty.restarts = p.Stats().Restarts
+		require.NoError(t, p.Close(context.Background()))
+	})
+
 	chaosReport.Lock()
 	defer chaosReport.Unlock()
 	var b strings.Builder
@@ -461,6 +537,19 @@ func TestChaos(t *testing.T) {
 			r.hung.Load(), r.killed.Load(), r.restarts, r.leftProcs, r.leftGo, r.leftFDs)
 	}
 	t.Log(b.String())
+}
+
+// killEvery kills one of p's workers, at random, every pace for
+// chaosDuration, counting the kills in ty.
+func killEvery(p *pool.Pool, ty *tally, pace time.Duration) {
+	tick := time.NewTicker(pace)
+	defer tick.Stop()
+	for end := time.Now().Add(chaosDuration); time.Now().Before(end); <-tick.C {
+		ws := p.Workers()
+		if pid := ws[rand.IntN(len(ws))].Worker().PID; pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			ty.killed.Add(1)
+		}
+	}
 }
 
 // versionless answers the init ping with a protocol version of 99.
