@@ -439,3 +439,44 @@ func TestAnnouncedHostNotYetReachableIsWaitedFor(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "h1", host(resp.Worker))
 }
+
+// Chunks of a stream lost on the way (NATS drops messages only while a
+// connection is down) end the stream with CodeUnavailable, as a lost
+// reply does; a chunk the host sends twice is its own error, internal.
+func TestStreamThatLostChunksIsUnavailable(t *testing.T) {
+	s := startServer(t)
+	chunk := func(nc *nats.Conn, reply string, seq int) {
+		m := nats.NewMsg(reply)
+		m.Header.Set("Dspgo-Status", "chunk")
+		m.Header.Set("Dspgo-Host", "fake")
+		m.Header.Set("Dspgo-Seq", strconv.Itoa(seq))
+		m.Data = []byte(`{}`)
+		_ = nc.PublishMsg(m)
+	}
+	for _, tc := range []struct {
+		name string
+		send func(nc *nats.Conn, reply string)
+		want adapter.Code
+	}{
+		{"gap", func(nc *nats.Conn, reply string) { chunk(nc, reply, 2) }, adapter.CodeUnavailable},
+		{"count", func(nc *nats.Conn, reply string) {
+			m := nats.NewMsg(reply)
+			m.Header.Set("Dspgo-Host", "fake")
+			m.Header.Set("Dspgo-Chunks", "3")
+			m.Data = []byte(`{}`)
+			_ = nc.PublishMsg(m)
+		}, adapter.CodeUnavailable},
+		{"repeat", func(nc *nats.Conn, reply string) { chunk(nc, reply, 0); chunk(nc, reply, 0) }, adapter.CodeInternal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fakeHost(t, s.ClientURL(), "fake", func(nc *nats.Conn, m *nats.Msg) { tc.send(nc, m.Reply) }, func(*nats.Conn, *nats.Msg) {})
+			a := newRemote(t, s.ClientURL(), remote.Options{})
+			var last error
+			for _, err := range a.Stream(ctxT(t, 10*time.Second), adapter.Request{Command: "ping"}) {
+				last = err
+			}
+			require.Error(t, last)
+			assert.Equal(t, tc.want, adapter.CodeOf(last), "%v", last)
+		})
+	}
+}

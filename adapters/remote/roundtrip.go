@@ -31,6 +31,7 @@ type pending struct {
 	next     uint64 // the seq due; set by the reply goroutine only
 	broken   chan struct{}
 	why      string
+	whyCode  adapter.Code
 	breakOne sync.Once
 
 	// A call with tools: they run under ctx, which the call's end cancels.
@@ -113,8 +114,12 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 				return nil, stopErr(ctx, ctxEnded, a.name, op)
 			}
 		}
-		if o.window > 0 && m.Header.Get(hdrNATS) == "" && headerUint(m.Header, hdrChunks) != taken {
-			return nil, errorf(adapter.CodeInternal, a.name, op, "the host's reply counts %d chunks, the caller received %d: the stream lost chunks", headerUint(m.Header, hdrChunks), taken)
+		if sent := headerUint(m.Header, hdrChunks); o.window > 0 && m.Header.Get(hdrNATS) == "" && sent != taken {
+			code := adapter.CodeInternal // the host counts fewer than it sent
+			if sent > taken {
+				code = adapter.CodeUnavailable // NATS drops messages only while a connection is down
+			}
+			return nil, errorf(code, a.name, op, "the host's reply counts %d chunks, the caller received %d: the stream lost chunks", sent, taken)
 		}
 		return m, nil
 	}
@@ -130,7 +135,7 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 			}
 		case <-p.broken:
 			a.cancelRemote(p, msg.Reply)
-			return nil, errorf(adapter.CodeInternal, a.name, op, "%s", p.why)
+			return nil, errorf(p.whyCode, a.name, op, "%s", p.why)
 		case period := <-p.beat:
 			if period > 0 {
 				beat = period

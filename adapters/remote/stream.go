@@ -55,21 +55,26 @@ func (a *Adapter) onChunk(p *pending, m *nats.Msg) {
 		return
 	}
 	seq := headerUint(m.Header, hdrSeq)
-	if seq != p.next {
-		p.breakStream(fmt.Sprintf("the host sent chunk %d where %d was due", seq, p.next))
+	switch {
+	case seq > p.next:
+		// NATS drops messages only while a connection is down.
+		p.breakStream(adapter.CodeUnavailable, fmt.Sprintf("chunks %d to %d of the stream were lost on the way (the connection dropped them)", p.next, seq-1))
+		return
+	case seq < p.next:
+		p.breakStream(adapter.CodeInternal, fmt.Sprintf("the host sent chunk %d where %d was due", seq, p.next))
 		return
 	}
 	select {
 	case p.chunks <- m:
 		p.next++
 	default:
-		p.breakStream(fmt.Sprintf("the host sent chunk %d beyond its credit of %d", seq, cap(p.chunks)))
+		p.breakStream(adapter.CodeInternal, fmt.Sprintf("the host sent chunk %d beyond its credit of %d", seq, cap(p.chunks)))
 	}
 }
 
-func (p *pending) breakStream(why string) {
+func (p *pending) breakStream(code adapter.Code, why string) {
 	p.breakOne.Do(func() {
-		p.why = why
+		p.whyCode, p.why = code, why
 		close(p.broken)
 	})
 }
