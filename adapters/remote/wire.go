@@ -44,7 +44,7 @@ const (
 	// context, so the margin is only the scheduling of the caller's own
 	// goroutines, on a machine with a CPU to spare. Where more goroutines
 	// want a CPU than there are CPUs, they wait for one like any others
-	// (docs/scale-out.md, "Soak").
+	// (docs/reliability.md, "Remote soak figures").
 	DeadlineMargin = 100 * time.Millisecond
 )
 
