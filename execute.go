@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
@@ -142,15 +143,8 @@ func (c *Client) prepare(ctx context.Context, session, lm, id string, inputs map
 // the usage and, for a react program, the trajectory; all but Worker.
 func (c *Client) result(p *Program, raw json.RawMessage) (Execution, error) {
 	const op = command.ExecuteProgram
-	// One pass over the result, numbers kept exact for the conversion.
-	var result struct {
-		Outputs    map[string]any `json:"outputs"`
-		Trajectory []Step         `json:"trajectory"`
-		Usage      *command.Usage `json:"usage"` // allocated only when present
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&result); err != nil || result.Outputs == nil {
+	var result executeResult
+	if err := decodeResult(raw, &result); err != nil || result.Outputs == nil {
 		return Execution{}, c.errorf(adapter.CodeInternal, op, "malformed result from the backend: %.200s", raw)
 	}
 	out, err := p.compiled.Outputs(result.Outputs)
@@ -164,7 +158,58 @@ func (c *Client) result(p *Program, raw json.RawMessage) (Execution, error) {
 	return e, nil
 }
 
+// executeResult is the part of execute_program's result the client reads.
+type executeResult struct {
+	Outputs    map[string]any `json:"outputs"`
+	Trajectory []Step         `json:"trajectory"`
+	Usage      *command.Usage `json:"usage"` // allocated only when present
+}
+
+// resultDecoder is a JSON decoder with exact numbers (json.Number) over a
+// reader that is pointed at each result in turn. A decoder keeps its
+// buffer and its scanner's stack from one result to the next, so a reused
+// one saves their allocations on every execution.
+type resultDecoder struct {
+	src bytes.Reader
+	dec *json.Decoder
+}
+
+// resultDecoders holds decoders that ended at the end of their last
+// result, with no error, after a result of at most maxPooledResult bytes
+// (so that a pooled decoder's buffer stays small).
+var resultDecoders = sync.Pool{New: func() any {
+	d := new(resultDecoder)
+	d.dec = json.NewDecoder(&d.src)
+	d.dec.UseNumber()
+	return d
+}}
+
+const maxPooledResult = 64 << 10
+
+// decodeResult decodes one result, numbers kept exact for the
+// conversion; bytes after the first JSON value are ignored, as a
+// json.Decoder's first Decode ignores them.
+func decodeResult(raw []byte, v *executeResult) error {
+	d := resultDecoders.Get().(*resultDecoder)
+	d.src.Reset(raw)
+	err := d.dec.Decode(v)
+	// A decoder is reused only when it read all of raw and nothing is
+	// left in its buffer: a decoder that stopped early (an error, or data
+	// after the value) would read the rest as the start of the next
+	// result. Dropped ones are made anew.
+	if err == nil && len(raw) <= maxPooledResult && d.src.Len() == 0 && d.dec.InputOffset() == int64(len(raw)) {
+		resultDecoders.Put(d)
+	}
+	return err
+}
+
+// isSpecNotFound reports whether err is a worker's refusal of an execute
+// whose spec it has not compiled. It tests err != nil first: the target
+// of errors.As escapes, and nil is the common case.
 func isSpecNotFound(err error) bool {
+	if err == nil {
+		return false
+	}
 	var e *adapter.Error
 	return errors.As(err, &e) && e.Remote != nil && e.Remote.Type == command.SpecNotFoundType && adapter.CodeOf(err) == adapter.CodeNotFound
 }

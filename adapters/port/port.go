@@ -48,6 +48,9 @@ type Adapter struct {
 	starter *starter
 	sem     chan struct{}
 	since   time.Time
+	// timeouts bounds the calls whose context has no deadline; nil when
+	// Options.CallTimeout is negative (no bound).
+	timeouts *callTimeouts
 
 	life context.Context // ends at Close
 	stop context.CancelFunc
@@ -88,6 +91,9 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 	opts.setDefaults()
 	a := &Adapter{opts: opts, sem: make(chan struct{}, opts.MaxConcurrency), since: time.Now(),
 		ready: make(chan struct{}), closeDone: make(chan struct{})}
+	if opts.CallTimeout > 0 {
+		a.timeouts = newCallTimeouts(opts.CallTimeout)
+	}
 	if opts.Handler == nil {
 		var err error
 		if a.python, err = ResolvePython(ctx, opts.Python); err != nil {
@@ -139,8 +145,8 @@ func isControl(command string) bool {
 // Call sends one command to the worker. The commands only the adapter
 // sends its worker (protocol.Reserved: shutdown, cancel, the init ping)
 // are refused with CodeInvalidArgument, as by Stream and Broadcast. When
-// ctx has no deadline,
-// Options.CallTimeout applies. When ctx ends first, Call returns at once,
+// ctx has no deadline, Options.CallTimeout applies (for a ctx that can
+// never end, rounded up by at most 1/64 of it or 100 ms). When ctx ends first, Call returns at once,
 // a cancel frame is sent, and the late reply is dropped when it comes.
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	a.counter.Begin()
@@ -168,9 +174,9 @@ func (a *Adapter) exchange(ctx context.Context, req adapter.Request, window int,
 	if err := wire.CtxError(ctx, a.opts.Name, op); err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok && a.opts.CallTimeout > 0 {
+	if _, ok := ctx.Deadline(); !ok && a.timeouts != nil {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.opts.CallTimeout)
+		ctx, cancel = a.timeouts.bound(ctx)
 		defer cancel()
 	}
 	if !isControl(op) {

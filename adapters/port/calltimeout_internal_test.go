@@ -1,0 +1,108 @@
+package port
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/protocol"
+)
+
+type ctxKey struct{}
+
+func TestCallTimeoutsShareOneDeadlinePerStep(t *testing.T) {
+	const timeout = 6400 * time.Millisecond // a step of 100 ms
+	tt := newCallTimeouts(timeout)
+	parent := context.WithValue(context.Background(), ctxKey{}, "v")
+	before := time.Now()
+	a, endA := tt.bound(parent)
+	b, endB := tt.bound(parent)
+	defer endA()
+	defer endB()
+	da, ok := a.Deadline()
+	require.True(t, ok)
+	db, _ := b.Deadline()
+	assert.LessOrEqual(t, db.Sub(da), 100*time.Millisecond, "calls a step apart at most")
+	assert.False(t, da.Before(before.Add(timeout)), "never earlier than the time-out")
+	assert.LessOrEqual(t, da.Sub(time.Now().Add(timeout)), 100*time.Millisecond, "at most one step later")
+	assert.Equal(t, "v", a.Value(ctxKey{}), "the caller's values")
+	assert.NoError(t, a.Err())
+	assert.NotNil(t, a.Done())
+}
+
+func TestCallTimeoutsEnd(t *testing.T) {
+	tt := newCallTimeouts(20 * time.Millisecond)
+	ctx, end := tt.bound(context.Background())
+	defer end()
+	child, cancelChild := context.WithCancel(ctx) // through AfterFunc: no goroutine
+	defer cancelChild()
+	select {
+	case <-child.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the bound never ended")
+	}
+	<-ctx.Done()
+	assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+	assert.ErrorIs(t, child.Err(), context.DeadlineExceeded)
+	assert.ErrorIs(t, context.Cause(child), context.DeadlineExceeded)
+}
+
+func TestCallTimeoutsOfAContextThatCanEnd(t *testing.T) {
+	tt := newCallTimeouts(time.Hour)
+	parent, cancel := context.WithCancel(context.Background())
+	ctx, end := tt.bound(parent)
+	defer end()
+	_, ok := ctx.Deadline()
+	assert.True(t, ok)
+	cancel()
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the caller's cancel did not end the bound context")
+	}
+	assert.ErrorIs(t, ctx.Err(), context.Canceled)
+}
+
+// stuckHandler is the mock's worker, except that it holds "slow" until
+// release is closed, whatever its context says: a handler that never
+// answers.
+type stuckHandler struct {
+	protocol.Handler
+	release chan struct{}
+}
+
+func (h stuckHandler) Handle(ctx context.Context, req protocol.Request) protocol.Response {
+	if req.Command != "slow" {
+		return h.Handler.Handle(ctx, req)
+	}
+	<-h.release
+	return protocol.Response{ID: req.ID, Success: true, Result: json.RawMessage(`{}`)}
+}
+
+// A call whose context has no deadline ends with CodeDeadlineExceeded at
+// Options.CallTimeout (within a step), whether its context can end or not.
+func TestCallTimeoutBoundsACallWithoutDeadline(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	h := stuckHandler{Handler: mock.NewHandler(mock.HandlerOptions{}), release: make(chan struct{})}
+	a, err := New(t.Context(), Options{Handler: func() protocol.Handler { return h }, CallTimeout: timeout, StopGrace: time.Second})
+	require.NoError(t, err)
+	defer func() {
+		close(h.release)
+		require.NoError(t, a.Close(context.Background()))
+	}()
+	cancellable, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for name, ctx := range map[string]context.Context{"background": context.Background(), "cancellable": cancellable} {
+		start := time.Now()
+		_, err := a.Call(ctx, adapter.Request{Command: "slow"})
+		elapsed := time.Since(start)
+		assert.Equal(t, adapter.CodeDeadlineExceeded, adapter.CodeOf(err), "%s: %v", name, err)
+		assert.GreaterOrEqual(t, elapsed, timeout, name)
+	}
+}
