@@ -64,6 +64,7 @@ func BenchmarkPortPing(b *testing.B) {
 		b.Run(kind+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(8)
+			cpu := cpuNanos()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if _, err := a.Call(context.Background(), req); err != nil {
@@ -72,6 +73,7 @@ func BenchmarkPortPing(b *testing.B) {
 					}
 				}
 			})
+			reportCPU(b, cpu)
 		})
 	}
 }
