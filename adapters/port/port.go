@@ -146,8 +146,9 @@ func isControl(command string) bool {
 // sends its worker (protocol.Reserved: shutdown, cancel, the init ping)
 // are refused with CodeInvalidArgument, as by Stream and Broadcast. When
 // ctx has no deadline, Options.CallTimeout applies (for a ctx that can
-// never end, rounded up by at most 1/64 of it or 100 ms). When ctx ends first, Call returns at once,
-// a cancel frame is sent, and the late reply is dropped when it comes.
+// never end, rounded up by at most 1/64 of it or 100 ms). When ctx ends
+// first, Call returns at once, a cancel frame is sent, and the late reply
+// is dropped when it comes.
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	a.counter.Begin()
 	result, err := a.call(ctx, req)
