@@ -33,6 +33,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from collections import namedtuple
 
 from .errors import ERROR_CODES, WorkerError
@@ -438,35 +439,105 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+#: Bytes of frames queued behind a write in progress beyond which a writer waits for the
+#: queue to drain (a host that reads slowly holds the writers back, not the memory).
+MAX_QUEUED_BYTES = 4 * 1024 * 1024
+
+
 class FrameWriter:
-    """Serialises writes to the protocol output fd; one frame is never interleaved with another.
+    """Writes frames to the protocol output fd; one frame is never interleaved with another.
+
+    A thread that writes while another thread is writing queues its frame and returns at
+    once (it waits only while the queue holds over :data:`MAX_QUEUED_BYTES`); the writing
+    thread writes what was queued meanwhile, several frames per system call, until the
+    queue is empty. Frames reach the fd in the order their writes were queued, so the
+    frames of one thread keep their order.
 
     After a write error (the host closed the pipe) or :meth:`close`, writes are dropped and
-    return False.
+    return False; frames queued then are dropped with them.
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, max_queued: int = MAX_QUEUED_BYTES) -> None:
         self.fd = fd
+        self._max_queued = max_queued
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # the queue shrank or the writing stopped
+        self._queue: list[bytes] = []
+        self._queued_bytes = 0
+        self._waiting = 0  # writers waiting for room, and close
+        self._writing = False
         self._closed = False
         self._error: OSError | None = None
 
     def write(self, data: bytes) -> bool:
-        """Write bytes atomically with respect to other writes; True if written."""
+        """Write or queue ``data`` (one or more whole frames); True unless dropped."""
         with self._lock:
-            if self._closed or self._error is not None:
+            if self._writing:
+                while self._writing and self._queued_bytes >= self._max_queued and self._open():
+                    self._waiting += 1
+                    try:
+                        self._idle.wait()
+                    finally:
+                        self._waiting -= 1
+                if not self._open():
+                    return False
+                if self._writing:
+                    self._queue.append(data)
+                    self._queued_bytes += len(data)
+                    return True
+            elif not self._open():
                 return False
-            try:
+            self._writing = True
+        return self._drain(data)
+
+    def _open(self) -> bool:
+        return not self._closed and self._error is None
+
+    def _drain(self, data: bytes) -> bool:
+        """Write ``data``, then what other threads queue meanwhile, until nothing is queued.
+
+        The caller set ``_writing``; this clears it. True when ``data`` was written."""
+        written = False
+        try:
+            while True:
                 write_all(self.fd, data)
-            except OSError as exc:
+                written = True
+                with self._lock:
+                    queue = self._queue
+                    if not queue or not self._open():
+                        self._stop_writing_locked()
+                        return True
+                    data = queue[0] if len(queue) == 1 else b"".join(queue)
+                    self._queue = []
+                    self._queued_bytes = 0
+                    if self._waiting:
+                        self._idle.notify_all()
+        except OSError as exc:
+            with self._lock:
                 self._error = exc
-                _log.error("cannot write to the protocol output, dropping further responses: %s", exc)
-                return False
-            return True
+                self._stop_writing_locked()
+            _log.error("cannot write to the protocol output, dropping further responses: %s", exc)
+            return written
+
+    def _stop_writing_locked(self) -> None:
+        self._writing = False
+        self._queue = []
+        self._queued_bytes = 0
+        if self._waiting:
+            self._idle.notify_all()
 
     def close(self, timeout: float) -> None:
-        """Stop writing: waits up to ``timeout`` for a write in progress, then drops all writes."""
-        acquired = self._lock.acquire(timeout=max(timeout, 0.0))
-        self._closed = True
-        if acquired:
-            self._lock.release()
+        """Stop writing: waits up to ``timeout`` for the frames being written and queued,
+        then drops all writes."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._lock:
+            while self._writing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._waiting += 1
+                try:
+                    self._idle.wait(left)
+                finally:
+                    self._waiting -= 1
+            self._closed = True
