@@ -26,12 +26,61 @@ class _RequestLogger(logging.LoggerAdapter):  # type: ignore[type-arg]  # generi
         return msg, kwargs
 
 
+# Guards the cancellation state of every context (the flag, its event, the callbacks):
+# taken only to cancel, to start a wait and to register a callback, and held briefly, so
+# one lock serves all requests and a request costs none of its own.
+_cancel_lock = threading.Lock()
+
+
+class Cancellation:
+    """The :attr:`Context.cancelled` flag: ``is_set()``, ``set()`` and ``wait(timeout)`` as
+    on a ``threading.Event``, whose event is made only when a thread waits on it (most
+    requests are never waited on nor cancelled)."""
+
+    __slots__ = ("_set", "_event")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        """True once set."""
+        return self._set
+
+    def set(self) -> None:
+        """Set the flag and wake its waiters (the context's callbacks run only through
+        :meth:`Context.cancel`)."""
+        with _cancel_lock:
+            self._set = True
+            event = self._event
+        if event is not None:
+            event.set()
+
+    def _set_locked(self) -> threading.Event | None:
+        """Set the flag; the caller holds ``_cancel_lock`` and sets the event returned."""
+        self._set = True
+        return self._event
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until set or for ``timeout`` seconds (None: forever); True when set."""
+        if self._set:
+            return True
+        with _cancel_lock:
+            if self.is_set():  # set meanwhile (a method call: mypy narrowed the field)
+                return True
+            event = self._event
+            if event is None:
+                event = self._event = threading.Event()
+        return event.wait(timeout)
+
+
 class Context:
     """What a handler knows about its request, and how it learns it should stop.
 
     Attributes: ``id``, ``command``, ``session`` (str or None), ``deadline`` (a
-    ``time.monotonic()`` value or None), ``cancelled`` (a ``threading.Event`` set by
-    ``cancel`` or by worker shutdown), ``logger`` (records carry ``request_id`` and
+    ``time.monotonic()`` value or None), ``cancelled`` (a :class:`Cancellation`, with the
+    ``is_set``/``set``/``wait`` of a ``threading.Event``, set by ``cancel`` or by worker
+    shutdown), ``logger`` (records carry ``request_id`` and
     ``command``), ``worker`` (the running worker; built-in commands use it), ``stream``
     (the initial credit when the host asked for a stream, else None) and ``tools`` (the
     tool descriptors of the request's ``tools`` argument, a list, maybe empty).
@@ -62,10 +111,9 @@ class Context:
         self._worker = worker
         self.stream = stream
         self.tools = tools if tools is not None else []
-        self.cancelled = threading.Event()
+        self.cancelled = Cancellation()
         self.cancel_reason = "request canceled"
-        self._callbacks_lock = threading.Lock()
-        self._callbacks: list[Any] = []
+        self._callbacks: list[Any] | None = None  # made by the first on_cancel
         self._logger: _RequestLogger | None = None
 
     @property
@@ -90,13 +138,15 @@ class Context:
 
         Callbacks registered with :meth:`on_cancel` run once, in the cancelling thread.
         """
-        with self._callbacks_lock:
+        with _cancel_lock:
             if self.cancelled.is_set():
                 return
             self.cancel_reason = reason
-            self.cancelled.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
+            event = self.cancelled._set_locked()
+            callbacks, self._callbacks = self._callbacks, None
+        if event is not None:
+            event.set()
+        for callback in callbacks or ():
             callback()
 
     def on_cancel(self, callback: Callable[[], object]) -> Callable[[], None]:
@@ -106,22 +156,24 @@ class Context:
         cancellation at the same time without polling; keep callbacks short and non-blocking
         (``threading.Event.set`` is the usual one).
         """
-        with self._callbacks_lock:
-            if not self.cancelled.is_set():
+        with _cancel_lock:
+            registered = not self.cancelled.is_set()
+            if registered:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(callback)
-                registered = True
-            else:
-                registered = False
         if not registered:
             callback()
             return lambda: None
 
         def remove() -> None:
-            with self._callbacks_lock:
-                try:
-                    self._callbacks.remove(callback)
-                except ValueError:
-                    pass
+            with _cancel_lock:
+                callbacks = self._callbacks
+                if callbacks is not None:
+                    try:
+                        callbacks.remove(callback)
+                    except ValueError:
+                        pass
 
         return remove
 
