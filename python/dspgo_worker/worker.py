@@ -452,7 +452,6 @@ class Worker:
             if "kind" not in message and valid_stream(message.get("stream")):
                 with_chunks(response, 0)
             self._send(response)
-            self.counters.count_failure()
             return
         deadline = None if request.deadline_ms is None else received + request.deadline_ms / 1000.0
         tools = request.args.get("tools")
@@ -478,7 +477,6 @@ class Worker:
             if request.stream is not None:
                 with_chunks(response, 0)
             self._send(response)
-            self.counters.count_failure()
         elif command.inline:
             self._execute(job)
 
@@ -492,7 +490,6 @@ class Worker:
             if valid_stream(message.get("stream")):
                 with_chunks(response, 0)
             self._send(response)
-            self.counters.count_failure()
         elif kind == "result":
             self._finish_call(message["id"], (False, ToolError("invalid_argument", f"the host's result cannot be read: {why}")))
 
@@ -711,11 +708,9 @@ class Worker:
         """Write the response of a job already marked ANSWERED, then forget the job."""
         try:
             if job.stream is None:
-                success = self._send(response)
+                self._send(response)
             else:
-                success = self._send_final(job.stream, response)
-            if not success:
-                self.counters.count_failure()
+                self._send_final(job.stream, response)
         finally:
             with self._lock:
                 if self._jobs.get(job.id) is job:
@@ -725,25 +720,30 @@ class Worker:
             if self._calls:
                 self._end_calls(job.id)
 
-    def _send_final(self, stream: _Stream, response: dict[str, Any]) -> bool:
-        """Send the final response of a streamed request, with ``chunks``; no chunk follows."""
+    def _send_final(self, stream: _Stream, response: dict[str, Any]) -> None:
+        """Send the final response of a streamed request, with ``chunks``; no chunk follows.
+
+        A response that cannot be sent counts as a failure."""
         # Only a handler still writing a chunk at shutdown holds the lock: not for long, or
         # the host stopped reading (then nothing can be written anyway).
         acquired = stream.send_lock.acquire(timeout=max(self.config.stop_grace, 0.1)) if self._stopping else stream.send_lock.acquire()
         if not acquired:
             stream.finished = True
+            self.counters.count_failure()
             log.warning("final response of a stream not sent: a chunk write is stuck", extra={"request_id": response["id"]})
-            return False
+            return
         try:
             stream.finished = True
-            return self._send(with_chunks(response, stream.sent))
+            self._send(with_chunks(response, stream.sent))
         finally:
             stream.send_lock.release()
 
     def _send(self, response: dict[str, Any]) -> bool:
         """Encode and write a response; an unencodable or oversized one becomes an error.
 
-        Returns whether the response sent was a success.
+        A failure is counted (:attr:`counters`) before its response is written, so that
+        the host, once it has the response, finds it in ``get_stats``. Returns whether the
+        response sent was a success.
         """
         request_id = response["id"]
         success = bool(response["success"])
@@ -762,6 +762,8 @@ class Worker:
                 with_chunks(replacement, response["chunks"])
             frame = encode_frame(replacement)
             success = False
+        if not success:
+            self.counters.count_failure()
         self._writer.write(frame)
         return success
 
