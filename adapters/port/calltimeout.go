@@ -2,39 +2,42 @@ package port
 
 import (
 	"context"
+	"reflect"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
 // callTimeouts gives calls whose context has no deadline the adapter's
 // Options.CallTimeout.
 //
-// A context.WithTimeout per call costs a context, a channel and a runtime
-// timer for as long as the call is in flight (a quarter of the host's
-// live heap at 10,000 calls in flight). When the caller's context can
-// never end (its Done is nil: context.Background, context.WithoutCancel
-// and values over them), the calls share instead one deadline context per
+// A context.WithTimeout per call costs a context, a channel, a runtime
+// timer and an entry in the parent's children for as long as the call is
+// in flight (a quarter of the host's live heap at 10,000 calls in
+// flight). Calls from one context (context.Background, or one context
+// that many goroutines call with) share instead one bounded context per
 // step of time: a call's deadline is its start plus CallTimeout, rounded
 // up to the next multiple of the step (CallTimeout/64, at most 100 ms), so
 // it never ends earlier than CallTimeout and at most one step later; the
-// worker is sent that deadline. A context that can end is given its own
-// context.WithTimeout, as the shared deadline cannot end with it.
+// worker is sent that deadline. The shared context is derived from the
+// caller's, so it has the caller's values and ends when the caller's
+// does. A call from another context than the previous call's gets a
+// context of its own, released when the call ends, as before.
 type callTimeouts struct {
 	timeout time.Duration
 	step    int64 // nanoseconds
 
-	cur atomic.Pointer[timeoutStep] // the step of the latest call
-	mu  sync.Mutex                  // makes a new step
+	mu   sync.Mutex
+	last *timeoutStep // the step of the latest call
 }
 
-// timeoutStep is the deadline context shared by the calls of one step.
+// timeoutStep is the bounded context of the calls of one step from one
+// parent context.
 type timeoutStep struct {
-	at  int64 // the deadline, Unix nanoseconds: a multiple of the step
-	ctx context.Context
-	// cancel is never called: the step's timer ends the context at its
-	// deadline and lets it go.
+	parent context.Context
+	at     int64 // the deadline, Unix nanoseconds: a multiple of the step
+	ctx    context.Context
 	cancel context.CancelFunc
+	calls  int // calls using ctx; guarded by callTimeouts.mu
 }
 
 // maxTimeoutStep bounds how much later than CallTimeout a call may end.
@@ -45,61 +48,55 @@ func newCallTimeouts(timeout time.Duration) *callTimeouts {
 	return &callTimeouts{timeout: timeout, step: max(int64(step), 1)}
 }
 
-// bound returns ctx bounded by the call time-out, and the function that
-// releases what the bound holds.
-func (t *callTimeouts) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if ctx.Done() != nil {
-		return context.WithTimeout(ctx, t.timeout)
-	}
+// bound returns ctx bounded by the call time-out, and the step that the
+// caller releases when its call ends.
+func (t *callTimeouts) bound(ctx context.Context) (context.Context, *timeoutStep) {
 	now := time.Now()
 	deadline := now.Add(t.timeout)
 	at := deadline.UnixNano()
 	if r := at % t.step; r != 0 {
 		at += t.step - r
 	}
-	s := t.cur.Load()
-	if s == nil || s.at < at {
-		s = t.next(deadline.Add(time.Duration(at-deadline.UnixNano())), at)
-	}
-	return &boundCtx{Context: ctx, step: s.ctx}, func() {}
-}
-
-// next returns the step whose deadline is at, or a later one made
-// meanwhile by another call.
-func (t *callTimeouts) next(deadline time.Time, at int64) *timeoutStep {
+	// Only a comparable context can be recognised as the previous call's.
+	shared := reflect.TypeOf(ctx).Comparable()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s := t.cur.Load(); s != nil && s.at >= at {
-		return s
+	s := t.last
+	if !shared || s == nil || s.parent != ctx || s.at < at {
+		// deadline keeps now's monotonic reading: a change of the wall
+		// clock moves no call's end.
+		s = &timeoutStep{parent: ctx, at: at}
+		s.ctx, s.cancel = context.WithDeadline(ctx, deadline.Add(time.Duration(at-deadline.UnixNano())))
+		if shared {
+			if prev := t.last; prev != nil && prev.calls == 0 {
+				prev.cancel() // no call uses it, and none will
+			}
+			t.last = s
+		}
 	}
-	// deadline keeps now's monotonic reading: a change of the wall clock
-	// moves no call's end.
-	s := &timeoutStep{at: at}
-	s.ctx, s.cancel = context.WithDeadline(context.Background(), deadline)
-	t.cur.Store(s)
-	return s
+	s.calls++
+	return s.ctx, s
 }
 
-// boundCtx is a context that can never end (the caller's), bounded by a
-// shared step's deadline: its values are the caller's, its deadline, Done
-// and Err the step's.
-type boundCtx struct {
-	context.Context
-	step context.Context
+// release ends a call's use of its step: the step's context is released
+// when no call uses it and no later call can.
+func (t *callTimeouts) release(s *timeoutStep) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s.calls--
+	if s.calls == 0 && t.last != s {
+		s.cancel()
+	}
 }
 
-func (c *boundCtx) Deadline() (time.Time, bool) { return c.step.Deadline() }
-func (c *boundCtx) Done() <-chan struct{}       { return c.step.Done() }
-func (c *boundCtx) Err() error                  { return c.step.Err() }
-
-// Value is the caller's value for key, else the step's. The step over
-// context.Background has a value only for the context package's own key
-// of its cancelable contexts: with it, a context derived from c
-// (context.WithCancel, context.AfterFunc) is registered with the step as
-// with any context of the package, without a goroutine or a wrapper.
-func (c *boundCtx) Value(key any) any {
-	if v := c.Context.Value(key); v != nil {
-		return v
+// close releases the latest step once no call uses it (at Close).
+func (t *callTimeouts) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.last; s != nil {
+		t.last = nil
+		if s.calls == 0 {
+			s.cancel()
+		}
 	}
-	return c.step.Value(key)
 }

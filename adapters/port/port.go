@@ -145,8 +145,8 @@ func isControl(command string) bool {
 // Call sends one command to the worker. The commands only the adapter
 // sends its worker (protocol.Reserved: shutdown, cancel, the init ping)
 // are refused with CodeInvalidArgument, as by Stream and Broadcast. When
-// ctx has no deadline, Options.CallTimeout applies (for a ctx that can
-// never end, rounded up by at most 1/64 of it or 100 ms). When ctx ends
+// ctx has no deadline, Options.CallTimeout applies (rounded up by at
+// most 1/64 of it or 100 ms: calls share a deadline). When ctx ends
 // first, Call returns at once, a cancel frame is sent, and the late reply
 // is dropped when it comes.
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
@@ -176,9 +176,9 @@ func (a *Adapter) exchange(ctx context.Context, req adapter.Request, window int,
 		return nil, err
 	}
 	if _, ok := ctx.Deadline(); !ok && a.timeouts != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = a.timeouts.bound(ctx)
-		defer cancel()
+		var step *timeoutStep
+		ctx, step = a.timeouts.bound(ctx)
+		defer a.timeouts.release(step)
 	}
 	if !isControl(op) {
 		select {
@@ -365,6 +365,9 @@ func (a *Adapter) Close(ctx context.Context) error {
 		a.mu.Unlock()
 		a.stop() // wakes callers waiting for a restart, and stops restarts
 		a.drain(ctx)
+		if a.timeouts != nil {
+			a.timeouts.close()
+		}
 		a.sup.Wait()
 		a.mu.Lock()
 		c := a.cur
