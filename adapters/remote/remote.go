@@ -71,11 +71,6 @@ import (
 // Name is the remote adapter's registered name.
 const Name = "remote"
 
-// Affinity is adapter.Affinity, the one session routing type of every
-// backend, under the name this package used to define. Use
-// adapter.Affinity and its constants.
-type Affinity = adapter.Affinity
-
 // Options configure the remote adapter.
 type Options struct {
 	// Conn is the NATS connection. Required. The adapter does not close
