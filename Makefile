@@ -78,7 +78,7 @@ chaos: deps
 ## soak: the remote adapter's loopback soak (SOAK=10m by default), printing its figures (docs/reliability.md)
 SOAK ?= 10m
 soak:
-	DSPGO_REMOTE_SOAK=$(SOAK) $(GO) test -race -count=1 -tags soak -run '^TestSoak$$' -v -timeout 0 ./adapters/remote/
+	DSPGOTEST_REMOTE_SOAK=$(SOAK) $(GO) test -race -count=1 -tags soak -run '^TestSoak$$' -v -timeout 0 ./adapters/remote/
 
 ## test-python: the worker's suite on the bare interpreter (standard library only: dspy stays optional), then in the dspy environment
 test-python: test-python-bare test-python-dspy

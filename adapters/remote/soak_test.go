@@ -32,14 +32,19 @@ import (
 // part of "make test". It runs for soakRun, or soakEnv's duration.
 const (
 	soakRun       = 10 * time.Minute
-	soakEnv       = "DSPGO_REMOTE_SOAK"        // how long, as a Go duration; empty means soakRun
-	soakMarginEnv = "DSPGO_REMOTE_SOAK_MARGIN" // the lateness allowed past a deadline or a cancel; default soakMargin
-	soakDumpEnv   = "DSPGO_REMOTE_SOAK_DUMP"   // a directory for the goroutine dumps of late calls; default the test's temporary directory
+	soakEnv       = "DSPGOTEST_REMOTE_SOAK"        // how long, as a Go duration; empty means soakRun
+	soakMarginEnv = "DSPGOTEST_REMOTE_SOAK_MARGIN" // the lateness allowed past a deadline or a cancel; default soakMargin
+	soakDumpEnv   = "DSPGOTEST_REMOTE_SOAK_DUMP"   // a directory for the goroutine dumps of late calls; default the test's temporary directory
 )
 
 // soakMargin is what the soak allows a call past its deadline or its
-// cancel by default: remote.DeadlineMargin, which the adapter promises.
-const soakMargin = remote.DeadlineMargin
+// cancel by default. The adapter promises remote.DeadlineMargin on a
+// machine with a CPU to spare; the soak, under the race detector, keeps
+// two CPUs saturated, where Go's timers themselves fire hundreds of
+// milliseconds late. A second still catches a call held by a connection's
+// reconnection handshake (about 2 s late before that was fixed);
+// soakMarginEnv=100ms checks the promise on a bigger machine.
+const soakMargin = time.Second
 
 // TestSoak runs two worker host processes (pools of in-memory workers,
 // 100 ms heartbeats) on one embedded server for soakRun (or soakEnv),
