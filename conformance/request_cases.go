@@ -102,7 +102,7 @@ func caseReservedCommands(t TB, env *Env) {
 
 // wrongValue is a JSON value that is not of the argument type typ.
 func wrongValue(typ string) string {
-	if typ == program.TypeStr {
+	if typ == command.ArgStr {
 		return `1`
 	}
 	return `"x"`
@@ -158,33 +158,33 @@ func caseMalformedRequests(t TB, env *Env) {
 	}
 
 	// Every command of the command set that a caller may send.
-	for _, command := range slices.Sorted(maps.Keys(program.Schemas)) {
-		if protocol.Reserved(command, nil) != "" {
+	for _, cmd := range slices.Sorted(maps.Keys(program.Schemas)) {
+		if protocol.Reserved(cmd, nil) != "" {
 			continue // refused whatever its arguments: reserved_commands
 		}
-		schema := program.Schemas[command]
-		base, ok := valid[command]
-		require.True(t, ok, "the case has no well-formed %s request", command)
+		schema := program.Schemas[cmd]
+		base, ok := valid[cmd]
+		require.True(t, ok, "the case has no well-formed %s request", cmd)
 		if base.code == adapter.CodeOK {
-			require.NoError(t, send(command, base.args), "well-formed %s", command)
+			require.NoError(t, send(cmd, base.args), "well-formed %s", cmd)
 		} else {
-			requireCode(t, base.code, send(command, base.args), "well-formed %s", command)
+			requireCode(t, base.code, send(cmd, base.args), "well-formed %s", cmd)
 		}
 		for _, arg := range schema.Args {
 			q := program.PyRepr(arg.Name)
 			if arg.Required {
-				want := fmt.Sprintf("command %s: missing required argument %s", program.PyRepr(command), q)
-				refused(send(command, without(base.args, arg.Name)), want, command+" without "+arg.Name)
-				refused(send(command, with(base.args, arg.Name, `null`)), want, command+" with "+arg.Name+" null")
+				want := fmt.Sprintf("command %s: missing required argument %s", program.PyRepr(cmd), q)
+				refused(send(cmd, without(base.args, arg.Name)), want, cmd+" without "+arg.Name)
+				refused(send(cmd, with(base.args, arg.Name, `null`)), want, cmd+" with "+arg.Name+" null")
 			}
-			if arg.Type != program.TypeAny {
-				want := fmt.Sprintf("command %s: argument %s must be of type %s", program.PyRepr(command), q, arg.Type)
-				refused(send(command, with(base.args, arg.Name, wrongValue(arg.Type))), want, command+" with "+arg.Name+" of another type")
+			if arg.Type != command.ArgAny {
+				want := fmt.Sprintf("command %s: argument %s must be of type %s", program.PyRepr(cmd), q, arg.Type)
+				refused(send(cmd, with(base.args, arg.Name, wrongValue(arg.Type))), want, cmd+" with "+arg.Name+" of another type")
 			}
 		}
 		if !schema.Open {
-			refused(send(command, with(base.args, "no_such_arg", `1`)),
-				fmt.Sprintf("command %s: unknown argument 'no_such_arg'", program.PyRepr(command)), command+" with an unknown argument")
+			refused(send(cmd, with(base.args, "no_such_arg", `1`)),
+				fmt.Sprintf("command %s: unknown argument 'no_such_arg'", program.PyRepr(cmd)), cmd+" with an unknown argument")
 		}
 	}
 

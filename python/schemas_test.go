@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/protocol"
 )
@@ -45,7 +46,7 @@ func (o *orderedArgs) UnmarshalJSON(b []byte) error {
 // what makes one malformed request get one message on every backend.
 func TestCommandSchemasMatchGo(t *testing.T) {
 	wk := startWorker(t)
-	wk.send(protocol.Request{ID: 1, Command: program.CmdDescribe})
+	wk.send(protocol.Request{ID: 1, Command: command.Describe})
 	resp := wk.recv()
 	require.True(t, resp.Success, "%+v", resp.Error)
 	var d struct {

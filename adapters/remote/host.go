@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/credit"
-	"github.com/dspgo/dspgo/internal/program"
 )
 
 // HostOptions configure a worker host.
@@ -235,7 +235,7 @@ func (h *Host) defaults(opts *HostOptions) error {
 // sessions would mix.
 func (h *Host) checkUnique(ctx context.Context) error {
 	m := nats.NewMsg(h.subj.hostCall(h.id))
-	m.Header.Set(hdrCommand, program.CmdPing)
+	m.Header.Set(hdrCommand, command.Ping)
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	r, err := h.nc.RequestMsgWithContext(ctx, m)

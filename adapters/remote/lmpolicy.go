@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/secret"
 )
@@ -27,7 +28,7 @@ const (
 // whether a caller sends one (Adapter.Broadcast) or finds one in the
 // shared state: anyone able to write the state would otherwise run any
 // command on every host.
-var broadcastCommands = []string{program.CmdConfigureLM}
+var broadcastCommands = []string{command.ConfigureLM}
 
 // broadcastKey is the key of the shared state under which a broadcast is
 // recorded: "broadcast." and program.BroadcastKey, so every named LM has
@@ -43,7 +44,7 @@ func broadcastKey(command string, args []byte) string {
 // not an object pass: every backend refuses them before it applies
 // anything, and nothing records them.
 func checkLMName(args []byte) error {
-	const op = program.CmdConfigureLM
+	const op = command.ConfigureLM
 	var fields map[string]json.RawMessage
 	if len(args) == 0 || json.Unmarshal(args, &fields) != nil || fields == nil {
 		return nil
@@ -100,7 +101,7 @@ func trimURL(s string) string { return strings.TrimRight(s, "/") }
 // the dummy provider, which sends nothing anywhere, only fields that are
 // set are checked.
 func (p lmPolicy) check(host string, args []byte) ([]byte, error) {
-	const op = program.CmdConfigureLM
+	const op = command.ConfigureLM
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(args, &fields); err != nil || fields == nil {
 		return args, nil

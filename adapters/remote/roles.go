@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/command"
 )
 
 // Role is what a NATS user of a deployment may do. A server that
@@ -142,8 +142,8 @@ func Permissions(role Role, prefix, queueGroup, user string) (Grants, error) {
 				anyHost("credit"),
 				s.discover(),
 				"$JS.API.STREAM.INFO." + stream,
-				"$KV." + bucket + ".broadcast." + program.CmdConfigureLM,
-				"$KV." + bucket + ".broadcast." + program.CmdConfigureLM + ".*", // a named LM
+				"$KV." + bucket + ".broadcast." + command.ConfigureLM,
+				"$KV." + bucket + ".broadcast." + command.ConfigureLM + ".*", // a named LM
 			},
 			Subscribe:   []string{inbox, s.announce()},
 			ResponseTTL: CallerResponseTTL,

@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/credit"
-	"github.com/dspgo/dspgo/internal/program"
 )
 
 // take registers a request and serves it on a goroutine of its own: the
@@ -218,18 +218,18 @@ func (h *Host) run(ctx context.Context, cmd, reply string, hdr nats.Header, args
 	req.Args = checked
 	resp, err := call(ctx, req)
 	switch cmd {
-	case program.CmdCreateProgram:
+	case command.CreateProgram:
 		if err == nil {
 			h.recordSpec(ctx, args, resp.Result)
 		}
-	case program.CmdExecuteProgram:
+	case command.ExecuteProgram:
 		if isSpecNotFound(err) {
 			if withSpec := h.fetchSpec(ctx, args); withSpec != nil {
 				req.Args = withSpec
 				resp, err = call(ctx, req)
 			}
 		}
-	case program.CmdDeleteProgram:
+	case command.DeleteProgram:
 		if err == nil || adapter.CodeOf(err) == adapter.CodeNotFound {
 			h.forgetSpec(ctx, args)
 		}

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/command"
 )
 
 // openState opens the shared state bucket and replays its broadcasts,
@@ -204,7 +204,7 @@ func (h *Host) checkBroadcast(cmd string, args []byte) ([]byte, error) {
 // checkLM returns the arguments of a configure_lm the host may apply (see
 // lmPolicy.check), and logs a refusal; other commands pass unchanged.
 func (h *Host) checkLM(cmd string, args []byte) ([]byte, error) {
-	if cmd != program.CmdConfigureLM {
+	if cmd != command.ConfigureLM {
 		return args, nil
 	}
 	if err := checkLMName(args); err != nil {
@@ -292,7 +292,7 @@ type specArgs struct {
 // worker lacks, so nothing breaks.
 func (h *Host) recordSpec(ctx context.Context, args, result []byte) {
 	var a specArgs
-	var r program.CreateResult
+	var r command.CreateResult
 	if json.Unmarshal(args, &a) != nil || json.Unmarshal(result, &r) != nil || len(a.Spec) == 0 || !tokenRE.MatchString(r.SpecHash) {
 		return
 	}
@@ -337,5 +337,5 @@ func (h *Host) forgetSpec(ctx context.Context, args []byte) {
 
 func isSpecNotFound(err error) bool {
 	var e *adapter.Error
-	return errors.As(err, &e) && e.Remote != nil && e.Remote.Type == program.SpecNotFoundType
+	return errors.As(err, &e) && e.Remote != nil && e.Remote.Type == command.SpecNotFoundType
 }

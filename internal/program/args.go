@@ -12,13 +12,6 @@ import (
 	"github.com/dspgo/dspgo/command"
 )
 
-// TypeStr and TypeAny are command.ArgStr and command.ArgAny, still used
-// by the conformance suite; say command.ArgStr and so on instead.
-const (
-	TypeStr = command.ArgStr
-	TypeAny = command.ArgAny
-)
-
 // Arg is one argument of a command.
 type Arg struct {
 	// Name is the argument's key in the request's args.
