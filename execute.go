@@ -192,12 +192,13 @@ const maxPooledResult = 64 << 10
 func decodeResult(raw []byte, v *executeResult) error {
 	d := resultDecoders.Get().(*resultDecoder)
 	d.src.Reset(raw)
+	start := d.dec.InputOffset() // counts every result the decoder read
 	err := d.dec.Decode(v)
 	// A decoder is reused only when it read all of raw and nothing is
 	// left in its buffer: a decoder that stopped early (an error, or data
 	// after the value) would read the rest as the start of the next
 	// result. Dropped ones are made anew.
-	if err == nil && len(raw) <= maxPooledResult && d.src.Len() == 0 && d.dec.InputOffset() == int64(len(raw)) {
+	if err == nil && len(raw) <= maxPooledResult && d.src.Len() == 0 && d.dec.InputOffset()-start == int64(len(raw)) {
 		resultDecoders.Put(d)
 	}
 	return err
