@@ -69,10 +69,11 @@ type conn struct {
 }
 
 func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration, onDead func(*conn)) *conn {
-	c := &conn{name: name, w: w, onDead: onDead, writer: protocol.NewWriter(w.stdin(), maxFrame), timeout: writeTimeout,
+	c := &conn{name: name, w: w, onDead: onDead, timeout: writeTimeout,
 		started: time.Now(), pending: map[uint64]chan protocol.Response{},
 		extras: map[uint64]*extra{}, toolRun: map[uint64]context.CancelFunc{},
 		dead: make(chan struct{}), cancels: make(chan uint64, 256), draining: make(chan struct{})}
+	c.writer = protocol.NewWriter(stdinWriter{c}, maxFrame)
 	c.nextID.Store(protocol.InitID) // the first call gets 1; InitID is for the handshake
 	var err error
 	if c.role, err = newReadRole(w.responses(), maxFrame, writeTimeout); err != nil {
@@ -165,7 +166,7 @@ func (c *conn) watch() {
 	case <-c.dead:
 		return
 	}
-	c.lead(context.Background(), nil)
+	c.lead(context.Background(), nil, true)
 	c.role.token <- struct{}{}
 }
 
@@ -246,10 +247,9 @@ func (c *conn) write(req *protocol.Request) error {
 	return c.send(func() error { return c.writer.WriteRequest(req) })
 }
 
-// send writes one frame with write, under the write deadline; a write
-// that fails for the stream's sake breaks the conn.
+// send writes one frame with write, under the write deadline (see
+// stdinWriter); a write that fails for the stream's sake breaks the conn.
 func (c *conn) send(write func() error) error {
-	_ = c.w.stdin().SetWriteDeadline(time.Now().Add(c.timeout))
 	err := write()
 	if err != nil && protocol.ErrorKind(err) == "" {
 		c.fail("writing to the worker failed: " + err.Error())

@@ -50,7 +50,14 @@ package port
 //  7. A frame begun must end within the conn's write timeout of reading
 //     time (time the role spends waiting for the rest of it), else the
 //     worker broke the protocol (a frame cut off).
-//  8. Release takes the role for good (the token is never put back), so
+//  8. A writer never waits on a worker that waits on it. A worker may
+//     stop reading its stdin while it is blocked writing to a full
+//     response pipe, and a caller blocked writing a request is not
+//     reading: when no caller holds the role, nobody would. So a write
+//     that has not finished within writeSlice reads what the worker wrote
+//     (drain: the role if it is free, what is in the pipe, no wait), then
+//     writes on, until the write timeout.
+//  9. Release takes the role for good (the token is never put back), so
 //     the pipe and the wake descriptor close with no holder using them. A
 //     context that ends later finds the wake descriptor closed and leaves
 //     it alone: its number may belong to another file by then.
@@ -162,7 +169,7 @@ func (c *conn) await(ctx context.Context, w *waiter) (woken, protocol.Response, 
 		case <-c.dead:
 			return gotDead, protocol.Response{}, protocol.Chunk{}
 		case <-c.role.token:
-			resp, mine := c.lead(ctx, w)
+			resp, mine := c.lead(ctx, w, true)
 			c.role.token <- struct{}{}
 			if mine {
 				return gotReply, resp, protocol.Chunk{}
@@ -176,9 +183,10 @@ func (c *conn) await(ctx context.Context, w *waiter) (woken, protocol.Response, 
 
 // lead reads frames as the role's holder until w's reply arrives (returned,
 // true), a chunk of w's stream arrives, ctx ends, or the conn dies. With a
-// nil w (the watcher) it reads until the conn dies. The caller holds the
-// role.
-func (c *conn) lead(ctx context.Context, w *waiter) (protocol.Response, bool) {
+// nil w (the watcher) it reads until the conn dies. With wait false it
+// also returns when the pipe holds nothing more (drain). The caller holds
+// the role.
+func (c *conn) lead(ctx context.Context, w *waiter, wait bool) (protocol.Response, bool) {
 	r := c.role
 	if w != nil {
 		select {
@@ -240,8 +248,8 @@ func (c *conn) lead(ctx context.Context, w *waiter) (protocol.Response, bool) {
 		exited := isClosed(c.w.exited())
 		timeout := -1 // no bound while between frames: a worker may be silent
 		switch {
-		case exited:
-			timeout = 0 // read what is left, wait for nothing
+		case exited || !wait:
+			timeout = 0 // read what is there, wait for nothing
 		case r.frames.partial() && r.stall > 0:
 			if !r.stallArmed || r.stallFrame != r.frames.frames {
 				r.stallArmed, r.stallFrame, r.stallLeft = true, r.frames.frames, r.stall
@@ -284,7 +292,49 @@ func (c *conn) lead(ctx context.Context, w *waiter) (protocol.Response, bool) {
 		case n == 0 && exited:
 			c.fail("the worker exited")
 			return protocol.Response{}, false
+		case n == 0 && !wait:
+			return protocol.Response{}, false
 		}
+	}
+}
+
+// writeSlice is how long a frame write waits for the worker before the
+// writer reads what the worker wrote (invariant 8).
+const writeSlice = 10 * time.Millisecond
+
+// stdinWriter writes the worker's stdin for the conn's one protocol.Writer
+// (which calls it under its lock, one whole frame at a time), within the
+// conn's write timeout, draining the response pipe each writeSlice that
+// the write is stuck.
+type stdinWriter struct{ c *conn }
+
+func (s stdinWriter) Write(p []byte) (int, error) {
+	in := s.c.w.stdin()
+	end := time.Now().Add(s.c.timeout)
+	written := 0
+	for {
+		slice := time.Now().Add(writeSlice)
+		if slice.After(end) {
+			slice = end
+		}
+		_ = in.SetWriteDeadline(slice)
+		n, err := in.Write(p[written:])
+		written += n
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !time.Now().Before(end) {
+			return written, err
+		}
+		s.c.drain()
+	}
+}
+
+// drain reads, if no one holds the role, what the worker has written, and
+// hands it on; it never waits.
+func (c *conn) drain() {
+	select {
+	case <-c.role.token:
+		c.lead(context.Background(), nil, false)
+		c.role.token <- struct{}{}
+	default: // the holder reads
 	}
 }
 

@@ -36,7 +36,9 @@ type scriptedWorker struct {
 	status           string // exitOK unless set before exit
 }
 
-func newScriptedWorker(t *testing.T) *scriptedWorker {
+// newScriptedWorker returns a worker that reads its stdin once paused
+// closes (nil: at once).
+func newScriptedWorker(t *testing.T, paused <-chan struct{}) *scriptedWorker {
 	t.Helper()
 	s := &scriptedWorker{requests: make(chan protocol.Request, 64), done: make(chan struct{}), status: exitOK}
 	var err error
@@ -47,6 +49,9 @@ func newScriptedWorker(t *testing.T) *scriptedWorker {
 	go func() {
 		defer s.reading.Done()
 		r := protocol.NewReader(s.workerIn, 0)
+		if paused != nil {
+			<-paused
+		}
 		for {
 			req, err := r.ReadRequest()
 			if err != nil {
@@ -116,9 +121,9 @@ func (s *scriptedWorker) signal(sig syscall.Signal) error {
 func (s *scriptedWorker) release() {
 	_ = s.hostIn.Close()
 	_ = s.workerIn.Close()
-	s.reading.Wait()
 	_ = s.out.Close()
 	_ = s.outW.Close()
+	s.reading.Wait()
 }
 
 // waitPolling waits until a caller holding the reading role waits in
@@ -153,7 +158,7 @@ func startCall(ctx context.Context, c *conn, command string) <-chan result {
 // its reply whole; the first caller's late reply is dropped, and the conn
 // serves on.
 func TestHolderLeavesMidFrame(t *testing.T) {
-	s := newScriptedWorker(t)
+	s := newScriptedWorker(t, nil)
 	c := newConn("test", s, 0, 10*time.Second, func(*conn) {})
 	defer func() {
 		s.exit()
@@ -198,7 +203,7 @@ func TestHolderLeavesMidFrame(t *testing.T) {
 // reply), and fails with CodeUnavailable instead of waiting for the end of
 // a pipe that never comes.
 func TestExitFailsTheHolder(t *testing.T) {
-	s := newScriptedWorker(t)
+	s := newScriptedWorker(t, nil)
 	c := newConn("test", s, 0, 10*time.Second, func(*conn) {})
 	defer c.release()
 
@@ -223,7 +228,7 @@ func TestExitFailsTheHolder(t *testing.T) {
 // waiting, its replies are still read, so it never blocks writing to a
 // full pipe and exits in its own time.
 func TestStopReadsToTheEnd(t *testing.T) {
-	s := newScriptedWorker(t)
+	s := newScriptedWorker(t, nil)
 	c := newConn("test", s, 0, 10*time.Second, func(*conn) {})
 	late := lateReplies(t, 3*64<<10) // more than the pipe holds
 	stopped := make(chan error, 1)
@@ -232,6 +237,37 @@ func TestStopReadsToTheEnd(t *testing.T) {
 	s.write(t, late) // blocks unless the host reads
 	s.exit()
 	require.NoError(t, <-stopped)
+}
+
+// TestWriterDrainsAStuckWorker: the worker stops reading its stdin until
+// it has written more replies than its response pipe holds, and no caller
+// waits for a reply: the caller whose request is stuck behind them reads
+// them (as nobody else would) and its call goes through, instead of both
+// sides waiting for each other until the write timeout.
+func TestWriterDrainsAStuckWorker(t *testing.T) {
+	paused := make(chan struct{})
+	s := newScriptedWorker(t, paused)
+	c := newConn("test", s, 0, 20*time.Second, func(*conn) {})
+	defer func() {
+		s.exit()
+		c.fail("the test is over")
+		c.release()
+	}()
+	late := lateReplies(t, 3*64<<10)
+	wrote := make(chan error, 1)
+	go func() { // the worker: blocked writing until the host reads
+		_, err := s.outW.Write(late)
+		close(paused)
+		wrote <- err
+	}()
+	start := time.Now()
+	a := startCall(t.Context(), c, "a")
+	s.write(t, frame(t, s.next(t, "a").ID, `"a"`))
+	ra := <-a
+	require.NoError(t, ra.err)
+	assert.Equal(t, `"a"`, string(ra.out))
+	require.NoError(t, <-wrote)
+	assert.Less(t, time.Since(start), 10*time.Second, "not the write timeout")
 }
 
 // lateReplies is n bytes of whole frames, replies to an id the host
