@@ -71,8 +71,10 @@ type Options struct {
 	// init ping. Zero means 30 s.
 	StartTimeout time.Duration
 
-	// CallTimeout bounds a call whose context has no deadline. Zero means
-	// 2 minutes; negative means no bound.
+	// CallTimeout bounds a call whose context has no deadline, rounded up
+	// by at most CallTimeout/64 (100 ms at the most): the calls of one such
+	// step share one time-out. Zero means 2 minutes; negative means no
+	// bound.
 	CallTimeout time.Duration
 
 	// WriteTimeout bounds one frame write; a worker that stops reading its
