@@ -58,7 +58,7 @@ type HostOptions struct {
 	// the shared state, is refused with CodeFailedPrecondition, logged,
 	// and never applied. URLs are compared as the worker uses them:
 	// exactly, but for trailing slashes. Nil means DefaultLMBaseURL only;
-	// registry.HostOptions adds the host's own lm.base_url.
+	// remoteconfig.HostOptions adds the host's own lm.base_url.
 	LMBaseURLs []string
 
 	// LMAPIKeyEnv is the only variable a configure_lm from a caller may
