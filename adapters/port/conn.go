@@ -14,21 +14,12 @@ import (
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/protocol"
 )
 
 // hello is the worker's answer to the init ping.
-type hello struct {
-	ProtocolVersion int      `json:"protocol_version"`
-	WorkerVersion   string   `json:"worker_version"`
-	PID             int      `json:"pid"`
-	PythonVersion   string   `json:"python_version"`
-	WorkerID        string   `json:"worker_id"`
-	Commands        []string `json:"commands"`
-	MaxConcurrency  int      `json:"max_concurrency"`
-	MaxFrameBytes   int      `json:"max_frame_bytes"`
-	Features        []string `json:"features"`
-}
+type hello command.InitResult
 
 // has reports whether the worker announced feature.
 func (h *hello) has(feature string) bool { return slices.Contains(h.Features, feature) }
