@@ -73,7 +73,7 @@ bench: deps
 
 ## chaos: the full chaos suite (a short run is part of make test), printing its figures
 chaos: deps
-	$(GO) test -race -count=1 -tags chaos -run '^TestChaos$$' -v -timeout 30m ./adapters/pool/ | grep -v '^=== '
+	@{ $(GO) test -race -count=1 -tags chaos -run '^TestChaos$$' -v -timeout 30m ./adapters/pool/ 2>&1; echo $$? > bin/.chaos-status; } | grep -v '^=== '; exit $$(cat bin/.chaos-status)
 
 ## soak: the remote adapter's loopback soak (SOAK=10m by default), printing its figures (docs/reliability.md)
 SOAK ?= 10m
