@@ -269,14 +269,6 @@ func (p *holdingProxy) cut(hold bool) {
 	p.conns = nil
 }
 
-// release forwards the next connections again; the held ones stay
-// silent until cut.
-func (p *holdingProxy) release() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.hold = false
-}
-
 func (p *holdingProxy) close() {
 	_ = p.l.Close()
 	p.cut(false)

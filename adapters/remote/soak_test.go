@@ -338,3 +338,11 @@ func (s *hostSet) drainOne() *hostProc {
 	h.stop(s.t)
 	return h
 }
+
+// release forwards the next connections again; the held ones stay
+// silent until cut.
+func (p *holdingProxy) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hold = false
+}
