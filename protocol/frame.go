@@ -88,21 +88,47 @@ func (r *Reader) whole() bool {
 	return uint64(n-HeaderSize) >= uint64(binary.BigEndian.Uint32(hdr))
 }
 
+// BodyLen decodes a frame header (its first HeaderSize bytes): the length
+// of the body it announces, or ErrFrameTooLarge, worded as Reader words
+// it, when that is over maxFrameBytes (zero means DefaultMaxFrameBytes).
+// It is for readers that cannot block on a stream (a Reader reads headers
+// itself).
+func BodyLen(hdr []byte, maxFrameBytes int) (int, error) {
+	h := [HeaderSize]byte(hdr[:HeaderSize])
+	n := binary.BigEndian.Uint32(h[:])
+	if limit := frameLimit(maxFrameBytes); uint64(n) > uint64(limit) {
+		return 0, tooLarge(h, n, limit)
+	}
+	return int(n), nil
+}
+
+// TruncatedHeader is the error of a stream that ended after got (fewer
+// than HeaderSize) bytes of a frame's header, as Reader reports it.
+func TruncatedHeader(got int) error {
+	return fmt.Errorf("%w: the stream ended after %d of %d header bytes", ErrTruncatedHeader, got, HeaderSize)
+}
+
+// TruncatedBody is the error of a stream that ended after got of the n
+// bytes of a frame's body, as Reader reports it.
+func TruncatedBody(got, n int) error {
+	return fmt.Errorf("%w: the stream ended after %d of %d body bytes", ErrTruncatedBody, got, n)
+}
+
 func (r *Reader) readFrame() ([]byte, error) {
 	if got, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("%w: the stream ended after %d of %d header bytes", ErrTruncatedHeader, got, HeaderSize)
+			return nil, TruncatedHeader(got)
 		}
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(r.hdr[:])
-	if uint64(n) > uint64(r.max) {
-		return nil, tooLarge(r.hdr, n, r.max)
+	n, err := BodyLen(r.hdr[:], r.max)
+	if err != nil {
+		return nil, err
 	}
 	body := make([]byte, n)
 	if got, err := io.ReadFull(r.r, body); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("%w: the stream ended after %d of %d body bytes", ErrTruncatedBody, got, n)
+			return nil, TruncatedBody(got, n)
 		}
 		return nil, err
 	}

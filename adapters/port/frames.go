@@ -2,7 +2,6 @@ package port
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -60,11 +59,11 @@ func (f *frameReader) next() ([]byte, error) {
 	if f.w-f.r < protocol.HeaderSize {
 		return nil, nil
 	}
-	n := binary.BigEndian.Uint32(f.buf[f.r:])
-	if uint64(n) > uint64(f.max) {
-		return nil, f.codecError()
+	n, err := protocol.BodyLen(f.buf[f.r:f.w], f.max)
+	if err != nil {
+		return nil, err // the stream is out of step
 	}
-	end := f.r + protocol.HeaderSize + int(n)
+	end := f.r + protocol.HeaderSize + n
 	if end <= f.w {
 		body := bytes.Clone(f.buf[f.r+protocol.HeaderSize : end])
 		if body == nil {
@@ -74,7 +73,7 @@ func (f *frameReader) next() ([]byte, error) {
 		f.frames++
 		return body, nil
 	}
-	if protocol.HeaderSize+int(n) > len(f.buf) {
+	if protocol.HeaderSize+n > len(f.buf) {
 		// Too large for the buffer: the body is read straight into its
 		// own slice, starting with what is buffered.
 		f.big = make([]byte, n)
@@ -99,7 +98,8 @@ func (f *frameReader) fill() error {
 		// moved a larger one to big): else move it to the front.
 		need := protocol.HeaderSize
 		if f.w-f.r >= protocol.HeaderSize {
-			need += int(binary.BigEndian.Uint32(f.buf[f.r:]))
+			n, _ := protocol.BodyLen(f.buf[f.r:f.w], f.max) // over the limit: next says so
+			need += n
 		}
 		if f.r == f.w || f.r+need > len(f.buf) {
 			f.w = copy(f.buf, f.buf[f.r:f.w])
@@ -127,20 +127,19 @@ func (f *frameReader) fill() error {
 	return nil
 }
 
-// codecError is the error the protocol's own reader gives for the bytes of
-// the frame under way followed by the end of the stream: a truncated
-// header or body, or a header over the limit. One codec words them all.
+// codecError is the error of the stream's end inside the frame under way:
+// a truncated header or body, worded by the protocol.
 func (f *frameReader) codecError() error {
-	var rest []byte
 	if f.big != nil {
-		rest = binary.BigEndian.AppendUint32(nil, uint32(len(f.big)))
-		rest = append(rest, f.big[:f.bigGot]...)
-	} else {
-		rest = f.buf[f.r:f.w]
+		return protocol.TruncatedBody(f.bigGot, len(f.big))
 	}
-	_, err := protocol.NewReader(bytes.NewReader(rest), f.max).ReadFrame()
-	if err == nil {
-		err = io.ErrUnexpectedEOF // not reached: rest holds no whole frame
+	rest := f.buf[f.r:f.w]
+	if len(rest) < protocol.HeaderSize {
+		return protocol.TruncatedHeader(len(rest))
 	}
-	return err
+	n, err := protocol.BodyLen(rest, f.max)
+	if err != nil {
+		return err
+	}
+	return protocol.TruncatedBody(len(rest)-protocol.HeaderSize, n)
 }

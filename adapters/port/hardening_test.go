@@ -2,7 +2,7 @@ package port_test
 
 import (
 	"context"
-	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -97,16 +97,7 @@ func frameHex(t *testing.T, body string) string {
 	t.Helper()
 	frame, err := protocol.AppendFrame(nil, []byte(body), 0)
 	require.NoError(t, err)
-	return hexOf(frame)
-}
-
-func hexOf(b []byte) string {
-	const digits = "0123456789abcdef"
-	out := make([]byte, 2*len(b))
-	for i, c := range b {
-		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
-	}
-	return string(out)
+	return hex.EncodeToString(frame)
 }
 
 // TestProtocolViolationsReplaceTheWorker: a worker that breaks the
@@ -114,16 +105,18 @@ func hexOf(b []byte) string {
 // fail with CodeUnavailable wrapping ErrProtocolViolation and naming the
 // violation, instead of waiting for their deadline.
 func TestProtocolViolationsReplaceTheWorker(t *testing.T) {
-	cutOff := make([]byte, 4)
-	binary.BigEndian.PutUint32(cutOff, 1000)
-	cutOff = append(cutOff, `{"id":1,"success":`...)
+	// A frame announcing 1,000 bytes whose body stops after its first 18.
+	begun := `{"id":1,"success":`
+	whole, err := protocol.AppendFrame(nil, []byte(begun+strings.Repeat(" ", 1000-len(begun))), 0)
+	require.NoError(t, err)
+	cutOff := whole[:protocol.HeaderSize+len(begun)]
 	cases := []struct {
 		name, hex, says string
 	}{
 		{"an id never sent", frameHex(t, `{"id":999999,"success":true,"result":null}`), "request 999999, which the host never sent"},
 		{"a chunk of an id never sent", frameHex(t, `{"id":999999,"kind":"chunk","seq":0,"data":1}`), "chunk of request 999999, which the host never sent"},
 		{"success with an error", frameHex(t, `{"id":1,"success":true,"result":null,"error":{"code":"internal","message":"x"}}`), "success true and an error"},
-		{"a frame cut off mid-body", hexOf(cutOff), "cut off"},
+		{"a frame cut off mid-body", hex.EncodeToString(cutOff), "cut off"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
