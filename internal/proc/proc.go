@@ -14,20 +14,33 @@ import (
 // RSS returns a process's resident memory in bytes (VmRSS), or 0 when it
 // cannot be read.
 func RSS(pid int) uint64 {
+	rss, _ := Status(pid)
+	return rss
+}
+
+// Status returns a process's resident memory in bytes (VmRSS) and its
+// number of threads, read from /proc/<pid>/status (cheap however many
+// threads the process has); zeros when it cannot be read.
+func Status(pid int) (rss uint64, threads int) {
 	if pid <= 0 {
-		return 0
+		return 0, 0
 	}
 	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
+		key, value, _ := strings.Cut(line, ":")
+		value = strings.TrimSpace(value)
+		switch key {
+		case "VmRSS":
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(value, "kB")), 10, 64)
+			rss = kb << 10
+		case "Threads":
+			threads, _ = strconv.Atoi(value)
 		}
 	}
-	return 0
+	return rss, threads
 }
 
 // Stat returns the fields of /proc/<pid>/stat after the command name:

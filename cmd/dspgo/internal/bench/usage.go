@@ -2,10 +2,8 @@ package bench
 
 import (
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -60,34 +58,11 @@ func readFootprint(pids []int) footprint {
 	runtime.ReadMemStats(&m)
 	f := footprint{hostRSS: proc.RSS(os.Getpid()), hostHeap: m.HeapInuse, hostStacks: m.StackInuse}
 	for _, pid := range pids {
-		rss, threads := rssAndThreads(pid)
+		rss, threads := proc.Status(pid)
 		f.workersRSS += rss
 		f.workerThreads += threads
 	}
 	return f
-}
-
-// rssAndThreads reads a process's resident memory (VmRSS) and thread
-// count from /proc/<pid>/status; zeros when it cannot be read. Unlike
-// /proc/<pid>/stat, which sums the CPU time of every thread, it costs the
-// same for 10,000 threads as for one.
-func rssAndThreads(pid int) (rss uint64, threads int) {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		key, value, _ := strings.Cut(line, ":")
-		value = strings.TrimSpace(value)
-		switch key {
-		case "VmRSS":
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(value, " kB"), 10, 64)
-			rss = kb << 10
-		case "Threads":
-			threads, _ = strconv.Atoi(value)
-		}
-	}
-	return rss, threads
 }
 
 // cpuTime is this process's user+system CPU time, in nanoseconds.
