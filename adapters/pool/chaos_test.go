@@ -154,14 +154,7 @@ func TestChaos(t *testing.T) {
 				}
 			}()
 		}
-		pace := time.NewTicker(20 * time.Millisecond) // the storm's pace
-		defer pace.Stop()
-		for end := time.Now().Add(chaosDuration); time.Now().Before(end); <-pace.C {
-			ws := p.Workers()
-			if pid := ws[rand.IntN(len(ws))].Worker().PID; pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
-				ty.killed.Add(1)
-			}
-		}
+		killEvery(p, ty, 20*time.Millisecond) // the storm's pace
 		close(stop)
 		wg.Wait()
 		testutil.WaitFor(t, "back to 4 ready", func() bool { return p.Stats().Ready == 4 })
@@ -430,14 +423,7 @@ func TestChaos(t *testing.T) {
 				}
 			}()
 		}
-		pace := time.NewTicker(20 * time.Millisecond)
-		defer pace.Stop()
-		for end := time.Now().Add(chaosDuration); time.Now().Before(end); <-pace.C {
-			ws := p.Workers()
-			if pid := ws[rand.IntN(len(ws))].Worker().PID; pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
-				ty.killed.Add(1)
-			}
-		}
+		killEvery(p, ty, 20*time.Millisecond)
 		close(stop)
 		wg.Wait()
 		failures := ty.failures()
