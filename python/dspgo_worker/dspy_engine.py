@@ -51,6 +51,7 @@ from .errors import Cancelled, DeadlineExceeded, WorkerError
 from .fieldtypes import FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
+from .programs import DEFAULT_MAX_ITERS
 from .react import observe
 from .redact import redact
 from .spec import CompiledSpec
@@ -381,7 +382,7 @@ class DspyEngine:
         config: LMConfig,
         ctx: Context,
         tools: Sequence[dict[str, Any]] = (),
-        max_iters: int = 5,
+        max_iters: int = DEFAULT_MAX_ITERS,
         stream: bool = False,
     ) -> Run:
         """The engine protocol of :mod:`dspgo_worker.engines`: yields the chunks of a

@@ -11,8 +11,9 @@ from .dummy import dummy_outputs
 from .errors import WorkerError
 from .kinds import KIND_REACT
 from .lmconfig import LMConfig
+from .programs import DEFAULT_MAX_ITERS
 from .providers import DummyProvider, make_provider
-from .react import DEFAULT_MAX_ITERS, build_step_messages, observe, parse_step, run_script, trajectory_text
+from .react import build_step_messages, observe, parse_step, run_script, trajectory_text
 from .spec import CompiledSpec
 from .usage import Usage
 

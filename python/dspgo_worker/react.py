@@ -17,10 +17,6 @@ if TYPE_CHECKING:
     from .context import Context
     from .lmconfig import ScriptStep
 
-#: Steps of a react loop when ``execute_program`` does not say.
-DEFAULT_MAX_ITERS = 5
-
-
 def observe(ctx: Context, tool: str, args: dict[str, Any]) -> Any:
     """The observation of one tool call: the host tool's result, or ``{"error": {"code",
     "message"}}`` when it failed. The request's own cancellation or deadline ends the
