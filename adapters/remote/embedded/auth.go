@@ -118,8 +118,10 @@ func ReadUsers(path string) ([]User, error) {
 // Errors name the line, never its password.
 func ParseUsers(r io.Reader) ([]User, error) {
 	var users []User
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
+	sc := bufio.NewScanner(r) // a line over 64 KiB is an error (no user line is that long)
+	n := 0
+	for sc.Scan() {
+		n++
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -139,7 +141,7 @@ func ParseUsers(r io.Reader) ([]User, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("line %d: %w", n+1, err)
 	}
 	if len(users) == 0 {
 		return nil, fmt.Errorf("no users")
