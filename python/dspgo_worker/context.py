@@ -92,6 +92,15 @@ class Context:
     the request has ``stream``, each value it yields is sent as a chunk (waiting for credit
     from the host), and its return value is the result; without ``stream`` the values are
     discarded. Calls to the host: :meth:`call` runs a tool the host registered.
+
+    Coroutine handlers (``async def``) run on the worker's event loop, every one of them on
+    the one thread, so they must never block: they use :meth:`sleep_async`,
+    :meth:`wait_async`, :meth:`call_async`, stream with :meth:`send_chunk` and hand
+    blocking work to a thread with :meth:`run_sync`. Their cancellation is not
+    cooperative: cancelling the request, or its deadline, cancels the coroutine's task, so
+    ``asyncio.CancelledError`` arises at the ``await`` it is suspended in (clean up in
+    ``finally`` and let it propagate); the response is then ``canceled`` or
+    ``deadline_exceeded``.
     """
 
     def __init__(
@@ -219,6 +228,80 @@ class Context:
                 return
             self.check()
             self.wait(left)
+
+    async def wait_async(self, seconds: float | None = None) -> bool:
+        """:meth:`wait` for coroutines: suspend up to ``seconds`` (None: forever), but not
+        past the deadline; True as soon as the request is cancelled, False on timeout or
+        deadline. Runs on the running event loop; the cancelling thread may be any."""
+        if self.cancelled.is_set():
+            return True
+        import asyncio  # loaded with the worker's loop already
+
+        remaining = self.remaining()
+        if remaining is not None:
+            seconds = remaining if seconds is None else min(seconds, remaining)
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[bool] = loop.create_future()
+
+        def wake(value: bool) -> None:
+            if not woken.done():
+                woken.set_result(value)
+
+        def cancelled() -> None:  # any thread
+            if loop.is_closed():
+                return
+            loop.call_soon_threadsafe(wake, True)
+
+        remove = self.on_cancel(cancelled)
+        timer = loop.call_later(seconds, wake, False) if seconds is not None else None
+        try:
+            return await woken
+        finally:
+            remove()
+            if timer is not None:
+                timer.cancel()
+
+    async def sleep_async(self, seconds: float) -> None:
+        """:meth:`sleep` for coroutines: suspend ``seconds``; raise :class:`Cancelled` or
+        :class:`DeadlineExceeded` if cut short."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.check()
+            await self.wait_async(left)
+
+    async def call_async(self, tool: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        """:meth:`call` for coroutines (the handler's coroutine runs on the worker's loop)."""
+        worker = self._worker
+        if worker is None or not hasattr(worker, "call_host_async"):
+            from .errors import WorkerError
+
+            raise WorkerError("failed_precondition", f"request {self.id} ({self.command}) cannot call host tools")
+        return await worker.call_host_async(self, tool, args, timeout)
+
+    async def send_chunk(self, data: Any) -> None:
+        """Send ``data`` as the next chunk of the request's stream (a coroutine handler's
+        way to stream): waits, cancellably, for credit from the host. Without a stream
+        (:attr:`stream` is None) the value is discarded, as a generator handler's values
+        are."""
+        if self.stream is None or self._worker is None:
+            return
+        await self._worker.send_chunk_async(self, data)
+
+    async def run_sync(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn()``, blocking code, on one of the worker's threads and return what it
+        returns (or raise what it raises), as a plain handler runs: when it returns a
+        generator, its values are the stream's chunks (sent from that thread) and its
+        return value is the result. Cancellation reaches ``fn`` through this context, as
+        it reaches a plain handler; the coroutine waits for ``fn`` to end."""
+        worker = self._worker
+        if worker is None:
+            from .errors import WorkerError
+
+            raise WorkerError("failed_precondition", f"request {self.id} ({self.command}) has no worker to run on")
+        return await worker.run_sync(self, fn)
 
     def call(self, tool: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         """Call the host's tool ``tool`` with ``args`` (a JSON object) and return its result.
