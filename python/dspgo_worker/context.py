@@ -248,9 +248,10 @@ class Context:
                 woken.set_result(value)
 
         def cancelled() -> None:  # any thread
-            if loop.is_closed():
-                return
-            loop.call_soon_threadsafe(wake, True)
+            try:
+                loop.call_soon_threadsafe(wake, True)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
 
         remove = self.on_cancel(cancelled)
         timer = loop.call_later(seconds, wake, False) if seconds is not None else None

@@ -262,7 +262,7 @@ def configure_lm(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     },
     description="Validate, compile and cache a program spec; idempotent. Result {spec_hash}.",
 )
-def create_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
+async def create_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     compiled = program_state(ctx).compile(args["spec"])
     if _handler_log.isEnabledFor(logging.DEBUG):
         ctx.logger.debug("program compiled", extra={"program_id": args["program_id"], "spec_hash": compiled.hash})
@@ -282,8 +282,8 @@ def create_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     },
     description="Run a program by spec hash (and spec) on inputs. Result {outputs, spec_hash} (and trajectory for react).",
 )
-def execute_program(args: dict[str, Any], ctx: Context) -> dict[str, Any] | Generator[Any, None, dict[str, Any]]:
-    """Without a stream, the result; with one, a generator of the chunks returning it."""
+async def execute_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """The result; a streamed request has its chunks sent first (``ctx.send_chunk``)."""
     tools = validate_tools(args["tools"] or [])
     max_iters = args["max_iters"]
     if max_iters is None:
@@ -310,14 +310,22 @@ def execute_program(args: dict[str, Any], ctx: Context) -> dict[str, Any] | Gene
     converted = compiled.convert_inputs(args["inputs"])
     config = state.lm_named(args["lm"])
     if config.delay_ms:
-        ctx.sleep(config.delay_ms / 1000.0)
+        await ctx.sleep_async(config.delay_ms / 1000.0)
     ctx.check()
-    engines = _lazy("engines")
+    engine = _lazy("engines").make_engine(config)
     streamed = ctx.stream is not None
-    run = engines.make_engine(config).execute(compiled, converted, config, ctx, tools, max_iters, streamed)
-    if streamed:
-        return _streamed(run, compiled.hash)
-    outputs, trajectory, usage = _lazy("chunks").drain(run)
+    aexecute = getattr(engine, "aexecute", None)
+    if aexecute is None:  # an engine still on threads
+        def run() -> Any:
+            run = engine.execute(compiled, converted, config, ctx, tools, max_iters, streamed)
+            if streamed:
+                return _streamed(run, compiled.hash)
+            outputs, trajectory, usage = _lazy("chunks").drain(run)
+            return _result(outputs, trajectory, usage, compiled.hash)
+
+        result: dict[str, Any] = await ctx.run_sync(run)
+        return result
+    outputs, trajectory, usage = await aexecute(compiled, converted, config, ctx, tools, max_iters, streamed)
     return _result(outputs, trajectory, usage, compiled.hash)
 
 
@@ -343,14 +351,14 @@ def _streamed(run: Run, spec_hash: str) -> Generator[Any, None, dict[str, Any]]:
     args={"spec_hash": Arg("str", required=True, description="hash of the spec to drop")},
     description="Drop a compiled spec; not_found when it is not cached. Result {deleted: true}.",
 )
-def delete_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
+async def delete_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if not program_state(ctx).delete(args["spec_hash"]):
         raise WorkerError("not_found", f"spec {quote(args['spec_hash'])} is not compiled on this worker")
     return {"deleted": True}
 
 
 @command("get_stats", args={}, description="Counters of this worker: calls, failures, memory, LM, uptime.")
-def get_stats(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
+async def get_stats(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     worker = ctx.worker
     state = program_state(ctx)
     calls, failures = worker.counters.snapshot()
@@ -371,7 +379,7 @@ def get_stats(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 @command("reset", args={}, description="Drop every cached spec, counter and named LM and restore the dummy LM.")
-def reset(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
+async def reset(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     program_state(ctx).reset()
     ctx.worker.counters.reset()
     log.info("worker state reset", extra={"request_id": ctx.id})

@@ -117,6 +117,14 @@ def _too_large_message(header: bytes, size: int, max_bytes: int) -> str:
     return message
 
 
+def _truncated_header(got: int) -> FrameError:
+    return FrameError("truncated_header", f"stream ended after {got} of {HEADER.size} header bytes")
+
+
+def _truncated_body(got: int, size: int) -> FrameError:
+    return FrameError("truncated_body", f"stream ended after {got} of {size} body bytes")
+
+
 def read_frame(stream: BinaryIO, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes | None:
     """Read one frame body from a binary stream.
 
@@ -129,16 +137,68 @@ def read_frame(stream: BinaryIO, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> by
     if not header:
         return None
     if len(header) < HEADER.size:
-        raise FrameError(
-            "truncated_header", f"stream ended after {len(header)} of {HEADER.size} header bytes"
-        )
+        raise _truncated_header(len(header))
     (size,) = HEADER.unpack(header)
     if size > max_bytes:
         raise FrameError("frame_too_large", _too_large_message(header, size, max_bytes))
     body = _read_exact(stream, size)
     if len(body) < size:
-        raise FrameError("truncated_body", f"stream ended after {len(body)} of {size} body bytes")
+        raise _truncated_body(len(body), size)
     return body
+
+
+class FrameParser:
+    """Cuts frame bodies out of bytes as they arrive (a non-blocking reader's side of
+    :func:`read_frame`): :meth:`feed` takes what one read returned and gives the whole
+    frames it completes, :meth:`end` tells whether the stream ended at a frame boundary.
+
+    The errors are :func:`read_frame`'s: ``frame_too_large`` from the header alone (its
+    body is never buffered), ``truncated_header``/``truncated_body`` at the end.
+    """
+
+    __slots__ = ("_buf", "_max")
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self._buf = bytearray()
+        self._max = max_bytes
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The bodies of the frames ``data`` completes, in order (maybe none)."""
+        buf = self._buf
+        if buf:
+            buf += data
+            view: bytes | bytearray = buf
+        else:
+            view = data  # the usual case: whole frames in one read, nothing kept
+        bodies = []
+        pos = 0
+        end = len(view)
+        unpack = HEADER.unpack_from
+        while end - pos >= HEADER.size:
+            (size,) = unpack(view, pos)
+            if size > self._max:
+                raise FrameError("frame_too_large", _too_large_message(bytes(view[pos : pos + HEADER.size]), size, self._max))
+            start = pos + HEADER.size
+            if end - start < size:
+                break
+            bodies.append(bytes(view[start : start + size]))
+            pos = start + size
+        if view is buf:
+            del buf[:pos]
+        elif pos < end:
+            buf += view[pos:]
+        return bodies
+
+    def end(self) -> None:
+        """The stream ended: raise ``truncated_header``/``truncated_body`` if a frame was
+        cut off."""
+        buf = self._buf
+        if not buf:
+            return
+        if len(buf) < HEADER.size:
+            raise _truncated_header(len(buf))
+        (size,) = HEADER.unpack_from(buf)
+        raise _truncated_body(len(buf) - HEADER.size, size)
 
 
 # --- decoding ----------------------------------------------------------------------------

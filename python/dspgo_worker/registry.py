@@ -9,7 +9,11 @@ Handler modules register commands on the module-level :data:`default_registry`::
         return {"sum": args["a"] + args["b"]}
 
 A handler is called as ``handler(args, ctx)`` with the validated ``args`` (defaults filled
-in) and a :class:`dspgo_worker.context.Context`. A worker takes a snapshot of the registry
+in) and a :class:`dspgo_worker.context.Context`. A plain function runs on one of the
+worker's threads and may block; a coroutine function (``async def``) runs on the worker's
+event loop and must not block (see :class:`~dspgo_worker.context.Context`): it costs no
+thread however long it waits, which is what a command with thousands of requests in
+flight wants. Inline commands are plain functions. A worker takes a snapshot of the registry
 when it is built (:meth:`Registry.table`), so registering later does not change it.
 """
 
@@ -41,6 +45,11 @@ ARG_TYPES: Mapping[str, Callable[[Any], bool]] = {
     "array": lambda v: isinstance(v, list),
     "any": lambda v: True,
 }
+
+#: ``co_flags`` of an ``async def`` function and of an async generator function (as in
+#: ``inspect``, which is not imported here).
+CO_COROUTINE = 0x80
+CO_ASYNC_GENERATOR = 0x200
 
 #: Immutable default values, handed over as they are (others are copied for each request).
 _IMMUTABLE = (type(None), bool, int, float, str)
@@ -167,6 +176,13 @@ class Registry:
             raise ValueError("a command name must be a non-empty string")
         if not callable(cmd.handler):
             raise TypeError(f"handler of command {cmd.name!r} is not callable")
+        flags = getattr(getattr(cmd.handler, "__code__", None), "co_flags", 0)
+        if flags & CO_ASYNC_GENERATOR:
+            raise TypeError(
+                f"handler of command {cmd.name!r} is an async generator: a coroutine handler streams with ctx.send_chunk"
+            )
+        if cmd.inline and flags & CO_COROUTINE:
+            raise TypeError(f"handler of command {cmd.name!r} is a coroutine function: an inline command must be a plain function")
         for name, arg in (cmd.args or {}).items():
             if not isinstance(name, str) or not isinstance(arg, Arg):
                 raise TypeError(f"command {cmd.name!r}: args must map names to Arg, got {name!r}: {arg!r}")
