@@ -163,20 +163,23 @@ class FrameParser:
         self._max = max_bytes
 
     def feed(self, data: bytes) -> list[bytes]:
-        """The bodies of the frames ``data`` completes, in order (maybe none)."""
+        """The bodies of the frames ``data`` completes, in order (maybe none). A refused
+        header behind whole frames is raised by the next call (``feed(b"")`` will do)."""
         buf = self._buf
         if buf:
             buf += data
             view: bytes | bytearray = buf
         else:
             view = data  # the usual case: whole frames in one read, nothing kept
-        bodies = []
+        bodies: list[bytes] = []
         pos = 0
         end = len(view)
         unpack = HEADER.unpack_from
         while end - pos >= HEADER.size:
             (size,) = unpack(view, pos)
             if size > self._max:
+                if bodies:
+                    break  # the frames before it first: the next feed raises
                 raise FrameError("frame_too_large", _too_large_message(bytes(view[pos : pos + HEADER.size]), size, self._max))
             start = pos + HEADER.size
             if end - start < size:

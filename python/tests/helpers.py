@@ -363,7 +363,7 @@ class InProcessWorker(HostSide):
     thread joined, pipes closed). Frames with a kind are handled as :class:`HostSide` says.
     """
 
-    def __init__(self, testcase: unittest.TestCase, worker_id: str = "inproc", **config):
+    def __init__(self, testcase: unittest.TestCase, worker_id: str = "inproc", registry=None, **config):
         self._init_host()
         self._send_lock = threading.Lock()
         from dspgo_worker.protocol import FrameWriter
@@ -374,7 +374,8 @@ class InProcessWorker(HostSide):
         self._reader = open(to_worker_r, "rb")
         self._responses = open(self._from_worker_r, "rb", buffering=0)
         self._from_worker_w = from_worker_w
-        self.worker = Worker(WorkerConfig(worker_id=worker_id, **config), self._reader, FrameWriter(from_worker_w))
+        extra = {} if registry is None else {"registry": registry}
+        self.worker = Worker(WorkerConfig(worker_id=worker_id, **config), self._reader, FrameWriter(from_worker_w), **extra)
         self.status: list[int] = []
         self._thread = threading.Thread(target=lambda: self.status.append(self.worker.serve()), daemon=True)
         self._thread.start()
