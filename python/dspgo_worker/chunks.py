@@ -12,11 +12,12 @@ from .spec import CompiledSpec
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
-    from typing import TypeVar
+    from collections.abc import AsyncGenerator, Generator, Iterator
+    from typing import Any, TypeVar
+
+    from .context import Context
 
     T = TypeVar("T")
-    from typing import Any
 
 _SPACE_CUT = re.compile(r"(?<=[^ ])(?= )")
 
@@ -199,23 +200,18 @@ class ReplyStreamer:
                 break
 
 
-def stream_outputs(compiled: CompiledSpec, pieces: Generator[str, None, str]) -> Generator[dict[str, Any], None, dict[str, Any]]:
-    """Yield the ``{"field", "delta"}`` chunks of a reply arriving as the text ``pieces``
-    (a generator returning the whole text); return the parsed outputs."""
+async def stream_outputs(compiled: CompiledSpec, pieces: AsyncGenerator[str, None], ctx: Context) -> dict[str, Any]:
+    """Send the ``{"field", "delta"}`` chunks of a reply arriving as the text ``pieces``
+    with ``ctx.send_chunk``; return the parsed outputs. ``pieces`` is closed in the end,
+    however it ends."""
     streamer = ReplyStreamer(compiled)
     try:
-        while True:
-            try:
-                piece = next(pieces)
-            except StopIteration as stop:
-                reply = stop.value if isinstance(stop.value, str) else streamer.text()
-                break
+        async for piece in pieces:
             for name, delta in streamer.feed(piece):
-                yield {"field": name, "delta": delta}
+                await ctx.send_chunk({"field": name, "delta": delta})
     finally:
-        pieces.close()
-    outputs = parse_reply(compiled, reply)
+        await pieces.aclose()
+    outputs = parse_reply(compiled, streamer.text())
     for name, delta in streamer.finish(outputs):
-        yield {"field": name, "delta": delta}
+        await ctx.send_chunk({"field": name, "delta": delta})
     return outputs
-

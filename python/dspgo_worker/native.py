@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 
 from .chat_format import build_messages, parse_reply
-from .chunks import drain, output_chunks, stream_outputs
+from .chunks import output_chunks, stream_outputs
 from .dummy import dummy_outputs
 from .errors import WorkerError
 from .kinds import KIND_REACT
 from .lmconfig import LMConfig
 from .programs import DEFAULT_MAX_ITERS
 from .providers import DummyProvider, make_provider
-from .react import build_step_messages, observe, parse_step, run_script, trajectory_text
+from .react import aobserve, build_step_messages, parse_step, run_script, trajectory_text
 from .spec import CompiledSpec
 from .usage import Usage
 
@@ -23,9 +23,8 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .context import Context
-    from .engines import Run
+    from .engines import RunResult
     from .openai_provider import OpenAIProvider
-    pass
 
 log = logging.getLogger("dspgo_worker.engines")
 
@@ -35,10 +34,7 @@ class NativeEngine:
 
     name = "native"
 
-    def run(self, compiled: CompiledSpec, inputs: dict[str, Any], config: LMConfig, ctx: Context) -> dict[str, Any]:
-        return drain(self.execute(compiled, inputs, config, ctx))[0]
-
-    def execute(
+    async def aexecute(
         self,
         compiled: CompiledSpec,
         inputs: dict[str, Any],
@@ -47,37 +43,44 @@ class NativeEngine:
         tools: Sequence[dict[str, Any]] = (),
         max_iters: int = DEFAULT_MAX_ITERS,
         stream: bool = False,
-    ) -> Run:
+    ) -> RunResult:
+        """Run ``compiled`` on ``inputs``: ``(outputs, trajectory, usage)`` (the trajectory
+        of a react spec, else None; the token usage of the LM calls, None when none was
+        made). With ``stream``, each ``{"field", "delta"}`` chunk is sent with
+        ``ctx.send_chunk`` as it is known."""
         provider = make_provider(config)
         trajectory = None
         if isinstance(provider, DummyProvider):
             if compiled.kind == KIND_REACT:
-                trajectory = run_script(config.script, ctx, max_iters)
+                trajectory = await run_script(config.script, ctx, max_iters)
             outputs = dummy_outputs(compiled, inputs)
             if stream:
                 for i, chunk in enumerate(output_chunks(compiled, outputs)):
                     if config.fail_after_chunks is not None and i >= config.fail_after_chunks:
                         raise WorkerError("internal", f"the dummy LM failed after {i} chunks (fail_after_chunks)")
-                    yield chunk
+                    await ctx.send_chunk(chunk)
             return outputs, trajectory, None
         usage = Usage()
         if compiled.kind == KIND_REACT:
-            trajectory = self.react_loop(provider, compiled, inputs, list(tools), max_iters, ctx, usage)
+            trajectory = await self.react_loop(provider, compiled, inputs, list(tools), max_iters, ctx, usage)
         extra = trajectory_text(trajectory) if trajectory is not None else None
         messages = build_messages(compiled, inputs, extra)
         if stream:
-            outputs = yield from stream_outputs(compiled, provider.stream(messages, ctx, usage=usage))
+            outputs = await stream_outputs(compiled, provider.stream(messages, ctx, usage=usage), ctx)
         else:
-            outputs = parse_reply(compiled, provider.complete(messages, ctx, usage=usage))
+            outputs = parse_reply(compiled, await provider.complete(messages, ctx, usage=usage))
         return outputs, trajectory, usage.result()
 
     @staticmethod
-    def react_loop(provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], tools: list[dict[str, Any]], max_iters: int, ctx: Context, usage: Usage | None = None) -> list[dict[str, Any]]:
+    async def react_loop(
+        provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], tools: list[dict[str, Any]],
+        max_iters: int, ctx: Context, usage: Usage | None = None,
+    ) -> list[dict[str, Any]]:
         """The LM's react loop: one JSON step per completion, until it finishes, replies
         with something else, or ``max_iters`` steps have run."""
         trajectory: list[dict[str, Any]] = []
         for _ in range(max_iters):
-            reply = provider.complete(build_step_messages(compiled, inputs, tools, trajectory), ctx, usage=usage)
+            reply = await provider.complete(build_step_messages(compiled, inputs, tools, trajectory), ctx, usage=usage)
             step = parse_step(reply)
             if isinstance(step, str):  # FINISH
                 break
@@ -88,7 +91,7 @@ class NativeEngine:
                 )
                 break
             tool, args = step
-            trajectory.append({"tool": tool, "args": args, "observation": observe(ctx, tool, args)})
+            trajectory.append({"tool": tool, "args": args, "observation": await aobserve(ctx, tool, args)})
         return trajectory
 
 

@@ -241,13 +241,16 @@ def rss_bytes() -> int:
     },
     description="Set the default language model, or the one of the given name; lists every bad field at once.",
 )
-def configure_lm(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
+async def configure_lm(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Result ``{"provider", "model", "engine"}`` (``engine``: native or dspy, what runs)."""
     lmconfig = _lazy("lmconfig")
     config = lmconfig.validate_lm_args(args)
-    config = lmconfig.with_engine(config, _lazy("engines").resolve_engine(config))
+    engines = _lazy("engines")
+    # Resolving may import dspy (seconds, blocking): on a worker thread.
+    engine = await ctx.run_sync(lambda: engines.resolve_engine(config))
+    config = lmconfig.with_engine(config, engine)
     if args["verify"]:
-        _lazy("providers").make_provider(config).verify(ctx)
+        await _lazy("providers").make_provider(config).verify(ctx)
     name = args["name"]
     program_state(ctx).set_lm(config, name)
     log.info("language model configured", extra={"request_id": ctx.id, "lm_name": name, **config.describe()})

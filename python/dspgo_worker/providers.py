@@ -21,7 +21,7 @@ class DummyProvider:
     def __init__(self, config: LMConfig) -> None:
         self.config = config
 
-    def verify(self, ctx: Context) -> None:
+    async def verify(self, ctx: Context) -> None:
         """Nothing to check."""
 
 

@@ -1,5 +1,5 @@
 """The ``react`` program kind on the native engine: the dummy provider's script, or the
-LM asked for one JSON step at a time; each tool runs on the host (:func:`observe`)."""
+LM asked for one JSON step at a time; each tool runs on the host (:func:`aobserve`)."""
 
 from __future__ import annotations
 
@@ -17,18 +17,33 @@ if TYPE_CHECKING:
     from .context import Context
     from .lmconfig import ScriptStep
 
-def observe(ctx: Context, tool: str, args: dict[str, Any]) -> Any:
+
+async def aobserve(ctx: Context, tool: str, args: dict[str, Any]) -> Any:
     """The observation of one tool call: the host tool's result, or ``{"error": {"code",
     "message"}}`` when it failed. The request's own cancellation or deadline ends the
     loop instead (raised)."""
     try:
+        return await ctx.call_async(tool, args)
+    except ToolError as exc:
+        return _failed(ctx, exc)
+
+
+def observe(ctx: Context, tool: str, args: dict[str, Any]) -> Any:
+    """:func:`aobserve` from a thread (``ctx.call``), until the dspy engine's tools are
+    coroutines."""
+    try:
         return ctx.call(tool, args)
     except ToolError as exc:
-        ctx.check()
-        return {"error": {"code": exc.code, "message": exc.message}}
+        return _failed(ctx, exc)
 
 
-def run_script(script: Sequence[ScriptStep], ctx: Context, max_iters: int) -> list[dict[str, Any]]:
+def _failed(ctx: Context, exc: ToolError) -> dict[str, Any]:
+    """The observation of a tool that failed; raises when the request itself ended."""
+    ctx.check()
+    return {"error": {"code": exc.code, "message": exc.message}}
+
+
+async def run_script(script: Sequence[ScriptStep], ctx: Context, max_iters: int) -> list[dict[str, Any]]:
     """The dummy provider's react loop: step ``i`` takes ``script[i]``; a finish step, the
     end of the script or ``max_iters`` ends it."""
     trajectory: list[dict[str, Any]] = []
@@ -37,7 +52,7 @@ def run_script(script: Sequence[ScriptStep], ctx: Context, max_iters: int) -> li
         if step.finish:
             break
         args = step.args
-        trajectory.append({"tool": step.tool, "args": args, "observation": observe(ctx, step.tool, args)})
+        trajectory.append({"tool": step.tool, "args": args, "observation": await aobserve(ctx, step.tool, args)})
     return trajectory
 
 

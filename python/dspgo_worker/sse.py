@@ -2,8 +2,8 @@
 <dspgo_worker.openai_provider.OpenAIProvider.stream>`): the request asks for
 ``"stream": true`` and the reply's server-sent events (``data: {...}`` lines,
 ``data: [DONE]``) are read as they arrive, each content delta handed on at once; every
-socket read waits at most ``timeout_ms`` (and not past the deadline). A server that answers
-with a whole completion instead is accepted.
+read waits at most ``timeout_ms`` (and not past the deadline). A server that answers with
+a whole completion instead is accepted.
 """
 
 from __future__ import annotations
@@ -11,154 +11,128 @@ from __future__ import annotations
 import json
 import time
 
-from .errors import Cancelled, DeadlineExceeded, WorkerError
+from .errors import DeadlineExceeded, WorkerError
+from .http_async import HTTPProtocolError, Limit, exchange, release
 from .lmconfig import MAX_ERROR_BYTES, MAX_REPLY_BYTES
-from .transport import Abort, Net, OpenStream, Retryable, arm, connections, send_head, time_left
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    import http.client
-    import socket
-    from collections.abc import Generator
+    from collections.abc import AsyncGenerator
 
     from .context import Context
+    from .http_async import Connection, Response
     from .openai_provider import OpenAIProvider
     from .transport import Endpoint
     from .usage import Usage
 
+#: How long the rest of a body is read after ``[DONE]``, so that its connection is kept.
+FINISH_S = 1.0
 
-def open_stream(provider: OpenAIProvider, endpoint: Endpoint, data: bytes, ctx: Context) -> OpenStream:
-    """Send a streamed request and read the head of its answer: an :class:`OpenStream`
-    for a 2xx answer; raises Retryable or WorkerError (Cancelled and DeadlineExceeded
-    included) otherwise. The connection is taken out of the thread's kept ones until
-    the stream ends."""
+
+async def open_stream(
+    provider: OpenAIProvider, endpoint: Endpoint, request: bytes, ctx: Context
+) -> tuple[Connection, Response]:
+    """Send a streamed request and read the head of its answer: the connection and the
+    response of a 2xx answer, whose body the caller reads with :func:`read_stream`;
+    raises Retryable or WorkerError (Cancelled and DeadlineExceeded included) otherwise."""
     end = provider.exchange_end(ctx)
-    net = Net.load()
     try:
-        return provider.on_connection(
-            net, endpoint, ctx, end, keep=False,
-            send=lambda conn, reused: _begin_stream(provider, conn, endpoint, data, ctx, end, reused),
-        )
-    except (Cancelled, DeadlineExceeded, Retryable, WorkerError):
-        raise
-    except (TimeoutError, net.socket.timeout, net.http.HTTPException, OSError) as exc:
-        raise provider.network_error(exc, net, endpoint, ctx, end) from None
+        with Limit(end):
+            conn, response = await exchange(endpoint, request)
+            if 200 <= response.status < 300:
+                return conn, response
+            try:
+                raw = await response.read(MAX_ERROR_BYTES)
+            except BaseException:
+                conn.abort()
+                raise
+            release(endpoint.key, conn, response)
+    except (OSError, HTTPProtocolError) as exc:  # TimeoutError is an OSError
+        raise provider.network_error(exc, endpoint, ctx, end) from None
+    raise provider.http_error(response.status, response.headers, raw)
 
 
-def _begin_stream(
-    provider: OpenAIProvider, conn: http.client.HTTPConnection, endpoint: Endpoint, data: bytes, ctx: Context, end: float, reused: bool
-) -> OpenStream:
-    request = provider.request_bytes(endpoint, data, accept="text/event-stream")
-    sock = conn.sock
-    abort = Abort(sock)
-    remove = ctx.on_cancel(abort.fire)
-    response = None
-    opened = False
-    try:
-        response = send_head(sock, request, time_left(end), reused, abort)
-        if not 200 <= response.status < 300:
-            arm(sock, time_left(end))
-            raise provider.http_error(response.status, response.headers, response.read(MAX_ERROR_BYTES))
-        opened = True
-        return OpenStream(conn, response, abort, remove)
-    except BaseException:
-        if abort.fired:
-            raise Cancelled(ctx.cancel_reason) from None
-        raise
-    finally:
-        if not opened:
-            abort.disarm()
-            remove()
-            if response is not None:
-                response.close()
-            conn.close()
-
-
-def _read_limit(provider: OpenAIProvider, ctx: Context) -> float:
-    """How long one read of a stream may wait: ``timeout_ms``, not past the deadline."""
-    limit = provider.config.timeout
-    remaining = ctx.remaining()
-    if remaining is not None:
-        if remaining <= 0:
+def _read_end(provider: OpenAIProvider, ctx: Context) -> float:
+    """When one read of a stream must be over: ``timeout_ms`` from now, not past the
+    deadline."""
+    end = time.monotonic() + provider.config.timeout
+    if ctx.deadline is not None and ctx.deadline < end:
+        if ctx.deadline <= time.monotonic():
             raise DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline reading the LM's stream")
-        limit = min(limit, remaining)
-    return limit
+        end = ctx.deadline
+    return end
 
 
-def read_stream(
-    provider: OpenAIProvider, endpoint: Endpoint, opened: OpenStream, ctx: Context, usage: Usage | None
-) -> Generator[str, None, str]:
-    """The generator of :meth:`OpenAIProvider.stream` once the answer's head is read: yields each
-    content delta of the server-sent events; returns the whole text. An event's
-    ``usage`` is added to ``usage``."""
-    net = Net.load()
-    response, conn, abort = opened.response, opened.conn, opened.abort
-    sock = conn.sock
+async def read_stream(
+    provider: OpenAIProvider, endpoint: Endpoint, conn: Connection, response: Response, ctx: Context,
+    usage: Usage | None,
+) -> AsyncGenerator[str, None]:
+    """The content deltas of the server-sent events of ``response`` (opened by
+    :func:`open_stream`), an async generator; an event's ``usage`` is added to ``usage``.
+    The connection is kept once the body is read to its end, else closed (a cancel, an
+    error, or the generator closed early)."""
     shown = endpoint.shown
     keep = False
-    parts: list[str] = []
-    total = 0
     try:
         try:
-            content_type = (response.getheader("Content-Type") or "").lower()
-            if "text/event-stream" not in content_type:
+            if "text/event-stream" not in response.headers.get("content-type", "").lower():
                 # The server answered with a whole completion: one piece.
-                arm(sock, _read_limit(provider, ctx))
-                raw = response.read(MAX_REPLY_BYTES + 1)
-                if abort.fired:
-                    raise Cancelled(ctx.cancel_reason)
+                with Limit(_read_end(provider, ctx)):
+                    raw = await response.read(MAX_REPLY_BYTES + 1)
                 if len(raw) > MAX_REPLY_BYTES:
                     raise WorkerError("resource_exhausted", f"LM endpoint {shown}: reply over {MAX_REPLY_BYTES} bytes")
-                keep = response.isclosed() and not response.will_close
+                keep = response.reusable
                 text, reported = provider.content(raw, shown)
                 if usage is not None:
                     usage.add(reported)
                 yield text
-                return text
+                return
             pending: list[bytes] = []  # the data lines of an event that is not JSON yet
             done = False
+            total = 0
+            rest: list[bytes] = []  # the start of a line whose end has not come yet
             while not done:
-                arm(sock, _read_limit(provider, ctx))
-                line = response.readline(MAX_REPLY_BYTES + 1 - total)
-                if not line:
-                    break  # the server ended the stream without [DONE]
-                total += len(line)
+                with Limit(_read_end(provider, ctx)):
+                    data = await response.read_some()
+                total += len(data)
                 if total > MAX_REPLY_BYTES:
                     raise WorkerError("resource_exhausted", f"LM endpoint {shown}: reply over {MAX_REPLY_BYTES} bytes")
-                line = line.rstrip(b"\r\n")
-                if not line:  # the end of an event
-                    if pending:
-                        piece, done = _stream_event(provider, b"\n".join(pending), shown, strict=True, usage=usage)
-                        pending = []
-                        if piece:
-                            parts.append(piece)
-                            yield piece
+                if data and b"\n" not in data:
+                    rest.append(data)
                     continue
-                if not line.startswith(b"data:"):
-                    continue  # event:, id:, retry: and comments
-                value = line[5:]
-                if value.startswith(b" "):
-                    value = value[1:]
-                pending.append(value)
-                if len(pending) == 1:  # one line, one event (as OpenAI sends them)
-                    piece, done = _stream_event(provider, value, shown, strict=False, usage=usage)
-                    if piece is not None or done:
-                        pending = []
-                        if piece:
-                            parts.append(piece)
-                            yield piece
-            if abort.fired:  # the socket shut down by a cancel reads as the end
-                raise Cancelled(ctx.cancel_reason)
+                rest.append(data)
+                lines = b"".join(rest).split(b"\n")
+                rest = [lines.pop()] if data else []  # at the end of the body, the last line as it is
+                for line in lines:
+                    line = line.rstrip(b"\r")
+                    if not line:  # the end of an event
+                        if pending:
+                            piece, done = _stream_event(provider, b"\n".join(pending), shown, strict=True, usage=usage)
+                            pending = []
+                            if piece:
+                                yield piece
+                    elif line.startswith(b"data:"):  # (event:, id:, retry: and comments are skipped)
+                        value = line[5:]
+                        if value.startswith(b" "):
+                            value = value[1:]
+                        pending.append(value)
+                        if len(pending) == 1:  # one line, one event (as OpenAI sends them)
+                            piece, done = _stream_event(provider, value, shown, strict=False, usage=usage)
+                            if piece is not None or done:
+                                pending = []
+                                if piece:
+                                    yield piece
+                    if done:
+                        break
+                if not data:
+                    break  # the server ended the stream without [DONE]
             if pending:
                 piece, done = _stream_event(provider, b"\n".join(pending), shown, strict=True, usage=usage)
                 if piece:
-                    parts.append(piece)
                     yield piece
             if done:
-                keep = _finish_body(response, sock)
-        except (Cancelled, DeadlineExceeded, WorkerError):
-            raise
-        except (TimeoutError, net.socket.timeout):
+                keep = await _finish_body(response)
+        except TimeoutError:
             ctx.check()
             left = ctx.remaining()
             if left is not None and left <= 0.001:
@@ -168,37 +142,26 @@ def read_stream(
             raise WorkerError(
                 "deadline_exceeded", f"LM endpoint {shown}: the stream sent nothing for {provider.config.timeout:g} s"
             ) from None
-        except (net.http.HTTPException, OSError, ValueError) as exc:
-            if abort.fired:
-                raise Cancelled(ctx.cancel_reason) from None
+        except (HTTPProtocolError, OSError, ValueError) as exc:
             ctx.check()
             raise WorkerError("unavailable", f"LM endpoint {shown}: the stream broke: {type(exc).__name__}: {exc}") from None
     finally:
-        abort.disarm()
-        opened.remove()
-        response.close()
-        if keep and not abort.fired:
-            conn.dspgo_used = time.monotonic()
-            conns = connections()
-            if endpoint.key not in conns:
-                conns[endpoint.key] = conn
-            else:
-                conn.close()
+        if keep:
+            release(endpoint.key, conn, response)
         else:
-            conn.close()
-    return "".join(parts)
+            conn.abort()
 
 
-def _finish_body(response: http.client.HTTPResponse, sock: socket.socket) -> bool:
-    """After ``[DONE]``: read what is left of the body (briefly), so the connection
-    can carry the next request; True when it can."""
+async def _finish_body(response: Response) -> bool:
+    """After ``[DONE]``: read what is left of the body (briefly), so the connection can
+    carry the next request; True when it can."""
     try:
-        arm(sock, 1.0)
-        while response.read(65536):
-            pass
-    except Exception:  # noqa: BLE001 - the text is complete; only the connection is lost
+        with Limit(time.monotonic() + FINISH_S):
+            while await response.read_some():
+                pass
+    except (HTTPProtocolError, OSError):  # the text is complete; only the connection is lost
         return False
-    return response.isclosed() and not response.will_close
+    return response.reusable
 
 
 def _stream_event(

@@ -1,78 +1,20 @@
-"""The HTTP transport of the OpenAI provider: persistent ``http.client`` connections
-(each thread keeps one per endpoint and reuses it; a kept connection the server closed is
-replaced, and a request that fails on a reused connection because it was dropped is sent
-once more on a new one), endpoints parsed once, the abort that shuts a request's socket
-down when it is cancelled, and :func:`call_in_thread`, which opens connections (and runs
-``urllib`` requests) on a helper thread so that a handler answers at once when its request
-is cancelled or reaches its limit.
+"""Where and how the OpenAI provider sends its requests: endpoints parsed once
+(:class:`Endpoint`), whether the environment's proxy applies (:func:`proxied`: then
+``urllib`` sends the request), and the answers that are retried (:class:`Retryable`,
+:func:`parse_retry_after`). The connections themselves are :mod:`~dspgo_worker.http_async`'s.
 
-``http.client`` and ``socket`` (and ``ssl`` for https) are imported with the first request;
-``urllib.request`` only for the proxy path, ``email.utils`` only for a ``Retry-After`` date.
+``urllib.request`` is imported only when a proxy variable is set, ``email.utils`` only for
+a ``Retry-After`` date.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import threading
 import time
-from collections import namedtuple
 
-from .errors import DeadlineExceeded, WorkerError
+from .errors import WorkerError
 from .lmconfig import safe_url
-
-TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
-if TYPE_CHECKING:
-    import http.client
-    import socket
-    import ssl
-    from typing import Any, Callable
-
-    from .context import Context
-
-
-def call_in_thread(fn: Callable[[], Any], ctx: Context, timeout: float | None, what: str) -> Any:
-    """Run ``fn()`` on a helper thread; return its result or raise its exception.
-
-    Stops waiting at once when ``ctx`` is cancelled (:class:`Cancelled`) or reaches its
-    deadline (:class:`DeadlineExceeded`), or after ``timeout`` seconds
-    (``deadline_exceeded`` naming ``what``); the helper thread is then left to finish on
-    its own (it is a daemon).
-    """
-    wake = threading.Event()
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-            box["error"] = exc
-        finally:
-            wake.set()
-
-    remove = ctx.on_cancel(wake.set)
-    try:
-        threading.Thread(target=run, name=f"dspgo-{what}", daemon=True).start()
-        limit = timeout
-        remaining = ctx.remaining()
-        if remaining is not None:
-            limit = remaining if limit is None else min(limit, remaining)
-        if limit is not None:
-            limit = min(limit, threading.TIMEOUT_MAX)
-        wake.wait(limit)
-    finally:
-        remove()
-    if "error" in box:
-        raise box["error"]
-    if "value" in box:
-        return box["value"]
-    ctx.check()
-    left = ctx.remaining()
-    if left is not None and left <= 0.0005:
-        raise DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline waiting for {what}")
-    within = f" within {timeout:g} s" if timeout is not None else ""
-    raise WorkerError("deadline_exceeded", f"{what} did not answer{within}")
-
 
 
 class Retryable(Exception):
@@ -105,77 +47,6 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     return max(0.0, seconds)
 
-
-
-# --- HTTP transport ----------------------------------------------------------------------
-
-
-class Net:
-    """``http.client`` and ``socket``, imported on first use (they pull in ``email``, and
-    ``ssl`` comes only with the first https endpoint)."""
-
-    #: The modules ``http.client`` and ``socket`` once :meth:`load` ran (None before).
-    http: Any = None
-    socket: Any = None
-    _ssl_context: ssl.SSLContext | None = None
-    _lock = threading.Lock()
-
-    @classmethod
-    def load(cls) -> type[Net]:
-        if cls.http is None:
-            import http.client
-            import socket
-
-            cls.socket = socket
-            cls.http = http.client
-        return cls
-
-    @classmethod
-    def ssl_context(cls) -> ssl.SSLContext:
-        """One TLS context for every https connection, made as ``urlopen`` makes its own."""
-        with cls._lock:
-            if cls._ssl_context is None:
-                import ssl
-
-                context = ssl._create_default_https_context()
-                context.set_alpn_protocols(["http/1.1"])
-                if context.post_handshake_auth is not None:
-                    context.post_handshake_auth = True
-                cls._ssl_context = context
-            return cls._ssl_context
-
-
-class _Connections(dict[tuple[str, str, int], "http.client.HTTPConnection"]):
-    """One thread's open connections by (scheme, host, port); closed when the thread ends."""
-
-    def __del__(self) -> None:
-        for conn in list(self.values()):
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - closing at thread exit, nothing to report
-                pass
-
-
-_local = threading.local()
-
-
-def connections() -> _Connections:
-    """This thread's connections."""
-    try:
-        conns: _Connections = _local.connections
-        return conns
-    except AttributeError:
-        conns = _local.connections = _Connections()
-        return conns
-
-
-def close_connections() -> None:
-    """Close the calling thread's kept connections (the next request opens new ones)."""
-    conns = getattr(_local, "connections", None)
-    if conns:
-        for conn in list(conns.values()):
-            conn.close()
-        conns.clear()
 
 
 def proxied(scheme: str, host: str) -> bool:
@@ -232,92 +103,9 @@ class Endpoint:
         self.direct = True
 
 
-class Abort:
-    """Shuts a request's socket down when the request is cancelled, until disarmed."""
-
-    __slots__ = ("_lock", "_sock", "fired")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = sock
-        self.fired = False
-
-    def fire(self) -> None:
-        with self._lock:
-            sock = self._sock
-            if sock is None:
-                return
-            self.fired = True
-            try:
-                # The plain socket's shutdown, also for TLS: it wakes a thread blocked on it.
-                Net.socket.socket.shutdown(sock, Net.socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def disarm(self) -> None:
-        with self._lock:
-            self._sock = None
-
-
-class OpenStream(namedtuple("OpenStream", ("conn", "response", "abort", "remove"))):
-    """A streamed answer whose head is read: its connection, response, the abort armed
-    on the request's cancellation, and the function that unregisters it."""
-
-    __slots__ = ()
-
-
-class Dropped(Exception):
-    """A reused keep-alive connection turned out to be closed by the server."""
-
-
 def time_left(end: float) -> float:
     """Seconds until ``end``; raises ``TimeoutError`` when none are left."""
     left = end - time.monotonic()
     if left <= 0:
         raise TimeoutError("timed out")
     return left
-
-
-#: A kept connection idle for this many seconds is checked before it is used again.
-IDLE_CHECK_S = 1.0
-
-
-def arm(sock: socket.socket, limit: float) -> None:
-    """Give each operation on ``sock`` at most ``limit`` seconds (within 1 %: setting a
-    socket's time-out is a system call, skipped when the one set is close enough)."""
-    current = sock.gettimeout()
-    if current is None or abs(current - limit) > limit / 100:
-        sock.settimeout(limit)
-
-
-def stale(sock: socket.socket) -> bool:
-    """True when an idle kept connection has something to read: the server closed it (or
-    sent what it should not have); either way it cannot carry a new request."""
-    try:
-        import select
-
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError, AttributeError):
-        return True
-
-
-def send_head(sock: socket.socket, request: bytes, limit: float, reused: bool, abort: Abort) -> http.client.HTTPResponse:
-    """Send ``request`` on ``sock`` and read the head of its answer (each socket operation
-    within ``limit`` seconds): the ``http.client.HTTPResponse``, its body unread. Raises
-    Dropped when a reused connection turns out to be closed by the server (a reset or a
-    broken pipe that no cancel caused)."""
-    response: http.client.HTTPResponse | None = None
-    try:
-        arm(sock, limit)
-        sock.sendall(request)
-        response = Net.http.HTTPResponse(sock, method="POST")
-        response.begin()
-    except BaseException as exc:
-        if response is not None:
-            response.close()  # its file holds a reference to the socket
-        if reused and not abort.fired and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
-            raise Dropped() from None
-        raise
-    return response

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import os
 import queue
-import select
 import socket
 import threading
 import time
@@ -14,13 +14,13 @@ import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
-from dspgo_worker import openai_provider
+from dspgo_worker import http_async
 from dspgo_worker.context import Context
 from dspgo_worker.errors import WorkerError
 from dspgo_worker.lmconfig import LMConfig
 from dspgo_worker.openai_provider import OpenAIProvider
 from dspgo_worker.redact import redact
-from dspgo_worker.transport import call_in_thread, close_connections, connections, parse_retry_after
+from dspgo_worker.transport import parse_retry_after
 
 from .helpers import WAIT, InProcessWorker, WorkerProcess
 from .test_spec import spec_of
@@ -182,7 +182,42 @@ class FakeLM:
         self.thread.join(WAIT)
 
 
-class LMTestCase(unittest.TestCase):
+class ThreadRunner:
+    """The part of a worker that ``ctx.run_sync`` uses (the proxy path runs ``urllib`` on
+    a thread), for contexts made without a worker."""
+
+    async def run_sync(self, ctx, fn):
+        return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+class AsyncTestCase(unittest.TestCase):
+    """Each test has its own event loop (:meth:`arun` runs a coroutine on it); its idle
+    connections, executor and the loop itself are closed when the test ends."""
+
+    def setUp(self):
+        super().setUp()
+        self.loop = asyncio.new_event_loop()
+        self.addCleanup(self._close_loop)
+
+    def _close_loop(self):
+        async def close():
+            http_async.close_idle()
+            await asyncio.sleep(0)  # the aborted transports close their sockets
+
+        self.loop.run_until_complete(close())
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
+
+    def arun(self, coro):
+        """Run ``coro`` on the test's loop; what it returns."""
+        return self.loop.run_until_complete(coro)
+
+    async def blocking(self, fn, *args):
+        """``fn(*args)``, a blocking wait of the test's, on a thread."""
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+class LMTestCase(AsyncTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -190,12 +225,12 @@ class LMTestCase(unittest.TestCase):
         cls.addClassCleanup(cls.lm.close)
 
     def setUp(self):
+        super().setUp()
         patcher = mock.patch.dict(os.environ, {"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
         patcher.start()
         self.addCleanup(patcher.stop)
         for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", KEY_ENV):
             os.environ.pop(name, None)
-        close_connections()  # no connection kept from an earlier test
         self.lm.reset()
         self.addCleanup(self.lm.reset)
 
@@ -209,9 +244,12 @@ class ProviderHelpers:
         provider.backoff_base = 0.001
         return provider
 
-    def complete(self, provider=None, ctx=None) -> str:
+    async def acomplete(self, provider=None, ctx=None) -> str:
         provider = provider or self.provider()
-        return provider.complete([{"role": "user", "content": "hi"}], ctx or Context(1, "execute_program"))
+        return await provider.complete([{"role": "user", "content": "hi"}], ctx or Context(1, "execute_program", worker=ThreadRunner()))
+
+    def complete(self, provider=None, ctx=None) -> str:
+        return self.arun(self.acomplete(provider, ctx))
 
     def assert_code(self, code: str, provider=None, ctx=None) -> WorkerError:
         with self.assertRaises(WorkerError) as caught:
@@ -219,12 +257,13 @@ class ProviderHelpers:
         self.assertEqual(caught.exception.code, code, caught.exception.message)
         return caught.exception
 
-    def _run_capture(self, ctx):
-        try:
-            self.complete(ctx=ctx)
-        except WorkerError as exc:
-            return exc
-        return None
+    def idle(self, provider) -> list:
+        """The test loop's idle connections to the provider's endpoint."""
+
+        async def idle():
+            return list(http_async.idle(provider.endpoint.key))
+
+        return self.arun(idle())
 
 
 class OpenAIProviderTest(ProviderHelpers, LMTestCase):
@@ -295,14 +334,17 @@ class OpenAIProviderTest(ProviderHelpers, LMTestCase):
     def test_cancel_stops_the_retries(self):
         self.lm.push(429, {"error": {"message": "rate limited"}}, {"Retry-After": "30"})
         ctx = Context(1, "execute_program")
-        outcome = []
-        thread = threading.Thread(target=lambda: outcome.append(self._run_capture(ctx)))
-        thread.start()
-        self.lm.wait_request()
-        ctx.cancel("stop")
-        thread.join(WAIT)
-        self.assertFalse(thread.is_alive())
-        self.assertEqual(outcome[0].code, "canceled")
+
+        async def scenario():
+            task = asyncio.ensure_future(self.acomplete(ctx=ctx))
+            await self.blocking(self.lm.wait_request)
+            ctx.cancel("stop")  # the wait before the retry ends at once
+            with self.assertRaises(WorkerError) as caught:
+                await task
+            return caught.exception
+
+        error = self.arun(asyncio.wait_for(scenario(), WAIT))
+        self.assertEqual((error.code, error.message), ("canceled", "stop"))
         self.assertEqual(len(self.lm.requests), 1)
 
     def test_500_then_success(self):
@@ -387,34 +429,47 @@ class ConnectionReuseTest(ProviderHelpers, LMTestCase):
         self.assertEqual({r["port"] for r in self.lm.requests}, set(self.lm.connections))
         self.assertEqual(self.lm.requests[0]["headers"].get("Connection"), None, "no Connection: close")
 
-    def test_each_thread_keeps_its_own_connection(self):
-        for _ in range(4):
-            self.lm.push()
+    def test_concurrent_requests_open_their_own_connections_then_reuse_them(self):
+        for i in range(3):
+            self.lm.push(body=chat(f"held {i}"), hang=True)
         provider = self.provider()
-        results = []
-        for _ in range(2):
-            thread = threading.Thread(target=lambda: results.extend([self.complete(provider), self.complete(provider)]))
-            thread.start()
-            thread.join(WAIT)
-        self.assertEqual(results, ["ok"] * 4)
-        self.assertEqual(len(self.lm.connections), 2)
 
-    def wait_closed_by_server(self) -> None:
-        """Wait until the server has closed its end of this thread's one kept connection
-        (its socket reads as the end of the stream)."""
-        (conn,) = connections().values()
-        readable, _, _ = select.select([conn.sock], [], [], WAIT)
-        self.assertTrue(readable, f"the server did not close the kept connection within {WAIT} s")
+        async def three_at_once():
+            calls = asyncio.gather(*(self.acomplete(provider) for _ in range(3)))
+            for _ in range(3):
+                await self.blocking(self.lm.wait_request)
+            self.lm.release.set()
+            return await calls
+
+        self.assertEqual(sorted(self.arun(three_at_once())), ["held 0", "held 1", "held 2"])
+        self.assertEqual(len(self.lm.connections), 3, "one connection per request in flight")
+        self.assertEqual(len(self.idle(provider)), 3)
+        for i in range(3):
+            self.lm.push(body=chat(f"after {i}"))
+        self.assertEqual([self.complete(provider) for _ in range(3)], ["after 0", "after 1", "after 2"])
+        self.assertEqual(len(self.lm.connections), 3, "the idle ones serve the next requests")
+        self.assertEqual(len({r["port"] for r in self.lm.requests[3:]}), 1, "the most recently used one")
+
+    def wait_closed_by_server(self, provider) -> None:
+        """Wait until the server has closed its end of the one idle connection (its
+        reader reaches the end of the stream)."""
+
+        async def closed():
+            (conn,) = http_async.idle(provider.endpoint.key)
+            self.assertEqual(await asyncio.wait_for(conn.reader.read(1), WAIT), b"")
+
+        self.arun(closed())
 
     def test_a_dropped_kept_connection_is_replaced_and_the_request_sent_again(self):
         # The server closes the connection after its answer without saying so; the next
-        # request, sent at once (no idle check), fails on it and is sent on a new one.
+        # request is sent on it anyway (as when the server closes it just as the request
+        # goes out), fails before any byte of an answer, and is sent on a new one.
         self.lm.push(body=chat("first"), mode="drop")
         self.lm.push(body=chat("second"))
         provider = self.provider()
-        with mock.patch.object(openai_provider, "IDLE_CHECK_S", 3600.0):
-            self.assertEqual(self.complete(provider), "first")
-            self.wait_closed_by_server()
+        self.assertEqual(self.complete(provider), "first")
+        self.wait_closed_by_server(provider)
+        with mock.patch.object(http_async.Connection, "usable", lambda conn: True):
             self.assertEqual(self.complete(provider), "second")
         self.assertEqual(len(self.lm.connections), 2)
         self.assertEqual(len(self.lm.requests), 2, "the request reached the server once")
@@ -423,10 +478,9 @@ class ConnectionReuseTest(ProviderHelpers, LMTestCase):
         self.lm.push(body=chat("first"), mode="drop")
         self.lm.push(body=chat("second"))
         provider = self.provider()
-        with mock.patch.object(openai_provider, "IDLE_CHECK_S", 0.0):
-            self.assertEqual(self.complete(provider), "first")
-            self.wait_closed_by_server()
-            self.assertEqual(self.complete(provider), "second")
+        self.assertEqual(self.complete(provider), "first")
+        self.wait_closed_by_server(provider)
+        self.assertEqual(self.complete(provider), "second")
         self.assertEqual(len(self.lm.connections), 2)
         self.assertEqual(len(self.lm.requests), 2)
 
@@ -483,20 +537,31 @@ class ConnectionReuseTest(ProviderHelpers, LMTestCase):
         self.assertEqual(len(self.lm.connections), 1, "a new connection (the timed-out one is closed)")
 
     def test_cancel_during_the_exchange(self):
+        # Cancelling the request cancels its task wherever it waits: the connection it was
+        # using is closed (the server sees its client go), never kept, and the next request
+        # opens a new one.
+        self.lm.push(body=chat("first"))
         self.lm.push(body=chat("late"), hang=True)
-        ctx = Context(1, "execute_program")
-        outcome = []
-        thread = threading.Thread(target=lambda: outcome.append(self._run_capture(ctx)))
-        thread.start()
-        self.lm.wait_request()
-        started = time.monotonic()
-        ctx.cancel("stop")
-        thread.join(WAIT)
-        self.assertLess(time.monotonic() - started, 1)
-        self.assertEqual((outcome[0].code, outcome[0].message), ("canceled", "stop"))
-        self.lm.reset()
         self.lm.push(body=chat("next"))
-        self.assertEqual(self.complete(), "next")
+        provider = self.provider()
+        self.assertEqual(self.complete(provider), "first")
+
+        async def cancelled():
+            task = asyncio.ensure_future(self.acomplete(provider))
+            await self.blocking(self.lm.wait_request)
+            await self.blocking(self.lm.wait_request)
+            task.cancel()
+            started = time.monotonic()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+            return time.monotonic() - started
+
+        self.assertLess(self.arun(cancelled()), 1)
+        self.assertEqual(self.idle(provider), [], "the cancelled exchange's connection is not kept")
+        self.assertEqual(self.complete(provider), "next")
+        self.assertEqual(len(self.lm.connections), 2, "the first one, then a new one after the cancel")
+        self.assertEqual(self.lm.requests[1]["port"], self.lm.requests[0]["port"], "the cancelled request reused the first")
+        self.assertNotEqual(self.lm.requests[2]["port"], self.lm.requests[1]["port"])
 
     def test_the_worker_reuses_connections(self):
         worker = InProcessWorker(self)
@@ -507,7 +572,7 @@ class ConnectionReuseTest(ProviderHelpers, LMTestCase):
         for i in range(12):
             self.assertEqual(worker.ok("execute_program", {"spec": spec, "inputs": {"q": "?"}})["outputs"], {"a": f"answer {i}"})
         self.assertEqual(len(self.lm.requests), 12)
-        self.assertLessEqual(len(self.lm.connections), 4, "at most one per worker thread (--max-concurrency 4)")
+        self.assertEqual(len(self.lm.connections), 1, "one connection serves the sequential requests")
 
     def test_proxy_from_the_environment_is_used(self):
         # As urllib does: http_proxy applies to hosts outside no_proxy.
@@ -528,25 +593,7 @@ class ConnectionReuseTest(ProviderHelpers, LMTestCase):
         self.assertEqual(self.lm.requests, [])
 
 
-class CallInThreadTest(unittest.TestCase):
-    def test_result_error_cancel_and_timeout(self):
-        ctx = Context(1, "x")
-        self.assertEqual(call_in_thread(lambda: 42, ctx, None, "answer"), 42)
-        with self.assertRaises(ZeroDivisionError):
-            call_in_thread(lambda: 1 / 0, ctx, None, "division")
-
-        block = threading.Event()
-        self.addCleanup(block.set)
-        with self.assertRaises(WorkerError) as caught:
-            call_in_thread(lambda: block.wait(WAIT), ctx, 0.05, "the slow thing")
-        self.assertEqual(caught.exception.code, "deadline_exceeded")
-        self.assertIn("the slow thing", caught.exception.message)
-
-        threading.Thread(target=lambda: ctx.cancel("stop now"), daemon=True).start()
-        with self.assertRaises(WorkerError) as caught:
-            call_in_thread(lambda: block.wait(WAIT), ctx, None, "the hung thing")
-        self.assertEqual((caught.exception.code, caught.exception.message), ("canceled", "stop now"))
-
+class ContextCancelTest(unittest.TestCase):
     def test_on_cancel(self):
         ctx = Context(1, "x")
         seen = []
@@ -674,7 +721,7 @@ class OpenAIProcessTest(LMTestCase):
             self.assertNotIn(SECRET, text)
             self.assertNotIn(SECRET[6:18], text)
 
-    def test_http_stack_loaded_on_first_use_without_urllib(self):
+    def test_http_client_loaded_on_first_use_without_urllib(self):
         from .test_imports import bare_modules
 
         worker = WorkerProcess(self, "--diagnostics")
@@ -685,9 +732,10 @@ class OpenAIProcessTest(LMTestCase):
         self.assertTrue(reply["success"], reply)
         after = set(worker.request("modules")["result"]["modules"])
         bare = bare_modules()
+        self.assertNotIn("dspgo_worker.http_async", before, "configure_lm makes no request")
+        self.assertIn("dspgo_worker.http_async", after)
         if "http.client" not in bare:
-            self.assertNotIn("http.client", before, "configure_lm makes no request")
-            self.assertIn("http.client", after)
+            self.assertNotIn("http.client", after, "the HTTP client is the package's own")
         if "urllib.request" not in bare:
             self.assertNotIn("urllib.request", after, "urllib is only for proxies")
 

@@ -3,6 +3,7 @@ turned into deltas as they arrive, and the react loop with the openai provider."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import unittest
 
@@ -13,7 +14,7 @@ from dspgo_worker.errors import WorkerError
 from dspgo_worker.react import parse_step
 from dspgo_worker.spec import CompiledSpec
 
-from .helpers import InProcessWorker, WorkerProcess
+from .helpers import WAIT, InProcessWorker, WorkerProcess
 from .test_openai import KEY_ENV, LMTestCase, ProviderHelpers, chat, sections
 from .test_spec import spec_of
 
@@ -90,13 +91,14 @@ class ReplyStreamerTest(unittest.TestCase):
 
 class ProviderStreamTest(ProviderHelpers, LMTestCase):
     def stream(self, provider=None, ctx=None) -> tuple[list[str], str]:
-        gen = (provider or self.provider()).stream([{"role": "user", "content": "hi"}], ctx or Context(1, "execute_program"))
-        pieces = []
-        try:
-            while True:
-                pieces.append(next(gen))
-        except StopIteration as stop:
-            return pieces, stop.value
+        """The pieces of a streamed completion, and the text they make."""
+
+        async def pieces():
+            gen = (provider or self.provider()).stream([{"role": "user", "content": "hi"}], ctx or Context(1, "execute_program"))
+            return [piece async for piece in gen]
+
+        pieces = self.arun(pieces())
+        return pieces, "".join(pieces)
 
     def test_events_become_pieces(self):
         self.lm.push(body=["Hel", "lo", "", " world"], mode="sse")
@@ -157,13 +159,37 @@ class ProviderStreamTest(ProviderHelpers, LMTestCase):
 
     def test_cancel_while_reading(self):
         self.lm.push(body=["first", "never"], mode="sse", gate=0)
-        ctx = Context(1, "execute_program")
-        gen = self.provider().stream([{"role": "user", "content": "hi"}], ctx)
-        self.assertEqual(next(gen), "first")
-        ctx.cancel("stop")  # shuts the socket down: the next read ends at once
-        with self.assertRaises(WorkerError) as caught:
-            next(gen)
-        self.assertEqual((caught.exception.code, caught.exception.message), ("canceled", "stop"))
+        self.lm.push(body=chat("next"))
+        provider = self.provider()
+
+        async def cancelled():
+            gen = provider.stream([{"role": "user", "content": "hi"}], Context(1, "execute_program"))
+            self.assertEqual(await gen.__anext__(), "first")
+            task = asyncio.ensure_future(gen.__anext__())
+            await asyncio.sleep(0)  # the task waits for the next event
+            task.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await task
+            with self.assertRaises(StopAsyncIteration):
+                await gen.__anext__()  # the generator ended with its task's cancellation
+
+        self.arun(asyncio.wait_for(cancelled(), WAIT))
+        self.assertEqual(self.idle(provider), [], "the connection is closed, not kept")
+        self.assertEqual(self.complete(provider), "next")
+        self.assertEqual(len(self.lm.connections), 2)
+
+    def test_a_stream_closed_early_closes_its_connection(self):
+        self.lm.push(body=["first", "second"], mode="sse", gate=0)
+        provider = self.provider()
+
+        async def first_only():
+            gen = provider.stream([{"role": "user", "content": "hi"}], Context(1, "execute_program"))
+            first = await gen.__anext__()
+            await gen.aclose()
+            return first
+
+        self.assertEqual(self.arun(first_only()), "first")
+        self.assertEqual(self.idle(provider), [])
 
 
 class NativeStreamTest(LMTestCase):
