@@ -309,6 +309,7 @@ class Worker:
         self._parser = FrameParser(config.max_frame_bytes)
         self._input: asyncio.Future[int] | None = None  # the exit status once input ends
         self._out: list[bytes] = []  # frames written this turn of the loop
+        self._feeding = False  # frames read are being handled: the batch's end flushes
         self._jobs: dict[int, _Job] = {}  # accepted and not yet fully answered (the loop's)
         self._queue: OrderedDict[int, _Job] = OrderedDict()  # FIFO of QUEUED jobs
         self._running = 0  # jobs holding one of the max_concurrency slots
@@ -646,10 +647,15 @@ class Worker:
             if not bodies:
                 return
             data = b""  # frames behind a refused header are seen next round
-            for body in bodies:
-                self._handle_frame(body, received)
-                if self._stop_requested():
-                    return
+            self._feeding = True  # answers to inline commands leave at the end of the batch
+            try:
+                for body in bodies:
+                    self._handle_frame(body, received)
+                    if self._stop_requested():
+                        return
+            finally:
+                self._feeding = False
+                self._flush()
 
     def _stop_requested(self) -> bool:
         """Whether a stop was asked for (a handler may ask while a frame is handled)."""
@@ -1082,7 +1088,7 @@ class Worker:
         """Write ``frame`` with the others of this turn of the loop (on the loop)."""
         out = self._out
         out.append(frame)
-        if len(out) == 1:
+        if len(out) == 1 and not self._feeding:
             assert self._loop is not None
             self._loop.call_soon(self._flush)
 
