@@ -8,25 +8,32 @@ How a run goes:
   compiled spec; the spec's demos become ``dspy.Example`` demos of the predictor that
   produces the outputs (:meth:`DspyEngine.set_demos`). A ``react`` spec gets a fresh
   ``dspy.ReAct`` per run, its tools calling the host through the request's context.
-* Every run is a coroutine (``module.acall``) on the worker's one DSPy event loop
-  (:class:`_Loop`, a daemon thread started on first use), inside ``dspy.context`` with
-  the run's own LM and usage tracking: nothing global is set. The handler's thread waits
-  for it; the request's cancellation or deadline cancels the coroutine, which closes the
-  LM's HTTP request, and the handler returns at once.
-* A streamed run goes through ``dspy.streamify``, which hands on the LM's stream as it
-  arrives. The text of the predictor that produces the program's outputs (a ReAct's
-  extraction step, not its loop) is read by the native engine's
-  :class:`~dspgo_worker.chunks.ReplyStreamer`, so both engines cut a reply into field
-  deltas by one rule (DSPy's own ``StreamListener`` drops a field's text from a ``[[``
-  on, taking it for the next header). The text passes from the loop to the handler
-  through a bounded hand-off (:data:`HANDOFF_WINDOW`), so a slow consumer slows the LM
-  stream instead of filling memory; the credit flow and end frame are the native
-  engine's.
+* A run is a coroutine (:meth:`DspyEngine.aexecute`) awaited in its request's task on the
+  worker's event loop: ``module.acall`` inside ``dspy.context`` with the run's own LM and
+  usage tracking. DSPy keeps that context in a ``contextvars`` variable, which each task
+  has its own copy of, so concurrent runs never see each other's LM or usage, and
+  nothing global is set. Host tools are awaited with ``ctx.call_async``. Cancelling the
+  task (the request's cancellation or deadline) ends the run where it waits; DSPy's HTTP
+  client closes the LM's connection then, and the run's LM is closed in any case.
+* A streamed run sets DSPy's send stream (``settings.send_stream``, what
+  ``dspy.streamify`` sets) to a :class:`_Chunks` of its own, which DSPy hands each piece
+  of the LM's stream as it arrives. The text of the predictor that produces the
+  program's outputs (a ReAct's extraction step, not its loop) is read by the native
+  engine's :class:`~dspgo_worker.chunks.ReplyStreamer`, so both engines cut a reply into
+  field deltas by one rule (DSPy's own ``StreamListener`` drops a field's text from a
+  ``[[`` on, taking it for the next header), and each delta is sent with
+  ``ctx.send_chunk``: while the host gives no credit, DSPy stops reading the LM's
+  stream, so a slow consumer slows the LM instead of filling memory.
 * Usage is DSPy's usage tracking, summed over the models the run called; a reply served
   from DSPy's cache reports none.
 
-Importing dspy (:func:`import_dspy`) keeps the worker's promises: litellm uses its own
-copy of the model cost map instead of fetching one from the network, and DSPy's cache
+Nothing on a run's path blocks the loop: DSPy's own blocking steps (preparing a request,
+pricing a reply, the response cache) go to the loop's default executor with
+``asyncio.to_thread``, a few threads whatever the number of runs.
+
+Importing dspy (:func:`import_dspy`) keeps the worker's promises: litellm and DSPy's
+model metadata use their packaged copy of the model cost map instead of fetching one
+from the network, and DSPy's cache
 lives in memory only (never on disk); whether an LM call uses it is ``cache`` of
 ``configure_lm`` (off by default). Nothing DSPy reports reaches stderr outside the
 worker's JSON log: tqdm's progress bars are off unless asked for (``TQDM_DISABLE``; those
@@ -37,43 +44,36 @@ its INFO ones as DEBUG (:class:`_DSPyLogs`).
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
 import os
-import queue
 import threading
 
 from .chat_format import convert_outputs
-from .chunks import ReplyStreamer, drain
+from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
-from .errors import Cancelled, DeadlineExceeded, WorkerError
+from .errors import WorkerError
 from .fieldtypes import FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
 from .programs import DEFAULT_MAX_ITERS
-from .react import observe
+from .react import aobserve
 from .redact import redact
 from .spec import CompiledSpec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import concurrent.futures
-    from collections.abc import Awaitable, Coroutine, Generator, Sequence
+    from collections.abc import Awaitable, Sequence
     from typing import Any, Callable
 
     from .context import Context
-    from .engines import Run
+    from .engines import RunResult
 
 # dspy is imported by name (importlib) and not analysed: its modules, signatures,
 # predictors, LMs and predictions are typed Any here.
 
 log = logging.getLogger("dspgo_worker.dspy")
 
-#: Chunks the DSPy loop may hand on ahead of the handler that sends them.
-HANDOFF_WINDOW = 16
-#: Most threads of the DSPy loop's executor (host tool calls, DSPy's own blocking steps).
-EXECUTOR_THREADS = 256
 #: Memory cache entries of DSPy's LM cache (per worker process).
 MEMORY_CACHE_ENTRIES = 4096
 
@@ -84,8 +84,12 @@ _dspy: Any = None
 
 def import_dspy() -> Any:
     """The ``dspy`` module, imported once with the worker's settings (see the module
-    docstring), or raise :class:`EngineUnavailable` saying why not."""
+    docstring), or raise :class:`EngineUnavailable` saying why not. Once imported, it is
+    returned without taking the lock (a run on the event loop never waits for it)."""
     global _dspy
+    imported = _dspy
+    if imported is not None:
+        return imported
     with _import_lock:
         if _dspy is not None:
             return _dspy
@@ -172,99 +176,6 @@ def python_type(t: FieldType) -> Any:
     return {STR: str, INT: int, FLOAT: float, BOOL: bool}[kind]
 
 
-# --- the event loop -------------------------------------------------------------------
-
-
-class _Loop:
-    """The worker's one asyncio loop for DSPy runs, on a daemon thread started on first
-    use. Runs share it (and so share litellm's and DSPy's async HTTP clients, which are
-    bound to a loop); nothing on it may block."""
-
-    _lock = threading.Lock()
-    _loop: asyncio.AbstractEventLoop | None = None
-
-    @classmethod
-    def get(cls) -> asyncio.AbstractEventLoop:
-        with cls._lock:
-            if cls._loop is None:
-                loop = asyncio.new_event_loop()
-                # Host tools and DSPy's own to_thread calls wait on the default executor:
-                # one thread per concurrent run, not Python's few-per-core default.
-                from concurrent.futures import ThreadPoolExecutor
-
-                loop.set_default_executor(ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="dspgo-dspy"))
-                threading.Thread(target=loop.run_forever, name="dspgo-dspy-loop", daemon=True).start()
-                cls._loop = loop
-            return cls._loop
-
-
-_DONE = object()
-
-
-class _Handoff:
-    """Items from a coroutine on the loop to the handler's thread, at most ``window``
-    ahead of the handler; the end of the coroutine (its result or error) comes last."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, window: int = HANDOFF_WINDOW) -> None:
-        self.loop = loop
-        self.items: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.credit = asyncio.Semaphore(window)  # used on the loop only
-
-    async def put(self, item: object) -> None:
-        await self.credit.acquire()
-        self.items.put(item)
-
-    def taken(self) -> None:
-        """The handler has taken one item: the coroutine may put another."""
-        self.loop.call_soon_threadsafe(self.credit.release)
-
-
-class _Run:
-    """One coroutine on the DSPy loop, awaited from the handler's thread with the
-    request's cancellation and deadline."""
-
-    def __init__(self, make_coroutine: Callable[[], Coroutine[Any, Any, Any]], ctx: Context, handoff: _Handoff | None = None) -> None:
-        self.ctx = ctx
-        self.handoff = handoff
-        self.wake: queue.SimpleQueue[object] = handoff.items if handoff is not None else queue.SimpleQueue()
-        self.future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(make_coroutine(), _Loop.get())
-        self.future.add_done_callback(lambda _: self.wake.put(_DONE))
-        self._remove = ctx.on_cancel(self._cancelled)
-
-    def _cancelled(self) -> None:
-        self.future.cancel()
-        self.wake.put(_DONE)
-
-    def next(self) -> object:
-        """The next handed-on item, or :data:`_DONE` once the coroutine has ended; raises
-        Cancelled or DeadlineExceeded (cancelling the coroutine) when the request ends
-        first."""
-        ctx = self.ctx
-        try:
-            item = self.wake.get(timeout=ctx.remaining())
-        except queue.Empty:
-            item = None
-        if ctx.cancelled.is_set():
-            self.close()
-            raise Cancelled(ctx.cancel_reason)
-        if item is None:
-            self.close()
-            raise DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline in the dspy program")
-        if item is not _DONE and self.handoff is not None:
-            self.handoff.taken()
-        return item
-
-    def result(self) -> Any:
-        """The coroutine's result (once :meth:`next` gave :data:`_DONE`); raises its error."""
-        self._remove()
-        return self.future.result(timeout=0)
-
-    def close(self) -> None:
-        """Cancel the coroutine if it still runs (the LM request is closed); returns at once."""
-        self._remove()
-        self.future.cancel()
-
-
 # --- the engine -----------------------------------------------------------------------
 
 
@@ -330,13 +241,13 @@ class DspyEngine:
     @staticmethod
     def tools(dspy: Any, tools: Sequence[dict[str, Any]], ctx: Context, trajectory: list[Any]) -> list[Any]:
         """``dspy.Tool`` objects calling the host's tools; each call is noted in
-        ``trajectory``, and a tool's error is its observation (the LM sees it). The host
-        call waits on a thread of the loop's executor, so the loop stays free."""
+        ``trajectory``, and a tool's error is its observation (the LM sees it). The run's
+        task waits for the host's answer (``ctx.call_async``)."""
         def host_tool(name: str) -> Callable[..., Awaitable[Any]]:
             # Unannotated on purpose: dspy.Tool evaluates a function's annotations at run time,
             # where the names of this module's annotations do not exist.
             async def call(**kwargs):  # type: ignore[no-untyped-def]
-                observation = await asyncio.get_running_loop().run_in_executor(None, observe, ctx, name, kwargs)
+                observation = await aobserve(ctx, name, kwargs)
                 trajectory.append({"tool": name, "args": kwargs, "observation": observation})
                 return observation
 
@@ -375,7 +286,7 @@ class DspyEngine:
             kwargs["max_tokens"] = config.max_tokens
         return dspy.LM(model, **kwargs)
 
-    def execute(
+    async def aexecute(
         self,
         compiled: CompiledSpec,
         inputs: dict[str, Any],
@@ -384,9 +295,12 @@ class DspyEngine:
         tools: Sequence[dict[str, Any]] = (),
         max_iters: int = DEFAULT_MAX_ITERS,
         stream: bool = False,
-    ) -> Run:
-        """The engine protocol of :mod:`dspgo_worker.engines`: yields the chunks of a
-        streamed run, returns ``(outputs, trajectory, usage)``."""
+    ) -> RunResult:
+        """The engine protocol of :mod:`dspgo_worker.engines`: runs the spec on the running
+        event loop (the handler's task) and returns ``(outputs, trajectory, usage)``; with
+        ``stream``, each chunk is sent with ``ctx.send_chunk`` as the LM's text arrives.
+        Cancelling the task cancels the run where it waits, which closes the LM's HTTP
+        request."""
         dspy = import_dspy()
         trajectory: list[dict[str, Any]] | None = None
         if compiled.kind == KIND_REACT:
@@ -402,75 +316,20 @@ class DspyEngine:
             raise
         except Exception as exc:  # noqa: BLE001 - dspy refuses a configuration with many kinds
             raise WorkerError("invalid_argument", redact(f"dspy.LM refused the configuration: {type(exc).__name__}: {exc}", config.api_key())) from None
-        if stream:
-            prediction = yield from self._stream(dspy, module, lm, config, compiled, inputs, ctx)
-        else:
-            prediction = self._call(dspy, module, lm, config, inputs, ctx)
-        outputs = self._outputs(compiled, prediction)
-        return outputs, (list(trajectory) if trajectory is not None else None), _usage(prediction)
-
-    def run(self, compiled: CompiledSpec, inputs: dict[str, Any], config: LMConfig, ctx: Context) -> dict[str, Any]:
-        return drain(self.execute(compiled, inputs, config, ctx))[0]
-
-    def _call(self, dspy: Any, module: Any, lm: Any, config: LMConfig, inputs: dict[str, Any], ctx: Context) -> Any:
-        async def main() -> Any:
-            with dspy.context(lm=lm, track_usage=True):
-                return await module.acall(**inputs)
-
-        run = _Run(main, ctx)
+        chunks = _Chunks(ctx, compiled, module) if stream else None
         try:
-            while run.next() is not _DONE:
-                pass
-            return self._result(run, config)
-        finally:
-            run.close()
-
-    def _stream(
-        self, dspy: Any, module: Any, lm: Any, config: LMConfig, compiled: CompiledSpec, inputs: dict[str, Any], ctx: Context
-    ) -> Generator[dict[str, Any], None, Any]:
-        target = _answering_predictor(module, [f.name for f in compiled.outputs])
-        handoff = _Handoff(_Loop.get())
-
-        async def main() -> Any:
-            with dspy.context(lm=lm, track_usage=True):
-                program = dspy.streamify(module, is_async_program=True)
-                prediction = None
-                async for item in program(**inputs):
-                    if isinstance(item, dspy.Prediction):
-                        prediction = item
-                    elif target is not None and getattr(item, "predict_id", None) == id(target):
-                        text = _chunk_text(item)
-                        if text:
-                            await handoff.put(text)
-                return prediction
-
-        streamer = ReplyStreamer(compiled)
-        run = _Run(main, ctx, handoff)
-        try:
-            while True:
-                item = run.next()
-                if item is _DONE:
-                    break
-                for name, delta in streamer.feed(str(item)):  # the text of a chunk
-                    yield {"field": name, "delta": delta}
-            prediction = self._result(run, config)
-            for name, delta in streamer.finish(self._outputs(compiled, prediction)):
-                yield {"field": name, "delta": delta}
-            return prediction
-        finally:
-            run.close()
-
-    @staticmethod
-    def _result(run: _Run, config: LMConfig) -> Any:
-        try:
-            prediction = run.result()
+            with dspy.context(lm=lm, track_usage=True, send_stream=chunks):
+                prediction = await module.acall(**inputs)
         except WorkerError:
             raise
         except Exception as exc:  # noqa: BLE001 - dspy and its LM clients raise many kinds
             raise _coded(exc, config) from None
-        if prediction is None:
-            raise WorkerError("internal", "the dspy program ended without a prediction")
-        return prediction
+        finally:
+            await _close(lm)
+        outputs = self._outputs(compiled, prediction)
+        if chunks is not None:
+            await chunks.finish(outputs)
+        return outputs, (list(trajectory) if trajectory is not None else None), _usage(prediction)
 
     @staticmethod
     def _outputs(compiled: CompiledSpec, prediction: Any) -> dict[str, Any]:
@@ -483,6 +342,54 @@ class DspyEngine:
                     raw[f.name] = value
                     break
         return convert_outputs(compiled, raw, "from the dspy prediction")
+
+
+class _Chunks:
+    """DSPy's send stream (``settings.send_stream``) of a streamed run: DSPy sends it each
+    piece of the LM's stream; the text of the answering predictor's pieces becomes field
+    deltas (:class:`~dspgo_worker.chunks.ReplyStreamer`), each sent with
+    ``ctx.send_chunk`` in the run's own task. Waiting there for the host's credit pauses
+    the LM's stream where DSPy reads it, so a slow consumer holds the LM back instead of
+    filling memory.
+
+    This is how ``dspy.streamify`` streams, without its wrapper: streamify runs the
+    program in a task group inside an async generator (which a task cancelled outside
+    the generator, e.g. while waiting for credit, cannot close in its own task), and its
+    status messages are sent from a new thread and event loop while the calling loop
+    waits (``dspy.streaming.messages.sync_send_to_stream``)."""
+
+    def __init__(self, ctx: Context, compiled: CompiledSpec, module: Any) -> None:
+        self.ctx = ctx
+        target = _answering_predictor(module, [f.name for f in compiled.outputs])
+        self.target = id(target) if target is not None else None
+        self.streamer = ReplyStreamer(compiled)
+
+    async def send(self, item: Any) -> None:
+        """Take one item DSPy sends (an LM stream piece carries its predictor's id as
+        ``predict_id``); pieces of other predictors (a ReAct's loop) are not the
+        outputs'."""
+        if self.target is None or getattr(item, "predict_id", None) != self.target:
+            return
+        for name, delta in self.streamer.feed(_chunk_text(item)):
+            await self.ctx.send_chunk({"field": name, "delta": delta})
+
+    async def finish(self, outputs: dict[str, Any]) -> None:
+        """Send the fields not streamed yet (a reply from the cache, a JSON reply)."""
+        for name, delta in self.streamer.finish(outputs):
+            await self.ctx.send_chunk({"field": name, "delta": delta})
+
+
+async def _close(lm: Any) -> None:
+    """Close the connections the run's LM opened on this loop (a run's LM is its own, so
+    nothing else uses them); a dspy without ``LM.aclose`` leaves them to the LM's
+    finalizers."""
+    aclose = getattr(lm, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome is what the caller gets
+        log.debug("closing the run's LM failed", extra={"error": f"{type(exc).__name__}: {exc}"})
 
 
 def _answering_predictor(module: Any, names: list[str]) -> Any:

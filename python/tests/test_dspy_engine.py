@@ -8,16 +8,25 @@ dspy is missing); the bare interpreter skips them.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import unittest
 from unittest import mock
 
-from .helpers import WAIT, InProcessWorker
+from .helpers import WAIT, InProcessWorker, WorkerProcess, exit_within
 from .lmserver import LMServer, require_dspy
 from .test_spec import spec_of
 
 KEY_ENV = "DSPGO_TEST_DSPY_KEY"
 SECRET = "sk-dspy-test-key-0123456789"
+OTHER_KEY_ENV = "DSPGO_TEST_DSPY_OTHER_KEY"
+OTHER_SECRET = "sk-dspy-other-key-9876543210"
+
+#: Executions in flight at once in the concurrency test, and the test LM's latency there.
+IN_FLIGHT, IN_FLIGHT_LATENCY = 200, 2.0
+#: Most threads the worker may add while IN_FLIGHT executions wait on the LM (its loop,
+#: reading thread and small thread pools; not one per execution).
+IN_FLIGHT_THREADS = 24
 
 TYPED = spec_of(
     [("question", "str"), ("n", "int")],
@@ -26,6 +35,8 @@ TYPED = spec_of(
 )
 TYPED["signature"]["inputs"][0]["description"] = "the question to answer"
 INPUTS = {"question": "What is Go?", "n": 3}
+WEATHER_TOOLS = [{"name": "weather", "description": "Today's forecast for a city.",
+                  "schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
 PY_TYPES = {"answer": str, "count": int, "score": float, "ok": bool, "tags": list, "ids": list, "weights": dict, "level": str}
 
 
@@ -33,7 +44,7 @@ class DspyEngineTest(unittest.TestCase):
     def setUp(self):
         require_dspy(self)
         self.lm = LMServer(self)
-        patcher = mock.patch.dict(os.environ, {KEY_ENV: SECRET})
+        patcher = mock.patch.dict(os.environ, {KEY_ENV: SECRET, OTHER_KEY_ENV: OTHER_SECRET})
         patcher.start()
         self.addCleanup(patcher.stop)
         self.w = InProcessWorker(self)
@@ -180,15 +191,108 @@ class DspyEngineTest(unittest.TestCase):
         self.configure()
         spec = {**spec_of([("city", "str")], [("forecast", "str")]), "kind": "react"}
         self.w.tools["weather"] = lambda args: {"city": args.get("city"), "sky": "clear"}
-        tools = [{"name": "weather", "description": "Today's forecast for a city.",
-                  "schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
-        result = self.w.ok("execute_program", {"spec": spec, "inputs": {"city": "Oslo"}, "tools": tools, "max_iters": 3})
+        result = self.w.ok("execute_program", {"spec": spec, "inputs": {"city": "Oslo"}, "tools": WEATHER_TOOLS, "max_iters": 3})
         self.assertIsInstance(result["outputs"]["forecast"], str)
         (step,) = result["trajectory"]
         self.assertEqual(step["tool"], "weather")
         self.assertIsInstance(step["args"]["city"], str)
         self.assertEqual(step["observation"]["sky"], "clear")
         self.assertEqual([c["tool"] for c in self.w.calls_seen], ["weather"])
+
+    def test_many_runs_in_flight_take_one_lm_latency_and_no_thread_each(self):
+        w = InProcessWorker(self, worker_id="wide", max_concurrency=IN_FLIGHT)
+        args = {"provider": "openai", "model": f"test-model+latency={IN_FLIGHT_LATENCY:g}s", "base_url": self.lm.url,
+                "api_key_env": KEY_ENV, "engine": "dspy"}
+        w.ok("configure_lm", args)
+        spec = spec_of([("question", "str")], [("answer", "str")])
+        threads = threading.active_count()
+        started = time.monotonic()
+        ids = [w.call("execute_program", {"spec": spec, "inputs": {"question": f"question {i}"}}) for i in range(IN_FLIGHT)]
+        requests = self.lm.wait(requests=IN_FLIGHT)
+        added = threading.active_count() - threads
+        replies = [w.response(i) for i in ids]
+        elapsed = time.monotonic() - started
+        self.assertEqual([r for r in replies if not r["success"]], [])
+        self.assertFalse(any(r["done"] for r in requests[:IN_FLIGHT]), "every request was in flight at once")
+        self.assertLess(added, IN_FLIGHT_THREADS, "no thread per execution")
+        self.assertLess(elapsed, IN_FLIGHT_LATENCY + 3.0, "the executions waited on the LM together")
+
+    def test_two_named_lms_in_flight_at_once_keep_their_own_settings(self):
+        lms = {
+            "alpha": {"model": "alpha-model+latency=500ms", "api_key_env": KEY_ENV, "temperature": 0.1, "secret": SECRET},
+            "beta": {"model": "beta-model+latency=500ms", "api_key_env": OTHER_KEY_ENV, "temperature": 0.9, "secret": OTHER_SECRET},
+        }
+        self.w = InProcessWorker(self, worker_id="two-lms", max_concurrency=16)
+        for name, lm in lms.items():
+            self.w.ok("configure_lm", {"provider": "openai", "model": lm["model"], "base_url": self.lm.url, "engine": "dspy",
+                                       "api_key_env": lm["api_key_env"], "temperature": lm["temperature"], "name": name})
+        spec = spec_of([("question", "str")], [("answer", "str")])
+        runs = {}  # request id -> (LM name, question)
+        for i in range(8):
+            for name in lms:
+                # beta's questions are longer, so a usage summed over both LMs' runs would show
+                question = f"{name} question {i}" + (" with more words" * 4 if name == "beta" else "")
+                request_id = self.w.call("execute_program", {"spec": spec, "inputs": {"question": question}, "lm": name})
+                runs[request_id] = (name, question)
+        in_flight = self.lm.wait(requests=len(runs))
+        self.assertFalse(any(r["done"] for r in in_flight[: len(runs)]), "both LMs' runs were in flight at once")
+        by_question = {}
+        for request in self.lm.wait(done=len(runs)):
+            text = "\n".join(m["content"] for m in request["messages"])
+            for _, question in runs.values():
+                if f"{question}\n" in text + "\n":
+                    by_question[question] = request
+        for request_id, (name, question) in runs.items():
+            with self.subTest(lm=name, question=question):
+                lm, request = lms[name], by_question[question]
+                self.assertEqual(request["model"], lm["model"])
+                self.assertEqual(request["temperature"], lm["temperature"])
+                self.assertEqual(request["authorization"], f"Bearer {lm['secret']}")
+                usage = self.w.response(request_id)["result"]["usage"]
+                words = sum(len(m["content"].split()) for m in request["messages"])
+                self.assertEqual(usage["prompt_tokens"], words, "the usage of this run's request only")
+        dspy = __import__("dspy")
+        self.assertIsNone(dspy.settings.lm, "nothing set globally")
+
+    def test_cancel_while_waiting_for_credit_closes_the_lm_stream(self):
+        self.configure(model="test-model+chunk_delay=100ms")
+        spec = {**TYPED, "kind": "chain_of_thought"}
+        request_id = self.w.call("execute_program", {"spec": spec, "inputs": INPUTS}, stream=1)
+        self.w.wait_until(lambda: self.w.chunks.get(request_id), WAIT, "a first chunk")
+        started = time.monotonic()
+        self.w.send({"id": 99, "command": "cancel", "args": {"id": request_id}})
+        reply = self.w.response(request_id)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertEqual(reply["error"]["code"], "canceled")
+        self.assertEqual(len(self.w.chunks[request_id]), 1, "no chunk past the credit")
+        self.wait_canceled(1)
+
+    def test_streamed_react_streams_the_extraction_only(self):
+        self.configure(model="test-model+chunk_delay=5ms")
+        self.w.auto_credit = 1
+        spec = {**spec_of([("city", "str")], [("forecast", "str")]), "kind": "react"}
+        self.w.tools["weather"] = lambda args: {"city": args.get("city"), "sky": "clear"}
+        request_id = self.w.call("execute_program", {"spec": spec, "inputs": {"city": "Oslo"}, "tools": WEATHER_TOOLS}, stream=2)
+        reply = self.w.response(request_id)
+        self.assertTrue(reply["success"], reply)
+        chunks = [c["data"] for c in self.w.chunks[request_id]]
+        self.assertEqual({c["field"] for c in chunks}, {"forecast"}, "the loop's steps are not outputs")
+        self.assertEqual("".join(c["delta"] for c in chunks), reply["result"]["outputs"]["forecast"])
+        self.assertEqual([step["tool"] for step in reply["result"]["trajectory"]], ["weather"])
+        self.assertTrue(all(r["stream"] for r in self.lm.requests()), "every step streamed from the LM")
+
+    def test_the_worker_process_exits_at_once_with_runs_in_flight(self):
+        w = WorkerProcess(self)
+        args = {"provider": "openai", "model": "test-model+latency=30s", "base_url": self.lm.url, "api_key_env": KEY_ENV,
+                "engine": "dspy"}
+        self.assertTrue(w.request("configure_lm", args)["success"])
+        ids = [w.call("execute_program", {"spec": TYPED, "inputs": INPUTS}) for _ in range(4)]
+        self.wait_requests(len(ids))
+        started = time.monotonic()
+        w.close_stdin()
+        self.assertEqual(exit_within(self, w, started, bound=3.0), 0)
+        self.assertEqual([w.response(i)["error"]["code"] for i in ids], ["canceled"] * len(ids))
+        self.wait_canceled(len(ids))
 
     def test_no_api_key_is_failed_precondition_naming_the_variable(self):
         with mock.patch.dict(os.environ, {KEY_ENV: ""}):
