@@ -8,7 +8,8 @@ connection and a few objects, not a thread.
   :data:`MAX_IDLE` of them (past that, the oldest is closed). Idle connections belong to
   the event loop that opened them.
 * **Dropped connections.** A connection the server closed while it was idle is seen at
-  once (its reader has the end of the stream) and closed instead of used. One the server
+  once (its reader has the end of the stream): closed instead of used, or when a
+  connection comes back and it is the oldest idle one. One the server
   closed just as a request went out fails before any byte of an answer: that request is
   sent once more, on a new connection (only a reused connection gets this second try).
 * **No reuse after trouble.** A connection whose exchange did not end cleanly (a
@@ -369,6 +370,10 @@ def release(key: tuple[str, str, int], conn: Connection, response: Response) -> 
     conns = idle(key)
     conns.append(conn)
     if len(conns) > MAX_IDLE:
+        conns.pop(0).abort()
+    # The oldest idle ones are the ones servers close (their keep-alive time-out passed):
+    # closed here, they do not wait half-closed until a burst reaches down to them.
+    while not conns[0].usable():
         conns.pop(0).abort()
 
 

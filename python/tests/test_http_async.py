@@ -75,11 +75,13 @@ class LimitTest(AsyncTestCase):
 class ScriptedServer:
     """A server on 127.0.0.1 that answers the n-th request it reads with ``answers[n]``
     (raw bytes; None closes the connection instead), and closes a connection after an
-    answer when ``close_after`` holds its index. ``connections`` counts accepted ones."""
+    answer when ``close_after`` holds its index (once ``closing`` is set, when given).
+    ``connections`` counts accepted ones."""
 
-    def __init__(self, answers, close_after=()):
+    def __init__(self, answers, close_after=(), closing=None):
         self.answers = list(answers)
         self.close_after = set(close_after)
+        self.closing = closing
         self.requests = 0
         self.connections = 0
 
@@ -103,6 +105,8 @@ class ScriptedServer:
                 writer.write(answer)
                 await writer.drain()
                 if n in self.close_after:
+                    if self.closing is not None:
+                        await self.closing.wait()
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -227,6 +231,33 @@ class HTTPClientTest(AsyncTestCase):
         with mock.patch.object(http_async, "MAX_IDLE", 4):
             self.arun(asyncio.wait_for(run(), WAIT))
         self.assertEqual(server.connections, 6)
+
+
+    def test_an_idle_connection_the_server_closed_is_dropped_when_another_comes_back(self):
+        ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        server = ScriptedServer([ok] * 3, close_after={0})
+        async def run():
+            server.closing = asyncio.Event()
+            endpoint = await server.start()
+            try:
+                first = await http_async.exchange(endpoint, request())
+                second = await http_async.exchange(endpoint, request())
+                for conn, response in (first, second):
+                    self.assertEqual(await response.read(100), b"ok")
+                    http_async.release(endpoint.key, conn, response)
+                self.assertEqual(http_async.idle(endpoint.key), [first[0], second[0]])
+                server.closing.set()
+                self.assertEqual(await asyncio.wait_for(first[0].reader.read(1), WAIT), b"", "the server closed the first")
+                conn, response = await http_async.exchange(endpoint, request())
+                self.assertIs(conn, second[0], "the most recently used one")
+                self.assertEqual(await response.read(100), b"ok")
+                http_async.release(endpoint.key, conn, response)
+                self.assertEqual(http_async.idle(endpoint.key), [second[0]])
+                self.assertTrue(first[0].writer.transport.is_closing())
+            finally:
+                await server.stop()
+
+        self.arun(asyncio.wait_for(run(), WAIT))
 
 
 class LMServerTest(AsyncTestCase):
