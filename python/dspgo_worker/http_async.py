@@ -377,9 +377,11 @@ def release(key: tuple[str, str, int], conn: Connection, response: Response) -> 
         conns.pop(0).abort()
 
 
-def close_idle() -> None:
-    """Close the running loop's idle connections (the next requests open new ones)."""
-    pools = _idle.pop(asyncio.get_running_loop(), None)
+def close_idle(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Close the idle connections of ``loop`` (default: the running one); the next
+    requests open new ones. Their sockets close when the loop next runs: a loop about to
+    close runs once more (``loop.run_until_complete(asyncio.sleep(0))``)."""
+    pools = _idle.pop(loop or asyncio.get_running_loop(), None)
     for conns in (pools or {}).values():
         for conn in conns:
             conn.abort()
