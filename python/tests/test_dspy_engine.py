@@ -8,12 +8,13 @@ dspy is missing); the bare interpreter skips them.
 from __future__ import annotations
 
 import os
+import textwrap
 import threading
 import time
 import unittest
 from unittest import mock
 
-from .helpers import WAIT, InProcessWorker, WorkerProcess, exit_within
+from .helpers import WAIT, HandlerModuleMixin, InProcessWorker, WorkerProcess, exit_within
 from .lmserver import LMServer, require_dspy
 from .test_spec import spec_of
 
@@ -307,6 +308,40 @@ class DspyEngineTest(unittest.TestCase):
 
     def wait_canceled(self, n: int) -> None:
         self.lm.wait(canceled=n)
+
+
+STUCK_IN_EXECUTOR_SOURCE = textwrap.dedent(
+    """
+    import asyncio
+    import threading
+
+    from dspgo_worker import command
+
+
+    @command("stuck_in_executor")
+    async def stuck_in_executor(args, ctx):
+        ctx.logger.info("stuck in the executor")
+        await asyncio.to_thread(threading.Event().wait)
+    """
+)
+
+
+class StuckDefaultExecutorTest(HandlerModuleMixin, unittest.TestCase):
+    """DSPy's blocking steps run on the loop's default executor (``asyncio.to_thread``),
+    whose threads are not daemons: one that never returns must not keep the worker
+    process alive."""
+
+    handler_module = "dspgo_test_stuck_executor"
+    handler_source = STUCK_IN_EXECUTOR_SOURCE
+
+    def test_the_worker_exits_with_a_default_executor_thread_stuck(self):
+        worker = self.start_with_handlers("--stop-grace", "0.2")
+        stuck = worker.call("stuck_in_executor")
+        worker.wait_log("stuck in the executor", request_id=stuck)
+        started = time.monotonic()
+        worker.close_stdin()
+        self.assertEqual(exit_within(self, worker, started), 0)
+        self.assertEqual(worker.response(stuck)["error"]["code"], "canceled")
 
 
 if __name__ == "__main__":
