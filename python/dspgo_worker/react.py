@@ -25,22 +25,8 @@ async def aobserve(ctx: Context, tool: str, args: dict[str, Any]) -> Any:
     try:
         return await ctx.call_async(tool, args)
     except ToolError as exc:
-        return _failed(ctx, exc)
-
-
-def observe(ctx: Context, tool: str, args: dict[str, Any]) -> Any:
-    """:func:`aobserve` from a thread (``ctx.call``), until the dspy engine's tools are
-    coroutines."""
-    try:
-        return ctx.call(tool, args)
-    except ToolError as exc:
-        return _failed(ctx, exc)
-
-
-def _failed(ctx: Context, exc: ToolError) -> dict[str, Any]:
-    """The observation of a tool that failed; raises when the request itself ended."""
-    ctx.check()
-    return {"error": {"code": exc.code, "message": exc.message}}
+        ctx.check()
+        return {"error": {"code": exc.code, "message": exc.message}}
 
 
 async def run_script(script: Sequence[ScriptStep], ctx: Context, max_iters: int) -> list[dict[str, Any]]:
