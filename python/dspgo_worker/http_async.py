@@ -167,13 +167,13 @@ class Connection:
         """Close at once, dropping anything unsent or unread."""
         self.writer.transport.abort()
 
-    async def send(self, request: bytes, reused: bool) -> Response:
-        """Send ``request`` (head and body) and read the head of its answer (interim 1xx
-        answers skipped). Raises :class:`Dropped` when a ``reused`` connection ends before
+    async def send(self, head: bytes, body: bytes, reused: bool) -> Response:
+        """Send a request (its ``head`` and ``body``, in one write) and read the head of
+        its answer (interim 1xx answers skipped). Raises :class:`Dropped` when a ``reused`` connection ends before
         any byte of an answer, :class:`HTTPProtocolError` for a malformed or cut-off head."""
         reader = self.reader
         try:
-            self.writer.write(request)
+            self.writer.write(head + body)  # (a copy only until the socket has it)
             await self.writer.drain()  # suspends only while the socket's buffer is full
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -387,9 +387,9 @@ def close_idle(loop: asyncio.AbstractEventLoop | None = None) -> None:
             conn.abort()
 
 
-async def exchange(endpoint: Endpoint, request: bytes) -> tuple[Connection, Response]:
-    """Send ``request`` to ``endpoint`` on an idle connection, or a new one, and read the
-    head of its answer; sent once more on a new connection when a reused one was dropped
+async def exchange(endpoint: Endpoint, head: bytes, body: bytes) -> tuple[Connection, Response]:
+    """Send a request (``head`` and ``body``) to ``endpoint`` on an idle connection, or a
+    new one, and read the head of its answer; sent once more on a new connection when a reused one was dropped
     (:class:`Dropped`). The caller reads the body, then hands the connection to
     :func:`release`, or aborts it if anything fails (a cancel included)."""
     key = endpoint.key
@@ -399,7 +399,7 @@ async def exchange(endpoint: Endpoint, request: bytes) -> tuple[Connection, Resp
         if conn is None:
             conn = await Connection.open(endpoint)
         try:
-            return conn, await conn.send(request, reused)
+            return conn, await conn.send(head, body, reused)
         except Dropped:
             conn.abort()
             conn, reused = None, False

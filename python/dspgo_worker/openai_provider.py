@@ -125,21 +125,22 @@ class OpenAIProvider:
         if not endpoint.direct or proxied(endpoint.scheme, endpoint.netloc):
             yield await self.complete(messages, ctx, usage=usage)
             return
-        key = self._body(messages, None)
-        if self.config.cache:
+        key = self._body(messages, None) if self.config.cache else None
+        if key is not None:
             cached = REPLY_CACHE.get(key)
             if cached is not None:
                 yield cached
                 return
         from .sse import open_stream, read_stream
 
-        request = self.request_bytes(endpoint, self._body(messages, None, stream=True), accept="text/event-stream")
-        conn, response = await self.with_retries(ctx, lambda: open_stream(self, endpoint, request, ctx))
+        data = self._body(messages, None, stream=True)
+        head = self.request_head(endpoint, len(data), accept="text/event-stream")
+        conn, response = await self.with_retries(ctx, lambda: open_stream(self, endpoint, head, data, ctx))
         parts = []
         async for piece in read_stream(self, endpoint, conn, response, ctx, usage):
             parts.append(piece)
             yield piece
-        if self.config.cache:
+        if key is not None:
             REPLY_CACHE.put(key, "".join(parts))
 
     async def verify(self, ctx: Context) -> None:
@@ -236,10 +237,10 @@ class OpenAIProvider:
             return posted
         from . import http_async as http
 
-        request = self.request_bytes(endpoint, data)
+        head = self.request_head(endpoint, len(data))
         try:
             with http.Limit(end):
-                conn, response = await http.exchange(endpoint, request)
+                conn, response = await http.exchange(endpoint, head, data)
                 try:
                     status = response.status
                     raw = await response.read(MAX_REPLY_BYTES + 1 if 200 <= status < 300 else MAX_ERROR_BYTES)
@@ -276,8 +277,8 @@ class OpenAIProvider:
             return WorkerError("unavailable", f"LM endpoint {endpoint.shown} is unreachable: {exc}")
         return WorkerError("unavailable", f"LM endpoint {endpoint.shown}: {type(exc).__name__}: {exc}")
 
-    def request_bytes(self, endpoint: Endpoint, data: bytes, accept: str = "application/json") -> bytes:
-        """The request head and body, sent in one write."""
+    def request_head(self, endpoint: Endpoint, length: int, accept: str = "application/json") -> bytes:
+        """The head of a request whose body has ``length`` bytes."""
         lines = [
             f"POST {endpoint.selector} HTTP/1.1",
             f"Host: {endpoint.host_header}",
@@ -285,13 +286,13 @@ class OpenAIProvider:
             "Content-Type: application/json",
             f"Accept: {accept}",
             f"User-Agent: {self.user_agent}",
-            f"Content-Length: {len(data)}",
+            f"Content-Length: {length}",
         ]
         key = self.config.api_key()
         if key:
             lines.append(f"Authorization: Bearer {self._header_key(key)}")
         lines.append("\r\n")
-        return "\r\n".join(lines).encode("ascii") + data
+        return "\r\n".join(lines).encode("ascii")
 
     def _header_key(self, key: str) -> str:
         """``key``, refused (``invalid_argument``) when an HTTP header cannot carry it."""

@@ -30,7 +30,7 @@ FINISH_S = 1.0
 
 
 async def open_stream(
-    provider: OpenAIProvider, endpoint: Endpoint, request: bytes, ctx: Context
+    provider: OpenAIProvider, endpoint: Endpoint, head: bytes, body: bytes, ctx: Context
 ) -> tuple[Connection, Response]:
     """Send a streamed request and read the head of its answer: the connection and the
     response of a 2xx answer, whose body the caller reads with :func:`read_stream`;
@@ -38,7 +38,7 @@ async def open_stream(
     end = provider.exchange_end(ctx)
     try:
         with Limit(end):
-            conn, response = await exchange(endpoint, request)
+            conn, response = await exchange(endpoint, head, body)
             if 200 <= response.status < 300:
                 return conn, response
             try:

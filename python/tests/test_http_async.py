@@ -118,8 +118,9 @@ class ScriptedServer:
         await self.server.wait_closed()
 
 
-def request(body: bytes = b"{}") -> bytes:
-    return b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+def request(body: bytes = b"{}") -> tuple[bytes, bytes]:
+    """A request's head and body."""
+    return b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body), body
 
 
 class HTTPClientTest(AsyncTestCase):
@@ -135,7 +136,7 @@ class HTTPClientTest(AsyncTestCase):
             try:
                 for _ in range(len(answers) if sends is None else sends):
                     try:
-                        conn, response = await http_async.exchange(endpoint, request())
+                        conn, response = await http_async.exchange(endpoint, *request())
                         try:
                             body = await response.read(reads or 1 << 20)
                         except BaseException:
@@ -218,7 +219,7 @@ class HTTPClientTest(AsyncTestCase):
         async def run():
             endpoint = await server.start()
             try:
-                opened = [await http_async.exchange(endpoint, request()) for _ in range(6)]
+                opened = [await http_async.exchange(endpoint, *request()) for _ in range(6)]
                 for conn, response in opened:
                     self.assertEqual(await response.read(100), b"ok")
                     http_async.release(endpoint.key, conn, response)
@@ -240,15 +241,15 @@ class HTTPClientTest(AsyncTestCase):
             server.closing = asyncio.Event()
             endpoint = await server.start()
             try:
-                first = await http_async.exchange(endpoint, request())
-                second = await http_async.exchange(endpoint, request())
+                first = await http_async.exchange(endpoint, *request())
+                second = await http_async.exchange(endpoint, *request())
                 for conn, response in (first, second):
                     self.assertEqual(await response.read(100), b"ok")
                     http_async.release(endpoint.key, conn, response)
                 self.assertEqual(http_async.idle(endpoint.key), [first[0], second[0]])
                 server.closing.set()
                 self.assertEqual(await asyncio.wait_for(first[0].reader.read(1), WAIT), b"", "the server closed the first")
-                conn, response = await http_async.exchange(endpoint, request())
+                conn, response = await http_async.exchange(endpoint, *request())
                 self.assertIs(conn, second[0], "the most recently used one")
                 self.assertEqual(await response.read(100), b"ok")
                 http_async.release(endpoint.key, conn, response)
