@@ -1,13 +1,14 @@
 """Engines run a compiled spec on converted inputs with the configured language model.
 
-Both have ``run(compiled, inputs, config, ctx) -> outputs`` (the outputs in field order,
-``reasoning`` first for chain_of_thought, each of its declared type) and
-``execute(compiled, inputs, config, ctx, tools, max_iters, stream)``, a generator that
-yields the chunks of a streamed run (``{"field", "delta"}``, fields in output order) when
-``stream`` is true, nothing otherwise, and returns ``(outputs, trajectory, usage)``: the
-trajectory (``[{"tool", "args", "observation"}]``) of a ``react`` spec, else None; the
-token usage (``{"prompt_tokens", "completion_tokens", "total_tokens"}``) of the LM calls
-the run made, None when it made none (the dummy provider, replies from the cache).
+Both have the coroutine ``aexecute(compiled, inputs, config, ctx, tools, max_iters,
+stream)``, run in the request's task on the worker's event loop, which returns
+``(outputs, trajectory, usage)``: the outputs in field order (``reasoning`` first for
+chain_of_thought, each of its declared type), the trajectory (``[{"tool", "args",
+"observation"}]``) of a ``react`` spec, else None, and the token usage
+(``{"prompt_tokens", "completion_tokens", "total_tokens"}``) of the LM calls the run made,
+None when it made none (the dummy provider, replies from the cache). When ``stream`` is
+true it sends the chunks of the run (``{"field", "delta"}``, fields in output order) with
+``ctx.send_chunk`` as they come.
 
 * :class:`~dspgo_worker.native.NativeEngine` (always available) writes a DSPy-ChatAdapter-like prompt, calls
   the provider and parses the reply (:mod:`~dspgo_worker.chat_format`); a
@@ -39,7 +40,6 @@ from .native import NATIVE_ENGINE
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from collections.abc import Generator
     from typing import Any, Optional
 
     from .dspy_engine import DspyEngine
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
     #: A run's outputs, its trajectory (react) and its token usage.
     RunResult = tuple[dict[str, Any], Optional[list[dict[str, Any]]], Optional[dict[str, Any]]]
-    #: An engine's run: the chunks of a stream, then the :data:`RunResult`.
-    Run = Generator[dict[str, Any], None, RunResult]
 
 
 class EngineUnavailable(WorkerError):

@@ -37,12 +37,10 @@ from .registry import Arg, command, missing_argument
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from collections.abc import Generator
     from types import ModuleType
     from typing import Any
 
     from .context import Context
-    from .engines import Run
     from .lmconfig import LMConfig
     from .spec import CompiledSpec
     from .worker import Worker
@@ -316,19 +314,7 @@ async def execute_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
         await ctx.sleep_async(config.delay_ms / 1000.0)
     ctx.check()
     engine = _lazy("engines").make_engine(config)
-    streamed = ctx.stream is not None
-    aexecute = getattr(engine, "aexecute", None)
-    if aexecute is None:  # an engine still on threads
-        def run() -> Any:
-            run = engine.execute(compiled, converted, config, ctx, tools, max_iters, streamed)
-            if streamed:
-                return _streamed(run, compiled.hash)
-            outputs, trajectory, usage = _lazy("chunks").drain(run)
-            return _result(outputs, trajectory, usage, compiled.hash)
-
-        result: dict[str, Any] = await ctx.run_sync(run)
-        return result
-    outputs, trajectory, usage = await aexecute(compiled, converted, config, ctx, tools, max_iters, streamed)
+    outputs, trajectory, usage = await engine.aexecute(compiled, converted, config, ctx, tools, max_iters, ctx.stream is not None)
     return _result(outputs, trajectory, usage, compiled.hash)
 
 
@@ -341,12 +327,6 @@ def _result(
     if usage is not None:
         result["usage"] = usage
     return result
-
-
-def _streamed(run: Run, spec_hash: str) -> Generator[Any, None, dict[str, Any]]:
-    """The generator of a streamed execution: the engine's chunks, then the result."""
-    outputs, trajectory, usage = yield from run
-    return _result(outputs, trajectory, usage, spec_hash)
 
 
 @command(
