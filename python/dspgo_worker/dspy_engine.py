@@ -48,6 +48,7 @@ import importlib
 import logging
 import os
 import threading
+from collections import deque
 
 from .chat_format import convert_outputs
 from .chunks import ReplyStreamer
@@ -76,6 +77,8 @@ log = logging.getLogger("dspgo_worker.dspy")
 
 #: Memory cache entries of DSPy's LM cache (per worker process).
 MEMORY_CACHE_ENTRIES = 4096
+#: Most ``dspy.LM`` objects a worker keeps between runs (:class:`IdleLMs`).
+IDLE_LMS = 64
 
 
 _import_lock = threading.Lock()
@@ -310,21 +313,30 @@ class DspyEngine:
                 self.set_demos(dspy, compiled, module)
         else:
             module = self.module(dspy, compiled)
-        try:
-            lm = self.make_lm(dspy, config)
-        except WorkerError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - dspy refuses a configuration with many kinds
-            raise WorkerError("invalid_argument", redact(f"dspy.LM refused the configuration: {type(exc).__name__}: {exc}", config.api_key())) from None
+        idle = _idle_lms(ctx)
+        key = (config, config.api_key())
+        lm = idle.take(key) if idle is not None else None
+        if lm is None:
+            try:
+                lm = self.make_lm(dspy, config)
+            except WorkerError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - dspy refuses a configuration with many kinds
+                raise WorkerError("invalid_argument", redact(f"dspy.LM refused the configuration: {type(exc).__name__}: {exc}", config.api_key())) from None
         chunks = _Chunks(ctx, compiled, module) if stream else None
         try:
-            with dspy.context(lm=lm, track_usage=True, send_stream=chunks):
+            # No history: DSPy would keep every call's prompt and reply, on the LM, on
+            # the module and globally, up to 10,000 each.
+            with dspy.context(lm=lm, track_usage=True, send_stream=chunks, disable_history=True):
                 prediction = await module.acall(**inputs)
-        except WorkerError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - dspy and its LM clients raise many kinds
+        except BaseException as exc:
+            await _close(lm)
+            if isinstance(exc, WorkerError) or not isinstance(exc, Exception):
+                raise  # a coded error, or the task's cancellation
             raise _coded(exc, config) from None
-        finally:
+        if idle is not None:
+            await idle.give(key, lm)
+        else:
             await _close(lm)
         outputs = self._outputs(compiled, prediction)
         if chunks is not None:
@@ -342,6 +354,49 @@ class DspyEngine:
                     raw[f.name] = value
                     break
         return convert_outputs(compiled, raw, "from the dspy prediction")
+
+
+class IdleLMs:
+    """A worker's ``dspy.LM`` objects between runs (its state ``dspy_lms``), by
+    configuration and API key. A run takes one, or makes one, and gives it back when it
+    ends well, so the next run with that configuration reuses DSPy's client set-up and
+    the LM's kept-alive connection instead of a new TCP (and TLS) handshake. At most
+    :data:`IDLE_LMS` wait, the oldest closed first; an LM whose run failed or was
+    cancelled is closed, not kept. A run has its LM to itself. Used on the worker's event
+    loop only."""
+
+    def __init__(self, worker: object = None) -> None:
+        self._idle: deque[tuple[tuple[LMConfig, str | None], Any]] = deque()
+
+    def lms(self) -> list[Any]:
+        """The idle LMs, the oldest first."""
+        return [lm for _, lm in self._idle]
+
+    def take(self, key: tuple[LMConfig, str | None]) -> Any:
+        """The idle LM of ``key`` given back last, or None."""
+        idle = self._idle
+        for i in range(len(idle) - 1, -1, -1):
+            if idle[i][0] == key:
+                lm = idle[i][1]
+                del idle[i]
+                return lm
+        return None
+
+    async def give(self, key: tuple[LMConfig, str | None], lm: Any) -> None:
+        """Keep ``lm`` for a later run of ``key``, closing the oldest idle LM beyond
+        :data:`IDLE_LMS`."""
+        self._idle.append((key, lm))
+        if len(self._idle) > IDLE_LMS:
+            await _close(self._idle.popleft()[1])
+
+
+def _idle_lms(ctx: Context) -> IdleLMs | None:
+    """The idle LMs of the worker serving ``ctx`` (None for a context without one)."""
+    try:
+        worker = ctx.worker
+    except AttributeError:
+        return None
+    return worker.state("dspy_lms", IdleLMs)
 
 
 class _Chunks:
@@ -380,8 +435,8 @@ class _Chunks:
 
 
 async def _close(lm: Any) -> None:
-    """Close the connections the run's LM opened on this loop (a run's LM is its own, so
-    nothing else uses them); a dspy without ``LM.aclose`` leaves them to the LM's
+    """Close the connections an LM opened on this loop (an LM serves one run at a time,
+    so nothing else uses them); a dspy without ``LM.aclose`` leaves them to the LM's
     finalizers."""
     aclose = getattr(lm, "aclose", None)
     if aclose is None:

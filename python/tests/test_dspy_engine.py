@@ -167,6 +167,9 @@ class DspyEngineTest(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 5)
         self.assertEqual(reply["error"]["code"], "canceled")
         self.wait_canceled(1)
+        from dspgo_worker.dspy_engine import IdleLMs
+
+        self.assertEqual(self.w.worker.state("dspy_lms", IdleLMs).lms(), [], "the cancelled run's LM was closed, not kept")
 
     def test_streamed_run_hands_on_chunks_as_the_lm_sends_them(self):
         self.configure(model="test-model+chunk_delay=20ms")
@@ -294,6 +297,28 @@ class DspyEngineTest(unittest.TestCase):
         self.assertEqual(exit_within(self, w, started, bound=3.0), 0)
         self.assertEqual([w.response(i)["error"]["code"] for i in ids], ["canceled"] * len(ids))
         self.wait_canceled(len(ids))
+
+    def test_an_lm_serves_run_after_run_and_one_whose_run_failed_is_closed(self):
+        from dspgo_worker.dspy_engine import IDLE_LMS, IdleLMs
+
+        idle = self.w.worker.state("dspy_lms", IdleLMs)
+        spec = spec_of([("question", "str")], [("answer", "str")])
+        self.configure()
+        self.execute(spec, {"question": "first"})
+        (lm,) = idle.lms()
+        self.execute(spec, {"question": "second"})
+        self.assertEqual(idle.lms(), [lm], "the second run took the first one's LM")
+
+        self.configure(model="test-model+status=400")
+        self.w.error("execute_program", {"spec": spec, "inputs": {"question": "refused"}})
+        self.assertEqual(idle.lms(), [lm], "the failed run's LM was not kept")
+
+        w = InProcessWorker(self, worker_id="idle", max_concurrency=IDLE_LMS + 8)
+        w.ok("configure_lm", {"provider": "openai", "model": "test-model+latency=300ms", "base_url": self.lm.url,
+                              "api_key_env": KEY_ENV, "engine": "dspy"})
+        ids = [w.call("execute_program", {"spec": spec, "inputs": {"question": f"q {i}"}}) for i in range(IDLE_LMS + 8)]
+        self.assertTrue(all(w.response(i)["success"] for i in ids))
+        self.assertEqual(len(w.worker.state("dspy_lms", IdleLMs).lms()), IDLE_LMS, "at most IDLE_LMS kept")
 
     def test_no_api_key_is_failed_precondition_naming_the_variable(self):
         with mock.patch.dict(os.environ, {KEY_ENV: ""}):
