@@ -12,12 +12,10 @@ from .spec import CompiledSpec
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Generator, Iterator
-    from typing import Any, TypeVar
+    from collections.abc import AsyncGenerator, Iterator
+    from typing import Any
 
     from .context import Context
-
-    T = TypeVar("T")
 
 _SPACE_CUT = re.compile(r"(?<=[^ ])(?= )")
 
@@ -49,15 +47,6 @@ def output_chunks(compiled: CompiledSpec, outputs: dict[str, Any]) -> Iterator[d
     for f in compiled.outputs:
         for delta in value_deltas(outputs[f.name]):
             yield {"field": f.name, "delta": delta}
-
-
-def drain(gen: Generator[Any, None, T]) -> T:
-    """Run a generator to its end, discarding what it yields; its return value."""
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]  # the generator's return value, a T
 
 
 #: A prefix of a ``[[ ## name ## ]]`` header, up to the end of the text.
