@@ -5,6 +5,11 @@ server."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import ssl
+import subprocess
+import tempfile
 import time
 import unittest
 from unittest import mock
@@ -78,17 +83,18 @@ class ScriptedServer:
     answer when ``close_after`` holds its index (once ``closing`` is set, when given).
     ``connections`` counts accepted ones."""
 
-    def __init__(self, answers, close_after=(), closing=None):
+    def __init__(self, answers, close_after=(), closing=None, tls=None):
         self.answers = list(answers)
         self.close_after = set(close_after)
         self.closing = closing
+        self.tls = tls  # the server's ssl.SSLContext, for https
         self.requests = 0
         self.connections = 0
 
     async def start(self):
-        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0, ssl=self.tls)
         port = self.server.sockets[0].getsockname()[1]
-        return Endpoint(f"http://127.0.0.1:{port}/v1/chat/completions")
+        return Endpoint(f"{'https' if self.tls else 'http'}://127.0.0.1:{port}/v1/chat/completions")
 
     async def serve(self, reader, writer):
         self.connections += 1
@@ -259,6 +265,59 @@ class HTTPClientTest(AsyncTestCase):
                 await server.stop()
 
         self.arun(asyncio.wait_for(run(), WAIT))
+
+
+class TLSTest(AsyncTestCase):
+    """https: the connection is verified, kept and reused, and replaced once the server
+    closes it."""
+
+    def setUp(self):
+        super().setUp()
+        if shutil.which("openssl") is None:
+            self.skipTest("no openssl command to make a test certificate")
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        self.cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", self.cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True, timeout=WAIT,
+        )
+        self.server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_tls.load_cert_chain(self.cert, key)
+
+    def test_https_keeps_and_replaces_connections(self):
+        ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        server = ScriptedServer([ok] * 3, close_after={1}, tls=self.server_tls)
+        trusting = http_async.ssl_context()  # the default one: the test's certificate is unknown to it
+        self.assertEqual(trusting.verify_mode, ssl.CERT_REQUIRED)
+
+        async def run():
+            server.closing = asyncio.Event()
+            client = ssl.create_default_context(cafile=self.cert)
+            endpoint = await server.start()
+            try:
+                with mock.patch.object(http_async, "_ssl_context", client):
+                    for _ in range(2):
+                        conn, response = await http_async.exchange(endpoint, *request())
+                        self.assertEqual(await response.read(100), b"ok")
+                        http_async.release(endpoint.key, conn, response)
+                    (kept,) = http_async.idle(endpoint.key)
+                    server.closing.set()
+                    self.assertEqual(await asyncio.wait_for(kept.reader.read(1), WAIT), b"", "the server closed it")
+                    conn, response = await http_async.exchange(endpoint, *request())
+                    self.assertIsNot(conn, kept)
+                    self.assertEqual(await response.read(100), b"ok")
+                    http_async.release(endpoint.key, conn, response)
+                http_async.close_idle()  # a new connection, with the default context:
+                with self.assertRaises(http_async.Unreachable) as caught:  # verified against the system's authorities
+                    await http_async.exchange(endpoint, *request())
+                self.assertIn("CERTIFICATE_VERIFY_FAILED", str(caught.exception))
+            finally:
+                await server.stop()
+
+        self.arun(asyncio.wait_for(run(), WAIT))
+        self.assertEqual((server.connections, server.requests), (2, 3), "the first served two requests")
 
 
 class LMServerTest(AsyncTestCase):
