@@ -9,6 +9,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -66,6 +67,22 @@ class LimitTest(AsyncTestCase):
                 await task
 
         self.arun(asyncio.wait_for(cancelled(), WAIT))
+
+    @unittest.skipIf(sys.version_info < (3, 11), "a task counts its cancellations from Python 3.11 on")
+    def test_a_cancel_from_elsewhere_as_the_limit_fires_wins(self):
+        fire = Limit._fire
+
+        def fire_and_cancel(limit):
+            fire(limit)
+            limit._task.cancel()  # the request's cancellation, in the same turn of the loop
+
+        async def both():
+            with self.assertRaises(asyncio.CancelledError):
+                with Limit(time.monotonic() + 0.01):
+                    await asyncio.sleep(WAIT)
+
+        with mock.patch.object(Limit, "_fire", fire_and_cancel):
+            self.arun(asyncio.wait_for(both(), WAIT))
 
     def test_nothing_happens_within_the_limit(self):
         async def quick():
