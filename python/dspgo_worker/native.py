@@ -64,11 +64,12 @@ class NativeEngine:
         if compiled.kind == KIND_REACT:
             trajectory = await self.react_loop(provider, compiled, inputs, list(tools), max_iters, ctx, usage)
         extra = trajectory_text(trajectory) if trajectory is not None else None
-        messages = build_messages(compiled, inputs, extra)
+        # The prompt is handed over, not kept here: the provider drops it once it has the body.
         if stream:
-            outputs = await stream_outputs(compiled, provider.stream(messages, ctx, usage=usage), ctx)
+            pieces = provider.stream(build_messages(compiled, inputs, extra), ctx, usage=usage)
+            outputs = await stream_outputs(compiled, pieces, ctx)
         else:
-            outputs = parse_reply(compiled, await provider.complete(messages, ctx, usage=usage))
+            outputs = parse_reply(compiled, await provider.complete(build_messages(compiled, inputs, extra), ctx, usage=usage))
         return outputs, trajectory, usage.result()
 
     @staticmethod

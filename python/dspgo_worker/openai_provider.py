@@ -96,6 +96,7 @@ class OpenAIProvider:
         config = self.config
         cache = cache and config.cache
         data = self._body(messages, max_tokens)
+        del messages  # a call in flight holds its body, not the prompt as well
         if cache:
             cached = REPLY_CACHE.get(data)
             if cached is not None:
@@ -134,6 +135,7 @@ class OpenAIProvider:
         from .sse import open_stream, read_stream
 
         data = self._body(messages, None, stream=True)
+        del messages  # a stream in flight holds its body, not the prompt as well
         head = self.request_head(endpoint, len(data), accept="text/event-stream")
         conn, response = await self.with_retries(ctx, lambda: open_stream(self, endpoint, head, data, ctx))
         parts = []
