@@ -139,9 +139,13 @@ class OpenAIProvider:
         head = self.request_head(endpoint, len(data), accept="text/event-stream")
         conn, response = await self.with_retries(ctx, lambda: open_stream(self, endpoint, head, data, ctx))
         parts = []
-        async for piece in read_stream(self, endpoint, conn, response, ctx, usage):
-            parts.append(piece)
-            yield piece
+        pieces = read_stream(self, endpoint, conn, response, ctx, usage)
+        try:
+            async for piece in pieces:
+                parts.append(piece)
+                yield piece
+        finally:
+            await pieces.aclose()  # at once, when this one is closed early: its connection closes
         if key is not None:
             REPLY_CACHE.put(key, "".join(parts))
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import unittest
+from unittest import mock
 
+from dspgo_worker import http_async
 from dspgo_worker.chat_format import parse_reply
 from dspgo_worker.chunks import ReplyStreamer
 from dspgo_worker.context import Context
@@ -188,7 +190,9 @@ class ProviderStreamTest(ProviderHelpers, LMTestCase):
             await gen.aclose()
             return first
 
-        self.assertEqual(self.arun(first_only()), "first")
+        with mock.patch.object(http_async.Connection, "abort", autospec=True, side_effect=http_async.Connection.abort) as abort:
+            self.assertEqual(self.arun(first_only()), "first")
+        abort.assert_called_once()  # by aclose, not later by the garbage collector
         self.assertEqual(self.idle(provider), [])
 
 
