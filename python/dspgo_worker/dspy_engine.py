@@ -14,7 +14,9 @@ How a run goes:
   has its own copy of, so concurrent runs never see each other's LM or usage, and
   nothing global is set. Host tools are awaited with ``ctx.call_async``. Cancelling the
   task (the request's cancellation or deadline) ends the run where it waits; DSPy's HTTP
-  client closes the LM's connection then, and the run's LM is closed in any case.
+  client closes the LM's connection then. An LM whose run failed or was cancelled is
+  closed; one whose run ended well waits for the next run of its configuration
+  (:class:`IdleLMs`), with its kept-alive connection.
 * A streamed run sets DSPy's send stream (``settings.send_stream``, what
   ``dspy.streamify`` sets) to a :class:`_Chunks` of its own, which DSPy hands each piece
   of the LM's stream as it arrives. The text of the predictor that produces the
@@ -33,9 +35,8 @@ pricing a reply, the response cache) go to the loop's default executor with
 
 Importing dspy (:func:`import_dspy`) keeps the worker's promises: litellm and DSPy's
 model metadata use their packaged copy of the model cost map instead of fetching one
-from the network, and DSPy's cache
-lives in memory only (never on disk); whether an LM call uses it is ``cache`` of
-``configure_lm`` (off by default). Nothing DSPy reports reaches stderr outside the
+from the network, and DSPy's cache lives in memory only (never on disk); whether an LM
+call uses it is ``cache`` of ``configure_lm`` (off by default). Nothing DSPy reports reaches stderr outside the
 worker's JSON log: tqdm's progress bars are off unless asked for (``TQDM_DISABLE``; those
 DSPy's ``Evaluate`` asks for go to ``sys.stdout``, which a compile routes, see
 :mod:`dspgo_worker.optimize`), and the ``dspy`` logger's records go to the worker's log,
@@ -363,7 +364,7 @@ class IdleLMs:
     the LM's kept-alive connection instead of a new TCP (and TLS) handshake. At most
     :data:`IDLE_LMS` wait, the oldest closed first; an LM whose run failed or was
     cancelled is closed, not kept. A run has its LM to itself. Used on the worker's event
-    loop only."""
+    loop only; ``worker`` (what a state's factory is given) is not used."""
 
     def __init__(self, worker: object = None) -> None:
         self._idle: deque[tuple[tuple[LMConfig, str | None], Any]] = deque()
