@@ -39,7 +39,7 @@ type conn struct {
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
-	pending map[uint64]chan protocol.Response
+	pending map[uint64]*waiter
 	extras  map[uint64]*extra             // requests that stream or carry tools, by id
 	toolRun map[uint64]context.CancelFunc // the worker's calls to tools running, by call id
 	tools   sync.WaitGroup                // tool goroutines
@@ -61,7 +61,7 @@ type conn struct {
 
 func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration, onDead func(*conn)) *conn {
 	c := &conn{name: name, w: w, onDead: onDead, timeout: writeTimeout,
-		started: time.Now(), pending: map[uint64]chan protocol.Response{},
+		started: time.Now(), pending: map[uint64]*waiter{},
 		extras: map[uint64]*extra{}, toolRun: map[uint64]context.CancelFunc{},
 		dead: make(chan struct{}), cancels: make(chan uint64, 256), draining: make(chan struct{})}
 	c.writer = protocol.NewWriter(stdinWriter{c}, maxFrame)
@@ -77,12 +77,12 @@ func newConn(name string, w worker, maxFrame int, writeTimeout time.Duration, on
 }
 
 // route hands one frame from the worker to whoever it is for, for the
-// role's holder w (nil: the watcher). A final response for w, or a chunk of
-// w's stream, is reported to w rather than sent; a reply whose caller has
-// gone (timed out, cancelled) is dropped, never handed to anyone else. A
-// response or chunk for an id the host never issued is a protocol
-// violation: the worker is killed.
-func (c *conn) route(m protocol.WorkerMessage, w *waiter) (protocol.Response, routed) {
+// role's holder w (nil: the watcher). A final response for w is stored in
+// w.resp and reported, as is a chunk of w's stream, rather than sent; a
+// reply whose caller has gone (timed out, cancelled) is dropped, never
+// handed to anyone else. A response or chunk for an id the host never
+// issued is a protocol violation: the worker is killed.
+func (c *conn) route(m *protocol.WorkerMessage, w *waiter) routed {
 	if (m.Kind == "" || m.Kind == protocol.KindChunk) && m.ID > c.nextID.Load() {
 		// Ids are issued in order and a request is written after its id:
 		// an id beyond the last issued was never sent. (A reply to an id
@@ -92,28 +92,29 @@ func (c *conn) route(m protocol.WorkerMessage, w *waiter) (protocol.Response, ro
 			what = "sent a chunk of"
 		}
 		c.violate(fmt.Sprintf("it %s request %d, which the host never sent (the last id sent is %d)", what, m.ID, c.nextID.Load()))
-		return protocol.Response{}, routedViolation
+		return routedViolation
 	}
-	mine := w != nil && m.ID == w.id
 	if m.Kind != "" {
 		c.other(m)
-		if mine && m.Kind == protocol.KindChunk {
-			return protocol.Response{}, routedOwnChunk
+		if w != nil && m.ID == w.id && m.Kind == protocol.KindChunk {
+			return routedOwnChunk
 		}
-		return protocol.Response{}, routedOther
+		return routedOther
 	}
 	c.mu.Lock()
-	ch := c.pending[m.ID]
+	to := c.pending[m.ID]
 	delete(c.pending, m.ID)
 	c.mu.Unlock()
 	switch {
-	case ch == nil:
-	case mine:
-		return m.Response, routedOwnReply
+	case to == nil:
+	case to == w:
+		w.resp = m.Response
+		return routedOwnReply
 	default:
-		ch <- m.Response // buffered: never blocks
+		to.resp = m.Response
+		to.reply <- struct{}{} // buffered, and sent once: never blocks
 	}
-	return protocol.Response{}, routedOther
+	return routedOther
 }
 
 // routed says what a frame meant for the role's holder.
@@ -264,15 +265,16 @@ func notSent(err error) error {
 
 // handshake sends the init ping and checks the reply.
 func (c *conn) handshake(ctx context.Context) error {
-	ch := make(chan protocol.Response, 1)
+	w := &waiter{id: protocol.InitID, reply: make(chan struct{}, 1)}
 	c.mu.Lock()
-	c.pending[protocol.InitID] = ch
+	c.pending[protocol.InitID] = w
 	c.mu.Unlock()
 	if err := c.write(&protocol.Request{ID: protocol.InitID, Command: protocol.CmdPing, Args: protocol.InitPingArgs}); err != nil {
 		return c.failure("start")
 	}
-	switch got, resp, _ := c.await(ctx, &waiter{id: protocol.InitID, reply: ch}); got {
+	switch c.await(ctx, w) {
 	case gotReply:
+		resp := &w.resp
 		if !resp.Success {
 			return &adapter.Error{Code: adapter.CodeUnavailable, Op: "start", Adapter: c.name,
 				Message: "the worker refused the init ping: " + lastBytes(resp.Error.Message, 2048)}

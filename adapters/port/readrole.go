@@ -86,6 +86,11 @@ type readRole struct {
 	wakeFD int
 	closed bool
 
+	// msg is the frame being handed on, and wakeBuf what resetting the
+	// wake descriptor reads: both off the holder's stack.
+	msg     protocol.WorkerMessage
+	wakeBuf [8]byte
+
 	stall      time.Duration // see invariant 7
 	stallLeft  time.Duration // reading time left for the frame stallFrame
 	stallFrame uint64
@@ -130,11 +135,14 @@ func (r *readRole) close() {
 	}
 }
 
-// waiter is a caller waiting for the reply to its request.
+// waiter is a caller waiting for the reply to its request. It lives on
+// the heap (conn.pending holds it), so that what the role's holder hands
+// over stays off the callers' stacks.
 type waiter struct {
 	id    uint64
-	reply chan protocol.Response // registered in conn.pending under id
-	ex    *extra                 // its chunks and tools; nil for a plain call
+	reply chan struct{} // capacity 1: a value once resp is set (by a holder that is not this caller)
+	resp  protocol.Response
+	ex    *extra // its chunks and tools; nil for a plain call
 }
 
 // woken says why await returned.
@@ -149,8 +157,8 @@ const (
 )
 
 // await waits for w's next event, reading the stream whenever the role is
-// free.
-func (c *conn) await(ctx context.Context, w *waiter) (woken, protocol.Response, protocol.Chunk) {
+// free: the final response is then in w.resp, a chunk in w.ex.chunk.
+func (c *conn) await(ctx context.Context, w *waiter) woken {
 	var chunks <-chan protocol.Chunk
 	var broken <-chan struct{}
 	if w.ex != nil {
@@ -158,21 +166,22 @@ func (c *conn) await(ctx context.Context, w *waiter) (woken, protocol.Response, 
 	}
 	for {
 		select {
-		case resp := <-w.reply:
-			return gotReply, resp, protocol.Chunk{}
+		case <-w.reply:
+			return gotReply
 		case ck := <-chunks:
-			return gotChunk, protocol.Response{}, ck
+			w.ex.chunk = ck
+			return gotChunk
 		case <-broken:
-			return gotBroken, protocol.Response{}, protocol.Chunk{}
+			return gotBroken
 		case <-ctx.Done():
-			return gotCtx, protocol.Response{}, protocol.Chunk{}
+			return gotCtx
 		case <-c.dead:
-			return gotDead, protocol.Response{}, protocol.Chunk{}
+			return gotDead
 		case <-c.role.token:
-			resp, mine := c.lead(ctx, w, true)
+			mine := c.lead(ctx, w, true)
 			c.role.token <- struct{}{}
 			if mine {
-				return gotReply, resp, protocol.Chunk{}
+				return gotReply
 			}
 			// Whatever ended the turn (a chunk, the context, death) is
 			// ready now: the select takes it (lead returns at once if it
@@ -181,21 +190,25 @@ func (c *conn) await(ctx context.Context, w *waiter) (woken, protocol.Response, 
 	}
 }
 
-// lead reads frames as the role's holder until w's reply arrives (returned,
-// true), a chunk of w's stream arrives, ctx ends, or the conn dies. With a
-// nil w (the watcher) it reads until the conn dies. With wait false it
-// also returns when the pipe holds nothing more (drain). The caller holds
-// the role.
-func (c *conn) lead(ctx context.Context, w *waiter, wait bool) (protocol.Response, bool) {
-	r := c.role
+// lead reads frames as the role's holder until w's reply arrives (in
+// w.resp; it returns true), a chunk of w's stream arrives, ctx ends, or
+// the conn dies. With a nil w (the watcher) it reads until the conn dies.
+// With wait false it also returns when the pipe holds nothing more
+// (drain). The caller holds the role.
+//
+// The holder decodes and hands on frames on its own goroutine's stack,
+// below its caller's frames: lead and what it calls keep their frames
+// small (the decoded message lives in the role, the response in the
+// waiter), so that a caller's stack does not grow when it takes the role.
+func (c *conn) lead(ctx context.Context, w *waiter, wait bool) bool {
 	if w != nil {
 		select {
-		case resp := <-w.reply: // delivered by the previous holder
-			return resp, true
+		case <-w.reply: // delivered by the previous holder
+			return true
 		default:
 		}
 		if w.ex != nil && (len(w.ex.chunks) > 0 || isClosed(w.ex.broken)) {
-			return protocol.Response{}, false
+			return false
 		}
 	}
 	var stopWake func() bool
@@ -210,92 +223,123 @@ func (c *conn) lead(ctx context.Context, w *waiter, wait bool) (protocol.Respons
 		// have read stays for the next holder (its own reply, once it has
 		// gone, is dropped then).
 		if isClosed(c.dead) || (w != nil && ctx.Err() != nil) {
-			return protocol.Response{}, false
+			return false
 		}
 		// The whole frames already read first: no system call.
-		var own protocol.Response
-		gotOwn, ownChunk := false, false
-		for {
-			body, err := r.frames.next()
-			if err != nil {
-				c.violate(err.Error())
-				return protocol.Response{}, false
-			}
-			if body == nil {
-				break
-			}
-			m, err := protocol.DecodeWorkerMessage(body)
-			if err != nil {
-				c.violate(err.Error())
-				return protocol.Response{}, false
-			}
-			switch resp, kind := c.route(m, w); kind {
-			case routedOwnReply:
-				own, gotOwn = resp, true
-			case routedOwnChunk:
-				ownChunk = true
-			case routedViolation:
-				return protocol.Response{}, false
-			}
+		switch c.routeBuffered(w) {
+		case routedOwnReply:
+			return true
+		case routedOwnChunk, routedViolation:
+			return false
 		}
-		if gotOwn {
-			return own, true
-		}
-		if ownChunk {
-			return protocol.Response{}, false
-		}
-
-		exited := isClosed(c.w.exited())
-		timeout := -1 // no bound while between frames: a worker may be silent
-		switch {
-		case exited || !wait:
-			timeout = 0 // read what is there, wait for nothing
-		case r.frames.partial() && r.stall > 0:
-			if !r.stallArmed || r.stallFrame != r.frames.frames {
-				r.stallArmed, r.stallFrame, r.stallLeft = true, r.frames.frames, r.stall
-			}
-			if r.stallLeft <= 0 {
-				c.violate(fmt.Sprintf("it began a frame and did not finish it within %v (a frame cut off)", r.stall))
-				return protocol.Response{}, false
-			}
-			timeout = int((r.stallLeft + time.Millisecond - 1) / time.Millisecond)
-		}
-		if stopWake == nil && w != nil && ctx.Done() != nil {
-			stopWake = context.AfterFunc(ctx, r.wake)
-		}
-		var began time.Time
-		if timeout > 0 {
-			began = time.Now()
-		}
-		r.fds[0].Revents, r.fds[1].Revents = 0, 0
-		n, err := unix.Poll(r.fds[:], timeout)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			c.fail("polling the worker's output failed: " + err.Error())
-			return protocol.Response{}, false
-		}
-		if timeout > 0 {
-			r.stallLeft -= time.Since(began)
-		}
-		if r.fds[1].Revents != 0 {
-			var b [8]byte
-			_, _ = unix.Read(r.wakeFD, b[:]) // resets the eventfd
-		}
-		switch {
-		case r.fds[0].Revents != 0:
-			if err := r.frames.fill(); err != nil {
-				c.failRead(err)
-				return protocol.Response{}, false
-			}
-		case n == 0 && exited:
-			c.fail("the worker exited")
-			return protocol.Response{}, false
-		case n == 0 && !wait:
-			return protocol.Response{}, false
+		if !c.poll(ctx, w, &stopWake, wait) {
+			return false
 		}
 	}
+}
+
+// routeBuffered hands on every whole frame the role's frame reader holds:
+// routedOwnReply when one was w's final response (in w.resp),
+// routedOwnChunk when one was a chunk of w's stream, routedViolation when
+// the worker broke the protocol (the conn is dead), else routedOther.
+func (c *conn) routeBuffered(w *waiter) routed {
+	r := c.role
+	got := routedOther
+	for {
+		body, err := r.frames.next()
+		if err != nil {
+			c.violate(err.Error())
+			return routedViolation
+		}
+		if body == nil {
+			return got
+		}
+		if err := r.decode(body); err != nil {
+			c.violate(err.Error())
+			return routedViolation
+		}
+		switch kind := c.route(&r.msg, w); kind {
+		case routedOwnReply:
+			got = kind
+		case routedOwnChunk:
+			if got != routedOwnReply {
+				got = kind
+			}
+		case routedViolation:
+			return kind
+		}
+		r.msg = protocol.WorkerMessage{} // holds no frame's bytes between turns
+	}
+}
+
+// decode decodes body into r.msg. The decoded message passes through
+// this frame only, not through the routing loop's (hence noinline).
+//
+//go:noinline
+func (r *readRole) decode(body []byte) error {
+	var err error
+	r.msg, err = protocol.DecodeWorkerMessage(body)
+	return err
+}
+
+// poll waits, as the role's holder, until the response pipe or the wake
+// descriptor is readable (wait false: looks without waiting), and reads
+// once what the pipe holds. It returns false when the turn ends: the
+// worker exited or the pipe failed (the conn is dead), or, without wait,
+// nothing was there. For a caller (w not nil) it arranges, once per turn
+// (in *stopWake), that ctx's end wakes the poll.
+func (c *conn) poll(ctx context.Context, w *waiter, stopWake *func() bool, wait bool) bool {
+	r := c.role
+	exited := isClosed(c.w.exited())
+	timeout := -1 // no bound while between frames: a worker may be silent
+	switch {
+	case exited || !wait:
+		timeout = 0 // read what is there, wait for nothing
+	case r.frames.partial() && r.stall > 0:
+		if !r.stallArmed || r.stallFrame != r.frames.frames {
+			r.stallArmed, r.stallFrame, r.stallLeft = true, r.frames.frames, r.stall
+		}
+		if r.stallLeft <= 0 {
+			c.violate(fmt.Sprintf("it began a frame and did not finish it within %v (a frame cut off)", r.stall))
+			return false
+		}
+		timeout = int((r.stallLeft + time.Millisecond - 1) / time.Millisecond)
+	}
+	if *stopWake == nil && w != nil && ctx.Done() != nil {
+		*stopWake = context.AfterFunc(ctx, r.wake)
+	}
+	var began time.Time
+	if timeout > 0 {
+		began = time.Now()
+	}
+	r.fds[0].Revents, r.fds[1].Revents = 0, 0
+	n, err := unix.Poll(r.fds[:], timeout)
+	if err != nil {
+		if errors.Is(err, unix.EINTR) {
+			return true
+		}
+		c.fail("polling the worker's output failed: " + err.Error())
+		return false
+	}
+	if timeout > 0 {
+		r.stallLeft -= time.Since(began)
+	}
+	if r.fds[1].Revents != 0 {
+		_, _ = unix.Read(r.wakeFD, r.wakeBuf[:]) // resets the eventfd
+	}
+	switch {
+	case r.fds[0].Revents != 0:
+		if err := r.frames.fill(); err != nil {
+			c.failRead(err)
+			return false
+		}
+	case n == 0 && exited:
+		c.fail("the worker exited")
+		return false
+	case n == 0 && !wait:
+		return false
+	}
+	return true
 }
 
 // writeSlice is how long a frame write waits for the worker before the

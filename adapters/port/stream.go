@@ -15,18 +15,25 @@ import (
 // extra is what a request beyond a plain call needs: its chunks, and the
 // tools its worker may call.
 type extra struct {
-	ctx    context.Context // the call's: tools run under it
+	ctx    context.Context    // the call's: tools run under it
+	end    context.CancelFunc // ends ctx when the call returns
 	tools  adapter.Tools
 	chunks chan protocol.Chunk // nil when not streaming; capacity: the window
 	next   uint64              // the seq the reader expects
 	broken chan struct{}       // closed when the worker broke the stream's rules
 	why    string
+
+	// The consumer's side, touched by the caller only.
+	chunk    protocol.Chunk // the chunk being handed on
+	grants   credit.Grants
+	taken    uint64 // chunks handed to the consumer
+	ctxEnded bool   // take refused a chunk because ctx ended, not because the consumer left
 }
 
 // other handles a frame that is not a final response: a chunk, a call to
 // a tool, or the worker giving a call up. The reading role's holder runs
 // it; it never blocks.
-func (c *conn) other(m protocol.WorkerMessage) {
+func (c *conn) other(m *protocol.WorkerMessage) {
 	switch m.Kind {
 	case protocol.KindChunk:
 		c.mu.Lock()
@@ -116,124 +123,154 @@ func (c *conn) startTool(call protocol.Call) {
 // each returns. Tools the worker calls run under ctx. each returning false
 // ends the exchange with errStopped and cancels the request.
 func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, each func(protocol.Chunk) bool) (json.RawMessage, error) {
-	op := req.Command
 	if window > 0 && !c.hello.has(protocol.FeatureStream) {
-		return nil, &adapter.Error{Code: adapter.CodeUnimplemented, Op: op, Adapter: c.name,
+		return nil, &adapter.Error{Code: adapter.CodeUnimplemented, Op: req.Command, Adapter: c.name,
 			Message: fmt.Sprintf("worker %s does not stream (no %q in its features)", c.hello.WorkerID, protocol.FeatureStream)}
 	}
-	id := c.nextID.Add(1)
-	ch := make(chan protocol.Response, 1)
-	var ex *extra
+	w, err := c.begin(ctx, req, window)
+	if err != nil {
+		return nil, err
+	}
+	if w.ex != nil {
+		defer w.ex.end() // ends the request's tool calls still running
+	}
+	return c.finish(ctx, w, req.Command, each)
+}
+
+// begin registers a waiter for req under a new id and writes the request.
+// Its frame is gone before the caller waits, so the request's encoding
+// adds nothing to a waiting caller's stack.
+func (c *conn) begin(ctx context.Context, req adapter.Request, window int) (*waiter, error) {
+	op := req.Command
+	w := &waiter{id: c.nextID.Add(1), reply: make(chan struct{}, 1)}
 	if window > 0 || req.Tools != nil {
-		callCtx, endCall := context.WithCancel(ctx)
-		defer endCall() // ends the request's tool calls still running
-		ex = &extra{ctx: callCtx, tools: req.Tools, broken: make(chan struct{})}
+		ex := &extra{tools: req.Tools, broken: make(chan struct{})}
+		ex.ctx, ex.end = context.WithCancel(ctx)
 		if window > 0 {
 			ex.chunks = make(chan protocol.Chunk, window)
+			ex.grants = credit.NewGrants(window)
 		}
+		w.ex = ex
 	}
 	c.mu.Lock()
-	c.pending[id] = ch
-	if ex != nil {
-		c.extras[id] = ex
+	c.pending[w.id] = w
+	if w.ex != nil {
+		c.extras[w.id] = w.ex
 	}
 	c.mu.Unlock()
-	forget := func() {
-		c.mu.Lock()
-		delete(c.pending, id)
-		delete(c.extras, id)
-		c.mu.Unlock()
+	fail := func(err error) (*waiter, error) {
+		c.forget(w)
+		if w.ex != nil {
+			w.ex.end()
+		}
+		return nil, err
 	}
 	select {
 	case <-c.dead:
-		forget()
-		return nil, notSent(c.failure(op))
+		return fail(notSent(c.failure(op)))
 	default:
 	}
-	giveUp := func() {
-		forget()
-		select {
-		case c.cancels <- id:
-		default: // the canceller is backed up; the worker finishes the request and its reply is dropped
-		}
-	}
-
-	preq := protocol.Request{ID: id, Command: req.Command, Args: req.Args, Session: req.Session, Stream: window}
+	preq := protocol.Request{ID: w.id, Command: req.Command, Args: req.Args, Session: req.Session, Stream: window}
 	if deadline, ok := ctx.Deadline(); ok {
 		// Rounded up, so the worker never gives up before the host does.
 		preq.DeadlineMS = max(1, (time.Until(deadline) + time.Millisecond - 1).Milliseconds())
 	}
 	if err := c.write(&preq); err != nil {
-		forget()
 		switch protocol.ErrorKind(err) {
 		case "frame_too_large":
-			return nil, &adapter.Error{Code: adapter.CodeResourceExhausted, Op: op, Adapter: c.name, Err: err}
+			return fail(&adapter.Error{Code: adapter.CodeResourceExhausted, Op: op, Adapter: c.name, Err: err})
 		case "":
-			return nil, notSent(c.failure(op)) // a partial frame is never run: the worker dies of it
+			return fail(notSent(c.failure(op))) // a partial frame is never run: the worker dies of it
 		}
-		return nil, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: op, Adapter: c.name, Err: err}
+		return fail(&adapter.Error{Code: adapter.CodeInvalidArgument, Op: op, Adapter: c.name, Err: err})
 	}
+	return w, nil
+}
 
-	w := &waiter{id: id, reply: ch, ex: ex}
-	var taken uint64
-	grants := credit.NewGrants(window)
-	ctxEnded := false // take refused a chunk because ctx ended, not because the consumer left
-	take := func(ck protocol.Chunk) bool {
-		if ctx.Err() != nil {
-			ctxEnded = true // no chunk after the deadline or a cancel
-			return false
-		}
-		if !each(ck) {
-			return false
-		}
-		taken++
-		if n := grants.Took(); n > 0 {
-			grant := protocol.Credit{ID: id, Credit: n}
-			_ = c.send(func() error { return c.writer.WriteCredit(&grant) })
-		}
-		return true
-	}
+// finish waits for w's final response, handing its chunks on to each.
+func (c *conn) finish(ctx context.Context, w *waiter, op string, each func(protocol.Chunk) bool) (json.RawMessage, error) {
+	ex := w.ex
 	for {
-		got, resp, ck := c.await(ctx, w)
-		switch got {
+		switch c.await(ctx, w) {
 		case gotChunk:
-			if !take(ck) {
-				giveUp()
-				if ctxEnded {
-					return nil, adapter.Wrap(ctx.Err(), c.name, op)
-				}
-				return nil, errStopped
+			if !c.take(ctx, w, each) {
+				c.giveUp(w)
+				return nil, c.stopped(ctx, w, op)
 			}
 		case gotReply:
 			// Every chunk came before the response: hand on the rest.
 			for ex != nil && len(ex.chunks) > 0 {
-				if !take(<-ex.chunks) {
-					forget()
-					if ctxEnded {
-						return nil, adapter.Wrap(ctx.Err(), c.name, op)
-					}
-					return nil, errStopped
+				ex.chunk = <-ex.chunks
+				if !c.take(ctx, w, each) {
+					c.forget(w)
+					return nil, c.stopped(ctx, w, op)
 				}
 			}
-			forget()
-			if window > 0 && (!resp.Streamed || resp.Chunks != taken) {
+			c.forget(w)
+			resp := &w.resp
+			if ex != nil && ex.chunks != nil && (!resp.Streamed || resp.Chunks != ex.taken) {
 				return nil, &adapter.Error{Code: adapter.CodeInternal, Op: op, Adapter: c.name,
-					Message: fmt.Sprintf("the worker's final response counts %d chunks, the host received %d: the stream lost chunks", resp.Chunks, taken)}
+					Message: fmt.Sprintf("the worker's final response counts %d chunks, the host received %d: the stream lost chunks", resp.Chunks, ex.taken)}
 			}
 			if !resp.Success {
 				return nil, wire.Error(c.name, op, resp.Error)
 			}
 			return resp.Result, nil
 		case gotBroken:
-			giveUp()
+			c.giveUp(w)
 			return nil, &adapter.Error{Code: adapter.CodeInternal, Op: op, Adapter: c.name, Message: ex.why}
 		case gotCtx:
-			giveUp()
+			c.giveUp(w)
 			return nil, adapter.Wrap(ctx.Err(), c.name, op)
 		case gotDead:
-			forget()
+			c.forget(w)
 			return nil, c.failure(op)
 		}
+	}
+}
+
+// take hands w.ex.chunk to each and grants the worker credit for it; false
+// when ctx has ended (no chunk after the deadline or a cancel) or each
+// refused it.
+func (c *conn) take(ctx context.Context, w *waiter, each func(protocol.Chunk) bool) bool {
+	ex := w.ex
+	if ctx.Err() != nil {
+		ex.ctxEnded = true
+		return false
+	}
+	if !each(ex.chunk) {
+		return false
+	}
+	ex.taken++
+	if n := ex.grants.Took(); n > 0 {
+		grant := protocol.Credit{ID: w.id, Credit: n}
+		_ = c.send(func() error { return c.writer.WriteCredit(&grant) })
+	}
+	return true
+}
+
+// stopped is the error of a stream that take ended.
+func (c *conn) stopped(ctx context.Context, w *waiter, op string) error {
+	if w.ex.ctxEnded {
+		return adapter.Wrap(ctx.Err(), c.name, op)
+	}
+	return errStopped
+}
+
+// forget unregisters w: a reply for it that comes later is dropped.
+func (c *conn) forget(w *waiter) {
+	c.mu.Lock()
+	delete(c.pending, w.id)
+	delete(c.extras, w.id)
+	c.mu.Unlock()
+}
+
+// giveUp unregisters w and asks the worker to cancel its request.
+func (c *conn) giveUp(w *waiter) {
+	c.forget(w)
+	select {
+	case c.cancels <- w.id:
+	default: // the canceller is backed up; the worker finishes the request and its reply is dropped
 	}
 }
 
