@@ -150,7 +150,7 @@ func runsNote(runs []loadRun, l inFlight, idle footprint) string {
 	f := func(get func(loadRun) float64) string { return fig(over(runs, get)) }
 	calls := float64(l.calls())
 	return fmt.Sprintf("per call in the window: host CPU %s µs, %s host allocations, workers' CPU %s µs; "+
-		"p50 %s ms, p99 %s ms; peak resident memory: host %s MB (%.1f MB before the load; Go heap %s MB, goroutine stacks %s MB), "+
+		"p50 %s ms, p99 %s ms; peak resident memory: host %s MB (%.1f MB before the load; Go heap %s MB, goroutine stacks %s MB, freed and not returned %s MB, runtime %s MB), "+
 		"workers %s MB (%s KB per call in flight above idle); "+
 		"worker threads %s; calls %s, errors %s",
 		f(func(r loadRun) float64 { return us(r.hostCPU) }),
@@ -162,6 +162,8 @@ func runsNote(runs []loadRun, l inFlight, idle footprint) string {
 		mb(idle.hostRSS),
 		f(func(r loadRun) float64 { return mb(r.peak.hostHeap) }),
 		f(func(r loadRun) float64 { return mb(r.peak.hostStacks) }),
+		f(func(r loadRun) float64 { return mb(r.peak.hostFree) }),
+		f(func(r loadRun) float64 { return mb(r.peak.hostRuntime) }),
 		f(func(r loadRun) float64 { return mb(r.peak.workersRSS) }),
 		f(func(r loadRun) float64 { return (float64(r.peak.workersRSS) - float64(idle.workersRSS)) / 1024 / calls }),
 		f(func(r loadRun) float64 { return float64(r.peakThreads) }),

@@ -48,6 +48,11 @@ type footprint struct {
 	// stacks in use (runtime.MemStats HeapInuse and StackInuse), parts of
 	// hostRSS.
 	hostHeap, hostStacks uint64
+	// hostFree is heap memory the host's runtime freed and has not yet
+	// returned to the system (HeapIdle − HeapReleased): resident, unless
+	// the system took the pages back; hostRuntime is the runtime's own
+	// (GCSys, MSpanSys, MCacheSys, BuckHashSys and OtherSys).
+	hostFree, hostRuntime uint64
 	workerThreads        int
 }
 
@@ -56,7 +61,8 @@ type footprint struct {
 func readFootprint(pids []int) footprint {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	f := footprint{hostRSS: proc.RSS(os.Getpid()), hostHeap: m.HeapInuse, hostStacks: m.StackInuse}
+	f := footprint{hostRSS: proc.RSS(os.Getpid()), hostHeap: m.HeapInuse, hostStacks: m.StackInuse,
+		hostFree: m.HeapIdle - m.HeapReleased, hostRuntime: m.GCSys + m.MSpanSys + m.MCacheSys + m.BuckHashSys + m.OtherSys}
 	for _, pid := range pids {
 		rss, threads := proc.Status(pid)
 		f.workersRSS += rss
