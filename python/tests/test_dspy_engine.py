@@ -320,6 +320,19 @@ class DspyEngineTest(unittest.TestCase):
         self.assertTrue(all(w.response(i)["success"] for i in ids))
         self.assertEqual(len(w.worker.state("dspy_lms", IdleLMs).lms()), IDLE_LMS, "at most IDLE_LMS kept")
 
+    def test_cancel_during_a_host_tool_call_ends_the_react_run(self):
+        self.configure()
+        spec = {**spec_of([("city", "str")], [("forecast", "str")]), "kind": "react"}
+        request_id = self.w.call("execute_program", {"spec": spec, "inputs": {"city": "Oslo"}, "tools": WEATHER_TOOLS})
+        self.w.wait_until(lambda: self.w.calls, WAIT, "the tool call")
+        (call,) = self.w.calls
+        self.w.send({"id": 99, "command": "cancel", "args": {"id": request_id}})
+        reply = self.w.response(request_id)
+        self.assertEqual(reply["error"]["code"], "canceled")
+        self.w.wait_until(lambda: self.w.call_cancels, WAIT, "the worker's cancel of its call")
+        self.assertEqual(self.w.call_cancels, [call["id"]])
+        self.assertEqual(len(self.lm.requests()), 1, "no step after the cancelled tool call")
+
     def test_no_api_key_is_failed_precondition_naming_the_variable(self):
         with mock.patch.dict(os.environ, {KEY_ENV: ""}):
             self.configure()
