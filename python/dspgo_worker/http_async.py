@@ -32,6 +32,8 @@ import sys
 import time
 import weakref
 
+from .worker import on_loop_close
+
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
     import ssl
@@ -385,6 +387,9 @@ def close_idle(loop: asyncio.AbstractEventLoop | None = None) -> None:
     for conns in (pools or {}).values():
         for conn in conns:
             conn.abort()
+
+
+on_loop_close(close_idle)  # a worker's loop closes its idle connections before it goes
 
 
 async def exchange(endpoint: Endpoint, head: bytes, body: bytes) -> tuple[Connection, Response]:

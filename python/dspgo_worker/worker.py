@@ -1155,9 +1155,21 @@ def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) ->
     )
 
 
+#: What runs when a worker's loop is about to close (see :func:`on_loop_close`).
+_loop_closers: list[Callable[[asyncio.AbstractEventLoop], None]] = []
+
+
+def on_loop_close(closer: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    """Call ``closer(loop)`` whenever a worker's event loop is about to close, after its
+    tasks ended: a module that keeps resources per loop (the HTTP client's idle
+    connections) releases them there. The loop runs once more afterwards, so transports
+    closed then are closed for good."""
+    _loop_closers.append(closer)
+
+
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Cancel what still runs on the loop (handlers answered at shutdown), let it unwind
-    briefly, and close the loop."""
+    briefly, release what modules keep for it, and close the loop."""
     tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
     for task in tasks:
         task.cancel()
@@ -1166,4 +1178,10 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
         for task in tasks:  # nobody awaits them: retrieve their end, so none is reported
             if task.done() and not task.cancelled():
                 task.exception()
+    for closer in _loop_closers:
+        try:
+            closer(loop)
+        except Exception as exc:  # noqa: BLE001 - closing goes on
+            log.warning("releasing a module's resources of the event loop failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+    loop.run_until_complete(asyncio.sleep(0))
     loop.close()
