@@ -9,14 +9,14 @@ How a run goes:
   produces the outputs (:meth:`DspyEngine.set_demos`). A ``react`` spec gets a fresh
   ``dspy.ReAct`` per run, its tools calling the host through the request's context.
 * A run is a coroutine (:meth:`DspyEngine.aexecute`) awaited in its request's task on the
-  worker's event loop: ``module.acall`` inside ``dspy.context`` with the run's own LM and
-  usage tracking. DSPy keeps that context in a ``contextvars`` variable, which each task
-  has its own copy of, so concurrent runs never see each other's LM or usage, and
-  nothing global is set. Host tools are awaited with ``ctx.call_async``. Cancelling the
-  task (the request's cancellation or deadline) ends the run where it waits; DSPy's HTTP
-  client closes the LM's connection then. An LM whose run failed or was cancelled is
-  closed; one whose run ended well waits for the next run of its configuration
-  (:class:`IdleLMs`), with its kept-alive connection.
+  worker's event loop: ``module.acall`` inside ``dspy.context`` with the LM of its
+  configuration and usage tracking. DSPy keeps that context in a ``contextvars``
+  variable, which each task has its own copy of, so concurrent runs never see each
+  other's LM or usage, and nothing global is set. Runs of one configuration share a
+  ``dspy.LM`` and its kept-alive connections (:class:`SharedLMs`). Host tools are
+  awaited with ``ctx.call_async``. Cancelling the task (the request's cancellation or
+  deadline) ends the run where it waits; DSPy's HTTP client closes the connection of
+  that run's LM request then.
 * A streamed run sets DSPy's send stream (``settings.send_stream``, what
   ``dspy.streamify`` sets) to a :class:`_Chunks` of its own, which DSPy hands each piece
   of the LM's stream as it arrives. The text of the predictor that produces the
@@ -49,7 +49,6 @@ import importlib
 import logging
 import os
 import threading
-from collections import deque
 
 from .chat_format import convert_outputs
 from .chunks import ReplyStreamer
@@ -78,8 +77,11 @@ log = logging.getLogger("dspgo_worker.dspy")
 
 #: Memory cache entries of DSPy's LM cache (per worker process).
 MEMORY_CACHE_ENTRIES = 4096
-#: Most ``dspy.LM`` objects a worker keeps between runs (:class:`IdleLMs`).
-IDLE_LMS = 64
+#: Runs that share one ``dspy.LM`` at a time (:class:`SharedLMs`): DSPy's HTTP client
+#: opens at most 100 connections per LM, and a run beyond them would wait for one.
+LM_RUNS = 100
+#: LMs without a run a worker keeps for later runs (each with its idle connections).
+IDLE_LMS = 1
 
 
 _import_lock = threading.Lock()
@@ -274,7 +276,7 @@ class DspyEngine:
     def make_lm(dspy: Any, config: LMConfig) -> Any:
         """The run's ``dspy.LM``: ``openai/<model>`` (any OpenAI-compatible endpoint) with
         the configured base URL, key (read from the environment now), temperature,
-        max_tokens, timeout and cache."""
+        max_tokens, timeout and cache; ``invalid_argument`` when dspy refuses them."""
         model = config.model if config.model.startswith("openai/") else "openai/" + config.model
         key = config.api_key()
         if not key:
@@ -288,7 +290,10 @@ class DspyEngine:
             kwargs["temperature"] = config.temperature
         if config.max_tokens:
             kwargs["max_tokens"] = config.max_tokens
-        return dspy.LM(model, **kwargs)
+        try:
+            return dspy.LM(model, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - dspy refuses a configuration with many kinds
+            raise WorkerError("invalid_argument", redact(f"dspy.LM refused the configuration: {type(exc).__name__}: {exc}", key)) from None
 
     async def aexecute(
         self,
@@ -314,31 +319,24 @@ class DspyEngine:
                 self.set_demos(dspy, compiled, module)
         else:
             module = self.module(dspy, compiled)
-        idle = _idle_lms(ctx)
-        key = (config, config.api_key())
-        lm = idle.take(key) if idle is not None else None
-        if lm is None:
-            try:
-                lm = self.make_lm(dspy, config)
-            except WorkerError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - dspy refuses a configuration with many kinds
-                raise WorkerError("invalid_argument", redact(f"dspy.LM refused the configuration: {type(exc).__name__}: {exc}", config.api_key())) from None
+        lms = _shared_lms(ctx)
+        shared = lms.take((config, config.api_key()), lambda: self.make_lm(dspy, config)) if lms is not None else None
+        lm = shared.lm if shared is not None else self.make_lm(dspy, config)
         chunks = _Chunks(ctx, compiled, module) if stream else None
         try:
             # No history: DSPy would keep every call's prompt and reply, on the LM, on
             # the module and globally, up to 10,000 each.
             with dspy.context(lm=lm, track_usage=True, send_stream=chunks, disable_history=True):
                 prediction = await module.acall(**inputs)
-        except BaseException as exc:
-            await _close(lm)
-            if isinstance(exc, WorkerError) or not isinstance(exc, Exception):
-                raise  # a coded error, or the task's cancellation
+        except WorkerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - dspy and its LM clients raise many kinds
             raise _coded(exc, config) from None
-        if idle is not None:
-            await idle.give(key, lm)
-        else:
-            await _close(lm)
+        finally:
+            if lms is not None and shared is not None:
+                await lms.give(shared)
+            else:
+                await _close(lm)
         outputs = self._outputs(compiled, prediction)
         if chunks is not None:
             await chunks.finish(outputs)
@@ -357,47 +355,59 @@ class DspyEngine:
         return convert_outputs(compiled, raw, "from the dspy prediction")
 
 
-class IdleLMs:
-    """A worker's ``dspy.LM`` objects between runs (its state ``dspy_lms``), by
-    configuration and API key. A run takes one, or makes one, and gives it back when it
-    ends well, so the next run with that configuration reuses DSPy's client set-up and
-    the LM's kept-alive connection instead of a new TCP (and TLS) handshake. At most
-    :data:`IDLE_LMS` wait, the oldest closed first; an LM whose run failed or was
-    cancelled is closed, not kept. A run has its LM to itself. Used on the worker's event
-    loop only; ``worker`` (what a state's factory is given) is not used."""
+class SharedLMs:
+    """A worker's ``dspy.LM`` objects (its state ``dspy_lms``), by configuration and API
+    key, each serving up to :data:`LM_RUNS` runs at once: runs share DSPy's client set-up
+    and the LM's pool of kept-alive connections instead of a TCP (and TLS) handshake and
+    an LM each. An LM left without runs is kept while fewer than :data:`IDLE_LMS` are,
+    else closed. Used on the worker's event loop only; ``worker`` (what a state's
+    factory is given) is not used."""
 
     def __init__(self, worker: object = None) -> None:
-        self._idle: deque[tuple[tuple[LMConfig, str | None], Any]] = deque()
+        self._lms: list[_SharedLM] = []
 
-    def lms(self) -> list[Any]:
-        """The idle LMs, the oldest first."""
-        return [lm for _, lm in self._idle]
+    def lms(self) -> list[tuple[Any, int]]:
+        """Each LM with its number of runs, the oldest first."""
+        return [(shared.lm, shared.runs) for shared in self._lms]
 
-    def take(self, key: tuple[LMConfig, str | None]) -> Any:
-        """The idle LM of ``key`` given back last, or None."""
-        idle = self._idle
-        for i in range(len(idle) - 1, -1, -1):
-            if idle[i][0] == key:
-                lm = idle[i][1]
-                del idle[i]
-                return lm
-        return None
+    def take(self, key: tuple[LMConfig, str | None], make: Callable[[], Any]) -> _SharedLM:
+        """An LM of ``key`` with room for one more run (made by ``make`` when none has),
+        counting the run."""
+        for shared in self._lms:
+            if shared.runs < LM_RUNS and shared.key == key:
+                break
+        else:
+            shared = _SharedLM(key, make())
+            self._lms.append(shared)
+        shared.runs += 1
+        return shared
 
-    async def give(self, key: tuple[LMConfig, str | None], lm: Any) -> None:
-        """Keep ``lm`` for a later run of ``key``, closing the oldest idle LM beyond
-        :data:`IDLE_LMS`."""
-        self._idle.append((key, lm))
-        if len(self._idle) > IDLE_LMS:
-            await _close(self._idle.popleft()[1])
+    async def give(self, shared: _SharedLM) -> None:
+        """The run of ``shared`` has ended; an LM left without runs beyond
+        :data:`IDLE_LMS` is closed."""
+        shared.runs -= 1
+        if shared.runs or sum(1 for other in self._lms if not other.runs) <= IDLE_LMS:
+            return
+        self._lms.remove(shared)
+        await _close(shared.lm)
 
 
-def _idle_lms(ctx: Context) -> IdleLMs | None:
-    """The idle LMs of the worker serving ``ctx`` (None for a context without one)."""
+class _SharedLM:
+    """One LM of :class:`SharedLMs`, its key and its number of runs."""
+
+    __slots__ = ("key", "lm", "runs")
+
+    def __init__(self, key: tuple[LMConfig, str | None], lm: Any) -> None:
+        self.key, self.lm, self.runs = key, lm, 0
+
+
+def _shared_lms(ctx: Context) -> SharedLMs | None:
+    """The LMs of the worker serving ``ctx`` (None for a context without one)."""
     try:
         worker = ctx.worker
     except AttributeError:
         return None
-    return worker.state("dspy_lms", IdleLMs)
+    return worker.state("dspy_lms", SharedLMs)
 
 
 class _Chunks:

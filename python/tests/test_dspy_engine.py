@@ -167,9 +167,10 @@ class DspyEngineTest(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 5)
         self.assertEqual(reply["error"]["code"], "canceled")
         self.wait_canceled(1)
-        from dspgo_worker.dspy_engine import IdleLMs
+        from dspgo_worker.dspy_engine import SharedLMs
 
-        self.assertEqual(self.w.worker.state("dspy_lms", IdleLMs).lms(), [], "the cancelled run's LM was closed, not kept")
+        runs = [runs for _, runs in self.w.worker.state("dspy_lms", SharedLMs).lms()]
+        self.assertEqual(runs, [0], "the cancelled run gave its LM back")
 
     def test_streamed_run_hands_on_chunks_as_the_lm_sends_them(self):
         self.configure(model="test-model+chunk_delay=20ms")
@@ -298,27 +299,31 @@ class DspyEngineTest(unittest.TestCase):
         self.assertEqual([w.response(i)["error"]["code"] for i in ids], ["canceled"] * len(ids))
         self.wait_canceled(len(ids))
 
-    def test_an_lm_serves_run_after_run_and_one_whose_run_failed_is_closed(self):
-        from dspgo_worker.dspy_engine import IDLE_LMS, IdleLMs
+    def test_runs_share_an_lm_and_give_it_back_however_they_end(self):
+        from dspgo_worker.dspy_engine import IDLE_LMS, LM_RUNS, SharedLMs
 
-        idle = self.w.worker.state("dspy_lms", IdleLMs)
+        lms = self.w.worker.state("dspy_lms", SharedLMs)
         spec = spec_of([("question", "str")], [("answer", "str")])
         self.configure()
         self.execute(spec, {"question": "first"})
-        (lm,) = idle.lms()
+        ((lm, runs),) = lms.lms()
+        self.assertEqual(runs, 0)
         self.execute(spec, {"question": "second"})
-        self.assertEqual(idle.lms(), [lm], "the second run took the first one's LM")
-
+        self.assertEqual(lms.lms(), [(lm, 0)], "the second run used the first one's LM")
         self.configure(model="test-model+status=400")
         self.w.error("execute_program", {"spec": spec, "inputs": {"question": "refused"}})
-        self.assertEqual(idle.lms(), [lm], "the failed run's LM was not kept")
+        self.assertEqual(lms.lms(), [(lm, 0)], "the failed run gave its LM back, closed beyond IDLE_LMS")
 
-        w = InProcessWorker(self, worker_id="idle", max_concurrency=IDLE_LMS + 8)
-        w.ok("configure_lm", {"provider": "openai", "model": "test-model+latency=300ms", "base_url": self.lm.url,
+        w = InProcessWorker(self, worker_id="shared", max_concurrency=LM_RUNS + 30)
+        w.ok("configure_lm", {"provider": "openai", "model": "test-model+latency=500ms", "base_url": self.lm.url,
                               "api_key_env": KEY_ENV, "engine": "dspy"})
-        ids = [w.call("execute_program", {"spec": spec, "inputs": {"question": f"q {i}"}}) for i in range(IDLE_LMS + 8)]
+        shared = w.worker.state("dspy_lms", SharedLMs)
+        self.lm.reset()
+        ids = [w.call("execute_program", {"spec": spec, "inputs": {"question": f"q {i}"}}) for i in range(LM_RUNS + 30)]
+        self.lm.wait(requests=len(ids))
+        self.assertEqual(sorted(runs for _, runs in shared.lms()), [30, LM_RUNS], "LM_RUNS runs share an LM at most")
         self.assertTrue(all(w.response(i)["success"] for i in ids))
-        self.assertEqual(len(w.worker.state("dspy_lms", IdleLMs).lms()), IDLE_LMS, "at most IDLE_LMS kept")
+        self.assertEqual([runs for _, runs in shared.lms()], [0] * IDLE_LMS, "LMs without runs beyond IDLE_LMS closed")
 
     def test_cancel_during_a_host_tool_call_ends_the_react_run(self):
         self.configure()
