@@ -338,6 +338,15 @@ class DspyEngineTest(unittest.TestCase):
         self.assertEqual(self.w.call_cancels, [call["id"]])
         self.assertEqual(len(self.lm.requests()), 1, "no step after the cancelled tool call")
 
+    def test_a_configuration_dspy_refuses_is_invalid_argument(self):
+        # DSPy 3.4.1 refuses a temperature other than 1.0 for OpenAI's reasoning models.
+        self.configure(model="gpt-5-mini", temperature=0.5)
+        error = self.w.error("execute_program", {"spec": TYPED, "inputs": INPUTS})
+        self.assertEqual(error["code"], "invalid_argument", error["message"])
+        self.assertIn("dspy.LM refused the configuration", error["message"])
+        self.assertNotIn(SECRET, error["message"])
+        self.assertEqual(self.lm.requests(), [])
+
     def test_no_api_key_is_failed_precondition_naming_the_variable(self):
         with mock.patch.dict(os.environ, {KEY_ENV: ""}):
             self.configure()
