@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/protocol"
 )
@@ -124,23 +125,16 @@ func TestHandshake(t *testing.T) {
 	require.True(t, resp.Success, "%+v", resp.Error)
 	assert.EqualValues(t, protocol.InitID, resp.ID)
 
-	var hello struct {
-		ProtocolVersion int      `json:"protocol_version"`
-		PID             int      `json:"pid"`
-		WorkerID        string   `json:"worker_id"`
-		Commands        []string `json:"commands"`
-		MaxConcurrency  int      `json:"max_concurrency"`
-		MaxFrameBytes   int      `json:"max_frame_bytes"`
-		PythonVersion   string   `json:"python_version"`
-	}
+	var hello command.InitResult
 	require.NoError(t, json.Unmarshal(resp.Result, &hello))
 	assert.Equal(t, protocol.Version, hello.ProtocolVersion)
 	assert.Equal(t, wk.cmd.Process.Pid, hello.PID)
 	assert.Equal(t, "w-go", hello.WorkerID)
 	assert.Equal(t, 3, hello.MaxConcurrency)
 	assert.Equal(t, protocol.DefaultMaxFrameBytes, hello.MaxFrameBytes)
-	assert.Subset(t, hello.Commands, []string{"ping", "describe", "cancel", "shutdown"})
+	assert.Subset(t, hello.Commands, []string{command.Ping, command.Describe, command.Cancel, command.Shutdown})
 	assert.NotContains(t, hello.Commands, "crash", "diagnostics only with --diagnostics")
+	assert.False(t, hello.Diagnostics)
 	assert.NotEmpty(t, hello.PythonVersion)
 
 	wk.send(protocol.Request{ID: 1, Command: "no_such_command"})
