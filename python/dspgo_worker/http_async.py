@@ -42,7 +42,10 @@ if TYPE_CHECKING:
     from .transport import Endpoint
 
 #: Idle connections kept per endpoint and event loop; past this the oldest is closed.
-MAX_IDLE = 64
+#: As many as the calls a worker may hold in flight at once (answers come back in bursts:
+#: a connection closed in a burst is opened again by the next call, at a connect and an
+#: accept each).
+MAX_IDLE = 4096
 #: The longest answer head (status line and headers), and the longest chunk-size line.
 HEAD_LIMIT = 64 * 1024
 #: The most :meth:`Response.read_some` returns at once.
