@@ -145,6 +145,25 @@ type waiter struct {
 	ex    *extra // its chunks and tools; nil for a plain call
 }
 
+// waiters recycles the waiters of plain calls whose reply was delivered:
+// then neither conn.pending nor a holder refers to them any more, and
+// their reply channel is empty. A waiter whose caller gave up is never
+// recycled, since a holder may still be handing it its reply.
+var waiters = sync.Pool{New: func() any { return &waiter{reply: make(chan struct{}, 1)} }}
+
+// getWaiter returns a waiter for a plain call with id.
+func getWaiter(id uint64) *waiter {
+	w := waiters.Get().(*waiter)
+	w.id = id
+	return w
+}
+
+// putWaiter recycles w, a plain call's waiter that got its reply.
+func putWaiter(w *waiter) {
+	w.resp = protocol.Response{}
+	waiters.Put(w)
+}
+
 // woken says why await returned.
 type woken int
 

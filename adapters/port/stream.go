@@ -142,7 +142,7 @@ func (c *conn) exchange(ctx context.Context, req adapter.Request, window int, ea
 // adds nothing to a waiting caller's stack.
 func (c *conn) begin(ctx context.Context, req adapter.Request, window int) (*waiter, error) {
 	op := req.Command
-	w := &waiter{id: c.nextID.Add(1), reply: make(chan struct{}, 1)}
+	w := getWaiter(c.nextID.Add(1))
 	if window > 0 || req.Tools != nil {
 		ex := &extra{tools: req.Tools, broken: make(chan struct{})}
 		ex.ctx, ex.end = context.WithCancel(ctx)
@@ -212,10 +212,14 @@ func (c *conn) finish(ctx context.Context, w *waiter, op string, each func(proto
 				return nil, &adapter.Error{Code: adapter.CodeInternal, Op: op, Adapter: c.name,
 					Message: fmt.Sprintf("the worker's final response counts %d chunks, the host received %d: the stream lost chunks", resp.Chunks, ex.taken)}
 			}
+			result, err := resp.Result, error(nil)
 			if !resp.Success {
-				return nil, wire.Error(c.name, op, resp.Error)
+				err = wire.Error(c.name, op, resp.Error)
 			}
-			return resp.Result, nil
+			if ex == nil {
+				putWaiter(w) // its reply was delivered: nobody holds it any more
+			}
+			return result, err
 		case gotBroken:
 			c.giveUp(w)
 			return nil, &adapter.Error{Code: adapter.CodeInternal, Op: op, Adapter: c.name, Message: ex.why}
