@@ -16,6 +16,7 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/command"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -86,7 +87,7 @@ func TestConcurrentCreateOfOneIDHasOneWinner(t *testing.T) {
 
 func TestFailedCreateReleasesTheID(t *testing.T) {
 	c, a := newClient(t)
-	a.Inject(mock.Fault{Command: "create_program", FailNext: 1})
+	a.Inject(mock.Fault{Command: command.CreateProgram, FailNext: 1})
 	_, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{ID: "p", Signature: qa})
 	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err))
 	_, err = c.GetProgram(t.Context(), "p")
@@ -104,7 +105,7 @@ func TestDeleteEvictsOnlyUnsharedSpecs(t *testing.T) {
 	}
 	deletes := func() (n int) {
 		for _, call := range a.Calls() {
-			if call.Command == "delete_program" {
+			if call.Command == command.DeleteProgram {
 				n++
 			}
 		}
@@ -146,7 +147,7 @@ func TestConfigureLMBroadcastsWhenItCan(t *testing.T) {
 	}}}
 	require.NoError(t, dspgo.NewClient(b).ConfigureLM(t.Context(), dspgo.LMConfig{Model: "m", Delay: time.Second}))
 	require.Len(t, b.broadcasts, 1)
-	assert.Equal(t, "configure_lm", b.broadcasts[0].Command)
+	assert.Equal(t, command.ConfigureLM, b.broadcasts[0].Command)
 	assert.JSONEq(t, `{"provider":"dummy","model":"m","delay_ms":1000}`, string(b.broadcasts[0].Args))
 }
 
@@ -156,7 +157,7 @@ func TestBackendContractViolationsAreErrors(t *testing.T) {
 	reply := func(outputs string) func(adapter.Request) (adapter.Response, error) {
 		return func(r adapter.Request) (adapter.Response, error) {
 			switch r.Command {
-			case "create_program":
+			case command.CreateProgram:
 				return adapter.Response{Result: json.RawMessage(fmt.Sprintf(`{"spec_hash":%q}`, hash))}, nil
 			default:
 				return adapter.Response{Result: json.RawMessage(outputs)}, nil

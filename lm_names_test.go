@@ -13,6 +13,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/protocol"
 )
 
@@ -74,7 +75,7 @@ func TestNamedLMsOnTheWire(t *testing.T) {
 			require.NoError(t, c.ConfigureLM(ctx, dspgo.LMConfig{Name: "fast", Model: "m-fast"}))
 			sent := rec.take(t)
 			require.Len(t, sent, 1)
-			assert.Equal(t, map[string]any{"command": "configure_lm", "name": "fast", "provider": "dummy", "model": "m-fast"}, sent[0])
+			assert.Equal(t, map[string]any{"command": command.ConfigureLM, "name": "fast", "provider": "dummy", "model": "m-fast"}, sent[0])
 			require.NoError(t, c.ConfigureLM(ctx, dspgo.LMConfig{Model: "m-default"}))
 			assert.NotContains(t, rec.take(t)[0], "name", "the default LM is configured without a name")
 
@@ -91,7 +92,7 @@ func TestNamedLMsOnTheWire(t *testing.T) {
 				sent := rec.take(t)
 				require.NotEmpty(t, sent, what)
 				last := sent[len(sent)-1]
-				assert.Equal(t, "execute_program", last["command"], what)
+				assert.Equal(t, command.ExecuteProgram, last["command"], what)
 				return last["lm"]
 			}
 			_, err = c.Execute(ctx, fast.ID, in)
@@ -118,7 +119,7 @@ func TestNamedLMsOnTheWire(t *testing.T) {
 			assert.Equal(t, "fast", lmOf("a detailed execution"))
 
 			// A worker that lost the spec gets it again, with the LM.
-			_, err = a.Call(ctx, adapter.Request{Command: "delete_program", Args: json.RawMessage(`{"spec_hash":"` + fast.Hash + `"}`)})
+			_, err = a.Call(ctx, adapter.Request{Command: command.DeleteProgram, Args: json.RawMessage(`{"spec_hash":"` + fast.Hash + `"}`)})
 			require.NoError(t, err)
 			_, err = c.Execute(ctx, fast.ID, in)
 			require.NoError(t, err)
@@ -129,7 +130,7 @@ func TestNamedLMsOnTheWire(t *testing.T) {
 			assert.Equal(t, "fast", sent[1]["lm"], "the resend names the LM too")
 
 			// get_stats lists the names; reset drops them.
-			resp, err := a.Call(ctx, adapter.Request{Command: "get_stats"})
+			resp, err := a.Call(ctx, adapter.Request{Command: command.GetStats})
 			require.NoError(t, err)
 			var stats struct {
 				LM  map[string]string            `json:"lm"`
@@ -138,7 +139,7 @@ func TestNamedLMsOnTheWire(t *testing.T) {
 			require.NoError(t, json.Unmarshal(resp.Result, &stats))
 			assert.Equal(t, map[string]string{"provider": "dummy", "model": "m-default"}, stats.LM)
 			assert.Equal(t, map[string]map[string]string{"fast": {"provider": "dummy", "model": "m-fast"}}, stats.LMs)
-			_, err = a.Call(ctx, adapter.Request{Command: "reset"})
+			_, err = a.Call(ctx, adapter.Request{Command: command.Reset})
 			require.NoError(t, err)
 			_, err = c.Execute(ctx, fast.ID, in)
 			assert.Equal(t, adapter.CodeNotFound, adapter.CodeOf(err), "%v", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/command"
 )
 
 // withUsage adds a usage object to an execute_program result, as a
@@ -35,7 +36,7 @@ type usageAdapter struct {
 
 func (u usageAdapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	resp, err := u.Adapter.Call(ctx, req)
-	if err == nil && req.Command == "execute_program" {
+	if err == nil && req.Command == command.ExecuteProgram {
 		resp.Result = withUsage(u.t, resp.Result)
 	}
 	return resp, err
@@ -125,7 +126,7 @@ func TestNoUsageIsZero(t *testing.T) {
 
 	m := mock.New(mock.Options{})
 	defer m.Close(context.Background())
-	resp, err := m.Call(t.Context(), adapter.Request{Command: "execute_program",
+	resp, err := m.Call(t.Context(), adapter.Request{Command: command.ExecuteProgram,
 		Args: json.RawMessage(`{"spec_hash":"` + p.Hash + `","spec":{"signature":{"inputs":[{"name":"question"}],"outputs":[{"name":"answer"}]}},"inputs":{"question":"?"}}`)})
 	require.NoError(t, err)
 	assert.NotContains(t, string(resp.Result), "usage", "absent from the result, not zero")
@@ -139,7 +140,7 @@ func TestConfigureLMSendsCache(t *testing.T) {
 	require.NoError(t, c.ConfigureLM(t.Context(), dspgo.LMConfig{Cache: true}))
 	var args []map[string]any
 	for _, call := range m.Calls() {
-		if call.Command == "configure_lm" {
+		if call.Command == command.ConfigureLM {
 			require.Equal(t, adapter.CodeOK, call.Code)
 			var a map[string]any
 			require.NoError(t, json.Unmarshal(call.Args, &a))
