@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 #: Smallest accepted --max-frame-bytes (room for the init ping reply).
 MIN_FRAME_BYTES = 1024
 
+#: The garbage collector's thresholds while serving (``gc.set_threshold``; Python's
+#: default is 700, 10, 10). A call in flight holds its coroutines, frames, futures and
+#: connection for as long as its language model takes, so nearly every object it makes
+#: survives the young collections: with thousands of calls in flight, collecting every
+#: 700 net allocations spent a tenth of the worker's CPU traversing them.
+GC_THRESHOLDS = (20_000, 20, 20)
+
 log = logging.getLogger("dspgo_worker")
 
 
@@ -112,6 +119,17 @@ def exit_now(status: int) -> NoReturn:
     os._exit(status)
 
 
+def tune_gc() -> None:
+    """Set up the garbage collector for serving: what start-up made (modules, the command
+    table) is frozen out of every later collection (``gc.freeze``), and the collections
+    run at :data:`GC_THRESHOLDS`. Memory is still freed by reference counting at once;
+    only cycles wait longer."""
+    import gc
+
+    gc.freeze()  # (no collection first: it would cost milliseconds of start-up)
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Parse flags, set up fds and logging, load handler modules, serve, exit."""
     options = build_parser().parse_args(argv)
@@ -146,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             "diagnostics": config.diagnostics,
         },
     )
+    tune_gc()
     try:
         status = worker.serve()
     except KeyboardInterrupt:
