@@ -123,6 +123,7 @@ class Context:
         self.cancelled = Cancellation()
         self.cancel_reason = "request canceled"
         self._callbacks: list[Any] | None = None  # made by the first on_cancel
+        self._task: Any = None  # a coroutine handler's task while it runs (the worker sets it)
         self._logger: _RequestLogger | None = None
 
     @property
@@ -155,6 +156,9 @@ class Context:
             callbacks, self._callbacks = self._callbacks, None
         if event is not None:
             event.set()
+        task = self._task
+        if task is not None and self._worker is not None:
+            self._worker._call_soon(task.cancel)
         for callback in callbacks or ():
             callback()
 

@@ -32,12 +32,14 @@ import sys
 import time
 import weakref
 
+from .deadlines import deadlines
 from .worker import on_loop_close
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
     import ssl
     from types import TracebackType
+    from typing import Any
 
     from .transport import Endpoint
 
@@ -76,36 +78,36 @@ class Limit:
     ``CancelledError``, and the block must not yield to another task's code (an async
     generator's ``yield``)."""
 
-    __slots__ = ("end", "fired", "_task", "_handle", "_loop")
+    __slots__ = ("end", "fired", "_task", "_entry", "_deadlines")
 
     def __init__(self, end: float) -> None:
         self.end = end
         self.fired = False
 
     def __enter__(self) -> Limit:
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("Limit is used outside a task")
         self._task = task
-        self._handle: asyncio.TimerHandle | None = loop.call_later(self.end - time.monotonic(), self._fire)
+        self._deadlines = deadlines(loop)
+        self._entry: list[Any] | None = self._deadlines.add(self.end, Limit._fire, self)
         return self
 
     def _fire(self) -> None:
-        left = self.end - time.monotonic()
-        if left > 0:  # moved later (or the loop's clock ran a little ahead)
-            self._handle = self._loop.call_later(left, self._fire)
+        if self.end > time.monotonic():  # moved later (or the loop's clock ran a little ahead)
+            self._entry = self._deadlines.add(self.end, Limit._fire, self)
             return
-        self._handle = None
+        self._entry = None
         self.fired = True
         self._task.cancel()
 
     def __exit__(
         self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        handle = self._handle
-        if handle is not None:
-            handle.cancel()
+        entry = self._entry
+        if entry is not None:
+            self._deadlines.remove(entry)
         if not self.fired:
             return
         if sys.version_info >= (3, 11) and self._task.uncancel() > 0:

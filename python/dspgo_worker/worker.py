@@ -56,6 +56,7 @@ from collections import OrderedDict, deque, namedtuple
 from types import GeneratorType
 
 from .context import Context
+from .deadlines import deadlines
 from .errors import Cancelled, DeadlineExceeded, ToolError, WorkerError
 from .protocol import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -239,7 +240,7 @@ class _Job:
         self.ctx = ctx
         self.state = state
         self.stream = _Stream(request.stream) if request.stream is not None else None
-        self.timer: asyncio.TimerHandle | None = None  # the deadline of a queued job
+        self.timer: list[Any] | None = None  # the deadline of a queued job (a Deadlines entry)
         self.started = 0.0
 
 
@@ -727,7 +728,7 @@ class Worker:
             if deadline is not None:
                 assert self._loop is not None  # frames are handled on the loop
                 # The loop's clock is time.monotonic(), the deadline's.
-                job.timer = self._loop.call_at(deadline, self._expire_queued, job)
+                job.timer = deadlines(self._loop).add(deadline, self._expire_queued, job)
 
     def _refuse_undecodable(self, message: dict[str, Any], why: str) -> None:
         """Answer a frame whose id could be read though its body could not: a request gets
@@ -800,7 +801,8 @@ class Worker:
         if not popped:
             del self._queue[job.id]
         if job.timer is not None:
-            job.timer.cancel()
+            assert self._loop is not None  # jobs are queued on the loop
+            deadlines(self._loop).remove(job.timer)
             job.timer = None
 
     def _expire_queued(self, job: _Job) -> None:
@@ -884,8 +886,10 @@ class Worker:
         assert loop is not None
         task = asyncio.current_task()
         assert task is not None
-        remove = ctx.on_cancel(lambda: self._call_soon(task.cancel))
-        timer = loop.call_at(ctx.deadline, task.cancel) if ctx.deadline is not None else None
+        ctx._task = task  # Context.cancel cancels it from now on
+        if ctx.cancelled.is_set():  # cancelled before its first step: at its first await
+            loop.call_soon(task.cancel)
+        timer = deadlines(loop).add(ctx.deadline, _cancel_task, task) if ctx.deadline is not None else None
         try:
             response = success_response(job.id, await job.command.handler(job.args, ctx))
         except asyncio.CancelledError:
@@ -898,9 +902,9 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - every failure must become a response
             response = self._failure_response(job, exc)
         finally:
-            remove()
+            ctx._task = None
             if timer is not None:
-                timer.cancel()
+                deadlines(loop).remove(timer)
         self._finish(job, response)
 
     @staticmethod
@@ -1138,6 +1142,11 @@ class Worker:
         # Never exit in the middle of a frame, but do not wait forever on a host that stopped reading.
         self._writer.close(timeout=max(self.config.stop_grace, 0.1))
         log.info("worker stopped", extra={"reason": reason})
+
+
+def _cancel_task(task: asyncio.Task[Any]) -> None:
+    """A coroutine handler reached its request's deadline."""
+    task.cancel()
 
 
 def _is_coroutine_function(fn: Any) -> bool:

@@ -1,0 +1,103 @@
+"""Deadlines: many deadlines on one loop timer."""
+
+from __future__ import annotations
+
+import asyncio
+import unittest
+
+from dspgo_worker import deadlines as deadlines_module
+from dspgo_worker.deadlines import Deadlines, deadlines
+
+WAIT = 5.0
+
+
+class DeadlinesTest(unittest.TestCase):
+    def run_on_loop(self, body):
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(asyncio.wait_for(body(loop), WAIT))
+        finally:
+            loop.close()
+
+    def test_due_ones_run_in_order_and_removed_ones_never(self):
+        async def body(loop):
+            timers = Deadlines(loop)
+            fired = []
+            done = loop.create_future()
+            now = loop.time()
+            timers.add(now + 0.03, fired.append, "third")
+            timers.add(now + 0.01, fired.append, "first")
+            removed = timers.add(now + 0.02, fired.append, "removed")
+            timers.add(now + 0.02, fired.append, "second")
+            timers.add(now + 0.04, done.set_result, None)
+            timers.remove(removed)
+            timers.remove(removed)  # twice: nothing
+            self.assertEqual(len(timers), 4)
+            await done
+            self.assertGreaterEqual(loop.time(), now + 0.04)
+            self.assertEqual(len(timers), 0)
+            return fired
+
+        self.assertEqual(self.run_on_loop(body), ["first", "second", "third"])
+
+    def test_an_earlier_deadline_moves_the_timer(self):
+        async def body(loop):
+            timers = Deadlines(loop)
+            done = loop.create_future()
+            timers.add(loop.time() + 60, done.set_result, "late")
+            timers.add(loop.time() + 0.01, done.set_result, "early")
+            return await done
+
+        self.assertEqual(self.run_on_loop(body), "early")
+
+    def test_removing_every_deadline_stops_the_timer(self):
+        async def body(loop):
+            timers = Deadlines(loop)
+            entries = [timers.add(loop.time() + 0.01 + i / 1000, self.fail, i) for i in range(10)]
+            for entry in entries:
+                timers.remove(entry)
+            self.assertIsNone(timers._handle)
+            await asyncio.sleep(0.05)
+            return len(timers)
+
+        self.assertEqual(self.run_on_loop(body), 0)
+
+    def test_removed_entries_do_not_pile_up(self):
+        async def body(loop):
+            timers = Deadlines(loop)
+            keep = timers.add(loop.time() + 60, self.fail, None)
+            for i in range(10 * deadlines_module.MIN_REBUILD):
+                timers.remove(timers.add(loop.time() + 30 + i, self.fail, i))
+            self.assertLessEqual(len(timers._heap), 2 * deadlines_module.MIN_REBUILD + 1)
+            timers.remove(keep)
+            return len(timers)
+
+        self.assertEqual(self.run_on_loop(body), 0)
+
+    def test_a_failing_callback_is_reported_and_the_others_run(self):
+        async def body(loop):
+            reported = []
+            loop.set_exception_handler(lambda _loop, context: reported.append(context["exception"]))
+            timers = Deadlines(loop)
+            done = loop.create_future()
+            when = loop.time() + 0.01
+
+            def fail(_arg):
+                raise ValueError("boom")
+
+            timers.add(when, fail, None)
+            timers.add(when, done.set_result, "ran")
+            result = await done
+            return result, [str(exc) for exc in reported]
+
+        self.assertEqual(self.run_on_loop(body), ("ran", ["boom"]))
+
+    def test_one_per_loop(self):
+        async def body(loop):
+            return deadlines(loop) is deadlines(loop)
+
+        self.assertTrue(self.run_on_loop(body))
+
+
+if __name__ == "__main__":
+    unittest.main()
