@@ -136,6 +136,22 @@ def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | 
     ``[[ ## field ## ]]`` structure, the demos (:func:`demo_messages`), and a user message
     holding the inputs (then ``extra``, the trajectory of a react loop, before the closing
     instruction)."""
+    system, closing = prompt_parts(compiled)
+    user = []
+    for f in compiled.inputs:
+        user += [f"[[ ## {f.name} ## ]]", format_input(inputs[f.name]), ""]
+    if extra:
+        user += [extra, ""]
+    user.append(closing)
+    return [{"role": "system", "content": system}, *demo_messages(compiled), {"role": "user", "content": "\n".join(user)}]
+
+
+def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:
+    """What every prompt of a spec shares: the system message and the user message's
+    closing instruction. Made once per compiled spec."""
+    made: tuple[str, str] | None = compiled.extras.get("prompt_parts")
+    if made is not None:
+        return made
     outputs = compiled.outputs
     system = [
         "Your input fields are:",
@@ -158,10 +174,6 @@ def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | 
         + "."
     )
     system += ["In adhering to this structure, your objective is: ", "        " + objective.replace("\n", "\n        ")]
-
-    user = []
-    for f in compiled.inputs:
-        user += [f"[[ ## {f.name} ## ]]", format_input(inputs[f.name]), ""]
     order = []
     for f in outputs:
         part = f"`[[ ## {f.name} ## ]]`"
@@ -171,14 +183,13 @@ def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | 
         elif note:
             part += f" ({note})"
         order.append(part)
-    if extra:
-        user += [extra, ""]
-    user.append(
+    closing = (
         "Respond with the corresponding output fields, starting with the field "
         + ", then ".join(order)
         + ", and then ending with the marker for `[[ ## completed ## ]]`."
     )
-    return [{"role": "system", "content": "\n".join(system)}, *demo_messages(compiled), {"role": "user", "content": "\n".join(user)}]
+    made = compiled.extras["prompt_parts"] = ("\n".join(system), closing)
+    return made
 
 
 def split_sections(reply: str) -> dict[str, str]:
