@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dspgo_worker.lm")
 
+#: The encoder of request bodies (``json.dumps(body, ensure_ascii=False)`` makes one per call).
+_BODY_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
 
 class OpenAIProvider:
     """An OpenAI-compatible ``/chat/completions`` endpoint (see the module docstring)."""
@@ -166,7 +169,7 @@ class OpenAIProvider:
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        return json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return _BODY_ENCODER.encode(body).encode("utf-8")
 
     async def with_retries(self, ctx: Context, attempt: Callable[[], Awaitable[R]]) -> R:
         """``await attempt()`` until it returns, retrying a :class:`Retryable` answer
