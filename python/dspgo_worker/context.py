@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+from .deadlines import deadlines
 from .errors import Cancelled, DeadlineExceeded
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -258,13 +259,14 @@ class Context:
                 pass
 
         remove = self.on_cancel(cancelled)
-        timer = loop.call_later(seconds, wake, False) if seconds is not None else None
+        timers = deadlines(loop)
+        timer = timers.add(loop.time() + seconds, wake, False) if seconds is not None else None
         try:
             return await woken
         finally:
             remove()
             if timer is not None:
-                timer.cancel()
+                timers.remove(timer)
 
     async def sleep_async(self, seconds: float) -> None:
         """:meth:`sleep` for coroutines: suspend ``seconds``; raise :class:`Cancelled` or
