@@ -28,10 +28,11 @@ class Deadlines:
     """Calls ``fn(arg)`` on ``loop`` once ``loop.time()`` reaches a deadline added with
     :meth:`add`, unless :meth:`remove` came first. Used on the loop's thread only."""
 
-    __slots__ = ("_loop", "_heap", "_live", "_handle", "_due", "_seq", "__weakref__")
+    __slots__ = ("_loop", "_heap", "_live", "_handle", "_due", "_seq")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # A weak reference: the loop is the key of this object in _by_loop.
+        self._loop = weakref.ref(loop)
         self._heap: list[list[Any]] = []  # [when, seq, fn, arg]; fn None once removed
         self._live = 0
         self._handle: asyncio.TimerHandle | None = None
@@ -70,14 +71,20 @@ class Deadlines:
     def _schedule(self, when: float) -> None:
         if self._handle is not None:
             self._handle.cancel()
+        loop = self._loop()
+        if loop is None:  # (a loop that is gone runs nothing)
+            return
         self._due = when
-        self._handle = self._loop.call_at(when, self._fire)
+        self._handle = loop.call_at(when, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
         heap = self._heap
+        loop = self._loop()
+        if loop is None:
+            return
         # The loop runs a timer up to its clock's resolution early: what it ran for is due.
-        now = max(self._loop.time(), self._due)
+        now = max(loop.time(), self._due)
         due = []
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
@@ -93,7 +100,7 @@ class Deadlines:
             try:
                 fn(arg)
             except Exception as exc:  # noqa: BLE001 - as a loop's timer: reported, the others run
-                self._loop.call_exception_handler({"message": "a deadline's callback failed", "exception": exc})
+                loop.call_exception_handler({"message": "a deadline's callback failed", "exception": exc})
 
 
 _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = weakref.WeakKeyDictionary()

@@ -92,6 +92,19 @@ class DeadlinesTest(unittest.TestCase):
 
         self.assertEqual(self.run_on_loop(body), ("ran", ["boom"]))
 
+    def test_a_closed_loop_is_not_kept(self):
+        import gc
+        import weakref
+
+        async def body(loop):
+            timers = deadlines(loop)
+            timers.remove(timers.add(loop.time() + 60, self.fail, None))
+            return weakref.ref(loop)
+
+        ref = self.run_on_loop(body)
+        gc.collect()
+        self.assertIsNone(ref(), "the loop (and its Deadlines) are freed once closed and dropped")
+
     def test_one_per_loop(self):
         async def body(loop):
             return deadlines(loop) is deadlines(loop)
