@@ -123,6 +123,19 @@ class CoroutineHandlerTest(unittest.TestCase):
         self.assertEqual((error["code"], error["message"]), ("canceled", "request canceled by the host"))
         self.assertEqual(self.cleanups, [f"forever {request_id}"])
 
+    def test_cancel_before_the_first_step_is_answered_once(self):
+        from dspgo_worker.protocol import write_all
+
+        w = self.worker()
+        # One write: the cancel is handled before the request's task takes its first step.
+        write_all(w._to_worker_w, encode_frame({"id": 900, "command": "forever"})
+                  + encode_frame({"id": 901, "command": "cancel", "args": {"id": 900}}))
+        self.assertEqual(w.response(901)["result"]["state"], "running")
+        self.assertEqual(w.response(900)["error"]["code"], "canceled")
+        self.assertEqual(self.cleanups, ["forever 900"], "the handler ran to its first await, then was cancelled")
+        self.assertTrue(w.ok("ping")["pong"])
+        self.assertNotIn(900, w._pending, "answered once")
+
     def test_deadline_cancels_the_task(self):
         w = self.worker()
         error = w.request("forever", deadline_ms=30)["error"]
