@@ -85,25 +85,23 @@ type Row struct {
 
 // limits are the measured explanations of the targets a run may miss.
 var limits = map[string]string{
-	"ping, port, 1 in flight": "the hand-off of each reply from the port's one reader goroutine to its caller " +
-		"(channel send and thread wake-up, about a fifth of host CPU in `go test -bench BenchmarkPortPing/python/sequential -cpuprofile`); " +
-		"the baseline waits in the goroutine that sent. Callers reading their own replies reached 0.99 (docs/performance.md)",
-	"ping, pool of": "as for one worker: each reply crosses from the worker's reader goroutine to its caller, " +
-		"which the baseline, one goroutine per worker, never does; with callers reading their own replies the pool measured 0.83-0.94",
-	"host CPU per ping, port, 1 in flight": "the reader hand-off above: a channel send and a thread wake-up per reply " +
-		"on top of the pipe write and read both sides pay",
+	"ping, port, 1 in flight": "waking the caller: the reading role waits in poll(2) and reads without blocking, where the baseline's one goroutine " +
+		"blocks in read(2); on a machine with other load the ratio swings by ±0.2 from run to run (docs/performance.md)",
+	"ping, pool of": "waking the caller a reply is for: replies are handed between goroutines, which the baseline (one goroutine per worker) " +
+		"never does; a scheduler trace puts about 90% of the extra wait there, with the workers half idle (docs/performance.md)",
+	"host CPU per ping, port, 1 in flight": "the reading role's poll(2) and non-blocking read per reply on top of the pipe write and read " +
+		"both sides pay",
 	"execute, port, dummy LM, 1 in flight": "the client's typed work, which the baseline skips (it sends pre-encoded bytes and decodes nothing): " +
 		"input conversion, JSON encoding of the inputs, decoding and converting the outputs, about 15 µs of host CPU per call " +
 		"(BenchmarkPortExecute against BenchmarkPortPing, host-cpu-ns/op)",
-	heavy[0].name(): "the workers' CPU: 190-280 µs per call at 2,048 in flight, of which the call's own work is 23 µs; the rest is " +
-		"the thread per call in flight (the reader's hand-off to a pool thread, GIL hand-offs, about 8 voluntary context switches per call). " +
-		"4,096 calls/s need 0.8-1.1 of the 2 cores, so any other load on the machine takes it below the ceiling (docs/performance.md)",
-	heavy[1].name(): "CPU: the workers spend 470-575 µs per call (the HTTP exchange itself 160-170 µs on one thread; the rest thread and GIL hand-offs), " +
-		"the host 150-190 µs (most of it the test LM server, in the same process); 4,096 calls/s would need about 2.6 of the 2 cores (docs/performance.md)",
-	heavy[2].name() + ": host + workers resident memory": "a thread per call in flight in the workers, about 25 KB of resident memory each " +
-		"(250 MB for 10,000), and the host's heap and goroutine stacks of 10,000 callers (docs/performance.md)",
-	heavy[2].name() + ": p99 latency above the LM's": "each answer wakes one of 5,000 threads per worker, which waits for the GIL behind the others " +
-		"and for a CPU behind everything else on the machine (docs/performance.md)",
+	heavy[0].name(): "the machine's CPU: 4,096 calls/s need about 110 µs of worker and 50 µs of host CPU per call, 0.65 of the 2 cores, " +
+		"so other load on the machine takes the row below the ceiling (docs/performance.md)",
+	heavy[1].name(): "CPU: the workers spend about 160 µs per call and the host about 130 µs (most of it the test LM server, in the same " +
+		"process): 4,096 calls/s need about 1.2 of the 2 cores, so other load on the machine takes the row below 0.9 (docs/performance.md)",
+	heavy[2].name() + ": host + workers resident memory": "the host's 10,000 waiting callers (stack and heap, about 15 KB each) " +
+		"and the workers' calls in flight (about 7 KB each, a coroutine and its request) (docs/performance.md)",
+	heavy[2].name() + ": p99 latency above the LM's": "an answer waits for its worker's event loop (one thread serving 5,000 calls) " +
+		"and its caller for a CPU; on a shared machine other load sets the tail (docs/performance.md)",
 }
 
 var quiet = slog.New(slog.DiscardHandler)

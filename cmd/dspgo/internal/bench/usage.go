@@ -53,7 +53,7 @@ type footprint struct {
 	// the system took the pages back; hostRuntime is the runtime's own
 	// (GCSys, MSpanSys, MCacheSys, BuckHashSys and OtherSys).
 	hostFree, hostRuntime uint64
-	workerThreads        int
+	workerThreads         int
 }
 
 // readFootprint reads the host's and the workers' resident memory and the
