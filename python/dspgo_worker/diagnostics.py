@@ -27,7 +27,8 @@ log = logging.getLogger("dspgo_worker.diagnostics")
 
 
 @command("echo", args={"value": Arg("any", required=True)}, description="Return value unchanged.", diagnostics=True)
-def echo(args: dict[str, Any], ctx: Context) -> Any:
+async def echo(args: dict[str, Any], ctx: Context) -> Any:
+    """A coroutine: it never blocks, so it runs on the loop, not on a thread."""
     return args["value"]
 
 
