@@ -217,21 +217,30 @@ class Context:
 
         Returns True as soon as the request is cancelled, False on timeout or deadline.
         """
-        remaining = self.remaining()
-        if remaining is not None:
-            seconds = remaining if seconds is None else min(seconds, remaining)
+        seconds = self._limit(seconds)
         if seconds is not None:
             seconds = min(seconds, threading.TIMEOUT_MAX)
         return self.cancelled.wait(seconds)
 
+    def _limit(self, seconds: float | None) -> float | None:
+        """A wait of ``seconds`` (None: forever) cut at the deadline."""
+        remaining = self.remaining()
+        if remaining is None:
+            return seconds
+        return remaining if seconds is None else min(seconds, remaining)
+
+    def _left(self, end: float) -> float:
+        """The seconds of a sleep until ``end`` still to go (none left when not positive),
+        raising :class:`Cancelled`/:class:`DeadlineExceeded` if the sleep must stop."""
+        left = end - time.monotonic()
+        if left > 0:
+            self.check()
+        return left
+
     def sleep(self, seconds: float) -> None:
         """Sleep ``seconds``; raise :class:`Cancelled`/:class:`DeadlineExceeded` if cut short."""
         end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            self.check()
+        while (left := self._left(end)) > 0:
             self.wait(left)
 
     async def wait_async(self, seconds: float | None = None) -> bool:
@@ -242,9 +251,7 @@ class Context:
             return True
         import asyncio  # loaded with the worker's loop already
 
-        remaining = self.remaining()
-        if remaining is not None:
-            seconds = remaining if seconds is None else min(seconds, remaining)
+        seconds = self._limit(seconds)
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[bool] = loop.create_future()
 
@@ -272,11 +279,7 @@ class Context:
         """:meth:`sleep` for coroutines: suspend ``seconds``; raise :class:`Cancelled` or
         :class:`DeadlineExceeded` if cut short."""
         end = time.monotonic() + seconds
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            self.check()
+        while (left := self._left(end)) > 0:
             await self.wait_async(left)
 
     async def call_async(self, tool: str, args: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
