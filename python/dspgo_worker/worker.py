@@ -1089,10 +1089,15 @@ class Worker:
         return success
 
     def _emit(self, frame: bytes) -> None:
-        """Write ``frame`` with the others of this turn of the loop (on the loop)."""
+        """Write ``frame`` with the others of this turn of the loop (on the loop); at once
+        when no other request is in flight to answer in the same turn (a turn later would
+        only add the time of a turn to a lone call's round trip)."""
         out = self._out
         out.append(frame)
         if len(out) == 1 and not self._feeding:
+            if len(self._jobs) <= 1:
+                self._flush()
+                return
             assert self._loop is not None
             self._loop.call_soon(self._flush)
 
