@@ -431,7 +431,8 @@ class Worker:
         self._emit(frame)
         self._log_call("tool called", ctx, call)
         limit, by_deadline = self._call_limit(ctx, timeout)
-        timer = loop.call_later(limit, _resolve, future, None) if limit is not None else None
+        timers = deadlines(loop)
+        timer = timers.add(loop.time() + limit, _unanswered, future) if limit is not None else None
         try:
             outcome = await future
         except asyncio.CancelledError:
@@ -440,7 +441,7 @@ class Worker:
             raise
         finally:
             if timer is not None:
-                timer.cancel()
+                timers.remove(timer)
         if outcome is None:
             self._drop_call(call.id)  # a late result is ignored
             self._emit(encode_frame(call_cancel_message(call.id)))
@@ -833,6 +834,12 @@ class Worker:
         except RuntimeError:  # the loop is closed: the worker is gone
             pass
 
+    def _stream_of(self, ctx: Context) -> _Stream | None:
+        """The stream of the request ``ctx`` belongs to (None without one, or once it was
+        answered)."""
+        job = self._jobs.get(ctx.id)
+        return job.stream if job is not None and job.ctx is ctx else None
+
     async def run_sync(self, ctx: Context, fn: Callable[[], Any]) -> Any:
         """``ctx.run_sync``: run ``fn()`` on a thread, as a plain handler runs, and return
         its result; waits for it to end even when the coroutine is cancelled (then ``fn``
@@ -840,8 +847,7 @@ class Worker:
         loop = self._loop
         assert loop is not None  # coroutine handlers run on the loop
         future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
-        job = self._jobs.get(ctx.id)
-        stream = job.stream if job is not None and job.ctx is ctx else None
+        stream = self._stream_of(ctx)
 
         def work() -> None:
             try:
@@ -994,8 +1000,7 @@ class Worker:
     async def send_chunk_async(self, ctx: Context, data: Any) -> None:
         """``ctx.send_chunk``: send ``data`` as the next chunk of a coroutine handler's
         stream, first waiting on the loop until the credit allows it."""
-        job = self._jobs.get(ctx.id)
-        stream = job.stream if job is not None and job.ctx is ctx else None
+        stream = self._stream_of(ctx)
         if stream is None:
             return
         seq = stream.sent
@@ -1147,6 +1152,11 @@ class Worker:
         # Never exit in the middle of a frame, but do not wait forever on a host that stopped reading.
         self._writer.close(timeout=max(self.config.stop_grace, 0.1))
         log.info("worker stopped", extra={"reason": reason})
+
+
+def _unanswered(future: asyncio.Future[Any]) -> None:
+    """A call to the host reached its time limit: its wait ends without an outcome."""
+    _resolve(future, None)
 
 
 def _cancel_task(task: asyncio.Task[Any]) -> None:
