@@ -113,6 +113,7 @@ func (c *conn) route(m *protocol.WorkerMessage, w *waiter) routed {
 	default:
 		to.resp = m.Response
 		to.reply <- struct{}{} // buffered, and sent once: never blocks
+		c.role.woke = true
 	}
 	return routedOther
 }

@@ -57,7 +57,13 @@ package port
 //     that has not finished within writeSlice reads what the worker wrote
 //     (drain: the role if it is free, what is in the pipe, no wait), then
 //     writes on, until the write timeout.
-//  9. Release takes the role for good (the token is never put back), so
+//  9. A holder that woke another caller yields the processor before it
+//     polls. Handing a reply on makes its caller runnable on the holder's
+//     processor, and a goroutine blocked in a system call keeps its
+//     processor: without the yield, the caller would wait for the runtime
+//     to take the processor back from the poll (up to milliseconds)
+//     while the worker waits for that caller's next request.
+// 10. Release takes the role for good (the token is never put back), so
 //     the pipe and the wake descriptor close with no holder using them. A
 //     context that ends later finds the wake descriptor closed and leaves
 //     it alone: its number may belong to another file by then.
@@ -68,6 +74,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -90,6 +97,10 @@ type readRole struct {
 	// wake descriptor reads: both off the holder's stack.
 	msg     protocol.WorkerMessage
 	wakeBuf [8]byte
+
+	// woke is set when the holder makes another caller runnable (a
+	// reply or a chunk handed on); see invariant 9.
+	woke bool
 
 	stall      time.Duration // see invariant 7
 	stallLeft  time.Duration // reading time left for the frame stallFrame
@@ -250,6 +261,13 @@ func (c *conn) lead(ctx context.Context, w *waiter, wait bool) bool {
 			return true
 		case routedOwnChunk, routedViolation:
 			return false
+		}
+		if wait && c.role.woke {
+			// Invariant 9: the callers woken run now, then this holder
+			// looks at the buffer again before it polls.
+			c.role.woke = false
+			runtime.Gosched()
+			continue
 		}
 		if !c.poll(ctx, w, &stopWake, wait) {
 			return false

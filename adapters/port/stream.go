@@ -49,6 +49,7 @@ func (c *conn) other(m *protocol.WorkerMessage) {
 		select {
 		case ex.chunks <- m.Chunk:
 			ex.next++
+			c.role.woke = true
 		default:
 			ex.breakStream(fmt.Sprintf("the worker sent chunk %d beyond its credit of %d", m.Chunk.Seq, cap(ex.chunks)))
 		}
