@@ -87,8 +87,9 @@ type Row struct {
 var limits = map[string]string{
 	"ping, port, 1 in flight": "waking the caller: the reading role waits in poll(2) and reads without blocking, where the baseline's one goroutine " +
 		"blocks in read(2); on a machine with other load the ratio swings by ±0.2 from run to run (docs/performance.md)",
-	"ping, pool of": "waking the caller a reply is for: replies are handed between goroutines, which the baseline (one goroutine per worker) " +
-		"never does; a scheduler trace puts about 90% of the extra wait there, with the workers half idle (docs/performance.md)",
+	"ping, pool of": "CPU: each reply goes to its caller's goroutine (a wake, and a poll(2) per turn of the reading role), about 12 µs of " +
+		"host CPU per call against the baseline's 6–7 (one goroutine per worker), and the workers get 3 requests per loop turn against " +
+		"3.8 (22 µs of their CPU per call against 18); host and workers share the 2 cores, which holds the ratio near 0.7 (docs/performance.md)",
 	"host CPU per ping, port, 1 in flight": "the reading role's poll(2) and non-blocking read per reply on top of the pipe write and read " +
 		"both sides pay",
 	"execute, port, dummy LM, 1 in flight": "the client's typed work, which the baseline skips (it sends pre-encoded bytes and decodes nothing): " +
