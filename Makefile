@@ -20,10 +20,10 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: test deps check-python venv vet test-go test-python test-python-bare test-python-dspy test-bench lint lint-python fuzz bench chaos soak lmtestd
 
-## test: install dependencies, then vet, type-check and lint the Python worker, run every Go test with the race detector, every Go benchmark once, and the Python worker's suite twice (bare interpreter, then with dspy)
+## test: install dependencies, then vet, type-check and lint the Python worker, run every Go test with the race detector, every Go benchmark once, and the Python worker's suite on every bare interpreter found (test-python-versions), then with dspy
 # DSPGOTEST_REQUIRE_DSPY turns "dspy environment missing" from a skip into a failure.
 test: export DSPGOTEST_REQUIRE_DSPY := 1
-test: deps vet lint-python test-go test-bench test-python
+test: deps vet lint-python test-go test-bench test-python-versions test-python-dspy
 
 ## deps: download Go modules, check the Python interpreter, create the dspy test environment and build the test LM server
 deps: check-python venv lmtestd
@@ -88,6 +88,19 @@ test-python-bare:
 
 test-python-dspy: venv lmtestd
 	cd python && DSPGOTEST_DSPY_EXPECTED=1 $(VENV_PYTHON) -m unittest discover -s tests -t . -v
+
+## test-python-versions: the worker's bare suite on every Python 3.9 or newer in PYTHONS (default: $(PYTHON), then python3.9 … python3.14 on the PATH and pyenv's versions), each version once
+PYTHONS ?= $(PYTHON) $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.*/bin/python3) $(foreach v,9 10 11 12 13 14,$(shell command -v python3.$(v)))
+test-python-versions: lmtestd
+	@seen=""; for py in $(PYTHONS); do \
+	  v=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2]) if sys.version_info >= (3, 9) else None' 2>/dev/null) || continue; \
+	  case "$$v" in ""|None) continue;; esac; \
+	  case " $$seen " in *" $$v "*) continue;; esac; \
+	  seen="$$seen $$v"; echo "== Python $$v ($$py)"; \
+	  (cd python && $$py -m unittest discover -s tests -t .) || exit 1; \
+	done; \
+	[ -n "$$seen" ] || { echo "dspgo: no Python 3.9 or newer in PYTHONS ($(PYTHONS))" >&2; exit 1; }; \
+	echo "dspgo: the worker's suite passed on Python$$seen"
 
 ## lint: staticcheck over every package, and the Python worker's checks (lint-python)
 lint: lint-python
