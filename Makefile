@@ -18,7 +18,7 @@ export DSPGOTEST_DSPY_PYTHON := $(VENV_PYTHON)
 export DSPGOTEST_LMSERVER := $(LMTESTD)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test deps check-python venv vet test-go test-python test-python-bare test-python-dspy test-bench lint lint-python fuzz bench chaos soak lmtestd
+.PHONY: test deps check-python venv vet test-go test-python test-python-bare test-python-dspy test-python-versions test-bench lint lint-python fuzz bench chaos soak lmtestd
 
 ## test: install dependencies, then vet, type-check and lint the Python worker, run every Go test with the race detector, every Go benchmark once, and the Python worker's suite on every bare interpreter found (test-python-versions), then with dspy
 # DSPGOTEST_REQUIRE_DSPY turns "dspy environment missing" from a skip into a failure.
