@@ -6,7 +6,8 @@ the heap is cleaned of cancelled ones. A worker with thousands of calls in fligh
 one or two deadlines per call, and nearly all are cancelled long before they fall due.
 :class:`Deadlines` keeps them in a heap of plain lists (compared in C), with one loop
 timer for the earliest, and forgets removed ones lazily (the heap is rebuilt when they
-outnumber the live ones).
+outnumber the live ones). The timer stays armed when the last deadline goes (it fires
+once and finds nothing): requests that come one at a time then arm no timer each.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class Deadlines:
         self._loop = weakref.ref(loop)
         self._heap: list[list[Any]] = []  # [when, seq, fn, arg]; fn None once removed
         self._live = 0
-        self._handle: asyncio.TimerHandle | None = None
+        # The loop timer armed, held weakly: the loop's own heap keeps it, and a strong
+        # reference from here would keep a closed loop alive through _by_loop.
+        self._handle: weakref.ref[asyncio.TimerHandle] | None = None
         self._due = 0.0  # when _handle fires
         self._seq = itertools.count()
 
@@ -49,7 +52,7 @@ class Deadlines:
         entry = [when, next(self._seq), fn, arg]
         heapq.heappush(self._heap, entry)
         self._live += 1
-        if self._handle is None or when < self._due:
+        if self._armed() is None or when < self._due:
             self._schedule(when)
         return entry
 
@@ -63,19 +66,26 @@ class Deadlines:
         if len(heap) > MIN_REBUILD and len(heap) > 2 * self._live:
             self._heap = [e for e in heap if e[2] is not None]
             heapq.heapify(self._heap)
-        if not self._live and self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        if not self._live:
+            # The loop timer stays armed: it fires once at its time and finds
+            # nothing, where cancelling it here and arming another for the
+            # next deadline would cost two loop calls per request when
+            # requests come one at a time.
             self._heap = []
 
+    def _armed(self) -> asyncio.TimerHandle | None:
+        """The loop timer armed, if any."""
+        return None if self._handle is None else self._handle()
+
     def _schedule(self, when: float) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
+        armed = self._armed()
+        if armed is not None:
+            armed.cancel()
         loop = self._loop()
         if loop is None:  # (a loop that is gone runs nothing)
             return
         self._due = when
-        self._handle = loop.call_at(when, self._fire)
+        self._handle = weakref.ref(loop.call_at(when, self._fire))
 
     def _fire(self) -> None:
         self._handle = None

@@ -50,17 +50,33 @@ class DeadlinesTest(unittest.TestCase):
 
         self.assertEqual(self.run_on_loop(body), "early")
 
-    def test_removing_every_deadline_stops_the_timer(self):
+    def test_removing_every_deadline_leaves_the_timer_nothing_to_run(self):
         async def body(loop):
             timers = Deadlines(loop)
             entries = [timers.add(loop.time() + 0.01 + i / 1000, self.fail, i) for i in range(10)]
             for entry in entries:
                 timers.remove(entry)
-            self.assertIsNone(timers._handle)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # past every deadline: the timer fired, found nothing and stopped
+            self.assertIsNone(timers._armed())
             return len(timers)
 
         self.assertEqual(self.run_on_loop(body), 0)
+
+    def test_one_deadline_after_another_keeps_one_loop_timer(self):
+        async def body(loop):
+            timers = Deadlines(loop)
+            timers.remove(timers.add(loop.time() + 60, self.fail, 0))
+            armed = timers._armed()
+            for i in range(1, 100):  # requests one at a time, each with a later deadline
+                timers.remove(timers.add(loop.time() + 60 + i, self.fail, i))
+            self.assertIs(timers._armed(), armed)  # never cancelled and armed again
+            done = loop.create_future()
+            timers.add(loop.time() + 0.01, done.set_result, "earlier")  # an earlier one still moves it
+            self.assertIsNot(timers._armed(), armed)
+            self.assertTrue(armed.cancelled())
+            return await done
+
+        self.assertEqual(self.run_on_loop(body), "earlier")
 
     def test_removed_entries_do_not_pile_up(self):
         async def body(loop):
