@@ -162,7 +162,7 @@ type waiter struct {
 // recycled, since a holder may still be handing it its reply.
 var waiters = sync.Pool{New: func() any { return &waiter{reply: make(chan struct{}, 1)} }}
 
-// getWaiter returns a waiter for a plain call with id.
+// getWaiter returns a waiter for the call with id, with no extra.
 func getWaiter(id uint64) *waiter {
 	w := waiters.Get().(*waiter)
 	w.id = id

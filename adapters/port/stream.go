@@ -207,7 +207,9 @@ func (c *conn) finish(ctx context.Context, w *waiter, op string, each func(proto
 					return nil, c.stopped(ctx, w, op)
 				}
 			}
-			c.forget(w)
+			if ex != nil {
+				c.forget(w) // its extras: route took it out of pending already
+			}
 			resp := &w.resp
 			if ex != nil && ex.chunks != nil && (!resp.Streamed || resp.Chunks != ex.taken) {
 				return nil, &adapter.Error{Code: adapter.CodeInternal, Op: op, Adapter: c.name,

@@ -95,7 +95,7 @@ var limits = map[string]string{
 	"execute, port, dummy LM, 1 in flight": "the client's typed work, which the baseline skips (it sends pre-encoded bytes and decodes nothing): " +
 		"input conversion, JSON encoding of the inputs, decoding and converting the outputs, about 15 µs of host CPU per call " +
 		"(BenchmarkPortExecute against BenchmarkPortPing, host-cpu-ns/op)",
-	heavy[0].name(): "the machine's CPU: 4,096 calls/s need about 110 µs of worker and 50 µs of host CPU per call, 0.65 of the 2 cores, " +
+	heavy[0].name(): "the machine's CPU: 4,096 calls/s need about 115 µs of worker and 30 µs of host CPU per call, 0.6 of the 2 cores, " +
 		"so other load on the machine takes the row below the ceiling (docs/performance.md)",
 	heavy[1].name(): "CPU: the workers spend about 160 µs per call and the host about 130 µs (most of it the test LM server, in the same " +
 		"process): 4,096 calls/s need about 1.2 of the 2 cores, so other load on the machine takes the row below 0.9 (docs/performance.md)",
