@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, TypeVar
 
     from .context import Context
+    from .http_async import Connection, Response
 
     R = TypeVar("R")
 
@@ -141,11 +142,12 @@ class OpenAIProvider:
         del messages  # a stream in flight holds its body, not the prompt as well
         head = self.request_head(endpoint, len(data), accept="text/event-stream")
         conn, response = await self.with_retries(ctx, lambda: open_stream(self, endpoint, head, data, ctx))
-        parts = []
+        parts = []  # the reply, for the cache only
         pieces = read_stream(self, endpoint, conn, response, ctx, usage)
         try:
             async for piece in pieces:
-                parts.append(piece)
+                if key is not None:
+                    parts.append(piece)
                 yield piece
         finally:
             await pieces.aclose()  # at once, when this one is closed early: its connection closes
@@ -244,26 +246,36 @@ class OpenAIProvider:
         if not endpoint.direct or proxied(endpoint.scheme, endpoint.netloc):
             posted: tuple[str, Any] = await ctx.run_sync(lambda: self._post_urllib(data, ctx, end))
             return posted
+        _, _, raw = await self.send(endpoint, self.request_head(endpoint, len(data)), data, ctx, end)
+        if len(raw) > MAX_REPLY_BYTES:
+            raise WorkerError("resource_exhausted", f"LM endpoint {endpoint.shown}: reply over {MAX_REPLY_BYTES} bytes")
+        return self.content(raw, endpoint.shown)
+
+    async def send(
+        self, endpoint: Endpoint, head: bytes, data: bytes, ctx: Context, end: float, stream: bool = False
+    ) -> tuple[Connection | None, Response, bytes]:
+        """One exchange with ``endpoint``, over by ``end``: ``(None, response, body)`` of a
+        2xx answer, its connection kept for the next request when the body was read to its
+        end; with ``stream``, ``(connection, response, b"")`` of a 2xx answer, whose body
+        the caller reads and then hands to ``http_async.release``. Raises Retryable or
+        WorkerError (Cancelled and DeadlineExceeded included) otherwise."""
         from . import http_async as http
 
-        head = self.request_head(endpoint, len(data))
         try:
             with http.Limit(end):
                 conn, response = await http.exchange(endpoint, head, data)
+                status = response.status
+                if stream and 200 <= status < 300:
+                    return conn, response, b""
                 try:
-                    status = response.status
                     raw = await response.read(MAX_REPLY_BYTES + 1 if 200 <= status < 300 else MAX_ERROR_BYTES)
-                except BaseException:
-                    conn.abort()  # anything left unread, or cancelled: never kept
-                    raise
-                http.release(endpoint.key, conn, response)
+                finally:
+                    http.release(endpoint.key, conn, response)  # kept only when read to its end
         except (OSError, http.HTTPProtocolError) as exc:  # TimeoutError is an OSError
             raise self.network_error(exc, endpoint, ctx, end) from None
         if not 200 <= status < 300:
             raise self.http_error(status, response.headers, raw)
-        if len(raw) > MAX_REPLY_BYTES:
-            raise WorkerError("resource_exhausted", f"LM endpoint {endpoint.shown}: reply over {MAX_REPLY_BYTES} bytes")
-        return self.content(raw, endpoint.shown)
+        return None, response, raw
 
     def timed_out(self, shown: str, ctx: Context, end: float) -> WorkerError:
         """The error of an exchange that reached its limit ``end``: the request's deadline

@@ -12,8 +12,8 @@ import json
 import time
 
 from .errors import DeadlineExceeded, WorkerError
-from .http_async import HTTPProtocolError, Limit, exchange, release
-from .lmconfig import MAX_ERROR_BYTES, MAX_REPLY_BYTES
+from .http_async import HTTPProtocolError, Limit, release
+from .lmconfig import MAX_REPLY_BYTES
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -35,32 +35,9 @@ async def open_stream(
     """Send a streamed request and read the head of its answer: the connection and the
     response of a 2xx answer, whose body the caller reads with :func:`read_stream`;
     raises Retryable or WorkerError (Cancelled and DeadlineExceeded included) otherwise."""
-    end = provider.exchange_end(ctx)
-    try:
-        with Limit(end):
-            conn, response = await exchange(endpoint, head, body)
-            if 200 <= response.status < 300:
-                return conn, response
-            try:
-                raw = await response.read(MAX_ERROR_BYTES)
-            except BaseException:
-                conn.abort()
-                raise
-            release(endpoint.key, conn, response)
-    except (OSError, HTTPProtocolError) as exc:  # TimeoutError is an OSError
-        raise provider.network_error(exc, endpoint, ctx, end) from None
-    raise provider.http_error(response.status, response.headers, raw)
-
-
-def _read_end(provider: OpenAIProvider, ctx: Context) -> float:
-    """When one read of a stream must be over: ``timeout_ms`` from now, not past the
-    deadline."""
-    end = time.monotonic() + provider.config.timeout
-    if ctx.deadline is not None and ctx.deadline < end:
-        if ctx.deadline <= time.monotonic():
-            raise DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline reading the LM's stream")
-        end = ctx.deadline
-    return end
+    conn, response, _ = await provider.send(endpoint, head, body, ctx, provider.exchange_end(ctx), stream=True)
+    assert conn is not None  # a stream's 2xx answer keeps its connection open
+    return conn, response
 
 
 async def read_stream(
@@ -72,16 +49,14 @@ async def read_stream(
     The connection is kept once the body is read to its end, else closed (a cancel, an
     error, or the generator closed early)."""
     shown = endpoint.shown
-    keep = False
     try:
         try:
             if "text/event-stream" not in response.headers.get("content-type", "").lower():
                 # The server answered with a whole completion: one piece.
-                with Limit(_read_end(provider, ctx)):
+                with Limit(provider.exchange_end(ctx)):
                     raw = await response.read(MAX_REPLY_BYTES + 1)
                 if len(raw) > MAX_REPLY_BYTES:
                     raise WorkerError("resource_exhausted", f"LM endpoint {shown}: reply over {MAX_REPLY_BYTES} bytes")
-                keep = response.reusable
                 text, reported = provider.content(raw, shown)
                 if usage is not None:
                     usage.add(reported)
@@ -92,7 +67,7 @@ async def read_stream(
             total = 0
             rest: list[bytes] = []  # the start of a line whose end has not come yet
             while not done:
-                with Limit(_read_end(provider, ctx)):
+                with Limit(provider.exchange_end(ctx)):
                     data = await response.read_some()
                 total += len(data)
                 if total > MAX_REPLY_BYTES:
@@ -131,7 +106,7 @@ async def read_stream(
                 if piece:
                     yield piece
             if done:
-                keep = await _finish_body(response)
+                await _finish_body(response)
         except TimeoutError:
             ctx.check()
             left = ctx.remaining()
@@ -146,22 +121,18 @@ async def read_stream(
             ctx.check()
             raise WorkerError("unavailable", f"LM endpoint {shown}: the stream broke: {type(exc).__name__}: {exc}") from None
     finally:
-        if keep:
-            release(endpoint.key, conn, response)
-        else:
-            conn.abort()
+        release(endpoint.key, conn, response)  # kept only when its body was read to its end
 
 
-async def _finish_body(response: Response) -> bool:
+async def _finish_body(response: Response) -> None:
     """After ``[DONE]``: read what is left of the body (briefly), so the connection can
-    carry the next request; True when it can."""
+    carry the next request."""
     try:
         with Limit(time.monotonic() + FINISH_S):
             while await response.read_some():
                 pass
     except (HTTPProtocolError, OSError):  # the text is complete; only the connection is lost
-        return False
-    return response.reusable
+        pass
 
 
 def _stream_event(
