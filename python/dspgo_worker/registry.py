@@ -51,6 +51,17 @@ ARG_TYPES: Mapping[str, Callable[[Any], bool]] = {
 CO_COROUTINE = 0x80
 CO_ASYNC_GENERATOR = 0x200
 
+
+def _code_flags(fn: Any) -> int:
+    """The ``co_flags`` of a Python function's code (0 for other callables)."""
+    return int(getattr(getattr(fn, "__code__", None), "co_flags", 0))
+
+
+def is_coroutine_function(fn: Any) -> bool:
+    """Whether ``fn`` is an ``async def`` function (``inspect.iscoroutinefunction``
+    without importing inspect)."""
+    return bool(_code_flags(fn) & CO_COROUTINE)
+
 #: Immutable default values, handed over as they are (others are copied for each request).
 _IMMUTABLE = (type(None), bool, int, float, str)
 
@@ -176,7 +187,7 @@ class Registry:
             raise ValueError("a command name must be a non-empty string")
         if not callable(cmd.handler):
             raise TypeError(f"handler of command {cmd.name!r} is not callable")
-        flags = getattr(getattr(cmd.handler, "__code__", None), "co_flags", 0)
+        flags = _code_flags(cmd.handler)
         if flags & CO_ASYNC_GENERATOR:
             raise TypeError(
                 f"handler of command {cmd.name!r} is an async generator: a coroutine handler streams with ctx.send_chunk"

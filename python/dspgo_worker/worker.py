@@ -80,7 +80,7 @@ from .protocol import (
     valid_stream,
     with_chunks,
 )
-from .registry import CO_COROUTINE, Command, Registry, default_registry
+from .registry import Command, Registry, default_registry, is_coroutine_function
 from .version import PROTOCOL_VERSION, __version__
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -303,6 +303,8 @@ class Worker:
     ) -> None:
         self.config = config
         self.commands: Mapping[str, Command] = registry.table(diagnostics=config.diagnostics)
+        # The commands whose handler is a coroutine function: they run as tasks.
+        self._coroutines = frozenset(name for name, cmd in self.commands.items() if is_coroutine_function(cmd.handler))
         self._reader = reader
         self._writer = writer
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -784,7 +786,7 @@ class Worker:
             return
         self._running += 1
         job.state = RUNNING
-        if _is_coroutine_function(job.command.handler):
+        if job.command.name in self._coroutines:
             assert self._loop is not None
             self._loop.create_task(self._run_coroutine(job))
         else:
@@ -1162,12 +1164,6 @@ def _unanswered(future: asyncio.Future[Any]) -> None:
 def _cancel_task(task: asyncio.Task[Any]) -> None:
     """A coroutine handler reached its request's deadline."""
     task.cancel()
-
-
-def _is_coroutine_function(fn: Any) -> bool:
-    """Whether ``fn`` is an ``async def`` function (``inspect.iscoroutinefunction``
-    without importing inspect)."""
-    return bool(getattr(getattr(fn, "__code__", None), "co_flags", 0) & CO_COROUTINE)
 
 
 def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
