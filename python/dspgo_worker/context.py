@@ -33,6 +33,10 @@ class _RequestLogger(logging.LoggerAdapter):  # type: ignore[type-arg]  # generi
 _cancel_lock = threading.Lock()
 
 
+def _keep() -> None:
+    """Unregisters nothing (what on_cancel returns when nothing was registered)."""
+
+
 class Cancellation:
     """The :attr:`Context.cancelled` flag: ``is_set()``, ``set()`` and ``wait(timeout)`` as
     on a ``threading.Event``, whose event is made only when a thread waits on it (most
@@ -178,7 +182,7 @@ class Context:
                 self._callbacks.append(callback)
         if not registered:
             callback()
-            return lambda: None
+            return _keep
 
         def remove() -> None:
             with _cancel_lock:
@@ -265,7 +269,10 @@ class Context:
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
 
-        remove = self.on_cancel(cancelled)
+        # The handler's own task needs no callback: cancel cancels the task, and with it
+        # this wait (before any callback could wake it).
+        own_task = self._worker is not None and self._task is not None and asyncio.current_task() is self._task
+        remove = _keep if own_task else self.on_cancel(cancelled)
         timers = deadlines(loop)
         timer = timers.add(loop.time() + seconds, wake, False) if seconds is not None else None
         try:

@@ -433,6 +433,8 @@ class Worker:
         self._emit(frame)
         self._log_call("tool called", ctx, call)
         limit, by_deadline = self._call_limit(ctx, timeout)
+        if by_deadline and ctx._task is asyncio.current_task():
+            limit = None  # the deadline cancels the handler's task, and this wait with it
         timers = deadlines(loop)
         timer = timers.add(loop.time() + limit, _unanswered, future) if limit is not None else None
         try:
