@@ -277,13 +277,16 @@ class OpenAIProvider:
             raise self.http_error(status, response.headers, raw)
         return None, response, raw
 
-    def timed_out(self, shown: str, ctx: Context, end: float) -> WorkerError:
-        """The error of an exchange that reached its limit ``end``: the request's deadline
-        or the configured timeout (raises Cancelled when the request was cancelled)."""
+    def timed_out(self, shown: str, ctx: Context, end: float, reading: bool = False) -> WorkerError:
+        """The error of an exchange, or with ``reading`` of one read of a stream, that
+        reached its limit ``end``: the request's deadline or the configured timeout
+        (raises Cancelled when the request was cancelled)."""
         ctx.check()
         if ctx.deadline is not None and ctx.deadline <= end:
-            return DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline waiting for the LM endpoint")
-        return WorkerError("deadline_exceeded", f"LM endpoint {shown}: no answer within {self.config.timeout:g} s")
+            doing = "reading the LM's stream" if reading else "waiting for the LM endpoint"
+            return DeadlineExceeded(f"request {ctx.id} ({ctx.command}) ran past its deadline {doing}")
+        silence = "the stream sent nothing for" if reading else "no answer within"
+        return WorkerError("deadline_exceeded", f"LM endpoint {shown}: {silence} {self.config.timeout:g} s")
 
     def network_error(self, exc: BaseException, endpoint: Endpoint, ctx: Context, end: float) -> WorkerError:
         """The error of an exchange that failed on the network: the request's own end

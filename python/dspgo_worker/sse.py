@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 
-from .errors import DeadlineExceeded, WorkerError
+from .errors import WorkerError
 from .http_async import HTTPProtocolError, Limit, release
 from .lmconfig import MAX_REPLY_BYTES
 
@@ -49,11 +49,13 @@ async def read_stream(
     The connection is kept once the body is read to its end, else closed (a cancel, an
     error, or the generator closed early)."""
     shown = endpoint.shown
+    end = 0.0  # when the read under way must be over
     try:
         try:
             if "text/event-stream" not in response.headers.get("content-type", "").lower():
                 # The server answered with a whole completion: one piece.
-                with Limit(provider.exchange_end(ctx)):
+                end = provider.exchange_end(ctx)
+                with Limit(end):
                     raw = await response.read(MAX_REPLY_BYTES + 1)
                 if len(raw) > MAX_REPLY_BYTES:
                     raise WorkerError("resource_exhausted", f"LM endpoint {shown}: reply over {MAX_REPLY_BYTES} bytes")
@@ -67,7 +69,8 @@ async def read_stream(
             total = 0
             rest: list[bytes] = []  # the start of a line whose end has not come yet
             while not done:
-                with Limit(provider.exchange_end(ctx)):
+                end = provider.exchange_end(ctx)
+                with Limit(end):
                     data = await response.read_some()
                 total += len(data)
                 if total > MAX_REPLY_BYTES:
@@ -108,15 +111,7 @@ async def read_stream(
             if done:
                 await _finish_body(response)
         except TimeoutError:
-            ctx.check()
-            left = ctx.remaining()
-            if left is not None and left <= 0.001:
-                raise DeadlineExceeded(
-                    f"request {ctx.id} ({ctx.command}) ran past its deadline reading the LM's stream"
-                ) from None
-            raise WorkerError(
-                "deadline_exceeded", f"LM endpoint {shown}: the stream sent nothing for {provider.config.timeout:g} s"
-            ) from None
+            raise provider.timed_out(shown, ctx, end, reading=True) from None
         except (HTTPProtocolError, OSError, ValueError) as exc:
             ctx.check()
             raise WorkerError("unavailable", f"LM endpoint {shown}: the stream broke: {type(exc).__name__}: {exc}") from None
