@@ -151,6 +151,9 @@ func TestProgramsRunOnEveryWorker(t *testing.T) {
 	}
 	assert.Equal(t, before, spNotFound(t, p), "sequential executes never bounce between workers")
 	require.NoError(t, err)
+	// Calls long enough to overlap, so that 30 at once need every worker
+	// (a 100 µs call can finish before the next goroutine starts).
+	require.NoError(t, c.ConfigureLM(t.Context(), dspgo.LMConfig{Delay: 20 * time.Millisecond}))
 	var wg sync.WaitGroup
 	outs := make([]map[string]any, 30)
 	for i := range outs {
