@@ -138,6 +138,9 @@ type Compiled struct {
 	// fields and types are the run's outputs, reasoning included.
 	fields []command.Field
 	types  []Type
+	// inPaths and outPaths name each input and output in conversion
+	// errors ("input question"), made once rather than per call.
+	inPaths, outPaths []string
 }
 
 // Compile validates a spec and returns it normalized and hashed. Errors
@@ -168,6 +171,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	for _, f := range sig.Inputs {
 		t, _ := ParseType(f.Type)
 		c.inputs = append(c.inputs, t)
+		c.inPaths = append(c.inPaths, "input "+f.Name)
 	}
 	c.fields = sig.Outputs
 	if kind == command.KindChainOfThought {
@@ -176,6 +180,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	for _, f := range c.fields {
 		t, _ := ParseType(f.Type)
 		c.types = append(c.types, t)
+		c.outPaths = append(c.outPaths, "output "+f.Name)
 	}
 	return c, nil
 }
@@ -190,7 +195,7 @@ func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
 		if !ok {
 			return nil, invalid("input %q is missing (the program takes %s)", f.Name, names(c.Spec.Signature.Inputs))
 		}
-		conv, err := c.inputs[i].Convert(v, "input "+f.Name)
+		conv, err := c.inputs[i].Convert(v, c.inPaths[i])
 		if err != nil {
 			return nil, invalid("%v", err)
 		}
@@ -220,7 +225,7 @@ func (c *Compiled) Outputs(raw map[string]any) (map[string]any, error) {
 		if !ok {
 			return nil, adapterError(fmt.Sprintf("output %q is missing from the result", f.Name))
 		}
-		conv, err := c.types[i].Convert(v, "output "+f.Name)
+		conv, err := c.types[i].Convert(v, c.outPaths[i])
 		if err != nil {
 			return nil, adapterError(err.Error())
 		}

@@ -537,11 +537,10 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 	if null {
 		return bad(fmt.Sprintf("expected %s, got null", t))
 	}
-	got := describe(v)
 	switch t.Kind {
 	case Str, Literal:
 		if v.Kind() != reflect.String || v.Type() == reflect.TypeFor[json.Number]() {
-			return bad(fmt.Sprintf("expected %s, got %s", t, got))
+			return bad(fmt.Sprintf("expected %s, got %s", t, describe(v)))
 		}
 		s := v.String()
 		if t.Kind == Literal && !contains(t.Values, s) {
@@ -550,19 +549,19 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		return reflect.ValueOf(s), nil
 	case Bool:
 		if v.Kind() != reflect.Bool {
-			return bad(fmt.Sprintf("expected bool, got %s", got))
+			return bad("expected bool, got " + describe(v))
 		}
 		return reflect.ValueOf(v.Bool()), nil
 	case Int:
 		n, ok := toInt(v)
 		if !ok {
-			return bad(fmt.Sprintf("expected int, got %s", got))
+			return bad("expected int, got " + describe(v))
 		}
 		return reflect.ValueOf(n), nil
 	case Float:
 		f, ok := toFloat(v)
 		if !ok || exact && f == math.Trunc(f) {
-			return bad(fmt.Sprintf("expected float, got %s", got))
+			return bad("expected float, got " + describe(v))
 		}
 		return reflect.ValueOf(f), nil
 	case List:
@@ -572,7 +571,7 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 			return t.Elem.convertArray(v, path, exact, t)
 		}
 		if !isArray(v) {
-			return bad(fmt.Sprintf("expected %s, got %s", t, got))
+			return bad(fmt.Sprintf("expected %s, got %s", t, describe(v)))
 		}
 		if v.Len() != len(t.Members) {
 			return bad(fmt.Sprintf("expected %s, got an array of %d", t, v.Len()))
