@@ -574,8 +574,14 @@ func decodeResponse(w wireMessage, id uint64) (Response, error) {
 		}
 		r.Streamed = true
 	}
-	if json.Unmarshal(w.Success, &r.Success) != nil {
-		return r, fieldError(id, "success", "true or false")
+	switch string(w.Success) { // a raw value is its token alone
+	case "true":
+		r.Success = true
+	case "false":
+	default: // null is false, as json.Unmarshal has it; anything else is refused
+		if json.Unmarshal(w.Success, &r.Success) != nil {
+			return r, fieldError(id, "success", "true or false")
+		}
 	}
 	if r.Success && !isNull(w.Error) {
 		// A failure must be success:false: success with an error inside
