@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 import weakref
 
@@ -52,6 +53,37 @@ MAX_IDLE = 4096
 HEAD_LIMIT = 64 * 1024
 #: The most :meth:`Response.read_some` returns at once.
 READ_SIZE = 64 * 1024
+#: The most one read from a socket takes (asyncio's own size for a read).
+SOCKET_READ_SIZE = 256 * 1024
+
+
+class _Protocol(asyncio.StreamReaderProtocol, asyncio.BufferedProtocol):
+    """A stream reader's protocol whose socket reads go into one buffer per thread.
+
+    Given a protocol without ``get_buffer``, a transport reads with ``recv(256 KiB)``
+    (over TLS, ``read(256 KiB)``): a new 256 KiB object per read, which the C allocator
+    may map, shrink and unmap each time (three system calls and page faults per read).
+    Here the transport reads into the thread's buffer, and what it read is copied out to
+    the reader at once: ``get_buffer``, the read and ``buffer_updated`` run in one
+    callback, so the connections of a loop can share the buffer.
+    """
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(_read_buffer()[:nbytes].tobytes())
+
+
+_thread = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """This thread's socket read buffer (made at its first read)."""
+    view: memoryview | None = getattr(_thread, "view", None)
+    if view is None:
+        view = _thread.view = memoryview(bytearray(SOCKET_READ_SIZE))
+    return view
 
 
 class HTTPProtocolError(Exception):
@@ -148,15 +180,19 @@ class Connection:
     async def open(cls, endpoint: Endpoint) -> Connection:
         """A new connection to ``endpoint``; raises :class:`Unreachable`."""
         tls = ssl_context() if endpoint.scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        # asyncio.open_connection, with the protocol above.
+        reader = asyncio.StreamReader(limit=HEAD_LIMIT, loop=loop)
+        protocol = _Protocol(reader, loop=loop)
         try:
-            reader, writer = await asyncio.open_connection(
-                endpoint.host, endpoint.port, ssl=tls, server_hostname=endpoint.host if tls else None, limit=HEAD_LIMIT
+            transport, _ = await loop.create_connection(
+                lambda: protocol, endpoint.host, endpoint.port, ssl=tls, server_hostname=endpoint.host if tls else None
             )
         except OSError as exc:
             if isinstance(exc, TimeoutError):
                 raise
             raise Unreachable(*exc.args) from None
-        return cls(reader, writer)
+        return cls(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
 
     def usable(self) -> bool:
         """True when an idle connection can carry a request: the server has not closed it
