@@ -56,7 +56,7 @@ from collections import OrderedDict, deque, namedtuple
 from types import GeneratorType
 
 from .context import Context
-from .deadlines import deadlines
+from .deadlines import Deadlines, deadlines
 from .errors import Cancelled, DeadlineExceeded, ToolError, WorkerError
 from .protocol import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -308,6 +308,7 @@ class Worker:
         self._reader = reader
         self._writer = writer
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: Deadlines | None = None  # the loop's, once serving
         self._loop_thread = 0
         self._parser = FrameParser(config.max_frame_bytes)
         self._read_view: memoryview | None = None  # the input's read buffer, made at the first read
@@ -553,6 +554,7 @@ class Worker:
 
     async def _serve(self) -> int:
         loop = self._loop = asyncio.get_running_loop()
+        self._deadlines = deadlines(loop)
         self._loop_thread = threading.get_ident()
         self._input = loop.create_future()
         if self._stop_reason is not None:  # asked to stop before serving
@@ -738,9 +740,9 @@ class Worker:
         else:
             self._queue[job.id] = job
             if deadline is not None:
-                assert self._loop is not None  # frames are handled on the loop
+                assert self._deadlines is not None  # frames are handled on the loop
                 # The loop's clock is time.monotonic(), the deadline's.
-                job.timer = deadlines(self._loop).add(deadline, self._expire_queued, job)
+                job.timer = self._deadlines.add(deadline, self._expire_queued, job)
 
     def _refuse_undecodable(self, message: dict[str, Any], why: str) -> None:
         """Answer a frame whose id could be read though its body could not: a request gets
@@ -788,8 +790,9 @@ class Worker:
     def _start(self, job: _Job) -> None:
         """Give a job a slot and run it: a coroutine handler as a task, a plain one on a
         thread (on the loop)."""
-        job.started = time.monotonic()
-        if job.ctx.expired():
+        job.started = now = time.monotonic()
+        deadline = job.ctx.deadline
+        if deadline is not None and now >= deadline:  # ctx.expired(), with the time at hand
             job.state = ANSWERED
             self._respond(job, self._queue_deadline_response(job))
             return
@@ -813,8 +816,8 @@ class Worker:
         if not popped:
             del self._queue[job.id]
         if job.timer is not None:
-            assert self._loop is not None  # jobs are queued on the loop
-            deadlines(self._loop).remove(job.timer)
+            assert self._deadlines is not None  # jobs are queued on the loop
+            self._deadlines.remove(job.timer)
             job.timer = None
 
     def _expire_queued(self, job: _Job) -> None:
@@ -906,7 +909,9 @@ class Worker:
         ctx._task = task  # Context.cancel cancels it from now on
         if ctx.cancelled.is_set():  # cancelled before its first step: at its first await
             loop.call_soon(task.cancel)
-        timer = deadlines(loop).add(ctx.deadline, _cancel_task, task) if ctx.deadline is not None else None
+        timers = self._deadlines
+        assert timers is not None
+        timer = timers.add(ctx.deadline, _cancel_task, task) if ctx.deadline is not None else None
         try:
             response = success_response(job.id, await job.command.handler(job.args, ctx))
         except asyncio.CancelledError:
@@ -921,7 +926,7 @@ class Worker:
         finally:
             ctx._task = None
             if timer is not None:
-                deadlines(loop).remove(timer)
+                timers.remove(timer)
         self._finish(job, response)
 
     @staticmethod
