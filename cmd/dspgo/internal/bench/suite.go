@@ -87,14 +87,18 @@ type Row struct {
 var limits = map[string]string{
 	"ping, port, 1 in flight": "waking the caller: the reading role waits in poll(2) and reads without blocking, where the baseline's one goroutine " +
 		"blocks in read(2); on a machine with other load the ratio swings by ±0.2 from run to run (docs/performance.md)",
-	"ping, pool of": "CPU: each reply goes to its caller's goroutine (a wake, and a poll(2) per turn of the reading role), about 12 µs of " +
-		"host CPU per call against the baseline's 6–7 (one goroutine per worker), and the workers get 3 requests per loop turn against " +
-		"3.8 (22 µs of their CPU per call against 18); host and workers share the 2 cores, which holds the ratio near 0.7 (docs/performance.md)",
+	"ping, pool of": "CPU: each reply goes to its caller's goroutine (a wake, and a poll(2) per turn of the reading role), about 11 µs of " +
+		"host CPU per call against the baseline's 4–5 (one goroutine per worker), and the workers get 2.6 requests per loop turn against " +
+		"4 (21 µs of their CPU per call against 15–16); host and workers share the 2 cores, which holds the ratio near 0.6 (docs/performance.md)",
 	"host CPU per ping, port, 1 in flight": "the reading role's poll(2) and non-blocking read per reply on top of the pipe write and read " +
 		"both sides pay",
 	"execute, port, dummy LM, 1 in flight": "the client's typed work, which the baseline skips (it sends pre-encoded bytes and decodes nothing): " +
-		"input conversion, JSON encoding of the inputs, decoding and converting the outputs, about 15 µs of host CPU per call " +
-		"(BenchmarkPortExecute against BenchmarkPortPing, host-cpu-ns/op)",
+		"input conversion, JSON encoding of the inputs, decoding and converting the outputs, about 2 µs of host CPU per call " +
+		"(BenchmarkClientOverhead), and the call timeout's deadline, which the worker arms for each coroutine it runs " +
+		"(the baseline sends none; docs/performance.md)",
+	"echo 100 B, port, 1 in flight": "the call timeout's deadline, which dspgo's requests always carry and the baseline's do not: the " +
+		"worker arms and removes a deadline for each coroutine it runs, 3–5 µs of its CPU per call; the baseline sending the same " +
+		"deadline runs at dspgo's speed (docs/performance.md)",
 	heavy[0].name(): "the machine's CPU: 4,096 calls/s need about 115 µs of worker and 30 µs of host CPU per call, 0.6 of the 2 cores, " +
 		"so other load on the machine takes the row below the ceiling (docs/performance.md)",
 	heavy[1].name(): "CPU: the workers spend about 160 µs per call and the host about 130 µs (most of it the test LM server, in the same " +
