@@ -26,6 +26,9 @@ package port
 //     writes to the wake descriptor, which ends the poll; the holder sees
 //     its context done and gives the role back. A wake meant for an earlier
 //     holder only makes a later one look at its own context and poll again.
+//     So the role keeps the last holder's context hooked (watch) until a
+//     holder comes with another one: the calls of one context (which share
+//     one, see callTimeouts) hook it once, not once per call.
 //  4. Every frame goes to whoever it is for, or is dropped by id. A final
 //     response is for the caller registered under its id; a caller that
 //     has gone (its context ended) is no longer registered, so its late
@@ -74,6 +77,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"runtime"
 	"sync"
 	"time"
@@ -101,6 +105,12 @@ type readRole struct {
 	// woke is set when the holder makes another caller runnable (a
 	// reply or a chunk handed on); see invariant 9.
 	woke bool
+
+	// watched is the context whose end wakes the poll, and unwatch
+	// undoes that (invariant 3); both nil until a holder with a context
+	// that can end polls.
+	watched context.Context
+	unwatch func() bool
 
 	stall      time.Duration // see invariant 7
 	stallLeft  time.Duration // reading time left for the frame stallFrame
@@ -136,8 +146,32 @@ func (r *readRole) wake() {
 	}
 }
 
-// close closes the wake descriptor; the caller holds the role for good.
+// watch makes ctx's end wake the poll, in place of the context watched
+// so far (invariant 3). The caller holds the role.
+func (r *readRole) watch(ctx context.Context) {
+	if r.watched != nil && sameContext(r.watched, ctx) {
+		return
+	}
+	if r.unwatch != nil {
+		r.unwatch()
+	}
+	r.watched, r.unwatch = ctx, context.AfterFunc(ctx, r.wake)
+}
+
+// sameContext reports whether a and b are the same context; contexts of
+// a type that cannot be compared are never the same.
+func sameContext(a, b context.Context) bool {
+	t := reflect.TypeOf(a)
+	return t == reflect.TypeOf(b) && t.Comparable() && a == b
+}
+
+// close closes the wake descriptor and lets go of the context watched;
+// the caller holds the role for good.
 func (r *readRole) close() {
+	if r.unwatch != nil {
+		r.unwatch()
+		r.watched, r.unwatch = nil, nil
+	}
 	r.wakeMu.Lock()
 	defer r.wakeMu.Unlock()
 	if !r.closed {
@@ -241,12 +275,6 @@ func (c *conn) lead(ctx context.Context, w *waiter, wait bool) bool {
 			return false
 		}
 	}
-	var stopWake func() bool
-	defer func() {
-		if stopWake != nil {
-			stopWake()
-		}
-	}()
 	for {
 		// A context that has ended, or death, ends the turn before any
 		// frame is taken: the caller returns its error, and what it would
@@ -269,7 +297,7 @@ func (c *conn) lead(ctx context.Context, w *waiter, wait bool) bool {
 			runtime.Gosched()
 			continue
 		}
-		if !c.poll(ctx, w, &stopWake, wait) {
+		if !c.poll(ctx, w, wait) {
 			return false
 		}
 	}
@@ -323,9 +351,9 @@ func (r *readRole) decode(body []byte) error {
 // descriptor is readable (wait false: looks without waiting), and reads
 // once what the pipe holds. It returns false when the turn ends: the
 // worker exited or the pipe failed (the conn is dead), or, without wait,
-// nothing was there. For a caller (w not nil) it arranges, once per turn
-// (in *stopWake), that ctx's end wakes the poll.
-func (c *conn) poll(ctx context.Context, w *waiter, stopWake *func() bool, wait bool) bool {
+// nothing was there. For a caller (w not nil) it arranges that ctx's end
+// wakes the poll.
+func (c *conn) poll(ctx context.Context, w *waiter, wait bool) bool {
 	r := c.role
 	exited := isClosed(c.w.exited())
 	timeout := -1 // no bound while between frames: a worker may be silent
@@ -342,8 +370,8 @@ func (c *conn) poll(ctx context.Context, w *waiter, stopWake *func() bool, wait 
 		}
 		timeout = int((r.stallLeft + time.Millisecond - 1) / time.Millisecond)
 	}
-	if *stopWake == nil && w != nil && ctx.Done() != nil {
-		*stopWake = context.AfterFunc(ctx, r.wake)
+	if w != nil && ctx.Done() != nil {
+		r.watch(ctx)
 	}
 	var began time.Time
 	if timeout > 0 {

@@ -197,6 +197,62 @@ func TestHolderLeavesMidFrame(t *testing.T) {
 	assert.False(t, isClosed(c.dead), "a late reply is no violation")
 }
 
+// TestWatchFollowsTheHolder: the role keeps the last holder's context
+// hooked across calls from that context, and hooks the next holder's
+// context in its place: a call from another context still ends as soon as
+// its context does, and the end of the context watched before only makes
+// the holder look again.
+func TestWatchFollowsTheHolder(t *testing.T) {
+	s := newScriptedWorker(t, nil)
+	c := newConn("test", s, 0, 10*time.Second, func(*conn) {})
+	defer func() {
+		s.exit()
+		c.fail("the test is over")
+		c.release()
+	}()
+
+	ctxA, cancelA := context.WithCancel(t.Context())
+	defer cancelA()
+	for i := range 2 {
+		a := startCall(ctxA, c, "a")
+		id := s.next(t, "a").ID
+		waitPolling(t)
+		s.write(t, frame(t, id, `"a"`))
+		ra := <-a
+		require.NoError(t, ra.err, "call %d", i)
+		assert.True(t, watched(c) == ctxA, "call %d: the role watches the caller's context", i)
+	}
+
+	ctxB, cancelB := context.WithCancel(t.Context())
+	defer cancelB()
+	b := startCall(ctxB, c, "b")
+	idB := s.next(t, "b").ID
+	waitPolling(t)
+	cancelA() // no caller left with it: the holder looks again and goes on
+	s.write(t, frame(t, idB, `"b"`))
+	rb := <-b
+	require.NoError(t, rb.err)
+	assert.Equal(t, `"b"`, string(rb.out))
+	assert.True(t, watched(c) == ctxB, "the holder's context replaced the one before")
+
+	d := startCall(ctxB, c, "d")
+	s.next(t, "d")
+	waitPolling(t)
+	cancelAt := time.Now()
+	cancelB()
+	rd := <-d
+	assert.Equal(t, adapter.CodeCanceled, adapter.CodeOf(rd.err), "%v", rd.err)
+	assert.Less(t, rd.at.Sub(cancelAt), time.Second, "the holder returned at once")
+}
+
+// watched returns the context c's role watches, taking the role to read
+// it.
+func watched(c *conn) context.Context {
+	<-c.role.token
+	defer func() { c.role.token <- struct{}{} }()
+	return c.role.watched
+}
+
 // TestExitFailsTheHolder: the worker exits while its response pipe stays
 // open (a grandchild holds it) and a caller holds the reading role in
 // poll: it is woken, reads what the worker wrote last (another caller's
