@@ -152,19 +152,27 @@ func startCall(ctx context.Context, c *conn, command string) <-chan result {
 	return done
 }
 
+// newServingConn returns a conn over a scripted worker, ended (the worker
+// gone, the conn failed and released) when the test ends.
+func newServingConn(t *testing.T) (*scriptedWorker, *conn) {
+	t.Helper()
+	s := newScriptedWorker(t, nil)
+	c := newConn("test", s, 0, 10*time.Second, func(*conn) {})
+	t.Cleanup(func() {
+		s.exit()
+		c.fail("the test is over")
+		c.release()
+	})
+	return s, c
+}
+
 // TestHolderLeavesMidFrame: the caller holding the reading role stops
 // waiting (its context ends) while half of another caller's reply has been
 // read. It returns at once; the other caller takes the role over and gets
 // its reply whole; the first caller's late reply is dropped, and the conn
 // serves on.
 func TestHolderLeavesMidFrame(t *testing.T) {
-	s := newScriptedWorker(t, nil)
-	c := newConn("test", s, 0, 10*time.Second, func(*conn) {})
-	defer func() {
-		s.exit()
-		c.fail("the test is over")
-		c.release()
-	}()
+	s, c := newServingConn(t)
 
 	ctxA, cancelA := context.WithCancel(t.Context())
 	defer cancelA()
@@ -203,13 +211,7 @@ func TestHolderLeavesMidFrame(t *testing.T) {
 // its context does, and the end of the context watched before only makes
 // the holder look again.
 func TestWatchFollowsTheHolder(t *testing.T) {
-	s := newScriptedWorker(t, nil)
-	c := newConn("test", s, 0, 10*time.Second, func(*conn) {})
-	defer func() {
-		s.exit()
-		c.fail("the test is over")
-		c.release()
-	}()
+	s, c := newServingConn(t)
 
 	ctxA, cancelA := context.WithCancel(t.Context())
 	defer cancelA()
