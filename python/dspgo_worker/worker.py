@@ -599,13 +599,18 @@ class Worker:
         threading.Thread(target=self._read_in_thread, name="dspgo-input", daemon=True).start()
         return lambda: None
 
-    def _on_readable(self, fd: int) -> None:
+    def _read_buffer(self) -> memoryview:
+        """The buffer every read of the input goes into (the loop's or the helper
+        thread's, never both), made at the first read. Reading into a new object of
+        READ_SIZE bytes each time, the C allocator may map, shrink and unmap it per read:
+        three system calls and page faults per turn of the loop."""
         view = self._read_view
         if view is None:
-            # One buffer serves every read. os.read would allocate READ_SIZE bytes per
-            # read, which the C allocator may map, shrink and unmap each time: three
-            # system calls and page faults per turn of the loop.
             view = self._read_view = memoryview(bytearray(READ_SIZE))
+        return view
+
+    def _on_readable(self, fd: int) -> None:
+        view = self._read_buffer()
         try:
             n = os.readv(fd, (view,))
         except (BlockingIOError, InterruptedError):
@@ -616,12 +621,17 @@ class Worker:
         self._feed(view[:n].tobytes())
 
     def _read_in_thread(self) -> None:
-        """Read the input on a helper thread and hand each read to the loop."""
+        """Read the input on a helper thread and hand each read to the loop (a copy: the
+        next read reuses the buffer)."""
         reader = self._reader
-        read = getattr(reader, "read1", reader.read)
+        readinto = getattr(reader, "readinto1", None) or getattr(reader, "readinto", None)
+        view = self._read_buffer()
         while True:
             try:
-                data = read(READ_SIZE)
+                if readinto is not None:
+                    data = view[: readinto(view) or 0].tobytes()
+                else:
+                    data = reader.read(READ_SIZE)
             except OSError as exc:
                 self._call_soon(self._input_error, exc)
                 return
