@@ -565,3 +565,57 @@ func TestCallerRecordsABroadcastForLaterHosts(t *testing.T) {
 	assert.Contains(t, logs.String(), "refused a configure_lm")
 	assert.Contains(t, logs.String(), "a recorded broadcast was refused; skipped")
 }
+
+// TestRefusedPublishFailsTheCall: a call published where its user may not
+// publish (here a host's user, which may not send calls) fails at once
+// with CodeFailedPrecondition naming the subject, instead of waiting for
+// a reply the server dropped; a second adapter on the same connection
+// learns of its own refusals too, and the connection's own error handler
+// still gets every error.
+func TestRefusedPublishFailsTheCall(t *testing.T) {
+	d := startAuthServer(t)
+	d.serveAs(t, "host-a", "h1", remote.HostOptions{})
+	errs := make(chan error, 64)
+	nc, err := nats.Connect(d.srv.ClientURL(), nats.UserInfo("host-b", d.passwords["host-b"]), nats.CustomInboxPrefix(remote.InboxPrefix("host-b")),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	// A heartbeat of an hour: without the refusal, the call would wait
+	// for its context.
+	open := func() *remote.Adapter {
+		a, err := remote.New(context.Background(), remote.Options{Conn: nc, Heartbeat: time.Hour})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = a.Close(context.Background()) })
+		return a
+	}
+	first, second := open(), open()
+	for _, a := range []*remote.Adapter{first, second, first} {
+		ctx := ctxT(t, 20*time.Second)
+		start := time.Now()
+		_, err := a.Call(ctx, adapter.Request{Command: "ping"})
+		require.Error(t, err)
+		assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+		assert.Contains(t, err.Error(), `publish to "dspgo.call"`)
+		assert.Less(t, time.Since(start), 10*time.Second, "the refusal ended the call")
+	}
+	require.NoError(t, second.Close(context.Background()))
+	_, err = first.Call(ctxT(t, 20*time.Second), adapter.Request{Command: "ping"})
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+	testutil.WaitFor(t, "the connection's handler got the refusals", func() bool {
+		for {
+			select {
+			case err := <-errs:
+				if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `Publish to "dspgo.call"`) {
+					return true
+				}
+			default:
+				return false
+			}
+		}
+	})
+}

@@ -21,7 +21,10 @@ var errNoHost = errors.New("no worker host serves")
 // Call sends req to a host and returns its reply. The commands only a
 // host's adapters send their workers (protocol.Reserved: shutdown,
 // cancel, the init ping) are refused with CodeInvalidArgument before
-// anything is sent, as by Stream and Broadcast.
+// anything is sent, as by Stream and Broadcast. A call the server does not
+// let the connection publish (its user lacks the caller role's
+// permissions) fails with CodeFailedPrecondition as soon as the server
+// says so.
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	return a.call(ctx, req, callOpts{})
 }

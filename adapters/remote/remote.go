@@ -160,7 +160,10 @@ var _ adapter.Statser = (*Adapter)(nil)
 var _ adapter.Streamer = (*Adapter)(nil)
 
 // New returns a remote adapter over opts.Conn. It does not wait for any
-// host: a call with none gets CodeUnavailable.
+// host: a call with none gets CodeUnavailable. It puts a handler in front
+// of the connection's error handler (nats.Conn.SetErrorHandler), which
+// still gets every error: a refused publish ends the calls waiting on it
+// (see Call).
 func New(ctx context.Context, opts Options) (*Adapter, error) {
 	if opts.Conn == nil {
 		return nil, errorf(adapter.CodeInvalidArgument, Name, "new", "Options.Conn is required")
@@ -214,6 +217,7 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to host announcements: %w", err)}
 	}
 	a.annSub = ann
+	a.joinRefusals()
 	_ = a.nc.Publish(a.subj.discover(), nil) // the hosts announce themselves now, not a period later
 	return a, nil
 }
@@ -257,6 +261,7 @@ func (a *Adapter) Stats() adapter.Stats {
 func (a *Adapter) Close(context.Context) error {
 	a.closeOnce.Do(func() {
 		close(a.done)
+		a.leaveRefusals()
 		_ = a.sub.Unsubscribe()
 		_ = a.annSub.Unsubscribe()
 		a.toolRuns.Wait()

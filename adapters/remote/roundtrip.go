@@ -21,10 +21,12 @@ import (
 
 // pending is a call waiting for its reply.
 type pending struct {
-	beat  chan time.Duration // a heartbeat, with the host's period; never blocks the sender
-	final chan *nats.Msg     // the reply, or NATS's no-responders status
-	probe chan *nats.Msg     // the answer to a probe of the call's host (see Adapter.probe)
-	host  atomic.Pointer[string]
+	subject string             // where the call was published
+	refused chan struct{}      // the server refused the publish (see refusals)
+	beat    chan time.Duration // a heartbeat, with the host's period; never blocks the sender
+	final   chan *nats.Msg     // the reply, or NATS's no-responders status
+	probe   chan *nats.Msg     // the answer to a probe of the call's host (see Adapter.probe)
+	host    atomic.Pointer[string]
 
 	// A streamed call's chunks (capacity: the credit), and why it broke.
 	chunks   chan *nats.Msg
@@ -48,7 +50,7 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 		return nil, adapter.Wrap(context.DeadlineExceeded, a.name, op)
 	}
 	token := strconv.FormatUint(a.next.Add(1), 36)
-	p := &pending{beat: make(chan time.Duration, 1), final: make(chan *nats.Msg, 1), probe: make(chan *nats.Msg, 1)}
+	p := &pending{subject: msg.Subject, refused: make(chan struct{}, 1), beat: make(chan time.Duration, 1), final: make(chan *nats.Msg, 1), probe: make(chan *nats.Msg, 1)}
 	if o.window > 0 {
 		p.chunks, p.broken = make(chan *nats.Msg, o.window), make(chan struct{})
 	}
@@ -136,6 +138,12 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 		case <-p.broken:
 			a.cancelRemote(p, msg.Reply)
 			return nil, errorf(p.whyCode, a.name, op, "%s", p.why)
+		case <-p.refused:
+			if m, ok := ready(p.final); ok { // an earlier publish of the call was let through
+				return final(m)
+			}
+			return nil, errorf(adapter.CodeFailedPrecondition, a.name, op,
+				"the NATS server refused to let this connection publish to %q (a permissions violation): a caller's user needs the caller role's permissions (remote.Permissions)", msg.Subject)
 		case period := <-p.beat:
 			if period > 0 {
 				beat = period
