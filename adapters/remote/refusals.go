@@ -34,7 +34,7 @@ var connRefusals sync.Map
 // `nats: permissions violation: Permissions Violation for Publish to "<subject>"`.
 var publishRefused = regexp.MustCompile(`Permissions Violation for Publish to "(\S+)"`)
 
-// joinRefusals has a told of its connection's refused publishes.
+// joinRefusals signs a up for its connection's refused publishes.
 func (a *Adapter) joinRefusals() {
 	for {
 		got, loaded := connRefusals.LoadOrStore(a.nc, &refusals{adapters: map[*Adapter]struct{}{}})
