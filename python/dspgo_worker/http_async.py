@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import threading
 import time
 import weakref
 
 from .deadlines import deadlines
+from .readbuf import read_buffer
 from .worker import on_loop_close
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -53,37 +53,22 @@ MAX_IDLE = 4096
 HEAD_LIMIT = 64 * 1024
 #: The most :meth:`Response.read_some` returns at once.
 READ_SIZE = 64 * 1024
-#: The most one read from a socket takes (asyncio's own size for a read).
-SOCKET_READ_SIZE = 256 * 1024
 
 
 class _Protocol(asyncio.StreamReaderProtocol, asyncio.BufferedProtocol):
-    """A stream reader's protocol whose socket reads go into one buffer per thread.
-
-    Given a protocol without ``get_buffer``, a transport reads with ``recv(256 KiB)``
-    (over TLS, ``read(256 KiB)``): a new 256 KiB object per read, which the C allocator
-    may map, shrink and unmap each time (three system calls and page faults per read).
-    Here the transport reads into the thread's buffer, and what it read is copied out to
-    the reader at once: ``get_buffer``, the read and ``buffer_updated`` run in one
+    """A stream reader's protocol whose socket reads go into the thread's read buffer
+    (:mod:`.readbuf`), not into a new 256 KiB object per read as a transport's
+    ``recv(256 KiB)`` (over TLS, ``read(256 KiB)``) does. What a read brought is copied
+    out to the reader at once: ``get_buffer``, the read and ``buffer_updated`` run in one
     callback, so the connections of a loop can share the buffer.
     """
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _read_buffer()
+        self._view = read_buffer()
+        return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(_read_buffer()[:nbytes].tobytes())
-
-
-_thread = threading.local()
-
-
-def _read_buffer() -> memoryview:
-    """This thread's socket read buffer (made at its first read)."""
-    view: memoryview | None = getattr(_thread, "view", None)
-    if view is None:
-        view = _thread.view = memoryview(bytearray(SOCKET_READ_SIZE))
-    return view
+        self.data_received(self._view[:nbytes].tobytes())
 
 
 class HTTPProtocolError(Exception):

@@ -80,6 +80,7 @@ from .protocol import (
     valid_stream,
     with_chunks,
 )
+from .readbuf import READ_SIZE, read_buffer
 from .registry import Command, Registry, default_registry, is_coroutine_function
 from .version import PROTOCOL_VERSION, __version__
 
@@ -104,9 +105,6 @@ QUEUED, RUNNING, ANSWERED = "queued", "running", "answered"
 
 #: What this worker supports beyond version 1 (the handshake's ``features``).
 FEATURES = ("call", "stream")
-
-#: Most bytes one read of the input takes.
-READ_SIZE = 256 * 1024
 
 
 class WorkerConfig(
@@ -311,7 +309,6 @@ class Worker:
         self._deadlines: Deadlines | None = None  # the loop's, once serving
         self._loop_thread = 0
         self._parser = FrameParser(config.max_frame_bytes)
-        self._read_view: memoryview | None = None  # the input's read buffer, made at the first read
         self._input: asyncio.Future[int] | None = None  # the exit status once input ends
         self._out: list[bytes] = []  # frames written this turn of the loop
         self._feeding = False  # frames read are being handled: the batch's end flushes
@@ -599,18 +596,8 @@ class Worker:
         threading.Thread(target=self._read_in_thread, name="dspgo-input", daemon=True).start()
         return lambda: None
 
-    def _read_buffer(self) -> memoryview:
-        """The buffer every read of the input goes into (the loop's or the helper
-        thread's, never both), made at the first read. Reading into a new object of
-        READ_SIZE bytes each time, the C allocator may map, shrink and unmap it per read:
-        three system calls and page faults per turn of the loop."""
-        view = self._read_view
-        if view is None:
-            view = self._read_view = memoryview(bytearray(READ_SIZE))
-        return view
-
     def _on_readable(self, fd: int) -> None:
-        view = self._read_buffer()
+        view = read_buffer()
         try:
             n = os.readv(fd, (view,))
         except (BlockingIOError, InterruptedError):
@@ -622,10 +609,10 @@ class Worker:
 
     def _read_in_thread(self) -> None:
         """Read the input on a helper thread and hand each read to the loop (a copy: the
-        next read reuses the buffer)."""
+        next read reuses the thread's buffer)."""
         reader = self._reader
         readinto = getattr(reader, "readinto1", None) or getattr(reader, "readinto", None)
-        view = self._read_buffer()
+        view = read_buffer()
         while True:
             try:
                 if readinto is not None:
