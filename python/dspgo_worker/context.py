@@ -205,9 +205,21 @@ class Context:
             return None
         return max(0.0, self.deadline - time.monotonic())
 
-    def expired(self) -> bool:
-        """True when the request has a deadline and it has passed."""
-        return self.deadline is not None and time.monotonic() >= self.deadline
+    def expired(self, now: float | None = None) -> bool:
+        """True when the request has a deadline and it has passed (at ``now``, a
+        ``time.monotonic()`` value the caller already has; None: the time now)."""
+        if self.deadline is None:
+            return False
+        return (time.monotonic() if now is None else now) >= self.deadline
+
+    def _in_own_task(self) -> bool:
+        """Whether the caller runs in the handler's own task, which the request's
+        cancellation and deadline cancel (and every wait in it with the task)."""
+        if self._task is None:
+            return False
+        import asyncio  # loaded with the worker's loop already
+
+        return asyncio.current_task() is self._task
 
     def check(self) -> None:
         """Raise :class:`Cancelled` or :class:`DeadlineExceeded` if the handler should stop."""
@@ -271,8 +283,7 @@ class Context:
 
         # The handler's own task needs no callback: cancel cancels the task, and with it
         # this wait (before any callback could wake it).
-        own_task = self._worker is not None and self._task is not None and asyncio.current_task() is self._task
-        remove = _keep if own_task else self.on_cancel(cancelled)
+        remove = _keep if self._in_own_task() else self.on_cancel(cancelled)
         timers = deadlines(loop)
         timer = timers.add(loop.time() + seconds, wake, False) if seconds is not None else None
         try:

@@ -432,7 +432,7 @@ class Worker:
         self._emit(frame)
         self._log_call("tool called", ctx, call)
         limit, by_deadline = self._call_limit(ctx, timeout)
-        if by_deadline and ctx._task is asyncio.current_task():
+        if by_deadline and ctx._in_own_task():
             limit = None  # the deadline cancels the handler's task, and this wait with it
         timers = deadlines(loop)
         timer = timers.add(loop.time() + limit, _unanswered, future) if limit is not None else None
@@ -787,9 +787,8 @@ class Worker:
     def _start(self, job: _Job) -> None:
         """Give a job a slot and run it: a coroutine handler as a task, a plain one on a
         thread (on the loop)."""
-        job.started = now = time.monotonic()
-        deadline = job.ctx.deadline
-        if deadline is not None and now >= deadline:  # ctx.expired(), with the time at hand
+        job.started = time.monotonic()
+        if job.ctx.expired(job.started):
             job.state = ANSWERED
             self._respond(job, self._queue_deadline_response(job))
             return
