@@ -349,11 +349,12 @@ func TestDrainingHostTakesCancelsAndCredit(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 	c, p := dummyProgram(t, ctx, a, 60000)
 
-	// A stream of 4 windows, read slowly, and an execution that would
-	// take a minute.
+	// A stream of 4 windows, whose reader holds its first chunk until
+	// the drain has begun (so the host needs credit while it drains), and
+	// an execution that would take a minute.
 	const chunks = 4 * remote.DefaultStreamWindow
 	streamed := make(chan int, 1)
-	firstChunk := make(chan struct{})
+	firstChunk, drainBegun := make(chan struct{}), make(chan struct{})
 	go func() {
 		n := 0
 		for ch, err := range a.Stream(ctx, adapter.Request{Command: "stream_count", Args: json.RawMessage(`{"n":` + strconv.Itoa(chunks) + `}`)}) {
@@ -362,8 +363,11 @@ func TestDrainingHostTakesCancelsAndCredit(t *testing.T) {
 			}
 			if n++; n == 1 {
 				close(firstChunk)
+				select {
+				case <-drainBegun:
+				case <-ctx.Done():
+				}
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
 		streamed <- n
 	}()
@@ -379,6 +383,7 @@ func TestDrainingHostTakesCancelsAndCredit(t *testing.T) {
 		_, err := a.Call(ctx, adapter.Request{Command: "ping"})
 		return adapter.CodeOf(err) == adapter.CodeUnavailable
 	}))
+	close(drainBegun)
 	cancel()
 	assert.Equal(t, adapter.CodeCanceled, adapter.CodeOf(<-executed))
 	assert.Equal(t, chunks, <-streamed, "the stream ended whole")
