@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -118,7 +119,7 @@ func ReadUsers(path string) ([]User, error) {
 // Errors name the line, never its password.
 func ParseUsers(r io.Reader) ([]User, error) {
 	var users []User
-	sc := bufio.NewScanner(r) // a line over 64 KiB is an error (no user line is that long)
+	sc := bufio.NewScanner(r) // lines of at most bufio.MaxScanTokenSize (64 KiB): the rest is an error
 	n := 0
 	for sc.Scan() {
 		n++
@@ -141,6 +142,9 @@ func ParseUsers(r io.Reader) ([]User, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("line %d is over %d KiB: no user line is that long", n+1, bufio.MaxScanTokenSize>>10)
+		}
 		return nil, fmt.Errorf("line %d: %w", n+1, err)
 	}
 	if len(users) == 0 {

@@ -85,6 +85,7 @@ func TestParseUsers(t *testing.T) {
 		"caller alice S3CR3T extra\n":     "line 1: expected",
 		"# nothing\n":                     "no users",
 		"caller UNOTAKEY S3CR3T more x\n": "line 1: expected",
+		"host h p\ncaller alice " + strings.Repeat("S3CR3T", 12000) + "\n": "line 2 is over 64 KiB",
 	} {
 		_, err := embedded.ParseUsers(strings.NewReader(text))
 		require.Error(t, err, text)
