@@ -619,3 +619,23 @@ func TestRefusedPublishFailsTheCall(t *testing.T) {
 		}
 	})
 }
+
+// TestDialLogsTheServersErrors: the errors the server reports on a
+// connection after Dial (here a refused subscription) go to
+// DialOptions.Logger, not to stderr as nats.go's default does.
+func TestDialLogsTheServersErrors(t *testing.T) {
+	d := startAuthServer(t)
+	logs := &testutil.SyncBuffer{}
+	opts := d.dialOptions("alice")
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	nc, err := remote.Dial(ctxT(t, 10*time.Second), opts)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	_, err = nc.SubscribeSync(remote.InboxPrefix("bob") + ".>")
+	require.NoError(t, err)
+	testutil.WaitFor(t, "the refusal was logged", func() bool {
+		return strings.Contains(logs.String(), `level=WARN msg="NATS connection error"`) &&
+			strings.Contains(logs.String(), `Permissions Violation for Subscription to \"_INBOX.bob.>\"`)
+	})
+	assert.NotContains(t, logs.String(), d.passwords["alice"])
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -55,6 +56,11 @@ type DialOptions struct {
 	InboxPrefix string
 	// ConnectTimeout bounds the first connection. Zero means 5 s.
 	ConnectTimeout time.Duration
+	// Logger receives, at WARN, the errors the server reports on the
+	// connection after it is made (a permissions violation, a slow
+	// consumer). Nil discards them (nats.go's own default prints them to
+	// stderr).
+	Logger *slog.Logger
 }
 
 // Dial connects to NATS. The connection reconnects by itself, forever,
@@ -72,7 +78,8 @@ func Dial(ctx context.Context, opts DialOptions) (*nats.Conn, error) {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < opts.ConnectTimeout {
 		opts.ConnectTimeout = time.Until(d)
 	}
-	o := []nats.Option{nats.Name(opts.Name), nats.Timeout(opts.ConnectTimeout), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	o := []nats.Option{nats.Name(opts.Name), nats.Timeout(opts.ConnectTimeout), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.ErrorHandler(asyncErrors(opts.Logger))}
 	auth, err := authOptions(&opts)
 	if err != nil {
 		return nil, err
@@ -180,4 +187,19 @@ func publicKey(path string) (string, error) {
 		return "", errors.New("its seed is not a user's (SU…)")
 	}
 	return pub, nil
+}
+
+// asyncErrors is a connection's error handler that logs to log at WARN,
+// or discards when log is nil.
+func asyncErrors(log *slog.Logger) nats.ErrHandler {
+	if log == nil {
+		return func(*nats.Conn, *nats.Subscription, error) {}
+	}
+	return func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			log.Warn("NATS connection error", "err", err, "subscription", sub.Subject)
+			return
+		}
+		log.Warn("NATS connection error", "err", err)
+	}
 }

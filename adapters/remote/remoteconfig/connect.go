@@ -98,7 +98,8 @@ func startEmbedded(ctx context.Context, cfg *config.Config) (*embedded.Server, e
 func dialOptions(cfg *config.Config, url, name string) (remote.DialOptions, error) {
 	r := cfg.Remote
 	opts := remote.DialOptions{URL: url, Name: name, CredsFile: r.CredsFile, NKeySeedFile: r.NKeySeedFile, User: r.User,
-		InboxPrefix: r.InboxPrefix, CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile, ConnectTimeout: r.ConnectTimeout}
+		InboxPrefix: r.InboxPrefix, CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile, ConnectTimeout: r.ConnectTimeout,
+		Logger: cfg.Logger(cfg.LogOutput())}
 	var err error
 	if r.User != "" {
 		if opts.Password, err = readSecret(cfg, "remote.password_env", r.PasswordEnv, "remote.password_file", r.PasswordFile); err != nil {
