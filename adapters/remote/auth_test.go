@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
@@ -30,6 +31,7 @@ import (
 	"github.com/dspgo/dspgo/adapters/remote/embedded"
 	"github.com/dspgo/dspgo/conformance"
 	"github.com/dspgo/dspgo/internal/testutil"
+	"github.com/dspgo/dspgo/internal/wait"
 )
 
 // A deployment with users: two hosts and two callers, each with a
@@ -567,16 +569,21 @@ func TestCallerRecordsABroadcastForLaterHosts(t *testing.T) {
 }
 
 // TestRefusedPublishFailsTheCall: a call published where its user may not
-// publish (here a host's user, which may not send calls) fails at once
-// with CodeFailedPrecondition naming the subject, instead of waiting for
-// a reply the server dropped; a second adapter on the same connection
+// publish (here a caller whose permissions lack "dspgo.call") fails at
+// once with CodeFailedPrecondition naming the subject, instead of waiting
+// for a reply the server dropped; a second adapter on the same connection
 // learns of its own refusals too, and the connection's own error handler
 // still gets every error.
 func TestRefusedPublishFailsTheCall(t *testing.T) {
-	d := startAuthServer(t)
-	d.serveAs(t, "host-a", "h1", remote.HostOptions{})
+	url, password := startServerDenying(t, "dspgo.call")
+	hostConn, err := nats.Connect(url, nats.UserInfo("host", password))
+	require.NoError(t, err)
+	t.Cleanup(hostConn.Close)
+	h, err := remote.Serve(ctxT(t, 30*time.Second), hostConn, mock.New(mock.Options{}), remote.HostOptions{ID: "h1", Heartbeat: 100 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = h.Close(context.Background()) })
 	errs := make(chan error, 64)
-	nc, err := nats.Connect(d.srv.ClientURL(), nats.UserInfo("host-b", d.passwords["host-b"]), nats.CustomInboxPrefix(remote.InboxPrefix("host-b")),
+	nc, err := nats.Connect(url, nats.UserInfo("carol", password), nats.CustomInboxPrefix(remote.InboxPrefix("carol")),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case errs <- err:
@@ -618,6 +625,96 @@ func TestRefusedPublishFailsTheCall(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRefusedSubscriptionFailsNew: New fails at once, naming the
+// subject, when the server refuses the caller's subscriptions: its inbox
+// when the connection does not use its user's inbox prefix, and the
+// announcements when the adapter's prefix is not the one the user may
+// read.
+func TestRefusedSubscriptionFailsNew(t *testing.T) {
+	d := startAuthServer(t)
+	noPrefix, err := nats.Connect(d.srv.ClientURL(), nats.UserInfo("alice", d.passwords["alice"]), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	require.NoError(t, err)
+	t.Cleanup(noPrefix.Close)
+	for _, tc := range []struct {
+		name, want string
+		opts       remote.Options
+	}{
+		{"default inbox prefix", `subscription to "_INBOX.`, remote.Options{Conn: noPrefix}},
+		{"another prefix", `subscription to "other.announce"`, remote.Options{Conn: d.dialAs(t, "alice"), Prefix: "other"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := tc.opts.Conn.NumSubscriptions()
+			a, err := remote.New(ctxT(t, 20*time.Second), tc.opts)
+			require.Error(t, err)
+			assert.Nil(t, a)
+			assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Equal(t, before, tc.opts.Conn.NumSubscriptions(), "New left no subscription")
+		})
+	}
+	// The same user with its own inbox prefix and the default prefix is
+	// let in.
+	d.callerAs(t, "alice")
+}
+
+// TestSubscriptionRefusedLaterFailsCalls: a subscription the server
+// refuses after New (as after a reconnection to a server with other
+// permissions) fails every call from then on; a refused reply
+// subscription also ends the calls waiting, whose replies cannot come,
+// and a refused announcements subscription lets them finish.
+func TestSubscriptionRefusedLaterFailsCalls(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		subject     func(*remote.Adapter) string
+		lmDelayMs   int          // the call in flight's LM
+		inFlightErr adapter.Code // the call in flight's; CodeOK: it succeeds
+	}{
+		// Without the refusal, the call would succeed when its LM answers.
+		{"replies", remote.ReplySubject, 3000, adapter.CodeFailedPrecondition},
+		{"announcements", func(*remote.Adapter) string { return "dspgo.announce" }, 500, adapter.CodeOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := startAuthServer(t)
+			h, _ := d.serveAs(t, "host-a", "h1", remote.HostOptions{})
+			nc := d.dialAs(t, "alice")
+			a, err := remote.New(ctxT(t, 20*time.Second), remote.Options{Conn: nc, Heartbeat: time.Hour})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = a.Close(context.Background()) })
+			ctx := ctxT(t, 30*time.Second)
+			c, p := dummyProgram(t, ctx, a, tc.lmDelayMs)
+			done := make(chan error, 1)
+			go func() { _, err := c.Execute(ctx, p.ID, map[string]any{"q": "x"}); done <- err }()
+			require.True(t, wait.Until(ctx, func() bool { return h.Stats().InFlight == 1 }))
+
+			subject := tc.subject(a)
+			nc.ErrorHandler()(nc, nil, fmt.Errorf("%w: Permissions Violation for Subscription to %q", nats.ErrPermissionViolation, subject))
+			_, err = a.Call(ctx, adapter.Request{Command: "ping"})
+			assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+			assert.Contains(t, err.Error(), fmt.Sprintf("subscription to %q", subject))
+			err = <-done
+			assert.Equal(t, tc.inFlightErr, adapter.CodeOf(err), "%v", err)
+		})
+	}
+}
+
+// startServerDenying starts a server with two users, password their
+// password: "host", which may do anything, and "carol", a caller
+// (remote.Permissions) that may not publish to denied.
+func startServerDenying(t *testing.T, denied string) (url, password string) {
+	t.Helper()
+	perms, err := embedded.Permissions(remote.RoleCaller, remote.DefaultPrefix, remote.DefaultQueueGroup, "carol")
+	require.NoError(t, err)
+	perms.Publish.Deny = []string{denied}
+	password = secret(t)
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Users: []*server.User{{Username: "host", Password: password}, {Username: "carol", Password: password, Permissions: perms}}})
+	require.NoError(t, err)
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	require.True(t, s.ReadyForConnections(10*time.Second), "the server started")
+	return s.ClientURL(), password
 }
 
 // TestDialLogsTheServersErrors: the errors the server reports on a

@@ -1,21 +1,27 @@
 package remote
 
-// A publish the server refuses: the calls waiting on it learn at once.
+// A publish or a subscription the server refuses: the calls it concerns
+// learn at once.
 
 import (
 	"errors"
 	"regexp"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/dspgo/dspgo/adapter"
 )
 
 // refusals routes the permissions violations of one connection's
-// publishes to the adapters on it. A server that refuses a publish drops
-// the message and tells the client asynchronously (nats.go's error
-// handler), so a call sent where its user may not publish would wait for
-// a reply that never comes, until its host is judged silent or its context
-// ends. One refusals serves each connection: the first New on a
+// publishes and subscriptions to the adapters on it. A server that refuses
+// a publish drops the message, and one that refuses a subscription
+// delivers nothing to it; either tells the client only asynchronously
+// (nats.go's error handler). So a call sent where its user may not
+// publish, or whose reply comes to an inbox its user may not read, would
+// wait for a reply that never comes, until its host is judged silent or
+// its context ends. One refusals serves each connection: the first New on a
 // connection installs it as the connection's error handler, in front of
 // the handler already there (which still gets every error), and adapters
 // join and leave it.
@@ -23,6 +29,10 @@ type refusals struct {
 	mu       sync.Mutex
 	adapters map[*Adapter]struct{}
 }
+
+// refusalWait bounds New's wait for the server to take its
+// subscriptions.
+const refusalWait = time.Second
 
 // connRefusals holds the refusals of each connection that has an adapter
 // on it (*nats.Conn → *refusals). The last adapter to leave removes its
@@ -34,7 +44,14 @@ var connRefusals sync.Map
 // `nats: permissions violation: Permissions Violation for Publish to "<subject>"`.
 var publishRefused = regexp.MustCompile(`Permissions Violation for Publish to "(\S+)"`)
 
-// joinRefusals signs a up for its connection's refused publishes.
+// subscribeRefused finds the subject in nats.go's text of a refused
+// subscription: `nats: permissions violation: Permissions Violation for
+// Subscription to "<subject>"`, which the server may follow with the
+// queue or the subscription's id.
+var subscribeRefused = regexp.MustCompile(`Permissions Violation for Subscription to "(\S+)"`)
+
+// joinRefusals signs a up for its connection's refused publishes and
+// subscriptions.
 func (a *Adapter) joinRefusals() {
 	for {
 		got, loaded := connRefusals.LoadOrStore(a.nc, &refusals{adapters: map[*Adapter]struct{}{}})
@@ -74,19 +91,24 @@ func (a *Adapter) leaveRefusals() {
 	}
 }
 
-// dispatch tells the adapters on the connection of a refused publish.
+// dispatch tells the adapters on the connection of a refused publish or
+// subscription.
 func (r *refusals) dispatch(err error) {
 	if !errors.Is(err, nats.ErrPermissionViolation) {
 		return
 	}
+	tell := (*Adapter).refused
 	m := publishRefused.FindStringSubmatch(err.Error())
 	if m == nil {
-		return
+		if m = subscribeRefused.FindStringSubmatch(err.Error()); m == nil {
+			return
+		}
+		tell = (*Adapter).unheard
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for a := range r.adapters {
-		a.refused(m[1])
+		tell(a, m[1])
 	}
 }
 
@@ -103,4 +125,43 @@ func (a *Adapter) refused(subject string) {
 			}
 		}
 	}
+}
+
+// unheard takes the refusal of a subscription to subject. When subject is
+// one of the adapter's own (its replies', or the hosts' announcements'),
+// every call fails from now on (deafness), and the calls waiting for
+// replies end when it is the replies'.
+func (a *Adapter) unheard(subject string) {
+	replies := subject == a.replySubject()
+	if !replies && subject != a.subj.announce() {
+		return
+	}
+	a.deaf.CompareAndSwap(nil, &subject)
+	if !replies {
+		return // the calls in flight still get their replies
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range a.pending {
+		select {
+		case p.refused <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// deafness returns the error of a call on an adapter the server refused
+// one of its subscriptions, or nil.
+func (a *Adapter) deafness(op string) error {
+	subject := a.deaf.Load()
+	if subject == nil {
+		return nil
+	}
+	why := "the hosts' announcements cannot arrive, so no host is known"
+	if *subject == a.replySubject() {
+		why = "replies cannot arrive: a caller's connection must use its user's inbox prefix (DialOptions.InboxPrefix, remote.InboxPrefix)"
+	}
+	return errorf(adapter.CodeFailedPrecondition, a.name, op,
+		"the NATS server refused this connection's subscription to %q (a permissions violation): %s; "+
+			"a caller's user needs the caller role's permissions (remote.Permissions)", *subject, why)
 }

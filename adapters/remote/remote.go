@@ -56,6 +56,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -134,6 +135,7 @@ type Adapter struct {
 	inbox   string
 	sub     *nats.Subscription
 	annSub  *nats.Subscription
+	deaf    atomic.Pointer[string] // a subscription the server refused (see unheard); nil while none was
 	hostsMu sync.Mutex
 	hosts   map[string]hostSeen
 	next    atomic.Uint64
@@ -160,10 +162,15 @@ var _ adapter.Statser = (*Adapter)(nil)
 var _ adapter.Streamer = (*Adapter)(nil)
 
 // New returns a remote adapter over opts.Conn. It does not wait for any
-// host: a call with none gets CodeUnavailable. It puts a handler in front
-// of the connection's error handler (nats.Conn.SetErrorHandler), which
-// still gets every error: a refused publish ends the calls waiting on it
-// (see Call).
+// host: a call with none gets CodeUnavailable. When the connection is up,
+// it waits one round trip to the server (at most a second), and fails
+// with CodeFailedPrecondition when the server refuses its subscriptions
+// (its replies' inbox, or "<prefix>.announce": the user lacks the caller
+// role's permissions, or its connection another user's inbox prefix). It
+// puts a handler in front of the connection's error handler
+// (nats.Conn.SetErrorHandler), which still gets every error: a refused
+// publish ends the calls waiting on it, and a subscription refused later
+// (after a reconnection) fails the calls from then on (see Call).
 func New(ctx context.Context, opts Options) (*Adapter, error) {
 	if opts.Conn == nil {
 		return nil, errorf(adapter.CodeInvalidArgument, Name, "new", "Options.Conn is required")
@@ -205,21 +212,64 @@ func New(ctx context.Context, opts Options) (*Adapter, error) {
 	if !isInbox(a.inbox) {
 		return nil, errorf(adapter.CodeInvalidArgument, a.name, "new", "the connection's inbox %q must be under %q: hosts answer only inboxes (see DialOptions.InboxPrefix)", a.inbox, InboxRoot+".")
 	}
-	sub, err := a.nc.Subscribe(a.inbox+".*", a.onReply)
-	if err != nil {
-		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to replies: %w", err)}
-	}
-	a.sub = sub
 	a.hosts = map[string]hostSeen{}
+	a.joinRefusals() // before subscribing: the server may refuse the subscriptions
+	if err := a.subscribe(ctx); err != nil {
+		a.leaveRefusals()
+		return nil, err
+	}
+	_ = a.nc.Publish(a.subj.discover(), nil) // the hosts announce themselves now, not a period later
+	return a, nil
+}
+
+// replySubject is the subject of the adapter's subscription to its
+// replies.
+func (a *Adapter) replySubject() string { return a.inbox + ".*" }
+
+// subscribe subscribes to the replies and the hosts' announcements, and,
+// when the connection is up, waits for the server to take both (one round
+// trip, at most refusalWait): a refused one fails New with
+// CodeFailedPrecondition. A refusal that comes later (the connection was
+// down, or reconnected) fails the calls instead (see unheard).
+func (a *Adapter) subscribe(ctx context.Context) error {
+	sub, err := a.nc.Subscribe(a.replySubject(), a.onReply)
+	if err != nil {
+		return &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to replies: %w", err)}
+	}
 	ann, err := a.nc.Subscribe(a.subj.announce(), a.onAnnounce)
 	if err != nil {
 		_ = sub.Unsubscribe()
-		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to host announcements: %w", err)}
+		return &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to host announcements: %w", err)}
 	}
-	a.annSub = ann
-	a.joinRefusals()
-	_ = a.nc.Publish(a.subj.discover(), nil) // the hosts announce themselves now, not a period later
-	return a, nil
+	a.sub, a.annSub = sub, ann
+	if a.nc.IsConnected() {
+		wait, cancel := context.WithTimeout(ctx, refusalWait)
+		err := a.nc.FlushWithContext(wait)
+		cancel()
+		if err == nil {
+			// The server answers a subscription it refuses before the
+			// flush's PONG; the error handler learns of it a moment
+			// later, the connection's last error at once.
+			if last := a.nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) {
+				if m := subscribeRefused.FindStringSubmatch(last.Error()); m != nil {
+					a.unheard(m[1])
+				}
+			}
+		} else if ctx.Err() != nil {
+			err = adapter.Wrap(ctx.Err(), a.name, "new")
+		} else {
+			err = nil // the connection's trouble, not the adapter's: the calls will tell
+		}
+		if err == nil {
+			err = a.deafness("new")
+		}
+		if err != nil {
+			_ = sub.Unsubscribe()
+			_ = ann.Unsubscribe()
+			return err
+		}
+	}
+	return nil
 }
 
 // Name returns the adapter's name, "remote" by default.

@@ -22,7 +22,7 @@ import (
 // pending is a call waiting for its reply.
 type pending struct {
 	subject string             // where the call was published
-	refused chan struct{}      // the server refused the publish (see refusals)
+	refused chan struct{}      // the server refused the publish, or the replies' subscription (see refusals)
 	beat    chan time.Duration // a heartbeat, with the host's period; never blocks the sender
 	final   chan *nats.Msg     // the reply, or NATS's no-responders status
 	probe   chan *nats.Msg     // the answer to a probe of the call's host (see Adapter.probe)
@@ -72,6 +72,9 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 		a.mu.Unlock()
 	}()
 	msg.Reply = a.inbox + "." + token
+	if err := a.deafness(op); err != nil { // after registering: a refusal now ends the call below
+		return nil, err
+	}
 	if err := a.publish(ctx, op, msg); err != nil {
 		return nil, err
 	}
@@ -141,6 +144,10 @@ func (a *Adapter) roundTrip(ctx context.Context, op string, msg *nats.Msg, tools
 		case <-p.refused:
 			if m, ok := ready(p.final); ok { // an earlier publish of the call was let through
 				return final(m)
+			}
+			if err := a.deafness(op); err != nil {
+				a.cancelRemote(p, msg.Reply)
+				return nil, err
 			}
 			return nil, errorf(adapter.CodeFailedPrecondition, a.name, op,
 				"the NATS server refused to let this connection publish to %q (a permissions violation): a caller's user needs the caller role's permissions (remote.Permissions)", msg.Subject)
