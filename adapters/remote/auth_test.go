@@ -736,3 +736,18 @@ func TestDialLogsTheServersErrors(t *testing.T) {
 	})
 	assert.NotContains(t, logs.String(), d.passwords["alice"])
 }
+
+// TestServeAsCallerIsRefused: a host connected as a caller's user fails
+// to serve with CodeFailedPrecondition once the server refuses what a
+// host does that a caller may not (here its first request to the shared
+// state), rather than retrying until its context ends.
+func TestServeAsCallerIsRefused(t *testing.T) {
+	d := startAuthServer(t)
+	m := mock.New(mock.Options{})
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	h, err := remote.Serve(ctxT(t, 30*time.Second), d.dialAs(t, "alice"), m, remote.HostOptions{ID: "h1"})
+	require.Error(t, err)
+	assert.Nil(t, h)
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+	assert.Contains(t, err.Error(), `refused to let this connection publish to "$JS.API.`)
+}

@@ -36,21 +36,21 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 		return err // its key could not be written
 	}
 	var kv jetstream.KeyValue
-	kerr := retry(ctx, func(ctx context.Context) (err error) { kv, err = openBucket(ctx, a.nc, a.subj, a.replicas); return err })
+	kerr := retry(ctx, a.nc, func(ctx context.Context) (err error) { kv, err = openBucket(ctx, a.nc, a.subj, a.replicas); return err })
 	if kerr != nil {
-		return &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
+		return &adapter.Error{Code: stateCode(kerr), Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
 	}
 	args := req.Args
 	if len(args) == 0 {
 		args = []byte("{}")
 	}
 	var rev uint64
-	kerr = retry(ctx, func(ctx context.Context) (err error) {
+	kerr = retry(ctx, a.nc, func(ctx context.Context) (err error) {
 		rev, err = kv.Put(ctx, broadcastKey(req.Command, args), args)
 		return err
 	})
 	if kerr != nil {
-		return &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
+		return &adapter.Error{Code: stateCode(kerr), Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
 	}
 	a.raiseStateRev(rev)
 	a.log.Info("no worker host serves: the broadcast is recorded for the hosts to come", "command", req.Command, "revision", rev)

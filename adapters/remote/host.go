@@ -125,7 +125,10 @@ type hostCall struct {
 // bucket, applies every broadcast recorded there to a before it takes any
 // request, then registers the micro service. The host uses nc for replies
 // and state, and a second connection with nc's options for its
-// subscriptions. It neither closes a nor nc.
+// subscriptions. It neither closes a nor nc. A server that refuses the
+// host's subscriptions or its requests to the shared state (its user
+// lacks the host role's permissions, see Permissions) fails Serve with
+// CodeFailedPrecondition, naming the subject.
 func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptions) (*Host, error) {
 	h := &Host{
 		id: opts.ID, a: a, nc: nc, subj: subjects{opts.Prefix}, beat: opts.Heartbeat, log: opts.Logger,
@@ -172,9 +175,19 @@ func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptio
 	}
 	// The server has the subscriptions once both connections flush: a
 	// call made after Serve returns finds this host.
+	// A subscription the server refused is the host's when it is on the
+	// service's connection, or one the host made on nc.
+	ours := map[string]bool{h.discSub.Subject: true}
+	for _, sub := range h.ctlSubs {
+		ours[sub.Subject] = true
+	}
 	for _, c := range []*nats.Conn{h.sc, nc} {
 		if err := c.FlushTimeout(flushTimeout(ctx)); err != nil {
 			return nil, h.unavailable("serve", fmt.Errorf("flushing subscriptions: %w", err))
+		}
+		if s := refusedSubscription(c); s != "" && (c == h.sc || ours[s]) {
+			return nil, errorf(adapter.CodeFailedPrecondition, Name, "serve",
+				"the NATS server refused this connection's subscription to %q (a permissions violation): a host's user needs the host role's permissions (remote.Permissions)", s)
 		}
 	}
 	h.beating = true

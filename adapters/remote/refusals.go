@@ -5,7 +5,9 @@ package remote
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,4 +166,60 @@ func (a *Adapter) deafness(op string) error {
 	return errorf(adapter.CodeFailedPrecondition, a.name, op,
 		"the NATS server refused this connection's subscription to %q (a permissions violation): %s; "+
 			"a caller's user needs the caller role's permissions (remote.Permissions)", *subject, why)
+}
+
+// refusedSubscription returns the subject of the subscription the server
+// refused, when nc's last error is such a refusal, else "". Right after a
+// flush it tells the subscriptions made before it that the server
+// refused, which the error handler learns of only a moment later.
+func refusedSubscription(nc *nats.Conn) string {
+	last := nc.LastError()
+	if !errors.Is(last, nats.ErrPermissionViolation) {
+		return ""
+	}
+	if m := subscribeRefused.FindStringSubmatch(last.Error()); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// stateRefused is the error of a request to the shared state that the
+// server did not let the connection publish (JetStream's API): retried,
+// it would only wait again for an answer that cannot come.
+type stateRefused struct {
+	subject string
+	err     error // the attempt's own
+}
+
+func (e *stateRefused) Error() string {
+	return fmt.Sprintf("the NATS server refused to let this connection publish to %q (a permissions violation; the user needs its role's permissions, see remote.Permissions): %v", e.subject, e.err)
+}
+
+func (e *stateRefused) Unwrap() error { return e.err }
+
+// stateCode is the code of a failure to use the shared state:
+// CodeFailedPrecondition when the server refused the request, else
+// CodeUnavailable.
+func stateCode(err error) adapter.Code {
+	if _, ok := errors.AsType[*stateRefused](err); ok {
+		return adapter.CodeFailedPrecondition
+	}
+	return adapter.CodeUnavailable
+}
+
+// refusedJetStream returns the JetStream API subject nc's last error
+// names, when it is a refused publish to one and differs from before
+// (the last error before the request), else "".
+func refusedJetStream(nc *nats.Conn, before error) string {
+	if nc == nil {
+		return ""
+	}
+	last := nc.LastError()
+	if last == nil || last == before || !errors.Is(last, nats.ErrPermissionViolation) {
+		return ""
+	}
+	if m := publishRefused.FindStringSubmatch(last.Error()); m != nil && strings.HasPrefix(m[1], "$JS.") {
+		return m[1]
+	}
+	return ""
 }

@@ -56,7 +56,6 @@ package remote
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -247,13 +246,8 @@ func (a *Adapter) subscribe(ctx context.Context) error {
 		err := a.nc.FlushWithContext(wait)
 		cancel()
 		if err == nil {
-			// The server answers a subscription it refuses before the
-			// flush's PONG; the error handler learns of it a moment
-			// later, the connection's last error at once.
-			if last := a.nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) {
-				if m := subscribeRefused.FindStringSubmatch(last.Error()); m != nil {
-					a.unheard(m[1])
-				}
+			if s := refusedSubscription(a.nc); s != "" {
+				a.unheard(s)
 			}
 		} else if ctx.Err() != nil {
 			err = adapter.Wrap(ctx.Err(), a.name, "new")

@@ -15,7 +15,7 @@ func TestRetryBoundsEachAttempt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*attemptTimeout)
 	defer cancel()
 	attempts := 0
-	err := retry(ctx, func(ctx context.Context) error {
+	err := retry(ctx, nil, func(ctx context.Context) error {
 		attempts++
 		if attempts == 1 { // the answer is lost
 			<-ctx.Done()

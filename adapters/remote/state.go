@@ -27,15 +27,15 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 		defer cancel()
 	}
 	var kv jetstream.KeyValue
-	err := retry(ctx, func(ctx context.Context) (err error) { kv, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
+	err := retry(ctx, h.nc, func(ctx context.Context) (err error) { kv, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
 	if err != nil {
-		return h.unavailable("serve", err)
+		return &adapter.Error{Code: stateCode(err), Op: "serve", Adapter: Name, Err: err}
 	}
 	h.kv = kv
 	var w jetstream.KeyWatcher
-	err = retry(ctx, func(context.Context) (err error) { w, err = kv.Watch(h.callCtx, "broadcast.>"); return err })
+	err = retry(ctx, h.nc, func(context.Context) (err error) { w, err = kv.Watch(h.callCtx, "broadcast.>"); return err })
 	if err != nil {
-		return h.unavailable("serve", fmt.Errorf("watching the state bucket %q: %w", h.subj.bucket(), err))
+		return &adapter.Error{Code: stateCode(err), Op: "serve", Adapter: Name, Err: fmt.Errorf("watching the state bucket %q: %w", h.subj.bucket(), err)}
 	}
 	h.watcher = w
 	// The recorded broadcasts come first, then nil: apply them before
@@ -66,19 +66,32 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 	}
 }
 
-// retry runs op until it succeeds, fails for a reason other than
-// JetStream being briefly unable to answer (a stream still electing its
-// leader, a server of the cluster lost), or ctx ends. Each attempt gets
-// a context of its own that ends after attemptTimeout: a JetStream
-// request whose answer is lost (no leader yet to answer it) waits until
-// its context ends, and must not take the whole of ctx with it.
-func retry(ctx context.Context, op func(context.Context) error) error {
+// retry runs op, a request to JetStream on nc, until it succeeds, fails
+// for a reason other than JetStream being briefly unable to answer (a
+// stream still electing its leader, a server of the cluster lost), or
+// ctx ends. Each attempt gets a context of its own that ends after
+// attemptTimeout: a JetStream request whose answer is lost (no leader yet
+// to answer it) waits until its context ends, and must not take the whole
+// of ctx with it. An attempt that failed while the server refused nc a
+// publish to JetStream's API ends the retries with *stateRefused. A nil
+// nc is never found refused.
+func retry(ctx context.Context, nc *nats.Conn, op func(context.Context) error) error {
 	wait := 25 * time.Millisecond
 	for {
+		var before error
+		if nc != nil {
+			before = nc.LastError()
+		}
 		attempt, cancel := context.WithTimeout(ctx, attemptTimeout)
 		err := op(attempt)
 		cancel()
-		if err == nil || !transient(err) || ctx.Err() != nil {
+		if err == nil || !transient(err) {
+			return err
+		}
+		if s := refusedJetStream(nc, before); s != "" {
+			return &stateRefused{subject: s, err: err}
+		}
+		if ctx.Err() != nil {
 			return err
 		}
 		t := time.NewTimer(wait)
@@ -273,9 +286,9 @@ func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, erro
 	}
 	key := broadcastKey(req.Command, req.Args)
 	var rev uint64
-	err = retry(ctx, func(ctx context.Context) (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
+	err = retry(ctx, h.nc, func(ctx context.Context) (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
 	if err != nil {
-		return 0, &adapter.Error{Code: adapter.CodeUnavailable, Op: req.Command, Adapter: Name,
+		return 0, &adapter.Error{Code: stateCode(err), Op: req.Command, Adapter: Name,
 			Err: fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err)}
 	}
 	h.applied[key] = rev
@@ -296,7 +309,7 @@ func (h *Host) recordSpec(ctx context.Context, args, result []byte) {
 	if json.Unmarshal(args, &a) != nil || json.Unmarshal(result, &r) != nil || len(a.Spec) == 0 || !tokenRE.MatchString(r.SpecHash) {
 		return
 	}
-	if err := retry(ctx, func(ctx context.Context) error { _, err := h.kv.Put(ctx, "spec."+r.SpecHash, a.Spec); return err }); err != nil {
+	if err := retry(ctx, h.nc, func(ctx context.Context) error { _, err := h.kv.Put(ctx, "spec."+r.SpecHash, a.Spec); return err }); err != nil {
 		h.log.Warn("recording a program spec in the shared state failed", "spec_hash", r.SpecHash, "err", err)
 	}
 }
@@ -310,7 +323,7 @@ func (h *Host) fetchSpec(ctx context.Context, args []byte) []byte {
 		return nil
 	}
 	var e jetstream.KeyValueEntry
-	err := retry(ctx, func(ctx context.Context) (err error) { e, err = h.kv.Get(ctx, "spec."+a.SpecHash); return err })
+	err := retry(ctx, h.nc, func(ctx context.Context) (err error) { e, err = h.kv.Get(ctx, "spec."+a.SpecHash); return err })
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			h.log.Warn("reading a program spec from the shared state failed", "spec_hash", a.SpecHash, "err", err)
@@ -330,7 +343,7 @@ func (h *Host) forgetSpec(ctx context.Context, args []byte) {
 	if json.Unmarshal(args, &a) != nil || !tokenRE.MatchString(a.SpecHash) {
 		return
 	}
-	if err := retry(ctx, func(ctx context.Context) error { return h.kv.Delete(ctx, "spec."+a.SpecHash) }); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := retry(ctx, h.nc, func(ctx context.Context) error { return h.kv.Delete(ctx, "spec."+a.SpecHash) }); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		h.log.Warn("deleting a program spec from the shared state failed", "spec_hash", a.SpecHash, "err", err)
 	}
 }
