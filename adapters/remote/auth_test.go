@@ -575,7 +575,7 @@ func TestCallerRecordsABroadcastForLaterHosts(t *testing.T) {
 // learns of its own refusals too, and the connection's own error handler
 // still gets every error.
 func TestRefusedPublishFailsTheCall(t *testing.T) {
-	url, password := startServerDenying(t, "dspgo.call")
+	url, password := startServerWith(t, remote.RoleCaller, func(p *server.Permissions) { p.Publish.Deny = []string{"dspgo.call"} })
 	hostConn, err := nats.Connect(url, nats.UserInfo("host", password))
 	require.NoError(t, err)
 	t.Cleanup(hostConn.Close)
@@ -699,14 +699,14 @@ func TestSubscriptionRefusedLaterFailsCalls(t *testing.T) {
 	}
 }
 
-// startServerDenying starts a server with two users, password their
-// password: "host", which may do anything, and "carol", a caller
-// (remote.Permissions) that may not publish to denied.
-func startServerDenying(t *testing.T, denied string) (url, password string) {
+// startServerWith starts a server with two users, password their
+// password: "host", which may do anything, and "carol", with role's
+// permissions (remote.Permissions) as edit changes them.
+func startServerWith(t *testing.T, role remote.Role, edit func(*server.Permissions)) (url, password string) {
 	t.Helper()
-	perms, err := embedded.Permissions(remote.RoleCaller, remote.DefaultPrefix, remote.DefaultQueueGroup, "carol")
+	perms, err := embedded.Permissions(role, remote.DefaultPrefix, remote.DefaultQueueGroup, "carol")
 	require.NoError(t, err)
-	perms.Publish.Deny = []string{denied}
+	edit(perms)
 	password = secret(t)
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
 		Users: []*server.User{{Username: "host", Password: password}, {Username: "carol", Password: password, Permissions: perms}}})
@@ -750,4 +750,26 @@ func TestServeAsCallerIsRefused(t *testing.T) {
 	assert.Nil(t, h)
 	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
 	assert.Contains(t, err.Error(), `refused to let this connection publish to "$JS.API.`)
+}
+
+// TestServeRefusedASubscription: a host whose user may not subscribe to
+// one of the host's subjects fails to serve with CodeFailedPrecondition
+// naming it, instead of serving deaf to it.
+func TestServeRefusedASubscription(t *testing.T) {
+	for _, subject := range []string{"dspgo.discover", "dspgo.host.h1.cancel", "dspgo.call"} {
+		t.Run(subject, func(t *testing.T) {
+			url, password := startServerWith(t, remote.RoleHost, func(p *server.Permissions) { p.Subscribe.Deny = []string{subject} })
+			nc, err := nats.Connect(url, nats.UserInfo("carol", password), nats.CustomInboxPrefix(remote.InboxPrefix("carol")),
+				nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+			require.NoError(t, err)
+			t.Cleanup(nc.Close)
+			m := mock.New(mock.Options{})
+			t.Cleanup(func() { _ = m.Close(context.Background()) })
+			h, err := remote.Serve(ctxT(t, 30*time.Second), nc, m, remote.HostOptions{ID: "h1"})
+			require.Error(t, err)
+			assert.Nil(t, h)
+			assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+			assert.Contains(t, err.Error(), fmt.Sprintf("subscription to %q", subject))
+		})
+	}
 }
