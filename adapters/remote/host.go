@@ -281,7 +281,8 @@ func (h *Host) startService(opts HostOptions) error {
 	copts := h.nc.Opts
 	copts.Name = "dspgo-host-" + h.id
 	copts.ClosedCB = func(*nats.Conn) { close(h.scClosed) }
-	copts.DisconnectedErrCB, copts.ReconnectedCB, copts.AsyncErrorCB, copts.DiscoveredServersCB = nil, nil, nil, nil
+	copts.DisconnectedErrCB, copts.ReconnectedCB, copts.DiscoveredServersCB = nil, nil, nil
+	copts.AsyncErrorCB = asyncErrors(h.log) // not nats.go's default, which prints to stderr
 	copts.ConnectedCB, copts.LameDuckModeHandler = nil, nil
 	sc, err := copts.Connect()
 	if err != nil {
