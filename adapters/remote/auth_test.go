@@ -704,17 +704,41 @@ func TestSubscriptionRefusedLaterFailsCalls(t *testing.T) {
 // permissions (remote.Permissions) as edit changes them.
 func startServerWith(t *testing.T, role remote.Role, edit func(*server.Permissions)) (url, password string) {
 	t.Helper()
-	perms, err := embedded.Permissions(role, remote.DefaultPrefix, remote.DefaultQueueGroup, "carol")
-	require.NoError(t, err)
-	edit(perms)
-	password = secret(t)
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		Users: []*server.User{{Username: "host", Password: password}, {Username: "carol", Password: password, Permissions: perms}}})
+	s, _, password := startEditableServer(t, role, edit)
+	return s.ClientURL(), password
+}
+
+// startEditableServer is startServerWith, returning the server and its
+// options, which carolMay changes.
+func startEditableServer(t *testing.T, role remote.Role, edit func(*server.Permissions)) (*server.Server, *server.Options, string) {
+	t.Helper()
+	password := secret(t)
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Users: serverUsers(t, password, role, edit)}
+	s, err := server.NewServer(opts.Clone())
 	require.NoError(t, err)
 	go s.Start()
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	require.True(t, s.ReadyForConnections(10*time.Second), "the server started")
-	return s.ClientURL(), password
+	return s, opts, password
+}
+
+// serverUsers are startServerWith's users.
+func serverUsers(t *testing.T, password string, role remote.Role, edit func(*server.Permissions)) []*server.User {
+	t.Helper()
+	perms, err := embedded.Permissions(role, remote.DefaultPrefix, remote.DefaultQueueGroup, "carol")
+	require.NoError(t, err)
+	edit(perms)
+	return []*server.User{{Username: "host", Password: password}, {Username: "carol", Password: password, Permissions: perms}}
+}
+
+// carolMay reloads s's configuration, opts, with carol's permissions as
+// edit changes them.
+func carolMay(t *testing.T, s *server.Server, opts *server.Options, password string, role remote.Role, edit func(*server.Permissions)) {
+	t.Helper()
+	opts = opts.Clone()
+	opts.Users = serverUsers(t, password, role, edit)
+	require.NoError(t, s.ReloadOptions(opts))
 }
 
 // TestDialLogsTheServersErrors: the errors the server reports on a
@@ -772,4 +796,25 @@ func TestServeRefusedASubscription(t *testing.T) {
 			assert.Contains(t, err.Error(), fmt.Sprintf("subscription to %q", subject))
 		})
 	}
+}
+
+// TestRefusalFixedMeanwhile: a refusal of an earlier adapter on the same
+// connection, which the connection still reports as its last error, does
+// not fail an adapter opened after the permissions were fixed.
+func TestRefusalFixedMeanwhile(t *testing.T) {
+	deny := func(p *server.Permissions) { p.Subscribe.Deny = []string{"dspgo.announce"} }
+	s, opts, password := startEditableServer(t, remote.RoleCaller, deny)
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("carol", password), nats.CustomInboxPrefix(remote.InboxPrefix("carol")),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	_, err = remote.New(ctxT(t, 10*time.Second), remote.Options{Conn: nc})
+	require.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+	require.ErrorContains(t, nc.LastError(), `Subscription to "dspgo.announce"`)
+
+	carolMay(t, s, opts, password, remote.RoleCaller, func(*server.Permissions) {})
+	a, err := remote.New(ctxT(t, 10*time.Second), remote.Options{Conn: nc})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	require.ErrorContains(t, nc.LastError(), `Subscription to "dspgo.announce"`, "the old refusal is still the connection's last error")
 }

@@ -155,6 +155,7 @@ func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptio
 	if err := h.startService(opts); err != nil {
 		return nil, err
 	}
+	before := nc.LastError()
 	disc, err := nc.Subscribe(h.subj.discover(), func(*nats.Msg) { h.announce(false) })
 	if err != nil {
 		return nil, h.unavailable("serve", fmt.Errorf("subscribing to discovery: %w", err))
@@ -176,16 +177,20 @@ func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptio
 	// The server has the subscriptions once both connections flush: a
 	// call made after Serve returns finds this host.
 	// A subscription the server refused is the host's when it is on the
-	// service's connection, or one the host made on nc.
+	// service's connection (new: no error before), or one the host made
+	// on nc.
 	ours := map[string]bool{h.discSub.Subject: true}
 	for _, sub := range h.ctlSubs {
 		ours[sub.Subject] = true
 	}
-	for _, c := range []*nats.Conn{h.sc, nc} {
-		if err := c.FlushTimeout(flushTimeout(ctx)); err != nil {
+	for _, c := range []struct {
+		nc     *nats.Conn
+		before error
+	}{{h.sc, nil}, {nc, before}} {
+		if err := c.nc.FlushTimeout(flushTimeout(ctx)); err != nil {
 			return nil, h.unavailable("serve", fmt.Errorf("flushing subscriptions: %w", err))
 		}
-		if s := refusedSubscription(c); s != "" && (c == h.sc || ours[s]) {
+		if s := lastRefusal(c.nc, c.before, subscribeRefused); s != "" && (c.nc == h.sc || ours[s]) {
 			return nil, errorf(adapter.CodeFailedPrecondition, Name, "serve",
 				"the NATS server refused this connection's subscription to %q (a permissions violation): a host's user needs the host role's permissions (remote.Permissions)", s)
 		}

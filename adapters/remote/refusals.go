@@ -168,16 +168,20 @@ func (a *Adapter) deafness(op string) error {
 			"a caller's user needs the caller role's permissions (remote.Permissions)", *subject, why)
 }
 
-// refusedSubscription returns the subject of the subscription the server
-// refused, when nc's last error is such a refusal, else "". Right after a
-// flush it tells the subscriptions made before it that the server
-// refused, which the error handler learns of only a moment later.
-func refusedSubscription(nc *nats.Conn) string {
-	last := nc.LastError()
-	if !errors.Is(last, nats.ErrPermissionViolation) {
+// lastRefusal returns the subject re finds in nc's last error when that
+// is a permissions violation other than before (nc's last error before
+// the requests in question), else "". Right after a flush it tells the
+// requests made before it that the server refused, which the error
+// handler learns of only a moment later. A nil nc has none.
+func lastRefusal(nc *nats.Conn, before error, re *regexp.Regexp) string {
+	if nc == nil {
 		return ""
 	}
-	if m := subscribeRefused.FindStringSubmatch(last.Error()); m != nil {
+	last := nc.LastError()
+	if last == nil || last == before || !errors.Is(last, nats.ErrPermissionViolation) {
+		return ""
+	}
+	if m := re.FindStringSubmatch(last.Error()); m != nil {
 		return m[1]
 	}
 	return ""
@@ -207,19 +211,12 @@ func stateCode(err error) adapter.Code {
 	return adapter.CodeUnavailable
 }
 
-// refusedJetStream returns the JetStream API subject nc's last error
-// names, when it is a refused publish to one and differs from before
-// (the last error before the request), else "".
+// refusedJetStream returns the subject of a publish to JetStream's API
+// that the server refused, when nc's last error is one other than
+// before, else "".
 func refusedJetStream(nc *nats.Conn, before error) string {
-	if nc == nil {
-		return ""
-	}
-	last := nc.LastError()
-	if last == nil || last == before || !errors.Is(last, nats.ErrPermissionViolation) {
-		return ""
-	}
-	if m := publishRefused.FindStringSubmatch(last.Error()); m != nil && strings.HasPrefix(m[1], "$JS.") {
-		return m[1]
+	if s := lastRefusal(nc, before, publishRefused); strings.HasPrefix(s, "$JS.") {
+		return s
 	}
 	return ""
 }

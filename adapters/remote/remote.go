@@ -231,6 +231,7 @@ func (a *Adapter) replySubject() string { return a.inbox + ".*" }
 // CodeFailedPrecondition. A refusal that comes later (the connection was
 // down, or reconnected) fails the calls instead (see unheard).
 func (a *Adapter) subscribe(ctx context.Context) error {
+	before := a.nc.LastError()
 	sub, err := a.nc.Subscribe(a.replySubject(), a.onReply)
 	if err != nil {
 		return &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to replies: %w", err)}
@@ -246,7 +247,7 @@ func (a *Adapter) subscribe(ctx context.Context) error {
 		err := a.nc.FlushWithContext(wait)
 		cancel()
 		if err == nil {
-			if s := refusedSubscription(a.nc); s != "" {
+			if s := lastRefusal(a.nc, before, subscribeRefused); s != "" {
 				a.unheard(s)
 			}
 		} else if ctx.Err() != nil {
