@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -661,9 +662,9 @@ func TestRefusedSubscriptionFailsNew(t *testing.T) {
 
 // TestSubscriptionRefusedLaterFailsCalls: a subscription the server
 // refuses after New (as after a reconnection to a server with other
-// permissions) fails every call from then on; a refused reply
-// subscription also ends the calls waiting, whose replies cannot come,
-// and a refused announcements subscription lets them finish.
+// permissions) fails every call until the connection reconnects; a
+// refused reply subscription also ends the calls waiting, whose replies
+// cannot come, and a refused announcements subscription lets them finish.
 func TestSubscriptionRefusedLaterFailsCalls(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
@@ -679,6 +680,8 @@ func TestSubscriptionRefusedLaterFailsCalls(t *testing.T) {
 			d := startAuthServer(t)
 			h, _ := d.serveAs(t, "host-a", "h1", remote.HostOptions{})
 			nc := d.dialAs(t, "alice")
+			var reconnections atomic.Int32 // the connection's own handler, still called
+			nc.SetReconnectHandler(func(*nats.Conn) { reconnections.Add(1) })
 			a, err := remote.New(ctxT(t, 20*time.Second), remote.Options{Conn: nc, Heartbeat: time.Hour})
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = a.Close(context.Background()) })
@@ -695,6 +698,12 @@ func TestSubscriptionRefusedLaterFailsCalls(t *testing.T) {
 			assert.Contains(t, err.Error(), fmt.Sprintf("subscription to %q", subject))
 			err = <-done
 			assert.Equal(t, tc.inFlightErr, adapter.CodeOf(err), "%v", err)
+
+			// A reconnection subscribes again: the calls go on.
+			nc.ReconnectHandler()(nc)
+			_, err = a.Call(ctx, adapter.Request{Command: "ping"})
+			assert.NoError(t, err)
+			assert.Equal(t, int32(1), reconnections.Load())
 		})
 	}
 }

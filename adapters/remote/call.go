@@ -24,7 +24,7 @@ var errNoHost = errors.New("no worker host serves")
 // anything is sent, as by Stream and Broadcast. A call the server does not
 // let the connection publish (its user lacks the caller role's
 // permissions) fails with CodeFailedPrecondition as soon as the server
-// says so, and so does every call once the server has refused one of the
+// says so, and so does every call while the server refuses one of the
 // adapter's subscriptions (see New).
 func (a *Adapter) Call(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 	return a.call(ctx, req, callOpts{})

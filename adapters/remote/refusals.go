@@ -25,8 +25,8 @@ import (
 // wait for a reply that never comes, until its host is judged silent or
 // its context ends. One refusals serves each connection: the first New on a
 // connection installs it as the connection's error handler, in front of
-// the handler already there (which still gets every error), and adapters
-// join and leave it.
+// the handler already there (which still gets every error), and in front
+// of its reconnection handler likewise; adapters join and leave it.
 type refusals struct {
 	mu       sync.Mutex
 	adapters map[*Adapter]struct{}
@@ -64,6 +64,13 @@ func (a *Adapter) joinRefusals() {
 				r.dispatch(err)
 				if before != nil {
 					before(nc, sub, err)
+				}
+			})
+			beforeRC := a.nc.ReconnectHandler()
+			a.nc.SetReconnectHandler(func(nc *nats.Conn) {
+				r.reconnected()
+				if beforeRC != nil {
+					beforeRC(nc)
 				}
 			})
 		}
@@ -129,10 +136,21 @@ func (a *Adapter) refused(subject string) {
 	}
 }
 
+// reconnected tells the adapters on the connection that it reconnected:
+// it subscribed again, so the refusals of their subscriptions are over
+// (a new refusal comes after this).
+func (r *refusals) reconnected() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for a := range r.adapters {
+		a.deaf.Store(nil)
+	}
+}
+
 // unheard takes the refusal of a subscription to subject. When subject is
 // one of the adapter's own (its replies', or the hosts' announcements'),
-// every call fails from now on (deafness), and the calls waiting for
-// replies end when it is the replies'.
+// every call fails (deafness) until the connection reconnects, and the
+// calls waiting for replies end when it is the replies'.
 func (a *Adapter) unheard(subject string) {
 	replies := subject == a.replySubject()
 	if !replies && subject != a.subj.announce() {

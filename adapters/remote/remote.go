@@ -169,7 +169,9 @@ var _ adapter.Streamer = (*Adapter)(nil)
 // puts a handler in front of the connection's error handler
 // (nats.Conn.SetErrorHandler), which still gets every error: a refused
 // publish ends the calls waiting on it, and a subscription refused later
-// (after a reconnection) fails the calls from then on (see Call).
+// (after a reconnection) fails the calls until the connection reconnects
+// again (see Call). It chains a reconnection handler in front of the
+// connection's the same way.
 func New(ctx context.Context, opts Options) (*Adapter, error) {
 	if opts.Conn == nil {
 		return nil, errorf(adapter.CodeInvalidArgument, Name, "new", "Options.Conn is required")
@@ -229,7 +231,8 @@ func (a *Adapter) replySubject() string { return a.inbox + ".*" }
 // when the connection is up, waits for the server to take both (one round
 // trip, at most refusalWait): a refused one fails New with
 // CodeFailedPrecondition. A refusal that comes later (the connection was
-// down, or reconnected) fails the calls instead (see unheard).
+// down, or reconnected) fails the calls instead, until the next
+// reconnection (see unheard).
 func (a *Adapter) subscribe(ctx context.Context) error {
 	before := a.nc.LastError()
 	sub, err := a.nc.Subscribe(a.replySubject(), a.onReply)
