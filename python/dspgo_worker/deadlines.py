@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import types
 import weakref
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
     import asyncio
-    from typing import Any, Callable
+    from collections.abc import Coroutine, Generator
+    from typing import Any, Callable, TypeVar
+
+    T = TypeVar("T")
 
 #: A heap this small is never rebuilt.
 MIN_REBUILD = 64
@@ -122,3 +126,33 @@ def deadlines(loop: asyncio.AbstractEventLoop) -> Deadlines:
     if found is None:
         found = _by_loop[loop] = Deadlines(loop)
     return found
+
+
+@types.coroutine
+def on_suspension(coro: Coroutine[Any, Any, T], then: Callable[[], object]) -> Generator[Any, Any, T]:
+    """``await coro``, calling ``then()`` when ``coro`` first suspends, and never when it
+    finishes in its first step. A step runs to its end uninterrupted (a task is cancelled
+    only where it awaits), so a deadline armed by ``then`` could not act on a coroutine
+    that never suspends: one that answers at once costs no deadline at all."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    then()
+    # As ``yield from coro`` would, had the first step not been taken here already.
+    while True:
+        try:
+            value = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - thrown into the awaiting task: coro's to handle
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+        else:
+            try:
+                yielded = coro.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]

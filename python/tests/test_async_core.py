@@ -41,6 +41,10 @@ class CoroutineHandlerTest(unittest.TestCase):
             await ctx.sleep_async(0.001)
             return args["a"] + args["b"]
 
+        @command("quick", args={})
+        async def quick(args, ctx):
+            return "done"
+
         @command("forever", args={})
         async def forever(args, ctx):
             self.started.set()
@@ -142,6 +146,15 @@ class CoroutineHandlerTest(unittest.TestCase):
         self.assertEqual(error["code"], "deadline_exceeded")
         self.assertIn("ran past its deadline", error["message"])
         self.assertEqual(len(self.cleanups), 1)
+
+    def test_a_handler_that_never_awaits_arms_no_deadline(self):
+        # Its one step runs to its end uninterrupted: a deadline could not act on it.
+        w = self.worker()
+        self.assertEqual(w.request("quick", deadline_ms=60000)["result"], "done")
+        self.assertEqual(len(w.worker._deadlines), 0)
+        self.assertEqual(w.worker._loop._scheduled, [], "no loop timer was armed")
+        self.assertEqual(w.request("add", {"a": 1}, deadline_ms=60000)["result"], 1)
+        self.assertEqual(len(w.worker._loop._scheduled), 1, "one that awaits has its deadline (the timer stays armed)")
 
     def test_what_a_cancelled_handler_returns_is_sent(self):
         w = self.worker()

@@ -6,7 +6,7 @@ import asyncio
 import unittest
 
 from dspgo_worker import deadlines as deadlines_module
-from dspgo_worker.deadlines import Deadlines, deadlines
+from dspgo_worker.deadlines import Deadlines, deadlines, on_suspension
 
 WAIT = 5.0
 
@@ -128,6 +128,105 @@ class DeadlinesTest(unittest.TestCase):
             return deadlines(loop) is deadlines(loop)
 
         self.assertTrue(self.run_on_loop(body))
+
+
+class OnSuspensionTest(unittest.TestCase):
+    """on_suspension: ``await coro``, with a call when it first suspends."""
+
+    def run_on_loop(self, body):
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(asyncio.wait_for(body(), WAIT))
+        finally:
+            loop.close()
+
+    def test_a_coroutine_done_in_its_first_step_never_calls(self):
+        calls = []
+
+        async def at_once():
+            return 42
+
+        async def body():
+            return await on_suspension(at_once(), lambda: calls.append(1))
+
+        self.assertEqual(self.run_on_loop(body), 42)
+        self.assertEqual(calls, [])
+
+    def test_a_coroutine_that_suspends_calls_once_and_runs_to_its_end(self):
+        calls = []
+
+        async def steps():
+            for _ in range(3):
+                await asyncio.sleep(0)
+            got = await asyncio.get_running_loop().run_in_executor(None, lambda: "from a thread")
+            return got
+
+        async def body():
+            return await on_suspension(steps(), lambda: calls.append(1))
+
+        self.assertEqual(self.run_on_loop(body), "from a thread")
+        self.assertEqual(calls, [1])
+
+    def test_errors_before_and_after_the_first_suspension_propagate(self):
+        async def fails_at_once():
+            raise ValueError("at once")
+
+        async def fails_later():
+            await asyncio.sleep(0)
+            raise KeyError("later")
+
+        for coro, error in ((fails_at_once, ValueError), (fails_later, KeyError)):
+            with self.subTest(coro.__name__):
+
+                async def body(coro=coro):
+                    return await on_suspension(coro(), lambda: None)
+
+                with self.assertRaises(error):
+                    self.run_on_loop(body)
+
+    def test_a_cancellation_reaches_the_coroutine(self):
+        seen = []
+
+        async def stubborn():
+            try:
+                await asyncio.get_running_loop().create_future()
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                await asyncio.sleep(0)  # it may still await while it cleans up
+                return "partial"
+
+        async def cancelled():
+            try:
+                await asyncio.get_running_loop().create_future()
+            finally:
+                seen.append("cleaned up")
+
+        async def body():
+            kept = asyncio.ensure_future(on_suspension(stubborn(), lambda: None))
+            gone = asyncio.ensure_future(on_suspension(cancelled(), lambda: None))
+            await asyncio.sleep(0)
+            kept.cancel()
+            gone.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await gone
+            return await kept
+
+        self.assertEqual(self.run_on_loop(body), "partial")
+        self.assertEqual(sorted(seen), ["cancelled", "cleaned up"])
+
+    def test_closing_it_closes_the_coroutine(self):
+        seen = []
+
+        async def suspended():
+            try:
+                await asyncio.sleep(0)
+            finally:
+                seen.append("closed")
+
+        awaiting = on_suspension(suspended(), lambda: None)
+        awaiting.send(None)  # to the first suspension, as a task's first step
+        awaiting.close()
+        self.assertEqual(seen, ["closed"])
 
 
 if __name__ == "__main__":
