@@ -139,10 +139,11 @@ def on_suspension(coro: Coroutine[Any, Any, T], then: Callable[[], object]) -> G
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
     then()
-    # As ``yield from coro`` would, had the first step not been taken here already.
     while True:
+        # The task waits for what coro awaits (a future, or None to let others run)
+        # and resumes this with None once it may go on, or throws in a cancellation.
         try:
-            value = yield yielded
+            yield yielded
         except GeneratorExit:
             coro.close()
             raise
@@ -151,8 +152,6 @@ def on_suspension(coro: Coroutine[Any, Any, T], then: Callable[[], object]) -> G
                 yielded = coro.throw(exc)
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
-        else:
-            try:
-                yielded = coro.send(value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            continue
+        # What coro awaited is done: from here on it is awaited as any other.
+        return (yield from coro)  # type: ignore[no-any-return]

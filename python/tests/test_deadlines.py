@@ -201,18 +201,29 @@ class OnSuspensionTest(unittest.TestCase):
             finally:
                 seen.append("cleaned up")
 
+        async def later():  # cancelled past its first suspension
+            for _ in range(3):
+                await asyncio.sleep(0)
+            try:
+                await asyncio.get_running_loop().create_future()
+            finally:
+                seen.append("cleaned up later")
+
         async def body():
             kept = asyncio.ensure_future(on_suspension(stubborn(), lambda: None))
             gone = asyncio.ensure_future(on_suspension(cancelled(), lambda: None))
-            await asyncio.sleep(0)
-            kept.cancel()
-            gone.cancel()
-            with self.assertRaises(asyncio.CancelledError):
-                await gone
+            gone_later = asyncio.ensure_future(on_suspension(later(), lambda: None))
+            for _ in range(6):
+                await asyncio.sleep(0)
+            for task in (kept, gone, gone_later):
+                task.cancel()
+            for task in (gone, gone_later):
+                with self.assertRaises(asyncio.CancelledError):
+                    await task
             return await kept
 
         self.assertEqual(self.run_on_loop(body), "partial")
-        self.assertEqual(sorted(seen), ["cancelled", "cleaned up"])
+        self.assertEqual(sorted(seen), ["cancelled", "cleaned up", "cleaned up later"])
 
     def test_closing_it_closes_the_coroutine(self):
         seen = []
