@@ -129,16 +129,11 @@ def deadlines(loop: asyncio.AbstractEventLoop) -> Deadlines:
 
 
 @types.coroutine
-def on_suspension(coro: Coroutine[Any, Any, T], then: Callable[[], object]) -> Generator[Any, Any, T]:
-    """``await coro``, calling ``then()`` when ``coro`` first suspends, and never when it
-    finishes in its first step. A step runs to its end uninterrupted (a task is cancelled
-    only where it awaits), so a deadline armed by ``then`` could not act on a coroutine
-    that never suspends: one that answers at once costs no deadline at all."""
-    try:
-        yielded = coro.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    then()
+def resume(coro: Coroutine[Any, Any, T], yielded: Any) -> Generator[Any, Any, T]:
+    """``await coro`` once its first step was taken by hand (``coro.send(None)``) and
+    yielded ``yielded``: as a task's deadline may be armed only once the task suspends
+    (a step runs to its end uninterrupted, so a handler that answers in its first step
+    needs none)."""
     while True:
         # The task waits for what coro awaits (a future, or None to let others run)
         # and resumes this with None once it may go on, or throws in a cancellation.

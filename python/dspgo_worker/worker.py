@@ -56,7 +56,7 @@ from collections import OrderedDict, deque, namedtuple
 from types import GeneratorType
 
 from .context import Context
-from .deadlines import Deadlines, deadlines, on_suspension
+from .deadlines import Deadlines, deadlines, resume
 from .errors import Cancelled, DeadlineExceeded, ToolError, WorkerError
 from .protocol import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -907,20 +907,23 @@ class Worker:
             loop.call_soon(task.cancel)
         timers = self._deadlines
         assert timers is not None
-        timer: list[Any] | None = None
-
-        def arm() -> None:
-            nonlocal timer
-            assert ctx.deadline is not None
-            timer = timers.add(ctx.deadline, _cancel_task, task)
-
+        timer = None
         try:
             handled = job.command.handler(job.args, ctx)
-            if ctx.deadline is not None:
-                # Armed when the handler first awaits: one that answers in its first
-                # step could not be cancelled before it ends anyway.
-                handled = on_suspension(handled, arm)
-            response = success_response(job.id, await handled)
+            if ctx.deadline is None:
+                result = await handled
+            else:
+                # The first step is taken here, and the deadline armed only if the
+                # handler suspends: one that answers in its first step could not be
+                # cancelled before it ends anyway, and then costs no loop timer.
+                try:
+                    yielded = handled.send(None)
+                except StopIteration as stop:
+                    result = stop.value
+                else:
+                    timer = timers.add(ctx.deadline, _cancel_task, task)
+                    result = await resume(handled, yielded)
+            response = success_response(job.id, result)
         except asyncio.CancelledError:
             if ctx.cancelled.is_set():
                 response = self._failure_response(job, Cancelled(ctx.cancel_reason))

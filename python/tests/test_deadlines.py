@@ -6,7 +6,7 @@ import asyncio
 import unittest
 
 from dspgo_worker import deadlines as deadlines_module
-from dspgo_worker.deadlines import Deadlines, deadlines, on_suspension
+from dspgo_worker.deadlines import Deadlines, deadlines, resume
 
 WAIT = 5.0
 
@@ -130,8 +130,19 @@ class DeadlinesTest(unittest.TestCase):
         self.assertTrue(self.run_on_loop(body))
 
 
-class OnSuspensionTest(unittest.TestCase):
-    """on_suspension: ``await coro``, with a call when it first suspends."""
+async def on_suspension(coro, then):
+    """``await coro``, calling ``then()`` if it suspends, as the worker arms a deadline:
+    the first step by hand, then resume."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    then()
+    return await resume(coro, yielded)
+
+
+class ResumeTest(unittest.TestCase):
+    """resume: ``await coro`` after its first step was taken by hand."""
 
     def run_on_loop(self, body):
         loop = asyncio.new_event_loop()
@@ -234,8 +245,9 @@ class OnSuspensionTest(unittest.TestCase):
             finally:
                 seen.append("closed")
 
-        awaiting = on_suspension(suspended(), lambda: None)
-        awaiting.send(None)  # to the first suspension, as a task's first step
+        coro = suspended()
+        awaiting = resume(coro, coro.send(None))
+        awaiting.send(None)  # a task's first step: hands on what coro awaits
         awaiting.close()
         self.assertEqual(seen, ["closed"])
 
