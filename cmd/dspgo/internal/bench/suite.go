@@ -94,11 +94,10 @@ var limits = map[string]string{
 		"both sides pay",
 	"execute, port, dummy LM, 1 in flight": "the client's typed work, which the baseline skips (it sends pre-encoded bytes and decodes nothing): " +
 		"input conversion, JSON encoding of the inputs, decoding and converting the outputs, about 2 µs of host CPU per call " +
-		"(BenchmarkClientOverhead), and the call timeout's deadline, which the worker arms for each coroutine it runs " +
-		"(the baseline sends none; docs/performance.md)",
-	"echo 100 B, port, 1 in flight": "the call timeout's deadline, which dspgo's requests always carry and the baseline's do not: the " +
-		"worker arms and removes a deadline for each coroutine it runs, 3–5 µs of its CPU per call; the baseline sending the same " +
-		"deadline runs at dspgo's speed (docs/performance.md)",
+		"(BenchmarkClientOverhead); on a machine with other load the ratio swings by ±0.1 from run to run (docs/performance.md)",
+	"echo 100 B, port, 1 in flight": "the call timeout's deadline, which dspgo's requests always carry and the baseline's do not " +
+		"(the worker takes the handler's first step by hand to see whether it needs the deadline), and a round trip of 60–100 µs " +
+		"whose either side moves by ±10% between seconds on a machine with other load (docs/performance.md)",
 	heavy[0].name(): "the machine's CPU: 4,096 calls/s need about 115 µs of worker and 30 µs of host CPU per call, 0.6 of the 2 cores, " +
 		"so other load on the machine takes the row below the ceiling (docs/performance.md)",
 	heavy[1].name(): "CPU: the workers spend about 160 µs per call and the host about 130 µs (most of it the test LM server, in the same " +
