@@ -827,3 +827,22 @@ func TestRefusalFixedMeanwhile(t *testing.T) {
 	t.Cleanup(func() { _ = a.Close(context.Background()) })
 	require.ErrorContains(t, nc.LastError(), `Subscription to "dspgo.announce"`, "the old refusal is still the connection's last error")
 }
+
+// TestBroadcastRefusedByTheStateFails: a caller's broadcast recorded in
+// the shared state (no host serving) that the server does not let it
+// write fails with CodeFailedPrecondition after one attempt, not when
+// its context ends.
+func TestBroadcastRefusedByTheStateFails(t *testing.T) {
+	url, password := startServerWith(t, remote.RoleCaller, func(p *server.Permissions) { p.Publish.Deny = []string{"$JS.API.>"} })
+	nc, err := nats.Connect(url, nats.UserInfo("carol", password), nats.CustomInboxPrefix(remote.InboxPrefix("carol")),
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	a, err := remote.New(ctxT(t, 10*time.Second), remote.Options{Conn: nc})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	err = a.Broadcast(ctxT(t, time.Minute), adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy"}`)})
+	require.Error(t, err)
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+	assert.Contains(t, err.Error(), `refused to let this connection publish to "$JS.API.`)
+}
