@@ -3,6 +3,7 @@ package dspgo
 import (
 	"reflect"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -10,74 +11,100 @@ import (
 // map key, at any depth) that is not valid UTF-8, and what it is (`string
 // "…"`, `key "…"`); "" when every string is UTF-8. Encoding such a string as JSON would replace its
 // bad bytes with U+FFFD without a word, and the program would run on
-// another text than the caller's.
+// another text than the caller's. The walk allocates only when it finds
+// one: the path is made on the way back.
 func checkUTF8(inputs map[string]any) (path, bad string) {
 	for name, v := range inputs {
 		if !utf8.ValidString(name) {
 			return "inputs", describeBad("key", name)
 		}
-		if p, s := badString(v, "input "+name, 0); p != "" {
-			return p, s
+		if b := badString(v, 0); b != nil {
+			return "input " + name + b.path(), b.what
 		}
 	}
 	return "", ""
+}
+
+// notUTF8 is a string found not valid UTF-8 in a value: what it is, and
+// the steps from the value to it (`[3]`, `["key"]`), innermost first, as
+// the walk returns through them.
+type notUTF8 struct {
+	what  string
+	steps []string
+}
+
+// at adds the step the walk returns through.
+func (b *notUTF8) at(step string) *notUTF8 {
+	b.steps = append(b.steps, step)
+	return b
+}
+
+// path returns the steps from the value to the string, outermost first.
+func (b *notUTF8) path() string {
+	var sb strings.Builder
+	for i := len(b.steps) - 1; i >= 0; i-- {
+		sb.WriteString(b.steps[i])
+	}
+	return sb.String()
 }
 
 // maxUTF8Depth stops the walk of values nested deeper than any that
 // converts (and of values that contain themselves).
 const maxUTF8Depth = 256
 
-func badString(v any, path string, depth int) (string, string) {
+// badString returns the first string in v that is not valid UTF-8, or
+// nil.
+func badString(v any, depth int) *notUTF8 {
 	if depth > maxUTF8Depth {
-		return "", ""
+		return nil
 	}
 	// The types inputs usually have, without reflection.
 	switch v := v.(type) {
 	case nil, bool, int, int64, float64:
-		return "", ""
+		return nil
 	case string:
 		if !utf8.ValidString(v) {
-			return path, describeBad("string", v)
+			return &notUTF8{what: describeBad("string", v)}
 		}
-		return "", ""
+		return nil
 	case []string:
 		for i, s := range v {
 			if !utf8.ValidString(s) {
-				return path + "[" + strconv.Itoa(i) + "]", describeBad("string", s)
+				return (&notUTF8{what: describeBad("string", s)}).at(index(i))
 			}
 		}
-		return "", ""
+		return nil
 	case []any:
 		for i, e := range v {
-			if p, s := badString(e, path+"["+strconv.Itoa(i)+"]", depth+1); p != "" {
-				return p, s
+			if b := badString(e, depth+1); b != nil {
+				return b.at(index(i))
 			}
 		}
-		return "", ""
+		return nil
 	case map[string]any:
 		for k, e := range v {
-			if p, s := badKeyOrValue(k, e, path, depth); p != "" {
-				return p, s
+			if b := badKeyOrValue(k, e, depth); b != nil {
+				return b
 			}
 		}
-		return "", ""
+		return nil
 	}
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
 	case reflect.String:
-		return badString(rv.String(), path, depth)
+		return badString(rv.String(), depth)
 	case reflect.Pointer, reflect.Interface:
 		if rv.IsNil() {
-			return "", ""
+			return nil
 		}
-		return badString(rv.Elem().Interface(), path, depth+1)
+		return badString(rv.Elem().Interface(), depth+1)
 	case reflect.Slice, reflect.Array:
 		if rv.Type().Elem().Kind() == reflect.Uint8 {
-			return "", "" // bytes are not text; conversion refuses them
+			return nil // bytes are not text; conversion refuses them
 		}
 		for i := range rv.Len() {
-			if p, s := badString(rv.Index(i).Interface(), path+"["+strconv.Itoa(i)+"]", depth+1); p != "" {
-				return p, s
+			if b := badString(rv.Index(i).Interface(), depth+1); b != nil {
+				return b.at(index(i))
 			}
 		}
 	case reflect.Map:
@@ -87,20 +114,28 @@ func badString(v any, path string, depth int) (string, string) {
 			if k.Kind() != reflect.String {
 				continue // conversion refuses keys that are not strings
 			}
-			if p, s := badKeyOrValue(k.String(), iter.Value().Interface(), path, depth); p != "" {
-				return p, s
+			if b := badKeyOrValue(k.String(), iter.Value().Interface(), depth); b != nil {
+				return b
 			}
 		}
 	}
-	return "", ""
+	return nil
 }
 
-func badKeyOrValue(k string, v any, path string, depth int) (string, string) {
+// badKeyOrValue returns a map's key k when it is not valid UTF-8 (at the
+// map's own path), else the first string of its value v that is not.
+func badKeyOrValue(k string, v any, depth int) *notUTF8 {
 	if !utf8.ValidString(k) {
-		return path, describeBad("key", k)
+		return &notUTF8{what: describeBad("key", k)}
 	}
-	return badString(v, path+"["+strconv.Quote(k)+"]", depth+1)
+	if b := badString(v, depth+1); b != nil {
+		return b.at("[" + strconv.Quote(k) + "]")
+	}
+	return nil
 }
+
+// index is the step to element i of a list.
+func index(i int) string { return "[" + strconv.Itoa(i) + "]" }
 
 // describeBad says what is not UTF-8: `string "…"` or `key "…"`, with
 // the bad bytes escaped.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/dspgo/dspgo/internal/jsontext"
 )
@@ -76,8 +77,8 @@ func AppendChunk(dst []byte, c *Chunk, maxFrameBytes int) ([]byte, error) {
 		data = json.RawMessage("null")
 	} else if !json.Valid(data) {
 		return dst, fmt.Errorf("%w: data of chunk %d/%d is not valid JSON", ErrInvalidField, c.ID, c.Seq)
-	} else if err := checkUTF8(data, fmt.Sprintf("data of chunk %d/%d", c.ID, c.Seq)); err != nil {
-		return dst, err
+	} else if !utf8.Valid(data) { // what it names is made only for the error
+		return dst, notUTF8(data, fmt.Sprintf("data of chunk %d/%d", c.ID, c.Seq))
 	}
 	start, b, err := beginFrame(dst, c.ID, KindChunk)
 	if err != nil {

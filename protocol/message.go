@@ -155,8 +155,8 @@ func AppendResponse(dst []byte, r *Response, maxFrameBytes int) ([]byte, error) 
 		if !json.Valid(r.Result) {
 			return dst, fmt.Errorf("%w: result of response %d is not valid JSON", ErrInvalidField, r.ID)
 		}
-		if err := checkUTF8(r.Result, fmt.Sprintf("result of response %d", r.ID)); err != nil {
-			return dst, err
+		if !utf8.Valid(r.Result) { // what it names is made only for the error
+			return dst, notUTF8(r.Result, fmt.Sprintf("result of response %d", r.ID))
 		}
 		if depth(r.Result) > MaxDepth {
 			return dst, fmt.Errorf("%w: result of response %d nests deeper than %d levels", ErrInvalidField, r.ID, MaxDepth)
@@ -259,6 +259,11 @@ func checkUTF8(b []byte, what string) error {
 	if utf8.Valid(b) {
 		return nil
 	}
+	return notUTF8(b, what)
+}
+
+// notUTF8 is checkUTF8's error for b, which is not valid UTF-8.
+func notUTF8(b []byte, what string) error {
 	return fmt.Errorf("%w: %s is not valid UTF-8 (byte %d)", ErrInvalidField, what, invalidUTF8At(b))
 }
 
