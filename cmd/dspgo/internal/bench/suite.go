@@ -98,6 +98,9 @@ var limits = map[string]string{
 	"echo 100 B, port, 1 in flight": "the call timeout's deadline, which dspgo's requests always carry and the baseline's do not " +
 		"(the worker takes the handler's first step by hand to see whether it needs the deadline), and a round trip of 60–100 µs " +
 		"whose either side moves by ±10% between seconds on a machine with other load (docs/performance.md)",
+	"LM-bound: 2 workers × 32 in flight, LM answers in 50 ms": "the test LM server itself: at 64 in flight it answers a Go client " +
+		"in 51.6 ms (p50) and 58.7 ms (p90), not 50, which puts its ceiling near 1,240; dspgo's calls take 53.0 and 57.2 ms, and " +
+		"a run of 1 s counts whole calls of about 53 ms (docs/performance.md)",
 	heavy[0].name(): "the machine's CPU: 4,096 calls/s need about 115 µs of worker and 30 µs of host CPU per call, 0.6 of the 2 cores, " +
 		"so other load on the machine takes the row below the ceiling (docs/performance.md)",
 	heavy[1].name(): "CPU: the workers spend about 160 µs per call and the host about 130 µs (most of it the test LM server, in the same " +
