@@ -87,9 +87,10 @@ type Row struct {
 var limits = map[string]string{
 	"ping, port, 1 in flight": "waking the caller: the reading role waits in poll(2) and reads without blocking, where the baseline's one goroutine " +
 		"blocks in read(2); on a machine with other load the ratio swings by ±0.2 from run to run (docs/performance.md)",
-	"ping, pool of": "CPU: each reply goes to its caller's goroutine (a wake, and a poll(2) per turn of the reading role), about 11 µs of " +
-		"host CPU per call against the baseline's 4–5 (one goroutine per worker), and the workers get 2.6 requests per loop turn against " +
-		"4 (21 µs of their CPU per call against 15–16); host and workers share the 2 cores, which holds the ratio near 0.6 (docs/performance.md)",
+	"ping, pool of": "CPU: each reply goes to its caller's goroutine (a wake, and a poll(2) per turn of the reading role), 10–13 µs of " +
+		"host CPU per call against the baseline's 4–7 (one goroutine per worker), and the workers get 2.6–2.9 requests per loop turn " +
+		"against 3.8–4 (21–24 µs of their CPU per call against 15–20); host and workers share the 2 cores, which holds the ratio at " +
+		"0.6–0.75, the lower the faster the machine runs that day (docs/performance.md)",
 	"host CPU per ping, port, 1 in flight": "the reading role's poll(2) and non-blocking read per reply on top of the pipe write and read " +
 		"both sides pay",
 	"execute, port, dummy LM, 1 in flight": "the client's typed work, which the baseline skips (it sends pre-encoded bytes and decodes nothing): " +
