@@ -77,7 +77,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"runtime"
 	"sync"
 	"time"
@@ -147,22 +146,17 @@ func (r *readRole) wake() {
 }
 
 // watch makes ctx's end wake the poll, in place of the context watched
-// so far (invariant 3). The caller holds the role.
+// so far (invariant 3), unless that one ends with ctx (the same Done
+// channel: the same context, or one derived without a cancellation of
+// its own). The caller holds the role.
 func (r *readRole) watch(ctx context.Context) {
-	if r.watched != nil && sameContext(r.watched, ctx) {
+	if r.watched != nil && r.watched.Done() == ctx.Done() {
 		return
 	}
 	if r.unwatch != nil {
 		r.unwatch()
 	}
 	r.watched, r.unwatch = ctx, context.AfterFunc(ctx, r.wake)
-}
-
-// sameContext reports whether a and b are the same context; contexts of
-// a type that cannot be compared are never the same.
-func sameContext(a, b context.Context) bool {
-	t := reflect.TypeOf(a)
-	return t == reflect.TypeOf(b) && t.Comparable() && a == b
 }
 
 // close closes the wake descriptor and lets go of the context watched;
