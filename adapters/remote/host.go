@@ -174,11 +174,11 @@ func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptio
 		}
 		h.ctlSubs = append(h.ctlSubs, sub)
 	}
-	// The server has the subscriptions once both connections flush: a
-	// call made after Serve returns finds this host.
-	// A subscription the server refused is the host's when it is on the
-	// service's connection (new: no error before), or one the host made
-	// on nc.
+	// The server has the subscriptions once both connections flush
+	// (within ctx, at most 10 s each): a call made after Serve returns
+	// finds this host. A subscription the server refused is the host's
+	// when it is on the service's connection (new: no error before), or
+	// one the host made on nc.
 	ours := map[string]bool{h.discSub.Subject: true}
 	for _, sub := range h.ctlSubs {
 		ours[sub.Subject] = true
@@ -187,12 +187,12 @@ func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptio
 		nc     *nats.Conn
 		before error
 	}{{h.sc, nil}, {nc, before}} {
-		if err := c.nc.FlushTimeout(flushTimeout(ctx)); err != nil {
+		refused, err := flushRefused(ctx, c.nc, c.before, 10*time.Second)
+		if err != nil {
 			return nil, h.unavailable("serve", fmt.Errorf("flushing subscriptions: %w", err))
 		}
-		if s := lastRefusal(c.nc, c.before, subscribeRefused); s != "" && (c.nc == h.sc || ours[s]) {
-			return nil, errorf(adapter.CodeFailedPrecondition, Name, "serve",
-				"the NATS server refused this connection's subscription to %q (a permissions violation): a host's user needs the host role's permissions (remote.Permissions)", s)
+		if refused != "" && (c.nc == h.sc || ours[refused]) {
+			return nil, subscriptionRefused(Name, "serve", refused, "a host's user needs the host role's permissions (remote.Permissions)")
 		}
 	}
 	h.beating = true
@@ -261,14 +261,6 @@ func (h *Host) checkUnique(ctx context.Context) error {
 		return errorf(adapter.CodeAlreadyExists, Name, "serve", "host id %q is already serving %s; give each host its own id", h.id, h.subj.prefix)
 	}
 	return nil // no responders, or no answer in time: the id is free
-}
-
-// flushTimeout is the time ctx leaves, or 10 s without a deadline.
-func flushTimeout(ctx context.Context) time.Duration {
-	if d, ok := ctx.Deadline(); ok {
-		return max(time.Until(d), time.Millisecond)
-	}
-	return 10 * time.Second
 }
 
 // ID returns the host's id.

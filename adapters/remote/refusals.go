@@ -4,6 +4,7 @@ package remote
 // learn at once.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
@@ -35,6 +36,25 @@ type refusals struct {
 // refusalWait bounds New's wait for the server to take its
 // subscriptions.
 const refusalWait = time.Second
+
+// flushRefused waits, within ctx and at most limit, for the server to
+// take what nc sent, and returns the subscription it refused since before
+// (nc's last error before the subscriptions), or "".
+func flushRefused(ctx context.Context, nc *nats.Conn, before error, limit time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return "", err
+	}
+	return lastRefusal(nc, before, subscribeRefused), nil
+}
+
+// subscriptionRefused is the error of op when the server refused the
+// subscription to subject; advice says what to change.
+func subscriptionRefused(name, op, subject, advice string) error {
+	return errorf(adapter.CodeFailedPrecondition, name, op,
+		"the NATS server refused this connection's subscription to %q (a permissions violation): %s", subject, advice)
+}
 
 // connRefusals holds the refusals of each connection that has an adapter
 // on it (*nats.Conn → *refusals). The last adapter to leave removes its
@@ -181,9 +201,7 @@ func (a *Adapter) deafness(op string) error {
 	if *subject == a.replySubject() {
 		why = "replies cannot arrive: a caller's connection must use its user's inbox prefix (DialOptions.InboxPrefix, remote.InboxPrefix)"
 	}
-	return errorf(adapter.CodeFailedPrecondition, a.name, op,
-		"the NATS server refused this connection's subscription to %q (a permissions violation): %s; "+
-			"a caller's user needs the caller role's permissions (remote.Permissions)", *subject, why)
+	return subscriptionRefused(a.name, op, *subject, why+"; a caller's user needs the caller role's permissions (remote.Permissions)")
 }
 
 // lastRefusal returns the subject re finds in nc's last error when that

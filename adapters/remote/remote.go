@@ -246,12 +246,10 @@ func (a *Adapter) subscribe(ctx context.Context) error {
 	}
 	a.sub, a.annSub = sub, ann
 	if a.nc.IsConnected() {
-		wait, cancel := context.WithTimeout(ctx, refusalWait)
-		err := a.nc.FlushWithContext(wait)
-		cancel()
+		refused, err := flushRefused(ctx, a.nc, before, refusalWait)
 		if err == nil {
-			if s := lastRefusal(a.nc, before, subscribeRefused); s != "" {
-				a.unheard(s)
+			if refused != "" {
+				a.unheard(refused)
 			}
 		} else if ctx.Err() != nil {
 			err = adapter.Wrap(ctx.Err(), a.name, "new")
