@@ -119,36 +119,51 @@ func ReadUsers(path string) ([]User, error) {
 // Errors name the line, never its password.
 func ParseUsers(r io.Reader) ([]User, error) {
 	var users []User
-	sc := bufio.NewScanner(r) // lines of at most bufio.MaxScanTokenSize (64 KiB): the rest is an error
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+	br := bufio.NewReaderSize(r, maxUserLine) // a line is read whole, or refused
+	for n := 1; ; n++ {
+		raw, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, fmt.Errorf("line %d is over %d KiB: no user line is that long", n, maxUserLine>>10)
 		}
-		f := strings.Fields(line)
-		role := remote.Role(f[0])
-		if role != remote.RoleHost && role != remote.RoleCaller {
-			return nil, fmt.Errorf("line %d: role %q is unknown (known: host, caller)", n, f[0])
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
-		switch {
-		case len(f) == 2 && nkeys.IsValidPublicUserKey(f[1]):
-			users = append(users, User{Role: role, NKey: f[1]})
-		case len(f) == 3:
-			users = append(users, User{Role: role, Name: f[1], Password: f[2]})
-		default:
-			return nil, fmt.Errorf("line %d: expected \"<role> <name> <password or bcrypt hash>\" or \"<role> <public NKEY>\" (%d fields)", n, len(f))
+		if user, ok, lerr := parseUserLine(string(raw)); lerr != nil {
+			return nil, fmt.Errorf("line %d: %w", n, lerr)
+		} else if ok {
+			users = append(users, user)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, fmt.Errorf("line %d is over %d KiB: no user line is that long", n+1, bufio.MaxScanTokenSize>>10)
+		if err == io.EOF {
+			break
 		}
-		return nil, fmt.Errorf("line %d: %w", n+1, err)
 	}
 	if len(users) == 0 {
 		return nil, fmt.Errorf("no users")
 	}
 	return users, nil
+}
+
+// maxUserLine is the longest line ParseUsers takes.
+const maxUserLine = 64 << 10
+
+// parseUserLine parses one line of a users file: ok is false for a blank
+// line or a comment.
+func parseUserLine(line string) (u User, ok bool, err error) {
+	line = strings.TrimSpace(line)
+	if line == "" || strings.HasPrefix(line, "#") {
+		return u, false, nil
+	}
+	f := strings.Fields(line)
+	role := remote.Role(f[0])
+	if role != remote.RoleHost && role != remote.RoleCaller {
+		return u, false, fmt.Errorf("role %q is unknown (known: host, caller)", f[0])
+	}
+	switch {
+	case len(f) == 2 && nkeys.IsValidPublicUserKey(f[1]):
+		return User{Role: role, NKey: f[1]}, true, nil
+	case len(f) == 3:
+		return User{Role: role, Name: f[1], Password: f[2]}, true, nil
+	default:
+		return u, false, fmt.Errorf("expected \"<role> <name> <password or bcrypt hash>\" or \"<role> <public NKEY>\" (%d fields)", len(f))
+	}
 }
