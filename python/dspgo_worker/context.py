@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -217,8 +218,6 @@ class Context:
         cancellation and deadline cancel (and every wait in it with the task)."""
         if self._task is None:
             return False
-        import asyncio  # loaded with the worker's loop already
-
         return asyncio.current_task() is self._task
 
     def check(self) -> None:
@@ -265,8 +264,6 @@ class Context:
         deadline. Runs on the running event loop; the cancelling thread may be any."""
         if self.cancelled.is_set():
             return True
-        import asyncio  # loaded with the worker's loop already
-
         seconds = self._limit(seconds)
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[bool] = loop.create_future()
