@@ -118,7 +118,10 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 	client := dspgo.NewClient(backend) // its LM is configured: Open applied lm.*
 	prog, err := client.CreateProgram(ctx, spec)
 	if err != nil {
-		return usagef("check the signature and the types of its fields", "%v", err)
+		if adapter.CodeOf(err) == adapter.CodeInvalidArgument {
+			return usagef("check the signature and the types of its fields", "%v", err)
+		}
+		return err // the backend failed (unavailable, timed out): not the command line's fault
 	}
 	rows, fromFlags, err := source()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dspgo/dspgo/adapters/remote/embedded"
 	"github.com/dspgo/dspgo/conformance"
 	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/internal/wait"
@@ -96,4 +97,19 @@ func TestWorkersRefusesToServeRemote(t *testing.T) {
 	r := cli(t, "", nil, "workers", "--adapter", "remote")
 	assert.Equal(t, 2, r.status)
 	assert.Contains(t, r.stderr, "cannot serve the remote adapter")
+}
+
+// TestRunWithNoHostIsNotBadUsage: a backend that cannot create the
+// program (here no worker host serves the NATS server) fails the run
+// with exit status 1 and its own error, not as bad usage with a hint
+// about the signature.
+func TestRunWithNoHostIsNotBadUsage(t *testing.T) {
+	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	defer s.Shutdown()
+	r := cli(t, "", nil, "run", "--adapter", "remote", "--remote-url", s.ClientURL(), "--signature", "question -> answer", "--input", "question=?")
+	assert.Equal(t, 1, r.status, r.stderr)
+	assert.Contains(t, r.stderr, "no worker host serves")
+	assert.NotContains(t, r.stderr, "signature")
+	assert.Empty(t, r.stdout)
 }
