@@ -89,7 +89,7 @@ var limits = map[string]string{
 		"blocks in read(2); on a machine with other load the ratio swings by ±0.2 from run to run (docs/performance.md)",
 	"ping, pool of": "CPU: each reply goes to its caller's goroutine (a wake, and a poll(2) per turn of the reading role), which the " +
 		"baseline (one goroutine per worker, no callers) never does: about twice its host CPU per call, on the 2 cores the workers " +
-		"share; a plain client that only hands each reply to its caller's goroutine (the next row) serves 0.52–0.60 of the baseline " +
+		"share; a plain client that only hands each reply to its caller's goroutine (the next row) serves 0.53–0.60 of the baseline " +
 		"where dspgo serves 0.58–0.74, the ratio moving with the machine's speed that day (docs/performance.md)",
 	"host CPU per ping, port, 1 in flight": "the reading role's poll(2) and non-blocking read per reply on top of the pipe write and read " +
 		"both sides pay",
