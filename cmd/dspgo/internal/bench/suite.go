@@ -95,7 +95,8 @@ var limits = map[string]string{
 		"both sides pay",
 	"execute, port, dummy LM, 1 in flight": "the client's typed work, which the baseline skips (it sends pre-encoded bytes and decodes nothing): " +
 		"input conversion, JSON encoding of the inputs, decoding and converting the outputs, about 2 µs of host CPU per call " +
-		"(BenchmarkClientOverhead); on a machine with other load the ratio swings by ±0.1 from run to run (docs/performance.md)",
+		"(BenchmarkClientOverhead; 5 µs on a machine half as fast, where the reading role's poll(2) costs more too); on a machine " +
+		"with other load the ratio swings by ±0.1 from run to run (docs/performance.md)",
 	"echo 100 B, port, 1 in flight": "the call timeout's deadline, which dspgo's requests always carry and the baseline's do not " +
 		"(the worker takes the handler's first step by hand to see whether it needs the deadline), and a round trip of 60–100 µs " +
 		"whose either side moves by ±10% between seconds on a machine with other load (docs/performance.md)",
