@@ -77,7 +77,7 @@ func AppendChunk(dst []byte, c *Chunk, maxFrameBytes int) ([]byte, error) {
 		data = json.RawMessage("null")
 	} else if !json.Valid(data) {
 		return dst, fmt.Errorf("%w: data of chunk %d/%d is not valid JSON", ErrInvalidField, c.ID, c.Seq)
-	} else if !utf8.Valid(data) { // what it names is made only for the error
+	} else if !utf8.Valid(data) {
 		return dst, notUTF8(data, fmt.Sprintf("data of chunk %d/%d", c.ID, c.Seq))
 	}
 	start, b, err := beginFrame(dst, c.ID, KindChunk)

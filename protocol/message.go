@@ -155,7 +155,7 @@ func AppendResponse(dst []byte, r *Response, maxFrameBytes int) ([]byte, error) 
 		if !json.Valid(r.Result) {
 			return dst, fmt.Errorf("%w: result of response %d is not valid JSON", ErrInvalidField, r.ID)
 		}
-		if !utf8.Valid(r.Result) { // what it names is made only for the error
+		if !utf8.Valid(r.Result) {
 			return dst, notUTF8(r.Result, fmt.Sprintf("result of response %d", r.ID))
 		}
 		if depth(r.Result) > MaxDepth {
@@ -242,8 +242,8 @@ func objectOrEmpty(raw json.RawMessage, field string) ([]byte, error) {
 	if firstByte(raw) != '{' || !json.Valid(raw) {
 		return nil, fmt.Errorf("%w: %s must be a JSON object", ErrInvalidField, field)
 	}
-	if err := checkUTF8(raw, field); err != nil {
-		return nil, err
+	if !utf8.Valid(raw) {
+		return nil, notUTF8(raw, field)
 	}
 	if depth(raw) > MaxDepth {
 		return nil, fmt.Errorf("%w: %s nests deeper than %d levels", ErrInvalidField, field, MaxDepth)
@@ -251,18 +251,11 @@ func objectOrEmpty(raw json.RawMessage, field string) ([]byte, error) {
 	return raw, nil
 }
 
-// checkUTF8 refuses JSON text that is not valid UTF-8. encoding/json
-// accepts any bytes inside strings, but a frame body must be UTF-8: a
-// peer that cannot decode the body cannot read its id either, so a
-// request sent with such bytes would never be answered.
-func checkUTF8(b []byte, what string) error {
-	if utf8.Valid(b) {
-		return nil
-	}
-	return notUTF8(b, what)
-}
-
-// notUTF8 is checkUTF8's error for b, which is not valid UTF-8.
+// notUTF8 is the error for JSON text b, named what, that is not valid
+// UTF-8. encoding/json accepts any bytes inside strings, but a frame body
+// must be UTF-8: a peer that cannot decode the body cannot read its id
+// either, so a request sent with such bytes would never be answered.
+// Callers test utf8.Valid first and build what only for the error.
 func notUTF8(b []byte, what string) error {
 	return fmt.Errorf("%w: %s is not valid UTF-8 (byte %d)", ErrInvalidField, what, invalidUTF8At(b))
 }
