@@ -38,7 +38,7 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	var kv jetstream.KeyValue
 	kerr := retry(ctx, a.nc, func(ctx context.Context) (err error) { kv, err = openBucket(ctx, a.nc, a.subj, a.replicas); return err })
 	if kerr != nil {
-		return &adapter.Error{Code: stateCode(kerr), Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
+		return stateError(a.name, req.Command, errors.Join(err, kerr))
 	}
 	args := req.Args
 	if len(args) == 0 {
@@ -50,7 +50,7 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 		return err
 	})
 	if kerr != nil {
-		return &adapter.Error{Code: stateCode(kerr), Op: req.Command, Adapter: a.name, Err: errors.Join(err, kerr)}
+		return stateError(a.name, req.Command, errors.Join(err, kerr))
 	}
 	a.raiseStateRev(rev)
 	a.log.Info("no worker host serves: the broadcast is recorded for the hosts to come", "command", req.Command, "revision", rev)

@@ -144,10 +144,16 @@ func (r *refusals) dispatch(err error) {
 // refused ends the calls waiting on a publish to subject: the server
 // refuses this connection's publishes to it.
 func (a *Adapter) refused(subject string) {
+	a.endWaiting(func(p *pending) bool { return p.subject == subject })
+}
+
+// endWaiting tells the calls waiting for replies that match that the
+// server refused them (pending.refused).
+func (a *Adapter) endWaiting(match func(*pending) bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, p := range a.pending {
-		if p.subject == subject {
+		if match(p) {
 			select {
 			case p.refused <- struct{}{}:
 			default:
@@ -177,16 +183,8 @@ func (a *Adapter) unheard(subject string) {
 		return
 	}
 	a.deaf.CompareAndSwap(nil, &subject)
-	if !replies {
-		return // the calls in flight still get their replies
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, p := range a.pending {
-		select {
-		case p.refused <- struct{}{}:
-		default:
-		}
+	if replies { // else the calls in flight still get their replies
+		a.endWaiting(func(*pending) bool { return true })
 	}
 }
 
@@ -237,14 +235,15 @@ func (e *stateRefused) Error() string {
 
 func (e *stateRefused) Unwrap() error { return e.err }
 
-// stateCode is the code of a failure to use the shared state:
-// CodeFailedPrecondition when the server refused the request, else
-// CodeUnavailable.
-func stateCode(err error) adapter.Code {
+// stateError is op's error for err, a failure to use the shared state:
+// CodeFailedPrecondition when the server refused the request (err holds
+// a *stateRefused), else CodeUnavailable.
+func stateError(name, op string, err error) error {
+	code := adapter.CodeUnavailable
 	if _, ok := errors.AsType[*stateRefused](err); ok {
-		return adapter.CodeFailedPrecondition
+		code = adapter.CodeFailedPrecondition
 	}
-	return adapter.CodeUnavailable
+	return &adapter.Error{Code: code, Op: op, Adapter: name, Err: err}
 }
 
 // refusedJetStream returns the subject of a publish to JetStream's API

@@ -245,27 +245,25 @@ func (a *Adapter) subscribe(ctx context.Context) error {
 		return &adapter.Error{Code: adapter.CodeUnavailable, Op: "new", Adapter: a.name, Err: fmt.Errorf("subscribing to host announcements: %w", err)}
 	}
 	a.sub, a.annSub = sub, ann
-	if a.nc.IsConnected() {
-		refused, err := flushRefused(ctx, a.nc, before, refusalWait)
-		if err == nil {
-			if refused != "" {
-				a.unheard(refused)
-			}
-		} else if ctx.Err() != nil {
-			err = adapter.Wrap(ctx.Err(), a.name, "new")
-		} else {
-			err = nil // the connection's trouble, not the adapter's: the calls will tell
-		}
-		if err == nil {
-			err = a.deafness("new")
-		}
-		if err != nil {
-			_ = sub.Unsubscribe()
-			_ = ann.Unsubscribe()
-			return err
-		}
+	if !a.nc.IsConnected() {
+		return nil
 	}
-	return nil
+	refused, err := flushRefused(ctx, a.nc, before, refusalWait)
+	if err != nil && ctx.Err() != nil {
+		err = adapter.Wrap(ctx.Err(), a.name, "new")
+	} else {
+		// A flush that failed for the connection's sake is not the
+		// adapter's trouble: the calls will tell.
+		if refused != "" {
+			a.unheard(refused) // the error handler learns of it only a moment later
+		}
+		err = a.deafness("new")
+	}
+	if err != nil {
+		_ = sub.Unsubscribe()
+		_ = ann.Unsubscribe()
+	}
+	return err
 }
 
 // Name returns the adapter's name, "remote" by default.

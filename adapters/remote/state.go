@@ -29,13 +29,13 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 	var kv jetstream.KeyValue
 	err := retry(ctx, h.nc, func(ctx context.Context) (err error) { kv, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
 	if err != nil {
-		return &adapter.Error{Code: stateCode(err), Op: "serve", Adapter: Name, Err: err}
+		return stateError(Name, "serve", err)
 	}
 	h.kv = kv
 	var w jetstream.KeyWatcher
 	err = retry(ctx, h.nc, func(context.Context) (err error) { w, err = kv.Watch(h.callCtx, "broadcast.>"); return err })
 	if err != nil {
-		return &adapter.Error{Code: stateCode(err), Op: "serve", Adapter: Name, Err: fmt.Errorf("watching the state bucket %q: %w", h.subj.bucket(), err)}
+		return stateError(Name, "serve", fmt.Errorf("watching the state bucket %q: %w", h.subj.bucket(), err))
 	}
 	h.watcher = w
 	// The recorded broadcasts come first, then nil: apply them before
@@ -288,8 +288,8 @@ func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, erro
 	var rev uint64
 	err = retry(ctx, h.nc, func(ctx context.Context) (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
 	if err != nil {
-		return 0, &adapter.Error{Code: stateCode(err), Op: req.Command, Adapter: Name,
-			Err: fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err)}
+		return 0, stateError(Name, req.Command,
+			fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err))
 	}
 	h.applied[key] = rev
 	return rev, nil
