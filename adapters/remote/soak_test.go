@@ -101,6 +101,8 @@ func TestSoak(t *testing.T) {
 	var st soakStats
 	st.codes, st.why = map[adapter.Code]int{}, map[string]int{}
 	end := time.Now().Add(run)
+	running, stop := context.WithDeadline(context.Background(), end)
+	defer stop()
 	var wg sync.WaitGroup
 	for i := range 64 {
 		wg.Go(func() {
@@ -117,14 +119,16 @@ func TestSoak(t *testing.T) {
 	wg.Go(func() {
 		rng := rand.New(rand.NewPCG(2, uint64(time.Now().UnixNano())))
 		for time.Now().Add(6 * time.Second).Before(end) {
-			time.Sleep(3*time.Second + time.Duration(rng.Int64N(int64(3*time.Second))))
+			if !pause(running, 3*time.Second+time.Duration(rng.Int64N(int64(3*time.Second)))) {
+				return
+			}
 			hold := rng.IntN(2) == 0
 			st.fault()
 			px.cut(hold)
 			cuts.Add(1)
 			if hold {
 				holds.Add(1)
-				time.Sleep(200*time.Millisecond + time.Duration(rng.Int64N(int64(2300*time.Millisecond))))
+				pause(running, 200*time.Millisecond+time.Duration(rng.Int64N(int64(2300*time.Millisecond))))
 				px.release()
 				st.fault()
 			}
@@ -135,7 +139,9 @@ func TestSoak(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	var kills, drains int
 	for time.Now().Add(4 * time.Second).Before(end) {
-		time.Sleep(2*time.Second + time.Duration(rng.Int64N(int64(2*time.Second))))
+		if !pause(running, 2*time.Second+time.Duration(rng.Int64N(int64(2*time.Second)))) {
+			break
+		}
 		if rng.IntN(2) == 0 {
 			st.fault()
 			hosts.killOne()
@@ -168,6 +174,20 @@ func TestSoak(t *testing.T) {
 		st.lateCancel.Round(time.Microsecond), st.longest.Round(time.Millisecond), st.late, margin, kills, drains, cuts.Load(), holds.Load())
 	assert.Zero(t, st.late, "calls ended later than their deadline or cancel plus %v (goroutine dumps in %s)", margin, dumps)
 	assert.Positive(t, st.ok, "calls succeeded")
+}
+
+// pause waits d, an interval of the fault schedule (the random time
+// between two faults, not a wait for anything to happen), or until the
+// run ends; it reports whether the run goes on.
+func pause(running context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-running.Done():
+		return false
+	}
 }
 
 // soakDumpAfter is how long past its margin a call runs before the
