@@ -102,8 +102,12 @@ func TestHostThatMissesHeartbeatsIsProbedNotGivenUp(t *testing.T) {
 func fakeHost(t *testing.T, url, id string, onCall, onProbe func(nc *nats.Conn, m *nats.Msg)) (nc *nats.Conn, ctl *nats.Subscription) {
 	t.Helper()
 	nc = connect(t, url)
-	_, err := nc.QueueSubscribe("dspgo.call", "dspgo-workers", func(m *nats.Msg) { onCall(nc, m) })
+	calls, err := nc.QueueSubscribe("dspgo.call", "dspgo-workers", func(m *nats.Msg) { onCall(nc, m) })
 	require.NoError(t, err)
+	// Gone from the queue group once the test ends (before the connection
+	// closes, which the server learns of only later): a later test's call
+	// must not go to this host.
+	t.Cleanup(func() { _ = calls.Unsubscribe(); _ = nc.Flush() })
 	ctl, err = nc.Subscribe("dspgo.host."+id+".cancel", func(m *nats.Msg) {
 		if m.Header.Get("Dspgo-Probe") != "" {
 			onProbe(nc, m)
