@@ -9,7 +9,8 @@ import (
 	"github.com/dspgo/dspgo/protocol"
 )
 
-// plainClient is the second baseline of the pool's row: a plain client
+// plainClient is the second baseline of the rows with several calls in
+// flight per worker (the pool's, and ping at 16 in flight): a plain client
 // whose calls return to the goroutine that made them, as a Go client's
 // do, and that does nothing else. Each caller writes its own request under
 // a lock and waits on a channel of its own; one goroutine per worker reads
