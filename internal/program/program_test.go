@@ -150,11 +150,13 @@ func TestInputs(t *testing.T) {
 		want   string
 	}{
 		{map[string]any{"s": nil}, `input s: expected str, got null`},
-		{map[string]any{"s": 3}, `input s: expected str, got int`},
-		{map[string]any{"n": 1.5}, `input n: expected int, got float64`},
-		{map[string]any{"n": json.Number("1e300")}, `input n: expected int`},
-		{map[string]any{"x": math.NaN()}, `input x: expected float`},
-		{map[string]any{"tags": []any{"a", 2}}, `input tags[1]: expected str, got int`},
+		{map[string]any{"s": 3}, `input s: expected str, got int 3`},
+		{map[string]any{"n": 1.5}, `input n: expected int, got float64 1.5`},
+		{map[string]any{"n": uint64(math.MaxUint64)}, `input n: expected int, got uint64 18446744073709551615, beyond int64`},
+		{map[string]any{"n": json.Number("1e300")}, `input n: expected int, got number 1e300`},
+		{map[string]any{"x": math.NaN()}, `input x: expected float, got float64 NaN, which JSON cannot carry`},
+		{map[string]any{"x": float32(math.Inf(-1))}, `input x: expected float, got float32 -Inf, which JSON cannot carry`},
+		{map[string]any{"tags": []any{"a", 2}}, `input tags[1]: expected str, got int 2`},
 		{map[string]any{"m": map[string]any{"k": "v"}}, `input m["k"]: expected int, got string "v"`},
 		{map[string]any{"mode": "c"}, `input mode: "c" is not one of Literal['a', 'b']`},
 		{map[string]any{"extra": 1}, `input "extra" is not in the signature`},

@@ -786,10 +786,27 @@ func anyNumber(f float64, path string) (reflect.Value, error) {
 	return reflect.ValueOf(f), nil
 }
 
+// describe names a value that did not convert, for the error: its JSON
+// kind, or its Go type, with the value for a string or a number.
 func describe(v reflect.Value) string {
 	switch {
 	case v.Type() == reflect.TypeFor[json.Number]():
 		return "number " + v.String()
+	case v.CanInt():
+		return v.Type().String() + " " + strconv.FormatInt(v.Int(), 10)
+	case v.CanUint():
+		s := v.Type().String() + " " + strconv.FormatUint(v.Uint(), 10)
+		if v.Uint() > math.MaxInt64 {
+			s += ", beyond int64"
+		}
+		return s
+	case v.CanFloat():
+		f := v.Float()
+		s := v.Type().String() + " " + strconv.FormatFloat(f, 'g', -1, v.Type().Bits())
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			s += ", which JSON cannot carry"
+		}
+		return s
 	case v.Kind() == reflect.String:
 		s := v.String()
 		if len(s) > 40 {
