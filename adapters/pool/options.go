@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
@@ -119,8 +120,8 @@ func (o *Options) setDefaults() error {
 	if o.StartConcurrency == 0 {
 		o.StartConcurrency = 8
 	}
-	if o.MinReady == 0 {
-		o.MinReady = o.Size
+	if o.MinReady == 0 && o.Size > 0 {
+		o.MinReady = o.Size // an invalid Size is reported alone, not as MinReady's too
 	}
 	if o.CheckoutTimeout == 0 {
 		o.CheckoutTimeout = 30 * time.Second
@@ -154,7 +155,7 @@ func (o *Options) setDefaults() error {
 			bad = append(bad, fmt.Sprintf("%s %d must not be negative", f.name, f.value))
 		}
 	}
-	if o.MinReady > o.Size {
+	if o.Size >= 1 && o.MinReady > o.Size {
 		bad = append(bad, fmt.Sprintf("MinReady %d exceeds Size %d", o.MinReady, o.Size))
 	}
 	if o.CheckoutTimeout < 0 || o.OverflowIdle < 0 || o.HealthTimeout < 0 || o.Recycle.MaxAge < 0 || o.Recycle.MaxAgeJitter < 0 || o.Recycle.MaxIdle < 0 {
@@ -164,7 +165,7 @@ func (o *Options) setDefaults() error {
 		bad = append(bad, fmt.Sprintf("Affinity %q is unknown (known: none, prefer, strict)", o.Affinity))
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("pool: invalid options: %v", bad)
+		return fmt.Errorf("invalid options: %s", strings.Join(bad, "; "))
 	}
 	return nil
 }
