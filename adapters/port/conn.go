@@ -196,6 +196,15 @@ func (c *conn) die(reason string, violation bool) {
 	})
 }
 
+// who names the worker in messages: by its id once its hello has said
+// it, and by its pid.
+func (c *conn) who() string {
+	if id := c.hello.WorkerID; id != "" {
+		return fmt.Sprintf("worker %s (pid %d)", id, c.w.pid())
+	}
+	return fmt.Sprintf("worker (pid %d)", c.w.pid())
+}
+
 // failure returns the error for calls on a dead conn: CodeUnavailable
 // with the exit status and the tail of stderr. It waits briefly for the
 // worker to be reaped so the status is known.
@@ -211,7 +220,7 @@ func (c *conn) failure(op string) error {
 			status = c.w.exitStatus()
 		default:
 		}
-		msg := fmt.Sprintf("worker %s (pid %d) is gone: %s; %s", c.hello.WorkerID, c.w.pid(), c.reason, status)
+		msg := fmt.Sprintf("%s is gone: %s; %s", c.who(), c.reason, status)
 		if t := lastBytes(c.w.stderrTail(), 2048); t != "" {
 			msg += "; stderr: " + t
 		}
@@ -358,7 +367,7 @@ func (c *conn) stopError(grace time.Duration, sent []syscall.Signal, sigErr erro
 	if len(sent) == 0 && sigErr == nil && status == exitOK {
 		return nil
 	}
-	msg := fmt.Sprintf("worker %s (pid %d) did not stop cleanly: ", c.hello.WorkerID, c.w.pid())
+	msg := c.who() + " did not stop cleanly: "
 	if len(sent) > 0 {
 		names := make([]string, len(sent))
 		for i, sig := range sent {

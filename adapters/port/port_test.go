@@ -72,6 +72,7 @@ func TestStartFailures(t *testing.T) {
 	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err), "an import error")
 	assert.ErrorContains(t, err, "exit status 1")
 	assert.ErrorContains(t, err, "No module named dspgo_worker", "the stderr tail says why")
+	assert.Regexp(t, `: worker \(pid \d+\) is gone: `, err.Error(), "a worker gone before its hello is named by its pid")
 
 	// A worker that never answers its init ping: a handler module that
 	// blocks at import.
