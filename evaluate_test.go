@@ -116,10 +116,12 @@ func TestEvaluateFailures(t *testing.T) {
 		})
 		assert.Equal(t, adapter.CodeResourceExhausted, adapter.CodeOf(err))
 		assert.ErrorIs(t, err, boom)
+		assert.Regexp(t, `^mock: evaluate: devset example \d: quota: boom \(resource_exhausted\)$`, err.Error())
 		_, err = c.Evaluate(ctx, p, devset, func(context.Context, dspgo.Example, map[string]any) (float64, error) {
 			return 0, boom
 		})
 		assert.ErrorIs(t, err, boom)
+		assert.Regexp(t, `^mock: evaluate: devset example \d: the metric failed: boom \(unknown\)$`, err.Error())
 	})
 	t.Run("a panic is internal", func(t *testing.T) {
 		_, err := c.Evaluate(ctx, p, devset, func(context.Context, dspgo.Example, map[string]any) (float64, error) {
@@ -133,6 +135,7 @@ func TestEvaluateFailures(t *testing.T) {
 			return 0 * float64(len(devset)) / 0, nil
 		})
 		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+		assert.Regexp(t, `^mock: evaluate: devset example \d: the metric returned NaN, not a finite number \(invalid_argument\)$`, err.Error())
 	})
 	t.Run("cancellation ends it at once", func(t *testing.T) {
 		a.Inject(mock.Fault{Command: command.ExecuteProgram, Hang: true})

@@ -3,6 +3,7 @@ package dspgo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 
 	"github.com/dspgo/dspgo/adapter"
@@ -59,6 +60,18 @@ func (m Metric) score(ctx context.Context, example Example, prediction map[strin
 		return 0, adapter.Errorf(adapter.CodeInvalidArgument, "the metric returned %v, not a finite number", score)
 	}
 	return score, nil
+}
+
+// metricError is op's error for err, the metric's failure on example i of
+// the devset: it names the example, and keeps err's code and cause.
+func (c *Client) metricError(op string, i int, err error) error {
+	e := *adapter.Wrap(err, c.a.Name(), op).(*adapter.Error)
+	if e.Message == "" {
+		e.Message = fmt.Sprintf("devset example %d", i)
+	} else {
+		e.Message = fmt.Sprintf("devset example %d: %s", i, e.Message)
+	}
+	return &e
 }
 
 // checkExamples validates a set of examples against the program's

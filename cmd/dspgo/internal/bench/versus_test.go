@@ -28,7 +28,10 @@ func TestVersusAddsThePlainClientWithSeveralCallsPerWorker(t *testing.T) {
 	rw, err := s.raw("--max-concurrency", "32")
 	require.NoError(t, err)
 	defer rw.stop()
-	call := func(ctx context.Context) error { _, err := a.Call(ctx, adapter.Request{Command: command.Ping}); return err }
+	call := func(ctx context.Context) error {
+		_, err := a.Call(ctx, adapter.Request{Command: command.Ping})
+		return err
+	}
 	ping := protocol.Request{Command: command.Ping}
 
 	rows, err := s.versus("one", 1, call, []*rawWorker{rw}, 1, ping, 0.5)
