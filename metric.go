@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
@@ -85,6 +86,10 @@ func (c *Client) checkExamples(op string, p *Program, examples []Example, set st
 	if err != nil {
 		var e *adapter.Error
 		if errors.As(err, &e) {
+			// "demo 3: input n: …" is example 3 of the set.
+			if rest, ok := strings.CutPrefix(e.Message, "demo "); ok {
+				return nil, c.errorf(e.Code, op, "%s example %s", set, rest)
+			}
 			return nil, c.errorf(e.Code, op, "%s: %s", set, e.Message)
 		}
 		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %v", set, err)
