@@ -49,6 +49,12 @@ compares two reports without running anything).`,
 				}
 				return a.benchCompare(compare, with)
 			}
+			if duration <= 0 {
+				return usagef("give a positive time, such as --duration 2s", "--duration %v is not a measuring time", duration)
+			}
+			if runs < 1 {
+				return usagef("give at least one run, such as --runs 3", "--runs %d is not a number of runs", runs)
+			}
 			stop, err := startProfiles(cpuProfile)
 			if err != nil {
 				return err

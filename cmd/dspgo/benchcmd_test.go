@@ -24,3 +24,17 @@ func TestBenchCompareUsage(t *testing.T) {
 	assert.Equal(t, 1, r.status)
 	assert.Contains(t, r.stderr, "missing.json")
 }
+
+func TestBenchRefusesANonPositiveDurationOrRuns(t *testing.T) {
+	for _, args := range [][]string{
+		{"--adapter", "mock", "--duration", "0s"},
+		{"--adapter", "mock", "--duration", "-1s"},
+		{"--suite", "--only", "none", "--duration", "-1s"},
+		{"--suite", "--only", "none", "--runs", "0"},
+	} {
+		r := cli(t, "", nil, append([]string{"bench"}, args...)...)
+		assert.Equal(t, 2, r.status, "%v: %s", args, r.stderr)
+		assert.Regexp(t, `--(duration|runs) \S+ is not a`, r.stderr, "%v", args)
+		assert.Empty(t, r.stdout, "%v: nothing measured", args)
+	}
+}
