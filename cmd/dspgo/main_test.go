@@ -91,6 +91,21 @@ func TestRunTypedInputsAndFormats(t *testing.T) {
 	assert.Regexp(t, `(?m)^3\s+a [0-9a-f]{8} [0-9a-f]{8}\s+\d+`, r.stdout)
 }
 
+// TestRunFlagTextIsTheValueOfAStrInput: --input gives a str or Literal
+// input (and an Optional one, null aside) its text as it is, and any
+// other input its text read as JSON: the same inputs as the JSON line.
+func TestRunFlagTextIsTheValueOfAStrInput(t *testing.T) {
+	sig := "q, l: Literal['1', '2'], o: Optional[str], p: Optional[str], n: int, tags: list[str] -> a"
+	flags := cli(t, "", nil, "run", "--adapter", "mock", "--signature", sig, "--input", "q=42", "--input", "l=1",
+		"--input", "o=[x]", "--input", "p=null", "--input", "n=3", "--input", `tags=["a"]`)
+	require.Equal(t, 0, flags.status, flags.stderr)
+	line := cli(t, `{"q":"42","l":"1","o":"[x]","p":null,"n":3,"tags":["a"]}`+"\n", nil, "run", "--adapter", "mock", "--signature", sig)
+	require.Equal(t, 0, line.status, line.stderr)
+	assert.Equal(t, line.stdout, flags.stdout, "the same inputs, so the same outputs")
+	other := cli(t, `{"q":"43","l":"1","o":"[x]","p":null,"n":3,"tags":["a"]}`+"\n", nil, "run", "--adapter", "mock", "--signature", sig)
+	assert.NotEqual(t, other.stdout, flags.stdout, "the mock's outputs follow its inputs")
+}
+
 func TestBatchWithFailedRowsGoesOn(t *testing.T) {
 	in := strings.Join([]string{`{"question":"a"}`, `not json`, ``, `{"question":"b"}`, `{"q":1}`, `{"question":"c"}`}, "\n")
 	r := cli(t, in, nil, "run", "--signature", "question -> answer", "--concurrency", "3")

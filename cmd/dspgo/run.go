@@ -39,8 +39,9 @@ func (a *app) runCmd() *cobra.Command {
 		Use:   "run",
 		Short: "Run a program on inputs and print its outputs as JSON lines",
 		Long: `Run a program, given by --signature or a spec file (--program), on one row of
-inputs (--input name=value, repeatable) or on JSON lines (--inputs FILE, or
-stdin). Each row prints one JSON line, in input order:
+inputs (--input name=value, repeatable: a str or Literal input takes the
+text as it is, any other the text read as JSON) or on JSON lines (--inputs
+FILE, or stdin). Each row prints one JSON line, in input order:
 {"row": N, "outputs": {...}}, or {"row": N, "error": {"code", "message"}}
 saying why the row failed; N is the row's line number in the input (blank
 lines count; 1 for --input). A failed row never stops the others.
@@ -60,7 +61,7 @@ bad usage.`,
 	fl.StringVar(&f.program, "program", "", "a program spec file, YAML or JSON (id, signature, instructions, kind), or a DSPy program's module.save JSON")
 	fl.StringVar(&f.instructions, "instructions", "", "instructions for the language model (with --signature)")
 	fl.StringVar(&f.kind, "kind", "", "predict or chain_of_thought (with --signature; default predict)")
-	fl.StringArrayVar(&f.inputs, "input", nil, "an input as name=value (repeatable); non-str values are JSON: n=3, tags='[\"a\"]'")
+	fl.StringArrayVar(&f.inputs, "input", nil, "an input as name=value (repeatable): a str input's text as it is, others as JSON: n=3, tags='[\"a\"]'")
 	fl.StringVar(&f.inputsFile, "inputs", "", `a file of JSON lines, one object of inputs per row ("-" for stdin)`)
 	fl.IntVar(&f.concurrency, "concurrency", 4, "rows run at once")
 	fl.StringVar(&f.output, "output", "jsonl", "output format: jsonl (a JSON line per row), json (one pretty JSON array) or table")
@@ -72,7 +73,8 @@ bad usage.`,
 type row struct {
 	n      int
 	inputs map[string]any
-	err    error // a row that could not be read
+	flags  map[string]string // the texts of --input, read into inputs once the program is known
+	err    error             // a row that could not be read
 	out    map[string]any
 }
 
@@ -130,6 +132,7 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 
 	if fromFlags && len(rows) == 1 && rows[0].err == nil {
 		// One row from the command line: a bad input is bad usage.
+		rows[0].inputs = flagInputs(prog, rows[0].flags)
 		rows[0].out, rows[0].err = client.Execute(ctx, prog.ID, rows[0].inputs)
 		if adapter.CodeOf(rows[0].err) == adapter.CodeInvalidArgument {
 			return usagef(inputFix(prog), "%v", rows[0].err)
@@ -268,15 +271,15 @@ func (a *app) rowSource(f runFlags) (func() (rows []*row, fromFlags bool, err er
 		if f.inputsFile != "" {
 			return nil, usagef("give one of them", "--input and --inputs are both set")
 		}
-		inputs := map[string]any{}
+		flags := map[string]string{}
 		for _, kv := range f.inputs {
 			name, value, ok := strings.Cut(kv, "=")
 			if !ok || name == "" {
 				return nil, usagef("write --input name=value", "--input %q has no name=", kv)
 			}
-			inputs[name] = flagValue(value)
+			flags[name] = value
 		}
-		return func() ([]*row, bool, error) { return []*row{{n: 1, inputs: inputs}}, true, nil }, nil
+		return func() ([]*row, bool, error) { return []*row{{n: 1, flags: flags}}, true, nil }, nil
 	}
 	var open func() (io.ReadCloser, error)
 	switch {
@@ -305,6 +308,30 @@ func (a *app) rowSource(f runFlags) (func() (rows []*row, fromFlags bool, err er
 		}
 		return rows, false, nil
 	}, nil
+}
+
+// flagInputs reads the texts of --input for p's inputs: an input of type
+// str or a Literal takes the text itself (question=42 is the string "42"),
+// and so does an Optional of one unless the text is null; any other input
+// takes flagValue(text).
+func flagInputs(p *dspgo.Program, flags map[string]string) map[string]any {
+	types := make(map[string]string, len(p.Spec.Signature.Inputs))
+	for _, f := range p.Spec.Signature.Inputs {
+		types[f.Name] = f.Type // canonical: "str", "Literal['a', 'b']", "Optional[str]"
+	}
+	inputs := make(map[string]any, len(flags))
+	for name, text := range flags {
+		t := types[name]
+		if inner, ok := strings.CutPrefix(t, "Optional["); ok && text != "null" {
+			t = strings.TrimSuffix(inner, "]")
+		}
+		if t == "str" || strings.HasPrefix(t, "Literal[") {
+			inputs[name] = text
+		} else {
+			inputs[name] = flagValue(text)
+		}
+	}
+	return inputs
 }
 
 // flagValue reads an --input value: JSON when it is valid JSON other than
