@@ -5,8 +5,6 @@ They run inline on the reader thread, so they answer even when every pool thread
 
 from __future__ import annotations
 
-import os
-
 from .registry import Arg, command
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -27,7 +25,7 @@ def ping(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Answer the init ping with :meth:`Worker.hello`, a plain ping with ``pong``."""
     if args["initialization"]:
         return ctx.worker.hello()
-    return {"pong": True, "worker_id": ctx.worker.config.worker_id, "pid": os.getpid()}
+    return {"pong": True, "worker_id": ctx.worker.config.worker_id, "pid": ctx.worker.pid}
 
 
 @command("describe", args={}, description="List the commands with their argument schemas.", inline=True)

@@ -300,6 +300,9 @@ class Worker:
         registry: Registry = default_registry,
     ) -> None:
         self.config = config
+        #: The worker process's id, read once (``serve`` reads it again): a ping answers
+        #: with it, and reading it costs a system call.
+        self.pid = os.getpid()
         self.commands: Mapping[str, Command] = registry.table(diagnostics=config.diagnostics)
         # The commands whose handler is a coroutine function: they run as tasks.
         self._coroutines = frozenset(name for name, cmd in self.commands.items() if is_coroutine_function(cmd.handler))
@@ -333,7 +336,7 @@ class Worker:
         return {
             "protocol_version": PROTOCOL_VERSION,
             "worker_version": __version__,
-            "pid": os.getpid(),
+            "pid": self.pid,
             "python_version": python_version(),
             "worker_id": self.config.worker_id,
             "commands": sorted(self.commands),
@@ -541,6 +544,7 @@ class Worker:
         ``stop_grace`` seconds to answer); ``EXIT_PROTOCOL`` when the host breaks the
         framing; ``EXIT_ERROR`` when input cannot be read.
         """
+        self.pid = os.getpid()
         loop = asyncio.new_event_loop()
         loop.set_exception_handler(_loop_exception)
         try:
