@@ -255,3 +255,54 @@ func refusedJetStream(nc *nats.Conn, before error) string {
 	}
 	return ""
 }
+
+// refusalPoll is how often an attempt on the shared state looks for a
+// refusal, and refusalGrace how long it still waits after one: the
+// refused publish may be another request's on the same connection.
+const (
+	refusalPoll  = 20 * time.Millisecond
+	refusalGrace = 250 * time.Millisecond
+)
+
+// endWhenRefused watches, while an attempt on the shared state runs, for
+// the server's refusal of a publish to JetStream's API on nc since before
+// (nats.go reports it only as the connection's last error): when one
+// appears and the attempt is still running refusalGrace later, it calls
+// end. The returned func stops the watch and reports the refused
+// subject when the watch ended the attempt, else "". A nil nc is not
+// watched.
+func endWhenRefused(nc *nats.Conn, before error, end context.CancelFunc) (stop func() string) {
+	if nc == nil {
+		return func() string { return "" }
+	}
+	done, ended := make(chan struct{}), make(chan string, 1)
+	go func() {
+		t := time.NewTicker(refusalPoll)
+		defer t.Stop()
+		subject := ""
+		var grace <-chan time.Time
+		for {
+			select {
+			case <-done:
+				ended <- ""
+				return
+			case <-grace:
+				end()
+				ended <- subject
+				return
+			case <-t.C:
+				if subject == "" {
+					if subject = refusedJetStream(nc, before); subject != "" {
+						gt := time.NewTimer(refusalGrace)
+						defer gt.Stop()
+						grace = gt.C
+					}
+				}
+			}
+		}
+	}()
+	return func() string {
+		close(done)
+		return <-ended
+	}
+}

@@ -73,8 +73,10 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 // attemptTimeout: a JetStream request whose answer is lost (no leader yet
 // to answer it) waits until its context ends, and must not take the whole
 // of ctx with it. An attempt that failed while the server refused nc a
-// publish to JetStream's API ends the retries with *stateRefused. A nil
-// nc is never found refused.
+// publish to JetStream's API ends the retries with *stateRefused; an
+// attempt still waiting refusalGrace after such a refusal ends then, not
+// at attemptTimeout (a refused request is never answered). A nil nc is
+// never found refused.
 func retry(ctx context.Context, nc *nats.Conn, op func(context.Context) error) error {
 	wait := 25 * time.Millisecond
 	for {
@@ -83,8 +85,12 @@ func retry(ctx context.Context, nc *nats.Conn, op func(context.Context) error) e
 			before = nc.LastError()
 		}
 		attempt, cancel := context.WithTimeout(ctx, attemptTimeout)
+		refused := endWhenRefused(nc, before, cancel)
 		err := op(attempt)
 		cancel()
+		if s := refused(); err != nil && s != "" && ctx.Err() == nil {
+			return &stateRefused{subject: s, err: err}
+		}
 		if err == nil || !transient(err) {
 			return err
 		}
