@@ -219,6 +219,10 @@ func scalar(v any) (string, bool) {
 // hint suggests the known key an unknown one most likely meant, spelled
 // as its source spells keys: a variable name for a variable.
 func hint(key, source string, known map[string]bool) string {
+	if key == "config" {
+		// DSPGO_CONFIG, or a "config:" key: a file is no key of a file.
+		return " (config files are LoadOptions.Files: the CLI's --config FILE, repeatable)"
+	}
 	s := suggest(key, known)
 	switch {
 	case s == "":

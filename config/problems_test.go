@@ -233,6 +233,7 @@ func TestEnvironmentVariables(t *testing.T) {
 		{name: "nothing close", variable: "DSPGO_NOPE=1", want: `unknown key "nope" set by env:DSPGO_NOPE`, notWant: "did you mean"},
 		{name: "the prefix alone", variable: "DSPGO_=x", want: `unknown key "" set by env:DSPGO_`, notWant: "did you mean"},
 		{name: "a reserved name is exact", variable: "DSPGO_RUN_IDS=1", want: `unknown key "run_ids"`},
+		{name: "a config file by variable", variable: "DSPGO_CONFIG=dspgo.yaml", want: `unknown key "config" set by env:DSPGO_CONFIG (config files are LoadOptions.Files: the CLI's --config FILE, repeatable)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
