@@ -87,6 +87,10 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	h1, _ := serveMock(t, urls(nodes, 0), remote.HostOptions{ID: "h1", Replicas: 3})
 	serveMock(t, urls(nodes, 1), remote.HostOptions{ID: "h2", Replicas: 3})
 	a := newRemote(t, urls(nodes, 0), remote.Options{})
+	// The nodes tell each other of new subscriptions a moment later: until
+	// the caller hears both hosts, a call may find no host on its node, or
+	// a host's replies may find no caller on the host's (seen under load).
+	require.True(t, wait.Until(ctx, func() bool { return len(a.Hosts()) == 2 }), "the caller hears both hosts")
 	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"before-loss"}`)}))
 	c := dspgo.NewClient(a)
 	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
