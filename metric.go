@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/command"
-	"github.com/dspgo/dspgo/internal/program"
 )
 
 // Example is one training or evaluation example of a program (Compile,
@@ -82,19 +79,11 @@ func (c *Client) checkExamples(op string, p *Program, examples []Example, set st
 	if len(examples) == 0 {
 		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s is empty", set)
 	}
-	compiled, err := program.Compile(command.Spec{Signature: p.Spec.Signature, Kind: p.Spec.Kind, Demos: examples})
+	out, err := p.compiled.Examples(examples, set+" example")
 	if err != nil {
-		var e *adapter.Error
-		if errors.As(err, &e) {
-			// "demo 3: input n: …" is example 3 of the set.
-			if rest, ok := strings.CutPrefix(e.Message, "demo "); ok {
-				return nil, c.errorf(e.Code, op, "%s example %s", set, rest)
-			}
-			return nil, c.errorf(e.Code, op, "%s: %s", set, e.Message)
-		}
-		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %v", set, err)
+		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
-	return compiled.Spec.Demos, nil
+	return out, nil
 }
 
 // checkProgram returns an error unless p is a program of this client that

@@ -9,16 +9,16 @@ import (
 
 // normalizeDemos validates demos against a normalized signature and
 // returns them with their values converted (nil when there are none).
-// Errors have CodeInvalidArgument and name the demo's index and the field.
-// The Python worker keeps the same rule with the same messages
-// (protocol/testdata/demos.json).
-func normalizeDemos(demos []command.Demo, kind string, sig command.Signature) ([]command.Demo, error) {
+// Errors have CodeInvalidArgument and name the demo as label and its
+// index ("demo 3") and the field. The Python worker keeps the same rule
+// with the same messages for a spec's demos (protocol/testdata/demos.json).
+func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, label string) ([]command.Demo, error) {
 	if len(demos) == 0 {
 		return nil, nil
 	}
 	out := make([]command.Demo, len(demos))
 	for i, d := range demos {
-		at := fmt.Sprintf("demo %d", i)
+		at := fmt.Sprintf("%s %d", label, i)
 		inputs, err := demoValues(d.Inputs, sig.Inputs, at, "input")
 		if err != nil {
 			return nil, err

@@ -157,7 +157,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	demos, err := normalizeDemos(spec.Demos, kind, sig)
+	demos, err := normalizeDemos(spec.Demos, kind, sig, "demo")
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +183,14 @@ func Compile(spec command.Spec) (*Compiled, error) {
 		c.outPaths = append(c.outPaths, "output "+f.Name)
 	}
 	return c, nil
+}
+
+// Examples validates examples against the program's signature as its
+// demos are, and returns them converted. Errors have CodeInvalidArgument
+// and name the example as label and its index ("devset example 3") and
+// the field.
+func (c *Compiled) Examples(examples []command.Demo, label string) ([]command.Demo, error) {
+	return normalizeDemos(examples, c.Spec.Kind, c.Spec.Signature, label)
 }
 
 // Inputs converts a program's inputs to their declared types. A missing
