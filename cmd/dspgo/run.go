@@ -24,6 +24,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/config"
+	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/registry"
 )
 
@@ -315,17 +316,17 @@ func (a *app) rowSource(f runFlags) (func() (rows []*row, fromFlags bool, err er
 // and so does an Optional of one unless the text is null; any other input
 // takes flagValue(text).
 func flagInputs(p *dspgo.Program, flags map[string]string) map[string]any {
-	types := make(map[string]string, len(p.Spec.Signature.Inputs))
+	types := make(map[string]program.Type, len(p.Spec.Signature.Inputs))
 	for _, f := range p.Spec.Signature.Inputs {
-		types[f.Name] = f.Type // canonical: "str", "Literal['a', 'b']", "Optional[str]"
+		types[f.Name], _ = program.ParseType(f.Type) // valid: the program was created
 	}
 	inputs := make(map[string]any, len(flags))
 	for name, text := range flags {
-		t := types[name]
-		if inner, ok := strings.CutPrefix(t, "Optional["); ok && text != "null" {
-			t = strings.TrimSuffix(inner, "]")
+		t, known := types[name]
+		if t.Kind == program.Optional && text != "null" {
+			t = *t.Elem
 		}
-		if t == "str" || strings.HasPrefix(t, "Literal[") {
+		if known && (t.Kind == program.Str || t.Kind == program.Literal) {
 			inputs[name] = text
 		} else {
 			inputs[name] = flagValue(text)
