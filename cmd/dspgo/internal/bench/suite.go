@@ -201,8 +201,7 @@ func (s Suite) sample(f func() (float64, error)) (Figure, error) {
 		}
 		xs = append(xs, x)
 	}
-	slices.Sort(xs)
-	return Figure{Median: xs[len(xs)/2], Min: xs[0], Max: xs[len(xs)-1]}, nil
+	return figure(xs), nil
 }
 
 // row builds a row whose target is a minimum (or, atMost, a maximum) of
@@ -259,10 +258,15 @@ func (s Suite) versus(name string, inFlight int, dspgoCall func(context.Context)
 	ratio := dFig.Median / rawFig.Median
 	rows := []Row{row(name, "calls/s", &rawFig, dFig, ratio, fmt.Sprintf("≥ %.2f of raw", minRatio), ratio >= minRatio)}
 	if plain {
-		pcFig := figs[2]
-		rows = append(rows, row(name+", against a plain client", "calls/s", &pcFig, dFig, dFig.Median/pcFig.Median, "", true))
+		rows = append(rows, against(name, "a plain client", figs[2], dFig))
 	}
 	return rows, nil
+}
+
+// against is the row, with no target, of a second baseline measured
+// beside the row name: base's calls per second, and d's ratio to them.
+func against(name, what string, base, d Figure) Row {
+	return row(name+", against "+what, "calls/s", &base, d, d.Median/base.Median, "", true)
 }
 
 // alternate runs each measurement once per run, in turn, so that all see
@@ -534,9 +538,7 @@ func (s Suite) lmBound(ctx context.Context) ([]Row, error) {
 	ratio := d.Median / 1280
 	return []Row{
 		row(name, "calls/s", nil, d, ratio, "≥ 0.90 of 1,280", ratio >= 0.9),
-		// No target: the server's own calls per second (lmalone.go),
-		// beside the row above.
-		row(name+", against the test LM server alone", "calls/s", &server, d, d.Median/server.Median, "", true),
+		against(name, "the test LM server alone", server, d), // lmalone.go
 	}, nil
 }
 
