@@ -275,34 +275,33 @@ func endWhenRefused(nc *nats.Conn, before error, end context.CancelFunc) (stop f
 	if nc == nil {
 		return func() string { return "" }
 	}
-	done, ended := make(chan struct{}), make(chan string, 1)
+	done, ended := make(chan struct{}), make(chan struct{})
+	var subject string // set before ended closes, when the watch ended the attempt
 	go func() {
-		t := time.NewTicker(refusalPoll)
-		defer t.Stop()
-		subject := ""
-		var grace <-chan time.Time
-		for {
+		defer close(ended)
+		poll := time.NewTicker(refusalPoll)
+		defer poll.Stop()
+		refused := ""
+		for refused == "" {
 			select {
 			case <-done:
-				ended <- ""
 				return
-			case <-grace:
-				end()
-				ended <- subject
-				return
-			case <-t.C:
-				if subject == "" {
-					if subject = refusedJetStream(nc, before); subject != "" {
-						gt := time.NewTimer(refusalGrace)
-						defer gt.Stop()
-						grace = gt.C
-					}
-				}
+			case <-poll.C:
+				refused = refusedJetStream(nc, before)
 			}
+		}
+		grace := time.NewTimer(refusalGrace)
+		defer grace.Stop()
+		select {
+		case <-done:
+		case <-grace.C:
+			end()
+			subject = refused
 		}
 	}()
 	return func() string {
 		close(done)
-		return <-ended
+		<-ended
+		return subject
 	}
 }
