@@ -14,6 +14,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/internal/wait"
 	"github.com/dspgo/dspgo/internal/wire"
 	"github.com/dspgo/dspgo/protocol"
 )
@@ -287,14 +288,8 @@ func (h *Handler) executeProgram(ctx context.Context, raw json.RawMessage) (any,
 	}
 	delay := time.Duration(lm.DelayMS) * time.Millisecond
 	script := lm.Script
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
+	if delay > 0 && !wait.Sleep(ctx, delay) {
+		return nil, ctx.Err()
 	}
 	var trajectory *[]command.Step
 	if c.Spec.Kind == command.KindReact {

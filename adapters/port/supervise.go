@@ -16,6 +16,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/dspgoenv"
+	"github.com/dspgo/dspgo/internal/wait"
 )
 
 // start starts one worker and completes its handshake within
@@ -223,16 +224,7 @@ func (a *Adapter) backoff(n int) time.Duration {
 }
 
 // wait waits d unless the adapter closes first.
-func (a *Adapter) wait(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-a.life.Done():
-		return false
-	}
-}
+func (a *Adapter) wait(d time.Duration) bool { return wait.Sleep(a.life, d) }
 
 // conn returns the live worker, waiting for a restart within ctx.
 func (a *Adapter) conn(ctx context.Context, op string) (*conn, error) {

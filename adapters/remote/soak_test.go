@@ -179,16 +179,7 @@ func TestSoak(t *testing.T) {
 // pause waits d, an interval of the fault schedule (the random time
 // between two faults, not a wait for anything to happen), or until the
 // run ends; it reports whether the run goes on.
-func pause(running context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-running.Done():
-		return false
-	}
-}
+func pause(running context.Context, d time.Duration) bool { return wait.Sleep(running, d) }
 
 // soakDumpAfter is how long past its margin a call runs before the
 // soak dumps the goroutines.

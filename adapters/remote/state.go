@@ -16,6 +16,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
+	"github.com/dspgo/dspgo/internal/wait"
 )
 
 // openState opens the shared state bucket and replays its broadcasts,
@@ -78,7 +79,7 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 // at attemptTimeout (a refused request is never answered). A nil nc is
 // never found refused.
 func retry(ctx context.Context, nc *nats.Conn, op func(context.Context) error) error {
-	wait := 25 * time.Millisecond
+	backoff := 25 * time.Millisecond
 	for {
 		var before error
 		if nc != nil {
@@ -100,14 +101,10 @@ func retry(ctx context.Context, nc *nats.Conn, op func(context.Context) error) e
 		if ctx.Err() != nil {
 			return err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !wait.Sleep(ctx, backoff) {
 			return errors.Join(err, ctx.Err())
 		}
-		wait = min(2*wait, time.Second)
+		backoff = min(2*backoff, time.Second)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dspgo/dspgo/internal/wait"
 )
 
 // DefaultAddr is where a server listens unless Options.Addr says otherwise:
@@ -561,7 +563,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	s.update(rec, func(r *Request) { r.Fault = fault })
 
 	canceled := func() { s.abortCanceled(rec) }
-	if !sleep(ctx, s.opts.Latency+fault.Latency) {
+	if !wait.Sleep(ctx, s.opts.Latency+fault.Latency) {
 		canceled()
 		return
 	}
@@ -721,7 +723,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec *Request, p 
 			s.update(rec, func(r *Request) { r.Done = true })
 			panic(http.ErrAbortHandler)
 		}
-		if !sleep(ctx, p.delay) {
+		if !wait.Sleep(ctx, p.delay) {
 			canceled()
 			return
 		}
@@ -752,21 +754,6 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rec *Request, p 
 		return
 	}
 	s.update(rec, func(r *Request) { r.Content, r.Done, r.Completed = p.content, true, true })
-}
-
-// sleep waits d, or less when ctx ends first; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // CountTokens is the server's token count of a text: its number of

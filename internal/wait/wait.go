@@ -76,3 +76,21 @@ func Until(ctx context.Context, cond func() bool) bool {
 	}
 	return true
 }
+
+// Sleep waits d, or less when ctx ends first; it reports whether ctx is
+// still live (false when it ended). A d of zero or less waits nothing.
+// It is for intervals (a backoff, a simulated latency), not for waiting
+// until something happens, which Until and Signal do.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

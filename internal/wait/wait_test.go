@@ -56,3 +56,17 @@ func TestUntilPolls(t *testing.T) {
 	defer cancel()
 	assert.False(t, wait.Until(ctx, func() bool { return false }))
 }
+
+// TestSleep: Sleep waits its time, ends early with its context, and waits
+// nothing for a time of zero or less.
+func TestSleep(t *testing.T) {
+	start := time.Now()
+	assert.True(t, wait.Sleep(context.Background(), 2*wait.Interval))
+	assert.GreaterOrEqual(t, time.Since(start), 2*wait.Interval, "it waited its time")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.False(t, wait.Sleep(ctx, time.Hour), "an ended context ends it at once")
+	assert.False(t, wait.Sleep(ctx, 0))
+	assert.True(t, wait.Sleep(context.Background(), -time.Second))
+}

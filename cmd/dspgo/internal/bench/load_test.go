@@ -10,19 +10,17 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/internal/wait"
 )
 
 // slowLM answers after latency, or when ctx ends.
 func slowLM(latency time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
-		t := time.NewTimer(latency)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
+		if !wait.Sleep(ctx, latency) {
 			return ctx.Err()
 		}
+		return nil
 	}
 }
 
