@@ -60,9 +60,10 @@ type EvalResult struct {
 // It works on every backend. An example whose execution fails scores 0
 // and keeps its error in its EvalResult; the metric's error or panic, or
 // the end of ctx, ends Evaluate at once (the executions in flight are
-// cancelled) with that error, the metric's naming its example. Each example must be valid as a demo of
-// prog (CodeInvalidArgument naming the example). Session.Evaluate runs a
-// session's program with the LM of the session's handle.
+// cancelled) with that error, the metric's naming its example. Each
+// example must be valid as a demo of prog (CodeInvalidArgument naming the
+// example). Session.Evaluate runs a session's program with the LM of the
+// session's handle.
 func (c *Client) Evaluate(ctx context.Context, prog *Program, devset []Example, metric Metric, opts ...EvaluateOption) (*Evaluation, error) {
 	return c.evaluate(ctx, "", prog, devset, metric, opts)
 }
