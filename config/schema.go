@@ -206,6 +206,15 @@ type Remote struct {
 	// "_INBOX.<public key>" with an NKEY seed or a credentials file, and
 	// NATS's own "_INBOX" otherwise.
 	InboxPrefix string `koanf:"inbox_prefix"`
+	// LocalCredentialsDir holds the local credentials of the embedded
+	// servers this OS user runs on loopback without a users file: such a
+	// server makes a host user and a caller user with random passwords
+	// and writes them to <dir>/nats-<port>.json (0600); a client of a
+	// loopback URL with no credentials configured reads its role's user
+	// there. Default "": $XDG_RUNTIME_DIR/dspgo, else
+	// $XDG_CONFIG_HOME/dspgo, else $HOME/.config/dspgo, from the
+	// environment the configuration was loaded with.
+	LocalCredentialsDir string `koanf:"local_credentials_dir"`
 	// TLS configures TLS to the servers.
 	TLS RemoteTLS `koanf:"tls"`
 	// ConnectTimeout bounds connecting. Default 5s.
@@ -258,8 +267,10 @@ type Embedded struct {
 	StoreDir string `koanf:"store_dir"`
 	// UsersFile lists the server's users and their roles, one a line:
 	// "<role> <name> <password or bcrypt hash>" or "<role> <public
-	// NKEY>", role host or caller (docs/scale-out.md). Default "" (no
-	// authentication: allowed only when Listen is a loopback address).
+	// NKEY>", role host or caller (docs/scale-out.md). Default "": a
+	// host user and a caller user with random passwords, in the file of
+	// remote.local_credentials_dir, which only this OS user can read;
+	// allowed only when Listen is a loopback address.
 	UsersFile string `koanf:"users_file"`
 	// TLS makes the server speak TLS.
 	TLS EmbeddedTLS `koanf:"tls"`

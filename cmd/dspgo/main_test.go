@@ -18,7 +18,29 @@ import (
 	"github.com/dspgo/dspgo/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// localCredentialsDir is the tests' remote.local_credentials_dir: the
+// embedded servers of "dspgo workers" write their local credentials
+// there, and callers find them, as in a user's own directory.
+var localCredentialsDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dspgo-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	localCredentialsDir = dir
+	defer os.RemoveAll(dir)
+	goleak.VerifyTestMain(m)
+}
+
+// testEnviron is the environment of an in-process CLI: the test's
+// interpreter and worker files, the tests' local credentials directory,
+// and extra; no other variable.
+func testEnviron(t *testing.T, extra ...string) []string {
+	return append([]string{"DSPGO_PYTHON__INTERPRETER=" + testutil.Python(t), "DSPGO_PYTHON__WORKER_DIR=" + testutil.PythonDir(),
+		"DSPGO_REMOTE__LOCAL_CREDENTIALS_DIR=" + localCredentialsDir}, extra...)
+}
 
 // result is one run of the CLI.
 type result struct {
@@ -34,9 +56,7 @@ func cli(t *testing.T, stdin string, environ []string, args ...string) result {
 	var out, errOut bytes.Buffer
 	no := false
 	e := env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut, stdinIsTerminal: &no, stderrIsTerminal: &no,
-		environ: func() []string {
-			return append([]string{"DSPGO_PYTHON__INTERPRETER=" + testutil.Python(t), "DSPGO_PYTHON__WORKER_DIR=" + testutil.PythonDir()}, environ...)
-		}}
+		environ: func() []string { return testEnviron(t, environ...) }}
 	status := run(context.Background(), args, e)
 	return result{status, out.String(), errOut.String()}
 }

@@ -25,7 +25,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	go func() {
 		done <- run(context.Background(), []string{"run", "--signature", "question -> answer", "--metrics-addr", "127.0.0.1:0"},
 			env{stdin: stdin, stdout: &out, stderr: &errOut, stdinIsTerminal: &no, stderrIsTerminal: &no, environ: func() []string {
-				return []string{"DSPGO_PYTHON__INTERPRETER=" + testutil.Python(t), "DSPGO_PYTHON__WORKER_DIR=" + testutil.PythonDir()}
+				return testEnviron(t)
 			}})
 	}()
 	addr := regexp.MustCompile(`serving metrics on (http://\S+/metrics)`)

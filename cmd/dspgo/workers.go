@@ -29,7 +29,10 @@ specs) before it takes a request.
 
 With --embedded-nats the host also runs a NATS server with JetStream on
 remote.embedded.listen, for one machine; other hosts and callers connect to
-it with --remote-url. On SIGTERM or SIGINT the host drains: it stops taking
+it with --remote-url. Without remote.embedded.users_file the server makes a
+host user and a caller user with random passwords and writes them to a file
+only this OS user can read (remote.local_credentials_dir), where this
+user's hosts and callers find them; everyone else is refused. On SIGTERM or SIGINT the host drains: it stops taking
 requests, finishes those in flight (within stop_timeout), closes its
 backend and exits 0.`,
 		Example: `  dspgo workers --embedded-nats                      # first host, with the server
@@ -48,7 +51,7 @@ func (a *app) serveWorkers(ctx context.Context) error {
 	if cfg.Adapter == remote.Name {
 		return usagef("use --adapter pool (or port, memory, mock) for the backend the host serves", "a worker host cannot serve the remote adapter")
 	}
-	nc, release, err := remoteconfig.Connect(ctx, cfg, "dspgo-host")
+	nc, release, err := remoteconfig.Connect(ctx, cfg, remote.RoleHost)
 	if err != nil {
 		return err
 	}

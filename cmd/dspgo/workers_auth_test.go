@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/adapters/remote/embedded"
 	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/internal/wait"
 )
@@ -24,9 +29,7 @@ func startWorkersWith(t *testing.T, environ []string, args ...string) (h *host, 
 	errOut = &testutil.SyncBuffer{}
 	no := false
 	e := env{stdin: strings.NewReader(""), stdout: h.out, stderr: errOut, stdinIsTerminal: &no, stderrIsTerminal: &no,
-		environ: func() []string {
-			return append([]string{"DSPGO_PYTHON__INTERPRETER=" + testutil.Python(t), "DSPGO_PYTHON__WORKER_DIR=" + testutil.PythonDir()}, environ...)
-		}}
+		environ: func() []string { return testEnviron(t, environ...) }}
 	go func() { h.status <- run(ctx, append([]string{"workers"}, args...), e) }()
 	deadline, stop := context.WithTimeout(context.Background(), 60*time.Second)
 	defer stop()
@@ -80,4 +83,42 @@ func TestWorkersWithRoles(t *testing.T) {
 	assert.NotContains(t, r.stdout, "3CR3T")
 	assert.Regexp(t, `(?m)^remote\.password_env\s+NATS_PASSWORD\s`, r.stdout)
 	assert.NotContains(t, h.out.String()+hostErr.String(), "3CR3T")
+}
+
+// TestEmbeddedNATSRefusesStrangers: "dspgo workers --embedded-nats" with
+// no users file still authenticates: a caller of this OS user (the same
+// local credentials directory) runs a program, and a process without
+// those credentials (another user's directory, or none) is refused with
+// what to check; no output shows a password.
+func TestEmbeddedNATSRefusesStrangers(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	addr := freeAddr(t)
+	url := "nats://" + addr
+	h, hostErr := startWorkersWith(t, nil, "--adapter", "mock", "--embedded-nats", "--embedded-listen", addr, "--host-id", "h1")
+	defer func() { assert.Equal(t, 0, h.stop(), h.out.String()) }()
+	_, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	n, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	local, _, err := embedded.ReadLocal(localCredentialsDir, n)
+	require.NoError(t, err)
+
+	r := cli(t, "", nil, "run", "--adapter", "remote", "--remote-url", url, "--signature", "q -> a", "--input", "q=x")
+	require.Equal(t, 0, r.status, r.stderr)
+
+	r = cli(t, "", []string{"DSPGO_REMOTE__LOCAL_CREDENTIALS_DIR=" + t.TempDir()},
+		"run", "--adapter", "remote", "--remote-url", url, "--signature", "q -> a", "--input", "q=x")
+	assert.Equal(t, 1, r.status)
+	assert.Contains(t, r.stderr, "Authorization Violation")
+	assert.Contains(t, r.stderr, "an embedded server of this OS user on loopback is found by the file it writes to remote.local_credentials_dir")
+
+	nc, err := remote.Dial(t.Context(), remote.DialOptions{URL: url})
+	if err == nil {
+		nc.Close()
+	}
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "an anonymous connection: %v", err)
+	for _, out := range []string{h.out.String(), hostErr.String(), r.stdout, r.stderr} {
+		assert.NotContains(t, out, local.Host.Password)
+		assert.NotContains(t, out, local.Caller.Password)
+	}
 }

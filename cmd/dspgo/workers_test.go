@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,7 +13,6 @@ import (
 	"github.com/dspgo/dspgo/adapters/remote/embedded"
 	"github.com/dspgo/dspgo/conformance"
 	"github.com/dspgo/dspgo/internal/testutil"
-	"github.com/dspgo/dspgo/internal/wait"
 )
 
 // host runs "dspgo workers" in process until stop is called.
@@ -28,27 +24,7 @@ type host struct {
 
 func startWorkers(t *testing.T, args ...string) *host {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &host{out: &testutil.SyncBuffer{}, status: make(chan int, 1), cancel: cancel}
-	var errOut bytes.Buffer
-	no := false
-	e := env{stdin: strings.NewReader(""), stdout: h.out, stderr: &errOut, stdinIsTerminal: &no, stderrIsTerminal: &no,
-		environ: func() []string {
-			return []string{"DSPGO_PYTHON__INTERPRETER=" + testutil.Python(t), "DSPGO_PYTHON__WORKER_DIR=" + testutil.PythonDir()}
-		}}
-	go func() { h.status <- run(ctx, append([]string{"workers"}, args...), e) }()
-	deadline, stop := context.WithTimeout(context.Background(), 60*time.Second)
-	defer stop()
-	require.True(t, wait.Until(deadline, func() bool {
-		select {
-		case s := <-h.status:
-			h.status <- s
-			return true
-		default:
-			return strings.Contains(h.out.String(), " serving ")
-		}
-	}), "the host did not start")
-	require.Contains(t, h.out.String(), " serving ", errOut.String())
+	h, _ := startWorkersWith(t, nil, args...)
 	return h
 }
 

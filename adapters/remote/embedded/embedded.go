@@ -7,7 +7,10 @@
 // permissions of its role (remote.RoleHost or remote.RoleCaller, see
 // Permissions), and speaks TLS when given a certificate. Without users it
 // accepts any client with every right, so it then refuses to listen
-// beyond loopback.
+// beyond loopback; a server for the processes of one OS user gives
+// itself a Local pair of users instead, which its clients find in a file
+// only that user can read (the remoteconfig package, and so
+// "dspgo workers --embedded-nats", always does).
 //
 // Real deployments use an external NATS cluster instead; see
 // docs/scale-out.md.
@@ -67,7 +70,9 @@ type Options struct {
 	// permissions of its role in the deployment of Prefix and QueueGroup
 	// (see Permissions); any other client is refused. Empty means no
 	// authentication: any client may do anything, which Start allows
-	// only when Host is a loopback address (ErrNoAuth).
+	// only when Host is a loopback address (ErrNoAuth), and which lets
+	// any process of the machine in; Local.Users keeps it to one OS
+	// user's.
 	Users []User
 
 	// Prefix and QueueGroup are the deployment's subject prefix and the

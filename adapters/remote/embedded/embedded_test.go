@@ -1,6 +1,7 @@
 package embedded_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,6 +9,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -256,5 +259,20 @@ func TestDocumentedServerConfigHasTheRoles(t *testing.T) {
 		assert.ElementsMatch(t, perms.Publish.Allow, u.Permissions.Publish.Allow, "%s publish", u.Username)
 		assert.ElementsMatch(t, perms.Subscribe.Allow, u.Permissions.Subscribe.Allow, "%s subscribe", u.Username)
 		assert.Equal(t, perms.Response, u.Permissions.Response, "%s responses", u.Username)
+	}
+}
+
+// Local credentials print their users' names, never their passwords, in
+// any form fmt or a logger gives them.
+func TestLocalHidesItsPasswords(t *testing.T) {
+	l, err := embedded.NewLocal()
+	require.NoError(t, err)
+	var logged bytes.Buffer
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("local", "creds", l, "host", l.Host)
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("local", "creds", l, "host", l.Host)
+	for _, out := range []string{fmt.Sprint(l), fmt.Sprintf("%+v", l), fmt.Sprintf("%#v", l), fmt.Sprintf("%v", &l), logged.String()} {
+		assert.NotContains(t, out, l.Host.Password)
+		assert.NotContains(t, out, l.Caller.Password)
+		assert.Contains(t, out, "local-host")
 	}
 }

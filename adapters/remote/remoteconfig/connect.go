@@ -16,81 +16,133 @@ import (
 	"github.com/dspgo/dspgo/config"
 )
 
-// Connect connects to the NATS server of cfg.Remote, first starting
-// the embedded one when remote.embedded.enabled is set. release closes
-// the connection and stops that server.
+// Connect connects to the NATS server of cfg.Remote in role (a worker
+// host, remote.RoleHost, or a caller), first starting the embedded one
+// when remote.embedded.enabled is set. release closes the connection and
+// stops that server.
 //
 // The connection authenticates as remote.* says (a credentials file, an
 // NKEY seed file, a user with a password from a variable or a file, or a
 // token from a variable or a file), reading each secret only here; no
 // error shows one. The embedded server takes its users and their roles
-// from remote.embedded.users_file and refuses to listen beyond loopback
-// without them.
-func Connect(ctx context.Context, cfg *config.Config, name string) (nc *nats.Conn, release func(), err error) {
+// from remote.embedded.users_file. Without one it listens only on
+// loopback and makes a host user and a caller user with random
+// passwords, which it writes to a file of remote.local_credentials_dir
+// that only this OS user can read (see embedded.Local); a connection
+// with no credentials configured to it, or to any server on a loopback
+// URL whose port has such a file, authenticates as role's user there.
+func Connect(ctx context.Context, cfg *config.Config, role remote.Role) (nc *nats.Conn, release func(), err error) {
+	name := "dspgo-caller"
+	if role == remote.RoleHost {
+		name = "dspgo-host"
+	}
 	r := cfg.Remote
 	url := r.URL
 	var srv *embedded.Server
+	var local localCredentials
+	stop := func() {
+		if srv != nil {
+			srv.Shutdown()
+			local.remove()
+		}
+	}
 	if r.Embedded.Enabled {
-		srv, err = startEmbedded(ctx, cfg)
+		srv, local, err = startEmbedded(ctx, cfg)
 		if err != nil {
 			return nil, nil, err
 		}
 		url = srv.ClientURL()
 	}
 	opts, err := dialOptions(cfg, url, name)
+	if err == nil && !hasCredentials(opts) {
+		if srv == nil {
+			local, err = findLocal(cfg, url)
+		}
+		if u := local.l.User(role); err == nil && u.Password != "" {
+			opts.User, opts.Password, local.used = u.Name, u.Password, true
+		}
+	}
 	if err == nil {
 		nc, err = remote.Dial(ctx, opts)
 		if adapter.CodeOf(err) == adapter.CodeFailedPrecondition {
-			err = fmt.Errorf("%w; check remote.user with remote.password_env or remote.password_file, remote.token_env or remote.token_file, remote.nkey_seed_file, or remote.creds_file", err)
+			err = refusedHint(err, cfg, local)
 		}
 	}
 	if err != nil {
-		if srv != nil {
-			srv.Shutdown()
-		}
+		stop()
 		return nil, nil, err
 	}
 	return nc, func() {
 		nc.Close()
-		if srv != nil {
-			srv.Shutdown()
-		}
+		stop()
 	}, nil
 }
 
-// startEmbedded starts the embedded NATS server of remote.embedded.
-func startEmbedded(ctx context.Context, cfg *config.Config) (*embedded.Server, error) {
+// hasCredentials reports whether opts say how to authenticate.
+func hasCredentials(opts remote.DialOptions) bool {
+	return opts.CredsFile != "" || opts.NKeySeedFile != "" || opts.User != "" || opts.Token != "" || strings.Contains(opts.URL, "@")
+}
+
+// refusedHint adds to err, a server's refusal of the connection's
+// credentials, what to check.
+func refusedHint(err error, cfg *config.Config, local localCredentials) error {
+	if local.used {
+		return fmt.Errorf("%w; the local credentials in %s are not this server's (process %d wrote them for its embedded server): is that server still running?",
+			err, local.path, local.l.PID)
+	}
+	return fmt.Errorf("%w; check remote.user with remote.password_env or remote.password_file, remote.token_env or remote.token_file, remote.nkey_seed_file, or remote.creds_file (an embedded server of this OS user on loopback is found by the file it writes to remote.local_credentials_dir, %s)",
+		err, localDirOrDefault(cfg))
+}
+
+// startEmbedded starts the embedded NATS server of remote.embedded, and
+// writes its local credentials when it has no users file.
+func startEmbedded(ctx context.Context, cfg *config.Config) (*embedded.Server, localCredentials, error) {
 	r := cfg.Remote
 	e := r.Embedded
+	var none localCredentials
 	host, port, err := net.SplitHostPort(e.Listen)
 	if err != nil {
-		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: %v", err)
+		return nil, none, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: %v", err)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil {
-		return nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: port %q is not a number", port)
+		return nil, none, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: port %q is not a number", port)
 	}
 	if host == "" {
 		host = "0.0.0.0" // ":4222", as net.Listen takes it: every interface
 	}
 	opts := embedded.Options{Host: host, Port: n, StoreDir: e.StoreDir, Prefix: r.Prefix, QueueGroup: r.QueueGroup,
 		TLS: embedded.TLS{CertFile: e.TLS.CertFile, KeyFile: e.TLS.KeyFile, CAFile: e.TLS.CAFile}}
-	if e.UsersFile != "" {
+	var local localCredentials
+	switch {
+	case e.UsersFile != "":
 		if opts.Users, err = embedded.ReadUsers(e.UsersFile); err != nil {
-			return nil, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.users_file: %v", err)
+			return nil, none, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.users_file: %v", err)
 		}
-	} else if !embedded.IsLoopback(host) {
-		return nil, adapter.Errorf(adapter.CodeFailedPrecondition,
+	case !embedded.IsLoopback(host):
+		return nil, none, adapter.Errorf(adapter.CodeFailedPrecondition,
 			"remote.embedded.listen %s is beyond loopback: set remote.embedded.users_file to authenticate clients (or listen on 127.0.0.1)", e.Listen)
-	} else {
-		cfg.Logger(cfg.LogOutput()).Warn("the embedded NATS server authenticates no one: any process on this machine may take calls or configure the hosts; set remote.embedded.users_file",
-			"listen", e.Listen)
+	default:
+		if local.dir, err = localDir(cfg); err != nil {
+			return nil, none, err
+		}
+		if local.l, err = embedded.NewLocal(); err != nil {
+			return nil, none, err
+		}
+		opts.Users = local.l.Users()
 	}
 	srv, err := embedded.Start(ctx, opts)
 	if err != nil {
-		return nil, &adapter.Error{Code: adapter.CodeUnavailable, Op: "open", Adapter: remote.Name, Err: err}
+		return nil, none, &adapter.Error{Code: adapter.CodeUnavailable, Op: "open", Adapter: remote.Name, Err: err}
 	}
-	return srv, nil
+	if local.dir != "" {
+		local.l.URL = srv.ClientURL()
+		if local.path, err = embedded.WriteLocal(local.dir, urlPort(local.l.URL), local.l); err != nil {
+			srv.Shutdown()
+			return nil, none, adapter.Errorf(adapter.CodeFailedPrecondition, "remote.local_credentials_dir: %v", err)
+		}
+	}
+	return srv, local, nil
 }
 
 // dialOptions are the connection options of cfg.Remote, its secrets read

@@ -47,7 +47,7 @@ func TestConnectAuthenticatesFromConfiguration(t *testing.T) {
 		Set: map[string]any{"remote.embedded.enabled": true, "remote.embedded.listen": addr, "remote.embedded.users_file": users,
 			"remote.user": "host-a", "remote.password_env": "NATS_HOST_PASSWORD"}})
 	require.NoError(t, err)
-	hostConn, release, err := remoteconfig.Connect(ctx, hostCfg, "test-host")
+	hostConn, release, err := remoteconfig.Connect(ctx, hostCfg, remote.RoleHost)
 	require.NoError(t, err)
 	defer release()
 	assert.True(t, strings.HasPrefix(hostConn.NewInbox(), "_INBOX.host-a."), hostConn.NewInbox())
@@ -58,7 +58,7 @@ func TestConnectAuthenticatesFromConfiguration(t *testing.T) {
 	}
 	cfg, err := caller(map[string]any{"remote.password_file": passFile})
 	require.NoError(t, err)
-	nc, releaseCaller, err := remoteconfig.Connect(ctx, cfg, "test-caller")
+	nc, releaseCaller, err := remoteconfig.Connect(ctx, cfg, remote.RoleCaller)
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(nc.NewInbox(), "_INBOX.alice."), nc.NewInbox())
 	releaseCaller()
@@ -76,7 +76,7 @@ func TestConnectAuthenticatesFromConfiguration(t *testing.T) {
 	} {
 		cfg, err := caller(c.set)
 		require.NoError(t, err)
-		_, _, err = remoteconfig.Connect(ctx, cfg, "test-caller")
+		_, _, err = remoteconfig.Connect(ctx, cfg, remote.RoleCaller)
 		require.Error(t, err, "%v", c.set)
 		assert.Equal(t, c.code, adapter.CodeOf(err), "%v", err)
 		assert.Contains(t, err.Error(), c.want)
@@ -93,7 +93,7 @@ func TestEmbeddedUsersFileErrors(t *testing.T) {
 	cfg, err := config.Load(config.LoadOptions{Dir: dir, Environ: noEnv, Set: map[string]any{"remote.embedded.enabled": true,
 		"remote.embedded.listen": "127.0.0.1:" + freePort(t), "remote.embedded.users_file": users}})
 	require.NoError(t, err)
-	_, _, err = remoteconfig.Connect(t.Context(), cfg, "test")
+	_, _, err = remoteconfig.Connect(t.Context(), cfg, remote.RoleHost)
 	require.Error(t, err)
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
 	assert.Contains(t, err.Error(), fmt.Sprintf(`remote.embedded.users_file: users file %s: line 2: role "admin" is unknown`, users))

@@ -41,13 +41,18 @@ func Factory() registry.Factory {
 }
 
 // openProbe opens a remote adapter on an embedded server of its own on
-// loopback; closing the adapter stops the server.
+// loopback, whose users are known to this process only; closing the
+// adapter stops the server.
 func openProbe(ctx context.Context) (adapter.Adapter, error) {
-	srv, err := embedded.Start(ctx, embedded.Options{Port: -1})
+	local, err := embedded.NewLocal()
 	if err != nil {
 		return nil, err
 	}
-	nc, err := remote.Dial(ctx, remote.DialOptions{URL: srv.ClientURL()})
+	srv, err := embedded.Start(ctx, embedded.Options{Port: -1, Users: local.Users()})
+	if err != nil {
+		return nil, err
+	}
+	nc, err := remote.Dial(ctx, remote.DialOptions{URL: srv.ClientURL(), User: local.Caller.Name, Password: local.Caller.Password})
 	if err != nil {
 		srv.Shutdown()
 		return nil, err
@@ -60,7 +65,7 @@ func openProbe(ctx context.Context) (adapter.Adapter, error) {
 
 // open opens the remote adapter cfg describes.
 func open(ctx context.Context, cfg *config.Config) (adapter.Adapter, error) {
-	nc, release, err := Connect(ctx, cfg, "dspgo-client")
+	nc, release, err := Connect(ctx, cfg, remote.RoleCaller)
 	if err != nil {
 		return nil, err
 	}

@@ -111,14 +111,20 @@ func TestModuleWithRemote(t *testing.T) {
 		client *dspgo.Client
 		a      adapter.Adapter
 	)
+	creds := t.TempDir()
 	app := fxtest.New(t, supply(t, map[string]any{"adapter": "remote", "remote.embedded.enabled": true, "remote.embedded.listen": addr,
-		"remote.embedded.store_dir": t.TempDir(), "remote.heartbeat": "100ms"}),
+		"remote.embedded.store_dir": t.TempDir(), "remote.heartbeat": "100ms", "remote.local_credentials_dir": creds}),
 		config.Module, registry.Module, fx.NopLogger, fx.Populate(&client, &a))
 	app.RequireStart()
 
-	nc, err := remote.Dial(t.Context(), remote.DialOptions{URL: "nats://" + addr})
+	// The host, another process in a real deployment, finds the host
+	// user the embedded server made in the local credentials directory.
+	cfg, err := config.Load(config.LoadOptions{Dir: t.TempDir(), Environ: noEnv,
+		Set: map[string]any{"remote.url": "nats://" + addr, "remote.local_credentials_dir": creds}})
 	require.NoError(t, err)
-	defer nc.Close()
+	nc, release, err := remoteconfig.Connect(t.Context(), cfg, remote.RoleHost)
+	require.NoError(t, err)
+	defer release()
 	m := mock.New(mock.Options{})
 	defer m.Close(context.Background())
 	h, err := remote.Serve(t.Context(), nc, m, remote.HostOptions{ID: "h", Heartbeat: 100 * time.Millisecond})
