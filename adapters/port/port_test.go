@@ -276,6 +276,25 @@ func TestWorkerEnvironmentIsMinimal(t *testing.T) {
 	assert.Equal(t, "utf-8", get("PYTHONIOENCODING"))
 }
 
+// A PYTHONPATH passed from the host, where a user's handler modules are,
+// goes after the worker's own directory instead of hiding it.
+func TestWorkerPythonPathKeepsTheWorkersDirectory(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pathcheck.py"), []byte(
+		"import os\nfrom dspgo_worker import command\n@command('pythonpath')\ndef pythonpath(args, ctx):\n    return os.environ.get('PYTHONPATH')\n"), 0o600))
+	host := []string{"PATH=" + os.Getenv("PATH"), "PYTHONPATH=" + dir}
+	a := newPython(t, port.Options{Handlers: []string{"pathcheck"}, Environ: func() []string { return host },
+		PassEnv: []string{"PATH", "PYTHONPATH"}})
+	out, err := call(t, a, t.Context(), "pythonpath", "")
+	require.NoError(t, err)
+	var path string
+	require.NoError(t, json.Unmarshal(out, &path))
+	parts := strings.Split(path, ":")
+	require.Len(t, parts, 2, path)
+	assert.FileExists(t, filepath.Join(parts[0], "dspgo_worker", "__init__.py"), "the worker's directory first")
+	assert.Equal(t, dir, parts[1])
+}
+
 func TestEmbeddedWorkerFiles(t *testing.T) {
 	cache := t.TempDir()
 	a := newPython(t, port.Options{CacheDir: cache})

@@ -92,9 +92,11 @@ func (a *Adapter) args() []string {
 }
 
 // env is the worker's minimal environment: what it needs to find its
-// package, the variables named in PassEnv, and Options.Env.
+// package, the variables named in PassEnv, and Options.Env. A PYTHONPATH
+// among those (where handler modules are) comes after the worker's
+// directory instead of replacing it.
 func (a *Adapter) env(dir string) []string {
-	env := []string{"PYTHONPATH=" + dir, "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8", "PYTHONUNBUFFERED=1"}
+	env := []string{"PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8", "PYTHONUNBUFFERED=1"}
 	environ := a.opts.Environ
 	if environ == nil {
 		environ = os.Environ
@@ -107,7 +109,19 @@ func (a *Adapter) env(dir string) []string {
 			}
 		}
 	}
-	return append(env, a.opts.Env...)
+	env = append(env, a.opts.Env...)
+	path := dir
+	kept := env[:0]
+	for _, kv := range env {
+		if p, ok := strings.CutPrefix(kv, "PYTHONPATH="); ok {
+			if p != "" {
+				path = dir + string(os.PathListSeparator) + p // the last one, as exec would keep it
+			}
+			continue
+		}
+		kept = append(kept, kv)
+	}
+	return append([]string{"PYTHONPATH=" + path}, kept...)
 }
 
 // replay sends the recorded broadcasts to a new worker, in order, until
