@@ -117,4 +117,3 @@ func hostPort(s string) (host string, port int, ok bool) {
 	}
 	return u.Hostname(), port, true
 }
-
