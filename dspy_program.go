@@ -64,7 +64,8 @@ func LoadDSPyProgram(r io.Reader, signature string) (ProgramSpec, error) {
 // step predictor gets the instructions dspy.ReAct writes for the client's
 // tools (WithTool), which a loading ReAct must have too. LoadDSPyProgram
 // reads the file back to the same spec (for instructions as DSPy cleans
-// them).
+// them). A KindModule program writes its State, which module.load of its
+// module in Python reads; one without a State cannot be exported.
 func (p *Program) ExportDSPy(w io.Writer) error {
 	data, err := dspystate.Export(p.compiled.Spec, p.tools)
 	if err != nil {

@@ -26,6 +26,12 @@ const (
 	// tools (WithTool), reads their results, and answers when it is done
 	// or after ProgramSpec.MaxIters calls (DSPy's ReAct).
 	KindReact = command.KindReact
+	// KindModule runs a custom dspy.Module, registered on the workers
+	// under ProgramSpec.Module, with ProgramSpec.State loaded: the
+	// multi-step programs data scientists write in Python. Only the dspy
+	// engine runs one; the dummy LM answers it as a KindPredict of its
+	// signature (docs/dspy.md, "Custom modules").
+	KindModule = command.KindModule
 )
 
 // ProgramSpec describes a program to create.
@@ -42,8 +48,8 @@ type ProgramSpec struct {
 	// none.
 	Instructions string
 
-	// Kind is KindPredict, KindChainOfThought or KindReact. Empty means
-	// KindPredict.
+	// Kind is KindPredict, KindChainOfThought, KindReact or KindModule.
+	// Empty means KindPredict.
 	Kind string
 
 	// Demos are few-shot examples, shown to the language model before the
@@ -52,8 +58,24 @@ type ProgramSpec struct {
 	// KindChainOfThought only, optionally the reasoning); a bad one is
 	// CodeInvalidArgument naming its index and field. Demos are part of the
 	// spec's Hash. Nil means none. A created Program's Spec holds them
-	// converted, as the Go types Execute returns.
+	// converted, as the Go types Execute returns. A KindModule program has
+	// none: its predictors' demos are in its State.
 	Demos []Demo
+
+	// Module names a KindModule program's dspy.Module: the name a
+	// python.handlers module registered it under on the workers
+	// (dspgo_worker.dspy_module), letters, digits, '_', '-' and '.', at
+	// most 128. Required for KindModule; other kinds leave it empty. Part
+	// of the spec's Hash.
+	Module string
+
+	// State is a KindModule program's saved state, a JSON object: the file
+	// DSPy's module.save("program.json") writes, as it is. The workers
+	// load it into the module (load_state) before its first run, so an
+	// optimized program runs with its instructions and demos. Nil means
+	// none. Part of the spec's Hash; a created Program's Spec holds it in
+	// canonical form (docs/protocol.md, "Canonical JSON").
+	State json.RawMessage
 
 	// MaxIters bounds a KindReact program's loop: the tool calls before
 	// it must answer, 1 to 100. Zero means 5. Other kinds ignore it.
@@ -143,7 +165,8 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 	if err := program.CheckLMName("lm", spec.LM); err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
-	compiled, err := program.Compile(command.Spec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind, Demos: spec.Demos})
+	compiled, err := program.Compile(command.Spec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind, Demos: spec.Demos,
+		Module: spec.Module, State: spec.State})
 	if err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
@@ -156,7 +179,7 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 	p := &Program{
 		ID: id, Session: session, Hash: compiled.Hash, compiled: compiled,
 		Spec: ProgramSpec{ID: id, Signature: compiled.Spec.Signature, Instructions: compiled.Spec.Instructions, Kind: compiled.Spec.Kind,
-			Demos: compiled.Spec.Demos, LM: spec.LM},
+			Demos: compiled.Spec.Demos, Module: compiled.Spec.Module, State: compiled.Spec.State, LM: spec.LM},
 	}
 	if compiled.Spec.Kind == command.KindReact {
 		if c.opts.toolErr != nil {

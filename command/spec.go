@@ -1,6 +1,9 @@
 package command
 
-import "strings"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // Program kinds, the values of Spec.Kind.
 const (
@@ -12,6 +15,12 @@ const (
 	// KindReact runs a ReAct loop over the host's tools (ExecuteArgs.Tools)
 	// before it answers; its outputs are the declared ones (DSPy's ReAct).
 	KindReact = "react"
+	// KindModule runs a custom dspy.Module that the workers' handler
+	// modules registered under Spec.Module, with Spec.State loaded into
+	// it; its outputs are the declared ones, read from the Prediction it
+	// returns. Only the dspy engine runs one (docs/dspy.md, "Custom
+	// modules").
+	KindModule = "module"
 )
 
 // ReasoningField is the output that KindChainOfThought adds before the
@@ -67,14 +76,26 @@ type Spec struct {
 	// Instructions are the task description given to the language model.
 	// Empty means none.
 	Instructions string `json:"instructions"`
-	// Kind is KindPredict, KindChainOfThought or KindReact. Empty means
-	// KindPredict.
+	// Kind is KindPredict, KindChainOfThought, KindReact or KindModule.
+	// Empty means KindPredict.
 	Kind string `json:"kind"`
 	// Demos are few-shot examples shown to the language model before the
 	// real inputs (see Demo). Nil or empty means none, and leaves the key
 	// out of the spec's JSON, so a spec without demos hashes as before
-	// demos existed.
+	// demos existed. A KindModule spec has none: its predictors' demos are
+	// in its State.
 	Demos []Demo `json:"demos,omitempty"`
+	// Module is a KindModule spec's module: the name a worker's handler
+	// module registered it under (dspgo_worker.dspy_module), letters,
+	// digits, '_', '-' and '.', at most 128. Required for KindModule;
+	// other kinds leave it empty, and the key out of the JSON.
+	Module string `json:"module,omitempty"`
+	// State is a KindModule spec's saved state, a JSON object: what
+	// DSPy's module.save("program.json") writes (or module.dump_state()
+	// gives), loaded into the module with load_state before its first
+	// run. Nil means none: the module as its factory makes it. Other
+	// kinds leave it nil.
+	State json.RawMessage `json:"state,omitempty"`
 }
 
 // Demo is one few-shot example of a program, as DSPy's demos are: a value

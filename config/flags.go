@@ -20,7 +20,7 @@ var flags = []flag{
 	{"log-format", "log.format", "log format: text, json, otel"},
 	{"python", "python.interpreter", "Python interpreter for the workers"},
 	{"worker-dir", "python.worker_dir", "directory holding the dspgo_worker package (default: embedded)"},
-	{"handlers", "python.handlers", "Python modules of user commands, comma-separated"},
+	{"handlers", "python.handlers", "Python modules of user commands and custom DSPy modules, comma-separated"},
 	{"lm-provider", "lm.provider", "language model provider: dummy, openai"},
 	{"lm-model", "lm.model", "language model name"},
 	{"lm-base-url", "lm.base_url", "OpenAI-compatible endpoint"},

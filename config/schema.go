@@ -50,8 +50,9 @@ type Python struct {
 	// PassEnv names host variables passed to workers (such as the LM key's
 	// variable). Default PATH, HOME, LANG, LC_ALL, TZ, TMPDIR.
 	PassEnv []string `koanf:"pass_env"`
-	// Handlers are Python modules of user commands the workers import.
-	// Default none.
+	// Handlers are Python modules the workers import at start: their user
+	// commands (@command) and custom DSPy modules (dspy_module, run as
+	// KindModule programs) register. Default none.
 	Handlers []string `koanf:"handlers"`
 }
 

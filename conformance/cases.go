@@ -99,7 +99,8 @@ func withID(id string) func(*dspgo.ProgramSpec) { return func(s *dspgo.ProgramSp
 // client returns them.
 func expected(t TB, p *dspgo.Program, inputs map[string]any) map[string]any {
 	t.Helper()
-	c, err := program.Compile(command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos})
+	c, err := program.Compile(command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos,
+		Module: p.Spec.Module, State: p.Spec.State})
 	require.NoError(t, err)
 	in, err := c.Inputs(inputs)
 	require.NoError(t, err)

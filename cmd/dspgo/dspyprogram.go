@@ -45,3 +45,26 @@ func loadDSPyProgram(f runFlags) (dspgo.ProgramSpec, error) {
 	}
 	return spec, nil
 }
+
+// moduleSpec builds the spec of a custom dspy.Module: --module names it,
+// --signature gives its inputs and outputs, and --program, when given,
+// its saved state (dspgo.ProgramSpec.State).
+func moduleSpec(f runFlags) (dspgo.ProgramSpec, error) {
+	if f.signature == "" {
+		return dspgo.ProgramSpec{}, usagef(`give --signature with the module's inputs and outputs, such as "question -> answer"`, "--module %s has no signature", f.module)
+	}
+	if f.kind != "" || f.instructions != "" {
+		return dspgo.ProgramSpec{}, usagef("leave them out: the module has its own", "--kind and --instructions do not apply to --module")
+	}
+	sig, err := dspgo.ParseSignature(f.signature)
+	if err != nil {
+		return dspgo.ProgramSpec{}, usagef(`write it like "question, context: list[str] -> answer"`, "--signature: %v", err)
+	}
+	spec := dspgo.ProgramSpec{Kind: dspgo.KindModule, Module: f.module, Signature: sig}
+	if f.program != "" {
+		if spec.State, err = os.ReadFile(f.program); err != nil {
+			return dspgo.ProgramSpec{}, usagef("give an existing file", "--program: %v", err)
+		}
+	}
+	return spec, nil
+}

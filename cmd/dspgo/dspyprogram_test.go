@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -31,4 +32,35 @@ func TestRunDSPyProgram(t *testing.T) {
 	r = cli(t, "", nil, "run", "--adapter", "mock", "--program", cot, "--kind", "predict", "--input", "question=?")
 	assert.Equal(t, 2, r.status)
 	assert.Contains(t, r.stderr, "--kind and --instructions do not apply to a DSPy program")
+}
+
+// TestRunModule: dspgo run --module runs the custom module a handler
+// module registered, with --program as its saved state; on the dummy LM it
+// answers as a predict of --signature. A module the workers lack fails
+// the row's backend call (exit 1) naming the registered ones; --module
+// without --signature, or with --kind, is bad usage.
+func TestRunModule(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "team_modules.py"),
+		[]byte("from dspgo_worker import dspy_module\n\ndspy_module(\"triage\", object)\n"), 0o600))
+	state := filepath.Join(dir, "triage.json")
+	require.NoError(t, os.WriteFile(state, []byte(`{"classify.predict": {"demos": []}, "metadata": {}}`), 0o600))
+	env := []string{"PYTHONPATH=" + dir, "DSPGO_PYTHON__PASS_ENV=PATH,PYTHONPATH", "DSPGO_PYTHON__HANDLERS=team_modules", "PATH=" + os.Getenv("PATH")}
+
+	r := cli(t, "", env, "run", "--adapter", "port", "--module", "triage", "--program", state, "--signature", "ticket -> team: Literal['billing', 'other']",
+		"--input", "ticket=I was charged twice")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Regexp(t, `^\{"row":1,"outputs":\{"team":"(billing|other)"\}\}\n$`, r.stdout)
+
+	r = cli(t, "", env, "run", "--adapter", "port", "--module", "summarize", "--signature", "text -> summary", "--input", "text=x")
+	assert.Equal(t, 1, r.status)
+	assert.Contains(t, r.stderr, `no module "summarize" is registered on this worker (registered: "triage")`)
+
+	for _, args := range [][]string{
+		{"--module", "triage", "--input", "ticket=x"},
+		{"--module", "triage", "--signature", "ticket -> team", "--kind", "predict", "--input", "ticket=x"},
+	} {
+		r = cli(t, "", env, append([]string{"run", "--adapter", "mock"}, args...)...)
+		assert.Equal(t, 2, r.status, "%v: %s", args, r.stderr)
+	}
 }

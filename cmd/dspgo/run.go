@@ -29,9 +29,9 @@ import (
 )
 
 type runFlags struct {
-	signature, program, inputsFile, output, instructions, kind, metricsAddr string
-	inputs                                                                  []string
-	concurrency                                                             int
+	signature, program, module, inputsFile, output, instructions, kind, metricsAddr string
+	inputs                                                                          []string
+	concurrency                                                                     int
 }
 
 func (a *app) runCmd() *cobra.Command {
@@ -52,6 +52,7 @@ a table with the row number first. The backend runs the configured LM
 those. Exit status: 0 when every row succeeded, 1 when some failed, 2 for
 bad usage.`,
 		Example: `  dspgo run --signature "question -> answer" --input question="What is Go?"
+  dspgo run --module rag --program rag.json --signature "question -> answer" --input question=Why --handlers my_project.dspgo_modules
   dspgo run --signature "question, n: int -> answers: list[str]" --input question=Why --input n=3
   dspgo run --program qa.yaml --inputs questions.jsonl --concurrency 8 --output table`,
 		Args: cobra.NoArgs,
@@ -60,6 +61,7 @@ bad usage.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.signature, "signature", "", `the program's signature, e.g. "question, context: list[str] -> answer"; with a DSPy --program, its fields' names and types`)
 	fl.StringVar(&f.program, "program", "", "a program spec file, YAML or JSON (id, signature, instructions, kind), or a DSPy program's module.save JSON")
+	fl.StringVar(&f.module, "module", "", "run the custom dspy.Module a python.handlers module registered under this name (with --signature; --program is then its module.save JSON)")
 	fl.StringVar(&f.instructions, "instructions", "", "instructions for the language model (with --signature)")
 	fl.StringVar(&f.kind, "kind", "", "predict or chain_of_thought (with --signature; default predict)")
 	fl.StringArrayVar(&f.inputs, "input", nil, "an input as name=value (repeatable): a str input's text as it is, others as JSON: n=3, tags='[\"a\"]'")
@@ -210,6 +212,8 @@ func inputFix(p *dspgo.Program) string {
 // programSpec builds the spec from --signature or --program.
 func programSpec(f runFlags) (dspgo.ProgramSpec, error) {
 	switch {
+	case f.module != "":
+		return moduleSpec(f)
 	case f.program != "" && isDSPyProgram(f.program):
 		return loadDSPyProgram(f)
 	case f.signature != "" && f.program != "":

@@ -482,8 +482,15 @@ func parseDefaultInstructions(s string) (inputs, outputs []string, ok bool) {
 // the predictor that produces the outputs, no LM ("lm": null), and
 // metadata naming DSPyVersion only. A ReAct's step predictor gets the
 // instructions dspy.ReAct writes for the spec's instructions and tools
-// (those the program's executions send, in order).
+// (those the program's executions send, in order). A KindModule spec's
+// state is written as it is (in canonical form): it is the module's.
 func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
+	if spec.Kind == command.KindModule {
+		if spec.State == nil {
+			return nil, invalid("a module program exports its state, and this one has none")
+		}
+		return append(append([]byte(nil), spec.State...), '\n'), nil
+	}
 	in, out := names(spec.Signature.Inputs), names(spec.Signature.Outputs)
 	instructions := DefaultInstructions(in, out)
 	if spec.Instructions != "" {

@@ -93,7 +93,35 @@ func demoCases() []demoCase {
 		{Name: "int_keys_that_repeat", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"m","type":"dict[int, str]","description":""}],"outputs":[{"name":"a","type":"","description":""}]},` +
 			`"instructions":"","kind":"","demos":[{"inputs":{"m":{"1":"x","01":"y"}},"outputs":{"a":"z"}}]}`),
 			Error: `demo 0: input m: keys "01" and "1" are the same int 1`},
+		// Module programs: the module's name and state are hashed, the
+		// state in canonical form (1.0 is 1, keys sorted).
+		{Name: "module", Spec: moduleSpec(`"module":"rag"`)},
+		{Name: "module_with_state", Spec: moduleSpec(`"module":"rag","state":{"draft.predict":{"demos":[{"q":"Who?","a":1.0}],"lm":null},"answer":{"signature":{"instructions":"Answer."}},"metadata":{"dependency_versions":{"dspy":"3.4.1"}}}`)},
+		{Name: "module_with_state_as_written_elsewhere", Spec: moduleSpec(`"module":"rag","state":{"metadata":{"dependency_versions":{"dspy":"3.4.1"}},"answer":{"signature":{"instructions":"Answer."}},"draft.predict":{"lm":null,"demos":[{"a":1,"q":"Who?"}]}}`)},
+		{Name: "module_null_state_is_none", Spec: moduleSpec(`"module":"rag","state":null`)},
+		{Name: "module_empty_state", Spec: moduleSpec(`"module":"rag","state":{}`)},
+		{Name: "module_without_its_name", Spec: moduleSpec(`"state":{}`),
+			Error: `a module program needs its module: the name a worker's handler module registered it under`},
+		{Name: "module_name_not_a_name", Spec: moduleSpec(`"module":"my rag"`),
+			Error: `module name "my rag" may hold only letters, digits, '_', '-' and '.' (at most 128)`},
+		{Name: "module_state_not_an_object", Spec: moduleSpec(`"module":"rag","state":["draft"]`),
+			Error: `state must be a JSON object (what DSPy's module.save writes), not an array`},
+		{Name: "module_with_demos", Spec: moduleSpec(`"module":"rag","demos":[` + demoOK + `]`),
+			Error: `a module program has no demos: its predictors' demos are in its state`},
+		{Name: "module_name_on_predict", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"q","type":"","description":""}],"outputs":[{"name":"a","type":"","description":""}]},` +
+			`"instructions":"","kind":"predict","module":"rag"}`),
+			Error: `module is for kind "module" only (this spec's kind is "predict")`},
+		{Name: "state_on_chain_of_thought", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"q","type":"","description":""}],"outputs":[{"name":"a","type":"","description":""}]},` +
+			`"instructions":"","kind":"chain_of_thought","state":{}}`),
+			Error: `state is for kind "module" only (this spec's kind is "chain_of_thought")`},
 	}
+}
+
+// moduleSpec is a module spec's JSON text over "question, context:
+// list[str] -> answer, confidence: float" with the given members.
+func moduleSpec(members string) json.RawMessage {
+	s := string(demoSpec("module", ""))
+	return json.RawMessage(s[:len(s)-1] + "," + members + "}")
 }
 
 // compileJSON compiles a spec's JSON as the mock decodes it.
@@ -136,9 +164,14 @@ func TestDemoVectors(t *testing.T) {
 	assert.Equal(t, byName["predict_two"], byName["predict_float_written_as_int"], "values are hashed converted: 1 and 1.0 are the float 1")
 	assert.NotEqual(t, byName["chain_of_thought_with_reasoning"], byName["chain_of_thought_without_reasoning"])
 	assert.Equal(t, byName["chain_of_thought_without_reasoning"], byName["chain_of_thought_empty_reasoning_is_none"])
+	assert.NotEqual(t, byName["no_demos"], byName["module"], "the kind and the module are hashed")
+	assert.NotEqual(t, byName["module"], byName["module_with_state"], "the state is hashed")
+	assert.Equal(t, byName["module_with_state"], byName["module_with_state_as_written_elsewhere"], "the state is hashed in canonical form")
+	assert.Equal(t, byName["module"], byName["module_null_state_is_none"])
+	assert.NotEqual(t, byName["module"], byName["module_empty_state"])
 
 	got, err := json.MarshalIndent(map[string]any{
-		"about": "Golden vectors of program demos (docs/protocol.md, \"Demos\"). Compiling each spec gives spec_hash, or fails with invalid_argument and exactly error, in Go (internal/program, the mock) and in the Python worker alike. Regenerate with: go test ./internal/program -run TestDemoVectors -update",
+		"about": "Golden vectors of program demos (docs/protocol.md, \"Demos\") and of module programs (\"Module programs\"). Compiling each spec gives spec_hash, or fails with invalid_argument and exactly error, in Go (internal/program, the mock) and in the Python worker alike. Regenerate with: go test ./internal/program -run TestDemoVectors -update",
 		"cases": cases,
 	}, "", "  ")
 	require.NoError(t, err)

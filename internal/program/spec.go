@@ -3,6 +3,7 @@ package program
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -150,10 +151,15 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	if kind == "" {
 		kind = command.KindPredict
 	}
-	if kind != command.KindPredict && kind != command.KindChainOfThought && kind != command.KindReact {
-		return nil, invalid("program kind %q is unknown (known: %s, %s, %s)", spec.Kind, command.KindPredict, command.KindChainOfThought, command.KindReact)
+	if kind != command.KindPredict && kind != command.KindChainOfThought && kind != command.KindReact && kind != command.KindModule {
+		return nil, invalid("program kind %q is unknown (known: %s, %s, %s, %s)", spec.Kind,
+			command.KindPredict, command.KindChainOfThought, command.KindReact, command.KindModule)
 	}
 	sig, err := normalizeSignature(spec.Signature, kind)
+	if err != nil {
+		return nil, err
+	}
+	state, err := checkModule(spec, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +167,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Compiled{Spec: command.Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos}}
+	c := &Compiled{Spec: command.Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos, Module: spec.Module, State: state}}
 	canon, err := Canonical(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("program: canonical form of a spec: %w", err)
@@ -248,4 +254,75 @@ func names(fields []command.Field) string {
 		parts[i] = fmt.Sprintf("%q", f.Name)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// maxModuleName is the longest module name of a KindModule spec.
+const maxModuleName = 128
+
+// checkModule checks the module and state of a spec of kind, and returns
+// the state in canonical form (nil for none).
+func checkModule(spec command.Spec, kind string) (json.RawMessage, error) {
+	var state any
+	if len(spec.State) > 0 {
+		v, err := decodeJSON(spec.State)
+		if err != nil {
+			return nil, invalid("state is not JSON: %v", err)
+		}
+		state = v
+	}
+	if kind != command.KindModule {
+		switch {
+		case spec.Module != "":
+			return nil, invalid("module is for kind %q only (this spec's kind is %q)", command.KindModule, kind)
+		case state != nil:
+			return nil, invalid("state is for kind %q only (this spec's kind is %q)", command.KindModule, kind)
+		}
+		return nil, nil
+	}
+	switch {
+	case spec.Module == "":
+		return nil, invalid("a module program needs its module: the name a worker's handler module registered it under")
+	case !isModuleName(spec.Module):
+		return nil, invalid("module name %q may hold only letters, digits, '_', '-' and '.' (at most %d)", spec.Module, maxModuleName)
+	case len(spec.Demos) > 0:
+		return nil, invalid("a module program has no demos: its predictors' demos are in its state")
+	case state == nil:
+		return nil, nil
+	}
+	if _, ok := state.(map[string]any); !ok {
+		return nil, invalid("state must be a JSON object (what DSPy's module.save writes), not %s", jsonKind(state))
+	}
+	canon, err := Canonical(state)
+	if err != nil {
+		return nil, invalid("state: %v", err)
+	}
+	return canon, nil
+}
+
+// isModuleName reports whether s is a module name: 1 to maxModuleName
+// letters, digits, '_', '-' and '.'.
+func isModuleName(s string) bool {
+	if s == "" || len(s) > maxModuleName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isIdentByte(c) && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonKind names the JSON kind of a decoded value: "an array", "a
+// string", "a number" or "a boolean".
+func jsonKind(v any) string {
+	switch v.(type) {
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	}
+	return "a number"
 }

@@ -49,10 +49,20 @@ Writing commands::
     def get_program(args, ctx):
         ctx.check()  # raises if cancelled or past the deadline
         raise WorkerError("not_found", f"program {args['program_id']!r} not found")
+
+Registering a custom ``dspy.Module`` for programs of kind ``module``
+(:mod:`dspgo_worker.modules`)::
+
+    from dspgo_worker import dspy_module
+
+    @dspy_module("rag")
+    class RAG(dspy.Module):
+        ...
 """
 
 from .context import Context
 from .errors import ERROR_CODES, Cancelled, DeadlineExceeded, ToolError, WorkerError
+from .modules import dspy_module
 from .registry import Arg, Command, Registry, command, default_registry
 from .version import PROTOCOL_VERSION, __version__
 
@@ -76,4 +86,5 @@ __all__ = [
     "__version__",
     "command",
     "default_registry",
+    "dspy_module",
 ]

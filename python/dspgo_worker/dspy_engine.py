@@ -45,6 +45,8 @@ its INFO ones as DEBUG (:class:`_DSPyLogs`).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import importlib
 import logging
 import os
@@ -55,9 +57,11 @@ from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
 from .fieldtypes import FieldType
-from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_REACT, REASONING_FIELD
+from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
+from .modules import module_factory
 from .programs import DEFAULT_MAX_ITERS
+from .protocol import quote
 from .react import aobserve
 from .redact import redact
 from .spec import CompiledSpec
@@ -221,6 +225,17 @@ class DspyEngine:
                 compiled.extras["dspy_module"] = module
             return module
 
+    def custom_module(self, dspy: Any, compiled: CompiledSpec) -> Any:
+        """The ``dspy.Module`` of a module spec: made once per compiled spec by the factory
+        registered under its name (:mod:`~dspgo_worker.modules`), with its state loaded,
+        and kept in ``compiled.extras``; its runs share it, as DSPy's own ``Evaluate``
+        shares a program between threads."""
+        with self._lock:
+            module = compiled.extras.get("dspy_module")
+            if module is None:
+                module = compiled.extras["dspy_module"] = _make_module(dspy, compiled)
+            return module
+
     @staticmethod
     def set_demos(dspy: Any, compiled: CompiledSpec, module: Any) -> None:
         """The spec's demos as ``dspy.Example`` objects (inputs, ``reasoning`` when a
@@ -317,8 +332,13 @@ class DspyEngine:
             module = dspy.ReAct(self.signature(dspy, compiled), tools=self.tools(dspy, tools, ctx, trajectory), max_iters=max_iters)
             with self._lock:
                 self.set_demos(dspy, compiled, module)
+        elif compiled.kind == KIND_MODULE:
+            module = self.custom_module(dspy, compiled)
         else:
             module = self.module(dspy, compiled)
+        # A custom module with only a (blocking) forward runs on a thread, where DSPy's
+        # stream cannot reach this task: its fields are sent whole at the end.
+        on_thread = not hasattr(module, "aforward")
         lms = _shared_lms(ctx)
         shared = lms.take((config, config.api_key()), lambda: self.make_lm(dspy, config)) if lms is not None else None
         lm = shared.lm if shared is not None else self.make_lm(dspy, config)
@@ -326,8 +346,11 @@ class DspyEngine:
         try:
             # No history: DSPy would keep every call's prompt and reply, on the LM, on
             # the module and globally, up to 10,000 each.
-            with dspy.context(lm=lm, track_usage=True, send_stream=chunks, disable_history=True):
-                prediction = await module.acall(**inputs)
+            with dspy.context(lm=lm, track_usage=True, send_stream=None if on_thread else chunks, disable_history=True):
+                if on_thread:
+                    prediction = await _run_forward(ctx, module, inputs)
+                else:
+                    prediction = await module.acall(**inputs)
         except WorkerError:
             raise
         except Exception as exc:  # noqa: BLE001 - dspy and its LM clients raise many kinds
@@ -443,6 +466,57 @@ class _Chunks:
         """Send the fields not streamed yet (a reply from the cache, a JSON reply)."""
         for name, delta in self.streamer.finish(outputs):
             await self.ctx.send_chunk({"field": name, "delta": delta})
+
+
+def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:
+    """A new module of a module spec, its state loaded. The state's LMs are not: a run's LM
+    is its configuration's (as for every kind), and a state from a caller must not point
+    the worker's key at another model or endpoint. ``failed_precondition`` when the name
+    is not registered or its factory makes no ``dspy.Module``; ``invalid_argument`` when
+    the state does not fit the module."""
+    name = quote(compiled.module or "")
+    factory = module_factory(compiled.module or "")
+    try:
+        module = factory()
+    except Exception as exc:  # noqa: BLE001 - the user's factory raises what it raises
+        raise WorkerError("internal", f"module {name}: its factory failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(module, dspy.Module):
+        raise WorkerError("failed_precondition", f"module {name}: its factory made a {type(module).__name__}, not a dspy.Module")
+    if compiled.state is None:
+        return module
+    parameters = [n for n, _ in module.named_parameters()]
+    missing = [n for n in parameters if not isinstance(compiled.state.get(n), dict)]
+    if missing:
+        theirs = ", ".join(quote(k) for k in compiled.state if k != "metadata") or "none"
+        raise WorkerError(
+            "invalid_argument",
+            f"module {name}: the state has no entry for its predictor {', '.join(quote(n) for n in missing)} "
+            f"(the state's entries: {theirs}); was it saved from another module?",
+        )
+    state = {n: {**compiled.state[n], "lm": None} for n in parameters}
+    try:
+        module.load_state(state)
+    except Exception as exc:  # noqa: BLE001 - DSPy refuses a state with many kinds
+        raise WorkerError("invalid_argument", f"module {name}: its state does not load: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+async def _run_forward(ctx: Context, module: Any, inputs: dict[str, Any]) -> Any:
+    """``module(**inputs)`` on one of the worker's threads (``ctx.run_sync``), in a copy
+    of this task's context, so DSPy sees the run's LM and usage tracking there. A
+    cancelled run still waits for ``forward`` to end: a thread cannot be interrupted."""
+    context = contextvars.copy_context()
+
+    def forward() -> Any:
+        return context.run(module, **inputs)
+
+    try:
+        worker = ctx.worker
+    except AttributeError:
+        worker = None
+    if worker is None:
+        return await asyncio.to_thread(forward)
+    return await ctx.run_sync(forward)
 
 
 async def _close(lm: Any) -> None:

@@ -9,9 +9,10 @@ from .chat_format import build_messages, parse_reply
 from .chunks import output_chunks, stream_outputs
 from .dummy import dummy_outputs
 from .errors import WorkerError
-from .kinds import KIND_REACT
+from .kinds import KIND_MODULE, KIND_REACT
 from .lmconfig import LMConfig
 from .programs import DEFAULT_MAX_ITERS
+from .protocol import quote
 from .providers import DummyProvider, make_provider
 from .react import aobserve, build_step_messages, parse_step, run_script, trajectory_text
 from .spec import CompiledSpec
@@ -60,6 +61,12 @@ class NativeEngine:
                         raise WorkerError("internal", f"the dummy LM failed after {i} chunks (fail_after_chunks)")
                     await ctx.send_chunk(chunk)
             return outputs, trajectory, None
+        if compiled.kind == KIND_MODULE:
+            raise WorkerError(
+                "failed_precondition",
+                f"module {quote(compiled.module or '')}: a module program runs only on the dspy engine, and this LM runs on "
+                "the native one (set lm.engine to dspy or auto, with dspy installed in the workers' Python)",
+            )
         usage = Usage()
         if compiled.kind == KIND_REACT:
             trajectory = await self.react_loop(provider, compiled, inputs, list(tools), max_iters, ctx, usage)

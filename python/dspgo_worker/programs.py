@@ -259,12 +259,14 @@ async def configure_lm(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     "create_program",
     args={
         "program_id": Arg("str", description="the host's id of the program, for logs only"),
-        "spec": Arg("object", required=True, description="{signature: {inputs, outputs}, instructions, kind}"),
+        "spec": Arg("object", required=True, description="{signature: {inputs, outputs}, instructions, kind, demos?, module?, state?}"),
     },
     description="Validate, compile and cache a program spec; idempotent. Result {spec_hash}.",
 )
 async def create_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     compiled = program_state(ctx).compile(args["spec"])
+    if compiled.module is not None:
+        _lazy("modules").module_factory(compiled.module)  # failed_precondition when not registered here
     if _handler_log.isEnabledFor(logging.DEBUG):
         ctx.logger.debug("program compiled", extra={"program_id": args["program_id"], "spec_hash": compiled.hash})
     return {"spec_hash": compiled.hash}

@@ -14,7 +14,8 @@ from .canonical import canonical_json, sha256_hex
 from .demos import normalize_demos
 from .errors import invalid
 from .fieldtypes import STR, FieldType, parse_type
-from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_PREDICT, KINDS, REASONING_FIELD
+from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_PREDICT, KINDS, REASONING_FIELD
+from .modules import MAX_MODULE_NAME, is_module_name
 from .protocol import quote
 from .signature import Field, field_list, is_identifier
 from .values import convert, json_object, json_string
@@ -38,7 +39,7 @@ class CompiledSpec:
     """
 
     def __init__(self, raw: Any) -> None:
-        spec = json_object(raw, "spec", ("signature", "instructions", "kind", "demos"))
+        spec = json_object(raw, "spec", ("signature", "instructions", "kind", "demos", "module", "state"))
         signature = spec.get("signature")
         signature = {} if signature is None else json_object(signature, "spec.signature", ("inputs", "outputs"))
         raw_inputs = field_list(signature, "inputs", "spec.signature")
@@ -88,9 +89,15 @@ class CompiledSpec:
             "instructions": instructions,
             "kind": kind,
         }
+        #: A module spec's registered name and saved state (None: none), else None.
+        self.module, self.state = _check_module(spec, kind)
         self.demos: list[dict[str, Any]] = normalize_demos(spec, kind, self.inputs, self.declared_outputs)
         if self.demos:
             self.spec["demos"] = self.demos
+        if self.module is not None:
+            self.spec["module"] = self.module
+            if self.state is not None:
+                self.spec["state"] = self.state
         self.hash = sha256_hex(canonical_json(self.spec))
         self.extras: dict[str, Any] = {}
         #: The parts of the dummy LM's seeds, made by the first :func:`~dspgo_worker.dummy.dummy_outputs`.
@@ -113,3 +120,39 @@ class CompiledSpec:
             if name not in out:
                 raise invalid(f"input {quote(name)} is not in the signature (the program takes {self.input_names()})")
         return out
+
+
+def _check_module(spec: dict[str, Any], kind: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The module name and state of a spec of ``kind`` (Go's ``checkModule``, the same
+    messages): both None unless the kind is ``module``, whose name is required and whose
+    state, when given, is a JSON object and comes without demos."""
+    module = json_string(spec, "module", "spec")
+    state = spec.get("state")
+    if kind != KIND_MODULE:
+        if module:
+            raise invalid(f'module is for kind "{KIND_MODULE}" only (this spec\'s kind is {quote(kind)})')
+        if state is not None:
+            raise invalid(f'state is for kind "{KIND_MODULE}" only (this spec\'s kind is {quote(kind)})')
+        return None, None
+    if not module:
+        raise invalid("a module program needs its module: the name a worker's handler module registered it under")
+    if not is_module_name(module):
+        raise invalid(f"module name {quote(module)} may hold only letters, digits, '_', '-' and '.' (at most {MAX_MODULE_NAME})")
+    if spec.get("demos"):
+        raise invalid("a module program has no demos: its predictors' demos are in its state")
+    if state is None:
+        return module, None
+    if not isinstance(state, dict):
+        raise invalid(f"state must be a JSON object (what DSPy's module.save writes), not {_json_kind(state)}")
+    return module, state
+
+
+def _json_kind(v: Any) -> str:
+    """Go's ``jsonKind``: "an array", "a string", "a boolean" or "a number"."""
+    if isinstance(v, list):
+        return "an array"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, bool):
+        return "a boolean"
+    return "a number"

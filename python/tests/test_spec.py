@@ -193,7 +193,7 @@ class CompileTest(unittest.TestCase):
             (spec_of([], [("a", "")]), "signature has no inputs"),
             (spec_of([("q", "")], []), "signature has no outputs"),
             (spec_of([("q", "")], [("reasoning", "")], kind="chain_of_thought"), '"reasoning" is used twice'),
-            (spec_of([("q", "")], [("a", "")], kind="tree_of_thought"), 'kind "tree_of_thought" is unknown (known: predict, chain_of_thought, react)'),
+            (spec_of([("q", "")], [("a", "")], kind="tree_of_thought"), 'kind "tree_of_thought" is unknown (known: predict, chain_of_thought, react, module)'),
             (spec_of([("a", ""), ("a", "")], [("b", "")]), '"a" is used twice (as input and as input)'),
             (spec_of([("a", "")], [("a", "")]), '"a" is used twice (as input and as output)'),
             (spec_of([("1a", "")], [("b", "")]), "input field name \"1a\" is not a valid identifier"),

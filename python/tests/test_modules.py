@@ -1,0 +1,243 @@
+"""Programs of kind ``module``: custom ``dspy.Module`` classes registered with
+``dspgo_worker.dspy_module`` and run by the dspy engine against the test LM server
+(docs/dspy.md, "Custom modules").
+
+The registration and the spec's rules need no dspy; the runs need dspy and are skipped on
+the bare interpreter (failed in the dspy run of ``make test``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import unittest
+from unittest import mock
+
+from dspgo_worker import dspy_module
+from dspgo_worker.errors import WorkerError
+from dspgo_worker.modules import module_factory, module_names, unregister
+
+from .helpers import InProcessWorker
+from .lmserver import LMServer, require_dspy
+from .test_spec import spec_of
+
+KEY_ENV = "DSPGO_TEST_MODULE_KEY"
+SECRET = "sk-module-test-key-0123456789"
+
+
+def module_spec(name: str, state: dict | None = None, inputs=(("question", "str"),), outputs=(("answer", "str"),)) -> dict:
+    spec = spec_of(list(inputs), list(outputs), kind="module")
+    spec["module"] = name
+    if state is not None:
+        spec["state"] = state
+    return spec
+
+
+class RegistrationTest(unittest.TestCase):
+    def register(self, name, factory=None):
+        self.addCleanup(unregister, name)
+        return dspy_module(name, factory)
+
+    def test_a_class_or_a_factory_is_registered_under_its_name(self):
+        @self.register("test.decorated")
+        class Decorated:
+            pass
+
+        self.assertIsInstance(Decorated, type, "the decorator returns the class")
+        self.assertIs(module_factory("test.decorated"), Decorated)
+        made = self.register("test-factory", lambda: Decorated())
+        self.assertIs(module_factory("test-factory"), made)
+        self.assertIn("test.decorated", module_names())
+
+    def test_bad_names_and_twice_are_refused(self):
+        for name in ("", "my rag", "a/b", "é", "x" * 129, 7):
+            with self.subTest(name=name), self.assertRaisesRegex(ValueError, "may hold only letters"):
+                dspy_module(name, object)
+        self.register("test-twice", object)
+        with self.assertRaisesRegex(ValueError, "registered twice"):
+            dspy_module("test-twice", object)
+        with self.assertRaisesRegex(ValueError, "is not callable"):
+            dspy_module("test-not-callable", "RAG")
+
+    def test_an_unknown_name_names_the_registered_ones(self):
+        self.register("test-known", object)
+        with self.assertRaises(WorkerError) as caught:
+            module_factory("test-unknown")
+        self.assertEqual(caught.exception.code, "failed_precondition")
+        self.assertIn('no module "test-unknown" is registered on this worker (registered: ', caught.exception.message)
+        self.assertIn('"test-known"', caught.exception.message)
+        self.assertIn("dspgo_worker.dspy_module in a module of python.handlers", caught.exception.message)
+
+
+class CreateTest(unittest.TestCase):
+    """A worker refuses to create a module program whose module it does not have; with the
+    dummy LM a registered one answers as a predict of its signature (no dspy needed)."""
+
+    def test_create_needs_the_module_here(self):
+        w = InProcessWorker(self)
+        error = w.error("create_program", {"program_id": "p", "spec": module_spec("test-missing")})
+        self.assertEqual(error["code"], "failed_precondition")
+        self.assertIn('no module "test-missing" is registered', error["message"])
+
+        self.addCleanup(unregister, "test-present")
+        dspy_module("test-present", object)
+        spec = module_spec("test-present", {"answer": {"demos": []}})
+        created = w.ok("create_program", {"program_id": "p", "spec": spec})
+        result = w.ok("execute_program", {"spec_hash": created["spec_hash"], "inputs": {"question": "Why?"}})
+        self.assertEqual(list(result["outputs"]), ["answer"])
+        self.assertRegex(result["outputs"]["answer"], r"^answer [0-9a-f]{8} [0-9a-f]{8}$", "the dummy LM's rule for a str")
+
+
+class ModuleRunTest(unittest.TestCase):
+    """Runs with the real dspy against the test LM server."""
+
+    def setUp(self):
+        require_dspy(self)
+        import dspy
+
+        self.dspy = dspy
+        self.lm = LMServer(self)
+        patcher = mock.patch.dict(os.environ, {KEY_ENV: SECRET})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        self.w = InProcessWorker(self)
+
+        class Draft(dspy.Module):
+            """Two steps: a chain of thought drafts, a predictor answers from the draft."""
+
+            def __init__(self):
+                super().__init__()
+                self.draft = dspy.ChainOfThought("question -> draft")
+                self.answer = dspy.Predict("question, draft -> answer, confidence: float")
+
+            def forward(self, question):
+                draft = self.draft(question=question).draft
+                return self.answer(question=question, draft=draft)
+
+        class AsyncDraft(Draft):
+            async def aforward(self, question):
+                draft = (await self.draft.acall(question=question)).draft
+                return await self.answer.acall(question=question, draft=draft)
+
+        self.Draft = Draft
+        for name, factory in (("test-draft", Draft), ("test-async-draft", AsyncDraft), ("test-not-a-module", dict),
+                              ("test-broken", lambda: 1 / 0)):
+            dspy_module(name, factory)
+            self.addCleanup(unregister, name)
+
+    def configure(self, engine: str = "dspy", model: str = "test-model") -> None:
+        self.w.ok("configure_lm", {"provider": "openai", "model": model, "base_url": self.lm.url, "api_key_env": KEY_ENV, "engine": engine})
+
+    def spec(self, name: str = "test-draft", state: dict | None = None) -> dict:
+        return module_spec(name, state, outputs=(("answer", "str"), ("confidence", "float")))
+
+    def saved_state(self) -> dict:
+        """What module.save writes for Draft, with an instruction and a demo of its own."""
+        module = self.Draft()
+        module.answer.signature = module.answer.signature.with_instructions("Answer in one word, from the draft.")
+        module.answer.demos = [self.dspy.Example(question="Who wrote it?", draft="Ann did.", answer="Ann", confidence=0.9)]
+        state = module.dump_state()
+        state["metadata"] = {"dependency_versions": {"dspy": self.dspy.__version__}}
+        return json.loads(json.dumps(state))
+
+    def prompts(self) -> list[str]:
+        return ["\n".join(m["content"] for m in r["messages"]) for r in self.lm.requests()]
+
+    def test_every_step_calls_the_lm_and_the_outputs_are_typed(self):
+        for name in ("test-draft", "test-async-draft"):
+            with self.subTest(module=name):
+                self.lm.reset()
+                self.configure()
+                result = self.w.ok("execute_program", {"spec": self.spec(name), "inputs": {"question": "What is Go?"}})
+                self.assertEqual(list(result["outputs"]), ["answer", "confidence"])
+                self.assertIsInstance(result["outputs"]["answer"], str)
+                self.assertIsInstance(result["outputs"]["confidence"], float)
+                requests = self.lm.requests()
+                self.assertEqual(len(requests), 2, "the draft's call, then the answer's")
+                self.assertEqual([f["name"] for f in requests[0]["fields"]], ["reasoning", "draft"])
+                self.assertEqual([f["name"] for f in requests[1]["fields"]], ["answer", "confidence"])
+                self.assertTrue(all(r["authorization"] == f"Bearer {SECRET}" for r in requests))
+                usage = result["usage"]
+                self.assertGreater(usage["prompt_tokens"], 0)
+                self.assertEqual(usage["total_tokens"], usage["prompt_tokens"] + usage["completion_tokens"])
+
+    def test_the_state_is_loaded_and_its_lm_is_not(self):
+        state = self.saved_state()
+        state["answer"]["lm"] = {"model": "openai/another-model", "temperature": 0.0}
+        self.configure()
+        self.w.ok("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "What is Go?"}})
+        requests = self.lm.requests()
+        self.assertEqual([r["model"] for r in requests], ["test-model", "test-model"], "the configured LM, not the state's")
+        answer_prompt = self.prompts()[1]
+        self.assertIn("Answer in one word, from the draft.", answer_prompt)
+        self.assertIn("Who wrote it?", answer_prompt, "the state's demo")
+        self.assertNotIn("Who wrote it?", self.prompts()[0], "the demo is the answer step's only")
+
+    def test_a_state_that_does_not_fit_names_what_is_missing(self):
+        self.configure()
+        error = self.w.error("execute_program", {"spec": self.spec(state={"draft.predict": {}, "metadata": {}}), "inputs": {"question": "?"}})
+        self.assertEqual(error["code"], "invalid_argument")
+        self.assertIn('module "test-draft": the state has no entry for its predictor "answer" (the state\'s entries: "draft.predict")', error["message"])
+
+        state = self.saved_state()
+        del state["answer"]["signature"]
+        error = self.w.error("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
+        self.assertEqual(error["code"], "invalid_argument")
+        self.assertIn('module "test-draft": its state does not load: KeyError', error["message"])
+        self.assertEqual(self.lm.requests(), [], "nothing ran")
+
+    def test_factories_that_make_no_module(self):
+        self.configure()
+        for name, code, message in (
+            ("test-not-a-module", "failed_precondition", 'module "test-not-a-module": its factory made a dict, not a dspy.Module'),
+            ("test-broken", "internal", 'module "test-broken": its factory failed: ZeroDivisionError: division by zero'),
+        ):
+            with self.subTest(module=name):
+                error = self.w.error("execute_program", {"spec": self.spec(name), "inputs": {"question": "?"}})
+                self.assertEqual(error["code"], code)
+                self.assertIn(message, error["message"])
+
+    def test_the_native_engine_refuses_a_module(self):
+        self.configure(engine="native")
+        error = self.w.error("execute_program", {"spec": self.spec(), "inputs": {"question": "?"}})
+        self.assertEqual(error["code"], "failed_precondition")
+        self.assertIn("a module program runs only on the dspy engine", error["message"])
+
+    def test_concurrent_runs_share_the_module(self):
+        self.configure()
+        spec = self.spec()
+        results, errors = [], []
+
+        def run(i):
+            try:
+                results.append(self.w.ok("execute_program", {"spec": spec, "inputs": {"question": f"Question {i}?"}}))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(len(results), 8)
+        self.assertEqual(len(self.lm.requests()), 16)
+
+    def test_streams_send_the_outputs(self):
+        self.configure(model="test-model+chunk_delay=1ms")
+        self.w.auto_credit = 1
+        for name in ("test-draft", "test-async-draft"):
+            with self.subTest(module=name):
+                request_id = self.w.call("execute_program", {"spec": self.spec(name), "inputs": {"question": "What is Go?"}}, stream=2)
+                reply = self.w.response(request_id)
+                self.assertTrue(reply["success"], reply)
+                text: dict[str, str] = {}
+                for c in (c["data"] for c in self.w.chunks[request_id]):
+                    text[c["field"]] = text.get(c["field"], "") + c["delta"]
+                self.assertEqual(list(text), ["answer", "confidence"], "the answering step's fields, not the draft's")
+                self.assertEqual(text["answer"], reply["result"]["outputs"]["answer"])
+
+
+if __name__ == "__main__":
+    unittest.main()
