@@ -41,9 +41,10 @@ type Signature = command.Signature
 
 // ParseSignature parses DSPy's string form of a signature:
 // comma-separated input fields, "->", comma-separated output fields, each
-// with an optional ": type" (default str). A bad signature (no "->", an
-// empty side, a duplicate or invalid name, an unknown type) is an error
-// with adapter.CodeInvalidArgument that says which part is wrong.
+// with an optional ": type" (default str). The inputs may be none, as in
+// DSPy's "-> joke". A bad signature (no "->", no outputs, an empty field,
+// a duplicate or invalid name, an unknown type) is an error with
+// adapter.CodeInvalidArgument that says which part is wrong.
 func ParseSignature(s string) (Signature, error) {
 	return program.ParseSignature(s)
 }

@@ -555,7 +555,7 @@ func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 			B string `dspy:"x"`
 		}](1), `name "x" is the name of field`},
 		{"an embedded pointer", fieldOf[embedsExportedPointer](0), "embedded pointer *dspgo_test.Embedded is not supported: embed the struct itself, or name the field"},
-		{"no fields", fieldOf[struct{ hidden string }](0), "In type struct { hidden string } has no input field"},
+		{"no fields", fieldOf[struct{ hidden string }](1), "Out type struct { hidden string } has no output field"},
 		{"no output fields", fieldOf[struct {
 			A string `dspy:"a,input"`
 		}](1), "has no output field"},

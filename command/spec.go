@@ -43,10 +43,11 @@ type Field struct {
 	Description string `json:"description"`
 }
 
-// Signature is a program's typed inputs and outputs: at least one of
-// each, every name distinct.
+// Signature is a program's typed inputs and outputs: any number of inputs
+// (none, as DSPy's "-> joke"), at least one output, every name distinct.
 type Signature struct {
-	// Inputs are the fields an execution gives, in order.
+	// Inputs are the fields an execution gives, in order; empty means
+	// none.
 	Inputs []Field `json:"inputs"`
 	// Outputs are the fields the program produces, in order.
 	Outputs []Field `json:"outputs"`

@@ -272,7 +272,7 @@ func caseInvalidArgument(t TB, env *Env) {
 		requireCode(t, adapter.CodeInvalidArgument, err)
 		assert.Contains(t, err.Error(), b.names)
 	}
-	for _, sig := range []string{"question answer", "-> answer", "a, a -> b", "a: tensor -> b"} {
+	for _, sig := range []string{"question answer", "question -> ", "a, a -> b", "a: tensor -> b"} {
 		_, err := dspgo.ParseSignature(sig)
 		requireCode(t, adapter.CodeInvalidArgument, err, sig)
 	}
@@ -281,7 +281,7 @@ func caseInvalidArgument(t TB, env *Env) {
 
 	// The backend validates too, for callers that bypass the client.
 	calls := map[string]string{
-		command.CreateProgram:  `{"spec":{"signature":{"inputs":[],"outputs":[{"name":"a","type":"str","description":""}]},"instructions":"","kind":"predict"}}`,
+		command.CreateProgram:  `{"spec":{"signature":{"inputs":[{"name":"a","type":"str","description":""}],"outputs":[]},"instructions":"","kind":"predict"}}`,
 		command.ExecuteProgram: `{"spec_hash":"` + p.Hash + `","spec":{"signature":{"inputs":[{"name":"q","type":"str","description":""}],"outputs":[{"name":"a","type":"str","description":""}]},"instructions":"","kind":"predict"},"inputs":{"q":"?"}}`,
 		command.ConfigureLM:    `{"provider":"dummy","temperature":9}`,
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -63,4 +64,22 @@ func TestRunModule(t *testing.T) {
 		r = cli(t, "", env, append([]string{"run", "--adapter", "mock"}, args...)...)
 		assert.Equal(t, 2, r.status, "%v: %s", args, r.stderr)
 	}
+}
+
+// TestRunProgramOfNoInputs: a signature of no inputs ("-> joke") runs one
+// row of none without --input; --inputs still gives rows.
+func TestRunProgramOfNoInputs(t *testing.T) {
+	r := cli(t, "", nil, "run", "--adapter", "mock", "--signature", "-> joke")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Regexp(t, `^\{"row":1,"outputs":\{"joke":"joke [0-9a-f]{8} [0-9a-f]{8}"\}\}\n$`, r.stdout)
+	one := r.stdout
+
+	r = cli(t, "{}\n{}\n", nil, "run", "--adapter", "mock", "--signature", "-> joke", "--inputs", "-")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Equal(t, 2, strings.Count(r.stdout, "\n"))
+	assert.True(t, strings.HasPrefix(r.stdout, one))
+
+	r = cli(t, "", nil, "run", "--adapter", "mock", "--signature", "-> joke", "--input", "topic=cats")
+	assert.Equal(t, 2, r.status)
+	assert.Contains(t, r.stderr, `input "topic" is not in the signature`)
 }

@@ -42,7 +42,8 @@ func (a *app) runCmd() *cobra.Command {
 		Long: `Run a program, given by --signature or a spec file (--program), on one row of
 inputs (--input name=value, repeatable: a str or Literal input takes the
 text as it is, any other the text read as JSON) or on JSON lines (--inputs
-FILE, or stdin). Each row prints one JSON line, in input order:
+FILE, or stdin; a program of no inputs, "-> joke", runs one row of none
+without them). Each row prints one JSON line, in input order:
 {"row": N, "outputs": {...}}, or {"row": N, "error": {"code", "message"}}
 saying why the row failed; N is the row's line number in the input (blank
 lines count; 1 for --input). A failed row never stops the others.
@@ -94,7 +95,7 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 	if f.concurrency < 1 {
 		return usagef("use --concurrency 1 or more", "--concurrency %d", f.concurrency)
 	}
-	source, err := a.rowSource(f)
+	source, err := a.rowSource(f, len(spec.Signature.Inputs) == 0)
 	if err != nil {
 		return err
 	}
@@ -270,9 +271,10 @@ func loadSpec(path string) (dspgo.ProgramSpec, error) {
 
 // rowSource checks where the input rows come from, before anything is
 // started, and returns the function that reads them; fromFlags reports
-// rows from --input.
-func (a *app) rowSource(f runFlags) (func() (rows []*row, fromFlags bool, err error), error) {
-	if len(f.inputs) > 0 {
+// rows from --input. A program of no inputs (noInputs) given none runs
+// one row of none.
+func (a *app) rowSource(f runFlags, noInputs bool) (func() (rows []*row, fromFlags bool, err error), error) {
+	if len(f.inputs) > 0 || noInputs && f.inputsFile == "" {
 		if f.inputsFile != "" {
 			return nil, usagef("give one of them", "--input and --inputs are both set")
 		}

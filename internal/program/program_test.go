@@ -66,10 +66,18 @@ func TestParseSignature(t *testing.T) {
 	require.NoError(t, err, "commas inside brackets do not split fields")
 	assert.Len(t, sig.Inputs, 2)
 
+	for _, s := range []string{" -> joke", "->joke: str"} {
+		sig, err = program.ParseSignature(s)
+		require.NoError(t, err, "no inputs, as DSPy takes it")
+		assert.Empty(t, sig.Inputs)
+		assert.Equal(t, " -> joke", sig.String())
+	}
+	_, err = program.ParseSignature(" -> ")
+	assert.ErrorContains(t, err, "has no outputs")
+
 	bad := map[string]string{
 		"question answer": `has no "->"`,
 		"a -> b -> c":     `more than one "->"`,
-		" -> answer":      "has no inputs",
 		"question -> ":    "has no outputs",
 		"a, , b -> c":     "empty field",
 		"a, a -> b":       `"a" is used twice`,

@@ -12,7 +12,8 @@ import (
 
 // ParseSignature parses DSPy's string form:
 // "question, context: list[str] -> answer, confidence: float". Fields are
-// comma-separated with an optional ": type" (default str). Errors have
+// comma-separated with an optional ": type" (default str). The inputs may
+// be none ("-> joke"); the outputs may not. Errors have
 // CodeInvalidArgument and say which part is wrong.
 func ParseSignature(s string) (command.Signature, error) {
 	left, right, ok := strings.Cut(s, "->")
@@ -22,9 +23,12 @@ func ParseSignature(s string) (command.Signature, error) {
 	if strings.Contains(right, "->") {
 		return command.Signature{}, invalid("signature %q has more than one \"->\"", s)
 	}
-	inputs, err := parseFields(left, "inputs", s)
-	if err != nil {
-		return command.Signature{}, err
+	var inputs []command.Field
+	if strings.TrimSpace(left) != "" { // "-> joke": a program of no inputs, as DSPy takes it
+		var err error
+		if inputs, err = parseFields(left, "inputs", s); err != nil {
+			return command.Signature{}, err
+		}
 	}
 	outputs, err := parseFields(right, "outputs", s)
 	if err != nil {
@@ -81,9 +85,6 @@ func parseFields(side, which, whole string) ([]command.Field, error) {
 // normalizeSignature validates the signature and returns a copy whose
 // types are in canonical form.
 func normalizeSignature(s command.Signature, kind string) (command.Signature, error) {
-	if len(s.Inputs) == 0 {
-		return s, invalid("signature has no inputs")
-	}
 	if len(s.Outputs) == 0 {
 		return s, invalid("signature has no outputs")
 	}

@@ -153,13 +153,17 @@ def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:
     if made is not None:
         return made
     outputs = compiled.outputs
+    # DSPy joins the parts with blank lines, so a signature of no inputs leaves an empty
+    # part: a blank line under "Your input fields are:" and two more before the outputs.
     system = [
         "Your input fields are:",
-        *describe_fields(compiled.inputs),
+        *(describe_fields(compiled.inputs) or [""]),
         "Your output fields are:",
         *describe_fields(outputs, reasoning=compiled.kind == KIND_CHAIN_OF_THOUGHT),
     ]
     system.append("All interactions will be structured in the following way, with the appropriate values filled in.")
+    if not compiled.inputs:
+        system += ["", ""]
     for f in compiled.inputs:
         system += ["", f"[[ ## {f.name} ## ]]", f"{{{f.name}}}"]
     for f in outputs:

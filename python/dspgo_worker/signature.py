@@ -60,7 +60,9 @@ def parse_signature(s: str) -> dict[str, Any]:
         raise invalid(f"signature {quote(s)} has no \"->\" between inputs and outputs")
     if "->" in right:
         raise invalid(f"signature {quote(s)} has more than one \"->\"")
-    signature = {"inputs": _signature_fields(left, "inputs", s), "outputs": _signature_fields(right, "outputs", s)}
+    # "-> joke": a program of no inputs, as DSPy takes it; the outputs may not be none.
+    inputs = _signature_fields(left, "inputs", s) if left.strip() else []
+    signature = {"inputs": inputs, "outputs": _signature_fields(right, "outputs", s)}
     from .spec import CompiledSpec  # (spec imports this module)
 
     CompiledSpec({"signature": signature})  # validates names and types

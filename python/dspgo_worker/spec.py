@@ -48,8 +48,6 @@ class CompiledSpec:
         kind = json_string(spec, "kind", "spec") or KIND_PREDICT
         if kind not in KINDS:
             raise invalid(f"program kind {quote(kind)} is unknown (known: {', '.join(KINDS)})")
-        if not raw_inputs:
-            raise invalid("signature has no inputs")
         if not raw_outputs:
             raise invalid("signature has no outputs")
         seen: dict[str, str] = {}

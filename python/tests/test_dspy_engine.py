@@ -81,6 +81,21 @@ class DspyEngineTest(unittest.TestCase):
                 if kind == "chain_of_thought":
                     self.assertEqual(next(iter(by_dspy["outputs"])), "reasoning")
 
+    def test_a_program_of_no_inputs(self):
+        """DSPy's "-> joke": both engines prompt with no input field and agree on the outputs."""
+        spec = spec_of([], [("joke", "str"), ("rating", "int")])
+        by_engine = {}
+        for engine in ("dspy", "native"):
+            self.lm.reset()
+            self.configure(engine)
+            by_engine[engine] = self.execute(spec, {})["outputs"]
+            (request,) = self.lm.requests()
+            self.assertEqual([f["name"] for f in request["fields"]], ["joke", "rating"])
+            system = request["messages"][0]["content"]
+            self.assertTrue(system.startswith("Your input fields are:\n\nYour output fields are:\n1. `joke` (str)"), system)
+        self.assertEqual(by_engine["dspy"], by_engine["native"])
+        self.assertIsInstance(by_engine["dspy"]["rating"], int)
+
     def test_instructions_descriptions_and_every_lm_setting_reach_the_request(self):
         spec = {**TYPED, "instructions": "Answer like a pirate."}
         self.configure(model="pirate-model", temperature=0.7, max_tokens=321, timeout_ms=20000)

@@ -54,7 +54,7 @@ class ProgramCommandsTest(unittest.TestCase):
 
     def test_create_errors(self):
         cases = [
-            ({"spec": spec_of([], [("a", "")])}, "signature has no inputs"),
+            ({"spec": spec_of([("q", "")], [])}, "signature has no outputs"),
             ({"spec": spec_of([("a", "tensor")], [("b", "")])}, 'unknown type "tensor"'),
             ({"spec": spec_of([("a", "")], [("a", "")])}, '"a" is used twice'),
             ({"spec": {**QA, "extra": True}}, 'unknown field "extra"'),

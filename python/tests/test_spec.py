@@ -190,7 +190,6 @@ class CompileTest(unittest.TestCase):
 
     def test_invalid_specs(self):
         cases = [
-            (spec_of([], [("a", "")]), "signature has no inputs"),
             (spec_of([("q", "")], []), "signature has no outputs"),
             (spec_of([("q", "")], [("reasoning", "")], kind="chain_of_thought"), '"reasoning" is used twice'),
             (spec_of([("q", "")], [("a", "")], kind="tree_of_thought"), 'kind "tree_of_thought" is unknown (known: predict, chain_of_thought, react, module)'),

@@ -82,7 +82,7 @@ class SignatureTest(unittest.TestCase):
         cases = {
             "question answer": 'has no "->"',
             "a -> b -> c": 'more than one "->"',
-            " -> answer": "has no inputs",
+            " -> ": "has no outputs",
             "a, , b -> c": "empty field",
             "a -> a": '"a" is used twice (as input and as output)',
             "a: None -> b": 'input field "a": a bare None is not a type',
