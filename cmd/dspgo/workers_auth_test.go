@@ -100,8 +100,9 @@ func TestEmbeddedNATSRefusesStrangers(t *testing.T) {
 	require.NoError(t, err)
 	n, err := strconv.Atoi(port)
 	require.NoError(t, err)
-	local, _, err := embedded.ReadLocal(localCredentialsDir, n)
+	local, path, err := embedded.ReadLocal(localCredentialsDir, n)
 	require.NoError(t, err)
+	assert.Contains(t, h.out.String(), "the embedded NATS server's users are in "+path+", readable by this OS user only")
 
 	r := cli(t, "", nil, "run", "--adapter", "remote", "--remote-url", url, "--signature", "q -> a", "--input", "q=x")
 	require.Equal(t, 0, r.status, r.stderr)
