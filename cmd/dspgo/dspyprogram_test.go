@@ -57,6 +57,12 @@ func TestRunModule(t *testing.T) {
 	assert.Equal(t, 1, r.status)
 	assert.Contains(t, r.stderr, `no module "summarize" is registered on this worker (registered: "triage")`)
 
+	// A custom module's file given without --module says to add it.
+	r = cli(t, "", env, "run", "--adapter", "mock", "--program", state, "--signature", "ticket -> team", "--input", "ticket=x")
+	assert.Equal(t, 2, r.status)
+	assert.Contains(t, r.stderr, "the file holds the state of the predictors classify.predict")
+	assert.Contains(t, r.stderr, "add --module NAME")
+
 	for _, args := range [][]string{
 		{"--module", "triage", "--input", "ticket=x"},
 		{"--module", "triage", "--signature", "ticket -> team", "--kind", "predict", "--input", "ticket=x"},

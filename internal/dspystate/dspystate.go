@@ -126,7 +126,8 @@ func Load(data []byte, sig *command.Signature) (command.Spec, error) {
 	default:
 		if _, ok := top["signature"]; !ok {
 			return command.Spec{}, invalid("the file holds the state of the predictors %s; dspgo loads a dspy.Predict, "+
-				"dspy.ChainOfThought or dspy.ReAct saved on its own", keysOf(top))
+				"dspy.ChainOfThought or dspy.ReAct saved on its own: run a custom module as a %q program, the file as its state "+
+				"(docs/dspy.md, \"Custom modules\")", keysOf(top), command.KindModule)
 		}
 		kind, labels, keys = command.KindPredict, []string{"Predict"}, []string{""}
 	}

@@ -175,7 +175,7 @@ func TestLoadErrors(t *testing.T) {
 		{"null", "null", qaSignature, "the file is not a JSON object"},
 		{"empty", `{"metadata":{}}`, qaSignature, "the file holds no predictor"},
 		{"another module", `{"generate.predict":{},"retrieve":{}}`, qaSignature,
-			"the file holds the state of the predictors generate.predict, retrieve; dspgo loads a dspy.Predict, dspy.ChainOfThought or dspy.ReAct saved on its own"},
+			"the file holds the state of the predictors generate.predict, retrieve; dspgo loads a dspy.Predict, dspy.ChainOfThought or dspy.ReAct saved on its own: run a custom module as a \"module\" program, the file as its state"},
 		{"unknown key", strings.Replace(predict, `"lm": null`, `"lm": null, "config": {}`, 1), qaSignature, `Predict: json: unknown field "config"`},
 		{"decision fields", strings.Replace(predict, `"lm": null`, `"lm": null, "fields": {"answer": {"threshold": 0.5}}`, 1), qaSignature,
 			`Predict: decision field configurations ("fields") are not supported`},
