@@ -30,19 +30,25 @@ const (
 )
 
 // dspyBackends are the backends the dspy engine is proven on.
-var dspyBackends = map[string]func(t *testing.T) adapter.Adapter{
-	"port": func(t *testing.T) adapter.Adapter {
-		a, err := port.New(t.Context(), dspyWorker(t))
-		require.NoError(t, err)
-		t.Cleanup(func() { require.NoError(t, a.Close(context.Background())) })
-		return a
-	},
-	"pool": func(t *testing.T) adapter.Adapter {
-		p, err := pool.New(t.Context(), pool.Options{Worker: dspyWorker(t), Size: 2, Logger: testutil.Discard})
-		require.NoError(t, err)
-		t.Cleanup(func() { require.NoError(t, p.Close(context.Background())) })
-		return p
-	},
+var dspyBackends = backendsOf(dspyWorker)
+
+// backendsOf is a port and a pool of 2 of the workers worker describes,
+// each closed at the end of its test.
+func backendsOf(worker func(t *testing.T) port.Options) map[string]func(t *testing.T) adapter.Adapter {
+	return map[string]func(t *testing.T) adapter.Adapter{
+		"port": func(t *testing.T) adapter.Adapter {
+			a, err := port.New(t.Context(), worker(t))
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, a.Close(context.Background())) })
+			return a
+		},
+		"pool": func(t *testing.T) adapter.Adapter {
+			p, err := pool.New(t.Context(), pool.Options{Worker: worker(t), Size: 2, Logger: testutil.Discard})
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, p.Close(context.Background())) })
+			return p
+		},
+	}
 }
 
 // dspyWorker is a worker on the dspy interpreter whose environment holds

@@ -2,7 +2,6 @@ package python_test
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
 	"github.com/dspgo/dspgo/internal/lmtest"
 	"github.com/dspgo/dspgo/internal/testutil"
@@ -79,21 +77,7 @@ func TestCustomModuleOnWorkers(t *testing.T) {
 		o.Env = append(o.Env, "PYTHONPATH="+testutil.PythonDir()+":"+dir)
 		return o
 	}
-	backends := map[string]func(t *testing.T) adapter.Adapter{
-		"port": func(t *testing.T) adapter.Adapter {
-			a, err := port.New(t.Context(), worker(t))
-			require.NoError(t, err)
-			t.Cleanup(func() { require.NoError(t, a.Close(context.Background())) })
-			return a
-		},
-		"pool": func(t *testing.T) adapter.Adapter {
-			p, err := pool.New(t.Context(), pool.Options{Worker: worker(t), Size: 2, Logger: testutil.Discard})
-			require.NoError(t, err)
-			t.Cleanup(func() { require.NoError(t, p.Close(context.Background())) })
-			return p
-		},
-	}
-	for name, open := range backends {
+	for name, open := range backendsOf(worker) {
 		t.Run(name, func(t *testing.T) {
 			c := dspgo.NewClient(open(t))
 			require.NoError(t, c.ConfigureLM(t.Context(), dspgo.LMConfig{Provider: dspgo.ProviderOpenAI, Engine: "dspy", Model: "test-model",
