@@ -67,7 +67,7 @@ func TestModuleProgramSpec(t *testing.T) {
 		{dspgo.ProgramSpec{Kind: dspgo.KindModule, Signature: sig}, "a module program needs its module"},
 		{dspgo.ProgramSpec{Kind: dspgo.KindModule, Module: "rag", Signature: sig, State: json.RawMessage(`{"answer":`)}, "state is not JSON"},
 		{dspgo.ProgramSpec{Kind: dspgo.KindModule, Module: "rag", Signature: sig, State: json.RawMessage(`"rag.json"`)},
-			"state must be a JSON object (what DSPy's module.save writes), not a string"},
+			`state must be a JSON object (what DSPy's module.save writes), got string "rag.json"`},
 		{dspgo.ProgramSpec{Kind: dspgo.KindChainOfThought, Module: "rag", Signature: sig}, `module is for kind "module" only (this spec's kind is "chain_of_thought")`},
 		{dspgo.ProgramSpec{Module: "rag", Signature: sig}, `module is for kind "module" only (this spec's kind is "predict")`},
 	} {

@@ -105,7 +105,7 @@ func demoCases() []demoCase {
 		{Name: "module_name_not_a_name", Spec: moduleSpec(`"module":"my rag"`),
 			Error: `module name "my rag" may hold only letters, digits, '_', '-' and '.' (at most 128)`},
 		{Name: "module_state_not_an_object", Spec: moduleSpec(`"module":"rag","state":["draft"]`),
-			Error: `state must be a JSON object (what DSPy's module.save writes), not an array`},
+			Error: `state must be a JSON object (what DSPy's module.save writes), got array`},
 		{Name: "module_with_demos", Spec: moduleSpec(`"module":"rag","demos":[` + demoOK + `]`),
 			Error: `a module program has no demos: its predictors' demos are in its state`},
 		{Name: "module_name_on_predict", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"q","type":"","description":""}],"outputs":[{"name":"a","type":"","description":""}]},` +

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/dspgo/dspgo/command"
@@ -291,7 +292,7 @@ func checkModule(spec command.Spec, kind string) (json.RawMessage, error) {
 		return nil, nil
 	}
 	if _, ok := state.(map[string]any); !ok {
-		return nil, invalid("state must be a JSON object (what DSPy's module.save writes), not %s", jsonKind(state))
+		return nil, invalid("state must be a JSON object (what DSPy's module.save writes), got %s", describe(reflect.ValueOf(state)))
 	}
 	canon, err := Canonical(state)
 	if err != nil {
@@ -312,18 +313,4 @@ func isModuleName(s string) bool {
 		}
 	}
 	return true
-}
-
-// jsonKind names the JSON kind of a decoded value: "an array", "a
-// string", "a number" or "a boolean".
-func jsonKind(v any) string {
-	switch v.(type) {
-	case []any:
-		return "an array"
-	case string:
-		return "a string"
-	case bool:
-		return "a boolean"
-	}
-	return "a number"
 }

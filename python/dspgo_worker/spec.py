@@ -18,7 +18,7 @@ from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_PREDICT, KINDS, REAS
 from .modules import MAX_MODULE_NAME, is_module_name
 from .protocol import quote
 from .signature import Field, field_list, is_identifier
-from .values import convert, json_object, json_string
+from .values import convert, describe_value, json_object, json_string
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -141,16 +141,6 @@ def _check_module(spec: dict[str, Any], kind: str) -> tuple[str | None, dict[str
     if state is None:
         return module, None
     if not isinstance(state, dict):
-        raise invalid(f"state must be a JSON object (what DSPy's module.save writes), not {_json_kind(state)}")
+        raise invalid(f"state must be a JSON object (what DSPy's module.save writes), got {describe_value(state)}")
     return module, state
 
-
-def _json_kind(v: Any) -> str:
-    """Go's ``jsonKind``: "an array", "a string", "a boolean" or "a number"."""
-    if isinstance(v, list):
-        return "an array"
-    if isinstance(v, str):
-        return "a string"
-    if isinstance(v, bool):
-        return "a boolean"
-    return "a number"
