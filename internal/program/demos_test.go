@@ -93,6 +93,20 @@ func demoCases() []demoCase {
 		{Name: "int_keys_that_repeat", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"m","type":"dict[int, str]","description":""}],"outputs":[{"name":"a","type":"","description":""}]},` +
 			`"instructions":"","kind":"","demos":[{"inputs":{"m":{"1":"x","01":"y"}},"outputs":{"a":"z"}}]}`),
 			Error: `demo 0: input m: keys "01" and "1" are the same int 1`},
+		// A conversation: one dspy.History input, in demos too.
+		{Name: "history", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"question","type":"","description":""},{"name":"history","type":"dspy.History","description":""}],` +
+			`"outputs":[{"name":"answer","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"question":"And Bob?","history":{"messages":[{"question":"Who wrote it?","answer":"Ann"}]}},"outputs":{"answer":"Bob"}}]}`)},
+		{Name: "history_as_output", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"question","type":"","description":""}],` +
+			`"outputs":[{"name":"history","type":"dspy.History","description":""}]},"instructions":"","kind":"predict"}`),
+			Error: `output field "history": dspy.History is an input type (the conversation so far)`},
+		{Name: "two_histories", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"a","type":"dspy.History","description":""},{"name":"b","type":"dspy.History","description":""}],` +
+			`"outputs":[{"name":"answer","type":"","description":""}]},"instructions":"","kind":"predict"}`),
+			Error: `input fields "a" and "b" are both dspy.History: a signature has one conversation`},
+		{Name: "history_demo_of_wrong_shape", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"history","type":"dspy.History","description":""}],` +
+			`"outputs":[{"name":"answer","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"history":{"messages":["hi"]}},"outputs":{"answer":"x"}}]}`),
+			Error: `demo 0: input history.messages[0]: expected dict[str, Any], got string "hi"`},
 		// Module programs: the module's name and state are hashed, the
 		// state in canonical form (1.0 is 1, keys sorted).
 		{Name: "module", Spec: moduleSpec(`"module":"rag"`)},

@@ -94,6 +94,7 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, er
 		seen[command.ReasoningField] = "the reasoning output that chain_of_thought adds"
 	}
 	out := command.Signature{Inputs: make([]command.Field, len(s.Inputs)), Outputs: make([]command.Field, len(s.Outputs))}
+	history := "" // the input field of type dspy.History, if any
 	for _, group := range []struct {
 		side     string
 		src, dst []command.Field
@@ -110,6 +111,15 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, er
 			t, err := ParseType(f.Type)
 			if err != nil {
 				return s, invalid("%s field %q: %v", side, f.Name, err)
+			}
+			if t.Kind == History {
+				switch {
+				case side == "output":
+					return s, invalid("output field %q: %s is an input type (the conversation so far)", f.Name, HistoryType)
+				case history != "":
+					return s, invalid("input fields %q and %q are both %s: a signature has one conversation", history, f.Name, HistoryType)
+				}
+				history = f.Name
 			}
 			dst[i] = command.Field{Name: f.Name, Type: t.String(), Description: f.Description}
 		}

@@ -38,6 +38,11 @@ const (
 	// Tuple is a fixed-length array of its Members' types, or, when
 	// Variadic, an array of Elem of any length.
 	Tuple
+	// History is DSPy's dspy.History, a conversation so far: an object
+	// {"messages": [object, …]}, each message holding earlier values of
+	// the signature's fields by name. It is an input field's whole type
+	// only, one per signature.
+	History
 )
 
 // noneKind is None (NoneType) while a union is parsed; it never leaves
@@ -103,6 +108,8 @@ func (t Type) String() string {
 			return "tuple[" + t.Elem.String() + ", ...]"
 		}
 		return "tuple[" + joinTypes(t.Members) + "]"
+	case History:
+		return HistoryType
 	case noneKind:
 		return "None"
 	}
@@ -146,6 +153,9 @@ func ParseType(s string) (Type, error) {
 }
 
 const maxTypeDepth = 16
+
+// HistoryType is the canonical form of the History type.
+const HistoryType = "dspy.History"
 
 type typeParser struct {
 	s string
@@ -213,7 +223,17 @@ func (p *typeParser) union(depth int) (Type, error) {
 	if len(parts) == 1 {
 		return parts[0], nil
 	}
+	for _, t := range parts {
+		if t.Kind == History {
+			return Type{}, wholeHistory(p.s)
+		}
+	}
 	return makeUnion(parts), nil
+}
+
+// wholeHistory is the error of a History inside another type.
+func wholeHistory(s string) error {
+	return fmt.Errorf("%s is a field's whole type, not part of one, in %q", HistoryType, s)
 }
 
 // makeUnion is typing.Union[parts]: nested unions flattened, repeated
@@ -319,10 +339,15 @@ func (p *typeParser) primary(depth int) (Type, error) {
 		return makeUnion(parts), p.expect(']')
 	case "Literal", "typing.Literal":
 		return p.literal()
+	case HistoryType: // not "History", which DSPy's string signatures do not know either
+		if depth > 0 {
+			return Type{}, wholeHistory(p.s)
+		}
+		return Type{Kind: History}, nil
 	case "":
 		return Type{}, fmt.Errorf("expected a type at position %d of %q", p.i, p.s)
 	}
-	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...])", name, p.s)
+	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History)", name, p.s)
 }
 
 // elem parses a type that is not None, as a container's argument.
@@ -451,10 +476,14 @@ var anyType = reflect.TypeFor[any]()
 // GoType is the Go type values of t convert to: string (str, Literal),
 // int64, float64, bool, []T (list[T], tuple[T, ...]), []any (a fixed
 // tuple), map[string]V (dict[str, V], dict[Literal[...], V]),
-// map[int64]V (dict[int, V]), and any for Any, Optional and Union (nil
-// for null, else the value of the member that took it).
+// map[int64]V (dict[int, V]), any for Any, Optional and Union (nil
+// for null, else the value of the member that took it), and
+// map[string]any for dspy.History ({"messages": []any of
+// map[string]any}).
 func (t Type) GoType() reflect.Type {
 	switch t.Kind {
+	case History:
+		return reflect.TypeFor[map[string]any]()
 	case Int:
 		return reflect.TypeFor[int64]()
 	case Float:
@@ -511,6 +540,8 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 	switch t.Kind {
 	case Any:
 		return convertAny(v, path, 0)
+	case History:
+		return convertHistory(v, path)
 	case Optional:
 		if null {
 			return reflect.Zero(anyType), nil
@@ -893,4 +924,39 @@ func invalid(format string, args ...any) error {
 // adapterError is a CodeInternal adapter error.
 func adapterError(msg string) error {
 	return &adapter.Error{Code: adapter.CodeInternal, Message: msg}
+}
+
+// convertHistory converts a dspy.History value: an object whose one key,
+// "messages", holds an array of objects, each value as Any converts it.
+func convertHistory(v reflect.Value, path string) (reflect.Value, error) {
+	want := fmt.Sprintf(`expected %s, an object {"messages": [{field: value, …}, …]}`, HistoryType)
+	v = indirect(v)
+	if !v.IsValid() || v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String {
+		if !v.IsValid() || v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+			return reflect.Value{}, fmt.Errorf("%s: %s, got null", path, want)
+		}
+		return reflect.Value{}, fmt.Errorf("%s: %s, got %s", path, want, describe(v))
+	}
+	keys := v.MapKeys()
+	slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+	var messages reflect.Value
+	for _, k := range keys {
+		if k.String() != "messages" {
+			return reflect.Value{}, fmt.Errorf("%s: %q is not a key of a %s (its one key is \"messages\")", path, k.String(), HistoryType)
+		}
+		messages = v.MapIndex(k)
+	}
+	if !messages.IsValid() {
+		return reflect.Value{}, fmt.Errorf("%s: %s, got an object without \"messages\"", path, want)
+	}
+	list := Type{Kind: List, Elem: &Type{Kind: Dict, Key: &Type{Kind: Str}, Elem: &Type{Kind: Any}}}
+	out, err := list.convert(messages, path+".messages", false)
+	if err != nil {
+		return reflect.Value{}, err
+	}
+	items := make([]any, out.Len())
+	for i := range items {
+		items[i] = out.Index(i).Interface()
+	}
+	return reflect.ValueOf(map[string]any{"messages": items}), nil
 }

@@ -10,7 +10,7 @@ import json
 import re
 
 from .errors import WorkerError
-from .fieldtypes import BOOL, FLOAT, INT, LITERAL, OPTIONAL, STR, FieldType
+from .fieldtypes import BOOL, FLOAT, HISTORY, INT, LITERAL, OPTIONAL, STR, FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, REASONING_FIELD
 from .protocol import quote
 from .spec import CompiledSpec
@@ -137,13 +137,58 @@ def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | 
     holding the inputs (then ``extra``, the trajectory of a react loop, before the closing
     instruction)."""
     system, closing = prompt_parts(compiled)
+    history = next((f for f in compiled.inputs if f.type.kind == HISTORY), None)
     user = []
     for f in compiled.inputs:
-        user += [f"[[ ## {f.name} ## ]]", format_input(inputs[f.name]), ""]
+        if f is not history:
+            user += [f"[[ ## {f.name} ## ]]", format_input(inputs[f.name]), ""]
     if extra:
         user += [extra, ""]
     user.append(closing)
-    return [{"role": "system", "content": system}, *demo_messages(compiled), {"role": "user", "content": "\n".join(user)}]
+    turns = conversation_messages(compiled, history, inputs[history.name]["messages"], closing) if history is not None else []
+    return [{"role": "system", "content": system}, *demo_messages(compiled), *turns, {"role": "user", "content": "\n".join(user)}]
+
+
+def conversation_messages(compiled: CompiledSpec, history: Field, messages: list[dict[str, Any]], closing: str) -> list[dict[str, Any]]:
+    """A ``dspy.History`` input's messages as earlier turns, as DSPy 3.4.1's ChatAdapter
+    writes them (``format_conversation_history``, without tool calls): for each message,
+    a user turn with the values it holds of the other inputs (and the closing
+    instruction when it holds one of them), none when it holds none, then an assistant
+    turn with every output (``None`` for one it lacks) ending ``[[ ## completed ## ]]``.
+    Values are written as DSPy's ``format_field_value`` writes them."""
+    inputs = [f for f in compiled.inputs if f is not history]
+    turns = []
+    for message in messages:
+        parts = [""] + [f"[[ ## {f.name} ## ]]\n{format_turn_value(f, message[f.name])}" for f in inputs if f.name in message]
+        if any(f.name in message for f in inputs):
+            parts.append(closing)
+        parts.append("")
+        user = "\n\n".join(parts).strip()
+        if user:
+            turns.append({"role": "user", "content": user})
+        assistant = "\n\n".join(f"[[ ## {f.name} ## ]]\n{format_turn_value(f, message.get(f.name))}" for f in compiled.outputs).strip()
+        turns.append({"role": "assistant", "content": assistant + "\n\n[[ ## completed ## ]]\n"})
+    return turns
+
+
+def format_turn_value(f: Field, value: Any) -> str:
+    """A value of a conversation's message as DSPy's ``format_field_value`` writes it: a
+    list of strings held by a ``str`` field as a numbered list of «quoted» items (``N/A``
+    when empty), any other list or dict as JSON, anything else with ``str``."""
+    if isinstance(value, list) and f.type.kind == STR and all(isinstance(v, str) for v in value):
+        if not value:
+            return "N/A"
+        if len(value) == 1:
+            return _blob(value[0])
+        return "\n".join(f"[{i}] {_blob(v)}" for i, v in enumerate(value, 1))
+    return format_demo_value(value)
+
+
+def _blob(text: str) -> str:
+    """DSPy's ``_format_blob``: one item of a numbered list."""
+    if "\n" not in text and "«" not in text and "»" not in text:
+        return f"«{text}»"
+    return "«««\n    " + text.replace("\n", "\n    ") + "\n»»»"
 
 
 def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:

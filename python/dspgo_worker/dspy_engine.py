@@ -160,13 +160,15 @@ def dspy_version() -> str | None:
 def python_type(t: FieldType) -> Any:
     """The Python type DSPy expects for a field type: ``list[int]``, ``dict[int, str]``,
     ``tuple[int, str]``, ``tuple[int, ...]``, ``typing.Literal['a']``, ``typing.Any``,
-    ``typing.Optional[int]``, ``typing.Union[int, str]``: the type ``dspy.Signature``
+    ``typing.Optional[int]``, ``typing.Union[int, str]``, ``dspy.History``: the type ``dspy.Signature``
     makes of the same signature string (python/tests/test_dspy_signatures.py checks it)."""
     import typing
 
-    from .fieldtypes import ANY, BOOL, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
+    from .fieldtypes import ANY, BOOL, DICT, FLOAT, HISTORY, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
 
     kind = t.kind
+    if kind == HISTORY:
+        return import_dspy().History
     if kind == LIST:
         return list[python_type(t.elem)]  # type: ignore[misc]  # a type built at run time
     if kind == DICT:
@@ -339,6 +341,7 @@ class DspyEngine:
         # A custom module with only a (blocking) forward runs on a thread, where DSPy's
         # stream cannot reach this task: its fields are sent whole at the end.
         on_thread = not hasattr(module, "aforward")
+        inputs = _dspy_inputs(dspy, compiled, inputs)
         lms = _shared_lms(ctx)
         shared = lms.take((config, config.api_key()), lambda: self.make_lm(dspy, config)) if lms is not None else None
         lm = shared.lm if shared is not None else self.make_lm(dspy, config)
@@ -466,6 +469,18 @@ class _Chunks:
         """Send the fields not streamed yet (a reply from the cache, a JSON reply)."""
         for name, delta in self.streamer.finish(outputs):
             await self.ctx.send_chunk({"field": name, "delta": delta})
+
+
+def _dspy_inputs(dspy: Any, compiled: CompiledSpec, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs as DSPy takes them: a ``dspy.History`` input (``{"messages": [...]}``,
+    converted) becomes a ``dspy.History``, which DSPy's adapters write as the turns of a
+    conversation before the current input."""
+    from .fieldtypes import HISTORY
+
+    for f in compiled.inputs:
+        if f.type.kind == HISTORY:
+            return {**inputs, f.name: dspy.History(messages=inputs[f.name]["messages"])}
+    return inputs
 
 
 def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:

@@ -16,6 +16,8 @@ MAX_TYPE_DEPTH = 16
 
 STR, INT, FLOAT, BOOL, LIST, DICT, LITERAL = "str", "int", "float", "bool", "list", "dict", "Literal"
 ANY, OPTIONAL, UNION, TUPLE = "Any", "Optional", "Union", "tuple"
+#: DSPy's ``dspy.History``, a conversation so far: an input field's whole type only.
+HISTORY = "dspy.History"
 #: None (NoneType) while a union is parsed; never a field's type.
 _NONE = "None"
 
@@ -24,7 +26,7 @@ class FieldType:
     """A parsed field type, as Go's ``program.Type``.
 
     ``kind`` is one of str, int, float, bool, Any, list, dict, tuple, Optional, Union,
-    Literal; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
+    Literal, dspy.History; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
     an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
     ``members`` a Union's members or a fixed tuple's element types; ``variadic`` marks
     ``tuple[T, ...]``; ``values`` are a Literal's strings.
@@ -100,6 +102,9 @@ class FieldType:
             return {"type": "string", "enum": list(self.values)}
         if kind == ANY:
             return {}
+        if kind == HISTORY:
+            return {"type": "object", "properties": {"messages": {"type": "array", "items": {"type": "object"}}},
+                    "required": ["messages"], "additionalProperties": False}
         if kind == UNION:
             return {"anyOf": [m.json_schema() for m in self.members]}
         if kind == OPTIONAL:
@@ -138,7 +143,7 @@ def make_union(parts: Iterable[FieldType]) -> FieldType:
 
 
 _KNOWN_TYPES = (
-    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...]"
+    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History"
 )
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -193,7 +198,14 @@ class _TypeParser:
         parts = [self.primary(depth)]
         while self.next("|"):
             parts.append(self.primary(depth))
-        return parts[0] if len(parts) == 1 else make_union(parts)
+        if len(parts) == 1:
+            return parts[0]
+        if any(t.kind == HISTORY for t in parts):
+            raise self.whole_history()
+        return make_union(parts)
+
+    def whole_history(self) -> ValueError:
+        return ValueError(f"{HISTORY} is a field's whole type, not part of one, in {quote(self.s)}")
 
     def primary(self, depth: int) -> FieldType:
         if depth > MAX_TYPE_DEPTH:
@@ -234,6 +246,10 @@ class _TypeParser:
             return make_union(parts)
         if name in ("Literal", "typing.Literal"):
             return self.literal()
+        if name == HISTORY:  # not "History", which DSPy's string signatures do not know either
+            if depth > 0:
+                raise self.whole_history()
+            return FieldType(HISTORY)
         if name == "":
             raise ValueError(f"expected a type at position {self.i} of {quote(self.s)}")
         raise ValueError(f"unknown type {quote(name)} in {quote(self.s)} (known: {_KNOWN_TYPES})")

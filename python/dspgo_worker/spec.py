@@ -13,7 +13,7 @@ from __future__ import annotations
 from .canonical import canonical_json, sha256_hex
 from .demos import normalize_demos
 from .errors import invalid
-from .fieldtypes import STR, FieldType, parse_type
+from .fieldtypes import HISTORY, STR, FieldType, parse_type
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_PREDICT, KINDS, REASONING_FIELD
 from .modules import MAX_MODULE_NAME, is_module_name
 from .protocol import quote
@@ -54,6 +54,7 @@ class CompiledSpec:
         if kind == KIND_CHAIN_OF_THOUGHT:
             seen[REASONING_FIELD] = "the reasoning output that chain_of_thought adds"
         sides = {}
+        history = ""  # the input field of type dspy.History, if any
         for side, fields in (("input", raw_inputs), ("output", raw_outputs)):
             parsed = []
             for f in fields:
@@ -70,6 +71,12 @@ class CompiledSpec:
                     t = parse_type(f["type"])
                 except ValueError as exc:
                     raise invalid(f"{side} field {quote(name)}: {exc}") from None
+                if t.kind == HISTORY:
+                    if side == "output":
+                        raise invalid(f"output field {quote(name)}: {HISTORY} is an input type (the conversation so far)")
+                    if history:
+                        raise invalid(f"input fields {quote(history)} and {quote(name)} are both {HISTORY}: a signature has one conversation")
+                    history = name
                 parsed.append(Field(name, t, f["description"]))
             sides[side] = parsed
         self.inputs: list[Field] = sides["input"]

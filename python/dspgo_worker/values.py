@@ -13,7 +13,7 @@ import re
 
 from .canonical import EXACT
 from .errors import invalid
-from .fieldtypes import ANY, BOOL, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION, FieldType
+from .fieldtypes import ANY, BOOL, DICT, FLOAT, HISTORY, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION, FieldType
 from .protocol import quote
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -86,6 +86,8 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
     kind = t.kind
     if kind == ANY:
         return json_value(v, path)
+    if kind == HISTORY:
+        return _history(v, path)
     if kind == OPTIONAL:
         return None if v is None else convert(t.elem, v, path, exact)
     if kind == UNION:
@@ -397,3 +399,21 @@ def json_string(obj: dict[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str):
         raise invalid(f"{where}.{key} must be a string, got {describe_value(value)}")
     return value
+
+
+#: What a dspy.History's messages convert as: a list of objects of any values.
+_MESSAGES = FieldType(LIST, FieldType(DICT, FieldType(ANY), key=FieldType(STR)))
+
+
+def _history(v: Any, path: str) -> dict[str, Any]:
+    """A ``dspy.History`` value (Go's ``convertHistory``): an object whose one key,
+    ``messages``, holds a list of objects."""
+    want = f'expected {HISTORY}, an object {{"messages": [{{field: value, …}}, …]}}'
+    if not isinstance(v, dict):
+        raise ValueError(f"{path}: {want}, got {describe_value(v)}")
+    for k in sorted(v):
+        if k != "messages":
+            raise ValueError(f'{path}: {quote(k)} is not a key of a {HISTORY} (its one key is "messages")')
+    if "messages" not in v:
+        raise ValueError(f'{path}: {want}, got an object without "messages"')
+    return {"messages": convert(_MESSAGES, v["messages"], path + ".messages")}

@@ -96,6 +96,34 @@ class DspyEngineTest(unittest.TestCase):
         self.assertEqual(by_engine["dspy"], by_engine["native"])
         self.assertIsInstance(by_engine["dspy"]["rating"], int)
 
+    def test_a_conversation_history_is_written_as_dspy_writes_it(self):
+        """A dspy.History input: both engines send its messages as earlier turns, the same
+        turns and the same current input; its values are converted first."""
+        for kind in ("predict", "chain_of_thought"):
+            spec = spec_of([("question", "str"), ("history", "dspy.History")], [("answer", "str"), ("score", "int")], kind=kind)
+            history = {"messages": [
+                {"question": "Who wrote it?", "answer": "Ann", "score": 3},
+                {"question": ["a", "b"], "answer": "both"},
+                {"answer": "an output alone"},
+                {"question": "Why?"},
+            ]}
+            sent = {}
+            for engine in ("dspy", "native"):
+                with self.subTest(kind=kind, engine=engine):
+                    self.lm.reset()
+                    self.configure(engine)
+                    outputs = self.execute(spec, {"question": "And Bob?", "history": history})["outputs"]
+                    self.assertIsInstance(outputs["score"], int)
+                    (request,) = self.lm.requests()
+                    sent[engine] = [(m["role"], m["content"]) for m in request["messages"][1:]]
+            self.assertEqual(sent["dspy"], sent["native"], kind)
+            roles = [role for role, _ in sent["dspy"]]
+            self.assertEqual(roles, ["user", "assistant", "user", "assistant", "assistant", "user", "assistant", "user"])
+            self.assertIn("«a»", sent["native"][2][1], "a list held by a str field is a numbered list")
+        error = self.w.error("execute_program", {"spec": spec, "inputs": {"question": "?", "history": [{"question": "Who?"}]}})
+        self.assertEqual(error["code"], "invalid_argument")
+        self.assertIn('input history: expected dspy.History, an object {"messages": [{field: value, …}, …]}, got array', error["message"])
+
     def test_instructions_descriptions_and_every_lm_setting_reach_the_request(self):
         spec = {**TYPED, "instructions": "Answer like a pirate."}
         self.configure(model="pirate-model", temperature=0.7, max_tokens=321, timeout_ms=20000)
