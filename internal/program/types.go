@@ -51,7 +51,8 @@ const noneKind Kind = -1
 
 // Type is a parsed field type: "str", "int", "float", "bool", "Any",
 // "list[T]", "dict[K, V]" (K is str, int or a Literal), "tuple[A, B]",
-// "tuple[T, ...]", "Optional[T]", "Union[A, B]" or "Literal['a', 'b']".
+// "tuple[T, ...]", "Optional[T]", "Union[A, B]", "Literal['a', 'b']" or
+// "dspy.History".
 type Type struct {
 	Kind Kind
 	// Elem is the element type of a list or of a variadic tuple, the value
