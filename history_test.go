@@ -8,9 +8,6 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
-	"github.com/dspgo/dspgo/adapters/mock"
-	"github.com/dspgo/dspgo/adapters/port"
-	"github.com/dspgo/dspgo/internal/testutil"
 )
 
 // A conversational program: a dspy.History input holds the turns so far
@@ -22,11 +19,8 @@ func TestConversationHistory(t *testing.T) {
 	sig := dspgo.MustParseSignature("question, history: dspy.History -> answer")
 	history := map[string]any{"messages": []map[string]any{{"question": "Who wrote it?", "answer": "Ann"}}}
 
-	py, err := port.New(ctx, port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(), Logger: testutil.Discard})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, py.Close(t.Context())) })
 	var answers []any
-	for _, c := range []*dspgo.Client{dspgo.NewClient(mock.New(mock.Options{})), dspgo.NewClient(py)} {
+	for _, c := range mockAndPython(t) {
 		p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig})
 		require.NoError(t, err)
 		out, err := c.Execute(ctx, p.ID, map[string]any{"question": "And Bob?", "history": history})
@@ -39,7 +33,7 @@ func TestConversationHistory(t *testing.T) {
 	}
 	assert.Equal(t, answers[0], answers[1])
 
-	_, err = dspgo.ParseSignature("question -> history: dspy.History")
+	_, err := dspgo.ParseSignature("question -> history: dspy.History")
 	assert.ErrorContains(t, err, `output field "history": dspy.History is an input type (the conversation so far)`)
 	_, err = dspgo.ParseSignature("question, turns: list[dspy.History] -> answer")
 	assert.ErrorContains(t, err, `dspy.History is a field's whole type, not part of one`)

@@ -22,11 +22,8 @@ func TestProgramOfNoInputs(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, " -> joke, rating: int", sig.String())
 
-	py, err := port.New(ctx, port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(), Logger: testutil.Discard})
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, py.Close(t.Context())) })
 	var outputs []map[string]any
-	for _, c := range []*dspgo.Client{dspgo.NewClient(mock.New(mock.Options{})), dspgo.NewClient(py)} {
+	for _, c := range mockAndPython(t) {
 		p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig, Kind: dspgo.KindChainOfThought})
 		require.NoError(t, err)
 		assert.NotNil(t, p.Spec.Signature.Inputs, "an empty list, as the spec's JSON has it")
@@ -54,4 +51,13 @@ func TestProgramOfNoInputs(t *testing.T) {
 	got, err := typed.Execute(ctx, struct{}{})
 	require.NoError(t, err)
 	assert.NotEmpty(t, got.Joke)
+}
+
+// mockAndPython are a client of the mock and one of a Python worker (on
+// the dummy LM), which must agree; the worker is closed at the end of t.
+func mockAndPython(t *testing.T) []*dspgo.Client {
+	py, err := port.New(t.Context(), port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(), Logger: testutil.Discard})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, py.Close(t.Context())) })
+	return []*dspgo.Client{dspgo.NewClient(mock.New(mock.Options{})), dspgo.NewClient(py)}
 }
