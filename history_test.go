@@ -8,6 +8,7 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/mock"
 )
 
 // A conversational program: a dspy.History input holds the turns so far
@@ -33,7 +34,38 @@ func TestConversationHistory(t *testing.T) {
 	}
 	assert.Equal(t, answers[0], answers[1])
 
-	_, err := dspgo.ParseSignature("question -> history: dspy.History")
+	// A dspgo.History is that value too, in a map of inputs.
+	c := dspgo.NewClient(mock.New(mock.Options{}))
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig})
+	require.NoError(t, err)
+	out, err := c.Execute(ctx, p.ID, map[string]any{"question": "And Bob?",
+		"history": dspgo.History{Messages: history["messages"].([]map[string]any)}})
+	require.NoError(t, err)
+	assert.Equal(t, answers[0], out["answer"])
+	_, err = c.Execute(ctx, p.ID, map[string]any{"question": "And Bob?", "history": &dspgo.History{}})
+	require.NoError(t, err)
+
+	// From Go structs: a History field is the dspy.History input, and the
+	// same conversation gives the same answer.
+	type chatIn struct {
+		Question string
+		History  dspgo.History
+	}
+	type chatOut struct{ Answer string }
+	typed, err := dspgo.NewTyped[chatIn, chatOut](ctx, c, dspgo.ProgramSpec{})
+	require.NoError(t, err)
+	assert.Equal(t, "question, history: dspy.History -> answer", typed.Program().Spec.Signature.String())
+	got, err := typed.Execute(ctx, chatIn{Question: "And Bob?", History: dspgo.History{Messages: history["messages"].([]map[string]any)}})
+	require.NoError(t, err)
+	assert.Equal(t, answers[0], got.Answer)
+	_, err = typed.Execute(ctx, chatIn{Question: "Who wrote it?"})
+	require.NoError(t, err, "no earlier turn")
+	_, err = dspgo.NewTyped[chatIn, struct{ History dspgo.History }](ctx, dspgo.NewClient(mock.New(mock.Options{})), dspgo.ProgramSpec{})
+	assert.ErrorContains(t, err, "dspy.History is an input type")
+	_, err = dspgo.NewTyped[struct{ Turns []dspgo.History }, chatOut](ctx, dspgo.NewClient(mock.New(mock.Options{})), dspgo.ProgramSpec{})
+	assert.ErrorContains(t, err, "dspy.History is a field's whole type")
+
+	_, err = dspgo.ParseSignature("question -> history: dspy.History")
 	assert.ErrorContains(t, err, `output field "history": dspy.History is an input type (the conversation so far)`)
 	_, err = dspgo.ParseSignature("question, turns: list[dspy.History] -> answer")
 	assert.ErrorContains(t, err, `dspy.History is a field's whole type, not part of one`)

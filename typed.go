@@ -106,6 +106,7 @@ type Typed[In, Out any] struct {
 //	json.RawMessage                          Any (empty is None)
 //	a text type                              str (time.Time, netip.Addr, …)
 //	a string with enum=                      Literal['A', 'B', …]
+//	dspgo.History (an In field)              dspy.History
 //
 // A text type is one with MarshalText (for inputs; on T or *T) or whose
 // pointer has UnmarshalText (for outputs), as encoding/json uses them; it
@@ -487,6 +488,7 @@ var (
 	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 	rawMessageType      = reflect.TypeFor[json.RawMessage]()
+	historyType         = reflect.TypeFor[History]()
 	byteType            = reflect.TypeFor[byte]()
 )
 
@@ -528,6 +530,16 @@ func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, b
 	}
 	if t == rawMessageType {
 		typ, _, err := leaf(program.Any)
+		return typ, true, err
+	}
+	if t == historyType {
+		switch {
+		case s == outputSide:
+			return program.Type{}, false, fmt.Errorf("%s is an input type (the conversation so far)", program.HistoryType)
+		case depth > 0:
+			return program.Type{}, false, fmt.Errorf("%s is a field's whole type, not part of one", program.HistoryType)
+		}
+		typ, _, err := leaf(program.History)
 		return typ, true, err
 	}
 	if isText(t, s) {
@@ -634,6 +646,15 @@ func rewrite(v reflect.Value) (any, error) {
 			return nil, nil
 		}
 		return v.Interface(), nil
+	case t == historyType:
+		messages, err := rewrite(v.FieldByName("Messages"))
+		if err != nil {
+			return nil, err
+		}
+		if messages == nil {
+			messages = []any{}
+		}
+		return map[string]any{"messages": messages}, nil
 	case isText(t, inputSide):
 		return marshalText(v)
 	case t.Kind() == reflect.Slice || t.Kind() == reflect.Array:
