@@ -119,14 +119,8 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
         (complete, "", MISSING_IN_COMPLETE_DEMO),
     ):
         for values in group:
-            user = [prefix]
-            user += [f"[[ ## {f.name} ## ]]\n{format_demo_value(values[f.name])}" for f in compiled.inputs if f.name in values]
-            user.append("")
-            assistant = "\n\n".join(
-                f"[[ ## {f.name} ## ]]\n{format_demo_value(values.get(f.name, missing))}" for f in compiled.outputs
-            ).strip()
-            made.append({"role": "user", "content": "\n\n".join(user).strip()})
-            made.append({"role": "assistant", "content": assistant + "\n\n[[ ## completed ## ]]\n"})
+            made.append({"role": "user", "content": user_content(compiled.inputs, values, prefix)})
+            made.append({"role": "assistant", "content": assistant_content(compiled.outputs, values, missing)})
     compiled.extras["demo_messages"] = made
     return made
 
@@ -159,22 +153,37 @@ def conversation_messages(compiled: CompiledSpec, history: Field, messages: list
     inputs = [f for f in compiled.inputs if f is not history]
     turns = []
     for message in messages:
-        parts = [""] + [f"[[ ## {f.name} ## ]]\n{format_turn_value(f, message[f.name])}" for f in inputs if f.name in message]
-        if any(f.name in message for f in inputs):
-            parts.append(closing)
-        parts.append("")
-        user = "\n\n".join(parts).strip()
+        reminder = closing if any(f.name in message for f in inputs) else ""
+        user = user_content(inputs, message, reminder=reminder)
         if user:
             turns.append({"role": "user", "content": user})
-        assistant = "\n\n".join(f"[[ ## {f.name} ## ]]\n{format_turn_value(f, message.get(f.name))}" for f in compiled.outputs).strip()
-        turns.append({"role": "assistant", "content": assistant + "\n\n[[ ## completed ## ]]\n"})
+        turns.append({"role": "assistant", "content": assistant_content(compiled.outputs, message)})
     return turns
 
 
-def format_turn_value(f: Field, value: Any) -> str:
-    """A value of a conversation's message as DSPy's ``format_field_value`` writes it: a
-    list of strings held by a ``str`` field as a numbered list of «quoted» items (``N/A``
-    when empty), any other list or dict as JSON, anything else with ``str``."""
+def user_content(inputs: Iterable[Field], values: dict[str, Any], prefix: str = "", reminder: str = "") -> str:
+    """DSPy's ChatAdapter ``format_user_message_content``: ``prefix``, then a section for
+    each of ``inputs`` that ``values`` holds, then ``reminder`` (the reply format's, for
+    a turn that asks for one), separated by blank lines."""
+    parts = [prefix, *(f"[[ ## {f.name} ## ]]\n{format_field_value(f, values[f.name])}" for f in inputs if f.name in values)]
+    if reminder:
+        parts.append(reminder)
+    parts.append("")
+    return "\n\n".join(parts).strip()
+
+
+def assistant_content(outputs: Iterable[Field], values: dict[str, Any], missing: Any = None) -> str:
+    """DSPy's ChatAdapter ``format_assistant_message_content``: a section for each of
+    ``outputs``, ``missing`` for one ``values`` lacks, then ``[[ ## completed ## ]]``."""
+    body = "\n\n".join(f"[[ ## {f.name} ## ]]\n{format_field_value(f, values.get(f.name, missing))}" for f in outputs)
+    return body.strip() + "\n\n[[ ## completed ## ]]\n"
+
+
+def format_field_value(f: Field, value: Any) -> str:
+    """A value of a demo or of a conversation's message as DSPy's ``format_field_value``
+    writes it: a list of strings held by a ``str`` field as a numbered list of «quoted»
+    items (``N/A`` when empty; a demo's converted values never hold one), any other list
+    or dict as JSON, anything else with ``str``."""
     if isinstance(value, list) and f.type.kind == STR and all(isinstance(v, str) for v in value):
         if not value:
             return "N/A"

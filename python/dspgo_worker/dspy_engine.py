@@ -427,13 +427,18 @@ class _SharedLM:
         self.key, self.lm, self.runs = key, lm, 0
 
 
-def _shared_lms(ctx: Context) -> SharedLMs | None:
-    """The LMs of the worker serving ``ctx`` (None for a context without one)."""
+def _worker_of(ctx: Context) -> Any:
+    """The worker serving ``ctx``; None for a context without one (tests)."""
     try:
-        worker = ctx.worker
+        return ctx.worker
     except AttributeError:
         return None
-    return worker.state("dspy_lms", SharedLMs)
+
+
+def _shared_lms(ctx: Context) -> SharedLMs | None:
+    """The LMs of the worker serving ``ctx`` (None for a context without one)."""
+    worker = _worker_of(ctx)
+    return None if worker is None else worker.state("dspy_lms", SharedLMs)
 
 
 class _Chunks:
@@ -525,11 +530,7 @@ async def _run_forward(ctx: Context, module: Any, inputs: dict[str, Any]) -> Any
     def forward() -> Any:
         return context.run(module, **inputs)
 
-    try:
-        worker = ctx.worker
-    except AttributeError:
-        worker = None
-    if worker is None:
+    if _worker_of(ctx) is None:
         return await asyncio.to_thread(forward)
     return await ctx.run_sync(forward)
 
