@@ -517,6 +517,18 @@ func (c *Config) Environ() []string {
 	return c.environ()
 }
 
+// Getenv returns the value of the variable name in Environ, "" when it
+// is unset (the first, when Environ lists it twice).
+func (c *Config) Getenv(name string) string {
+	prefix := name + "="
+	for _, kv := range c.Environ() {
+		if v, ok := strings.CutPrefix(kv, prefix); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // LogOutput returns where the logs of what is opened from the
 // configuration go: LoadOptions.LogOutput, or os.Stderr.
 func (c *Config) LogOutput() io.Writer {

@@ -172,11 +172,8 @@ func dialOptions(cfg *config.Config, url, name string) (remote.DialOptions, erro
 // file, never the secret.
 func readSecret(cfg *config.Config, envKey, variable, fileKey, path string) (string, error) {
 	if variable != "" {
-		prefix := variable + "="
-		for _, kv := range cfg.Environ() {
-			if v, ok := strings.CutPrefix(kv, prefix); ok && v != "" {
-				return v, nil
-			}
+		if v := cfg.Getenv(variable); v != "" {
+			return v, nil
 		}
 		return "", adapter.Errorf(adapter.CodeFailedPrecondition, "%s names the variable %s, which is unset or empty", envKey, variable)
 	}

@@ -60,14 +60,7 @@ func localDir(cfg *config.Config) (string, error) {
 	if d := cfg.Remote.LocalCredentialsDir; d != "" {
 		return d, nil
 	}
-	d, err := embedded.DefaultLocalDir(func(name string) string {
-		for _, kv := range cfg.Environ() {
-			if v, ok := strings.CutPrefix(kv, name+"="); ok {
-				return v
-			}
-		}
-		return ""
-	})
+	d, err := embedded.DefaultLocalDir(cfg.Getenv)
 	if err != nil {
 		return "", adapter.Errorf(adapter.CodeFailedPrecondition, "%v: set remote.local_credentials_dir", err)
 	}
