@@ -297,21 +297,12 @@ func (c *Client) checkHash(op string, result json.RawMessage, want string) error
 	return nil
 }
 
-var idOK = func() (ok [256]bool) {
-	for _, c := range "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-." {
-		ok[c] = true
-	}
-	return ok
-}()
-
 func checkID(id string) error {
-	if len(id) > 128 {
-		return fmt.Errorf("program id %.20q… is longer than 128 bytes", id)
-	}
-	for i := 0; i < len(id); i++ {
-		if !idOK[id[i]] {
-			return fmt.Errorf("program id %q may hold only letters, digits, '_', '-' and '.'", id)
-		}
+	switch {
+	case len(id) > program.MaxIDBytes:
+		return fmt.Errorf("program id %.20q… is longer than %d bytes", id, program.MaxIDBytes)
+	case !program.IsID(id):
+		return fmt.Errorf("program id %q may hold only letters, digits, '_', '-' and '.'", id)
 	}
 	return nil
 }

@@ -268,8 +268,9 @@ func names(fields []command.Field) string {
 	return strings.Join(parts, ", ")
 }
 
-// maxModuleName is the longest module name of a KindModule spec.
-const maxModuleName = 128
+// MaxIDBytes is the longest program id, and the longest module name of a
+// KindModule spec.
+const MaxIDBytes = 128
 
 // checkModule checks the module and state of a spec of kind, and returns
 // the state in canonical form (nil for none).
@@ -294,8 +295,8 @@ func checkModule(spec command.Spec, kind string) (json.RawMessage, error) {
 	switch {
 	case spec.Module == "":
 		return nil, invalid("a module program needs its module: the name a worker's handler module registered it under")
-	case !isModuleName(spec.Module):
-		return nil, invalid("module name %q may hold only letters, digits, '_', '-' and '.' (at most %d)", spec.Module, maxModuleName)
+	case !IsID(spec.Module):
+		return nil, invalid("module name %q may hold only letters, digits, '_', '-' and '.' (at most %d)", spec.Module, MaxIDBytes)
 	case len(spec.Demos) > 0:
 		return nil, invalid("a module program has no demos: its predictors' demos are in its state")
 	case state == nil:
@@ -311,10 +312,10 @@ func checkModule(spec command.Spec, kind string) (json.RawMessage, error) {
 	return canon, nil
 }
 
-// isModuleName reports whether s is a module name: 1 to maxModuleName
-// letters, digits, '_', '-' and '.'.
-func isModuleName(s string) bool {
-	if s == "" || len(s) > maxModuleName {
+// IsID reports whether s is 1 to MaxIDBytes ASCII letters, digits, '_',
+// '-' and '.': a program id, or a module name.
+func IsID(s string) bool {
+	if s == "" || len(s) > MaxIDBytes {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
