@@ -1,5 +1,7 @@
 package dspgo
 
+import "encoding/json"
+
 // History is a dspy.History input's value as a Go type: the conversation
 // so far, each message an earlier turn holding values of the signature's
 // fields by name ({"question": "Who wrote it?", "answer": "Ann"}). A
@@ -10,4 +12,14 @@ package dspgo
 type History struct {
 	// Messages are the earlier turns, oldest first.
 	Messages []map[string]any `json:"messages"`
+}
+
+// MarshalJSON writes h as a dspy.History's JSON object, nil Messages as
+// none: {"messages": []}.
+func (h History) MarshalJSON() ([]byte, error) {
+	type plain History // without this method
+	if h.Messages == nil {
+		h.Messages = []map[string]any{}
+	}
+	return json.Marshal(plain(h))
 }

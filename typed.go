@@ -532,15 +532,11 @@ func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, b
 		typ, _, err := leaf(program.Any)
 		return typ, true, err
 	}
-	if t == historyType {
-		switch {
-		case s == outputSide:
+	if t == historyType { // its value converts by its JSON encoding; nesting is the signature's rule
+		if s == outputSide {
 			return program.Type{}, false, fmt.Errorf("%s is an input type (the conversation so far)", program.HistoryType)
-		case depth > 0:
-			return program.Type{}, false, fmt.Errorf("%s is a field's whole type, not part of one", program.HistoryType)
 		}
-		typ, _, err := leaf(program.History)
-		return typ, true, err
+		return leaf(program.History)
 	}
 	if isText(t, s) {
 		return str(), true, nil
@@ -646,15 +642,6 @@ func rewrite(v reflect.Value) (any, error) {
 			return nil, nil
 		}
 		return v.Interface(), nil
-	case t == historyType:
-		messages, err := rewrite(v.FieldByName("Messages"))
-		if err != nil {
-			return nil, err
-		}
-		if messages == nil {
-			messages = []any{}
-		}
-		return map[string]any{"messages": messages}, nil
 	case isText(t, inputSide):
 		return marshalText(v)
 	case t.Kind() == reflect.Slice || t.Kind() == reflect.Array:

@@ -928,19 +928,19 @@ func adapterError(msg string) error {
 }
 
 // convertHistory converts a dspy.History value: an object whose one key,
-// "messages", holds an array of objects, each value as Any converts it, or
-// a dspgo.History.
+// "messages", holds an array of objects, each value as Any converts it,
+// or a Go struct whose JSON encoding is one (dspgo.History).
 func convertHistory(v reflect.Value, path string) (reflect.Value, error) {
 	want := fmt.Sprintf(`expected %s, an object {"messages": [{field: value, …}, …]}`, HistoryType)
 	v = indirect(v)
-	if v.IsValid() && v.Kind() == reflect.Struct && v.Type().Name() == "History" {
-		// dspgo.History, which this package cannot name: its Messages.
-		if m := v.FieldByName("Messages"); m.IsValid() {
-			if m.IsNil() {
-				return reflect.ValueOf(map[string]any{"messages": []any{}}), nil
-			}
-			v = reflect.ValueOf(map[string]any{"messages": m.Interface()})
+	if v.IsValid() && v.Kind() == reflect.Struct {
+		// A Go struct, such as dspgo.History, is taken as its JSON encoding.
+		data, err := json.Marshal(v.Interface())
+		if err != nil {
+			return reflect.Value{}, fmt.Errorf("%s: %s: %v", path, want, err)
 		}
+		decoded, _ := decodeJSON(data) // json.Marshal wrote one JSON value
+		v = reflect.ValueOf(decoded)
 	}
 	if !v.IsValid() || v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String {
 		if !v.IsValid() || v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
