@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"strings"
 
 	"github.com/dspgo/dspgo"
 )
@@ -41,11 +40,9 @@ func loadDSPyProgram(f runFlags) (dspgo.ProgramSpec, error) {
 	}
 	defer file.Close()
 	spec, err := dspgo.LoadDSPyProgram(file, f.signature)
-	if err != nil && strings.Contains(err.Error(), "the file holds the state of the predictors") {
-		return dspgo.ProgramSpec{}, usagef("add --module NAME, the name a python.handlers module registered the module's class under", "--program %s: %v", f.program, err)
-	}
 	if err != nil {
-		return dspgo.ProgramSpec{}, usagef(`give --signature with the program's fields and types, such as "question, context: list[str] -> answer"`, "--program %s: %v", f.program, err)
+		return dspgo.ProgramSpec{}, usagef(`give --signature with the program's fields and types, such as "question, context: list[str] -> answer"; `+
+			"for a custom module's saved state, add --module NAME, the name a python.handlers module registered its class under", "--program %s: %v", f.program, err)
 	}
 	return spec, nil
 }
