@@ -82,7 +82,7 @@ func (a *app) serveWorkers(ctx context.Context) error {
 	if st, ok := adapter.StatsOf(backend); ok {
 		workers = st.Workers
 	}
-	if path, err := remoteconfig.LocalCredentialsFile(cfg); err == nil && path != "" {
+	if path, err := remoteconfig.LocalCredentialsFile(cfg, nc.ConnectedUrl()); err == nil && path != "" {
 		fmt.Fprintf(a.stdout, "dspgo workers: the embedded NATS server's users are in %s, readable by this OS user only\n", path)
 	}
 	fmt.Fprintf(a.stdout, "dspgo workers: host %s serving %s.call on %s with %s (%d workers)\n",

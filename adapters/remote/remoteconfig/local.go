@@ -34,24 +34,19 @@ func (c localCredentials) remove() {
 }
 
 // LocalCredentialsFile is the file where the embedded server of cfg
-// (remote.embedded.enabled, no users file) writes its users while it
-// runs: nats-<port>.json in remote.local_credentials_dir (embedded.Local).
-// It is empty, with no error, for a configuration that starts no such
-// server.
-func LocalCredentialsFile(cfg *config.Config) (string, error) {
-	e := cfg.Remote.Embedded
-	if !e.Enabled || e.UsersFile != "" {
+// (remote.embedded.enabled, no users file), running at url (as Connect
+// connected to it), writes its users while it runs: nats-<port>.json in
+// remote.local_credentials_dir (embedded.Local). It is empty, with no
+// error, for a configuration that starts no such server.
+func LocalCredentialsFile(cfg *config.Config, url string) (string, error) {
+	if e := cfg.Remote.Embedded; !e.Enabled || e.UsersFile != "" {
 		return "", nil
 	}
 	dir, err := localDir(cfg)
 	if err != nil {
 		return "", err
 	}
-	_, port, ok := hostPort(e.Listen)
-	if !ok {
-		return "", adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: %q is not host:port", e.Listen)
-	}
-	return embedded.LocalPath(dir, port), nil
+	return embedded.LocalPath(dir, urlPort(url)), nil
 }
 
 // localDir is remote.local_credentials_dir, or its default from the
