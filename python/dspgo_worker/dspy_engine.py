@@ -56,7 +56,7 @@ from .chat_format import convert_outputs
 from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
-from .fieldtypes import FieldType
+from .fieldtypes import HISTORY, FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
 from .modules import module_factory
@@ -164,7 +164,7 @@ def python_type(t: FieldType) -> Any:
     makes of the same signature string (python/tests/test_dspy_signatures.py checks it)."""
     import typing
 
-    from .fieldtypes import ANY, BOOL, DICT, FLOAT, HISTORY, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
+    from .fieldtypes import ANY, BOOL, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
 
     kind = t.kind
     if kind == HISTORY:
@@ -480,8 +480,6 @@ def _dspy_inputs(dspy: Any, compiled: CompiledSpec, inputs: dict[str, Any]) -> d
     """The inputs as DSPy takes them: a ``dspy.History`` input (``{"messages": [...]}``,
     converted) becomes a ``dspy.History``, which DSPy's adapters write as the turns of a
     conversation before the current input."""
-    from .fieldtypes import HISTORY
-
     for f in compiled.inputs:
         if f.type.kind == HISTORY:
             return {**inputs, f.name: dspy.History(messages=inputs[f.name]["messages"])}

@@ -32,6 +32,7 @@ import time
 from collections import OrderedDict
 
 from .errors import WorkerError
+from .modules import module_factory
 from .protocol import json_type_name, quote
 from .registry import Arg, command, missing_argument
 
@@ -266,7 +267,7 @@ async def configure_lm(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
 async def create_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     compiled = program_state(ctx).compile(args["spec"])
     if compiled.module is not None:
-        _lazy("modules").module_factory(compiled.module)  # failed_precondition when not registered here
+        module_factory(compiled.module)  # failed_precondition when not registered here
     if _handler_log.isEnabledFor(logging.DEBUG):
         ctx.logger.debug("program compiled", extra={"program_id": args["program_id"], "spec_hash": compiled.hash})
     return {"spec_hash": compiled.hash}
