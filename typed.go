@@ -107,6 +107,7 @@ type Typed[In, Out any] struct {
 //	a text type                              str (time.Time, netip.Addr, …)
 //	a string with enum=                      Literal['A', 'B', …]
 //	dspgo.History (an In field)              dspy.History
+//	dspgo.Image (In fields)                  dspy.Image
 //
 // A text type is one with MarshalText (for inputs; on T or *T) or whose
 // pointer has UnmarshalText (for outputs), as encoding/json uses them; it
@@ -489,6 +490,7 @@ var (
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 	rawMessageType      = reflect.TypeFor[json.RawMessage]()
 	historyType         = reflect.TypeFor[History]()
+	imageType           = reflect.TypeFor[Image]()
 	byteType            = reflect.TypeFor[byte]()
 )
 
@@ -537,6 +539,12 @@ func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, b
 			return program.Type{}, false, fmt.Errorf("%s is an input type (the conversation so far)", program.HistoryType)
 		}
 		return leaf(program.History)
+	}
+	if t == imageType { // its value converts by its JSON encoding
+		if s == outputSide {
+			return program.Type{}, false, fmt.Errorf("%s is an input type (an image for the model to see)", program.ImageType)
+		}
+		return leaf(program.Image)
 	}
 	if isText(t, s) {
 		return str(), true, nil

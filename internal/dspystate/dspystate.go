@@ -515,7 +515,7 @@ func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 	for i, d := range spec.Demos {
 		var o object
 		for _, f := range spec.Signature.Inputs {
-			o = append(o, member{f.Name, jsonValue(d.Inputs[f.Name])})
+			o = append(o, member{f.Name, jsonValue(dspyImages(f, d.Inputs[f.Name]))})
 		}
 		if d.Reasoning != "" {
 			o = append(o, member{reasoningField, d.Reasoning})
@@ -714,4 +714,14 @@ func jsonValue(v any) any {
 		return o
 	}
 	return rv.Interface()
+}
+
+// dspyImages writes the images in v, a value of f, as DSPy's text of one
+// (program.ImageDSPyText), which is how DSPy saves them in a demo.
+func dspyImages(f command.Field, v any) any {
+	t, err := program.ParseType(f.Type)
+	if err != nil {
+		return v
+	}
+	return program.MapImages(t, v, func(url string) any { return program.ImageDSPyText(url) })
 }

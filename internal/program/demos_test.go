@@ -107,6 +107,24 @@ func demoCases() []demoCase {
 			`"outputs":[{"name":"answer","type":"","description":""}]},"instructions":"","kind":"predict",` +
 			`"demos":[{"inputs":{"history":{"messages":["hi"]}},"outputs":{"answer":"x"}}]}`),
 			Error: `demo 0: input history.messages[0]: expected dict[str, Any], got string "hi"`},
+		// An image demo: its string, {"url": …} and DSPy's text of it are
+		// the same demo, of the same hash.
+		{Name: "image_demo", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"photo","type":"dspy.Image","description":""}],` +
+			`"outputs":[{"name":"answer","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"photo":"https://example.com/cat.png"},"outputs":{"answer":"a cat"}}]}`)},
+		{Name: "image_demo_as_an_object", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"photo","type":"dspy.Image","description":""}],` +
+			`"outputs":[{"name":"answer","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"photo":{"url":"https://example.com/cat.png"}},"outputs":{"answer":"a cat"}}]}`)},
+		{Name: "image_demo_as_dspy_writes_it", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"photo","type":"dspy.Image","description":""}],` +
+			`"outputs":[{"name":"answer","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"photo":"<<CUSTOM-TYPE-START-IDENTIFIER>>[{\"type\": \"image_url\", \"image_url\": {\"url\": \"https://example.com/cat.png\"}}]<<CUSTOM-TYPE-END-IDENTIFIER>>"},"outputs":{"answer":"a cat"}}]}`)},
+		{Name: "image_demo_of_a_path", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"photo","type":"dspy.Image","description":""}],` +
+			`"outputs":[{"name":"answer","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"photo":"cat.png"},"outputs":{"answer":"a cat"}}]}`),
+			Error: `demo 0: input photo: an image is a data: URI or an http, https or gs URL (a local file's path is not read: give its data: URI)`},
+		{Name: "image_as_output", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"question","type":"","description":""}],` +
+			`"outputs":[{"name":"drawing","type":"list[dspy.Image]","description":""}]},"instructions":"","kind":"predict"}`),
+			Error: `output field "drawing": dspy.Image is an input type (an image for the model to see)`},
 		// Module programs: the module's name and state are hashed, the
 		// state in canonical form (1.0 is 1, keys sorted).
 		{Name: "module", Spec: moduleSpec(`"module":"rag"`)},

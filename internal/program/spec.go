@@ -112,6 +112,9 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, er
 			if err != nil {
 				return s, invalid("%s field %q: %v", side, f.Name, err)
 			}
+			if side == "output" && t.HasImage() {
+				return s, invalid("output field %q: %s is an input type (an image for the model to see)", f.Name, ImageType)
+			}
 			if t.Kind == History {
 				switch {
 				case side == "output":

@@ -43,6 +43,11 @@ const (
 	// the signature's fields by name. It is an input field's whole type
 	// only, one per signature.
 	History
+	// Image is DSPy's dspy.Image, an image for the model to see: an object
+	// {"url": u}, u a data: URI or an http, https or gs URL. It stands in
+	// inputs only, anywhere in their types but among a Union's several
+	// members.
+	Image
 )
 
 // noneKind is None (NoneType) while a union is parsed; it never leaves
@@ -52,7 +57,7 @@ const noneKind Kind = -1
 // Type is a parsed field type: "str", "int", "float", "bool", "Any",
 // "list[T]", "dict[K, V]" (K is str, int or a Literal), "tuple[A, B]",
 // "tuple[T, ...]", "Optional[T]", "Union[A, B]", "Literal['a', 'b']" or
-// "dspy.History".
+// "dspy.History" or "dspy.Image".
 type Type struct {
 	Kind Kind
 	// Elem is the element type of a list or of a variadic tuple, the value
@@ -111,6 +116,8 @@ func (t Type) String() string {
 		return "tuple[" + joinTypes(t.Members) + "]"
 	case History:
 		return HistoryType
+	case Image:
+		return ImageType
 	case noneKind:
 		return "None"
 	}
@@ -150,13 +157,42 @@ func ParseType(s string) (Type, error) {
 	if err := p.notNone(t); err != nil {
 		return Type{}, err
 	}
+	if t.imageInUnion() {
+		return Type{}, fmt.Errorf("%s may not be in a Union of several types, in %q (which one a value is would be a guess): use Optional[%s], or a field of its own", ImageType, s, ImageType)
+	}
 	return t, nil
+}
+
+// HasImage reports whether t is or holds a dspy.Image.
+func (t Type) HasImage() bool {
+	if t.Kind == Image {
+		return true
+	}
+	if t.Elem != nil && t.Elem.HasImage() {
+		return true
+	}
+	return slices.ContainsFunc(t.Members, Type.HasImage)
+}
+
+// imageInUnion reports whether a Union in t has a member that holds a
+// dspy.Image.
+func (t Type) imageInUnion() bool {
+	if t.Kind == Union && slices.ContainsFunc(t.Members, Type.HasImage) {
+		return true
+	}
+	if t.Elem != nil && t.Elem.imageInUnion() {
+		return true
+	}
+	return slices.ContainsFunc(t.Members, Type.imageInUnion)
 }
 
 const maxTypeDepth = 16
 
 // HistoryType is the canonical form of the History type.
 const HistoryType = "dspy.History"
+
+// ImageType is the canonical form of the Image type.
+const ImageType = "dspy.Image"
 
 type typeParser struct {
 	s string
@@ -345,10 +381,12 @@ func (p *typeParser) primary(depth int) (Type, error) {
 			return Type{}, wholeHistory(p.s)
 		}
 		return Type{Kind: History}, nil
+	case ImageType: // not "Image", which DSPy's string signatures do not know either
+		return Type{Kind: Image}, nil
 	case "":
 		return Type{}, fmt.Errorf("expected a type at position %d of %q", p.i, p.s)
 	}
-	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History)", name, p.s)
+	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image)", name, p.s)
 }
 
 // elem parses a type that is not None, as a container's argument.
@@ -480,10 +518,10 @@ var anyType = reflect.TypeFor[any]()
 // map[int64]V (dict[int, V]), any for Any, Optional and Union (nil
 // for null, else the value of the member that took it), and
 // map[string]any for dspy.History ({"messages": []any of
-// map[string]any}).
+// map[string]any}) and dspy.Image ({"url": string}).
 func (t Type) GoType() reflect.Type {
 	switch t.Kind {
-	case History:
+	case History, Image:
 		return reflect.TypeFor[map[string]any]()
 	case Int:
 		return reflect.TypeFor[int64]()
@@ -543,6 +581,8 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		return convertAny(v, path, 0)
 	case History:
 		return convertHistory(v, path)
+	case Image:
+		return convertImage(v, path)
 	case Optional:
 		if null {
 			return reflect.Zero(anyType), nil
@@ -932,33 +972,13 @@ func adapterError(msg string) error {
 // or a Go struct whose JSON encoding is one (dspgo.History).
 func convertHistory(v reflect.Value, path string) (reflect.Value, error) {
 	want := fmt.Sprintf(`expected %s, an object {"messages": [{field: value, …}, …]}`, HistoryType)
-	v = indirect(v)
-	if v.IsValid() && v.Kind() == reflect.Struct {
-		// A Go struct, such as dspgo.History, is taken as its JSON encoding.
-		data, err := json.Marshal(v.Interface())
-		if err != nil {
-			return reflect.Value{}, fmt.Errorf("%s: %s: %v", path, want, err)
-		}
-		decoded, _ := decodeJSON(data) // json.Marshal wrote one JSON value
-		v = reflect.ValueOf(decoded)
+	v, err := structAsJSON(v)
+	if err != nil {
+		return reflect.Value{}, fmt.Errorf("%s: %s: %v", path, want, err)
 	}
-	if !v.IsValid() || v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String {
-		if !v.IsValid() || v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
-			return reflect.Value{}, fmt.Errorf("%s: %s, got null", path, want)
-		}
-		return reflect.Value{}, fmt.Errorf("%s: %s, got %s", path, want, describe(v))
-	}
-	keys := v.MapKeys()
-	slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
-	var messages reflect.Value
-	for _, k := range keys {
-		if k.String() != "messages" {
-			return reflect.Value{}, fmt.Errorf("%s: %q is not a key of a %s (its one key is \"messages\")", path, k.String(), HistoryType)
-		}
-		messages = v.MapIndex(k)
-	}
-	if !messages.IsValid() {
-		return reflect.Value{}, fmt.Errorf("%s: %s, got an object without \"messages\"", path, want)
+	messages, err := soleKey(v, "messages", HistoryType, want, path)
+	if err != nil {
+		return reflect.Value{}, err
 	}
 	list := Type{Kind: List, Elem: &Type{Kind: Dict, Key: &Type{Kind: Str}, Elem: &Type{Kind: Any}}}
 	out, err := list.convert(messages, path+".messages", false)
@@ -970,4 +990,43 @@ func convertHistory(v reflect.Value, path string) (reflect.Value, error) {
 		items[i] = out.Index(i).Interface()
 	}
 	return reflect.ValueOf(map[string]any{"messages": items}), nil
+}
+
+// structAsJSON takes a Go struct (dspgo.History, dspgo.Image) as the value
+// of its JSON encoding; any other value is returned as it is, indirected.
+func structAsJSON(v reflect.Value) (reflect.Value, error) {
+	v = indirect(v)
+	if !v.IsValid() || v.Kind() != reflect.Struct {
+		return v, nil
+	}
+	data, err := json.Marshal(v.Interface())
+	if err != nil {
+		return reflect.Value{}, err
+	}
+	decoded, _ := decodeJSON(data) // json.Marshal wrote one JSON value
+	return reflect.ValueOf(decoded), nil
+}
+
+// soleKey returns the value of key in v, an object whose one key it must
+// be (of a value of type typ); want says what was expected.
+func soleKey(v reflect.Value, key, typ, want, path string) (reflect.Value, error) {
+	if !v.IsValid() || v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String {
+		if !v.IsValid() || v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+			return reflect.Value{}, fmt.Errorf("%s: %s, got null", path, want)
+		}
+		return reflect.Value{}, fmt.Errorf("%s: %s, got %s", path, want, describe(v))
+	}
+	keys := v.MapKeys()
+	slices.SortFunc(keys, func(a, b reflect.Value) int { return strings.Compare(a.String(), b.String()) })
+	var value reflect.Value
+	for _, k := range keys {
+		if k.String() != key {
+			return reflect.Value{}, fmt.Errorf("%s: %q is not a key of a %s (its one key is %q)", path, k.String(), typ, key)
+		}
+		value = v.MapIndex(k)
+	}
+	if !value.IsValid() {
+		return reflect.Value{}, fmt.Errorf("%s: %s, got an object without %q", path, want, key)
+	}
+	return value, nil
 }

@@ -18,6 +18,8 @@ STR, INT, FLOAT, BOOL, LIST, DICT, LITERAL = "str", "int", "float", "bool", "lis
 ANY, OPTIONAL, UNION, TUPLE = "Any", "Optional", "Union", "tuple"
 #: DSPy's ``dspy.History``, a conversation so far: an input field's whole type only.
 HISTORY = "dspy.History"
+#: DSPy's ``dspy.Image``, an image for the model to see: inputs only, in no Union of several types.
+IMAGE = "dspy.Image"
 #: None (NoneType) while a union is parsed; never a field's type.
 _NONE = "None"
 
@@ -26,7 +28,7 @@ class FieldType:
     """A parsed field type, as Go's ``program.Type``.
 
     ``kind`` is one of str, int, float, bool, Any, list, dict, tuple, Optional, Union,
-    Literal, dspy.History; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
+    Literal, dspy.History, dspy.Image; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
     an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
     ``members`` a Union's members or a fixed tuple's element types; ``variadic`` marks
     ``tuple[T, ...]``; ``values`` are a Literal's strings.
@@ -77,6 +79,23 @@ class FieldType:
 
     def __hash__(self) -> int:
         return hash(str(self))
+
+    @property
+    def has_image(self) -> bool:
+        """Whether the type is or holds a ``dspy.Image`` (Go's ``Type.HasImage``)."""
+        if self.kind == IMAGE:
+            return True
+        if self.elem is not None and self.elem.has_image:
+            return True
+        return any(m.has_image for m in self.members)
+
+    def image_in_union(self) -> bool:
+        """Whether a Union in the type has a member that holds a ``dspy.Image``."""
+        if self.kind == UNION and any(m.has_image for m in self.members):
+            return True
+        if self.elem is not None and self.elem.image_in_union():
+            return True
+        return any(m.image_in_union() for m in self.members)
 
     @property
     def nullable(self) -> bool:
@@ -143,7 +162,7 @@ def make_union(parts: Iterable[FieldType]) -> FieldType:
 
 
 _KNOWN_TYPES = (
-    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History"
+    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image"
 )
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -250,6 +269,8 @@ class _TypeParser:
             if depth > 0:
                 raise self.whole_history()
             return FieldType(HISTORY)
+        if name == IMAGE:  # not "Image", which DSPy's string signatures do not know either
+            return FieldType(IMAGE)
         if name == "":
             raise ValueError(f"expected a type at position {self.i} of {quote(self.s)}")
         raise ValueError(f"unknown type {quote(name)} in {quote(self.s)} (known: {_KNOWN_TYPES})")
@@ -335,5 +356,11 @@ def parse_type(s: str) -> FieldType:
     p.space()
     if not p.done():
         raise ValueError(f"unexpected {quote(s[p.i:])} after the type in {quote(s)}")
-    return p.not_none(t)
+    p.not_none(t)
+    if t.image_in_union():
+        raise ValueError(
+            f"{IMAGE} may not be in a Union of several types, in {quote(s)} (which one a value is would be a guess): "
+            f"use Optional[{IMAGE}], or a field of its own"
+        )
+    return t
 

@@ -13,7 +13,23 @@ import re
 
 from .canonical import EXACT
 from .errors import invalid
-from .fieldtypes import ANY, BOOL, DICT, FLOAT, HISTORY, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION, FieldType
+from .fieldtypes import (
+    ANY,
+    BOOL,
+    DICT,
+    FLOAT,
+    HISTORY,
+    IMAGE,
+    INT,
+    LIST,
+    LITERAL,
+    OPTIONAL,
+    STR,
+    TUPLE,
+    UNION,
+    FieldType,
+)
+from .images import CUSTOM_TYPE_START, IMAGE_WANT, image_url_problem, url_of_dspy_text
 from .protocol import quote
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -88,6 +104,8 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
         return json_value(v, path)
     if kind == HISTORY:
         return _history(v, path)
+    if kind == IMAGE:
+        return _image(v, path)
     if kind == OPTIONAL:
         return None if v is None else convert(t.elem, v, path, exact)
     if kind == UNION:
@@ -409,11 +427,37 @@ def _history(v: Any, path: str) -> dict[str, Any]:
     """A ``dspy.History`` value (Go's ``convertHistory``): an object whose one key,
     ``messages``, holds a list of objects."""
     want = f'expected {HISTORY}, an object {{"messages": [{{field: value, …}}, …]}}'
+    return {"messages": convert(_MESSAGES, _sole_key(v, "messages", HISTORY, want, path), path + ".messages")}
+
+
+def _image(v: Any, path: str) -> dict[str, Any]:
+    """A ``dspy.Image`` value (Go's ``convertImage``) as ``{"url": u}``: ``u`` itself, an
+    object ``{"url": u}``, or DSPy's text of one image (a saved program's demo); ``u`` is
+    checked by :func:`image_url_problem`."""
+    if isinstance(v, dict):
+        v = _sole_key(v, "url", IMAGE, IMAGE_WANT, path)
+        path += ".url"
+    if not isinstance(v, str):
+        raise ValueError(f"{path}: {IMAGE_WANT}, got {describe_value(v)}")
+    if v.startswith(CUSTOM_TYPE_START):
+        try:
+            v = url_of_dspy_text(v)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    problem = image_url_problem(v)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    return {"url": v}
+
+
+def _sole_key(v: Any, key: str, typ: str, want: str, path: str) -> Any:
+    """The value of ``key`` in ``v``, an object whose one key it must be (of a value of
+    type ``typ``); ``want`` says what was expected (Go's ``soleKey``)."""
     if not isinstance(v, dict):
         raise ValueError(f"{path}: {want}, got {describe_value(v)}")
     for k in sorted(v):
-        if k != "messages":
-            raise ValueError(f'{path}: {quote(k)} is not a key of a {HISTORY} (its one key is "messages")')
-    if "messages" not in v:
-        raise ValueError(f'{path}: {want}, got an object without "messages"')
-    return {"messages": convert(_MESSAGES, v["messages"], path + ".messages")}
+        if k != key:
+            raise ValueError(f"{path}: {quote(k)} is not a key of a {typ} (its one key is {quote(key)})")
+    if key not in v:
+        raise ValueError(f"{path}: {want}, got an object without {quote(key)}")
+    return v[key]

@@ -1,0 +1,127 @@
+"""``dspy.Image`` values (Go's ``internal/program/image.go``): the URLs an image may have
+(:func:`image_url_problem`), DSPy's text of one image (:func:`image_dspy_text`, and
+:func:`url_of_dspy_text` to read it), and :func:`map_images`, which replaces each image in
+a converted value by what the caller makes of it (a ``dspy.Image``, a placeholder in a
+prompt's text).
+"""
+
+from __future__ import annotations
+
+import json
+
+from .errors import WorkerError
+from .fieldtypes import DICT, IMAGE, LIST, OPTIONAL, TUPLE, FieldType
+
+TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, Callable
+
+    from .lmconfig import LMConfig
+    from .signature import Field
+
+#: The markers around a DSPy custom type's content parts in text, as DSPy (3.4.1,
+#: ``dspy.Type``) writes an image into a prompt and into a saved program's demos.
+CUSTOM_TYPE_START = "<<CUSTOM-TYPE-START-IDENTIFIER>>"
+CUSTOM_TYPE_END = "<<CUSTOM-TYPE-END-IDENTIFIER>>"
+
+#: What a ``dspy.Image`` takes, for errors.
+IMAGE_WANT = f'expected {IMAGE}, a data: URI or an http, https or gs URL, or an object {{"url": one}}'
+
+
+def image_url_problem(u: str) -> str:
+    """Why ``u`` is not an image's URL, or ``""`` when it is one: a ``data:`` URI, or an
+    http, https or gs URL with a host (the scheme in any case), as ``dspy.Image`` takes
+    them, with no space or control character. A local file's path is refused: a worker
+    never reads one on a caller's word."""
+    if not u:
+        return "an image's URL is empty"
+    if any(c <= " " or c == "\x7f" for c in u):
+        return "an image's URL may not hold a space or a control character"
+    if u.startswith("data:"):
+        return ""
+    scheme, sep, rest = u.partition("://")
+    if not sep or scheme.lower() not in ("http", "https", "gs"):
+        return "an image is a data: URI or an http, https or gs URL (a local file's path is not read: give its data: URI)"
+    host = rest
+    for i, c in enumerate(rest):
+        if c in "/?#":
+            host = rest[:i]
+            break
+    if not host:
+        return "an image's URL has no host"
+    if host.count("[") != host.count("]"):
+        return "an image's URL has an unclosed [ in its host"
+    if not host.isascii():
+        return "an image's URL has a host that is not ASCII (write it in punycode)"
+    return ""
+
+
+def url_of_dspy_text(s: str) -> str:
+    """The URL of DSPy's text of one image (:func:`image_dspy_text`); ``ValueError`` for
+    any other custom type's text."""
+    bad = ValueError(f"{IMAGE_WANT}: a DSPy custom type's text that is not one image")
+    if not (s.startswith(CUSTOM_TYPE_START) and s.endswith(CUSTOM_TYPE_END)):
+        raise bad
+    try:
+        parts = json.loads(s[len(CUSTOM_TYPE_START) : len(s) - len(CUSTOM_TYPE_END)])
+    except ValueError:
+        raise bad from None
+    if not (isinstance(parts, list) and len(parts) == 1 and isinstance(parts[0], dict) and parts[0].get("type") == "image_url"):
+        raise bad
+    image = parts[0].get("image_url")
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str):
+        raise bad
+    return url
+
+
+def image_dspy_text(url: str) -> str:
+    """DSPy's text of one image of ``url``, as ``dspy.Image`` writes it into a prompt and a
+    saved program's demos."""
+    parts = [{"type": "image_url", "image_url": {"url": url}}]
+    return CUSTOM_TYPE_START + json.dumps(parts, ensure_ascii=False) + CUSTOM_TYPE_END
+
+
+def map_images(t: FieldType, v: Any, image: Callable[[str], Any]) -> Any:
+    """``v``, a converted value of type ``t``, with each image in it (``{"url": u}``)
+    replaced by ``image(u)`` (Go's ``MapImages``); the lists and dicts that hold one are
+    copied, the rest is ``v``'s."""
+    if v is None or not t.has_image:
+        return v
+    kind = t.kind
+    if kind == IMAGE:
+        return image(v["url"])
+    if kind == OPTIONAL:
+        return map_images(t.elem, v, image)
+    if kind == DICT:
+        return {k: map_images(t.elem, e, image) for k, e in v.items()}
+    if kind == TUPLE and not t.variadic:
+        return [map_images(m, e, image) for m, e in zip(t.members, v)]
+    if kind in (LIST, TUPLE):
+        return [map_images(t.elem, e, image) for e in v]
+    return v
+
+
+def refuse_image_urls(config: LMConfig, fields: Iterable[Field], values: dict[str, Any], label: str) -> None:
+    """Raise ``failed_precondition`` when ``values`` (inputs by name, converted; ``label``
+    says whose: ``input``, ``demo 2 input``) hold an image given by URL and ``config``
+    takes data: URIs only (``image_urls`` false, a provider other than the dummy, which
+    fetches nothing). The model's server, or LiteLLM on this host, would fetch the URL,
+    wherever it points."""
+    if config.image_urls or config.provider == "dummy":
+        return
+    for f in fields:
+        if f.name in values:
+
+            def refuse(url: str, name: str = f.name) -> str:
+                if not url.startswith("data:"):
+                    raise WorkerError(
+                        "failed_precondition",
+                        f"{label} {name}: an image given by URL would be fetched by the model's server (or by LiteLLM "
+                        "on the worker's host), from wherever it points; this LM takes data: URIs only (lm.image_urls "
+                        "lets it take URLs)",
+                    )
+                return url
+
+            map_images(f.type, values[f.name], refuse)
