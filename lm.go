@@ -76,6 +76,14 @@ type LMConfig struct {
 	// every execution calls the LM. It has no effect on ProviderDummy,
 	// which makes no LM call.
 	Cache bool
+	// ImageURLs lets a dspy.Image input or demo give its image by an
+	// http, https or gs URL, which the model's server then fetches (or
+	// LiteLLM, on the worker's host, for the providers to which it sends
+	// images inline): whoever supplies the inputs could make them fetch
+	// any address those hosts reach. False, the default, takes data: URIs
+	// only and refuses a URL with CodeFailedPrecondition. ProviderDummy,
+	// which fetches nothing, takes both.
+	ImageURLs bool
 }
 
 // ScriptStep is one step of the dummy provider's ReAct script: a call of
@@ -113,6 +121,7 @@ func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
 		Name: cfg.Name, Provider: cfg.Provider, Model: cfg.Model, BaseURL: cfg.BaseURL, APIKeyEnv: cfg.APIKeyEnv,
 		Temperature: cfg.Temperature, MaxTokens: cfg.MaxTokens, TimeoutMS: cfg.Timeout.Milliseconds(),
 		Engine: cfg.Engine, Verify: cfg.Verify, DelayMS: cfg.Delay.Milliseconds(), Cache: cfg.Cache,
+		ImageURLs: cfg.ImageURLs,
 	}
 	for i, step := range cfg.Script {
 		s := command.ScriptStep{Tool: step.Tool, Finish: step.Finish}

@@ -65,6 +65,9 @@ type LMArgs struct {
 	// Cache makes each worker keep an in-memory cache of LM replies keyed
 	// by the full request; false means every execution calls the LM.
 	Cache bool `json:"cache,omitempty"`
+	// ImageURLs lets images be given by URL (http, https, gs), which the
+	// model's server or LiteLLM fetches; false means data: URIs only.
+	ImageURLs bool `json:"image_urls,omitempty"`
 }
 
 // ScriptStep is one step of the dummy provider's react script: a call of

@@ -27,6 +27,7 @@ var flags = []flag{
 	{"lm-api-key-env", "lm.api_key_env", "worker variable holding the API key"},
 	{"lm-engine", "lm.engine", "engine: auto, native, dspy"},
 	{"lm-cache", "lm.cache", "cache LM replies in each worker's memory"},
+	{"lm-image-urls", "lm.image_urls", "let images be given by URL, which the model's server fetches"},
 	{"pool-size", "pool.size", "pool workers (0: one per core)"},
 	{"pool-lazy", "pool.lazy", "start pool workers on demand"},
 	{"pool-max-overflow", "pool.max_overflow", "extra pool workers under load"},

@@ -52,7 +52,7 @@ func PoolOptions(cfg *config.Config) pool.Options {
 func LMConfig(cfg *config.Config) dspgo.LMConfig {
 	lm := dspgo.LMConfig{Provider: cfg.LM.Provider, Model: cfg.LM.Model, BaseURL: cfg.LM.BaseURL,
 		APIKeyEnv: cfg.LM.APIKeyEnv, MaxTokens: cfg.LM.MaxTokens, Timeout: cfg.LM.Timeout, Engine: cfg.LM.Engine,
-		Cache: cfg.LM.Cache}
+		Cache: cfg.LM.Cache, ImageURLs: cfg.LM.ImageURLs}
 	if cfg.LM.Temperature >= 0 {
 		t := cfg.LM.Temperature
 		lm.Temperature = &t

@@ -404,7 +404,8 @@ func (r *lmRecorder) requests() []string {
 
 // TestKeyExfiltrationIsRefused: a caller asks the hosts' Python workers
 // to use its own endpoint, with the variable holding the hosts' real
-// key, by a broadcast, a direct call, and a record it writes to the
+// key (or to fetch images by URL, which the host's configuration does not
+// allow), by a broadcast, a direct call, and a record it writes to the
 // shared state itself; every host refuses each (failed_precondition,
 // logged), and the attacker's endpoint sees no request, while the
 // host's own endpoint gets the key as before.
@@ -447,13 +448,15 @@ func TestKeyExfiltrationIsRefused(t *testing.T) {
 		"the attacker's endpoint with the default variable": {Provider: "openai", Model: "m", BaseURL: evil.baseURL(), Engine: "native"},
 		"the host's endpoint with another variable":         {Provider: "openai", Model: "m", BaseURL: legit.baseURL(), APIKeyEnv: "OTHER_SECRET", Engine: "native"},
 		"the dummy naming the attacker's endpoint":          {Provider: "dummy", BaseURL: evil.baseURL()},
+		"the host's endpoint fetching images by URL":        {Provider: "openai", Model: "m", BaseURL: legit.baseURL(), APIKeyEnv: keyEnv, Engine: "native", ImageURLs: true},
 	}
 	for name, lm := range attacks {
 		err := client.ConfigureLM(ctx, lm) // a broadcast
 		assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%s: %v", name, err)
 		assert.ErrorContains(t, err, `host "h1" refuses configure_lm`, name)
 
-		args, _ := json.Marshal(map[string]any{"provider": lm.Provider, "model": lm.Model, "base_url": lm.BaseURL, "api_key_env": lm.APIKeyEnv})
+		args, _ := json.Marshal(map[string]any{"provider": lm.Provider, "model": lm.Model, "base_url": lm.BaseURL, "api_key_env": lm.APIKeyEnv,
+			"image_urls": lm.ImageURLs})
 		_, err = a.Call(ctx, adapter.Request{Command: "configure_lm", Args: args}) // a direct call
 		assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%s: %v", name, err)
 	}

@@ -68,6 +68,13 @@ type HostOptions struct {
 	// DefaultLMAPIKeyEnv.
 	LMAPIKeyEnv string
 
+	// LMImageURLs lets a configure_lm from a caller set image_urls, so
+	// that this host's workers send images given by URL to the LM (whose
+	// server, or LiteLLM on this host, fetches them wherever they point).
+	// False, the default, refuses one that sets it, as LMBaseURLs says;
+	// remoteconfig.HostOptions sets it from the host's own lm.image_urls.
+	LMImageURLs bool
+
 	// Logger receives the host's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -237,7 +244,7 @@ func (h *Host) defaults(opts *HostOptions) error {
 	if opts.Version == "" {
 		opts.Version = "0.1.0"
 	}
-	lm, err := newLMPolicy(opts.LMBaseURLs, opts.LMAPIKeyEnv)
+	lm, err := newLMPolicy(opts.LMBaseURLs, opts.LMAPIKeyEnv, opts.LMImageURLs)
 	if err != nil {
 		return errorf(adapter.CodeInvalidArgument, Name, "serve", "%v", err)
 	}

@@ -57,20 +57,21 @@ func checkLMName(args []byte) error {
 }
 
 // lmPolicy is what a host lets a configure_lm from elsewhere name: the LM
-// endpoints its workers may send their API key to, and the one variable
-// that key may come from.
+// endpoints its workers may send their API key to, the one variable that
+// key may come from, and whether images may be given by URL.
 type lmPolicy struct {
-	baseURLs []string // trimmed of trailing slashes
-	keyEnv   string
+	baseURLs  []string // trimmed of trailing slashes
+	keyEnv    string
+	imageURLs bool
 }
 
 // newLMPolicy checks the allowed base URLs (nil means DefaultLMBaseURL)
 // and the key's variable (empty means DefaultLMAPIKeyEnv).
-func newLMPolicy(baseURLs []string, keyEnv string) (lmPolicy, error) {
+func newLMPolicy(baseURLs []string, keyEnv string, imageURLs bool) (lmPolicy, error) {
 	if baseURLs == nil {
 		baseURLs = []string{DefaultLMBaseURL}
 	}
-	p := lmPolicy{keyEnv: keyEnv}
+	p := lmPolicy{keyEnv: keyEnv, imageURLs: imageURLs}
 	if p.keyEnv == "" {
 		p.keyEnv = DefaultLMAPIKeyEnv
 	}
@@ -91,7 +92,8 @@ func trimURL(s string) string { return strings.TrimRight(s, "/") }
 
 // check returns configure_lm's arguments as the host may apply them, or
 // CodeFailedPrecondition when they name an LM endpoint outside the
-// allowlist or a key variable other than the host's own. The provider,
+// allowlist or a key variable other than the host's own, or set
+// image_urls where the host does not allow it. The provider,
 // base_url and api_key_env are read by their exact keys (the last of
 // repeated ones, as the worker reads them) and written back as read, so
 // that the worker applies what was checked. Arguments that are not an
@@ -137,6 +139,12 @@ func (p lmPolicy) check(host string, args []byte) ([]byte, error) {
 				"host %q refuses configure_lm: api_key_env %q is not the variable this host's own configuration names for its key (lm.api_key_env)",
 				host, keyEnv)
 		}
+	}
+	var imageURLs bool
+	if json.Unmarshal(fields["image_urls"], &imageURLs) == nil && imageURLs && !p.imageURLs {
+		return nil, errorf(adapter.CodeFailedPrecondition, Name, op,
+			"host %q refuses configure_lm: image_urls would have its workers send images given by URL to the LM, which fetches them wherever they point (its own lm.image_urls allows it)",
+			host)
 	}
 	out, err := json.Marshal(fields)
 	if err != nil {

@@ -86,6 +86,9 @@ type Request struct {
 	ResponseFormat json.RawMessage `json:"response_format,omitempty"`
 	// Messages are the request's messages as role and text.
 	Messages []Message `json:"messages"`
+	// Images are the URLs of the messages' image_url content parts, in
+	// order; nil when there are none.
+	Images []string `json:"images,omitempty"`
 	// Authorization is the Authorization header's value.
 	Authorization string `json:"authorization"`
 	// Header holds all the request's headers.
@@ -471,6 +474,22 @@ type chatMessage struct {
 	Content json.RawMessage `json:"content"`
 }
 
+// contentPart is one part of a list content.
+type contentPart struct {
+	Type     string `json:"type"`
+	Text     string `json:"text"`
+	ImageURL struct {
+		URL string `json:"url"`
+	} `json:"image_url"`
+}
+
+// parts is a list content's parts; nil for a string content.
+func (m chatMessage) parts() []contentPart {
+	var parts []contentPart
+	_ = json.Unmarshal(m.Content, &parts) // a string (or anything else) has none
+	return parts
+}
+
 // text is a message content's text: a string, or the text parts of a list
 // joined by newlines.
 func (m chatMessage) text() string {
@@ -478,15 +497,8 @@ func (m chatMessage) text() string {
 	if json.Unmarshal(m.Content, &s) == nil {
 		return s
 	}
-	var parts []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
-	if json.Unmarshal(m.Content, &parts) != nil {
-		return ""
-	}
 	var texts []string
-	for _, p := range parts {
+	for _, p := range m.parts() {
 		if p.Type == "text" || p.Type == "input_text" {
 			texts = append(texts, p.Text)
 		}
@@ -529,6 +541,11 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, m := range req.Messages {
 			rec.Messages = append(rec.Messages, Message{Role: m.Role, Content: m.text()})
+			for _, p := range m.parts() {
+				if p.Type == "image_url" {
+					rec.Images = append(rec.Images, p.ImageURL.URL)
+				}
+			}
 		}
 		reply = Respond(rec.Messages, rec.ResponseFormat)
 		rec.Format, rec.Fields = reply.Format, reply.Fields

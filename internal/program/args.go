@@ -49,6 +49,7 @@ var Schemas = map[string]Schema{
 		{Name: "api_key_env", Type: command.ArgStr}, {Name: "temperature", Type: command.ArgFloat}, {Name: "max_tokens", Type: command.ArgInt},
 		{Name: "timeout_ms", Type: command.ArgInt}, {Name: "engine", Type: command.ArgStr}, {Name: "verify", Type: command.ArgBool},
 		{Name: "delay_ms", Type: command.ArgInt}, {Name: "fail_after_chunks", Type: command.ArgInt}, {Name: "cache", Type: command.ArgBool},
+		{Name: "image_urls", Type: command.ArgBool},
 		{Name: "script", Type: command.ArgArray}, {Name: "name", Type: command.ArgStr},
 	}},
 	command.CreateProgram: {Args: []Arg{{Name: "program_id", Type: command.ArgStr}, {Name: "spec", Type: command.ArgObject, Required: true}}},

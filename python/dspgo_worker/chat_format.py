@@ -7,10 +7,12 @@ inputs (:func:`build_messages`, few-shot demos as earlier turns), and the reply'
 from __future__ import annotations
 
 import json
+import os
 import re
 
 from .errors import WorkerError
 from .fieldtypes import BOOL, FLOAT, HISTORY, INT, LITERAL, OPTIONAL, STR, FieldType
+from .images import map_images
 from .kinds import KIND_CHAIN_OF_THOUGHT, REASONING_FIELD
 from .protocol import quote
 from .spec import CompiledSpec
@@ -119,7 +121,7 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
         (complete, "", MISSING_IN_COMPLETE_DEMO),
     ):
         for values in group:
-            made.append({"role": "user", "content": user_content(compiled.inputs, values, prefix)})
+            made.append({"role": "user", "content": user_content(compiled.inputs, values, prefix, images=Images())})
             made.append({"role": "assistant", "content": assistant_content(compiled.outputs, values, missing)})
     compiled.extras["demo_messages"] = made
     return made
@@ -132,15 +134,61 @@ def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | 
     instruction)."""
     system, closing = prompt_parts(compiled)
     history = next((f for f in compiled.inputs if f.type.kind == HISTORY), None)
-    user = []
-    for f in compiled.inputs:
-        if f is not history:
-            user += [f"[[ ## {f.name} ## ]]", format_input(inputs[f.name]), ""]
-    if extra:
-        user += [extra, ""]
-    user.append(closing)
+    fields = [f for f in compiled.inputs if f is not history]
+    user = input_content(fields, inputs, [extra, "", closing] if extra else [closing])
     turns = conversation_messages(compiled, history, inputs[history.name]["messages"], closing) if history is not None else []
-    return [{"role": "system", "content": system}, *demo_messages(compiled), *turns, {"role": "user", "content": "\n".join(user)}]
+    return [{"role": "system", "content": system}, *demo_messages(compiled), *turns, {"role": "user", "content": user}]
+
+
+def input_content(fields: Iterable[Field], inputs: dict[str, Any], tail: list[str]) -> str | list[dict[str, Any]]:
+    """A run's user message: a ``[[ ## field ## ]]`` section for each of ``fields`` with
+    its input (:func:`format_input`), then the lines of ``tail``; content parts when the
+    inputs hold an image (:class:`Images`)."""
+    images = Images()
+    lines = []
+    for f in fields:
+        lines += [f"[[ ## {f.name} ## ]]", format_input(images.mark(f, inputs[f.name])), ""]
+    return images.content("\n".join([*lines, *tail]))
+
+
+#: Stands for an image in a user message's text until the text is cut into content parts.
+#: Random, so that no input's text can place an image (DSPy's own markers in an input's text
+#: stay text); letters and digits only, so that JSON writes it as it is.
+IMAGE_MARK = "dspgoimage" + os.urandom(16).hex()
+
+
+class Images:
+    """The images of one user message, in the order its text holds them. :meth:`mark`
+    puts :data:`IMAGE_MARK` in a value where it holds an image; :meth:`content` cuts the
+    text there into content parts, as DSPy 3.4.1 cuts a user message at its custom-type
+    markers (``_expand_legacy_custom_type_markers_in_chat_message``): a ``text`` part
+    for each non-empty piece between them and an ``image_url`` part for each image."""
+
+    __slots__ = ("urls",)
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+
+    def mark(self, f: Field, value: Any) -> Any:
+        if not f.type.has_image:
+            return value
+        return map_images(f.type, value, self._add)
+
+    def _add(self, url: str) -> str:
+        self.urls.append(url)
+        return IMAGE_MARK
+
+    def content(self, text: str) -> str | list[dict[str, Any]]:
+        if not self.urls:
+            return text
+        pieces = text.split(IMAGE_MARK)
+        parts: list[dict[str, Any]] = []
+        for i, piece in enumerate(pieces):
+            if piece:
+                parts.append({"type": "text", "text": piece})
+            if i < len(self.urls):
+                parts.append({"type": "image_url", "image_url": {"url": self.urls[i]}})
+        return parts
 
 
 def conversation_messages(compiled: CompiledSpec, history: Field, messages: list[dict[str, Any]], closing: str) -> list[dict[str, Any]]:
@@ -161,15 +209,21 @@ def conversation_messages(compiled: CompiledSpec, history: Field, messages: list
     return turns
 
 
-def user_content(inputs: Iterable[Field], values: dict[str, Any], prefix: str = "", reminder: str = "") -> str:
+def user_content(
+    inputs: Iterable[Field], values: dict[str, Any], prefix: str = "", reminder: str = "", images: Images | None = None
+) -> str | list[dict[str, Any]]:
     """DSPy's ChatAdapter ``format_user_message_content``: ``prefix``, then a section for
     each of ``inputs`` that ``values`` holds, then ``reminder`` (the reply format's, for
-    a turn that asks for one), separated by blank lines."""
-    parts = [prefix, *(f"[[ ## {f.name} ## ]]\n{format_field_value(f, values[f.name])}" for f in inputs if f.name in values)]
+    a turn that asks for one), separated by blank lines. With ``images`` (for values of
+    the inputs' types: a demo's, not a conversation's messages, whose values are any),
+    content parts when the values hold an image."""
+    mark = images.mark if images is not None else (lambda f, v: v)
+    parts = [prefix, *(f"[[ ## {f.name} ## ]]\n{format_field_value(f, mark(f, values[f.name]))}" for f in inputs if f.name in values)]
     if reminder:
         parts.append(reminder)
     parts.append("")
-    return "\n\n".join(parts).strip()
+    text = "\n\n".join(parts).strip()
+    return images.content(text) if images is not None else text
 
 
 def assistant_content(outputs: Iterable[Field], values: dict[str, Any], missing: Any = None) -> str:

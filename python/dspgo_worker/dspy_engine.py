@@ -56,7 +56,8 @@ from .chat_format import convert_outputs
 from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
-from .fieldtypes import HISTORY, FieldType
+from .fieldtypes import HISTORY, IMAGE, FieldType
+from .images import CUSTOM_TYPE_START, map_images
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
 from .modules import module_factory
@@ -160,7 +161,7 @@ def dspy_version() -> str | None:
 def python_type(t: FieldType) -> Any:
     """The Python type DSPy expects for a field type: ``list[int]``, ``dict[int, str]``,
     ``tuple[int, str]``, ``tuple[int, ...]``, ``typing.Literal['a']``, ``typing.Any``,
-    ``typing.Optional[int]``, ``typing.Union[int, str]``, ``dspy.History``: the type ``dspy.Signature``
+    ``typing.Optional[int]``, ``typing.Union[int, str]``, ``dspy.History``, ``dspy.Image``: the type ``dspy.Signature``
     makes of the same signature string (python/tests/test_dspy_signatures.py checks it)."""
     import typing
 
@@ -169,6 +170,8 @@ def python_type(t: FieldType) -> Any:
     kind = t.kind
     if kind == HISTORY:
         return import_dspy().History
+    if kind == IMAGE:
+        return import_dspy().Image
     if kind == LIST:
         return list[python_type(t.elem)]  # type: ignore[misc]  # a type built at run time
     if kind == DICT:
@@ -249,13 +252,7 @@ class DspyEngine:
             return
         examples = compiled.extras.get("dspy_demos")
         if examples is None:
-            examples = []
-            for demo in compiled.demos:
-                values = dict(demo["inputs"])
-                if "reasoning" in demo:
-                    values[REASONING_FIELD] = demo["reasoning"]
-                values.update(demo["outputs"])
-                examples.append(dspy.Example(**values).with_inputs(*demo["inputs"]))
+            examples = [dspy_example(dspy, compiled, demo) for demo in compiled.demos]
             compiled.extras["dspy_demos"] = examples
         target = _answering_predictor(module, [f.name for f in compiled.outputs])
         if target is not None:
@@ -479,11 +476,63 @@ class _Chunks:
 def _dspy_inputs(dspy: Any, compiled: CompiledSpec, inputs: dict[str, Any]) -> dict[str, Any]:
     """The inputs as DSPy takes them: a ``dspy.History`` input (``{"messages": [...]}``,
     converted) becomes a ``dspy.History``, which DSPy's adapters write as the turns of a
-    conversation before the current input."""
+    conversation before the current input, and the images as :func:`_dspy_images`."""
+    _refuse_custom_type_text(inputs, "input")
+    out = _dspy_images(dspy, compiled, inputs)
     for f in compiled.inputs:
         if f.type.kind == HISTORY:
-            return {**inputs, f.name: dspy.History(messages=inputs[f.name]["messages"])}
-    return inputs
+            out[f.name] = dspy.History(messages=out[f.name]["messages"])
+    return out
+
+
+def dspy_example(dspy: Any, compiled: CompiledSpec, demo: dict[str, Any]) -> Any:
+    """A demo of the spec (or an optimizer's example, shaped as one) as a ``dspy.Example``
+    whose inputs are the spec's: its inputs (images as :func:`_dspy_images`),
+    ``reasoning`` when it has one, its outputs."""
+    _refuse_custom_type_text(demo["inputs"], "a demo's input")
+    _refuse_custom_type_text(demo["outputs"], "a demo's output")
+    values = _dspy_images(dspy, compiled, demo["inputs"])
+    if "reasoning" in demo:
+        values[REASONING_FIELD] = demo["reasoning"]
+    values.update(demo["outputs"])
+    return dspy.Example(**values).with_inputs(*demo["inputs"])
+
+
+def _refuse_custom_type_text(values: dict[str, Any], label: str) -> None:
+    """``invalid_argument`` when a string in ``values`` (by field name; ``label`` says
+    whose) holds DSPy's custom-type marker: DSPy cuts a user message's text at its
+    markers into content parts, so a str input could otherwise place an image (or a
+    file) that the signature has no place for, past the image checks and
+    ``lm.image_urls``. Only a dspy.Image input places an image."""
+
+    def walk(v: Any, name: str) -> None:
+        if isinstance(v, str):
+            if CUSTOM_TYPE_START in v:
+                raise WorkerError(
+                    "invalid_argument",
+                    f"{label} {name}: holds {CUSTOM_TYPE_START}, DSPy's marker of content parts (an image, a file), "
+                    f"which a value may not hold: give an image as a {IMAGE} input",
+                )
+        elif isinstance(v, dict):
+            for k, e in v.items():
+                walk(k, name)
+                walk(e, name)
+        elif isinstance(v, list):
+            for e in v:
+                walk(e, name)
+
+    for name, value in values.items():
+        walk(value, name)
+
+
+def _dspy_images(dspy: Any, compiled: CompiledSpec, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a run's or a demo's inputs), each image in them (``{"url": u}``) a
+    ``dspy.Image``, which DSPy's adapters send as an ``image_url`` content part."""
+    out = dict(values)
+    for f in compiled.image_inputs:
+        if f.name in out:
+            out[f.name] = map_images(f.type, out[f.name], dspy.Image)
+    return out
 
 
 def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:

@@ -47,8 +47,9 @@ _LMConfigFields = namedtuple(  # type: ignore[name-match]  # its repr says LMCon
         "script",
         "fail_after_chunks",
         "cache",
+        "image_urls",
     ),
-    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", (), None, False),
+    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", (), None, False, False),
 )
 
 
@@ -102,7 +103,9 @@ class LMConfig(_LMConfigFields):
     ``delay_ms``, ``resolved_engine`` ("native"), ``script`` (a tuple of
     :class:`ScriptStep`, the dummy provider's react script), ``fail_after_chunks`` and
     ``cache`` (False: every execution calls the LM; True: this worker process answers a
-    request identical to an earlier one from memory, on either engine). ``engine`` is
+    request identical to an earlier one from memory, on either engine) and ``image_urls``
+    (False: images are data: URIs only; True: an http, https or gs URL too, which the
+    model's server or LiteLLM fetches). ``engine`` is
     what was asked for (auto, native, dspy); ``resolved_engine`` what runs.
     """
 
@@ -145,6 +148,7 @@ class LMConfig(_LMConfigFields):
             "delay_ms": self.delay_ms,
             "script_steps": len(self.script),
             "cache": self.cache,
+            "image_urls": self.image_urls,
         }
 
 
@@ -225,6 +229,7 @@ def validate_lm_args(args: dict[str, Any]) -> LMConfig:
         script=tuple(script),
         fail_after_chunks=args.get("fail_after_chunks"),
         cache=bool(args.get("cache")),
+        image_urls=bool(args.get("image_urls")),
     )
 
 

@@ -172,6 +172,12 @@ def compile_program(args: dict[str, Any], ctx: Context) -> Generator[dict[str, A
         raise _invalid("trainset is empty")
     valset = check_examples(base, args["valset"], "valset") if args["valset"] is not None else None
     config = state.lm_named(args["lm"])
+    if compiled.image_inputs:
+        from .images import refuse_image_urls
+
+        for which, examples in (("trainset", trainset), ("valset", valset or [])):
+            for i, example in enumerate(examples):
+                refuse_image_urls(config, compiled.image_inputs, example["inputs"], f"{which}[{i}] input")
 
     from .dspy_engine import ENGINE, import_dspy
 
@@ -312,14 +318,9 @@ class _Compile:
 
     def _examples(self, demos: list[dict[str, Any]]) -> list[Any]:
         """The demos as ``dspy.Example`` objects whose inputs are the spec's inputs."""
-        out = []
-        for demo in demos:
-            values = dict(demo["inputs"])
-            if "reasoning" in demo:
-                values["reasoning"] = demo["reasoning"]
-            values.update(demo["outputs"])
-            out.append(self.dspy.Example(**values).with_inputs(*demo["inputs"]))
-        return out
+        from .dspy_engine import dspy_example
+
+        return [dspy_example(self.dspy, self.compiled, demo) for demo in demos]
 
     # --- the handler's side ---------------------------------------------------------
 

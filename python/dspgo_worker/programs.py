@@ -227,6 +227,7 @@ def rss_bytes() -> int:
         "delay_ms": Arg("int", description="wait this long before each execution (for tests of deadlines)"),
         "fail_after_chunks": Arg("int", description="dummy provider: a streamed execution fails after this many chunks (for tests of streams)"),
         "cache": Arg("bool", default=False, description="answer a request identical to an earlier one from this worker's memory (default false: every execution calls the LM)"),
+        "image_urls": Arg("bool", default=False, description="let images be given by http, https or gs URL, which the model's server or LiteLLM fetches (default false: data: URIs only)"),
         "script": Arg(
             "array",
             description='dummy provider only: the react steps, each {"tool": name, "args": {...}} or {"finish": true}',
@@ -313,6 +314,11 @@ async def execute_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
         compiled = found
     converted = compiled.convert_inputs(args["inputs"])
     config = state.lm_named(args["lm"])
+    if compiled.image_inputs:
+        refuse_image_urls = _lazy("images").refuse_image_urls
+        refuse_image_urls(config, compiled.image_inputs, converted, "input")
+        for i, demo in enumerate(compiled.demos):
+            refuse_image_urls(config, compiled.image_inputs, demo["inputs"], f"demo {i} input")
     if config.delay_ms:
         await ctx.sleep_async(config.delay_ms / 1000.0)
     ctx.check()

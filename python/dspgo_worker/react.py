@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .chat_format import describe_fields, format_input, unfence
+from .chat_format import describe_fields, input_content, unfence
 from .errors import ToolError
 from .spec import CompiledSpec
 
@@ -94,11 +94,8 @@ def build_step_messages(compiled: CompiledSpec, inputs: dict[str, Any], tools: l
         '{"tool": "<tool name>", "args": {<the arguments>}} to call a tool, or',
         '{"finish": true} once you can produce the output fields.',
     ]
-    user = []
-    for f in compiled.inputs:
-        user += [f"[[ ## {f.name} ## ]]", format_input(inputs[f.name]), ""]
-    user += [trajectory_text(trajectory), "", "Reply with the JSON object of your next step."]
-    return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": "\n".join(user)}]
+    user = input_content(compiled.inputs, inputs, [trajectory_text(trajectory), "", "Reply with the JSON object of your next step."])
+    return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": user}]
 
 
 FINISH = "finish"

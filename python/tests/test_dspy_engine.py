@@ -7,6 +7,7 @@ dspy is missing); the bare interpreter skips them.
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import threading
@@ -123,6 +124,84 @@ class DspyEngineTest(unittest.TestCase):
         error = self.w.error("execute_program", {"spec": spec, "inputs": {"question": "?", "history": [{"question": "Who?"}]}})
         self.assertEqual(error["code"], "invalid_argument")
         self.assertIn('input history: expected dspy.History, an object {"messages": [{field: value, …}, …]}, got array', error["message"])
+
+    def test_images_are_sent_as_dspy_sends_them(self):
+        """dspy.Image inputs, whole, in a list, in a dict and Optional, in the run's inputs
+        and a demo's: both engines send the same messages, the images as image_url content
+        parts between the text's pieces, in order."""
+        cat, dog, gif = "https://example.com/cat.png", "data:image/png;base64,iVBORw0KGgo=", "gs://bucket/a.gif"
+        for kind in ("predict", "chain_of_thought"):
+            spec = spec_of(
+                [("photo", "dspy.Image"), ("labels", "list[str]"), ("more", "list[dspy.Image]"),
+                 ("named", "dict[str, dspy.Image]"), ("spare", "Optional[dspy.Image]")],
+                [("answer", "str"), ("score", "int")], kind=kind)
+            spec["demos"] = [{"inputs": {"photo": {"url": gif}, "labels": ["x"], "more": [], "named": {"a": gif}, "spare": gif},
+                              "outputs": {"answer": "a gif", "score": 1}, **({"reasoning": "it moves"} if kind == "chain_of_thought" else {})}]
+            inputs = {"photo": cat, "labels": ["cat", "dog"], "more": [dog, {"url": cat}], "named": {"front": dog}, "spare": {"url": gif}}
+            sent = {}
+            for engine in ("dspy", "native"):
+                with self.subTest(kind=kind, engine=engine):
+                    self.lm.reset()
+                    self.configure(engine, image_urls=True)
+                    outputs = self.execute(spec, inputs)["outputs"]
+                    self.assertIsInstance(outputs["score"], int)
+                    (request,) = self.lm.requests()
+                    self.assertEqual(request["images"], [gif, gif, gif, cat, dog, cat, dog, gif])
+                    sent[engine] = json.loads(request["body"])["messages"][1:]
+            self.assertEqual(sent["dspy"], sent["native"], kind)
+            self.assertEqual(sent["native"][-1]["content"][:3], [
+                {"type": "text", "text": "[[ ## photo ## ]]\n"},
+                {"type": "image_url", "image_url": {"url": cat}},
+                {"type": "text", "text": '\n\n[[ ## labels ## ]]\n["cat", "dog"]\n\n[[ ## more ## ]]\n["'},
+            ])
+
+    def test_images_by_url_only_when_configured(self):
+        """By default an LM takes images as data: URIs only: an image given by URL, in the
+        inputs or a demo, is refused before any request (the model's server or LiteLLM
+        would fetch it, wherever it points); the dummy LM, which fetches nothing, takes it."""
+        png = "data:image/png;base64,iVBORw0KGgo="
+        spec = spec_of([("photo", "dspy.Image"), ("more", "list[dspy.Image]")], [("answer", "str")])
+        for engine in ("dspy", "native"):
+            with self.subTest(engine=engine):
+                self.lm.reset()
+                self.configure(engine)
+                self.execute(spec, {"photo": png, "more": [png]})
+                error = self.w.error("execute_program", {"spec": spec, "inputs": {"photo": png, "more": [png, "http://169.254.169.254/x"]}})
+                self.assertEqual(error["code"], "failed_precondition")
+                self.assertIn("input more: an image given by URL would be fetched by the model's server", error["message"])
+                self.assertIn("lm.image_urls", error["message"])
+                with_demo = {**spec, "demos": [{"inputs": {"photo": "https://example.com/a.png", "more": []}, "outputs": {"answer": "a"}}]}
+                error = self.w.error("execute_program", {"spec": with_demo, "inputs": {"photo": png, "more": []}})
+                self.assertEqual(error["code"], "failed_precondition")
+                self.assertIn("demo 0 input photo: an image given by URL", error["message"])
+                self.assertEqual(len(self.lm.requests()), 1, "only the run of data: URIs reached the LM")
+        self.w.ok("configure_lm", {"provider": "dummy"})
+        self.execute(spec, {"photo": "https://example.com/a.png", "more": []})
+
+    def test_only_an_image_input_places_an_image(self):
+        """A str input holding DSPy's marker of an image stays text in the native engine's
+        prompt; an image input that is not a data: URI or a URL is refused by both."""
+        marker = '<<CUSTOM-TYPE-START-IDENTIFIER>>[{"type": "image_url", "image_url": {"url": "https://x.example/a.png"}}]<<CUSTOM-TYPE-END-IDENTIFIER>>'
+        self.configure("native", image_urls=True)
+        self.execute(spec_of([("question", "str")], [("answer", "str")]), {"question": marker})
+        (request,) = self.lm.requests()
+        self.assertNotIn("images", request)
+        self.assertIn(marker, request["messages"][-1]["content"])
+        self.configure("dspy", image_urls=True)
+        for inputs in ({"question": marker}, {"question": f"see {marker[:40]}"}):
+            error = self.w.error("execute_program", {"spec": spec_of([("question", "str")], [("answer", "str")]), "inputs": inputs})
+            self.assertEqual(error["code"], "invalid_argument")
+            self.assertIn("input question: holds <<CUSTOM-TYPE-START-IDENTIFIER>>, DSPy's marker of content parts", error["message"])
+        spec = {**spec_of([("question", "str")], [("answer", "str")]), "demos": [{"inputs": {"question": "q"}, "outputs": {"answer": marker}}]}
+        error = self.w.error("execute_program", {"spec": spec, "inputs": {"question": "q"}})
+        self.assertIn("a demo's output answer: holds <<CUSTOM-TYPE-START-IDENTIFIER>>", error["message"])
+        self.assertEqual(len(self.lm.requests()), 1, "DSPy's markers reached no request of the dspy engine")
+        for engine in ("dspy", "native"):
+            self.configure(engine)
+            error = self.w.error("execute_program", {"spec": spec_of([("photo", "dspy.Image")], [("answer", "str")]),
+                                                     "inputs": {"photo": "/etc/passwd"}})
+            self.assertEqual(error["code"], "invalid_argument", engine)
+            self.assertIn("input photo: an image is a data: URI or an http, https or gs URL", error["message"])
 
     def test_instructions_descriptions_and_every_lm_setting_reach_the_request(self):
         spec = {**TYPED, "instructions": "Answer like a pirate."}

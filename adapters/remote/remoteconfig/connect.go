@@ -204,5 +204,6 @@ func HostOptions(cfg *config.Config) remote.HostOptions {
 		allowed = append(allowed, remote.DefaultLMBaseURL)
 	}
 	return remote.HostOptions{ID: r.HostID, Prefix: r.Prefix, QueueGroup: r.QueueGroup, Heartbeat: r.Heartbeat,
-		Replicas: r.Replicas, LMBaseURLs: allowed, LMAPIKeyEnv: cfg.LM.APIKeyEnv, Logger: cfg.Logger(cfg.LogOutput())}
+		Replicas: r.Replicas, LMBaseURLs: allowed, LMAPIKeyEnv: cfg.LM.APIKeyEnv,
+		LMImageURLs: cfg.LM.ImageURLs, Logger: cfg.Logger(cfg.LogOutput())}
 }
