@@ -50,8 +50,9 @@ for m in messages:
 // saved by DSPy, loads into dspgo and runs on a worker with either engine:
 // the LM receives the demo's image and the run's as image parts. An image
 // by URL is refused unless the LM configuration lets images be URLs.
-// ExportDSPy writes the demo's image as DSPy saves one, and DSPy's load
-// sends it again as an image.
+// Compile's demos keep their examples' images. ExportDSPy writes the
+// demo's image as DSPy saves one, and DSPy's load sends it again as an
+// image.
 func TestImagesFromANotebook(t *testing.T) {
 	py := testutil.DSPyPython(t)
 	dir := t.TempDir()
@@ -98,6 +99,14 @@ func TestImagesFromANotebook(t *testing.T) {
 			assert.Equal(t, []string{demoImage, urlImage}, reqs[1].Images)
 		})
 	}
+
+	// An optimizer's examples hold images too, and the demos it makes of
+	// them keep theirs.
+	trainset := []dspgo.Example{{Inputs: map[string]any{"photo": runImage, "question": "What is it?"}, Outputs: map[string]any{"answer": "a gif"}}}
+	compiled, err := c.Compile(t.Context(), p, trainset, nil, dspgo.WithOptimizer(dspgo.LabeledFewShot{}))
+	require.NoError(t, err)
+	require.Len(t, compiled.Spec.Demos, 1)
+	assert.Equal(t, map[string]any{"url": runImage}, compiled.Spec.Demos[0].Inputs["photo"])
 
 	var exported bytes.Buffer
 	require.NoError(t, p.ExportDSPy(&exported))
