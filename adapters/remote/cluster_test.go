@@ -40,7 +40,7 @@ func startCluster(t *testing.T) []*embedded.Server {
 	for i := range 3 {
 		_, port, _ := net.SplitHostPort(ports[i])
 		n, _ := strconv.Atoi(port)
-		opts := embedded.Options{Port: -1, StoreDir: t.TempDir(), ServerName: fmt.Sprintf("n%d", i+1),
+		opts := embedded.Options{Port: -1, StoreDir: t.TempDir(), NoAuth: true, ServerName: fmt.Sprintf("n%d", i+1),
 			Cluster: embedded.Cluster{Name: "dspgo-test", Port: n, Routes: routes}}
 		wg.Add(1)
 		go func() {

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 // startServer runs an embedded NATS server on a free port for the test.
 func startServer(t testing.TB) *embedded.Server {
 	t.Helper()
-	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir()})
+	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir(), NoAuth: true})
 	require.NoError(t, err)
 	t.Cleanup(s.Shutdown)
 	return s
@@ -274,7 +274,7 @@ func TestLateReplyIsDropped(t *testing.T) {
 }
 
 func TestOverPayloadLimit(t *testing.T) {
-	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir(), MaxPayload: 64 << 10})
+	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir(), NoAuth: true, MaxPayload: 64 << 10})
 	require.NoError(t, err)
 	t.Cleanup(s.Shutdown)
 	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1"})

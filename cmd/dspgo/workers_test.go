@@ -80,7 +80,7 @@ func TestWorkersRefusesToServeRemote(t *testing.T) {
 // with exit status 1 and its own error, not as bad usage with a hint
 // about the signature.
 func TestRunWithNoHostIsNotBadUsage(t *testing.T) {
-	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir()})
+	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir(), NoAuth: true})
 	require.NoError(t, err)
 	defer s.Shutdown()
 	r := cli(t, "", nil, "run", "--adapter", "remote", "--remote-url", s.ClientURL(), "--signature", "question -> answer", "--input", "question=?")

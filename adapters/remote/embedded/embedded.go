@@ -3,14 +3,14 @@
 // needs installing. Several embedded servers form a cluster when given
 // each other's cluster addresses as routes.
 //
-// The server authenticates its clients when given Users, each with the
+// The server authenticates its clients: it needs Users, each with the
 // permissions of its role (remote.RoleHost or remote.RoleCaller, see
-// Permissions), and speaks TLS when given a certificate. Without users it
-// accepts any client with every right, so it then refuses to listen
-// beyond loopback; a server for the processes of one OS user gives
-// itself a Local pair of users instead, which its clients find in a file
-// only that user can read (the remoteconfig package, and so
-// "dspgo workers --embedded-nats", always does).
+// Permissions), and speaks TLS when given a certificate. A server for the
+// processes of one OS user gives itself a Local pair of users, which its
+// clients find in a file only that user can read (the remoteconfig
+// package, and so "dspgo workers --embedded-nats", always does). Only
+// Options.NoAuth, for tests, makes one that accepts any client with
+// every right, and then only on loopback.
 //
 // Real deployments use an external NATS cluster instead; see
 // docs/scale-out.md.
@@ -68,12 +68,17 @@ type Options struct {
 
 	// Users are the clients the server accepts, each with the
 	// permissions of its role in the deployment of Prefix and QueueGroup
-	// (see Permissions); any other client is refused. Empty means no
-	// authentication: any client may do anything, which Start allows
-	// only when Host is a loopback address (ErrNoAuth), and which lets
-	// any process of the machine in; Local.Users keeps it to one OS
-	// user's.
+	// (see Permissions); any other client is refused. NewLocal makes a
+	// host user and a caller user for the processes of one OS user
+	// (Local.Users). Empty is ErrNoAuth, unless NoAuth is set.
 	Users []User
+
+	// NoAuth makes a server without Users accept any client with every
+	// right: any process of the machine may then take calls and steer
+	// the hosts, so it is for tests. Start allows it only when Host is a
+	// loopback address, and never with Users. False, the default, needs
+	// Users.
+	NoAuth bool
 
 	// Prefix and QueueGroup are the deployment's subject prefix and the
 	// hosts' queue group, which the roles' permissions name. Empty means
@@ -113,9 +118,9 @@ type TLS struct {
 	CAFile string
 }
 
-// ErrNoAuth is the error of Start asked to listen beyond loopback
-// without Users.
-var ErrNoAuth = errors.New("embedded NATS: listening beyond loopback needs authentication")
+// ErrNoAuth is the error of Start given no Users: without NoAuth, or
+// with NoAuth beyond loopback.
+var ErrNoAuth = errors.New("embedded NATS: the server needs authentication")
 
 // IsLoopback reports whether host, an address to listen on, is
 // "localhost" or a loopback IP address. The empty host and the
@@ -167,7 +172,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 10 * time.Second
 	}
-	if !IsLoopback(opts.Host) && len(opts.Users) == 0 {
+	switch {
+	case opts.NoAuth && len(opts.Users) > 0:
+		return nil, errors.New("embedded NATS: Options.NoAuth and Options.Users: a server either authenticates its users or no one")
+	case len(opts.Users) == 0 && !opts.NoAuth:
+		return nil, fmt.Errorf("%w: give Options.Users (NewLocal makes a host and a caller user for one OS user); "+
+			"Options.NoAuth, for tests, lets any client of the machine in", ErrNoAuth)
+	case opts.NoAuth && !IsLoopback(opts.Host):
 		return nil, fmt.Errorf("%w: %s is beyond loopback; give Options.Users (or listen on 127.0.0.1)", ErrNoAuth, net.JoinHostPort(opts.Host, fmt.Sprint(opts.Port)))
 	}
 	if c := opts.Cluster; c.Name != "" && c.Host != "" && !IsLoopback(c.Host) {

@@ -59,17 +59,30 @@ func TestIsLoopback(t *testing.T) {
 	}
 }
 
-// Without users the server refuses to listen beyond loopback (and never
-// binds); routes beyond loopback are refused too.
-func TestStartRefusesBeyondLoopbackWithoutUsers(t *testing.T) {
+// A server needs users: without them it does not start, even on
+// loopback, unless NoAuth says so, and even then never beyond loopback
+// (and never binds); routes beyond loopback are refused too.
+func TestStartNeedsUsers(t *testing.T) {
+	s, err := embedded.Start(ctxT(t), embedded.Options{Port: -1, StoreDir: t.TempDir()})
+	assert.Nil(t, s)
+	require.ErrorIs(t, err, embedded.ErrNoAuth)
+	assert.ErrorContains(t, err, "give Options.Users (NewLocal makes a host and a caller user for one OS user)")
 	for _, host := range []string{"0.0.0.0", "::", "10.0.0.1"} {
-		s, err := embedded.Start(ctxT(t), embedded.Options{Host: host, Port: -1, StoreDir: t.TempDir()})
+		s, err := embedded.Start(ctxT(t), embedded.Options{Host: host, Port: -1, StoreDir: t.TempDir(), NoAuth: true})
 		assert.Nil(t, s)
 		require.ErrorIs(t, err, embedded.ErrNoAuth, host)
 		assert.Contains(t, err.Error(), "give Options.Users (or listen on 127.0.0.1)")
 	}
-	_, err := embedded.Start(ctxT(t), embedded.Options{Port: -1, StoreDir: t.TempDir(), Cluster: embedded.Cluster{Name: "c", Host: "0.0.0.0"}})
+	_, err = embedded.Start(ctxT(t), embedded.Options{Port: -1, StoreDir: t.TempDir(), NoAuth: true,
+		Users: []embedded.User{{Role: remote.RoleCaller, Name: "alice", Password: "pw"}}})
+	assert.ErrorContains(t, err, "Options.NoAuth and Options.Users")
+	_, err = embedded.Start(ctxT(t), embedded.Options{Port: -1, StoreDir: t.TempDir(), NoAuth: true, Cluster: embedded.Cluster{Name: "c", Host: "0.0.0.0"}})
 	assert.ErrorContains(t, err, "routes between embedded servers are not authenticated")
+
+	s = start(t, embedded.Options{NoAuth: true})
+	nc, err := remote.Dial(ctxT(t), remote.DialOptions{URL: s.ClientURL()})
+	require.NoError(t, err, "NoAuth lets any client in")
+	nc.Close()
 }
 
 func TestParseUsers(t *testing.T) {

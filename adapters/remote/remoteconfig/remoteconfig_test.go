@@ -56,7 +56,7 @@ func TestFactoryCapabilities(t *testing.T) {
 // A remote caller applies lm.* to the worker hosts only when some lm.* key
 // is set; otherwise the hosts keep the LM they run.
 func TestRemoteCallerAppliesTheLMOnlyWhenSet(t *testing.T) {
-	srv, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir()})
+	srv, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir(), NoAuth: true})
 	require.NoError(t, err)
 	defer srv.Shutdown()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
