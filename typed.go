@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"iter"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,9 +84,10 @@ type Typed[In, Out any] struct {
 //   - desc=TEXT: the field's description for the language model. It runs
 //     to the end of the tag, commas included, so it comes last. Without
 //     it the field has no description.
-//   - enum=A|B|C: the field's strings are a Literal['A', 'B', 'C']: the
-//     field itself, or the elements of a slice or array, or the values of
-//     a map, through pointers.
+//   - enum=A|B|C: the field's strings are a Literal['A', 'B', 'C'], or
+//     its integers a Literal[1, 2, 3] (enum=1|2|3, each value from 0
+//     and one the Go type holds): the field itself, or the elements of a slice or array,
+//     or the values of a map, through pointers.
 //   - input, output: the side a field belongs to when one struct is both
 //     In and Out (NewTyped[QA, QA], like a class-based dspy.Signature): a
 //     field marked output is not an input, and one marked input not an
@@ -106,6 +108,7 @@ type Typed[In, Out any] struct {
 //	json.RawMessage                          Any (empty is None)
 //	a text type                              str (time.Time, netip.Addr, …)
 //	a string with enum=                      Literal['A', 'B', …]
+//	an integer with enum=                    Literal[1, 2, …]
 //	dspgo.History (an In field)              dspy.History
 //	dspgo.Image (In fields)                  dspy.Image
 //
@@ -520,7 +523,7 @@ func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, b
 	}
 	leaf := func(k program.Kind) (program.Type, bool, error) {
 		if enum != nil {
-			return program.Type{}, false, fmt.Errorf("enum= applies to strings, and %s is not one", t)
+			return program.Type{}, false, fmt.Errorf("enum= applies to strings and integers, and %s is neither", t)
 		}
 		return program.Type{Kind: k}, false, nil
 	}
@@ -556,6 +559,10 @@ func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, b
 		return leaf(program.Bool)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if enum != nil {
+			typ, err := intLiteral(t, enum)
+			return typ, false, err
+		}
 		return leaf(program.Int)
 	case reflect.Float32, reflect.Float64:
 		return leaf(program.Float)
@@ -868,4 +875,25 @@ func decodeValue(dst reflect.Value, src any, path string) *decodeError {
 		return mismatch()
 	}
 	return nil
+}
+
+// intLiteral is the Literal of integers an enum= of an integer type t
+// gives: each value a decimal integer from 0 (as DSPy's string signatures
+// write them) that t holds.
+func intLiteral(t reflect.Type, enum []string) (program.Type, error) {
+	lit := program.Type{Kind: program.Literal, Ints: true}
+	for _, text := range enum {
+		n, err := strconv.ParseInt(text, 10, 64)
+		zero := reflect.Zero(t)
+		signed := reflect.Int <= t.Kind() && t.Kind() <= reflect.Int64
+		if err != nil || n < 0 || signed && zero.OverflowInt(n) || !signed && zero.OverflowUint(uint64(n)) {
+			return program.Type{}, fmt.Errorf("enum value %q is not an integer from 0 that %s holds", text, t)
+		}
+		v := strconv.FormatInt(n, 10)
+		if slices.Contains(lit.Values, v) {
+			return program.Type{}, fmt.Errorf("enum value %d appears twice", n)
+		}
+		lit.Values = append(lit.Values, v)
+	}
+	return lit, nil
 }

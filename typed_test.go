@@ -531,9 +531,15 @@ func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 		{"a nested struct field", fieldOf[nested](0), "In field dspgo_test.nested.Person (struct { Name string }): nested struct struct { Name string } is not supported"},
 		{"a struct with MarshalText only, as an output", outputType[onlyMarshal], "nested struct dspgo_test.onlyMarshal is not supported"},
 		{"a recursive type", inputType[recursive], "the type nests more than 16 levels"},
-		{"enum= on an int", fieldOf[struct {
-			N []int `dspy:"n,enum=1|2"`
-		}](0), "In field struct { N []int \"dspy:\\\"n,enum=1|2\\\"\" }.N ([]int): enum= applies to strings, and int is not one"},
+		{"enum= on a float", fieldOf[struct {
+			N []float64 `dspy:"n,enum=1|2"`
+		}](0), "In field struct { N []float64 \"dspy:\\\"n,enum=1|2\\\"\" }.N ([]float64): enum= applies to strings and integers, and float64 is neither"},
+		{"enum= of words on an int", fieldOf[struct {
+			N int `dspy:"n,enum=low|high"`
+		}](0), `enum value "low" is not an integer from 0 that int holds`},
+		{"enum= of a negative int", fieldOf[struct {
+			N int `dspy:"n,enum=-1|1"`
+		}](0), `enum value "-1" is not an integer from 0 that int holds`},
 		{"an empty enum value", fieldOf[struct {
 			L string `dspy:"l,enum=a||b"`
 		}](1), "enum= has an empty value"},

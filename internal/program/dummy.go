@@ -34,7 +34,7 @@ func (c *Compiled) DummyOutputs(inputs map[string]any) (map[string]any, error) {
 //	int:      n mod 1000
 //	float:    (n mod 10000) / 10000
 //	bool:     n is odd
-//	Literal:  Values[n mod len(Values)]
+//	Literal:  Values[n mod len(Values)] (an int64 for a Literal of integers)
 //	list[T], tuple[T, ...]: digest[4] mod 3 + 1 elements, element i from child(i)
 //	tuple[T0, T1, …]: element i of type Ti from child(i)
 //	dict[K, V]: as many entries as a list (at most the number of a
@@ -55,7 +55,12 @@ func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 	case Bool:
 		return n%2 == 1
 	case Literal:
-		return t.Values[int(n%uint32(len(t.Values)))]
+		v := t.Values[int(n%uint32(len(t.Values)))]
+		if t.Ints {
+			i, _ := strconv.ParseInt(v, 10, 64) // the parser wrote it
+			return i
+		}
+		return v
 	case List:
 		return dummyList(*t.Elem, d, field)
 	case Tuple:

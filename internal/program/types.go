@@ -72,8 +72,12 @@ type Type struct {
 	Members []Type
 	// Variadic marks tuple[T, ...].
 	Variadic bool
-	// Values are a Literal's allowed strings, in declared order.
+	// Values are a Literal's allowed strings, in declared order; for a
+	// Literal of integers, their decimal text.
 	Values []string
+	// Ints marks a Literal of integers ("Literal[1, 2, 3]"): its values
+	// are int64s, not strings.
+	Ints bool
 }
 
 // String returns the type's canonical form, the one hashed: "list[str]",
@@ -102,7 +106,10 @@ func (t Type) String() string {
 	case Literal:
 		quoted := make([]string, len(t.Values))
 		for i, v := range t.Values {
-			quoted[i] = "'" + v + "'"
+			quoted[i] = v
+			if !t.Ints {
+				quoted[i] = "'" + v + "'"
+			}
 		}
 		return "Literal[" + strings.Join(quoted, ", ") + "]"
 	case Optional:
@@ -430,8 +437,8 @@ func (p *typeParser) dict(name string, depth int) (Type, error) {
 	if err != nil {
 		return Type{}, err
 	}
-	if key.Kind != Str && key.Kind != Int && key.Kind != Literal {
-		return Type{}, fmt.Errorf("dict keys must be str, int or a Literal, not %q, in %q", key.String(), p.s)
+	if key.Kind != Str && key.Kind != Int && (key.Kind != Literal || key.Ints) {
+		return Type{}, fmt.Errorf("dict keys must be str, int or a Literal of strings, not %q, in %q", key.String(), p.s)
 	}
 	if err := p.expect(','); err != nil {
 		return Type{}, err
@@ -476,24 +483,44 @@ func (p *typeParser) literal() (Type, error) {
 	seen := map[string]bool{}
 	for {
 		p.space()
-		if p.done() || (p.s[p.i] != '\'' && p.s[p.i] != '"') {
-			return Type{}, fmt.Errorf("values of a Literal must be quoted strings in %q", p.s)
-		}
-		quote := p.s[p.i]
-		end := strings.IndexByte(p.s[p.i+1:], quote)
-		if end < 0 {
-			return Type{}, fmt.Errorf("unterminated value of a Literal in %q", p.s)
-		}
-		v := p.s[p.i+1 : p.i+1+end]
-		if strings.ContainsAny(v, `'"\`) {
-			return Type{}, fmt.Errorf("value %q of a Literal may not contain quotes or backslashes", v)
+		var v string
+		switch {
+		case !p.done() && (p.s[p.i] == '\'' || p.s[p.i] == '"'):
+			quote := p.s[p.i]
+			end := strings.IndexByte(p.s[p.i+1:], quote)
+			if end < 0 {
+				return Type{}, fmt.Errorf("unterminated value of a Literal in %q", p.s)
+			}
+			v = p.s[p.i+1 : p.i+1+end]
+			if strings.ContainsAny(v, `'"\`) {
+				return Type{}, fmt.Errorf("value %q of a Literal may not contain quotes or backslashes", v)
+			}
+			p.i += end + 2
+			if t.Ints {
+				return Type{}, mixedLiteral(p.s)
+			}
+		case !p.done() && '0' <= p.s[p.i] && p.s[p.i] <= '9':
+			start := p.i
+			for !p.done() && '0' <= p.s[p.i] && p.s[p.i] <= '9' {
+				p.i++
+			}
+			text := p.s[start:p.i]
+			n, err := strconv.ParseInt(text, 10, 64)
+			if err != nil || len(text) > 1 && text[0] == '0' {
+				return Type{}, fmt.Errorf("value %s of a Literal is not an integer within int64, written without leading zeros, in %q", text, p.s)
+			}
+			if len(t.Values) > 0 && !t.Ints {
+				return Type{}, mixedLiteral(p.s)
+			}
+			t.Ints, v = true, strconv.FormatInt(n, 10)
+		default:
+			return Type{}, fmt.Errorf("values of a Literal must be quoted strings or integers from 0 (DSPy's string signatures take no negative number) in %q", p.s)
 		}
 		if seen[v] {
-			return Type{}, fmt.Errorf("value %q appears twice in the Literal %q", v, p.s)
+			return Type{}, fmt.Errorf("value %s appears twice in the Literal %q", literalText(v, t.Ints), p.s)
 		}
 		seen[v] = true
 		t.Values = append(t.Values, v)
-		p.i += end + 2
 		p.space()
 		if !p.done() && p.s[p.i] == ',' {
 			p.i++
@@ -504,6 +531,20 @@ func (p *typeParser) literal() (Type, error) {
 		}
 		return t, nil
 	}
+}
+
+// mixedLiteral is the error of a Literal of strings and integers.
+func mixedLiteral(s string) error {
+	return fmt.Errorf("the values of a Literal must be all quoted strings or all integers in %q", s)
+}
+
+// literalText is a Literal's value as errors show it: a string quoted
+// (%q), an integer as it is.
+func literalText(v string, ints bool) string {
+	if ints {
+		return v
+	}
+	return strconv.Quote(v)
 }
 
 func isIdentByte(c byte) bool {
@@ -525,6 +566,10 @@ func (t Type) GoType() reflect.Type {
 		return reflect.TypeFor[map[string]any]()
 	case Int:
 		return reflect.TypeFor[int64]()
+	case Literal:
+		if t.Ints {
+			return reflect.TypeFor[int64]()
+		}
 	case Float:
 		return reflect.TypeFor[float64]()
 	case Bool:
@@ -610,15 +655,22 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		return bad(fmt.Sprintf("expected %s, got null", t))
 	}
 	switch t.Kind {
-	case Str, Literal:
-		if v.Kind() != reflect.String || v.Type() == reflect.TypeFor[json.Number]() {
+	case Literal:
+		if !t.Ints {
+			return t.convertString(v, path)
+		}
+		n, ok := toInt(v)
+		if !ok {
 			return bad(fmt.Sprintf("expected %s, got %s", t, describe(v)))
 		}
-		s := v.String()
-		if t.Kind == Literal && !contains(t.Values, s) {
-			return bad(fmt.Sprintf("%q is not one of %s", s, t))
+		if !contains(t.Values, strconv.FormatInt(n, 10)) {
+			return bad(fmt.Sprintf("%d is not one of %s", n, t))
 		}
-		return reflect.ValueOf(s), nil
+		return reflect.ValueOf(n), nil
+	case Str:
+		return t.convertString(v, path)
+	}
+	switch t.Kind {
 	case Bool:
 		if v.Kind() != reflect.Bool {
 			return bad("expected bool, got " + describe(v))
@@ -661,6 +713,18 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		return t.convertDict(v, path, exact)
 	}
 	return bad("unsupported type " + t.String())
+}
+
+// convertString converts v to t, str or a Literal of strings.
+func (t Type) convertString(v reflect.Value, path string) (reflect.Value, error) {
+	if v.Kind() != reflect.String || v.Type() == reflect.TypeFor[json.Number]() {
+		return reflect.Value{}, fmt.Errorf("%s: expected %s, got %s", path, t, describe(v))
+	}
+	s := v.String()
+	if t.Kind == Literal && !contains(t.Values, s) {
+		return reflect.Value{}, fmt.Errorf("%s: %q is not one of %s", path, s, t)
+	}
+	return reflect.ValueOf(s), nil
 }
 
 // indirect follows interfaces and pointers down to a value, or to a nil

@@ -49,7 +49,7 @@ def _type_note(t: FieldType) -> str:
     if t.kind in (INT, FLOAT, BOOL):
         return f"must be a single {t.kind} value"
     if t.kind == LITERAL:
-        return "must exactly match (no extra characters) one of: " + "; ".join(t.values)
+        return "must exactly match (no extra characters) one of: " + "; ".join(str(v) for v in t.values)
     return "must be JSON that adheres to the schema: " + json.dumps(t.json_schema(), ensure_ascii=False)
 
 

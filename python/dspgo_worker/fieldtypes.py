@@ -13,6 +13,8 @@ from .protocol import quote
 
 #: Types nest at most this deep (``list[list[...]]``).
 MAX_TYPE_DEPTH = 16
+#: A Literal's integers are within int64, as Go's.
+_INT_MAX = 2**63 - 1
 
 STR, INT, FLOAT, BOOL, LIST, DICT, LITERAL = "str", "int", "float", "bool", "list", "dict", "Literal"
 ANY, OPTIONAL, UNION, TUPLE = "Any", "Optional", "Union", "tuple"
@@ -31,7 +33,7 @@ class FieldType:
     Literal, dspy.History, dspy.Image; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
     an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
     ``members`` a Union's members or a fixed tuple's element types; ``variadic`` marks
-    ``tuple[T, ...]``; ``values`` are a Literal's strings.
+    ``tuple[T, ...]``; ``values`` are a Literal's strings, or its ints (``Literal[1, 2]``).
     """
 
     __slots__ = ("kind", "elem", "values", "key", "members", "variadic")
@@ -40,7 +42,7 @@ class FieldType:
         self,
         kind: str,
         elem: FieldType | None = None,
-        values: tuple[str, ...] = (),
+        values: tuple[str, ...] | tuple[int, ...] = (),
         key: FieldType | None = None,
         members: tuple[FieldType, ...] = (),
         variadic: bool = False,
@@ -60,7 +62,7 @@ class FieldType:
         if kind == DICT:
             return f"dict[{self.key or STR}, {self.elem}]"
         if kind == LITERAL:
-            return "Literal[" + ", ".join(f"'{v}'" for v in self.values) + "]"
+            return "Literal[" + ", ".join(str(v) if isinstance(v, int) else f"'{v}'" for v in self.values) + "]"
         if kind == OPTIONAL:
             return f"Optional[{self.elem}]"
         if kind == UNION:
@@ -79,6 +81,11 @@ class FieldType:
 
     def __hash__(self) -> int:
         return hash(str(self))
+
+    @property
+    def ints(self) -> bool:
+        """Whether the type is a Literal of integers (Go's ``Type.Ints``)."""
+        return self.kind == LITERAL and isinstance(self.values[0], int)
 
     @property
     def has_image(self) -> bool:
@@ -118,7 +125,7 @@ class FieldType:
                 schema["propertyNames"] = {"enum": list(self.key.values)}
             return schema
         if kind == LITERAL:
-            return {"type": "string", "enum": list(self.values)}
+            return {"type": "integer" if self.ints else "string", "enum": list(self.values)}
         if kind == ANY:
             return {}
         if kind == HISTORY:
@@ -290,8 +297,8 @@ class _TypeParser:
         if not self.open(name):
             return FieldType(DICT, FieldType(ANY), key=FieldType(STR))
         key = self.union(depth + 1)
-        if key.kind not in (STR, INT, LITERAL):
-            raise ValueError(f"dict keys must be str, int or a Literal, not {quote(str(key))}, in {quote(self.s)}")
+        if key.kind not in (STR, INT, LITERAL) or key.ints:
+            raise ValueError(f"dict keys must be str, int or a Literal of strings, not {quote(str(key))}, in {quote(self.s)}")
         self.expect(",")
         elem = self.elem(depth + 1)
         self.expect("]")
@@ -313,28 +320,52 @@ class _TypeParser:
 
     def literal(self) -> FieldType:
         self.expect("[")
-        values: list[str] = []
+        values: list[str | int] = []
         while True:
             self.space()
-            if self.done() or self.s[self.i] not in "'\"":
-                raise ValueError(f"values of a Literal must be quoted strings in {quote(self.s)}")
-            q = self.s[self.i]
-            end = self.s.find(q, self.i + 1)
-            if end < 0:
-                raise ValueError(f"unterminated value of a Literal in {quote(self.s)}")
-            value = self.s[self.i + 1 : end]
-            if any(c in value for c in "'\"\\"):
-                raise ValueError(f"value {quote(value)} of a Literal may not contain quotes or backslashes")
+            c = self.s[self.i] if not self.done() else ""
+            value: str | int
+            if c and c in "'\"":
+                end = self.s.find(c, self.i + 1)
+                if end < 0:
+                    raise ValueError(f"unterminated value of a Literal in {quote(self.s)}")
+                value = self.s[self.i + 1 : end]
+                if any(q in value for q in "'\"\\"):
+                    raise ValueError(f"value {quote(value)} of a Literal may not contain quotes or backslashes")
+                self.i = end + 1
+                if values and isinstance(values[0], int):
+                    raise self.mixed_literal()
+                shown = quote(value)
+            elif "0" <= c <= "9":
+                start = self.i
+                while not self.done() and "0" <= self.s[self.i] <= "9":
+                    self.i += 1
+                text = self.s[start : self.i]
+                if (len(text) > 1 and text[0] == "0") or int(text) > _INT_MAX:
+                    raise ValueError(
+                        f"value {text} of a Literal is not an integer within int64, written without leading zeros, in {quote(self.s)}"
+                    )
+                if values and isinstance(values[0], str):
+                    raise self.mixed_literal()
+                value = int(text)
+                shown = str(value)
+            else:
+                raise ValueError(
+                    "values of a Literal must be quoted strings or integers from 0 "
+                    f"(DSPy's string signatures take no negative number) in {quote(self.s)}"
+                )
             if value in values:
-                raise ValueError(f"value {quote(value)} appears twice in the Literal {quote(self.s)}")
+                raise ValueError(f"value {shown} appears twice in the Literal {quote(self.s)}")
             values.append(value)
-            self.i = end + 1
             self.space()
             if not self.done() and self.s[self.i] == ",":
                 self.i += 1
                 continue
             self.expect("]")
-            return FieldType(LITERAL, values=tuple(values))
+            return FieldType(LITERAL, values=tuple(values))  # type: ignore[arg-type]  # all str or all int
+
+    def mixed_literal(self) -> ValueError:
+        return ValueError(f"the values of a Literal must be all quoted strings or all integers in {quote(self.s)}")
 
 
 def _ident_char(c: str) -> bool:

@@ -112,6 +112,13 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
         return _union(t, v, path, exact, convert)
     if v is None:
         raise ValueError(f"{path}: expected {t}, got null")
+    if kind == LITERAL and t.ints:
+        n = _to_int(v)
+        if n is None:
+            raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
+        if n not in t.values:
+            raise ValueError(f"{path}: {n} is not one of {t}")
+        return n
     if kind in (STR, LITERAL):
         if not isinstance(v, str):
             raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
@@ -256,6 +263,8 @@ _FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```\Z", re.S)
 _INT_TEXT = re.compile(r"[+-]?\d+\Z")
 _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
 _NULL_TEXT = ("null", "None")
+#: What an integer Literal's text is read as first.
+_INT_TYPE = FieldType(INT)
 
 
 def _unfenced(text: str) -> str:
@@ -333,9 +342,9 @@ def parse_output(t: FieldType, value: Any, path: str, text: bool = False) -> Any
         raise ValueError(f"{path}: expected str, got {describe_value(value)}")
     if isinstance(value, str):
         return _parse_text(t, value, path)
-    if kind == LITERAL:
+    if kind == LITERAL and not t.ints:
         raise ValueError(f"{path}: expected one of {t}, got {describe_value(value)}")
-    if kind in (INT, FLOAT, BOOL):
+    if kind in (INT, FLOAT, BOOL, LITERAL):
         return convert(t, value, path)
     if kind in (LIST, TUPLE):
         return _array(t, value, path, parse_output)
@@ -362,10 +371,18 @@ def _parse_text(t: FieldType, text: str, path: str) -> Any:
     s = _strip_text(text)
     kind = t.kind
     shown = describe_value(text.strip())
+    if kind == LITERAL and t.ints:
+        try:
+            whole = _parse_text(_INT_TYPE, s, path)
+        except ValueError:
+            whole = None
+        if whole not in t.values:
+            raise ValueError(f"{path}: {shown} is not one of {t}")
+        return whole
     if kind == LITERAL:
         if s in t.values:
             return s
-        folded = [v for v in t.values if v.casefold() == s.casefold()]
+        folded = [v for v in t.values if isinstance(v, str) and v.casefold() == s.casefold()]
         if len(folded) == 1:
             return folded[0]
         raise ValueError(f"{path}: {shown} is not one of {t}")

@@ -125,6 +125,24 @@ class DspyEngineTest(unittest.TestCase):
         self.assertEqual(error["code"], "invalid_argument")
         self.assertIn('input history: expected dspy.History, an object {"messages": [{field: value, …}, …]}, got array', error["message"])
 
+    def test_integer_literals(self):
+        """Literal[1, 2, 3] (DSPy's scores and ratings): an input takes one of the ints, an
+        output comes back as one, on both engines alike."""
+        spec = spec_of([("text", "str"), ("floor", "Literal[1, 2, 3]")], [("rating", "Literal[1, 2, 3, 4, 5]"), ("sign", "Optional[Literal[0, 1]]")])
+        outputs = {}
+        for engine in ("dspy", "native"):
+            with self.subTest(engine=engine):
+                self.configure(engine)
+                outputs[engine] = self.execute(spec, {"text": "Great food.", "floor": 2})["outputs"]
+                self.assertIn(outputs[engine]["rating"], (1, 2, 3, 4, 5))
+                self.assertIs(type(outputs[engine]["rating"]), int)
+                error = self.w.error("execute_program", {"spec": spec, "inputs": {"text": "?", "floor": "2"}})
+                self.assertEqual(error["code"], "invalid_argument")
+                self.assertIn('input floor: expected Literal[1, 2, 3], got string "2"', error["message"])
+        self.assertEqual(outputs["dspy"], outputs["native"])
+        prompt = self.lm.requests()[-1]["messages"][0]["content"]
+        self.assertIn("Literal[1, 2, 3, 4, 5]", prompt)
+
     def test_images_are_sent_as_dspy_sends_them(self):
         """dspy.Image inputs, whole, in a list, in a dict and Optional, in the run's inputs
         and a demo's: both engines send the same messages, the images as image_url content
