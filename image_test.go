@@ -1,6 +1,8 @@
 package dspgo_test
 
 import (
+	"encoding/base64"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -77,4 +79,43 @@ func TestImageInputs(t *testing.T) {
 	assert.ErrorContains(t, err, "dspy.Image may not be in a Union of several types")
 	_, err = dspgo.ParseSignature("photo: Image -> caption")
 	assert.ErrorContains(t, err, `unknown type "Image"`)
+}
+
+// ImageFile reads a PNG, JPEG, GIF or WebP file as a data: URI of its
+// type, told by its content; other files are refused.
+func TestImageFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := dir + "/" + name
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+		return path
+	}
+	for content, mime := range map[string]string{
+		"\x89PNG\r\n\x1a\n rest":       "image/png",
+		"\xff\xd8\xff\xe0 rest":        "image/jpeg",
+		"GIF89a rest":                  "image/gif",
+		"RIFF\x00\x00\x00\x00WEBPVP8 ": "image/webp",
+	} {
+		img, err := dspgo.ImageFile(write("photo.bin", content))
+		require.NoError(t, err, mime)
+		assert.Equal(t, dspgo.ImageData(mime, []byte(content)), img)
+		assert.Equal(t, "data:"+mime+";base64,"+base64.StdEncoding.EncodeToString([]byte(content)), img.URL)
+	}
+	_, err := dspgo.ImageFile(write("notes.png", "just text"))
+	assert.ErrorContains(t, err, "notes.png is not a PNG, JPEG, GIF or WebP image")
+	_, err = dspgo.ImageFile(dir + "/missing.png")
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	big := write("big.png", "\x89PNG\r\n\x1a\n")
+	require.NoError(t, os.Truncate(big, dspgo.MaxImageFileBytes+1))
+	_, err = dspgo.ImageFile(big)
+	assert.ErrorContains(t, err, "big.png is larger than 12 MiB")
+
+	// The image it reads runs as any other.
+	c := dspgo.NewClient(mock.New(mock.Options{}))
+	p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("photo: dspy.Image -> caption")})
+	require.NoError(t, err)
+	img, err := dspgo.ImageFile(write("dot.gif", "GIF89a\x01\x00\x01\x00"))
+	require.NoError(t, err)
+	_, err = c.Execute(t.Context(), p.ID, map[string]any{"photo": img})
+	require.NoError(t, err)
 }
