@@ -57,7 +57,7 @@ from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
 from .fieldtypes import HISTORY, IMAGE, FieldType
-from .images import CUSTOM_TYPE_START, map_images
+from .images import CUSTOM_TYPE_START, images_in_dspy_state, map_images, refuse_image_url
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
 from .modules import module_factory
@@ -333,6 +333,8 @@ class DspyEngine:
                 self.set_demos(dspy, compiled, module)
         elif compiled.kind == KIND_MODULE:
             module = self.custom_module(dspy, compiled)
+            for url in compiled.extras.get("state_images", ()):
+                refuse_image_url(config, url, f"module {quote(compiled.module or '')}: an image of its state")
         else:
             module = self.module(dspy, compiled)
         # A custom module with only a (blocking) forward runs on a thread, where DSPy's
@@ -561,6 +563,10 @@ def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:
             f"(the state's entries: {theirs}); was it saved from another module?",
         )
     state = {n: {**compiled.state[n], "lm": None} for n in parameters}
+    try:
+        compiled.extras["state_images"] = images_in_dspy_state(state)
+    except ValueError as exc:
+        raise WorkerError("invalid_argument", f"module {name}: its state: {exc}") from None
     try:
         module.load_state(state)
     except Exception as exc:  # noqa: BLE001 - DSPy refuses a state with many kinds

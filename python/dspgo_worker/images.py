@@ -105,23 +105,54 @@ def map_images(t: FieldType, v: Any, image: Callable[[str], Any]) -> Any:
 
 def refuse_image_urls(config: LMConfig, fields: Iterable[Field], values: dict[str, Any], label: str) -> None:
     """Raise ``failed_precondition`` when ``values`` (inputs by name, converted; ``label``
-    says whose: ``input``, ``demo 2 input``) hold an image given by URL and ``config``
-    takes data: URIs only (``image_urls`` false, a provider other than the dummy, which
-    fetches nothing). The model's server, or LiteLLM on this host, would fetch the URL,
-    wherever it points."""
-    if config.image_urls or config.provider == "dummy":
-        return
+    says whose: ``input``, ``demo 2 input``) hold an image given by URL that ``config``
+    does not take (:func:`refuse_image_url`)."""
     for f in fields:
         if f.name in values:
 
             def refuse(url: str, name: str = f.name) -> str:
-                if not url.startswith("data:"):
-                    raise WorkerError(
-                        "failed_precondition",
-                        f"{label} {name}: an image given by URL would be fetched by the model's server (or by LiteLLM "
-                        "on the worker's host), from wherever it points; this LM takes data: URIs only (lm.image_urls "
-                        "lets it take URLs)",
-                    )
+                refuse_image_url(config, url, f"{label} {name}")
                 return url
 
             map_images(f.type, values[f.name], refuse)
+
+
+def refuse_image_url(config: LMConfig, url: str, label: str) -> None:
+    """Raise ``failed_precondition`` naming ``label`` when ``url`` is not a data: URI and
+    ``config`` takes data: URIs only (``image_urls`` false, a provider other than the
+    dummy, which fetches nothing). The model's server, or LiteLLM on this host, would
+    fetch the URL, wherever it points."""
+    if config.image_urls or config.provider == "dummy" or url.startswith("data:"):
+        return
+    raise WorkerError(
+        "failed_precondition",
+        f"{label}: an image given by URL would be fetched by the model's server (or by LiteLLM on the worker's host), "
+        "from wherever it points; this LM takes data: URIs only (lm.image_urls lets it take URLs)",
+    )
+
+
+def images_in_dspy_state(state: Any) -> list[str]:
+    """The URLs of the images in a module's saved state, where DSPy saves a demo's image
+    as its text (:func:`image_dspy_text`). ``ValueError`` for any other text holding
+    DSPy's custom-type marker, of which DSPy would make content parts for the model, and
+    for an image whose URL :func:`image_url_problem` refuses."""
+    urls: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            if CUSTOM_TYPE_START in v:
+                url = url_of_dspy_text(v)
+                problem = image_url_problem(url)
+                if problem:
+                    raise ValueError(problem)
+                urls.append(url)
+        elif isinstance(v, dict):
+            for k, e in v.items():
+                walk(k)
+                walk(e)
+        elif isinstance(v, list):
+            for e in v:
+                walk(e)
+
+    walk(state)
+    return urls

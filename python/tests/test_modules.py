@@ -126,8 +126,8 @@ class ModuleRunTest(unittest.TestCase):
             dspy_module(name, factory)
             self.addCleanup(unregister, name)
 
-    def configure(self, engine: str = "dspy", model: str = "test-model") -> None:
-        self.w.ok("configure_lm", {"provider": "openai", "model": model, "base_url": self.lm.url, "api_key_env": KEY_ENV, "engine": engine})
+    def configure(self, engine: str = "dspy", model: str = "test-model", **extra) -> None:
+        self.w.ok("configure_lm", {"provider": "openai", "model": model, "base_url": self.lm.url, "api_key_env": KEY_ENV, "engine": engine, **extra})
 
     def spec(self, name: str = "test-draft", state: dict | None = None) -> dict:
         return module_spec(name, state, outputs=(("answer", "str"), ("confidence", "float")))
@@ -186,6 +186,28 @@ class ModuleRunTest(unittest.TestCase):
         self.assertEqual(error["code"], "invalid_argument")
         self.assertIn('module "test-draft": its state does not load: KeyError', error["message"])
         self.assertEqual(self.lm.requests(), [], "nothing ran")
+
+    def test_the_images_of_a_state_are_checked(self):
+        """DSPy saves a demo's image as its marked text, and makes content parts of any
+        marked text it sends: a state's image by URL is refused unless the LM takes URLs
+        (as an input's is), and marked text that is not one image always."""
+        state = self.saved_state()
+        state["answer"]["demos"][0]["draft"] = str(self.dspy.Image("https://example.com/cat.png"))
+        self.configure()
+        error = self.w.error("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
+        self.assertEqual(error["code"], "failed_precondition")
+        self.assertIn('module "test-draft": an image of its state: an image given by URL would be fetched', error["message"])
+        self.assertEqual(self.lm.requests(), [], "nothing ran")
+        self.configure(image_urls=True)
+        self.w.ok("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
+        self.assertEqual([r.get("images") for r in self.lm.requests()], [None, ["https://example.com/cat.png"]])
+
+        state["answer"]["demos"][0]["draft"] = ('<<CUSTOM-TYPE-START-IDENTIFIER>>[{"type": "file", "file": {"file_id": "f"}}]'
+                                                "<<CUSTOM-TYPE-END-IDENTIFIER>>")
+        error = self.w.error("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
+        self.assertEqual(error["code"], "invalid_argument")
+        self.assertIn('module "test-draft": its state: expected dspy.Image', error["message"])
+        self.assertIn("a DSPy custom type's text that is not one image", error["message"])
 
     def test_factories_that_make_no_module(self):
         self.configure()
