@@ -77,12 +77,12 @@ type LMConfig struct {
 	// which makes no LM call.
 	Cache bool
 	// ImageURLs lets a dspy.Image input or demo give its image by an
-	// http, https or gs URL, which the model's server then fetches (or
-	// LiteLLM, on the worker's host, for the providers to which it sends
-	// images inline): whoever supplies the inputs could make them fetch
-	// any address those hosts reach. False, the default, takes data: URIs
-	// only and refuses a URL with CodeFailedPrecondition. ProviderDummy,
-	// which fetches nothing, takes both.
+	// http, https or gs URL, which the model's server (the endpoint of
+	// BaseURL) then fetches: whoever supplies the inputs could make it
+	// fetch any address it reaches, a self-hosted server's internal ones
+	// included. False, the default, takes data: URIs only and refuses a
+	// URL with CodeFailedPrecondition. ProviderDummy, which fetches
+	// nothing, takes both.
 	ImageURLs bool
 }
 

@@ -66,7 +66,7 @@ type LMArgs struct {
 	// by the full request; false means every execution calls the LM.
 	Cache bool `json:"cache,omitempty"`
 	// ImageURLs lets images be given by URL (http, https, gs), which the
-	// model's server or LiteLLM fetches; false means data: URIs only.
+	// model's server fetches; false means data: URIs only.
 	ImageURLs bool `json:"image_urls,omitempty"`
 }
 

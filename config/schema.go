@@ -84,9 +84,8 @@ type LM struct {
 	// calls the LM.
 	Cache bool `koanf:"cache"`
 	// ImageURLs lets a dspy.Image input or demo give its image by an
-	// http, https or gs URL, which the model's server (or LiteLLM on the
-	// worker's host) then fetches, wherever it points. Default false:
-	// data: URIs only.
+	// http, https or gs URL, which the model's server then fetches,
+	// wherever it points. Default false: data: URIs only.
 	ImageURLs bool `koanf:"image_urls"`
 }
 

@@ -69,8 +69,8 @@ type HostOptions struct {
 	LMAPIKeyEnv string
 
 	// LMImageURLs lets a configure_lm from a caller set image_urls, so
-	// that this host's workers send images given by URL to the LM (whose
-	// server, or LiteLLM on this host, fetches them wherever they point).
+	// that this host's workers send images given by URL to the LM, whose
+	// server fetches them wherever they point.
 	// False, the default, refuses one that sets it, as LMBaseURLs says;
 	// remoteconfig.HostOptions sets it from the host's own lm.image_urls.
 	LMImageURLs bool

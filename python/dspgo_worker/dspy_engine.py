@@ -57,7 +57,7 @@ from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
 from .fieldtypes import HISTORY, IMAGE, FieldType
-from .images import CUSTOM_TYPE_START, images_in_dspy_state, map_images, refuse_image_url
+from .images import CUSTOM_TYPE_START, defuse_custom_types, images_in_dspy_state, map_images, refuse_image_url
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
 from .modules import module_factory
@@ -262,12 +262,14 @@ class DspyEngine:
     def tools(dspy: Any, tools: Sequence[dict[str, Any]], ctx: Context, trajectory: list[Any]) -> list[Any]:
         """``dspy.Tool`` objects calling the host's tools; each call is noted in
         ``trajectory``, and a tool's error is its observation (the LM sees it). The run's
-        task waits for the host's answer (``ctx.call_async``)."""
+        task waits for the host's answer (``ctx.call_async``). An observation's text is
+        :func:`~dspgo_worker.images.defuse_custom_types`'d: a tool may return text from
+        anywhere (a web page), which DSPy's prompt must not turn into an image."""
         def host_tool(name: str) -> Callable[..., Awaitable[Any]]:
             # Unannotated on purpose: dspy.Tool evaluates a function's annotations at run time,
             # where the names of this module's annotations do not exist.
             async def call(**kwargs):  # type: ignore[no-untyped-def]
-                observation = await aobserve(ctx, name, kwargs)
+                observation = defuse_custom_types(await aobserve(ctx, name, kwargs))
                 trajectory.append({"tool": name, "args": kwargs, "observation": observation})
                 return observation
 

@@ -120,14 +120,14 @@ def refuse_image_urls(config: LMConfig, fields: Iterable[Field], values: dict[st
 def refuse_image_url(config: LMConfig, url: str, label: str) -> None:
     """Raise ``failed_precondition`` naming ``label`` when ``url`` is not a data: URI and
     ``config`` takes data: URIs only (``image_urls`` false, a provider other than the
-    dummy, which fetches nothing). The model's server, or LiteLLM on this host, would
-    fetch the URL, wherever it points."""
+    dummy, which fetches nothing). The model's server would fetch the URL, wherever it
+    points."""
     if config.image_urls or config.provider == "dummy" or url.startswith("data:"):
         return
     raise WorkerError(
         "failed_precondition",
-        f"{label}: an image given by URL would be fetched by the model's server (or by LiteLLM on the worker's host), "
-        "from wherever it points; this LM takes data: URIs only (lm.image_urls lets it take URLs)",
+        f"{label}: an image given by URL would be fetched by the model's server from wherever it points; "
+        "this LM takes data: URIs only (lm.image_urls lets it take URLs)",
     )
 
 
@@ -156,3 +156,17 @@ def images_in_dspy_state(state: Any) -> list[str]:
 
     walk(state)
     return urls
+
+
+def defuse_custom_types(value: Any) -> Any:
+    """``value`` (any JSON value) with DSPy's custom-type start marker in its strings
+    written in lower case, which DSPy does not read as one: for text from outside the
+    program, such as a tool's observation, which DSPy puts in a user message, where it
+    would otherwise make content parts of it (an image by URL past ``lm.image_urls``)."""
+    if isinstance(value, str):
+        return value.replace(CUSTOM_TYPE_START, CUSTOM_TYPE_START.lower()) if CUSTOM_TYPE_START in value else value
+    if isinstance(value, dict):
+        return {defuse_custom_types(k): defuse_custom_types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [defuse_custom_types(v) for v in value]
+    return value

@@ -105,7 +105,7 @@ class LMConfig(_LMConfigFields):
     ``cache`` (False: every execution calls the LM; True: this worker process answers a
     request identical to an earlier one from memory, on either engine) and ``image_urls``
     (False: images are data: URIs only; True: an http, https or gs URL too, which the
-    model's server or LiteLLM fetches). ``engine`` is
+    model's server fetches). ``engine`` is
     what was asked for (auto, native, dspy); ``resolved_engine`` what runs.
     """
 

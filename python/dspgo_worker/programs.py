@@ -227,7 +227,7 @@ def rss_bytes() -> int:
         "delay_ms": Arg("int", description="wait this long before each execution (for tests of deadlines)"),
         "fail_after_chunks": Arg("int", description="dummy provider: a streamed execution fails after this many chunks (for tests of streams)"),
         "cache": Arg("bool", default=False, description="answer a request identical to an earlier one from this worker's memory (default false: every execution calls the LM)"),
-        "image_urls": Arg("bool", default=False, description="let images be given by http, https or gs URL, which the model's server or LiteLLM fetches (default false: data: URIs only)"),
+        "image_urls": Arg("bool", default=False, description="let images be given by http, https or gs URL, which the model's server fetches (default false: data: URIs only)"),
         "script": Arg(
             "array",
             description='dummy provider only: the react steps, each {"tool": name, "args": {...}} or {"finish": true}',
