@@ -57,7 +57,14 @@ from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
 from .fieldtypes import HISTORY, IMAGE, FieldType
-from .images import CUSTOM_TYPE_START, defuse_custom_types, images_in_dspy_state, map_images, refuse_image_url
+from .images import (
+    CUSTOM_TYPE_START,
+    defuse_custom_types,
+    images_in_dspy_state,
+    json_strings,
+    map_images,
+    refuse_image_url,
+)
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
 from .modules import module_factory
@@ -509,24 +516,13 @@ def _refuse_custom_type_text(values: dict[str, Any], label: str) -> None:
     file) that the signature has no place for, past the image checks and
     ``lm.image_urls``. Only a dspy.Image input places an image."""
 
-    def walk(v: Any, name: str) -> None:
-        if isinstance(v, str):
-            if CUSTOM_TYPE_START in v:
-                raise WorkerError(
-                    "invalid_argument",
-                    f"{label} {name}: holds {CUSTOM_TYPE_START}, DSPy's marker of content parts (an image, a file), "
-                    f"which a value may not hold: give an image as a {IMAGE} input",
-                )
-        elif isinstance(v, dict):
-            for k, e in v.items():
-                walk(k, name)
-                walk(e, name)
-        elif isinstance(v, list):
-            for e in v:
-                walk(e, name)
-
     for name, value in values.items():
-        walk(value, name)
+        if any(CUSTOM_TYPE_START in s for s in json_strings(value)):
+            raise WorkerError(
+                "invalid_argument",
+                f"{label} {name}: holds {CUSTOM_TYPE_START}, DSPy's marker of content parts (an image, a file), "
+                f"which a value may not hold: give an image as a {IMAGE} input",
+            )
 
 
 def _dspy_images(dspy: Any, compiled: CompiledSpec, values: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """``dspy.Image`` values (Go's ``internal/program/image.go``): the URLs an image may have
-(:func:`image_url_problem`), DSPy's text of one image (:func:`image_dspy_text`, and
-:func:`url_of_dspy_text` to read it), and :func:`map_images`, which replaces each image in
-a converted value by what the caller makes of it (a ``dspy.Image``, a placeholder in a
-prompt's text).
+(:func:`image_url_problem`), DSPy's text of one image (:func:`url_of_dspy_text` reads it),
+:func:`map_images`, which replaces each image in a converted value by what the caller
+makes of it (a ``dspy.Image``, a placeholder in a prompt's text), and the checks that keep
+images by URL (:func:`refuse_image_urls`) and DSPy's custom-type markers
+(:func:`json_strings`, :func:`defuse_custom_types`) out of prompts where they may not be.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .fieldtypes import DICT, IMAGE, LIST, OPTIONAL, TUPLE, FieldType
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from typing import Any, Callable
 
     from .lmconfig import LMConfig
@@ -58,8 +59,10 @@ def image_url_problem(u: str) -> str:
 
 
 def url_of_dspy_text(s: str) -> str:
-    """The URL of DSPy's text of one image (:func:`image_dspy_text`); ``ValueError`` for
-    any other custom type's text."""
+    """The URL of DSPy's text of one image, as ``dspy.Image`` writes it into a prompt and a
+    saved program's demos (``<<CUSTOM-TYPE-START-IDENTIFIER>>[{"type": "image_url",
+    "image_url": {"url": …}}]<<CUSTOM-TYPE-END-IDENTIFIER>>``); ``ValueError`` for any
+    other custom type's text."""
     bad = ValueError(f"{IMAGE_WANT}: a DSPy custom type's text that is not one image")
     if not (s.startswith(CUSTOM_TYPE_START) and s.endswith(CUSTOM_TYPE_END)):
         raise bad
@@ -74,13 +77,6 @@ def url_of_dspy_text(s: str) -> str:
     if not isinstance(url, str):
         raise bad
     return url
-
-
-def image_dspy_text(url: str) -> str:
-    """DSPy's text of one image of ``url``, as ``dspy.Image`` writes it into a prompt and a
-    saved program's demos."""
-    parts = [{"type": "image_url", "image_url": {"url": url}}]
-    return CUSTOM_TYPE_START + json.dumps(parts, ensure_ascii=False) + CUSTOM_TYPE_END
 
 
 def map_images(t: FieldType, v: Any, image: Callable[[str], Any]) -> Any:
@@ -133,29 +129,31 @@ def refuse_image_url(config: LMConfig, url: str, label: str) -> None:
 
 def images_in_dspy_state(state: Any) -> list[str]:
     """The URLs of the images in a module's saved state, where DSPy saves a demo's image
-    as its text (:func:`image_dspy_text`). ``ValueError`` for any other text holding
+    as its text (:func:`url_of_dspy_text`). ``ValueError`` for any other text holding
     DSPy's custom-type marker, of which DSPy would make content parts for the model, and
     for an image whose URL :func:`image_url_problem` refuses."""
     urls: list[str] = []
-
-    def walk(v: Any) -> None:
-        if isinstance(v, str):
-            if CUSTOM_TYPE_START in v:
-                url = url_of_dspy_text(v)
-                problem = image_url_problem(url)
-                if problem:
-                    raise ValueError(problem)
-                urls.append(url)
-        elif isinstance(v, dict):
-            for k, e in v.items():
-                walk(k)
-                walk(e)
-        elif isinstance(v, list):
-            for e in v:
-                walk(e)
-
-    walk(state)
+    for s in json_strings(state):
+        if CUSTOM_TYPE_START in s:
+            url = url_of_dspy_text(s)
+            problem = image_url_problem(url)
+            if problem:
+                raise ValueError(problem)
+            urls.append(url)
     return urls
+
+
+def json_strings(value: Any) -> Iterator[str]:
+    """Every string of ``value`` (any JSON value), an object's keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from json_strings(k)
+            yield from json_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from json_strings(v)
 
 
 def defuse_custom_types(value: Any) -> Any:
