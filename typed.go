@@ -85,9 +85,9 @@ type Typed[In, Out any] struct {
 //     to the end of the tag, commas included, so it comes last. Without
 //     it the field has no description.
 //   - enum=A|B|C: the field's strings are a Literal['A', 'B', 'C'], or
-//     its integers a Literal[1, 2, 3] (enum=1|2|3, each value from 0
-//     and one the Go type holds): the field itself, or the elements of a slice or array,
-//     or the values of a map, through pointers.
+//     its integers a Literal[1, 2, 3] (enum=1|2|3, each value from 0 and
+//     one the Go type holds): the field itself, or the elements of a
+//     slice or array, or the values of a map, through pointers.
 //   - input, output: the side a field belongs to when one struct is both
 //     In and Out (NewTyped[QA, QA], like a class-based dspy.Signature): a
 //     field marked output is not an input, and one marked input not an

@@ -103,8 +103,8 @@ func ImageURLProblem(u string) string {
 // {"url": u}}]<<CUSTOM-TYPE-END-IDENTIFIER>>.
 func imageFromDSPyText(s string) (string, error) {
 	bad := fmt.Errorf("%s: a DSPy custom type's text that is not one image", imageWant)
-	inner, ok := strings.CutPrefix(s, customTypeStart)
-	if inner, ok = strings.CutSuffix(inner, customTypeEnd); !ok {
+	inner, ok := strings.CutSuffix(strings.TrimPrefix(s, customTypeStart), customTypeEnd)
+	if !ok {
 		return "", bad
 	}
 	var parts []map[string]any
