@@ -314,7 +314,7 @@ class DspyEngine:
         if config.max_tokens:
             kwargs["max_tokens"] = config.max_tokens
         try:
-            return dspy.LM(model, **kwargs)
+            return _lm_class(dspy)(model, **kwargs)
         except Exception as exc:  # noqa: BLE001 - dspy refuses a configuration with many kinds
             raise WorkerError("invalid_argument", redact(f"dspy.LM refused the configuration: {type(exc).__name__}: {exc}", key)) from None
 
@@ -572,11 +572,41 @@ def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:
     return module
 
 
+#: The request whose blocking ``forward`` runs in this context (:func:`_run_forward`).
+_BLOCKING_RUN: contextvars.ContextVar[Context | None] = contextvars.ContextVar("dspgo_blocking_run", default=None)
+
+#: :func:`_lm_class`'s class, made at its first call.
+_LM_CLASS: Any = None
+
+
+def _lm_class(dspy: Any) -> Any:
+    """``dspy.LM`` whose blocking calls (``lm(...)``, made by a custom module's
+    ``forward`` on a thread) first check that their run goes on: a thread cannot be
+    interrupted, but a cancelled run, or one past its deadline, makes no further LM call
+    (``Cancelled``, ``DeadlineExceeded``). Calls on the event loop (``acall``) are
+    cancelled where they wait. It overrides ``__call__``, not ``forward``, whose override
+    DSPy 3.4 takes for a legacy LM."""
+    global _LM_CLASS
+    if _LM_CLASS is None:
+
+        class LM(dspy.LM):  # type: ignore[misc]  # dspy's class, known at run time
+            def __call__(self, *args: Any, **kwargs: Any) -> Any:
+                run = _BLOCKING_RUN.get()
+                if run is not None:
+                    run.check()
+                return super().__call__(*args, **kwargs)
+
+        _LM_CLASS = LM
+    return _LM_CLASS
+
+
 async def _run_forward(ctx: Context, module: Any, inputs: dict[str, Any]) -> Any:
     """``module(**inputs)`` on one of the worker's threads (``ctx.run_sync``), in a copy
     of this task's context, so DSPy sees the run's LM and usage tracking there. A
-    cancelled run still waits for ``forward`` to end: a thread cannot be interrupted."""
+    cancelled run waits for ``forward`` to end, as a thread cannot be interrupted, but
+    ``forward`` makes no LM call after the cancel (:func:`_lm_class`)."""
     context = contextvars.copy_context()
+    context.run(_BLOCKING_RUN.set, ctx)
 
     def forward() -> Any:
         return context.run(module, **inputs)

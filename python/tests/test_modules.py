@@ -18,7 +18,7 @@ from dspgo_worker import dspy_module
 from dspgo_worker.errors import WorkerError
 from dspgo_worker.modules import module_factory, module_names, unregister
 
-from .helpers import InProcessWorker
+from .helpers import WAIT, InProcessWorker
 from .lmserver import LMServer, require_dspy
 from .test_spec import spec_of
 
@@ -225,6 +225,42 @@ class ModuleRunTest(unittest.TestCase):
         error = self.w.error("execute_program", {"spec": self.spec(), "inputs": {"question": "?"}})
         self.assertEqual(error["code"], "failed_precondition")
         self.assertIn("a module program runs only on the dspy engine", error["message"])
+
+    def test_a_cancelled_blocking_module_makes_no_further_lm_call(self):
+        """A module with only a (blocking) forward runs on a thread, which a cancel cannot
+        interrupt; but once its run is cancelled (or past its deadline), the next step's LM
+        call raises instead of reaching the LM."""
+        dspy, ended = self.dspy, threading.Event()
+
+        class ThreeSteps(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.steps = [dspy.Predict("question -> answer") for _ in range(3)]
+
+            def forward(self, question):
+                try:
+                    for step in self.steps:
+                        question = step(question=question).answer
+                    return dspy.Prediction(answer=question)
+                finally:
+                    ended.set()
+
+        dspy_module("test-three-steps", ThreeSteps)
+        self.addCleanup(unregister, "test-three-steps")
+        self.configure(model="test-model+latency=1s")
+        request_id = self.w.call("execute_program", {"spec": module_spec("test-three-steps"), "inputs": {"question": "?"}})
+        self.lm.wait(requests=1)
+        self.w.send({"id": 99, "command": "cancel", "args": {"id": request_id}})
+        self.assertEqual(self.w.response(request_id)["error"]["code"], "canceled")
+        self.assertTrue(ended.wait(WAIT), "forward ended")
+        self.assertEqual(len(self.lm.requests()), 1, "no step after the cancel called the LM")
+
+        ended.clear()
+        self.lm.reset()
+        error = self.w.error("execute_program", {"spec": module_spec("test-three-steps"), "inputs": {"question": "?"}}, deadline_ms=1500)
+        self.assertEqual(error["code"], "deadline_exceeded")
+        self.assertTrue(ended.wait(WAIT), "forward ended")
+        self.assertEqual(len(self.lm.requests()), 2, "no step after the deadline called the LM")
 
     def test_concurrent_runs_share_the_module(self):
         self.configure()
