@@ -111,6 +111,7 @@ type Typed[In, Out any] struct {
 //	an integer with enum=                    Literal[1, 2, …]
 //	dspgo.History (an In field)              dspy.History
 //	dspgo.Image (In fields)                  dspy.Image
+//	dspgo.File (In fields)                   dspy.File
 //
 // A text type is one with MarshalText (for inputs; on T or *T) or whose
 // pointer has UnmarshalText (for outputs), as encoding/json uses them; it
@@ -494,6 +495,7 @@ var (
 	rawMessageType      = reflect.TypeFor[json.RawMessage]()
 	historyType         = reflect.TypeFor[History]()
 	imageType           = reflect.TypeFor[Image]()
+	fileType            = reflect.TypeFor[File]()
 	byteType            = reflect.TypeFor[byte]()
 )
 
@@ -543,11 +545,12 @@ func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, b
 		}
 		return leaf(program.History)
 	}
-	if t == imageType { // its value converts by its JSON encoding
+	if media, ok := map[reflect.Type]program.Kind{imageType: program.Image, fileType: program.File}[t]; ok { // their values convert by their JSON encoding
+		name := program.Type{Kind: media}.String()
 		if s == outputSide {
-			return program.Type{}, false, fmt.Errorf("%s is an input type (an image for the model to see)", program.ImageType)
+			return program.Type{}, false, fmt.Errorf("%s is an input type (%s)", name, program.MediaNote(name))
 		}
-		return leaf(program.Image)
+		return leaf(media)
 	}
 	if isText(t, s) {
 		return str(), true, nil

@@ -515,7 +515,7 @@ func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 	for i, d := range spec.Demos {
 		var o object
 		for _, f := range spec.Signature.Inputs {
-			o = append(o, member{f.Name, jsonValue(dspyImages(f, d.Inputs[f.Name]))})
+			o = append(o, member{f.Name, jsonValue(dspyMedia(f, d.Inputs[f.Name]))})
 		}
 		if d.Reasoning != "" {
 			o = append(o, member{reasoningField, d.Reasoning})
@@ -716,12 +716,13 @@ func jsonValue(v any) any {
 	return rv.Interface()
 }
 
-// dspyImages writes the images in v, a value of f, as DSPy's text of one
-// (program.ImageDSPyText), which is how DSPy saves them in a demo.
-func dspyImages(f command.Field, v any) any {
+// dspyMedia writes the images and files in v, a value of f, as DSPy's
+// text of one (program.MediaDSPyText), which is how DSPy saves them in a
+// demo.
+func dspyMedia(f command.Field, v any) any {
 	t, err := program.ParseType(f.Type)
 	if err != nil {
 		return v
 	}
-	return program.MapImages(t, v, func(url string) any { return program.ImageDSPyText(url) })
+	return program.MapMedia(t, v, func(t program.Type, v map[string]any) any { return program.MediaDSPyText(t, v) })
 }

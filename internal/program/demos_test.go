@@ -125,6 +125,17 @@ func demoCases() []demoCase {
 		{Name: "image_as_output", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"question","type":"","description":""}],` +
 			`"outputs":[{"name":"drawing","type":"list[dspy.Image]","description":""}]},"instructions":"","kind":"predict"}`),
 			Error: `output field "drawing": dspy.Image is an input type (an image for the model to see)`},
+		// A file demo: as an object and as DSPy's text of it, the same demo.
+		{Name: "file_demo", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"doc","type":"dspy.File","description":""}],` +
+			`"outputs":[{"name":"summary","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"doc":{"file_data":"data:application/pdf;base64,JVBERi0=","filename":"a.pdf"}},"outputs":{"summary":"a report"}}]}`)},
+		{Name: "file_demo_as_dspy_writes_it", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"doc","type":"dspy.File","description":""}],` +
+			`"outputs":[{"name":"summary","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"doc":"<<CUSTOM-TYPE-START-IDENTIFIER>>[{\"type\": \"file\", \"file\": {\"file_data\": \"data:application/pdf;base64,JVBERi0=\", \"filename\": \"a.pdf\"}}]<<CUSTOM-TYPE-END-IDENTIFIER>>"},"outputs":{"summary":"a report"}}]}`)},
+		{Name: "file_demo_by_id", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"doc","type":"dspy.File","description":""}],` +
+			`"outputs":[{"name":"summary","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"doc":{"file_id":"file-abc"}},"outputs":{"summary":"a report"}}]}`),
+			Error: `demo 0: input doc: a file_id names a file stored with the model's provider under the worker's key, which a caller could name to read another's: send file_data, the file's data: URI`},
 		// Module programs: the module's name and state are hashed, the
 		// state in canonical form (1.0 is 1, keys sorted).
 		{Name: "module", Spec: moduleSpec(`"module":"rag"`)},

@@ -5,16 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
-
-	"github.com/dspgo/dspgo/internal/jsontext"
-)
-
-// The markers around a DSPy custom type's content parts in text, as DSPy
-// (3.4.1, dspy.Type) writes an image into a prompt and into a saved
-// program's demos.
-const (
-	customTypeStart = "<<CUSTOM-TYPE-START-IDENTIFIER>>"
-	customTypeEnd   = "<<CUSTOM-TYPE-END-IDENTIFIER>>"
 )
 
 // imageWant is what a dspy.Image takes, for errors.
@@ -25,9 +15,9 @@ const imageWant = `expected ` + ImageType + `, a data: URI or an http, https or 
 // or DSPy's text of one image (a saved program's demo). u is checked by
 // ImageURLProblem.
 func convertImage(v reflect.Value, path string) (reflect.Value, error) {
-	v, err := structAsJSON(v)
+	v, err := mediaValue(v, "image_url", imageWant, path)
 	if err != nil {
-		return reflect.Value{}, fmt.Errorf("%s: %s: %v", path, imageWant, err)
+		return reflect.Value{}, err
 	}
 	if v.IsValid() && v.Kind() == reflect.Map {
 		if v, err = soleKey(v, "url", ImageType, imageWant, path); err != nil {
@@ -43,11 +33,6 @@ func convertImage(v reflect.Value, path string) (reflect.Value, error) {
 		return reflect.Value{}, fmt.Errorf("%s: %s, got %s", path, imageWant, describe(v))
 	}
 	url := v.String()
-	if strings.HasPrefix(url, customTypeStart) {
-		if url, err = imageFromDSPyText(url); err != nil {
-			return reflect.Value{}, fmt.Errorf("%s: %v", path, err)
-		}
-	}
 	if problem := ImageURLProblem(url); problem != "" {
 		return reflect.Value{}, fmt.Errorf("%s: %s", path, problem)
 	}
@@ -63,10 +48,8 @@ func ImageURLProblem(u string) string {
 	if u == "" {
 		return "an image's URL is empty"
 	}
-	for i := 0; i < len(u); i++ {
-		if u[i] <= ' ' || u[i] == 0x7f {
-			return "an image's URL may not hold a space or a control character"
-		}
+	if !noSpaceOrControl(u) {
+		return "an image's URL may not hold a space or a control character"
 	}
 	if strings.HasPrefix(u, "data:") {
 		return ""
@@ -96,75 +79,4 @@ func ImageURLProblem(u string) string {
 		}
 	}
 	return ""
-}
-
-// imageFromDSPyText reads the URL of DSPy's text of one image:
-// <<CUSTOM-TYPE-START-IDENTIFIER>>[{"type": "image_url", "image_url":
-// {"url": u}}]<<CUSTOM-TYPE-END-IDENTIFIER>>.
-func imageFromDSPyText(s string) (string, error) {
-	bad := fmt.Errorf("%s: a DSPy custom type's text that is not one image", imageWant)
-	inner, ok := strings.CutSuffix(strings.TrimPrefix(s, customTypeStart), customTypeEnd)
-	if !ok {
-		return "", bad
-	}
-	var parts []map[string]any
-	if json.Unmarshal([]byte(inner), &parts) != nil || len(parts) != 1 || parts[0]["type"] != "image_url" {
-		return "", bad
-	}
-	image, _ := parts[0]["image_url"].(map[string]any)
-	url, ok := image["url"].(string)
-	if !ok {
-		return "", bad
-	}
-	return url, nil
-}
-
-// ImageDSPyText is DSPy's text of one image of the given URL, as
-// dspy.Image writes it into a prompt and a saved program's demos.
-func ImageDSPyText(url string) string {
-	b := []byte(customTypeStart + `[{"type": "image_url", "image_url": {"url": `)
-	b = jsontext.AppendString(b, url)
-	return string(append(b, `}}]`+customTypeEnd...))
-}
-
-// MapImages returns v, a converted value of type t (Convert's), with each
-// dspy.Image in it, {"url": u}, replaced by image(u); the lists and maps
-// that hold one are copied, the rest is v's. t must not hold an Image in a
-// Union, which ParseType refuses.
-func MapImages(t Type, v any, image func(url string) any) any {
-	if v == nil || !t.HasImage() {
-		return v
-	}
-	switch t.Kind {
-	case Image:
-		url, _ := v.(map[string]any)["url"].(string)
-		return image(url)
-	case Optional:
-		return MapImages(*t.Elem, v, image)
-	case List, Tuple, Dict:
-		rv := reflect.ValueOf(v)
-		switch rv.Kind() {
-		case reflect.Slice:
-			out := make([]any, rv.Len())
-			for i := range out {
-				elem := t.Elem
-				if t.Kind == Tuple && !t.Variadic {
-					elem = &t.Members[i]
-				}
-				out[i] = MapImages(*elem, rv.Index(i).Interface(), image)
-			}
-			return out
-		case reflect.Map:
-			out := reflect.MakeMapWithSize(reflect.MapOf(rv.Type().Key(), anyType), rv.Len())
-			for it := rv.MapRange(); it.Next(); {
-				e := reflect.New(anyType).Elem() // a nil stays a key's value
-				if mapped := MapImages(*t.Elem, it.Value().Interface(), image); mapped != nil {
-					e.Set(reflect.ValueOf(mapped))
-				}
-				out.SetMapIndex(it.Key(), e)
-			}
-			return out.Interface()
-		}
-	}
-	return v
 }

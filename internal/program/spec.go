@@ -112,8 +112,8 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, er
 			if err != nil {
 				return s, invalid("%s field %q: %v", side, f.Name, err)
 			}
-			if side == "output" && t.HasImage() {
-				return s, invalid("output field %q: %s is an input type (an image for the model to see)", f.Name, ImageType)
+			if media := t.Media(); side == "output" && media != "" {
+				return s, invalid("output field %q: %s is an input type (%s)", f.Name, media, MediaNote(media))
 			}
 			if t.Kind == History {
 				switch {

@@ -48,6 +48,10 @@ const (
 	// inputs only, anywhere in their types but among a Union's several
 	// members.
 	Image
+	// File is DSPy's dspy.File, a file for the model to read (a PDF): an
+	// object {"file_data": a data: URI, "filename": its name (optional)}.
+	// It stands where an Image may.
+	File
 )
 
 // noneKind is None (NoneType) while a union is parsed; it never leaves
@@ -57,7 +61,7 @@ const noneKind Kind = -1
 // Type is a parsed field type: "str", "int", "float", "bool", "Any",
 // "list[T]", "dict[K, V]" (K is str, int or a Literal), "tuple[A, B]",
 // "tuple[T, ...]", "Optional[T]", "Union[A, B]", "Literal['a', 'b']" or
-// "dspy.History" or "dspy.Image".
+// "dspy.History", "dspy.Image" or "dspy.File".
 type Type struct {
 	Kind Kind
 	// Elem is the element type of a list or of a variadic tuple, the value
@@ -125,6 +129,8 @@ func (t Type) String() string {
 		return HistoryType
 	case Image:
 		return ImageType
+	case File:
+		return FileType
 	case noneKind:
 		return "None"
 	}
@@ -164,33 +170,52 @@ func ParseType(s string) (Type, error) {
 	if err := p.notNone(t); err != nil {
 		return Type{}, err
 	}
-	if t.imageInUnion() {
-		return Type{}, fmt.Errorf("%s may not be in a Union of several types, in %q (which one a value is would be a guess): use Optional[%s], or a field of its own", ImageType, s, ImageType)
+	if media := t.mediaInUnion(); media != "" {
+		return Type{}, fmt.Errorf("%s may not be in a Union of several types, in %q (which one a value is would be a guess): use Optional[%s], or a field of its own", media, s, media)
 	}
 	return t, nil
 }
 
-// HasImage reports whether t is or holds a dspy.Image.
-func (t Type) HasImage() bool {
-	if t.Kind == Image {
-		return true
+// Media is the canonical form of the first dspy.Image or dspy.File that t
+// is or holds (content the model sees beside the prompt's text, an input
+// only); "" when it holds none.
+func (t Type) Media() string {
+	if t.Kind == Image || t.Kind == File {
+		return t.String()
 	}
-	if t.Elem != nil && t.Elem.HasImage() {
-		return true
+	if t.Elem != nil {
+		if media := t.Elem.Media(); media != "" {
+			return media
+		}
 	}
-	return slices.ContainsFunc(t.Members, Type.HasImage)
+	for _, m := range t.Members {
+		if media := m.Media(); media != "" {
+			return media
+		}
+	}
+	return ""
 }
 
-// imageInUnion reports whether a Union in t has a member that holds a
-// dspy.Image.
-func (t Type) imageInUnion() bool {
-	if t.Kind == Union && slices.ContainsFunc(t.Members, Type.HasImage) {
-		return true
+// mediaInUnion is Media of a member of a Union in t, or "".
+func (t Type) mediaInUnion() string {
+	if t.Kind == Union {
+		for _, m := range t.Members {
+			if media := m.Media(); media != "" {
+				return media
+			}
+		}
 	}
-	if t.Elem != nil && t.Elem.imageInUnion() {
-		return true
+	if t.Elem != nil {
+		if media := t.Elem.mediaInUnion(); media != "" {
+			return media
+		}
 	}
-	return slices.ContainsFunc(t.Members, Type.imageInUnion)
+	for _, m := range t.Members {
+		if media := m.mediaInUnion(); media != "" {
+			return media
+		}
+	}
+	return ""
 }
 
 const maxTypeDepth = 16
@@ -200,6 +225,9 @@ const HistoryType = "dspy.History"
 
 // ImageType is the canonical form of the Image type.
 const ImageType = "dspy.Image"
+
+// FileType is the canonical form of the File type.
+const FileType = "dspy.File"
 
 type typeParser struct {
 	s string
@@ -390,10 +418,12 @@ func (p *typeParser) primary(depth int) (Type, error) {
 		return Type{Kind: History}, nil
 	case ImageType: // not "Image", which DSPy's string signatures do not know either
 		return Type{Kind: Image}, nil
+	case FileType:
+		return Type{Kind: File}, nil
 	case "":
 		return Type{}, fmt.Errorf("expected a type at position %d of %q", p.i, p.s)
 	}
-	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image)", name, p.s)
+	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File)", name, p.s)
 }
 
 // elem parses a type that is not None, as a container's argument.
@@ -559,10 +589,11 @@ var anyType = reflect.TypeFor[any]()
 // map[int64]V (dict[int, V]), any for Any, Optional and Union (nil
 // for null, else the value of the member that took it), and
 // map[string]any for dspy.History ({"messages": []any of
-// map[string]any}) and dspy.Image ({"url": string}).
+// map[string]any}), dspy.Image ({"url": string}) and dspy.File
+// ({"file_data": string, "filename": string}).
 func (t Type) GoType() reflect.Type {
 	switch t.Kind {
-	case History, Image:
+	case History, Image, File:
 		return reflect.TypeFor[map[string]any]()
 	case Int:
 		return reflect.TypeFor[int64]()
@@ -628,6 +659,8 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		return convertHistory(v, path)
 	case Image:
 		return convertImage(v, path)
+	case File:
+		return convertFile(v, path)
 	case Optional:
 		if null {
 			return reflect.Zero(anyType), nil
@@ -1056,7 +1089,7 @@ func convertHistory(v reflect.Value, path string) (reflect.Value, error) {
 	return reflect.ValueOf(map[string]any{"messages": items}), nil
 }
 
-// structAsJSON takes a Go struct (dspgo.History, dspgo.Image) as the value
+// structAsJSON takes a Go struct (dspgo.History, dspgo.Image, dspgo.File) as the value
 // of its JSON encoding; any other value is returned as it is, indirected.
 func structAsJSON(v reflect.Value) (reflect.Value, error) {
 	v = indirect(v)

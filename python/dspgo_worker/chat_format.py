@@ -11,9 +11,9 @@ import os
 import re
 
 from .errors import WorkerError
-from .fieldtypes import BOOL, FLOAT, HISTORY, INT, LITERAL, OPTIONAL, STR, FieldType
-from .images import map_images
+from .fieldtypes import BOOL, FILE, FLOAT, HISTORY, INT, LITERAL, OPTIONAL, STR, FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, REASONING_FIELD
+from .media import map_media
 from .protocol import quote
 from .spec import CompiledSpec
 from .values import parse_output
@@ -121,7 +121,7 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
         (complete, "", MISSING_IN_COMPLETE_DEMO),
     ):
         for values in group:
-            made.append({"role": "user", "content": user_content(compiled.inputs, values, prefix, images=Images())})
+            made.append({"role": "user", "content": user_content(compiled.inputs, values, prefix, media=Media())})
             made.append({"role": "assistant", "content": assistant_content(compiled.outputs, values, missing)})
     compiled.extras["demo_messages"] = made
     return made
@@ -143,51 +143,61 @@ def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | 
 def input_content(fields: Iterable[Field], inputs: dict[str, Any], tail: list[str]) -> str | list[dict[str, Any]]:
     """A run's user message: a ``[[ ## field ## ]]`` section for each of ``fields`` with
     its input (:func:`format_input`), then the lines of ``tail``; content parts when the
-    inputs hold an image (:class:`Images`)."""
-    images = Images()
+    inputs hold an image or a file (:class:`Media`)."""
+    media = Media()
     lines = []
     for f in fields:
-        lines += [f"[[ ## {f.name} ## ]]", format_input(images.mark(f, inputs[f.name])), ""]
-    return images.content("\n".join([*lines, *tail]))
+        lines += [f"[[ ## {f.name} ## ]]", format_input(media.mark(f, inputs[f.name])), ""]
+    return media.content("\n".join([*lines, *tail]))
 
 
-#: Stands for an image in a user message's text until the text is cut into content parts.
-#: Random, so that no input's text can place an image (DSPy's own markers in an input's text
-#: stay text); letters and digits only, so that JSON writes it as it is.
-IMAGE_MARK = "dspgoimage" + os.urandom(16).hex()
+#: The name LiteLLM (1.x, which DSPy 3.4.1 sends through) gives a file sent without one;
+#: OpenAI's API wants a name with a file's data.
+DEFAULT_FILENAME = "my_file.pdf"
+
+#: Stands for an image or a file in a user message's text until the text is cut into
+#: content parts. Random, so that no input's text can place one (DSPy's own markers in an
+#: input's text stay text); letters and digits only, so that JSON writes it as it is.
+MEDIA_MARK = "dspgomedia" + os.urandom(16).hex()
 
 
-class Images:
-    """The images of one user message, in the order its text holds them. :meth:`mark`
-    puts :data:`IMAGE_MARK` in a value where it holds an image; :meth:`content` cuts the
-    text there into content parts, as DSPy 3.4.1 cuts a user message at its custom-type
-    markers (``_expand_legacy_custom_type_markers_in_chat_message``): a ``text`` part
-    for each non-empty piece between them and an ``image_url`` part for each image."""
+class Media:
+    """The images and files of one user message, in the order its text holds them.
+    :meth:`mark` puts :data:`MEDIA_MARK` in a value where it holds one; :meth:`content`
+    cuts the text there into content parts, as DSPy 3.4.1 cuts a user message at its
+    custom-type markers (``_expand_legacy_custom_type_markers_in_chat_message``): a
+    ``text`` part for each non-empty piece between them, and an ``image_url`` part
+    (``{"url"}``) for each image, a ``file`` part (``{"file_data", "filename"}``) for each
+    file, as ``dspy.Image.format`` and ``dspy.File.format`` write them and LiteLLM sends
+    them (a file without a name named :data:`DEFAULT_FILENAME`)."""
 
-    __slots__ = ("urls",)
+    __slots__ = ("parts",)
 
     def __init__(self) -> None:
-        self.urls: list[str] = []
+        self.parts: list[dict[str, Any]] = []
 
     def mark(self, f: Field, value: Any) -> Any:
-        if not f.type.has_image:
+        if not f.type.media:
             return value
-        return map_images(f.type, value, self._add)
+        return map_media(f.type, value, self._add)
 
-    def _add(self, url: str) -> str:
-        self.urls.append(url)
-        return IMAGE_MARK
+    def _add(self, kind: str, value: dict[str, Any]) -> str:
+        if kind == FILE:
+            self.parts.append({"type": "file", "file": {"filename": DEFAULT_FILENAME, **value}})
+        else:
+            self.parts.append({"type": "image_url", "image_url": {"url": value["url"]}})
+        return MEDIA_MARK
 
     def content(self, text: str) -> str | list[dict[str, Any]]:
-        if not self.urls:
+        if not self.parts:
             return text
-        pieces = text.split(IMAGE_MARK)
+        pieces = text.split(MEDIA_MARK)
         parts: list[dict[str, Any]] = []
         for i, piece in enumerate(pieces):
             if piece:
                 parts.append({"type": "text", "text": piece})
-            if i < len(self.urls):
-                parts.append({"type": "image_url", "image_url": {"url": self.urls[i]}})
+            if i < len(self.parts):
+                parts.append(self.parts[i])
         return parts
 
 
@@ -210,20 +220,20 @@ def conversation_messages(compiled: CompiledSpec, history: Field, messages: list
 
 
 def user_content(
-    inputs: Iterable[Field], values: dict[str, Any], prefix: str = "", reminder: str = "", images: Images | None = None
+    inputs: Iterable[Field], values: dict[str, Any], prefix: str = "", reminder: str = "", media: Media | None = None
 ) -> str | list[dict[str, Any]]:
     """DSPy's ChatAdapter ``format_user_message_content``: ``prefix``, then a section for
     each of ``inputs`` that ``values`` holds, then ``reminder`` (the reply format's, for
-    a turn that asks for one), separated by blank lines. With ``images`` (for values of
+    a turn that asks for one), separated by blank lines. With ``media`` (for values of
     the inputs' types: a demo's, not a conversation's messages, whose values are any),
-    content parts when the values hold an image."""
-    mark = images.mark if images is not None else (lambda f, v: v)
+    content parts when the values hold an image or a file."""
+    mark = media.mark if media is not None else (lambda f, v: v)
     parts = [prefix, *(f"[[ ## {f.name} ## ]]\n{format_field_value(f, mark(f, values[f.name]))}" for f in inputs if f.name in values)]
     if reminder:
         parts.append(reminder)
     parts.append("")
     text = "\n\n".join(parts).strip()
-    return images.content(text) if images is not None else text
+    return media.content(text) if media is not None else text
 
 
 def assistant_content(outputs: Iterable[Field], values: dict[str, Any], missing: Any = None) -> str:

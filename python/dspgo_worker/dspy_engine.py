@@ -56,23 +56,24 @@ from .chat_format import convert_outputs
 from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
-from .fieldtypes import HISTORY, IMAGE, FieldType
-from .images import (
+from .fieldtypes import FILE, HISTORY, IMAGE, FieldType
+from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
+from .lmconfig import LMConfig
+from .media import (
     CUSTOM_TYPE_START,
     defuse_custom_types,
     images_in_dspy_state,
     json_strings,
-    map_images,
+    map_media,
     refuse_image_url,
 )
-from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
-from .lmconfig import LMConfig
 from .modules import module_factory
 from .programs import DEFAULT_MAX_ITERS
 from .protocol import quote
 from .react import aobserve
 from .redact import redact
 from .spec import CompiledSpec
+from .values import convert
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ def dspy_version() -> str | None:
 def python_type(t: FieldType) -> Any:
     """The Python type DSPy expects for a field type: ``list[int]``, ``dict[int, str]``,
     ``tuple[int, str]``, ``tuple[int, ...]``, ``typing.Literal['a']``, ``typing.Any``,
-    ``typing.Optional[int]``, ``typing.Union[int, str]``, ``dspy.History``, ``dspy.Image``: the type ``dspy.Signature``
+    ``typing.Optional[int]``, ``typing.Union[int, str]``, ``dspy.History``, ``dspy.Image``, ``dspy.File``: the type ``dspy.Signature``
     makes of the same signature string (python/tests/test_dspy_signatures.py checks it)."""
     import typing
 
@@ -179,6 +180,8 @@ def python_type(t: FieldType) -> Any:
         return import_dspy().History
     if kind == IMAGE:
         return import_dspy().Image
+    if kind == FILE:
+        return import_dspy().File
     if kind == LIST:
         return list[python_type(t.elem)]  # type: ignore[misc]  # a type built at run time
     if kind == DICT:
@@ -270,7 +273,7 @@ class DspyEngine:
         """``dspy.Tool`` objects calling the host's tools; each call is noted in
         ``trajectory``, and a tool's error is its observation (the LM sees it). The run's
         task waits for the host's answer (``ctx.call_async``). An observation's text is
-        :func:`~dspgo_worker.images.defuse_custom_types`'d: a tool may return text from
+        :func:`~dspgo_worker.media.defuse_custom_types`'d: a tool may return text from
         anywhere (a web page), which DSPy's prompt must not turn into an image."""
         def host_tool(name: str) -> Callable[..., Awaitable[Any]]:
             # Unannotated on purpose: dspy.Tool evaluates a function's annotations at run time,
@@ -487,9 +490,9 @@ class _Chunks:
 def _dspy_inputs(dspy: Any, compiled: CompiledSpec, inputs: dict[str, Any]) -> dict[str, Any]:
     """The inputs as DSPy takes them: a ``dspy.History`` input (``{"messages": [...]}``,
     converted) becomes a ``dspy.History``, which DSPy's adapters write as the turns of a
-    conversation before the current input, and the images as :func:`_dspy_images`."""
+    conversation before the current input, and the images and files as :func:`_dspy_media`."""
     _refuse_custom_type_text(inputs, "input")
-    out = _dspy_images(dspy, compiled, inputs)
+    out = _dspy_media(dspy, compiled, inputs)
     for f in compiled.inputs:
         if f.type.kind == HISTORY:
             out[f.name] = dspy.History(messages=out[f.name]["messages"])
@@ -498,11 +501,11 @@ def _dspy_inputs(dspy: Any, compiled: CompiledSpec, inputs: dict[str, Any]) -> d
 
 def dspy_example(dspy: Any, compiled: CompiledSpec, demo: dict[str, Any]) -> Any:
     """A demo of the spec (or an optimizer's example, shaped as one) as a ``dspy.Example``
-    whose inputs are the spec's: its inputs (images as :func:`_dspy_images`),
+    whose inputs are the spec's: its inputs (images and files as :func:`_dspy_media`),
     ``reasoning`` when it has one, its outputs."""
     _refuse_custom_type_text(demo["inputs"], "a demo's input")
     _refuse_custom_type_text(demo["outputs"], "a demo's output")
-    values = _dspy_images(dspy, compiled, demo["inputs"])
+    values = _dspy_media(dspy, compiled, demo["inputs"])
     if "reasoning" in demo:
         values[REASONING_FIELD] = demo["reasoning"]
     values.update(demo["outputs"])
@@ -521,17 +524,22 @@ def _refuse_custom_type_text(values: dict[str, Any], label: str) -> None:
             raise WorkerError(
                 "invalid_argument",
                 f"{label} {name}: holds {CUSTOM_TYPE_START}, DSPy's marker of content parts (an image, a file), "
-                f"which a value may not hold: give an image as a {IMAGE} input",
+                f"which a value may not hold: give an image or a file as a {IMAGE} or {FILE} input",
             )
 
 
-def _dspy_images(dspy: Any, compiled: CompiledSpec, values: dict[str, Any]) -> dict[str, Any]:
+def _dspy_media(dspy: Any, compiled: CompiledSpec, values: dict[str, Any]) -> dict[str, Any]:
     """``values`` (a run's or a demo's inputs), each image in them (``{"url": u}``) a
-    ``dspy.Image``, which DSPy's adapters send as an ``image_url`` content part."""
+    ``dspy.Image`` and each file (``{"file_data", "filename"?}``) a ``dspy.File``, which
+    DSPy's adapters send as ``image_url`` and ``file`` content parts."""
+
+    def made(kind: str, value: dict[str, Any]) -> Any:
+        return dspy.File(**value) if kind == FILE else dspy.Image(value["url"])
+
     out = dict(values)
-    for f in compiled.image_inputs:
+    for f in compiled.media_inputs:
         if f.name in out:
-            out[f.name] = map_images(f.type, out[f.name], dspy.Image)
+            out[f.name] = map_media(f.type, out[f.name], made)
     return out
 
 
@@ -562,7 +570,7 @@ def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:
         )
     state = {n: {**compiled.state[n], "lm": None} for n in parameters}
     try:
-        compiled.extras["state_images"] = images_in_dspy_state(state)
+        compiled.extras["state_images"] = images_in_dspy_state(state, convert)
     except ValueError as exc:
         raise WorkerError("invalid_argument", f"module {name}: its state: {exc}") from None
     try:

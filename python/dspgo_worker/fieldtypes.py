@@ -22,6 +22,8 @@ ANY, OPTIONAL, UNION, TUPLE = "Any", "Optional", "Union", "tuple"
 HISTORY = "dspy.History"
 #: DSPy's ``dspy.Image``, an image for the model to see: inputs only, in no Union of several types.
 IMAGE = "dspy.Image"
+#: DSPy's ``dspy.File``, a file for the model to read (a PDF): where an image may be.
+FILE = "dspy.File"
 #: None (NoneType) while a union is parsed; never a field's type.
 _NONE = "None"
 
@@ -30,7 +32,7 @@ class FieldType:
     """A parsed field type, as Go's ``program.Type``.
 
     ``kind`` is one of str, int, float, bool, Any, list, dict, tuple, Optional, Union,
-    Literal, dspy.History, dspy.Image; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
+    Literal, dspy.History, dspy.Image, dspy.File; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
     an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
     ``members`` a Union's members or a fixed tuple's element types; ``variadic`` marks
     ``tuple[T, ...]``; ``values`` are a Literal's strings, or its ints (``Literal[1, 2]``).
@@ -88,21 +90,26 @@ class FieldType:
         return self.kind == LITERAL and isinstance(self.values[0], int)
 
     @property
-    def has_image(self) -> bool:
-        """Whether the type is or holds a ``dspy.Image`` (Go's ``Type.HasImage``)."""
-        if self.kind == IMAGE:
-            return True
-        if self.elem is not None and self.elem.has_image:
-            return True
-        return any(m.has_image for m in self.members)
+    def media(self) -> str:
+        """The first ``dspy.Image`` or ``dspy.File`` the type is or holds (content the model
+        sees beside the prompt's text, an input only), ``""`` when none (Go's ``Type.Media``)."""
+        if self.kind in (IMAGE, FILE):
+            return self.kind
+        for t in (self.elem, *self.members):
+            if t is not None and t.media:
+                return t.media
+        return ""
 
-    def image_in_union(self) -> bool:
-        """Whether a Union in the type has a member that holds a ``dspy.Image``."""
-        if self.kind == UNION and any(m.has_image for m in self.members):
-            return True
-        if self.elem is not None and self.elem.image_in_union():
-            return True
-        return any(m.image_in_union() for m in self.members)
+    def media_in_union(self) -> str:
+        """:attr:`media` of a member of a Union in the type, or ``""``."""
+        if self.kind == UNION:
+            for m in self.members:
+                if m.media:
+                    return m.media
+        for t in (self.elem, *self.members):
+            if t is not None and t.media_in_union():
+                return t.media_in_union()
+        return ""
 
     @property
     def nullable(self) -> bool:
@@ -169,7 +176,7 @@ def make_union(parts: Iterable[FieldType]) -> FieldType:
 
 
 _KNOWN_TYPES = (
-    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image"
+    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File"
 )
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -276,8 +283,8 @@ class _TypeParser:
             if depth > 0:
                 raise self.whole_history()
             return FieldType(HISTORY)
-        if name == IMAGE:  # not "Image", which DSPy's string signatures do not know either
-            return FieldType(IMAGE)
+        if name in (IMAGE, FILE):  # not "Image" or "File", which DSPy's string signatures do not know either
+            return FieldType(name)
         if name == "":
             raise ValueError(f"expected a type at position {self.i} of {quote(self.s)}")
         raise ValueError(f"unknown type {quote(name)} in {quote(self.s)} (known: {_KNOWN_TYPES})")
@@ -388,10 +395,11 @@ def parse_type(s: str) -> FieldType:
     if not p.done():
         raise ValueError(f"unexpected {quote(s[p.i:])} after the type in {quote(s)}")
     p.not_none(t)
-    if t.image_in_union():
+    media = t.media_in_union()
+    if media:
         raise ValueError(
-            f"{IMAGE} may not be in a Union of several types, in {quote(s)} (which one a value is would be a guess): "
-            f"use Optional[{IMAGE}], or a field of its own"
+            f"{media} may not be in a Union of several types, in {quote(s)} (which one a value is would be a guess): "
+            f"use Optional[{media}], or a field of its own"
         )
     return t
 

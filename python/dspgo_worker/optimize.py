@@ -172,12 +172,12 @@ def compile_program(args: dict[str, Any], ctx: Context) -> Generator[dict[str, A
         raise _invalid("trainset is empty")
     valset = check_examples(base, args["valset"], "valset") if args["valset"] is not None else None
     config = state.lm_named(args["lm"])
-    if compiled.image_inputs:
-        from .images import refuse_image_urls
+    if compiled.media_inputs:
+        from .media import refuse_image_urls
 
         for which, examples in (("trainset", trainset), ("valset", valset or [])):
             for i, example in enumerate(examples):
-                refuse_image_urls(config, compiled.image_inputs, example["inputs"], f"{which}[{i}] input")
+                refuse_image_urls(config, compiled.media_inputs, example["inputs"], f"{which}[{i}] input")
 
     from .dspy_engine import ENGINE, import_dspy
 

@@ -314,11 +314,11 @@ async def execute_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
         compiled = found
     converted = compiled.convert_inputs(args["inputs"])
     config = state.lm_named(args["lm"])
-    if compiled.image_inputs:
-        refuse_image_urls = _lazy("images").refuse_image_urls
-        refuse_image_urls(config, compiled.image_inputs, converted, "input")
+    if compiled.media_inputs:
+        refuse_image_urls = _lazy("media").refuse_image_urls
+        refuse_image_urls(config, compiled.media_inputs, converted, "input")
         for i, demo in enumerate(compiled.demos):
-            refuse_image_urls(config, compiled.image_inputs, demo["inputs"], f"demo {i} input")
+            refuse_image_urls(config, compiled.media_inputs, demo["inputs"], f"demo {i} input")
     if config.delay_ms:
         await ctx.sleep_async(config.delay_ms / 1000.0)
     ctx.check()

@@ -13,8 +13,9 @@ from __future__ import annotations
 from .canonical import canonical_json, sha256_hex
 from .demos import normalize_demos
 from .errors import invalid
-from .fieldtypes import HISTORY, IMAGE, STR, FieldType, parse_type
+from .fieldtypes import HISTORY, STR, FieldType, parse_type
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_PREDICT, KINDS, REASONING_FIELD
+from .media import media_note
 from .modules import MAX_MODULE_NAME, is_module_name
 from .protocol import quote
 from .signature import Field, field_list, is_identifier
@@ -71,8 +72,8 @@ class CompiledSpec:
                     t = parse_type(f["type"])
                 except ValueError as exc:
                     raise invalid(f"{side} field {quote(name)}: {exc}") from None
-                if side == "output" and t.has_image:
-                    raise invalid(f"output field {quote(name)}: {IMAGE} is an input type (an image for the model to see)")
+                if side == "output" and t.media:
+                    raise invalid(f"output field {quote(name)}: {t.media} is an input type ({media_note(t.media)})")
                 if t.kind == HISTORY:
                     if side == "output":
                         raise invalid(f"output field {quote(name)}: {HISTORY} is an input type (the conversation so far)")
@@ -82,8 +83,8 @@ class CompiledSpec:
                 parsed.append(Field(name, t, f["description"]))
             sides[side] = parsed
         self.inputs: list[Field] = sides["input"]
-        #: The inputs whose types hold a dspy.Image.
-        self.image_inputs: tuple[Field, ...] = tuple(f for f in self.inputs if f.type.has_image)
+        #: The inputs whose types hold a dspy.Image or a dspy.File.
+        self.media_inputs: tuple[Field, ...] = tuple(f for f in self.inputs if f.type.media)
         self.declared_outputs: list[Field] = sides["output"]
         self.instructions = instructions
         self.kind = kind

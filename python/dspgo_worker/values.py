@@ -17,6 +17,7 @@ from .fieldtypes import (
     ANY,
     BOOL,
     DICT,
+    FILE,
     FLOAT,
     HISTORY,
     IMAGE,
@@ -29,7 +30,7 @@ from .fieldtypes import (
     UNION,
     FieldType,
 )
-from .images import CUSTOM_TYPE_START, IMAGE_WANT, image_url_problem, url_of_dspy_text
+from .media import CUSTOM_TYPE_START, FILE_WANT, IMAGE_WANT, image_url_problem, media_part, no_space_or_control
 from .protocol import quote
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -106,6 +107,8 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
         return _history(v, path)
     if kind == IMAGE:
         return _image(v, path)
+    if kind == FILE:
+        return _file(v, path)
     if kind == OPTIONAL:
         return None if v is None else convert(t.elem, v, path, exact)
     if kind == UNION:
@@ -447,24 +450,81 @@ def _history(v: Any, path: str) -> dict[str, Any]:
     return {"messages": convert(_MESSAGES, _sole_key(v, "messages", HISTORY, want, path), path + ".messages")}
 
 
+def _media_value(v: Any, part: str, want: str, path: str) -> Any:
+    """``v`` as an object when it is DSPy's text of one ``part`` (a saved program's demo),
+    else ``v`` itself (Go's ``mediaValue``)."""
+    if isinstance(v, str) and v.startswith(CUSTOM_TYPE_START):
+        try:
+            return media_part(v, part, want)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    return v
+
+
 def _image(v: Any, path: str) -> dict[str, Any]:
     """A ``dspy.Image`` value (Go's ``convertImage``) as ``{"url": u}``: ``u`` itself, an
     object ``{"url": u}``, or DSPy's text of one image (a saved program's demo); ``u`` is
     checked by :func:`image_url_problem`."""
+    v = _media_value(v, "image_url", IMAGE_WANT, path)
     if isinstance(v, dict):
         v = _sole_key(v, "url", IMAGE, IMAGE_WANT, path)
         path += ".url"
     if not isinstance(v, str):
         raise ValueError(f"{path}: {IMAGE_WANT}, got {describe_value(v)}")
-    if v.startswith(CUSTOM_TYPE_START):
-        try:
-            v = url_of_dspy_text(v)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
     problem = image_url_problem(v)
     if problem:
         raise ValueError(f"{path}: {problem}")
     return {"url": v}
+
+
+#: The keys of a ``dspy.File``'s object, in DSPy's order.
+_FILE_KEYS = ("file_data", "filename")
+#: The longest name of a ``dspy.File``, in bytes.
+_MAX_FILENAME_BYTES = 255
+
+
+def _file(v: Any, path: str) -> dict[str, Any]:
+    """A ``dspy.File`` value (Go's ``convertFile``) as ``{"file_data": d}`` or
+    ``{"file_data": d, "filename": n}``: ``d`` itself, such an object, or DSPy's text of
+    one file (a saved program's demo); ``d`` is a data: URI, ``n`` 1 to 255 bytes without
+    control characters. A ``file_id`` (a file stored with the model's provider under the
+    worker's key, which a caller could name to read another's) is refused."""
+    v = _media_value(v, "file", FILE_WANT, path)
+    data_path = path
+    if isinstance(v, str):
+        fields = {"file_data": v}
+    elif isinstance(v, dict):
+        if "file_id" in v:
+            raise ValueError(
+                f"{path}: a file_id names a file stored with the model's provider under the worker's key, which a caller "
+                "could name to read another's: send file_data, the file's data: URI"
+            )
+        fields = {}
+        for k in sorted(v):
+            if k not in _FILE_KEYS:
+                raise ValueError(f"{path}: {quote(k)} is not a key of a {FILE} (its keys: {', '.join(quote(x) for x in _FILE_KEYS)})")
+            if v[k] is not None and not isinstance(v[k], str):
+                raise ValueError(f"{path}.{k}: expected a string, got {describe_value(v[k])}")
+            if v[k] is not None:
+                fields[k] = v[k]
+        if "file_data" not in fields:
+            raise ValueError(f'{path}: {FILE_WANT}, got an object without "file_data"')
+        data_path += ".file_data"
+    else:
+        raise ValueError(f"{path}: {FILE_WANT}, got {describe_value(v)}")
+    data = fields["file_data"]
+    if not data.startswith("data:") or not no_space_or_control(data):
+        raise ValueError(
+            f"{data_path}: a file is a data: URI (data:application/pdf;base64,…), with no space or control character "
+            "(a local file's path is not read: give its data: URI)"
+        )
+    out = {"file_data": data}
+    if "filename" in fields:
+        name = fields["filename"]
+        if not name or len(name.encode()) > _MAX_FILENAME_BYTES or any(c < " " or c == "\x7f" for c in name):
+            raise ValueError(f"{path}.filename: a file's name is 1 to {_MAX_FILENAME_BYTES} bytes without control characters")
+        out["filename"] = name
+    return out
 
 
 def _sole_key(v: Any, key: str, typ: str, want: str, path: str) -> Any:

@@ -173,6 +173,31 @@ class DspyEngineTest(unittest.TestCase):
                 {"type": "text", "text": '\n\n[[ ## labels ## ]]\n["cat", "dog"]\n\n[[ ## more ## ]]\n["'},
             ])
 
+    def test_files_are_sent_as_dspy_sends_them(self):
+        """dspy.File inputs (a PDF to read), in the run's inputs and a demo's: both engines
+        send the same messages, each file a ``file`` content part; a file_id, a file stored
+        with the provider under the worker's key, is refused."""
+        pdf, txt = "data:application/pdf;base64,JVBERi0xLjQK", "data:text/plain;base64,aGVsbG8="
+        spec = spec_of([("document", "dspy.File"), ("more", "list[dspy.File]"), ("question", "str")], [("answer", "str")])
+        spec["demos"] = [{"inputs": {"document": {"file_data": txt, "filename": "hello.txt"}, "more": [], "question": "Who?"},
+                          "outputs": {"answer": "hello"}}]
+        inputs = {"document": {"file_data": pdf, "filename": "report.pdf"}, "more": [txt], "question": "What does it say?"}
+        sent = {}
+        for engine in ("dspy", "native"):
+            with self.subTest(engine=engine):
+                self.lm.reset()
+                self.configure(engine)
+                self.execute(spec, inputs)
+                (request,) = self.lm.requests()
+                sent[engine] = json.loads(request["body"])["messages"][1:]
+                error = self.w.error("execute_program", {"spec": spec, "inputs": {**inputs, "document": {"file_id": "file-abc"}}})
+                self.assertEqual(error["code"], "invalid_argument")
+                self.assertIn("input document: a file_id names a file stored with the model's provider", error["message"])
+        self.assertEqual(sent["dspy"], sent["native"])
+        files = [p["file"] for m in sent["native"] if isinstance(m["content"], list) for p in m["content"] if p["type"] == "file"]
+        self.assertEqual(files, [{"file_data": txt, "filename": "hello.txt"}, {"file_data": pdf, "filename": "report.pdf"},
+                                 {"file_data": txt, "filename": "my_file.pdf"}], "a file without a name is named as LiteLLM names it")
+
     def test_images_by_url_only_when_configured(self):
         """By default an LM takes images as data: URIs only: an image given by URL, in the
         inputs or a demo, is refused before any request (the model's server

@@ -202,12 +202,16 @@ class ModuleRunTest(unittest.TestCase):
         self.w.ok("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
         self.assertEqual([r.get("images") for r in self.lm.requests()], [None, ["https://example.com/cat.png"]])
 
-        state["answer"]["demos"][0]["draft"] = ('<<CUSTOM-TYPE-START-IDENTIFIER>>[{"type": "file", "file": {"file_id": "f"}}]'
-                                                "<<CUSTOM-TYPE-END-IDENTIFIER>>")
-        error = self.w.error("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
-        self.assertEqual(error["code"], "invalid_argument")
-        self.assertIn('module "test-draft": its state: expected dspy.Image', error["message"])
-        self.assertIn("a DSPy custom type's text that is not one image", error["message"])
+        for part, why in (
+            ('{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}',
+             "its state: a demo's image: expected dspy.Image, a data: URI or an http, https or gs URL, or an object "
+             '{"url": one}: a DSPy custom type\'s text that is not one image_url part'),
+            ('{"type": "file", "file": {"file_id": "https://example.com/a.pdf"}}', "its state: a demo's file: a file_id names a file"),
+        ):
+            state["answer"]["demos"][0]["draft"] = f"<<CUSTOM-TYPE-START-IDENTIFIER>>[{part}]<<CUSTOM-TYPE-END-IDENTIFIER>>"
+            error = self.w.error("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
+            self.assertEqual(error["code"], "invalid_argument")
+            self.assertIn(f'module "test-draft": {why}', error["message"])
 
     def test_factories_that_make_no_module(self):
         self.configure()

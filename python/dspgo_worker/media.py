@@ -1,9 +1,11 @@
-"""``dspy.Image`` values (Go's ``internal/program/image.go``): the URLs an image may have
-(:func:`image_url_problem`), DSPy's text of one image (:func:`url_of_dspy_text` reads it),
-:func:`map_images`, which replaces each image in a converted value by what the caller
-makes of it (a ``dspy.Image``, a placeholder in a prompt's text), and the checks that keep
-images by URL (:func:`refuse_image_urls`) and DSPy's custom-type markers
-(:func:`json_strings`, :func:`defuse_custom_types`) out of prompts where they may not be.
+"""``dspy.Image`` and ``dspy.File`` values, content the model sees beside the prompt's text
+(Go's ``internal/program`` media.go, image.go and file.go): the URLs an image may have
+(:func:`image_url_problem`), DSPy's text of one content part (:func:`media_part` reads it),
+:func:`map_media`, which replaces each image and file in a converted value by what the
+caller makes of it (a ``dspy.Image`` or ``dspy.File``, a placeholder in a prompt's text),
+and the checks that keep images by URL (:func:`refuse_image_urls`) and DSPy's custom-type
+markers (:func:`json_strings`, :func:`defuse_custom_types`) out of prompts where they may
+not be.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 
 from .errors import WorkerError
-from .fieldtypes import DICT, IMAGE, LIST, OPTIONAL, TUPLE, FieldType
+from .fieldtypes import DICT, FILE, IMAGE, LIST, OPTIONAL, TUPLE, FieldType
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -28,6 +30,18 @@ CUSTOM_TYPE_END = "<<CUSTOM-TYPE-END-IDENTIFIER>>"
 
 #: What a ``dspy.Image`` takes, for errors.
 IMAGE_WANT = f'expected {IMAGE}, a data: URI or an http, https or gs URL, or an object {{"url": one}}'
+#: What a ``dspy.File`` takes, for errors.
+FILE_WANT = f'expected {FILE}, a data: URI or an object {{"file_data": a data: URI, "filename": its name}}'
+
+
+def media_note(media: str) -> str:
+    """What a media type is, for errors (Go's ``MediaNote``)."""
+    return "a file for the model to read" if media == FILE else "an image for the model to see"
+
+
+def no_space_or_control(s: str) -> bool:
+    """Whether ``s`` holds no space or control character."""
+    return not any(c <= " " or c == "\x7f" for c in s)
 
 
 def image_url_problem(u: str) -> str:
@@ -37,7 +51,7 @@ def image_url_problem(u: str) -> str:
     never reads one on a caller's word."""
     if not u:
         return "an image's URL is empty"
-    if any(c <= " " or c == "\x7f" for c in u):
+    if not no_space_or_control(u):
         return "an image's URL may not hold a space or a control character"
     if u.startswith("data:"):
         return ""
@@ -58,44 +72,44 @@ def image_url_problem(u: str) -> str:
     return ""
 
 
-def url_of_dspy_text(s: str) -> str:
-    """The URL of DSPy's text of one image, as ``dspy.Image`` writes it into a prompt and a
-    saved program's demos (``<<CUSTOM-TYPE-START-IDENTIFIER>>[{"type": "image_url",
-    "image_url": {"url": …}}]<<CUSTOM-TYPE-END-IDENTIFIER>>``); ``ValueError`` for any
-    other custom type's text."""
-    bad = ValueError(f"{IMAGE_WANT}: a DSPy custom type's text that is not one image")
+def media_part(s: str, part: str, want: str) -> dict[str, Any]:
+    """The object of DSPy's text of one content part of type ``part`` (``image_url``,
+    ``file``), as ``dspy.Image`` and ``dspy.File`` write it into a prompt and a saved
+    program's demos (``<<CUSTOM-TYPE-START-IDENTIFIER>>[{"type": "image_url", "image_url":
+    {"url": …}}]<<CUSTOM-TYPE-END-IDENTIFIER>>``); ``ValueError`` (``want`` says what was
+    expected) for any other text (Go's ``mediaPart``)."""
+    bad = ValueError(f"{want}: a DSPy custom type's text that is not one {part} part")
     if not (s.startswith(CUSTOM_TYPE_START) and s.endswith(CUSTOM_TYPE_END)):
         raise bad
     try:
         parts = json.loads(s[len(CUSTOM_TYPE_START) : len(s) - len(CUSTOM_TYPE_END)])
     except ValueError:
         raise bad from None
-    if not (isinstance(parts, list) and len(parts) == 1 and isinstance(parts[0], dict) and parts[0].get("type") == "image_url"):
+    if not (isinstance(parts, list) and len(parts) == 1 and isinstance(parts[0], dict) and parts[0].get("type") == part):
         raise bad
-    image = parts[0].get("image_url")
-    url = image.get("url") if isinstance(image, dict) else None
-    if not isinstance(url, str):
+    obj = parts[0].get(part)
+    if not isinstance(obj, dict):
         raise bad
-    return url
+    return obj
 
 
-def map_images(t: FieldType, v: Any, image: Callable[[str], Any]) -> Any:
-    """``v``, a converted value of type ``t``, with each image in it (``{"url": u}``)
-    replaced by ``image(u)`` (Go's ``MapImages``); the lists and dicts that hold one are
-    copied, the rest is ``v``'s."""
-    if v is None or not t.has_image:
+def map_media(t: FieldType, v: Any, media: Callable[[str, dict[str, Any]], Any]) -> Any:
+    """``v``, a converted value of type ``t``, with each image (``{"url": u}``) and file
+    (``{"file_data": d, "filename"?: n}``) in it replaced by ``media(its kind, it)`` (Go's
+    ``MapMedia``); the lists and dicts that hold one are copied, the rest is ``v``'s."""
+    if v is None or not t.media:
         return v
     kind = t.kind
-    if kind == IMAGE:
-        return image(v["url"])
+    if kind in (IMAGE, FILE):
+        return media(kind, v)
     if kind == OPTIONAL:
-        return map_images(t.elem, v, image)
+        return map_media(t.elem, v, media)
     if kind == DICT:
-        return {k: map_images(t.elem, e, image) for k, e in v.items()}
+        return {k: map_media(t.elem, e, media) for k, e in v.items()}
     if kind == TUPLE and not t.variadic:
-        return [map_images(m, e, image) for m, e in zip(t.members, v)]
+        return [map_media(m, e, media) for m, e in zip(t.members, v)]
     if kind in (LIST, TUPLE):
-        return [map_images(t.elem, e, image) for e in v]
+        return [map_media(t.elem, e, media) for e in v]
     return v
 
 
@@ -106,11 +120,11 @@ def refuse_image_urls(config: LMConfig, fields: Iterable[Field], values: dict[st
     for f in fields:
         if f.name in values:
 
-            def refuse(url: str, name: str = f.name) -> str:
-                refuse_image_url(config, url, f"{label} {name}")
-                return url
+            def refuse(kind: str, value: dict[str, Any], name: str = f.name) -> None:
+                if kind == IMAGE:
+                    refuse_image_url(config, value["url"], f"{label} {name}")
 
-            map_images(f.type, values[f.name], refuse)
+            map_media(f.type, values[f.name], refuse)
 
 
 def refuse_image_url(config: LMConfig, url: str, label: str) -> None:
@@ -127,20 +141,29 @@ def refuse_image_url(config: LMConfig, url: str, label: str) -> None:
     )
 
 
-def images_in_dspy_state(state: Any) -> list[str]:
+def images_in_dspy_state(state: Any, convert: Callable[[FieldType, Any, str], Any]) -> list[str]:
     """The URLs of the images in a module's saved state, where DSPy saves a demo's image
-    as its text (:func:`url_of_dspy_text`). ``ValueError`` for any other text holding
-    DSPy's custom-type marker, of which DSPy would make content parts for the model, and
-    for an image whose URL :func:`image_url_problem` refuses."""
+    or file as its text (:func:`media_part`). Each such text is converted by ``convert``
+    (:func:`~dspgo_worker.values.convert`, which raises ``ValueError`` for an image whose
+    URL or a file whose data it refuses, and for any other text holding DSPy's custom-type
+    marker, of which DSPy would make content parts for the model)."""
     urls: list[str] = []
     for s in json_strings(state):
         if CUSTOM_TYPE_START in s:
-            url = url_of_dspy_text(s)
-            problem = image_url_problem(url)
-            if problem:
-                raise ValueError(problem)
-            urls.append(url)
+            if _part_type(s) == "file":
+                convert(FieldType(FILE), s, "a demo's file")
+            else:
+                urls.append(convert(FieldType(IMAGE), s, "a demo's image")["url"])
     return urls
+
+
+def _part_type(s: str) -> str:
+    """The type of the first content part of DSPy's text of some, or ``""``."""
+    try:
+        parts = json.loads(s[len(CUSTOM_TYPE_START) : len(s) - len(CUSTOM_TYPE_END)])
+        return str(parts[0]["type"])
+    except (ValueError, LookupError, TypeError):
+        return ""
 
 
 def json_strings(value: Any) -> Iterator[str]:

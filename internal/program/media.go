@@ -1,0 +1,173 @@
+package program
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/dspgo/dspgo/internal/jsontext"
+)
+
+// The markers around a DSPy custom type's content parts in text, as DSPy
+// (3.4.1, dspy.Type) writes an image or a file into a prompt and into a
+// saved program's demos.
+const (
+	customTypeStart = "<<CUSTOM-TYPE-START-IDENTIFIER>>"
+	customTypeEnd   = "<<CUSTOM-TYPE-END-IDENTIFIER>>"
+)
+
+// MediaNote says what the media type media (ImageType, FileType) is, for
+// errors: "an image for the model to see".
+func MediaNote(media string) string {
+	if media == FileType {
+		return "a file for the model to read"
+	}
+	return "an image for the model to see"
+}
+
+// MapMedia returns v, a converted value of type t (Convert's), with each
+// dspy.Image and dspy.File in it replaced by media(its type, its value);
+// the lists and maps that hold one are copied, the rest is v's. t must
+// not hold one in a Union, which ParseType refuses.
+func MapMedia(t Type, v any, media func(t Type, v map[string]any) any) any {
+	if v == nil || t.Media() == "" {
+		return v
+	}
+	switch t.Kind {
+	case Image, File:
+		m, _ := v.(map[string]any)
+		return media(t, m)
+	case Optional:
+		return MapMedia(*t.Elem, v, media)
+	case List, Tuple, Dict:
+		rv := reflect.ValueOf(v)
+		switch rv.Kind() {
+		case reflect.Slice:
+			out := make([]any, rv.Len())
+			for i := range out {
+				elem := t.Elem
+				if t.Kind == Tuple && !t.Variadic {
+					elem = &t.Members[i]
+				}
+				out[i] = MapMedia(*elem, rv.Index(i).Interface(), media)
+			}
+			return out
+		case reflect.Map:
+			out := reflect.MakeMapWithSize(reflect.MapOf(rv.Type().Key(), anyType), rv.Len())
+			for it := rv.MapRange(); it.Next(); {
+				e := reflect.New(anyType).Elem() // a nil stays a key's value
+				if mapped := MapMedia(*t.Elem, it.Value().Interface(), media); mapped != nil {
+					e.Set(reflect.ValueOf(mapped))
+				}
+				out.SetMapIndex(it.Key(), e)
+			}
+			return out.Interface()
+		}
+	}
+	return v
+}
+
+// MediaDSPyText is DSPy's text of an image or a file, v a converted value
+// of type t (an Image or a File), as DSPy writes it into a prompt and a
+// saved program's demos: <<CUSTOM-TYPE-START-IDENTIFIER>>[{"type":
+// "image_url", "image_url": {"url": …}}]<<CUSTOM-TYPE-END-IDENTIFIER>>,
+// or a "file" part {"file_data": …, "filename": …}.
+func MediaDSPyText(t Type, v map[string]any) string {
+	part, keys := "image_url", []string{"url"}
+	if t.Kind == File {
+		part, keys = "file", []string{"file_data", "filename"}
+	}
+	b := []byte(customTypeStart + `[{"type": "` + part + `", "` + part + `": {`)
+	first := true
+	for _, k := range keys {
+		s, ok := v[k].(string)
+		if !ok {
+			continue
+		}
+		if !first {
+			b = append(b, ", "...)
+		}
+		first = false
+		b = jsontext.AppendString(b, k)
+		b = jsontext.AppendString(append(b, ": "...), s)
+	}
+	return string(append(b, `}}]`+customTypeEnd...))
+}
+
+// mediaPart reads DSPy's text of one content part of type part
+// ("image_url", "file") and returns the part's object; want says what was
+// expected, for the error.
+func mediaPart(s, part, want string) (reflect.Value, error) {
+	bad := fmt.Errorf("%s: a DSPy custom type's text that is not one %s part", want, part)
+	inner, ok := strings.CutSuffix(strings.TrimPrefix(s, customTypeStart), customTypeEnd)
+	if !ok {
+		return reflect.Value{}, bad
+	}
+	var parts []map[string]any
+	if json.Unmarshal([]byte(inner), &parts) != nil || len(parts) != 1 || parts[0]["type"] != part {
+		return reflect.Value{}, bad
+	}
+	object, ok := parts[0][part].(map[string]any)
+	if !ok {
+		return reflect.Value{}, bad
+	}
+	return reflect.ValueOf(object), nil
+}
+
+// mediaObject reads a dspy.Image's or dspy.File's object: each key must be
+// one of keys, each value a string (or null, as if absent); it returns the
+// strings by key. typ and want name the type and what it takes, for errors.
+func mediaObject(v reflect.Value, keys []string, typ, want, path string) (map[string]string, error) {
+	if v.Type().Key().Kind() != reflect.String {
+		return nil, fmt.Errorf("%s: %s, got %s", path, want, describe(v))
+	}
+	out := map[string]string{}
+	for _, k := range sortedKeys(v) {
+		name := k.String()
+		if !slices.Contains(keys, name) {
+			quoted := make([]string, len(keys))
+			for i, key := range keys {
+				quoted[i] = fmt.Sprintf("%q", key)
+			}
+			return nil, fmt.Errorf("%s: %q is not a key of a %s (its keys: %s)", path, name, typ, strings.Join(quoted, ", "))
+		}
+		e := indirect(v.MapIndex(k))
+		switch {
+		case !e.IsValid() || e.Kind() == reflect.Interface || e.Kind() == reflect.Pointer:
+		case e.Kind() == reflect.String && e.Type() != reflect.TypeFor[json.Number]():
+			out[name] = e.String()
+		default:
+			return nil, fmt.Errorf("%s.%s: expected a string, got %s", path, name, describe(e))
+		}
+	}
+	return out, nil
+}
+
+// mediaValue is v, the value given for a dspy.Image or dspy.File, as an
+// object: a Go struct's JSON encoding (dspgo.Image, dspgo.File) or DSPy's
+// text of one part of type part; a string other than DSPy's text is
+// returned as it is.
+func mediaValue(v reflect.Value, part, want, path string) (reflect.Value, error) {
+	v, err := structAsJSON(v)
+	if err != nil {
+		return reflect.Value{}, fmt.Errorf("%s: %s: %v", path, want, err)
+	}
+	if v.IsValid() && v.Kind() == reflect.String && v.Type() != reflect.TypeFor[json.Number]() && strings.HasPrefix(v.String(), customTypeStart) {
+		if v, err = mediaPart(v.String(), part, want); err != nil {
+			return reflect.Value{}, fmt.Errorf("%s: %v", path, err)
+		}
+	}
+	return v, nil
+}
+
+// noSpaceOrControl says whether s holds no space or control character.
+func noSpaceOrControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
