@@ -183,36 +183,29 @@ func (t Type) Media() string {
 	if t.Kind == Image || t.Kind == File {
 		return t.String()
 	}
-	if t.Elem != nil {
-		if media := t.Elem.Media(); media != "" {
-			return media
-		}
-	}
-	for _, m := range t.Members {
-		if media := m.Media(); media != "" {
-			return media
-		}
-	}
-	return ""
+	return t.firstOfParts(Type.Media)
 }
 
 // mediaInUnion is Media of a member of a Union in t, or "".
 func (t Type) mediaInUnion() string {
 	if t.Kind == Union {
-		for _, m := range t.Members {
-			if media := m.Media(); media != "" {
-				return media
-			}
+		if media := t.firstOfParts(Type.Media); media != "" {
+			return media
 		}
 	}
+	return t.firstOfParts(Type.mediaInUnion)
+}
+
+// firstOfParts is the first non-empty f of t's element and members, or "".
+func (t Type) firstOfParts(f func(Type) string) string {
 	if t.Elem != nil {
-		if media := t.Elem.mediaInUnion(); media != "" {
-			return media
+		if s := f(*t.Elem); s != "" {
+			return s
 		}
 	}
 	for _, m := range t.Members {
-		if media := m.mediaInUnion(); media != "" {
-			return media
+		if s := f(m); s != "" {
+			return s
 		}
 	}
 	return ""
