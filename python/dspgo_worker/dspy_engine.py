@@ -517,8 +517,7 @@ def _refuse_custom_type_text(values: dict[str, Any], label: str) -> None:
     whose) holds DSPy's custom-type marker: DSPy cuts a user message's text at its
     markers into content parts, so a str input could otherwise place an image (or a
     file) that the signature has no place for, past the image checks and
-    ``lm.image_urls``. Only a dspy.Image input places an image."""
-
+    ``lm.image_urls``. Only an image or a file input places one."""
     for name, value in values.items():
         if any(CUSTOM_TYPE_START in s for s in json_strings(value)):
             raise WorkerError(
