@@ -112,6 +112,7 @@ type Typed[In, Out any] struct {
 //	dspgo.History (an In field)              dspy.History
 //	dspgo.Image (In fields)                  dspy.Image
 //	dspgo.File (In fields)                   dspy.File
+//	dspgo.Audio (In fields)                  dspy.Audio
 //
 // A text type is one with MarshalText (for inputs; on T or *T) or whose
 // pointer has UnmarshalText (for outputs), as encoding/json uses them; it
@@ -496,6 +497,7 @@ var (
 	historyType         = reflect.TypeFor[History]()
 	imageType           = reflect.TypeFor[Image]()
 	fileType            = reflect.TypeFor[File]()
+	audioType           = reflect.TypeFor[Audio]()
 	byteType            = reflect.TypeFor[byte]()
 )
 
@@ -545,7 +547,7 @@ func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, b
 		}
 		return leaf(program.History)
 	}
-	if media, ok := map[reflect.Type]program.Kind{imageType: program.Image, fileType: program.File}[t]; ok { // their values convert by their JSON encoding
+	if media, ok := map[reflect.Type]program.Kind{imageType: program.Image, fileType: program.File, audioType: program.Audio}[t]; ok { // their values convert by their JSON encoding
 		name := program.Type{Kind: media}.String()
 		if s == outputSide {
 			return program.Type{}, false, fmt.Errorf("%s is an input type (%s)", name, program.MediaNote(name))

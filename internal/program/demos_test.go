@@ -136,6 +136,17 @@ func demoCases() []demoCase {
 			`"outputs":[{"name":"summary","type":"","description":""}]},"instructions":"","kind":"predict",` +
 			`"demos":[{"inputs":{"doc":{"file_id":"file-abc"}},"outputs":{"summary":"a report"}}]}`),
 			Error: `demo 0: input doc: a file_id names a file stored with the model's provider under the worker's key, which a caller could name to read another's: send file_data, the file's data: URI`},
+		// A sound demo: as a data URI, an object and DSPy's text of it, the
+		// same demo.
+		{Name: "audio_demo", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"clip","type":"dspy.Audio","description":""}],` +
+			`"outputs":[{"name":"transcript","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"clip":"data:audio/x-wav;base64,UklGRg=="},"outputs":{"transcript":"hello"}}]}`)},
+		{Name: "audio_demo_as_an_object", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"clip","type":"dspy.Audio","description":""}],` +
+			`"outputs":[{"name":"transcript","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"clip":{"data":"UklGRg==","audio_format":"wav"}},"outputs":{"transcript":"hello"}}]}`)},
+		{Name: "audio_demo_as_dspy_writes_it", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"clip","type":"dspy.Audio","description":""}],` +
+			`"outputs":[{"name":"transcript","type":"","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"clip":"<<CUSTOM-TYPE-START-IDENTIFIER>>[{\"type\": \"input_audio\", \"input_audio\": {\"data\": \"UklGRg==\", \"format\": \"wav\"}}]<<CUSTOM-TYPE-END-IDENTIFIER>>"},"outputs":{"transcript":"hello"}}]}`)},
 		// Module programs: the module's name and state are hashed, the
 		// state in canonical form (1.0 is 1, keys sorted).
 		{Name: "module", Spec: moduleSpec(`"module":"rag"`)},

@@ -21,14 +21,18 @@ const (
 // MediaNote says what the media type media (ImageType, FileType) is, for
 // errors: "an image for the model to see".
 func MediaNote(media string) string {
-	if media == FileType {
+	switch media {
+	case FileType:
 		return "a file for the model to read"
+	case AudioType:
+		return "a sound for the model to hear"
 	}
 	return "an image for the model to see"
 }
 
 // MapMedia returns v, a converted value of type t (Convert's), with each
-// dspy.Image and dspy.File in it replaced by media(its type, its value);
+// dspy.Image, dspy.File and dspy.Audio in it replaced by media(its type,
+// its value);
 // the lists and maps that hold one are copied, the rest is v's. t must
 // not hold one in a Union, which ParseType refuses.
 func MapMedia(t Type, v any, media func(t Type, v map[string]any) any) any {
@@ -36,7 +40,7 @@ func MapMedia(t Type, v any, media func(t Type, v map[string]any) any) any {
 		return v
 	}
 	switch t.Kind {
-	case Image, File:
+	case Image, File, Audio:
 		m, _ := v.(map[string]any)
 		return media(t, m)
 	case Optional:
@@ -69,20 +73,24 @@ func MapMedia(t Type, v any, media func(t Type, v map[string]any) any) any {
 	return v
 }
 
-// MediaDSPyText is DSPy's text of an image or a file, v a converted value
-// of type t (an Image or a File), as DSPy writes it into a prompt and a
-// saved program's demos: <<CUSTOM-TYPE-START-IDENTIFIER>>[{"type":
-// "image_url", "image_url": {"url": …}}]<<CUSTOM-TYPE-END-IDENTIFIER>>,
-// or a "file" part {"file_data": …, "filename": …}.
+// MediaDSPyText is DSPy's text of an image, a file or a sound, v a
+// converted value of type t (an Image, a File or an Audio), as DSPy
+// writes it into a prompt and a saved program's demos:
+// <<CUSTOM-TYPE-START-IDENTIFIER>>[{"type": "image_url", "image_url":
+// {"url": …}}]<<CUSTOM-TYPE-END-IDENTIFIER>>, a "file" part {"file_data":
+// …, "filename": …} or an "input_audio" part {"data": …, "format": …}.
 func MediaDSPyText(t Type, v map[string]any) string {
-	part, keys := "image_url", []string{"url"}
-	if t.Kind == File {
-		part, keys = "file", []string{"file_data", "filename"}
+	part, keys := "image_url", [][2]string{{"url", "url"}}
+	switch t.Kind {
+	case File:
+		part, keys = "file", [][2]string{{"file_data", "file_data"}, {"filename", "filename"}}
+	case Audio:
+		part, keys = "input_audio", [][2]string{{"data", "data"}, {"audio_format", "format"}}
 	}
 	b := []byte(customTypeStart + `[{"type": "` + part + `", "` + part + `": {`)
 	first := true
 	for _, k := range keys {
-		s, ok := v[k].(string)
+		s, ok := v[k[0]].(string)
 		if !ok {
 			continue
 		}
@@ -90,7 +98,7 @@ func MediaDSPyText(t Type, v map[string]any) string {
 			b = append(b, ", "...)
 		}
 		first = false
-		b = jsontext.AppendString(b, k)
+		b = jsontext.AppendString(b, k[1])
 		b = jsontext.AppendString(append(b, ": "...), s)
 	}
 	return string(append(b, `}}]`+customTypeEnd...))

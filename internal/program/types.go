@@ -52,6 +52,10 @@ const (
 	// object {"file_data": a data: URI, "filename": its name (optional)}.
 	// It stands where an Image may.
 	File
+	// Audio is DSPy's dspy.Audio, a sound for the model to hear: an object
+	// {"data": base64, "audio_format": "wav"}. It stands where an Image
+	// may.
+	Audio
 )
 
 // noneKind is None (NoneType) while a union is parsed; it never leaves
@@ -61,7 +65,7 @@ const noneKind Kind = -1
 // Type is a parsed field type: "str", "int", "float", "bool", "Any",
 // "list[T]", "dict[K, V]" (K is str, int or a Literal), "tuple[A, B]",
 // "tuple[T, ...]", "Optional[T]", "Union[A, B]", "Literal['a', 'b']" or
-// "dspy.History", "dspy.Image" or "dspy.File".
+// "dspy.History", "dspy.Image", "dspy.File" or "dspy.Audio".
 type Type struct {
 	Kind Kind
 	// Elem is the element type of a list or of a variadic tuple, the value
@@ -131,6 +135,8 @@ func (t Type) String() string {
 		return ImageType
 	case File:
 		return FileType
+	case Audio:
+		return AudioType
 	case noneKind:
 		return "None"
 	}
@@ -176,11 +182,11 @@ func ParseType(s string) (Type, error) {
 	return t, nil
 }
 
-// Media is the canonical form of the first dspy.Image or dspy.File that t
-// is or holds (content the model sees beside the prompt's text, an input
-// only); "" when it holds none.
+// Media is the canonical form of the first dspy.Image, dspy.File or
+// dspy.Audio that t is or holds (content the model takes beside the
+// prompt's text, an input only); "" when it holds none.
 func (t Type) Media() string {
-	if t.Kind == Image || t.Kind == File {
+	if t.Kind == Image || t.Kind == File || t.Kind == Audio {
 		return t.String()
 	}
 	return t.firstOfParts(Type.Media)
@@ -221,6 +227,9 @@ const ImageType = "dspy.Image"
 
 // FileType is the canonical form of the File type.
 const FileType = "dspy.File"
+
+// AudioType is the canonical form of the Audio type.
+const AudioType = "dspy.Audio"
 
 type typeParser struct {
 	s string
@@ -413,10 +422,12 @@ func (p *typeParser) primary(depth int) (Type, error) {
 		return Type{Kind: Image}, nil
 	case FileType:
 		return Type{Kind: File}, nil
+	case AudioType:
+		return Type{Kind: Audio}, nil
 	case "":
 		return Type{}, fmt.Errorf("expected a type at position %d of %q", p.i, p.s)
 	}
-	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File)", name, p.s)
+	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File, dspy.Audio)", name, p.s)
 }
 
 // elem parses a type that is not None, as a container's argument.
@@ -582,11 +593,12 @@ var anyType = reflect.TypeFor[any]()
 // map[int64]V (dict[int, V]), any for Any, Optional and Union (nil
 // for null, else the value of the member that took it), and
 // map[string]any for dspy.History ({"messages": []any of
-// map[string]any}), dspy.Image ({"url": string}) and dspy.File
-// ({"file_data": string, "filename": string}).
+// map[string]any}), dspy.Image ({"url": string}), dspy.File
+// ({"file_data": string, "filename": string}) and dspy.Audio ({"data":
+// string, "audio_format": string}).
 func (t Type) GoType() reflect.Type {
 	switch t.Kind {
-	case History, Image, File:
+	case History, Image, File, Audio:
 		return reflect.TypeFor[map[string]any]()
 	case Int:
 		return reflect.TypeFor[int64]()
@@ -654,6 +666,8 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		return convertImage(v, path)
 	case File:
 		return convertFile(v, path)
+	case Audio:
+		return convertAudio(v, path)
 	case Optional:
 		if null {
 			return reflect.Zero(anyType), nil
@@ -1082,7 +1096,8 @@ func convertHistory(v reflect.Value, path string) (reflect.Value, error) {
 	return reflect.ValueOf(map[string]any{"messages": items}), nil
 }
 
-// structAsJSON takes a Go struct (dspgo.History, dspgo.Image, dspgo.File) as the value
+// structAsJSON takes a Go struct (dspgo.History, dspgo.Image, dspgo.File,
+// dspgo.Audio) as the value
 // of its JSON encoding; any other value is returned as it is, indirected.
 func structAsJSON(v reflect.Value) (reflect.Value, error) {
 	v = indirect(v)

@@ -196,7 +196,7 @@ for line in sys.stdin:
 // randomTypeText writes a random type string: mostly well formed, in
 // every spelling the parser takes, sometimes not.
 func randomTypeText(r *rand.Rand, depth int) string {
-	leaf := []string{"str", "int", "float", "bool", "Any", "typing.Any", "None", "NoneType", "Literal['a', 'b']", "Literal[\"x\"]", "Literal[1, 2]", "Literal[3,0]", "dspy.Image", "dspy.File", "list", "dict", "tuple"}
+	leaf := []string{"str", "int", "float", "bool", "Any", "typing.Any", "None", "NoneType", "Literal['a', 'b']", "Literal[\"x\"]", "Literal[1, 2]", "Literal[3,0]", "dspy.Image", "dspy.File", "dspy.Audio", "list", "dict", "tuple"}
 	junk := []string{"", "List", "float]", "...", "set[int]", "int,", "[int]", "Literal[1, 'a']", "Literal[01]", "Literal[1.0]", "Optional[]", "()", "|"}
 	if depth > 3 || r.IntN(3) == 0 {
 		if r.IntN(40) == 0 {

@@ -11,7 +11,7 @@ import os
 import re
 
 from .errors import WorkerError
-from .fieldtypes import BOOL, FILE, FLOAT, HISTORY, INT, LITERAL, OPTIONAL, STR, FieldType
+from .fieldtypes import AUDIO, BOOL, FILE, FLOAT, HISTORY, INT, LITERAL, OPTIONAL, STR, FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, REASONING_FIELD
 from .media import map_media
 from .protocol import quote
@@ -168,8 +168,9 @@ class Media:
     custom-type markers (``_expand_legacy_custom_type_markers_in_chat_message``): a
     ``text`` part for each non-empty piece between them, and an ``image_url`` part
     (``{"url"}``) for each image, a ``file`` part (``{"file_data", "filename"}``) for each
-    file, as ``dspy.Image.format`` and ``dspy.File.format`` write them and LiteLLM sends
-    them (a file without a name named :data:`DEFAULT_FILENAME`)."""
+    file, an ``input_audio`` part (``{"data", "format"}``) for each sound, as DSPy's
+    ``format`` of each writes them and LiteLLM sends them (a file without a name named
+    :data:`DEFAULT_FILENAME`)."""
 
     __slots__ = ("parts",)
 
@@ -184,6 +185,8 @@ class Media:
     def _add(self, kind: str, value: dict[str, Any]) -> str:
         if kind == FILE:
             self.parts.append({"type": "file", "file": {"filename": DEFAULT_FILENAME, **value}})
+        elif kind == AUDIO:
+            self.parts.append({"type": "input_audio", "input_audio": {"data": value["data"], "format": value["audio_format"]}})
         else:
             self.parts.append({"type": "image_url", "image_url": {"url": value["url"]}})
         return MEDIA_MARK

@@ -56,7 +56,7 @@ from .chat_format import convert_outputs
 from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
-from .fieldtypes import FILE, HISTORY, IMAGE, FieldType
+from .fieldtypes import AUDIO, FILE, HISTORY, IMAGE, FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
 from .media import (
@@ -169,7 +169,7 @@ def dspy_version() -> str | None:
 def python_type(t: FieldType) -> Any:
     """The Python type DSPy expects for a field type: ``list[int]``, ``dict[int, str]``,
     ``tuple[int, str]``, ``tuple[int, ...]``, ``typing.Literal['a']``, ``typing.Any``,
-    ``typing.Optional[int]``, ``typing.Union[int, str]``, ``dspy.History``, ``dspy.Image``, ``dspy.File``: the type ``dspy.Signature``
+    ``typing.Optional[int]``, ``typing.Union[int, str]``, ``dspy.History``, ``dspy.Image``, ``dspy.File``, ``dspy.Audio``: the type ``dspy.Signature``
     makes of the same signature string (python/tests/test_dspy_signatures.py checks it)."""
     import typing
 
@@ -182,6 +182,8 @@ def python_type(t: FieldType) -> Any:
         return import_dspy().Image
     if kind == FILE:
         return import_dspy().File
+    if kind == AUDIO:
+        return import_dspy().Audio
     if kind == LIST:
         return list[python_type(t.elem)]  # type: ignore[misc]  # a type built at run time
     if kind == DICT:
@@ -523,17 +525,22 @@ def _refuse_custom_type_text(values: dict[str, Any], label: str) -> None:
             raise WorkerError(
                 "invalid_argument",
                 f"{label} {name}: holds {CUSTOM_TYPE_START}, DSPy's marker of content parts (an image, a file), "
-                f"which a value may not hold: give an image or a file as a {IMAGE} or {FILE} input",
+                f"which a value may not hold: give an image, a file or a sound as a {IMAGE}, {FILE} or {AUDIO} input",
             )
 
 
 def _dspy_media(dspy: Any, compiled: CompiledSpec, values: dict[str, Any]) -> dict[str, Any]:
     """``values`` (a run's or a demo's inputs), each image in them (``{"url": u}``) a
-    ``dspy.Image`` and each file (``{"file_data", "filename"?}``) a ``dspy.File``, which
-    DSPy's adapters send as ``image_url`` and ``file`` content parts."""
+    ``dspy.Image``, each file (``{"file_data", "filename"?}``) a ``dspy.File`` and each
+    sound (``{"data", "audio_format"}``) a ``dspy.Audio``, which DSPy's adapters send as
+    ``image_url``, ``file`` and ``input_audio`` content parts."""
 
     def made(kind: str, value: dict[str, Any]) -> Any:
-        return dspy.File(**value) if kind == FILE else dspy.Image(value["url"])
+        if kind == FILE:
+            return dspy.File(**value)
+        if kind == AUDIO:
+            return dspy.Audio(**value)
+        return dspy.Image(value["url"])
 
     out = dict(values)
     for f in compiled.media_inputs:

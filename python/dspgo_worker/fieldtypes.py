@@ -24,6 +24,10 @@ HISTORY = "dspy.History"
 IMAGE = "dspy.Image"
 #: DSPy's ``dspy.File``, a file for the model to read (a PDF): where an image may be.
 FILE = "dspy.File"
+#: DSPy's ``dspy.Audio``, a sound for the model to hear: where an image may be.
+AUDIO = "dspy.Audio"
+#: The kinds of content the model takes beside the prompt's text.
+MEDIA_KINDS = (IMAGE, FILE, AUDIO)
 #: None (NoneType) while a union is parsed; never a field's type.
 _NONE = "None"
 
@@ -32,7 +36,7 @@ class FieldType:
     """A parsed field type, as Go's ``program.Type``.
 
     ``kind`` is one of str, int, float, bool, Any, list, dict, tuple, Optional, Union,
-    Literal, dspy.History, dspy.Image, dspy.File; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
+    Literal, dspy.History, dspy.Image, dspy.File, dspy.Audio; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
     an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
     ``members`` a Union's members or a fixed tuple's element types; ``variadic`` marks
     ``tuple[T, ...]``; ``values`` are a Literal's strings, or its ints (``Literal[1, 2]``).
@@ -91,9 +95,10 @@ class FieldType:
 
     @property
     def media(self) -> str:
-        """The first ``dspy.Image`` or ``dspy.File`` the type is or holds (content the model
-        sees beside the prompt's text, an input only), ``""`` when none (Go's ``Type.Media``)."""
-        if self.kind in (IMAGE, FILE):
+        """The first ``dspy.Image``, ``dspy.File`` or ``dspy.Audio`` the type is or holds
+        (content the model takes beside the prompt's text, an input only), ``""`` when none
+        (Go's ``Type.Media``)."""
+        if self.kind in MEDIA_KINDS:
             return self.kind
         for t in (self.elem, *self.members):
             if t is not None and t.media:
@@ -176,7 +181,7 @@ def make_union(parts: Iterable[FieldType]) -> FieldType:
 
 
 _KNOWN_TYPES = (
-    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File"
+    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File, dspy.Audio"
 )
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -283,7 +288,7 @@ class _TypeParser:
             if depth > 0:
                 raise self.whole_history()
             return FieldType(HISTORY)
-        if name in (IMAGE, FILE):  # not "Image" or "File", which DSPy's string signatures do not know either
+        if name in MEDIA_KINDS:  # not "Image", "File" or "Audio", which DSPy's string signatures do not know either
             return FieldType(name)
         if name == "":
             raise ValueError(f"expected a type at position {self.i} of {quote(self.s)}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from .errors import WorkerError
-from .fieldtypes import DICT, FILE, IMAGE, LIST, OPTIONAL, TUPLE, FieldType
+from .fieldtypes import AUDIO, DICT, FILE, IMAGE, LIST, MEDIA_KINDS, OPTIONAL, TUPLE, FieldType
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -32,11 +32,17 @@ CUSTOM_TYPE_END = "<<CUSTOM-TYPE-END-IDENTIFIER>>"
 IMAGE_WANT = f'expected {IMAGE}, a data: URI or an http, https or gs URL, or an object {{"url": one}}'
 #: What a ``dspy.File`` takes, for errors.
 FILE_WANT = f'expected {FILE}, a data: URI or an object {{"file_data": a data: URI, "filename": its name}}'
+#: What a ``dspy.Audio`` takes, for errors.
+AUDIO_WANT = f'expected {AUDIO}, a data:audio/… URI or an object {{"data": base64, "audio_format": "wav"}}'
 
 
 def media_note(media: str) -> str:
     """What a media type is, for errors (Go's ``MediaNote``)."""
-    return "a file for the model to read" if media == FILE else "an image for the model to see"
+    if media == FILE:
+        return "a file for the model to read"
+    if media == AUDIO:
+        return "a sound for the model to hear"
+    return "an image for the model to see"
 
 
 def no_space_or_control(s: str) -> bool:
@@ -94,13 +100,14 @@ def media_part(s: str, part: str, want: str) -> dict[str, Any]:
 
 
 def map_media(t: FieldType, v: Any, media: Callable[[str, dict[str, Any]], Any]) -> Any:
-    """``v``, a converted value of type ``t``, with each image (``{"url": u}``) and file
-    (``{"file_data": d, "filename"?: n}``) in it replaced by ``media(its kind, it)`` (Go's
-    ``MapMedia``); the lists and dicts that hold one are copied, the rest is ``v``'s."""
+    """``v``, a converted value of type ``t``, with each image (``{"url": u}``), file
+    (``{"file_data": d, "filename"?: n}``) and sound (``{"data", "audio_format"}``) in it
+    replaced by ``media(its kind, it)`` (Go's ``MapMedia``); the lists and dicts that hold
+    one are copied, the rest is ``v``'s."""
     if v is None or not t.media:
         return v
     kind = t.kind
-    if kind in (IMAGE, FILE):
+    if kind in MEDIA_KINDS:
         return media(kind, v)
     if kind == OPTIONAL:
         return map_media(t.elem, v, media)
@@ -150,8 +157,11 @@ def images_in_dspy_state(state: Any, convert: Callable[[FieldType, Any, str], An
     urls: list[str] = []
     for s in json_strings(state):
         if CUSTOM_TYPE_START in s:
-            if _part_type(s) == "file":
+            part = _part_type(s)
+            if part == "file":
                 convert(FieldType(FILE), s, "a demo's file")
+            elif part == "input_audio":
+                convert(FieldType(AUDIO), s, "a demo's sound")
             else:
                 urls.append(convert(FieldType(IMAGE), s, "a demo's image")["url"])
     return urls

@@ -15,6 +15,7 @@ from .canonical import EXACT
 from .errors import invalid
 from .fieldtypes import (
     ANY,
+    AUDIO,
     BOOL,
     DICT,
     FILE,
@@ -30,7 +31,15 @@ from .fieldtypes import (
     UNION,
     FieldType,
 )
-from .media import CUSTOM_TYPE_START, FILE_WANT, IMAGE_WANT, image_url_problem, media_part, no_space_or_control
+from .media import (
+    AUDIO_WANT,
+    CUSTOM_TYPE_START,
+    FILE_WANT,
+    IMAGE_WANT,
+    image_url_problem,
+    media_part,
+    no_space_or_control,
+)
 from .protocol import quote
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -109,6 +118,8 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
         return _image(v, path)
     if kind == FILE:
         return _file(v, path)
+    if kind == AUDIO:
+        return _audio(v, path)
     if kind == OPTIONAL:
         return None if v is None else convert(t.elem, v, path, exact)
     if kind == UNION:
@@ -499,14 +510,7 @@ def _file(v: Any, path: str) -> dict[str, Any]:
                 f"{path}: a file_id names a file stored with the model's provider under the worker's key, which a caller "
                 "could name to read another's: send file_data, the file's data: URI"
             )
-        fields = {}
-        for k in sorted(v):
-            if k not in _FILE_KEYS:
-                raise ValueError(f"{path}: {quote(k)} is not a key of a {FILE} (its keys: {', '.join(quote(x) for x in _FILE_KEYS)})")
-            if v[k] is not None and not isinstance(v[k], str):
-                raise ValueError(f"{path}.{k}: expected a string, got {describe_value(v[k])}")
-            if v[k] is not None:
-                fields[k] = v[k]
+        fields = _string_fields(v, _FILE_KEYS, FILE, path)
         if "file_data" not in fields:
             raise ValueError(f'{path}: {FILE_WANT}, got an object without "file_data"')
         data_path += ".file_data"
@@ -525,6 +529,76 @@ def _file(v: Any, path: str) -> dict[str, Any]:
             raise ValueError(f"{path}.filename: a file's name is 1 to {_MAX_FILENAME_BYTES} bytes without control characters")
         out["filename"] = name
     return out
+
+
+def _string_fields(v: dict[str, Any], keys: tuple[str, ...], typ: str, path: str) -> dict[str, str]:
+    """An image's, file's or sound's object (Go's ``mediaObject``): each key one of
+    ``keys``, each value a string (or null, as if absent); the strings by key."""
+    fields = {}
+    for k in sorted(v):
+        if k not in keys:
+            raise ValueError(f"{path}: {quote(k)} is not a key of a {typ} (its keys: {', '.join(quote(x) for x in keys)})")
+        if v[k] is not None and not isinstance(v[k], str):
+            raise ValueError(f"{path}.{k}: expected a string, got {describe_value(v[k])}")
+        if v[k] is not None:
+            fields[k] = v[k]
+    return fields
+
+
+#: The longest format of a ``dspy.Audio``, in bytes.
+_MAX_AUDIO_FORMAT_BYTES = 16
+_BASE64_BODY = re.compile(r"[A-Za-z0-9+/]*\Z")
+_AUDIO_FORMAT = re.compile(r"[a-z0-9]+\Z")
+
+
+def _audio(v: Any, path: str) -> dict[str, Any]:
+    """A ``dspy.Audio`` value (Go's ``convertAudio``) as ``{"data": d, "audio_format": f}``:
+    a data URI ``data:audio/<f>;base64,<d>`` (an ``x-`` before ``f`` dropped, as DSPy
+    drops it), such an object, or DSPy's text of one sound (an ``input_audio`` part,
+    ``{"data", "format"}``); ``d`` is base64, ``f`` 1 to 16 lower-case letters and digits."""
+    if v is None:
+        raise ValueError(f"{path}: {AUDIO_WANT}, got null")
+    if isinstance(v, str) and v.startswith(CUSTOM_TYPE_START):
+        try:
+            part = media_part(v, "input_audio", AUDIO_WANT)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        given = _string_fields(part, ("data", "format"), AUDIO, path)
+        fields = {"data": given.get("data", ""), "audio_format": given.get("format", "")}
+    elif isinstance(v, str):
+        uri = _audio_data_uri(v)
+        if uri is None:
+            raise ValueError(
+                f'{path}: a sound is a data:audio/<format>;base64,… URI or an object {{"data", "audio_format"}} '
+                "(a local file's path is not read)"
+            )
+        fields = uri
+    elif isinstance(v, dict):
+        fields = _string_fields(v, ("audio_format", "data"), AUDIO, path)
+    else:
+        raise ValueError(f"{path}: {AUDIO_WANT}, got {describe_value(v)}")
+    for k in ("data", "audio_format"):
+        if k not in fields:
+            raise ValueError(f"{path}: {AUDIO_WANT}, got an object without {quote(k)}")
+    data, fmt = fields["data"], fields["audio_format"]
+    body = data.rstrip("=")
+    if not data or len(data) % 4 or len(data) - len(body) > 2 or not _BASE64_BODY.match(body):
+        raise ValueError(f"{path}.data: a sound's data is its bytes in base64 (A–Z, a–z, 0–9, + and /, padded with =)")
+    if len(fmt) > _MAX_AUDIO_FORMAT_BYTES or not _AUDIO_FORMAT.match(fmt):
+        raise ValueError(
+            f"{path}.audio_format: a sound's format is 1 to {_MAX_AUDIO_FORMAT_BYTES} lower-case letters and digits (wav, mp3)"
+        )
+    return {"data": data, "audio_format": fmt}
+
+
+def _audio_data_uri(s: str) -> dict[str, str] | None:
+    """``data:audio/<format>;…;base64,<data>`` read as DSPy reads it (Go's ``audioDataURI``)."""
+    if not s.startswith("data:audio/"):
+        return None
+    header, sep, data = s[len("data:audio/") :].partition(",")
+    if not sep or not header.endswith(";base64"):
+        return None
+    return {"data": data, "audio_format": header.partition(";")[0].removeprefix("x-")}
 
 
 def _sole_key(v: Any, key: str, typ: str, want: str, path: str) -> Any:

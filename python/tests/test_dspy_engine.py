@@ -198,6 +198,24 @@ class DspyEngineTest(unittest.TestCase):
         self.assertEqual(files, [{"file_data": txt, "filename": "hello.txt"}, {"file_data": pdf, "filename": "report.pdf"},
                                  {"file_data": txt, "filename": "my_file.pdf"}], "a file without a name is named as LiteLLM names it")
 
+    def test_sounds_are_sent_as_dspy_sends_them(self):
+        """dspy.Audio inputs (a recording to hear), in the run's inputs and a demo's: both
+        engines send the same messages, each sound an ``input_audio`` content part."""
+        spec = spec_of([("recording", "dspy.Audio"), ("question", "str")], [("answer", "str")])
+        spec["demos"] = [{"inputs": {"recording": "data:audio/mp3;base64,SUQz", "question": "Who?"}, "outputs": {"answer": "Ann"}}]
+        inputs = {"recording": {"data": "UklGRg==", "audio_format": "wav"}, "question": "What is said?"}
+        sent = {}
+        for engine in ("dspy", "native"):
+            with self.subTest(engine=engine):
+                self.lm.reset()
+                self.configure(engine)
+                self.execute(spec, inputs)
+                (request,) = self.lm.requests()
+                sent[engine] = json.loads(request["body"])["messages"][1:]
+        self.assertEqual(sent["dspy"], sent["native"])
+        sounds = [p["input_audio"] for m in sent["native"] if isinstance(m["content"], list) for p in m["content"] if p["type"] == "input_audio"]
+        self.assertEqual(sounds, [{"data": "SUQz", "format": "mp3"}, {"data": "UklGRg==", "format": "wav"}])
+
     def test_images_by_url_only_when_configured(self):
         """By default an LM takes images as data: URIs only: an image given by URL, in the
         inputs or a demo, is refused before any request (the model's server

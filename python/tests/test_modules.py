@@ -203,7 +203,7 @@ class ModuleRunTest(unittest.TestCase):
         self.assertEqual([r.get("images") for r in self.lm.requests()], [None, ["https://example.com/cat.png"]])
 
         for part, why in (
-            ('{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}',
+            ('{"type": "video_url", "video_url": {"url": "https://example.com/a.mp4"}}',
              "its state: a demo's image: expected dspy.Image, a data: URI or an http, https or gs URL, or an object "
              '{"url": one}: a DSPy custom type\'s text that is not one image_url part'),
             ('{"type": "file", "file": {"file_id": "https://example.com/a.pdf"}}', "its state: a demo's file: a file_id names a file"),
