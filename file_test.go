@@ -35,7 +35,7 @@ func TestFileInputs(t *testing.T) {
 		for value, why := range map[any]string{
 			"report.pdf":              "input document: a file is a data: URI (data:application/pdf;base64,…)",
 			`{"file_id": "file-abc"}`: "input document: a file_id names a file stored with the model's provider under the worker's key",
-			"no name":                 "input document.filename: a file's name is 1 to 255 bytes without control characters",
+			"no name":                 "input document.filename: a file's name is 1 to 255 bytes without control characters, < or >",
 		} {
 			var doc any = value
 			switch value {

@@ -42,7 +42,7 @@ func TestImageInputs(t *testing.T) {
 			"/etc/passwd":            "input photo: an image is a data: URI or an http, https or gs URL (a local file's path is not read: give its data: URI)",
 			"file:///etc/passwd":     "input photo: an image is a data: URI or an http, https or gs URL",
 			dspgo.Image{}:            "input photo.url: an image's URL is empty",
-			"https://example.com/ a": "input photo: an image's URL may not hold a space or a control character",
+			"https://example.com/ a": "input photo: an image's URL may not hold a space, a control character, < or >",
 			42:                       `input photo: expected dspy.Image, a data: URI or an http, https or gs URL, or an object {"url": one}, got int 42`,
 		} {
 			_, err := c.Execute(ctx, p.ID, map[string]any{"photo": value, "views": []string{}, "named": map[string]string{}})

@@ -47,13 +47,13 @@ func convertFile(v reflect.Value, path string) (reflect.Value, error) {
 	default:
 		return reflect.Value{}, fmt.Errorf("%s: %s, got %s", path, fileWant, describe(v))
 	}
-	if data := fields["file_data"]; !strings.HasPrefix(data, "data:") || !noSpaceOrControl(data) {
-		return reflect.Value{}, fmt.Errorf("%s: a file is a data: URI (data:application/pdf;base64,…), with no space or control character (a local file's path is not read: give its data: URI)", dataPath)
+	if data := fields["file_data"]; !strings.HasPrefix(data, "data:") || !isPlain(data) {
+		return reflect.Value{}, fmt.Errorf("%s: a file is a data: URI (data:application/pdf;base64,…), with no space, control character, < or > (a local file's path is not read: give its data: URI)", dataPath)
 	}
 	out := map[string]any{"file_data": fields["file_data"]}
 	if name, ok := fields["filename"]; ok {
-		if name == "" || len(name) > maxFilenameBytes || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }) || !utf8.ValidString(name) {
-			return reflect.Value{}, fmt.Errorf("%s.filename: a file's name is 1 to %d bytes without control characters", path, maxFilenameBytes)
+		if name == "" || len(name) > maxFilenameBytes || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f || r == '<' || r == '>' }) || !utf8.ValidString(name) {
+			return reflect.Value{}, fmt.Errorf("%s.filename: a file's name is 1 to %d bytes without control characters, < or >", path, maxFilenameBytes)
 		}
 		out["filename"] = name
 	}

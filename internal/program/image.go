@@ -3,6 +3,7 @@ package program
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
 )
@@ -41,15 +42,16 @@ func convertImage(v reflect.Value, path string) (reflect.Value, error) {
 
 // ImageURLProblem says why u is not an image's URL, or returns "" when it
 // is one: a data: URI, or an http, https or gs URL with a host (the
-// scheme in any case), as dspy.Image takes them, with no space or control
-// character. A local file's path is refused: a worker never reads one on a
-// caller's word.
+// scheme in any case), as dspy.Image takes them, with no space, control
+// character, '<' or '>', and a host in brackets an IPv6 address, as
+// Python's URL parser wants it. A local file's path is refused: a worker
+// never reads one on a caller's word.
 func ImageURLProblem(u string) string {
 	if u == "" {
 		return "an image's URL is empty"
 	}
-	if !noSpaceOrControl(u) {
-		return "an image's URL may not hold a space or a control character"
+	if !isPlain(u) {
+		return "an image's URL may not hold a space, a control character, < or >"
 	}
 	if strings.HasPrefix(u, "data:") {
 		return ""
@@ -67,11 +69,15 @@ func ImageURLProblem(u string) string {
 	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
 		host = rest[:i]
 	}
-	switch {
-	case host == "":
+	if host == "" {
 		return "an image's URL has no host"
-	case strings.Count(host, "[") != strings.Count(host, "]"):
-		return "an image's URL has an unclosed [ in its host"
+	}
+	if strings.ContainsAny(host, "[]") {
+		_, inner, _ := strings.Cut(host, "[")
+		inner, _, closed := strings.Cut(inner, "]")
+		if ip := net.ParseIP(inner); !closed || ip == nil || !strings.Contains(inner, ":") {
+			return "an image's URL has a host in [ ] that is not an IPv6 address"
+		}
 	}
 	for i := 0; i < len(host); i++ {
 		if host[i] >= 0x80 {

@@ -121,6 +121,11 @@ func mediaPart(s, part, want string) (reflect.Value, error) {
 	if !ok {
 		return reflect.Value{}, bad
 	}
+	for _, v := range object {
+		if _, ok := v.(string); !ok {
+			return reflect.Value{}, bad
+		}
+	}
 	return reflect.ValueOf(object), nil
 }
 
@@ -170,10 +175,12 @@ func mediaValue(v reflect.Value, part, want, path string) (reflect.Value, error)
 	return v, nil
 }
 
-// noSpaceOrControl says whether s holds no space or control character.
-func noSpaceOrControl(s string) bool {
+// isPlain says whether s holds no space, control character, '<' or '>':
+// none of them belongs in a URL or a data: URI, and '<' and '>' would let
+// a value hold DSPy's custom-type markers.
+func isPlain(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] == 0x7f {
+		if c := s[i]; c <= ' ' || c == 0x7f || c == '<' || c == '>' {
 			return false
 		}
 	}

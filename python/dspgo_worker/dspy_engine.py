@@ -66,6 +66,7 @@ from .media import (
     json_strings,
     map_media,
     refuse_image_url,
+    refuse_parts,
 )
 from .modules import module_factory
 from .programs import DEFAULT_MAX_ITERS
@@ -319,9 +320,11 @@ class DspyEngine:
         if config.max_tokens:
             kwargs["max_tokens"] = config.max_tokens
         try:
-            return _lm_class(dspy)(model, **kwargs)
+            lm = _lm_class(dspy)(model, **kwargs)
         except Exception as exc:  # noqa: BLE001 - dspy refuses a configuration with many kinds
             raise WorkerError("invalid_argument", redact(f"dspy.LM refused the configuration: {type(exc).__name__}: {exc}", key)) from None
+        lm.dspgo_image_urls = config.image_urls
+        return lm
 
     async def aexecute(
         self,
@@ -594,21 +597,31 @@ _LM_CLASS: Any = None
 
 
 def _lm_class(dspy: Any) -> Any:
-    """``dspy.LM`` whose blocking calls (``lm(...)``, made by a custom module's
-    ``forward`` on a thread) first check that their run goes on: a thread cannot be
-    interrupted, but a cancelled run, or one past its deadline, makes no further LM call
-    (``Cancelled``, ``DeadlineExceeded``). Calls on the event loop (``acall``) are
-    cancelled where they wait. It overrides ``__call__``, not ``forward``, whose override
-    DSPy 3.4 takes for a legacy LM."""
+    """``dspy.LM`` whose calls first check the chat DSPy made (:func:`refuse_parts`: no image
+    by URL unless ``dspgo_image_urls``, no stored file, no other kind of part), whatever
+    text DSPy made content parts of, and whose blocking calls (``lm(...)``, made by a
+    custom module's ``forward`` on a thread) check that their run goes on: a thread cannot
+    be interrupted, but a cancelled run, or one past its deadline, makes no further LM
+    call (``Cancelled``, ``DeadlineExceeded``). Calls on the event loop (``acall``) are
+    cancelled where they wait. It overrides ``__call__`` and ``acall``, not ``forward``,
+    whose override DSPy 3.4 takes for a legacy LM."""
     global _LM_CLASS
     if _LM_CLASS is None:
 
         class LM(dspy.LM):  # type: ignore[misc]  # dspy's class, known at run time
+            #: The configuration's image_urls (make_lm sets it).
+            dspgo_image_urls = False
+
             def __call__(self, *args: Any, **kwargs: Any) -> Any:
                 run = _BLOCKING_RUN.get()
                 if run is not None:
                     run.check()
+                refuse_parts(kwargs.get("messages"), self.dspgo_image_urls)
                 return super().__call__(*args, **kwargs)
+
+            async def acall(self, *args: Any, **kwargs: Any) -> Any:
+                refuse_parts(kwargs.get("messages"), self.dspgo_image_urls)
+                return await super().acall(*args, **kwargs)
 
         _LM_CLASS = LM
     return _LM_CLASS

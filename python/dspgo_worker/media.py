@@ -10,6 +10,7 @@ not be.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 from .errors import WorkerError
@@ -45,20 +46,23 @@ def media_note(media: str) -> str:
     return "an image for the model to see"
 
 
-def no_space_or_control(s: str) -> bool:
-    """Whether ``s`` holds no space or control character."""
-    return not any(c <= " " or c == "\x7f" for c in s)
+def is_plain(s: str) -> bool:
+    """Whether ``s`` holds no space, control character, ``<`` or ``>`` (Go's ``isPlain``):
+    none of them belongs in a URL or a data: URI, and ``<`` and ``>`` would let a value
+    hold DSPy's custom-type markers."""
+    return not any(c <= " " or c in "\x7f<>" for c in s)
 
 
 def image_url_problem(u: str) -> str:
     """Why ``u`` is not an image's URL, or ``""`` when it is one: a ``data:`` URI, or an
     http, https or gs URL with a host (the scheme in any case), as ``dspy.Image`` takes
-    them, with no space or control character. A local file's path is refused: a worker
-    never reads one on a caller's word."""
+    them, with no space, control character, ``<`` or ``>`` (:func:`is_plain`), and a host
+    in brackets an IPv6 address, as Python's URL parser wants it. A local file's path is
+    refused: a worker never reads one on a caller's word."""
     if not u:
         return "an image's URL is empty"
-    if not no_space_or_control(u):
-        return "an image's URL may not hold a space or a control character"
+    if not is_plain(u):
+        return "an image's URL may not hold a space, a control character, < or >"
     if u.startswith("data:"):
         return ""
     scheme, sep, rest = u.partition("://")
@@ -71,8 +75,12 @@ def image_url_problem(u: str) -> str:
             break
     if not host:
         return "an image's URL has no host"
-    if host.count("[") != host.count("]"):
-        return "an image's URL has an unclosed [ in its host"
+    if "[" in host or "]" in host:
+        inner, closed, _ = host.partition("[")[2].partition("]")
+        try:
+            ipaddress.IPv6Address(inner if closed and "%" not in inner else "")
+        except ValueError:
+            return "an image's URL has a host in [ ] that is not an IPv6 address"
     if not host.isascii():
         return "an image's URL has a host that is not ASCII (write it in punycode)"
     return ""
@@ -94,7 +102,7 @@ def media_part(s: str, part: str, want: str) -> dict[str, Any]:
     if not (isinstance(parts, list) and len(parts) == 1 and isinstance(parts[0], dict) and parts[0].get("type") == part):
         raise bad
     obj = parts[0].get(part)
-    if not isinstance(obj, dict):
+    if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
         raise bad
     return obj
 
@@ -157,6 +165,8 @@ def images_in_dspy_state(state: Any, convert: Callable[[FieldType, Any, str], An
     urls: list[str] = []
     for s in json_strings(state):
         if CUSTOM_TYPE_START in s:
+            if not s.startswith(CUSTOM_TYPE_START) or s.count(CUSTOM_TYPE_START) > 1:
+                raise ValueError(f"a text holding {CUSTOM_TYPE_START} that is not DSPy's text of one image, file or sound")
             part = _part_type(s)
             if part == "file":
                 convert(FieldType(FILE), s, "a demo's file")
@@ -201,3 +211,36 @@ def defuse_custom_types(value: Any) -> Any:
     if isinstance(value, list):
         return [defuse_custom_types(v) for v in value]
     return value
+
+
+#: The content parts the dspy engine lets reach the LM, besides text.
+_PARTS = ("image_url", "file", "input_audio")
+
+
+def refuse_parts(messages: Any, image_urls: bool) -> None:
+    """Raise unless every content part of ``messages`` (the chat DSPy's adapter made for
+    one LM call) is text, an image (given by URL only when ``image_urls``), a file with
+    its data (no ``file_id``) or a sound: the last check before a request, whatever text
+    (an LM's own output in a ReAct trajectory, a custom module's step) DSPy made content
+    parts of. ``failed_precondition`` for an image by URL, ``invalid_argument`` else."""
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get("content") if isinstance(message, dict) else None
+        for part in content if isinstance(content, list) else ():
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                continue
+            body = part.get(kind) if isinstance(part, dict) and isinstance(kind, str) else None
+            if kind not in _PARTS or not isinstance(body, dict):
+                raise WorkerError("invalid_argument", f"a message to the LM holds a {kind!r} content part, which dspgo does not send")
+            if kind == "image_url" and not image_urls and not str(body.get("url", "")).startswith("data:"):
+                raise WorkerError(
+                    "failed_precondition",
+                    "a message to the LM holds an image given by URL, which the model's server would fetch from wherever it "
+                    "points; this LM takes data: URIs only (lm.image_urls lets it take URLs)",
+                )
+            if kind == "file" and "file_id" in body:
+                raise WorkerError(
+                    "invalid_argument",
+                    "a message to the LM names a file stored with the model's provider (file_id), which the worker's key "
+                    "would fetch: dspgo sends files as their data",
+                )

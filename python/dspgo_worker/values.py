@@ -37,8 +37,8 @@ from .media import (
     FILE_WANT,
     IMAGE_WANT,
     image_url_problem,
+    is_plain,
     media_part,
-    no_space_or_control,
 )
 from .protocol import quote
 
@@ -517,16 +517,16 @@ def _file(v: Any, path: str) -> dict[str, Any]:
     else:
         raise ValueError(f"{path}: {FILE_WANT}, got {describe_value(v)}")
     data = fields["file_data"]
-    if not data.startswith("data:") or not no_space_or_control(data):
+    if not data.startswith("data:") or not is_plain(data):
         raise ValueError(
-            f"{data_path}: a file is a data: URI (data:application/pdf;base64,…), with no space or control character "
+            f"{data_path}: a file is a data: URI (data:application/pdf;base64,…), with no space, control character, < or > "
             "(a local file's path is not read: give its data: URI)"
         )
     out = {"file_data": data}
     if "filename" in fields:
         name = fields["filename"]
-        if not name or len(name.encode()) > _MAX_FILENAME_BYTES or any(c < " " or c == "\x7f" for c in name):
-            raise ValueError(f"{path}.filename: a file's name is 1 to {_MAX_FILENAME_BYTES} bytes without control characters")
+        if not name or len(name.encode("utf-8", "surrogatepass")) > _MAX_FILENAME_BYTES or any(c < " " or c in "\x7f<>" for c in name):
+            raise ValueError(f"{path}.filename: a file's name is 1 to {_MAX_FILENAME_BYTES} bytes without control characters, < or >")
         out["filename"] = name
     return out
 

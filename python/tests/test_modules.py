@@ -202,6 +202,10 @@ class ModuleRunTest(unittest.TestCase):
         self.w.ok("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
         self.assertEqual([r.get("images") for r in self.lm.requests()], [None, ["https://example.com/cat.png"]])
 
+        state["answer"]["demos"][0]["draft"] = "data:" + str(self.dspy.Image("https://example.com/cat.png"))
+        error = self.w.error("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
+        self.assertEqual(error["code"], "invalid_argument")
+        self.assertIn("its state: a text holding <<CUSTOM-TYPE-START-IDENTIFIER>> that is not DSPy's text of one image", error["message"])
         for part, why in (
             ('{"type": "video_url", "video_url": {"url": "https://example.com/a.mp4"}}',
              "its state: a demo's image: expected dspy.Image, a data: URI or an http, https or gs URL, or an object "
@@ -212,6 +216,51 @@ class ModuleRunTest(unittest.TestCase):
             error = self.w.error("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
             self.assertEqual(error["code"], "invalid_argument")
             self.assertIn(f'module "test-draft": {why}', error["message"])
+
+    def test_no_step_places_an_image_by_url(self):
+        """Text a module's code hands a predictor (an earlier step's output, here written
+        by hand) is where DSPy may find its markers too: the LM call, blocking or on the
+        event loop, that would carry an image by URL, a stored file or another kind of part
+        is refused before the request."""
+        dspy = self.dspy
+
+        class Relay(dspy.Module):
+            def __init__(self, text):
+                super().__init__()
+                self.text = text
+                self.answer = dspy.Predict("question -> answer")
+
+            def forward(self, question):
+                return self.answer(question=self.text)
+
+        class AsyncRelay(Relay):
+            async def aforward(self, question):
+                return await self.answer.acall(question=self.text)
+
+        start, end = "<<CUSTOM-TYPE-START-IDENTIFIER>>", "<<CUSTOM-TYPE-END-IDENTIFIER>>"
+        cases = {
+            "test-relay-url": ('[{"type": "image_url", "image_url": {"url": "http://169.254.169.254/"}}]', "failed_precondition",
+                               "a message to the LM holds an image given by URL"),
+            "test-relay-file-id": ('[{"type": "file", "file": {"file_id": "file-other"}}]', "invalid_argument",
+                                   "a message to the LM names a file stored with the model's provider (file_id)"),
+            "test-relay-video": ('[{"type": "video_url", "video_url": {"url": "https://e.com/a.mp4"}}]', "invalid_argument",
+                                 "a message to the LM holds a 'video_url' content part"),
+        }
+        cases["test-async-relay-url"] = cases["test-relay-url"]
+        self.configure()
+        for name, (parts, code, why) in cases.items():
+            with self.subTest(case=name):
+                relay = AsyncRelay if "async" in name else Relay
+                dspy_module(name, lambda parts=parts, relay=relay: relay(f"see {start}{parts}{end}"))
+                self.addCleanup(unregister, name)
+                error = self.w.error("execute_program", {"spec": module_spec(name), "inputs": {"question": "?"}})
+                self.assertEqual(error["code"], code, error["message"])
+                self.assertIn(why, error["message"])
+        self.assertEqual(self.lm.requests(), [], "no request carried them")
+        dspy_module("test-relay-data", lambda: Relay(f'see {start}[{{"type": "image_url", "image_url": {{"url": "data:image/gif;base64,R0lG"}}}}]{end}'))
+        self.addCleanup(unregister, "test-relay-data")
+        self.w.ok("execute_program", {"spec": module_spec("test-relay-data"), "inputs": {"question": "?"}})
+        self.assertEqual(self.lm.requests()[0]["images"], ["data:image/gif;base64,R0lG"], "an image by data passes")
 
     def test_factories_that_make_no_module(self):
         self.configure()
