@@ -58,6 +58,20 @@ class DspyEngineTest(unittest.TestCase):
     def execute(self, spec: dict, inputs: dict, **fields) -> dict:
         return self.w.ok("execute_program", {"spec": spec, "inputs": inputs}, **fields)
 
+    def sent_by_both_engines(self, spec: dict, inputs: dict, **lm) -> dict:
+        """The messages after the system one that each engine (``dspy``, ``native``) sent
+        in the one LM request of a run of ``spec`` on ``inputs``, and under ``requests``
+        the two requests' records."""
+        sent: dict = {"requests": []}
+        for engine in ("dspy", "native"):
+            self.lm.reset()
+            self.configure(engine, **lm)
+            self.execute(spec, inputs)
+            (request,) = self.lm.requests()
+            sent["requests"].append(request)
+            sent[engine] = json.loads(request["body"])["messages"][1:]
+        return sent
+
     def test_predict_gives_every_type_typed(self):
         self.assertEqual(self.configure()["engine"], "dspy")
         result = self.execute(TYPED, INPUTS)
@@ -156,17 +170,10 @@ class DspyEngineTest(unittest.TestCase):
             spec["demos"] = [{"inputs": {"photo": {"url": gif}, "labels": ["x"], "more": [], "named": {"a": gif}, "spare": gif},
                               "outputs": {"answer": "a gif", "score": 1}, **({"reasoning": "it moves"} if kind == "chain_of_thought" else {})}]
             inputs = {"photo": cat, "labels": ["cat", "dog"], "more": [dog, {"url": cat}], "named": {"front": dog}, "spare": {"url": gif}}
-            sent = {}
-            for engine in ("dspy", "native"):
-                with self.subTest(kind=kind, engine=engine):
-                    self.lm.reset()
-                    self.configure(engine, image_urls=True)
-                    outputs = self.execute(spec, inputs)["outputs"]
-                    self.assertIsInstance(outputs["score"], int)
-                    (request,) = self.lm.requests()
-                    self.assertEqual(request["images"], [gif, gif, gif, cat, dog, cat, dog, gif])
-                    sent[engine] = json.loads(request["body"])["messages"][1:]
+            sent = self.sent_by_both_engines(spec, inputs, image_urls=True)
             self.assertEqual(sent["dspy"], sent["native"], kind)
+            for request in sent["requests"]:
+                self.assertEqual(request["images"], [gif, gif, gif, cat, dog, cat, dog, gif])
             self.assertEqual(sent["native"][-1]["content"][:3], [
                 {"type": "text", "text": "[[ ## photo ## ]]\n"},
                 {"type": "image_url", "image_url": {"url": cat}},
@@ -182,18 +189,13 @@ class DspyEngineTest(unittest.TestCase):
         spec["demos"] = [{"inputs": {"document": {"file_data": txt, "filename": "hello.txt"}, "more": [], "question": "Who?"},
                           "outputs": {"answer": "hello"}}]
         inputs = {"document": {"file_data": pdf, "filename": "report.pdf"}, "more": [txt], "question": "What does it say?"}
-        sent = {}
-        for engine in ("dspy", "native"):
-            with self.subTest(engine=engine):
-                self.lm.reset()
-                self.configure(engine)
-                self.execute(spec, inputs)
-                (request,) = self.lm.requests()
-                sent[engine] = json.loads(request["body"])["messages"][1:]
-                error = self.w.error("execute_program", {"spec": spec, "inputs": {**inputs, "document": {"file_id": "file-abc"}}})
-                self.assertEqual(error["code"], "invalid_argument")
-                self.assertIn("input document: a file_id names a file stored with the model's provider", error["message"])
+        sent = self.sent_by_both_engines(spec, inputs)
         self.assertEqual(sent["dspy"], sent["native"])
+        for engine in ("dspy", "native"):
+            self.configure(engine)
+            error = self.w.error("execute_program", {"spec": spec, "inputs": {**inputs, "document": {"file_id": "file-abc"}}})
+            self.assertEqual(error["code"], "invalid_argument", engine)
+            self.assertIn("input document: a file_id names a file stored with the model's provider", error["message"])
         files = [p["file"] for m in sent["native"] if isinstance(m["content"], list) for p in m["content"] if p["type"] == "file"]
         self.assertEqual(files, [{"file_data": txt, "filename": "hello.txt"}, {"file_data": pdf, "filename": "report.pdf"},
                                  {"file_data": txt, "filename": "my_file.pdf"}], "a file without a name is named as LiteLLM names it")
@@ -204,14 +206,7 @@ class DspyEngineTest(unittest.TestCase):
         spec = spec_of([("recording", "dspy.Audio"), ("question", "str")], [("answer", "str")])
         spec["demos"] = [{"inputs": {"recording": "data:audio/mp3;base64,SUQz", "question": "Who?"}, "outputs": {"answer": "Ann"}}]
         inputs = {"recording": {"data": "UklGRg==", "audio_format": "wav"}, "question": "What is said?"}
-        sent = {}
-        for engine in ("dspy", "native"):
-            with self.subTest(engine=engine):
-                self.lm.reset()
-                self.configure(engine)
-                self.execute(spec, inputs)
-                (request,) = self.lm.requests()
-                sent[engine] = json.loads(request["body"])["messages"][1:]
+        sent = self.sent_by_both_engines(spec, inputs)
         self.assertEqual(sent["dspy"], sent["native"])
         sounds = [p["input_audio"] for m in sent["native"] if isinstance(m["content"], list) for p in m["content"] if p["type"] == "input_audio"]
         self.assertEqual(sounds, [{"data": "SUQz", "format": "mp3"}, {"data": "UklGRg==", "format": "wav"}])
