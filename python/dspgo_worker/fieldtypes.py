@@ -40,9 +40,12 @@ class FieldType:
     an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
     ``members`` a Union's members or a fixed tuple's element types; ``variadic`` marks
     ``tuple[T, ...]``; ``values`` are a Literal's strings, or its ints (``Literal[1, 2]``).
+    ``media`` is the first ``dspy.Image``, ``dspy.File`` or ``dspy.Audio`` the type is or
+    holds (content the model takes beside the prompt's text, an input only), ``""`` when
+    none (Go's ``Type.Media``); set from the parts when the type is made.
     """
 
-    __slots__ = ("kind", "elem", "values", "key", "members", "variadic")
+    __slots__ = ("kind", "elem", "values", "key", "members", "variadic", "media")
 
     def __init__(
         self,
@@ -60,6 +63,7 @@ class FieldType:
         self.key = key
         self.members = members
         self.variadic = variadic
+        self.media: str = kind if kind in MEDIA_KINDS else next((t.media for t in (elem, *members) if t is not None and t.media), "")
 
     def __str__(self) -> str:
         kind = self.kind
@@ -92,18 +96,6 @@ class FieldType:
     def ints(self) -> bool:
         """Whether the type is a Literal of integers (Go's ``Type.Ints``)."""
         return self.kind == LITERAL and isinstance(self.values[0], int)
-
-    @property
-    def media(self) -> str:
-        """The first ``dspy.Image``, ``dspy.File`` or ``dspy.Audio`` the type is or holds
-        (content the model takes beside the prompt's text, an input only), ``""`` when none
-        (Go's ``Type.Media``)."""
-        if self.kind in MEDIA_KINDS:
-            return self.kind
-        for t in (self.elem, *self.members):
-            if t is not None and t.media:
-                return t.media
-        return ""
 
     def media_in_union(self) -> str:
         """:attr:`media` of a member of a Union in the type, or ``""``."""

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from .lmconfig import LMConfig
     from .signature import Field
+    from .spec import CompiledSpec
 
 #: The markers around a DSPy custom type's content parts in text, as DSPy (3.4.1,
 #: ``dspy.Type``) writes an image into a prompt and into a saved program's demos.
@@ -128,18 +129,37 @@ def map_media(t: FieldType, v: Any, media: Callable[[str, dict[str, Any]], Any])
     return v
 
 
-def refuse_image_urls(config: LMConfig, fields: Iterable[Field], values: dict[str, Any], label: str) -> None:
-    """Raise ``failed_precondition`` when ``values`` (inputs by name, converted; ``label``
-    says whose: ``input``, ``demo 2 input``) hold an image given by URL that ``config``
-    does not take (:func:`refuse_image_url`)."""
+def image_urls(fields: Iterable[Field], values: dict[str, Any], label: str) -> list[tuple[str, str]]:
+    """The URLs of the images in ``values`` (inputs by name, converted), each with whose it
+    is (``label``, then the field's name: ``input photo``, ``demo 2 input photo``)."""
+    found: list[tuple[str, str]] = []
     for f in fields:
         if f.name in values:
 
-            def refuse(kind: str, value: dict[str, Any], name: str = f.name) -> None:
+            def note(kind: str, value: dict[str, Any], at: str = f"{label} {f.name}") -> None:
                 if kind == IMAGE:
-                    refuse_image_url(config, value["url"], f"{label} {name}")
+                    found.append((at, value["url"]))
 
-            map_media(f.type, values[f.name], refuse)
+            map_media(f.type, values[f.name], note)
+    return found
+
+
+def demo_image_urls(compiled: CompiledSpec) -> list[tuple[str, str]]:
+    """:func:`image_urls` of the spec's demos (``demo 2 input photo``), found once per
+    compiled spec and kept in its ``extras``."""
+    found: list[tuple[str, str]] | None = compiled.extras.get("demo_image_urls")
+    if found is None:
+        found = [u for i, demo in enumerate(compiled.demos) for u in image_urls(compiled.media_inputs, demo["inputs"], f"demo {i} input")]
+        compiled.extras["demo_image_urls"] = found
+    return found
+
+
+def refuse_image_urls(config: LMConfig, fields: Iterable[Field], values: dict[str, Any], label: str) -> None:
+    """Raise ``failed_precondition`` when ``values`` (inputs by name, converted; ``label``
+    says whose: ``input``, ``trainset[2] input``) hold an image given by URL that ``config``
+    does not take (:func:`refuse_image_url`)."""
+    for at, url in image_urls(fields, values, label):
+        refuse_image_url(config, url, at)
 
 
 def refuse_image_url(config: LMConfig, url: str, label: str) -> None:

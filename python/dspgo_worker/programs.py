@@ -315,10 +315,9 @@ async def execute_program(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     converted = compiled.convert_inputs(args["inputs"])
     config = state.lm_named(args["lm"])
     if compiled.media_inputs:
-        refuse_image_urls = _lazy("media").refuse_image_urls
-        refuse_image_urls(config, compiled.media_inputs, converted, "input")
-        for i, demo in enumerate(compiled.demos):
-            refuse_image_urls(config, compiled.media_inputs, demo["inputs"], f"demo {i} input")
+        media = _lazy("media")
+        for at, url in (*media.image_urls(compiled.media_inputs, converted, "input"), *media.demo_image_urls(compiled)):
+            media.refuse_image_url(config, url, at)
     if config.delay_ms:
         await ctx.sleep_async(config.delay_ms / 1000.0)
     ctx.check()
