@@ -1,7 +1,5 @@
 package dspgo
 
-import "encoding/base64"
-
 // File is a dspy.File input's value as a Go type: a file for the model to
 // read, such as a PDF, sent whole. Data is its data: URI
 // ("data:application/pdf;base64,…", see FileData); Filename, optional, its
@@ -22,5 +20,5 @@ type File struct {
 // ("application/pdf"), named filename (empty: no name), with its data:
 // URI.
 func FileData(mime, filename string, data []byte) File {
-	return File{Data: "data:" + mime + ";base64," + base64.StdEncoding.EncodeToString(data), Filename: filename}
+	return File{Data: dataURI(mime, data), Filename: filename}
 }

@@ -25,7 +25,12 @@ type Image struct {
 // ImageData returns the image of data, an image's bytes of MIME type mime
 // ("image/png"), as a data: URI.
 func ImageData(mime string, data []byte) Image {
-	return Image{URL: "data:" + mime + ";base64," + base64.StdEncoding.EncodeToString(data)}
+	return Image{URL: dataURI(mime, data)}
+}
+
+// dataURI is the base64 data: URI of data, of MIME type mime.
+func dataURI(mime string, data []byte) string {
+	return "data:" + mime + ";base64," + base64.StdEncoding.EncodeToString(data)
 }
 
 // MaxImageFileBytes is the largest file ImageFile reads: 12 MiB, whose

@@ -34,9 +34,10 @@ type Field struct {
 	// Type is the field's type as written in a DSPy signature: "str",
 	// "int", "float", "bool", "Any", "list[T]", "dict[str, T]",
 	// "dict[int, T]", "tuple[A, B]", "tuple[T, ...]", "Optional[T]" or
-	// "T | None", "Union[A, B]" or "A | B", "Literal['a', 'b']", or, for
-	// one input, "dspy.History" (a conversation so far). Empty means
-	// "str". The spellings and their canonical forms are in
+	// "T | None", "Union[A, B]" or "A | B", "Literal['a', 'b']",
+	// "Literal[1, 2]", "dspy.History" (one input's: a conversation so
+	// far), and, in inputs only, "dspy.Image", "dspy.File" and "dspy.Audio".
+	// Empty means "str". The spellings and their canonical forms are in
 	// docs/protocol.md ("Program specs").
 	Type string `json:"type"`
 	// Description tells the language model what the field holds. Empty
