@@ -2,6 +2,8 @@ package python_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,4 +143,72 @@ func promptOf(r lmtest.Request) string {
 		parts = append(parts, m.Content)
 	}
 	return strings.Join(parts, "\n")
+}
+
+// extractModule is an extraction module as DSPy users write one: a
+// class-based signature whose outputs are pydantic models.
+const extractModule = `import dspy, pydantic
+from dspgo_worker import dspy_module
+
+
+class Entity(pydantic.BaseModel):
+    name: str
+    kind: str
+
+
+class Extract(dspy.Signature):
+    """Extract the entities of the text."""
+
+    text: str = dspy.InputField()
+    entities: list[Entity] = dspy.OutputField()
+    main: Entity = dspy.OutputField()
+
+
+@dspy_module("extract")
+class Extractor(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.extract = dspy.Predict(Extract)
+
+    def forward(self, text):
+        return self.extract(text=text)
+`
+
+// TestPydanticOutputsOfAModule: a module whose outputs are pydantic models
+// is read by NewTyped into Go values: a list of them as maps, one into a
+// json.RawMessage unmarshalled into the Go struct of the same fields.
+func TestPydanticOutputsOfAModule(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "extract_module.py"), []byte(extractModule), 0o644))
+	o := dspyWorker(t)
+	o.Handlers = []string{"extract_module"}
+	o.Env = append(o.Env, "PYTHONPATH="+testutil.PythonDir()+":"+dir)
+	a, err := port.New(t.Context(), o)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, a.Close(context.Background())) })
+	srv := lmtest.New(t, lmtest.Options{})
+	c := dspgo.NewClient(a)
+	require.NoError(t, c.ConfigureLM(t.Context(), dspgo.LMConfig{Provider: dspgo.ProviderOpenAI, Engine: "dspy", Model: "test-model",
+		BaseURL: srv.URL(), APIKeyEnv: keyEnv}))
+
+	type in struct{ Text string }
+	type out struct {
+		Entities []map[string]any
+		Main     json.RawMessage
+	}
+	p, err := dspgo.NewTyped[in, out](t.Context(), c, dspgo.ProgramSpec{Kind: dspgo.KindModule, Module: "extract"})
+	require.NoError(t, err)
+	assert.Equal(t, "text -> entities: list[dict[str, Any]], main: Any", p.Program().Spec.Signature.String())
+	got, err := p.Execute(t.Context(), in{Text: "Ann is in Oslo."})
+	require.NoError(t, err)
+	require.NotEmpty(t, got.Entities, "the LM server answers a list of entities")
+	for _, e := range got.Entities {
+		assert.IsType(t, "", e["name"])
+		assert.IsType(t, "", e["kind"])
+	}
+	var main struct{ Name, Kind string }
+	require.NoError(t, json.Unmarshal(got.Main, &main))
+	assert.NotEmpty(t, main.Name)
+	assert.NotEmpty(t, main.Kind)
+	require.Len(t, srv.Requests(), 1)
 }

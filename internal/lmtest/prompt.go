@@ -179,9 +179,9 @@ func jsonContent(fields []outField, values map[string]any) string {
 }
 
 // parseFieldList reads the numbered lines after "Your output fields are:"
-// ("1. `answer` (int): description"). A field whose type this package does
-// not know takes its type from the JSON schema the prompt gives for it, if
-// any.
+// ("1. `answer` (int): description"). A field whose type holds a name this
+// package does not know (`Entity`, `list[Entity]`) takes its type from the
+// JSON schema the prompt gives for it, if any.
 func parseFieldList(system string) []outField {
 	i := strings.Index(system, outputFieldsMarker)
 	if i < 0 {
@@ -208,7 +208,7 @@ func parseFieldList(system string) []outField {
 	}
 	notes := schemaNotesIn(system)
 	for i, f := range fields {
-		if !f.typ.unknown {
+		if !f.typ.hasUnknown() {
 			continue
 		}
 		if schema, ok := notes[f.Name]; ok {

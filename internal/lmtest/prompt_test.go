@@ -2,6 +2,7 @@ package lmtest
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,6 +217,19 @@ func TestRespondEdgeCases(t *testing.T) {
 		assert.Equal(t, mustValue(t, "plain", "str"), reply.Values["plain"])
 		assert.Contains(t, reply.Content, "[[ ## model ## ]]\n{\"k\":")
 		assert.Contains(t, reply.Content, "[[ ## label ## ]]\na (x)\n\n")
+	})
+	t.Run("a model inside a known type takes the schema note's type", func(t *testing.T) {
+		msgs := chatPrompt("1. `entities` (list[Entity]):\n2. `tags` (list[str]):",
+			"[[ ## entities ## ]]\n{entities}        # note: the value you produce must adhere to the JSON schema: "+
+				`{"type": "array", "$defs": {"Entity": {"type": "object", "properties": {"name": {"type": "string"}}}}, "items": {"$ref": "#/$defs/Entity"}}`)
+		reply := Respond(msgs, nil)
+		entities, ok := reply.Values["entities"].([]any)
+		require.True(t, ok, "entities: %#v", reply.Values["entities"])
+		require.NotEmpty(t, entities)
+		for i, e := range entities {
+			assert.Equal(t, map[string]any{"name": mustValue(t, fmt.Sprintf("entities[%d].name", i), "str")}, e)
+		}
+		assert.Equal(t, mustValue(t, "tags", "list[str]"), reply.Values["tags"])
 	})
 	t.Run("Any is written as JSON in a chat reply", func(t *testing.T) {
 		reply := Respond(chatPrompt("1. `x` (Any):", ""), nil)

@@ -50,6 +50,28 @@ type fieldType struct {
 	unknown bool
 }
 
+// hasUnknown reports whether t names a type this package does not know,
+// at any depth (list[Entity]).
+func (t *fieldType) hasUnknown() bool {
+	if t == nil {
+		return false
+	}
+	if t.unknown || t.elem.hasUnknown() || t.key.hasUnknown() {
+		return true
+	}
+	for _, m := range t.items {
+		if m.hasUnknown() {
+			return true
+		}
+	}
+	for _, p := range t.props {
+		if p.typ.hasUnknown() {
+			return true
+		}
+	}
+	return false
+}
+
 type property struct {
 	name string
 	typ  *fieldType

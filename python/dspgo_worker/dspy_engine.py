@@ -69,6 +69,7 @@ from .media import (
     refuse_parts,
 )
 from .modules import module_factory
+from .plain import plain
 from .programs import DEFAULT_MAX_ITERS
 from .protocol import quote
 from .react import aobserve
@@ -392,7 +393,7 @@ class DspyEngine:
             for name in names:
                 value = _prediction_value(prediction, name)
                 if value is not None:
-                    raw[f.name] = value
+                    raw[f.name] = plain(value)
                     break
         return convert_outputs(compiled, raw, "from the dspy prediction")
 

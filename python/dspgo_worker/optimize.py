@@ -436,12 +436,14 @@ class _Compile:
 
     def _demo(self, example: object) -> dict[str, Any]:
         """An example (or a demo DSPy made) as a demo of the spec: the fields it has."""
+        from .plain import plain  # dataclasses and the values only when an optimizer runs
+
         demo: dict[str, Any] = {"inputs": {}, "outputs": {}}
         for side, fields in (("inputs", self.compiled.inputs), ("outputs", self.compiled.declared_outputs)):
             for f in fields:
                 value = _get(example, f.name)
                 if value is not None:
-                    demo[side][f.name] = _plain(value)
+                    demo[side][f.name] = plain(value)
         reasoning = _get(example, "reasoning")
         if isinstance(reasoning, str) and reasoning and self.compiled.kind == "chain_of_thought":
             demo["reasoning"] = reasoning
@@ -538,16 +540,3 @@ def _get(example: Any, name: str) -> Any:
         return example[name] if name in example else None
     except Exception:  # noqa: BLE001 - a demo DSPy made may be any mapping-like object
         return getattr(example, name, None)
-
-
-def _plain(value: Any) -> Any:
-    """A prediction's value as JSON: tuples and sets become lists, a pydantic model its
-    dump."""
-    if isinstance(value, (tuple, list, set, frozenset)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return _plain(dump())
-    return value

@@ -162,6 +162,34 @@ class ModuleRunTest(unittest.TestCase):
                 self.assertGreater(usage["prompt_tokens"], 0)
                 self.assertEqual(usage["total_tokens"], usage["prompt_tokens"] + usage["completion_tokens"])
 
+    def test_pydantic_and_other_python_outputs_arrive_as_json(self):
+        """A class-based signature's pydantic models (a list, a nested one, an Enum in them)
+        arrive as DSPy's model_dump(mode="json") of the very prediction; an Enum, a date, a
+        dataclass and a set a module makes itself as their JSON values; a model where a str
+        is declared is refused, naming the field."""
+        from .extract_module import Entity, Extractor
+
+        predictions: list = []
+        dspy_module("test-extract", lambda: Extractor(predictions))
+        self.addCleanup(unregister, "test-extract")
+        self.configure()
+        outputs = (("entities", "list[dict[str, Any]]"), ("main", "dict[str, str]"), ("kind", "Literal['person', 'place']"),
+                   ("day", "str"), ("span", "dict[str, int]"), ("tags", "list[str]"))
+        result = self.w.ok("execute_program", {"spec": module_spec("test-extract", inputs=(("text", "str"),), outputs=outputs), "inputs": {"text": "Ann is in Oslo."}})
+        prediction = predictions[-1]
+        self.assertIsInstance(prediction.main, Entity, "DSPy parsed the reply into the model")
+        self.assertEqual(result["outputs"], {
+            "entities": [e.model_dump(mode="json") for e in prediction.entities],
+            "main": prediction.main.model_dump(mode="json"),
+            "kind": prediction.main.kind.value,
+            "day": "2026-12-07", "span": {"start": 0, "end": 4}, "tags": ["a", "b"],
+        })
+        self.assertTrue(result["outputs"]["entities"], "the LM server answered a list of entities")
+
+        error = self.w.error("execute_program", {"spec": module_spec("test-extract", inputs=(("text", "str"),), outputs=(("main", "str"),)), "inputs": {"text": "Ann."}})
+        self.assertEqual(error["code"], "internal")
+        self.assertEqual(error["message"], "output main: expected str, got object")
+
     def test_the_state_is_loaded_and_its_lm_is_not(self):
         state = self.saved_state()
         state["answer"]["lm"] = {"model": "openai/another-model", "temperature": 0.0}
