@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 
 	"github.com/dspgo/dspgo/adapter"
@@ -88,6 +89,12 @@ type Typed[In, Out any] struct {
 //     its integers a Literal[1, 2, 3] (enum=1|2|3, each value from 0 and
 //     one the Go type holds): the field itself, or the elements of a
 //     slice or array, or the values of a map, through pointers.
+//   - date, datetime: the field's time.Time is a datetime.date (an input
+//     sends its day in its own location; an output is that day at
+//     midnight UTC) or a datetime.datetime (an output without a zone is
+//     in UTC): the field itself, or the elements of a slice or array, or
+//     the values of a map, through pointers. Without either, a time.Time
+//     is a text type, a str.
 //   - input, output: the side a field belongs to when one struct is both
 //     In and Out (NewTyped[QA, QA], like a class-based dspy.Signature): a
 //     field marked output is not an input, and one marked input not an
@@ -107,6 +114,7 @@ type Typed[In, Out any] struct {
 //	any (an empty interface)                 Any
 //	json.RawMessage                          Any (empty is None)
 //	a text type                              str (time.Time, netip.Addr, …)
+//	time.Time with date, datetime            datetime.date, datetime.datetime
 //	a string with enum=                      Literal['A', 'B', …]
 //	an integer with enum=                    Literal[1, 2, …]
 //	dspgo.History (an In field)              dspy.History
@@ -399,7 +407,7 @@ func deriveCodec(t reflect.Type, s side) (*structCodec, error) {
 			if prev, dup := byName[name]; dup {
 				return fail("name %q is the name of %s too", name, prev)
 			}
-			typ, rewrite, err := dspyType(sf.Type, s, opts.enum, 0)
+			typ, rewrite, err := dspyType(sf.Type, s, leafOptions{opts.enum, opts.moment}, 0)
 			if err != nil {
 				return fail("%v", err)
 			}
@@ -424,9 +432,12 @@ type tagOptions struct {
 	name, desc    string
 	enum          []string
 	input, output bool
+	// moment is program.Date or program.DateTime for the date and
+	// datetime options, else zero.
+	moment program.Kind
 }
 
-// parseTag parses "name,input,output,enum=a|b,desc=text".
+// parseTag parses "name,input,output,enum=a|b,date,datetime,desc=text".
 func parseTag(tag string) (tagOptions, error) {
 	parts := strings.Split(tag, ",")
 	o := tagOptions{name: parts[0]}
@@ -450,14 +461,22 @@ func parseTag(tag string) (tagOptions, error) {
 				seen[v] = true
 				o.enum = append(o.enum, v)
 			}
+		case opt == "date" || opt == "datetime":
+			if o.moment != 0 {
+				return o, fmt.Errorf("date and datetime exclude each other")
+			}
+			o.moment = map[string]program.Kind{"date": program.Date, "datetime": program.DateTime}[opt]
 		case opt == "input":
 			o.input = true
 		case opt == "output":
 			o.output = true
 		case opt == "":
 		default:
-			return o, fmt.Errorf("unknown option %q (known: input, output, enum=A|B, desc=TEXT)", opt)
+			return o, fmt.Errorf("unknown option %q (known: input, output, enum=A|B, date, datetime, desc=TEXT)", opt)
 		}
+	}
+	if o.moment != 0 && o.enum != nil {
+		return o, fmt.Errorf("enum= and %s exclude each other", program.Type{Kind: o.moment})
 	}
 	return o, nil
 }
@@ -498,6 +517,7 @@ var (
 	imageType           = reflect.TypeFor[Image]()
 	fileType            = reflect.TypeFor[File]()
 	audioType           = reflect.TypeFor[Audio]()
+	timeType            = reflect.TypeFor[time.Time]()
 	byteType            = reflect.TypeFor[byte]()
 )
 
@@ -518,12 +538,30 @@ func isText(t reflect.Type, s side) bool {
 // one, such as type L []L, has no end); DSPy types nest as deep at most.
 const maxGoTypeDepth = 16
 
-// dspyType maps a Go type to a signature type; enum, when not nil, makes
-// the string at its end a Literal. It reports whether encode rewrites a
+// leafOptions are the tag's options for the type at a field's end (the
+// field itself, or the elements of its slices, arrays and maps, through
+// pointers): enum, when not nil, makes a string or an integer a Literal;
+// moment, when not zero, makes a time.Time a date or a datetime.
+type leafOptions struct {
+	enum   []string
+	moment program.Kind
+}
+
+// dspyType maps a Go type to a signature type, with o for the type at its
+// end. It reports whether encode rewrites a
 // part of the value (see typedField.rewrite).
-func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, bool, error) {
+func dspyType(t reflect.Type, s side, o leafOptions, depth int) (program.Type, bool, error) {
 	if depth > maxGoTypeDepth {
 		return program.Type{}, false, fmt.Errorf("the type nests more than %d levels", maxGoTypeDepth)
+	}
+	enum := o.enum
+	if o.moment != 0 {
+		switch k := t.Kind(); {
+		case t == timeType:
+			return program.Type{Kind: o.moment}, false, nil // converts as a time.Time
+		case k != reflect.Pointer && k != reflect.Slice && k != reflect.Array && k != reflect.Map:
+			return program.Type{}, false, fmt.Errorf("%s applies to time.Time, and %s is not one", program.Type{Kind: o.moment}, t)
+		}
 	}
 	leaf := func(k program.Kind) (program.Type, bool, error) {
 		if enum != nil {
@@ -577,7 +615,7 @@ func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, b
 		}
 		return leaf(program.Any)
 	case reflect.Pointer:
-		elem, text, err := dspyType(t.Elem(), s, enum, depth+1)
+		elem, text, err := dspyType(t.Elem(), s, o, depth+1)
 		if err != nil || elem.Kind == program.Optional {
 			return elem, text, err
 		}
@@ -586,13 +624,13 @@ func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, b
 		if t.Elem() == byteType {
 			return program.Type{}, false, fmt.Errorf("%s has no DSPy type: use string for text, or []int for numbers", t)
 		}
-		elem, text, err := dspyType(t.Elem(), s, enum, depth+1)
+		elem, text, err := dspyType(t.Elem(), s, o, depth+1)
 		return program.Type{Kind: program.List, Elem: &elem}, text, err
 	case reflect.Array:
 		if t.Len() == 0 {
 			return program.Type{}, false, fmt.Errorf("%s has no elements: a tuple has at least one", t)
 		}
-		elem, text, err := dspyType(t.Elem(), s, enum, depth+1)
+		elem, text, err := dspyType(t.Elem(), s, o, depth+1)
 		members := make([]program.Type, t.Len())
 		for i := range members {
 			members[i] = elem
@@ -611,7 +649,7 @@ func dspyType(t reflect.Type, s side, enum []string, depth int) (program.Type, b
 		default:
 			return program.Type{}, false, fmt.Errorf("map key type %s is not a string or an integer type", k)
 		}
-		elem, text, err := dspyType(t.Elem(), s, enum, depth+1)
+		elem, text, err := dspyType(t.Elem(), s, o, depth+1)
 		return program.Type{Kind: program.Dict, Key: &key, Elem: &elem}, text || keyText, err
 	case reflect.Struct:
 		return program.Type{}, false, fmt.Errorf("nested struct %s is not supported: dspgo's signature types have no pydantic models; "+
@@ -772,6 +810,12 @@ func decodeValue(dst reflect.Value, src any, path string) *decodeError {
 		if !ok {
 			return mismatch()
 		}
+		if t == timeType {
+			if moment, ok := momentTime(s); ok {
+				dst.Set(reflect.ValueOf(moment))
+				return nil
+			}
+		}
 		if err := dst.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
 			return fail("UnmarshalText: %v", err)
 		}
@@ -880,6 +924,18 @@ func decodeValue(dst reflect.Value, src any, path string) *decodeError {
 		return mismatch()
 	}
 	return nil
+}
+
+// momentTime reads the text a date or a datetime without a zone comes as
+// (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS[.ffffff]) as a time.Time in UTC; a
+// datetime with a zone is RFC 3339, which time.Time's UnmarshalText reads.
+func momentTime(s string) (time.Time, bool) {
+	for _, layout := range []string{time.DateOnly, "2006-01-02T15:04:05.999999"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // intLiteral is the Literal of integers an enum= of an integer type t

@@ -551,7 +551,7 @@ func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 		}](1), `enum value "a" appears twice`},
 		{"an unknown tag option", fieldOf[struct {
 			L string `dspy:"l,required"`
-		}](1), `unknown option "required" (known: input, output, enum=A|B, desc=TEXT)`},
+		}](1), `unknown option "required" (known: input, output, enum=A|B, date, datetime, desc=TEXT)`},
 		{"a name that is no identifier", fieldOf[struct {
 			L string `dspy:"the-name"`
 		}](1), `name "the-name" is not a valid identifier`},

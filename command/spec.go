@@ -35,8 +35,9 @@ type Field struct {
 	// "int", "float", "bool", "Any", "list[T]", "dict[str, T]",
 	// "dict[int, T]", "tuple[A, B]", "tuple[T, ...]", "Optional[T]" or
 	// "T | None", "Union[A, B]" or "A | B", "Literal['a', 'b']",
-	// "Literal[1, 2]", "dspy.History" (one input's: a conversation so
-	// far), and, in inputs only, "dspy.Image", "dspy.File" and "dspy.Audio".
+	// "Literal[1, 2]", "datetime.date", "datetime.datetime",
+	// "dspy.History" (one input's: a conversation so far), and, in inputs
+	// only, "dspy.Image", "dspy.File" and "dspy.Audio".
 	// Empty means "str". The spellings and their canonical forms are in
 	// docs/protocol.md ("Program specs").
 	Type string `json:"type"`

@@ -87,6 +87,10 @@
 //     Python;
 //   - bool: h % 2 == 0;
 //   - None / NoneType: null;
+//   - date (datetime.date; a JSON schema's string of format "date"):
+//     2000-01-01 plus h % 36525 days, "YYYY-MM-DD";
+//   - datetime (datetime.datetime; format "date-time"): that day at
+//     h % 86400 seconds past midnight, "YYYY-MM-DDTHH:MM:SSZ";
 //   - Literal[...]: its first member, of its own type (Literal['a', 'b'] is
 //     "a", Literal[1, 2] is 1); an enum in a JSON schema likewise;
 //   - Optional[T], T | None, Union[...]: the value of the first member that
@@ -110,7 +114,8 @@
 // A field whose type name is unknown (a pydantic model's class name) takes
 // its type from the JSON schema its prompt gives for it ("# note: the value
 // you produce must adhere to the JSON schema: ..."), else it is str. JSON
-// schemas map as: string, integer, number, boolean, null, array (items, or
+// schemas map as: string (of format date or date-time: a date or
+// datetime), integer, number, boolean, null, array (items, or
 // prefixItems for a tuple), object (properties, or additionalProperties for
 // a dict), enum and const (Literal), anyOf and oneOf (the first member that
 // is not null), $ref into $defs.

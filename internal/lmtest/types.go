@@ -29,6 +29,10 @@ const (
 	kindDict
 	kindLiteral
 	kindObject
+	// kindDate is a datetime.date, written YYYY-MM-DD.
+	kindDate
+	// kindDateTime is a datetime.datetime, written YYYY-MM-DDTHH:MM:SSZ.
+	kindDateTime
 )
 
 // fieldType is a parsed field type, from a type string ("list[int]",
@@ -338,6 +342,10 @@ func namedType(name string, args []*fieldType) *fieldType {
 		return &fieldType{kind: kindFloat}
 	case "bool", "boolean", "Boolean":
 		return &fieldType{kind: kindBool}
+	case "date":
+		return &fieldType{kind: kindDate}
+	case "datetime":
+		return &fieldType{kind: kindDateTime}
 	case "None", "NoneType":
 		return &fieldType{kind: kindNone}
 	case "Any", "object":
@@ -748,6 +756,12 @@ func schemaType(schema any, root *ordObj, depth int) *fieldType {
 	}
 	switch typeName {
 	case "string":
+		switch format, _ := o.get("format"); format {
+		case "date":
+			return &fieldType{kind: kindDate}
+		case "date-time":
+			return &fieldType{kind: kindDateTime}
+		}
 		return strType
 	case "integer":
 		return &fieldType{kind: kindInt}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"time"
 )
 
 // Value returns the value the server answers for an output field named field
@@ -62,6 +63,10 @@ func valueOf(name string, t *fieldType) any {
 		return h%2 == 0
 	case kindNone:
 		return nil
+	case kindDate:
+		return dateOf(h).Format(time.DateOnly)
+	case kindDateTime:
+		return dateOf(h).Add(time.Duration(h%86400) * time.Second).Format("2006-01-02T15:04:05Z")
 	case kindLiteral:
 		if len(t.choices) == 0 {
 			return strValue(name, h)
@@ -105,6 +110,12 @@ func valueOf(name string, t *fieldType) any {
 	return strValue(name, h) // str, Any, unknown names
 }
 
+// dateOf is the day a value of a date or datetime field draws: 2000-01-01
+// plus h % 36525 days.
+func dateOf(h uint64) time.Time {
+	return time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, int(h%36525))
+}
+
 func childName(name string, i int) string { return fmt.Sprintf("%s[%d]", name, i) }
 
 func strValue(name string, h uint64) string {
@@ -129,7 +140,7 @@ func marshal(v any) string {
 // field's string (or a Literal's string member) as it is, anything else as
 // JSON.
 func valueText(v any, t *fieldType) string {
-	if s, ok := v.(string); ok && (t.kind == kindStr || t.kind == kindLiteral) {
+	if s, ok := v.(string); ok && (t.kind == kindStr || t.kind == kindLiteral || t.kind == kindDate || t.kind == kindDateTime) {
 		return s
 	}
 	return marshal(v)

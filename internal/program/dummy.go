@@ -42,6 +42,9 @@ func (c *Compiled) DummyOutputs(inputs map[string]any) (map[string]any, error) {
 //	          for str, the integer i for int (JSON "<i>"), Values[i] for a Literal
 //	Optional[T]: null when n mod 4 is 0, else T's value from child(0)
 //	Union[M0, M1, …]: the value of member M[n mod count] from child(0)
+//	datetime.date: 2000-01-01 plus n mod 36525 days
+//	datetime.datetime: 2000-01-01T00:00:00Z plus n mod 3155760000
+//	          seconds
 //
 // where child(i) = SHA-256(digest ‖ the byte i). Values are JSON-like (a
 // dict's keys are strings), as Compiled.Outputs takes them.
@@ -95,6 +98,10 @@ func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 		return dummyValue(*t.Elem, child(d, 0), field)
 	case Union:
 		return dummyValue(t.Members[int(n%uint32(len(t.Members)))], child(d, 0), field)
+	case Date:
+		return dummyDate(n)
+	case DateTime:
+		return dummyDateTime(n)
 	}
 	h := hex.EncodeToString(d[:8])
 	return field + " " + h[:8] + " " + h[8:16]

@@ -59,6 +59,9 @@ func dummyCases(t *testing.T) []dummyCase {
 		{Name: "dict_keys", Spec: command.Spec{Signature: sig("di: dict[int, list[str]], dl: dict[Literal['a', 'b'], int] -> " +
 			"g: dict[int, str], h: dict[Literal['p', 'q'], list[int]], k: dict[str, Optional[int]]")},
 			Inputs: json.RawMessage(`{"di":{"10":["a"],"9":[],"-1":["b"],"+2":[]},"dl":{"b":2}}`)},
+		{Name: "dates", Spec: command.Spec{Signature: sig("day: datetime.date, at: datetime.datetime -> due: datetime.date, " +
+			"seen: list[datetime.datetime], next: Optional[datetime.date], by_name: dict[str, datetime.datetime]")},
+			Inputs: json.RawMessage(`{"day":"2026-12-07","at":"2026-12-07 11:05:00.5+00:00"}`)},
 		{Name: "descriptions", Spec: command.Spec{Signature: command.Signature{
 			Inputs:  []command.Field{{Name: "q", Type: "str", Description: "the question"}},
 			Outputs: []command.Field{{Name: "a", Type: "list[ str ]", Description: "answers"}}}},

@@ -56,6 +56,12 @@ const (
 	// {"data": base64, "audio_format": "wav"}. It stands where an Image
 	// may.
 	Audio
+	// Date is Python's datetime.date, a day: its text YYYY-MM-DD. It is in
+	// no Union of several types (its value is a string).
+	Date
+	// DateTime is Python's datetime.datetime, a moment: its canonical
+	// text (CanonicalDateTime). It is in no Union of several types.
+	DateTime
 )
 
 // noneKind is None (NoneType) while a union is parsed; it never leaves
@@ -65,7 +71,8 @@ const noneKind Kind = -1
 // Type is a parsed field type: "str", "int", "float", "bool", "Any",
 // "list[T]", "dict[K, V]" (K is str, int or a Literal), "tuple[A, B]",
 // "tuple[T, ...]", "Optional[T]", "Union[A, B]", "Literal['a', 'b']" or
-// "dspy.History", "dspy.Image", "dspy.File" or "dspy.Audio".
+// "dspy.History", "dspy.Image", "dspy.File", "dspy.Audio",
+// "datetime.date" or "datetime.datetime".
 type Type struct {
 	Kind Kind
 	// Elem is the element type of a list or of a variadic tuple, the value
@@ -137,6 +144,10 @@ func (t Type) String() string {
 		return FileType
 	case Audio:
 		return AudioType
+	case Date:
+		return DateType
+	case DateTime:
+		return DateTimeType
 	case noneKind:
 		return "None"
 	}
@@ -176,8 +187,8 @@ func ParseType(s string) (Type, error) {
 	if err := p.notNone(t); err != nil {
 		return Type{}, err
 	}
-	if media := t.mediaInUnion(); media != "" {
-		return Type{}, fmt.Errorf("%s may not be in a Union of several types, in %q (which one a value is would be a guess): use Optional[%s], or a field of its own", media, s, media)
+	if guess := t.guessInUnion(); guess != "" {
+		return Type{}, fmt.Errorf("%s may not be in a Union of several types, in %q (which one a value is would be a guess): use Optional[%s], or a field of its own", guess, s, guess)
 	}
 	return t, nil
 }
@@ -192,14 +203,29 @@ func (t Type) Media() string {
 	return t.firstOfParts(Type.Media)
 }
 
-// mediaInUnion is Media of a member of a Union in t, or "".
-func (t Type) mediaInUnion() string {
+// guessInUnion is the canonical form of the first type a Union in t has
+// among several members that a Union cannot tell from the others by its
+// value: a medium (Media) or a date or datetime, whose values are
+// strings; "" when there is none.
+func (t Type) guessInUnion() string {
 	if t.Kind == Union {
-		if media := t.firstOfParts(Type.Media); media != "" {
-			return media
+		if guess := t.firstOfParts(Type.unionless); guess != "" {
+			return guess
 		}
 	}
-	return t.firstOfParts(Type.mediaInUnion)
+	return t.firstOfParts(Type.guessInUnion)
+}
+
+// unionless is the canonical form of the first medium, date or datetime t
+// is or holds, or "".
+func (t Type) unionless() string {
+	if t.Kind == Date || t.Kind == DateTime {
+		return t.String()
+	}
+	if media := t.Media(); media != "" {
+		return media
+	}
+	return t.firstOfParts(Type.unionless)
 }
 
 // firstOfParts is the first non-empty f of t's element and members, or "".
@@ -424,10 +450,14 @@ func (p *typeParser) primary(depth int) (Type, error) {
 		return Type{Kind: File}, nil
 	case AudioType:
 		return Type{Kind: Audio}, nil
+	case DateType: // not "date", which DSPy's string signatures know only where it is imported
+		return Type{Kind: Date}, nil
+	case DateTimeType:
+		return Type{Kind: DateTime}, nil
 	case "":
 		return Type{}, fmt.Errorf("expected a type at position %d of %q", p.i, p.s)
 	}
-	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File, dspy.Audio)", name, p.s)
+	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File, dspy.Audio, datetime.date, datetime.datetime)", name, p.s)
 }
 
 // elem parses a type that is not None, as a container's argument.
@@ -587,7 +617,8 @@ func isIdentByte(c byte) bool {
 
 var anyType = reflect.TypeFor[any]()
 
-// GoType is the Go type values of t convert to: string (str, Literal),
+// GoType is the Go type values of t convert to: string (str, Literal,
+// and datetime.date and datetime.datetime, as their canonical text),
 // int64, float64, bool, []T (list[T], tuple[T, ...]), []any (a fixed
 // tuple), map[string]V (dict[str, V], dict[Literal[...], V]),
 // map[int64]V (dict[int, V]), any for Any, Optional and Union (nil
@@ -668,6 +699,10 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		return convertFile(v, path)
 	case Audio:
 		return convertAudio(v, path)
+	case Date:
+		return convertDate(v, path)
+	case DateTime:
+		return convertDateTime(v, path)
 	case Optional:
 		if null {
 			return reflect.Zero(anyType), nil

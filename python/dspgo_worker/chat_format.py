@@ -11,7 +11,7 @@ import os
 import re
 
 from .errors import WorkerError
-from .fieldtypes import AUDIO, BOOL, FILE, FLOAT, HISTORY, INT, LITERAL, OPTIONAL, STR, FieldType
+from .fieldtypes import AUDIO, BOOL, DATE, DATETIME, FILE, FLOAT, HISTORY, INT, LITERAL, OPTIONAL, STR, FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, REASONING_FIELD
 from .media import map_media
 from .protocol import quote
@@ -42,12 +42,16 @@ SECTION_HEADER = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
 
 def _type_note(t: FieldType) -> str:
     """What the prompt says of an output's type: nothing for str, a single value of a
-    scalar, a Literal's values, else the JSON schema (Any, lists, tuples, dicts,
-    Optional, Union)."""
+    scalar, how a date or datetime is written, a Literal's values, else the JSON schema
+    (Any, lists, tuples, dicts, Optional, Union)."""
     if t.kind == STR:
         return ""
     if t.kind in (INT, FLOAT, BOOL):
         return f"must be a single {t.kind} value"
+    if t.kind == DATE:
+        return f"must be a single {DATE} value, written YYYY-MM-DD"
+    if t.kind == DATETIME:
+        return f"must be a single {DATETIME} value, written YYYY-MM-DDTHH:MM:SS, then Z or ±HH:MM when its time zone is known"
     if t.kind == LITERAL:
         return "must exactly match (no extra characters) one of: " + "; ".join(str(v) for v in t.values)
     return "must be JSON that adheres to the schema: " + json.dumps(t.json_schema(), ensure_ascii=False)
@@ -305,6 +309,8 @@ def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:
         note = _type_note(f.type)
         if f.type.kind in (INT, FLOAT, BOOL):
             part += f" (must be formatted as a valid Python {f.type.kind})"
+        elif f.type.moment == f.type.kind:  # DSPy's name of the class: date, datetime
+            part += f" (must be formatted as a valid Python {f.type.kind.removeprefix('datetime.')})"
         elif note:
             part += f" ({note})"
         order.append(part)

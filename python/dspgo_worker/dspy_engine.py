@@ -56,7 +56,7 @@ from .chat_format import convert_outputs
 from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
-from .fieldtypes import AUDIO, FILE, HISTORY, IMAGE, FieldType
+from .fieldtypes import AUDIO, DATE, FILE, HISTORY, IMAGE, FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
 from .media import (
@@ -171,13 +171,18 @@ def dspy_version() -> str | None:
 def python_type(t: FieldType) -> Any:
     """The Python type DSPy expects for a field type: ``list[int]``, ``dict[int, str]``,
     ``tuple[int, str]``, ``tuple[int, ...]``, ``typing.Literal['a']``, ``typing.Any``,
-    ``typing.Optional[int]``, ``typing.Union[int, str]``, ``dspy.History``, ``dspy.Image``, ``dspy.File``, ``dspy.Audio``: the type ``dspy.Signature``
+    ``typing.Optional[int]``, ``typing.Union[int, str]``, ``dspy.History``, ``dspy.Image``, ``dspy.File``, ``dspy.Audio``,
+    ``datetime.date``, ``datetime.datetime``: the type ``dspy.Signature``
     makes of the same signature string (python/tests/test_dspy_signatures.py checks it)."""
     import typing
 
-    from .fieldtypes import ANY, BOOL, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
+    from .fieldtypes import ANY, BOOL, DATETIME, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
 
     kind = t.kind
+    if kind in (DATE, DATETIME):
+        import datetime
+
+        return datetime.date if kind == DATE else datetime.datetime
     if kind == HISTORY:
         return import_dspy().History
     if kind == IMAGE:
@@ -498,7 +503,7 @@ def _dspy_inputs(dspy: Any, compiled: CompiledSpec, inputs: dict[str, Any]) -> d
     converted) becomes a ``dspy.History``, which DSPy's adapters write as the turns of a
     conversation before the current input, and the images and files as :func:`_dspy_media`."""
     _refuse_custom_type_text(inputs, "input")
-    out = _dspy_media(dspy, compiled, inputs)
+    out = _dspy_objects(dspy, compiled, inputs)
     for f in compiled.inputs:
         if f.type.kind == HISTORY:
             out[f.name] = dspy.History(messages=out[f.name]["messages"])
@@ -511,7 +516,7 @@ def dspy_example(dspy: Any, compiled: CompiledSpec, demo: dict[str, Any]) -> Any
     ``reasoning`` when it has one, its outputs."""
     _refuse_custom_type_text(demo["inputs"], "a demo's input")
     _refuse_custom_type_text(demo["outputs"], "a demo's output")
-    values = _dspy_media(dspy, compiled, demo["inputs"])
+    values = _dspy_objects(dspy, compiled, demo["inputs"])
     if "reasoning" in demo:
         values[REASONING_FIELD] = demo["reasoning"]
     values.update(demo["outputs"])
@@ -533,11 +538,13 @@ def _refuse_custom_type_text(values: dict[str, Any], label: str) -> None:
             )
 
 
-def _dspy_media(dspy: Any, compiled: CompiledSpec, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` (a run's or a demo's inputs), each image in them (``{"url": u}``) a
-    ``dspy.Image``, each file (``{"file_data", "filename"?}``) a ``dspy.File`` and each
-    sound (``{"data", "audio_format"}``) a ``dspy.Audio``, which DSPy's adapters send as
-    ``image_url``, ``file`` and ``input_audio`` content parts."""
+def _dspy_objects(dspy: Any, compiled: CompiledSpec, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a run's or a demo's inputs) with the objects DSPy's types take: each image
+    in them (``{"url": u}``) a ``dspy.Image``, each file (``{"file_data", "filename"?}``) a
+    ``dspy.File`` and each sound (``{"data", "audio_format"}``) a ``dspy.Audio``, which
+    DSPy's adapters send as ``image_url``, ``file`` and ``input_audio`` content parts; each
+    date and datetime (their canonical text) a ``datetime.date`` or ``datetime.datetime``,
+    which DSPy writes back as the same text (and takes without a type mismatch warning)."""
 
     def made(kind: str, value: dict[str, Any]) -> Any:
         if kind == FILE:
@@ -550,7 +557,20 @@ def _dspy_media(dspy: Any, compiled: CompiledSpec, values: dict[str, Any]) -> di
     for f in compiled.media_inputs:
         if f.name in out:
             out[f.name] = map_media(f.type, out[f.name], made)
+    for f in compiled.moment_inputs:
+        if f.name in out:
+            out[f.name] = map_media(f.type, out[f.name], _moment, "moment")
     return out
+
+
+def _moment(kind: str, text: str) -> Any:
+    """A date's or datetime's canonical text as Python's object (``Z`` read as UTC, which
+    ``fromisoformat`` takes only from Python 3.11)."""
+    import datetime
+
+    if kind == DATE:
+        return datetime.date.fromisoformat(text)
+    return datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
 
 
 def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:

@@ -4,8 +4,9 @@ from a hash of the spec, the field and the inputs (docs/protocol.md)."""
 from __future__ import annotations
 
 from .canonical import canonical_json, sha256
+from .datetimes import dummy_datetime
 from .errors import invalid
-from .fieldtypes import BOOL, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, TUPLE, UNION, FieldType
+from .fieldtypes import BOOL, DATE, DATETIME, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, TUPLE, UNION, FieldType
 from .values import key_kind
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -70,6 +71,8 @@ def dummy_value(t: FieldType, digest: bytes, field: str) -> Any:
         return None if n % 4 == 0 else dummy_value(t.elem, _child(digest, 0), field)
     if kind == UNION:
         return dummy_value(t.members[n % len(t.members)], _child(digest, 0), field)
+    if kind in (DATE, DATETIME):
+        return dummy_datetime(kind, n)
     h = digest[:8].hex()
     return f"{field} {h[:8]} {h[8:16]}"
 

@@ -2,7 +2,8 @@
 
 Types ``str``, ``int``, ``float``, ``bool``, ``Any``, ``list[T]``, ``dict[K, V]`` (K is
 str, int or a Literal), ``tuple[A, B]``, ``tuple[T, ...]``, ``Optional[T]``,
-``Union[A, B]`` (also ``A | B``) and ``Literal['a', 'b']``, in typing's spellings too
+``Union[A, B]`` (also ``A | B``), ``Literal['a', 'b']``, ``datetime.date``, ``datetime.datetime``
+and DSPy's ``dspy.History``, ``dspy.Image``, ``dspy.File`` and ``dspy.Audio``, in typing's spellings too
 (``List``, ``typing.Optional``…), nested at most 16 deep, with one canonical spelling
 (:meth:`FieldType.__str__`): :func:`parse_type`.
 """
@@ -28,6 +29,13 @@ FILE = "dspy.File"
 AUDIO = "dspy.Audio"
 #: The kinds of content the model takes beside the prompt's text.
 MEDIA_KINDS = (IMAGE, FILE, AUDIO)
+#: Python's ``datetime.date``, a day, written YYYY-MM-DD: in no Union of several types.
+DATE = "datetime.date"
+#: Python's ``datetime.datetime``, a moment (its canonical text: ``values.canonical_datetime``):
+#: in no Union of several types.
+DATETIME = "datetime.datetime"
+#: The kinds of a moment: a day, or a day and a time.
+MOMENT_KINDS = (DATE, DATETIME)
 #: None (NoneType) while a union is parsed; never a field's type.
 _NONE = "None"
 
@@ -36,16 +44,18 @@ class FieldType:
     """A parsed field type, as Go's ``program.Type``.
 
     ``kind`` is one of str, int, float, bool, Any, list, dict, tuple, Optional, Union,
-    Literal, dspy.History, dspy.Image, dspy.File, dspy.Audio; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
+    Literal, dspy.History, dspy.Image, dspy.File, dspy.Audio, datetime.date,
+    datetime.datetime; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
     an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
     ``members`` a Union's members or a fixed tuple's element types; ``variadic`` marks
     ``tuple[T, ...]``; ``values`` are a Literal's strings, or its ints (``Literal[1, 2]``).
     ``media`` is the first ``dspy.Image``, ``dspy.File`` or ``dspy.Audio`` the type is or
     holds (content the model takes beside the prompt's text, an input only), ``""`` when
-    none (Go's ``Type.Media``); set from the parts when the type is made.
+    none (Go's ``Type.Media``); ``moment`` likewise the first ``datetime.date`` or
+    ``datetime.datetime``; both set from the parts when the type is made.
     """
 
-    __slots__ = ("kind", "elem", "values", "key", "members", "variadic", "media")
+    __slots__ = ("kind", "elem", "values", "key", "members", "variadic", "media", "moment")
 
     def __init__(
         self,
@@ -64,6 +74,7 @@ class FieldType:
         self.members = members
         self.variadic = variadic
         self.media: str = kind if kind in MEDIA_KINDS else next((t.media for t in (elem, *members) if t is not None and t.media), "")
+        self.moment: str = kind if kind in MOMENT_KINDS else next((t.moment for t in (elem, *members) if t is not None and t.moment), "")
 
     def __str__(self) -> str:
         kind = self.kind
@@ -97,15 +108,17 @@ class FieldType:
         """Whether the type is a Literal of integers (Go's ``Type.Ints``)."""
         return self.kind == LITERAL and isinstance(self.values[0], int)
 
-    def media_in_union(self) -> str:
-        """:attr:`media` of a member of a Union in the type, or ``""``."""
+    def guess_in_union(self) -> str:
+        """The first type a Union in the type has among several members that the Union
+        cannot tell from the others by its value (a medium, a date or datetime, whose
+        values are strings or objects), or ``""`` (Go's ``Type.guessInUnion``)."""
         if self.kind == UNION:
             for m in self.members:
-                if m.media:
-                    return m.media
+                if m.media or m.moment:
+                    return m.media or m.moment
         for t in (self.elem, *self.members):
-            if t is not None and t.media_in_union():
-                return t.media_in_union()
+            if t is not None and t.guess_in_union():
+                return t.guess_in_union()
         return ""
 
     @property
@@ -140,6 +153,8 @@ class FieldType:
         if kind == OPTIONAL:
             inner = self.elem.members if self.elem.kind == UNION else (self.elem,)
             return {"anyOf": [m.json_schema() for m in inner] + [{"type": "null"}]}
+        if kind in (DATE, DATETIME):
+            return {"type": "string", "format": "date" if kind == DATE else "date-time"}
         return {"type": {STR: "string", INT: "integer", FLOAT: "number", BOOL: "boolean"}[kind]}
 
 
@@ -173,7 +188,7 @@ def make_union(parts: Iterable[FieldType]) -> FieldType:
 
 
 _KNOWN_TYPES = (
-    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File, dspy.Audio"
+    "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File, dspy.Audio, datetime.date, datetime.datetime"
 )
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -281,6 +296,8 @@ class _TypeParser:
                 raise self.whole_history()
             return FieldType(HISTORY)
         if name in MEDIA_KINDS:  # not "Image", "File" or "Audio", which DSPy's string signatures do not know either
+            return FieldType(name)
+        if name in (DATE, DATETIME):  # not "date", which DSPy's string signatures know only where it is imported
             return FieldType(name)
         if name == "":
             raise ValueError(f"expected a type at position {self.i} of {quote(self.s)}")
@@ -392,11 +409,11 @@ def parse_type(s: str) -> FieldType:
     if not p.done():
         raise ValueError(f"unexpected {quote(s[p.i:])} after the type in {quote(s)}")
     p.not_none(t)
-    media = t.media_in_union()
-    if media:
+    guess = t.guess_in_union()
+    if guess:
         raise ValueError(
-            f"{media} may not be in a Union of several types, in {quote(s)} (which one a value is would be a guess): "
-            f"use Optional[{media}], or a field of its own"
+            f"{guess} may not be in a Union of several types, in {quote(s)} (which one a value is would be a guess): "
+            f"use Optional[{guess}], or a field of its own"
         )
     return t
 

@@ -14,7 +14,7 @@ import ipaddress
 import json
 
 from .errors import WorkerError
-from .fieldtypes import AUDIO, DICT, FILE, IMAGE, LIST, MEDIA_KINDS, OPTIONAL, TUPLE, FieldType
+from .fieldtypes import AUDIO, DICT, FILE, IMAGE, LIST, OPTIONAL, TUPLE, FieldType
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -108,24 +108,26 @@ def media_part(s: str, part: str, want: str) -> dict[str, Any]:
     return obj
 
 
-def map_media(t: FieldType, v: Any, media: Callable[[str, dict[str, Any]], Any]) -> Any:
+def map_media(t: FieldType, v: Any, media: Callable[[str, Any], Any], held: str = "media") -> Any:
     """``v``, a converted value of type ``t``, with each image (``{"url": u}``), file
     (``{"file_data": d, "filename"?: n}``) and sound (``{"data", "audio_format"}``) in it
     replaced by ``media(its kind, it)`` (Go's ``MapMedia``); the lists and dicts that hold
-    one are copied, the rest is ``v``'s."""
-    if v is None or not t.media:
+    one are copied, the rest is ``v``'s. ``held="moment"`` maps each date and datetime
+    (their text) instead."""
+    found = getattr(t, held)
+    if v is None or not found:
         return v
     kind = t.kind
-    if kind in MEDIA_KINDS:
+    if kind == found:  # the value itself, not a container of it
         return media(kind, v)
     if kind == OPTIONAL:
-        return map_media(t.elem, v, media)
+        return map_media(t.elem, v, media, held)
     if kind == DICT:
-        return {k: map_media(t.elem, e, media) for k, e in v.items()}
+        return {k: map_media(t.elem, e, media, held) for k, e in v.items()}
     if kind == TUPLE and not t.variadic:
-        return [map_media(m, e, media) for m, e in zip(t.members, v)]
+        return [map_media(m, e, media, held) for m, e in zip(t.members, v)]
     if kind in (LIST, TUPLE):
-        return [map_media(t.elem, e, media) for e in v]
+        return [map_media(t.elem, e, media, held) for e in v]
     return v
 
 

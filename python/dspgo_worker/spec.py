@@ -85,6 +85,7 @@ class CompiledSpec:
         self.inputs: list[Field] = sides["input"]
         #: The inputs whose types hold a dspy.Image or a dspy.File.
         self.media_inputs: tuple[Field, ...] = tuple(f for f in self.inputs if f.type.media)
+        self.moment_inputs: tuple[Field, ...] = tuple(f for f in self.inputs if f.type.moment)
         self.declared_outputs: list[Field] = sides["output"]
         self.instructions = instructions
         self.kind = kind

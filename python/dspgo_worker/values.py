@@ -12,11 +12,14 @@ import math
 import re
 
 from .canonical import EXACT
+from .datetimes import DATE_WANT, DATETIME_WANT, convert_datetime, parse_datetime
 from .errors import invalid
 from .fieldtypes import (
     ANY,
     AUDIO,
     BOOL,
+    DATE,
+    DATETIME,
     DICT,
     FILE,
     FLOAT,
@@ -120,6 +123,8 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
         return _file(v, path)
     if kind == AUDIO:
         return _audio(v, path)
+    if kind in (DATE, DATETIME):
+        return convert_datetime(kind, v, path, describe_value)
     if kind == OPTIONAL:
         return None if v is None else convert(t.elem, v, path, exact)
     if kind == UNION:
@@ -356,6 +361,8 @@ def parse_output(t: FieldType, value: Any, path: str, text: bool = False) -> Any
         raise ValueError(f"{path}: expected str, got {describe_value(value)}")
     if isinstance(value, str):
         return _parse_text(t, value, path)
+    if kind in (DATE, DATETIME):
+        raise ValueError(f"{path}: {DATE_WANT if kind == DATE else DATETIME_WANT}, got {describe_value(value)}")
     if kind == LITERAL and not t.ints:
         raise ValueError(f"{path}: expected one of {t}, got {describe_value(value)}")
     if kind in (INT, FLOAT, BOOL, LITERAL):
@@ -423,6 +430,11 @@ def _parse_text(t: FieldType, text: str, path: str) -> Any:
             if f is not None:
                 return f
         raise ValueError(f"{path}: expected float, got {shown}")
+    if kind in (DATE, DATETIME):
+        moment = parse_datetime(kind, s)
+        if moment is None:
+            raise ValueError(f"{path}: {DATE_WANT if kind == DATE else DATETIME_WANT}, got {shown}")
+        return moment
     # list, tuple or dict: JSON
     try:
         value = json.loads(s)

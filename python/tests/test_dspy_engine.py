@@ -157,6 +157,42 @@ class DspyEngineTest(unittest.TestCase):
         prompt = self.lm.requests()[-1]["messages"][0]["content"]
         self.assertIn("Literal[1, 2, 3, 4, 5]", prompt)
 
+    def test_dates_and_datetimes(self):
+        """datetime.date and datetime.datetime (DSPy's ``current_date: datetime.date``): the
+        inputs reach the LM as DSPy writes them (the same user message from both engines, a
+        demo's too), the outputs come back as their canonical text on both engines alike,
+        and a bad input is refused before any request."""
+        spec = spec_of([("day", "datetime.date"), ("seen", "list[datetime.datetime]")],
+                       [("due", "datetime.date"), ("at", "datetime.datetime"), ("next", "Optional[datetime.date]"), ("log", "list[datetime.datetime]")])
+        spec["demos"] = [{"inputs": {"day": "2026-01-02", "seen": ["2026-01-02T03:04:05+00:00"]},
+                          "outputs": {"due": "2026-01-09", "at": "2026-01-02 09:30", "next": None, "log": []}}]
+        inputs = {"day": "2026-12-07", "seen": ["2026-12-07T11:05:00.5+01:00", "2026-12-07 12:00Z"]}
+        sent = self.sent_by_both_engines(spec, inputs)
+        self.assertEqual(sent["dspy"][:-1], sent["native"][:-1], "the demo")
+        asked = {engine: sent[engine][-1]["content"].split("Respond with")[0] for engine in ("dspy", "native")}
+        self.assertEqual(asked["dspy"], asked["native"], "the inputs (the notes of the list outputs differ)")
+        for engine in ("dspy", "native"):
+            self.assertIn("`[[ ## due ## ]]` (must be formatted as a valid Python date), then `[[ ## at ## ]]` (must be formatted as a valid Python datetime)",
+                          sent[engine][-1]["content"], engine)
+        self.assertEqual(sent["native"][-1]["content"].split("\n\n")[:2],
+                         ["[[ ## day ## ]]\n2026-12-07", '[[ ## seen ## ]]\n["2026-12-07T11:05:00.500000+01:00", "2026-12-07T12:00:00Z"]'])
+        self.assertIn("[[ ## seen ## ]]\n[\"2026-01-02T03:04:05Z\"]", sent["native"][0]["content"], "the demo's datetime, canonical")
+        self.assertIn("[[ ## at ## ]]\n2026-01-02T09:30:00\n", sent["native"][1]["content"])
+
+        outputs = {}
+        for engine in ("dspy", "native"):
+            with self.subTest(engine=engine):
+                self.configure(engine)
+                outputs[engine] = self.execute(spec, inputs)["outputs"]
+                self.assertRegex(outputs[engine]["due"], r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+                self.assertRegex(outputs[engine]["at"], r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\Z")
+                self.assertEqual(len(outputs[engine]["log"]), 2)
+                error = self.w.error("execute_program", {"spec": spec, "inputs": {**inputs, "day": "7 Dec 2026"}})
+                self.assertEqual(error["code"], "invalid_argument")
+                self.assertEqual(error["message"], 'input day: expected datetime.date (YYYY-MM-DD), got string "7 Dec 2026"')
+        self.assertEqual(outputs["dspy"], outputs["native"])
+        self.assertIn('"format": "date"', self.lm.requests()[-1]["messages"][0]["content"], "DSPy's schema note of a date output")
+
     def test_images_are_sent_as_dspy_sends_them(self):
         """dspy.Image inputs, whole, in a list, in a dict and Optional, in the run's inputs
         and a demo's: both engines send the same messages, the images as image_url content
