@@ -589,7 +589,7 @@ def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:
         raise WorkerError("failed_precondition", f"module {name}: its factory made a {type(module).__name__}, not a dspy.Module")
     if compiled.state is None:
         return module
-    parameters = [n for n, _ in module.named_parameters()]
+    parameters = dict(module.named_parameters())
     missing = [n for n in parameters if not isinstance(compiled.state.get(n), dict)]
     if missing:
         theirs = ", ".join(quote(k) for k in compiled.state if k != "metadata") or "none"
@@ -598,6 +598,15 @@ def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:
             f"module {name}: the state has no entry for its predictor {', '.join(quote(n) for n in missing)} "
             f"(the state's entries: {theirs}); was it saved from another module?",
         )
+    for n, parameter in parameters.items():
+        saved = _saved_keys(dspy, parameter)
+        extra = sorted(k for k in compiled.state[n] if k not in saved)
+        if extra:
+            raise WorkerError(
+                "invalid_argument",
+                f"module {name}: its state's entry {quote(n)} holds {quote(extra[0])}, which DSPy does not save for it "
+                f"(its keys: {', '.join(quote(k) for k in sorted(saved))})",
+            )
     state = {n: {**compiled.state[n], "lm": None} for n in parameters}
     try:
         compiled.extras["state_images"] = images_in_dspy_state(state, convert)
@@ -608,6 +617,17 @@ def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:
     except Exception as exc:  # noqa: BLE001 - DSPy refuses a state with many kinds
         raise WorkerError("invalid_argument", f"module {name}: its state does not load: {type(exc).__name__}: {exc}") from None
     return module
+
+
+def _saved_keys(dspy: Any, parameter: Any) -> set[str]:
+    """The keys DSPy's save writes for ``parameter`` (a predictor of a module), which are
+    all a state's entry for it may hold: ``Predict.load_state`` (and ``Retrieve``'s) set
+    every other key as an attribute, and a ``config`` would reach each LM call of the
+    predictor, its ``api_base`` sending the worker's key elsewhere."""
+    keys = set(parameter.dump_state())
+    if isinstance(parameter, dspy.Predict):
+        keys |= {"fields", "lm"}  # written only when set
+    return keys
 
 
 #: The request whose blocking ``forward`` runs in this context (:func:`_run_forward`).

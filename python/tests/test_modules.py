@@ -16,6 +16,7 @@ from unittest import mock
 
 from dspgo_worker import dspy_module
 from dspgo_worker.errors import WorkerError
+from dspgo_worker.protocol import quote
 from dspgo_worker.modules import module_factory, module_names, unregister
 
 from .helpers import WAIT, InProcessWorker
@@ -214,6 +215,30 @@ class ModuleRunTest(unittest.TestCase):
         self.assertEqual(error["code"], "invalid_argument")
         self.assertIn('module "test-draft": its state does not load: KeyError', error["message"])
         self.assertEqual(self.lm.requests(), [], "nothing ran")
+
+    def test_a_state_sets_no_other_attribute_of_a_predictor(self):
+        """DSPy's ``Predict.load_state`` sets every key of an entry it does not know as an
+        attribute: a state's ``config`` would reach every LM call of the predictor, its
+        ``api_base`` sending the worker's key elsewhere. A state holds only the keys DSPy's
+        own save writes for the module's predictors."""
+        elsewhere = LMServer(self)
+        for key, value in (("config", {"api_base": elsewhere.url + "/v1"}), ("lm", {"model": "openai/x", "api_base": elsewhere.url}),
+                           ("callbacks", []), ("forward", None)):
+            with self.subTest(key=key):
+                state = self.saved_state()
+                state["answer"][key] = value
+                self.configure()
+                self.lm.reset()
+                if key == "lm":  # DSPy's own key: its value is dropped, the run's LM is used
+                    self.w.ok("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
+                    self.assertEqual(len(self.lm.requests()), 2)
+                else:
+                    error = self.w.error("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
+                    self.assertEqual(error["code"], "invalid_argument")
+                    self.assertIn(f'module "test-draft": its state\'s entry "answer" holds {quote(key)}, which DSPy does not save for it '
+                                  '(its keys: "demos", "fields", "lm", "signature", "traces", "train")', error["message"])
+                    self.assertEqual(self.lm.requests(), [], "nothing ran")
+                self.assertEqual(elsewhere.requests(), [], "no request went elsewhere")
 
     def test_the_images_of_a_state_are_checked(self):
         """DSPy saves a demo's image as its marked text, and makes content parts of any
