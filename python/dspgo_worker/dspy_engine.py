@@ -371,7 +371,7 @@ class DspyEngine:
         try:
             # No history: DSPy would keep every call's prompt and reply, on the LM, on
             # the module and globally, up to 10,000 each.
-            with dspy.context(lm=lm, track_usage=True, send_stream=None if on_thread else chunks, disable_history=True):
+            with dspy.context(lm=lm, track_usage=True, send_stream=None if on_thread else chunks, disable_history=True, **{_RUN_SETTING: ctx}):
                 if on_thread:
                     prediction = await _run_forward(ctx, module, inputs)
                 else:
@@ -379,6 +379,7 @@ class DspyEngine:
         except WorkerError:
             raise
         except Exception as exc:  # noqa: BLE001 - dspy and its LM clients raise many kinds
+            ctx.check()  # the run's cancel or deadline may be the cause (dspy.Parallel makes it a None result)
             raise _coded(exc, config) from None
         finally:
             if lms is not None and shared is not None:
@@ -630,8 +631,10 @@ def _saved_keys(dspy: Any, parameter: Any) -> set[str]:
     return keys
 
 
-#: The request whose blocking ``forward`` runs in this context (:func:`_run_forward`).
-_BLOCKING_RUN: contextvars.ContextVar[Context | None] = contextvars.ContextVar("dspgo_blocking_run", default=None)
+#: The key of DSPy's settings (``dspy.context``) that holds the request a run serves: DSPy
+#: copies its settings into the threads it starts (``Parallel``, ``asyncify``), so each LM
+#: call of the run, on any thread, finds it (:func:`_lm_class`).
+_RUN_SETTING = "dspgo_run"
 
 #: :func:`_lm_class`'s class, made at its first call.
 _LM_CLASS: Any = None
@@ -640,10 +643,11 @@ _LM_CLASS: Any = None
 def _lm_class(dspy: Any) -> Any:
     """``dspy.LM`` whose calls first check the chat DSPy made (:func:`refuse_parts`: no image
     by URL unless ``dspgo_image_urls``, no stored file, no other kind of part), whatever
-    text DSPy made content parts of, and whose blocking calls (``lm(...)``, made by a
-    custom module's ``forward`` on a thread) check that their run goes on: a thread cannot
-    be interrupted, but a cancelled run, or one past its deadline, makes no further LM
-    call (``Cancelled``, ``DeadlineExceeded``). Calls on the event loop (``acall``) are
+    text DSPy made content parts of, and whose blocking calls (``lm(...)``, made on a
+    thread: a custom module's ``forward``, the threads of ``dspy.Parallel`` and
+    ``dspy.asyncify``) check that their run (:data:`_RUN_SETTING`) goes on: a thread
+    cannot be interrupted, but a cancelled run, or one past its deadline, makes no further
+    LM call (``Cancelled``, ``DeadlineExceeded``). Calls on the event loop (``acall``) are
     cancelled where they wait. It overrides ``__call__`` and ``acall``, not ``forward``,
     whose override DSPy 3.4 takes for a legacy LM."""
     global _LM_CLASS
@@ -654,7 +658,7 @@ def _lm_class(dspy: Any) -> Any:
             dspgo_image_urls = False
 
             def __call__(self, *args: Any, **kwargs: Any) -> Any:
-                run = _BLOCKING_RUN.get()
+                run = dspy.settings.get(_RUN_SETTING)
                 if run is not None:
                     run.check()
                 refuse_parts(kwargs.get("messages"), self.dspgo_image_urls)
@@ -670,18 +674,21 @@ def _lm_class(dspy: Any) -> Any:
 
 async def _run_forward(ctx: Context, module: Any, inputs: dict[str, Any]) -> Any:
     """``module(**inputs)`` on one of the worker's threads (``ctx.run_sync``), in a copy
-    of this task's context, so DSPy sees the run's LM and usage tracking there. A
-    cancelled run waits for ``forward`` to end, as a thread cannot be interrupted, but
-    ``forward`` makes no LM call after the cancel (:func:`_lm_class`)."""
+    of this task's context, so DSPy sees the run's LM, usage tracking and request there.
+    ``forward`` makes no LM call after a cancel (:func:`_lm_class`), and a module that
+    catches the error this raises (``dspy.BestOfN`` and ``dspy.Refine`` catch each
+    attempt's) still ends its run ``canceled`` or ``deadline_exceeded``."""
     context = contextvars.copy_context()
-    context.run(_BLOCKING_RUN.set, ctx)
 
     def forward() -> Any:
         return context.run(module, **inputs)
 
     if _worker_of(ctx) is None:
-        return await asyncio.to_thread(forward)
-    return await ctx.run_sync(forward)
+        result = await asyncio.to_thread(forward)
+    else:
+        result = await ctx.run_sync(forward)
+    ctx.check()
+    return result
 
 
 async def _close(lm: Any) -> None:

@@ -368,6 +368,91 @@ class ModuleRunTest(unittest.TestCase):
         self.assertTrue(ended.wait(WAIT), "forward ended")
         self.assertEqual(len(self.lm.requests()), 2, "no step after the deadline called the LM")
 
+    def test_modules_that_catch_or_thread_still_stop(self):
+        """DSPy's own modules that catch every exception of an attempt (BestOfN, Refine),
+        run on threads of their own (Parallel) or in a thread the loop abandons (asyncify)
+        stop at their next LM call after a cancel or the deadline, and the run answers
+        ``canceled`` (``deadline_exceeded``), not the success of a swallowed error."""
+        dspy, ended = self.dspy, threading.Event()
+
+        def never(args, prediction):
+            return 0.0
+
+        class BestOf(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.best = dspy.BestOfN(dspy.Predict("question -> answer"), N=3, reward_fn=never, threshold=1.0)
+
+            def forward(self, question):
+                try:
+                    return self.best(question=question)
+                finally:
+                    ended.set()
+
+        class Refined(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.refine = dspy.Refine(dspy.Predict("question -> answer"), N=3, reward_fn=never, threshold=1.0)
+
+            def forward(self, question):
+                try:
+                    return self.refine(question=question)
+                finally:
+                    ended.set()
+
+        class Rounds(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.qa = dspy.Predict("question -> answer")
+
+            def forward(self, question):
+                try:
+                    answers = []
+                    for r in range(3):
+                        batch = [(self.qa, dspy.Example(question=f"{question} {r}.{i}").with_inputs("question")) for i in range(2)]
+                        answers += [p.answer for p in dspy.Parallel(num_threads=2, disable_progress_bar=True)(batch)]
+                    return dspy.Prediction(answer="; ".join(answers))
+                finally:
+                    ended.set()
+
+        class Asyncified(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.steps = [dspy.Predict("question -> answer") for _ in range(3)]
+
+            def chain(self, question):
+                try:
+                    for step in self.steps:
+                        question = step(question=question).answer
+                    return dspy.Prediction(answer=question)
+                finally:
+                    ended.set()
+
+            async def aforward(self, question):
+                return await dspy.asyncify(self.chain)(question)
+
+        self.configure(model="test-model+latency=1s")
+        for name, factory, in_flight in (("test-best-of", BestOf, 1), ("test-refine", Refined, 1), ("test-rounds", Rounds, 2),
+                                         ("test-asyncified", Asyncified, 1)):
+            dspy_module(name, factory)
+            self.addCleanup(unregister, name)
+            with self.subTest(module=name, end="cancel"):
+                self.lm.reset()
+                ended.clear()
+                request_id = self.w.call("execute_program", {"spec": module_spec(name), "inputs": {"question": "?"}})
+                self.lm.wait(requests=1)
+                self.w.send({"id": 99, "command": "cancel", "args": {"id": request_id}})
+                self.assertEqual(self.w.response(request_id)["error"]["code"], "canceled")
+                self.assertTrue(ended.wait(WAIT), "the module's code ended")
+                self.assertEqual(len(self.lm.requests()), in_flight, "the calls in flight at the cancel, no more")
+            with self.subTest(module=name, end="deadline"):
+                self.lm.reset()
+                ended.clear()
+                error = self.w.error("execute_program", {"spec": module_spec(name), "inputs": {"question": "?"}}, deadline_ms=1500)
+                self.assertEqual(error["code"], "deadline_exceeded", error)
+                self.assertTrue(ended.wait(WAIT), "the module's code ended")
+                self.assertEqual(len(self.lm.requests()), 2 * in_flight, "the calls before the deadline and in flight at it")
+
     def test_concurrent_runs_share_the_module(self):
         self.configure()
         spec = self.spec()
