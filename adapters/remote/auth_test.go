@@ -259,6 +259,17 @@ func TestAnonymousAndWrongCredentialsAreRefused(t *testing.T) {
 		assert.NotContains(t, err.Error(), wrong.Password)
 		assert.Contains(t, err.Error(), "nats://***@127.0.0.1:")
 	}
+	// A password holding what a URL may not hold raw makes the URL fail to
+	// parse, and the parser's error quotes the URL, and a piece of the
+	// password as a port: none of it is shown.
+	for _, password := range []string{"Zq9/Tp4xK2", "Zq9?Tp4xK2", "Zq9#Tp4xK2", "Zq9@Tp4xK2"} {
+		_, err = remote.Dial(ctx, remote.DialOptions{URL: strings.Replace(d.srv.ClientURL(), "nats://", "nats://alice:"+password+"@", 1)})
+		require.Error(t, err)
+		for _, piece := range []string{"Zq9", "Tp4xK2"} {
+			assert.NotContains(t, err.Error(), piece, password)
+		}
+		assert.Contains(t, err.Error(), "nats://***@127.0.0.1:", password)
+	}
 }
 
 // TestCallerCannotTakeCalls: a caller can neither subscribe to the call

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -97,9 +98,16 @@ func Dial(ctx context.Context, opts DialOptions) (*nats.Conn, error) {
 	nc, err := nats.Connect(opts.URL, o...)
 	if err != nil {
 		code := adapter.CodeUnavailable
-		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+		var unparsed *url.Error
+		switch {
+		case errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked):
 			code = adapter.CodeFailedPrecondition
 			err = fmt.Errorf("%w: the server refused these credentials", err)
+		case errors.As(err, &unparsed):
+			// The parser's error quotes the URL, and may quote a piece of
+			// its password (as a port): none of it is kept.
+			code = adapter.CodeInvalidArgument
+			err = errors.New("the URL does not parse (a password holding '/', '?', '#' or '@' needs them %-escaped: %2F, %3F, %23, %40)")
 		}
 		return nil, &adapter.Error{Code: code, Op: "dial", Adapter: Name, Err: fmt.Errorf("connecting to NATS at %s: %w", secret.URLs(opts.URL), err)}
 	}
