@@ -206,6 +206,11 @@ type Remote struct {
 	TokenEnv string `koanf:"token_env"`
 	// TokenFile is a file holding a NATS token (one line). Default "".
 	TokenFile string `koanf:"token_file"`
+	// AllowNoAuth accepts a server that requires no authentication, which
+	// lets any process that reaches it take calls, answer them, or send a
+	// host calls of its own (remote.DialOptions.AllowNoAuth). Default
+	// false: such a server is refused.
+	AllowNoAuth bool `koanf:"allow_no_auth"`
 	// InboxPrefix is the prefix of the connection's inboxes, under
 	// "_INBOX.". Default "": "_INBOX.<user>" with remote.user,
 	// "_INBOX.<public key>" with an NKEY seed or a credentials file, and

@@ -62,11 +62,23 @@ type DialOptions struct {
 	// consumer). Nil discards them (nats.go's own default prints them to
 	// stderr).
 	Logger *slog.Logger
+	// AllowNoAuth accepts a server that requires no authentication. Any
+	// process that reaches such a server can take the calls a caller
+	// sends, answer them, or send a host calls of its own, and on a
+	// loopback port another OS user may start one where this user's
+	// embedded server usually runs; so false (the default) refuses it.
+	// Set it only where nothing untrusted reaches the server (tests).
+	AllowNoAuth bool
 }
+
+// ErrNoAuth is the error of Dial connecting to a server that requires no
+// authentication, without DialOptions.AllowNoAuth.
+var ErrNoAuth = errors.New("the NATS server requires no authentication")
 
 // Dial connects to NATS. The connection reconnects by itself, forever,
 // after a server is lost; calls made while it is away fail with
-// CodeUnavailable. A server refusing the credentials is
+// CodeUnavailable. A server refusing the credentials, or one that
+// requires no authentication (unless AllowNoAuth), is
 // CodeFailedPrecondition; options that do not fit together, or a seed
 // or credentials file that does not read, CodeInvalidArgument.
 func Dial(ctx context.Context, opts DialOptions) (*nats.Conn, error) {
@@ -110,6 +122,14 @@ func Dial(ctx context.Context, opts DialOptions) (*nats.Conn, error) {
 			err = errors.New("the URL does not parse (a password holding '/', '?', '#' or '@' needs them %-escaped: %2F, %3F, %23, %40)")
 		}
 		return nil, &adapter.Error{Code: code, Op: "dial", Adapter: Name, Err: fmt.Errorf("connecting to NATS at %s: %w", secret.URLs(opts.URL), err)}
+	}
+	if !nc.AuthRequired() && !opts.AllowNoAuth {
+		url := nc.ConnectedUrlRedacted()
+		nc.Close()
+		return nil, &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: "dial", Adapter: Name, Err: fmt.Errorf("%w (%s): "+
+			"any process that reaches it could take this connection's calls or answer them; give the server users "+
+			"(dspgo workers --embedded-nats does), or accept it where nothing untrusted reaches it (remote.allow_no_auth, DialOptions.AllowNoAuth)",
+			ErrNoAuth, secret.URL(url))}
 	}
 	return nc, nil
 }

@@ -41,7 +41,7 @@ func startServer(t testing.TB) *embedded.Server {
 // connect opens a connection closed at the end of the test.
 func connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
-	nc, err := remote.Dial(context.Background(), remote.DialOptions{URL: url, Name: t.Name()})
+	nc, err := remote.Dial(context.Background(), remote.DialOptions{URL: url, Name: t.Name(), AllowNoAuth: true})
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	return nc

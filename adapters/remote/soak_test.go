@@ -79,7 +79,7 @@ func TestSoak(t *testing.T) {
 	// The caller reaches the server through a proxy that cuts its
 	// connection now and then, and sometimes holds its reconnection.
 	px := startProxy(t, srv.ClientURL()[len("nats://"):])
-	nc, err := remote.Dial(context.Background(), remote.DialOptions{URL: px.url(), ConnectTimeout: 2 * time.Second})
+	nc, err := remote.Dial(context.Background(), remote.DialOptions{URL: px.url(), ConnectTimeout: 2 * time.Second, AllowNoAuth: true})
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	t.Cleanup(func() { px.cut(false) })

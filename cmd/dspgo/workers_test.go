@@ -83,7 +83,16 @@ func TestRunWithNoHostIsNotBadUsage(t *testing.T) {
 	s, err := embedded.Start(context.Background(), embedded.Options{Port: -1, StoreDir: t.TempDir(), NoAuth: true})
 	require.NoError(t, err)
 	defer s.Shutdown()
+	// A server that lets anyone in may be anyone's (another OS user's, on
+	// the loopback port of this user's embedded server): refused unless
+	// accepted.
 	r := cli(t, "", nil, "run", "--adapter", "remote", "--remote-url", s.ClientURL(), "--signature", "question -> answer", "--input", "question=?")
+	assert.Equal(t, 1, r.status, r.stderr)
+	assert.Contains(t, r.stderr, "the NATS server requires no authentication ("+s.ClientURL()+"): any process that reaches it could take")
+	assert.Empty(t, r.stdout)
+
+	r = cli(t, "", []string{"DSPGO_REMOTE__ALLOW_NO_AUTH=true"}, "run", "--adapter", "remote", "--remote-url", s.ClientURL(),
+		"--signature", "question -> answer", "--input", "question=?")
 	assert.Equal(t, 1, r.status, r.stderr)
 	assert.Contains(t, r.stderr, "no worker host serves")
 	assert.NotContains(t, r.stderr, "signature")

@@ -258,6 +258,10 @@ func (s *Server) ClusterURL() string {
 // Name is the server's name.
 func (s *Server) Name() string { return s.ns.Name() }
 
+// ID is the server's unique id (its public NKEY), new at each start: what
+// a client reads as nats.Conn.ConnectedServerId.
+func (s *Server) ID() string { return s.ns.ID() }
+
 // WaitClusterReady waits until the server has routes to want other
 // members and JetStream's cluster has a leader, and, when the server is
 // that leader, until it counts want+1 JetStream servers online: only

@@ -80,7 +80,7 @@ func TestStartNeedsUsers(t *testing.T) {
 	assert.ErrorContains(t, err, "routes between embedded servers are not authenticated")
 
 	s = start(t, embedded.Options{NoAuth: true})
-	nc, err := remote.Dial(ctxT(t), remote.DialOptions{URL: s.ClientURL()})
+	nc, err := remote.Dial(ctxT(t), remote.DialOptions{URL: s.ClientURL(), AllowNoAuth: true})
 	require.NoError(t, err, "NoAuth lets any client in")
 	nc.Close()
 }

@@ -28,6 +28,10 @@ type Local struct {
 	URL string `json:"url"`
 	// PID is the process running the server.
 	PID int `json:"pid"`
+	// ServerID is the server's id (Server.ID): a client that took these
+	// credentials checks that the server it reached is this one, not
+	// another process on the same port. Empty means not known.
+	ServerID string `json:"server_id,omitempty"`
 	// Host and Caller are the users of the two roles.
 	Host   LocalUser `json:"host"`
 	Caller LocalUser `json:"caller"`

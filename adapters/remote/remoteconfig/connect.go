@@ -2,6 +2,7 @@ package remoteconfig
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/dspgo/dspgo/adapters/remote"
 	"github.com/dspgo/dspgo/adapters/remote/embedded"
 	"github.com/dspgo/dspgo/config"
+	"github.com/dspgo/dspgo/internal/secret"
 )
 
 // Connect connects to the NATS server of cfg.Remote in role (a worker
@@ -64,9 +66,14 @@ func Connect(ctx context.Context, cfg *config.Config, role remote.Role) (nc *nat
 	}
 	if err == nil {
 		nc, err = remote.Dial(ctx, opts)
-		if adapter.CodeOf(err) == adapter.CodeFailedPrecondition {
+		if adapter.CodeOf(err) == adapter.CodeFailedPrecondition && !errors.Is(err, remote.ErrNoAuth) {
 			err = refusedHint(err, cfg, local)
 		}
+	}
+	if err == nil && local.used && local.l.ServerID != "" && nc.ConnectedServerId() != local.l.ServerID {
+		nc.Close()
+		err = adapter.Errorf(adapter.CodeFailedPrecondition, "the server at %s is not the embedded server whose local credentials are in %s "+
+			"(process %d wrote them): another process listens on its port; is that server still running?", secret.URLs(url), local.path, local.l.PID)
 	}
 	if err != nil {
 		stop()
@@ -136,7 +143,7 @@ func startEmbedded(ctx context.Context, cfg *config.Config) (*embedded.Server, l
 		return nil, none, &adapter.Error{Code: adapter.CodeUnavailable, Op: "open", Adapter: remote.Name, Err: err}
 	}
 	if local.dir != "" {
-		local.l.URL = srv.ClientURL()
+		local.l.URL, local.l.ServerID = srv.ClientURL(), srv.ID()
 		if local.path, err = embedded.WriteLocal(local.dir, urlPort(local.l.URL), local.l); err != nil {
 			srv.Shutdown()
 			return nil, none, adapter.Errorf(adapter.CodeFailedPrecondition, "remote.local_credentials_dir: %v", err)
@@ -151,7 +158,7 @@ func dialOptions(cfg *config.Config, url, name string) (remote.DialOptions, erro
 	r := cfg.Remote
 	opts := remote.DialOptions{URL: url, Name: name, CredsFile: r.CredsFile, NKeySeedFile: r.NKeySeedFile, User: r.User,
 		InboxPrefix: r.InboxPrefix, CAFile: r.TLS.CAFile, CertFile: r.TLS.CertFile, KeyFile: r.TLS.KeyFile, ConnectTimeout: r.ConnectTimeout,
-		Logger: cfg.Logger(cfg.LogOutput())}
+		Logger: cfg.Logger(cfg.LogOutput()), AllowNoAuth: r.AllowNoAuth}
 	var err error
 	if r.User != "" {
 		if opts.Password, err = readSecret(cfg, "remote.password_env", r.PasswordEnv, "remote.password_file", r.PasswordFile); err != nil {

@@ -2,6 +2,7 @@ package remoteconfig_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -214,4 +215,46 @@ func TestLocalCredentialsDirectory(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(runtime, "dspgo", "nats-*.json"))
 	require.NoError(t, err)
 	assert.Len(t, files, 1)
+}
+
+// A client that takes its credentials from the local file of an embedded
+// server checks that the server it reached is that one: another process
+// on the same loopback port (here a server that takes the same
+// credentials) is refused, and a server that lets anyone in is refused
+// before any credentials matter.
+func TestLocalCredentialsAreForTheirOwnServer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "creds")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	local, err := embedded.NewLocal()
+	require.NoError(t, err)
+	other, err := embedded.Start(ctx, embedded.Options{Port: -1, StoreDir: t.TempDir(), Users: local.Users()})
+	require.NoError(t, err)
+	defer other.Shutdown()
+	addr := strings.TrimPrefix(other.ClientURL(), "nats://")
+	_, p, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	port, err := strconv.Atoi(p)
+	require.NoError(t, err)
+
+	local.URL, local.ServerID = other.ClientURL(), "NOT-THE-SERVER-THAT-WROTE-IT"
+	_, err = embedded.WriteLocal(dir, port, local)
+	require.NoError(t, err)
+	_, _, err = remoteconfig.Connect(ctx, localConfig(t, dir, addr, false, nil), remote.RoleCaller)
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+	assert.ErrorContains(t, err, "is not the embedded server whose local credentials are in")
+
+	local.ServerID = other.ID()
+	_, err = embedded.WriteLocal(dir, port, local)
+	require.NoError(t, err)
+	nc, release, err := remoteconfig.Connect(ctx, localConfig(t, dir, addr, false, nil), remote.RoleCaller)
+	require.NoError(t, err, "the server that wrote them")
+	assert.Equal(t, other.ID(), nc.ConnectedServerId())
+	release()
+
+	open, err := embedded.Start(ctx, embedded.Options{Port: -1, StoreDir: t.TempDir(), NoAuth: true})
+	require.NoError(t, err)
+	defer open.Shutdown()
+	_, _, err = remoteconfig.Connect(ctx, localConfig(t, t.TempDir(), strings.TrimPrefix(open.ClientURL(), "nats://"), false, nil), remote.RoleHost)
+	assert.ErrorIs(t, err, remote.ErrNoAuth)
 }

@@ -62,7 +62,7 @@ func TestRemoteCallerAppliesTheLMOnlyWhenSet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
-	nc, err := remote.Dial(ctx, remote.DialOptions{URL: srv.ClientURL()})
+	nc, err := remote.Dial(ctx, remote.DialOptions{URL: srv.ClientURL(), AllowNoAuth: true})
 	require.NoError(t, err)
 	defer nc.Close()
 	m := mock.New(mock.Options{})
@@ -75,7 +75,7 @@ func TestRemoteCallerAppliesTheLMOnlyWhenSet(t *testing.T) {
 	reg, err := registry.New(registry.Builtin()...)
 	require.NoError(t, err)
 	hostModel := func(set map[string]any) (model string, res registry.Resolution) {
-		set["adapter"], set["remote.url"], set["remote.heartbeat"] = "remote", srv.ClientURL(), "100ms"
+		set["adapter"], set["remote.url"], set["remote.heartbeat"], set["remote.allow_no_auth"] = "remote", srv.ClientURL(), "100ms", true
 		cfg, err := config.Load(config.LoadOptions{Dir: t.TempDir(), Environ: noEnv, Set: set})
 		require.NoError(t, err)
 		a, res, err := reg.Open(ctx, cfg)
