@@ -3,6 +3,7 @@ package dspgo_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/port"
 	"github.com/dspgo/dspgo/command"
+	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/protocol"
 )
 
@@ -216,4 +218,26 @@ func TestWithLMSharesTheSession(t *testing.T) {
 	assert.ErrorIs(t, err, dspgo.ErrSessionClosed)
 	_, err = s.WithLM("").ListPrograms(ctx)
 	assert.ErrorIs(t, err, dspgo.ErrSessionClosed, "a handle made after Close is closed too")
+}
+
+// TestNamedLMsAreBounded: a worker keeps at most program.MaxNamedLMs named
+// LM configurations, the mock and a Python worker alike: one more name is
+// CodeResourceExhausted, a known name is replaced all the same, and reset
+// drops them.
+func TestNamedLMsAreBounded(t *testing.T) {
+	ctx := t.Context()
+	for i, c := range mockAndPython(t) {
+		t.Run([]string{"mock", "python"}[i], func(t *testing.T) {
+			for n := range program.MaxNamedLMs {
+				require.NoError(t, c.ConfigureLM(ctx, dspgo.LMConfig{Name: fmt.Sprintf("n%d", n), Model: "m"}))
+			}
+			err := c.ConfigureLM(ctx, dspgo.LMConfig{Name: "one_more", Model: "m"})
+			assert.Equal(t, adapter.CodeResourceExhausted, adapter.CodeOf(err), "%v", err)
+			assert.ErrorContains(t, err, fmt.Sprintf(`a worker keeps at most %d named LM configurations: "one_more" would be one more (reset drops them)`, program.MaxNamedLMs))
+			require.NoError(t, c.ConfigureLM(ctx, dspgo.LMConfig{Name: "n0", Model: "again"}))
+			_, err = c.Adapter().Call(ctx, adapter.Request{Command: command.Reset})
+			require.NoError(t, err)
+			require.NoError(t, c.ConfigureLM(ctx, dspgo.LMConfig{Name: "one_more", Model: "m"}))
+		})
+	}
 }

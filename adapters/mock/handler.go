@@ -204,8 +204,11 @@ func (h *Handler) configureLM(_ context.Context, raw json.RawMessage) (any, erro
 		return nil, adapter.Errorf(adapter.CodeFailedPrecondition, "the mock runs the dummy provider only, not %q; use the port or pool adapter for a real LM", lm.Provider)
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, known := h.lms[lm.Name]; !known && len(h.lms) > program.MaxNamedLMs { // the default is one of them
+		return nil, program.TooManyLMs(lm.Name)
+	}
 	h.lms[lm.Name] = lm
-	h.mu.Unlock()
 	return command.ConfigureLMResult{Provider: lm.Provider, Model: lm.Model, Engine: "native"}, nil
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/dspgo/dspgo/adapters/remote"
 	"github.com/dspgo/dspgo/adapters/remote/embedded"
 	"github.com/dspgo/dspgo/conformance"
+	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/internal/wait"
 )
@@ -581,6 +582,52 @@ func TestCallerRecordsABroadcastForLaterHosts(t *testing.T) {
 	assert.NotContains(t, string(resp.Result), `"evil"`)
 	assert.Contains(t, logs.String(), "refused a configure_lm")
 	assert.Contains(t, logs.String(), "a recorded broadcast was refused; skipped")
+}
+
+// TestCallerCannotEraseOrFloodTheState: the one record a caller may write
+// to the shared state cannot carry a rollup (which would erase every
+// record: the specs, the named LMs), and named LMs past what a worker
+// keeps do not keep a new host from serving: the host skips them,
+// without asking its workers, and says so once.
+func TestCallerCannotEraseOrFloodTheState(t *testing.T) {
+	d := startAuthServer(t)
+	ctx := ctxT(t, 60*time.Second)
+	first, _ := d.serveAs(t, "host-a", "h1", remote.HostOptions{})
+	a := d.callerAs(t, "alice")
+	require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"kept","name":"kept"}`)}))
+	require.NoError(t, first.Close(ctx))
+
+	nc := d.dialAs(t, "bob")
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	rollup := nats.NewMsg("$KV.dspgo_state.broadcast.configure_lm")
+	rollup.Header.Set("Nats-Rollup", "all")
+	rollup.Data = []byte(`{"provider":"dummy"}`)
+	_, err = js.PublishMsg(ctx, rollup)
+	require.Error(t, err, "the bucket refuses rollups")
+
+	const extra = 5
+	for i := range program.MaxNamedLMs + extra {
+		name := fmt.Sprintf("n%d", i)
+		_, err := js.Publish(ctx, "$KV.dspgo_state.broadcast.configure_lm."+name, []byte(`{"provider":"dummy","name":"`+name+`"}`))
+		require.NoError(t, err)
+	}
+	logs := &testutil.SyncBuffer{}
+	d.serveAs(t, "host-b", "h2", remote.HostOptions{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	resp, err := a.Call(ctx, adapter.Request{Command: "get_stats"})
+	require.NoError(t, err, "the host serves")
+	var stats struct {
+		LMs map[string]json.RawMessage `json:"lms"`
+	}
+	require.NoError(t, json.Unmarshal(resp.Result, &stats))
+	assert.Len(t, stats.LMs, program.MaxNamedLMs)
+	assert.Contains(t, stats.LMs, "kept", "the record from before the attempted rollup")
+	assert.Equal(t, 1, strings.Count(logs.String(), "the shared state holds more named LMs than a worker keeps; skipped"), logs.String())
+	assert.Contains(t, logs.String(), fmt.Sprintf("skipped=%d", extra+1))
+
+	err = a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","name":"one_more"}`)})
+	assert.Equal(t, adapter.CodeResourceExhausted, adapter.CodeOf(err), "%v", err)
+	assert.ErrorContains(t, err, fmt.Sprintf(`a worker keeps at most %d named LM configurations: "one_more" would be one more`, program.MaxNamedLMs))
 }
 
 // TestRefusedPublishFailsTheCall: a call published where its user may not

@@ -114,8 +114,9 @@ type Host struct {
 
 	// Broadcast state: applied under bmu, so the host's own broadcasts and
 	// the watch never interleave.
-	bmu     sync.Mutex
-	applied map[string]uint64 // broadcast key → newest revision applied
+	bmu      sync.Mutex
+	applied  map[string]uint64 // broadcast key → newest revision applied
+	namedLMs int               // keys of named LMs in applied
 
 	revMu  sync.Mutex
 	rev    uint64        // newest broadcast revision the watch has seen

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
+	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/wait"
 )
 
@@ -41,6 +42,7 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 	h.watcher = w
 	// The recorded broadcasts come first, then nil: apply them before
 	// serving, so no call ever meets an older configuration.
+	tooMany := 0
 	for {
 		select {
 		case e, ok := <-w.Updates():
@@ -48,6 +50,9 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 				return h.unavailable("serve", errors.New("the state watch ended"))
 			}
 			if e == nil {
+				if tooMany > 0 {
+					h.log.Error("the shared state holds more named LMs than a worker keeps; skipped", "skipped", tooMany, "kept", program.MaxNamedLMs)
+				}
 				h.watching = true
 				go h.watch()
 				return nil
@@ -58,7 +63,12 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 				}
 				// A broadcast recorded without a host to check it
 				// (see Adapter.Broadcast) may be invalid: it must not
-				// keep every host from starting.
+				// keep every host from starting. Named LMs past the
+				// workers' limit are counted, not each logged.
+				if adapter.CodeOf(err) == adapter.CodeResourceExhausted {
+					tooMany++
+					continue
+				}
 				h.log.Error("a recorded broadcast was refused; skipped", "key", e.Key(), "revision", e.Revision(), "err", err)
 			}
 		case <-ctx.Done():
@@ -125,14 +135,32 @@ func transient(err error) bool {
 // that the host failed.
 func refused(err error) bool {
 	switch adapter.CodeOf(err) {
-	case adapter.CodeInvalidArgument, adapter.CodeUnimplemented, adapter.CodeNotFound, adapter.CodeFailedPrecondition:
+	case adapter.CodeInvalidArgument, adapter.CodeUnimplemented, adapter.CodeNotFound, adapter.CodeFailedPrecondition,
+		adapter.CodeResourceExhausted:
 		return true
 	}
 	return false
 }
 
+// The shared state bucket's bounds: a caller may write configure_lm
+// records to it (broadcasts made while no host serves), which every new
+// host replays before it serves, so neither their number nor their bytes
+// may grow without bound. Past them, a write fails (the stream discards
+// new messages), which a host logs; the records already there stay.
+const (
+	// StateMaxRecords is how many records the bucket holds: recorded
+	// broadcasts and program specs.
+	StateMaxRecords = 100_000
+	// StateMaxBytes is how many bytes the bucket holds.
+	StateMaxBytes = 1 << 30
+)
+
 // openBucket opens the deployment's shared state bucket, creating it with
-// the given replicas when it does not exist.
+// the given replicas when it does not exist. Its stream is a key-value
+// bucket's (nats.go's CreateKeyValue) but for rollups and purges, which
+// it refuses: a message with a Nats-Rollup header from a caller would
+// otherwise erase every record; and it holds at most StateMaxRecords
+// records and StateMaxBytes bytes.
 func openBucket(ctx context.Context, nc *nats.Conn, subj subjects, replicas int) (jetstream.KeyValue, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -144,10 +172,13 @@ func openBucket(ctx context.Context, nc *nats.Conn, subj subjects, replicas int)
 	bucket := subj.bucket()
 	kv, err := js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: bucket, Description: "dspgo state shared by every worker host", History: 1, Replicas: replicas,
+		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: "KV_" + bucket, Subjects: []string{"$KV." + bucket + ".>"}, Description: "dspgo state shared by every worker host",
+			MaxMsgsPerSubject: 1, MaxMsgs: StateMaxRecords, MaxBytes: StateMaxBytes, MaxMsgSize: -1, MaxConsumers: -1,
+			Replicas: replicas, Discard: jetstream.DiscardNew, Duplicates: 2 * time.Minute,
+			AllowRollup: false, DenyDelete: true, DenyPurge: true, AllowDirect: true,
 		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
+		if err == nil || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			kv, err = js.KeyValue(ctx, bucket)
 		}
 	}
@@ -196,12 +227,29 @@ func (h *Host) applyEntry(ctx context.Context, e jetstream.KeyValueEntry) error 
 		h.log.Warn("refused a broadcast", "command", cmd, "err", err)
 		return err
 	}
+	if name, named := strings.CutPrefix(e.Key(), namedLMKeys); named && h.namedLMs >= program.MaxNamedLMs {
+		if _, known := h.applied[e.Key()]; !known {
+			return program.TooManyLMs(name) // the workers would refuse it: not asked
+		}
+	}
 	if err := h.applyLocal(ctx, adapter.Request{Command: cmd, Args: args}); err != nil {
 		return err
 	}
-	h.applied[e.Key()] = e.Revision()
+	h.noteApplied(e.Key(), e.Revision())
 	h.log.Debug("applied a broadcast from the shared state", "command", cmd, "revision", e.Revision())
 	return nil
+}
+
+// namedLMKeys is the prefix of the shared state's keys of named LMs.
+var namedLMKeys = broadcastKey(command.ConfigureLM, nil) + "."
+
+// noteApplied records that the host applied the broadcast of key at rev;
+// h.bmu is held.
+func (h *Host) noteApplied(key string, rev uint64) {
+	if _, known := h.applied[key]; !known && strings.HasPrefix(key, namedLMKeys) {
+		h.namedLMs++
+	}
+	h.applied[key] = rev
 }
 
 // checkBroadcast returns the arguments of a broadcast the host may apply:
@@ -294,7 +342,7 @@ func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, erro
 		return 0, stateError(Name, req.Command,
 			fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err))
 	}
-	h.applied[key] = rev
+	h.noteApplied(key, rev)
 	return rev, nil
 }
 

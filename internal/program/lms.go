@@ -84,6 +84,19 @@ func BroadcastKey(cmd string, args json.RawMessage) string {
 	return cmd + "." + name
 }
 
+// MaxNamedLMs is how many named LM configurations a worker keeps (the
+// default one aside): a configure_lm naming one more is TooManyLMs, so
+// that no caller can grow a worker's memory, or the shared state every
+// new remote host replays, without bound.
+const MaxNamedLMs = 1024
+
+// TooManyLMs is the error of a configure_lm whose name would be one more
+// than MaxNamedLMs: CodeResourceExhausted, worded as the Python worker
+// words it.
+func TooManyLMs(name string) error {
+	return adapter.Errorf(adapter.CodeResourceExhausted, "a worker keeps at most %d named LM configurations: %q would be one more (reset drops them)", MaxNamedLMs, name)
+}
+
 // LMNotFound is the error of an execute_program whose lm names no
 // configuration: CodeNotFound naming it, of type command.LMNotFoundType as
 // the Python worker reports it.

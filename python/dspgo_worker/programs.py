@@ -114,6 +114,12 @@ class LMNotFound(WorkerError):
         super().__init__("not_found", f"LM {quote(name)} is not configured (configure_lm with \"name\": {quote(name)} sets it)")
 
 
+#: How many named LM configurations a worker keeps (the default aside; Go's
+#: ``program.MaxNamedLMs``): no caller grows a worker's memory, or the shared state a new
+#: remote host replays, without bound.
+MAX_NAMED_LMS = 1024
+
+
 class ProgramState:
     """One worker's language-model configurations and compiled-spec cache (an LRU).
 
@@ -148,8 +154,15 @@ class ProgramState:
         return {name: config for name, config in self._lms.items() if name}
 
     def set_lm(self, config: LMConfig, name: str = "") -> None:
-        """Set the configuration of ``name`` (``""``: the default); the others stay."""
+        """Set the configuration of ``name`` (``""``: the default); the others stay.
+        ``resource_exhausted`` for a name that would be one more than
+        :data:`MAX_NAMED_LMS`."""
         with self._lock:
+            if name not in self._lms and len(self._lms) > MAX_NAMED_LMS:  # the default is one of them
+                raise WorkerError(
+                    "resource_exhausted",
+                    f"a worker keeps at most {MAX_NAMED_LMS} named LM configurations: {quote(name)} would be one more (reset drops them)",
+                )
             self._lms = {**self._lms, name: config}
 
     def compile(self, raw: Any) -> CompiledSpec:

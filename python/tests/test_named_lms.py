@@ -9,7 +9,7 @@ from unittest import mock
 
 from dspgo_worker.errors import WorkerError
 from dspgo_worker.lmconfig import LMConfig
-from dspgo_worker.programs import ProgramState
+from dspgo_worker.programs import MAX_NAMED_LMS, ProgramState
 
 from .helpers import InProcessWorker
 from .lmserver import LMServer, dspy_importable, require_dspy
@@ -48,6 +48,25 @@ class ProgramStateTest(unittest.TestCase):
             state.lm_named("fast")
         self.assertEqual(caught.exception.code, "not_found")
         self.assertEqual(str(caught.exception), 'LM "fast" is not configured (configure_lm with "name": "fast" sets it)')
+
+    def test_a_worker_keeps_a_bounded_number_of_names(self):
+        """No caller grows a worker's configurations without bound (Go's
+        program.MaxNamedLMs, worded alike): a name past MAX_NAMED_LMS is
+        resource_exhausted; a known name is replaced, and the default set, all the same."""
+        state = ProgramState()
+        for i in range(MAX_NAMED_LMS):
+            state.set_lm(LMConfig(model=f"m{i}"), f"n{i}")
+        with self.assertRaises(WorkerError) as caught:
+            state.set_lm(LMConfig(model="x"), "one_more")
+        self.assertEqual(caught.exception.code, "resource_exhausted")
+        self.assertEqual(str(caught.exception),
+                         f'a worker keeps at most {MAX_NAMED_LMS} named LM configurations: "one_more" would be one more (reset drops them)')
+        state.set_lm(LMConfig(model="again"), "n0")
+        state.set_lm(LMConfig(model="default"))
+        self.assertEqual(state.lm_named("n0").model, "again")
+        self.assertEqual(len(state.lm_names()), MAX_NAMED_LMS)
+        state.reset()
+        state.set_lm(LMConfig(model="x"), "one_more")
 
     def test_reset_drops_the_names_and_restores_the_dummy(self):
         state = ProgramState()
