@@ -244,6 +244,11 @@ type Remote struct {
 	Replicas int `koanf:"replicas"`
 	// HostID names this worker host. Default "" (hostname-pid).
 	HostID string `koanf:"host_id"`
+	// MaxInFlightBytes bounds, on a worker host, the bytes of the
+	// requests it holds while they run or wait for a worker; past it a
+	// request is refused resource_exhausted. Default 268435456 (256
+	// MiB); negative: no bound.
+	MaxInFlightBytes int64 `koanf:"max_in_flight_bytes"`
 	// LMBaseURLs are, on a worker host, the LM endpoints a caller's
 	// configure_lm may name: the host's workers send their API key to
 	// no other (and only from the variable lm.api_key_env names). The
@@ -312,6 +317,6 @@ func Defaults() Config {
 		Pool: Pool{OverflowIdle: 30 * time.Second, StartConcurrency: 8, CheckoutTimeout: 30 * time.Second,
 			MaxQueue: 1024, WorkerConcurrency: 4, Affinity: "prefer", HealthInterval: 10 * time.Second, HealthTimeout: 5 * time.Second},
 		Remote: Remote{URL: "nats://127.0.0.1:4222", ConnectTimeout: 5 * time.Second, Prefix: "dspgo", QueueGroup: "dspgo-workers",
-			Heartbeat: time.Second, Affinity: "prefer", Replicas: 1, Embedded: Embedded{Listen: "127.0.0.1:4222"}},
+			Heartbeat: time.Second, Affinity: "prefer", Replicas: 1, MaxInFlightBytes: 256 << 20, Embedded: Embedded{Listen: "127.0.0.1:4222"}},
 	}
 }

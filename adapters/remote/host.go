@@ -75,9 +75,22 @@ type HostOptions struct {
 	// remoteconfig.HostOptions sets it from the host's own lm.image_urls.
 	LMImageURLs bool
 
+	// MaxInFlightBytes bounds the bytes of the requests the host holds
+	// while they run or wait for a worker (their arguments): a request
+	// past it is refused at once with CodeResourceExhausted, so callers
+	// cannot grow the host's memory without bound (a pool's queue holds
+	// a thousand requests, each up to the server's payload limit). One
+	// request is always taken, whatever its size. Zero means
+	// DefaultMaxInFlightBytes; negative means no bound.
+	MaxInFlightBytes int64
+
 	// Logger receives the host's logs. Nil discards them.
 	Logger *slog.Logger
 }
+
+// DefaultMaxInFlightBytes is the default HostOptions.MaxInFlightBytes:
+// 256 MiB.
+const DefaultMaxInFlightBytes = 256 << 20
 
 // Host serves an adapter to remote callers through NATS. Make one with
 // Serve; Close drains it.
@@ -110,6 +123,8 @@ type Host struct {
 	counter    adapter.CallCounter
 	inFlightMu sync.Mutex
 	inFlight   map[string]*hostCall // by reply subject
+	bytes      int64                // of the requests in inFlight
+	maxBytes   int64                // HostOptions.MaxInFlightBytes, defaulted
 	idle       *sync.Cond           // signalled when inFlight empties
 
 	// Broadcast state: applied under bmu, so the host's own broadcasts and
@@ -127,6 +142,7 @@ type hostCall struct {
 	cancel  context.CancelFunc
 	started time.Time
 	credit  *credit.Window // a streamed call's; nil otherwise
+	bytes   int64          // of its request's arguments
 }
 
 // Serve starts serving a on nc. It creates (or opens) the shared state
@@ -238,6 +254,10 @@ func (h *Host) defaults(opts *HostOptions) error {
 	}
 	if h.beat <= 0 {
 		h.beat = DefaultHeartbeat
+	}
+	h.maxBytes = opts.MaxInFlightBytes
+	if h.maxBytes == 0 {
+		h.maxBytes = DefaultMaxInFlightBytes
 	}
 	if opts.Replicas <= 0 {
 		opts.Replicas = 1

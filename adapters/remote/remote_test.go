@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/remote"
 	"github.com/dspgo/dspgo/adapters/remote/embedded"
+	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/internal/wait"
 )
 
@@ -352,4 +354,63 @@ func TestSlowStreamConsumerIsNotASilentHost(t *testing.T) {
 		<-time.After(400 * time.Millisecond) // longer than three 100 ms heartbeats
 	}
 	assert.Equal(t, 4, n)
+}
+
+// TestHostBoundsTheBytesInFlight: a host holds at most
+// HostOptions.MaxInFlightBytes of requests: past it a request is refused
+// at once, resource_exhausted, while the calls it holds go on; one
+// request is always taken; and a second call with the reply subject of
+// one in flight is refused, not taken over.
+func TestHostBoundsTheBytesInFlight(t *testing.T) {
+	s := startServer(t)
+	h, _ := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1", MaxInFlightBytes: 4096})
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	c, p := dummyProgram(t, ctx, a, 60_000)
+
+	slow, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Execute(slow, p.ID, map[string]any{"q": strings.Repeat("a", 3000)})
+		done <- err
+	}()
+	testutil.WaitFor(t, "the host holds the first call", func() bool { return h.Stats().InFlight == 1 })
+
+	_, err := c.Execute(ctx, p.ID, map[string]any{"q": strings.Repeat("b", 2000)})
+	assert.Equal(t, adapter.CodeResourceExhausted, adapter.CodeOf(err), "%v", err)
+	assert.ErrorContains(t, err, `host "h1" holds`)
+	assert.ErrorContains(t, err, "would pass its limit of 4096")
+
+	cancel()
+	assert.Equal(t, adapter.CodeCanceled, adapter.CodeOf(<-done))
+	testutil.WaitFor(t, "the host let the call go", func() bool { return h.Stats().InFlight == 0 })
+	_, err = c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a"), Instructions: strings.Repeat("c", 8000)})
+	require.NoError(t, err, "one request is taken whatever its size")
+
+	nc := connect(t, s.ClientURL())
+	reply := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(reply)
+	require.NoError(t, err)
+	for range 2 {
+		m := nats.NewMsg("dspgo.call")
+		m.Reply = reply
+		m.Header.Set("Dspgo-Command", "execute_program")
+		m.Data = []byte(`{"spec_hash":"` + p.Hash + `","inputs":{"q":"?"}}`)
+		require.NoError(t, nc.PublishMsg(m))
+	}
+	reply1 := func() *nats.Msg { // the next reply that is not a heartbeat
+		for {
+			m, err := sub.NextMsg(10 * time.Second)
+			require.NoError(t, err)
+			if m.Header.Get("Dspgo-Status") == "" {
+				return m
+			}
+		}
+	}
+	first := reply1()
+	assert.Equal(t, "invalid_argument", first.Header.Get("Dspgo-Error"), "%s", first.Data)
+	assert.Contains(t, string(first.Data), "a call with this reply subject is in flight")
+	require.NoError(t, nc.Publish("dspgo.host.h1.cancel", []byte(reply)))
+	assert.Equal(t, "canceled", reply1().Header.Get("Dspgo-Error"), "the first call was not taken over: its cancel ends it")
 }

@@ -40,15 +40,34 @@ func (h *Host) take(req micro.Request) {
 	} else {
 		ctx, cancel = context.WithCancel(h.callCtx)
 	}
-	hc := &hostCall{cancel: cancel, started: time.Now()}
+	data := req.Data()
+	hc := &hostCall{cancel: cancel, started: time.Now(), bytes: int64(len(data))}
 	if w, err := strconv.Atoi(hdr.Get(hdrStream)); err == nil && w > 0 {
 		hc.credit = credit.New(w)
 	}
 	h.inFlightMu.Lock()
+	var refusal error
+	cmd := hdr.Get(hdrCommand)
+	switch held := h.bytes; {
+	case h.inFlight[reply] != nil:
+		// Each call has a reply subject of its own: another with the
+		// same one would take over the first's cancellation and credit.
+		refusal = errorf(adapter.CodeInvalidArgument, Name, cmd, "a call with this reply subject is in flight on host %q", h.id)
+	case h.maxBytes > 0 && len(h.inFlight) > 0 && held+hc.bytes > h.maxBytes:
+		refusal = errorf(adapter.CodeResourceExhausted, Name, cmd,
+			"host %q holds %d bytes of requests in flight, and this one's %d would pass its limit of %d (HostOptions.MaxInFlightBytes, remote.max_in_flight_bytes): retry later",
+			h.id, held, hc.bytes, h.maxBytes)
+	}
+	if refusal != nil {
+		h.inFlightMu.Unlock()
+		cancel()
+		h.respond(reply, cmd, adapter.Response{}, 0, -1, refusal)
+		return
+	}
 	h.inFlight[reply] = hc
+	h.bytes += hc.bytes
 	h.inFlightMu.Unlock()
 	h.counter.Begin()
-	data := req.Data()
 	go h.serve(ctx, reply, nats.Header(hdr), data, hc.credit)
 }
 
@@ -128,6 +147,7 @@ func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []
 	if c := h.inFlight[reply]; c != nil {
 		c.cancel()
 		delete(h.inFlight, reply)
+		h.bytes -= c.bytes
 	}
 	if len(h.inFlight) == 0 {
 		h.idle.Broadcast()

@@ -212,5 +212,5 @@ func HostOptions(cfg *config.Config) remote.HostOptions {
 	}
 	return remote.HostOptions{ID: r.HostID, Prefix: r.Prefix, QueueGroup: r.QueueGroup, Heartbeat: r.Heartbeat,
 		Replicas: r.Replicas, LMBaseURLs: allowed, LMAPIKeyEnv: cfg.LM.APIKeyEnv,
-		LMImageURLs: cfg.LM.ImageURLs, Logger: cfg.Logger(cfg.LogOutput())}
+		LMImageURLs: cfg.LM.ImageURLs, MaxInFlightBytes: r.MaxInFlightBytes, Logger: cfg.Logger(cfg.LogOutput())}
 }
