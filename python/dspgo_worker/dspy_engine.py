@@ -810,7 +810,13 @@ def _coded(exc: BaseException, config: LMConfig) -> WorkerError:
     if code == "unavailable" and _read_timed_out(exc):
         code = "deadline_exceeded"  # the LM did not answer within lm.timeout
     message = f"dspy program failed: {type(exc).__name__}: {exc}"
-    return WorkerError(code, redact(message, config.api_key()))
+    coded = WorkerError(code, redact(message, config.api_key()))
+    # The failure's own type and traceback (a module's frame and line), not this error's.
+    import traceback
+
+    coded.error_type = type(exc).__name__
+    coded.trace = redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), config.api_key())
+    return coded
 
 
 #: The engine (it keeps no state of its runs: one serves every run).

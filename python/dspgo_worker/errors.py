@@ -33,6 +33,13 @@ class WorkerError(Exception):
         raise WorkerError("not_found", f"program {pid!r} not found")
     """
 
+    #: The error ``type`` the response reports instead of this class's name (the failure
+    #: this error reports, such as a user module's ``ValueError``); None: this class's.
+    error_type: str | None = None
+    #: The traceback the response carries instead of this error's own (the failure's);
+    #: None: this error's.
+    trace: str | None = None
+
     def __init__(self, code: str, message: str) -> None:
         if code not in ERROR_CODES:
             raise ValueError(f"unknown error code {code!r}; known codes: {', '.join(sorted(ERROR_CODES))}")

@@ -949,9 +949,10 @@ class Worker:
         message = str(exc) or type(exc).__name__
         import traceback  # loaded with logging anyway; only failures need it
 
-        # A host tool's error keeps the host's error type.
-        type_name = (isinstance(exc, ToolError) and exc.error_type) or type(exc).__name__
-        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        # A host tool's error keeps the host's error type, an error reporting another
+        # failure (a module's own exception) that failure's type and traceback.
+        type_name = (isinstance(exc, WorkerError) and exc.error_type) or type(exc).__name__
+        trace = (isinstance(exc, WorkerError) and exc.trace) or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         return error_response(job.id, code, message, type_name, trace)
 
     def _finish(self, job: _Job, response: dict[str, Any], holds_slot: bool = True) -> None:

@@ -315,6 +315,27 @@ class ModuleRunTest(unittest.TestCase):
         self.w.ok("execute_program", {"spec": module_spec("test-relay-data"), "inputs": {"question": "?"}})
         self.assertEqual(self.lm.requests()[0]["images"], ["data:image/gif;base64,R0lG"], "an image by data passes")
 
+    def test_a_modules_own_error_keeps_its_type_and_traceback(self):
+        """A module's exception answers internal with its type and its own traceback (the
+        module's frame and line), the configured key redacted from both."""
+        dspy = self.dspy
+
+        class Failing(dspy.Module):
+            def forward(self, question):
+                raise ValueError(f"cannot answer {question!r} with {os.environ[KEY_ENV]}")
+
+        dspy_module("test-failing", Failing)
+        self.addCleanup(unregister, "test-failing")
+        self.configure()
+        error = self.w.error("execute_program", {"spec": module_spec("test-failing"), "inputs": {"question": "why"}})
+        self.assertEqual(error["code"], "internal")
+        self.assertEqual(error["type"], "ValueError")
+        self.assertIn("cannot answer 'why' with", error["message"])
+        self.assertIn('in forward\n    raise ValueError(f"cannot answer', error["traceback"], "the module's own frame")
+        self.assertIn("ValueError: cannot answer 'why' with", error["traceback"])
+        for text in (error["message"], error["traceback"]):
+            self.assertNotIn(SECRET, text)
+
     def test_factories_that_make_no_module(self):
         self.configure()
         for name, code, message in (
