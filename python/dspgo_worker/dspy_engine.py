@@ -368,10 +368,12 @@ class DspyEngine:
         shared = lms.take((config, config.api_key()), lambda: self.make_lm(dspy, config)) if lms is not None else None
         lm = shared.lm if shared is not None else self.make_lm(dspy, config)
         chunks = _Chunks(ctx, compiled, module) if stream else None
+        usage = _run_usage(dspy)
         try:
             # No history: DSPy would keep every call's prompt and reply, on the LM, on
             # the module and globally, up to 10,000 each.
-            with dspy.context(lm=lm, track_usage=True, send_stream=None if on_thread else chunks, disable_history=True, **{_RUN_SETTING: ctx}):
+            with dspy.context(lm=lm, track_usage=True, usage_tracker=usage, send_stream=None if on_thread else chunks, disable_history=True,
+                              **{_RUN_SETTING: ctx}):
                 if on_thread:
                     prediction = await _run_forward(ctx, module, inputs)
                 else:
@@ -389,7 +391,7 @@ class DspyEngine:
         outputs = self._outputs(compiled, prediction)
         if chunks is not None:
             await chunks.finish(outputs)
-        return outputs, (list(trajectory) if trajectory is not None else None), _usage(prediction)
+        return outputs, (list(trajectory) if trajectory is not None else None), _usage(usage.get_total_tokens())
 
     @staticmethod
     def _outputs(compiled: CompiledSpec, prediction: Any) -> dict[str, Any]:
@@ -733,13 +735,42 @@ def _prediction_value(prediction: Any, name: str) -> Any:
     return value
 
 
-def _usage(prediction: Any) -> dict[str, Any] | None:
-    """The prediction's token usage summed over the models it called, or None when it
-    made no LM call (or every reply came from the cache)."""
-    try:
-        by_model = prediction.get_lm_usage()
-    except Exception:  # noqa: BLE001 - a prediction without usage tracking
-        return None
+#: :func:`_run_usage`'s class, made at its first call.
+_USAGE_CLASS: Any = None
+
+
+def _run_usage(dspy: Any) -> Any:
+    """A new tracker of one run's token usage: DSPy's ``UsageTracker``, which every LM call
+    of the run adds to, shared by the threads the run starts (``dspy.Parallel`` copies a
+    tracker into each of its threads, whose usage was lost) and read whatever the module
+    returns (DSPy sets it on a ``Prediction`` only)."""
+    global _USAGE_CLASS
+    if _USAGE_CLASS is None:
+        tracker: Any = importlib.import_module("dspy.utils.usage_tracker").UsageTracker
+
+        class RunUsage(tracker):  # type: ignore[misc]  # dspy's class, known at run time
+            def __init__(self) -> None:
+                super().__init__()
+                self._lock = threading.Lock()
+
+            def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
+                with self._lock:
+                    super().add_usage(lm, usage_entry)
+
+            def get_total_tokens(self) -> dict[str, dict[str, Any]]:
+                with self._lock:
+                    return super().get_total_tokens()  # type: ignore[no-any-return]
+
+            def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+                return self  # one run, one tracker: its threads add to it
+
+        _USAGE_CLASS = RunUsage
+    return _USAGE_CLASS()
+
+
+def _usage(by_model: dict[str, Any]) -> dict[str, Any] | None:
+    """A run's token usage (by model, as DSPy's tracker totals it) summed over the models
+    it called, or None when it made no LM call (or every reply came from the cache)."""
     if not by_model:
         return None
     total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}

@@ -16,8 +16,8 @@ from unittest import mock
 
 from dspgo_worker import dspy_module
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.protocol import quote
 from dspgo_worker.modules import module_factory, module_names, unregister
+from dspgo_worker.protocol import quote
 
 from .helpers import WAIT, InProcessWorker
 from .lmserver import LMServer, require_dspy
@@ -314,6 +314,44 @@ class ModuleRunTest(unittest.TestCase):
         self.addCleanup(unregister, "test-relay-data")
         self.w.ok("execute_program", {"spec": module_spec("test-relay-data"), "inputs": {"question": "?"}})
         self.assertEqual(self.lm.requests()[0]["images"], ["data:image/gif;base64,R0lG"], "an image by data passes")
+
+    def test_usage_counts_every_call_whatever_the_module_returns(self):
+        """The run's usage sums every LM call: of a module that returns a plain dict (DSPy
+        sets usage on a Prediction only), and of the threads dspy.Parallel starts (each
+        copied DSPy's tracker)."""
+        dspy = self.dspy
+
+        class ReturnsDict(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.qa = dspy.Predict("question -> answer")
+
+            def forward(self, question):
+                return {"answer": self.qa(question=question).answer}
+
+        class Fanned(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.qa = dspy.Predict("question -> answer")
+
+            def forward(self, question):
+                batch = [(self.qa, dspy.Example(question=f"{question} {i}").with_inputs("question")) for i in range(3)]
+                results = dspy.Parallel(num_threads=3, disable_progress_bar=True)(batch)
+                return dspy.Prediction(answer="; ".join(r.answer for r in results))
+
+        self.configure()
+        for name, factory, calls in (("test-returns-dict", ReturnsDict, 1), ("test-fanned", Fanned, 3)):
+            dspy_module(name, factory)
+            self.addCleanup(unregister, name)
+            with self.subTest(module=name):
+                self.lm.reset()
+                result = self.w.ok("execute_program", {"spec": module_spec(name), "inputs": {"question": "What is Go?"}})
+                requests = self.lm.requests()
+                self.assertEqual(len(requests), calls)
+                prompt = sum(len(m["content"].split()) for r in requests for m in r["messages"])
+                self.assertEqual(result.get("usage", {}).get("prompt_tokens"), prompt, "every call's prompt tokens")
+                usage = result["usage"]
+                self.assertEqual(usage["total_tokens"], usage["prompt_tokens"] + usage["completion_tokens"])
 
     def test_a_modules_own_error_keeps_its_type_and_traceback(self):
         """A module's exception answers internal with its type and its own traceback (the
