@@ -52,7 +52,7 @@ import logging
 import os
 import threading
 
-from .chat_format import convert_outputs
+from .chat_format import OutputError, convert_outputs, parse_reply
 from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
@@ -482,21 +482,42 @@ class _Chunks:
 
     def __init__(self, ctx: Context, compiled: CompiledSpec, module: Any) -> None:
         self.ctx = ctx
+        self.compiled = compiled
         target = _answering_predictor(module, [f.name for f in compiled.outputs])
         self.target = id(target) if target is not None else None
         self.streamer = ReplyStreamer(compiled)
+        self.ended = False  # the target's first reply ended
+        self.again = False  # the target answered again after it
 
     async def send(self, item: Any) -> None:
         """Take one item DSPy sends (an LM stream piece carries its predictor's id as
-        ``predict_id``); pieces of other predictors (a ReAct's loop) are not the
-        outputs'."""
+        ``predict_id``, its last one a ``finish_reason``); pieces of other predictors (a
+        ReAct's loop) are not the outputs', and only the target's first reply is streamed
+        (as DSPy's own ``StreamListener`` streams it)."""
         if self.target is None or getattr(item, "predict_id", None) != self.target:
+            return
+        if self.ended:
+            self.again = True
             return
         for name, delta in self.streamer.feed(_chunk_text(item)):
             await self.ctx.send_chunk({"field": name, "delta": delta})
+        self.ended = _chunk_finished(item)
 
     async def finish(self, outputs: dict[str, Any]) -> None:
-        """Send the fields not streamed yet (a reply from the cache, a JSON reply)."""
+        """Send the fields not streamed yet (a reply from the cache, a JSON reply).
+        ``internal`` when the target answered again and the run's outputs are not the
+        streamed reply's: the deltas of a field must be the text of its value."""
+        if self.again:
+            try:
+                streamed = parse_reply(self.compiled, self.streamer.text())
+            except OutputError:
+                streamed = None
+            if streamed != outputs:
+                raise WorkerError(
+                    "internal",
+                    "the stream sent the first answer of the predictor that produces the outputs, which answered again, "
+                    "and the outputs are not the streamed ones: run this module without a stream, or have it call that predictor once",
+                )
         for name, delta in self.streamer.finish(outputs):
             await self.ctx.send_chunk({"field": name, "delta": delta})
 
@@ -707,13 +728,12 @@ async def _close(lm: Any) -> None:
 
 
 def _answering_predictor(module: Any, names: list[str]) -> Any:
-    """The module's predictor whose outputs are the program's (its last one that has
-    them all: a ReAct's extraction step, not its loop), or None."""
-    predictors = [p for _, p in module.named_predictors()]
-    for predictor in reversed(predictors):
-        if all(name in predictor.signature.output_fields for name in names):
-            return predictor
-    return None
+    """The module's one predictor whose outputs are the program's (a ReAct's extraction
+    step, not its loop), or None when none or several have them all: which one answers
+    would be a guess (DSPy's ``streamify`` refuses to guess too), so the fields are sent
+    whole at the end."""
+    found = [p for _, p in module.named_predictors() if all(name in p.signature.output_fields for name in names)]
+    return found[0] if len(found) == 1 else None
 
 
 def _chunk_text(chunk: Any) -> str:
@@ -723,6 +743,15 @@ def _chunk_text(chunk: Any) -> str:
     except (AttributeError, IndexError, KeyError, TypeError):
         return ""
     return text if isinstance(text, str) else ""
+
+
+def _chunk_finished(chunk: Any) -> bool:
+    """Whether one of the LM's stream chunks is the last of its reply (it says why the
+    reply ended)."""
+    try:
+        return chunk.choices[0].finish_reason is not None
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return False
 
 
 def _prediction_value(prediction: Any, name: str) -> Any:

@@ -546,6 +546,50 @@ class ModuleRunTest(unittest.TestCase):
                 self.assertEqual(list(text), ["answer", "confidence"], "the answering step's fields, not the draft's")
                 self.assertEqual(text["answer"], reply["result"]["outputs"]["answer"])
 
+    def test_a_stream_never_sends_an_answer_that_is_not_the_outputs(self):
+        """A stream's deltas of a field are the text of its value: when two predictors
+        of a module have all the outputs, which one answers would be a guess, and the
+        fields come whole at the end; when the one that has them answers again after its
+        streamed first answer, and the outputs are not that answer, the run fails
+        (internal) rather than leave the stream saying otherwise."""
+        dspy = self.dspy
+
+        class TwoAnswerers(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.final = dspy.Predict("question, draft -> answer")
+                self.draft = dspy.Predict("question -> answer")
+
+            async def aforward(self, question):
+                draft = await self.draft.acall(question=question)
+                return await self.final.acall(question=question, draft=draft.answer)
+
+        class AnswersTwice(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.qa = dspy.Predict("question -> answer")
+
+            async def aforward(self, question):
+                first = await self.qa.acall(question=question)
+                second = await self.qa.acall(question=f"{question} Improve on: {first.answer}")
+                return dspy.Prediction(answer=second.answer.upper())  # the test LM answers alike: refine it here
+
+        self.configure(model="test-model+chunk_delay=1ms")
+        self.w.auto_credit = 1
+        for name, factory in (("test-two-answerers", TwoAnswerers), ("test-answers-twice", AnswersTwice)):
+            dspy_module(name, factory)
+            self.addCleanup(unregister, name)
+        request_id = self.w.call("execute_program", {"spec": module_spec("test-two-answerers"), "inputs": {"question": "?"}}, stream=2)
+        reply = self.w.response(request_id)
+        self.assertTrue(reply["success"], reply)
+        self.assertEqual([c["data"] for c in self.w.chunks[request_id]], [{"field": "answer", "delta": reply["result"]["outputs"]["answer"]}])
+
+        request_id = self.w.call("execute_program", {"spec": module_spec("test-answers-twice"), "inputs": {"question": "?"}}, stream=2)
+        reply = self.w.response(request_id)
+        self.assertFalse(reply["success"], reply)
+        self.assertEqual(reply["error"]["code"], "internal")
+        self.assertIn("the stream sent the first answer of the predictor that produces the outputs, which answered again", reply["error"]["message"])
+
 
 if __name__ == "__main__":
     unittest.main()
