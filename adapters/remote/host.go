@@ -75,6 +75,13 @@ type HostOptions struct {
 	// remoteconfig.HostOptions sets it from the host's own lm.image_urls.
 	LMImageURLs bool
 
+	// Restore re-applies the host's own configuration of its backend (the
+	// LM it was started with) after a caller's reset dropped it; the host
+	// then re-applies the broadcasts of the shared state, so that one
+	// caller's reset leaves every other caller's LM configuration as it
+	// was. Nil means the host has none of its own: the broadcasts only.
+	Restore func(ctx context.Context) error
+
 	// MaxInFlightBytes bounds the bytes of the requests the host holds
 	// while they run or wait for a worker (their arguments): a request
 	// past it is refused at once with CodeResourceExhausted, so callers
@@ -122,10 +129,11 @@ type Host struct {
 	closeErr   error
 	counter    adapter.CallCounter
 	inFlightMu sync.Mutex
-	inFlight   map[string]*hostCall // by reply subject
-	bytes      int64                // of the requests in inFlight
-	maxBytes   int64                // HostOptions.MaxInFlightBytes, defaulted
-	idle       *sync.Cond           // signalled when inFlight empties
+	inFlight   map[string]*hostCall            // by reply subject
+	bytes      int64                           // of the requests in inFlight
+	maxBytes   int64                           // HostOptions.MaxInFlightBytes, defaulted
+	restore    func(ctx context.Context) error // HostOptions.Restore
+	idle       *sync.Cond                      // signalled when inFlight empties
 
 	// Broadcast state: applied under bmu, so the host's own broadcasts and
 	// the watch never interleave.
@@ -255,6 +263,7 @@ func (h *Host) defaults(opts *HostOptions) error {
 	if h.beat <= 0 {
 		h.beat = DefaultHeartbeat
 	}
+	h.restore = opts.Restore
 	h.maxBytes = opts.MaxInFlightBytes
 	if h.maxBytes == 0 {
 		h.maxBytes = DefaultMaxInFlightBytes

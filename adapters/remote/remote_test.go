@@ -414,3 +414,47 @@ func TestHostBoundsTheBytesInFlight(t *testing.T) {
 	require.NoError(t, nc.Publish("dspgo.host.h1.cancel", []byte(reply)))
 	assert.Equal(t, "canceled", reply1().Header.Get("Dspgo-Error"), "the first call was not taken over: its cancel ends it")
 }
+
+// TestResetKeepsWhatCallersShare: a caller's reset drops the workers'
+// compiled specs, but the host restores what every caller shares: its own
+// LM (HostOptions.Restore) and the broadcasts of the shared state, so
+// another caller's LM configuration is as it was.
+func TestResetKeepsWhatCallersShare(t *testing.T) {
+	s := startServer(t)
+	var m *mock.Adapter
+	restored := 0
+	_, m = serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1", Restore: func(ctx context.Context) error {
+		restored++
+		return dspgo.NewClient(m).ConfigureLM(ctx, dspgo.LMConfig{Model: "the-host's"})
+	}})
+	ctx := ctxT(t, 30*time.Second)
+	require.NoError(t, dspgo.NewClient(m).ConfigureLM(ctx, dspgo.LMConfig{Model: "the-host's"}))
+	alice, bob := dspgo.NewClient(newRemote(t, s.ClientURL(), remote.Options{})), newRemote(t, s.ClientURL(), remote.Options{})
+	require.NoError(t, alice.ConfigureLM(ctx, dspgo.LMConfig{Name: "fast", Model: "alice's"}))
+	session := alice.Session("alice")
+	p, err := session.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("q -> a")})
+	require.NoError(t, err)
+	stats := func() (lm string, lms map[string]string) {
+		resp, err := bob.Call(ctx, adapter.Request{Command: "get_stats"})
+		require.NoError(t, err)
+		var st struct {
+			LM  struct{ Model string }            `json:"lm"`
+			LMs map[string]struct{ Model string } `json:"lms"`
+		}
+		require.NoError(t, json.Unmarshal(resp.Result, &st))
+		lms = map[string]string{}
+		for name, c := range st.LMs {
+			lms[name] = c.Model
+		}
+		return st.LM.Model, lms
+	}
+
+	_, err = bob.Call(ctx, adapter.Request{Command: "reset"})
+	require.NoError(t, err)
+	assert.Equal(t, 1, restored)
+	lm, lms := stats()
+	assert.Equal(t, "the-host's", lm, "the host's own LM, not the dummy's")
+	assert.Equal(t, map[string]string{"fast": "alice's"}, lms, "alice's named LM")
+	_, err = session.WithLM("fast").Execute(ctx, p.ID, map[string]any{"q": "?"})
+	require.NoError(t, err, "alice's program and LM, after bob's reset")
+}

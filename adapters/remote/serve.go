@@ -253,6 +253,10 @@ func (h *Host) run(ctx context.Context, cmd, reply string, hdr nats.Header, args
 		if err == nil || adapter.CodeOf(err) == adapter.CodeNotFound {
 			h.forgetSpec(ctx, args)
 		}
+	case command.Reset:
+		if err == nil {
+			err = h.restoreShared(ctx)
+		}
 	}
 	return resp, 0, err
 }

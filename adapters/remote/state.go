@@ -252,6 +252,46 @@ func (h *Host) noteApplied(key string, rev uint64) {
 	h.applied[key] = rev
 }
 
+// restoreShared gives the host's workers back, after a caller's reset
+// dropped it, what every caller shares: the host's own configuration
+// (HostOptions.Restore), then each broadcast the host has applied, as the
+// shared state now holds it. Only compiled specs and counters stay
+// dropped.
+func (h *Host) restoreShared(ctx context.Context) error {
+	h.bmu.Lock()
+	defer h.bmu.Unlock()
+	if h.restore != nil {
+		if err := h.restore(ctx); err != nil {
+			return adapter.Wrap(err, Name, command.Reset)
+		}
+	}
+	keys := make([]string, 0, len(h.applied))
+	for key := range h.applied {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys) // the default LM, "broadcast.configure_lm", before the named ones
+	for _, key := range keys {
+		var e jetstream.KeyValueEntry
+		err := retry(ctx, h.nc, func(ctx context.Context) (err error) { e, err = h.kv.Get(ctx, key); return err })
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue
+		}
+		if err != nil {
+			return stateError(Name, command.Reset, fmt.Errorf("restoring %q after a reset: %w", key, err))
+		}
+		cmd, _, _ := strings.Cut(strings.TrimPrefix(key, "broadcast."), ".")
+		args, err := h.checkBroadcast(cmd, e.Value())
+		if err != nil {
+			continue // refused when it was recorded too
+		}
+		if err := h.applyLocal(ctx, adapter.Request{Command: cmd, Args: args}); err != nil {
+			return adapter.Wrap(err, Name, command.Reset)
+		}
+		h.applied[key] = e.Revision()
+	}
+	return nil
+}
+
 // checkBroadcast returns the arguments of a broadcast the host may apply:
 // only the commands of broadcastCommands, and a configure_lm only as its
 // LM policy allows. A refusal is logged here, wherever the broadcast came

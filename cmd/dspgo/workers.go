@@ -7,11 +7,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/remote"
 	"github.com/dspgo/dspgo/adapters/remote/remoteconfig"
 	"github.com/dspgo/dspgo/internal/secret"
+	"github.com/dspgo/dspgo/registry"
 )
 
 func (a *app) workersCmd() *cobra.Command {
@@ -71,6 +73,7 @@ func (a *app) serveWorkers(ctx context.Context) error {
 	// The backend runs the configured LM (Open applied it); the shared
 	// state, replayed by Serve, wins.
 	opts := remoteconfig.HostOptions(cfg)
+	opts.Restore = func(ctx context.Context) error { return dspgo.NewClient(backend).ConfigureLM(ctx, registry.LMConfig(cfg)) }
 	if p, ok := backend.(*pool.Pool); ok {
 		opts.Stats = func() any { return p.Stats() }
 	}
