@@ -437,27 +437,19 @@ class ModuleRunTest(unittest.TestCase):
         def never(args, prediction):
             return 0.0
 
-        class BestOf(dspy.Module):
-            def __init__(self):
-                super().__init__()
-                self.best = dspy.BestOfN(dspy.Predict("question -> answer"), N=3, reward_fn=never, threshold=1.0)
+        def retrying(wrapper):  # dspy.BestOfN or dspy.Refine: three attempts, none good enough
+            class Retrying(dspy.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.inner = wrapper(dspy.Predict("question -> answer"), N=3, reward_fn=never, threshold=1.0)
 
-            def forward(self, question):
-                try:
-                    return self.best(question=question)
-                finally:
-                    ended.set()
+                def forward(self, question):
+                    try:
+                        return self.inner(question=question)
+                    finally:
+                        ended.set()
 
-        class Refined(dspy.Module):
-            def __init__(self):
-                super().__init__()
-                self.refine = dspy.Refine(dspy.Predict("question -> answer"), N=3, reward_fn=never, threshold=1.0)
-
-            def forward(self, question):
-                try:
-                    return self.refine(question=question)
-                finally:
-                    ended.set()
+            return Retrying
 
         class Rounds(dspy.Module):
             def __init__(self):
@@ -491,7 +483,7 @@ class ModuleRunTest(unittest.TestCase):
                 return await dspy.asyncify(self.chain)(question)
 
         self.configure(model="test-model+latency=1s")
-        for name, factory, in_flight in (("test-best-of", BestOf, 1), ("test-refine", Refined, 1), ("test-rounds", Rounds, 2),
+        for name, factory, in_flight in (("test-best-of", retrying(dspy.BestOfN), 1), ("test-refine", retrying(dspy.Refine), 1), ("test-rounds", Rounds, 2),
                                          ("test-asyncified", Asyncified, 1)):
             dspy_module(name, factory)
             self.addCleanup(unregister, name)
