@@ -548,8 +548,8 @@ type leafOptions struct {
 }
 
 // dspyType maps a Go type to a signature type, with o for the type at its
-// end. It reports whether encode rewrites a
-// part of the value (see typedField.rewrite).
+// end. It reports whether encode rewrites a part of the value (see
+// typedField.rewrite).
 func dspyType(t reflect.Type, s side, o leafOptions, depth int) (program.Type, bool, error) {
 	if depth > maxGoTypeDepth {
 		return program.Type{}, false, fmt.Errorf("the type nests more than %d levels", maxGoTypeDepth)

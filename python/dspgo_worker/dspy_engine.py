@@ -525,7 +525,7 @@ class _Chunks:
 def _dspy_inputs(dspy: Any, compiled: CompiledSpec, inputs: dict[str, Any]) -> dict[str, Any]:
     """The inputs as DSPy takes them: a ``dspy.History`` input (``{"messages": [...]}``,
     converted) becomes a ``dspy.History``, which DSPy's adapters write as the turns of a
-    conversation before the current input, and the images and files as :func:`_dspy_media`."""
+    conversation before the current input, and the images, files, sounds, dates and datetimes as :func:`_dspy_objects`."""
     _refuse_custom_type_text(inputs, "input")
     out = _dspy_objects(dspy, compiled, inputs)
     for f in compiled.inputs:
@@ -536,7 +536,7 @@ def _dspy_inputs(dspy: Any, compiled: CompiledSpec, inputs: dict[str, Any]) -> d
 
 def dspy_example(dspy: Any, compiled: CompiledSpec, demo: dict[str, Any]) -> Any:
     """A demo of the spec (or an optimizer's example, shaped as one) as a ``dspy.Example``
-    whose inputs are the spec's: its inputs (images and files as :func:`_dspy_media`),
+    whose inputs are the spec's: its inputs (as :func:`_dspy_objects` makes them),
     ``reasoning`` when it has one, its outputs."""
     _refuse_custom_type_text(demo["inputs"], "a demo's input")
     _refuse_custom_type_text(demo["outputs"], "a demo's output")
