@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -382,6 +383,14 @@ func TestHostBoundsTheBytesInFlight(t *testing.T) {
 	assert.ErrorContains(t, err, `host "h1" holds`)
 	assert.ErrorContains(t, err, "would pass its limit of 4096")
 
+	raw := connect(t, s.ClientURL())
+	big := nats.NewMsg("dspgo.call")
+	big.Header.Set("Dspgo-Command", "ping")
+	big.Header.Set("X-Padding", strings.Repeat("h", 2000)) // the host keeps the headers too
+	r, err := raw.RequestMsgWithContext(ctx, big)
+	require.NoError(t, err)
+	assert.Equal(t, "resource_exhausted", r.Header.Get("Dspgo-Error"), "%s", r.Data)
+
 	cancel()
 	assert.Equal(t, adapter.CodeCanceled, adapter.CodeOf(<-done))
 	testutil.WaitFor(t, "the host let the call go", func() bool { return h.Stats().InFlight == 0 })
@@ -422,9 +431,16 @@ func TestHostBoundsTheBytesInFlight(t *testing.T) {
 func TestResetKeepsWhatCallersShare(t *testing.T) {
 	s := startServer(t)
 	var m *mock.Adapter
-	restored := 0
+	var restored atomic.Int32
+	hold := make(chan struct{}) // closed: Restore goes on at once
+	close(hold)
+	var holdMu sync.Mutex
 	_, m = serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1", Restore: func(ctx context.Context) error {
-		restored++
+		holdMu.Lock()
+		wait := hold
+		holdMu.Unlock()
+		<-wait
+		defer restored.Add(1)
 		return dspgo.NewClient(m).ConfigureLM(ctx, dspgo.LMConfig{Model: "the-host's"})
 	}})
 	ctx := ctxT(t, 30*time.Second)
@@ -451,10 +467,24 @@ func TestResetKeepsWhatCallersShare(t *testing.T) {
 
 	_, err = bob.Call(ctx, adapter.Request{Command: "reset"})
 	require.NoError(t, err)
-	assert.Equal(t, 1, restored)
+	assert.Equal(t, int32(1), restored.Load())
 	lm, lms := stats()
 	assert.Equal(t, "the-host's", lm, "the host's own LM, not the dummy's")
 	assert.Equal(t, map[string]string{"fast": "alice's"}, lms, "alice's named LM")
 	_, err = session.WithLM("fast").Execute(ctx, p.ID, map[string]any{"q": "?"})
 	require.NoError(t, err, "alice's program and LM, after bob's reset")
+
+	// A caller that gives up on its reset does not stop the restoring.
+	holdMu.Lock()
+	hold = make(chan struct{})
+	holdMu.Unlock()
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err = bob.Call(short, adapter.Request{Command: "reset"})
+	assert.Equal(t, adapter.CodeDeadlineExceeded, adapter.CodeOf(err), "%v", err)
+	close(hold)
+	testutil.WaitFor(t, "the host restored after the caller left", func() bool { return restored.Load() == 2 })
+	testutil.WaitFor(t, "alice's named LM is back", func() bool { _, lms := stats(); return lms["fast"] == "alice's" })
+	lm, _ = stats()
+	assert.Equal(t, "the-host's", lm)
 }

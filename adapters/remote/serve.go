@@ -41,7 +41,7 @@ func (h *Host) take(req micro.Request) {
 		ctx, cancel = context.WithCancel(h.callCtx)
 	}
 	data := req.Data()
-	hc := &hostCall{cancel: cancel, started: time.Now(), bytes: int64(len(data))}
+	hc := &hostCall{cancel: cancel, started: time.Now(), bytes: int64(len(data)) + headerBytes(hdr)}
 	if w, err := strconv.Atoi(hdr.Get(hdrStream)); err == nil && w > 0 {
 		hc.credit = credit.New(w)
 	}
@@ -69,6 +69,18 @@ func (h *Host) take(req micro.Request) {
 	h.inFlightMu.Unlock()
 	h.counter.Begin()
 	go h.serve(ctx, reply, nats.Header(hdr), data, hc.credit)
+}
+
+// headerBytes is the size of a request's headers, which the host keeps as
+// long as the call as its arguments.
+func headerBytes(hdr micro.Headers) int64 {
+	n := 0
+	for k, vs := range hdr {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4 // "k: v\r\n"
+		}
+	}
+	return int64(n)
 }
 
 // answerProbe tells the caller of a call that fell silent whether the

@@ -256,8 +256,12 @@ func (h *Host) noteApplied(key string, rev uint64) {
 // dropped it, what every caller shares: the host's own configuration
 // (HostOptions.Restore), then each broadcast the host has applied, as the
 // shared state now holds it. Only compiled specs and counters stay
-// dropped.
+// dropped. It runs to its end whatever becomes of the caller's ctx (a
+// caller that gave up on its reset must not leave every caller's LM
+// dropped), within restoreTimeout.
 func (h *Host) restoreShared(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), restoreTimeout)
+	defer cancel()
 	h.bmu.Lock()
 	defer h.bmu.Unlock()
 	if h.restore != nil {
@@ -291,6 +295,10 @@ func (h *Host) restoreShared(ctx context.Context) error {
 	}
 	return nil
 }
+
+// restoreTimeout bounds restoreShared, as the watch bounds applying one
+// broadcast.
+const restoreTimeout = time.Minute
 
 // checkBroadcast returns the arguments of a broadcast the host may apply:
 // only the commands of broadcastCommands, and a configure_lm only as its

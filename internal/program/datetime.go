@@ -111,8 +111,13 @@ func CanonicalDateTime(s string) (string, bool) {
 }
 
 // dateTimeOf is a time.Time as a DateTime's canonical text, in its own
-// location's offset ("Z" for UTC).
+// location's offset ("Z" for UTC), or in UTC when that offset is not whole
+// minutes under a day (a historical zone's +00:19:32), which the text
+// cannot hold.
 func dateTimeOf(t time.Time) (string, bool) {
+	if _, offset := t.Zone(); offset%60 != 0 || offset <= -86400 || offset >= 86400 {
+		t = t.UTC()
+	}
 	if t.Year() < 1 || t.Year() > 9999 {
 		return "", false
 	}

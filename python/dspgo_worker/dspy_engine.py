@@ -52,11 +52,11 @@ import logging
 import os
 import threading
 
-from .chat_format import OutputError, convert_outputs, parse_reply
+from .chat_format import convert_outputs
 from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
-from .fieldtypes import AUDIO, DATE, FILE, HISTORY, IMAGE, FieldType
+from .fieldtypes import AUDIO, DATE, FILE, HISTORY, IMAGE, STR, FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
 from .media import (
@@ -75,7 +75,7 @@ from .protocol import quote
 from .react import aobserve
 from .redact import redact
 from .spec import CompiledSpec
-from .values import convert
+from .values import convert, parse_output
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -487,7 +487,7 @@ class _Chunks:
         self.target = id(target) if target is not None else None
         self.streamer = ReplyStreamer(compiled)
         self.ended = False  # the target's first reply ended
-        self.again = False  # the target answered again after it
+        self.sent: dict[str, str] = {}  # the text streamed, by field
 
     async def send(self, item: Any) -> None:
         """Take one item DSPy sends (an LM stream piece carries its predictor's id as
@@ -497,26 +497,32 @@ class _Chunks:
         if self.target is None or getattr(item, "predict_id", None) != self.target:
             return
         if self.ended:
-            self.again = True
             return
         for name, delta in self.streamer.feed(_chunk_text(item)):
+            self.sent[name] = self.sent.get(name, "") + delta
             await self.ctx.send_chunk({"field": name, "delta": delta})
         self.ended = _chunk_finished(item)
 
     async def finish(self, outputs: dict[str, Any]) -> None:
         """Send the fields not streamed yet (a reply from the cache, a JSON reply).
-        ``internal`` when the target answered again and the run's outputs are not the
-        streamed reply's: the deltas of a field must be the text of its value."""
-        if self.again:
+        ``internal`` when a field's streamed text is not its value (the predictor answered
+        again, or a module changed the answer): the deltas of a field must be the text of
+        its value. A text that does not read as its type (JSON DSPy repaired) is not
+        judged."""
+        for f in self.compiled.outputs:
+            text = self.sent.get(f.name)
+            if text is None:
+                continue
             try:
-                streamed = parse_reply(self.compiled, self.streamer.text())
-            except OutputError:
-                streamed = None
-            if streamed != outputs:
+                value = text if f.type.kind == STR else parse_output(f.type, text, f"output {f.name}", text=True)
+            except ValueError:
+                continue
+            if value != outputs[f.name]:
                 raise WorkerError(
                     "internal",
-                    "the stream sent the first answer of the predictor that produces the outputs, which answered again, "
-                    "and the outputs are not the streamed ones: run this module without a stream, or have it call that predictor once",
+                    f"the stream sent output {quote(f.name)} as the first answer of the predictor that produces the outputs, "
+                    "and its value is not that answer (the predictor answered again, or the module changed it): "
+                    "run this module without a stream, or have it return that predictor's one answer",
                 )
         for name, delta in self.streamer.finish(outputs):
             await self.ctx.send_chunk({"field": name, "delta": delta})

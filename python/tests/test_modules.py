@@ -541,8 +541,8 @@ class ModuleRunTest(unittest.TestCase):
     def test_a_stream_never_sends_an_answer_that_is_not_the_outputs(self):
         """A stream's deltas of a field are the text of its value: when two predictors
         of a module have all the outputs, which one answers would be a guess, and the
-        fields come whole at the end; when the one that has them answers again after its
-        streamed first answer, and the outputs are not that answer, the run fails
+        fields come whole at the end; when a field's value is not the text the stream sent
+        (the predictor answered again, or the module changed the answer), the run fails
         (internal) rather than leave the stream saying otherwise."""
         dspy = self.dspy
 
@@ -566,9 +566,17 @@ class ModuleRunTest(unittest.TestCase):
                 second = await self.qa.acall(question=f"{question} Improve on: {first.answer}")
                 return dspy.Prediction(answer=second.answer.upper())  # the test LM answers alike: refine it here
 
+        class ChangesTheAnswer(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.qa = dspy.Predict("question -> answer")
+
+            async def aforward(self, question):
+                return dspy.Prediction(answer=(await self.qa.acall(question=question)).answer.upper())
+
         self.configure(model="test-model+chunk_delay=1ms")
         self.w.auto_credit = 1
-        for name, factory in (("test-two-answerers", TwoAnswerers), ("test-answers-twice", AnswersTwice)):
+        for name, factory in (("test-two-answerers", TwoAnswerers), ("test-answers-twice", AnswersTwice), ("test-changes", ChangesTheAnswer)):
             dspy_module(name, factory)
             self.addCleanup(unregister, name)
         request_id = self.w.call("execute_program", {"spec": module_spec("test-two-answerers"), "inputs": {"question": "?"}}, stream=2)
@@ -576,11 +584,14 @@ class ModuleRunTest(unittest.TestCase):
         self.assertTrue(reply["success"], reply)
         self.assertEqual([c["data"] for c in self.w.chunks[request_id]], [{"field": "answer", "delta": reply["result"]["outputs"]["answer"]}])
 
-        request_id = self.w.call("execute_program", {"spec": module_spec("test-answers-twice"), "inputs": {"question": "?"}}, stream=2)
-        reply = self.w.response(request_id)
-        self.assertFalse(reply["success"], reply)
-        self.assertEqual(reply["error"]["code"], "internal")
-        self.assertIn("the stream sent the first answer of the predictor that produces the outputs, which answered again", reply["error"]["message"])
+        for name in ("test-answers-twice", "test-changes"):
+            with self.subTest(module=name):
+                request_id = self.w.call("execute_program", {"spec": module_spec(name), "inputs": {"question": "?"}}, stream=2)
+                reply = self.w.response(request_id)
+                self.assertFalse(reply["success"], reply)
+                self.assertEqual(reply["error"]["code"], "internal")
+                self.assertIn('the stream sent output "answer" as the first answer of the predictor that produces the outputs, '
+                              "and its value is not that answer", reply["error"]["message"])
 
 
 if __name__ == "__main__":
