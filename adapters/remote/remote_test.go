@@ -3,6 +3,7 @@ package remote_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -487,4 +489,24 @@ func TestResetKeepsWhatCallersShare(t *testing.T) {
 	testutil.WaitFor(t, "alice's named LM is back", func() bool { _, lms := stats(); return lms["fast"] == "alice's" })
 	lm, _ = stats()
 	assert.Equal(t, "the-host's", lm)
+}
+
+// TestHostWarnsOfAnOldStateBucket: a bucket made by an earlier version
+// (nats.go's own key-value bucket: rollups allowed, no bounds) is served
+// as it is, with a warning that says how to have it made anew.
+func TestHostWarnsOfAnOldStateBucket(t *testing.T) {
+	s := startServer(t)
+	js, err := jetstream.New(connect(t, s.ClientURL()))
+	require.NoError(t, err)
+	ctx := ctxT(t, 30*time.Second)
+	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "dspgo_state", History: 1})
+	require.NoError(t, err)
+	logs := &testutil.SyncBuffer{}
+	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1", Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	assert.Contains(t, logs.String(), "the shared state bucket was made by an earlier version: it allows rollups and purges, or has no bounds")
+	assert.Contains(t, logs.String(), "nats kv rm dspgo_state")
+
+	fresh, freshLogs := startServer(t), &testutil.SyncBuffer{}
+	serveMock(t, fresh.ClientURL(), remote.HostOptions{ID: "h2", Logger: slog.New(slog.NewTextHandler(freshLogs, nil))})
+	assert.NotContains(t, freshLogs.String(), "earlier version", "a bucket the host made")
 }

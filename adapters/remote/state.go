@@ -29,9 +29,14 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 		defer cancel()
 	}
 	var kv jetstream.KeyValue
-	err := retry(ctx, h.nc, func(ctx context.Context) (err error) { kv, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
+	var old string
+	err := retry(ctx, h.nc, func(ctx context.Context) (err error) { kv, old, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
 	if err != nil {
 		return stateError(Name, "serve", err)
+	}
+	if old != "" {
+		h.log.Warn("the shared state bucket was made by an earlier version: "+old+
+			"; delete it while no host runs (nats kv rm "+h.subj.bucket()+"), and a host makes it anew", "bucket", h.subj.bucket())
 	}
 	h.kv = kv
 	var w jetstream.KeyWatcher
@@ -160,17 +165,26 @@ const (
 // bucket's (nats.go's CreateKeyValue) but for rollups and purges, which
 // it refuses: a message with a Nats-Rollup header from a caller would
 // otherwise erase every record; and it holds at most StateMaxRecords
-// records and StateMaxBytes bytes.
-func openBucket(ctx context.Context, nc *nats.Conn, subj subjects, replicas int) (jetstream.KeyValue, error) {
+// records and StateMaxBytes bytes. old says how a bucket made by an
+// earlier version, which it opens as it is, falls short of that; "" when
+// it does not.
+func openBucket(ctx context.Context, nc *nats.Conn, subj subjects, replicas int) (kv jetstream.KeyValue, old string, err error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, fmt.Errorf("JetStream: %w", err)
+		return nil, "", fmt.Errorf("JetStream: %w", err)
 	}
 	if replicas <= 0 {
 		replicas = 1
 	}
 	bucket := subj.bucket()
-	kv, err := js.KeyValue(ctx, bucket)
+	kv, err = js.KeyValue(ctx, bucket)
+	if err == nil {
+		if s, err := js.Stream(ctx, "KV_"+bucket); err == nil {
+			if c := s.CachedInfo().Config; c.AllowRollup || !c.DenyPurge || c.MaxMsgs < 0 || c.MaxBytes < 0 {
+				old = "it allows rollups and purges, or has no bounds, so a caller could erase or flood it"
+			}
+		}
+	}
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
 			Name: "KV_" + bucket, Subjects: []string{"$KV." + bucket + ".>"}, Description: "dspgo state shared by every worker host",
@@ -183,9 +197,9 @@ func openBucket(ctx context.Context, nc *nats.Conn, subj subjects, replicas int)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("opening the state bucket %q: %w", bucket, err)
+		return nil, "", fmt.Errorf("opening the state bucket %q: %w", bucket, err)
 	}
-	return kv, nil
+	return kv, old, nil
 }
 
 // watch applies the broadcasts other hosts record, until Close.
