@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dspgo/dspgo/adapter"
 )
@@ -1020,8 +1021,12 @@ func describe(v reflect.Value) string {
 		return s
 	case v.Kind() == reflect.String:
 		s := v.String()
-		if len(s) > 40 {
-			s = s[:40] + "…"
+		if len(s) > 40 { // bytes: cut at the start of a character, as Python cuts it
+			n := 40
+			for n > 0 && !utf8.RuneStart(s[n]) {
+				n--
+			}
+			s = s[:n] + "…"
 		}
 		return "string " + strconv.Quote(s)
 	case v.Kind() == reflect.Map:

@@ -268,9 +268,27 @@ def recover_message(body: bytes) -> dict[str, Any] | None:
     return None
 
 
+#: The escapes Go's ``strconv.Quote`` writes by name.
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v", '"': '\\"', "\\": "\\\\"}
+
+
 def quote(s: str) -> str:
-    """A double-quoted string, as Go's ``%q`` writes the usual ones."""
-    return json.dumps(s, ensure_ascii=False)
+    """A double-quoted string, as Go's ``%q`` (``strconv.Quote``) writes it, so that errors
+    read alike in both languages: printable characters as they are (non-ASCII ones too),
+    ``\\n``, ``\\t``… and ``\\"``, ``\\\\`` by name, other control characters ``\\x00``, other
+    characters that do not print ``\\u00a0`` or ``\\U0001f000``."""
+    out = ['"']
+    for c in s:
+        escaped = _GO_ESCAPES.get(c)
+        if escaped is None:
+            if c.isprintable():
+                escaped = c
+            else:
+                n = ord(c)
+                escaped = f"\\x{n:02x}" if n < 0x80 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+        out.append(escaped)
+    out.append('"')
+    return "".join(out)
 
 
 def json_type_name(value: Any) -> str:

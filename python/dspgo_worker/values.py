@@ -67,12 +67,24 @@ def describe_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return "number " + json.dumps(v)
     if isinstance(v, str):
-        return "string " + quote(v if len(v) <= 40 else v[:40] + "…")
+        return "string " + quote(_cut(v))
     if isinstance(v, dict):
         return "object"
     if isinstance(v, (list, tuple)):
         return "array"
     return type(v).__name__
+
+
+def _cut(s: str) -> str:
+    """``s`` cut, as Go's errors cut it, to at most 40 bytes of UTF-8 at the start of a
+    character, then ``…``; ``s`` itself when it is no longer."""
+    b = s.encode("utf-8", "surrogatepass")
+    if len(b) <= 40:
+        return s
+    n = 40
+    while n > 0 and b[n] & 0xC0 == 0x80:  # inside a character: back to its start
+        n -= 1
+    return b[:n].decode("utf-8", "surrogatepass") + "…"
 
 
 def _to_int(v: Any) -> int | None:
