@@ -172,7 +172,10 @@ func TestReadingRoleStress(t *testing.T) {
 		a, err := port.New(t.Context(), port.Options{Logger: quiet, MaxConcurrency: 2 * callers,
 			Handler:     func() protocol.Handler { return stressHandler{deaf: roundOver} },
 			Restart:     port.RestartPolicy{Min: time.Microsecond, Max: time.Millisecond, MaxRestarts: 1 << 20},
-			CallTimeout: time.Minute})
+			CallTimeout: time.Minute,
+			// The in-memory worker stops once its handlers have; under -race
+			// on a loaded machine that once took more than the default 2 s.
+			StopGrace: 10 * time.Second})
 		require.NoError(t, err)
 		stop := make(chan struct{})
 		killed := make(chan struct{})
