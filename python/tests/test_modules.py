@@ -35,6 +35,26 @@ def module_spec(name: str, state: dict | None = None, inputs=(("question", "str"
     return spec
 
 
+def three_steps(dspy, ended: threading.Event) -> type:
+    """A module of three blocking steps, each a Predict of the last one's answer, that sets
+    ``ended`` when its ``forward`` ends, however it ends."""
+
+    class ThreeSteps(dspy.Module):
+        def __init__(self):
+            super().__init__()
+            self.steps = [dspy.Predict("question -> answer") for _ in range(3)]
+
+        def forward(self, question):
+            try:
+                for step in self.steps:
+                    question = step(question=question).answer
+                return dspy.Prediction(answer=question)
+            finally:
+                ended.set()
+
+    return ThreeSteps
+
+
 class RegistrationTest(unittest.TestCase):
     def register(self, name, factory=None):
         self.addCleanup(unregister, name)
@@ -395,20 +415,8 @@ class ModuleRunTest(unittest.TestCase):
         """A module with only a (blocking) forward runs on a thread, which a cancel cannot
         interrupt; but once its run is cancelled (or past its deadline), the next step's LM
         call raises instead of reaching the LM."""
-        dspy, ended = self.dspy, threading.Event()
-
-        class ThreeSteps(dspy.Module):
-            def __init__(self):
-                super().__init__()
-                self.steps = [dspy.Predict("question -> answer") for _ in range(3)]
-
-            def forward(self, question):
-                try:
-                    for step in self.steps:
-                        question = step(question=question).answer
-                    return dspy.Prediction(answer=question)
-                finally:
-                    ended.set()
+        ended = threading.Event()
+        ThreeSteps = three_steps(self.dspy, ended)
 
         dspy_module("test-three-steps", ThreeSteps)
         self.addCleanup(unregister, "test-three-steps")
@@ -466,21 +474,9 @@ class ModuleRunTest(unittest.TestCase):
                 finally:
                     ended.set()
 
-        class Asyncified(dspy.Module):
-            def __init__(self):
-                super().__init__()
-                self.steps = [dspy.Predict("question -> answer") for _ in range(3)]
-
-            def chain(self, question):
-                try:
-                    for step in self.steps:
-                        question = step(question=question).answer
-                    return dspy.Prediction(answer=question)
-                finally:
-                    ended.set()
-
+        class Asyncified(three_steps(dspy, ended)):  # type: ignore[misc]  # made at run time
             async def aforward(self, question):
-                return await dspy.asyncify(self.chain)(question)
+                return await dspy.asyncify(self.forward)(question)
 
         self.configure(model="test-model+latency=1s")
         for name, factory, in_flight in (("test-best-of", retrying(dspy.BestOfN), 1), ("test-refine", retrying(dspy.Refine), 1), ("test-rounds", Rounds, 2),
