@@ -36,7 +36,10 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 		return err // its key could not be written
 	}
 	var kv jetstream.KeyValue
-	kerr := retry(ctx, a.nc, func(ctx context.Context) (err error) { kv, _, err = openBucket(ctx, a.nc, a.subj, a.replicas); return err })
+	kerr := retry(ctx, a.nc, func(ctx context.Context) (err error) {
+		kv, _, err = openBucket(ctx, a.nc, a.subj, a.replicas)
+		return err
+	})
 	if kerr != nil {
 		return stateError(a.name, req.Command, errors.Join(err, kerr))
 	}

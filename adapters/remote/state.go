@@ -30,7 +30,10 @@ func (h *Host) openState(ctx context.Context, replicas int) error {
 	}
 	var kv jetstream.KeyValue
 	var old string
-	err := retry(ctx, h.nc, func(ctx context.Context) (err error) { kv, old, err = openBucket(ctx, h.nc, h.subj, replicas); return err })
+	err := retry(ctx, h.nc, func(ctx context.Context) (err error) {
+		kv, old, err = openBucket(ctx, h.nc, h.subj, replicas)
+		return err
+	})
 	if err != nil {
 		return stateError(Name, "serve", err)
 	}

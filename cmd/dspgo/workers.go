@@ -73,7 +73,9 @@ func (a *app) serveWorkers(ctx context.Context) error {
 	// The backend runs the configured LM (Open applied it); the shared
 	// state, replayed by Serve, wins.
 	opts := remoteconfig.HostOptions(cfg)
-	opts.Restore = func(ctx context.Context) error { return dspgo.NewClient(backend).ConfigureLM(ctx, registry.LMConfig(cfg)) }
+	opts.Restore = func(ctx context.Context) error {
+		return dspgo.NewClient(backend).ConfigureLM(ctx, registry.LMConfig(cfg))
+	}
 	if p, ok := backend.(*pool.Pool); ok {
 		opts.Stats = func() any { return p.Stats() }
 	}
