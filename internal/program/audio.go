@@ -20,23 +20,14 @@ const maxAudioFormatBytes = 16
 // {"data", "format"}, a saved program's demo). d is base64; f 1 to 16
 // lower-case letters and digits.
 func convertAudio(v reflect.Value, path string) (reflect.Value, error) {
-	v, err := structAsJSON(v)
+	v, err := mediaValue(v, "input_audio", audioWant, path)
 	if err != nil {
-		return reflect.Value{}, fmt.Errorf("%s: %s: %v", path, audioWant, err)
+		return reflect.Value{}, err
 	}
 	var fields map[string]string
 	switch {
 	case !v.IsValid() || v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer:
 		return reflect.Value{}, fmt.Errorf("%s: %s, got null", path, audioWant)
-	case v.Kind() == reflect.String && v.Type() != reflect.TypeFor[json.Number]() && strings.HasPrefix(v.String(), customTypeStart):
-		part, err := mediaPart(v.String(), "input_audio", audioWant)
-		if err != nil {
-			return reflect.Value{}, fmt.Errorf("%s: %v", path, err)
-		}
-		if fields, err = mediaObject(part, []string{"data", "format"}, AudioType, audioWant, path); err != nil {
-			return reflect.Value{}, err
-		}
-		fields = map[string]string{"data": fields["data"], "audio_format": fields["format"]}
 	case v.Kind() == reflect.String && v.Type() != reflect.TypeFor[json.Number]():
 		var ok bool
 		if fields, ok = audioDataURI(v.String()); !ok {

@@ -105,28 +105,28 @@ func MediaDSPyText(t Type, v map[string]any) string {
 }
 
 // mediaPart reads DSPy's text of one content part of type part
-// ("image_url", "file") and returns the part's object; want says what was
-// expected, for the error.
-func mediaPart(s, part, want string) (reflect.Value, error) {
+// ("image_url", "file", "input_audio") and returns the part's object, its
+// values strings; want says what was expected, for the error.
+func mediaPart(s, part, want string) (map[string]any, error) {
 	bad := fmt.Errorf("%s: a DSPy custom type's text that is not one %s part", want, part)
 	inner, ok := strings.CutSuffix(strings.TrimPrefix(s, customTypeStart), customTypeEnd)
 	if !ok {
-		return reflect.Value{}, bad
+		return nil, bad
 	}
 	var parts []map[string]any
 	if json.Unmarshal([]byte(inner), &parts) != nil || len(parts) != 1 || parts[0]["type"] != part {
-		return reflect.Value{}, bad
+		return nil, bad
 	}
 	object, ok := parts[0][part].(map[string]any)
 	if !ok {
-		return reflect.Value{}, bad
+		return nil, bad
 	}
 	for _, v := range object {
 		if _, ok := v.(string); !ok {
-			return reflect.Value{}, bad
+			return nil, bad
 		}
 	}
-	return reflect.ValueOf(object), nil
+	return object, nil
 }
 
 // mediaObject reads a dspy.Image's or dspy.File's object: each key must be
@@ -158,21 +158,36 @@ func mediaObject(v reflect.Value, keys []string, typ, want, path string) (map[st
 	return out, nil
 }
 
-// mediaValue is v, the value given for a dspy.Image or dspy.File, as an
-// object: a Go struct's JSON encoding (dspgo.Image, dspgo.File) or DSPy's
-// text of one part of type part; a string other than DSPy's text is
-// returned as it is.
+// partKeys are the keys of a DSPy content part that the value of its type
+// names otherwise: an input_audio part's "format" is a dspy.Audio's
+// "audio_format".
+var partKeys = map[string]map[string]string{"input_audio": {"format": "audio_format"}}
+
+// mediaValue is v, the value given for a dspy.Image, dspy.File or
+// dspy.Audio, as an object: a Go struct's JSON encoding (dspgo.Image,
+// dspgo.File, dspgo.Audio) or DSPy's text of one part of type part, its
+// keys as the value names them (partKeys); a string other than DSPy's
+// text is returned as it is.
 func mediaValue(v reflect.Value, part, want, path string) (reflect.Value, error) {
 	v, err := structAsJSON(v)
 	if err != nil {
 		return reflect.Value{}, fmt.Errorf("%s: %s: %v", path, want, err)
 	}
-	if v.IsValid() && v.Kind() == reflect.String && v.Type() != reflect.TypeFor[json.Number]() && strings.HasPrefix(v.String(), customTypeStart) {
-		if v, err = mediaPart(v.String(), part, want); err != nil {
-			return reflect.Value{}, fmt.Errorf("%s: %v", path, err)
-		}
+	if !v.IsValid() || v.Kind() != reflect.String || v.Type() == reflect.TypeFor[json.Number]() || !strings.HasPrefix(v.String(), customTypeStart) {
+		return v, nil
 	}
-	return v, nil
+	object, err := mediaPart(v.String(), part, want)
+	if err != nil {
+		return reflect.Value{}, fmt.Errorf("%s: %v", path, err)
+	}
+	renamed := make(map[string]any, len(object))
+	for k, e := range object {
+		if to, ok := partKeys[part][k]; ok {
+			k = to
+		}
+		renamed[k] = e
+	}
+	return reflect.ValueOf(renamed), nil
 }
 
 // isPlain says whether s holds no space, control character, '<' or '>':

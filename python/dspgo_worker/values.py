@@ -485,14 +485,22 @@ def _history(v: Any, path: str) -> dict[str, Any]:
     return {"messages": convert(_MESSAGES, _sole_key(v, "messages", HISTORY, want, path), path + ".messages")}
 
 
+#: The keys of a DSPy content part that the value of its type names otherwise (Go's
+#: ``partKeys``): an input_audio part's "format" is a dspy.Audio's "audio_format".
+_PART_KEYS = {"input_audio": {"format": "audio_format"}}
+
+
 def _media_value(v: Any, part: str, want: str, path: str) -> Any:
     """``v`` as an object when it is DSPy's text of one ``part`` (a saved program's demo),
-    else ``v`` itself (Go's ``mediaValue``)."""
+    its keys as the value names them (:data:`_PART_KEYS`), else ``v`` itself (Go's
+    ``mediaValue``)."""
     if isinstance(v, str) and v.startswith(CUSTOM_TYPE_START):
         try:
-            return media_part(v, part, want)
+            obj = media_part(v, part, want)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
+        renames = _PART_KEYS.get(part, {})
+        return {renames.get(k, k): e for k, e in obj.items()}
     return v
 
 
@@ -580,16 +588,10 @@ def _audio(v: Any, path: str) -> dict[str, Any]:
     a data URI ``data:audio/<f>;base64,<d>`` (an ``x-`` before ``f`` dropped, as DSPy
     drops it), such an object, or DSPy's text of one sound (an ``input_audio`` part,
     ``{"data", "format"}``); ``d`` is base64, ``f`` 1 to 16 lower-case letters and digits."""
+    v = _media_value(v, "input_audio", AUDIO_WANT, path)
     if v is None:
         raise ValueError(f"{path}: {AUDIO_WANT}, got null")
-    if isinstance(v, str) and v.startswith(CUSTOM_TYPE_START):
-        try:
-            part = media_part(v, "input_audio", AUDIO_WANT)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        given = _string_fields(part, ("data", "format"), AUDIO, path)
-        fields = {"data": given.get("data", ""), "audio_format": given.get("format", "")}
-    elif isinstance(v, str):
+    if isinstance(v, str):
         uri = _audio_data_uri(v)
         if uri is None:
             raise ValueError(
