@@ -82,13 +82,15 @@ func CanonicalDateTime(s string) (string, bool) {
 	date, ok := civilDate(m[1], m[2], m[3])
 	hour, _ := strconv.Atoi(m[4])
 	minute, _ := strconv.Atoi(m[5])
-	second, _ := strconv.Atoi(m[6]) // "" when absent: 0
+	second, _ := strconv.Atoi(m[6]) // "" when absent: 0, written 00
 	if !ok || hour > 23 || minute > 59 || second > 59 {
 		return "", false
 	}
+	if m[6] == "" {
+		m[6] = "00"
+	}
 	var b strings.Builder
-	b.WriteString(date + "T" + m[4] + ":" + m[5] + ":")
-	b.WriteString(fmt.Sprintf("%02d", second))
+	b.WriteString(date + "T" + m[4] + ":" + m[5] + ":" + m[6])
 	if micro := (m[7] + "000000")[:6]; strings.Trim(micro, "0") != "" {
 		b.WriteString("." + micro)
 	}
@@ -130,38 +132,29 @@ var timeType = reflect.TypeFor[time.Time]()
 // convertDate converts a Date value: a string YYYY-MM-DD, or a time.Time,
 // whose calendar day in its own location it takes.
 func convertDate(v reflect.Value, path string) (reflect.Value, error) {
-	v = indirect(v)
-	if v.IsValid() && v.Type() == timeType {
-		t := v.Interface().(time.Time)
-		if s, ok := CanonicalDate(t.Format("2006-01-02")); ok {
-			return reflect.ValueOf(s), nil
-		}
-		return reflect.Value{}, fmt.Errorf("%s: %s, got a time.Time of the year %d", path, dateWant, t.Year())
-	}
-	return convertTimeText(v, path, dateWant, CanonicalDate)
+	return convertMoment(v, path, dateWant, CanonicalDate, func(t time.Time) (string, bool) { return CanonicalDate(t.Format(time.DateOnly)) })
 }
 
 // convertDateTime converts a DateTime value: a string (see
-// CanonicalDateTime) or a time.Time, as its canonical text.
+// CanonicalDateTime) or a time.Time (dateTimeOf), as its canonical text.
 func convertDateTime(v reflect.Value, path string) (reflect.Value, error) {
-	v = indirect(v)
-	if v.IsValid() && v.Type() == timeType {
-		t := v.Interface().(time.Time)
-		if s, ok := dateTimeOf(t); ok {
-			return reflect.ValueOf(s), nil
-		}
-		return reflect.Value{}, fmt.Errorf("%s: %s, got a time.Time of the year %d", path, dateTimeWant, t.Year())
-	}
-	return convertTimeText(v, path, dateTimeWant, CanonicalDateTime)
+	return convertMoment(v, path, dateTimeWant, CanonicalDateTime, dateTimeOf)
 }
 
-// convertTimeText converts a string by canonical; want says what was
-// expected.
-func convertTimeText(v reflect.Value, path, want string, canonical func(string) (string, bool)) (reflect.Value, error) {
-	if !v.IsValid() || v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer {
+// convertMoment converts a Date's or a DateTime's value: a string by
+// canonical, a time.Time by ofTime; want says what was expected.
+func convertMoment(v reflect.Value, path, want string, canonical func(string) (string, bool), ofTime func(time.Time) (string, bool)) (reflect.Value, error) {
+	v = indirect(v)
+	switch {
+	case !v.IsValid() || v.Kind() == reflect.Interface || v.Kind() == reflect.Pointer:
 		return reflect.Value{}, fmt.Errorf("%s: %s, got null", path, want)
-	}
-	if v.Kind() == reflect.String && v.Type() != reflect.TypeFor[json.Number]() {
+	case v.Type() == timeType:
+		t := v.Interface().(time.Time)
+		if s, ok := ofTime(t); ok {
+			return reflect.ValueOf(s), nil
+		}
+		return reflect.Value{}, fmt.Errorf("%s: %s, got a time.Time of the year %d", path, want, t.Year())
+	case v.Kind() == reflect.String && v.Type() != reflect.TypeFor[json.Number]():
 		if s, ok := canonical(v.String()); ok {
 			return reflect.ValueOf(s), nil
 		}

@@ -309,7 +309,7 @@ def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:
         note = _type_note(f.type)
         if f.type.kind in (INT, FLOAT, BOOL):
             part += f" (must be formatted as a valid Python {f.type.kind})"
-        elif f.type.moment == f.type.kind:  # DSPy's name of the class: date, datetime
+        elif f.type.kind in (DATE, DATETIME):  # DSPy names the class: date, datetime
             part += f" (must be formatted as a valid Python {f.type.kind.removeprefix('datetime.')})"
         elif note:
             part += f" ({note})"

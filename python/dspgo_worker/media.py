@@ -1,8 +1,9 @@
-"""``dspy.Image`` and ``dspy.File`` values, content the model sees beside the prompt's text
-(Go's ``internal/program`` media.go, image.go and file.go): the URLs an image may have
-(:func:`image_url_problem`), DSPy's text of one content part (:func:`media_part` reads it),
-:func:`map_media`, which replaces each image and file in a converted value by what the
-caller makes of it (a ``dspy.Image`` or ``dspy.File``, a placeholder in a prompt's text),
+"""``dspy.Image``, ``dspy.File`` and ``dspy.Audio`` values, content the model takes beside
+the prompt's text (Go's ``internal/program`` media.go, image.go, file.go and audio.go): the
+URLs an image may have (:func:`image_url_problem`), DSPy's text of one content part
+(:func:`media_part` reads it), :func:`map_media`, which replaces each image, file and sound
+(or date and datetime) in a converted value by what the caller makes of it (a
+``dspy.Image``, a placeholder in a prompt's text),
 and the checks that keep images by URL (:func:`refuse_image_urls`) and DSPy's custom-type
 markers (:func:`json_strings`, :func:`defuse_custom_types`) out of prompts where they may
 not be.
