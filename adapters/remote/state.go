@@ -232,6 +232,12 @@ func (h *Host) applyEntry(ctx context.Context, e jetstream.KeyValueEntry) error 
 	if h.applied[e.Key()] >= e.Revision() {
 		return nil
 	}
+	return h.applyRecord(ctx, e)
+}
+
+// applyRecord applies the broadcast e records, as the host's checks allow
+// it, and notes it applied; h.bmu is held.
+func (h *Host) applyRecord(ctx context.Context, e jetstream.KeyValueEntry) error {
 	cmd, _, _ := strings.Cut(strings.TrimPrefix(e.Key(), "broadcast."), ".")
 	args, err := h.checkBroadcast(cmd, e.Value())
 	if err != nil {
@@ -272,7 +278,7 @@ func (h *Host) noteApplied(key string, rev uint64) {
 // restoreShared gives the host's workers back, after a caller's reset
 // dropped it, what every caller shares: the host's own configuration
 // (HostOptions.Restore), then each broadcast the host has applied, as the
-// shared state now holds it. Only compiled specs and counters stay
+// shared state now holds it (applyRecord; one it refuses is skipped). Only compiled specs and counters stay
 // dropped. It runs to its end whatever becomes of the caller's ctx (a
 // caller that gave up on its reset must not leave every caller's LM
 // dropped), within restoreTimeout.
@@ -300,15 +306,9 @@ func (h *Host) restoreShared(ctx context.Context) error {
 		if err != nil {
 			return stateError(Name, command.Reset, fmt.Errorf("restoring %q after a reset: %w", key, err))
 		}
-		cmd, _, _ := strings.Cut(strings.TrimPrefix(key, "broadcast."), ".")
-		args, err := h.checkBroadcast(cmd, e.Value())
-		if err != nil {
-			continue // refused when it was recorded too
-		}
-		if err := h.applyLocal(ctx, adapter.Request{Command: cmd, Args: args}); err != nil {
+		if err := h.applyRecord(ctx, e); err != nil && !refused(err) {
 			return adapter.Wrap(err, Name, command.Reset)
 		}
-		h.applied[key] = e.Revision()
 	}
 	return nil
 }
