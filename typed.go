@@ -95,6 +95,10 @@ type Typed[In, Out any] struct {
 //     in UTC): the field itself, or the elements of a slice or array, or
 //     the values of a map, through pointers. Without either, a time.Time
 //     is a text type, a str.
+//   - omitempty: a nil pointer input is left out of the inputs, as DSPy
+//     leaves out of the prompt an Optional input it is not given, instead
+//     of sent as None (which the prompt shows as "None"). For a pointer
+//     input only.
 //   - input, output: the side a field belongs to when one struct is both
 //     In and Out (NewTyped[QA, QA], like a class-based dspy.Signature): a
 //     field marked output is not an input, and one marked input not an
@@ -324,6 +328,9 @@ type typedField struct {
 	// rewrite marks a value that encode rewrites: a part of it travels
 	// by MarshalText, or is a json.RawMessage, which may be empty.
 	rewrite bool
+	// omitNil marks an input (a pointer) that encode leaves out when nil:
+	// the omitempty option.
+	omitNil bool
 }
 
 // name names a field for messages: "field pkg.Answer.Level (int8)".
@@ -411,8 +418,16 @@ func deriveCodec(t reflect.Type, s side) (*structCodec, error) {
 			if err != nil {
 				return fail("%v", err)
 			}
+			if opts.omitEmpty {
+				switch {
+				case s == outputSide:
+					return fail("omitempty is for inputs: an output is always in the result")
+				case typ.Kind != program.Optional:
+					return fail("omitempty leaves a nil input out, so it is for a pointer (an Optional input); this field is %s", typ)
+				}
+			}
 			f.field = Field{Name: name, Type: typ.String(), Description: opts.desc}
-			f.rewrite = rewrite
+			f.rewrite, f.omitNil = rewrite, opts.omitEmpty
 			byName[name] = c.name(f)
 			c.fields = append(c.fields, f)
 		}
@@ -432,12 +447,13 @@ type tagOptions struct {
 	name, desc    string
 	enum          []string
 	input, output bool
+	omitEmpty     bool
 	// moment is program.Date or program.DateTime for the date and
 	// datetime options, else zero.
 	moment program.Kind
 }
 
-// parseTag parses "name,input,output,enum=a|b,date,datetime,desc=text".
+// parseTag parses "name,input,output,omitempty,enum=a|b,date,datetime,desc=text".
 func parseTag(tag string) (tagOptions, error) {
 	parts := strings.Split(tag, ",")
 	o := tagOptions{name: parts[0]}
@@ -470,9 +486,11 @@ func parseTag(tag string) (tagOptions, error) {
 			o.input = true
 		case opt == "output":
 			o.output = true
+		case opt == "omitempty":
+			o.omitEmpty = true
 		case opt == "":
 		default:
-			return o, fmt.Errorf("unknown option %q (known: input, output, enum=A|B, date, datetime, desc=TEXT)", opt)
+			return o, fmt.Errorf("unknown option %q (known: input, output, omitempty, enum=A|B, date, datetime, desc=TEXT)", opt)
 		}
 	}
 	if o.moment != 0 && o.enum != nil {
@@ -670,6 +688,9 @@ func (c *structCodec) encode(v reflect.Value) (map[string]any, error) {
 	inputs := make(map[string]any, len(c.fields))
 	for _, f := range c.fields {
 		fv := v.FieldByIndex(f.index)
+		if f.omitNil && fv.IsNil() {
+			continue
+		}
 		if !f.rewrite {
 			inputs[f.field.Name] = fv.Interface()
 			continue

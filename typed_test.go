@@ -499,6 +499,43 @@ func TestTypedOneStructForBothSides(t *testing.T) {
 	assert.ErrorContains(t, err, `"text" is the name of an input (field dspgo_test.untagged.Text (string)) and of an output`)
 }
 
+// TestTypedOmitEmpty: a nil pointer input tagged omitempty is left out of
+// the inputs (as Client.Execute without it), where an untagged one is sent
+// as None; a non-nil one is sent either way.
+func TestTypedOmitEmpty(t *testing.T) {
+	c, _ := newClient(t)
+	ctx := t.Context()
+	type in struct {
+		Question string
+		Hint     *string `dspy:"hint,omitempty,desc=A hint, if any"`
+	}
+	type out struct{ Answer string }
+	p, err := dspgo.NewTyped[in, out](ctx, c, dspgo.ProgramSpec{})
+	require.NoError(t, err)
+	assert.Equal(t, []dspgo.Field{{Name: "question", Type: "str"}, {Name: "hint", Type: "Optional[str]", Description: "A hint, if any"}},
+		p.Program().Spec.Signature.Inputs)
+	id := p.Program().ID
+	hint := "Think of gophers."
+	for _, tc := range []struct {
+		in   in
+		want map[string]any
+	}{
+		{in{Question: "What is Go?"}, map[string]any{"question": "What is Go?"}},
+		{in{Question: "What is Go?", Hint: &hint}, map[string]any{"question": "What is Go?", "hint": hint}},
+	} {
+		got, err := p.Execute(ctx, tc.in)
+		require.NoError(t, err)
+		want, err := c.Execute(ctx, id, tc.want)
+		require.NoError(t, err)
+		assert.Equal(t, want["answer"], got.Answer, "%v", tc.want)
+	}
+	null, err := c.Execute(ctx, id, map[string]any{"question": "What is Go?", "hint": nil})
+	require.NoError(t, err)
+	left, err := p.Execute(ctx, in{Question: "What is Go?"})
+	require.NoError(t, err)
+	assert.NotEqual(t, null["answer"], left.Answer, "left out, not None")
+}
+
 func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 	c, _ := newClient(t)
 	ctx := t.Context()
@@ -551,7 +588,13 @@ func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 		}](1), `enum value "a" appears twice`},
 		{"an unknown tag option", fieldOf[struct {
 			L string `dspy:"l,required"`
-		}](1), `unknown option "required" (known: input, output, enum=A|B, date, datetime, desc=TEXT)`},
+		}](1), `unknown option "required" (known: input, output, omitempty, enum=A|B, date, datetime, desc=TEXT)`},
+		{"omitempty on a field that is no pointer", fieldOf[struct {
+			Hint string `dspy:"hint,omitempty"`
+		}](0), "omitempty leaves a nil input out, so it is for a pointer (an Optional input); this field is str"},
+		{"omitempty on an output", fieldOf[struct {
+			Hint *string `dspy:"hint,omitempty"`
+		}](1), "omitempty is for inputs: an output is always in the result"},
 		{"a name that is no identifier", fieldOf[struct {
 			L string `dspy:"the-name"`
 		}](1), `name "the-name" is not a valid identifier`},

@@ -33,6 +33,7 @@ func Cases() []Case {
 		{Name: "not_found", Doc: "Unknown programs are CodeNotFound for get, execute and delete.", Run: caseNotFound},
 		{Name: "already_exists", Doc: "Creating an id twice is CodeAlreadyExists and leaves the first program intact.", Run: caseAlreadyExists},
 		{Name: "invalid_argument", Doc: "Missing, unknown and mistyped inputs and bad signatures are CodeInvalidArgument, from the client and from the backend.", Run: caseInvalidArgument},
+		{Name: "optional_input_left_out", Doc: "An Optional input may be left out, from the client and from the backend, and stays out: the outputs are the dummy LM's for the inputs without it, not for a null; any other input left out is CodeInvalidArgument.", Run: caseOptionalLeftOut},
 		{Name: "unimplemented", Doc: "An unknown command is CodeUnimplemented.", Run: caseUnimplemented},
 		{Name: "canceled", Doc: "A cancelled context gives CodeCanceled.", Run: caseCanceled},
 		{Name: "deadline_exceeded", Doc: "A deadline gives CodeDeadlineExceeded promptly, and the adapter stays usable.", Run: caseDeadline},
@@ -289,6 +290,35 @@ func caseInvalidArgument(t TB, env *Env) {
 		_, err := env.Adapter.Call(ctx, adapter.Request{Command: cmd, Args: json.RawMessage(args)})
 		requireCode(t, adapter.CodeInvalidArgument, err, cmd)
 	}
+}
+
+func caseOptionalLeftOut(t TB, env *Env) {
+	ctx, c := env.Ctx, env.Client
+	p := create(t, env, "question, hint: Optional[str] -> answer, n: int")
+	left := map[string]any{"question": "What is Go?"}
+	got, err := c.Execute(ctx, p.ID, left)
+	require.NoError(t, err)
+	assert.Equal(t, expected(t, p, left), got)
+	null := map[string]any{"question": "What is Go?", "hint": nil}
+	gotNull, err := c.Execute(ctx, p.ID, null)
+	require.NoError(t, err)
+	assert.Equal(t, expected(t, p, null), gotNull)
+	assert.NotEqual(t, got, gotNull, "an input left out is not sent as a null")
+	_, err = c.Execute(ctx, p.ID, map[string]any{"hint": "Go is a language."})
+	requireCode(t, adapter.CodeInvalidArgument, err)
+	assert.Contains(t, err.Error(), `input "question" is missing`)
+
+	// The backend takes it too, for callers that bypass the client.
+	spec := command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind}
+	args, err := json.Marshal(command.ExecuteArgs{SpecHash: p.Hash, Spec: &spec, Inputs: json.RawMessage(`{"question":"What is Go?"}`)})
+	require.NoError(t, err)
+	resp, err := env.Adapter.Call(ctx, adapter.Request{Command: command.ExecuteProgram, Args: args})
+	require.NoError(t, err)
+	var res command.ExecuteResult
+	require.NoError(t, json.Unmarshal(resp.Result, &res))
+	want, err := json.Marshal(got)
+	require.NoError(t, err)
+	assert.JSONEq(t, string(want), string(res.Outputs))
 }
 
 func caseUnimplemented(t TB, env *Env) {

@@ -56,6 +56,10 @@ func dummyCases(t *testing.T) []dummyCase {
 			"a: Any, b: Optional[int], c: list[str] | None, d: Union[int, str, bool], e: tuple[int, str, Literal['x', 'y']], " +
 			"f: tuple[float, ...], g: list[Optional[Union[float, bool]]], h: Optional[Any]")},
 			Inputs: json.RawMessage(`{"x":null,"o":3,"u":7,"t":[2,"b"]}`)},
+		{Name: "optional_input_left_out", Spec: command.Spec{Signature: sig("question, hint: Optional[str] -> answer, n: int")},
+			Inputs: json.RawMessage(`{"question":"What is Go?"}`)},
+		{Name: "optional_input_null", Spec: command.Spec{Signature: sig("question, hint: Optional[str] -> answer, n: int")},
+			Inputs: json.RawMessage(`{"question":"What is Go?","hint":null}`)},
 		{Name: "dict_keys", Spec: command.Spec{Signature: sig("di: dict[int, list[str]], dl: dict[Literal['a', 'b'], int] -> " +
 			"g: dict[int, str], h: dict[Literal['p', 'q'], list[int]], k: dict[str, Optional[int]]")},
 			Inputs: json.RawMessage(`{"di":{"10":["a"],"9":[],"-1":["b"],"+2":[]},"dl":{"b":2}}`)},

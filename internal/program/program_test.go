@@ -187,6 +187,40 @@ func TestInputs(t *testing.T) {
 	assert.ErrorContains(t, err, `input "s" is missing`)
 }
 
+// TestOptionalInputsMayBeLeftOut: an Optional input left out stays out
+// (DSPy leaves it out of the prompt, where a null is "None"); any other
+// input is required, Any included (DSPy's annotation_allows_none), and an
+// unknown input is refused even beside one left out.
+func TestOptionalInputsMayBeLeftOut(t *testing.T) {
+	c := mustCompile(t, "q, hint: Optional[str], k: int | None, u: Union[int, str, None], x: Any -> a", "")
+	got, err := c.Inputs(map[string]any{"q": "?", "x": nil})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"q": "?", "x": nil}, got, "left out, not null")
+	got, err = c.Inputs(map[string]any{"q": "?", "x": 1, "hint": nil, "k": 2})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]any{"q": "?", "x": int64(1), "hint": nil, "k": int64(2)}, got)
+
+	for _, tt := range []struct {
+		in   map[string]any
+		want string
+	}{
+		{map[string]any{"x": 1}, `input "q" is missing (the program takes "q", "hint", "k", "u", "x")`},
+		{map[string]any{"q": "?"}, `input "x" is missing`},
+		{map[string]any{"q": "?", "x": 1, "extra": 1}, `input "extra" is not in the signature`},
+	} {
+		_, err := c.Inputs(tt.in)
+		require.Error(t, err, tt.want)
+		assert.ErrorContains(t, err, tt.want)
+		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	}
+
+	left, err := c.DummyOutputs(map[string]any{"q": "?", "x": nil})
+	require.NoError(t, err)
+	null, err := c.DummyOutputs(map[string]any{"q": "?", "x": nil, "hint": nil, "k": nil, "u": nil})
+	require.NoError(t, err)
+	assert.NotEqual(t, left, null, "the dummy LM tells an input left out from a null")
+}
+
 func TestOutputs(t *testing.T) {
 	c := mustCompile(t, "q -> a, n: int, f: float, b: bool, l: list[int], d: dict[str, list[str]]", "")
 	var raw map[string]any

@@ -214,14 +214,19 @@ func (c *Compiled) Examples(examples []command.Demo, label string) ([]command.De
 	return normalizeDemos(examples, c.Spec.Kind, c.Spec.Signature, label)
 }
 
-// Inputs converts a program's inputs to their declared types. A missing
-// or unknown input, or one of the wrong type, is a CodeInvalidArgument
-// error naming the field.
+// Inputs converts a program's inputs to their declared types. An
+// Optional input may be left out, and stays out (DSPy leaves an input its
+// annotation allows None for out of the prompt; a null is written
+// "None"). Any other missing input, an unknown one, or one of the wrong
+// type is a CodeInvalidArgument error naming the field.
 func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
 	out := make(map[string]any, len(c.inputs))
 	for i, f := range c.Spec.Signature.Inputs {
 		v, ok := in[f.Name]
 		if !ok {
+			if c.inputs[i].Kind == Optional {
+				continue
+			}
 			return nil, invalid("input %q is missing (the program takes %s)", f.Name, names(c.Spec.Signature.Inputs))
 		}
 		conv, err := c.inputs[i].Convert(v, c.inPaths[i])

@@ -70,14 +70,6 @@ def describe_fields(fields: Iterable[Field], reasoning: bool = False) -> list[st
     return lines
 
 
-def format_input(value: Any) -> str:
-    """An input value as the prompt shows it: a string itself (whatever the field's
-    type, as DSPy does), anything else as JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False)
-
-
 #: What DSPy's ChatAdapter (3.4.1, ``Adapter.format_demos``) writes first in the user message
 #: of a demo that lacks a field or holds a null, and for a missing output field of one.
 INCOMPLETE_DEMO_PREFIX = "This is an example of the task, though some input or output fields are not supplied."
@@ -146,12 +138,16 @@ def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | 
 
 def input_content(fields: Iterable[Field], inputs: dict[str, Any], tail: list[str]) -> str | list[dict[str, Any]]:
     """A run's user message: a ``[[ ## field ## ]]`` section for each of ``fields`` with
-    its input (:func:`format_input`), then the lines of ``tail``; content parts when the
-    inputs hold an image or a file (:class:`Media`)."""
+    its input as DSPy writes it (:func:`format_field_value`: a string itself, a list or a
+    dict as JSON, anything else with ``str``, so ``True`` and ``None``), none for an input
+    left out (as DSPy's ``format_user_message_content``), then the lines of ``tail``;
+    content parts when the inputs hold an image or a file (:class:`Media`)."""
     media = Media()
     lines = []
     for f in fields:
-        lines += [f"[[ ## {f.name} ## ]]", format_input(media.mark(f, inputs[f.name])), ""]
+        if f.name not in inputs:
+            continue
+        lines += [f"[[ ## {f.name} ## ]]", format_field_value(f, media.mark(f, inputs[f.name])), ""]
     return media.content("\n".join([*lines, *tail]))
 
 

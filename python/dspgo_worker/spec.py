@@ -13,7 +13,7 @@ from __future__ import annotations
 from .canonical import canonical_json, sha256_hex
 from .demos import normalize_demos
 from .errors import invalid
-from .fieldtypes import HISTORY, STR, FieldType, parse_type
+from .fieldtypes import HISTORY, OPTIONAL, STR, FieldType, parse_type
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_PREDICT, KINDS, REASONING_FIELD
 from .media import media_note
 from .modules import MAX_MODULE_NAME, is_module_name
@@ -118,10 +118,14 @@ class CompiledSpec:
         return ", ".join(quote(f.name) for f in self.inputs)
 
     def convert_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """The inputs converted to their declared types; ``invalid_argument`` naming the field."""
+        """The inputs converted to their declared types; ``invalid_argument`` naming the field.
+        An ``Optional`` input may be left out and stays out, as DSPy leaves an input whose
+        annotation allows None out of the prompt (Go's ``Compiled.Inputs``)."""
         out = {}
         for f in self.inputs:
             if f.name not in inputs:
+                if f.type.kind == OPTIONAL:
+                    continue
                 raise invalid(f"input {quote(f.name)} is missing (the program takes {self.input_names()})")
             try:
                 out[f.name] = convert(f.type, inputs[f.name], f"input {f.name}")

@@ -193,6 +193,24 @@ class DspyEngineTest(unittest.TestCase):
         self.assertEqual(outputs["dspy"], outputs["native"])
         self.assertIn('"format": "date"', self.lm.requests()[-1]["messages"][0]["content"], "DSPy's schema note of a date output")
 
+    def test_optional_inputs_left_out(self):
+        """An Optional input left out is left out of the prompt, as DSPy 3.4.1's ChatAdapter
+        leaves it (no section, no warning), while a null is written "None" (and a bool
+        "True"): the same user messages from both engines, and the same outputs."""
+        spec = spec_of([("question", "str"), ("hint", "Optional[str]"), ("strict", "bool")], [("answer", "str")])
+        left = self.sent_by_both_engines(spec, {"question": "Why?", "strict": True})
+        self.assertEqual(left["dspy"], left["native"])
+        self.assertEqual(left["native"][-1]["content"].split("\n\n")[:2], ["[[ ## question ## ]]\nWhy?", "[[ ## strict ## ]]\nTrue"])
+        self.assertNotIn("hint ## ]]", left["native"][-1]["content"])
+        null = self.sent_by_both_engines(spec, {"question": "Why?", "hint": None, "strict": False})
+        self.assertEqual(null["dspy"], null["native"])
+        self.assertIn("[[ ## hint ## ]]\nNone\n\n[[ ## strict ## ]]\nFalse", null["native"][-1]["content"])
+        outputs = {}
+        for engine in ("dspy", "native"):
+            self.configure(engine)
+            outputs[engine] = self.execute(spec, {"question": "Why?", "strict": True})["outputs"]
+        self.assertEqual(outputs["dspy"], outputs["native"])
+
     def test_images_are_sent_as_dspy_sends_them(self):
         """dspy.Image inputs, whole, in a list, in a dict and Optional, in the run's inputs
         and a demo's: both engines send the same messages, the images as image_url content

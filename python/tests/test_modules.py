@@ -211,6 +211,32 @@ class ModuleRunTest(unittest.TestCase):
         self.assertEqual(error["code"], "internal")
         self.assertEqual(error["message"], "output main: expected str, got object")
 
+    def test_an_optional_input_left_out_takes_the_forwards_default(self):
+        """An Optional input left out of the call is left out of ``forward``'s arguments,
+        so its Python default applies; given, even as null, it is passed."""
+        dspy = self.dspy
+        seen: list = []
+
+        class TopK(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.answer = dspy.Predict("question -> answer")
+
+            def forward(self, question, k=3):
+                seen.append(k)
+                return self.answer(question=f"{question} (top {k})")
+
+        dspy_module("test-top-k", TopK)
+        self.addCleanup(unregister, "test-top-k")
+        self.configure()
+        spec = module_spec("test-top-k", inputs=(("question", "str"), ("k", "Optional[int]")))
+        for inputs in ({"question": "Who?"}, {"question": "Who?", "k": 5}, {"question": "Who?", "k": None}):
+            self.w.ok("execute_program", {"spec": spec, "inputs": inputs})
+        self.assertEqual(seen, [3, 5, None])
+        self.assertIn("Who? (top 3)", self.prompts()[0])
+        error = self.w.error("execute_program", {"spec": spec, "inputs": {"k": 1}})
+        self.assertEqual((error["code"], error["message"]), ("invalid_argument", 'input "question" is missing (the program takes "question", "k")'))
+
     def test_the_state_is_loaded_and_its_lm_is_not(self):
         state = self.saved_state()
         state["answer"]["lm"] = {"model": "openai/another-model", "temperature": 0.0}

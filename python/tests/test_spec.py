@@ -308,6 +308,26 @@ class InputsTest(unittest.TestCase):
         with self.assertRaisesRegex(WorkerError, 'input "s" is missing'):
             self.compiled.convert_inputs(inputs)
 
+    def test_optional_inputs_may_be_left_out(self):
+        """An Optional input left out stays out (DSPy leaves it out of the prompt; a null
+        is written "None"); any other input is required, Any included, as DSPy's
+        ``annotation_allows_none`` has it (Go's TestOptionalInputsMayBeLeftOut)."""
+        compiled = CompiledSpec(spec_of([("q", "str"), ("hint", "Optional[str]"), ("k", "int | None"), ("u", "Union[int, str, None]"), ("x", "Any")], [("a", "str")]))
+        self.assertEqual(compiled.convert_inputs({"q": "?", "x": None}), {"q": "?", "x": None})
+        self.assertEqual(compiled.convert_inputs({"q": "?", "x": 1, "hint": None, "k": 2}), {"q": "?", "x": 1, "hint": None, "k": 2})
+        for inputs, want in (
+            ({"x": 1}, 'input "q" is missing (the program takes "q", "hint", "k", "u", "x")'),
+            ({"q": "?"}, 'input "x" is missing'),
+            ({"q": "?", "x": 1, "extra": 1}, 'input "extra" is not in the signature'),
+        ):
+            with self.subTest(want=want):
+                with self.assertRaises(WorkerError) as caught:
+                    compiled.convert_inputs(inputs)
+                self.assertEqual(caught.exception.code, "invalid_argument")
+                self.assertIn(want, caught.exception.message)
+        left = dummy_outputs(compiled, {"q": "?", "x": None})
+        self.assertNotEqual(left, dummy_outputs(compiled, {"q": "?", "x": None, "hint": None, "k": None, "u": None}))
+
 
 class DummyLMTest(unittest.TestCase):
     def test_golden_vectors(self):
