@@ -10,7 +10,8 @@ import (
 )
 
 // Example is one training or evaluation example of a program (Compile,
-// Evaluate): a value for every input (Inputs) and the expected value of
+// Evaluate): a value for every input (Inputs; an Optional one may be left
+// out, and the program then runs without it) and the expected value of
 // every declared output (Outputs), and for KindChainOfThought optionally
 // the Reasoning. It has a Demo's shape and rules because DSPy's optimizers
 // turn examples into demos.

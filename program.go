@@ -94,7 +94,7 @@ type ProgramSpec struct {
 // command set's command.Demo:
 //
 //	type Demo struct {
-//		Inputs    map[string]any // a value for every input field, by name
+//		Inputs    map[string]any // a value for every input field (but an Optional one), by name
 //		Outputs   map[string]any // a value for every declared output field
 //		Reasoning string         // KindChainOfThought only; empty means none
 //	}

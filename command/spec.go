@@ -110,7 +110,8 @@ type Spec struct {
 // "Demos").
 type Demo struct {
 	// Inputs holds a value for every input field, by name, that converts
-	// to the field's type as an execution's inputs do.
+	// to the field's type as an execution's inputs do; an Optional input
+	// may be left out, as an execution's may.
 	Inputs map[string]any `json:"inputs"`
 	// Outputs holds a value for every declared output field (not
 	// ReasoningField), by name, that converts to the field's type.

@@ -515,7 +515,9 @@ func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 	for i, d := range spec.Demos {
 		var o object
 		for _, f := range spec.Signature.Inputs {
-			o = append(o, member{f.Name, jsonValue(dspyMedia(f, d.Inputs[f.Name]))})
+			if v, ok := d.Inputs[f.Name]; ok { // an Optional input may be left out
+				o = append(o, member{f.Name, jsonValue(dspyMedia(f, v))})
+			}
 		}
 		if d.Reasoning != "" {
 			o = append(o, member{reasoningField, d.Reasoning})

@@ -304,6 +304,30 @@ func TestExportValues(t *testing.T) {
 		"floats as Python writes them, so that DSPy reads floats; Any keeps an integral number an int")
 }
 
+// TestExportOptionalInputLeftOut: a demo that leaves an Optional input out
+// is exported without it (DSPy's demos hold the fields a call was given)
+// and loads back as itself.
+func TestExportOptionalInputLeftOut(t *testing.T) {
+	sig := *signature(t, "question, hint: Optional[str] -> answer")
+	c, err := program.Compile(command.Spec{Signature: sig, Demos: []command.Demo{
+		{Inputs: map[string]any{"question": "Who?"}, Outputs: map[string]any{"answer": "Ann"}},
+		{Inputs: map[string]any{"question": "Who?", "hint": nil}, Outputs: map[string]any{"answer": "Ann"}},
+	}})
+	require.NoError(t, err)
+	got, err := Export(c.Spec, nil)
+	require.NoError(t, err)
+	var file struct {
+		Demos []json.RawMessage `json:"demos"`
+	}
+	require.NoError(t, json.Unmarshal(got, &file))
+	require.Len(t, file.Demos, 2)
+	assert.JSONEq(t, `{"question":"Who?","answer":"Ann"}`, string(file.Demos[0]))
+	assert.JSONEq(t, `{"question":"Who?","hint":null,"answer":"Ann"}`, string(file.Demos[1]))
+	back, err := Load(got, signature(t, "question, hint: Optional[str] -> answer"))
+	require.NoError(t, err)
+	assert.Equal(t, c.Spec, back)
+}
+
 // TestDSPyVersionIsTheTestedOne: the format is that of the DSPy the tests
 // run (python/requirements-dspy.lock).
 func TestDSPyVersionIsTheTestedOne(t *testing.T) {

@@ -36,18 +36,22 @@ func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, la
 }
 
 // demoValues converts one side of a demo: every field present and of its
-// type, in the fields' order, then no name that is not a field (the first
-// in sorted order is named).
+// type, in the fields' order (but an Optional input, which may be left
+// out, as a run's), then no name that is not a field (the first in sorted
+// order is named).
 func demoValues(values map[string]any, fields []command.Field, at, side string) (map[string]any, error) {
 	out := make(map[string]any, len(fields))
 	for _, f := range fields {
-		v, ok := values[f.Name]
-		if !ok {
-			return nil, invalid("%s: %s %q is missing (the signature's %ss are %s)", at, side, f.Name, side, names(fields))
-		}
 		t, err := ParseType(f.Type)
 		if err != nil {
 			return nil, err // a normalized signature's types parse
+		}
+		v, ok := values[f.Name]
+		if !ok {
+			if side == "input" && t.Kind == Optional {
+				continue
+			}
+			return nil, invalid("%s: %s %q is missing (the signature's %ss are %s)", at, side, f.Name, side, names(fields))
 		}
 		conv, err := t.Convert(v, at+": "+side+" "+f.Name)
 		if err != nil {

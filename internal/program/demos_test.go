@@ -65,6 +65,13 @@ func demoCases() []demoCase {
 		{Name: "typed_values", Spec: typed},
 		{Name: "missing_input", Spec: demoSpec("predict", "["+demoOK+`,{"inputs":{"question":"Why?"},"outputs":{"answer":"x","confidence":0.5}}]`),
 			Error: `demo 1: input "context" is missing (the signature's inputs are "question", "context")`},
+		{Name: "optional_input_left_out", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"question","type":"str","description":""},{"name":"hint","type":"Optional[str]","description":""}],` +
+			`"outputs":[{"name":"answer","type":"str","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"question":"Who?"},"outputs":{"answer":"Ann"}},{"inputs":{"question":"Who?","hint":null},"outputs":{"answer":"Ann"}}]}`)},
+		{Name: "optional_output_left_out", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"question","type":"str","description":""}],` +
+			`"outputs":[{"name":"answer","type":"Optional[str]","description":""}]},"instructions":"","kind":"predict",` +
+			`"demos":[{"inputs":{"question":"Who?"},"outputs":{}}]}`),
+			Error: `demo 0: output "answer" is missing (the signature's outputs are "answer")`},
 		{Name: "no_inputs", Spec: demoSpec("predict", `[{"outputs":{"answer":"x","confidence":0.5}}]`),
 			Error: `demo 0: input "question" is missing (the signature's inputs are "question", "context")`},
 		{Name: "missing_output", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x"}}]`),

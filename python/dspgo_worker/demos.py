@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from .errors import invalid
+from .fieldtypes import OPTIONAL
 from .kinds import KIND_CHAIN_OF_THOUGHT
 from .protocol import quote
 from .values import convert, describe_value, json_object, json_string
@@ -18,8 +19,8 @@ def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], output
     """A spec's demos validated against its fields and normalised, as Go's
     ``program.normalizeDemos`` (docs/protocol.md, "Demos"; the messages are checked
     against protocol/testdata/demos.json): each ``{"inputs", "outputs"}`` holds a value of
-    its type for every input and declared output (converted as inputs are), and no other
-    name; ``reasoning`` (a string; empty or null is none, and then left out) only in a
+    its type for every input (an ``Optional`` one may be left out, as a run's) and declared
+    output (converted as inputs are), and no other name; ``reasoning`` (a string; empty or null is none, and then left out) only in a
     chain_of_thought spec. Null or absent ``demos`` is none."""
     raw = spec.get("demos")
     if raw is None:
@@ -46,7 +47,8 @@ def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], output
 
 def demo_values(item: dict[str, Any], key: str, where: str, at: str, side: str, fields: list[Field]) -> dict[str, Any]:
     """One side of a demo converted: every field present and of its type, in the fields'
-    order, then no name that is not a field (the first in sorted order is named)."""
+    order (but an ``Optional`` input, which may be left out), then no name that is not a
+    field (the first in sorted order is named)."""
     values = item.get(key)
     if values is None:
         values = {}
@@ -56,6 +58,8 @@ def demo_values(item: dict[str, Any], key: str, where: str, at: str, side: str, 
     out = {}
     for f in fields:
         if f.name not in values:
+            if side == "input" and f.type.kind == OPTIONAL:
+                continue
             raise invalid(f"{at}: {side} {quote(f.name)} is missing (the signature's {side}s are {names})")
         try:
             out[f.name] = convert(f.type, values[f.name], f"{at}: {side} {f.name}")

@@ -435,14 +435,15 @@ class _Compile:
         return event
 
     def _demo(self, example: object) -> dict[str, Any]:
-        """An example (or a demo DSPy made) as a demo of the spec: the fields it has."""
+        """An example (or a demo DSPy made) as a demo of the spec: the fields it has, a
+        null one included (an ``Optional`` input left out stays out, as in a run)."""
         from .plain import plain  # dataclasses and the values only when an optimizer runs
 
         demo: dict[str, Any] = {"inputs": {}, "outputs": {}}
         for side, fields in (("inputs", self.compiled.inputs), ("outputs", self.compiled.declared_outputs)):
             for f in fields:
-                value = _get(example, f.name)
-                if value is not None:
+                value = _get(example, f.name, _ABSENT)
+                if value is not _ABSENT:
                     demo[side][f.name] = plain(value)
         reasoning = _get(example, "reasoning")
         if isinstance(reasoning, str) and reasoning and self.compiled.kind == "chain_of_thought":
@@ -535,8 +536,13 @@ def _score(program: Any) -> float | None:
     return float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
 
 
-def _get(example: Any, name: str) -> Any:
+#: What :func:`_get` gives for a name an example does not hold.
+_ABSENT = object()
+
+
+def _get(example: Any, name: str, default: Any = None) -> Any:
+    """The value ``example`` holds under ``name``, else ``default``."""
     try:
-        return example[name] if name in example else None
+        return example[name] if name in example else default
     except Exception:  # noqa: BLE001 - a demo DSPy made may be any mapping-like object
-        return getattr(example, name, None)
+        return getattr(example, name, default)

@@ -198,8 +198,14 @@ class DspyEngineTest(unittest.TestCase):
         leaves it (no section, no warning), while a null is written "None" (and a bool
         "True"): the same user messages from both engines, and the same outputs."""
         spec = spec_of([("question", "str"), ("hint", "Optional[str]"), ("strict", "bool")], [("answer", "str")])
+        spec["demos"] = [{"inputs": {"question": "Who?", "strict": False}, "outputs": {"answer": "Ann"}},
+                         {"inputs": {"question": "Who?", "hint": "A name.", "strict": False}, "outputs": {"answer": "Ann"}}]
         left = self.sent_by_both_engines(spec, {"question": "Why?", "strict": True})
         self.assertEqual(left["dspy"], left["native"])
+        self.assertTrue(left["native"][0]["content"].startswith("This is an example of the task, though some input or output fields are not supplied."),
+                        "a demo that leaves an input out is incomplete, as DSPy shows it")
+        self.assertNotIn("hint ## ]]", left["native"][0]["content"])
+        self.assertIn("[[ ## hint ## ]]\nA name.", left["native"][2]["content"])
         self.assertEqual(left["native"][-1]["content"].split("\n\n")[:2], ["[[ ## question ## ]]\nWhy?", "[[ ## strict ## ]]\nTrue"])
         self.assertNotIn("hint ## ]]", left["native"][-1]["content"])
         null = self.sent_by_both_engines(spec, {"question": "Why?", "hint": None, "strict": False})

@@ -145,6 +145,29 @@ class OptimizeTest(unittest.TestCase):
         self.assertEqual(progress[-1]["mean"], 1.0)
         self.assertEqual(compile_threads(), [])
 
+    def test_optional_inputs_stay_as_the_examples_hold_them(self):
+        """An Optional input an example leaves out stays out of the demos the optimizer makes
+        from it (bootstrapped from its trace, or labeled), and one it holds as null stays
+        null: the demos are the examples' own, and the spec takes them."""
+        from dspgo_worker.spec import CompiledSpec
+
+        spec = spec_of([("food", "str"), ("hint", "Optional[str]")], [("category", "str")])
+        trainset = [{"inputs": {"food": "ripe apple"}, "outputs": {"category": "fruit"}},
+                    {"inputs": {"food": "apple juice", "hint": None}, "outputs": {"category": "fruit"}},
+                    {"inputs": {"food": "raw carrot", "hint": "a root"}, "outputs": {"category": "vegetable"}},
+                    {"inputs": {"food": "carrot soup"}, "outputs": {"category": "vegetable"}}]
+        self.w.tools["metric"] = exact
+        self.w.auto_credit = 16
+        reply = self.w.request("compile_program", {"spec": spec, "optimizer": {"name": "BootstrapFewShot", "max_bootstrapped_demos": 2,
+                               "max_labeled_demos": 4}, "trainset": trainset, "metric": True}, stream=16)
+        self.assertTrue(reply["success"], reply)
+        demos = reply["result"]["demos"]
+        self.assertEqual(len(demos), 4)
+        for demo in demos:
+            self.assertIn(demo, trainset)
+        self.assertEqual(self.w.calls_seen[0]["args"]["example"], trainset[0], "the metric's example, as given")
+        CompiledSpec({**spec, "demos": demos})
+
     def test_random_search_reports_each_evaluation(self):
         self.w.tools["metric"] = exact
         self.w.auto_credit = 64
