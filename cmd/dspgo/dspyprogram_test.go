@@ -89,3 +89,27 @@ func TestRunProgramOfNoInputs(t *testing.T) {
 	assert.Equal(t, 2, r.status)
 	assert.Contains(t, r.stderr, `input "topic" is not in the signature`)
 }
+
+// TestRunProgramOfOptionalInputs: a program whose inputs may all be left
+// out runs one row of none without --input and without rows on stdin;
+// rows on stdin are read; a required input still needs one.
+func TestRunProgramOfOptionalInputs(t *testing.T) {
+	sig := "topic: Optional[str] -> joke"
+	r := cli(t, "", nil, "run", "--adapter", "mock", "--signature", sig)
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Regexp(t, `^\{"row":1,"outputs":\{"joke":"joke [0-9a-f]{8} [0-9a-f]{8}"\}\}\n$`, r.stdout)
+	one := r.stdout
+
+	r = cli(t, "{}\n{\"topic\":\"cats\"}\n", nil, "run", "--adapter", "mock", "--signature", sig, "--inputs", "-")
+	require.Equal(t, 0, r.status, r.stderr)
+	lines := strings.SplitAfter(r.stdout, "\n")
+	assert.Equal(t, one, lines[0], "the row of none, as without rows")
+	assert.NotEqual(t, strings.TrimPrefix(one, `{"row":1,`), strings.TrimPrefix(lines[1], `{"row":2,`))
+
+	r = cli(t, "", nil, "run", "--adapter", "mock", "--signature", sig, "--inputs", "-")
+	assert.Equal(t, 2, r.status, "rows asked for and none given")
+	assert.Contains(t, r.stderr, "no input rows")
+	r = cli(t, "", nil, "run", "--adapter", "mock", "--signature", "q, "+sig)
+	assert.Equal(t, 2, r.status)
+	assert.Contains(t, r.stderr, "no input rows")
+}

@@ -43,7 +43,8 @@ func (a *app) runCmd() *cobra.Command {
 inputs (--input name=value, repeatable: a str or Literal input takes the
 text as it is, any other the text read as JSON) or on JSON lines (--inputs
 FILE, or stdin; a program of no inputs, "-> joke", runs one row of none
-without them). Each row prints one JSON line, in input order:
+without them, as does one whose inputs are all Optional, which a row may
+leave out). Each row prints one JSON line, in input order:
 {"row": N, "outputs": {...}}, or {"row": N, "error": {"code", "message"}}
 saying why the row failed; N is the row's line number in the input (blank
 lines count; 1 for --input). A failed row never stops the others.
@@ -95,7 +96,7 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 	if f.concurrency < 1 {
 		return usagef("use --concurrency 1 or more", "--concurrency %d", f.concurrency)
 	}
-	source, err := a.rowSource(f, len(spec.Signature.Inputs) == 0)
+	source, err := a.rowSource(f, len(spec.Signature.Inputs) == 0, noneRequired(spec.Signature.Inputs))
 	if err != nil {
 		return err
 	}
@@ -269,11 +270,23 @@ func loadSpec(path string) (dspgo.ProgramSpec, error) {
 	return spec, nil
 }
 
+// noneRequired reports whether every input may be left out (is Optional).
+func noneRequired(inputs []dspgo.Field) bool {
+	for _, f := range inputs {
+		if t, _ := program.ParseType(f.Type); t.Kind != program.Optional {
+			return false
+		}
+	}
+	return true
+}
+
 // rowSource checks where the input rows come from, before anything is
 // started, and returns the function that reads them; fromFlags reports
 // rows from --input. A program of no inputs (noInputs) given none runs
-// one row of none.
-func (a *app) rowSource(f runFlags, noInputs bool) (func() (rows []*row, fromFlags bool, err error), error) {
+// one row of none; so does one whose inputs may all be left out
+// (noneRequired) given none and no rows on stdin (a terminal, or nothing
+// piped in).
+func (a *app) rowSource(f runFlags, noInputs, noneRequired bool) (func() (rows []*row, fromFlags bool, err error), error) {
 	if len(f.inputs) > 0 || noInputs && f.inputsFile == "" {
 		if f.inputsFile != "" {
 			return nil, usagef("give one of them", "--input and --inputs are both set")
@@ -297,6 +310,8 @@ func (a *app) rowSource(f runFlags, noInputs bool) (func() (rows []*row, fromFla
 		open = func() (io.ReadCloser, error) { return os.Open(f.inputsFile) }
 	case f.inputsFile == "-" || !isTerminal(a.stdin, a.stdinIsTerminal):
 		open = func() (io.ReadCloser, error) { return io.NopCloser(a.stdin), nil }
+	case noneRequired:
+		return func() ([]*row, bool, error) { return []*row{{n: 1, flags: map[string]string{}}}, true, nil }, nil
 	default:
 		return nil, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no inputs")
 	}
@@ -309,6 +324,9 @@ func (a *app) rowSource(f runFlags, noInputs bool) (func() (rows []*row, fromFla
 		rows, err := readJSONLines(r)
 		if err != nil {
 			return nil, false, err
+		}
+		if len(rows) == 0 && noneRequired && f.inputsFile == "" {
+			return []*row{{n: 1, flags: map[string]string{}}}, true, nil
 		}
 		if len(rows) == 0 {
 			return nil, false, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no input rows")
