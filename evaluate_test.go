@@ -71,6 +71,34 @@ func TestEvaluateScoresEveryExampleInOrder(t *testing.T) {
 	assert.Zero(t, bools.Score, "the dummy never gives the expected answer")
 }
 
+// TestEvaluateOptionalInputLeftOut: an example may leave an Optional input
+// out, and its program then runs without it, as Execute does.
+func TestEvaluateOptionalInputLeftOut(t *testing.T) {
+	a := mock.New(mock.Options{})
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	c := dspgo.NewClient(a)
+	p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("question, hint: Optional[str] -> answer")})
+	require.NoError(t, err)
+	left, err := c.Execute(t.Context(), p.ID, map[string]any{"question": "q"})
+	require.NoError(t, err)
+	null, err := c.Execute(t.Context(), p.ID, map[string]any{"question": "q", "hint": nil})
+	require.NoError(t, err)
+	require.NotEqual(t, left, null)
+	devset := []dspgo.Example{
+		{Inputs: map[string]any{"question": "q"}, Outputs: map[string]any{"answer": left["answer"]}},
+		{Inputs: map[string]any{"question": "q", "hint": nil}, Outputs: map[string]any{"answer": null["answer"]}},
+	}
+	exact := func(_ context.Context, ex dspgo.Example, pred map[string]any) (float64, error) {
+		if pred["answer"] == ex.Outputs["answer"] {
+			return 1, nil
+		}
+		return 0, nil
+	}
+	ev, err := c.Evaluate(t.Context(), p, devset, exact)
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, ev.Score, "each example ran as it was given")
+}
+
 func TestEvaluateRunsInParallel(t *testing.T) {
 	_, c, p, devset := evalSetup(t)
 	const n = 3
