@@ -92,11 +92,10 @@ var fieldListEnds = []string{
 	stepToolsMarker,
 }
 
-// schemaNotes are the phrases after which a field's JSON schema follows,
-// in DSPy's and in dspgo's prompts.
+// schemaNotes are the phrases after which a field's JSON schema follows
+// in DSPy's prompts, which both engines write.
 var schemaNotes = []string{
 	"# note: the value you produce must adhere to the JSON schema: ",
-	"# note: the value you produce must be JSON that adheres to the schema: ",
 }
 
 // Respond computes the server's reply to a conversation and its

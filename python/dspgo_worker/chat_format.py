@@ -11,7 +11,25 @@ import os
 import re
 
 from .errors import WorkerError
-from .fieldtypes import AUDIO, BOOL, DATE, DATETIME, FILE, FLOAT, HISTORY, INT, LITERAL, OPTIONAL, STR, FieldType
+from .fieldtypes import (
+    AUDIO,
+    BOOL,
+    DATE,
+    DATETIME,
+    DICT,
+    FILE,
+    FLOAT,
+    HISTORY,
+    IMAGE,
+    INT,
+    LIST,
+    LITERAL,
+    OPTIONAL,
+    STR,
+    TUPLE,
+    UNION,
+    FieldType,
+)
 from .kinds import KIND_CHAIN_OF_THOUGHT, REASONING_FIELD
 from .media import map_media
 from .protocol import quote
@@ -24,9 +42,6 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
     from .signature import Field
-
-REASONING_DESCRIPTION = "Think step by step to reach the outputs."
-
 
 class OutputError(WorkerError):
     """An output the language model did not produce, or produced in a form that does not
@@ -41,33 +56,77 @@ SECTION_HEADER = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
 
 
 def _type_note(t: FieldType) -> str:
-    """What the prompt says of an output's type: nothing for str, a single value of a
-    scalar, how a date or datetime is written, a Literal's values, else the JSON schema
-    (Any, lists, tuples, dicts, Optional, Union)."""
+    """What the prompt says of an output's type, as DSPy 3.4.1's ``translate_field_type``
+    says it: nothing for str, a bool's ``True or False``, a single int or float value, a
+    Literal's values, else the type's JSON schema (:func:`dspy_schema`)."""
     if t.kind == STR:
         return ""
-    if t.kind in (INT, FLOAT, BOOL):
+    if t.kind == BOOL:
+        return "must be True or False"
+    if t.kind in (INT, FLOAT):
         return f"must be a single {t.kind} value"
-    if t.kind == DATE:
-        return f"must be a single {DATE} value, written YYYY-MM-DD"
-    if t.kind == DATETIME:
-        return f"must be a single {DATETIME} value, written YYYY-MM-DDTHH:MM:SS, then Z or ±HH:MM when its time zone is known"
     if t.kind == LITERAL:
         return "must exactly match (no extra characters) one of: " + "; ".join(str(v) for v in t.values)
-    return "must be JSON that adheres to the schema: " + json.dumps(t.json_schema(), ensure_ascii=False)
+    return "must adhere to the JSON schema: " + json.dumps(dspy_schema(t), ensure_ascii=False)
+
+
+def dspy_schema(t: FieldType) -> Any:
+    """The JSON schema DSPy 3.4.1 writes of a type (``_get_json_schema``): pydantic's, each
+    object's ``type`` first and its other keys in sorted order."""
+
+    def ordered(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ordered(value[k]) for k in sorted(value, key=lambda k: (k != "type", k))}
+        if isinstance(value, list):
+            return [ordered(v) for v in value]
+        return value
+
+    return ordered(t.json_schema())
+
+
+#: DSPy's names of the types that are classes (``get_annotation_name``: the class's name).
+_CLASS_NAMES = {DATE: "date", DATETIME: "datetime", HISTORY: "History", IMAGE: "Image", FILE: "File", AUDIO: "Audio"}
+
+
+def dspy_type_name(t: FieldType) -> str:
+    """A type's name as DSPy 3.4.1 writes it in a prompt (``get_annotation_name`` of the
+    Python type the dspy engine gives DSPy): ``Union[int, NoneType]`` for ``Optional[int]``,
+    ``tuple[int, Ellipsis]`` for ``tuple[int, ...]``, ``date`` for ``datetime.date``,
+    ``Image`` for ``dspy.Image``."""
+    kind = t.kind
+    if kind in _CLASS_NAMES:
+        return _CLASS_NAMES[kind]
+    if kind == LIST:
+        return f"list[{dspy_type_name(t.elem)}]"
+    if kind == DICT:
+        return f"dict[{dspy_type_name(t.key) if t.key is not None else STR}, {dspy_type_name(t.elem)}]"
+    if kind == TUPLE:
+        if t.variadic:
+            return f"tuple[{dspy_type_name(t.elem)}, Ellipsis]"
+        return "tuple[" + ", ".join(dspy_type_name(m) for m in t.members) + "]"
+    if kind == LITERAL:  # a Literal's strings hold no quotes: DSPy quotes them in single ones
+        return "Literal[" + ", ".join(f"'{v}'" if isinstance(v, str) else str(v) for v in t.values) + "]"
+    if kind == UNION:
+        return "Union[" + ", ".join(dspy_type_name(m) for m in t.members) + "]"
+    if kind == OPTIONAL:
+        members = t.elem.members if t.elem.kind == UNION else (t.elem,)
+        return "Union[" + ", ".join(dspy_type_name(m) for m in members) + ", NoneType]"
+    return kind  # str, int, float, bool, Any
 
 
 def describe_fields(fields: Iterable[Field], reasoning: bool = False) -> list[str]:
+    """The numbered field lines of a system message, as DSPy 3.4.1's
+    ``get_field_description_string`` writes them: the name, the type's name
+    (:func:`dspy_type_name`), a colon, then the description (for a chain of thought's
+    first field, the reasoning, none: DSPy's is its ``${reasoning}`` placeholder), the
+    list's text stripped."""
     lines = []
     for i, f in enumerate(fields, 1):
-        line = f"{i}. `{f.name}` ({f.type})"
-        description = f.description
-        if reasoning and i == 1:
-            description = REASONING_DESCRIPTION
-        if description:
-            line += f": {description}"
-        lines.append(line)
-    return lines
+        name = STR if reasoning and i == 1 else dspy_type_name(f.type)
+        description = "" if reasoning and i == 1 else f.description
+        lines.append(f"{i}. `{f.name}` ({name}): {description}")
+    # DSPy strips the list's text: the white space that ends its last line goes.
+    return "\n".join(lines).strip().split("\n") if lines else []
 
 
 #: What DSPy's ChatAdapter (3.4.1, ``Adapter.format_demos``) writes first in the user message
@@ -302,13 +361,8 @@ def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:
     order = []
     for f in outputs:
         part = f"`[[ ## {f.name} ## ]]`"
-        note = _type_note(f.type)
-        if f.type.kind in (INT, FLOAT, BOOL):
-            part += f" (must be formatted as a valid Python {f.type.kind})"
-        elif f.type.kind in (DATE, DATETIME):  # DSPy names the class: date, datetime
-            part += f" (must be formatted as a valid Python {f.type.kind.removeprefix('datetime.')})"
-        elif note:
-            part += f" ({note})"
+        if f.type.kind != STR:
+            part += f" (must be formatted as a valid Python {dspy_type_name(f.type)})"
         order.append(part)
     closing = (
         "Respond with the corresponding output fields, starting with the field "

@@ -10,7 +10,7 @@ None when it made none (the dummy provider, replies from the cache). When ``stre
 true it sends the chunks of the run (``{"field", "delta"}``, fields in output order) with
 ``ctx.send_chunk`` as they come.
 
-* :class:`~dspgo_worker.native.NativeEngine` (always available) writes a DSPy-ChatAdapter-like prompt, calls
+* :class:`~dspgo_worker.native.NativeEngine` (always available) writes DSPy's ChatAdapter prompt, calls
   the provider and parses the reply (:mod:`~dspgo_worker.chat_format`); a
   streamed run reads the reply as it arrives and hands on each field's text as its
   section is recognised (:class:`~dspgo_worker.chunks.ReplyStreamer`). The dummy provider's outputs are cut

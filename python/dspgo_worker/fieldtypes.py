@@ -127,7 +127,8 @@ class FieldType:
         return self.kind in (OPTIONAL, ANY)
 
     def json_schema(self) -> dict[str, Any]:
-        """A JSON schema of the type (for prompts)."""
+        """A JSON schema of the type (for prompts): pydantic's, as DSPy writes it in its
+        prompts (the order of its keys aside: ``chat_format.dspy_schema``)."""
         kind = self.kind
         if kind == LIST or (kind == TUPLE and self.variadic):
             return {"type": "array", "items": self.elem.json_schema()}
@@ -135,13 +136,13 @@ class FieldType:
             n = len(self.members)
             return {"type": "array", "prefixItems": [m.json_schema() for m in self.members], "minItems": n, "maxItems": n}
         if kind == DICT:
-            schema = {"type": "object", "additionalProperties": self.elem.json_schema()}
-            if self.key is not None and self.key.kind == INT:
-                schema["propertyNames"] = {"pattern": "^[+-]?[0-9]+$"}
-            elif self.key is not None and self.key.kind == LITERAL:
-                schema["propertyNames"] = {"enum": list(self.key.values)}
+            schema = {"type": "object", "additionalProperties": True if self.elem.kind == ANY else self.elem.json_schema()}
+            if self.key is not None and self.key.kind == LITERAL:  # pydantic writes no pattern of int keys
+                schema["propertyNames"] = {k: v for k, v in self.key.json_schema().items() if k != "type"}
             return schema
         if kind == LITERAL:
+            if len(self.values) == 1:
+                return {"type": "integer" if self.ints else "string", "const": self.values[0]}
             return {"type": "integer" if self.ints else "string", "enum": list(self.values)}
         if kind == ANY:
             return {}

@@ -218,16 +218,23 @@ class NativeEngineTest(unittest.TestCase):
         return CompiledSpec(spec_of(list(inputs), outputs))
 
     def test_prompt_notes(self):
-        c = self.compiled([("a", "Optional[int]"), ("b", "tuple[int, str]"), ("c", "Any"), ("d", "dict[int, str]")],
-                          inputs=[("q", "Union[int, str]"), ("t", "tuple[int, ...]")])
-        system, user = (m["content"] for m in build_messages(c, {"q": "why?", "t": [1, 2]}))
-        self.assertIn("1. `q` (Union[int, str])", system)
-        self.assertIn('{a}        # note: the value you produce must be JSON that adheres to the schema: {"anyOf": [{"type": "integer"}, {"type": "null"}]}', system)
-        self.assertIn('"prefixItems": [{"type": "integer"}, {"type": "string"}], "minItems": 2, "maxItems": 2', system)
-        self.assertIn("{c}        # note: the value you produce must be JSON that adheres to the schema: {}", system)
-        self.assertIn('"propertyNames": {"pattern": "^[+-]?[0-9]+$"}', system)
+        """The prompt as DSPy 3.4.1's ChatAdapter writes it (python/tests/test_dspy_engine.py
+        and the engines' cross-check compare whole prompts with DSPy's): its type names,
+        a colon after each, its notes and pydantic's JSON schemas, 'type' first."""
+        c = self.compiled([("a", "Optional[int]"), ("b", "tuple[int, str]"), ("c", "Any"), ("d", "dict[int, Any]"), ("e", "bool"), ("f", "Literal['x']")],
+                          inputs=[("q", "Union[int, str]"), ("t", "tuple[int, ...]"), ("day", "datetime.date")])
+        system, user = (m["content"] for m in build_messages(c, {"q": "why?", "t": [1, 2], "day": "2026-12-07"}))
+        self.assertIn("1. `q` (Union[int, str]): \n2. `t` (tuple[int, Ellipsis]): \n3. `day` (date):\n", system)
+        self.assertIn("1. `a` (Union[int, NoneType]): \n", system)
+        self.assertIn('{a}        # note: the value you produce must adhere to the JSON schema: {"anyOf": [{"type": "integer"}, {"type": "null"}]}', system)
+        self.assertIn('{"type": "array", "maxItems": 2, "minItems": 2, "prefixItems": [{"type": "integer"}, {"type": "string"}]}', system)
+        self.assertIn("{c}        # note: the value you produce must adhere to the JSON schema: {}", system)
+        self.assertIn('{d}        # note: the value you produce must adhere to the JSON schema: {"type": "object", "additionalProperties": true}', system)
+        self.assertIn("{e}        # note: the value you produce must be True or False", system)
+        self.assertIn("{f}        # note: the value you produce must exactly match (no extra characters) one of: x", system)
         self.assertIn("[[ ## q ## ]]\nwhy?\n", user, "a str value is written as it is, whatever the field's type")
         self.assertIn("[[ ## t ## ]]\n[1, 2]\n", user)
+        self.assertIn("`[[ ## a ## ]]` (must be formatted as a valid Python Union[int, NoneType]), then `[[ ## b ## ]]` (must be formatted as a valid Python tuple[int, str])", user)
 
     def test_missing_optional_output_is_null(self):
         c = self.compiled([("a", "Optional[int]"), ("b", "str"), ("c", "Any")])
