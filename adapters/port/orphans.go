@@ -60,12 +60,15 @@ func currentRun() *run {
 }
 
 // stateDir returns the per-user directory of run state files:
-// $XDG_RUNTIME_DIR/dspgo, or the user cache directory's dspgo/runs; it is
-// created 0700. It returns "" when neither can be made.
+// $XDG_RUNTIME_DIR/dspgo/runs, or the user cache directory's dspgo/runs;
+// it is created 0700. A directory of their own: reapOrphans removes the
+// files there, and $XDG_RUNTIME_DIR/dspgo holds other files (an embedded
+// NATS server's local credentials). It returns "" when neither can be
+// made.
 func stateDir() string {
 	var dir string
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		dir = filepath.Join(x, "dspgo")
+		dir = filepath.Join(x, "dspgo", "runs")
 	} else if c, err := os.UserCacheDir(); err == nil {
 		dir = filepath.Join(c, "dspgo", "runs")
 	} else {
@@ -124,8 +127,8 @@ func reapOrphans(dir string) ([]int, error) {
 	var killed []int
 	for _, e := range entries {
 		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok {
-			continue
+		if !ok || !isRunID(id) {
+			continue // not a run's state file: never touched
 		}
 		path := filepath.Join(dir, e.Name())
 		data, err := os.ReadFile(path)
@@ -150,6 +153,19 @@ func reapOrphans(dir string) ([]int, error) {
 		_ = os.Remove(path)
 	}
 	return killed, nil
+}
+
+// isRunID reports whether s is a run's id: 16 lower-case hex digits.
+func isRunID(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !('0' <= s[i] && s[i] <= '9' || 'a' <= s[i] && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // isWorkerOf reports whether pid is a dspgo worker of the run: its

@@ -47,14 +47,20 @@ func TestReapOrphans(t *testing.T) {
 	dir := t.TempDir()
 
 	// A dead host (a pid that cannot exist) left two workers behind.
-	orphan := lookalike(t, "deadrun")
-	other := lookalike(t, "otherrun") // listed, but another run's process
-	writeState(t, dir, "deadrun", 1<<30, 1, orphan.Process.Pid, other.Process.Pid)
+	const dead, live = "00000000000000de", "00000000000000a1"
+	orphan := lookalike(t, dead)
+	other := lookalike(t, "00000000000000b0") // listed, but another run's process
+	writeState(t, dir, dead, 1<<30, 1, orphan.Process.Pid, other.Process.Pid)
 
 	// A live host (this test) with a worker of its own.
-	mine := lookalike(t, "liverun")
+	mine := lookalike(t, live)
 	start := hostStart(t)
-	writeState(t, dir, "liverun", os.Getpid(), start, mine.Process.Pid)
+	writeState(t, dir, live, os.Getpid(), start, mine.Process.Pid)
+
+	// Files not named as a run's id are never touched, whatever they hold.
+	for _, name := range []string{"nats-4222.json", "notes.json", "00000000000000DE.json"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(`{"users":[]}`), 0o600))
+	}
 
 	killed, err := port.ReapOrphans(dir)
 	require.NoError(t, err)
@@ -63,10 +69,23 @@ func TestReapOrphans(t *testing.T) {
 	assert.False(t, testutil.Alive(orphan.Process.Pid))
 	assert.True(t, testutil.Alive(other.Process.Pid), "never by pid alone")
 	assert.True(t, testutil.Alive(mine.Process.Pid), "a live host's workers are its own")
-	_, err = os.Stat(filepath.Join(dir, "deadrun.json"))
+	_, err = os.Stat(filepath.Join(dir, dead+".json"))
 	assert.True(t, os.IsNotExist(err), "the dead run's file is removed")
-	_, err = os.Stat(filepath.Join(dir, "liverun.json"))
+	_, err = os.Stat(filepath.Join(dir, live+".json"))
 	assert.NoError(t, err)
+	for _, name := range []string{"nats-4222.json", "notes.json", "00000000000000DE.json"} {
+		_, err = os.Stat(filepath.Join(dir, name))
+		assert.NoError(t, err, "%s is no run's file", name)
+	}
+}
+
+// TestStateDirIsItsOwn: the run state files have a directory of their
+// own, apart from the other files dspgo keeps in $XDG_RUNTIME_DIR/dspgo
+// (an embedded NATS server's local credentials).
+func TestStateDirIsItsOwn(t *testing.T) {
+	x := t.TempDir()
+	t.Setenv("XDG_RUNTIME_DIR", x)
+	assert.Equal(t, filepath.Join(x, "dspgo", "runs"), port.StateDir())
 }
 
 // hostStart reads this process's start time as the state file records it.
