@@ -317,8 +317,8 @@ class DspyEngine:
         if not key:
             raise WorkerError(
                 "failed_precondition",
-                f"the dspy engine needs an API key: ${config.effective_api_key_env} is unset or empty in the worker's "
-                "environment (dspy's LM client sends one with every request; an endpoint that needs none accepts any value)",
+                f"the dspy engine needs an API key: {config.missing_key_note()} (dspy's LM client sends one with every "
+                "request; an endpoint that needs none accepts any value)",
             )
         kwargs: dict[str, Any] = {"api_base": config.effective_base_url, "api_key": key, "cache": bool(config.cache), "timeout": config.timeout}
         if config.temperature is not None:

@@ -133,6 +133,15 @@ class LMConfig(_LMConfigFields):
         """The API key from the environment, read now; None when unset or empty."""
         return os.environ.get(self.effective_api_key_env) or None
 
+    def missing_key_note(self) -> str:
+        """What an error about the key adds when the key's variable is unset or empty here
+        ("" when it is set): where a dspgo host's workers get their variables."""
+        if self.api_key():
+            return ""
+        var = self.effective_api_key_env
+        return (f"${var} is unset or empty in the worker's environment: a dspgo host passes its workers only the "
+                f"variables python.pass_env lists, so set {var} where the host runs and add it to python.pass_env")
+
     def describe(self) -> dict[str, Any]:
         """Loggable settings: never the key, only the variable's name and whether it is set."""
         return {

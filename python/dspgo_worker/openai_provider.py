@@ -401,7 +401,8 @@ class OpenAIProvider:
         message = f"LM endpoint answered HTTP {status}" + (f": {detail}" if detail else "")
         message = self.scrub_text(message)
         if status in (401, 403):
-            return WorkerError("failed_precondition", message + " (check the API key and its permissions)")
+            note = self.config.missing_key_note()
+            return WorkerError("failed_precondition", message + (f" ({note})" if note else " (check the API key and its permissions)"))
         if status == 404:
             return WorkerError("not_found", message + " (check base_url and model)")
         retry_after = headers.get("retry-after") if headers is not None else None

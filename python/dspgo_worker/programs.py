@@ -263,6 +263,10 @@ async def configure_lm(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     engine = await ctx.run_sync(lambda: engines.resolve_engine(config))
     config = lmconfig.with_engine(config, engine)
     if args["verify"]:
+        if config.resolved_engine == "dspy":  # what the dspy engine needs beyond the endpoint (its key)
+            from .dspy_engine import DspyEngine
+
+            await ctx.run_sync(lambda: DspyEngine.make_lm(engines.import_dspy(), config))
         await _lazy("providers").make_provider(config).verify(ctx)
     name = args["name"]
     program_state(ctx).set_lm(config, name)

@@ -605,7 +605,21 @@ class DspyEngineTest(unittest.TestCase):
             error = self.w.error("execute_program", {"spec": TYPED, "inputs": INPUTS})
         self.assertEqual(error["code"], "failed_precondition")
         self.assertIn(KEY_ENV, error["message"])
+        self.assertIn("add it to python.pass_env", error["message"])
         self.assertEqual(self.lm.requests(), [])
+
+    def test_verify_checks_what_the_dspy_engine_needs(self):
+        """configure_lm's verify (dspgo doctor's check) fails as the runs would when the
+        dspy engine runs and its key is missing, although the endpoint needs none."""
+        with mock.patch.dict(os.environ, {KEY_ENV: ""}):
+            error = self.w.error("configure_lm", {"provider": "openai", "model": "test-model", "base_url": self.lm.url,
+                                                  "api_key_env": KEY_ENV, "engine": "auto", "verify": True})
+        self.assertEqual(error["code"], "failed_precondition")
+        self.assertIn(f"the dspy engine needs an API key: ${KEY_ENV} is unset or empty", error["message"])
+        self.assertEqual(self.lm.requests(), [])
+        with mock.patch.dict(os.environ, {KEY_ENV: ""}):
+            self.assertEqual(self.w.ok("configure_lm", {"provider": "openai", "model": "test-model", "base_url": self.lm.url,
+                                                        "api_key_env": KEY_ENV, "engine": "native", "verify": True})["engine"], "native")
 
     def wait_requests(self, n: int) -> None:
         self.lm.wait(requests=n)

@@ -402,6 +402,13 @@ class OpenAIProviderTest(ProviderHelpers, LMTestCase):
                 self.assertNotIn(SECRET[-16:], error.message)
                 self.assertEqual(len(self.lm.requests), 1)
 
+    def test_a_refusal_without_a_key_says_where_the_key_comes_from(self):
+        self.lm.push(401, {"error": {"message": "missing key"}})
+        with mock.patch.dict(os.environ, {KEY_ENV: ""}):
+            error = self.assert_code("failed_precondition")
+        self.assertIn(f"${KEY_ENV} is unset or empty in the worker's environment", error.message)
+        self.assertIn("add it to python.pass_env", error.message)
+
     def test_unreachable_endpoint_is_unavailable(self):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
