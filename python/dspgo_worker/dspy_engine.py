@@ -645,8 +645,25 @@ def _make_module(dspy: Any, compiled: CompiledSpec) -> Any:
     try:
         module.load_state(state)
     except Exception as exc:  # noqa: BLE001 - DSPy refuses a state with many kinds
-        raise WorkerError("invalid_argument", f"module {name}: its state does not load: {type(exc).__name__}: {exc}") from None
+        raise WorkerError("invalid_argument", f"module {name}: {_unloadable(parameters, state, exc)}") from None
     return module
+
+
+def _unloadable(parameters: dict[str, Any], state: dict[str, Any], exc: Exception) -> str:
+    """Why a module's state did not load, naming the predictor whose entry DSPy refuses
+    (each tried on a copy of its predictor, as DSPy's own trial run loads them) and, for a
+    key it lacks, that DSPy's save writes it."""
+    import copy
+
+    for n, parameter in parameters.items():
+        try:
+            copy.deepcopy(parameter).load_state(state[n])
+        except KeyError as missing:
+            return (f"its state's entry {quote(n)} does not load: it lacks the key {missing} "
+                    "(load the file DSPy's module.save wrote for this module, as it is)")
+        except Exception as refused:  # noqa: BLE001 - DSPy refuses an entry with many kinds
+            return f"its state's entry {quote(n)} does not load: {type(refused).__name__}: {refused}"
+    return f"its state does not load: {type(exc).__name__}: {exc}"
 
 
 def _saved_keys(dspy: Any, parameter: Any) -> set[str]:

@@ -259,7 +259,13 @@ class ModuleRunTest(unittest.TestCase):
         del state["answer"]["signature"]
         error = self.w.error("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
         self.assertEqual(error["code"], "invalid_argument")
-        self.assertIn('module "test-draft": its state does not load: KeyError', error["message"])
+        self.assertIn('module "test-draft": its state\'s entry "answer" does not load: it lacks the key \'signature\' '
+                      "(load the file DSPy's module.save wrote for this module, as it is)", error["message"])
+
+        state = self.saved_state()
+        del state["draft.predict"]["signature"]["fields"]  # instructions alone, as a hand-written state may have
+        error = self.w.error("execute_program", {"spec": self.spec(state=state), "inputs": {"question": "?"}})
+        self.assertIn('its state\'s entry "draft.predict" does not load: it lacks the key \'fields\'', error["message"])
         self.assertEqual(self.lm.requests(), [], "nothing ran")
 
     def test_a_state_sets_no_other_attribute_of_a_predictor(self):
