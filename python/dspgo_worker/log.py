@@ -16,7 +16,7 @@ import time
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
     from types import TracebackType
-    from typing import TextIO
+    from typing import Any, TextIO
 
 #: Accepted ``--log-level`` values.
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
@@ -68,11 +68,58 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+def _scrub(text: str) -> str:
+    """``text`` scrubbed of the watched secrets; as it is while the redact module is not
+    loaded (an idle worker's), since a secret is watched only through it."""
+    redact = sys.modules.get(f"{__package__}.redact")
+    return redact.scrub(text) if redact is not None else text
+
+
+class ScrubbedStream:
+    """A text stream that writes to ``stream`` whole lines with every configured LM's key
+    redacted (:func:`~dspgo_worker.redact.scrub`): the worker's ``sys.stderr`` (and
+    ``sys.stdout``), so that what any library writes or logs there (DSPy's and LiteLLM's
+    records of a failed LM call, which may quote the key as the endpoint echoed it) keeps
+    the key out of the host's log and of the stderr tail a crash's error carries. A line
+    is written when it ends, or at :meth:`flush`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._pending = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            text = self._pending + text
+            end = text.rfind("\n") + 1
+            self._pending = text[end:]
+            if end:
+                self.stream.write(_scrub(text[:end]))
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                self.stream.write(_scrub(self._pending))
+                self._pending = ""
+            self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # fileno, encoding, isatty…: the stream's own
+        return getattr(self.stream, name)
+
+
 def setup_logging(worker_id: str, level: str = "info", stream: TextIO | None = None) -> None:
     """Send all logging (root logger) as JSON lines to ``stream`` (default ``sys.stderr``).
 
     Also routes ``warnings`` and uncaught exceptions (main and other threads) through it.
+    Without ``stream``, ``sys.stderr`` (and ``sys.stdout`` when it is ``sys.stderr``)
+    becomes a :class:`ScrubbedStream` first.
     """
+    if stream is None and not isinstance(sys.stderr, ScrubbedStream):
+        scrubbed = ScrubbedStream(sys.stderr)
+        if sys.stdout is sys.stderr:
+            sys.stdout = scrubbed
+        sys.stderr = scrubbed
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JSONFormatter(worker_id))
     root = logging.getLogger()

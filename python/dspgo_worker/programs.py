@@ -258,6 +258,8 @@ async def configure_lm(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Result ``{"provider", "model", "engine"}`` (``engine``: native or dspy, what runs)."""
     lmconfig = _lazy("lmconfig")
     config = lmconfig.validate_lm_args(args)
+    if config.provider != "dummy":  # its key stays out of the worker's stderr from now on
+        _lazy("redact").watch_secret(config.effective_api_key_env)
     engines = _lazy("engines")
     # Resolving may import dspy (seconds, blocking): on a worker thread.
     engine = await ctx.run_sync(lambda: engines.resolve_engine(config))

@@ -81,6 +81,33 @@ def _redactors(secret: str) -> tuple[Any, ...]:
     return tuple(patterns)
 
 
+#: The environment variables whose values :func:`scrub` keeps out of the worker's stderr:
+#: the API key variable of every LM configured on this worker.
+_SECRET_ENVS: set[str] = set()
+
+#: The shortest value :func:`scrub` looks for: a shorter one is no real key, and replacing
+#: it everywhere would garble the log.
+SCRUB_MIN_LEN = 8
+
+
+def watch_secret(env_name: str) -> None:
+    """Have :func:`scrub` keep the value of ``env_name`` (read at each scrub) out of the
+    worker's stderr."""
+    _SECRET_ENVS.add(env_name)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every watched secret (:func:`watch_secret`) redacted as :func:`redact`
+    does: what reaches the worker's stderr (its log, and what a library writes there)."""
+    import os
+
+    for name in sorted(_SECRET_ENVS):
+        value = os.environ.get(name)
+        if value and len(value) >= SCRUB_MIN_LEN:
+            text = redact(text, value)
+    return text
+
+
 def redact(text: str, secret: str | None) -> str:
     """``text`` with ``secret`` replaced by ``[REDACTED]`` wherever a server may have echoed
     it: as it is, URL-encoded (quote or quote_plus, hex in either case), JSON-escaped,

@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import re
 import unittest
+from unittest import mock
 from urllib.parse import quote, quote_plus
 
 from dspgo_worker.redact import REDACT_PIECE, redact
+
+from .helpers import HandlerModuleMixin
 
 #: Keys with the characters that differ across encodings: '/', '+', '=', '"', '\\', '%',
 #: '&', '<', a space, non-ASCII (two, three and four UTF-8 bytes) and a control character.
@@ -169,3 +173,51 @@ class SafeURLTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+#: A handler module whose command writes the key of the LM's variable to stderr the ways a
+#: library may: a log record (as DSPy logs a failed example), a handler made at import time
+#: (as LiteLLM's own), a print (stdout is stderr in a worker) and a write in two pieces.
+LEAKY_MODULE = '''
+import logging, os, sys
+from dspgo_worker import command
+
+_own = logging.getLogger("leaky.own")
+_own.addHandler(logging.StreamHandler())  # sys.stderr as it is when the module is imported
+_own.propagate = False
+
+@command("leak", inline=True)
+def leak(args, ctx):
+    key = os.environ["DSPGO_TEST_LEAK_KEY"]
+    logging.getLogger("dspy.teleprompt").error("Failed to run example due to Incorrect API key provided: %s", key)
+    _own.warning("LiteLLM: bad key %s", key)
+    print("printed", key)
+    sys.stderr.write("written " + key[:10])
+    sys.stderr.write(key[10:] + " end\\n")
+    sys.stderr.flush()
+    return {}
+'''
+
+
+class ScrubbedStderrTest(HandlerModuleMixin, unittest.TestCase):
+    """What a worker writes to stderr holds no configured LM's key: its log, and what a
+    library logs or prints there (the host logs it, and a crash's error quotes its tail)."""
+
+    handler_module = "leaky_handlers"
+    handler_source = LEAKY_MODULE
+
+    def test_the_key_of_a_configured_lm_never_reaches_stderr(self):
+        key = "sk-live-ZZq7Hw3Kp9Lm2Nx5Rt8Vb1Cd4Fg6"
+        with mock.patch.dict(os.environ, {"DSPGO_TEST_LEAK_KEY": key}):
+            w = self.start_with_handlers()
+        self.addCleanup(w.close)
+        for command, args in (("configure_lm", {"provider": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
+                                                 "api_key_env": "DSPGO_TEST_LEAK_KEY", "engine": "native", "name": "named"}),
+                              ("leak", {})):
+            self.assertTrue(w.request(command, args)["success"], command)
+        text = w.wait_stderr(lambda t: "end" in t)
+        for marker in ("Incorrect API key provided: [REDACTED]", "LiteLLM: bad key [REDACTED]", "printed [REDACTED]",
+                       "written [REDACTED] end"):
+            self.assertIn(marker, text)
+        self.assertNotIn(key[:REDACT_PIECE], text)
+        self.assertNotIn(key[-REDACT_PIECE:], text)
