@@ -57,7 +57,10 @@ type LMConfig struct {
 	// (dspy when importable). Empty means "auto".
 	Engine string
 	// Verify makes the backend check the configuration with a request to
-	// the LM now, instead of at the first execution.
+	// the LM now, instead of at the first execution. The check is made
+	// once: workers started later (a restart, a pool's growth, a remote
+	// host) get the configuration without it, so an outage of the LM
+	// cannot keep them from starting.
 	Verify bool
 	// Delay makes the dummy provider take this long per execution,
 	// honouring cancellation: for tests of deadlines and load. Zero means

@@ -49,7 +49,9 @@ type LMArgs struct {
 	// "dspy"; empty means "auto".
 	Engine string `json:"engine,omitempty"`
 	// Verify makes the worker check the configuration by calling the LM
-	// once before it answers; false means no check.
+	// once before it answers; false means no check. Backends replay the
+	// configuration to workers they start later without it
+	// (program.Replayable).
 	Verify bool `json:"verify,omitempty"`
 	// DelayMS makes the dummy provider take this long per execution,
 	// honouring cancellation: a portable way to test deadlines. 0 means

@@ -23,6 +23,8 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/command"
+	"github.com/dspgo/dspgo/internal/lmtest"
 	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/protocol"
 )
@@ -348,6 +350,23 @@ func TestBroadcastIsReplayedAfterRestart(t *testing.T) {
 			assert.Equal(t, "replayed", st.LM.Model, "the new worker got the LM before any call")
 		})
 	}
+}
+
+// TestVerifyIsNotReplayed: a configure_lm verified against its endpoint
+// is replayed to a restarted worker without the check, so a crash during
+// an outage of that LM leaves the worker serving (its other LMs, and this
+// one's calls failing on their own).
+func TestVerifyIsNotReplayed(t *testing.T) {
+	srv := lmtest.New(t, lmtest.Options{})
+	a := newPython(t, port.Options{Restart: port.RestartPolicy{Min: time.Millisecond}})
+	args, err := json.Marshal(command.LMArgs{Name: "real", Provider: "openai", Model: "m", BaseURL: srv.URL(), Engine: "native", Verify: true})
+	require.NoError(t, err)
+	require.NoError(t, a.Broadcast(t.Context(), adapter.Request{Command: command.ConfigureLM, Args: args}))
+	require.NoError(t, srv.Close(), "the LM's outage")
+	a.Kill()
+	testutil.WaitFor(t, "restarted and ready", func() bool { return a.Worker().Restarts == 1 && a.Worker().State == "ready" })
+	_, err = call(t, a, t.Context(), "ping", "")
+	require.NoError(t, err)
 }
 
 func TestCloseDuringCallsAndTwice(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/internal/program"
 )
 
 // Broadcast applies req on every host, current and future: the host that
@@ -43,7 +44,7 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	if kerr != nil {
 		return stateError(a.name, req.Command, errors.Join(err, kerr))
 	}
-	args := req.Args
+	args := program.Replayable(req.Command, req.Args)
 	if len(args) == 0 {
 		args = []byte("{}")
 	}

@@ -402,7 +402,8 @@ func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, erro
 	}
 	key := broadcastKey(req.Command, req.Args)
 	var rev uint64
-	err = retry(ctx, h.nc, func(ctx context.Context) (err error) { rev, err = h.kv.Put(ctx, key, req.Args); return err })
+	recorded := program.Replayable(req.Command, req.Args)
+	err = retry(ctx, h.nc, func(ctx context.Context) (err error) { rev, err = h.kv.Put(ctx, key, recorded); return err })
 	if err != nil {
 		return 0, stateError(Name, req.Command,
 			fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err))

@@ -1,6 +1,7 @@
 package program
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -61,6 +62,30 @@ func LMName(args json.RawMessage) (name string, ok bool) {
 		return "", false
 	}
 	return name, true
+}
+
+// Replayable returns a broadcast's arguments as they are recorded to
+// replay on workers started later: for configure_lm, without "verify",
+// which checks the configuration once, when it is given (a restart during
+// an outage of the LM must not fail on it). Other arguments, and
+// arguments that are not a JSON object, are returned as they are.
+func Replayable(cmd string, args json.RawMessage) json.RawMessage {
+	if cmd != command.ConfigureLM || !bytes.Contains(args, []byte(`"verify"`)) {
+		return args
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(args, &fields) != nil {
+		return args
+	}
+	if _, ok := fields["verify"]; !ok {
+		return args
+	}
+	delete(fields, "verify")
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return args
+	}
+	return out
 }
 
 // BroadcastKey identifies a broadcast among those a backend records to

@@ -31,10 +31,11 @@ type Undo struct {
 	prev *adapter.Request // the broadcast req replaced; nil when none
 }
 
-// Record adds req to the log, replacing an earlier broadcast with the
-// same program.BroadcastKey, and returns what Restore needs to take it
-// back.
+// Record adds req to the log (its arguments as program.Replayable makes
+// them), replacing an earlier broadcast with the same
+// program.BroadcastKey, and returns what Restore needs to take it back.
 func (l *Log) Record(req adapter.Request) Undo {
+	req.Args = program.Replayable(req.Command, req.Args)
 	u := Undo{req: req}
 	key := program.BroadcastKey(req.Command, req.Args)
 	for i, b := range l.list {

@@ -29,6 +29,21 @@ func TestRecordKeepsOnePerKey(t *testing.T) {
 	assert.JSONEq(t, `{"provider":"dummy","model":"b"}`, string(got[1].Args), "the later one last, in order")
 }
 
+// TestRecordDropsVerify: a configure_lm is recorded without "verify",
+// which checks a configuration once: a worker started during an outage of
+// the LM must not fail on it. Restore still finds it.
+func TestRecordDropsVerify(t *testing.T) {
+	var l replay.Log
+	l.Record(lm(`{"provider":"dummy","model":"a"}`))
+	undo := l.Record(lm(`{"provider":"openai","model":"m","verify":true}`))
+	require.Len(t, l.List(), 1)
+	assert.JSONEq(t, `{"provider":"openai","model":"m"}`, string(l.List()[0].Args))
+	l.Restore(undo)
+	assert.JSONEq(t, `{"provider":"dummy","model":"a"}`, string(l.List()[0].Args), "restored by what was recorded")
+	l.Record(adapter.Request{Command: "other", Args: json.RawMessage(`{"verify":true}`)})
+	assert.JSONEq(t, `{"verify":true}`, string(l.List()[1].Args), "only configure_lm's")
+}
+
 func TestRestore(t *testing.T) {
 	var l replay.Log
 	l.Record(lm(`{"provider":"dummy","model":"a"}`))
