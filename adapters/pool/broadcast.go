@@ -14,7 +14,11 @@ import (
 // worker started later, in order, so no worker runs with another
 // configuration. A later broadcast of the same command replaces the
 // recorded one; for configure_lm, the one of the same LM name (every
-// named LM is kept). It returns the first error met.
+// named LM is kept). With no worker ready (a lazy pool before its first
+// call, every worker restarting) it runs req on the first worker a call
+// would get, starting one if the pool is lazy, so that a broadcast no
+// worker takes is refused now rather than recorded unchecked. It returns
+// the first error met, and a refused broadcast is not recorded.
 func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
 	if err := wire.Reserved(p.opts.Name, req); err != nil {
 		return err
@@ -33,6 +37,15 @@ func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
 		}
 	}
 	p.mu.Unlock()
+	if len(targets) == 0 {
+		err := p.onWorker(ctx, req, func(w *port.Adapter) (bool, error) { return false, w.Broadcast(ctx, req) })
+		if err != nil && !errors.Is(err, adapter.ErrClosed) {
+			p.mu.Lock()
+			p.broadcasts.Restore(undo)
+			p.mu.Unlock()
+		}
+		return err
+	}
 	errs := make([]error, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {

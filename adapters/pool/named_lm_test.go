@@ -52,8 +52,7 @@ func TestNamedLMsReachLaterWorkers(t *testing.T) {
 				assert.Equal(t, want, workerLMs(t, w), "worker %s", w.Worker().ID)
 			}
 
-			// Refused by the workers, so not recorded for the next ones. (Sent
-			// while no worker runs, it would be recorded unchecked.)
+			// Refused by the workers, so not recorded for the next ones.
 			err := configure(`{"provider":"dummy","model":"refused","name":"beta","temperature":9}`)
 			assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%v", err)
 
@@ -83,4 +82,24 @@ func workerLMs(t *testing.T, w *port.Adapter) lmStats {
 	var st lmStats
 	require.NoError(t, json.Unmarshal(resp.Result, &st))
 	return st
+}
+
+// TestBroadcastWithNoWorkerIsChecked: a lazy pool before its first call
+// runs a broadcast on a worker it starts for it, so one the workers refuse
+// is refused now (as a port refuses it) instead of recorded unchecked,
+// where it failed every later worker's start; the pool serves on.
+func TestBroadcastWithNoWorkerIsChecked(t *testing.T) {
+	p := newPool(t, pool.Options{Size: 2, Lazy: true, Worker: port.Options{Handler: memoryHandler}})
+	ctx := t.Context()
+	err := p.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"x","name":"fast","temperature":9}`)})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%v", err)
+	require.NoError(t, p.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(`{"provider":"dummy","model":"kept","name":"good"}`)}))
+	_, err = p.Call(ctx, adapter.Request{Command: "ping"})
+	require.NoError(t, err)
+	assert.Zero(t, p.Stats().StartFailures)
+	for _, w := range p.Workers() {
+		lms := workerLMs(t, w)
+		assert.Equal(t, lmOf{"dummy", "kept"}, lms.LMs["good"], "worker %s", w.Worker().ID)
+		assert.NotContains(t, lms.LMs, "fast")
+	}
 }

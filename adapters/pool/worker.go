@@ -95,7 +95,10 @@ func (p *Pool) run(w *worker) {
 	if err == nil {
 		// Holds p.mu on success: no broadcast is recorded before the
 		// worker is in service.
-		err = p.broadcasts.Replay(&p.mu, func(req adapter.Request) error { return pa.Broadcast(p.life, req) })
+		err = p.broadcasts.Replay(&p.mu, func(req adapter.Request) error { return pa.Broadcast(p.life, req) },
+			func(req adapter.Request, err error) {
+				p.opts.Logger.Warn("a new worker refused a recorded broadcast; dropped", "pool", p.opts.Name, "worker", w.id, "command", req.Command, "error", err)
+			})
 	}
 	if err != nil {
 		p.discard(w, pa, err)

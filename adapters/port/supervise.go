@@ -134,6 +134,8 @@ func (a *Adapter) replay(ctx context.Context, c *conn) error {
 			return fmt.Errorf("replaying %s to the new worker: %w", req.Command, err)
 		}
 		return nil
+	}, func(req adapter.Request, err error) {
+		a.opts.Logger.Warn("the new worker refused a recorded broadcast; dropped", "worker", a.opts.WorkerID, "command", req.Command, "error", err)
 	})
 }
 

@@ -5,6 +5,7 @@ package replay
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"sync"
 
@@ -68,10 +69,16 @@ func (l *Log) Restore(u Undo) {
 
 // Replay sends the log's broadcasts to a new worker with send, in order,
 // again until no broadcast was recorded meanwhile; mu is the mutex that
-// guards the log. It returns send's first error with mu not held; on
-// success it returns with mu held, so that the caller can put the worker
-// in service before another broadcast is recorded.
-func (l *Log) Replay(mu sync.Locker, send func(adapter.Request) error) error {
+// guards the log. A broadcast the worker refuses (send's error holds the
+// worker's own error, an *adapter.Error with Remote: a new worker refuses
+// it as every other would, such as one recorded while no worker could
+// check it) is taken
+// out of the log and passed to refused, and the replay goes on: it must
+// not keep every later worker from starting. Replay returns send's first
+// other error with mu not held; on success it returns with mu held, so
+// that the caller can put the worker in service before another broadcast
+// is recorded.
+func (l *Log) Replay(mu sync.Locker, send func(adapter.Request) error, refused func(adapter.Request, error)) error {
 	var done uint64
 	for {
 		mu.Lock()
@@ -81,12 +88,31 @@ func (l *Log) Replay(mu sync.Locker, send func(adapter.Request) error) error {
 		list, ver := slices.Clone(l.list), l.ver
 		mu.Unlock()
 		for _, req := range list {
-			if err := send(req); err != nil {
+			err := send(req)
+			switch {
+			case err == nil:
+			case refusedByWorker(err):
+				mu.Lock()
+				l.Restore(Undo{req: req})
+				mu.Unlock()
+				refused(req, err)
+			default:
 				return err
 			}
 		}
 		done = ver
 	}
+}
+
+// refusedByWorker reports whether err holds a worker's answer: an
+// *adapter.Error with Remote, anywhere in its chain of wrapped errors.
+func refusedByWorker(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if e, ok := err.(*adapter.Error); ok && e.Remote != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // List returns a copy of the recorded broadcasts, oldest first.

@@ -1,8 +1,10 @@
 package replay_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -64,7 +66,7 @@ func TestReplay(t *testing.T) {
 	var mu sync.Mutex
 	var l replay.Log
 	var sent []string
-	require.NoError(t, l.Replay(&mu, func(req adapter.Request) error { sent = append(sent, string(req.Args)); return nil }))
+	require.NoError(t, l.Replay(&mu, func(req adapter.Request) error { sent = append(sent, string(req.Args)); return nil }, noRefusal(t)))
 	assert.Empty(t, sent)
 	assert.False(t, mu.TryLock(), "success returns with the lock held")
 	mu.Unlock()
@@ -80,12 +82,47 @@ func TestReplay(t *testing.T) {
 			mu.Unlock()
 		}
 		return nil
-	})
+	}, noRefusal(t))
 	require.NoError(t, err)
 	mu.Unlock()
 	assert.Equal(t, []string{`{"provider":"dummy","model":"a"}`, `{"provider":"dummy","model":"b"}`}, sent)
 
 	boom := errors.New("boom")
-	assert.ErrorIs(t, l.Replay(&mu, func(adapter.Request) error { return boom }), boom)
+	assert.ErrorIs(t, l.Replay(&mu, func(adapter.Request) error { return boom }, noRefusal(t)), boom)
 	assert.True(t, mu.TryLock(), "failure returns with the lock free")
+}
+
+func noRefusal(t *testing.T) func(adapter.Request, error) {
+	return func(req adapter.Request, err error) { t.Errorf("refused %s: %v", req.Args, err) }
+}
+
+// TestReplayDropsWhatTheWorkerRefuses: a broadcast the new worker refuses
+// (its own error) leaves the log and the replay goes on, so it cannot
+// keep later workers from starting; any other error ends the replay.
+func TestReplayDropsWhatTheWorkerRefuses(t *testing.T) {
+	var mu sync.Mutex
+	var l replay.Log
+	l.Record(lm(`{"provider":"dummy","model":"a"}`))
+	l.Record(lm(`{"provider":"openai","model":"m","engine":"dspy","name":"fast"}`))
+	l.Record(lm(`{"provider":"dummy","model":"b","name":"other"}`))
+	refusal := &adapter.Error{Code: adapter.CodeUnavailable, Op: command.ConfigureLM,
+		Remote: &adapter.RemoteError{Code: adapter.CodeUnavailable, Message: "dspy cannot be imported"}}
+	var sent []string
+	var dropped []error
+	err := l.Replay(&mu, func(req adapter.Request) error {
+		sent = append(sent, string(req.Args))
+		if bytes.Contains(req.Args, []byte("dspy")) {
+			return fmt.Errorf("replaying: %w", refusal)
+		}
+		return nil
+	}, func(req adapter.Request, err error) { dropped = append(dropped, err) })
+	require.NoError(t, err)
+	mu.Unlock()
+	assert.Len(t, sent, 3, "the replay went on")
+	require.Len(t, dropped, 1)
+	assert.ErrorIs(t, dropped[0], refusal)
+	require.Len(t, l.List(), 2)
+	for _, req := range l.List() {
+		assert.NotContains(t, string(req.Args), "dspy", "the refused broadcast left the log")
+	}
 }
