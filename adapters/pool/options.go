@@ -39,7 +39,8 @@ type Options struct {
 	// is stopped. Zero means 30 s.
 	OverflowIdle time.Duration
 
-	// Lazy starts workers on demand, when a call finds none free, up to
+	// Lazy starts workers on demand, when a call finds none free (or a
+	// broadcast, such as a configure_lm, finds none running), up to
 	// Size. False starts Size workers in New, at most StartConcurrency at
 	// a time, and keeps the pool at Size.
 	Lazy bool
