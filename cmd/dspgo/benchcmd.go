@@ -33,7 +33,9 @@ func (a *app) benchCmd() *cobra.Command {
 configured adapter, for each worker count of --workers (pool.size; other
 adapters run once). --in-flight is the calls kept in flight per worker.
 execute runs the configured LM (lm.*), the offline dummy by default: with
-a real model it measures that model too, and pays for its calls.
+a real model it measures that model too, and pays for its calls. When
+calls fail, stderr says how many and the first error, and the exit status
+is 1: their figures measure the failure, not the backend.
 
 --suite runs every workload of docs/performance.md against the raw
 baseline and checks the targets; --compare OLD.json runs it too and then
@@ -112,9 +114,10 @@ compares two reports without running anything).`,
 			if format == "json" {
 				b, _ := json.MarshalIndent(results, "", "  ")
 				fmt.Fprintln(a.stdout, string(b))
-				return nil
+			} else if err := bench.WriteTable(a.stdout, results); err != nil {
+				return err
 			}
-			return bench.WriteTable(a.stdout, results)
+			return a.benchFailures(results)
 		},
 	}
 	fl := cmd.Flags()
@@ -132,6 +135,23 @@ compares two reports without running anything).`,
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write the host's CPU profile of the run to this file (go tool pprof)")
 	fl.StringVar(&memProfile, "memprofile", "", "write the host's heap profile to this file at the end of the run, and with --suite at the end of each window of thousands of calls in flight (go tool pprof -sample_index=inuse_space or alloc_objects)")
 	return cmd
+}
+
+// benchFailures says on stderr, for each result with failed calls, how
+// many failed and the first error (figures of failed calls measure the
+// failure, not the backend), and returns errFailed when any failed.
+func (a *app) benchFailures(results []bench.Result) error {
+	failed := false
+	for _, r := range results {
+		if r.Errors > 0 {
+			failed = true
+			fmt.Fprintf(a.stderr, "dspgo bench: %s: %d of %d calls failed; the first: %s\n", r.Name, r.Errors, r.Calls, strings.Join(strings.Fields(r.FirstError), " "))
+		}
+	}
+	if failed {
+		return errFailed
+	}
+	return nil
 }
 
 // benchSuite runs bench.Suite and prints its table, and its comparison

@@ -38,3 +38,13 @@ func TestBenchRefusesANonPositiveDurationOrRuns(t *testing.T) {
 		assert.Empty(t, r.stdout, "%v: nothing measured", args)
 	}
 }
+
+// TestBenchSaysWhenCallsFail: failed calls are not a measurement of the
+// backend: the first error is on stderr and the exit status is 1.
+func TestBenchSaysWhenCallsFail(t *testing.T) {
+	r := cli(t, "", nil, "bench", "--adapter", "pool", "--workers", "1", "--op", "execute", "--duration", "200ms",
+		"--lm-provider", "openai", "--lm-model", "m", "--lm-base-url", "http://127.0.0.1:9/v1", "--lm-engine", "native")
+	assert.Equal(t, 1, r.status, r.stderr)
+	assert.Contains(t, r.stdout, "pool workers=1 execute")
+	assert.Regexp(t, `dspgo bench: pool workers=1 execute: ([0-9]+) of ([0-9]+) calls failed; the first: .*unreachable`, r.stderr)
+}
