@@ -221,7 +221,7 @@ func (c *conn) failure(op string) error {
 		default:
 		}
 		msg := fmt.Sprintf("%s is gone: %s; %s", c.who(), c.reason, status)
-		if t := lastBytes(c.w.stderrTail(), 2048); t != "" {
+		if t := stderrSummary(c.w.stderrTail()); t != "" {
 			msg += "; stderr: " + t
 		}
 		e := &adapter.Error{Code: adapter.CodeUnavailable, Adapter: c.name, Message: msg}
@@ -304,7 +304,7 @@ func (c *conn) handshake(ctx context.Context) error {
 		delete(c.pending, protocol.InitID)
 		c.mu.Unlock()
 		msg := "the worker did not answer the init ping in time"
-		if t := lastBytes(c.w.stderrTail(), 2048); t != "" {
+		if t := stderrSummary(c.w.stderrTail()); t != "" {
 			msg += "; stderr: " + t
 		}
 		return &adapter.Error{Code: adapter.CodeDeadlineExceeded, Op: "start", Adapter: c.name, Message: msg, Err: ctx.Err()}
@@ -376,7 +376,7 @@ func (c *conn) stopError(grace time.Duration, sent []syscall.Signal, sigErr erro
 		msg += fmt.Sprintf("it was still running %v after the shutdown request (sent %s); ", grace, strings.Join(names, ", then "))
 	}
 	msg += status
-	if t := lastBytes(c.w.stderrTail(), 2048); t != "" {
+	if t := stderrSummary(c.w.stderrTail()); t != "" {
 		msg += "; stderr: " + t
 	}
 	return &adapter.Error{Code: adapter.CodeInternal, Op: "close", Adapter: c.name, Message: msg, Err: sigErr}

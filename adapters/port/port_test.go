@@ -87,6 +87,17 @@ func TestStartFailures(t *testing.T) {
 	assert.ErrorContains(t, err, "did not answer the init ping in time")
 	assert.Less(t, time.Since(start), 10*time.Second)
 
+	// A handler module that fails to import: the error says so and how to
+	// fix it, and quotes the worker's record, not its JSON and traceback.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "broken.py"), []byte("import no_such_package_here\n"), 0o600))
+	_, err = port.New(ctx, port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(), Logger: quiet,
+		Handlers: []string{"broken"}, Env: []string{"PYTHONPATH=" + testutil.PythonDir() + ":" + dir}})
+	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err))
+	assert.ErrorContains(t, err, "exit status 4 (a handler module failed to import: check python.handlers, and that python.interpreter")
+	assert.ErrorContains(t, err, `stderr: error: cannot load handler module 'broken': ModuleNotFoundError: No module named 'no_such_package_here'`)
+	assert.NotContains(t, err.Error(), "Traceback")
+	assert.NotContains(t, err.Error(), `"level"`)
+
 	// A worker speaking another protocol version.
 	_, err = port.New(ctx, port.Options{Logger: quiet, Handler: func() protocol.Handler { return versionHandler{} }})
 	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err))

@@ -198,13 +198,22 @@ func (p *process) signal(sig syscall.Signal) error {
 // exitOK is the exit status of a worker that ended cleanly.
 const exitOK = "exit status 0"
 
+// exitHandlersFailed is the worker's exit status when a --handlers module
+// failed to import (docs/protocol.md, "Worker command line and exit
+// status").
+const exitHandlersFailed = 4
+
 func (p *process) exitStatus() string {
 	var exit *exec.ExitError
 	switch {
 	case p.waitErr == nil:
 		return exitOK
 	case errors.As(p.waitErr, &exit):
-		return exit.ProcessState.String() // "exit status 3" or "signal: killed"
+		status := exit.ProcessState.String() // "exit status 3" or "signal: killed"
+		if exit.ExitCode() == exitHandlersFailed {
+			status += " (a handler module failed to import: check python.handlers, and that python.interpreter is the one its packages are installed in)"
+		}
+		return status
 	}
 	return p.waitErr.Error()
 }

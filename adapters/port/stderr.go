@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -42,6 +43,27 @@ func (t *tail) String() string {
 		return "…" + string(t.buf)
 	}
 	return string(t.buf)
+}
+
+// stderrSummary is the tail of a worker's stderr as an error quotes it:
+// each of the worker's JSON log records as "level: msg" (its traceback and
+// other fields are in the host's log, where pumpStderr sent them), other
+// lines as they are, joined by " | ", at most the last 2 KiB.
+func stderrSummary(tail string) string {
+	var lines []string
+	for line := range strings.SplitSeq(strings.TrimRight(tail, "\n"), "\n") {
+		var rec struct {
+			Level *string `json:"level"`
+			Msg   *string `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Level != nil && rec.Msg != nil {
+			line = *rec.Level + ": " + *rec.Msg
+		}
+		if line = strings.TrimSpace(line); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	return lastBytes(strings.Join(lines, " | "), 2048)
 }
 
 // maxLogLine is the longest stderr line logged as one record; longer lines
