@@ -102,6 +102,7 @@ func TestInvalidValuesAreReportedTogether(t *testing.T) {
 		"lm:",
 		"  provider: openai",
 		"  temperature: 3",
+		"  base_url: user:secret@llm.example:8000",
 		"port:",
 		"  restart:",
 		"    min: 2s",
@@ -117,10 +118,12 @@ func TestInvalidValuesAreReportedTogether(t *testing.T) {
 		`log.level: "loud" is not one of debug, info, warn, error`,
 		"lm.model: is required with the openai provider",
 		"lm.temperature: must be at most 2",
+		"lm.base_url: is not an http or https URL (write it whole, such as http://localhost:8000/v1)",
 		"port.restart.max: must be at least port.restart.min",
 	} {
 		assert.Contains(t, err.Error(), want)
 	}
+	assert.NotContains(t, err.Error(), "secret", "a URL is never quoted: it may hold credentials")
 }
 
 func TestValuesThatDoNotConvert(t *testing.T) {

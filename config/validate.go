@@ -79,6 +79,12 @@ func (c *Config) validate(p *problems) {
 	notNegative("lm.max_tokens", c.LM.MaxTokens)
 	check(c.LM.Timeout >= 0, "lm.timeout", "must not be negative")
 	oneOf("lm.engine", c.LM.Engine, "auto", "native", "dspy")
+	if c.LM.BaseURL != "" {
+		// The value is not quoted: it may hold credentials.
+		u, err := url.Parse(c.LM.BaseURL)
+		check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "lm.base_url",
+			"is not an http or https URL (write it whole, such as http://localhost:8000/v1)")
+	}
 	check(c.Mock.MaxFrameBytes >= 1024, "mock.max_frame_bytes", "must be at least 1024, got %d", c.Mock.MaxFrameBytes)
 
 	pt := c.Port

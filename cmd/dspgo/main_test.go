@@ -170,6 +170,8 @@ func TestBadUsage(t *testing.T) {
 		{"missing input field", []string{"run", "--adapter", "mock", "--signature", "question -> answer", "--input", "q=x"}, 2,
 			`the program takes --input question=…`},
 		{"bad signature", []string{"run", "--adapter", "mock", "--signature", "question answer", "--input", "q=x"}, 2, `write it like`},
+		{"unknown kind", []string{"run", "--adapter", "mock", "--signature", "q -> a", "--kind", "cot", "--input", "q=x"}, 2,
+			`unknown --kind "cot"; use --kind predict, chain_of_thought or react`},
 		{"no program", []string{"run", "--adapter", "mock", "--input", "q=x"}, 2, `add --signature "question -> answer" or --program FILE`},
 		{"bad config value", []string{"run", "--adapter", "mock", "--pool-affinity", "sticky", "--signature", "q -> a", "--input", "q=x"}, 2,
 			`pool.affinity: "sticky" is not one of none, prefer, strict (set by flag:--pool-affinity)`},
@@ -202,6 +204,7 @@ func TestProgramFile(t *testing.T) {
 	r = cli(t, "", nil, "run", "--adapter", "mock", "--program", path, "--input", "q=?")
 	assert.Equal(t, 2, r.status)
 	assert.Contains(t, r.stderr, "field unknown not found")
+	assert.NotContains(t, r.stderr, "specFile", "no Go type in a user's message")
 }
 
 func TestConformanceAll(t *testing.T) {

@@ -65,7 +65,7 @@ bad usage.`,
 	fl.StringVar(&f.program, "program", "", "a program spec file, YAML or JSON (id, signature, instructions, kind), or a DSPy program's module.save JSON")
 	fl.StringVar(&f.module, "module", "", "run the custom dspy.Module a python.handlers module registered under this name (with --signature; --program is then its module.save JSON)")
 	fl.StringVar(&f.instructions, "instructions", "", "instructions for the language model (with --signature)")
-	fl.StringVar(&f.kind, "kind", "", "predict or chain_of_thought (with --signature; default predict)")
+	fl.StringVar(&f.kind, "kind", "", "predict, chain_of_thought or react (with --signature; default predict)")
 	fl.StringArrayVar(&f.inputs, "input", nil, "an input as name=value (repeatable): a str input's text as it is, others as JSON: n=3, tags='[\"a\"]'")
 	fl.StringVar(&f.inputsFile, "inputs", "", `a file of JSON lines, one object of inputs per row ("-" for stdin)`)
 	fl.IntVar(&f.concurrency, "concurrency", 4, "rows run at once")
@@ -140,7 +140,11 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 		rows[0].inputs = flagInputs(prog, rows[0].flags)
 		rows[0].out, rows[0].err = client.Execute(ctx, prog.ID, rows[0].inputs)
 		if adapter.CodeOf(rows[0].err) == adapter.CodeInvalidArgument {
-			return usagef(inputFix(prog), "%v", rows[0].err)
+			fix := "check the program (--program, --module) and its state"
+			if strings.Contains(rows[0].err.Error(), "input ") { // the Go client's and the workers' words for an input
+				fix = inputFix(prog)
+			}
+			return usagef(fix, "%v", rows[0].err)
 		}
 	} else {
 		a.execute(ctx, client, prog.ID, rows, f.concurrency)
@@ -225,6 +229,11 @@ func programSpec(f runFlags) (dspgo.ProgramSpec, error) {
 		if err != nil {
 			return dspgo.ProgramSpec{}, usagef(`write it like "question, context: list[str] -> answer"`, "--signature: %v", err)
 		}
+		switch f.kind {
+		case "", dspgo.KindPredict, dspgo.KindChainOfThought, dspgo.KindReact:
+		default:
+			return dspgo.ProgramSpec{}, usagef("use --kind predict, chain_of_thought or react (a module: --module NAME)", "unknown --kind %q", f.kind)
+		}
 		return dspgo.ProgramSpec{Signature: sig, Instructions: f.instructions, Kind: f.kind}, nil
 	case f.program != "":
 		return loadSpec(f.program)
@@ -258,7 +267,9 @@ func loadSpec(path string) (dspgo.ProgramSpec, error) {
 		err = dec.Decode(&sf)
 	}
 	if err != nil {
-		return dspgo.ProgramSpec{}, usagef("the file holds id, signature (or inputs and outputs), instructions and kind", "--program %s: %v", path, err)
+		// yaml names the Go type of an unknown field's struct: not the reader's business.
+		msg := strings.ReplaceAll(err.Error(), " in type main.specFile", "")
+		return dspgo.ProgramSpec{}, usagef("the file holds id, signature (or inputs and outputs), instructions and kind", "--program %s: %s", path, msg)
 	}
 	spec := dspgo.ProgramSpec{ID: sf.ID, Instructions: sf.Instructions, Kind: sf.Kind,
 		Signature: dspgo.Signature{Inputs: sf.Inputs, Outputs: sf.Outputs}}
