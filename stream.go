@@ -16,7 +16,9 @@ type StreamPart struct {
 	// Field is the output the piece belongs to; empty in the last part.
 	Field string
 	// Delta is the piece of text; the deltas of a field, concatenated, are
-	// its value's text (a str value itself, any other type its JSON).
+	// the text its value was read from: a str value itself; for another
+	// type, the text the language model wrote (True, 3.10 or 007 for true,
+	// 3.1 or 7), which the dummy LM writes as the value's JSON.
 	Delta string
 	// Outputs is set in the last part only: the typed outputs, as Execute
 	// returns them.
