@@ -1,6 +1,7 @@
 package dspgo
 
 import (
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -20,6 +21,48 @@ func checkUTF8(inputs map[string]any) (path, bad string) {
 		}
 		if b := badString(v, 0); b != nil {
 			return "input " + name + b.path(), b.what
+		}
+	}
+	return "", ""
+}
+
+// checkSpecUTF8 is checkUTF8 for what a spec holds as text: its
+// instructions, module, fields (names, types, descriptions), state and
+// demos (label "demo"; an example's "devset example"…, for checkExamples).
+func checkSpecUTF8(spec ProgramSpec) (path, bad string) {
+	texts := []struct{ path, s string }{{"instructions", spec.Instructions}, {"module", spec.Module}, {"state", string(spec.State)}}
+	for side, fields := range map[string][]Field{"input": spec.Signature.Inputs, "output": spec.Signature.Outputs} {
+		for i, f := range fields {
+			at := fmt.Sprintf("%s field %d ", side, i)
+			texts = append(texts, struct{ path, s string }{at + "name", f.Name}, struct{ path, s string }{at + "type", f.Type},
+				struct{ path, s string }{at + "description", f.Description})
+		}
+	}
+	for _, t := range texts {
+		if !utf8.ValidString(t.s) {
+			return t.path, describeBad("text", t.s)
+		}
+	}
+	return checkDemosUTF8(spec.Demos, "demo")
+}
+
+// checkDemosUTF8 is checkUTF8 for demos (or examples, by label): their
+// inputs, outputs and reasoning.
+func checkDemosUTF8(demos []Demo, label string) (path, bad string) {
+	for i, d := range demos {
+		at := fmt.Sprintf("%s %d: ", label, i)
+		for side, values := range map[string]map[string]any{"input": d.Inputs, "output": d.Outputs} {
+			for name, v := range values {
+				if !utf8.ValidString(name) {
+					return at + side + "s", describeBad("key", name)
+				}
+				if b := badString(v, 0); b != nil {
+					return at + side + " " + name + b.path(), b.what
+				}
+			}
+		}
+		if !utf8.ValidString(d.Reasoning) {
+			return at + "reasoning", describeBad("string", d.Reasoning)
 		}
 	}
 	return "", ""

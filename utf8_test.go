@@ -1,6 +1,7 @@
 package dspgo_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -58,4 +59,38 @@ func TestInputsThatAreNotUTF8AreRefused(t *testing.T) {
 	assert.Contains(t, out, "answer")
 	_, err = c.Execute(ctx, p.ID, map[string]any{"question": "héllo 世界 🎉 \ufffd", "context": []string{}, "meta": map[string]any{}, "tag": "b"})
 	require.NoError(t, err, "valid UTF-8, U+FFFD included, runs")
+}
+
+// TestSpecsAndExamplesThatAreNotUTF8AreRefused: a spec's text (its
+// instructions, fields, demos, state) and an example's values that are not
+// valid UTF-8 are CodeInvalidArgument naming where, as inputs are; never
+// replaced by U+FFFD, which would give another program the same hash.
+func TestSpecsAndExamplesThatAreNotUTF8AreRefused(t *testing.T) {
+	c, _ := newClient(t)
+	ctx := t.Context()
+	sig := dspgo.MustParseSignature("q -> a")
+	demo := func(q string) []dspgo.Demo {
+		return []dspgo.Demo{{Inputs: map[string]any{"q": q}, Outputs: map[string]any{"a": "x"}}}
+	}
+	for _, tc := range []struct {
+		spec dspgo.ProgramSpec
+		want string
+	}{
+		{dspgo.ProgramSpec{Signature: sig, Instructions: "be \xff\xfe nice"}, `instructions: text "be \xff\xfe nice" is not valid UTF-8`},
+		{dspgo.ProgramSpec{Signature: dspgo.Signature{Inputs: []dspgo.Field{{Name: "q", Type: "str", Description: "the \xc3"}}, Outputs: sig.Outputs}},
+			`input field 0 description`},
+		{dspgo.ProgramSpec{Signature: sig, Demos: demo("\xff")}, `demo 0: input q: string "\xff" is not valid UTF-8`},
+		{dspgo.ProgramSpec{Signature: sig, Demos: []dspgo.Demo{{Inputs: map[string]any{"q": "?"}, Outputs: map[string]any{"a": []any{"\x80"}}}}}, `demo 0: output a[0]`},
+	} {
+		_, err := c.CreateProgram(ctx, tc.spec)
+		require.Error(t, err, tc.want)
+		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+		assert.ErrorContains(t, err, tc.want)
+	}
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig, Demos: demo("\ufffd")})
+	require.NoError(t, err, "U+FFFD itself is text")
+	_, err = c.Evaluate(ctx, p, []dspgo.Example{{Inputs: map[string]any{"q": "\xff"}, Outputs: map[string]any{"a": "x"}}},
+		func(context.Context, dspgo.Example, map[string]any) (float64, error) { return 1, nil })
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	assert.ErrorContains(t, err, `devset example 0: input q: string "\xff" is not valid UTF-8`)
 }
