@@ -19,6 +19,7 @@ when it is built (:meth:`Registry.table`), so registering later does not change 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import namedtuple
 
@@ -157,9 +158,11 @@ class Command(
                 try:
                     value = float(value)  # type: ignore[arg-type]  # checked: a number
                 except OverflowError:
+                    value = math.inf
+                if not math.isfinite(value):  # JSON's 1e400 decodes as inf: no argument's value
                     raise WorkerError(
                         "invalid_argument", f"command {self.name!r}: argument {name!r} is out of range"
-                    ) from None
+                    )
             result[name] = value
         return result
 

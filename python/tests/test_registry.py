@@ -1,5 +1,6 @@
 """The command registry and argument validation (in process, on private registries)."""
 
+import json
 import os
 import select
 import threading
@@ -58,6 +59,8 @@ class RegistryTest(unittest.TestCase):
         self.assertIn("'flag'", self.invalid({"name": "x", "flag": 1}))
         self.assertIn("'opts'", self.invalid({"name": "x", "opts": []}))
         self.assertIn("'items'", self.invalid({"name": "x", "items": {}}))
+        for huge in (json.loads("1e400"), float("-inf"), float("nan"), 10**400):
+            self.assertIn("argument 'ratio' is out of range", self.invalid({"name": "x", "ratio": huge}), huge)
 
     def test_missing_and_unknown(self):
         self.assertIn("'name'", self.invalid({}))
