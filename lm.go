@@ -56,6 +56,15 @@ type LMConfig struct {
 	// Engine selects the worker's engine: "native", "dspy" or "auto"
 	// (dspy when importable). Empty means "auto".
 	Engine string
+	// DSPyAdapter selects the DSPy adapter that formats the prompts and
+	// reads the replies, as dspy.configure(adapter=…) does: "chat"
+	// (dspy.ChatAdapter, falling back to dspy.JSONAdapter on a reply it
+	// cannot read) or "json" (dspy.JSONAdapter). Run a program with the
+	// adapter it was optimized with. Empty means "chat". "json" needs the
+	// dspy engine: with Engine "auto" it is CodeFailedPrecondition when
+	// the worker cannot import dspy, and with "native"
+	// CodeInvalidArgument. The dummy provider ignores it.
+	DSPyAdapter string
 	// Verify makes the backend check the configuration with a request to
 	// the LM now, instead of at the first execution. The check is made
 	// once: workers started later (a restart, a pool's growth, a remote
@@ -123,7 +132,7 @@ func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
 	lm := command.LMArgs{
 		Name: cfg.Name, Provider: cfg.Provider, Model: cfg.Model, BaseURL: cfg.BaseURL, APIKeyEnv: cfg.APIKeyEnv,
 		Temperature: cfg.Temperature, MaxTokens: cfg.MaxTokens, TimeoutMS: cfg.Timeout.Milliseconds(),
-		Engine: cfg.Engine, Verify: cfg.Verify, DelayMS: cfg.Delay.Milliseconds(), Cache: cfg.Cache,
+		Engine: cfg.Engine, DSPyAdapter: cfg.DSPyAdapter, Verify: cfg.Verify, DelayMS: cfg.Delay.Milliseconds(), Cache: cfg.Cache,
 		ImageURLs: cfg.ImageURLs,
 	}
 	for i, step := range cfg.Script {

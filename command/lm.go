@@ -48,6 +48,12 @@ type LMArgs struct {
 	// Engine is "auto" (dspy when the worker can import it), "native" or
 	// "dspy"; empty means "auto".
 	Engine string `json:"engine,omitempty"`
+	// DSPyAdapter is the DSPy adapter that formats prompts and reads
+	// replies: "chat" (dspy.ChatAdapter, which falls back to JSONAdapter
+	// on a reply it cannot read) or "json" (dspy.JSONAdapter). Empty
+	// means "chat". Only the dspy engine runs "json" (see
+	// program.ValidateLM).
+	DSPyAdapter string `json:"dspy_adapter,omitempty"`
 	// Verify makes the worker check the configuration by calling the LM
 	// once before it answers; false means no check. Backends replay the
 	// configuration to workers they start later without it

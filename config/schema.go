@@ -77,6 +77,9 @@ type LM struct {
 	Timeout time.Duration `koanf:"timeout"`
 	// Engine is auto, native or dspy. Default auto.
 	Engine string `koanf:"engine"`
+	// DSPyAdapter is the DSPy adapter that formats prompts: chat or json
+	// (the dspy engine only). Default chat.
+	DSPyAdapter string `koanf:"dspy_adapter"`
 	// Cache makes each worker process keep an in-memory cache of LM
 	// replies keyed by the full request (never on disk): identical
 	// requests are then answered without an LM call, and a reply served
@@ -309,7 +312,7 @@ func Defaults() Config {
 		Adapter: "pool", StopTimeout: 30 * time.Second,
 		Log:    Log{Level: "warn", Format: "text"},
 		Python: Python{Interpreter: "python3", PassEnv: []string{"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"}},
-		LM:     LM{Provider: "dummy", Temperature: -1, Engine: "auto"},
+		LM:     LM{Provider: "dummy", Temperature: -1, Engine: "auto", DSPyAdapter: "chat"},
 		Mock:   Mock{MaxFrameBytes: 16 << 20},
 		Port: Port{StartTimeout: 30 * time.Second, CallTimeout: 2 * time.Minute, WriteTimeout: 30 * time.Second,
 			StopGrace: 2 * time.Second, MaxFrameBytes: 16 << 20, MaxConcurrency: 4, StreamWindow: 16,

@@ -518,6 +518,8 @@ func caseConfigureLM(t TB, env *Env) {
 		`{"provider":"dummy","fail_after_chunks":-1}`,
 		`{"provider":"dummy","script":[{"tool":"t"}]}`,
 		`{"provider":"dummy","script":[{"finish":false}]}`,
+		`{"provider":"dummy","dspy_adapter":"yaml"}`,
+		`{"provider":"dummy","engine":"native","dspy_adapter":"json"}`,
 	} {
 		_, err := env.Adapter.Call(ctx, adapter.Request{Command: command.ConfigureLM, Args: json.RawMessage(args)})
 		requireCode(t, adapter.CodeInvalidArgument, err, "%s", args)

@@ -179,3 +179,17 @@ func TestOpenClosesAnAdapterThatRefusesTheLM(t *testing.T) {
 	_, err = made.Call(context.Background(), adapter.Request{Command: "ping"})
 	assert.ErrorIs(t, err, adapter.ErrClosed, "Open closed the adapter it could not configure")
 }
+
+// TestLMConfigCarriesTheDSPyAdapter: lm.dspy_adapter reaches the LM
+// configuration Open applies; its default, chat, is left unset there.
+func TestLMConfigCarriesTheDSPyAdapter(t *testing.T) {
+	for set, want := range map[string]string{"json": "json", "chat": ""} {
+		cfg, err := config.Load(config.LoadOptions{Set: map[string]any{"lm.provider": "openai", "lm.model": "m", "lm.dspy_adapter": set}})
+		require.NoError(t, err)
+		assert.Equal(t, want, registry.LMConfig(cfg).DSPyAdapter, set)
+	}
+	_, err := config.Load(config.LoadOptions{Set: map[string]any{"lm.engine": "native", "lm.dspy_adapter": "json"}})
+	assert.ErrorContains(t, err, "lm.dspy_adapter: json needs the dspy engine (lm.engine is native)")
+	_, err = config.Load(config.LoadOptions{Set: map[string]any{"lm.dspy_adapter": "xml"}})
+	assert.ErrorContains(t, err, `lm.dspy_adapter: "xml" is not one of chat, json`)
+}

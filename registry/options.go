@@ -51,7 +51,7 @@ func PoolOptions(cfg *config.Config) pool.Options {
 // Registry.Open applies it to the adapter it opens.
 func LMConfig(cfg *config.Config) dspgo.LMConfig {
 	lm := dspgo.LMConfig{Provider: cfg.LM.Provider, Model: cfg.LM.Model, BaseURL: cfg.LM.BaseURL,
-		APIKeyEnv: cfg.LM.APIKeyEnv, MaxTokens: cfg.LM.MaxTokens, Timeout: cfg.LM.Timeout, Engine: cfg.LM.Engine,
+		APIKeyEnv: cfg.LM.APIKeyEnv, MaxTokens: cfg.LM.MaxTokens, Timeout: cfg.LM.Timeout, Engine: cfg.LM.Engine, DSPyAdapter: cfg.LM.DSPyAdapter,
 		Cache: cfg.LM.Cache, ImageURLs: cfg.LM.ImageURLs}
 	if cfg.LM.Temperature >= 0 {
 		t := cfg.LM.Temperature
@@ -59,6 +59,9 @@ func LMConfig(cfg *config.Config) dspgo.LMConfig {
 	}
 	if lm.Engine == "auto" {
 		lm.Engine = ""
+	}
+	if lm.DSPyAdapter == "chat" { // the default: configurations that leave it unset stay as they were
+		lm.DSPyAdapter = ""
 	}
 	return lm
 }

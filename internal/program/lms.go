@@ -172,6 +172,15 @@ func ValidateLM(lm command.LMArgs) error {
 	default:
 		bad = append(bad, fmt.Sprintf("engine %q is unknown (known: auto, native, dspy)", lm.Engine))
 	}
+	switch lm.DSPyAdapter {
+	case "", "chat":
+	case "json":
+		if lm.Engine == "native" {
+			bad = append(bad, fmt.Sprintf("dspy_adapter %q needs the dspy engine (engine is native)", lm.DSPyAdapter))
+		}
+	default:
+		bad = append(bad, fmt.Sprintf("dspy_adapter %q is unknown (known: chat, json)", lm.DSPyAdapter))
+	}
 	if lm.FailAfterChunks != nil && *lm.FailAfterChunks < 0 {
 		bad = append(bad, "fail_after_chunks must not be negative")
 	}

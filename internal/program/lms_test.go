@@ -35,6 +35,26 @@ func TestValidateLMChecksTheName(t *testing.T) {
 		"every bad field at once, the name first, in the worker's words")
 }
 
+// TestValidateLMDSPyAdapter: chat and json, json only where the dspy
+// engine may run, in the worker's words (python/tests/test_programs.py).
+func TestValidateLMDSPyAdapter(t *testing.T) {
+	for _, ok := range []command.LMArgs{{Provider: "openai", Model: "m", DSPyAdapter: "json"}, {Provider: "dummy", DSPyAdapter: "chat"},
+		{Provider: "openai", Model: "m", Engine: "dspy", DSPyAdapter: "json"}, {Provider: "openai", Model: "m", Engine: "native", DSPyAdapter: "chat"}} {
+		assert.NoError(t, program.ValidateLM(ok), "%+v", ok)
+	}
+	for _, tc := range []struct {
+		args command.LMArgs
+		want string
+	}{
+		{command.LMArgs{Provider: "openai", Model: "m", DSPyAdapter: "xml"}, `configure_lm: dspy_adapter "xml" is unknown (known: chat, json)`},
+		{command.LMArgs{Provider: "openai", Model: "m", Engine: "native", DSPyAdapter: "json"}, `configure_lm: dspy_adapter "json" needs the dspy engine (engine is native)`},
+	} {
+		err := program.ValidateLM(tc.args)
+		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%v", err)
+		assert.EqualError(t, err, tc.want+" (invalid_argument)")
+	}
+}
+
 func TestLMName(t *testing.T) {
 	for args, want := range map[string]string{
 		``:                                    "",

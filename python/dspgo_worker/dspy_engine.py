@@ -372,8 +372,8 @@ class DspyEngine:
         try:
             # No history: DSPy would keep every call's prompt and reply, on the LM, on
             # the module and globally, up to 10,000 each.
-            with dspy.context(lm=lm, track_usage=True, usage_tracker=usage, send_stream=None if on_thread else chunks, disable_history=True,
-                              **{_RUN_SETTING: ctx}):
+            with dspy.context(lm=lm, adapter=dspy_adapter(dspy, config), track_usage=True, usage_tracker=usage,
+                              send_stream=None if on_thread else chunks, disable_history=True, **{_RUN_SETTING: ctx}):
                 if on_thread:
                     prediction = await _run_forward(ctx, module, inputs)
                 else:
@@ -526,6 +526,15 @@ class _Chunks:
                 )
         for name, delta in self.streamer.finish(outputs):
             await self.ctx.send_chunk({"field": name, "delta": delta})
+
+
+def dspy_adapter(dspy: Any, config: LMConfig) -> Any:
+    """The DSPy adapter a run of ``config`` formats its prompts with (``dspy_adapter``):
+    None for chat, which is DSPy's default (ChatAdapter, falling back to JSONAdapter), else
+    a ``dspy.JSONAdapter``."""
+    if config.dspy_adapter == "json":
+        return dspy.JSONAdapter()
+    return None
 
 
 def _dspy_inputs(dspy: Any, compiled: CompiledSpec, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,9 @@ Selection (:func:`resolve_engine`), decided at ``configure_lm`` time:
   ``failed_precondition`` when dspy cannot be imported, as for any provider);
 * ``engine: native``: native; ``engine: dspy``: dspy, ``failed_precondition`` when
   ``import dspy`` fails;
-* ``engine: auto`` (or absent): dspy when ``import dspy`` works, else native.
+* ``engine: auto`` (or absent): dspy when ``import dspy`` works, else native; but a
+  ``dspy_adapter`` other than chat (json) is ``failed_precondition`` then: the native
+  engine writes ChatAdapter's prompts only.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def resolve_engine(config: LMConfig) -> str:
         return "native"
     try:
         import_dspy()
-    except EngineUnavailable:
+    except EngineUnavailable as exc:
+        if config.dspy_adapter != "chat":  # the native engine writes ChatAdapter's prompts only
+            raise EngineUnavailable(f"dspy_adapter {config.dspy_adapter!r} needs the dspy engine: {exc.message}") from None
         return "native"
     return "dspy"
 

@@ -48,9 +48,13 @@ _LMConfigFields = namedtuple(  # type: ignore[name-match]  # its repr says LMCon
         "fail_after_chunks",
         "cache",
         "image_urls",
+        "dspy_adapter",
     ),
-    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", (), None, False, False),
+    defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", (), None, False, False, "chat"),
 )
+
+#: The DSPy adapters ``dspy_adapter`` names; only the dspy engine runs those but chat.
+DSPY_ADAPTERS = ("chat", "json")
 
 
 class ScriptStep(namedtuple("ScriptStep", ("tool", "args_json"))):
@@ -105,7 +109,8 @@ class LMConfig(_LMConfigFields):
     ``cache`` (False: every execution calls the LM; True: this worker process answers a
     request identical to an earlier one from memory, on either engine) and ``image_urls``
     (False: images are data: URIs only; True: an http, https or gs URL too, which the
-    model's server fetches). ``engine`` is
+    model's server fetches), ``dspy_adapter`` ("chat"; "json", the dspy engine's
+    only). ``engine`` is
     what was asked for (auto, native, dspy); ``resolved_engine`` what runs.
     """
 
@@ -158,6 +163,7 @@ class LMConfig(_LMConfigFields):
             "script_steps": len(self.script),
             "cache": self.cache,
             "image_urls": self.image_urls,
+            "dspy_adapter": self.dspy_adapter,
         }
 
 
@@ -210,6 +216,11 @@ def validate_lm_args(args: dict[str, Any]) -> LMConfig:
     engine = args.get("engine") or ""
     if engine not in ("",) + ENGINES:
         bad.append(f"engine {json.dumps(engine, ensure_ascii=False)} is unknown (known: auto, native, dspy)")
+    dspy_adapter = args.get("dspy_adapter") or "chat"
+    if dspy_adapter not in DSPY_ADAPTERS:
+        bad.append(f"dspy_adapter {json.dumps(dspy_adapter, ensure_ascii=False)} is unknown (known: chat, json)")
+    elif dspy_adapter != "chat" and engine == "native":
+        bad.append(f'dspy_adapter "{dspy_adapter}" needs the dspy engine (engine is native)')
     script = []
     raw_script = args.get("script") or []
     if raw_script and provider != "dummy":
@@ -239,6 +250,7 @@ def validate_lm_args(args: dict[str, Any]) -> LMConfig:
         fail_after_chunks=args.get("fail_after_chunks"),
         cache=bool(args.get("cache")),
         image_urls=bool(args.get("image_urls")),
+        dspy_adapter=dspy_adapter,
     )
 
 

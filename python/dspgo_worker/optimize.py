@@ -471,7 +471,7 @@ class _Compile:
 
     def _optimize(self) -> dict[str, Any]:
         dspy, compiled = self.dspy, self.compiled
-        from .dspy_engine import ENGINE, _answering_predictor
+        from .dspy_engine import ENGINE, _answering_predictor, dspy_adapter
         from .kinds import KIND_CHAIN_OF_THOUGHT
 
         signature = ENGINE.signature(dspy, compiled)
@@ -482,7 +482,7 @@ class _Compile:
         params = dict(self.params)
         t = dspy.teleprompt
         self.ctx.logger.info("optimizer started", extra={"optimizer": self.name, "trainset": len(trainset)})
-        with dspy.context(lm=self.lm, callbacks=[_Hook(self)]):
+        with dspy.context(lm=self.lm, adapter=dspy_adapter(dspy, self.config), callbacks=[_Hook(self)]):
             self.check()
             if self.name == "LabeledFewShot":
                 program = t.LabeledFewShot(**params).compile(student, trainset=trainset)

@@ -430,6 +430,30 @@ class DspyEngineTest(unittest.TestCase):
         self.configure(model="test-model")
         self.assertEqual(self.execute(spec, INPUTS)["outputs"], outputs, "the same outputs as without a stream")
 
+    def test_the_json_adapter_formats_the_prompts(self):
+        """dspy_adapter json runs the program with dspy.JSONAdapter, as
+        dspy.configure(adapter=dspy.JSONAdapter()) does: one request in its format, the
+        same typed outputs; a stream sends each field whole before the final response
+        (JSON is no ChatAdapter section to cut)."""
+        self.configure(dspy_adapter="json")
+        outputs = self.execute(TYPED, INPUTS)["outputs"]
+        (request,) = self.lm.requests()
+        self.assertEqual(request["format"], "json")
+        self.assertIn("Outputs will be a JSON object with the following fields.", request["messages"][0]["content"])
+        self.configure()
+        self.assertEqual(self.execute(TYPED, INPUTS)["outputs"], outputs, "the value rule's outputs, whatever the format")
+        self.assertEqual(self.lm.requests()[-1]["format"], "chat")
+
+        self.configure(dspy_adapter="json")
+        self.w.auto_credit = 16
+        request_id = self.w.call("execute_program", {"spec": TYPED, "inputs": INPUTS}, stream=16)
+        reply = self.w.response(request_id)
+        self.assertTrue(reply["success"], reply)
+        chunks = [c["data"] for c in self.w.chunks.get(request_id, [])]
+        self.assertEqual([c["field"] for c in chunks], list(outputs), "each field once, whole, in order")
+        self.assertEqual(chunks[0]["delta"], outputs["answer"])
+        self.assertEqual(reply["result"]["outputs"], outputs)
+
     def test_react_calls_the_host_tools(self):
         self.configure()
         spec = {**spec_of([("city", "str")], [("forecast", "str")]), "kind": "react"}

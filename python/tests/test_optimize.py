@@ -168,6 +168,18 @@ class OptimizeTest(unittest.TestCase):
         self.assertEqual(self.w.calls_seen[0]["args"]["example"], trainset[0], "the metric's example, as given")
         CompiledSpec({**spec, "demos": demos})
 
+    def test_the_optimizer_runs_with_the_configured_dspy_adapter(self):
+        """An LM configured with dspy_adapter json optimizes with dspy.JSONAdapter, as
+        its programs run: every request of the compile is in its format."""
+        self.w.ok("configure_lm", {"provider": "openai", "model": "test-model+needs_demos", "base_url": self.lm.url,
+                                   "api_key_env": KEY_ENV, "engine": "dspy", "dspy_adapter": "json"})
+        self.w.tools["metric"] = exact
+        self.w.auto_credit = 16
+        reply = self.compile({"name": "BootstrapFewShot", "max_bootstrapped_demos": 2, "max_labeled_demos": 2}, stream=16)
+        self.assertTrue(reply["success"], reply)
+        formats = {r["format"] for r in self.lm.requests()}
+        self.assertEqual(formats, {"json"})
+
     def test_random_search_reports_each_evaluation(self):
         self.w.tools["metric"] = exact
         self.w.auto_credit = 64

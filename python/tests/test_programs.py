@@ -185,6 +185,8 @@ class ProgramCommandsTest(unittest.TestCase):
             ({"provider": "dummy", "temperature": "hot"}, "'temperature'"),
             ({"provider": "dummy", "max_tokens": 1.5}, "'max_tokens'"),
             ({"provider": "dummy", "api_key": "sk-x"}, "'api_key'"),
+            ({"provider": "dummy", "dspy_adapter": "xml"}, 'dspy_adapter "xml" is unknown (known: chat, json)'),
+            ({"provider": "openai", "model": "m", "engine": "native", "dspy_adapter": "json"}, 'dspy_adapter "json" needs the dspy engine (engine is native)'),
         ]
         for args, want in cases:
             with self.subTest(args=args):
@@ -203,8 +205,12 @@ class ProgramCommandsTest(unittest.TestCase):
             error = self.w.error("configure_lm", {**provider, "engine": "dspy"})
             self.assertEqual(error["code"], "failed_precondition")
             self.assertIn("dspy", error["message"])
-        # auto falls back to the native engine.
+        # auto falls back to the native engine, but for a DSPy adapter only DSPy runs.
         self.assertEqual(self.w.ok("configure_lm", {"provider": "openai", "model": "m"})["engine"], "native")
+        self.assertEqual(self.w.ok("configure_lm", {"provider": "openai", "model": "m", "dspy_adapter": "chat"})["engine"], "native")
+        error = self.w.error("configure_lm", {"provider": "openai", "model": "m", "dspy_adapter": "json"})
+        self.assertEqual(error["code"], "failed_precondition")
+        self.assertIn("dspy_adapter 'json' needs the dspy engine: ", error["message"])
 
     def test_stats_and_reset(self):
         spec_hash = self.create(QA)
