@@ -86,15 +86,17 @@ class ScrubbedStream:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._pending = ""
-        self._lock = threading.Lock()
+        # Reentrant: scrubbing allocates, so a collection may run a __del__ that logs,
+        # on this thread, while it holds the lock.
+        self._lock = threading.RLock()
 
     def write(self, text: str) -> int:
         with self._lock:
-            text = self._pending + text
-            end = text.rfind("\n") + 1
-            self._pending = text[end:]
+            joined = self._pending + text
+            end = joined.rfind("\n") + 1
+            self._pending = joined[end:]  # before the scrub: a nested write finds it done
             if end:
-                self.stream.write(_scrub(text[:end]))
+                self.stream.write(_scrub(joined[:end]))
         return len(text)
 
     def flush(self) -> None:

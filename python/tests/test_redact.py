@@ -13,7 +13,7 @@ from urllib.parse import quote, quote_plus
 
 from dspgo_worker.redact import REDACT_PIECE, redact
 
-from .helpers import HandlerModuleMixin
+from .helpers import PYTHON_DIR, HandlerModuleMixin
 
 #: Keys with the characters that differ across encodings: '/', '+', '=', '"', '\\', '%',
 #: '&', '<', a space, non-ASCII (two, three and four UTF-8 bytes) and a control character.
@@ -221,3 +221,37 @@ class ScrubbedStderrTest(HandlerModuleMixin, unittest.TestCase):
             self.assertIn(marker, text)
         self.assertNotIn(key[:REDACT_PIECE], text)
         self.assertNotIn(key[-REDACT_PIECE:], text)
+
+
+#: A worker's stderr under a collection that logs from a __del__ while the scrubber holds
+#: its lock (as aiohttp's "Unclosed client session" does through LiteLLM).
+GC_LOGGING = """
+import gc, logging, os, sys
+from dspgo_worker.log import setup_logging
+from dspgo_worker import redact
+setup_logging("w", "info")
+redact.watch_secret("DSPGO_TEST_LEAK_KEY")
+class Cycle:
+    def __init__(self): self.me = self
+    def __del__(self): logging.getLogger("asyncio").error("Unclosed client session %s", os.environ["DSPGO_TEST_LEAK_KEY"])
+gc.set_threshold(2)
+for i in range(2000):
+    Cycle()
+    sys.stderr.write("line %d %s\\n" % (i, os.environ["DSPGO_TEST_LEAK_KEY"]))
+sys.stderr.flush()
+print("finished", file=sys.__stdout__)
+"""
+
+
+class ScrubbedStreamReentryTest(unittest.TestCase):
+    def test_a_write_while_scrubbing_neither_hangs_nor_leaks(self):
+        import subprocess
+        import sys
+
+        key = "sk-live-ZZq7Hw3Kp9Lm2Nx5Rt8Vb1Cd4Fg6"
+        env = {**os.environ, "DSPGO_TEST_LEAK_KEY": key, "PYTHONPATH": str(PYTHON_DIR)}
+        done = subprocess.run([sys.executable, "-c", GC_LOGGING], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        self.assertEqual(done.stdout, "finished\n")
+        self.assertNotIn(key[:REDACT_PIECE], done.stderr)
+        self.assertEqual(done.stderr.count("[REDACTED]"), 4000)
