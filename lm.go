@@ -149,9 +149,10 @@ func (c *Client) ConfigureLM(ctx context.Context, cfg LMConfig) error {
 		}
 		lm.Script = append(lm.Script, s)
 	}
-	// Checked here, not only by the workers: a broadcast to a pool with no
-	// worker yet is recorded unchecked, and a bad one would then fail every
-	// worker's start.
+	// Checked here too, not only by the workers: a bad configuration is
+	// refused at once, before any worker starts for it, and on backends
+	// (remote, while no host serves) that record a broadcast a worker
+	// cannot check.
 	if err := program.ValidateLM(lm); err != nil {
 		return adapter.Wrap(err, c.a.Name(), op)
 	}

@@ -28,14 +28,26 @@ func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
 		p.mu.Unlock()
 		return adapter.Wrap(adapter.ErrClosed, p.opts.Name, req.Command)
 	}
-	undo := p.broadcasts.Record(req)
-	p.st.broadcasts++
-	var targets []*port.Adapter
-	for _, w := range p.workers {
-		if w.state == ready {
-			targets = append(targets, w.p)
+	none := len(p.readyLocked()) == 0
+	p.mu.Unlock()
+	if none {
+		select {
+		case p.checking <- struct{}{}:
+			defer func() { <-p.checking }()
+		case <-ctx.Done():
+			return adapter.Wrap(ctx.Err(), p.opts.Name, req.Command)
+		case <-p.life.Done():
+			return adapter.Wrap(adapter.ErrClosed, p.opts.Name, req.Command)
 		}
 	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return adapter.Wrap(adapter.ErrClosed, p.opts.Name, req.Command)
+	}
+	undo := p.broadcasts.Record(req)
+	p.st.broadcasts++
+	targets := p.readyLocked()
 	p.mu.Unlock()
 	if len(targets) == 0 {
 		err := p.onWorker(ctx, req, func(w *port.Adapter) (bool, error) { return false, w.Broadcast(ctx, req) })
@@ -66,4 +78,15 @@ func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
 		}
 	}
 	return nil
+}
+
+// readyLocked returns the ready workers' adapters. The caller holds p.mu.
+func (p *Pool) readyLocked() []*port.Adapter {
+	var out []*port.Adapter
+	for _, w := range p.workers {
+		if w.state == ready {
+			out = append(out, w.p)
+		}
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package pool_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -102,4 +103,47 @@ func TestBroadcastWithNoWorkerIsChecked(t *testing.T) {
 		assert.Equal(t, lmOf{"dummy", "kept"}, lms.LMs["good"], "worker %s", w.Worker().ID)
 		assert.NotContains(t, lms.LMs, "fast")
 	}
+}
+
+// TestARefusedBroadcastKeepsThePreviousOne: a configuration refused while
+// no worker runs leaves the one it would have replaced in force, on the
+// workers started later too.
+func TestARefusedBroadcastKeepsThePreviousOne(t *testing.T) {
+	p := newPool(t, pool.Options{Size: 1, Lazy: true, Recycle: pool.Recycle{MaxCalls: 1}, Worker: port.Options{Handler: memoryHandler}})
+	ctx := t.Context()
+	configure := func(args string) error {
+		return p.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(args)})
+	}
+	require.NoError(t, configure(`{"provider":"dummy","model":"good","name":"fast"}`))
+	_, err := p.Call(ctx, adapter.Request{Command: "ping"})
+	require.NoError(t, err)
+	testutil.WaitFor(t, "the worker retired after its one call", func() bool { return len(p.Workers()) == 0 })
+
+	err = configure(`{"provider":"dummy","model":"bad","name":"fast","temperature":9}`)
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%v", err)
+	for i := range 2 { // each call on a worker of its own (one call each)
+		resp, err := p.Call(ctx, adapter.Request{Command: "get_stats"})
+		require.NoError(t, err)
+		var st lmStats
+		require.NoError(t, json.Unmarshal(resp.Result, &st))
+		assert.Equal(t, lmOf{"dummy", "good"}, st.LMs["fast"], "worker %d after the refusal", i)
+	}
+}
+
+// TestConcurrentBroadcastsStartOneWorker: broadcasts that find no worker
+// ready check on one worker, started once, not one each.
+func TestConcurrentBroadcastsStartOneWorker(t *testing.T) {
+	p := newPool(t, pool.Options{Size: 1, MaxOverflow: 3, Lazy: true, Worker: port.Options{Handler: memoryHandler}})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			args := fmt.Sprintf(`{"provider":"dummy","model":"m%d","name":"lm%d"}`, i, i)
+			assert.NoError(t, p.Broadcast(t.Context(), adapter.Request{Command: "configure_lm", Args: json.RawMessage(args)}))
+		}()
+	}
+	wg.Wait()
+	assert.Len(t, p.Workers(), 1)
+	assert.Len(t, workerLMs(t, p.Workers()[0]).LMs, 4)
 }

@@ -62,10 +62,14 @@ type Pool struct {
 	waiters    list.List // of *waiter, oldest first
 	sessions   sessionmap.Map[*worker]
 	broadcasts replay.Log
-	closed     bool
-	inFlight   int
-	lastErr    error // the last start failure
-	st         counters
+	// checking lets one Broadcast at a time check itself on a worker
+	// when none is ready: the others wait for it, then find that worker
+	// ready, so that concurrent broadcasts start no worker beyond it.
+	checking chan struct{}
+	closed   bool
+	inFlight int
+	lastErr  error // the last start failure
+	st       counters
 
 	// changed is notified when a worker starts, fails to start or is
 	// removed, and when a call releases its worker: New's wait for
@@ -108,7 +112,7 @@ func New(ctx context.Context, opts Options) (*Pool, error) {
 		return nil, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: "start", Adapter: opts.Name, Err: err}
 	}
 	p := &Pool{opts: opts, since: time.Now(), starts: make(chan struct{}, opts.StartConcurrency),
-		closeDone: make(chan struct{})}
+		checking: make(chan struct{}, 1), closeDone: make(chan struct{})}
 	p.st.recycled = map[string]uint64{}
 	if err := p.resolveWorker(ctx); err != nil {
 		return nil, err

@@ -380,6 +380,27 @@ func TestVerifyIsNotReplayed(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// TestBroadcastReportsTheWorkersOwnUnavailable: a configure_lm whose
+// verify finds the endpoint unreachable fails (unavailable, the worker's
+// answer) and is not recorded, where only a worker lost while it ran the
+// broadcast leaves it to the restarted worker.
+func TestBroadcastReportsTheWorkersOwnUnavailable(t *testing.T) {
+	a := newPython(t, port.Options{Restart: port.RestartPolicy{Min: time.Millisecond}})
+	args, err := json.Marshal(command.LMArgs{Name: "real", Provider: "openai", Model: "m", BaseURL: "http://127.0.0.1:9/v1", Engine: "native", Verify: true})
+	require.NoError(t, err)
+	err = a.Broadcast(t.Context(), adapter.Request{Command: command.ConfigureLM, Args: args})
+	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err), "%v", err)
+	assert.ErrorContains(t, err, "unreachable")
+	out, err := call(t, a, t.Context(), "get_stats", "")
+	require.NoError(t, err)
+	assert.NotContains(t, string(out), `"real"`, "not applied")
+	a.Kill()
+	testutil.WaitFor(t, "restarted and ready", func() bool { return a.Worker().Restarts == 1 && a.Worker().State == "ready" })
+	out, err = call(t, a, t.Context(), "get_stats", "")
+	require.NoError(t, err)
+	assert.NotContains(t, string(out), `"real"`, "nor recorded for the restarted worker")
+}
+
 func TestCloseDuringCallsAndTwice(t *testing.T) {
 	a := newPython(t, port.Options{StopGrace: 200 * time.Millisecond})
 	errs := make(chan error, 4)

@@ -23,6 +23,9 @@ import (
 // and passes that mutex to Replay. The zero value is an empty log.
 type Log struct {
 	list []adapter.Request
+	// prev holds, for each broadcast of list (same index), the one it
+	// replaced, or nil: what a replay that drops it puts back.
+	prev []*adapter.Request
 	ver  uint64
 }
 
@@ -43,10 +46,12 @@ func (l *Log) Record(req adapter.Request) Undo {
 		if program.BroadcastKey(b.Command, b.Args) == key {
 			u.prev = &b
 			l.list = slices.Delete(l.list, i, i+1)
+			l.prev = slices.Delete(l.prev, i, i+1)
 			break
 		}
 	}
 	l.list = append(l.list, req)
+	l.prev = append(l.prev, u.prev)
 	l.ver++
 	return u
 }
@@ -55,29 +60,40 @@ func (l *Log) Record(req adapter.Request) Undo {
 // broadcast it replaced goes back (or none, when it replaced none), unless
 // a later broadcast replaced it meanwhile.
 func (l *Log) Restore(u Undo) {
-	for i, b := range l.list {
-		if b.Command == u.req.Command && bytes.Equal(b.Args, u.req.Args) {
-			if u.prev != nil {
-				l.list[i] = *u.prev
-			} else {
-				l.list = slices.Delete(l.list, i, i+1)
-			}
-			return
-		}
+	if i := l.index(u.req); i >= 0 {
+		l.putBack(i, u.prev)
 	}
+}
+
+// index returns the position of req in the log, or -1.
+func (l *Log) index(req adapter.Request) int {
+	return slices.IndexFunc(l.list, func(b adapter.Request) bool { return b.Command == req.Command && bytes.Equal(b.Args, req.Args) })
+}
+
+// putBack replaces the broadcast at i with prev, or removes it when prev
+// is nil.
+func (l *Log) putBack(i int, prev *adapter.Request) {
+	if prev != nil {
+		l.list[i], l.prev[i] = *prev, nil
+		return
+	}
+	l.list = slices.Delete(l.list, i, i+1)
+	l.prev = slices.Delete(l.prev, i, i+1)
 }
 
 // Replay sends the log's broadcasts to a new worker with send, in order,
 // again until no broadcast was recorded meanwhile; mu is the mutex that
-// guards the log. A broadcast the worker refuses (send's error holds the
-// worker's own error, an *adapter.Error with Remote: a new worker refuses
-// it as every other would, such as one recorded while no worker could
-// check it) is taken
-// out of the log and passed to refused, and the replay goes on: it must
-// not keep every later worker from starting. Replay returns send's first
-// other error with mu not held; on success it returns with mu held, so
-// that the caller can put the worker in service before another broadcast
-// is recorded.
+// guards the log. A broadcast the worker refuses as invalid (send's error
+// holds the worker's own CodeInvalidArgument: every worker refuses it
+// alike, such as one recorded while no worker could check it) is taken
+// out of the log, the broadcast it replaced put back in its place, and it
+// is passed to refused; the replay goes on, and starts over when one was
+// put back, so that the worker gets it: one bad broadcast must not keep
+// every later worker from starting. Any other error (a refusal that may
+// pass, such as a dspy that failed to import) ends the replay: Replay
+// returns it with mu not held, and the worker's start is retried. On
+// success Replay returns with mu held, so that the caller can put the
+// worker in service before another broadcast is recorded.
 func (l *Log) Replay(mu sync.Locker, send func(adapter.Request) error, refused func(adapter.Request, error)) error {
 	var done uint64
 	for {
@@ -91,9 +107,14 @@ func (l *Log) Replay(mu sync.Locker, send func(adapter.Request) error, refused f
 			err := send(req)
 			switch {
 			case err == nil:
-			case refusedByWorker(err):
+			case refusedAsInvalid(err):
 				mu.Lock()
-				l.Restore(Undo{req: req})
+				if i := l.index(req); i >= 0 {
+					if l.prev[i] != nil {
+						l.ver++ // replay again: the worker needs the one put back
+					}
+					l.putBack(i, l.prev[i])
+				}
 				mu.Unlock()
 				refused(req, err)
 			default:
@@ -104,12 +125,13 @@ func (l *Log) Replay(mu sync.Locker, send func(adapter.Request) error, refused f
 	}
 }
 
-// refusedByWorker reports whether err holds a worker's answer: an
-// *adapter.Error with Remote, anywhere in its chain of wrapped errors.
-func refusedByWorker(err error) bool {
+// refusedAsInvalid reports whether err holds a worker's own answer (an
+// *adapter.Error with Remote, anywhere in its chain of wrapped errors)
+// with CodeInvalidArgument.
+func refusedAsInvalid(err error) bool {
 	for ; err != nil; err = errors.Unwrap(err) {
 		if e, ok := err.(*adapter.Error); ok && e.Remote != nil {
-			return true
+			return e.Remote.Code == adapter.CodeInvalidArgument
 		}
 	}
 	return false

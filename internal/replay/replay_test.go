@@ -96,33 +96,48 @@ func noRefusal(t *testing.T) func(adapter.Request, error) {
 	return func(req adapter.Request, err error) { t.Errorf("refused %s: %v", req.Args, err) }
 }
 
-// TestReplayDropsWhatTheWorkerRefuses: a broadcast the new worker refuses
-// (its own error) leaves the log and the replay goes on, so it cannot
-// keep later workers from starting; any other error ends the replay.
+// TestReplayDropsWhatTheWorkerRefuses: a broadcast a new worker refuses
+// as invalid leaves the log, the one it replaced comes back and reaches
+// the worker (the replay starts over), so it cannot keep later workers
+// from starting; any other refusal, which may pass, ends the replay.
 func TestReplayDropsWhatTheWorkerRefuses(t *testing.T) {
 	var mu sync.Mutex
 	var l replay.Log
 	l.Record(lm(`{"provider":"dummy","model":"a"}`))
-	l.Record(lm(`{"provider":"openai","model":"m","engine":"dspy","name":"fast"}`))
+	l.Record(lm(`{"provider":"dummy","model":"good","name":"fast"}`))
 	l.Record(lm(`{"provider":"dummy","model":"b","name":"other"}`))
-	refusal := &adapter.Error{Code: adapter.CodeUnavailable, Op: command.ConfigureLM,
-		Remote: &adapter.RemoteError{Code: adapter.CodeUnavailable, Message: "dspy cannot be imported"}}
+	l.Record(lm(`{"provider":"dummy","model":"bad","name":"fast","temperature":9}`))
+	invalid := &adapter.Error{Code: adapter.CodeInvalidArgument, Op: command.ConfigureLM,
+		Remote: &adapter.RemoteError{Code: adapter.CodeInvalidArgument, Message: "temperature 9 is outside [0, 2]"}}
 	var sent []string
 	var dropped []error
 	err := l.Replay(&mu, func(req adapter.Request) error {
 		sent = append(sent, string(req.Args))
-		if bytes.Contains(req.Args, []byte("dspy")) {
-			return fmt.Errorf("replaying: %w", refusal)
+		if bytes.Contains(req.Args, []byte(`"bad"`)) {
+			return fmt.Errorf("replaying: %w", invalid)
 		}
 		return nil
 	}, func(req adapter.Request, err error) { dropped = append(dropped, err) })
 	require.NoError(t, err)
 	mu.Unlock()
-	assert.Len(t, sent, 3, "the replay went on")
 	require.Len(t, dropped, 1)
-	assert.ErrorIs(t, dropped[0], refusal)
-	require.Len(t, l.List(), 2)
-	for _, req := range l.List() {
-		assert.NotContains(t, string(req.Args), "dspy", "the refused broadcast left the log")
-	}
+	assert.ErrorIs(t, dropped[0], invalid)
+	require.Len(t, l.List(), 3)
+	assert.JSONEq(t, `{"provider":"dummy","model":"good","name":"fast"}`, string(l.List()[2].Args), "the replaced one is back")
+	assert.JSONEq(t, `{"provider":"dummy","model":"good","name":"fast"}`, sent[len(sent)-1], "and the worker got it")
+
+	// A refusal that may pass (dspy failed to import) keeps the broadcast
+	// and fails the start, which is retried.
+	unavailable := &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: command.ConfigureLM,
+		Remote: &adapter.RemoteError{Code: adapter.CodeFailedPrecondition, Message: "dspy cannot be imported"}}
+	err = l.Replay(&mu, func(req adapter.Request) error {
+		if bytes.Contains(req.Args, []byte(`"good"`)) {
+			return unavailable
+		}
+		return nil
+	}, noRefusal(t))
+	assert.ErrorIs(t, err, unavailable)
+	assert.True(t, mu.TryLock(), "failure returns with the lock free")
+	mu.Unlock()
+	assert.Len(t, l.List(), 3, "nothing dropped")
 }
