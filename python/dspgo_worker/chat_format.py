@@ -6,6 +6,7 @@ inputs (:func:`build_messages`, few-shot demos as earlier turns), and the reply'
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -152,8 +153,9 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
     engine prompts with (the inputs; ``reasoning`` then the outputs for chain_of_thought,
     the outputs otherwise): a user message with the demo's inputs and an assistant message
     with its outputs, for each demo. As ``Adapter.format_demos`` does, the demos that are
-    not complete (a chain_of_thought demo without reasoning, a null value) come first, in
-    order, each user message starting with :data:`INCOMPLETE_DEMO_PREFIX` and a missing
+    not complete (a chain_of_thought demo without reasoning, a null value, an input left
+    out) come first, in order (those that hold no input are left out, as DSPy leaves them
+    out), each user message starting with :data:`INCOMPLETE_DEMO_PREFIX` and a missing
     output written :data:`MISSING_IN_INCOMPLETE_DEMO`; then the complete ones, in order.
     The contents are ``format_user_message_content`` and
     ``format_assistant_message_content``'s. Made once per compiled spec."""
@@ -168,7 +170,7 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
             values[REASONING_FIELD] = demo["reasoning"]
         if all(values.get(f.name) is not None for f in fields):
             complete.append(values)
-        else:
+        elif demo["inputs"]:  # DSPy drops an incomplete demo that holds no input
             incomplete.append(values)
     made = []
     for group, prefix, missing in (
@@ -357,7 +359,10 @@ def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:
         + ", ".join(f"`{f.name}`" for f in compiled.declared_outputs)
         + "."
     )
-    system += ["In adhering to this structure, your objective is: ", "        " + objective.replace("\n", "\n        ")]
+    # As DSPy reads a signature's instructions (inspect.cleandoc) and writes them
+    # (format_task_description: each of their lines on a line of its own, indented).
+    objective = inspect.cleandoc(objective)
+    system.append("In adhering to this structure, your objective is: " + ("\n" + " " * 8).join(["", *objective.splitlines()]))
     order = []
     for f in outputs:
         part = f"`[[ ## {f.name} ## ]]`"

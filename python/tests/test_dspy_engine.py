@@ -217,6 +217,19 @@ class DspyEngineTest(unittest.TestCase):
             outputs[engine] = self.execute(spec, {"question": "Why?", "strict": True})["outputs"]
         self.assertEqual(outputs["dspy"], outputs["native"])
 
+    def test_instructions_and_demos_without_inputs_as_dspy_writes_them(self):
+        """Instructions as DSPy reads them (inspect.cleandoc: common indentation, blank lines
+        around) and writes them (each line indented), and a demo that holds no input (its
+        only input, Optional, left out) left out as DSPy leaves it: the same messages from
+        both engines, the system message included."""
+        spec = spec_of([("hint", "Optional[str]")], [("answer", "str")], instructions="  Answer briefly.\n      Then stop.\n\n")
+        spec["demos"] = [{"inputs": {}, "outputs": {"answer": "Ann"}}, {"inputs": {"hint": "A name."}, "outputs": {"answer": "Ann"}}]
+        sent = self.sent_by_both_engines(spec, {"hint": "Who?"})
+        dspy_messages, native_messages = (json.loads(r["body"])["messages"] for r in sent["requests"])
+        self.assertEqual(dspy_messages, native_messages)
+        self.assertTrue(native_messages[0]["content"].endswith("your objective is: \n        Answer briefly.\n        Then stop."))
+        self.assertEqual(len(native_messages), 4, "system, the one demo with an input, the input")
+
     def test_images_are_sent_as_dspy_sends_them(self):
         """dspy.Image inputs, whole, in a list, in a dict and Optional, in the run's inputs
         and a demo's: both engines send the same messages, the images as image_url content
