@@ -292,14 +292,9 @@ func TestExportValues(t *testing.T) {
 		Outputs: map[string]any{"a": "z"},
 	}}})
 	require.NoError(t, err)
-	got, err := Export(c.Spec, nil)
-	require.NoError(t, err)
-	var file struct {
-		Demos []json.RawMessage `json:"demos"`
-	}
-	require.NoError(t, json.Unmarshal(got, &file))
+	_, demos := exportDemos(t, c.Spec)
 	var compact bytes.Buffer
-	require.NoError(t, json.Compact(&compact, file.Demos[0]))
+	require.NoError(t, json.Compact(&compact, demos[0]))
 	assert.Equal(t, `{"m":{"-1":0.0,"10":1.0,"9":2.5},"t":[1,"s"],"x":{"a":1.5,"b":1},"o":null,"a":"z"}`, compact.String(),
 		"floats as Python writes them, so that DSPy reads floats; Any keeps an integral number an int")
 }
@@ -314,18 +309,25 @@ func TestExportOptionalInputLeftOut(t *testing.T) {
 		{Inputs: map[string]any{"question": "Who?", "hint": nil}, Outputs: map[string]any{"answer": "Ann"}},
 	}})
 	require.NoError(t, err)
-	got, err := Export(c.Spec, nil)
+	got, demos := exportDemos(t, c.Spec)
+	require.Len(t, demos, 2)
+	assert.JSONEq(t, `{"question":"Who?","answer":"Ann"}`, string(demos[0]))
+	assert.JSONEq(t, `{"question":"Who?","hint":null,"answer":"Ann"}`, string(demos[1]))
+	back, err := Load(got, signature(t, "question, hint: Optional[str] -> answer"))
+	require.NoError(t, err)
+	assert.Equal(t, c.Spec, back)
+}
+
+// exportDemos exports a predict spec and returns the file and its demos.
+func exportDemos(t *testing.T, spec command.Spec) ([]byte, []json.RawMessage) {
+	t.Helper()
+	got, err := Export(spec, nil)
 	require.NoError(t, err)
 	var file struct {
 		Demos []json.RawMessage `json:"demos"`
 	}
 	require.NoError(t, json.Unmarshal(got, &file))
-	require.Len(t, file.Demos, 2)
-	assert.JSONEq(t, `{"question":"Who?","answer":"Ann"}`, string(file.Demos[0]))
-	assert.JSONEq(t, `{"question":"Who?","hint":null,"answer":"Ann"}`, string(file.Demos[1]))
-	back, err := Load(got, signature(t, "question, hint: Optional[str] -> answer"))
-	require.NoError(t, err)
-	assert.Equal(t, c.Spec, back)
+	return got, file.Demos
 }
 
 // TestDSPyVersionIsTheTestedOne: the format is that of the DSPy the tests
