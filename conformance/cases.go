@@ -513,6 +513,12 @@ func caseConfigureLM(t TB, env *Env) {
 	temp := 3.0
 	requireCode(t, adapter.CodeInvalidArgument, c.ConfigureLM(ctx, dspgo.LMConfig{Temperature: &temp}))
 	requireCode(t, adapter.CodeInvalidArgument, c.ConfigureLM(ctx, dspgo.LMConfig{Engine: "tensorflow"}))
+	// Every backend takes a DSPy adapter; the dummy ignores it.
+	require.NoError(t, c.ConfigureLM(ctx, dspgo.LMConfig{Provider: dspgo.ProviderDummy, DSPyAdapter: "json"}))
+	out, err = c.Execute(ctx, p.ID, in)
+	require.NoError(t, err)
+	assert.Equal(t, expected(t, p, in), out)
+	require.NoError(t, c.ConfigureLM(ctx, dspgo.LMConfig{Provider: dspgo.ProviderDummy}))
 	// The dummy provider's test knobs are checked as strictly.
 	for _, args := range []string{
 		`{"provider":"dummy","fail_after_chunks":-1}`,

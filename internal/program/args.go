@@ -47,7 +47,8 @@ var Schemas = map[string]Schema{
 	command.ConfigureLM: {Args: []Arg{
 		{Name: "provider", Type: command.ArgStr, Required: true}, {Name: "model", Type: command.ArgStr}, {Name: "base_url", Type: command.ArgStr},
 		{Name: "api_key_env", Type: command.ArgStr}, {Name: "temperature", Type: command.ArgFloat}, {Name: "max_tokens", Type: command.ArgInt},
-		{Name: "timeout_ms", Type: command.ArgInt}, {Name: "engine", Type: command.ArgStr}, {Name: "verify", Type: command.ArgBool},
+		{Name: "timeout_ms", Type: command.ArgInt}, {Name: "engine", Type: command.ArgStr}, {Name: "dspy_adapter", Type: command.ArgStr},
+		{Name: "verify", Type: command.ArgBool},
 		{Name: "delay_ms", Type: command.ArgInt}, {Name: "fail_after_chunks", Type: command.ArgInt}, {Name: "cache", Type: command.ArgBool},
 		{Name: "image_urls", Type: command.ArgBool},
 		{Name: "script", Type: command.ArgArray}, {Name: "name", Type: command.ArgStr},
