@@ -177,6 +177,8 @@ func TestBadUsage(t *testing.T) {
 			`pool.affinity: "sticky" is not one of none, prefer, strict (set by flag:--pool-affinity)`},
 		{"no python", []string{"run", "--python", "no-such-python", "--signature", "q -> a", "--input", "q=x"}, 1,
 			`was not found on PATH`},
+		{"the dspy engine without dspy", []string{"run", "--lm-provider", "openai", "--lm-model", "m", "--lm-engine", "dspy", "--signature", "q -> a", "--input", "q=x"}, 1,
+			`(failed_precondition); install dspy into the workers' interpreter (`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/config"
+	pyworker "github.com/dspgo/dspgo/python"
 	"github.com/dspgo/dspgo/registry"
 )
 
@@ -102,6 +103,9 @@ func (a *app) open(ctx context.Context, cfg *config.Config) (adapter.Adapter, re
 		return nil, res, fmt.Errorf("%v; --python names another interpreter, and --adapter mock needs none", err)
 	case strings.Contains(err.Error(), "older than Python"):
 		return nil, res, fmt.Errorf("%v; install Python 3.9 or newer (--python names it), or run without Python: --adapter mock", err)
+	case strings.Contains(err.Error(), "EngineUnavailable"):
+		return nil, res, fmt.Errorf("%v; install dspy into the workers' interpreter (%s -m pip install dspy==%s; --python names another), or set lm.engine to auto or native",
+			err, cfg.Python.Interpreter, pyworker.TestedDSPyVersion())
 	}
 	return nil, res, err
 }
