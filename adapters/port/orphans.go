@@ -51,7 +51,7 @@ func currentRun() *run {
 	thisRunOnce.Do(func() {
 		var b [8]byte
 		_, _ = rand.Read(b[:])
-		thisRun = &run{id: hex.EncodeToString(b[:]), dir: stateDir()}
+		thisRun = &run{id: hex.EncodeToString(b[:]), dir: stateDir(os.Getenv)}
 		if thisRun.dir != "" {
 			_, _ = reapOrphans(thisRun.dir)
 		}
@@ -63,11 +63,11 @@ func currentRun() *run {
 // $XDG_RUNTIME_DIR/dspgo/runs, or the user cache directory's dspgo/runs;
 // it is created 0700. A directory of their own: reapOrphans removes the
 // files there, and $XDG_RUNTIME_DIR/dspgo holds other files (an embedded
-// NATS server's local credentials). It returns "" when neither can be
-// made.
-func stateDir() string {
+// NATS server's local credentials). getenv reads the environment. It
+// returns "" when neither can be made.
+func stateDir(getenv func(string) string) string {
 	var dir string
-	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+	if x := getenv("XDG_RUNTIME_DIR"); x != "" {
 		dir = filepath.Join(x, "dspgo", "runs")
 	} else if c, err := os.UserCacheDir(); err == nil {
 		dir = filepath.Join(c, "dspgo", "runs")

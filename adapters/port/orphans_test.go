@@ -84,8 +84,8 @@ func TestReapOrphans(t *testing.T) {
 // (an embedded NATS server's local credentials).
 func TestStateDirIsItsOwn(t *testing.T) {
 	x := t.TempDir()
-	t.Setenv("XDG_RUNTIME_DIR", x)
-	assert.Equal(t, filepath.Join(x, "dspgo", "runs"), port.StateDir())
+	getenv := func(k string) string { return map[string]string{"XDG_RUNTIME_DIR": x}[k] }
+	assert.Equal(t, filepath.Join(x, "dspgo", "runs"), port.StateDir(getenv))
 }
 
 // hostStart reads this process's start time as the state file records it.
@@ -114,7 +114,7 @@ func hostStart(t *testing.T) uint64 {
 // TestWorkersAreRecordedWhileTheyRun: a worker's pid is in this run's
 // state file while it runs and leaves it when it is reaped.
 func TestWorkersAreRecordedWhileTheyRun(t *testing.T) {
-	dir := port.StateDir()
+	dir := port.StateDir(os.Getenv)
 	if dir == "" {
 		t.Skip("no per-user state directory on this machine")
 	}
