@@ -258,7 +258,7 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 		return nil
 	case a.isClosed():
 		return err
-	case errors.Is(err, ErrNotSent) || adapter.CodeOf(err) == adapter.CodeUnavailable && !answered(err):
+	case errors.Is(err, ErrNotSent) || adapter.CodeOf(err) == adapter.CodeUnavailable && wire.Remote(err) == nil:
 		// The worker died before or while it ran the request: the
 		// restarted worker gets it from the record before any call.
 		return nil
@@ -269,14 +269,6 @@ func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	a.broadcasts.Restore(undo)
 	a.mu.Unlock()
 	return err
-}
-
-// answered reports whether err is the worker's own answer (an
-// *adapter.Error with Remote), not the loss of the worker: a configure_lm
-// whose verify found its endpoint unreachable is unavailable too.
-func answered(err error) bool {
-	var e *adapter.Error
-	return errors.As(err, &e) && e.Remote != nil
 }
 
 // WorkerInfo describes the adapter's worker.

@@ -5,12 +5,12 @@ package replay
 
 import (
 	"bytes"
-	"errors"
 	"slices"
 	"sync"
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/internal/wire"
 )
 
 // Log is the ordered list of broadcasts to replay, one per
@@ -105,36 +105,24 @@ func (l *Log) Replay(mu sync.Locker, send func(adapter.Request) error, refused f
 		mu.Unlock()
 		for _, req := range list {
 			err := send(req)
-			switch {
-			case err == nil:
-			case refusedAsInvalid(err):
-				mu.Lock()
-				if i := l.index(req); i >= 0 {
-					if l.prev[i] != nil {
-						l.ver++ // replay again: the worker needs the one put back
-					}
-					l.putBack(i, l.prev[i])
-				}
-				mu.Unlock()
-				refused(req, err)
-			default:
+			if err == nil {
+				continue
+			}
+			if r := wire.Remote(err); r == nil || r.Code != adapter.CodeInvalidArgument {
 				return err
 			}
+			mu.Lock()
+			if i := l.index(req); i >= 0 {
+				if l.prev[i] != nil {
+					l.ver++ // replay again: the worker needs the one put back
+				}
+				l.putBack(i, l.prev[i])
+			}
+			mu.Unlock()
+			refused(req, err)
 		}
 		done = ver
 	}
-}
-
-// refusedAsInvalid reports whether err holds a worker's own answer (an
-// *adapter.Error with Remote, anywhere in its chain of wrapped errors)
-// with CodeInvalidArgument.
-func refusedAsInvalid(err error) bool {
-	for ; err != nil; err = errors.Unwrap(err) {
-		if e, ok := err.(*adapter.Error); ok && e.Remote != nil {
-			return e.Remote.Code == adapter.CodeInvalidArgument
-		}
-	}
-	return false
 }
 
 // List returns a copy of the recorded broadcasts, oldest first.

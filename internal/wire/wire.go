@@ -27,6 +27,19 @@ func Error(adapterName, op string, body *protocol.ErrorBody) error {
 	}
 }
 
+// Remote returns the worker's own error that err holds (the Remote of an
+// *adapter.Error anywhere in its chain of wrapped errors), or nil when err
+// is not a worker's answer (a lost worker, a context, a refusal before
+// sending).
+func Remote(err error) *adapter.RemoteError {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if e, ok := err.(*adapter.Error); ok && e.Remote != nil {
+			return e.Remote
+		}
+	}
+	return nil
+}
+
 // Body returns the error object a worker sends for err: its code, its
 // message, and for a remote error its type and traceback.
 func Body(err error) *protocol.ErrorBody {
