@@ -81,12 +81,9 @@ func (c *Config) validate(p *problems) {
 	oneOf("lm.engine", c.LM.Engine, "auto", "native", "dspy")
 	oneOf("lm.dspy_adapter", c.LM.DSPyAdapter, "chat", "json")
 	check(c.LM.DSPyAdapter == "chat" || c.LM.Engine != "native", "lm.dspy_adapter", "%s needs the dspy engine (lm.engine is native)", c.LM.DSPyAdapter)
-	if c.LM.BaseURL != "" {
-		// The value is not quoted: it may hold credentials.
-		u, err := url.Parse(c.LM.BaseURL)
-		check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "lm.base_url",
-			"is not an http or https URL (write it whole, such as http://localhost:8000/v1)")
-	}
+	// The value is not quoted: it may hold credentials.
+	check(c.LM.BaseURL == "" || httpURL(c.LM.BaseURL) != nil, "lm.base_url",
+		"is not an http or https URL (write it whole, such as http://localhost:8000/v1)")
 	check(c.Mock.MaxFrameBytes >= 1024, "mock.max_frame_bytes", "must be at least 1024, got %d", c.Mock.MaxFrameBytes)
 
 	pt := c.Port
@@ -175,9 +172,9 @@ func (c *Config) validateRemoteAuth(p *problems, check func(bool, string, string
 		"remote.inbox_prefix", "%q must be _INBOX.<token>… (hosts answer only inboxes)", r.InboxPrefix)
 	for i, raw := range r.LMBaseURLs {
 		// The value is not quoted: it may hold credentials.
-		u, err := url.Parse(raw)
+		u := httpURL(raw)
 		switch {
-		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		case u == nil:
 			check(false, "remote.lm_base_urls", "entry %d is not an http or https URL", i+1)
 		case u.User != nil || strings.Contains(raw, "@"):
 			check(false, "remote.lm_base_urls", "entry %d holds credentials, which config explain would show; give a credentialed endpoint as lm.base_url", i+1)
@@ -280,3 +277,13 @@ func (c *Config) Layers() []string { return append([]string(nil), c.layers...) }
 // redactURLs hides the credentials in comma-separated URLs, however they
 // are written (see secret.URL).
 func redactURLs(s string) string { return secret.URLs(s) }
+
+// httpURL returns raw parsed when it is an http or https URL with a host,
+// else nil.
+func httpURL(raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil
+	}
+	return u
+}

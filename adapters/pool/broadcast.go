@@ -28,7 +28,7 @@ func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
 		p.mu.Unlock()
 		return adapter.Wrap(adapter.ErrClosed, p.opts.Name, req.Command)
 	}
-	none := len(p.readyLocked()) == 0
+	none := p.countLocked(func(w *worker) bool { return w.state == ready }) == 0
 	p.mu.Unlock()
 	if none {
 		select {
