@@ -192,24 +192,9 @@ def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | 
     system, closing = prompt_parts(compiled)
     history = next((f for f in compiled.inputs if f.type.kind == HISTORY), None)
     fields = [f for f in compiled.inputs if f is not history]
-    user = input_content(fields, inputs, [extra, "", closing] if extra else [closing])
+    user = user_content(fields, inputs, reminder=f"{extra}\n\n{closing}" if extra else closing, media=Media())
     turns = conversation_messages(compiled, history, inputs[history.name]["messages"], closing) if history is not None else []
     return [{"role": "system", "content": system}, *demo_messages(compiled), *turns, {"role": "user", "content": user}]
-
-
-def input_content(fields: Iterable[Field], inputs: dict[str, Any], tail: list[str]) -> str | list[dict[str, Any]]:
-    """A run's user message: a ``[[ ## field ## ]]`` section for each of ``fields`` with
-    its input as DSPy writes it (:func:`format_field_value`: a string itself, a list or a
-    dict as JSON, anything else with ``str``, so ``True`` and ``None``), none for an input
-    left out (as DSPy's ``format_user_message_content``), then the lines of ``tail``;
-    content parts when the inputs hold an image or a file (:class:`Media`)."""
-    media = Media()
-    lines = []
-    for f in fields:
-        if f.name not in inputs:
-            continue
-        lines += [f"[[ ## {f.name} ## ]]", format_field_value(f, media.mark(f, inputs[f.name])), ""]
-    return media.content("\n".join([*lines, *tail]))
 
 
 #: The name LiteLLM (1.x, which DSPy 3.4.1 sends through) gives a file sent without one;
@@ -288,9 +273,10 @@ def user_content(
 ) -> str | list[dict[str, Any]]:
     """DSPy's ChatAdapter ``format_user_message_content``: ``prefix``, then a section for
     each of ``inputs`` that ``values`` holds, then ``reminder`` (the reply format's, for
-    a turn that asks for one), separated by blank lines. With ``media`` (for values of
-    the inputs' types: a demo's, not a conversation's messages, whose values are any),
-    content parts when the values hold an image or a file."""
+    a turn that asks for one), separated by blank lines: a run's user message, a demo's,
+    a conversation's earlier turn. With ``media`` (for values of the inputs' types: a
+    run's or a demo's, not a conversation's messages, whose values are any), content
+    parts when the values hold an image or a file."""
     mark = media.mark if media is not None else (lambda f, v: v)
     parts = [prefix, *(f"[[ ## {f.name} ## ]]\n{format_field_value(f, mark(f, values[f.name]))}" for f in inputs if f.name in values)]
     if reminder:

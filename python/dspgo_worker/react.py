@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .chat_format import describe_fields, input_content, unfence
+from .chat_format import Media, describe_fields, unfence, user_content
 from .errors import ToolError
 from .spec import CompiledSpec
 
@@ -94,7 +94,7 @@ def build_step_messages(compiled: CompiledSpec, inputs: dict[str, Any], tools: l
         '{"tool": "<tool name>", "args": {<the arguments>}} to call a tool, or',
         '{"finish": true} once you can produce the output fields.',
     ]
-    user = input_content(compiled.inputs, inputs, [trajectory_text(trajectory), "", "Reply with the JSON object of your next step."])
+    user = user_content(compiled.inputs, inputs, reminder=trajectory_text(trajectory) + "\n\nReply with the JSON object of your next step.", media=Media())
     return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": user}]
 
 
