@@ -16,16 +16,18 @@ import (
 //
 // Type is "str", "int", "float", "bool", "Any", "list[T]", "dict[str, T]",
 // "dict[int, T]", "tuple[A, B]", "tuple[T, ...]", "Optional[T]" or
-// "T | None", "Union[A, B]" or "A | B", or "Literal['a', 'b']"; the
-// spellings and canonical forms are in docs/protocol.md.
+// "T | None", "Union[A, B]" or "A | B", "Literal['a', 'b']", or the name
+// of one of the signature's Models; the spellings and canonical forms
+// are in docs/protocol.md.
 type Field = command.Field
 
 // Signature is a program's typed inputs and outputs, the command set's
 // command.Signature:
 //
 //	type Signature struct {
-//		Inputs  []Field // at least one
+//		Inputs  []Field // any number ("-> joke" has none)
 //		Outputs []Field // at least one; names distinct from the inputs'
+//		Models  []Model // the pydantic models the fields' types may name
 //	}
 //
 // Build one with ParseSignature, or as a struct literal to give fields
@@ -36,8 +38,32 @@ type Field = command.Field
 //		Outputs: []dspgo.Field{{Name: "answer"}, {Name: "confidence", Type: "float"}},
 //	}
 //
-// Its String method gives DSPy's string form.
+// Its String method gives DSPy's string form (which cannot hold Models).
 type Signature = command.Signature
+
+// Model is a pydantic model that a signature's field types may name,
+// DSPy's structured type, the command set's command.Model:
+//
+//	type Model struct {
+//		Name        string  // the class's name: "Answer"
+//		Description string  // its docstring; empty means none
+//		Fields      []Field // at least one; an Optional field may be left out of a value
+//	}
+//
+// A field "answer" of type "Answer" (or "list[Answer]", "Optional[Answer]")
+// is then what DSPy's "answer: Answer = dspy.OutputField()" is: the
+// language model is given the model's JSON schema, and its value is an
+// object of the model's fields (a map[string]any in Go). NewTyped derives
+// models from nested struct types. The rules are in docs/protocol.md
+// ("Program specs"):
+//
+//	sig := dspgo.Signature{
+//		Inputs:  []dspgo.Field{{Name: "text"}},
+//		Outputs: []dspgo.Field{{Name: "people", Type: "list[Person]"}},
+//		Models: []dspgo.Model{{Name: "Person", Fields: []dspgo.Field{
+//			{Name: "name"}, {Name: "age", Type: "Optional[int]", Description: "in years"}}}},
+//	}
+type Model = command.Model
 
 // ParseSignature parses DSPy's string form of a signature:
 // comma-separated input fields, "->", comma-separated output fields, each

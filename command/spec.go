@@ -54,6 +54,33 @@ type Signature struct {
 	Inputs []Field `json:"inputs"`
 	// Outputs are the fields the program produces, in order.
 	Outputs []Field `json:"outputs"`
+	// Models are the pydantic models the fields' types may name
+	// ("Answer", "list[Answer]"), DSPy's structured types. Nil or empty
+	// means none, and leaves the key out of the spec's JSON, so a spec
+	// without models hashes as before models existed. The rules are in
+	// docs/protocol.md ("Program specs").
+	Models []Model `json:"models,omitempty"`
+}
+
+// Model is a pydantic model, a structured type: a JSON object holding its
+// fields. In DSPy it is a class "class Answer(pydantic.BaseModel)" whose
+// docstring is Description and whose annotated attributes are Fields.
+type Model struct {
+	// Name is the class's name, an identifier that is not a type's name
+	// ("str", "list", "Optional", …), unique within the signature; field
+	// types name the model by it.
+	Name string `json:"name"`
+	// Description is the model's docstring, shown to the language model in
+	// its JSON schema. Empty means none.
+	Description string `json:"description"`
+	// Fields are the model's attributes, in order: at least one. A field's
+	// Type is any field type but dspy.History and the media types, and may
+	// name another model (never, through others, its own); an Optional
+	// field may be left out of a value (pydantic's "x: Optional[T] =
+	// None"), every other one is required. A name may not start with "_"
+	// or "model_" or be an attribute of pydantic's BaseModel ("json",
+	// "dict", "copy", "schema", …).
+	Fields []Field `json:"fields"`
 }
 
 // String returns the signature in DSPy's string form, types other than

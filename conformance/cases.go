@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +36,7 @@ func Cases() []Case {
 		{Name: "already_exists", Doc: "Creating an id twice is CodeAlreadyExists and leaves the first program intact.", Run: caseAlreadyExists},
 		{Name: "invalid_argument", Doc: "Missing, unknown and mistyped inputs and bad signatures are CodeInvalidArgument, from the client and from the backend.", Run: caseInvalidArgument},
 		{Name: "optional_input_left_out", Doc: "An Optional input may be left out, from the client and from the backend, and stays out: the outputs are the dummy LM's for the inputs without it, not for a null; any other input left out is CodeInvalidArgument.", Run: caseOptionalLeftOut},
+		{Name: "pydantic_models", Doc: "Fields whose types name the signature's pydantic models (an object input, list and Optional outputs, a nested model) give the dummy LM's outputs, from the client and from the backend; a value without a required field and a bad model are CodeInvalidArgument.", Run: caseModels},
 		{Name: "unimplemented", Doc: "An unknown command is CodeUnimplemented.", Run: caseUnimplemented},
 		{Name: "canceled", Doc: "A cancelled context gives CodeCanceled.", Run: caseCanceled},
 		{Name: "deadline_exceeded", Doc: "A deadline gives CodeDeadlineExceeded promptly, and the adapter stays usable.", Run: caseDeadline},
@@ -319,6 +322,64 @@ func caseOptionalLeftOut(t TB, env *Env) {
 	want, err := json.Marshal(got)
 	require.NoError(t, err)
 	assert.JSONEq(t, string(want), string(res.Outputs))
+}
+
+func caseModels(t TB, env *Env) {
+	ctx, c := env.Ctx, env.Client
+	sig := dspgo.Signature{
+		Inputs:  []dspgo.Field{{Name: "doc", Type: "Document"}},
+		Outputs: []dspgo.Field{{Name: "people", Type: "list[Person]"}, {Name: "best", Type: "Optional[Person]"}},
+		Models: []dspgo.Model{
+			{Name: "Person", Description: "A person the text names.", Fields: []dspgo.Field{{Name: "name"}, {Name: "age", Type: "int"},
+				{Name: "home", Type: "Optional[Place]", Description: "Where they live"}}},
+			{Name: "Place", Fields: []dspgo.Field{{Name: "city"}}},
+			{Name: "Document", Fields: []dspgo.Field{{Name: "text"}, {Name: "lang", Type: "Optional[str]"}}},
+		},
+	}
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig})
+	require.NoError(t, err)
+	inputs := map[string]any{"doc": map[string]any{"text": "Ann lives in Oslo.", "extra": true}}
+	got, err := c.Execute(ctx, p.ID, inputs)
+	require.NoError(t, err)
+	assert.Equal(t, expected(t, p, inputs), got)
+	people, _ := got["people"].([]map[string]any)
+	require.NotEmpty(t, people, "%#v", got["people"])
+	assert.ElementsMatch(t, []string{"age", "home", "name"}, slices.Collect(maps.Keys(people[0])))
+
+	// The backend takes the spec and the inputs as they are, for callers
+	// that bypass the client.
+	spec := command.Spec{Signature: sig}
+	args, err := json.Marshal(command.ExecuteArgs{SpecHash: p.Hash, Spec: &spec, Inputs: json.RawMessage(`{"doc":{"text":"Ann lives in Oslo.","lang":null}}`)})
+	require.NoError(t, err)
+	resp, err := env.Adapter.Call(ctx, adapter.Request{Command: command.ExecuteProgram, Args: args})
+	require.NoError(t, err)
+	var res command.ExecuteResult
+	require.NoError(t, json.Unmarshal(resp.Result, &res))
+	want, err := json.Marshal(got)
+	require.NoError(t, err)
+	assert.JSONEq(t, string(want), string(res.Outputs), "a left-out Optional field is a null")
+	args, err = json.Marshal(command.ExecuteArgs{SpecHash: p.Hash, Spec: &spec, Inputs: json.RawMessage(`{"doc":{"lang":"en"}}`)})
+	require.NoError(t, err)
+	_, err = env.Adapter.Call(ctx, adapter.Request{Command: command.ExecuteProgram, Args: args})
+	requireCode(t, adapter.CodeInvalidArgument, err)
+	assert.Contains(t, err.Error(), `input doc: expected Document, got an object without "text"`)
+
+	_, err = c.Execute(ctx, p.ID, map[string]any{"doc": "Ann lives in Oslo."})
+	requireCode(t, adapter.CodeInvalidArgument, err)
+	assert.Contains(t, err.Error(), `input doc: expected Document, got string "Ann lives in Oslo."`)
+	bad := sig
+	bad.Models = append(slices.Clone(sig.Models), dspgo.Model{Name: "Unused", Fields: []dspgo.Field{{Name: "x"}}})
+	for _, via := range []string{"client", "backend"} {
+		var err error
+		if via == "client" {
+			_, err = c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: bad})
+		} else {
+			args, _ := json.Marshal(command.CreateArgs{ProgramID: "models_bad", Spec: command.Spec{Signature: bad}})
+			_, err = env.Adapter.Call(ctx, adapter.Request{Command: command.CreateProgram, Args: args})
+		}
+		requireCode(t, adapter.CodeInvalidArgument, err)
+		assert.Contains(t, err.Error(), `model "Unused" is not used by any field`, via)
+	}
 }
 
 func caseUnimplemented(t TB, env *Env) {

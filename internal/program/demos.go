@@ -12,18 +12,18 @@ import (
 // Errors have CodeInvalidArgument and name the demo as label and its
 // index ("demo 3") and the field. The Python worker keeps the same rule
 // with the same messages for a spec's demos (protocol/testdata/demos.json).
-func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, label string) ([]command.Demo, error) {
+func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, models *Models, label string) ([]command.Demo, error) {
 	if len(demos) == 0 {
 		return nil, nil
 	}
 	out := make([]command.Demo, len(demos))
 	for i, d := range demos {
 		at := fmt.Sprintf("%s %d", label, i)
-		inputs, err := demoValues(d.Inputs, sig.Inputs, at, "input")
+		inputs, err := demoValues(d.Inputs, sig.Inputs, models, at, "input")
 		if err != nil {
 			return nil, err
 		}
-		outputs, err := demoValues(d.Outputs, sig.Outputs, at, "output")
+		outputs, err := demoValues(d.Outputs, sig.Outputs, models, at, "output")
 		if err != nil {
 			return nil, err
 		}
@@ -39,10 +39,10 @@ func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, la
 // type, in the fields' order (but an Optional input, which may be left
 // out, as a run's), then no name that is not a field (the first in sorted
 // order is named).
-func demoValues(values map[string]any, fields []command.Field, at, side string) (map[string]any, error) {
+func demoValues(values map[string]any, fields []command.Field, models *Models, at, side string) (map[string]any, error) {
 	out := make(map[string]any, len(fields))
 	for _, f := range fields {
-		t, err := ParseType(f.Type)
+		t, err := models.ParseType(f.Type)
 		if err != nil {
 			return nil, err // a normalized signature's types parse
 		}

@@ -45,6 +45,8 @@ func (c *Compiled) DummyOutputs(inputs map[string]any) (map[string]any, error) {
 //	datetime.date: 2000-01-01 plus n mod 36525 days
 //	datetime.datetime: 2000-01-01T00:00:00Z plus n mod 3155760000
 //	          seconds
+//	a model:  an object of its fields, field i dummyValue(its type,
+//	          child(i))
 //
 // where child(i) = SHA-256(digest ‖ the byte i). Values are JSON-like (a
 // dict's keys are strings), as Compiled.Outputs takes them.
@@ -102,6 +104,12 @@ func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 		return dummyDate(n)
 	case DateTime:
 		return dummyDateTime(n)
+	case Object:
+		object := make(map[string]any, len(t.Model.Fields))
+		for i, f := range t.Model.Fields {
+			object[f.Name] = dummyValue(f.Type, child(d, i), field)
+		}
+		return object
 	}
 	h := hex.EncodeToString(d[:8])
 	return field + " " + h[:8] + " " + h[8:16]

@@ -70,6 +70,16 @@ func dummyCases(t *testing.T) []dummyCase {
 			Inputs:  []command.Field{{Name: "q", Type: "str", Description: "the question"}},
 			Outputs: []command.Field{{Name: "a", Type: "list[ str ]", Description: "answers"}}}},
 			Inputs: json.RawMessage(`{"q":"?"}`)},
+		{Name: "models", Spec: command.Spec{Signature: command.Signature{
+			Inputs:  []command.Field{{Name: "doc", Type: "Document"}},
+			Outputs: []command.Field{{Name: "best", Type: "Person"}, {Name: "people", Type: "list[Person]"}, {Name: "maybe", Type: "Optional[Place]"}},
+			Models: []command.Model{
+				{Name: "Person", Description: "A person named in the text.", Fields: []command.Field{{Name: "name"},
+					{Name: "age", Type: "int", Description: "in years"}, {Name: "born", Type: "Optional[datetime.date]"}, {Name: "home", Type: "Place"}}},
+				{Name: "Place", Fields: []command.Field{{Name: "city"}, {Name: "tags", Type: "dict[str, Literal['a', 'b']]"}}},
+				{Name: "Document", Fields: []command.Field{{Name: "text"}, {Name: "source", Type: "Optional[Place]"}}},
+			}}},
+			Inputs: json.RawMessage(`{"doc":{"text":"Ann lives in Oslo.","ignored":1}}`)},
 	}
 }
 

@@ -17,6 +17,12 @@ import (
 // be none ("-> joke"); the outputs may not. Errors have
 // CodeInvalidArgument and say which part is wrong.
 func ParseSignature(s string) (command.Signature, error) {
+	return ParseSignatureModels(s, nil)
+}
+
+// ParseSignatureModels is ParseSignature for a signature whose types may
+// name models (command.Signature.Models), which it holds.
+func ParseSignatureModels(s string, models []command.Model) (command.Signature, error) {
 	left, right, ok := strings.Cut(s, "->")
 	if !ok {
 		return command.Signature{}, invalid("signature %q has no \"->\" between inputs and outputs", s)
@@ -35,8 +41,8 @@ func ParseSignature(s string) (command.Signature, error) {
 	if err != nil {
 		return command.Signature{}, err
 	}
-	sig := command.Signature{Inputs: inputs, Outputs: outputs}
-	if _, err := normalizeSignature(sig, command.KindPredict); err != nil {
+	sig := command.Signature{Inputs: inputs, Outputs: outputs, Models: models}
+	if _, _, err := normalizeSignature(sig, command.KindPredict); err != nil {
 		return command.Signature{}, err
 	}
 	return sig, nil
@@ -84,10 +90,14 @@ func parseFields(side, which, whole string) ([]command.Field, error) {
 }
 
 // normalizeSignature validates the signature and returns a copy whose
-// types are in canonical form.
-func normalizeSignature(s command.Signature, kind string) (command.Signature, error) {
+// types are in canonical form, with its models resolved.
+func normalizeSignature(s command.Signature, kind string) (command.Signature, *Models, error) {
 	if len(s.Outputs) == 0 {
-		return s, invalid("signature has no outputs")
+		return s, nil, invalid("signature has no outputs")
+	}
+	models, err := CompileModels(s.Models)
+	if err != nil {
+		return s, nil, err
 	}
 	seen := map[string]string{}
 	if kind == command.KindChainOfThought {
@@ -102,32 +112,36 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, er
 		side, dst := group.side, group.dst
 		for i, f := range group.src {
 			if !isIdentifier(f.Name) {
-				return s, invalid("%s field name %q is not a valid identifier (letters, digits and _, not starting with a digit)", side, f.Name)
+				return s, nil, invalid("%s field name %q is not a valid identifier (letters, digits and _, not starting with a digit)", side, f.Name)
 			}
 			if prev, dup := seen[f.Name]; dup {
-				return s, invalid("field name %q is used twice (as %s and as %s)", f.Name, prev, side)
+				return s, nil, invalid("field name %q is used twice (as %s and as %s)", f.Name, prev, side)
 			}
 			seen[f.Name] = side
-			t, err := ParseType(f.Type)
+			t, err := models.ParseType(f.Type)
 			if err != nil {
-				return s, invalid("%s field %q: %v", side, f.Name, err)
+				return s, nil, invalid("%s field %q: %v", side, f.Name, err)
 			}
 			if media := t.Media(); side == "output" && media != "" {
-				return s, invalid("output field %q: %s is an input type (%s)", f.Name, media, MediaNote(media))
+				return s, nil, invalid("output field %q: %s is an input type (%s)", f.Name, media, MediaNote(media))
 			}
 			if t.Kind == History {
 				switch {
 				case side == "output":
-					return s, invalid("output field %q: %s is an input type (the conversation so far)", f.Name, HistoryType)
+					return s, nil, invalid("output field %q: %s is an input type (the conversation so far)", f.Name, HistoryType)
 				case history != "":
-					return s, invalid("input fields %q and %q are both %s: a signature has one conversation", history, f.Name, HistoryType)
+					return s, nil, invalid("input fields %q and %q are both %s: a signature has one conversation", history, f.Name, HistoryType)
 				}
 				history = f.Name
 			}
 			dst[i] = command.Field{Name: f.Name, Type: t.String(), Description: f.Description}
 		}
 	}
-	return out, nil
+	if err := models.CheckUsed(s.Inputs, s.Outputs); err != nil {
+		return s, nil, err
+	}
+	out.Models = models.Normalized()
+	return out, models, nil
 }
 
 func isIdentifier(s string) bool {
@@ -150,6 +164,7 @@ type Compiled struct {
 	Spec command.Spec
 	// Hash is the hex SHA-256 of the spec's canonical JSON.
 	Hash   string
+	models *Models
 	inputs []Type
 	// fields and types are the run's outputs, reasoning included.
 	fields []command.Field
@@ -170,7 +185,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 		return nil, invalid("program kind %q is unknown (known: %s, %s, %s, %s)", spec.Kind,
 			command.KindPredict, command.KindChainOfThought, command.KindReact, command.KindModule)
 	}
-	sig, err := normalizeSignature(spec.Signature, kind)
+	sig, models, err := normalizeSignature(spec.Signature, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -178,11 +193,11 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	demos, err := normalizeDemos(spec.Demos, kind, sig, "demo")
+	demos, err := normalizeDemos(spec.Demos, kind, sig, models, "demo")
 	if err != nil {
 		return nil, err
 	}
-	c := &Compiled{Spec: command.Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos, Module: spec.Module, State: state}}
+	c := &Compiled{models: models, Spec: command.Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos, Module: spec.Module, State: state}}
 	canon, err := Canonical(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("program: canonical form of a spec: %w", err)
@@ -190,7 +205,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	sum := sha256.Sum256(canon)
 	c.Hash = hex.EncodeToString(sum[:])
 	for _, f := range sig.Inputs {
-		t, _ := ParseType(f.Type)
+		t, _ := models.ParseType(f.Type)
 		c.inputs = append(c.inputs, t)
 		c.inPaths = append(c.inPaths, "input "+f.Name)
 	}
@@ -199,7 +214,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 		c.fields = append([]command.Field{{Name: command.ReasoningField, Type: "str"}}, sig.Outputs...)
 	}
 	for _, f := range c.fields {
-		t, _ := ParseType(f.Type)
+		t, _ := models.ParseType(f.Type)
 		c.types = append(c.types, t)
 		c.outPaths = append(c.outPaths, "output "+f.Name)
 	}
@@ -211,7 +226,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 // and name the example as label and its index ("devset example 3") and
 // the field.
 func (c *Compiled) Examples(examples []command.Demo, label string) ([]command.Demo, error) {
-	return normalizeDemos(examples, c.Spec.Kind, c.Spec.Signature, label)
+	return normalizeDemos(examples, c.Spec.Kind, c.Spec.Signature, c.models, label)
 }
 
 // Inputs converts a program's inputs to their declared types. An

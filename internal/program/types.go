@@ -63,6 +63,10 @@ const (
 	// DateTime is Python's datetime.datetime, a moment: its canonical
 	// text (CanonicalDateTime). It is in no Union of several types.
 	DateTime
+	// Object is a pydantic model a signature declares (its Model): an
+	// object holding the model's fields. It is in no Union of several
+	// types and no dict's key.
+	Object
 )
 
 // noneKind is None (NoneType) while a union is parsed; it never leaves
@@ -94,6 +98,8 @@ type Type struct {
 	// Ints marks a Literal of integers ("Literal[1, 2, 3]"): its values
 	// are int64s, not strings.
 	Ints bool
+	// Model is an Object's model.
+	Model *ModelType
 }
 
 // String returns the type's canonical form, the one hashed: "list[str]",
@@ -149,6 +155,8 @@ func (t Type) String() string {
 		return DateType
 	case DateTime:
 		return DateTimeType
+	case Object:
+		return t.Model.Name
 	case noneKind:
 		return "None"
 	}
@@ -172,7 +180,12 @@ func joinTypes(types []Type) string {
 // Unions are flattened and their repeated members dropped, as Python's
 // typing does; None goes into an Optional around the rest.
 func ParseType(s string) (Type, error) {
-	p := typeParser{s: s}
+	return parseType(s, nil)
+}
+
+// parseType is ParseType where a name may also be one of models'.
+func parseType(s string, models *Models) (Type, error) {
+	p := typeParser{s: s, models: models}
 	p.space()
 	if p.done() {
 		return Type{Kind: Str}, nil
@@ -220,7 +233,7 @@ func (t Type) guessInUnion() string {
 // unionless is the canonical form of the first medium, date or datetime t
 // is or holds, or "".
 func (t Type) unionless() string {
-	if t.Kind == Date || t.Kind == DateTime {
+	if t.Kind == Date || t.Kind == DateTime || t.Kind == Object {
 		return t.String()
 	}
 	if media := t.Media(); media != "" {
@@ -259,8 +272,9 @@ const FileType = "dspy.File"
 const AudioType = "dspy.Audio"
 
 type typeParser struct {
-	s string
-	i int
+	s      string
+	i      int
+	models *Models
 }
 
 func (p *typeParser) done() bool { return p.i >= len(p.s) }
@@ -458,7 +472,10 @@ func (p *typeParser) primary(depth int) (Type, error) {
 	case "":
 		return Type{}, fmt.Errorf("expected a type at position %d of %q", p.i, p.s)
 	}
-	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File, dspy.Audio, datetime.date, datetime.datetime)", name, p.s)
+	if model := p.models.lookup(name); model != nil {
+		return Type{Kind: Object, Model: model}, nil
+	}
+	return Type{}, fmt.Errorf("unknown type %q in %q (known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File, dspy.Audio, datetime.date, datetime.datetime%s)", name, p.s, p.models.known())
 }
 
 // elem parses a type that is not None, as a container's argument.
@@ -626,11 +643,12 @@ var anyType = reflect.TypeFor[any]()
 // for null, else the value of the member that took it), and
 // map[string]any for dspy.History ({"messages": []any of
 // map[string]any}), dspy.Image ({"url": string}), dspy.File
-// ({"file_data": string, "filename": string}) and dspy.Audio ({"data":
-// string, "audio_format": string}).
+// ({"file_data": string, "filename": string}), dspy.Audio ({"data":
+// string, "audio_format": string}) and a model (each field's value by
+// its name).
 func (t Type) GoType() reflect.Type {
 	switch t.Kind {
-	case History, Image, File, Audio:
+	case History, Image, File, Audio, Object:
 		return reflect.TypeFor[map[string]any]()
 	case Int:
 		return reflect.TypeFor[int64]()
@@ -787,6 +805,8 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		return reflect.ValueOf(out), nil
 	case Dict:
 		return t.convertDict(v, path, exact)
+	case Object:
+		return t.convertModel(v, path, exact)
 	}
 	return bad("unsupported type " + t.String())
 }

@@ -25,6 +25,7 @@ from .fieldtypes import (
     INT,
     LIST,
     LITERAL,
+    MODEL,
     OPTIONAL,
     STR,
     TUPLE,
@@ -73,7 +74,8 @@ def _type_note(t: FieldType) -> str:
 
 def dspy_schema(t: FieldType) -> Any:
     """The JSON schema DSPy 3.4.1 writes of a type (``_get_json_schema``): pydantic's, each
-    object's ``type`` first and its other keys in sorted order."""
+    object's ``type`` first and its other keys in sorted order (a model's properties and
+    ``$defs`` too)."""
 
     def ordered(value: Any) -> Any:
         if isinstance(value, dict):
@@ -93,10 +95,12 @@ def dspy_type_name(t: FieldType) -> str:
     """A type's name as DSPy 3.4.1 writes it in a prompt (``get_annotation_name`` of the
     Python type the dspy engine gives DSPy): ``Union[int, NoneType]`` for ``Optional[int]``,
     ``tuple[int, Ellipsis]`` for ``tuple[int, ...]``, ``date`` for ``datetime.date``,
-    ``Image`` for ``dspy.Image``."""
+    ``Image`` for ``dspy.Image``, a model's name for a model."""
     kind = t.kind
     if kind in _CLASS_NAMES:
         return _CLASS_NAMES[kind]
+    if kind == MODEL:
+        return t.model.name
     if kind == LIST:
         return f"list[{dspy_type_name(t.elem)}]"
     if kind == DICT:
@@ -140,7 +144,8 @@ MISSING_IN_COMPLETE_DEMO = "Not supplied for this conversation history message. 
 
 def format_demo_value(value: Any) -> str:
     """A demo's value as DSPy's ``format_field_value`` writes it: a list or dict as JSON
-    (``json.dumps`` with its default separators; int keys as strings), anything else with
+    (``json.dumps`` with its default separators; int keys as strings; a model's value, its
+    fields in the model's order, as DSPy writes a model's ``model_dump``), anything else with
     ``str`` (``True``, ``None``, ``1.0``). (DSPy writes a list held by a ``str`` field as a
     numbered list; a demo's ``str`` field never holds one.)"""
     if isinstance(value, (list, dict)):

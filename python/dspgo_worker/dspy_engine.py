@@ -3,9 +3,9 @@
 
 How a run goes:
 
-* The spec becomes a ``dspy.Signature`` (:func:`python_type` maps each field type;
-  instructions and field descriptions go with it) and a module, both built once per
-  compiled spec; the spec's demos become ``dspy.Example`` demos of the predictor that
+* The spec becomes a ``dspy.Signature`` (:func:`python_type` maps each field type, the
+  signature's models to pydantic classes, :func:`model_classes`; instructions and field
+  descriptions go with it) and a module, all built once per compiled spec; the spec's demos become ``dspy.Example`` demos of the predictor that
   produces the outputs (:meth:`DspyEngine.set_demos`). A ``react`` spec gets a fresh
   ``dspy.ReAct`` per run, its tools calling the host through the request's context.
 * A run is a coroutine (:meth:`DspyEngine.aexecute`) awaited in its request's task on the
@@ -56,7 +56,7 @@ from .chat_format import convert_outputs
 from .chunks import ReplyStreamer
 from .engines import EngineUnavailable
 from .errors import WorkerError
-from .fieldtypes import AUDIO, DATE, FILE, HISTORY, IMAGE, STR, FieldType
+from .fieldtypes import AUDIO, DATE, FILE, HISTORY, IMAGE, MODEL, OPTIONAL, STR, FieldType, Model
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_REACT, REASONING_FIELD
 from .lmconfig import LMConfig
 from .media import (
@@ -79,7 +79,7 @@ from .values import convert, parse_output
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Mapping, Sequence
     from typing import Any, Callable
 
     from .context import Context
@@ -168,17 +168,23 @@ def dspy_version() -> str | None:
 # --- types ----------------------------------------------------------------------------
 
 
-def python_type(t: FieldType) -> Any:
+def python_type(t: FieldType, models: Mapping[str, Any] | None = None) -> Any:
     """The Python type DSPy expects for a field type: ``list[int]``, ``dict[int, str]``,
     ``tuple[int, str]``, ``tuple[int, ...]``, ``typing.Literal['a']``, ``typing.Any``,
     ``typing.Optional[int]``, ``typing.Union[int, str]``, ``dspy.History``, ``dspy.Image``, ``dspy.File``, ``dspy.Audio``,
     ``datetime.date``, ``datetime.datetime``: the type ``dspy.Signature``
-    makes of the same signature string (python/tests/test_dspy_signatures.py checks it)."""
+    makes of the same signature string (python/tests/test_dspy_signatures.py checks it);
+    a model its class in ``models`` (by name: :func:`model_classes`)."""
     import typing
 
-    from .fieldtypes import ANY, BOOL, DATETIME, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, STR, TUPLE, UNION
+    from .fieldtypes import ANY, BOOL, DATETIME, DICT, FLOAT, INT, LIST, LITERAL, TUPLE, UNION
+
+    def of(part: FieldType) -> Any:
+        return python_type(part, models)
 
     kind = t.kind
+    if kind == MODEL:
+        return (models or {})[t.model.name]
     if kind in (DATE, DATETIME):
         import datetime
 
@@ -192,22 +198,85 @@ def python_type(t: FieldType) -> Any:
     if kind == AUDIO:
         return import_dspy().Audio
     if kind == LIST:
-        return list[python_type(t.elem)]  # type: ignore[misc]  # a type built at run time
+        return list[of(t.elem)]  # type: ignore[misc]  # a type built at run time
     if kind == DICT:
-        return dict[python_type(t.key) if t.key is not None else str, python_type(t.elem)]  # type: ignore[misc]  # built at run time
+        return dict[of(t.key) if t.key is not None else str, of(t.elem)]  # type: ignore[misc]  # built at run time
     if kind == TUPLE:
         if t.variadic:
-            return tuple[python_type(t.elem), ...]  # type: ignore[misc]  # a type built at run time
-        return tuple[tuple(python_type(m) for m in t.members)]  # type: ignore[misc]  # built at run time
+            return tuple[of(t.elem), ...]  # type: ignore[misc]  # a type built at run time
+        return tuple[tuple(of(m) for m in t.members)]  # type: ignore[misc]  # built at run time
     if kind == LITERAL:
         return typing.Literal[t.values]
     if kind == ANY:
         return typing.Any
     if kind == OPTIONAL:
-        return typing.Optional[python_type(t.elem)]
+        return typing.Optional[of(t.elem)]
     if kind == UNION:
-        return typing.Union[tuple(python_type(m) for m in t.members)]
+        return typing.Union[tuple(of(m) for m in t.members)]
     return {STR: str, INT: int, FLOAT: float, BOOL: bool}[kind]
+
+
+#: Guards the pydantic classes and adapters a compiled spec keeps (:func:`model_classes`);
+#: taken inside :attr:`DspyEngine._lock` at times, never the other way round.
+_models_lock = threading.Lock()
+
+
+def model_classes(compiled: CompiledSpec) -> dict[str, Any]:
+    """The pydantic classes of the spec's models, by name: made once per compiled spec (with
+    its program, kept in ``compiled.extras``), each as ``class Answer(BaseModel)`` declares
+    it (:func:`_model_class`), so DSPy writes and reads them as a class-based signature's
+    models."""
+    classes: dict[str, Any] | None = compiled.extras.get("dspy_models")
+    if classes is not None:
+        return classes
+    with _models_lock:
+        classes = compiled.extras.get("dspy_models")
+        if classes is None:
+            classes = {}
+            for model in compiled.models.values():
+                _model_class(model, classes)
+            compiled.extras["dspy_models"] = classes
+        return classes
+
+
+def _model_class(model: Model, classes: dict[str, Any]) -> Any:
+    """The pydantic class of ``model`` in ``classes``, made (after the models its fields
+    name) when it is not there: its docstring the model's description, each field
+    ``name: T = Field(description=…)``, an Optional one ``name: Optional[T] = None``."""
+    made = classes.get(model.name)
+    if made is not None:
+        return made
+    import pydantic
+
+    for f in model.fields:
+        for inner in f.type.models():
+            _model_class(inner, classes)
+    fields: dict[str, Any] = {}
+    for f in model.fields:
+        kwargs: dict[str, Any] = {"description": f.description} if f.description else {}
+        if f.type.kind == OPTIONAL:
+            kwargs["default"] = None
+        fields[f.name] = (python_type(f.type, classes), pydantic.Field(**kwargs))
+    made = classes[model.name] = pydantic.create_model(model.name, __doc__=model.description or None, **fields)
+    return made
+
+
+def _input_adapters(compiled: CompiledSpec) -> dict[str, Any]:
+    """pydantic's ``TypeAdapter`` of each input whose type names a model, by name (made
+    once per compiled spec): it makes the input's value (converted, JSON) the objects
+    DSPy takes, the models' instances."""
+    adapters: dict[str, Any] | None = compiled.extras.get("dspy_model_adapters")
+    if adapters is not None:
+        return adapters
+    classes = model_classes(compiled)
+    import pydantic
+
+    with _models_lock:
+        adapters = compiled.extras.get("dspy_model_adapters")
+        if adapters is None:
+            adapters = {f.name: pydantic.TypeAdapter(python_type(f.type, classes)) for f in compiled.model_inputs}
+            compiled.extras["dspy_model_adapters"] = adapters
+        return adapters
 
 
 # --- the engine -----------------------------------------------------------------------
@@ -224,13 +293,14 @@ class DspyEngine:
         with self._lock:
             signature = compiled.extras.get("dspy_signature")
             if signature is None:
+                classes = model_classes(compiled)
                 fields = {}
                 for f in compiled.inputs:
                     kwargs = {"desc": f.description} if f.description else {}
-                    fields[f.name] = (python_type(f.type), dspy.InputField(**kwargs))
+                    fields[f.name] = (python_type(f.type, classes), dspy.InputField(**kwargs))
                 for f in compiled.declared_outputs:
                     kwargs = {"desc": f.description} if f.description else {}
-                    fields[f.name] = (python_type(f.type), dspy.OutputField(**kwargs))
+                    fields[f.name] = (python_type(f.type, classes), dspy.OutputField(**kwargs))
                 signature = compiled.extras["dspy_signature"] = dspy.make_signature(fields, compiled.instructions or None)
             return signature
 
@@ -583,7 +653,9 @@ def _dspy_objects(dspy: Any, compiled: CompiledSpec, values: dict[str, Any]) -> 
     ``dspy.File`` and each sound (``{"data", "audio_format"}``) a ``dspy.Audio``, which
     DSPy's adapters send as ``image_url``, ``file`` and ``input_audio`` content parts; each
     date and datetime (their canonical text) a ``datetime.date`` or ``datetime.datetime``,
-    which DSPy writes back as the same text (and takes without a type mismatch warning)."""
+    which DSPy writes back as the same text (and takes without a type mismatch warning);
+    each value of a model an instance of its class (:func:`_input_adapters`), which a
+    custom module's ``forward`` gets and DSPy writes as the same JSON."""
 
     def made(kind: str, value: dict[str, Any]) -> Any:
         if kind == FILE:
@@ -599,6 +671,11 @@ def _dspy_objects(dspy: Any, compiled: CompiledSpec, values: dict[str, Any]) -> 
     for f in compiled.moment_inputs:
         if f.name in out:
             out[f.name] = map_media(f.type, out[f.name], _moment, "moment")
+    if compiled.model_inputs:
+        adapters = _input_adapters(compiled)
+        for f in compiled.model_inputs:
+            if f.name in out:
+                out[f.name] = adapters[f.name].validate_python(out[f.name])
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .canonical import canonical_json, sha256
 from .datetimes import dummy_datetime
 from .errors import invalid
-from .fieldtypes import BOOL, DATE, DATETIME, DICT, FLOAT, INT, LIST, LITERAL, OPTIONAL, TUPLE, UNION, FieldType
+from .fieldtypes import BOOL, DATE, DATETIME, DICT, FLOAT, INT, LIST, LITERAL, MODEL, OPTIONAL, TUPLE, UNION, FieldType
 from .values import key_kind
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -73,9 +73,11 @@ def dummy_value(t: FieldType, digest: bytes, field: str) -> Any:
         return dummy_value(t.members[n % len(t.members)], _child(digest, 0), field)
     if kind in (DATE, DATETIME):
         return dummy_datetime(kind, n)
+    if kind == MODEL:
+        return {f.name: dummy_value(f.type, _child(digest, i), field) for i, f in enumerate(t.model.fields)}
     h = digest[:8].hex()
     return f"{field} {h[:8]} {h[8:16]}"
 
 
 def _child(digest: bytes, i: int) -> bytes:
-    return sha256(digest + bytes([i])).digest()
+    return sha256(digest + bytes([i & 0xFF])).digest()  # the byte i, as Go's byte(i) wraps

@@ -4,8 +4,8 @@ Types ``str``, ``int``, ``float``, ``bool``, ``Any``, ``list[T]``, ``dict[K, V]`
 str, int or a Literal), ``tuple[A, B]``, ``tuple[T, ...]``, ``Optional[T]``,
 ``Union[A, B]`` (also ``A | B``), ``Literal['a', 'b']``, ``datetime.date``, ``datetime.datetime``
 and DSPy's ``dspy.History``, ``dspy.Image``, ``dspy.File`` and ``dspy.Audio``, in typing's spellings too
-(``List``, ``typing.Optional``…), nested at most 16 deep, with one canonical spelling
-(:meth:`FieldType.__str__`): :func:`parse_type`.
+(``List``, ``typing.Optional``…), and the pydantic models a signature declares (:class:`Model`),
+nested at most 16 deep, with one canonical spelling (:meth:`FieldType.__str__`): :func:`parse_type`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,30 @@ DATE = "datetime.date"
 DATETIME = "datetime.datetime"
 #: The kinds of a moment: a day, or a day and a time.
 MOMENT_KINDS = (DATE, DATETIME)
+#: A pydantic model a signature declares (:class:`Model`), an object of its fields: in no Union
+#: of several types and no dict's key. Its canonical form is the model's name.
+MODEL = "pydantic.BaseModel"
 #: None (NoneType) while a union is parsed; never a field's type.
 _NONE = "None"
+
+
+class Model:
+    """A pydantic model a signature declares (``signature.models``), resolved (Go's
+    ``program.ModelType``): its class ``name`` (its type's canonical form), its
+    ``description`` (the class's docstring, ``""`` for none) and its ``fields`` in order,
+    each a :class:`~dspgo_worker.signature.Field` (name, type, description). The fields are
+    set once every declared model is made, since a field's type may name a model declared
+    after its own (:func:`~dspgo_worker.signature.compile_models`)."""
+
+    __slots__ = ("name", "description", "fields")
+
+    def __init__(self, name: str, description: str) -> None:
+        self.name = name
+        self.description = description
+        self.fields: tuple[Field, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r})"
 
 
 class FieldType:
@@ -45,17 +67,19 @@ class FieldType:
 
     ``kind`` is one of str, int, float, bool, Any, list, dict, tuple, Optional, Union,
     Literal, dspy.History, dspy.Image, dspy.File, dspy.Audio, datetime.date,
-    datetime.datetime; ``elem`` is a list's or variadic tuple's element, a dict's value or the type
-    an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
+    datetime.datetime, :data:`MODEL`; ``elem`` is a list's or variadic tuple's element, a
+    dict's value or the type an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
     ``members`` a Union's members or a fixed tuple's element types; ``variadic`` marks
-    ``tuple[T, ...]``; ``values`` are a Literal's strings, or its ints (``Literal[1, 2]``).
+    ``tuple[T, ...]``; ``values`` are a Literal's strings, or its ints (``Literal[1, 2]``);
+    ``model`` a model's :class:`Model`.
     ``media`` is the first ``dspy.Image``, ``dspy.File`` or ``dspy.Audio`` the type is or
     holds (content the model takes beside the prompt's text, an input only), ``""`` when
     none (Go's ``Type.Media``); ``moment`` likewise the first ``datetime.date`` or
-    ``datetime.datetime``; both set from the parts when the type is made.
+    ``datetime.datetime``, not looking into a model's fields; both set from the parts when
+    the type is made.
     """
 
-    __slots__ = ("kind", "elem", "values", "key", "members", "variadic", "media", "moment")
+    __slots__ = ("kind", "elem", "values", "key", "members", "variadic", "model", "media", "moment")
 
     def __init__(
         self,
@@ -65,6 +89,7 @@ class FieldType:
         key: FieldType | None = None,
         members: tuple[FieldType, ...] = (),
         variadic: bool = False,
+        model: Model | None = None,
     ) -> None:
         self.kind = kind
         # Read only for the kinds that have one (list, dict, variadic tuple, Optional).
@@ -73,6 +98,8 @@ class FieldType:
         self.key = key
         self.members = members
         self.variadic = variadic
+        # Read only for a model.
+        self.model: Model = model  # type: ignore[assignment]
         self.media: str = kind if kind in MEDIA_KINDS else next((t.media for t in (elem, *members) if t is not None and t.media), "")
         self.moment: str = kind if kind in MOMENT_KINDS else next((t.moment for t in (elem, *members) if t is not None and t.moment), "")
 
@@ -92,6 +119,8 @@ class FieldType:
             if self.variadic:
                 return f"tuple[{self.elem}, ...]"
             return "tuple[" + ", ".join(str(m) for m in self.members) + "]"
+        if kind == MODEL:
+            return self.model.name
         return kind
 
     def __repr__(self) -> str:
@@ -110,16 +139,32 @@ class FieldType:
 
     def guess_in_union(self) -> str:
         """The first type a Union in the type has among several members that the Union
-        cannot tell from the others by its value (a medium, a date or datetime, whose
-        values are strings or objects), or ``""`` (Go's ``Type.guessInUnion``)."""
+        cannot tell from the others by its value (a medium, a date or datetime, a model,
+        whose values are strings or objects), or ``""`` (Go's ``Type.guessInUnion``)."""
         if self.kind == UNION:
             for m in self.members:
-                if m.media or m.moment:
-                    return m.media or m.moment
+                if m.unionless():
+                    return m.unionless()
         for t in (self.elem, *self.members):
             if t is not None and t.guess_in_union():
                 return t.guess_in_union()
         return ""
+
+    def unionless(self) -> str:
+        """The first medium, date, datetime or model the type is or holds (canonical), or
+        ``""`` (Go's ``Type.unionless``)."""
+        if self.kind in MOMENT_KINDS or self.kind == MODEL:
+            return str(self)
+        if self.media:
+            return self.media
+        return next((t.unionless() for t in (self.elem, *self.members) if t is not None and t.unionless()), "")
+
+    def models(self) -> list[Model]:
+        """The models the type names, in order, not looking into the models themselves
+        (Go's ``Type.models``)."""
+        if self.kind == MODEL:
+            return [self.model]
+        return [m for t in (self.key, self.elem, *self.members) if t is not None for m in t.models()]
 
     @property
     def nullable(self) -> bool:
@@ -127,18 +172,29 @@ class FieldType:
         return self.kind in (OPTIONAL, ANY)
 
     def json_schema(self) -> dict[str, Any]:
-        """A JSON schema of the type (for prompts): pydantic's, as DSPy writes it in its
-        prompts (the order of its keys aside: ``chat_format.dspy_schema``)."""
+        """A JSON schema of the type (for prompts): pydantic's (``TypeAdapter(T).json_schema()``),
+        as DSPy writes it in its prompts (the order of its keys aside:
+        ``chat_format.dspy_schema``). A model is a ``$ref`` into ``$defs``, which holds every
+        model the type names, directly or through others; a model that is the whole type
+        is written in place, as pydantic writes it."""
+        defs: dict[str, Any] = {}
+        schema = self.model_schema(defs) if self.kind == MODEL else self._schema(defs)
+        if defs:
+            schema["$defs"] = defs
+        return schema
+
+    def _schema(self, defs: dict[str, Any]) -> dict[str, Any]:
+        """The type's schema, a model's put in ``defs`` (by name) and named by a ``$ref``."""
         kind = self.kind
         if kind == LIST or (kind == TUPLE and self.variadic):
-            return {"type": "array", "items": self.elem.json_schema()}
+            return {"type": "array", "items": self.elem._schema(defs)}
         if kind == TUPLE:
             n = len(self.members)
-            return {"type": "array", "prefixItems": [m.json_schema() for m in self.members], "minItems": n, "maxItems": n}
+            return {"type": "array", "prefixItems": [m._schema(defs) for m in self.members], "minItems": n, "maxItems": n}
         if kind == DICT:
-            schema = {"type": "object", "additionalProperties": True if self.elem.kind == ANY else self.elem.json_schema()}
+            schema = {"type": "object", "additionalProperties": True if self.elem.kind == ANY else self.elem._schema(defs)}
             if self.key is not None and self.key.kind == LITERAL:  # pydantic writes no pattern of int keys
-                schema["propertyNames"] = {k: v for k, v in self.key.json_schema().items() if k != "type"}
+                schema["propertyNames"] = {k: v for k, v in self.key._schema(defs).items() if k != "type"}
             return schema
         if kind == LITERAL:
             if len(self.values) == 1:
@@ -150,13 +206,52 @@ class FieldType:
             return {"type": "object", "properties": {"messages": {"type": "array", "items": {"type": "object"}}},
                     "required": ["messages"], "additionalProperties": False}
         if kind == UNION:
-            return {"anyOf": [m.json_schema() for m in self.members]}
+            return {"anyOf": [m._schema(defs) for m in self.members]}
         if kind == OPTIONAL:
             inner = self.elem.members if self.elem.kind == UNION else (self.elem,)
-            return {"anyOf": [m.json_schema() for m in inner] + [{"type": "null"}]}
+            return {"anyOf": [m._schema(defs) for m in inner] + [{"type": "null"}]}
         if kind in (DATE, DATETIME):
             return {"type": "string", "format": "date" if kind == DATE else "date-time"}
+        if kind == MODEL:
+            name = self.model.name
+            if name not in defs:
+                defs[name] = self.model_schema(defs)
+            return {"$ref": f"#/$defs/{name}"}
         return {"type": {STR: "string", INT: "integer", FLOAT: "number", BOOL: "boolean"}[kind]}
+
+    def model_schema(self, defs: dict[str, Any]) -> dict[str, Any]:
+        """A model's own schema, as pydantic writes a model's: an object of its fields'
+        schemas (:meth:`_field_schema`), the required ones (all but the Optional ones),
+        its name as the title and its docstring (``inspect.cleandoc``'d) as the
+        description; the models it names are put in ``defs``."""
+        model = self.model
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {f.name: f.type._field_schema(f.name, f.description, defs) for f in model.fields},
+        }
+        required = [f.name for f in model.fields if f.type.kind != OPTIONAL]
+        if required:
+            schema["required"] = required
+        schema["title"] = model.name
+        if model.description:
+            import inspect  # (not loaded by an idle worker)
+
+            schema["description"] = inspect.cleandoc(model.description)
+        return schema
+
+    def _field_schema(self, name: str, description: str, defs: dict[str, Any]) -> dict[str, Any]:
+        """The schema pydantic writes of a model's field of this type: the type's, an
+        Optional field's ``default`` null (``Optional[T] = None``), its description when it
+        has one, and its title (``first_name``: ``First Name``) unless it is a model or an
+        Optional model, which pydantic titles by the model."""
+        schema = self._schema(defs)
+        if self.kind == OPTIONAL:
+            schema["default"] = None
+        if description:
+            schema["description"] = description
+        if MODEL not in (self.kind, self.elem.kind if self.kind == OPTIONAL else ""):
+            schema["title"] = name.title().replace("_", " ").strip()
+        return schema
 
 
 def make_union(parts: Iterable[FieldType]) -> FieldType:
@@ -188,22 +283,29 @@ def make_union(parts: Iterable[FieldType]) -> FieldType:
     return FieldType(OPTIONAL, out) if nullable else out
 
 
+#: The names of the types above that are identifiers: a model may not take one.
+TYPE_NAMES = (STR, INT, FLOAT, BOOL, "Any", "None", "NoneType", "list", "List", "dict", "Dict", "tuple", "Tuple", "Optional", "Union", "Literal")
+
 _KNOWN_TYPES = (
     "str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File, dspy.Audio, datetime.date, datetime.datetime"
 )
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
     from typing import Any
+
+    from .signature import Field
 
 
 class _TypeParser:
-    """A port of Go's typeParser: same grammar, same error messages."""
+    """A port of Go's typeParser: same grammar, same error messages; a name may also be one
+    of ``models`` (by name, as declared)."""
 
-    def __init__(self, s: str) -> None:
+    def __init__(self, s: str, models: Mapping[str, Model]) -> None:
         self.s = s
         self.i = 0
+        self.models = models
 
     def done(self) -> bool:
         return self.i >= len(self.s)
@@ -302,7 +404,11 @@ class _TypeParser:
             return FieldType(name)
         if name == "":
             raise ValueError(f"expected a type at position {self.i} of {quote(self.s)}")
-        raise ValueError(f"unknown type {quote(name)} in {quote(self.s)} (known: {_KNOWN_TYPES})")
+        model = self.models.get(name)
+        if model is not None:
+            return FieldType(MODEL, model=model)
+        known = f", and the signature's models: {', '.join(self.models)}" if self.models else ""
+        raise ValueError(f"unknown type {quote(name)} in {quote(self.s)} (known: {_KNOWN_TYPES}{known})")
 
     def elem(self, depth: int) -> FieldType:
         return self.not_none(self.union(depth))
@@ -394,14 +500,16 @@ def _ident_char(c: str) -> bool:
     return c == "_" or "a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9"
 
 
-def parse_type(s: str) -> FieldType:
+def parse_type(s: str, models: Mapping[str, Model] | None = None) -> FieldType:
     """Parse a type as written in a DSPy signature; ``""`` is ``str``. Raises ``ValueError``.
 
     The grammar of Go's ``program.ParseType`` (docs/protocol.md, "Program specs"): typing's
     spellings, PEP 604 unions with parentheses, bare ``list``/``dict``/``tuple`` (of Any);
-    unions flattened and deduplicated as ``typing.Union`` does.
+    unions flattened and deduplicated as ``typing.Union`` does. A name may also be one of
+    ``models`` (a signature's, by name in declared order), which an unknown type's error
+    lists.
     """
-    p = _TypeParser(s)
+    p = _TypeParser(s, models or {})
     p.space()
     if p.done():
         return FieldType(STR)

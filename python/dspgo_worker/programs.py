@@ -281,7 +281,7 @@ async def configure_lm(args: dict[str, Any], ctx: Context) -> dict[str, Any]:
     "create_program",
     args={
         "program_id": Arg("str", description="the host's id of the program, for logs only"),
-        "spec": Arg("object", required=True, description="{signature: {inputs, outputs}, instructions, kind, demos?, module?, state?}"),
+        "spec": Arg("object", required=True, description="{signature: {inputs, outputs, models?}, instructions, kind, demos?, module?, state?}"),
     },
     description="Validate, compile and cache a program spec; idempotent. Result {spec_hash}.",
 )

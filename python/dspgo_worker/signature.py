@@ -1,17 +1,19 @@
-"""Signatures: their fields, and DSPy's string form parsed as Go's ``internal/program``
-(spec.go, ``ParseSignature``) parses it."""
+"""Signatures: their fields, their pydantic models (``signature.models``, as Go's
+``internal/program``, models.go, compiles them), and DSPy's string form parsed as Go's
+``internal/program`` (spec.go, ``ParseSignature``) parses it."""
 
 from __future__ import annotations
 
 import re
 
 from .errors import invalid
-from .fieldtypes import FieldType
+from .fieldtypes import HISTORY, TYPE_NAMES, FieldType, Model, parse_type
 from .protocol import quote
 from .values import describe_value, json_object, json_string
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -47,6 +49,127 @@ def field_list(obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]
         item = {} if item is None else json_object(item, at, ("name", "type", "description"))
         out.append({k: json_string(item, k, at) for k in ("name", "type", "description")})
     return out
+
+
+#: The public attributes of pydantic's BaseModel (2.14) that do not start with ``model_``,
+#: which a model's field may not shadow (python/tests/test_models.py checks the list
+#: against pydantic's).
+BASE_MODEL_ATTRIBUTES = (
+    "construct", "copy", "dict", "from_orm", "json", "parse_file", "parse_obj", "parse_raw", "schema", "schema_json",
+    "update_forward_refs", "validate",
+)
+#: How an error says a name is not an identifier.
+NOT_IDENTIFIER = "is not a valid identifier (letters, digits and _, not starting with a digit)"
+
+
+def compile_models(signature: dict[str, Any]) -> dict[str, Model]:
+    """A signature's models (``signature.models``) validated and resolved, by name in the
+    declared order, as Go's ``program.CompileModels`` (docs/protocol.md, "Program specs":
+    the same rules, order and messages): each model in the declared order (its name, then
+    each field's name and type, where every declared model's name is known), then whether
+    one contains itself. Whether each is used needs the signature's fields
+    (:func:`check_models_used`). Raises ``invalid_argument``."""
+    raw = signature.get("models")
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        raise invalid(f"spec.signature.models must be an array, got {describe_value(raw)}")
+    declared = []
+    for i, item in enumerate(raw):
+        at = f"spec.signature.models[{i}]"
+        item = {} if item is None else json_object(item, at, ("name", "description", "fields"))
+        declared.append((json_string(item, "name", at), json_string(item, "description", at), field_list(item, "fields", at)))
+    models: dict[str, Model] = {}  # the models' names known to the fields' types
+    for name, description, _ in declared:
+        if is_identifier(name) and name not in TYPE_NAMES and name not in models:
+            models[name] = Model(name, description)
+    seen = set()
+    for name, _, fields in declared:
+        if not is_identifier(name):
+            raise invalid(f"model name {quote(name)} {NOT_IDENTIFIER}")
+        if name in TYPE_NAMES:
+            raise invalid(f"model name {quote(name)} is a type's name")
+        if name in seen:
+            raise invalid(f"model {quote(name)} is declared twice")
+        if not fields:
+            raise invalid(f"model {quote(name)} has no fields")
+        seen.add(name)
+        models[name].fields = _model_fields(name, fields, models)
+    for model in models.values():
+        path = _cycle(model, [model.name], set())
+        if path:
+            raise invalid(f"model {quote(model.name)} contains itself ({' -> '.join(path)})")
+    return models
+
+
+def _model_fields(model: str, fields: list[dict[str, Any]], models: dict[str, Model]) -> tuple[Field, ...]:
+    """A model's fields checked and parsed (Go's ``Models.modelFields``)."""
+    out: list[Field] = []
+    for f in fields:
+        name = f["name"]
+        if not is_identifier(name):
+            raise invalid(f"model {quote(model)} field name {quote(name)} {NOT_IDENTIFIER}")
+        if any(g.name == name for g in out):
+            raise invalid(f"model {quote(model)} field name {quote(name)} is used twice")
+        if name.startswith(("_", "model_")):
+            raise invalid(f'model {quote(model)} field {quote(name)}: a model\'s field name may not start with "_" or "model_"')
+        if name in BASE_MODEL_ATTRIBUTES:
+            raise invalid(f"model {quote(model)} field {quote(name)}: pydantic's BaseModel has an attribute of that name")
+        try:
+            t = parse_type(f["type"], models)
+        except ValueError as exc:
+            raise invalid(f"model {quote(model)} field {quote(name)}: {exc}") from None
+        bad = t.media or (HISTORY if t.kind == HISTORY else "")
+        if bad:
+            raise invalid(f"model {quote(model)} field {quote(name)}: {bad} is not a type of a model's field")
+        out.append(Field(name, t, f["description"]))
+    return tuple(out)
+
+
+def _cycle(model: Model, path: list[str], seen: set[str]) -> list[str] | None:
+    """The path by which ``model``, at the end of ``path``, contains ``path[0]`` again, or
+    None; ``seen`` holds the models already searched from ``path[0]`` (Go's
+    ``Models.cycle``)."""
+    for f in model.fields:
+        for inner in f.type.models():
+            step = [*path, inner.name]
+            if inner.name == path[0]:
+                return step
+            if inner.name in seen:
+                continue
+            seen.add(inner.name)
+            found = _cycle(inner, step, seen)
+            if found is not None:
+                return found
+    return None
+
+
+def check_models_used(models: dict[str, Model], fields: Iterable[Field]) -> None:
+    """``invalid_argument`` naming the first declared model that no field of ``fields``
+    uses, directly or through another model (Go's ``Models.CheckUsed``)."""
+    used: set[str] = set()
+
+    def use(t: FieldType) -> None:
+        for model in t.models():
+            if model.name not in used:
+                used.add(model.name)
+                for f in model.fields:
+                    use(f.type)
+
+    for f in fields:
+        use(f.type)
+    for name in models:
+        if name not in used:
+            raise invalid(f"model {quote(name)} is not used by any field")
+
+
+def normalized_models(models: dict[str, Model]) -> list[dict[str, Any]]:
+    """The models as a normalized spec holds them: sorted by name, each with its
+    description and its fields normalized as a signature's are."""
+    return [
+        {"name": m.name, "description": m.description, "fields": [f.normalized() for f in m.fields]}
+        for m in sorted(models.values(), key=lambda m: m.name)
+    ]
 
 
 def parse_signature(s: str) -> dict[str, Any]:

@@ -18,7 +18,15 @@ from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_PREDICT, KINDS, REAS
 from .media import media_note
 from .modules import MAX_MODULE_NAME, is_module_name
 from .protocol import quote
-from .signature import Field, field_list, is_identifier
+from .signature import (
+    NOT_IDENTIFIER,
+    Field,
+    check_models_used,
+    compile_models,
+    field_list,
+    is_identifier,
+    normalized_models,
+)
 from .values import convert, describe_value, json_object, json_string
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -31,7 +39,9 @@ class CompiledSpec:
     """A validated, normalised spec with its hash; ready to convert inputs and run.
 
     ``spec`` is the normalised spec (exactly ``signature``, ``instructions``, ``kind``, and
-    ``demos`` when there are some), ``hash`` its hex SHA-256, ``inputs`` and
+    ``demos`` when there are some; the signature holds ``models`` when there are some),
+    ``hash`` its hex SHA-256, ``models`` the signature's models by name
+    (:func:`~dspgo_worker.signature.compile_models`), ``inputs`` and
     ``declared_outputs`` the parsed fields, ``outputs`` the fields a run produces
     (``reasoning`` first for chain_of_thought) and ``demos`` the few-shot examples
     (:func:`~dspgo_worker.demos.normalize_demos`: ``{"inputs", "outputs"}`` of converted values, and ``"reasoning"`` when
@@ -42,7 +52,7 @@ class CompiledSpec:
     def __init__(self, raw: Any) -> None:
         spec = json_object(raw, "spec", ("signature", "instructions", "kind", "demos", "module", "state"))
         signature = spec.get("signature")
-        signature = {} if signature is None else json_object(signature, "spec.signature", ("inputs", "outputs"))
+        signature = {} if signature is None else json_object(signature, "spec.signature", ("inputs", "outputs", "models"))
         raw_inputs = field_list(signature, "inputs", "spec.signature")
         raw_outputs = field_list(signature, "outputs", "spec.signature")
         instructions = json_string(spec, "instructions", "spec")
@@ -51,6 +61,8 @@ class CompiledSpec:
             raise invalid(f"program kind {quote(kind)} is unknown (known: {', '.join(KINDS)})")
         if not raw_outputs:
             raise invalid("signature has no outputs")
+        #: The signature's models, by name in the declared order.
+        self.models = compile_models(signature)
         seen: dict[str, str] = {}
         if kind == KIND_CHAIN_OF_THOUGHT:
             seen[REASONING_FIELD] = "the reasoning output that chain_of_thought adds"
@@ -61,15 +73,12 @@ class CompiledSpec:
             for f in fields:
                 name = f["name"]
                 if not is_identifier(name):
-                    raise invalid(
-                        f"{side} field name {quote(name)} is not a valid identifier"
-                        " (letters, digits and _, not starting with a digit)"
-                    )
+                    raise invalid(f"{side} field name {quote(name)} {NOT_IDENTIFIER}")
                 if name in seen:
                     raise invalid(f"field name {quote(name)} is used twice (as {seen[name]} and as {side})")
                 seen[name] = side
                 try:
-                    t = parse_type(f["type"])
+                    t = parse_type(f["type"], self.models)
                 except ValueError as exc:
                     raise invalid(f"{side} field {quote(name)}: {exc}") from None
                 if side == "output" and t.media:
@@ -82,10 +91,13 @@ class CompiledSpec:
                     history = name
                 parsed.append(Field(name, t, f["description"]))
             sides[side] = parsed
+        check_models_used(self.models, (*sides["input"], *sides["output"]))
         self.inputs: list[Field] = sides["input"]
         #: The inputs whose types hold a dspy.Image or a dspy.File.
         self.media_inputs: tuple[Field, ...] = tuple(f for f in self.inputs if f.type.media)
         self.moment_inputs: tuple[Field, ...] = tuple(f for f in self.inputs if f.type.moment)
+        #: The inputs whose types name a model.
+        self.model_inputs: tuple[Field, ...] = tuple(f for f in self.inputs if f.type.models())
         self.declared_outputs: list[Field] = sides["output"]
         self.instructions = instructions
         self.kind = kind
@@ -100,6 +112,8 @@ class CompiledSpec:
             "instructions": instructions,
             "kind": kind,
         }
+        if self.models:  # only then: a spec without models keeps its hash
+            self.spec["signature"]["models"] = normalized_models(self.models)
         #: A module spec's registered name and saved state (None: none), else None.
         self.module, self.state = _check_module(spec, kind)
         self.demos: list[dict[str, Any]] = normalize_demos(spec, kind, self.inputs, self.declared_outputs)

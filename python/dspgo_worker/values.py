@@ -28,6 +28,7 @@ from .fieldtypes import (
     INT,
     LIST,
     LITERAL,
+    MODEL,
     OPTIONAL,
     STR,
     TUPLE,
@@ -118,9 +119,10 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
     ``str``/``Literal`` take strings (a Literal only its values), ``int`` integers and
     integral floats below 2**53, ``float`` any finite number, ``bool`` booleans, lists and
     tuples arrays (a fixed tuple of its length), dicts objects (``dict[int, V]`` keys that
-    are decimal integers), ``Any`` any JSON value, ``Optional`` null or its type; a
-    ``Union`` the first member that takes the value exactly, else the first that takes it
-    (docs/protocol.md, "Input conversion"); ``null`` nothing else. ``exact`` (a union's
+    are decimal integers), a model an object of its fields (:func:`_model`), ``Any`` any
+    JSON value, ``Optional`` null or its type; a ``Union`` the first member that takes the
+    value exactly, else the first that takes it (docs/protocol.md, "Input conversion");
+    ``null`` nothing else. ``exact`` (a union's
     first pass) refuses what changes a value's JSON kind: a float then takes only
     non-integral numbers.
     """
@@ -174,6 +176,8 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
         return _array(t, v, path, lambda et, e, at: convert(et, e, at, exact))
     if kind == DICT:
         return _dict(t, v, path, lambda et, e, at: convert(et, e, at, exact), _strict_key)
+    if kind == MODEL:
+        return _model(t, v, path, lambda ft, e, at: convert(ft, e, at, exact))
     raise ValueError(f"{path}: unsupported type {t}")
 
 
@@ -223,6 +227,24 @@ def _dict(t: FieldType, v: Any, path: str, elem: Converter, key_of: KeyConverter
             texts[key] = text
         converted[k] = (key, elem(t.elem, v[k], f"{path}[{quote(text)}]"))
     return dict(converted[k] for k in v)  # in the object's order
+
+
+def _model(t: FieldType, v: Any, path: str, field: Converter) -> dict[str, Any]:
+    """A model's value from an object, as pydantic's ``model_validate`` takes it (Go's
+    ``convertModel``): each of its fields in the model's order by ``field(type, value,
+    path)``, an Optional one left out null, any other left out an error; keys that are not
+    its fields are dropped."""
+    if not isinstance(v, dict):
+        raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
+    out = {}
+    for f in t.model.fields:
+        if f.name in v:
+            out[f.name] = field(f.type, v[f.name], f"{path}.{f.name}")
+        elif f.type.kind == OPTIONAL:
+            out[f.name] = None
+        else:
+            raise ValueError(f"{path}: expected {t}, got an object without {quote(f.name)}")
+    return out
 
 
 def _sorted_keys(v: dict[str, Any]) -> list[Any]:
@@ -344,9 +366,9 @@ def parse_output(t: FieldType, value: Any, path: str, text: bool = False) -> Any
     ``value`` is the field's text (a reply section; ``text`` true) or a value already typed
     (a JSON reply's, a DSPy prediction's, or an element of either). Strings are read
     leniently: ``"0.9"`` for a float, ``true``/``yes``/``false``/``no`` for a bool, a quoted
-    or differently-cased Literal value, JSON (optionally in a code fence) for lists, tuples
-    and dicts. The text of an Any, Optional or Union is first decoded as
-    :func:`_decode_text` says (a typed string stays a string); a Union then takes the
+    or differently-cased Literal value, JSON (optionally in a code fence) for lists, tuples,
+    dicts and models (a model's fields then read as a dict's values are). The text of an
+    Any, Optional or Union is first decoded as :func:`_decode_text` says (a typed string stays a string); a Union then takes the
     member :func:`convert` picks (exactly first), each member read leniently in the
     second pass. Raises ``ValueError`` naming ``path``.
     """
@@ -383,6 +405,8 @@ def parse_output(t: FieldType, value: Any, path: str, text: bool = False) -> Any
         return _array(t, value, path, parse_output)
     if kind == DICT:
         return _dict(t, value, path, parse_output, _lenient_key)
+    if kind == MODEL:
+        return _model(t, value, path, parse_output)
     raise ValueError(f"{path}: unsupported type {t}")
 
 
@@ -447,7 +471,7 @@ def _parse_text(t: FieldType, text: str, path: str) -> Any:
         if moment is None:
             raise ValueError(f"{path}: {DATE_WANT if kind == DATE else DATETIME_WANT}, got {shown}")
         return moment
-    # list, tuple or dict: JSON
+    # list, tuple, dict or model: JSON
     try:
         value = json.loads(s)
     except ValueError:
