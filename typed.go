@@ -125,6 +125,7 @@ type Typed[In, Out any] struct {
 //	dspgo.Image (In fields)                  dspy.Image
 //	dspgo.File (In fields)                   dspy.File
 //	dspgo.Audio (In fields)                  dspy.Audio
+//	a named struct type Person               the pydantic model Person
 //
 // A text type is one with MarshalText (for inputs; on T or *T) or whose
 // pointer has UnmarshalText (for outputs), as encoding/json uses them; it
@@ -134,10 +135,15 @@ type Typed[In, Out any] struct {
 // values it returns; an output that does not fit its field (300 for an
 // int8) is ErrOutputType.
 //
-// Nested structs are refused: DSPy takes pydantic models as field types,
-// but dspgo's signature types have no such type. Flatten the struct into
-// the signature, use map[string]any (dict[str, Any]), or give the type
-// MarshalText and UnmarshalText to send it as a str. Refused too: []byte,
+// A struct type in a field (Author Person, People []Person, Best *Person)
+// is a pydantic model of the signature (Signature.Models), named as the
+// Go type, its fields the struct's exported ones, named, typed and
+// described as In's and Out's fields are (tags included); a pointer field
+// is Optional, so it may be left out of a value. DSPy gives the language
+// model its JSON schema and validates its answer with it. Refused: an
+// anonymous struct (no name for the model), a struct that contains
+// itself, two struct types of one name, and a struct with MarshalText
+// or UnmarshalText but not both. Refused too: []byte,
 // channels, functions, complex numbers, uintptr, interfaces with methods
 // and embedded pointers to exported struct types (an unexported one is
 // skipped, as encoding/json does).
@@ -150,7 +156,7 @@ func NewTyped[In, Out any](ctx context.Context, r Runner, spec ProgramSpec) (*Ty
 	invalid := func(msg string) error {
 		return &adapter.Error{Code: adapter.CodeInvalidArgument, Op: command.CreateProgram, Message: msg}
 	}
-	if len(spec.Signature.Inputs) > 0 || len(spec.Signature.Outputs) > 0 {
+	if len(spec.Signature.Inputs) > 0 || len(spec.Signature.Outputs) > 0 || len(spec.Signature.Models) > 0 {
 		return nil, invalid("NewTyped derives the signature from its struct types: leave ProgramSpec.Signature empty")
 	}
 	in, err := codecOf(reflect.TypeFor[In](), inputSide)
@@ -197,6 +203,11 @@ func typedSignature(in, out *structCodec, kind string) (Signature, error) {
 	if len(sig.Outputs) == 0 {
 		return Signature{}, fmt.Errorf("%s type %s has no output besides the reasoning %s adds", outputSide, out.typ, KindChainOfThought)
 	}
+	models := in.models.clone()
+	if err := models.merge(&out.models); err != nil {
+		return Signature{}, err
+	}
+	sig.Models = models.list
 	return sig, nil
 }
 
@@ -317,6 +328,9 @@ func (s side) String() string {
 type structCodec struct {
 	typ    reflect.Type
 	fields []typedField
+	// models are the pydantic models the fields' types name: their
+	// nested structs, at any depth.
+	models modelSet
 }
 
 // typedField is one struct field as a signature field.
@@ -358,16 +372,18 @@ func codecOf(t reflect.Type, s side) (*structCodec, error) {
 	if e, ok := codecs.Load(key); ok {
 		return e.(codecEntry).c, e.(codecEntry).err
 	}
-	c, err := deriveCodec(t, s)
+	c, err := deriveCodec(t, s, []reflect.Type{t})
 	codecs.Store(key, codecEntry{c, err})
 	return c, err
 }
 
-func deriveCodec(t reflect.Type, s side) (*structCodec, error) {
+// deriveCodec derives the fields of t, the last of deriving: the struct
+// types whose fields are being derived, outermost first.
+func deriveCodec(t reflect.Type, s side, deriving []reflect.Type) (*structCodec, error) {
 	if t.Kind() != reflect.Struct {
 		return nil, fmt.Errorf("%s type %s is not a struct type", s, t)
 	}
-	c := &structCodec{typ: t}
+	c := &structCodec{typ: t, models: modelSet{deriving: deriving}}
 	byName := map[string]string{}
 	var walk func(st reflect.Type, index []int, prefix string) error
 	walk = func(st reflect.Type, index []int, prefix string) error {
@@ -414,7 +430,7 @@ func deriveCodec(t reflect.Type, s side) (*structCodec, error) {
 			if prev, dup := byName[name]; dup {
 				return fail("name %q is the name of %s too", name, prev)
 			}
-			typ, rewrite, err := dspyType(sf.Type, s, leafOptions{opts.enum, opts.moment}, 0)
+			typ, rewrite, err := dspyType(sf.Type, s, leafOptions{opts.enum, opts.moment}, &c.models, 0)
 			if err != nil {
 				return fail("%v", err)
 			}
@@ -436,7 +452,7 @@ func deriveCodec(t reflect.Type, s side) (*structCodec, error) {
 	if err := walk(t, nil, ""); err != nil {
 		return nil, err
 	}
-	if len(c.fields) == 0 && s == outputSide { // no inputs is a program of none ("-> joke")
+	if len(c.fields) == 0 && s == outputSide && len(deriving) == 1 { // no inputs is a program of none ("-> joke"); a model's own check is nested's
 		return nil, fmt.Errorf("%s type %s has no output field (exported, not tagged \"-\" or input)", s, t)
 	}
 	return c, nil
@@ -568,7 +584,7 @@ type leafOptions struct {
 // dspyType maps a Go type to a signature type, with o for the type at its
 // end. It reports whether encode rewrites a part of the value (see
 // typedField.rewrite).
-func dspyType(t reflect.Type, s side, o leafOptions, depth int) (program.Type, bool, error) {
+func dspyType(t reflect.Type, s side, o leafOptions, models *modelSet, depth int) (program.Type, bool, error) {
 	if depth > maxGoTypeDepth {
 		return program.Type{}, false, fmt.Errorf("the type nests more than %d levels", maxGoTypeDepth)
 	}
@@ -633,7 +649,7 @@ func dspyType(t reflect.Type, s side, o leafOptions, depth int) (program.Type, b
 		}
 		return leaf(program.Any)
 	case reflect.Pointer:
-		elem, text, err := dspyType(t.Elem(), s, o, depth+1)
+		elem, text, err := dspyType(t.Elem(), s, o, models, depth+1)
 		if err != nil || elem.Kind == program.Optional {
 			return elem, text, err
 		}
@@ -642,13 +658,13 @@ func dspyType(t reflect.Type, s side, o leafOptions, depth int) (program.Type, b
 		if t.Elem() == byteType {
 			return program.Type{}, false, fmt.Errorf("%s has no DSPy type: use string for text, or []int for numbers", t)
 		}
-		elem, text, err := dspyType(t.Elem(), s, o, depth+1)
+		elem, text, err := dspyType(t.Elem(), s, o, models, depth+1)
 		return program.Type{Kind: program.List, Elem: &elem}, text, err
 	case reflect.Array:
 		if t.Len() == 0 {
 			return program.Type{}, false, fmt.Errorf("%s has no elements: a tuple has at least one", t)
 		}
-		elem, text, err := dspyType(t.Elem(), s, o, depth+1)
+		elem, text, err := dspyType(t.Elem(), s, o, models, depth+1)
 		members := make([]program.Type, t.Len())
 		for i := range members {
 			members[i] = elem
@@ -667,11 +683,14 @@ func dspyType(t reflect.Type, s side, o leafOptions, depth int) (program.Type, b
 		default:
 			return program.Type{}, false, fmt.Errorf("map key type %s is not a string or an integer type", k)
 		}
-		elem, text, err := dspyType(t.Elem(), s, o, depth+1)
+		elem, text, err := dspyType(t.Elem(), s, o, models, depth+1)
 		return program.Type{Kind: program.Dict, Key: &key, Elem: &elem}, text || keyText, err
 	case reflect.Struct:
-		return program.Type{}, false, fmt.Errorf("nested struct %s is not supported: dspgo's signature types have no pydantic models; "+
-			"flatten its fields into the signature, use map[string]any (dict[str, Any]), or give it MarshalText and UnmarshalText to travel as a str", t)
+		if enum != nil || o.moment != 0 {
+			return program.Type{}, false, fmt.Errorf("%s is a struct: enum=, date and datetime apply to its fields' own tags", t)
+		}
+		typ, err := models.nested(t, s)
+		return typ, true, err
 	}
 	return program.Type{}, false, fmt.Errorf("%s has no DSPy type", t)
 }
@@ -723,6 +742,10 @@ func rewrite(v reflect.Value) (any, error) {
 		return v.Interface(), nil
 	case isText(t, inputSide):
 		return marshalText(v)
+	case t == historyType || t == imageType || t == fileType || t == audioType:
+		return v.Interface(), nil // converts by its JSON encoding
+	case t.Kind() == reflect.Struct:
+		return rewriteModel(v)
 	case t.Kind() == reflect.Slice || t.Kind() == reflect.Array:
 		out := make([]any, v.Len())
 		for i := range out {
@@ -941,6 +964,12 @@ func decodeValue(dst reflect.Value, src any, path string) *decodeError {
 			out.SetMapIndex(key, elem)
 		}
 		dst.Set(out)
+	case k == reflect.Struct:
+		object, ok := src.(map[string]any)
+		if !ok {
+			return mismatch()
+		}
+		return decodeModel(dst, object, path)
 	default:
 		return mismatch()
 	}

@@ -176,8 +176,8 @@ func fieldOf[S any](side int) func(context.Context, dspgo.Runner) (string, error
 // field is.
 type Embedded struct{ X string }
 
-// onlyMarshal has MarshalText but no UnmarshalText: text as an input, a
-// nested struct as an output.
+// onlyMarshal has MarshalText but no UnmarshalText: text as an input,
+// refused as an output.
 type onlyMarshal struct{ x int }
 
 func (o onlyMarshal) MarshalText() ([]byte, error) { return []byte(fmt.Sprint(o.x)), nil }
@@ -564,9 +564,9 @@ func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 		{"[0]int", inputType[[0]int], "[0]int has no elements"},
 		{"an interface with methods", outputType[fmt.Stringer], "interface fmt.Stringer has methods: only the empty interface (any) is Any"},
 		{"a float map key", outputType[map[float64]int], "map key type float64 is not a string or an integer type"},
-		{"a nested struct", outputType[[]struct{ Name string }], "nested struct struct { Name string } is not supported: dspgo's signature types have no pydantic models"},
-		{"a nested struct field", fieldOf[nested](0), "In field dspgo_test.nested.Person (struct { Name string }): nested struct struct { Name string } is not supported"},
-		{"a struct with MarshalText only, as an output", outputType[onlyMarshal], "nested struct dspgo_test.onlyMarshal is not supported"},
+		{"an anonymous struct", outputType[[]struct{ Name string }], "anonymous struct struct { Name string } has no name for its pydantic model: declare it as a named type"},
+		{"an anonymous struct field", fieldOf[nested](0), "In field dspgo_test.nested.Person (struct { Name string }): anonymous struct"},
+		{"a struct with MarshalText only, as an output", outputType[onlyMarshal], "struct dspgo_test.onlyMarshal has MarshalText or UnmarshalText but not both"},
 		{"a recursive type", inputType[recursive], "the type nests more than 16 levels"},
 		{"enum= on a float", fieldOf[struct {
 			N []float64 `dspy:"n,enum=1|2"`

@@ -1,0 +1,147 @@
+package dspgo_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo"
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/internal/testutil"
+)
+
+// Place, Person and Document are the nested structs of the typed model
+// tests: pydantic models of the signature.
+type (
+	Place struct {
+		City string            `dspy:"city,desc=The city's name"`
+		Tags map[string]string `dspy:"tags,enum=a|b"`
+	}
+	Person struct {
+		Name string
+		Age  int       `dspy:"age,desc=In years"`
+		Born time.Time `dspy:"born,date"`
+		Home *Place
+	}
+	Document struct {
+		Text   string
+		Source *Place
+	}
+	modelsIn struct {
+		Doc Document
+	}
+	modelsOut struct {
+		Best   Person
+		People []Person
+		Maybe  *Place
+	}
+)
+
+// modelsSignature is what NewTyped derives from modelsIn and modelsOut.
+var modelsSignature = dspgo.Signature{
+	Inputs:  []dspgo.Field{{Name: "doc", Type: "Document"}},
+	Outputs: []dspgo.Field{{Name: "best", Type: "Person"}, {Name: "people", Type: "list[Person]"}, {Name: "maybe", Type: "Optional[Place]"}},
+	Models: []dspgo.Model{
+		{Name: "Document", Fields: []dspgo.Field{{Name: "text", Type: "str"}, {Name: "source", Type: "Optional[Place]"}}},
+		{Name: "Person", Fields: []dspgo.Field{{Name: "name", Type: "str"}, {Name: "age", Type: "int", Description: "In years"},
+			{Name: "born", Type: "datetime.date"}, {Name: "home", Type: "Optional[Place]"}}},
+		{Name: "Place", Fields: []dspgo.Field{{Name: "city", Type: "str", Description: "The city's name"}, {Name: "tags", Type: "dict[str, Literal['a', 'b']]"}}},
+	},
+}
+
+// typedModels runs the typed model program on r and returns its typed and
+// untyped outputs.
+func typedModels(t *testing.T, r *dspgo.Client) (modelsOut, map[string]any) {
+	t.Helper()
+	ctx := t.Context()
+	p, err := dspgo.NewTyped[modelsIn, modelsOut](ctx, r, dspgo.ProgramSpec{})
+	require.NoError(t, err)
+	assert.Equal(t, modelsSignature, p.Program().Spec.Signature)
+	in := modelsIn{Doc: Document{Text: "Ann lives in Oslo."}}
+	out, err := p.Execute(ctx, in)
+	require.NoError(t, err)
+	untyped, err := r.Execute(ctx, p.Program().ID, map[string]any{"doc": map[string]any{"text": "Ann lives in Oslo.", "source": nil}})
+	require.NoError(t, err)
+	return out, untyped
+}
+
+// TestTypedNestedStructsAreModels: a struct field is a pydantic model of
+// the signature; its value goes as its model's object (a nil pointer
+// field as null), and comes back into the struct.
+func TestTypedNestedStructsAreModels(t *testing.T) {
+	c, _ := newClient(t)
+	out, untyped := typedModels(t, c)
+	best := untyped["best"].(map[string]any)
+	assert.Equal(t, best["name"], out.Best.Name)
+	assert.Equal(t, best["age"], int64(out.Best.Age))
+	assert.Equal(t, best["born"], out.Best.Born.Format(time.DateOnly))
+	if home, _ := best["home"].(map[string]any); home == nil {
+		assert.Nil(t, out.Best.Home)
+	} else {
+		require.NotNil(t, out.Best.Home)
+		assert.Equal(t, home["city"], out.Best.Home.City)
+		assert.Len(t, out.Best.Home.Tags, len(home["tags"].(map[string]any)))
+	}
+	assert.Len(t, out.People, len(untyped["people"].([]map[string]any)))
+	assert.Equal(t, untyped["maybe"] == nil, out.Maybe == nil)
+}
+
+// The same program on the Python worker: the same signature, hash and
+// outputs as on the mock.
+func TestTypedModelsOnThePythonWorker(t *testing.T) {
+	testutil.VerifyNoChildren(t)
+	a, err := port.New(t.Context(), port.Options{Python: testutil.Python(t), WorkerDir: testutil.PythonDir(), Logger: testutil.Discard})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, a.Close(context.Background())) })
+	onPython, untypedPython := typedModels(t, dspgo.NewClient(a))
+	mock, _ := newClient(t)
+	onMock, untypedMock := typedModels(t, mock)
+	assert.Equal(t, untypedMock, untypedPython)
+	assert.Equal(t, onMock, onPython)
+}
+
+type (
+	// Node contains itself: no model.
+	Node struct{ Kids []Node }
+	// hidden has no exported field, only one the tag skips.
+	hidden struct {
+		X int `dspy:"-"`
+	}
+	// withJSON has a field named as pydantic's BaseModel.json.
+	withJSON struct{ JSON string }
+	// packagePlace is Place where a test's own Place hides it.
+	packagePlace = Place
+)
+
+func TestTypedRefusesModelsItCannotMap(t *testing.T) {
+	c, _ := newClient(t)
+	ctx := t.Context()
+	type Place struct{ Town string } // another Place
+	type twoPlaces struct {
+		A Place
+		B []packagePlace
+	}
+	for name, tc := range map[string]struct {
+		derive func(context.Context, dspgo.Runner) (string, error)
+		want   string
+	}{
+		"a struct that contains itself": {outputType[Node], "struct dspgo_test.Node contains itself"},
+		"two types of one name":         {fieldOf[twoPlaces](1), "struct types dspgo_test.Place and dspgo_test.Place are both named Place"},
+		"a struct without fields":       {outputType[hidden], "struct dspgo_test.hidden has no exported field for its pydantic model"},
+		"enum= on a struct": {fieldOf[struct {
+			P Place `dspy:"p,enum=a|b"`
+		}](1), "dspgo_test.Place is a struct: enum=, date and datetime apply to its fields' own tags"},
+		"a BaseModel attribute": {outputType[withJSON], `model "withJSON" field "json": pydantic's BaseModel has an attribute of that name`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := tc.derive(ctx, c)
+			require.Error(t, err)
+			assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%v", err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
