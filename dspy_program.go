@@ -6,6 +6,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/internal/dspystate"
+	"github.com/dspgo/dspgo/internal/program"
 )
 
 // maxDSPyProgramBytes bounds the file LoadDSPyProgram reads.
@@ -30,11 +31,13 @@ const maxDSPyProgramBytes = 64 << 20
 // type is "str", and a Predict whose instructions are not DSPy's default
 // ones, which name the fields, cannot be loaded. docs/dspy.md ("Saved
 // programs") lists what of the file is read and what is not supported.
-// Errors have CodeInvalidArgument.
-func LoadDSPyProgram(r io.Reader, signature string) (ProgramSpec, error) {
+// models are the pydantic models the signature's types name
+// ("text -> people: list[Person]" and a Model Person; see Model), which
+// the file does not record either. Errors have CodeInvalidArgument.
+func LoadDSPyProgram(r io.Reader, signature string, models ...Model) (ProgramSpec, error) {
 	var sig *Signature
-	if signature != "" {
-		s, err := ParseSignature(signature)
+	if signature != "" || len(models) > 0 {
+		s, err := program.ParseSignatureModels(signature, models)
 		if err != nil {
 			return ProgramSpec{}, err
 		}

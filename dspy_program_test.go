@@ -106,49 +106,95 @@ func TestDSPyProgramRoundTrip(t *testing.T) {
 				}
 				p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: sig, Instructions: instructions, Kind: kind, Demos: ds})
 				require.NoError(t, err)
-				spec := command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos}
 				var tools []command.ToolSpec
 				if kind == dspgo.KindReact {
 					tools = []command.ToolSpec{tool}
 				}
-				dir := t.TempDir()
-
-				// DSPy's save of the module with demos; DSPy's load (and save)
-				// of dspgo's export.
-				saved, fresh := filepath.Join(dir, "saved.json"), filepath.Join(dir, "fresh.json")
-				var b bytes.Buffer
-				require.NoError(t, p.ExportDSPy(&b))
-				require.NoError(t, os.WriteFile(fresh, b.Bytes(), 0o600))
-				states := dspyJob(t, spec, tools, dspyStep{"save", saved}, dspyStep{"load", fresh})
-				assert.Equal(t, states[0], states[1], "DSPy loads dspgo's export to the state of the module with the demos")
-
-				// DSPy -> dspgo -> DSPy.
-				f, err := os.Open(saved)
-				require.NoError(t, err)
-				loaded, err := dspgo.LoadDSPyProgram(f, sigText)
-				require.NoError(t, f.Close())
-				require.NoError(t, err)
-				assert.Equal(t, dspgo.ProgramSpec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: kind, Demos: p.Spec.Demos}, loaded,
-					"DSPy's save loads as the spec it was made from")
-				q, err := c.CreateProgram(t.Context(), loaded)
-				require.NoError(t, err)
-				assert.Equal(t, p.Hash, q.Hash)
-				exported := filepath.Join(dir, "exported.json")
-				b.Reset()
-				require.NoError(t, q.ExportDSPy(&b))
-				require.NoError(t, os.WriteFile(exported, b.Bytes(), 0o600))
-				assert.Equal(t, states[0], dspyJob(t, spec, tools, dspyStep{"load", exported})[0], "DSPy loads the export of what it saved to the state it saved")
-
-				// dspgo -> DSPy -> dspgo: fresh is DSPy's save of dspgo's export.
-				f, err = os.Open(fresh)
-				require.NoError(t, err)
-				back, err := dspgo.LoadDSPyProgram(f, sigText)
-				require.NoError(t, f.Close())
-				require.NoError(t, err)
-				assert.Equal(t, loaded, back, "DSPy's save of dspgo's export loads as the spec")
+				dspyRoundTrip(t, c, p, tools, sigText)
 			})
 		}
 	}
+}
+
+// TestDSPyProgramRoundTripModels: the round trip of a program whose types
+// name pydantic models, its demos holding their values.
+func TestDSPyProgramRoundTripModels(t *testing.T) {
+	testutil.DSPyPython(t)
+	c, _ := newClient(t)
+	models := []dspgo.Model{
+		{Name: "Person", Description: "A person the text names.", Fields: []dspgo.Field{{Name: "name"},
+			{Name: "age", Type: "Optional[int]", Description: "in years"}, {Name: "home", Type: "Optional[Place]"}}},
+		{Name: "Place", Fields: []dspgo.Field{{Name: "city"}}},
+	}
+	const sigText = "text, hint: Optional[Person] -> people: list[Person], best: Person"
+	sig, err := dspgo.ParseSignature("text, hint -> people, best")
+	require.NoError(t, err)
+	sig.Inputs[1].Type, sig.Outputs[0].Type, sig.Outputs[1].Type, sig.Models = "Optional[Person]", "list[Person]", "Person", models
+	ann := map[string]any{"name": "Ann", "age": 41, "home": map[string]any{"city": "Oslo"}}
+	demos := []dspgo.Demo{
+		{Inputs: map[string]any{"text": "Ann, 41, lives in Oslo.", "hint": map[string]any{"name": "Ann"}},
+			Outputs: map[string]any{"people": []any{ann}, "best": ann}, Reasoning: "The text names Ann."},
+		{Inputs: map[string]any{"text": "Nobody."},
+			Outputs: map[string]any{"people": []any{}, "best": map[string]any{"name": "?", "age": nil}}},
+	}
+	for _, kind := range []string{dspgo.KindPredict, dspgo.KindChainOfThought} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel() // each job starts Python and imports dspy
+			ds := demos
+			if kind != dspgo.KindChainOfThought {
+				ds = []dspgo.Demo{demos[0], demos[1]}
+				ds[0].Reasoning = ""
+			}
+			p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: sig, Kind: kind, Demos: ds})
+			require.NoError(t, err)
+			dspyRoundTrip(t, c, p, nil, sigText, models...)
+		})
+	}
+}
+
+// dspyRoundTrip checks a program's round trips through DSPy's save and
+// load: DSPy's save of the module with its demos loads (signature sigText
+// and models) as p's spec, whose export DSPy loads to the same state, and
+// DSPy's save of p's export loads as the spec again.
+func dspyRoundTrip(t *testing.T, c *dspgo.Client, p *dspgo.Program, tools []command.ToolSpec, sigText string, models ...dspgo.Model) {
+	t.Helper()
+	kind := p.Spec.Kind
+	spec := command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos}
+	dir := t.TempDir()
+
+	// DSPy's save of the module with demos; DSPy's load (and save)
+	// of dspgo's export.
+	saved, fresh := filepath.Join(dir, "saved.json"), filepath.Join(dir, "fresh.json")
+	var b bytes.Buffer
+	require.NoError(t, p.ExportDSPy(&b))
+	require.NoError(t, os.WriteFile(fresh, b.Bytes(), 0o600))
+	states := dspyJob(t, spec, tools, dspyStep{"save", saved}, dspyStep{"load", fresh})
+	assert.Equal(t, states[0], states[1], "DSPy loads dspgo's export to the state of the module with the demos")
+
+	// DSPy -> dspgo -> DSPy.
+	f, err := os.Open(saved)
+	require.NoError(t, err)
+	loaded, err := dspgo.LoadDSPyProgram(f, sigText, models...)
+	require.NoError(t, f.Close())
+	require.NoError(t, err)
+	assert.Equal(t, dspgo.ProgramSpec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: kind, Demos: p.Spec.Demos}, loaded,
+		"DSPy's save loads as the spec it was made from")
+	q, err := c.CreateProgram(t.Context(), loaded)
+	require.NoError(t, err)
+	assert.Equal(t, p.Hash, q.Hash)
+	exported := filepath.Join(dir, "exported.json")
+	b.Reset()
+	require.NoError(t, q.ExportDSPy(&b))
+	require.NoError(t, os.WriteFile(exported, b.Bytes(), 0o600))
+	assert.Equal(t, states[0], dspyJob(t, spec, tools, dspyStep{"load", exported})[0], "DSPy loads the export of what it saved to the state it saved")
+
+	// dspgo -> DSPy -> dspgo: fresh is DSPy's save of dspgo's export.
+	f, err = os.Open(fresh)
+	require.NoError(t, err)
+	back, err := dspgo.LoadDSPyProgram(f, sigText, models...)
+	require.NoError(t, f.Close())
+	require.NoError(t, err)
+	assert.Equal(t, loaded, back, "DSPy's save of dspgo's export loads as the spec")
 }
 
 // TestDSPyTestdataIsCurrent: the files of internal/dspystate/testdata are

@@ -209,6 +209,29 @@ func TestProgramFile(t *testing.T) {
 	assert.NotContains(t, r.stderr, "specFile", "no Go type in a user's message")
 }
 
+// A program file declares pydantic models, which its signature's types
+// name; an input of a model's type takes JSON.
+func TestProgramFileModels(t *testing.T) {
+	path := t.TempDir() + "/extract.yaml"
+	require.NoError(t, os.WriteFile(path, []byte(`signature: "doc: Document -> people: list[Person]"
+models:
+  - name: Person
+    description: A person the text names.
+    fields:
+      - {name: name}
+      - {name: age, type: "Optional[int]", description: in years}
+  - name: Document
+    fields: [{name: text}]
+`), 0o600))
+	r := cli(t, "", nil, "run", "--adapter", "mock", "--program", path, "--input", `doc={"text": "Ann, 41."}`)
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Contains(t, r.stdout, `"people":[{"age":`)
+
+	r = cli(t, "", nil, "run", "--adapter", "mock", "--program", path, "--input", `doc={"body": "Ann, 41."}`)
+	assert.NotEqual(t, 0, r.status)
+	assert.Contains(t, r.stderr, `input doc: expected Document, got an object without "text"`)
+}
+
 func TestConformanceAll(t *testing.T) {
 	// No NATS server listens there: remote is skipped, saying why.
 	r := cli(t, "", nil, "conformance", "--all", "--remote-url", "nats://"+freeAddr(t))

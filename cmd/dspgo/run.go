@@ -62,7 +62,7 @@ bad usage.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.signature, "signature", "", `the program's signature, e.g. "question, context: list[str] -> answer"; with a DSPy --program, its fields' names and types`)
-	fl.StringVar(&f.program, "program", "", "a program spec file, YAML or JSON (id, signature, instructions, kind), or a DSPy program's module.save JSON")
+	fl.StringVar(&f.program, "program", "", "a program spec file, YAML or JSON (id, signature, models, instructions, kind), or a DSPy program's module.save JSON")
 	fl.StringVar(&f.module, "module", "", "run the custom dspy.Module a python.handlers module registered under this name (with --signature; --program is then its module.save JSON)")
 	fl.StringVar(&f.instructions, "instructions", "", "instructions for the language model (with --signature)")
 	fl.StringVar(&f.kind, "kind", "", "predict, chain_of_thought or react (with --signature; default predict)")
@@ -96,7 +96,7 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 	if f.concurrency < 1 {
 		return usagef("use --concurrency 1 or more", "--concurrency %d", f.concurrency)
 	}
-	source, err := a.rowSource(f, len(spec.Signature.Inputs) == 0, noneRequired(spec.Signature.Inputs))
+	source, err := a.rowSource(f, len(spec.Signature.Inputs) == 0, noneRequired(spec.Signature))
 	if err != nil {
 		return err
 	}
@@ -247,6 +247,7 @@ type specFile struct {
 	Signature    string        `json:"signature" yaml:"signature"`
 	Inputs       []dspgo.Field `json:"inputs" yaml:"inputs"`
 	Outputs      []dspgo.Field `json:"outputs" yaml:"outputs"`
+	Models       []dspgo.Model `json:"models" yaml:"models"`
 	Instructions string        `json:"instructions" yaml:"instructions"`
 	Kind         string        `json:"kind" yaml:"kind"`
 }
@@ -269,22 +270,24 @@ func loadSpec(path string) (dspgo.ProgramSpec, error) {
 	if err != nil {
 		// yaml names the Go type of an unknown field's struct: not the reader's business.
 		msg := strings.ReplaceAll(err.Error(), " in type main.specFile", "")
-		return dspgo.ProgramSpec{}, usagef("the file holds id, signature (or inputs and outputs), instructions and kind", "--program %s: %s", path, msg)
+		return dspgo.ProgramSpec{}, usagef("the file holds id, signature (or inputs and outputs), models, instructions and kind", "--program %s: %s", path, msg)
 	}
 	spec := dspgo.ProgramSpec{ID: sf.ID, Instructions: sf.Instructions, Kind: sf.Kind,
-		Signature: dspgo.Signature{Inputs: sf.Inputs, Outputs: sf.Outputs}}
+		Signature: dspgo.Signature{Inputs: sf.Inputs, Outputs: sf.Outputs, Models: sf.Models}}
 	if sf.Signature != "" {
-		if spec.Signature, err = dspgo.ParseSignature(sf.Signature); err != nil {
+		if spec.Signature, err = program.ParseSignatureModels(sf.Signature, sf.Models); err != nil {
 			return dspgo.ProgramSpec{}, usagef(`write it like "question -> answer"`, "--program %s: %v", path, err)
 		}
 	}
 	return spec, nil
 }
 
-// noneRequired reports whether every input may be left out (is Optional).
-func noneRequired(inputs []dspgo.Field) bool {
-	for _, f := range inputs {
-		if t, _ := program.ParseType(f.Type); t.Kind != program.Optional {
+// noneRequired reports whether every input of sig may be left out (is
+// Optional).
+func noneRequired(sig dspgo.Signature) bool {
+	models, _ := program.CompileModels(sig.Models) // checked when the program is created
+	for _, f := range sig.Inputs {
+		if t, _ := models.ParseType(f.Type); t.Kind != program.Optional {
 			return false
 		}
 	}
@@ -352,8 +355,9 @@ func (a *app) rowSource(f runFlags, noInputs, noneRequired bool) (func() (rows [
 // takes flagValue(text).
 func flagInputs(p *dspgo.Program, flags map[string]string) map[string]any {
 	types := make(map[string]program.Type, len(p.Spec.Signature.Inputs))
+	models, _ := program.CompileModels(p.Spec.Signature.Models) // valid: the program was created
 	for _, f := range p.Spec.Signature.Inputs {
-		types[f.Name], _ = program.ParseType(f.Type) // valid: the program was created
+		types[f.Name], _ = models.ParseType(f.Type)
 	}
 	inputs := make(map[string]any, len(flags))
 	for name, text := range flags {

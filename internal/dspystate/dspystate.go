@@ -167,6 +167,9 @@ func Load(data []byte, sig *command.Signature) (command.Spec, error) {
 	}
 
 	spec := command.Spec{Kind: kind, Signature: command.Signature{Inputs: inputs, Outputs: outputs}}
+	if sig != nil {
+		spec.Signature.Models = sig.Models
+	}
 	saved := main.state.Signature.Fields
 	for i := range inputs {
 		inputs[i].Description = description(saved[i], inputs[i].Name)
