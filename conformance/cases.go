@@ -313,15 +313,29 @@ func caseOptionalLeftOut(t TB, env *Env) {
 
 	// The backend takes it too, for callers that bypass the client.
 	spec := command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind}
-	args, err := json.Marshal(command.ExecuteArgs{SpecHash: p.Hash, Spec: &spec, Inputs: json.RawMessage(`{"question":"What is Go?"}`)})
+	outputs, err := executeRaw(env, p.Hash, spec, `{"question":"What is Go?"}`)
 	require.NoError(t, err)
-	resp, err := env.Adapter.Call(ctx, adapter.Request{Command: command.ExecuteProgram, Args: args})
-	require.NoError(t, err)
-	var res command.ExecuteResult
-	require.NoError(t, json.Unmarshal(resp.Result, &res))
 	want, err := json.Marshal(got)
 	require.NoError(t, err)
-	assert.JSONEq(t, string(want), string(res.Outputs))
+	assert.JSONEq(t, string(want), string(outputs))
+}
+
+// executeRaw executes spec on inputs (JSON) through the adapter itself,
+// as a caller that bypasses the client, and returns the outputs' JSON.
+func executeRaw(env *Env, hash string, spec command.Spec, inputs string) (json.RawMessage, error) {
+	args, err := json.Marshal(command.ExecuteArgs{SpecHash: hash, Spec: &spec, Inputs: json.RawMessage(inputs)})
+	if err != nil {
+		return nil, err
+	}
+	resp, err := env.Adapter.Call(env.Ctx, adapter.Request{Command: command.ExecuteProgram, Args: args})
+	if err != nil {
+		return nil, err
+	}
+	var res command.ExecuteResult
+	if err := json.Unmarshal(resp.Result, &res); err != nil {
+		return nil, err
+	}
+	return res.Outputs, nil
 }
 
 func caseModels(t TB, env *Env) {
@@ -349,18 +363,12 @@ func caseModels(t TB, env *Env) {
 	// The backend takes the spec and the inputs as they are, for callers
 	// that bypass the client.
 	spec := command.Spec{Signature: sig}
-	args, err := json.Marshal(command.ExecuteArgs{SpecHash: p.Hash, Spec: &spec, Inputs: json.RawMessage(`{"doc":{"text":"Ann lives in Oslo.","lang":null}}`)})
+	outputs, err := executeRaw(env, p.Hash, spec, `{"doc":{"text":"Ann lives in Oslo.","lang":null}}`)
 	require.NoError(t, err)
-	resp, err := env.Adapter.Call(ctx, adapter.Request{Command: command.ExecuteProgram, Args: args})
-	require.NoError(t, err)
-	var res command.ExecuteResult
-	require.NoError(t, json.Unmarshal(resp.Result, &res))
 	want, err := json.Marshal(got)
 	require.NoError(t, err)
-	assert.JSONEq(t, string(want), string(res.Outputs), "a left-out Optional field is a null")
-	args, err = json.Marshal(command.ExecuteArgs{SpecHash: p.Hash, Spec: &spec, Inputs: json.RawMessage(`{"doc":{"lang":"en"}}`)})
-	require.NoError(t, err)
-	_, err = env.Adapter.Call(ctx, adapter.Request{Command: command.ExecuteProgram, Args: args})
+	assert.JSONEq(t, string(want), string(outputs), "a left-out Optional field is a null")
+	_, err = executeRaw(env, p.Hash, spec, `{"doc":{"lang":"en"}}`)
 	requireCode(t, adapter.CodeInvalidArgument, err)
 	assert.Contains(t, err.Error(), `input doc: expected Document, got an object without "text"`)
 

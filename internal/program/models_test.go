@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -27,12 +26,7 @@ type modelVectors struct {
 		Error      string             `json:"error"`
 	} `json:"specs"`
 	Models  []command.Model `json:"models"`
-	Convert []struct {
-		Type   string          `json:"type"`
-		Value  json.RawMessage `json:"value"`
-		Result json.RawMessage `json:"result"`
-		Error  string          `json:"error"`
-	} `json:"convert"`
+	Convert []convertCase   `json:"convert"`
 }
 
 func loadModelVectors(t *testing.T) modelVectors {
@@ -71,21 +65,6 @@ func TestModelVectors(t *testing.T) {
 	models, err := program.CompileModels(v.Models)
 	require.NoError(t, err)
 	for _, c := range v.Convert {
-		typ, err := models.ParseType(c.Type)
-		require.NoError(t, err, c.Type)
-		got, err := typ.Convert(decodeNumbers(t, c.Value), "input x")
-		if c.Error != "" {
-			assert.EqualError(t, err, c.Error, "%s %s", c.Type, c.Value)
-			continue
-		}
-		require.NoError(t, err, "%s %s", c.Type, c.Value)
-		want, err := program.CanonicalJSON(c.Result)
-		require.NoError(t, err)
-		gotJSON, err := program.Canonical(got)
-		require.NoError(t, err)
-		assert.Equal(t, string(want), string(gotJSON), "%s %s", c.Type, c.Value)
-		if got != nil {
-			assert.True(t, reflect.TypeOf(got).AssignableTo(typ.GoType()), "%s: %T is a %s", c.Type, got, typ.GoType())
-		}
+		checkConversion(t, models.ParseType, c)
 	}
 }

@@ -31,13 +31,44 @@ type typeVectors struct {
 		Canonical string `json:"canonical"`
 		Error     string `json:"error"`
 	} `json:"parse"`
-	Convert []struct {
-		Type   string          `json:"type"`
-		Value  json.RawMessage `json:"value"`
-		Result json.RawMessage `json:"result"`
-		Go     string          `json:"go"`
-		Error  string          `json:"error"`
-	} `json:"convert"`
+	Convert []convertCase `json:"convert"`
+}
+
+// convertCase is one conversion of a vectors file: a value of a type
+// converted as the input x, its result (as Python holds it) and Go type
+// (fmt's %T; empty: not checked), or its error.
+type convertCase struct {
+	Type   string          `json:"type"`
+	Value  json.RawMessage `json:"value"`
+	Result json.RawMessage `json:"result"`
+	Go     string          `json:"go"`
+	Error  string          `json:"error"`
+}
+
+// checkConversion checks c, its type parsed by parse.
+func checkConversion(t *testing.T, parse func(string) (program.Type, error), c convertCase) {
+	t.Helper()
+	what := fmt.Sprintf("%s of %s", c.Type, c.Value)
+	typ, err := parse(c.Type)
+	require.NoError(t, err, what)
+	got, err := typ.Convert(decodeNumbers(t, c.Value), "input x")
+	if c.Error != "" {
+		assert.EqualError(t, err, c.Error, what)
+		return
+	}
+	require.NoError(t, err, what)
+	if c.Go != "" {
+		assert.Equal(t, c.Go, fmt.Sprintf("%T", got), "%s: the Go type", what)
+	}
+	if got != nil {
+		assert.True(t, reflect.TypeOf(got).AssignableTo(typ.GoType()), "%s: %T is a %s", what, got, typ.GoType())
+	}
+	want, err := program.CanonicalJSON(c.Result)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), mustCanonical(t, got), "%s: the result", what)
+	again, err := typ.Convert(got, "input x")
+	require.NoError(t, err, "%s: a converted value converts again", what)
+	assert.Equal(t, got, again, "%s: converting a converted value changes nothing", what)
 }
 
 func loadTypeVectors(t *testing.T) typeVectors {
@@ -81,25 +112,7 @@ func TestTypeVectors(t *testing.T) {
 		assert.Equal(t, typ, again, "the canonical form of %q parses to the same type", c.Type)
 	}
 	for _, c := range v.Convert {
-		what := fmt.Sprintf("%s of %s", c.Type, c.Value)
-		typ, err := program.ParseType(c.Type)
-		require.NoError(t, err, what)
-		got, err := typ.Convert(decodeNumbers(t, c.Value), "input x")
-		if c.Error != "" {
-			assert.EqualError(t, err, c.Error, what)
-			continue
-		}
-		require.NoError(t, err, what)
-		assert.Equal(t, c.Go, fmt.Sprintf("%T", got), "%s: the Go type", what)
-		if got != nil {
-			assert.True(t, reflect.TypeOf(got).AssignableTo(typ.GoType()), "%s: %T is a %s", what, got, typ.GoType())
-		}
-		want, err := program.CanonicalJSON(c.Result)
-		require.NoError(t, err)
-		assert.Equal(t, string(want), mustCanonical(t, got), "%s: the result", what)
-		again, err := typ.Convert(got, "input x")
-		require.NoError(t, err, "%s: a converted value converts again", what)
-		assert.Equal(t, got, again, "%s: converting a converted value changes nothing", what)
+		checkConversion(t, program.ParseType, c)
 	}
 }
 

@@ -37,6 +37,26 @@ def vector_bytes(name: str) -> bytes:
     raise KeyError(name)
 
 
+def check_conversions(test: unittest.TestCase, cases: list[dict], parse) -> None:
+    """Each conversion case of a vectors file (``{"type", "value", "result" | "error"}``):
+    the value of the type ``parse`` makes of ``"type"``, converted as the input x, is the
+    result (which converts to itself) or fails with the error."""
+    from dspgo_worker.values import convert
+
+    for case in cases:
+        t = parse(case["type"])
+        with test.subTest(type=case["type"], value=case["value"]):
+            if "error" in case:
+                with test.assertRaises(ValueError) as caught:
+                    convert(t, case["value"], "input x")
+                test.assertEqual(str(caught.exception), case["error"])
+                continue
+            got = convert(t, case["value"], "input x")
+            # json.dumps tells 3 from 3.0 and one order of keys from another, which == does not.
+            test.assertEqual(json.dumps(got), json.dumps(case["result"]))
+            test.assertEqual(json.dumps(convert(t, got, "input x")), json.dumps(got), "converting again changes nothing")
+
+
 def parse_records(text: str) -> list[dict]:
     """The lines of ``text`` that are JSON objects (log records)."""
     records = []

@@ -23,6 +23,7 @@ from dspgo_worker.signature import parse_signature
 from dspgo_worker.spec import CompiledSpec
 from dspgo_worker.values import convert, parse_output
 
+from .helpers import check_conversions
 from .test_spec import spec_of
 
 TYPES_PATH = Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "types.json"
@@ -53,18 +54,7 @@ class TypeVectorsTest(unittest.TestCase):
     def test_convert(self):
         cases = load_type_vectors()["convert"]
         self.assertGreater(len(cases), 50)
-        for case in cases:
-            t = parse_type(case["type"])
-            with self.subTest(type=case["type"], value=case["value"]):
-                if "error" in case:
-                    with self.assertRaises(ValueError) as caught:
-                        convert(t, case["value"], "input x")
-                    self.assertEqual(str(caught.exception), case["error"])
-                    continue
-                got = convert(t, case["value"], "input x")
-                # json.dumps tells 3 from 3.0, which == does not.
-                self.assertEqual(json.dumps(got), json.dumps(case["result"]))
-                self.assertEqual(json.dumps(convert(t, got, "input x")), json.dumps(got), "converting again changes nothing")
+        check_conversions(self, cases, parse_type)
 
 
 class SignatureTest(unittest.TestCase):
