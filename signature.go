@@ -54,8 +54,9 @@ type Signature = command.Signature
 // is then what DSPy's "answer: Answer = dspy.OutputField()" is: the
 // language model is given the model's JSON schema, and its value is an
 // object of the model's fields (a map[string]any in Go). NewTyped derives
-// models from nested struct types. The rules are in docs/protocol.md
-// ("Program specs"):
+// models from nested struct types. A model nests at most 32 levels and a
+// value holds at most 10,000 fields of models; the rules are in
+// docs/protocol.md ("Program specs"):
 //
 //	sig := dspgo.Signature{
 //		Inputs:  []dspgo.Field{{Name: "text"}},

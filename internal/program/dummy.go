@@ -35,7 +35,8 @@ func (c *Compiled) DummyOutputs(inputs map[string]any) (map[string]any, error) {
 //	float:    (n mod 10000) / 10000
 //	bool:     n is odd
 //	Literal:  Values[n mod len(Values)] (an int64 for a Literal of integers)
-//	list[T], tuple[T, ...]: digest[4] mod 3 + 1 elements, element i from child(i)
+//	list[T], tuple[T, ...]: digest[4] mod 3 + 1 elements (one when T
+//	          holds a model), element i from child(i)
 //	tuple[T0, T1, …]: element i of type Ti from child(i)
 //	dict[K, V]: as many entries as a list (at most the number of a
 //	          Literal K's values), value i from child(i), key i "key_<i>"
@@ -78,7 +79,7 @@ func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 		}
 		return tuple
 	case Dict:
-		count := int(d[4]%3) + 1
+		count := dummyCount(*t.Elem, d)
 		key := func(i int) string { return "key_" + strconv.Itoa(i) }
 		switch {
 		case t.Key == nil || t.Key.Kind == Str:
@@ -115,8 +116,18 @@ func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 	return field + " " + h[:8] + " " + h[8:16]
 }
 
+// dummyCount is how many elements a dummy list or dict of elem has:
+// digest[4] mod 3 + 1, or one when elem holds a model (whose values may
+// be large).
+func dummyCount(elem Type, d [sha256.Size]byte) int {
+	if elem.holdsModel() {
+		return 1
+	}
+	return int(d[4]%3) + 1
+}
+
 func dummyList(elem Type, d [sha256.Size]byte, field string) []any {
-	list := make([]any, int(d[4]%3)+1)
+	list := make([]any, dummyCount(elem, d))
 	for i := range list {
 		list[i] = dummyValue(elem, child(d, i), field)
 	}

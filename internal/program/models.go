@@ -33,6 +33,8 @@ type Models struct {
 	byName map[string]*ModelType
 	// order is the models' names as declared, for errors.
 	order []string
+	// size is each model's size (ModelType.size), once computed.
+	size map[*ModelType]int
 }
 
 // typeNames are the names a model may not take: the type names a
@@ -43,11 +45,26 @@ var typeNames = []string{
 }
 
 // baseModelAttributes are the attributes of pydantic's BaseModel (2.14)
-// not starting with "model_", which a model's field may not shadow.
+// not starting with "model_", its metaclass's mro and register included,
+// which a model's field may not shadow.
 var baseModelAttributes = []string{
-	"construct", "copy", "dict", "from_orm", "json", "parse_file", "parse_obj",
-	"parse_raw", "schema", "schema_json", "update_forward_refs", "validate",
+	"construct", "copy", "dict", "from_orm", "json", "mro", "parse_file", "parse_obj",
+	"parse_raw", "register", "schema", "schema_json", "update_forward_refs", "validate",
 }
+
+// Limits of a model (docs/protocol.md, "Program specs").
+const (
+	// maxModelNesting is how many levels a model may nest, types and
+	// models counted together: pydantic fails on much deeper ones.
+	maxModelNesting = 32
+	// maxModelFields is how many fields of models a value may hold,
+	// counting one element of each list and dict: a model whose fields
+	// hold the next twice over has values of exponential size.
+	maxModelFields = 10000
+)
+
+// tooLarge is the end of the error of a value too large.
+const tooLarge = "a value of it holds more than 10000 fields of models (counting one element of each list and dict)"
 
 // CompileModels validates a signature's models and resolves them: every
 // rule of docs/protocol.md ("Program specs") but whether each is used,
@@ -66,11 +83,10 @@ func CompileModels(models []command.Model) (*Models, error) {
 	}
 	declared := make(map[string]bool, len(models))
 	for _, model := range models {
+		if err := CheckModelName(model.Name); err != nil {
+			return nil, err
+		}
 		switch {
-		case !isIdentifier(model.Name):
-			return nil, invalid("model name %q is not a valid identifier (letters, digits and _, not starting with a digit)", model.Name)
-		case slices.Contains(typeNames, model.Name):
-			return nil, invalid("model name %q is a type's name", model.Name)
 		case declared[model.Name]:
 			return nil, invalid("model %q is declared twice", model.Name)
 		case len(model.Fields) == 0:
@@ -83,22 +99,48 @@ func CompileModels(models []command.Model) (*Models, error) {
 		}
 		m.byName[model.Name].Fields = fields
 	}
+	walk := map[*ModelType]walkState{}
 	for _, name := range m.order {
-		if path := m.cycle(m.byName[name], []string{name}, map[string]bool{}); path != nil {
-			return nil, invalid("model %q contains itself (%s)", name, strings.Join(path, " -> "))
+		if path := cycle(m.byName[name], walk, nil); path != nil {
+			return nil, invalid("model %q contains itself (%s)", path[0], strings.Join(path, " -> "))
 		}
 	}
+	nest, size := map[*ModelType]int{}, map[*ModelType]int{}
+	for _, name := range m.order {
+		model := m.byName[name]
+		if model.nest(nest) > maxModelNesting {
+			return nil, invalid("model %q nests more than %d levels (types and models counted together)", name, maxModelNesting)
+		}
+		if model.size(size) > maxModelFields {
+			return nil, invalid("model %q: %s", name, tooLarge)
+		}
+	}
+	m.size = size
 	return m, nil
+}
+
+// CheckModelName returns an error when name cannot be a model's: not an
+// identifier, or a type's name ("list", "Optional", …). Errors have
+// CodeInvalidArgument.
+func CheckModelName(name string) error {
+	switch {
+	case !isIdentifier(name):
+		return invalid("model name %q is not a valid identifier (letters, digits and _, not starting with a digit)", name)
+	case slices.Contains(typeNames, name):
+		return invalid("model name %q is a type's name", name)
+	}
+	return nil
 }
 
 // modelFields checks and parses a model's fields.
 func (m *Models) modelFields(model command.Model) ([]ModelField, error) {
 	fields := make([]ModelField, len(model.Fields))
+	names := make(map[string]bool, len(model.Fields))
 	for i, f := range model.Fields {
 		switch {
 		case !isIdentifier(f.Name):
 			return nil, invalid("model %q field name %q is not a valid identifier (letters, digits and _, not starting with a digit)", model.Name, f.Name)
-		case slices.ContainsFunc(model.Fields[:i], func(g command.Field) bool { return g.Name == f.Name }):
+		case names[f.Name]:
 			return nil, invalid("model %q field name %q is used twice", model.Name, f.Name)
 		case strings.HasPrefix(f.Name, "_") || strings.HasPrefix(f.Name, "model_"):
 			return nil, invalid("model %q field %q: a model's field name may not start with \"_\" or \"model_\"", model.Name, f.Name)
@@ -115,29 +157,113 @@ func (m *Models) modelFields(model command.Model) ([]ModelField, error) {
 			}
 			return nil, invalid("model %q field %q: %s is not a type of a model's field", model.Name, f.Name, bad)
 		}
+		names[f.Name] = true
 		fields[i] = ModelField{Name: f.Name, Type: t, Description: f.Description}
 	}
 	return fields, nil
 }
 
-// cycle returns the path by which model, at the end of path, contains
-// path[0] again, or nil; seen holds the models already searched from
-// path[0].
-func (m *Models) cycle(model *ModelType, path []string, seen map[string]bool) []string {
+// walkState is a model's state in the walk that finds a model containing
+// itself: under way (its walk is on the stack) or done.
+type walkState int
+
+const (
+	walking walkState = iota + 1
+	walked
+)
+
+// cycle walks model depth first, stack being the models whose walks are
+// under way, and returns the path by which a model under way is reached
+// again (from it back to it), or nil.
+func cycle(model *ModelType, walk map[*ModelType]walkState, stack []string) []string {
+	switch walk[model] {
+	case walked:
+		return nil
+	case walking:
+		i := slices.Index(stack, model.Name)
+		return append(slices.Clone(stack[i:]), model.Name)
+	}
+	walk[model] = walking
+	stack = append(stack, model.Name)
 	for _, f := range model.Fields {
 		for _, inner := range f.Type.models() {
-			next := append(slices.Clip(path), inner.Name)
-			if inner.Name == path[0] {
-				return next
-			}
-			if seen[inner.Name] {
-				continue
-			}
-			seen[inner.Name] = true
-			if found := m.cycle(inner, next, seen); found != nil {
-				return found
+			if path := cycle(inner, walk, stack); path != nil {
+				return path
 			}
 		}
+	}
+	walk[model] = walked
+	return nil
+}
+
+// nest is how many levels a value of the model nests, types and models
+// counted together, memoized in memo.
+func (model *ModelType) nest(memo map[*ModelType]int) int {
+	if n, ok := memo[model]; ok {
+		return n
+	}
+	deepest := 0
+	for _, f := range model.Fields {
+		deepest = max(deepest, f.Type.nest(memo))
+	}
+	memo[model] = 1 + deepest
+	return 1 + deepest
+}
+
+// nest is how many levels a value of t nests: each list, dict, tuple,
+// Optional, Union and model on the way down.
+func (t Type) nest(memo map[*ModelType]int) int {
+	if t.Kind == Object {
+		return t.Model.nest(memo)
+	}
+	parts := t.parts()
+	if len(parts) == 0 {
+		return 0
+	}
+	deepest := 0
+	for _, part := range parts {
+		deepest = max(deepest, part.nest(memo))
+	}
+	return 1 + deepest
+}
+
+// size is how many fields of models a value of the model holds, counting
+// one element of each list and dict, memoized in memo; it stops counting
+// past maxModelFields.
+func (model *ModelType) size(memo map[*ModelType]int) int {
+	if n, ok := memo[model]; ok {
+		return n
+	}
+	n := len(model.Fields)
+	for _, f := range model.Fields {
+		n = min(n+f.Type.size(memo), maxModelFields+1)
+	}
+	memo[model] = n
+	return n
+}
+
+// size is how many fields of models a value of t holds, counting one
+// element of each list and dict and every member of a fixed tuple.
+func (t Type) size(memo map[*ModelType]int) int {
+	if t.Kind == Object {
+		return t.Model.size(memo)
+	}
+	n := 0
+	if t.Elem != nil {
+		n = t.Elem.size(memo)
+	}
+	for _, m := range t.Members {
+		n = min(n+m.size(memo), maxModelFields+1)
+	}
+	return n
+}
+
+// CheckSize returns an error when a value of t, a type of the signature's
+// field named by what ("output field \"a\""), would hold more fields of
+// models than a value may.
+func (m *Models) CheckSize(t Type, what string) error {
+	if m != nil && t.size(m.size) > maxModelFields {
+		return invalid("%s: %s", what, tooLarge)
 	}
 	return nil
 }
@@ -153,6 +279,14 @@ func (t Type) models() []*ModelType {
 		out = append(out, part.models()...)
 	}
 	return out
+}
+
+// holdsModel reports whether t is or holds a model.
+func (t Type) holdsModel() bool {
+	if t.Kind == Object {
+		return true
+	}
+	return slices.ContainsFunc(t.parts(), Type.holdsModel)
 }
 
 // parts are t's element, key and members.

@@ -3,8 +3,10 @@ package program_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -23,6 +25,7 @@ type modelVectors struct {
 		Name       string             `json:"name"`
 		Signature  command.Signature  `json:"signature"`
 		Normalized *command.Signature `json:"normalized"`
+		OK         bool               `json:"ok"`
 		Error      string             `json:"error"`
 	} `json:"specs"`
 	Models  []command.Model `json:"models"`
@@ -57,7 +60,9 @@ func TestModelVectors(t *testing.T) {
 			continue
 		}
 		require.NoError(t, err, c.Name)
-		assert.Equal(t, *c.Normalized, compiled.Spec.Signature, c.Name)
+		if !c.OK {
+			assert.Equal(t, *c.Normalized, compiled.Spec.Signature, c.Name)
+		}
 		again, err := program.Compile(compiled.Spec)
 		require.NoError(t, err, c.Name)
 		assert.Equal(t, compiled.Hash, again.Hash, "%s: the normalized spec hashes the same", c.Name)
@@ -67,4 +72,61 @@ func TestModelVectors(t *testing.T) {
 	for _, c := range v.Convert {
 		checkConversion(t, models.ParseType, c)
 	}
+}
+
+// TestModelLimitsKeepValuesSmall: the shapes an adversary sends compile
+// (or are refused) in linear time, and the dummy LM's values of the
+// largest models allowed stay small: a diamond at the size limit, a chain
+// of lists at the depth limit, a model of 40,000 fields.
+func TestModelLimitsKeepValuesSmall(t *testing.T) {
+	field := func(name, typ string) command.Field { return command.Field{Name: name, Type: typ} }
+	var diamond, chain []command.Model
+	for i := range 11 {
+		next := fmt.Sprintf("D%d", i+1)
+		diamond = append(diamond, command.Model{Name: fmt.Sprintf("D%d", i), Fields: []command.Field{field("a", next), field("b", next)}})
+	}
+	diamond = append(diamond, command.Model{Name: "D11", Fields: []command.Field{field("x", "")}})
+	for i := range 15 {
+		chain = append(chain, command.Model{Name: fmt.Sprintf("L%d", i), Fields: []command.Field{field("next", fmt.Sprintf("list[L%d]", i+1))}})
+	}
+	chain = append(chain, command.Model{Name: "L15", Fields: []command.Field{field("x", "")}})
+	wide := command.Model{Name: "Wide"}
+	for i := range 40000 {
+		wide.Fields = append(wide.Fields, field(fmt.Sprintf("f%d", i), ""))
+	}
+	for _, tc := range []struct {
+		name   string
+		out    string
+		models []command.Model
+		fields int
+	}{
+		{"a diamond", "D0", diamond, 6142},
+		{"a chain of lists", "list[L0]", chain, 16},
+	} {
+		c, err := program.Compile(command.Spec{Signature: command.Signature{
+			Inputs: []command.Field{field("q", "")}, Outputs: []command.Field{field("a", tc.out)}, Models: tc.models}})
+		require.NoError(t, err, tc.name)
+		out, err := c.DummyOutputs(map[string]any{"q": "?"})
+		require.NoError(t, err, tc.name)
+		data, err := json.Marshal(out)
+		require.NoError(t, err)
+		assert.Equal(t, tc.fields, strings.Count(string(data), `":`)-1, "%s: one value of each field of each model", tc.name)
+	}
+
+	sig := command.Signature{Inputs: []command.Field{field("q", "")}, Outputs: []command.Field{field("a", "Wide")}, Models: []command.Model{wide}}
+	_, err := program.Compile(command.Spec{Signature: sig})
+	assert.ErrorContains(t, err, `model "Wide": a value of it holds more than 10000 fields of models`)
+
+	// 400 models, each naming every later one: refused for its depth.
+	var dense []command.Model
+	for i := range 400 {
+		m := command.Model{Name: fmt.Sprintf("N%d", i), Fields: []command.Field{field("x", "")}}
+		for j := i + 1; j < 400; j++ {
+			m.Fields = append(m.Fields, field(fmt.Sprintf("n%d", j), fmt.Sprintf("Optional[N%d]", j)))
+		}
+		dense = append(dense, m)
+	}
+	sig = command.Signature{Inputs: []command.Field{field("q", "")}, Outputs: []command.Field{field("a", "N0")}, Models: dense}
+	_, err = program.Compile(command.Spec{Signature: sig})
+	assert.ErrorContains(t, err, `model "N0" nests more than 32 levels`)
 }

@@ -122,6 +122,9 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, *M
 			if err != nil {
 				return s, nil, invalid("%s field %q: %v", side, f.Name, err)
 			}
+			if err := models.CheckSize(t, fmt.Sprintf("%s field %q", side, f.Name)); err != nil {
+				return s, nil, err
+			}
 			if media := t.Media(); side == "output" && media != "" {
 				return s, nil, invalid("output field %q: %s is an input type (%s)", f.Name, media, MediaNote(media))
 			}

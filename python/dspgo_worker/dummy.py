@@ -53,11 +53,11 @@ def dummy_value(t: FieldType, digest: bytes, field: str) -> Any:
     if kind == LITERAL:
         return t.values[n % len(t.values)]
     if kind == LIST or (kind == TUPLE and t.variadic):
-        return [dummy_value(t.elem, _child(digest, i), field) for i in range(digest[4] % 3 + 1)]
+        return [dummy_value(t.elem, _child(digest, i), field) for i in range(_count(t.elem, digest))]
     if kind == TUPLE:
         return [dummy_value(m, _child(digest, i), field) for i, m in enumerate(t.members)]
     if kind == DICT:
-        count = digest[4] % 3 + 1
+        count = _count(t.elem, digest)
         keys_of = key_kind(t)
         keys: Iterable[int | str]
         if keys_of == INT:
@@ -77,6 +77,12 @@ def dummy_value(t: FieldType, digest: bytes, field: str) -> Any:
         return {f.name: dummy_value(f.type, _child(digest, i), field) for i, f in enumerate(t.model.fields)}
     h = digest[:8].hex()
     return f"{field} {h[:8]} {h[8:16]}"
+
+
+def _count(elem: FieldType, digest: bytes) -> int:
+    """How many elements a dummy list or dict of ``elem`` has: ``digest[4] mod 3 + 1``, or
+    one when ``elem`` holds a model (whose values may be large; Go's ``dummyCount``)."""
+    return 1 if elem.holds_model() else digest[4] % 3 + 1
 
 
 def _child(digest: bytes, i: int) -> bytes:

@@ -14,6 +14,13 @@ from .protocol import quote
 
 #: Types nest at most this deep (``list[list[...]]``).
 MAX_TYPE_DEPTH = 16
+#: A model nests at most this many levels, types and models counted together
+#: (:meth:`FieldType.nest`): pydantic fails on much deeper ones.
+MAX_MODEL_NESTING = 32
+#: A value of a model, or of a signature's field, holds at most this many fields of models
+#: (:meth:`FieldType.size`): a model whose fields hold the next twice over has values of
+#: exponential size.
+MAX_MODEL_FIELDS = 10000
 #: A Literal's integers are within int64, as Go's.
 _INT_MAX = 2**63 - 1
 
@@ -49,14 +56,18 @@ class Model:
     ``description`` (the class's docstring, ``""`` for none) and its ``fields`` in order,
     each a :class:`~dspgo_worker.signature.Field` (name, type, description). The fields are
     set once every declared model is made, since a field's type may name a model declared
-    after its own (:func:`~dspgo_worker.signature.compile_models`)."""
+    after its own, and then ``nest`` and ``size`` (:meth:`FieldType.nest` and
+    :meth:`FieldType.size` of the model's type), once the models its fields name have
+    theirs (:func:`~dspgo_worker.signature.compile_models`)."""
 
-    __slots__ = ("name", "description", "fields")
+    __slots__ = ("name", "description", "fields", "nest", "size")
 
     def __init__(self, name: str, description: str) -> None:
         self.name = name
         self.description = description
         self.fields: tuple[Field, ...] = ()
+        self.nest = 0
+        self.size = 0
 
     def __repr__(self) -> str:
         return f"Model({self.name!r})"
@@ -165,6 +176,35 @@ class FieldType:
         if self.kind == MODEL:
             return [self.model]
         return [m for t in (self.key, self.elem, *self.members) if t is not None for m in t.models()]
+
+    def holds_model(self) -> bool:
+        """Whether the type is or holds a model (Go's ``Type.holdsModel``)."""
+        if self.kind == MODEL:
+            return True
+        return any(t is not None and t.holds_model() for t in (self.key, self.elem, *self.members))
+
+    def nest(self) -> int:
+        """How many levels a value of the type nests (Go's ``Type.nest``): 0 for a type
+        that holds no other; 1 more than its deepest part for a list, dict, tuple, Optional
+        and Union; a model's own ``nest`` (1 more than its deepest field's type), which
+        :func:`~dspgo_worker.signature.compile_models` sets."""
+        if self.kind == MODEL:
+            return self.model.nest
+        parts = [t for t in (self.key, self.elem, *self.members) if t is not None]
+        return 1 + max(t.nest() for t in parts) if parts else 0
+
+    def size(self) -> int:
+        """How many fields of models a value of the type holds (Go's ``Type.size``),
+        counting one element of each list, dict and ``tuple[T, ...]``, every member of a
+        fixed tuple and a Union, and a model's own ``size`` (its fields and theirs), which
+        :func:`~dspgo_worker.signature.compile_models` sets; counting stops past
+        :data:`MAX_MODEL_FIELDS`."""
+        if self.kind == MODEL:
+            return self.model.size
+        n = self.elem.size() if self.elem is not None else 0
+        for m in self.members:
+            n = min(n + m.size(), MAX_MODEL_FIELDS + 1)
+        return n
 
     @property
     def nullable(self) -> bool:

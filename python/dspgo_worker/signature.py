@@ -7,13 +7,13 @@ from __future__ import annotations
 import re
 
 from .errors import invalid
-from .fieldtypes import HISTORY, TYPE_NAMES, FieldType, Model, parse_type
+from .fieldtypes import HISTORY, MAX_MODEL_FIELDS, MAX_MODEL_NESTING, TYPE_NAMES, FieldType, Model, parse_type
 from .protocol import quote
 from .values import describe_value, json_object, json_string
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -52,14 +52,16 @@ def field_list(obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]
 
 
 #: The public attributes of pydantic's BaseModel (2.14) that do not start with ``model_``,
-#: which a model's field may not shadow (python/tests/test_models.py checks the list
-#: against pydantic's).
+#: its metaclass's ``mro`` and ``register`` included, which a model's field may not shadow
+#: (python/tests/test_models.py checks the list against pydantic's).
 BASE_MODEL_ATTRIBUTES = (
-    "construct", "copy", "dict", "from_orm", "json", "parse_file", "parse_obj", "parse_raw", "schema", "schema_json",
-    "update_forward_refs", "validate",
+    "construct", "copy", "dict", "from_orm", "json", "mro", "parse_file", "parse_obj", "parse_raw", "register", "schema",
+    "schema_json", "update_forward_refs", "validate",
 )
 #: How an error says a name is not an identifier.
 NOT_IDENTIFIER = "is not a valid identifier (letters, digits and _, not starting with a digit)"
+#: The end of the error of a model's or a field's values that are too large.
+TOO_LARGE = f"a value of it holds more than {MAX_MODEL_FIELDS} fields of models (counting one element of each list and dict)"
 
 
 def compile_models(signature: dict[str, Any]) -> dict[str, Model]:
@@ -67,8 +69,14 @@ def compile_models(signature: dict[str, Any]) -> dict[str, Model]:
     declared order, as Go's ``program.CompileModels`` (docs/protocol.md, "Program specs":
     the same rules, order and messages): each model in the declared order (its name, then
     each field's name and type, where every declared model's name is known), then whether
-    one contains itself. Whether each is used needs the signature's fields
-    (:func:`check_models_used`). Raises ``invalid_argument``."""
+    one contains itself (:func:`_walk`), then each model's depth and size in the declared
+    order (set as the model's ``nest`` and ``size``). A signature's field's size
+    (:func:`check_size`) and whether each model is used (:func:`check_models_used`) need
+    the signature's fields. Raises ``invalid_argument``.
+
+    All of it takes time linear in the size of the models, and no recursion deeper than
+    a type's (:data:`~dspgo_worker.fieldtypes.MAX_TYPE_DEPTH`), however many models
+    name each other."""
     raw = signature.get("models")
     if raw is None:
         return {}
@@ -95,21 +103,29 @@ def compile_models(signature: dict[str, Any]) -> dict[str, Model]:
             raise invalid(f"model {quote(name)} has no fields")
         seen.add(name)
         models[name].fields = _model_fields(name, fields, models)
-    for model in models.values():
-        path = _cycle(model, [model.name], set())
-        if path:
-            raise invalid(f"model {quote(model.name)} contains itself ({' -> '.join(path)})")
+    for model in _walk(models):  # each after the models its fields name
+        model.nest = 1 + max(f.type.nest() for f in model.fields)
+        size = len(model.fields)
+        for f in model.fields:
+            size = min(size + f.type.size(), MAX_MODEL_FIELDS + 1)
+        model.size = size
+    for name, model in models.items():
+        if model.nest > MAX_MODEL_NESTING:
+            raise invalid(f"model {quote(name)} nests more than {MAX_MODEL_NESTING} levels (types and models counted together)")
+        if model.size > MAX_MODEL_FIELDS:
+            raise invalid(f"model {quote(name)}: {TOO_LARGE}")
     return models
 
 
 def _model_fields(model: str, fields: list[dict[str, Any]], models: dict[str, Model]) -> tuple[Field, ...]:
     """A model's fields checked and parsed (Go's ``Models.modelFields``)."""
     out: list[Field] = []
+    names: set[str] = set()
     for f in fields:
         name = f["name"]
         if not is_identifier(name):
             raise invalid(f"model {quote(model)} field name {quote(name)} {NOT_IDENTIFIER}")
-        if any(g.name == name for g in out):
+        if name in names:
             raise invalid(f"model {quote(model)} field name {quote(name)} is used twice")
         if name.startswith(("_", "model_")):
             raise invalid(f'model {quote(model)} field {quote(name)}: a model\'s field name may not start with "_" or "model_"')
@@ -122,26 +138,55 @@ def _model_fields(model: str, fields: list[dict[str, Any]], models: dict[str, Mo
         bad = t.media or (HISTORY if t.kind == HISTORY else "")
         if bad:
             raise invalid(f"model {quote(model)} field {quote(name)}: {bad} is not a type of a model's field")
+        names.add(name)
         out.append(Field(name, t, f["description"]))
     return tuple(out)
 
 
-def _cycle(model: Model, path: list[str], seen: set[str]) -> list[str] | None:
-    """The path by which ``model``, at the end of ``path``, contains ``path[0]`` again, or
-    None; ``seen`` holds the models already searched from ``path[0]`` (Go's
-    ``Models.cycle``)."""
+def _walk(models: dict[str, Model]) -> list[Model]:
+    """The models in the order their walks end, each after every model its fields name:
+    one depth-first walk, from each model in the declared order not yet walked, through
+    its fields' types in order (Go's ``cycle``). ``invalid_argument`` naming the first
+    model reached again while its own walk is under way, with the path from it back to
+    it. A stack of iterators, not recursion: a chain of models may be long."""
+    walking: set[str] = set()  # the models on the stack
+    walked: set[str] = set()
+    done: list[Model] = []
+    for root in models.values():
+        if root.name in walked:
+            continue
+        stack = [(root, _named(root))]
+        walking.add(root.name)
+        while stack:
+            model, inner_models = stack[-1]
+            inner = next(inner_models, None)
+            if inner is None:
+                stack.pop()
+                walking.discard(model.name)
+                walked.add(model.name)
+                done.append(model)
+            elif inner.name in walking:
+                path = [m.name for m, _ in stack]
+                path = path[path.index(inner.name):] + [inner.name]
+                raise invalid(f"model {quote(inner.name)} contains itself ({' -> '.join(path)})")
+            elif inner.name not in walked:
+                stack.append((inner, _named(inner)))
+                walking.add(inner.name)
+    return done
+
+
+def _named(model: Model) -> Iterator[Model]:
+    """The models ``model``'s fields' types name, in order (a model once per naming)."""
     for f in model.fields:
-        for inner in f.type.models():
-            step = [*path, inner.name]
-            if inner.name == path[0]:
-                return step
-            if inner.name in seen:
-                continue
-            seen.add(inner.name)
-            found = _cycle(inner, step, seen)
-            if found is not None:
-                return found
-    return None
+        yield from f.type.models()
+
+
+def check_size(t: FieldType, what: str) -> None:
+    """``invalid_argument`` when a value of ``t``, the type of the signature's field
+    ``what`` names (``output field "a"``), holds more fields of models than a value may
+    (Go's ``Models.CheckSize``)."""
+    if t.size() > MAX_MODEL_FIELDS:
+        raise invalid(f"{what}: {TOO_LARGE}")
 
 
 def check_models_used(models: dict[str, Model], fields: Iterable[Field]) -> None:

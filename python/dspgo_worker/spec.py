@@ -22,6 +22,7 @@ from .signature import (
     NOT_IDENTIFIER,
     Field,
     check_models_used,
+    check_size,
     compile_models,
     field_list,
     is_identifier,
@@ -81,6 +82,7 @@ class CompiledSpec:
                     t = parse_type(f["type"], self.models)
                 except ValueError as exc:
                     raise invalid(f"{side} field {quote(name)}: {exc}") from None
+                check_size(t, f"{side} field {quote(name)}")
                 if side == "output" and t.media:
                     raise invalid(f"output field {quote(name)}: {t.media} is an input type ({media_note(t.media)})")
                 if t.kind == HISTORY:
