@@ -141,9 +141,10 @@ type Typed[In, Out any] struct {
 // described as In's and Out's fields are (tags included); a pointer field
 // is Optional, so it may be left out of a value. DSPy gives the language
 // model its JSON schema and validates its answer with it. Refused: an
-// anonymous struct (no name for the model), a struct that contains
-// itself, two struct types of one name, and a struct with MarshalText
-// or UnmarshalText but not both. Refused too: []byte,
+// anonymous struct (no name for the model), a generic one or one named as
+// a type (Any), a struct that contains itself, two struct types of one
+// name, and a struct with MarshalText or UnmarshalText but not both; the
+// models' limits are Signature's (see Model). Refused too: []byte,
 // channels, functions, complex numbers, uintptr, interfaces with methods
 // and embedded pointers to exported struct types (an unexported one is
 // skipped, as encoding/json does).

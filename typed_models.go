@@ -1,10 +1,12 @@
 package dspgo
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
 
+	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
@@ -32,6 +34,11 @@ func (ms *modelSet) nested(t reflect.Type, s side) (program.Type, error) {
 		return program.Type{}, fmt.Errorf("struct %s has MarshalText or UnmarshalText but not both: give it both to travel as a str, or neither to be a pydantic model", t)
 	case slices.Contains(ms.deriving, t):
 		return program.Type{}, fmt.Errorf("struct %s contains itself: a pydantic model may not, in dspgo", t)
+	}
+	if err := program.CheckModelName(t.Name()); err != nil {
+		var aerr *adapter.Error
+		errors.As(err, &aerr)
+		return program.Type{}, fmt.Errorf("struct %s cannot name a pydantic model: %s", t, aerr.Message)
 	}
 	c, err := deriveCodec(t, s, append(slices.Clip(ms.deriving), t))
 	if err != nil {
@@ -94,7 +101,8 @@ func (ms *modelSet) clone() modelSet {
 }
 
 // rewriteModel returns a nested struct input as its model's object: each
-// field by its signature name, rewritten as encode rewrites a field.
+// field by its signature name, as encode gives a field (rewritten where
+// it must be).
 func rewriteModel(v reflect.Value) (any, error) {
 	c, err := codecOf(v.Type(), inputSide)
 	if err != nil {
@@ -102,8 +110,15 @@ func rewriteModel(v reflect.Value) (any, error) {
 	}
 	out := make(map[string]any, len(c.fields))
 	for _, f := range c.fields {
-		if out[f.field.Name], err = rewrite(v.FieldByIndex(f.index)); err != nil {
-			return nil, err
+		fv := v.FieldByIndex(f.index)
+		switch {
+		case f.omitNil && fv.IsNil():
+		case !f.rewrite: // converts as it is, as a top-level field's value (a time.Time of a date)
+			out[f.field.Name] = fv.Interface()
+		default:
+			if out[f.field.Name], err = rewrite(fv); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil

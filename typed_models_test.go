@@ -90,6 +90,26 @@ func TestTypedNestedStructsAreModels(t *testing.T) {
 	assert.Equal(t, untyped["maybe"] == nil, out.Maybe == nil)
 }
 
+// A nested struct's fields are given as the top-level ones are: a
+// time.Time tagged date is its day, a nil pointer left out.
+func TestTypedModelInputsAsTopLevelFields(t *testing.T) {
+	type Born struct {
+		Day  time.Time  `dspy:"day,date"`
+		Seen *time.Time `dspy:"seen,datetime"`
+		Tags []string   `dspy:"tags"`
+	}
+	type in struct{ B Born }
+	c, _ := newClient(t)
+	p, err := dspgo.NewTyped[in, struct{ A string }](t.Context(), c, dspgo.ProgramSpec{})
+	require.NoError(t, err)
+	day := time.Date(2026, 12, 7, 23, 30, 0, 0, time.FixedZone("UTC+5", 5*3600))
+	out, err := p.ExecuteDetailed(t.Context(), in{B: Born{Day: day}})
+	require.NoError(t, err)
+	untyped, err := c.Execute(t.Context(), p.Program().ID, map[string]any{"b": map[string]any{"day": "2026-12-07", "seen": nil, "tags": []any{}}})
+	require.NoError(t, err)
+	assert.Equal(t, untyped, out.Outputs, "the day in its own location; nil and empty as null and []")
+}
+
 // The same program on the Python worker: the same signature, hash and
 // outputs as on the mock.
 func TestTypedModelsOnThePythonWorker(t *testing.T) {
@@ -115,6 +135,10 @@ type (
 	withJSON struct{ JSON string }
 	// packagePlace is Place where a test's own Place hides it.
 	packagePlace = Place
+	// Pair is generic: its types' names are no identifiers.
+	Pair[T any] struct{ A, B T }
+	// Any is named as a type.
+	Any struct{ X string }
 )
 
 func TestTypedRefusesModelsItCannotMap(t *testing.T) {
@@ -136,6 +160,8 @@ func TestTypedRefusesModelsItCannotMap(t *testing.T) {
 			P Place `dspy:"p,enum=a|b"`
 		}](1), "dspgo_test.Place is a struct: enum=, date and datetime apply to its fields' own tags"},
 		"a BaseModel attribute": {outputType[withJSON], `model "withJSON" field "json": pydantic's BaseModel has an attribute of that name`},
+		"a generic struct":      {outputType[Pair[int]], `struct dspgo_test.Pair[int] cannot name a pydantic model: model name "Pair[int]" is not a valid identifier`},
+		"a type's name":         {outputType[Any], `struct dspgo_test.Any cannot name a pydantic model: model name "Any" is a type's name`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := tc.derive(ctx, c)
