@@ -391,7 +391,7 @@ def parse_reply(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
     if not raw:
         try:
             parsed = json.loads(unfence(reply))
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         if isinstance(parsed, dict):
             raw = parsed
@@ -399,17 +399,20 @@ def parse_reply(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
 
 
 def convert_outputs(compiled: CompiledSpec, raw: dict[str, Any], where: str, hint: Callable[[str], str] = lambda name: "", text: bool = False) -> dict[str, Any]:
-    """The raw outputs converted to their declared types by
-    :func:`~dspgo_worker.values.parse_output`: each a section's text when ``text``, else a
-    typed value (a JSON reply's, a DSPy prediction's). An Optional output that is absent
-    is null, as DSPy (3.4) fills it; a null is allowed where the type allows it
-    (Optional, Any); any other absent or null output is an :class:`OutputError`."""
+    """The raw outputs as values of their declared types, by
+    :func:`~dspgo_worker.values.parse_output`: with ``text``, what the LM wrote (a
+    section's text, a JSON reply's value), read as DSPy's ``parse_value`` reads it (a
+    JSON reply's null too: ``"None"`` for a ``str`` output, as DSPy makes it); else a
+    DSPy prediction's values, checked by pydantic's lax mode and otherwise unchanged. An
+    Optional output that is absent is null, as DSPy (3.4) fills it; any other absent
+    output (or null prediction value where the type allows none) is an
+    :class:`OutputError`."""
     out: dict[str, Any] = {}
     for f in compiled.outputs:
         if f.name not in raw and f.type.kind == OPTIONAL:
             out[f.name] = None
             continue
-        if f.name not in raw or (raw[f.name] is None and not f.type.nullable):
+        if f.name not in raw or (not text and raw[f.name] is None and not f.type.nullable):
             raise OutputError(f"output {quote(f.name)} is missing {where}{hint(f.name)}")
         try:
             out[f.name] = parse_output(f.type, raw[f.name], f"output {f.name}", text=text)

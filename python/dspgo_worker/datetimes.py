@@ -110,3 +110,72 @@ def dummy_datetime(kind: str, n: int) -> str:
     if kind == DATE:
         return (start + datetime.timedelta(days=n % 36525)).strftime("%Y-%m-%d")
     return (start + datetime.timedelta(seconds=n % 3155760000)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: A datetime's text with a fraction of its seconds after a comma or of more than 9
+#: digits, which pydantic's lax mode reads too (to the microsecond).
+_LONG_FRACTION = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2})[.,]([0-9]+)(.*)\Z", re.S)
+#: A Unix timestamp's text, as pydantic's lax mode reads one for a date or a datetime.
+_TIMESTAMP_TEXT = re.compile(r"[+-]?(?:[0-9]+|(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\Z")
+#: A timestamp beyond this many seconds either way is in milliseconds (speedate's rule).
+_MS_WATERSHED = 20_000_000_000
+#: The first and last second of a datetime (0001-01-01T00:00:00Z, 9999-12-31T23:59:59Z).
+_FIRST_SECOND, _LAST_SECOND = -62135596800, 253402300799
+
+
+def lax_datetime(kind: str, v: Any) -> str | None:
+    """A value of a ``datetime.date`` or ``datetime.datetime`` (``kind``) as pydantic's lax
+    mode takes it (``TypeAdapter(date).validate_python``), as its canonical text, or
+    None: a text as :func:`parse_datetime` reads it (not stripped), its seconds' fraction
+    also after a comma or longer than 9 digits; or a Unix timestamp, a number or its
+    text (digits, or with a decimal point also an exponent; not a bool), in seconds, or
+    in milliseconds beyond 2e10 (UTC; for a date, only a midnight)."""
+    if isinstance(v, str):
+        m = _LONG_FRACTION.match(v)
+        moment = parse_datetime(kind, f"{m.group(1)}.{m.group(2)[:9]}{m.group(3)}" if m else v)
+        if moment is not None or not _TIMESTAMP_TEXT.match(v):
+            return moment
+        v = float(v) if "." in v else int(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return _timestamp(kind, v)
+
+
+def _timestamp(kind: str, ts: int | float) -> str | None:
+    """A Unix timestamp as pydantic (speedate) reads it, as canonical text (see
+    :func:`lax_datetime`): a float's fraction rounded to the microsecond."""
+    import math
+
+    micro = 0
+    if isinstance(ts, float):
+        if not math.isfinite(ts) or abs(ts) >= 2.0**63:
+            return None
+        whole = math.floor(ts)
+        fraction = (ts - whole) * (1000 if abs(whole) > _MS_WATERSHED else 1_000_000)  # of a millisecond, or of a second
+        micro = math.floor(fraction)
+        if fraction - micro >= 0.5:  # half away from zero, as Rust's f64::round
+            micro += 1
+        ts = whole
+    if abs(ts) > _MS_WATERSHED:
+        micro += ts % 1000 * 1000
+        ts //= 1000
+    ts += micro // 1_000_000
+    micro %= 1_000_000
+    if not _FIRST_SECOND <= ts <= _LAST_SECOND:
+        return None
+    days, second = divmod(ts, 86400)
+    # Howard Hinnant's civil_from_days: the proleptic Gregorian date of a day from 1970-01-01.
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    date = f"{year:04d}-{month:02d}-{day:02d}"
+    if kind == DATE:
+        return date if second == 0 and micro == 0 else None
+    out = f"{date}T{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+    return out + (f".{micro:06d}" if micro else "") + "Z"

@@ -465,6 +465,11 @@ class DspyEngine:
 
     @staticmethod
     def _outputs(compiled: CompiledSpec, prediction: Any) -> dict[str, Any]:
+        """The prediction's outputs as DSPy produced them, made JSON (:func:`plain`: a
+        model's ``model_dump(mode="json")``, a tuple a list, a date its text) and checked
+        against their declared types by pydantic's lax mode
+        (:func:`~dspgo_worker.values.lax_value`), never read again as an LM's text: a
+        string stays as it is."""
         raw = {}
         for f in compiled.outputs:
             names = (f.name, "rationale") if f.name == REASONING_FIELD and compiled.kind == KIND_CHAIN_OF_THOUGHT else (f.name,)

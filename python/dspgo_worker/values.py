@@ -12,7 +12,7 @@ import math
 import re
 
 from .canonical import EXACT
-from .datetimes import DATE_WANT, DATETIME_WANT, convert_datetime, parse_datetime
+from .datetimes import DATE_WANT, DATETIME_WANT, convert_datetime, lax_datetime
 from .errors import invalid
 from .fieldtypes import (
     ANY,
@@ -44,7 +44,7 @@ from .media import (
     is_plain,
     media_part,
 )
-from .protocol import quote
+from .protocol import DEFAULT_MAX_FRAME_BYTES, quote
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -278,9 +278,10 @@ def _strict_key(t: FieldType, k: Any, path: str) -> tuple[Any, str]:
     raise ValueError(f"{path}: expected {t}, got a key of type {type(k).__name__}")
 
 
-def json_value(v: Any, path: str, depth: int = 0) -> Any:
+def json_value(v: Any, path: str, depth: int = 0, int_keys: bool = False) -> Any:
     """``v`` as a value of ``Any``: any JSON value (integers within int64, finite
-    floats, arrays as lists, objects with string keys), nested at most
+    floats, arrays as lists, objects with string keys; with ``int_keys``, an int key
+    too, as its decimal text, as JSON writes it), nested at most
     :data:`MAX_VALUE_DEPTH` levels. Ints stay ints and floats floats."""
     if v is None:
         return None
@@ -297,187 +298,459 @@ def json_value(v: Any, path: str, depth: int = 0) -> Any:
             raise ValueError(f"{path}: number {v} is out of range")
         return v
     if isinstance(v, (list, tuple)):
-        return [json_value(e, f"{path}[{i}]", depth + 1) for i, e in enumerate(v)]
+        return [json_value(e, f"{path}[{i}]", depth + 1, int_keys) for i, e in enumerate(v)]
     if isinstance(v, dict):
         converted = {}
         for k in _sorted_keys(v):  # as Go checks them
-            if not isinstance(k, str):
+            name = k
+            if int_keys and isinstance(k, int) and not isinstance(k, bool):
+                name = str(k)
+            elif not isinstance(k, str):
                 raise ValueError(f"{path}: expected Any (a JSON value), got a key of type {type(k).__name__}")
-            converted[k] = json_value(v[k], f"{path}[{quote(k)}]", depth + 1)
-        return {k: converted[k] for k in v}  # in the object's order
+            converted[k] = (name, json_value(v[k], f"{path}[{quote(name)}]", depth + 1, int_keys))
+        return dict(converted[k] for k in v)  # in the object's order
     raise ValueError(f"{path}: expected Any (a JSON value), got {describe_value(v)}")
 
 
-# --- conversion of outputs ---------------------------------------------------------------
+# --- reading of outputs ------------------------------------------------------------------
+#
+# What a language model produced is read as DSPy 3.4.1 reads it: a reply's value by
+# ``dspy.adapters.utils.parse_value`` (:func:`_read`), and every typed value by pydantic's
+# ``TypeAdapter(T).validate_python`` in its lax mode (:func:`lax_value`), in the standard
+# library. python/tests/test_dspy_signatures.py checks both against DSPy and pydantic.
 
-_TRUE = {"true", "yes", "y", "1"}
-_FALSE = {"false", "no", "n", "0"}
-_FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```\Z", re.S)
-_INT_TEXT = re.compile(r"[+-]?\d+\Z")
-_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
-_NULL_TEXT = ("null", "None")
-#: What an integer Literal's text is read as first.
-_INT_TYPE = FieldType(INT)
+#: How well a value fits a type, as pydantic-core scores a union's members (its
+#: ``Exactness``): taken in lax mode only (``"7"`` for int), in strict mode (``7`` for
+#: float), or a value of the type itself (``7`` for int). A container's is its worst part's.
+_LAX, _STRICT, _EXACT = 1, 2, 3
 
-
-def _unfenced(text: str) -> str:
-    """``text`` stripped of surrounding space and a Markdown code fence."""
-    s = text.strip()
-    m = _FENCE.match(s)
-    return m.group(1).strip() if m else s
-
-
-def _strip_text(text: str) -> str:
-    """Strip space, a Markdown code fence, surrounding quotes/backticks and a final period."""
-    s = _unfenced(text)
-    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"`":
-        s = s[1:-1].strip()
-    if s.endswith(".") and not _FLOAT_TEXT.match(s):
-        s = s[:-1].rstrip()
-    return s
-
-
-def _has_str_member(t: FieldType) -> bool:
-    inner = t.elem if t.kind == OPTIONAL else t
-    members = inner.members if inner.kind == UNION else (inner,)
-    return any(m.kind == STR for m in members)
-
-
-def _decode_text(t: FieldType, text: str) -> Any:
-    """The value of an ``Any``, ``Optional`` or ``Union`` output's text, as DSPy reads it:
-    the text itself (stripped) for an Optional with a ``str`` member; else ``null`` for
-    ``null`` or ``None`` when the type is nullable, the JSON value of a JSON text, or the
-    text itself."""
-    s = _unfenced(text)
-    if t.kind == OPTIONAL and _has_str_member(t):
-        return s
-    if s in _NULL_TEXT and t.nullable:
-        return None
-    try:
-        value = json.loads(s)
-    except ValueError:
-        return s
-    return s if value is None else value
+#: The white space pydantic strips around a number's text (Rust's ``char::is_whitespace``).
+_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+#: A bool's texts as pydantic takes them (in any case, not stripped).
+_BOOL_TEXT = {"true": True, "yes": True, "y": True, "on": True, "t": True, "1": True,
+              "false": False, "no": False, "n": False, "off": False, "f": False, "0": False}
+#: A Markdown code fence around a reply's JSON array or object.
+_FENCE = re.compile(r"\A```[A-Za-z0-9_+-]*[ \t]*\n(.*?)\n?[ \t]*```\Z", re.S)
+#: The longest text read as a Python literal: a frame's (docs/protocol.md, "Frames").
+_MAX_LITERAL_CHARS = DEFAULT_MAX_FRAME_BYTES
 
 
 def parse_output(t: FieldType, value: Any, path: str, text: bool = False) -> Any:
-    """What a language model produced for a field, as a value of its declared type.
+    """What a language model produced for a field, as a value of its declared type;
+    ``ValueError`` naming ``path``.
 
-    ``value`` is the field's text (a reply section; ``text`` true) or a value already typed
-    (a JSON reply's, a DSPy prediction's, or an element of either). Strings are read
-    leniently: ``"0.9"`` for a float, ``true``/``yes``/``false``/``no`` for a bool, a quoted
-    or differently-cased Literal value, JSON (optionally in a code fence) for lists, tuples,
-    dicts and models (a model's fields then read as a dict's values are). The text of an
-    Any, Optional or Union is first decoded as :func:`_decode_text` says (a typed string stays a string); a Union then takes the
-    member :func:`convert` picks (exactly first), each member read leniently in the
-    second pass. Raises ``ValueError`` naming ``path``.
+    With ``text``, ``value`` is what the LM wrote for the field (a reply section's text,
+    or a JSON reply's value), read as DSPy 3.4.1's ``parse_value`` reads it
+    (:func:`_read`). Without, it is a value already typed (a DSPy prediction's), checked
+    by pydantic's lax mode (:func:`lax_value`) and otherwise left as it is.
     """
+    return _read(t, value, path) if text else lax_value(t, value, path)
+
+
+def _read(t: FieldType, value: Any, path: str) -> Any:
+    """DSPy's ``parse_value(value, T)``: a ``str`` output's value is ``str(value)``; a
+    Literal's text that is not one of its values is tried again stripped, without a
+    ``Literal[…]`` or ``str[…]`` around it and without one pair of quotes; a value that
+    is not a string (a JSON reply's) goes to :func:`lax_value`, as does the text of an
+    Optional with a ``str`` member; any other text is decoded first (:func:`_decode`)."""
     kind = t.kind
-    if text and isinstance(value, str) and kind in (ANY, OPTIONAL, UNION):
-        value = _decode_text(t, value)
-    if value is None:
-        if t.nullable:
-            return None
-        raise ValueError(f"{path}: expected {t}, got null")
-    if kind == ANY:
-        return json_value(value, path)
-    if kind == OPTIONAL:
-        if t.elem.kind == UNION:
-            return _union(t.elem, value, path, False, parse_output)
-        return parse_output(t.elem, value, path)
-    if kind == UNION:
-        return _union(t, value, path, False, parse_output)
     if kind == STR:
-        if isinstance(value, str):
-            return value.strip()
-        if isinstance(value, (bool, int, float)):
-            return json.dumps(value)
-        raise ValueError(f"{path}: expected str, got {describe_value(value)}")
-    if isinstance(value, str):
-        return _parse_text(t, value, path)
-    if kind in (DATE, DATETIME):
-        raise ValueError(f"{path}: {DATE_WANT if kind == DATE else DATETIME_WANT}, got {describe_value(value)}")
-    if kind == LITERAL and not t.ints:
-        raise ValueError(f"{path}: expected one of {t}, got {describe_value(value)}")
-    if kind in (INT, FLOAT, BOOL, LITERAL):
-        return convert(t, value, path)
-    if kind in (LIST, TUPLE):
-        return _array(t, value, path, parse_output)
-    if kind == DICT:
-        return _dict(t, value, path, parse_output, _lenient_key)
-    if kind == MODEL:
-        return _model(t, value, path, parse_output)
-    raise ValueError(f"{path}: unsupported type {t}")
+        return value if isinstance(value, str) else str(value)
+    if kind == LITERAL and isinstance(value, str):
+        if value in t.values:
+            return value
+        v = value.strip()
+        if v.startswith(("Literal[", "str[")) and v.endswith("]"):
+            v = v[v.find("[") + 1 : -1]
+        if len(v) > 1 and v[0] == v[-1] and v[0] in "\"'":
+            v = v[1:-1]
+        if v in t.values:
+            return v
+        value = v
+    if not isinstance(value, str) or (kind == OPTIONAL and _has_str_member(t)):
+        return lax_value(t, value, path)
+    return lax_value(t, _decode(value), path)
 
 
-def _lenient_key(t: FieldType, k: Any, path: str) -> tuple[Any, str]:
-    """A key of a dict output: as :func:`_strict_key`, and for ``dict[int, V]`` any text an
-    int output takes (``" 1 "``, ``"1.0"``), for a Literal any text a Literal output takes."""
-    kind = key_kind(t)
-    if isinstance(k, str) and kind in (INT, LITERAL) and t.key is not None:
-        try:
-            key = _parse_text(t.key, k, path)
-        except ValueError:
-            pass
-        else:
-            return key, str(key)
-    return _strict_key(t, k, path)
+def _has_str_member(t: FieldType) -> bool:
+    """Whether an Optional's members include ``str`` itself (``Optional[str]``,
+    ``Optional[Union[int, str]]``)."""
+    members = t.elem.members if t.elem.kind == UNION else (t.elem,)
+    return any(m.kind == STR for m in members)
 
 
-def _parse_text(t: FieldType, text: str, path: str) -> Any:
-    s = _strip_text(text)
-    kind = t.kind
-    shown = describe_value(text.strip())
-    if kind == LITERAL and t.ints:
-        try:
-            whole = _parse_text(_INT_TYPE, s, path)
-        except ValueError:
-            whole = None
-        if whole not in t.values:
-            raise ValueError(f"{path}: {shown} is not one of {t}")
-        return whole
-    if kind == LITERAL:
-        if s in t.values:
-            return s
-        folded = [v for v in t.values if isinstance(v, str) and v.casefold() == s.casefold()]
-        if len(folded) == 1:
-            return folded[0]
-        raise ValueError(f"{path}: {shown} is not one of {t}")
-    if kind == BOOL:
-        word = s.lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-        raise ValueError(f"{path}: expected bool (true or false), got {shown}")
-    if kind == INT:
-        if _INT_TEXT.match(s):
-            n = int(s)
-            if _INT_MIN <= n <= _INT_MAX:
-                return n
-        elif _FLOAT_TEXT.match(s):
-            whole = _to_int(float(s))
-            if whole is not None:
-                return whole
-        raise ValueError(f"{path}: expected int, got {shown}")
-    if kind == FLOAT:
-        if _FLOAT_TEXT.match(s):
-            f = _to_float(float(s))
-            if f is not None:
-                return f
-        raise ValueError(f"{path}: expected float, got {shown}")
-    if kind in (DATE, DATETIME):
-        moment = parse_datetime(kind, s)
-        if moment is None:
-            raise ValueError(f"{path}: {DATE_WANT if kind == DATE else DATETIME_WANT}, got {shown}")
-        return moment
-    # list, tuple, dict or model: JSON
+_NOTHING = object()
+
+
+def _decode(text: str) -> Any:
+    """The value DSPy's ``parse_value`` validates for a text: its JSON value, or (for a
+    Markdown code fence around JSON or a Python literal) the array or object in it, or
+    its value as a Python literal (:func:`_python_literal`), else the text itself. (DSPy
+    decodes with json_repair, which also repairs broken JSON and finds JSON inside other
+    text; that is not done here.)"""
     try:
-        value = json.loads(s)
-    except ValueError:
-        raise ValueError(f"{path}: expected {t} as JSON, got {shown}") from None
-    return parse_output(t, value, path)
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    m = _FENCE.match(text.strip())
+    if m:
+        inner = m.group(1)
+        try:
+            value = json.loads(inner)
+        except (ValueError, RecursionError):
+            value = _python_literal(inner)
+        if isinstance(value, (list, dict)):
+            return value
+    value = _python_literal(text)
+    return text if value is _NOTHING else value
 
+
+def _python_literal(text: str) -> Any:
+    """``text`` as ``ast.literal_eval`` reads it, or :data:`_NOTHING`, made JSON as
+    json_repair makes the same text: a tuple or a set a list (in its order), a dict's key
+    that is not a string its text. A literal of another kind (bytes, a complex number,
+    ``...``) is none. Only for a text of at most a frame's size."""
+    if len(text) > _MAX_LITERAL_CHARS:
+        return _NOTHING
+    import ast
+
+    source = text.lstrip(" \t")
+    try:
+        node = ast.parse(source, mode="eval").body
+        # json_repair reads "(1, 2)" as a list, but not "1, 2": DSPy's literal_eval does, as tuples.
+        tuples = isinstance(node, ast.Tuple) and source[node.col_offset : node.col_offset + 1] != "("
+        return _literal(ast, node, source, tuples, 0)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return _NOTHING
+
+
+def _literal(ast: Any, node: Any, source: str, tuples: bool, depth: int) -> Any:
+    if depth > MAX_VALUE_DEPTH:
+        raise ValueError("nested too deep")
+    if isinstance(node, ast.Constant) and type(node.value) in (str, int, float, bool, type(None)):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.UAdd, ast.USub)):
+        operand = node.operand
+        if isinstance(operand, ast.Constant) and type(operand.value) in (int, float):
+            return operand.value if isinstance(node.op, ast.UAdd) else -operand.value
+    elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        elements = [_literal(ast, e, source, tuples, depth + 1) for e in node.elts]
+        return tuple(elements) if tuples and isinstance(node, ast.Tuple) else elements
+    elif isinstance(node, ast.Dict):
+        out = {}
+        for k, v in zip(node.keys, node.values):
+            if k is None:  # **mapping
+                raise ValueError("not a literal")
+            key = _literal(ast, k, source, tuples, depth + 1)
+            if isinstance(key, (list, tuple, dict)):
+                raise ValueError("not a literal")
+            out[key if isinstance(key, str) else ast.get_source_segment(source, k)] = _literal(ast, v, source, tuples, depth + 1)
+        return out
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "set" and not node.args and not node.keywords:
+        return []
+    raise ValueError("not a literal")
+
+
+class _Unrepresentable(ValueError):
+    """A value pydantic's lax mode takes that JSON (and Go) cannot carry: an int beyond
+    int64, a float that is not finite, an ``Any`` value that is not JSON. It takes part
+    in a union's choice as the value it would be (how well it fit: ``fit``), and is the
+    error when chosen."""
+
+    def __init__(self, message: str, fit: int) -> None:
+        super().__init__(message)
+        self.fit = fit
+
+
+def lax_value(t: FieldType, v: Any, path: str) -> Any:
+    """``v`` (a Python value: JSON's, a Python literal's, a DSPy prediction's made
+    :func:`~dspgo_worker.plain.plain`) as pydantic's lax mode validates it as ``t``
+    (``TypeAdapter(T).validate_python``), as JSON carries it (lists, tuples as lists, ints
+    within int64, finite floats): ``str`` a string as it is; ``int`` an int, a bool, an
+    integral float, or its text (:func:`_int_text`); ``float`` a number, a bool or a
+    number's text (:func:`_float_text`); ``bool`` a bool, 0 or 1, or ``true``/``yes``/
+    ``on``/``t``/``y``/``1`` and their opposites in any case; a Literal one of its values
+    (a Literal of ints also a bool or float equal to one); lists and tuples arrays, dicts
+    objects (keys as their type takes them, a later equal key winning), each element in
+    lax mode; a model an object of its fields (:func:`_lax_model`); a date or datetime as
+    :func:`~dspgo_worker.datetimes.lax_datetime` reads it; ``Any`` any JSON value; a
+    Union the member pydantic's smart mode picks (:func:`_smart_union`). ``ValueError``
+    naming ``path``."""
+    return _lax(t, v, path)[0]
+
+
+def _lax(t: FieldType, v: Any, path: str) -> tuple[Any, int]:
+    """:func:`lax_value`'s value and how well it fit (:data:`_EXACT`…)."""
+    kind = t.kind
+    if kind == ANY:  # pydantic takes anything for Any, scored as in strict mode
+        try:
+            return json_value(v, path, int_keys=True), _STRICT
+        except ValueError as exc:
+            raise _Unrepresentable(str(exc), _STRICT) from None
+    if kind == OPTIONAL:
+        return (None, _EXACT) if v is None else _lax(t.elem, v, path)
+    if kind == UNION:
+        return _smart_union(t, v, path)
+    if kind in (DATE, DATETIME):
+        moment = lax_datetime(kind, v)
+        if moment is None:
+            raise ValueError(f"{path}: {DATE_WANT if kind == DATE else DATETIME_WANT}, got {describe_value(v)}")
+        return moment, _LAX
+    if kind == STR:
+        if isinstance(v, str):
+            return v, _EXACT
+    elif kind == LITERAL:
+        if t.ints:
+            n = _literal_int(v)
+            if n is not None and n in t.values:
+                return n, _EXACT
+        elif isinstance(v, str) and v in t.values:
+            return v, _EXACT
+        if (isinstance(v, str) and not t.ints) or (t.ints and _literal_int(v) is not None):
+            raise ValueError(f"{path}: {describe_value(v)} is not one of {t}")
+    elif kind == INT:
+        return _lax_int(v, path)
+    elif kind == FLOAT:
+        return _lax_float(v, path)
+    elif kind == BOOL:
+        if isinstance(v, bool):
+            return v, _EXACT
+        if isinstance(v, (int, float)) and v in (0, 1):
+            return v == 1, _LAX
+        if isinstance(v, str) and v.lower() in _BOOL_TEXT:
+            return _BOOL_TEXT[v.lower()], _LAX
+    elif kind in (LIST, TUPLE):
+        if isinstance(v, (list, tuple)):
+            return _lax_array(t, v, path)
+    elif kind == DICT:
+        if isinstance(v, dict):
+            return _lax_dict(t, v, path)
+    elif kind == MODEL:
+        if isinstance(v, dict):
+            return _lax_model(t, v, path)
+    else:  # media and dspy.History: inputs only
+        return convert(t, v, path), _EXACT
+    raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
+
+
+def _smart_union(t: FieldType, v: Any, path: str) -> tuple[Any, int]:
+    """A Union's value in pydantic's smart mode: the first member that takes ``v`` as a
+    value of its own type (:data:`_EXACT`), else the member that takes it best, the
+    first of those."""
+    best: tuple[Any, int] | None = None
+    for m in t.members:
+        try:
+            value, fit = _lax(m, v, path)
+        except _Unrepresentable as exc:
+            value, fit = exc, exc.fit
+        except ValueError:
+            continue
+        if best is None or fit > best[1]:
+            best = (value, fit)
+        if fit == _EXACT:
+            break
+    if best is None:
+        raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
+    if isinstance(best[0], _Unrepresentable):
+        raise best[0]
+    return best
+
+
+class _Parts:
+    """The fit of a list's, dict's or model's parts taken so far (their worst) and the
+    first of them that JSON cannot carry, which is the container's error once every part
+    has been taken (another part's error comes first)."""
+
+    __slots__ = ("fit", "unrepresentable")
+
+    def __init__(self, fit: int) -> None:
+        self.fit = fit
+        self.unrepresentable: _Unrepresentable | None = None
+
+    def take(self, t: FieldType, v: Any, path: str) -> Any:
+        try:
+            value, fit = _lax(t, v, path)
+        except _Unrepresentable as exc:
+            self.unrepresentable = self.unrepresentable or exc
+            value, fit = None, exc.fit
+        self.fit = min(self.fit, fit)
+        return value
+
+    def done(self, value: Any) -> tuple[Any, int]:
+        if self.unrepresentable is not None:
+            raise _Unrepresentable(str(self.unrepresentable), self.fit)
+        return value, self.fit
+
+
+def _literal_int(v: Any) -> int | None:
+    """An int Literal's candidate in ``v``: an int, a bool as 0 or 1, an integral float."""
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        return int(v)
+    return None
+
+
+def _lax_int(v: Any, path: str) -> tuple[int, int]:
+    fit = _LAX
+    n: int | None = None
+    if isinstance(v, bool):
+        n = int(v)
+    elif isinstance(v, int):
+        n, fit = v, _EXACT
+    elif isinstance(v, float):
+        if math.isfinite(v) and v.is_integer() and -(2.0**63) < v < 2.0**63:  # pydantic's range for a float
+            n = int(v)
+    elif isinstance(v, str):
+        n = _int_text(v)
+    if n is None:
+        raise ValueError(f"{path}: expected int, got {describe_value(v)}")
+    if not _INT_MIN <= n <= _INT_MAX:
+        raise _Unrepresentable(f"{path}: expected int, got {describe_value(v)}, beyond int64", fit)
+    return n, fit
+
+
+def _int_text(v: str) -> int | None:
+    """An int's text as pydantic reads it (pydantic-core's ``str_as_int``): digits with a
+    ``-``; else stripped, a ``+`` or ``-`` dropped, its leading zeros (and underscores
+    among them) dropped, a fraction of zeros dropped, single underscores between digits
+    dropped. (So ``0-5``, whose leading zero is dropped, is -5, as pydantic reads it.)"""
+    if _INT_DIGITS.match(v):
+        return _int_digits(v)
+    s = v.strip(_SPACE)
+    if s.startswith("+"):
+        if s.startswith("+-"):
+            return None
+        s = s[1:]
+    negative = s.startswith("-")
+    if negative:
+        if s.startswith(("--", "-+")):
+            return None
+        s = s[1:]
+    zeros = _LEADING_ZEROS.match(s)
+    if zeros is None:
+        return None
+    if zeros.group(1) is not None:  # zeros (and underscores) to the end: the last character stays
+        s = s[-1:]
+    elif zeros.end():  # then a digit or a minus sign, or a dot (after the last zero)
+        s = s[zeros.end() - (s[zeros.end()] == ".") :]
+    whole, dot, fraction = s.partition(".")
+    if dot and fraction and fraction.strip("0") == "":
+        s = whole
+    if "_" in s and not (s.startswith("_") or s.endswith("_") or "__" in s):
+        s = s.replace("_", "")
+    s = "-" + s if negative else s
+    return _int_digits(s) if _INT_DIGITS.match(s) else None
+
+
+#: An int's text as JSON writes one (more or less): digits after an optional minus.
+_INT_DIGITS = re.compile(r"-?[0-9]+\Z")
+#: Leading zeros as pydantic-core's ``strip_leading_zeros`` finds them: a zero, then zeros
+#: and underscores, either to the end (group 1) or before another character.
+_LEADING_ZEROS = re.compile(r"(?=[0-9-])(?:0[0_]*(?:(\Z)|(?=[1-9.-])))?")
+
+
+def _int_digits(s: str) -> int | None:
+    try:
+        return int(s)
+    except ValueError:  # more digits than Python converts (4300)
+        return None
+
+
+def _lax_float(v: Any, path: str) -> tuple[float, int]:
+    fit = _LAX
+    f: float | None = None
+    if isinstance(v, bool):
+        f = float(v)
+    elif isinstance(v, int):
+        fit = _STRICT
+        try:
+            f = float(v)
+        except OverflowError:
+            f = None
+    elif isinstance(v, float):
+        f, fit = v, _EXACT
+    elif isinstance(v, str):
+        f = _float_text(v)
+    if f is None:
+        raise ValueError(f"{path}: expected float, got {describe_value(v)}")
+    if not math.isfinite(f):
+        raise _Unrepresentable(f"{path}: expected a finite float, got {describe_value(v)}", fit)
+    return f, fit
+
+
+def _float_text(v: str) -> float | None:
+    """A float's text as pydantic reads it: stripped, Rust's float syntax (``1e3``,
+    ``.5``, ``7.``, ``inf``, ``nan``); failing that, the text with its underscores dropped,
+    if none starts or ends it and no two are together (not stripped then)."""
+    f = _rust_float(v.strip(_SPACE))
+    if f is None and "_" in v and not (v.startswith("_") or v.endswith("_") or "__" in v):
+        f = _rust_float(v.replace("_", ""))
+    return f
+
+
+_FLOAT_TEXT = re.compile(r"[+-]?(?:inf|infinity|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)\Z", re.I)
+
+
+def _rust_float(s: str) -> float | None:
+    return float(s) if s.isascii() and _FLOAT_TEXT.match(s) else None
+
+
+def _lax_array(t: FieldType, v: list[Any] | tuple[Any, ...], path: str) -> tuple[list[Any], int]:
+    """A list or tuple of ``t`` from a list or tuple, each element in lax mode. A list
+    takes a tuple, and a tuple a list, in lax mode only, as in pydantic."""
+    fit = _EXACT if isinstance(v, list) == (t.kind == LIST) else _LAX
+    if t.kind == LIST and t.elem.kind == ANY:  # pydantic-core does not validate a list[Any]'s items
+        try:
+            return json_value(v, path, int_keys=True), fit
+        except ValueError as exc:
+            raise _Unrepresentable(str(exc), fit) from None
+    parts = _Parts(fit)
+    if t.kind == LIST or t.variadic:
+        return parts.done([parts.take(t.elem, e, f"{path}[{i}]") for i, e in enumerate(v)])
+    if len(v) != len(t.members):
+        raise ValueError(f"{path}: expected {t}, got an array of {len(v)}")
+    return parts.done([parts.take(m, e, f"{path}[{i}]") for i, (m, e) in enumerate(zip(t.members, v))])
+
+
+def _lax_dict(t: FieldType, v: dict[Any, Any], path: str) -> tuple[dict[Any, Any], int]:
+    """A dict of ``t`` from a dict: each key as its type takes it in lax mode (a str key a
+    string; an int key an int or its text; a Literal one of its values), each value in lax
+    mode; of two keys that are the same int, the later's value stays, as in pydantic."""
+    parts = _Parts(_EXACT)
+    key_type = t.key if t.key is not None else _STR_TYPE
+    out: dict[Any, Any] = {}
+    for k, e in v.items():
+        text = k if isinstance(k, str) else str(k)
+        try:
+            key = parts.take(key_type, k, path)
+        except ValueError:
+            if key_type.kind == STR:
+                raise ValueError(f"{path}: expected {t}, got a key of type {type(k).__name__}") from None
+            want = "an int" if key_type.kind == INT else f"one of {key_type}"
+            raise ValueError(f"{path}: key {quote(text)} is not {want}") from None
+        out[key] = parts.take(t.elem, e, f"{path}[{quote(text)}]")
+    return parts.done(out)
+
+
+def _lax_model(t: FieldType, v: dict[Any, Any], path: str) -> tuple[dict[str, Any], int]:
+    """A model's value from a dict, as pydantic validates a model in lax mode: each of its
+    fields in the model's order, in lax mode; an Optional one left out null, any other
+    left out an error; keys that are not its fields dropped."""
+    parts = _Parts(_LAX)
+    out = {}
+    for f in t.model.fields:
+        if f.name in v:
+            out[f.name] = parts.take(f.type, v[f.name], f"{path}.{f.name}")
+        elif f.type.kind == OPTIONAL:
+            out[f.name] = None
+        else:
+            raise ValueError(f"{path}: expected {t}, got an object without {quote(f.name)}")
+    return parts.done(out)
+
+
+#: A dict's key type when it names none.
+_STR_TYPE = FieldType(STR)
 
 
 def json_object(value: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any]:

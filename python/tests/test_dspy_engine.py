@@ -681,6 +681,50 @@ STUCK_IN_EXECUTOR_SOURCE = textwrap.dedent(
 )
 
 
+class PredictionValuesTest(unittest.TestCase):
+    """The dspy engine hands on the values DSPy produced as they are: made JSON (a model's
+    ``model_dump(mode="json")``, a tuple a list, a date its text) and checked against the
+    declared type (pydantic's lax mode), never read again as an LM's text (no string is
+    stripped, none decoded)."""
+
+    def setUp(self):
+        require_dspy(self)
+        from dspgo_worker.dspy_engine import ENGINE, import_dspy, model_classes
+        from dspgo_worker.spec import CompiledSpec
+
+        self.dspy, self.engine = import_dspy(), ENGINE
+        self.compiled = CompiledSpec({"signature": {
+            "inputs": [{"name": "q", "type": ""}],
+            "outputs": [{"name": "m", "type": "Mdl"}, {"name": "l", "type": "list[str]"}, {"name": "s", "type": "str"},
+                        {"name": "u", "type": "Union[int, str]"}, {"name": "t", "type": "tuple[int, str]"},
+                        {"name": "d", "type": "datetime.date"}],
+            "models": [{"name": "Mdl", "fields": [{"name": "s", "type": ""}, {"name": "l", "type": "list[str]"},
+                                                  {"name": "n", "type": "Optional[int]"}]}],
+        }})
+        self.Mdl = model_classes(self.compiled)["Mdl"]
+
+    def test_values_pass_unchanged(self):
+        import datetime
+
+        prediction = self.dspy.Prediction(m=self.Mdl(s="  padded  ", l=["  a  ", " b"]), l=["  a  ", "b  "], s="  x  ", u="42",
+                                          t=(1, " y "), d=datetime.date(2024, 1, 2))
+        out = self.engine._outputs(self.compiled, prediction)
+        self.assertEqual(out, {"m": {"s": "  padded  ", "l": ["  a  ", " b"], "n": None}, "l": ["  a  ", "b  "], "s": "  x  ",
+                               "u": "42", "t": [1, " y "], "d": "2024-01-02"})
+
+    def test_values_are_checked(self):
+        from dspgo_worker.chat_format import OutputError
+
+        good = {"m": self.Mdl(s="x", l=[]), "l": [], "s": "", "u": 1, "t": (1, "y"), "d": "2024-01-02"}
+        for name, bad, want in (("l", ["a", 1], 'output l[1]: expected str, got number 1'),
+                                ("s", 5, "output s: expected str, got number 5"),
+                                ("t", [1], "output t: expected tuple[int, str], got an array of 1"),
+                                ("d", "soon", "output d: expected datetime.date")):
+            with self.subTest(output=name), self.assertRaises(OutputError) as caught:
+                self.engine._outputs(self.compiled, self.dspy.Prediction(**{**good, name: bad}))
+            self.assertIn(want, caught.exception.message)
+
+
 class StuckDefaultExecutorTest(HandlerModuleMixin, unittest.TestCase):
     """DSPy's blocking steps run on the loop's default executor (``asyncio.to_thread``),
     whose threads are not daemons: one that never returns must not keep the worker

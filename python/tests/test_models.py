@@ -23,9 +23,9 @@ from unittest import mock
 from dspgo_worker import dspy_module
 from dspgo_worker.canonical import canonical_json
 from dspgo_worker.chat_format import build_messages, demo_messages, parse_reply
-from dspgo_worker.dummy import dummy_value
+from dspgo_worker.dummy import dummy_outputs, dummy_value
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.fieldtypes import MODEL, parse_type
+from dspgo_worker.fieldtypes import MODEL, FieldType, parse_type
 from dspgo_worker.modules import unregister
 from dspgo_worker.signature import BASE_MODEL_ATTRIBUTES, compile_models
 from dspgo_worker.spec import CompiledSpec
@@ -65,6 +65,11 @@ PERSON = {"first_name": "Ann", "age": 41, "home": PLACE, "score_": 1}
 DOC = {"text": "Ann lives in Oslo.", "source": PLACE, "ids": {"7": 1}, "ignored": True}
 
 
+def chain(n: int, wrap: str = "{0}") -> list[dict]:
+    """Models M0 … M{n}, each M{i} of one field of type ``wrap`` of M{i+1}, the last of one str."""
+    return [{"name": f"M{i}", "fields": [field("next", wrap.format(f"M{i + 1}"))]} for i in range(n)] + [{"name": f"M{n}", "fields": [field("x")]}]
+
+
 def models_spec(inputs=(("doc", "Doc"),), outputs=(("best", "Person"),), kind: str = "", demos=None, models=MODELS) -> dict:
     spec = {"signature": {"inputs": [field(n, t) for n, t in inputs], "outputs": [field(n, t) for n, t in outputs], "models": models},
             "instructions": "", "kind": kind}
@@ -101,6 +106,9 @@ class ModelVectorsTest(unittest.TestCase):
                     self.assertEqual(caught.exception.message, case["error"])
                     continue
                 compiled = CompiledSpec({"signature": case["signature"]})
+                if case.get("ok"):  # it compiles; no normalized signature given
+                    self.assertNotIn("normalized", case)
+                    continue
                 self.assertEqual(compiled.spec["signature"], case["normalized"])
                 again = CompiledSpec({"signature": case["normalized"]})
                 self.assertEqual(again.hash, compiled.hash, "the normalized signature normalizes to itself")
@@ -138,10 +146,32 @@ class ModelSpecTest(unittest.TestCase):
             self.assertEqual(caught.exception.message, want)
 
     def test_the_first_of_several_errors_is_named(self):
-        """Models first (in the declared order), then whether one contains itself, then the
-        signature's fields, then whether each is used (docs/protocol.md)."""
+        """Models first (in the declared order), then whether one contains itself, then
+        each model's depth and size (in the declared order), then the signature's fields
+        (each one's size after its type), then whether each is used (docs/protocol.md)."""
         node = {"name": "Node", "fields": [field("next", "Optional[Node]")]}
+        deep = chain(33)  # M0 nests 34 levels
+        wide = {"name": "W", "fields": [field(f"f{i}") for i in range(4000)]}  # 4000 fields: 3 of it are too many
         cases = [
+            ([*deep, node], [field("a", "M0")], 'model "Node" contains itself (Node -> Node)'),
+            ([wide, {"name": "Big", "fields": [field("w", "tuple[W, W, W]")]}, *deep], [field("a", "M0"), field("b", "Big")],
+             'model "Big": a value of it holds more than 10000 fields of models (counting one element of each list and dict)'),
+            ([*deep, wide, {"name": "Big", "fields": [field("w", "tuple[W, W, W]")]}], [field("a", "M0"), field("b", "Big")],
+             'model "M0" nests more than 32 levels (types and models counted together)'),
+            ([*chain(40, "tuple[{0}, {0}, {0}, {0}]")], [field("a", "M0")],
+             'model "M0" nests more than 32 levels (types and models counted together)'),
+            ([wide, {"name": "X", "fields": [field("x", "Nope")]}], [field("a", "W")], 'model "X" field "x": unknown type "Nope" in "Nope" '
+             "(known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], "
+             "dspy.History, dspy.Image, dspy.File, dspy.Audio, datetime.date, datetime.datetime, and the signature's models: W, X)"),
+            ([wide, {"name": "Big", "fields": [field("w", "tuple[W, W, W]")]}], [field("a", "Nope"), field("b", "Big")],
+             'model "Big": a value of it holds more than 10000 fields of models (counting one element of each list and dict)'),
+            ([wide], [field("a", "tuple[W, W, W]"), field("b", "Nope")],
+             'output field "a": a value of it holds more than 10000 fields of models (counting one element of each list and dict)'),
+            ([wide], [field("a", "Nope"), field("b", "tuple[W, W, W]")], 'output field "a": unknown type "Nope" in "Nope" '
+             "(known: str, int, float, bool, Any, list[T], dict[K, V], tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], "
+             "dspy.History, dspy.Image, dspy.File, dspy.Audio, datetime.date, datetime.datetime, and the signature's models: W)"),
+            ([wide, {"name": "Unused", "fields": [field("x")]}], [field("a", "Optional[list[dict[str, Union[W, None]]]]"), field("b", "tuple[W, W, W]")],
+             'output field "b": a value of it holds more than 10000 fields of models (counting one element of each list and dict)'),
             ([node, {"name": "B", "fields": [field("x", "Nope")]}], [field("a", "Nope")],
              'model "B" field "x": unknown type "Nope" in "Nope" (known: str, int, float, bool, Any, list[T], dict[K, V], '
              "tuple[T, ...], Optional[T], Union[T, U], T | U, Literal['a', ...], dspy.History, dspy.Image, dspy.File, dspy.Audio, "
@@ -175,18 +205,149 @@ class ModelSpecTest(unittest.TestCase):
         self.assertIn("input doc.source.at: expected datetime.datetime", caught.exception.message)
 
 
+#: Inputs and outputs of models at the limits: the vectors' "32 levels" (M2 … M33, M2
+#: nesting 32 levels, a list of them 33) and the same models in a field's type nesting as
+#: deep as a type may (48 levels).
+DEEPEST = "list[" * 16 + "M2" + "]" * 16
+
+
+def deepest_spec(kind: str = "") -> dict:
+    (case,) = (c for c in load_model_vectors()["specs"] if c["name"] == "32 levels")
+    models = case["signature"]["models"]
+    return models_spec((("q", "list[M2]"), ("deep", DEEPEST)), (("a", "list[M2]"), ("b", DEEPEST), ("c", "Optional[M2]")), kind, models=models)
+
+
+def deepest_inputs(compiled: CompiledSpec) -> dict:
+    """The deepest spec's inputs: the dummy LM's values of their types, as JSON."""
+    return json.loads(json.dumps({f.name: dummy_value(f.type, bytes(32), f.name) for f in compiled.inputs}))
+
+
+class ModelLimitsTest(unittest.TestCase):
+    """How deep a model nests and how many fields of models a value holds (docs/protocol.md,
+    "Program specs"): checked in time linear in the spec's size, without recursion through
+    the models (a chain of them may be longer than Python's stack), and a model at the limits
+    works everywhere."""
+
+    def compile_error(self, models: list, outputs=(("a", "M0"),)) -> str:
+        with self.assertRaises(WorkerError) as caught:
+            CompiledSpec(models_spec((("q", ""),), outputs, models=models))
+        self.assertEqual(caught.exception.code, "invalid_argument")
+        return caught.exception.message
+
+    def test_long_chains_and_cycles(self):
+        """Far longer than Python's recursion limit: the walk and the depths take no stack."""
+        n = 5000
+        self.assertEqual(self.compile_error(chain(n)), 'model "M0" nests more than 32 levels (types and models counted together)')
+        ring = [{"name": f"M{i}", "fields": [field("next", f"Optional[M{(i + 1) % n}]")]} for i in range(n)]
+        self.assertEqual(self.compile_error(ring),
+                         'model "M0" contains itself (' + " -> ".join(f"M{i}" for i in (*range(n), 0)) + ")")
+        tail = chain(n)
+        tail[-1]["fields"].append(field("back", f"list[M{n // 2}]"))
+        self.assertEqual(self.compile_error(tail),
+                         f'model "M{n // 2}" contains itself (' + " -> ".join(f"M{i}" for i in (*range(n // 2, n + 1), n // 2)) + ")",
+                         "the first model reached again while its own walk is under way, from it back to it")
+
+    def test_the_walk_is_one_walk(self):
+        """Every model is walked once and every field's type is looked at a bounded number of
+        times: 400 models, each naming every later one (80,000 fields), take as many looks
+        as fields, not as many as models times fields."""
+        n = 400
+        models = [{"name": f"M{i}", "fields": [field(f"f{j}", f"M{j}") for j in range(i + 1, n)] or [field("x")]} for i in range(n)]
+        fields = sum(len(m["fields"]) for m in models)
+        counts = dict.fromkeys(("models", "nest", "size"), 0)
+
+        def counted(name):
+            original = getattr(FieldType, name)
+
+            def method(self):
+                counts[name] += 1
+                return original(self)
+
+            return mock.patch.object(FieldType, name, method)
+
+        with counted("models"), counted("nest"), counted("size"):
+            message = self.compile_error(models)
+        self.assertEqual(message, 'model "M0" nests more than 32 levels (types and models counted together)')
+        for name, count in counts.items():
+            with self.subTest(method=name):
+                self.assertGreaterEqual(count, fields - 1)
+                self.assertLessEqual(count, 2 * fields)
+
+    def test_sizes_and_depths_are_memoized(self):
+        """A diamond 31 models deep (each naming the next twice) has values of 2^31 fields:
+        counting them one by one would never end."""
+        models = [{"name": f"D{i}", "fields": [field("a", f"D{i + 1}"), field("b", f"D{i + 1}")]} for i in range(30)]
+        models.append({"name": "D30", "fields": [field("x")]})
+        self.assertEqual(self.compile_error(models, (("a", "D29"),)),
+                         'model "D0": a value of it holds more than 10000 fields of models (counting one element of each list and dict)')
+
+    def test_a_model_of_many_fields(self):
+        """100,000 fields, their names checked against a set (against the fields before each,
+        it took minutes); too many for a value, which is the error."""
+        models = [{"name": "M0", "fields": [field(f"f{i}", "int") for i in range(100_000)]}]
+        self.assertEqual(self.compile_error(models),
+                         'model "M0": a value of it holds more than 10000 fields of models (counting one element of each list and dict)')
+        models[0]["fields"].append(field("f99999"))
+        self.assertEqual(self.compile_error(models), 'model "M0" field name "f99999" is used twice')
+
+    def test_the_limits(self):
+        """A model nests 32 levels at most, a field's type as many more as a type may; a
+        value holds 10000 fields of models at most."""
+        compiled = CompiledSpec(deepest_spec())
+        self.assertEqual([(m.nest, m.size) for m in compiled.models.values()][:2], [(32, 32), (31, 31)])
+        self.assertEqual((compiled.outputs[1].type.nest(), compiled.outputs[1].type.size()), (16 + 32, 32))
+        wide = [{"name": "W", "fields": [field(f"f{i}") for i in range(2500)]}]
+        CompiledSpec(models_spec((("q", ""),), (("a", "tuple[W, W, W, W]"), ("b", "dict[str, W]")), models=wide))
+        self.assertEqual(self.compile_error(wide, (("a", "tuple[W, W, W, W]"), ("b", "Optional[tuple[W, str]]"), ("c", "tuple[W, W, W, W, list[W]]"))),
+                         'output field "c": a value of it holds more than 10000 fields of models (counting one element of each list and dict)')
+        wide[0]["fields"].append(field("one_more"))
+        self.assertEqual(self.compile_error(wide, (("a", "tuple[W, W, W, W]"),)),
+                         'output field "a": a value of it holds more than 10000 fields of models (counting one element of each list and dict)')
+        inputs = [{"name": "W", "fields": [field(f"f{i}") for i in range(5001)]}]
+        with self.assertRaises(WorkerError) as caught:
+            CompiledSpec(models_spec((("q", "tuple[W, W]"),), (("a", "W"),), models=inputs))
+        self.assertEqual(caught.exception.message,
+                         'input field "q": a value of it holds more than 10000 fields of models (counting one element of each list and dict)')
+
+    def test_a_model_at_the_limits_works(self):
+        """Inputs converted, the dummy LM's outputs, the native engine's prompt (with a
+        demo) and its reading of a reply, through a worker too."""
+        spec = deepest_spec()
+        compiled = CompiledSpec(spec)
+        inputs = compiled.convert_inputs(deepest_inputs(compiled))
+        outputs = dummy_outputs(compiled, inputs)
+        self.assertEqual(len(outputs["a"]), 1, "one element in a list of models")
+        value = outputs["b"]
+        for _ in range(16):
+            (value,) = value
+        for _ in range(3, 34):  # M2's next is M3, …
+            value = value["next"]
+        self.assertEqual(list(value), ["x"], "M33's fields")
+        spec["demos"] = [{"inputs": deepest_inputs(compiled), "outputs": json.loads(json.dumps(outputs))}]
+        compiled = CompiledSpec(spec)
+        messages = build_messages(compiled, inputs)
+        self.assertIn('"$defs": {"M10": {', messages[0]["content"])
+        reply = "".join(f"[[ ## {name} ## ]]\n{json.dumps(v)}\n\n" for name, v in outputs.items()) + "[[ ## completed ## ]]"
+        self.assertEqual(canonical_json(parse_reply(compiled, reply)), canonical_json(outputs))
+        w = InProcessWorker(self)
+        w.ok("configure_lm", {"provider": "dummy"})
+        got = w.ok("execute_program", {"spec": spec, "inputs": deepest_inputs(compiled)})["outputs"]
+        self.assertEqual(canonical_json(got), canonical_json(dummy_outputs(compiled, inputs)))
+
+
 class ModelOutputsTest(unittest.TestCase):
-    """Reading what an LM wrote for a model: JSON (in a code fence or not) as a dict's, then
-    each field read leniently, as a dict's values are."""
+    """Reading what an LM wrote for a model: JSON (in a code fence or not) or a Python
+    literal, as DSPy's parse_value reads it, then validated as pydantic's lax mode
+    validates the model (fields in the model's order, each in lax mode)."""
 
     def setUp(self):
         self.compiled = CompiledSpec(models_spec(outputs=OUTPUTS))
         self.types = {f.name: f.type for f in self.compiled.outputs}
 
     def test_texts(self):
-        place = '{"city": "Oslo", "tags": {"x": "A"}, "at": "2026-12-07 11:05", "extra": null, "pair": ["1", 2], "more": 1}'
+        place = '{"city": " Oslo ", "tags": {"x": "a"}, "at": "2026-12-07 11:05", "extra": null, "pair": ["1", "2"], "more": 1}'
         got = parse_output(self.types["maybe"], f"```json\n{place}\n```", "output maybe", text=True)
-        self.assertEqual(json.dumps(got), json.dumps({"city": "Oslo", "tags": {"x": "a"}, "at": "2026-12-07T11:05:00", "extra": None,
+        self.assertEqual(json.dumps(got), json.dumps({"city": " Oslo ", "tags": {"x": "a"}, "at": "2026-12-07T11:05:00", "extra": None,
                                                       "pair": [1, "2"]}))
         self.assertIsNone(parse_output(self.types["maybe"], "None", "output maybe", text=True))
         person = {"first_name": "Bo", "age": "7", "home": json.loads(place), "score_": "0.5"}
@@ -195,11 +356,14 @@ class ModelOutputsTest(unittest.TestCase):
         self.assertEqual((got[0]["age"], got[0]["born"], got[0]["work"], got[0]["score_"]), (7, None, None, 0.5))
         typed = parse_output(self.types["by_name"], {"bo": person}, "output by_name")
         self.assertEqual(typed["bo"], got[0], "a typed value (a JSON reply's, a DSPy prediction's) reads as its text")
+        literal = repr([{**person, "home": {**json.loads(place), "pair": (1, "2")}}])  # Python's text of it
+        self.assertEqual(parse_output(self.types["people"], literal, "output people", text=True), got)
 
     def test_errors_name_the_path(self):
         place = {"city": "Oslo", "tags": {}, "at": "2026-12-07", "extra": 1, "pair": [1, "x"]}
         cases = [
-            ("best", "Ann", 'output best: expected Person as JSON, got string "Ann"'),
+            ("best", "Ann", 'output best: expected Person, got string "Ann"'),
+            ("best", '{"first_name": 7, "age": 1}', 'output best.first_name: expected str, got number 7'),
             ("best", '{"first_name": "Ann"}', 'output best: expected Person, got an object without "age"'),
             ("best", '{"first_name": "Ann", "age": "old", "home": {}}', 'output best.age: expected int, got string "old"'),
             ("people", '[{"first_name": "A", "age": 1, "home": {"city": "O"}}]', 'output people[0].home: expected Place, got an object without "tags"'),
@@ -236,6 +400,24 @@ class ModelDummyTest(unittest.TestCase):
                     self.assertEqual(list(value), [g.name for g in f.type.model.fields], "in the model's order")
                     seen_null |= value["born"] is None
         self.assertTrue(seen_null, "an Optional field is sometimes null")
+
+    def test_a_list_of_models_has_one_element(self):
+        """docs/protocol.md: a list, dict or tuple[T, ...] has one element when T holds a
+        model (anywhere in T), else 1 to 3."""
+        models = compile_models({"models": MODELS})
+        r = random.Random(5)
+        digests = [bytes(r.getrandbits(8) for _ in range(32)) for _ in range(30)]
+        for s in ("list[Place]", "dict[str, Place]", "dict[int, Person]", "dict[Literal['a', 'b'], Doc]", "tuple[Place, ...]",
+                  "list[Optional[Place]]", "list[tuple[int, Place]]", "list[dict[str, Optional[list[Place]]]]", "list[list[Person]]"):
+            with self.subTest(type=s):
+                t = parse_type(s, models)
+                self.assertEqual({len(dummy_value(t, d, "f")) for d in digests}, {1})
+        for s in ("list[int]", "dict[str, list[str]]", "tuple[int, ...]", "list[Union[int, str]]"):
+            with self.subTest(type=s):
+                t = parse_type(s, models)
+                self.assertEqual({len(dummy_value(t, d, "f")) for d in digests}, {1, 2, 3})
+        self.assertEqual({len(dummy_value(parse_type("Place", models), d, "f")["tags"]) for d in digests}, {1, 2, 3},
+                         "a model's own lists and dicts of other types have 1 to 3 elements")
 
     def test_field_i_is_the_value_of_child_i(self):
         """docs/protocol.md: field i is dummy(its type, child(i), f), child(i) the SHA-256 of
@@ -297,9 +479,44 @@ class AgainstDSPyTest(unittest.TestCase):
         self.engine = ENGINE
 
     def test_base_model_attributes_are_pydantics(self):
+        """The public attributes of BaseModel and of its metaclass (mro, register) that do
+        not start with "model_": pydantic warns of a field of each name, and of no other."""
+        import warnings
+
         import pydantic
 
-        self.assertEqual(BASE_MODEL_ATTRIBUTES, tuple(sorted(n for n in dir(pydantic.BaseModel) if not n.startswith(("_", "model_")))))
+        base = pydantic.BaseModel
+        names = {n for n in {*dir(base), *dir(type(base))} if not n.startswith(("_", "model_")) and hasattr(base, n)}
+        self.assertEqual(BASE_MODEL_ATTRIBUTES, tuple(sorted(names)))
+        self.assertEqual(names - set(dir(base)), {"mro", "register"})
+        for name in (*BASE_MODEL_ATTRIBUTES, "x"):
+            with self.subTest(name=name), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                pydantic.create_model("M", **{name: (str, ...)})
+                shadows = [w for w in caught if "shadows an attribute" in str(w.message)]
+                self.assertEqual(len(shadows), 0 if name == "x" else 1, [str(w.message) for w in caught])
+
+    def test_a_model_at_the_limits(self):
+        """pydantic builds the classes of the deepest models: their schemas are the native
+        engine's, they validate the dummy LM's values, and ChatAdapter's messages are the
+        native engine's."""
+        import pydantic
+
+        from dspgo_worker.dspy_engine import _answering_predictor, _dspy_inputs, model_classes, python_type
+
+        compiled = CompiledSpec(deepest_spec())
+        classes = model_classes(compiled)
+        inputs = compiled.convert_inputs(deepest_inputs(compiled))
+        outputs = dummy_outputs(compiled, inputs)
+        for f in (*compiled.inputs, *compiled.outputs):
+            with self.subTest(field=f.name):
+                adapter = pydantic.TypeAdapter(python_type(f.type, classes))
+                self.assertEqual(json.dumps(f.type.json_schema(), sort_keys=True), json.dumps(adapter.json_schema(), sort_keys=True))
+                value = inputs[f.name] if f.name in inputs else outputs[f.name]
+                self.assertEqual(canonical_json(adapter.dump_python(adapter.validate_python(value), mode="json")), canonical_json(value))
+        predictor = _answering_predictor(self.engine.module(self.dspy, compiled), [f.name for f in compiled.outputs])
+        want = self.dspy.ChatAdapter().format(predictor.signature, predictor.demos, _dspy_inputs(self.dspy, compiled, inputs))
+        self.assertEqual(build_messages(compiled, inputs), want)
 
     def test_classes_are_the_hand_written_ones(self):
         """The classes of a spec's models have the JSON schema (what DSPy shows the LM) of

@@ -359,31 +359,40 @@ class DummyLMTest(unittest.TestCase):
 
 
 class OutputParsingTest(unittest.TestCase):
-    def parse(self, type_text, value):
-        return parse_output(parse_type(type_text), value, "output f")
+    """What an LM wrote, read as DSPy 3.4.1's parse_value reads it (python/tests/
+    test_dspy_signatures.py compares the rules with DSPy's own over a broad corpus)."""
+
+    def parse(self, type_text, value, text=True):
+        return parse_output(parse_type(type_text), value, "output f", text=text)
 
     def test_text_forms(self):
         cases = [
-            ("str", "  hello  ", "hello"),
+            ("str", "  hello  ", "  hello  "),  # a str output is its text (a section's is stripped already)
             ("int", "42", 42),
-            ("int", " -7. ", -7),
+            ("int", " -7. ", -7),  # a Python literal: -7.0, an int in pydantic's lax mode
             ("int", "3.0", 3),
-            ("int", "`12`", 12),
+            ("int", "1_000", 1000),
+            ("int", "'12'", 12),
             ("float", "0.9", 0.9),
             ("float", "1", 1.0),
             ("float", "'2.5e-3'", 0.0025),
             ("bool", "true", True),
             ("bool", "Yes", True),
-            ("bool", "False.", False),
+            ("bool", "on", True),
             ("bool", "no", False),
             ("Literal['red', 'green']", "green", "green"),
             ("Literal['red', 'green']", "'red'", "red"),
-            ("Literal['red', 'green']", '"Green"', "green"),
+            ("Literal['red', 'green']", " Literal['green'] ", "green"),
+            ("Literal[1, 2]", '"2"', 2),
             ("list[int]", "[1, 2, 3]", [1, 2, 3]),
             ("list[int]", '["1", 2.0]', [1, 2]),
-            ("list[str]", "```json\n[\"a\", 1]\n```", ["a", "1"]),
+            ("list[str]", "```json\n[\"a\", \" b \"]\n```", ["a", " b "]),
+            ("list[int]", "(1, 2)", [1, 2]),
             ("dict[str, float]", '{"a": 1, "b": "0.5"}', {"a": 1.0, "b": 0.5}),
+            ("dict[str, float]", "{'score': 123_456.789}", {"score": 123456.789}),
             ("dict[str, list[bool]]", '{"k": [true, "no"]}', {"k": [True, False]}),
+            ("datetime.date", "2024-01-02T00:00:00", "2024-01-02"),
+            ("datetime.datetime", "1700000000", "2023-11-14T22:13:20Z"),  # a Unix timestamp, as pydantic reads one
         ]
         for type_text, value, want in cases:
             with self.subTest(type=type_text, value=value):
@@ -392,31 +401,40 @@ class OutputParsingTest(unittest.TestCase):
                 self.assertIs(type(got), type(want))
 
     def test_typed_values(self):
-        self.assertEqual(self.parse("list[float]", [1, 2.5]), [1.0, 2.5])
-        self.assertEqual(self.parse("int", 4.0), 4)
-        self.assertEqual(self.parse("str", 3), "3")
-        self.assertEqual(self.parse("dict[str, int]", {"a": "2"}), {"a": 2})
+        """A value already typed (a DSPy prediction's), checked by pydantic's lax mode."""
+        self.assertEqual(self.parse("list[float]", [1, 2.5], text=False), [1.0, 2.5])
+        self.assertEqual(self.parse("int", 4.0, text=False), 4)
+        self.assertEqual(self.parse("int", True, text=False), 1)
+        self.assertEqual(self.parse("dict[str, int]", {"a": "2"}, text=False), {"a": 2})
+        self.assertEqual(self.parse("str", "  padded  ", text=False), "  padded  ")
+        self.assertEqual(self.parse("str", 3), "3", "a JSON reply's number for a str output: DSPy's str(value)")
 
     def test_errors_name_the_field(self):
         cases = [
             ("int", "many"),
             ("int", "1.5"),
+            ("int", "`12`"),
             ("float", "nan"),
             ("float", "inf"),
             ("float", "about 3"),
             ("bool", "maybe"),
+            ("bool", "False."),
             ("Literal['red', 'green']", "blue"),
-            ("list[int]", "1, 2"),
+            ("Literal['red', 'green']", "Green"),
+            ("list[int]", "1, 'x'"),
             ("list[int]", '["x"]'),
+            ("list[str]", '["a", 1]'),
             ("dict[str, int]", "[1]"),
-            ("str", None),
-            ("str", [1]),
-            ("int", True),
+            ("int", None),
         ]
         for type_text, value in cases:
             with self.subTest(type=type_text, value=value):
                 with self.assertRaisesRegex(ValueError, "^output f"):
                     self.parse(type_text, value)
+        for type_text, value in (("str", 3), ("str", [1]), ("int", "7."), ("bool", " true "), ("list[int]", "[1]")):
+            with self.subTest(type=type_text, value=value):
+                with self.assertRaisesRegex(ValueError, "^output f"):
+                    self.parse(type_text, value, text=False)
 
 
 if __name__ == "__main__":

@@ -86,8 +86,9 @@ class SignatureTest(unittest.TestCase):
 
 
 class OutputParsingTest(unittest.TestCase):
-    """Reading what an LM wrote for the new types (the cases python/tests/test_dspy_signatures.py
-    also compares with DSPy's own parsing)."""
+    """Reading what an LM wrote for the new types, as DSPy 3.4.1's parse_value reads it
+    (python/tests/test_dspy_signatures.py compares these rules with DSPy's own parsing
+    over a broad corpus)."""
 
     def parse(self, type_text, value, text=False):
         return parse_output(parse_type(type_text), value, "output f", text=text)
@@ -98,27 +99,35 @@ class OutputParsingTest(unittest.TestCase):
             ("Optional[int]", "null", None),
             ("Optional[int]", "None", None),
             ("Optional[str]", "None", "None"),  # an Optional with a str member takes the text as it is, as DSPy does
-            ("Optional[str]", ' "quoted" ', '"quoted"'),
+            ("Optional[str]", '"quoted"', '"quoted"'),
             ("Optional[Union[int, str]]", "42", "42"),
             ("Optional[bool]", "yes", True),
             ("Union[int, str]", "42", 42),
-            ("Union[str, int]", "42", 42),  # JSON 42 is exactly an int
+            ("Union[str, int]", "42", 42),  # JSON 42 is an int: the int member takes it as it is
             ("Union[int, str]", '"42"', "42"),
             ("Union[int, str]", "hello", "hello"),
             ("Union[float, int]", "3", 3),
-            ("Union[float, str]", "3", 3.0),
-            ("Union[int, bool]", "yes", True),  # no member takes "yes" exactly; bool reads it
+            ("Union[float, str]", "3", 3.0),  # float takes an int in strict mode, str not at all
+            ("Union[int, float]", "3.0", 3.0),
+            ("Union[int, bool]", "yes", True),  # no member takes "yes" as it is; bool reads it
+            ("Union[bool, int]", "1", 1),
             ("Union[list[str], dict[str, Any]]", '{"k": 1}', {"k": 1}),
-            ("Union[int, Literal['low', 'high']]", "High", "high"),
+            ("Union[list[int], list[float]]", "[1, 2.5]", [1.0, 2.5]),
+            ("Union[Literal[1, 2], float]", "1.0", 1),  # pydantic's Literal takes 1.0 as 1
+            ("Union[Any, float]", "1", 1),  # Any takes a value as strict mode does: before a lax coercion
             ("Any", '"text"', "text"),
             ("Any", "plain text.", "plain text."),
             ("Any", "```json\n[1, 2.5]\n```", [1, 2.5]),
             ("Any", "None", None),
+            ("Any", "{'a': (1, 2), 'b': True}", {"a": [1, 2], "b": True}),  # a Python literal
             ("tuple[int, str]", '[1, "a"]', [1, "a"]),
             ("tuple[int, ...]", "[1, 2.0]", [1, 2]),
+            ("tuple[int, str]", "1, 'a'", [1, "a"]),
             ("dict[int, str]", '{"1": "a", " 2 ": "b", "3.0": "c"}', {1: "a", 2: "b", 3: "c"}),
-            ("dict[Literal['a', 'b'], int]", '{"A": "1"}', {"a": 1}),
+            ("dict[int, str]", '{"1": "a", "01": "b"}', {1: "b"}),  # the later of two equal keys, as pydantic keeps it
+            ("dict[Literal['a', 'b'], int]", '{"a": "1"}', {"a": 1}),
             ("list[Optional[float]]", "[1, null]", [1.0, None]),
+            ("list[str]", '[" a ", "b "]', [" a ", "b "]),  # a string is never stripped
         ]
         for type_text, value, want in cases:
             with self.subTest(type=type_text, value=value):
@@ -133,25 +142,28 @@ class OutputParsingTest(unittest.TestCase):
         self.assertEqual(self.parse("Union[dict[str, int], dict[int, str]]", {1: "a"}), {1: "a"})
         self.assertIsNone(self.parse("Optional[int]", None))
         self.assertIsNone(self.parse("Any", None))
-        # A typed string is a string: only a section's text is decoded first.
+        # A typed string is a string: only an LM's text is decoded first.
         self.assertEqual(self.parse("Union[int, str]", "42"), "42")
         self.assertEqual(self.parse("Union[int, str]", "42", text=True), 42)
         self.assertEqual(self.parse("Any", "[1]"), "[1]")
         self.assertEqual(self.parse("list[Union[int, str]]", '["42", 1]', text=True), ["42", 1])
-        self.assertEqual(self.parse("Optional[int]", "7"), 7, "a typed string is read leniently, as for int")
+        self.assertEqual(self.parse("Optional[int]", "7"), 7, "pydantic's lax mode reads an int's text")
+        self.assertEqual(self.parse("list[str]", ["  a  "]), ["  a  "], "and leaves a string as it is")
 
     def test_errors_name_the_field(self):
         cases = [
             ("Optional[int]", "many"),
             ("Union[int, bool]", "maybe"),
             ("Union[int, str]", None),
+            ("Union[int, Literal['low', 'high']]", "High"),  # a Literal's value in its own case only, as DSPy reads it
             ("tuple[int, str]", "[1]"),
             ("tuple[int, str]", '["a", 1]'),
             ("dict[int, str]", '{"x": "a"}'),
-            ("dict[int, str]", '{"1": "a", "01": "b"}'),
             ("dict[Literal['a'], int]", '{"b": 1}'),
+            ("dict[Literal['a', 'b'], int]", '{"A": 1}'),
             ("Any", 2**64),
             ("list[int]", None),
+            ("list[int]", "[1, 2"),  # DSPy's json_repair closes the list; JSON does not
         ]
         for type_text, value in cases:
             with self.subTest(type=type_text, value=value):
