@@ -36,7 +36,10 @@ const maxDSPyProgramBytes = 64 << 20
 // the file does not record either. Errors have CodeInvalidArgument.
 func LoadDSPyProgram(r io.Reader, signature string, models ...Model) (ProgramSpec, error) {
 	var sig *Signature
-	if signature != "" || len(models) > 0 {
+	if signature == "" && len(models) > 0 {
+		return ProgramSpec{}, adapter.Errorf(adapter.CodeInvalidArgument, "dspy program: models need the signature whose types name them")
+	}
+	if signature != "" {
 		s, err := program.ParseSignatureModels(signature, models)
 		if err != nil {
 			return ProgramSpec{}, err

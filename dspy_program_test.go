@@ -116,6 +116,16 @@ func TestDSPyProgramRoundTrip(t *testing.T) {
 	}
 }
 
+// TestLoadDSPyProgramModelsNeedASignature: the file holds no types, so
+// models without the signature that names them are an error.
+func TestLoadDSPyProgramModelsNeedASignature(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("internal", "dspystate", "testdata", "predict.json"))
+	require.NoError(t, err)
+	_, err = dspgo.LoadDSPyProgram(bytes.NewReader(data), "", dspgo.Model{Name: "Person", Fields: []dspgo.Field{{Name: "name"}}})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	assert.ErrorContains(t, err, "models need the signature whose types name them")
+}
+
 // TestDSPyProgramRoundTripModels: the round trip of a program whose types
 // name pydantic models, its demos holding their values.
 func TestDSPyProgramRoundTripModels(t *testing.T) {

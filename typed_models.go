@@ -34,6 +34,8 @@ func (ms *modelSet) nested(t reflect.Type, s side) (program.Type, error) {
 		return program.Type{}, fmt.Errorf("struct %s has MarshalText or UnmarshalText but not both: give it both to travel as a str, or neither to be a pydantic model", t)
 	case slices.Contains(ms.deriving, t):
 		return program.Type{}, fmt.Errorf("struct %s contains itself: a pydantic model may not, in dspgo", t)
+	case ms.types[t.Name()] == t: // derived once already: its models are in ms
+		return modelType(t.Name()), nil
 	}
 	if err := program.CheckModelName(t.Name()); err != nil {
 		var aerr *adapter.Error
@@ -57,7 +59,12 @@ func (ms *modelSet) nested(t reflect.Type, s side) (program.Type, error) {
 	if err := ms.add(t, model); err != nil {
 		return program.Type{}, err
 	}
-	return program.Type{Kind: program.Object, Model: &program.ModelType{Name: model.Name}}, nil
+	return modelType(model.Name), nil
+}
+
+// modelType is the type of a field whose type is the model name.
+func modelType(name string) program.Type {
+	return program.Type{Kind: program.Object, Model: &program.ModelType{Name: name}}
 }
 
 // add adds the model of struct type t, unless ms has it.

@@ -135,6 +135,32 @@ type (
 	withJSON struct{ JSON string }
 	// packagePlace is Place where a test's own Place hides it.
 	packagePlace = Place
+	// S0 … S24 hold the next twice over: values of 2^24 fields.
+	S0  struct{ A, B S1 }
+	S1  struct{ A, B S2 }
+	S2  struct{ A, B S3 }
+	S3  struct{ A, B S4 }
+	S4  struct{ A, B S5 }
+	S5  struct{ A, B S6 }
+	S6  struct{ A, B S7 }
+	S7  struct{ A, B S8 }
+	S8  struct{ A, B S9 }
+	S9  struct{ A, B S10 }
+	S10 struct{ A, B S11 }
+	S11 struct{ A, B S12 }
+	S12 struct{ A, B S13 }
+	S13 struct{ A, B S14 }
+	S14 struct{ A, B S15 }
+	S15 struct{ A, B S16 }
+	S16 struct{ A, B S17 }
+	S17 struct{ A, B S18 }
+	S18 struct{ A, B S19 }
+	S19 struct{ A, B S20 }
+	S20 struct{ A, B S21 }
+	S21 struct{ A, B S22 }
+	S22 struct{ A, B S23 }
+	S23 struct{ A, B S24 }
+	S24 struct{ X string }
 	// Pair is generic: its types' names are no identifiers.
 	Pair[T any] struct{ A, B T }
 	// Any is named as a type.
@@ -160,6 +186,7 @@ func TestTypedRefusesModelsItCannotMap(t *testing.T) {
 			P Place `dspy:"p,enum=a|b"`
 		}](1), "dspgo_test.Place is a struct: enum=, date and datetime apply to its fields' own tags"},
 		"a BaseModel attribute": {outputType[withJSON], `model "withJSON" field "json": pydantic's BaseModel has an attribute of that name`},
+		"values too large":      {outputType[S0], `": a value of it holds more than 10000 fields of models`}, // each struct derived once, not 2^24 times
 		"a generic struct":      {outputType[Pair[int]], `struct dspgo_test.Pair[int] cannot name a pydantic model: model name "Pair[int]" is not a valid identifier`},
 		"a type's name":         {outputType[Any], `struct dspgo_test.Any cannot name a pydantic model: model name "Any" is a type's name`},
 	} {

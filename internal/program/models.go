@@ -22,8 +22,12 @@ type ModelType struct {
 
 // ModelField is one field of a ModelType.
 type ModelField struct {
-	Name        string
-	Type        Type
+	// Name is the field's name, an identifier.
+	Name string
+	// Type is the field's parsed type; an Optional one may be left out of
+	// a value.
+	Type Type
+	// Description is the field's description; empty means none.
 	Description string
 }
 
@@ -125,7 +129,7 @@ func CompileModels(models []command.Model) (*Models, error) {
 func CheckModelName(name string) error {
 	switch {
 	case !isIdentifier(name):
-		return invalid("model name %q is not a valid identifier (letters, digits and _, not starting with a digit)", name)
+		return invalid("model name %q %s", name, notIdentifier)
 	case slices.Contains(typeNames, name):
 		return invalid("model name %q is a type's name", name)
 	}
@@ -139,7 +143,7 @@ func (m *Models) modelFields(model command.Model) ([]ModelField, error) {
 	for i, f := range model.Fields {
 		switch {
 		case !isIdentifier(f.Name):
-			return nil, invalid("model %q field name %q is not a valid identifier (letters, digits and _, not starting with a digit)", model.Name, f.Name)
+			return nil, invalid("model %q field name %q %s", model.Name, f.Name, notIdentifier)
 		case names[f.Name]:
 			return nil, invalid("model %q field name %q is used twice", model.Name, f.Name)
 		case strings.HasPrefix(f.Name, "_") || strings.HasPrefix(f.Name, "model_"):

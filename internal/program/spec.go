@@ -112,7 +112,7 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, *M
 		side, dst := group.side, group.dst
 		for i, f := range group.src {
 			if !isIdentifier(f.Name) {
-				return s, nil, invalid("%s field name %q is not a valid identifier (letters, digits and _, not starting with a digit)", side, f.Name)
+				return s, nil, invalid("%s field name %q %s", side, f.Name, notIdentifier)
 			}
 			if prev, dup := seen[f.Name]; dup {
 				return s, nil, invalid("field name %q is used twice (as %s and as %s)", f.Name, prev, side)
@@ -146,6 +146,9 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, *M
 	out.Models = models.Normalized()
 	return out, models, nil
 }
+
+// notIdentifier is how an error says a name is not an identifier.
+const notIdentifier = "is not a valid identifier (letters, digits and _, not starting with a digit)"
 
 func isIdentifier(s string) bool {
 	if s == "" || ('0' <= s[0] && s[0] <= '9') {

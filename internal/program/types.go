@@ -219,8 +219,8 @@ func (t Type) Media() string {
 
 // guessInUnion is the canonical form of the first type a Union in t has
 // among several members that a Union cannot tell from the others by its
-// value: a medium (Media) or a date or datetime, whose values are
-// strings; "" when there is none.
+// value: a medium (Media), a date or datetime, whose values are strings,
+// or a model, whose values are objects; "" when there is none.
 func (t Type) guessInUnion() string {
 	if t.Kind == Union {
 		if guess := t.firstOfParts(Type.unionless); guess != "" {
@@ -230,8 +230,8 @@ func (t Type) guessInUnion() string {
 	return t.firstOfParts(Type.guessInUnion)
 }
 
-// unionless is the canonical form of the first medium, date or datetime t
-// is or holds, or "".
+// unionless is the canonical form of the first medium, date, datetime or
+// model t is or holds, or "".
 func (t Type) unionless() string {
 	if t.Kind == Date || t.Kind == DateTime || t.Kind == Object {
 		return t.String()
