@@ -135,7 +135,10 @@ def lax_datetime(kind: str, v: Any) -> str | None:
         moment = parse_datetime(kind, f"{m.group(1)}.{m.group(2)[:9]}{m.group(3)}" if m else v)
         if moment is not None or not _TIMESTAMP_TEXT.match(v):
             return moment
-        v = float(v) if "." in v else int(v)
+        try:
+            v = float(v) if "." in v else int(v)
+        except ValueError:  # an int of more than 4,300 digits: no moment
+            return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
     return _timestamp(kind, v)

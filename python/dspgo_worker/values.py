@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 
 from .canonical import EXACT
 from .datetimes import DATE_WANT, DATETIME_WANT, convert_datetime, lax_datetime
@@ -44,7 +45,7 @@ from .media import (
     is_plain,
     media_part,
 )
-from .protocol import DEFAULT_MAX_FRAME_BYTES, quote
+from .protocol import quote
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def describe_value(v: Any) -> str:
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, (int, float)):
-        return "number " + json.dumps(v)
+        return "number " + _number_text(v)
     if isinstance(v, str):
         return "string " + quote(_cut(v))
     if isinstance(v, dict):
@@ -74,6 +75,16 @@ def describe_value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "array"
     return type(v).__name__
+
+
+def _number_text(v: int | float) -> str:
+    """A number as an error writes it: its JSON, but an int of more than 13,000 bits as
+    its first hex digits and its size (Python refuses to write an int of more than 4,300
+    decimal digits)."""
+    if isinstance(v, int) and v.bit_length() > 13_000:  # about 3,900 decimal digits
+        digits = f"{abs(v):x}"  # hex: no digit limit, and linear
+        return f"{'-' if v < 0 else ''}0x{digits[:8]}… ({v.bit_length()} bits)"
+    return json.dumps(v)
 
 
 def _cut(s: str) -> str:
@@ -291,11 +302,11 @@ def json_value(v: Any, path: str, depth: int = 0, int_keys: bool = False) -> Any
         return v
     if isinstance(v, int):
         if not _INT_MIN <= v <= _INT_MAX:
-            raise ValueError(f"{path}: number {v} is out of range")
+            raise ValueError(f"{path}: number {_number_text(v)} is out of range")
         return int(v)
     if isinstance(v, float):
         if not math.isfinite(v):
-            raise ValueError(f"{path}: number {v} is out of range")
+            raise ValueError(f"{path}: number {_number_text(v)} is out of range")
         return v
     if isinstance(v, (list, tuple)):
         return [json_value(e, f"{path}[{i}]", depth + 1, int_keys) for i, e in enumerate(v)]
@@ -330,9 +341,11 @@ _SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u200
 _BOOL_TEXT = {"true": True, "yes": True, "y": True, "on": True, "t": True, "1": True,
               "false": False, "no": False, "n": False, "off": False, "f": False, "0": False}
 #: A Markdown code fence around a reply's JSON array or object.
-_FENCE = re.compile(r"\A```[A-Za-z0-9_+-]*[ \t]*\n(.*?)\n?[ \t]*```\Z", re.S)
+_FENCE_OPENING = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n")
 #: The longest text read as a Python literal: a frame's (docs/protocol.md, "Frames").
-_MAX_LITERAL_CHARS = DEFAULT_MAX_FRAME_BYTES
+#: The longest text read as a Python literal: parsing one costs about 3 µs and 500 bytes
+#: of memory per character, and runs where the reply is read.
+_MAX_LITERAL_CHARS = 256 * 1024
 
 
 def parse_output(t: FieldType, value: Any, path: str, text: bool = False) -> Any:
@@ -392,9 +405,8 @@ def _decode(text: str) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError):
         pass
-    m = _FENCE.match(text.strip())
-    if m:
-        inner = m.group(1)
+    inner = _fenced(text.strip())
+    if inner is not None:
         try:
             value = json.loads(inner)
         except (ValueError, RecursionError):
@@ -405,11 +417,22 @@ def _decode(text: str) -> Any:
     return text if value is _NOTHING else value
 
 
+def _fenced(text: str) -> str | None:
+    """The text inside a Markdown code fence that is all of ``text`` (stripped): after the
+    opening line (```` ``` ```` and a language), before the closing ```` ``` ```` and
+    the newline and spaces before it; None when ``text`` is not one."""
+    opening = _FENCE_OPENING.match(text)
+    if opening is None or len(text) < opening.end() + 3 or not text.endswith("```"):
+        return None
+    inner = text[opening.end() : -3].rstrip(" \t")
+    return inner[:-1] if inner.endswith("\n") else inner
+
+
 def _python_literal(text: str) -> Any:
     """``text`` as ``ast.literal_eval`` reads it, or :data:`_NOTHING`, made JSON as
     json_repair makes the same text: a tuple or a set a list (in its order), a dict's key
     that is not a string its text. A literal of another kind (bytes, a complex number,
-    ``...``) is none. Only for a text of at most a frame's size."""
+    ``...``) is none. Only for a text of at most :data:`_MAX_LITERAL_CHARS`."""
     if len(text) > _MAX_LITERAL_CHARS:
         return _NOTHING
     import ast
@@ -475,8 +498,17 @@ def lax_value(t: FieldType, v: Any, path: str) -> Any:
     lax mode; a model an object of its fields (:func:`_lax_model`); a date or datetime as
     :func:`~dspgo_worker.datetimes.lax_datetime` reads it; ``Any`` any JSON value; a
     Union the member pydantic's smart mode picks (:func:`_smart_union`). ``ValueError``
-    naming ``path``."""
+    naming ``path``; a value whose Unions would take more than :data:`_UNION_BUDGET`
+    tries is refused."""
+    _tries.left = _UNION_BUDGET
     return _lax(t, v, path)[0]
+
+
+#: How many members the Unions of one value may try, all nested Unions together: each
+#: try of a member may try the members of the Unions inside it, so the tries grow as
+#: their number to the power of the nesting.
+_UNION_BUDGET = 100_000
+_tries = threading.local()
 
 
 def _lax(t: FieldType, v: Any, path: str) -> tuple[Any, int]:
@@ -539,6 +571,9 @@ def _smart_union(t: FieldType, v: Any, path: str) -> tuple[Any, int]:
     first of those."""
     best: tuple[Any, int] | None = None
     for m in t.members:
+        _tries.left = getattr(_tries, "left", _UNION_BUDGET) - 1
+        if _tries.left < 0:
+            raise ValueError(f"{path}: the value is too complex to read as {t} (its Unions would try more than {_UNION_BUDGET} members)")
         try:
             value, fit = _lax(m, v, path)
         except _Unrepresentable as exc:
@@ -689,7 +724,7 @@ def _float_text(v: str) -> float | None:
     return f
 
 
-_FLOAT_TEXT = re.compile(r"[+-]?(?:inf|infinity|nan|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)\Z", re.I)
+_FLOAT_TEXT = re.compile(r"[+-]?(?:inf|infinity|nan|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?)\Z", re.I)
 
 
 def _rust_float(s: str) -> float | None:

@@ -250,3 +250,40 @@ class NativeEngineTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReadingBoundsTest(unittest.TestCase):
+    """An LM's text cannot make the reading of an output take long or fail without naming
+    the output: texts that made regular expressions backtrack, an int too long for Python
+    to write, a Python literal past its bound, Unions nested so that their tries grow
+    exponentially."""
+
+    def read(self, typ: str, text: str) -> str:
+        try:
+            parse_output(parse_type(typ), text, "output x", text=True)
+        except ValueError as exc:
+            return str(exc)
+        return ""
+
+    def test_long_texts(self):
+        self.assertEqual(self.read("float", "1" * 100_000 + "x")[:35], 'output x: expected float, got strin')
+        self.assertTrue(self.read("list[int]", "```\n" + " " * 100_000 + "x").startswith("output x: expected list[int]"))
+        self.assertTrue(self.read("list[int]", "(" + "1," * 200_000 + ")").startswith("output x: expected list[int]"), "past the literal's bound: the text")
+        self.assertEqual(self.read("list[int]", "(" + "1," * 1000 + ")"), "", "within it: a tuple is a list")
+
+    def test_an_int_too_long_to_write(self):
+        for typ in ("int", "float", "Literal[1, 2]", "Union[int, str]", "datetime.date"):
+            with self.subTest(typ=typ):
+                msg = self.read(typ, "0x" + "f" * 4000 if typ != "datetime.date" else "1" * 5000)
+                self.assertTrue(msg.startswith("output x: "), msg[:200])
+                self.assertLess(len(msg), 300, "the number is not written out")
+
+    def test_nested_unions_have_a_budget(self):
+        typ = "int"
+        for _ in range(8):
+            typ = f"Union[list[{typ}], tuple[{typ}, ...]]"
+        value: list = ["1"]
+        for _ in range(7):
+            value = [value, value, value]
+        msg = self.read(typ, json.dumps(value))
+        self.assertIn("the value is too complex to read", msg)
