@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,7 +13,6 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
-	"github.com/dspgo/dspgo/internal/testutil"
 )
 
 // modelVectors is protocol/testdata/models.json, which the Python
@@ -34,10 +31,7 @@ type modelVectors struct {
 
 func loadModelVectors(t *testing.T) modelVectors {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(testutil.RepoRoot(), "protocol", "testdata", "models.json"))
-	require.NoError(t, err)
-	var v modelVectors
-	require.NoError(t, json.Unmarshal(data, &v))
+	v := loadVectors[modelVectors](t, "models.json")
 	require.NotEmpty(t, v.Specs)
 	require.NotEmpty(t, v.Convert)
 	return v

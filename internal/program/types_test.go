@@ -71,12 +71,19 @@ func checkConversion(t *testing.T, parse func(string) (program.Type, error), c c
 	assert.Equal(t, got, again, "%s: converting a converted value changes nothing", what)
 }
 
+// loadVectors reads the file of protocol/testdata named name.
+func loadVectors[V any](t *testing.T, name string) V {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testutil.RepoRoot(), "protocol", "testdata", name))
+	require.NoError(t, err)
+	var v V
+	require.NoError(t, json.Unmarshal(data, &v))
+	return v
+}
+
 func loadTypeVectors(t *testing.T) typeVectors {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(testutil.RepoRoot(), "protocol", "testdata", "types.json"))
-	require.NoError(t, err)
-	var v typeVectors
-	require.NoError(t, json.Unmarshal(data, &v))
+	v := loadVectors[typeVectors](t, "types.json")
 	require.NotEmpty(t, v.Parse)
 	require.NotEmpty(t, v.Convert)
 	return v
