@@ -342,7 +342,6 @@ _BOOL_TEXT = {"true": True, "yes": True, "y": True, "on": True, "t": True, "1": 
               "false": False, "no": False, "n": False, "off": False, "f": False, "0": False}
 #: A Markdown code fence around a reply's JSON array or object.
 _FENCE_OPENING = re.compile(r"```[A-Za-z0-9_+-]*[ \t]*\n")
-#: The longest text read as a Python literal: a frame's (docs/protocol.md, "Frames").
 #: The longest text read as a Python literal: parsing one costs about 3 µs and 500 bytes
 #: of memory per character, and runs where the reply is read.
 _MAX_LITERAL_CHARS = 256 * 1024
