@@ -37,7 +37,9 @@ class Field:
 
 
 
-def field_list(obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+def object_list(obj: dict[str, Any], key: str, where: str, keys: tuple[str, ...]) -> list[tuple[dict[str, Any], str]]:
+    """``obj[key]``, an array of objects of ``keys`` (null or absent: none; a null item: an
+    empty object), each with where it is (``spec.signature.inputs[0]``)."""
     value = obj.get(key)
     if value is None:
         return []
@@ -46,9 +48,14 @@ def field_list(obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]
     out = []
     for i, item in enumerate(value):
         at = f"{where}.{key}[{i}]"
-        item = {} if item is None else json_object(item, at, ("name", "type", "description"))
-        out.append({k: json_string(item, k, at) for k in ("name", "type", "description")})
+        out.append(({} if item is None else json_object(item, at, keys), at))
     return out
+
+
+def field_list(obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    """``obj[key]``, a list of fields, each's name, type and description a string."""
+    keys = ("name", "type", "description")
+    return [{k: json_string(item, k, at) for k in keys} for item, at in object_list(obj, key, where, keys)]
 
 
 #: The public attributes of pydantic's BaseModel (2.14) that do not start with ``model_``,
@@ -77,16 +84,12 @@ def compile_models(signature: dict[str, Any]) -> dict[str, Model]:
     All of it takes time linear in the size of the models, and no recursion deeper than
     a type's (:data:`~dspgo_worker.fieldtypes.MAX_TYPE_DEPTH`), however many models
     name each other."""
-    raw = signature.get("models")
-    if raw is None:
+    declared = [
+        (json_string(item, "name", at), json_string(item, "description", at), field_list(item, "fields", at))
+        for item, at in object_list(signature, "models", "spec.signature", ("name", "description", "fields"))
+    ]
+    if not declared:
         return {}
-    if not isinstance(raw, list):
-        raise invalid(f"spec.signature.models must be an array, got {describe_value(raw)}")
-    declared = []
-    for i, item in enumerate(raw):
-        at = f"spec.signature.models[{i}]"
-        item = {} if item is None else json_object(item, at, ("name", "description", "fields"))
-        declared.append((json_string(item, "name", at), json_string(item, "description", at), field_list(item, "fields", at)))
     models: dict[str, Model] = {}  # the models' names known to the fields' types
     for name, description, _ in declared:
         if is_identifier(name) and name not in TYPE_NAMES and name not in models:
