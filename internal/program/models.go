@@ -72,7 +72,7 @@ const tooLarge = "a value of it holds more than 10000 fields of models (counting
 
 // CompileModels validates a signature's models and resolves them: every
 // rule of docs/protocol.md ("Program specs") but whether each is used,
-// which needs the signature's fields (Models.CheckUsed). Errors have
+// which needs the signature's fields (normalizeSignature checks it). Errors have
 // CodeInvalidArgument.
 func CompileModels(models []command.Model) (*Models, error) {
 	if len(models) == 0 {
@@ -262,12 +262,12 @@ func (t Type) size(memo map[*ModelType]int) int {
 	return n
 }
 
-// CheckSize returns an error when a value of t, a type of the signature's
-// field named by what ("output field \"a\""), would hold more fields of
-// models than a value may.
-func (m *Models) CheckSize(t Type, what string) error {
+// checkSize returns an error when a value of t, the type of the
+// signature's field name on side ("input", "output"), would hold more
+// fields of models than a value may.
+func (m *Models) checkSize(t Type, side, name string) error {
 	if m != nil && t.size(m.size) > maxModelFields {
-		return invalid("%s: %s", what, tooLarge)
+		return invalid("%s field %q: %s", side, name, tooLarge)
 	}
 	return nil
 }
@@ -305,9 +305,9 @@ func (t Type) parts() []Type {
 	return append(parts, t.Members...)
 }
 
-// CheckUsed returns an error naming the first declared model that no
-// field of fields uses, directly or through another model.
-func (m *Models) CheckUsed(fields ...[]command.Field) error {
+// checkUsed returns an error naming the first declared model that no
+// field of types' uses, directly or through another model.
+func (m *Models) checkUsed(types ...[]Type) error {
 	if m == nil {
 		return nil
 	}
@@ -323,9 +323,8 @@ func (m *Models) CheckUsed(fields ...[]command.Field) error {
 			}
 		}
 	}
-	for _, side := range fields {
-		for _, f := range side {
-			t, _ := m.ParseType(f.Type) // parsed before
+	for _, side := range types {
+		for _, t := range side {
 			use(t)
 		}
 	}

@@ -89,16 +89,25 @@ func parseFields(side, which, whole string) ([]command.Field, error) {
 	return fields, nil
 }
 
+// signatureTypes are a normalized signature's models and its fields'
+// parsed types, in order.
+type signatureTypes struct {
+	models          *Models
+	inputs, outputs []Type
+}
+
 // normalizeSignature validates the signature and returns a copy whose
-// types are in canonical form, with its models resolved.
-func normalizeSignature(s command.Signature, kind string) (command.Signature, *Models, error) {
+// types are in canonical form, with its types parsed.
+func normalizeSignature(s command.Signature, kind string) (command.Signature, signatureTypes, error) {
+	var types signatureTypes
 	if len(s.Outputs) == 0 {
-		return s, nil, invalid("signature has no outputs")
+		return s, types, invalid("signature has no outputs")
 	}
 	models, err := CompileModels(s.Models)
 	if err != nil {
-		return s, nil, err
+		return s, types, err
 	}
+	types = signatureTypes{models: models, inputs: make([]Type, len(s.Inputs)), outputs: make([]Type, len(s.Outputs))}
 	seen := map[string]string{}
 	if kind == command.KindChainOfThought {
 		seen[command.ReasoningField] = "the reasoning output that chain_of_thought adds"
@@ -108,43 +117,45 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, *M
 	for _, group := range []struct {
 		side     string
 		src, dst []command.Field
-	}{{"input", s.Inputs, out.Inputs}, {"output", s.Outputs, out.Outputs}} {
+		types    []Type
+	}{{"input", s.Inputs, out.Inputs, types.inputs}, {"output", s.Outputs, out.Outputs, types.outputs}} {
 		side, dst := group.side, group.dst
 		for i, f := range group.src {
 			if !isIdentifier(f.Name) {
-				return s, nil, invalid("%s field name %q %s", side, f.Name, notIdentifier)
+				return s, types, invalid("%s field name %q %s", side, f.Name, notIdentifier)
 			}
 			if prev, dup := seen[f.Name]; dup {
-				return s, nil, invalid("field name %q is used twice (as %s and as %s)", f.Name, prev, side)
+				return s, types, invalid("field name %q is used twice (as %s and as %s)", f.Name, prev, side)
 			}
 			seen[f.Name] = side
 			t, err := models.ParseType(f.Type)
 			if err != nil {
-				return s, nil, invalid("%s field %q: %v", side, f.Name, err)
+				return s, types, invalid("%s field %q: %v", side, f.Name, err)
 			}
-			if err := models.CheckSize(t, fmt.Sprintf("%s field %q", side, f.Name)); err != nil {
-				return s, nil, err
+			if err := models.checkSize(t, side, f.Name); err != nil {
+				return s, types, err
 			}
 			if media := t.Media(); side == "output" && media != "" {
-				return s, nil, invalid("output field %q: %s is an input type (%s)", f.Name, media, MediaNote(media))
+				return s, types, invalid("output field %q: %s is an input type (%s)", f.Name, media, MediaNote(media))
 			}
 			if t.Kind == History {
 				switch {
 				case side == "output":
-					return s, nil, invalid("output field %q: %s is an input type (the conversation so far)", f.Name, HistoryType)
+					return s, types, invalid("output field %q: %s is an input type (the conversation so far)", f.Name, HistoryType)
 				case history != "":
-					return s, nil, invalid("input fields %q and %q are both %s: a signature has one conversation", history, f.Name, HistoryType)
+					return s, types, invalid("input fields %q and %q are both %s: a signature has one conversation", history, f.Name, HistoryType)
 				}
 				history = f.Name
 			}
 			dst[i] = command.Field{Name: f.Name, Type: t.String(), Description: f.Description}
+			group.types[i] = t
 		}
 	}
-	if err := models.CheckUsed(s.Inputs, s.Outputs); err != nil {
-		return s, nil, err
+	if err := models.checkUsed(types.inputs, types.outputs); err != nil {
+		return s, types, err
 	}
 	out.Models = models.Normalized()
-	return out, models, nil
+	return out, types, nil
 }
 
 // notIdentifier is how an error says a name is not an identifier.
@@ -191,7 +202,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 		return nil, invalid("program kind %q is unknown (known: %s, %s, %s, %s)", spec.Kind,
 			command.KindPredict, command.KindChainOfThought, command.KindReact, command.KindModule)
 	}
-	sig, models, err := normalizeSignature(spec.Signature, kind)
+	sig, types, err := normalizeSignature(spec.Signature, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -199,11 +210,11 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	demos, err := normalizeDemos(spec.Demos, kind, sig, models, "demo")
+	demos, err := normalizeDemos(spec.Demos, kind, sig, types.models, "demo")
 	if err != nil {
 		return nil, err
 	}
-	c := &Compiled{models: models, Spec: command.Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos, Module: spec.Module, State: state}}
+	c := &Compiled{models: types.models, inputs: types.inputs, types: types.outputs, Spec: command.Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos, Module: spec.Module, State: state}}
 	canon, err := Canonical(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("program: canonical form of a spec: %w", err)
@@ -211,17 +222,14 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	sum := sha256.Sum256(canon)
 	c.Hash = hex.EncodeToString(sum[:])
 	for _, f := range sig.Inputs {
-		t, _ := models.ParseType(f.Type)
-		c.inputs = append(c.inputs, t)
 		c.inPaths = append(c.inPaths, "input "+f.Name)
 	}
 	c.fields = sig.Outputs
 	if kind == command.KindChainOfThought {
 		c.fields = append([]command.Field{{Name: command.ReasoningField, Type: "str"}}, sig.Outputs...)
+		c.types = append([]Type{{Kind: Str}}, c.types...)
 	}
 	for _, f := range c.fields {
-		t, _ := models.ParseType(f.Type)
-		c.types = append(c.types, t)
 		c.outPaths = append(c.outPaths, "output "+f.Name)
 	}
 	return c, nil
