@@ -287,10 +287,8 @@ func (t Type) models() []*ModelType {
 
 // holdsModel reports whether t is or holds a model.
 func (t Type) holdsModel() bool {
-	if t.Kind == Object {
-		return true
-	}
-	return slices.ContainsFunc(t.parts(), Type.holdsModel)
+	// not through parts, which allocates: the dummy LM asks for each list
+	return t.Kind == Object || t.Elem != nil && t.Elem.holdsModel() || slices.ContainsFunc(t.Members, Type.holdsModel)
 }
 
 // parts are t's element, key and members.
@@ -389,9 +387,14 @@ func (t Type) convertModel(v reflect.Value, path string, exact bool) (reflect.Va
 	if v.Kind() != reflect.Map || v.Type().Key().Kind() != reflect.String {
 		return reflect.Value{}, fmt.Errorf("%s: expected %s, got %s", path, t, describe(v))
 	}
+	keyType := v.Type().Key()
 	out := make(map[string]any, len(t.Model.Fields))
 	for _, f := range t.Model.Fields {
-		value := v.MapIndex(reflect.ValueOf(f.Name).Convert(v.Type().Key()))
+		key := reflect.ValueOf(f.Name)
+		if keyType != key.Type() { // a named string type
+			key = key.Convert(keyType)
+		}
+		value := v.MapIndex(key)
 		if !value.IsValid() {
 			if f.Type.Kind != Optional {
 				return reflect.Value{}, fmt.Errorf("%s: expected %s, got an object without %q", path, t, f.Name)
