@@ -453,6 +453,7 @@ func deriveCodec(t reflect.Type, s side, deriving []reflect.Type) (*structCodec,
 	if err := walk(t, nil, ""); err != nil {
 		return nil, err
 	}
+	c.models.deriving = nil // only while deriving; a cached codec keeps none
 	if len(c.fields) == 0 && s == outputSide && len(deriving) == 1 { // no inputs is a program of none ("-> joke"); a model's own check is nested's
 		return nil, fmt.Errorf("%s type %s has no output field (exported, not tagged \"-\" or input)", s, t)
 	}
