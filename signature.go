@@ -12,6 +12,7 @@ import (
 //		Name        string // a Python identifier, unique within the signature
 //		Type        string // as written in a DSPy signature; empty means "str"
 //		Description string // for the language model; empty means none
+//		Default     any    // the value when left out; nil means none
 //	}
 //
 // Type is "str", "int", "float", "bool", "Any", "list[T]", "dict[str, T]",
@@ -38,7 +39,8 @@ type Field = command.Field
 //		Outputs: []dspgo.Field{{Name: "answer"}, {Name: "confidence", Type: "float"}},
 //	}
 //
-// Its String method gives DSPy's string form (which cannot hold Models).
+// Its String method gives DSPy's string form (which holds no
+// descriptions, Models or defaults).
 type Signature = command.Signature
 
 // Model is a pydantic model that a signature's field types may name,

@@ -44,6 +44,16 @@ type Field struct {
 	// Description tells the language model what the field holds. Empty
 	// means none.
 	Description string `json:"description"`
+	// Default is the value the field takes when it is left out: an input
+	// left out of an execution, an output the language model's reply
+	// leaves out, a model's field left out of a value (DSPy's
+	// InputField(default=…) and OutputField(default=…), a pydantic field's
+	// "= value"). It converts to Type as an input of that type does, and
+	// the normalized spec holds it converted. Nil means none (an Optional
+	// field may be left out without one; in JSON, absent or null); a
+	// field whose type holds dspy.History or a media type takes none.
+	// The rules are in docs/protocol.md ("Program specs").
+	Default any `json:"default,omitempty"`
 }
 
 // Signature is a program's typed inputs and outputs: any number of inputs
@@ -75,9 +85,9 @@ type Model struct {
 	Description string `json:"description"`
 	// Fields are the model's attributes, in order: at least one. A field's
 	// Type is any field type but dspy.History and the media types, and may
-	// name another model (never, through others, its own); an Optional
-	// field may be left out of a value (pydantic's "x: Optional[T] =
-	// None"), every other one is required. A name may not start with "_"
+	// name another model (never, through others, its own); a field with
+	// a Default may be left out of a value, and so may an Optional one
+	// (pydantic's "x: Optional[T] = None"), every other one is required. A name may not start with "_"
 	// or "model_" or be an attribute of pydantic's BaseModel ("json",
 	// "dict", "copy", "schema", …).
 	Fields []Field `json:"fields"`

@@ -29,6 +29,9 @@ type ModelField struct {
 	Type Type
 	// Description is the field's description; empty means none.
 	Description string
+	// Default is the value the field takes when a value leaves it out,
+	// converted to Type; nil means none.
+	Default any
 }
 
 // Models are a signature's models, resolved: the names its field types
@@ -120,6 +123,15 @@ func CompileModels(models []command.Model) (*Models, error) {
 		}
 	}
 	m.size = size
+	for _, name := range m.order {
+		model := m.byName[name]
+		for i, f := range model.Fields {
+			var err error
+			if model.Fields[i].Default, err = convertDefault(f.Type, f.Default, fmt.Sprintf("model %q field %q", name, f.Name)); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return m, nil
 }
 
@@ -162,7 +174,9 @@ func (m *Models) modelFields(model command.Model) ([]ModelField, error) {
 			return nil, invalid("model %q field %q: %s is not a type of a model's field", model.Name, f.Name, bad)
 		}
 		names[f.Name] = true
-		fields[i] = ModelField{Name: f.Name, Type: t, Description: f.Description}
+		// The default is converted once every model's fields are known
+		// (CompileModels), as it may hold a model declared later.
+		fields[i] = ModelField{Name: f.Name, Type: t, Description: f.Description, Default: f.Default}
 	}
 	return fields, nil
 }
@@ -351,7 +365,7 @@ func (m *Models) Normalized() []command.Model {
 		model := m.byName[name]
 		fields := make([]command.Field, len(model.Fields))
 		for i, f := range model.Fields {
-			fields[i] = command.Field{Name: f.Name, Type: f.Type.String(), Description: f.Description}
+			fields[i] = command.Field{Name: f.Name, Type: f.Type.String(), Description: f.Description, Default: f.Default}
 		}
 		out = append(out, command.Model{Name: name, Description: model.Description, Fields: fields})
 	}
@@ -395,6 +409,9 @@ func (t Type) convertModel(v reflect.Value, path string, exact bool) (reflect.Va
 			key = key.Convert(keyType)
 		}
 		value := v.MapIndex(key)
+		if !value.IsValid() && f.Default != nil {
+			value = reflect.ValueOf(f.Default) // converted below: a copy
+		}
 		if !value.IsValid() {
 			if f.Type.Kind != Optional {
 				return reflect.Value{}, fmt.Errorf("%s: expected %s, got an object without %q", path, t, f.Name)

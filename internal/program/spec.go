@@ -147,7 +147,11 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, si
 				}
 				history = f.Name
 			}
-			dst[i] = command.Field{Name: f.Name, Type: t.String(), Description: f.Description}
+			def, err := convertDefault(t, f.Default, fmt.Sprintf("%s field %q", side, f.Name))
+			if err != nil {
+				return s, types, err
+			}
+			dst[i] = command.Field{Name: f.Name, Type: t.String(), Description: f.Description, Default: def}
 			group.types[i] = t
 		}
 	}
@@ -156,6 +160,28 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, si
 	}
 	out.Models = models.Normalized()
 	return out, types, nil
+}
+
+// convertDefault checks and converts the default of a field of type t,
+// which field names ("input field \"n\""), as docs/protocol.md ("Program
+// specs") says: nil when there is none, an error with CodeInvalidArgument
+// when the type holds a medium or dspy.History or the value does not
+// convert.
+func convertDefault(t Type, v any, field string) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if held := t.Media(); held != "" || t.Kind == History {
+		if held == "" {
+			held = HistoryType
+		}
+		return nil, invalid("%s: %s takes no default", field, held)
+	}
+	conv, err := t.Convert(v, field+" default")
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	return conv, nil
 }
 
 // notIdentifier is how an error says a name is not an identifier.
@@ -243,8 +269,9 @@ func (c *Compiled) Examples(examples []command.Demo, label string) ([]command.De
 	return normalizeDemos(examples, c.Spec.Kind, c.Spec.Signature, c.models, label)
 }
 
-// Inputs converts a program's inputs to their declared types. An
-// Optional input may be left out, and stays out (DSPy leaves an input its
+// Inputs converts a program's inputs to their declared types. An input
+// left out that has a Default takes it (a copy). Otherwise an Optional
+// input may be left out, and stays out (DSPy leaves an input its
 // annotation allows None for out of the prompt; a null is written
 // "None"). Any other missing input, an unknown one, or one of the wrong
 // type is a CodeInvalidArgument error naming the field.
@@ -252,6 +279,9 @@ func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
 	out := make(map[string]any, len(c.inputs))
 	for i, f := range c.Spec.Signature.Inputs {
 		v, ok := in[f.Name]
+		if !ok && f.Default != nil {
+			v, ok = f.Default, true // converted below: a copy
+		}
 		if !ok {
 			if c.inputs[i].Kind == Optional {
 				continue

@@ -1,0 +1,126 @@
+package program_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/command"
+	"github.com/dspgo/dspgo/internal/program"
+	"github.com/dspgo/dspgo/internal/testutil"
+)
+
+// defaultVectors is protocol/testdata/defaults.json, which the Python
+// worker's tests check too (its replies only there: Go never reads an
+// LM's reply).
+type defaultVectors struct {
+	Specs []struct {
+		Name       string             `json:"name"`
+		Signature  command.Signature  `json:"signature"`
+		Normalized *command.Signature `json:"normalized"`
+		Error      string             `json:"error"`
+	} `json:"specs"`
+	Runs []struct {
+		Name      string            `json:"name"`
+		Signature command.Signature `json:"signature"`
+		Inputs    map[string]any    `json:"inputs"`
+		Result    json.RawMessage   `json:"result"`
+		Error     string            `json:"error"`
+	} `json:"runs"`
+}
+
+// loadDefaultVectors reads defaults.json twice: numbers as float64 (as
+// encoding/json decodes a spec file) and as json.Number (as the mock
+// decodes requests).
+func loadDefaultVectors(t *testing.T) map[string]defaultVectors {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testutil.RepoRoot(), "protocol", "testdata", "defaults.json"))
+	require.NoError(t, err)
+	var plain, numbers defaultVectors
+	require.NoError(t, json.Unmarshal(data, &plain))
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	require.NoError(t, dec.Decode(&numbers))
+	require.NotEmpty(t, plain.Specs)
+	require.NotEmpty(t, plain.Runs)
+	return map[string]defaultVectors{"float64": plain, "json.Number": numbers}
+}
+
+// TestDefaultVectors: every signature of protocol/testdata/defaults.json
+// normalizes as it says (its defaults converted) or fails with its
+// message, with CodeInvalidArgument, and the inputs of every run convert
+// to its result (defaults filled in) or fail with its message: the same
+// as in the Python worker.
+func TestDefaultVectors(t *testing.T) {
+	for decoding, v := range loadDefaultVectors(t) {
+		for _, c := range v.Specs {
+			name := decoding + ": " + c.Name
+			compiled, err := program.Compile(command.Spec{Signature: c.Signature})
+			if c.Error != "" {
+				var aerr *adapter.Error
+				if assert.True(t, errors.As(err, &aerr), "%s: %v", name, err) {
+					assert.Equal(t, adapter.CodeInvalidArgument, aerr.Code, name)
+					if decoding == "json.Number" { // as Python: a float64 is named as a Go value
+						assert.Equal(t, c.Error, aerr.Message, name)
+					}
+				}
+				continue
+			}
+			require.NoError(t, err, name)
+			assert.Equal(t, mustCanonical(t, *c.Normalized), mustCanonical(t, compiled.Spec.Signature), name)
+			again, err := program.Compile(compiled.Spec)
+			require.NoError(t, err, name)
+			assert.Equal(t, compiled.Hash, again.Hash, "%s: the normalized spec hashes the same", name)
+			assert.Equal(t, compiled.Spec, again.Spec, "%s: a normalized spec normalizes to itself", name)
+		}
+		for _, c := range v.Runs {
+			name := decoding + ": " + c.Name
+			compiled, err := program.Compile(command.Spec{Signature: c.Signature})
+			require.NoError(t, err, name)
+			got, err := compiled.Inputs(c.Inputs)
+			if c.Error != "" {
+				var aerr *adapter.Error
+				if assert.True(t, errors.As(err, &aerr), "%s: %v", name, err) {
+					assert.Equal(t, adapter.CodeInvalidArgument, aerr.Code, name)
+					assert.Equal(t, c.Error, aerr.Message, name)
+				}
+				continue
+			}
+			require.NoError(t, err, name)
+			want, err := program.CanonicalJSON(c.Result)
+			require.NoError(t, err)
+			assert.Equal(t, string(want), mustCanonical(t, got), name)
+		}
+	}
+}
+
+// TestDefaultsAreCopies: a default an input or a model's field takes is
+// a value of its own, so a caller (or an adapter) that changes it does
+// not change the next execution's.
+func TestDefaultsAreCopies(t *testing.T) {
+	compiled, err := program.Compile(command.Spec{Signature: command.Signature{
+		Inputs: []command.Field{
+			{Name: "tags", Type: "list[str]", Default: []string{"a"}},
+			{Name: "doc", Type: "Doc", Default: map[string]any{}},
+		},
+		Outputs: []command.Field{{Name: "a"}},
+		Models:  []command.Model{{Name: "Doc", Fields: []command.Field{{Name: "meta", Type: "dict[str, int]", Default: map[string]any{"n": 1}}}}},
+	}})
+	require.NoError(t, err)
+	first, err := compiled.Inputs(map[string]any{})
+	require.NoError(t, err)
+	first["tags"].([]string)[0] = "changed"
+	first["doc"].(map[string]any)["meta"].(map[string]int64)["n"] = 2
+	second, err := compiled.Inputs(map[string]any{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a"}, second["tags"])
+	assert.Equal(t, map[string]any{"meta": map[string]int64{"n": 1}}, second["doc"])
+	assert.Equal(t, []string{"a"}, compiled.Spec.Signature.Inputs[0].Default, "the spec's default is unchanged")
+}
