@@ -37,6 +37,7 @@ func Cases() []Case {
 		{Name: "invalid_argument", Doc: "Missing, unknown and mistyped inputs and bad signatures are CodeInvalidArgument, from the client and from the backend.", Run: caseInvalidArgument},
 		{Name: "optional_input_left_out", Doc: "An Optional input may be left out, from the client and from the backend, and stays out: the outputs are the dummy LM's for the inputs without it, not for a null; any other input left out is CodeInvalidArgument.", Run: caseOptionalLeftOut},
 		{Name: "pydantic_models", Doc: "Fields whose types name the signature's pydantic models (an object input, list and Optional outputs, a nested model) give the dummy LM's outputs, from the client and from the backend; a value without a required field and a bad model are CodeInvalidArgument.", Run: caseModels},
+		{Name: "field_defaults", Doc: "Inputs and models' fields left out take their defaults, from the client and from the backend: the outputs are the dummy LM's for the inputs with the defaults given; a default of another type is CodeInvalidArgument.", Run: caseDefaults},
 		{Name: "unimplemented", Doc: "An unknown command is CodeUnimplemented.", Run: caseUnimplemented},
 		{Name: "canceled", Doc: "A cancelled context gives CodeCanceled.", Run: caseCanceled},
 		{Name: "deadline_exceeded", Doc: "A deadline gives CodeDeadlineExceeded promptly, and the adapter stays usable.", Run: caseDeadline},
@@ -387,6 +388,48 @@ func caseModels(t TB, env *Env) {
 		}
 		requireCode(t, adapter.CodeInvalidArgument, err)
 		assert.Contains(t, err.Error(), `model "Unused" is not used by any field`, via)
+	}
+}
+
+func caseDefaults(t TB, env *Env) {
+	ctx, c := env.Ctx, env.Client
+	sig := dspgo.Signature{
+		Inputs: []dspgo.Field{{Name: "q"}, {Name: "n", Type: "int", Default: 3}, {Name: "tags", Type: "list[str]", Default: []string{"a"}},
+			{Name: "doc", Type: "Doc", Default: map[string]any{"text": "none"}}},
+		Outputs: []dspgo.Field{{Name: "answer"}, {Name: "score", Type: "float", Default: 0.5}},
+		Models:  []dspgo.Model{{Name: "Doc", Fields: []dspgo.Field{{Name: "text"}, {Name: "lang", Default: "en"}}}},
+	}
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig})
+	require.NoError(t, err)
+	full := map[string]any{"q": "?", "n": 3, "tags": []string{"a"}, "doc": map[string]any{"text": "none", "lang": "en"}}
+	given, err := c.Execute(ctx, p.ID, full)
+	require.NoError(t, err)
+	assert.Equal(t, expected(t, p, full), given)
+	got, err := c.Execute(ctx, p.ID, map[string]any{"q": "?"})
+	require.NoError(t, err)
+	assert.Equal(t, given, got, "inputs left out take their defaults")
+
+	want, err := json.Marshal(given)
+	require.NoError(t, err)
+	spec := command.Spec{Signature: sig}
+	for _, inputs := range []string{`{"q":"?"}`, `{"q":"?","doc":{"text":"none"}}`, `{"q":"?","n":3,"tags":["a"],"doc":{"lang":"en","text":"none"}}`} {
+		outputs, err := executeRaw(env, p.Hash, spec, inputs)
+		require.NoError(t, err, inputs)
+		assert.JSONEq(t, string(want), string(outputs), "the backend fills in the defaults of %s", inputs)
+	}
+
+	bad := sig
+	bad.Inputs = append(slices.Clone(sig.Inputs), dspgo.Field{Name: "k", Type: "int", Default: "three"})
+	for _, via := range []string{"client", "backend"} {
+		var err error
+		if via == "client" {
+			_, err = c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: bad})
+		} else {
+			args, _ := json.Marshal(command.CreateArgs{ProgramID: "defaults_bad", Spec: command.Spec{Signature: bad}})
+			_, err = env.Adapter.Call(ctx, adapter.Request{Command: command.CreateProgram, Args: args})
+		}
+		requireCode(t, adapter.CodeInvalidArgument, err)
+		assert.Contains(t, err.Error(), `input field "k" default: expected int, got string "three"`, via)
 	}
 }
 
