@@ -95,6 +95,15 @@ type Typed[In, Out any] struct {
 //     in UTC): the field itself, or the elements of a slice or array, or
 //     the values of a map, through pointers. Without either, a time.Time
 //     is a text type, a str.
+//   - default=VALUE: the field's Default (see Field): for a str, a
+//     Literal of strings, a date or a datetime (or a pointer to one) the
+//     text itself, else a JSON value (default=0.5, default=true,
+//     default=[]). It ends at the next comma, so a list or object holds
+//     none; a field that holds a struct takes no default= (give the
+//     model's field its own). An output the language model leaves out
+//     takes it, and so does an input left out (a nil pointer with
+//     omitempty); a struct's field left out of a model's value too, which
+//     only a program made from the spec (Client.Execute) can leave out.
 //   - omitempty: a nil pointer input is left out of the inputs, as DSPy
 //     leaves out of the prompt an Optional input it is not given, instead
 //     of sent as None (which the prompt shows as "None"). For a pointer
@@ -444,6 +453,11 @@ func deriveCodec(t reflect.Type, s side, deriving []reflect.Type) (*structCodec,
 				}
 			}
 			f.field = Field{Name: name, Type: typ.String(), Description: opts.desc}
+			if opts.dflt != nil {
+				if f.field.Default, err = tagDefault(typ, *opts.dflt); err != nil {
+					return fail("default=%s: %v", *opts.dflt, err)
+				}
+			}
 			f.rewrite, f.omitNil = rewrite, opts.omitEmpty
 			byName[name] = c.name(f)
 			c.fields = append(c.fields, f)
@@ -453,17 +467,45 @@ func deriveCodec(t reflect.Type, s side, deriving []reflect.Type) (*structCodec,
 	if err := walk(t, nil, ""); err != nil {
 		return nil, err
 	}
-	c.models.deriving = nil // only while deriving; a cached codec keeps none
+	c.models.deriving = nil                                          // only while deriving; a cached codec keeps none
 	if len(c.fields) == 0 && s == outputSide && len(deriving) == 1 { // no inputs is a program of none ("-> joke"); a model's own check is nested's
 		return nil, fmt.Errorf("%s type %s has no output field (exported, not tagged \"-\" or input)", s, t)
 	}
 	return c, nil
 }
 
+// tagDefault is the Default of a field of type typ whose tag says
+// default=text: the text itself for a field of text (str, a Literal of
+// strings, a date or datetime, or Optional one of them), else the JSON
+// value text holds, converted to typ.
+func tagDefault(typ program.Type, text string) (any, error) {
+	leaf := typ
+	if leaf.Kind == program.Optional {
+		leaf = *leaf.Elem
+	}
+	var v any = text
+	switch {
+	case typ.HoldsModel():
+		return nil, fmt.Errorf("a field that holds a struct (a model) takes no default= in a tag")
+	case leaf.Kind == program.Str || leaf.Kind == program.Date || leaf.Kind == program.DateTime || leaf.Kind == program.Literal && !leaf.Ints:
+	default:
+		dec := json.NewDecoder(strings.NewReader(text))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil || dec.More() {
+			return nil, fmt.Errorf("not a JSON value of %s (a list or object may hold no comma: the tag's options are split at commas)", typ)
+		}
+	}
+	// Converted here for an error that names the Go field; Compile checks
+	// the rest (a medium takes no default).
+	return typ.Convert(v, "the value")
+}
+
 // tagOptions is a parsed `dspy` tag.
 type tagOptions struct {
-	name, desc    string
-	enum          []string
+	name, desc string
+	enum       []string
+	// dflt is the text of default=, nil without it.
+	dflt          *string
 	input, output bool
 	omitEmpty     bool
 	// moment is program.Date or program.DateTime for the date and
@@ -471,7 +513,7 @@ type tagOptions struct {
 	moment program.Kind
 }
 
-// parseTag parses "name,input,output,omitempty,enum=a|b,date,datetime,desc=text".
+// parseTag parses "name,input,output,omitempty,enum=a|b,date,datetime,default=v,desc=text".
 func parseTag(tag string) (tagOptions, error) {
 	parts := strings.Split(tag, ",")
 	o := tagOptions{name: parts[0]}
@@ -495,6 +537,12 @@ func parseTag(tag string) (tagOptions, error) {
 				seen[v] = true
 				o.enum = append(o.enum, v)
 			}
+		case strings.HasPrefix(opt, "default="):
+			if o.dflt != nil {
+				return o, fmt.Errorf("default= appears twice")
+			}
+			text := strings.TrimPrefix(opt, "default=")
+			o.dflt = &text
 		case opt == "date" || opt == "datetime":
 			if o.moment != 0 {
 				return o, fmt.Errorf("date and datetime exclude each other")
@@ -508,7 +556,7 @@ func parseTag(tag string) (tagOptions, error) {
 			o.omitEmpty = true
 		case opt == "":
 		default:
-			return o, fmt.Errorf("unknown option %q (known: input, output, omitempty, enum=A|B, date, datetime, desc=TEXT)", opt)
+			return o, fmt.Errorf("unknown option %q (known: input, output, omitempty, enum=A|B, date, datetime, default=VALUE, desc=TEXT)", opt)
 		}
 	}
 	if o.moment != 0 && o.enum != nil {

@@ -536,6 +536,47 @@ func TestTypedOmitEmpty(t *testing.T) {
 	assert.NotEqual(t, null["answer"], left.Answer, "left out, not None")
 }
 
+// aged is a model whose field has a default.
+type aged struct {
+	Name string
+	Age  int `dspy:"age,default=7"`
+}
+
+// TestTypedDefaults: default= gives a field its Default, the text for
+// a str and JSON for other types, a struct's field in its model too; an
+// omitempty input left out takes it.
+func TestTypedDefaults(t *testing.T) {
+	c, _ := newClient(t)
+	ctx := t.Context()
+	type in struct {
+		Question string
+		Limit    *int     `dspy:"limit,omitempty,default=10"`
+		Tone     *string  `dspy:"tone,omitempty,default=plain,desc=The tone, if any"`
+		Tags     []string `dspy:"tags,default=[]"`
+	}
+	type out struct {
+		Answer string
+		Score  float64 `dspy:"score,default=0.5,desc=0 to 1"`
+		Level  string  `dspy:"level,enum=low|high,default=low"`
+		People []aged
+	}
+	p, err := dspgo.NewTyped[in, out](ctx, c, dspgo.ProgramSpec{})
+	require.NoError(t, err)
+	sig := p.Program().Spec.Signature
+	assert.Equal(t, []dspgo.Field{{Name: "question", Type: "str"}, {Name: "limit", Type: "Optional[int]", Default: int64(10)},
+		{Name: "tone", Type: "Optional[str]", Description: "The tone, if any", Default: "plain"}, {Name: "tags", Type: "list[str]", Default: []string{}}}, sig.Inputs)
+	assert.Equal(t, []dspgo.Field{{Name: "answer", Type: "str"}, {Name: "score", Type: "float", Description: "0 to 1", Default: 0.5},
+		{Name: "level", Type: "Literal['low', 'high']", Default: "low"}, {Name: "people", Type: "list[aged]"}}, sig.Outputs)
+	assert.Equal(t, []dspgo.Model{{Name: "aged", Fields: []dspgo.Field{{Name: "name", Type: "str"}, {Name: "age", Type: "int", Default: int64(7)}}}},
+		sig.Models)
+	ten := 10
+	left, err := p.Execute(ctx, in{Question: "What is Go?"})
+	require.NoError(t, err)
+	given, err := p.Execute(ctx, in{Question: "What is Go?", Limit: &ten})
+	require.NoError(t, err)
+	assert.Equal(t, given, left, "a nil omitempty input takes its default")
+}
+
 func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 	c, _ := newClient(t)
 	ctx := t.Context()
@@ -588,7 +629,19 @@ func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 		}](1), `enum value "a" appears twice`},
 		{"an unknown tag option", fieldOf[struct {
 			L string `dspy:"l,required"`
-		}](1), `unknown option "required" (known: input, output, omitempty, enum=A|B, date, datetime, desc=TEXT)`},
+		}](1), `unknown option "required" (known: input, output, omitempty, enum=A|B, date, datetime, default=VALUE, desc=TEXT)`},
+		{"a default= that is no JSON", fieldOf[struct {
+			N int `dspy:"n,default=three"`
+		}](1), "Out field struct { N int \"dspy:\\\"n,default=three\\\"\" }.N (int): default=three: not a JSON value of int"},
+		{"a default= of another type", fieldOf[struct {
+			N []int `dspy:"n,default=[1.5]"`
+		}](1), "default=[1.5]: the value[0]: expected int, got number 1.5"},
+		{"a default= on a struct", fieldOf[struct {
+			P Embedded `dspy:"p,default={}"`
+		}](1), "default={}: a field that holds a struct (a model) takes no default= in a tag"},
+		{"default= twice", fieldOf[struct {
+			N int `dspy:"n,default=1,default=2"`
+		}](1), "default= appears twice"},
 		{"omitempty on a field that is no pointer", fieldOf[struct {
 			Hint string `dspy:"hint,omitempty"`
 		}](0), "omitempty leaves a nil input out, so it is for a pointer (an Optional input); this field is str"},

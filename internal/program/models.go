@@ -300,6 +300,9 @@ func (t Type) models() []*ModelType {
 }
 
 // holdsModel reports whether t is or holds a model.
+// HoldsModel reports whether t is or holds a model (an Object).
+func (t Type) HoldsModel() bool { return t.holdsModel() }
+
 func (t Type) holdsModel() bool {
 	// not through parts, which allocates: the dummy LM asks for each list
 	return t.Kind == Object || t.Elem != nil && t.Elem.holdsModel() || slices.ContainsFunc(t.Members, Type.holdsModel)
