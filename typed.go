@@ -467,7 +467,8 @@ func deriveCodec(t reflect.Type, s side, deriving []reflect.Type) (*structCodec,
 	if err := walk(t, nil, ""); err != nil {
 		return nil, err
 	}
-	c.models.deriving = nil                                          // only while deriving; a cached codec keeps none
+	// Only while deriving: a cached codec keeps none.
+	c.models.deriving = nil
 	if len(c.fields) == 0 && s == outputSide && len(deriving) == 1 { // no inputs is a program of none ("-> joke"); a model's own check is nested's
 		return nil, fmt.Errorf("%s type %s has no output field (exported, not tagged \"-\" or input)", s, t)
 	}
@@ -488,6 +489,7 @@ func tagDefault(typ program.Type, text string) (any, error) {
 	case typ.HoldsModel():
 		return nil, fmt.Errorf("a field that holds a struct (a model) takes no default= in a tag")
 	case leaf.Kind == program.Str || leaf.Kind == program.Date || leaf.Kind == program.DateTime || leaf.Kind == program.Literal && !leaf.Ints:
+		// the text itself
 	default:
 		dec := json.NewDecoder(strings.NewReader(text))
 		dec.UseNumber()

@@ -120,7 +120,7 @@ func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 // digest[4] mod 3 + 1, or one when elem holds a model (whose values may
 // be large).
 func dummyCount(elem Type, d [sha256.Size]byte) int {
-	if elem.holdsModel() {
+	if elem.HoldsModel() {
 		return 1
 	}
 	return int(d[4]%3) + 1

@@ -299,13 +299,10 @@ func (t Type) models() []*ModelType {
 	return out
 }
 
-// holdsModel reports whether t is or holds a model.
 // HoldsModel reports whether t is or holds a model (an Object).
-func (t Type) HoldsModel() bool { return t.holdsModel() }
-
-func (t Type) holdsModel() bool {
+func (t Type) HoldsModel() bool {
 	// not through parts, which allocates: the dummy LM asks for each list
-	return t.Kind == Object || t.Elem != nil && t.Elem.holdsModel() || slices.ContainsFunc(t.Members, Type.holdsModel)
+	return t.Kind == Object || t.Elem != nil && t.Elem.HoldsModel() || slices.ContainsFunc(t.Members, Type.HoldsModel)
 }
 
 // parts are t's element, key and members.
