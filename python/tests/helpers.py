@@ -17,7 +17,8 @@ from pathlib import Path
 from dspgo_worker.protocol import DEFAULT_MAX_FRAME_BYTES, FrameError, decode_message, encode_frame, read_frame
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
-VECTORS_PATH = Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "vectors.json"
+TESTDATA_DIR = Path(__file__).resolve().parents[2] / "protocol" / "testdata"
+VECTORS_PATH = TESTDATA_DIR / "vectors.json"
 
 #: Generous bound for anything that should happen "soon" (slow, loaded CI machines).
 WAIT = 15.0
@@ -37,6 +38,51 @@ def vector_bytes(name: str) -> bytes:
     raise KeyError(name)
 
 
+def load_testdata(name: str) -> dict:
+    """A file of protocol/testdata (``models.json``), decoded."""
+    with open(TESTDATA_DIR / name, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def check_spec_cases(test: unittest.TestCase, cases: list[dict]) -> None:
+    """Each spec case of a vectors file (``{"name", "signature", "normalized" | "error" |
+    "ok"}``): the spec of that signature compiles to the normalized signature (which
+    normalizes to itself), or just compiles (``ok``), or fails with ``invalid_argument``
+    and the error's message."""
+    from dspgo_worker.errors import WorkerError
+    from dspgo_worker.spec import CompiledSpec
+
+    for case in cases:
+        with test.subTest(case=case["name"]):
+            if "error" in case:
+                with test.assertRaises(WorkerError) as caught:
+                    CompiledSpec({"signature": case["signature"]})
+                test.assertEqual(caught.exception.code, "invalid_argument")
+                test.assertEqual(caught.exception.message, case["error"])
+                continue
+            compiled = CompiledSpec({"signature": case["signature"]})
+            if case.get("ok"):  # it compiles; no normalized signature given
+                test.assertNotIn("normalized", case)
+                continue
+            assert_same_json(test, compiled.spec["signature"], case["normalized"])
+            again = CompiledSpec({"signature": case["normalized"]})
+            test.assertEqual(again.hash, compiled.hash, "the normalized signature normalizes to itself")
+
+
+def assert_same_json(test: unittest.TestCase, got, want, msg=None) -> None:
+    """``got`` is ``want`` as JSON writes them: json.dumps tells 3 from 3.0 and one order of
+    keys from another, which == does not (and writes a dict's int keys as JSON does)."""
+    test.assertEqual(json.dumps(got), json.dumps(want), msg)
+
+
+def assert_same_fields(test: unittest.TestCase, got: dict, want: dict) -> None:
+    """Values by field name (a run's inputs, outputs): the same names, in any order, each
+    value the same JSON (:func:`assert_same_json`)."""
+    test.assertEqual(sorted(got), sorted(want))
+    for name in want:
+        assert_same_json(test, got[name], want[name], name)
+
+
 def check_conversions(test: unittest.TestCase, cases: list[dict], parse) -> None:
     """Each conversion case of a vectors file (``{"type", "value", "result" | "error"}``):
     the value of the type ``parse`` makes of ``"type"``, converted as the input x, is the
@@ -52,8 +98,7 @@ def check_conversions(test: unittest.TestCase, cases: list[dict], parse) -> None
                 test.assertEqual(str(caught.exception), case["error"])
                 continue
             got = convert(t, case["value"], "input x")
-            # json.dumps tells 3 from 3.0 and one order of keys from another, which == does not.
-            test.assertEqual(json.dumps(got), json.dumps(case["result"]))
+            assert_same_json(test, got, case["result"])
             test.assertEqual(json.dumps(convert(t, got, "input x")), json.dumps(got), "converting again changes nothing")
 
 

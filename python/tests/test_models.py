@@ -17,7 +17,6 @@ import json
 import os
 import random
 import unittest
-from pathlib import Path
 from unittest import mock
 
 from dspgo_worker import dspy_module
@@ -31,16 +30,14 @@ from dspgo_worker.signature import BASE_MODEL_ATTRIBUTES, compile_models
 from dspgo_worker.spec import CompiledSpec
 from dspgo_worker.values import convert, parse_output
 
-from .helpers import InProcessWorker, check_conversions
+from .helpers import InProcessWorker, check_conversions, check_spec_cases, load_testdata
 from .lmserver import LMServer, require_dspy
 
-MODELS_PATH = Path(__file__).resolve().parents[2] / "protocol" / "testdata" / "models.json"
 KEY_ENV = "DSPGO_TEST_MODELS_KEY"
 
 
 def load_model_vectors() -> dict:
-    with open(MODELS_PATH, encoding="utf-8") as f:
-        return json.load(f)
+    return load_testdata("models.json")
 
 
 def field(name: str, type_: str = "", description: str = "") -> dict:
@@ -97,21 +94,7 @@ class ModelVectorsTest(unittest.TestCase):
     def test_specs(self):
         cases = load_model_vectors()["specs"]
         self.assertGreater(len(cases), 20)
-        for case in cases:
-            with self.subTest(case=case["name"]):
-                if "error" in case:
-                    with self.assertRaises(WorkerError) as caught:
-                        CompiledSpec({"signature": case["signature"]})
-                    self.assertEqual(caught.exception.code, "invalid_argument")
-                    self.assertEqual(caught.exception.message, case["error"])
-                    continue
-                compiled = CompiledSpec({"signature": case["signature"]})
-                if case.get("ok"):  # it compiles; no normalized signature given
-                    self.assertNotIn("normalized", case)
-                    continue
-                self.assertEqual(compiled.spec["signature"], case["normalized"])
-                again = CompiledSpec({"signature": case["normalized"]})
-                self.assertEqual(again.hash, compiled.hash, "the normalized signature normalizes to itself")
+        check_spec_cases(self, cases)
 
     def test_convert(self):
         vectors = load_model_vectors()
