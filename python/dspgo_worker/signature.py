@@ -9,7 +9,7 @@ import re
 from .errors import invalid
 from .fieldtypes import HISTORY, MAX_MODEL_FIELDS, MAX_MODEL_NESTING, TYPE_NAMES, FieldType, Model, parse_type
 from .protocol import quote
-from .values import describe_value, json_object, json_string
+from .values import LazyDefault, convert, copy_value, describe_value, json_object, json_string
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -25,15 +25,26 @@ def is_identifier(name: Any) -> bool:
 
 
 class Field:
-    __slots__ = ("name", "type", "description")
+    """A field of a signature or of a model: its name, type, description and ``default``,
+    the value (converted to its type) it takes when it is left out, None for none (a
+    model's field's is a :class:`~dspgo_worker.values.LazyDefault` while the models are
+    compiled)."""
 
-    def __init__(self, name: str, type: FieldType, description: str) -> None:
+    __slots__ = ("name", "type", "description", "default")
+
+    def __init__(self, name: str, type: FieldType, description: str, default: Any = None) -> None:
         self.name = name
         self.type = type
         self.description = description
+        self.default = default
 
     def normalized(self) -> dict[str, Any]:
-        return {"name": self.name, "type": str(self.type), "description": self.description}
+        """The field as a normalized spec holds it: a ``default`` only when it has one (a
+        spec without defaults keeps its hash)."""
+        out = {"name": self.name, "type": str(self.type), "description": self.description}
+        if self.default is not None:
+            out["default"] = copy_value(self.default)
+        return out
 
 
 
@@ -52,10 +63,35 @@ def object_list(obj: dict[str, Any], key: str, where: str, keys: tuple[str, ...]
     return out
 
 
+#: The keys of a field's object (a signature's input or output, a model's field).
+FIELD_KEYS = ("name", "type", "description", "default")
+
+
 def field_list(obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
-    """``obj[key]``, a list of fields, each's name, type and description a string."""
-    keys = ("name", "type", "description")
-    return [{k: json_string(item, k, at) for k in keys} for item, at in object_list(obj, key, where, keys)]
+    """``obj[key]``, a list of fields, each's name, type and description a string and its
+    ``default`` as it is (None: none; checked with its type, :func:`check_default`)."""
+    return [
+        {"name": json_string(item, "name", at), "type": json_string(item, "type", at),
+         "description": json_string(item, "description", at), "default": item.get("default")}
+        for item, at in object_list(obj, key, where, FIELD_KEYS)
+    ]
+
+
+def check_default(t: FieldType, raw: Any, what: str) -> Any:
+    """A field's ``default`` (``raw``; None: none) converted to its type ``t`` as an input
+    of ``t`` converts, or None for none; ``invalid_argument`` naming the field (``what``:
+    ``input field "n"``, ``model "Answer" field "where"``) when ``t`` holds a type that
+    takes none (dspy.History, dspy.Image, dspy.File, dspy.Audio) or the default does not
+    convert (docs/protocol.md, "Program specs", ``default``)."""
+    if raw is None:
+        return None
+    bad = t.media or (HISTORY if t.kind == HISTORY else "")
+    if bad:
+        raise invalid(f"{what}: {bad} takes no default")
+    try:
+        return convert(t, raw, f"{what} default")
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
 
 
 #: The public attributes of pydantic's BaseModel (2.14) that do not start with ``model_``,
@@ -117,6 +153,10 @@ def compile_models(signature: dict[str, Any]) -> dict[str, Model]:
             raise invalid(f"model {quote(name)} nests more than {MAX_MODEL_NESTING} levels (types and models counted together)")
         if model.size > MAX_MODEL_FIELDS:
             raise invalid(f"model {quote(name)}: {TOO_LARGE}")
+    for model in models.values():  # then the defaults, each model's fields in order
+        for f in model.fields:
+            if isinstance(f.default, LazyDefault):
+                f.default.resolve()
     return models
 
 
@@ -142,7 +182,10 @@ def _model_fields(model: str, fields: list[dict[str, Any]], models: dict[str, Mo
         if bad:
             raise invalid(f"model {quote(model)} field {quote(name)}: {bad} is not a type of a model's field")
         names.add(name)
-        out.append(Field(name, t, f["description"]))
+        made = Field(name, t, f["description"])
+        if f["default"] is not None:  # converted once every model is compiled
+            made.default = LazyDefault(made, f["default"], f"model {quote(model)} field {quote(name)}")
+        out.append(made)
     return tuple(out)
 
 

@@ -21,6 +21,7 @@ from .protocol import quote
 from .signature import (
     NOT_IDENTIFIER,
     Field,
+    check_default,
     check_models_used,
     check_size,
     compile_models,
@@ -28,7 +29,7 @@ from .signature import (
     is_identifier,
     normalized_models,
 )
-from .values import convert, describe_value, json_object, json_string
+from .values import convert, copy_value, describe_value, json_object, json_string
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -91,7 +92,8 @@ class CompiledSpec:
                     if history:
                         raise invalid(f"input fields {quote(history)} and {quote(name)} are both {HISTORY}: a signature has one conversation")
                     history = name
-                parsed.append(Field(name, t, f["description"]))
+                default = check_default(t, f["default"], f"{side} field {quote(name)}")
+                parsed.append(Field(name, t, f["description"], default))
             sides[side] = parsed
         check_models_used(self.models, (*sides["input"], *sides["output"]))
         self.inputs: list[Field] = sides["input"]
@@ -135,11 +137,15 @@ class CompiledSpec:
 
     def convert_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """The inputs converted to their declared types; ``invalid_argument`` naming the field.
-        An ``Optional`` input may be left out and stays out, as DSPy leaves an input whose
-        annotation allows None out of the prompt (Go's ``Compiled.Inputs``)."""
+        An input left out that has a default takes it (a copy), as DSPy's ``Predict`` fills
+        it; else an ``Optional`` input may be left out and stays out, as DSPy leaves an
+        input whose annotation allows None out of the prompt (Go's ``Compiled.Inputs``)."""
         out = {}
         for f in self.inputs:
             if f.name not in inputs:
+                if f.default is not None:
+                    out[f.name] = copy_value(f.default)
+                    continue
                 if f.type.kind == OPTIONAL:
                     continue
                 raise invalid(f"input {quote(f.name)} is missing (the program takes {self.input_names()})")

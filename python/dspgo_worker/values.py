@@ -119,6 +119,39 @@ def _to_float(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def copy_value(v: Any) -> Any:
+    """A copy of a converted value (lists and dicts copied all the way down; the rest,
+    strings and numbers, is immutable): what a field left out takes of its default."""
+    if isinstance(v, dict):
+        return {k: copy_value(e) for k, e in v.items()}
+    if isinstance(v, list):
+        return [copy_value(e) for e in v]
+    return v
+
+
+class LazyDefault:
+    """A model's field's default while the models are compiled
+    (:func:`~dspgo_worker.signature.compile_models`): its raw value until :meth:`resolve`
+    converts it, each model's in the declared order. A value of the model converted
+    before then (another default) that leaves the field out takes the raw value, converted
+    there, so an error in it names that value's path (docs/protocol.md, "Program specs")."""
+
+    __slots__ = ("field", "raw", "what")
+
+    def __init__(self, field: Any, raw: Any, what: str) -> None:
+        self.field = field
+        self.raw = raw
+        self.what = what  # model "Answer" field "where"
+
+    def resolve(self) -> None:
+        """Sets the field's default converted; ``invalid_argument`` naming the field when it
+        does not convert."""
+        try:
+            self.field.default = convert(self.field.type, self.raw, f"{self.what} default")
+        except ValueError as exc:
+            raise invalid(str(exc)) from None
+
+
 #: How deep an Any value may nest, as a frame's JSON (docs/protocol.md, "Frames").
 MAX_VALUE_DEPTH = 128
 _INT_KEY = re.compile(r"[+-]?[0-9]+\Z")
@@ -243,14 +276,17 @@ def _dict(t: FieldType, v: Any, path: str, elem: Converter, key_of: KeyConverter
 def _model(t: FieldType, v: Any, path: str, field: Converter) -> dict[str, Any]:
     """A model's value from an object, as pydantic's ``model_validate`` takes it (Go's
     ``convertModel``): each of its fields in the model's order by ``field(type, value,
-    path)``, an Optional one left out null, any other left out an error; keys that are not
-    its fields are dropped."""
+    path)``, one left out its default (a copy) when it has one, else null when it is
+    Optional, else an error; keys that are not its fields are dropped."""
     if not isinstance(v, dict):
         raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
     out = {}
     for f in t.model.fields:
         if f.name in v:
             out[f.name] = field(f.type, v[f.name], f"{path}.{f.name}")
+        elif f.default is not None:  # converted again, as Go does: a copy
+            d = f.default
+            out[f.name] = field(f.type, d.raw if isinstance(d, LazyDefault) else d, f"{path}.{f.name}")
         elif f.type.kind == OPTIONAL:
             out[f.name] = None
         else:
@@ -769,13 +805,16 @@ def _lax_dict(t: FieldType, v: dict[Any, Any], path: str) -> tuple[dict[Any, Any
 
 def _lax_model(t: FieldType, v: dict[Any, Any], path: str) -> tuple[dict[str, Any], int]:
     """A model's value from a dict, as pydantic validates a model in lax mode: each of its
-    fields in the model's order, in lax mode; an Optional one left out null, any other
-    left out an error; keys that are not its fields dropped."""
+    fields in the model's order, in lax mode; one left out its default (a copy) when it
+    has one, else null when it is Optional, else an error; keys that are not its fields
+    dropped."""
     parts = _Parts(_LAX)
     out = {}
     for f in t.model.fields:
         if f.name in v:
             out[f.name] = parts.take(f.type, v[f.name], f"{path}.{f.name}")
+        elif f.default is not None:
+            out[f.name] = copy_value(f.default)
         elif f.type.kind == OPTIONAL:
             out[f.name] = None
         else:
