@@ -36,7 +36,7 @@ from .kinds import KIND_CHAIN_OF_THOUGHT, REASONING_FIELD
 from .media import map_media
 from .protocol import quote
 from .spec import CompiledSpec
-from .values import parse_output
+from .values import copy_value, parse_output
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -404,11 +404,15 @@ def convert_outputs(compiled: CompiledSpec, raw: dict[str, Any], where: str, hin
     section's text, a JSON reply's value), read as DSPy's ``parse_value`` reads it (a
     JSON reply's null too: ``"None"`` for a ``str`` output, as DSPy makes it); else a
     DSPy prediction's values, checked by pydantic's lax mode and otherwise unchanged. An
-    Optional output that is absent is null, as DSPy (3.4) fills it; any other absent
+    output that is absent takes its default (a copy) when it has one, else is null when it
+    is Optional, as DSPy 3.4.1's ``apply_output_field_defaults`` fills it; any other absent
     output (or null prediction value where the type allows none) is an
     :class:`OutputError`."""
     out: dict[str, Any] = {}
     for f in compiled.outputs:
+        if f.name not in raw and f.default is not None:
+            out[f.name] = copy_value(f.default)
+            continue
         if f.name not in raw and f.type.kind == OPTIONAL:
             out[f.name] = None
             continue

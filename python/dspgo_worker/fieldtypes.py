@@ -261,15 +261,16 @@ class FieldType:
 
     def model_schema(self, defs: dict[str, Any]) -> dict[str, Any]:
         """A model's own schema, as pydantic writes a model's: an object of its fields'
-        schemas (:meth:`_field_schema`), the required ones (all but the Optional ones),
-        its name as the title and its docstring (``inspect.cleandoc``'d) as the
-        description; the models it names are put in ``defs``."""
+        schemas (:meth:`_field_schema`), the required ones (all but those with a default
+        and the Optional ones; no ``required`` when none is), its name as the title and
+        its docstring (``inspect.cleandoc``'d) as the description; the models it names are
+        put in ``defs``."""
         model = self.model
         schema: dict[str, Any] = {
             "type": "object",
-            "properties": {f.name: f.type._field_schema(f.name, f.description, defs) for f in model.fields},
+            "properties": {f.name: f.type._field_schema(f.name, f.description, defs, f.default) for f in model.fields},
         }
-        required = [f.name for f in model.fields if f.type.kind != OPTIONAL]
+        required = [f.name for f in model.fields if f.type.kind != OPTIONAL and f.default is None]
         if required:
             schema["required"] = required
         schema["title"] = model.name
@@ -279,13 +280,16 @@ class FieldType:
             schema["description"] = inspect.cleandoc(model.description)
         return schema
 
-    def _field_schema(self, name: str, description: str, defs: dict[str, Any]) -> dict[str, Any]:
-        """The schema pydantic writes of a model's field of this type: the type's, an
-        Optional field's ``default`` null (``Optional[T] = None``), its description when it
-        has one, and its title (``first_name``: ``First Name``) unless it is a model or an
+    def _field_schema(self, name: str, description: str, defs: dict[str, Any], default: Any = None) -> dict[str, Any]:
+        """The schema pydantic writes of a model's field of this type: the type's, its
+        ``default`` (not None: a converted value) as pydantic dumps it (:func:`_dumped`), or
+        an Optional field's null (``Optional[T] = None``), its description when it has
+        one, and its title (``first_name``: ``First Name``) unless it is a model or an
         Optional model, which pydantic titles by the model."""
         schema = self._schema(defs)
-        if self.kind == OPTIONAL:
+        if default is not None:
+            schema["default"] = _dumped(default)
+        elif self.kind == OPTIONAL:
             schema["default"] = None
         if description:
             schema["description"] = description
@@ -566,3 +570,12 @@ def parse_type(s: str, models: Mapping[str, Model] | None = None) -> FieldType:
         )
     return t
 
+
+def _dumped(v: Any) -> Any:
+    """A converted value as pydantic's JSON schema holds it (``to_jsonable_python`` of the
+    value pydantic validated): the same JSON, a dict's int keys as their decimal text."""
+    if isinstance(v, dict):
+        return {str(k): _dumped(e) for k, e in v.items()}
+    if isinstance(v, list):
+        return [_dumped(e) for e in v]
+    return v
