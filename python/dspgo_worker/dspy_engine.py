@@ -242,7 +242,9 @@ def model_classes(compiled: CompiledSpec) -> dict[str, Any]:
 def _model_class(model: Model, classes: dict[str, Any]) -> Any:
     """The pydantic class of ``model`` in ``classes``, made (after the models its fields
     name) when it is not there: its docstring the model's description, each field
-    ``name: T = Field(description=…)``, an Optional one ``name: Optional[T] = None``."""
+    ``name: T = Field(description=…)``, one with a default ``name: T = value`` (the
+    value pydantic validates the default to: :func:`_python_default`), an Optional one
+    without ``name: Optional[T] = None``."""
     made = classes.get(model.name)
     if made is not None:
         return made
@@ -254,11 +256,24 @@ def _model_class(model: Model, classes: dict[str, Any]) -> Any:
     fields: dict[str, Any] = {}
     for f in model.fields:
         kwargs: dict[str, Any] = {"description": f.description} if f.description else {}
-        if f.type.kind == OPTIONAL:
+        annotation = python_type(f.type, classes)
+        if f.default is not None:
+            kwargs["default"] = _python_default(annotation, f.default)
+        elif f.type.kind == OPTIONAL:
             kwargs["default"] = None
-        fields[f.name] = (python_type(f.type, classes), pydantic.Field(**kwargs))
+        fields[f.name] = (annotation, pydantic.Field(**kwargs))
     made = classes[model.name] = pydantic.create_model(model.name, __doc__=model.description or None, **fields)
     return made
+
+
+def _python_default(annotation: Any, default: Any) -> Any:
+    """A field's default (converted, JSON) as the Python value of its type ``annotation``
+    that pydantic validates it to (a date a ``datetime.date``, a model's value an
+    instance): the default pydantic and DSPy see, which pydantic's JSON schema dumps as
+    the native engine writes it and DSPy fills a missing output with."""
+    import pydantic
+
+    return pydantic.TypeAdapter(annotation).validate_python(default)
 
 
 def _input_adapters(compiled: CompiledSpec) -> dict[str, Any]:
@@ -295,12 +310,13 @@ class DspyEngine:
             if signature is None:
                 classes = model_classes(compiled)
                 fields = {}
-                for f in compiled.inputs:
-                    kwargs = {"desc": f.description} if f.description else {}
-                    fields[f.name] = (python_type(f.type, classes), dspy.InputField(**kwargs))
-                for f in compiled.declared_outputs:
-                    kwargs = {"desc": f.description} if f.description else {}
-                    fields[f.name] = (python_type(f.type, classes), dspy.OutputField(**kwargs))
+                for side, make in ((compiled.inputs, dspy.InputField), (compiled.declared_outputs, dspy.OutputField)):
+                    for f in side:
+                        kwargs: dict[str, Any] = {"desc": f.description} if f.description else {}
+                        annotation = python_type(f.type, classes)
+                        if f.default is not None:  # dspy.InputField(default=…), dspy.OutputField(default=…)
+                            kwargs["default"] = _python_default(annotation, f.default)
+                        fields[f.name] = (annotation, make(**kwargs))
                 signature = compiled.extras["dspy_signature"] = dspy.make_signature(fields, compiled.instructions or None)
             return signature
 
