@@ -54,7 +54,19 @@ class OutputError(WorkerError):
 
 
 
+#: What ends a line, as ``str.splitlines`` (which DSPy's ChatAdapter cuts a reply with) ends
+#: one: ``\r\n`` or one of these characters.
+LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+#: The white space that ``str.strip()`` removes and that does not end a line (``\s`` is
+#: ``str.isspace``), as a character class.
+LINE_SPACE = r"[^\S\n\r\v\f\x1c-\x1e\x85\u2028\u2029]"
+#: A header anywhere, lenient on spaces (the streamer's until it follows split_sections).
 SECTION_HEADER = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
+#: A line that starts a section: at the start of the reply or after a line break, white
+#: space, then a header as DSPy 3.4.1's ``field_header_pattern`` spells it (single spaces
+#: only). Each try starts at a line's start, and none of its repeats can take what
+#: follows it, so a search is linear in the reply.
+_HEADER_LINE = re.compile(r"(?:\A|(?<=[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]))(" + LINE_SPACE + r"*)\[\[ ## (\w+) ## \]\]")
 
 
 def _type_note(t: FieldType) -> str:
@@ -370,22 +382,41 @@ def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:
 
 
 def split_sections(reply: str) -> dict[str, str]:
-    """The ``[[ ## name ## ]]`` sections of a reply (first occurrence of each name)."""
+    """The ``[[ ## name ## ]]`` sections of a reply, the first of each name, as DSPy
+    3.4.1's ``ChatAdapter.parse`` finds them. The reply is cut into lines as
+    ``str.splitlines`` cuts it; a line starts a section when, stripped, it starts with a
+    header spelt exactly ``[[ ## name ## ]]``; the rest of that line, stripped, is the
+    section's first line when not empty, and every other line belongs to the section
+    above it (none before the first header). A section's text is its lines joined with
+    ``\\n``, stripped. ``completed`` is a name like any other. As DSPy takes the rest of a
+    header's line from the unstripped line at the header's length, an indented header's
+    section starts with the header's last characters (``"  [[ ## a ## ]] x"`` gives
+    ``"]] x"``)."""
     sections: dict[str, str] = {}
-    matches = list(SECTION_HEADER.finditer(reply))
-    for i, m in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(reply)
-        name = m.group(1)
-        if name == "completed":
-            break
-        sections.setdefault(name, reply[m.end() : end].strip())
+    last = None  # the header of the section being read, when it is its name's first
+    for m in _HEADER_LINE.finditer(reply):
+        if last is not None:
+            _add_section(sections, reply, last, m.start())
+        last = m if m.group(2) not in sections else None
+    if last is not None:
+        _add_section(sections, reply, last, len(reply))
     return sections
+
+
+def _add_section(sections: dict[str, str], reply: str, header: re.Match[str], end: int) -> None:
+    """Add the section of ``header`` (a match of :data:`_HEADER_LINE`) that ends at ``end``."""
+    eol = LINE_BREAK.search(reply, header.end(), end)
+    # DSPy's line[match.end():], the match being in the stripped line: from the line's
+    # start plus the header's length.
+    first = reply[header.start() + header.end() - header.end(1) : eol.start() if eol is not None else end].strip()
+    lines = reply[eol.end() : end].splitlines() if eol is not None else []
+    sections[header.group(2)] = "\n".join([first, *lines] if first else lines).strip()
 
 
 def parse_reply(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
     """The outputs in a reply, each converted to its type; :class:`OutputError` naming the
-    field when one is missing or does not convert. A reply without any section may be a
-    JSON object holding the fields."""
+    field when one is missing or does not convert. A reply without any header (no line
+    that :func:`split_sections` takes for one) may be a JSON object holding the fields."""
     raw: dict[str, Any] = split_sections(reply)
     text = bool(raw)
     if not raw:

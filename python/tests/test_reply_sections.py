@@ -1,0 +1,124 @@
+"""How the native engine finds a reply's ``[[ ## field ## ]]`` sections
+(:func:`~dspgo_worker.chat_format.split_sections`): the rules of DSPy 3.4.1's
+``ChatAdapter.parse``, unit by unit; and, where dspy imports, ``split_sections`` against
+``ChatAdapter.parse`` itself over the corpus of ``tests/reply_corpus.py``
+(:class:`AgainstDSPyTest`, skipped on the bare interpreter and required in the dspy run,
+:func:`~tests.lmserver.require_dspy`)."""
+
+from __future__ import annotations
+
+import re
+import sys
+import unittest
+
+from dspgo_worker.chat_format import LINE_BREAK, LINE_SPACE, OutputError, parse_reply, split_sections
+from dspgo_worker.spec import CompiledSpec
+
+from .lmserver import require_dspy
+from .reply_corpus import OUTPUTS, corpus
+from .test_spec import spec_of
+
+SPEC = CompiledSpec(spec_of([("q", "")], [(name, "") for name in OUTPUTS]))
+
+
+class SectionRulesTest(unittest.TestCase):
+    """split_sections, rule by rule (the examples' results are DSPy's)."""
+
+    def test_line_ends_and_white_space_are_str_splitlines_and_strip(self):
+        breaks = "".join(chr(c) for c in range(sys.maxunicode + 1) if len(f"a{chr(c)}b".splitlines()) == 2)
+        self.assertEqual(breaks, "\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029")
+        self.assertEqual([m.group() for m in LINE_BREAK.finditer("\r\n\r\r\n\n" + breaks)], ["\r\n", "\r", "\r\n", "\n", *breaks])
+        space = re.compile(LINE_SPACE)
+        line_space = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace() and chr(c) not in breaks)
+        self.assertEqual("".join(space.findall("".join(map(chr, range(sys.maxunicode + 1))))), line_space)
+
+    def test_a_header_starts_a_line(self):
+        self.assertEqual(split_sections("[[ ## a ## ]]\nA [[ ## b ## ]] B\nx [[ ## c ## ]]"), {"a": "A [[ ## b ## ]] B\nx [[ ## c ## ]]"})
+        self.assertEqual(split_sections("intro [[ ## a ## ]] A"), {})
+        self.assertEqual(split_sections("intro\n[[ ## a ## ]] A"), {"a": "A"}, "text before the first header is no field's")
+
+    def test_only_single_spaces(self):
+        for header in ("[[##a##]]", "[[ ##a## ]]", "[[  ## a ## ]]", "[[ ## a ##]]", "[[ ## a ## ]", "[[\t## a ## ]]", "[[ ## a b ## ]]", "[[ ## ## ]]"):
+            with self.subTest(header=header):
+                self.assertEqual(split_sections(f"[[ ## b ## ]]\nB\n{header}\nstill B"), {"b": f"B\n{header}\nstill B"})
+
+    def test_the_rest_of_a_header_line(self):
+        self.assertEqual(split_sections("[[ ## a ## ]]  one  \n  two  \n"), {"a": "one\n  two"})
+        self.assertEqual(split_sections("[[ ## a ## ]]one\n[[ ## b ## ]]   \n\n  B"), {"a": "one", "b": "B"})
+        self.assertEqual(split_sections("[[ ## a ## ]][[ ## b ## ]]"), {"a": "[[ ## b ## ]]"})
+
+    def test_an_indented_header_keeps_its_last_characters(self):
+        # DSPy cuts the rest of the line from the unstripped line at the header's length.
+        self.assertEqual(split_sections("  [[ ## a ## ]]\nA"), {"a": "]]\nA"})
+        self.assertEqual(split_sections("\t[[ ## a ## ]] A"), {"a": "] A"})
+        self.assertEqual(split_sections(" " * 20 + "[[ ## a ## ]] A"), {"a": "[[ ## a ## ]] A"})
+        self.assertEqual(split_sections("\u3000[[ ## a ## ]]\n\n"), {"a": "]"})
+
+    def test_line_ends_of_every_kind(self):
+        self.assertEqual(split_sections("[[ ## a ## ]]\r\nA1\r\nA2\r\n[[ ## b ## ]]\rB1\rB2\r"), {"a": "A1\nA2", "b": "B1\nB2"})
+        reply = "[[ ## a ## ]]\u2028A1\u2029A2\x85[[ ## b ## ]]\vB1\fB2\x1c[[ ## c ## ]]\x1dC1\x1eC2"
+        self.assertEqual(split_sections(reply), {"a": "A1\nA2", "b": "B1\nB2", "c": "C1\nC2"})
+        self.assertEqual(split_sections("[[ ## a ## ]]\n\r\n\rA\r\r\n"), {"a": "A"})
+
+    def test_first_of_each_name_and_completed_is_a_name(self):
+        reply = "[[ ## a ## ]]\nfirst\n[[ ## a ## ]]\nsecond\n[[ ## completed ## ]]\n[[ ## b ## ]]\nB\n[[ ## other ## ]]\nO"
+        self.assertEqual(split_sections(reply), {"a": "first", "completed": "", "b": "B", "other": "O"})
+
+    def test_empty_sections_and_unicode_white_space(self):
+        self.assertEqual(split_sections("[[ ## a ## ]]\n[[ ## b ## ]]\n \u00a0\u3000\u2003\x1f\t\n"), {"a": "", "b": ""})
+        self.assertEqual(split_sections("[[ ## a ## ]]\n\u00a0A\x1fB\u3000\n"), {"a": "A\x1fB"})
+
+    def test_huge_replies_take_linear_time(self):
+        n = 1_000_000
+        for reply in ("[[ ## " * n, "[[ ## \n" * n, "\n[[ ##" * n, " " * n + "x", "[[ ## " + "a" * n, "[[ ## a ## ]]\n" + "\r" * n, "[[ ## a ## ]]\n" * (n // 10)):
+            with self.subTest(reply=reply[:20]):
+                sections = split_sections(reply)
+                self.assertLessEqual(len(sections), 1)
+
+    def test_parse_reply_reads_json_only_without_a_header(self):
+        compiled = CompiledSpec(spec_of([("q", "")], [("a", ""), ("n", "int")]))
+        self.assertEqual(parse_reply(compiled, '{"a": "[[ ## a ## ]]", "n": 2}'), {"a": "[[ ## a ## ]]", "n": 2})
+        self.assertEqual(parse_reply(compiled, '```json\n{"a": "x", "n": 1}\n```'), {"a": "x", "n": 1})
+        self.assertEqual(parse_reply(compiled, "[[ ## n ## ]]\n3\n[[ ## completed ## ]]\n[[ ## a ## ]] late"), {"a": "late", "n": 3})
+        with self.assertRaises(OutputError) as caught:
+            parse_reply(compiled, '[[ ## completed ## ]]\n{"a": "x", "n": 1}')
+        self.assertIn('output "a" is missing', caught.exception.message)
+        with self.assertRaises(OutputError):
+            parse_reply(compiled, '[[##a##]]\n{"a": "x", "n": 1}')
+
+
+class AgainstDSPyTest(unittest.TestCase):
+    """split_sections against DSPy 3.4.1's ChatAdapter.parse, over the corpus."""
+
+    def setUp(self):
+        require_dspy(self)
+
+    def test_the_corpus(self):
+        import dspy
+        from dspy.adapters.chat_adapter import ChatAdapter
+        from dspy.utils.exceptions import AdapterParseError
+
+        adapter = ChatAdapter()
+        # One signature of all the outputs, and one of each alone (so that a field is
+        # compared even where another is missing); "completed" and "other" are names too.
+        whole = dspy.Signature("q -> " + ", ".join(OUTPUTS))
+        single = {name: dspy.Signature(f"q -> {name}") for name in (*OUTPUTS, "completed", "other")}
+        compared = found = 0
+        for reply in corpus():
+            ours = split_sections(reply)
+            try:
+                theirs = adapter.parse(whole, reply)
+            except AdapterParseError:
+                self.assertFalse(all(name in ours for name in OUTPUTS), f"DSPy misses a field of {reply!r}; ours: {ours!r}")
+            else:
+                self.assertEqual({name: ours.get(name) for name in OUTPUTS}, theirs, f"reply {reply!r}")
+                found += 1
+            for name, signature in single.items():
+                try:
+                    text = adapter.parse(signature, reply)[name]
+                except AdapterParseError:
+                    text = None
+                self.assertEqual(ours.get(name), text, f"field {name} of {reply!r}")
+                compared += 1
+        self.assertGreater(found, 100, "replies with every output")
+        self.assertEqual(compared, len(corpus()) * len(single))
