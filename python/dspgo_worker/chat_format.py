@@ -60,8 +60,6 @@ LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 #: The white space that ``str.strip()`` removes and that does not end a line (``\s`` is
 #: ``str.isspace``), as a character class.
 LINE_SPACE = r"[^\S\n\r\v\f\x1c-\x1e\x85\u2028\u2029]"
-#: A header anywhere, lenient on spaces (the streamer's until it follows split_sections).
-SECTION_HEADER = re.compile(r"\[\[\s*##\s*(\w+)\s*##\s*\]\]")
 #: A line that starts a section: at the start of the reply or after a line break, white
 #: space, then a header as DSPy 3.4.1's ``field_header_pattern`` spells it (single spaces
 #: only). Each try starts at a line's start, and none of its repeats can take what

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from .canonical import canonical_json
-from .chat_format import SECTION_HEADER, parse_reply
+from .chat_format import LINE_BREAK, LINE_SPACE, parse_reply
 from .spec import CompiledSpec
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -49,75 +49,98 @@ def output_chunks(compiled: CompiledSpec, outputs: dict[str, Any]) -> Iterator[d
             yield {"field": f.name, "delta": delta}
 
 
-#: A prefix of a ``[[ ## name ## ]]`` header, up to the end of the text.
-_HEADER_PREFIX = re.compile(r"\[(?:\[(?:\s*(?:#(?:#(?:\s*(?:\w+(?:\s*(?:#(?:#(?:\s*(?:\])?)?)?)?)?)?)?)?)?)?)?\Z")
+#: The white space at a line's start, and the name of a header.
+_SPACES = re.compile(LINE_SPACE + "*")
+_WORD = re.compile(r"\w*")
+#: A header at a line's start; the start of a line that may be a header's start up to
+#: the end of the text so far.
+_HEADER_AT = re.compile(f"({LINE_SPACE}*)" + r"\[\[ ## \w+ ## \]\]")
+_HEADER_PREFIX_AT = re.compile(LINE_SPACE + r"*(?:\[(?:\[(?: (?:#(?:#(?: (?:\w+(?: (?:#(?:#(?: (?:\])?)?)?)?)?)?)?)?)?)?)?)?\Z")
+#: A line end after which a header starts, or may start (the line is read again by
+#: :meth:`ReplyStreamer._line_start`). Each try reads at most the next line's start, so
+#: a search is linear in the text.
+_MAY_START_HEADER = re.compile(f"(?:{LINE_BREAK.pattern})(?=(?:{_HEADER_AT.pattern})|(?:{_HEADER_PREFIX_AT.pattern}))")
+#: A header's text before its name, and after it.
+_OPEN = "[[ ## "
+_CLOSE = " ## ]]"
+#: Where the streamer is in a line: past its start (which was no header's), or in its
+#: start, which may still be a header's: in its white space, in the text before the
+#: name, in the name, in the text after it.
+_BODY, _SPACE, _OPENING, _NAME, _CLOSING = range(5)
 
 
 class ReplyStreamer:
     """Turns a reply arriving in pieces into the text deltas of its output fields.
 
     A field's text is handed on as soon as its ``[[ ## field ## ]]`` section is
-    recognised, as :func:`split_sections` will read it (the first section of each name,
-    stripped of surrounding white space, nothing after ``[[ ## completed ## ]]``). Text
-    that may be the start of a header is held back until it is known not to be; so is
-    white space that may end a section. Fields come in output order: a section that
-    arrives before its turn is kept and handed on when its turn comes. :meth:`finish`
-    hands on the fields not streamed yet, from the parsed outputs when the reply had no
-    section for them (a JSON reply).
+    recognised, as :func:`~dspgo_worker.chat_format.split_sections` will read it from the
+    whole reply: a header only at a line's start (after white space), every line end
+    (``\\r\\n``, ``\\r``, ``\\u2028``, …) as ``\\n``, the first section of each name, stripped
+    of surrounding white space (the header's own line stripped too), and a section after
+    ``[[ ## completed ## ]]`` still read. The start of a line is held back until it is
+    known not to be a header's, and so is white space that may end a section; the rest
+    is handed on as it arrives. Fields come in output order: a section that arrives
+    before its turn is kept and handed on when its turn comes. :meth:`finish` hands on
+    the fields not streamed yet, from the parsed outputs when the reply had no section
+    for them (a JSON reply).
     """
 
     def __init__(self, compiled: CompiledSpec) -> None:
         self.names = [f.name for f in compiled.outputs]
         self.parts: list[str] = []  # the whole reply
         self._next = 0  # index in names of the field whose turn it is
-        self._pending = ""  # text not handed on yet: it may start a header
+        self._phase = _SPACE  # where in a line the text so far ends (a reply starts a line)
+        self._line: list[str] = []  # the start of the line, held while it may be a header
+        self._indent = 0  # the length of its white space
+        self._matched = 0  # how much of _OPEN, the name or _CLOSE it holds
+        self._cr = False  # the text so far ends with \r: a \n next ends the same line
+        self._header_line = False  # the line is a header's (its end strips the section's first line)
         self._section: str | None = None  # the output section being read (first occurrence)
         self._live = False  # the section is the field whose turn it is
         self._started = False  # its leading white space is skipped
-        self._space = ""  # trailing white space held back
+        self._space: list[str] = []  # trailing white space held back
         self._sent = False  # a delta of it was handed on
         self._seen: set[str] = set()
         self._held: dict[str, list[str]] = {}  # sections that came before their turn
         self._emitted: set[str] = set()
-        self._completed = False
 
     def feed(self, piece: str) -> list[tuple[str, str]]:
         """``(field, delta)`` pairs that ``piece`` completes."""
         self.parts.append(piece)
         out: list[tuple[str, str]] = []
-        if self._completed:
-            return out
-        pending = self._pending + piece
-        while True:
-            m = SECTION_HEADER.search(pending)
-            if m is None:
-                break
-            self._content(pending[: m.start()], out)
-            self._end_section(out)
-            pending = pending[m.end() :]
-            if m.group(1) == "completed":
-                self._completed = True
-                self._pending = ""
-                return out
-            self._start_section(m.group(1))
-        cut = len(pending)
-        start = pending.find("[")
-        while start != -1:
-            if _HEADER_PREFIX.match(pending, start):
-                cut = start
-                break
-            start = pending.find("[", start + 1)
-        self._content(pending[:cut], out)
-        self._pending = pending[cut:]
-        return out
+        i, n = 0, len(piece)
+        if n and self._cr:
+            self._cr = False
+            if piece[0] == "\n":
+                i = 1
+        while i < n:
+            if self._phase != _BODY:
+                i = self._line_start(piece, i, out)
+                continue
+            if self._header_line:  # a header's line: to its end, which strips it
+                m = LINE_BREAK.search(piece, i)
+                if m is None:
+                    self._content(piece[i:], out)
+                    break
+                self._content(piece[i : m.start()], out)
+                self._end_header_line()
+            else:  # lines up to the next that may start with a header
+                m = _MAY_START_HEADER.search(piece, i)
+                if m is None:
+                    self._content(LINE_BREAK.sub("\n", piece[i:]), out)
+                    break
+                self._content(LINE_BREAK.sub("\n", piece[i : m.start()]), out)
+            self._content("\n", out)
+            self._phase, self._indent, self._matched = _SPACE, 0, 0
+            i = m.end()
+            self._cr = i == n and m.group() == "\r"
+        return _joined(out)
 
     def finish(self, outputs: dict[str, Any]) -> list[tuple[str, str]]:
         """The deltas of the fields not handed on yet, once the whole reply is parsed into
         ``outputs``."""
         out: list[tuple[str, str]] = []
-        if not self._completed:
-            self._content(self._pending, out)
-            self._pending = ""
+        self._not_header(out)  # a line's start that the reply ends in is no header
         self._end_section(out)
         for name in self.names[self._next :]:
             if name in self._emitted:
@@ -126,14 +149,96 @@ class ReplyStreamer:
             text = "".join(held).strip() if held is not None else value_text(outputs[name])
             out.append((name, text))
             self._emitted.add(name)
-        return out
+        return _joined(out)
+
+    def _line_start(self, piece: str, i: int, out: list[Any]) -> int:
+        """Read the start of a line from ``piece[i:]`` as far as it may be a header's,
+        holding it back; return where the reading stopped."""
+        n = len(piece)
+        phase = self._phase
+        if phase == _SPACE and not self._line:  # at the line's start: the whole header, or none?
+            m = _HEADER_AT.match(piece, i)
+            if m is not None:
+                self._line.append(m.group())
+                self._indent = m.end(1) - i
+                self._header(out)
+                return m.end()
+            if _HEADER_PREFIX_AT.match(piece, i) is None:
+                self._not_header(out)
+                return i
+        if phase == _SPACE or phase == _NAME:
+            m = (_SPACES if phase == _SPACE else _WORD).match(piece, i)
+            j = m.end() if m is not None else i
+            if j > i:
+                self._line.append(piece[i:j])
+            if phase == _SPACE:
+                self._indent += j - i
+                if j < n:
+                    self._phase, self._matched = _OPENING, 0
+            else:
+                self._matched += j - i
+                if j < n and not self._matched:
+                    self._not_header(out)  # a name is at least one character
+                elif j < n:
+                    self._phase, self._matched = _CLOSING, 0
+            return j
+        literal = _OPEN if phase == _OPENING else _CLOSE
+        j, k = i, self._matched
+        while j < n and k < len(literal) and piece[j] == literal[k]:
+            j += 1
+            k += 1
+        if j > i:
+            self._line.append(piece[i:j])
+        self._matched = k
+        if k == len(literal):
+            if phase == _OPENING:
+                self._phase, self._matched = _NAME, 0
+            else:
+                self._header(out)
+        elif j < n:
+            self._not_header(out)
+        return j
+
+    def _not_header(self, out: list[Any]) -> None:
+        """The line's start held back is no header's: it is text of the section."""
+        if self._phase == _BODY:
+            return
+        text = "".join(self._line)
+        self._line = []
+        self._phase = _BODY
+        self._content(text, out)
+
+    def _header(self, out: list[Any]) -> None:
+        """The line's start held back is a header: a new section starts."""
+        text = "".join(self._line)
+        self._line = []
+        self._phase = _BODY
+        self._end_section(out)
+        self._start_section(text[self._indent + len(_OPEN) : -len(_CLOSE)])
+        self._header_line = True
+        # DSPy takes the rest of the line at the header's length from the line's start,
+        # white space included: an indented header's section starts with the header's
+        # last characters, as many as the white space (split_sections).
+        if self._indent:
+            self._content(text[-self._indent :], out)
+
+    def _end_header_line(self) -> None:
+        """A header's line ends: the section's first line is stripped."""
+        self._header_line = False
+        name = self._section
+        if name is None:
+            return
+        if self._live:
+            self._space = []
+        else:
+            self._held[name] = ["".join(self._held[name]).rstrip()]
 
     def text(self) -> str:
         return "".join(self.parts)
 
     def _start_section(self, name: str) -> None:
         self._started = False
-        self._space = ""
+        self._space = []
         self._sent = False
         if name in self.names and name not in self._seen:
             self._seen.add(name)
@@ -156,12 +261,16 @@ class ReplyStreamer:
             if not text:
                 return
             self._started = True
-        combined = self._space + text
-        body = combined.rstrip()
-        self._space = combined[len(body) :]
-        if body:
-            out.append((self._section, body))
-            self._sent = True
+        body = text.rstrip()
+        if not body:
+            self._space.append(text)
+            return
+        tail = text[len(body) :]
+        if self._space:
+            body = "".join(self._space) + body
+        self._space = [tail] if tail else []
+        out.append((self._section, body))
+        self._sent = True
 
     def _end_section(self, out: list[Any]) -> None:
         name, live = self._section, self._live
@@ -187,6 +296,20 @@ class ReplyStreamer:
                 self._next += 1
             else:
                 break
+
+
+def _joined(deltas: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``deltas`` with each run of one field's made one delta."""
+    if len(deltas) < 2:
+        return deltas
+    out: list[tuple[str, str]] = []
+    run: list[str] = []
+    for i, (name, delta) in enumerate(deltas):
+        run.append(delta)
+        if i + 1 == len(deltas) or deltas[i + 1][0] != name:
+            out.append((name, "".join(run)))
+            run = []
+    return out
 
 
 async def stream_outputs(compiled: CompiledSpec, pieces: AsyncGenerator[str, None], ctx: Context) -> dict[str, Any]:

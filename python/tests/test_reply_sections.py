@@ -1,24 +1,41 @@
 """How the native engine finds a reply's ``[[ ## field ## ]]`` sections
-(:func:`~dspgo_worker.chat_format.split_sections`): the rules of DSPy 3.4.1's
-``ChatAdapter.parse``, unit by unit; and, where dspy imports, ``split_sections`` against
-``ChatAdapter.parse`` itself over the corpus of ``tests/reply_corpus.py``
+(:func:`~dspgo_worker.chat_format.split_sections`) and streams them
+(:class:`~dspgo_worker.chunks.ReplyStreamer`): the rules of DSPy 3.4.1's
+``ChatAdapter.parse``, unit by unit; the streamer against ``split_sections`` over the
+corpus of ``tests/reply_corpus.py``, cut into pieces every way; and, where dspy imports,
+``split_sections`` against ``ChatAdapter.parse`` itself over the same corpus
 (:class:`AgainstDSPyTest`, skipped on the bare interpreter and required in the dspy run,
 :func:`~tests.lmserver.require_dspy`)."""
 
 from __future__ import annotations
 
+import random
 import re
 import sys
 import unittest
 
 from dspgo_worker.chat_format import LINE_BREAK, LINE_SPACE, OutputError, parse_reply, split_sections
+from dspgo_worker.chunks import ReplyStreamer
 from dspgo_worker.spec import CompiledSpec
 
 from .lmserver import require_dspy
-from .reply_corpus import OUTPUTS, corpus
+from .reply_corpus import OUTPUTS, corpus, random_cuts
 from .test_spec import spec_of
 
 SPEC = CompiledSpec(spec_of([("q", "")], [(name, "") for name in OUTPUTS]))
+
+
+def streamed(pieces: list[str], outputs: dict[str, str], compiled: CompiledSpec = SPEC) -> tuple[dict[str, str], list[str]]:
+    """Each field's deltas joined, and the fields in the order of their deltas."""
+    streamer = ReplyStreamer(compiled)
+    deltas = []
+    for piece in pieces:
+        deltas += streamer.feed(piece)
+    deltas += streamer.finish(outputs)
+    joined: dict[str, str] = {}
+    for name, delta in deltas:
+        joined[name] = joined.get(name, "") + delta
+    return joined, [name for name, _ in deltas]
 
 
 class SectionRulesTest(unittest.TestCase):
@@ -85,6 +102,76 @@ class SectionRulesTest(unittest.TestCase):
         self.assertIn('output "a" is missing', caught.exception.message)
         with self.assertRaises(OutputError):
             parse_reply(compiled, '[[##a##]]\n{"a": "x", "n": 1}')
+
+
+class StreamerRulesTest(unittest.TestCase):
+    """ReplyStreamer: what it hands on, and when."""
+
+    def test_a_header_only_at_a_line_start(self):
+        streamer = ReplyStreamer(SPEC)
+        self.assertEqual(streamer.feed("[[ ## a ## ]]\nA [[ ## b ## ]] B"), [("a", "A [[ ## b ## ]] B")], "not held: inside a line")
+        self.assertEqual(streamer.feed("\n  [[ ## b"), [], "held: the line's start may be a header")
+        self.assertEqual(streamer.feed("-c ## ]]"), [("a", "\n  [[ ## b-c ## ]]")])
+        self.assertEqual(streamer.feed("\n[[ ## b ## ]]"), [])
+        self.assertEqual(streamer.feed(" B\n"), [("b", "B")])
+        self.assertEqual(streamer.finish({"c": "C"}), [("c", "C")])
+
+    def test_line_ends_become_newlines(self):
+        streamer = ReplyStreamer(SPEC)
+        self.assertEqual(streamer.feed("[[ ## a ## ]]\r\nA\r"), [("a", "A")], "the line end is held: it may end the section")
+        self.assertEqual(streamer.feed("\nB\r"), [("a", "\nB")], "\\r\\n cut between the pieces is one line end")
+        self.assertEqual(streamer.feed("C\u2028D\x85"), [("a", "\nC\nD")])
+        self.assertEqual(streamer.feed("\r[[ ## b ## ]]\rB"), [("b", "B")])
+        self.assertEqual(streamer.finish({"c": "C"}), [("c", "C")])
+
+    def test_text_is_handed_on_as_it_arrives(self):
+        streamer = ReplyStreamer(SPEC)
+        self.assertEqual(streamer.feed("Sure.\n[[ ## a ## ]]  one "), [("a", "one")])
+        self.assertEqual(streamer.feed(" two [ ["), [("a", "  two [ [")], "a bracket inside a line is not held")
+        self.assertEqual(streamer.feed("  \n"), [], "trailing white space is held")
+        self.assertEqual(streamer.feed("  [x"), [("a", "\n  [x")])
+        self.assertEqual(streamer.finish({"b": "B", "c": "C"}), [("b", "B"), ("c", "C")])
+
+    def test_the_header_line_is_stripped(self):
+        joined, _ = streamed(list("[[ ## a ## ]]  one  \n  two  \n"), {"b": "", "c": ""})
+        self.assertEqual(joined["a"], "one\n  two")
+        joined, _ = streamed(["  [[ ## a ## ]]", " A  ", "\n"], {"b": "", "c": ""})
+        self.assertEqual(joined["a"], "]] A", "an indented header keeps its last characters, as in DSPy")
+
+    def test_sections_after_completed(self):
+        reply = "[[ ## a ## ]]\nA\n[[ ## completed ## ]]\ndone\n[[ ## c ## ]]\nC\n[[ ## b ## ]]\nB\n[[ ## a ## ]]\nnot A"
+        for pieces in ([reply], list(reply)):
+            joined, names = streamed(pieces, {})
+            self.assertEqual(joined, {"a": "A", "b": "B", "c": "C"})
+            self.assertEqual(list(dict.fromkeys(names)), ["a", "b", "c"])
+
+    def test_a_header_the_reply_ends_in(self):
+        joined, _ = streamed(["[[ ## a ## ]]\nA\n[[ ## b ## ]]"], {"c": "C"})
+        self.assertEqual(joined, {"a": "A", "b": "", "c": "C"})
+        joined, _ = streamed(["[[ ## a ## ]]\nA\n[[ ## b ## ]"], {"b": "missing", "c": "C"})
+        self.assertEqual(joined, {"a": "A\n[[ ## b ## ]", "b": "missing", "c": "C"})
+
+    def test_huge_replies_take_linear_time(self):
+        n = 500_000
+        for reply in ("[[ ## a ## ]]\n" + "[[ ## \n" * (n // 7), "[[ ## a ## ]]\n" + "\r" * n + "x", "[[ ## a ## ]]\n" + " " * n + "x", "[[ ## " + "a" * n):
+            for size in (len(reply), 4096, 7):
+                with self.subTest(reply=reply[:20], size=size):
+                    pieces = [reply[i : i + size] for i in range(0, len(reply), size)]
+                    joined, _ = streamed(pieces, {name: "" for name in OUTPUTS})
+                    self.assertEqual(joined["a"], split_sections(reply).get("a", ""))
+
+    def test_the_corpus_cut_every_way(self):
+        """Each field's deltas are split_sections's text, however the reply is cut; a field
+        without a section is the outputs' value, after the others."""
+        rng = random.Random(7)
+        for reply in corpus():
+            sections = split_sections(reply)
+            want = {name: sections.get(name, f"<no {name}>") for name in OUTPUTS}
+            for pieces in (random_cuts(reply, rng), random_cuts(reply, rng), list(reply), [reply]):
+                joined, names = streamed(pieces, want)
+                if joined != want:
+                    self.fail(f"reply {reply!r} cut as {pieces!r}: deltas {joined!r}, sections {want!r}")
+                self.assertEqual(names, sorted(names, key=OUTPUTS.index), "one field after the other")
 
 
 class AgainstDSPyTest(unittest.TestCase):
