@@ -378,16 +378,24 @@ func caseModels(t TB, env *Env) {
 	assert.Contains(t, err.Error(), `input doc: expected Document, got string "Ann lives in Oslo."`)
 	bad := sig
 	bad.Models = append(slices.Clone(sig.Models), dspgo.Model{Name: "Unused", Fields: []dspgo.Field{{Name: "x"}}})
+	requireRefused(t, env, bad, `model "Unused" is not used by any field`)
+}
+
+// requireRefused checks that creating a program of sig is
+// CodeInvalidArgument whose message holds want, from the client and from
+// the backend (for callers that bypass the client).
+func requireRefused(t TB, env *Env, sig dspgo.Signature, want string) {
+	t.Helper()
 	for _, via := range []string{"client", "backend"} {
 		var err error
 		if via == "client" {
-			_, err = c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: bad})
+			_, err = env.Client.CreateProgram(env.Ctx, dspgo.ProgramSpec{Signature: sig})
 		} else {
-			args, _ := json.Marshal(command.CreateArgs{ProgramID: "models_bad", Spec: command.Spec{Signature: bad}})
-			_, err = env.Adapter.Call(ctx, adapter.Request{Command: command.CreateProgram, Args: args})
+			args, _ := json.Marshal(command.CreateArgs{ProgramID: "refused", Spec: command.Spec{Signature: sig}})
+			_, err = env.Adapter.Call(env.Ctx, adapter.Request{Command: command.CreateProgram, Args: args})
 		}
 		requireCode(t, adapter.CodeInvalidArgument, err)
-		assert.Contains(t, err.Error(), `model "Unused" is not used by any field`, via)
+		assert.Contains(t, err.Error(), want, via)
 	}
 }
 
@@ -420,17 +428,7 @@ func caseDefaults(t TB, env *Env) {
 
 	bad := sig
 	bad.Inputs = append(slices.Clone(sig.Inputs), dspgo.Field{Name: "k", Type: "int", Default: "three"})
-	for _, via := range []string{"client", "backend"} {
-		var err error
-		if via == "client" {
-			_, err = c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: bad})
-		} else {
-			args, _ := json.Marshal(command.CreateArgs{ProgramID: "defaults_bad", Spec: command.Spec{Signature: bad}})
-			_, err = env.Adapter.Call(ctx, adapter.Request{Command: command.CreateProgram, Args: args})
-		}
-		requireCode(t, adapter.CodeInvalidArgument, err)
-		assert.Contains(t, err.Error(), `input field "k" default: expected int, got string "three"`, via)
-	}
+	requireRefused(t, env, bad, `input field "k" default: expected int, got string "three"`)
 }
 
 func caseUnimplemented(t TB, env *Env) {

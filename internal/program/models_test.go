@@ -2,7 +2,6 @@ package program_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/internal/program"
 )
@@ -18,13 +16,7 @@ import (
 // modelVectors is protocol/testdata/models.json, which the Python
 // worker's tests check too.
 type modelVectors struct {
-	Specs []struct {
-		Name       string             `json:"name"`
-		Signature  command.Signature  `json:"signature"`
-		Normalized *command.Signature `json:"normalized"`
-		OK         bool               `json:"ok"`
-		Error      string             `json:"error"`
-	} `json:"specs"`
+	Specs   []specCase      `json:"specs"`
 	Models  []command.Model `json:"models"`
 	Convert []convertCase   `json:"convert"`
 }
@@ -44,22 +36,7 @@ func loadModelVectors(t *testing.T) modelVectors {
 func TestModelVectors(t *testing.T) {
 	v := loadModelVectors(t)
 	for _, c := range v.Specs {
-		compiled, err := program.Compile(command.Spec{Signature: c.Signature})
-		if c.Error != "" {
-			var aerr *adapter.Error
-			if assert.True(t, errors.As(err, &aerr), "%s: %v", c.Name, err) {
-				assert.Equal(t, adapter.CodeInvalidArgument, aerr.Code, c.Name)
-				assert.Equal(t, c.Error, aerr.Message, c.Name)
-			}
-			continue
-		}
-		require.NoError(t, err, c.Name)
-		if !c.OK {
-			assert.Equal(t, *c.Normalized, compiled.Spec.Signature, c.Name)
-		}
-		again, err := program.Compile(compiled.Spec)
-		require.NoError(t, err, c.Name)
-		assert.Equal(t, compiled.Hash, again.Hash, "%s: the normalized spec hashes the same", c.Name)
+		c.check(t, c.Name, true)
 	}
 	models, err := program.CompileModels(v.Models)
 	require.NoError(t, err)

@@ -3,6 +3,7 @@ package program_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -69,6 +70,53 @@ func checkConversion(t *testing.T, parse func(string) (program.Type, error), c c
 	again, err := typ.Convert(got, "input x")
 	require.NoError(t, err, "%s: a converted value converts again", what)
 	assert.Equal(t, got, again, "%s: converting a converted value changes nothing", what)
+}
+
+// specCase is a case of a vector file's "specs": a signature, and its
+// normalized form, or "ok" (it compiles), or the invalid_argument error's
+// message.
+type specCase struct {
+	Name       string             `json:"name"`
+	Signature  command.Signature  `json:"signature"`
+	Normalized *command.Signature `json:"normalized"`
+	OK         bool               `json:"ok"`
+	Error      string             `json:"error"`
+}
+
+// check compiles c's signature and checks the outcome: the error (its
+// message too when message is set), else the normalized signature (as
+// canonical JSON, so numbers compare by value), which compiles again to
+// the same spec and hash.
+func (c specCase) check(t *testing.T, name string, message bool) {
+	t.Helper()
+	compiled, err := program.Compile(command.Spec{Signature: c.Signature})
+	if c.Error != "" {
+		if !message {
+			assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%s: %v", name, err)
+			return
+		}
+		assertInvalid(t, err, c.Error, name)
+		return
+	}
+	require.NoError(t, err, name)
+	if !c.OK {
+		assert.Equal(t, mustCanonical(t, *c.Normalized), mustCanonical(t, compiled.Spec.Signature), name)
+	}
+	again, err := program.Compile(compiled.Spec)
+	require.NoError(t, err, name)
+	assert.Equal(t, compiled.Hash, again.Hash, "%s: the normalized spec hashes the same", name)
+	assert.Equal(t, compiled.Spec, again.Spec, "%s: a normalized spec normalizes to itself", name)
+}
+
+// assertInvalid asserts that err is an *adapter.Error with
+// CodeInvalidArgument and the message want.
+func assertInvalid(t *testing.T, err error, want, name string) {
+	t.Helper()
+	var aerr *adapter.Error
+	if assert.True(t, errors.As(err, &aerr), "%s: %v", name, err) {
+		assert.Equal(t, adapter.CodeInvalidArgument, aerr.Code, name)
+		assert.Equal(t, want, aerr.Message, name)
+	}
 }
 
 // loadVectors reads the file of protocol/testdata named name.
