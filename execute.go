@@ -15,9 +15,10 @@ import (
 // their declared types (string, int64, float64, bool, []T, map[string]T,
 // map[int64]T for dict[int, T], []any for a fixed tuple, and any for Any,
 // Optional and Union: docs/protocol.md, "Input conversion").
-// An Optional input may be left out (docs/protocol.md, "Input
-// conversion"); any other missing input, an unknown one, or one of the
-// wrong type is CodeInvalidArgument naming the field; an output the backend did not
+// An input with a Default may be left out and takes it, and an Optional
+// one may be left out (docs/protocol.md, "Input conversion"); any other
+// missing input, an unknown one, or one of the wrong type is
+// CodeInvalidArgument naming the field; an output the backend did not
 // produce is an error, never a placeholder.
 func (c *Client) Execute(ctx context.Context, programID string, inputs map[string]any) (map[string]any, error) {
 	return c.execute(ctx, "", "", programID, inputs)

@@ -49,7 +49,7 @@ type Signature = command.Signature
 //	type Model struct {
 //		Name        string  // the class's name: "Answer"
 //		Description string  // its docstring; empty means none
-//		Fields      []Field // at least one; an Optional field may be left out of a value
+//		Fields      []Field // at least one; one with a Default, or Optional, may be left out of a value
 //	}
 //
 // A field "answer" of type "Answer" (or "list[Answer]", "Optional[Answer]")

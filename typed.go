@@ -101,9 +101,10 @@ type Typed[In, Out any] struct {
 //     default=[]). It ends at the next comma, so a list or object holds
 //     none; a field that holds a struct takes no default= (give the
 //     model's field its own). An output the language model leaves out
-//     takes it, and so does an input left out (a nil pointer with
-//     omitempty); a struct's field left out of a model's value too, which
-//     only a program made from the spec (Client.Execute) can leave out.
+//     takes it (so does a struct's field the model's value leaves out);
+//     an input takes it when it is left out, so on the In side (a
+//     struct's fields included) default= is for a pointer tagged
+//     omitempty: a nil one is left out and takes it.
 //   - omitempty: a nil pointer input is left out of the inputs, as DSPy
 //     leaves out of the prompt an Optional input it is not given, instead
 //     of sent as None (which the prompt shows as "None"). For a pointer
@@ -453,6 +454,9 @@ func deriveCodec(t reflect.Type, s side, deriving []reflect.Type) (*structCodec,
 				}
 			}
 			f.field = Field{Name: name, Type: typ.String(), Description: opts.desc}
+			if opts.dflt != nil && s == inputSide && !opts.omitEmpty {
+				return fail("default= on an input applies when it is left out, so it is for a pointer tagged omitempty (a nil one is left out); this field is always sent")
+			}
 			if opts.dflt != nil {
 				if f.field.Default, err = tagDefault(typ, *opts.dflt); err != nil {
 					return fail("default=%s: %v", *opts.dflt, err)

@@ -536,6 +536,12 @@ func TestTypedOmitEmpty(t *testing.T) {
 	assert.NotEqual(t, null["answer"], left.Answer, "left out, not None")
 }
 
+// typedDoc is an input model whose field has a default.
+type typedDoc struct {
+	Text string
+	Lang *string `dspy:"lang,omitempty,default=en"`
+}
+
 // aged is a model whose field has a default.
 type aged struct {
 	Name string
@@ -552,7 +558,8 @@ func TestTypedDefaults(t *testing.T) {
 		Question string
 		Limit    *int     `dspy:"limit,omitempty,default=10"`
 		Tone     *string  `dspy:"tone,omitempty,default=plain,desc=The tone, if any"`
-		Tags     []string `dspy:"tags,default=[]"`
+		Tags     *[]string `dspy:"tags,omitempty,default=[]"`
+		Doc      *typedDoc `dspy:"doc,omitempty"`
 	}
 	type out struct {
 		Answer string
@@ -564,10 +571,12 @@ func TestTypedDefaults(t *testing.T) {
 	require.NoError(t, err)
 	sig := p.Program().Spec.Signature
 	assert.Equal(t, []dspgo.Field{{Name: "question", Type: "str"}, {Name: "limit", Type: "Optional[int]", Default: int64(10)},
-		{Name: "tone", Type: "Optional[str]", Description: "The tone, if any", Default: "plain"}, {Name: "tags", Type: "list[str]", Default: []string{}}}, sig.Inputs)
+		{Name: "tone", Type: "Optional[str]", Description: "The tone, if any", Default: "plain"},
+		{Name: "tags", Type: "Optional[list[str]]", Default: []string{}}, {Name: "doc", Type: "Optional[typedDoc]"}}, sig.Inputs)
 	assert.Equal(t, []dspgo.Field{{Name: "answer", Type: "str"}, {Name: "score", Type: "float", Description: "0 to 1", Default: 0.5},
 		{Name: "level", Type: "Literal['low', 'high']", Default: "low"}, {Name: "people", Type: "list[aged]"}}, sig.Outputs)
-	assert.Equal(t, []dspgo.Model{{Name: "aged", Fields: []dspgo.Field{{Name: "name", Type: "str"}, {Name: "age", Type: "int", Default: int64(7)}}}},
+	assert.Equal(t, []dspgo.Model{{Name: "aged", Fields: []dspgo.Field{{Name: "name", Type: "str"}, {Name: "age", Type: "int", Default: int64(7)}}},
+		{Name: "typedDoc", Fields: []dspgo.Field{{Name: "text", Type: "str"}, {Name: "lang", Type: "Optional[str]", Default: "en"}}}},
 		sig.Models)
 	ten := 10
 	left, err := p.Execute(ctx, in{Question: "What is Go?"})
@@ -575,6 +584,12 @@ func TestTypedDefaults(t *testing.T) {
 	given, err := p.Execute(ctx, in{Question: "What is Go?", Limit: &ten})
 	require.NoError(t, err)
 	assert.Equal(t, given, left, "a nil omitempty input takes its default")
+	en := "en"
+	left, err = p.Execute(ctx, in{Question: "What is Go?", Doc: &typedDoc{Text: "x"}})
+	require.NoError(t, err)
+	given, err = p.Execute(ctx, in{Question: "What is Go?", Doc: &typedDoc{Text: "x", Lang: &en}})
+	require.NoError(t, err)
+	assert.Equal(t, given, left, "a struct's nil omitempty field takes its default")
 }
 
 func TestTypedRefusesWhatItCannotMap(t *testing.T) {
@@ -642,6 +657,9 @@ func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 		{"default= twice", fieldOf[struct {
 			N int `dspy:"n,default=1,default=2"`
 		}](1), "default= appears twice"},
+		{"default= on an input always sent", fieldOf[struct {
+			N int `dspy:"n,default=1"`
+		}](0), "default= on an input applies when it is left out, so it is for a pointer tagged omitempty"},
 		{"omitempty on a field that is no pointer", fieldOf[struct {
 			Hint string `dspy:"hint,omitempty"`
 		}](0), "omitempty leaves a nil input out, so it is for a pointer (an Optional input); this field is str"},

@@ -45,8 +45,9 @@ type ExecuteArgs struct {
 	// DefaultMaxIters.
 	MaxIters *int `json:"max_iters,omitempty"`
 	// Inputs is a JSON object with a value for every input field, by
-	// name, except that an Optional input may be left out (and is then
-	// left out of the prompt, where a null is written None). Required. It comes last but for LM: the Go client encodes
+	// name, except that an input with a Default may be left out (it
+	// takes the default) and so may an Optional one (it is then left out
+	// of the prompt, where a null is written None). Required. It comes last but for LM: the Go client encodes
 	// everything before it once, and appends LM after it when the
 	// execution names one.
 	Inputs json.RawMessage `json:"inputs"`

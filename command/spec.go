@@ -49,9 +49,10 @@ type Field struct {
 	// leaves out, a model's field left out of a value (DSPy's
 	// InputField(default=…) and OutputField(default=…), a pydantic field's
 	// "= value"). It converts to Type as an input of that type does, and
-	// the normalized spec holds it converted. Nil means none (an Optional
-	// field may be left out without one; in JSON, absent or null); a
-	// field whose type holds dspy.History or a media type takes none.
+	// the normalized spec holds it converted. Nil means none, and so does
+	// a nil slice, map or pointer (in JSON, absent or null); an Optional
+	// field may be left out without one. A field whose type holds
+	// dspy.History or a media type takes none.
 	// The rules are in docs/protocol.md ("Program specs").
 	Default any `json:"default,omitempty"`
 }
@@ -87,9 +88,9 @@ type Model struct {
 	// Type is any field type but dspy.History and the media types, and may
 	// name another model (never, through others, its own); a field with
 	// a Default may be left out of a value, and so may an Optional one
-	// (pydantic's "x: Optional[T] = None"), every other one is required. A name may not start with "_"
-	// or "model_" or be an attribute of pydantic's BaseModel ("json",
-	// "dict", "copy", "schema", …).
+	// (pydantic's "x: Optional[T] = None"), every other one is required.
+	// A name may not start with "_" or "model_" or be an attribute of
+	// pydantic's BaseModel ("json", "dict", "copy", "schema", …).
 	Fields []Field `json:"fields"`
 }
 
@@ -148,7 +149,8 @@ type Spec struct {
 type Demo struct {
 	// Inputs holds a value for every input field, by name, that converts
 	// to the field's type as an execution's inputs do; an Optional input
-	// may be left out, as an execution's may.
+	// may be left out, as an execution's may (an input's Default does
+	// not fill a demo).
 	Inputs map[string]any `json:"inputs"`
 	// Outputs holds a value for every declared output field (not
 	// ReasoningField), by name, that converts to the field's type.

@@ -37,7 +37,7 @@ func Cases() []Case {
 		{Name: "invalid_argument", Doc: "Missing, unknown and mistyped inputs and bad signatures are CodeInvalidArgument, from the client and from the backend.", Run: caseInvalidArgument},
 		{Name: "optional_input_left_out", Doc: "An Optional input may be left out, from the client and from the backend, and stays out: the outputs are the dummy LM's for the inputs without it, not for a null; any other input left out is CodeInvalidArgument.", Run: caseOptionalLeftOut},
 		{Name: "pydantic_models", Doc: "Fields whose types name the signature's pydantic models (an object input, list and Optional outputs, a nested model) give the dummy LM's outputs, from the client and from the backend; a value without a required field and a bad model are CodeInvalidArgument.", Run: caseModels},
-		{Name: "field_defaults", Doc: "Inputs and models' fields left out take their defaults, from the client and from the backend: the outputs are the dummy LM's for the inputs with the defaults given; a default of another type is CodeInvalidArgument.", Run: caseDefaults},
+		{Name: "field_defaults", Doc: "Inputs and models' fields left out take their defaults, from the client and from the backend: the outputs are the dummy LM's for the inputs with the defaults given; an unknown input beside them and a default of another type are CodeInvalidArgument.", Run: caseDefaults},
 		{Name: "unimplemented", Doc: "An unknown command is CodeUnimplemented.", Run: caseUnimplemented},
 		{Name: "canceled", Doc: "A cancelled context gives CodeCanceled.", Run: caseCanceled},
 		{Name: "deadline_exceeded", Doc: "A deadline gives CodeDeadlineExceeded promptly, and the adapter stays usable.", Run: caseDeadline},
@@ -425,6 +425,12 @@ func caseDefaults(t TB, env *Env) {
 		require.NoError(t, err, inputs)
 		assert.JSONEq(t, string(want), string(outputs), "the backend fills in the defaults of %s", inputs)
 	}
+	_, err = c.Execute(ctx, p.ID, map[string]any{"q": "?", "bogus": 1})
+	requireCode(t, adapter.CodeInvalidArgument, err)
+	assert.Contains(t, err.Error(), `input "bogus" is not in the signature`)
+	_, err = executeRaw(env, p.Hash, spec, `{"q":"?","bogus":1}`)
+	requireCode(t, adapter.CodeInvalidArgument, err)
+	assert.Contains(t, err.Error(), `input "bogus" is not in the signature`, "from the backend")
 
 	bad := sig
 	bad.Inputs = append(slices.Clone(sig.Inputs), dspgo.Field{Name: "k", Type: "int", Default: "three"})

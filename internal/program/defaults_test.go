@@ -3,8 +3,10 @@ package program_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -96,4 +98,38 @@ func TestDefaultsAreCopies(t *testing.T) {
 	assert.Equal(t, []string{"a"}, second["tags"])
 	assert.Equal(t, map[string]any{"meta": map[string]int64{"n": 1}}, second["doc"])
 	assert.Equal(t, []string{"a"}, compiled.Spec.Signature.Inputs[0].Default, "the spec's default is unchanged")
+
+	// Nor does changing the spec's defaults (a Program's Spec is the
+	// compiled spec) change what an execution takes.
+	compiled.Spec.Signature.Inputs[0].Default.([]string)[0] = "changed"
+	compiled.Spec.Signature.Models[0].Fields[0].Default.(map[string]int64)["n"] = 3
+	third, err := compiled.Inputs(map[string]any{})
+	require.NoError(t, err)
+	assert.Equal(t, second, third)
+}
+
+// TestDefaultsOfNilValues: a nil slice, map or pointer as a Default is
+// none, as its JSON (null) is to the worker; an empty one is a default.
+func TestDefaultsOfNilValues(t *testing.T) {
+	for _, tc := range []struct {
+		typ  string
+		def  any
+		none bool
+	}{
+		{"list[str]", []string(nil), true},
+		{"dict[str, int]", map[string]int(nil), true},
+		{"Optional[int]", (*int)(nil), true},
+		{"Any", json.RawMessage("null"), true},
+		{"list[str]", []string{}, false},
+		{"dict[str, int]", map[string]int{}, false},
+	} {
+		what := fmt.Sprintf("%s %#v", tc.typ, tc.def)
+		compiled, err := program.Compile(command.Spec{Signature: command.Signature{
+			Inputs: []command.Field{{Name: "x", Type: tc.typ, Default: tc.def}}, Outputs: []command.Field{{Name: "a"}}}})
+		require.NoError(t, err, what)
+		assert.Equal(t, tc.none, compiled.Spec.Signature.Inputs[0].Default == nil, what)
+		data, err := json.Marshal(compiled.Spec)
+		require.NoError(t, err)
+		assert.Equal(t, tc.none, !strings.Contains(string(data), `"default"`), "%s: %s", what, data)
+	}
 }

@@ -24,8 +24,8 @@ type ModelType struct {
 type ModelField struct {
 	// Name is the field's name, an identifier.
 	Name string
-	// Type is the field's parsed type; an Optional one may be left out of
-	// a value.
+	// Type is the field's parsed type. A field with a Default, or an
+	// Optional one, may be left out of a value.
 	Type Type
 	// Description is the field's description; empty means none.
 	Description string
@@ -355,7 +355,8 @@ func (m *Models) ParseType(s string) (Type, error) {
 }
 
 // Normalized returns the models as a normalized spec holds them: sorted
-// by name, each field's type in canonical form; nil when there are none.
+// by name, each field's type in canonical form and its default a copy;
+// nil when there are none.
 func (m *Models) Normalized() []command.Model {
 	if m == nil {
 		return nil
@@ -365,7 +366,10 @@ func (m *Models) Normalized() []command.Model {
 		model := m.byName[name]
 		fields := make([]command.Field, len(model.Fields))
 		for i, f := range model.Fields {
-			fields[i] = command.Field{Name: f.Name, Type: f.Type.String(), Description: f.Description, Default: f.Default}
+			fields[i] = command.Field{Name: f.Name, Type: f.Type.String(), Description: f.Description}
+			if f.Default != nil {
+				fields[i].Default, _ = f.Type.Convert(f.Default, "") // converted already: a copy
+			}
 		}
 		out = append(out, command.Model{Name: name, Description: model.Description, Fields: fields})
 	}
@@ -391,8 +395,8 @@ func (m *Models) lookup(name string) *ModelType {
 
 // convertModel converts an object (or a Go struct, as its JSON encoding)
 // to t's model, as pydantic's model_validate does: each field in order,
-// an Optional one left out null, any other left out an error, other keys
-// dropped.
+// one left out its Default (converted: a copy) when it has one, else null
+// when it is Optional, else an error; other keys dropped.
 func (t Type) convertModel(v reflect.Value, path string, exact bool) (reflect.Value, error) {
 	v, err := structAsJSON(v)
 	if err != nil {

@@ -1,6 +1,7 @@
 package program
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -168,7 +169,7 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, si
 // when the type holds a medium or dspy.History or the value does not
 // convert.
 func convertDefault(t Type, v any, field string) (any, error) {
-	if v == nil {
+	if isNull(v) {
 		return nil, nil
 	}
 	if held := t.Media(); held != "" || t.Kind == History {
@@ -182,6 +183,22 @@ func convertDefault(t Type, v any, field string) (any, error) {
 		return nil, invalid("%v", err)
 	}
 	return conv, nil
+}
+
+// isNull reports whether v is JSON's null: nil, a nil slice, map or
+// pointer, or a json.RawMessage "null", as encoding/json writes them.
+func isNull(v any) bool {
+	if raw, ok := v.(json.RawMessage); ok {
+		return len(raw) == 0 || string(bytes.TrimSpace(raw)) == "null"
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Invalid:
+		return true
+	case reflect.Slice, reflect.Map, reflect.Pointer, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }
 
 // notIdentifier is how an error says a name is not an identifier.
@@ -215,6 +232,9 @@ type Compiled struct {
 	// inPaths and outPaths name each input and output in conversion
 	// errors ("input question"), made once rather than per call.
 	inPaths, outPaths []string
+	// defaults are the inputs' defaults (nil: none), converted; Spec holds
+	// copies, so a caller that changes a Program's Spec changes none.
+	defaults []any
 }
 
 // Compile validates a spec and returns it normalized and hashed. Errors
@@ -247,8 +267,12 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	}
 	sum := sha256.Sum256(canon)
 	c.Hash = hex.EncodeToString(sum[:])
-	for _, f := range sig.Inputs {
+	for i, f := range sig.Inputs {
 		c.inPaths = append(c.inPaths, "input "+f.Name)
+		c.defaults = append(c.defaults, f.Default)
+		if f.Default != nil { // converted already: the spec's own copy
+			sig.Inputs[i].Default, _ = types.inputs[i].Convert(f.Default, "")
+		}
 	}
 	c.fields = sig.Outputs
 	if kind == command.KindChainOfThought {
@@ -277,10 +301,13 @@ func (c *Compiled) Examples(examples []command.Demo, label string) ([]command.De
 // type is a CodeInvalidArgument error naming the field.
 func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
 	out := make(map[string]any, len(c.inputs))
+	given := 0 // the inputs found in in
 	for i, f := range c.Spec.Signature.Inputs {
 		v, ok := in[f.Name]
-		if !ok && f.Default != nil {
-			v, ok = f.Default, true // converted below: a copy
+		if ok {
+			given++
+		} else if c.defaults[i] != nil {
+			v, ok = c.defaults[i], true // converted below: a copy
 		}
 		if !ok {
 			if c.inputs[i].Kind == Optional {
@@ -294,7 +321,7 @@ func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
 		}
 		out[f.Name] = conv
 	}
-	if len(in) > len(out) {
+	if len(in) > given {
 		for name := range in {
 			if _, ok := out[name]; !ok {
 				return nil, invalid("input %q is not in the signature (the program takes %s)", name, names(c.Spec.Signature.Inputs))
