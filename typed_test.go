@@ -556,8 +556,8 @@ func TestTypedDefaults(t *testing.T) {
 	ctx := t.Context()
 	type in struct {
 		Question string
-		Limit    *int     `dspy:"limit,omitempty,default=10"`
-		Tone     *string  `dspy:"tone,omitempty,default=plain,desc=The tone, if any"`
+		Limit    *int      `dspy:"limit,omitempty,default=10"`
+		Tone     *string   `dspy:"tone,omitempty,default=plain,desc=The tone, if any"`
 		Tags     *[]string `dspy:"tags,omitempty,default=[]"`
 		Doc      *typedDoc `dspy:"doc,omitempty"`
 	}
