@@ -461,6 +461,13 @@ func deriveCodec(t reflect.Type, s side, deriving []reflect.Type) (*structCodec,
 				if f.field.Default, err = tagDefault(typ, *opts.dflt); err != nil {
 					return fail("default=%s: %v", *opts.dflt, err)
 				}
+				// An output takes it when the language model leaves the
+				// output out: it must go into the Go field.
+				if s == outputSide {
+					if derr := decodeValue(reflect.New(sf.Type).Elem(), f.field.Default, name); derr != nil {
+						return fail("default=%s does not fit the field: %s", *opts.dflt, derr.msg)
+					}
+				}
 			}
 			f.rewrite, f.omitNil = rewrite, opts.omitEmpty
 			byName[name] = c.name(f)
@@ -499,6 +506,9 @@ func tagDefault(typ program.Type, text string) (any, error) {
 		dec.UseNumber()
 		if err := dec.Decode(&v); err != nil || dec.More() {
 			return nil, fmt.Errorf("not a JSON value of %s (a list or object may hold no comma: the tag's options are split at commas)", typ)
+		}
+		if v == nil {
+			return nil, fmt.Errorf("null is no default: a field of an Optional type is None when it is left out")
 		}
 	}
 	// Converted here for an error that names the Go field; Compile checks

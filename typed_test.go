@@ -657,6 +657,15 @@ func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 		{"default= twice", fieldOf[struct {
 			N int `dspy:"n,default=1,default=2"`
 		}](1), "default= appears twice"},
+		{"default= that does not fit an output's Go field", fieldOf[struct {
+			N uint8 `dspy:"n,default=300"`
+		}](1), "default=300 does not fit the field: 300 overflows uint8"},
+		{"default= that does not fit a text type", fieldOf[struct {
+			T time.Time `dspy:"t,default=tomorrow"`
+		}](1), "default=tomorrow does not fit the field: UnmarshalText"},
+		{"default=null", fieldOf[struct {
+			P *int `dspy:"p,default=null"`
+		}](1), "default=null: null is no default"},
 		{"default= on an input always sent", fieldOf[struct {
 			N int `dspy:"n,default=1"`
 		}](0), "default= on an input applies when it is left out, so it is for a pointer tagged omitempty"},
