@@ -70,6 +70,33 @@ const (
 	maxModelFields = 10000
 )
 
+// maxFilled is how many values one conversion's models' fields may take
+// from their defaults, each counted with all it holds (countValues): a
+// model's default may fill in models whose defaults fill in more, and a
+// value of few bytes would otherwise grow exponentially.
+const maxFilled = 100000
+
+// tooManyFilled is the error of a conversion past maxFilled.
+const tooManyFilled = "the defaults filled in hold more than 100000 values"
+
+// countValues counts the JSON values of a converted value: one for each
+// null, bool, number, string, array and object, nested ones included.
+func countValues(v reflect.Value) int {
+	v = indirect(v)
+	n := 1
+	switch v.Kind() {
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			n += countValues(v.Index(i))
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			n += countValues(it.Value())
+		}
+	}
+	return n
+}
+
 // tooLarge is the end of the error of a value too large.
 const tooLarge = "a value of it holds more than 10000 fields of models (counting one element of each list and dict)"
 
@@ -396,8 +423,10 @@ func (m *Models) lookup(name string) *ModelType {
 // convertModel converts an object (or a Go struct, as its JSON encoding)
 // to t's model, as pydantic's model_validate does: each field in order,
 // one left out its Default (converted: a copy) when it has one, else null
-// when it is Optional, else an error; other keys dropped.
-func (t Type) convertModel(v reflect.Value, path string, exact bool) (reflect.Value, error) {
+// when it is Optional, else an error; other keys dropped. The values the
+// conversion's fields take from their defaults, each counted with all it
+// holds, may number at most maxFilled.
+func (t Type) convertModel(v reflect.Value, path string, c conv) (reflect.Value, error) {
 	v, err := structAsJSON(v)
 	if err != nil {
 		return reflect.Value{}, fmt.Errorf("%s: expected %s: %v", path, t, err)
@@ -412,9 +441,11 @@ func (t Type) convertModel(v reflect.Value, path string, exact bool) (reflect.Va
 		if keyType != key.Type() { // a named string type
 			key = key.Convert(keyType)
 		}
-		value := v.MapIndex(key)
+		value, filled := v.MapIndex(key), false
 		if !value.IsValid() && f.Default != nil {
-			value = reflect.ValueOf(f.Default) // converted below: a copy
+			// Converted below: a copy (and, while the models compile, a
+			// default not converted yet is checked).
+			value, filled = reflect.ValueOf(f.Default), true
 		}
 		if !value.IsValid() {
 			if f.Type.Kind != Optional {
@@ -423,9 +454,14 @@ func (t Type) convertModel(v reflect.Value, path string, exact bool) (reflect.Va
 			out[f.Name] = nil
 			continue
 		}
-		conv, err := f.Type.convert(value, path+"."+f.Name, exact)
+		conv, err := f.Type.convert(value, path+"."+f.Name, c)
 		if err != nil {
 			return reflect.Value{}, err
+		}
+		if filled {
+			if *c.filled += countValues(conv); *c.filled > maxFilled {
+				return reflect.Value{}, fmt.Errorf("%s.%s: %s", path, f.Name, tooManyFilled)
+			}
 		}
 		out[f.Name] = conv.Interface()
 	}

@@ -691,17 +691,25 @@ func (t Type) GoType() reflect.Type {
 // takes any JSON value (numbers become int64 when integral and exact,
 // else float64); a dict[int, V] takes keys that are decimal integers.
 func (t Type) Convert(v any, path string) (any, error) {
-	rv, err := t.convert(reflect.ValueOf(v), path, false)
+	rv, err := t.convert(reflect.ValueOf(v), path, conv{filled: new(int)})
 	if err != nil {
 		return nil, err
 	}
 	return rv.Interface(), nil
 }
 
-// convert converts v; exact (a union's first pass) refuses conversions
-// that change a value's JSON kind: a float then takes only non-integral
-// numbers.
-func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, error) {
+// conv is the state of one conversion.
+type conv struct {
+	// exact (a union's first pass) refuses conversions that change a
+	// value's JSON kind: a float then takes only non-integral numbers.
+	exact bool
+	// filled counts the values the conversion's models' fields took from
+	// their defaults (convertModel), shared by the whole conversion.
+	filled *int
+}
+
+// convert converts v as c says.
+func (t Type) convert(v reflect.Value, path string, c conv) (reflect.Value, error) {
 	v = indirect(v)
 	bad := func(why string) (reflect.Value, error) {
 		return reflect.Value{}, fmt.Errorf("%s: %s", path, why)
@@ -726,16 +734,16 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		if null {
 			return reflect.Zero(anyType), nil
 		}
-		return t.Elem.convert(v, path, exact)
+		return t.Elem.convert(v, path, c)
 	case Union:
 		for _, m := range t.Members {
-			if out, err := m.convert(v, path, true); err == nil {
+			if out, err := m.convert(v, path, conv{exact: true, filled: c.filled}); err == nil {
 				return out, nil
 			}
 		}
-		if !exact {
+		if !c.exact {
 			for _, m := range t.Members {
-				if out, err := m.convert(v, path, false); err == nil {
+				if out, err := m.convert(v, path, c); err == nil {
 					return out, nil
 				}
 			}
@@ -778,15 +786,15 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		return reflect.ValueOf(n), nil
 	case Float:
 		f, ok := toFloat(v)
-		if !ok || exact && f == math.Trunc(f) {
+		if !ok || c.exact && f == math.Trunc(f) {
 			return bad("expected float, got " + describe(v))
 		}
 		return reflect.ValueOf(f), nil
 	case List:
-		return t.Elem.convertArray(v, path, exact, t)
+		return t.Elem.convertArray(v, path, c, t)
 	case Tuple:
 		if t.Variadic {
-			return t.Elem.convertArray(v, path, exact, t)
+			return t.Elem.convertArray(v, path, c, t)
 		}
 		if !isArray(v) {
 			return bad(fmt.Sprintf("expected %s, got %s", t, describe(v)))
@@ -796,7 +804,7 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		}
 		out := make([]any, v.Len())
 		for i, m := range t.Members {
-			e, err := m.convert(v.Index(i), path+"["+strconv.Itoa(i)+"]", exact)
+			e, err := m.convert(v.Index(i), path+"["+strconv.Itoa(i)+"]", c)
 			if err != nil {
 				return reflect.Value{}, err
 			}
@@ -804,9 +812,9 @@ func (t Type) convert(v reflect.Value, path string, exact bool) (reflect.Value, 
 		}
 		return reflect.ValueOf(out), nil
 	case Dict:
-		return t.convertDict(v, path, exact)
+		return t.convertDict(v, path, c)
 	case Object:
-		return t.convertModel(v, path, exact)
+		return t.convertModel(v, path, c)
 	}
 	return bad("unsupported type " + t.String())
 }
@@ -839,13 +847,13 @@ func isArray(v reflect.Value) bool {
 
 // convertArray converts an array whose elements are of type t (the
 // element type of whole, a list or a variadic tuple).
-func (t Type) convertArray(v reflect.Value, path string, exact bool, whole Type) (reflect.Value, error) {
+func (t Type) convertArray(v reflect.Value, path string, c conv, whole Type) (reflect.Value, error) {
 	if !isArray(v) {
 		return reflect.Value{}, fmt.Errorf("%s: expected %s, got %s", path, whole, describe(v))
 	}
 	out := reflect.MakeSlice(reflect.SliceOf(t.GoType()), v.Len(), v.Len())
 	for i := range v.Len() {
-		e, err := t.convert(v.Index(i), path+"["+strconv.Itoa(i)+"]", exact)
+		e, err := t.convert(v.Index(i), path+"["+strconv.Itoa(i)+"]", c)
 		if err != nil {
 			return reflect.Value{}, err
 		}
@@ -857,7 +865,7 @@ func (t Type) convertArray(v reflect.Value, path string, exact bool, whole Type)
 // convertDict converts an object to t, a dict type. Keys of a dict[int, V]
 // are decimal integer strings ("-12", optionally with "+", within int64)
 // or Go integers; two keys that are the same integer are an error.
-func (t Type) convertDict(v reflect.Value, path string, exact bool) (reflect.Value, error) {
+func (t Type) convertDict(v reflect.Value, path string, c conv) (reflect.Value, error) {
 	keyKind := Str
 	if t.Key != nil {
 		keyKind = t.Key.Kind
@@ -899,7 +907,7 @@ func (t Type) convertDict(v reflect.Value, path string, exact bool) (reflect.Val
 			}
 			texts[n] = text
 		}
-		e, err := t.Elem.convert(v.MapIndex(k), path+"["+strconv.Quote(text)+"]", exact)
+		e, err := t.Elem.convert(v.MapIndex(k), path+"["+strconv.Quote(text)+"]", c)
 		if err != nil {
 			return reflect.Value{}, err
 		}
@@ -1145,7 +1153,7 @@ func convertHistory(v reflect.Value, path string) (reflect.Value, error) {
 		return reflect.Value{}, err
 	}
 	list := Type{Kind: List, Elem: &Type{Kind: Dict, Key: &Type{Kind: Str}, Elem: &Type{Kind: Any}}}
-	out, err := list.convert(messages, path+".messages", false)
+	out, err := list.convert(messages, path+".messages", conv{filled: new(int)})
 	if err != nil {
 		return reflect.Value{}, err
 	}
