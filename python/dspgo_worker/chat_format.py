@@ -60,11 +60,16 @@ LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
 #: The white space that ``str.strip()`` removes and that does not end a line (``\s`` is
 #: ``str.isspace``), as a character class.
 LINE_SPACE = r"[^\S\n\r\v\f\x1c-\x1e\x85\u2028\u2029]"
-#: A line that starts a section: at the start of the reply or after a line break, white
-#: space, then a header as DSPy 3.4.1's ``field_header_pattern`` spells it (single spaces
-#: only). Each try starts at a line's start, and none of its repeats can take what
-#: follows it, so a search is linear in the reply.
-_HEADER_LINE = re.compile(r"(?:\A|(?<=[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]))(" + LINE_SPACE + r"*)\[\[ ## (\w+) ## \]\]")
+#: A header, as DSPy 3.4.1's ``field_header_pattern`` spells it (single spaces only),
+#: its name the group 1. It starts a section only at a line's start, after white space
+#: (:func:`split_sections`): a literal search, which the regex engine runs fast, where a
+#: pattern starting with a look-behind would be tried at every character.
+_HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
+#: A character that ends a line, one of white space that does not, and a run of those
+#: (read backwards from a header's start: :func:`split_sections`).
+_BREAK_CHAR = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_SPACE_CHAR = re.compile(LINE_SPACE)
+_SPACE_RUN = re.compile(LINE_SPACE + "*")
 
 
 def _type_note(t: FieldType) -> str:
@@ -391,24 +396,39 @@ def split_sections(reply: str) -> dict[str, str]:
     section starts with the header's last characters (``"  [[ ## a ## ]] x"`` gives
     ``"]] x"``)."""
     sections: dict[str, str] = {}
-    last = None  # the header of the section being read, when it is its name's first
-    for m in _HEADER_LINE.finditer(reply):
+    last = None  # (line start, header start, header end, name) of the section being read, when it is its name's first
+    backwards = None  # the reply reversed, made when a header follows white space
+    for m in _HEADER.finditer(reply):
+        start = m.start()
+        if start and _SPACE_CHAR.match(reply, start - 1) is not None:
+            # Walk back over the white space before the header: in the reversed reply, a
+            # forward match. Each walk reads white space between two headers, so all
+            # the walks read the reply at most once.
+            if backwards is None:
+                backwards = reply[::-1]
+            back = len(reply) - start  # where the header's start is in the reversed reply
+            run = _SPACE_RUN.match(backwards, back)
+            if run is not None:  # always (a run may be empty)
+                start -= run.end() - back
+        if start and _BREAK_CHAR.match(reply, start - 1) is None:
+            continue  # inside a line: text of the section above
         if last is not None:
-            _add_section(sections, reply, last, m.start())
-        last = m if m.group(2) not in sections else None
+            _add_section(sections, reply, *last, start)
+        last = (start, m.start(), m.end(), m.group(1)) if m.group(1) not in sections else None
     if last is not None:
-        _add_section(sections, reply, last, len(reply))
+        _add_section(sections, reply, *last, len(reply))
     return sections
 
 
-def _add_section(sections: dict[str, str], reply: str, header: re.Match[str], end: int) -> None:
-    """Add the section of ``header`` (a match of :data:`_HEADER_LINE`) that ends at ``end``."""
-    eol = LINE_BREAK.search(reply, header.end(), end)
+def _add_section(sections: dict[str, str], reply: str, line: int, start: int, end: int, name: str, stop: int) -> None:
+    """Add the section of the header ``reply[start:end]`` named ``name``, on the line that
+    starts at ``line``; the section ends at ``stop``."""
+    eol = LINE_BREAK.search(reply, end, stop)
     # DSPy's line[match.end():], the match being in the stripped line: from the line's
     # start plus the header's length.
-    first = reply[header.start() + header.end() - header.end(1) : eol.start() if eol is not None else end].strip()
-    lines = reply[eol.end() : end].splitlines() if eol is not None else []
-    sections[header.group(2)] = "\n".join([first, *lines] if first else lines).strip()
+    first = reply[line + end - start : eol.start() if eol is not None else stop].strip()
+    lines = reply[eol.end() : stop].splitlines() if eol is not None else []
+    sections[name] = "\n".join([first, *lines] if first else lines).strip()
 
 
 def parse_reply(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
