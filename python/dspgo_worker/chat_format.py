@@ -54,20 +54,25 @@ class OutputError(WorkerError):
 
 
 
-#: What ends a line, as ``str.splitlines`` (which DSPy's ChatAdapter cuts a reply with) ends
-#: one: ``\r\n`` or one of these characters.
-LINE_BREAK = re.compile(r"\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+#: The characters that end a line, as ``str.splitlines`` (which DSPy's ChatAdapter cuts a
+#: reply with) ends one, as a character class's contents; ``\r\n`` ends one too.
+_BREAKS = r"\n\r\v\f\x1c-\x1e\x85\u2028\u2029"
+#: What ends a line: ``\r\n`` or one of :data:`_BREAKS`.
+LINE_BREAK = re.compile(rf"\r\n|[{_BREAKS}]")
 #: The white space that ``str.strip()`` removes and that does not end a line (``\s`` is
 #: ``str.isspace``), as a character class.
-LINE_SPACE = r"[^\S\n\r\v\f\x1c-\x1e\x85\u2028\u2029]"
-#: A header, as DSPy 3.4.1's ``field_header_pattern`` spells it (single spaces only),
-#: its name the group 1. It starts a section only at a line's start, after white space
-#: (:func:`split_sections`): a literal search, which the regex engine runs fast, where a
-#: pattern starting with a look-behind would be tried at every character.
-_HEADER = re.compile(r"\[\[ ## (\w+) ## \]\]")
+LINE_SPACE = rf"[^\S{_BREAKS}]"
+#: A header's text before its name, and after it: ``[[ ## name ## ]]``, as DSPy 3.4.1's
+#: ``field_header_pattern`` spells it (single spaces only; a name is ``\w+``).
+HEADER_OPEN = "[[ ## "
+HEADER_CLOSE = " ## ]]"
+#: A header, its name the group 1. It starts a section only at a line's start, after
+#: white space (:func:`split_sections`): a literal search, which the regex engine runs
+#: fast, where a pattern starting with a look-behind would be tried at every character.
+HEADER = re.compile(re.escape(HEADER_OPEN) + r"(\w+)" + re.escape(HEADER_CLOSE))
 #: A character that ends a line, one of white space that does not, and a run of those
 #: (read backwards from a header's start: :func:`split_sections`).
-_BREAK_CHAR = re.compile(r"[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+_BREAK_CHAR = re.compile(f"[{_BREAKS}]")
 _SPACE_CHAR = re.compile(LINE_SPACE)
 _SPACE_RUN = re.compile(LINE_SPACE + "*")
 
@@ -398,7 +403,7 @@ def split_sections(reply: str) -> dict[str, str]:
     sections: dict[str, str] = {}
     last = None  # (line start, header start, header end, name) of the section being read, when it is its name's first
     backwards = None  # the reply reversed, made when a header follows white space
-    for m in _HEADER.finditer(reply):
+    for m in HEADER.finditer(reply):
         start = m.start()
         if start and _SPACE_CHAR.match(reply, start - 1) is not None:
             # Walk back over the white space before the header: in the reversed reply, a

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from .canonical import canonical_json
-from .chat_format import LINE_BREAK, LINE_SPACE, parse_reply
+from .chat_format import HEADER, HEADER_CLOSE, HEADER_OPEN, LINE_BREAK, LINE_SPACE, parse_reply
 from .spec import CompiledSpec
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -52,17 +52,27 @@ def output_chunks(compiled: CompiledSpec, outputs: dict[str, Any]) -> Iterator[d
 #: The white space at a line's start, and the name of a header.
 _SPACES = re.compile(LINE_SPACE + "*")
 _WORD = re.compile(r"\w*")
-#: A header at a line's start; the start of a line that may be a header's start up to
-#: the end of the text so far.
-_HEADER_AT = re.compile(f"({LINE_SPACE}*)" + r"\[\[ ## \w+ ## \]\]")
-_HEADER_PREFIX_AT = re.compile(LINE_SPACE + r"*(?:\[(?:\[(?: (?:#(?:#(?: (?:\w+(?: (?:#(?:#(?: (?:\])?)?)?)?)?)?)?)?)?)?)?)?\Z")
+
+
+def _any_start(atoms: list[str]) -> str:
+    """A pattern matching any start (the empty one and the whole too) of the sequence of
+    patterns ``atoms``: ``(?:a(?:b(?:c)?)?)?``."""
+    pattern = ""
+    for atom in reversed(atoms):
+        pattern = f"(?:{atom}{pattern})?"
+    return pattern
+
+
+#: A header at a line's start; the start of a line that may be a header's start (or all
+#: of one) up to the end of the text so far.
+_HEADER_AT = re.compile(f"({LINE_SPACE}*){HEADER.pattern}")
+_HEADER_PREFIX_AT = re.compile(
+    LINE_SPACE + "*" + _any_start([*map(re.escape, HEADER_OPEN), r"\w+", *map(re.escape, HEADER_CLOSE)]) + r"\Z"
+)
 #: A line end after which a header starts, or may start (the line is read again by
 #: :meth:`ReplyStreamer._line_start`). Each try reads at most the next line's start, so
 #: a search is linear in the text.
 _MAY_START_HEADER = re.compile(f"(?:{LINE_BREAK.pattern})(?=(?:{_HEADER_AT.pattern})|(?:{_HEADER_PREFIX_AT.pattern}))")
-#: A header's text before its name, and after it.
-_OPEN = "[[ ## "
-_CLOSE = " ## ]]"
 #: Where the streamer is in a line: past its start (which was no header's), or in its
 #: start, which may still be a header's: in its white space, in the text before the
 #: name, in the name, in the text after it.
@@ -92,7 +102,7 @@ class ReplyStreamer:
         self._phase = _SPACE  # where in a line the text so far ends (a reply starts a line)
         self._line: list[str] = []  # the start of the line, held while it may be a header
         self._indent = 0  # the length of its white space
-        self._matched = 0  # how much of _OPEN, the name or _CLOSE it holds
+        self._matched = 0  # how much of HEADER_OPEN, the name or HEADER_CLOSE it holds
         self._cr = False  # the text so far ends with \r: a \n next ends the same line
         self._header_line = False  # the line is a header's (its end strips the section's first line)
         self._section: str | None = None  # the output section being read (first occurrence)
@@ -182,7 +192,7 @@ class ReplyStreamer:
                 elif j < n:
                     self._phase, self._matched = _CLOSING, 0
             return j
-        literal = _OPEN if phase == _OPENING else _CLOSE
+        literal = HEADER_OPEN if phase == _OPENING else HEADER_CLOSE
         j, k = i, self._matched
         while j < n and k < len(literal) and piece[j] == literal[k]:
             j += 1
@@ -214,7 +224,7 @@ class ReplyStreamer:
         self._line = []
         self._phase = _BODY
         self._end_section(out)
-        self._start_section(text[self._indent + len(_OPEN) : -len(_CLOSE)])
+        self._start_section(text[self._indent + len(HEADER_OPEN) : -len(HEADER_CLOSE)])
         self._header_line = True
         # DSPy takes the rest of the line at the header's length from the line's start,
         # white space included: an indented header's section starts with the header's
