@@ -9,7 +9,7 @@ import re
 from .errors import invalid
 from .fieldtypes import HISTORY, MAX_MODEL_FIELDS, MAX_MODEL_NESTING, TYPE_NAMES, FieldType, Model, parse_type
 from .protocol import quote
-from .values import LazyDefault, convert, copy_value, describe_value, json_object, json_string
+from .values import convert, copy_value, describe_value, json_object, json_string
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -27,8 +27,8 @@ def is_identifier(name: Any) -> bool:
 class Field:
     """A field of a signature or of a model: its name, type, description and ``default``,
     the value (converted to its type) it takes when it is left out, None for none (a
-    model's field's is a :class:`~dspgo_worker.values.LazyDefault` while the models are
-    compiled)."""
+    model's field's is its raw value from the spec until :func:`compile_models` converts
+    it)."""
 
     __slots__ = ("name", "type", "description", "default")
 
@@ -153,10 +153,14 @@ def compile_models(signature: dict[str, Any]) -> dict[str, Model]:
             raise invalid(f"model {quote(name)} nests more than {MAX_MODEL_NESTING} levels (types and models counted together)")
         if model.size > MAX_MODEL_FIELDS:
             raise invalid(f"model {quote(name)}: {TOO_LARGE}")
-    for model in models.values():  # then the defaults, each model's fields in order
+    # Then the defaults, model by model and each model's fields in the declared order, each
+    # converted in place of its raw value. A default converted before its own turn (as a
+    # field of another default's value) is converted from the raw value, and an error in it
+    # names that value's path (docs/protocol.md, "Program specs"), as in Go.
+    for name, model in models.items():
         for f in model.fields:
-            if isinstance(f.default, LazyDefault):
-                f.default.resolve()
+            if f.default is not None:
+                f.default = check_default(f.type, f.default, f"model {quote(name)} field {quote(f.name)}")
     return models
 
 
@@ -182,10 +186,7 @@ def _model_fields(model: str, fields: list[dict[str, Any]], models: dict[str, Mo
         if bad:
             raise invalid(f"model {quote(model)} field {quote(name)}: {bad} is not a type of a model's field")
         names.add(name)
-        made = Field(name, t, f["description"])
-        if f["default"] is not None:  # converted once every model is compiled
-            made.default = LazyDefault(made, f["default"], f"model {quote(model)} field {quote(name)}")
-        out.append(made)
+        out.append(Field(name, t, f["description"], f["default"]))  # the default converted once every model is compiled
     return tuple(out)
 
 

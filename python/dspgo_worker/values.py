@@ -129,29 +129,6 @@ def copy_value(v: Any) -> Any:
     return v
 
 
-class LazyDefault:
-    """A model's field's default while the models are compiled
-    (:func:`~dspgo_worker.signature.compile_models`): its raw value until :meth:`resolve`
-    converts it, each model's in the declared order. A value of the model converted
-    before then (another default) that leaves the field out takes the raw value, converted
-    there, so an error in it names that value's path (docs/protocol.md, "Program specs")."""
-
-    __slots__ = ("field", "raw", "what")
-
-    def __init__(self, field: Any, raw: Any, what: str) -> None:
-        self.field = field
-        self.raw = raw
-        self.what = what  # model "Answer" field "where"
-
-    def resolve(self) -> None:
-        """Sets the field's default converted; ``invalid_argument`` naming the field when it
-        does not convert."""
-        try:
-            self.field.default = convert(self.field.type, self.raw, f"{self.what} default")
-        except ValueError as exc:
-            raise invalid(str(exc)) from None
-
-
 #: How deep an Any value may nest, as a frame's JSON (docs/protocol.md, "Frames").
 MAX_VALUE_DEPTH = 128
 _INT_KEY = re.compile(r"[+-]?[0-9]+\Z")
@@ -284,9 +261,11 @@ def _model(t: FieldType, v: Any, path: str, field: Converter) -> dict[str, Any]:
     for f in t.model.fields:
         if f.name in v:
             out[f.name] = field(f.type, v[f.name], f"{path}.{f.name}")
-        elif f.default is not None:  # converted again, as Go does: a copy
-            d = f.default
-            out[f.name] = field(f.type, d.raw if isinstance(d, LazyDefault) else d, f"{path}.{f.name}")
+        elif f.default is not None:
+            # Converted, not copied (a converted default converts to a copy of itself, as
+            # in Go): this also runs while the models are compiled (another default's
+            # value), where a default whose turn has not come is still the spec's raw value.
+            out[f.name] = field(f.type, f.default, f"{path}.{f.name}")
         elif f.type.kind == OPTIONAL:
             out[f.name] = None
         else:
