@@ -17,7 +17,14 @@ import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
-from dspgo_worker.chat_format import OutputError, build_messages, dspy_schema, parse_reply
+from dspgo_worker.chat_format import (
+    INCOMPLETE_DEMO_PREFIX,
+    OutputError,
+    build_messages,
+    demo_messages,
+    dspy_schema,
+    parse_reply,
+)
 from dspgo_worker.dummy import dummy_outputs
 from dspgo_worker.errors import WorkerError
 from dspgo_worker.spec import CompiledSpec
@@ -63,6 +70,11 @@ SPEC = {
     },
     "instructions": "Answer.",
 }
+#: A signature of inputs and outputs with defaults, and a demo that gives every field but
+#: the Optional input (which a demo may leave out): demos are not filled from defaults.
+DEMO_SIGNATURE = {"inputs": [field("q"), field("n", "int", 3), field("k", "Optional[int]", 5)],
+                  "outputs": [field("a", "", "none"), field("b")]}
+DEMO = {"inputs": {"q": "?", "n": 1}, "outputs": {"a": "A", "b": "B"}}
 
 
 class DefaultVectorsTest(unittest.TestCase):
@@ -155,6 +167,25 @@ class DefaultsTest(unittest.TestCase):
         self.assertEqual(again["best"]["ids"][1], "a")
         self.assertEqual(json.dumps(compiled.spec), spec_json)
 
+    def test_demos_are_not_filled_from_defaults(self):
+        """A demo that leaves out an input or an output with a default is refused as one that
+        leaves out any other field; an Optional input with a default left out stays out of
+        the demo (docs/protocol.md, "Program specs", ``default`` and "Demos")."""
+        for inputs, outputs, error in (
+            ({"q": "?", "k": 2}, DEMO["outputs"], 'demo 0: input "n" is missing (the signature\'s inputs are "q", "n", "k")'),
+            (DEMO["inputs"], {"b": "B"}, 'demo 0: output "a" is missing (the signature\'s outputs are "a", "b")'),
+        ):
+            with self.subTest(inputs=inputs, outputs=outputs):
+                with self.assertRaises(WorkerError) as caught:
+                    CompiledSpec({"signature": DEMO_SIGNATURE, "demos": [{"inputs": inputs, "outputs": outputs}]})
+                self.assertEqual((caught.exception.code, caught.exception.message), ("invalid_argument", error))
+        compiled = CompiledSpec({"signature": DEMO_SIGNATURE, "demos": [DEMO]})
+        self.assertEqual(compiled.demos, [DEMO])
+        self.assertEqual(compiled.spec["demos"], [DEMO], "normalized without the default")
+        user = demo_messages(compiled)[0]["content"]
+        self.assertTrue(user.startswith(INCOMPLETE_DEMO_PREFIX), "shown as a demo that lacks a field")
+        self.assertNotIn("[[ ## k ## ]]", user)
+
     def test_inputs_left_out_are_the_dummy_lms_too(self):
         """An input's default is filled before an engine sees the inputs: the dummy LM's
         values are those of the inputs given in full."""
@@ -228,6 +259,19 @@ class AgainstDSPyTest(unittest.TestCase):
                 predictor = _answering_predictor(self.engine.module(dspy, compiled), [f.name for f in compiled.outputs])
                 want = dspy.ChatAdapter().format(predictor.signature, predictor.demos, _dspy_inputs(dspy, compiled, inputs))
                 self.assertEqual(build_messages(compiled, inputs), want)
+
+    def test_demos_are_shown_as_the_chat_adapter_shows_them(self):
+        """DSPy does not fill a demo from the signature's defaults either: a demo that leaves
+        out an Optional input with a default is shown without it."""
+        from dspgo_worker.dspy_engine import _answering_predictor, _dspy_inputs
+
+        dspy = self.dspy
+        compiled = CompiledSpec({"signature": DEMO_SIGNATURE, "demos": [DEMO]})
+        inputs = compiled.convert_inputs({"q": "?"})
+        predictor = _answering_predictor(self.engine.module(dspy, compiled), [f.name for f in compiled.outputs])
+        want = dspy.ChatAdapter().format(predictor.signature, predictor.demos, _dspy_inputs(dspy, compiled, inputs))
+        self.assertEqual(build_messages(compiled, inputs), want)
+        self.assertNotIn("[[ ## k ## ]]", want[1]["content"])
 
     def test_the_signatures_defaults_are_dspys(self):
         """The dspy engine's signature has each field's default; DSPy's ChatAdapter fills

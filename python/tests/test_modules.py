@@ -237,6 +237,35 @@ class ModuleRunTest(unittest.TestCase):
         error = self.w.error("execute_program", {"spec": spec, "inputs": {"k": 1}})
         self.assertEqual((error["code"], error["message"]), ("invalid_argument", 'input "question" is missing (the program takes "question", "k")'))
 
+    def test_an_input_left_out_takes_its_default_in_forward(self):
+        """An input with a default (an Optional one too) left out of the call is passed to
+        ``forward`` as its default (a copy), not left out: the spec's default wins over the
+        Python one; given, it is passed as given (docs/protocol.md, "Program specs",
+        ``default``)."""
+        dspy = self.dspy
+        seen: list = []
+
+        class TopK(dspy.Module):
+            def __init__(self):
+                super().__init__()
+                self.answer = dspy.Predict("question -> answer")
+
+            def forward(self, question, k=3, maybe=None, tags=None):
+                seen.append((k, maybe, list(tags)))
+                tags.append("changed")  # a copy of the default: the next run's is the spec's still
+                return self.answer(question=f"{question} (top {k})")
+
+        dspy_module("test-top-k-default", TopK)
+        self.addCleanup(unregister, "test-top-k-default")
+        self.configure()
+        spec = module_spec("test-top-k-default", inputs=(("question", "str"), ("k", "int"), ("maybe", "Optional[int]"), ("tags", "list[str]")))
+        for f, default in zip(spec["signature"]["inputs"][1:], (7, 5, ["a"])):
+            f["default"] = default
+        for inputs in ({"question": "Who?"}, {"question": "Who?"}, {"question": "Who?", "k": 2, "maybe": None, "tags": []}):
+            self.w.ok("execute_program", {"spec": spec, "inputs": inputs})
+        self.assertEqual(seen, [(7, 5, ["a"]), (7, 5, ["a"]), (2, None, [])])
+        self.assertIn("Who? (top 7)", self.prompts()[0])
+
     def test_the_state_is_loaded_and_its_lm_is_not(self):
         state = self.saved_state()
         state["answer"]["lm"] = {"model": "openai/another-model", "temperature": 0.0}

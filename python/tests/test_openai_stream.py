@@ -229,6 +229,23 @@ class NativeStreamTest(LMTestCase):
         self.assertGreater(len(chunks), 3, "more than one delta per field")
         self.assertIs(self.lm.requests[0]["body"]["stream"], True)
 
+    def test_outputs_left_out_stream_their_defaults(self):
+        """Outputs that the streamed reply leaves out take their defaults: each is streamed
+        as its default's text (:func:`~dspgo_worker.chunks.value_text`), in output order, and the outputs hold the
+        defaults (docs/protocol.md, "Program specs", ``default``)."""
+        spec = spec_of([("q", "")], [("a", ""), ("n", "int"), ("l", "list[int]"), ("m", "dict[str, float]")])
+        for f, default in zip(spec["signature"]["outputs"], ("none", 0, [1, 2], {"x": 1})):
+            f["default"] = default
+        self.lm.push(body=pieces_of(sections(n="12"), 4), mode="sse")
+        request_id = self.w.call("execute_program", {"spec": spec, "inputs": {"q": "?"}}, stream=1)
+        result = self.w.response(request_id)
+        self.assertTrue(result["success"], result)
+        self.assertEqual(result["result"]["outputs"], {"a": "none", "n": 12, "l": [1, 2], "m": {"x": 1.0}})
+        chunks = [(c["data"]["field"], c["data"]["delta"]) for c in self.w.chunks[request_id]]
+        # value_text: a string itself, any other value its canonical JSON.
+        self.assertEqual(joined(chunks), {"a": "none", "n": "12", "l": "[1,2]", "m": '{"x":1}'})
+        self.assertEqual(list(dict.fromkeys(name for name, _ in chunks)), ["a", "n", "l", "m"])
+
     def test_output_error_after_the_chunks(self):
         self.lm.push(body=pieces_of(sections(a="fine", n="many", l="[]"), 5), mode="sse")
         request_id = self.w.call("execute_program", {"spec": TYPED, "inputs": {"q": "?"}}, stream=2)
