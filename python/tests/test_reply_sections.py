@@ -12,7 +12,9 @@ from __future__ import annotations
 import random
 import re
 import sys
+import time
 import unittest
+from typing import Any, Callable
 
 from dspgo_worker.chat_format import LINE_BREAK, LINE_SPACE, OutputError, parse_reply, split_sections
 from dspgo_worker.chunks import ReplyStreamer
@@ -23,6 +25,25 @@ from .reply_corpus import OUTPUTS, corpus, random_cuts
 from .test_spec import spec_of
 
 SPEC = CompiledSpec(spec_of([("q", "")], [(name, "") for name in OUTPUTS]))
+#: What a linear time test allows ``run``'s time to grow by when its input grows fourfold
+#: (about 4 when linear, 16 when quadratic): generous, as timings vary.
+MAX_GROWTH = 8
+
+
+def growth(run: Callable[[Any], Any], make: Callable[[int], Any], n: int) -> tuple[float, Any]:
+    """How many times longer ``run(make(4 * n))`` takes than ``run(make(n))``, and what the
+    last run returned. Each time is the least of 3 runs, in this thread's CPU time (which
+    other processes change less than they change the clock's)."""
+    times = []
+    for size in (n, 4 * n):
+        arg = make(size)
+        best = float("inf")
+        for _ in range(3):
+            start = time.thread_time()
+            result = run(arg)
+            best = min(best, time.thread_time() - start)
+        times.append(best)
+    return times[1] / max(times[0], 1e-9), result
 
 
 def streamed(pieces: list[str], outputs: dict[str, str], compiled: CompiledSpec = SPEC) -> tuple[dict[str, str], list[str]]:
@@ -86,11 +107,25 @@ class SectionRulesTest(unittest.TestCase):
         self.assertEqual(split_sections("[[ ## a ## ]]\n\u00a0A\x1fB\u3000\n"), {"a": "A\x1fB"})
 
     def test_huge_replies_take_linear_time(self):
-        n = 1_000_000
-        for reply in ("[[ ## " * n, "[[ ## \n" * n, "\n[[ ##" * n, " " * n + "x", "[[ ## " + "a" * n, "[[ ## a ## ]]\n" + "\r" * n, "[[ ## a ## ]]\n" * (n // 10)):
-            with self.subTest(reply=reply[:20]):
-                sections = split_sections(reply)
+        """Replies that a search could read again and again (header fragments, lines of
+        them, long runs of white space or of one line end, headers inside lines or after
+        white space) take time that grows as their length does."""
+        makers = {
+            "header fragments": lambda n: "[[ ## " * (n // 6),
+            "lines of them": lambda n: "[[ ## \n" * (n // 7),
+            "line ends before them": lambda n: "\n[[ ##" * (n // 6),
+            "spaces": lambda n: " " * n + "x",
+            "a long name": lambda n: "[[ ## " + "a" * n,
+            "line ends": lambda n: "[[ ## a ## ]]\n" + "\r" * n,
+            "headers": lambda n: "[[ ## a ## ]]\n" * (n // 14),
+            "spaces before a header": lambda n: " " * n + "[[ ## a ## ]]",
+            "headers inside a line": lambda n: "x" + " [[ ## a ## ]]" * (n // 14),
+        }
+        for what, make in makers.items():
+            with self.subTest(reply=what):
+                ratio, sections = growth(split_sections, make, 250_000)
                 self.assertLessEqual(len(sections), 1)
+                self.assertLess(ratio, MAX_GROWTH, "four times the reply, more than twice four times the time")
 
     def test_parse_reply_reads_json_only_without_a_header(self):
         compiled = CompiledSpec(spec_of([("q", "")], [("a", ""), ("n", "int")]))
@@ -152,13 +187,27 @@ class StreamerRulesTest(unittest.TestCase):
         self.assertEqual(joined, {"a": "A\n[[ ## b ## ]", "b": "missing", "c": "C"})
 
     def test_huge_replies_take_linear_time(self):
-        n = 500_000
-        for reply in ("[[ ## a ## ]]\n" + "[[ ## \n" * (n // 7), "[[ ## a ## ]]\n" + "\r" * n + "x", "[[ ## a ## ]]\n" + " " * n + "x", "[[ ## " + "a" * n):
-            for size in (len(reply), 4096, 7):
-                with self.subTest(reply=reply[:20], size=size):
-                    pieces = [reply[i : i + size] for i in range(0, len(reply), size)]
-                    joined, _ = streamed(pieces, {name: "" for name in OUTPUTS})
-                    self.assertEqual(joined["a"], split_sections(reply).get("a", ""))
+        """Replies of held text (header fragments, line ends, white space, a long name) take
+        time that grows as their length does, whole or in pieces, and give split_sections's
+        text."""
+        makers = {
+            "lines of header fragments": lambda n: "[[ ## a ## ]]\n" + "[[ ## \n" * (n // 7),
+            "line ends": lambda n: "[[ ## a ## ]]\n" + "\r" * n + "x",
+            "spaces": lambda n: "[[ ## a ## ]]\n" + " " * n + "x",
+            "a long name": lambda n: "[[ ## " + "a" * n,
+        }
+        for what, make in makers.items():
+            for size in (0, 4096, 7):  # 0: whole
+                with self.subTest(reply=what, size=size):
+
+                    def pieces(n: int, make: Callable[[int], str] = make, size: int = size) -> list[str]:
+                        reply = make(n)
+                        step = size or len(reply)
+                        return [reply[i : i + step] for i in range(0, len(reply), step)]
+
+                    ratio, joined = growth(lambda pieces: streamed(pieces, dict.fromkeys(OUTPUTS, ""))[0], pieces, 30_000)
+                    self.assertEqual(joined["a"], split_sections(make(4 * 30_000)).get("a", ""))
+                    self.assertLess(ratio, MAX_GROWTH, "four times the reply, more than twice four times the time")
 
     def test_the_corpus_cut_every_way(self):
         """Each field's deltas are split_sections's text, however the reply is cut; a field
