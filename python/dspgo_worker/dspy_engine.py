@@ -309,15 +309,15 @@ class DspyEngine:
             signature = compiled.extras.get("dspy_signature")
             if signature is None:
                 classes = model_classes(compiled)
-                fields = {}
-                for side, make in ((compiled.inputs, dspy.InputField), (compiled.declared_outputs, dspy.OutputField)):
-                    for f in side:
+                dspy_fields = {}
+                for fields, make in ((compiled.inputs, dspy.InputField), (compiled.declared_outputs, dspy.OutputField)):
+                    for f in fields:
                         kwargs: dict[str, Any] = {"desc": f.description} if f.description else {}
                         annotation = python_type(f.type, classes)
                         if f.default is not None:  # dspy.InputField(default=…), dspy.OutputField(default=…)
                             kwargs["default"] = _python_default(annotation, f.default)
-                        fields[f.name] = (annotation, make(**kwargs))
-                signature = compiled.extras["dspy_signature"] = dspy.make_signature(fields, compiled.instructions or None)
+                        dspy_fields[f.name] = (annotation, make(**kwargs))
+                signature = compiled.extras["dspy_signature"] = dspy.make_signature(dspy_fields, compiled.instructions or None)
             return signature
 
     def module(self, dspy: Any, compiled: CompiledSpec) -> Any:
