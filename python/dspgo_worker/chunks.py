@@ -88,8 +88,9 @@ class ReplyStreamer:
     (``\\r\\n``, ``\\r``, ``\\u2028``, …) as ``\\n``, the first section of each name, stripped
     of surrounding white space (the header's own line stripped too), and a section after
     ``[[ ## completed ## ]]`` still read. The start of a line is held back until it is
-    known not to be a header's, and so is white space that may end a section; the rest
-    is handed on as it arrives. Fields come in output order: a section that arrives
+    known to be a header's or not, and white space at the end of a section's text so far
+    until more text follows it in the section (it is dropped if the section ends first);
+    the rest is handed on as it arrives. Fields come in output order: a section that arrives
     before its turn is kept and handed on when its turn comes. :meth:`finish` hands on
     the fields not streamed yet, from the parsed outputs when the reply had no section
     for them (a JSON reply).
