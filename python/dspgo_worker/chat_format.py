@@ -57,8 +57,11 @@ class OutputError(WorkerError):
 #: The characters that end a line, as ``str.splitlines`` (which DSPy's ChatAdapter cuts a
 #: reply with) ends one, as a character class's contents; ``\r\n`` ends one too.
 _BREAKS = r"\n\r\v\f\x1c-\x1e\x85\u2028\u2029"
-#: What ends a line: ``\r\n`` or one of :data:`_BREAKS`.
-LINE_BREAK = re.compile(rf"\r\n|[{_BREAKS}]")
+#: What ends a line: ``\r\n`` or one of :data:`_BREAKS`. Spelt as the class, then a ``\n``
+#: when the class's character was ``\r``, not as ``\r\n|[…]``: a search then skips to
+#: the class's characters instead of trying the pattern at every character (about twice
+#: as fast to stream a reply).
+LINE_BREAK = re.compile(rf"[{_BREAKS}](?:(?<=\r)\n)?")
 #: The white space that ``str.strip()`` removes and that does not end a line (``\s`` is
 #: ``str.isspace``), as a character class.
 LINE_SPACE = rf"[^\S{_BREAKS}]"
