@@ -147,6 +147,13 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
     first pass) refuses what changes a value's JSON kind: a float then takes only
     non-integral numbers.
     """
+    _tries.filled = 0
+    return _convert(t, v, path, exact)
+
+
+def _convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
+    """:func:`convert`'s value, the values the models' defaults fill in counted in
+    ``_tries.filled`` (:func:`_fill`)."""
     kind = t.kind
     if kind == ANY:
         return json_value(v, path)
@@ -161,9 +168,9 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
     if kind in (DATE, DATETIME):
         return convert_datetime(kind, v, path, describe_value)
     if kind == OPTIONAL:
-        return None if v is None else convert(t.elem, v, path, exact)
+        return None if v is None else _convert(t.elem, v, path, exact)
     if kind == UNION:
-        return _union(t, v, path, exact, convert)
+        return _union(t, v, path, exact, _convert)
     if v is None:
         raise ValueError(f"{path}: expected {t}, got null")
     if kind == LITERAL and t.ints:
@@ -194,11 +201,11 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
             raise ValueError(f"{path}: expected float, got {describe_value(v)}")
         return f
     if kind in (LIST, TUPLE):
-        return _array(t, v, path, lambda et, e, at: convert(et, e, at, exact))
+        return _array(t, v, path, lambda et, e, at: _convert(et, e, at, exact))
     if kind == DICT:
-        return _dict(t, v, path, lambda et, e, at: convert(et, e, at, exact), _strict_key)
+        return _dict(t, v, path, lambda et, e, at: _convert(et, e, at, exact), _strict_key)
     if kind == MODEL:
-        return _model(t, v, path, lambda ft, e, at: convert(ft, e, at, exact))
+        return _model(t, v, path, lambda ft, e, at: _convert(ft, e, at, exact))
     raise ValueError(f"{path}: unsupported type {t}")
 
 
@@ -207,7 +214,7 @@ def _union(t: FieldType, v: Any, path: str, exact: bool, lenient: Converter) -> 
     ``exact``) the first that ``lenient`` converts it to."""
     for m in t.members:
         try:
-            return convert(m, v, path, True)
+            return _convert(m, v, path, True)
         except ValueError:
             pass
     if not exact:
@@ -265,12 +272,39 @@ def _model(t: FieldType, v: Any, path: str, field: Converter) -> dict[str, Any]:
             # Converted, not copied (a converted default converts to a copy of itself, as
             # in Go): this also runs while the models are compiled (another default's
             # value), where a default whose turn has not come is still the spec's raw value.
-            out[f.name] = field(f.type, f.default, f"{path}.{f.name}")
+            out[f.name] = _fill(field(f.type, f.default, f"{path}.{f.name}"), f"{path}.{f.name}")
         elif f.type.kind == OPTIONAL:
             out[f.name] = None
         else:
             raise ValueError(f"{path}: expected {t}, got an object without {quote(f.name)}")
     return out
+
+
+#: How many values one conversion's models' fields may take from their defaults, each
+#: counted with all it holds (:func:`count_values`): a model's default may fill in models
+#: whose defaults fill in more, and a value of few bytes would otherwise grow
+#: exponentially (Go's ``maxFilled``).
+MAX_FILLED = 100_000
+TOO_MANY_FILLED = f"the defaults filled in hold more than {MAX_FILLED} values"
+
+
+def count_values(v: Any) -> int:
+    """The JSON values of a converted value: one for each null, bool, number, string,
+    array and object, nested ones included."""
+    if isinstance(v, dict):
+        return 1 + sum(count_values(e) for e in v.values())
+    if isinstance(v, list):
+        return 1 + sum(count_values(e) for e in v)
+    return 1
+
+
+def _fill(value: Any, path: str) -> Any:
+    """``value``, which a model's field at ``path`` took from its default, counted in the
+    conversion's ``_tries.filled``; a ``ValueError`` past :data:`MAX_FILLED`."""
+    _tries.filled += count_values(value)
+    if _tries.filled > MAX_FILLED:
+        raise ValueError(f"{path}: {TOO_MANY_FILLED}")
+    return value
 
 
 def _sorted_keys(v: dict[str, Any]) -> list[Any]:
@@ -515,6 +549,7 @@ def lax_value(t: FieldType, v: Any, path: str) -> Any:
     naming ``path``; a value whose Unions would take more than :data:`_UNION_BUDGET`
     tries is refused."""
     _tries.left = _UNION_BUDGET
+    _tries.filled = 0
     return _lax(t, v, path)[0]
 
 
@@ -522,6 +557,8 @@ def lax_value(t: FieldType, v: Any, path: str) -> Any:
 #: try of a member may try the members of the Unions inside it, so the tries grow as
 #: their number to the power of the nesting.
 _UNION_BUDGET = 100_000
+#: One conversion's budgets, per thread: ``left``, the Union tries :func:`lax_value` may
+#: still make; ``filled``, the values models' defaults filled in (:func:`_fill`).
 _tries = threading.local()
 
 
@@ -793,7 +830,7 @@ def _lax_model(t: FieldType, v: dict[Any, Any], path: str) -> tuple[dict[str, An
         if f.name in v:
             out[f.name] = parts.take(f.type, v[f.name], f"{path}.{f.name}")
         elif f.default is not None:
-            out[f.name] = copy_value(f.default)
+            out[f.name] = _fill(copy_value(f.default), f"{path}.{f.name}")
         elif f.type.kind == OPTIONAL:
             out[f.name] = None
         else:
@@ -831,7 +868,7 @@ def _history(v: Any, path: str) -> dict[str, Any]:
     """A ``dspy.History`` value (Go's ``convertHistory``): an object whose one key,
     ``messages``, holds a list of objects."""
     want = f'expected {HISTORY}, an object {{"messages": [{{field: value, …}}, …]}}'
-    return {"messages": convert(_MESSAGES, _sole_key(v, "messages", HISTORY, want, path), path + ".messages")}
+    return {"messages": _convert(_MESSAGES, _sole_key(v, "messages", HISTORY, want, path), path + ".messages")}
 
 
 #: The keys of a DSPy content part that the value of its type names otherwise (Go's
