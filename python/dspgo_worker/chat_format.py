@@ -440,19 +440,24 @@ def _add_section(sections: dict[str, str], reply: str, line: int, start: int, en
 
 
 def parse_reply(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
-    """The outputs in a reply, each converted to its type; :class:`OutputError` naming the
-    field when one is missing or does not convert. A reply without any header (no line
-    that :func:`split_sections` takes for one) may be a JSON object holding the fields."""
+    """The outputs in a reply, each converted to its type, as DSPy 3.4.1's ChatAdapter
+    reads them: the sections (:func:`split_sections`), an output left out taking its
+    default (or null when Optional); :class:`OutputError` naming the field when one is
+    missing or does not convert, and for an empty reply. When an output would be missing
+    and the reply has no header line, the reply may be a JSON object holding the fields,
+    read as DSPy's JSONAdapter reads one (where DSPy asks the LM again through that
+    adapter)."""
+    if not reply:
+        raise OutputError("the LM's reply is empty")
     raw: dict[str, Any] = split_sections(reply)
-    text = bool(raw)
-    if not raw:
+    if not raw and any(f.default is None and f.type.kind != OPTIONAL for f in compiled.outputs):
         try:
             parsed = json.loads(unfence(reply))
         except (ValueError, RecursionError):
             parsed = None
         if isinstance(parsed, dict):
-            raw = parsed
-    return convert_outputs(compiled, raw, "in the LM's reply", lambda name: f" (no [[ ## {name} ## ]] section)", text=text)
+            return convert_outputs(compiled, parsed, "in the LM's JSON reply", text=True)
+    return convert_outputs(compiled, raw, "in the LM's reply", lambda name: f" (no [[ ## {name} ## ]] section)", text=True)
 
 
 def convert_outputs(compiled: CompiledSpec, raw: dict[str, Any], where: str, hint: Callable[[str], str] = lambda name: "", text: bool = False) -> dict[str, Any]:

@@ -131,7 +131,9 @@ def copy_value(v: Any) -> Any:
 
 #: How deep an Any value may nest, as a frame's JSON (docs/protocol.md, "Frames").
 MAX_VALUE_DEPTH = 128
-_INT_KEY = re.compile(r"[+-]?[0-9]+\Z")
+#: A dict[int, V]'s key that may be an int: a sign, then at most 19 digits after leading
+#: zeros (int64's; longer is no int64, and Python would refuse to read 4,300 digits).
+_INT_KEY = re.compile(r"[+-]?0*[0-9]{1,19}\Z")
 
 
 def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:

@@ -19,6 +19,7 @@ from dspgo_worker.chat_format import build_messages, parse_reply
 from dspgo_worker.dummy import dummy_value
 from dspgo_worker.errors import WorkerError
 from dspgo_worker.fieldtypes import parse_type
+from dspgo_worker.protocol import quote
 from dspgo_worker.signature import parse_signature
 from dspgo_worker.spec import CompiledSpec
 from dspgo_worker.values import convert, parse_output
@@ -55,6 +56,16 @@ class TypeVectorsTest(unittest.TestCase):
         cases = load_type_vectors()["convert"]
         self.assertGreater(len(cases), 50)
         check_conversions(self, cases, parse_type)
+
+    def test_a_dict_key_too_long_for_python_to_read(self):
+        """A dict[int, V] key of more digits than Python reads (4,300) is not an int, as Go
+        says, not Python's own error."""
+        key = "1" * 5000
+        with self.assertRaises(ValueError) as caught:
+            convert(parse_type("dict[int, str]"), {key: "a"}, "input x")
+        self.assertEqual(str(caught.exception), f"input x: key {quote(key)} is not an int")
+        self.assertEqual(convert(parse_type("dict[int, str]"), {"0" * 30 + "5": "a"}, "input x"), {5: "a"},
+                         "leading zeros are no digits")
 
 
 class SignatureTest(unittest.TestCase):
