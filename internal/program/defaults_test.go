@@ -132,4 +132,18 @@ func TestDefaultsOfNilValues(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tc.none, !strings.Contains(string(data), `"default"`), "%s: %s", what, data)
 	}
+	// A model's field's nil default is none too, whichever model comes
+	// first: B's y is null in A's default.
+	for _, def := range []any{[]int(nil), map[string]any(nil), json.RawMessage("null")} {
+		a := command.Model{Name: "A", Fields: []command.Field{{Name: "b", Type: "B", Default: map[string]any{}}}}
+		b := command.Model{Name: "B", Fields: []command.Field{{Name: "y", Type: "Optional[list[int]]", Default: def}}}
+		for _, models := range [][]command.Model{{a, b}, {b, a}} {
+			compiled, err := program.Compile(command.Spec{Signature: command.Signature{
+				Inputs: []command.Field{{Name: "p", Type: "A"}}, Outputs: []command.Field{{Name: "x"}}, Models: models}})
+			require.NoError(t, err, "%#v", def)
+			got, err := compiled.Inputs(map[string]any{"p": map[string]any{}})
+			require.NoError(t, err)
+			assert.Equal(t, map[string]any{"p": map[string]any{"b": map[string]any{"y": nil}}}, got, "%#v, %s first", def, models[0].Name)
+		}
+	}
 }

@@ -134,8 +134,9 @@ func CompileModels(models []command.Model) (*Models, error) {
 		m.byName[model.Name].Fields = fields
 	}
 	walk := map[*ModelType]walkState{}
+	var walked []*ModelType // each after the models its fields name
 	for _, name := range m.order {
-		if path := cycle(m.byName[name], walk, nil); path != nil {
+		if path := cycle(m.byName[name], walk, nil, &walked); path != nil {
 			return nil, invalid("model %q contains itself (%s)", path[0], strings.Join(path, " -> "))
 		}
 	}
@@ -150,11 +151,13 @@ func CompileModels(models []command.Model) (*Models, error) {
 		}
 	}
 	m.size = size
-	for _, name := range m.order {
-		model := m.byName[name]
+	// The defaults, each model's after those of the models its fields
+	// name, which its defaults' values may leave fields of: a value
+	// converted fills those in from converted defaults only.
+	for _, model := range walked {
 		for i, f := range model.Fields {
 			var err error
-			if model.Fields[i].Default, err = convertDefault(f.Type, f.Default, fmt.Sprintf("model %q field %q", name, f.Name)); err != nil {
+			if model.Fields[i].Default, err = convertDefault(f.Type, f.Default, fmt.Sprintf("model %q field %q", model.Name, f.Name)); err != nil {
 				return nil, err
 			}
 		}
@@ -203,7 +206,10 @@ func (m *Models) modelFields(model command.Model) ([]ModelField, error) {
 		names[f.Name] = true
 		// The default is converted once every model's fields are known
 		// (CompileModels), as it may hold a model declared later.
-		fields[i] = ModelField{Name: f.Name, Type: t, Description: f.Description, Default: f.Default}
+		fields[i] = ModelField{Name: f.Name, Type: t, Description: f.Description}
+		if !isNull(f.Default) {
+			fields[i].Default = f.Default
+		}
 	}
 	return fields, nil
 }
@@ -214,15 +220,16 @@ type walkState int
 
 const (
 	walking walkState = iota + 1
-	walked
+	done
 )
 
 // cycle walks model depth first, stack being the models whose walks are
 // under way, and returns the path by which a model under way is reached
-// again (from it back to it), or nil.
-func cycle(model *ModelType, walk map[*ModelType]walkState, stack []string) []string {
+// again (from it back to it), or nil; it appends each model whose walk
+// ends to walked.
+func cycle(model *ModelType, walk map[*ModelType]walkState, stack []string, walked *[]*ModelType) []string {
 	switch walk[model] {
-	case walked:
+	case done:
 		return nil
 	case walking:
 		i := slices.Index(stack, model.Name)
@@ -232,12 +239,13 @@ func cycle(model *ModelType, walk map[*ModelType]walkState, stack []string) []st
 	stack = append(stack, model.Name)
 	for _, f := range model.Fields {
 		for _, inner := range f.Type.models() {
-			if path := cycle(inner, walk, stack); path != nil {
+			if path := cycle(inner, walk, stack, walked); path != nil {
 				return path
 			}
 		}
 	}
-	walk[model] = walked
+	walk[model] = done
+	*walked = append(*walked, model)
 	return nil
 }
 
@@ -443,8 +451,9 @@ func (t Type) convertModel(v reflect.Value, path string, c conv) (reflect.Value,
 		}
 		value, filled := v.MapIndex(key), false
 		if !value.IsValid() && f.Default != nil {
-			// Converted below: a copy (and, while the models compile, a
-			// default not converted yet is checked).
+			// Converted below: a copy. Converted already, as every default
+			// a value may reach is before it (CompileModels), so it fills
+			// in nothing more and is counted once.
 			value, filled = reflect.ValueOf(f.Default), true
 		}
 		if !value.IsValid() {

@@ -142,7 +142,8 @@ def compile_models(signature: dict[str, Any]) -> dict[str, Model]:
             raise invalid(f"model {quote(name)} has no fields")
         seen.add(name)
         models[name].fields = _model_fields(name, fields, models)
-    for model in _walk(models):  # each after the models its fields name
+    walked = _walk(models)  # each after the models its fields name
+    for model in walked:
         model.nest = 1 + max(f.type.nest() for f in model.fields)
         size = len(model.fields)
         for f in model.fields:
@@ -153,14 +154,13 @@ def compile_models(signature: dict[str, Any]) -> dict[str, Model]:
             raise invalid(f"model {quote(name)} nests more than {MAX_MODEL_NESTING} levels (types and models counted together)")
         if model.size > MAX_MODEL_FIELDS:
             raise invalid(f"model {quote(name)}: {TOO_LARGE}")
-    # Then the defaults, model by model and each model's fields in the declared order, each
-    # converted in place of its raw value. A default converted before its own turn (as a
-    # field of another default's value) is converted from the raw value, and an error in it
-    # names that value's path (docs/protocol.md, "Program specs"), as in Go.
-    for name, model in models.items():
+    # Then the defaults, each model's after those of the models its fields name (which its
+    # defaults' values may leave fields of: a value converted fills those in from converted
+    # defaults only), each converted in place of its raw value, as in Go.
+    for model in walked:
         for f in model.fields:
             if f.default is not None:
-                f.default = check_default(f.type, f.default, f"model {quote(name)} field {quote(f.name)}")
+                f.default = check_default(f.type, f.default, f"model {quote(model.name)} field {quote(f.name)}")
     return models
 
 

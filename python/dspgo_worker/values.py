@@ -271,9 +271,9 @@ def _model(t: FieldType, v: Any, path: str, field: Converter) -> dict[str, Any]:
         if f.name in v:
             out[f.name] = field(f.type, v[f.name], f"{path}.{f.name}")
         elif f.default is not None:
-            # Converted, not copied (a converted default converts to a copy of itself, as
-            # in Go): this also runs while the models are compiled (another default's
-            # value), where a default whose turn has not come is still the spec's raw value.
+            # Converted to a copy of itself, as in Go. Converted already, as every default
+            # a value may reach is before it (compile_models), so it fills in nothing more
+            # and is counted once.
             out[f.name] = _fill(field(f.type, f.default, f"{path}.{f.name}"), f"{path}.{f.name}")
         elif f.type.kind == OPTIONAL:
             out[f.name] = None
