@@ -614,7 +614,7 @@ def _lax(t: FieldType, v: Any, path: str) -> tuple[Any, int]:
         if isinstance(v, dict):
             return _lax_model(t, v, path)
     else:  # media and dspy.History: inputs only
-        return convert(t, v, path), _EXACT
+        return _convert(t, v, path), _EXACT  # not convert: it would reset the count of values filled in
     raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
 
 
