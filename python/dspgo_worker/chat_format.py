@@ -450,7 +450,7 @@ def parse_reply(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
     if not reply:
         raise OutputError("the LM's reply is empty")
     raw: dict[str, Any] = split_sections(reply)
-    if not raw and any(f.default is None and f.type.kind != OPTIONAL for f in compiled.outputs):
+    if not raw and any(f.required for f in compiled.outputs):
         try:
             parsed = json.loads(unfence(reply))
         except (ValueError, RecursionError):

@@ -270,7 +270,7 @@ class FieldType:
             "type": "object",
             "properties": {f.name: f.type._field_schema(f.name, f.description, defs, f.default) for f in model.fields},
         }
-        required = [f.name for f in model.fields if f.type.kind != OPTIONAL and f.default is None]
+        required = [f.name for f in model.fields if f.required]
         if required:
             schema["required"] = required
         schema["title"] = model.name

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from .errors import invalid
-from .fieldtypes import HISTORY, MAX_MODEL_FIELDS, MAX_MODEL_NESTING, TYPE_NAMES, FieldType, Model, parse_type
+from .fieldtypes import HISTORY, MAX_MODEL_FIELDS, MAX_MODEL_NESTING, OPTIONAL, TYPE_NAMES, FieldType, Model, parse_type
 from .protocol import quote
 from .values import convert, copy_value, describe_value, json_object, json_string
 
@@ -37,6 +37,12 @@ class Field:
         self.type = type
         self.description = description
         self.default = default
+
+    @property
+    def required(self) -> bool:
+        """Whether a value (an output, a model's value) must hold the field: it has no
+        default and is not Optional."""
+        return self.default is None and self.type.kind != OPTIONAL
 
     def normalized(self) -> dict[str, Any]:
         """The field as a normalized spec holds it: a ``default`` only when it has one (a

@@ -268,18 +268,21 @@ def _model(t: FieldType, v: Any, path: str, field: Converter) -> dict[str, Any]:
         raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
     out = {}
     for f in t.model.fields:
-        if f.name in v:
-            out[f.name] = field(f.type, v[f.name], f"{path}.{f.name}")
-        elif f.default is not None:
-            # Converted to a copy of itself, as in Go. Converted already, as every default
-            # a value may reach is before it (compile_models), so it fills in nothing more
-            # and is counted once.
-            out[f.name] = _fill(field(f.type, f.default, f"{path}.{f.name}"), f"{path}.{f.name}")
-        elif f.type.kind == OPTIONAL:
-            out[f.name] = None
-        else:
-            raise ValueError(f"{path}: expected {t}, got an object without {quote(f.name)}")
+        out[f.name] = field(f.type, v[f.name], f"{path}.{f.name}") if f.name in v else _left_out(t, f, path)
     return out
+
+
+def _left_out(t: FieldType, f: Any, path: str) -> Any:
+    """What the field ``f`` of the model ``t`` takes when the value at ``path`` leaves it
+    out: a copy of its default, counted (:func:`_fill`), else null when it is Optional;
+    any other left out is a ``ValueError``. A default is converted already, as every
+    default a value may reach is before it (``compile_models``): its copy fills in nothing
+    more."""
+    if f.default is not None:
+        return _fill(copy_value(f.default), f"{path}.{f.name}")
+    if f.type.kind == OPTIONAL:
+        return None
+    raise ValueError(f"{path}: expected {t}, got an object without {quote(f.name)}")
 
 
 #: How many values one conversion's models' fields may take from their defaults, each
@@ -829,14 +832,7 @@ def _lax_model(t: FieldType, v: dict[Any, Any], path: str) -> tuple[dict[str, An
     parts = _Parts(_LAX)
     out = {}
     for f in t.model.fields:
-        if f.name in v:
-            out[f.name] = parts.take(f.type, v[f.name], f"{path}.{f.name}")
-        elif f.default is not None:
-            out[f.name] = _fill(copy_value(f.default), f"{path}.{f.name}")
-        elif f.type.kind == OPTIONAL:
-            out[f.name] = None
-        else:
-            raise ValueError(f"{path}: expected {t}, got an object without {quote(f.name)}")
+        out[f.name] = parts.take(f.type, v[f.name], f"{path}.{f.name}") if f.name in v else _left_out(t, f, path)
     return parts.done(out)
 
 

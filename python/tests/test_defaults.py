@@ -28,7 +28,6 @@ from dspgo_worker.chat_format import (
 )
 from dspgo_worker.dummy import dummy_outputs
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.fieldtypes import OPTIONAL
 from dspgo_worker.spec import CompiledSpec
 from dspgo_worker.values import TOO_MANY_FILLED
 
@@ -300,7 +299,7 @@ class AgainstDSPyTest(unittest.TestCase):
             if not case["reply"] or case.get("error", "").endswith(TOO_MANY_FILLED):
                 continue  # DSPy refuses an empty reply before it parses; the bound is dspgo's
             compiled = CompiledSpec({"signature": case["signature"]})
-            if not split_sections(case["reply"]) and any(f.default is None and f.type.kind != OPTIONAL for f in compiled.outputs):
+            if not split_sections(case["reply"]) and any(f.required for f in compiled.outputs):
                 continue  # read as JSON, where DSPy asks the LM again through its JSONAdapter
             with self.subTest(reply=case["name"]):
                 signature = self.engine.signature(dspy, compiled)
