@@ -195,7 +195,7 @@ func isNull(v any) bool {
 	switch rv.Kind() {
 	case reflect.Invalid:
 		return true
-	case reflect.Slice, reflect.Map, reflect.Pointer, reflect.Interface:
+	case reflect.Slice, reflect.Map, reflect.Pointer:
 		return rv.IsNil()
 	}
 	return false
