@@ -88,32 +88,26 @@ class DefaultVectorsTest(unittest.TestCase):
         check_spec_cases(self, cases)
 
     def test_runs(self):
-        cases = load_default_vectors()["runs"]
-        self.assertGreater(len(cases), 3)
-        for case in cases:
-            with self.subTest(case=case["name"]):
-                compiled = CompiledSpec({"signature": case["signature"]})
-                if "error" in case:
-                    with self.assertRaises(WorkerError) as caught:
-                        compiled.convert_inputs(case["inputs"])
-                    self.assertEqual(caught.exception.code, "invalid_argument")
-                    self.assertEqual(caught.exception.message, case["error"])
-                    continue
-                assert_same_fields(self, compiled.convert_inputs(case["inputs"]), case["result"])
+        self.check_cases("runs", 3, WorkerError, "invalid_argument", lambda compiled, case: compiled.convert_inputs(case["inputs"]), "result")
 
     def test_replies(self):
-        cases = load_default_vectors()["replies"]
-        self.assertGreater(len(cases), 2)
+        self.check_cases("replies", 2, OutputError, "internal", lambda compiled, case: parse_reply(compiled, case["reply"]), "outputs")
+
+    def check_cases(self, key: str, least: int, error: type[WorkerError], code: str, run, want: str) -> None:
+        """The vectors' cases under ``key`` (more than ``least``): ``run(compiled, case)``
+        gives the case's ``want`` values, or raises ``error`` with ``code`` and its message."""
+        cases = load_default_vectors()[key]
+        self.assertGreater(len(cases), least)
         for case in cases:
             with self.subTest(case=case["name"]):
                 compiled = CompiledSpec({"signature": case["signature"]})
                 if "error" in case:
-                    with self.assertRaises(OutputError) as caught:
-                        parse_reply(compiled, case["reply"])
-                    self.assertEqual(caught.exception.code, "internal")
+                    with self.assertRaises(error) as caught:
+                        run(compiled, case)
+                    self.assertEqual(caught.exception.code, code)
                     self.assertEqual(caught.exception.message, case["error"])
                     continue
-                assert_same_fields(self, parse_reply(compiled, case["reply"]), case["outputs"])
+                assert_same_fields(self, run(compiled, case), case[want])
 
 
 class DefaultsTest(unittest.TestCase):
