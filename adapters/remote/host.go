@@ -87,7 +87,9 @@ type HostOptions struct {
 	// past it is refused at once with CodeResourceExhausted, so callers
 	// cannot grow the host's memory without bound (a pool's queue holds
 	// a thousand requests, each up to the server's payload limit). One
-	// request is always taken, whatever its size. Zero means
+	// request is always taken, whatever its size; a call's bytes stop
+	// counting before its reply is sent, so a caller's next request is
+	// never refused for the call it was answered. Zero means
 	// DefaultMaxInFlightBytes; negative means no bound.
 	MaxInFlightBytes int64
 
@@ -130,7 +132,7 @@ type Host struct {
 	counter    adapter.CallCounter
 	inFlightMu sync.Mutex
 	inFlight   map[string]*hostCall            // by reply subject
-	bytes      int64                           // of the requests in inFlight
+	bytes      int64                           // of the requests in inFlight not yet answered
 	maxBytes   int64                           // HostOptions.MaxInFlightBytes, defaulted
 	restore    func(ctx context.Context) error // HostOptions.Restore
 	idle       *sync.Cond                      // signalled when inFlight empties
@@ -150,7 +152,7 @@ type hostCall struct {
 	cancel  context.CancelFunc
 	started time.Time
 	credit  *credit.Window // a streamed call's; nil otherwise
-	bytes   int64          // of its request's arguments
+	bytes   int64          // of its request's arguments; zero once answered
 }
 
 // Serve starts serving a on nc. It creates (or opens) the shared state

@@ -426,6 +426,23 @@ func TestHostBoundsTheBytesInFlight(t *testing.T) {
 	assert.Equal(t, "canceled", reply1().Header.Get("Dspgo-Error"), "the first call was not taken over: its cancel ends it")
 }
 
+// TestHostLetsGoOfAnAnsweredCall: a call's bytes stop counting before its
+// reply goes out, so a caller that sends its next request as soon as it
+// has a reply is never refused for the call it was answered (each request
+// here is more than half the host's limit).
+func TestHostLetsGoOfAnAnsweredCall(t *testing.T) {
+	s := startServer(t)
+	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1", MaxInFlightBytes: 4096})
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 60*time.Second)
+	c, p := dummyProgram(t, ctx, a, 0)
+	in := map[string]any{"q": strings.Repeat("a", 3000)}
+	for i := range 300 {
+		_, err := c.Execute(ctx, p.ID, in)
+		require.NoError(t, err, "call %d", i)
+	}
+}
+
 // TestResetKeepsWhatCallersShare: a caller's reset drops the workers'
 // compiled specs, but the host restores what every caller shares: its own
 // LM (HostOptions.Restore) and the broadcasts of the shared state, so

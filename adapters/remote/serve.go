@@ -53,7 +53,7 @@ func (h *Host) take(req micro.Request) {
 		// Each call has a reply subject of its own: another with the
 		// same one would take over the first's cancellation and credit.
 		refusal = errorf(adapter.CodeInvalidArgument, Name, cmd, "a call with this reply subject is in flight on host %q", h.id)
-	case h.maxBytes > 0 && len(h.inFlight) > 0 && held+hc.bytes > h.maxBytes:
+	case h.maxBytes > 0 && held > 0 && held+hc.bytes > h.maxBytes:
 		refusal = errorf(adapter.CodeResourceExhausted, Name, cmd,
 			"host %q holds %d bytes of requests in flight, and this one's %d would pass its limit of %d (HostOptions.MaxInFlightBytes, remote.max_in_flight_bytes): retry later",
 			h.id, held, hc.bytes, h.maxBytes)
@@ -150,6 +150,15 @@ func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []
 	}
 	resp, rev, err := h.run(ctx, cmd, reply, hdr, args, call)
 	h.counter.End(err)
+	// The call's bytes are let go before its reply goes out: a caller
+	// that sends its next request once it has the reply is never refused
+	// for the bytes of the call it no longer waits on.
+	h.inFlightMu.Lock()
+	if c := h.inFlight[reply]; c != nil {
+		h.bytes -= c.bytes
+		c.bytes = 0
+	}
+	h.inFlightMu.Unlock()
 	// The reply goes out before the call leaves inFlight: a probe never
 	// hears that the host has no such call before the reply is sent, and
 	// Close, which waits for inFlight to empty, never returns (and lets
@@ -159,7 +168,6 @@ func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []
 	if c := h.inFlight[reply]; c != nil {
 		c.cancel()
 		delete(h.inFlight, reply)
-		h.bytes -= c.bytes
 	}
 	if len(h.inFlight) == 0 {
 		h.idle.Broadcast()
