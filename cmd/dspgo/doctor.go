@@ -39,6 +39,9 @@ const (
 	// dspyProbeTimeout bounds `python -c "import dspy"`: importing dspy
 	// loads litellm, which takes seconds on a cold cache.
 	dspyProbeTimeout = 60 * time.Second
+	// pythonProbeTimeout bounds the interpreter's answer to the version
+	// probe.
+	pythonProbeTimeout = 30 * time.Second
 	// lmVerifyTimeout bounds the LM's answer to the verify request, or
 	// lm.timeout when longer.
 	lmVerifyTimeout = 30 * time.Second
@@ -62,13 +65,9 @@ it. Exit status 1 when a check failed; warnings do not fail.`,
 			if err != nil {
 				return err
 			}
-			var checks []check
-			python, err := port.ResolvePython(ctx, cfg.Python.Interpreter)
-			if err != nil {
-				checks = append(checks, check{name: "python", status: statusFail, detail: err.Error(),
-					fix: "install Python 3.9 or newer (Debian: apt-get install python3), set python.interpreter, or use --adapter mock"})
-			} else {
-				checks = append(checks, check{name: "python", status: statusOK, detail: python + " " + pythonOutput(ctx, python, "import sys; print(sys.version.split()[0])")})
+			python, c := checkPython(ctx, cfg.Python.Interpreter)
+			checks := []check{c}
+			if c.status == statusOK {
 				checks = append(checks, a.checkWorker(ctx, cfg, python))
 				checks = append(checks, checkDSPy(ctx, cfg, python, dspyProbeTimeout))
 			}
@@ -99,7 +98,7 @@ func (a *app) checkWorker(ctx context.Context, cfg *config.Config, python string
 	w, err := port.New(ctx, opts)
 	if err != nil {
 		return check{name: "worker", status: statusFail, detail: oneLine(err),
-			fix: "the worker's stderr is above; check python.worker_dir and python.handlers, or run: dspgo doctor --log-level debug"}
+			fix: "check python.worker_dir and python.handlers (the error ends with the worker's stderr when it wrote any)"}
 	}
 	defer w.Close(context.Background())
 	info := w.Worker()
@@ -246,12 +245,33 @@ func lastLine(stderr string, err error) string {
 	return err.Error()
 }
 
-func pythonOutput(ctx context.Context, python, code string) string {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, python, "-c", code).Output()
-	if err != nil {
-		return ""
+// checkPython finds the interpreter and runs it: it must be Python 3.9 or
+// newer. It returns the interpreter's path for the other checks.
+func checkPython(ctx context.Context, name string) (string, check) {
+	const fix = "install Python 3.9 or newer (Debian: apt-get install python3), set python.interpreter, or use --adapter mock"
+	fail := func(detail string) (string, check) {
+		return "", check{name: "python", status: statusFail, detail: detail, fix: fix}
 	}
-	return strings.TrimSpace(string(out))
+	python, err := port.ResolvePython(ctx, name)
+	if err != nil {
+		return fail(err.Error())
+	}
+	ctx, cancel := context.WithTimeout(ctx, pythonProbeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, python, "-c", "import sys; print(sys.version.split()[0]); sys.exit(0 if sys.version_info >= (3, 9) else 3)")
+	cmd.WaitDelay = time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	version := strings.TrimSpace(string(out))
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		return fail(fmt.Sprintf("%s did not answer within %v", python, pythonProbeTimeout))
+	case errors.As(err, &exit) && exit.ExitCode() == 3:
+		return fail(fmt.Sprintf("%s is Python %s, older than 3.9, which dspgo's worker needs", python, version))
+	case err != nil:
+		return fail(fmt.Sprintf("running %s: %s", python, lastLine(stderr.String(), err)))
+	}
+	return python, check{name: "python", status: statusOK, detail: python + " " + version}
 }

@@ -152,6 +152,22 @@ func TestDoctor(t *testing.T) {
 	assert.Equal(t, 1, r.status)
 	assert.Regexp(t, `(?m)^FAIL\s+python`, r.stdout)
 	assert.Contains(t, r.stdout, "fix:")
+
+	// An absolute path is run, not trusted: a missing file and an
+	// interpreter too old fail the python check, and the checks that
+	// need an interpreter are not run.
+	dir := t.TempDir()
+	old := filepath.Join(dir, "python3.8")
+	require.NoError(t, os.WriteFile(old, []byte("#!/bin/sh\necho 3.8.10\nexit 3\n"), 0o700))
+	for path, want := range map[string]string{
+		filepath.Join(dir, "missing"): `running .*missing: .*no such file or directory`,
+		old:                           `.*python3\.8 is Python 3\.8\.10, older than 3\.9`,
+	} {
+		r = cli(t, "", nil, "doctor", "--python", path)
+		assert.Equal(t, 1, r.status)
+		assert.Regexp(t, `(?m)^FAIL\s+python\s+`+want, r.stdout)
+		assert.NotRegexp(t, `(?m)^\S+\s+(worker|dspy)\s`, r.stdout)
+	}
 }
 
 // doctor opens the configured backend (a pool, started lazily: one worker)
