@@ -164,6 +164,8 @@ func TestBadUsage(t *testing.T) {
 		want   string
 	}{
 		{"unknown flag", []string{"run", "--bogus"}, 2, "unknown flag: --bogus; see 'dspgo run --help'"},
+		{"unknown flag of dspgo", []string{"--bogus"}, 2, "unknown flag: --bogus; see 'dspgo --help'"},
+		{"unknown flag of a subcommand's subcommand", []string{"config", "explain", "--bogus"}, 2, "unknown flag: --bogus; see 'dspgo config explain --help'"},
 		{"unknown command", []string{"fly"}, 2, `unknown command "fly"`},
 		{"unknown adapter", []string{"run", "--adapter", "python", "--signature", "q -> a", "--input", "q=x"}, 2,
 			`adapter "python" (set by flag:--adapter) is not registered; known adapters: memory, mock, pool, port`},

@@ -41,7 +41,7 @@ func newRoot(e env) *cobra.Command {
 		a.flags = cmd.Flags() // the set the command parsed: it knows which flags the user set
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usagef("see 'dspgo "+c.Name()+" --help'", "%v", err)
+		return usagef("see '"+c.CommandPath()+" --help'", "%v", err)
 	})
 	root.AddCommand(a.runCmd(), a.conformanceCmd(), a.configCmd(), a.adaptersCmd(), a.doctorCmd(), a.benchCmd(), a.workersCmd())
 	return root
