@@ -51,6 +51,15 @@ compares two reports without running anything).`,
 				}
 				return a.benchCompare(compare, with)
 			}
+			if !suite && compare == "" {
+				// The suite's flags would be ignored without it: a report
+				// asked for with --json would silently not be written.
+				for _, name := range []string{"runs", "only", "json"} {
+					if cmd.Flags().Changed(name) {
+						return usagef("add --suite, or leave --"+name+" out", "--%s works only with --suite (or --compare)", name)
+					}
+				}
+			}
 			if duration <= 0 {
 				return usagef("give a positive time, such as --duration 2s", "--duration %v is not a measuring time", duration)
 			}

@@ -48,3 +48,21 @@ func TestBenchSaysWhenCallsFail(t *testing.T) {
 	assert.Contains(t, r.stdout, "pool workers=1 execute")
 	assert.Regexp(t, `dspgo bench: pool workers=1 execute: ([0-9]+) of ([0-9]+) calls failed; the first: .*unreachable`, r.stderr)
 }
+
+// TestBenchSuiteFlagsNeedTheSuite: --runs, --only and --json without
+// --suite would be ignored (a report asked for and never written), so
+// they are refused before anything is measured.
+func TestBenchSuiteFlagsNeedTheSuite(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "report.json")
+	for _, args := range [][]string{
+		{"--runs", "9"},
+		{"--only", "ping"},
+		{"--json", report},
+	} {
+		r := cli(t, "", nil, append([]string{"bench", "--adapter", "mock", "--duration", "10ms"}, args...)...)
+		assert.Equal(t, 2, r.status, "%v: %s", args, r.stderr)
+		assert.Contains(t, r.stderr, args[0]+" works only with --suite", "%v", args)
+		assert.Empty(t, r.stdout, "%v: nothing measured", args)
+	}
+	assert.NoFileExists(t, report)
+}
