@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/dspgo/dspgo/command"
@@ -298,7 +299,9 @@ func (c *Compiled) Examples(examples []command.Demo, label string) ([]command.De
 // input may be left out, and stays out (DSPy leaves an input its
 // annotation allows None for out of the prompt; a null is written
 // "None"). Any other missing input, an unknown one, or one of the wrong
-// type is a CodeInvalidArgument error naming the field.
+// type is a CodeInvalidArgument error naming the field; an unknown input
+// (the first in sorted order) is named before a missing one, which it
+// may be a misspelling of.
 func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
 	out := make(map[string]any, len(c.inputs))
 	given := 0 // the inputs found in in
@@ -313,6 +316,9 @@ func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
 			if c.inputs[i].Kind == Optional {
 				continue
 			}
+			if err := c.unknownInput(in); err != nil {
+				return nil, err // a misspelt name is named, not only the one it left out
+			}
 			return nil, invalid("input %q is missing (the program takes %s)", f.Name, names(c.Spec.Signature.Inputs))
 		}
 		conv, err := c.inputs[i].Convert(v, c.inPaths[i])
@@ -322,13 +328,24 @@ func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
 		out[f.Name] = conv
 	}
 	if len(in) > given {
-		for name := range in {
-			if _, ok := out[name]; !ok {
-				return nil, invalid("input %q is not in the signature (the program takes %s)", name, names(c.Spec.Signature.Inputs))
-			}
-		}
+		return nil, c.unknownInput(in)
 	}
 	return out, nil
+}
+
+// unknownInput is the error for the first of in's names, in sorted
+// order, that the signature has no input of; nil when it has them all.
+func (c *Compiled) unknownInput(in map[string]any) error {
+	var unknown []string
+	for name := range in {
+		if !slices.ContainsFunc(c.Spec.Signature.Inputs, func(f command.Field) bool { return f.Name == name }) {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	return invalid("input %q is not in the signature (the program takes %s)", slices.Min(unknown), names(c.Spec.Signature.Inputs))
 }
 
 // OutputFields returns the fields a run produces, in order: "reasoning"

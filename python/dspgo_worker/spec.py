@@ -139,7 +139,9 @@ class CompiledSpec:
         """The inputs converted to their declared types; ``invalid_argument`` naming the field.
         An input left out that has a default takes it (a copy), as DSPy's ``Predict`` fills
         it; else an ``Optional`` input may be left out and stays out, as DSPy leaves an
-        input whose annotation allows None out of the prompt (Go's ``Compiled.Inputs``)."""
+        input whose annotation allows None out of the prompt (Go's ``Compiled.Inputs``). An
+        unknown input (the first in sorted order) is named before a missing one, which it may
+        be a misspelling of."""
         out = {}
         for f in self.inputs:
             if f.name not in inputs:
@@ -148,15 +150,23 @@ class CompiledSpec:
                     continue
                 if f.type.kind == OPTIONAL:
                     continue
+                self._check_unknown_inputs(inputs)  # a misspelt name is named, not only the one it left out
                 raise invalid(f"input {quote(f.name)} is missing (the program takes {self.input_names()})")
             try:
                 out[f.name] = convert(f.type, inputs[f.name], f"input {f.name}")
             except ValueError as exc:
                 raise invalid(str(exc)) from None
-        for name in inputs:
-            if name not in out:
-                raise invalid(f"input {quote(name)} is not in the signature (the program takes {self.input_names()})")
+        if any(name not in out for name in inputs):
+            self._check_unknown_inputs(inputs)
         return out
+
+    def _check_unknown_inputs(self, inputs: dict[str, Any]) -> None:
+        """``invalid_argument`` for the first of the names, in sorted order, that the signature
+        has no input of (Go's ``Compiled.unknownInput``)."""
+        known = {f.name for f in self.inputs}
+        unknown = [name for name in inputs if name not in known]
+        if unknown:
+            raise invalid(f"input {quote(min(unknown))} is not in the signature (the program takes {self.input_names()})")
 
 
 def _check_module(spec: dict[str, Any], kind: str) -> tuple[str | None, dict[str, Any] | None]:
