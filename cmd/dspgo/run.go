@@ -52,7 +52,9 @@ lines count; 1 for --input). A failed row never stops the others.
 a table with the row number first. The backend runs the configured LM
 (lm.*); one line on stderr says which adapter and LM answered, and why
 those. Exit status: 0 when every row succeeded, 1 when some failed, 2 for
-bad usage.`,
+bad usage, which a bad --input is (a name or value the program does not
+take: no row is printed, and the message names the --input flags it
+takes).`,
 		Example: `  dspgo run --signature "question -> answer" --input question="What is Go?"
   dspgo run --module rag --program rag.json --signature "question -> answer" --input question=Why --handlers my_project.dspgo_modules
   dspgo run --signature "question, n: int -> answers: list[str]" --input question=Why --input n=3
