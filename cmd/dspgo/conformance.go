@@ -169,8 +169,7 @@ func (a *app) unopenable(ctx context.Context, cfg *config.Config) string {
 	case err == nil:
 		return ""
 	case cfg.Adapter == remote.Name:
-		return fmt.Sprintf("no worker host reachable at %s: %s; start one with: dspgo workers --embedded-nats (or set remote.url)",
-			cfg.Remote.URL, oneLine(err))
+		return fmt.Sprintf("no worker host reachable at %s: %s; %s", cfg.Remote.URL, oneLine(err), startAHost)
 	}
 	fix := "; dspgo doctor checks this machine"
 	if strings.Contains(err.Error(), "--adapter mock") {

@@ -72,7 +72,7 @@ func TestConformanceCannotOpen(t *testing.T) {
 		want []string
 	}{
 		{[]string{"--adapter", "remote", "--remote-url", "nats://" + freeAddr(t)},
-			[]string{`no worker host reachable at nats://`, `adapter "remote" set by flag:--adapter`, "start one with: dspgo workers --embedded-nats"}},
+			[]string{`no worker host reachable at nats://`, `adapter "remote" set by flag:--adapter`, "start a worker host with: dspgo workers --embedded-nats"}},
 		{[]string{"--adapter", "port", "--python", "no-such-python"},
 			[]string{`cannot open adapter "port"`, "was not found on PATH", "--adapter mock needs none"}},
 	} {

@@ -116,6 +116,10 @@ func TestRunSaysWhenTheHostsRunTheDummy(t *testing.T) {
 	assert.Equal(t, 0, r.status, r.stderr)
 	assert.Equal(t, `dspgo: answered by adapter "remote" (set by flag:--adapter) with the offline dummy LM (the workers' own; no lm.* key is set here); set lm.provider to use a real model`+"\n", r.stderr)
 	assert.Equal(t, 0, h.stop(), h.out.String())
+
+	r = cli(t, "", nil, "run", "--adapter", "remote", "--remote-url", "nats://"+freeAddr(t), "--signature", "q -> a", "--input", "q=x")
+	assert.Equal(t, 1, r.status, "no host there")
+	assert.Contains(t, r.stderr, "(unavailable); start a worker host with: dspgo workers --embedded-nats (or set remote.url)")
 }
 
 // An LM the mock does not run fails the CLI the same way as the library:

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/remote"
 	"github.com/dspgo/dspgo/config"
 	pyworker "github.com/dspgo/dspgo/python"
 	"github.com/dspgo/dspgo/registry"
@@ -83,9 +84,13 @@ func unknownAdapter(err error) error {
 	return usagef("", "%v", err)
 }
 
+// startAHost is what to do when no worker host is reachable.
+const startAHost = "start a worker host with: dspgo workers --embedded-nats (or set remote.url)"
+
 // open resolves and opens the configured adapter with its LM (see
 // registry.Registry.Open), turning the common failures into errors that
 // say what to do.
+
 func (a *app) open(ctx context.Context, cfg *config.Config) (adapter.Adapter, registry.Resolution, error) {
 	ad, res, err := a.registry().Open(ctx, cfg)
 	if err == nil {
@@ -103,6 +108,8 @@ func (a *app) open(ctx context.Context, cfg *config.Config) (adapter.Adapter, re
 		return nil, res, fmt.Errorf("%v; --python names another interpreter, and --adapter mock needs none", err)
 	case strings.Contains(err.Error(), "older than Python"):
 		return nil, res, fmt.Errorf("%v; install Python 3.9 or newer (--python names it), or run without Python: --adapter mock", err)
+	case cfg.Adapter == remote.Name && adapter.CodeOf(err) == adapter.CodeUnavailable:
+		return nil, res, fmt.Errorf("%w; %s", err, startAHost)
 	case strings.Contains(err.Error(), "EngineUnavailable"):
 		return nil, res, fmt.Errorf("%v; install dspy into the workers' interpreter (%s -m pip install dspy==%s; --python names another), or set lm.engine to auto or native",
 			err, cfg.Python.Interpreter, pyworker.TestedDSPyVersion())
