@@ -248,9 +248,10 @@ type Remote struct {
 	// HostID names this worker host. Default "" (hostname-pid).
 	HostID string `koanf:"host_id"`
 	// MaxInFlightBytes bounds, on a worker host, the bytes of the
-	// requests it holds while they run or wait for a worker; past it a
-	// request is refused resource_exhausted. Default 268435456 (256
-	// MiB); negative: no bound.
+	// requests it holds while they run or wait for a worker (each call
+	// counts its request and 8 KiB); past it a request is refused
+	// resource_exhausted. Default 268435456 (256 MiB); negative: no
+	// bound.
 	MaxInFlightBytes int64 `koanf:"max_in_flight_bytes"`
 	// LMBaseURLs are, on a worker host, the LM endpoints a caller's
 	// configure_lm may name: the host's workers send their API key to

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,10 +87,13 @@ type HostOptions struct {
 	// while they run or wait for a worker (their arguments): a request
 	// past it is refused at once with CodeResourceExhausted, so callers
 	// cannot grow the host's memory without bound (a pool's queue holds
-	// a thousand requests, each up to the server's payload limit). One
-	// request is always taken, whatever its size; a call's bytes stop
-	// counting before its reply is sent, so a caller's next request is
-	// never refused for the call it was answered. Zero means
+	// a thousand requests, each up to the server's payload limit). Each
+	// call counts its request's bytes, headers included, and 8 KiB for
+	// what the host keeps per call, so that many small calls are bounded
+	// too (32,768 at the default). One request is always taken, whatever
+	// its size; a call's bytes stop counting before its reply is sent,
+	// so a caller's next request is never refused for the call it was
+	// answered. Zero means
 	// DefaultMaxInFlightBytes; negative means no bound.
 	MaxInFlightBytes int64
 
@@ -136,12 +140,15 @@ type Host struct {
 	maxBytes   int64                           // HostOptions.MaxInFlightBytes, defaulted
 	restore    func(ctx context.Context) error // HostOptions.Restore
 	idle       *sync.Cond                      // signalled when inFlight empties
+	serving    sync.WaitGroup                  // the calls' goroutines: one may have left inFlight to a later call of its reply subject
 
 	// Broadcast state: applied under bmu, so the host's own broadcasts and
 	// the watch never interleave.
 	bmu      sync.Mutex
 	applied  map[string]uint64 // broadcast key → newest revision applied
 	namedLMs int               // keys of named LMs in applied
+
+	stateWait atomic.Int64 // how long a call waits for a revision, ns: stateWait (tests change it)
 
 	revMu  sync.Mutex
 	rev    uint64        // newest broadcast revision the watch has seen
@@ -152,8 +159,16 @@ type hostCall struct {
 	cancel  context.CancelFunc
 	started time.Time
 	credit  *credit.Window // a streamed call's; nil otherwise
-	bytes   int64          // of its request's arguments; zero once answered
+	bytes   int64          // its request's and callBytes; zero once answered
+	// answered is set before the call's reply goes out: another call
+	// may then take its reply subject.
+	answered bool
 }
+
+// callBytes is what a call counts toward HostOptions.MaxInFlightBytes
+// beside its request: the host's own cost of a call (its goroutine,
+// context and state), so that the bound also bounds the number of calls.
+const callBytes = 8 << 10
 
 // Serve starts serving a on nc. It creates (or opens) the shared state
 // bucket, applies every broadcast recorded there to a before it takes any
@@ -266,6 +281,7 @@ func (h *Host) defaults(opts *HostOptions) error {
 		h.beat = DefaultHeartbeat
 	}
 	h.restore = opts.Restore
+	h.stateWait.Store(int64(stateWait))
 	h.maxBytes = opts.MaxInFlightBytes
 	if h.maxBytes == 0 {
 		h.maxBytes = DefaultMaxInFlightBytes
@@ -400,6 +416,7 @@ func (h *Host) Close(ctx context.Context) error {
 			h.idle.Wait()
 		}
 		h.inFlightMu.Unlock()
+		h.serving.Wait()
 		if ctx.Err() != nil {
 			h.closeErr = adapter.Wrap(ctx.Err(), Name, "close")
 		}

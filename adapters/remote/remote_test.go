@@ -441,6 +441,77 @@ func TestHostLetsGoOfAnAnsweredCall(t *testing.T) {
 		_, err := c.Execute(ctx, p.ID, in)
 		require.NoError(t, err, "call %d", i)
 	}
+
+	// A client that sends its next request on the reply subject of the
+	// call it was just answered is not refused for it either.
+	nc := connect(t, s.ClientURL())
+	reply := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(reply)
+	require.NoError(t, err)
+	for i := range 300 {
+		m := nats.NewMsg("dspgo.call")
+		m.Reply = reply
+		m.Header.Set("Dspgo-Command", "ping")
+		require.NoError(t, nc.PublishMsg(m))
+		r, err := sub.NextMsg(10 * time.Second)
+		require.NoError(t, err)
+		require.Empty(t, r.Header.Get("Dspgo-Error"), "call %d: %s", i, r.Data)
+	}
+}
+
+// TestHostBoundsCallsWaitingForTheState: a call waits for the shared
+// state to reach the revision its caller names; after a second the host
+// asks whether that revision was written and refuses one that was not,
+// invalid_argument, and after a while (a minute; here shortened) fails
+// the call unavailable. Each call counts 8 KiB toward
+// HostOptions.MaxInFlightBytes beside its request, so that many small
+// calls are bounded as large ones are (a caller naming a revision that
+// never comes held a goroutine per call, without end, each counting its
+// few bytes only).
+func TestHostBoundsCallsWaitingForTheState(t *testing.T) {
+	s := startServer(t)
+	h, _ := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1", MaxInFlightBytes: 64 << 10})
+	nc := connect(t, s.ClientURL())
+	prefix := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(prefix + ".*")
+	require.NoError(t, err)
+	send := func(calls int) map[string]int {
+		t.Helper()
+		for i := range calls {
+			m := nats.NewMsg("dspgo.call")
+			m.Reply = prefix + "." + strconv.Itoa(i)
+			m.Header.Set("Dspgo-Command", "ping")
+			m.Header.Set("Dspgo-State-Rev", "18446744073709551615") // a revision never written
+			require.NoError(t, nc.PublishMsg(m))
+		}
+		codes := map[string]int{}
+		for answered := 0; answered < calls; {
+			m, err := sub.NextMsg(30 * time.Second)
+			require.NoError(t, err, "%v", codes)
+			if m.Header.Get("Dspgo-Status") != "" {
+				continue // a heartbeat
+			}
+			answered++
+			code := m.Header.Get("Dspgo-Error")
+			codes[code]++
+			switch code {
+			case "invalid_argument":
+				assert.Contains(t, string(m.Data), "the shared state has no revision 18446744073709551615 (its last is ")
+			case "unavailable":
+				assert.Contains(t, string(m.Data), `host \"h1\": the shared state did not reach revision 18446744073709551615 within 300ms`)
+			}
+		}
+		testutil.WaitFor(t, "the host let the calls go", func() bool { return h.Stats().InFlight == 0 })
+		return codes
+	}
+
+	codes := send(50)
+	assert.Equal(t, 50, codes["resource_exhausted"]+codes["invalid_argument"], "%v", codes)
+	assert.Positive(t, codes["invalid_argument"], "one call is always taken")
+	assert.LessOrEqual(t, codes["invalid_argument"], (64<<10)/(8<<10), "no more calls than 8 KiB each allow")
+
+	remote.SetStateWait(h, 300*time.Millisecond) // before the host asks
+	assert.Equal(t, map[string]int{"unavailable": 1}, send(1))
 }
 
 // TestResetKeepsWhatCallersShare: a caller's reset drops the workers'

@@ -41,15 +41,15 @@ func (h *Host) take(req micro.Request) {
 		ctx, cancel = context.WithCancel(h.callCtx)
 	}
 	data := req.Data()
-	hc := &hostCall{cancel: cancel, started: time.Now(), bytes: int64(len(data)) + headerBytes(hdr)}
+	hc := &hostCall{cancel: cancel, started: time.Now(), bytes: int64(len(data)) + headerBytes(hdr) + callBytes}
 	if w, err := strconv.Atoi(hdr.Get(hdrStream)); err == nil && w > 0 {
 		hc.credit = credit.New(w)
 	}
 	h.inFlightMu.Lock()
 	var refusal error
 	cmd := hdr.Get(hdrCommand)
-	switch held := h.bytes; {
-	case h.inFlight[reply] != nil:
+	switch held, prev := h.bytes, h.inFlight[reply]; {
+	case prev != nil && !prev.answered:
 		// Each call has a reply subject of its own: another with the
 		// same one would take over the first's cancellation and credit.
 		refusal = errorf(adapter.CodeInvalidArgument, Name, cmd, "a call with this reply subject is in flight on host %q", h.id)
@@ -64,11 +64,12 @@ func (h *Host) take(req micro.Request) {
 		h.respond(reply, cmd, adapter.Response{}, 0, -1, refusal)
 		return
 	}
-	h.inFlight[reply] = hc
+	h.inFlight[reply] = hc // a call answered with this reply subject leaves it to this one
 	h.bytes += hc.bytes
 	h.inFlightMu.Unlock()
 	h.counter.Begin()
-	go h.serve(ctx, reply, nats.Header(hdr), data, hc.credit)
+	h.serving.Add(1)
+	go h.serve(ctx, reply, nats.Header(hdr), data, hc)
 }
 
 // headerBytes is the size of a request's headers, which the host keeps as
@@ -138,11 +139,12 @@ func (h *Host) cancelCall(m *nats.Msg) {
 	}
 }
 
-func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []byte, cr *credit.Window) {
+func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []byte, hc *hostCall) {
+	defer h.serving.Done()
 	cmd := hdr.Get(hdrCommand)
 	chunks := int64(-1)
 	call := h.a.Call
-	if cr != nil {
+	if cr := hc.credit; cr != nil {
 		chunks = 0
 		call = func(ctx context.Context, req adapter.Request) (adapter.Response, error) {
 			return h.stream(ctx, reply, req, cr, &chunks)
@@ -150,23 +152,21 @@ func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []
 	}
 	resp, rev, err := h.run(ctx, cmd, reply, hdr, args, call)
 	h.counter.End(err)
-	// The call's bytes are let go before its reply goes out: a caller
-	// that sends its next request once it has the reply is never refused
-	// for the bytes of the call it no longer waits on.
+	// The call is answered before its reply goes out: a caller that sends
+	// its next request once it has the reply is never refused for the
+	// bytes of the call it no longer waits on, nor for its reply subject.
 	h.inFlightMu.Lock()
-	if c := h.inFlight[reply]; c != nil {
-		h.bytes -= c.bytes
-		c.bytes = 0
-	}
+	h.bytes -= hc.bytes
+	hc.bytes, hc.answered = 0, true
 	h.inFlightMu.Unlock()
 	// The reply goes out before the call leaves inFlight: a probe never
 	// hears that the host has no such call before the reply is sent, and
 	// Close, which waits for inFlight to empty, never returns (and lets
 	// its caller close the connection) before the replies are sent.
 	h.respond(reply, cmd, resp, rev, chunks, err)
+	hc.cancel()
 	h.inFlightMu.Lock()
-	if c := h.inFlight[reply]; c != nil {
-		c.cancel()
+	if h.inFlight[reply] == hc { // not a later call's with the same reply subject
 		delete(h.inFlight, reply)
 	}
 	if len(h.inFlight) == 0 {

@@ -367,8 +367,27 @@ func (h *Host) advance(rev uint64) {
 	}
 }
 
-// waitState waits until the watch has reached revision rev.
+// stateWait bounds how long a call waits for the shared state to reach
+// the revision its caller names, and stateCheck is when the host asks
+// whether that revision was ever written. A caller's own broadcast
+// reaches every host's watch in milliseconds, or, while the servers
+// recover from losing one, in seconds; a revision that never comes must
+// not hold the call's goroutine for ever.
+const (
+	stateWait  = time.Minute
+	stateCheck = time.Second
+)
+
+// waitState waits until the watch has reached revision rev. After
+// stateCheck it asks the bucket for its last revision: a revision past it
+// was never written, CodeInvalidArgument. After stateWait,
+// CodeUnavailable.
 func (h *Host) waitState(ctx context.Context, rev uint64) error {
+	limit := time.Duration(h.stateWait.Load())
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	check := time.NewTimer(stateCheck)
+	defer check.Stop()
 	for {
 		h.revMu.Lock()
 		cur, sig := h.rev, h.revSig
@@ -378,10 +397,34 @@ func (h *Host) waitState(ctx context.Context, rev uint64) error {
 		}
 		select {
 		case <-sig:
+		case <-check.C:
+			if last, ok := h.lastRevision(ctx); ok && rev > last {
+				return &adapter.Error{Code: adapter.CodeInvalidArgument, Adapter: Name,
+					Err: fmt.Errorf("the shared state has no revision %d (its last is %d): a caller names only revisions its broadcasts wrote", rev, last)}
+			}
+		case <-timer.C:
+			return &adapter.Error{Code: adapter.CodeUnavailable, Adapter: Name,
+				Err: fmt.Errorf("host %q: the shared state did not reach revision %d within %v (it is at %d)", h.id, rev, limit, cur)}
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the shared state to reach revision %d (at %d): %w", rev, cur, ctx.Err())
 		}
 	}
+}
+
+// lastRevision is the newest revision written to the shared state
+// bucket; false when the servers do not say.
+func (h *Host) lastRevision(ctx context.Context) (uint64, bool) {
+	ctx, cancel := context.WithTimeout(ctx, stateCheck)
+	defer cancel()
+	st, err := h.kv.Status(ctx)
+	if err != nil {
+		return 0, false
+	}
+	b, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok || b.StreamInfo() == nil {
+		return 0, false
+	}
+	return b.StreamInfo().State.LastSeq, true
 }
 
 // broadcast applies req on this host's workers, then records it in the
