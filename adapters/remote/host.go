@@ -146,6 +146,7 @@ type Host struct {
 	// the watch never interleave.
 	bmu      sync.Mutex
 	applied  map[string]uint64 // broadcast key → newest revision applied
+	records  map[string][]byte // broadcast key → the record applied, written again if a caller deletes it
 	namedLMs int               // keys of named LMs in applied
 
 	stateWait atomic.Int64 // how long a call waits for a revision, ns: stateWait (tests change it)
@@ -181,7 +182,7 @@ const callBytes = 8 << 10
 func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptions) (*Host, error) {
 	h := &Host{
 		id: opts.ID, a: a, nc: nc, subj: subjects{opts.Prefix}, beat: opts.Heartbeat, log: opts.Logger,
-		inFlight: map[string]*hostCall{}, applied: map[string]uint64{}, revSig: make(chan struct{}),
+		inFlight: map[string]*hostCall{}, applied: map[string]uint64{}, records: map[string][]byte{}, revSig: make(chan struct{}),
 		watchDone: make(chan struct{}), beatDone: make(chan struct{}), stopBeat: make(chan struct{}), scClosed: make(chan struct{}),
 	}
 	h.idle = sync.NewCond(&h.inFlightMu)

@@ -12,6 +12,7 @@ import (
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
 	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/internal/testutil"
 )
 
 // hostLMs reads the LM configurations a host's own mock has.
@@ -111,4 +112,43 @@ func TestCallerRecordsANamedLMForLaterHosts(t *testing.T) {
 	_, m := d.serveAs(t, "host-b", "h2", remote.HostOptions{})
 	_, names := hostLMs(t, m)
 	assert.Equal(t, map[string]string{"fast": "recorded"}, names)
+}
+
+// TestADeletedBroadcastRecordIsWrittenAgain: a caller may write the
+// broadcasts' records, and so a delete marker of one (the bucket refuses
+// rollups and purges only). A host that applied the record writes it
+// again, so a host that joins later still gets it, as every running host
+// has it.
+func TestADeletedBroadcastRecordIsWrittenAgain(t *testing.T) {
+	s := startServer(t)
+	a := newRemote(t, s.ClientURL(), remote.Options{})
+	ctx := ctxT(t, 30*time.Second)
+	_, first := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "first"})
+	for _, args := range []string{`{"provider":"dummy","model":"default-1"}`, `{"provider":"dummy","model":"alpha-1","name":"alpha"}`} {
+		require.NoError(t, a.Broadcast(ctx, adapter.Request{Command: "configure_lm", Args: json.RawMessage(args)}))
+	}
+
+	js, err := jetstream.New(connect(t, s.ClientURL()))
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, "dspgo_state")
+	require.NoError(t, err)
+	for _, key := range []string{"broadcast.configure_lm", "broadcast.configure_lm.alpha"} {
+		require.NoError(t, kv.Delete(ctx, key), "a delete marker, as a caller may publish one")
+	}
+	testutil.WaitFor(t, "the records are back", func() bool {
+		keys, err := kv.Keys(ctx)
+		return err == nil && len(keys) == 2
+	})
+	for key, model := range map[string]string{"broadcast.configure_lm": "default-1", "broadcast.configure_lm.alpha": "alpha-1"} {
+		e, err := kv.Get(ctx, key)
+		require.NoError(t, err)
+		assert.Contains(t, string(e.Value()), `"model":"`+model+`"`)
+	}
+
+	_, late := serveMock(t, s.ClientURL(), remote.HostOptions{ID: "late"})
+	for _, m := range []*mock.Adapter{first, late} {
+		def, names := hostLMs(t, m)
+		assert.Equal(t, "default-1", def)
+		assert.Equal(t, map[string]string{"alpha": "alpha-1"}, names)
+	}
 }

@@ -225,7 +225,7 @@ func (h *Host) watch() {
 func (h *Host) applyEntry(ctx context.Context, e jetstream.KeyValueEntry) error {
 	defer h.advance(e.Revision())
 	if e.Operation() != jetstream.KeyValuePut {
-		return nil
+		return h.rewrite(ctx, e.Key())
 	}
 	h.bmu.Lock()
 	defer h.bmu.Unlock()
@@ -258,7 +258,7 @@ func (h *Host) applyRecord(ctx context.Context, e jetstream.KeyValueEntry) error
 	if err := h.applyLocal(ctx, adapter.Request{Command: cmd, Args: args}); err != nil {
 		return err
 	}
-	h.noteApplied(e.Key(), e.Revision())
+	h.noteApplied(e.Key(), e.Revision(), e.Value())
 	h.log.Debug("applied a broadcast from the shared state", "command", cmd, "revision", e.Revision())
 	return nil
 }
@@ -266,13 +266,31 @@ func (h *Host) applyRecord(ctx context.Context, e jetstream.KeyValueEntry) error
 // namedLMKeys is the prefix of the shared state's keys of named LMs.
 var namedLMKeys = broadcastKey(command.ConfigureLM, nil) + "."
 
-// noteApplied records that the host applied the broadcast of key at rev;
-// h.bmu is held.
-func (h *Host) noteApplied(key string, rev uint64) {
+// noteApplied records that the host applied record, the broadcast of key,
+// at rev; h.bmu is held.
+func (h *Host) noteApplied(key string, rev uint64, record []byte) {
 	if _, known := h.applied[key]; !known && strings.HasPrefix(key, namedLMKeys) {
 		h.namedLMs++
 	}
 	h.applied[key] = rev
+	h.records[key] = record
+}
+
+// rewrite writes again the record of key that a delete marker took out
+// of the shared state. A caller may write the broadcasts' records, and
+// so a delete marker (a rollup or a purge the bucket refuses): without
+// its record, a host that joins later or restores after a reset would
+// lose the broadcast every running host keeps. A record is changed by
+// writing another, never by deleting it.
+func (h *Host) rewrite(ctx context.Context, key string) error {
+	h.bmu.Lock()
+	record, ok := h.records[key]
+	h.bmu.Unlock()
+	if !ok {
+		return nil // never applied here: nothing to write back
+	}
+	h.log.Warn("a broadcast's record was deleted from the shared state; writing it again", "key", key)
+	return retry(ctx, h.nc, func(ctx context.Context) error { _, err := h.kv.Put(ctx, key, record); return err })
 }
 
 // restoreShared gives the host's workers back, after a caller's reset
@@ -451,7 +469,7 @@ func (h *Host) broadcast(ctx context.Context, req adapter.Request) (uint64, erro
 		return 0, stateError(Name, req.Command,
 			fmt.Errorf("applied on host %q but not recorded in the shared state, so other hosts may not have it: %w", h.id, err))
 	}
-	h.noteApplied(key, rev)
+	h.noteApplied(key, rev, recorded)
 	return rev, nil
 }
 
