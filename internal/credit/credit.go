@@ -6,6 +6,7 @@ package credit
 
 import (
 	"context"
+	"math"
 	"sync"
 )
 
@@ -19,11 +20,17 @@ type Window struct {
 // New returns a window holding n units, the stream's initial credit.
 func New(n int) *Window { return &Window{left: n, wake: make(chan struct{})} }
 
-// Add grants n more units and wakes a producer waiting for them.
+// Add grants n more units and wakes a producer waiting for them. The
+// credit saturates at math.MaxInt: a consumer's grants never wrap it
+// around to none.
 func (w *Window) Add(n int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.left += n
+	if n > math.MaxInt-w.left {
+		w.left = math.MaxInt
+	} else {
+		w.left += n
+	}
 	close(w.wake)
 	w.wake = make(chan struct{})
 }

@@ -2,6 +2,7 @@ package credit_test
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -46,4 +47,18 @@ func TestGrantsInHalfWindows(t *testing.T) {
 	assert.Equal(t, []int{8, 8}, granted, "half a window at a time; 4 still owed")
 	one := credit.NewGrants(1)
 	assert.Equal(t, 1, one.Took(), "a window of 1 grants every chunk")
+}
+
+// TestCreditSaturates: grants past math.MaxInt leave the window full, not
+// wrapped around to none (a caller granting MaxInt64 twice stalled its own
+// stream).
+func TestCreditSaturates(t *testing.T) {
+	w := credit.New(1)
+	w.Add(math.MaxInt)
+	w.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 3 {
+		require.NoError(t, w.Take(ctx), "the window still holds credit")
+	}
 }
