@@ -53,3 +53,46 @@ func (h *Host) announce(gone bool) {
 		HeartbeatMs: h.beat.Milliseconds(), Commands: h.a.Capabilities().Commands, Gone: gone})
 	_ = h.nc.Publish(h.subj.announce(), b)
 }
+
+// announceGap is the least time between two announcements a host makes
+// for callers' discover requests: each is answered within it, and a flood
+// of them costs the host, and every caller that hears it, one
+// announcement per gap.
+const announceGap = 100 * time.Millisecond
+
+// discovered answers a caller's discover request: the host's
+// announcement at once, or, within announceGap of the last one, once at
+// the gap's end for every request in it.
+func (h *Host) discovered() {
+	h.annMu.Lock()
+	defer h.annMu.Unlock()
+	if h.annPending || h.annStopped {
+		return
+	}
+	wait := announceGap - time.Since(h.annLast)
+	if wait <= 0 {
+		h.annLast = time.Now()
+		h.announce(false)
+		return
+	}
+	h.annPending = true
+	h.annTimer = time.AfterFunc(wait, func() {
+		h.annMu.Lock()
+		defer h.annMu.Unlock()
+		h.annPending, h.annLast = false, time.Now()
+		if !h.annStopped {
+			h.announce(false)
+		}
+	})
+}
+
+// stopDiscovered ends the answers to discover requests: none goes out
+// after it, so none follows the host's last announcement.
+func (h *Host) stopDiscovered() {
+	h.annMu.Lock()
+	defer h.annMu.Unlock()
+	h.annStopped = true
+	if h.annTimer != nil {
+		h.annTimer.Stop()
+	}
+}

@@ -124,6 +124,11 @@ type Host struct {
 	cancelAll  context.CancelFunc
 	watcher    jetstream.KeyWatcher
 	discSub    *nats.Subscription
+	annMu      sync.Mutex  // guards the answers to discover requests (discovered)
+	annLast    time.Time   // when the last one went out
+	annPending bool        // one waits for annTimer
+	annTimer   *time.Timer // the pending one's
+	annStopped bool        // no more go out
 	ctlSubs    []*nats.Subscription
 	watching   bool // the watch goroutine runs
 	beating    bool // the heartbeat goroutine runs
@@ -206,7 +211,7 @@ func Serve(ctx context.Context, nc *nats.Conn, a adapter.Adapter, opts HostOptio
 		return nil, err
 	}
 	before := nc.LastError()
-	disc, err := nc.Subscribe(h.subj.discover(), func(*nats.Msg) { h.announce(false) })
+	disc, err := nc.Subscribe(h.subj.discover(), func(*nats.Msg) { h.discovered() })
 	if err != nil {
 		return nil, h.unavailable("serve", fmt.Errorf("subscribing to discovery: %w", err))
 	}
@@ -434,6 +439,7 @@ func (h *Host) abort() {
 	if h.discSub != nil {
 		_ = h.discSub.Unsubscribe()
 	}
+	h.stopDiscovered()
 	for _, sub := range h.ctlSubs {
 		_ = sub.Unsubscribe()
 	}

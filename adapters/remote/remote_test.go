@@ -598,3 +598,39 @@ func TestHostWarnsOfAnOldStateBucket(t *testing.T) {
 	serveMock(t, fresh.ClientURL(), remote.HostOptions{ID: "h2", Logger: slog.New(slog.NewTextHandler(freshLogs, nil))})
 	assert.NotContains(t, freshLogs.String(), "earlier version", "a bucket the host made")
 }
+
+// TestHostAnswersAFloodOfDiscoversOnce: a host answers a caller's
+// discover at once, but a flood of them costs one announcement per 100 ms
+// (each caller hears every announcement: 50,000 discovers were 50,000
+// announcements to every caller of every host).
+func TestHostAnswersAFloodOfDiscoversOnce(t *testing.T) {
+	s := startServer(t)
+	serveMock(t, s.ClientURL(), remote.HostOptions{ID: "h1", Heartbeat: time.Hour})
+	nc := connect(t, s.ClientURL())
+	anns, err := nc.SubscribeSync("dspgo.announce")
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+
+	start := time.Now()
+	require.NoError(t, nc.Publish("dspgo.discover", nil))
+	_, err = anns.NextMsg(10 * time.Second)
+	require.NoError(t, err, "the first discover is answered")
+	for range 2000 {
+		require.NoError(t, nc.Publish("dspgo.discover", nil))
+	}
+	require.NoError(t, nc.Flush())
+	_, err = anns.NextMsg(10 * time.Second)
+	require.NoError(t, err, "the flood is answered too")
+	// Whatever the flood left pending goes out within a gap.
+	for {
+		if _, err := anns.NextMsg(300 * time.Millisecond); err != nil {
+			break
+		}
+	}
+	msgs, err := anns.Delivered()
+	require.NoError(t, err)
+	// The host's first announcement, when it starts, and one per gap
+	// begun since the test's start.
+	most := int64(time.Since(start)/(100*time.Millisecond)) + 3
+	assert.LessOrEqual(t, msgs, most, "one announcement per gap, not one per discover")
+}
