@@ -54,32 +54,40 @@ func (h *Host) announce(gone bool) {
 	_ = h.nc.Publish(h.subj.announce(), b)
 }
 
-// announceGap is the least time between two announcements a host makes
-// for callers' discover requests: each is answered within it, and a flood
-// of them costs the host, and every caller that hears it, one
-// announcement per gap.
-const announceGap = 100 * time.Millisecond
+// A host answers callers' discover requests at once while they come no
+// faster than one per announceGap on average, with bursts of up to
+// announceBurst (callers starting together); past that, the requests of
+// one gap share one announcement at its end. A flood of them then costs
+// the host, and every caller that hears it, one announcement per gap.
+const (
+	announceGap   = 100 * time.Millisecond
+	announceBurst = 64
+)
 
-// discovered answers a caller's discover request: the host's
-// announcement at once, or, within announceGap of the last one, once at
-// the gap's end for every request in it.
+// discovered answers a caller's discover request (see announceGap).
 func (h *Host) discovered() {
 	h.annMu.Lock()
 	defer h.annMu.Unlock()
 	if h.annPending || h.annStopped {
 		return
 	}
-	wait := announceGap - time.Since(h.annLast)
-	if wait <= 0 {
-		h.annLast = time.Now()
+	now := time.Now()
+	if h.annRefill.IsZero() {
+		h.annTokens = announceBurst
+	} else {
+		h.annTokens = min(announceBurst, h.annTokens+float64(now.Sub(h.annRefill))/float64(announceGap))
+	}
+	h.annRefill = now
+	if h.annTokens >= 1 {
+		h.annTokens--
 		h.announce(false)
 		return
 	}
 	h.annPending = true
-	h.annTimer = time.AfterFunc(wait, func() {
+	h.annTimer = time.AfterFunc(time.Duration((1-h.annTokens)*float64(announceGap)), func() {
 		h.annMu.Lock()
 		defer h.annMu.Unlock()
-		h.annPending, h.annLast = false, time.Now()
+		h.annPending, h.annTokens, h.annRefill = false, 0, time.Now()
 		if !h.annStopped {
 			h.announce(false)
 		}

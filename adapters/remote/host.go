@@ -125,7 +125,8 @@ type Host struct {
 	watcher    jetstream.KeyWatcher
 	discSub    *nats.Subscription
 	annMu      sync.Mutex  // guards the answers to discover requests (discovered)
-	annLast    time.Time   // when the last one went out
+	annTokens  float64     // the answers the host may give at once
+	annRefill  time.Time   // when annTokens was last counted; zero: never
 	annPending bool        // one waits for annTimer
 	annTimer   *time.Timer // the pending one's
 	annStopped bool        // no more go out
