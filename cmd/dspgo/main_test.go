@@ -138,7 +138,7 @@ func TestBatchWithFailedRowsGoesOn(t *testing.T) {
 	assert.Contains(t, lines[0], `"outputs":{"answer"`)
 	assert.Contains(t, lines[1], "line 2 is not a JSON object")
 	assert.Contains(t, lines[2], `"outputs":{"answer"`)
-	assert.Contains(t, lines[3], `input \"question\" is missing`)
+	assert.Contains(t, lines[3], `input \"q\" is not in the signature (the program takes \"question\")`)
 	assert.Contains(t, lines[4], `"outputs":{"answer"`)
 	assert.Contains(t, r.stderr, "2 of 5 rows failed")
 }
