@@ -160,6 +160,11 @@ type Host struct {
 	revMu  sync.Mutex
 	rev    uint64        // newest broadcast revision the watch has seen
 	revSig chan struct{} // closed and replaced when rev advances
+
+	lastMu  sync.Mutex
+	last    uint64    // the bucket's last revision, as lastRevision last heard it
+	lastAt  time.Time // when; zero: never
+	lastErr bool      // the servers did not say then
 }
 
 type hostCall struct {

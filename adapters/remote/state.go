@@ -277,8 +277,8 @@ func (h *Host) noteApplied(key string, rev uint64, record []byte) {
 }
 
 // rewrite writes again the record of key that a delete marker took out
-// of the shared state. A caller may write the broadcasts' records, and
-// so a delete marker (a rollup or a purge the bucket refuses): without
+// of the shared state. A caller may write the broadcasts' records, and so
+// a delete marker too (a rollup or a purge the bucket refuses): without
 // its record, a host that joins later or restores after a reset would
 // lose the broadcast every running host keeps. A record is changed by
 // writing another, never by deleting it.
@@ -430,19 +430,28 @@ func (h *Host) waitState(ctx context.Context, rev uint64) error {
 }
 
 // lastRevision is the newest revision written to the shared state
-// bucket; false when the servers do not say.
+// bucket; false when the servers do not say. The answer serves every call
+// that asks within stateCheck, so that many calls waiting at once (a
+// caller naming revisions never written) cost the servers one request.
 func (h *Host) lastRevision(ctx context.Context) (uint64, bool) {
+	h.lastMu.Lock()
+	defer h.lastMu.Unlock()
+	if !h.lastAt.IsZero() && time.Since(h.lastAt) < stateCheck {
+		return h.last, !h.lastErr
+	}
 	ctx, cancel := context.WithTimeout(ctx, stateCheck)
 	defer cancel()
-	st, err := h.kv.Status(ctx)
-	if err != nil {
-		return 0, false
+	// The answer is as new as the request: a call that began before it
+	// (its caller's broadcast written before) may trust it, and a later
+	// one, whose check comes a stateCheck after it began, asks anew.
+	h.lastAt = time.Now()
+	h.last, h.lastErr = 0, true
+	if st, err := h.kv.Status(ctx); err == nil {
+		if b, ok := st.(*jetstream.KeyValueBucketStatus); ok && b.StreamInfo() != nil {
+			h.last, h.lastErr = b.StreamInfo().State.LastSeq, false
+		}
 	}
-	b, ok := st.(*jetstream.KeyValueBucketStatus)
-	if !ok || b.StreamInfo() == nil {
-		return 0, false
-	}
-	return b.StreamInfo().State.LastSeq, true
+	return h.last, !h.lastErr
 }
 
 // broadcast applies req on this host's workers, then records it in the
