@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -31,6 +32,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/dspgo/dspgo/internal/dspgoenv"
+	"github.com/dspgo/dspgo/internal/suggest"
 )
 
 // DefaultFile is the config file read from the working directory when
@@ -223,7 +225,7 @@ func hint(key, source string, known map[string]bool) string {
 		// DSPGO_CONFIG, or a "config:" key: a file is no key of a file.
 		return " (config files are LoadOptions.Files: the CLI's --config FILE, repeatable)"
 	}
-	s := suggest(key, known)
+	s := suggest.Closest(key, maps.Keys(known))
 	switch {
 	case s == "":
 		return ""

@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -29,6 +30,7 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/config"
+	"github.com/dspgo/dspgo/internal/suggest"
 )
 
 // Factory makes one kind of adapter.
@@ -100,7 +102,8 @@ func (r Resolution) String() string {
 // Errors of the registry.
 var (
 	// ErrUnknownAdapter: configuration names no registered adapter. Its
-	// code is adapter.CodeInvalidArgument.
+	// code is adapter.CodeInvalidArgument; its message lists the known
+	// adapters and suggests the one a misspelt name most likely meant.
 	ErrUnknownAdapter = errors.New("registry: unknown adapter")
 	// ErrBadFactory: a factory without a name or Open, or a name used
 	// twice.
@@ -184,10 +187,23 @@ func (r *Registry) Resolve(cfg *config.Config) (Factory, Resolution, error) {
 	f, ok := r.factories[res.Name]
 	if !ok {
 		return Factory{}, res, &adapter.Error{Code: adapter.CodeInvalidArgument, Op: "resolve", Err: ErrUnknownAdapter,
-			Message: fmt.Sprintf("adapter %q (set by %s) is not registered%s; known adapters: %s", cfg.Adapter, res.Source,
-				howToLink(res.Name), strings.Join(r.Names(), ", "))}
+			Message: fmt.Sprintf("adapter %q (set by %s) is not registered%s; known adapters: %s%s", cfg.Adapter, res.Source,
+				howToLink(res.Name), strings.Join(r.Names(), ", "), r.didYouMean(res.Name))}
 	}
 	return f, res, nil
+}
+
+// didYouMean suggests the registered adapter a misspelt name most likely
+// meant (" (did you mean \"mock\"?)" for "mok"); empty when none is close
+// or name is one dspgo provides in a package of its own.
+func (r *Registry) didYouMean(name string) string {
+	if _, ok := linkable[name]; ok {
+		return ""
+	}
+	if s := suggest.Closest(name, maps.Keys(r.factories)); s != "" {
+		return fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	return ""
 }
 
 // howToLink says how to include an adapter dspgo provides in a package of

@@ -72,6 +72,7 @@ var resolveCases = []resolveCase{
 	{name: "alias bridge_mock", set: map[string]any{"adapter": "bridge_mock"}, want: "memory", source: "option", warn: `the in-memory port worker, adapter "memory", replaces it`},
 	{name: "unknown name lists the known ones", set: map[string]any{"adapter": "python"}, err: `adapter "python" (set by option) is not registered; known adapters: memory, mock, pool, port`},
 	{name: "unknown name from a file says which file", file: "adapter: poool\n", err: `adapter "poool" (set by file:`},
+	{name: "a misspelt name is suggested", set: map[string]any{"adapter": "mok"}, err: `adapter "mok" (set by option) is not registered; known adapters: memory, mock, pool, port (did you mean "mock"?)`},
 	{name: "unknown environment", file: baseFile, env: []string{"DSPGO_ENV=staging"}, err: `unknown environment "staging": no config file has an environments.staging block (defined: dev, integration, prod, test)`},
 	{name: "empty name", set: map[string]any{"adapter": ""}, err: "adapter: must name a backend"},
 }
@@ -162,5 +163,19 @@ func TestExampleConfig(t *testing.T) {
 			assert.Equal(t, 8, cfg.Pool.WorkerConcurrency)
 			assert.Equal(t, "environment:prod", cfg.Source("pool.recycle.max_age"))
 		}
+	}
+}
+
+// TestResolveSuggestsOnlyOneName: a name as close to two adapters as to
+// each other gets no suggestion, nor does one close to none.
+func TestResolveSuggestsOnlyOneName(t *testing.T) {
+	r, err := registry.New(registry.Builtin()...)
+	require.NoError(t, err)
+	for _, name := range []string{"poot", "python"} {
+		cfg, err := config.Load(config.LoadOptions{Environ: noEnv, Dir: t.TempDir(), Set: map[string]any{"adapter": name}})
+		require.NoError(t, err)
+		_, _, err = r.Resolve(cfg)
+		require.ErrorIs(t, err, registry.ErrUnknownAdapter)
+		assert.NotContains(t, err.Error(), "did you mean", name)
 	}
 }

@@ -90,7 +90,6 @@ const startAHost = "start a worker host with: dspgo workers --embedded-nats (or 
 // open resolves and opens the configured adapter with its LM (see
 // registry.Registry.Open), turning the common failures into errors that
 // say what to do.
-
 func (a *app) open(ctx context.Context, cfg *config.Config) (adapter.Adapter, registry.Resolution, error) {
 	ad, res, err := a.registry().Open(ctx, cfg)
 	if err == nil {
