@@ -7,6 +7,7 @@
 //	dspgo config explain
 //	dspgo doctor
 //	dspgo bench --op ping --workers 1,2
+//	dspgo --version
 //
 // Exit status: 0 success; 1 a failure (some rows, cases or checks failed);
 // 2 bad usage.

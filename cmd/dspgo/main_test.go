@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -290,4 +291,13 @@ func TestBench(t *testing.T) {
 	r = cli(t, "", nil, "bench", "--adapter", "mock", "--duration", "50ms")
 	require.Equal(t, 0, r.status, r.stderr)
 	assert.Regexp(t, `calls/s\s+p50\s+p90\s+p99\s+max`, r.stdout)
+}
+
+// TestVersion: dspgo --version says what was built, and with what Go.
+func TestVersion(t *testing.T) {
+	for _, flag := range []string{"--version", "-v"} {
+		r := cli(t, "", nil, flag)
+		assert.Equal(t, 0, r.status, r.stderr)
+		assert.Regexp(t, `^dspgo \S.*, `+regexp.QuoteMeta(runtime.Version())+"\n$", r.stdout, flag)
+	}
 }

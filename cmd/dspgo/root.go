@@ -31,7 +31,9 @@ func newRoot(e env) *cobra.Command {
 		Short:         "Run DSPy-style programs from Go on a mock, one Python worker, a pool, or worker hosts through NATS",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version(),
 	}
+	root.SetVersionTemplate(versionTemplate)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
 	root.SetIn(e.stdin)
