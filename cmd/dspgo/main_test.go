@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -300,4 +301,20 @@ func TestVersion(t *testing.T) {
 		assert.Equal(t, 0, r.status, r.stderr)
 		assert.Regexp(t, `^dspgo \S.*, `+regexp.QuoteMeta(runtime.Version())+"\n$", r.stdout, flag)
 	}
+}
+
+// TestConfigErrorsSayWhatToFix: a configuration that does not load says
+// what to fix; it does not send the user to config explain, which loads
+// the same configuration and fails the same way.
+func TestConfigErrorsSayWhatToFix(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "dspgo.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("pool:\n  size: [\n"), 0o600))
+	r := cli(t, "", nil, "config", "explain", "--config", bad)
+	assert.Equal(t, 2, r.status)
+	assert.Contains(t, r.stderr, "; fix the configuration file\n")
+
+	r = cli(t, "", []string{"DSPGO_POOL__SIZE=abc"}, "config", "explain")
+	assert.Equal(t, 2, r.status)
+	assert.Contains(t, r.stderr, "pool.size = abc (set by env:DSPGO_POOL__SIZE): expected an integer; fix the configuration (each problem names the layer that set it)\n")
+	assert.NotContains(t, r.stderr, "config explain")
 }

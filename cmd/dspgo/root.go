@@ -62,7 +62,13 @@ func (a *app) loadWith(set map[string]any, logs io.Writer) (*config.Config, erro
 	}
 	cfg, err := config.Load(opts)
 	if err != nil {
-		return nil, usagef("fix the configuration (dspgo config explain shows every key and its source)", "%v", err)
+		// config explain loads the same configuration: it cannot help
+		// until the configuration loads.
+		fix := "fix the configuration file"
+		if _, problems := errors.AsType[*config.Error](err); problems {
+			fix = "fix the configuration (each problem names the layer that set it)"
+		}
+		return nil, usagef(fix, "%v", err)
 	}
 	return cfg, nil
 }
