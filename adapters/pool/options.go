@@ -9,7 +9,6 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/port"
-	"github.com/dspgo/dspgo/internal/quietlog"
 )
 
 // Name is the pool adapter's registered name.
@@ -84,9 +83,8 @@ type Options struct {
 	// workers that failed to start. The zero value means port's defaults.
 	Restart port.RestartPolicy
 
-	// Logger receives the pool's and the workers' logs. Nil means
-	// warnings and errors only, through slog.Default()'s handler: a
-	// library never logs at INFO on a logger it was not given.
+	// Logger receives the pool's and the workers' logs. Nil discards
+	// them (the pool logs only through the logger it is given).
 	Logger *slog.Logger
 }
 
@@ -142,7 +140,9 @@ func (o *Options) setDefaults() error {
 	if o.HealthTimeout == 0 {
 		o.HealthTimeout = 5 * time.Second
 	}
-	o.Logger = quietlog.Or(o.Logger)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	var bad []string
 	if o.Size < 1 {
 		bad = append(bad, fmt.Sprintf("Size %d must be at least 1", o.Size))

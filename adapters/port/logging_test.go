@@ -60,9 +60,8 @@ func TestWorkerLogsEachAttributeOnce(t *testing.T) {
 	}
 }
 
-// TestNoLoggerIsQuiet: an adapter given no logger logs nothing below
-// WARN, not through slog.Default() either; the worker is asked for
-// warnings only.
+// TestNoLoggerIsQuiet: an adapter given no logger logs nothing, not
+// through slog.Default() either; the worker is asked for errors only.
 func TestNoLoggerIsQuiet(t *testing.T) {
 	var out testutil.SyncBuffer
 	prev := slog.Default()

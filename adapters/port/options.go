@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/dspgo/dspgo/internal/quietlog"
 	"github.com/dspgo/dspgo/protocol"
 )
 
@@ -126,9 +125,9 @@ type Options struct {
 	StderrTail int
 
 	// Logger receives the worker's stderr lines (JSON lines at their own
-	// level) and the adapter's events. Nil means warnings and errors
-	// only, through slog.Default()'s handler: a library never logs at
-	// INFO on a logger it was not given.
+	// level) and the adapter's events. Nil discards them (the adapter
+	// logs only through the logger it is given), and the worker is then
+	// started at the error level.
 	Logger *slog.Logger
 
 	// Handler, when not nil, replaces the Python process with an
@@ -202,7 +201,9 @@ func (o *Options) setDefaults() {
 	if o.StderrTail <= 0 {
 		o.StderrTail = 64 << 10
 	}
-	o.Logger = quietlog.Or(o.Logger)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	r := &o.Restart
 	if r.Min <= 0 {
 		r.Min = 100 * time.Millisecond
