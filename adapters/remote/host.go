@@ -161,10 +161,10 @@ type Host struct {
 	rev    uint64        // newest broadcast revision the watch has seen
 	revSig chan struct{} // closed and replaced when rev advances
 
-	lastMu  sync.Mutex
-	last    uint64    // the bucket's last revision, as lastRevision last heard it
-	lastAt  time.Time // when; zero: never
-	lastErr bool      // the servers did not say then
+	lastMu sync.Mutex
+	last   uint64    // the bucket's last revision, as lastRevision last heard it
+	lastAt time.Time // when; zero: never
+	lastOK bool      // the servers said
 }
 
 type hostCall struct {
@@ -172,10 +172,11 @@ type hostCall struct {
 	started time.Time
 	credit  *credit.Window // a streamed call's; nil otherwise
 	bytes   int64          // its request's and callBytes; zero once answered
-	// answered is set before the call's reply goes out: another call
-	// may then take its reply subject.
-	answered bool
 }
+
+// answered reports whether the call's reply is on its way (its bytes let
+// go): another call may then take its reply subject. inFlightMu is held.
+func (c *hostCall) answered() bool { return c.bytes == 0 }
 
 // callBytes is what a call counts toward HostOptions.MaxInFlightBytes
 // beside its request: the host's own cost of a call (its goroutine,

@@ -49,7 +49,7 @@ func (h *Host) take(req micro.Request) {
 	var refusal error
 	cmd := hdr.Get(hdrCommand)
 	switch held, prev := h.bytes, h.inFlight[reply]; {
-	case prev != nil && !prev.answered:
+	case prev != nil && !prev.answered():
 		// Each call has a reply subject of its own: another with the
 		// same one would take over the first's cancellation and credit.
 		refusal = errorf(adapter.CodeInvalidArgument, Name, cmd, "a call with this reply subject is in flight on host %q", h.id)
@@ -157,7 +157,7 @@ func (h *Host) serve(ctx context.Context, reply string, hdr nats.Header, args []
 	// bytes of the call it no longer waits on, nor for its reply subject.
 	h.inFlightMu.Lock()
 	h.bytes -= hc.bytes
-	hc.bytes, hc.answered = 0, true
+	hc.bytes = 0
 	h.inFlightMu.Unlock()
 	// The reply goes out before the call leaves inFlight: a probe never
 	// hears that the host has no such call before the reply is sent, and

@@ -437,7 +437,7 @@ func (h *Host) lastRevision(ctx context.Context) (uint64, bool) {
 	h.lastMu.Lock()
 	defer h.lastMu.Unlock()
 	if !h.lastAt.IsZero() && time.Since(h.lastAt) < stateCheck {
-		return h.last, !h.lastErr
+		return h.last, h.lastOK
 	}
 	ctx, cancel := context.WithTimeout(ctx, stateCheck)
 	defer cancel()
@@ -445,13 +445,13 @@ func (h *Host) lastRevision(ctx context.Context) (uint64, bool) {
 	// (its caller's broadcast written before) may trust it, and a later
 	// one, whose check comes a stateCheck after it began, asks anew.
 	h.lastAt = time.Now()
-	h.last, h.lastErr = 0, true
+	h.last, h.lastOK = 0, false
 	if st, err := h.kv.Status(ctx); err == nil {
 		if b, ok := st.(*jetstream.KeyValueBucketStatus); ok && b.StreamInfo() != nil {
-			h.last, h.lastErr = b.StreamInfo().State.LastSeq, false
+			h.last, h.lastOK = b.StreamInfo().State.LastSeq, true
 		}
 	}
-	return h.last, !h.lastErr
+	return h.last, h.lastOK
 }
 
 // broadcast applies req on this host's workers, then records it in the

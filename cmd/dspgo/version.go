@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -34,4 +33,4 @@ func version() string {
 }
 
 // versionTemplate is cobra's template for --version.
-var versionTemplate = fmt.Sprintf("%s\n", `{{.Name}} {{.Version}}`)
+const versionTemplate = "{{.Name}} {{.Version}}\n"
