@@ -27,25 +27,50 @@ func ResolvePython(ctx context.Context, name string) (string, error) {
 	if filepath.IsAbs(name) {
 		return name, nil
 	}
-	path, err := exec.LookPath(name)
-	if err != nil {
-		return "", fmt.Errorf("the Python interpreter %q was not found on PATH: install Python 3.9 or newer, set the interpreter option, or use the mock adapter", name)
+	path, _, err := CheckPython(ctx, name)
+	return path, err
+}
+
+// CheckPython runs an interpreter, a bare name looked up on PATH or a
+// path, and returns the executable it reports and its version; an error
+// when it cannot be found or run, or is older than Python 3.9.
+func CheckPython(ctx context.Context, name string) (path, version string, err error) {
+	path = name
+	if !filepath.IsAbs(name) {
+		if path, err = exec.LookPath(name); err != nil {
+			return "", "", fmt.Errorf("the Python interpreter %q was not found on PATH: install Python 3.9 or newer, set the interpreter option, or use the mock adapter", name)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.executable); sys.exit(0 if sys.version_info >= (3, 9) else 3)").Output()
+	cmd := exec.CommandContext(ctx, path, "-c", "import sys; print(sys.executable); print(sys.version.split()[0]); sys.exit(0 if sys.version_info >= (3, 9) else 3)")
+	cmd.WaitDelay = time.Second // the pipes close even if a grandchild holds them
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	exe, version, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 3 {
-		return "", fmt.Errorf("%s is older than Python 3.9, which dspgo's worker needs", path)
+	switch {
+	case ctx.Err() != nil:
+		return "", "", fmt.Errorf("%s did not answer within 30s", path)
+	case errors.As(err, &exit) && exit.ExitCode() == 3:
+		return "", "", fmt.Errorf("%s is Python %s, older than 3.9, which dspgo's worker needs", path, version)
+	case err != nil:
+		if last := lastLine(stderr.String()); last != "" {
+			err = fmt.Errorf("%w: %s", err, last)
+		}
+		return "", "", fmt.Errorf("running %s: %w", path, err)
 	}
-	if err != nil {
-		return "", fmt.Errorf("running %s: %w", path, err)
+	if exe = strings.TrimSpace(exe); exe == "" {
+		exe = path
 	}
-	exe := strings.TrimSpace(string(out))
-	if exe == "" {
-		return path, nil
-	}
-	return exe, nil
+	return exe, strings.TrimSpace(version), nil
+}
+
+// lastLine is the last non-empty line of text.
+func lastLine(text string) string {
+	text = strings.TrimSpace(text)
+	return strings.TrimSpace(text[strings.LastIndexByte(text, '\n')+1:])
 }
 
 // embeddedWorkerDir writes the worker files embedded in this binary to a

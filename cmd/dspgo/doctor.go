@@ -39,9 +39,6 @@ const (
 	// dspyProbeTimeout bounds `python -c "import dspy"`: importing dspy
 	// loads litellm, which takes seconds on a cold cache.
 	dspyProbeTimeout = 60 * time.Second
-	// pythonProbeTimeout bounds the interpreter's answer to the version
-	// probe.
-	pythonProbeTimeout = 30 * time.Second
 	// lmVerifyTimeout bounds the LM's answer to the verify request, or
 	// lm.timeout when longer.
 	lmVerifyTimeout = 30 * time.Second
@@ -245,33 +242,14 @@ func lastLine(stderr string, err error) string {
 	return err.Error()
 }
 
-// checkPython finds the interpreter and runs it: it must be Python 3.9 or
-// newer. It returns the interpreter's path for the other checks.
+// checkPython finds the interpreter and runs it (port.CheckPython): it
+// must be Python 3.9 or newer. It returns the interpreter's path for the
+// other checks.
 func checkPython(ctx context.Context, name string) (string, check) {
-	const fix = "install Python 3.9 or newer (Debian: apt-get install python3), set python.interpreter, or use --adapter mock"
-	fail := func(detail string) (string, check) {
-		return "", check{name: "python", status: statusFail, detail: detail, fix: fix}
-	}
-	python, err := port.ResolvePython(ctx, name)
+	python, version, err := port.CheckPython(ctx, name)
 	if err != nil {
-		return fail(err.Error())
-	}
-	ctx, cancel := context.WithTimeout(ctx, pythonProbeTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, python, "-c", "import sys; print(sys.version.split()[0]); sys.exit(0 if sys.version_info >= (3, 9) else 3)")
-	cmd.WaitDelay = time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	version := strings.TrimSpace(string(out))
-	var exit *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		return fail(fmt.Sprintf("%s did not answer within %v", python, pythonProbeTimeout))
-	case errors.As(err, &exit) && exit.ExitCode() == 3:
-		return fail(fmt.Sprintf("%s is Python %s, older than 3.9, which dspgo's worker needs", python, version))
-	case err != nil:
-		return fail(fmt.Sprintf("running %s: %s", python, lastLine(stderr.String(), err)))
+		return "", check{name: "python", status: statusFail, detail: err.Error(),
+			fix: "install Python 3.9 or newer (Debian: apt-get install python3), set python.interpreter, or use --adapter mock"}
 	}
 	return python, check{name: "python", status: statusOK, detail: python + " " + version}
 }

@@ -162,7 +162,7 @@ func TestDoctor(t *testing.T) {
 	// need an interpreter are not run.
 	dir := t.TempDir()
 	old := filepath.Join(dir, "python3.8")
-	require.NoError(t, os.WriteFile(old, []byte("#!/bin/sh\necho 3.8.10\nexit 3\n"), 0o700))
+	require.NoError(t, os.WriteFile(old, []byte("#!/bin/sh\necho \"$0\"\necho 3.8.10\nexit 3\n"), 0o700))
 	for path, want := range map[string]string{
 		filepath.Join(dir, "missing"): `running .*missing: .*no such file or directory`,
 		old:                           `.*python3\.8 is Python 3\.8\.10, older than 3\.9`,

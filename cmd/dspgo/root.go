@@ -113,7 +113,7 @@ func (a *app) open(ctx context.Context, cfg *config.Config) (adapter.Adapter, re
 		return nil, res, unknownAdapter(err)
 	case strings.Contains(err.Error(), "was not found on PATH"):
 		return nil, res, fmt.Errorf("%v; --python names another interpreter, and --adapter mock needs none", err)
-	case strings.Contains(err.Error(), "older than Python"):
+	case strings.Contains(err.Error(), "older than 3.9"):
 		return nil, res, fmt.Errorf("%v; install Python 3.9 or newer (--python names it), or run without Python: --adapter mock", err)
 	case cfg.Adapter == remote.Name && adapter.CodeOf(err) == adapter.CodeUnavailable:
 		return nil, res, fmt.Errorf("%w; %s", err, startAHost)
