@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -13,7 +14,7 @@ func (a *app) configCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Print the merged configuration",
-		Args:  cobra.NoArgs,
+		Args:  subcommandArgs,
 		RunE: func(*cobra.Command, []string) error {
 			cfg, err := a.load(nil)
 			if err != nil {
@@ -44,6 +45,23 @@ func (a *app) configCmd() *cobra.Command {
 		},
 	})
 	return cmd
+}
+
+// subcommandArgs refuses arguments as cobra.NoArgs does, for a command
+// with subcommands of its own: a misspelt one gets the suggestion cobra
+// gives for the root's ("dspgo config explian": did you mean explain).
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's default, set only on the root's path
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+	}
+	return errors.New(msg)
 }
 
 func (a *app) adaptersCmd() *cobra.Command {

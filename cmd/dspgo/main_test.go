@@ -169,6 +169,8 @@ func TestBadUsage(t *testing.T) {
 		{"unknown flag of dspgo", []string{"--bogus"}, 2, "unknown flag: --bogus; see 'dspgo --help'"},
 		{"unknown flag of a subcommand's subcommand", []string{"config", "explain", "--bogus"}, 2, "unknown flag: --bogus; see 'dspgo config explain --help'"},
 		{"unknown command", []string{"fly"}, 2, `unknown command "fly"`},
+		{"misspelt command", []string{"confg"}, 2, `unknown command "confg" for "dspgo" Did you mean this? config`},
+		{"misspelt subcommand", []string{"config", "explian"}, 2, `unknown command "explian" for "dspgo config" Did you mean this? explain`},
 		{"unknown adapter", []string{"run", "--adapter", "python", "--signature", "q -> a", "--input", "q=x"}, 2,
 			`adapter "python" (set by flag:--adapter) is not registered; known adapters: memory, mock, pool, port`},
 		{"missing input field", []string{"run", "--adapter", "mock", "--signature", "question -> answer", "--input", "q=x"}, 2,
