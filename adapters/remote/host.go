@@ -423,12 +423,9 @@ func (h *Host) Close(ctx context.Context) error {
 		}
 		h.inFlightMu.Unlock()
 		stop()
-		// Calls cancelled above still answer: wait for them briefly.
-		h.inFlightMu.Lock()
-		for len(h.inFlight) > 0 {
-			h.idle.Wait()
-		}
-		h.inFlightMu.Unlock()
+		// Calls cancelled above still answer: wait for them briefly
+		// (each call's goroutine ends after its reply, which covers a
+		// call that left inFlight to a later one of its reply subject).
 		h.serving.Wait()
 		if ctx.Err() != nil {
 			h.closeErr = adapter.Wrap(ctx.Err(), Name, "close")
