@@ -40,13 +40,18 @@ func TestDemos(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "Ann is named.", cot.Spec.Demos[0].Reasoning)
 
+	incomplete, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig, Demos: []dspgo.Demo{
+		{Inputs: map[string]any{"question": "Who read it?"}, Outputs: map[string]any{"answer": "Bob"}}}})
+	require.NoError(t, err, "a bootstrapped demo without the context is one DSPy shows as incomplete")
+	assert.Equal(t, map[string]any{"question": "Who read it?"}, incomplete.Spec.Demos[0].Inputs)
+
 	for _, bad := range []struct {
 		kind string
 		demo dspgo.Demo
 		want string
 	}{
-		{"", dspgo.Demo{Inputs: map[string]any{"question": "?"}, Outputs: ragDemos()[0].Outputs},
-			`demo 0: input "context" is missing (the signature's inputs are "question", "context")`},
+		{"", dspgo.Demo{Inputs: map[string]any{"question": "?"}},
+			`demo 0 holds no output (DSPy shows a demo only when it holds an input and an output)`},
 		{"", dspgo.Demo{Inputs: ragDemos()[0].Inputs, Outputs: map[string]any{"answer": "x", "confidence": "high"}},
 			`demo 0: output confidence: expected float, got string "high"`},
 		{dspgo.KindReact, dspgo.Demo{Inputs: ragDemos()[0].Inputs, Outputs: ragDemos()[0].Outputs, Reasoning: "r"},

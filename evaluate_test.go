@@ -189,7 +189,7 @@ func TestEvaluateFailures(t *testing.T) {
 		assert.ErrorContains(t, err, "devset is empty")
 		_, err = c.Evaluate(ctx, p, []dspgo.Example{{Inputs: map[string]any{"question": "q"}}}, pass)
 		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
-		assert.ErrorContains(t, err, "devset example 0: ")
+		assert.ErrorContains(t, err, "devset example 0 holds no output")
 		_, err = c.Evaluate(ctx, p, devset, pass, dspgo.WithConcurrency(-1))
 		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
 		other, err := dspgo.NewClient(a).CreateProgram(ctx, dspgo.ProgramSpec{ID: p.ID, Signature: p.Spec.Signature})
@@ -224,5 +224,5 @@ func TestOptimizerParameters(t *testing.T) {
 	_, err := c.Compile(t.Context(), p, devset, nil, dspgo.WithOptimizer(dspgo.MIPROv2{}))
 	assert.ErrorContains(t, err, "MIPROv2 needs a metric")
 	_, err = c.Compile(t.Context(), p, devset[:1], nil, dspgo.WithValset([]dspgo.Example{{}}))
-	assert.ErrorContains(t, err, "valset example 0: ")
+	assert.ErrorContains(t, err, "valset example 0 holds no input")
 }

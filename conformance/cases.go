@@ -271,7 +271,7 @@ func caseInvalidArgument(t TB, env *Env) {
 		{map[string]any{"question": "?"}, `"n"`},
 		{map[string]any{"question": "?", "n": 1, "extra": 2}, `"extra"`},
 		{map[string]any{"question": "?", "n": "one"}, "input n"},
-		{map[string]any{"question": 3, "n": 1}, "input question"},
+		{map[string]any{"question": []any{"a", 3}, "n": 1}, "input question[1]"},
 	}
 	for _, b := range bad {
 		_, err := c.Execute(ctx, p.ID, b.inputs)

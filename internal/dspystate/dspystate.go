@@ -518,7 +518,7 @@ func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 	for i, d := range spec.Demos {
 		var o object
 		for _, f := range spec.Signature.Inputs {
-			if v, ok := d.Inputs[f.Name]; ok { // an Optional input may be left out
+			if v, ok := d.Inputs[f.Name]; ok { // an incomplete demo may leave one out
 				o = append(o, member{f.Name, jsonValue(dspyMedia(f, v))})
 			}
 		}
@@ -526,7 +526,9 @@ func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 			o = append(o, member{reasoningField, d.Reasoning})
 		}
 		for _, f := range spec.Signature.Outputs {
-			o = append(o, member{f.Name, jsonValue(d.Outputs[f.Name])})
+			if v, ok := d.Outputs[f.Name]; ok { // an incomplete demo may leave one out
+				o = append(o, member{f.Name, jsonValue(v)})
+			}
 		}
 		demos[i] = o
 	}

@@ -134,10 +134,15 @@ func TestLoadWithoutSignature(t *testing.T) {
 	assert.Equal(t, "list[str]", typed.Signature.Inputs[1].Type)
 
 	for _, file := range []string{"chain_of_thought.json", "react.json"} {
-		_, err := Load(readFile(t, file), nil)
-		require.Error(t, err)
-		assert.Contains(t, err.Error(), `demo 0: input context: expected str, got array (the file records no types, so every field is str: give the signature to type them)`, file)
+		// Every field is str, which takes the demos' lists of passages as
+		// DSPy's untyped fields do (a numbered list to the LM).
+		spec, err := Load(readFile(t, file), nil)
+		require.NoError(t, err, file)
+		assert.Equal(t, []string{"Ann wrote it.", "Bob read it."}, spec.Demos[0].Inputs["context"], file)
 	}
+	bad := strings.Replace(string(readFile(t, "chain_of_thought.json")), `"Bob read it."`, `2`, 1)
+	_, err = Load([]byte(bad), nil)
+	assert.ErrorContains(t, err, `demo 0: input context[1]: expected str, got number 2 (the file records no types, so every field is str: give the signature to type them)`)
 
 	// Names from the descriptions "${name}", the demos' keys and the prefixes.
 	spec, err = Load([]byte(`{"predict": {"traces": [], "train": [], "lm": null,
@@ -185,8 +190,8 @@ func TestLoadErrors(t *testing.T) {
 		{"another name", predict, "question, ctx: list[str] -> answer, confidence: float",
 			`Predict: field 1 is "context" in the file (its description is "${context}"), but the signature names it "ctx"`},
 		{"predict needs a signature", predict, "", "Predict: the file does not say which of its 4 fields are inputs (its instructions are not DSPy's default ones, which name them): give the signature"},
-		{"a demo misses a field", strings.Replace(predict, `"answer": "Ann",`, "", 1), qaSignature,
-			`Predict: demo 0: output "answer" is missing (the signature's outputs are "answer", "confidence")`},
+		{"a demo holds no output", strings.Replace(strings.Replace(predict, `"answer": "Ann",`, "", 1), `"confidence": 1.0`, `"dspy_uuid": "u"`, 1), qaSignature,
+			`Predict: demo 0 holds no output (DSPy shows a demo only when it holds an input and an output)`},
 		{"a demo of the wrong type", strings.Replace(predict, `"confidence": 0.25`, `"confidence": "high"`, 1), qaSignature,
 			`Predict: demo 1: output confidence: expected float, got string "high"`},
 		{"reasoning not a string", strings.Replace(cot, `"reasoning": "The context says Ann wrote it."`, `"reasoning": 3`, 1), qaSignature,
@@ -316,6 +321,30 @@ func TestExportOptionalInputLeftOut(t *testing.T) {
 	back, err := Load(got, signature(t, "question, hint: Optional[str] -> answer"))
 	require.NoError(t, err)
 	assert.Equal(t, c.Spec, back)
+}
+
+// TestIncompleteDemos: the demos an optimizer leaves (a trainset
+// example without a field the program adds, a null, DSPy's dspy_uuid and
+// dspy_split keys) load, and export as they were, without the fields
+// they lack.
+func TestIncompleteDemos(t *testing.T) {
+	file := []byte(`{"demos": [
+		{"dspy_uuid": "u1", "dspy_split": "train", "question": "Who read it?", "answer": "Bo"},
+		{"augmented": true, "question": "Who?", "context": null, "answer": "Ann", "confidence": 0.5}],
+		"signature": {"instructions": "Answer.", "fields": [
+			{"prefix": "Question:", "description": "${question}"}, {"prefix": "Context:", "description": "${context}"},
+			{"prefix": "Answer:", "description": "${answer}"}, {"prefix": "Confidence:", "description": "${confidence}"}]},
+		"lm": null, "traces": [], "train": []}`)
+	spec, err := Load(file, signature(t, qaSignature))
+	require.NoError(t, err)
+	assert.Equal(t, []command.Demo{
+		{Inputs: map[string]any{"question": "Who read it?"}, Outputs: map[string]any{"answer": "Bo"}},
+		{Inputs: map[string]any{"question": "Who?", "context": nil}, Outputs: map[string]any{"answer": "Ann", "confidence": 0.5}},
+	}, spec.Demos)
+	_, demos := exportDemos(t, spec)
+	require.Len(t, demos, 2)
+	assert.JSONEq(t, `{"question":"Who read it?","answer":"Bo"}`, string(demos[0]))
+	assert.JSONEq(t, `{"question":"Who?","context":null,"answer":"Ann","confidence":0.5}`, string(demos[1]))
 }
 
 // exportDemos exports a predict spec and returns the file and its demos.

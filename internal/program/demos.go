@@ -30,30 +30,41 @@ func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, mo
 		if d.Reasoning != "" && kind != command.KindChainOfThought {
 			return nil, invalid("%s: reasoning is only for %s programs (this one is %s)", at, command.KindChainOfThought, kind)
 		}
+		switch {
+		case len(inputs) == 0:
+			return nil, invalid("%s holds no input (%s)", at, demoShown)
+		case len(outputs) == 0 && d.Reasoning == "":
+			return nil, invalid("%s holds no output (%s)", at, demoShown)
+		}
 		out[i] = command.Demo{Inputs: inputs, Outputs: outputs, Reasoning: d.Reasoning}
 	}
 	return out, nil
 }
 
-// demoValues converts one side of a demo: every field present and of its
-// type, in the fields' order (but an Optional input, which may be left
-// out, as a run's), then no name that is not a field (the first in sorted
-// order is named).
+// demoShown is why a demo needs an input and an output.
+const demoShown = "DSPy shows a demo only when it holds an input and an output"
+
+// demoValues converts one side of a demo: each field it holds converted
+// to its type (as a run's input, by ConvertField) or null, in the fields'
+// order, then no name that is not a field (the first in sorted order is
+// named). A field left out or null makes the demo one that DSPy shows as
+// incomplete, as a bootstrapped demo often is.
 func demoValues(values map[string]any, fields []command.Field, models *Models, at, side string) (map[string]any, error) {
 	out := make(map[string]any, len(fields))
 	for _, f := range fields {
+		v, ok := values[f.Name]
+		if !ok {
+			continue
+		}
+		if isNull(v) {
+			out[f.Name] = nil
+			continue
+		}
 		t, err := models.ParseType(f.Type)
 		if err != nil {
 			return nil, err // a normalized signature's types parse
 		}
-		v, ok := values[f.Name]
-		if !ok {
-			if side == "input" && t.Kind == Optional {
-				continue
-			}
-			return nil, invalid("%s: %s %q is missing (the signature's %ss are %s)", at, side, f.Name, side, names(fields))
-		}
-		conv, err := t.Convert(v, at+": "+side+" "+f.Name)
+		conv, err := t.ConvertField(v, at+": "+side+" "+f.Name)
 		if err != nil {
 			return nil, invalid("%v", err)
 		}

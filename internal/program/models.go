@@ -157,7 +157,7 @@ func CompileModels(models []command.Model) (*Models, error) {
 	for _, model := range walked {
 		for i, f := range model.Fields {
 			var err error
-			if model.Fields[i].Default, err = convertDefault(f.Type, f.Default, fmt.Sprintf("model %q field %q", model.Name, f.Name)); err != nil {
+			if model.Fields[i].Default, err = convertDefault(f.Type, f.Default, fmt.Sprintf("model %q field %q", model.Name, f.Name), f.Type.Convert); err != nil {
 				return nil, err
 			}
 		}

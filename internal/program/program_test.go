@@ -158,7 +158,9 @@ func TestInputs(t *testing.T) {
 		want   string
 	}{
 		{map[string]any{"s": nil}, `input s: expected str, got null`},
-		{map[string]any{"s": 3}, `input s: expected str, got int 3`},
+		{map[string]any{"s": []any{"a", 2}}, `input s[1]: expected str, got int 2`},
+		{map[string]any{"s": []any{[]string{"a"}}}, `input s[0]: expected str, got array`},
+		{map[string]any{"s": struct{ A int }{1}}, `input s: expected str, got struct`},
 		{map[string]any{"n": 1.5}, `input n: expected int, got float64 1.5`},
 		{map[string]any{"n": uint64(math.MaxUint64)}, `input n: expected int, got uint64 18446744073709551615, beyond int64`},
 		{map[string]any{"n": json.Number("1e300")}, `input n: expected int, got number 1e300`},
@@ -185,6 +187,34 @@ func TestInputs(t *testing.T) {
 	delete(in, "s")
 	_, err = c.Inputs(in)
 	assert.ErrorContains(t, err, `input "s" is missing`)
+}
+
+// TestStrFieldsTakeWhatDSPyShows: a signature's str field (an untyped
+// one too) takes what DSPy 3.4.1's ChatAdapter shows in one, as DSPy's
+// RAG programs give a list of passages to "context"; a str nested in
+// another type, or a model's, takes strings only.
+func TestStrFieldsTakeWhatDSPyShows(t *testing.T) {
+	c := mustCompile(t, "context, question: str, tags: list[str] -> answer", "")
+	for _, tt := range []struct {
+		in   any
+		want any
+	}{
+		{[]string{"Ann wrote it.", "Bo read it."}, []string{"Ann wrote it.", "Bo read it."}},
+		{[]any{}, []string{}},
+		{json.Number("42"), int64(42)},
+		{2.5, 2.5},
+		{true, true},
+		{map[string]any{"k": []any{1, "x"}}, map[string]any{"k": []any{int64(1), "x"}}},
+	} {
+		got, err := c.Inputs(map[string]any{"context": tt.in, "question": tt.in, "tags": []string{}})
+		require.NoError(t, err, "%#v", tt.in)
+		assert.Equal(t, tt.want, got["context"], "%#v", tt.in)
+		assert.Equal(t, tt.want, got["question"], "%#v", tt.in)
+	}
+	_, err := c.Inputs(map[string]any{"context": "c", "question": "q", "tags": []any{[]string{"a"}}})
+	assert.ErrorContains(t, err, "input tags[0]: expected str, got array", "a list's str takes strings only")
+	_, err = c.Inputs(map[string]any{"context": nil, "question": "q", "tags": []string{}})
+	assert.ErrorContains(t, err, "input context: expected str, got null")
 }
 
 // TestOptionalInputsMayBeLeftOut: an Optional input left out stays out

@@ -149,7 +149,11 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, si
 				}
 				history = f.Name
 			}
-			def, err := convertDefault(t, f.Default, fmt.Sprintf("%s field %q", side, f.Name))
+			convert := t.Convert // an output's default is a value the program returns
+			if side == "input" {
+				convert = t.ConvertField
+			}
+			def, err := convertDefault(t, f.Default, fmt.Sprintf("%s field %q", side, f.Name), convert)
 			if err != nil {
 				return s, types, err
 			}
@@ -168,8 +172,9 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, si
 // which field names ("input field \"n\""), as docs/protocol.md ("Program
 // specs") says: nil when there is none, an error with CodeInvalidArgument
 // when the type holds a medium or dspy.History or the value does not
-// convert.
-func convertDefault(t Type, v any, field string) (any, error) {
+// convert (by convert: t.ConvertField for an input's, t.Convert for an
+// output's, which the program returns, and a model field's).
+func convertDefault(t Type, v any, field string, convert func(any, string) (any, error)) (any, error) {
 	if isNull(v) {
 		return nil, nil
 	}
@@ -179,7 +184,7 @@ func convertDefault(t Type, v any, field string) (any, error) {
 		}
 		return nil, invalid("%s: %s takes no default", field, held)
 	}
-	conv, err := t.Convert(v, field+" default")
+	conv, err := convert(v, field+" default")
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
@@ -272,7 +277,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 		c.inPaths = append(c.inPaths, "input "+f.Name)
 		c.defaults = append(c.defaults, f.Default)
 		if f.Default != nil { // converted already: the spec's own copy
-			sig.Inputs[i].Default, _ = types.inputs[i].Convert(f.Default, "")
+			sig.Inputs[i].Default, _ = types.inputs[i].ConvertField(f.Default, "")
 		}
 	}
 	c.fields = sig.Outputs
@@ -321,7 +326,7 @@ func (c *Compiled) Inputs(in map[string]any) (map[string]any, error) {
 			}
 			return nil, invalid("input %q is missing (the program takes %s)", f.Name, names(c.Spec.Signature.Inputs))
 		}
-		conv, err := c.inputs[i].Convert(v, c.inPaths[i])
+		conv, err := c.inputs[i].ConvertField(v, c.inPaths[i])
 		if err != nil {
 			return nil, invalid("%v", err)
 		}

@@ -708,6 +708,36 @@ type conv struct {
 	filled *int
 }
 
+// ConvertField converts v, the value of a signature's field of type t
+// (an input, an output, a value of a demo, a field's default), as Convert
+// does, but for a str field: one takes, besides a string, the values
+// DSPy 3.4.1 shows in a str field (its ChatAdapter's format_field_value),
+// an array of strings (the LM sees a numbered list, "[1] «…»"), a bool, a
+// number or an object (converted as Any converts them; the LM sees str()
+// or JSON). DSPy's untyped fields are str fields, and its RAG programs
+// give a list of passages to one ("context, question -> answer"). A
+// model's str field takes strings only, as pydantic's does.
+func (t Type) ConvertField(v any, path string) (any, error) {
+	if t.Kind == Str {
+		rv := indirect(reflect.ValueOf(v))
+		switch k := rv.Kind(); {
+		case !rv.IsValid(), k == reflect.String && rv.Type() != reflect.TypeFor[json.Number]():
+		case isArray(rv):
+			return strList.Convert(v, path)
+		case k == reflect.Bool, k == reflect.Map, rv.Type() == reflect.TypeFor[json.Number](), isInteger(k), k == reflect.Float32, k == reflect.Float64:
+			out, err := convertAny(rv, path, 0)
+			if err != nil {
+				return nil, err
+			}
+			return out.Interface(), nil
+		}
+	}
+	return t.Convert(v, path)
+}
+
+// strList is list[str], the type of an array a str field takes.
+var strList = Type{Kind: List, Elem: &Type{Kind: Str}}
+
 // convert converts v as c says.
 func (t Type) convert(v reflect.Value, path string, c conv) (reflect.Value, error) {
 	v = indirect(v)

@@ -181,9 +181,10 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
     engine prompts with (the inputs; ``reasoning`` then the outputs for chain_of_thought,
     the outputs otherwise): a user message with the demo's inputs and an assistant message
     with its outputs, for each demo. As ``Adapter.format_demos`` does, the demos that are
-    not complete (a chain_of_thought demo without reasoning, a null value, an input left
-    out) come first, in order (those that hold no input are left out, as DSPy leaves them
-    out), each user message starting with :data:`INCOMPLETE_DEMO_PREFIX` and a missing
+    not complete (a chain_of_thought demo without reasoning, a null value, a field left
+    out) come first, in order (each holds an input and an output: a spec's demos that
+    do not, which DSPy would leave out, are refused), each user message starting with
+    :data:`INCOMPLETE_DEMO_PREFIX` and a missing
     output written :data:`MISSING_IN_INCOMPLETE_DEMO`; then the complete ones, in order.
     The contents are ``format_user_message_content`` and
     ``format_assistant_message_content``'s. Made once per compiled spec."""
@@ -198,7 +199,7 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
             values[REASONING_FIELD] = demo["reasoning"]
         if all(values.get(f.name) is not None for f in fields):
             complete.append(values)
-        elif demo["inputs"]:  # DSPy drops an incomplete demo that holds no input
+        else:
             incomplete.append(values)
     made = []
     for group, prefix, missing in (

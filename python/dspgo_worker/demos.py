@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 from .errors import invalid
-from .fieldtypes import OPTIONAL
 from .kinds import KIND_CHAIN_OF_THOUGHT
 from .protocol import quote
-from .values import convert, describe_value, json_object, json_string
+from .values import convert_field, describe_value, json_object, json_string
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -18,10 +17,11 @@ if TYPE_CHECKING:
 def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], outputs: list[Field]) -> list[dict[str, Any]]:
     """A spec's demos validated against its fields and normalised, as Go's
     ``program.normalizeDemos`` (docs/protocol.md, "Demos"; the messages are checked
-    against protocol/testdata/demos.json): each ``{"inputs", "outputs"}`` holds a value of
-    its type for every input (an ``Optional`` one may be left out, as a run's) and declared
-    output (converted as inputs are), and no other name; ``reasoning`` (a string; empty or null is none, and then left out) only in a
-    chain_of_thought spec. Null or absent ``demos`` is none."""
+    against protocol/testdata/demos.json): each ``{"inputs", "outputs"}`` holds values of
+    its fields (:func:`demo_values`), at least one input and one output (``reasoning``
+    counts as one), and no other name; ``reasoning`` (a string; empty or null is none,
+    and then left out) only in a chain_of_thought spec. Null or absent ``demos`` is
+    none."""
     raw = spec.get("demos")
     if raw is None:
         return []
@@ -41,32 +41,40 @@ def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], output
             if kind != KIND_CHAIN_OF_THOUGHT:
                 raise invalid(f"{at}: reasoning is only for {KIND_CHAIN_OF_THOUGHT} programs (this one is {kind})")
             demo["reasoning"] = reasoning
+        if not demo["inputs"]:
+            raise invalid(f"{at} holds no input ({DEMO_SHOWN})")
+        if not demo["outputs"] and not reasoning:
+            raise invalid(f"{at} holds no output ({DEMO_SHOWN})")
         demos.append(demo)
     return demos
 
 
+#: Why a demo needs an input and an output (DSPy 3.4.1's ``Adapter.format_demos`` leaves
+#: out a demo without both).
+DEMO_SHOWN = "DSPy shows a demo only when it holds an input and an output"
+
+
 def demo_values(item: dict[str, Any], key: str, where: str, at: str, side: str, fields: list[Field]) -> dict[str, Any]:
-    """One side of a demo converted: every field present and of its type, in the fields'
-    order (but an ``Optional`` input, which may be left out), then no name that is not a
-    field (the first in sorted order is named)."""
+    """One side of a demo converted: each field it holds converted to its type (as a
+    run's input, by :func:`convert_field`) or null, in the fields' order, then no name
+    that is not a field (the first in sorted order is named). A field left out or null
+    makes the demo one that DSPy shows as incomplete, as a bootstrapped demo often is."""
     values = item.get(key)
     if values is None:
         values = {}
     elif not isinstance(values, dict):
         raise invalid(f"{where}.{key} must be an object, got {describe_value(values)}")
-    names = ", ".join(quote(f.name) for f in fields)
     out = {}
     for f in fields:
         if f.name not in values:
-            if side == "input" and f.type.kind == OPTIONAL:
-                continue
-            raise invalid(f"{at}: {side} {quote(f.name)} is missing (the signature's {side}s are {names})")
+            continue
+        v = values[f.name]
         try:
-            out[f.name] = convert(f.type, values[f.name], f"{at}: {side} {f.name}")
+            out[f.name] = None if v is None else convert_field(f.type, v, f"{at}: {side} {f.name}")
         except ValueError as exc:
             raise invalid(str(exc)) from None
     extra = sorted(name for name in values if name not in out)
     if extra:
+        names = ", ".join(quote(f.name) for f in fields)
         raise invalid(f"{at}: {side} {quote(extra[0])} is not in the signature (the signature's {side}s are {names})")
     return out
-

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from typing import Any
 
+    from .values import Converter
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -83,19 +85,20 @@ def field_list(obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]
     ]
 
 
-def check_default(t: FieldType, raw: Any, what: str) -> Any:
+def check_default(t: FieldType, raw: Any, what: str, conv: Converter = convert) -> Any:
     """A field's ``default`` (``raw``; None: none) converted to its type ``t`` as an input
-    of ``t`` converts, or None for none; ``invalid_argument`` naming the field (``what``:
-    ``input field "n"``, ``model "Answer" field "where"``) when ``t`` holds a type that
-    takes none (dspy.History, dspy.Image, dspy.File, dspy.Audio) or the default does not
-    convert (docs/protocol.md, "Program specs", ``default``)."""
+    of ``t`` converts (by ``conv``: ``values.convert_field`` for an input's, ``convert``
+    for an output's and a model field's), or None for none; ``invalid_argument`` naming the field
+    (``what``: ``input field "n"``, ``model "Answer" field "where"``) when ``t`` holds a
+    type that takes none (dspy.History, dspy.Image, dspy.File, dspy.Audio) or the default
+    does not convert (docs/protocol.md, "Program specs", ``default``)."""
     if raw is None:
         return None
     bad = t.media or (HISTORY if t.kind == HISTORY else "")
     if bad:
         raise invalid(f"{what}: {bad} takes no default")
     try:
-        return convert(t, raw, f"{what} default")
+        return conv(t, raw, f"{what} default")
     except ValueError as exc:
         raise invalid(str(exc)) from None
 

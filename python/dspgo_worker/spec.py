@@ -29,7 +29,7 @@ from .signature import (
     is_identifier,
     normalized_models,
 )
-from .values import convert, copy_value, describe_value, json_object, json_string
+from .values import convert, convert_field, copy_value, describe_value, json_object, json_string
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
@@ -92,7 +92,8 @@ class CompiledSpec:
                     if history:
                         raise invalid(f"input fields {quote(history)} and {quote(name)} are both {HISTORY}: a signature has one conversation")
                     history = name
-                default = check_default(t, f["default"], f"{side} field {quote(name)}")
+                # an output's default is a value the program returns: converted strictly
+                default = check_default(t, f["default"], f"{side} field {quote(name)}", convert_field if side == "input" else convert)
                 parsed.append(Field(name, t, f["description"], default))
             sides[side] = parsed
         check_models_used(self.models, (*sides["input"], *sides["output"]))
@@ -153,7 +154,7 @@ class CompiledSpec:
                 self._check_unknown_inputs(inputs)  # a misspelt name is named, not only the one it left out
                 raise invalid(f"input {quote(f.name)} is missing (the program takes {self.input_names()})")
             try:
-                out[f.name] = convert(f.type, inputs[f.name], f"input {f.name}")
+                out[f.name] = convert_field(f.type, inputs[f.name], f"input {f.name}")
             except ValueError as exc:
                 raise invalid(str(exc)) from None
         if any(name not in out for name in inputs):

@@ -153,6 +153,19 @@ def convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
     return _convert(t, v, path, exact)
 
 
+def convert_field(t: FieldType, v: Any, path: str) -> Any:
+    """``v``, the value of a signature's field of type ``t`` (an input, a demo's value, a
+    field's default), as :func:`convert` converts it, but for a ``str`` field: one takes,
+    besides a string, what DSPy 3.4.1's ChatAdapter shows in a ``str`` field
+    (``format_field_value``), a list of strings (a numbered list to the LM), a bool, a
+    number or an object (as ``Any`` takes them), as Go's ``Type.ConvertField`` does.
+    DSPy's untyped fields are ``str`` fields, and its RAG programs give one a list of
+    passages. A model's ``str`` field takes strings only, as pydantic's does."""
+    if t.kind == STR and v is not None and not isinstance(v, str):
+        return convert(_STR_LIST if isinstance(v, list) else _ANY_TYPE, v, path)
+    return convert(t, v, path)
+
+
 def _convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
     """:func:`convert`'s value, the values the models' defaults fill in counted in
     ``_tries.filled`` (:func:`_fill`)."""
@@ -838,6 +851,8 @@ def _lax_model(t: FieldType, v: dict[Any, Any], path: str) -> tuple[dict[str, An
 
 #: A dict's key type when it names none.
 _STR_TYPE = FieldType(STR)
+_STR_LIST = FieldType(LIST, _STR_TYPE)
+_ANY_TYPE = FieldType(ANY)
 
 
 def json_object(value: Any, where: str, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -39,6 +39,20 @@ def with_demos(spec: dict, demos: list[dict], kind: str = "") -> dict:
     return {**spec, "kind": kind, "demos": demos}
 
 
+#: DSPy's RAG program as its tutorial writes it ("context, question -> answer", untyped
+#: fields, a list of passages given to ``context``) with the demos an optimizer leaves:
+#: one without the context (a trainset example), values that are no strings in str
+#: fields, a null.
+UNTYPED_RAG = spec_of([("context", ""), ("question", "")], [("answer", "")])
+UNTYPED_RAG_DEMOS = [
+    {"inputs": {"question": "Who read it?"}, "outputs": {"answer": "Bo"}},
+    {"inputs": {"context": ["Ann wrote it.", "Bo read it.\nTwice, «slowly»."], "question": "Who wrote it?"}, "outputs": {"answer": "Ann"}},
+    {"inputs": {"context": ["One passage."], "question": 42}, "outputs": {"answer": {"k": [1, 2.5, "é"]}}},
+    {"inputs": {"context": [], "question": None}, "outputs": {"answer": True}},
+    {"inputs": {"context": "Plain text.", "question": "Why?"}, "outputs": {}, "reasoning": "Because."},
+]
+UNTYPED_RAG_INPUTS = {"context": ["Go is a language.", "It has goroutines."], "question": "What is Go?"}
+
 #: Every kind of value: as DSPy writes them (str() of a scalar, JSON of a list or dict).
 TYPED = {
     **spec_of([("n", "int"), ("flag", "bool"), ("m", "dict[int, float]"), ("x", "Any")],
@@ -105,6 +119,8 @@ class AgainstDSPyTest(unittest.TestCase):
             "chain_of_thought": with_demos(RAG, RAG_DEMOS, "chain_of_thought"),
             "typed": TYPED,
             "typed_chain_of_thought": {**TYPED, "kind": "chain_of_thought"},
+            "untyped_rag_incomplete": with_demos(UNTYPED_RAG, UNTYPED_RAG_DEMOS[:-1]),
+            "untyped_rag_chain_of_thought": with_demos(UNTYPED_RAG, UNTYPED_RAG_DEMOS, "chain_of_thought"),
         }
         for name, spec in specs.items():
             with self.subTest(spec=name):
@@ -151,6 +167,19 @@ class DemosReachTheLMTest(unittest.TestCase):
                 (by_native,) = self.run_on("native", spec, RAG_INPUTS)
                 self.assertEqual(len(by_dspy), 6, "system, two demo pairs, the input")
                 self.assertEqual(by_dspy, by_native, "DSPy's ChatAdapter's messages, the system message included")
+
+    def test_dspys_rag_program_as_its_tutorial_writes_it(self):
+        """Untyped fields, a list of passages in ``context``, incomplete demos: both engines
+        send DSPy's messages (a numbered list of «passages», the incomplete demos first)."""
+        require_dspy(self)
+        for kind, demos in (("predict", UNTYPED_RAG_DEMOS[:-1]), ("chain_of_thought", UNTYPED_RAG_DEMOS)):
+            with self.subTest(kind=kind):
+                spec = with_demos(UNTYPED_RAG, demos, kind)
+                (by_dspy,) = self.run_on("dspy", spec, UNTYPED_RAG_INPUTS)
+                (by_native,) = self.run_on("native", spec, UNTYPED_RAG_INPUTS)
+                self.assertEqual(by_dspy, by_native, "DSPy's ChatAdapter's messages, the system message included")
+                self.assertIn("[[ ## context ## ]]\n[1] «Go is a language.»\n[2] «It has goroutines.»", by_native[-1]["content"])
+                self.assertTrue(by_native[1]["content"].startswith(INCOMPLETE_DEMO_PREFIX))
 
     def test_react(self):
         """dspy: the demos go to ReAct's extraction step (trajectory and reasoning not

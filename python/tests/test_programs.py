@@ -97,7 +97,7 @@ class ProgramCommandsTest(unittest.TestCase):
             ({"question": "?"}, 'input "n" is missing'),
             ({"question": "?", "n": 1, "extra": 2}, 'input "extra" is not in the signature'),
             ({"question": "?", "n": "one"}, 'input n: expected int, got string "one"'),
-            ({"question": 3, "n": 1}, "input question: expected str, got number 3"),
+            ({"question": [3], "n": 1}, "input question[0]: expected str, got number 3"),
             ({"question": None, "n": 1}, "input question: expected str, got null"),
             ({"question": "?", "n": True}, "input n: expected int, got bool"),
         ]

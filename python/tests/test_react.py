@@ -116,7 +116,7 @@ class StreamedExecuteTest(unittest.TestCase):
     def test_errors_of_a_streamed_execution(self):
         reply, chunks = self.execute({"spec_hash": "nope", "inputs": {}})
         self.assertEqual((reply["error"]["type"], reply["chunks"], chunks), ("SpecNotFound", 0, []))
-        reply, chunks = self.execute({"spec": QA, "inputs": {"question": 3}})
+        reply, chunks = self.execute({"spec": QA, "inputs": {"question": None}})
         self.assertEqual((reply["error"]["code"], reply["chunks"]), ("invalid_argument", 0))
 
     def test_deadline_while_waiting_for_credit(self):

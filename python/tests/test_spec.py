@@ -280,7 +280,8 @@ class InputsTest(unittest.TestCase):
     def test_errors_name_the_field(self):
         cases = [
             ({"s": None}, "input s: expected str, got null"),
-            ({"s": 3}, "input s: expected str, got number 3"),
+            ({"s": ["a", 2]}, "input s[1]: expected str, got number 2"),
+            ({"s": [["a"]]}, "input s[0]: expected str, got array"),
             ({"n": "one"}, 'input n: expected int, got string "one"'),
             ({"n": 1.5}, "input n: expected int, got number 1.5"),
             ({"n": True}, "input n: expected int, got bool"),
@@ -303,6 +304,9 @@ class InputsTest(unittest.TestCase):
                     self.compiled.convert_inputs({**self.good, **change})
                 self.assertEqual(caught.exception.code, "invalid_argument")
                 self.assertIn(want, caught.exception.message)
+        for value in (["Ann wrote it.", "Bo read it."], [], 3, 2.5, True, {"k": [1, "x"]}):
+            with self.subTest(value=value):  # what DSPy shows in a str field, as Go takes it
+                self.assertEqual(self.compiled.convert_inputs({**self.good, "s": value})["s"], value)
         inputs = dict(self.good)
         del inputs["s"]
         with self.assertRaisesRegex(WorkerError, 'input "s" is missing'):
