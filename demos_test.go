@@ -50,8 +50,6 @@ func TestDemos(t *testing.T) {
 		demo dspgo.Demo
 		want string
 	}{
-		{"", dspgo.Demo{Inputs: map[string]any{"question": "?"}},
-			`demo 0 holds no output (DSPy shows a demo only when it holds an input and an output)`},
 		{"", dspgo.Demo{Inputs: ragDemos()[0].Inputs, Outputs: map[string]any{"answer": "x", "confidence": "high"}},
 			`demo 0: output confidence: expected float, got string "high"`},
 		{dspgo.KindReact, dspgo.Demo{Inputs: ragDemos()[0].Inputs, Outputs: ragDemos()[0].Outputs, Reasoning: "r"},

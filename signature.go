@@ -13,6 +13,7 @@ import (
 //		Type        string // as written in a DSPy signature; empty means "str"
 //		Description string // for the language model; empty means none
 //		Default     any    // the value when left out; nil means none
+//		Constraints []Constraint // pydantic's, shown to the LM; nil means none
 //	}
 //
 // Type is "str", "int", "float", "bool", "Any", "list[T]", "dict[str, T]",
@@ -21,6 +22,19 @@ import (
 // of one of the signature's Models; the spellings and canonical forms
 // are in docs/protocol.md.
 type Field = command.Field
+
+// Constraint is one of pydantic's constraints on a signature's field,
+// which DSPy shows the language model (Field.Constraints), the command
+// set's command.Constraint:
+//
+//	type Constraint struct {
+//		Name  string // "gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "allow_inf_nan"
+//		Value any    // a number (an int, or a float), or a bool for allow_inf_nan
+//	}
+//
+// dspy.OutputField(ge=0, le=1) is
+// Field{Name: "confidence", Type: "float", Constraints: []Constraint{{"ge", 0}, {"le", 1}}}.
+type Constraint = command.Constraint
 
 // Signature is a program's typed inputs and outputs, the command set's
 // command.Signature:

@@ -105,6 +105,12 @@ type Typed[In, Out any] struct {
 //     an input takes it when it is left out, so on the In side (a
 //     struct's fields included) default= is for a pointer tagged
 //     omitempty: a nil one is left out and takes it.
+//   - gt=N, ge=N, lt=N, le=N, multiple_of=N, min_length=N, max_length=N,
+//     allow_inf_nan=BOOL: pydantic's constraints (Field.Constraints), in
+//     the tag's order, as dspy.OutputField(ge=0, le=1) gives them: DSPy
+//     shows them to the language model and checks no value against
+//     them. N is a JSON number (0 is an int, 0.0 a float, as Python
+//     prints them); a struct's fields (a model's) take none.
 //   - omitempty: a nil pointer input is left out of the inputs, as DSPy
 //     leaves out of the prompt an Optional input it is not given, instead
 //     of sent as None (which the prompt shows as "None"). For a pointer
@@ -453,7 +459,7 @@ func deriveCodec(t reflect.Type, s side, deriving []reflect.Type) (*structCodec,
 					return fail("omitempty leaves a nil input out, so it is for a pointer (an Optional input); this field is %s", typ)
 				}
 			}
-			f.field = Field{Name: name, Type: typ.String(), Description: opts.desc}
+			f.field = Field{Name: name, Type: typ.String(), Description: opts.desc, Constraints: opts.constraints}
 			if opts.dflt != nil && s == inputSide && !opts.omitEmpty {
 				return fail("default= on an input applies when it is left out, so it is for a pointer tagged omitempty (a nil one is left out); this field is always sent")
 			}
@@ -521,7 +527,9 @@ type tagOptions struct {
 	name, desc string
 	enum       []string
 	// dflt is the text of default=, nil without it.
-	dflt          *string
+	dflt *string
+	// constraints are the ge=, le=, … options, in the tag's order.
+	constraints   []Constraint
 	input, output bool
 	omitEmpty     bool
 	// moment is program.Date or program.DateTime for the date and
@@ -529,7 +537,7 @@ type tagOptions struct {
 	moment program.Kind
 }
 
-// parseTag parses "name,input,output,omitempty,enum=a|b,date,datetime,default=v,desc=text".
+// parseTag parses "name,input,output,omitempty,enum=a|b,date,datetime,default=v,ge=0,…,desc=text".
 func parseTag(tag string) (tagOptions, error) {
 	parts := strings.Split(tag, ",")
 	o := tagOptions{name: parts[0]}
@@ -559,6 +567,17 @@ func parseTag(tag string) (tagOptions, error) {
 			}
 			text := strings.TrimPrefix(opt, "default=")
 			o.dflt = &text
+		case program.IsConstraint(strings.SplitN(opt, "=", 2)[0]) && strings.Contains(opt, "="):
+			name, text, _ := strings.Cut(opt, "=")
+			var value any = text // a number's text, checked as the spec's constraints are
+			if name == "allow_inf_nan" {
+				b, err := strconv.ParseBool(text)
+				if err != nil {
+					return o, fmt.Errorf("allow_inf_nan=%s is not a bool", text)
+				}
+				value = b
+			}
+			o.constraints = append(o.constraints, Constraint{Name: name, Value: value})
 		case opt == "date" || opt == "datetime":
 			if o.moment != 0 {
 				return o, fmt.Errorf("date and datetime exclude each other")
@@ -572,7 +591,7 @@ func parseTag(tag string) (tagOptions, error) {
 			o.omitEmpty = true
 		case opt == "":
 		default:
-			return o, fmt.Errorf("unknown option %q (known: input, output, omitempty, enum=A|B, date, datetime, default=VALUE, desc=TEXT)", opt)
+			return o, fmt.Errorf("unknown option %q (known: input, output, omitempty, enum=A|B, date, datetime, default=VALUE, gt=, ge=, lt=, le=, multiple_of=, min_length=, max_length=, allow_inf_nan=, desc=TEXT)", opt)
 		}
 	}
 	if o.moment != 0 && o.enum != nil {

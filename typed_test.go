@@ -644,7 +644,7 @@ func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 		}](1), `enum value "a" appears twice`},
 		{"an unknown tag option", fieldOf[struct {
 			L string `dspy:"l,required"`
-		}](1), `unknown option "required" (known: input, output, omitempty, enum=A|B, date, datetime, default=VALUE, desc=TEXT)`},
+		}](1), `unknown option "required" (known: input, output, omitempty, enum=A|B, date, datetime, default=VALUE, gt=, ge=, lt=, le=, multiple_of=, min_length=, max_length=, allow_inf_nan=, desc=TEXT)`},
 		{"a default= that is no JSON", fieldOf[struct {
 			N int `dspy:"n,default=three"`
 		}](1), "Out field struct { N int \"dspy:\\\"n,default=three\\\"\" }.N (int): default=three: not a JSON value of int"},
@@ -809,4 +809,32 @@ func TestTypedOutputThatDoesNotFit(t *testing.T) {
 			assert.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// TestTypedConstraints: ge=, le=, … in a dspy tag are the field's
+// constraints, in the tag's order, each value as Python prints it; a bad
+// one is refused with the tag named.
+func TestTypedConstraints(t *testing.T) {
+	c, _ := newClient(t)
+	type out struct {
+		Score float64  `dspy:"score,le=1,ge=0.0,desc=How sure, from 0 to 1"`
+		Tags  []string `dspy:"tags,max_length=3"`
+		F     float64  `dspy:"f,allow_inf_nan=false"`
+	}
+	p, err := dspgo.NewTyped[struct{ Q string }, out](t.Context(), c, dspgo.ProgramSpec{})
+	require.NoError(t, err)
+	assert.Equal(t, []dspgo.Field{
+		{Name: "score", Type: "float", Description: "How sure, from 0 to 1", Constraints: []dspgo.Constraint{{Name: "le", Value: "1"}, {Name: "ge", Value: "0.0"}}},
+		{Name: "tags", Type: "list[str]", Constraints: []dspgo.Constraint{{Name: "max_length", Value: "3"}}},
+		{Name: "f", Type: "float", Constraints: []dspgo.Constraint{{Name: "allow_inf_nan", Value: "False"}}},
+	}, p.Program().Spec.Signature.Outputs)
+
+	_, err = dspgo.NewTyped[struct{ Q string }, struct {
+		N int `dspy:"n,ge=zero"`
+	}](t.Context(), c, dspgo.ProgramSpec{})
+	assert.ErrorContains(t, err, `output field "n": constraint "ge": expected a number, got string "zero"`)
+	_, err = dspgo.NewTyped[struct{ Q string }, struct {
+		N float64 `dspy:"n,allow_inf_nan=maybe"`
+	}](t.Context(), c, dspgo.ProgramSpec{})
+	assert.ErrorContains(t, err, "allow_inf_nan=maybe is not a bool")
 }

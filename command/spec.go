@@ -55,6 +55,32 @@ type Field struct {
 	// dspy.History or a media type takes none.
 	// The rules are in docs/protocol.md ("Program specs").
 	Default any `json:"default,omitempty"`
+	// Constraints are pydantic's constraints on a signature's field, in
+	// the order given (DSPy's dspy.OutputField(ge=0, le=1) is
+	// []Constraint{{"ge", 0}, {"le", 1}}): DSPy 3.4.1 shows them to the
+	// language model under the field's line of the system message
+	// ("Constraints: greater than or equal to: 0, less than or equal to:
+	// 1") and checks no value against them, and neither does dspgo. Nil
+	// means none, and leaves the key out of the spec's JSON; a model's
+	// fields take none. The rules are in docs/protocol.md ("Program
+	// specs").
+	Constraints []Constraint `json:"constraints,omitempty"`
+}
+
+// Constraint is one of pydantic's constraints on a field, as DSPy's
+// InputField and OutputField take them.
+type Constraint struct {
+	// Name is the constraint: "gt", "ge", "lt", "le" or "multiple_of",
+	// whose value is a number; "min_length" or "max_length", a
+	// non-negative integer; "allow_inf_nan", a bool.
+	Name string `json:"name"`
+	// Value is the constraint's value: a Go number or bool, a
+	// json.Number, or the text of a JSON number. The normalized spec
+	// holds it as the text Python prints for it, which the prompt shows:
+	// a Go integer, or a JSON number without a fraction or exponent, is
+	// an int ("1"); a Go float, or any other JSON number, a float ("1.0",
+	// "0.001", "1e-05"); a bool "True" or "False".
+	Value any `json:"value"`
 }
 
 // Signature is a program's typed inputs and outputs: any number of inputs

@@ -16,7 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/conformance"
+	"github.com/dspgo/dspgo/internal/program"
 	"github.com/dspgo/dspgo/internal/testutil"
 )
 
@@ -319,4 +321,24 @@ func TestConfigErrorsSayWhatToFix(t *testing.T) {
 	assert.Equal(t, 2, r.status)
 	assert.Contains(t, r.stderr, "pool.size = abc (set by env:DSPGO_POOL__SIZE): expected an integer; fix the configuration (each problem names the layer that set it)\n")
 	assert.NotContains(t, r.stderr, "config explain")
+}
+
+// TestProgramFileNumbers: a program file's numbers are ints or floats as
+// written, in JSON as in YAML, so a constraint shows the LM what its
+// author wrote (0, 1.0).
+func TestProgramFileNumbers(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"p.json": `{"inputs": [{"name": "q"}], "outputs": [{"name": "score", "type": "float", "constraints": [{"name": "ge", "value": 0}, {"name": "le", "value": 1.0}]}]}`,
+		"p.yaml": "inputs: [{name: q}]\noutputs:\n  - {name: score, type: float, constraints: [{name: ge, value: 0}, {name: le, value: 1.0}]}\n",
+	}
+	for name, text := range files {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
+		spec, err := loadSpec(path)
+		require.NoError(t, err, name)
+		c, err := program.Compile(command.Spec{Signature: spec.Signature})
+		require.NoError(t, err, name)
+		assert.Equal(t, []command.Constraint{{Name: "ge", Value: "0"}, {Name: "le", Value: "1.0"}}, c.Spec.Signature.Outputs[0].Constraints, name)
+	}
 }

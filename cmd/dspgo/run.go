@@ -263,6 +263,7 @@ func loadSpec(path string) (dspgo.ProgramSpec, error) {
 	if strings.EqualFold(filepath.Ext(path), ".json") {
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
+		dec.UseNumber() // 0 is an int and 0.0 a float, as in the YAML and to Python (a constraint shows which)
 		err = dec.Decode(&sf)
 	} else {
 		dec := yaml.NewDecoder(bytes.NewReader(data))

@@ -190,8 +190,6 @@ func TestLoadErrors(t *testing.T) {
 		{"another name", predict, "question, ctx: list[str] -> answer, confidence: float",
 			`Predict: field 1 is "context" in the file (its description is "${context}"), but the signature names it "ctx"`},
 		{"predict needs a signature", predict, "", "Predict: the file does not say which of its 4 fields are inputs (its instructions are not DSPy's default ones, which name them): give the signature"},
-		{"a demo holds no output", strings.Replace(strings.Replace(predict, `"answer": "Ann",`, "", 1), `"confidence": 1.0`, `"dspy_uuid": "u"`, 1), qaSignature,
-			`Predict: demo 0 holds no output (DSPy shows a demo only when it holds an input and an output)`},
 		{"a demo of the wrong type", strings.Replace(predict, `"confidence": 0.25`, `"confidence": "high"`, 1), qaSignature,
 			`Predict: demo 1: output confidence: expected float, got string "high"`},
 		{"reasoning not a string", strings.Replace(cot, `"reasoning": "The context says Ann wrote it."`, `"reasoning": 3`, 1), qaSignature,

@@ -12,7 +12,11 @@ import (
 // Errors have CodeInvalidArgument and name the demo as label and its
 // index ("demo 3") and the field. The Python worker keeps the same rule
 // with the same messages for a spec's demos (protocol/testdata/demos.json).
-func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, models *Models, label string) ([]command.Demo, error) {
+//
+// A demo may lack an input or an output, which DSPy then leaves out of
+// the prompt (and so do the engines); an example (examples: of Evaluate
+// and Compile) may not, as it runs and is scored.
+func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, models *Models, label string, examples bool) ([]command.Demo, error) {
 	if len(demos) == 0 {
 		return nil, nil
 	}
@@ -31,18 +35,16 @@ func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, mo
 			return nil, invalid("%s: reasoning is only for %s programs (this one is %s)", at, command.KindChainOfThought, kind)
 		}
 		switch {
+		case !examples:
 		case len(inputs) == 0:
-			return nil, invalid("%s holds no input (%s)", at, demoShown)
+			return nil, invalid("%s holds no input: an example is run on its inputs", at)
 		case len(outputs) == 0 && d.Reasoning == "":
-			return nil, invalid("%s holds no output (%s)", at, demoShown)
+			return nil, invalid("%s holds no output: an example is scored on its outputs", at)
 		}
 		out[i] = command.Demo{Inputs: inputs, Outputs: outputs, Reasoning: d.Reasoning}
 	}
 	return out, nil
 }
-
-// demoShown is why a demo needs an input and an output.
-const demoShown = "DSPy shows a demo only when it holds an input and an output"
 
 // demoValues converts one side of a demo: each field it holds converted
 // to its type (as a run's input, by ConvertField) or null, in the fields'

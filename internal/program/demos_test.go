@@ -71,14 +71,11 @@ func demoCases() []demoCase {
 			`"demos":[{"inputs":{"question":"Who?"},"outputs":{"answer":"Ann"}},{"inputs":{"question":"Who?","hint":null},"outputs":{"answer":"Ann"}}]}`)},
 		{Name: "optional_output_left_out", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"question","type":"str","description":""}],` +
 			`"outputs":[{"name":"answer","type":"Optional[str]","description":""}]},"instructions":"","kind":"predict",` +
-			`"demos":[{"inputs":{"question":"Who?"},"outputs":{}}]}`),
-			Error: `demo 0 holds no output (DSPy shows a demo only when it holds an input and an output)`},
-		{Name: "no_inputs", Spec: demoSpec("predict", `[{"outputs":{"answer":"x","confidence":0.5}}]`),
-			Error: `demo 0 holds no input (DSPy shows a demo only when it holds an input and an output)`},
+			`"demos":[{"inputs":{"question":"Who?"},"outputs":{}}]}`)},
+		{Name: "no_inputs", Spec: demoSpec("predict", `[{"outputs":{"answer":"x","confidence":0.5}}]`)},
 		{Name: "incomplete_output_left_out", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x"}}]`)},
 		{Name: "incomplete_reasoning_its_only_output", Spec: demoSpec("chain_of_thought", `[{"inputs":{"question":"Why?"},"outputs":{},"reasoning":"r"}]`)},
-		{Name: "incomplete_no_output_nor_reasoning", Spec: demoSpec("chain_of_thought", `[{"inputs":{"question":"Why?"},"outputs":{},"reasoning":""}]`),
-			Error: `demo 0 holds no output (DSPy shows a demo only when it holds an input and an output)`},
+		{Name: "incomplete_no_output_nor_reasoning", Spec: demoSpec("chain_of_thought", `[{"inputs":{"question":"Why?"},"outputs":{},"reasoning":""}]`)},
 		{Name: "incomplete_nulls", Spec: demoSpec("predict", `[{"inputs":{"question":null,"context":null},"outputs":{"answer":null,"confidence":0.5}}]`)},
 		{Name: "input_of_wrong_type", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":"all of it"},"outputs":{"answer":"x","confidence":0.5}}]`),
 			Error: `demo 0: input context: expected list[str], got string "all of it"`},

@@ -192,6 +192,8 @@ func (m *Models) modelFields(model command.Model) ([]ModelField, error) {
 			return nil, invalid("model %q field %q: a model's field name may not start with \"_\" or \"model_\"", model.Name, f.Name)
 		case slices.Contains(baseModelAttributes, f.Name):
 			return nil, invalid("model %q field %q: pydantic's BaseModel has an attribute of that name", model.Name, f.Name)
+		case len(f.Constraints) > 0:
+			return nil, invalid("model %q field %q: constraints are not supported on a model's fields (pydantic would validate them; DSPy shows a signature field's)", model.Name, f.Name)
 		}
 		t, err := m.ParseType(f.Type)
 		if err != nil {

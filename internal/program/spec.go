@@ -157,7 +157,11 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, si
 			if err != nil {
 				return s, types, err
 			}
-			dst[i] = command.Field{Name: f.Name, Type: t.String(), Description: f.Description, Default: def}
+			constraints, err := normalizeConstraints(f.Constraints, t, fmt.Sprintf("%s field %q", side, f.Name))
+			if err != nil {
+				return s, types, err
+			}
+			dst[i] = command.Field{Name: f.Name, Type: t.String(), Description: f.Description, Default: def, Constraints: constraints}
 			group.types[i] = t
 		}
 	}
@@ -262,7 +266,7 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	demos, err := normalizeDemos(spec.Demos, kind, sig, types.models, "demo")
+	demos, err := normalizeDemos(spec.Demos, kind, sig, types.models, "demo", false)
 	if err != nil {
 		return nil, err
 	}
@@ -292,11 +296,12 @@ func Compile(spec command.Spec) (*Compiled, error) {
 }
 
 // Examples validates examples against the program's signature as its
-// demos are, and returns them converted. Errors have CodeInvalidArgument
+// demos are, but that each holds an input and an output (or reasoning),
+// and returns them converted. Errors have CodeInvalidArgument
 // and name the example as label and its index ("devset example 3") and
 // the field.
 func (c *Compiled) Examples(examples []command.Demo, label string) ([]command.Demo, error) {
-	return normalizeDemos(examples, c.Spec.Kind, c.Spec.Signature, c.models, label)
+	return normalizeDemos(examples, c.Spec.Kind, c.Spec.Signature, c.models, label, true)
 }
 
 // Inputs converts a program's inputs to their declared types. An input

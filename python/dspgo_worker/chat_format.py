@@ -11,6 +11,7 @@ import json
 import os
 import re
 
+from .constraints import constraints_line
 from .errors import WorkerError
 from .fieldtypes import (
     AUDIO,
@@ -147,12 +148,15 @@ def describe_fields(fields: Iterable[Field], reasoning: bool = False) -> list[st
     ``get_field_description_string`` writes them: the name, the type's name
     (:func:`dspy_type_name`), a colon, then the description (for a chain of thought's
     first field, the reasoning, none: DSPy's is its ``${reasoning}`` placeholder), the
-    list's text stripped."""
+    list's text stripped; under a field's line, its constraints' (DSPy's "Constraints:"
+    line, :func:`~dspgo_worker.constraints.constraints_line`)."""
     lines = []
     for i, f in enumerate(fields, 1):
         name = STR if reasoning and i == 1 else dspy_type_name(f.type)
         description = "" if reasoning and i == 1 else f.description
         lines.append(f"{i}. `{f.name}` ({name}): {description}")
+        if f.constraints:
+            lines.append(constraints_line(f.constraints))
     # DSPy strips the list's text: the white space that ends its last line goes.
     return "\n".join(lines).strip().split("\n") if lines else []
 
@@ -182,8 +186,8 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
     the outputs otherwise): a user message with the demo's inputs and an assistant message
     with its outputs, for each demo. As ``Adapter.format_demos`` does, the demos that are
     not complete (a chain_of_thought demo without reasoning, a null value, a field left
-    out) come first, in order (each holds an input and an output: a spec's demos that
-    do not, which DSPy would leave out, are refused), each user message starting with
+    out) come first, in order (those that lack every input or every output left out, as
+    DSPy leaves them out; reasoning counts as an output), each user message starting with
     :data:`INCOMPLETE_DEMO_PREFIX` and a missing
     output written :data:`MISSING_IN_INCOMPLETE_DEMO`; then the complete ones, in order.
     The contents are ``format_user_message_content`` and
@@ -199,7 +203,7 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
             values[REASONING_FIELD] = demo["reasoning"]
         if all(values.get(f.name) is not None for f in fields):
             complete.append(values)
-        else:
+        elif demo["inputs"] and (demo["outputs"] or "reasoning" in demo):  # else DSPy leaves it out
             incomplete.append(values)
     made = []
     for group, prefix, missing in (

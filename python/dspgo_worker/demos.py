@@ -18,10 +18,10 @@ def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], output
     """A spec's demos validated against its fields and normalised, as Go's
     ``program.normalizeDemos`` (docs/protocol.md, "Demos"; the messages are checked
     against protocol/testdata/demos.json): each ``{"inputs", "outputs"}`` holds values of
-    its fields (:func:`demo_values`), at least one input and one output (``reasoning``
-    counts as one), and no other name; ``reasoning`` (a string; empty or null is none,
-    and then left out) only in a chain_of_thought spec. Null or absent ``demos`` is
-    none."""
+    its fields (:func:`demo_values`) and no other name; ``reasoning`` (a string; empty or
+    null is none, and then left out) only in a chain_of_thought spec. Null or absent
+    ``demos`` is none. (One without an input or an output is valid, and left out of the
+    prompt, as DSPy leaves it out.)"""
     raw = spec.get("demos")
     if raw is None:
         return []
@@ -41,17 +41,8 @@ def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], output
             if kind != KIND_CHAIN_OF_THOUGHT:
                 raise invalid(f"{at}: reasoning is only for {KIND_CHAIN_OF_THOUGHT} programs (this one is {kind})")
             demo["reasoning"] = reasoning
-        if not demo["inputs"]:
-            raise invalid(f"{at} holds no input ({DEMO_SHOWN})")
-        if not demo["outputs"] and not reasoning:
-            raise invalid(f"{at} holds no output ({DEMO_SHOWN})")
         demos.append(demo)
     return demos
-
-
-#: Why a demo needs an input and an output (DSPy 3.4.1's ``Adapter.format_demos`` leaves
-#: out a demo without both).
-DEMO_SHOWN = "DSPy shows a demo only when it holds an input and an output"
 
 
 def demo_values(item: dict[str, Any], key: str, where: str, at: str, side: str, fields: list[Field]) -> dict[str, Any]:

@@ -54,6 +54,7 @@ import threading
 
 from .chat_format import convert_outputs
 from .chunks import ReplyStreamer
+from .constraints import python_value
 from .engines import EngineUnavailable
 from .errors import WorkerError
 from .fieldtypes import AUDIO, DATE, FILE, HISTORY, IMAGE, MODEL, OPTIONAL, STR, FieldType, Model
@@ -316,6 +317,8 @@ class DspyEngine:
                         annotation = python_type(f.type, classes)
                         if f.default is not None:  # dspy.InputField(default=…), dspy.OutputField(default=…)
                             kwargs["default"] = _python_default(annotation, f.default)
+                        for c in f.constraints:  # dspy.OutputField(ge=0, le=1), in the order given
+                            kwargs[c["name"]] = python_value(c["value"])
                         dspy_fields[f.name] = (annotation, make(**kwargs))
                 signature = compiled.extras["dspy_signature"] = dspy.make_signature(dspy_fields, compiled.instructions or None)
             return signature

@@ -128,16 +128,24 @@ def check_optimizer(raw: dict[str, Any], metric: bool) -> tuple[str, dict[str, A
 
 def check_examples(spec: dict[str, Any], raw: list[Any], which: str) -> list[dict[str, Any]]:
     """The examples of ``trainset`` or ``valset``, checked and converted as a spec's demos
-    are (``invalid_argument`` naming the set, the example and the field)."""
+    are, but that each holds an input and an output or reasoning, as Go's
+    ``Compiled.Examples`` checks (``invalid_argument`` naming the set, the example and the
+    field)."""
     from .spec import CompiledSpec
 
     for i, example in enumerate(raw):
         if not isinstance(example, dict):
             raise _invalid(f"{which}[{i}] must be an object")
     try:
-        return list(CompiledSpec({**spec, "demos": raw}).demos) if raw else []
+        examples = list(CompiledSpec({**spec, "demos": raw}).demos) if raw else []
     except WorkerError as exc:
         raise WorkerError(exc.code, f"compile_program: {which}: {exc.message}") from None
+    for i, example in enumerate(examples):
+        if not example["inputs"]:
+            raise _invalid(f"{which} example {i} holds no input: an example is run on its inputs")
+        if not example["outputs"] and "reasoning" not in example:
+            raise _invalid(f"{which} example {i} holds no output: an example is scored on its outputs")
+    return examples
 
 
 @command(

@@ -30,15 +30,17 @@ class Field:
     """A field of a signature or of a model: its name, type, description and ``default``,
     the value (converted to its type) it takes when it is left out, None for none (a
     model's field's is its raw value from the spec until :func:`compile_models` converts
-    it)."""
+    it), and a signature field's normalized ``constraints`` (``constraints.py``)."""
 
-    __slots__ = ("name", "type", "description", "default")
+    __slots__ = ("name", "type", "description", "default", "constraints")
 
-    def __init__(self, name: str, type: FieldType, description: str, default: Any = None) -> None:
+    def __init__(self, name: str, type: FieldType, description: str, default: Any = None,
+                 constraints: list[dict[str, str]] | None = None) -> None:
         self.name = name
         self.type = type
         self.description = description
         self.default = default
+        self.constraints: list[dict[str, str]] = constraints or []
 
     @property
     def required(self) -> bool:
@@ -47,11 +49,13 @@ class Field:
         return self.default is None and self.type.kind != OPTIONAL
 
     def normalized(self) -> dict[str, Any]:
-        """The field as a normalized spec holds it: a ``default`` only when it has one (a
-        spec without defaults keeps its hash)."""
-        out = {"name": self.name, "type": str(self.type), "description": self.description}
+        """The field as a normalized spec holds it: a ``default`` and ``constraints`` only
+        when it has them (a spec without them keeps its hash)."""
+        out: dict[str, Any] = {"name": self.name, "type": str(self.type), "description": self.description}
         if self.default is not None:
             out["default"] = copy_value(self.default)
+        if self.constraints:
+            out["constraints"] = [dict(c) for c in self.constraints]
         return out
 
 
@@ -72,15 +76,18 @@ def object_list(obj: dict[str, Any], key: str, where: str, keys: tuple[str, ...]
 
 
 #: The keys of a field's object (a signature's input or output, a model's field).
-FIELD_KEYS = ("name", "type", "description", "default")
+FIELD_KEYS = ("name", "type", "description", "default", "constraints")
 
 
 def field_list(obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
-    """``obj[key]``, a list of fields, each's name, type and description a string and its
-    ``default`` as it is (None: none; checked with its type, :func:`check_default`)."""
+    """``obj[key]``, a list of fields, each's name, type and description a string, its
+    ``default`` as it is (None: none; checked with its type, :func:`check_default`), and
+    its ``constraints`` as they are with where the field is (``"at"``; checked by
+    ``constraints.normalize_constraints``; None: none)."""
     return [
         {"name": json_string(item, "name", at), "type": json_string(item, "type", at),
-         "description": json_string(item, "description", at), "default": item.get("default")}
+         "description": json_string(item, "description", at), "default": item.get("default"),
+         "constraints": item.get("constraints"), "item": item, "at": at}
         for item, at in object_list(obj, key, where, FIELD_KEYS)
     ]
 
@@ -187,6 +194,9 @@ def _model_fields(model: str, fields: list[dict[str, Any]], models: dict[str, Mo
             raise invalid(f'model {quote(model)} field {quote(name)}: a model\'s field name may not start with "_" or "model_"')
         if name in BASE_MODEL_ATTRIBUTES:
             raise invalid(f"model {quote(model)} field {quote(name)}: pydantic's BaseModel has an attribute of that name")
+        if f["constraints"]:
+            raise invalid(f"model {quote(model)} field {quote(name)}: constraints are not supported on a model's fields "
+                          "(pydantic would validate them; DSPy shows a signature field's)")
         try:
             t = parse_type(f["type"], models)
         except ValueError as exc:

@@ -11,6 +11,7 @@ errors naming the field (``input n: expected int, got string "one"``); demos are
 from __future__ import annotations
 
 from .canonical import canonical_json, sha256_hex
+from .constraints import normalize_constraints
 from .demos import normalize_demos
 from .errors import invalid
 from .fieldtypes import HISTORY, OPTIONAL, STR, FieldType, parse_type
@@ -94,7 +95,8 @@ class CompiledSpec:
                     history = name
                 # an output's default is a value the program returns: converted strictly
                 default = check_default(t, f["default"], f"{side} field {quote(name)}", convert_field if side == "input" else convert)
-                parsed.append(Field(name, t, f["description"], default))
+                constraints = normalize_constraints(f["item"], f["at"], t, f"{side} field {quote(name)}")
+                parsed.append(Field(name, t, f["description"], default, constraints))
             sides[side] = parsed
         check_models_used(self.models, (*sides["input"], *sides["output"]))
         self.inputs: list[Field] = sides["input"]

@@ -139,7 +139,7 @@ class DefaultsTest(unittest.TestCase):
         spec = {"signature": {"inputs": [{"name": "q", "defaults": 1}], "outputs": [field("a")]}}
         with self.assertRaises(WorkerError) as caught:
             CompiledSpec(spec)
-        self.assertEqual(caught.exception.message, 'spec.signature.inputs[0] has unknown field "defaults" (known: name, type, description, default)')
+        self.assertEqual(caught.exception.message, 'spec.signature.inputs[0] has unknown field "defaults" (known: name, type, description, default, constraints)')
 
     def test_defaults_are_copies(self):
         """What takes a default gets a copy of it: changing one run's value changes no

@@ -79,8 +79,9 @@ class ArgumentTest(unittest.TestCase):
              "not both"),
             ({"optimizer": {"name": "MIPROv2", "auto": "fast"}, "metric": True}, "optimizer.auto"),
             ({"trainset": []}, "trainset is empty"),
-            ({"trainset": [{"inputs": {"food": "x"}, "outputs": {}}]}, "trainset: demo 0"),
-            ({"valset": [{"inputs": {}, "outputs": {"category": "y"}}]}, "valset: demo 0"),
+            ({"trainset": [{"inputs": {"food": "x"}, "outputs": {}}]}, "trainset example 0 holds no output"),
+            ({"valset": [{"inputs": {}, "outputs": {"category": "y"}}]}, "valset example 0 holds no input"),
+            ({"trainset": [{"inputs": {"food": [1]}, "outputs": {}}]}, "trainset: demo 0: input food[0]"),
             ({"spec": {**SPEC, "kind": "react"}}, "a react program cannot be compiled"),
         ]:
             with self.subTest(words=words):
