@@ -62,6 +62,11 @@ type Pool struct {
 	waiters    list.List // of *waiter, oldest first
 	sessions   sessionmap.Map[*worker]
 	broadcasts replay.Log
+	// recorded counts the broadcasts recorded, refusals those refused
+	// and taken back: a refused broadcast recycles the workers that went
+	// into service since it was recorded, and restarts those whose replay
+	// it overlapped (see takeBack).
+	recorded, refusals uint64
 	// checking lets one Broadcast at a time check itself on a worker
 	// when none is ready: the others wait for it, then find that worker
 	// ready, so that concurrent broadcasts start no worker beyond it.

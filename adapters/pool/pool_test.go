@@ -483,8 +483,9 @@ func TestStress(t *testing.T) {
 				case 2:
 					_ = p.Stats()
 				case 3:
-					if r.IntN(20) == 0 {
-						ws := p.Workers()
+					// None may be ready: a broadcast cut by its deadline
+					// recycles the workers that may have applied it.
+					if ws := p.Workers(); len(ws) > 0 && r.IntN(20) == 0 {
 						ws[r.IntN(len(ws))].Kill()
 					}
 				case 4:

@@ -42,7 +42,8 @@ type Stats struct {
 	// StartFailures counts workers that could not start.
 	StartFailures uint64
 	// Recycled counts retired workers by reason: max_calls, max_age,
-	// max_idle, max_rss, overflow_idle.
+	// max_idle, max_rss, overflow_idle, broadcast_refused (a worker that
+	// may have applied a broadcast that was refused; see Pool.Broadcast).
 	Recycled map[string]uint64
 	// Broadcasts counts broadcasts made.
 	Broadcasts uint64

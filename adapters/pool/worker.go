@@ -34,6 +34,9 @@ type worker struct {
 	maxAge    time.Duration
 	rss       atomic.Uint64
 	gone      bool // removed from the pool
+	// recorded is Pool.recorded when the worker went into service: it
+	// was given every broadcast recorded up to then.
+	recorded uint64
 }
 
 // waitReady waits until MinReady workers are ready, or until every
@@ -76,33 +79,50 @@ func (p *Pool) startLocked(overflow bool) {
 // it in service.
 func (p *Pool) run(w *worker) {
 	defer p.bg.Done()
-	select {
-	case p.starts <- struct{}{}:
-	case <-p.life.Done():
-		p.discard(w, nil, adapter.Wrap(adapter.ErrClosed, p.opts.Name, "start"))
-		return
-	}
-	opts := p.workerOp
-	opts.WorkerID = w.id
-	opts.OnReady = p.dispatch
-	opts.OnCrash = func(error) {
-		p.mu.Lock()
-		p.st.crashes++
+	var pa *port.Adapter
+	for {
+		select {
+		case p.starts <- struct{}{}:
+		case <-p.life.Done():
+			p.discard(w, nil, adapter.Wrap(adapter.ErrClosed, p.opts.Name, "start"))
+			return
+		}
+		opts := p.workerOp
+		opts.WorkerID = w.id
+		opts.OnReady = p.dispatch
+		opts.OnCrash = func(error) {
+			p.mu.Lock()
+			p.st.crashes++
+			p.mu.Unlock()
+		}
+		var err error
+		pa, err = port.New(p.life, opts)
+		<-p.starts
+		var refusals uint64
+		if err == nil {
+			p.mu.Lock()
+			refusals = p.refusals
+			p.mu.Unlock()
+			// Holds p.mu on success: no broadcast is recorded before the
+			// worker is in service.
+			err = p.broadcasts.Replay(&p.mu, func(req adapter.Request) error { return pa.Broadcast(p.life, req) },
+				func(req adapter.Request, err error) {
+					p.opts.Logger.Warn("a new worker refused a recorded broadcast; dropped", "pool", p.opts.Name, "worker", w.id, "command", req.Command, "error", err)
+				})
+		}
+		if err != nil {
+			p.discard(w, pa, err)
+			return
+		}
+		if p.refusals == refusals {
+			break
+		}
+		// A broadcast was refused while this worker replayed the record:
+		// it may have been given that broadcast, which cannot be taken
+		// back (see takeBack), so it starts again from the record.
 		p.mu.Unlock()
-	}
-	pa, err := port.New(p.life, opts)
-	<-p.starts
-	if err == nil {
-		// Holds p.mu on success: no broadcast is recorded before the
-		// worker is in service.
-		err = p.broadcasts.Replay(&p.mu, func(req adapter.Request) error { return pa.Broadcast(p.life, req) },
-			func(req adapter.Request, err error) {
-				p.opts.Logger.Warn("a new worker refused a recorded broadcast; dropped", "pool", p.opts.Name, "worker", w.id, "command", req.Command, "error", err)
-			})
-	}
-	if err != nil {
-		p.discard(w, pa, err)
-		return
+		p.opts.Logger.Info("a broadcast was refused while a new worker replayed the record; starting it again", "pool", p.opts.Name, "worker", w.id)
+		p.closeWorker(w, pa)
 	}
 	if p.closed {
 		p.mu.Unlock()
@@ -111,6 +131,7 @@ func (p *Pool) run(w *worker) {
 	}
 	now := time.Now()
 	w.p, w.state, w.startedAt, w.lastUsed = pa, ready, now, now
+	w.recorded = p.recorded
 	w.maxAge = p.opts.Recycle.MaxAge
 	if j := p.opts.Recycle.MaxAgeJitter; j > 0 {
 		w.maxAge += time.Duration(rand.Int64N(int64(j)))

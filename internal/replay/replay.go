@@ -5,6 +5,8 @@ package replay
 
 import (
 	"bytes"
+	"encoding/json"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -22,17 +24,26 @@ import (
 // A Log is not safe for concurrent use: its owner guards it with a mutex
 // and passes that mutex to Replay. The zero value is an empty log.
 type Log struct {
-	list []adapter.Request
-	// prev holds, for each broadcast of list (same index), the one it
-	// replaced, or nil: what a replay that drops it puts back.
-	prev []*adapter.Request
+	list []entry
 	ver  uint64
 }
 
-// Undo is what Record replaced, for Restore.
+// entry is one recorded broadcast.
+type entry struct {
+	req adapter.Request
+	// at is the version that recorded it: which Record it came from,
+	// where two broadcasts may have the same arguments.
+	at uint64
+	// prev is the broadcast it replaced, or nil: what a Restore or a
+	// replay that drops it puts back.
+	prev *entry
+}
+
+// Undo is what Restore needs to take a Record back.
 type Undo struct {
 	req  adapter.Request
-	prev *adapter.Request // the broadcast req replaced; nil when none
+	at   uint64
+	prev *entry // the broadcast req replaced; nil when none
 }
 
 // Record adds req to the log (its arguments as program.Replayable makes
@@ -40,45 +51,68 @@ type Undo struct {
 // program.BroadcastKey, and returns what Restore needs to take it back.
 func (l *Log) Record(req adapter.Request) Undo {
 	req.Args = program.Replayable(req.Command, req.Args)
-	u := Undo{req: req}
-	key := program.BroadcastKey(req.Command, req.Args)
-	for i, b := range l.list {
-		if program.BroadcastKey(b.Command, b.Args) == key {
-			u.prev = &b
-			l.list = slices.Delete(l.list, i, i+1)
-			l.prev = slices.Delete(l.prev, i, i+1)
-			break
-		}
-	}
-	l.list = append(l.list, req)
-	l.prev = append(l.prev, u.prev)
 	l.ver++
-	return u
+	e := entry{req: req, at: l.ver}
+	if i := l.indexOfKey(req); i >= 0 {
+		prev := l.list[i]
+		prev.prev = nil // what it replaced is not put back with it
+		e.prev = &prev
+		l.list = slices.Delete(l.list, i, i+1)
+	}
+	l.list = append(l.list, e)
+	return Undo{req: req, at: e.at, prev: e.prev}
 }
 
 // Restore takes back a Record whose broadcast the workers refused: the
 // broadcast it replaced goes back (or none, when it replaced none), unless
-// a later broadcast replaced it meanwhile.
-func (l *Log) Restore(u Undo) {
-	if i := l.index(u.req); i >= 0 {
+// a later broadcast replaced it meanwhile. It reports whether a worker
+// that applied the refused broadcast may run another configuration than
+// the log now holds: false only when the log holds, under its key, a
+// broadcast with the same arguments (the same configure_lm sent again, or
+// sent twice at once).
+func (l *Log) Restore(u Undo) (changed bool) {
+	if i := l.indexOf(u.at); i >= 0 {
 		l.putBack(i, u.prev)
 	}
+	i := l.indexOfKey(u.req)
+	return i < 0 || !sameArgs(l.list[i].req.Args, u.req.Args)
 }
 
-// index returns the position of req in the log, or -1.
-func (l *Log) index(req adapter.Request) int {
-	return slices.IndexFunc(l.list, func(b adapter.Request) bool { return b.Command == req.Command && bytes.Equal(b.Args, req.Args) })
+// indexOf returns the position of the broadcast recorded at version at,
+// or -1.
+func (l *Log) indexOf(at uint64) int {
+	return slices.IndexFunc(l.list, func(e entry) bool { return e.at == at })
+}
+
+// indexOfKey returns the position of the broadcast with req's
+// program.BroadcastKey, or -1.
+func (l *Log) indexOfKey(req adapter.Request) int {
+	key := program.BroadcastKey(req.Command, req.Args)
+	return slices.IndexFunc(l.list, func(e entry) bool { return program.BroadcastKey(e.req.Command, e.req.Args) == key })
 }
 
 // putBack replaces the broadcast at i with prev, or removes it when prev
 // is nil.
-func (l *Log) putBack(i int, prev *adapter.Request) {
+func (l *Log) putBack(i int, prev *entry) {
 	if prev != nil {
-		l.list[i], l.prev[i] = *prev, nil
+		l.list[i] = *prev
 		return
 	}
 	l.list = slices.Delete(l.list, i, i+1)
-	l.prev = slices.Delete(l.prev, i, i+1)
+}
+
+// sameArgs reports whether two broadcasts' arguments are the same JSON
+// value, whatever the order of their keys (Replayable reorders those of a
+// configure_lm it takes "verify" out of).
+func sameArgs(a, b json.RawMessage) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }
 
 // Replay sends the log's broadcasts to a new worker with send, in order,
@@ -103,8 +137,8 @@ func (l *Log) Replay(mu sync.Locker, send func(adapter.Request) error, refused f
 		}
 		list, ver := slices.Clone(l.list), l.ver
 		mu.Unlock()
-		for _, req := range list {
-			err := send(req)
+		for _, e := range list {
+			err := send(e.req)
 			if err == nil {
 				continue
 			}
@@ -112,18 +146,24 @@ func (l *Log) Replay(mu sync.Locker, send func(adapter.Request) error, refused f
 				return err
 			}
 			mu.Lock()
-			if i := l.index(req); i >= 0 {
-				if l.prev[i] != nil {
+			if i := l.indexOf(e.at); i >= 0 {
+				if l.list[i].prev != nil {
 					l.ver++ // replay again: the worker needs the one put back
 				}
-				l.putBack(i, l.prev[i])
+				l.putBack(i, l.list[i].prev)
 			}
 			mu.Unlock()
-			refused(req, err)
+			refused(e.req, err)
 		}
 		done = ver
 	}
 }
 
 // List returns a copy of the recorded broadcasts, oldest first.
-func (l *Log) List() []adapter.Request { return slices.Clone(l.list) }
+func (l *Log) List() []adapter.Request {
+	out := make([]adapter.Request, len(l.list))
+	for i, e := range l.list {
+		out[i] = e.req
+	}
+	return out
+}

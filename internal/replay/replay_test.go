@@ -62,6 +62,44 @@ func TestRestore(t *testing.T) {
 	assert.JSONEq(t, `{"provider":"dummy","model":"later"}`, string(l.List()[0].Args), "a later broadcast is never undone")
 }
 
+// TestRestoreReportsAChange: Restore says whether a worker that applied
+// the refused broadcast may run another configuration than the log now
+// holds.
+func TestRestoreReportsAChange(t *testing.T) {
+	var l replay.Log
+	assert.True(t, l.Restore(l.Record(lm(`{"provider":"dummy","model":"a"}`))), "it replaced none")
+	l.Record(lm(`{"provider":"dummy","model":"a"}`))
+	assert.False(t, l.Restore(l.Record(lm(`{"provider":"dummy","model":"a","verify":true}`))), "the same again (verify is not recorded)")
+	assert.True(t, l.Restore(l.Record(lm(`{"provider":"dummy","model":"b"}`))), "another one")
+	refused := l.Record(lm(`{"provider":"dummy","model":"b"}`))
+	l.Record(lm(`{"provider":"dummy","model":"c"}`))
+	assert.True(t, l.Restore(refused), "replaced meanwhile by another")
+	assert.JSONEq(t, `{"provider":"dummy","model":"c"}`, string(l.List()[0].Args))
+}
+
+// TestRestoreInTurn: a broadcast refused after a later one of the same
+// key was refused puts back the one it replaced.
+func TestRestoreInTurn(t *testing.T) {
+	var l replay.Log
+	l.Record(lm(`{"provider":"dummy","model":"a"}`))
+	first := l.Record(lm(`{"provider":"dummy","model":"b"}`))
+	l.Restore(l.Record(lm(`{"provider":"dummy","model":"c"}`)))
+	assert.JSONEq(t, `{"provider":"dummy","model":"b"}`, string(l.List()[0].Args))
+	assert.True(t, l.Restore(first))
+	assert.JSONEq(t, `{"provider":"dummy","model":"a"}`, string(l.List()[0].Args))
+}
+
+// TestRestoreTakesBackItsOwnRecord: two broadcasts of the same arguments
+// at once, the first refused: its Restore leaves the second's record.
+func TestRestoreTakesBackItsOwnRecord(t *testing.T) {
+	var l replay.Log
+	refused := l.Record(lm(`{"provider":"dummy","model":"a","name":"x"}`))
+	l.Record(lm(`{"provider":"dummy","model":"a","name":"x"}`))
+	assert.False(t, l.Restore(refused), "the log holds the same")
+	require.Len(t, l.List(), 1)
+	assert.JSONEq(t, `{"provider":"dummy","model":"a","name":"x"}`, string(l.List()[0].Args))
+}
+
 func TestReplay(t *testing.T) {
 	var mu sync.Mutex
 	var l replay.Log
