@@ -38,8 +38,12 @@ type LMConfig struct {
 	// Model is the model name, such as "gpt-4o-mini". Empty means the
 	// provider's default.
 	Model string
-	// BaseURL is the endpoint's base URL for ProviderOpenAI. Empty means
-	// the provider's default.
+	// BaseURL is the endpoint's base URL for ProviderOpenAI: http:// or
+	// https://, a host (an IPv6 address in brackets), an optional port
+	// from 1 to 65535 and a path, in ASCII without spaces or control
+	// characters. ConfigureLM refuses another with CodeInvalidArgument,
+	// whatever the provider, in a message that does not quote it (it may
+	// hold credentials). Empty means the provider's default.
 	BaseURL string
 	// APIKeyEnv names the worker's environment variable that holds the API
 	// key; the key itself never passes through dspgo. Empty means the

@@ -273,3 +273,23 @@ func TestLMCache(t *testing.T) {
 	require.ErrorIs(t, err, config.ErrInvalid)
 	assert.Contains(t, err.Error(), "lm.cache = sometimes (set by env:DSPGO_LM__CACHE): expected true or false")
 }
+
+// lm.base_url is checked as configure_lm checks base_url (internal/lmurl),
+// and no message shows its credentials.
+func TestLMBaseURL(t *testing.T) {
+	for url, want := range map[string]string{
+		"http://u:S3CR3T@[::1]:8000/v1":    "",
+		"http://u:S3CR3T@[::1/v1":          "lm.base_url: has an IPv6 address without its closing ']' (write one as http://[::1]:8000/v1) (set by",
+		"http://u:S3CR3T@127.0.0.1:abc/v1": "lm.base_url: has a port that is not a number from 1 to 65535 (set by",
+		"http://127.0.0.1:65536/v1":        "lm.base_url: has a port that is not a number from 1 to 65535 (set by",
+	} {
+		_, err := load(t, config.LoadOptions{Set: map[string]any{"lm.base_url": url}})
+		if want == "" {
+			assert.NoError(t, err, url)
+			continue
+		}
+		require.ErrorIs(t, err, config.ErrInvalid, url)
+		assert.Contains(t, err.Error(), want)
+		assert.NotContains(t, err.Error(), "3CR3")
+	}
+}

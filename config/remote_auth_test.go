@@ -53,6 +53,8 @@ func TestRemoteAuthKeys(t *testing.T) {
 		{map[string]any{"remote.inbox_prefix": "_I.alice"}, `remote.inbox_prefix: "_I.alice" must be _INBOX.<token>`},
 		{map[string]any{"remote.lm_base_urls": []string{"ftp://x"}}, "remote.lm_base_urls: entry 1 is not an http or https URL"},
 		{map[string]any{"remote.lm_base_urls": []string{"https://api.openai.com/v1", "https://u:S3CR3T@lm.example/v1"}}, "remote.lm_base_urls: entry 2 holds credentials"},
+		{map[string]any{"remote.lm_base_urls": []string{"https://lm.example:99999/v1"}}, "remote.lm_base_urls: entry 1 has a port that is not a number from 1 to 65535"},
+		{map[string]any{"remote.lm_base_urls": []string{"https://u:S3CR3T@lm.example:x/v1"}}, "remote.lm_base_urls: entry 1 has a port that is not a number from 1 to 65535"},
 		{map[string]any{"remote.embedded.tls.ca_file": "/ca.pem"}, "remote.embedded.tls.cert_file: is required with remote.embedded.tls.ca_file"},
 		{map[string]any{"remote.embedded.tls.cert_file": "/c.pem"}, "remote.embedded.tls.key_file: is required with remote.embedded.tls.cert_file"},
 	} {

@@ -62,7 +62,8 @@ type LM struct {
 	Provider string `koanf:"provider"`
 	// Model is the model name; required for openai. Default "".
 	Model string `koanf:"model"`
-	// BaseURL is the OpenAI-compatible endpoint. Default "" (the
+	// BaseURL is the OpenAI-compatible endpoint, checked as configure_lm
+	// checks base_url (an http or https URL with a host). Default "" (the
 	// provider's own).
 	BaseURL string `koanf:"base_url"`
 	// APIKeyEnv names the workers' variable holding the API key; add it to

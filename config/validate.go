@@ -3,13 +3,13 @@ package config
 import (
 	"fmt"
 	"net"
-	"net/url"
 	"reflect"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/dspgo/dspgo/internal/lmurl"
 	"github.com/dspgo/dspgo/internal/secret"
 )
 
@@ -82,8 +82,10 @@ func (c *Config) validate(p *problems) {
 	oneOf("lm.dspy_adapter", c.LM.DSPyAdapter, "chat", "json")
 	check(c.LM.DSPyAdapter == "chat" || c.LM.Engine != "native", "lm.dspy_adapter", "%s needs the dspy engine (lm.engine is native)", c.LM.DSPyAdapter)
 	// The value is not quoted: it may hold credentials.
-	check(c.LM.BaseURL == "" || httpURL(c.LM.BaseURL) != nil, "lm.base_url",
-		"is not an http or https URL (write it whole, such as http://localhost:8000/v1)")
+	if c.LM.BaseURL != "" { // empty: the provider's own
+		problem := lmurl.Problem(c.LM.BaseURL)
+		check(problem == "", "lm.base_url", "%s", problem)
+	}
 	check(c.Mock.MaxFrameBytes >= 1024, "mock.max_frame_bytes", "must be at least 1024, got %d", c.Mock.MaxFrameBytes)
 
 	pt := c.Port
@@ -172,11 +174,10 @@ func (c *Config) validateRemoteAuth(p *problems, check func(bool, string, string
 		"remote.inbox_prefix", "%q must be _INBOX.<token>… (hosts answer only inboxes)", r.InboxPrefix)
 	for i, raw := range r.LMBaseURLs {
 		// The value is not quoted: it may hold credentials.
-		u := httpURL(raw)
-		switch {
-		case u == nil:
-			check(false, "remote.lm_base_urls", "entry %d is not an http or https URL", i+1)
-		case u.User != nil || strings.Contains(raw, "@"):
+		switch problem := lmurl.Problem(raw); {
+		case problem != "":
+			check(false, "remote.lm_base_urls", "entry %d %s", i+1, problem)
+		case strings.Contains(raw, "@"):
 			check(false, "remote.lm_base_urls", "entry %d holds credentials, which config explain would show; give a credentialed endpoint as lm.base_url", i+1)
 		}
 	}
@@ -277,13 +278,3 @@ func (c *Config) Layers() []string { return append([]string(nil), c.layers...) }
 // redactURLs hides the credentials in comma-separated URLs, however they
 // are written (see secret.URL).
 func redactURLs(s string) string { return secret.URLs(s) }
-
-// httpURL returns raw parsed when it is an http or https URL with a host,
-// else nil.
-func httpURL(raw string) *url.URL {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil
-	}
-	return u
-}

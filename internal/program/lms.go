@@ -8,6 +8,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
+	"github.com/dspgo/dspgo/internal/lmurl"
 )
 
 // CheckLMName checks the name of an LM configuration given as field
@@ -193,6 +194,11 @@ func ValidateLM(lm command.LMArgs) error {
 	for i, step := range lm.Script {
 		if !validStep(step) {
 			bad = append(bad, fmt.Sprintf(`script[%d] must be {"tool": name, "args": {...}} or {"finish": true}`, i))
+		}
+	}
+	if lm.BaseURL != "" { // empty: the provider's default
+		if problem := lmurl.Problem(lm.BaseURL); problem != "" {
+			bad = append(bad, "base_url "+problem)
 		}
 	}
 	if lm.APIKeyEnv != "" && !isIdentifier(lm.APIKeyEnv) {

@@ -35,6 +35,31 @@ func TestValidateLMChecksTheName(t *testing.T) {
 		"every bad field at once, the name first, in the worker's words")
 }
 
+// TestValidateLMBaseURL: a base_url the worker could not send a request
+// to is refused here, CodeInvalidArgument in the worker's words, without
+// its credentials; protocol/testdata/base_urls.json has every rule (the
+// lmurl package's tests).
+func TestValidateLMBaseURL(t *testing.T) {
+	for _, ok := range []string{"", "http://127.0.0.1:8000/v1", "https://user:S3CR3T@[::1]/v1"} {
+		assert.NoError(t, program.ValidateLM(command.LMArgs{Provider: "openai", Model: "m", BaseURL: ok}), "%q", ok)
+	}
+	for raw, want := range map[string]string{
+		"http://[::1":                    `configure_lm: base_url has an IPv6 address without its closing ']' (write one as http://[::1]:8000/v1)`,
+		"http://127.0.0.1:abc/v1":        "configure_lm: base_url has a port that is not a number from 1 to 65535",
+		"http://user:S3CR3T@h:65536/v1":  "configure_lm: base_url has a port that is not a number from 1 to 65535",
+		"S3CR3T@lm.example/v1":           "configure_lm: base_url is not an http or https URL (write it whole, such as http://localhost:8000/v1)",
+		"http://lm.example/S3CR3T v1":    "configure_lm: base_url holds a space or a control character (write a space in the path as %20; remove any other)",
+		"http://user:S3/CR3T@lm.example": "configure_lm: base_url has a port that is not a number from 1 to 65535 (percent-encode any '/', '?', '#' or '@' in the URL's credentials)",
+	} {
+		err := program.ValidateLM(command.LMArgs{Provider: "dummy", BaseURL: raw})
+		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%q: %v", raw, err)
+		assert.EqualError(t, err, want+" (invalid_argument)", "%q", raw)
+	}
+	err := program.ValidateLM(command.LMArgs{Provider: "openai", BaseURL: "http://h:0", APIKeyEnv: "1X"})
+	assert.EqualError(t, err, `configure_lm: model is required for the openai provider; base_url has a port that is not a number from 1 to 65535; `+
+		`api_key_env "1X" is not an environment variable name (invalid_argument)`, "in the worker's order")
+}
+
 // TestValidateLMDSPyAdapter: chat and json, json only where the dspy
 // engine may run, in the worker's words (python/tests/test_programs.py).
 func TestValidateLMDSPyAdapter(t *testing.T) {

@@ -231,6 +231,10 @@ def validate_lm_args(args: dict[str, Any]) -> LMConfig:
             bad.append(f'script[{i}] must be {{"tool": name, "args": {{...}}}} or {{"finish": true}}')
         else:
             script.append(step)
+    base_url = args.get("base_url") or ""
+    problem = base_url_problem(base_url) if base_url else ""
+    if problem:
+        bad.append("base_url " + problem)
     api_key_env = args.get("api_key_env") or ""
     if api_key_env and not is_identifier(api_key_env):
         bad.append(f"api_key_env {json.dumps(api_key_env, ensure_ascii=False)} is not an environment variable name")
@@ -239,7 +243,7 @@ def validate_lm_args(args: dict[str, Any]) -> LMConfig:
     return LMConfig(
         provider=provider,
         model=model,
-        base_url=args.get("base_url") or "",
+        base_url=base_url,
         api_key_env=api_key_env,
         temperature=temperature,
         max_tokens=args.get("max_tokens") or 0,
@@ -252,6 +256,86 @@ def validate_lm_args(args: dict[str, Any]) -> LMConfig:
         image_urls=bool(args.get("image_urls")),
         dspy_adapter=dspy_adapter,
     )
+
+
+#: The base URL the messages about a bad ``base_url`` show as the form to write.
+BASE_URL_EXAMPLE = "http://localhost:8000/v1"
+
+#: What a message about the port adds when an ``@`` follows the authority: a ``/``, ``?``
+#: or ``#`` in credentials ended it early.
+_ENCODE_CREDENTIALS = "percent-encode any '/', '?', '#' or '@' in the URL's credentials"
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+_ZONE_CHARS = _HOST_CHARS | {"~"}
+
+
+def base_url_problem(url: str) -> str:
+    """What is wrong with ``url`` as an LM endpoint's base URL, worded to follow its
+    subject (``base_url has no host …``), or ``""`` when it is fine: Go's ``lmurl.Problem``,
+    with the cases of protocol/testdata/base_urls.json. The text never quotes ``url``,
+    which may hold credentials.
+
+    A base URL is ASCII without spaces or control characters: ``http://`` or ``https://``
+    (either case); optional credentials, up to the last ``@`` of the authority (which ends
+    at the first ``/``, ``?`` or ``#``); a host, either a name or IPv4 address of letters,
+    digits, ``-``, ``.`` and ``_``, or an IPv6 address in brackets (its zone after ``%`` of
+    letters, digits, ``-``, ``.``, ``_`` and ``~``); an optional port after ``:`` from 1 to
+    65535; then any path. ``ipaddress`` is imported only for a host in brackets."""
+    for c in url:
+        if not c.isascii():
+            return "holds a non-ASCII character (percent-encode it in the path; write an internationalized host name in its xn-- form)"
+        if c <= " " or c == "\x7f":
+            return "holds a space or a control character (write a space in the path as %20; remove any other)"
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return f"is not an http or https URL (write it whole, such as {BASE_URL_EXAMPLE})"
+    authority = rest
+    for i, c in enumerate(rest):
+        if c in "/?#":
+            authority = rest[:i]
+            break
+    hostport = authority[authority.rfind("@") + 1 :]
+    port = None
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 0:
+            return "has an IPv6 address without its closing ']' (write one as http://[::1]:8000/v1)"
+        if not _is_ipv6(hostport[1:end]):
+            return "has a host in brackets that is not an IPv6 address"
+        after = hostport[end + 1 :]
+        if after and after[0] != ":":
+            return "has something other than :port after the ']' of its IPv6 address"
+        if after:
+            port = after[1:]
+    else:
+        if hostport.count(":") > 1:
+            return "has an IPv6 address outside brackets (write one as http://[::1]:8000/v1)"
+        host, sep, port_text = hostport.partition(":")
+        if sep:
+            port = port_text
+        if not host:
+            return f"has no host (write it whole, such as {BASE_URL_EXAMPLE})"
+        if not set(host) <= _HOST_CHARS:
+            return "has a host with characters other than letters, digits, '-', '.' and '_' (an IPv6 address goes in brackets)"
+    if port is not None and not (0 < len(port) <= 5 and set(port) <= set("0123456789") and 1 <= int(port) <= 65535):
+        if "@" in rest[len(authority) :]:  # credentials cut short, their rest read as the port
+            return f"has a port that is not a number from 1 to 65535 ({_ENCODE_CREDENTIALS})"
+        return "has a port that is not a number from 1 to 65535"
+    return ""
+
+
+def _is_ipv6(s: str) -> bool:
+    """Whether ``s``, the text between a URL's brackets, is an IPv6 address, with a zone
+    or without one."""
+    address, sep, zone = s.partition("%")
+    if sep and not (zone and set(zone) <= _ZONE_CHARS):
+        return False
+    import ipaddress  # only for a host in brackets
+
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        return False
+    return True
 
 
 #: The longest name of an LM configuration, in bytes (Go's ``program.MaxLMNameBytes``).
@@ -278,6 +362,27 @@ def safe_url(url: str) -> str:
     scheme, sep, _ = url[:at].partition("://")
     start = len(scheme) + len(sep) if sep and _is_scheme(scheme.strip()) else 0
     return url[:start] + "***" + url[at:]
+
+
+def hide_credentials(text: str, url: str) -> str:
+    """``text``, a message of ``urllib`` or ``http.client`` about ``url``, with ``url``'s
+    credentials hidden as :func:`safe_url` hides them: their whole text and the password
+    (or a lone token), as written and percent-decoded, become ``***``, and so does every
+    run of characters up to an ``@`` (those libraries read ``user:password@host`` as the
+    host, and quote it whole or in part). ``text`` as it is when ``url`` has no ``@``."""
+    at = url.rfind("@")
+    if at < 0:
+        return text
+    import re
+    from urllib.parse import unquote
+
+    scheme, sep, _ = url[:at].partition("://")
+    userinfo = url[len(scheme) + len(sep) if sep and _is_scheme(scheme.strip()) else 0 : at]
+    user, colon, password = userinfo.partition(":")
+    pieces = {userinfo, unquote(userinfo), password if colon else user, unquote(password if colon else user)}
+    for piece in sorted(pieces - {""}, key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return re.sub(r"[^\s'\"]*@", "***@", text)
 
 
 def _is_scheme(s: str) -> bool:

@@ -6,9 +6,10 @@ endpoint, as coroutines on the worker's event loop:
   read whole; a kept connection that the server closed meanwhile is replaced, and a
   request that fails on a reused connection before any byte of an answer is sent once
   more on a new one. A base URL that needs an environment proxy
-  (``http_proxy``/``https_proxy``, outside ``no_proxy``), has credentials in it or another
-  scheme goes through ``urllib.request`` as it always did, on one of the worker's threads
-  (``ctx.run_sync``);
+  (``http_proxy``/``https_proxy``, outside ``no_proxy``) or has credentials in it goes
+  through ``urllib.request`` as it always did, on one of the worker's threads
+  (``ctx.run_sync``); a base URL no request can be sent to (``lmconfig.base_url_problem``,
+  which ``configure_lm`` applies already) is refused before any;
 * the API key is read from the environment variable ``api_key_env`` (default
   ``OPENAI_API_KEY``) at each call; without one no ``Authorization`` header is sent (local
   servers). The key never appears in a log line, an error message or ``get_stats``: error
@@ -19,7 +20,8 @@ endpoint, as coroutines on the worker's event loop:
   ``Retry-After`` over 60 s, is not started (the error is returned at once), and
   cancellation stops the retries;
 * errors map to codes: 401/403 ``failed_precondition``, 404 ``not_found``, 429 (after
-  retries) ``resource_exhausted``, other 4xx ``invalid_argument``, 5xx (after retries)
+  retries) ``resource_exhausted``, other 4xx and a base URL that our check or ``urllib``
+  refuses ``invalid_argument``, 5xx (after retries)
   and unreachable servers ``unavailable``, time-outs ``deadline_exceeded``, a malformed
   body ``internal``.
 
@@ -46,7 +48,7 @@ import sys
 import time
 
 from .errors import Cancelled, DeadlineExceeded, WorkerError
-from .lmconfig import MAX_ERROR_BYTES, MAX_REPLY_BYTES, LMConfig, safe_url
+from .lmconfig import MAX_ERROR_BYTES, MAX_REPLY_BYTES, LMConfig, base_url_problem, hide_credentials, safe_url
 from .redact import redact
 from .transport import Endpoint, Retryable, parse_retry_after, proxied, time_left
 from .usage import REPLY_CACHE, Usage
@@ -225,9 +227,15 @@ class OpenAIProvider:
 
     @property
     def endpoint(self) -> Endpoint:
+        """Where the completions go; ``invalid_argument`` for a base URL no request can be
+        sent to (``configure_lm`` refuses those already)."""
         endpoint = self._endpoint
         if endpoint is None:
-            endpoint = self._endpoint = Endpoint(self.config.effective_base_url + "/chat/completions")
+            base_url = self.config.effective_base_url
+            problem = base_url_problem(base_url)
+            if problem:
+                raise WorkerError("invalid_argument", f"LM endpoint: base_url {problem}")
+            endpoint = self._endpoint = Endpoint(base_url + "/chat/completions")
         return endpoint
 
     def exchange_end(self, ctx: Context) -> float:
@@ -341,8 +349,9 @@ class OpenAIProvider:
         key = self.config.api_key()
         if key:
             headers["Authorization"] = f"Bearer {self._header_key(key)}"
-        request = urllib.request.Request(url, data=data, headers=headers, method="POST")
         try:
+            # Within the try: Request refuses some URLs (ValueError) as it is made.
+            request = urllib.request.Request(url, data=data, headers=headers, method="POST")
             # An opener of its own: the process-wide one of urlopen may have been built (or
             # installed by another library) before the environment's proxies were set.
             with urllib.request.build_opener().open(request, timeout=time_left(end)) as response:
@@ -356,15 +365,15 @@ class OpenAIProvider:
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, (socket.timeout, TimeoutError)):
                 raise self.timed_out(shown, ctx, end) from None
-            raise WorkerError("unavailable", f"LM endpoint {shown} is unreachable: {exc.reason}") from None
+            raise WorkerError("unavailable", f"LM endpoint {shown} is unreachable: {hide_credentials(str(exc.reason), url)}") from None
         except (socket.timeout, TimeoutError):
             raise self.timed_out(shown, ctx, end) from None
-        except ValueError as exc:  # a base_url urllib cannot use
-            raise WorkerError("invalid_argument", f"LM endpoint {shown}: {exc}") from None
+        except (ValueError, http.client.InvalidURL) as exc:  # a base_url urllib cannot use: a fault of the configuration
+            raise WorkerError("invalid_argument", f"LM endpoint {shown}: {hide_credentials(str(exc), url)} (check base_url)") from None
         except http.client.HTTPException as exc:  # a broken HTTP exchange (OSError ones are below)
-            raise WorkerError("unavailable", f"LM endpoint {shown}: {type(exc).__name__}: {exc}") from None
+            raise WorkerError("unavailable", f"LM endpoint {shown}: {type(exc).__name__}: {hide_credentials(str(exc), url)}") from None
         except OSError as exc:
-            raise WorkerError("unavailable", f"LM endpoint {shown}: {type(exc).__name__}: {exc}") from None
+            raise WorkerError("unavailable", f"LM endpoint {shown}: {type(exc).__name__}: {hide_credentials(str(exc), url)}") from None
         if len(raw) > MAX_REPLY_BYTES:
             raise WorkerError("resource_exhausted", f"LM endpoint {shown}: reply over {MAX_REPLY_BYTES} bytes")
         return self.content(raw, shown)

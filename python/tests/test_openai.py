@@ -416,6 +416,50 @@ class OpenAIProviderTest(ProviderHelpers, LMTestCase):
         provider = self.provider(base_url=f"http://127.0.0.1:{port}/v1")
         self.assert_code("unavailable", provider)
 
+    def test_a_bad_base_url_is_invalid_argument_not_unavailable(self):
+        # configure_lm refuses these; a configuration made otherwise gets the same answer
+        # from the request, which sends nothing: a fault of the configuration, not retried.
+        for base_url, problem in (
+            ("http://[::1", "has an IPv6 address without its closing ']'"),
+            ("http://127.0.0.1:abc/v1", "has a port that is not a number from 1 to 65535"),
+            ("http://user:S3CR3T@127.0.0.1:99999/v1", "has a port that is not a number from 1 to 65535"),
+            ("http://127.0.0.1:9/v\u00e9", "holds a non-ASCII character"),
+            ("ftp://127.0.0.1/v1", "is not an http or https URL"),
+        ):
+            for proxy in ("", self.lm.url.rsplit("/", 1)[0]):
+                with self.subTest(base_url=base_url, proxy=proxy), mock.patch.dict(os.environ, {"http_proxy": proxy, "NO_PROXY": ""}):
+                    error = self.assert_code("invalid_argument", self.provider(base_url=base_url))
+                    self.assertIn("base_url " + problem, error.message)
+                    self.assertNotIn("3CR3", error.message)
+                    self.assertEqual(self.lm.requests, [])
+
+    def test_urllib_refusing_a_url_is_invalid_argument(self):
+        # What is left to urllib and http.client (the proxy path, credentials in the URL):
+        # the URL errors they raise as the request is made or sent, a ValueError or
+        # http.client.InvalidURL, are the configuration's, never internal or unavailable,
+        # and their texts, which may quote the URL's credentials, show none.
+        ctx = Context(1, "execute_program", worker=ThreadRunner())
+        for base_url, detail in (
+            ("http://[::1", "Invalid IPv6 URL"),
+            ("http://127.0.0.1:abc/v1", "nonnumeric port: 'abc'"),
+            ("http://user:S3CR3T@127.0.0.1/v1", "nonnumeric port: '***@127.0.0.1'"),
+            ("http://us:er:S3%3ACR3T@127.0.0.1/v1", "nonnumeric port: '***@127.0.0.1'"),
+        ):
+            with self.subTest(base_url=base_url):
+                provider = self.provider(base_url=base_url)
+                with self.assertRaises(WorkerError) as caught:
+                    provider._post_urllib(b"{}", ctx, time.monotonic() + WAIT)
+                error = caught.exception
+                self.assertEqual(error.code, "invalid_argument", error.message)
+                self.assertIn(detail, error.message)
+                self.assertTrue(error.message.endswith("(check base_url)"), error.message)
+                self.assertNotIn("3CR3", error.message)
+                self.assertNotIn("3%3ACR", error.message)
+        self.assertEqual(self.lm.requests, [])
+        # Through the provider too: the URL passes the check, urllib cannot use it.
+        error = self.assert_code("invalid_argument", self.provider(base_url="http://user:S3CR3T@127.0.0.1/v1"))
+        self.assertNotIn("3CR3", error.message)
+
     def test_redact(self):
         self.assertEqual(redact("key sk-abc", "sk-abc"), "key [REDACTED]")
         self.assertNotIn("0123456789ab", redact("partial 0123456789abcd", SECRET))
