@@ -170,7 +170,7 @@ func (a *app) benchSuite(ctx context.Context, runs int, d time.Duration, only, j
 	var old *bench.Report
 	if comparePath != "" {
 		var err error
-		if old, err = bench.ReadReport(comparePath); err != nil {
+		if old, err = readReport("--compare", comparePath); err != nil {
 			return err
 		}
 	}
@@ -203,15 +203,25 @@ func (a *app) benchSuite(ctx context.Context, runs int, d time.Duration, only, j
 
 // benchCompare prints the report at newPath against the one at oldPath.
 func (a *app) benchCompare(oldPath, newPath string) error {
-	old, err := bench.ReadReport(oldPath)
+	old, err := readReport("--compare", oldPath)
 	if err != nil {
 		return err
 	}
-	cur, err := bench.ReadReport(newPath)
+	cur, err := readReport("--with", newPath)
 	if err != nil {
 		return err
 	}
 	return bench.WriteComparison(a.stdout, old, cur)
+}
+
+// readReport reads the bench report at path, named by flag (readFile's
+// limit).
+func readReport(flag, path string) (*bench.Report, error) {
+	data, err := readFile(flag, path, "give a report that dspgo bench --json wrote")
+	if err != nil {
+		return nil, err
+	}
+	return bench.ParseReport(path, data)
 }
 
 // startProfiles starts the CPU profile when cpuPath is not empty; the

@@ -3,20 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 
 	"github.com/dspgo/dspgo"
 )
 
-// isDSPyProgram reports whether a --program file is a program DSPy saved
-// with module.save("program.json") rather than a dspgo spec file: a JSON
-// object with DSPy's "metadata", a signature object (a Predict's state), or
-// a ChainOfThought's or ReAct's predictors.
-func isDSPyProgram(path string) bool {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
+// isDSPyProgram reports whether data, a --program file, is a program DSPy
+// saved with module.save("program.json") rather than a dspgo spec file: a
+// JSON object with DSPy's "metadata", a signature object (a Predict's
+// state), or a ChainOfThought's or ReAct's predictors.
+func isDSPyProgram(data []byte) bool {
 	var top map[string]json.RawMessage
 	if json.Unmarshal(data, &top) != nil {
 		return false
@@ -28,18 +23,13 @@ func isDSPyProgram(path string) bool {
 	return metadata || predict || react || len(sig) > 0 && sig[0] == '{'
 }
 
-// loadDSPyProgram loads a program DSPy saved, typed by --signature when
-// given (dspgo.LoadDSPyProgram).
-func loadDSPyProgram(f runFlags) (dspgo.ProgramSpec, error) {
+// loadDSPyProgram loads data, a program DSPy saved (the --program file),
+// typed by --signature when given (dspgo.LoadDSPyProgram).
+func loadDSPyProgram(f runFlags, data []byte) (dspgo.ProgramSpec, error) {
 	if f.kind != "" || f.instructions != "" {
 		return dspgo.ProgramSpec{}, usagef("leave them out: the saved program has its own", "--kind and --instructions do not apply to a DSPy program (--program %s)", f.program)
 	}
-	file, err := os.Open(f.program)
-	if err != nil {
-		return dspgo.ProgramSpec{}, usagef("give an existing file", "--program: %v", err)
-	}
-	defer file.Close()
-	spec, err := dspgo.LoadDSPyProgram(file, f.signature)
+	spec, err := dspgo.LoadDSPyProgram(bytes.NewReader(data), f.signature)
 	if err != nil {
 		return dspgo.ProgramSpec{}, usagef(`give --signature with the program's fields and types, such as "question, context: list[str] -> answer"; `+
 			"for a custom module's saved state, add --module NAME, the name a python.handlers module registered its class under", "--program %s: %v", f.program, err)
@@ -63,8 +53,8 @@ func moduleSpec(f runFlags) (dspgo.ProgramSpec, error) {
 	}
 	spec := dspgo.ProgramSpec{Kind: dspgo.KindModule, Module: f.module, Signature: sig}
 	if f.program != "" {
-		if spec.State, err = os.ReadFile(f.program); err != nil {
-			return dspgo.ProgramSpec{}, usagef("give an existing file", "--program: %v", err)
+		if spec.State, err = readProgramFile(f.program); err != nil {
+			return dspgo.ProgramSpec{}, err
 		}
 	}
 	return spec, nil

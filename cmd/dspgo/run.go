@@ -219,11 +219,19 @@ func inputFix(p *dspgo.Program) string {
 
 // programSpec builds the spec from --signature or --program.
 func programSpec(f runFlags) (dspgo.ProgramSpec, error) {
-	switch {
-	case f.module != "":
+	if f.module != "" {
 		return moduleSpec(f)
-	case f.program != "" && isDSPyProgram(f.program):
-		return loadDSPyProgram(f)
+	}
+	var data []byte // the --program file, read once
+	if f.program != "" {
+		var err error
+		if data, err = readProgramFile(f.program); err != nil {
+			return dspgo.ProgramSpec{}, err
+		}
+	}
+	switch {
+	case f.program != "" && isDSPyProgram(data):
+		return loadDSPyProgram(f, data)
 	case f.signature != "" && f.program != "":
 		return dspgo.ProgramSpec{}, usagef("give one of them", "--signature and --program are both set")
 	case f.signature != "":
@@ -238,7 +246,7 @@ func programSpec(f runFlags) (dspgo.ProgramSpec, error) {
 		}
 		return dspgo.ProgramSpec{Signature: sig, Instructions: f.instructions, Kind: f.kind}, nil
 	case f.program != "":
-		return loadSpec(f.program)
+		return loadSpec(f.program, data)
 	}
 	return dspgo.ProgramSpec{}, usagef(`add --signature "question -> answer" or --program FILE`, "no program given")
 }
@@ -254,12 +262,11 @@ type specFile struct {
 	Kind         string        `json:"kind" yaml:"kind"`
 }
 
-func loadSpec(path string) (dspgo.ProgramSpec, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return dspgo.ProgramSpec{}, usagef("give an existing file", "--program: %v", err)
-	}
+// loadSpec reads data, the --program file at path, in the format of
+// specFile: JSON when path ends in .json, YAML otherwise.
+func loadSpec(path string, data []byte) (dspgo.ProgramSpec, error) {
 	var sf specFile
+	var err error
 	if strings.EqualFold(filepath.Ext(path), ".json") {
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
@@ -394,12 +401,13 @@ func flagValue(s string) any {
 
 // readJSONLines reads one object per line; a malformed line becomes a
 // failed row, never the end of the batch. Blank lines are skipped, and
-// counted: a row's number is its line's.
+// counted: a row's number is its line's. A line of more than
+// maxFileBytes ends the batch, bad usage, before any row runs (readLine).
 func readJSONLines(r io.Reader) ([]*row, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var rows []*row
 	for n := 1; ; n++ {
-		line, err := br.ReadBytes('\n')
+		line, err := readLine(br, n)
 		if len(bytes.TrimSpace(line)) > 0 {
 			rw := &row{n: n}
 			dec := json.NewDecoder(bytes.NewReader(line))
@@ -411,6 +419,10 @@ func readJSONLines(r io.Reader) ([]*row, error) {
 		}
 		if errors.Is(err, io.EOF) {
 			return rows, nil
+		}
+		var usage *usageError
+		if errors.As(err, &usage) {
+			return nil, err
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading inputs: %w", err)

@@ -4,19 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 )
 
-// ReadReport reads a report written as JSON (bench-results.json).
-func ReadReport(path string) (*Report, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
+// ParseReport decodes data, a report written as JSON (bench-results.json)
+// read from the file at path, which errors name.
+func ParseReport(path string, data []byte) (*Report, error) {
 	var rep Report
-	if err := json.Unmarshal(b, &rep); err != nil {
+	if err := json.Unmarshal(data, &rep); err != nil {
 		return nil, fmt.Errorf("%s: not a bench report: %w", path, err)
 	}
 	return &rep, nil
