@@ -335,7 +335,7 @@ func TestProgramFileNumbers(t *testing.T) {
 	for name, text := range files {
 		path := filepath.Join(dir, name)
 		require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
-		spec, err := loadSpec(path)
+		spec, err := loadSpec(path, []byte(text))
 		require.NoError(t, err, name)
 		c, err := program.Compile(command.Spec{Signature: spec.Signature})
 		require.NoError(t, err, name)
