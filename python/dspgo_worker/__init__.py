@@ -10,7 +10,7 @@ frame stream cannot be corrupted.
 Options: ``--worker-id``, ``--max-concurrency`` (default 4), ``--max-frame-bytes``
 (default 16777216), ``--handlers MODULE`` (repeatable), ``--diagnostics`` (test commands),
 ``--stop-grace SECONDS`` (default 0.5), ``--max-specs`` (compiled specs cached, default
-4096), ``--log-level`` (debug, info, warning, error).
+4096), ``--max-spec-bytes`` (their canonical JSON's bytes, default 67108864), ``--log-level`` (debug, info, warning, error).
 
 Commands: the control commands ``ping``, ``describe``, ``cancel``, ``shutdown``
 (:mod:`dspgo_worker.control`) and the program command set ``configure_lm``,

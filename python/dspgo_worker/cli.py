@@ -9,6 +9,7 @@ import os
 import sys
 
 from .log import LEVELS, flush_logs, setup_logging
+from .programs import DEFAULT_MAX_SPEC_BYTES
 from .protocol import DEFAULT_MAX_FRAME_BYTES, HEADER_LIMIT, FrameWriter
 from .version import __version__
 from .worker import EXIT_HANDLERS, Worker, WorkerConfig
@@ -86,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-specs", type=_bounded_int(1), default=4096, help="compiled program specs kept (LRU, default 4096)"
     )
     parser.add_argument(
+        "--max-spec-bytes", type=_bounded_int(1), default=DEFAULT_MAX_SPEC_BYTES,
+        help=f"bytes of compiled program specs kept, their canonical JSON counted (LRU, default {DEFAULT_MAX_SPEC_BYTES})",
+    )
+    parser.add_argument(
         "--run-id", default="", help="the host run's id (also in DSPGO_RUN_ID); lets a later host reap orphans"
     )
     parser.add_argument("--log-level", choices=list(LEVELS), default="info")
@@ -151,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         diagnostics=options.diagnostics,
         stop_grace=options.stop_grace,
         max_specs=options.max_specs,
+        max_spec_bytes=options.max_spec_bytes,
     )
     reader = open(read_fd, "rb", buffering=65536)
     worker = Worker(config, reader, FrameWriter(write_fd))

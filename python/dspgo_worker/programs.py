@@ -63,6 +63,10 @@ def _lazy(name: str) -> ModuleType:
 
 #: Compiled specs a worker keeps unless told otherwise.
 DEFAULT_MAX_SPECS = 4096
+#: The bytes of compiled specs a worker keeps, each counted by its canonical JSON
+#: (``--max-spec-bytes``): a few large specs (instructions of megabytes) would otherwise
+#: hold memory the count of specs does not bound.
+DEFAULT_MAX_SPEC_BYTES = 64 << 20
 #: Bounds and default of ``execute_program``'s ``max_iters``.
 MIN_ITERS, MAX_ITERS, DEFAULT_MAX_ITERS = 1, 100, 5
 
@@ -130,8 +134,10 @@ class ProgramState:
     def __init__(self, worker: Worker | None = None) -> None:
         config = getattr(worker, "config", None)
         self.max_specs = getattr(config, "max_specs", DEFAULT_MAX_SPECS) or DEFAULT_MAX_SPECS
+        self.max_spec_bytes = getattr(config, "max_spec_bytes", DEFAULT_MAX_SPEC_BYTES) or DEFAULT_MAX_SPEC_BYTES
         self._lock = threading.Lock()
         self._specs: OrderedDict[str, CompiledSpec] = OrderedDict()
+        self._spec_bytes = 0  # the sizes of the specs in _specs
         self._new_spec: type[CompiledSpec] = _lazy("spec").CompiledSpec
         self._default_lm: LMConfig = _lazy("lmconfig").LMConfig()
         self._lms: dict[str, LMConfig] = {"": self._default_lm}
@@ -167,7 +173,9 @@ class ProgramState:
 
     def compile(self, raw: Any) -> CompiledSpec:
         """Compile a spec (``invalid_argument`` if bad) and cache it; the cached object is
-        returned when the hash is known already."""
+        returned when the hash is known already. The least recently used specs are dropped
+        while more than ``max_specs`` are kept or their sizes add up to more than
+        ``max_spec_bytes`` (the newest always stays); a host sends a dropped one again."""
         compiled = self._new_spec(raw)
         with self._lock:
             cached = self._specs.get(compiled.hash)
@@ -175,8 +183,9 @@ class ProgramState:
                 self._specs.move_to_end(compiled.hash)
                 return cached
             self._specs[compiled.hash] = compiled
-            while len(self._specs) > self.max_specs:
-                self._specs.popitem(last=False)
+            self._spec_bytes += compiled.size
+            while len(self._specs) > 1 and (len(self._specs) > self.max_specs or self._spec_bytes > self.max_spec_bytes):
+                self._spec_bytes -= self._specs.popitem(last=False)[1].size
         return compiled
 
     def lookup(self, spec_hash: str) -> CompiledSpec | None:
@@ -188,7 +197,16 @@ class ProgramState:
 
     def delete(self, spec_hash: str) -> bool:
         with self._lock:
-            return self._specs.pop(spec_hash, None) is not None
+            dropped = self._specs.pop(spec_hash, None)
+            if dropped is None:
+                return False
+            self._spec_bytes -= dropped.size
+            return True
+
+    def spec_bytes(self) -> int:
+        """The sizes of the cached specs, added up."""
+        with self._lock:
+            return self._spec_bytes
 
     def __len__(self) -> int:
         with self._lock:
@@ -198,6 +216,7 @@ class ProgramState:
         """Drop every compiled spec and named language model and restore the dummy."""
         with self._lock:
             self._specs.clear()
+            self._spec_bytes = 0
             self._lms = {"": self._default_lm}
 
 

@@ -130,7 +130,10 @@ class CompiledSpec:
             self.spec["module"] = self.module
             if self.state is not None:
                 self.spec["state"] = self.state
-        self.hash = sha256_hex(canonical_json(self.spec))
+        canonical = canonical_json(self.spec)
+        #: The bytes of the spec's canonical JSON, which the worker's cache counts.
+        self.size = len(canonical)
+        self.hash = sha256_hex(canonical)
         self.extras: dict[str, Any] = {}
         #: The parts of the dummy LM's seeds, made by the first :func:`~dspgo_worker.dummy.dummy_outputs`.
         self.dummy_parts: list[tuple[Field, bytes, bytes]] | None = None

@@ -110,13 +110,13 @@ FEATURES = ("call", "stream")
 class WorkerConfig(
     namedtuple(
         "WorkerConfig",
-        ("worker_id", "max_concurrency", "max_frame_bytes", "diagnostics", "stop_grace", "max_specs"),
-        defaults=(4, DEFAULT_MAX_FRAME_BYTES, False, 0.5, 4096),
+        ("worker_id", "max_concurrency", "max_frame_bytes", "diagnostics", "stop_grace", "max_specs", "max_spec_bytes"),
+        defaults=(4, DEFAULT_MAX_FRAME_BYTES, False, 0.5, 4096, 64 << 20),
     )
 ):
     """Settings of one worker (the CLI flags), an immutable record: ``worker_id``,
     ``max_concurrency`` (4), ``max_frame_bytes``, ``diagnostics`` (False), ``stop_grace``
-    (0.5) and ``max_specs`` (4096)."""
+    (0.5), ``max_specs`` (4096) and ``max_spec_bytes`` (64 MiB)."""
 
     __slots__ = ()
 

@@ -8,6 +8,7 @@ import time
 import unittest
 
 from dspgo_worker.dummy import dummy_outputs
+from dspgo_worker.programs import ProgramState
 from dspgo_worker.spec import CompiledSpec
 
 from .helpers import InProcessWorker, WorkerProcess
@@ -289,6 +290,29 @@ class StateTest(unittest.TestCase):
         self.assertEqual(w.error("execute_program", {"spec_hash": hashes[1], "inputs": {"q1": "x"}})["type"], "SpecNotFound")
         w.ok("execute_program", {"spec_hash": hashes[0], "inputs": {"q0": "x"}})
         w.ok("execute_program", {"spec_hash": hashes[2], "inputs": {"q2": "x"}})
+
+    def test_byte_bound(self):
+        """Specs are dropped, least recently used first, while their canonical JSON adds up to
+        more than max_spec_bytes; the newest stays even when it alone is larger; the sizes
+        kept add up as specs come and go (a reset, a delete)."""
+        big = [spec_of([(f"q{i}", "")], [("a", "")], instructions="x" * 3000) for i in range(4)]
+        w = InProcessWorker(self, max_spec_bytes=10_000)
+        hashes = [w.ok("create_program", {"spec": s})["spec_hash"] for s in big[:3]]
+        self.assertEqual(w.ok("get_stats")["programs"], 3)
+        w.ok("execute_program", {"spec_hash": hashes[0], "inputs": {"q0": "x"}})  # q0 is now the most recent
+        hashes.append(w.ok("create_program", {"spec": big[3]})["spec_hash"])
+        self.assertEqual(w.ok("get_stats")["programs"], 3)
+        self.assertEqual(w.error("execute_program", {"spec_hash": hashes[1], "inputs": {"q1": "x"}})["type"], "SpecNotFound")
+        state = w.worker.state("programs", ProgramState)
+        self.assertLessEqual(state.spec_bytes(), 10_000)
+        self.assertEqual(state.spec_bytes(), sum(state.lookup(h).size for h in (hashes[0], hashes[2], hashes[3])))
+        w.ok("delete_program", {"spec_hash": hashes[2]})
+        self.assertEqual(state.spec_bytes(), sum(state.lookup(h).size for h in (hashes[0], hashes[3])))
+        huge = w.ok("create_program", {"spec": spec_of([("q", "")], [("a", "")], instructions="y" * 20_000)})["spec_hash"]
+        self.assertEqual(w.ok("get_stats")["programs"], 1, "the newest alone, larger than the bound")
+        w.ok("execute_program", {"spec_hash": huge, "inputs": {"q": "x"}})
+        w.ok("reset")
+        self.assertEqual(state.spec_bytes(), 0)
 
     def test_workers_do_not_share_state(self):
         a, b = InProcessWorker(self, "a"), InProcessWorker(self, "b")
