@@ -43,7 +43,10 @@ type LMConfig struct {
 	// from 1 to 65535 and a path, in ASCII without spaces or control
 	// characters. ConfigureLM refuses another with CodeInvalidArgument,
 	// whatever the provider, in a message that does not quote it (it may
-	// hold credentials). Empty means the provider's default.
+	// hold credentials). Credentials in it (https://user:password@host/v1)
+	// are sent as HTTP Basic authorization when no API key is set (the
+	// native engine; the dspy engine's HTTP client decides for itself).
+	// Empty means the provider's default.
 	BaseURL string
 	// APIKeyEnv names the worker's environment variable that holds the API
 	// key; the key itself never passes through dspgo. Empty means the

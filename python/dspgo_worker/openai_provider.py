@@ -11,8 +11,10 @@ endpoint, as coroutines on the worker's event loop:
   (``ctx.run_sync``); a base URL no request can be sent to (``lmconfig.base_url_problem``,
   which ``configure_lm`` applies already) is refused before any;
 * the API key is read from the environment variable ``api_key_env`` (default
-  ``OPENAI_API_KEY``) at each call; without one no ``Authorization`` header is sent (local
-  servers). The key never appears in a log line, an error message or ``get_stats``: error
+  ``OPENAI_API_KEY``) at each call and sent as ``Authorization: Bearer``; without one, the
+  base URL's credentials (``http://user:password@host/v1``) are sent as HTTP Basic
+  authorization (:func:`split_credentials`), and without either no ``Authorization``
+  header is sent (local servers). The key never appears in a log line, an error message or ``get_stats``: error
   texts coming back from the server are scrubbed of it (:func:`redact`);
 * 429 and 5xx are retried up to :attr:`OpenAIProvider.max_retries` (3) times with
   exponential backoff and jitter (0.5 s doubling, at most 8 s), honouring ``Retry-After``
@@ -343,12 +345,15 @@ class OpenAIProvider:
         import urllib.error
         import urllib.request
 
-        url = self.config.effective_base_url + "/chat/completions"
-        shown = safe_url(url)
+        written = self.config.effective_base_url + "/chat/completions"
+        shown = safe_url(written)
+        url, basic = split_credentials(written)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         key = self.config.api_key()
         if key:
             headers["Authorization"] = f"Bearer {self._header_key(key)}"
+        elif basic:
+            headers["Authorization"] = f"Basic {basic}"
         try:
             # Within the try: Request refuses some URLs (ValueError) as it is made.
             request = urllib.request.Request(url, data=data, headers=headers, method="POST")
@@ -365,15 +370,15 @@ class OpenAIProvider:
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, (socket.timeout, TimeoutError)):
                 raise self.timed_out(shown, ctx, end) from None
-            raise WorkerError("unavailable", f"LM endpoint {shown} is unreachable: {hide_credentials(str(exc.reason), url)}") from None
+            raise WorkerError("unavailable", f"LM endpoint {shown} is unreachable: {hide_credentials(str(exc.reason), written)}") from None
         except (socket.timeout, TimeoutError):
             raise self.timed_out(shown, ctx, end) from None
         except (ValueError, http.client.InvalidURL) as exc:  # a base_url urllib cannot use: a fault of the configuration
-            raise WorkerError("invalid_argument", f"LM endpoint {shown}: {hide_credentials(str(exc), url)} (check base_url)") from None
+            raise WorkerError("invalid_argument", f"LM endpoint {shown}: {hide_credentials(str(exc), written)} (check base_url)") from None
         except http.client.HTTPException as exc:  # a broken HTTP exchange (OSError ones are below)
-            raise WorkerError("unavailable", f"LM endpoint {shown}: {type(exc).__name__}: {hide_credentials(str(exc), url)}") from None
+            raise WorkerError("unavailable", f"LM endpoint {shown}: {type(exc).__name__}: {hide_credentials(str(exc), written)}") from None
         except OSError as exc:
-            raise WorkerError("unavailable", f"LM endpoint {shown}: {type(exc).__name__}: {hide_credentials(str(exc), url)}") from None
+            raise WorkerError("unavailable", f"LM endpoint {shown}: {type(exc).__name__}: {hide_credentials(str(exc), written)}") from None
         if len(raw) > MAX_REPLY_BYTES:
             raise WorkerError("resource_exhausted", f"LM endpoint {shown}: reply over {MAX_REPLY_BYTES} bytes")
         return self.content(raw, shown)
@@ -423,3 +428,20 @@ class OpenAIProvider:
             return WorkerError("invalid_argument", message)
         return WorkerError("unknown", message)
 
+
+def split_credentials(url: str) -> tuple[str, str]:
+    """``url`` without the credentials of its authority (``user:password@``), and those as
+    the value of an HTTP Basic ``Authorization`` (base64 of the percent-decoded
+    ``user:password``), or ``""`` when it has none. ``urllib`` would take ``user:password@host``
+    for the host: the proxy path sends the credentials as a header, when no API key is set."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not sep or not at:
+        return url, ""
+    import base64
+    from urllib.parse import unquote
+
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return f"{scheme}{sep}{host}{slash}{path}", token
