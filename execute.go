@@ -122,8 +122,8 @@ func (c *Client) prepare(ctx context.Context, session, lm, id string, inputs map
 	if err != nil {
 		return nil, adapter.Request{}, nil, "", err
 	}
-	if path, bad := checkUTF8(inputs); path != "" {
-		return nil, adapter.Request{}, nil, "", c.errorf(adapter.CodeInvalidArgument, op, "%s: %s is not valid UTF-8", path, bad)
+	if path, problem := checkInputs(inputs); path != "" {
+		return nil, adapter.Request{}, nil, "", c.errorf(adapter.CodeInvalidArgument, op, "%s: %s", path, problem)
 	}
 	converted, err := p.compiled.Inputs(inputs)
 	if err != nil {

@@ -80,8 +80,8 @@ func (c *Client) checkExamples(op string, p *Program, examples []Example, set st
 	if len(examples) == 0 {
 		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s is empty", set)
 	}
-	if path, bad := checkDemosUTF8(examples, set+" example"); path != "" {
-		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %s is not valid UTF-8", path, bad)
+	if path, problem := checkDemoValues(examples, set+" example"); path != "" {
+		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %s", path, problem)
 	}
 	out, err := p.compiled.Examples(examples, set+" example")
 	if err != nil {

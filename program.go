@@ -165,8 +165,8 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 	if err := program.CheckLMName("lm", spec.LM); err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
-	if path, bad := checkSpecUTF8(spec); path != "" {
-		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %s is not valid UTF-8", path, bad)
+	if path, problem := checkSpecValues(spec); path != "" {
+		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %s", path, problem)
 	}
 	compiled, err := program.Compile(command.Spec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind, Demos: spec.Demos,
 		Module: spec.Module, State: spec.State})

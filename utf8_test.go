@@ -2,7 +2,10 @@ package dspgo_test
 
 import (
 	"context"
+	"regexp"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -93,4 +96,143 @@ func TestSpecsAndExamplesThatAreNotUTF8AreRefused(t *testing.T) {
 		func(context.Context, dspgo.Example, map[string]any) (float64, error) { return 1, nil })
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
 	assert.ErrorContains(t, err, `devset example 0: input q: string "\xff" is not valid UTF-8`)
+}
+
+// sharedDAG returns a value of levels maps, each holding the one below
+// twice: a few hundred bytes in memory, 3·2^levels − 1 JSON values as
+// encoded.
+func sharedDAG(levels int) map[string]any {
+	m := map[string]any{"leaf": 1}
+	for range levels {
+		m = map[string]any{"a": m, "b": m}
+	}
+	return m
+}
+
+// promptly runs f, failing the test if it has not returned within a
+// minute (a walk that is not linear runs for ages); f's goroutine is gone
+// when promptly returns normally.
+func promptly(t *testing.T, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Minute):
+		t.Fatal("the call did not return within a minute")
+		return nil
+	}
+}
+
+// TestValuesThatCannotBeEncodedAreRefused: an input, a demo's value or an
+// example's that holds itself (a cycle, which encoding/json refuses too),
+// that shares maps so that it would encode to more than 2^24 JSON values,
+// or that nests deeper than any frame, is CodeInvalidArgument naming the
+// field, at once, whatever its context's deadline; a value that shares
+// maps but encodes to few values runs. The walk that refuses them takes
+// time linear in the value's size in memory.
+func TestValuesThatCannotBeEncodedAreRefused(t *testing.T) {
+	c, a := newClient(t)
+	ctx := t.Context()
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("x: Any, h: dspy.History -> y")})
+	require.NoError(t, err)
+
+	cyclicMap := map[string]any{}
+	cyclicMap["a"], cyclicMap["b"] = cyclicMap, cyclicMap
+	cyclicList := make([]any, 2)
+	cyclicList[0], cyclicList[1] = cyclicList, cyclicList
+	var cyclicPointer any
+	cyclicPointer = &cyclicPointer
+	chain := map[string]any{}
+	chain["next"] = chain
+	deep := any("bottom")
+	for range 300 {
+		deep = map[string]any{"d": deep}
+	}
+	cycle := "the value holds itself (a cycle), which JSON cannot encode"
+	tooLarge := "the value would encode as more than 16777216 JSON values"
+	before := len(a.Calls())
+	for _, tc := range []struct {
+		name   string
+		inputs map[string]any
+		want   []string // in the error, in order
+	}{
+		{"a map holding itself twice", map[string]any{"x": cyclicMap}, []string{`input x["`, cycle}},
+		{"a list holding itself", map[string]any{"x": cyclicList}, []string{`input x[`, cycle}},
+		{"a pointer to itself", map[string]any{"x": &cyclicPointer}, []string{"input x: ", cycle}},
+		{"a map holding itself once", map[string]any{"x": chain}, []string{`input x["next"]: `, cycle}},
+		{"40 maps, each holding the next twice", map[string]any{"x": sharedDAG(40)}, []string{"input x: ", tooLarge}},
+		{"the same in a History", map[string]any{"x": 1, "h": dspgo.History{Messages: []map[string]any{{"y": sharedDAG(40)}}}},
+			[]string{"input h: ", tooLarge}},
+		{"300 levels", map[string]any{"x": deep}, []string{"input x: the value nests more than 256 levels"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			err := promptly(t, func() error {
+				_, err := c.Execute(ctx, p.ID, tc.inputs)
+				return err
+			})
+			require.Error(t, err)
+			assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%v", err)
+			assert.Regexp(t, regexp.QuoteMeta(tc.want[0])+".*"+regexp.QuoteMeta(strings.Join(tc.want[1:], "")), err.Error())
+		})
+	}
+	assert.Len(t, a.Calls(), before, "nothing was sent")
+
+	t.Run("demos and examples", func(t *testing.T) {
+		sig := dspgo.MustParseSignature("q: Any -> a")
+		err := promptly(t, func() error {
+			_, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig,
+				Demos: []dspgo.Demo{{Inputs: map[string]any{"q": cyclicMap}, Outputs: map[string]any{"a": "x"}}}})
+			return err
+		})
+		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+		assert.ErrorContains(t, err, cycle)
+		assert.ErrorContains(t, err, `demo 0: input q["`)
+		q, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig})
+		require.NoError(t, err)
+		err = promptly(t, func() error {
+			_, err := c.Evaluate(ctx, q, []dspgo.Example{{Inputs: map[string]any{"q": "?"}, Outputs: map[string]any{"a": sharedDAG(40)}}},
+				func(context.Context, dspgo.Example, map[string]any) (float64, error) { return 1, nil })
+			return err
+		})
+		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+		assert.ErrorContains(t, err, "devset example 0: output a: "+tooLarge)
+	})
+
+	t.Run("shared values that encode to few run", func(t *testing.T) {
+		out, err := c.Execute(ctx, p.ID, map[string]any{"x": sharedDAG(3), "h": dspgo.History{}})
+		require.NoError(t, err)
+		assert.Contains(t, out, "y")
+		big := make([]any, 10000) // walked twice: past the first walk's steps
+		for i := range big {
+			big[i] = sharedDAG(1)
+		}
+		_, err = c.Execute(ctx, p.ID, map[string]any{"x": big, "h": dspgo.History{}})
+		require.NoError(t, err)
+		big[9999] = map[string]any{"k": "\xff"}
+		_, err = c.Execute(ctx, p.ID, map[string]any{"x": big, "h": dspgo.History{}})
+		assert.ErrorContains(t, err, `input x[9999]["k"]: string "\xff" is not valid UTF-8`)
+	})
+}
+
+// TestInputsThatAreNotUTF8AreRefusedWhereverTheyAre: strings under a
+// dict[int, …]'s integer keys and in the exported fields of a struct (a
+// History's messages) are checked too: encoding/json would replace their
+// bad bytes.
+func TestInputsThatAreNotUTF8AreRefusedWhereverTheyAre(t *testing.T) {
+	c, _ := newClient(t)
+	ctx := t.Context()
+	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("d: dict[int, str], h: dspy.History -> y")})
+	require.NoError(t, err)
+	_, err = c.Execute(ctx, p.ID, map[string]any{"d": map[int64]string{7: "a\xffb"}, "h": dspgo.History{}})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	assert.ErrorContains(t, err, `input d["7"]: string "a\xffb" is not valid UTF-8`)
+	_, err = c.Execute(ctx, p.ID, map[string]any{"d": map[int64]string{}, "h": &dspgo.History{Messages: []map[string]any{{"d": map[string]any{}, "y": "c\xff"}}}})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	assert.ErrorContains(t, err, `input h["messages"][0]["y"]: string "c\xff" is not valid UTF-8`)
+	_, err = c.Execute(ctx, p.ID, map[string]any{"d": map[int64]string{7: "ok"}, "h": dspgo.History{Messages: []map[string]any{{"d": map[string]any{}, "y": "c"}}}})
+	assert.NoError(t, err)
 }
