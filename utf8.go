@@ -26,21 +26,40 @@ func checkInputs(inputs map[string]any) (path, problem string) {
 	return "", ""
 }
 
-// checkSpecValues is checkInputs for what a spec holds: its instructions,
-// module, fields (names, types, descriptions), state as text, and its
-// demos (label "demo") as values.
+// checkSpecValues is checkInputs for what a spec holds: its
+// instructions, module and state as text; its fields' and its models'
+// names, types and descriptions as text and their defaults as values;
+// and its demos (label "demo") as values.
 func checkSpecValues(spec ProgramSpec) (path, problem string) {
-	texts := []struct{ path, s string }{{"instructions", spec.Instructions}, {"module", spec.Module}, {"state", string(spec.State)}}
-	for side, fields := range map[string][]Field{"input": spec.Signature.Inputs, "output": spec.Signature.Outputs} {
+	type text struct{ path, s string }
+	type value struct {
+		path string
+		v    any
+	}
+	texts := []text{{"instructions", spec.Instructions}, {"module", spec.Module}, {"state", string(spec.State)}}
+	var defaults []value
+	addFields := func(side string, fields []Field) {
 		for i, f := range fields {
 			at := fmt.Sprintf("%s field %d ", side, i)
-			texts = append(texts, struct{ path, s string }{at + "name", f.Name}, struct{ path, s string }{at + "type", f.Type},
-				struct{ path, s string }{at + "description", f.Description})
+			texts = append(texts, text{at + "name", f.Name}, text{at + "type", f.Type}, text{at + "description", f.Description})
+			defaults = append(defaults, value{at + "default", f.Default})
 		}
+	}
+	addFields("input", spec.Signature.Inputs)
+	addFields("output", spec.Signature.Outputs)
+	for i, m := range spec.Signature.Models {
+		at := fmt.Sprintf("model %d", i)
+		texts = append(texts, text{at + " name", m.Name}, text{at + " description", m.Description})
+		addFields(at, m.Fields)
 	}
 	for _, t := range texts {
 		if !utf8.ValidString(t.s) {
 			return t.path, describeBad("text", t.s) + notUTF8
+		}
+	}
+	for _, d := range defaults {
+		if b := checkValue(d.v); b != nil {
+			return d.path + b.path(), b.what
 		}
 	}
 	return checkDemoValues(spec.Demos, "demo")

@@ -65,7 +65,8 @@ func TestInputsThatAreNotUTF8AreRefused(t *testing.T) {
 }
 
 // TestSpecsAndExamplesThatAreNotUTF8AreRefused: a spec's text (its
-// instructions, fields, demos, state) and an example's values that are not
+// instructions, fields, models, state), its values (fields' and models'
+// fields' defaults, demos) and an example's values that are not
 // valid UTF-8 are CodeInvalidArgument naming where, as inputs are; never
 // replaced by U+FFFD, which would give another program the same hash.
 func TestSpecsAndExamplesThatAreNotUTF8AreRefused(t *testing.T) {
@@ -84,6 +85,20 @@ func TestSpecsAndExamplesThatAreNotUTF8AreRefused(t *testing.T) {
 			`input field 0 description`},
 		{dspgo.ProgramSpec{Signature: sig, Demos: demo("\xff")}, `demo 0: input q: string "\xff" is not valid UTF-8`},
 		{dspgo.ProgramSpec{Signature: sig, Demos: []dspgo.Demo{{Inputs: map[string]any{"q": "?"}, Outputs: map[string]any{"a": []any{"\x80"}}}}}, `demo 0: output a[0]`},
+		{dspgo.ProgramSpec{Signature: dspgo.Signature{Inputs: []dspgo.Field{{Name: "q", Type: "str", Default: "a\xffb"}}, Outputs: sig.Outputs}},
+			`input field 0 default: string "a\xffb" is not valid UTF-8`},
+		{dspgo.ProgramSpec{Signature: dspgo.Signature{Inputs: sig.Inputs, Outputs: []dspgo.Field{{Name: "a", Type: "dict[str, int]", Default: map[string]any{"\xff": 1}}}}},
+			`output field 0 default: key "\xff" is not valid UTF-8`},
+		{dspgo.ProgramSpec{Signature: dspgo.Signature{Inputs: []dspgo.Field{{Name: "q", Type: "list[str]", Default: []string{"ok", "\xc3"}}}, Outputs: sig.Outputs}},
+			`input field 0 default[1]: string "\xc3" is not valid UTF-8`},
+		{dspgo.ProgramSpec{Signature: dspgo.Signature{Inputs: sig.Inputs, Outputs: sig.Outputs, Models: []dspgo.Model{{Name: "M\xff", Fields: []dspgo.Field{{Name: "f"}}}}}},
+			`model 0 name: text "M\xff" is not valid UTF-8`},
+		{dspgo.ProgramSpec{Signature: withModel(dspgo.Model{Name: "M", Description: "\xfe", Fields: []dspgo.Field{{Name: "f"}}})}, `model 0 description`},
+		{dspgo.ProgramSpec{Signature: withModel(dspgo.Model{Name: "M", Fields: []dspgo.Field{{Name: "f"}, {Name: "g", Description: "\x80"}}})},
+			`model 0 field 1 description: text "\x80" is not valid UTF-8`},
+		{dspgo.ProgramSpec{Signature: withModel(dspgo.Model{Name: "M", Fields: []dspgo.Field{{Name: "f", Type: "str\xff"}}})}, `model 0 field 0 type`},
+		{dspgo.ProgramSpec{Signature: withModel(dspgo.Model{Name: "M", Fields: []dspgo.Field{{Name: "f", Default: "a\xffb"}}})},
+			`model 0 field 0 default: string "a\xffb" is not valid UTF-8`},
 	} {
 		_, err := c.CreateProgram(ctx, tc.spec)
 		require.Error(t, err, tc.want)
@@ -92,10 +107,20 @@ func TestSpecsAndExamplesThatAreNotUTF8AreRefused(t *testing.T) {
 	}
 	p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig, Demos: demo("\ufffd")})
 	require.NoError(t, err, "U+FFFD itself is text")
+	m, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: withModel(dspgo.Model{Name: "M", Description: "é \ufffd",
+		Fields: []dspgo.Field{{Name: "f", Default: "a\ufffdb"}}})})
+	require.NoError(t, err, "valid UTF-8 in a model and a default")
+	assert.Equal(t, "a\ufffdb", m.Spec.Signature.Models[0].Fields[0].Default)
 	_, err = c.Evaluate(ctx, p, []dspgo.Example{{Inputs: map[string]any{"q": "\xff"}, Outputs: map[string]any{"a": "x"}}},
 		func(context.Context, dspgo.Example, map[string]any) (float64, error) { return 1, nil })
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
 	assert.ErrorContains(t, err, `devset example 0: input q: string "\xff" is not valid UTF-8`)
+}
+
+// withModel returns the signature "q -> a: M" whose model M is m (m
+// names it).
+func withModel(m dspgo.Model) dspgo.Signature {
+	return dspgo.Signature{Inputs: []dspgo.Field{{Name: "q"}}, Outputs: []dspgo.Field{{Name: "a", Type: m.Name}}, Models: []dspgo.Model{m}}
 }
 
 // sharedDAG returns a value of levels maps, each holding the one below
@@ -181,9 +206,16 @@ func TestValuesThatCannotBeEncodedAreRefused(t *testing.T) {
 	}
 	assert.Len(t, a.Calls(), before, "nothing was sent")
 
-	t.Run("demos and examples", func(t *testing.T) {
+	t.Run("demos, defaults and examples", func(t *testing.T) {
 		sig := dspgo.MustParseSignature("q: Any -> a")
 		err := promptly(t, func() error {
+			_, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.Signature{
+				Inputs: []dspgo.Field{{Name: "q", Type: "Any", Default: sharedDAG(40)}}, Outputs: sig.Outputs}})
+			return err
+		})
+		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+		assert.ErrorContains(t, err, "input field 0 default: "+tooLarge)
+		err = promptly(t, func() error {
 			_, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig,
 				Demos: []dspgo.Demo{{Inputs: map[string]any{"q": cyclicMap}, Outputs: map[string]any{"a": "x"}}}})
 			return err
