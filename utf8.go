@@ -316,8 +316,11 @@ func (w *walker) reflected(v reflect.Value, depth int) (int, *badValue) {
 		}
 		return w.shared(ref{p: v.UnsafePointer(), t: v.Type()}, v, depth)
 	case reflect.Slice:
+		if v.Type() == rawMessageType && !utf8.Valid(v.Bytes()) {
+			return 0, &badValue{what: describeBad("JSON text", string(v.Bytes())) + notUTF8}
+		}
 		if v.Len() == 0 || v.Type().Elem().Kind() == reflect.Uint8 {
-			return 1, nil // bytes are not text; conversion refuses them
+			return 1, nil // bytes are not text (conversion refuses them), or JSON text, its size bounded by its length
 		}
 		return w.shared(ref{p: v.UnsafePointer(), n: v.Len(), t: v.Type()}, v, depth)
 	case reflect.Array:

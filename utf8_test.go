@@ -2,6 +2,7 @@ package dspgo_test
 
 import (
 	"context"
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
@@ -251,9 +252,9 @@ func TestValuesThatCannotBeEncodedAreRefused(t *testing.T) {
 }
 
 // TestInputsThatAreNotUTF8AreRefusedWhereverTheyAre: strings under a
-// dict[int, …]'s integer keys and in the exported fields of a struct (a
-// History's messages) are checked too: encoding/json would replace their
-// bad bytes.
+// dict[int, …]'s integer keys, in the exported fields of a struct (a
+// History's messages) and in JSON text given as a json.RawMessage are
+// checked too: encoding/json would replace their bad bytes.
 func TestInputsThatAreNotUTF8AreRefusedWhereverTheyAre(t *testing.T) {
 	c, _ := newClient(t)
 	ctx := t.Context()
@@ -267,4 +268,13 @@ func TestInputsThatAreNotUTF8AreRefusedWhereverTheyAre(t *testing.T) {
 	assert.ErrorContains(t, err, `input h["messages"][0]["y"]: string "c\xff" is not valid UTF-8`)
 	_, err = c.Execute(ctx, p.ID, map[string]any{"d": map[int64]string{7: "ok"}, "h": dspgo.History{Messages: []map[string]any{{"d": map[string]any{}, "y": "c"}}}})
 	assert.NoError(t, err)
+
+	q, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: dspgo.MustParseSignature("x: Any -> y")})
+	require.NoError(t, err)
+	_, err = c.Execute(ctx, q.ID, map[string]any{"x": json.RawMessage("{\"k\": [\"a\xffb\"]}")})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	assert.ErrorContains(t, err, `input x: JSON text "{\"k\": [\"a\xffb\"]}" is not valid UTF-8`)
+	out, err := c.Execute(ctx, q.ID, map[string]any{"x": json.RawMessage(`{"k": ["a\u00ffb"]}`)})
+	require.NoError(t, err)
+	assert.Contains(t, out, "y")
 }
