@@ -50,6 +50,12 @@ type Client struct {
 type scope struct {
 	programs map[string]*Program
 	lastUsed time.Time
+	// creating counts the creates that reserved an id in the scope and
+	// wait for the backend: a sweep leaves the scope alone meanwhile.
+	creating int
+	// closed is set when Session.Close drops the scope: a create that
+	// reserved its id in it, or that compiled one of its programs, fails.
+	closed bool
 }
 
 // NewClient returns a client that runs programs on a.
@@ -125,28 +131,36 @@ func (c *Client) useLocked(session string) *scope {
 	return sc
 }
 
-// sweepLocked deletes sessions idle for longer than the TTL. The caller
-// holds c.mu.
+// sweepLocked deletes sessions idle for longer than the TTL, but for one
+// with a create in flight. The caller holds c.mu.
 func (c *Client) sweepLocked() {
 	if c.opts.sessionTTL <= 0 {
 		return
 	}
 	cutoff := c.opts.now().Add(-c.opts.sessionTTL)
 	for id, sc := range c.scopes {
-		if id != "" && sc.lastUsed.Before(cutoff) {
+		if id != "" && sc.creating == 0 && sc.lastUsed.Before(cutoff) {
 			delete(c.scopes, id)
 		}
 	}
 }
 
-func (c *Client) lookup(session, op, id string) (*Program, error) {
+// lookup returns the program with the id in a session's scope, and the
+// scope.
+func (c *Client) lookup(session, op, id string) (*Program, *scope, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p := c.useLocked(session).programs[id]
+	sc := c.useLocked(session)
+	p := sc.programs[id]
 	if p == nil {
-		return nil, c.errorf(adapter.CodeNotFound, op, "program %q not found%s", id, inSession(session))
+		return nil, nil, c.errorf(adapter.CodeNotFound, op, "program %q not found%s", id, inSession(session))
 	}
-	return p, nil
+	return p, sc, nil
+}
+
+// sessionClosed is the error of a call that a session's Close ends.
+func (c *Client) sessionClosed(op string) error {
+	return &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: op, Adapter: c.a.Name(), Err: ErrSessionClosed}
 }
 
 func inSession(session string) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"sync/atomic"
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
@@ -92,12 +93,14 @@ type CompileProgress struct {
 // LM call. Session.Compile compiles a session's program with the LM of
 // the session's handle.
 func (c *Client) Compile(ctx context.Context, prog *Program, trainset []Example, metric Metric, opts ...CompileOption) (*Program, error) {
-	return c.compile(ctx, "", prog, trainset, metric, opts)
+	return c.compile(ctx, "", nil, prog, trainset, metric, opts)
 }
 
 // compile is Compile with the LM of the handle (Session.WithLM; "" is the
-// default) for a program that names none.
-func (c *Client) compile(ctx context.Context, handleLM string, prog *Program, trainset []Example, metric Metric, opts []CompileOption) (*Program, error) {
+// default) for a program that names none, and the closed flag of a
+// Session handle (nil for the Client's).
+func (c *Client) compile(ctx context.Context, handleLM string, closed *atomic.Bool, prog *Program, trainset []Example, metric Metric,
+	opts []CompileOption) (*Program, error) {
 	const op = command.CompileProgram
 	co := compileOptions{optimizer: BootstrapFewShot{}}
 	for _, o := range opts {
@@ -106,7 +109,8 @@ func (c *Client) compile(ctx context.Context, handleLM string, prog *Program, tr
 	if err := ctx.Err(); err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
-	if err := c.checkProgram(op, prog); err != nil {
+	sc, err := c.checkProgram(op, prog)
+	if err != nil {
 		return nil, err
 	}
 	args, tools, err := c.compileArgs(prog, handleLM, trainset, metric, co)
@@ -132,7 +136,7 @@ func (c *Client) compile(ctx context.Context, handleLM string, prog *Program, tr
 	}
 	spec := prog.Spec
 	spec.ID, spec.Instructions, spec.Demos = co.id, res.Instructions, res.Demos
-	return c.createProgram(ctx, prog.Session, spec)
+	return c.createProgram(ctx, prog.Session, closed, sc, spec)
 }
 
 // compileArgs checks Compile's arguments and returns compile_program's and

@@ -23,6 +23,7 @@ import "errors"
 // gives their code; test with errors.Is.
 var (
 	// ErrSessionClosed is the cause of every call on a Session after its
-	// Close. Its code is adapter.CodeFailedPrecondition.
+	// Close, and of a CreateProgram or Compile of the session that Close
+	// overtook (Session.Close). Its code is adapter.CodeFailedPrecondition.
 	ErrSessionClosed = errors.New("dspgo: session is closed")
 )

@@ -85,7 +85,7 @@ func (c *Client) evaluate(ctx context.Context, handleLM string, prog *Program, d
 	if eo.concurrency < 0 {
 		return nil, c.errorf(adapter.CodeInvalidArgument, op, "the concurrency must not be negative, got %d", eo.concurrency)
 	}
-	if err := c.checkProgram(op, prog); err != nil {
+	if _, err := c.checkProgram(op, prog); err != nil {
 		return nil, err
 	}
 	if _, err := c.checkExamples(op, prog, devset, "devset"); err != nil {

@@ -118,7 +118,7 @@ func (c *Client) prepare(ctx context.Context, session, lm, id string, inputs map
 	if err := ctx.Err(); err != nil {
 		return nil, adapter.Request{}, nil, "", adapter.Wrap(err, c.a.Name(), op)
 	}
-	p, err := c.lookup(session, op, id)
+	p, _, err := c.lookup(session, op, id)
 	if err != nil {
 		return nil, adapter.Request{}, nil, "", err
 	}

@@ -90,18 +90,18 @@ func (c *Client) checkExamples(op string, p *Program, examples []Example, set st
 	return out, nil
 }
 
-// checkProgram returns an error unless p is a program of this client that
-// still exists in its scope.
-func (c *Client) checkProgram(op string, p *Program) error {
+// checkProgram returns the scope that holds p, or an error unless p is a
+// program of this client that still exists in its scope.
+func (c *Client) checkProgram(op string, p *Program) (*scope, error) {
 	if p == nil {
-		return c.errorf(adapter.CodeInvalidArgument, op, "the program is nil")
+		return nil, c.errorf(adapter.CodeInvalidArgument, op, "the program is nil")
 	}
-	q, err := c.lookup(p.Session, op, p.ID)
+	q, sc, err := c.lookup(p.Session, op, p.ID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if q != p {
-		return c.errorf(adapter.CodeFailedPrecondition, op, "program %q%s is not this program: it was deleted and created again", p.ID, inSession(p.Session))
+		return nil, c.errorf(adapter.CodeFailedPrecondition, op, "program %q%s is not this program: it was deleted and created again", p.ID, inSession(p.Session))
 	}
-	return nil
+	return sc, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/dspgo/dspgo/adapter"
@@ -137,7 +138,7 @@ func (p *Program) OutputFields() []Field { return slices.Clone(p.compiled.Output
 // in the client's default scope. A bad spec is CodeInvalidArgument; an id
 // already used in the scope is CodeAlreadyExists (never an overwrite).
 func (c *Client) CreateProgram(ctx context.Context, spec ProgramSpec) (*Program, error) {
-	return c.createProgram(ctx, "", spec)
+	return c.createProgram(ctx, "", nil, nil, spec)
 }
 
 // GetProgram returns the program with the id, or a CodeNotFound error.
@@ -157,7 +158,13 @@ func (c *Client) DeleteProgram(ctx context.Context, id string) error {
 	return c.deleteProgram(ctx, "", id)
 }
 
-func (c *Client) createProgram(ctx context.Context, session string, spec ProgramSpec) (*Program, error) {
+// createProgram creates a program in a session's scope ("" the default
+// scope). closed is the flag of the Session handle the call came through
+// (nil for the Client's), and from the scope that held the program
+// Compile compiled (nil for CreateProgram): when the session is closed
+// before the program is stored, or while the backend compiles it, the
+// create fails with ErrSessionClosed and leaves no program behind.
+func (c *Client) createProgram(ctx context.Context, session string, closed *atomic.Bool, from *scope, spec ProgramSpec) (*Program, error) {
 	const op = command.CreateProgram
 	if err := ctx.Err(); err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
@@ -198,8 +205,14 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 	}
 
 	// Reserve the id before the backend call, so that a concurrent create
-	// of the same id fails instead of overwriting.
+	// of the same id fails instead of overwriting. The closed flag is read
+	// under c.mu, which Close takes after setting it: a Close that has
+	// not dropped the scope yet drops the reservation with it.
 	c.mu.Lock()
+	if closed != nil && closed.Load() || from != nil && from.closed {
+		c.mu.Unlock()
+		return nil, c.sessionClosed(op)
+	}
 	sc := c.useLocked(session)
 	if sc.programs[id] != nil {
 		c.mu.Unlock()
@@ -207,6 +220,7 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 	}
 	p.CreatedAt = c.opts.now()
 	sc.programs[id] = p
+	sc.creating++
 	c.mu.Unlock()
 
 	args, err := json.Marshal(command.CreateArgs{ProgramID: id, Spec: compiled.Spec})
@@ -217,15 +231,28 @@ func (c *Client) createProgram(ctx context.Context, session string, spec Program
 			err = c.checkHash(op, resp.Result, compiled.Hash)
 		}
 	}
-	if err != nil {
-		c.mu.Lock()
-		if sc.programs[id] == p {
-			delete(sc.programs, id)
-		}
+	c.mu.Lock()
+	sc.creating--
+	if err == nil && !sc.closed {
 		c.mu.Unlock()
+		return p, nil
+	}
+	if sc.programs[id] == p {
+		delete(sc.programs, id)
+	}
+	evict := err == nil && !c.hashInUseLocked(p.Hash)
+	c.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
-	return p, nil
+	// Close dropped the scope while the backend compiled the program: the
+	// backend's copy goes too, unless another program shares it. An
+	// eviction that fails leaves a cache entry that nothing names, as a
+	// failed DeleteProgram's does; the create failed all the same.
+	if evict {
+		_ = c.evict(ctx, session, p.Hash)
+	}
+	return nil, c.sessionClosed(op)
 }
 
 // encodeHeads encodes the fixed parts of execute_program's arguments:
@@ -320,7 +347,8 @@ func (c *Client) getProgram(ctx context.Context, session, id string) (*Program, 
 	if err := ctx.Err(); err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), "get_program")
 	}
-	return c.lookup(session, "get_program", id)
+	p, _, err := c.lookup(session, "get_program", id)
+	return p, err
 }
 
 func (c *Client) listPrograms(ctx context.Context, session string) ([]*Program, error) {

@@ -56,7 +56,7 @@ func (s *Session) check(op string) error {
 		return s.c.errorf(adapter.CodeInvalidArgument, op, "session id is empty")
 	}
 	if s.closed.Load() {
-		return &adapter.Error{Code: adapter.CodeFailedPrecondition, Op: op, Adapter: s.c.a.Name(), Err: ErrSessionClosed}
+		return s.c.sessionClosed(op)
 	}
 	if s.lmErr != nil {
 		return adapter.Wrap(s.lmErr, "", op)
@@ -70,7 +70,7 @@ func (s *Session) CreateProgram(ctx context.Context, spec ProgramSpec) (*Program
 	if err := s.check(command.CreateProgram); err != nil {
 		return nil, err
 	}
-	return s.c.createProgram(ctx, s.id, spec)
+	return s.c.createProgram(ctx, s.id, s.closed, nil, spec)
 }
 
 // GetProgram returns the session's program with the id.
@@ -130,7 +130,7 @@ func (s *Session) Compile(ctx context.Context, prog *Program, trainset []Example
 	if err := s.checkProgram(command.CompileProgram, prog); err != nil {
 		return nil, err
 	}
-	return s.c.compile(ctx, s.lm, prog, trainset, metric, opts)
+	return s.c.compile(ctx, s.lm, s.closed, prog, trainset, metric, opts)
 }
 
 // Evaluate scores a program of the session on a devset (see
@@ -166,15 +166,21 @@ func (s *Session) Ping(ctx context.Context) error {
 }
 
 // Close ends the session and deletes its programs. Every later call on
-// this Session fails with ErrSessionClosed; the id may be used again, by
-// Client.Session, for a new, empty session. Close is idempotent and needs
-// no backend call, so it does not fail.
+// this Session fails with ErrSessionClosed, and so does a CreateProgram
+// or Compile of the session that has not returned (through any handle,
+// or the Client's Compile of one of its programs): its program is not
+// kept, and the backend is asked to drop its copy. The id may be used
+// again, by Client.Session, for a new, empty session. Close is idempotent
+// and needs no backend call, so it does not fail.
 func (s *Session) Close(context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
 	}
 	s.c.mu.Lock()
-	delete(s.c.scopes, s.id)
+	if sc := s.c.scopes[s.id]; sc != nil {
+		sc.closed = true
+		delete(s.c.scopes, s.id)
+	}
 	s.c.mu.Unlock()
 	return nil
 }
