@@ -81,8 +81,12 @@ func (c *Client) Ping(ctx context.Context) error {
 
 // Session returns the session with the id. Programs created in a session
 // are visible only in it; its requests carry the id for worker affinity.
-// Sessions need no creation: the first use starts one. The id must not be
-// empty.
+// Sessions need no creation: the first program created in one (by
+// CreateProgram or Compile) starts it, and a call that only reads it
+// (GetProgram, ListPrograms, Execute, …) starts none, nor holds anything
+// for it. A session ends when Close, the idle TTL (WithSessionTTL) or the
+// deletion of its last program leaves it with none; its id may start a
+// new one. The id must not be empty.
 func (c *Client) Session(id string) *Session {
 	return &Session{c: c, id: id, closed: new(atomic.Bool)}
 }
@@ -94,7 +98,8 @@ type Stats struct {
 	Adapter adapter.Stats
 	// Programs counts the programs in every scope.
 	Programs int
-	// Sessions counts the live sessions.
+	// Sessions counts the live sessions: those holding a program, one
+	// being created included (see Client.Session).
 	Sessions int
 }
 
@@ -118,17 +123,44 @@ func (c *Client) errorf(code adapter.Code, op, format string, args ...any) error
 	return &adapter.Error{Code: code, Op: op, Adapter: c.a.Name(), Message: fmt.Sprintf(format, args...)}
 }
 
-// useLocked returns the live scope for a session, creating it, after
-// sweeping expired sessions. The caller holds c.mu.
+// useLocked returns the live scope of a session, marked used, or nil when
+// the session holds no program, after sweeping expired sessions. The
+// caller holds c.mu.
 func (c *Client) useLocked(session string) *scope {
 	c.sweepLocked()
 	sc := c.scopes[session]
+	if sc != nil {
+		sc.lastUsed = c.opts.now()
+	}
+	return sc
+}
+
+// startLocked is useLocked for a call that stores a program: it starts
+// the session when it holds none. The caller holds c.mu.
+func (c *Client) startLocked(session string) *scope {
+	sc := c.useLocked(session)
 	if sc == nil {
-		sc = &scope{programs: map[string]*Program{}}
+		sc = &scope{programs: map[string]*Program{}, lastUsed: c.opts.now()}
 		c.scopes[session] = sc
 	}
-	sc.lastUsed = c.opts.now()
 	return sc
+}
+
+// removeLocked removes p from sc, its scope, and ends sc's session when
+// that leaves it with no program. The caller holds c.mu.
+func (c *Client) removeLocked(sc *scope, p *Program) {
+	if sc.programs[p.ID] == p {
+		delete(sc.programs, p.ID)
+	}
+	c.endIfEmptyLocked(p.Session, sc)
+}
+
+// endIfEmptyLocked ends a session whose scope sc holds no program and
+// has no create in flight. The caller holds c.mu.
+func (c *Client) endIfEmptyLocked(session string, sc *scope) {
+	if session != "" && len(sc.programs) == 0 && sc.creating == 0 && c.scopes[session] == sc {
+		delete(c.scopes, session)
+	}
 }
 
 // sweepLocked deletes sessions idle for longer than the TTL, but for one
@@ -151,11 +183,10 @@ func (c *Client) lookup(session, op, id string) (*Program, *scope, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sc := c.useLocked(session)
-	p := sc.programs[id]
-	if p == nil {
+	if sc == nil || sc.programs[id] == nil {
 		return nil, nil, c.errorf(adapter.CodeNotFound, op, "program %q not found%s", id, inSession(session))
 	}
-	return p, sc, nil
+	return sc.programs[id], sc, nil
 }
 
 // sessionClosed is the error of a call that a session's Close ends.

@@ -213,7 +213,7 @@ func (c *Client) createProgram(ctx context.Context, session string, closed *atom
 		c.mu.Unlock()
 		return nil, c.sessionClosed(op)
 	}
-	sc := c.useLocked(session)
+	sc := c.startLocked(session)
 	if sc.programs[id] != nil {
 		c.mu.Unlock()
 		return nil, c.errorf(adapter.CodeAlreadyExists, op, "program %q already exists%s", id, inSession(session))
@@ -234,12 +234,11 @@ func (c *Client) createProgram(ctx context.Context, session string, closed *atom
 	c.mu.Lock()
 	sc.creating--
 	if err == nil && !sc.closed {
+		c.endIfEmptyLocked(session, sc) // when a DeleteProgram took the reserved id
 		c.mu.Unlock()
 		return p, nil
 	}
-	if sc.programs[id] == p {
-		delete(sc.programs, id)
-	}
+	c.removeLocked(sc, p)
 	evict := err == nil && !c.hashInUseLocked(p.Hash)
 	c.mu.Unlock()
 	if err != nil {
@@ -358,6 +357,9 @@ func (c *Client) listPrograms(ctx context.Context, session string) ([]*Program, 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sc := c.useLocked(session)
+	if sc == nil {
+		return []*Program{}, nil
+	}
 	list := make([]*Program, 0, len(sc.programs))
 	for _, p := range sc.programs {
 		list = append(list, p)
@@ -373,12 +375,12 @@ func (c *Client) deleteProgram(ctx context.Context, session, id string) error {
 	}
 	c.mu.Lock()
 	sc := c.useLocked(session)
-	p := sc.programs[id]
-	if p == nil {
+	if sc == nil || sc.programs[id] == nil {
 		c.mu.Unlock()
 		return c.errorf(adapter.CodeNotFound, op, "program %q not found%s", id, inSession(session))
 	}
-	delete(sc.programs, id)
+	p := sc.programs[id]
+	c.removeLocked(sc, p)
 	shared := c.hashInUseLocked(p.Hash)
 	c.mu.Unlock()
 	if shared {

@@ -7,7 +7,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -208,4 +210,71 @@ func TestSessionCloseRacingCreate(t *testing.T) {
 		require.Equal(t, created, backendPrograms(t, a), "round %d: the backend holds the specs of the creates that succeeded", round)
 	}
 	t.Logf("%d creates returned before Close, %d were overtaken", created, overtaken)
+}
+
+// TestSessionsStartWithTheirFirstProgram: a call that only reads a
+// session (GetProgram, ListPrograms, Execute, DeleteProgram of a missing
+// program) starts none, so failed lookups of many ids hold nothing; the
+// first program created starts it, and Close, or the deletion or failed
+// create of its last program, ends it.
+func TestSessionsStartWithTheirFirstProgram(t *testing.T) {
+	c, a := newClient(t)
+	ctx := t.Context()
+	for i := range 10000 {
+		s := c.Session(fmt.Sprint("req-", i))
+		_, err := s.Execute(ctx, "nope", nil)
+		require.Equal(t, adapter.CodeNotFound, adapter.CodeOf(err), "%v", err)
+		_, err = s.GetProgram(ctx, "nope")
+		require.Equal(t, adapter.CodeNotFound, adapter.CodeOf(err), "%v", err)
+		list, err := s.ListPrograms(ctx)
+		require.NoError(t, err)
+		require.Empty(t, list)
+		require.Equal(t, adapter.CodeNotFound, adapter.CodeOf(s.DeleteProgram(ctx, "nope")))
+	}
+	assert.Zero(t, c.Stats().Sessions, "failed lookups hold no session")
+	assert.Zero(t, c.Stats().Programs)
+
+	s := c.Session("s")
+	_, err := s.CreateProgram(ctx, dspgo.ProgramSpec{ID: "p", Signature: qa})
+	require.NoError(t, err)
+	_, err = s.CreateProgram(ctx, dspgo.ProgramSpec{ID: "q", Signature: qa})
+	require.NoError(t, err)
+	assert.Equal(t, 1, c.Stats().Sessions, "the first program started it")
+	require.NoError(t, s.DeleteProgram(ctx, "p"))
+	assert.Equal(t, 1, c.Stats().Sessions)
+	require.NoError(t, s.DeleteProgram(ctx, "q"))
+	assert.Zero(t, c.Stats().Sessions, "the deletion of its last program ended it")
+	_, err = s.CreateProgram(ctx, dspgo.ProgramSpec{ID: "p", Signature: qa})
+	require.NoError(t, err, "its id starts a new one")
+	assert.Equal(t, 1, c.Stats().Sessions)
+	require.NoError(t, s.Close(ctx))
+	assert.Zero(t, c.Stats().Sessions)
+
+	a.Inject(mock.Fault{Command: command.CreateProgram, FailNext: 1, Code: adapter.CodeUnavailable})
+	_, err = c.Session("t").CreateProgram(ctx, dspgo.ProgramSpec{ID: "p", Signature: qa})
+	assert.Equal(t, adapter.CodeUnavailable, adapter.CodeOf(err))
+	_, err = c.Session("t").CreateProgram(ctx, dspgo.ProgramSpec{ID: "bad id", Signature: qa})
+	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
+	assert.Zero(t, c.Stats().Sessions, "a failed create starts no session")
+}
+
+// TestReadsOfUnknownSessionsLeaveTTLAlone: with a TTL, reading a session
+// keeps it alive, and reading an unknown one starts none.
+func TestReadsOfUnknownSessionsLeaveTTLAlone(t *testing.T) {
+	var now atomic.Int64
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	c, _ := newClient(t, dspgo.WithSessionTTL(time.Minute), dspgo.WithClock(clock))
+	ctx := t.Context()
+	s := c.Session("s")
+	_, err := s.CreateProgram(ctx, dspgo.ProgramSpec{ID: "p", Signature: qa})
+	require.NoError(t, err)
+	now.Add(int64(50 * time.Second))
+	_, err = s.GetProgram(ctx, "p")
+	require.NoError(t, err)
+	_, err = c.Session("other").GetProgram(ctx, "p")
+	assert.Equal(t, adapter.CodeNotFound, adapter.CodeOf(err))
+	now.Add(int64(50 * time.Second))
+	assert.Equal(t, 1, c.Stats().Sessions, "read 50 s ago: alive; the unknown one never started")
+	now.Add(int64(11 * time.Second))
+	assert.Zero(t, c.Stats().Sessions, "idle past the TTL")
 }
