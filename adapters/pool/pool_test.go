@@ -21,6 +21,7 @@ import (
 	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
 	"github.com/dspgo/dspgo/internal/testutil"
+	"github.com/dspgo/dspgo/internal/wait"
 )
 
 func newPool(t *testing.T, opts pool.Options) *pool.Pool {
@@ -206,13 +207,23 @@ func TestConfigureLMReachesLaterWorkers(t *testing.T) {
 	opts.Lazy, opts.WorkerConcurrency = true, 1
 	p := newPool(t, opts)
 	require.NoError(t, dspgo.NewClient(p).ConfigureLM(t.Context(), dspgo.LMConfig{Model: "late"}))
+	// Three calls held in flight until the pool has started a worker for
+	// each (one call per worker), however long starting takes.
+	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for range 3 {
 		wg.Add(1)
-		go func() { defer wg.Done(); assert.NoError(t, sleepCall(t.Context(), p, 0.2)) }()
+		go func() {
+			defer wg.Done()
+			assert.Equal(t, adapter.CodeCanceled, adapter.CodeOf(sleepCall(ctx, p, 60)))
+		}()
 	}
+	waitCtx, stop := context.WithTimeout(t.Context(), time.Minute)
+	defer stop()
+	started := wait.Until(waitCtx, func() bool { return len(p.Workers()) == 3 })
+	cancel()
 	wg.Wait()
-	require.Len(t, p.Workers(), 3, "three workers started after the broadcast")
+	require.True(t, started, "three workers started after the broadcast")
 	for _, w := range p.Workers() {
 		assert.Equal(t, "late", workerStats(t, w).LM.Model, "worker %s", w.Worker().ID)
 	}
