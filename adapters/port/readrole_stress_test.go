@@ -281,6 +281,10 @@ func TestReadingRoleStress(t *testing.T) {
 	t.Logf("%d calls, %d succeeded, %d kills; outcomes %v; longest return after a context ended: %v",
 		total.Load(), succeeded.Load(), kills.Load(), summary, time.Duration(worst.Load()))
 	assert.Positive(t, succeeded.Load())
-	assert.Less(t, time.Duration(worst.Load()), 2*time.Second, "a call whose context ended returns at once")
+	// At once, but for the scheduler: a loaded machine (-race, make test's
+	// packages side by side) once took 2.75 s. A call that waited on
+	// anything but its context would take the 30 s of its fallback
+	// deadline, or the minute of CallTimeout.
+	assert.Less(t, time.Duration(worst.Load()), 10*time.Second, "a call whose context ended returns at once")
 	assert.Equal(t, fds, openFDs(), "no descriptor left")
 }
