@@ -1,6 +1,7 @@
 package program
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"reflect"
@@ -111,6 +112,10 @@ func constraintText(want string, v reflect.Value) (string, error) {
 			break
 		}
 		if f, err = strconv.ParseFloat(s, 64); err != nil {
+			if v.Type() == reflect.TypeFor[json.Number]() {
+				// Python reads the JSON number as an infinite float.
+				return "", expected("number " + map[bool]string{false: "Infinity", true: "-Infinity"}[strings.HasPrefix(s, "-")])
+			}
 			return "", expected("number " + s + ", beyond a float")
 		}
 		isFloat = true

@@ -79,7 +79,8 @@ def _text(want: str, v: Any) -> str:
         return str(v)
     if isinstance(v, str) and _JSON_NUMBER.match(v):
         if not any(ch in v for ch in ".eE"):
-            if not -_INT64 <= int(v) < _INT64:
+            # At most 19 digits before int(), which refuses more than 4,300.
+            if len(v.lstrip("-")) > 19 or not -_INT64 <= int(v) < _INT64:
                 raise ValueError(f"{expected} number {v}, beyond int64")
             v = int(v)
         else:
