@@ -160,7 +160,7 @@ func constraintApplies(name, text string, t Type) error {
 	case t.Kind == Date && bound:
 		return fmt.Errorf("a %s field's bound is a date, which a constraint of dspgo's is not", t)
 	case name == "allow_inf_nan" && text == "True" && t.Kind != Float:
-		return fmt.Errorf("True is for a float field (pydantic's rule)")
+		return fmt.Errorf("the value True is for a float field (pydantic's rule)")
 	}
 	return nil
 }

@@ -119,7 +119,7 @@ def _applies(name: str, text: str, t: FieldType) -> None:
     elif t.kind == DATE and bound:
         raise ValueError(f"a {t} field's bound is a date, which a constraint of dspgo's is not")
     elif name == "allow_inf_nan" and text == "True" and t.kind != FLOAT:
-        raise ValueError("True is for a float field (pydantic's rule)")
+        raise ValueError("the value True is for a float field (pydantic's rule)")
 
 
 def constraints_line(constraints: list[dict[str, str]]) -> str:
