@@ -130,7 +130,10 @@ class CompiledSpec:
             self.spec["module"] = self.module
             if self.state is not None:
                 self.spec["state"] = self.state
-        canonical = canonical_json(self.spec)
+        try:
+            canonical = canonical_json(self.spec)
+        except ValueError as exc:  # a module's state holding a number JSON read as infinite (1e400)
+            raise invalid(f"spec: {exc}") from None
         #: The bytes of the spec's canonical JSON, which the worker's cache counts.
         self.size = len(canonical)
         self.hash = sha256_hex(canonical)

@@ -206,6 +206,9 @@ class CompileTest(unittest.TestCase):
             ({"signature": {"inputs": {"name": "a"}, "outputs": [{"name": "b"}]}}, "inputs must be an array"),
             ({"signature": "a -> b"}, "signature must be an object"),
             ([], "spec must be an object"),
+            # A number the frame's JSON reads as infinite (1e400), in a module's state: no canonical form.
+            ({**spec_of([], [("a", "")]), "kind": "module", "module": "rag", "state": {"n": json.loads("1e400")}},
+             "spec: inf is not a JSON number"),
         ]
         for spec, want in cases:
             with self.subTest(want=want):
