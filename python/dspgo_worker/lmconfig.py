@@ -288,11 +288,7 @@ def base_url_problem(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):
         return f"is not an http or https URL (write it whole, such as {BASE_URL_EXAMPLE})"
-    authority = rest
-    for i, c in enumerate(rest):
-        if c in "/?#":
-            authority = rest[:i]
-            break
+    authority = _authority(rest)
     hostport = authority[authority.rfind("@") + 1 :]
     port = None
     if hostport.startswith("["):
@@ -384,6 +380,33 @@ def hide_credentials(text: str, url: str) -> str:
         text = text.replace(piece, "***")
     return re.sub(r"[^\s'\"]*@", "***@", text)
 
+
+def _authority(rest: str) -> str:
+    """The authority of a URL's text after ``scheme://``: up to its first ``/``, ``?`` or
+    ``#``."""
+    for i, c in enumerate(rest):
+        if c in "/?#":
+            return rest[:i]
+    return rest
+
+
+def split_credentials(url: str) -> tuple[str, str]:
+    """``url`` without the credentials of its authority (``user:password@``), and those as
+    the value of an HTTP Basic ``Authorization`` (base64 of the percent-decoded
+    ``user:password``), or ``""`` when it has none. ``urllib`` would take
+    ``user:password@host`` for the host: the provider's proxy path sends the credentials as
+    a header, when no API key is set."""
+    scheme, sep, rest = url.partition("://")
+    authority = _authority(rest)
+    userinfo, at, host = authority.rpartition("@")
+    if not sep or not at:
+        return url, ""
+    import base64
+    from urllib.parse import unquote
+
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return f"{scheme}{sep}{host}{rest[len(authority):]}", token
 
 def _is_scheme(s: str) -> bool:
     """A URL scheme: a letter, then letters, digits, ``+``, ``-`` and ``.``."""

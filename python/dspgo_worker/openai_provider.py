@@ -13,7 +13,7 @@ endpoint, as coroutines on the worker's event loop:
 * the API key is read from the environment variable ``api_key_env`` (default
   ``OPENAI_API_KEY``) at each call and sent as ``Authorization: Bearer``; without one, the
   base URL's credentials (``http://user:password@host/v1``) are sent as HTTP Basic
-  authorization (:func:`split_credentials`), and without either no ``Authorization``
+  authorization (``lmconfig.split_credentials``), and without either no ``Authorization``
   header is sent (local servers). The key never appears in a log line, an error message or ``get_stats``: error
   texts coming back from the server are scrubbed of it (:func:`redact`);
 * 429 and 5xx are retried up to :attr:`OpenAIProvider.max_retries` (3) times with
@@ -50,7 +50,15 @@ import sys
 import time
 
 from .errors import Cancelled, DeadlineExceeded, WorkerError
-from .lmconfig import MAX_ERROR_BYTES, MAX_REPLY_BYTES, LMConfig, base_url_problem, hide_credentials, safe_url
+from .lmconfig import (
+    MAX_ERROR_BYTES,
+    MAX_REPLY_BYTES,
+    LMConfig,
+    base_url_problem,
+    hide_credentials,
+    safe_url,
+    split_credentials,
+)
 from .redact import redact
 from .transport import Endpoint, Retryable, parse_retry_after, proxied, time_left
 from .usage import REPLY_CACHE, Usage
@@ -427,21 +435,3 @@ class OpenAIProvider:
         if 400 <= status <= 499:
             return WorkerError("invalid_argument", message)
         return WorkerError("unknown", message)
-
-
-def split_credentials(url: str) -> tuple[str, str]:
-    """``url`` without the credentials of its authority (``user:password@``), and those as
-    the value of an HTTP Basic ``Authorization`` (base64 of the percent-decoded
-    ``user:password``), or ``""`` when it has none. ``urllib`` would take ``user:password@host``
-    for the host: the proxy path sends the credentials as a header, when no API key is set."""
-    scheme, sep, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not sep or not at:
-        return url, ""
-    import base64
-    from urllib.parse import unquote
-
-    user, _, password = userinfo.partition(":")
-    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
-    return f"{scheme}{sep}{host}{slash}{path}", token

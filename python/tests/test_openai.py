@@ -18,8 +18,8 @@ from unittest import mock
 from dspgo_worker import http_async
 from dspgo_worker.context import Context
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.lmconfig import LMConfig
-from dspgo_worker.openai_provider import OpenAIProvider, split_credentials
+from dspgo_worker.lmconfig import LMConfig, split_credentials
+from dspgo_worker.openai_provider import OpenAIProvider
 from dspgo_worker.redact import redact
 from dspgo_worker.transport import parse_retry_after
 
