@@ -543,6 +543,7 @@ func parseTag(tag string) (tagOptions, error) {
 	o := tagOptions{name: parts[0]}
 	for i := 1; i < len(parts); i++ {
 		opt := parts[i]
+		key, text, hasValue := strings.Cut(opt, "=")
 		switch {
 		case strings.HasPrefix(opt, "desc="):
 			o.desc = strings.TrimPrefix(strings.Join(parts[i:], ","), "desc=")
@@ -567,17 +568,16 @@ func parseTag(tag string) (tagOptions, error) {
 			}
 			text := strings.TrimPrefix(opt, "default=")
 			o.dflt = &text
-		case program.IsConstraint(strings.SplitN(opt, "=", 2)[0]) && strings.Contains(opt, "="):
-			name, text, _ := strings.Cut(opt, "=")
+		case hasValue && program.IsConstraint(key):
 			var value any = text // a number's text, checked as the spec's constraints are
-			if name == "allow_inf_nan" {
+			if key == "allow_inf_nan" {
 				b, err := strconv.ParseBool(text)
 				if err != nil {
 					return o, fmt.Errorf("allow_inf_nan=%s is not a bool", text)
 				}
 				value = b
 			}
-			o.constraints = append(o.constraints, Constraint{Name: name, Value: value})
+			o.constraints = append(o.constraints, Constraint{Name: key, Value: value})
 		case opt == "date" || opt == "datetime":
 			if o.moment != 0 {
 				return o, fmt.Errorf("date and datetime exclude each other")
