@@ -36,12 +36,11 @@ _JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?\Z")
 _INT64 = 1 << 63
 
 
-def normalize_constraints(item: dict[str, Any], at: str, t: FieldType, field: str) -> list[dict[str, str]]:
-    """A field object's ``constraints`` (``at``: where the object is; ``t``: the field's
-    type; ``field`` names the field, ``output field "score"``): a list of ``{"name",
-    "value"}`` in the order given, each value as the text Python prints for it ("0",
-    "1.0", "False"); empty for none (null or absent)."""
-    raw = item.get("constraints")
+def normalize_constraints(raw: Any, at: str, t: FieldType, field: str) -> list[dict[str, str]]:
+    """A field object's ``constraints`` (``raw``, as the spec holds them; ``at``: where the
+    object is; ``t``: the field's type; ``field`` names the field, ``output field
+    "score"``): a list of ``{"name", "value"}`` in the order given, each value as the text
+    Python prints for it ("0", "1.0", "False"); empty for none (null or absent)."""
     if raw is None:
         return []
     if not isinstance(raw, list):

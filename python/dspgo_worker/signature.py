@@ -82,12 +82,12 @@ FIELD_KEYS = ("name", "type", "description", "default", "constraints")
 def field_list(obj: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
     """``obj[key]``, a list of fields, each's name, type and description a string, its
     ``default`` as it is (None: none; checked with its type, :func:`check_default`), and
-    its ``constraints`` as they are with where the field is (``"at"``; checked by
-    ``constraints.normalize_constraints``; None: none)."""
+    its ``constraints`` as they are (checked by ``constraints.normalize_constraints``;
+    None: none), and where the field is (``"at"``)."""
     return [
         {"name": json_string(item, "name", at), "type": json_string(item, "type", at),
          "description": json_string(item, "description", at), "default": item.get("default"),
-         "constraints": item.get("constraints"), "item": item, "at": at}
+         "constraints": item.get("constraints"), "at": at}
         for item, at in object_list(obj, key, where, FIELD_KEYS)
     ]
 

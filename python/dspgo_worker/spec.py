@@ -95,7 +95,7 @@ class CompiledSpec:
                     history = name
                 # an output's default is a value the program returns: converted strictly
                 default = check_default(t, f["default"], f"{side} field {quote(name)}", convert_field if side == "input" else convert)
-                constraints = normalize_constraints(f["item"], f["at"], t, f"{side} field {quote(name)}")
+                constraints = normalize_constraints(f["constraints"], f["at"], t, f"{side} field {quote(name)}")
                 parsed.append(Field(name, t, f["description"], default, constraints))
             sides[side] = parsed
         check_models_used(self.models, (*sides["input"], *sides["output"]))
