@@ -9,6 +9,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
+	"github.com/dspgo/dspgo/internal/program"
 )
 
 // CompileOption configures a Compile.
@@ -169,7 +170,8 @@ func (c *Client) compileArgs(prog *Program, handleLM string, trainset []Example,
 	}
 	spec := prog.compiled.Spec
 	spec.Demos = nil
-	args := command.CompileArgs{ProgramID: prog.ID, Spec: spec, Optimizer: opt, Trainset: train, Valset: val,
+	spec = program.WireSpec(spec)
+	args := command.CompileArgs{ProgramID: prog.ID, Spec: spec, Optimizer: opt, Trainset: program.WireDemos(train), Valset: program.WireDemos(val),
 		Metric: metric != nil, LM: prog.lm(handleLM)}
 	var tools adapter.Tools
 	if metric != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/command"
+	"github.com/dspgo/dspgo/internal/program"
 )
 
 // Execute runs the program on inputs and returns its outputs converted to
@@ -129,7 +130,7 @@ func (c *Client) prepare(ctx context.Context, session, lm, id string, inputs map
 	if err != nil {
 		return nil, adapter.Request{}, nil, "", adapter.Wrap(err, c.a.Name(), op)
 	}
-	rawInputs, err := json.Marshal(converted)
+	rawInputs, err := json.Marshal(program.PyFloatsMap(converted))
 	if err != nil {
 		return nil, adapter.Request{}, nil, "", c.errorf(adapter.CodeInvalidArgument, op, "inputs: %v", err)
 	}

@@ -223,7 +223,7 @@ func (c *Client) createProgram(ctx context.Context, session string, closed *atom
 	sc.creating++
 	c.mu.Unlock()
 
-	args, err := json.Marshal(command.CreateArgs{ProgramID: id, Spec: compiled.Spec})
+	args, err := json.Marshal(command.CreateArgs{ProgramID: id, Spec: program.WireSpec(compiled.Spec)})
 	if err == nil {
 		var resp adapter.Response
 		resp, err = c.a.Call(ctx, adapter.Request{Command: op, Args: args, Session: session})
@@ -281,7 +281,8 @@ func (p *Program) encodeHeads(tools []command.ToolSpec) error {
 	}
 	var err error
 	if p.execHead, err = head(nil); err == nil {
-		p.execHeadSpec, err = head(&p.compiled.Spec)
+		wire := program.WireSpec(p.compiled.Spec)
+		p.execHeadSpec, err = head(&wire)
 	}
 	return err
 }
