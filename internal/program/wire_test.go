@@ -22,7 +22,7 @@ func TestPyFloats(t *testing.T) {
 		{9007199254740992.0, json.Number("9007199254740992.0")},
 		{123456789012345678.0, json.Number("1.2345678901234568e+17")},
 		{9007199254740991.0, 9007199254740991.0}, // below 2^53: an int already (anyNumber)
-		{1e21, 1e21}, // encoding/json writes "1e+21"
+		{1e21, 1e21},                             // encoding/json writes "1e+21"
 		{2.5, 2.5},
 		{int64(1e17), int64(1e17)},
 		{"1e16", "1e16"},
