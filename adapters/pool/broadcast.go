@@ -24,11 +24,18 @@ import (
 // record goes back to what it was, and every worker that may have applied
 // it (one that accepted it, one whose answer never came, one started
 // while it ran) is recycled, so that after Broadcast returns every worker
-// that takes calls runs the recorded configuration again.
+// that takes calls runs the recorded configuration again. Broadcasts of
+// one key (two configure_lm of one LM name) run one after the other, so
+// that they reach the record and every worker in one order.
 func (p *Pool) Broadcast(ctx context.Context, req adapter.Request) error {
 	if err := wire.Reserved(p.opts.Name, req); err != nil {
 		return err
 	}
+	done, err := p.turns.Take(ctx, req)
+	if err != nil {
+		return adapter.Wrap(err, p.opts.Name, req.Command)
+	}
+	defer done()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

@@ -62,6 +62,8 @@ type Pool struct {
 	waiters    list.List // of *waiter, oldest first
 	sessions   sessionmap.Map[*worker]
 	broadcasts replay.Log
+	// turns lets one broadcast of a key run at a time (replay.Turns).
+	turns replay.Turns
 	// recorded counts the broadcasts recorded, refusals those refused
 	// and taken back: a refused broadcast recycles the workers that went
 	// into service since it was recorded, and restarts those whose replay

@@ -64,6 +64,8 @@ type Adapter struct {
 	throttled  bool        // too many restarts in the window
 	restartLog []time.Time // restarts in the current window
 	broadcasts replay.Log
+	// turns lets one broadcast of a key run at a time (replay.Turns).
+	turns replay.Turns
 
 	// idle is notified at the end of every call, for Close's drain.
 	idle wait.Signal
@@ -244,15 +246,22 @@ func (a *Adapter) isClosed() bool {
 // runs with another configuration. A later broadcast of the same command
 // replaces the recorded one; for configure_lm, the one of the same LM
 // name (every named LM is kept). When the worker is down (the call was not
-// sent), the restarted worker gets it and Broadcast succeeds.
+// sent), the restarted worker gets it and Broadcast succeeds. Broadcasts
+// of one key (two configure_lm of one LM name) run one after the other,
+// in the order they are recorded.
 func (a *Adapter) Broadcast(ctx context.Context, req adapter.Request) error {
 	if err := wire.Reserved(a.opts.Name, req); err != nil {
 		return err // never recorded, so never replayed
 	}
+	done, err := a.turns.Take(ctx, req)
+	if err != nil {
+		return adapter.Wrap(err, a.opts.Name, req.Command)
+	}
+	defer done()
 	a.mu.Lock()
 	undo := a.broadcasts.Record(req)
 	a.mu.Unlock()
-	_, err := a.Call(ctx, req)
+	_, err = a.Call(ctx, req)
 	switch {
 	case err == nil:
 		return nil
