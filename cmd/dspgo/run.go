@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -44,12 +42,16 @@ inputs (--input name=value, repeatable: a str or Literal input takes the
 text as it is, any other the text read as JSON) or on JSON lines (--inputs
 FILE, or stdin; a program of no inputs, "-> joke", runs one row of none
 without them, as does one whose inputs are all Optional, which a row may
-leave out). Each row prints one JSON line, in input order:
-{"row": N, "outputs": {...}}, or {"row": N, "error": {"code", "message"}}
-saying why the row failed; N is the row's line number in the input (blank
-lines count; 1 for --input). A failed row never stops the others.
---output json prints one JSON array of the same objects; --output table,
-a table with the row number first. The backend runs the configured LM
+leave out). Each row prints one JSON line, in input order, as soon as it
+and the rows before it are done (the input is read as the rows run, a
+few rows ahead, so a batch of any length, or a pipe that stays open,
+prints as it goes): {"row": N, "outputs": {...}}, or {"row": N, "error":
+{"code", "message"}} saying why the row failed; N is the row's line
+number in the input (blank lines count; 1 for --input). A failed row
+never stops the others; a line over 64 MiB ends the batch there, bad
+usage, after the rows before it. --output json prints one JSON array of
+the same objects, --output table a table with the row number first, both
+once every row is done. The backend runs the configured LM
 (lm.*); one line on stderr says which adapter and LM answered, and why
 those. Exit status: 0 when every row succeeded, 1 when some failed, 2 for
 bad usage, which a bad --input is (a name or value the program does not
@@ -132,27 +134,35 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 		}
 		return err // the backend failed (unavailable, timed out): not the command line's fault
 	}
-	rows, fromFlags, err := source()
+	in, err := source()
 	if err != nil {
 		return err
 	}
+	defer in.close()
 
-	if fromFlags && len(rows) == 1 && rows[0].err == nil {
+	rep := &reporter{a: a, format: f.output}
+	if in.fromFlags {
 		// One row from the command line: a bad input is bad usage.
-		rows[0].inputs = flagInputs(prog, rows[0].flags)
-		rows[0].out, rows[0].err = client.Execute(ctx, prog.ID, rows[0].inputs)
-		if adapter.CodeOf(rows[0].err) == adapter.CodeInvalidArgument {
+		rw, _ := in.next()
+		rw.inputs = flagInputs(prog, rw.flags)
+		rw.out, rw.err = client.Execute(ctx, prog.ID, rw.inputs)
+		if adapter.CodeOf(rw.err) == adapter.CodeInvalidArgument {
 			fix := "check the program (--program, --module) and its state"
-			if strings.Contains(rows[0].err.Error(), "input ") { // the Go client's and the workers' words for an input
+			if strings.Contains(rw.err.Error(), "input ") { // the Go client's and the workers' words for an input
 				fix = inputFix(prog)
 			}
-			return usagef(fix, "%v", rows[0].err)
+			return usagef(fix, "%v", rw.err)
 		}
+		rep.emit(rw)
 	} else {
-		a.execute(ctx, client, prog.ID, rows, f.concurrency)
+		err = a.execute(ctx, client, prog.ID, in.next, f.concurrency, rep.emit)
 	}
-	err = a.report(rows, f.output)
-	a.answeredBy(ctx, opened, cfg, res, rows)
+	if rerr := rep.finish(); err == nil {
+		err = rerr
+	}
+	if rep.succeeded {
+		a.answeredBy(ctx, opened, cfg, res)
+	}
 	return err
 }
 
@@ -160,11 +170,8 @@ func (a *app) runProgram(ctx context.Context, f runFlags) error {
 // and why each: the adapter and the layer that chose it, the LM Open
 // applied (or, when it applied none, worker hosts keeping theirs, the one
 // a worker reports in get_stats) and the layer that set lm.provider.
-// Nothing when no row succeeded: the failures say why.
-func (a *app) answeredBy(ctx context.Context, backend adapter.Adapter, cfg *config.Config, res registry.Resolution, rows []*row) {
-	if !slices.ContainsFunc(rows, func(rw *row) bool { return rw.err == nil }) {
-		return
-	}
+// The caller says it only when a row succeeded: else the failures say why.
+func (a *app) answeredBy(ctx context.Context, backend adapter.Adapter, cfg *config.Config, res registry.Resolution) {
 	chosen := "set by " + res.Source
 	if res.Requested != res.Name {
 		chosen += fmt.Sprintf(", as %q", res.Requested)
@@ -305,12 +312,11 @@ func noneRequired(sig dspgo.Signature) bool {
 }
 
 // rowSource checks where the input rows come from, before anything is
-// started, and returns the function that reads them; fromFlags reports
-// rows from --input. A program of no inputs (noInputs) given none runs
-// one row of none; so does one whose inputs may all be left out
-// (noneRequired) given none and no rows on stdin (a terminal, or nothing
-// piped in).
-func (a *app) rowSource(f runFlags, noInputs, noneRequired bool) (func() (rows []*row, fromFlags bool, err error), error) {
+// started, and returns the function that opens them. A program of no
+// inputs (noInputs) given none runs one row of none; so does one whose
+// inputs may all be left out (noneRequired) given none and no rows on
+// stdin (a terminal, or nothing piped in).
+func (a *app) rowSource(f runFlags, noInputs, noneRequired bool) (func() (rows, error), error) {
 	if len(f.inputs) > 0 || noInputs && f.inputsFile == "" {
 		if f.inputsFile != "" {
 			return nil, usagef("give one of them", "--input and --inputs are both set")
@@ -323,7 +329,7 @@ func (a *app) rowSource(f runFlags, noInputs, noneRequired bool) (func() (rows [
 			}
 			flags[name] = value
 		}
-		return func() ([]*row, bool, error) { return []*row{{n: 1, flags: flags}}, true, nil }, nil
+		return func() (rows, error) { return oneRow(&row{n: 1, flags: flags}), nil }, nil
 	}
 	var open func() (io.ReadCloser, error)
 	switch {
@@ -335,27 +341,35 @@ func (a *app) rowSource(f runFlags, noInputs, noneRequired bool) (func() (rows [
 	case f.inputsFile == "-" || !isTerminal(a.stdin, a.stdinIsTerminal):
 		open = func() (io.ReadCloser, error) { return io.NopCloser(a.stdin), nil }
 	case noneRequired:
-		return func() ([]*row, bool, error) { return []*row{{n: 1, flags: map[string]string{}}}, true, nil }, nil
+		return func() (rows, error) { return oneRow(&row{n: 1, flags: map[string]string{}}), nil }, nil
 	default:
 		return nil, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no inputs")
 	}
-	return func() ([]*row, bool, error) {
+	return func() (rows, error) {
 		r, err := open()
 		if err != nil {
-			return nil, false, err
+			return rows{}, err
 		}
-		defer r.Close()
-		rows, err := readJSONLines(r)
-		if err != nil {
-			return nil, false, err
+		next := jsonLines(r)
+		first, err := next() // a file of no rows is told now, before a row runs
+		switch {
+		case errors.Is(err, io.EOF) && noneRequired && f.inputsFile == "":
+			_ = r.Close()
+			return oneRow(&row{n: 1, flags: map[string]string{}}), nil
+		case errors.Is(err, io.EOF):
+			_ = r.Close()
+			return rows{}, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no input rows")
+		case err != nil:
+			_ = r.Close()
+			return rows{}, err
 		}
-		if len(rows) == 0 && noneRequired && f.inputsFile == "" {
-			return []*row{{n: 1, flags: map[string]string{}}}, true, nil
-		}
-		if len(rows) == 0 {
-			return nil, false, usagef("give --input name=value, --inputs FILE, or JSON lines on stdin", "no input rows")
-		}
-		return rows, false, nil
+		return rows{next: func() (*row, error) {
+			if rw := first; rw != nil {
+				first = nil
+				return rw, nil
+			}
+			return next()
+		}, close: r.Close}, nil
 	}, nil
 }
 
@@ -399,81 +413,75 @@ func flagValue(s string) any {
 	return s
 }
 
-// readJSONLines reads one object per line; a malformed line becomes a
-// failed row, never the end of the batch. Blank lines are skipped, and
-// counted: a row's number is its line's. A line of more than
-// maxFileBytes ends the batch, bad usage, before any row runs (readLine).
-func readJSONLines(r io.Reader) ([]*row, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	var rows []*row
-	for n := 1; ; n++ {
-		line, err := readLine(br, n)
-		if len(bytes.TrimSpace(line)) > 0 {
-			rw := &row{n: n}
-			dec := json.NewDecoder(bytes.NewReader(line))
-			dec.UseNumber()
-			if derr := dec.Decode(&rw.inputs); derr != nil || rw.inputs == nil {
-				rw.err = adapter.Errorf(adapter.CodeInvalidArgument, "line %d is not a JSON object of inputs: %s", n, strings.TrimSpace(string(line)))
-			}
-			rows = append(rows, rw)
-		}
-		if errors.Is(err, io.EOF) {
-			return rows, nil
-		}
-		var usage *usageError
-		if errors.As(err, &usage) {
-			return nil, err
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading inputs: %w", err)
-		}
-	}
-}
-
-// execute runs the rows with the given concurrency, showing progress on a
-// terminal.
-func (a *app) execute(ctx context.Context, c *dspgo.Client, id string, rows []*row, concurrency int) {
-	progress := newProgress(a.stderr, len(rows), isTerminal(a.stderr, a.stderrIsTerminal) && len(rows) > 1)
+// execute runs the rows next reads with the given concurrency, handing
+// each to emit in input order as it is done (runBatch), showing progress
+// on a terminal. The error is the one that ended the reading early: a line
+// over the limit (bad usage, which names it), or another saying after
+// which row (ctx's end, a read that failed).
+func (a *app) execute(ctx context.Context, c *dspgo.Client, id string, next func() (*row, error), concurrency int, emit func(*row)) error {
+	progress := newProgress(a.stderr, isTerminal(a.stderr, a.stderrIsTerminal))
 	defer progress.finish()
-	work := make(chan *row)
-	var wg sync.WaitGroup
-	for range min(concurrency, len(rows)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for rw := range work {
-				if rw.err == nil {
-					rw.out, rw.err = c.Execute(ctx, id, rw.inputs)
-				}
-				progress.done()
-			}
-		}()
+	counted := func() (*row, error) {
+		rw, err := next()
+		if errors.Is(err, io.EOF) {
+			progress.ended()
+		} else if err == nil {
+			progress.read()
+		}
+		return rw, err
 	}
-	for _, rw := range rows {
-		work <- rw
+	run := func(rw *row) { rw.out, rw.err = c.Execute(ctx, id, rw.inputs) }
+	last := 0 // the number of the last row emitted
+	err := runBatch(ctx, counted, concurrency, run, func(rw *row) {
+		progress.done()
+		last = rw.n
+		emit(rw)
+	})
+	var usage *usageError
+	if err == nil || errors.As(err, &usage) {
+		return err
 	}
-	close(work)
-	wg.Wait()
+	return fmt.Errorf("the rows after row %d did not run: %w", last, err)
 }
 
-// report prints the rows in input order and returns errFailed when any
-// failed.
-func (a *app) report(rows []*row, format string) error {
-	failed := 0
-	var table *tabwriter.Writer
-	var columns []string
-	if format == "table" {
-		table = tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		columns = tableColumns(rows)
-		fmt.Fprintln(table, "row\t"+strings.Join(columns, "\t")+"\terror")
+// reporter prints a run's rows as --output asks: each JSON line as its
+// row is done (jsonl), or every row at the end (json, table); and counts
+// those that failed.
+type reporter struct {
+	a      *app
+	format string
+	rows   []*row // json's and table's, printed by finish
+	// n counts the rows, failed those that failed; succeeded is set when
+	// one did not.
+	n, failed int
+	succeeded bool
+}
+
+// emit takes the next row in input order.
+func (r *reporter) emit(rw *row) {
+	r.n++
+	if rw.err != nil {
+		r.failed++
+	} else {
+		r.succeeded = true
 	}
-	var list []any
-	for _, rw := range rows {
-		if rw.err != nil {
-			failed++
-		}
-		switch format {
-		case "table":
+	if r.format == "json" || r.format == "table" {
+		r.rows = append(r.rows, rw)
+		return
+	}
+	b, _ := json.Marshal(rw.result())
+	fmt.Fprintln(r.a.stdout, string(b))
+}
+
+// finish prints what emit kept, and says on stderr how many rows failed.
+// It returns errFailed when a row failed, and nil else.
+func (r *reporter) finish() error {
+	switch r.format {
+	case "table":
+		table := tabwriter.NewWriter(r.a.stdout, 0, 4, 2, ' ', 0)
+		columns := tableColumns(r.rows)
+		fmt.Fprintln(table, "row\t"+strings.Join(columns, "\t")+"\terror")
+		for _, rw := range r.rows {
 			cells := []string{fmt.Sprint(rw.n)}
 			for _, col := range columns {
 				cells = append(cells, cell(rw.out[col]))
@@ -483,22 +491,18 @@ func (a *app) report(rows []*row, format string) error {
 				errText = oneLine(rw.err)
 			}
 			fmt.Fprintln(table, strings.Join(append(cells, errText), "\t"))
-		case "json":
-			list = append(list, rw.result())
-		default:
-			b, _ := json.Marshal(rw.result())
-			fmt.Fprintln(a.stdout, string(b))
 		}
-	}
-	if table != nil {
 		_ = table.Flush()
-	}
-	if format == "json" {
+	case "json":
+		list := make([]any, 0, len(r.rows))
+		for _, rw := range r.rows {
+			list = append(list, rw.result())
+		}
 		b, _ := json.MarshalIndent(list, "", "  ")
-		fmt.Fprintln(a.stdout, string(b))
+		fmt.Fprintln(r.a.stdout, string(b))
 	}
-	if failed > 0 {
-		fmt.Fprintf(a.stderr, "dspgo: %d of %d rows failed\n", failed, len(rows))
+	if r.failed > 0 {
+		fmt.Fprintf(r.a.stderr, "dspgo: %d of %d rows failed\n", r.failed, r.n)
 		return errFailed
 	}
 	return nil
@@ -553,21 +557,41 @@ func cell(v any) string {
 	return string(b)
 }
 
-// progress draws a progress bar with rate and ETA on a terminal.
+// progress draws a progress bar with rate and ETA on a terminal, once
+// the rows number more than one; before the last row is read it knows
+// only how many were read, and shows no ETA.
 type progress struct {
 	w     io.Writer
-	total int
 	on    bool
 	start time.Time
 	mu    sync.Mutex
-	n     int
-	last  time.Time
+	// n counts the rows done, total those read; all is set once every
+	// row was read.
+	n, total int
+	all      bool
+	last     time.Time
+	drawn    bool
 }
 
-func newProgress(w io.Writer, total int, on bool) *progress {
-	return &progress{w: w, total: total, on: on, start: time.Now()}
+func newProgress(w io.Writer, on bool) *progress {
+	return &progress{w: w, on: on, start: time.Now()}
 }
 
+// read counts a row read.
+func (p *progress) read() {
+	p.mu.Lock()
+	p.total++
+	p.mu.Unlock()
+}
+
+// ended says that every row was read.
+func (p *progress) ended() {
+	p.mu.Lock()
+	p.all = true
+	p.mu.Unlock()
+}
+
+// done counts a row done.
 func (p *progress) done() {
 	if !p.on {
 		return
@@ -575,16 +599,24 @@ func (p *progress) done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.n++
-	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond || p.n == p.total {
+	if p.n < 2 {
+		return // one row needs no bar
+	}
+	if now := time.Now(); now.Sub(p.last) >= 100*time.Millisecond || p.all && p.n == p.total {
 		p.last = now
 		p.draw()
 	}
 }
 
 func (p *progress) draw() {
-	const width = 30
+	p.drawn = true
 	elapsed := time.Since(p.start).Seconds()
 	rate := float64(p.n) / max(elapsed, 1e-9)
+	if !p.all {
+		fmt.Fprintf(p.w, "\r%d rows  %.1f rows/s ", p.n, rate)
+		return
+	}
+	const width = 30
 	eta := time.Duration(float64(p.total-p.n)/max(rate, 1e-9)) * time.Second
 	filled := width * p.n / max(p.total, 1)
 	fmt.Fprintf(p.w, "\r[%s%s] %d/%d  %.1f rows/s  ETA %v ", strings.Repeat("#", filled), strings.Repeat(".", width-filled),
@@ -592,7 +624,7 @@ func (p *progress) draw() {
 }
 
 func (p *progress) finish() {
-	if p.on {
+	if p.drawn {
 		fmt.Fprintln(p.w)
 	}
 }
