@@ -1,7 +1,9 @@
 """The native engine's prompt and reply, in DSPy's ChatAdapter format: a system message
 describing the fields and the ``[[ ## field ## ]]`` structure, a user message with the
 inputs (:func:`build_messages`, few-shot demos as earlier turns), and the reply's sections
-(or a JSON object) parsed and converted to the outputs' types (:func:`parse_reply`).
+parsed and converted to the outputs' types (:func:`parse_sections`, :func:`parse_reply`).
+With ``fmt=JSON``, the messages of DSPy's JSONAdapter, which ChatAdapter falls back to when
+a reply does not parse, and their reply read as a JSON object (:func:`parse_json_reply`).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class OutputError(WorkerError):
         super().__init__("internal", message)
 
 
+#: The prompt formats (the names ``dspy_adapter`` gives DSPy's adapters): DSPy 3.4.1's
+#: ChatAdapter's ``[[ ## field ## ]]`` sections, and its JSONAdapter's JSON object, which
+#: ChatAdapter asks for when a reply does not parse.
+CHAT = "chat"
+JSON = "json"
 
 #: The characters that end a line, as ``str.splitlines`` (which DSPy's ChatAdapter cuts a
 #: reply with) ends one, as a character class's contents; ``\r\n`` ends one too.
@@ -180,8 +187,9 @@ def format_demo_value(value: Any) -> str:
     return str(value)
 
 
-def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
-    """The spec's demos as DSPy's ChatAdapter (3.4.1) formats them for the signature the
+def demo_messages(compiled: CompiledSpec, fmt: str = CHAT) -> list[dict[str, Any]]:
+    """The spec's demos as DSPy's ChatAdapter (3.4.1; with ``fmt`` :data:`JSON`, its
+    JSONAdapter, whose assistant messages are JSON objects) formats them for the signature the
     engine prompts with (the inputs; ``reasoning`` then the outputs for chain_of_thought,
     the outputs otherwise): a user message with the demo's inputs and an assistant message
     with its outputs, for each demo. As ``Adapter.format_demos`` does, the demos that are
@@ -191,8 +199,9 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
     :data:`INCOMPLETE_DEMO_PREFIX` and a missing
     output written :data:`MISSING_IN_INCOMPLETE_DEMO`; then the complete ones, in order.
     The contents are ``format_user_message_content`` and
-    ``format_assistant_message_content``'s. Made once per compiled spec."""
-    made: list[dict[str, Any]] | None = compiled.extras.get("demo_messages")
+    ``format_assistant_message_content``'s. Made once per compiled spec and format."""
+    key = "demo_messages" if fmt == CHAT else f"demo_messages_{fmt}"
+    made: list[dict[str, Any]] | None = compiled.extras.get(key)
     if made is not None:
         return made
     fields = (*compiled.inputs, *compiled.outputs)
@@ -212,22 +221,25 @@ def demo_messages(compiled: CompiledSpec) -> list[dict[str, Any]]:
     ):
         for values in group:
             made.append({"role": "user", "content": user_content(compiled.inputs, values, prefix, media=Media())})
-            made.append({"role": "assistant", "content": assistant_content(compiled.outputs, values, missing)})
-    compiled.extras["demo_messages"] = made
+            made.append({"role": "assistant", "content": assistant_content(compiled.outputs, values, missing, fmt)})
+    compiled.extras[key] = made
     return made
 
 
-def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | None = None) -> list[dict[str, Any]]:
+def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | None = None, fmt: str = CHAT) -> list[dict[str, Any]]:
     """The chat messages for one run: a system message describing the fields and the
     ``[[ ## field ## ]]`` structure, the demos (:func:`demo_messages`), and a user message
     holding the inputs (then ``extra``, the trajectory of a react loop, before the closing
-    instruction)."""
-    system, closing = prompt_parts(compiled)
+    instruction). With ``fmt`` :data:`JSON` (default :data:`CHAT`), the messages DSPy
+    3.4.1's JSONAdapter writes instead: the same but for the structure the system message
+    shows the outputs in (a JSON object), the closing instruction and the assistant turns
+    (JSON objects)."""
+    system, closing = prompt_parts(compiled, fmt)
     history = next((f for f in compiled.inputs if f.type.kind == HISTORY), None)
     fields = [f for f in compiled.inputs if f is not history]
     user = user_content(fields, inputs, reminder=f"{extra}\n\n{closing}" if extra else closing, media=Media())
-    turns = conversation_messages(compiled, history, inputs[history.name]["messages"], closing) if history is not None else []
-    return [{"role": "system", "content": system}, *demo_messages(compiled), *turns, {"role": "user", "content": user}]
+    turns = conversation_messages(compiled, history, inputs[history.name]["messages"], closing, fmt) if history is not None else []
+    return [{"role": "system", "content": system}, *demo_messages(compiled, fmt), *turns, {"role": "user", "content": user}]
 
 
 #: The name LiteLLM (1.x, which DSPy 3.4.1 sends through) gives a file sent without one;
@@ -283,12 +295,15 @@ class Media:
         return parts
 
 
-def conversation_messages(compiled: CompiledSpec, history: Field, messages: list[dict[str, Any]], closing: str) -> list[dict[str, Any]]:
+def conversation_messages(
+    compiled: CompiledSpec, history: Field, messages: list[dict[str, Any]], closing: str, fmt: str = CHAT
+) -> list[dict[str, Any]]:
     """A ``dspy.History`` input's messages as earlier turns, as DSPy 3.4.1's ChatAdapter
     writes them (``format_conversation_history``, without tool calls): for each message,
     a user turn with the values it holds of the other inputs (and the closing
     instruction when it holds one of them), none when it holds none, then an assistant
-    turn with every output (``None`` for one it lacks) ending ``[[ ## completed ## ]]``.
+    turn with every output (``None`` for one it lacks) ending ``[[ ## completed ## ]]``
+    (with ``fmt`` :data:`JSON`, a JSON object: :func:`assistant_content`).
     Values are written as DSPy's ``format_field_value`` writes them."""
     inputs = [f for f in compiled.inputs if f is not history]
     turns = []
@@ -297,7 +312,7 @@ def conversation_messages(compiled: CompiledSpec, history: Field, messages: list
         user = user_content(inputs, message, reminder=reminder)
         if user:
             turns.append({"role": "user", "content": user})
-        turns.append({"role": "assistant", "content": assistant_content(compiled.outputs, message)})
+        turns.append({"role": "assistant", "content": assistant_content(compiled.outputs, message, fmt=fmt)})
     return turns
 
 
@@ -319,9 +334,14 @@ def user_content(
     return media.content(text) if media is not None else text
 
 
-def assistant_content(outputs: Iterable[Field], values: dict[str, Any], missing: Any = None) -> str:
+def assistant_content(outputs: Iterable[Field], values: dict[str, Any], missing: Any = None, fmt: str = CHAT) -> str:
     """DSPy's ChatAdapter ``format_assistant_message_content``: a section for each of
-    ``outputs``, ``missing`` for one ``values`` lacks, then ``[[ ## completed ## ]]``."""
+    ``outputs``, ``missing`` (default None) for one ``values`` lacks, then
+    ``[[ ## completed ## ]]``. With ``fmt`` :data:`JSON`, JSONAdapter's: a JSON object of
+    the same values, indented by 2 (``json.dumps(..., indent=2, ensure_ascii=False)``;
+    the values are JSON already, as DSPy's ``serialize_for_json`` makes them)."""
+    if fmt == JSON:
+        return json.dumps({f.name: values.get(f.name, missing) for f in outputs}, indent=2, ensure_ascii=False)
     body = "\n\n".join(f"[[ ## {f.name} ## ]]\n{format_field_value(f, values.get(f.name, missing))}" for f in outputs)
     return body.strip() + "\n\n[[ ## completed ## ]]\n"
 
@@ -347,10 +367,14 @@ def _blob(text: str) -> str:
     return "«««\n    " + text.replace("\n", "\n    ") + "\n»»»"
 
 
-def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:
+def prompt_parts(compiled: CompiledSpec, fmt: str = CHAT) -> tuple[str, str]:
     """What every prompt of a spec shares: the system message and the user message's
-    closing instruction. Made once per compiled spec."""
-    made: tuple[str, str] | None = compiled.extras.get("prompt_parts")
+    closing instruction, of DSPy 3.4.1's ChatAdapter (``fmt`` :data:`CHAT`, the default)
+    or of its JSONAdapter (:data:`JSON`: the outputs' structure a JSON object of their
+    placeholders, ``json.dumps(..., indent=2)``, and a closing instruction asking for a JSON
+    object). Made once per compiled spec and format."""
+    key = "prompt_parts" if fmt == CHAT else f"prompt_parts_{fmt}"
+    made: tuple[str, str] | None = compiled.extras.get(key)
     if made is not None:
         return made
     outputs = compiled.outputs
@@ -363,14 +387,22 @@ def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:
         *describe_fields(outputs, reasoning=compiled.kind == KIND_CHAIN_OF_THOUGHT),
     ]
     system.append("All interactions will be structured in the following way, with the appropriate values filled in.")
+    if fmt == JSON:
+        system += ["", "Inputs will have the following structure:", ""]
     if not compiled.inputs:
-        system += ["", ""]
-    for f in compiled.inputs:
-        system += ["", f"[[ ## {f.name} ## ]]", f"{{{f.name}}}"]
+        system += ["", ""] if fmt == CHAT else [""]
+    for i, f in enumerate(compiled.inputs):
+        system += ["", f"[[ ## {f.name} ## ]]", f"{{{f.name}}}"] if fmt == CHAT or i else [f"[[ ## {f.name} ## ]]", f"{{{f.name}}}"]
+    placeholders = {}
     for f in outputs:
         note = _type_note(f.type)
-        system += ["", f"[[ ## {f.name} ## ]]", f"{{{f.name}}}" + (f"        # note: the value you produce {note}" if note else "")]
-    system += ["", "[[ ## completed ## ]]"]
+        placeholders[f.name] = f"{{{f.name}}}" + (f"        # note: the value you produce {note}" if note else "")
+        if fmt == CHAT:
+            system += ["", f"[[ ## {f.name} ## ]]", placeholders[f.name]]
+    if fmt == JSON:
+        system += ["", "Outputs will be a JSON object with the following fields.", "", json.dumps(placeholders, indent=2, ensure_ascii=False)]
+    else:
+        system += ["", "[[ ## completed ## ]]"]
     objective = compiled.instructions or (
         "Given the fields "
         + ", ".join(f"`{f.name}`" for f in compiled.inputs)
@@ -384,16 +416,19 @@ def prompt_parts(compiled: CompiledSpec) -> tuple[str, str]:
     system.append("In adhering to this structure, your objective is: " + ("\n" + " " * 8).join(["", *objective.splitlines()]))
     order = []
     for f in outputs:
-        part = f"`[[ ## {f.name} ## ]]`"
+        part = f"`[[ ## {f.name} ## ]]`" if fmt == CHAT else f"`{f.name}`"
         if f.type.kind != STR:
             part += f" (must be formatted as a valid Python {dspy_type_name(f.type)})"
         order.append(part)
-    closing = (
-        "Respond with the corresponding output fields, starting with the field "
-        + ", then ".join(order)
-        + ", and then ending with the marker for `[[ ## completed ## ]]`."
-    )
-    made = compiled.extras["prompt_parts"] = ("\n".join(system), closing)
+    if fmt == JSON:
+        closing = "Respond with a JSON object in the following order of fields: " + ", then ".join(order) + "."
+    else:
+        closing = (
+            "Respond with the corresponding output fields, starting with the field "
+            + ", then ".join(order)
+            + ", and then ending with the marker for `[[ ## completed ## ]]`."
+        )
+    made = compiled.extras[key] = ("\n".join(system), closing)
     return made
 
 
@@ -444,25 +479,85 @@ def _add_section(sections: dict[str, str], reply: str, line: int, start: int, en
     sections[name] = "\n".join([first, *lines] if first else lines).strip()
 
 
-def parse_reply(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
-    """The outputs in a reply, each converted to its type, as DSPy 3.4.1's ChatAdapter
-    reads them: the sections (:func:`split_sections`), an output left out taking its
-    default (or null when Optional); :class:`OutputError` naming the field when one is
-    missing or does not convert, and for an empty reply. When an output would be missing
-    and the reply has no header line, the reply may be a JSON object holding the fields,
-    read as DSPy's JSONAdapter reads one (where DSPy asks the LM again through that
-    adapter)."""
+def parse_sections(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
+    """The outputs in a reply, each converted to its type, as DSPy 3.4.1's
+    ``ChatAdapter.parse`` reads them: the sections (:func:`split_sections`), an output left
+    out taking its default (or null when Optional); :class:`OutputError` naming the field
+    when one is missing or does not convert, and for an empty reply: where DSPy's
+    ChatAdapter raises ``AdapterParseError`` and asks again through JSONAdapter."""
     if not reply:
         raise OutputError("the LM's reply is empty")
-    raw: dict[str, Any] = split_sections(reply)
-    if not raw and any(f.required for f in compiled.outputs):
+    return convert_outputs(compiled, split_sections(reply), "in the LM's reply", _no_section, text=True)
+
+
+def _no_section(name: str) -> str:
+    return f" (no [[ ## {name} ## ]] section)"
+
+
+def parse_reply(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
+    """The outputs in a reply that no second request can follow (a streamed one, after
+    which DSPy does not fall back either): :func:`parse_sections`, but when an output
+    would be missing and the reply has no header line, the reply read as a JSON object
+    holding the outputs, by :func:`parse_json_reply`."""
+    try:
+        return parse_sections(compiled, reply)
+    except OutputError:
+        if not reply or split_sections(reply) or find_json_object(reply) is None:
+            raise
+    return parse_json_reply(compiled, reply)
+
+
+def parse_json_reply(compiled: CompiledSpec, reply: str) -> dict[str, Any]:
+    """The outputs in a reply to DSPy 3.4.1's JSONAdapter prompt, as ``JSONAdapter.parse``
+    reads them: the reply's JSON object (:func:`find_json_object`), its keys that are no
+    output ignored, each value read as DSPy's ``parse_value`` reads it, an output left out
+    taking its default (or null when Optional); :class:`OutputError` naming the field
+    when one is missing or does not convert, or when the reply holds no JSON object, and
+    for an empty reply."""
+    if not reply:
+        raise OutputError("the LM's reply is empty")
+    fields = find_json_object(reply)
+    if fields is None:
+        first = compiled.outputs[0].name if compiled.outputs else ""
+        raise OutputError(f"output {quote(first)} is missing in the LM's JSON reply (it holds no JSON object)")
+    return convert_outputs(compiled, fields, "in the LM's JSON reply", text=True)
+
+
+#: Reads one JSON value from a position of a text, the text after it left alone.
+_JSON_DECODER = json.JSONDecoder()
+#: The ``{`` a reply's JSON object is looked for at, at most (:func:`find_json_object`): a
+#: failed try costs up to the reply's length (the error's line is counted), so trying
+#: every one would take time quadratic in the reply's length.
+MAX_JSON_STARTS = 32
+
+
+def find_json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object a reply holds, as DSPy 3.4.1's JSONAdapter finds it for the common
+    cases (``json_repair.loads``, then the first balanced ``{…}``): the whole reply
+    (white space around it ignored) when it is one, else the first object that starts at
+    one of its first :data:`MAX_JSON_STARTS` (32) ``{`` and is valid JSON, the text before
+    and after it ignored (a Markdown code fence, a sentence around it, a top-level array
+    holding it); None when there is none. json_repair's repairs of broken JSON (missing
+    quotes or brackets, single quotes, trailing commas, comments) are not made: such a
+    reply holds no object here."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        value = None
+    if isinstance(value, dict):
+        return value
+    at = text.find("{")
+    for _ in range(MAX_JSON_STARTS):
+        if at == -1:
+            break
         try:
-            parsed = json.loads(unfence(reply))
+            value = _JSON_DECODER.raw_decode(text, at)[0]
         except (ValueError, RecursionError):
-            parsed = None
-        if isinstance(parsed, dict):
-            return convert_outputs(compiled, parsed, "in the LM's JSON reply", text=True)
-    return convert_outputs(compiled, raw, "in the LM's reply", lambda name: f" (no [[ ## {name} ## ]] section)", text=True)
+            value = None
+        if isinstance(value, dict):
+            return value
+        at = text.find("{", at + 1)
+    return None
 
 
 def convert_outputs(compiled: CompiledSpec, raw: dict[str, Any], where: str, hint: Callable[[str], str] = lambda name: "", text: bool = False) -> dict[str, Any]:

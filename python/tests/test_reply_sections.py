@@ -17,7 +17,15 @@ import time
 import unittest
 from typing import Any, Callable
 
-from dspgo_worker.chat_format import LINE_BREAK, LINE_SPACE, OutputError, parse_reply, split_sections
+from dspgo_worker.chat_format import (
+    LINE_BREAK,
+    LINE_SPACE,
+    OutputError,
+    find_json_object,
+    parse_json_reply,
+    parse_reply,
+    split_sections,
+)
 from dspgo_worker.chunks import ReplyStreamer
 from dspgo_worker.spec import CompiledSpec
 
@@ -143,8 +151,10 @@ class SectionRulesTest(unittest.TestCase):
         with self.assertRaises(OutputError) as caught:
             parse_reply(compiled, '[[ ## completed ## ]]\n{"a": "x", "n": 1}')
         self.assertIn('output "a" is missing', caught.exception.message)
+        # A misspelt header is no header line: the object after it is found, as JSONAdapter finds it.
+        self.assertEqual(parse_reply(compiled, '[[##a##]]\n{"a": "x", "n": 1}'), {"a": "x", "n": 1})
         with self.assertRaises(OutputError):
-            parse_reply(compiled, '[[##a##]]\n{"a": "x", "n": 1}')
+            parse_reply(compiled, '[[##a##]]\n"a": "x", "n": 1')
 
 
 class StreamerRulesTest(unittest.TestCase):
@@ -266,3 +276,75 @@ class AgainstDSPyTest(unittest.TestCase):
                 compared += 1
         self.assertGreater(found, 100, "replies with every output")
         self.assertEqual(compared, len(corpus()) * len(single))
+
+
+#: Replies to JSONAdapter's prompt for "q -> a, n: int" in the forms an LM commonly
+#: gives, the outputs they hold (None: no outputs), as DSPy 3.4.1's JSONAdapter reads them.
+JSON_REPLIES = [
+    ('{"a": "x", "n": 2}', {"a": "x", "n": 2}),
+    ('  {"n": "3", "a": "x", "other": [1]}\n', {"a": "x", "n": 3}),
+    ('```json\n{"a": "x", "n": 2}\n```', {"a": "x", "n": 2}),
+    ('```\n{"a": "x", "n": 2}\n```', {"a": "x", "n": 2}),
+    ('Here it is:\n```json\n{"a": "x", "n": 2}\n```\nHope it helps {.', {"a": "x", "n": 2}),
+    ('{"a": "x", "n": 2} and some text after it', {"a": "x", "n": 2}),
+    ('{"a": "{not} [[ ## n ## ]]", "n": 2}', {"a": "{not} [[ ## n ## ]]", "n": 2}),
+    ('[{"a": "x", "n": 2}]', {"a": "x", "n": 2}),
+    ('{"a": "x"} then {"n": 2}', None),
+    ('{"a": "x", "n": {"v": 2}}', None),
+    ('{"a": "x"}', None),
+    ('{"a": "x", "n": "two"}', None),
+    ("no JSON here", None),
+    ('"just a string"', None),
+]
+
+
+class JSONReplyTest(unittest.TestCase):
+    """parse_json_reply, JSONAdapter's reading of a reply, and find_json_object."""
+
+    COMPILED = CompiledSpec(spec_of([("q", "")], [("a", ""), ("n", "int")]))
+
+    def ours(self, reply: str) -> Any:
+        try:
+            return parse_json_reply(self.COMPILED, reply)
+        except OutputError:
+            return None
+
+    def test_the_common_forms(self):
+        for reply, want in JSON_REPLIES:
+            with self.subTest(reply=reply):
+                self.assertEqual(self.ours(reply), want)
+
+    def test_find_json_object(self):
+        self.assertEqual(find_json_object('x {"a": {"b": [1, "}"]}} y'), {"a": {"b": [1, "}"]}})
+        self.assertEqual(find_json_object('{broken {"a": 1}'), {"a": 1}, "the first object that is valid JSON")
+        self.assertEqual(find_json_object("{}"), {})
+        for text in ("", "[1, 2]", "{'a': 1}", '{"a": 1,}', '{"a": 1', "{" * 100_000):
+            self.assertIsNone(find_json_object(text), text[:20])
+
+    def test_errors_name_the_field(self):
+        with self.assertRaises(OutputError) as caught:
+            parse_json_reply(self.COMPILED, "no JSON here")
+        self.assertEqual(caught.exception.message, 'output "a" is missing in the LM\'s JSON reply (it holds no JSON object)')
+        with self.assertRaises(OutputError) as caught:
+            parse_json_reply(self.COMPILED, '{"a": "x"}')
+        self.assertEqual(caught.exception.message, 'output "n" is missing in the LM\'s JSON reply')
+        with self.assertRaises(OutputError) as caught:
+            parse_json_reply(self.COMPILED, "")
+        self.assertEqual(caught.exception.message, "the LM's reply is empty")
+
+    def test_against_dspy(self):
+        """The same outputs as DSPy 3.4.1's JSONAdapter.parse, or an error where it fails."""
+        require_dspy(self)
+        import dspy
+        from dspy.utils.exceptions import AdapterParseError
+
+        adapter = dspy.JSONAdapter()
+        signature = dspy.Signature("q -> a: str, n: int")
+        for reply, want in JSON_REPLIES:
+            with self.subTest(reply=reply):
+                try:
+                    theirs = adapter.parse(signature, reply)
+                except AdapterParseError:
+                    theirs = None
+                self.assertEqual(theirs, want)
+                self.assertEqual(self.ours(reply), theirs)
