@@ -325,8 +325,10 @@ def _joined(deltas: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 async def stream_outputs(compiled: CompiledSpec, pieces: AsyncGenerator[str, None], ctx: Context) -> dict[str, Any]:
     """Send the ``{"field", "delta"}`` chunks of a reply arriving as the text ``pieces``
-    with ``ctx.send_chunk``; return the parsed outputs. ``pieces`` is closed in the end,
-    however it ends."""
+    with ``ctx.send_chunk``; return the parsed outputs (:func:`~dspgo_worker.chat_format.parse_reply`:
+    no second request, as DSPy 3.4.1's ChatAdapter makes none to JSONAdapter after stream
+    output, but a reply without header line read as a JSON object). ``pieces`` is closed
+    in the end, however it ends."""
     streamer = ReplyStreamer(compiled)
     try:
         async for piece in pieces:

@@ -1,11 +1,12 @@
 """The native engine: prompt, call and parse with the configured provider (DSPy's
-ChatAdapter format, :mod:`~dspgo_worker.chat_format`); the dummy rule for ``dummy``."""
+ChatAdapter format, :mod:`~dspgo_worker.chat_format`, falling back to its JSONAdapter as
+DSPy 3.4.1 does: :meth:`NativeEngine.ask_json`); the dummy rule for ``dummy``."""
 
 from __future__ import annotations
 
 import logging
 
-from .chat_format import build_messages, parse_reply
+from .chat_format import JSON, OutputError, build_messages, parse_json_reply, parse_sections
 from .chunks import output_chunks, stream_outputs
 from .dummy import dummy_outputs
 from .errors import WorkerError
@@ -76,8 +77,36 @@ class NativeEngine:
             pieces = provider.stream(build_messages(compiled, inputs, extra), ctx, usage=usage)
             outputs = await stream_outputs(compiled, pieces, ctx)
         else:
-            outputs = parse_reply(compiled, await provider.complete(build_messages(compiled, inputs, extra), ctx, usage=usage))
+            reply = await provider.complete(build_messages(compiled, inputs, extra), ctx, usage=usage)
+            try:
+                outputs = parse_sections(compiled, reply)
+            except OutputError as exc:
+                outputs = await self.ask_json(provider, compiled, inputs, extra, ctx, usage, exc)
         return outputs, trajectory, usage.result()
+
+    @staticmethod
+    async def ask_json(
+        provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], extra: str | None, ctx: Context,
+        usage: Usage, failed: OutputError,
+    ) -> dict[str, Any]:
+        """DSPy 3.4.1's ChatAdapter's fallback, for a reply that did not parse (``failed``,
+        where DSPy's parse raises ``AdapterParseError``): ask the LM again with the request
+        its JSONAdapter sends (the same request but for the messages: :func:`build_messages`
+        with ``fmt`` JSON) and read that reply as JSONAdapter reads it
+        (:func:`parse_json_reply`). The call is one more of the run's: its usage is added to
+        ``usage``, it answers from the reply cache when configured, and it ends with the
+        request's deadline or cancel. When that reply does not parse either, the
+        :class:`OutputError` names the field in both. Not for a streamed reply: DSPy does
+        not fall back after stream output (:func:`~dspgo_worker.chunks.stream_outputs`)."""
+        log.info(
+            "the LM's reply does not parse; asking again in JSON, as DSPy's ChatAdapter falls back to JSONAdapter",
+            extra={"request_id": ctx.id, "error": failed.message},
+        )
+        reply = await provider.complete(build_messages(compiled, inputs, extra, fmt=JSON), ctx, usage=usage)
+        try:
+            return parse_json_reply(compiled, reply)
+        except OutputError as exc:
+            raise OutputError(f"{failed.message}; asked again for JSON, as DSPy's JSONAdapter asks: {exc.message}") from None
 
     @staticmethod
     async def react_loop(

@@ -467,6 +467,41 @@ class DspyEngineTest(unittest.TestCase):
         self.assertEqual(chunks[0]["delta"], outputs["answer"])
         self.assertEqual(reply["result"]["outputs"], outputs)
 
+    def test_a_reply_that_does_not_parse_is_asked_again_as_json_adapter_asks(self):
+        """DSPy 3.4.1's ChatAdapter asks again through JSONAdapter when a reply does not
+        parse: the test LM answers the first request with text no adapter parses and the
+        second as the prompt asks. Both engines send the same two requests (the second
+        JSONAdapter's: its messages, no response_format for a model DSPy's catalog does
+        not know) and give the same outputs and usage (both calls')."""
+        place = {"name": "Place", "description": "A place.", "fields": [
+            {"name": "city", "type": "", "description": "its name"}, {"name": "zip", "type": "Optional[int]", "description": ""}]}
+        model_spec = spec_of([("question", "str")], [("place", "Place"), ("seen", "list[Place]")])
+        model_spec["signature"]["models"] = [place]
+        demo_spec = spec_of([("question", "str")], [("answer", "str"), ("n", "int")])
+        demo_spec["demos"] = [{"inputs": {"question": "Who?"}, "outputs": {"answer": "Ann", "n": 2}},
+                              {"inputs": {"question": "Why?"}, "outputs": {"answer": "So."}}]
+        cases = {
+            "str, int and list": (spec_of([("question", "str"), ("n", "int")], [("answer", "str"), ("count", "int"), ("tags", "list[str]")]), INPUTS),
+            "a model": (model_spec, {"question": "Where?"}),
+            "chain_of_thought": ({**TYPED, "kind": "chain_of_thought"}, INPUTS),
+            "demos": (demo_spec, {"question": "What?"}),
+            "no inputs": (spec_of([], [("joke", "str"), ("d", "Optional[dict[str, int]]")]), {}),
+        }
+        for name, (spec, inputs) in cases.items():
+            results, bodies = {}, {}
+            for engine in ("dspy", "native"):
+                with self.subTest(case=name, engine=engine):
+                    self.lm.reset()
+                    self.configure(engine, model="test-model+garbage,fail_first=1")
+                    results[engine] = self.execute(spec, inputs)
+                    requests = self.lm.requests()
+                    self.assertEqual([r["format"] for r in requests], ["chat", "json"])
+                    bodies[engine] = [json.loads(r["body"]) for r in requests]
+            with self.subTest(case=name):
+                self.assertEqual(bodies["native"], bodies["dspy"])
+                self.assertEqual(results["native"]["outputs"], results["dspy"]["outputs"])
+                self.assertEqual(results["native"]["usage"], results["dspy"]["usage"])
+
     def test_react_calls_the_host_tools(self):
         self.configure()
         spec = {**spec_of([("city", "str")], [("forecast", "str")]), "kind": "react"}

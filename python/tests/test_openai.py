@@ -717,13 +717,63 @@ class NativeEngineTest(LMTestCase):
         user = self.lm.requests[0]["body"]["messages"][1]["content"]
         self.assertIn("starting with the field `[[ ## reasoning ## ]]`, then `[[ ## answer ## ]]`", user)
 
-    def test_json_reply_is_accepted(self):
+    def test_a_reply_that_does_not_parse_is_asked_again_in_json(self):
+        """As DSPy 3.4.1's ChatAdapter falls back to JSONAdapter: a reply without the
+        sections (a JSON one too) is followed by JSONAdapter's request, the same request
+        but for its messages, whose reply is read as a JSON object (in a code fence, text
+        around it); the usage is both calls'."""
         spec = spec_of([("q", "")], [("a", ""), ("n", "int")])
-        self.lm.push(body=chat('```json\n{"a": "x", "n": 2}\n```'))
-        self.assertEqual(self.execute(spec, {"q": "?"})["result"]["outputs"], {"a": "x", "n": 2})
+        self.lm.push(body={**chat('{"a": "first", "n": 1}'), "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}})
+        self.lm.push(body={**chat('Here it is:\n```json\n{"a": "x", "n": 2, "other": 3}\n```\nHope it helps {.'),
+                           "usage": {"prompt_tokens": 20, "completion_tokens": 4, "total_tokens": 24}})
+        result = self.execute(spec, {"q": "?"})["result"]
+        self.assertEqual(result["outputs"], {"a": "x", "n": 2})
+        self.assertEqual(result["usage"], {"prompt_tokens": 30, "completion_tokens": 6, "total_tokens": 36})
+        first, second = (r["body"] for r in self.lm.requests)
+        self.assertEqual({k: v for k, v in first.items() if k != "messages"}, {k: v for k, v in second.items() if k != "messages"})
+        system, user = second["messages"]
+        self.assertIn('Outputs will be a JSON object with the following fields.\n\n{\n  "a": "{a}",\n  "n": "{n}', system["content"])
+        self.assertEqual(user["content"], "[[ ## q ## ]]\n?\n\nRespond with a JSON object in the following order of fields: `a`, then `n` (must be formatted as a valid Python int).")
+
+    def test_a_second_reply_that_does_not_parse_names_the_field(self):
+        """When JSONAdapter's reply does not parse either, the error names the field in
+        both replies; a streamed reply is not asked again (DSPy does not fall back after
+        stream output)."""
+        spec = spec_of([("q", "")], [("a", ""), ("n", "int")])
+        self.lm.push(body=chat(sections(a="x", n="many")))
+        self.lm.push(body=chat('{"a": "x"} and {"n": 2}'))
+        error = self.execute(spec, {"q": "?"})["error"]
+        self.assertEqual((error["code"], error["type"]), ("internal", "OutputError"))
+        self.assertEqual(error["message"], 'output n: expected int, got string "many"; asked again for JSON, as DSPy\'s JSONAdapter asks: '
+                                           'output "n" is missing in the LM\'s JSON reply')
+        self.assertEqual(len(self.lm.requests), 2)
+        self.lm.push(body=chat("no sections"))
+        self.lm.push(body=chat("nor JSON"))
+        error = self.execute(spec, {"q": "?"})["error"]
+        self.assertEqual(error["message"], 'output "a" is missing in the LM\'s reply (no [[ ## a ## ]] section); asked again for JSON, as '
+                                           'DSPy\'s JSONAdapter asks: output "a" is missing in the LM\'s JSON reply (it holds no JSON object)')
+        self.lm.reset()
+        self.lm.push(body=["no ", "sections"], mode="sse")
+        self.w.auto_credit = 16
+        reply = self.w.request("execute_program", {"spec": spec, "inputs": {"q": "?"}}, stream=16)
+        self.assertEqual(reply["error"]["message"], 'output "a" is missing in the LM\'s reply (no [[ ## a ## ]] section)')
+        self.assertEqual(len(self.lm.requests), 1)
+
+    def test_the_second_request_keeps_to_the_deadline(self):
+        """JSONAdapter's request is one more of the run's: the run's deadline ends it."""
+        spec = spec_of([("q", "")], [("a", "")])
+        self.lm.push(body=chat("no sections"))
+        self.lm.push(hang=True)
+        started = time.monotonic()
+        error = self.w.request("execute_program", {"spec": spec, "inputs": {"q": "?"}}, deadline_ms=500)["error"]
+        self.assertEqual(error["code"], "deadline_exceeded", error["message"])
+        self.assertLess(time.monotonic() - started, WAIT)
+        self.assertEqual(len(self.lm.requests), 2)
+        self.assertIn("Respond with a JSON object", self.lm.requests[1]["body"]["messages"][-1]["content"])
 
     def test_missing_output_names_it(self):
         self.lm.push(body=chat(sections(s="x", i="1", b="no", l="[]", d="{}", lit="red")))
+        self.lm.push(body=chat("{}"))  # JSONAdapter's request, which DSPy's ChatAdapter falls back to
         error = self.execute(self.TYPED, {"question": "?", "n": 1})["error"]
         self.assertEqual(error["code"], "internal")
         self.assertEqual(error["type"], "OutputError")
@@ -731,6 +781,7 @@ class NativeEngineTest(LMTestCase):
 
     def test_unconvertible_output_names_it(self):
         self.lm.push(body=chat(sections(s="x", i="many", f="1", b="no", l="[]", d="{}", lit="red")))
+        self.lm.push(body=chat("{}"))  # JSONAdapter's request, which DSPy's ChatAdapter falls back to
         error = self.execute(self.TYPED, {"question": "?", "n": 1})["error"]
         self.assertEqual(error["code"], "internal")
         self.assertIn("output i: expected int", error["message"])
