@@ -16,6 +16,7 @@ from .programs import DEFAULT_MAX_ITERS
 from .protocol import quote
 from .providers import DummyProvider, make_provider
 from .react import aobserve, build_step_messages, parse_step, run_script, trajectory_text
+from .response_format import json_response_format
 from .spec import CompiledSpec
 from .usage import Usage
 
@@ -91,8 +92,10 @@ class NativeEngine:
     ) -> dict[str, Any]:
         """DSPy 3.4.1's ChatAdapter's fallback, for a reply that did not parse (``failed``,
         where DSPy's parse raises ``AdapterParseError``): ask the LM again with the request
-        its JSONAdapter sends (the same request but for the messages: :func:`build_messages`
-        with ``fmt`` JSON) and read that reply as JSONAdapter reads it
+        its JSONAdapter sends (the same request but for the messages, :func:`build_messages`
+        with ``fmt`` JSON, and the ``response_format`` DSPy's model catalog calls for,
+        :func:`~dspgo_worker.response_format.json_response_format`) and read that reply as
+        JSONAdapter reads it
         (:func:`parse_json_reply`). The call is one more of the run's: its usage is added to
         ``usage``, it answers from the reply cache when configured, and it ends with the
         request's deadline or cancel. When that reply does not parse either, the
@@ -102,7 +105,8 @@ class NativeEngine:
             "the LM's reply does not parse; asking again in JSON, as DSPy's ChatAdapter falls back to JSONAdapter",
             extra={"request_id": ctx.id, "error": failed.message},
         )
-        reply = await provider.complete(build_messages(compiled, inputs, extra, fmt=JSON), ctx, usage=usage)
+        response_format = json_response_format(compiled, provider.config.model)
+        reply = await provider.complete(build_messages(compiled, inputs, extra, fmt=JSON), ctx, usage=usage, response_format=response_format)
         try:
             return parse_json_reply(compiled, reply)
         except OutputError as exc:

@@ -104,14 +104,15 @@ class OpenAIProvider:
 
     async def complete(
         self, messages: list[dict[str, Any]], ctx: Context, max_tokens: int | None = None, usage: Usage | None = None,
-        cache: bool = True,
+        cache: bool = True, response_format: dict[str, Any] | None = None,
     ) -> str:
         """The reply text of one chat completion, with retries; raises WorkerError. The
         reply's usage is added to ``usage``; with ``cache`` configured, a request made
-        before is answered from :data:`REPLY_CACHE` (no usage) unless ``cache`` is False."""
+        before is answered from :data:`REPLY_CACHE` (no usage) unless ``cache`` is False.
+        ``response_format`` (default None: none) is sent as the request's."""
         config = self.config
         cache = cache and config.cache
-        data = self._body(messages, max_tokens)
+        data = self._body(messages, max_tokens, response_format=response_format)
         del messages  # a call in flight holds its body, not the prompt as well
         if cache:
             cached = REPLY_CACHE.get(data)
@@ -172,7 +173,10 @@ class OpenAIProvider:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _body(self, messages: list[dict[str, Any]], max_tokens: int | None, stream: bool = False) -> bytes:
+    def _body(
+        self, messages: list[dict[str, Any]], max_tokens: int | None, stream: bool = False,
+        response_format: dict[str, Any] | None = None,
+    ) -> bytes:
         config = self.config
         body: dict[str, Any] = {"model": config.model, "messages": messages}
         if config.temperature is not None:
@@ -180,6 +184,8 @@ class OpenAIProvider:
         tokens = max_tokens if max_tokens is not None else config.max_tokens
         if tokens:
             body["max_tokens"] = tokens
+        if response_format is not None:
+            body["response_format"] = response_format
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

@@ -15,7 +15,7 @@ import time
 import unittest
 from unittest import mock
 
-from .helpers import WAIT, HandlerModuleMixin, InProcessWorker, WorkerProcess, exit_within
+from .helpers import WAIT, HandlerModuleMixin, InProcessWorker, WorkerProcess, assert_same_json, exit_within
 from .lmserver import LMServer, require_dspy
 from .test_spec import spec_of
 
@@ -502,6 +502,36 @@ class DspyEngineTest(unittest.TestCase):
                 self.assertEqual(results["native"]["outputs"], results["dspy"]["outputs"])
                 self.assertEqual(results["native"]["usage"], results["dspy"]["usage"])
 
+    def test_the_json_requests_response_format_is_dspys(self):
+        """The response_format of JSONAdapter's request (which ChatAdapter falls back to) as
+        DSPy sends it for models its catalog knows: structured outputs, JSON mode for a
+        model without a response schema or for a dict output, none for an unknown model."""
+        place = {"name": "Place", "description": "A place.", "fields": [
+            {"name": "city", "type": "", "description": "its name"}, {"name": "zip", "type": "Optional[int]", "description": ""},
+            {"name": "kind", "type": "Literal['a', 'b']", "description": "", "default": "a"},
+            {"name": "near", "type": "Optional[Spot]", "description": "the next one"}, {"name": "spot", "type": "Spot", "description": "its spot"}]}
+        spot = {"name": "Spot", "fields": [{"name": "x", "type": "float", "description": ""}]}
+        model_spec = spec_of([("question", "str")], [("place", "Place"), ("seen", "list[Place]"), ("maybe", "Optional[Place]"),
+                                                     ("at", "datetime.datetime"), ("pair", "tuple[int, str]"), ("any", "Any")])
+        model_spec["signature"]["models"] = [place, spot]
+        defaults = spec_of([("question", "str")], [("answer", "str"), ("n", "int"), ("tags", "Optional[list[str]]")], kind="chain_of_thought")
+        defaults["signature"]["outputs"][1].update(default=5, description="a count")
+        specs = [model_spec, defaults, spec_of([("question", "str")], [("d", "dict[str, int]")]), TYPED]
+        from dspgo_worker.response_format import json_response_format
+        from dspgo_worker.spec import CompiledSpec
+
+        for model in ("gpt-4o-mini", "openai/gpt-4o-mini", "gpt-3.5-turbo", "claude-sonnet-4-5", "test-model"):
+            for i, spec in enumerate(specs):
+                with self.subTest(model=model, spec=i):
+                    self.lm.reset()
+                    self.configure(model=model, dspy_adapter="json")
+                    self.execute(spec, INPUTS if spec is TYPED else {"question": "?"})
+                    (request,) = self.lm.requests()
+                    sent = json.loads(request["body"]).get("response_format")
+                    assert_same_json(self, json_response_format(CompiledSpec(spec), model), sent)  # its keys' order too
+                    if model == "gpt-4o-mini" and i == 0:
+                        self.assertEqual(sent["type"], "json_schema", "the case compares a schema")
+
     def test_react_calls_the_host_tools(self):
         self.configure()
         spec = {**spec_of([("city", "str")], [("forecast", "str")]), "kind": "react"}
@@ -780,3 +810,34 @@ class StuckDefaultExecutorTest(HandlerModuleMixin, unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ModelCatalogTest(unittest.TestCase):
+    """The models whose JSONAdapter request has a response_format: dspgo's list and
+    families against DSPy 3.4.1's own answer (its capabilities of ``openai/<model>``)."""
+
+    def setUp(self):
+        require_dspy(self)
+
+    def test_every_model_of_the_catalog(self):
+        import gzip
+        import importlib.resources
+
+        from dspgo_worker.dspy_engine import import_dspy
+        from dspgo_worker.response_format import JSON_MODE_MODELS, SCHEMA_MODELS, model_support
+
+        dspy = import_dspy()
+        from dspy.clients.capabilities import capabilities
+
+        snapshot = importlib.resources.files("dspy.clients.model_metadata").joinpath("snapshot.json.gz").read_bytes()
+        catalog = json.loads(gzip.decompress(snapshot))
+        names = {key.split("/", 1)[1] if key.startswith("openai/") else key
+                 for key, entry in catalog.items() if isinstance(entry, dict) and entry.get("litellm_provider") == "openai"}
+        names |= SCHEMA_MODELS | JSON_MODE_MODELS
+        names |= {"claude-sonnet-4-5", "claude-opus-4-1-20250805", "claude-3-5-sonnet", "gemini-2.5-flash", "gemini-3-pro-lite",
+                  "gemini-2.5-flash-tts", "llama3", "test-model", "ft:gpt-4o-mini:org::id", "openai/gpt-4o-mini"}
+        for name in sorted(names):
+            lm = dspy.LM(name if name.startswith("openai/") else "openai/" + name, api_base="http://127.0.0.1:9/v1", api_key="k")
+            found = capabilities(lm)
+            want = "json_schema" if found.response_schema else "json_object" if "response_format" in found.params else None
+            self.assertEqual(model_support(name), want, name)

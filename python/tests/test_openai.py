@@ -735,6 +735,27 @@ class NativeEngineTest(LMTestCase):
         self.assertIn('Outputs will be a JSON object with the following fields.\n\n{\n  "a": "{a}",\n  "n": "{n}', system["content"])
         self.assertEqual(user["content"], "[[ ## q ## ]]\n?\n\nRespond with a JSON object in the following order of fields: `a`, then `n` (must be formatted as a valid Python int).")
 
+    def test_the_json_request_asks_for_the_response_format_dspy_asks_for(self):
+        """JSONAdapter's request has the response_format DSPy 3.4.1 sends for the model (its
+        catalog's): structured outputs, JSON mode without a response schema or for a dict
+        output, none for a model the catalog does not know (m1); the first request none."""
+        spec = spec_of([("q", "")], [("a", ""), ("n", "int")])
+        strict = {"type": "json_schema", "json_schema": {"name": "DSPyProgramOutputs", "schema": {
+            "additionalProperties": False, "properties": {"a": {"title": "A", "type": "string"}, "n": {"title": "N", "type": "integer"}},
+            "required": ["a", "n"], "title": "DSPyProgramOutputs", "type": "object"}, "strict": True}}
+        cases = [("gpt-4o-mini", spec, strict), ("gpt-3.5-turbo", spec, {"type": "json_object"}),
+                 ("gpt-4o-mini", spec_of([("q", "")], [("d", "dict[str, int]")]), {"type": "json_object"}), ("m1", spec, None)]
+        for model, program, want in cases:
+            with self.subTest(model=model, want=want):
+                self.lm.reset()
+                self.w.ok("configure_lm", {"provider": "openai", "model": model, "base_url": self.lm.url, "engine": "native"})
+                self.lm.push(body=chat("no sections"))
+                self.lm.push(body=chat('{"a": "x", "n": 2, "d": {}}'))
+                self.assertTrue(self.execute(program, {"q": "?"})["success"])
+                first, second = (r["body"] for r in self.lm.requests)
+                self.assertNotIn("response_format", first)
+                self.assertEqual(second.get("response_format"), want)
+
     def test_a_second_reply_that_does_not_parse_names_the_field(self):
         """When JSONAdapter's reply does not parse either, the error names the field in
         both replies; a streamed reply is not asked again (DSPy does not fall back after
