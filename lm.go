@@ -66,11 +66,12 @@ type LMConfig struct {
 	// DSPyAdapter selects the DSPy adapter that formats the prompts and
 	// reads the replies, as dspy.configure(adapter=…) does: "chat"
 	// (dspy.ChatAdapter, falling back to dspy.JSONAdapter on a reply it
-	// cannot read) or "json" (dspy.JSONAdapter). Run a program with the
-	// adapter it was optimized with. Empty means "chat". "json" needs the
-	// dspy engine: with Engine "auto" it is CodeFailedPrecondition when
-	// the worker cannot import dspy, and with "native"
-	// CodeInvalidArgument. The dummy provider ignores it.
+	// cannot read), "json" (dspy.JSONAdapter), "xml" (dspy.XMLAdapter) or
+	// "baml" (DSPy's BAMLAdapter, dspy.adapters.baml_adapter). Run a
+	// program with the adapter it was optimized with. Empty means "chat".
+	// All but "chat" need the dspy engine: with Engine "auto" they are
+	// CodeFailedPrecondition when the worker cannot import dspy, and with
+	// "native" CodeInvalidArgument. The dummy provider ignores it.
 	DSPyAdapter string
 	// Verify makes the backend check the configuration with a request to
 	// the LM now, instead of at the first execution. The check is made

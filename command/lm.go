@@ -49,10 +49,11 @@ type LMArgs struct {
 	// "dspy"; empty means "auto".
 	Engine string `json:"engine,omitempty"`
 	// DSPyAdapter is the DSPy adapter that formats prompts and reads
-	// replies: "chat" (dspy.ChatAdapter, which falls back to JSONAdapter
-	// on a reply it cannot read) or "json" (dspy.JSONAdapter). Empty
-	// means "chat". Only the dspy engine runs "json" (see
-	// program.ValidateLM).
+	// replies, one of DSPyAdapters: "chat" (dspy.ChatAdapter, which falls
+	// back to JSONAdapter on a reply it cannot read), "json"
+	// (dspy.JSONAdapter), "xml" (dspy.XMLAdapter) or "baml" (DSPy's
+	// BAMLAdapter). Empty means "chat". Only the dspy engine runs those but
+	// "chat" (see program.ValidateLM).
 	DSPyAdapter string `json:"dspy_adapter,omitempty"`
 	// Verify makes the worker check the configuration by calling the LM
 	// once before it answers; false means no check. Backends replay the
@@ -97,3 +98,7 @@ type ConfigureLMResult struct {
 	// Engine is the engine that runs executions: "native" or "dspy".
 	Engine string `json:"engine"`
 }
+
+// DSPyAdapters are the names LMConfig.DSPyAdapter takes, in the order
+// messages list them.
+var DSPyAdapters = []string{"chat", "json", "xml", "baml"}

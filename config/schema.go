@@ -78,8 +78,8 @@ type LM struct {
 	Timeout time.Duration `koanf:"timeout"`
 	// Engine is auto, native or dspy. Default auto.
 	Engine string `koanf:"engine"`
-	// DSPyAdapter is the DSPy adapter that formats prompts: chat or json
-	// (the dspy engine only). Default chat.
+	// DSPyAdapter is the DSPy adapter that formats prompts: one of
+	// DSPyAdapters (all but chat: the dspy engine only). Default chat.
 	DSPyAdapter string `koanf:"dspy_adapter"`
 	// Cache makes each worker process keep an in-memory cache of LM
 	// replies keyed by the full request (never on disk): identical
@@ -325,3 +325,8 @@ func Defaults() Config {
 			Heartbeat: time.Second, Affinity: "prefer", Replicas: 1, MaxInFlightBytes: 256 << 20, Embedded: Embedded{Listen: "127.0.0.1:4222"}},
 	}
 }
+
+// DSPyAdapters are the values lm.dspy_adapter takes (command.DSPyAdapters:
+// config imports no other package of the module, and a test keeps the two
+// equal).
+var DSPyAdapters = []string{"chat", "json", "xml", "baml"}

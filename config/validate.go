@@ -79,7 +79,7 @@ func (c *Config) validate(p *problems) {
 	notNegative("lm.max_tokens", c.LM.MaxTokens)
 	check(c.LM.Timeout >= 0, "lm.timeout", "must not be negative")
 	oneOf("lm.engine", c.LM.Engine, "auto", "native", "dspy")
-	oneOf("lm.dspy_adapter", c.LM.DSPyAdapter, "chat", "json")
+	oneOf("lm.dspy_adapter", c.LM.DSPyAdapter, DSPyAdapters...)
 	check(c.LM.DSPyAdapter == "chat" || c.LM.Engine != "native", "lm.dspy_adapter", "%s needs the dspy engine (lm.engine is native)", c.LM.DSPyAdapter)
 	// The value is not quoted: it may hold credentials.
 	if c.LM.BaseURL != "" { // empty: the provider's own

@@ -18,6 +18,7 @@ import (
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
 	"github.com/dspgo/dspgo/adapters/mock"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/config"
 	"github.com/dspgo/dspgo/internal/testutil"
 	"github.com/dspgo/dspgo/registry"
@@ -183,13 +184,14 @@ func TestOpenClosesAnAdapterThatRefusesTheLM(t *testing.T) {
 // TestLMConfigCarriesTheDSPyAdapter: lm.dspy_adapter reaches the LM
 // configuration Open applies; its default, chat, is left unset there.
 func TestLMConfigCarriesTheDSPyAdapter(t *testing.T) {
-	for set, want := range map[string]string{"json": "json", "chat": ""} {
+	assert.Equal(t, command.DSPyAdapters, config.DSPyAdapters, "the configuration takes what the command set names")
+	for set, want := range map[string]string{"json": "json", "xml": "xml", "baml": "baml", "chat": ""} {
 		cfg, err := config.Load(config.LoadOptions{Set: map[string]any{"lm.provider": "openai", "lm.model": "m", "lm.dspy_adapter": set}})
 		require.NoError(t, err)
 		assert.Equal(t, want, registry.LMConfig(cfg).DSPyAdapter, set)
 	}
 	_, err := config.Load(config.LoadOptions{Set: map[string]any{"lm.engine": "native", "lm.dspy_adapter": "json"}})
 	assert.ErrorContains(t, err, "lm.dspy_adapter: json needs the dspy engine (lm.engine is native)")
-	_, err = config.Load(config.LoadOptions{Set: map[string]any{"lm.dspy_adapter": "xml"}})
-	assert.ErrorContains(t, err, `lm.dspy_adapter: "xml" is not one of chat, json`)
+	_, err = config.Load(config.LoadOptions{Set: map[string]any{"lm.dspy_adapter": "yaml"}})
+	assert.ErrorContains(t, err, `lm.dspy_adapter: "yaml" is not one of chat, json, xml, baml`)
 }

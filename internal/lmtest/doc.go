@@ -52,8 +52,17 @@
 //     type json_schema (the fields are its schema's properties, typed by the
 //     system message's field list when it lists them, else by their schema)
 //     or json_object, or the system message says "Outputs will be a JSON
-//     object with the following fields." The reply is one JSON object
-//     holding every field, in order.
+//     object with the following fields.", or the last user message asks
+//     "Respond with a JSON object in the following order of fields: "
+//     (DSPy's BAMLAdapter, whose system message writes the outputs as
+//     sections). The reply is one JSON object holding every field, in
+//     order.
+//   - FormatXML, DSPy's XMLAdapter: the last user message asks "Respond
+//     with the corresponding output fields wrapped in XML tags ". The
+//     reply is "<answer>\n", the value as FormatChat writes it with "&"
+//     and "<" escaped, and "\n</answer>" for each field in order, a blank
+//     line between (a list, dict or model value as JSON, which XMLAdapter
+//     reads only for some types).
 //   - FormatReActStep, dspgo's native ReAct step prompt ("At each step,
 //     reply with exactly one JSON object and nothing else"): the reply is
 //     {"tool": "<name>", "args": {...}} or {"finish": true}.

@@ -19,6 +19,10 @@ const (
 	// message saying the outputs are a JSON object): the reply is one JSON
 	// object holding every output field.
 	FormatJSON Format = "json"
+	// FormatXML is DSPy's XMLAdapter (the last user message asks for the
+	// outputs wrapped in XML tags): the reply has an element per output
+	// field.
+	FormatXML Format = "xml"
 	// FormatReActStep is dspgo's native ReAct step prompt: the reply is
 	// {"tool": name, "args": {...}} or {"finish": true}.
 	FormatReActStep Format = "react_step"
@@ -78,10 +82,17 @@ type outField struct {
 const (
 	outputFieldsMarker = "Your output fields are:"
 	jsonOutputsMarker  = "Outputs will be a JSON object with the following fields."
-	stepPromptMarker   = "At each step, reply with exactly one JSON object and nothing else"
-	stepToolsMarker    = "The tools you can call:"
-	stepArgsMarker     = ". Arguments (JSON schema): "
-	noStepYet          = "Trajectory so far: no tool has been called."
+	// jsonRequestMarker starts the last user message's request of
+	// JSONAdapter and of the adapters built on it (BAMLAdapter, whose
+	// system message writes the outputs as sections).
+	jsonRequestMarker = "Respond with a JSON object in the following order of fields: "
+	// xmlRequestMarker starts the last user message's request of
+	// XMLAdapter.
+	xmlRequestMarker = "Respond with the corresponding output fields wrapped in XML tags "
+	stepPromptMarker = "At each step, reply with exactly one JSON object and nothing else"
+	stepToolsMarker  = "The tools you can call:"
+	stepArgsMarker   = ". Arguments (JSON schema): "
+	noStepYet        = "Trajectory so far: no tool has been called."
 )
 
 // fieldListEnds are the lines that end the list of output fields.
@@ -119,9 +130,12 @@ func Respond(messages []Message, responseFormat []byte) Reply {
 	rfType, rfSchema := parseResponseFormat(responseFormat)
 	format := FormatChat
 	switch {
-	case rfType == "json_schema" || rfType == "json_object" || strings.Contains(system, jsonOutputsMarker):
+	case rfType == "json_schema" || rfType == "json_object" || strings.Contains(system, jsonOutputsMarker) ||
+		strings.Contains(lastUser, jsonRequestMarker):
 		format = FormatJSON
 		fields = mergeSchemaFields(fields, rfSchema)
+	case strings.Contains(lastUser, xmlRequestMarker):
+		format = FormatXML
 	case len(fields) == 0:
 		return Reply{Format: FormatText, Content: PlainText}
 	}
@@ -139,12 +153,29 @@ func Respond(messages []Message, responseFormat []byte) Reply {
 		reply.Values["next_tool_name"] = tool
 		reply.Values["next_tool_args"] = args
 	}
-	if format == FormatJSON {
+	switch format {
+	case FormatJSON:
 		reply.Content = jsonContent(fields, reply.Values)
-	} else {
+	case FormatXML:
+		reply.Content = xmlContent(fields, reply.Values)
+	default:
 		reply.Content = chatContent(fields, reply.Values)
 	}
 	return reply
+}
+
+// xmlContent is the reply in DSPy's XMLAdapter format: "<name>\n", the
+// value as chatContent writes it ("&" and "<" escaped), "\n</name>", for
+// each field in order, a blank line between. A list, dict or model value
+// is JSON inside its element, which XMLAdapter reads only for some types
+// (it asks for nested elements).
+func xmlContent(fields []outField, values map[string]any) string {
+	parts := make([]string, len(fields))
+	escape := strings.NewReplacer("&", "&amp;", "<", "&lt;")
+	for i, f := range fields {
+		parts[i] = "<" + f.Name + ">\n" + escape.Replace(valueText(values[f.Name], f.typ)) + "\n</" + f.Name + ">"
+	}
+	return strings.Join(parts, "\n\n")
 }
 
 // chatContent is the reply in DSPy's ChatAdapter format.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dspgo/dspgo/adapter"
@@ -173,14 +174,12 @@ func ValidateLM(lm command.LMArgs) error {
 	default:
 		bad = append(bad, fmt.Sprintf("engine %q is unknown (known: auto, native, dspy)", lm.Engine))
 	}
-	switch lm.DSPyAdapter {
-	case "", "chat":
-	case "json":
-		if lm.Engine == "native" {
-			bad = append(bad, fmt.Sprintf("dspy_adapter %q needs the dspy engine (engine is native)", lm.DSPyAdapter))
-		}
-	default:
-		bad = append(bad, fmt.Sprintf("dspy_adapter %q is unknown (known: chat, json)", lm.DSPyAdapter))
+	switch {
+	case lm.DSPyAdapter == "" || lm.DSPyAdapter == "chat":
+	case !slices.Contains(command.DSPyAdapters, lm.DSPyAdapter):
+		bad = append(bad, fmt.Sprintf("dspy_adapter %q is unknown (known: %s)", lm.DSPyAdapter, strings.Join(command.DSPyAdapters, ", ")))
+	case lm.Engine == "native":
+		bad = append(bad, fmt.Sprintf("dspy_adapter %q needs the dspy engine (engine is native)", lm.DSPyAdapter))
 	}
 	if lm.FailAfterChunks != nil && *lm.FailAfterChunks < 0 {
 		bad = append(bad, "fail_after_chunks must not be negative")

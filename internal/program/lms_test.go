@@ -71,7 +71,7 @@ func TestValidateLMDSPyAdapter(t *testing.T) {
 		args command.LMArgs
 		want string
 	}{
-		{command.LMArgs{Provider: "openai", Model: "m", DSPyAdapter: "xml"}, `configure_lm: dspy_adapter "xml" is unknown (known: chat, json)`},
+		{command.LMArgs{Provider: "openai", Model: "m", DSPyAdapter: "yaml"}, `configure_lm: dspy_adapter "yaml" is unknown (known: chat, json, xml, baml)`},
 		{command.LMArgs{Provider: "openai", Model: "m", Engine: "native", DSPyAdapter: "json"}, `configure_lm: dspy_adapter "json" needs the dspy engine (engine is native)`},
 	} {
 		err := program.ValidateLM(tc.args)

@@ -625,9 +625,14 @@ class _Chunks:
 def dspy_adapter(dspy: Any, config: LMConfig) -> Any:
     """The DSPy adapter a run of ``config`` formats its prompts with (``dspy_adapter``):
     None for chat, which is DSPy's default (ChatAdapter, falling back to JSONAdapter), else
-    a ``dspy.JSONAdapter``."""
+    a ``dspy.JSONAdapter``, a ``dspy.XMLAdapter`` or a BAMLAdapter
+    (``dspy.adapters.baml_adapter``), each made as DSPy's default makes it."""
     if config.dspy_adapter == "json":
         return dspy.JSONAdapter()
+    if config.dspy_adapter == "xml":
+        return dspy.XMLAdapter()
+    if config.dspy_adapter == "baml":  # not among dspy's own names: imported by name, as dspy is
+        return importlib.import_module("dspy.adapters.baml_adapter").BAMLAdapter()
     return None
 
 

@@ -30,7 +30,7 @@ Selection (:func:`resolve_engine`), decided at ``configure_lm`` time:
 * ``engine: native``: native; ``engine: dspy``: dspy, ``failed_precondition`` when
   ``import dspy`` fails;
 * ``engine: auto`` (or absent): dspy when ``import dspy`` works, else native; but a
-  ``dspy_adapter`` other than chat (json) is ``failed_precondition`` then: the native
+  ``dspy_adapter`` other than chat (json, xml, baml) is ``failed_precondition`` then: the native
   engine writes ChatAdapter's prompts only.
 """
 

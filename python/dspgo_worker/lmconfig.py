@@ -53,8 +53,9 @@ _LMConfigFields = namedtuple(  # type: ignore[name-match]  # its repr says LMCon
     defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", (), None, False, False, "chat"),
 )
 
-#: The DSPy adapters ``dspy_adapter`` names; only the dspy engine runs those but chat.
-DSPY_ADAPTERS = ("chat", "json")
+#: The DSPy adapters ``dspy_adapter`` names (Go's ``command.DSPyAdapters``); only the dspy
+#: engine runs those but chat.
+DSPY_ADAPTERS = ("chat", "json", "xml", "baml")
 
 
 class ScriptStep(namedtuple("ScriptStep", ("tool", "args_json"))):
@@ -109,8 +110,8 @@ class LMConfig(_LMConfigFields):
     ``cache`` (False: every execution calls the LM; True: this worker process answers a
     request identical to an earlier one from memory, on either engine) and ``image_urls``
     (False: images are data: URIs only; True: an http, https or gs URL too, which the
-    model's server fetches), ``dspy_adapter`` ("chat"; "json", the dspy engine's
-    only). ``engine`` is
+    model's server fetches), ``dspy_adapter`` ("chat"; "json", "xml" and "baml",
+    the dspy engine's only). ``engine`` is
     what was asked for (auto, native, dspy); ``resolved_engine`` what runs.
     """
 
@@ -218,7 +219,7 @@ def validate_lm_args(args: dict[str, Any]) -> LMConfig:
         bad.append(f"engine {json.dumps(engine, ensure_ascii=False)} is unknown (known: auto, native, dspy)")
     dspy_adapter = args.get("dspy_adapter") or "chat"
     if dspy_adapter not in DSPY_ADAPTERS:
-        bad.append(f"dspy_adapter {json.dumps(dspy_adapter, ensure_ascii=False)} is unknown (known: chat, json)")
+        bad.append(f"dspy_adapter {json.dumps(dspy_adapter, ensure_ascii=False)} is unknown (known: {', '.join(DSPY_ADAPTERS)})")
     elif dspy_adapter != "chat" and engine == "native":
         bad.append(f'dspy_adapter "{dspy_adapter}" needs the dspy engine (engine is native)')
     script = []

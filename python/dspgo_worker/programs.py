@@ -255,7 +255,7 @@ def rss_bytes() -> int:
         "max_tokens": Arg("int", description="token cap of one completion (0: the provider's default)"),
         "timeout_ms": Arg("int", description="time-out of one LM request (0: 60000)"),
         "engine": Arg("str", description="auto (dspy when importable), native or dspy"),
-        "dspy_adapter": Arg("str", description="the DSPy adapter of the prompts: chat (default) or json (the dspy engine)"),
+        "dspy_adapter": Arg("str", description="the DSPy adapter of the prompts: chat (default), json, xml or baml (the dspy engine)"),
         "verify": Arg("bool", default=False, description="check the configuration with one small request now"),
         "delay_ms": Arg("int", description="wait this long before each execution (for tests of deadlines)"),
         "fail_after_chunks": Arg("int", description="dummy provider: a streamed execution fails after this many chunks (for tests of streams)"),

@@ -532,6 +532,33 @@ class DspyEngineTest(unittest.TestCase):
                     if model == "gpt-4o-mini" and i == 0:
                         self.assertEqual(sent["type"], "json_schema", "the case compares a schema")
 
+    def test_the_xml_and_baml_adapters_format_the_prompts(self):
+        """dspy_adapter xml and baml run the program with dspy.XMLAdapter and DSPy's
+        BAMLAdapter, as dspy.configure(adapter=…) does: one request in its format (XML
+        elements; BAML's sections with a JSON reply), the same typed outputs as the chat
+        format's; a stream sends each field whole before the final response."""
+        spec = spec_of([("question", "str"), ("n", "int")],
+                       [("answer", "str"), ("count", "int"), ("score", "float"), ("ok", "bool"), ("level", "Literal['low', 'mid', 'high']")])
+        self.configure()
+        outputs = self.execute(spec, INPUTS)["outputs"]
+        for adapter, fmt, asks in (("xml", "xml", "Respond with the corresponding output fields wrapped in XML tags `<answer>`"),
+                                   ("baml", "json", "Respond with a JSON object in the following order of fields: `answer`")):
+            with self.subTest(adapter=adapter):
+                self.lm.reset()
+                self.configure(dspy_adapter=adapter)
+                self.assertEqual(self.execute(spec, INPUTS)["outputs"], outputs, "the value rule's outputs, whatever the format")
+                (request,) = self.lm.requests()
+                self.assertEqual(request["format"], fmt)
+                self.assertIn(asks, request["messages"][-1]["content"])
+
+                self.w.auto_credit = 16
+                request_id = self.w.call("execute_program", {"spec": spec, "inputs": INPUTS}, stream=16)
+                reply = self.w.response(request_id)
+                self.assertTrue(reply["success"], reply)
+                chunks = [c["data"] for c in self.w.chunks.get(request_id, [])]
+                self.assertEqual([c["field"] for c in chunks], list(outputs), "each field once, whole, in order")
+                self.assertEqual(reply["result"]["outputs"], outputs)
+
     def test_react_calls_the_host_tools(self):
         self.configure()
         spec = {**spec_of([("city", "str")], [("forecast", "str")]), "kind": "react"}

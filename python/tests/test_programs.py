@@ -186,7 +186,7 @@ class ProgramCommandsTest(unittest.TestCase):
             ({"provider": "dummy", "temperature": "hot"}, "'temperature'"),
             ({"provider": "dummy", "max_tokens": 1.5}, "'max_tokens'"),
             ({"provider": "dummy", "api_key": "sk-x"}, "'api_key'"),
-            ({"provider": "dummy", "dspy_adapter": "xml"}, 'dspy_adapter "xml" is unknown (known: chat, json)'),
+            ({"provider": "dummy", "dspy_adapter": "yaml"}, 'dspy_adapter "yaml" is unknown (known: chat, json, xml, baml)'),
             ({"provider": "openai", "model": "m", "engine": "native", "dspy_adapter": "json"}, 'dspy_adapter "json" needs the dspy engine (engine is native)'),
         ]
         for args, want in cases:
