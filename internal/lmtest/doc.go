@@ -23,7 +23,11 @@
 //     identical choices.
 //   - GET /v1/models: one model, test-model (any model name is accepted).
 //   - GET /_test/requests: the recorded requests (Request) as a JSON array.
-//   - POST /_test/reset: forget them (and the fail_first counts).
+//   - POST /_test/reset: forget them (and the fail_first counts and the
+//     scripted replies left).
+//   - POST /_test/script with {"replies": ["...", ...]}: queue reply contents
+//     (Server.Script); each chat request that arrives next takes the next
+//     one as its content instead of the computed one, in arrival order.
 //   - GET /_test/wait?requests=N&done=N&canceled=N&timeout=10s: the requests
 //     once at least N are recorded, done and canceled (each optional), or
 //     504 when the timeout passes first. It lets a Python test wait for "the

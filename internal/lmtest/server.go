@@ -139,6 +139,7 @@ type Server struct {
 	closed     bool
 	requests   []*Request
 	failCounts map[string]int
+	replies    []string      // scripted reply contents, taken in arrival order (Script)
 	changed    chan struct{} // closed and replaced on every change of requests
 }
 
@@ -252,15 +253,40 @@ func (s *Server) snapshotLocked() []Request {
 	return out
 }
 
-// Reset forgets the recorded requests and the fail_first counts; the next
-// request is Seq 1 again. A request in flight is still completed, but no
-// longer listed.
+// Reset forgets the recorded requests, the fail_first counts and the
+// scripted replies left; the next request is Seq 1 again. A request in
+// flight is still completed, but no longer listed.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = nil
 	s.failCounts = map[string]int{}
+	s.replies = nil
 	s.notifyLocked()
+}
+
+// Script queues reply contents, after any still queued: each chat request
+// that arrives (a well-formed one) takes the next as its reply's content
+// instead of the one Respond computes, whatever its format (the record's
+// Format and Fields are still Respond's); the faults still apply. Once the
+// queue is empty, replies are computed again. None are queued at first;
+// Reset empties the queue.
+func (s *Server) Script(replies ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replies = append(s.replies, replies...)
+}
+
+// nextScripted takes the next scripted reply; ok is false when none is left.
+func (s *Server) nextScripted() (reply string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.replies) == 0 {
+		return "", false
+	}
+	reply = s.replies[0]
+	s.replies = s.replies[1:]
+	return reply, true
 }
 
 // Wait returns when cond holds for the recorded requests (it is called
@@ -388,8 +414,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+path, 0)
 }
 
-// control serves /_test/requests, /_test/reset and /_test/wait, to loopback
-// clients only.
+// control serves /_test/requests, /_test/reset, /_test/script and
+// /_test/wait, to loopback clients only.
 func (s *Server) control(w http.ResponseWriter, r *http.Request, name string) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
@@ -402,10 +428,20 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request, name string) {
 	case name == "reset" && r.Method == http.MethodPost:
 		s.Reset()
 		writeJSON(w, http.StatusOK, map[string]any{"reset": true})
+	case name == "script" && r.Method == http.MethodPost:
+		var body struct {
+			Replies []string `json:"replies"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&body); err != nil {
+			writeError(w, http.StatusBadRequest, `the body must be {"replies": [string, ...]}: `+err.Error(), 0)
+			return
+		}
+		s.Script(body.Replies...)
+		writeJSON(w, http.StatusOK, map[string]any{"scripted": len(body.Replies)})
 	case name == "wait" && r.Method == http.MethodGet:
 		s.serveWait(w, r)
 	default:
-		writeError(w, http.StatusNotFound, "no such test endpoint: "+r.Method+" "+r.URL.Path+" (GET requests, POST reset, GET wait)", 0)
+		writeError(w, http.StatusNotFound, "no such test endpoint: "+r.Method+" "+r.URL.Path+" (GET requests, POST reset, POST script, GET wait)", 0)
 	}
 }
 
@@ -549,6 +585,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		}
 		reply = Respond(rec.Messages, rec.ResponseFormat)
 		rec.Format, rec.Fields = reply.Format, reply.Fields
+		if scripted, ok := s.nextScripted(); ok {
+			reply.Content = scripted
+		}
 	}
 	s.record(rec)
 

@@ -753,3 +753,56 @@ func TestParseModel(t *testing.T) {
 		assert.Error(t, err, bad)
 	}
 }
+
+// TestScriptedReplies: POST /_test/script queues reply contents, taken by
+// the chat requests in arrival order, streamed or not; then replies are
+// computed again, and Reset empties the queue.
+func TestScriptedReplies(t *testing.T) {
+	s := New(t, Options{})
+	client := testClient(t)
+	base := strings.TrimSuffix(s.URL(), "/v1")
+	content := func(stream bool) string {
+		_, data := mustPost(t, client, s.URL(), chatBody("test-model", stream))
+		if stream {
+			var text strings.Builder
+			for _, line := range strings.Split(string(data), "\n") {
+				var chunk struct {
+					Choices []struct {
+						Delta Message `json:"delta"`
+					} `json:"choices"`
+				}
+				if payload, ok := strings.CutPrefix(line, "data: "); ok && payload != "[DONE]" {
+					require.NoError(t, json.Unmarshal([]byte(payload), &chunk))
+					for _, c := range chunk.Choices {
+						text.WriteString(c.Delta.Content)
+					}
+				}
+			}
+			return text.String()
+		}
+		var reply completionReply
+		require.NoError(t, json.Unmarshal(data, &reply))
+		return reply.Choices[0].Message.Content
+	}
+
+	resp, err := client.Post(base+"/_test/script", "application/json", strings.NewReader(`{"replies": ["first"]}`))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	s.Script("second", "third")
+	assert.Equal(t, "first", content(false))
+	assert.Equal(t, "second", content(true))
+	reqs := s.Requests()
+	assert.Equal(t, FormatChat, reqs[0].Format, "the format is still the prompt's")
+	assert.Equal(t, "first", reqs[0].Content)
+	s.Reset()
+	assert.Equal(t, answerContent(t), content(false), "Reset empties the queue")
+	s.Script("fourth")
+	assert.Equal(t, "fourth", content(false))
+	assert.Equal(t, answerContent(t), content(false), "computed again once the queue is empty")
+
+	resp, err = client.Post(base+"/_test/script", "application/json", strings.NewReader(`{"replies": 1}`))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+}

@@ -42,7 +42,8 @@ class LMServer:
     standard input closes; the server exits on that).
 
     ``url`` is its base URL (``…/v1``); :meth:`requests` the requests it recorded, each
-    a dict as ``internal/lmtest`` documents it; :meth:`reset` forgets them.
+    a dict as ``internal/lmtest`` documents it; :meth:`reset` forgets them (and the
+    replies :meth:`script` queued).
     """
 
     def __init__(self, testcase: unittest.TestCase):
@@ -74,6 +75,15 @@ class LMServer:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise AssertionError(f"the LM server did not see {at_least} within {WAIT:g} s: {self.requests()}") from exc
+
+    def script(self, *replies: str) -> None:
+        """Queue reply contents: the chat requests that arrive next take them as their
+        replies, in arrival order, instead of the computed ones (``Server.Script``)."""
+        data = json.dumps({"replies": list(replies)}).encode()
+        request = urllib.request.Request(self.root + "/_test/script", data=data, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=WAIT):
+            pass
 
     def reset(self) -> None:
         request = urllib.request.Request(self.root + "/_test/reset", data=b"", method="POST")

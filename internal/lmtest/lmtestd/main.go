@@ -23,8 +23,8 @@
 //	proc.stdin.close(); proc.wait()
 //
 // The server's behaviour (formats, values, model-name directives, the
-// /_test/requests, /_test/reset and /_test/wait endpoints) is documented in
-// package internal/lmtest.
+// /_test/requests, /_test/reset, /_test/script and /_test/wait endpoints)
+// is documented in package internal/lmtest.
 package main
 
 import (
