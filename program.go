@@ -79,7 +79,8 @@ type ProgramSpec struct {
 	State json.RawMessage
 
 	// MaxIters bounds a KindReact program's loop: the tool calls before
-	// it must answer, 1 to 100. Zero means 5. Other kinds ignore it.
+	// it must answer, 1 to 100. Zero means command.DefaultMaxIters (20,
+	// dspy.ReAct's default). Other kinds ignore it.
 	MaxIters int
 
 	// LM names the LM configuration (LMConfig.Name) the program's

@@ -21,8 +21,8 @@ type CreateResult struct {
 // Bounds of a KindReact loop's steps (ExecuteArgs.MaxIters).
 const (
 	// DefaultMaxIters is the steps a react loop takes at most when the
-	// execution gives no bound.
-	DefaultMaxIters = 5
+	// execution gives no bound: 20, dspy.ReAct's default.
+	DefaultMaxIters = 20
 	// MaxIters is the largest bound an execution may give.
 	MaxIters = 100
 )

@@ -67,8 +67,8 @@ DEFAULT_MAX_SPECS = 4096
 #: (``--max-spec-bytes``): a few large specs (instructions of megabytes) would otherwise
 #: hold memory the count of specs does not bound.
 DEFAULT_MAX_SPEC_BYTES = 64 << 20
-#: Bounds and default of ``execute_program``'s ``max_iters``.
-MIN_ITERS, MAX_ITERS, DEFAULT_MAX_ITERS = 1, 100, 5
+#: Bounds and default of ``execute_program``'s ``max_iters`` (the default is dspy.ReAct's, 20).
+MIN_ITERS, MAX_ITERS, DEFAULT_MAX_ITERS = 1, 100, 20
 
 
 def validate_tools(raw: list[Any]) -> list[dict[str, Any]]:

@@ -248,10 +248,10 @@ class ReactScriptTest(unittest.TestCase):
         self.assertEqual(len({c["parent"] for c in self.w.calls_seen}), 1)
 
     def test_max_iters_and_end_of_script(self):
-        self.script(*[{"tool": "search", "args": {"q": str(i)}} for i in range(6)])
-        self.assertEqual(len(self.run_react()["trajectory"]), 5, "max_iters defaults to 5")
+        self.script(*[{"tool": "search", "args": {"q": str(i)}} for i in range(21)])
+        self.assertEqual(len(self.run_react()["trajectory"]), 20, "max_iters defaults to 20, as dspy.ReAct's does")
         self.assertEqual([s["args"]["q"] for s in self.run_react(max_iters=2)["trajectory"]], ["0", "1"])
-        self.assertEqual(len(self.run_react(max_iters=100)["trajectory"]), 6, "the end of the script ends the loop")
+        self.assertEqual(len(self.run_react(max_iters=100)["trajectory"]), 21, "the end of the script ends the loop")
         self.script({"finish": True}, {"tool": "search", "args": {"q": "x"}})
         self.assertEqual(self.run_react()["trajectory"], [])
 
