@@ -86,9 +86,9 @@ func requestsOf(reqs []lmtest.Request, engine string) []lmtest.Request {
 // TestCrossCheckEngines runs 50 random programs (predict,
 // chain_of_thought and react) on the native and on the dspy engine against
 // one test LM server: the typed outputs are identical, and are those of
-// the server's value rule; the predict and chain_of_thought programs'
-// prompts are identical (DSPy's ChatAdapter's, system message included);
-// react's trajectories are identical; streams end with the same outputs,
+// the server's value rule; the prompts are identical (DSPy's
+// ChatAdapter's, system message included; every request of dspy.ReAct's
+// for react); react's trajectories are identical; streams end with the same outputs,
 // each field's deltas in output order and concatenating to its value's
 // text. The server's records prove that each engine's worker sent its own
 // requests.
@@ -133,7 +133,7 @@ func crossCheckEngines(t *testing.T, r *rand.Rand, n int) {
 
 		execs := map[string]*dspgo.Execution{}
 		streams := map[string][]dspgo.StreamPart{}
-		sent := map[string][]lmtest.Message{}
+		sent := map[string][][]lmtest.Message{}
 		var fields []dspgo.Field
 		for _, e := range engines {
 			c := clients[e]
@@ -148,7 +148,9 @@ func crossCheckEngines(t *testing.T, r *rand.Rand, n int) {
 			require.NoError(t, err, "%s on %s", what, e)
 			reqs := settled(t, ctx, srv)[before:]
 			checkRequests(t, reqs, e, spec.Kind, false, what)
-			sent[e] = reqs[len(reqs)-1].Messages
+			for _, r := range reqs {
+				sent[e] = append(sent[e], r.Messages)
+			}
 
 			before = len(srv.Requests())
 			for part, err := range c.ExecuteStream(ctx, p.ID, inputs) {
@@ -159,9 +161,7 @@ func crossCheckEngines(t *testing.T, r *rand.Rand, n int) {
 		}
 
 		want := expectedOutputs(t, fields)
-		if spec.Kind != dspgo.KindReact {
-			assert.Equal(t, sent["dspy"], sent["native"], "%s: the engines' prompts, DSPy's ChatAdapter's", what)
-		}
+		assert.Equal(t, sent["dspy"], sent["native"], "%s: the engines' prompts, DSPy's ChatAdapter's (dspy.ReAct's for react)", what)
 		assert.Equal(t, execs["native"].Outputs, execs["dspy"].Outputs, "%s: the engines' outputs", what)
 		for _, e := range engines {
 			assert.Equal(t, want, execs[e].Outputs, "%s on %s: the value rule's outputs", what, e)
@@ -209,21 +209,18 @@ func checkRequests(t *testing.T, reqs []lmtest.Request, engine, kind string, str
 	switch {
 	case kind != dspgo.KindReact:
 		assert.Equal(t, []lmtest.Format{lmtest.FormatChat}, formats, "%s on %s: one ChatAdapter request", what, engine)
-	case engine == "native":
-		// One JSON step calling the tool, one finishing, then the answer.
-		assert.Equal(t, []lmtest.Format{lmtest.FormatReActStep, lmtest.FormatReActStep, lmtest.FormatChat}, formats,
-			"%s on native: the native ReAct steps, then the answer", what)
 	default:
-		// dspy.ReAct: two steps asking for next_thought, next_tool_name and
-		// next_tool_args, then the ChainOfThought extraction.
+		// dspy.ReAct, on either engine: two steps asking for next_thought,
+		// next_tool_name and next_tool_args, then the ChainOfThought
+		// extraction.
 		assert.Equal(t, []lmtest.Format{lmtest.FormatChat, lmtest.FormatChat, lmtest.FormatChat}, formats,
-			"%s on dspy: dspy.ReAct's steps and extraction", what)
+			"%s on %s: dspy.ReAct's steps and extraction", what, engine)
 		if len(reqs) == 3 {
 			for _, r := range reqs[:2] {
-				assert.Equal(t, []string{"next_thought", "next_tool_name", "next_tool_args"}, fieldNames(r.Fields), "%s on dspy: a ReAct step", what)
+				assert.Equal(t, []string{"next_thought", "next_tool_name", "next_tool_args"}, fieldNames(r.Fields), "%s on %s: a ReAct step", what, engine)
 			}
 			extract := fieldNames(reqs[2].Fields)
-			assert.True(t, len(extract) > 0 && extract[0] == "reasoning", "%s on dspy: the extraction is a ChainOfThought: %v", what, extract)
+			assert.True(t, len(extract) > 0 && extract[0] == "reasoning", "%s on %s: the extraction is a ChainOfThought: %v", what, engine, extract)
 		}
 	}
 }

@@ -226,18 +226,17 @@ def demo_messages(compiled: CompiledSpec, fmt: str = CHAT) -> list[dict[str, Any
     return made
 
 
-def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], extra: str | None = None, fmt: str = CHAT) -> list[dict[str, Any]]:
+def build_messages(compiled: CompiledSpec, inputs: dict[str, Any], fmt: str = CHAT) -> list[dict[str, Any]]:
     """The chat messages for one run: a system message describing the fields and the
     ``[[ ## field ## ]]`` structure, the demos (:func:`demo_messages`), and a user message
-    holding the inputs (then ``extra``, the trajectory of a react loop, before the closing
-    instruction). With ``fmt`` :data:`JSON` (default :data:`CHAT`), the messages DSPy
-    3.4.1's JSONAdapter writes instead: the same but for the structure the system message
-    shows the outputs in (a JSON object), the closing instruction and the assistant turns
-    (JSON objects)."""
+    holding the inputs, then the closing instruction. With ``fmt`` :data:`JSON` (default
+    :data:`CHAT`), the messages DSPy 3.4.1's JSONAdapter writes instead: the same but for
+    the structure the system message shows the outputs in (a JSON object), the closing
+    instruction and the assistant turns (JSON objects)."""
     system, closing = prompt_parts(compiled, fmt)
     history = next((f for f in compiled.inputs if f.type.kind == HISTORY), None)
     fields = [f for f in compiled.inputs if f is not history]
-    user = user_content(fields, inputs, reminder=f"{extra}\n\n{closing}" if extra else closing, media=Media())
+    user = user_content(fields, inputs, reminder=closing, media=Media())
     turns = conversation_messages(compiled, history, inputs[history.name]["messages"], closing, fmt) if history is not None else []
     return [{"role": "system", "content": system}, *demo_messages(compiled, fmt), *turns, {"role": "user", "content": user}]
 
@@ -347,24 +346,49 @@ def assistant_content(outputs: Iterable[Field], values: dict[str, Any], missing:
 
 
 def format_field_value(f: Field, value: Any) -> str:
-    """A value of a demo or of a conversation's message as DSPy's ``format_field_value``
-    writes it: a list of strings held by a ``str`` field as a numbered list of «quoted»
-    items (``N/A`` when empty; a demo's converted values never hold one), any other list
-    or dict as JSON, anything else with ``str``."""
-    if isinstance(value, list) and f.type.kind == STR and all(isinstance(v, str) for v in value):
+    """A value of a demo, of a conversation's message or of a ReAct trajectory's entry as
+    DSPy's ``format_field_value`` writes it: a list held by a ``str`` field as a numbered
+    list of «quoted» items (:func:`_blob`; ``N/A`` when empty; a demo's converted values
+    never hold one), any other list or dict as JSON, anything else with ``str``."""
+    if isinstance(value, list) and f.type.kind == STR:
         if not value:
             return "N/A"
         if len(value) == 1:
-            return _blob(value[0])
-        return "\n".join(f"[{i}] {_blob(v)}" for i, v in enumerate(value, 1))
+            return _blob(f, value[0])
+        return "\n".join(f"[{i}] {_blob(f, v)}" for i, v in enumerate(value, 1))
     return format_demo_value(value)
 
 
-def _blob(text: str) -> str:
-    """DSPy's ``_format_blob``: one item of a numbered list."""
-    if "\n" not in text and "«" not in text and "»" not in text:
-        return f"«{text}»"
-    return "«««\n    " + text.replace("\n", "\n    ") + "\n»»»"
+def _blob(f: Field, item: Any) -> str:
+    """DSPy's ``_format_blob``: one item of a numbered list. A string is «quoted» (in
+    «««…»»» with its lines indented when it holds a line break or a guillemet); a list or
+    a dict, which DSPy tests for those as elements or keys, is «quoted» as Python writes
+    it when it holds none. On anything else DSPy 3.4.1 fails (``TypeError``,
+    ``AttributeError``), and so does this: ``invalid_argument`` naming the field."""
+    if isinstance(item, str):
+        if "\n" not in item and "«" not in item and "»" not in item:
+            return f"«{item}»"
+        return "«««\n    " + item.replace("\n", "\n    ") + "\n»»»"
+    if isinstance(item, (list, dict)) and "\n" not in item and "«" not in item and "»" not in item:
+        return f"«{item}»"
+    raise WorkerError(
+        "invalid_argument",
+        f"{quote(f.name)}: DSPy 3.4.1 cannot write a list holding {type(item).__name__} {_short(item)} "
+        "as a str field's value (its numbered list takes strings, lists and dicts)",
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+def default_instructions(compiled: CompiledSpec) -> str:
+    """The instructions DSPy 3.4.1 gives a signature that has none
+    (``_default_instructions``): "Given the fields `a`, `b`, produce the fields `c`." of the
+    spec's inputs and declared outputs."""
+    return f"Given the fields {', '.join(f'`{f.name}`' for f in compiled.inputs)}, produce the fields " \
+        f"{', '.join(f'`{f.name}`' for f in compiled.declared_outputs)}."
 
 
 def prompt_parts(compiled: CompiledSpec, fmt: str = CHAT) -> tuple[str, str]:
@@ -403,13 +427,7 @@ def prompt_parts(compiled: CompiledSpec, fmt: str = CHAT) -> tuple[str, str]:
         system += ["", "Outputs will be a JSON object with the following fields.", "", json.dumps(placeholders, indent=2, ensure_ascii=False)]
     else:
         system += ["", "[[ ## completed ## ]]"]
-    objective = compiled.instructions or (
-        "Given the fields "
-        + ", ".join(f"`{f.name}`" for f in compiled.inputs)
-        + ", produce the fields "
-        + ", ".join(f"`{f.name}`" for f in compiled.declared_outputs)
-        + "."
-    )
+    objective = compiled.instructions or default_instructions(compiled)
     # As DSPy reads a signature's instructions (inspect.cleandoc) and writes them
     # (format_task_description: each of their lines on a line of its own, indented).
     objective = inspect.cleandoc(objective)

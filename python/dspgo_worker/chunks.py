@@ -323,12 +323,16 @@ def _joined(deltas: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-async def stream_outputs(compiled: CompiledSpec, pieces: AsyncGenerator[str, None], ctx: Context) -> dict[str, Any]:
-    """Send the ``{"field", "delta"}`` chunks of a reply arriving as the text ``pieces``
-    with ``ctx.send_chunk``; return the parsed outputs (:func:`~dspgo_worker.chat_format.parse_reply`:
-    no second request, as DSPy 3.4.1's ChatAdapter makes none to JSONAdapter after stream
-    output, but a reply without header line read as a JSON object). ``pieces`` is closed
-    in the end, however it ends."""
+async def stream_outputs(
+    compiled: CompiledSpec, pieces: AsyncGenerator[str, None], ctx: Context, reader: CompiledSpec | None = None
+) -> dict[str, Any]:
+    """Send the ``{"field", "delta"}`` chunks of ``compiled``'s outputs in a reply
+    arriving as the text ``pieces`` with ``ctx.send_chunk``; return the outputs the whole
+    reply holds, parsed as the reply of ``reader`` (default ``compiled``; a ReAct's
+    extraction, whose reasoning comes before the outputs and is not streamed) by
+    :func:`~dspgo_worker.chat_format.parse_reply`: no second request, as DSPy 3.4.1's
+    ChatAdapter makes none to JSONAdapter after stream output, but a reply without header
+    line read as a JSON object. ``pieces`` is closed in the end, however it ends."""
     streamer = ReplyStreamer(compiled)
     try:
         async for piece in pieces:
@@ -336,7 +340,7 @@ async def stream_outputs(compiled: CompiledSpec, pieces: AsyncGenerator[str, Non
                 await ctx.send_chunk({"field": name, "delta": delta})
     finally:
         await pieces.aclose()
-    outputs = parse_reply(compiled, streamer.text())
+    outputs = parse_reply(reader or compiled, streamer.text())
     for name, delta in streamer.finish(outputs):
         await ctx.send_chunk({"field": name, "delta": delta})
     return outputs

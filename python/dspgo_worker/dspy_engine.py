@@ -73,7 +73,7 @@ from .modules import module_factory
 from .plain import plain
 from .programs import DEFAULT_MAX_ITERS
 from .protocol import quote
-from .react import aobserve
+from .react import aobserve, tool_args
 from .redact import redact
 from .spec import CompiledSpec
 from .values import convert, parse_output
@@ -368,7 +368,9 @@ class DspyEngine:
 
     @staticmethod
     def tools(dspy: Any, tools: Sequence[dict[str, Any]], ctx: Context, trajectory: list[Any]) -> list[Any]:
-        """``dspy.Tool`` objects calling the host's tools; each call is noted in
+        """``dspy.Tool`` objects calling the host's tools (their args
+        :func:`~dspgo_worker.react.tool_args`, which the native engine describes them by
+        too); each call is noted in
         ``trajectory``, and a tool's error is its observation (the LM sees it). The run's
         task waits for the host's answer (``ctx.call_async``). An observation's text is
         :func:`~dspgo_worker.media.defuse_custom_types`'d: a tool may return text from
@@ -384,17 +386,10 @@ class DspyEngine:
             call.__name__ = name
             return call
 
-        made = []
-        for descriptor in tools:
-            name = descriptor["name"]
-            properties = descriptor["schema"].get("properties")
-            made.append(
-                dspy.Tool(
-                    host_tool(name), name=name, desc=descriptor["description"],
-                    args=properties if isinstance(properties, dict) else {},
-                )
-            )
-        return made
+        return [
+            dspy.Tool(host_tool(t["name"]), name=t["name"], desc=t["description"], args=tool_args(t))
+            for t in tools
+        ]
 
     @staticmethod
     def make_lm(dspy: Any, config: LMConfig) -> Any:

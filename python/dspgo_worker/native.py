@@ -1,6 +1,7 @@
 """The native engine: prompt, call and parse with the configured provider (DSPy's
 ChatAdapter format, :mod:`~dspgo_worker.chat_format`, falling back to its JSONAdapter as
-DSPy 3.4.1 does: :meth:`NativeEngine.ask_json`); the dummy rule for ``dummy``."""
+DSPy 3.4.1 does: :meth:`NativeEngine.ask_json`; a ``react`` program as ``dspy.ReAct`` runs
+it, :mod:`~dspgo_worker.react`); the dummy rule for ``dummy``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from .lmconfig import LMConfig
 from .programs import DEFAULT_MAX_ITERS
 from .protocol import quote
 from .providers import DummyProvider, make_provider
-from .react import aobserve, build_step_messages, parse_step, run_script, trajectory_text
+from .react import TRAJECTORY, extract_spec, format_trajectory, react_loop, run_script
 from .response_format import json_response_format
 from .spec import CompiledSpec
 from .usage import Usage
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 
     from .context import Context
     from .engines import RunResult
-    from .openai_provider import OpenAIProvider
-
-log = logging.getLogger("dspgo_worker.engines")
 
 
 class NativeEngine:
@@ -70,35 +68,39 @@ class NativeEngine:
                 "the native one (set lm.engine to dspy or auto, with dspy installed in the workers' Python)",
             )
         usage = Usage()
+        # The prompt that answers: the program's own, or a ReAct's extraction over its trajectory.
+        answering, values = compiled, inputs
         if compiled.kind == KIND_REACT:
-            trajectory = await self.react_loop(provider, compiled, inputs, list(tools), max_iters, ctx, usage)
-        extra = trajectory_text(trajectory) if trajectory is not None else None
+            steps, trajectory = await react_loop(provider, compiled, inputs, tools, max_iters, ctx, usage)
+            answering, values = extract_spec(compiled), {**inputs, TRAJECTORY: format_trajectory(steps)}
         # The prompt is handed over, not kept here: the provider drops it once it has the body.
         if stream:
-            pieces = provider.stream(build_messages(compiled, inputs, extra), ctx, usage=usage)
-            outputs = await stream_outputs(compiled, pieces, ctx)
+            pieces = provider.stream(build_messages(answering, values), ctx, usage=usage)
+            outputs = await stream_outputs(compiled, pieces, ctx, reader=answering)
         else:
-            reply = await provider.complete(build_messages(compiled, inputs, extra), ctx, usage=usage)
+            reply = await provider.complete(build_messages(answering, values), ctx, usage=usage)
             try:
-                outputs = parse_sections(compiled, reply)
+                outputs = parse_sections(answering, reply)
             except OutputError as exc:
-                outputs = await self.ask_json(provider, compiled, inputs, extra, ctx, usage, exc)
+                outputs = await self.ask_json(provider, answering, values, ctx, usage, exc)
+        if answering is not compiled:  # the extraction's reasoning is not an output
+            outputs = {f.name: outputs[f.name] for f in compiled.outputs}
         return outputs, trajectory, usage.result()
 
     @staticmethod
     async def ask_json(
-        provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], extra: str | None, ctx: Context,
-        usage: Usage, failed: OutputError,
+        provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], ctx: Context, usage: Usage,
+        failed: OutputError,
     ) -> dict[str, Any]:
         """DSPy 3.4.1's ChatAdapter's fallback, for a reply that did not parse (``failed``,
         where DSPy's parse raises ``AdapterParseError``): ask the LM again with the request
         its JSONAdapter sends (the same request but for the messages, :func:`build_messages`
         with ``fmt`` JSON, and the ``response_format`` DSPy's model catalog calls for,
         :func:`~dspgo_worker.response_format.json_response_format`) and read that reply as
-        JSONAdapter reads it
-        (:func:`parse_json_reply`). The call is one more of the run's: its usage is added to
-        ``usage``, it answers from the reply cache when configured, and it ends with the
-        request's deadline or cancel. When that reply does not parse either, the
+        JSONAdapter reads it (:func:`parse_json_reply`). ``compiled`` is the prompt that
+        answers (a ReAct's extraction too). The call is one more of the run's: its usage is
+        added to ``usage``, it answers from the reply cache when configured, and it ends
+        with the request's deadline or cancel. When that reply does not parse either, the
         :class:`OutputError` names the field in both. Not for a streamed reply: DSPy does
         not fall back after stream output (:func:`~dspgo_worker.chunks.stream_outputs`)."""
         log.info(
@@ -106,34 +108,11 @@ class NativeEngine:
             extra={"request_id": ctx.id, "error": failed.message},
         )
         response_format = json_response_format(compiled, provider.config.model)
-        reply = await provider.complete(build_messages(compiled, inputs, extra, fmt=JSON), ctx, usage=usage, response_format=response_format)
+        reply = await provider.complete(build_messages(compiled, inputs, fmt=JSON), ctx, usage=usage, response_format=response_format)
         try:
             return parse_json_reply(compiled, reply)
         except OutputError as exc:
             raise OutputError(f"{failed.message}; asked again for JSON, as DSPy's JSONAdapter asks: {exc.message}") from None
-
-    @staticmethod
-    async def react_loop(
-        provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], tools: list[dict[str, Any]],
-        max_iters: int, ctx: Context, usage: Usage | None = None,
-    ) -> list[dict[str, Any]]:
-        """The LM's react loop: one JSON step per completion, until it finishes, replies
-        with something else, or ``max_iters`` steps have run."""
-        trajectory: list[dict[str, Any]] = []
-        for _ in range(max_iters):
-            reply = await provider.complete(build_step_messages(compiled, inputs, tools, trajectory), ctx, usage=usage)
-            step = parse_step(reply)
-            if isinstance(step, str):  # FINISH
-                break
-            if step is None:
-                log.warning(
-                    "react: the LM's step is neither a tool call nor finish; ending the loop",
-                    extra={"request_id": ctx.id, "reply": reply[:200]},
-                )
-                break
-            tool, args = step
-            trajectory.append({"tool": tool, "args": args, "observation": await aobserve(ctx, tool, args)})
-        return trajectory
 
 
 NATIVE_ENGINE = NativeEngine()

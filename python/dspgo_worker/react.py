@@ -1,12 +1,33 @@
-"""The ``react`` program kind on the native engine: the dummy provider's script, or the
-LM asked for one JSON step at a time; each tool runs on the host (:func:`aobserve`)."""
+"""The ``react`` program kind on the native engine: the dummy provider's script
+(:func:`run_script`), or DSPy 3.4.1's ``dspy.ReAct`` loop with its default ChatAdapter
+(:func:`react_loop`); each tool runs on the host (:func:`aobserve`).
+
+DSPy's ReAct, as the native engine runs it:
+
+* each step is a ``dspy.Predict`` over the program's inputs plus ``trajectory`` (str),
+  giving ``next_thought`` (str), ``next_tool_name`` (a Literal of the tools' names and
+  ``finish``) and ``next_tool_args`` (``dict[str, Any]``), with the instructions ReAct
+  writes from the program's and the tools' descriptions (:func:`step_spec`); its messages
+  and its reply are the ChatAdapter's (:mod:`~dspgo_worker.chat_format`), of a spec made
+  at run time;
+* the trajectory is a dict ``thought_i``, ``tool_name_i``, ``tool_args_i``,
+  ``observation_i``, written as ReAct's ``_format_trajectory`` writes it
+  (:func:`format_trajectory`); ``finish`` ends the loop (its observation
+  ``"Completed."``), and so does ``max_iters`` steps;
+* then a ``dspy.ChainOfThought`` over the inputs plus ``trajectory`` (:func:`extract_spec`,
+  the program's demos on it) gives the outputs, after its reasoning.
+"""
 
 from __future__ import annotations
 
-import json
+import inspect
 
-from .chat_format import Media, describe_fields, unfence, user_content
-from .errors import ToolError
+from .chat_format import build_messages, default_instructions, parse_reply, user_content
+from .errors import ToolError, WorkerError
+from .fieldtypes import LITERAL, STR, FieldType
+from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_PREDICT, REASONING_FIELD
+from .media import defuse_custom_types
+from .signature import Field
 from .spec import CompiledSpec
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -16,6 +37,16 @@ if TYPE_CHECKING:
 
     from .context import Context
     from .lmconfig import ScriptStep
+    from .openai_provider import OpenAIProvider
+    from .usage import Usage
+
+#: The tool that ends a ReAct loop, and what calling it (without arguments) observes.
+FINISH = "finish"
+FINISH_OBSERVATION = "Completed."
+#: The input ReAct adds to the program's inputs: the trajectory so far, as text.
+TRAJECTORY = "trajectory"
+#: The outputs of a ReAct step, in order.
+STEP_OUTPUTS = ("next_thought", "next_tool_name", "next_tool_args")
 
 
 async def aobserve(ctx: Context, tool: str, args: dict[str, Any]) -> Any:
@@ -42,87 +73,156 @@ async def run_script(script: Sequence[ScriptStep], ctx: Context, max_iters: int)
     return trajectory
 
 
-def _json_text(value: Any) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(value)
+def tool_args(tool: dict[str, Any]) -> dict[str, Any]:
+    """The ``args`` of the ``dspy.Tool`` of a host tool (``{"name", "description",
+    "schema"}``): its schema's ``properties``, ``{}`` when it has none (both engines)."""
+    properties = tool["schema"].get("properties")
+    return properties if isinstance(properties, dict) else {}
 
 
-def trajectory_text(trajectory: list[dict[str, Any]]) -> str:
-    """The trajectory as the LM reads it."""
-    if not trajectory:
-        return "Trajectory so far: no tool has been called."
-    lines = ["Trajectory so far:"]
-    for i, step in enumerate(trajectory, 1):
-        lines.append(f"Step {i}: called tool `{step['tool']}` with arguments {_json_text(step['args'])}")
-        lines.append(f"Observation {i}: {_json_text(step['observation'])}")
+def tool_text(name: str, description: str, args: dict[str, Any]) -> str:
+    """A tool as ReAct's instructions list it: DSPy 3.4.1's ``str(dspy.Tool)``, the
+    description (none when empty) with its line breaks as two spaces, the arguments as
+    Python writes the dict."""
+    desc = f", whose description is <desc>{description}</desc>.".replace("\n", "  ") if description else "."
+    return f"{name}{desc} It takes arguments {args}."
+
+
+def _names(fields: Sequence[Field]) -> str:
+    return ", ".join(f"`{f.name}`" for f in fields)
+
+
+def step_instructions(compiled: CompiledSpec, tools: Sequence[dict[str, Any]]) -> str:
+    """The instructions of a ReAct step, as ``dspy.ReAct.__init__`` writes them: the
+    program's (DSPy's default ones when it has none), ReAct's text, and each tool
+    numbered, the finish tool last (in the place of a host tool named ``finish``, which
+    it replaces, as ReAct's dict of tools does)."""
+    outputs = _names(compiled.declared_outputs)
+    texts = {t["name"]: tool_text(t["name"], t["description"], tool_args(t)) for t in tools}
+    texts[FINISH] = tool_text(
+        FINISH,
+        "Marks the task as complete. That is, signals that all information for producing the outputs, "
+        f"i.e. {outputs}, are now available to be extracted.",
+        {},
+    )
+    lines = [
+        f"{inspect.cleandoc(compiled.instructions or default_instructions(compiled))}\n",
+        f"You are an Agent. In each episode, you will be given the fields {_names(compiled.inputs)} as input. "
+        "And you can see your past trajectory so far.",
+        f"Your goal is to use one or more of the supplied tools to collect any necessary information for producing {outputs}.\n",
+        "To do this, you will interleave next_thought, next_tool_name, and next_tool_args in each turn, and also when finishing the task.",
+        "After each tool call, you receive a resulting observation, which gets appended to your trajectory.\n",
+        "When writing next_thought, you may reason about the current situation and plan for future steps.",
+        "When selecting the next_tool_name and its next_tool_args, the tool must be one of:\n",
+    ]
+    lines += [f"({i}) {text}" for i, text in enumerate(texts.values(), 1)]
+    lines.append("When providing `next_tool_args`, the value inside the field must be in JSON format")
     return "\n".join(lines)
 
 
-def build_step_messages(compiled: CompiledSpec, inputs: dict[str, Any], tools: list[dict[str, Any]], trajectory: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The chat messages asking the LM for the next step of a react loop."""
-    objective = compiled.instructions or (
-        "Given the fields "
-        + ", ".join(f"`{f.name}`" for f in compiled.inputs)
-        + ", produce the fields "
-        + ", ".join(f"`{f.name}`" for f in compiled.declared_outputs)
-        + "."
-    )
-    system = [
-        "You are an agent. You gather what you need by calling tools, one call per step, and finish when you can produce the output fields.",
-        "Your input fields are:",
-        *describe_fields(compiled.inputs),
-        "Your output fields are:",
-        *describe_fields(compiled.outputs),
-        "Your objective is: " + objective,
-        "",
-        "The tools you can call:",
-    ]
-    if tools:
-        for i, tool in enumerate(tools, 1):
-            line = f"{i}. `{tool['name']}`"
-            if tool["description"]:
-                line += f": {tool['description']}"
-            line += ". Arguments (JSON schema): " + json.dumps(tool["schema"], ensure_ascii=False)
-            system.append(line)
-    else:
-        system.append("(none)")
-    system += [
-        "",
-        "At each step, reply with exactly one JSON object and nothing else:",
-        '{"tool": "<tool name>", "args": {<the arguments>}} to call a tool, or',
-        '{"finish": true} once you can produce the output fields.',
-    ]
-    user = user_content(compiled.inputs, inputs, reminder=trajectory_text(trajectory) + "\n\nReply with the JSON object of your next step.", media=Media())
-    return [{"role": "system", "content": "\n".join(system)}, {"role": "user", "content": user}]
-
-
-FINISH = "finish"
-
-
-def parse_step(reply: str) -> str | tuple[str, dict[str, Any]] | None:
-    """The LM's step: :data:`FINISH`, ``(tool, args)``, or None when the reply is neither."""
-    text = unfence(reply)
+def _derived(compiled: CompiledSpec, kind: str, instructions: str, outputs: list[dict[str, Any]]) -> CompiledSpec:
+    """A spec of the program's inputs plus ``trajectory`` and of ``outputs``, made at run
+    time as ReAct makes its predictors' signatures; ``invalid_argument`` when a program's
+    field has the name of one ReAct adds."""
+    signature = compiled.spec["signature"]
+    raw: dict[str, Any] = {
+        "signature": {
+            "inputs": [*signature["inputs"], {"name": TRAJECTORY, "type": STR, "description": ""}],
+            "outputs": outputs,
+        },
+        "instructions": instructions,
+        "kind": kind,
+    }
+    if "models" in signature:
+        raw["signature"]["models"] = signature["models"]
     try:
-        step = json.loads(text)
-    except ValueError:
-        start, end = text.find("{"), text.rfind("}")
-        step = None
-        if 0 <= start < end:
-            try:
-                step = json.loads(text[start : end + 1])
-            except ValueError:
-                step = None
-    if not isinstance(step, dict):
-        return None
-    if step.get("finish") is True:
-        return FINISH
-    tool = step.get("tool")
-    args = step.get("args")
-    if args is None:
-        args = {}
-    if isinstance(tool, str) and tool and isinstance(args, dict):
-        return tool, args
-    return None
+        return CompiledSpec(raw)
+    except WorkerError as exc:  # a field named as one ReAct adds
+        raise WorkerError(
+            exc.code,
+            f"react: {exc.message} (dspy.ReAct adds the input {TRAJECTORY}, the step's outputs "
+            f"{', '.join(STEP_OUTPUTS)} and the extraction's {REASONING_FIELD})",
+        ) from None
 
+
+def step_spec(compiled: CompiledSpec, tools: Sequence[dict[str, Any]]) -> CompiledSpec:
+    """The spec of a ReAct step (``ReAct.react``): a predict of the program's inputs plus
+    ``trajectory``, giving :data:`STEP_OUTPUTS`, with :func:`step_instructions`; no
+    demos. Made once per compiled spec and tools (the last tools' kept)."""
+    key = tuple((t["name"], t["description"], repr(tool_args(t))) for t in tools)
+    made = compiled.extras.get("react_step")
+    if made is not None and made[0] == key:
+        step: CompiledSpec = made[1]
+        return step
+    outputs = [{"name": name, "type": STR, "description": ""} for name in STEP_OUTPUTS]
+    outputs[2]["type"] = "dict[str, Any]"
+    step = _derived(compiled, KIND_PREDICT, step_instructions(compiled, tools), outputs)
+    names = [t["name"] for t in tools if t["name"] != FINISH]
+    # A Literal of the tools' names: set here, as any name may be one (no type text to parse).
+    names.insert(next((i for i, t in enumerate(tools) if t["name"] == FINISH), len(names)), FINISH)
+    step.outputs[1].type = FieldType(LITERAL, values=tuple(names))
+    compiled.extras["react_step"] = (key, step)
+    return step
+
+
+def extract_spec(compiled: CompiledSpec) -> CompiledSpec:
+    """The spec of ReAct's extraction (``ReAct.extract``): a chain_of_thought of the
+    program's inputs plus ``trajectory``, giving its outputs after ``reasoning``, with the
+    program's instructions (DSPy's default ones of the program's own fields when it has
+    none) and its demos (which lack the trajectory and the reasoning, so DSPy shows them
+    as incomplete). Made once per compiled spec."""
+    made: CompiledSpec | None = compiled.extras.get("react_extract")
+    if made is None:
+        instructions = compiled.instructions or default_instructions(compiled)
+        made = _derived(compiled, KIND_CHAIN_OF_THOUGHT, instructions, compiled.spec["signature"]["outputs"])
+        made.demos = compiled.demos
+        compiled.extras["react_extract"] = made
+    return made
+
+
+def format_trajectory(trajectory: dict[str, Any]) -> str:
+    """The ``trajectory`` input's text, as ReAct's ``_format_trajectory`` writes it with
+    the ChatAdapter: a ``[[ ## key ## ]]`` section for each entry, its value written as
+    DSPy writes a str field's (:func:`~dspgo_worker.chat_format.format_field_value`);
+    ``""`` for none."""
+    text = user_content([Field(name, FieldType(STR), "") for name in trajectory], trajectory)
+    return text if isinstance(text, str) else ""  # always text: no media is given
+
+
+def finish_observation(args: dict[str, Any]) -> str:
+    """What calling the finish tool with ``args`` observes: ``"Completed."`` without
+    arguments; with some, the error of DSPy's finish tool, which takes none (DSPy writes
+    the traceback's last five frames before the error's line: those are left out)."""
+    if not args:
+        return FINISH_OBSERVATION
+    return f"Execution error in {FINISH}: \nValueError: Arg {next(iter(args))} is not in the tool's args."
+
+
+async def react_loop(
+    provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], tools: Sequence[dict[str, Any]],
+    max_iters: int, ctx: Context, usage: Usage | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """DSPy's ReAct loop with the LM: at most ``max_iters`` steps (:func:`step_spec`),
+    each reply read as the ChatAdapter reads it (an :class:`OutputError` ends the run, as
+    DSPy's parse error does), until the LM picks ``finish``. Returns the trajectory as
+    DSPy keeps it (:func:`format_trajectory`), and the host tools' calls
+    ``[{"tool", "args", "observation"}]`` (a failed tool's observation
+    ``{"error": {"code", "message"}}``). Observations are
+    :func:`~dspgo_worker.media.defuse_custom_types`'d, as the dspy engine's are."""
+    step = step_spec(compiled, tools)
+    trajectory: dict[str, Any] = {}
+    calls: list[dict[str, Any]] = []
+    for i in range(max_iters):
+        values = {**inputs, TRAJECTORY: format_trajectory(trajectory)}
+        chosen = parse_reply(step, await provider.complete(build_messages(step, values), ctx, usage=usage))
+        name, args = chosen["next_tool_name"], chosen["next_tool_args"]
+        trajectory[f"thought_{i}"] = chosen["next_thought"]
+        trajectory[f"tool_name_{i}"] = name
+        trajectory[f"tool_args_{i}"] = args
+        if name == FINISH:
+            trajectory[f"observation_{i}"] = finish_observation(args)
+            break
+        observation = defuse_custom_types(await aobserve(ctx, name, args))
+        calls.append({"tool": name, "args": args, "observation": observation})
+        trajectory[f"observation_{i}"] = observation
+    return trajectory, calls

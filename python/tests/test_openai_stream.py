@@ -13,7 +13,6 @@ from dspgo_worker.chat_format import parse_reply
 from dspgo_worker.chunks import ReplyStreamer
 from dspgo_worker.context import Context
 from dspgo_worker.errors import WorkerError
-from dspgo_worker.react import parse_step
 from dspgo_worker.spec import CompiledSpec
 
 from .helpers import WAIT, InProcessWorker, WorkerProcess
@@ -21,6 +20,11 @@ from .test_openai import KEY_ENV, LMTestCase, ProviderHelpers, chat, sections
 from .test_spec import spec_of
 
 TYPED = spec_of([("q", "")], [("a", ""), ("n", "int"), ("l", "list[list[int]]")])
+
+
+def step(thought: str, tool: str, args: str) -> str:
+    """A ChatAdapter reply to a ReAct step."""
+    return sections(next_thought=thought, next_tool_name=tool, next_tool_args=args)
 
 
 def pieces_of(text: str, size: int) -> list[str]:
@@ -82,13 +86,6 @@ class ReplyStreamerTest(unittest.TestCase):
         compiled = CompiledSpec(spec_of([("q", "")], [("a", ""), ("b", "")]))
         deltas, _ = feed_all(compiled, ["[[ ## a ## ]]\n\n[[ ## b ## ]]\nB\n[[ ## completed ## ]]"])
         self.assertEqual(deltas, [("a", ""), ("b", "B")])
-
-    def test_parse_step(self):
-        self.assertEqual(parse_step('{"finish": true}'), "finish")
-        self.assertEqual(parse_step('```json\n{"tool": "search", "args": {"q": 1}}\n```'), ("search", {"q": 1}))
-        self.assertEqual(parse_step('I will search. {"tool": "search"} ok'), ("search", {}))
-        for bad in ("nothing", '{"tool": 3}', '{"finish": false}', "[1]", '{"tool": "a", "args": [1]}'):
-            self.assertIsNone(parse_step(bad), bad)
 
 
 class ProviderStreamTest(ProviderHelpers, LMTestCase):
@@ -289,10 +286,12 @@ class OpenAIReactTest(LMTestCase):
         self.spec = spec_of([("question", "")], [("answer", "")], kind="react", instructions="Answer from the docs.")
 
     def test_loop_then_final_prediction(self):
-        self.lm.push(body=chat('{"tool": "search", "args": {"q": "dspy"}}'))
-        self.lm.push(body=chat('```json\n{"tool": "broken", "args": {}}\n```'))
-        self.lm.push(body=chat('{"finish": true}'))
-        self.lm.push(body=chat(sections(answer="A framework.")))
+        """dspy.ReAct's loop: ChatAdapter steps (next_thought, next_tool_name,
+        next_tool_args) until finish, then the ChainOfThought extraction."""
+        self.lm.push(body=chat(step("Search first.", "search", '{"q": "dspy"}')))
+        self.lm.push(body=chat(step("Try the other.", "broken", "{}")))
+        self.lm.push(body=chat(step("Done.", "finish", "{}")))
+        self.lm.push(body=chat(sections(reasoning="The docs say so.", answer="A framework.")))
         result = self.w.ok("execute_program", {"spec": self.spec, "inputs": {"question": "What is dspy?"}, "tools": self.tools})
         self.assertEqual(result["outputs"], {"answer": "A framework."})
         self.assertEqual(
@@ -304,38 +303,48 @@ class OpenAIReactTest(LMTestCase):
         )
         self.assertEqual(len(self.lm.requests), 4)
         system, user = self.lm.requests[0]["body"]["messages"]
-        for text in ("`search`: Searches the docs.", '"properties": {"q": {"type": "string"}}', "`broken`: Always fails.", '{"finish": true}', "Answer from the docs."):
+        for text in ("(1) search, whose description is <desc>Searches the docs.</desc>. It takes arguments {'q': {'type': 'string'}}.",
+                     "(2) broken, whose description is <desc>Always fails.</desc>. It takes arguments {}.", "(3) finish, ",
+                     "`next_tool_name` (Literal['search', 'broken', 'finish'])", "Answer from the docs."):
             self.assertIn(text, system["content"])
         self.assertIn("What is dspy?", user["content"])
-        self.assertIn("dspy is a framework", self.lm.requests[1]["body"]["messages"][1]["content"], "the observation goes back to the LM")
-        final = self.lm.requests[3]["body"]["messages"][1]["content"]
+        self.assertIn('[[ ## observation_0 ## ]]\n{"hits": ["dspy is a framework"]}', self.lm.requests[1]["body"]["messages"][1]["content"],
+                      "the observation goes back to the LM")
+        system, final = (m["content"] for m in self.lm.requests[3]["body"]["messages"])
+        self.assertIn("`reasoning`", system)
         self.assertIn("index down", final)
-        self.assertIn("[[ ## answer ## ]]", final)
+        self.assertIn("[[ ## observation_2 ## ]]\nCompleted.", final)
 
     def test_max_iters_and_a_reply_that_is_no_step(self):
+        """max_iters steps, then the extraction; a reply that is no step fails the run,
+        as DSPy's parse error does."""
         for _ in range(2):
-            self.lm.push(body=chat('{"tool": "search", "args": {"q": "x"}}'))
-        self.lm.push(body=chat(sections(answer="done")))
+            self.lm.push(body=chat(step("Search.", "search", '{"q": "x"}')))
+        self.lm.push(body=chat(sections(reasoning="r", answer="done")))
         result = self.w.ok("execute_program", {"spec": self.spec, "inputs": {"question": "?"}, "tools": self.tools, "max_iters": 2})
         self.assertEqual(len(result["trajectory"]), 2)
         self.assertEqual(len(self.lm.requests), 3)
         self.lm.reset()
         self.lm.push(body=chat("I do not know how to use tools."))
-        self.lm.push(body=chat(sections(answer="anyway")))
-        with self.assertLogs("dspgo_worker.engines", "WARNING") as logs:
-            result = self.w.ok("execute_program", {"spec": self.spec, "inputs": {"question": "?"}, "tools": self.tools})
-        self.assertIn("neither a tool call nor finish", logs.output[0])
-        self.assertEqual((result["trajectory"], result["outputs"]), ([], {"answer": "anyway"}))
+        error = self.w.error("execute_program", {"spec": self.spec, "inputs": {"question": "?"}, "tools": self.tools})
+        self.assertEqual(error["code"], "internal")
+        self.assertIn("next_thought", error["message"])
+        self.lm.reset()
+        self.lm.push(body=chat(step("Use a tool I made up.", "guess", "{}")))
+        error = self.w.error("execute_program", {"spec": self.spec, "inputs": {"question": "?"}, "tools": self.tools})
+        self.assertIn("next_tool_name", error["message"])
 
     def test_streamed_final_prediction(self):
-        self.lm.push(body=chat('{"tool": "search", "args": {"q": "go"}}'))
-        self.lm.push(body=chat('{"finish": true}'))
-        self.lm.push(body=pieces_of(sections(answer="Go is a language."), 4), mode="sse")
+        """The extraction's outputs are streamed, not its reasoning."""
+        self.lm.push(body=chat(step("Search.", "search", '{"q": "go"}')))
+        self.lm.push(body=chat(step("Done.", "finish", "{}")))
+        self.lm.push(body=pieces_of(sections(reasoning="Known.", answer="Go is a language."), 4), mode="sse")
         self.w.auto_credit = 1
         request_id = self.w.call("execute_program", {"spec": self.spec, "inputs": {"question": "?"}, "tools": self.tools}, stream=1)
         reply = self.w.response(request_id)
         self.assertTrue(reply["success"], reply)
         self.assertEqual(reply["result"]["trajectory"][0]["observation"], {"hits": ["go is a framework"]})
+        self.assertEqual({c["data"]["field"] for c in self.w.chunks[request_id]}, {"answer"})
         self.assertEqual("".join(c["data"]["delta"] for c in self.w.chunks[request_id]), "Go is a language.")
         self.assertEqual(reply["chunks"], len(self.w.chunks[request_id]))
 
