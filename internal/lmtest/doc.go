@@ -67,21 +67,17 @@
 //     and "<" escaped, and "\n</answer>" for each field in order, a blank
 //     line between (a list, dict or model value as JSON, which XMLAdapter
 //     reads only for some types).
-//   - FormatReActStep, dspgo's native ReAct step prompt ("At each step,
-//     reply with exactly one JSON object and nothing else"): the reply is
-//     {"tool": "<name>", "args": {...}} or {"finish": true}.
 //   - FormatText, anything else: the reply is PlainText.
 //
 // ReAct. DSPy's ReAct step (output fields next_thought, next_tool_name, a
-// Literal of the tool names and 'finish', and next_tool_args) and the native
-// step follow one policy: when the last user message shows no tool call yet
-// (DSPy: no [[ ## tool_name_0 ## ]] or [[ ## observation_0 ## ]] section;
-// native: "Trajectory so far: no tool has been called."), call the first
-// tool that is not finish, its arguments filled by the value rule from the
-// argument schemas the prompt gives (DSPy: "(1) weather, whose description
-// is <desc>...</desc>. It takes arguments {'city': {'type': 'string'}}.";
-// native: "Arguments (JSON schema): {...}"), each argument named by itself;
-// after a call, finish with {}. next_thought is an ordinary str field. The
+// Literal of the tool names and 'finish', and next_tool_args), which dspgo's
+// native engine sends too, follows one policy: when the last user message
+// shows no tool call yet (no [[ ## tool_name_0 ## ]] or
+// [[ ## observation_0 ## ]] section), call the first tool that is not
+// finish, its arguments filled by the value rule from the argument schemas
+// the prompt gives ("(1) weather, whose description is <desc>...</desc>. It
+// takes arguments {'city': {'type': 'string'}}."), each argument named by
+// itself; after a call, finish with {}. next_thought is an ordinary str field. The
 // extraction step of DSPy's ReAct is an ordinary prompt.
 //
 // # The value rule

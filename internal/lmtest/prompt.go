@@ -23,9 +23,6 @@ const (
 	// outputs wrapped in XML tags): the reply has an element per output
 	// field.
 	FormatXML Format = "xml"
-	// FormatReActStep is dspgo's native ReAct step prompt: the reply is
-	// {"tool": name, "args": {...}} or {"finish": true}.
-	FormatReActStep Format = "react_step"
 	// FormatText is any other prompt: the reply is PlainText.
 	FormatText Format = "text"
 )
@@ -59,7 +56,7 @@ type Reply struct {
 	// Format is the prompt's format.
 	Format Format
 	// Fields are the output fields asked for, in order (none for
-	// FormatReActStep and FormatText).
+	// FormatText).
 	Fields []Field
 	// Values are the fields' values by name.
 	Values map[string]any
@@ -89,10 +86,6 @@ const (
 	// xmlRequestMarker starts the last user message's request of
 	// XMLAdapter.
 	xmlRequestMarker = "Respond with the corresponding output fields wrapped in XML tags "
-	stepPromptMarker = "At each step, reply with exactly one JSON object and nothing else"
-	stepToolsMarker  = "The tools you can call:"
-	stepArgsMarker   = ". Arguments (JSON schema): "
-	noStepYet        = "Trajectory so far: no tool has been called."
 )
 
 // fieldListEnds are the lines that end the list of output fields.
@@ -100,7 +93,6 @@ var fieldListEnds = []string{
 	"All interactions will be structured",
 	"In adhering to this structure",
 	"Your objective is:",
-	stepToolsMarker,
 }
 
 // schemaNotes are the phrases after which a field's JSON schema follows
@@ -122,9 +114,6 @@ func Respond(messages []Message, responseFormat []byte) Reply {
 		case "user":
 			lastUser = m.Content
 		}
-	}
-	if strings.Contains(system, stepPromptMarker) {
-		return stepReply(system, lastUser)
 	}
 	fields := parseFieldList(system)
 	rfType, rfSchema := parseResponseFormat(responseFormat)
@@ -524,64 +513,4 @@ func argsObject(args any) *fieldType {
 		t.props = append(t.props, property{name: k, typ: schemaType(o.vals[k], o, 0)})
 	}
 	return t
-}
-
-// stepReply answers dspgo's native ReAct step prompt.
-func stepReply(system, lastUser string) Reply {
-	tools := map[string]*fieldType{}
-	var names []string
-	if i := strings.Index(system, stepToolsMarker); i >= 0 {
-		for _, line := range strings.Split(system[i+len(stepToolsMarker):], "\n")[1:] {
-			if strings.TrimSpace(line) == "" {
-				break
-			}
-			name, schema, ok := parseStepTool(line)
-			if ok {
-				names = append(names, name)
-				tools[name] = schema
-			}
-		}
-	}
-	called := !strings.Contains(lastUser, noStepYet) && strings.Contains(lastUser, "Step 1: called tool")
-	reply := Reply{Format: FormatReActStep, Tool: Finish, Args: map[string]any{}, Content: `{"finish": true}`}
-	if called || len(names) == 0 {
-		return reply
-	}
-	tool, args := chooseStep(names, false, func(name string) *fieldType { return tools[name] })
-	reply.Tool, reply.Args = tool, args
-	reply.Content = `{"tool": ` + marshal(tool) + `, "args": ` + marshal(args) + `}`
-	return reply
-}
-
-// parseStepTool reads "1. `name`: description. Arguments (JSON schema): {...}".
-func parseStepTool(line string) (string, *fieldType, bool) {
-	dot := strings.Index(line, ". `")
-	if dot <= 0 {
-		return "", nil, false
-	}
-	if _, err := strconv.Atoi(strings.TrimSpace(line[:dot])); err != nil {
-		return "", nil, false
-	}
-	name, rest, ok := strings.Cut(line[dot+3:], "`")
-	if !ok || name == "" {
-		return "", nil, false
-	}
-	empty := &fieldType{kind: kindObject}
-	for start := 0; ; {
-		i := strings.Index(rest[start:], stepArgsMarker)
-		if i < 0 {
-			return name, empty, true
-		}
-		start += i + len(stepArgsMarker)
-		v, n, err := decodeOrdered([]byte(rest[start:]))
-		if err != nil || strings.TrimSpace(rest[start+n:]) != "" {
-			continue
-		}
-		root, _ := v.(*ordObj)
-		t := schemaType(v, root, 0)
-		if t.kind != kindObject {
-			t = empty
-		}
-		return name, t, true
-	}
 }

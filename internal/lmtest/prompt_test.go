@@ -93,7 +93,7 @@ func TestFixtures(t *testing.T) {
 		"dspy_chat": FormatChat, "dspy_cot": FormatChat, "dspy_json": FormatJSON,
 		"dspy_json_object": FormatJSON, "dspy_json_schema": FormatJSON,
 		"native_chat": FormatChat, "native_react_extract": FormatChat,
-		"native_step_0": FormatReActStep, "native_step_1": FormatReActStep,
+		"native_react_0": FormatChat, "native_react_1": FormatChat,
 	}
 	weatherArgs := map[string]any{"city": mustValue(t, "city", "str"), "days": mustValue(t, "days", "int")}
 	for _, fx := range loadFixtures(t) {
@@ -119,14 +119,6 @@ func TestFixtures(t *testing.T) {
 			case FormatJSON:
 				require.NoError(t, json.Unmarshal([]byte(reply.Content), &parsed), reply.Content)
 				assert.Len(t, parsed, len(reply.Fields))
-			case FormatReActStep:
-				require.NoError(t, json.Unmarshal([]byte(reply.Content), &parsed), reply.Content)
-				if strings.HasSuffix(fx.Name, "_0") {
-					assert.JSONEq(t, jsonText(t, map[string]any{"tool": "weather", "args": weatherArgs}), reply.Content)
-				} else {
-					assert.JSONEq(t, `{"finish": true}`, reply.Content)
-				}
-				return
 			default:
 				t.Fatalf("format %q", reply.Format)
 			}
@@ -256,10 +248,5 @@ func TestRespondEdgeCases(t *testing.T) {
 		assert.Equal(t, Finish, reply.Tool)
 		assert.Equal(t, map[string]any{}, reply.Args)
 		assert.Contains(t, reply.Content, "[[ ## next_tool_name ## ]]\nfinish\n\n[[ ## next_tool_args ## ]]\n{}\n\n")
-	})
-	t.Run("native step without tools", func(t *testing.T) {
-		reply := Respond([]Message{{Role: "system", Content: stepPromptMarker + "\n" + stepToolsMarker + "\n(none)\n"}, {Role: "user", Content: noStepYet}}, nil)
-		assert.Equal(t, FormatReActStep, reply.Format)
-		assert.Equal(t, `{"finish": true}`, reply.Content)
 	})
 }

@@ -29,7 +29,7 @@ import dspy  # noqa: E402
 import pydantic  # noqa: E402
 
 from dspgo_worker.chat_format import build_messages, parse_reply  # noqa: E402
-from dspgo_worker.react import build_step_messages, parse_step  # noqa: E402
+from dspgo_worker.react import TRAJECTORY, extract_spec, format_trajectory, step_spec  # noqa: E402
 from dspgo_worker.spec import CompiledSpec  # noqa: E402
 
 
@@ -143,14 +143,18 @@ def main(lmtestd: str) -> None:
         {"name": "weather", "description": "Get the weather", "schema": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}},
         {"name": "clock", "description": "", "schema": {"type": "object", "properties": {}}},
     ]
-    body, reply = post(build_step_messages(react, {"question": "Weather?"}, tools, []))
-    step = parse_step(reply)
-    keep("native_step_0", "dspgo native engine", body, {"tool": step[0], "args": step[1]})
-    trajectory = [{"tool": step[0], "args": step[1], "observation": "sunny"}]
-    body, reply = post(build_step_messages(react, {"question": "Weather?"}, tools, trajectory))
-    keep("native_step_1", "dspgo native engine", body, {"tool": parse_step(reply)})
-    body, reply = post(build_messages(react, {"question": "Weather?"}, "Trajectory so far:\nStep 1: called tool `weather` with arguments {}\nObservation 1: \"sunny\""))
-    keep("native_react_extract", "dspgo native engine", body, parse_reply(react, reply))
+    # The native engine's react loop (react.react_loop): its steps, then its extraction.
+    step = step_spec(react, tools)
+    trajectory = {}
+    for i in range(2):
+        body, reply = post(build_messages(step, {"question": "Weather?", TRAJECTORY: format_trajectory(trajectory)}))
+        chosen = parse_reply(step, reply)
+        keep(f"native_react_{i}", "dspgo native engine", body, None)
+        trajectory.update({f"thought_{i}": chosen["next_thought"], f"tool_name_{i}": chosen["next_tool_name"],
+                           f"tool_args_{i}": chosen["next_tool_args"], f"observation_{i}": "sunny" if i == 0 else "Completed."})
+    extract = extract_spec(react)
+    body, reply = post(build_messages(extract, {"question": "Weather?", TRAJECTORY: format_trajectory(trajectory)}))
+    keep("native_react_extract", "dspgo native engine", body, parse_reply(extract, reply))
 
     proc.stdin.close()
     proc.wait(timeout=10)
