@@ -26,8 +26,9 @@
 //   - POST /_test/reset: forget them (and the fail_first counts and the
 //     scripted replies left).
 //   - POST /_test/script with {"replies": ["...", ...]}: queue reply contents
-//     (Server.Script); each chat request that arrives next takes the next
-//     one as its content instead of the computed one, in arrival order.
+//     (Server.Script); each chat request answered next (a failure takes
+//     none) takes the next one as its content instead of the computed one,
+//     in arrival order.
 //   - GET /_test/wait?requests=N&done=N&canceled=N&timeout=10s: the requests
 //     once at least N are recorded, done and canceled (each optional), or
 //     504 when the timeout passes first. It lets a Python test wait for "the
@@ -145,6 +146,7 @@
 //	test-model+drop                     close the connection without a response
 //	test-model+drop_mid_stream          send part of the stream, then close the connection
 //	test-model+needs_demos              answer from the prompt's demos only (demos.go)
+//	test-model+max_context=500          400 context_length_exceeded when the prompt holds over 500 tokens
 //
 // A duration is Go's ("2s", "50ms") or a bare number of seconds. fail_first
 // without a failure fails with status 500; its counts are kept per model

@@ -48,6 +48,11 @@ type Fault struct {
 	// the real inputs, and the value rule's when no demo shares a word
 	// (directive needs_demos; demos.go). It is not a failure.
 	NeedsDemos bool `json:"needs_demos"`
+	// MaxContext, when positive, is the model's context window in tokens
+	// (CountTokens of the messages): a request whose prompt holds more is
+	// answered 400 with OpenAI's error code "context_length_exceeded"
+	// (directive max_context=N). It is not a failure fail_first counts.
+	MaxContext int `json:"max_context"`
 }
 
 // fails reports whether the fault replaces the reply by a failure.
@@ -57,7 +62,7 @@ func (f Fault) fails() bool {
 
 // withoutFailure is the fault with its delays (and needs_demos) only.
 func (f Fault) withoutFailure() Fault {
-	return Fault{Latency: f.Latency, ChunkDelay: f.ChunkDelay, NeedsDemos: f.NeedsDemos}
+	return Fault{Latency: f.Latency, ChunkDelay: f.ChunkDelay, NeedsDemos: f.NeedsDemos, MaxContext: f.MaxContext}
 }
 
 // merge returns f with the non-zero fields of o in place of its own.
@@ -77,6 +82,9 @@ func (f Fault) merge(o Fault) Fault {
 	if o.FailFirst != 0 {
 		f.FailFirst = o.FailFirst
 	}
+	if o.MaxContext != 0 {
+		f.MaxContext = o.MaxContext
+	}
 	f.Malformed = f.Malformed || o.Malformed
 	f.Garbage = f.Garbage || o.Garbage
 	f.Drop = f.Drop || o.Drop
@@ -90,7 +98,7 @@ func (f Fault) merge(o Fault) Fault {
 // "test-model" with Status 429 and RetryAfter 1s. Directives follow the
 // first "+", separated by commas: latency=D, chunk_delay=D, status=N,
 // retry_after=D, fail_first=N, malformed, garbage, drop, drop_mid_stream,
-// needs_demos;
+// needs_demos, max_context=N;
 // a duration D is Go's ("2s", "50ms") or a bare number of seconds ("1",
 // "0.5"). An unknown or malformed directive is an error, which the server
 // answers with 400.
@@ -140,13 +148,18 @@ func ParseModel(model string) (string, Fault, error) {
 			if err == nil && (f.Status < 100 || f.Status > 599) {
 				err = fmt.Errorf("status %d is not an HTTP status", f.Status)
 			}
+		case "max_context":
+			f.MaxContext, err = strconv.Atoi(value)
+			if err == nil && f.MaxContext < 1 {
+				err = fmt.Errorf("max_context %d is not positive", f.MaxContext)
+			}
 		case "fail_first":
 			f.FailFirst, err = strconv.Atoi(value)
 			if err == nil && f.FailFirst < 0 {
 				err = fmt.Errorf("fail_first %d is negative", f.FailFirst)
 			}
 		default:
-			return "", Fault{}, fmt.Errorf("unknown model directive %q (known: latency, chunk_delay, status, retry_after, fail_first, malformed, garbage, drop, drop_mid_stream, needs_demos)", key)
+			return "", Fault{}, fmt.Errorf("unknown model directive %q (known: latency, chunk_delay, status, retry_after, fail_first, malformed, garbage, drop, drop_mid_stream, needs_demos, max_context)", key)
 		}
 		if err != nil {
 			return "", Fault{}, fmt.Errorf("model directive %q: %w", d, err)

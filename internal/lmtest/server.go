@@ -266,11 +266,11 @@ func (s *Server) Reset() {
 }
 
 // Script queues reply contents, after any still queued: each chat request
-// that arrives (a well-formed one) takes the next as its reply's content
-// instead of the one Respond computes, whatever its format (the record's
-// Format and Fields are still Respond's); the faults still apply. Once the
-// queue is empty, replies are computed again. None are queued at first;
-// Reset empties the queue.
+// answered with a reply (not a failure, which takes none) takes the next as
+// its content instead of the one Respond computes, whatever its format (the
+// record's Format and Fields are still Respond's); garbage still replaces
+// it. Once the queue is empty, replies are computed again. None are queued
+// at first; Reset empties the queue.
 func (s *Server) Script(replies ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -585,9 +585,6 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		}
 		reply = Respond(rec.Messages, rec.ResponseFormat)
 		rec.Format, rec.Fields = reply.Format, reply.Fields
-		if scripted, ok := s.nextScripted(); ok {
-			reply.Content = scripted
-		}
 	}
 	s.record(rec)
 
@@ -638,9 +635,25 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	promptTokens := 0
+	for _, m := range rec.Messages {
+		promptTokens += CountTokens(m.Content)
+	}
+	if fault.MaxContext > 0 && promptTokens > fault.MaxContext {
+		s.update(rec, func(r *Request) { r.Status, r.Done, r.Completed = http.StatusBadRequest, true, true })
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]any{
+			"message": fmt.Sprintf("This model's maximum context length is %d tokens. However, your messages resulted in %d tokens.", fault.MaxContext, promptTokens),
+			"type":    "invalid_request_error", "param": "messages", "code": "context_length_exceeded",
+		}})
+		return
+	}
+
 	content := reply.Content
 	if fault.NeedsDemos && reply.Format == FormatChat {
 		content = demoContent(rec.Messages, reply)
+	}
+	if scripted, ok := s.nextScripted(); ok {
+		content = scripted
 	}
 	if fault.Garbage {
 		content = GarbageText
@@ -648,10 +661,6 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	created := rec.Time.Unix()
 	id := fmt.Sprintf("chatcmpl-lmtest-%d", s.copyOf(rec).Seq)
 	model, _, _ := strings.Cut(req.Model, "+")
-	promptTokens := 0
-	for _, m := range rec.Messages {
-		promptTokens += CountTokens(m.Content)
-	}
 	usage := usage{PromptTokens: promptTokens, CompletionTokens: rec.N * CountTokens(content)}
 	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -748,7 +749,10 @@ func TestParseModel(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "openai/plain", base)
 	assert.Equal(t, Fault{}, f)
-	for _, bad := range []string{"m+x", "m+status=99", "m+status=", "m+fail_first=-1", "m+latency=abc", "m+latency", "m+garbage=yes"} {
+	_, f, err = ParseModel("m+max_context=500")
+	require.NoError(t, err)
+	assert.Equal(t, Fault{MaxContext: 500}, f)
+	for _, bad := range []string{"m+x", "m+status=99", "m+status=", "m+fail_first=-1", "m+latency=abc", "m+latency", "m+garbage=yes", "m+max_context=0"} {
 		_, _, err := ParseModel(bad)
 		assert.Error(t, err, bad)
 	}
@@ -805,4 +809,27 @@ func TestScriptedReplies(t *testing.T) {
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+}
+
+// TestMaxContext: a prompt over max_context tokens is answered 400 with
+// OpenAI's context_length_exceeded error, taking no scripted reply; a
+// shorter one is answered.
+func TestMaxContext(t *testing.T) {
+	s := New(t, Options{})
+	client := testClient(t)
+	tokens := promptTokens()
+	s.Script("scripted")
+	resp, data := mustPost(t, client, s.URL(), chatBody(fmt.Sprintf("test-model+max_context=%d", tokens-1), false))
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	var failure struct {
+		Error struct{ Message, Type, Code string }
+	}
+	require.NoError(t, json.Unmarshal(data, &failure), string(data))
+	assert.Equal(t, "context_length_exceeded", failure.Error.Code)
+	assert.Equal(t, fmt.Sprintf("This model's maximum context length is %d tokens. However, your messages resulted in %d tokens.", tokens-1, tokens), failure.Error.Message)
+	resp, data = mustPost(t, client, s.URL(), chatBody(fmt.Sprintf("test-model+max_context=%d", tokens), false))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var reply completionReply
+	require.NoError(t, json.Unmarshal(data, &reply))
+	assert.Equal(t, "scripted", reply.Choices[0].Message.Content, "the failure took no scripted reply")
 }
