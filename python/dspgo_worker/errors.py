@@ -76,6 +76,15 @@ class ToolError(WorkerError):
         self.tool = tool
 
 
+class ContextWindowExceeded(WorkerError):
+    """The LM endpoint refused a prompt longer than the model's context window (OpenAI's
+    error code ``context_length_exceeded``, which DSPy reads as its
+    ``ContextWindowExceededError``). Code ``invalid_argument``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_argument", message)
+
+
 def invalid(message: str) -> WorkerError:
     """A WorkerError with code ``invalid_argument``."""
     return WorkerError("invalid_argument", message)

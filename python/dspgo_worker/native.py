@@ -1,13 +1,12 @@
 """The native engine: prompt, call and parse with the configured provider (DSPy's
 ChatAdapter format, :mod:`~dspgo_worker.chat_format`, falling back to its JSONAdapter as
-DSPy 3.4.1 does: :meth:`NativeEngine.ask_json`; a ``react`` program as ``dspy.ReAct`` runs
+DSPy 3.4.1 does: :mod:`~dspgo_worker.ask`; a ``react`` program as ``dspy.ReAct`` runs
 it, :mod:`~dspgo_worker.react`); the dummy rule for ``dummy``."""
 
 from __future__ import annotations
 
-import logging
-
-from .chat_format import JSON, OutputError, build_messages, parse_json_reply, parse_sections
+from .ask import ask
+from .chat_format import build_messages
 from .chunks import output_chunks, stream_outputs
 from .dummy import dummy_outputs
 from .errors import WorkerError
@@ -16,8 +15,7 @@ from .lmconfig import LMConfig
 from .programs import DEFAULT_MAX_ITERS
 from .protocol import quote
 from .providers import DummyProvider, make_provider
-from .react import TRAJECTORY, extract_spec, format_trajectory, react_loop, run_script
-from .response_format import json_response_format
+from .react import react_extract, react_loop, run_script
 from .spec import CompiledSpec
 from .usage import Usage
 
@@ -68,51 +66,16 @@ class NativeEngine:
                 "the native one (set lm.engine to dspy or auto, with dspy installed in the workers' Python)",
             )
         usage = Usage()
-        # The prompt that answers: the program's own, or a ReAct's extraction over its trajectory.
-        answering, values = compiled, inputs
         if compiled.kind == KIND_REACT:
             steps, trajectory = await react_loop(provider, compiled, inputs, tools, max_iters, ctx, usage)
-            answering, values = extract_spec(compiled), {**inputs, TRAJECTORY: format_trajectory(steps)}
+            outputs = await react_extract(provider, compiled, inputs, steps, ctx, usage, stream)
         # The prompt is handed over, not kept here: the provider drops it once it has the body.
-        if stream:
-            pieces = provider.stream(build_messages(answering, values), ctx, usage=usage)
-            outputs = await stream_outputs(compiled, pieces, ctx, reader=answering)
+        elif stream:
+            pieces = provider.stream(build_messages(compiled, inputs), ctx, usage=usage)
+            outputs = await stream_outputs(compiled, pieces, ctx)
         else:
-            reply = await provider.complete(build_messages(answering, values), ctx, usage=usage)
-            try:
-                outputs = parse_sections(answering, reply)
-            except OutputError as exc:
-                outputs = await self.ask_json(provider, answering, values, ctx, usage, exc)
-        if answering is not compiled:  # the extraction's reasoning is not an output
-            outputs = {f.name: outputs[f.name] for f in compiled.outputs}
+            outputs = await ask(provider, compiled, inputs, ctx, usage)
         return outputs, trajectory, usage.result()
-
-    @staticmethod
-    async def ask_json(
-        provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], ctx: Context, usage: Usage,
-        failed: OutputError,
-    ) -> dict[str, Any]:
-        """DSPy 3.4.1's ChatAdapter's fallback, for a reply that did not parse (``failed``,
-        where DSPy's parse raises ``AdapterParseError``): ask the LM again with the request
-        its JSONAdapter sends (the same request but for the messages, :func:`build_messages`
-        with ``fmt`` JSON, and the ``response_format`` DSPy's model catalog calls for,
-        :func:`~dspgo_worker.response_format.json_response_format`) and read that reply as
-        JSONAdapter reads it (:func:`parse_json_reply`). ``compiled`` is the prompt that
-        answers (a ReAct's extraction too). The call is one more of the run's: its usage is
-        added to ``usage``, it answers from the reply cache when configured, and it ends
-        with the request's deadline or cancel. When that reply does not parse either, the
-        :class:`OutputError` names the field in both. Not for a streamed reply: DSPy does
-        not fall back after stream output (:func:`~dspgo_worker.chunks.stream_outputs`)."""
-        log.info(
-            "the LM's reply does not parse; asking again in JSON, as DSPy's ChatAdapter falls back to JSONAdapter",
-            extra={"request_id": ctx.id, "error": failed.message},
-        )
-        response_format = json_response_format(compiled, provider.config.model)
-        reply = await provider.complete(build_messages(compiled, inputs, fmt=JSON), ctx, usage=usage, response_format=response_format)
-        try:
-            return parse_json_reply(compiled, reply)
-        except OutputError as exc:
-            raise OutputError(f"{failed.message}; asked again for JSON, as DSPy's JSONAdapter asks: {exc.message}") from None
 
 
 NATIVE_ENGINE = NativeEngine()

@@ -23,7 +23,8 @@ endpoint, as coroutines on the worker's event loop:
   cancellation stops the retries;
 * errors map to codes: 401/403 ``failed_precondition``, 404 ``not_found``, 429 (after
   retries) ``resource_exhausted``, other 4xx and a base URL that our check or ``urllib``
-  refuses ``invalid_argument``, 5xx (after retries)
+  refuses ``invalid_argument`` (a 4xx whose error code is ``context_length_exceeded`` as
+  :class:`~dspgo_worker.errors.ContextWindowExceeded`), 5xx (after retries)
   and unreachable servers ``unavailable``, time-outs ``deadline_exceeded``, a malformed
   body ``internal``.
 
@@ -49,7 +50,7 @@ import logging
 import sys
 import time
 
-from .errors import Cancelled, DeadlineExceeded, WorkerError
+from .errors import Cancelled, ContextWindowExceeded, DeadlineExceeded, WorkerError
 from .lmconfig import (
     MAX_ERROR_BYTES,
     MAX_REPLY_BYTES,
@@ -239,7 +240,7 @@ class OpenAIProvider:
         message = self.scrub_text(exc.message)
         if message == exc.message:
             return exc
-        return WorkerError(exc.code, message)
+        return ContextWindowExceeded(message) if isinstance(exc, ContextWindowExceeded) else WorkerError(exc.code, message)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -415,11 +416,13 @@ class OpenAIProvider:
     def http_error(self, status: int, headers: Mapping[str, str] | Message | None, raw: bytes) -> Exception:
         """The error of a non-2xx answer whose body starts with ``raw``."""
         detail = raw.decode("utf-8", "replace").strip()
+        code = None
         try:
             parsed = json.loads(detail)
             error = parsed.get("error") if isinstance(parsed, dict) else None
             if isinstance(error, dict) and isinstance(error.get("message"), str):
                 detail = error["message"]
+                code = error.get("code")
             elif isinstance(error, str):
                 detail = error
         except ValueError:
@@ -433,6 +436,8 @@ class OpenAIProvider:
             return WorkerError("failed_precondition", message + (f" ({note})" if note else " (check the API key and its permissions)"))
         if status == 404:
             return WorkerError("not_found", message + " (check base_url and model)")
+        if code == "context_length_exceeded" and 400 <= status <= 499:
+            return ContextWindowExceeded(message)
         retry_after = headers.get("retry-after") if headers is not None else None
         if status == 429:
             return Retryable(WorkerError("resource_exhausted", message), parse_retry_after(retry_after))

@@ -15,15 +15,23 @@ DSPy's ReAct, as the native engine runs it:
   (:func:`format_trajectory`); ``finish`` ends the loop (its observation
   ``"Completed."``), and so does ``max_iters`` steps;
 * then a ``dspy.ChainOfThought`` over the inputs plus ``trajectory`` (:func:`extract_spec`,
-  the program's demos on it) gives the outputs, after its reasoning.
+  the program's demos on it) gives the outputs, after its reasoning (:func:`react_extract`);
+* a prompt the LM endpoint finds longer than the model's context window
+  (:class:`~dspgo_worker.errors.ContextWindowExceeded`) is asked again with the oldest
+  tool call dropped from the trajectory, at most :data:`TRUNCATION_ATTEMPTS` times in all
+  (:func:`with_truncation`); a step that still does not fit ends the loop, an extraction
+  fails the run.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 
-from .chat_format import build_messages, default_instructions, parse_reply, user_content
-from .errors import ToolError, WorkerError
+from .ask import ask
+from .chat_format import build_messages, default_instructions, user_content
+from .chunks import stream_outputs
+from .errors import ContextWindowExceeded, ToolError, WorkerError
 from .fieldtypes import LITERAL, STR, FieldType
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_PREDICT, REASONING_FIELD
 from .media import defuse_custom_types
@@ -32,13 +40,17 @@ from .spec import CompiledSpec
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-    from typing import Any
+    from collections.abc import Awaitable, Sequence
+    from typing import Any, Callable, TypeVar
 
     from .context import Context
     from .lmconfig import ScriptStep
     from .openai_provider import OpenAIProvider
     from .usage import Usage
+
+    R = TypeVar("R")
+
+log = logging.getLogger("dspgo_worker.engines")
 
 #: The tool that ends a ReAct loop, and what calling it (without arguments) observes.
 FINISH = "finish"
@@ -47,6 +59,11 @@ FINISH_OBSERVATION = "Completed."
 TRAJECTORY = "trajectory"
 #: The outputs of a ReAct step, in order.
 STEP_OUTPUTS = ("next_thought", "next_tool_name", "next_tool_args")
+#: The prompts a ReAct step or extraction sends at most while its trajectory is too long
+#: for the model's context window, each with one tool call less (DSPy's 3).
+TRUNCATION_ATTEMPTS = 3
+#: The entries of one tool call in a trajectory (thought, tool name, arguments, observation).
+CALL_ENTRIES = 4
 
 
 async def aobserve(ctx: Context, tool: str, args: dict[str, Any]) -> Any:
@@ -198,23 +215,65 @@ def finish_observation(args: dict[str, Any]) -> str:
     return f"Execution error in {FINISH}: \nValueError: Arg {next(iter(args))} is not in the tool's args."
 
 
+def truncate_trajectory(trajectory: dict[str, Any]) -> None:
+    """Drop the oldest tool call's entries from ``trajectory``, as ReAct's
+    ``truncate_trajectory`` does; :class:`ContextWindowExceeded` when it holds one call or
+    none."""
+    keys = list(trajectory)
+    if len(keys) <= CALL_ENTRIES:
+        raise ContextWindowExceeded(
+            "The trajectory is too long so your prompt exceeded the context window, but the trajectory "
+            "cannot be truncated because it only has one tool call."
+        )
+    for key in keys[:CALL_ENTRIES]:
+        del trajectory[key]
+
+
+async def with_truncation(ask: Callable[[str], Awaitable[R]], trajectory: dict[str, Any], ctx: Context) -> R:
+    """``await ask(text)`` of the trajectory's text, as ReAct's
+    ``_call_with_potential_trajectory_truncation``: when the prompt is too long for the
+    model's context window, the oldest tool call is dropped from ``trajectory`` itself
+    (:func:`truncate_trajectory`) and the prompt sent again, :data:`TRUNCATION_ATTEMPTS`
+    times in all; then :class:`ContextWindowExceeded`."""
+    for _ in range(TRUNCATION_ATTEMPTS):
+        try:
+            return await ask(format_trajectory(trajectory))
+        except ContextWindowExceeded:
+            log.warning("react: the trajectory exceeded the context window; truncating the oldest tool call",
+                        extra={"request_id": ctx.id})
+            truncate_trajectory(trajectory)
+    raise ContextWindowExceeded(
+        f"The context window was exceeded even after {TRUNCATION_ATTEMPTS} attempts to truncate the trajectory."
+    )
+
+
 async def react_loop(
     provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], tools: Sequence[dict[str, Any]],
     max_iters: int, ctx: Context, usage: Usage | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """DSPy's ReAct loop with the LM: at most ``max_iters`` steps (:func:`step_spec`),
-    each reply read as the ChatAdapter reads it (an :class:`OutputError` ends the run, as
-    DSPy's parse error does), until the LM picks ``finish``. Returns the trajectory as
-    DSPy keeps it (:func:`format_trajectory`), and the host tools' calls
-    ``[{"tool", "args", "observation"}]`` (a failed tool's observation
-    ``{"error": {"code", "message"}}``). Observations are
-    :func:`~dspgo_worker.media.defuse_custom_types`'d, as the dspy engine's are."""
+    each asked as the ChatAdapter asks (:func:`~dspgo_worker.ask.ask`: its JSONAdapter
+    fallback when a reply does not parse; an :class:`OutputError` then ends the run, as
+    DSPy's parse error does), until the LM picks ``finish``; a step whose prompt does not
+    fit the context window even with the trajectory truncated (:func:`with_truncation`)
+    ends the loop. Returns the trajectory as DSPy keeps it (:func:`format_trajectory`; its
+    truncation included), and the host tools' calls ``[{"tool", "args", "observation"}]``
+    (a failed tool's observation ``{"error": {"code", "message"}}``; every call, truncated
+    or not). Observations are :func:`~dspgo_worker.media.defuse_custom_types`'d, as the
+    dspy engine's are."""
     step = step_spec(compiled, tools)
+
+    async def attempt(text: str) -> dict[str, Any]:
+        return await ask(provider, step, {**inputs, TRAJECTORY: text}, ctx, usage)
+
     trajectory: dict[str, Any] = {}
     calls: list[dict[str, Any]] = []
     for i in range(max_iters):
-        values = {**inputs, TRAJECTORY: format_trajectory(trajectory)}
-        chosen = parse_reply(step, await provider.complete(build_messages(step, values), ctx, usage=usage))
+        try:
+            chosen = await with_truncation(attempt, trajectory, ctx)
+        except ContextWindowExceeded as exc:
+            log.warning("react: ending the trajectory: %s", exc.message, extra={"request_id": ctx.id})
+            break
         name, args = chosen["next_tool_name"], chosen["next_tool_args"]
         trajectory[f"thought_{i}"] = chosen["next_thought"]
         trajectory[f"tool_name_{i}"] = name
@@ -226,3 +285,25 @@ async def react_loop(
         calls.append({"tool": name, "args": args, "observation": observation})
         trajectory[f"observation_{i}"] = observation
     return trajectory, calls
+
+
+async def react_extract(
+    provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], trajectory: dict[str, Any],
+    ctx: Context, usage: Usage | None = None, stream: bool = False,
+) -> dict[str, Any]:
+    """The outputs of ReAct's extraction (:func:`extract_spec`) over ``trajectory``
+    (truncated when too long, :func:`with_truncation`), without its reasoning, asked as
+    the ChatAdapter asks (:func:`~dspgo_worker.ask.ask`); with ``stream``, the outputs'
+    deltas are sent as they arrive (not the reasoning's), and no second request follows."""
+    extract = extract_spec(compiled)
+
+    async def attempt(text: str) -> dict[str, Any]:
+        values = {**inputs, TRAJECTORY: text}
+        if stream:
+            # The prompt is handed over, not kept here: the provider drops it once it has the body.
+            pieces = provider.stream(build_messages(extract, values), ctx, usage=usage)
+            return await stream_outputs(compiled, pieces, ctx, reader=extract)
+        return await ask(provider, extract, values, ctx, usage)
+
+    outputs = await with_truncation(attempt, trajectory, ctx)
+    return {f.name: outputs[f.name] for f in compiled.outputs}

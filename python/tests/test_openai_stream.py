@@ -316,8 +316,9 @@ class OpenAIReactTest(LMTestCase):
         self.assertIn("[[ ## observation_2 ## ]]\nCompleted.", final)
 
     def test_max_iters_and_a_reply_that_is_no_step(self):
-        """max_iters steps, then the extraction; a reply that is no step fails the run,
-        as DSPy's parse error does."""
+        """max_iters steps, then the extraction; a reply that is no step, and the one to
+        the JSONAdapter request DSPy's ChatAdapter falls back to, fail the run, as DSPy's
+        parse error does."""
         for _ in range(2):
             self.lm.push(body=chat(step("Search.", "search", '{"q": "x"}')))
         self.lm.push(body=chat(sections(reasoning="r", answer="done")))
@@ -325,12 +326,15 @@ class OpenAIReactTest(LMTestCase):
         self.assertEqual(len(result["trajectory"]), 2)
         self.assertEqual(len(self.lm.requests), 3)
         self.lm.reset()
-        self.lm.push(body=chat("I do not know how to use tools."))
+        for _ in range(2):
+            self.lm.push(body=chat("I do not know how to use tools."))
         error = self.w.error("execute_program", {"spec": self.spec, "inputs": {"question": "?"}, "tools": self.tools})
         self.assertEqual(error["code"], "internal")
         self.assertIn("next_thought", error["message"])
+        self.assertEqual(len(self.lm.requests), 2, "asked again for JSON")
         self.lm.reset()
-        self.lm.push(body=chat(step("Use a tool I made up.", "guess", "{}")))
+        for _ in range(2):
+            self.lm.push(body=chat(step("Use a tool I made up.", "guess", "{}")))
         error = self.w.error("execute_program", {"spec": self.spec, "inputs": {"question": "?"}, "tools": self.tools})
         self.assertIn("next_tool_name", error["message"])
 

@@ -71,11 +71,11 @@ class ReactEnginesTest(unittest.TestCase):
         self.w.tools["lookup"] = lambda args: ["Alan Donovan", "Brian Kernighan"]
         self.w.tools["broken"] = broken
 
-    def run_on(self, engine: str, replies: list[str], **args) -> tuple[dict, list[dict]]:
+    def run_on(self, engine: str, replies: list[str], model: str = "test-model", **args) -> tuple[dict, list[dict]]:
         """One execution on ``engine`` answered by ``replies``: its result and the
         messages of each request it sent."""
         self.lm.reset()
-        got = self.w.ok("configure_lm", {"provider": "openai", "model": "test-model", "base_url": self.lm.url,
+        got = self.w.ok("configure_lm", {"provider": "openai", "model": model, "base_url": self.lm.url,
                                          "api_key_env": KEY_ENV, "engine": engine})
         self.assertEqual(got["engine"], engine)
         self.lm.script(*replies)
@@ -136,12 +136,35 @@ class ReactEnginesTest(unittest.TestCase):
         self.assertEqual(by_native["outputs"], by_dspy["outputs"])
         self.assertNotIn("observation_2", native_requests[-1][-1]["content"])
 
+    def test_a_trajectory_too_long_for_the_context_window_is_truncated(self):
+        """With a context window that the third step's prompt overflows, both engines drop
+        the oldest tool call from the trajectory and ask again, as dspy.ReAct does: the
+        same requests (the refused ones included), outputs and trajectory."""
+        require_dspy(self)
+        _, full = self.run_on("native", REPLIES)
+        tokens = [sum(len(m["content"].split()) for m in messages) for messages in full]
+        window = tokens[2] - 1
+        model = f"test-model+max_context={window}"
+        by_dspy, dspy_requests = self.run_on("dspy", REPLIES, model=model)
+        statuses = [r["status"] for r in self.lm.requests()]
+        by_native, native_requests = self.run_on("native", REPLIES, model=model)
+        self.assertEqual([r["status"] for r in self.lm.requests()], statuses)
+        self.assertIn(400, statuses, "a prompt overflowed the window")
+        self.assertEqual(len(dspy_requests), len(native_requests))
+        for i, (want, got) in enumerate(zip(dspy_requests, native_requests)):
+            self.assertEqual(want, got, f"request {i}: dspy.ReAct's messages")
+        self.assertEqual(by_native["outputs"], by_dspy["outputs"])
+        self.assertEqual(by_native["trajectory"], by_dspy["trajectory"])
+        self.assertEqual(len(by_native["trajectory"]), 3, "every call, truncated or not")
+        self.assertNotIn("[[ ## observation_0 ## ]]", native_requests[-1][-1]["content"], "the oldest call was dropped")
+
     def test_what_fails_dspy_fails_both(self):
         """A list of numbers observed (DSPy 3.4.1's numbered list takes none), and a step
-        reply that does not parse (after DSPy's JSONAdapter retry on the dspy engine):
-        the run fails on both engines."""
+        reply that does not parse, after the JSONAdapter request DSPy's ChatAdapter falls
+        back to (the same on both engines): the run fails on both engines."""
         require_dspy(self)
         self.w.tools["lookup"] = lambda args: [1, 2]
+        retried = {}
         for engine in ("dspy", "native"):
             with self.subTest(engine=engine):
                 self.lm.reset()
@@ -154,7 +177,11 @@ class ReactEnginesTest(unittest.TestCase):
                 self.lm.script("no step here", "no step either")
                 error = self.w.error("execute_program", {"spec": SPEC, "inputs": INPUTS, "tools": TOOLS})
                 self.assertEqual(error["code"], "internal")
-                self.assertEqual(len(self.lm.requests()), 2 if engine == "dspy" else 1, "DSPy's JSONAdapter asks again")
+                requests = self.lm.requests()
+                self.assertEqual(len(requests), 2, "DSPy's JSONAdapter asks again")
+                self.assertEqual(requests[1]["format"], "json")
+                retried[engine] = json.loads(requests[1]["body"])["messages"]
+        self.assertEqual(retried["native"], retried["dspy"], "the same JSONAdapter request")
 
     def test_native_alone(self):
         """The native engine's run, without dspy: its requests show DSPy's ReAct."""
