@@ -6,12 +6,13 @@ dspy (:func:`~tests.lmserver.require_dspy`); the native half alone runs anywhere
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import unittest
 from unittest import mock
 
-from dspgo_worker.chat_format import INCOMPLETE_DEMO_PREFIX
+from dspgo_worker.chat_format import INCOMPLETE_DEMO_PREFIX, build_messages
 from dspgo_worker.errors import WorkerError
 from dspgo_worker.react import extract_spec, format_trajectory, step_instructions, step_spec
 from dspgo_worker.spec import CompiledSpec
@@ -214,6 +215,39 @@ class ReactSpecTest(unittest.TestCase):
         spec = spec_of([("question", "str")], [("reasoning", "str")], kind="react")
         with self.assertRaisesRegex(WorkerError, "react: .*reasoning"):
             extract_spec(CompiledSpec(spec))
+
+
+class AgainstDSPyReActTest(unittest.TestCase):
+    """The step's and the extraction's signatures are those of the ``dspy.ReAct`` the dspy
+    engine builds for the same program and tools."""
+
+    def test_signatures(self):
+        require_dspy(self)
+        from dspgo_worker.dspy_engine import ENGINE, import_dspy
+
+        dspy = import_dspy()
+        specs = {
+            "instructions": SPEC,
+            "none": spec_of([("question", "str"), ("k", "int")], [("answer", "list[str]")], kind="react"),
+            "indented": {**SPEC, "instructions": "  First line.\n    Indented more.\n  Back.\n"},
+        }
+        toolsets = {
+            "tools": TOOLS,
+            "none": [],
+            "a host finish": [TOOLS[0], {"name": "finish", "description": "Host's own.", "schema": {}}, TOOLS[1]],
+        }
+        for spec_name, spec in specs.items():
+            for tools_name, tools in toolsets.items():
+                with self.subTest(spec=spec_name, tools=tools_name):
+                    c = CompiledSpec(spec)
+                    react = dspy.ReAct(ENGINE.signature(dspy, c), tools=ENGINE.tools(dspy, tools, None, []))
+                    for ours, theirs in ((step_spec(c, tools), react.react.signature), (extract_spec(c), react.extract.predict.signature)):
+                        self.assertEqual(inspect.cleandoc(ours.instructions), theirs.instructions, "as DSPy reads them")
+                        self.assertEqual([f.name for f in ours.inputs], list(theirs.input_fields))
+                        self.assertEqual([f.name for f in ours.outputs], list(theirs.output_fields))
+                        adapter = dspy.ChatAdapter()
+                        self.assertEqual(build_messages(ours, {})[0]["content"],
+                                         adapter.format(theirs, demos=[], inputs={})[0]["content"], "the system message")
 
 
 class TrajectoryFormatTest(unittest.TestCase):
