@@ -40,8 +40,8 @@ func TestIntegerLiterals(t *testing.T) {
 	}
 	assert.Equal(t, outputs[0], outputs[1])
 
-	_, err := dspgo.ParseSignature("x: Literal[1, 'a'] -> y")
-	assert.ErrorContains(t, err, "the values of a Literal must be all quoted strings or all integers")
+	_, err := dspgo.ParseSignature("x: Literal[-1, 1] -> y")
+	assert.ErrorContains(t, err, "DSPy's string signatures take no negative number")
 
 	type judgeIn struct{ Review string }
 	type judgeOut struct {
@@ -61,4 +61,47 @@ func TestIntegerLiterals(t *testing.T) {
 		Rating int `dspy:"rating,enum=1|01"`
 	}](ctx, dspgo.NewClient(mock.New(mock.Options{})), dspgo.ProgramSpec{})
 	assert.ErrorContains(t, err, "enum value 1 appears twice")
+}
+
+// Literals of every value DSPy 3.4.1's string signatures take: strings
+// with quotes and escapes, True, False, None, floats and mixes. The mock
+// and a Python worker take the same canonical spec (the client checks the
+// worker's hash against its own), convert inputs alike (a JSON boolean, a
+// null) and give the same dummy outputs, each of its Go type.
+func TestLiteralsOfEveryValue(t *testing.T) {
+	ctx := t.Context()
+	sig := dspgo.MustParseSignature(`q, flag: Literal[True, False], pick: Literal["a", None] -> ` +
+		`yes: Literal[True, False], quote: Literal["it's", 'a, \'b\' "c"', 'tab\t'], maybe: Literal['a', None], ` +
+		`ratio: Literal[1.5, 2.5e-7], mixed: Literal['x', 1, 1.0, True, None], flags: list[Literal[False]]`)
+	const canonical = `q, flag: Literal[True, False], pick: Literal['a', None] -> ` +
+		`yes: Literal[True, False], quote: Literal["it's", 'a, \'b\' "c"', 'tab\t'], maybe: Literal['a', None], ` +
+		`ratio: Literal[1.5, 2.5e-07], mixed: Literal['x', 1, 1.0, True, None], flags: list[Literal[False]]`
+	var outputs []map[string]any
+	for _, c := range mockAndPython(t) {
+		p, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig})
+		require.NoError(t, err)
+		assert.Equal(t, canonical, p.Spec.Signature.String())
+		var out map[string]any
+		for i := range 8 { // several dummy outputs, to meet more of the values
+			out, err = c.Execute(ctx, p.ID, map[string]any{"q": i, "flag": i%2 == 0, "pick": nil})
+			require.NoError(t, err)
+			assert.IsType(t, true, out["yes"])
+			assert.Contains(t, []any{"it's", `a, 'b' "c"`, "tab\t"}, out["quote"])
+			assert.Contains(t, []any{"a", nil}, out["maybe"])
+			assert.Contains(t, []any{1.5, 2.5e-7}, out["ratio"])
+			assert.Contains(t, []any{"x", int64(1), float64(1), true, nil}, out["mixed"])
+			assert.IsType(t, []bool{}, out["flags"])
+			outputs = append(outputs, out)
+		}
+		for value, why := range map[any]string{
+			1:      "input flag: expected Literal[True, False], got int 1",
+			"True": `input flag: expected Literal[True, False], got string "True"`,
+			nil:    "input flag: expected Literal[True, False], got null",
+		} {
+			_, err = c.Execute(ctx, p.ID, map[string]any{"q": "?", "flag": value, "pick": "a"})
+			assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%v", value)
+			assert.ErrorContains(t, err, why)
+		}
+	}
+	assert.Equal(t, outputs[:8], outputs[8:], "the mock and the Python worker")
 }

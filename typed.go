@@ -505,7 +505,7 @@ func tagDefault(typ program.Type, text string) (any, error) {
 	switch {
 	case typ.HoldsModel():
 		return nil, fmt.Errorf("a field that holds a struct (a model) takes no default= in a tag")
-	case leaf.Kind == program.Str || leaf.Kind == program.Date || leaf.Kind == program.DateTime || leaf.Kind == program.Literal && !leaf.Ints:
+	case leaf.Kind == program.Str || leaf.Kind == program.Date || leaf.Kind == program.DateTime || leaf.StrLiteral():
 		// the text itself
 	default:
 		dec := json.NewDecoder(strings.NewReader(text))
@@ -690,7 +690,11 @@ func dspyType(t reflect.Type, s side, o leafOptions, models *modelSet, depth int
 	}
 	str := func() program.Type {
 		if enum != nil {
-			return program.Type{Kind: program.Literal, Values: enum}
+			values := make([]any, len(enum))
+			for i, v := range enum {
+				values[i] = v
+			}
+			return program.Type{Kind: program.Literal, Values: values}
 		}
 		return program.Type{Kind: program.Str}
 	}
@@ -1077,7 +1081,7 @@ func momentTime(s string) (time.Time, bool) {
 // gives: each value a decimal integer from 0 (as DSPy's string signatures
 // write them) that t holds.
 func intLiteral(t reflect.Type, enum []string) (program.Type, error) {
-	lit := program.Type{Kind: program.Literal, Ints: true}
+	lit := program.Type{Kind: program.Literal}
 	for _, text := range enum {
 		n, err := strconv.ParseInt(text, 10, 64)
 		zero := reflect.Zero(t)
@@ -1085,11 +1089,10 @@ func intLiteral(t reflect.Type, enum []string) (program.Type, error) {
 		if err != nil || n < 0 || signed && zero.OverflowInt(n) || !signed && zero.OverflowUint(uint64(n)) {
 			return program.Type{}, fmt.Errorf("enum value %q is not an integer from 0 that %s holds", text, t)
 		}
-		v := strconv.FormatInt(n, 10)
-		if slices.Contains(lit.Values, v) {
+		if slices.Contains(lit.Values, any(n)) {
 			return program.Type{}, fmt.Errorf("enum value %d appears twice", n)
 		}
-		lit.Values = append(lit.Values, v)
+		lit.Values = append(lit.Values, n)
 	}
 	return lit, nil
 }

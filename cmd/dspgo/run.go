@@ -374,7 +374,8 @@ func (a *app) rowSource(f runFlags, noInputs, noneRequired bool) (func() (rows, 
 }
 
 // flagInputs reads the texts of --input for p's inputs: an input of type
-// str or a Literal takes the text itself (question=42 is the string "42"),
+// str or a Literal of strings takes the text itself (question=42 is the
+// string "42"),
 // and so does an Optional of one unless the text is null; any other input
 // takes flagValue(text).
 func flagInputs(p *dspgo.Program, flags map[string]string) map[string]any {
@@ -389,7 +390,7 @@ func flagInputs(p *dspgo.Program, flags map[string]string) map[string]any {
 		if t.Kind == program.Optional && text != "null" {
 			t = *t.Elem
 		}
-		if known && (t.Kind == program.Str || t.Kind == program.Literal) {
+		if known && (t.Kind == program.Str || t.StrLiteral()) {
 			inputs[name] = text
 		} else {
 			inputs[name] = flagValue(text)

@@ -34,7 +34,8 @@ func (c *Compiled) DummyOutputs(inputs map[string]any) (map[string]any, error) {
 //	int:      n mod 1000
 //	float:    (n mod 10000) / 10000
 //	bool:     n is odd
-//	Literal:  Values[n mod len(Values)] (an int64 for a Literal of integers)
+//	Literal:  Values[n mod len(Values)] (a string, an int64, a float64, a
+//	          bool or nil)
 //	list[T], tuple[T, ...]: digest[4] mod 3 + 1 elements (one when T
 //	          holds a model), element i from child(i)
 //	tuple[T0, T1, …]: element i of type Ti from child(i)
@@ -61,12 +62,7 @@ func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 	case Bool:
 		return n%2 == 1
 	case Literal:
-		v := t.Values[int(n%uint32(len(t.Values)))]
-		if t.Ints {
-			i, _ := strconv.ParseInt(v, 10, 64) // the parser wrote it
-			return i
-		}
-		return v
+		return t.Values[int(n%uint32(len(t.Values)))]
 	case List:
 		return dummyList(*t.Elem, d, field)
 	case Tuple:
@@ -87,7 +83,7 @@ func dummyValue(t Type, d [sha256.Size]byte, field string) any {
 			key = strconv.Itoa
 		case t.Key.Kind == Literal:
 			count = min(count, len(t.Key.Values))
-			key = func(i int) string { return t.Key.Values[i] }
+			key = func(i int) string { return t.Key.Values[i].(string) } // a key's Literal is of strings
 		}
 		dict := make(map[string]any, count)
 		for i := range count {

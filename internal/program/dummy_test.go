@@ -80,6 +80,10 @@ func dummyCases(t *testing.T) []dummyCase {
 				{Name: "Document", Fields: []command.Field{{Name: "text"}, {Name: "source", Type: "Optional[Place]"}}},
 			}}},
 			Inputs: json.RawMessage(`{"doc":{"text":"Ann lives in Oslo.","ignored":1}}`)},
+		{Name: "literals", Spec: command.Spec{Signature: sig(`flag: Literal[True, False], pick: Literal['a', None] -> yes: Literal[True, False], ` +
+			`quote: Literal["it's", 'a\\b', 'tab\t'], maybe: Literal['a', None], ratio: Literal[1.5, 2.5e-7], ` +
+			`mixed: Literal['x', 1, 1.5, True, None], many: list[Literal[True, None, 0.5]], keyed: dict[Literal["it's", 'a"b'], Literal[False, 2.5]]`)},
+			Inputs: json.RawMessage(`{"flag":true,"pick":null}`)},
 	}
 }
 

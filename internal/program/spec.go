@@ -51,7 +51,8 @@ func ParseSignatureModels(s string, models []command.Model) (command.Signature, 
 }
 
 // parseFields splits one side of a signature at the commas that are not
-// inside brackets, parentheses or quotes.
+// inside brackets, parentheses or quotes (a quote escaped by a backslash
+// inside quotes does not end them).
 func parseFields(side, which, whole string) ([]command.Field, error) {
 	if strings.TrimSpace(side) == "" {
 		return nil, invalid("signature %q has no %s", whole, which)
@@ -63,7 +64,9 @@ func parseFields(side, which, whole string) ([]command.Field, error) {
 		if i < len(side) {
 			switch c := side[i]; {
 			case quote != 0:
-				if c == quote {
+				if c == '\\' && i+1 < len(side) {
+					i++ // an escape: the next byte is not the quote's end
+				} else if c == quote {
 					quote = 0
 				}
 				continue

@@ -92,12 +92,10 @@ type Type struct {
 	Members []Type
 	// Variadic marks tuple[T, ...].
 	Variadic bool
-	// Values are a Literal's allowed strings, in declared order; for a
-	// Literal of integers, their decimal text.
-	Values []string
-	// Ints marks a Literal of integers ("Literal[1, 2, 3]"): its values
-	// are int64s, not strings.
-	Ints bool
+	// Values are a Literal's values, distinct, in declared order: each a
+	// string, an int64 (an integer from 0), a float64 (finite), a bool or
+	// nil (None), of one kind or mixed ("Literal['a', 1, True, None]").
+	Values []any
 	// Model is an Object's model.
 	Model *ModelType
 }
@@ -126,14 +124,7 @@ func (t Type) String() string {
 		}
 		return "dict[" + key + ", " + t.Elem.String() + "]"
 	case Literal:
-		quoted := make([]string, len(t.Values))
-		for i, v := range t.Values {
-			quoted[i] = v
-			if !t.Ints {
-				quoted[i] = "'" + v + "'"
-			}
-		}
-		return "Literal[" + strings.Join(quoted, ", ") + "]"
+		return t.literalString()
 	case Optional:
 		return "Optional[" + t.Elem.String() + "]"
 	case Union:
@@ -519,7 +510,7 @@ func (p *typeParser) dict(name string, depth int) (Type, error) {
 	if err != nil {
 		return Type{}, err
 	}
-	if key.Kind != Str && key.Kind != Int && (key.Kind != Literal || key.Ints) {
+	if key.Kind != Str && key.Kind != Int && !key.StrLiteral() {
 		return Type{}, fmt.Errorf("dict keys must be str, int or a Literal of strings, not %q, in %q", key.String(), p.s)
 	}
 	if err := p.expect(','); err != nil {
@@ -557,78 +548,6 @@ func (p *typeParser) tuple(name string, depth int) (Type, error) {
 	return Type{Kind: Tuple, Members: members}, p.expect(']')
 }
 
-func (p *typeParser) literal() (Type, error) {
-	if err := p.expect('['); err != nil {
-		return Type{}, err
-	}
-	t := Type{Kind: Literal}
-	seen := map[string]bool{}
-	for {
-		p.space()
-		var v string
-		switch {
-		case !p.done() && (p.s[p.i] == '\'' || p.s[p.i] == '"'):
-			quote := p.s[p.i]
-			end := strings.IndexByte(p.s[p.i+1:], quote)
-			if end < 0 {
-				return Type{}, fmt.Errorf("unterminated value of a Literal in %q", p.s)
-			}
-			v = p.s[p.i+1 : p.i+1+end]
-			if strings.ContainsAny(v, `'"\`) {
-				return Type{}, fmt.Errorf("value %q of a Literal may not contain quotes or backslashes", v)
-			}
-			p.i += end + 2
-			if t.Ints {
-				return Type{}, mixedLiteral(p.s)
-			}
-		case !p.done() && '0' <= p.s[p.i] && p.s[p.i] <= '9':
-			start := p.i
-			for !p.done() && '0' <= p.s[p.i] && p.s[p.i] <= '9' {
-				p.i++
-			}
-			text := p.s[start:p.i]
-			n, err := strconv.ParseInt(text, 10, 64)
-			if err != nil || len(text) > 1 && text[0] == '0' {
-				return Type{}, fmt.Errorf("value %s of a Literal is not an integer within int64, written without leading zeros, in %q", text, p.s)
-			}
-			if len(t.Values) > 0 && !t.Ints {
-				return Type{}, mixedLiteral(p.s)
-			}
-			t.Ints, v = true, strconv.FormatInt(n, 10)
-		default:
-			return Type{}, fmt.Errorf("values of a Literal must be quoted strings or integers from 0 (DSPy's string signatures take no negative number) in %q", p.s)
-		}
-		if seen[v] {
-			return Type{}, fmt.Errorf("value %s appears twice in the Literal %q", literalText(v, t.Ints), p.s)
-		}
-		seen[v] = true
-		t.Values = append(t.Values, v)
-		p.space()
-		if !p.done() && p.s[p.i] == ',' {
-			p.i++
-			continue
-		}
-		if err := p.expect(']'); err != nil {
-			return Type{}, err
-		}
-		return t, nil
-	}
-}
-
-// mixedLiteral is the error of a Literal of strings and integers.
-func mixedLiteral(s string) error {
-	return fmt.Errorf("the values of a Literal must be all quoted strings or all integers in %q", s)
-}
-
-// literalText is a Literal's value as errors show it: a string quoted
-// (%q), an integer as it is.
-func literalText(v string, ints bool) string {
-	if ints {
-		return v
-	}
-	return strconv.Quote(v)
-}
-
 func isIdentByte(c byte) bool {
 	return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
@@ -653,9 +572,7 @@ func (t Type) GoType() reflect.Type {
 	case Int:
 		return reflect.TypeFor[int64]()
 	case Literal:
-		if t.Ints {
-			return reflect.TypeFor[int64]()
-		}
+		return t.literalGoType()
 	case Float:
 		return reflect.TypeFor[float64]()
 	case Bool:
@@ -783,22 +700,15 @@ func (t Type) convert(v reflect.Value, path string, c conv) (reflect.Value, erro
 		}
 		return bad(fmt.Sprintf("expected %s, got %s", t, describe(v)))
 	}
+	if null && t.Kind == Literal && t.hasLiteral(nil) {
+		return reflect.Zero(anyType), nil
+	}
 	if null {
 		return bad(fmt.Sprintf("expected %s, got null", t))
 	}
 	switch t.Kind {
 	case Literal:
-		if !t.Ints {
-			return t.convertString(v, path)
-		}
-		n, ok := toInt(v)
-		if !ok {
-			return bad(fmt.Sprintf("expected %s, got %s", t, describe(v)))
-		}
-		if !contains(t.Values, strconv.FormatInt(n, 10)) {
-			return bad(fmt.Sprintf("%d is not one of %s", n, t))
-		}
-		return reflect.ValueOf(n), nil
+		return t.convertLiteral(v, path, c)
 	case Str:
 		return t.convertString(v, path)
 	}
@@ -849,16 +759,12 @@ func (t Type) convert(v reflect.Value, path string, c conv) (reflect.Value, erro
 	return bad("unsupported type " + t.String())
 }
 
-// convertString converts v to t, str or a Literal of strings.
+// convertString converts v to t, str.
 func (t Type) convertString(v reflect.Value, path string) (reflect.Value, error) {
 	if v.Kind() != reflect.String || v.Type() == reflect.TypeFor[json.Number]() {
 		return reflect.Value{}, fmt.Errorf("%s: expected %s, got %s", path, t, describe(v))
 	}
-	s := v.String()
-	if t.Kind == Literal && !contains(t.Values, s) {
-		return reflect.Value{}, fmt.Errorf("%s: %q is not one of %s", path, s, t)
-	}
-	return reflect.ValueOf(s), nil
+	return reflect.ValueOf(v.String()), nil
 }
 
 // indirect follows interfaces and pointers down to a value, or to a nil
@@ -924,7 +830,7 @@ func (t Type) convertDict(v reflect.Value, path string, c conv) (reflect.Value, 
 			key = reflect.ValueOf(n)
 		default:
 			text = k.String()
-			if keyKind == Literal && !contains(t.Key.Values, text) {
+			if keyKind == Literal && !t.Key.hasLiteral(text) {
 				return reflect.Value{}, fmt.Errorf("%s: key %q is not one of %s", path, text, t.Key)
 			}
 			key = reflect.ValueOf(text)
@@ -1093,15 +999,6 @@ func describe(v reflect.Value) string {
 		return "array"
 	}
 	return v.Type().String()
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // maxExactInt is 2^53: floats at or above it are no longer exact integers.

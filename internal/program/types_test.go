@@ -264,8 +264,8 @@ for line in sys.stdin:
 // randomTypeText writes a random type string: mostly well formed, in
 // every spelling the parser takes, sometimes not.
 func randomTypeText(r *rand.Rand, depth int) string {
-	leaf := []string{"str", "int", "float", "bool", "Any", "typing.Any", "None", "NoneType", "Literal['a', 'b']", "Literal[\"x\"]", "Literal[1, 2]", "Literal[3,0]", "dspy.Image", "dspy.File", "dspy.Audio", "list", "dict", "tuple"}
-	junk := []string{"", "List", "float]", "...", "set[int]", "int,", "[int]", "Literal[1, 'a']", "Literal[01]", "Literal[1.0]", "Optional[]", "()", "|"}
+	leaf := []string{"str", "int", "float", "bool", "Any", "typing.Any", "None", "NoneType", "Literal['a', 'b']", "Literal[\"x\"]", "Literal[1, 2]", "Literal[3,0]", "Literal[True, None]", "Literal[1.5, 'it\\'s']", "Literal[1, 1.0, True, False]", "dspy.Image", "dspy.File", "dspy.Audio", "list", "dict", "tuple"}
+	junk := []string{"", "List", "float]", "...", "set[int]", "int,", "[int]", "Literal[-1]", "Literal[01]", "Literal['\\q']", "Literal[1e999]", "Optional[]", "()", "|"}
 	if depth > 3 || r.IntN(3) == 0 {
 		if r.IntN(40) == 0 {
 			return junk[r.IntN(len(junk))]
@@ -305,7 +305,7 @@ func randomTypeText(r *rand.Rand, depth int) string {
 // randomValueFor returns a JSON value for a type string: often one of its
 // type, sometimes not.
 func randomValueFor(r *rand.Rand, typ string, depth int) any {
-	scalars := []any{"x", "7", "", 3, -2, 3.0, 2.5, 1e20, true, false, nil}
+	scalars := []any{"x", "7", "", 3, -2, 3.0, 2.5, 1.5, 1e20, true, false, nil, "it's"}
 	t, err := program.ParseType(typ)
 	if err != nil || depth > 4 || r.IntN(8) == 0 {
 		return scalars[r.IntN(len(scalars))]

@@ -59,7 +59,7 @@ def dummy_value(t: FieldType, digest: bytes, field: str) -> Any:
     if kind == DICT:
         count = _count(t.elem, digest)
         keys_of = key_kind(t)
-        keys: Iterable[int | str]
+        keys: Iterable[object]
         if keys_of == INT:
             keys = range(count)
         elif keys_of == LITERAL and t.key is not None:

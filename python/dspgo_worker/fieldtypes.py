@@ -10,6 +10,8 @@ nested at most 16 deep, with one canonical spelling (:meth:`FieldType.__str__`):
 
 from __future__ import annotations
 
+import re
+
 from .protocol import quote
 
 #: Types nest at most this deep (``list[list[...]]``).
@@ -81,7 +83,8 @@ class FieldType:
     datetime.datetime, :data:`MODEL`; ``elem`` is a list's or variadic tuple's element, a
     dict's value or the type an Optional makes nullable; ``key`` a dict's key type (str, int or a Literal);
     ``members`` a Union's members or a fixed tuple's element types; ``variadic`` marks
-    ``tuple[T, ...]``; ``values`` are a Literal's strings, or its ints (``Literal[1, 2]``);
+    ``tuple[T, ...]``; ``values`` are a Literal's values (strings, ints, floats, bools, None; Go's
+    ``Type.Values``);
     ``model`` a model's :class:`Model`.
     ``media`` is the first ``dspy.Image``, ``dspy.File`` or ``dspy.Audio`` the type is or
     holds (content the model takes beside the prompt's text, an input only), ``""`` when
@@ -96,7 +99,7 @@ class FieldType:
         self,
         kind: str,
         elem: FieldType | None = None,
-        values: tuple[str, ...] | tuple[int, ...] = (),
+        values: tuple[LiteralValue, ...] = (),
         key: FieldType | None = None,
         members: tuple[FieldType, ...] = (),
         variadic: bool = False,
@@ -121,7 +124,7 @@ class FieldType:
         if kind == DICT:
             return f"dict[{self.key or STR}, {self.elem}]"
         if kind == LITERAL:
-            return "Literal[" + ", ".join(str(v) if isinstance(v, int) else f"'{v}'" for v in self.values) + "]"
+            return "Literal[" + ", ".join(literal_text(v) for v in self.values) + "]"
         if kind == OPTIONAL:
             return f"Optional[{self.elem}]"
         if kind == UNION:
@@ -144,9 +147,20 @@ class FieldType:
         return hash(str(self))
 
     @property
-    def ints(self) -> bool:
-        """Whether the type is a Literal of integers (Go's ``Type.Ints``)."""
-        return self.kind == LITERAL and isinstance(self.values[0], int)
+    def str_literal(self) -> bool:
+        """Whether the type is a Literal of strings only (Go's ``Type.StrLiteral``), the
+        Literal a dict's key type may be."""
+        return self.kind == LITERAL and all(isinstance(v, str) for v in self.values)
+
+    def has_literal(self, v: Any) -> bool:
+        """Whether ``v`` is one of a Literal's values, of the same type: ``1``, ``1.0`` and
+        ``True`` are three values (Go's ``Type.hasLiteral``)."""
+        return any(type(w) is type(v) and w == v for w in self.values)
+
+    def has_literal_type(self, cls: type) -> bool:
+        """Whether one of a Literal's values is of exactly the type ``cls`` (``bool`` is not
+        ``int`` here; ``type(None)`` for None)."""
+        return any(type(w) is cls for w in self.values)
 
     def guess_in_union(self) -> str:
         """The first type a Union in the type has among several members that the Union
@@ -208,8 +222,8 @@ class FieldType:
 
     @property
     def nullable(self) -> bool:
-        """Whether null is a value of the type: Optional and Any."""
-        return self.kind in (OPTIONAL, ANY)
+        """Whether null is a value of the type: Optional, Any and a Literal with None."""
+        return self.kind in (OPTIONAL, ANY) or (self.kind == LITERAL and self.has_literal(None))
 
     def json_schema(self) -> dict[str, Any]:
         """A JSON schema of the type (for prompts): pydantic's (``TypeAdapter(T).json_schema()``),
@@ -236,10 +250,12 @@ class FieldType:
             if self.key is not None and self.key.kind == LITERAL:  # pydantic writes no pattern of int keys
                 schema["propertyNames"] = {k: v for k, v in self.key._schema(defs).items() if k != "type"}
             return schema
-        if kind == LITERAL:
-            if len(self.values) == 1:
-                return {"type": "integer" if self.ints else "string", "const": self.values[0]}
-            return {"type": "integer" if self.ints else "string", "enum": list(self.values)}
+        if kind == LITERAL:  # pydantic's: a type when every value has the same one
+            types = {_JSON_TYPES[type(v)] for v in self.values}
+            literal: dict[str, Any] = {"const": self.values[0]} if len(self.values) == 1 else {"enum": list(self.values)}
+            if len(types) == 1:
+                literal["type"] = types.pop()
+            return literal
         if kind == ANY:
             return {}
         if kind == HISTORY:
@@ -337,7 +353,12 @@ _KNOWN_TYPES = (
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-    from typing import Any
+    from typing import Any, Union
+
+    #: A Literal's value: a string, an int from 0, a finite float, a bool or None.
+    LiteralValue = Union[str, int, float, bool, None]
+    #: An escape read: its character and its length (the parser's method ``tuple`` hides the name).
+    _EscapeRead = tuple[str, int]
 
     from .signature import Field
 
@@ -469,7 +490,7 @@ class _TypeParser:
         if not self.open(name):
             return FieldType(DICT, FieldType(ANY), key=FieldType(STR))
         key = self.union(depth + 1)
-        if key.kind not in (STR, INT, LITERAL) or key.ints:
+        if key.kind not in (STR, INT) and not key.str_literal:
             raise ValueError(f"dict keys must be str, int or a Literal of strings, not {quote(str(key))}, in {quote(self.s)}")
         self.expect(",")
         elem = self.elem(depth + 1)
@@ -492,41 +513,11 @@ class _TypeParser:
 
     def literal(self) -> FieldType:
         self.expect("[")
-        values: list[str | int] = []
+        values: list[LiteralValue] = []
         while True:
-            self.space()
-            c = self.s[self.i] if not self.done() else ""
-            value: str | int
-            if c and c in "'\"":
-                end = self.s.find(c, self.i + 1)
-                if end < 0:
-                    raise ValueError(f"unterminated value of a Literal in {quote(self.s)}")
-                value = self.s[self.i + 1 : end]
-                if any(q in value for q in "'\"\\"):
-                    raise ValueError(f"value {quote(value)} of a Literal may not contain quotes or backslashes")
-                self.i = end + 1
-                if values and isinstance(values[0], int):
-                    raise self.mixed_literal()
-                shown = quote(value)
-            elif "0" <= c <= "9":
-                start = self.i
-                while not self.done() and "0" <= self.s[self.i] <= "9":
-                    self.i += 1
-                text = self.s[start : self.i]
-                if (len(text) > 1 and text[0] == "0") or int(text) > _INT_MAX:
-                    raise ValueError(
-                        f"value {text} of a Literal is not an integer within int64, written without leading zeros, in {quote(self.s)}"
-                    )
-                if values and isinstance(values[0], str):
-                    raise self.mixed_literal()
-                value = int(text)
-                shown = str(value)
-            else:
-                raise ValueError(
-                    "values of a Literal must be quoted strings or integers from 0 "
-                    f"(DSPy's string signatures take no negative number) in {quote(self.s)}"
-                )
-            if value in values:
+            value = self.literal_value()
+            if FieldType(LITERAL, values=tuple(values)).has_literal(value):
+                shown = quote(value) if isinstance(value, str) else literal_text(value)
                 raise ValueError(f"value {shown} appears twice in the Literal {quote(self.s)}")
             values.append(value)
             self.space()
@@ -534,10 +525,141 @@ class _TypeParser:
                 self.i += 1
                 continue
             self.expect("]")
-            return FieldType(LITERAL, values=tuple(values))  # type: ignore[arg-type]  # all str or all int
+            return FieldType(LITERAL, values=tuple(values))
 
-    def mixed_literal(self) -> ValueError:
-        return ValueError(f"the values of a Literal must be all quoted strings or all integers in {quote(self.s)}")
+    def literal_value(self) -> LiteralValue:
+        """One value of a Literal (Go's ``typeParser.literalValue``)."""
+        self.space()
+        if self.done():
+            raise ValueError(f"expected a value of a Literal at position {self.i} of {quote(self.s)}")
+        c = self.s[self.i]
+        if c in "'\"":
+            return self.literal_string()
+        if "0" <= c <= "9" or c == ".":
+            start = self.i
+            while not self.done() and (
+                _ident_char(self.s[self.i]) or self.s[self.i] == "." or (self.s[self.i] in "+-" and self.s[self.i - 1] in "eE")
+            ):
+                self.i += 1
+            text = self.s[start : self.i]
+            if _DIGITS.fullmatch(text):
+                if (len(text) > 1 and text[0] == "0") or len(text) > 19 or int(text) > _INT_MAX:
+                    raise ValueError(
+                        f"value {text} of a Literal is not an integer within int64, written without leading zeros, in {quote(self.s)}"
+                    )
+                return int(text)
+            if not _FLOAT.fullmatch(text):
+                raise ValueError(
+                    f"value {text} of a Literal is not a number written in decimal (without '_', a base prefix or 'j') in {quote(self.s)}"
+                )
+            f = float(text)
+            if f == float("inf"):
+                raise ValueError(f"value {text} of a Literal is not a finite float in {quote(self.s)}")
+            return f
+        if _ident_char(c):
+            word = self.word()
+            if word in _WORDS:
+                return _WORDS[word]
+        raise ValueError(
+            "values of a Literal must be quoted strings, integers from 0, floats, True, False or None "
+            f"(DSPy's string signatures take no negative number) in {quote(self.s)}"
+        )
+
+    def literal_string(self) -> str:
+        """A quoted string, as Python's ``ast.literal_eval`` reads it, in the forms Go's
+        ``typeParser.literalString`` takes."""
+        s, q = self.s, self.s[self.i]
+        if s.startswith(q * 3, self.i):
+            raise ValueError(f"a Literal's strings may not be triple-quoted, in {quote(s)}")
+        out: list[str] = []
+        i = self.i + 1
+        while i < len(s):
+            c = s[i]
+            if c == q:
+                self.i = i + 1
+                return "".join(out)
+            if c in "\n\r":
+                break
+            if c == "\\":
+                r, n = self.literal_escape(i)
+                out.append(r)
+                i += n
+                continue
+            if c == "\0":
+                raise ValueError(f"a value of a Literal holds a NUL character (write \\x00) in {quote(s)}")
+            if "\ud800" <= c <= "\udfff":  # what Go reads as text that is not UTF-8
+                raise ValueError(f"a value of a Literal is not valid UTF-8 in {quote(s)}")
+            out.append(c)
+            i += 1
+        raise ValueError(f"unterminated value of a Literal in {quote(s)}")
+
+    def literal_escape(self, i: int) -> _EscapeRead:
+        """The escape at ``self.s[i]`` (a backslash): its character and its length."""
+        s = self.s
+        rest = s[i + 1 :]
+        if not rest:
+            raise ValueError(f"unterminated value of a Literal in {quote(s)}")
+        c = rest[0]
+        if c in _ESCAPES:
+            return _ESCAPES[c], 2
+        if "0" <= c <= "7":
+            digits = 1
+            while digits < 3 and digits < len(rest) and "0" <= rest[digits] <= "7":
+                digits += 1
+            n = int(rest[:digits], 8)
+            if n > 0o377:
+                raise ValueError(f"escape \\{rest[:digits]} of a Literal's string is beyond \\377 in {quote(s)}")
+            return chr(n), 1 + digits
+        digits = {"x": 2, "u": 4, "U": 8}.get(c, 0)
+        if not digits:
+            raise ValueError(
+                f"escape \\{c} of a Literal's string is not one dspgo takes "
+                f"(\\\\, \\', \\\", \\a, \\b, \\f, \\n, \\r, \\t, \\v, \\ooo, \\xhh, \\uhhhh, \\Uhhhhhhhh) in {quote(s)}"
+            )
+        hexits = rest[1 : 1 + digits]
+        if len(hexits) < digits or not _HEX.fullmatch(hexits):
+            raise ValueError(f"escape \\{c} of a Literal's string needs {digits} hex digits in {quote(s)}")
+        n = int(hexits, 16)
+        if n > 0x10FFFF or 0xD800 <= n <= 0xDFFF:
+            raise ValueError(f"escape \\{rest[: 1 + digits]} of a Literal's string is not a Unicode character in {quote(s)}")
+        return chr(n), 2 + digits
+
+
+#: The names a Literal's value may be.
+_WORDS: dict[str, LiteralValue] = {"True": True, "False": False, "None": None}
+#: A string's escapes of one character.
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_DIGITS = re.compile(r"[0-9]+")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+#: A float as a Literal takes it: digits with a point, an exponent or both.
+_FLOAT = re.compile(r"(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+")
+#: The JSON type of each type of a Literal's value, as pydantic's schema names it.
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+#: The escapes of :func:`literal_text` beside the controls'.
+_TEXT_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def literal_text(v: LiteralValue) -> str:
+    """A Literal's value as its type's canonical form writes it (Go's ``LiteralText``): a
+    string quoted as ``repr`` quotes it (in single quotes, or double ones when it holds a
+    single quote and no double one), a backslash, the quote, ``\\t``, ``\\n``, ``\\r`` and
+    the other control characters (U+0000–U+001F, U+007F–U+009F, as ``\\xhh``) escaped, any
+    other character as it is; an int in decimal; a float as ``repr``; True, False, None."""
+    if isinstance(v, str):
+        q = '"' if "'" in v and '"' not in v else "'"
+        out = [q]
+        for c in v:
+            if c == q:
+                out.append("\\" + c)
+            elif c in _TEXT_ESCAPES:
+                out.append(_TEXT_ESCAPES[c])
+            elif c < " " or "\x7f" <= c <= "\x9f":
+                out.append(f"\\x{ord(c):02x}")
+            else:
+                out.append(c)
+        out.append(q)
+        return "".join(out)
+    return repr(v)
 
 
 def _ident_char(c: str) -> bool:

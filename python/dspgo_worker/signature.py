@@ -286,7 +286,8 @@ def normalized_models(models: dict[str, Model]) -> list[dict[str, Any]]:
 def parse_signature(s: str) -> dict[str, Any]:
     """DSPy's string form of a signature (``"question, context: list[str] -> answer"``) as a
     spec's ``signature`` object, as Go's ``program.ParseSignature`` parses it: fields split
-    at the commas outside brackets, parentheses and quotes, each ``name`` or
+    at the commas outside brackets, parentheses and quotes (a quote escaped by a backslash
+    inside quotes does not end them), each ``name`` or
     ``name: type`` (types as written; :class:`CompiledSpec` normalises them). Raises
     ``invalid_argument`` saying which part is wrong."""
     left, sep, right = s.partition("->")
@@ -307,12 +308,16 @@ def _signature_fields(side: str, which: str, whole: str) -> list[dict[str, Any]]
     if not side.strip():
         raise invalid(f"signature {quote(whole)} has no {which}")
     fields = []
-    depth, start, in_quote = 0, 0, ""
+    depth, start, in_quote, escaped = 0, 0, "", False
     for i in range(len(side) + 1):
         if i < len(side):
             c = side[i]
             if in_quote:
-                if c == in_quote:
+                if escaped:  # a backslash's next character does not end the quote
+                    escaped = False
+                elif c == "\\":
+                    escaped = i + 1 < len(side)
+                elif c == in_quote:
                     in_quote = ""
                 continue
             if c in "'\"":

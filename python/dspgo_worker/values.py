@@ -186,20 +186,13 @@ def _convert(t: FieldType, v: Any, path: str, exact: bool = False) -> Any:
         return None if v is None else _convert(t.elem, v, path, exact)
     if kind == UNION:
         return _union(t, v, path, exact, _convert)
+    if kind == LITERAL:
+        return _convert_literal(t, v, path, exact)
     if v is None:
         raise ValueError(f"{path}: expected {t}, got null")
-    if kind == LITERAL and t.ints:
-        n = _to_int(v)
-        if n is None:
-            raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
-        if n not in t.values:
-            raise ValueError(f"{path}: {n} is not one of {t}")
-        return n
-    if kind in (STR, LITERAL):
+    if kind == STR:
         if not isinstance(v, str):
             raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
-        if kind == LITERAL and v not in t.values:
-            raise ValueError(f"{path}: {quote(v)} is not one of {t}")
         return v
     if kind == BOOL:
         if not isinstance(v, bool):
@@ -436,19 +429,92 @@ def _read(t: FieldType, value: Any, path: str) -> Any:
     if kind == STR:
         return value if isinstance(value, str) else str(value)
     if kind == LITERAL and isinstance(value, str):
-        if value in t.values:
+        if t.has_literal(value):
             return value
         v = value.strip()
         if v.startswith(("Literal[", "str[")) and v.endswith("]"):
             v = v[v.find("[") + 1 : -1]
         if len(v) > 1 and v[0] == v[-1] and v[0] in "\"'":
             v = v[1:-1]
-        if v in t.values:
+        if t.has_literal(v):
             return v
         value = v
     if not isinstance(value, str) or (kind == OPTIONAL and _has_str_member(t)):
         return lax_value(t, value, path)
     return lax_value(t, _decode(value), path)
+
+
+def _convert_literal(t: FieldType, v: Any, path: str, exact: bool) -> Any:
+    """``v`` as a value of ``t``, a Literal (Go's ``Type.convertLiteral``): null as None, a
+    string as one of its strings, a bool as one of its bools, a number as one of its ints
+    (an integral number, as ``int`` takes it) or else one of its floats (in a union's
+    exact pass, a number that is not integral only). ``True`` is not ``1`` here."""
+    if v is None:
+        if t.has_literal(None):
+            return None
+    elif isinstance(v, str):
+        if t.has_literal(v):
+            return v
+        if t.has_literal_type(str):
+            raise ValueError(f"{path}: {quote(v)} is not one of {t}")
+    elif isinstance(v, bool):
+        if t.has_literal(v):
+            return v
+        if t.has_literal_type(bool):
+            raise ValueError(f"{path}: {v!r} is not one of {t}")
+    elif isinstance(v, (int, float)):
+        n, f = _to_int(v), _to_float(v)
+        if n is not None and t.has_literal(n):
+            return n
+        if f is not None and t.has_literal(f) and not (exact and f.is_integer()):
+            return f
+        if n is not None and (t.has_literal_type(int) or t.has_literal_type(float)):
+            raise ValueError(f"{path}: {n} is not one of {t}")
+        if f is not None and t.has_literal_type(float):
+            raise ValueError(f"{path}: {f!r} is not one of {t}")
+    raise ValueError(f"{path}: expected {t}, got {describe_value(v)}")
+
+
+def _lax_literal(t: FieldType, v: Any) -> Any:
+    """The value of ``t``, a Literal, that pydantic's lax mode takes ``v`` as (its
+    ``LiteralLookup``), or :data:`_NOTHING`: a bool its bool; an int its int; a string its
+    string; else the last of its floats, bools and None that Python finds equal to ``v``
+    (``1 == 1.0 == True``); else, for a bool or an integral float, the int equal to it."""
+    if isinstance(v, (bool, str)) or type(v) is int:
+        if t.has_literal(v):
+            return v
+        if isinstance(v, str):
+            return _NOTHING
+    found = _NOTHING
+    for w in t.values:
+        if (w is None or isinstance(w, (bool, float))) and (w is None) == (v is None) and _equal(w, v):
+            found = w
+    if found is not _NOTHING:
+        return found
+    if isinstance(v, bool) or (isinstance(v, float) and math.isfinite(v) and v.is_integer()):
+        if t.has_literal(int(v)):
+            return int(v)
+    return _NOTHING
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """``a == b``, False where comparing fails (an object's ``__eq__``)."""
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - any failure is inequality, as pydantic's lookup takes it
+        return False
+
+
+def _literal_near(t: FieldType, v: Any) -> bool:
+    """Whether ``v``, not one of ``t``'s values, is of a kind the Literal has (its error
+    then says the value is not one of them)."""
+    if isinstance(v, str):
+        return t.has_literal_type(str)
+    if isinstance(v, bool):
+        return t.has_literal_type(bool) or t.has_literal_type(int)
+    if isinstance(v, (int, float)):
+        return (t.has_literal_type(int) and _literal_int(v) is not None) or (t.has_literal_type(float) and _to_float(v) is not None)
+    return False
 
 
 def _has_str_member(t: FieldType) -> bool:
@@ -601,13 +667,10 @@ def _lax(t: FieldType, v: Any, path: str) -> tuple[Any, int]:
         if isinstance(v, str):
             return v, _EXACT
     elif kind == LITERAL:
-        if t.ints:
-            n = _literal_int(v)
-            if n is not None and n in t.values:
-                return n, _EXACT
-        elif isinstance(v, str) and v in t.values:
-            return v, _EXACT
-        if (isinstance(v, str) and not t.ints) or (t.ints and _literal_int(v) is not None):
+        value = _lax_literal(t, v)
+        if value is not _NOTHING:
+            return value, _EXACT
+        if _literal_near(t, v):
             raise ValueError(f"{path}: {describe_value(v)} is not one of {t}")
     elif kind == INT:
         return _lax_int(v, path)
