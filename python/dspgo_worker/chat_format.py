@@ -122,6 +122,18 @@ def dspy_schema(t: FieldType) -> Any:
 _CLASS_NAMES = {DATE: "date", DATETIME: "datetime", HISTORY: "History", IMAGE: "Image", FILE: "File", AUDIO: "Audio"}
 
 
+def _dspy_literal_text(v: Any) -> str:
+    """A Literal's value as DSPy 3.4.1 writes it in a type's name
+    (``_quoted_string_for_literal_type_annotation``): a string in single quotes, or double
+    ones when it holds a single quote and no double one, a single quote escaped when it
+    holds both, nothing else escaped; any other value ``str()``: ``True``, ``None``, ``1.5``."""
+    if not isinstance(v, str):
+        return str(v)
+    if "'" in v and '"' not in v:
+        return f'"{v}"'
+    return "'" + (v.replace("'", "\\'") if '"' in v else v) + "'"
+
+
 def dspy_type_name(t: FieldType) -> str:
     """A type's name as DSPy 3.4.1 writes it in a prompt (``get_annotation_name`` of the
     Python type the dspy engine gives DSPy): ``Union[int, NoneType]`` for ``Optional[int]``,
@@ -140,8 +152,8 @@ def dspy_type_name(t: FieldType) -> str:
         if t.variadic:
             return f"tuple[{dspy_type_name(t.elem)}, Ellipsis]"
         return "tuple[" + ", ".join(dspy_type_name(m) for m in t.members) + "]"
-    if kind == LITERAL:  # a Literal's strings hold no quotes: DSPy quotes them in single ones
-        return "Literal[" + ", ".join(f"'{v}'" if isinstance(v, str) else str(v) for v in t.values) + "]"
+    if kind == LITERAL:
+        return "Literal[" + ", ".join(_dspy_literal_text(v) for v in t.values) + "]"
     if kind == UNION:
         return "Union[" + ", ".join(dspy_type_name(m) for m in t.members) + "]"
     if kind == OPTIONAL:

@@ -492,6 +492,9 @@ class DspyEngine:
                 if value is not None:
                     raw[f.name] = plain(value)
                     break
+            else:
+                if f.type.nullable and _prediction_holds(prediction, f.name):  # None is a value (Literal['a', None])
+                    raw[f.name] = None
         return convert_outputs(compiled, raw, "from the dspy prediction")
 
 
@@ -895,6 +898,14 @@ def _prediction_value(prediction: Any, name: str) -> Any:
         except Exception:  # noqa: BLE001 - not subscriptable, or no such key
             value = None
     return value
+
+
+def _prediction_holds(prediction: Any, name: str) -> bool:
+    """Whether the prediction has the output ``name`` (of any value, None too)."""
+    try:
+        return name in prediction
+    except Exception:  # noqa: BLE001 - a prediction that is no mapping holds none
+        return False
 
 
 #: :func:`_run_usage`'s class, made at its first call.

@@ -168,6 +168,9 @@ class AgainstDSPyTest(unittest.TestCase):
             ("Any", '"anything 17d7 9d8e"'), ("Any", "42"), ("Any", '{"a": [1, 2.5]}'), ("Any", "null"), ("Any", "plain text"),
             ("tuple[int, str]", '[1, "a"]'), ("tuple[int, ...]", "[1, 2, 3]"), ("tuple[int, Optional[float], list[str]]", '[1, null, ["x"]]'),
             ("dict[int, str]", '{"1": "a", "2": "b"}'), ("dict[int, str]", '{"01": "a"}'), ("dict[Literal['a', 'b'], int]", '{"a": 1}'),
+            ("Literal[True, False]", "True"), ("Literal[True, False]", "false"), ("Literal[True, False]", "1"), ("Literal['a', None]", "None"),
+            ("Literal['a', None]", "'a'"), ("Literal[1.5, 2.5]", "'1.5'"), ("Literal[1, True]", "1.0"), ("Literal[1, 1.0]", "True"),
+            ("Literal[\"it's\", 'x']", "it's"), ("Literal[\"it's\", 'x']", "Literal[\"it's\"]"), ("Literal['x', 1, 2.5, True, None]", "null"),
             ("list[Optional[float]]", "[1.5, null]"), ("list[Union[str, int]]", '["a", 1]'), ("dict[str, Optional[int]]", '{"a": null, "b": 2}'),
         ]
 
@@ -205,6 +208,9 @@ CORPUS_TYPES = [
     "Union[dict[Literal['a'], int], dict[str, bool]]", "Union[tuple[int, str], tuple[str, int]]", "Optional[Union[float, bool, str]]",
     "Optional[Union[list[int], dict[str, int]]]", "Union[int, Literal['x', 'yes']]", "Union[Literal[0, 1], bool, float]",
     "Union[list[float], list[Any]]", "Union[Any, float]",
+    "Literal[True, False]", "Literal[True]", "Literal['a', None]", "Literal[None]", "Literal[1.5, 2.5]", "Literal[1.0]", "Literal[1, True]",
+    "Literal[1, 1.0]", "Literal[0, False]", "Literal[True, 1.0]", "Literal['x', 1, 2.5, True, None]", "Literal[\"it's\", 'a\\\\b']",
+    "Optional[Literal[True]]", "Union[Literal[1.0], int]", "Union[Literal[True, None], str]", "list[Literal[1.5, None]]",
 ]
 
 #: Members of the corpus's random unions.
