@@ -554,12 +554,14 @@ func isIdentByte(c byte) bool {
 
 var anyType = reflect.TypeFor[any]()
 
-// GoType is the Go type values of t convert to: string (str, Literal,
-// and datetime.date and datetime.datetime, as their canonical text),
-// int64, float64, bool, []T (list[T], tuple[T, ...]), []any (a fixed
-// tuple), map[string]V (dict[str, V], dict[Literal[...], V]),
+// GoType is the Go type values of t convert to: string (str, and
+// datetime.date and datetime.datetime, as their canonical text), int64,
+// float64, bool, a Literal's values' type when they are of one kind
+// (string, int64, float64, bool), []T (list[T], tuple[T, ...]), []any (a
+// fixed tuple), map[string]V (dict[str, V], dict[Literal[...], V]),
 // map[int64]V (dict[int, V]), any for Any, Optional and Union (nil
-// for null, else the value of the member that took it), and
+// for null, else the value of the member that took it) and for a Literal
+// of several kinds of values or with None (nil, or the value), and
 // map[string]any for dspy.History ({"messages": []any of
 // map[string]any}), dspy.Image ({"url": string}), dspy.File
 // ({"file_data": string, "filename": string}), dspy.Audio ({"data":
