@@ -69,9 +69,10 @@ type LMConfig struct {
 	// cannot read), "json" (dspy.JSONAdapter), "xml" (dspy.XMLAdapter) or
 	// "baml" (DSPy's BAMLAdapter, dspy.adapters.baml_adapter). Run a
 	// program with the adapter it was optimized with. Empty means "chat".
-	// All but "chat" need the dspy engine: with Engine "auto" they are
-	// CodeFailedPrecondition when the worker cannot import dspy, and with
-	// "native" CodeInvalidArgument. The dummy provider ignores it.
+	// Both engines run "chat" and "json"; "xml" and "baml" need the dspy
+	// engine: with Engine "auto" they are CodeFailedPrecondition when the
+	// worker cannot import dspy, and with "native" CodeInvalidArgument.
+	// The dummy provider ignores it.
 	DSPyAdapter string
 	// Verify makes the backend check the configuration with a request to
 	// the LM now, instead of at the first execution. The check is made

@@ -52,8 +52,8 @@ type LMArgs struct {
 	// replies, one of DSPyAdapters: "chat" (dspy.ChatAdapter, which falls
 	// back to JSONAdapter on a reply it cannot read), "json"
 	// (dspy.JSONAdapter), "xml" (dspy.XMLAdapter) or "baml" (DSPy's
-	// BAMLAdapter). Empty means "chat". Only the dspy engine runs those but
-	// "chat" (see program.ValidateLM).
+	// BAMLAdapter). Empty means "chat". Only the dspy engine runs "xml"
+	// and "baml" (NativeDSPyAdapters; see program.ValidateLM).
 	DSPyAdapter string `json:"dspy_adapter,omitempty"`
 	// Verify makes the worker check the configuration by calling the LM
 	// once before it answers; false means no check. Backends replay the
@@ -99,6 +99,10 @@ type ConfigureLMResult struct {
 	Engine string `json:"engine"`
 }
 
-// DSPyAdapters are the names LMConfig.DSPyAdapter takes, in the order
+// DSPyAdapters are the names LMArgs.DSPyAdapter takes, in the order
 // messages list them.
 var DSPyAdapters = []string{"chat", "json", "xml", "baml"}
+
+// NativeDSPyAdapters are those of DSPyAdapters the native engine runs too
+// (it writes their prompts); the others need the dspy engine.
+var NativeDSPyAdapters = []string{"chat", "json"}

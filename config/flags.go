@@ -26,7 +26,7 @@ var flags = []flag{
 	{"lm-base-url", "lm.base_url", "OpenAI-compatible endpoint"},
 	{"lm-api-key-env", "lm.api_key_env", "worker variable holding the API key"},
 	{"lm-engine", "lm.engine", "engine: auto, native, dspy"},
-	{"lm-dspy-adapter", "lm.dspy_adapter", "DSPy adapter of the prompts: chat, json, xml, baml (all but chat: the dspy engine)"},
+	{"lm-dspy-adapter", "lm.dspy_adapter", "DSPy adapter of the prompts: chat, json, xml, baml (xml and baml: the dspy engine)"},
 	{"lm-cache", "lm.cache", "cache LM replies in each worker's memory"},
 	{"lm-image-urls", "lm.image_urls", "let images be given by URL, which the model's server fetches"},
 	{"pool-size", "pool.size", "pool workers (0: one per core)"},

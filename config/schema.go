@@ -79,7 +79,7 @@ type LM struct {
 	// Engine is auto, native or dspy. Default auto.
 	Engine string `koanf:"engine"`
 	// DSPyAdapter is the DSPy adapter that formats prompts: one of
-	// DSPyAdapters (all but chat: the dspy engine only). Default chat.
+	// DSPyAdapters (xml and baml: the dspy engine only). Default chat.
 	DSPyAdapter string `koanf:"dspy_adapter"`
 	// Cache makes each worker process keep an in-memory cache of LM
 	// replies keyed by the full request (never on disk): identical
@@ -330,3 +330,7 @@ func Defaults() Config {
 // config imports no other package of the module, and a test keeps the two
 // equal).
 var DSPyAdapters = []string{"chat", "json", "xml", "baml"}
+
+// NativeDSPyAdapters are those of DSPyAdapters the native engine runs too
+// (command.NativeDSPyAdapters).
+var NativeDSPyAdapters = []string{"chat", "json"}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -80,7 +81,7 @@ func (c *Config) validate(p *problems) {
 	check(c.LM.Timeout >= 0, "lm.timeout", "must not be negative")
 	oneOf("lm.engine", c.LM.Engine, "auto", "native", "dspy")
 	oneOf("lm.dspy_adapter", c.LM.DSPyAdapter, DSPyAdapters...)
-	check(c.LM.DSPyAdapter == "chat" || c.LM.Engine != "native", "lm.dspy_adapter", "%s needs the dspy engine (lm.engine is native)", c.LM.DSPyAdapter)
+	check(slices.Contains(NativeDSPyAdapters, c.LM.DSPyAdapter) || c.LM.Engine != "native", "lm.dspy_adapter", "%s needs the dspy engine (lm.engine is native)", c.LM.DSPyAdapter)
 	// The value is not quoted: it may hold credentials.
 	if c.LM.BaseURL != "" { // empty: the provider's own
 		problem := lmurl.Problem(c.LM.BaseURL)

@@ -185,13 +185,16 @@ func TestOpenClosesAnAdapterThatRefusesTheLM(t *testing.T) {
 // configuration Open applies; its default, chat, is left unset there.
 func TestLMConfigCarriesTheDSPyAdapter(t *testing.T) {
 	assert.Equal(t, command.DSPyAdapters, config.DSPyAdapters, "the configuration takes what the command set names")
+	assert.Equal(t, command.NativeDSPyAdapters, config.NativeDSPyAdapters)
 	for set, want := range map[string]string{"json": "json", "xml": "xml", "baml": "baml", "chat": ""} {
 		cfg, err := config.Load(config.LoadOptions{Set: map[string]any{"lm.provider": "openai", "lm.model": "m", "lm.dspy_adapter": set}})
 		require.NoError(t, err)
 		assert.Equal(t, want, registry.LMConfig(cfg).DSPyAdapter, set)
 	}
 	_, err := config.Load(config.LoadOptions{Set: map[string]any{"lm.engine": "native", "lm.dspy_adapter": "json"}})
-	assert.ErrorContains(t, err, "lm.dspy_adapter: json needs the dspy engine (lm.engine is native)")
+	assert.NoError(t, err, "the native engine runs JSONAdapter's prompts")
+	_, err = config.Load(config.LoadOptions{Set: map[string]any{"lm.engine": "native", "lm.dspy_adapter": "xml"}})
+	assert.ErrorContains(t, err, "lm.dspy_adapter: xml needs the dspy engine (lm.engine is native)")
 	_, err = config.Load(config.LoadOptions{Set: map[string]any{"lm.dspy_adapter": "yaml"}})
 	assert.ErrorContains(t, err, `lm.dspy_adapter: "yaml" is not one of chat, json, xml, baml`)
 }

@@ -178,7 +178,7 @@ func ValidateLM(lm command.LMArgs) error {
 	case lm.DSPyAdapter == "" || lm.DSPyAdapter == "chat":
 	case !slices.Contains(command.DSPyAdapters, lm.DSPyAdapter):
 		bad = append(bad, fmt.Sprintf("dspy_adapter %q is unknown (known: %s)", lm.DSPyAdapter, strings.Join(command.DSPyAdapters, ", ")))
-	case lm.Engine == "native":
+	case lm.Engine == "native" && !slices.Contains(command.NativeDSPyAdapters, lm.DSPyAdapter):
 		bad = append(bad, fmt.Sprintf("dspy_adapter %q needs the dspy engine (engine is native)", lm.DSPyAdapter))
 	}
 	if lm.FailAfterChunks != nil && *lm.FailAfterChunks < 0 {

@@ -64,7 +64,8 @@ func TestValidateLMBaseURL(t *testing.T) {
 // engine may run, in the worker's words (python/tests/test_programs.py).
 func TestValidateLMDSPyAdapter(t *testing.T) {
 	for _, ok := range []command.LMArgs{{Provider: "openai", Model: "m", DSPyAdapter: "json"}, {Provider: "dummy", DSPyAdapter: "chat"},
-		{Provider: "openai", Model: "m", Engine: "dspy", DSPyAdapter: "json"}, {Provider: "openai", Model: "m", Engine: "native", DSPyAdapter: "chat"}} {
+		{Provider: "openai", Model: "m", Engine: "dspy", DSPyAdapter: "json"}, {Provider: "openai", Model: "m", Engine: "native", DSPyAdapter: "chat"},
+		{Provider: "openai", Model: "m", Engine: "native", DSPyAdapter: "json"}} {
 		assert.NoError(t, program.ValidateLM(ok), "%+v", ok)
 	}
 	for _, tc := range []struct {
@@ -72,7 +73,7 @@ func TestValidateLMDSPyAdapter(t *testing.T) {
 		want string
 	}{
 		{command.LMArgs{Provider: "openai", Model: "m", DSPyAdapter: "yaml"}, `configure_lm: dspy_adapter "yaml" is unknown (known: chat, json, xml, baml)`},
-		{command.LMArgs{Provider: "openai", Model: "m", Engine: "native", DSPyAdapter: "json"}, `configure_lm: dspy_adapter "json" needs the dspy engine (engine is native)`},
+		{command.LMArgs{Provider: "openai", Model: "m", Engine: "native", DSPyAdapter: "baml"}, `configure_lm: dspy_adapter "baml" needs the dspy engine (engine is native)`},
 	} {
 		err := program.ValidateLM(tc.args)
 		assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err), "%v", err)

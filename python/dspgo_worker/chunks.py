@@ -7,7 +7,17 @@ from __future__ import annotations
 import re
 
 from .canonical import canonical_json
-from .chat_format import HEADER, HEADER_CLOSE, HEADER_OPEN, LINE_BREAK, LINE_SPACE, parse_reply
+from .chat_format import (
+    CHAT,
+    HEADER,
+    HEADER_CLOSE,
+    HEADER_OPEN,
+    JSON,
+    LINE_BREAK,
+    LINE_SPACE,
+    parse_json_reply,
+    parse_reply,
+)
 from .spec import CompiledSpec
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -324,7 +334,8 @@ def _joined(deltas: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 async def stream_outputs(
-    compiled: CompiledSpec, pieces: AsyncGenerator[str, None], ctx: Context, reader: CompiledSpec | None = None
+    compiled: CompiledSpec, pieces: AsyncGenerator[str, None], ctx: Context, reader: CompiledSpec | None = None,
+    fmt: str = CHAT,
 ) -> dict[str, Any]:
     """Send the ``{"field", "delta"}`` chunks of ``compiled``'s outputs in a reply
     arriving as the text ``pieces`` with ``ctx.send_chunk``; return the outputs the whole
@@ -332,15 +343,25 @@ async def stream_outputs(
     extraction, whose reasoning comes before the outputs and is not streamed) by
     :func:`~dspgo_worker.chat_format.parse_reply`: no second request, as DSPy 3.4.1's
     ChatAdapter makes none to JSONAdapter after stream output, but a reply without header
-    line read as a JSON object. ``pieces`` is closed in the end, however it ends."""
+    line read as a JSON object. With ``fmt`` :data:`~dspgo_worker.chat_format.JSON` (the
+    JSONAdapter's reply, default ChatAdapter's), the reply is read whole by
+    :func:`~dspgo_worker.chat_format.parse_json_reply` and each field sent whole, as the
+    dspy engine sends a JSON reply's. ``pieces`` is closed in the end, however it ends."""
     streamer = ReplyStreamer(compiled)
+    whole: list[str] = []  # a JSON reply's pieces
     try:
         async for piece in pieces:
+            if fmt == JSON:
+                whole.append(piece)
+                continue
             for name, delta in streamer.feed(piece):
                 await ctx.send_chunk({"field": name, "delta": delta})
     finally:
         await pieces.aclose()
-    outputs = parse_reply(reader or compiled, streamer.text())
+    if fmt == JSON:
+        outputs = parse_json_reply(reader or compiled, "".join(whole))
+    else:
+        outputs = parse_reply(reader or compiled, streamer.text())
     for name, delta in streamer.finish(outputs):
         await ctx.send_chunk({"field": name, "delta": delta})
     return outputs

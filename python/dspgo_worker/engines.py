@@ -30,14 +30,14 @@ Selection (:func:`resolve_engine`), decided at ``configure_lm`` time:
 * ``engine: native``: native; ``engine: dspy``: dspy, ``failed_precondition`` when
   ``import dspy`` fails;
 * ``engine: auto`` (or absent): dspy when ``import dspy`` works, else native; but a
-  ``dspy_adapter`` other than chat (json, xml, baml) is ``failed_precondition`` then: the native
-  engine writes ChatAdapter's prompts only.
+  ``dspy_adapter`` other than chat and json (xml, baml) is ``failed_precondition`` then: the
+  native engine writes ChatAdapter's and JSONAdapter's prompts only.
 """
 
 from __future__ import annotations
 
 from .errors import WorkerError
-from .lmconfig import LMConfig
+from .lmconfig import NATIVE_ADAPTERS, LMConfig
 from .native import NATIVE_ENGINE
 
 TYPE_CHECKING = False  # typing is not imported at run time (memory of an idle worker)
@@ -79,7 +79,7 @@ def resolve_engine(config: LMConfig) -> str:
     try:
         import_dspy()
     except EngineUnavailable as exc:
-        if config.dspy_adapter != "chat":  # the native engine writes ChatAdapter's prompts only
+        if config.dspy_adapter not in NATIVE_ADAPTERS:  # the native engine writes ChatAdapter's and JSONAdapter's only
             raise EngineUnavailable(f"dspy_adapter {config.dspy_adapter!r} needs the dspy engine: {exc.message}") from None
         return "native"
     return "dspy"

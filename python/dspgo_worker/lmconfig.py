@@ -53,9 +53,11 @@ _LMConfigFields = namedtuple(  # type: ignore[name-match]  # its repr says LMCon
     defaults=("dummy", "", "", "", None, 0, 0, "auto", 0, "native", (), None, False, False, "chat"),
 )
 
-#: The DSPy adapters ``dspy_adapter`` names (Go's ``command.DSPyAdapters``); only the dspy
-#: engine runs those but chat.
+#: The DSPy adapters ``dspy_adapter`` names (Go's ``command.DSPyAdapters``).
 DSPY_ADAPTERS = ("chat", "json", "xml", "baml")
+#: Those the native engine runs too (Go's ``command.NativeDSPyAdapters``); the others need
+#: the dspy engine.
+NATIVE_ADAPTERS = ("chat", "json")
 
 
 class ScriptStep(namedtuple("ScriptStep", ("tool", "args_json"))):
@@ -110,8 +112,8 @@ class LMConfig(_LMConfigFields):
     ``cache`` (False: every execution calls the LM; True: this worker process answers a
     request identical to an earlier one from memory, on either engine) and ``image_urls``
     (False: images are data: URIs only; True: an http, https or gs URL too, which the
-    model's server fetches), ``dspy_adapter`` ("chat"; "json", "xml" and "baml",
-    the dspy engine's only). ``engine`` is
+    model's server fetches), ``dspy_adapter`` ("chat" or "json", either engine;
+    "xml" and "baml", the dspy engine only). ``engine`` is
     what was asked for (auto, native, dspy); ``resolved_engine`` what runs.
     """
 
@@ -220,7 +222,7 @@ def validate_lm_args(args: dict[str, Any]) -> LMConfig:
     dspy_adapter = args.get("dspy_adapter") or "chat"
     if dspy_adapter not in DSPY_ADAPTERS:
         bad.append(f"dspy_adapter {json.dumps(dspy_adapter, ensure_ascii=False)} is unknown (known: {', '.join(DSPY_ADAPTERS)})")
-    elif dspy_adapter != "chat" and engine == "native":
+    elif dspy_adapter not in NATIVE_ADAPTERS and engine == "native":
         bad.append(f'dspy_adapter "{dspy_adapter}" needs the dspy engine (engine is native)')
     script = []
     raw_script = args.get("script") or []

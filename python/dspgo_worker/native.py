@@ -5,8 +5,8 @@ it, :mod:`~dspgo_worker.react`); the dummy rule for ``dummy``."""
 
 from __future__ import annotations
 
-from .ask import ask
-from .chat_format import build_messages
+from .ask import ask, ask_stream
+from .chat_format import CHAT, JSON
 from .chunks import output_chunks, stream_outputs
 from .dummy import dummy_outputs
 from .errors import WorkerError
@@ -66,15 +66,14 @@ class NativeEngine:
                 "the native one (set lm.engine to dspy or auto, with dspy installed in the workers' Python)",
             )
         usage = Usage()
+        fmt = JSON if config.dspy_adapter == JSON else CHAT
         if compiled.kind == KIND_REACT:
-            steps, trajectory = await react_loop(provider, compiled, inputs, tools, max_iters, ctx, usage)
-            outputs = await react_extract(provider, compiled, inputs, steps, ctx, usage, stream)
-        # The prompt is handed over, not kept here: the provider drops it once it has the body.
+            steps, trajectory = await react_loop(provider, compiled, inputs, tools, max_iters, ctx, usage, fmt)
+            outputs = await react_extract(provider, compiled, inputs, steps, ctx, usage, stream, fmt)
         elif stream:
-            pieces = provider.stream(build_messages(compiled, inputs), ctx, usage=usage)
-            outputs = await stream_outputs(compiled, pieces, ctx)
+            outputs = await stream_outputs(compiled, ask_stream(provider, compiled, inputs, ctx, usage, fmt), ctx, fmt=fmt)
         else:
-            outputs = await ask(provider, compiled, inputs, ctx, usage)
+            outputs = await ask(provider, compiled, inputs, ctx, usage, fmt)
         return outputs, trajectory, usage.result()
 
 

@@ -134,17 +134,19 @@ class OpenAIProvider:
         return reply
 
     async def stream(
-        self, messages: list[dict[str, Any]], ctx: Context, usage: Usage | None = None
+        self, messages: list[dict[str, Any]], ctx: Context, usage: Usage | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> AsyncGenerator[str, None]:
         """The reply's text pieces as they arrive (``"stream": true``), an async generator
         (its caller joins them, and closes it with ``aclose`` when it stops early).
         Retries as :meth:`complete` does, before the first piece; raises WorkerError.
-        Usage and the cache as for :meth:`complete` (a cached reply is one piece)."""
+        Usage, the cache and ``response_format`` as for :meth:`complete` (a cached reply
+        is one piece)."""
         endpoint = self.endpoint
         if not endpoint.direct or proxied(endpoint.scheme, endpoint.netloc):
-            yield await self.complete(messages, ctx, usage=usage)
+            yield await self.complete(messages, ctx, usage=usage, response_format=response_format)
             return
-        key = self._body(messages, None) if self.config.cache else None
+        key = self._body(messages, None, response_format=response_format) if self.config.cache else None
         if key is not None:
             cached = REPLY_CACHE.get(key)
             if cached is not None:
@@ -152,7 +154,7 @@ class OpenAIProvider:
                 return
         from .sse import open_stream, read_stream
 
-        data = self._body(messages, None, stream=True)
+        data = self._body(messages, None, stream=True, response_format=response_format)
         del messages  # a stream in flight holds its body, not the prompt as well
         head = self.request_head(endpoint, len(data), accept="text/event-stream")
         conn, response = await self.with_retries(ctx, lambda: open_stream(self, endpoint, head, data, ctx))

@@ -28,8 +28,8 @@ from __future__ import annotations
 import inspect
 import logging
 
-from .ask import ask
-from .chat_format import build_messages, default_instructions, user_content
+from .ask import ask, ask_stream
+from .chat_format import CHAT, default_instructions, user_content
 from .chunks import stream_outputs
 from .errors import ContextWindowExceeded, ToolError, WorkerError
 from .fieldtypes import LITERAL, STR, FieldType
@@ -249,9 +249,10 @@ async def with_truncation(ask: Callable[[str], Awaitable[R]], trajectory: dict[s
 
 async def react_loop(
     provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], tools: Sequence[dict[str, Any]],
-    max_iters: int, ctx: Context, usage: Usage | None = None,
+    max_iters: int, ctx: Context, usage: Usage | None = None, fmt: str = CHAT,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """DSPy's ReAct loop with the LM: at most ``max_iters`` steps (:func:`step_spec`),
+    """DSPy's ReAct loop with the LM: at most ``max_iters`` steps (:func:`step_spec`), in
+    the adapter's format ``fmt`` (default ChatAdapter's; :data:`JSON` the JSONAdapter's),
     each asked as the ChatAdapter asks (:func:`~dspgo_worker.ask.ask`: its JSONAdapter
     fallback when a reply does not parse; an :class:`OutputError` then ends the run, as
     DSPy's parse error does), until the LM picks ``finish``; a step whose prompt does not
@@ -264,7 +265,7 @@ async def react_loop(
     step = step_spec(compiled, tools)
 
     async def attempt(text: str) -> dict[str, Any]:
-        return await ask(provider, step, {**inputs, TRAJECTORY: text}, ctx, usage)
+        return await ask(provider, step, {**inputs, TRAJECTORY: text}, ctx, usage, fmt)
 
     trajectory: dict[str, Any] = {}
     calls: list[dict[str, Any]] = []
@@ -289,21 +290,21 @@ async def react_loop(
 
 async def react_extract(
     provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], trajectory: dict[str, Any],
-    ctx: Context, usage: Usage | None = None, stream: bool = False,
+    ctx: Context, usage: Usage | None = None, stream: bool = False, fmt: str = CHAT,
 ) -> dict[str, Any]:
     """The outputs of ReAct's extraction (:func:`extract_spec`) over ``trajectory``
     (truncated when too long, :func:`with_truncation`), without its reasoning, asked as
-    the ChatAdapter asks (:func:`~dspgo_worker.ask.ask`); with ``stream``, the outputs'
-    deltas are sent as they arrive (not the reasoning's), and no second request follows."""
+    the adapter of ``fmt`` asks (:func:`~dspgo_worker.ask.ask`); with ``stream``, the
+    outputs' deltas are sent as they arrive (not the reasoning's; a JSON reply's fields
+    whole), and no second request follows."""
     extract = extract_spec(compiled)
 
     async def attempt(text: str) -> dict[str, Any]:
         values = {**inputs, TRAJECTORY: text}
         if stream:
-            # The prompt is handed over, not kept here: the provider drops it once it has the body.
-            pieces = provider.stream(build_messages(extract, values), ctx, usage=usage)
-            return await stream_outputs(compiled, pieces, ctx, reader=extract)
-        return await ask(provider, extract, values, ctx, usage)
+            pieces = ask_stream(provider, extract, values, ctx, usage, fmt)
+            return await stream_outputs(compiled, pieces, ctx, reader=extract, fmt=fmt)
+        return await ask(provider, extract, values, ctx, usage, fmt)
 
     outputs = await with_truncation(attempt, trajectory, ctx)
     return {f.name: outputs[f.name] for f in compiled.outputs}

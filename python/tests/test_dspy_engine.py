@@ -532,6 +532,52 @@ class DspyEngineTest(unittest.TestCase):
                     if model == "gpt-4o-mini" and i == 0:
                         self.assertEqual(sent["type"], "json_schema", "the case compares a schema")
 
+    def test_both_engines_run_the_json_adapter(self):
+        """dspy_adapter json on the native engine sends what dspy.JSONAdapter sends (its
+        messages and its response_format, for a model DSPy knows and for one it does not),
+        one request and no fallback, and reads the reply as it does; a stream sends each
+        field whole; a react program's steps and extraction too."""
+        bodies: dict = {}
+        for model in ("test-model", "gpt-4o-mini"):
+            for engine in ("dspy", "native"):
+                for kind in ("predict", "chain_of_thought"):
+                    with self.subTest(model=model, engine=engine, kind=kind):
+                        self.lm.reset()
+                        self.configure(engine, model=model, dspy_adapter="json")
+                        outputs = self.execute({**TYPED, "kind": kind}, INPUTS)["outputs"]
+                        (request,) = self.lm.requests()
+                        self.assertEqual(request["format"], "json")
+                        body = json.loads(request["body"])
+                        bodies[model, engine, kind] = ({k: body.get(k) for k in ("messages", "response_format")}, outputs)
+        for model in ("test-model", "gpt-4o-mini"):
+            for kind in ("predict", "chain_of_thought"):
+                with self.subTest(model=model, kind=kind):
+                    self.assertEqual(bodies[model, "native", kind], bodies[model, "dspy", kind])
+        self.assertIsNone(bodies["test-model", "dspy", "predict"][0]["response_format"], "a model DSPy does not know")
+        self.assertEqual(bodies["gpt-4o-mini", "dspy", "predict"][0]["response_format"], {"type": "json_object"}, "a dict output")
+
+        self.configure("native", dspy_adapter="json")
+        self.w.auto_credit = 16
+        request_id = self.w.call("execute_program", {"spec": TYPED, "inputs": INPUTS}, stream=16)
+        reply = self.w.response(request_id)
+        self.assertTrue(reply["success"], reply)
+        chunks = [c["data"] for c in self.w.chunks.get(request_id, [])]
+        outputs = bodies["test-model", "native", "predict"][1]
+        self.assertEqual([c["field"] for c in chunks], list(outputs), "each field once, whole, in order")
+        self.assertEqual(reply["result"]["outputs"], outputs)
+
+        spec = {**spec_of([("city", "str")], [("forecast", "str")]), "kind": "react"}
+        self.w.tools["weather"] = lambda args: {"city": args.get("city"), "sky": "clear"}
+        sent = {}
+        for engine in ("dspy", "native"):
+            self.lm.reset()
+            self.configure(engine, dspy_adapter="json")
+            result = self.w.ok("execute_program", {"spec": spec, "inputs": {"city": "Oslo"}, "tools": WEATHER_TOOLS, "max_iters": 3})
+            sent[engine] = ([json.loads(r["body"])["messages"] for r in self.lm.requests()], result)
+            self.assertTrue(all(r["format"] == "json" for r in self.lm.requests()), engine)
+        self.assertGreaterEqual(len(sent["dspy"][0]), 3, "steps, then the extraction")
+        self.assertEqual(sent["native"], sent["dspy"], "the same steps and extraction, and the same result")
+
     def test_the_xml_and_baml_adapters_format_the_prompts(self):
         """dspy_adapter xml and baml run the program with dspy.XMLAdapter and DSPy's
         BAMLAdapter, as dspy.configure(adapter=…) does: one request in its format (XML

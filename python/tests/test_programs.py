@@ -187,7 +187,7 @@ class ProgramCommandsTest(unittest.TestCase):
             ({"provider": "dummy", "max_tokens": 1.5}, "'max_tokens'"),
             ({"provider": "dummy", "api_key": "sk-x"}, "'api_key'"),
             ({"provider": "dummy", "dspy_adapter": "yaml"}, 'dspy_adapter "yaml" is unknown (known: chat, json, xml, baml)'),
-            ({"provider": "openai", "model": "m", "engine": "native", "dspy_adapter": "json"}, 'dspy_adapter "json" needs the dspy engine (engine is native)'),
+            ({"provider": "openai", "model": "m", "engine": "native", "dspy_adapter": "xml"}, 'dspy_adapter "xml" needs the dspy engine (engine is native)'),
         ]
         for args, want in cases:
             with self.subTest(args=args):
@@ -208,10 +208,12 @@ class ProgramCommandsTest(unittest.TestCase):
             self.assertIn("dspy", error["message"])
         # auto falls back to the native engine, but for a DSPy adapter only DSPy runs.
         self.assertEqual(self.w.ok("configure_lm", {"provider": "openai", "model": "m"})["engine"], "native")
-        self.assertEqual(self.w.ok("configure_lm", {"provider": "openai", "model": "m", "dspy_adapter": "chat"})["engine"], "native")
-        error = self.w.error("configure_lm", {"provider": "openai", "model": "m", "dspy_adapter": "json"})
-        self.assertEqual(error["code"], "failed_precondition")
-        self.assertIn("dspy_adapter 'json' needs the dspy engine: ", error["message"])
+        for adapter in ("chat", "json"):
+            self.assertEqual(self.w.ok("configure_lm", {"provider": "openai", "model": "m", "dspy_adapter": adapter})["engine"], "native")
+        for adapter in ("xml", "baml"):
+            error = self.w.error("configure_lm", {"provider": "openai", "model": "m", "dspy_adapter": adapter})
+            self.assertEqual(error["code"], "failed_precondition")
+            self.assertIn(f"dspy_adapter '{adapter}' needs the dspy engine: ", error["message"])
 
     def test_stats_and_reset(self):
         spec_hash = self.create(QA)
