@@ -642,7 +642,7 @@ func caseConfigureLM(t TB, env *Env) {
 		`{"provider":"dummy","script":[{"tool":"t"}]}`,
 		`{"provider":"dummy","script":[{"finish":false}]}`,
 		`{"provider":"dummy","dspy_adapter":"yaml"}`,
-		`{"provider":"dummy","engine":"native","dspy_adapter":"json"}`,
+		`{"provider":"dummy","engine":"native","dspy_adapter":"xml"}`,
 	} {
 		_, err := env.Adapter.Call(ctx, adapter.Request{Command: command.ConfigureLM, Args: json.RawMessage(args)})
 		requireCode(t, adapter.CodeInvalidArgument, err, "%s", args)
