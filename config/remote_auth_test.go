@@ -49,7 +49,12 @@ func TestRemoteAuthKeys(t *testing.T) {
 		{map[string]any{"remote.user": "al.ice", "remote.password_env": "P"}, `remote.user: "al.ice" may hold only`},
 		{map[string]any{"remote.creds_file": "/c", "remote.user": "alice", "remote.password_env": "P"}, "give one way to authenticate to NATS, not remote.creds_file and remote.user"},
 		{map[string]any{"remote.token_env": "T", "remote.token_file": "/t"}, "give one way to authenticate to NATS, not remote.token_env and remote.token_file"},
-		{map[string]any{"remote.token_env": "NOT-A-NAME"}, `remote.token_env: "NOT-A-NAME" is not an environment variable name`},
+		{map[string]any{"remote.token_env": "NOT-A-NAME"}, `remote.token_env: is not an environment variable name`},
+		// A secret written where its variable's name belongs is not shown.
+		{map[string]any{"remote.token_env": "S3CR3T-token"}, `remote.token_env: is not an environment variable name`},
+		{map[string]any{"remote.user": "alice", "remote.password_env": "hunter2-S3CR3T!"}, `remote.password_env: is not an environment variable name`},
+		{map[string]any{"lm.api_key_env": "sk-proj-S3CR3T"}, `lm.api_key_env: is not an environment variable name`},
+		{map[string]any{"lm.api_key_env": "MY_OPENAI_KEY"}, ""},
 		{map[string]any{"remote.inbox_prefix": "_I.alice"}, `remote.inbox_prefix: "_I.alice" must be _INBOX.<token>`},
 		{map[string]any{"remote.lm_base_urls": []string{"ftp://x"}}, "remote.lm_base_urls: entry 1 is not an http or https URL"},
 		{map[string]any{"remote.lm_base_urls": []string{"https://api.openai.com/v1", "https://u:S3CR3T@lm.example/v1"}}, "remote.lm_base_urls: entry 2 holds credentials"},

@@ -79,6 +79,7 @@ func (c *Config) validate(p *problems) {
 	check(c.LM.Temperature <= 2, "lm.temperature", "must be at most 2, got %v", c.LM.Temperature)
 	notNegative("lm.max_tokens", c.LM.MaxTokens)
 	check(c.LM.Timeout >= 0, "lm.timeout", "must not be negative")
+	variableName(check, "lm.api_key_env", c.LM.APIKeyEnv)
 	oneOf("lm.engine", c.LM.Engine, "auto", "native", "dspy")
 	oneOf("lm.dspy_adapter", c.LM.DSPyAdapter, DSPyAdapters...)
 	check(slices.Contains(NativeDSPyAdapters, c.LM.DSPyAdapter) || c.LM.Engine != "native", "lm.dspy_adapter", "%s needs the dspy engine (lm.engine is native)", c.LM.DSPyAdapter)
@@ -169,8 +170,8 @@ func (c *Config) validateRemoteAuth(p *problems, check func(bool, string, string
 	required(r.PasswordEnv == "" || r.User != "", "remote.user", "is required with remote.password_env", "remote.password_env")
 	required(r.PasswordFile == "" || r.User != "", "remote.user", "is required with remote.password_file", "remote.password_file")
 	check(r.PasswordEnv == "" || r.PasswordFile == "", "remote.password_file", "give remote.password_env or remote.password_file, not both")
-	check(r.PasswordEnv == "" || envNameRE.MatchString(r.PasswordEnv), "remote.password_env", "%q is not an environment variable name", r.PasswordEnv)
-	check(r.TokenEnv == "" || envNameRE.MatchString(r.TokenEnv), "remote.token_env", "%q is not an environment variable name", r.TokenEnv)
+	variableName(check, "remote.password_env", r.PasswordEnv)
+	variableName(check, "remote.token_env", r.TokenEnv)
 	check(r.InboxPrefix == "" || (strings.HasPrefix(r.InboxPrefix, "_INBOX.") && prefixRE.MatchString(r.InboxPrefix)),
 		"remote.inbox_prefix", "%q must be _INBOX.<token>… (hosts answer only inboxes)", r.InboxPrefix)
 	for i, raw := range r.LMBaseURLs {
@@ -190,6 +191,15 @@ func (c *Config) validateRemoteAuth(p *problems, check func(bool, string, string
 	required(e.TLS.CertFile == "" || e.TLS.KeyFile != "", "remote.embedded.tls.key_file", "is required with remote.embedded.tls.cert_file", "remote.embedded.tls.cert_file")
 	required(e.TLS.KeyFile == "" || e.TLS.CertFile != "", "remote.embedded.tls.cert_file", "is required with remote.embedded.tls.key_file", "remote.embedded.tls.key_file")
 	required(e.TLS.CAFile == "" || e.TLS.CertFile != "", "remote.embedded.tls.cert_file", "is required with remote.embedded.tls.ca_file", "remote.embedded.tls.ca_file")
+}
+
+// variableName checks that the value of key, a key naming the variable
+// that holds a secret, is empty or a variable's name. The value is not
+// quoted: a value that is no name is most likely the secret itself,
+// written where its variable's name belongs.
+func variableName(check func(bool, string, string, ...any), key, value string) {
+	check(value == "" || envNameRE.MatchString(value), key,
+		"is not an environment variable name (letters, digits and '_', not starting with a digit); the value is not shown, as it may be the secret itself: give the name of the variable that holds it")
 }
 
 // envNameRE matches an environment variable's name.
