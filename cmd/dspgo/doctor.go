@@ -54,13 +54,19 @@ version in the worker's interpreter, against the tested version pinned in
 python/requirements-dspy.lock; optional) and lm (the configured backend is
 opened and the configured LM answers one small request; the dummy needs
 nothing). Each line starts with ok, warn or FAIL; a failure says how to fix
-it. Exit status 1 when a check failed; warnings do not fail.`,
+it. Exit status 1 when a check failed (warnings do not fail); 2 when the
+configuration does not load or names an adapter that is not registered.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			cfg, err := a.load(nil)
 			if err != nil {
 				return err
+			}
+			// An adapter no registry has is bad usage, as for every other
+			// command, whatever the checks below would say.
+			if _, _, err := a.registry().Resolve(cfg); err != nil {
+				return unknownAdapter(err)
 			}
 			python, c := checkPython(ctx, cfg.Python.Interpreter)
 			checks := []check{c}

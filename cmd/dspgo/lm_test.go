@@ -152,6 +152,12 @@ func TestDoctor(t *testing.T) {
 	assert.Regexp(t, `(?m)^FAIL\s+dspy\s+not installed, but lm.engine is dspy \(set by env:DSPGO_LM__ENGINE\)`, r.stdout)
 	assert.Contains(t, r.stdout, "-m pip install dspy=="+pyworker.TestedDSPyVersion())
 
+	// An adapter that is not registered is bad usage, not a passing check.
+	r = cli(t, "", nil, "doctor", "--adapter", "nosuch")
+	assert.Equal(t, 2, r.status, r.stdout+r.stderr)
+	assert.Contains(t, r.stderr, `adapter "nosuch" (set by flag:--adapter) is not registered`)
+	assert.Empty(t, r.stdout, "no check runs")
+
 	r = cli(t, "", nil, "doctor", "--python", "no-such-python")
 	assert.Equal(t, 1, r.status)
 	assert.Regexp(t, `(?m)^FAIL\s+python`, r.stdout)
