@@ -24,7 +24,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/posflag"
@@ -452,16 +451,16 @@ func decode(k *koanf.Koanf, cfg *Config, probs *problems) {
 		if !k.Exists(key) {
 			return
 		}
-		target := reflect.New(typ)
-		dec, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-			DecodeHook:       mapstructure.ComposeDecodeHookFunc(durationHook, mapstructure.StringToSliceHookFunc(",")),
-			WeaklyTypedInput: true, Result: target.Interface(),
-		})
-		if err := dec.Decode(k.Get(key)); err != nil {
-			probs.addInvalid(key, cfg.Source(key), fmt.Sprintf("%s = %s (set by %s): expected %s", key, shorten(fmt.Sprint(k.Get(key))), cfg.Source(key), typeName(typ)))
+		value, err := convert(k.Get(key), typ)
+		if err != nil {
+			shown := "null"
+			if raw := k.Get(key); raw != nil {
+				shown = shorten(fmt.Sprint(raw))
+			}
+			probs.addInvalid(key, cfg.Source(key), fmt.Sprintf("%s = %s (set by %s): expected %s", key, shown, cfg.Source(key), typeName(typ)))
 			return
 		}
-		v.FieldByIndex(index).Set(target.Elem())
+		v.FieldByIndex(index).Set(value)
 	})
 }
 
@@ -478,21 +477,6 @@ func shorten(s string) string {
 	return s[:cut] + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
-// durationHook parses durations written like "30s" and refuses bare
-// numbers, whose unit would be a guess.
-func durationHook(from, to reflect.Type, data any) (any, error) {
-	if to != reflect.TypeFor[time.Duration]() {
-		return data, nil
-	}
-	switch d := data.(type) {
-	case string:
-		return time.ParseDuration(strings.TrimSpace(d))
-	case time.Duration:
-		return d, nil
-	}
-	return nil, fmt.Errorf("a duration must be written with its unit, like 30s")
-}
-
 func typeName(t reflect.Type) string {
 	switch {
 	case t == reflect.TypeFor[time.Duration]():
@@ -501,7 +485,9 @@ func typeName(t reflect.Type) string {
 		return "a list"
 	case t.Kind() == reflect.Bool:
 		return "true or false"
-	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+	case t.Kind() == reflect.Uint64:
+		return "a whole number from 0 to 18446744073709551615"
+	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64:
 		return "an integer"
 	case t.Kind() == reflect.Float64:
 		return "a number"

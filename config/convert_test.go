@@ -1,0 +1,86 @@
+package config_test
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dspgo/dspgo/config"
+)
+
+// A value converts to its key's type only when it means exactly one value
+// of that type: a fraction, a boolean, an empty variable, null, a number
+// out of range or a negative number for an unsigned key is refused, never
+// truncated, wrapped or read as zero or one.
+func TestValuesConvertStrictly(t *testing.T) {
+	for _, c := range []struct {
+		file, variable string
+		want           string // the problem; "" means it loads
+	}{
+		{file: "pool:\n  size: 2.7\n", want: "pool.size = 2.7 (set by file:"},
+		{file: "pool:\n  max_queue: true\n", want: "pool.max_queue = true (set by file:"},
+		{file: "lm:\n  max_tokens: 1e30\n", want: "lm.max_tokens = 1e+30 (set by file:"},
+		{file: "pool:\n  recycle:\n    max_calls: -1\n", want: "pool.recycle.max_calls = -1 (set by file:"},
+		{file: "mock:\n  seed: -1\n", want: "mock.seed = -1 (set by file:"},
+		{file: "lm:\n  temperature:\n", want: "lm.temperature = null (set by file:"},
+		{file: "lm:\n  cache: 1\n", want: "lm.cache = 1 (set by file:"},
+		{file: "adapter: true\n", want: "adapter = true (set by file:"},
+		{file: "python:\n  pass_env: [PATH, [HOME]]\n", want: "python.pass_env = [PATH [HOME]] (set by file:"},
+		{file: "stop_timeout: 30\n", want: "stop_timeout = 30 (set by file:"},
+		{variable: "DSPGO_LM__TEMPERATURE=", want: "lm.temperature =  (set by env:DSPGO_LM__TEMPERATURE): expected a number"},
+		{variable: "DSPGO_POOL__SIZE=", want: "pool.size =  (set by env:DSPGO_POOL__SIZE): expected an integer"},
+		{variable: "DSPGO_LM__CACHE=", want: "lm.cache =  (set by env:DSPGO_LM__CACHE): expected true or false"},
+		{variable: "DSPGO_POOL__MAX_OVERFLOW=0x10", want: "pool.max_overflow = 0x10"},
+		{variable: "DSPGO_POOL__RECYCLE__MAX_RSS_BYTES=-5", want: "pool.recycle.max_rss_bytes = -5"},
+		// What does convert, exactly.
+		{file: "pool:\n  size: 3.0\n  max_queue: 1e3\n"},
+		{file: "remote:\n  host_id: 123\n"},
+		{file: "mock:\n  seed: 18446744073709551615\n"},
+		{variable: "DSPGO_POOL__SIZE= 4 "},
+		{variable: "DSPGO_PYTHON__PASS_ENV="},
+		{variable: "DSPGO_LM__CACHE=1"},
+	} {
+		opts := config.LoadOptions{Environ: env(c.variable)}
+		if c.file != "" {
+			opts.Files = []string{write(t, "dspgo.yaml", c.file)}
+		}
+		_, err := load(t, opts)
+		if c.want == "" {
+			assert.NoError(t, err, "%q %q", c.file, c.variable)
+			continue
+		}
+		require.ErrorIs(t, err, config.ErrInvalid, "%q %q", c.file, c.variable)
+		assert.Contains(t, err.Error(), c.want)
+		assert.NotContains(t, err.Error(), "must", "one problem: the value, not what a guess made of it")
+	}
+
+	cfg, err := load(t, config.LoadOptions{Environ: env("DSPGO_POOL__SIZE=010")})
+	require.NoError(t, err)
+	assert.Equal(t, 10, cfg.Pool.Size, "integers are decimal: a leading zero is no octal")
+
+	cfg, err = load(t, config.LoadOptions{Files: []string{write(t, "dspgo.yaml", "pool:\n  size: 3.0\n  max_queue: 1e3\nremote:\n  host_id: 123\n")},
+		Environ: env("DSPGO_PYTHON__PASS_ENV=", "DSPGO_MOCK__SEED=18446744073709551615")})
+	require.NoError(t, err)
+	assert.Equal(t, 3, cfg.Pool.Size)
+	assert.Equal(t, 1000, cfg.Pool.MaxQueue)
+	assert.Equal(t, "123", cfg.Remote.HostID)
+	assert.Equal(t, []string{}, cfg.Python.PassEnv, "an empty variable passes no variable")
+	assert.Equal(t, uint64(math.MaxUint64), cfg.Mock.Seed)
+
+	// Go values, from LoadOptions.Set: any integer type, a duration as
+	// time.Duration or its text, a list as []string or []any.
+	cfg, err = load(t, config.LoadOptions{Set: map[string]any{"pool.size": uint8(3), "pool.max_queue": int64(9), "stop_timeout": 5 * time.Second,
+		"port.call_timeout": "1m", "python.handlers": []any{"a", "b"}, "lm.temperature": 1}})
+	require.NoError(t, err)
+	assert.Equal(t, 3, cfg.Pool.Size)
+	assert.Equal(t, 9, cfg.Pool.MaxQueue)
+	assert.Equal(t, 5*time.Second, cfg.StopTimeout)
+	assert.Equal(t, time.Minute, cfg.Port.CallTimeout)
+	assert.Equal(t, []string{"a", "b"}, cfg.Python.Handlers)
+	assert.Equal(t, 1.0, cfg.LM.Temperature)
+	_, err = load(t, config.LoadOptions{Set: map[string]any{"pool.size": 5 * time.Second}})
+	assert.ErrorContains(t, err, "pool.size = 5s (set by option): expected an integer")
+}
