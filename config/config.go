@@ -136,6 +136,26 @@ func Load(opts LoadOptions) (*Config, error) {
 	blockSources := map[string]string{}
 	for _, f := range files {
 		for key, v := range f.values {
+			if empty(v) {
+				// An empty mapping or a null where a section or a block
+				// goes ("pool: {}", "environments: {ci: {}}", "lm:")
+				// sets nothing; an empty block still defines its
+				// environment.
+				after, inEnvironments := strings.CutPrefix(key, "environments.")
+				name, rest, inBlock := strings.Cut(after, ".")
+				if inEnvironments && name != "" && (!inBlock || isSection(rest, known)) {
+					if blocks[name] == nil {
+						blocks[name] = map[string]any{}
+					}
+					blockSources[name] = f.name
+					delete(f.values, key)
+					continue
+				}
+				if key == "environments" || !inEnvironments && isSection(key, known) {
+					delete(f.values, key)
+					continue
+				}
+			}
 			name, rest, ok := environmentKey(key)
 			if !ok {
 				if key == "env" && env == "" {
@@ -146,16 +166,16 @@ func Load(opts LoadOptions) (*Config, error) {
 				continue
 			}
 			delete(f.values, key)
+			if blocks[name] == nil {
+				blocks[name] = map[string]any{} // defined, even by keys that are unknown
+			}
+			blockSources[name] = f.name
 			if !known[rest] || rest == "env" {
 				probs.addUnknown(Problem{Err: ErrUnknownKey, Key: rest, Source: f.name,
 					Message: fmt.Sprintf("unknown key %q in the environments.%s block of %s%s", rest, name, f.name, hint(rest, f.name, known))})
 				continue
 			}
-			if blocks[name] == nil {
-				blocks[name] = map[string]any{}
-			}
 			blocks[name][rest] = v
-			blockSources[name] = f.name
 		}
 		layers = append(layers, f)
 	}
@@ -205,6 +225,23 @@ func Load(opts LoadOptions) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// empty reports whether a file's value is an empty mapping or a null.
+func empty(v any) bool {
+	m, isMap := v.(map[string]any)
+	return v == nil || isMap && len(m) == 0
+}
+
+// isSection reports whether key is a section of known keys, such as
+// "pool" or "pool.recycle".
+func isSection(key string, known map[string]bool) bool {
+	for k := range known {
+		if strings.HasPrefix(k, key+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // scalar formats a file's value of env; ok is false for a list, a map or

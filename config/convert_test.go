@@ -84,3 +84,31 @@ func TestValuesConvertStrictly(t *testing.T) {
 	_, err = load(t, config.LoadOptions{Set: map[string]any{"pool.size": 5 * time.Second}})
 	assert.ErrorContains(t, err, "pool.size = 5s (set by option): expected an integer")
 }
+
+// An empty mapping or a null where a section or an environment block goes
+// sets nothing; an empty block still defines its environment. An empty
+// section that no key has is still unknown.
+func TestEmptySectionsAndBlocks(t *testing.T) {
+	for _, file := range []string{
+		"adapter: mock\nenvironments:\n  ci: {}\n",
+		"adapter: mock\nenvironments:\n  ci:\n",
+		"adapter: mock\nenvironments:\n  ci:\n    pool: {}\n    lm:\n",
+		"adapter: mock\npool: {}\nlm:\nremote:\n  embedded: {}\nenvironments:\n  ci: {}\n  prod:\n",
+	} {
+		cfg, err := load(t, config.LoadOptions{Files: []string{write(t, "dspgo.yaml", file)}, Env: "ci"})
+		if assert.NoError(t, err, file) {
+			assert.Equal(t, "mock", cfg.Adapter)
+			assert.Equal(t, 1024, cfg.Pool.MaxQueue, "an empty section keeps the defaults")
+			assert.Equal(t, "default", cfg.Source("pool.max_queue"))
+		}
+	}
+	_, err := load(t, config.LoadOptions{Files: []string{write(t, "dspgo.yaml", "adapter: mock\nenvironments: {}\n")}})
+	assert.NoError(t, err)
+	_, err = load(t, config.LoadOptions{Files: []string{write(t, "dspgo.yaml", "adapter: mock\nenvironments: {}\n")}, Env: "ci"})
+	assert.ErrorIs(t, err, config.ErrUnknownEnvironment)
+
+	_, err = load(t, config.LoadOptions{Files: []string{write(t, "dspgo.yaml", "pol: {}\nenvironments:\n  ci:\n    pol:\n")}, Env: "ci"})
+	require.Error(t, err)
+	assert.Equal(t, `config: 2 problems: unknown key "pol" in the environments.ci block of file:`+"", err.Error()[:len(`config: 2 problems: unknown key "pol" in the environments.ci block of file:`)])
+	assert.NotErrorIs(t, err, config.ErrUnknownEnvironment, "a block with an unknown key is still a block")
+}
