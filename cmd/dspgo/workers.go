@@ -53,6 +53,11 @@ func (a *app) serveWorkers(ctx context.Context) error {
 	if cfg.Adapter == remote.Name {
 		return usagef("use --adapter pool (or port, memory, mock) for the backend the host serves", "a worker host cannot serve the remote adapter")
 	}
+	// An adapter no registry has is bad usage, said before connecting: a
+	// server that cannot be reached would hide it.
+	if _, _, err := a.registry().Resolve(cfg); err != nil {
+		return unknownAdapter(err)
+	}
 	nc, release, err := remoteconfig.Connect(ctx, cfg, remote.RoleHost)
 	if err != nil {
 		return err

@@ -73,6 +73,12 @@ func TestWorkersRefusesToServeRemote(t *testing.T) {
 	r := cli(t, "", nil, "workers", "--adapter", "remote")
 	assert.Equal(t, 2, r.status)
 	assert.Contains(t, r.stderr, "cannot serve the remote adapter")
+
+	// An adapter that is not registered is bad usage, whether or not a
+	// NATS server answers.
+	r = cli(t, "", nil, "workers", "--adapter", "nosuch", "--remote-url", "nats://"+freeAddr(t))
+	assert.Equal(t, 2, r.status, r.stderr)
+	assert.Contains(t, r.stderr, `adapter "nosuch" (set by flag:--adapter) is not registered`)
 }
 
 // TestRunWithNoHostIsNotBadUsage: a backend that cannot create the
