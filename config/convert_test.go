@@ -112,3 +112,16 @@ func TestEmptySectionsAndBlocks(t *testing.T) {
 	assert.Equal(t, `config: 2 problems: unknown key "pol" in the environments.ci block of file:`+"", err.Error()[:len(`config: 2 problems: unknown key "pol" in the environments.ci block of file:`)])
 	assert.NotErrorIs(t, err, config.ErrUnknownEnvironment, "a block with an unknown key is still a block")
 }
+
+// port.max_frame_bytes is at most what a frame's 4-byte header can say,
+// which is what the worker accepts: a larger limit loaded, and then every
+// worker refused to start.
+func TestPortFrameLimitFitsTheHeader(t *testing.T) {
+	cfg, err := load(t, config.LoadOptions{Environ: env("DSPGO_PORT__MAX_FRAME_BYTES=4294967295")})
+	require.NoError(t, err)
+	assert.Equal(t, math.MaxUint32, cfg.Port.MaxFrameBytes)
+	_, err = load(t, config.LoadOptions{Environ: env("DSPGO_PORT__MAX_FRAME_BYTES=4294967296")})
+	assert.ErrorContains(t, err, "port.max_frame_bytes: must be from 1024 to 4294967295 (a frame's length is 4 bytes), got 4294967296 (set by env:DSPGO_PORT__MAX_FRAME_BYTES)")
+	_, err = load(t, config.LoadOptions{Environ: env("DSPGO_PORT__MAX_FRAME_BYTES=1023")})
+	assert.ErrorContains(t, err, "port.max_frame_bytes: must be from 1024 to 4294967295")
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"reflect"
 	"regexp"
@@ -95,7 +96,10 @@ func (c *Config) validate(p *problems) {
 	check(pt.CallTimeout != 0, "port.call_timeout", "must not be zero (negative means no bound)")
 	positive("port.write_timeout", pt.WriteTimeout)
 	positive("port.stop_grace", pt.StopGrace)
-	check(pt.MaxFrameBytes >= 1024, "port.max_frame_bytes", "must be at least 1024, got %d", pt.MaxFrameBytes)
+	// A frame's header holds its length in 4 bytes: the worker refuses a
+	// larger limit when it starts.
+	check(pt.MaxFrameBytes >= 1024 && int64(pt.MaxFrameBytes) <= math.MaxUint32, "port.max_frame_bytes",
+		"must be from 1024 to 4294967295 (a frame's length is 4 bytes), got %d", pt.MaxFrameBytes)
 	check(pt.MaxConcurrency >= 1, "port.max_concurrency", "must be at least 1, got %d", pt.MaxConcurrency)
 	check(pt.StreamWindow >= 1 && pt.StreamWindow <= 4096, "port.stream_window", "must be from 1 to 4096, got %d", pt.StreamWindow)
 	positive("port.restart.min", pt.Restart.Min)
