@@ -126,10 +126,15 @@ func Load(opts LoadOptions) (*Config, error) {
 
 	// The environment block sits between the files and the variables, so
 	// its name must be known first: from the top layers down.
+	// The highest layer that sets env decides, even when it sets it
+	// empty: "--env ''" applies no block, whatever DSPGO_ENV says.
 	env, envSource := opts.Env, "option"
+	envSet := opts.Env != ""
 	for _, l := range []layer{optLayer, flagLayer, envLayer} {
-		if v, ok := l.values["env"].(string); ok && env == "" {
-			env, envSource = v, l.sourceOf("env")
+		if v, ok := l.values["env"]; ok && !envSet {
+			envSet = true
+			env, _ = v.(string) // another type: decoding reports it
+			envSource = l.sourceOf("env")
 		}
 	}
 	blocks := map[string]map[string]any{}
@@ -158,7 +163,7 @@ func Load(opts LoadOptions) (*Config, error) {
 			}
 			name, rest, ok := environmentKey(key)
 			if !ok {
-				if key == "env" && env == "" {
+				if key == "env" && !envSet {
 					if name, ok := scalar(v); ok {
 						env, envSource = name, f.name
 					}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -124,4 +125,33 @@ func TestPortFrameLimitFitsTheHeader(t *testing.T) {
 	assert.ErrorContains(t, err, "port.max_frame_bytes: must be from 1024 to 4294967295 (a frame's length is 4 bytes), got 4294967296 (set by env:DSPGO_PORT__MAX_FRAME_BYTES)")
 	_, err = load(t, config.LoadOptions{Environ: env("DSPGO_PORT__MAX_FRAME_BYTES=1023")})
 	assert.ErrorContains(t, err, "port.max_frame_bytes: must be from 1024 to 4294967295")
+}
+
+// The environment is the highest layer's env, as every key's value is:
+// an explicitly empty one applies no block, and of two files the later
+// wins. The block applied and the env shown with its source agree.
+func TestEnvironmentOfTheHighestLayer(t *testing.T) {
+	blocks := write(t, "a.yaml", "env: dev\nenvironments:\n  dev:\n    pool:\n      size: 2\n  prod:\n    pool:\n      size: 5\n")
+	later := write(t, "b.yaml", "env: prod\n")
+
+	cfg, err := load(t, config.LoadOptions{Files: []string{blocks, later}})
+	require.NoError(t, err)
+	assert.Equal(t, "prod", cfg.Env)
+	assert.Equal(t, 5, cfg.Pool.Size, "the later file's environment")
+	assert.Equal(t, "file:"+later, cfg.Source("env"))
+
+	cfg, err = load(t, config.LoadOptions{Files: []string{blocks}, Environ: env("DSPGO_ENV=")})
+	require.NoError(t, err)
+	assert.Equal(t, "", cfg.Env, "an empty variable over the file's env")
+	assert.Equal(t, 0, cfg.Pool.Size, "no block")
+	assert.Equal(t, "env:DSPGO_ENV", cfg.Source("env"))
+
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	config.BindFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--env="}))
+	cfg, err = load(t, config.LoadOptions{Files: []string{blocks}, Environ: env("DSPGO_ENV=prod"), Flags: fs})
+	require.NoError(t, err)
+	assert.Equal(t, "", cfg.Env, "--env '' over DSPGO_ENV")
+	assert.Equal(t, 0, cfg.Pool.Size)
+	assert.Equal(t, "flag:--env", cfg.Source("env"))
 }
