@@ -156,7 +156,9 @@ func parseUserLine(line string) (u User, ok bool, err error) {
 	f := strings.Fields(line)
 	role := remote.Role(f[0])
 	if role != remote.RoleHost && role != remote.RoleCaller {
-		return u, false, fmt.Errorf("role %q is unknown (known: host, caller)", f[0])
+		// Not quoted: a line in another format ("alice:S3CR3T", as
+		// htpasswd writes it) has a password in its first field.
+		return u, false, errors.New("its first field is not a role (host or caller); the line is not shown, as it may hold a password")
 	}
 	switch {
 	case len(f) == 2 && nkeys.IsValidPublicUserKey(f[1]):

@@ -95,7 +95,8 @@ func TestParseUsers(t *testing.T) {
 	assert.Equal(t, []embedded.User{{Role: remote.RoleHost, Name: "host-a", Password: "$2a$11$hash"}, {Role: remote.RoleCaller, NKey: pub}}, users)
 
 	for text, want := range map[string]string{
-		"admin root S3CR3T\n":             `line 1: role "admin" is unknown (known: host, caller)`,
+		"admin root S3CR3T\n":             "line 1: its first field is not a role (host or caller)",
+		"host h p\nalice:S3CR3T\n":        "line 2: its first field is not a role (host or caller)",
 		"host\n":                          "line 1: expected",
 		"\ncaller alice\n":                "line 2: expected",
 		"caller alice S3CR3T extra\n":     "line 1: expected",

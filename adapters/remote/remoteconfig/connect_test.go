@@ -96,7 +96,7 @@ func TestEmbeddedUsersFileErrors(t *testing.T) {
 	_, _, err = remoteconfig.Connect(t.Context(), cfg, remote.RoleHost)
 	require.Error(t, err)
 	assert.Equal(t, adapter.CodeInvalidArgument, adapter.CodeOf(err))
-	assert.Contains(t, err.Error(), fmt.Sprintf(`remote.embedded.users_file: users file %s: line 2: role "admin" is unknown`, users))
+	assert.Contains(t, err.Error(), fmt.Sprintf(`remote.embedded.users_file: users file %s: line 2: its first field is not a role (host or caller)`, users))
 	assert.NotContains(t, err.Error(), "3CR3T")
 }
 
