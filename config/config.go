@@ -495,6 +495,11 @@ func decode(k *koanf.Koanf, cfg *Config, probs *problems) {
 		}
 		value, err := convert(k.Get(key), typ)
 		if err != nil {
+			if mayHoldSecret(key) {
+				probs.addInvalid(key, cfg.Source(key), fmt.Sprintf("%s (set by %s): expected %s; the value is not shown, as it may hold a secret",
+					key, cfg.Source(key), typeName(typ)))
+				return
+			}
 			shown := "null"
 			if raw := k.Get(key); raw != nil {
 				shown = shorten(fmt.Sprint(raw))
@@ -504,6 +509,24 @@ func decode(k *koanf.Koanf, cfg *Config, probs *problems) {
 		}
 		v.FieldByIndex(index).Set(value)
 	})
+}
+
+// mayHoldSecret reports whether an error must not quote key's value: a
+// URL, which may hold credentials (remote.url, lm.base_url,
+// remote.lm_base_urls), a key naming a secret's variable (not
+// python.pass_env, a list of names of every kind), where the
+// secret itself may have been written by mistake, and any key named as a
+// secret (see format).
+func mayHoldSecret(key string) bool {
+	if strings.HasSuffix(key, "url") || strings.HasSuffix(key, "urls") || strings.HasSuffix(key, "_env") && key != "python.pass_env" {
+		return true
+	}
+	for _, w := range secretWords {
+		if strings.HasSuffix(key, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // shorten cuts a value for an error message.

@@ -155,3 +155,24 @@ func TestEnvironmentOfTheHighestLayer(t *testing.T) {
 	assert.Equal(t, 0, cfg.Pool.Size)
 	assert.Equal(t, "flag:--env", cfg.Source("env"))
 }
+
+// A value of the wrong type is not quoted when its key may hold a secret:
+// a list of NATS URLs with their passwords, or a key written where its
+// variable's name belongs.
+func TestWrongTypesQuoteNoSecret(t *testing.T) {
+	for key, file := range map[string]string{
+		"remote.url":          "remote:\n  url: [nats://alice:S3CR3T@a:4222, nats://alice:S3CR3T@b:4222]\n",
+		"lm.base_url":         "lm:\n  base_url: [https://u:S3CR3T@lm.example/v1]\n",
+		"remote.lm_base_urls": "remote:\n  lm_base_urls: true\n",
+		"lm.api_key_env":      "lm:\n  api_key_env: [sk-S3CR3T]\n",
+		"remote.password_env": "remote:\n  user: alice\n  password_env: [S3CR3T]\n",
+	} {
+		_, err := load(t, config.LoadOptions{Files: []string{write(t, "dspgo.yaml", file)}})
+		require.ErrorIs(t, err, config.ErrInvalid, key)
+		assert.Contains(t, err.Error(), key+" (set by file:", key)
+		assert.Contains(t, err.Error(), "the value is not shown", key)
+		assert.NotContains(t, err.Error(), "3CR3", key)
+	}
+	_, err := load(t, config.LoadOptions{Files: []string{write(t, "dspgo.yaml", "adapter: [mock]\n")}})
+	assert.ErrorContains(t, err, "adapter = [mock] (set by file:", "other values are quoted")
+}
