@@ -176,3 +176,13 @@ func TestWrongTypesQuoteNoSecret(t *testing.T) {
 	_, err := load(t, config.LoadOptions{Files: []string{write(t, "dspgo.yaml", "adapter: [mock]\n")}})
 	assert.ErrorContains(t, err, "adapter = [mock] (set by file:", "other values are quoted")
 }
+
+// remote.max_in_flight_bytes 0 is refused: the host took it for its
+// default, 256 MiB, while config explain showed 0.
+func TestMaxInFlightBytesIsNotZero(t *testing.T) {
+	_, err := load(t, config.LoadOptions{Environ: env("DSPGO_REMOTE__MAX_IN_FLIGHT_BYTES=0")})
+	assert.ErrorContains(t, err, "remote.max_in_flight_bytes: must not be zero (negative means no bound) (set by env:DSPGO_REMOTE__MAX_IN_FLIGHT_BYTES)")
+	cfg, err := load(t, config.LoadOptions{Environ: env("DSPGO_REMOTE__MAX_IN_FLIGHT_BYTES=-1")})
+	require.NoError(t, err)
+	assert.Equal(t, int64(-1), cfg.Remote.MaxInFlightBytes)
+}

@@ -131,6 +131,8 @@ func (c *Config) validate(p *problems) {
 	positive("remote.heartbeat", r.Heartbeat)
 	oneOf("remote.affinity", r.Affinity, "none", "prefer", "strict")
 	check(r.Replicas >= 1 && r.Replicas <= 5, "remote.replicas", "must be from 1 to 5, got %d", r.Replicas)
+	// Zero is no bound of its own: the host would take it for its default.
+	check(r.MaxInFlightBytes != 0, "remote.max_in_flight_bytes", "must not be zero (negative means no bound)")
 	check(r.HostID == "" || tokenRE.MatchString(r.HostID), "remote.host_id", "%q may hold only letters, digits, '_' and '-'", r.HostID)
 	if _, _, err := net.SplitHostPort(r.Embedded.Listen); err != nil {
 		check(false, "remote.embedded.listen", "must be host:port: %v", err)
