@@ -15,6 +15,15 @@ func ParseReport(path string, data []byte) (*Report, error) {
 	if err := json.Unmarshal(data, &rep); err != nil {
 		return nil, fmt.Errorf("%s: not a bench report: %w", path, err)
 	}
+	// Any JSON object decodes: a report is one with workloads, each named.
+	if len(rep.Rows) == 0 {
+		return nil, fmt.Errorf("%s: not a bench report: it has no rows (dspgo bench --suite --json writes one per workload)", path)
+	}
+	for i, r := range rep.Rows {
+		if r.Workload == "" || r.Unit == "" {
+			return nil, fmt.Errorf("%s: not a bench report: row %d has no workload or no unit", path, i+1)
+		}
+	}
 	return &rep, nil
 }
 

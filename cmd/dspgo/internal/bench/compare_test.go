@@ -65,4 +65,13 @@ func TestChangeWorse(t *testing.T) {
 func TestParseReportRefusesOtherFiles(t *testing.T) {
 	_, err := ParseReport("x.json", []byte("[1, 2]"))
 	assert.ErrorContains(t, err, "x.json: not a bench report")
+	// Any JSON object decodes into a Report: one without named workloads
+	// (another program's JSON, null) is no report, not an empty one.
+	for _, data := range []string{"{}", "null", `{"rows":null}`, `{"rows":[{}]}`, `{"adapter":"mock"}`} {
+		_, err := ParseReport("x.json", []byte(data))
+		assert.ErrorContains(t, err, "x.json: not a bench report", data)
+	}
+	rep, err := ParseReport("x.json", []byte(`{"rows":[{"workload":"ping, port, 1 in flight","unit":"calls/s"}]}`))
+	require.NoError(t, err)
+	assert.Len(t, rep.Rows, 1)
 }
