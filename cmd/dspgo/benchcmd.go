@@ -66,6 +66,11 @@ compares two reports without running anything).`,
 			if runs < 1 {
 				return usagef("give at least one run, such as --runs 3", "--runs %d is not a number of runs", runs)
 			}
+			if inFlight < 1 {
+				// Said of the flag: pool.worker_concurrency, which it
+				// sets, is no key the user wrote.
+				return usagef("give at least one call, such as --in-flight 4", "--in-flight %d is not a number of calls", inFlight)
+			}
 			stop, err := startProfiles(cpuProfile)
 			if err != nil {
 				return err

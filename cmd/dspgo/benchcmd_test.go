@@ -25,16 +25,19 @@ func TestBenchCompareUsage(t *testing.T) {
 	assert.Contains(t, r.stderr, "missing.json")
 }
 
-func TestBenchRefusesANonPositiveDurationOrRuns(t *testing.T) {
+func TestBenchRefusesANonPositiveDurationRunsOrInFlight(t *testing.T) {
 	for _, args := range [][]string{
 		{"--adapter", "mock", "--duration", "0s"},
 		{"--adapter", "mock", "--duration", "-1s"},
 		{"--suite", "--only", "none", "--duration", "-1s"},
 		{"--suite", "--only", "none", "--runs", "0"},
+		{"--adapter", "mock", "--in-flight", "0"},
+		{"--adapter", "mock", "--in-flight", "-3"},
 	} {
 		r := cli(t, "", nil, append([]string{"bench"}, args...)...)
 		assert.Equal(t, 2, r.status, "%v: %s", args, r.stderr)
-		assert.Regexp(t, `--(duration|runs) \S+ is not a`, r.stderr, "%v", args)
+		assert.Regexp(t, `--(duration|runs|in-flight) \S+ is not a`, r.stderr, "%v", args)
+		assert.NotContains(t, r.stderr, "pool.worker_concurrency", "%v: the flag is named, not the key it sets", args)
 		assert.Empty(t, r.stdout, "%v: nothing measured", args)
 	}
 }
