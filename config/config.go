@@ -176,8 +176,12 @@ func Load(opts LoadOptions) (*Config, error) {
 			}
 			blockSources[name] = f.name
 			if !known[rest] || rest == "env" {
+				why := hint(rest, f.name, known)
+				if rest == "env" { // a key, but not of a block: it chooses the block
+					why = " (env chooses the block: set it at the top of a file, or with --env or DSPGO_ENV)"
+				}
 				probs.addUnknown(Problem{Err: ErrUnknownKey, Key: rest, Source: f.name,
-					Message: fmt.Sprintf("unknown key %q in the environments.%s block of %s%s", rest, name, f.name, hint(rest, f.name, known))})
+					Message: fmt.Sprintf("unknown key %q in the environments.%s block of %s%s", rest, name, f.name, why)})
 				continue
 			}
 			blocks[name][rest] = v

@@ -186,3 +186,13 @@ func TestMaxInFlightBytesIsNotZero(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(-1), cfg.Remote.MaxInFlightBytes)
 }
+
+// env in an environment block is refused with why, not with the
+// suggestion of the key it is.
+func TestEnvInABlock(t *testing.T) {
+	_, err := load(t, config.LoadOptions{Files: []string{write(t, "dspgo.yaml", "environments:\n  ci:\n    env: prod\n")}, Env: "ci"})
+	require.ErrorIs(t, err, config.ErrUnknownKey)
+	assert.Contains(t, err.Error(), `unknown key "env" in the environments.ci block of file:`)
+	assert.Contains(t, err.Error(), "(env chooses the block: set it at the top of a file, or with --env or DSPGO_ENV)")
+	assert.NotContains(t, err.Error(), `did you mean "env"`)
+}
