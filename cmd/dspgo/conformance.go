@@ -21,6 +21,7 @@ import (
 	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/config"
 	"github.com/dspgo/dspgo/conformance"
+	"github.com/dspgo/dspgo/internal/secret"
 )
 
 func (a *app) conformanceCmd() *cobra.Command {
@@ -169,7 +170,12 @@ func (a *app) unopenable(ctx context.Context, cfg *config.Config) string {
 	case err == nil:
 		return ""
 	case cfg.Adapter == remote.Name:
-		return fmt.Sprintf("no worker host reachable at %s: %s; %s", cfg.Remote.URL, oneLine(err), startAHost)
+		why := oneLine(err)
+		if !strings.Contains(why, startAHost) { // open says it of an unreachable server
+			why += "; " + startAHost
+		}
+		// The URL's credentials (a password, a token) are not shown.
+		return fmt.Sprintf("no worker host reachable at %s: %s", secret.URLs(cfg.Remote.URL), why)
 	}
 	fix := "; dspgo doctor checks this machine"
 	if strings.Contains(err.Error(), "--adapter mock") {

@@ -73,6 +73,9 @@ func TestConformanceCannotOpen(t *testing.T) {
 	}{
 		{[]string{"--adapter", "remote", "--remote-url", "nats://" + freeAddr(t)},
 			[]string{`no worker host reachable at nats://`, `adapter "remote" set by flag:--adapter`, "start a worker host with: dspgo workers --embedded-nats"}},
+		// The URL's password is not shown.
+		{[]string{"--adapter", "remote", "--remote-url", "nats://alice:S3CR3T@" + freeAddr(t)},
+			[]string{`no worker host reachable at nats://***@127.0.0.1:`, "start a worker host with: dspgo workers --embedded-nats"}},
 		{[]string{"--adapter", "port", "--python", "no-such-python"},
 			[]string{`cannot open adapter "port"`, "was not found on PATH", "--adapter mock needs none"}},
 	} {
@@ -80,6 +83,8 @@ func TestConformanceCannotOpen(t *testing.T) {
 		assert.Equal(t, 1, r.status)
 		assert.Empty(t, r.stdout)
 		assert.Equal(t, 1, strings.Count(r.stderr, "\n"), r.stderr)
+		assert.NotContains(t, r.stderr, "3CR3")
+		assert.LessOrEqual(t, strings.Count(r.stderr, "start a worker host"), 1, "what to do, once: %s", r.stderr)
 		for _, w := range tc.want {
 			assert.Contains(t, r.stderr, w)
 		}
