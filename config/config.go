@@ -133,7 +133,7 @@ func Load(opts LoadOptions) (*Config, error) {
 	for _, l := range []layer{optLayer, flagLayer, envLayer} {
 		if v, ok := l.values["env"]; ok && !envSet {
 			envSet = true
-			env, _ = v.(string) // another type: decoding reports it
+			env, _ = scalar(v) // a list or a map: decoding reports it
 			envSource = l.sourceOf("env")
 		}
 	}

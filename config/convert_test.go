@@ -196,3 +196,15 @@ func TestEnvInABlock(t *testing.T) {
 	assert.Contains(t, err.Error(), "(env chooses the block: set it at the top of a file, or with --env or DSPGO_ENV)")
 	assert.NotContains(t, err.Error(), `did you mean "env"`)
 }
+
+// An env given as a number names the block as its text, as the value
+// shown does.
+func TestEnvAsANumber(t *testing.T) {
+	blocks := write(t, "a.yaml", "environments:\n  \"2024\":\n    pool:\n      size: 2\n")
+	cfg, err := load(t, config.LoadOptions{Files: []string{blocks}, Set: map[string]any{"env": 2024}})
+	require.NoError(t, err)
+	assert.Equal(t, "2024", cfg.Env)
+	assert.Equal(t, 2, cfg.Pool.Size)
+	_, err = load(t, config.LoadOptions{Files: []string{blocks}, Set: map[string]any{"env": 7}})
+	assert.ErrorIs(t, err, config.ErrUnknownEnvironment)
+}
