@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,4 +208,35 @@ func TestEnvAsANumber(t *testing.T) {
 	assert.Equal(t, 2, cfg.Pool.Size)
 	_, err = load(t, config.LoadOptions{Files: []string{blocks}, Set: map[string]any{"env": 7}})
 	assert.ErrorIs(t, err, config.ErrUnknownEnvironment)
+}
+
+// A file key holding what its file holds (a password and its line break,
+// a PEM key, an NKEY seed) is refused without quoting it: every error
+// about the file quoted it as the file's name, and config explain showed
+// it.
+func TestFileKeysHoldPathsNotSecrets(t *testing.T) {
+	pem := "-----BEGIN PRIVATE KEY-----\nMIIS3CR3T\n-----END PRIVATE KEY-----\n"
+	seed := "SUAS3CR3T" + strings.Repeat("A", 49)
+	for key, value := range map[string]string{
+		"remote.tls.key_file":          pem,
+		"remote.embedded.tls.key_file": pem,
+		"remote.nkey_seed_file":        seed,
+		"remote.token_file":            "S3CR3T-token\n",
+		"remote.creds_file":            "-----BEGIN NATS USER JWT-----S3CR3T",
+	} {
+		set := map[string]any{key: value}
+		if strings.HasPrefix(key, "remote.embedded.tls.") {
+			set["remote.embedded.tls.cert_file"] = "/etc/dspgo/cert.pem"
+		}
+		if key == "remote.tls.key_file" {
+			set["remote.tls.cert_file"] = "/etc/dspgo/cert.pem"
+		}
+		_, err := load(t, config.LoadOptions{Set: set})
+		require.ErrorIs(t, err, config.ErrInvalid, key)
+		assert.Contains(t, err.Error(), key+": holds what looks like a secret or a file's contents", key)
+		assert.NotContains(t, err.Error(), "3CR3", key)
+	}
+	_, err := load(t, config.LoadOptions{Set: map[string]any{"remote.nkey_seed_file": "/run/secrets/SUAS3CR3T.seed",
+		"remote.embedded.users_file": "/etc/dspgo/nats users", "remote.embedded.enabled": true}})
+	assert.NoError(t, err, "paths, even with spaces")
 }

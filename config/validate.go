@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/dspgo/dspgo/internal/lmurl"
 	"github.com/dspgo/dspgo/internal/secret"
@@ -190,6 +191,18 @@ func (c *Config) validateRemoteAuth(p *problems, check func(bool, string, string
 		}
 	}
 	e := r.Embedded
+	// A file key's value is a path: one holding the secret itself, pasted
+	// where its file's path belongs, would be quoted by every error about
+	// the file, and shown by config explain.
+	for _, f := range []struct{ key, value string }{
+		{"remote.creds_file", r.CredsFile}, {"remote.nkey_seed_file", r.NKeySeedFile}, {"remote.password_file", r.PasswordFile},
+		{"remote.token_file", r.TokenFile}, {"remote.tls.ca_file", r.TLS.CAFile}, {"remote.tls.cert_file", r.TLS.CertFile},
+		{"remote.tls.key_file", r.TLS.KeyFile}, {"remote.embedded.users_file", e.UsersFile}, {"remote.embedded.tls.ca_file", e.TLS.CAFile},
+		{"remote.embedded.tls.cert_file", e.TLS.CertFile}, {"remote.embedded.tls.key_file", e.TLS.KeyFile},
+	} {
+		check(!secretNotPath(f.value), f.key, "holds what looks like a secret or a file's contents (a line break, a PEM block or an NKEY seed), "+
+			"not a path; the value is not shown: give the path of the file that holds it")
+	}
 	if host, _, err := net.SplitHostPort(e.Listen); err == nil && e.Enabled {
 		required(e.UsersFile != "" || isLoopback(host), "remote.embedded.users_file",
 			fmt.Sprintf("is required to listen beyond loopback on %s: list the users and their roles, or listen on 127.0.0.1", e.Listen), "remote.embedded.listen")
@@ -207,6 +220,16 @@ func variableName(check func(bool, string, string, ...any), key, value string) {
 	check(value == "" || envNameRE.MatchString(value), key,
 		"is not an environment variable name (letters, digits and '_', not starting with a digit); the value is not shown, as it may be the secret itself: give the name of the variable that holds it")
 }
+
+// secretNotPath reports whether a file key's value is rather a file's
+// contents than its path: it holds a control character (a line break), a
+// PEM block's start, or is an NKEY seed ("S" then the key's type, 58
+// characters of base32).
+func secretNotPath(v string) bool {
+	return strings.ContainsFunc(v, unicode.IsControl) || strings.Contains(v, "-----BEGIN") || nkeySeedRE.MatchString(strings.TrimSpace(v))
+}
+
+var nkeySeedRE = regexp.MustCompile(`^S[UAONCPX][A-Z2-7]{56}$`)
 
 // envNameRE matches an environment variable's name.
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
