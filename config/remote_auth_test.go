@@ -31,6 +31,22 @@ func TestEmbeddedBeyondLoopbackNeedsUsers(t *testing.T) {
 	assert.NoError(t, err, "no embedded server, nothing listens")
 }
 
+// The embedded server's port is a number from 0 (any free port) to
+// 65535, refused when the configuration loads rather than when the
+// server starts.
+func TestEmbeddedListenPort(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", "127.0.0.1:65535", "[::1]:4222"} {
+		_, err := load(t, config.LoadOptions{Set: map[string]any{"remote.embedded.listen": listen}})
+		assert.NoError(t, err, listen)
+	}
+	for _, listen := range []string{"127.0.0.1:abc", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:04222", "127.0.0.1:"} {
+		_, err := load(t, config.LoadOptions{Set: map[string]any{"remote.embedded.listen": listen}})
+		require.Error(t, err, listen)
+		assert.Contains(t, err.Error(), "remote.embedded.listen: port", listen)
+		assert.Contains(t, err.Error(), "must be a number from 0 (any free port) to 65535", listen)
+	}
+}
+
 // One way to authenticate, each with what it needs; no message shows a
 // secret.
 func TestRemoteAuthKeys(t *testing.T) {

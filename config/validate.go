@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -135,8 +136,10 @@ func (c *Config) validate(p *problems) {
 	// Zero is no bound of its own: the host would take it for its default.
 	check(r.MaxInFlightBytes != 0, "remote.max_in_flight_bytes", "must not be zero (negative means no bound)")
 	check(r.HostID == "" || tokenRE.MatchString(r.HostID), "remote.host_id", "%q may hold only letters, digits, '_' and '-'", r.HostID)
-	if _, _, err := net.SplitHostPort(r.Embedded.Listen); err != nil {
+	if _, port, err := net.SplitHostPort(r.Embedded.Listen); err != nil {
 		check(false, "remote.embedded.listen", "must be host:port: %v", err)
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || port != strconv.FormatUint(n, 10) {
+		check(false, "remote.embedded.listen", "port %q must be a number from 0 (any free port) to 65535", port)
 	}
 
 	// Keys against each other, once each is valid on its own.

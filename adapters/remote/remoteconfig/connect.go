@@ -115,6 +115,9 @@ func startEmbedded(ctx context.Context, cfg *config.Config) (*embedded.Server, l
 	if err != nil {
 		return nil, none, adapter.Errorf(adapter.CodeInvalidArgument, "remote.embedded.listen: port %q is not a number", port)
 	}
+	if n == 0 {
+		n = -1 // ":0", as net.Listen takes it: any free port (the embedded server's own zero is 4222)
+	}
 	if host == "" {
 		host = "0.0.0.0" // ":4222", as net.Listen takes it: every interface
 	}

@@ -217,6 +217,23 @@ func TestLocalCredentialsDirectory(t *testing.T) {
 	assert.Len(t, files, 1)
 }
 
+// An embedded server told to listen on port 0 listens on a free port, as
+// net.Listen takes ":0" (the NATS server's own zero would be 4222), and
+// its local credentials name that port.
+func TestEmbeddedOnPortZeroTakesAFreePort(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "creds")
+	nc, release, err := remoteconfig.Connect(t.Context(), localConfig(t, dir, "127.0.0.1:0", true, nil), remote.RoleHost)
+	require.NoError(t, err)
+	defer release()
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(nc.ConnectedUrl(), "nats://"))
+	require.NoError(t, err)
+	assert.NotEqual(t, "0", port)
+	assert.NotEqual(t, "4222", port)
+	files, err := filepath.Glob(filepath.Join(dir, "nats-"+port+".json"))
+	require.NoError(t, err)
+	assert.Len(t, files, 1, "the local credentials of the port it took")
+}
+
 // A client that takes its credentials from the local file of an embedded
 // server checks that the server it reached is that one: another process
 // on the same loopback port (here a server that takes the same
