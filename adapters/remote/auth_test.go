@@ -472,6 +472,12 @@ func TestKeyExfiltrationIsRefused(t *testing.T) {
 		_, err = a.Call(ctx, adapter.Request{Command: "configure_lm", Args: args}) // a direct call
 		assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%s: %v", name, err)
 	}
+	// A key sent where its variable's name belongs is refused without
+	// being shown, to the caller or in the host's log.
+	args, _ := json.Marshal(map[string]any{"provider": "openai", "model": "m", "base_url": legit.baseURL(), "api_key_env": "sk-live-S3CR3T"})
+	_, err = a.Call(ctx, adapter.Request{Command: "configure_lm", Args: args})
+	assert.Equal(t, adapter.CodeFailedPrecondition, adapter.CodeOf(err), "%v", err)
+	assert.NotContains(t, err.Error(), "S3CR3T")
 	// The same keys spelled differently still name the attacker's
 	// endpoint: the worker reads the exact key, the last one.
 	tricky := fmt.Sprintf(`{"provider":"openai","model":"m","base_url":%q,"Base_URL":%q,"base_url":%q}`, legit.baseURL(), legit.baseURL(), evil.baseURL())
@@ -500,6 +506,7 @@ func TestKeyExfiltrationIsRefused(t *testing.T) {
 	assert.Empty(t, evil.requests(), "the attacker's endpoint saw no request")
 	assert.Equal(t, []string{"Bearer " + key, "Bearer " + key}, legit.requests(), "the host still runs its own LM")
 	assert.NotContains(t, logs.String(), key)
+	assert.NotContains(t, logs.String(), "S3CR3T")
 }
 
 // TestHostAnswersOnlyInboxes: a request whose reply subject is not an

@@ -136,8 +136,8 @@ func (p lmPolicy) check(host string, args []byte) ([]byte, error) {
 		}
 		if keyEnv != p.keyEnv {
 			return nil, errorf(adapter.CodeFailedPrecondition, Name, op,
-				"host %q refuses configure_lm: api_key_env %q is not the variable this host's own configuration names for its key (lm.api_key_env)",
-				host, keyEnv)
+				"host %q refuses configure_lm: its api_key_env is not the variable this host's own configuration names for its key (lm.api_key_env; "+
+					"the value sent is not shown, as it may be a key itself)", host)
 		}
 	}
 	var imageURLs bool

@@ -201,7 +201,7 @@ func ValidateLM(lm command.LMArgs) error {
 		}
 	}
 	if lm.APIKeyEnv != "" && !isIdentifier(lm.APIKeyEnv) {
-		bad = append(bad, fmt.Sprintf("api_key_env %q is not an environment variable name", lm.APIKeyEnv))
+		bad = append(bad, "api_key_env is not an environment variable name (its value is not shown: it may be the key itself)")
 	}
 	if len(bad) > 0 {
 		return invalid("configure_lm: %s", strings.Join(bad, "; "))

@@ -57,7 +57,10 @@ func TestValidateLMBaseURL(t *testing.T) {
 	}
 	err := program.ValidateLM(command.LMArgs{Provider: "openai", BaseURL: "http://h:0", APIKeyEnv: "1X"})
 	assert.EqualError(t, err, `configure_lm: model is required for the openai provider; base_url has a port that is not a number from 1 to 65535; `+
-		`api_key_env "1X" is not an environment variable name (invalid_argument)`, "in the worker's order")
+		`api_key_env is not an environment variable name (its value is not shown: it may be the key itself) (invalid_argument)`, "in the worker's order")
+	err = program.ValidateLM(command.LMArgs{Provider: "openai", Model: "m", APIKeyEnv: "sk-proj-S3CR3T"})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "S3CR3T", "a key given where its variable's name belongs is not shown")
 }
 
 // TestValidateLMDSPyAdapter: chat and json, json only where the dspy

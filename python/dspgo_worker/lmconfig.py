@@ -240,7 +240,7 @@ def validate_lm_args(args: dict[str, Any]) -> LMConfig:
         bad.append("base_url " + problem)
     api_key_env = args.get("api_key_env") or ""
     if api_key_env and not is_identifier(api_key_env):
-        bad.append(f"api_key_env {json.dumps(api_key_env, ensure_ascii=False)} is not an environment variable name")
+        bad.append("api_key_env is not an environment variable name (its value is not shown: it may be the key itself)")
     if bad:
         raise WorkerError("invalid_argument", "configure_lm: " + "; ".join(bad))
     return LMConfig(

@@ -44,7 +44,7 @@ class ConfigureLMBaseURLTest(unittest.TestCase):
         self.assertEqual(
             error["message"],
             "configure_lm: model is required for the openai provider; base_url has a port that is not a number from 1 to 65535; "
-            'api_key_env "1X" is not an environment variable name',
+            'api_key_env is not an environment variable name (its value is not shown: it may be the key itself)',
         )
 
     def test_good_urls_are_taken(self):

@@ -176,7 +176,7 @@ class ProgramCommandsTest(unittest.TestCase):
         self.assertEqual(error["code"], "invalid_argument")
         for part in ('provider "nonexistent" is unknown', "temperature 3 is outside [0, 2]", "max_tokens must not be negative",
                      "timeout_ms must not be negative", "delay_ms must not be negative", 'engine "tensorflow" is unknown',
-                     'api_key_env "NOT-A-NAME" is not an environment variable name'):
+                     'api_key_env is not an environment variable name (its value is not shown: it may be the key itself)'):
             self.assertIn(part, error["message"])
         cases = [
             ({"provider": "openai"}, "model is required for the openai provider"),
