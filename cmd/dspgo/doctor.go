@@ -15,7 +15,10 @@ import (
 
 	"github.com/dspgo/dspgo"
 	"github.com/dspgo/dspgo/adapter"
+	"github.com/dspgo/dspgo/adapters/pool"
 	"github.com/dspgo/dspgo/adapters/port"
+	"github.com/dspgo/dspgo/adapters/remote"
+	"github.com/dspgo/dspgo/command"
 	"github.com/dspgo/dspgo/config"
 	pyworker "github.com/dspgo/dspgo/python"
 	"github.com/dspgo/dspgo/registry"
@@ -42,6 +45,9 @@ const (
 	// lmVerifyTimeout bounds the LM's answer to the verify request, or
 	// lm.timeout when longer.
 	lmVerifyTimeout = 30 * time.Second
+	// backendPingTimeout bounds opening an adapter that runs no Python
+	// worker here and its answer to a ping.
+	backendPingTimeout = 30 * time.Second
 )
 
 func (a *app) doctorCmd() *cobra.Command {
@@ -53,8 +59,10 @@ python (the interpreter), worker (one worker starts and answers), dspy (its
 version in the worker's interpreter, against the tested version pinned in
 python/requirements-dspy.lock; optional) and lm (the configured backend is
 opened and the configured LM answers one small request; the dummy needs
-nothing). Each line starts with ok, warn or FAIL; a failure says how to fix
-it. Exit status 1 when a check failed (warnings do not fail); 2 when the
+nothing). An adapter that runs no Python worker here (mock, memory, remote:
+its worker hosts have their own) needs no python, worker or dspy check: a
+backend check opens it and pings it instead. Each line starts with ok, warn
+or FAIL; a failure says how to fix it. Exit status 1 when a check failed (warnings do not fail); 2 when the
 configuration does not load or names an adapter that is not registered.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -65,14 +73,22 @@ configuration does not load or names an adapter that is not registered.`,
 			}
 			// An adapter no registry has is bad usage, as for every other
 			// command, whatever the checks below would say.
-			if _, _, err := a.registry().Resolve(cfg); err != nil {
+			_, res, err := a.registry().Resolve(cfg)
+			if err != nil {
 				return unknownAdapter(err)
 			}
-			python, c := checkPython(ctx, cfg.Python.Interpreter)
-			checks := []check{c}
-			if c.status == statusOK {
-				checks = append(checks, a.checkWorker(ctx, cfg, python))
-				checks = append(checks, checkDSPy(ctx, cfg, python, dspyProbeTimeout))
+			var checks []check
+			if res.Name == port.Name || res.Name == pool.Name {
+				python, c := checkPython(ctx, cfg.Python.Interpreter)
+				checks = append(checks, c)
+				if c.status == statusOK {
+					checks = append(checks, a.checkWorker(ctx, cfg, python))
+					checks = append(checks, checkDSPy(ctx, cfg, python, dspyProbeTimeout))
+				}
+			} else {
+				checks = append(checks, check{name: "python", status: statusOK,
+					detail: fmt.Sprintf("not needed: adapter %q runs no Python worker here", res.Name)})
+				checks = append(checks, a.checkBackend(ctx, cfg, res.Name))
 			}
 			checks = append(checks, a.checkLM(ctx, cfg))
 			failed := 0
@@ -106,6 +122,38 @@ func (a *app) checkWorker(ctx context.Context, cfg *config.Config, python string
 	defer w.Close(context.Background())
 	info := w.Worker()
 	return check{name: "worker", status: statusOK, detail: fmt.Sprintf("started and answered its init ping (pid %d, Python %s)", info.PID, info.PythonVersion)}
+}
+
+// checkBackend opens the configured backend, an adapter that runs no
+// Python worker here, and pings it: for remote, a worker host answers.
+func (a *app) checkBackend(ctx context.Context, cfg *config.Config, name string) check {
+	ctx, cancel := context.WithTimeout(ctx, backendPingTimeout)
+	defer cancel()
+	fail := func(err error) check {
+		fix := "check the adapter's keys (dspgo config explain)"
+		if name == remote.Name {
+			fix = "start a worker host (dspgo workers), and check remote.url and its credentials (dspgo config explain)"
+		}
+		return check{name: "backend", status: statusFail, detail: oneLine(err), fix: fix}
+	}
+	backend, _, err := a.registry().Open(ctx, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
+		defer cancel()
+		_ = backend.Close(c)
+	}()
+	resp, err := backend.Call(ctx, adapter.Request{Command: command.Ping})
+	if err != nil {
+		return fail(err)
+	}
+	detail := fmt.Sprintf("adapter %q opened and answered a ping", name)
+	if resp.Worker != "" {
+		detail += fmt.Sprintf(" (worker %s)", resp.Worker)
+	}
+	return check{name: "backend", status: statusOK, detail: detail}
 }
 
 // checkLM opens the configured backend (a pool starts lazily, so one

@@ -158,6 +158,18 @@ func TestDoctor(t *testing.T) {
 	assert.Contains(t, r.stderr, `adapter "nosuch" (set by flag:--adapter) is not registered`)
 	assert.Empty(t, r.stdout, "no check runs")
 
+	// An adapter that runs no Python worker here needs none: the backend
+	// is opened and pinged instead.
+	r = cli(t, "", nil, "doctor", "--adapter", "mock", "--python", "no-such-python")
+	require.Equal(t, 0, r.status, r.stdout+r.stderr)
+	assert.Regexp(t, `(?m)^ok\s+python\s+not needed: adapter "mock" runs no Python worker here$`, r.stdout)
+	assert.Regexp(t, `(?m)^ok\s+backend\s+adapter "mock" opened and answered a ping`, r.stdout)
+	assert.NotRegexp(t, `(?m)^\S+\s+(worker|dspy)\s`, r.stdout)
+	r = cli(t, "", []string{"DSPGO_REMOTE__URL=nats://" + freeAddr(t)}, "doctor", "--adapter", "remote")
+	assert.Equal(t, 1, r.status, "no worker host to reach")
+	assert.Regexp(t, `(?m)^FAIL\s+backend\s+`, r.stdout)
+	assert.Contains(t, r.stdout, "fix:    start a worker host (dspgo workers)")
+
 	r = cli(t, "", nil, "doctor", "--python", "no-such-python")
 	assert.Equal(t, 1, r.status)
 	assert.Regexp(t, `(?m)^FAIL\s+python`, r.stdout)
