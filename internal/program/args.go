@@ -182,7 +182,14 @@ func JSONTypeName(value json.RawMessage) string {
 // PyRepr quotes s as Python's repr does, so that messages name arguments
 // and commands alike on every backend: 'spec', or "it's" when s holds a
 // single quote and no double quote.
-func PyRepr(s string) string {
+func PyRepr(s string) string { return pyQuoted(s, unicode.IsPrint) }
+
+// pyQuoted quotes s as Python's repr does, but for the characters it
+// writes as they are: those keep reports (repr's are those Python calls
+// printable). Backslash, the quote, tab, line feed and carriage return are
+// escaped as repr escapes them, any other character keep refuses as
+// \xhh, \uhhhh or \Uhhhhhhhh.
+func pyQuoted(s string, keep func(rune) bool) string {
 	quote := byte('\'')
 	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
 		quote = '"'
@@ -200,7 +207,7 @@ func PyRepr(s string) string {
 			b.WriteString(`\n`)
 		case r == '\r':
 			b.WriteString(`\r`)
-		case unicode.IsPrint(r):
+		case keep(r):
 			b.WriteRune(r)
 		case r < 0x100:
 			fmt.Fprintf(&b, `\x%02x`, r)

@@ -101,33 +101,11 @@ func LiteralText(v any) string {
 	return "None"
 }
 
-// pyQuote quotes s as LiteralText does.
+// pyQuote quotes s as LiteralText does: as repr does, but for the
+// characters it escapes, which are only the C0 and C1 controls and DEL
+// (repr's printable characters depend on each Python's Unicode data).
 func pyQuote(s string) string {
-	q := byte('\'')
-	if strings.IndexByte(s, '\'') >= 0 && strings.IndexByte(s, '"') < 0 {
-		q = '"'
-	}
-	var b strings.Builder
-	b.WriteByte(q)
-	for _, r := range s {
-		switch {
-		case r == '\\' || r == rune(q):
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\r':
-			b.WriteString(`\r`)
-		case r < 0x20 || 0x7f <= r && r <= 0x9f:
-			fmt.Fprintf(&b, `\x%02x`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte(q)
-	return b.String()
+	return pyQuoted(s, func(r rune) bool { return r >= 0x20 && (r < 0x7f || r > 0x9f) })
 }
 
 // literalErrorText is a Literal's value as errors show it: a string as
