@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -20,32 +18,13 @@ import (
 	"github.com/dspgo/dspgo/internal/testutil"
 )
 
-// syncBuffer is a bytes.Buffer safe for a test to read while the CLI
-// writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestBatchPrintsRowsAsTheyAreDone: the JSON lines of a batch come out
 // as their rows are done, while the input is still being written (a
 // pipeline, a batch of millions of rows), not once it has all been read.
 func TestBatchPrintsRowsAsTheyAreDone(t *testing.T) {
 	testutil.VerifyNoChildren(t)
 	stdin, feed := io.Pipe()
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	no := false
 	status := make(chan int, 1)
 	go func() {
