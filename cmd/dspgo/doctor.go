@@ -124,6 +124,20 @@ func (a *app) checkWorker(ctx context.Context, cfg *config.Config, python string
 	return check{name: "worker", status: statusOK, detail: fmt.Sprintf("started and answered its init ping (pid %d, Python %s)", info.PID, info.PythonVersion)}
 }
 
+// openBackend opens the backend cfg configures, and returns the func that
+// closes it within cfg's stop_timeout.
+func (a *app) openBackend(ctx context.Context, cfg *config.Config) (adapter.Adapter, registry.Resolution, func(), error) {
+	backend, res, err := a.registry().Open(ctx, cfg)
+	if err != nil {
+		return nil, res, nil, err
+	}
+	return backend, res, func() {
+		c, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
+		defer cancel()
+		_ = backend.Close(c)
+	}, nil
+}
+
 // checkBackend opens the configured backend, an adapter that runs no
 // Python worker here, and pings it: for remote, a worker host answers.
 func (a *app) checkBackend(ctx context.Context, cfg *config.Config, name string) check {
@@ -136,15 +150,11 @@ func (a *app) checkBackend(ctx context.Context, cfg *config.Config, name string)
 		}
 		return check{name: "backend", status: statusFail, detail: oneLine(err), fix: fix}
 	}
-	backend, _, err := a.registry().Open(ctx, cfg)
+	backend, _, closeBackend, err := a.openBackend(ctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
-		defer cancel()
-		_ = backend.Close(c)
-	}()
+	defer closeBackend()
 	resp, err := backend.Call(ctx, adapter.Request{Command: command.Ping})
 	if err != nil {
 		return fail(err)
@@ -178,15 +188,11 @@ func (a *app) checkLM(ctx context.Context, cfg *config.Config) check {
 	}
 	openCtx, cancel := context.WithTimeout(ctx, lazy.Port.StartTimeout+5*time.Second)
 	defer cancel()
-	backend, res, err := a.registry().Open(openCtx, lazy)
+	backend, res, closeBackend, err := a.openBackend(openCtx, lazy)
 	if err != nil {
 		return fail(err)
 	}
-	defer func() {
-		c, cancel := context.WithTimeout(context.Background(), cfg.StopTimeout)
-		defer cancel()
-		_ = backend.Close(c)
-	}()
+	defer closeBackend()
 	verifyCtx, cancel := context.WithTimeout(ctx, max(cfg.LM.Timeout, lmVerifyTimeout)+lazy.Port.StartTimeout)
 	defer cancel()
 	lm.Verify = true
