@@ -57,7 +57,8 @@ func LoadDSPyProgram(r io.Reader, signature string, models ...Model) (ProgramSpe
 	if err != nil {
 		return ProgramSpec{}, err
 	}
-	return ProgramSpec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind, Demos: spec.Demos}, nil
+	return ProgramSpec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind, Demos: spec.Demos,
+		StepInstructions: spec.StepInstructions}, nil
 }
 
 // ExportDSPy writes the program as the JSON that DSPy 3.4's
@@ -67,8 +68,9 @@ func LoadDSPyProgram(r io.Reader, signature string, models ...Model) (ProgramSpe
 // Python reads it: the instructions (DSPy's default text when the program
 // has none, cleaned as DSPy reads them), the fields' descriptions with
 // DSPy's default prefixes, the demos, and no LM. A KindReact program's
-// step predictor gets the instructions dspy.ReAct writes for the client's
-// tools (WithTool), which a loading ReAct must have too. LoadDSPyProgram
+// step predictor gets its StepInstructions, or when it has none the
+// instructions dspy.ReAct writes for the client's tools (WithTool), which
+// a loading ReAct must have too. LoadDSPyProgram
 // reads the file back to the same spec (for instructions as DSPy cleans
 // them). A KindModule program writes its State, which module.load of its
 // module in Python reads; one without a State cannot be exported.

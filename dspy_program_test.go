@@ -29,7 +29,7 @@ func TestLoadAndExportDSPyProgram(t *testing.T) {
 		json.RawMessage(`{"type":"object","properties":{"query":{"type":"string"},"limit":{"type":"integer","default":3}}}`),
 		func(context.Context, json.RawMessage) (any, error) { return "found", nil })
 	c, _ := newClient(t, search)
-	for _, file := range []string{"predict.json", "chain_of_thought.json", "react.json"} {
+	for _, file := range []string{"predict.json", "chain_of_thought.json", "react.json", "react_optimized.json"} {
 		t.Run(file, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join("internal", "dspystate", "testdata", file))
 			require.NoError(t, err)
@@ -114,6 +114,13 @@ func TestDSPyProgramRoundTrip(t *testing.T) {
 			})
 		}
 	}
+	t.Run("react/step_instructions", func(t *testing.T) {
+		t.Parallel()
+		p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: sig, Instructions: "Answer the question.", Kind: dspgo.KindReact,
+			Demos: []dspgo.Demo{demos[1]}, StepInstructions: "Look the topic up once, then finish.\nCite the wiki."})
+		require.NoError(t, err)
+		dspyRoundTrip(t, c, p, []command.ToolSpec{tool}, sigText)
+	})
 }
 
 // TestLoadDSPyProgramModelsNeedASignature: the file holds no types, so
@@ -169,7 +176,8 @@ func TestDSPyProgramRoundTripModels(t *testing.T) {
 func dspyRoundTrip(t *testing.T, c *dspgo.Client, p *dspgo.Program, tools []command.ToolSpec, sigText string, models ...dspgo.Model) {
 	t.Helper()
 	kind := p.Spec.Kind
-	spec := command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos}
+	spec := command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos,
+		StepInstructions: p.Spec.StepInstructions}
 	dir := t.TempDir()
 
 	// DSPy's save of the module with demos; DSPy's load (and save)
@@ -187,7 +195,8 @@ func dspyRoundTrip(t *testing.T, c *dspgo.Client, p *dspgo.Program, tools []comm
 	loaded, err := dspgo.LoadDSPyProgram(f, sigText, models...)
 	require.NoError(t, f.Close())
 	require.NoError(t, err)
-	assert.Equal(t, dspgo.ProgramSpec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: kind, Demos: p.Spec.Demos}, loaded,
+	assert.Equal(t, dspgo.ProgramSpec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: kind, Demos: p.Spec.Demos,
+		StepInstructions: p.Spec.StepInstructions}, loaded,
 		"DSPy's save loads as the spec it was made from")
 	q, err := c.CreateProgram(t.Context(), loaded)
 	require.NoError(t, err)

@@ -78,6 +78,14 @@ type ProgramSpec struct {
 	// canonical form (docs/protocol.md, "Canonical JSON").
 	State json.RawMessage
 
+	// StepInstructions replace, when set, the instructions of a KindReact
+	// program's step predictor (dspy.ReAct's ReAct.react), which DSPy
+	// otherwise writes from Instructions and the tools (WithTool): what an
+	// optimizer such as MIPROv2 found for them, as LoadDSPyProgram reads
+	// them from a saved ReAct. Empty means ReAct's own text. Other kinds
+	// leave it empty. Part of the spec's Hash when set.
+	StepInstructions string
+
 	// MaxIters bounds a KindReact program's loop: the tool calls before
 	// it must answer, 1 to 100. Zero means command.DefaultMaxIters (20,
 	// dspy.ReAct's default). Other kinds ignore it.
@@ -177,7 +185,7 @@ func (c *Client) createProgram(ctx context.Context, session string, closed *atom
 		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %s", path, problem)
 	}
 	compiled, err := program.Compile(command.Spec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind, Demos: spec.Demos,
-		Module: spec.Module, State: spec.State})
+		Module: spec.Module, State: spec.State, StepInstructions: spec.StepInstructions})
 	if err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
@@ -190,7 +198,8 @@ func (c *Client) createProgram(ctx context.Context, session string, closed *atom
 	p := &Program{
 		ID: id, Session: session, Hash: compiled.Hash, compiled: compiled,
 		Spec: ProgramSpec{ID: id, Signature: compiled.Spec.Signature, Instructions: compiled.Spec.Instructions, Kind: compiled.Spec.Kind,
-			Demos: compiled.Spec.Demos, Module: compiled.Spec.Module, State: compiled.Spec.State, LM: spec.LM},
+			Demos: compiled.Spec.Demos, Module: compiled.Spec.Module, State: compiled.Spec.State,
+			StepInstructions: compiled.Spec.StepInstructions, LM: spec.LM},
 	}
 	if compiled.Spec.Kind == command.KindReact {
 		if c.opts.toolErr != nil {

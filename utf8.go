@@ -36,7 +36,8 @@ func checkSpecValues(spec ProgramSpec) (path, problem string) {
 		path string
 		v    any
 	}
-	texts := []text{{"instructions", spec.Instructions}, {"module", spec.Module}, {"state", string(spec.State)}}
+	texts := []text{{"instructions", spec.Instructions}, {"module", spec.Module}, {"state", string(spec.State)},
+		{"step_instructions", spec.StepInstructions}}
 	var defaults []value
 	addFields := func(side string, fields []Field) {
 		for i, f := range fields {

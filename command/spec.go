@@ -164,6 +164,14 @@ type Spec struct {
 	// run. Nil means none: the module as its factory makes it. Other
 	// kinds leave it nil.
 	State json.RawMessage `json:"state,omitempty"`
+	// StepInstructions are a KindReact spec's step instructions: those of
+	// dspy.ReAct's step predictor (ReAct.react), which DSPy writes from
+	// Instructions and the tools, and which an optimizer (MIPROv2,
+	// COPRO) rewrites. Set, they replace ReAct's text as they are, on
+	// both engines; empty means ReAct's own text for the run's tools.
+	// Other kinds leave them empty. Empty leaves the key out of the JSON,
+	// so a spec without them hashes as before they existed.
+	StepInstructions string `json:"step_instructions,omitempty"`
 }
 
 // Demo is one few-shot example of a program, as DSPy's demos are: a value

@@ -35,7 +35,7 @@ def main() -> None:
     for step in job["steps"]:
         compiled = CompiledSpec(spec)
         if compiled.kind == KIND_REACT:
-            module = dspy.ReAct(ENGINE.signature(dspy, compiled), tools=ENGINE.tools(dspy, job.get("tools") or [], None, []))
+            module = ENGINE.react_module(dspy, compiled, ENGINE.tools(dspy, job.get("tools") or [], None, []))
         else:
             module = ENGINE.module(dspy, compiled)
         if step["mode"] == "save":

@@ -128,8 +128,13 @@ func crossCheckEngines(t *testing.T, r *rand.Rand, n int) {
 			Instructions: []string{"", "Answer briefly.", "Réponds — 简短 🎉"}[r.IntN(3)],
 			Kind:         kinds[r.IntN(len(kinds))],
 		}
+		const stepInstructions = "Call the tool once.\n  Then finish — 简短."
+		if spec.Kind == dspgo.KindReact && i%2 == 0 { // an optimizer's, without drawing: the draw stays as it was
+			spec.StepInstructions = stepInstructions
+			ran["react with step instructions"]++
+		}
 		ran[spec.Kind]++
-		what := fmt.Sprintf("program %d (%s %s) with %v", i, spec.Kind, spec.Signature, inputs)
+		what := fmt.Sprintf("program %d (%s %s, step instructions %q) with %v", i, spec.Kind, spec.Signature, spec.StepInstructions, inputs)
 
 		execs := map[string]*dspgo.Execution{}
 		streams := map[string][]dspgo.StreamPart{}
@@ -171,13 +176,19 @@ func crossCheckEngines(t *testing.T, r *rand.Rand, n int) {
 			assert.Equal(t, trajectoryValues(t, execs["native"].Trajectory), trajectoryValues(t, execs["dspy"].Trajectory),
 				"%s: the engines' trajectories", what)
 			assert.Len(t, execs["dspy"].Trajectory, 1, "%s: one tool call, then finish", what)
+			for _, step := range sent["native"][:len(sent["native"])-1] {
+				system := step[0].Content
+				assert.Equal(t, spec.StepInstructions != "", strings.HasSuffix(system, "\n        Call the tool once.\n        Then finish — 简短."),
+					"%s: a step's system message ends with the step instructions iff the program has some", what)
+				assert.Equal(t, spec.StepInstructions == "", strings.Contains(system, "You are an Agent."), "%s: ReAct's own text otherwise", what)
+			}
 		}
 		for _, e := range engines {
 			checkStream(t, streams[e], fields, want, fmt.Sprintf("%s streamed on %s", what, e))
 		}
 	}
 	t.Logf("programs by kind: %v", ran)
-	for _, k := range kinds {
+	for _, k := range append(kinds, "react with step instructions") {
 		assert.NotZero(t, ran[k], "the draw includes %s programs", k)
 	}
 }

@@ -101,7 +101,8 @@ func invalid(format string, args ...any) error {
 // saved ones, empty when they are DSPy's default text for the fields;
 // demos those of the predictor that produces the outputs, whose keys that
 // are not fields of the predictor are ignored (DSPy's adapters ignore them
-// too). What the spec has no place for is an error: a demo with a
+// too). A ReAct's step instructions are its StepInstructions when they are
+// not the text dspy.ReAct writes (for any tools): an optimizer's. What the spec has no place for is an error: a demo with a
 // trajectory, or a ReAct step's demo with step fields; decision field
 // configurations. Prefixes, the LM settings, traces, train and the
 // metadata are not read. Errors have CodeInvalidArgument.
@@ -187,6 +188,13 @@ func Load(data []byte, sig *command.Signature) (command.Spec, error) {
 	if kind == command.KindReact {
 		if err := preds[1].stepDemosUnused(); err != nil {
 			return command.Spec{}, err
+		}
+		effective := spec.Instructions
+		if effective == "" {
+			effective = DefaultInstructions(names(inputs), names(outputs))
+		}
+		if step := *preds[1].state.Signature.Instructions; !isReactInstructions(step, effective, names(inputs), names(outputs)) {
+			spec.StepInstructions = step
 		}
 	}
 	c, err := program.Compile(spec)
@@ -485,8 +493,9 @@ func parseDefaultInstructions(s string) (inputs, outputs []string, ok bool) {
 // (InferPrefix) and its description ("${name}" when none), the demos on
 // the predictor that produces the outputs, no LM ("lm": null), and
 // metadata naming DSPyVersion only. A ReAct's step predictor gets the
-// instructions dspy.ReAct writes for the spec's instructions and tools
-// (those the program's executions send, in order). A KindModule spec's
+// spec's StepInstructions, or when it has none the instructions
+// dspy.ReAct writes for the spec's instructions and tools (those the
+// program's executions send, in order). A KindModule spec's
 // state is written as it is (in canonical form): it is the module's.
 func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 	if spec.Kind == command.KindModule {
@@ -540,9 +549,12 @@ func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 	case command.KindChainOfThought:
 		file = object{{"predict", main}}
 	case command.KindReact:
-		react, err := reactInstructions(instructions, in, out, tools)
-		if err != nil {
-			return nil, err
+		react := spec.StepInstructions
+		if react == "" {
+			var err error
+			if react, err = reactInstructions(instructions, in, out, tools); err != nil {
+				return nil, err
+			}
 		}
 		stepFields := slices.Concat(declared(spec.Signature.Inputs), []field{{name: trajectoryField}})
 		for _, n := range reactStepOutputs {
@@ -638,6 +650,37 @@ func reactInstructions(instructions string, inputs, outputs []string, tools []co
 	}
 	lines = append(lines, "When providing `next_tool_args`, the value inside the field must be in JSON format")
 	return strings.Join(lines, "\n"), nil
+}
+
+// isReactInstructions reports whether step is the text dspy.ReAct writes
+// for its step predictor (reactInstructions) from these effective
+// instructions, inputs and outputs, for some tools: its own lines around
+// a numbered list of tools that holds finish. Such a text is not kept as
+// a spec's StepInstructions, as the engines write it again for the run's
+// tools; any other (an optimizer's) is.
+func isReactInstructions(step, instructions string, inputs, outputs []string) bool {
+	head, err := reactInstructions(instructions, inputs, outputs, nil)
+	if err != nil {
+		return false
+	}
+	const tail = "\nWhen providing `next_tool_args`, the value inside the field must be in JSON format"
+	cut := strings.Index(head, "\n(1) ")
+	list, ok := strings.CutPrefix(step, head[:cut+1])
+	if !ok {
+		return false
+	}
+	if list, ok = strings.CutSuffix(list, tail); !ok {
+		return false
+	}
+	finish := false
+	for i, line := range strings.Split(list, "\n") {
+		rest, ok := strings.CutPrefix(line, fmt.Sprintf("(%d) ", i+1))
+		if !ok {
+			return false
+		}
+		finish = finish || strings.HasPrefix(rest, "finish, whose description is <desc>Marks the task as complete.")
+	}
+	return finish
 }
 
 // object is a JSON object whose members keep their order.

@@ -89,6 +89,40 @@ func TestLoadWhatDSPySaved(t *testing.T) {
 	}
 }
 
+// TestLoadOptimizedReact: a ReAct whose step predictor's instructions an
+// optimizer rewrote (testdata/react_optimized.json) loads with them as
+// StepInstructions, which Export writes back in place of ReAct's text.
+func TestLoadOptimizedReact(t *testing.T) {
+	data := readFile(t, "react_optimized.json")
+	spec, err := Load(data, signature(t, qaSignature))
+	require.NoError(t, err)
+	want := qaSpec(t, command.KindReact, "")
+	want.StepInstructions = "You are a careful research agent. Search for the question's key terms first, then finish\n" +
+		"as soon as the context answers it."
+	assert.Equal(t, want, spec)
+	c, err := program.Compile(spec)
+	require.NoError(t, err)
+	assert.NotEqual(t, c.Hash, mustCompile(t, qaSpec(t, command.KindReact, "")).Hash, "the step instructions are hashed")
+
+	exported, err := Export(spec, []command.ToolSpec{searchTool})
+	require.NoError(t, err)
+	assert.Equal(t, comparable(t, data), comparable(t, exported))
+	again, err := Load(exported, signature(t, qaSignature))
+	require.NoError(t, err)
+	assert.Equal(t, spec, again, "an exported program loads back to its spec")
+
+	plain, err := Load(readFile(t, "react.json"), signature(t, qaSignature))
+	require.NoError(t, err)
+	assert.Empty(t, plain.StepInstructions, "ReAct's own step instructions are written again for the run's tools")
+}
+
+func mustCompile(t *testing.T, spec command.Spec) *program.Compiled {
+	t.Helper()
+	c, err := program.Compile(spec)
+	require.NoError(t, err)
+	return c
+}
+
 // comparable decodes a saved program for comparison: numbers as written
 // (1.0 is not 1), without what a spec does not keep.
 func comparable(t *testing.T, data []byte) map[string]any {

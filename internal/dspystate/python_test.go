@@ -66,6 +66,10 @@ func TestPythonRules(t *testing.T) {
 		got, err := reactInstructions(instructions, []string{"question", "context"}, []string{"answer", "confidence"}, tools)
 		require.NoError(t, err)
 		assert.Equal(t, c.Want, got, "case %d", i)
+		assert.True(t, isReactInstructions(c.Want, instructions, []string{"question", "context"}, []string{"answer", "confidence"}),
+			"case %d: ReAct's own text, for any tools, is not kept as step instructions", i)
+		assert.False(t, isReactInstructions(c.Want, "Other instructions.", []string{"question", "context"}, []string{"answer", "confidence"}),
+			"case %d: ReAct's text of other instructions is kept", i)
 	}
 }
 

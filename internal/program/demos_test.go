@@ -183,7 +183,21 @@ func demoCases() []demoCase {
 		{Name: "state_on_chain_of_thought", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"q","type":"","description":""}],"outputs":[{"name":"a","type":"","description":""}]},` +
 			`"instructions":"","kind":"chain_of_thought","state":{}}`),
 			Error: `state is for kind "module" only (this spec's kind is "chain_of_thought")`},
+		// A react program's step instructions (an optimizer's): hashed
+		// when set, the key left out when empty, so that a react spec
+		// without them keeps its hash.
+		{Name: "react_step_instructions", Spec: withMembers(demoSpec("react", "["+demoOK+"]"), `"step_instructions":"Pick the best tool."`)},
+		{Name: "react_empty_step_instructions_are_none", Spec: withMembers(demoSpec("react", "["+demoOK+"]"), `"step_instructions":""`)},
+		{Name: "react_null_step_instructions_are_none", Spec: withMembers(demoSpec("react", "["+demoOK+"]"), `"step_instructions":null`)},
+		{Name: "step_instructions_on_chain_of_thought", Spec: withMembers(demoSpec("chain_of_thought", ""), `"step_instructions":"Pick the best tool."`),
+			Error: `step_instructions are for kind "react" only (this spec's kind is "chain_of_thought")`},
 	}
+}
+
+// withMembers is a spec's JSON text with members added.
+func withMembers(spec json.RawMessage, members string) json.RawMessage {
+	s := string(spec)
+	return json.RawMessage(s[:len(s)-1] + "," + members + "}")
 }
 
 // moduleSpec is a module spec's JSON text over "question, context:
@@ -238,6 +252,9 @@ func TestDemoVectors(t *testing.T) {
 	assert.Equal(t, byName["module_with_state"], byName["module_with_state_as_written_elsewhere"], "the state is hashed in canonical form")
 	assert.Equal(t, byName["module"], byName["module_null_state_is_none"])
 	assert.NotEqual(t, byName["module"], byName["module_empty_state"])
+	assert.NotEqual(t, byName["react"], byName["react_step_instructions"], "step instructions are hashed")
+	assert.Equal(t, byName["react"], byName["react_empty_step_instructions_are_none"], "none: the hash of a react spec from before them")
+	assert.Equal(t, byName["react"], byName["react_null_step_instructions_are_none"])
 
 	got, err := json.MarshalIndent(map[string]any{
 		"about": "Golden vectors of program demos (docs/protocol.md, \"Demos\") and of module programs (\"Module programs\"). Compiling each spec gives spec_hash, or fails with invalid_argument and exactly error, in Go (internal/program, the mock) and in the Python worker alike. Regenerate with: go test ./internal/program -run TestDemoVectors -update",

@@ -269,11 +269,15 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
+	if spec.StepInstructions != "" && kind != command.KindReact {
+		return nil, invalid("step_instructions are for kind %q only (this spec's kind is %q)", command.KindReact, kind)
+	}
 	demos, err := normalizeDemos(spec.Demos, kind, sig, types.models, "demo", false)
 	if err != nil {
 		return nil, err
 	}
-	c := &Compiled{models: types.models, inputs: types.inputs, types: types.outputs, Spec: command.Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos, Module: spec.Module, State: state}}
+	c := &Compiled{models: types.models, inputs: types.inputs, types: types.outputs, Spec: command.Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos, Module: spec.Module, State: state,
+		StepInstructions: spec.StepInstructions}}
 	canon, err := Canonical(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("program: canonical form of a spec: %w", err)

@@ -366,6 +366,19 @@ class DspyEngine:
         if target is not None:
             target.demos = list(examples)
 
+    def react_module(self, dspy: Any, compiled: CompiledSpec, tools: list[Any], max_iters: int = DEFAULT_MAX_ITERS) -> Any:
+        """A fresh ``dspy.ReAct`` of a react spec with these ``dspy.Tool`` objects (made per
+        run: its tools call the run's host): the spec's demos on ``extract.predict``
+        (:meth:`set_demos`) and its ``step_instructions``, when set, in place of those
+        ReAct writes for its step predictor ``react``, as ``module.load`` sets a saved
+        ReAct's."""
+        module = dspy.ReAct(self.signature(dspy, compiled), tools=tools, max_iters=max_iters)
+        if compiled.step_instructions:
+            module.react.signature = module.react.signature.with_instructions(compiled.step_instructions)
+        with self._lock:
+            self.set_demos(dspy, compiled, module)
+        return module
+
     @staticmethod
     def tools(dspy: Any, tools: Sequence[dict[str, Any]], ctx: Context, trajectory: list[Any]) -> list[Any]:
         """``dspy.Tool`` objects calling the host's tools (their args
@@ -435,9 +448,7 @@ class DspyEngine:
         trajectory: list[dict[str, Any]] | None = None
         if compiled.kind == KIND_REACT:
             trajectory = []
-            module = dspy.ReAct(self.signature(dspy, compiled), tools=self.tools(dspy, tools, ctx, trajectory), max_iters=max_iters)
-            with self._lock:
-                self.set_demos(dspy, compiled, module)
+            module = self.react_module(dspy, compiled, self.tools(dspy, tools, ctx, trajectory), max_iters)
         elif compiled.kind == KIND_MODULE:
             module = self.custom_module(dspy, compiled)
             for url in compiled.extras.get("state_images", ()):

@@ -164,8 +164,9 @@ def _derived(compiled: CompiledSpec, kind: str, instructions: str, outputs: list
 
 def step_spec(compiled: CompiledSpec, tools: Sequence[dict[str, Any]]) -> CompiledSpec:
     """The spec of a ReAct step (``ReAct.react``): a predict of the program's inputs plus
-    ``trajectory``, giving :data:`STEP_OUTPUTS`, with :func:`step_instructions`; no
-    demos. Made once per compiled spec and tools (the last tools' kept)."""
+    ``trajectory``, giving :data:`STEP_OUTPUTS`, with the spec's ``step_instructions``
+    when it has some (an optimizer's, which replace ReAct's), else
+    :func:`step_instructions`; no demos. Made once per compiled spec and tools (the last tools' kept)."""
     key = tuple((t["name"], t["description"], repr(tool_args(t))) for t in tools)
     made = compiled.extras.get("react_step")
     if made is not None and made[0] == key:
@@ -173,7 +174,7 @@ def step_spec(compiled: CompiledSpec, tools: Sequence[dict[str, Any]]) -> Compil
         return step
     outputs = [{"name": name, "type": STR, "description": ""} for name in STEP_OUTPUTS]
     outputs[2]["type"] = "dict[str, Any]"
-    step = _derived(compiled, KIND_PREDICT, step_instructions(compiled, tools), outputs)
+    step = _derived(compiled, KIND_PREDICT, compiled.step_instructions or step_instructions(compiled, tools), outputs)
     names = [t["name"] for t in tools if t["name"] != FINISH]
     # A Literal of the tools' names: set here, as any name may be one (no type text to parse).
     names.insert(next((i for i, t in enumerate(tools) if t["name"] == FINISH), len(names)), FINISH)

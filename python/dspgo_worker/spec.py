@@ -15,7 +15,7 @@ from .constraints import normalize_constraints
 from .demos import normalize_demos
 from .errors import invalid
 from .fieldtypes import HISTORY, OPTIONAL, STR, FieldType, parse_type
-from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_PREDICT, KINDS, REASONING_FIELD
+from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_PREDICT, KIND_REACT, KINDS, REASONING_FIELD
 from .media import media_note
 from .modules import MAX_MODULE_NAME, is_module_name
 from .protocol import quote
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 class CompiledSpec:
     """A validated, normalised spec with its hash; ready to convert inputs and run.
 
-    ``spec`` is the normalised spec (exactly ``signature``, ``instructions``, ``kind``, and
-    ``demos`` when there are some; the signature holds ``models`` when there are some),
+    ``spec`` is the normalised spec (exactly ``signature``, ``instructions``, ``kind``,
+    ``demos`` when there are some, and a react spec's ``step_instructions`` when set; the signature holds ``models`` when there are some),
     ``hash`` its hex SHA-256, ``models`` the signature's models by name
     (:func:`~dspgo_worker.signature.compile_models`), ``inputs`` and
     ``declared_outputs`` the parsed fields, ``outputs`` the fields a run produces
@@ -53,7 +53,7 @@ class CompiledSpec:
     """
 
     def __init__(self, raw: Any) -> None:
-        spec = json_object(raw, "spec", ("signature", "instructions", "kind", "demos", "module", "state"))
+        spec = json_object(raw, "spec", ("signature", "instructions", "kind", "demos", "module", "state", "step_instructions"))
         signature = spec.get("signature")
         signature = {} if signature is None else json_object(signature, "spec.signature", ("inputs", "outputs", "models"))
         raw_inputs = field_list(signature, "inputs", "spec.signature")
@@ -123,6 +123,13 @@ class CompiledSpec:
             self.spec["signature"]["models"] = normalized_models(self.models)
         #: A module spec's registered name and saved state (None: none), else None.
         self.module, self.state = _check_module(spec, kind)
+        #: A react spec's step instructions (``""``: ReAct's own text for the run's tools),
+        #: which replace those ``dspy.ReAct`` writes for its step predictor.
+        self.step_instructions = json_string(spec, "step_instructions", "spec")
+        if self.step_instructions:  # only then: a spec without them keeps its hash
+            if kind != KIND_REACT:
+                raise invalid(f'step_instructions are for kind "{KIND_REACT}" only (this spec\'s kind is {quote(kind)})')
+            self.spec["step_instructions"] = self.step_instructions
         self.demos: list[dict[str, Any]] = normalize_demos(spec, kind, self.inputs, self.declared_outputs)
         if self.demos:
             self.spec["demos"] = self.demos

@@ -72,15 +72,16 @@ class ReactEnginesTest(unittest.TestCase):
         self.w.tools["lookup"] = lambda args: ["Alan Donovan", "Brian Kernighan"]
         self.w.tools["broken"] = broken
 
-    def run_on(self, engine: str, replies: list[str], model: str = "test-model", **args) -> tuple[dict, list[dict]]:
-        """One execution on ``engine`` answered by ``replies``: its result and the
-        messages of each request it sent."""
+    def run_on(self, engine: str, replies: list[str], model: str = "test-model", spec: dict | None = None,
+               **args) -> tuple[dict, list[dict]]:
+        """One execution on ``engine`` of ``spec`` (default :data:`SPEC`) answered by
+        ``replies``: its result and the messages of each request it sent."""
         self.lm.reset()
         got = self.w.ok("configure_lm", {"provider": "openai", "model": model, "base_url": self.lm.url,
                                          "api_key_env": KEY_ENV, "engine": engine})
         self.assertEqual(got["engine"], engine)
         self.lm.script(*replies)
-        result = self.w.ok("execute_program", {"spec": SPEC, "inputs": INPUTS, "tools": TOOLS, **args})
+        result = self.w.ok("execute_program", {"spec": spec or SPEC, "inputs": INPUTS, "tools": TOOLS, **args})
         return result, [r["messages"] for r in self.lm.requests()]
 
     def check_native(self, result: dict, requests: list[dict], steps: int) -> None:
@@ -123,6 +124,27 @@ class ReactEnginesTest(unittest.TestCase):
         self.assertIn("[[ ## observation_1 ## ]]\n[1] «Alan Donovan»\n[2] «Brian Kernighan»", last)
         self.assertIn('[[ ## observation_2 ## ]]\n{"error": {"code": "unavailable", "message": "the catalogue is down"}}', last)
         self.assertIn("[[ ## tool_name_3 ## ]]\nfinish\n\n[[ ## tool_args_3 ## ]]\n{}\n\n[[ ## observation_3 ## ]]\nCompleted.", last)
+
+    def test_step_instructions_replace_reacts(self):
+        """An optimized program's step instructions (what MIPROv2 wrote for ReAct.react):
+        every step's system message holds them in place of ReAct's text, as DSPy reads them
+        (cleaned), the extraction keeps the program's; the same requests on both engines."""
+        spec = {**SPEC, "step_instructions": "  Pick the tool that answers best.\n    Then finish.\n"}
+        by_native, native_requests = self.run_on("native", REPLIES, spec=spec)
+        for i, messages in enumerate(native_requests[:-1]):
+            self.assertTrue(messages[0]["content"].endswith("\nIn adhering to this structure, your objective is: \n"
+                                                            "        Pick the tool that answers best.\n        Then finish."), f"step {i}")
+            self.assertNotIn("You are an Agent", messages[0]["content"])
+            self.assertIn("`next_tool_name` (Literal['search', 'lookup', 'broken', 'finish'])", messages[0]["content"])
+        self.assertIn("Answer the question about a book.", native_requests[-1][0]["content"], "the extraction's")
+        self.assertEqual(by_native["outputs"], {"answer": "Donovan and Kernighan", "confidence": 0.75})
+        require_dspy(self)
+        by_dspy, dspy_requests = self.run_on("dspy", REPLIES, spec=spec)
+        self.assertEqual(len(dspy_requests), len(native_requests))
+        for i, (want, got) in enumerate(zip(dspy_requests, native_requests)):
+            self.assertEqual(want, got, f"request {i}: dspy.ReAct's messages")
+        self.assertEqual(by_native["outputs"], by_dspy["outputs"])
+        self.assertEqual(by_native["trajectory"], by_dspy["trajectory"])
 
     def test_max_iters_bounds_the_loop(self):
         """max_iters 2: two steps (no finish), then the extraction, on both engines."""

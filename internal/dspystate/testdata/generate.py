@@ -3,6 +3,7 @@ pins), for the Go tests of internal/dspystate, which then run without Python:
 
 * predict.json, chain_of_thought.json, react.json, predict_default.json: programs saved
   by ``module.save(path)`` (their state, as JSON); the Go tests load them;
+* react_optimized.json: a ReAct whose step predictor's instructions an optimizer rewrote;
 * python_rules.json: what Python and DSPy give for the rules dspystate implements in Go
   (DSPy's infer_prefix, inspect.cleandoc, repr of JSON values, dspy.ReAct's step
   instructions).
@@ -44,6 +45,11 @@ DEMOS = [
 ]
 
 
+#: The step instructions of react_optimized.json, as an optimizer rewrites them.
+STEP_INSTRUCTIONS = ("You are a careful research agent. Search for the question's key terms first, then finish\n"
+                     "as soon as the context answers it.")
+
+
 def search(query: str, limit: int = 3) -> str:
     """Searches the web."""
     return query
@@ -67,6 +73,12 @@ def programs() -> None:
     react.extract.predict.demos = list(DEMOS)
     react.react.demos = list(DEMOS)  # as LabeledFewShot sets them: no step fields, never shown
     save(react, "react.json")
+
+    optimized = dspy.ReAct(QA, tools=[search], max_iters=3)
+    # What an optimizer such as MIPROv2 or COPRO writes for the step predictor.
+    optimized.react.signature = optimized.react.signature.with_instructions(STEP_INSTRUCTIONS)
+    optimized.extract.predict.demos = list(DEMOS)
+    save(optimized, "react_optimized.json")
 
     save(dspy.Predict("question, context: list[str] -> answer"), "predict_default.json")
 
