@@ -52,8 +52,8 @@ func TestDemos(t *testing.T) {
 	}{
 		{"", dspgo.Demo{Inputs: ragDemos()[0].Inputs, Outputs: map[string]any{"answer": "x", "confidence": "high"}},
 			`demo 0: output confidence: expected float, got string "high"`},
-		{dspgo.KindReact, dspgo.Demo{Inputs: ragDemos()[0].Inputs, Outputs: ragDemos()[0].Outputs, Reasoning: "r"},
-			`demo 0: reasoning is only for chain_of_thought programs (this one is react)`},
+		{dspgo.KindPredict, dspgo.Demo{Inputs: ragDemos()[0].Inputs, Outputs: ragDemos()[0].Outputs, Reasoning: "r"},
+			`demo 0: reasoning is only for chain_of_thought and react programs (this one is predict)`},
 	} {
 		_, err := c.CreateProgram(ctx, dspgo.ProgramSpec{Signature: sig, Kind: bad.kind, Demos: []dspgo.Demo{bad.demo}})
 		require.Error(t, err)

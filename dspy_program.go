@@ -58,7 +58,7 @@ func LoadDSPyProgram(r io.Reader, signature string, models ...Model) (ProgramSpe
 		return ProgramSpec{}, err
 	}
 	return ProgramSpec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind, Demos: spec.Demos,
-		StepInstructions: spec.StepInstructions}, nil
+		StepInstructions: spec.StepInstructions, StepDemos: spec.StepDemos}, nil
 }
 
 // ExportDSPy writes the program as the JSON that DSPy 3.4's

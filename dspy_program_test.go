@@ -114,10 +114,20 @@ func TestDSPyProgramRoundTrip(t *testing.T) {
 			})
 		}
 	}
-	t.Run("react/step_instructions", func(t *testing.T) {
+	t.Run("react/optimized", func(t *testing.T) {
 		t.Parallel()
+		trajectory, empty := "[[ ## thought_0 ## ]]\nLook it up.\n\n[[ ## tool_name_0 ## ]]\nlookup", ""
+		extraction := demos[0]
+		extraction.Trajectory = &trajectory
+		steps := []dspgo.Demo{
+			{Inputs: demos[0].Inputs, Trajectory: &empty,
+				Outputs: map[string]any{"next_thought": "Look it up.", "next_tool_name": "lookup", "next_tool_args": map[string]any{"topic": "it", "depth": 2.5}}},
+			{Inputs: map[string]any{"question": "When?"}, Trajectory: &trajectory,
+				Outputs: map[string]any{"next_thought": "Done.", "next_tool_name": "finish", "next_tool_args": map[string]any{}}},
+			{Inputs: demos[1].Inputs, Outputs: map[string]any{"next_thought": "No trajectory."}},
+		}
 		p, err := c.CreateProgram(t.Context(), dspgo.ProgramSpec{Signature: sig, Instructions: "Answer the question.", Kind: dspgo.KindReact,
-			Demos: []dspgo.Demo{demos[1]}, StepInstructions: "Look the topic up once, then finish.\nCite the wiki."})
+			Demos: []dspgo.Demo{extraction, demos[1]}, StepInstructions: "Look the topic up once, then finish.\nCite the wiki.", StepDemos: steps})
 		require.NoError(t, err)
 		dspyRoundTrip(t, c, p, []command.ToolSpec{tool}, sigText)
 	})
@@ -177,7 +187,7 @@ func dspyRoundTrip(t *testing.T, c *dspgo.Client, p *dspgo.Program, tools []comm
 	t.Helper()
 	kind := p.Spec.Kind
 	spec := command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos,
-		StepInstructions: p.Spec.StepInstructions}
+		StepInstructions: p.Spec.StepInstructions, StepDemos: p.Spec.StepDemos}
 	dir := t.TempDir()
 
 	// DSPy's save of the module with demos; DSPy's load (and save)
@@ -196,7 +206,7 @@ func dspyRoundTrip(t *testing.T, c *dspgo.Client, p *dspgo.Program, tools []comm
 	require.NoError(t, f.Close())
 	require.NoError(t, err)
 	assert.Equal(t, dspgo.ProgramSpec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: kind, Demos: p.Spec.Demos,
-		StepInstructions: p.Spec.StepInstructions}, loaded,
+		StepInstructions: p.Spec.StepInstructions, StepDemos: p.Spec.StepDemos}, loaded,
 		"DSPy's save loads as the spec it was made from")
 	q, err := c.CreateProgram(t.Context(), loaded)
 	require.NoError(t, err)

@@ -86,6 +86,14 @@ type ProgramSpec struct {
 	// leave it empty. Part of the spec's Hash when set.
 	StepInstructions string
 
+	// StepDemos are a KindReact program's demos of its steps (dspy.ReAct's
+	// ReAct.react): each the program's inputs, its Trajectory and, as
+	// Outputs, the step's next_thought, next_tool_name and next_tool_args
+	// (command.StepOutputs), as BootstrapFewShot fills them and
+	// LoadDSPyProgram reads them. Both engines show them to every step.
+	// Nil means none. Other kinds have none. Part of the spec's Hash.
+	StepDemos []Demo
+
 	// MaxIters bounds a KindReact program's loop: the tool calls before
 	// it must answer, 1 to 100. Zero means command.DefaultMaxIters (20,
 	// dspy.ReAct's default). Other kinds ignore it.
@@ -106,11 +114,13 @@ type ProgramSpec struct {
 //	type Demo struct {
 //		Inputs    map[string]any // a value for every input field (but an Optional one), by name
 //		Outputs   map[string]any // a value for every declared output field
-//		Reasoning string         // KindChainOfThought only; empty means none
+//		Reasoning string         // KindChainOfThought and KindReact only; empty means none
+//		Trajectory *string       // KindReact only; nil means none
 //	}
 //
 // Each value converts to its field's type as an execution's inputs do;
-// other kinds than KindChainOfThought must leave Reasoning empty.
+// other kinds than KindChainOfThought and KindReact must leave Reasoning
+// empty, and other kinds than KindReact Trajectory nil.
 type Demo = command.Demo
 
 // Program is a created program. Its fields are read-only.
@@ -185,7 +195,7 @@ func (c *Client) createProgram(ctx context.Context, session string, closed *atom
 		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%s: %s", path, problem)
 	}
 	compiled, err := program.Compile(command.Spec{Signature: spec.Signature, Instructions: spec.Instructions, Kind: spec.Kind, Demos: spec.Demos,
-		Module: spec.Module, State: spec.State, StepInstructions: spec.StepInstructions})
+		Module: spec.Module, State: spec.State, StepInstructions: spec.StepInstructions, StepDemos: spec.StepDemos})
 	if err != nil {
 		return nil, adapter.Wrap(err, c.a.Name(), op)
 	}
@@ -199,7 +209,7 @@ func (c *Client) createProgram(ctx context.Context, session string, closed *atom
 		ID: id, Session: session, Hash: compiled.Hash, compiled: compiled,
 		Spec: ProgramSpec{ID: id, Signature: compiled.Spec.Signature, Instructions: compiled.Spec.Instructions, Kind: compiled.Spec.Kind,
 			Demos: compiled.Spec.Demos, Module: compiled.Spec.Module, State: compiled.Spec.State,
-			StepInstructions: compiled.Spec.StepInstructions, LM: spec.LM},
+			StepInstructions: compiled.Spec.StepInstructions, StepDemos: compiled.Spec.StepDemos, LM: spec.LM},
 	}
 	if compiled.Spec.Kind == command.KindReact {
 		if c.opts.toolErr != nil {

@@ -63,11 +63,14 @@ func checkSpecValues(spec ProgramSpec) (path, problem string) {
 			return d.path + b.path(), b.what
 		}
 	}
-	return checkDemoValues(spec.Demos, "demo")
+	if path, problem := checkDemoValues(spec.Demos, "demo"); path != "" {
+		return path, problem
+	}
+	return checkDemoValues(spec.StepDemos, "step demo")
 }
 
 // checkDemoValues is checkInputs for demos (or examples, by label): their
-// inputs, outputs and reasoning.
+// inputs, outputs, reasoning and trajectory.
 func checkDemoValues(demos []Demo, label string) (path, problem string) {
 	for i, d := range demos {
 		at := fmt.Sprintf("%s %d: ", label, i)
@@ -83,6 +86,9 @@ func checkDemoValues(demos []Demo, label string) (path, problem string) {
 		}
 		if !utf8.ValidString(d.Reasoning) {
 			return at + "reasoning", describeBad("string", d.Reasoning) + notUTF8
+		}
+		if d.Trajectory != nil && !utf8.ValidString(*d.Trajectory) {
+			return at + "trajectory", describeBad("string", *d.Trajectory) + notUTF8
 		}
 	}
 	return "", ""

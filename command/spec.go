@@ -172,7 +172,25 @@ type Spec struct {
 	// Other kinds leave them empty. Empty leaves the key out of the JSON,
 	// so a spec without them hashes as before they existed.
 	StepInstructions string `json:"step_instructions,omitempty"`
+	// StepDemos are a KindReact spec's demos of its steps: those of
+	// dspy.ReAct's step predictor (ReAct.react), which an optimizer such
+	// as BootstrapFewShot fills with steps of the loops it ran. Each holds
+	// the program's inputs, its Trajectory (the steps before, as the loop
+	// wrote them) and as Outputs StepOutputs' values (next_tool_args an
+	// object); no Reasoning. Both engines show them to every step, as
+	// DSPy shows a predictor's demos. Nil or empty means none, and leaves
+	// the key out of the JSON, so a spec without them hashes as before
+	// they existed. Other kinds have none.
+	StepDemos []Demo `json:"step_demos,omitempty"`
 }
+
+// StepOutputs are the outputs of a dspy.ReAct step, in order: a str, a
+// tool's name (a str) and the tool's arguments (a dict[str, Any]).
+var StepOutputs = []string{"next_thought", "next_tool_name", "next_tool_args"}
+
+// TrajectoryField is the input that dspy.ReAct adds to a program's inputs
+// for its steps and its extraction: the loop's steps so far, as text.
+const TrajectoryField = "trajectory"
 
 // Demo is one few-shot example of a program, as DSPy's demos are: a value
 // for every input and every declared output of the signature and, for
@@ -189,8 +207,16 @@ type Demo struct {
 	// Outputs holds a value for every declared output field (not
 	// ReasoningField), by name, that converts to the field's type.
 	Outputs map[string]any `json:"outputs"`
-	// Reasoning is a KindChainOfThought demo's reasoning. Empty means
-	// none: DSPy then shows the demo as one whose reasoning is not
-	// supplied. Other kinds must leave it empty.
+	// Reasoning is a KindChainOfThought demo's reasoning, or a KindReact
+	// demo's (its extraction's, a ChainOfThought). Empty means none: DSPy
+	// then shows the demo as one whose reasoning is not supplied. Other
+	// kinds, and a KindReact spec's StepDemos, must leave it empty.
 	Reasoning string `json:"reasoning,omitempty"`
+	// Trajectory is a KindReact demo's trajectory (Spec.Demos: the loop
+	// the extraction read; Spec.StepDemos: the steps before the one the
+	// demo shows), the text dspy.ReAct gave its predictor. Nil means none:
+	// DSPy then shows the demo as one whose trajectory is not supplied; a
+	// pointer to "" is the empty trajectory of a loop's first step. Other
+	// kinds must leave it nil.
+	Trajectory *string `json:"trajectory,omitempty"`
 }

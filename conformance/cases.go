@@ -106,7 +106,7 @@ func withID(id string) func(*dspgo.ProgramSpec) { return func(s *dspgo.ProgramSp
 func expected(t TB, p *dspgo.Program, inputs map[string]any) map[string]any {
 	t.Helper()
 	c, err := program.Compile(command.Spec{Signature: p.Spec.Signature, Instructions: p.Spec.Instructions, Kind: p.Spec.Kind, Demos: p.Spec.Demos,
-		Module: p.Spec.Module, State: p.Spec.State, StepInstructions: p.Spec.StepInstructions})
+		Module: p.Spec.Module, State: p.Spec.State, StepInstructions: p.Spec.StepInstructions, StepDemos: p.Spec.StepDemos})
 	require.NoError(t, err)
 	in, err := c.Inputs(inputs)
 	require.NoError(t, err)

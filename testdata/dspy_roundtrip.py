@@ -7,7 +7,8 @@ Run with the interpreter of the dspy test environment and one argument, a JSON j
 For each step it builds the module dspgo's dspy engine runs the spec with (dspy.Predict,
 dspy.ChainOfThought or dspy.ReAct, tools as the engine makes them), then
 
-* save: sets the spec's demos on it as the engine does and calls module.save(path);
+* save: sets the spec's demos (and a react spec's step demos) on it as the engine does
+  and calls module.save(path);
 * load: calls module.load(path) on it (without demos) and then module.save(path);
 
 and prints, one line per step, the module's dump_state() as JSON (keys sorted, floats as
@@ -32,6 +33,7 @@ def main() -> None:
     dspy = import_dspy()
     spec = dict(job["spec"])
     demos = spec.pop("demos", None)
+    step_demos = spec.pop("step_demos", None)
     for step in job["steps"]:
         compiled = CompiledSpec(spec)
         if compiled.kind == KIND_REACT:
@@ -39,8 +41,8 @@ def main() -> None:
         else:
             module = ENGINE.module(dspy, compiled)
         if step["mode"] == "save":
-            if demos:
-                ENGINE.set_demos(dspy, CompiledSpec({**spec, "demos": demos}), module)
+            if demos or step_demos:
+                ENGINE.set_demos(dspy, CompiledSpec({**spec, "demos": demos, "step_demos": step_demos}), module)
             module.save(step["path"])
         else:
             module.load(step["path"])

@@ -133,8 +133,19 @@ func crossCheckEngines(t *testing.T, r *rand.Rand, n int) {
 			spec.StepInstructions = stepInstructions
 			ran["react with step instructions"]++
 		}
+		if spec.Kind == dspgo.KindReact && i%3 != 1 { // BootstrapFewShot's demos, of the program's inputs
+			trajectory, empty := "[[ ## thought_0 ## ]]\nLook it up.\n\n[[ ## tool_name_0 ## ]]\nlookup", ""
+			spec.StepDemos = []dspgo.Demo{
+				{Inputs: inputs, Trajectory: &empty, Outputs: map[string]any{"next_thought": "Look it up.", "next_tool_name": "lookup",
+					"next_tool_args": map[string]any{"topic": "it"}}},
+				{Inputs: inputs, Trajectory: &trajectory, Outputs: map[string]any{"next_thought": "Done.", "next_tool_name": "finish", "next_tool_args": map[string]any{}}},
+			}
+			spec.Demos = []dspgo.Demo{{Inputs: inputs, Trajectory: &trajectory, Reasoning: "The lookup answers it."}}
+			ran["react with demos"]++
+		}
 		ran[spec.Kind]++
-		what := fmt.Sprintf("program %d (%s %s, step instructions %q) with %v", i, spec.Kind, spec.Signature, spec.StepInstructions, inputs)
+		what := fmt.Sprintf("program %d (%s %s, step instructions %q, %d step demos) with %v", i, spec.Kind, spec.Signature, spec.StepInstructions,
+			len(spec.StepDemos), inputs)
 
 		execs := map[string]*dspgo.Execution{}
 		streams := map[string][]dspgo.StreamPart{}
@@ -181,14 +192,16 @@ func crossCheckEngines(t *testing.T, r *rand.Rand, n int) {
 				assert.Equal(t, spec.StepInstructions != "", strings.HasSuffix(system, "\n        Call the tool once.\n        Then finish — 简短."),
 					"%s: a step's system message ends with the step instructions iff the program has some", what)
 				assert.Equal(t, spec.StepInstructions == "", strings.Contains(system, "You are an Agent."), "%s: ReAct's own text otherwise", what)
+				assert.Len(t, step, 2+2*len(spec.StepDemos), "%s: a step shows the step demos", what)
 			}
+			assert.Len(t, sent["native"][len(sent["native"])-1], 2+2*len(spec.Demos), "%s: the extraction shows the demos", what)
 		}
 		for _, e := range engines {
 			checkStream(t, streams[e], fields, want, fmt.Sprintf("%s streamed on %s", what, e))
 		}
 	}
 	t.Logf("programs by kind: %v", ran)
-	for _, k := range append(kinds, "react with step instructions") {
+	for _, k := range append(kinds, "react with step instructions", "react with demos") {
 		assert.NotZero(t, ran[k], "the draw includes %s programs", k)
 	}
 }

@@ -102,10 +102,13 @@ func invalid(format string, args ...any) error {
 // demos those of the predictor that produces the outputs, whose keys that
 // are not fields of the predictor are ignored (DSPy's adapters ignore them
 // too). A ReAct's step instructions are its StepInstructions when they are
-// not the text dspy.ReAct writes (for any tools): an optimizer's. What the spec has no place for is an error: a demo with a
-// trajectory, or a ReAct step's demo with step fields; decision field
-// configurations. Prefixes, the LM settings, traces, train and the
-// metadata are not read. Errors have CodeInvalidArgument.
+// not the text dspy.ReAct writes (for any tools): an optimizer's. A
+// ReAct's extraction demos keep their trajectory and reasoning, and its
+// step predictor's demos that hold a step's output are its StepDemos
+// (the others never reach a prompt). What the spec has no place for is
+// an error: decision field configurations. Prefixes, the LM settings,
+// traces, train and the metadata are not read. Errors have
+// CodeInvalidArgument.
 func Load(data []byte, sig *command.Signature) (command.Spec, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil || top == nil {
@@ -186,7 +189,7 @@ func Load(data []byte, sig *command.Signature) (command.Spec, error) {
 		return command.Spec{}, err
 	}
 	if kind == command.KindReact {
-		if err := preds[1].stepDemosUnused(); err != nil {
+		if spec.StepDemos, err = preds[1].stepDemos(inputs); err != nil {
 			return command.Spec{}, err
 		}
 		effective := spec.Instructions
@@ -204,10 +207,14 @@ func Load(data []byte, sig *command.Signature) (command.Spec, error) {
 		if errors.As(err, &ae) {
 			msg = ae.Message
 		}
-		if sig == nil && strings.HasPrefix(msg, "demo ") {
+		if sig == nil && (strings.HasPrefix(msg, "demo ") || strings.HasPrefix(msg, "step demo ")) {
 			msg += " (the file records no types, so every field is str: give the signature to type them)"
 		}
-		return command.Spec{}, invalid("%s: %s", main.label, msg)
+		label := main.label
+		if strings.HasPrefix(msg, "step demo ") {
+			label = preds[1].label
+		}
+		return command.Spec{}, invalid("%s: %s", label, msg)
 	}
 	return c.Spec, nil
 }
@@ -404,20 +411,19 @@ func (p *predictor) demos(kind string, inputs, outputs []command.Field) ([]comma
 				demo.Outputs[f.Name] = v
 			}
 		}
-		switch kind {
-		case command.KindChainOfThought:
-			if r, ok := d[reasoningField]; ok && r != nil {
-				s, isStr := r.(string)
-				if !isStr {
-					return nil, invalid("%s: demo %d: reasoning is not a string", p.label, i)
-				}
-				demo.Reasoning = s
+		if kind == command.KindChainOfThought || kind == command.KindReact {
+			s, err := p.demoString(d, i, reasoningField)
+			if err != nil {
+				return nil, err
 			}
-		case command.KindReact:
-			for _, name := range []string{trajectoryField, reasoningField} {
-				if v, ok := d[name]; ok && v != nil {
-					return nil, invalid("%s: demo %d holds a %s, which a dspgo react demo has no place for (demos of inputs and outputs only)", p.label, i, name)
-				}
+			if s != nil {
+				demo.Reasoning = *s
+			}
+		}
+		if kind == command.KindReact {
+			var err error
+			if demo.Trajectory, err = p.demoString(d, i, trajectoryField); err != nil {
+				return nil, err
 			}
 		}
 		out = append(out, demo)
@@ -425,19 +431,50 @@ func (p *predictor) demos(kind string, inputs, outputs []command.Field) ([]comma
 	return out, nil
 }
 
-// stepDemosUnused checks that a ReAct step predictor's demos hold none of
-// its own fields: DSPy's adapters show a demo only when it has one of the
-// predictor's outputs, so the demos that an optimizer such as
-// LabeledFewShot sets on every predictor never reach the step's prompt.
-func (p *predictor) stepDemosUnused() error {
+// demoString returns the string demo i holds under name, nil when it
+// holds none (or null).
+func (p *predictor) demoString(d map[string]any, i int, name string) (*string, error) {
+	v, ok := d[name]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		return nil, invalid("%s: demo %d: %s is not a string", p.label, i, name)
+	}
+	return &s, nil
+}
+
+// stepDemos turns a ReAct step predictor's demos into a spec's StepDemos:
+// the inputs, the trajectory and the step's outputs of each demo that
+// holds one of those outputs. The others never reach the step's prompt
+// (DSPy's adapters show a demo only when it has one of the predictor's
+// outputs), as the demos that LabeledFewShot sets on every predictor, and
+// are ignored.
+func (p *predictor) stepDemos(inputs []command.Field) ([]command.Demo, error) {
+	var out []command.Demo
 	for i, d := range p.state.Demos {
-		for _, name := range append([]string{trajectoryField}, reactStepOutputs...) {
-			if v, ok := d[name]; ok && v != nil {
-				return invalid("%s: demo %d holds %s: demos of a ReAct's steps are not supported", p.label, i, name)
+		demo := command.Demo{Inputs: map[string]any{}, Outputs: map[string]any{}}
+		for _, name := range reactStepOutputs {
+			if v, ok := d[name]; ok {
+				demo.Outputs[name] = v
 			}
 		}
+		if len(demo.Outputs) == 0 {
+			continue
+		}
+		for _, f := range inputs {
+			if v, ok := d[f.Name]; ok {
+				demo.Inputs[f.Name] = v
+			}
+		}
+		var err error
+		if demo.Trajectory, err = p.demoString(d, i, trajectoryField); err != nil {
+			return nil, err
+		}
+		out = append(out, demo)
 	}
-	return nil
+	return out, nil
 }
 
 // DefaultInstructions is the instructions DSPy gives a signature that has
@@ -491,7 +528,8 @@ func parseDefaultInstructions(s string) (inputs, outputs []string, ok bool) {
 // the instructions (DSPy's default text when the spec has none) as DSPy
 // holds them (Cleandoc), each field with DSPy's default prefix
 // (InferPrefix) and its description ("${name}" when none), the demos on
-// the predictor that produces the outputs, no LM ("lm": null), and
+// the predictor that produces the outputs (a ReAct's step demos on its
+// step predictor), no LM ("lm": null), and
 // metadata naming DSPyVersion only. A ReAct's step predictor gets the
 // spec's StepInstructions, or when it has none the instructions
 // dspy.ReAct writes for the spec's instructions and tools (those the
@@ -523,24 +561,7 @@ func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 		}
 		return out
 	}
-	demos := make([]any, len(spec.Demos))
-	for i, d := range spec.Demos {
-		var o object
-		for _, f := range spec.Signature.Inputs {
-			if v, ok := d.Inputs[f.Name]; ok { // an incomplete demo may leave one out
-				o = append(o, member{f.Name, jsonValue(dspyMedia(f, v))})
-			}
-		}
-		if d.Reasoning != "" {
-			o = append(o, member{reasoningField, d.Reasoning})
-		}
-		for _, f := range spec.Signature.Outputs {
-			if v, ok := d.Outputs[f.Name]; ok { // an incomplete demo may leave one out
-				o = append(o, member{f.Name, jsonValue(v)})
-			}
-		}
-		demos[i] = o
-	}
+	demos := writeDemos(spec.Demos, spec.Signature.Inputs, names(spec.Signature.Outputs))
 	main := predictorObject(instructions, slices.Concat(declared(spec.Signature.Inputs), extra, declared(spec.Signature.Outputs)), demos)
 	var file object
 	switch spec.Kind {
@@ -560,7 +581,8 @@ func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 		for _, n := range reactStepOutputs {
 			stepFields = append(stepFields, field{name: n})
 		}
-		file = object{{"react", predictorObject(react, stepFields, []any{})}, {"extract.predict", main}}
+		steps := writeDemos(spec.StepDemos, spec.Signature.Inputs, reactStepOutputs)
+		file = object{{"react", predictorObject(react, stepFields, steps)}, {"extract.predict", main}}
 	default:
 		return nil, fmt.Errorf("dspystate: program kind %q", spec.Kind)
 	}
@@ -573,6 +595,33 @@ func Export(spec command.Spec, tools []command.ToolSpec) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// writeDemos writes demos as DSPy saves a predictor's: each its inputs,
+// trajectory, reasoning and outputs (by the names given), those it holds.
+func writeDemos(demos []command.Demo, inputs []command.Field, outputs []string) []any {
+	out := make([]any, len(demos))
+	for i, d := range demos {
+		o := object{}
+		for _, f := range inputs {
+			if v, ok := d.Inputs[f.Name]; ok { // an incomplete demo may leave one out
+				o = append(o, member{f.Name, jsonValue(dspyMedia(f, v))})
+			}
+		}
+		if d.Trajectory != nil {
+			o = append(o, member{trajectoryField, *d.Trajectory})
+		}
+		if d.Reasoning != "" {
+			o = append(o, member{reasoningField, d.Reasoning})
+		}
+		for _, name := range outputs {
+			if v, ok := d.Outputs[name]; ok { // an incomplete demo may leave one out
+				o = append(o, member{name, jsonValue(v)})
+			}
+		}
+		out[i] = o
+	}
+	return out
 }
 
 // field is a field as Export writes it.

@@ -90,15 +90,28 @@ func TestLoadWhatDSPySaved(t *testing.T) {
 }
 
 // TestLoadOptimizedReact: a ReAct whose step predictor's instructions an
-// optimizer rewrote (testdata/react_optimized.json) loads with them as
-// StepInstructions, which Export writes back in place of ReAct's text.
+// optimizer rewrote, with the demos BootstrapFewShot sets on its steps and
+// its extraction (testdata/react_optimized.json), loads with them as
+// StepInstructions, StepDemos (but LabeledFewShot's, which never reach a
+// prompt) and Demos with their trajectory and reasoning; Export writes
+// them back.
 func TestLoadOptimizedReact(t *testing.T) {
 	data := readFile(t, "react_optimized.json")
 	spec, err := Load(data, signature(t, qaSignature))
 	require.NoError(t, err)
-	want := qaSpec(t, command.KindReact, "")
+	want := qaSpec(t, command.KindReact, "The search names Ann.")
+	trajectory := "[[ ## thought_0 ## ]]\nSearch first.\n\n[[ ## tool_name_0 ## ]]\nsearch\n\n" +
+		"[[ ## tool_args_0 ## ]]\n{\"query\": \"author\", \"limit\": 1}\n\n[[ ## observation_0 ## ]]\nAnn wrote it."
+	empty := ""
+	want.Demos[0].Trajectory = &trajectory
 	want.StepInstructions = "You are a careful research agent. Search for the question's key terms first, then finish\n" +
 		"as soon as the context answers it."
+	want.StepDemos = mustCompile(t, command.Spec{Signature: want.Signature, Kind: command.KindReact, StepDemos: []command.Demo{
+		{Inputs: map[string]any{"question": "Who wrote it?", "context": []string{"Ann wrote it."}}, Trajectory: &empty,
+			Outputs: map[string]any{"next_thought": "Search first.", "next_tool_name": "search", "next_tool_args": map[string]any{"query": "author", "limit": 1}}},
+		{Inputs: map[string]any{"question": "Who wrote it?", "context": []string{"Ann wrote it."}}, Trajectory: &trajectory,
+			Outputs: map[string]any{"next_thought": "Done.", "next_tool_name": "finish", "next_tool_args": map[string]any{}}},
+	}}).Spec.StepDemos
 	assert.Equal(t, want, spec)
 	c, err := program.Compile(spec)
 	require.NoError(t, err)
@@ -137,10 +150,16 @@ func comparable(t *testing.T, data []byte) map[string]any {
 		if !ok {
 			continue
 		}
-		if key == "react" {
-			state["demos"] = []any{}
-		}
 		demos, _ := state["demos"].([]any)
+		if key == "react" { // a step's demos without a step's output never reach a prompt
+			kept := []any{}
+			for _, d := range demos {
+				if _, ok := d.(map[string]any)["next_thought"]; ok {
+					kept = append(kept, d)
+				}
+			}
+			state["demos"], demos = kept, kept
+		}
 		for _, d := range demos {
 			delete(d.(map[string]any), "augmented")
 		}
@@ -228,10 +247,12 @@ func TestLoadErrors(t *testing.T) {
 			`Predict: demo 1: output confidence: expected float, got string "high"`},
 		{"reasoning not a string", strings.Replace(cot, `"reasoning": "The context says Ann wrote it."`, `"reasoning": 3`, 1), qaSignature,
 			"ChainOfThought.predict: demo 0: reasoning is not a string"},
-		{"react extract demo with a trajectory", strings.Replace(react, `"answer": "Ann",`, `"answer": "Ann", "trajectory": "[[ ## thought_0 ## ]]",`, 2), qaSignature,
-			"ReAct.extract.predict: demo 0 holds a trajectory, which a dspgo react demo has no place for (demos of inputs and outputs only)"},
-		{"react step demo", strings.Replace(react, `"answer": "Ann",`, `"answer": "Ann", "next_thought": "search",`, 1), qaSignature,
-			"ReAct.react: demo 0 holds next_thought: demos of a ReAct's steps are not supported"},
+		{"react extract demo's trajectory not a string", strings.Replace(react, `"answer": "Ann",`, `"answer": "Ann", "trajectory": ["x"],`, 2), qaSignature,
+			"ReAct.extract.predict: demo 0: trajectory is not a string"},
+		{"react step demo's trajectory not a string", strings.Replace(react, `"answer": "Ann",`, `"answer": "Ann", "next_thought": "search", "trajectory": 1,`, 1), qaSignature,
+			"ReAct.react: demo 0: trajectory is not a string"},
+		{"react step demo's tool arguments not an object", strings.Replace(react, `"answer": "Ann",`, `"answer": "Ann", "next_tool_args": "q",`, 1), qaSignature,
+			`ReAct.react: step demo 0: output next_tool_args: expected dict[str, Any], got string "q"`},
 		{"react step predictor with a field more", strings.Replace(react, `"prefix": "Trajectory:",`, `"prefix": "Extra:", "description": "x"}, {"prefix": "Trajectory:",`, 1),
 			qaSignature, "ReAct.react has 7 fields; for the signature's 2 inputs, dspy.ReAct's step predictor has 6 (the inputs, trajectory and next_thought, next_tool_name, next_tool_args)"},
 		{"react step predictor with a field more, without a signature", strings.Replace(react, `"prefix": "Trajectory:",`, `"prefix": "Extra:", "description": "x"}, {"prefix": "Trajectory:",`, 1),

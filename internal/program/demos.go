@@ -31,8 +31,11 @@ func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, mo
 		if err != nil {
 			return nil, err
 		}
-		if d.Reasoning != "" && kind != command.KindChainOfThought {
-			return nil, invalid("%s: reasoning is only for %s programs (this one is %s)", at, command.KindChainOfThought, kind)
+		if d.Reasoning != "" && kind != command.KindChainOfThought && kind != command.KindReact {
+			return nil, invalid("%s: reasoning is only for %s and %s programs (this one is %s)", at, command.KindChainOfThought, command.KindReact, kind)
+		}
+		if d.Trajectory != nil && kind != command.KindReact {
+			return nil, invalid("%s: trajectory is only for %s programs (this one is %s)", at, command.KindReact, kind)
 		}
 		switch {
 		case !examples:
@@ -41,9 +44,54 @@ func normalizeDemos(demos []command.Demo, kind string, sig command.Signature, mo
 		case len(outputs) == 0 && d.Reasoning == "":
 			return nil, invalid("%s holds no output: an example is scored on its outputs", at)
 		}
-		out[i] = command.Demo{Inputs: inputs, Outputs: outputs, Reasoning: d.Reasoning}
+		out[i] = command.Demo{Inputs: inputs, Outputs: outputs, Reasoning: d.Reasoning, Trajectory: copyString(d.Trajectory)}
 	}
 	return out, nil
+}
+
+// stepFields are the outputs of a dspy.ReAct step, typed as a spec's
+// step demos convert them (the tool's name a str: the tools are a run's).
+var stepFields = []command.Field{
+	{Name: command.StepOutputs[0], Type: "str"}, {Name: command.StepOutputs[1], Type: "str"}, {Name: command.StepOutputs[2], Type: "dict[str, Any]"},
+}
+
+// normalizeStepDemos validates a react spec's step demos (Spec.StepDemos)
+// as normalizeDemos does its demos, their outputs those of a step
+// (stepFields), and returns them converted (nil when there are none).
+func normalizeStepDemos(demos []command.Demo, kind string, sig command.Signature, models *Models) ([]command.Demo, error) {
+	if len(demos) == 0 {
+		return nil, nil
+	}
+	if kind != command.KindReact {
+		return nil, invalid("step_demos are for kind %q only (this spec's kind is %q)", command.KindReact, kind)
+	}
+	out := make([]command.Demo, len(demos))
+	for i, d := range demos {
+		at := fmt.Sprintf("step demo %d", i)
+		inputs, err := demoValues(d.Inputs, sig.Inputs, models, at, "input")
+		if err != nil {
+			return nil, err
+		}
+		outputs, err := demoValues(d.Outputs, stepFields, models, at, "output")
+		if err != nil {
+			return nil, err
+		}
+		if d.Reasoning != "" {
+			return nil, invalid("%s: a step has no reasoning (it gives %s)", at, names(stepFields))
+		}
+		out[i] = command.Demo{Inputs: inputs, Outputs: outputs, Trajectory: copyString(d.Trajectory)}
+	}
+	return out, nil
+}
+
+// copyString returns a copy of *s, nil for nil: a normalized demo shares
+// no pointer with the caller's.
+func copyString(s *string) *string {
+	if s == nil {
+		return nil
+	}
+	c := *s
+	return &c
 }
 
 // demoValues converts one side of a demo: each field it holds converted

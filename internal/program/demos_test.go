@@ -40,6 +40,10 @@ func demoSpec(kind, demos string) json.RawMessage {
 	return json.RawMessage(s + "}")
 }
 
+// stepDemoOK is a react program's step demo: a loop's first step.
+const stepDemoOK = `{"inputs":{"question":"Who?","context":["Ann wrote it."]},"trajectory":"",` +
+	`"outputs":{"next_thought":"Search first.","next_tool_name":"search","next_tool_args":{"query":"author","limit":1.0}}}`
+
 const demoOK = `{"inputs":{"question":"Who?","context":["Ann wrote it."]},"outputs":{"answer":"Ann","confidence":0.9}}`
 
 func demoCases() []demoCase {
@@ -99,9 +103,9 @@ func demoCases() []demoCase {
 		{Name: "reasoning_as_an_output", Spec: demoSpec("chain_of_thought", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x","confidence":0.5,"reasoning":"r"}}]`),
 			Error: `demo 0: output "reasoning" is not in the signature (the signature's outputs are "answer", "confidence")`},
 		{Name: "reasoning_on_predict", Spec: demoSpec("predict", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x","confidence":0.5},"reasoning":"r"}]`),
-			Error: `demo 0: reasoning is only for chain_of_thought programs (this one is predict)`},
-		{Name: "reasoning_on_react", Spec: demoSpec("react", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x","confidence":0.5},"reasoning":"r"}]`),
-			Error: `demo 0: reasoning is only for chain_of_thought programs (this one is react)`},
+			Error: `demo 0: reasoning is only for chain_of_thought and react programs (this one is predict)`},
+		{Name: "trajectory_on_chain_of_thought", Spec: demoSpec("chain_of_thought", `[{"inputs":{"question":"Why?","context":[]},"outputs":{"answer":"x","confidence":0.5},"trajectory":""}]`),
+			Error: `demo 0: trajectory is only for react programs (this one is chain_of_thought)`},
 		{Name: "literal_value", Spec: json.RawMessage(`{"signature":{"inputs":[{"name":"q","type":"","description":""}],"outputs":[{"name":"lit","type":"Literal['a', 'b']","description":""}]},` +
 			`"instructions":"","kind":"","demos":[{"inputs":{"q":"?"},"outputs":{"lit":"c"}}]}`),
 			Error: `demo 0: output lit: "c" is not one of Literal['a', 'b']`},
@@ -189,6 +193,28 @@ func demoCases() []demoCase {
 		{Name: "react_step_instructions", Spec: withMembers(demoSpec("react", "["+demoOK+"]"), `"step_instructions":"Pick the best tool."`)},
 		{Name: "react_empty_step_instructions_are_none", Spec: withMembers(demoSpec("react", "["+demoOK+"]"), `"step_instructions":""`)},
 		{Name: "react_null_step_instructions_are_none", Spec: withMembers(demoSpec("react", "["+demoOK+"]"), `"step_instructions":null`)},
+		// A react program's demos may hold its extraction's trajectory
+		// and reasoning; its step demos are a step's.
+		{Name: "react_with_trajectory_and_reasoning", Spec: demoSpec("react", `[{"inputs":{"question":"Who?","context":["Ann wrote it."]},`+
+			`"outputs":{"answer":"Ann","confidence":0.9},"trajectory":"[[ ## thought_0 ## ]]\nDone.","reasoning":"The context names Ann."}]`)},
+		{Name: "react_with_reasoning", Spec: demoSpec("react", `[{"inputs":{"question":"Who?","context":["Ann wrote it."]},`+
+			`"outputs":{"answer":"Ann","confidence":0.9},"reasoning":"The context names Ann."}]`)},
+		{Name: "react_null_trajectory_is_none", Spec: demoSpec("react", `[{"inputs":{"question":"Who?","context":["Ann wrote it."]},`+
+			`"outputs":{"answer":"Ann","confidence":0.9},"trajectory":null,"reasoning":"The context names Ann."}]`)},
+		{Name: "react_empty_trajectory", Spec: demoSpec("react", `[{"inputs":{"question":"Who?","context":["Ann wrote it."]},`+
+			`"outputs":{"answer":"Ann","confidence":0.9},"trajectory":"","reasoning":"The context names Ann."}]`)},
+		{Name: "react_step_demos", Spec: withMembers(demoSpec("react", "["+demoOK+"]"), `"step_demos":[`+stepDemoOK+`,`+
+			`{"inputs":{"question":"When?"},"outputs":{"next_thought":"Done.","next_tool_name":"finish","next_tool_args":{}},"trajectory":"[[ ## thought_0 ## ]]\nSearch."}]`)},
+		{Name: "react_empty_step_demos_hash_as_none", Spec: withMembers(demoSpec("react", "["+demoOK+"]"), `"step_demos":[]`)},
+		{Name: "react_null_step_demos_hash_as_none", Spec: withMembers(demoSpec("react", "["+demoOK+"]"), `"step_demos":null`)},
+		{Name: "step_demos_on_predict", Spec: withMembers(demoSpec("predict", ""), `"step_demos":[`+stepDemoOK+`]`),
+			Error: `step_demos are for kind "react" only (this spec's kind is "predict")`},
+		{Name: "step_demo_with_reasoning", Spec: withMembers(demoSpec("react", ""), `"step_demos":[`+stepDemoOK[:len(stepDemoOK)-1]+`,"reasoning":"r"}]`),
+			Error: `step demo 0: a step has no reasoning (it gives "next_thought", "next_tool_name", "next_tool_args")`},
+		{Name: "step_demo_with_a_program_output", Spec: withMembers(demoSpec("react", ""), `"step_demos":[{"inputs":{"question":"Who?"},"outputs":{"answer":"Ann"}}]`),
+			Error: `step demo 0: output "answer" is not in the signature (the signature's outputs are "next_thought", "next_tool_name", "next_tool_args")`},
+		{Name: "step_demo_tool_args_not_an_object", Spec: withMembers(demoSpec("react", ""), `"step_demos":[{"inputs":{"question":"Who?"},"outputs":{"next_tool_args":["q"]}}]`),
+			Error: `step demo 0: output next_tool_args: expected dict[str, Any], got array`},
 		{Name: "step_instructions_on_chain_of_thought", Spec: withMembers(demoSpec("chain_of_thought", ""), `"step_instructions":"Pick the best tool."`),
 			Error: `step_instructions are for kind "react" only (this spec's kind is "chain_of_thought")`},
 	}
@@ -255,6 +281,12 @@ func TestDemoVectors(t *testing.T) {
 	assert.NotEqual(t, byName["react"], byName["react_step_instructions"], "step instructions are hashed")
 	assert.Equal(t, byName["react"], byName["react_empty_step_instructions_are_none"], "none: the hash of a react spec from before them")
 	assert.Equal(t, byName["react"], byName["react_null_step_instructions_are_none"])
+	assert.NotEqual(t, byName["react_with_reasoning"], byName["react_with_trajectory_and_reasoning"], "a demo's trajectory is hashed")
+	assert.Equal(t, byName["react_with_reasoning"], byName["react_null_trajectory_is_none"])
+	assert.NotEqual(t, byName["react_with_reasoning"], byName["react_empty_trajectory"], "an empty trajectory is one: a first step's")
+	assert.NotEqual(t, byName["react"], byName["react_step_demos"], "step demos are hashed")
+	assert.Equal(t, byName["react"], byName["react_empty_step_demos_hash_as_none"])
+	assert.Equal(t, byName["react"], byName["react_null_step_demos_hash_as_none"])
 
 	got, err := json.MarshalIndent(map[string]any{
 		"about": "Golden vectors of program demos (docs/protocol.md, \"Demos\") and of module programs (\"Module programs\"). Compiling each spec gives spec_hash, or fails with invalid_argument and exactly error, in Go (internal/program, the mock) and in the Python worker alike. Regenerate with: go test ./internal/program -run TestDemoVectors -update",

@@ -276,8 +276,12 @@ func Compile(spec command.Spec) (*Compiled, error) {
 	if err != nil {
 		return nil, err
 	}
+	stepDemos, err := normalizeStepDemos(spec.StepDemos, kind, sig, types.models)
+	if err != nil {
+		return nil, err
+	}
 	c := &Compiled{models: types.models, inputs: types.inputs, types: types.outputs, Spec: command.Spec{Signature: sig, Instructions: spec.Instructions, Kind: kind, Demos: demos, Module: spec.Module, State: state,
-		StepInstructions: spec.StepInstructions}}
+		StepInstructions: spec.StepInstructions, StepDemos: stepDemos}}
 	canon, err := Canonical(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("program: canonical form of a spec: %w", err)

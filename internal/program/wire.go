@@ -96,6 +96,7 @@ func WireSpec(s command.Spec) command.Spec {
 		s.Signature.Models = models
 	}
 	s.Demos = WireDemos(s.Demos)
+	s.StepDemos = WireDemos(s.StepDemos)
 	return s
 }
 

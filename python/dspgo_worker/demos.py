@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from .errors import invalid
-from .kinds import KIND_CHAIN_OF_THOUGHT
+from .fieldtypes import parse_type
+from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_REACT
 from .protocol import quote
 from .values import convert_field, describe_value, json_object, json_string
 
@@ -19,8 +20,9 @@ def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], output
     ``program.normalizeDemos`` (docs/protocol.md, "Demos"; the messages are checked
     against protocol/testdata/demos.json): each ``{"inputs", "outputs"}`` holds values of
     its fields (:func:`demo_values`) and no other name; ``reasoning`` (a string; empty or
-    null is none, and then left out) only in a chain_of_thought spec. Null or absent
-    ``demos`` is none. (One without an input or an output is valid, and left out of the
+    null is none, and then left out) only in a chain_of_thought or react spec, and
+    ``trajectory`` (a string, ``""`` included: a loop's first step; null is none, and then
+    left out) only in a react spec. Null or absent ``demos`` is none. (One without an input or an output is valid, and left out of the
     prompt, as DSPy leaves it out.)"""
     raw = spec.get("demos")
     if raw is None:
@@ -30,7 +32,7 @@ def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], output
     demos = []
     for i, item in enumerate(raw):
         where = f"spec.demos[{i}]"
-        item = {} if item is None else json_object(item, where, ("inputs", "outputs", "reasoning"))
+        item = {} if item is None else json_object(item, where, ("inputs", "outputs", "reasoning", "trajectory"))
         at = f"demo {i}"
         demo: dict[str, Any] = {
             "inputs": demo_values(item, "inputs", where, at, "input", inputs),
@@ -38,9 +40,55 @@ def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], output
         }
         reasoning = json_string(item, "reasoning", where)
         if reasoning:
-            if kind != KIND_CHAIN_OF_THOUGHT:
-                raise invalid(f"{at}: reasoning is only for {KIND_CHAIN_OF_THOUGHT} programs (this one is {kind})")
+            if kind not in (KIND_CHAIN_OF_THOUGHT, KIND_REACT):
+                raise invalid(f"{at}: reasoning is only for {KIND_CHAIN_OF_THOUGHT} and {KIND_REACT} programs (this one is {kind})")
             demo["reasoning"] = reasoning
+        trajectory = item.get("trajectory")
+        if trajectory is not None:
+            if kind != KIND_REACT:
+                raise invalid(f"{at}: trajectory is only for {KIND_REACT} programs (this one is {kind})")
+            demo["trajectory"] = json_string(item, "trajectory", where)
+        demos.append(demo)
+    return demos
+
+
+#: The outputs of a dspy.ReAct step, as a react spec's step demos convert them (Go's
+#: ``stepFields``): the tool's name a str, as the tools are a run's.
+_STEP_FIELDS = (("next_thought", "str"), ("next_tool_name", "str"), ("next_tool_args", "dict[str, Any]"))
+
+
+def normalize_step_demos(spec: dict[str, Any], kind: str, inputs: list[Field]) -> list[dict[str, Any]]:
+    """A react spec's ``step_demos`` validated and normalised, as Go's
+    ``program.normalizeStepDemos``: as :func:`normalize_demos` does a spec's demos, named
+    ``step demo i``, their outputs a step's (``next_thought``, ``next_tool_name``,
+    ``next_tool_args``), with a ``trajectory`` and without reasoning. Null, absent or
+    ``[]`` is none; any on another kind is ``invalid_argument``."""
+    from .signature import Field
+
+    raw = spec.get("step_demos")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise invalid(f"spec.step_demos must be an array, got {describe_value(raw)}")
+    if not raw:
+        return []
+    if kind != KIND_REACT:
+        raise invalid(f'step_demos are for kind "{KIND_REACT}" only (this spec\'s kind is {quote(kind)})')
+    outputs = [Field(name, parse_type(t, {}), "") for name, t in _STEP_FIELDS]
+    demos = []
+    for i, item in enumerate(raw):
+        where = f"spec.step_demos[{i}]"
+        item = {} if item is None else json_object(item, where, ("inputs", "outputs", "reasoning", "trajectory"))
+        at = f"step demo {i}"
+        demo: dict[str, Any] = {
+            "inputs": demo_values(item, "inputs", where, at, "input", inputs),
+            "outputs": demo_values(item, "outputs", where, at, "output", outputs),
+        }
+        if json_string(item, "reasoning", where):
+            names = ", ".join(quote(f.name) for f in outputs)
+            raise invalid(f"{at}: a step has no reasoning (it gives {names})")
+        if item.get("trajectory") is not None:
+            demo["trajectory"] = json_string(item, "trajectory", where)
         demos.append(demo)
     return demos
 

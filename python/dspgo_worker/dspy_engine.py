@@ -73,7 +73,7 @@ from .modules import module_factory
 from .plain import plain
 from .programs import DEFAULT_MAX_ITERS
 from .protocol import quote
-from .react import aobserve, tool_args
+from .react import TRAJECTORY, aobserve, tool_args
 from .redact import redact
 from .spec import CompiledSpec
 from .values import convert, parse_output
@@ -351,11 +351,18 @@ class DspyEngine:
 
     @staticmethod
     def set_demos(dspy: Any, compiled: CompiledSpec, module: Any) -> None:
-        """The spec's demos as ``dspy.Example`` objects (inputs, ``reasoning`` when a
-        chain_of_thought demo has one, outputs) on the predictor that produces the
+        """The spec's demos as ``dspy.Example`` objects (inputs, ``trajectory`` and
+        ``reasoning`` when a demo has them, outputs) on the predictor that produces the
         program's outputs: a Predict itself, a ChainOfThought's ``predict``, a ReAct's
-        ``extract.predict`` (whose trajectory and reasoning a demo does not supply, so
-        DSPy shows it as an incomplete example)."""
+        ``extract.predict`` (where DSPy shows a demo without a trajectory or reasoning as an
+        incomplete example); and a react spec's step demos on the ReAct's step predictor
+        ``react``."""
+        if compiled.step_demos and hasattr(module, "react"):
+            steps = compiled.extras.get("dspy_step_demos")
+            if steps is None:
+                steps = [dspy_example(dspy, compiled, demo) for demo in compiled.step_demos]
+                compiled.extras["dspy_step_demos"] = steps
+            module.react.demos = list(steps)
         if not compiled.demos:
             return
         examples = compiled.extras.get("dspy_demos")
@@ -659,15 +666,21 @@ def _dspy_inputs(dspy: Any, compiled: CompiledSpec, inputs: dict[str, Any]) -> d
 
 def dspy_example(dspy: Any, compiled: CompiledSpec, demo: dict[str, Any]) -> Any:
     """A demo of the spec (or an optimizer's example, shaped as one) as a ``dspy.Example``
-    whose inputs are the spec's: its inputs (as :func:`_dspy_objects` makes them),
-    ``reasoning`` when it has one, its outputs."""
+    whose inputs are the spec's: its inputs (as :func:`_dspy_objects` makes them), and a
+    react demo's ``trajectory`` when it has one; ``reasoning`` when it has one, its outputs
+    (a step demo's, a ReAct step's)."""
     _refuse_custom_type_text(demo["inputs"], "a demo's input")
     _refuse_custom_type_text(demo["outputs"], "a demo's output")
     values = _dspy_objects(dspy, compiled, demo["inputs"])
+    inputs = list(demo["inputs"])
+    if "trajectory" in demo:
+        _refuse_custom_type_text({TRAJECTORY: demo["trajectory"]}, "a demo's")
+        values[TRAJECTORY] = demo["trajectory"]
+        inputs.append(TRAJECTORY)
     if "reasoning" in demo:
         values[REASONING_FIELD] = demo["reasoning"]
     values.update(demo["outputs"])
-    return dspy.Example(**values).with_inputs(*demo["inputs"])
+    return dspy.Example(**values).with_inputs(*inputs)
 
 
 def _refuse_custom_type_text(values: dict[str, Any], label: str) -> None:

@@ -166,7 +166,7 @@ def step_spec(compiled: CompiledSpec, tools: Sequence[dict[str, Any]]) -> Compil
     """The spec of a ReAct step (``ReAct.react``): a predict of the program's inputs plus
     ``trajectory``, giving :data:`STEP_OUTPUTS`, with the spec's ``step_instructions``
     when it has some (an optimizer's, which replace ReAct's), else
-    :func:`step_instructions`; no demos. Made once per compiled spec and tools (the last tools' kept)."""
+    :func:`step_instructions`, and the spec's step demos (:func:`_with_trajectory`). Made once per compiled spec and tools (the last tools' kept)."""
     key = tuple((t["name"], t["description"], repr(tool_args(t))) for t in tools)
     made = compiled.extras.get("react_step")
     if made is not None and made[0] == key:
@@ -175,6 +175,7 @@ def step_spec(compiled: CompiledSpec, tools: Sequence[dict[str, Any]]) -> Compil
     outputs = [{"name": name, "type": STR, "description": ""} for name in STEP_OUTPUTS]
     outputs[2]["type"] = "dict[str, Any]"
     step = _derived(compiled, KIND_PREDICT, compiled.step_instructions or step_instructions(compiled, tools), outputs)
+    step.demos = [_with_trajectory(demo) for demo in compiled.step_demos]
     names = [t["name"] for t in tools if t["name"] != FINISH]
     # A Literal of the tools' names: set here, as any name may be one (no type text to parse).
     names.insert(next((i for i, t in enumerate(tools) if t["name"] == FINISH), len(names)), FINISH)
@@ -187,14 +188,24 @@ def extract_spec(compiled: CompiledSpec) -> CompiledSpec:
     """The spec of ReAct's extraction (``ReAct.extract``): a chain_of_thought of the
     program's inputs plus ``trajectory``, giving its outputs after ``reasoning``, with the
     program's instructions (DSPy's default ones of the program's own fields when it has
-    none) and its demos (which lack the trajectory and the reasoning, so DSPy shows them
-    as incomplete). Made once per compiled spec."""
+    none) and its demos (:func:`_with_trajectory`; one that lacks the trajectory or the
+    reasoning DSPy shows as incomplete). Made once per compiled spec."""
     made: CompiledSpec | None = compiled.extras.get("react_extract")
     if made is None:
         instructions = compiled.instructions or default_instructions(compiled)
         made = _derived(compiled, KIND_CHAIN_OF_THOUGHT, instructions, compiled.spec["signature"]["outputs"])
-        made.demos = compiled.demos
+        made.demos = [_with_trajectory(demo) for demo in compiled.demos]
         compiled.extras["react_extract"] = made
+    return made
+
+
+def _with_trajectory(demo: dict[str, Any]) -> dict[str, Any]:
+    """A react spec's demo (or step demo) as a demo of the spec ReAct's predictor is made
+    of (:func:`_derived`): its ``trajectory``, when it has one, is one of its inputs."""
+    if "trajectory" not in demo:
+        return demo
+    made = {key: value for key, value in demo.items() if key != TRAJECTORY}
+    made["inputs"] = {**demo["inputs"], TRAJECTORY: demo[TRAJECTORY]}
     return made
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .canonical import canonical_json, sha256_hex
 from .constraints import normalize_constraints
-from .demos import normalize_demos
+from .demos import normalize_demos, normalize_step_demos
 from .errors import invalid
 from .fieldtypes import HISTORY, OPTIONAL, STR, FieldType, parse_type
 from .kinds import KIND_CHAIN_OF_THOUGHT, KIND_MODULE, KIND_PREDICT, KIND_REACT, KINDS, REASONING_FIELD
@@ -53,7 +53,7 @@ class CompiledSpec:
     """
 
     def __init__(self, raw: Any) -> None:
-        spec = json_object(raw, "spec", ("signature", "instructions", "kind", "demos", "module", "state", "step_instructions"))
+        spec = json_object(raw, "spec", ("signature", "instructions", "kind", "demos", "module", "state", "step_instructions", "step_demos"))
         signature = spec.get("signature")
         signature = {} if signature is None else json_object(signature, "spec.signature", ("inputs", "outputs", "models"))
         raw_inputs = field_list(signature, "inputs", "spec.signature")
@@ -133,6 +133,11 @@ class CompiledSpec:
         self.demos: list[dict[str, Any]] = normalize_demos(spec, kind, self.inputs, self.declared_outputs)
         if self.demos:
             self.spec["demos"] = self.demos
+        #: A react spec's demos of its steps (:func:`~dspgo_worker.demos.normalize_step_demos`):
+        #: ``{"inputs", "outputs", "trajectory"?}``, the outputs a step's.
+        self.step_demos: list[dict[str, Any]] = normalize_step_demos(spec, kind, self.inputs)
+        if self.step_demos:  # only then: a spec without them keeps its hash
+            self.spec["step_demos"] = self.step_demos
         if self.module is not None:
             self.spec["module"] = self.module
             if self.state is not None:

@@ -146,6 +146,46 @@ class ReactEnginesTest(unittest.TestCase):
         self.assertEqual(by_native["outputs"], by_dspy["outputs"])
         self.assertEqual(by_native["trajectory"], by_dspy["trajectory"])
 
+    def test_demos_of_the_steps_and_the_extraction(self):
+        """An optimized program's demos (what BootstrapFewShot put on ReAct.react and
+        ReAct.extract.predict): every step shows the step demos (a first step's empty
+        trajectory, a later one's, one without a trajectory, which DSPy shows as
+        incomplete, first), the extraction its demos with their trajectory and reasoning;
+        the same requests on both engines."""
+        first = "[[ ## thought_0 ## ]]\nI should search.\n\n[[ ## tool_name_0 ## ]]\nsearch"
+        spec = {**SPEC, "step_demos": [
+            {"inputs": {"question": "Who wrote Emma?"}, "trajectory": "",
+             "outputs": {"next_thought": "Search the library.", "next_tool_name": "search", "next_tool_args": {"q": "Emma"}}},
+            {"inputs": {"question": "Who wrote Emma?"}, "trajectory": first,
+             "outputs": {"next_thought": "Done.", "next_tool_name": "finish", "next_tool_args": {}}},
+            {"inputs": {"question": "Who wrote Dune?"},
+             "outputs": {"next_thought": "Look it up.", "next_tool_name": "lookup", "next_tool_args": {"title": "Dune", "n": 1.5}}},
+        ], "demos": [
+            *SPEC["demos"],
+            {"inputs": {"question": "Who wrote Emma?"}, "trajectory": first, "reasoning": "The search names Austen.",
+             "outputs": {"answer": "Jane Austen", "confidence": 1.0}},
+        ]}
+        by_native, native_requests = self.run_on("native", REPLIES, spec=spec)
+        for i, messages in enumerate(native_requests[:-1]):
+            self.assertEqual(len(messages), 2 + 2 * 3, f"step {i}: the system message, three demos, the step's input")
+            self.assertTrue(messages[1]["content"].startswith(INCOMPLETE_DEMO_PREFIX), f"step {i}: the demo without a trajectory first")
+            self.assertIn('[[ ## next_tool_args ## ]]\n{"title": "Dune", "n": 1.5}', messages[2]["content"])
+            self.assertEqual(messages[3]["content"], "[[ ## question ## ]]\nWho wrote Emma?\n\n[[ ## trajectory ## ]]",
+                             "a first step's empty trajectory: a complete demo")
+            self.assertIn(f"[[ ## trajectory ## ]]\n{first}", messages[5]["content"])
+        extraction = native_requests[-1]
+        self.assertEqual(len(extraction), 2 + 2 * 2)
+        self.assertTrue(extraction[1]["content"].startswith(INCOMPLETE_DEMO_PREFIX), "the demo without trajectory and reasoning")
+        self.assertIn(f"[[ ## trajectory ## ]]\n{first}", extraction[3]["content"])
+        self.assertTrue(extraction[4]["content"].startswith("[[ ## reasoning ## ]]\nThe search names Austen."))
+        require_dspy(self)
+        by_dspy, dspy_requests = self.run_on("dspy", REPLIES, spec=spec)
+        self.assertEqual(len(dspy_requests), len(native_requests))
+        for i, (want, got) in enumerate(zip(dspy_requests, native_requests)):
+            self.assertEqual(want, got, f"request {i}: dspy.ReAct's messages")
+        self.assertEqual(by_native["outputs"], by_dspy["outputs"])
+        self.assertEqual(by_native["trajectory"], by_dspy["trajectory"])
+
     def test_max_iters_bounds_the_loop(self):
         """max_iters 2: two steps (no finish), then the extraction, on both engines."""
         require_dspy(self)

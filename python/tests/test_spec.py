@@ -248,7 +248,7 @@ class DemosTest(unittest.TestCase):
     def test_malformed_demos(self):
         base = spec_of([("q", "")], [("a", "")])
         cases = [
-            ({"inputs": {"q": "?"}, "outputs": {"a": "!"}, "why": 1}, 'spec.demos[0] has unknown field "why" (known: inputs, outputs, reasoning)'),
+            ({"inputs": {"q": "?"}, "outputs": {"a": "!"}, "why": 1}, 'spec.demos[0] has unknown field "why" (known: inputs, outputs, reasoning, trajectory)'),
             ({"inputs": ["?"], "outputs": {"a": "!"}}, "spec.demos[0].inputs must be an object, got array"),
             ({"inputs": {"q": "?"}, "outputs": "!"}, 'spec.demos[0].outputs must be an object, got string "!"'),
             ({"inputs": {"q": "?"}, "outputs": {"a": "!"}, "reasoning": 3}, "spec.demos[0].reasoning must be a string, got number 3"),

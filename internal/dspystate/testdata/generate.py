@@ -3,7 +3,8 @@ pins), for the Go tests of internal/dspystate, which then run without Python:
 
 * predict.json, chain_of_thought.json, react.json, predict_default.json: programs saved
   by ``module.save(path)`` (their state, as JSON); the Go tests load them;
-* react_optimized.json: a ReAct whose step predictor's instructions an optimizer rewrote;
+* react_optimized.json: a ReAct whose step predictor's instructions an optimizer rewrote,
+  with the demos BootstrapFewShot sets on its steps and its extraction;
 * python_rules.json: what Python and DSPy give for the rules dspystate implements in Go
   (DSPy's infer_prefix, inspect.cleandoc, repr of JSON values, dspy.ReAct's step
   instructions).
@@ -50,6 +51,11 @@ STEP_INSTRUCTIONS = ("You are a careful research agent. Search for the question'
                      "as soon as the context answers it.")
 
 
+#: A trajectory of react_optimized.json's demos, as dspy.ReAct writes one.
+TRAJECTORY = ("[[ ## thought_0 ## ]]\nSearch first.\n\n[[ ## tool_name_0 ## ]]\nsearch\n\n"
+              "[[ ## tool_args_0 ## ]]\n{\"query\": \"author\", \"limit\": 1}\n\n[[ ## observation_0 ## ]]\nAnn wrote it.")
+
+
 def search(query: str, limit: int = 3) -> str:
     """Searches the web."""
     return query
@@ -77,7 +83,22 @@ def programs() -> None:
     optimized = dspy.ReAct(QA, tools=[search], max_iters=3)
     # What an optimizer such as MIPROv2 or COPRO writes for the step predictor.
     optimized.react.signature = optimized.react.signature.with_instructions(STEP_INSTRUCTIONS)
-    optimized.extract.predict.demos = list(DEMOS)
+    # What BootstrapFewShot puts on each predictor: steps of the loops it ran (a first
+    # step's trajectory is empty), and extractions with their trajectory and reasoning;
+    # LabeledFewShot's example (no step fields) on the steps is never shown.
+    optimized.react.demos = [
+        dspy.Example(question="Who wrote it?", context=["Ann wrote it."], trajectory="", next_thought="Search first.",
+                     next_tool_name="search", next_tool_args={"query": "author", "limit": 1}, augmented=True)
+        .with_inputs("question", "context", "trajectory"),
+        dspy.Example(question="Who wrote it?", context=["Ann wrote it."], trajectory=TRAJECTORY, next_thought="Done.",
+                     next_tool_name="finish", next_tool_args={}, augmented=True)
+        .with_inputs("question", "context", "trajectory"),
+        DEMOS[1],
+    ]
+    optimized.extract.predict.demos = [
+        DEMOS[0].copy(trajectory=TRAJECTORY, reasoning="The search names Ann.", augmented=True),
+        DEMOS[1],
+    ]
     save(optimized, "react_optimized.json")
 
     save(dspy.Predict("question, context: list[str] -> answer"), "predict_default.json")
