@@ -78,8 +78,9 @@ func PyFloatsMap(m map[string]any) map[string]any {
 }
 
 // WireSpec returns s as a backend must read it: the defaults of its
-// fields (and of its models' fields) and the values of its demos through
-// PyFloats. s is not changed; what holds no such float is shared.
+// fields (and of its models' fields) and the values of its demos (and of
+// a react spec's step demos) through PyFloats. s is not changed; what
+// holds no such float is shared.
 func WireSpec(s command.Spec) command.Spec {
 	s.Signature.Inputs, _ = wireFields(s.Signature.Inputs)
 	s.Signature.Outputs, _ = wireFields(s.Signature.Outputs)

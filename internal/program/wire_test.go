@@ -52,7 +52,8 @@ func TestWireSpec(t *testing.T) {
 			Outputs: []command.Field{{Name: "a", Default: []any{1e17}}},
 			Models:  []command.Model{{Name: "M"}, {Name: "N", Fields: []command.Field{{Name: "x", Default: -1e18}}}},
 		},
-		Demos: []command.Demo{{Inputs: map[string]any{"q": 1.0}}, {Inputs: map[string]any{"q": 1e19}, Outputs: map[string]any{"a": 1e20}}},
+		Demos:     []command.Demo{{Inputs: map[string]any{"q": 1.0}}, {Inputs: map[string]any{"q": 1e19}, Outputs: map[string]any{"a": 1e20}}},
+		StepDemos: []command.Demo{{Outputs: map[string]any{"next_tool_args": map[string]any{"n": 1e17}}}},
 	}
 	wire := WireSpec(spec)
 	assert.Equal(t, json.Number("1e+16"), wire.Signature.Inputs[0].Default)
@@ -62,6 +63,7 @@ func TestWireSpec(t *testing.T) {
 	assert.Equal(t, map[string]any{"q": 1.0}, wire.Demos[0].Inputs)
 	assert.Equal(t, map[string]any{"q": json.Number("1e+19")}, wire.Demos[1].Inputs)
 	assert.Equal(t, map[string]any{"a": json.Number("1e+20")}, wire.Demos[1].Outputs)
+	assert.Equal(t, map[string]any{"n": json.Number("1e+17")}, wire.StepDemos[0].Outputs["next_tool_args"])
 
 	assert.Equal(t, 1e16, spec.Signature.Inputs[0].Default, "the spec given is not changed")
 	assert.Equal(t, -1e18, spec.Signature.Models[1].Fields[0].Default)
