@@ -441,8 +441,8 @@ func deriveCodec(t reflect.Type, s side, deriving []reflect.Type) (*structCodec,
 			if name == "" {
 				name = snakeCase(sf.Name)
 			}
-			if !isIdentifier(name) {
-				return fail("name %q is not a valid identifier (ASCII letters, digits and _, not starting with a digit); name it in the tag", name)
+			if problem := program.NameProblem(name); problem != "" {
+				return fail("name %q %s; name it in the tag", name, problem)
 			}
 			if prev, dup := byName[name]; dup {
 				return fail("name %q is the name of %s too", name, prev)
@@ -616,16 +616,6 @@ func snakeCase(s string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
-}
-
-func isIdentifier(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && '0' <= c && c <= '9') {
-			return false
-		}
-	}
-	return s != ""
 }
 
 var (

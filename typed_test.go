@@ -678,7 +678,7 @@ func TestTypedRefusesWhatItCannotMap(t *testing.T) {
 		{"a name that is no identifier", fieldOf[struct {
 			L string `dspy:"the-name"`
 		}](1), `name "the-name" is not a valid identifier`},
-		{"a Go name that is no ASCII identifier", fieldOf[struct{ Größe int }](1), `name "größe" is not a valid identifier`},
+		{"a Go name that NFKC changes", fieldOf[struct{ Ｆ int }](1), `name "ｆ" is not in NFKC form`},
 		{"a name used twice", fieldOf[struct {
 			A string `dspy:"x"`
 			B string `dspy:"x"`

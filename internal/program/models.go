@@ -171,7 +171,7 @@ func CompileModels(models []command.Model) (*Models, error) {
 func CheckModelName(name string) error {
 	switch {
 	case !isIdentifier(name):
-		return invalid("model name %q %s", name, notIdentifier)
+		return invalid("model name %q %s", name, notASCIIIdentifier)
 	case slices.Contains(typeNames, name):
 		return invalid("model name %q is a type's name", name)
 	}
@@ -184,8 +184,8 @@ func (m *Models) modelFields(model command.Model) ([]ModelField, error) {
 	names := make(map[string]bool, len(model.Fields))
 	for i, f := range model.Fields {
 		switch {
-		case !isIdentifier(f.Name):
-			return nil, invalid("model %q field name %q %s", model.Name, f.Name, notIdentifier)
+		case NameProblem(f.Name) != "":
+			return nil, invalid("model %q field name %q %s", model.Name, f.Name, NameProblem(f.Name))
 		case names[f.Name]:
 			return nil, invalid("model %q field name %q is used twice", model.Name, f.Name)
 		case strings.HasPrefix(f.Name, "_") || strings.HasPrefix(f.Name, "model_"):

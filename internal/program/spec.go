@@ -126,8 +126,8 @@ func normalizeSignature(s command.Signature, kind string) (command.Signature, si
 	}{{"input", s.Inputs, out.Inputs, types.inputs}, {"output", s.Outputs, out.Outputs, types.outputs}} {
 		side, dst := group.side, group.dst
 		for i, f := range group.src {
-			if !isIdentifier(f.Name) {
-				return s, types, invalid("%s field name %q %s", side, f.Name, notIdentifier)
+			if problem := NameProblem(f.Name); problem != "" {
+				return s, types, invalid("%s field name %q %s", side, f.Name, problem)
 			}
 			if prev, dup := seen[f.Name]; dup {
 				return s, types, invalid("field name %q is used twice (as %s and as %s)", f.Name, prev, side)
@@ -217,6 +217,13 @@ func isNull(v any) bool {
 // notIdentifier is how an error says a name is not an identifier.
 const notIdentifier = "is not a valid identifier (letters, digits and _, not starting with a digit)"
 
+// notASCIIIdentifier is how an error says a model's name is not an ASCII
+// identifier.
+const notASCIIIdentifier = "is not a valid identifier (ASCII letters, digits and _, not starting with a digit)"
+
+// isIdentifier reports whether s is an ASCII identifier: a model's name
+// (a name in a type), an environment variable's. A field's name may be any
+// identifier: see NameProblem.
 func isIdentifier(s string) bool {
 	if s == "" || ('0' <= s[0] && s[0] <= '9') {
 		return false

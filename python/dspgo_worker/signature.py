@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from .errors import invalid
@@ -22,8 +23,63 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def is_identifier(name: Any) -> bool:
-    """True for ``[A-Za-z_][A-Za-z0-9_]*`` (ASCII only, as in Go)."""
+    """True for ``[A-Za-z_][A-Za-z0-9_]*`` (ASCII only, as in Go): a model's name (a name
+    in a type), an environment variable's. A field's name may be any identifier: see
+    :func:`name_problem`."""
     return isinstance(name, str) and _IDENTIFIER.match(name) is not None
+
+
+_WORDS = re.compile(r"\w+\Z")
+
+
+def _ident_class(c: str) -> int:
+    """The class of the character ``c`` in ``identifier_table.CLASSES`` (0: none)."""
+    from .identifier_table import CLASSES
+
+    cp = ord(c)
+    i = bisect.bisect_left(CLASSES, (cp + 1,)) - 1
+    return CLASSES[i][2] if i >= 0 and CLASSES[i][0] <= cp <= CLASSES[i][1] else 0
+
+
+def _hangul_composes(a: str, b: str) -> bool:
+    """Whether the Hangul jamo or syllable ``a`` followed by the jamo ``b`` compose into
+    one syllable under NFKC (Go's ``hangulComposes``)."""
+    x, y = ord(a), ord(b)
+    if 0x1100 <= x < 0x1100 + 19:
+        return 0x1161 <= y < 0x1161 + 21
+    if 0xAC00 <= x < 0xAC00 + 19 * 21 * 28:
+        return (x - 0xAC00) % 28 == 0 and 0x11A7 < y < 0x11A7 + 28
+    return False
+
+
+def name_problem(name: str) -> str:
+    """Why ``name`` cannot be a field's name, as the end of an error, or "" when it can,
+    as Go's ``program.NameProblem`` says (docs/protocol.md, "Program specs"): what
+    ``str.isidentifier()`` accepts by Unicode 14.0 (the table's version), each character
+    one that ``\\w`` matches (DSPy's ChatAdapter reads a field's header with ``\\w+``),
+    in NFKC form (Python and DSPy's string signatures read identifiers in that form). A
+    name of characters this Python's Unicode does not know (an older one's) is refused too."""
+    if not name:
+        return NOT_IDENTIFIER
+    word, nfkc, prev = "", False, ""
+    for i, c in enumerate(name):
+        k = _ident_class(c)
+        if k == 0 or (i == 0 and k % 2 == 0):
+            return NOT_IDENTIFIER
+        if k in (3, 4):
+            if not word:
+                word = (f"holds {quote(c)} (U+{ord(c):04X}), which DSPy's ChatAdapter does not read in a "
+                        "field's header: a name's characters are letters, digits and _")
+        elif k in (5, 6) or (prev and _hangul_composes(prev, c)):
+            nfkc = True
+        prev = c
+    if word:
+        return word
+    if nfkc:
+        return NOT_NFKC
+    if not (name.isidentifier() and _WORDS.match(name)):
+        return "is not a valid identifier in this Python's version of Unicode, older than 14.0"
+    return ""
 
 
 class Field:
@@ -119,6 +175,11 @@ BASE_MODEL_ATTRIBUTES = (
 )
 #: How an error says a name is not an identifier.
 NOT_IDENTIFIER = "is not a valid identifier (letters, digits and _, not starting with a digit)"
+#: How an error says a model's name is not an ASCII identifier (a model's name is a name in types).
+NOT_ASCII_IDENTIFIER = "is not a valid identifier (ASCII letters, digits and _, not starting with a digit)"
+#: How an error says a name is not in NFKC form (Go's ``notNFKC``).
+NOT_NFKC = ("is not in NFKC form: Python, and so DSPy, reads an identifier in that form, which is another name "
+            "(write the name as NFKC normalizes it)")
 #: The end of the error of a model's or a field's values that are too large.
 TOO_LARGE = f"a value of it holds more than {MAX_MODEL_FIELDS} fields of models (counting one element of each list and dict)"
 
@@ -149,7 +210,7 @@ def compile_models(signature: dict[str, Any]) -> dict[str, Model]:
     seen = set()
     for name, _, fields in declared:
         if not is_identifier(name):
-            raise invalid(f"model name {quote(name)} {NOT_IDENTIFIER}")
+            raise invalid(f"model name {quote(name)} {NOT_ASCII_IDENTIFIER}")
         if name in TYPE_NAMES:
             raise invalid(f"model name {quote(name)} is a type's name")
         if name in seen:
@@ -186,8 +247,9 @@ def _model_fields(model: str, fields: list[dict[str, Any]], models: dict[str, Mo
     names: set[str] = set()
     for f in fields:
         name = f["name"]
-        if not is_identifier(name):
-            raise invalid(f"model {quote(model)} field name {quote(name)} {NOT_IDENTIFIER}")
+        problem = name_problem(name)
+        if problem:
+            raise invalid(f"model {quote(model)} field name {quote(name)} {problem}")
         if name in names:
             raise invalid(f"model {quote(model)} field name {quote(name)} is used twice")
         if name.startswith(("_", "model_")):

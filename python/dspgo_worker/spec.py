@@ -20,14 +20,13 @@ from .media import media_note
 from .modules import MAX_MODULE_NAME, is_module_name
 from .protocol import quote
 from .signature import (
-    NOT_IDENTIFIER,
     Field,
     check_default,
     check_models_used,
     check_size,
     compile_models,
     field_list,
-    is_identifier,
+    name_problem,
     normalized_models,
 )
 from .values import convert, convert_field, copy_value, describe_value, json_object, json_string
@@ -75,8 +74,9 @@ class CompiledSpec:
             parsed = []
             for f in fields:
                 name = f["name"]
-                if not is_identifier(name):
-                    raise invalid(f"{side} field name {quote(name)} {NOT_IDENTIFIER}")
+                problem = name_problem(name)
+                if problem:
+                    raise invalid(f"{side} field name {quote(name)} {problem}")
                 if name in seen:
                     raise invalid(f"field name {quote(name)} is used twice (as {seen[name]} and as {side})")
                 seen[name] = side

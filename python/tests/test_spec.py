@@ -197,7 +197,7 @@ class CompileTest(unittest.TestCase):
             (spec_of([("a", "")], [("a", "")]), '"a" is used twice (as input and as output)'),
             (spec_of([("1a", "")], [("b", "")]), "input field name \"1a\" is not a valid identifier"),
             (spec_of([("a-b", "")], [("c", "")]), "not a valid identifier"),
-            (spec_of([("é", "")], [("c", "")]), "not a valid identifier"),
+            (spec_of([("ﬁ", "")], [("c", "")]), "is not in NFKC form"),
             (spec_of([("a", "strin")], [("b", "")]), 'input field "a": unknown type "strin"'),
             (spec_of([("a", "")], [("b", "list[")]), 'output field "b"'),
             ({"signature": {"inputs": [{"name": "a"}], "outputs": [{"name": "b"}]}, "extra": 1}, 'unknown field "extra"'),
