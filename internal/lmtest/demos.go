@@ -28,7 +28,9 @@ const notSupplied = "Not supplied for this particular example."
 const respondMarker = "Respond with the corresponding output fields"
 
 var (
-	sectionHeader = regexp.MustCompile(`\[\[ ## (\w+) ## \]\]`)
+	// sectionHeader is a field's header; a name is of letters, digits and _
+	// of any script, as Python's \w reads it (Go's \w is ASCII's).
+	sectionHeader = regexp.MustCompile(`\[\[ ## ([\p{L}\p{N}_]+) ## \]\]`)
 	wordPattern   = regexp.MustCompile(`[\p{L}\p{N}]+`)
 )
 

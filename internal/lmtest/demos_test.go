@@ -56,3 +56,18 @@ func TestNeedsDemosDirective(t *testing.T) {
 	_, _, err = ParseModel("test-model+needs_demos=1")
 	assert.ErrorContains(t, err, "takes no value")
 }
+
+// TestNeedsDemosUnicodeNames: fields named in other letters than ASCII's
+// (réponse, 答え) are read from the demos' sections as ASCII ones are.
+func TestNeedsDemosUnicodeNames(t *testing.T) {
+	system := Message{Role: "system", Content: "Your input fields are:\n1. `frage` (str):\nYour output fields are:\n" +
+		"1. `réponse` (str):\n2. `答え` (str):\nAll interactions will be structured in the following way."}
+	msgs := []Message{system,
+		{Role: "user", Content: "[[ ## frage ## ]]\nripe apple"},
+		{Role: "assistant", Content: "[[ ## réponse ## ]]\nfruit\n\n[[ ## 答え ## ]]\n果物\n\n[[ ## completed ## ]]"},
+		{Role: "user", Content: "[[ ## frage ## ]]\nApple tart\n\nRespond with the corresponding output fields, starting with the field `[[ ## réponse ## ]]`."},
+	}
+	reply := Respond(msgs, nil)
+	require.Equal(t, FormatChat, reply.Format)
+	assert.Equal(t, "[[ ## réponse ## ]]\nfruit\n\n[[ ## 答え ## ]]\n果物\n\n[[ ## completed ## ]]\n", demoContent(msgs, reply))
+}
