@@ -3,15 +3,23 @@
 (internal/program/testdata/identifiers.txt, which Go's TestNameRuleAllCodePoints reads too,
 and this Python's own str.isidentifier, \\w and NFKC), and in specs."""
 
+import os
 import re
+import threading
 import unicodedata
 import unittest
+from http.server import ThreadingHTTPServer
+from unittest import mock
 
+from dspgo_worker.chat_format import build_messages, parse_reply, split_sections
 from dspgo_worker.errors import WorkerError
 from dspgo_worker.signature import name_problem, parse_signature
 from dspgo_worker.spec import CompiledSpec
 
-from .helpers import TESTDATA_DIR, load_testdata
+from .helpers import TESTDATA_DIR, InProcessWorker, assert_same_fields, load_testdata
+from .lmserver import require_dspy
+from .test_defaults import _FixedReply
+from .test_reply_sections import streamed
 
 _WORD = re.compile(r"\w\Z")
 
@@ -87,6 +95,103 @@ class NameTest(unittest.TestCase):
         with self.assertRaises(WorkerError) as cm:
             CompiledSpec(spec)
         self.assertIn('model "Antwort" field name "ﬁeld" is not in NFKC form', str(cm.exception))
+
+
+#: A signature whose fields, and a model's, are named in French, German, Japanese and
+#: Russian letters, with a demo.
+SPEC = {
+    "signature": {
+        "inputs": [{"name": "frage", "type": "str", "description": "la question"}, {"name": "größe", "type": "int"}],
+        "outputs": [{"name": "réponse", "type": "str"}, {"name": "答え", "type": "Antwort", "description": "構造化"},
+                    {"name": "Ответ_2", "type": "list[int]"}],
+        "models": [{"name": "Antwort", "fields": [{"name": "wörter", "type": "list[str]"}, {"name": "名前", "type": "str"}]}],
+    },
+    "instructions": "Réponds.",
+    "demos": [{"inputs": {"frage": "deux?", "größe": 2}, "outputs": {"réponse": "deux", "答え": {"wörter": ["zwei"], "名前": "二"}, "Ответ_2": [2]}}],
+}
+INPUTS = {"frage": "trois?", "größe": 3}
+#: A reply to SPEC, as an LM writes it, and the outputs read from it.
+REPLY = ("[[ ## réponse ## ]]\ntrois\n\n[[ ## 答え ## ]]\n{\"wörter\": [\"drei\"], \"名前\": \"三\"}\n\n"
+         "[[ ## Ответ_2 ## ]]\n[3, 3]\n\n[[ ## completed ## ]]")
+OUTPUTS = {"réponse": "trois", "答え": {"wörter": ["drei"], "名前": "三"}, "Ответ_2": [3, 3]}
+
+
+class NativeEngineTest(unittest.TestCase):
+    """The native engine's prompt names the fields, and reads and streams their sections."""
+
+    def test_prompt_and_reply(self):
+        compiled = CompiledSpec(SPEC)
+        messages = build_messages(compiled, compiled.convert_inputs(INPUTS))
+        self.assertIn("1. `réponse` (str)", messages[0]["content"])
+        self.assertIn("[[ ## größe ## ]]\n3", messages[-1]["content"])
+        self.assertIn('"wörter"', messages[0]["content"])  # the model's JSON schema
+        self.assertEqual(list(split_sections(REPLY)), ["réponse", "答え", "Ответ_2", "completed"])
+        assert_same_fields(self, parse_reply(compiled, REPLY), OUTPUTS)
+
+    def test_streamed_a_character_at_a_time(self):
+        compiled = CompiledSpec(SPEC)
+        joined, order = streamed(list(REPLY), {}, compiled)
+        self.assertEqual(joined, {k: v for k, v in split_sections(REPLY).items() if k != "completed"})
+        self.assertEqual(list(dict.fromkeys(order)), ["réponse", "答え", "Ответ_2"])
+
+
+class AgainstDSPyTest(unittest.TestCase):
+    """DSPy 3.4.1's ChatAdapter sends the native engine's messages for SPEC, and reads the
+    same outputs from its reply."""
+
+    def setUp(self):
+        require_dspy(self)
+        from dspgo_worker.dspy_engine import ENGINE, import_dspy
+
+        self.dspy = import_dspy()
+        self.engine = ENGINE
+
+    def test_messages_are_the_chat_adapters(self):
+        from dspgo_worker.dspy_engine import _answering_predictor, _dspy_inputs
+
+        dspy = self.dspy
+        for kind in ("predict", "chain_of_thought"):
+            with self.subTest(kind=kind):
+                compiled = CompiledSpec({**SPEC, "kind": kind})
+                inputs = compiled.convert_inputs(INPUTS)
+                predictor = _answering_predictor(self.engine.module(dspy, compiled), [f.name for f in compiled.outputs])
+                want = dspy.ChatAdapter().format(predictor.signature, predictor.demos, _dspy_inputs(dspy, compiled, inputs))
+                self.assertEqual(build_messages(compiled, inputs), want)
+
+    def test_the_reply_is_read_alike(self):
+        from dspgo_worker.dspy_engine import DspyEngine
+
+        dspy = self.dspy
+        compiled = CompiledSpec(SPEC)
+        parsed = dspy.ChatAdapter().parse(self.engine.signature(dspy, compiled), REPLY)
+        assert_same_fields(self, DspyEngine._outputs(compiled, dspy.Prediction(**parsed)), parse_reply(compiled, REPLY))
+
+
+class EnginesTest(unittest.TestCase):
+    """Both engines, through a worker, against an LM that gives REPLY: the same outputs."""
+
+    def setUp(self):
+        require_dspy(self)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _FixedReply)
+        self.server.reply = REPLY
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join)
+        self.addCleanup(self.server.server_close)
+        self.addCleanup(self.server.shutdown)
+        patcher = mock.patch.dict(os.environ, {"DSPGO_TEST_NAMES_KEY": "sk-names"})
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        self.w = InProcessWorker(self)
+
+    def test_both_engines_read_the_outputs(self):
+        url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        for engine in ("dspy", "native"):
+            with self.subTest(engine=engine):
+                self.w.ok("configure_lm", {"provider": "openai", "model": "test-model", "base_url": url,
+                                           "api_key_env": "DSPGO_TEST_NAMES_KEY", "engine": engine})
+                outputs = self.w.ok("execute_program", {"spec": SPEC, "inputs": INPUTS})["outputs"]
+                assert_same_fields(self, outputs, OUTPUTS)
 
 
 if __name__ == "__main__":
