@@ -342,3 +342,24 @@ func TestProgramFileNumbers(t *testing.T) {
 		assert.Equal(t, []command.Constraint{{Name: "ge", Value: "0"}, {Name: "le", Value: "1.0"}}, c.Spec.Signature.Outputs[0].Constraints, name)
 	}
 }
+
+// TestRunUnicodeFieldNames: --input names fields of other letters than
+// ASCII's, and the outputs are so named in every format.
+func TestRunUnicodeFieldNames(t *testing.T) {
+	sig := "frage, größe: int -> réponse, 答え: list[str]"
+	r := cli(t, "", nil, "run", "--adapter", "mock", "--signature", sig, "--input", "frage=Pourquoi?", "--input", "größe=3", "--output", "json")
+	require.Equal(t, 0, r.status, r.stderr)
+	var one []struct{ Outputs map[string]any }
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &one), "one JSON array")
+	require.Len(t, one, 1)
+	assert.Contains(t, one[0].Outputs, "réponse")
+	assert.IsType(t, []any{}, one[0].Outputs["答え"])
+
+	r = cli(t, "", nil, "run", "--adapter", "mock", "--signature", sig, "--input", "frage=?", "--input", "größe=3", "--output", "table")
+	require.Equal(t, 0, r.status, r.stderr)
+	assert.Regexp(t, `(?m)^row\s+réponse\s+答え\s+error$`, r.stdout)
+
+	r = cli(t, "", nil, "run", "--adapter", "mock", "--signature", "ﬁeld -> x", "--input", "ﬁeld=?")
+	assert.Equal(t, 2, r.status, r.stderr)
+	assert.Contains(t, r.stderr, `input field name "ﬁeld" is not in NFKC form`)
+}
