@@ -21,15 +21,17 @@ import (
 var (
 	camelWords  = regexp.MustCompile(`(.)([A-Z][a-z]+)`)
 	camelCaps   = regexp.MustCompile(`([a-z0-9])([A-Z])`)
-	letterDigit = regexp.MustCompile(`([a-zA-Z])(\d)`)
-	digitLetter = regexp.MustCompile(`(\d)([a-zA-Z])`)
+	letterDigit = regexp.MustCompile(`([a-zA-Z])(\p{Nd})`) // Python's \d is Unicode's decimal digits
+	digitLetter = regexp.MustCompile(`(\p{Nd})([a-zA-Z])`)
 )
 
 // InferPrefix is DSPy's infer_prefix (dspy.signatures.signature): the
 // human-readable form of a field name that DSPy gives a field as its prefix
 // (followed by ":"): "question" is "Question", "snake_case_text" "Snake
 // Case Text", "camelCaseText" "Camel Case Text", "text2number" "Text 2
-// Number", "HTMLParser" "HTML Parser". name is an ASCII identifier.
+// Number", "HTMLParser" "HTML Parser", "réponse" "Réponse". name is a
+// field's name (program.NameProblem): its words are capitalized as
+// Python's str.capitalize does (see capitalize).
 func InferPrefix(name string) string {
 	s := camelWords.ReplaceAllString(name, "${1}_${2}")
 	s = camelCaps.ReplaceAllString(s, "${1}_${2}")
@@ -37,17 +39,76 @@ func InferPrefix(name string) string {
 	s = digitLetter.ReplaceAllString(s, "${1}_${2}")
 	words := strings.Split(s, "_")
 	for i, w := range words {
-		if !isUpper(w) && w != "" {
-			words[i] = strings.ToUpper(w[:1]) + strings.ToLower(w[1:])
+		if !isUpper(w) {
+			words[i] = capitalize(w)
 		}
 	}
 	return strings.Join(words, " ")
 }
 
-// isUpper is Python's str.isupper for ASCII: some letter, none lower case.
+// isUpper is Python's str.isupper for a field name's characters: some
+// upper-case letter, and no lower-case or title-case one.
 func isUpper(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' }) &&
-		!strings.ContainsFunc(s, func(r rune) bool { return 'a' <= r && r <= 'z' })
+	return strings.ContainsFunc(s, unicode.IsUpper) &&
+		!strings.ContainsFunc(s, func(r rune) bool { return unicode.IsLower(r) || unicode.IsTitle(r) })
+}
+
+// fullTitle are the title cases of more than one character (Unicode's
+// SpecialCasing) of the letters field names may hold, which Python's
+// str.capitalize gives a word's first letter.
+var fullTitle = map[rune]string{
+	0xDF: "Ss", 0x1F0: "J\u030C", 0x390: "\u0399\u0308\u0301", 0x3B0: "\u03A5\u0308\u0301", 0x1E96: "H\u0331",
+	0x1E97: "T\u0308", 0x1E98: "W\u030A", 0x1E99: "Y\u030A", 0x1F50: "\u03A5\u0313", 0x1F52: "\u03A5\u0313\u0300",
+	0x1F54: "\u03A5\u0313\u0301", 0x1F56: "\u03A5\u0313\u0342", 0x1FB2: "\u1FBA\u0345", 0x1FB4: "\u0386\u0345",
+	0x1FB6: "\u0391\u0342", 0x1FB7: "\u1FBC\u0342", 0x1FC2: "\u1FCA\u0345", 0x1FC4: "\u0389\u0345",
+	0x1FC6: "\u0397\u0342", 0x1FC7: "\u1FCC\u0342", 0x1FD2: "\u0399\u0308\u0300", 0x1FD6: "\u0399\u0342",
+	0x1FD7: "\u0399\u0308\u0342", 0x1FE2: "\u03A5\u0308\u0300", 0x1FE4: "\u03A1\u0313", 0x1FE6: "\u03A5\u0342",
+	0x1FE7: "\u03A5\u0308\u0342", 0x1FF2: "\u1FFA\u0345", 0x1FF4: "\u038F\u0345", 0x1FF6: "\u03A9\u0342",
+	0x1FF7: "\u1FFC\u0342",
+}
+
+// capitalize is Python's str.capitalize of a word of a field name: its
+// first letter in title case, the rest in lower case, by Unicode's full
+// mappings (ß's title case is "Ss", İ's lower case "i\u0307") and with
+// Greek's final sigma (a Σ after a cased letter and before none is ς).
+func capitalize(w string) string {
+	r := []rune(w)
+	var b strings.Builder
+	for i, c := range r {
+		switch {
+		case i == 0 && fullTitle[c] != "":
+			b.WriteString(fullTitle[c])
+		case i == 0:
+			b.WriteRune(unicode.ToTitle(c))
+		case c == 0x130:
+			b.WriteString("i\u0307")
+		case c == 'Σ' && finalSigma(r, i):
+			b.WriteRune('ς')
+		default:
+			b.WriteRune(unicode.ToLower(c))
+		}
+	}
+	return b.String()
+}
+
+// finalSigma reports whether the Σ at r[i] ends a word, as Unicode's
+// Final_Sigma condition says: a cased letter before it, and none after
+// it, case-ignorable characters between skipped.
+func finalSigma(r []rune, i int) bool {
+	cased := func(c rune) bool { return unicode.IsUpper(c) || unicode.IsLower(c) || unicode.IsTitle(c) }
+	ignorable := func(c rune) bool { return unicode.In(c, unicode.Mn, unicode.Me, unicode.Cf, unicode.Lm, unicode.Sk) }
+	j := i - 1
+	for j >= 0 && ignorable(r[j]) {
+		j--
+	}
+	if j < 0 || !cased(r[j]) {
+		return false
+	}
+	k := i + 1
+	for k < len(r) && ignorable(r[k]) {
+		k++
+	}
+	return k == len(r) || !cased(r[k])
 }
 
 // prefixName returns the field name whose InferPrefix, with ":", is
@@ -65,16 +126,10 @@ func prefixName(prefix string) (string, bool) {
 	return name, true
 }
 
+// isIdentifier reports whether s can be a field's name
+// (program.NameProblem).
 func isIdentifier(s string) bool {
-	if s == "" || ('0' <= s[0] && s[0] <= '9') {
-		return false
-	}
-	for _, r := range s {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_') {
-			return false
-		}
-	}
-	return true
+	return program.NameProblem(s) == ""
 }
 
 // isPySpace is Python's str.isspace for one character.

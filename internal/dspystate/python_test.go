@@ -84,3 +84,21 @@ func TestPrefixNames(t *testing.T) {
 		assert.False(t, ok, "%q names no snake_case field", prefix)
 	}
 }
+
+// TestUnicodeFieldNames: a program DSPy 3.4.1 saved of fields named in
+// other letters than ASCII's ("frage, größe: int -> réponse, 答え:
+// list[str]") loads without its signature (the names from DSPy's default
+// descriptions, "${größe}"), and exports to the prefixes DSPy gave.
+func TestUnicodeFieldNames(t *testing.T) {
+	saved := `{"traces":[],"train":[],"demos":[{"frage":"a","größe":1,"réponse":"b","答え":["c"]}],"signature":{"instructions":"Given the fields ` + "`" + `frage` + "`" + `, ` + "`" + `größe` + "`" + `, produce the fields ` + "`" + `réponse` + "`" + `, ` + "`" + `答え` + "`" + `.","fields":[{"prefix":"Frage:","description":"${frage}"},{"prefix":"Größe:","description":"${größe}"},{"prefix":"Réponse:","description":"${réponse}"},{"prefix":"答え:","description":"${答え}"}]},"lm":null,"metadata":{"dependency_versions":{"python":"3.11","dspy":"3.4.1","cloudpickle":"3.1"}}}`
+	spec, err := Load([]byte(saved), nil)
+	require.NoError(t, err)
+	assert.Equal(t, "frage, größe -> réponse, 答え", spec.Signature.String())
+	require.Len(t, spec.Demos, 1)
+	assert.Equal(t, "b", spec.Demos[0].Outputs["réponse"])
+	exported, err := Export(spec, nil)
+	require.NoError(t, err)
+	for _, prefix := range []string{`"Frage:"`, `"Größe:"`, `"Réponse:"`, `"答え:"`} {
+		assert.Contains(t, string(exported), prefix)
+	}
+}

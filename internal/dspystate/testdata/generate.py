@@ -106,7 +106,11 @@ def programs() -> None:
 
 def rules() -> dict:
     names = ["question", "context_list", "camelCaseText", "HTMLParser", "text2number", "x", "a_b_c", "ID", "userID",
-             "_private", "v2_api", "next_tool_args", "XMLHttpRequest2", "abcDEF"]
+             "_private", "v2_api", "next_tool_args", "XMLHttpRequest2", "abcDEF",
+             # names of other letters: Python's full case mappings (ß, ǰ, İ, Greek), its final
+             # sigma, its Unicode \d (٣), and words of no case
+             "réponse", "antwort_ü", "émile_zola", "Größe", "ÉCOLE_normale", "答え", "Ответ_2", "straße", "ßeta", "ǰx",
+             "ΐota", "ὐx_ᾳ", "İstanbul", "xİ", "ΛΟΓΟΣ", "λΟΓΟΣ", "οΣ_σΣ", "ΣΑ", "aΣ1", "x٣y", "名前_x", "ǅx", "ᾈx"]
     docs = ["Answer.", "  Answer.\n\n", "\n\nFirst line.\n    indented\n      more\n", "a\tb\n\tc", "line\n  x\n\n  y  \n\n",
             "", "   ", "Unicode — 日本\n\u3000\u3000deep", "x\n\x1cy"]
     texts = [json.dumps({"q": {"type": "string"}, "n": {"type": "integer", "default": 3}}),
