@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// identRange is a range of code points of one class of identifiersTable
+// identRange is a range of code points of one class of identClasses
 // (testdata/gen_identifiers.py): 1 may start a name, 2 may only continue
 // one; 3 and 4 are 1 and 2 that regular expressions' \w does not match; 5
 // and 6 are 1 and 2 that NFKC changes.
@@ -30,7 +30,7 @@ const notNFKC = "is not in NFKC form: Python, and so DSPy, reads an identifier i
 
 // NameProblem is why s cannot be a field's name, as the end of an error
 // ("is not a valid identifier …"), or "" when it can: a name is what
-// Python's str.isidentifier() accepts (of Unicode 14.0, identifiersTable's
+// Python's str.isidentifier() accepts (of Unicode 14.0, identClasses'
 // version), each of its characters one that \w matches (DSPy's
 // ChatAdapter reads a field's header with \w+), and in NFKC form, which
 // Python gives the identifiers it reads (DSPy's string signatures among

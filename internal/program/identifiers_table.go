@@ -2,11 +2,9 @@
 
 package program
 
-// identUnicode is the version of Unicode identClasses is of.
-const identUnicode = "14.0.0"
-
-// identClasses are the code points of Python identifiers by class
-// (testdata/gen_identifiers.py), sorted, those of class 0 left out.
+// identClasses are the code points of Python identifiers by class, of
+// Unicode 14.0.0 (testdata/gen_identifiers.py), sorted, those of class 0
+// left out.
 var identClasses = []identRange{
 	{0x30, 0x39, 2},
 	{0x41, 0x5A, 1},

@@ -81,6 +81,15 @@ class NameTest(unittest.TestCase):
                         bad.append((hex(cp), name, got, want))
         self.assertEqual(bad[:20], [])
 
+    def test_the_table_is_gos(self):
+        """identifier_table.CLASSES is Go's identClasses (both written by gen_identifiers.py)."""
+        from dspgo_worker.identifier_table import CLASSES
+
+        go = (TESTDATA_DIR.parent.parent / "internal" / "program" / "identifiers_table.go").read_text()
+        ranges = tuple((int(lo, 16), int(hi, 16), int(k)) for lo, hi, k in re.findall(r"\{0x([0-9A-F]+), 0x([0-9A-F]+), (\d)\}", go))
+        self.assertGreater(len(ranges), 1000)
+        self.assertEqual(ranges, CLASSES)
+
     def test_parse_signature(self):
         self.assertEqual([f["name"] for f in parse_signature("frage, question -> réponse, 答え")["outputs"]], ["réponse", "答え"])
         with self.assertRaises(WorkerError) as cm:
