@@ -176,6 +176,19 @@ class AgainstDSPyTest(unittest.TestCase):
         assert_same_fields(self, DspyEngine._outputs(compiled, dspy.Prediction(**parsed)), parse_reply(compiled, REPLY))
 
 
+    def test_names_refused_for_their_characters_are_not_read_by_dspy(self):
+        """The names refused for a character \\w does not match (a vowel sign, a middle dot)
+        are names DSPy's ChatAdapter cannot read back from a reply."""
+        from dspy.utils.exceptions import AdapterParseError
+
+        for name in ("नाम", "x·y", "e\u0301"):
+            with self.subTest(name=name):
+                self.assertIn("ChatAdapter", name_problem(name))
+                signature = self.dspy.Signature({"q": self.dspy.InputField(), name: self.dspy.OutputField()})
+                with self.assertRaises(AdapterParseError):
+                    self.dspy.ChatAdapter().parse(signature, f"[[ ## {name} ## ]]\nx\n\n[[ ## completed ## ]]")
+
+
 class EnginesTest(unittest.TestCase):
     """Both engines, through a worker, against an LM that gives REPLY: the same outputs."""
 
