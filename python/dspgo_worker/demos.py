@@ -30,14 +30,9 @@ def normalize_demos(spec: dict[str, Any], kind: str, inputs: list[Field], output
     if not isinstance(raw, list):
         raise invalid(f"spec.demos must be an array, got {describe_value(raw)}")
     demos = []
-    for i, item in enumerate(raw):
-        where = f"spec.demos[{i}]"
-        item = {} if item is None else json_object(item, where, ("inputs", "outputs", "reasoning", "trajectory"))
-        at = f"demo {i}"
-        demo: dict[str, Any] = {
-            "inputs": demo_values(item, "inputs", where, at, "input", inputs),
-            "outputs": demo_values(item, "outputs", where, at, "output", outputs),
-        }
+    for i, raw_item in enumerate(raw):
+        where, at = f"spec.demos[{i}]", f"demo {i}"
+        item, demo = _demo(raw_item, where, at, inputs, outputs)
         reasoning = json_string(item, "reasoning", where)
         if reasoning:
             if kind not in (KIND_CHAIN_OF_THOUGHT, KIND_REACT):
@@ -76,14 +71,9 @@ def normalize_step_demos(spec: dict[str, Any], kind: str, inputs: list[Field]) -
         raise invalid(f'step_demos are for kind "{KIND_REACT}" only (this spec\'s kind is {quote(kind)})')
     outputs = [Field(name, parse_type(t, {}), "") for name, t in _STEP_FIELDS]
     demos = []
-    for i, item in enumerate(raw):
-        where = f"spec.step_demos[{i}]"
-        item = {} if item is None else json_object(item, where, ("inputs", "outputs", "reasoning", "trajectory"))
-        at = f"step demo {i}"
-        demo: dict[str, Any] = {
-            "inputs": demo_values(item, "inputs", where, at, "input", inputs),
-            "outputs": demo_values(item, "outputs", where, at, "output", outputs),
-        }
+    for i, raw_item in enumerate(raw):
+        where, at = f"spec.step_demos[{i}]", f"step demo {i}"
+        item, demo = _demo(raw_item, where, at, inputs, outputs)
         if json_string(item, "reasoning", where):
             names = ", ".join(quote(f.name) for f in outputs)
             raise invalid(f"{at}: a step has no reasoning (it gives {names})")
@@ -91,6 +81,21 @@ def normalize_step_demos(spec: dict[str, Any], kind: str, inputs: list[Field]) -
             demo["trajectory"] = json_string(item, "trajectory", where)
         demos.append(demo)
     return demos
+
+
+def _demo(
+    raw: Any, where: str, at: str, inputs: list[Field], outputs: list[Field]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One demo of a list (``where`` its place in the spec, ``at`` its name in errors):
+    its object (``{}`` for null; no key but ``inputs``, ``outputs``, ``reasoning`` and
+    ``trajectory``), and the demo of its inputs and outputs converted
+    (:func:`demo_values`), which the caller completes."""
+    item = {} if raw is None else json_object(raw, where, ("inputs", "outputs", "reasoning", "trajectory"))
+    demo = {
+        "inputs": demo_values(item, "inputs", where, at, "input", inputs),
+        "outputs": demo_values(item, "outputs", where, at, "output", outputs),
+    }
+    return item, demo
 
 
 def demo_values(item: dict[str, Any], key: str, where: str, at: str, side: str, fields: list[Field]) -> dict[str, Any]:
