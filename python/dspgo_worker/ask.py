@@ -64,8 +64,8 @@ async def ask_json(
             "the LM's reply does not parse; asking again in JSON, as DSPy's ChatAdapter falls back to JSONAdapter",
             extra={"request_id": ctx.id, "error": failed.message},
         )
-    response_format = json_response_format(compiled, provider.config.model)
-    reply = await provider.complete(build_messages(compiled, inputs, fmt=JSON), ctx, usage=usage, response_format=response_format)
+    messages, response_format = _request(provider, compiled, inputs, JSON)
+    reply = await provider.complete(messages, ctx, usage=usage, response_format=response_format)
     try:
         return parse_json_reply(compiled, reply)
     except OutputError as exc:
@@ -83,7 +83,15 @@ def ask_stream(
     ``response_format``), which :func:`~dspgo_worker.chunks.stream_outputs` reads with the
     same ``fmt``. No second request follows a streamed one. The prompt is handed over, not
     kept here: the provider drops it once it has the body."""
-    if fmt == JSON:
-        response_format = json_response_format(compiled, provider.config.model)
-        return provider.stream(build_messages(compiled, inputs, fmt=JSON), ctx, usage=usage, response_format=response_format)
-    return provider.stream(build_messages(compiled, inputs), ctx, usage=usage)
+    messages, response_format = _request(provider, compiled, inputs, fmt)
+    return provider.stream(messages, ctx, usage=usage, response_format=response_format)
+
+
+def _request(
+    provider: OpenAIProvider, compiled: CompiledSpec, inputs: dict[str, Any], fmt: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The messages and ``response_format`` of a request in the adapter format ``fmt``:
+    ChatAdapter's messages and none, or JSONAdapter's messages and the ``response_format``
+    DSPy's model catalog calls for (:func:`~dspgo_worker.response_format.json_response_format`)."""
+    response_format = json_response_format(compiled, provider.config.model) if fmt == JSON else None
+    return build_messages(compiled, inputs, fmt=fmt), response_format
