@@ -220,7 +220,8 @@ func (c *Client) createProgram(ctx context.Context, session string, closed *atom
 		}
 		p.Spec.MaxIters = spec.MaxIters
 	}
-	if err := p.encodeHeads(c.opts.tools.specs()); err != nil {
+	wire := program.WireSpec(compiled.Spec) // the spec as backends read it, in create_program and execute_program alike
+	if err := p.encodeHeads(c.opts.tools.specs(), &wire); err != nil {
 		return nil, c.errorf(adapter.CodeInvalidArgument, op, "%v", err)
 	}
 
@@ -243,7 +244,7 @@ func (c *Client) createProgram(ctx context.Context, session string, closed *atom
 	sc.creating++
 	c.mu.Unlock()
 
-	args, err := json.Marshal(command.CreateArgs{ProgramID: id, Spec: program.WireSpec(compiled.Spec)})
+	args, err := json.Marshal(command.CreateArgs{ProgramID: id, Spec: wire})
 	if err == nil {
 		var resp adapter.Response
 		resp, err = c.a.Call(ctx, adapter.Request{Command: op, Args: args, Session: session})
@@ -277,8 +278,9 @@ func (c *Client) createProgram(ctx context.Context, session string, closed *atom
 // encodeHeads encodes the fixed parts of execute_program's arguments:
 // {"program_id":…,"spec_hash":…,["spec":…,]"inputs": and the caller
 // appends the inputs and the closing brace. Inputs are last, so the tools
-// and max_iters of a react program come before them.
-func (p *Program) encodeHeads(tools []command.ToolSpec) error {
+// and max_iters of a react program come before them. wire is the spec as
+// backends read it (program.WireSpec), for the head that carries it.
+func (p *Program) encodeHeads(tools []command.ToolSpec, wire *command.Spec) error {
 	args := command.ExecuteArgs{ProgramID: p.ID, SpecHash: p.Hash, Inputs: json.RawMessage("0")}
 	if p.compiled.Spec.Kind == command.KindReact {
 		args.Tools = tools
@@ -301,8 +303,7 @@ func (p *Program) encodeHeads(tools []command.ToolSpec) error {
 	}
 	var err error
 	if p.execHead, err = head(nil); err == nil {
-		wire := program.WireSpec(p.compiled.Spec)
-		p.execHeadSpec, err = head(&wire)
+		p.execHeadSpec, err = head(wire)
 	}
 	return err
 }
