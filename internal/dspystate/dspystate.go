@@ -332,7 +332,7 @@ func count(in int, extra []string, out int) string {
 // of a field of that name, "${name}".
 func placeholder(description string) (string, bool) {
 	name, ok := strings.CutPrefix(description, "${")
-	if name, ok2 := strings.CutSuffix(name, "}"); ok && ok2 && isIdentifier(name) {
+	if name, ok2 := strings.CutSuffix(name, "}"); ok && ok2 && isFieldName(name) {
 		return name, true
 	}
 	return "", false
@@ -357,7 +357,7 @@ func (p *predictor) fieldName(i int, f savedField) (string, error) {
 	var keys []string
 	for _, d := range p.state.Demos {
 		for k := range d {
-			if isIdentifier(k) && InferPrefix(k)+":" == f.Prefix && !slices.Contains(keys, k) {
+			if isFieldName(k) && InferPrefix(k)+":" == f.Prefix && !slices.Contains(keys, k) {
 				keys = append(keys, k)
 			}
 		}
@@ -507,7 +507,7 @@ func parseDefaultInstructions(s string) (inputs, outputs []string, ok bool) {
 		var names []string
 		for _, part := range strings.Split(list, ", ") {
 			name, ok := strings.CutPrefix(part, "`")
-			if name, ok2 := strings.CutSuffix(name, "`"); ok && ok2 && isIdentifier(name) {
+			if name, ok2 := strings.CutSuffix(name, "`"); ok && ok2 && isFieldName(name) {
 				names = append(names, name)
 				continue
 			}

@@ -120,15 +120,15 @@ func prefixName(prefix string) (string, bool) {
 		return "", false
 	}
 	name := strings.ToLower(strings.ReplaceAll(words, " ", "_"))
-	if !isIdentifier(name) || InferPrefix(name)+":" != prefix {
+	if !isFieldName(name) || InferPrefix(name)+":" != prefix {
 		return "", false
 	}
 	return name, true
 }
 
-// isIdentifier reports whether s can be a field's name
+// isFieldName reports whether s can be a field's name
 // (program.NameProblem).
-func isIdentifier(s string) bool {
+func isFieldName(s string) bool {
 	return program.NameProblem(s) == ""
 }
 
