@@ -520,17 +520,10 @@ func decode(k *koanf.Koanf, cfg *Config, probs *problems) {
 // remote.lm_base_urls), a key naming a secret's variable (not
 // python.pass_env, a list of names of every kind), where the
 // secret itself may have been written by mistake, and any key named as a
-// secret (see format).
+// secret (isSecret).
 func mayHoldSecret(key string) bool {
-	if strings.HasSuffix(key, "url") || strings.HasSuffix(key, "urls") || strings.HasSuffix(key, "_env") && key != "python.pass_env" {
-		return true
-	}
-	for _, w := range secretWords {
-		if strings.HasSuffix(key, w) {
-			return true
-		}
-	}
-	return false
+	return strings.HasSuffix(key, "url") || strings.HasSuffix(key, "urls") || strings.HasSuffix(key, "_env") && key != "python.pass_env" ||
+		isSecret(key)
 }
 
 // shorten cuts a value for an error message.

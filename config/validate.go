@@ -291,11 +291,15 @@ func (c *Config) ExplainText() string {
 // secretWords mark keys whose values are never shown.
 var secretWords = []string{"secret", "password", "token", "api_key"}
 
+// isSecret reports whether key's value is a secret, never shown: its name
+// ends with one of secretWords.
+func isSecret(key string) bool {
+	return slices.ContainsFunc(secretWords, func(w string) bool { return strings.HasSuffix(key, w) })
+}
+
 func format(key string, v any) string {
-	for _, w := range secretWords {
-		if strings.HasSuffix(key, w) {
-			return "***"
-		}
+	if isSecret(key) {
+		return "***"
 	}
 	switch x := v.(type) {
 	case string:
